@@ -1,0 +1,324 @@
+/*
+ * libattn: self-attention and multi-head attention on OpenCL devices and on
+ * the CPU.  This header is the whole public C API; it names no OpenCL type
+ * (see attn_cl.h for the embedding API that takes the caller's OpenCL
+ * objects).
+ *
+ * Conventions
+ * - Every function that can fail returns an attn_status; ATTN_OK is 0 and
+ *   every error is non-zero.  Objects are returned through out-parameters.
+ * - The library never aborts, never exits and never prints unless a log
+ *   level asks for it (the ATTN_LOG environment variable or a log callback).
+ * - On any error the output buffers (o, lse, y, table) are left untouched.
+ * - Tensors are row-major and contiguous; sizes are counts of elements.
+ * - The caller owns every buffer it passes; the library keeps no pointer to
+ *   caller memory after a call returns.
+ * - Thread safety: a context may be used by several threads at once.  The
+ *   descriptors passed to a call must not be modified during that call.
+ */
+#ifndef ATTN_ATTN_H
+#define ATTN_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Compile-time version; attn_version() gives the version of the library
+ * actually loaded. */
+#define ATTN_VERSION_MAJOR 0
+#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_PATCH 0
+#define ATTN_VERSION_STRING "0.1.0"
+
+/* ATTN_API marks the exported symbols; everything else is hidden.  Define
+ * ATTN_STATIC when linking the static library on Windows. */
+#if defined(_WIN32) && !defined(ATTN_STATIC)
+#ifdef ATTN_BUILDING
+#define ATTN_API __declspec(dllexport)
+#else
+#define ATTN_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) || defined(__clang__)
+#define ATTN_API __attribute__((visibility("default")))
+#else
+#define ATTN_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Result of every fallible call.  ATTN_OK is 0; errors are positive. */
+typedef enum attn_status {
+    ATTN_OK = 0,
+    ATTN_ERR_INVALID_ARGUMENT, /**< a pointer, size, enum or option is wrong */
+    ATTN_ERR_OUT_OF_MEMORY,    /**< host or device allocation failed, or the
+                                    sizes cannot be represented */
+    ATTN_ERR_NO_DEVICE,        /**< the requested device does not exist */
+    ATTN_ERR_BUILD_FAILED,     /**< a kernel program failed to build */
+    ATTN_ERR_DEVICE,           /**< a device call failed (launch, transfer) */
+    ATTN_ERR_UNSUPPORTED,      /**< valid request this build cannot serve */
+    ATTN_ERR_IO                /**< a file could not be read or written */
+} attn_status;
+
+/** A static English name for s ("ATTN_OK", ...); never NULL, also for values
+ * outside the enum ("unknown status"). */
+ATTN_API const char *attn_status_string(attn_status s);
+
+/** The loaded library's version, "MAJOR.MINOR.PATCH"; static storage. */
+ATTN_API const char *attn_version(void);
+
+/** A sentence about the last failure of any libattn call made by the calling
+ * thread, or "" when none failed yet.  The string is thread-local and valid
+ * until the thread's next libattn call.  Useful when attn_context_create
+ * fails and there is no context to ask. */
+ATTN_API const char *attn_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Devices                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** What kind of device runs the work. */
+typedef enum attn_device_kind {
+    ATTN_DEVICE_GPU,        /**< discrete OpenCL GPU */
+    ATTN_DEVICE_IGPU,       /**< integrated GPU (memory shared with the host) */
+    ATTN_DEVICE_FPGA,       /**< FPGA / accelerator with offline binaries */
+    ATTN_DEVICE_CPU_OPENCL, /**< an OpenCL CPU device (PoCL, Intel CPU RT) */
+    ATTN_DEVICE_OTHER,      /**< any other OpenCL device */
+    ATTN_DEVICE_NATIVE      /**< the built-in C backend, no OpenCL */
+} attn_device_kind;
+
+/** Description of one device.  Strings are NUL-terminated and truncated to
+ * fit.  A property that could not be queried is 0 / "". */
+typedef struct attn_device_info {
+    char name[256];
+    char vendor[256];
+    char platform[256];        /**< platform name; "" for native */
+    char driver_version[128];
+    char opencl_c_version[64]; /**< "" for native */
+    attn_device_kind kind;
+    int platform_index;        /**< -1 for native */
+    int device_index;          /**< -1 for native */
+    unsigned compute_units;    /**< cores / compute units */
+    unsigned max_clock_mhz;
+    uint64_t global_mem_bytes;
+    uint64_t local_mem_bytes;
+    uint64_t max_alloc_bytes;
+    size_t max_work_group_size;
+    int fp16;                  /**< 1 when half arithmetic is native */
+    int fp64;
+    int unified_memory;        /**< 1 when device memory is host memory */
+    int usable;                /**< 1 when libattn can run on it */
+    char reason[256];          /**< why it is (not) usable */
+    double rank;               /**< higher ranks first under "auto" */
+} attn_device_info;
+
+/** Lists the OpenCL devices of the machine.  *count receives the number of
+ * devices found; min(capacity, *count) entries are written to out (out may be
+ * NULL when capacity is 0).  A machine with no OpenCL gives *count = 0 and
+ * ATTN_OK.  Errors: ATTN_ERR_INVALID_ARGUMENT (count NULL, or out NULL with
+ * capacity > 0). */
+ATTN_API attn_status attn_devices(attn_device_info *out, size_t capacity,
+                                  size_t *count);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** Which kernels run on an OpenCL device.  AUTO chooses per shape. */
+typedef enum attn_path {
+    ATTN_PATH_AUTO = 0,
+    ATTN_PATH_FUSED,  /**< one pass, online softmax, O(seq) memory */
+    ATTN_PATH_UNFUSED /**< score, softmax and aggregate kernels */
+} attn_path;
+
+/** Log levels for attn_options.log_level and ATTN_LOG. */
+typedef enum attn_log_level {
+    ATTN_LOG_DEFAULT = 0, /**< ATTN_LOG if set, else WARN with a callback
+                               and nothing without one */
+    ATTN_LOG_ERROR = 1,
+    ATTN_LOG_WARN = 2,
+    ATTN_LOG_INFO = 3,
+    ATTN_LOG_DEBUG = 4,
+    ATTN_LOG_OFF = 5 /**< no messages at all */
+} attn_log_level;
+
+/** Receives one message (no trailing newline) at the given attn_log_level.
+ * Called from the thread that made the libattn call; msg is valid only for
+ * the duration of the call. */
+typedef void (*attn_log_fn)(int level, const char *msg, void *user);
+
+/** Options for attn_context_create.  Always start from attn_options_init().
+ * Strings are copied; they need not outlive the call. */
+typedef struct attn_options {
+    const char *device;   /**< "auto" (default), "native", "gpu", "igpu",
+                               "fpga", "cpu", "P:D", a device name substring,
+                               "all" or a comma list; ATTN_DEVICE overrides */
+    int queues;           /**< command queues per device; 0 = profile */
+    int threads;          /**< native worker threads; 0 = ATTN_NUM_THREADS
+                               or the number of online CPUs */
+    const char *cache_dir;/**< program cache; NULL = ATTN_CACHE_DIR or the
+                               XDG default, "" disables the cache */
+    int allow_fallback;   /**< 1 (default): failed device work runs natively */
+    attn_path path;       /**< OpenCL kernel path */
+    attn_log_fn log;      /**< NULL: messages go to stderr when ATTN_LOG asks */
+    void *log_user;       /**< passed to log */
+    int log_level;        /**< an attn_log_level; ATTN_LOG_DEFAULT by default */
+} attn_options;
+
+/** Fills o with the defaults: device "auto", fallback on, everything else
+ * 0/NULL.  Does nothing when o is NULL. */
+ATTN_API void attn_options_init(attn_options *o);
+
+/** Opaque handle: a selected device, its compiled kernels, queues, a worker
+ * thread pool and reusable working memory. */
+typedef struct attn_context attn_context;
+
+/** Creates a context.  o may be NULL (defaults).  Environment variables
+ * ATTN_DEVICE, ATTN_NUM_THREADS, ATTN_CACHE_DIR and ATTN_LOG override or
+ * fill in the options.  On success *out owns the context; release it with
+ * attn_context_destroy.  Errors: ATTN_ERR_INVALID_ARGUMENT (out NULL, a bad
+ * option), ATTN_ERR_NO_DEVICE (the device spec matches nothing; the message
+ * lists what exists), ATTN_ERR_OUT_OF_MEMORY; *out is then NULL. */
+ATTN_API attn_status attn_context_create(const attn_options *o,
+                                         attn_context **out);
+
+/** Releases everything the context holds.  NULL is a no-op.  No call on the
+ * context may be running. */
+ATTN_API void attn_context_destroy(attn_context *ctx);
+
+/** Describes the device that runs the context's work (kind
+ * ATTN_DEVICE_NATIVE for the built-in backend).  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT when ctx or out is NULL. */
+ATTN_API attn_status attn_context_device(const attn_context *ctx,
+                                         attn_device_info *out);
+
+/** A sentence about the last failure or fallback seen by ctx (from any
+ * thread), or "" when none.  The returned string belongs to the calling
+ * thread and stays valid until its next call of this function.  NULL ctx
+ * gives "invalid context". */
+ATTN_API const char *attn_context_last_error(const attn_context *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Scaled dot-product attention                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum attn_score {
+    ATTN_SCORE_DOT = 0,  /**< S = scale * q . k */
+    ATTN_SCORE_ADDITIVE  /**< S = sum_c w[h][c] tanh(q_c + k_c) */
+} attn_score;
+
+typedef enum attn_dtype {
+    ATTN_F32 = 0, /**< float */
+    ATTN_F16      /**< IEEE binary16 stored as uint16_t; math in float */
+} attn_dtype;
+
+typedef enum attn_bias_kind {
+    ATTN_BIAS_NONE = 0,
+    ATTN_BIAS_SHARED,   /**< bias [seq_q, seq_kv], same for all b, h */
+    ATTN_BIAS_PER_HEAD, /**< bias [heads_q, seq_q, seq_kv] */
+    ATTN_BIAS_FULL      /**< bias [batch, heads_q, seq_q, seq_kv] */
+} attn_bias_kind;
+
+/** Masks applied to the scores.  All zero means no mask. */
+typedef struct attn_mask_desc {
+    int causal;             /**< 1: query i sees key j iff
+                                 j <= i + (seq_kv - seq_q) */
+    int window;             /**< > 0: also hide j < i + (seq_kv - seq_q)
+                                 - window + 1; 0 = no window */
+    const int32_t *kv_len;  /**< [batch] or NULL: keys j >= kv_len[b] are
+                                 hidden; each value in [0, seq_kv] */
+    const float *bias;      /**< additive bias (float, may hold -INFINITY),
+                                 shaped by bias_kind */
+    attn_bias_kind bias_kind;
+} attn_mask_desc;
+
+/** One attention call.  Q [batch, heads_q, seq_q, head_dim],
+ * K [batch, heads_kv, seq_kv, head_dim], V [batch, heads_kv, seq_kv,
+ * head_dim_v], O [batch, heads_q, seq_q, head_dim_v]; query head h reads kv
+ * head h / (heads_q / heads_kv).  All sizes must be positive and
+ * heads_q % heads_kv == 0. */
+typedef struct attn_sdpa_desc {
+    int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
+    float scale;                /**< 0 = 1/sqrt(head_dim); dot score only */
+    attn_score score;
+    const float *additive_w;    /**< [heads_q, head_dim] for ADDITIVE */
+    attn_mask_desc mask;
+    attn_dtype dtype;           /**< element type of q, k, v and o */
+} attn_sdpa_desc;
+
+/** Computes O = softmax(S + bias, masked) V for every batch item and query
+ * head, and optionally lse[b,h,i] = log(sum_j exp(S[i][j])) (float, layout
+ * [batch, heads_q, seq_q]; may be NULL).  A query row whose keys are all
+ * hidden gives O = 0 and lse = -INFINITY.  q, k, v, o point at dtype values
+ * in the layouts of attn_sdpa_desc; o and lse must not overlap the inputs.
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
+ * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
+ * kind without bias, negative window, kv_len outside [0, seq_kv], non-finite
+ * scale), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
+ * ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure with fallback
+ * off).  Outputs are untouched on error. */
+ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
+                               const void *q, const void *k, const void *v,
+                               void *o, float *lse);
+
+/* ------------------------------------------------------------------------ */
+/* Multi-head attention layer                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum attn_posenc {
+    ATTN_POSENC_NONE = 0,
+    ATTN_POSENC_SINUSOIDAL, /**< PE(p) added to x before projection */
+    ATTN_POSENC_LEARNED,    /**< pos_table[p] added to x */
+    ATTN_POSENC_ROPE        /**< rotary, applied to every q and k head */
+} attn_posenc;
+
+/** A multi-head attention layer with nn.Linear weights: y = x W^T + b.
+ * wq [heads_q*head_dim, d_model], wk and wv [heads_kv*head_dim, d_model],
+ * wo [d_model, heads_q*head_dim]; biases bq [heads_q*head_dim],
+ * bk and bv [heads_kv*head_dim], bo [d_model], each may be NULL (zero).
+ * Scores use scale 1/sqrt(head_dim).  The caller owns every array. */
+typedef struct attn_mha_desc {
+    int d_model, heads_q, heads_kv, head_dim;
+    const float *wq, *wk, *wv, *wo;
+    const float *bq, *bk, *bv, *bo;
+    attn_score score;
+    const float *additive_w;  /**< [heads_q, head_dim] for ADDITIVE */
+    attn_posenc posenc;
+    const float *pos_table;   /**< LEARNED: [rows, d_model] */
+    int pos_offset;           /**< position of the first query (>= 0) */
+    int pos_table_len;        /**< LEARNED: rows in pos_table, checked
+                                   against the positions used; 0 = unknown */
+} attn_mha_desc;
+
+/** Runs the layer: q = x_q Wq^T + bq, k = x_kv Wk^T + bk, v = x_kv Wv^T + bv,
+ * attention per head (head h owns columns h*head_dim ..), heads concatenated,
+ * y = concat Wo^T + bo.  x_q [batch, seq_q, d_model]; x_kv [batch, seq_kv,
+ * d_model] or NULL for self-attention (then seq_kv must equal seq_q);
+ * y [batch, seq_q, d_model].  Query positions are pos_offset + i; in
+ * self-attention keys share them, in cross-attention keys count from 0.
+ * mask may be NULL; its bias shapes use heads_q.  ROPE with an odd head_dim
+ * leaves the last element of each head unrotated.  Errors as attn_sdpa,
+ * plus ATTN_ERR_INVALID_ARGUMENT for a missing weight, a bad posenc or a
+ * LEARNED table too short for the positions used. */
+ATTN_API attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
+                                      int batch, int seq_q, int seq_kv,
+                                      const float *x_q, const float *x_kv,
+                                      const attn_mask_desc *mask, float *y);
+
+/** Writes the sinusoidal table [seq, d_model] for positions offset ..
+ * offset+seq-1: PE[p][2i] = sin(p / 10000^(2i/d_model)),
+ * PE[p][2i+1] = cos(p / 10000^(2i/d_model)).  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (table NULL, seq or d_model <= 0, offset < 0),
+ * ATTN_ERR_OUT_OF_MEMORY (seq * d_model overflows). */
+ATTN_API attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
+                                            float *table);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTN_ATTN_H */
