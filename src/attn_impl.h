@@ -1,0 +1,111 @@
+/*
+ * Private declarations shared by the API layer and the backends: the backend
+ * interface, the context, error reporting and logging.  Not installed.
+ */
+#ifndef ATTN_IMPL_H
+#define ATTN_IMPL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "attn/attn.h"
+
+#define ATTN_MSG_MAX 512
+
+/* A sentence about a failure, filled by whoever detects it. */
+typedef struct attn_err {
+    char msg[ATTN_MSG_MAX];
+} attn_err;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ATTN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define ATTN_PRINTF(f, a)
+#endif
+
+/* Writes a formatted message into e (when e is not NULL) and returns s, so
+ * that a check reads `return attn_fail(err, ATTN_ERR_..., "...", ...)`. */
+attn_status attn_fail(attn_err *e, attn_status s, const char *fmt, ...)
+    ATTN_PRINTF(3, 4);
+
+/* ---- logging -------------------------------------------------------------
+ * A logger is a level and a sink: the caller's callback, or stderr when
+ * ATTN_LOG asked for messages and no callback was given. */
+typedef struct attn_logger {
+    int level; /* messages at or below this attn_log_level are delivered */
+    attn_log_fn fn;
+    void *user;
+} attn_logger;
+
+/* Resolves the options' level and callback against ATTN_LOG.  Returns
+ * ATTN_ERR_INVALID_ARGUMENT for an unknown ATTN_LOG value or level. */
+attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
+                             attn_err *err);
+void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
+    ATTN_PRINTF(3, 4);
+
+/* ---- backend interface ---------------------------------------------------
+ * One struct of function pointers per backend (native, OpenCL).  The API
+ * validates every argument before calling a hook, so hooks see only valid
+ * descriptors.  Every hook may be called from several threads at once; a
+ * backend guards its own shared state.  On failure a hook writes a sentence
+ * into err and leaves the outputs untouched. */
+typedef struct attn_mha_call {
+    const attn_mha_desc *m;
+    int batch, seq_q, seq_kv;
+    const float *x_q, *x_kv; /* x_kv NULL: self-attention */
+    const attn_mask_desc *mask; /* never NULL (a zeroed mask when none) */
+    float *y;
+} attn_mha_call;
+
+typedef struct attn_backend attn_backend;
+typedef struct attn_backend_ops {
+    const char *name;
+    void (*destroy)(attn_backend *b);
+    void (*device_info)(const attn_backend *b, attn_device_info *out);
+    attn_status (*sdpa)(attn_backend *b, const attn_sdpa_desc *d,
+                        const void *q, const void *k, const void *v, void *o,
+                        float *lse, attn_err *err);
+    attn_status (*mha)(attn_backend *b, const attn_mha_call *c, attn_err *err);
+} attn_backend_ops;
+
+struct attn_backend {
+    const attn_backend_ops *ops;
+    void *impl;
+};
+
+/* The native backend: threads >= 1. */
+attn_status attn_backend_native_create(int threads, const attn_logger *lg,
+                                       attn_backend **out, attn_err *err);
+
+/* ---- context ------------------------------------------------------------- */
+struct attn_context {
+    attn_logger log;
+    int allow_fallback;
+    int threads;
+    attn_backend *backend; /* runs the work */
+    /* last_error is written by any thread; err_lock guards it. */
+    pthread_mutex_t err_lock;
+    char last_error[ATTN_MSG_MAX];
+};
+
+/* Records msg as the context's and the thread's last error and logs it. */
+void attn_context_set_error(attn_context *ctx, attn_status s, const char *msg);
+/* Sets the calling thread's last error (attn_last_error). */
+void attn_thread_set_error(const char *msg);
+
+/* ---- validation (validate.c) ---------------------------------------------
+ * Each returns ATTN_OK or an error with a sentence in err. */
+attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
+                               const void *k, const void *v, const void *o,
+                               const float *lse, attn_err *err);
+attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
+                               int seq_q, int seq_kv, attn_err *err);
+attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err);
+
+/* Overflow-checked size_t products; return 0 on overflow. */
+int attn_mul_size(size_t *r, size_t a, size_t b);
+int attn_mul_sizes(size_t *r, int n, const size_t *f);
+
+#endif /* ATTN_IMPL_H */

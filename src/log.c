@@ -1,0 +1,79 @@
+/* Error messages and logging: the only place libattn produces text. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "attn_impl.h"
+
+attn_status attn_fail(attn_err *e, attn_status s, const char *fmt, ...)
+{
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+static const char *const level_names[] = {"default", "error", "warn",
+                                          "info",    "debug", "off"};
+
+static int parse_level(const char *s)
+{
+    if (!strcasecmp(s, "error"))
+        return ATTN_LOG_ERROR;
+    if (!strcasecmp(s, "warn") || !strcasecmp(s, "warning"))
+        return ATTN_LOG_WARN;
+    if (!strcasecmp(s, "info"))
+        return ATTN_LOG_INFO;
+    if (!strcasecmp(s, "debug"))
+        return ATTN_LOG_DEBUG;
+    if (!strcasecmp(s, "off") || !strcasecmp(s, "none"))
+        return ATTN_LOG_OFF;
+    return -1;
+}
+
+attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
+                             attn_err *err)
+{
+    int level = o->log_level;
+    if (level < ATTN_LOG_DEFAULT || level > ATTN_LOG_OFF)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "options.log_level %d is not an attn_log_level "
+                         "(0..5)",
+                         level);
+    if (level == ATTN_LOG_DEFAULT) {
+        const char *env = getenv("ATTN_LOG");
+        if (env && *env) {
+            level = parse_level(env);
+            if (level < 0)
+                return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                                 "ATTN_LOG=\"%.64s\" is not one of "
+                                 "error, warn, info, debug, off",
+                                 env);
+        } else {
+            level = o->log ? ATTN_LOG_WARN : ATTN_LOG_OFF;
+        }
+    }
+    lg->level = level == ATTN_LOG_OFF ? 0 : level;
+    lg->fn = o->log;
+    lg->user = o->log_user;
+    return ATTN_OK;
+}
+
+void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
+{
+    char msg[ATTN_MSG_MAX];
+    va_list ap;
+    if (!lg || level > lg->level || level < ATTN_LOG_ERROR)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (lg->fn)
+        lg->fn(level, msg, lg->user);
+    else
+        fprintf(stderr, "libattn %s: %s\n", level_names[level], msg);
+}

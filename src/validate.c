@@ -1,0 +1,233 @@
+/*
+ * Argument checks for every entry point.  They run before any work or
+ * allocation, so a rejected call touches nothing.  Size arithmetic is done in
+ * size_t with overflow checks; every byte count must also fit in ptrdiff_t.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "attn_impl.h"
+
+int attn_mul_size(size_t *r, size_t a, size_t b)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *r = a * b;
+    return 1;
+}
+
+int attn_mul_sizes(size_t *r, int n, const size_t *f)
+{
+    size_t acc = 1;
+    for (int i = 0; i < n; i++)
+        if (!attn_mul_size(&acc, acc, f[i]))
+            return 0;
+    *r = acc;
+    return 1;
+}
+
+#define INVALID(...) attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
+
+/* Bytes of an n-dimensional tensor; OOM when it cannot be addressed. */
+static attn_status tensor_bytes(size_t *bytes, const char *name, int n,
+                                const size_t *dims, size_t elem, attn_err *err)
+{
+    size_t count;
+    if (!attn_mul_sizes(&count, n, dims) ||
+        !attn_mul_size(bytes, count, elem) || *bytes > PTRDIFF_MAX)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of %s overflows the address space", name);
+    return ATTN_OK;
+}
+
+static int overlaps(const void *a, size_t na, const void *b, size_t nb)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return a && b && na && nb && x < y + nb && y < x + na;
+}
+
+static attn_status check_positive(const char *name, int v, attn_err *err)
+{
+    if (v <= 0)
+        return INVALID("%s must be positive (got %d)", name, v);
+    return ATTN_OK;
+}
+
+attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
+                               int seq_q, int seq_kv, attn_err *err)
+{
+    size_t dims[4], bytes;
+    attn_status s;
+    if (m->window < 0)
+        return INVALID("mask.window must be >= 0 (got %d)", m->window);
+    if ((unsigned)m->bias_kind > ATTN_BIAS_FULL)
+        return INVALID("mask.bias_kind %d is not an attn_bias_kind",
+                       (int)m->bias_kind);
+    if (m->bias_kind != ATTN_BIAS_NONE && !m->bias)
+        return INVALID("mask.bias_kind is set but mask.bias is NULL");
+    if (m->bias_kind == ATTN_BIAS_NONE && m->bias)
+        return INVALID("mask.bias is set but mask.bias_kind is "
+                       "ATTN_BIAS_NONE");
+    /* The bias tensor must be addressable in the shape its kind names. */
+    dims[0] = (size_t)batch;
+    dims[1] = (size_t)heads_q;
+    dims[2] = (size_t)seq_q;
+    dims[3] = (size_t)seq_kv;
+    if (m->bias_kind != ATTN_BIAS_NONE) {
+        int skip = m->bias_kind == ATTN_BIAS_FULL       ? 0
+                   : m->bias_kind == ATTN_BIAS_PER_HEAD ? 1
+                                                        : 2;
+        s = tensor_bytes(&bytes, "mask.bias", 4 - skip, dims + skip,
+                         sizeof(float), err);
+        if (s != ATTN_OK)
+            return s;
+    }
+    if (m->kv_len) {
+        for (int b = 0; b < batch; b++)
+            if (m->kv_len[b] < 0 || m->kv_len[b] > seq_kv)
+                return INVALID("mask.kv_len[%d] = %d is outside [0, %d]", b,
+                               (int)m->kv_len[b], seq_kv);
+    }
+    return ATTN_OK;
+}
+
+attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
+                               const void *k, const void *v, const void *o,
+                               const float *lse, attn_err *err)
+{
+    size_t elem, dq[4], dk[4], dv[4], dout[4], bq = 0, bk = 0, bv = 0, bo = 0,
+                                               bl = 0;
+    attn_status s;
+    if (!d)
+        return INVALID("the attention descriptor is NULL");
+    if (!q || !k || !v || !o)
+        return INVALID("tensor pointer %s is NULL", !q   ? "q"
+                                                    : !k ? "k"
+                                                    : !v ? "v"
+                                                         : "o");
+    if ((s = check_positive("batch", d->batch, err)) ||
+        (s = check_positive("heads_q", d->heads_q, err)) ||
+        (s = check_positive("heads_kv", d->heads_kv, err)) ||
+        (s = check_positive("seq_q", d->seq_q, err)) ||
+        (s = check_positive("seq_kv", d->seq_kv, err)) ||
+        (s = check_positive("head_dim", d->head_dim, err)) ||
+        (s = check_positive("head_dim_v", d->head_dim_v, err)))
+        return s;
+    if (d->heads_q % d->heads_kv != 0)
+        return INVALID("heads_q (%d) must be a multiple of heads_kv (%d)",
+                       d->heads_q, d->heads_kv);
+    if ((unsigned)d->score > ATTN_SCORE_ADDITIVE)
+        return INVALID("score %d is not an attn_score", (int)d->score);
+    if ((unsigned)d->dtype > ATTN_F16)
+        return INVALID("dtype %d is not an attn_dtype", (int)d->dtype);
+    if (!isfinite(d->scale))
+        return INVALID("scale must be finite");
+    if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
+        return INVALID("the additive score needs additive_w "
+                       "[heads_q, head_dim]");
+    s = attn_validate_mask(&d->mask, d->batch, d->heads_q, d->seq_q, d->seq_kv,
+                           err);
+    if (s != ATTN_OK)
+        return s;
+
+    elem = d->dtype == ATTN_F16 ? 2 : 4;
+    dq[0] = dk[0] = dv[0] = dout[0] = (size_t)d->batch;
+    dq[1] = dout[1] = (size_t)d->heads_q;
+    dk[1] = dv[1] = (size_t)d->heads_kv;
+    dq[2] = dout[2] = (size_t)d->seq_q;
+    dk[2] = dv[2] = (size_t)d->seq_kv;
+    dq[3] = dk[3] = (size_t)d->head_dim;
+    dv[3] = dout[3] = (size_t)d->head_dim_v;
+    if ((s = tensor_bytes(&bq, "q", 4, dq, elem, err)) ||
+        (s = tensor_bytes(&bk, "k", 4, dk, elem, err)) ||
+        (s = tensor_bytes(&bv, "v", 4, dv, elem, err)) ||
+        (s = tensor_bytes(&bo, "o", 4, dout, elem, err)))
+        return s;
+    if (lse && (s = tensor_bytes(&bl, "lse", 3, dout, sizeof(float), err)))
+        return s;
+    if (overlaps(o, bo, q, bq) || overlaps(o, bo, k, bk) ||
+        overlaps(o, bo, v, bv))
+        return INVALID("the output o overlaps an input tensor");
+    if (overlaps(lse, bl, q, bq) || overlaps(lse, bl, k, bk) ||
+        overlaps(lse, bl, v, bv) || overlaps(lse, bl, o, bo))
+        return INVALID("lse overlaps o or an input tensor");
+    return ATTN_OK;
+}
+
+attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
+{
+    const attn_mha_desc *m = c->m;
+    size_t dims[3], bytes, rows;
+    attn_status s;
+    if (!m)
+        return INVALID("the multi-head descriptor is NULL");
+    if (!c->x_q || !c->y)
+        return INVALID("%s is NULL", !c->x_q ? "x_q" : "y");
+    if (!m->wq || !m->wk || !m->wv || !m->wo)
+        return INVALID("weight %s is NULL", !m->wq   ? "wq"
+                                            : !m->wk ? "wk"
+                                            : !m->wv ? "wv"
+                                                     : "wo");
+    if ((s = check_positive("d_model", m->d_model, err)) ||
+        (s = check_positive("heads_q", m->heads_q, err)) ||
+        (s = check_positive("heads_kv", m->heads_kv, err)) ||
+        (s = check_positive("head_dim", m->head_dim, err)) ||
+        (s = check_positive("batch", c->batch, err)) ||
+        (s = check_positive("seq_q", c->seq_q, err)) ||
+        (s = check_positive("seq_kv", c->seq_kv, err)))
+        return s;
+    if (m->heads_q % m->heads_kv != 0)
+        return INVALID("heads_q (%d) must be a multiple of heads_kv (%d)",
+                       m->heads_q, m->heads_kv);
+    if (!c->x_kv && c->seq_kv != c->seq_q)
+        return INVALID("self-attention (x_kv NULL) needs seq_kv == seq_q "
+                       "(got %d and %d)",
+                       c->seq_kv, c->seq_q);
+    if ((unsigned)m->score > ATTN_SCORE_ADDITIVE)
+        return INVALID("score %d is not an attn_score", (int)m->score);
+    if (m->score == ATTN_SCORE_ADDITIVE && !m->additive_w)
+        return INVALID("the additive score needs additive_w "
+                       "[heads_q, head_dim]");
+    if ((unsigned)m->posenc > ATTN_POSENC_ROPE)
+        return INVALID("posenc %d is not an attn_posenc", (int)m->posenc);
+    if (m->pos_offset < 0)
+        return INVALID("pos_offset must be >= 0 (got %d)", m->pos_offset);
+    if (m->pos_offset > INT32_MAX - c->seq_q)
+        return INVALID("pos_offset + seq_q overflows int");
+    if (m->posenc == ATTN_POSENC_LEARNED) {
+        long need = (long)m->pos_offset + c->seq_q;
+        if (!m->pos_table)
+            return INVALID("learned positional encoding needs pos_table");
+        if (m->pos_table_len < 0)
+            return INVALID("pos_table_len must be >= 0");
+        if (c->x_kv && c->seq_kv > need)
+            need = c->seq_kv;
+        if (m->pos_table_len > 0 && need > m->pos_table_len)
+            return INVALID("pos_table has %d rows but positions up to %ld "
+                           "are used",
+                           m->pos_table_len, need - 1);
+    }
+    /* Every activation and weight must be addressable. */
+    dims[0] = (size_t)c->batch;
+    dims[1] = (size_t)(c->seq_q > c->seq_kv ? c->seq_q : c->seq_kv);
+    dims[2] = (size_t)m->d_model;
+    if ((s = tensor_bytes(&bytes, "x", 3, dims, sizeof(float), err)))
+        return s;
+    if (dims[0] * dims[1] > INT32_MAX)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "batch * seq (%zu tokens) exceeds INT_MAX",
+                         dims[0] * dims[1]);
+    if (!attn_mul_size(&rows, (size_t)m->heads_q, (size_t)m->head_dim) ||
+        rows > INT32_MAX)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "heads_q * head_dim overflows int");
+    dims[2] = rows;
+    if ((s = tensor_bytes(&bytes, "q", 3, dims, sizeof(float), err)))
+        return s;
+    dims[0] = rows;
+    dims[1] = (size_t)m->d_model;
+    if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)))
+        return s;
+    return attn_validate_mask(c->mask, c->batch, m->heads_q, c->seq_q,
+                              c->seq_kv, err);
+}
