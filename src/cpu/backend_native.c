@@ -1,0 +1,98 @@
+/* The native backend behind the backend interface of attn_impl.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cpu/cpu_impl.h"
+
+static void native_destroy(attn_backend *b)
+{
+    attn_cpu_destroy(b->impl);
+    free(b);
+}
+
+/* The CPU model from /proc/cpuinfo where there is one. */
+static void cpu_model(char *out, size_t len)
+{
+    char line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    snprintf(out, len, "native CPU");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!strncmp(line, "model name", 10) && colon) {
+            colon += 1 + strspn(colon + 1, " \t");
+            colon[strcspn(colon, "\n")] = '\0';
+            snprintf(out, len, "%s", colon);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static void native_device_info(const attn_backend *b, attn_device_info *out)
+{
+    attn_cpu *cpu = b->impl;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    cpu_model(out->name, sizeof out->name);
+    snprintf(out->vendor, sizeof out->vendor, "libattn");
+    snprintf(out->driver_version, sizeof out->driver_version, "%s",
+             attn_version());
+    snprintf(out->reason, sizeof out->reason,
+             "native C backend with %d threads",
+             attn_pool_threads(attn_cpu_pool(cpu)));
+    out->kind = ATTN_DEVICE_NATIVE;
+    out->platform_index = out->device_index = -1;
+    out->compute_units = (unsigned)attn_pool_threads(attn_cpu_pool(cpu));
+    if (pages > 0 && page > 0)
+        out->global_mem_bytes = out->max_alloc_bytes =
+            (uint64_t)pages * (uint64_t)page;
+    out->fp64 = 1;
+    out->unified_memory = 1;
+    out->usable = 1;
+}
+
+static attn_status native_sdpa(attn_backend *b, const attn_sdpa_desc *d,
+                               const void *q, const void *k, const void *v,
+                               void *o, float *lse, attn_err *err)
+{
+    attn_status s = attn_cpu_sdpa(b->impl, d, q, k, v, o, lse, NULL);
+    if (s)
+        attn_fail(err, s, "the native backend could not allocate its "
+                          "working memory");
+    return s;
+}
+
+static attn_status native_mha(attn_backend *b, const attn_mha_call *c,
+                              attn_err *err)
+{
+    return attn_cpu_mha(b->impl, c, err);
+}
+
+static const attn_backend_ops native_ops = {
+    "native", native_destroy, native_device_info, native_sdpa, native_mha,
+};
+
+attn_status attn_backend_native_create(int threads, const attn_logger *lg,
+                                       attn_backend **out, attn_err *err)
+{
+    attn_backend *b = calloc(1, sizeof *b);
+    attn_cpu *cpu = NULL;
+    attn_status s;
+    (void)lg;
+    if (!b)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the native backend");
+    s = attn_cpu_create(threads, &cpu);
+    if (s) {
+        free(b);
+        return attn_fail(err, s, "cannot start %d native worker threads",
+                         threads);
+    }
+    b->ops = &native_ops;
+    b->impl = cpu;
+    *out = b;
+    return ATTN_OK;
+}

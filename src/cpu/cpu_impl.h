@@ -1,0 +1,115 @@
+/*
+ * Private interface of the native (no OpenCL) backend: the worker pool and
+ * the tiled online-softmax attention.  Not installed.
+ */
+#ifndef ATTN_CPU_IMPL_H
+#define ATTN_CPU_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn/attn.h"
+#include "attn_impl.h"
+
+/* ---- worker pool ---------------------------------------------------------
+ * A fixed set of threads that run one job at a time.  A job is a function
+ * called once for every item in [0, n); items are handed out dynamically.
+ * attn_pool_run may be called from several threads at once: jobs are
+ * serialized by the pool's job lock, so a caller may wait for another
+ * caller's job to finish.  attn_pool_run must not be called from inside a
+ * job. */
+typedef struct attn_pool attn_pool;
+
+/* worker is in [0, attn_pool_threads(p)); the calling thread is worker 0. */
+typedef void (*attn_pool_fn)(void *arg, size_t item, int worker);
+
+/* threads >= 1 (1 = run everything on the caller).  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT, ATTN_ERR_OUT_OF_MEMORY (thread or allocation
+ * failure; nothing is left behind). */
+attn_status attn_pool_create(int threads, attn_pool **out);
+void attn_pool_destroy(attn_pool *p); /* NULL is a no-op */
+int attn_pool_threads(const attn_pool *p);
+void attn_pool_run(attn_pool *p, size_t n, attn_pool_fn fn, void *arg);
+
+/* ---- half precision ------------------------------------------------------ */
+float attn_half_to_float(uint16_t h);
+uint16_t attn_float_to_half(float f); /* round to nearest even */
+/* n conversions, F16C-vectorized when the build has it (same results). */
+void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n);
+void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n);
+
+/* ---- native attention ----------------------------------------------------
+ * attn_cpu owns the pool and the per-worker working memory, allocated once
+ * and grown when a larger head_dim needs it; no call allocates seq_q x
+ * seq_kv.  Safe to call from several threads at once. */
+typedef struct attn_cpu attn_cpu;
+
+/* Element strides (in elements of the dtype) of batch, head and row for each
+ * tensor; the last dimension is always contiguous.  NULL layout means the
+ * contiguous layouts of attn_sdpa_desc. */
+typedef struct attn_cpu_layout {
+    size_t q[3], k[3], v[3], o[3];
+} attn_cpu_layout;
+
+attn_status attn_cpu_create(int threads, attn_cpu **out);
+void attn_cpu_destroy(attn_cpu *c); /* NULL is a no-op */
+attn_pool *attn_cpu_pool(attn_cpu *c);
+
+/* d has been validated by the API (sizes positive, pointers present, enums
+ * known, kv_len in range, size arithmetic fits in size_t).  lse may be NULL;
+ * it is always [batch, heads_q, seq_q] contiguous.  Returns ATTN_OK or
+ * ATTN_ERR_OUT_OF_MEMORY (outputs untouched then). */
+attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
+                          const void *k, const void *v, void *o, float *lse,
+                          const attn_cpu_layout *layout);
+
+/* ---- attention micro-kernels (sdpa_kern_avx512.c or sdpa_kern_generic.c)
+ * A query tile keeps its queries in the lanes: tiles are [rows][ATTN_QTILE]
+ * floats, 64-byte aligned, and only the first nq * 16 lanes are used
+ * (nq in 1..4).  Scores are in log2 units (scaled by log2(e)) so that the
+ * softmax uses exp2.  Keys and values are read in place, rows ldk / ldv
+ * floats apart. */
+#define ATTN_QTILE 64
+
+/* s[j][i] = sum_c qt[c][i] * k[j][c] for j < jn, and smax[i] = max over j
+ * of s[j][i] (jn >= 1). */
+void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
+                  size_t ldk, float *s, float *smax);
+/* s[j][i] = sum_c w[c] * tanh(qt[c][i] + k[j][c]) for j < jn. */
+void attn_kern_additive(int nq, int jn, int d, const float *qt,
+                        const float *k, size_t ldk, const float *w, float *s);
+/* Online-softmax step over a score tile s[jn][lanes]: updates the running
+ * max m and sum l per lane, writes the rescale factor of the old
+ * accumulators to alpha and replaces s by exp2(s - m).  smax is the tile's
+ * max per lane when known (from attn_kern_qk), NULL to compute it.  A lane
+ * that has seen only -inf keeps l = 0 and gets p = 0, never NaN. */
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
+                       float *l, float *alpha);
+/* ot[c][i] = alpha[i] * ot[c][i] + sum_j v[j][c] * p[j][i] for c < dv. */
+void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
+                  size_t ldv, const float *alpha, float *ot);
+
+/* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */
+
+/* C[m, n] = A[m, k] * B[n, k]^T (+ bias[n] when bias != NULL), row-major with
+ * leading dimensions lda, ldb, ldc (in floats).  Runs on the pool.  Returns
+ * ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
+attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k,
+                             const float *a, size_t lda, const float *b,
+                             size_t ldb, const float *bias, float *c,
+                             size_t ldc);
+
+/* table[seq, d_model] for positions offset .. offset+seq-1 (DESIGN.md). */
+void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset,
+                                float *table);
+
+/* Rotates every head of x [rows, heads*head_dim] (row stride ld floats) in
+ * place; row r has position pos0 + (r % seq). */
+void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
+                   int seq, int pos0);
+
+/* The multi-head layer on the native backend; c is validated. */
+attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c,
+                         attn_err *err);
+
+#endif /* ATTN_CPU_IMPL_H */

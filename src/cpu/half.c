@@ -1,0 +1,103 @@
+/*
+ * IEEE binary16 <-> binary32 conversion.  The scalar functions are portable
+ * bit manipulation (exact, round to nearest even, subnormals, inf and NaN);
+ * the bulk helpers use F16C when the build enables it, which gives the same
+ * results.
+ */
+#include <string.h>
+
+#include "cpu/cpu_impl.h"
+
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
+
+static uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float attn_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (uint32_t)(h >> 10) & 0x1fu;
+    uint32_t man = (uint32_t)h & 0x3ffu;
+
+    if (exp == 0x1f) /* inf; NaN keeps its payload and is quieted (F16C) */
+        return bits_float(sign | 0x7f800000u | (man << 13) |
+                          (man ? 0x400000u : 0u));
+    if (exp != 0)
+        return bits_float(sign | ((exp + 112u) << 23) | (man << 13));
+    /* zero or subnormal: man * 2^-24 is exact in float */
+    return bits_float(sign | float_bits((float)man * 0x1p-24f));
+}
+
+uint16_t attn_float_to_half(float f)
+{
+    uint32_t x = float_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) /* NaN: keep it a (quiet) NaN with the top payload */
+        return (uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu));
+    /* 65520 is halfway between 65504 (odd mantissa) and 2^16: ties go up */
+    if (x >= 0x477ff000u)
+        return (uint16_t)(sign | 0x7c00u);
+    if (x >= 0x38800000u) { /* normal half: rebias, round off 13 bits */
+        uint32_t r = x - 0x38000000u;
+        r += 0xfffu + ((r >> 13) & 1u);
+        return (uint16_t)(sign | (r >> 13));
+    }
+    if (x <= 0x33000000u) /* <= 2^-25: the tie at 2^-25 goes to even 0 */
+        return sign;
+    {
+        /* subnormal half: round m * 2^(e-126) to an integer, even ties; a
+         * carry to 0x400 is the smallest normal, encoded correctly */
+        uint32_t e = x >> 23;
+        uint32_t m = (x & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126u - e; /* 14 .. 24 */
+        uint32_t q = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1u);
+
+        if (rem > half || (rem == half && (q & 1u)))
+            q++;
+        return (uint16_t)(sign | q);
+    }
+}
+
+void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+#ifdef __F16C__
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+#endif
+    for (; i < n; i++)
+        dst[i] = attn_half_to_float(src[i]);
+}
+
+void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+#ifdef __F16C__
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                    _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), h);
+    }
+#endif
+    for (; i < n; i++)
+        dst[i] = attn_float_to_half(src[i]);
+}

@@ -1,0 +1,109 @@
+/*
+ * The multi-head attention layer on the native backend.  Activations stay
+ * token-major ([batch, seq, heads * head_dim]) from projection to output
+ * projection: the attention kernel reads the heads through strides, so no
+ * head split or merge is ever copied.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_impl.h"
+
+/* x + positional encoding for rows at positions pos0 .. pos0+seq-1 of every
+ * batch item, into out [batch*seq, d_model]. */
+static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
+                       const float *x, float *out)
+{
+    size_t d = (size_t)m->d_model, n = (size_t)seq * d;
+    const float *table = m->pos_table + (size_t)pos0 * d;
+    if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
+        attn_cpu_posenc_sinusoidal(seq, m->d_model, pos0, out);
+        table = out;
+    }
+    /* The first batch item last: `out` may hold the sinusoidal table. */
+    for (int b = batch - 1; b >= 0; b--)
+        for (size_t i = 0; i < n; i++)
+            out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
+}
+
+attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
+{
+    const attn_mha_desc *m = c->m;
+    attn_pool *pool = attn_cpu_pool(cpu);
+    int self = c->x_kv == NULL, pe = m->posenc == ATTN_POSENC_SINUSOIDAL ||
+                                     m->posenc == ATTN_POSENC_LEARNED;
+    size_t d = (size_t)m->d_model, nq = (size_t)c->batch * c->seq_q,
+           nkv = (size_t)c->batch * c->seq_kv;
+    size_t dq = (size_t)m->heads_q * m->head_dim,
+           dkv = (size_t)m->heads_kv * m->head_dim;
+    size_t n_xq = pe ? nq * d : 0, n_xkv = pe && !self ? nkv * d : 0;
+    size_t total = n_xq + n_xkv + 2 * nq * dq + 2 * nkv * dkv;
+    const float *xq = c->x_q, *xkv = self ? c->x_q : c->x_kv;
+    float *buf, *pq, *pk, *pv, *po;
+    attn_sdpa_desc sd;
+    attn_cpu_layout lay;
+    attn_status s;
+
+    if (total > SIZE_MAX / sizeof(float) ||
+        !(buf = malloc(total * sizeof(float))))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate %zu floats for the layer's "
+                         "activations",
+                         total);
+    pq = buf + n_xq + n_xkv;
+    pk = pq + nq * dq;
+    pv = pk + nkv * dkv;
+    po = pv + nkv * dkv;
+    if (pe) {
+        add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q, buf);
+        xq = buf;
+        if (self) {
+            xkv = buf;
+        } else {
+            add_posenc(m, c->batch, c->seq_kv, 0, c->x_kv, buf + n_xq);
+            xkv = buf + n_xq;
+        }
+    }
+    if ((s = attn_cpu_gemm_nt(pool, (int)nq, (int)dq, m->d_model, xq, d, m->wq,
+                              d, m->bq, pq, dq)) ||
+        (s = attn_cpu_gemm_nt(pool, (int)nkv, (int)dkv, m->d_model, xkv, d,
+                              m->wk, d, m->bk, pk, dkv)) ||
+        (s = attn_cpu_gemm_nt(pool, (int)nkv, (int)dkv, m->d_model, xkv, d,
+                              m->wv, d, m->bv, pv, dkv)))
+        goto done;
+    if (m->posenc == ATTN_POSENC_ROPE) {
+        attn_cpu_rope(pq, nq, dq, m->heads_q, m->head_dim, c->seq_q,
+                      m->pos_offset);
+        attn_cpu_rope(pk, nkv, dkv, m->heads_kv, m->head_dim, c->seq_kv,
+                      self ? m->pos_offset : 0);
+    }
+
+    memset(&sd, 0, sizeof sd);
+    sd.batch = c->batch;
+    sd.heads_q = m->heads_q;
+    sd.heads_kv = m->heads_kv;
+    sd.seq_q = c->seq_q;
+    sd.seq_kv = c->seq_kv;
+    sd.head_dim = sd.head_dim_v = m->head_dim;
+    sd.scale = (float)(1.0 / sqrt((double)m->head_dim));
+    sd.score = m->score;
+    sd.additive_w = m->additive_w;
+    sd.mask = *c->mask;
+    sd.dtype = ATTN_F32;
+    /* Token-major strides: batch, head, row. */
+    lay.q[0] = lay.o[0] = (size_t)c->seq_q * dq;
+    lay.k[0] = lay.v[0] = (size_t)c->seq_kv * dkv;
+    lay.q[1] = lay.o[1] = lay.k[1] = lay.v[1] = (size_t)m->head_dim;
+    lay.q[2] = lay.o[2] = dq;
+    lay.k[2] = lay.v[2] = dkv;
+    if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay)))
+        goto done;
+    s = attn_cpu_gemm_nt(pool, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,
+                         m->bo, c->y, d);
+done:
+    free(buf);
+    if (s)
+        attn_fail(err, s, "the native multi-head layer ran out of memory");
+    return s;
+}
