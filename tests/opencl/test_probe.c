@@ -1,0 +1,297 @@
+/*
+ * attn-probe as a user runs it: the --json output parses (with the strict
+ * reader in mini_json.c) and has the documented structure, the listing
+ * matches discovery in this process, a machine without an OpenCL platform
+ * (OCL_ICD_VENDORS pointing at an empty directory) exits 0 and says so,
+ * and failures give the documented exit status.
+ *
+ * Usage: test_probe PATH-TO-attn-probe
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "mini_json.h"
+#include "opencl/discovery.h"
+
+static const char *probe;
+static char empty_dir[] = "/tmp/attn-no-iCDXXXXXX";
+
+/* Runs "env ENV probe ARGS" through the shell (ATTN_DEVICE removed unless
+ * ENV sets it) and returns its exit status, -1 when it did not exit; *out
+ * receives stdout (and stderr with merge) as a malloc'ed string. */
+static int run(const char *env, const char *args, int merge, char **out)
+{
+    char cmd[8192];
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    FILE *p;
+    int st;
+    *out = NULL;
+    if (!buf)
+        return -1;
+    snprintf(cmd, sizeof cmd, "env -u ATTN_DEVICE %s '%s' %s %s", env, probe,
+             args, merge ? "2>&1" : "2>/dev/null");
+    if (!(p = popen(cmd, "r"))) {
+        free(buf);
+        return -1;
+    }
+    for (;;) {
+        size_t got;
+        if (len + 1 == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb)
+                break;
+            buf = nb;
+            cap *= 2;
+        }
+        got = fread(buf + len, 1, cap - len - 1, p);
+        if (got == 0)
+            break;
+        len += got;
+    }
+    buf[len] = '\0';
+    st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs with --json, expects exit status want and returns the parsed tree
+ * (NULL after a CUnit failure). */
+static mj *run_json(const char *env, const char *args, int want)
+{
+    char full[1024], err[256];
+    char *text = NULL;
+    mj *v;
+    int rc;
+    snprintf(full, sizeof full, "--json %s", args);
+    rc = run(env, full, 0, &text);
+    CU_ASSERT_EQUAL(rc, want);
+    if (!text) {
+        CU_FAIL("attn-probe did not run");
+        return NULL;
+    }
+    v = mj_parse(text, err, sizeof err);
+    if (!v)
+        printf("\n  invalid JSON (%s):\n%s\n", err, text);
+    CU_ASSERT_PTR_NOT_NULL(v);
+    free(text);
+    return v;
+}
+
+static int is(const mj *v, mj_type t)
+{
+    return v && v->type == t;
+}
+
+static void check_selected(const mj *sel)
+{
+    const mj *kind = mj_get(sel, "kind");
+    CU_ASSERT_FATAL(is(sel, MJ_OBJ));
+    CU_ASSERT_FATAL(is(kind, MJ_STR));
+    CU_ASSERT_FATAL(is(mj_get(sel, "name"), MJ_STR));
+    CU_ASSERT_FATAL(is(mj_get(sel, "platform_index"), MJ_NUM));
+    CU_ASSERT_FATAL(is(mj_get(sel, "device_index"), MJ_NUM));
+}
+
+static void test_json_structure(void)
+{
+    static const char *const strs[] = {"platform", "name", "vendor", "kind",
+                                       "reason"};
+    static const char *const nums[] = {
+        "platform_index",   "device_index",    "compute_units", "max_clock_mhz",
+        "global_mem_bytes", "local_mem_bytes", "rank"};
+    static const char *const bools[] = {"fp16", "fp64", "unified_memory",
+                                        "usable"};
+    attn_cl_device *devs = NULL;
+    size_t n = 0, pocl = 0, usable = 0;
+    mj *root = run_json("", "", 0);
+    const mj *list, *ver;
+    if (!root)
+        return;
+    CU_ASSERT_EQUAL_FATAL(attn_cl_discover(&devs, &n, NULL), ATTN_OK);
+    CU_ASSERT(is(root, MJ_OBJ));
+    ver = mj_get(root, "version");
+    CU_ASSERT(is(ver, MJ_STR) && !strcmp(ver->str, attn_version()));
+    list = mj_get(root, "devices");
+    CU_ASSERT_FATAL(is(list, MJ_ARR));
+    CU_ASSERT_EQUAL(list->n, n);
+    for (size_t i = 0; i < list->n && i < n; i++) {
+        const mj *d = &list->items[i], *kind = mj_get(d, "kind");
+        for (size_t k = 0; k < sizeof strs / sizeof strs[0]; k++)
+            CU_ASSERT(is(mj_get(d, strs[k]), MJ_STR));
+        for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
+            CU_ASSERT(is(mj_get(d, nums[k]), MJ_NUM));
+        for (size_t k = 0; k < sizeof bools / sizeof bools[0]; k++)
+            CU_ASSERT(is(mj_get(d, bools[k]), MJ_BOOL));
+        if (!is(kind, MJ_STR) || !is(mj_get(d, "name"), MJ_STR) ||
+            !is(mj_get(d, "usable"), MJ_BOOL))
+            continue;
+        CU_ASSERT(!strcmp(kind->str, "gpu") || !strcmp(kind->str, "igpu") ||
+                  !strcmp(kind->str, "fpga") || !strcmp(kind->str, "cpu") ||
+                  !strcmp(kind->str, "other"));
+        /* The same devices in the same order as discovery here. */
+        CU_ASSERT_STRING_EQUAL(mj_get(d, "name")->str, devs[i].info.name);
+        CU_ASSERT_EQUAL(mj_get(d, "usable")->boolean, devs[i].info.usable);
+        usable += devs[i].info.usable != 0;
+        if (!strcmp(devs[i].info.platform, "Portable Computing Language")) {
+            pocl++;
+            CU_ASSERT_STRING_EQUAL(kind->str, "cpu");
+        }
+    }
+    printf("\n  %zu device(s) in the JSON, %zu from PoCL\n", list->n, pocl);
+    check_selected(mj_get(root, "selected"));
+    CU_ASSERT_EQUAL(
+        !strcmp(mj_get(mj_get(root, "selected"), "kind")->str, "native"),
+        usable == 0);
+    mj_free(root);
+    free(devs);
+}
+
+static void test_json_device_choice(void)
+{
+    attn_cl_device *devs = NULL;
+    size_t n = 0;
+    mj *root;
+    CU_ASSERT_EQUAL_FATAL(attn_cl_discover(&devs, &n, NULL), ATTN_OK);
+    root = run_json("ATTN_DEVICE=native", "", 0);
+    if (root) {
+        check_selected(mj_get(root, "selected"));
+        CU_ASSERT_STRING_EQUAL(mj_get(mj_get(root, "selected"), "kind")->str,
+                               "native");
+        mj_free(root);
+    }
+    if (n > 0 && devs[0].info.usable) {
+        /* -d wins over ATTN_DEVICE. */
+        const mj *sel;
+        root = run_json("ATTN_DEVICE=native", "-d 0:0", 0);
+        if (root) {
+            sel = mj_get(root, "selected");
+            check_selected(sel);
+            CU_ASSERT_EQUAL(mj_get(sel, "platform_index")->num, 0.0);
+            CU_ASSERT_EQUAL(mj_get(sel, "device_index")->num, 0.0);
+            CU_ASSERT_STRING_EQUAL(mj_get(sel, "name")->str, devs[0].info.name);
+            mj_free(root);
+        }
+    }
+    /* A spec that names nothing: exit 1, still one JSON object. */
+    root = run_json("", "-d no-such-device-anywhere", 1);
+    if (root) {
+        CU_ASSERT(is(mj_get(root, "selected"), MJ_NULL));
+        CU_ASSERT(is(mj_get(root, "error"), MJ_STR));
+        mj_free(root);
+    }
+    free(devs);
+}
+
+static void test_no_platform(void)
+{
+    char env[256], *out = NULL;
+    mj *root;
+    int rc;
+    /* An ICD loader that finds no vendor file sees no platform. */
+    snprintf(env, sizeof env, "-u OCL_ICD_FILENAMES OCL_ICD_VENDORS='%s'",
+             empty_dir);
+    rc = run(env, "", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "No OpenCL platform"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "native"));
+    free(out);
+
+    root = run_json(env, "", 0);
+    if (root) {
+        const mj *list = mj_get(root, "devices");
+        CU_ASSERT(is(list, MJ_ARR) && list->n == 0);
+        check_selected(mj_get(root, "selected"));
+        CU_ASSERT_STRING_EQUAL(mj_get(mj_get(root, "selected"), "kind")->str,
+                               "native");
+        mj_free(root);
+    }
+    /* Asking for a GPU there is work that fails. */
+    rc = run(env, "-d gpu", 1, &out);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT(out && strstr(out, "matches no device"));
+    free(out);
+}
+
+static void test_exit_status(void)
+{
+    char *out = NULL;
+    int rc = run("", "", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(out && strstr(out, "Selected (auto)"));
+    free(out);
+
+    rc = run("", "-d no-such-device-anywhere", 1, &out);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT(out && strstr(out, "matches no device") && strstr(out, "native"));
+    free(out);
+
+    rc = run("", "--bench", 1, &out);
+    CU_ASSERT_EQUAL(rc, 2);
+    CU_ASSERT(out && strstr(out, "not available"));
+    free(out);
+
+    rc = run("", "--help", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(out && strstr(out, "usage:"));
+    free(out);
+
+    rc = run("", "--no-such-option", 1, &out);
+    CU_ASSERT_EQUAL(rc, 2);
+    free(out);
+}
+
+/* The reader is strict, so a pass above means valid JSON. */
+static void test_reader_strict(void)
+{
+    static const char *const bad[] = {
+        "{\"a\": 1,}",   "[1 2]", "\"\x01\"", "01",       "{\"a\"}",
+        "nan",           "\"abc", "[1]x",     "{'a': 1}", "[\"\\q\"]",
+        "[\"\\ud800\"]", "",      "-",        "1."};
+    const char *good = "{\"a\": [1, 2.5e3, -0, true, false, null, "
+                       "\"x\\u00e9\\ud83d\\ude00\\n\"], \"b\": {}}";
+    mj *v = mj_parse(good, NULL, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL(mj_get(v, "a")->n, 7);
+    CU_ASSERT_EQUAL(mj_get(v, "a")->items[1].num, 2500.0);
+    CU_ASSERT_STRING_EQUAL(mj_get(v, "a")->items[6].str,
+                           "x\xc3\xa9\xf0\x9f\x98\x80\n");
+    mj_free(v);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = mj_parse(bad[i], NULL, 0);
+        CU_ASSERT_PTR_NULL(v);
+        if (v)
+            printf("\n  accepted invalid JSON: %s\n", bad[i]);
+        mj_free(v);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const harness_test tests[] = {
+        {"--json parses and has the documented structure", test_json_structure},
+        {"-d and ATTN_DEVICE", test_json_device_choice},
+        {"no OpenCL platform", test_no_platform},
+        {"exit status", test_exit_status},
+        {"the JSON reader is strict", test_reader_strict},
+        {NULL, NULL}};
+    int rc;
+    if (argc != 2 || strchr(argv[1], '\'')) {
+        fprintf(stderr, "usage: %s PATH-TO-attn-probe (without quotes)\n",
+                argv[0]);
+        return 2;
+    }
+    probe = argv[1];
+    if (!mkdtemp(empty_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    rc = harness_main("opencl_probe", NULL, NULL, tests);
+    rmdir(empty_dir);
+    return rc;
+}
