@@ -1,0 +1,381 @@
+/*
+ * Test problems and the guarded call + oracle check (see cases.h).
+ */
+#include "cases.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GUARD 64           /* elements on each side of an output */
+#define GUARD_BYTE 0x5a
+#define UNSET_BYTE 0xff    /* 0xffff / 0xffffffff: NaN in half and float */
+
+static void *dup_bytes(const void *p, size_t n)
+{
+    if (!p)
+        return NULL;
+    void *r = malloc(n ? n : 1);
+    if (r)
+        memcpy(r, p, n);
+    return r;
+}
+
+static int same_bytes(const void *a, const void *b, size_t n)
+{
+    if (!a || !b)
+        return a == b;
+    return memcmp(a, b, n) == 0;
+}
+
+/* An output buffer of n elements of es bytes with guards both sides; the
+ * returned pointer is the start of the guarded region. */
+static unsigned char *guarded_alloc(size_t n, size_t es)
+{
+    unsigned char *p = malloc((n + 2 * GUARD) * es);
+    if (!p)
+        return NULL;
+    memset(p, GUARD_BYTE, GUARD * es);
+    memset(p + GUARD * es, UNSET_BYTE, n * es);
+    memset(p + (GUARD + n) * es, GUARD_BYTE, GUARD * es);
+    return p;
+}
+
+static int guards_intact(const unsigned char *p, size_t n, size_t es)
+{
+    const unsigned char *tail = p + (GUARD + n) * es;
+    for (size_t i = 0; i < GUARD * es; i++)
+        if (p[i] != GUARD_BYTE || tail[i] != GUARD_BYTE)
+            return 0;
+    return 1;
+}
+
+static size_t bias_elems(const attn_sdpa_desc *d)
+{
+    size_t plane = (size_t)d->seq_q * (size_t)d->seq_kv;
+    switch (d->mask.bias_kind) {
+    case ATTN_BIAS_SHARED: return plane;
+    case ATTN_BIAS_PER_HEAD: return (size_t)d->heads_q * plane;
+    case ATTN_BIAS_FULL: return (size_t)d->batch * (size_t)d->heads_q * plane;
+    default: return 0;
+    }
+}
+
+static void fill_bias(ref_rng *r, float *bias, size_t n, double ninf)
+{
+    for (size_t i = 0; i < n; i++)
+        bias[i] = ref_rng_uniform(r, 0.0, 1.0) < ninf
+                      ? -INFINITY
+                      : (float)ref_rng_uniform(r, -1.0, 1.0);
+}
+
+/* ---- attn_sdpa -------------------------------------------------------------- */
+
+void sdpa_case_free(sdpa_case *c)
+{
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->additive_w);
+    free(c->bias);
+    free(c->kv_len);
+    memset(c, 0, sizeof *c);
+}
+
+int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
+                   double qk_amp, double ninf, int with_kv_len)
+{
+    memset(c, 0, sizeof *c);
+    c->d = *shape;
+    attn_sdpa_desc *d = &c->d;
+    d->additive_w = NULL;
+    d->mask.bias = NULL;
+    d->mask.kv_len = NULL;
+    size_t es = d->dtype == ATTN_F16 ? sizeof(uint16_t) : sizeof(float);
+    size_t bhq = (size_t)d->batch * (size_t)d->heads_q;
+    size_t bhkv = (size_t)d->batch * (size_t)d->heads_kv;
+    c->nq = bhq * (size_t)d->seq_q * (size_t)d->head_dim;
+    c->nk = bhkv * (size_t)d->seq_kv * (size_t)d->head_dim;
+    c->nv = bhkv * (size_t)d->seq_kv * (size_t)d->head_dim_v;
+    c->no = bhq * (size_t)d->seq_q * (size_t)d->head_dim_v;
+    c->nlse = bhq * (size_t)d->seq_q;
+    c->nbias = bias_elems(d);
+    c->q = malloc(c->nq * es);
+    c->k = malloc(c->nk * es);
+    c->v = malloc(c->nv * es);
+    if (!c->q || !c->k || !c->v)
+        goto fail;
+    ref_rng r;
+    ref_rng_seed(&r, seed);
+    if (d->dtype == ATTN_F16) {
+        ref_fill_f16(&r, c->q, c->nq, -qk_amp, qk_amp);
+        ref_fill_f16(&r, c->k, c->nk, -qk_amp, qk_amp);
+        ref_fill_f16(&r, c->v, c->nv, -1.0, 1.0);
+    } else {
+        ref_fill_f32(&r, c->q, c->nq, -qk_amp, qk_amp);
+        ref_fill_f32(&r, c->k, c->nk, -qk_amp, qk_amp);
+        ref_fill_f32(&r, c->v, c->nv, -1.0, 1.0);
+    }
+    if (d->score == ATTN_SCORE_ADDITIVE) {
+        size_t n = (size_t)d->heads_q * (size_t)d->head_dim;
+        if (!(c->additive_w = malloc(n * sizeof(float))))
+            goto fail;
+        ref_fill_f32(&r, c->additive_w, n, -1.0, 1.0);
+        d->additive_w = c->additive_w;
+    }
+    if (c->nbias) {
+        if (!(c->bias = malloc(c->nbias * sizeof(float))))
+            goto fail;
+        fill_bias(&r, c->bias, c->nbias, ninf);
+        d->mask.bias = c->bias;
+    }
+    if (with_kv_len) {
+        if (!(c->kv_len = malloc((size_t)d->batch * sizeof(int32_t))))
+            goto fail;
+        for (int b = 0; b < d->batch; b++)
+            c->kv_len[b] = ref_rng_int(&r, 0, d->seq_kv);
+        d->mask.kv_len = c->kv_len;
+    }
+    return 0;
+fail:
+    sdpa_case_free(c);
+    return -1;
+}
+
+int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
+                    const ref_sdpa_result *ref, int with_lse,
+                    const unsigned char *skip_rows, const char *what)
+{
+    const attn_sdpa_desc *d = &c->d;
+    size_t es = d->dtype == ATTN_F16 ? sizeof(uint16_t) : sizeof(float);
+    ref_sdpa_result own;
+    int ok = 1;
+    if (!ref) {
+        if (ref_sdpa(d, c->q, c->k, c->v, &own) != 0) {
+            printf("\nFAIL %s: out of memory in the reference\n", what);
+            return 0;
+        }
+        ref = &own;
+    }
+    unsigned char *ob = guarded_alloc(c->no, es);
+    unsigned char *lb = with_lse ? guarded_alloc(c->nlse, sizeof(float)) : NULL;
+    void *q0 = dup_bytes(c->q, c->nq * es), *k0 = dup_bytes(c->k, c->nk * es);
+    void *v0 = dup_bytes(c->v, c->nv * es);
+    void *w0 = dup_bytes(c->additive_w,
+                         c->additive_w ? (size_t)d->heads_q * (size_t)d->head_dim *
+                                             sizeof(float) : 0);
+    void *b0 = dup_bytes(c->bias, c->nbias * sizeof(float));
+    void *l0 = dup_bytes(c->kv_len, c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0);
+    if (!ob || (with_lse && !lb) || !q0 || !k0 || !v0 ||
+        (c->additive_w && !w0) || (c->bias && !b0) || (c->kv_len && !l0)) {
+        printf("\nFAIL %s: out of memory in the test\n", what);
+        ok = 0;
+        goto out;
+    }
+    void *o = ob + GUARD * es;
+    float *lse = lb ? (float *)(void *)(lb + GUARD * sizeof(float)) : NULL;
+    attn_status st = attn_sdpa(ctx, d, c->q, c->k, c->v, o, lse);
+    if (st != ATTN_OK) {
+        printf("\nFAIL %s: attn_sdpa returned %s (%s)\n", what,
+               attn_status_string(st), attn_context_last_error(ctx));
+        ok = 0;
+        goto out;
+    }
+    if (!guards_intact(ob, c->no, es) ||
+        (lb && !guards_intact(lb, c->nlse, sizeof(float)))) {
+        printf("\nFAIL %s: attn_sdpa wrote outside o or lse\n", what);
+        ok = 0;
+    }
+    if (!same_bytes(q0, c->q, c->nq * es) || !same_bytes(k0, c->k, c->nk * es) ||
+        !same_bytes(v0, c->v, c->nv * es) ||
+        !same_bytes(w0, c->additive_w,
+                    c->additive_w ? (size_t)d->heads_q * (size_t)d->head_dim *
+                                        sizeof(float) : 0) ||
+        !same_bytes(b0, c->bias, c->nbias * sizeof(float)) ||
+        !same_bytes(l0, c->kv_len,
+                    c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0)) {
+        printf("\nFAIL %s: attn_sdpa modified an input\n", what);
+        ok = 0;
+    }
+    if (!ref_check_sdpa(what, d, ref, o, lse, skip_rows))
+        ok = 0;
+out:
+    free(ob);
+    free(lb);
+    free(q0);
+    free(k0);
+    free(v0);
+    free(w0);
+    free(b0);
+    free(l0);
+    if (ref == &own)
+        ref_sdpa_free(&own);
+    return ok;
+}
+
+/* ---- attn_mha_forward ------------------------------------------------------- */
+
+void mha_case_free(mha_case *c)
+{
+    free(c->x_q);
+    free(c->x_kv);
+    for (int i = 0; i < 4; i++) {
+        free(c->w[i]);
+        free(c->b[i]);
+    }
+    free(c->additive_w);
+    free(c->pos_table);
+    free(c->bias);
+    free(c->kv_len);
+    memset(c, 0, sizeof *c);
+}
+
+static float *random_f32(ref_rng *r, size_t n, double amp)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    if (x)
+        ref_fill_f32(r, x, n, -amp, amp);
+    return x;
+}
+
+int mha_case_init(mha_case *c, const mha_spec *s, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    ref_rng r;
+    ref_rng_seed(&r, seed);
+    size_t dm = (size_t)s->d_model;
+    size_t inq = (size_t)s->heads_q * (size_t)s->head_dim;
+    size_t inkv = (size_t)s->heads_kv * (size_t)s->head_dim;
+    int seq_kv = s->self ? s->seq_q : s->seq_kv;
+    c->batch = s->batch;
+    c->seq_q = s->seq_q;
+    c->seq_kv = seq_kv;
+    c->nxq = (size_t)s->batch * (size_t)s->seq_q * dm;
+    c->nxkv = s->self ? 0 : (size_t)s->batch * (size_t)seq_kv * dm;
+    c->ny = c->nxq;
+
+    attn_mha_desc *m = &c->m;
+    m->d_model = s->d_model;
+    m->heads_q = s->heads_q;
+    m->heads_kv = s->heads_kv;
+    m->head_dim = s->head_dim;
+    m->score = s->score;
+    m->posenc = s->posenc;
+    m->pos_offset = s->pos_offset;
+
+    int ok = (c->x_q = random_f32(&r, c->nxq, 1.0)) != NULL;
+    if (ok && !s->self)
+        ok = (c->x_kv = random_f32(&r, c->nxkv, 1.0)) != NULL;
+    /* Uniform in [-a, a] with a = sqrt(3 / fan_in) keeps var(out) = var(in). */
+    size_t wn[4] = {inq * dm, inkv * dm, inkv * dm, dm * inq};
+    size_t bn[4] = {inq, inkv, inkv, dm};
+    double amp[4] = {sqrt(3.0 / (double)dm), sqrt(3.0 / (double)dm),
+                     sqrt(3.0 / (double)dm), sqrt(3.0 / (double)inq)};
+    for (int i = 0; ok && i < 4; i++) {
+        ok = (c->w[i] = random_f32(&r, wn[i], amp[i])) != NULL;
+        if (ok && s->with_bias)
+            ok = (c->b[i] = random_f32(&r, bn[i], 0.5)) != NULL;
+    }
+    if (ok && s->score == ATTN_SCORE_ADDITIVE)
+        ok = (c->additive_w = random_f32(&r, inq, 1.0)) != NULL;
+    if (ok && s->posenc == ATTN_POSENC_LEARNED) {
+        int rows = s->pos_offset + (s->seq_q > seq_kv ? s->seq_q : seq_kv) + 3;
+        ok = (c->pos_table = random_f32(&r, (size_t)rows * dm, 1.0)) != NULL;
+        m->pos_table_len = rows;
+    }
+    c->mask.causal = s->causal;
+    c->mask.window = s->window;
+    c->mask.bias_kind = s->bias_kind;
+    if (ok && s->bias_kind != ATTN_BIAS_NONE) {
+        attn_sdpa_desc shape;
+        memset(&shape, 0, sizeof shape);
+        shape.batch = s->batch;
+        shape.heads_q = s->heads_q;
+        shape.seq_q = s->seq_q;
+        shape.seq_kv = seq_kv;
+        shape.mask.bias_kind = s->bias_kind;
+        size_t n = bias_elems(&shape);
+        ok = (c->bias = malloc(n * sizeof(float))) != NULL;
+        if (ok)
+            fill_bias(&r, c->bias, n, 0.1);
+    }
+    if (ok && s->with_kv_len) {
+        ok = (c->kv_len = malloc((size_t)s->batch * sizeof(int32_t))) != NULL;
+        for (int b = 0; ok && b < s->batch; b++)
+            c->kv_len[b] = ref_rng_int(&r, 0, seq_kv);
+    }
+    if (!ok) {
+        mha_case_free(c);
+        return -1;
+    }
+    m->wq = c->w[0];
+    m->wk = c->w[1];
+    m->wv = c->w[2];
+    m->wo = c->w[3];
+    m->bq = c->b[0];
+    m->bk = c->b[1];
+    m->bv = c->b[2];
+    m->bo = c->b[3];
+    m->additive_w = c->additive_w;
+    m->pos_table = c->pos_table;
+    c->mask.bias = c->bias;
+    c->mask.kv_len = c->kv_len;
+    return 0;
+}
+
+double *mha_case_reference(const mha_case *c)
+{
+    double *y = malloc(c->ny * sizeof *y);
+    if (y && ref_mha(&c->m, c->batch, c->seq_q, c->seq_kv, c->x_q, c->x_kv,
+                     &c->mask, y) != 0) {
+        free(y);
+        y = NULL;
+    }
+    return y;
+}
+
+int mha_case_check(attn_context *ctx, const mha_case *c, const double *ref,
+                   const char *what)
+{
+    double *own = NULL;
+    int ok = 1;
+    if (!ref && !(ref = own = mha_case_reference(c))) {
+        printf("\nFAIL %s: out of memory in the reference\n", what);
+        return 0;
+    }
+    unsigned char *yb = guarded_alloc(c->ny, sizeof(float));
+    void *xq0 = dup_bytes(c->x_q, c->nxq * sizeof(float));
+    void *xk0 = dup_bytes(c->x_kv, c->nxkv * sizeof(float));
+    if (!yb || !xq0 || (c->x_kv && !xk0)) {
+        printf("\nFAIL %s: out of memory in the test\n", what);
+        ok = 0;
+        goto out;
+    }
+    float *y = (float *)(void *)(yb + GUARD * sizeof(float));
+    attn_status st = attn_mha_forward(ctx, &c->m, c->batch, c->seq_q, c->seq_kv,
+                                      c->x_q, c->x_kv, &c->mask, y);
+    if (st != ATTN_OK) {
+        printf("\nFAIL %s: attn_mha_forward returned %s (%s)\n", what,
+               attn_status_string(st), attn_context_last_error(ctx));
+        ok = 0;
+        goto out;
+    }
+    if (!guards_intact(yb, c->ny, sizeof(float))) {
+        printf("\nFAIL %s: attn_mha_forward wrote outside y\n", what);
+        ok = 0;
+    }
+    if (!same_bytes(xq0, c->x_q, c->nxq * sizeof(float)) ||
+        !same_bytes(xk0, c->x_kv, c->nxkv * sizeof(float))) {
+        printf("\nFAIL %s: attn_mha_forward modified x\n", what);
+        ok = 0;
+    }
+    if (!ref_check_f32(what, y, ref, c->ny, REF_MHA_ABS, REF_MHA_REL))
+        ok = 0;
+out:
+    free(yb);
+    free(xq0);
+    free(xk0);
+    free(own);
+    return ok;
+}

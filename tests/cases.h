@@ -1,0 +1,81 @@
+/*
+ * Test problems: random inputs for one attn_sdpa or attn_mha_forward call,
+ * the call itself with guarded outputs, and the check against the oracle.
+ * Thread-safe (no shared state); used by test_sdpa, test_mha and
+ * test_threads.
+ */
+#ifndef ATTN_TEST_CASES_H
+#define ATTN_TEST_CASES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn/attn.h"
+#include "ref.h"
+
+/* One attn_sdpa problem; d's pointer members point into the buffers. */
+typedef struct sdpa_case {
+    attn_sdpa_desc d;
+    void *q, *k, *v;     /* d.dtype values */
+    float *additive_w;   /* [heads_q, head_dim] when ADDITIVE, else NULL */
+    float *bias;         /* shaped by d.mask.bias_kind, or NULL */
+    int32_t *kv_len;     /* [batch] or NULL */
+    size_t nq, nk, nv, no, nlse, nbias; /* element counts */
+} sdpa_case;
+
+/* Builds the problem of shape (its pointer members are ignored): q and k
+ * uniform in [-qk_amp, qk_amp], v in [-1, 1], additive_w in [-1, 1] for
+ * ADDITIVE, a bias in [-1, 1] with a fraction ninf of -INFINITY entries
+ * when shape->mask.bias_kind is set, kv_len uniform in [0, seq_kv] when
+ * with_kv_len.  The caller may edit the buffers afterwards.  Returns 0, or
+ * -1 when memory runs out. */
+int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
+                   double qk_amp, double ninf, int with_kv_len);
+void sdpa_case_free(sdpa_case *c);
+
+/* Runs attn_sdpa(ctx, c) with NaN-filled outputs surrounded by guard
+ * elements (lse NULL unless with_lse), then checks: ATTN_OK, the guards
+ * and every input untouched, and O / lse against ref (computed here when
+ * ref is NULL; rows with skip_rows[row] set are not compared).  Returns 1
+ * when all holds; otherwise prints what failed, labelled what. */
+int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
+                    const ref_sdpa_result *ref, int with_lse,
+                    const unsigned char *skip_rows, const char *what);
+
+/* Shape and features of one attn_mha_forward problem. */
+typedef struct mha_spec {
+    int d_model, heads_q, heads_kv, head_dim;
+    int batch, seq_q, seq_kv;  /* seq_kv is ignored when self */
+    int self;                  /* 1: x_kv NULL */
+    int with_bias;             /* bq, bk, bv, bo present */
+    attn_score score;
+    attn_posenc posenc;
+    int pos_offset;
+    int causal, window, with_kv_len;
+    attn_bias_kind bias_kind;  /* bias [.., heads_q, seq_q, seq_kv] */
+} mha_spec;
+
+typedef struct mha_case {
+    attn_mha_desc m;
+    int batch, seq_q, seq_kv;
+    float *x_q, *x_kv;         /* x_kv NULL for self-attention */
+    float *w[4], *b[4];        /* q, k, v, o */
+    float *additive_w, *pos_table, *bias;
+    int32_t *kv_len;
+    attn_mask_desc mask;
+    size_t nxq, nxkv, ny;
+} mha_case;
+
+/* x in [-1, 1], weights scaled so that every activation stays O(1), a
+ * LEARNED table with rows to spare (pos_table_len set).  Returns 0 or -1. */
+int mha_case_init(mha_case *c, const mha_spec *s, uint64_t seed);
+void mha_case_free(mha_case *c);
+/* The reference y for c (ny doubles, malloc'ed), or NULL on failure. */
+double *mha_case_reference(const mha_case *c);
+/* Runs attn_mha_forward with a guarded NaN-filled y and checks ATTN_OK,
+ * guards and inputs untouched, and y against ref (computed when NULL).
+ * Returns 1 when all holds. */
+int mha_case_check(attn_context *ctx, const mha_case *c, const double *ref,
+                   const char *what);
+
+#endif /* ATTN_TEST_CASES_H */

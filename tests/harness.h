@@ -1,0 +1,35 @@
+/*
+ * What every test executable shares: a CUnit runner whose exit status tells
+ * ctest about failures, and the context the correctness suites run on.
+ */
+#ifndef ATTN_TEST_HARNESS_H
+#define ATTN_TEST_HARNESS_H
+
+#include <CUnit/CUnit.h>
+
+#include "attn/attn.h"
+
+typedef struct harness_test {
+    const char *name;
+    CU_TestFunc fn;
+} harness_test;
+
+/* Registers one suite with tests (ended by a {NULL, NULL} entry), runs it
+ * with CUnit's basic interface (failures and the summary only) and returns
+ * the process exit status: 0 when every test ran and passed, 1 otherwise.
+ * init and clean may be NULL. */
+int harness_main(const char *suite, CU_InitializeFunc init,
+                 CU_CleanupFunc clean, const harness_test *tests);
+
+/* A CUnit assertion whose failure record names the case: "what: cond". */
+#define HARNESS_EXPECT(cond, what) \
+    harness_expect((cond) ? 1 : 0, __LINE__, __FILE__, #cond, (what))
+void harness_expect(int ok, unsigned line, const char *file, const char *cond,
+                    const char *what);
+
+/* A context from attn_options_init defaults (device "auto"; the ATTN_DEVICE
+ * environment variable picks another).  NULL on failure, after printing
+ * attn_last_error(). */
+attn_context *harness_context(void);
+
+#endif /* ATTN_TEST_HARNESS_H */

@@ -1,0 +1,10 @@
+# The installed package works for a consumer (pkg-config and find_package).
+find_program(ATTN_PKG_CONFIG pkg-config)
+if(ATTN_PKG_CONFIG)
+  add_test(NAME install_consumer
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/install_test.sh
+            ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}
+            ${CMAKE_CURRENT_BINARY_DIR}/install_test)
+else()
+  message(WARNING "pkg-config not found: the install_consumer test is not built")
+endif()

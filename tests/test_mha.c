@@ -1,0 +1,338 @@
+/*
+ * test_mha: attn_mha_forward against the reference layer (projections,
+ * positional encodings, GQA, additive score, masks, self and cross
+ * attention) and attn_posenc_sinusoidal against the formula.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/CUnit.h>
+
+#include "attn/attn.h"
+#include "cases.h"
+#include "harness.h"
+#include "ref.h"
+
+static attn_context *ctx;
+
+static const char *posenc_name(attn_posenc p)
+{
+    switch (p) {
+    case ATTN_POSENC_NONE: return "NONE";
+    case ATTN_POSENC_SINUSOIDAL: return "SINUSOIDAL";
+    case ATTN_POSENC_LEARNED: return "LEARNED";
+    case ATTN_POSENC_ROPE: return "ROPE";
+    }
+    return "?";
+}
+
+/* d_model 20 with 4 heads of 6 (inner width 24 != d_model), 2 kv heads. */
+static mha_spec base_spec(void)
+{
+    mha_spec s;
+    memset(&s, 0, sizeof s);
+    s.d_model = 20;
+    s.heads_q = 4;
+    s.heads_kv = 2;
+    s.head_dim = 6;
+    s.batch = 2;
+    s.seq_q = 5;
+    s.seq_kv = 7;
+    s.self = 1;
+    return s;
+}
+
+static int run(const mha_spec *s, uint64_t seed, const char *what)
+{
+    mha_case c;
+    if (mha_case_init(&c, s, seed) != 0)
+        return 0;
+    int ok = mha_case_check(ctx, &c, NULL, what);
+    mha_case_free(&c);
+    return ok;
+}
+
+/* ---- attn_posenc_sinusoidal ------------------------------------------------------ */
+
+static int check_table(int seq, int d_model, int offset)
+{
+    size_t n = (size_t)seq * (size_t)d_model;
+    float *t = malloc((n + 16) * sizeof *t);
+    double *want = malloc(n * sizeof *want);
+    if (!t || !want) {
+        free(t);
+        free(want);
+        return 0;
+    }
+    for (size_t i = 0; i < n + 16; i++)
+        t[i] = -7.0f;
+    for (int p = 0; p < seq; p++)
+        for (int c = 0; c < d_model; c++)
+            want[(size_t)p * (size_t)d_model + (size_t)c] =
+                ref_sinusoidal((double)(offset + p), c, d_model);
+    char what[96];
+    snprintf(what, sizeof what, "sinusoidal seq %d d_model %d offset %d", seq,
+             d_model, offset);
+    int ok = attn_posenc_sinusoidal(seq, d_model, offset, t) == ATTN_OK;
+    if (!ok)
+        printf("\nFAIL %s: status not ATTN_OK\n", what);
+    ok = ok && ref_check_f32(what, t, want, n, REF_PE_ABS(offset + seq - 1), 0.0);
+    for (size_t i = n; i < n + 16; i++)
+        if (t[i] != -7.0f) {
+            printf("\nFAIL %s: wrote past the table\n", what);
+            ok = 0;
+            break;
+        }
+    free(t);
+    free(want);
+    return ok;
+}
+
+static void test_sinusoidal_table(void)
+{
+    CU_ASSERT_TRUE(check_table(20, 16, 0));
+    CU_ASSERT_TRUE(check_table(13, 7, 37));
+    CU_ASSERT_TRUE(check_table(1, 1, 0));
+    CU_ASSERT_TRUE(check_table(3, 1, 5));
+    CU_ASSERT_TRUE(check_table(64, 33, 100));
+    /* Position 0: sin 0 = 0 and cos 0 = 1 exactly. */
+    float t[8];
+    CU_ASSERT_EQUAL_FATAL(attn_posenc_sinusoidal(1, 8, 0, t), ATTN_OK);
+    for (int c = 0; c < 8; c++)
+        CU_ASSERT_DOUBLE_EQUAL(t[c], (c & 1) ? 1.0 : 0.0, 1e-7);
+}
+
+/* ---- the layer ------------------------------------------------------------------------ */
+
+static void test_posenc_bias_self_cross(void)
+{
+    const attn_posenc kinds[] = {ATTN_POSENC_NONE, ATTN_POSENC_SINUSOIDAL,
+                                 ATTN_POSENC_LEARNED, ATTN_POSENC_ROPE};
+    for (int k = 0; k < 4; k++)
+        for (int bias = 0; bias < 2; bias++)
+            for (int self = 0; self < 2; self++) {
+                mha_spec s = base_spec();
+                s.posenc = kinds[k];
+                s.with_bias = bias;
+                s.self = self;
+                char what[96];
+                snprintf(what, sizeof what, "mha %s bias %d %s", posenc_name(kinds[k]),
+                         bias, self ? "self" : "cross");
+                CU_ASSERT_TRUE(run(&s, 10 + (uint64_t)(k * 4 + bias * 2 + self), what));
+            }
+}
+
+static void test_pos_offset(void)
+{
+    const attn_posenc kinds[] = {ATTN_POSENC_SINUSOIDAL, ATTN_POSENC_LEARNED,
+                                 ATTN_POSENC_ROPE};
+    for (int k = 0; k < 3; k++)
+        for (int self = 0; self < 2; self++) {
+            mha_spec s = base_spec();
+            s.posenc = kinds[k];
+            s.pos_offset = 11;
+            s.self = self;
+            s.with_bias = 1;
+            s.causal = self;
+            char what[96];
+            snprintf(what, sizeof what, "mha %s pos_offset 11 %s",
+                     posenc_name(kinds[k]), self ? "self causal" : "cross");
+            CU_ASSERT_TRUE(run(&s, 30 + (uint64_t)(k * 2 + self), what));
+        }
+}
+
+static void test_rope_odd_head_dim(void)
+{
+    const int dims[] = {1, 5, 7};
+    for (int i = 0; i < 3; i++)
+        for (int self = 0; self < 2; self++) {
+            mha_spec s = base_spec();
+            s.posenc = ATTN_POSENC_ROPE;
+            s.head_dim = dims[i];
+            s.pos_offset = 3;
+            s.self = self;
+            char what[96];
+            snprintf(what, sizeof what, "mha ROPE head_dim %d %s", dims[i],
+                     self ? "self" : "cross");
+            CU_ASSERT_TRUE(run(&s, 40 + (uint64_t)(i * 2 + self), what));
+        }
+}
+
+static void test_heads(void)
+{
+    mha_spec s = base_spec();
+    s.heads_kv = 4;
+    CU_ASSERT_TRUE(run(&s, 50, "mha MHA 4/4"));
+    s.heads_kv = 1;
+    s.posenc = ATTN_POSENC_ROPE;
+    CU_ASSERT_TRUE(run(&s, 51, "mha MQA 4/1 ROPE"));
+    s.heads_q = 6;
+    s.heads_kv = 3;
+    s.head_dim = 4;
+    s.self = 0;
+    CU_ASSERT_TRUE(run(&s, 52, "mha GQA 6/3 cross"));
+    s = base_spec();
+    s.d_model = 1;
+    s.heads_q = s.heads_kv = 1;
+    s.head_dim = 1;
+    s.batch = 1;
+    s.seq_q = 1;
+    CU_ASSERT_TRUE(run(&s, 53, "mha every size 1"));
+    s = base_spec();
+    s.d_model = 64;
+    s.heads_q = 8;
+    s.heads_kv = 2;
+    s.head_dim = 8;
+    s.seq_q = 33;
+    s.with_bias = 1;
+    s.posenc = ATTN_POSENC_ROPE;
+    s.causal = 1;
+    CU_ASSERT_TRUE(run(&s, 54, "mha d_model 64, 8/2 heads, seq 33"));
+}
+
+static void test_additive(void)
+{
+    mha_spec s = base_spec();
+    s.score = ATTN_SCORE_ADDITIVE;
+    CU_ASSERT_TRUE(run(&s, 60, "mha additive self"));
+    s.self = 0;
+    s.with_bias = 1;
+    s.posenc = ATTN_POSENC_ROPE;
+    s.bias_kind = ATTN_BIAS_PER_HEAD;
+    CU_ASSERT_TRUE(run(&s, 61, "mha additive cross ROPE bias"));
+}
+
+static void test_masks(void)
+{
+    const attn_bias_kind kinds[] = {ATTN_BIAS_SHARED, ATTN_BIAS_PER_HEAD,
+                                    ATTN_BIAS_FULL};
+    for (int self = 0; self < 2; self++) {
+        mha_spec s = base_spec();
+        s.self = self;
+        s.causal = 1;
+        CU_ASSERT_TRUE(run(&s, 70 + (uint64_t)self, "mha causal"));
+        s.window = 2;
+        CU_ASSERT_TRUE(run(&s, 72 + (uint64_t)self, "mha causal window 2"));
+        s.window = 0;
+        s.causal = 0;
+        s.with_kv_len = 1;
+        s.with_bias = 1;
+        CU_ASSERT_TRUE(run(&s, 74 + (uint64_t)self, "mha kv_len"));
+        for (int k = 0; k < 3; k++) {
+            s.bias_kind = kinds[k];
+            s.causal = k == 1;
+            s.posenc = ATTN_POSENC_ROPE;
+            char what[64];
+            snprintf(what, sizeof what, "mha bias kind %d %s", (int)kinds[k],
+                     self ? "self" : "cross");
+            CU_ASSERT_TRUE(run(&s, 76 + (uint64_t)(k * 2 + self), what));
+        }
+    }
+    /* A batch item whose keys are all hidden: y = bo there. */
+    mha_spec s = base_spec();
+    s.with_bias = 1;
+    s.with_kv_len = 1;
+    mha_case c;
+    CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 90), 0);
+    c.kv_len[0] = 0;
+    c.kv_len[1] = 5;
+    CU_ASSERT_TRUE(mha_case_check(ctx, &c, NULL, "mha kv_len 0"));
+    mha_case_free(&c);
+}
+
+/* LEARNED with the table attn_posenc_sinusoidal writes is SINUSOIDAL. */
+static void test_learned_equals_sinusoidal(void)
+{
+    mha_spec s = base_spec();
+    s.posenc = ATTN_POSENC_SINUSOIDAL;
+    s.pos_offset = 4;
+    s.with_bias = 1;
+    for (int self = 0; self < 2; self++) {
+        s.self = self;
+        mha_case c;
+        CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 100 + (uint64_t)self), 0);
+        int rows = 4 + 7 + 1;
+        float *table = malloc((size_t)rows * 20 * sizeof *table);
+        float *y1 = malloc(c.ny * sizeof *y1), *y2 = malloc(c.ny * sizeof *y2);
+        double *y1d = malloc(c.ny * sizeof *y1d);
+        CU_ASSERT_FATAL(table && y1 && y2 && y1d);
+        CU_ASSERT_EQUAL(attn_posenc_sinusoidal(rows, 20, 0, table), ATTN_OK);
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
+                                         c.x_kv, &c.mask, y1), ATTN_OK);
+        c.m.posenc = ATTN_POSENC_LEARNED;
+        c.m.pos_table = table;
+        c.m.pos_table_len = rows;
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
+                                         c.x_kv, &c.mask, y2), ATTN_OK);
+        for (size_t i = 0; i < c.ny; i++)
+            y1d[i] = y1[i];
+        CU_ASSERT_TRUE(ref_check_f32(self ? "LEARNED(sin table) vs SINUSOIDAL, self"
+                                          : "LEARNED(sin table) vs SINUSOIDAL, cross",
+                                     y2, y1d, c.ny, REF_MHA_ABS, REF_MHA_REL));
+        c.m.pos_table = NULL;
+        free(table);
+        free(y1);
+        free(y2);
+        free(y1d);
+        mha_case_free(&c);
+    }
+}
+
+/* ROPE scores depend on relative positions only: without masks, shifting
+ * pos_offset in self-attention leaves y unchanged. */
+static void test_rope_relative(void)
+{
+    mha_spec s = base_spec();
+    s.posenc = ATTN_POSENC_ROPE;
+    s.with_bias = 1;
+    mha_case c;
+    CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 110), 0);
+    float *y0 = malloc(c.ny * sizeof *y0), *y1 = malloc(c.ny * sizeof *y1);
+    double *y0d = malloc(c.ny * sizeof *y0d);
+    CU_ASSERT_FATAL(y0 && y1 && y0d);
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
+                                     NULL, NULL, y0), ATTN_OK);
+    c.m.pos_offset = 9;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
+                                     NULL, NULL, y1), ATTN_OK);
+    for (size_t i = 0; i < c.ny; i++)
+        y0d[i] = y0[i];
+    CU_ASSERT_TRUE(ref_check_f32("ROPE shift invariance", y1, y0d, c.ny,
+                                 REF_MHA_ABS, REF_MHA_REL));
+    free(y0);
+    free(y1);
+    free(y0d);
+    mha_case_free(&c);
+}
+
+static int suite_init(void)
+{
+    ctx = harness_context();
+    return ctx ? 0 : 1;
+}
+
+static int suite_clean(void)
+{
+    attn_context_destroy(ctx);
+    ctx = NULL;
+    return 0;
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"posenc_sinusoidal table", test_sinusoidal_table},
+        {"posenc x biases x self/cross", test_posenc_bias_self_cross},
+        {"pos_offset > 0", test_pos_offset},
+        {"ROPE with odd head_dim", test_rope_odd_head_dim},
+        {"MHA, GQA, MQA and sizes", test_heads},
+        {"additive score", test_additive},
+        {"masks", test_masks},
+        {"LEARNED with a sinusoidal table", test_learned_equals_sinusoidal},
+        {"ROPE depends on relative positions", test_rope_relative},
+        {NULL, NULL},
+    };
+    return harness_main("mha", suite_init, suite_clean, tests);
+}

@@ -1,0 +1,562 @@
+/*
+ * test_sdpa: attn_sdpa against the double-precision oracle: scores, scale,
+ * causal / window / kv_len / bias masks, GQA and MQA, cross-attention,
+ * head_dim_v, F32 and F16, lse, fully hidden rows, odd and long sizes,
+ * extreme logits and NaN isolation.  Runs on the context ATTN_DEVICE picks
+ * (default "auto").
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/CUnit.h>
+
+#include "attn/attn.h"
+#include "cases.h"
+#include "harness.h"
+#include "ref.h"
+
+static attn_context *ctx;
+
+static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv,
+                            int d, int dv)
+{
+    attn_sdpa_desc s;
+    memset(&s, 0, sizeof s);
+    s.batch = batch;
+    s.heads_q = hq;
+    s.heads_kv = hkv;
+    s.seq_q = sq;
+    s.seq_kv = skv;
+    s.head_dim = d;
+    s.head_dim_v = dv;
+    return s;
+}
+
+/* Builds the case, runs it with lse (lse 1), without (0) or both (2). */
+static int run(const attn_sdpa_desc *s, uint64_t seed, double amp, double ninf,
+               int with_kv_len, int lse, const char *what)
+{
+    sdpa_case c;
+    if (sdpa_case_init(&c, s, seed, amp, ninf, with_kv_len) != 0)
+        return 0;
+    ref_sdpa_result r;
+    if (ref_sdpa(&c.d, c.q, c.k, c.v, &r) != 0) {
+        sdpa_case_free(&c);
+        return 0;
+    }
+    int ok = 1;
+    if (lse != 0)
+        ok &= sdpa_case_check(ctx, &c, &r, 1, NULL, what);
+    if (lse != 1)
+        ok &= sdpa_case_check(ctx, &c, &r, 0, NULL, what);
+    ref_sdpa_free(&r);
+    sdpa_case_free(&c);
+    return ok;
+}
+
+/* ---- the oracle itself --------------------------------------------------------- */
+
+static void test_oracle(void)
+{
+    /* Half conversion: every finite half survives a round trip; rounding is
+     * to nearest even, with overflow to infinity and the subnormal range. */
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        float f = ref_f16_to_f32((uint16_t)h);
+        if (isnan(f))
+            bad += !isnan(ref_f16_to_f32(ref_f32_to_f16(f)));
+        else
+            bad += ref_f32_to_f16(f) != h;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f), 0x3c00);
+    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);       /* tie, even */
+    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);   /* tie, even */
+    CU_ASSERT_EQUAL(ref_f32_to_f16(65504.0f), 0x7bff);
+    CU_ASSERT_EQUAL(ref_f32_to_f16(65520.0f), 0x7c00);
+    CU_ASSERT_EQUAL(ref_f32_to_f16(-0x1p-25f), 0x8000);
+    CU_ASSERT_EQUAL(ref_f32_to_f16(3 * 0x1p-26f), 0x0001);
+    CU_ASSERT_EQUAL(ref_f32_to_f16(0x1p-14f - 0x1p-26f), 0x0400);
+    CU_ASSERT_DOUBLE_EQUAL(ref_f16_to_f32(0x3555), 0.333251953125, 0.0);
+
+    /* q = 0: uniform weights, O = mean of the visible V, lse = log(n). */
+    attn_sdpa_desc d = shape(1, 1, 1, 2, 4, 2, 1);
+    d.mask.causal = 1;
+    double q[4] = {0, 0, 0, 0}, k[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    double v[4] = {1, 2, 3, 6}, o[2], lse[2];
+    unsigned char hid[2];
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q, k, v, o, lse, NULL, NULL, hid), 0);
+    CU_ASSERT_DOUBLE_EQUAL(o[0], 2.0, 1e-12);  /* keys 0..2 */
+    CU_ASSERT_DOUBLE_EQUAL(o[1], 3.0, 1e-12);  /* keys 0..3 */
+    CU_ASSERT_DOUBLE_EQUAL(lse[0], log(3.0), 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(lse[1], log(4.0), 1e-12);
+    /* Two keys, scores 0 and log 3: weights 1/4 and 3/4. */
+    d = shape(1, 1, 1, 1, 2, 1, 1);
+    d.scale = 1.0f;
+    double q1[1] = {log(3.0)}, k1[2] = {0.0, 1.0}, v1[2] = {4.0, 8.0};
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q1, k1, v1, o, lse, NULL, NULL, hid), 0);
+    CU_ASSERT_DOUBLE_EQUAL(o[0], 7.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(lse[0], log(4.0), 1e-12);
+    /* Window 2, not causal, seq 3/3: row 2 sees keys 1, 2; row 0 all. */
+    d = shape(1, 1, 1, 3, 3, 1, 1);
+    d.mask.window = 2;
+    double q3[3] = {0, 0, 0}, k3[3] = {0, 0, 0}, v3[3] = {3, 6, 9}, o3[3];
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q3, k3, v3, o3, NULL, NULL, NULL, NULL), 0);
+    CU_ASSERT_DOUBLE_EQUAL(o3[0], 6.0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(o3[2], 7.5, 1e-12);
+}
+
+/* ---- scores and scale --------------------------------------------------------------- */
+
+static void test_dot(void)
+{
+    attn_sdpa_desc s = shape(2, 3, 3, 11, 13, 16, 16);
+    CU_ASSERT_TRUE(run(&s, 1, 1.0, 0, 0, 2, "dot, scale 0"));
+    s.scale = 0.3f;
+    CU_ASSERT_TRUE(run(&s, 2, 1.0, 0, 0, 2, "dot, scale 0.3"));
+    s.scale = -0.7f;
+    CU_ASSERT_TRUE(run(&s, 3, 1.0, 0, 0, 1, "dot, scale -0.7"));
+    s.scale = 1.0f;
+    CU_ASSERT_TRUE(run(&s, 4, 2.0, 0, 0, 1, "dot, scale 1"));
+    s = shape(1, 1, 1, 1, 1, 1, 1);
+    CU_ASSERT_TRUE(run(&s, 5, 1.0, 0, 0, 2, "dot, all sizes 1"));
+}
+
+static void test_additive(void)
+{
+    attn_sdpa_desc s = shape(2, 4, 2, 9, 14, 12, 10);
+    s.score = ATTN_SCORE_ADDITIVE;
+    CU_ASSERT_TRUE(run(&s, 11, 1.0, 0, 0, 2, "additive"));
+    s.scale = 3.0f; /* scale is for the dot score only */
+    CU_ASSERT_TRUE(run(&s, 12, 1.0, 0, 0, 1, "additive ignores scale"));
+    s.scale = 0.0f;
+    s.mask.causal = 1;
+    s.mask.bias_kind = ATTN_BIAS_PER_HEAD;
+    CU_ASSERT_TRUE(run(&s, 13, 2.0, 0.1, 1, 1, "additive with masks"));
+    s.dtype = ATTN_F16;
+    CU_ASSERT_TRUE(run(&s, 14, 1.0, 0.1, 1, 2, "additive F16 with masks"));
+}
+
+/* ---- masks ------------------------------------------------------------------------ */
+
+static void test_causal(void)
+{
+    const int sq[] = {6, 16, 16, 40, 1, 64};
+    const int skv[] = {16, 16, 6, 17, 30, 64};
+    for (int i = 0; i < 6; i++) {
+        char what[64];
+        attn_sdpa_desc s = shape(2, 2, 1, sq[i], skv[i], 8, 8);
+        s.mask.causal = 1;
+        snprintf(what, sizeof what, "causal seq_q %d seq_kv %d", sq[i], skv[i]);
+        CU_ASSERT_TRUE(run(&s, 20 + (uint64_t)i, 1.5, 0, 0, 2, what));
+    }
+}
+
+static void test_window(void)
+{
+    const int win[] = {1, 2, 5, 16, 100};
+    for (int causal = 0; causal < 2; causal++)
+        for (int w = 0; w < 5; w++) {
+            char what[64];
+            attn_sdpa_desc s = shape(1, 2, 2, 20, 29, 8, 8);
+            s.mask.causal = causal;
+            s.mask.window = win[w];
+            snprintf(what, sizeof what, "window %d causal %d", win[w], causal);
+            CU_ASSERT_TRUE(run(&s, 30 + (uint64_t)w, 1.5, 0, 0, 1, what));
+            s.seq_q = 29;
+            s.seq_kv = 20;
+            CU_ASSERT_TRUE(run(&s, 40 + (uint64_t)w, 1.5, 0, 0, 1, what));
+        }
+}
+
+static void test_kv_len(void)
+{
+    attn_sdpa_desc s = shape(4, 2, 2, 7, 19, 8, 5);
+    sdpa_case c;
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 50, 1.0, 0, 1), 0);
+    const int32_t lens[4] = {0, 19, 1, 10};
+    memcpy(c.kv_len, lens, sizeof lens);
+    CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, "kv_len 0/19/1/10"));
+    CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 0, NULL, "kv_len, no lse"));
+    c.d.mask.causal = 1;
+    CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, "kv_len + causal"));
+    c.d.mask.window = 3;
+    CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, "kv_len + window"));
+    sdpa_case_free(&c);
+    for (uint64_t seed = 0; seed < 4; seed++)
+        CU_ASSERT_TRUE(run(&s, 60 + seed, 1.0, 0, 1, 1, "random kv_len"));
+}
+
+/* Hides every key of one (b, h, i) row through the bias; the oracle must
+ * see a hidden row there, and the library must give O = 0, lse = -inf. */
+static void test_bias(void)
+{
+    const attn_bias_kind kinds[] = {ATTN_BIAS_SHARED, ATTN_BIAS_PER_HEAD,
+                                    ATTN_BIAS_FULL};
+    for (int k = 0; k < 3; k++)
+        for (int dt = 0; dt < 2; dt++) {
+            char what[64];
+            attn_sdpa_desc s = shape(2, 4, 2, 6, 11, 8, 8);
+            s.mask.bias_kind = kinds[k];
+            s.dtype = dt ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "bias kind %d %s", (int)kinds[k],
+                     dt ? "F16" : "F32");
+            sdpa_case c;
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 70 + (uint64_t)k, 1.0, 0.2, 0), 0);
+            /* row i = 2 of head 1 (SHARED: every head), batch 1 (FULL). */
+            size_t plane = 6 * 11, base = 2 * 11;
+            if (kinds[k] == ATTN_BIAS_PER_HEAD)
+                base += 1 * plane;
+            if (kinds[k] == ATTN_BIAS_FULL)
+                base += (1 * 4 + 1) * plane;
+            for (size_t j = 0; j < 11; j++)
+                c.bias[base + j] = -INFINITY;
+            ref_sdpa_result r;
+            CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+            size_t hidden = 0;
+            for (size_t i = 0; i < r.rows; i++)
+                hidden += r.hidden[i];
+            CU_ASSERT(hidden >= 1);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 0, NULL, what));
+            c.d.mask.causal = 1;
+            ref_sdpa_free(&r);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, what));
+            sdpa_case_free(&c);
+        }
+}
+
+static void test_fully_hidden_rows(void)
+{
+    /* seq_q > seq_kv with causal: the first rows see nothing; kv_len 0
+     * hides a whole batch item. */
+    attn_sdpa_desc s = shape(3, 2, 1, 12, 5, 8, 4);
+    s.mask.causal = 1;
+    for (int dt = 0; dt < 2; dt++) {
+        s.dtype = dt ? ATTN_F16 : ATTN_F32;
+        sdpa_case c;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 80, 1.0, 0, 1), 0);
+        c.kv_len[0] = 5;
+        c.kv_len[1] = 0;
+        c.kv_len[2] = 2;
+        ref_sdpa_result r;
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+        size_t hidden = 0;
+        for (size_t i = 0; i < r.rows; i++)
+            hidden += r.hidden[i];
+        CU_ASSERT(hidden >= 2 * 12 + 2 * 2 * 7);
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, "fully hidden rows"));
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 0, NULL, "fully hidden rows, no lse"));
+        ref_sdpa_free(&r);
+        sdpa_case_free(&c);
+    }
+}
+
+/* ---- heads, cross-attention, value width, dtype ------------------------------------- */
+
+static void test_gqa_mqa(void)
+{
+    attn_sdpa_desc s = shape(2, 8, 2, 9, 12, 16, 16);
+    CU_ASSERT_TRUE(run(&s, 90, 1.0, 0, 0, 2, "GQA 8/2"));
+    s.heads_kv = 1;
+    CU_ASSERT_TRUE(run(&s, 91, 1.0, 0, 0, 2, "MQA 8/1"));
+    s.heads_kv = 4;
+    s.mask.causal = 1;
+    s.mask.bias_kind = ATTN_BIAS_PER_HEAD;
+    CU_ASSERT_TRUE(run(&s, 92, 1.0, 0.1, 1, 1, "GQA 8/4 masked"));
+    s.dtype = ATTN_F16;
+    s.heads_kv = 1;
+    CU_ASSERT_TRUE(run(&s, 93, 1.0, 0.1, 1, 1, "MQA F16 masked"));
+}
+
+static void test_cross(void)
+{
+    attn_sdpa_desc s = shape(2, 2, 2, 17, 40, 8, 8);
+    CU_ASSERT_TRUE(run(&s, 100, 1.0, 0, 0, 2, "cross 17 x 40"));
+    s.seq_q = 40;
+    s.seq_kv = 17;
+    CU_ASSERT_TRUE(run(&s, 101, 1.0, 0, 0, 2, "cross 40 x 17"));
+    s.mask.bias_kind = ATTN_BIAS_FULL;
+    CU_ASSERT_TRUE(run(&s, 102, 1.0, 0.1, 1, 1, "cross 40 x 17 masked"));
+}
+
+static void test_head_dim_v(void)
+{
+    attn_sdpa_desc s = shape(2, 2, 1, 9, 11, 16, 3);
+    CU_ASSERT_TRUE(run(&s, 110, 1.0, 0, 0, 2, "head_dim 16, head_dim_v 3"));
+    s.head_dim = 8;
+    s.head_dim_v = 40;
+    CU_ASSERT_TRUE(run(&s, 111, 1.0, 0, 0, 2, "head_dim 8, head_dim_v 40"));
+    s.dtype = ATTN_F16;
+    s.mask.causal = 1;
+    CU_ASSERT_TRUE(run(&s, 112, 1.0, 0, 0, 2, "F16 head_dim 8, head_dim_v 40"));
+}
+
+static void test_f16(void)
+{
+    attn_sdpa_desc s = shape(2, 4, 2, 13, 21, 32, 32);
+    s.dtype = ATTN_F16;
+    CU_ASSERT_TRUE(run(&s, 120, 1.0, 0, 0, 2, "F16"));
+    s.mask.causal = 1;
+    s.mask.window = 7;
+    s.mask.bias_kind = ATTN_BIAS_SHARED;
+    CU_ASSERT_TRUE(run(&s, 121, 1.0, 0.1, 1, 2, "F16 all masks"));
+    s.scale = 0.05f;
+    CU_ASSERT_TRUE(run(&s, 122, 4.0, 0.1, 1, 1, "F16 scale 0.05"));
+}
+
+/* ---- sizes -------------------------------------------------------------------------- */
+
+static void test_odd_sizes(void)
+{
+    static const char *names[] = {"batch", "heads", "seq_q", "seq_kv",
+                                  "head_dim", "head_dim_v"};
+    const int vals[] = {1, 7, 33, 255};
+    for (int f = 0; f < 6; f++)
+        for (int i = 0; i < 4; i++) {
+            int dims[6] = {2, 2, 5, 9, 8, 8};
+            dims[f] = vals[i];
+            attn_sdpa_desc s = shape(dims[0], dims[1], dims[1], dims[2], dims[3],
+                                     dims[4], dims[5]);
+            char what[80];
+            for (int variant = 0; variant < 3; variant++) {
+                s.mask.causal = variant == 1;
+                s.dtype = variant == 2 ? ATTN_F16 : ATTN_F32;
+                if (variant == 2 && f == 1)
+                    s.heads_kv = 1;
+                snprintf(what, sizeof what, "%s = %d (%s)", names[f], vals[i],
+                         variant == 0 ? "F32" : variant == 1 ? "F32 causal" : "F16");
+                CU_ASSERT_TRUE(run(&s, 1000 + (uint64_t)(f * 40 + i * 4 + variant),
+                                   1.0, 0, 0, 1, what));
+            }
+        }
+}
+
+static void test_long(void)
+{
+    struct {
+        const char *what;
+        int sq, skv, causal, window, dtype;
+    } cases[] = {
+        {"4096 causal", 4096, 4096, 1, 0, ATTN_F32},
+        {"4096 causal window 129", 4096, 4096, 1, 129, ATTN_F32},
+        {"4096 window 77 (not causal)", 4096, 4096, 0, 77, ATTN_F32},
+        {"1 x 4096 causal (decode)", 1, 4096, 1, 0, ATTN_F32},
+        {"4096 x 1500 causal", 4096, 1500, 1, 0, ATTN_F32},
+        {"1500 x 4096 causal window 1000", 1500, 4096, 1, 1000, ATTN_F32},
+        {"4096 F16 window 300", 4096, 4096, 1, 300, ATTN_F16},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        attn_sdpa_desc s = shape(1, 1, 1, cases[i].sq, cases[i].skv, 16, 16);
+        s.mask.causal = cases[i].causal;
+        s.mask.window = cases[i].window;
+        s.dtype = (attn_dtype)cases[i].dtype;
+        /* amp 3: sharp enough that single keys matter. */
+        CU_ASSERT_TRUE(run(&s, 2000 + (uint64_t)i, 3.0, 0, 0, 1, cases[i].what));
+    }
+    attn_sdpa_desc s = shape(2, 2, 1, 1000, 4096, 8, 8);
+    s.mask.causal = 1;
+    sdpa_case c;
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 2100, 2.0, 0, 1), 0);
+    c.kv_len[0] = 3001;
+    c.kv_len[1] = 4095;
+    CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, "1000 x 4096 causal kv_len"));
+    sdpa_case_free(&c);
+}
+
+/* Working memory sized by head_dim grows and shrinks between calls. */
+static void test_large_head_dim(void)
+{
+    attn_sdpa_desc s = shape(1, 2, 1, 20, 30, 1000, 513);
+    s.mask.causal = 1;
+    CU_ASSERT_TRUE(run(&s, 150, 0.3, 0, 0, 1, "head_dim 1000, head_dim_v 513"));
+    attn_sdpa_desc small = shape(2, 2, 2, 9, 9, 4, 4);
+    CU_ASSERT_TRUE(run(&small, 151, 1.0, 0, 0, 1, "head_dim 4 after 1000"));
+    s = shape(1, 1, 1, 7, 40, 96, 2048);
+    s.dtype = ATTN_F16;
+    CU_ASSERT_TRUE(run(&s, 152, 1.0, 0, 0, 1, "F16 head_dim_v 2048"));
+    CU_ASSERT_TRUE(run(&small, 153, 1.0, 0, 0, 1, "head_dim 4 after 2048"));
+}
+
+/* ---- numerics ------------------------------------------------------------------------ */
+
+static void test_extreme_logits(void)
+{
+    attn_sdpa_desc s = shape(2, 2, 2, 33, 47, 16, 16);
+    CU_ASSERT_TRUE(run(&s, 300, 50.0, 0, 0, 1, "inputs x 50"));
+    s.mask.causal = 1;
+    s.mask.bias_kind = ATTN_BIAS_FULL;
+    CU_ASSERT_TRUE(run(&s, 301, 50.0, 0.1, 1, 1, "inputs x 50, masked"));
+    s.dtype = ATTN_F16;
+    CU_ASSERT_TRUE(run(&s, 302, 50.0, 0.1, 1, 1, "F16 inputs x 50, masked"));
+    s = shape(1, 1, 1, 9, 300, 64, 8);
+    s.scale = 1.0f;
+    CU_ASSERT_TRUE(run(&s, 303, 30.0, 0, 0, 1, "logits ~ 1e4"));
+}
+
+/* A NaN in one query row may spoil that row; every other row still
+ * matches. */
+static void test_nan_isolated(void)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        attn_sdpa_desc s = shape(2, 4, 2, 7, 9, 8, 8);
+        s.mask.causal = dt;
+        s.dtype = dt ? ATTN_F16 : ATTN_F32;
+        sdpa_case c;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 400, 1.0, 0, 0), 0);
+        size_t row = ((size_t)1 * 4 + 3) * 7 + 5; /* b 1, h 3, i 5 */
+        if (dt)
+            ((uint16_t *)c.q)[row * 8 + 2] = 0x7e00;
+        else
+            ((float *)c.q)[row * 8 + 2] = NAN;
+        unsigned char *skip = calloc(c.nlse, 1);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(skip);
+        skip[row] = 1;
+        ref_sdpa_result r;
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, skip, "NaN in one query row"));
+        ref_sdpa_free(&r);
+        free(skip);
+        sdpa_case_free(&c);
+    }
+}
+
+/* Keys past kv_len are hidden: whatever memory holds there (NaN, inf, as
+ * in an uninitialised KV cache) must not reach the output. */
+static void test_garbage_past_kv_len(void)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        attn_sdpa_desc s = shape(3, 2, 2, 6, 12, 8, 8);
+        s.dtype = dt ? ATTN_F16 : ATTN_F32;
+        sdpa_case c;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 500, 1.0, 0, 1), 0);
+        const int32_t lens[3] = {5, 12, 0};
+        memcpy(c.kv_len, lens, sizeof lens);
+        for (int b = 0; b < 3; b++)
+            for (int h = 0; h < 2; h++)
+                for (int j = lens[b]; j < 12; j++)
+                    for (int e = 0; e < 8; e++) {
+                        size_t at = (((size_t)b * 2 + (size_t)h) * 12 + (size_t)j) * 8 + (size_t)e;
+                        if (dt) {
+                            ((uint16_t *)c.k)[at] = (e & 1) ? 0x7e00 : 0x7c00;
+                            ((uint16_t *)c.v)[at] = (e & 1) ? 0xfc00 : 0x7e00;
+                        } else {
+                            ((float *)c.k)[at] = (e & 1) ? NAN : INFINITY;
+                            ((float *)c.v)[at] = (e & 1) ? -INFINITY : NAN;
+                        }
+                    }
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL,
+                                       dt ? "F16 NaN/inf past kv_len"
+                                          : "F32 NaN/inf past kv_len"));
+        sdpa_case_free(&c);
+    }
+}
+
+/* One visible key: O = V.  In F16 the value must come back bit for bit
+ * (every finite half, subnormals included), which pins both conversions. */
+static void test_f16_exact_single_key(void)
+{
+    const int n = 63488; /* finite halves: all but exponent 31 */
+    attn_sdpa_desc s = shape(1, 1, 1, 3, 1, 4, n);
+    s.dtype = ATTN_F16;
+    sdpa_case c;
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 600, 1.0, 0, 0), 0);
+    uint16_t *v = c.v;
+    int e = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++)
+        if (((h >> 10) & 0x1f) != 0x1f)
+            v[e++] = (uint16_t)h;
+    CU_ASSERT_EQUAL_FATAL(e, n);
+    uint16_t *o = malloc((size_t)3 * (size_t)n * sizeof *o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx, &c.d, c.q, c.k, c.v, o, NULL), ATTN_OK);
+    int bad = 0, first = -1;
+    for (int i = 0; i < 3 * n; i++) {
+        uint16_t want = v[i % n], got = o[i];
+        int zero = (want & 0x7fff) == 0 && (got & 0x7fff) == 0;
+        if (got != want && !zero) {
+            if (first < 0)
+                first = i;
+            bad++;
+        }
+    }
+    if (bad)
+        printf("\nFAIL F16 single key: o[%d] = 0x%04x, want 0x%04x (%d wrong)\n",
+               first, o[first], v[first % n], bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    free(o);
+    sdpa_case_free(&c);
+}
+
+/* Random shapes with every feature on or off, seeded. */
+static void test_random_mix(void)
+{
+    ref_rng g;
+    ref_rng_seed(&g, 4242);
+    for (int t = 0; t < 60; t++) {
+        int hkv = ref_rng_int(&g, 1, 3);
+        int group = ref_rng_int(&g, 1, 3);
+        attn_sdpa_desc s = shape(ref_rng_int(&g, 1, 3), hkv * group, hkv,
+                                 ref_rng_int(&g, 1, 70), ref_rng_int(&g, 1, 70),
+                                 ref_rng_int(&g, 1, 40), ref_rng_int(&g, 1, 40));
+        s.score = ref_rng_int(&g, 0, 3) == 0 ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
+        s.scale = ref_rng_int(&g, 0, 1) ? 0.0f : (float)ref_rng_uniform(&g, -1, 1);
+        s.dtype = ref_rng_int(&g, 0, 1) ? ATTN_F16 : ATTN_F32;
+        s.mask.causal = ref_rng_int(&g, 0, 1);
+        s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 30);
+        s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        int kv = ref_rng_int(&g, 0, 1);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "mix %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d causal %d "
+                 "window %d bias %d kv_len %d",
+                 t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv, s.head_dim,
+                 s.head_dim_v, (int)s.score, (int)s.dtype, s.mask.causal,
+                 s.mask.window, (int)s.mask.bias_kind, kv);
+        CU_ASSERT_TRUE(run(&s, 5000 + (uint64_t)t, ref_rng_uniform(&g, 0.5, 4.0),
+                           0.15, kv, t % 3, what));
+    }
+}
+
+static int suite_init(void)
+{
+    ctx = harness_context();
+    return ctx ? 0 : 1;
+}
+
+static int suite_clean(void)
+{
+    attn_context_destroy(ctx);
+    ctx = NULL;
+    return 0;
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"oracle self-check", test_oracle},
+        {"dot score and scale", test_dot},
+        {"additive score", test_additive},
+        {"causal (bottom-right)", test_causal},
+        {"sliding window", test_window},
+        {"kv_len", test_kv_len},
+        {"bias kinds with -inf", test_bias},
+        {"fully hidden rows", test_fully_hidden_rows},
+        {"GQA and MQA", test_gqa_mqa},
+        {"cross-attention", test_cross},
+        {"head_dim_v != head_dim", test_head_dim_v},
+        {"F16", test_f16},
+        {"odd sizes in every dimension", test_odd_sizes},
+        {"long sequences", test_long},
+        {"extreme logits", test_extreme_logits},
+        {"NaN stays in its row", test_nan_isolated},
+        {"large head_dim, then small", test_large_head_dim},
+        {"NaN/inf past kv_len never read", test_garbage_past_kv_len},
+        {"F16 single key is exact", test_f16_exact_single_key},
+        {"random feature mix", test_random_mix},
+        {NULL, NULL},
+    };
+    return harness_main("sdpa", suite_init, suite_clean, tests);
+}
