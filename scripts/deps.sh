@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages libattn needs to build, test and run, when
+# any is missing.  Uses sudo when not run as root.
+set -eu
+pkgs="build-essential cmake pkg-config ocl-icd-opencl-dev opencl-c-headers
+pocl-opencl-icd libclblast-dev libcunit1-dev"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing:$missing"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
