@@ -1,0 +1,228 @@
+/*
+ * The OpenCL runtime of one device: context, queue, cache folder, locks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/runtime.h"
+
+const char *attn_cl_error_name(cl_int rc)
+{
+    switch (rc) {
+#define NAME(x)                                                               \
+    case x:                                                                   \
+        return #x
+        NAME(CL_SUCCESS);
+        NAME(CL_DEVICE_NOT_FOUND);
+        NAME(CL_DEVICE_NOT_AVAILABLE);
+        NAME(CL_COMPILER_NOT_AVAILABLE);
+        NAME(CL_MEM_OBJECT_ALLOCATION_FAILURE);
+        NAME(CL_OUT_OF_RESOURCES);
+        NAME(CL_OUT_OF_HOST_MEMORY);
+        NAME(CL_PROFILING_INFO_NOT_AVAILABLE);
+        NAME(CL_MEM_COPY_OVERLAP);
+        NAME(CL_IMAGE_FORMAT_MISMATCH);
+        NAME(CL_IMAGE_FORMAT_NOT_SUPPORTED);
+        NAME(CL_BUILD_PROGRAM_FAILURE);
+        NAME(CL_MAP_FAILURE);
+        NAME(CL_MISALIGNED_SUB_BUFFER_OFFSET);
+        NAME(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST);
+        NAME(CL_COMPILE_PROGRAM_FAILURE);
+        NAME(CL_LINKER_NOT_AVAILABLE);
+        NAME(CL_LINK_PROGRAM_FAILURE);
+        NAME(CL_DEVICE_PARTITION_FAILED);
+        NAME(CL_KERNEL_ARG_INFO_NOT_AVAILABLE);
+        NAME(CL_INVALID_VALUE);
+        NAME(CL_INVALID_DEVICE_TYPE);
+        NAME(CL_INVALID_PLATFORM);
+        NAME(CL_INVALID_DEVICE);
+        NAME(CL_INVALID_CONTEXT);
+        NAME(CL_INVALID_QUEUE_PROPERTIES);
+        NAME(CL_INVALID_COMMAND_QUEUE);
+        NAME(CL_INVALID_HOST_PTR);
+        NAME(CL_INVALID_MEM_OBJECT);
+        NAME(CL_INVALID_IMAGE_FORMAT_DESCRIPTOR);
+        NAME(CL_INVALID_IMAGE_SIZE);
+        NAME(CL_INVALID_SAMPLER);
+        NAME(CL_INVALID_BINARY);
+        NAME(CL_INVALID_BUILD_OPTIONS);
+        NAME(CL_INVALID_PROGRAM);
+        NAME(CL_INVALID_PROGRAM_EXECUTABLE);
+        NAME(CL_INVALID_KERNEL_NAME);
+        NAME(CL_INVALID_KERNEL_DEFINITION);
+        NAME(CL_INVALID_KERNEL);
+        NAME(CL_INVALID_ARG_INDEX);
+        NAME(CL_INVALID_ARG_VALUE);
+        NAME(CL_INVALID_ARG_SIZE);
+        NAME(CL_INVALID_KERNEL_ARGS);
+        NAME(CL_INVALID_WORK_DIMENSION);
+        NAME(CL_INVALID_WORK_GROUP_SIZE);
+        NAME(CL_INVALID_WORK_ITEM_SIZE);
+        NAME(CL_INVALID_GLOBAL_OFFSET);
+        NAME(CL_INVALID_EVENT_WAIT_LIST);
+        NAME(CL_INVALID_EVENT);
+        NAME(CL_INVALID_OPERATION);
+        NAME(CL_INVALID_GL_OBJECT);
+        NAME(CL_INVALID_BUFFER_SIZE);
+        NAME(CL_INVALID_MIP_LEVEL);
+        NAME(CL_INVALID_GLOBAL_WORK_SIZE);
+        NAME(CL_INVALID_PROPERTY);
+        NAME(CL_INVALID_IMAGE_DESCRIPTOR);
+        NAME(CL_INVALID_COMPILER_OPTIONS);
+        NAME(CL_INVALID_LINKER_OPTIONS);
+        NAME(CL_INVALID_DEVICE_PARTITION_COUNT);
+#undef NAME
+    }
+    return "unknown OpenCL error";
+}
+
+attn_status attn_cl_status(cl_int rc)
+{
+    switch (rc) {
+    case CL_SUCCESS:
+        return ATTN_OK;
+    case CL_MEM_OBJECT_ALLOCATION_FAILURE:
+    case CL_OUT_OF_HOST_MEMORY:
+    case CL_INVALID_BUFFER_SIZE:
+        return ATTN_ERR_OUT_OF_MEMORY;
+    case CL_BUILD_PROGRAM_FAILURE:
+    case CL_COMPILER_NOT_AVAILABLE:
+    case CL_INVALID_BINARY:
+    case CL_INVALID_BUILD_OPTIONS:
+        return ATTN_ERR_BUILD_FAILED;
+    default:
+        return ATTN_ERR_DEVICE;
+    }
+}
+
+/* options.cache_dir, else ATTN_CACHE_DIR, else the XDG cache folder. */
+static void resolve_cache_dir(const char *opt, char *out, size_t cap)
+{
+    const char *env = getenv("ATTN_CACHE_DIR"), *xdg, *home;
+    out[0] = '\0';
+    if (opt)
+        snprintf(out, cap, "%s", opt);
+    else if (env)
+        snprintf(out, cap, "%s", env);
+    else if ((xdg = getenv("XDG_CACHE_HOME")) && *xdg)
+        snprintf(out, cap, "%s/libattn", xdg);
+    else if ((home = getenv("HOME")) && *home)
+        snprintf(out, cap, "%s/.cache/libattn", home);
+}
+
+static void describe(attn_cl_runtime *rt)
+{
+    char buf[256];
+    snprintf(rt->info.name, sizeof rt->info.name, "unknown device");
+    if (clGetDeviceInfo(rt->device, CL_DEVICE_NAME, sizeof buf, buf, NULL) ==
+        CL_SUCCESS) {
+        buf[sizeof buf - 1] = '\0';
+        snprintf(rt->info.name, sizeof rt->info.name, "%s", buf);
+    }
+    if (clGetDeviceInfo(rt->device, CL_DRIVER_VERSION, sizeof buf, buf,
+                        NULL) == CL_SUCCESS) {
+        buf[sizeof buf - 1] = '\0';
+        snprintf(rt->info.driver_version, sizeof rt->info.driver_version,
+                 "%.127s", buf);
+    }
+}
+
+static attn_status create(cl_context context, cl_device_id device,
+                          const attn_device_info *info, int owns,
+                          const char *cache_dir, const attn_logger *log,
+                          attn_cl_runtime **out, attn_err *err)
+{
+    attn_cl_runtime *rt = calloc(1, sizeof *rt);
+    attn_status s = ATTN_ERR_DEVICE;
+    cl_int rc;
+    if (!rt)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the OpenCL runtime");
+    rt->context = context;
+    rt->device = device;
+    rt->owns_context = owns;
+    rt->log = log;
+    if (info)
+        rt->info = *info;
+    else
+        describe(rt);
+    ATTN_CL_CHECK(clGetDeviceInfo(device, CL_DEVICE_PLATFORM,
+                                  sizeof rt->platform, &rt->platform, NULL),
+                  fail);
+    rt->queue = clCreateCommandQueue(context, device, 0, &rc);
+    if (rc != CL_SUCCESS) {
+        s = attn_fail(err, attn_cl_status(rc),
+                      "clCreateCommandQueue failed: %s",
+                      attn_cl_error_name(rc));
+        goto fail;
+    }
+    if (pthread_mutex_init(&rt->lock, NULL) != 0) {
+        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot create a lock");
+        goto fail_queue;
+    }
+    if (pthread_mutex_init(&rt->build_lock, NULL) != 0) {
+        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot create a lock");
+        goto fail_lock;
+    }
+    resolve_cache_dir(cache_dir, rt->cache_dir, sizeof rt->cache_dir);
+    if (!owns)
+        clRetainContext(context);
+    *out = rt;
+    return ATTN_OK;
+
+fail_lock:
+    pthread_mutex_destroy(&rt->lock);
+fail_queue:
+    clReleaseCommandQueue(rt->queue);
+fail:
+    free(rt);
+    return s;
+}
+
+attn_status attn_cl_runtime_create(const attn_cl_device *dev,
+                                   const char *cache_dir,
+                                   const attn_logger *log,
+                                   attn_cl_runtime **out, attn_err *err)
+{
+    cl_int rc;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM,
+                                     (cl_context_properties)dev->platform, 0};
+    cl_context context =
+        clCreateContext(props, 1, &dev->device, NULL, NULL, &rc);
+    attn_status s;
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, attn_cl_status(rc),
+                         "clCreateContext on %s failed: %s", dev->info.name,
+                         attn_cl_error_name(rc));
+    s = create(context, dev->device, &dev->info, 1, cache_dir, log, out, err);
+    if (s)
+        clReleaseContext(context);
+    return s;
+}
+
+attn_status attn_cl_runtime_create_from(cl_context context,
+                                        cl_device_id device,
+                                        const char *cache_dir,
+                                        const attn_logger *log,
+                                        attn_cl_runtime **out, attn_err *err)
+{
+    return create(context, device, NULL, 0, cache_dir, log, out, err);
+}
+
+void attn_cl_runtime_destroy(attn_cl_runtime *rt)
+{
+    if (!rt)
+        return;
+    if (rt->queue)
+        clFinish(rt->queue);
+    if (rt->launch_free)
+        rt->launch_free(rt->launch);
+    if (rt->mha_free)
+        rt->mha_free(rt->mha);
+    clReleaseCommandQueue(rt->queue);
+    pthread_mutex_destroy(&rt->build_lock);
+    pthread_mutex_destroy(&rt->lock);
+    clReleaseContext(rt->context);
+    free(rt);
+}

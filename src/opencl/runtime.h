@@ -1,0 +1,96 @@
+/*
+ * The OpenCL runtime of one device: its context, queue, built programs and
+ * the program cache.  Shared by the launch code (sdpa_unfused.c, mha_cl.c),
+ * the backend (backend_cl.c) and the embedding API.  Not installed.
+ *
+ * Locking: `lock` guards the lazily built programs and kernels (build_lock
+ * is taken while a program is built) and the reusable device buffers of the
+ * host-pointer path.  cl_kernel objects are not thread-safe for
+ * clSetKernelArg, so a launcher holds `lock` from its first clSetKernelArg
+ * to its last clEnqueueNDRangeKernel of that kernel.
+ */
+#ifndef ATTN_OPENCL_RUNTIME_H
+#define ATTN_OPENCL_RUNTIME_H
+
+#include <pthread.h>
+
+#include "opencl/discovery.h"
+
+/* Calls an OpenCL function that returns cl_int; on failure records the call,
+ * file and line in err and jumps to label.  Names the variables it uses:
+ * `rc` (cl_int) and `err` (attn_err *) must be in scope. */
+#define ATTN_CL_CHECK(call, label)                                            \
+    do {                                                                      \
+        rc = (call);                                                          \
+        if (rc != CL_SUCCESS) {                                               \
+            attn_fail(err, ATTN_ERR_DEVICE, "%s failed: %s (%d) at %s:%d",    \
+                      #call, attn_cl_error_name(rc), (int)rc, __FILE__,       \
+                      __LINE__);                                              \
+            goto label;                                                       \
+        }                                                                     \
+    } while (0)
+
+/* OpenCL error code -> its name ("CL_OUT_OF_RESOURCES"). */
+const char *attn_cl_error_name(cl_int rc);
+/* The status an OpenCL error maps to (allocation errors -> OUT_OF_MEMORY,
+ * build errors -> BUILD_FAILED, the rest -> DEVICE). */
+attn_status attn_cl_status(cl_int rc);
+
+/* Concatenates the named kernel sources (cl/NAME) into *out (malloc'd,
+ * NUL-terminated, the caller frees it).  The sources are embedded at build
+ * time; with ATTN_EMBED_KERNELS=OFF they are read from the source tree.
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (unknown name), ATTN_ERR_IO,
+ * ATTN_ERR_OUT_OF_MEMORY. */
+attn_status attn_cl_load_sources(const char *const *names, size_t n,
+                                 char **out, size_t *len, attn_err *err);
+
+/* Builds a program from an offline binary file (FPGA bitstreams, or a
+ * binary another run of the same driver produced).  Errors:
+ * ATTN_ERR_IO (unreadable), ATTN_ERR_BUILD_FAILED (rejected binary). */
+struct attn_cl_runtime;
+attn_status attn_cl_build_binary_file(struct attn_cl_runtime *rt,
+                                      const char *path, const char *options,
+                                      cl_program *out, attn_err *err);
+
+typedef struct attn_cl_runtime {
+    cl_context context;
+    cl_device_id device;
+    cl_platform_id platform;
+    cl_command_queue queue; /* the library's own in-order queue */
+    int owns_context;       /* 0 when the caller handed the context in */
+    attn_device_info info;
+    const attn_logger *log;
+    char cache_dir[1024];   /* "" = no program cache */
+    pthread_mutex_t lock;
+    pthread_mutex_t build_lock;
+    void *launch;           /* state of the launch code (kernels, buffers) */
+    void (*launch_free)(void *launch);
+    void *mha;              /* state of the multi-head layer (mha_cl.c) */
+    void (*mha_free)(void *mha);
+} attn_cl_runtime;
+
+/* Creates a runtime on a discovered device: a new context and queue.  A NULL
+ * cache_dir means ATTN_CACHE_DIR or $XDG_CACHE_HOME/libattn or
+ * $HOME/.cache/libattn; "" disables the cache. */
+attn_status attn_cl_runtime_create(const attn_cl_device *dev,
+                                   const char *cache_dir,
+                                   const attn_logger *log,
+                                   attn_cl_runtime **out, attn_err *err);
+/* The same on the caller's context and device (retained, not owned). */
+attn_status attn_cl_runtime_create_from(cl_context context,
+                                        cl_device_id device,
+                                        const char *cache_dir,
+                                        const attn_logger *log,
+                                        attn_cl_runtime **out, attn_err *err);
+void attn_cl_runtime_destroy(attn_cl_runtime *rt); /* NULL is a no-op */
+
+/* Builds (or loads from the cache) a program from the concatenation of the
+ * named embedded sources, with build options (the library adds
+ * -cl-std=CL1.2).  A failed build's log goes to the logger at ERROR level
+ * and, shortened, into err.  Errors: ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE,
+ * ATTN_ERR_OUT_OF_MEMORY.  Thread-safe. */
+attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
+                          size_t n_names, const char *options,
+                          cl_program *out, attn_err *err);
+
+#endif /* ATTN_OPENCL_RUNTIME_H */
