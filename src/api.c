@@ -56,9 +56,19 @@ attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
                                        "capacity > 0");
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    /* This build has no OpenCL backend: there are no OpenCL devices. */
+#ifdef ATTN_HAVE_OPENCL
+    {
+        attn_err err = {{0}};
+        attn_status s = attn_opencl_devices(out, capacity, count, &err);
+        if (s)
+            attn_thread_set_error(err.msg);
+        return s;
+    }
+#else
+    /* Built without the OpenCL backend: there are no OpenCL devices. */
     *count = 0;
     return ATTN_OK;
+#endif
 }
 
 /* Reports a failed call: on the context when there is one, else on the
@@ -71,6 +81,31 @@ static attn_status report(attn_context *ctx, const char *fn, attn_status s,
     msg[ATTN_MSG_MAX - 1] = '\0';
     attn_context_set_error(ctx, s, msg);
     return s;
+}
+
+/* Statuses after which the native backend may redo a device's work. */
+static int recoverable(attn_status s)
+{
+    return s == ATTN_ERR_DEVICE || s == ATTN_ERR_BUILD_FAILED ||
+           s == ATTN_ERR_OUT_OF_MEMORY || s == ATTN_ERR_UNSUPPORTED;
+}
+
+/* After a device failure: with fallback allowed, says so (log and
+ * last_error) and returns 1 so that the caller reruns natively. */
+static int fall_back(attn_context *ctx, const char *fn, attn_status s,
+                     attn_err *err)
+{
+    char msg[ATTN_MSG_MAX];
+    if (ctx->backend == ctx->native || !ctx->allow_fallback || !recoverable(s))
+        return 0;
+    snprintf(msg, sizeof msg, "%s fell back to the native backend: %s", fn,
+             err->msg);
+    attn_log(&ctx->log, ATTN_LOG_WARN, "%s", msg);
+    pthread_mutex_lock(&ctx->err_lock);
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
+    pthread_mutex_unlock(&ctx->err_lock);
+    err->msg[0] = '\0';
+    return 1;
 }
 
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
@@ -86,6 +121,8 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
     if (s == ATTN_OK)
         s = ctx->backend->ops->sdpa(ctx->backend, d, q, k, v, o, lse, &err);
+    if (s != ATTN_OK && fall_back(ctx, "attn_sdpa", s, &err))
+        s = ctx->native->ops->sdpa(ctx->native, d, q, k, v, o, lse, &err);
     return s == ATTN_OK ? s : report(ctx, "attn_sdpa", s, &err);
 }
 
@@ -112,8 +149,14 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     c.mask = mask ? mask : &no_mask;
     c.y = y;
     s = attn_validate_mha(&c, &err);
-    if (s == ATTN_OK)
+    if (s == ATTN_OK && ctx->backend->ops->mha) {
         s = ctx->backend->ops->mha(ctx->backend, &c, &err);
+        if (s != ATTN_OK && fall_back(ctx, "attn_mha_forward", s, &err))
+            s = ctx->native->ops->mha(ctx->native, &c, &err);
+    } else if (s == ATTN_OK) {
+        /* A backend without a layer of its own: the native one runs it. */
+        s = ctx->native->ops->mha(ctx->native, &c, &err);
+    }
     return s == ATTN_OK ? s : report(ctx, "attn_mha_forward", s, &err);
 }
 

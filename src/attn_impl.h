@@ -79,17 +79,37 @@ struct attn_backend {
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
 
+/* ---- OpenCL backend entry points free of OpenCL types (backend_cl.c) ----
+ * Present when the library is built with ATTN_HAVE_OPENCL. */
+
+/* Every OpenCL device (attn_devices). */
+attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
+                                size_t *count, attn_err *err);
+/* Resolves a device spec: *out is an OpenCL backend, or NULL when the spec
+ * selects the native backend; why receives the reason of the choice.
+ * Errors: ATTN_ERR_NO_DEVICE (nothing matches; err lists the devices),
+ * ATTN_ERR_INVALID_ARGUMENT, and device errors creating the runtime. */
+attn_status attn_opencl_open(const char *spec, const char *cache_dir,
+                             const attn_logger *log, attn_backend **out,
+                             char *why, size_t why_cap, attn_err *err);
+
 /* ---- context ------------------------------------------------------------- */
 struct attn_context {
     attn_logger log;
     int allow_fallback;
     int threads;
+    attn_path path;
     attn_backend *backend; /* runs the work */
+    attn_backend *native;  /* the fallback; == backend on the native path */
     /* last_error is written by any thread; err_lock guards it. */
     pthread_mutex_t err_lock;
     char last_error[ATTN_MSG_MAX];
 };
 
+/* A context on the native backend from validated-on-the-way options (NULL
+ * = defaults); the caller may then replace ctx->backend. */
+attn_status attn_context_new(const attn_options *o, attn_context **out,
+                             attn_err *err);
 /* Records msg as the context's and the thread's last error and logs it. */
 void attn_context_set_error(attn_context *ctx, attn_status s, const char *msg);
 /* Sets the calling thread's last error (attn_last_error). */
@@ -97,6 +117,17 @@ void attn_thread_set_error(const char *msg);
 
 /* ---- validation (validate.c) ---------------------------------------------
  * Each returns ATTN_OK or an error with a sentence in err. */
+
+/* Byte sizes of the tensors of a valid descriptor. */
+typedef struct attn_sdpa_bytes {
+    size_t q, k, v, o, lse;
+} attn_sdpa_bytes;
+
+/* Everything about d but the tensor pointers. */
+attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d,
+                                    attn_sdpa_bytes *b, attn_err *err);
+/* d plus host pointers: non-NULL q, k, v, o; o and lse apart from the
+ * inputs. */
 attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                const void *k, const void *v, const void *o,
                                const float *lse, attn_err *err);

@@ -1,7 +1,7 @@
 /*
  * Context lifetime: options and environment resolved into a logger, a thread
- * count and a backend.  Until the OpenCL backend exists every context runs
- * on the native backend; "auto" and "native" select it.
+ * count, the native backend (always there, as the fallback) and the backend
+ * the device spec selects.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,17 +53,38 @@ static attn_status parse_threads(const attn_options *o, int *threads,
     return ATTN_OK;
 }
 
-/* Only the native backend exists in this build: accept the specs that can
- * mean it and name what exists for the rest. */
-static attn_status select_backend(const char *spec, attn_err *err)
+/* Resolves the device spec into ctx->backend (NULL: native).  A device that
+ * cannot be opened falls back to native when fallback is allowed. */
+static attn_status select_backend(attn_context *ctx, const char *spec,
+                                  const attn_options *o, attn_err *err)
 {
+#ifdef ATTN_HAVE_OPENCL
+    char why[256] = "";
+    attn_status s = attn_opencl_open(spec, o->cache_dir, &ctx->log,
+                                     &ctx->backend, why, sizeof why, err);
+    if (s == ATTN_ERR_DEVICE || s == ATTN_ERR_OUT_OF_MEMORY) {
+        if (!o->allow_fallback)
+            return s;
+        attn_log(&ctx->log, ATTN_LOG_WARN,
+                 "%s; the native backend runs this context", err->msg);
+        snprintf(ctx->last_error, sizeof ctx->last_error,
+                 "fell back to the native backend: %s", err->msg);
+        return ATTN_OK;
+    }
+    if (s == ATTN_OK)
+        attn_log(&ctx->log, ATTN_LOG_INFO, "device \"%s\": %s", spec, why);
+    return s;
+#else
+    (void)o;
     if (!strcasecmp(spec, "auto") || !strcasecmp(spec, "native"))
         return ATTN_OK;
+    (void)ctx;
     return attn_fail(err, ATTN_ERR_NO_DEVICE,
                      "device \"%.64s\" matches no device; this build has "
                      "only the native CPU backend (use \"auto\" or "
                      "\"native\")",
                      spec);
+#endif
 }
 
 static attn_status check_options(const attn_options *o, attn_err *err)
@@ -79,6 +100,47 @@ static attn_status check_options(const attn_options *o, attn_err *err)
                          "options.allow_fallback must be 0 or 1 (got %d)",
                          o->allow_fallback);
     return ATTN_OK;
+}
+
+attn_status attn_context_new(const attn_options *opt, attn_context **out,
+                             attn_err *err)
+{
+    attn_options defaults;
+    attn_context *ctx;
+    attn_status s;
+
+    if (!opt) {
+        attn_options_init(&defaults);
+        opt = &defaults;
+    }
+    if (!(ctx = calloc(1, sizeof *ctx)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the context");
+    if ((s = check_options(opt, err)) ||
+        (s = attn_logger_init(&ctx->log, opt, err)) ||
+        (s = parse_threads(opt, &ctx->threads, err)))
+        goto fail_ctx;
+    ctx->allow_fallback = opt->allow_fallback;
+    ctx->path = opt->path;
+    if (pthread_mutex_init(&ctx->err_lock, NULL) != 0) {
+        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                      "cannot create the context lock");
+        goto fail_ctx;
+    }
+    s = attn_backend_native_create(ctx->threads, &ctx->log, &ctx->native,
+                                   err);
+    if (s)
+        goto fail_lock;
+    ctx->backend = ctx->native;
+    *out = ctx;
+    return ATTN_OK;
+
+fail_lock:
+    pthread_mutex_destroy(&ctx->err_lock);
+fail_ctx:
+    attn_log(&ctx->log, ATTN_LOG_ERROR, "%s", err->msg);
+    free(ctx);
+    return s;
 }
 
 attn_status attn_context_create(const attn_options *opt, attn_context **out)
@@ -98,42 +160,26 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
         attn_options_init(&defaults);
         opt = &defaults;
     }
-    ctx = calloc(1, sizeof *ctx);
-    if (!ctx) {
-        s = attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
-                      "cannot allocate the context");
+    if ((s = attn_context_new(opt, &ctx, &err)))
         goto fail;
-    }
-    if ((s = check_options(opt, &err)) ||
-        (s = attn_logger_init(&ctx->log, opt, &err)) ||
-        (s = parse_threads(opt, &ctx->threads, &err)))
-        goto fail_ctx;
     spec = getenv("ATTN_DEVICE");
     if (!spec || !*spec)
         spec = opt->device && *opt->device ? opt->device : "auto";
-    if ((s = select_backend(spec, &err)))
-        goto fail_ctx;
-    ctx->allow_fallback = opt->allow_fallback;
-    if (pthread_mutex_init(&ctx->err_lock, NULL) != 0) {
-        s = attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
-                      "cannot create the context lock");
-        goto fail_ctx;
+    ctx->backend = NULL;
+    s = select_backend(ctx, spec, opt, &err);
+    if (!ctx->backend)
+        ctx->backend = ctx->native;
+    if (s) {
+        attn_log(&ctx->log, ATTN_LOG_ERROR, "attn_context_create: %s",
+                 err.msg);
+        attn_context_destroy(ctx);
+        goto fail;
     }
-    s = attn_backend_native_create(ctx->threads, &ctx->log, &ctx->backend,
-                                   &err);
-    if (s)
-        goto fail_lock;
     attn_log(&ctx->log, ATTN_LOG_INFO,
              "context on the %s backend with %d threads (device \"%s\")",
              ctx->backend->ops->name, ctx->threads, spec);
     *out = ctx;
     return ATTN_OK;
-
-fail_lock:
-    pthread_mutex_destroy(&ctx->err_lock);
-fail_ctx:
-    attn_log(&ctx->log, ATTN_LOG_ERROR, "attn_context_create: %s", err.msg);
-    free(ctx);
 fail:
     attn_thread_set_error(err.msg);
     return s;
@@ -143,7 +189,9 @@ void attn_context_destroy(attn_context *ctx)
 {
     if (!ctx)
         return;
-    ctx->backend->ops->destroy(ctx->backend);
+    if (ctx->backend != ctx->native)
+        ctx->backend->ops->destroy(ctx->backend);
+    ctx->native->ops->destroy(ctx->native);
     pthread_mutex_destroy(&ctx->err_lock);
     free(ctx);
 }

@@ -91,20 +91,13 @@ attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
     return ATTN_OK;
 }
 
-attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
-                               const void *k, const void *v, const void *o,
-                               const float *lse, attn_err *err)
+attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d,
+                                    attn_sdpa_bytes *b, attn_err *err)
 {
-    size_t elem, dq[4], dk[4], dv[4], dout[4], bq = 0, bk = 0, bv = 0, bo = 0,
-                                               bl = 0;
+    size_t elem, dq[4], dk[4], dv[4], dout[4];
     attn_status s;
     if (!d)
         return INVALID("the attention descriptor is NULL");
-    if (!q || !k || !v || !o)
-        return INVALID("tensor pointer %s is NULL", !q   ? "q"
-                                                    : !k ? "k"
-                                                    : !v ? "v"
-                                                         : "o");
     if ((s = check_positive("batch", d->batch, err)) ||
         (s = check_positive("heads_q", d->heads_q, err)) ||
         (s = check_positive("heads_kv", d->heads_kv, err)) ||
@@ -138,18 +131,35 @@ attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
     dk[2] = dv[2] = (size_t)d->seq_kv;
     dq[3] = dk[3] = (size_t)d->head_dim;
     dv[3] = dout[3] = (size_t)d->head_dim_v;
-    if ((s = tensor_bytes(&bq, "q", 4, dq, elem, err)) ||
-        (s = tensor_bytes(&bk, "k", 4, dk, elem, err)) ||
-        (s = tensor_bytes(&bv, "v", 4, dv, elem, err)) ||
-        (s = tensor_bytes(&bo, "o", 4, dout, elem, err)))
+    if ((s = tensor_bytes(&b->q, "q", 4, dq, elem, err)) ||
+        (s = tensor_bytes(&b->k, "k", 4, dk, elem, err)) ||
+        (s = tensor_bytes(&b->v, "v", 4, dv, elem, err)) ||
+        (s = tensor_bytes(&b->o, "o", 4, dout, elem, err)) ||
+        (s = tensor_bytes(&b->lse, "lse", 3, dout, sizeof(float), err)))
         return s;
-    if (lse && (s = tensor_bytes(&bl, "lse", 3, dout, sizeof(float), err)))
+    return ATTN_OK;
+}
+
+attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
+                               const void *k, const void *v, const void *o,
+                               const float *lse, attn_err *err)
+{
+    attn_sdpa_bytes b;
+    attn_status s;
+    if (!d)
+        return INVALID("the attention descriptor is NULL");
+    if (!q || !k || !v || !o)
+        return INVALID("tensor pointer %s is NULL", !q   ? "q"
+                                                    : !k ? "k"
+                                                    : !v ? "v"
+                                                         : "o");
+    if ((s = attn_validate_sdpa_desc(d, &b, err)))
         return s;
-    if (overlaps(o, bo, q, bq) || overlaps(o, bo, k, bk) ||
-        overlaps(o, bo, v, bv))
+    if (overlaps(o, b.o, q, b.q) || overlaps(o, b.o, k, b.k) ||
+        overlaps(o, b.o, v, b.v))
         return INVALID("the output o overlaps an input tensor");
-    if (overlaps(lse, bl, q, bq) || overlaps(lse, bl, k, bk) ||
-        overlaps(lse, bl, v, bv) || overlaps(lse, bl, o, bo))
+    if (overlaps(lse, b.lse, q, b.q) || overlaps(lse, b.lse, k, b.k) ||
+        overlaps(lse, b.lse, v, b.v) || overlaps(lse, b.lse, o, b.o))
         return INVALID("lse overlaps o or an input tensor");
     return ATTN_OK;
 }

@@ -255,10 +255,14 @@ typedef struct attn_sdpa_desc {
  * [batch, heads_q, seq_q]; may be NULL).  A query row whose keys are all
  * hidden gives O = 0 and lse = -INFINITY.  q, k, v, o point at dtype values
  * in the layouts of attn_sdpa_desc; o and lse must not overlap the inputs.
+ * Hidden keys (masks, kv_len) never reach O: NaN or Inf stored there is
+ * harmless.  NaN or Inf in a visible input spoils only the query rows that
+ * see it.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
- * kind without bias, negative window, kv_len outside [0, seq_kv], non-finite
- * scale), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
+ * kind without bias or a bias without kind, negative window, kv_len outside
+ * [0, seq_kv], non-finite scale, o or lse overlapping another tensor),
+ * ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
  * ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure with fallback
  * off).  Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,

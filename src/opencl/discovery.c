@@ -443,6 +443,28 @@ static int probe_device(cl_platform_id p, const char *platform_name,
     return 0;
 }
 
+attn_status attn_cl_probe(cl_device_id d, attn_cl_device *out, attn_err *err)
+{
+    cl_platform_id p = NULL;
+    char *pname = NULL;
+    cl_int rc = clGetDeviceInfo(d, CL_DEVICE_PLATFORM, sizeof p, &p, NULL);
+    int ok;
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "the device handle is not valid (CL error %d)",
+                         (int)rc);
+    if (query_string(platform_info, p, CL_PLATFORM_NAME, &pname) < 0)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "out of memory probing the device");
+    ok = probe_device(p, pname, d, out) == 0;
+    free(pname);
+    if (!ok)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "out of memory probing the device");
+    out->info.platform_index = out->info.device_index = -1;
+    return ATTN_OK;
+}
+
 /* ---- enumeration and order ---------------------------------------------- */
 
 typedef struct plat_rec {

@@ -53,6 +53,12 @@ enum {
 attn_status attn_cl_discover(attn_cl_device **out, size_t *count,
                              attn_err *err);
 
+/* Probes one device handle (for a device the caller created a context
+ * on); platform_index and device_index are -1.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (not a device), ATTN_ERR_OUT_OF_MEMORY. */
+attn_status attn_cl_probe(cl_device_id device, attn_cl_device *out,
+                          attn_err *err);
+
 /* Fills info->kind, usable, reason and rank from the probed capabilities in
  * info (pure; used by discovery and by the synthetic-machine tests).
  * has_binary matters for FPGAs only. */

@@ -1,0 +1,81 @@
+/*
+ * libattn embedding API for applications that already own OpenCL objects:
+ * a context on the caller's cl_context / cl_device_id, and attention on the
+ * caller's buffers and queue, CLBlast style (buffers with offsets, an event
+ * wait list, an event back, nothing blocking).
+ *
+ * Available when libattn was built with its OpenCL backend.
+ */
+#ifndef ATTN_ATTN_CL_H
+#define ATTN_ATTN_CL_H
+
+#include "attn/attn.h"
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#ifdef __APPLE__
+#include <OpenCL/opencl.h>
+#else
+#include <CL/cl.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Creates a context that runs on the caller's OpenCL context and device.
+ * libattn retains the cl_context (released by attn_context_destroy) and
+ * creates its own in-order queue on it for attn_sdpa / attn_mha_forward; the
+ * kernels are built (or loaded from the program cache) on first use.
+ * options.device is ignored; the other options apply (o may be NULL).
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL handle, device not usable),
+ * ATTN_ERR_DEVICE, ATTN_ERR_OUT_OF_MEMORY. */
+ATTN_API attn_status attn_context_create_cl(cl_context context,
+                                            cl_device_id device,
+                                            const attn_options *o,
+                                            attn_context **out);
+
+/** The OpenCL objects a context runs on (any may be NULL when not wanted):
+ * not retained for the caller.  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx
+ * NULL), ATTN_ERR_UNSUPPORTED (the context runs on the native backend). */
+ATTN_API attn_status attn_context_cl_objects(const attn_context *ctx,
+                                             cl_context *context,
+                                             cl_device_id *device,
+                                             cl_command_queue *queue);
+
+/** Buffers of one attention call with offsets in elements of the dtype
+ * (lse: in floats).  lse may be NULL. */
+typedef struct attn_cl_buffers {
+    cl_mem q, k, v, o, lse;
+    size_t q_offset, k_offset, v_offset, o_offset, lse_offset;
+} attn_cl_buffers;
+
+/** attn_sdpa on device buffers in the layouts of attn_sdpa_desc, enqueued on
+ * the caller's queue (which must belong to the context's cl_context and
+ * device) after the n_wait events of wait.  When done is not NULL it
+ * receives an event that completes when o and lse are written; the caller
+ * releases it.  Nothing blocks: the call returns once the work is enqueued.
+ * Host arrays of the descriptor (mask.bias, mask.kv_len, additive_w) are
+ * copied before the call returns.  There is no fallback: a device failure
+ * returns its status.  Errors: as attn_sdpa, plus ATTN_ERR_UNSUPPORTED
+ * (the context runs on the native backend). */
+ATTN_API attn_status attn_sdpa_cl(attn_context *ctx, const attn_sdpa_desc *d,
+                                  cl_mem q, cl_mem k, cl_mem v, cl_mem o,
+                                  cl_mem lse, cl_command_queue queue,
+                                  cl_uint n_wait, const cl_event *wait,
+                                  cl_event *done);
+
+/** attn_sdpa_cl with buffer offsets. */
+ATTN_API attn_status attn_sdpa_cl_buffers(attn_context *ctx,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_buffers *b,
+                                          cl_command_queue queue,
+                                          cl_uint n_wait, const cl_event *wait,
+                                          cl_event *done);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTN_ATTN_CL_H */

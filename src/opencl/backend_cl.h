@@ -1,0 +1,13 @@
+/* The OpenCL backend object (private). */
+#ifndef ATTN_OPENCL_BACKEND_CL_H
+#define ATTN_OPENCL_BACKEND_CL_H
+
+#include "opencl/runtime.h"
+
+/* Wraps rt (owned from then on) into a backend. */
+attn_status attn_backend_cl_wrap(attn_cl_runtime *rt, attn_backend **out,
+                                 attn_err *err);
+/* The runtime of an OpenCL backend, or NULL for any other backend. */
+attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b);
+
+#endif /* ATTN_OPENCL_BACKEND_CL_H */

@@ -1,0 +1,161 @@
+/*
+ * The embedding API of attn_cl.h: contexts on the caller's OpenCL objects,
+ * attention on the caller's buffers and queue.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "attn/attn_cl.h"
+#include "opencl/backend_cl.h"
+#include "opencl/sdpa_cl.h"
+
+static attn_status report(attn_context *ctx, const char *fn, attn_status s,
+                          const attn_err *err)
+{
+    char msg[ATTN_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s: %.400s", fn, err->msg);
+    attn_context_set_error(ctx, s, msg);
+    return s;
+}
+
+attn_status attn_context_create_cl(cl_context context, cl_device_id device,
+                                   const attn_options *o, attn_context **out)
+{
+    attn_context *ctx = NULL;
+    attn_cl_runtime *rt = NULL;
+    attn_cl_device probe;
+    attn_err err = {{0}};
+    attn_status s;
+
+    if (!out)
+        return report(NULL, "attn_context_create_cl",
+                      ATTN_ERR_INVALID_ARGUMENT, &(attn_err){"out is NULL"});
+    *out = NULL;
+    if (!context || !device)
+        return report(NULL, "attn_context_create_cl",
+                      ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"context and device must not be NULL"});
+    if ((s = attn_cl_probe(device, &probe, &err)))
+        return report(NULL, "attn_context_create_cl", s, &err);
+    if (!probe.info.usable) {
+        attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
+                  "device %s is not usable: %s", probe.info.name,
+                  probe.info.reason);
+        return report(NULL, "attn_context_create_cl", ATTN_ERR_INVALID_ARGUMENT,
+                      &err);
+    }
+    if ((s = attn_context_new(o, &ctx, &err)))
+        return report(NULL, "attn_context_create_cl", s, &err);
+    s = attn_cl_runtime_create_from(context, device, o ? o->cache_dir : NULL,
+                                    &ctx->log, &rt, &err);
+    if (s == ATTN_OK) {
+        rt->info = probe.info;
+        if ((s = attn_backend_cl_wrap(rt, &ctx->backend, &err)))
+            attn_cl_runtime_destroy(rt);
+    }
+    if (s) {
+        ctx->backend = ctx->native;
+        attn_context_destroy(ctx);
+        return report(NULL, "attn_context_create_cl", s, &err);
+    }
+    *out = ctx;
+    return ATTN_OK;
+}
+
+attn_status attn_context_cl_objects(const attn_context *ctx,
+                                    cl_context *context, cl_device_id *device,
+                                    cl_command_queue *queue)
+{
+    const attn_cl_runtime *rt;
+    if (!ctx)
+        return report(NULL, "attn_context_cl_objects",
+                      ATTN_ERR_INVALID_ARGUMENT, &(attn_err){"ctx is NULL"});
+    if (!(rt = attn_backend_cl_runtime(ctx->backend)))
+        return report(NULL, "attn_context_cl_objects", ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"the context runs on the native backend"});
+    if (context)
+        *context = rt->context;
+    if (device)
+        *device = rt->device;
+    if (queue)
+        *queue = rt->queue;
+    return ATTN_OK;
+}
+
+/* The caller's queue must run on the runtime's context and device. */
+static attn_status check_queue(const attn_cl_runtime *rt,
+                               cl_command_queue queue, attn_err *err)
+{
+    cl_context qc = NULL;
+    cl_device_id qd = NULL;
+    if (!queue)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "queue is NULL");
+    if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qc, &qc,
+                              NULL) != CL_SUCCESS ||
+        clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qd, &qd, NULL) !=
+            CL_SUCCESS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "queue is not a valid command queue");
+    if (qc != rt->context || qd != rt->device)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "queue belongs to another OpenCL context or device");
+    return ATTN_OK;
+}
+
+attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
+                                 const attn_cl_buffers *b,
+                                 cl_command_queue queue, cl_uint n_wait,
+                                 const cl_event *wait, cl_event *done)
+{
+    static const char fn[] = "attn_sdpa_cl";
+    attn_cl_runtime *rt;
+    attn_cl_tensors t;
+    attn_sdpa_bytes sz;
+    attn_err err = {{0}};
+    attn_status s;
+
+    if (!ctx)
+        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"ctx is NULL"});
+    if (!(rt = attn_backend_cl_runtime(ctx->backend)))
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"the context runs on the native backend; "
+                                  "create it with attn_context_create_cl or "
+                                  "on an OpenCL device"});
+    if (!b || !b->q || !b->k || !b->v || !b->o)
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"a q, k, v or o buffer is NULL"});
+    if (n_wait > 0 && !wait)
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"n_wait > 0 but wait is NULL"});
+    if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
+        (s = check_queue(rt, queue, &err)))
+        return report(ctx, fn, s, &err);
+    t.q = b->q;
+    t.k = b->k;
+    t.v = b->v;
+    t.o = b->o;
+    t.lse = b->lse;
+    t.q_off = b->q_offset;
+    t.k_off = b->k_offset;
+    t.v_off = b->v_offset;
+    t.o_off = b->o_offset;
+    t.lse_off = b->lse_offset;
+    s = attn_cl_sdpa_unfused(rt, d, &t, queue, n_wait, wait, done, &err);
+    return s == ATTN_OK ? s : report(ctx, fn, s, &err);
+}
+
+attn_status attn_sdpa_cl(attn_context *ctx, const attn_sdpa_desc *d, cl_mem q,
+                         cl_mem k, cl_mem v, cl_mem o, cl_mem lse,
+                         cl_command_queue queue, cl_uint n_wait,
+                         const cl_event *wait, cl_event *done)
+{
+    attn_cl_buffers b;
+    memset(&b, 0, sizeof b);
+    b.q = q;
+    b.k = k;
+    b.v = v;
+    b.o = o;
+    b.lse = lse;
+    return attn_sdpa_cl_buffers(ctx, d, &b, queue, n_wait, wait, done);
+}
