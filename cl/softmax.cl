@@ -1,0 +1,102 @@
+/*
+ * Row softmax of the three-kernel path, in place on the score block of
+ * score.cl ([n_bh][n_i][seq_kv] floats, hidden entries ATTN_MASKED), and the
+ * log-sum-exp of each row.  Standalone OpenCL C 1.2.
+ *
+ * One work-group of SM_WG items (a power of two) per row: the maximum over
+ * the visible entries, then e = exp(s - max) written back with its sum,
+ * then e / sum.  A row with no visible entry becomes all 0 and its lse
+ * -INFINITY, written as a bit pattern so that finite-math options cannot
+ * fold it.
+ */
+
+#ifndef ATTN_KERNEL_COMMON
+#define ATTN_KERNEL_COMMON
+#ifndef ATTN_F16
+#define ATTN_F16 0
+#endif
+/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
+#if ATTN_F16
+#define ATTN_T half
+#define ATTN_LOAD(p, i) vload_half((i), (p))
+#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
+#else
+#define ATTN_T float
+#define ATTN_LOAD(p, i) ((p)[i])
+#define ATTN_STORE(p, i, x) ((p)[i] = (x))
+#endif
+/* Bit patterns, so that finite-math options cannot fold the tests. */
+#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
+#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */
+#endif /* ATTN_KERNEL_COMMON */
+
+#ifndef SM_WG
+#define SM_WG 64
+#endif
+
+#if (SM_WG & (SM_WG - 1)) != 0
+#error "SM_WG must be a power of two"
+#endif
+
+/* s: the score block; lse: [batch * heads_q * seq_q] floats at element
+ * offset lse_off when has_lse.  Launch: global (SM_WG * n_i, n_bh), local
+ * (SM_WG, 1). */
+__kernel void attn_softmax(__global float *s, __global float *lse,
+                           ulong lse_off, int has_lse, int seq_q, int seq_kv,
+                           int bh0, int i0, int n_i)
+{
+    __local float red[SM_WG];
+
+    const int lid = (int)get_local_id(0);
+    const int r = (int)get_group_id(0), gbh = (int)get_group_id(1);
+    __global float *row =
+        s + ((size_t)gbh * (size_t)n_i + (size_t)r) * (size_t)seq_kv;
+
+    /* Visible entries are >= -FLT_MAX, so the maximum stays ATTN_MASKED
+     * exactly when nothing is visible. */
+    float m = as_float(ATTN_MASKED_BITS);
+    for (int j = lid; j < seq_kv; j += SM_WG) {
+        float x = row[j];
+        if (as_uint(x) != ATTN_MASKED_BITS)
+            m = fmax(m, x);
+    }
+    red[lid] = m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int st = SM_WG / 2; st > 0; st >>= 1) {
+        if (lid < st)
+            red[lid] = fmax(red[lid], red[lid + st]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    m = red[0];
+    const int any = as_uint(m) != ATTN_MASKED_BITS;
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float sum = 0.0f;
+    for (int j = lid; j < seq_kv; j += SM_WG) {
+        float x = row[j];
+        float e = as_uint(x) != ATTN_MASKED_BITS ? exp(x - m) : 0.0f;
+        row[j] = e;
+        sum += e;
+    }
+    red[lid] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int st = SM_WG / 2; st > 0; st >>= 1) {
+        if (lid < st)
+            red[lid] += red[lid + st];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    sum = red[0];
+
+    /* sum >= 1 when anything is visible (the maximum contributes exp(0)). */
+    if (any) {
+        const float inv = 1.0f / sum;
+        for (int j = lid; j < seq_kv; j += SM_WG)
+            row[j] *= inv;
+    }
+    /* The choice is made on bits: a float select may carry no-inf flags. */
+    if (lid == 0 && has_lse)
+        ((__global uint *)lse)[(size_t)lse_off +
+                               ((size_t)(bh0 + gbh) * (size_t)seq_q +
+                                (size_t)(i0 + r))] =
+            any ? as_uint(m + log(sum)) : ATTN_NEG_INF_BITS;
+}
