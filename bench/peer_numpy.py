@@ -16,8 +16,10 @@ random.  Errors print one line "ERROR ..." and exit with status 2.
 numpy: per head, S = (Q*scale) @ K^T (BLAS sgemm, threaded), the causal mask
 is a precomputed boolean (np.putmask), then max-subtracted exp, row sums and
 (P @ V) / sum.  The causal case computes the full matrix, as numpy users do.
-torch (only with --backend torch, or auto when installed):
-torch.nn.functional.scaled_dot_product_attention(is_causal=...).
+--backend torch (or auto, when torch is installed) times
+torch.nn.functional.scaled_dot_product_attention(is_causal=...) instead;
+attn-bench asks for it as a separate row and drops the row quietly when torch
+is missing.
 """
 import argparse
 import os

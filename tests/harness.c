@@ -4,12 +4,23 @@
 #include "harness.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <CUnit/Basic.h>
 
 int harness_main(const char *suite, CU_InitializeFunc init,
                  CU_CleanupFunc clean, const harness_test *tests)
 {
+    const char *dev = getenv("ATTN_TEST_DEVICE");
+    size_t n_devices = 0;
+    if (dev && *dev &&
+        (attn_devices(NULL, 0, &n_devices) != ATTN_OK || n_devices == 0)) {
+        printf("SKIP: %s on device \"%s\": no OpenCL device on this "
+               "machine\n",
+               suite, dev);
+        return HARNESS_SKIP;
+    }
     if (CU_initialize_registry() != CUE_SUCCESS) {
         fprintf(stderr, "%s: CUnit: %s\n", suite, CU_get_error_msg());
         return 1;
@@ -43,15 +54,41 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
                             CU_FALSE);
 }
 
+void harness_options(attn_options *o)
+{
+    const char *dev = getenv("ATTN_TEST_DEVICE");
+    const char *path = getenv("ATTN_TEST_PATH");
+    attn_options_init(o);
+    if (dev && *dev) {
+        o->device = dev;
+        o->allow_fallback = 0; /* a device failure must fail the test */
+    }
+    if (path && !strcmp(path, "fused"))
+        o->path = ATTN_PATH_FUSED;
+    else if (path && !strcmp(path, "unfused"))
+        o->path = ATTN_PATH_UNFUSED;
+}
+
 attn_context *harness_context(void)
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_options_init(&o);
+    attn_device_info info;
+    harness_options(&o);
     attn_status st = attn_context_create(&o, &ctx);
     if (st != ATTN_OK) {
         printf("\nattn_context_create failed: %s: %s\n", attn_status_string(st),
                attn_last_error());
+        return NULL;
+    }
+    /* A device run that silently landed on the native backend would test
+     * the wrong thing. */
+    if (getenv("ATTN_TEST_DEVICE") && *getenv("ATTN_TEST_DEVICE") &&
+        (attn_context_device(ctx, &info) != ATTN_OK ||
+         info.kind == ATTN_DEVICE_NATIVE)) {
+        printf("\nATTN_TEST_DEVICE=%s selected the native backend\n",
+               getenv("ATTN_TEST_DEVICE"));
+        attn_context_destroy(ctx);
         return NULL;
     }
     return ctx;

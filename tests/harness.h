@@ -27,9 +27,18 @@ int harness_main(const char *suite, CU_InitializeFunc init,
 void harness_expect(int ok, unsigned line, const char *file, const char *cond,
                     const char *what);
 
-/* A context from attn_options_init defaults (device "auto"; the ATTN_DEVICE
- * environment variable picks another).  NULL on failure, after printing
- * attn_last_error(). */
+/* Exit status of a suite that did not run (ctest SKIP_RETURN_CODE). */
+#define HARNESS_SKIP 77
+
+/* The options the correctness suites run with: attn_options_init defaults,
+ * or, when the test-only variable ATTN_TEST_DEVICE is set, that device with
+ * fallback off (and ATTN_TEST_PATH=fused|unfused for the kernel path).  A
+ * suite run with ATTN_TEST_DEVICE on a machine without OpenCL devices
+ * exits with HARNESS_SKIP after saying so. */
+void harness_options(attn_options *o);
+
+/* A context from harness_options.  NULL on failure (also when a device was
+ * asked for and the native backend was selected), after printing why. */
 attn_context *harness_context(void);
 
 #endif /* ATTN_TEST_HARNESS_H */

@@ -161,7 +161,7 @@ static void *worker_main(void *arg)
     worker *w = arg;
     if (w->own_context) {
         attn_options o;
-        attn_options_init(&o);
+        harness_options(&o);
         o.threads = 1 + w->id % 2;
         if (attn_context_create(&o, &w->ctx[0]) != ATTN_OK) {
             w->failures++;

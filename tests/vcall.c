@@ -74,8 +74,7 @@ static void *call_thread(void *arg)
     return NULL;
 }
 
-void expect_fail(call *c, const char *what, attn_status want,
-                        attn_status alt)
+void expect_fail(call *c, const char *what, attn_status want, attn_status alt)
 {
     pthread_t t;
     pool_reset();
@@ -124,8 +123,6 @@ void sdpa_base(call *c)
     c->kv_len[1] = 3;
 }
 
-/* Base: d_model 8, heads 2/1, head_dim 4, batch 2, seq 3, self-attention;
- * cross-attention uses seq_kv 5. */
 void mha_base(call *c)
 {
     memset(c, 0, sizeof *c);

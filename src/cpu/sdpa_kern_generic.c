@@ -17,12 +17,16 @@
  * denormals reach the accumulators); NaN stays NaN. */
 static inline float exp2_lane(float x)
 {
-    /* selects instead of branches so that the softmax loop vectorizes; NaN
-     * and -inf take the -126 side so the integer conversion stays defined */
+    /* Selects, not branches, and rounding by adding 1.5 * 2^23 (whose low
+     * mantissa bits then hold n) instead of floorf, so that the softmax
+     * loops vectorize on any target.  NaN and -inf take the -126 side. */
     float xc = x >= -126.0f ? (x > 127.0f ? 127.0f : x) : -126.0f;
-    float n = floorf(xc + 0.5f), f = xc - n, p, scale;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23; /* 1 .. 254 */
+    float t = xc + 12582912.0f, n = t - 12582912.0f, f = xc - n, p, scale;
+    uint32_t bits;
 
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000u + 127u) << 23; /* 2^n, n in -126 .. 127 */
+    memcpy(&scale, &bits, sizeof scale);
     p = 1.5337580407503992e-04f;
     p = p * f + 1.339986571110785e-03f;
     p = p * f + 9.618519805371761e-03f;
@@ -30,70 +34,166 @@ static inline float exp2_lane(float x)
     p = p * f + 2.4022646248340607e-01f;
     p = p * f + 6.931471824645996e-01f;
     p = p * f + 1.0f;
-    memcpy(&scale, &bits, sizeof scale);
     p *= scale;
     p = x >= -126.0f ? p : 0.0f;
     return x != x ? x : p;
 }
 
-/* Blocks of 4 key rows x 16 lanes: the 64 accumulators fit the vector
- * registers of SSE/AVX2/NEON targets once the constant loops unroll. */
-static inline void qk_block4(int d, const float *qt, const float *k, size_t ldk,
-                             float *s, float *smax)
-{
-    float acc[4][16];
-    int c, r, i;
+#if defined(__GNUC__) || defined(__clang__)
+/* 16 lanes as NV GNU C vectors of the target's native width, which the
+ * compiler maps onto registers (plain loops over the lanes are vectorized
+ * along the wrong dimension, and wider-than-native vectors spill). */
+#ifdef __AVX__
+#define VB 32
+#else
+#define VB 16
+#endif
+#define NV (64 / VB)
+typedef float vecf __attribute__((vector_size(VB)));
 
-    for (r = 0; r < 4; r++)
+/* Loads and stores through memcpy: no alignment assumed, no aliasing
+ * trouble, and no vector passed by value (whose ABI depends on the ISA). */
+#define LDV(v, p) memcpy(&(v), (p), sizeof(vecf))
+#define STV(p, v) memcpy((p), &(v), sizeof(vecf))
+
+/* The lanes' running max, from the tile rows just stored. */
+static void max_rows(const float *s, int rows, float *smax)
+{
+    int r, i;
+
+    for (r = 0; r < rows; r++)
         for (i = 0; i < 16; i++)
-            acc[r][i] = 0.0f;
-    for (c = 0; c < d; c++) {
-        const float *qc = qt + (size_t)c * QT;
-        for (r = 0; r < 4; r++) {
-            float kv = k[(size_t)r * ldk + (size_t)c];
+            smax[i] = s[(size_t)r * QT + (size_t)i] > smax[i]
+                          ? s[(size_t)r * QT + (size_t)i]
+                          : smax[i];
+}
+
+/* 4 key rows x 16 lanes per block (one row at a time for the rest). */
+static void qk_lanes(int jn, int d, const float *qt, const float *k, size_t ldk,
+                     float *s, float *smax)
+{
+    int j = 0, c, r, x, nr;
+
+    for (; j < jn; j += nr) {
+        const float *kj = k + (size_t)j * ldk;
+        vecf acc[4][NV], q[NV];
+        nr = jn - j >= 4 ? 4 : 1;
+        for (r = 0; r < 4; r++)
+            for (x = 0; x < NV; x++)
+                acc[r][x] = (vecf){0};
+        if (nr == 4) {
+            for (c = 0; c < d; c++) {
+                for (x = 0; x < NV; x++)
+                    LDV(q[x], qt + (size_t)c * QT + (size_t)x * (VB / 4));
+                for (r = 0; r < 4; r++)
+                    for (x = 0; x < NV; x++)
+                        acc[r][x] += kj[(size_t)r * ldk + (size_t)c] * q[x];
+            }
+        } else {
+            for (c = 0; c < d; c++)
+                for (x = 0; x < NV; x++) {
+                    LDV(q[x], qt + (size_t)c * QT + (size_t)x * (VB / 4));
+                    acc[0][x] += kj[c] * q[x];
+                }
+        }
+        for (r = 0; r < nr; r++)
+            for (x = 0; x < NV; x++)
+                STV(s + (size_t)(j + r) * QT + (size_t)x * (VB / 4), acc[r][x]);
+    }
+    max_rows(s, jn, smax);
+}
+
+/* 4 value columns x 16 lanes per block (one column at a time for the
+ * rest). */
+static void pv_lanes(int jn, int dv, const float *p, const float *v, size_t ldv,
+                     const float *alpha, float *ot)
+{
+    vecf al[NV], pj[NV], acc[4][NV];
+    int c = 0, j, r, x, nr;
+
+    for (x = 0; x < NV; x++)
+        LDV(al[x], alpha + (size_t)x * (VB / 4));
+    for (; c < dv; c += nr) {
+        float *o = ot + (size_t)c * QT;
+        nr = dv - c >= 4 ? 4 : 1;
+        for (r = 0; r < 4; r++)
+            for (x = 0; x < NV; x++) {
+                acc[r][x] = (vecf){0};
+                if (r < nr) {
+                    LDV(acc[r][x], o + (size_t)r * QT + (size_t)x * (VB / 4));
+                    acc[r][x] *= al[x];
+                }
+            }
+        if (nr == 4) {
+            for (j = 0; j < jn; j++) {
+                const float *vj = v + (size_t)j * ldv + (size_t)c;
+                for (x = 0; x < NV; x++)
+                    LDV(pj[x], p + (size_t)j * QT + (size_t)x * (VB / 4));
+                for (r = 0; r < 4; r++)
+                    for (x = 0; x < NV; x++)
+                        acc[r][x] += vj[r] * pj[x];
+            }
+        } else {
+            for (j = 0; j < jn; j++)
+                for (x = 0; x < NV; x++) {
+                    LDV(pj[x], p + (size_t)j * QT + (size_t)x * (VB / 4));
+                    acc[0][x] += v[(size_t)j * ldv + (size_t)c] * pj[x];
+                }
+        }
+        for (r = 0; r < nr; r++)
+            for (x = 0; x < NV; x++)
+                STV(o + (size_t)r * QT + (size_t)x * (VB / 4), acc[r][x]);
+    }
+}
+
+#else
+/* ISO C: one lane at a time, 16 per block. */
+static void qk_lanes(int jn, int d, const float *qt, const float *k, size_t ldk,
+                     float *s, float *smax)
+{
+    int j, c, i;
+
+    for (j = 0; j < jn; j++) {
+        float acc[16] = {0};
+        for (c = 0; c < d; c++)
             for (i = 0; i < 16; i++)
-                acc[r][i] += kv * qc[i];
-        }
-    }
-    for (r = 0; r < 4; r++)
+                acc[i] += k[(size_t)j * ldk + (size_t)c] *
+                          qt[(size_t)c * QT + (size_t)i];
         for (i = 0; i < 16; i++) {
-            s[(size_t)r * QT + (size_t)i] = acc[r][i];
-            smax[i] = acc[r][i] > smax[i] ? acc[r][i] : smax[i];
+            s[(size_t)j * QT + (size_t)i] = acc[i];
+            smax[i] = acc[i] > smax[i] ? acc[i] : smax[i];
         }
-}
-
-static inline void qk_block1(int d, const float *qt, const float *k, float *s,
-                             float *smax)
-{
-    float acc[16];
-    int c, i;
-
-    for (i = 0; i < 16; i++)
-        acc[i] = 0.0f;
-    for (c = 0; c < d; c++)
-        for (i = 0; i < 16; i++)
-            acc[i] += k[c] * qt[(size_t)c * QT + (size_t)i];
-    for (i = 0; i < 16; i++) {
-        s[i] = acc[i];
-        smax[i] = acc[i] > smax[i] ? acc[i] : smax[i];
     }
 }
+
+static void pv_lanes(int jn, int dv, const float *p, const float *v, size_t ldv,
+                     const float *alpha, float *ot)
+{
+    int j, c, i;
+
+    for (c = 0; c < dv; c++) {
+        float acc[16];
+        for (i = 0; i < 16; i++)
+            acc[i] = ot[(size_t)c * QT + (size_t)i] * alpha[i];
+        for (j = 0; j < jn; j++)
+            for (i = 0; i < 16; i++)
+                acc[i] += v[(size_t)j * ldv + (size_t)c] *
+                          p[(size_t)j * QT + (size_t)i];
+        for (i = 0; i < 16; i++)
+            ot[(size_t)c * QT + (size_t)i] = acc[i];
+    }
+}
+#endif
 
 void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
                   size_t ldk, float *s, float *smax)
 {
-    int u, j, i;
+    int u, i;
 
     for (i = 0; i < nq * 16; i++)
         smax[i] = -INFINITY;
-    for (u = 0; u < nq; u++) {
-        for (j = 0; j + 4 <= jn; j += 4)
-            qk_block4(d, qt + 16 * u, k + (size_t)j * ldk, ldk,
-                      s + (size_t)j * QT + 16 * u, smax + 16 * u);
-        for (; j < jn; j++)
-            qk_block1(d, qt + 16 * u, k + (size_t)j * ldk,
-                      s + (size_t)j * QT + 16 * u, smax + 16 * u);
-    }
+    for (u = 0; u < nq; u++)
+        qk_lanes(jn, d, qt + 16 * u, k, ldk, s + 16 * u, smax + 16 * u);
 }
 
 void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
@@ -150,57 +250,13 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
         l[i] = l[i] * alpha[i] + sum[i];
 }
 
-/* Blocks of 4 value columns x 16 lanes, as qk_block4. */
-static inline void pv_block4(int jn, const float *p, const float *v, size_t ldv,
-                             const float *alpha, float *ot)
-{
-    float acc[4][16];
-    int j, r, i;
-
-    for (r = 0; r < 4; r++)
-        for (i = 0; i < 16; i++)
-            acc[r][i] = ot[(size_t)r * QT + (size_t)i] * alpha[i];
-    for (j = 0; j < jn; j++) {
-        const float *pj = p + (size_t)j * QT;
-        for (r = 0; r < 4; r++) {
-            float vv = v[(size_t)j * ldv + (size_t)r];
-            for (i = 0; i < 16; i++)
-                acc[r][i] += vv * pj[i];
-        }
-    }
-    for (r = 0; r < 4; r++)
-        for (i = 0; i < 16; i++)
-            ot[(size_t)r * QT + (size_t)i] = acc[r][i];
-}
-
-static inline void pv_block1(int jn, const float *p, const float *v, size_t ldv,
-                             const float *alpha, float *ot)
-{
-    float acc[16];
-    int j, i;
-
-    for (i = 0; i < 16; i++)
-        acc[i] = ot[i] * alpha[i];
-    for (j = 0; j < jn; j++)
-        for (i = 0; i < 16; i++)
-            acc[i] += v[(size_t)j * ldv] * p[(size_t)j * QT + (size_t)i];
-    for (i = 0; i < 16; i++)
-        ot[i] = acc[i];
-}
-
 void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
                   size_t ldv, const float *alpha, float *ot)
 {
-    int u, c;
+    int u;
 
-    for (u = 0; u < nq; u++) {
-        for (c = 0; c + 4 <= dv; c += 4)
-            pv_block4(jn, p + 16 * u, v + c, ldv, alpha + 16 * u,
-                      ot + (size_t)c * QT + 16 * u);
-        for (; c < dv; c++)
-            pv_block1(jn, p + 16 * u, v + c, ldv, alpha + 16 * u,
-                      ot + (size_t)c * QT + 16 * u);
-    }
+    for (u = 0; u < nq; u++)
+        pv_lanes(jn, dv, p + 16 * u, v, ldv, alpha + 16 * u, ot + 16 * u);
 }
 
 #else

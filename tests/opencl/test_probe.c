@@ -231,9 +231,9 @@ static void test_exit_status(void)
     CU_ASSERT(out && strstr(out, "matches no device") && strstr(out, "native"));
     free(out);
 
-    rc = run("", "--bench", 1, &out);
+    rc = run("", "--bench --json", 1, &out);
     CU_ASSERT_EQUAL(rc, 2);
-    CU_ASSERT(out && strstr(out, "not available"));
+    CU_ASSERT(out && strstr(out, "do not combine"));
     free(out);
 
     rc = run("", "--help", 1, &out);
@@ -244,6 +244,71 @@ static void test_exit_status(void)
     rc = run("", "--no-such-option", 1, &out);
     CU_ASSERT_EQUAL(rc, 2);
     free(out);
+}
+
+/* --bench: the native backend is the reference; a device that passes
+ * prints its difference and GFLOP/s, one that fails says why and makes
+ * the exit status 1 while the reference still runs. */
+static void test_bench(void)
+{
+    attn_cl_device *devs = NULL;
+    size_t n = 0;
+    char *out = NULL, env[1200], dir[] = "/tmp/attn-bad-binXXXXXX";
+    char name[256], path[600];
+    FILE *f;
+    int rc = run("ATTN_CACHE_DIR=", "--bench -d native", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(strstr(out, "N=1024") && strstr(out, "GFLOP/s"));
+    CU_ASSERT(strstr(out, "native backend") && strstr(out, "(reference)"));
+    CU_ASSERT(strstr(out, "all devices passed") && !strstr(out, "FAIL"));
+    free(out);
+
+    snprintf(env, sizeof env, "-u OCL_ICD_FILENAMES OCL_ICD_VENDORS='%s'",
+             empty_dir);
+    rc = run(env, "--bench", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(out && strstr(out, "only the native backend"));
+    free(out);
+
+    CU_ASSERT_EQUAL_FATAL(attn_cl_discover(&devs, &n, NULL), ATTN_OK);
+    if (n == 0 || !devs[0].info.usable) {
+        printf("\n  SKIP: no usable OpenCL device 0:0 for --bench\n");
+        free(devs);
+        return;
+    }
+    /* ATTN_DEVICE does not redirect the bench's own "P:D" contexts. */
+    rc = run("ATTN_CACHE_DIR= ATTN_DEVICE=native", "--bench -d 0:0", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(strstr(out, "\n0:0 ") && strstr(out, " pass "));
+    CU_ASSERT(strstr(out, "all devices passed") && !strstr(out, "FAIL"));
+    if (rc != 0)
+        printf("\n%s\n", out);
+    free(out);
+
+    /* A garbage offline binary for the device: its build fails. */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    attn_cl_binary_name(devs[0].info.name, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s.bin", dir, name);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f = fopen(path, "wb"));
+    fputs("not a program binary", f);
+    fclose(f);
+    snprintf(env, sizeof env, "ATTN_CACHE_DIR= ATTN_KERNEL_BINARY_DIR='%s'",
+             dir);
+    rc = run(env, "--bench -d 0:0", 1, &out);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT_PTR_NOT_NULL(out);
+    if (out) {
+        CU_ASSERT(strstr(out, "(reference)") != NULL);
+        CU_ASSERT(strstr(out, "\n0:0 ") && strstr(out, "FAILED: "));
+        CU_ASSERT(strstr(out, "ATTN_ERR_BUILD_FAILED") != NULL);
+        CU_ASSERT(strstr(out, "some devices FAILED") != NULL);
+    }
+    free(out);
+    unlink(path);
+    rmdir(dir);
+    free(devs);
 }
 
 /* The reader is strict, so a pass above means valid JSON. */
@@ -278,6 +343,7 @@ int main(int argc, char **argv)
         {"-d and ATTN_DEVICE", test_json_device_choice},
         {"no OpenCL platform", test_no_platform},
         {"exit status", test_exit_status},
+        {"--bench", test_bench},
         {"the JSON reader is strict", test_reader_strict},
         {NULL, NULL}};
     int rc;

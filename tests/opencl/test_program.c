@@ -1,0 +1,727 @@
+/*
+ * The program cache and the offline-binary loader (src/opencl/program.c) on
+ * the real OpenCL CPU device (PoCL), through the public API: contexts on
+ * device "cpu" with fallback off, the cache in a folder of the test's own
+ * (options.cache_dir), the log callback at DEBUG, and every result checked
+ * against the reference oracle.
+ *
+ * Cache: a miss writes one entry, a second runtime hits it; truncated,
+ * garbage and rejected entries are rebuilt and rewritten; a folder that
+ * cannot be created costs only time; "" disables the cache; two threads
+ * building into one folder leave one valid entry.  Binaries: the payload
+ * of a cache entry, placed in ATTN_KERNEL_BINARY_DIR under the device's
+ * normalised name, runs; a garbage binary fails with fallback off (o
+ * untouched) and falls back with fallback on.
+ *
+ * Every test works in its own folder under one mkdtemp'd root, removed at
+ * the end.  Without a usable OpenCL device the suite prints SKIP and exits
+ * 77.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cases.h"
+#include "harness.h"
+#include "opencl/discovery.h"
+
+/* The entry layout of program.c: magic 8 | key 16 | size 8 | checksum 8. */
+#define ENTRY_HEADER 40
+#define ENTRY_MAGIC  "ATTNPRG1"
+#define LOG_CAP      32768
+
+static char root[] = "/tmp/attn-test-program-XXXXXX";
+static int root_made;
+static sdpa_case f32_case, f16_case;
+static ref_sdpa_result f32_ref, f16_ref;
+static char device_name[256];
+
+/* ---- files ----------------------------------------------------------- */
+
+static int remove_tree(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+    int rc = 0;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path);
+    chmod(path, 0700); /* a test may have taken the write bit away */
+    if (!(d = opendir(path)))
+        return -1;
+    while ((e = readdir(d))) {
+        char sub[1024];
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        rc |= remove_tree(sub);
+    }
+    closedir(d);
+    return rmdir(path) | rc;
+}
+
+/* A fresh folder root/name (path receives it). */
+static int test_dir(const char *name, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", root, name);
+    remove_tree(path);
+    return mkdir(path, 0755);
+}
+
+/* Number of files in dir whose name ends with suffix; the first one's path
+ * goes to first (when not NULL).  -1 when dir cannot be read. */
+static int count_files(const char *dir, const char *suffix, char *first,
+                       size_t cap)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t ls = strlen(suffix);
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < ls || strcmp(e->d_name + l - ls, suffix) != 0)
+            continue;
+        if (n++ == 0 && first)
+            snprintf(first, cap, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long len;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
+        fread(buf, 1, (size_t)len, f) == (size_t)len) {
+        *n = (size_t)len;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+static int write_all(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f)
+        return -1;
+    ok = fwrite(p, 1, n, f) == n;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+/* program.c's checksum (two FNV-1a streams); valid_entry checks that the
+ * two agree on an entry the library wrote, so a change of format shows as
+ * such instead of as a puzzling rebuild. */
+static uint64_t entry_checksum(const unsigned char *p, size_t n)
+{
+    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
+    for (size_t i = 0; i < n; i++) {
+        a = (a ^ p[i]) * 0x100000001b3ull;
+        b = (b ^ p[i]) * 0x100000001b3ull;
+        b ^= b >> 29;
+    }
+    a = (a ^ 0xffu) * 0x100000001b3ull;
+    b = (b ^ 0xfeu) * 0x100000001b3ull;
+    return a ^ (b << 1);
+}
+
+/* 1 when path holds a well-formed entry: magic, a size that matches the
+ * file and a checksum that matches the payload. */
+static int valid_entry(const char *path)
+{
+    size_t n = 0;
+    unsigned char *e = read_all(path, &n);
+    uint64_t size, sum;
+    int ok;
+    if (!e)
+        return 0;
+    ok = n > ENTRY_HEADER && memcmp(e, ENTRY_MAGIC, 8) == 0;
+    if (ok) {
+        memcpy(&size, e + 24, 8);
+        memcpy(&sum, e + 32, 8);
+        ok = size == n - ENTRY_HEADER &&
+             sum == entry_checksum(e + ENTRY_HEADER, (size_t)size);
+    }
+    free(e);
+    return ok;
+}
+
+/* ---- logging and contexts --------------------------------------------- */
+
+typedef struct log_capture {
+    char text[LOG_CAP];
+    size_t len;
+} log_capture;
+
+static void capture(int level, const char *msg, void *user)
+{
+    log_capture *c = user;
+    int n = snprintf(c->text + c->len, sizeof c->text - c->len, "[%d] %s\n",
+                     level, msg);
+    if (n > 0)
+        c->len += (size_t)n < sizeof c->text - c->len
+                      ? (size_t)n
+                      : sizeof c->text - c->len - 1;
+}
+
+static int logged(const log_capture *c, const char *what)
+{
+    return strstr(c->text, what) != NULL;
+}
+
+/* A context on the OpenCL CPU device with the cache in cache_dir, logging
+ * everything into cap (cleared).  NULL (after a failed assertion) when it
+ * cannot be created or landed on the native backend. */
+static attn_context *make_ctx(const char *cache_dir, int fallback,
+                              log_capture *cap)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_device_info info;
+    attn_status s;
+    memset(cap, 0, sizeof *cap);
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.allow_fallback = fallback;
+    o.cache_dir = cache_dir;
+    o.path = ATTN_PATH_UNFUSED;
+    o.log = capture;
+    o.log_user = cap;
+    o.log_level = ATTN_LOG_DEBUG;
+    s = attn_context_create(&o, &ctx);
+    HARNESS_EXPECT(s == ATTN_OK, "attn_context_create on \"cpu\"");
+    if (s != ATTN_OK) {
+        printf("\n  attn_context_create: %s: %s\n", attn_status_string(s),
+               attn_last_error());
+        return NULL;
+    }
+    s = attn_context_device(ctx, &info);
+    HARNESS_EXPECT(s == ATTN_OK && info.kind == ATTN_DEVICE_CPU_OPENCL,
+                   "the context runs on the OpenCL CPU device");
+    if (s != ATTN_OK || info.kind != ATTN_DEVICE_CPU_OPENCL) {
+        attn_context_destroy(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* One F32 call on a fresh context; returns 1 when it computed right. */
+static int run_f32(const char *cache_dir, log_capture *cap, const char *what)
+{
+    attn_context *ctx = make_ctx(cache_dir, 0, cap);
+    int ok;
+    if (!ctx)
+        return 0;
+    ok = sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL, what);
+    attn_context_destroy(ctx);
+    return ok;
+}
+
+/* ---- suite ------------------------------------------------------------ */
+
+static int suite_init(void)
+{
+    attn_sdpa_desc d;
+    attn_context *ctx;
+    attn_device_info info;
+    attn_options o;
+    memset(&d, 0, sizeof d);
+    d.batch = 2;
+    d.heads_q = 4;
+    d.heads_kv = 2;
+    d.seq_q = 19;
+    d.seq_kv = 33;
+    d.head_dim = 16;
+    d.head_dim_v = 8;
+    d.mask.causal = 1;
+    if (sdpa_case_init(&f32_case, &d, 41, 1.0, 0.0, 0) ||
+        ref_sdpa(&f32_case.d, f32_case.q, f32_case.k, f32_case.v, &f32_ref))
+        return 1;
+    d.dtype = ATTN_F16;
+    d.mask.causal = 0;
+    if (sdpa_case_init(&f16_case, &d, 42, 1.0, 0.0, 0) ||
+        ref_sdpa(&f16_case.d, f16_case.q, f16_case.k, f16_case.v, &f16_ref))
+        return 1;
+    /* The device name names the offline binary. */
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.cache_dir = "";
+    if (attn_context_create(&o, &ctx) != ATTN_OK)
+        return 1;
+    if (attn_context_device(ctx, &info) == ATTN_OK)
+        snprintf(device_name, sizeof device_name, "%s", info.name);
+    attn_context_destroy(ctx);
+    return device_name[0] == '\0';
+}
+
+static int suite_clean(void)
+{
+    sdpa_case_free(&f32_case);
+    sdpa_case_free(&f16_case);
+    ref_sdpa_free(&f32_ref);
+    ref_sdpa_free(&f16_ref);
+    return 0;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_miss_then_hit(void)
+{
+    char dir[512], entry[1024], again[1024];
+    log_capture *cap = calloc(1, sizeof *cap);
+    struct stat st1, st2;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(test_dir("hit", dir, sizeof dir), 0);
+
+    CU_ASSERT(run_f32(dir, cap, "miss"));
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT(logged(cap, "cached program"));
+    CU_ASSERT(!logged(cap, "cache hit"));
+    CU_ASSERT_EQUAL(count_files(dir, ".clbin", entry, sizeof entry), 1);
+    CU_ASSERT_EQUAL(count_files(dir, ".tmp", NULL, 0), 0);
+    CU_ASSERT(valid_entry(entry));
+    CU_ASSERT_EQUAL_FATAL(stat(entry, &st1), 0);
+
+    /* A second runtime (a new context) finds it and does not rewrite it. */
+    CU_ASSERT(run_f32(dir, cap, "hit"));
+    CU_ASSERT(logged(cap, "cache hit"));
+    CU_ASSERT(!logged(cap, "built program"));
+    CU_ASSERT(!logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(count_files(dir, ".clbin", again, sizeof again), 1);
+    CU_ASSERT_STRING_EQUAL(again, entry);
+    CU_ASSERT_EQUAL(stat(entry, &st2), 0);
+    CU_ASSERT_EQUAL(st2.st_ino, st1.st_ino);
+    CU_ASSERT_EQUAL(st2.st_size, st1.st_size);
+
+    /* Other build options (the F16 program) are another key. */
+    {
+        attn_context *ctx = make_ctx(dir, 0, cap);
+        if (ctx) {
+            CU_ASSERT(
+                sdpa_case_check(ctx, &f16_case, &f16_ref, 1, NULL, "f16 miss"));
+            attn_context_destroy(ctx);
+        }
+    }
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 2);
+    free(cap);
+}
+
+/* Damages the only entry of dir with damage(), then checks that a new
+ * runtime notices, computes right and rewrites it, and that the rewritten
+ * entry is hit by the next one. */
+typedef void (*damage_fn)(const char *path, const unsigned char *entry,
+                          size_t n);
+
+static void check_rebuilt(const char *name, damage_fn damage,
+                          const char *expect_log)
+{
+    char dir[512], entry[1024];
+    log_capture *cap = calloc(1, sizeof *cap);
+    unsigned char *orig = NULL, *now = NULL;
+    size_t n = 0, n2 = 0;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(test_dir(name, dir, sizeof dir), 0);
+    CU_ASSERT(run_f32(dir, cap, name));
+    CU_ASSERT_EQUAL_FATAL(count_files(dir, ".clbin", entry, sizeof entry), 1);
+    orig = read_all(entry, &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(orig);
+    CU_ASSERT_FATAL(n > ENTRY_HEADER);
+
+    damage(entry, orig, n);
+    CU_ASSERT(!valid_entry(entry) || !strcmp(name, "rejected"));
+    CU_ASSERT(run_f32(dir, cap, name));
+    if (!logged(cap, expect_log))
+        printf("\n  %s: log lacks \"%s\":\n%s", name, expect_log, cap->text);
+    CU_ASSERT(logged(cap, expect_log));
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT(!logged(cap, "cache hit"));
+    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 1);
+    CU_ASSERT_EQUAL(count_files(dir, ".tmp", NULL, 0), 0);
+    CU_ASSERT(valid_entry(entry));
+    /* Same magic and key (the payload of a rebuild need not be equal). */
+    now = read_all(entry, &n2);
+    CU_ASSERT(now && n2 > ENTRY_HEADER && memcmp(now, orig, 24) == 0);
+
+    CU_ASSERT(run_f32(dir, cap, name));
+    CU_ASSERT(logged(cap, "cache hit"));
+    CU_ASSERT(!logged(cap, "built program"));
+    free(now);
+    free(orig);
+    free(cap);
+}
+
+static void cut_in_payload(const char *path, const unsigned char *e, size_t n)
+{
+    CU_ASSERT_EQUAL(write_all(path, e, ENTRY_HEADER + (n - ENTRY_HEADER) / 2),
+                    0);
+}
+
+static void cut_in_header(const char *path, const unsigned char *e, size_t n)
+{
+    (void)n;
+    CU_ASSERT_EQUAL(write_all(path, e, ENTRY_HEADER / 2), 0);
+}
+
+static void empty_file(const char *path, const unsigned char *e, size_t n)
+{
+    (void)e;
+    (void)n;
+    CU_ASSERT_EQUAL(write_all(path, "", 0), 0);
+}
+
+static void one_byte_more(const char *path, const unsigned char *e, size_t n)
+{
+    unsigned char *p = malloc(n + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    memcpy(p, e, n);
+    p[n] = 0;
+    CU_ASSERT_EQUAL(write_all(path, p, n + 1), 0);
+    free(p);
+}
+
+static void garbage(const char *path, const unsigned char *e, size_t n)
+{
+    unsigned char *p = malloc(n);
+    ref_rng r;
+    (void)e;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    ref_rng_seed(&r, 7);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)ref_rng_next(&r);
+    CU_ASSERT_EQUAL(write_all(path, p, n), 0);
+    free(p);
+}
+
+/* One flipped payload byte: the checksum no longer matches. */
+static void flipped_byte(const char *path, const unsigned char *e, size_t n)
+{
+    unsigned char *p = malloc(n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    memcpy(p, e, n);
+    p[ENTRY_HEADER + (n - ENTRY_HEADER) / 3] ^= 0x10;
+    CU_ASSERT_EQUAL(write_all(path, p, n), 0);
+    free(p);
+}
+
+/* A well-formed entry (right key, size and checksum) whose payload the
+ * driver rejects: the "cached program rejected" path. */
+static void rejected(const char *path, const unsigned char *e, size_t n)
+{
+    unsigned char *p = malloc(n);
+    uint64_t sum;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_FATAL(valid_entry(path)); /* the checksum mirror agrees */
+    memcpy(p, e, ENTRY_HEADER);
+    for (size_t i = ENTRY_HEADER; i < n; i++)
+        p[i] = (unsigned char)(i * 131u + 7u);
+    sum = entry_checksum(p + ENTRY_HEADER, n - ENTRY_HEADER);
+    memcpy(p + 32, &sum, 8);
+    CU_ASSERT_EQUAL(write_all(path, p, n), 0);
+    free(p);
+}
+
+static void test_truncated_entry(void)
+{
+    check_rebuilt("cut-payload", cut_in_payload, "is corrupt");
+    check_rebuilt("cut-header", cut_in_header, "is corrupt");
+    check_rebuilt("empty", empty_file, "is corrupt");
+    check_rebuilt("longer", one_byte_more, "is corrupt");
+}
+
+static void test_garbage_entry(void)
+{
+    check_rebuilt("garbage", garbage, "is corrupt");
+    check_rebuilt("flipped", flipped_byte, "is corrupt");
+    check_rebuilt("rejected", rejected, "cached program rejected");
+}
+
+static void test_unwritable_dir(void)
+{
+    char dir[512], file[600], cache[700];
+    log_capture *cap = calloc(1, sizeof *cap);
+    struct stat st;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(test_dir("unwritable", dir, sizeof dir), 0);
+    /* A folder under a regular file can never be created, even by root
+     * (chmod does not stop root, and CI runs as root). */
+    snprintf(file, sizeof file, "%s/plain-file", dir);
+    snprintf(cache, sizeof cache, "%s/sub/cache", file);
+    CU_ASSERT_EQUAL_FATAL(write_all(file, "x", 1), 0);
+    CU_ASSERT(run_f32(cache, cap, "cache under a file"));
+    CU_ASSERT(logged(cap, "cannot be created"));
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT(stat(cache, &st) != 0);
+    CU_ASSERT(run_f32(cache, cap, "cache under a file, again"));
+    CU_ASSERT(logged(cap, "built program"));
+
+    /* chmod 0500 where it means something (not root). */
+    if (geteuid() != 0) {
+        char ro[700];
+        snprintf(ro, sizeof ro, "%s/read-only", dir);
+        CU_ASSERT_EQUAL_FATAL(mkdir(ro, 0500), 0);
+        CU_ASSERT(run_f32(ro, cap, "read-only cache"));
+        CU_ASSERT(logged(cap, "not writable"));
+        CU_ASSERT_EQUAL(count_files(ro, "", NULL, 0), 2); /* . and .. */
+    } else {
+        printf("\n  (root: the chmod 0500 case is skipped)\n");
+    }
+    free(cap);
+}
+
+static void test_empty_disables(void)
+{
+    char dir[512];
+    log_capture *cap = calloc(1, sizeof *cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(test_dir("disabled", dir, sizeof dir), 0);
+    /* "" wins over ATTN_CACHE_DIR ... */
+    CU_ASSERT_EQUAL_FATAL(setenv("ATTN_CACHE_DIR", dir, 1), 0);
+    CU_ASSERT(run_f32("", cap, "cache off"));
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT(!logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(count_files(dir, "", NULL, 0), 2); /* . and .. */
+    CU_ASSERT(run_f32("", cap, "cache off, again"));
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT(!logged(cap, "cache hit"));
+    /* ... and NULL means ATTN_CACHE_DIR. */
+    CU_ASSERT(run_f32(NULL, cap, "ATTN_CACHE_DIR"));
+    CU_ASSERT(logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 1);
+    unsetenv("ATTN_CACHE_DIR");
+    free(cap);
+}
+
+typedef struct racer {
+    const char *dir;
+    pthread_barrier_t *start;
+    log_capture cap;
+    int ok;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.allow_fallback = 0;
+    o.cache_dir = r->dir;
+    o.log = capture;
+    o.log_user = &r->cap;
+    o.log_level = ATTN_LOG_DEBUG;
+    /* Both contexts exist before either builds. */
+    r->ok = attn_context_create(&o, &ctx) == ATTN_OK;
+    pthread_barrier_wait(r->start);
+    if (r->ok)
+        r->ok = sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL, "racer");
+    attn_context_destroy(ctx);
+    return NULL;
+}
+
+static void test_two_threads(void)
+{
+    for (int round = 0; round < 3; round++) {
+        char name[32], dir[512], entry[1024];
+        racer *r = calloc(2, sizeof *r);
+        pthread_barrier_t start;
+        pthread_t t[2];
+        int started[2];
+        log_capture *cap = calloc(1, sizeof *cap);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+        snprintf(name, sizeof name, "race-%d", round);
+        CU_ASSERT_EQUAL_FATAL(test_dir(name, dir, sizeof dir), 0);
+        CU_ASSERT_EQUAL_FATAL(pthread_barrier_init(&start, NULL, 2), 0);
+        for (int i = 0; i < 2; i++) {
+            r[i].dir = dir;
+            r[i].start = &start;
+            started[i] = pthread_create(&t[i], NULL, race, &r[i]) == 0;
+        }
+        CU_ASSERT_FATAL(started[0] && started[1]);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&start);
+        CU_ASSERT(r[0].ok);
+        CU_ASSERT(r[1].ok);
+        CU_ASSERT_EQUAL(count_files(dir, ".clbin", entry, sizeof entry), 1);
+        CU_ASSERT_EQUAL(count_files(dir, ".tmp", NULL, 0), 0);
+        CU_ASSERT(valid_entry(entry));
+        CU_ASSERT(run_f32(dir, cap, "after the race"));
+        CU_ASSERT(logged(cap, "cache hit"));
+        free(cap);
+        free(r);
+    }
+}
+
+/* Writes the payload of dir's only entry to bin_dir/<device>.bin. */
+static int export_binary(const char *dir, const char *bin_dir)
+{
+    char entry[1024], name[256], path[1400];
+    unsigned char *e;
+    size_t n = 0;
+    int rc;
+    if (count_files(dir, ".clbin", entry, sizeof entry) != 1 ||
+        !(e = read_all(entry, &n)))
+        return -1;
+    attn_cl_binary_name(device_name, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s.bin", bin_dir, name);
+    rc = n > ENTRY_HEADER ? write_all(path, e + ENTRY_HEADER, n - ENTRY_HEADER)
+                          : -1;
+    free(e);
+    return rc;
+}
+
+static void test_binary_loader(void)
+{
+    char dir[512], bins[512], cache[512], found[1024];
+    log_capture *cap = calloc(1, sizeof *cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(test_dir("binary-src", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(test_dir("binary", bins, sizeof bins), 0);
+    CU_ASSERT_EQUAL_FATAL(test_dir("binary-cache", cache, sizeof cache), 0);
+    CU_ASSERT_FATAL(run_f32(dir, cap, "binary source"));
+    CU_ASSERT_EQUAL_FATAL(export_binary(dir, bins), 0);
+    CU_ASSERT(attn_cl_find_binary(bins, device_name, found, sizeof found));
+    CU_ASSERT(strstr(found, ".bin") != NULL);
+
+    CU_ASSERT_EQUAL_FATAL(setenv("ATTN_KERNEL_BINARY_DIR", bins, 1), 0);
+    CU_ASSERT(run_f32(cache, cap, "from the binary"));
+    if (!logged(cap, "loaded program binary"))
+        printf("\n  log:\n%s", cap->text);
+    CU_ASSERT(logged(cap, "loaded program binary"));
+    CU_ASSERT(!logged(cap, "built program"));
+    /* The binary bypasses the cache. */
+    CU_ASSERT_EQUAL(count_files(cache, ".clbin", NULL, 0), 0);
+    unsetenv("ATTN_KERNEL_BINARY_DIR");
+    free(cap);
+}
+
+/* attn_sdpa on a context whose program binary is garbage: fails with
+ * fallback off (o and lse untouched), runs natively with it on. */
+static void check_bad_binary(const char *bins, const char *what)
+{
+    log_capture *cap = calloc(1, sizeof *cap);
+    const size_t no = f32_case.no, nl = f32_case.nlse;
+    float *o = malloc(no * sizeof *o), *lse = malloc(nl * sizeof *lse);
+    attn_context *ctx;
+    attn_status s;
+    int untouched = 1;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_FATAL(o && lse);
+    CU_ASSERT_EQUAL_FATAL(setenv("ATTN_KERNEL_BINARY_DIR", bins, 1), 0);
+
+    if ((ctx = make_ctx("", 0, cap))) {
+        for (int call = 0; call < 2; call++) {
+            for (size_t i = 0; i < no; i++)
+                o[i] = 1234.5f;
+            for (size_t i = 0; i < nl; i++)
+                lse[i] = -99.0f;
+            s = attn_sdpa(ctx, &f32_case.d, f32_case.q, f32_case.k, f32_case.v,
+                          o, lse);
+            HARNESS_EXPECT(s == ATTN_ERR_BUILD_FAILED, what);
+            for (size_t i = 0; i < no; i++)
+                untouched &= o[i] == 1234.5f;
+            for (size_t i = 0; i < nl; i++)
+                untouched &= lse[i] == -99.0f;
+            HARNESS_EXPECT(untouched, what);
+            HARNESS_EXPECT(attn_context_last_error(ctx)[0] != '\0', what);
+            HARNESS_EXPECT(!strstr(attn_context_last_error(ctx), "fell back"),
+                           what);
+        }
+        attn_context_destroy(ctx);
+    }
+
+    if ((ctx = make_ctx("", 1, cap))) {
+        HARNESS_EXPECT(
+            sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL, "fallback"),
+            what);
+        HARNESS_EXPECT(
+            strstr(attn_context_last_error(ctx), "fell back") != NULL, what);
+        HARNESS_EXPECT(logged(cap, "fell back"), what);
+        /* Still the device's context: the next call falls back again. */
+        HARNESS_EXPECT(sdpa_case_check(ctx, &f32_case, &f32_ref, 0, NULL,
+                                       "fallback, again"),
+                       what);
+        attn_context_destroy(ctx);
+    }
+    unsetenv("ATTN_KERNEL_BINARY_DIR");
+    free(lse);
+    free(o);
+    free(cap);
+}
+
+static void test_bad_binary(void)
+{
+    char bins[512], name[256], path[1024];
+    unsigned char junk[4096];
+    CU_ASSERT_EQUAL_FATAL(test_dir("bad-binary", bins, sizeof bins), 0);
+    attn_cl_binary_name(device_name, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s.bin", bins, name);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)(i * 37u + 11u);
+    CU_ASSERT_EQUAL_FATAL(write_all(path, junk, sizeof junk), 0);
+    check_bad_binary(bins, "garbage binary");
+    CU_ASSERT_EQUAL_FATAL(write_all(path, "", 0), 0);
+    check_bad_binary(bins, "empty binary");
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"miss then hit", test_miss_then_hit},
+        {"truncated entry rebuilt", test_truncated_entry},
+        {"garbage entry rebuilt", test_garbage_entry},
+        {"unwritable cache folder", test_unwritable_dir},
+        {"\"\" disables the cache", test_empty_disables},
+        {"two threads, one folder", test_two_threads},
+        {"offline binary loader", test_binary_loader},
+        {"garbage offline binary and fallback", test_bad_binary},
+        {NULL, NULL}};
+    attn_device_info devs[16];
+    size_t n = 0, usable = 0;
+    int rc;
+
+    /* The test decides where programs come from. */
+    unsetenv("ATTN_DEVICE");
+    unsetenv("ATTN_CACHE_DIR");
+    unsetenv("ATTN_KERNEL_BINARY_DIR");
+    if (attn_devices(devs, 16, &n) == ATTN_OK)
+        for (size_t i = 0; i < n && i < 16; i++)
+            usable += devs[i].usable && devs[i].kind == ATTN_DEVICE_CPU_OPENCL;
+    if (usable == 0) {
+        printf("SKIP: program cache: no usable OpenCL CPU device on this "
+               "machine\n");
+        return HARNESS_SKIP;
+    }
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    root_made = 1;
+    rc = harness_main("program cache", suite_init, suite_clean, tests);
+    if (root_made && remove_tree(root) != 0) {
+        fprintf(stderr, "cannot remove %s\n", root);
+        rc = 1;
+    }
+    return rc;
+}
