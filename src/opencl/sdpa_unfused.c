@@ -118,7 +118,7 @@ attn_status attn_cl_unfused_set_tuning(attn_cl_runtime *rt,
                                        const attn_cl_unfused_tuning *t,
                                        attn_err *err)
 {
-    unfused_state *st;
+    unfused_state *st = NULL;
     attn_status s;
     if (!rt || !t)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
@@ -221,7 +221,7 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
 {
     static const char *const names[] = {"score.cl", "softmax.cl",
                                         "aggregate.cl"};
-    size_t dev_wg = 0, items[3] = {0, 0, 0}, wg[3];
+    size_t dev_wg = 0, items[16] = {0}, wg[3];
     cl_ulong local_mem = 0;
     cl_int rc;
     attn_status s = ATTN_ERR_DEVICE;
@@ -238,13 +238,14 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
                   fail);
     wg[0] = wg[1] = wg[2] = dev_wg;
     for (int attempt = 0; attempt < 16; attempt++) {
-        const size_t need[3] = {(size_t)t.sc_wq * (size_t)t.sc_wk,
-                                (size_t)t.sm_wg,
-                                (size_t)t.ag_wq * (size_t)t.ag_wv};
+        size_t need[3];
         cl_kernel ks[3];
         int fits = 1;
         if (!fit(&t, wg, items, local_mem))
             break;
+        need[0] = (size_t)t.sc_wq * (size_t)t.sc_wk;
+        need[1] = (size_t)t.sm_wg;
+        need[2] = (size_t)t.ag_wq * (size_t)t.ag_wv;
         snprintf(opts, sizeof opts,
                  "-DATTN_F16=%d -DSC_TQ=%d -DSC_TK=%d -DSC_TD=%d -DSC_WQ=%d "
                  "-DSC_WK=%d -DSM_WG=%d -DAG_TQ=%d -DAG_TV=%d -DAG_TJ=%d "
@@ -298,7 +299,7 @@ too_small:
                      rt->info.name);
 fail:
     prog_release(p);
-    return s;
+    return s != ATTN_OK ? s : ATTN_ERR_DEVICE;
 }
 
 /* The built program of dtype, built now if needed.  Call with rt->lock
@@ -307,8 +308,8 @@ static attn_status prog_get(attn_cl_runtime *rt, attn_dtype dtype,
                             unfused_prog **out, unfused_state **st_out,
                             attn_err *err)
 {
-    unfused_state *st;
-    unfused_prog *p;
+    unfused_state *st = NULL;
+    unfused_prog *p = NULL;
     attn_status s;
     if ((s = state_get(rt, &st, err)))
         return s;
@@ -661,10 +662,11 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     cl_ulong max_alloc = 0;
     cl_mem bias = NULL, kv_len = NULL, addw = NULL, sbuf = NULL;
     cl_event gate = NULL, last = NULL, *wl = NULL;
-    unfused_state *st;
-    unfused_prog *p;
+    unfused_state *st = NULL;
+    unfused_prog *p = NULL;
     attn_status s;
     cl_int rc;
+    int row_tile;
 
     if (done)
         *done = NULL;
@@ -688,8 +690,9 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
      * kernels fails before anything is copied. */
     pthread_mutex_lock(&rt->lock);
     s = prog_get(rt, d->dtype, &p, &st, err);
+    row_tile = s == ATTN_OK ? p->t.sc_tq : 1;
     pthread_mutex_unlock(&rt->lock);
-    if (s || (s = make_plan(d, max_alloc, p->t.sc_tq, &pl, err)))
+    if (s || (s = make_plan(d, max_alloc, row_tile, &pl, err)))
         return s;
 
     if ((s = copy_inputs(rt, d, &bias, &kv_len, &addw, err)))
