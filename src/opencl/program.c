@@ -25,9 +25,9 @@
 #include "opencl/embedded.h"
 #endif
 
-#define MAGIC "ATTNPRG1"
+#define MAGIC        "ATTNPRG1"
 #define HEADER_BYTES (8 + 16 + 8 + 8)
-#define LOG_EXCERPT 600
+#define LOG_EXCERPT  600
 
 /* ---- sources ---------------------------------------------------------- */
 
@@ -85,8 +85,8 @@ static attn_status source_text(const char *name, char **owned,
 #endif
 }
 
-attn_status attn_cl_load_sources(const char *const *names, size_t n,
-                                 char **out, size_t *len, attn_err *err)
+attn_status attn_cl_load_sources(const char *const *names, size_t n, char **out,
+                                 size_t *len, attn_err *err)
 {
     char *buf = NULL, *owned = NULL;
     const char *text = NULL;
@@ -164,8 +164,7 @@ static void cache_key(const attn_cl_runtime *rt, const char *src,
     hash_bytes(k, src, src_len);
     hash_str(k, options);
     buf[0] = '\0';
-    clGetPlatformInfo(rt->platform, CL_PLATFORM_VERSION, sizeof buf, buf,
-                      NULL);
+    clGetPlatformInfo(rt->platform, CL_PLATFORM_VERSION, sizeof buf, buf, NULL);
     buf[sizeof buf - 1] = '\0';
     hash_str(k, buf);
     clGetDeviceInfo(rt->device, CL_DEVICE_VENDOR_ID, sizeof vendor_id,
@@ -274,8 +273,7 @@ static void cache_write(const attn_cl_runtime *rt, const key128 *k,
         remove(tmp);
         return;
     }
-    attn_log(rt->log, ATTN_LOG_DEBUG, "cached program %s (%zu bytes)", path,
-             n);
+    attn_log(rt->log, ATTN_LOG_DEBUG, "cached program %s (%zu bytes)", path, n);
 }
 
 /* ---- building --------------------------------------------------------- */
@@ -292,8 +290,8 @@ static attn_status build(attn_cl_runtime *rt, cl_program prog,
         return ATTN_OK;
     clGetProgramBuildInfo(prog, rt->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
     log = n ? malloc(n + 1) : NULL;
-    if (log && clGetProgramBuildInfo(prog, rt->device, CL_PROGRAM_BUILD_LOG,
-                                     n, log, NULL) == CL_SUCCESS) {
+    if (log && clGetProgramBuildInfo(prog, rt->device, CL_PROGRAM_BUILD_LOG, n,
+                                     log, NULL) == CL_SUCCESS) {
         log[n] = '\0';
         attn_log(rt->log, ATTN_LOG_ERROR,
                  "kernel build failed on %s (options \"%s\"):\n%s",
@@ -313,15 +311,15 @@ static attn_status from_binary(attn_cl_runtime *rt, const unsigned char *bin,
                                attn_err *err)
 {
     cl_int rc, bin_status = CL_SUCCESS;
-    cl_program prog = clCreateProgramWithBinary(
-        rt->context, 1, &rt->device, &n, &bin, &bin_status, &rc);
+    cl_program prog = clCreateProgramWithBinary(rt->context, 1, &rt->device, &n,
+                                                &bin, &bin_status, &rc);
     if (rc != CL_SUCCESS || bin_status != CL_SUCCESS) {
         if (prog)
             clReleaseProgram(prog);
-        return attn_fail(err, ATTN_ERR_BUILD_FAILED,
-                         "the device rejected a program binary: %s",
-                         attn_cl_error_name(rc != CL_SUCCESS ? rc
-                                                             : bin_status));
+        return attn_fail(
+            err, ATTN_ERR_BUILD_FAILED,
+            "the device rejected a program binary: %s",
+            attn_cl_error_name(rc != CL_SUCCESS ? rc : bin_status));
     }
     if (build(rt, prog, options, err) != ATTN_OK) {
         clReleaseProgram(prog);
@@ -363,9 +361,35 @@ static unsigned char *program_binary(cl_program prog, size_t *n)
     return bin;
 }
 
+/* "score_softmax_aggregate": the stems of the sources, the default tag. */
+static void default_tag(const char *const *names, size_t n, char *tag,
+                        size_t cap)
+{
+    size_t used = 0;
+    tag[0] = '\0';
+    for (size_t i = 0; i < n && used + 1 < cap; i++) {
+        size_t stem = strcspn(names[i], ".");
+        int w = snprintf(tag + used, cap - used, "%s%.*s", i ? "_" : "",
+                         (int)stem, names[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
 attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
-                          size_t n_names, const char *options,
-                          cl_program *out, attn_err *err)
+                          size_t n_names, const char *options, cl_program *out,
+                          attn_err *err)
+{
+    char tag[256];
+    default_tag(names, n_names, tag, sizeof tag);
+    return attn_cl_build_tagged(rt, tag, names, n_names, options, out, err);
+}
+
+attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
+                                 const char *const *names, size_t n_names,
+                                 const char *options, cl_program *out,
+                                 attn_err *err)
 {
     char *src = NULL, opts[1024];
     const char *text;
@@ -375,12 +399,13 @@ attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
     cl_program prog = NULL;
     cl_int rc;
     attn_status s;
-    char path[1200];
+    char path[1200], bin_name[600];
 
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options ? options : "");
-    /* FPGAs (and any device given an offline binary) take the binary. */
-    if (attn_cl_find_binary(attn_cl_binary_dir(), rt->info.name, path,
-                            sizeof path))
+    /* FPGAs (and any device given offline binaries) take the binary of
+     * this program: "<device name> <tag>" normalised, plus the extension. */
+    snprintf(bin_name, sizeof bin_name, "%.300s %.200s", rt->info.name, tag);
+    if (attn_cl_find_binary(attn_cl_binary_dir(), bin_name, path, sizeof path))
         return attn_cl_build_binary_file(rt, path, opts, out, err);
     if ((s = attn_cl_load_sources(names, n_names, &src, &len, err)))
         return s;
@@ -394,8 +419,10 @@ attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
                      rt->info.name);
             goto done;
         }
-        attn_log(rt->log, ATTN_LOG_WARN, "cached program rejected (%s); "
-                                         "rebuilding", err->msg);
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "cached program rejected (%s); "
+                 "rebuilding",
+                 err->msg);
     }
     text = src;
     prog = clCreateProgramWithSource(rt->context, 1, &text, &len, &rc);

@@ -19,15 +19,15 @@
 /* Calls an OpenCL function that returns cl_int; on failure records the call,
  * file and line in err and jumps to label.  Names the variables it uses:
  * `rc` (cl_int) and `err` (attn_err *) must be in scope. */
-#define ATTN_CL_CHECK(call, label)                                            \
-    do {                                                                      \
-        rc = (call);                                                          \
-        if (rc != CL_SUCCESS) {                                               \
-            attn_fail(err, ATTN_ERR_DEVICE, "%s failed: %s (%d) at %s:%d",    \
-                      #call, attn_cl_error_name(rc), (int)rc, __FILE__,       \
-                      __LINE__);                                              \
-            goto label;                                                       \
-        }                                                                     \
+#define ATTN_CL_CHECK(call, label)                                             \
+    do {                                                                       \
+        rc = (call);                                                           \
+        if (rc != CL_SUCCESS) {                                                \
+            attn_fail(err, ATTN_ERR_DEVICE, "%s failed: %s (%d) at %s:%d",     \
+                      #call, attn_cl_error_name(rc), (int)rc, __FILE__,        \
+                      __LINE__);                                               \
+            goto label;                                                        \
+        }                                                                      \
     } while (0)
 
 /* OpenCL error code -> its name ("CL_OUT_OF_RESOURCES"). */
@@ -41,8 +41,8 @@ attn_status attn_cl_status(cl_int rc);
  * time; with ATTN_EMBED_KERNELS=OFF they are read from the source tree.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (unknown name), ATTN_ERR_IO,
  * ATTN_ERR_OUT_OF_MEMORY. */
-attn_status attn_cl_load_sources(const char *const *names, size_t n,
-                                 char **out, size_t *len, attn_err *err);
+attn_status attn_cl_load_sources(const char *const *names, size_t n, char **out,
+                                 size_t *len, attn_err *err);
 
 /* Builds a program from an offline binary file (FPGA bitstreams, or a
  * binary another run of the same driver produced).  Errors:
@@ -60,12 +60,12 @@ typedef struct attn_cl_runtime {
     int owns_context;       /* 0 when the caller handed the context in */
     attn_device_info info;
     const attn_logger *log;
-    char cache_dir[1024];   /* "" = no program cache */
+    char cache_dir[1024]; /* "" = no program cache */
     pthread_mutex_t lock;
     pthread_mutex_t build_lock;
-    void *launch;           /* state of the launch code (kernels, buffers) */
+    void *launch; /* state of the launch code (kernels, buffers) */
     void (*launch_free)(void *launch);
-    void *mha;              /* state of the multi-head layer (mha_cl.c) */
+    void *mha; /* state of the multi-head layer (mha_cl.c) */
     void (*mha_free)(void *mha);
 } attn_cl_runtime;
 
@@ -77,8 +77,7 @@ attn_status attn_cl_runtime_create(const attn_cl_device *dev,
                                    const attn_logger *log,
                                    attn_cl_runtime **out, attn_err *err);
 /* The same on the caller's context and device (retained, not owned). */
-attn_status attn_cl_runtime_create_from(cl_context context,
-                                        cl_device_id device,
+attn_status attn_cl_runtime_create_from(cl_context context, cl_device_id device,
                                         const char *cache_dir,
                                         const attn_logger *log,
                                         attn_cl_runtime **out, attn_err *err);
@@ -90,7 +89,18 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt); /* NULL is a no-op */
  * and, shortened, into err.  Errors: ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE,
  * ATTN_ERR_OUT_OF_MEMORY.  Thread-safe. */
 attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
-                          size_t n_names, const char *options,
-                          cl_program *out, attn_err *err);
+                          size_t n_names, const char *options, cl_program *out,
+                          attn_err *err);
+
+/* attn_cl_build with the program's name for offline binaries: when
+ * ATTN_KERNEL_BINARY_DIR holds a binary named for "<device name> <tag>"
+ * (normalised as attn_cl_binary_name does, e.g.
+ * "intel_r_fpga_emulation_device_unfused_f32.aocx"), the program is loaded
+ * from it instead of built.  attn_cl_build's tag is the source stems joined
+ * by '_' ("posenc_heads"). */
+attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
+                                 const char *const *names, size_t n_names,
+                                 const char *options, cl_program *out,
+                                 attn_err *err);
 
 #endif /* ATTN_OPENCL_RUNTIME_H */

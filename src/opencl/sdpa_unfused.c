@@ -252,7 +252,8 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
                  "-DAG_WQ=%d -DAG_WV=%d %s",
                  f16, t.sc_tq, t.sc_tk, t.sc_td, t.sc_wq, t.sc_wk, t.sm_wg,
                  t.ag_tq, t.ag_tv, t.ag_tj, t.ag_wq, t.ag_wv, t.options);
-        if ((s = attn_cl_build(rt, names, 3, opts, &p->prog, err)))
+        if ((s = attn_cl_build_tagged(rt, f16 ? "unfused_f16" : "unfused_f32",
+                                      names, 3, opts, &p->prog, err)))
             return s;
         if ((s = make_kernel(p->prog, "attn_score", &p->score, err)) ||
             (s = make_kernel(p->prog, "attn_softmax", &p->softmax, err)) ||
