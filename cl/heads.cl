@@ -23,10 +23,9 @@
  * pairs of a row (heads * ceil(head_dim / 2)), dimension 1 the rows. */
 __kernel __attribute__((work_group_size_hint(MHA_WG, 1, 1))) void
 attn_heads_split(__global const float *src, ulong src_off, int ld,
-                 __global float *dst, ulong dst_off,
-                 __global const float *bias, ulong bias_off, int has_bias,
-                 __global const float2 *cs, int rope, int rows, int heads,
-                 int seq, int head_dim)
+                 __global float *dst, ulong dst_off, __global const float *bias,
+                 ulong bias_off, int has_bias, __global const float2 *cs,
+                 int rope, int rows, int heads, int seq, int head_dim)
 {
     const uint hd = (uint)head_dim, pairs = (hd + 1) / 2;
     const uint per_row = (uint)heads * pairs;
@@ -88,8 +87,7 @@ attn_bias_add(__global float *y, ulong y_off, __global const float *bias,
 {
     for (uint r = get_global_id(1); r < (uint)rows; r += get_global_size(1)) {
         __global float *row = y + y_off + (size_t)r * (size_t)cols;
-        for (uint c = get_global_id(0); c < (uint)cols;
-             c += get_global_size(0))
+        for (uint c = get_global_id(0); c < (uint)cols; c += get_global_size(0))
             row[c] += bias[bias_off + c];
     }
 }

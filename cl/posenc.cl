@@ -55,8 +55,8 @@ float2 attn_mha_sincos(uint p, float2 f)
  * odd d_model the last even column gets the sine only.  Dimension 0 walks
  * the column pairs, dimension 1 the rows. */
 __kernel __attribute__((work_group_size_hint(MHA_WG, 1, 1))) void
-attn_posenc_add(__global float *x, ulong x_off, int rows, int d_model,
-                int seq, int pos0, int learned, __global const float *table,
+attn_posenc_add(__global float *x, ulong x_off, int rows, int d_model, int seq,
+                int pos0, int learned, __global const float *table,
                 ulong table_off, __global const float2 *freq)
 {
     const uint d = (uint)d_model, pairs = (d + 1) / 2;

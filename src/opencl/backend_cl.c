@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "opencl/backend_cl.h"
+#include "opencl/mha_cl.h"
 #include "opencl/sdpa_cl.h"
 
 /* Measured on a 2-core AVX-512 machine, B=1 H=8 N=1024 d=64 f32: the
@@ -126,10 +127,20 @@ done:
     return s;
 }
 
-/* The multi-head layer runs on the native backend (mha hook NULL) until
- * the device projections exist. */
+#ifdef ATTN_HAVE_CLBLAST
+static attn_status cl_mha(attn_backend *b, const attn_mha_call *c,
+                          attn_err *err)
+{
+    return attn_cl_mha(b->impl, c, err);
+}
+#define CL_MHA cl_mha
+#else
+/* Without CLBlast for the projections the native backend runs the layer. */
+#define CL_MHA NULL
+#endif
+
 static const attn_backend_ops cl_ops = {
-    "opencl", cl_destroy, cl_backend_info, cl_sdpa, NULL,
+    "opencl", cl_destroy, cl_backend_info, cl_sdpa, CL_MHA,
 };
 
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b)

@@ -1,0 +1,636 @@
+/*
+ * The multi-head layer on an OpenCL device (mha_cl.h): uploads, CLBlast
+ * GEMMs and the kernels of cl/posenc.cl and cl/heads.cl, all on the
+ * runtime's in-order queue, then one blocking read whose wait list holds
+ * every command of the call.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/mha_cl.h"
+#include "opencl/sdpa_cl.h"
+
+#ifndef ATTN_HAVE_CLBLAST
+
+attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
+                        attn_err *err)
+{
+    (void)c;
+    return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                     "the multi-head layer on %s needs CLBlast, and libattn "
+                     "was built without it",
+                     rt ? rt->info.name : "an OpenCL device");
+}
+
+#else /* ATTN_HAVE_CLBLAST */
+
+/* clblast_c.h declares functions with () parameter lists. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#endif
+#include <clblast_c.h>
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#define MHA_WG         64   /* items per work-group (-DMHA_WG) */
+#define MHA_GROUPS     8192 /* work-groups per grid-stride launch, at most */
+#define MHA_MAX_EVENTS 32   /* commands of one call: 25 at most */
+#define TWO_PI         6.283185307179586476925
+
+enum { K_POSENC, K_ROPE, K_SPLIT, K_MERGE, K_BIAS, N_KERNELS };
+static const char *const kernel_names[N_KERNELS] = {
+    "attn_posenc_add", "attn_rope_table", "attn_heads_split",
+    "attn_heads_merge", "attn_bias_add"};
+
+/* rt->mha.  Guarded by rt->lock. */
+typedef struct mha_state {
+    cl_program prog;
+    cl_kernel k[N_KERNELS];
+    size_t wg[N_KERNELS]; /* local size of each kernel's launches */
+    cl_mem dummy;         /* bound to the arguments that are absent */
+    attn_status failed;   /* a failed build, kept */
+    char why[ATTN_MSG_MAX];
+} mha_state;
+
+static void state_release_prog(mha_state *st)
+{
+    for (int i = 0; i < N_KERNELS; i++) {
+        if (st->k[i])
+            clReleaseKernel(st->k[i]);
+        st->k[i] = NULL;
+    }
+    if (st->prog)
+        clReleaseProgram(st->prog);
+    st->prog = NULL;
+}
+
+static void state_free(void *p)
+{
+    mha_state *st = p;
+    if (!st)
+        return;
+    state_release_prog(st);
+    if (st->dummy)
+        clReleaseMemObject(st->dummy);
+    free(st);
+}
+
+static attn_status build(attn_cl_runtime *rt, mha_state *st, attn_err *err)
+{
+    static const char *const names[] = {"posenc.cl", "heads.cl"};
+    size_t items[16] = {0};
+    char opts[64];
+    attn_status s;
+    cl_int rc;
+
+    snprintf(opts, sizeof opts, "-DMHA_WG=%d", MHA_WG);
+    if ((s = attn_cl_build(rt, names, 2, opts, &st->prog, err)))
+        return s;
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
+                                  sizeof items, items, NULL),
+                  fail_rc);
+    for (int i = 0; i < N_KERNELS; i++) {
+        size_t kwg = 0;
+        st->k[i] = clCreateKernel(st->prog, kernel_names[i], &rc);
+        if (rc != CL_SUCCESS) {
+            st->k[i] = NULL;
+            s = attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
+                          kernel_names[i], attn_cl_error_name(rc));
+            goto fail;
+        }
+        ATTN_CL_CHECK(clGetKernelWorkGroupInfo(st->k[i], rt->device,
+                                               CL_KERNEL_WORK_GROUP_SIZE,
+                                               sizeof kwg, &kwg, NULL),
+                      fail_rc);
+        kwg = kwg < items[0] ? kwg : items[0];
+        st->wg[i] = kwg < 1 ? 1 : kwg < MHA_WG ? kwg : MHA_WG;
+    }
+    return ATTN_OK;
+fail_rc:
+    s = attn_cl_status(rc);
+fail:
+    state_release_prog(st);
+    return s;
+}
+
+/* The state of rt with its program built.  Call with rt->lock held. */
+static attn_status state_get(attn_cl_runtime *rt, mha_state **out,
+                             attn_err *err)
+{
+    mha_state *st = rt->mha;
+    attn_status s;
+    cl_int rc;
+    if (!st) {
+        if (!(st = calloc(1, sizeof *st)))
+            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                             "cannot allocate the multi-head layer state");
+        st->dummy =
+            clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
+        if (rc != CL_SUCCESS) {
+            free(st);
+            return attn_fail(err, attn_cl_status(rc),
+                             "clCreateBuffer failed: %s",
+                             attn_cl_error_name(rc));
+        }
+        rt->mha = st;
+        rt->mha_free = state_free;
+    }
+    if (st->failed)
+        return attn_fail(err, st->failed, "%s", st->why);
+    if (!st->prog) {
+        attn_err e = {{0}};
+        if ((s = build(rt, st, &e))) {
+            if (s == ATTN_ERR_BUILD_FAILED) { /* retrying will not help */
+                st->failed = s;
+                memcpy(st->why, e.msg, sizeof st->why);
+            }
+            return attn_fail(err, s, "%s", e.msg);
+        }
+    }
+    *out = st;
+    return ATTN_OK;
+}
+
+/* ---- one call ---------------------------------------------------------- */
+
+/* Element counts of one call's tensors. */
+typedef struct mha_sizes {
+    size_t d, dq, dkv, dall; /* d_model, q width, k/v width, q+k+v width */
+    size_t nq, nkv;          /* tokens */
+    size_t xq, xkv, wqkv, wo, bias, pe, proj, hq, hkv;
+    size_t pairs, half; /* sinusoidal frequencies, RoPE pairs per head */
+} mha_sizes;
+
+static attn_status get_sizes(const attn_mha_call *c, mha_sizes *z,
+                             attn_err *err)
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    size_t rows_pe;
+    memset(z, 0, sizeof *z);
+    z->d = (size_t)m->d_model;
+    z->dq = (size_t)m->heads_q * (size_t)m->head_dim;
+    z->dkv = (size_t)m->heads_kv * (size_t)m->head_dim;
+    z->dall = z->dq + 2 * z->dkv;
+    z->nq = (size_t)c->batch * (size_t)c->seq_q;
+    z->nkv = (size_t)c->batch * (size_t)c->seq_kv;
+    z->pairs = (z->d + 1) / 2;
+    z->half = (size_t)m->head_dim / 2;
+    rows_pe = (size_t)c->seq_q + (self ? 0 : (size_t)c->seq_kv);
+    if (z->dall > INT_MAX)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the q, k and v projections together are %zu wide; "
+                         "the device kernels take at most INT_MAX",
+                         z->dall);
+    if (!attn_mul_size(&z->xq, z->nq, z->d) ||
+        !attn_mul_size(&z->xkv, self ? 0 : z->nkv, z->d) ||
+        !attn_mul_size(&z->wqkv, z->dall, z->d) ||
+        !attn_mul_size(&z->wo, z->d, z->dq) ||
+        !attn_mul_size(&z->pe, rows_pe, z->d) ||
+        !attn_mul_size(&z->hq, z->nq, z->dq) ||
+        !attn_mul_size(&z->hkv, z->nkv, z->dkv) ||
+        !attn_mul_size(&z->proj, z->nq, self ? z->dall : z->dq) ||
+        (!self && z->proj > SIZE_MAX - 2 * z->hkv))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the sizes of the layer's device buffers overflow");
+    if (!self)
+        z->proj += 2 * z->hkv;
+    z->bias = z->dall + z->d;
+    if (m->posenc != ATTN_POSENC_LEARNED)
+        z->pe = 0;
+    return ATTN_OK;
+}
+
+/* What a call has enqueued so far. */
+typedef struct mha_run {
+    attn_cl_runtime *rt;
+    mha_state *st;
+    attn_err *err;
+    cl_event ev[MHA_MAX_EVENTS];
+    cl_uint n_ev;
+} mha_run;
+
+static attn_status push_event(mha_run *r, cl_event ev, const char *what)
+{
+    if (r->n_ev == MHA_MAX_EVENTS) {
+        clReleaseEvent(ev);
+        return attn_fail(r->err, ATTN_ERR_DEVICE,
+                         "internal error: too many commands (%s)", what);
+    }
+    r->ev[r->n_ev++] = ev;
+    return ATTN_OK;
+}
+
+/* A device buffer of n floats; init (host memory, n floats) is copied at
+ * creation when given. */
+static attn_status new_buffer(mha_run *r, size_t n, const void *init,
+                              const char *name, cl_mem *out)
+{
+    size_t bytes;
+    cl_int rc;
+    *out = NULL;
+    if (!attn_mul_size(&bytes, n, sizeof(float)))
+        return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of %s overflows", name);
+    *out = clCreateBuffer(r->rt->context,
+                          init ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR
+                               : CL_MEM_READ_WRITE,
+                          bytes, (void *)init, &rc);
+    if (rc != CL_SUCCESS) {
+        *out = NULL;
+        return attn_fail(r->err, attn_cl_status(rc),
+                         "cannot allocate %zu bytes for %s on %s: %s", bytes,
+                         name, r->rt->info.name, attn_cl_error_name(rc));
+    }
+    return ATTN_OK;
+}
+
+/* Enqueues a non-blocking copy of n floats from host to buf at element
+ * offset off (the caller's memory stays valid until attn_cl_mha returns,
+ * and it returns only after the copy finished). */
+static attn_status upload(mha_run *r, cl_mem buf, size_t off, const float *src,
+                          size_t n, const char *name)
+{
+    cl_event ev = NULL;
+    cl_int rc =
+        clEnqueueWriteBuffer(r->rt->queue, buf, CL_FALSE, off * sizeof(float),
+                             n * sizeof(float), src, 0, NULL, &ev);
+    if (rc != CL_SUCCESS)
+        return attn_fail(r->err, attn_cl_status(rc), "cannot copy %s to %s: %s",
+                         name, r->rt->info.name, attn_cl_error_name(rc));
+    return push_event(r, ev, name);
+}
+
+typedef struct karg {
+    size_t size;
+    const void *value;
+} karg;
+#define KARG(x)                                                                \
+    {                                                                          \
+        sizeof(x), &(x)                                                        \
+    }
+
+/* Launches kernel kid with the n_args arguments a over cols x rows
+ * elements (the kernels are 2-D grid-stride loops: dimension 0 over the
+ * columns of a row, 1 over the rows). */
+static attn_status launch(mha_run *r, int kid, const karg *a, size_t n_args,
+                          size_t cols, size_t rows)
+{
+    attn_cl_runtime *rt = r->rt;
+    const size_t wg = cols < r->st->wg[kid] ? cols : r->st->wg[kid];
+    size_t groups = (cols + wg - 1) / wg, global[2], local[2];
+    cl_event ev = NULL;
+    const char *call = "clSetKernelArg";
+    cl_int rc = CL_SUCCESS;
+    if (groups > MHA_GROUPS)
+        groups = MHA_GROUPS;
+    local[0] = wg;
+    local[1] = 1;
+    global[0] = groups * wg;
+    global[1] = rows < MHA_GROUPS / groups ? rows : MHA_GROUPS / groups;
+    /* cl_kernel arguments are shared state: hold the lock from the first
+     * clSetKernelArg to the enqueue. */
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < n_args && rc == CL_SUCCESS; i++)
+        rc = clSetKernelArg(r->st->k[kid], (cl_uint)i, a[i].size, a[i].value);
+    if (rc == CL_SUCCESS) {
+        call = "clEnqueueNDRangeKernel";
+        rc = clEnqueueNDRangeKernel(rt->queue, r->st->k[kid], 2, NULL, global,
+                                    local, 0, NULL, &ev);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    if (rc != CL_SUCCESS)
+        return attn_fail(r->err, attn_cl_status(rc), "%s(%s) failed: %s (%d)",
+                         call, kernel_names[kid], attn_cl_error_name(rc),
+                         (int)rc);
+    return push_event(r, ev, kernel_names[kid]);
+}
+#define LAUNCH(r, kid, a, cols, rows)                                          \
+    launch((r), (kid), (a), sizeof(a) / sizeof *(a), (cols), (rows))
+
+/* C [m, n] (ldc) = A [m, k] (lda) B^T, B [n, k] (ldb); row-major, offsets
+ * in elements. */
+static attn_status gemm(mha_run *r, const char *what, size_t m, size_t n,
+                        size_t k, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                        size_t b_off, size_t ldb, cl_mem c, size_t c_off,
+                        size_t ldc)
+{
+    cl_event ev = NULL;
+    CLBlastStatusCode st =
+        CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                     CLBlastTransposeYes, m, n, k, 1.0f, a, a_off, lda, b,
+                     b_off, ldb, 0.0f, c, c_off, ldc, &r->rt->queue, &ev);
+    if (st != CLBlastSuccess) {
+        /* Codes above -1000 are OpenCL's own; the others CLBlast's (see
+         * clblast_c.h). */
+        const int cl = (int)st > -1000;
+        if (ev)
+            clReleaseEvent(ev);
+        return attn_fail(
+            r->err, cl ? attn_cl_status((cl_int)st) : ATTN_ERR_DEVICE,
+            "CLBlastSgemm (%s, %zu x %zu x %zu) failed: %s (%d)", what, m, n, k,
+            cl ? attn_cl_error_name((cl_int)st) : "CLBlast status", (int)st);
+    }
+    return push_event(r, ev, what);
+}
+
+/* Device buffers of one call. */
+enum {
+    B_XQ,    /* x_q (+ encoding), at the end y */
+    B_XKV,   /* x_kv (+ encoding), cross-attention only */
+    B_WQKV,  /* [Wq; Wk; Wv] */
+    B_WO,    /* Wo */
+    B_BIAS,  /* [bq | bk | bv | bo] where given */
+    B_PE,    /* LEARNED rows: the query positions, then the key positions */
+    B_FPE,   /* SINUSOIDAL frequencies */
+    B_FROPE, /* RoPE frequencies */
+    B_CSQ,   /* RoPE (cos, sin) of the query positions */
+    B_CSKV,  /* ... of the key positions, cross-attention only */
+    B_PROJ,  /* projections, token-major; later the merged heads */
+    B_HQ,    /* heads [B, H, S, D]: Q, K, V, attention output */
+    B_HK,
+    B_HV,
+    B_HO,
+    N_BUFS
+};
+
+/* Frequencies in turns (w / 2 pi) as float pairs hi + lo, w_i =
+ * 10000^(-2i / den) for i < n, computed in double as the native backend
+ * does.  Returns NULL when memory runs out. */
+static float *freq_table(size_t n, size_t den)
+{
+    float *f = malloc(2 * (n ? n : 1) * sizeof *f);
+    if (!f)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        double t = 1.0 / pow(10000.0, 2.0 * (double)i / (double)den) / TWO_PI;
+        f[2 * i] = (float)t;
+        f[2 * i + 1] = (float)(t - (double)f[2 * i]);
+    }
+    return f;
+}
+
+/* Creates the call's buffers and enqueues the uploads of its inputs. */
+static attn_status stage_inputs(mha_run *r, const attn_mha_call *c,
+                                const mha_sizes *z, cl_mem *b)
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    const int rope = m->posenc == ATTN_POSENC_ROPE && z->half > 0;
+    const int biased = m->bq || m->bk || m->bv || m->bo;
+    const size_t sq = (size_t)c->seq_q, skv = (size_t)c->seq_kv;
+    float *fpe = NULL, *frope = NULL;
+    attn_status s = ATTN_OK;
+
+    if ((m->posenc == ATTN_POSENC_SINUSOIDAL &&
+         !(fpe = freq_table(z->pairs, z->d))) ||
+        (rope && !(frope = freq_table(z->half, (size_t)m->head_dim)))) {
+        s = attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
+                      "cannot allocate the frequency table");
+        goto out;
+    }
+    if ((s = new_buffer(r, z->xq, NULL, "x_q", &b[B_XQ])) ||
+        (!self && (s = new_buffer(r, z->xkv, NULL, "x_kv", &b[B_XKV]))) ||
+        (s = new_buffer(r, z->wqkv, NULL, "[Wq; Wk; Wv]", &b[B_WQKV])) ||
+        (s = new_buffer(r, z->wo, NULL, "Wo", &b[B_WO])) ||
+        (biased &&
+         (s = new_buffer(r, z->bias, NULL, "the biases", &b[B_BIAS]))) ||
+        (z->pe && (s = new_buffer(r, z->pe, NULL, "pos_table", &b[B_PE]))) ||
+        (fpe && (s = new_buffer(r, 2 * z->pairs, fpe,
+                                "the sinusoidal frequencies", &b[B_FPE]))) ||
+        (frope && (s = new_buffer(r, 2 * z->half, frope, "the RoPE frequencies",
+                                  &b[B_FROPE]))) ||
+        (rope && (s = new_buffer(r, 2 * sq * z->half, NULL, "the RoPE table",
+                                 &b[B_CSQ]))) ||
+        (rope && !self &&
+         (s = new_buffer(r, 2 * skv * z->half, NULL, "the RoPE table",
+                         &b[B_CSKV]))) ||
+        (s = new_buffer(r, z->proj, NULL, "the projections", &b[B_PROJ])) ||
+        (s = new_buffer(r, z->hq, NULL, "the query heads", &b[B_HQ])) ||
+        (s = new_buffer(r, z->hkv, NULL, "the key heads", &b[B_HK])) ||
+        (s = new_buffer(r, z->hkv, NULL, "the value heads", &b[B_HV])) ||
+        (s = new_buffer(r, z->hq, NULL, "the attention output", &b[B_HO])))
+        goto out;
+
+    if ((s = upload(r, b[B_XQ], 0, c->x_q, z->xq, "x_q")) ||
+        (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))) ||
+        (s = upload(r, b[B_WQKV], 0, m->wq, z->dq * z->d, "wq")) ||
+        (s = upload(r, b[B_WQKV], z->dq * z->d, m->wk, z->dkv * z->d, "wk")) ||
+        (s = upload(r, b[B_WQKV], (z->dq + z->dkv) * z->d, m->wv, z->dkv * z->d,
+                    "wv")) ||
+        (s = upload(r, b[B_WO], 0, m->wo, z->wo, "wo")) ||
+        (m->bq && (s = upload(r, b[B_BIAS], 0, m->bq, z->dq, "bq"))) ||
+        (m->bk && (s = upload(r, b[B_BIAS], z->dq, m->bk, z->dkv, "bk"))) ||
+        (m->bv &&
+         (s = upload(r, b[B_BIAS], z->dq + z->dkv, m->bv, z->dkv, "bv"))) ||
+        (m->bo && (s = upload(r, b[B_BIAS], z->dall, m->bo, z->d, "bo"))) ||
+        (z->pe &&
+         (s = upload(r, b[B_PE], 0, m->pos_table + (size_t)m->pos_offset * z->d,
+                     sq * z->d, "pos_table"))) ||
+        (z->pe && !self &&
+         (s = upload(r, b[B_PE], sq * z->d, m->pos_table, skv * z->d,
+                     "pos_table"))))
+        goto out;
+out:
+    free(frope);
+    free(fpe);
+    return s;
+}
+
+/* Adds the positional table to x (SINUSOIDAL, LEARNED) and computes the
+ * RoPE tables. */
+static attn_status enqueue_posenc(mha_run *r, const attn_mha_call *c,
+                                  const mha_sizes *z, cl_mem *b)
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    const cl_int learned = m->posenc == ATTN_POSENC_LEARNED;
+    const cl_int d = m->d_model, sq = c->seq_q, skv = c->seq_kv,
+                 nq = (cl_int)z->nq, nkv = (cl_int)z->nkv,
+                 pos_q = m->pos_offset, zero = 0, half = (cl_int)z->half;
+    const cl_ulong off0 = 0, t_kv = (cl_ulong)z->d * (cl_ulong)sq;
+    attn_status s;
+
+    if (learned || m->posenc == ATTN_POSENC_SINUSOIDAL) {
+        const cl_mem table = learned ? b[B_PE] : r->st->dummy;
+        const cl_mem freq = learned ? r->st->dummy : b[B_FPE];
+        const karg aq[] = {
+            KARG(b[B_XQ]), KARG(off0),    KARG(nq),    KARG(d),    KARG(sq),
+            KARG(pos_q),   KARG(learned), KARG(table), KARG(off0), KARG(freq)};
+        const karg akv[] = {
+            KARG(b[B_XKV]), KARG(off0),    KARG(nkv),   KARG(d),    KARG(skv),
+            KARG(zero),     KARG(learned), KARG(table), KARG(t_kv), KARG(freq)};
+        if ((s = LAUNCH(r, K_POSENC, aq, z->pairs, z->nq)) ||
+            (!self && (s = LAUNCH(r, K_POSENC, akv, z->pairs, z->nkv))))
+            return s;
+    }
+    if (b[B_CSQ]) {
+        const karg aq[] = {KARG(b[B_CSQ]), KARG(sq), KARG(pos_q), KARG(half),
+                           KARG(b[B_FROPE])};
+        const karg akv[] = {KARG(b[B_CSKV]), KARG(skv), KARG(zero), KARG(half),
+                            KARG(b[B_FROPE])};
+        if ((s = LAUNCH(r, K_ROPE, aq, z->half, (size_t)sq)) ||
+            (!self && (s = LAUNCH(r, K_ROPE, akv, z->half, (size_t)skv))))
+            return s;
+    }
+    return ATTN_OK;
+}
+
+/* One head split: the columns at src_off (row stride ld) of the
+ * projections into dst [batch, heads, seq, head_dim]. */
+static attn_status split(mha_run *r, const attn_mha_call *c, cl_mem *b,
+                         size_t src_off, size_t ld, cl_mem dst, size_t bias_off,
+                         const float *bias, cl_mem cs, int rows, int heads,
+                         int seq)
+{
+    const cl_ulong so = src_off, zero = 0, bo = bias_off;
+    const cl_int l = (cl_int)ld, has_bias = bias != NULL, rope = cs != NULL,
+                 hd = c->m->head_dim;
+    const cl_mem bb = bias ? b[B_BIAS] : r->st->dummy;
+    const cl_mem cc = cs ? cs : r->st->dummy;
+    const karg a[] = {KARG(b[B_PROJ]), KARG(so),   KARG(l),    KARG(dst),
+                      KARG(zero),      KARG(bb),   KARG(bo),   KARG(has_bias),
+                      KARG(cc),        KARG(rope), KARG(rows), KARG(heads),
+                      KARG(seq),       KARG(hd)};
+    return LAUNCH(r, K_SPLIT, a, (size_t)heads * (((size_t)hd + 1) / 2),
+                  (size_t)rows);
+}
+
+/* Projections, head split, attention, merge and output projection. */
+static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
+                                 const mha_sizes *z, cl_mem *b)
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    const size_t d = z->d, dq = z->dq, dkv = z->dkv;
+    /* Self-attention: one GEMM gives [q | k | v] rows of dall; cross: q
+     * rows of dq, then [k | v] rows of 2 dkv. */
+    const size_t ld_kv = self ? z->dall : 2 * dkv;
+    const size_t k_off = self ? dq : z->nq * dq;
+    const cl_mem cs_kv = b[B_CSKV] ? b[B_CSKV] : b[B_CSQ];
+    const cl_int nq = (cl_int)z->nq, hq = m->heads_q, sq = c->seq_q,
+                 hd = m->head_dim, dm = m->d_model;
+    const cl_ulong off0 = 0, bo_off = z->dall;
+    const attn_sdpa_desc sd = {.batch = c->batch,
+                               .heads_q = m->heads_q,
+                               .heads_kv = m->heads_kv,
+                               .seq_q = c->seq_q,
+                               .seq_kv = c->seq_kv,
+                               .head_dim = m->head_dim,
+                               .head_dim_v = m->head_dim,
+                               .scale =
+                                   (float)(1.0 / sqrt((double)m->head_dim)),
+                               .score = m->score,
+                               .additive_w = m->additive_w,
+                               .mask = *c->mask,
+                               .dtype = ATTN_F32};
+    attn_cl_tensors t;
+    cl_event ev = NULL;
+    attn_status s;
+
+    if (self) {
+        if ((s = gemm(r, "q, k, v projection", z->nq, z->dall, d, b[B_XQ], 0, d,
+                      b[B_WQKV], 0, d, b[B_PROJ], 0, z->dall)))
+            return s;
+    } else if ((s = gemm(r, "q projection", z->nq, dq, d, b[B_XQ], 0, d,
+                         b[B_WQKV], 0, d, b[B_PROJ], 0, dq)) ||
+               (s = gemm(r, "k, v projection", z->nkv, 2 * dkv, d, b[B_XKV], 0,
+                         d, b[B_WQKV], dq * d, d, b[B_PROJ], z->nq * dq,
+                         2 * dkv))) {
+        return s;
+    }
+    if ((s = split(r, c, b, 0, self ? z->dall : dq, b[B_HQ], 0, m->bq, b[B_CSQ],
+                   nq, hq, sq)) ||
+        (s = split(r, c, b, k_off, ld_kv, b[B_HK], dq, m->bk, cs_kv,
+                   (cl_int)z->nkv, m->heads_kv, c->seq_kv)) ||
+        (s = split(r, c, b, k_off + dkv, ld_kv, b[B_HV], dq + dkv, m->bv, NULL,
+                   (cl_int)z->nkv, m->heads_kv, c->seq_kv)))
+        return s;
+
+    memset(&t, 0, sizeof t);
+    t.q = b[B_HQ];
+    t.k = b[B_HK];
+    t.v = b[B_HV];
+    t.o = b[B_HO];
+    if ((s = attn_cl_sdpa_unfused(r->rt, &sd, &t, r->rt->queue, 0, NULL, &ev,
+                                  r->err)) ||
+        (s = push_event(r, ev, "attention")))
+        return s;
+
+    {
+        const karg a[] = {KARG(b[B_HO]), KARG(off0), KARG(b[B_PROJ]),
+                          KARG(off0),    KARG(nq),   KARG(hq),
+                          KARG(sq),      KARG(hd)};
+        if ((s = LAUNCH(r, K_MERGE, a, z->dq, z->nq)))
+            return s;
+    }
+    if ((s = gemm(r, "output projection", z->nq, d, dq, b[B_PROJ], 0, dq,
+                  b[B_WO], 0, dq, b[B_XQ], 0, d)))
+        return s;
+    if (m->bo) {
+        const karg a[] = {KARG(b[B_XQ]), KARG(off0), KARG(b[B_BIAS]),
+                          KARG(bo_off),  KARG(nq),   KARG(dm)};
+        if ((s = LAUNCH(r, K_BIAS, a, z->d, z->nq)))
+            return s;
+    }
+    return ATTN_OK;
+}
+
+attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
+                        attn_err *err)
+{
+    mha_run r;
+    mha_sizes z;
+    cl_mem b[N_BUFS] = {NULL};
+    attn_status s;
+    cl_int rc;
+
+    if (!rt || !c)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "attn_cl_mha: NULL argument");
+    if ((s = attn_validate_mha(c, err)) || (s = get_sizes(c, &z, err)))
+        return s;
+    memset(&r, 0, sizeof r);
+    r.rt = rt;
+    r.err = err;
+    pthread_mutex_lock(&rt->lock);
+    s = state_get(rt, &r.st, err);
+    pthread_mutex_unlock(&rt->lock);
+    if (s)
+        return s;
+
+    if ((s = stage_inputs(&r, c, &z, b)) ||
+        (s = enqueue_posenc(&r, c, &z, b)) || (s = enqueue_layer(&r, c, &z, b)))
+        goto out;
+    /* Waits for every command of the call; when one failed, y is not
+     * written. */
+    rc = clEnqueueReadBuffer(rt->queue, b[B_XQ], CL_TRUE, 0,
+                             z.xq * sizeof(float), c->y, r.n_ev, r.ev, NULL);
+    if (rc == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+        s = attn_fail(err, ATTN_ERR_DEVICE,
+                      "a command of the multi-head layer failed on %s",
+                      rt->info.name);
+    else if (rc != CL_SUCCESS)
+        s = attn_fail(err, attn_cl_status(rc),
+                      "reading y from %s failed: %s (%d)", rt->info.name,
+                      attn_cl_error_name(rc), (int)rc);
+
+out:
+    /* Nothing enqueued may still read the caller's memory. */
+    if (s != ATTN_OK && r.n_ev > 0)
+        clFinish(rt->queue);
+    for (cl_uint i = 0; i < r.n_ev; i++)
+        clReleaseEvent(r.ev[i]);
+    for (int i = 0; i < N_BUFS; i++)
+        if (b[i])
+            clReleaseMemObject(b[i]);
+    return s;
+}
+
+#endif /* ATTN_HAVE_CLBLAST */

@@ -1,0 +1,44 @@
+/*
+ * The multi-head attention layer on an OpenCL device: projections through
+ * CLBlast GEMMs on the runtime's queue, positional encodings and head
+ * split/merge as kernels (cl/posenc.cl, cl/heads.cl), attention through the
+ * three-kernel path (sdpa_cl.h).  Not installed.
+ *
+ * Data flow of one call (every input uploaded once, one blocking read):
+ *   x_q (x_kv) += positional table (SINUSOIDAL, LEARNED)   posenc kernel
+ *   [q | k | v] = x [Wq; Wk; Wv]^T   one GEMM (self), or q and [k | v]
+ *   Q, K, V [B, H, S, D] = split(+ bias, RoPE)               split kernel
+ *   O = attention(Q, K, V)                          attn_cl_sdpa_unfused
+ *   y = merge(O) Wo^T + bo                  merge kernel, GEMM, bias kernel
+ * Activations live in a few device buffers that are reused along the way
+ * (the merged heads overwrite the projections, y overwrites x_q).
+ *
+ * Programs: posenc.cl + heads.cl, built lazily under rt->lock and kept in
+ * rt->mha (released by rt->mha_free); a build failure is kept too and later
+ * calls fail fast with the same sentence.  CLBlast compiles and caches its
+ * own GEMM kernels per device on first use.
+ */
+#ifndef ATTN_OPENCL_MHA_CL_H
+#define ATTN_OPENCL_MHA_CL_H
+
+#include "attn_impl.h"
+#include "opencl/runtime.h"
+
+/* The multi-head layer on the runtime's device; c is validated
+ * (attn_validate_mha).  Uploads x_q (and x_kv), the weights and biases once
+ * per call, runs: posenc add (kernel) -> GEMMs via CLBlastSgemm (RowMajor,
+ * x [tokens, d_model] times W^T) -> bias + RoPE + head split to [B,H,S,D]
+ * (kernel) -> attn_cl_sdpa_unfused (scale 1/sqrt(head_dim), c->mask, score
+ * and additive_w from the descriptor) -> head merge (kernel) -> output GEMM
+ * (+bo, kernel) -> blocking read into c->y, which waits for every command
+ * of the call and fails without writing when any of them failed.  Returns
+ * ATTN_OK, or ATTN_ERR_DEVICE / ATTN_ERR_OUT_OF_MEMORY /
+ * ATTN_ERR_BUILD_FAILED / ATTN_ERR_UNSUPPORTED (built without CLBlast, or
+ * the device cannot run the kernels) with a sentence in err; c->y untouched
+ * on error; nothing leaked; no command of the call still reads the caller's
+ * memory when it returns.  Thread-safe (several threads may call it on one
+ * runtime). */
+attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
+                        attn_err *err);
+
+#endif /* ATTN_OPENCL_MHA_CL_H */
