@@ -98,8 +98,8 @@ static int fall_back(attn_context *ctx, const char *fn, attn_status s,
     char msg[ATTN_MSG_MAX];
     if (ctx->backend == ctx->native || !ctx->allow_fallback || !recoverable(s))
         return 0;
-    snprintf(msg, sizeof msg, "%s fell back to the native backend: %s", fn,
-             err->msg);
+    snprintf(msg, sizeof msg, "%s fell back to the native backend: %.400s",
+             fn, err->msg);
     attn_log(&ctx->log, ATTN_LOG_WARN, "%s", msg);
     pthread_mutex_lock(&ctx->err_lock);
     snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);

@@ -68,7 +68,7 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
         attn_log(&ctx->log, ATTN_LOG_WARN,
                  "%s; the native backend runs this context", err->msg);
         snprintf(ctx->last_error, sizeof ctx->last_error,
-                 "fell back to the native backend: %s", err->msg);
+                 "fell back to the native backend: %.400s", err->msg);
         return ATTN_OK;
     }
     if (s == ATTN_OK)

@@ -16,10 +16,12 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
                        const float *x, float *out)
 {
     size_t d = (size_t)m->d_model, n = (size_t)seq * d;
-    const float *table = m->pos_table + (size_t)pos0 * d;
+    const float *table;
     if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
         attn_cpu_posenc_sinusoidal(seq, m->d_model, pos0, out);
         table = out;
+    } else {
+        table = m->pos_table + (size_t)pos0 * d;
     }
     /* The first batch item last: `out` may hold the sinusoidal table. */
     for (int b = batch - 1; b >= 0; b--)
