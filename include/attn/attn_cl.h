@@ -58,8 +58,12 @@ typedef struct attn_cl_buffers {
  * releases it.  Nothing blocks: the call returns once the work is enqueued.
  * Host arrays of the descriptor (mask.bias, mask.kv_len, additive_w) are
  * copied before the call returns.  There is no fallback: a device failure
- * returns its status.  Errors: as attn_sdpa, plus ATTN_ERR_UNSUPPORTED
- * (the context runs on the native backend). */
+ * returns its status.  Errors: as attn_sdpa, plus ATTN_ERR_INVALID_ARGUMENT
+ * (a NULL buffer or queue, n_wait > 0 with wait NULL, a buffer smaller than
+ * its tensor at its offset, a queue of another context or device),
+ * ATTN_ERR_OUT_OF_MEMORY (an offset plus its tensor overflows, a device
+ * allocation failed) and ATTN_ERR_UNSUPPORTED (the context runs on the
+ * native backend).  On error nothing is enqueued and *done is untouched. */
 ATTN_API attn_status attn_sdpa_cl(attn_context *ctx, const attn_sdpa_desc *d,
                                   cl_mem q, cl_mem k, cl_mem v, cl_mem o,
                                   cl_mem lse, cl_command_queue queue,

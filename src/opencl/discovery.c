@@ -435,9 +435,14 @@ static int probe_device(cl_platform_id p, const char *platform_name,
     info->unified_memory = unified != 0;
 
     fpga_platform = attn_cl_is_fpga_platform(platform_name);
-    if (kind_of(type, fpga_platform, 0) == ATTN_DEVICE_FPGA)
+    if (kind_of(type, fpga_platform, 0) == ATTN_DEVICE_FPGA) {
+        /* Usable when the program every call needs is there. */
+        char name[sizeof info->name + 32];
+        snprintf(name, sizeof name, "%s %s", info->name,
+                 ATTN_CL_REQUIRED_PROGRAM);
         out->has_binary =
-            attn_cl_find_binary(attn_cl_binary_dir(), info->name, NULL, 0);
+            attn_cl_find_binary(attn_cl_binary_dir(), name, NULL, 0);
+    }
     classify(info, type, fpga_platform, out->has_binary, available != 0,
              compiler != 0);
     return 0;

@@ -88,13 +88,17 @@ attn_status attn_cl_select(const attn_device_info *devs, size_t n,
 /* Offline kernel binaries (FPGA).  The directory is the environment
  * variable ATTN_KERNEL_BINARY_DIR, else the compile-time macro of the same
  * name when the build defines one (a string), else there is none.  A device
- * has a binary when <dir>/<normalised device name><ext> is a regular file,
- * ext being tried in the order ".aocx" (Intel FPGA), ".xclbin" (Xilinx /
- * AMD), ".bin" (anything else, e.g. a binary PoCL produced).  The
- * normalised name is the device name in lower case with every run of
- * characters other than [a-z0-9] turned into one '_' and no '_' at either
- * end: "Intel(R) FPGA Emulation Device" -> "intel_r_fpga_emulation_device".
- * Only presence is checked here; the loader validates the contents. */
+ * program has a binary when <dir>/<normalised "<device name> <program>">
+ * <ext> is a regular file, ext being tried in the order ".aocx" (Intel
+ * FPGA), ".xclbin" (Xilinx / AMD), ".bin" (anything else, e.g. a binary
+ * PoCL produced).  The normalised name is the text in lower case with every
+ * run of characters other than [a-z0-9] turned into one '_' and no '_' at
+ * either end: "Intel(R) FPGA Emulation Device unfused_f32" ->
+ * "intel_r_fpga_emulation_device_unfused_f32".  Programs: unfused_f32,
+ * unfused_f16, posenc_heads (attn_cl_build_tagged).  An FPGA counts as
+ * having a binary when ATTN_CL_REQUIRED_PROGRAM has one.  Only presence is
+ * checked here; the loader validates the contents. */
+#define ATTN_CL_REQUIRED_PROGRAM "unfused_f32"
 
 /* The directory above, or NULL when none is configured.  The string
  * belongs to the environment (do not free; valid until setenv). */

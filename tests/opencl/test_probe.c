@@ -289,7 +289,8 @@ static void test_bench(void)
 
     /* A garbage offline binary for the device: its build fails. */
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
-    attn_cl_binary_name(devs[0].info.name, name, sizeof name);
+    snprintf(path, sizeof path, "%s unfused_f32", devs[0].info.name);
+    attn_cl_binary_name(path, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s.bin", dir, name);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f = fopen(path, "wb"));
     fputs("not a program binary", f);

@@ -9,9 +9,11 @@
  * garbage and rejected entries are rebuilt and rewritten; a folder that
  * cannot be created costs only time; "" disables the cache; two threads
  * building into one folder leave one valid entry.  Binaries: the payload
- * of a cache entry, placed in ATTN_KERNEL_BINARY_DIR under the device's
- * normalised name, runs; a garbage binary fails with fallback off (o
- * untouched) and falls back with fallback on.
+ * of a cache entry, placed in ATTN_KERNEL_BINARY_DIR under the program's
+ * name ("<device> unfused_f32" normalised), runs; a program without a
+ * binary is built; a garbage binary fails with fallback off (o untouched)
+ * and falls back with fallback on.  A failed build hands its
+ * log to the log callback.
  *
  * Every test works in its own folder under one mkdtemp'd root, removed at
  * the end.  Without a usable OpenCL device the suite prints SKIP and exits
@@ -27,9 +29,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "attn_impl.h"
 #include "cases.h"
 #include "harness.h"
+#include "opencl/backend_cl.h"
 #include "opencl/discovery.h"
+#include "opencl/sdpa_cl.h"
 
 /* The entry layout of program.c: magic 8 | key 16 | size 8 | checksum 8. */
 #define ENTRY_HEADER 40
@@ -223,16 +228,22 @@ static attn_context *make_ctx(const char *cache_dir, int fallback,
     return ctx;
 }
 
-/* One F32 call on a fresh context; returns 1 when it computed right. */
-static int run_f32(const char *cache_dir, log_capture *cap, const char *what)
+/* One call of c on a fresh context (cache in cache_dir); 1 when right. */
+static int run_case(const sdpa_case *c, const ref_sdpa_result *ref,
+                    const char *cache_dir, log_capture *cap, const char *what)
 {
     attn_context *ctx = make_ctx(cache_dir, 0, cap);
     int ok;
     if (!ctx)
         return 0;
-    ok = sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL, what);
+    ok = sdpa_case_check(ctx, c, ref, 1, NULL, what);
     attn_context_destroy(ctx);
     return ok;
+}
+
+static int run_f32(const char *cache_dir, log_capture *cap, const char *what)
+{
+    return run_case(&f32_case, &f32_ref, cache_dir, cap, what);
 }
 
 /* ---- suite ------------------------------------------------------------ */
@@ -573,18 +584,29 @@ static void test_two_threads(void)
     }
 }
 
-/* Writes the payload of dir's only entry to bin_dir/<device>.bin. */
-static int export_binary(const char *dir, const char *bin_dir)
+/* The offline binary of one program: <dir>/<"<device> <tag>" normalised>
+ * .bin, tag "unfused_f32" or "unfused_f16" (runtime.h,
+ * attn_cl_build_tagged). */
+static void binary_path(const char *dir, const char *tag, char *path,
+                        size_t cap)
 {
-    char entry[1024], name[256], path[1400];
+    char full[600], name[512];
+    snprintf(full, sizeof full, "%s %s", device_name, tag);
+    attn_cl_binary_name(full, name, sizeof name);
+    snprintf(path, cap, "%s/%s.bin", dir, name);
+}
+
+/* Writes the payload of dir's only entry as the binary of program tag. */
+static int export_binary(const char *dir, const char *bin_dir, const char *tag)
+{
+    char entry[1024], path[1400];
     unsigned char *e;
     size_t n = 0;
     int rc;
     if (count_files(dir, ".clbin", entry, sizeof entry) != 1 ||
         !(e = read_all(entry, &n)))
         return -1;
-    attn_cl_binary_name(device_name, name, sizeof name);
-    snprintf(path, sizeof path, "%s/%s.bin", bin_dir, name);
+    binary_path(bin_dir, tag, path, sizeof path);
     rc = n > ENTRY_HEADER ? write_all(path, e + ENTRY_HEADER, n - ENTRY_HEADER)
                           : -1;
     free(e);
@@ -593,25 +615,52 @@ static int export_binary(const char *dir, const char *bin_dir)
 
 static void test_binary_loader(void)
 {
-    char dir[512], bins[512], cache[512], found[1024];
+    char src32[512], src16[512], bins[512], cache[512], path[1400];
+    char found[1400], full[600];
     log_capture *cap = calloc(1, sizeof *cap);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
-    CU_ASSERT_EQUAL_FATAL(test_dir("binary-src", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(test_dir("binary-src-f32", src32, sizeof src32), 0);
+    CU_ASSERT_EQUAL_FATAL(test_dir("binary-src-f16", src16, sizeof src16), 0);
     CU_ASSERT_EQUAL_FATAL(test_dir("binary", bins, sizeof bins), 0);
     CU_ASSERT_EQUAL_FATAL(test_dir("binary-cache", cache, sizeof cache), 0);
-    CU_ASSERT_FATAL(run_f32(dir, cap, "binary source"));
-    CU_ASSERT_EQUAL_FATAL(export_binary(dir, bins), 0);
-    CU_ASSERT(attn_cl_find_binary(bins, device_name, found, sizeof found));
-    CU_ASSERT(strstr(found, ".bin") != NULL);
+    /* Binaries PoCL produced: the payloads of cache entries. */
+    CU_ASSERT_FATAL(run_case(&f32_case, &f32_ref, src32, cap, "f32 source"));
+    CU_ASSERT_FATAL(run_case(&f16_case, &f16_ref, src16, cap, "f16 source"));
+    CU_ASSERT_EQUAL_FATAL(export_binary(src32, bins, "unfused_f32"), 0);
+    binary_path(bins, "unfused_f32", path, sizeof path);
+    snprintf(full, sizeof full, "%s unfused_f32", device_name);
+    CU_ASSERT(attn_cl_find_binary(bins, full, found, sizeof found));
+    CU_ASSERT_STRING_EQUAL(found, path);
 
+    /* Only the F32 program has a binary: F32 loads it, F16 builds. */
     CU_ASSERT_EQUAL_FATAL(setenv("ATTN_KERNEL_BINARY_DIR", bins, 1), 0);
-    CU_ASSERT(run_f32(cache, cap, "from the binary"));
+    CU_ASSERT(run_case(&f32_case, &f32_ref, cache, cap, "f32 from binary"));
     if (!logged(cap, "loaded program binary"))
         printf("\n  log:\n%s", cap->text);
     CU_ASSERT(logged(cap, "loaded program binary"));
+    CU_ASSERT(logged(cap, path));
     CU_ASSERT(!logged(cap, "built program"));
-    /* The binary bypasses the cache. */
     CU_ASSERT_EQUAL(count_files(cache, ".clbin", NULL, 0), 0);
+    CU_ASSERT(run_case(&f16_case, &f16_ref, cache, cap, "f16 built"));
+    CU_ASSERT(!logged(cap, "loaded program binary"));
+    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT_EQUAL(count_files(cache, ".clbin", NULL, 0), 1);
+
+    /* Both programs from their binaries, on one context. */
+    CU_ASSERT_EQUAL_FATAL(export_binary(src16, bins, "unfused_f16"), 0);
+    {
+        attn_context *ctx = make_ctx("", 0, cap);
+        if (ctx) {
+            CU_ASSERT(sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL,
+                                      "f32 from binary, shared context"));
+            CU_ASSERT(sdpa_case_check(ctx, &f16_case, &f16_ref, 1, NULL,
+                                      "f16 from binary, shared context"));
+            attn_context_destroy(ctx);
+        }
+    }
+    CU_ASSERT(strstr(cap->text, "unfused_f32.bin") &&
+              strstr(cap->text, "unfused_f16.bin"));
+    CU_ASSERT(!logged(cap, "built program"));
     unsetenv("ATTN_KERNEL_BINARY_DIR");
     free(cap);
 }
@@ -672,17 +721,70 @@ static void check_bad_binary(const char *bins, const char *what)
 
 static void test_bad_binary(void)
 {
-    char bins[512], name[256], path[1024];
+    char bins[512], path[1400];
     unsigned char junk[4096];
     CU_ASSERT_EQUAL_FATAL(test_dir("bad-binary", bins, sizeof bins), 0);
-    attn_cl_binary_name(device_name, name, sizeof name);
-    snprintf(path, sizeof path, "%s/%s.bin", bins, name);
+    binary_path(bins, "unfused_f32", path, sizeof path);
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (unsigned char)(i * 37u + 11u);
     CU_ASSERT_EQUAL_FATAL(write_all(path, junk, sizeof junk), 0);
     check_bad_binary(bins, "garbage binary");
     CU_ASSERT_EQUAL_FATAL(write_all(path, "", 0), 0);
     check_bad_binary(bins, "empty binary");
+}
+
+/* A build that fails (a broken -D through the tuning options): its log
+ * reaches the log callback at ERROR, an excerpt reaches last_error,
+ * nothing is cached, and with fallback on the call runs natively. */
+static void test_build_log(void)
+{
+    char dir[512];
+    log_capture *cap = calloc(1, sizeof *cap);
+    attn_cl_unfused_tuning t;
+    attn_err err = {{0}};
+    const size_t no = f32_case.no;
+    float *o = malloc(no * sizeof *o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    CU_ASSERT_EQUAL_FATAL(test_dir("build-log", dir, sizeof dir), 0);
+    attn_cl_unfused_tuning_default(&t);
+    snprintf(t.options, sizeof t.options, "-DSC_TQ=(");
+    for (int fallback = 0; fallback <= 1; fallback++) {
+        attn_context *ctx = make_ctx(dir, fallback, cap);
+        attn_cl_runtime *rt;
+        attn_status s;
+        if (!ctx)
+            continue;
+        rt = attn_backend_cl_runtime(ctx->backend);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(rt);
+        CU_ASSERT_EQUAL(attn_cl_unfused_set_tuning(rt, &t, &err), ATTN_OK);
+        for (size_t i = 0; i < no; i++)
+            o[i] = 7.0f;
+        s = attn_sdpa(ctx, &f32_case.d, f32_case.q, f32_case.k, f32_case.v, o,
+                      NULL);
+        CU_ASSERT(logged(cap, "[1] kernel build failed"));
+        CU_ASSERT(logged(cap, "SC_TQ=("));
+        CU_ASSERT(logged(cap, "error"));
+        if (!fallback) {
+            int untouched = 1;
+            CU_ASSERT_EQUAL(s, ATTN_ERR_BUILD_FAILED);
+            CU_ASSERT(strstr(attn_context_last_error(ctx),
+                             "CL_BUILD_PROGRAM_FAILURE") != NULL);
+            for (size_t i = 0; i < no; i++)
+                untouched &= o[i] == 7.0f;
+            CU_ASSERT(untouched);
+        } else {
+            CU_ASSERT_EQUAL(s, ATTN_OK);
+            CU_ASSERT(strstr(attn_context_last_error(ctx), "fell back") !=
+                      NULL);
+            CU_ASSERT(ref_check_sdpa("build failed, fallback", &f32_case.d,
+                                     &f32_ref, o, NULL, NULL));
+        }
+        attn_context_destroy(ctx);
+    }
+    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 0);
+    free(o);
+    free(cap);
 }
 
 int main(void)
@@ -696,6 +798,7 @@ int main(void)
         {"two threads, one folder", test_two_threads},
         {"offline binary loader", test_binary_loader},
         {"garbage offline binary and fallback", test_bad_binary},
+        {"a failed build's log reaches the log", test_build_log},
         {NULL, NULL}};
     attn_device_info devs[16];
     size_t n = 0, usable = 0;
