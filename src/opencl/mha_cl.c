@@ -314,6 +314,14 @@ static attn_status launch(mha_run *r, int kid, const karg *a, size_t n_args,
 #define LAUNCH(r, kid, a, cols, rows)                                          \
     launch((r), (kid), (a), sizeof(a) / sizeof *(a), (cols), (rows))
 
+/* CLBlast before 1.6 (Debian bookworm ships 1.5.3) races on its global
+ * kernel and database caches when called from several threads at once
+ * (heap-use-after-free in Database's constructor under ASan; fixed
+ * upstream in 2023).  Its calls only enqueue work, so one process-wide
+ * lock around them costs little.  Lock order: never held while taking
+ * rt->lock. */
+static pthread_mutex_t clblast_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* C [m, n] (ldc) = A [m, k] (lda) B^T, B [n, k] (ldb); row-major, offsets
  * in elements. */
 static attn_status gemm(mha_run *r, const char *what, size_t m, size_t n,
@@ -322,10 +330,12 @@ static attn_status gemm(mha_run *r, const char *what, size_t m, size_t n,
                         size_t ldc)
 {
     cl_event ev = NULL;
-    CLBlastStatusCode st =
-        CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                     CLBlastTransposeYes, m, n, k, 1.0f, a, a_off, lda, b,
-                     b_off, ldb, 0.0f, c, c_off, ldc, &r->rt->queue, &ev);
+    CLBlastStatusCode st;
+    pthread_mutex_lock(&clblast_lock);
+    st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                      CLBlastTransposeYes, m, n, k, 1.0f, a, a_off, lda, b,
+                      b_off, ldb, 0.0f, c, c_off, ldc, &r->rt->queue, &ev);
+    pthread_mutex_unlock(&clblast_lock);
     if (st != CLBlastSuccess) {
         /* Codes above -1000 are OpenCL's own; the others CLBlast's (see
          * clblast_c.h). */
