@@ -12,12 +12,6 @@
 #include "opencl/mha_cl.h"
 #include "opencl/sdpa_cl.h"
 
-/* Measured on a 2-core AVX-512 machine, B=1 H=8 N=1024 d=64 f32: the
- * native backend is far faster than PoCL's OpenCL CPU device running the
- * same attention (figures in the project notes), so "auto" leaves OpenCL
- * CPU devices to explicit specs ("cpu", "P:D", a name). */
-#define ATTN_NATIVE_BEATS_OPENCL_CPU 1
-
 static void cl_destroy(attn_backend *b)
 {
     attn_cl_runtime_destroy(b->impl);
@@ -51,9 +45,9 @@ static cl_mem upload(attn_cl_runtime *rt, const void *host, size_t bytes,
                      const char *name, attn_status *s, attn_err *err)
 {
     cl_int rc;
-    cl_mem m = clCreateBuffer(rt->context,
-                              CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes,
-                              (void *)host, &rc);
+    cl_mem m =
+        clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                       bytes, (void *)host, &rc);
     if (rc != CL_SUCCESS) {
         *s = attn_fail(err, attn_cl_status(rc),
                        "cannot allocate %zu bytes for %s on %s: %s", bytes,
@@ -64,8 +58,8 @@ static cl_mem upload(attn_cl_runtime *rt, const void *host, size_t bytes,
 }
 
 static attn_status cl_sdpa(attn_backend *b, const attn_sdpa_desc *d,
-                           const void *q, const void *k, const void *v,
-                           void *o, float *lse, attn_err *err)
+                           const void *q, const void *k, const void *v, void *o,
+                           float *lse, attn_err *err)
 {
     attn_cl_runtime *rt = b->impl;
     attn_cl_tensors t;
@@ -83,8 +77,8 @@ static attn_status cl_sdpa(attn_backend *b, const attn_sdpa_desc *d,
         goto done;
     t.o = clCreateBuffer(rt->context, CL_MEM_WRITE_ONLY, sz.o, NULL, &rc);
     if (rc == CL_SUCCESS && lse)
-        t.lse = clCreateBuffer(rt->context, CL_MEM_WRITE_ONLY, sz.lse, NULL,
-                               &rc);
+        t.lse =
+            clCreateBuffer(rt->context, CL_MEM_WRITE_ONLY, sz.lse, NULL, &rc);
     if (rc != CL_SUCCESS) {
         s = attn_fail(err, attn_cl_status(rc),
                       "cannot allocate the outputs on %s: %s", rt->info.name,
@@ -93,12 +87,12 @@ static attn_status cl_sdpa(attn_backend *b, const attn_sdpa_desc *d,
     }
     if ((s = attn_cl_sdpa_unfused(rt, d, &t, rt->queue, 0, NULL, &ev, err)))
         goto done;
-    ATTN_CL_CHECK(clEnqueueReadBuffer(rt->queue, t.o, CL_FALSE, 0, sz.o, o, 1,
-                                      &ev, &rd),
-                  device);
+    ATTN_CL_CHECK(
+        clEnqueueReadBuffer(rt->queue, t.o, CL_FALSE, 0, sz.o, o, 1, &ev, &rd),
+        device);
     if (lse)
-        ATTN_CL_CHECK(clEnqueueReadBuffer(rt->queue, t.lse, CL_FALSE, 0,
-                                          sz.lse, lse, 1, &ev, &rd_lse),
+        ATTN_CL_CHECK(clEnqueueReadBuffer(rt->queue, t.lse, CL_FALSE, 0, sz.lse,
+                                          lse, 1, &ev, &rd_lse),
                       device);
     if ((s = wait_ok(rd, err)) || (lse && (s = wait_ok(rd_lse, err))))
         goto done;
@@ -201,13 +195,12 @@ attn_status attn_opencl_open(const char *spec, const char *cache_dir,
     }
     for (size_t i = 0; i < n; i++)
         infos[i] = devs[i].info;
-    s = attn_cl_select(infos, n, spec, ATTN_NATIVE_BEATS_OPENCL_CPU, &sel,
-                       err);
+    s = attn_cl_select(infos, n, spec, ATTN_CL_NATIVE_BEATS_CPU, &sel, err);
     if (s == ATTN_OK) {
         snprintf(why, why_cap, "%s", sel.why);
         if (!sel.native) {
-            s = attn_cl_runtime_create(&devs[sel.index[0]], cache_dir, log,
-                                       &rt, err);
+            s = attn_cl_runtime_create(&devs[sel.index[0]], cache_dir, log, &rt,
+                                       err);
             if (s == ATTN_OK && (s = attn_backend_cl_wrap(rt, out, err)))
                 attn_cl_runtime_destroy(rt);
         }

@@ -73,6 +73,13 @@ typedef struct attn_selection {
     char why[256];    /* a sentence: why this choice */
 } attn_selection;
 
+/* "auto" prefers the native backend to OpenCL CPU devices: it is far
+ * faster on the same cores (attn-probe --bench on a 2-core AVX-512 machine,
+ * B=1 H=8 N=1024 d=64 f32: native about 178 GFLOP/s, PoCL 3.1 about 6-8).
+ * OpenCL CPU devices stay available through explicit specs ("cpu", "P:D",
+ * a name). */
+#define ATTN_CL_NATIVE_BEATS_CPU 1
+
 /* Selects devices for spec (auto, native, gpu, igpu, fpga, cpu, "P:D", a
  * device-name substring, all, or a comma list of these).  "auto" picks the
  * best-ranked usable device, or native when none is usable or when
