@@ -113,7 +113,8 @@ unsigned short bench_f32_to_f16(float f)
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t mag = x & 0x7fffffffu;
     if (mag >= 0x7f800000u) /* inf or nan */
-        return (unsigned short)(sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0u));
+        return (unsigned short)(sign | 0x7c00u |
+                                (mag > 0x7f800000u ? 0x200u : 0u));
     if (mag >= 0x477ff000u) /* rounds to >= 65520: overflow */
         return (unsigned short)(sign | 0x7c00u);
     if (mag < 0x38800000u) { /* subnormal half or zero */
@@ -136,7 +137,8 @@ unsigned short bench_f32_to_f16(float f)
     return (unsigned short)(sign | h);
 }
 
-/* ---- finding the library -------------------------------------------------- */
+/* ---- finding the library --------------------------------------------------
+ */
 
 static int is_dir(const char *p)
 {
@@ -172,10 +174,11 @@ static int python_pkg_dir(const char *python, const char *pkg, char *out,
                           size_t out_len)
 {
     char cmd[1024];
-    int w = snprintf(cmd, sizeof cmd,
-                     "'%s' -c 'import %s,os;print(os.path.dirname(%s.__file__))'"
-                     " 2>/dev/null",
-                     python, pkg, pkg);
+    int w =
+        snprintf(cmd, sizeof cmd,
+                 "'%s' -c 'import %s,os;print(os.path.dirname(%s.__file__))'"
+                 " 2>/dev/null",
+                 python, pkg, pkg);
     if (w <= 0 || (size_t)w >= sizeof cmd || strchr(python, '\''))
         return 0;
     FILE *f = popen(cmd, "r");
@@ -221,12 +224,11 @@ static int try_load(ggml_peer *g, const char *path, char *why, size_t why_len)
         dlclose(h);
         return 0;
     }
-    int backend = SYM(h, "ggml_backend_cpu_init", t.backend_cpu_init) &&
-                  SYM(h, "ggml_backend_cpu_set_n_threads",
-                      t.backend_cpu_set_n_threads) &&
-                  SYM(h, "ggml_backend_graph_compute",
-                      t.backend_graph_compute) &&
-                  SYM(h, "ggml_backend_free", t.backend_free);
+    int backend =
+        SYM(h, "ggml_backend_cpu_init", t.backend_cpu_init) &&
+        SYM(h, "ggml_backend_cpu_set_n_threads", t.backend_cpu_set_n_threads) &&
+        SYM(h, "ggml_backend_graph_compute", t.backend_graph_compute) &&
+        SYM(h, "ggml_backend_free", t.backend_free);
     SYM(h, "ggml_graph_compute_with_ctx", t.graph_compute_with_ctx);
     SYM(h, "ggml_cpu_init", t.cpu_init);
     if (!backend) {
@@ -271,8 +273,9 @@ int ggml_peer_find(const char *explicit_path, const char *python, char *path,
 {
     if (!python)
         python = "python3";
-    const char *given = explicit_path && explicit_path[0] ? explicit_path
-                                                          : getenv("ATTN_BENCH_GGML");
+    const char *given = explicit_path && explicit_path[0]
+                            ? explicit_path
+                            : getenv("ATTN_BENCH_GGML");
     if (given && given[0]) {
         /* Only what the user named: no silent fallback to another copy. */
         if (is_dir(given)) {
@@ -327,10 +330,17 @@ void ggml_peer_close(ggml_peer *g)
     free(g);
 }
 
-const char *ggml_peer_path(const ggml_peer *g) { return g ? g->path : ""; }
-const char *ggml_peer_compute_api(const ggml_peer *g) { return g ? g->api : ""; }
+const char *ggml_peer_path(const ggml_peer *g)
+{
+    return g ? g->path : "";
+}
+const char *ggml_peer_compute_api(const ggml_peer *g)
+{
+    return g ? g->api : "";
+}
 
-/* ---- one case ------------------------------------------------------------- */
+/* ---- one case -------------------------------------------------------------
+ */
 
 int ggml_peer_prepare(ggml_peer *g, int heads, int n, int d, int causal,
                       int kv_f16, int threads, const float *q, const float *k,
@@ -372,7 +382,8 @@ int ggml_peer_prepare(ggml_peer *g, int heads, int n, int d, int causal,
     /* ggml's ne[] lists the fastest dimension first: [d, n, heads, 1] is
      * the row-major [heads][n][d] libattn uses. */
     int kv_type = kv_f16 ? GGML_TYPE_F16_ABI : GGML_TYPE_F32_ABI;
-    struct ggml_tensor *tq = g->new_tensor_4d(c->ctx, GGML_TYPE_F32_ABI, d, n, heads, 1);
+    struct ggml_tensor *tq =
+        g->new_tensor_4d(c->ctx, GGML_TYPE_F32_ABI, d, n, heads, 1);
     struct ggml_tensor *tk = g->new_tensor_4d(c->ctx, kv_type, d, n, heads, 1);
     struct ggml_tensor *tv = g->new_tensor_4d(c->ctx, kv_type, d, n, heads, 1);
     struct ggml_tensor *tm = NULL;

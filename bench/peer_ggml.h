@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-typedef struct ggml_peer ggml_peer;         /* a loaded libggml */
+typedef struct ggml_peer ggml_peer;           /* a loaded libggml */
 typedef struct ggml_peer_case ggml_peer_case; /* one prepared graph */
 
 /* Finds the libggml to load, without loading it: explicit_path (a file or a

@@ -30,8 +30,8 @@ static void fill(float *x, size_t n, float scale, unsigned *state)
 
 static const char *kind_name(attn_device_kind k)
 {
-    static const char *const names[] = {"gpu",  "igpu",  "fpga",
-                                        "cpu",  "other", "native"};
+    static const char *const names[] = {"gpu", "igpu",  "fpga",
+                                        "cpu", "other", "native"};
     return (unsigned)k <= ATTN_DEVICE_NATIVE ? names[k] : "?";
 }
 

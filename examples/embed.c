@@ -15,8 +15,13 @@ int main(void)
         fprintf(stderr, "libattn: %s\n", attn_last_error());
         return 1;
     }
-    attn_sdpa_desc d = {.batch = B, .heads_q = H, .heads_kv = H, .seq_q = N,
-                        .seq_kv = N, .head_dim = D, .head_dim_v = D};
+    attn_sdpa_desc d = {.batch = B,
+                        .heads_q = H,
+                        .heads_kv = H,
+                        .seq_q = N,
+                        .seq_kv = N,
+                        .head_dim = D,
+                        .head_dim_v = D};
     d.mask.causal = 1;
     attn_status s = attn_sdpa(ctx, &d, q, k, v, o, NULL);
     if (s != ATTN_OK)

@@ -98,8 +98,8 @@ static int fall_back(attn_context *ctx, const char *fn, attn_status s,
     char msg[ATTN_MSG_MAX];
     if (ctx->backend == ctx->native || !ctx->allow_fallback || !recoverable(s))
         return 0;
-    snprintf(msg, sizeof msg, "%s fell back to the native backend: %.400s",
-             fn, err->msg);
+    snprintf(msg, sizeof msg, "%s fell back to the native backend: %.400s", fn,
+             err->msg);
     attn_log(&ctx->log, ATTN_LOG_WARN, "%s", msg);
     pthread_mutex_lock(&ctx->err_lock);
     snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
@@ -108,9 +108,8 @@ static int fall_back(attn_context *ctx, const char *fn, attn_status s,
     return 1;
 }
 
-attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
-                      const void *q, const void *k, const void *v, void *o,
-                      float *lse)
+attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
+                      const void *k, const void *v, void *o, float *lse)
 {
     attn_err err = {{0}};
     attn_status s;
@@ -127,9 +126,9 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
 }
 
 attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
-                             int batch, int seq_q, int seq_kv,
-                             const float *x_q, const float *x_kv,
-                             const attn_mask_desc *mask, float *y)
+                             int batch, int seq_q, int seq_kv, const float *x_q,
+                             const float *x_kv, const attn_mask_desc *mask,
+                             float *y)
 {
     static const attn_mask_desc no_mask;
     attn_mha_call c;
@@ -169,8 +168,8 @@ attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
     if (!table)
         attn_fail(&err, s, "table is NULL");
     else if (seq <= 0 || d_model <= 0)
-        attn_fail(&err, s, "seq and d_model must be positive (got %d, %d)",
-                  seq, d_model);
+        attn_fail(&err, s, "seq and d_model must be positive (got %d, %d)", seq,
+                  d_model);
     else if (offset < 0 || offset > INT32_MAX - seq)
         attn_fail(&err, s, "offset must be in [0, INT_MAX - seq] (got %d)",
                   offset);

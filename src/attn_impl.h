@@ -54,7 +54,7 @@ void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
 typedef struct attn_mha_call {
     const attn_mha_desc *m;
     int batch, seq_q, seq_kv;
-    const float *x_q, *x_kv; /* x_kv NULL: self-attention */
+    const float *x_q, *x_kv;    /* x_kv NULL: self-attention */
     const attn_mask_desc *mask; /* never NULL (a zeroed mask when none) */
     float *y;
 } attn_mha_call;
@@ -64,9 +64,9 @@ typedef struct attn_backend_ops {
     const char *name;
     void (*destroy)(attn_backend *b);
     void (*device_info)(const attn_backend *b, attn_device_info *out);
-    attn_status (*sdpa)(attn_backend *b, const attn_sdpa_desc *d,
-                        const void *q, const void *k, const void *v, void *o,
-                        float *lse, attn_err *err);
+    attn_status (*sdpa)(attn_backend *b, const attn_sdpa_desc *d, const void *q,
+                        const void *k, const void *v, void *o, float *lse,
+                        attn_err *err);
     attn_status (*mha)(attn_backend *b, const attn_mha_call *c, attn_err *err);
 } attn_backend_ops;
 
@@ -124,8 +124,8 @@ typedef struct attn_sdpa_bytes {
 } attn_sdpa_bytes;
 
 /* Everything about d but the tensor pointers. */
-attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d,
-                                    attn_sdpa_bytes *b, attn_err *err);
+attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
+                                    attn_err *err);
 /* d plus host pointers: non-NULL q, k, v, o; o and lse apart from the
  * inputs. */
 attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,

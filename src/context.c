@@ -127,8 +127,7 @@ attn_status attn_context_new(const attn_options *opt, attn_context **out,
                       "cannot create the context lock");
         goto fail_ctx;
     }
-    s = attn_backend_native_create(ctx->threads, &ctx->log, &ctx->native,
-                                   err);
+    s = attn_backend_native_create(ctx->threads, &ctx->log, &ctx->native, err);
     if (s)
         goto fail_lock;
     ctx->backend = ctx->native;
@@ -170,8 +169,7 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
     if (!ctx->backend)
         ctx->backend = ctx->native;
     if (s) {
-        attn_log(&ctx->log, ATTN_LOG_ERROR, "attn_context_create: %s",
-                 err.msg);
+        attn_log(&ctx->log, ATTN_LOG_ERROR, "attn_context_create: %s", err.msg);
         attn_context_destroy(ctx);
         goto fail;
     }

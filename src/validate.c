@@ -91,8 +91,8 @@ attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
     return ATTN_OK;
 }
 
-attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d,
-                                    attn_sdpa_bytes *b, attn_err *err)
+attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
+                                    attn_err *err)
 {
     size_t elem, dq[4], dk[4], dv[4], dout[4];
     attn_status s;

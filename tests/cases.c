@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GUARD 64           /* elements on each side of an output */
+#define GUARD      64 /* elements on each side of an output */
 #define GUARD_BYTE 0x5a
-#define UNSET_BYTE 0xff    /* 0xffff / 0xffffffff: NaN in half and float */
+#define UNSET_BYTE 0xff /* 0xffff / 0xffffffff: NaN in half and float */
 
 static void *dup_bytes(const void *p, size_t n)
 {
@@ -55,10 +55,14 @@ static size_t bias_elems(const attn_sdpa_desc *d)
 {
     size_t plane = (size_t)d->seq_q * (size_t)d->seq_kv;
     switch (d->mask.bias_kind) {
-    case ATTN_BIAS_SHARED: return plane;
-    case ATTN_BIAS_PER_HEAD: return (size_t)d->heads_q * plane;
-    case ATTN_BIAS_FULL: return (size_t)d->batch * (size_t)d->heads_q * plane;
-    default: return 0;
+    case ATTN_BIAS_SHARED:
+        return plane;
+    case ATTN_BIAS_PER_HEAD:
+        return (size_t)d->heads_q * plane;
+    case ATTN_BIAS_FULL:
+        return (size_t)d->batch * (size_t)d->heads_q * plane;
+    default:
+        return 0;
     }
 }
 
@@ -70,7 +74,8 @@ static void fill_bias(ref_rng *r, float *bias, size_t n, double ninf)
                       : (float)ref_rng_uniform(r, -1.0, 1.0);
 }
 
-/* ---- attn_sdpa -------------------------------------------------------------- */
+/* ---- attn_sdpa --------------------------------------------------------------
+ */
 
 void sdpa_case_free(sdpa_case *c)
 {
@@ -163,10 +168,12 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
     void *q0 = dup_bytes(c->q, c->nq * es), *k0 = dup_bytes(c->k, c->nk * es);
     void *v0 = dup_bytes(c->v, c->nv * es);
     void *w0 = dup_bytes(c->additive_w,
-                         c->additive_w ? (size_t)d->heads_q * (size_t)d->head_dim *
-                                             sizeof(float) : 0);
+                         c->additive_w ? (size_t)d->heads_q *
+                                             (size_t)d->head_dim * sizeof(float)
+                                       : 0);
     void *b0 = dup_bytes(c->bias, c->nbias * sizeof(float));
-    void *l0 = dup_bytes(c->kv_len, c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0);
+    void *l0 = dup_bytes(c->kv_len,
+                         c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0);
     if (!ob || (with_lse && !lb) || !q0 || !k0 || !v0 ||
         (c->additive_w && !w0) || (c->bias && !b0) || (c->kv_len && !l0)) {
         printf("\nFAIL %s: out of memory in the test\n", what);
@@ -187,11 +194,13 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
         printf("\nFAIL %s: attn_sdpa wrote outside o or lse\n", what);
         ok = 0;
     }
-    if (!same_bytes(q0, c->q, c->nq * es) || !same_bytes(k0, c->k, c->nk * es) ||
+    if (!same_bytes(q0, c->q, c->nq * es) ||
+        !same_bytes(k0, c->k, c->nk * es) ||
         !same_bytes(v0, c->v, c->nv * es) ||
         !same_bytes(w0, c->additive_w,
                     c->additive_w ? (size_t)d->heads_q * (size_t)d->head_dim *
-                                        sizeof(float) : 0) ||
+                                        sizeof(float)
+                                  : 0) ||
         !same_bytes(b0, c->bias, c->nbias * sizeof(float)) ||
         !same_bytes(l0, c->kv_len,
                     c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0)) {
@@ -214,7 +223,8 @@ out:
     return ok;
 }
 
-/* ---- attn_mha_forward ------------------------------------------------------- */
+/* ---- attn_mha_forward -------------------------------------------------------
+ */
 
 void mha_case_free(mha_case *c)
 {

@@ -16,10 +16,10 @@
 /* One attn_sdpa problem; d's pointer members point into the buffers. */
 typedef struct sdpa_case {
     attn_sdpa_desc d;
-    void *q, *k, *v;     /* d.dtype values */
-    float *additive_w;   /* [heads_q, head_dim] when ADDITIVE, else NULL */
-    float *bias;         /* shaped by d.mask.bias_kind, or NULL */
-    int32_t *kv_len;     /* [batch] or NULL */
+    void *q, *k, *v;   /* d.dtype values */
+    float *additive_w; /* [heads_q, head_dim] when ADDITIVE, else NULL */
+    float *bias;       /* shaped by d.mask.bias_kind, or NULL */
+    int32_t *kv_len;   /* [batch] or NULL */
     size_t nq, nk, nv, no, nlse, nbias; /* element counts */
 } sdpa_case;
 
@@ -45,21 +45,21 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
 /* Shape and features of one attn_mha_forward problem. */
 typedef struct mha_spec {
     int d_model, heads_q, heads_kv, head_dim;
-    int batch, seq_q, seq_kv;  /* seq_kv is ignored when self */
-    int self;                  /* 1: x_kv NULL */
-    int with_bias;             /* bq, bk, bv, bo present */
+    int batch, seq_q, seq_kv; /* seq_kv is ignored when self */
+    int self;                 /* 1: x_kv NULL */
+    int with_bias;            /* bq, bk, bv, bo present */
     attn_score score;
     attn_posenc posenc;
     int pos_offset;
     int causal, window, with_kv_len;
-    attn_bias_kind bias_kind;  /* bias [.., heads_q, seq_q, seq_kv] */
+    attn_bias_kind bias_kind; /* bias [.., heads_q, seq_q, seq_kv] */
 } mha_spec;
 
 typedef struct mha_case {
     attn_mha_desc m;
     int batch, seq_q, seq_kv;
-    float *x_q, *x_kv;         /* x_kv NULL for self-attention */
-    float *w[4], *b[4];        /* q, k, v, o */
+    float *x_q, *x_kv;  /* x_kv NULL for self-attention */
+    float *w[4], *b[4]; /* q, k, v, o */
     float *additive_w, *pos_table, *bias;
     int32_t *kv_len;
     attn_mask_desc mask;

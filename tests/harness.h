@@ -22,7 +22,7 @@ int harness_main(const char *suite, CU_InitializeFunc init,
                  CU_CleanupFunc clean, const harness_test *tests);
 
 /* A CUnit assertion whose failure record names the case: "what: cond". */
-#define HARNESS_EXPECT(cond, what) \
+#define HARNESS_EXPECT(cond, what)                                             \
     harness_expect((cond) ? 1 : 0, __LINE__, __FILE__, #cond, (what))
 void harness_expect(int ok, unsigned line, const char *file, const char *cond,
                     const char *what);

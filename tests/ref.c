@@ -29,8 +29,8 @@ uint16_t ref_f32_to_f16(float f)
         return (uint16_t)(sign | (uint16_t)r);
     }
     int e;
-    (void)frexp(a, &e);          /* a = m * 2^e, m in [0.5, 1) */
-    int exp_half = e - 1;        /* a = 1.f * 2^exp_half */
+    (void)frexp(a, &e);   /* a = m * 2^e, m in [0.5, 1) */
+    int exp_half = e - 1; /* a = 1.f * 2^exp_half */
     double r = nearbyint(ldexp(a, 10 - exp_half)); /* in [1024, 2048] */
     if (r >= 2048.0) {
         r = 1024.0;
@@ -56,7 +56,8 @@ float ref_f16_to_f32(uint16_t h)
     return (float)((h & 0x8000u) ? -v : v);
 }
 
-/* ---- PRNG ----------------------------------------------------------------- */
+/* ---- PRNG -----------------------------------------------------------------
+ */
 
 void ref_rng_seed(ref_rng *r, uint64_t seed)
 {
@@ -95,10 +96,11 @@ void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
         x[i] = ref_f32_to_f16((float)ref_rng_uniform(r, lo, hi));
 }
 
-/* ---- attention ------------------------------------------------------------ */
+/* ---- attention ------------------------------------------------------------
+ */
 
-static int key_visible(const attn_mask_desc *mk, int b, int i, int j,
-                       int seq_q, int seq_kv)
+static int key_visible(const attn_mask_desc *mk, int b, int i, int j, int seq_q,
+                       int seq_kv)
 {
     long off = (long)seq_kv - (long)seq_q;
     if (mk->causal && (long)j > (long)i + off)
@@ -121,7 +123,9 @@ static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
         return mk->bias[((size_t)h * sq + (size_t)i) * skv + (size_t)j];
     case ATTN_BIAS_FULL:
         return mk->bias[(((size_t)b * (size_t)d->heads_q + (size_t)h) * sq +
-                         (size_t)i) * skv + (size_t)j];
+                         (size_t)i) *
+                            skv +
+                        (size_t)j];
     default:
         return 0.0;
     }
@@ -158,7 +162,9 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                         continue;
                     const double *kr =
                         k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) *
-                                 (size_t)d->seq_kv + (size_t)j) * (size_t)D;
+                                 (size_t)d->seq_kv +
+                             (size_t)j) *
+                                (size_t)D;
                     double acc = 0.0, am = 0.0;
                     if (d->score == ATTN_SCORE_ADDITIVE) {
                         const float *w = d->additive_w + (size_t)h * (size_t)D;
@@ -192,19 +198,27 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                 if (nan_row) {
                     for (int c = 0; c < Dv; c++)
                         orow[c] = NAN;
-                    if (lse) lse[row] = NAN;
-                    if (tol_o) tol_o[row] = 0.0;
-                    if (tol_lse) tol_lse[row] = 0.0;
-                    if (hidden) hidden[row] = 0;
+                    if (lse)
+                        lse[row] = NAN;
+                    if (tol_o)
+                        tol_o[row] = 0.0;
+                    if (tol_lse)
+                        tol_lse[row] = 0.0;
+                    if (hidden)
+                        hidden[row] = 0;
                     continue;
                 }
                 if (m == -INFINITY) {
                     for (int c = 0; c < Dv; c++)
                         orow[c] = 0.0;
-                    if (lse) lse[row] = -INFINITY;
-                    if (tol_o) tol_o[row] = 0.0;
-                    if (tol_lse) tol_lse[row] = 0.0;
-                    if (hidden) hidden[row] = 1;
+                    if (lse)
+                        lse[row] = -INFINITY;
+                    if (tol_o)
+                        tol_o[row] = 0.0;
+                    if (tol_lse)
+                        tol_lse[row] = 0.0;
+                    if (hidden)
+                        hidden[row] = 1;
                     continue;
                 }
                 double l = 0.0, maxmag = 0.0, vmax = 0.0;
@@ -215,7 +229,9 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                         continue;
                     const double *vr =
                         v + (((size_t)b * (size_t)d->heads_kv + (size_t)g) *
-                                 (size_t)d->seq_kv + (size_t)j) * (size_t)Dv;
+                                 (size_t)d->seq_kv +
+                             (size_t)j) *
+                                (size_t)Dv;
                     double p = exp(s[j] - m);
                     l += p;
                     for (int c = 0; c < Dv; c++) {
@@ -228,10 +244,14 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                 }
                 for (int c = 0; c < Dv; c++)
                     orow[c] /= l;
-                if (lse) lse[row] = m + log(l);
-                if (tol_o) tol_o[row] = 2.0 * gamma * maxmag * vmax;
-                if (tol_lse) tol_lse[row] = gamma * maxmag;
-                if (hidden) hidden[row] = 0;
+                if (lse)
+                    lse[row] = m + log(l);
+                if (tol_o)
+                    tol_o[row] = 2.0 * gamma * maxmag * vmax;
+                if (tol_lse)
+                    tol_lse[row] = gamma * maxmag;
+                if (hidden)
+                    hidden[row] = 0;
             }
         }
     }
@@ -292,7 +312,8 @@ int ref_sdpa(const attn_sdpa_desc *d, const void *q, const void *k,
     return rc;
 }
 
-/* ---- multi-head layer ------------------------------------------------------ */
+/* ---- multi-head layer ------------------------------------------------------
+ */
 
 double ref_sinusoidal(double p, int col, int d_model)
 {
@@ -330,7 +351,9 @@ static void project_heads(const double *x, const float *w, const float *bias,
                 const double *xr =
                     x + ((size_t)b * (size_t)seq + (size_t)t) * (size_t)d_model;
                 double *orow = out + (((size_t)b * (size_t)heads + (size_t)h) *
-                                          (size_t)seq + (size_t)t) * (size_t)hd;
+                                          (size_t)seq +
+                                      (size_t)t) *
+                                         (size_t)hd;
                 for (int e = 0; e < hd; e++) {
                     size_t n = (size_t)h * (size_t)hd + (size_t)e;
                     const float *wr = w + n * (size_t)d_model;
@@ -432,7 +455,9 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
                 for (int h = 0; h < m->heads_q; h++) {
                     const double *orow =
                         o + (((size_t)b * (size_t)m->heads_q + (size_t)h) *
-                                 (size_t)seq_q + (size_t)i) * hd;
+                                 (size_t)seq_q +
+                             (size_t)i) *
+                                hd;
                     for (size_t e = 0; e < hd; e++)
                         acc += orow[e] * (double)wr[(size_t)h * hd + e];
                 }

@@ -31,12 +31,12 @@
  * (half an ulp, including the subnormal range).  lse is float for every
  * dtype.  A fully hidden row must give O exactly 0 and lse exactly -inf;
  * any NaN fails. */
-#define REF_F32_ABS 3e-5
-#define REF_F32_REL 1e-4
-#define REF_F16_ABS 2.98023223876953125e-08 /* 2^-25 */
-#define REF_F16_REL 4.8828125e-04           /* 2^-11 */
-#define REF_LSE_ABS 3e-5
-#define REF_LSE_REL 3e-5
+#define REF_F32_ABS              3e-5
+#define REF_F32_REL              1e-4
+#define REF_F16_ABS              2.98023223876953125e-08 /* 2^-25 */
+#define REF_F16_REL              4.8828125e-04           /* 2^-11 */
+#define REF_LSE_ABS              3e-5
+#define REF_LSE_REL              3e-5
 #define REF_LOGIT_ULPS(head_dim) ((double)(head_dim) + 8.0)
 /* The multi-head layer chains three float GEMMs, positional encodings and
  * attention; activations are O(1) by construction of the test weights. */
@@ -45,7 +45,7 @@
 /* Sinusoidal table at position p: the angle p / 10000^(2i/d) computed in
  * float carries a relative error of a few ulps, i.e. an absolute error that
  * grows with p. */
-#define REF_PE_ABS(p) (2e-6 + (double)(p) * 32.0 * 5.9604644775390625e-08)
+#define REF_PE_ABS(p) (2e-6 + (double)(p)*32.0 * 5.9604644775390625e-08)
 
 /* ---- IEEE binary16 ------------------------------------------------------- */
 /* Round to nearest even; overflow gives infinity, NaN stays NaN. */
@@ -68,16 +68,17 @@ void ref_fill_f32(ref_rng *r, float *x, size_t n, double lo, double hi);
 /* Values drawn in float, then rounded to half. */
 void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi);
 
-/* ---- attention ------------------------------------------------------------ */
+/* ---- attention ------------------------------------------------------------
+ */
 /* Result of ref_sdpa; rows = batch * heads_q * seq_q, row-major as O. */
 typedef struct ref_sdpa_result {
     size_t rows;
     int dv;
-    double *o;              /* [rows, dv] */
-    double *lse;            /* [rows] */
-    double *tol_o;          /* [rows] extra(row) for O (see above) */
-    double *tol_lse;        /* [rows] extra(row) for lse */
-    unsigned char *hidden;  /* [rows] 1 when every key of the row is hidden */
+    double *o;             /* [rows, dv] */
+    double *lse;           /* [rows] */
+    double *tol_o;         /* [rows] extra(row) for O (see above) */
+    double *tol_lse;       /* [rows] extra(row) for lse */
+    unsigned char *hidden; /* [rows] 1 when every key of the row is hidden */
 } ref_sdpa_result;
 
 /* Attention on inputs of d->dtype (the pointer members of d - additive_w,
@@ -88,8 +89,8 @@ int ref_sdpa(const attn_sdpa_desc *d, const void *q, const void *k,
 /* The same on double inputs; lse, tol_o, tol_lse and hidden may be NULL.
  * Returns 0, or -1 when memory runs out. */
 int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
-                  const double *v, double *o, double *lse, double *tol_o,
-                  double *tol_lse, unsigned char *hidden);
+                 const double *v, double *o, double *lse, double *tol_o,
+                 double *tol_lse, unsigned char *hidden);
 void ref_sdpa_free(ref_sdpa_result *r);
 
 /* ---- multi-head layer and positional encodings --------------------------- */
@@ -104,7 +105,8 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
             const float *x_q, const float *x_kv, const attn_mask_desc *mask,
             double *y);
 
-/* ---- comparison ------------------------------------------------------------ */
+/* ---- comparison ------------------------------------------------------------
+ */
 /* Compares O (d->dtype) and lse (float, may be NULL) with r using the
  * tolerances above.  Rows with skip_rows[row] != 0 are not compared
  * (skip_rows may be NULL).  Returns 1 when everything matches; otherwise

@@ -29,8 +29,7 @@ static void note(worst *w, size_t index, double got, double want, double tol,
 }
 
 /* One element: exact when want is infinite, else within tol. */
-static void compare(worst *w, size_t index, double got, double want,
-                    double tol)
+static void compare(worst *w, size_t index, double got, double want, double tol)
 {
     if (isnan(got) || isnan(want)) {
         note(w, index, got, want, tol, INFINITY);
@@ -92,7 +91,8 @@ int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
         }
         if (lse) {
             double want = r->lse[row];
-            double tol = REF_LSE_ABS + REF_LSE_REL * fabs(want) + r->tol_lse[row];
+            double tol =
+                REF_LSE_ABS + REF_LSE_REL * fabs(want) + r->tol_lse[row];
             compare(&wl, row, (double)lse[row], want, tol);
         }
     }
@@ -108,7 +108,8 @@ int ref_check_f32(const char *what, const float *got, const double *want,
 {
     worst w = {0, 0, 0.0, 0.0, 0.0, 0.0};
     for (size_t e = 0; e < n; e++)
-        compare(&w, e, (double)got[e], want[e], abs_tol + rel_tol * fabs(want[e]));
+        compare(&w, e, (double)got[e], want[e],
+                abs_tol + rel_tol * fabs(want[e]));
     if (w.bad)
         printf("\nFAIL %s: [%zu]: got %.9g expected %.9g tol %.3g; %zu of %zu "
                "elements wrong\n",

@@ -157,7 +157,8 @@ static void test_native_device(void)
     CU_ASSERT_PTR_NOT_NULL(memchr(info.vendor, '\0', sizeof info.vendor));
     CU_ASSERT_PTR_NOT_NULL(memchr(info.reason, '\0', sizeof info.reason));
     CU_ASSERT_EQUAL(attn_context_device(ctx, NULL), ATTN_ERR_INVALID_ARGUMENT);
-    CU_ASSERT_EQUAL(attn_context_device(NULL, &info), ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_context_device(NULL, &info),
+                    ATTN_ERR_INVALID_ARGUMENT);
     CU_ASSERT_TRUE(small_sdpa_ok(ctx, "native context"));
     attn_context_destroy(ctx);
 }
@@ -189,7 +190,8 @@ static void test_unknown_device(void)
     unsetenv("ATTN_DEVICE");
 }
 
-/* ---- last error ------------------------------------------------------------ */
+/* ---- last error ------------------------------------------------------------
+ */
 
 typedef struct thread_errors {
     char before[256], after[256];
@@ -269,7 +271,8 @@ static void test_last_error(void)
     CU_ASSERT_STRING_EQUAL(b.before, "");
 }
 
-/* ---- log callback ------------------------------------------------------------ */
+/* ---- log callback
+ * ------------------------------------------------------------ */
 
 typedef struct log_rec {
     int count, bad_level, max_level, newline, wrong_user, wrong_thread;
@@ -377,7 +380,8 @@ static void test_silent_unless_asked(void)
     unsetenv("ATTN_LOG");
 }
 
-/* ---- threads and other options ---------------------------------------------- */
+/* ---- threads and other options ----------------------------------------------
+ */
 
 static void test_thread_options(void)
 {
@@ -429,7 +433,8 @@ static void test_other_options(void)
     attn_context_destroy(ctx);
 }
 
-/* ---- device list -------------------------------------------------------------- */
+/* ---- device list
+ * -------------------------------------------------------------- */
 
 static void test_devices(void)
 {
@@ -449,9 +454,11 @@ static void test_devices(void)
     CU_ASSERT_EQUAL(attn_devices(all, n + 1, &n2), ATTN_OK);
     CU_ASSERT_EQUAL(n2, n);
     for (size_t i = 0; i < n2 && i < n; i++) {
-        CU_ASSERT(all[i].kind >= ATTN_DEVICE_GPU && all[i].kind <= ATTN_DEVICE_OTHER);
+        CU_ASSERT(all[i].kind >= ATTN_DEVICE_GPU &&
+                  all[i].kind <= ATTN_DEVICE_OTHER);
         CU_ASSERT_PTR_NOT_NULL(memchr(all[i].name, '\0', sizeof all[i].name));
-        CU_ASSERT_PTR_NOT_NULL(memchr(all[i].reason, '\0', sizeof all[i].reason));
+        CU_ASSERT_PTR_NOT_NULL(
+            memchr(all[i].reason, '\0', sizeof all[i].reason));
         CU_ASSERT(all[i].platform_index >= 0);
         CU_ASSERT(all[i].device_index >= 0);
     }

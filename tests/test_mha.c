@@ -20,10 +20,14 @@ static attn_context *ctx;
 static const char *posenc_name(attn_posenc p)
 {
     switch (p) {
-    case ATTN_POSENC_NONE: return "NONE";
-    case ATTN_POSENC_SINUSOIDAL: return "SINUSOIDAL";
-    case ATTN_POSENC_LEARNED: return "LEARNED";
-    case ATTN_POSENC_ROPE: return "ROPE";
+    case ATTN_POSENC_NONE:
+        return "NONE";
+    case ATTN_POSENC_SINUSOIDAL:
+        return "SINUSOIDAL";
+    case ATTN_POSENC_LEARNED:
+        return "LEARNED";
+    case ATTN_POSENC_ROPE:
+        return "ROPE";
     }
     return "?";
 }
@@ -54,7 +58,8 @@ static int run(const mha_spec *s, uint64_t seed, const char *what)
     return ok;
 }
 
-/* ---- attn_posenc_sinusoidal ------------------------------------------------------ */
+/* ---- attn_posenc_sinusoidal
+ * ------------------------------------------------------ */
 
 static int check_table(int seq, int d_model, int offset)
 {
@@ -78,7 +83,8 @@ static int check_table(int seq, int d_model, int offset)
     int ok = attn_posenc_sinusoidal(seq, d_model, offset, t) == ATTN_OK;
     if (!ok)
         printf("\nFAIL %s: status not ATTN_OK\n", what);
-    ok = ok && ref_check_f32(what, t, want, n, REF_PE_ABS(offset + seq - 1), 0.0);
+    ok = ok &&
+         ref_check_f32(what, t, want, n, REF_PE_ABS(offset + seq - 1), 0.0);
     for (size_t i = n; i < n + 16; i++)
         if (t[i] != -7.0f) {
             printf("\nFAIL %s: wrote past the table\n", what);
@@ -104,7 +110,8 @@ static void test_sinusoidal_table(void)
         CU_ASSERT_DOUBLE_EQUAL(t[c], (c & 1) ? 1.0 : 0.0, 1e-7);
 }
 
-/* ---- the layer ------------------------------------------------------------------------ */
+/* ---- the layer
+ * ------------------------------------------------------------------------ */
 
 static void test_posenc_bias_self_cross(void)
 {
@@ -118,9 +125,10 @@ static void test_posenc_bias_self_cross(void)
                 s.with_bias = bias;
                 s.self = self;
                 char what[96];
-                snprintf(what, sizeof what, "mha %s bias %d %s", posenc_name(kinds[k]),
-                         bias, self ? "self" : "cross");
-                CU_ASSERT_TRUE(run(&s, 10 + (uint64_t)(k * 4 + bias * 2 + self), what));
+                snprintf(what, sizeof what, "mha %s bias %d %s",
+                         posenc_name(kinds[k]), bias, self ? "self" : "cross");
+                CU_ASSERT_TRUE(
+                    run(&s, 10 + (uint64_t)(k * 4 + bias * 2 + self), what));
             }
 }
 
@@ -259,18 +267,21 @@ static void test_learned_equals_sinusoidal(void)
         double *y1d = malloc(c.ny * sizeof *y1d);
         CU_ASSERT_FATAL(table && y1 && y2 && y1d);
         CU_ASSERT_EQUAL(attn_posenc_sinusoidal(rows, 20, 0, table), ATTN_OK);
-        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
-                                         c.x_kv, &c.mask, y1), ATTN_OK);
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
+                                         c.x_q, c.x_kv, &c.mask, y1),
+                        ATTN_OK);
         c.m.posenc = ATTN_POSENC_LEARNED;
         c.m.pos_table = table;
         c.m.pos_table_len = rows;
-        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
-                                         c.x_kv, &c.mask, y2), ATTN_OK);
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
+                                         c.x_q, c.x_kv, &c.mask, y2),
+                        ATTN_OK);
         for (size_t i = 0; i < c.ny; i++)
             y1d[i] = y1[i];
-        CU_ASSERT_TRUE(ref_check_f32(self ? "LEARNED(sin table) vs SINUSOIDAL, self"
-                                          : "LEARNED(sin table) vs SINUSOIDAL, cross",
-                                     y2, y1d, c.ny, REF_MHA_ABS, REF_MHA_REL));
+        CU_ASSERT_TRUE(
+            ref_check_f32(self ? "LEARNED(sin table) vs SINUSOIDAL, self"
+                               : "LEARNED(sin table) vs SINUSOIDAL, cross",
+                          y2, y1d, c.ny, REF_MHA_ABS, REF_MHA_REL));
         c.m.pos_table = NULL;
         free(table);
         free(y1);
@@ -292,11 +303,13 @@ static void test_rope_relative(void)
     float *y0 = malloc(c.ny * sizeof *y0), *y1 = malloc(c.ny * sizeof *y1);
     double *y0d = malloc(c.ny * sizeof *y0d);
     CU_ASSERT_FATAL(y0 && y1 && y0d);
-    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
-                                     NULL, NULL, y0), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
+                                     c.x_q, NULL, NULL, y0),
+                    ATTN_OK);
     c.m.pos_offset = 9;
-    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
-                                     NULL, NULL, y1), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
+                                     c.x_q, NULL, NULL, y1),
+                    ATTN_OK);
     for (size_t i = 0; i < c.ny; i++)
         y0d[i] = y0[i];
     CU_ASSERT_TRUE(ref_check_f32("ROPE shift invariance", y1, y0d, c.ny,

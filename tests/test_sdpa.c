@@ -19,8 +19,8 @@
 
 static attn_context *ctx;
 
-static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv,
-                            int d, int dv)
+static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv, int d,
+                            int dv)
 {
     attn_sdpa_desc s;
     memset(&s, 0, sizeof s);
@@ -56,7 +56,8 @@ static int run(const attn_sdpa_desc *s, uint64_t seed, double amp, double ninf,
     return ok;
 }
 
-/* ---- the oracle itself --------------------------------------------------------- */
+/* ---- the oracle itself
+ * --------------------------------------------------------- */
 
 static void test_oracle(void)
 {
@@ -72,8 +73,9 @@ static void test_oracle(void)
     }
     CU_ASSERT_EQUAL(bad, 0);
     CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f), 0x3c00);
-    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);       /* tie, even */
-    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);   /* tie, even */
+    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f + 0x1p-11f), 0x3c00); /* tie, even */
+    CU_ASSERT_EQUAL(ref_f32_to_f16(1.0f + 3 * 0x1p-11f),
+                    0x3c02); /* tie, even */
     CU_ASSERT_EQUAL(ref_f32_to_f16(65504.0f), 0x7bff);
     CU_ASSERT_EQUAL(ref_f32_to_f16(65520.0f), 0x7c00);
     CU_ASSERT_EQUAL(ref_f32_to_f16(-0x1p-25f), 0x8000);
@@ -87,28 +89,32 @@ static void test_oracle(void)
     double q[4] = {0, 0, 0, 0}, k[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     double v[4] = {1, 2, 3, 6}, o[2], lse[2];
     unsigned char hid[2];
-    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q, k, v, o, lse, NULL, NULL, hid), 0);
-    CU_ASSERT_DOUBLE_EQUAL(o[0], 2.0, 1e-12);  /* keys 0..2 */
-    CU_ASSERT_DOUBLE_EQUAL(o[1], 3.0, 1e-12);  /* keys 0..3 */
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q, k, v, o, lse, NULL, NULL, hid),
+                          0);
+    CU_ASSERT_DOUBLE_EQUAL(o[0], 2.0, 1e-12); /* keys 0..2 */
+    CU_ASSERT_DOUBLE_EQUAL(o[1], 3.0, 1e-12); /* keys 0..3 */
     CU_ASSERT_DOUBLE_EQUAL(lse[0], log(3.0), 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(lse[1], log(4.0), 1e-12);
     /* Two keys, scores 0 and log 3: weights 1/4 and 3/4. */
     d = shape(1, 1, 1, 1, 2, 1, 1);
     d.scale = 1.0f;
     double q1[1] = {log(3.0)}, k1[2] = {0.0, 1.0}, v1[2] = {4.0, 8.0};
-    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q1, k1, v1, o, lse, NULL, NULL, hid), 0);
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q1, k1, v1, o, lse, NULL, NULL, hid),
+                          0);
     CU_ASSERT_DOUBLE_EQUAL(o[0], 7.0, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(lse[0], log(4.0), 1e-12);
     /* Window 2, not causal, seq 3/3: row 2 sees keys 1, 2; row 0 all. */
     d = shape(1, 1, 1, 3, 3, 1, 1);
     d.mask.window = 2;
     double q3[3] = {0, 0, 0}, k3[3] = {0, 0, 0}, v3[3] = {3, 6, 9}, o3[3];
-    CU_ASSERT_EQUAL_FATAL(ref_sdpa_f64(&d, q3, k3, v3, o3, NULL, NULL, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        ref_sdpa_f64(&d, q3, k3, v3, o3, NULL, NULL, NULL, NULL), 0);
     CU_ASSERT_DOUBLE_EQUAL(o3[0], 6.0, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(o3[2], 7.5, 1e-12);
 }
 
-/* ---- scores and scale --------------------------------------------------------------- */
+/* ---- scores and scale
+ * --------------------------------------------------------------- */
 
 static void test_dot(void)
 {
@@ -139,7 +145,8 @@ static void test_additive(void)
     CU_ASSERT_TRUE(run(&s, 14, 1.0, 0.1, 1, 2, "additive F16 with masks"));
 }
 
-/* ---- masks ------------------------------------------------------------------------ */
+/* ---- masks
+ * ------------------------------------------------------------------------ */
 
 static void test_causal(void)
 {
@@ -204,7 +211,8 @@ static void test_bias(void)
             snprintf(what, sizeof what, "bias kind %d %s", (int)kinds[k],
                      dt ? "F16" : "F32");
             sdpa_case c;
-            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 70 + (uint64_t)k, 1.0, 0.2, 0), 0);
+            CU_ASSERT_EQUAL_FATAL(
+                sdpa_case_init(&c, &s, 70 + (uint64_t)k, 1.0, 0.2, 0), 0);
             /* row i = 2 of head 1 (SHARED: every head), batch 1 (FULL). */
             size_t plane = 6 * 11, base = 2 * 11;
             if (kinds[k] == ATTN_BIAS_PER_HEAD)
@@ -247,14 +255,17 @@ static void test_fully_hidden_rows(void)
         for (size_t i = 0; i < r.rows; i++)
             hidden += r.hidden[i];
         CU_ASSERT(hidden >= 2 * 12 + 2 * 2 * 7);
-        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, "fully hidden rows"));
-        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 0, NULL, "fully hidden rows, no lse"));
+        CU_ASSERT_TRUE(
+            sdpa_case_check(ctx, &c, &r, 1, NULL, "fully hidden rows"));
+        CU_ASSERT_TRUE(
+            sdpa_case_check(ctx, &c, &r, 0, NULL, "fully hidden rows, no lse"));
         ref_sdpa_free(&r);
         sdpa_case_free(&c);
     }
 }
 
-/* ---- heads, cross-attention, value width, dtype ------------------------------------- */
+/* ---- heads, cross-attention, value width, dtype
+ * ------------------------------------- */
 
 static void test_gqa_mqa(void)
 {
@@ -307,19 +318,20 @@ static void test_f16(void)
     CU_ASSERT_TRUE(run(&s, 122, 4.0, 0.1, 1, 1, "F16 scale 0.05"));
 }
 
-/* ---- sizes -------------------------------------------------------------------------- */
+/* ---- sizes
+ * -------------------------------------------------------------------------- */
 
 static void test_odd_sizes(void)
 {
-    static const char *names[] = {"batch", "heads", "seq_q", "seq_kv",
-                                  "head_dim", "head_dim_v"};
+    static const char *names[] = {"batch",  "heads",    "seq_q",
+                                  "seq_kv", "head_dim", "head_dim_v"};
     const int vals[] = {1, 7, 33, 255};
     for (int f = 0; f < 6; f++)
         for (int i = 0; i < 4; i++) {
             int dims[6] = {2, 2, 5, 9, 8, 8};
             dims[f] = vals[i];
-            attn_sdpa_desc s = shape(dims[0], dims[1], dims[1], dims[2], dims[3],
-                                     dims[4], dims[5]);
+            attn_sdpa_desc s = shape(dims[0], dims[1], dims[1], dims[2],
+                                     dims[3], dims[4], dims[5]);
             char what[80];
             for (int variant = 0; variant < 3; variant++) {
                 s.mask.causal = variant == 1;
@@ -327,8 +339,11 @@ static void test_odd_sizes(void)
                 if (variant == 2 && f == 1)
                     s.heads_kv = 1;
                 snprintf(what, sizeof what, "%s = %d (%s)", names[f], vals[i],
-                         variant == 0 ? "F32" : variant == 1 ? "F32 causal" : "F16");
-                CU_ASSERT_TRUE(run(&s, 1000 + (uint64_t)(f * 40 + i * 4 + variant),
+                         variant == 0   ? "F32"
+                         : variant == 1 ? "F32 causal"
+                                        : "F16");
+                CU_ASSERT_TRUE(run(&s,
+                                   1000 + (uint64_t)(f * 40 + i * 4 + variant),
                                    1.0, 0, 0, 1, what));
             }
         }
@@ -354,7 +369,8 @@ static void test_long(void)
         s.mask.window = cases[i].window;
         s.dtype = (attn_dtype)cases[i].dtype;
         /* amp 3: sharp enough that single keys matter. */
-        CU_ASSERT_TRUE(run(&s, 2000 + (uint64_t)i, 3.0, 0, 0, 1, cases[i].what));
+        CU_ASSERT_TRUE(
+            run(&s, 2000 + (uint64_t)i, 3.0, 0, 0, 1, cases[i].what));
     }
     attn_sdpa_desc s = shape(2, 2, 1, 1000, 4096, 8, 8);
     s.mask.causal = 1;
@@ -362,7 +378,8 @@ static void test_long(void)
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 2100, 2.0, 0, 1), 0);
     c.kv_len[0] = 3001;
     c.kv_len[1] = 4095;
-    CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, "1000 x 4096 causal kv_len"));
+    CU_ASSERT_TRUE(
+        sdpa_case_check(ctx, &c, NULL, 1, NULL, "1000 x 4096 causal kv_len"));
     sdpa_case_free(&c);
 }
 
@@ -380,7 +397,8 @@ static void test_large_head_dim(void)
     CU_ASSERT_TRUE(run(&small, 153, 1.0, 0, 0, 1, "head_dim 4 after 2048"));
 }
 
-/* ---- numerics ------------------------------------------------------------------------ */
+/* ---- numerics
+ * ------------------------------------------------------------------------ */
 
 static void test_extreme_logits(void)
 {
@@ -416,7 +434,8 @@ static void test_nan_isolated(void)
         skip[row] = 1;
         ref_sdpa_result r;
         CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
-        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, skip, "NaN in one query row"));
+        CU_ASSERT_TRUE(
+            sdpa_case_check(ctx, &c, &r, 1, skip, "NaN in one query row"));
         ref_sdpa_free(&r);
         free(skip);
         sdpa_case_free(&c);
@@ -438,7 +457,9 @@ static void test_garbage_past_kv_len(void)
             for (int h = 0; h < 2; h++)
                 for (int j = lens[b]; j < 12; j++)
                     for (int e = 0; e < 8; e++) {
-                        size_t at = (((size_t)b * 2 + (size_t)h) * 12 + (size_t)j) * 8 + (size_t)e;
+                        size_t at =
+                            (((size_t)b * 2 + (size_t)h) * 12 + (size_t)j) * 8 +
+                            (size_t)e;
                         if (dt) {
                             ((uint16_t *)c.k)[at] = (e & 1) ? 0x7e00 : 0x7c00;
                             ((uint16_t *)c.v)[at] = (e & 1) ? 0xfc00 : 0x7e00;
@@ -471,7 +492,8 @@ static void test_f16_exact_single_key(void)
     CU_ASSERT_EQUAL_FATAL(e, n);
     uint16_t *o = malloc((size_t)3 * (size_t)n * sizeof *o);
     CU_ASSERT_PTR_NOT_NULL_FATAL(o);
-    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx, &c.d, c.q, c.k, c.v, o, NULL), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx, &c.d, c.q, c.k, c.v, o, NULL),
+                          ATTN_OK);
     int bad = 0, first = -1;
     for (int i = 0; i < 3 * n; i++) {
         uint16_t want = v[i % n], got = o[i];
@@ -483,8 +505,9 @@ static void test_f16_exact_single_key(void)
         }
     }
     if (bad)
-        printf("\nFAIL F16 single key: o[%d] = 0x%04x, want 0x%04x (%d wrong)\n",
-               first, o[first], v[first % n], bad);
+        printf(
+            "\nFAIL F16 single key: o[%d] = 0x%04x, want 0x%04x (%d wrong)\n",
+            first, o[first], v[first % n], bad);
     CU_ASSERT_EQUAL(bad, 0);
     free(o);
     sdpa_case_free(&c);
@@ -498,11 +521,14 @@ static void test_random_mix(void)
     for (int t = 0; t < 60; t++) {
         int hkv = ref_rng_int(&g, 1, 3);
         int group = ref_rng_int(&g, 1, 3);
-        attn_sdpa_desc s = shape(ref_rng_int(&g, 1, 3), hkv * group, hkv,
-                                 ref_rng_int(&g, 1, 70), ref_rng_int(&g, 1, 70),
-                                 ref_rng_int(&g, 1, 40), ref_rng_int(&g, 1, 40));
-        s.score = ref_rng_int(&g, 0, 3) == 0 ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
-        s.scale = ref_rng_int(&g, 0, 1) ? 0.0f : (float)ref_rng_uniform(&g, -1, 1);
+        attn_sdpa_desc s =
+            shape(ref_rng_int(&g, 1, 3), hkv * group, hkv,
+                  ref_rng_int(&g, 1, 70), ref_rng_int(&g, 1, 70),
+                  ref_rng_int(&g, 1, 40), ref_rng_int(&g, 1, 40));
+        s.score =
+            ref_rng_int(&g, 0, 3) == 0 ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
+        s.scale =
+            ref_rng_int(&g, 0, 1) ? 0.0f : (float)ref_rng_uniform(&g, -1, 1);
         s.dtype = ref_rng_int(&g, 0, 1) ? ATTN_F16 : ATTN_F32;
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 30);
@@ -512,11 +538,12 @@ static void test_random_mix(void)
         snprintf(what, sizeof what,
                  "mix %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d causal %d "
                  "window %d bias %d kv_len %d",
-                 t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv, s.head_dim,
-                 s.head_dim_v, (int)s.score, (int)s.dtype, s.mask.causal,
-                 s.mask.window, (int)s.mask.bias_kind, kv);
-        CU_ASSERT_TRUE(run(&s, 5000 + (uint64_t)t, ref_rng_uniform(&g, 0.5, 4.0),
-                           0.15, kv, t % 3, what));
+                 t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv,
+                 s.head_dim, s.head_dim_v, (int)s.score, (int)s.dtype,
+                 s.mask.causal, s.mask.window, (int)s.mask.bias_kind, kv);
+        CU_ASSERT_TRUE(run(&s, 5000 + (uint64_t)t,
+                           ref_rng_uniform(&g, 0.5, 4.0), 0.15, kv, t % 3,
+                           what));
     }
 }
 

@@ -18,17 +18,17 @@
 #include "ref.h"
 
 #define NTHREADS 8
-#define NCALLS 50
-#define NSDPA 7
-#define NMHA 3
+#define NCALLS   50
+#define NSDPA    7
+#define NMHA     3
 
 static sdpa_case sdpa[NSDPA];
 static ref_sdpa_result sdpa_ref[NSDPA];
 static mha_case mha[NMHA];
 static double *mha_ref[NMHA];
 
-static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv,
-                            int d, int dv)
+static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv, int d,
+                            int dv)
 {
     attn_sdpa_desc s;
     memset(&s, 0, sizeof s);
@@ -64,8 +64,10 @@ static int build_problems(void)
     s[6] = shape(1, 2, 2, 10, 20, 300, 300); /* grows working memory */
     s[6].mask.causal = 1;
     for (int i = 0; i < NSDPA; i++) {
-        if (sdpa_case_init(&sdpa[i], &s[i], 700 + (uint64_t)i, 1.5, 0.1, kv[i]) != 0 ||
-            ref_sdpa(&sdpa[i].d, sdpa[i].q, sdpa[i].k, sdpa[i].v, &sdpa_ref[i]) != 0)
+        if (sdpa_case_init(&sdpa[i], &s[i], 700 + (uint64_t)i, 1.5, 0.1,
+                           kv[i]) != 0 ||
+            ref_sdpa(&sdpa[i].d, sdpa[i].q, sdpa[i].k, sdpa[i].v,
+                     &sdpa_ref[i]) != 0)
             return -1;
     }
     for (int i = 0; i < NMHA; i++) {
@@ -80,8 +82,9 @@ static int build_problems(void)
         m.seq_kv = 9;
         m.self = i != 1;
         m.with_bias = 1;
-        m.posenc = i == 0 ? ATTN_POSENC_ROPE
-                 : i == 1 ? ATTN_POSENC_LEARNED : ATTN_POSENC_SINUSOIDAL;
+        m.posenc = i == 0   ? ATTN_POSENC_ROPE
+                   : i == 1 ? ATTN_POSENC_LEARNED
+                            : ATTN_POSENC_SINUSOIDAL;
         m.pos_offset = 2 * i;
         m.causal = i != 1;
         m.with_kv_len = i == 2;
@@ -140,7 +143,8 @@ static void one_call(worker *w, attn_context *ctx, int i)
         ok = sdpa_case_check(ctx, &sdpa[pick], &sdpa_ref[pick], (i & 1) == 0,
                              NULL, what);
     else if (pick < NSDPA + NMHA)
-        ok = mha_case_check(ctx, &mha[pick - NSDPA], mha_ref[pick - NSDPA], what);
+        ok = mha_case_check(ctx, &mha[pick - NSDPA], mha_ref[pick - NSDPA],
+                            what);
     else {
         float t[5 * 9];
         ok = attn_posenc_sinusoidal(5, 9, i, t) == ATTN_OK;
@@ -236,7 +240,8 @@ int main(void)
     static const harness_test tests[] = {
         {"8 threads on one context", test_one_context},
         {"8 threads on two contexts", test_two_contexts},
-        {"a context per thread, created concurrently", test_contexts_per_thread},
+        {"a context per thread, created concurrently",
+         test_contexts_per_thread},
         {NULL, NULL},
     };
     return harness_main("threads", suite_init, suite_clean, tests);

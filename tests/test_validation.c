@@ -17,7 +17,8 @@
 #include "harness.h"
 #include "vcall.h"
 
-/* ---- attn_sdpa ---------------------------------------------------------------- */
+/* ---- attn_sdpa
+ * ---------------------------------------------------------------- */
 
 static void test_sdpa_base_valid(void)
 {
@@ -41,17 +42,29 @@ static void test_sdpa_base_valid(void)
 static void test_sdpa_null_pointers(void)
 {
     static const char *names[] = {"NULL ctx", "NULL desc", "NULL q",
-                                  "NULL k", "NULL v", "NULL o"};
+                                  "NULL k",   "NULL v",    "NULL o"};
     for (int i = 0; i < 6; i++) {
         call c;
         sdpa_base(&c);
         switch (i) {
-        case 0: c.null_ctx = 1; break;
-        case 1: c.dp = NULL; break;
-        case 2: c.q = NULL; break;
-        case 3: c.k = NULL; break;
-        case 4: c.v = NULL; break;
-        case 5: c.o = NULL; break;
+        case 0:
+            c.null_ctx = 1;
+            break;
+        case 1:
+            c.dp = NULL;
+            break;
+        case 2:
+            c.q = NULL;
+            break;
+        case 3:
+            c.k = NULL;
+            break;
+        case 4:
+            c.v = NULL;
+            break;
+        case 5:
+            c.o = NULL;
+            break;
         }
         expect_fail(&c, names[i], ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
@@ -59,14 +72,14 @@ static void test_sdpa_null_pointers(void)
 
 static int *sdpa_size_field(attn_sdpa_desc *d, int f)
 {
-    int *fields[] = {&d->batch, &d->heads_q, &d->heads_kv, &d->seq_q,
+    int *fields[] = {&d->batch,  &d->heads_q,  &d->heads_kv,  &d->seq_q,
                      &d->seq_kv, &d->head_dim, &d->head_dim_v};
     return fields[f];
 }
 
 static void test_sdpa_sizes(void)
 {
-    static const char *names[] = {"batch", "heads_q", "heads_kv", "seq_q",
+    static const char *names[] = {"batch",  "heads_q",  "heads_kv",  "seq_q",
                                   "seq_kv", "head_dim", "head_dim_v"};
     const int bad[] = {0, -1, INT_MIN};
     for (int f = 0; f < 7; f++)
@@ -181,7 +194,8 @@ static void test_sdpa_overlap(void)
     expect_fail(&c, "o == q", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     sdpa_base(&c);
     c.o = in_v + 100; /* v holds 168 floats, o 240 */
-    expect_fail(&c, "o overlaps the end of v", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    expect_fail(&c, "o overlaps the end of v", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
     sdpa_base(&c);
     c.lse = in_k + 200; /* k holds 224 floats, lse 40 */
     expect_fail(&c, "lse overlaps k", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
@@ -240,7 +254,8 @@ static void test_sdpa_bias_without_kind(void)
     attn_context_destroy(ctx);
 }
 
-/* ---- attn_mha_forward ------------------------------------------------------ */
+/* ---- attn_mha_forward ------------------------------------------------------
+ */
 
 static void test_mha_base_valid(void)
 {
@@ -260,30 +275,48 @@ static void test_mha_base_valid(void)
         c.mask.bias = in_bias;
         c.mask.bias_kind = ATTN_BIAS_FULL;
         CU_ASSERT_EQUAL(attn_mha_forward(ctx, c.mp, c.batch, c.seq_q, c.seq_kv,
-                                         c.x_q, c.x_kv, &c.mask, c.y), ATTN_OK);
+                                         c.x_q, c.x_kv, &c.mask, c.y),
+                        ATTN_OK);
         CU_ASSERT_EQUAL(attn_mha_forward(ctx, c.mp, c.batch, c.seq_q, c.seq_kv,
-                                         c.x_q, c.x_kv, NULL, c.y), ATTN_OK);
+                                         c.x_q, c.x_kv, NULL, c.y),
+                        ATTN_OK);
     }
     attn_context_destroy(ctx);
 }
 
 static void test_mha_null_pointers(void)
 {
-    static const char *names[] = {"mha NULL ctx", "mha NULL desc",
-                                  "mha NULL x_q", "mha NULL y", "mha NULL wq",
-                                  "mha NULL wk", "mha NULL wv", "mha NULL wo"};
+    static const char *names[] = {
+        "mha NULL ctx", "mha NULL desc", "mha NULL x_q", "mha NULL y",
+        "mha NULL wq",  "mha NULL wk",   "mha NULL wv",  "mha NULL wo"};
     for (int i = 0; i < 8; i++) {
         call c;
         mha_base(&c);
         switch (i) {
-        case 0: c.null_ctx = 1; break;
-        case 1: c.mp = NULL; break;
-        case 2: c.x_q = NULL; break;
-        case 3: c.y = NULL; break;
-        case 4: c.m.wq = NULL; break;
-        case 5: c.m.wk = NULL; break;
-        case 6: c.m.wv = NULL; break;
-        case 7: c.m.wo = NULL; break;
+        case 0:
+            c.null_ctx = 1;
+            break;
+        case 1:
+            c.mp = NULL;
+            break;
+        case 2:
+            c.x_q = NULL;
+            break;
+        case 3:
+            c.y = NULL;
+            break;
+        case 4:
+            c.m.wq = NULL;
+            break;
+        case 5:
+            c.m.wk = NULL;
+            break;
+        case 6:
+            c.m.wv = NULL;
+            break;
+        case 7:
+            c.m.wo = NULL;
+            break;
         }
         expect_fail(&c, names[i], ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
@@ -291,8 +324,9 @@ static void test_mha_null_pointers(void)
 
 static void test_mha_sizes(void)
 {
-    static const char *names[] = {"d_model", "heads_q", "heads_kv", "head_dim",
-                                  "batch", "seq_q", "seq_kv (cross)"};
+    static const char *names[] = {"d_model",       "heads_q", "heads_kv",
+                                  "head_dim",      "batch",   "seq_q",
+                                  "seq_kv (cross)"};
     const int bad[] = {0, -1, INT_MIN};
     for (int f = 0; f < 7; f++)
         for (int b = 0; b < 3; b++) {
@@ -300,13 +334,28 @@ static void test_mha_sizes(void)
             char what[64];
             mha_base(&c);
             switch (f) {
-            case 0: c.m.d_model = bad[b]; break;
-            case 1: c.m.heads_q = bad[b]; break;
-            case 2: c.m.heads_kv = bad[b]; break;
-            case 3: c.m.head_dim = bad[b]; break;
-            case 4: c.batch = bad[b]; break;
-            case 5: c.seq_q = c.seq_kv = bad[b]; break;
-            case 6: mha_cross(&c); c.seq_kv = bad[b]; break;
+            case 0:
+                c.m.d_model = bad[b];
+                break;
+            case 1:
+                c.m.heads_q = bad[b];
+                break;
+            case 2:
+                c.m.heads_kv = bad[b];
+                break;
+            case 3:
+                c.m.head_dim = bad[b];
+                break;
+            case 4:
+                c.batch = bad[b];
+                break;
+            case 5:
+                c.seq_q = c.seq_kv = bad[b];
+                break;
+            case 6:
+                mha_cross(&c);
+                c.seq_kv = bad[b];
+                break;
             }
             snprintf(what, sizeof what, "mha %s = %d", names[f], bad[b]);
             expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
@@ -315,7 +364,8 @@ static void test_mha_sizes(void)
     mha_base(&c);
     c.m.heads_q = 3;
     c.m.heads_kv = 2;
-    expect_fail(&c, "mha heads_q 3, heads_kv 2", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    expect_fail(&c, "mha heads_q 3, heads_kv 2", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
     mha_base(&c);
     c.seq_kv = 4; /* x_kv NULL: self-attention needs seq_kv == seq_q */
     expect_fail(&c, "mha self-attention with seq_kv != seq_q",
@@ -359,8 +409,8 @@ static void test_mha_enums(void)
     }
     mha_base(&c);
     c.m.score = ATTN_SCORE_ADDITIVE;
-    expect_fail(&c, "mha ADDITIVE without additive_w", ATTN_ERR_INVALID_ARGUMENT,
-                ATTN_OK);
+    expect_fail(&c, "mha ADDITIVE without additive_w",
+                ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
 }
 
 static void test_mha_positions(void)
@@ -379,7 +429,8 @@ static void test_mha_positions(void)
         c.m.pos_table = in_table;
         c.m.pos_table_len = 16;
         c.m.pos_offset = -1;
-        snprintf(what, sizeof what, "posenc %d with pos_offset -1", (int)kinds[i]);
+        snprintf(what, sizeof what, "posenc %d with pos_offset -1",
+                 (int)kinds[i]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
     /* Self-attention uses positions pos_offset .. pos_offset + seq_q - 1. */
@@ -418,7 +469,8 @@ static void test_mha_masks(void)
     for (int i = 0; i < 3; i++) {
         mha_base(&c);
         c.mask.bias_kind = kinds[i];
-        snprintf(what, sizeof what, "mha bias kind %d without bias", (int)kinds[i]);
+        snprintf(what, sizeof what, "mha bias kind %d without bias",
+                 (int)kinds[i]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
     mha_base(&c);
@@ -440,7 +492,8 @@ static void test_mha_masks(void)
                 ATTN_OK);
 }
 
-/* ---- attn_posenc_sinusoidal -------------------------------------------------- */
+/* ---- attn_posenc_sinusoidal
+ * -------------------------------------------------- */
 
 static void test_posenc_args(void)
 {
@@ -472,7 +525,8 @@ static void test_posenc_args(void)
     CU_ASSERT_FALSE(pool_untouched());
 }
 
-/* ---- attn_context_create --------------------------------------------------------- */
+/* ---- attn_context_create
+ * --------------------------------------------------------- */
 
 static void test_bad_options(void)
 {

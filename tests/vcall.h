@@ -12,7 +12,7 @@
 #include "attn/attn.h"
 
 #define POOL_FLOATS 4096
-#define SENTINEL 0xa5
+#define SENTINEL    0xa5
 
 /* Inputs: valid for the base shapes, filled with small values. */
 extern float in_q[512], in_k[512], in_v[512], in_w[512], in_bias[512];
@@ -20,12 +20,17 @@ extern float in_xq[512], in_xkv[512], in_table[512];
 extern float w_q[512], w_k[512], w_v[512], w_o[512];
 /* Outputs live in one sentinel-filled pool, checked whole after each call. */
 extern float out_pool[POOL_FLOATS];
-#define OUT_O (out_pool + 256)
-#define OUT_LSE (out_pool + 1024)
-#define OUT_Y (out_pool + 2048)
+#define OUT_O     (out_pool + 256)
+#define OUT_LSE   (out_pool + 1024)
+#define OUT_Y     (out_pool + 2048)
 #define OUT_TABLE (out_pool + 3072)
 
-typedef enum call_kind { CALL_SDPA, CALL_MHA, CALL_POSENC, CALL_CREATE } call_kind;
+typedef enum call_kind {
+    CALL_SDPA,
+    CALL_MHA,
+    CALL_POSENC,
+    CALL_CREATE
+} call_kind;
 
 /* One call of any entry point, with what it returned (set by expect_fail). */
 typedef struct call {

@@ -28,9 +28,9 @@ extern "C" {
 
 /* Compile-time version; attn_version() gives the version of the library
  * actually loaded. */
-#define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 1
-#define ATTN_VERSION_PATCH 0
+#define ATTN_VERSION_MAJOR  0
+#define ATTN_VERSION_MINOR  1
+#define ATTN_VERSION_PATCH  0
 #define ATTN_VERSION_STRING "0.1.0"
 
 /* ATTN_API marks the exported symbols; everything else is hidden.  Define
@@ -96,24 +96,24 @@ typedef enum attn_device_kind {
 typedef struct attn_device_info {
     char name[256];
     char vendor[256];
-    char platform[256];        /**< platform name; "" for native */
+    char platform[256]; /**< platform name; "" for native */
     char driver_version[128];
     char opencl_c_version[64]; /**< "" for native */
     attn_device_kind kind;
-    int platform_index;        /**< -1 for native */
-    int device_index;          /**< -1 for native */
-    unsigned compute_units;    /**< cores / compute units */
+    int platform_index;     /**< -1 for native */
+    int device_index;       /**< -1 for native */
+    unsigned compute_units; /**< cores / compute units */
     unsigned max_clock_mhz;
     uint64_t global_mem_bytes;
     uint64_t local_mem_bytes;
     uint64_t max_alloc_bytes;
     size_t max_work_group_size;
-    int fp16;                  /**< 1 when half arithmetic is native */
+    int fp16; /**< 1 when half arithmetic is native */
     int fp64;
-    int unified_memory;        /**< 1 when device memory is host memory */
-    int usable;                /**< 1 when libattn can run on it */
-    char reason[256];          /**< why it is (not) usable */
-    double rank;               /**< higher ranks first under "auto" */
+    int unified_memory; /**< 1 when device memory is host memory */
+    int usable;         /**< 1 when libattn can run on it */
+    char reason[256];   /**< why it is (not) usable */
+    double rank;        /**< higher ranks first under "auto" */
 } attn_device_info;
 
 /** Lists the OpenCL devices of the machine.  *count receives the number of
@@ -154,19 +154,19 @@ typedef void (*attn_log_fn)(int level, const char *msg, void *user);
 /** Options for attn_context_create.  Always start from attn_options_init().
  * Strings are copied; they need not outlive the call. */
 typedef struct attn_options {
-    const char *device;   /**< "auto" (default), "native", "gpu", "igpu",
-                               "fpga", "cpu", "P:D", a device name substring,
-                               "all" or a comma list; ATTN_DEVICE overrides */
-    int queues;           /**< command queues per device; 0 = profile */
-    int threads;          /**< native worker threads; 0 = ATTN_NUM_THREADS
-                               or the number of online CPUs */
-    const char *cache_dir;/**< program cache; NULL = ATTN_CACHE_DIR or the
-                               XDG default, "" disables the cache */
-    int allow_fallback;   /**< 1 (default): failed device work runs natively */
-    attn_path path;       /**< OpenCL kernel path */
-    attn_log_fn log;      /**< NULL: messages go to stderr when ATTN_LOG asks */
-    void *log_user;       /**< passed to log */
-    int log_level;        /**< an attn_log_level; ATTN_LOG_DEFAULT by default */
+    const char *device;    /**< "auto" (default), "native", "gpu", "igpu",
+                                "fpga", "cpu", "P:D", a device name substring,
+                                "all" or a comma list; ATTN_DEVICE overrides */
+    int queues;            /**< command queues per device; 0 = profile */
+    int threads;           /**< native worker threads; 0 = ATTN_NUM_THREADS
+                                or the number of online CPUs */
+    const char *cache_dir; /**< program cache; NULL = ATTN_CACHE_DIR or the
+                                XDG default, "" disables the cache */
+    int allow_fallback;    /**< 1 (default): failed device work runs natively */
+    attn_path path;        /**< OpenCL kernel path */
+    attn_log_fn log; /**< NULL: messages go to stderr when ATTN_LOG asks */
+    void *log_user;  /**< passed to log */
+    int log_level;   /**< an attn_log_level; ATTN_LOG_DEFAULT by default */
 } attn_options;
 
 /** Fills o with the defaults: device "auto", fallback on, everything else
@@ -207,8 +207,8 @@ ATTN_API const char *attn_context_last_error(const attn_context *ctx);
 /* ------------------------------------------------------------------------ */
 
 typedef enum attn_score {
-    ATTN_SCORE_DOT = 0,  /**< S = scale * q . k */
-    ATTN_SCORE_ADDITIVE  /**< S = sum_c w[h][c] tanh(q_c + k_c) */
+    ATTN_SCORE_DOT = 0, /**< S = scale * q . k */
+    ATTN_SCORE_ADDITIVE /**< S = sum_c w[h][c] tanh(q_c + k_c) */
 } attn_score;
 
 typedef enum attn_dtype {
@@ -225,14 +225,14 @@ typedef enum attn_bias_kind {
 
 /** Masks applied to the scores.  All zero means no mask. */
 typedef struct attn_mask_desc {
-    int causal;             /**< 1: query i sees key j iff
-                                 j <= i + (seq_kv - seq_q) */
-    int window;             /**< > 0: also hide j < i + (seq_kv - seq_q)
-                                 - window + 1; 0 = no window */
-    const int32_t *kv_len;  /**< [batch] or NULL: keys j >= kv_len[b] are
-                                 hidden; each value in [0, seq_kv] */
-    const float *bias;      /**< additive bias (float, may hold -INFINITY),
-                                 shaped by bias_kind */
+    int causal;            /**< 1: query i sees key j iff
+                                j <= i + (seq_kv - seq_q) */
+    int window;            /**< > 0: also hide j < i + (seq_kv - seq_q)
+                                - window + 1; 0 = no window */
+    const int32_t *kv_len; /**< [batch] or NULL: keys j >= kv_len[b] are
+                                hidden; each value in [0, seq_kv] */
+    const float *bias;     /**< additive bias (float, may hold -INFINITY),
+                                shaped by bias_kind */
     attn_bias_kind bias_kind;
 } attn_mask_desc;
 
@@ -243,11 +243,11 @@ typedef struct attn_mask_desc {
  * heads_q % heads_kv == 0. */
 typedef struct attn_sdpa_desc {
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
-    float scale;                /**< 0 = 1/sqrt(head_dim); dot score only */
+    float scale; /**< 0 = 1/sqrt(head_dim); dot score only */
     attn_score score;
-    const float *additive_w;    /**< [heads_q, head_dim] for ADDITIVE */
+    const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
     attn_mask_desc mask;
-    attn_dtype dtype;           /**< element type of q, k, v and o */
+    attn_dtype dtype; /**< element type of q, k, v and o */
 } attn_sdpa_desc;
 
 /** Computes O = softmax(S + bias, masked) V for every batch item and query
@@ -290,12 +290,12 @@ typedef struct attn_mha_desc {
     const float *wq, *wk, *wv, *wo;
     const float *bq, *bk, *bv, *bo;
     attn_score score;
-    const float *additive_w;  /**< [heads_q, head_dim] for ADDITIVE */
+    const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
     attn_posenc posenc;
-    const float *pos_table;   /**< LEARNED: [rows, d_model] */
-    int pos_offset;           /**< position of the first query (>= 0) */
-    int pos_table_len;        /**< LEARNED: rows in pos_table, checked
-                                   against the positions used; 0 = unknown */
+    const float *pos_table; /**< LEARNED: [rows, d_model] */
+    int pos_offset;         /**< position of the first query (>= 0) */
+    int pos_table_len;      /**< LEARNED: rows in pos_table, checked
+                                 against the positions used; 0 = unknown */
 } attn_mha_desc;
 
 /** Runs the layer: q = x_q Wq^T + bq, k = x_kv Wk^T + bk, v = x_kv Wv^T + bv,

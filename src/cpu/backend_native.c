@@ -60,8 +60,9 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_desc *d,
 {
     attn_status s = attn_cpu_sdpa(b->impl, d, q, k, v, o, lse, NULL);
     if (s)
-        attn_fail(err, s, "the native backend could not allocate its "
-                          "working memory");
+        attn_fail(err, s,
+                  "the native backend could not allocate its "
+                  "working memory");
     return s;
 }
 

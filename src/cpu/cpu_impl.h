@@ -76,8 +76,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
 void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
                   size_t ldk, float *s, float *smax);
 /* s[j][i] = sum_c w[c] * tanh(qt[c][i] + k[j][c]) for j < jn. */
-void attn_kern_additive(int nq, int jn, int d, const float *qt,
-                        const float *k, size_t ldk, const float *w, float *s);
+void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
+                        size_t ldk, const float *w, float *s);
 /* Online-softmax step over a score tile s[jn][lanes]: updates the running
  * max m and sum l per lane, writes the rescale factor of the old
  * accumulators to alpha and replaces s by exp2(s - m).  smax is the tile's
@@ -94,14 +94,12 @@ void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
 /* C[m, n] = A[m, k] * B[n, k]^T (+ bias[n] when bias != NULL), row-major with
  * leading dimensions lda, ldb, ldc (in floats).  Runs on the pool.  Returns
  * ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
-attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k,
-                             const float *a, size_t lda, const float *b,
-                             size_t ldb, const float *bias, float *c,
-                             size_t ldc);
+attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k, const float *a,
+                             size_t lda, const float *b, size_t ldb,
+                             const float *bias, float *c, size_t ldc);
 
 /* table[seq, d_model] for positions offset .. offset+seq-1 (DESIGN.md). */
-void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset,
-                                float *table);
+void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table);
 
 /* Rotates every head of x [rows, heads*head_dim] (row stride ld floats) in
  * place; row r has position pos0 + (r % seq). */
@@ -109,7 +107,6 @@ void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
                    int seq, int pos0);
 
 /* The multi-head layer on the native backend; c is validated. */
-attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c,
-                         attn_err *err);
+attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
 
 #endif /* ATTN_CPU_IMPL_H */

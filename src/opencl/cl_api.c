@@ -28,12 +28,11 @@ attn_status attn_context_create_cl(cl_context context, cl_device_id device,
     attn_status s;
 
     if (!out)
-        return report(NULL, "attn_context_create_cl",
-                      ATTN_ERR_INVALID_ARGUMENT, &(attn_err){"out is NULL"});
+        return report(NULL, "attn_context_create_cl", ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"out is NULL"});
     *out = NULL;
     if (!context || !device)
-        return report(NULL, "attn_context_create_cl",
-                      ATTN_ERR_INVALID_ARGUMENT,
+        return report(NULL, "attn_context_create_cl", ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"context and device must not be NULL"});
     if ((s = attn_cl_probe(device, &probe, &err)))
         return report(NULL, "attn_context_create_cl", s, &err);
@@ -90,8 +89,8 @@ static attn_status check_queue(const attn_cl_runtime *rt,
     cl_device_id qd = NULL;
     if (!queue)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "queue is NULL");
-    if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qc, &qc,
-                              NULL) != CL_SUCCESS ||
+    if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qc, &qc, NULL) !=
+            CL_SUCCESS ||
         clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qd, &qd, NULL) !=
             CL_SUCCESS)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
