@@ -85,11 +85,12 @@ attn_status attn_backend_native_create(int threads, const attn_logger *lg,
 /* Every OpenCL device (attn_devices). */
 attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
                                 size_t *count, attn_err *err);
-/* Resolves a device spec: *out is an OpenCL backend, or NULL when the spec
- * selects the native backend; why receives the reason of the choice.
+/* Resolves a device spec: *out is an OpenCL backend on every selected
+ * device (options.queues queues each), or NULL when the spec selects the
+ * native backend; why receives the reason of the choice.
  * Errors: ATTN_ERR_NO_DEVICE (nothing matches; err lists the devices),
  * ATTN_ERR_INVALID_ARGUMENT, and device errors creating the runtime. */
-attn_status attn_opencl_open(const char *spec, const char *cache_dir,
+attn_status attn_opencl_open(const char *spec, const attn_options *o,
                              const attn_logger *log, attn_backend **out,
                              char *why, size_t why_cap, attn_err *err);
 

@@ -60,8 +60,8 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
 {
 #ifdef ATTN_HAVE_OPENCL
     char why[256] = "";
-    attn_status s = attn_opencl_open(spec, o->cache_dir, &ctx->log,
-                                     &ctx->backend, why, sizeof why, err);
+    attn_status s = attn_opencl_open(spec, o, &ctx->log, &ctx->backend, why,
+                                     sizeof why, err);
     if (s == ATTN_ERR_DEVICE || s == ATTN_ERR_OUT_OF_MEMORY) {
         if (!o->allow_fallback)
             return s;

@@ -63,6 +63,8 @@ void harness_options(attn_options *o)
         o->device = dev;
         o->allow_fallback = 0; /* a device failure must fail the test */
     }
+    if (getenv("ATTN_TEST_QUEUES"))
+        o->queues = atoi(getenv("ATTN_TEST_QUEUES"));
     if (path && !strcmp(path, "fused"))
         o->path = ATTN_PATH_FUSED;
     else if (path && !strcmp(path, "unfused"))

@@ -32,7 +32,8 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
 
 /* The options the correctness suites run with: attn_options_init defaults,
  * or, when the test-only variable ATTN_TEST_DEVICE is set, that device with
- * fallback off (and ATTN_TEST_PATH=fused|unfused for the kernel path).  A
+ * fallback off (and ATTN_TEST_PATH=fused|unfused for the kernel path,
+ * ATTN_TEST_QUEUES=N for the queues per device).  A
  * suite run with ATTN_TEST_DEVICE on a machine without OpenCL devices
  * exits with HARNESS_SKIP after saying so. */
 void harness_options(attn_options *o);

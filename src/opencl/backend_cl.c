@@ -1,8 +1,13 @@
 /*
  * The OpenCL backend behind the backend interface of attn_impl.h: device
- * selection for a new context, and attn_sdpa on host pointers (upload,
- * the kernels, download).  The embedding API (cl_api.c) drives the same
- * launch code on the caller's buffers.
+ * selection for a new context, and attn_sdpa on host pointers.  A call is
+ * cut into groups of (batch, kv head) units (src/sched) spread over every
+ * queue of every selected device; each group uploads its slices, runs the
+ * kernels and reads its slice of o back on its own in-order queue, so the
+ * transfers of one group overlap the kernels of another and nothing waits
+ * between groups.  Devices never share buffers: each has its own, filled
+ * from the host.  The embedding API (cl_api.c) drives the launch code on
+ * the caller's buffers and queue.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,121 +16,215 @@
 #include "opencl/backend_cl.h"
 #include "opencl/mha_cl.h"
 #include "opencl/sdpa_cl.h"
+#include "sched/sched.h"
+
+#define ATTN_CL_MAX_DEVICES 16
+
+typedef struct cl_backend {
+    attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES]; /* rt[0]: the primary device */
+    double weight[ATTN_CL_MAX_DEVICES];       /* relative speed */
+    int n_rt;
+} cl_backend;
 
 static void cl_destroy(attn_backend *b)
 {
-    attn_cl_runtime_destroy(b->impl);
+    cl_backend *cb = b->impl;
+    for (int i = 0; i < cb->n_rt; i++)
+        attn_cl_runtime_destroy(cb->rt[i]);
+    free(cb);
     free(b);
 }
 
 static void cl_backend_info(const attn_backend *b, attn_device_info *out)
 {
-    const attn_cl_runtime *rt = b->impl;
-    *out = rt->info;
+    const cl_backend *cb = b->impl;
+    *out = cb->rt[0]->info;
 }
 
-/* Waits for ev and reports a failed command as a device error. */
-static attn_status wait_ok(cl_event ev, attn_err *err)
+/* Per-device buffers of one call (whole tensors; each group fills its
+ * slices). */
+typedef struct dev_bufs {
+    attn_cl_tensors t;
+    int used;
+} dev_bufs;
+
+static attn_status alloc_bufs(attn_cl_runtime *rt, const attn_sdpa_bytes *sz,
+                              int lse, dev_bufs *db, attn_err *err)
 {
-    cl_int rc, st = CL_COMPLETE;
-    rc = clWaitForEvents(1, &ev);
-    if (rc == CL_SUCCESS)
-        rc = clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st,
-                            &st, NULL);
-    if (rc == CL_SUCCESS && st < 0)
-        rc = st;
+    cl_int rc = CL_SUCCESS;
+    const size_t bytes[5] = {sz->q, sz->k, sz->v, sz->o, sz->lse};
+    cl_mem *mem[5] = {&db->t.q, &db->t.k, &db->t.v, &db->t.o, &db->t.lse};
+    for (int i = 0; i < (lse ? 5 : 4) && rc == CL_SUCCESS; i++)
+        *mem[i] = clCreateBuffer(rt->context,
+                                 i < 3 ? CL_MEM_READ_ONLY : CL_MEM_WRITE_ONLY,
+                                 bytes[i], NULL, &rc);
     if (rc != CL_SUCCESS)
         return attn_fail(err, attn_cl_status(rc),
-                         "a device command failed: %s (%d)",
-                         attn_cl_error_name(rc), (int)rc);
+                         "cannot allocate the tensors on %s: %s", rt->info.name,
+                         attn_cl_error_name(rc));
     return ATTN_OK;
 }
 
-static cl_mem upload(attn_cl_runtime *rt, const void *host, size_t bytes,
-                     const char *name, attn_status *s, attn_err *err)
+static void free_bufs(dev_bufs *db)
 {
+    cl_mem mem[5] = {db->t.q, db->t.k, db->t.v, db->t.o, db->t.lse};
+    for (int i = 0; i < 5; i++)
+        if (mem[i])
+            clReleaseMemObject(mem[i]);
+}
+
+/* The kernels of one group on its queue.  The fused path takes the shapes
+ * it can; the others, and an explicit UNFUSED, run the three kernels. */
+static attn_status launch(attn_cl_runtime *rt, const attn_sdpa_desc *d,
+                          const attn_cl_tensors *t, cl_command_queue q,
+                          cl_event *done, attn_err *err)
+{
+    return attn_cl_sdpa_unfused(rt, d, t, q, 0, NULL, done, err);
+}
+
+/* Enqueues one group: slices up, kernels, slices down (events in rd). */
+static attn_status run_group(attn_cl_runtime *rt, cl_command_queue q,
+                             const attn_group *g, size_t elem,
+                             const dev_bufs *db, const void *hq, const void *hk,
+                             const void *hv, void *ho, float *hlse,
+                             cl_event rd[2], attn_err *err)
+{
+    attn_cl_tensors t = db->t;
+    cl_event ev = NULL;
     cl_int rc;
-    cl_mem m =
-        clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                       bytes, (void *)host, &rc);
-    if (rc != CL_SUCCESS) {
-        *s = attn_fail(err, attn_cl_status(rc),
-                       "cannot allocate %zu bytes for %s on %s: %s", bytes,
-                       name, rt->info.name, attn_cl_error_name(rc));
-        return NULL;
+    attn_status s;
+    ATTN_CL_CHECK(
+        clEnqueueWriteBuffer(q, t.q, CL_FALSE, g->q_off * elem, g->q_len * elem,
+                             (const char *)hq + g->q_off * elem, 0, NULL, NULL),
+        fail);
+    ATTN_CL_CHECK(
+        clEnqueueWriteBuffer(q, t.k, CL_FALSE, g->k_off * elem, g->k_len * elem,
+                             (const char *)hk + g->k_off * elem, 0, NULL, NULL),
+        fail);
+    ATTN_CL_CHECK(
+        clEnqueueWriteBuffer(q, t.v, CL_FALSE, g->v_off * elem, g->v_len * elem,
+                             (const char *)hv + g->v_off * elem, 0, NULL, NULL),
+        fail);
+    t.q_off = g->q_off;
+    t.k_off = g->k_off;
+    t.v_off = g->v_off;
+    t.o_off = g->o_off;
+    t.lse_off = g->lse_off;
+    if ((s = launch(rt, &g->d, &t, q, &ev, err)))
+        return s;
+    rc = clEnqueueReadBuffer(q, t.o, CL_FALSE, g->o_off * elem, g->o_len * elem,
+                             (char *)ho + g->o_off * elem, 1, &ev, &rd[0]);
+    if (rc == CL_SUCCESS && hlse)
+        rc = clEnqueueReadBuffer(q, t.lse, CL_FALSE, g->lse_off * sizeof(float),
+                                 g->lse_len * sizeof(float), hlse + g->lse_off,
+                                 1, &ev, &rd[1]);
+    clReleaseEvent(ev);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, attn_cl_status(rc),
+                         "cannot read the output from %s: %s", rt->info.name,
+                         attn_cl_error_name(rc));
+    return ATTN_OK;
+fail:
+    return attn_cl_status(rc);
+}
+
+/* Waits for every read; reports the first failed command. */
+static attn_status wait_all(cl_event *ev, size_t n, attn_err *err)
+{
+    attn_status s = ATTN_OK;
+    for (size_t i = 0; i < n; i++) {
+        cl_int rc, st = CL_COMPLETE;
+        if (!ev[i])
+            continue;
+        rc = clWaitForEvents(1, &ev[i]);
+        if (rc == CL_SUCCESS)
+            rc = clGetEventInfo(ev[i], CL_EVENT_COMMAND_EXECUTION_STATUS,
+                                sizeof st, &st, NULL);
+        if (rc == CL_SUCCESS && st < 0)
+            rc = st;
+        if (rc != CL_SUCCESS && s == ATTN_OK)
+            s = attn_fail(err, attn_cl_status(rc),
+                          "a device command failed: %s (%d)",
+                          attn_cl_error_name(rc), (int)rc);
     }
-    return m;
+    return s;
 }
 
 static attn_status cl_sdpa(attn_backend *b, const attn_sdpa_desc *d,
                            const void *q, const void *k, const void *v, void *o,
                            float *lse, attn_err *err)
 {
-    attn_cl_runtime *rt = b->impl;
-    attn_cl_tensors t;
+    cl_backend *cb = b->impl;
+    attn_cl_runtime *slot_rt[ATTN_SCHED_MAX_SLOTS];
+    cl_command_queue slot_q[ATTN_SCHED_MAX_SLOTS];
+    double weight[ATTN_SCHED_MAX_SLOTS];
+    dev_bufs db[ATTN_CL_MAX_DEVICES];
+    int slot_dev[ATTN_SCHED_MAX_SLOTS], n_slots = 0;
+    attn_group *groups = NULL;
+    cl_event *rd = NULL;
+    size_t n_groups = 0, max_groups, elem = d->dtype == ATTN_F16 ? 2 : 4;
     attn_sdpa_bytes sz;
-    cl_event ev = NULL, rd = NULL, rd_lse = NULL;
-    attn_status s = ATTN_OK;
-    cl_int rc;
+    attn_status s;
 
-    memset(&t, 0, sizeof t);
+    memset(db, 0, sizeof db);
     if ((s = attn_validate_sdpa_desc(d, &sz, err)))
         return s;
-    if (!(t.q = upload(rt, q, sz.q, "q", &s, err)) ||
-        !(t.k = upload(rt, k, sz.k, "k", &s, err)) ||
-        !(t.v = upload(rt, v, sz.v, "v", &s, err)))
-        goto done;
-    t.o = clCreateBuffer(rt->context, CL_MEM_WRITE_ONLY, sz.o, NULL, &rc);
-    if (rc == CL_SUCCESS && lse)
-        t.lse =
-            clCreateBuffer(rt->context, CL_MEM_WRITE_ONLY, sz.lse, NULL, &rc);
-    if (rc != CL_SUCCESS) {
-        s = attn_fail(err, attn_cl_status(rc),
-                      "cannot allocate the outputs on %s: %s", rt->info.name,
-                      attn_cl_error_name(rc));
+    for (int i = 0; i < cb->n_rt; i++)
+        for (int j = 0;
+             j < cb->rt[i]->n_queues && n_slots < ATTN_SCHED_MAX_SLOTS;
+             j++, n_slots++) {
+            slot_rt[n_slots] = cb->rt[i];
+            slot_q[n_slots] = cb->rt[i]->queues[j];
+            slot_dev[n_slots] = i;
+            weight[n_slots] = cb->weight[i] / cb->rt[i]->n_queues;
+        }
+    max_groups = attn_sched_max_groups(d, n_slots);
+    groups = calloc(max_groups, sizeof *groups);
+    rd = calloc(2 * max_groups, sizeof *rd);
+    if (!groups || !rd) {
+        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
-    if ((s = attn_cl_sdpa_unfused(rt, d, &t, rt->queue, 0, NULL, &ev, err)))
+    if ((s = attn_sched_split(d, n_slots, weight, groups, max_groups, &n_groups,
+                              err)))
         goto done;
-    ATTN_CL_CHECK(
-        clEnqueueReadBuffer(rt->queue, t.o, CL_FALSE, 0, sz.o, o, 1, &ev, &rd),
-        device);
-    if (lse)
-        ATTN_CL_CHECK(clEnqueueReadBuffer(rt->queue, t.lse, CL_FALSE, 0, sz.lse,
-                                          lse, 1, &ev, &rd_lse),
-                      device);
-    if ((s = wait_ok(rd, err)) || (lse && (s = wait_ok(rd_lse, err))))
-        goto done;
-    goto done;
-device:
-    s = attn_cl_status(rc);
-    /* Reads may be in flight into o: let them land before returning. */
-    clFinish(rt->queue);
+    for (size_t i = 0; i < n_groups; i++)
+        db[slot_dev[groups[i].slot]].used = 1;
+    for (int i = 0; i < cb->n_rt; i++)
+        if (db[i].used &&
+            (s = alloc_bufs(cb->rt[i], &sz, lse != NULL, &db[i], err)))
+            goto drain;
+    for (size_t i = 0; i < n_groups; i++) {
+        int sl = groups[i].slot;
+        if ((s = run_group(slot_rt[sl], slot_q[sl], &groups[i], elem,
+                           &db[slot_dev[sl]], q, k, v, o, lse, &rd[2 * i],
+                           err)))
+            goto drain;
+    }
+    s = wait_all(rd, 2 * n_groups, err);
+drain:
+    /* Reads may still be landing in o: let every queue finish first. */
+    if (s)
+        for (int i = 0; i < n_slots; i++)
+            clFinish(slot_q[i]);
 done:
-    if (rd)
-        clReleaseEvent(rd);
-    if (rd_lse)
-        clReleaseEvent(rd_lse);
-    if (ev)
-        clReleaseEvent(ev);
-    if (t.lse)
-        clReleaseMemObject(t.lse);
-    if (t.o)
-        clReleaseMemObject(t.o);
-    if (t.v)
-        clReleaseMemObject(t.v);
-    if (t.k)
-        clReleaseMemObject(t.k);
-    if (t.q)
-        clReleaseMemObject(t.q);
+    for (size_t i = 0; rd && i < 2 * n_groups; i++)
+        if (rd[i])
+            clReleaseEvent(rd[i]);
+    for (int i = 0; i < cb->n_rt; i++)
+        free_bufs(&db[i]);
+    free(rd);
+    free(groups);
     return s;
 }
 
 #ifdef ATTN_HAVE_CLBLAST
+/* The layer runs on the primary device. */
 static attn_status cl_mha(attn_backend *b, const attn_mha_call *c,
                           attn_err *err)
 {
-    return attn_cl_mha(b->impl, c, err);
+    cl_backend *cb = b->impl;
+    return attn_cl_mha(cb->rt[0], c, err);
 }
 #define CL_MHA cl_mha
 #else
@@ -139,20 +238,43 @@ static const attn_backend_ops cl_ops = {
 
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b)
 {
-    return b && b->ops == &cl_ops ? b->impl : NULL;
+    return b && b->ops == &cl_ops ? ((cl_backend *)b->impl)->rt[0] : NULL;
+}
+
+/* A device's relative speed for splitting work: compute units x clock. */
+static double device_weight(const attn_device_info *info)
+{
+    double w = (double)info->compute_units *
+               (double)(info->max_clock_mhz ? info->max_clock_mhz : 1000);
+    return w > 0 ? w : 1.0;
+}
+
+attn_status attn_backend_cl_wrap_n(attn_cl_runtime *const *rt, int n,
+                                   attn_backend **out, attn_err *err)
+{
+    attn_backend *b = calloc(1, sizeof *b);
+    cl_backend *cb = calloc(1, sizeof *cb);
+    if (!b || !cb || n < 1 || n > ATTN_CL_MAX_DEVICES) {
+        free(b);
+        free(cb);
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the OpenCL backend");
+    }
+    for (int i = 0; i < n; i++) {
+        cb->rt[i] = rt[i];
+        cb->weight[i] = device_weight(&rt[i]->info);
+    }
+    cb->n_rt = n;
+    b->ops = &cl_ops;
+    b->impl = cb;
+    *out = b;
+    return ATTN_OK;
 }
 
 attn_status attn_backend_cl_wrap(attn_cl_runtime *rt, attn_backend **out,
                                  attn_err *err)
 {
-    attn_backend *b = calloc(1, sizeof *b);
-    if (!b)
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "cannot allocate the OpenCL backend");
-    b->ops = &cl_ops;
-    b->impl = rt;
-    *out = b;
-    return ATTN_OK;
+    return attn_backend_cl_wrap_n(&rt, 1, out, err);
 }
 
 attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
@@ -170,14 +292,42 @@ attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
     return ATTN_OK;
 }
 
-attn_status attn_opencl_open(const char *spec, const char *cache_dir,
+/* Runtimes on the selected devices, each with its queues. */
+static attn_status open_devices(const attn_cl_device *devs,
+                                const attn_selection *sel,
+                                const attn_options *o, const attn_logger *log,
+                                attn_backend **out, attn_err *err)
+{
+    attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES];
+    int n = 0, queues = o->queues > 0 ? o->queues : 1;
+    attn_status s = ATTN_OK;
+    if (queues > ATTN_CL_MAX_QUEUES)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "options.queues %d exceeds %d", o->queues,
+                         ATTN_CL_MAX_QUEUES);
+    for (size_t i = 0; i < sel->count && n < ATTN_CL_MAX_DEVICES; i++) {
+        if ((s = attn_cl_runtime_create(&devs[sel->index[i]], o->cache_dir, log,
+                                        &rt[n], err)))
+            break;
+        n++;
+        if ((s = attn_cl_runtime_set_queues(rt[n - 1], queues, err)))
+            break;
+    }
+    if (s == ATTN_OK)
+        s = attn_backend_cl_wrap_n(rt, n, out, err);
+    if (s)
+        while (n > 0)
+            attn_cl_runtime_destroy(rt[--n]);
+    return s;
+}
+
+attn_status attn_opencl_open(const char *spec, const attn_options *o,
                              const attn_logger *log, attn_backend **out,
                              char *why, size_t why_cap, attn_err *err)
 {
     attn_cl_device *devs = NULL;
     attn_device_info *infos = NULL;
     attn_selection sel;
-    attn_cl_runtime *rt = NULL;
     size_t n = 0;
     attn_status s;
 
@@ -198,12 +348,8 @@ attn_status attn_opencl_open(const char *spec, const char *cache_dir,
     s = attn_cl_select(infos, n, spec, ATTN_CL_NATIVE_BEATS_CPU, &sel, err);
     if (s == ATTN_OK) {
         snprintf(why, why_cap, "%s", sel.why);
-        if (!sel.native) {
-            s = attn_cl_runtime_create(&devs[sel.index[0]], cache_dir, log, &rt,
-                                       err);
-            if (s == ATTN_OK && (s = attn_backend_cl_wrap(rt, out, err)))
-                attn_cl_runtime_destroy(rt);
-        }
+        if (!sel.native)
+            s = open_devices(devs, &sel, o, log, out, err);
     }
     free(infos);
     free(devs);

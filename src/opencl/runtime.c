@@ -10,8 +10,8 @@
 const char *attn_cl_error_name(cl_int rc)
 {
     switch (rc) {
-#define NAME(x)                                                               \
-    case x:                                                                   \
+#define NAME(x)                                                                \
+    case x:                                                                    \
         return #x
         NAME(CL_SUCCESS);
         NAME(CL_DEVICE_NOT_FOUND);
@@ -120,8 +120,8 @@ static void describe(attn_cl_runtime *rt)
         buf[sizeof buf - 1] = '\0';
         snprintf(rt->info.name, sizeof rt->info.name, "%s", buf);
     }
-    if (clGetDeviceInfo(rt->device, CL_DRIVER_VERSION, sizeof buf, buf,
-                        NULL) == CL_SUCCESS) {
+    if (clGetDeviceInfo(rt->device, CL_DRIVER_VERSION, sizeof buf, buf, NULL) ==
+        CL_SUCCESS) {
         buf[sizeof buf - 1] = '\0';
         snprintf(rt->info.driver_version, sizeof rt->info.driver_version,
                  "%.127s", buf);
@@ -157,6 +157,8 @@ static attn_status create(cl_context context, cl_device_id device,
                       attn_cl_error_name(rc));
         goto fail;
     }
+    rt->queues[0] = rt->queue;
+    rt->n_queues = 1;
     if (pthread_mutex_init(&rt->lock, NULL) != 0) {
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot create a lock");
         goto fail_queue;
@@ -201,8 +203,7 @@ attn_status attn_cl_runtime_create(const attn_cl_device *dev,
     return s;
 }
 
-attn_status attn_cl_runtime_create_from(cl_context context,
-                                        cl_device_id device,
+attn_status attn_cl_runtime_create_from(cl_context context, cl_device_id device,
                                         const char *cache_dir,
                                         const attn_logger *log,
                                         attn_cl_runtime **out, attn_err *err)
@@ -210,17 +211,41 @@ attn_status attn_cl_runtime_create_from(cl_context context,
     return create(context, device, NULL, 0, cache_dir, log, out, err);
 }
 
+attn_status attn_cl_runtime_set_queues(attn_cl_runtime *rt, int n,
+                                       attn_err *err)
+{
+    cl_int rc;
+    if (n < 1 || n > ATTN_CL_MAX_QUEUES)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "%d queues: must be in [1, %d]", n,
+                         ATTN_CL_MAX_QUEUES);
+    while (rt->n_queues < n) {
+        cl_command_queue q =
+            clCreateCommandQueue(rt->context, rt->device, 0, &rc);
+        if (rc != CL_SUCCESS)
+            return attn_fail(err, attn_cl_status(rc),
+                             "cannot create command queue %d on %s: %s",
+                             rt->n_queues + 1, rt->info.name,
+                             attn_cl_error_name(rc));
+        rt->queues[rt->n_queues++] = q;
+    }
+    return ATTN_OK;
+}
+
 void attn_cl_runtime_destroy(attn_cl_runtime *rt)
 {
     if (!rt)
         return;
-    if (rt->queue)
-        clFinish(rt->queue);
+    for (int i = 0; i < rt->n_queues; i++)
+        clFinish(rt->queues[i]);
     if (rt->launch_free)
         rt->launch_free(rt->launch);
     if (rt->mha_free)
         rt->mha_free(rt->mha);
-    clReleaseCommandQueue(rt->queue);
+    if (rt->fused_free)
+        rt->fused_free(rt->fused);
+    for (int i = 0; i < rt->n_queues; i++)
+        clReleaseCommandQueue(rt->queues[i]);
     pthread_mutex_destroy(&rt->build_lock);
     pthread_mutex_destroy(&rt->lock);
     clReleaseContext(rt->context);

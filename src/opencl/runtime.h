@@ -52,12 +52,17 @@ attn_status attn_cl_build_binary_file(struct attn_cl_runtime *rt,
                                       const char *path, const char *options,
                                       cl_program *out, attn_err *err);
 
+#define ATTN_CL_MAX_QUEUES 8
+
 typedef struct attn_cl_runtime {
     cl_context context;
     cl_device_id device;
     cl_platform_id platform;
     cl_command_queue queue; /* the library's own in-order queue */
-    int owns_context;       /* 0 when the caller handed the context in */
+    /* In-order queues for the scheduler; queues[0] == queue. */
+    cl_command_queue queues[ATTN_CL_MAX_QUEUES];
+    int n_queues;
+    int owns_context; /* 0 when the caller handed the context in */
     attn_device_info info;
     const attn_logger *log;
     char cache_dir[1024]; /* "" = no program cache */
@@ -67,6 +72,8 @@ typedef struct attn_cl_runtime {
     void (*launch_free)(void *launch);
     void *mha; /* state of the multi-head layer (mha_cl.c) */
     void (*mha_free)(void *mha);
+    void *fused; /* state of the fused kernel (sdpa_fused.c) */
+    void (*fused_free)(void *fused);
 } attn_cl_runtime;
 
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL
@@ -82,6 +89,12 @@ attn_status attn_cl_runtime_create_from(cl_context context, cl_device_id device,
                                         const attn_logger *log,
                                         attn_cl_runtime **out, attn_err *err);
 void attn_cl_runtime_destroy(attn_cl_runtime *rt); /* NULL is a no-op */
+
+/* Gives the runtime n in-order queues in all (1 .. ATTN_CL_MAX_QUEUES;
+ * queues[0] stays the library's queue).  Call before the runtime is
+ * shared.  Errors: ATTN_ERR_INVALID_ARGUMENT, ATTN_ERR_DEVICE. */
+attn_status attn_cl_runtime_set_queues(attn_cl_runtime *rt, int n,
+                                       attn_err *err);
 
 /* Builds (or loads from the cache) a program from the concatenation of the
  * named embedded sources, with build options (the library adds

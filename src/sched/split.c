@@ -1,0 +1,96 @@
+/* Cutting a call into groups of (batch, kv head) units: see sched.h. */
+#include <string.h>
+
+#include "sched/sched.h"
+
+size_t attn_sched_max_groups(const attn_sdpa_desc *d, int n_slots)
+{
+    /* A slot's run is at most a partial batch item, whole items and a
+     * partial item. */
+    (void)d;
+    return (size_t)n_slots * 3;
+}
+
+/* One group: units [u0, u1), within one batch item or whole items. */
+static void make_group(const attn_sdpa_desc *d, size_t u0, size_t u1, int slot,
+                       attn_group *g)
+{
+    size_t hkv = (size_t)d->heads_kv, r = (size_t)(d->heads_q / d->heads_kv);
+    size_t sq = (size_t)d->seq_q, skv = (size_t)d->seq_kv;
+    size_t dk = (size_t)d->head_dim, dv = (size_t)d->head_dim_v;
+    size_t b0 = u0 / hkv, g0 = u0 % hkv, units = u1 - u0;
+    size_t h0 = g0 * r; /* first query head */
+    g->d = *d;
+    g->slot = slot;
+    if (g0 == 0 && units % hkv == 0) { /* whole batch items */
+        g->d.batch = (int)(units / hkv);
+        if (d->mask.bias_kind == ATTN_BIAS_FULL)
+            g->d.mask.bias += b0 * (size_t)d->heads_q * sq * skv;
+    } else { /* kv heads [g0, g0 + units) of batch item b0 */
+        g->d.batch = 1;
+        g->d.heads_kv = (int)units;
+        g->d.heads_q = (int)(units * r);
+        if (d->mask.bias_kind == ATTN_BIAS_PER_HEAD)
+            g->d.mask.bias += h0 * sq * skv;
+        else if (d->mask.bias_kind == ATTN_BIAS_FULL)
+            g->d.mask.bias += (b0 * (size_t)d->heads_q + h0) * sq * skv;
+        if (d->additive_w)
+            g->d.additive_w += h0 * dk;
+    }
+    if (d->mask.kv_len)
+        g->d.mask.kv_len += b0;
+    g->q_off = u0 * r * sq * dk;
+    g->o_off = u0 * r * sq * dv;
+    g->lse_off = u0 * r * sq;
+    g->k_off = u0 * skv * dk;
+    g->v_off = u0 * skv * dv;
+    g->q_len = units * r * sq * dk;
+    g->o_len = units * r * sq * dv;
+    g->lse_len = units * r * sq;
+    g->k_len = units * skv * dk;
+    g->v_len = units * skv * dv;
+}
+
+attn_status attn_sched_split(const attn_sdpa_desc *d, int n_slots,
+                             const double *weights, attn_group *out,
+                             size_t max_groups, size_t *n, attn_err *err)
+{
+    size_t hkv = (size_t)d->heads_kv, total = (size_t)d->batch * hkv;
+    size_t count = 0, u = 0;
+    double sum = 0, acc = 0;
+    if (n_slots < 1 || n_slots > ATTN_SCHED_MAX_SLOTS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "%d queues: must be in [1, %d]", n_slots,
+                         ATTN_SCHED_MAX_SLOTS);
+    for (int s = 0; s < n_slots; s++) {
+        double w = weights ? weights[s] : 1.0;
+        if (!(w > 0))
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "queue weight %d is not positive", s);
+        sum += w;
+    }
+    for (int s = 0; s < n_slots && u < total; s++) {
+        size_t end;
+        acc += weights ? weights[s] : 1.0;
+        end = s == n_slots - 1 ? total
+                               : (size_t)((double)total * (acc / sum) + 0.5);
+        if (end > total)
+            end = total;
+        while (u < end) {
+            /* Whole batch items when the run covers them, else up to the
+             * end of this batch item. */
+            size_t stop;
+            if (u % hkv == 0 && end - u >= hkv)
+                stop = u + (end - u) / hkv * hkv;
+            else
+                stop = (u / hkv + 1) * hkv < end ? (u / hkv + 1) * hkv : end;
+            if (count == max_groups)
+                return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                                 "more than %zu groups", max_groups);
+            make_group(d, u, stop, s, &out[count++]);
+            u = stop;
+        }
+    }
+    *n = count;
+    return ATTN_OK;
+}
