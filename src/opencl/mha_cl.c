@@ -1,8 +1,8 @@
 /*
- * The multi-head layer on an OpenCL device (mha_cl.h): uploads, CLBlast
- * GEMMs and the kernels of cl/posenc.cl and cl/heads.cl, all on the
- * runtime's in-order queue, then one blocking read whose wait list holds
- * every command of the call.
+ * The multi-head layer on an OpenCL device (mha_cl.h): uploads (staged by
+ * mha_stage.c), CLBlast GEMMs and the kernels of cl/posenc.cl and
+ * cl/heads.cl, all on the runtime's in-order queue, then one blocking read
+ * whose wait list holds every command of the call.
  */
 #include <limits.h>
 #include <math.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "opencl/mha_cl.h"
+#include "opencl/mha_impl.h"
 #include "opencl/sdpa_cl.h"
 
 #ifndef ATTN_HAVE_CLBLAST
@@ -38,10 +38,8 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
 #pragma GCC diagnostic pop
 #endif
 
-#define MHA_WG         64   /* items per work-group (-DMHA_WG) */
-#define MHA_GROUPS     8192 /* work-groups per grid-stride launch, at most */
-#define MHA_MAX_EVENTS 32   /* commands of one call: 25 at most */
-#define TWO_PI         6.283185307179586476925
+#define MHA_WG     64   /* items per work-group (-DMHA_WG) */
+#define MHA_GROUPS 8192 /* work-groups per grid-stride launch, at most */
 
 enum { K_POSENC, K_ROPE, K_SPLIT, K_MERGE, K_BIAS, N_KERNELS };
 static const char *const kernel_names[N_KERNELS] = {
@@ -49,14 +47,14 @@ static const char *const kernel_names[N_KERNELS] = {
     "attn_heads_merge", "attn_bias_add"};
 
 /* rt->mha.  Guarded by rt->lock. */
-typedef struct mha_state {
+struct mha_state {
     cl_program prog;
     cl_kernel k[N_KERNELS];
     size_t wg[N_KERNELS]; /* local size of each kernel's launches */
     cl_mem dummy;         /* bound to the arguments that are absent */
     attn_status failed;   /* a failed build, kept */
     char why[ATTN_MSG_MAX];
-} mha_state;
+};
 
 static void state_release_prog(mha_state *st)
 {
@@ -159,114 +157,6 @@ static attn_status state_get(attn_cl_runtime *rt, mha_state **out,
 
 /* ---- one call ---------------------------------------------------------- */
 
-/* Element counts of one call's tensors. */
-typedef struct mha_sizes {
-    size_t d, dq, dkv, dall; /* d_model, q width, k/v width, q+k+v width */
-    size_t nq, nkv;          /* tokens */
-    size_t xq, xkv, wqkv, wo, bias, pe, proj, hq, hkv;
-    size_t pairs, half; /* sinusoidal frequencies, RoPE pairs per head */
-} mha_sizes;
-
-static attn_status get_sizes(const attn_mha_call *c, mha_sizes *z,
-                             attn_err *err)
-{
-    const attn_mha_desc *m = c->m;
-    const int self = c->x_kv == NULL;
-    size_t rows_pe;
-    memset(z, 0, sizeof *z);
-    z->d = (size_t)m->d_model;
-    z->dq = (size_t)m->heads_q * (size_t)m->head_dim;
-    z->dkv = (size_t)m->heads_kv * (size_t)m->head_dim;
-    z->dall = z->dq + 2 * z->dkv;
-    z->nq = (size_t)c->batch * (size_t)c->seq_q;
-    z->nkv = (size_t)c->batch * (size_t)c->seq_kv;
-    z->pairs = (z->d + 1) / 2;
-    z->half = (size_t)m->head_dim / 2;
-    rows_pe = (size_t)c->seq_q + (self ? 0 : (size_t)c->seq_kv);
-    if (z->dall > INT_MAX)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the q, k and v projections together are %zu wide; "
-                         "the device kernels take at most INT_MAX",
-                         z->dall);
-    if (!attn_mul_size(&z->xq, z->nq, z->d) ||
-        !attn_mul_size(&z->xkv, self ? 0 : z->nkv, z->d) ||
-        !attn_mul_size(&z->wqkv, z->dall, z->d) ||
-        !attn_mul_size(&z->wo, z->d, z->dq) ||
-        !attn_mul_size(&z->pe, rows_pe, z->d) ||
-        !attn_mul_size(&z->hq, z->nq, z->dq) ||
-        !attn_mul_size(&z->hkv, z->nkv, z->dkv) ||
-        !attn_mul_size(&z->proj, z->nq, self ? z->dall : z->dq) ||
-        (!self && z->proj > SIZE_MAX - 2 * z->hkv))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the sizes of the layer's device buffers overflow");
-    if (!self)
-        z->proj += 2 * z->hkv;
-    z->bias = z->dall + z->d;
-    if (m->posenc != ATTN_POSENC_LEARNED)
-        z->pe = 0;
-    return ATTN_OK;
-}
-
-/* What a call has enqueued so far. */
-typedef struct mha_run {
-    attn_cl_runtime *rt;
-    mha_state *st;
-    attn_err *err;
-    cl_event ev[MHA_MAX_EVENTS];
-    cl_uint n_ev;
-} mha_run;
-
-static attn_status push_event(mha_run *r, cl_event ev, const char *what)
-{
-    if (r->n_ev == MHA_MAX_EVENTS) {
-        clReleaseEvent(ev);
-        return attn_fail(r->err, ATTN_ERR_DEVICE,
-                         "internal error: too many commands (%s)", what);
-    }
-    r->ev[r->n_ev++] = ev;
-    return ATTN_OK;
-}
-
-/* A device buffer of n floats; init (host memory, n floats) is copied at
- * creation when given. */
-static attn_status new_buffer(mha_run *r, size_t n, const void *init,
-                              const char *name, cl_mem *out)
-{
-    size_t bytes;
-    cl_int rc;
-    *out = NULL;
-    if (!attn_mul_size(&bytes, n, sizeof(float)))
-        return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    *out = clCreateBuffer(r->rt->context,
-                          init ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR
-                               : CL_MEM_READ_WRITE,
-                          bytes, (void *)init, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(r->err, attn_cl_status(rc),
-                         "cannot allocate %zu bytes for %s on %s: %s", bytes,
-                         name, r->rt->info.name, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
-/* Enqueues a non-blocking copy of n floats from host to buf at element
- * offset off (the caller's memory stays valid until attn_cl_mha returns,
- * and it returns only after the copy finished). */
-static attn_status upload(mha_run *r, cl_mem buf, size_t off, const float *src,
-                          size_t n, const char *name)
-{
-    cl_event ev = NULL;
-    cl_int rc =
-        clEnqueueWriteBuffer(r->rt->queue, buf, CL_FALSE, off * sizeof(float),
-                             n * sizeof(float), src, 0, NULL, &ev);
-    if (rc != CL_SUCCESS)
-        return attn_fail(r->err, attn_cl_status(rc), "cannot copy %s to %s: %s",
-                         name, r->rt->info.name, attn_cl_error_name(rc));
-    return push_event(r, ev, name);
-}
-
 typedef struct karg {
     size_t size;
     const void *value;
@@ -309,7 +199,7 @@ static attn_status launch(mha_run *r, int kid, const karg *a, size_t n_args,
         return attn_fail(r->err, attn_cl_status(rc), "%s(%s) failed: %s (%d)",
                          call, kernel_names[kid], attn_cl_error_name(rc),
                          (int)rc);
-    return push_event(r, ev, kernel_names[kid]);
+    return attn_cl_mha_stage_event(r, ev, kernel_names[kid]);
 }
 #define LAUNCH(r, kid, a, cols, rows)                                          \
     launch((r), (kid), (a), sizeof(a) / sizeof *(a), (cols), (rows))
@@ -347,110 +237,7 @@ static attn_status gemm(mha_run *r, const char *what, size_t m, size_t n,
             "CLBlastSgemm (%s, %zu x %zu x %zu) failed: %s (%d)", what, m, n, k,
             cl ? attn_cl_error_name((cl_int)st) : "CLBlast status", (int)st);
     }
-    return push_event(r, ev, what);
-}
-
-/* Device buffers of one call. */
-enum {
-    B_XQ,    /* x_q (+ encoding), at the end y */
-    B_XKV,   /* x_kv (+ encoding), cross-attention only */
-    B_WQKV,  /* [Wq; Wk; Wv] */
-    B_WO,    /* Wo */
-    B_BIAS,  /* [bq | bk | bv | bo] where given */
-    B_PE,    /* LEARNED rows: the query positions, then the key positions */
-    B_FPE,   /* SINUSOIDAL frequencies */
-    B_FROPE, /* RoPE frequencies */
-    B_CSQ,   /* RoPE (cos, sin) of the query positions */
-    B_CSKV,  /* ... of the key positions, cross-attention only */
-    B_PROJ,  /* projections, token-major; later the merged heads */
-    B_HQ,    /* heads [B, H, S, D]: Q, K, V, attention output */
-    B_HK,
-    B_HV,
-    B_HO,
-    N_BUFS
-};
-
-/* Frequencies in turns (w / 2 pi) as float pairs hi + lo, w_i =
- * 10000^(-2i / den) for i < n, computed in double as the native backend
- * does.  Returns NULL when memory runs out. */
-static float *freq_table(size_t n, size_t den)
-{
-    float *f = malloc(2 * (n ? n : 1) * sizeof *f);
-    if (!f)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        double t = 1.0 / pow(10000.0, 2.0 * (double)i / (double)den) / TWO_PI;
-        f[2 * i] = (float)t;
-        f[2 * i + 1] = (float)(t - (double)f[2 * i]);
-    }
-    return f;
-}
-
-/* Creates the call's buffers and enqueues the uploads of its inputs. */
-static attn_status stage_inputs(mha_run *r, const attn_mha_call *c,
-                                const mha_sizes *z, cl_mem *b)
-{
-    const attn_mha_desc *m = c->m;
-    const int self = c->x_kv == NULL;
-    const int rope = m->posenc == ATTN_POSENC_ROPE && z->half > 0;
-    const int biased = m->bq || m->bk || m->bv || m->bo;
-    const size_t sq = (size_t)c->seq_q, skv = (size_t)c->seq_kv;
-    float *fpe = NULL, *frope = NULL;
-    attn_status s = ATTN_OK;
-
-    if ((m->posenc == ATTN_POSENC_SINUSOIDAL &&
-         !(fpe = freq_table(z->pairs, z->d))) ||
-        (rope && !(frope = freq_table(z->half, (size_t)m->head_dim)))) {
-        s = attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
-                      "cannot allocate the frequency table");
-        goto out;
-    }
-    if ((s = new_buffer(r, z->xq, NULL, "x_q", &b[B_XQ])) ||
-        (!self && (s = new_buffer(r, z->xkv, NULL, "x_kv", &b[B_XKV]))) ||
-        (s = new_buffer(r, z->wqkv, NULL, "[Wq; Wk; Wv]", &b[B_WQKV])) ||
-        (s = new_buffer(r, z->wo, NULL, "Wo", &b[B_WO])) ||
-        (biased &&
-         (s = new_buffer(r, z->bias, NULL, "the biases", &b[B_BIAS]))) ||
-        (z->pe && (s = new_buffer(r, z->pe, NULL, "pos_table", &b[B_PE]))) ||
-        (fpe && (s = new_buffer(r, 2 * z->pairs, fpe,
-                                "the sinusoidal frequencies", &b[B_FPE]))) ||
-        (frope && (s = new_buffer(r, 2 * z->half, frope, "the RoPE frequencies",
-                                  &b[B_FROPE]))) ||
-        (rope && (s = new_buffer(r, 2 * sq * z->half, NULL, "the RoPE table",
-                                 &b[B_CSQ]))) ||
-        (rope && !self &&
-         (s = new_buffer(r, 2 * skv * z->half, NULL, "the RoPE table",
-                         &b[B_CSKV]))) ||
-        (s = new_buffer(r, z->proj, NULL, "the projections", &b[B_PROJ])) ||
-        (s = new_buffer(r, z->hq, NULL, "the query heads", &b[B_HQ])) ||
-        (s = new_buffer(r, z->hkv, NULL, "the key heads", &b[B_HK])) ||
-        (s = new_buffer(r, z->hkv, NULL, "the value heads", &b[B_HV])) ||
-        (s = new_buffer(r, z->hq, NULL, "the attention output", &b[B_HO])))
-        goto out;
-
-    if ((s = upload(r, b[B_XQ], 0, c->x_q, z->xq, "x_q")) ||
-        (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))) ||
-        (s = upload(r, b[B_WQKV], 0, m->wq, z->dq * z->d, "wq")) ||
-        (s = upload(r, b[B_WQKV], z->dq * z->d, m->wk, z->dkv * z->d, "wk")) ||
-        (s = upload(r, b[B_WQKV], (z->dq + z->dkv) * z->d, m->wv, z->dkv * z->d,
-                    "wv")) ||
-        (s = upload(r, b[B_WO], 0, m->wo, z->wo, "wo")) ||
-        (m->bq && (s = upload(r, b[B_BIAS], 0, m->bq, z->dq, "bq"))) ||
-        (m->bk && (s = upload(r, b[B_BIAS], z->dq, m->bk, z->dkv, "bk"))) ||
-        (m->bv &&
-         (s = upload(r, b[B_BIAS], z->dq + z->dkv, m->bv, z->dkv, "bv"))) ||
-        (m->bo && (s = upload(r, b[B_BIAS], z->dall, m->bo, z->d, "bo"))) ||
-        (z->pe &&
-         (s = upload(r, b[B_PE], 0, m->pos_table + (size_t)m->pos_offset * z->d,
-                     sq * z->d, "pos_table"))) ||
-        (z->pe && !self &&
-         (s = upload(r, b[B_PE], sq * z->d, m->pos_table, skv * z->d,
-                     "pos_table"))))
-        goto out;
-out:
-    free(frope);
-    free(fpe);
-    return s;
+    return attn_cl_mha_stage_event(r, ev, what);
 }
 
 /* Adds the positional table to x (SINUSOIDAL, LEARNED) and computes the
@@ -570,7 +357,7 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
     t.o = b[B_HO];
     if ((s = attn_cl_sdpa_unfused(r->rt, &sd, &t, r->rt->queue, 0, NULL, &ev,
                                   r->err)) ||
-        (s = push_event(r, ev, "attention")))
+        (s = attn_cl_mha_stage_event(r, ev, "attention")))
         return s;
 
     {
@@ -604,7 +391,8 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
     if (!rt || !c)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "attn_cl_mha: NULL argument");
-    if ((s = attn_validate_mha(c, err)) || (s = get_sizes(c, &z, err)))
+    if ((s = attn_validate_mha(c, err)) ||
+        (s = attn_cl_mha_stage_sizes(c, &z, err)))
         return s;
     memset(&r, 0, sizeof r);
     r.rt = rt;
@@ -615,7 +403,7 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
     if (s)
         return s;
 
-    if ((s = stage_inputs(&r, c, &z, b)) ||
+    if ((s = attn_cl_mha_stage_inputs(&r, c, &z, b)) ||
         (s = enqueue_posenc(&r, c, &z, b)) || (s = enqueue_layer(&r, c, &z, b)))
         goto out;
     /* Waits for every command of the call; when one failed, y is not

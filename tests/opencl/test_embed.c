@@ -6,7 +6,8 @@
  * reference oracle.  Error cases: NULL handles and buffers, a queue of
  * another context, buffers too small for their offsets, a native context.
  *
- * Without an OpenCL platform the suite prints SKIP and exits 77.
+ * Without an OpenCL platform the suite prints SKIP and exits 77.  The
+ * guarded buffers and their checks are in call_bufs.c.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,175 +16,16 @@
 #include <time.h>
 
 #include "attn/attn_cl.h"
+#include "call_bufs.h"
 #include "cases.h"
 #include "harness.h"
 
-#define GUARD_BYTE 0x5a
-#define UNSET_BYTE 0xff /* NaN in float and half */
-#define GUARD      37   /* elements after each tensor */
+#define GUARD 37 /* elements after each tensor */
 
 static cl_device_id device;
 static cl_context clctx;
 static cl_command_queue queue;
 static attn_context *ctx;
-
-/* ---- buffers ---------------------------------------------------------- */
-
-/* A device buffer of off + n + GUARD elements of es bytes: GUARD_BYTE
- * everywhere except the n elements at off, which hold data (or
- * UNSET_BYTE when data is NULL). */
-typedef struct guarded {
-    cl_mem mem;
-    unsigned char *image; /* what was written, to compare against */
-    size_t off, n, es, bytes;
-} guarded;
-
-static int guarded_make(guarded *g, const void *data, size_t off, size_t n,
-                        size_t es, size_t guard)
-{
-    cl_int rc;
-    memset(g, 0, sizeof *g);
-    g->off = off;
-    g->n = n;
-    g->es = es;
-    g->bytes = (off + n + guard) * es;
-    if (!(g->image = malloc(g->bytes)))
-        return -1;
-    memset(g->image, GUARD_BYTE, g->bytes);
-    if (data)
-        memcpy(g->image + off * es, data, n * es);
-    else
-        memset(g->image + off * es, UNSET_BYTE, n * es);
-    g->mem = clCreateBuffer(clctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                            g->bytes, g->image, &rc);
-    if (rc != CL_SUCCESS) {
-        free(g->image);
-        g->image = NULL;
-        g->mem = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static void guarded_free(guarded *g)
-{
-    if (g->mem)
-        clReleaseMemObject(g->mem);
-    free(g->image);
-    memset(g, 0, sizeof *g);
-}
-
-/* The buffer's contents now (malloc'd), read on q. */
-static unsigned char *guarded_read(const guarded *g, cl_command_queue q)
-{
-    unsigned char *p = malloc(g->bytes);
-    if (p && clEnqueueReadBuffer(q, g->mem, CL_TRUE, 0, g->bytes, p, 0, NULL,
-                                 NULL) != CL_SUCCESS) {
-        free(p);
-        p = NULL;
-    }
-    return p;
-}
-
-/* 1 when everything outside the tensor (and, with whole, the tensor too)
- * is as written. */
-static int guarded_intact(const guarded *g, const unsigned char *now, int whole)
-{
-    size_t a = g->off * g->es, b = (g->off + g->n) * g->es;
-    if (whole)
-        return memcmp(now, g->image, g->bytes) == 0;
-    return memcmp(now, g->image, a) == 0 &&
-           memcmp(now + b, g->image + b, g->bytes - b) == 0;
-}
-
-/* The buffers of one call on case c. */
-typedef struct call_bufs {
-    guarded q, k, v, o, lse;
-    attn_cl_buffers b;
-} call_bufs;
-
-static void call_bufs_free(call_bufs *cb)
-{
-    guarded_free(&cb->q);
-    guarded_free(&cb->k);
-    guarded_free(&cb->v);
-    guarded_free(&cb->o);
-    guarded_free(&cb->lse);
-}
-
-/* off: element offsets of q, k, v, o, lse; guard: elements after each. */
-static int call_bufs_make(call_bufs *cb, const sdpa_case *c,
-                          const size_t off[5], size_t guard, int with_lse)
-{
-    size_t es = c->d.dtype == ATTN_F16 ? 2 : 4;
-    memset(cb, 0, sizeof *cb);
-    if (guarded_make(&cb->q, c->q, off[0], c->nq, es, guard) ||
-        guarded_make(&cb->k, c->k, off[1], c->nk, es, guard) ||
-        guarded_make(&cb->v, c->v, off[2], c->nv, es, guard) ||
-        guarded_make(&cb->o, NULL, off[3], c->no, es, guard) ||
-        (with_lse &&
-         guarded_make(&cb->lse, NULL, off[4], c->nlse, sizeof(float), guard))) {
-        call_bufs_free(cb);
-        return -1;
-    }
-    cb->b.q = cb->q.mem;
-    cb->b.k = cb->k.mem;
-    cb->b.v = cb->v.mem;
-    cb->b.o = cb->o.mem;
-    cb->b.lse = cb->lse.mem;
-    cb->b.q_offset = off[0];
-    cb->b.k_offset = off[1];
-    cb->b.v_offset = off[2];
-    cb->b.o_offset = off[3];
-    cb->b.lse_offset = off[4];
-    return 0;
-}
-
-/* Reads everything back on q and checks: inputs unchanged, guards intact,
- * O and lse right.  Returns 1 when all holds. */
-static int call_bufs_check(const call_bufs *cb, const sdpa_case *c,
-                           const ref_sdpa_result *ref, cl_command_queue q,
-                           const char *what)
-{
-    unsigned char *qq = guarded_read(&cb->q, q), *kk = guarded_read(&cb->k, q);
-    unsigned char *vv = guarded_read(&cb->v, q), *oo = guarded_read(&cb->o, q);
-    unsigned char *ll = cb->lse.mem ? guarded_read(&cb->lse, q) : NULL;
-    int ok = qq && kk && vv && oo && (ll || !cb->lse.mem);
-    if (!ok) {
-        printf("\n  %s: cannot read the buffers back\n", what);
-    } else {
-        if (!guarded_intact(&cb->q, qq, 1) || !guarded_intact(&cb->k, kk, 1) ||
-            !guarded_intact(&cb->v, vv, 1)) {
-            printf("\n  %s: an input buffer changed\n", what);
-            ok = 0;
-        }
-        if (!guarded_intact(&cb->o, oo, 0) ||
-            (ll && !guarded_intact(&cb->lse, ll, 0))) {
-            printf("\n  %s: written outside o or lse\n", what);
-            ok = 0;
-        }
-        if (!ref_check_sdpa(
-                what, &c->d, ref, oo + cb->o.off * cb->o.es,
-                ll ? (const float *)(const void *)(ll + cb->lse.off * 4) : NULL,
-                NULL))
-            ok = 0;
-    }
-    free(qq);
-    free(kk);
-    free(vv);
-    free(oo);
-    free(ll);
-    return ok;
-}
-
-/* 1 when o still holds what call_bufs_make wrote. */
-static int output_untouched(const call_bufs *cb, cl_command_queue q)
-{
-    unsigned char *oo = guarded_read(&cb->o, q);
-    int ok = oo && guarded_intact(&cb->o, oo, 1);
-    free(oo);
-    return ok;
-}
 
 static int event_complete(cl_event ev)
 {
@@ -224,7 +66,7 @@ static void run_case(const attn_sdpa_desc *sh, const size_t off[5],
     static const size_t zero[5] = {0, 0, 0, 0, 0};
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, sh, 5, 1.0, 0.05, 1), 0);
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
-    CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, &c, plain ? zero : off,
+    CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, clctx, &c, plain ? zero : off,
                                          plain ? 0 : GUARD, with_lse),
                           0);
     if (plain)
@@ -389,7 +231,7 @@ static void test_user_event(void)
     d.mask.bias_kind = ATTN_BIAS_FULL;
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 9, 1.0, 0.1, 1), 0);
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
-    CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, &c, off, GUARD, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, clctx, &c, off, GUARD, 1), 0);
     user = clCreateUserEvent(clctx, &rc);
     CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
     other = clCreateCommandQueue(clctx, device, 0, &rc);
@@ -407,7 +249,7 @@ static void test_user_event(void)
     if (done)
         CU_ASSERT(!event_complete(done));
     /* Read through another queue: the work has not started. */
-    CU_ASSERT(output_untouched(&cb, other));
+    CU_ASSERT(call_bufs_untouched(&cb, other));
 
     CU_ASSERT_EQUAL(clSetUserEventStatus(user, CL_COMPLETE), CL_SUCCESS);
     if (done) {
@@ -442,7 +284,8 @@ static void test_event_chain(void)
     {
         sdpa_case junk;
         CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&junk, &d, 12, 3.0, 0.0, 0), 0);
-        CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, &junk, off, GUARD, 1), 0);
+        CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, clctx, &junk, off, GUARD, 1),
+                              0);
         sdpa_case_free(&junk);
     }
     memcpy(cb.q.image + cb.q.off * 4, c.q, c.nq * 4);
@@ -511,7 +354,6 @@ static void test_library_context(void)
     sdpa_case c;
     ref_sdpa_result ref;
     call_bufs cb;
-    cl_context saved = clctx;
     static const size_t off[5] = {1, 2, 3, 4, 5};
     attn_device_info devs[16];
     size_t n = 0;
@@ -534,9 +376,7 @@ static void test_library_context(void)
         shape(&d, ATTN_F32);
         CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 14, 1.0, 0.0, 0), 0);
         CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
-        clctx = lc; /* call_bufs_make allocates on clctx */
-        CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, &c, off, GUARD, 1), 0);
-        clctx = saved;
+        CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, lc, &c, off, GUARD, 1), 0);
         CU_ASSERT_EQUAL(
             attn_sdpa_cl_buffers(lib, &c.d, &cb.b, lq, 0, NULL, NULL), ATTN_OK);
         CU_ASSERT_EQUAL(clFinish(lq), CL_SUCCESS);
@@ -567,7 +407,7 @@ static void test_errors(void)
     attn_context *native = NULL;
     shape(&d, ATTN_F32);
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 15, 1.0, 0.0, 0), 0);
-    CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, &c, off, GUARD, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, clctx, &c, off, GUARD, 1), 0);
     other_ctx = clCreateContext(NULL, 1, &device, NULL, NULL, &rc);
     CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
     other_q = clCreateCommandQueue(other_ctx, device, 0, &rc);
@@ -636,7 +476,7 @@ static void test_errors(void)
     EXPECT_ERR(attn_sdpa_cl_buffers(ctx, &c.d, &b, queue, 0, NULL, &done),
                ATTN_ERR_OUT_OF_MEMORY);
     /* None of that wrote anything. */
-    CU_ASSERT(output_untouched(&cb, queue));
+    CU_ASSERT(call_bufs_untouched(&cb, queue));
 
     /* A context on the native backend has no OpenCL objects. */
     attn_options_init(&o);
@@ -654,7 +494,7 @@ static void test_errors(void)
     CU_ASSERT_EQUAL(attn_context_cl_objects(native, NULL, NULL, NULL),
                     ATTN_ERR_UNSUPPORTED);
     attn_context_destroy(native);
-    CU_ASSERT(output_untouched(&cb, queue));
+    CU_ASSERT(call_bufs_untouched(&cb, queue));
 #undef EXPECT_ERR
 
     clReleaseCommandQueue(other_q);

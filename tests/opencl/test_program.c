@@ -17,10 +17,9 @@
  *
  * Every test works in its own folder under one mkdtemp'd root, removed at
  * the end.  Without a usable OpenCL device the suite prints SKIP and exits
- * 77.
+ * 77.  The fixtures (cases, folders, cache files, the log capture) are in
+ * program_fixture.c.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,262 +34,9 @@
 #include "opencl/backend_cl.h"
 #include "opencl/discovery.h"
 #include "opencl/sdpa_cl.h"
+#include "program_fixture.h"
 
-/* The entry layout of program.c: magic 8 | key 16 | size 8 | checksum 8. */
-#define ENTRY_HEADER 40
-#define ENTRY_MAGIC  "ATTNPRG1"
-#define LOG_CAP      32768
-
-static char root[] = "/tmp/attn-test-program-XXXXXX";
 static int root_made;
-static sdpa_case f32_case, f16_case;
-static ref_sdpa_result f32_ref, f16_ref;
-static char device_name[256];
-
-/* ---- files ----------------------------------------------------------- */
-
-static int remove_tree(const char *path)
-{
-    struct stat st;
-    DIR *d;
-    struct dirent *e;
-    int rc = 0;
-    if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 0 : -1;
-    if (!S_ISDIR(st.st_mode))
-        return unlink(path);
-    chmod(path, 0700); /* a test may have taken the write bit away */
-    if (!(d = opendir(path)))
-        return -1;
-    while ((e = readdir(d))) {
-        char sub[1024];
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rc |= remove_tree(sub);
-    }
-    closedir(d);
-    return rmdir(path) | rc;
-}
-
-/* A fresh folder root/name (path receives it). */
-static int test_dir(const char *name, char *path, size_t cap)
-{
-    snprintf(path, cap, "%s/%s", root, name);
-    remove_tree(path);
-    return mkdir(path, 0755);
-}
-
-/* Number of files in dir whose name ends with suffix; the first one's path
- * goes to first (when not NULL).  -1 when dir cannot be read. */
-static int count_files(const char *dir, const char *suffix, char *first,
-                       size_t cap)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t ls = strlen(suffix);
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l < ls || strcmp(e->d_name + l - ls, suffix) != 0)
-            continue;
-        if (n++ == 0 && first)
-            snprintf(first, cap, "%s/%s", dir, e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf = NULL;
-    long len;
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 &&
-        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
-        fread(buf, 1, (size_t)len, f) == (size_t)len) {
-        *n = (size_t)len;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
-static int write_all(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    int ok;
-    if (!f)
-        return -1;
-    ok = fwrite(p, 1, n, f) == n;
-    return (fclose(f) == 0 && ok) ? 0 : -1;
-}
-
-/* program.c's checksum (two FNV-1a streams); valid_entry checks that the
- * two agree on an entry the library wrote, so a change of format shows as
- * such instead of as a puzzling rebuild. */
-static uint64_t entry_checksum(const unsigned char *p, size_t n)
-{
-    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
-    for (size_t i = 0; i < n; i++) {
-        a = (a ^ p[i]) * 0x100000001b3ull;
-        b = (b ^ p[i]) * 0x100000001b3ull;
-        b ^= b >> 29;
-    }
-    a = (a ^ 0xffu) * 0x100000001b3ull;
-    b = (b ^ 0xfeu) * 0x100000001b3ull;
-    return a ^ (b << 1);
-}
-
-/* 1 when path holds a well-formed entry: magic, a size that matches the
- * file and a checksum that matches the payload. */
-static int valid_entry(const char *path)
-{
-    size_t n = 0;
-    unsigned char *e = read_all(path, &n);
-    uint64_t size, sum;
-    int ok;
-    if (!e)
-        return 0;
-    ok = n > ENTRY_HEADER && memcmp(e, ENTRY_MAGIC, 8) == 0;
-    if (ok) {
-        memcpy(&size, e + 24, 8);
-        memcpy(&sum, e + 32, 8);
-        ok = size == n - ENTRY_HEADER &&
-             sum == entry_checksum(e + ENTRY_HEADER, (size_t)size);
-    }
-    free(e);
-    return ok;
-}
-
-/* ---- logging and contexts --------------------------------------------- */
-
-typedef struct log_capture {
-    char text[LOG_CAP];
-    size_t len;
-} log_capture;
-
-static void capture(int level, const char *msg, void *user)
-{
-    log_capture *c = user;
-    int n = snprintf(c->text + c->len, sizeof c->text - c->len, "[%d] %s\n",
-                     level, msg);
-    if (n > 0)
-        c->len += (size_t)n < sizeof c->text - c->len
-                      ? (size_t)n
-                      : sizeof c->text - c->len - 1;
-}
-
-static int logged(const log_capture *c, const char *what)
-{
-    return strstr(c->text, what) != NULL;
-}
-
-/* A context on the OpenCL CPU device with the cache in cache_dir, logging
- * everything into cap (cleared).  NULL (after a failed assertion) when it
- * cannot be created or landed on the native backend. */
-static attn_context *make_ctx(const char *cache_dir, int fallback,
-                              log_capture *cap)
-{
-    attn_options o;
-    attn_context *ctx = NULL;
-    attn_device_info info;
-    attn_status s;
-    memset(cap, 0, sizeof *cap);
-    attn_options_init(&o);
-    o.device = "cpu";
-    o.allow_fallback = fallback;
-    o.cache_dir = cache_dir;
-    o.path = ATTN_PATH_UNFUSED;
-    o.log = capture;
-    o.log_user = cap;
-    o.log_level = ATTN_LOG_DEBUG;
-    s = attn_context_create(&o, &ctx);
-    HARNESS_EXPECT(s == ATTN_OK, "attn_context_create on \"cpu\"");
-    if (s != ATTN_OK) {
-        printf("\n  attn_context_create: %s: %s\n", attn_status_string(s),
-               attn_last_error());
-        return NULL;
-    }
-    s = attn_context_device(ctx, &info);
-    HARNESS_EXPECT(s == ATTN_OK && info.kind == ATTN_DEVICE_CPU_OPENCL,
-                   "the context runs on the OpenCL CPU device");
-    if (s != ATTN_OK || info.kind != ATTN_DEVICE_CPU_OPENCL) {
-        attn_context_destroy(ctx);
-        return NULL;
-    }
-    return ctx;
-}
-
-/* One call of c on a fresh context (cache in cache_dir); 1 when right. */
-static int run_case(const sdpa_case *c, const ref_sdpa_result *ref,
-                    const char *cache_dir, log_capture *cap, const char *what)
-{
-    attn_context *ctx = make_ctx(cache_dir, 0, cap);
-    int ok;
-    if (!ctx)
-        return 0;
-    ok = sdpa_case_check(ctx, c, ref, 1, NULL, what);
-    attn_context_destroy(ctx);
-    return ok;
-}
-
-static int run_f32(const char *cache_dir, log_capture *cap, const char *what)
-{
-    return run_case(&f32_case, &f32_ref, cache_dir, cap, what);
-}
-
-/* ---- suite ------------------------------------------------------------ */
-
-static int suite_init(void)
-{
-    attn_sdpa_desc d;
-    attn_context *ctx;
-    attn_device_info info;
-    attn_options o;
-    memset(&d, 0, sizeof d);
-    d.batch = 2;
-    d.heads_q = 4;
-    d.heads_kv = 2;
-    d.seq_q = 19;
-    d.seq_kv = 33;
-    d.head_dim = 16;
-    d.head_dim_v = 8;
-    d.mask.causal = 1;
-    if (sdpa_case_init(&f32_case, &d, 41, 1.0, 0.0, 0) ||
-        ref_sdpa(&f32_case.d, f32_case.q, f32_case.k, f32_case.v, &f32_ref))
-        return 1;
-    d.dtype = ATTN_F16;
-    d.mask.causal = 0;
-    if (sdpa_case_init(&f16_case, &d, 42, 1.0, 0.0, 0) ||
-        ref_sdpa(&f16_case.d, f16_case.q, f16_case.k, f16_case.v, &f16_ref))
-        return 1;
-    /* The device name names the offline binary. */
-    attn_options_init(&o);
-    o.device = "cpu";
-    o.cache_dir = "";
-    if (attn_context_create(&o, &ctx) != ATTN_OK)
-        return 1;
-    if (attn_context_device(ctx, &info) == ATTN_OK)
-        snprintf(device_name, sizeof device_name, "%s", info.name);
-    attn_context_destroy(ctx);
-    return device_name[0] == '\0';
-}
-
-static int suite_clean(void)
-{
-    sdpa_case_free(&f32_case);
-    sdpa_case_free(&f16_case);
-    ref_sdpa_free(&f32_ref);
-    ref_sdpa_free(&f16_ref);
-    return 0;
-}
 
 /* ---- tests ------------------------------------------------------------ */
 
@@ -300,23 +46,23 @@ static void test_miss_then_hit(void)
     log_capture *cap = calloc(1, sizeof *cap);
     struct stat st1, st2;
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
-    CU_ASSERT_EQUAL_FATAL(test_dir("hit", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("hit", dir, sizeof dir), 0);
 
-    CU_ASSERT(run_f32(dir, cap, "miss"));
-    CU_ASSERT(logged(cap, "built program"));
-    CU_ASSERT(logged(cap, "cached program"));
-    CU_ASSERT(!logged(cap, "cache hit"));
-    CU_ASSERT_EQUAL(count_files(dir, ".clbin", entry, sizeof entry), 1);
-    CU_ASSERT_EQUAL(count_files(dir, ".tmp", NULL, 0), 0);
-    CU_ASSERT(valid_entry(entry));
+    CU_ASSERT(fixture_run_f32(dir, cap, "miss"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(fixture_logged(cap, "cached program"));
+    CU_ASSERT(!fixture_logged(cap, "cache hit"));
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", entry, sizeof entry), 1);
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".tmp", NULL, 0), 0);
+    CU_ASSERT(fixture_valid_entry(entry));
     CU_ASSERT_EQUAL_FATAL(stat(entry, &st1), 0);
 
     /* A second runtime (a new context) finds it and does not rewrite it. */
-    CU_ASSERT(run_f32(dir, cap, "hit"));
-    CU_ASSERT(logged(cap, "cache hit"));
-    CU_ASSERT(!logged(cap, "built program"));
-    CU_ASSERT(!logged(cap, "cached program"));
-    CU_ASSERT_EQUAL(count_files(dir, ".clbin", again, sizeof again), 1);
+    CU_ASSERT(fixture_run_f32(dir, cap, "hit"));
+    CU_ASSERT(fixture_logged(cap, "cache hit"));
+    CU_ASSERT(!fixture_logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", again, sizeof again), 1);
     CU_ASSERT_STRING_EQUAL(again, entry);
     CU_ASSERT_EQUAL(stat(entry, &st2), 0);
     CU_ASSERT_EQUAL(st2.st_ino, st1.st_ino);
@@ -324,15 +70,15 @@ static void test_miss_then_hit(void)
 
     /* Other build options (the F16 program) are another key. */
     {
-        attn_context *ctx = make_ctx(dir, 0, cap);
+        attn_context *ctx = fixture_make_ctx(dir, 0, cap);
         if (ctx) {
-            CU_ASSERT(
-                sdpa_case_check(ctx, &f16_case, &f16_ref, 1, NULL, "f16 miss"));
+            CU_ASSERT(sdpa_case_check(ctx, &fixture_f16_case, &fixture_f16_ref,
+                                      1, NULL, "f16 miss"));
             attn_context_destroy(ctx);
         }
     }
-    CU_ASSERT(logged(cap, "built program"));
-    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 2);
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", NULL, 0), 2);
     free(cap);
 }
 
@@ -350,31 +96,32 @@ static void check_rebuilt(const char *name, damage_fn damage,
     unsigned char *orig = NULL, *now = NULL;
     size_t n = 0, n2 = 0;
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
-    CU_ASSERT_EQUAL_FATAL(test_dir(name, dir, sizeof dir), 0);
-    CU_ASSERT(run_f32(dir, cap, name));
-    CU_ASSERT_EQUAL_FATAL(count_files(dir, ".clbin", entry, sizeof entry), 1);
-    orig = read_all(entry, &n);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir(name, dir, sizeof dir), 0);
+    CU_ASSERT(fixture_run_f32(dir, cap, name));
+    CU_ASSERT_EQUAL_FATAL(
+        fixture_count_files(dir, ".clbin", entry, sizeof entry), 1);
+    orig = fixture_read_all(entry, &n);
     CU_ASSERT_PTR_NOT_NULL_FATAL(orig);
     CU_ASSERT_FATAL(n > ENTRY_HEADER);
 
     damage(entry, orig, n);
-    CU_ASSERT(!valid_entry(entry) || !strcmp(name, "rejected"));
-    CU_ASSERT(run_f32(dir, cap, name));
-    if (!logged(cap, expect_log))
+    CU_ASSERT(!fixture_valid_entry(entry) || !strcmp(name, "rejected"));
+    CU_ASSERT(fixture_run_f32(dir, cap, name));
+    if (!fixture_logged(cap, expect_log))
         printf("\n  %s: log lacks \"%s\":\n%s", name, expect_log, cap->text);
-    CU_ASSERT(logged(cap, expect_log));
-    CU_ASSERT(logged(cap, "built program"));
-    CU_ASSERT(!logged(cap, "cache hit"));
-    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 1);
-    CU_ASSERT_EQUAL(count_files(dir, ".tmp", NULL, 0), 0);
-    CU_ASSERT(valid_entry(entry));
+    CU_ASSERT(fixture_logged(cap, expect_log));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "cache hit"));
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", NULL, 0), 1);
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".tmp", NULL, 0), 0);
+    CU_ASSERT(fixture_valid_entry(entry));
     /* Same magic and key (the payload of a rebuild need not be equal). */
-    now = read_all(entry, &n2);
+    now = fixture_read_all(entry, &n2);
     CU_ASSERT(now && n2 > ENTRY_HEADER && memcmp(now, orig, 24) == 0);
 
-    CU_ASSERT(run_f32(dir, cap, name));
-    CU_ASSERT(logged(cap, "cache hit"));
-    CU_ASSERT(!logged(cap, "built program"));
+    CU_ASSERT(fixture_run_f32(dir, cap, name));
+    CU_ASSERT(fixture_logged(cap, "cache hit"));
+    CU_ASSERT(!fixture_logged(cap, "built program"));
     free(now);
     free(orig);
     free(cap);
@@ -382,21 +129,21 @@ static void check_rebuilt(const char *name, damage_fn damage,
 
 static void cut_in_payload(const char *path, const unsigned char *e, size_t n)
 {
-    CU_ASSERT_EQUAL(write_all(path, e, ENTRY_HEADER + (n - ENTRY_HEADER) / 2),
-                    0);
+    CU_ASSERT_EQUAL(
+        fixture_write_all(path, e, ENTRY_HEADER + (n - ENTRY_HEADER) / 2), 0);
 }
 
 static void cut_in_header(const char *path, const unsigned char *e, size_t n)
 {
     (void)n;
-    CU_ASSERT_EQUAL(write_all(path, e, ENTRY_HEADER / 2), 0);
+    CU_ASSERT_EQUAL(fixture_write_all(path, e, ENTRY_HEADER / 2), 0);
 }
 
 static void empty_file(const char *path, const unsigned char *e, size_t n)
 {
     (void)e;
     (void)n;
-    CU_ASSERT_EQUAL(write_all(path, "", 0), 0);
+    CU_ASSERT_EQUAL(fixture_write_all(path, "", 0), 0);
 }
 
 static void one_byte_more(const char *path, const unsigned char *e, size_t n)
@@ -405,7 +152,7 @@ static void one_byte_more(const char *path, const unsigned char *e, size_t n)
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     memcpy(p, e, n);
     p[n] = 0;
-    CU_ASSERT_EQUAL(write_all(path, p, n + 1), 0);
+    CU_ASSERT_EQUAL(fixture_write_all(path, p, n + 1), 0);
     free(p);
 }
 
@@ -418,7 +165,7 @@ static void garbage(const char *path, const unsigned char *e, size_t n)
     ref_rng_seed(&r, 7);
     for (size_t i = 0; i < n; i++)
         p[i] = (unsigned char)ref_rng_next(&r);
-    CU_ASSERT_EQUAL(write_all(path, p, n), 0);
+    CU_ASSERT_EQUAL(fixture_write_all(path, p, n), 0);
     free(p);
 }
 
@@ -429,7 +176,7 @@ static void flipped_byte(const char *path, const unsigned char *e, size_t n)
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     memcpy(p, e, n);
     p[ENTRY_HEADER + (n - ENTRY_HEADER) / 3] ^= 0x10;
-    CU_ASSERT_EQUAL(write_all(path, p, n), 0);
+    CU_ASSERT_EQUAL(fixture_write_all(path, p, n), 0);
     free(p);
 }
 
@@ -440,13 +187,13 @@ static void rejected(const char *path, const unsigned char *e, size_t n)
     unsigned char *p = malloc(n);
     uint64_t sum;
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
-    CU_ASSERT_FATAL(valid_entry(path)); /* the checksum mirror agrees */
+    CU_ASSERT_FATAL(fixture_valid_entry(path)); /* the checksum mirror agrees */
     memcpy(p, e, ENTRY_HEADER);
     for (size_t i = ENTRY_HEADER; i < n; i++)
         p[i] = (unsigned char)(i * 131u + 7u);
-    sum = entry_checksum(p + ENTRY_HEADER, n - ENTRY_HEADER);
+    sum = fixture_entry_checksum(p + ENTRY_HEADER, n - ENTRY_HEADER);
     memcpy(p + 32, &sum, 8);
-    CU_ASSERT_EQUAL(write_all(path, p, n), 0);
+    CU_ASSERT_EQUAL(fixture_write_all(path, p, n), 0);
     free(p);
 }
 
@@ -471,27 +218,27 @@ static void test_unwritable_dir(void)
     log_capture *cap = calloc(1, sizeof *cap);
     struct stat st;
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
-    CU_ASSERT_EQUAL_FATAL(test_dir("unwritable", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("unwritable", dir, sizeof dir), 0);
     /* A folder under a regular file can never be created, even by root
      * (chmod does not stop root, and CI runs as root). */
     snprintf(file, sizeof file, "%s/plain-file", dir);
     snprintf(cache, sizeof cache, "%s/sub/cache", file);
-    CU_ASSERT_EQUAL_FATAL(write_all(file, "x", 1), 0);
-    CU_ASSERT(run_f32(cache, cap, "cache under a file"));
-    CU_ASSERT(logged(cap, "cannot be created"));
-    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT_EQUAL_FATAL(fixture_write_all(file, "x", 1), 0);
+    CU_ASSERT(fixture_run_f32(cache, cap, "cache under a file"));
+    CU_ASSERT(fixture_logged(cap, "cannot be created"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
     CU_ASSERT(stat(cache, &st) != 0);
-    CU_ASSERT(run_f32(cache, cap, "cache under a file, again"));
-    CU_ASSERT(logged(cap, "built program"));
+    CU_ASSERT(fixture_run_f32(cache, cap, "cache under a file, again"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
 
     /* chmod 0500 where it means something (not root). */
     if (geteuid() != 0) {
         char ro[700];
         snprintf(ro, sizeof ro, "%s/read-only", dir);
         CU_ASSERT_EQUAL_FATAL(mkdir(ro, 0500), 0);
-        CU_ASSERT(run_f32(ro, cap, "read-only cache"));
-        CU_ASSERT(logged(cap, "not writable"));
-        CU_ASSERT_EQUAL(count_files(ro, "", NULL, 0), 2); /* . and .. */
+        CU_ASSERT(fixture_run_f32(ro, cap, "read-only cache"));
+        CU_ASSERT(fixture_logged(cap, "not writable"));
+        CU_ASSERT_EQUAL(fixture_count_files(ro, "", NULL, 0), 2); /* . and .. */
     } else {
         printf("\n  (root: the chmod 0500 case is skipped)\n");
     }
@@ -503,20 +250,20 @@ static void test_empty_disables(void)
     char dir[512];
     log_capture *cap = calloc(1, sizeof *cap);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
-    CU_ASSERT_EQUAL_FATAL(test_dir("disabled", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("disabled", dir, sizeof dir), 0);
     /* "" wins over ATTN_CACHE_DIR ... */
     CU_ASSERT_EQUAL_FATAL(setenv("ATTN_CACHE_DIR", dir, 1), 0);
-    CU_ASSERT(run_f32("", cap, "cache off"));
-    CU_ASSERT(logged(cap, "built program"));
-    CU_ASSERT(!logged(cap, "cached program"));
-    CU_ASSERT_EQUAL(count_files(dir, "", NULL, 0), 2); /* . and .. */
-    CU_ASSERT(run_f32("", cap, "cache off, again"));
-    CU_ASSERT(logged(cap, "built program"));
-    CU_ASSERT(!logged(cap, "cache hit"));
+    CU_ASSERT(fixture_run_f32("", cap, "cache off"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(fixture_count_files(dir, "", NULL, 0), 2); /* . and .. */
+    CU_ASSERT(fixture_run_f32("", cap, "cache off, again"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "cache hit"));
     /* ... and NULL means ATTN_CACHE_DIR. */
-    CU_ASSERT(run_f32(NULL, cap, "ATTN_CACHE_DIR"));
-    CU_ASSERT(logged(cap, "cached program"));
-    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 1);
+    CU_ASSERT(fixture_run_f32(NULL, cap, "ATTN_CACHE_DIR"));
+    CU_ASSERT(fixture_logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", NULL, 0), 1);
     unsetenv("ATTN_CACHE_DIR");
     free(cap);
 }
@@ -537,14 +284,15 @@ static void *race(void *arg)
     o.device = "cpu";
     o.allow_fallback = 0;
     o.cache_dir = r->dir;
-    o.log = capture;
+    o.log = fixture_capture;
     o.log_user = &r->cap;
     o.log_level = ATTN_LOG_DEBUG;
     /* Both contexts exist before either builds. */
     r->ok = attn_context_create(&o, &ctx) == ATTN_OK;
     pthread_barrier_wait(r->start);
     if (r->ok)
-        r->ok = sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL, "racer");
+        r->ok = sdpa_case_check(ctx, &fixture_f32_case, &fixture_f32_ref, 1,
+                                NULL, "racer");
     attn_context_destroy(ctx);
     return NULL;
 }
@@ -561,7 +309,7 @@ static void test_two_threads(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(r);
         CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
         snprintf(name, sizeof name, "race-%d", round);
-        CU_ASSERT_EQUAL_FATAL(test_dir(name, dir, sizeof dir), 0);
+        CU_ASSERT_EQUAL_FATAL(fixture_test_dir(name, dir, sizeof dir), 0);
         CU_ASSERT_EQUAL_FATAL(pthread_barrier_init(&start, NULL, 2), 0);
         for (int i = 0; i < 2; i++) {
             r[i].dir = dir;
@@ -574,43 +322,15 @@ static void test_two_threads(void)
         pthread_barrier_destroy(&start);
         CU_ASSERT(r[0].ok);
         CU_ASSERT(r[1].ok);
-        CU_ASSERT_EQUAL(count_files(dir, ".clbin", entry, sizeof entry), 1);
-        CU_ASSERT_EQUAL(count_files(dir, ".tmp", NULL, 0), 0);
-        CU_ASSERT(valid_entry(entry));
-        CU_ASSERT(run_f32(dir, cap, "after the race"));
-        CU_ASSERT(logged(cap, "cache hit"));
+        CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", entry, sizeof entry),
+                        1);
+        CU_ASSERT_EQUAL(fixture_count_files(dir, ".tmp", NULL, 0), 0);
+        CU_ASSERT(fixture_valid_entry(entry));
+        CU_ASSERT(fixture_run_f32(dir, cap, "after the race"));
+        CU_ASSERT(fixture_logged(cap, "cache hit"));
         free(cap);
         free(r);
     }
-}
-
-/* The offline binary of one program: <dir>/<"<device> <tag>" normalised>
- * .bin, tag "unfused_f32" or "unfused_f16" (runtime.h,
- * attn_cl_build_tagged). */
-static void binary_path(const char *dir, const char *tag, char *path,
-                        size_t cap)
-{
-    char full[600], name[512];
-    snprintf(full, sizeof full, "%s %s", device_name, tag);
-    attn_cl_binary_name(full, name, sizeof name);
-    snprintf(path, cap, "%s/%s.bin", dir, name);
-}
-
-/* Writes the payload of dir's only entry as the binary of program tag. */
-static int export_binary(const char *dir, const char *bin_dir, const char *tag)
-{
-    char entry[1024], path[1400];
-    unsigned char *e;
-    size_t n = 0;
-    int rc;
-    if (count_files(dir, ".clbin", entry, sizeof entry) != 1 ||
-        !(e = read_all(entry, &n)))
-        return -1;
-    binary_path(bin_dir, tag, path, sizeof path);
-    rc = n > ENTRY_HEADER ? write_all(path, e + ENTRY_HEADER, n - ENTRY_HEADER)
-                          : -1;
-    free(e);
-    return rc;
 }
 
 static void test_binary_loader(void)
@@ -619,48 +339,57 @@ static void test_binary_loader(void)
     char found[1400], full[600];
     log_capture *cap = calloc(1, sizeof *cap);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
-    CU_ASSERT_EQUAL_FATAL(test_dir("binary-src-f32", src32, sizeof src32), 0);
-    CU_ASSERT_EQUAL_FATAL(test_dir("binary-src-f16", src16, sizeof src16), 0);
-    CU_ASSERT_EQUAL_FATAL(test_dir("binary", bins, sizeof bins), 0);
-    CU_ASSERT_EQUAL_FATAL(test_dir("binary-cache", cache, sizeof cache), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        fixture_test_dir("binary-src-f32", src32, sizeof src32), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        fixture_test_dir("binary-src-f16", src16, sizeof src16), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("binary", bins, sizeof bins), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("binary-cache", cache, sizeof cache),
+                          0);
     /* Binaries PoCL produced: the payloads of cache entries. */
-    CU_ASSERT_FATAL(run_case(&f32_case, &f32_ref, src32, cap, "f32 source"));
-    CU_ASSERT_FATAL(run_case(&f16_case, &f16_ref, src16, cap, "f16 source"));
-    CU_ASSERT_EQUAL_FATAL(export_binary(src32, bins, "unfused_f32"), 0);
-    binary_path(bins, "unfused_f32", path, sizeof path);
-    snprintf(full, sizeof full, "%s unfused_f32", device_name);
+    CU_ASSERT_FATAL(fixture_run_case(&fixture_f32_case, &fixture_f32_ref, src32,
+                                     cap, "f32 source"));
+    CU_ASSERT_FATAL(fixture_run_case(&fixture_f16_case, &fixture_f16_ref, src16,
+                                     cap, "f16 source"));
+    CU_ASSERT_EQUAL_FATAL(fixture_export_binary(src32, bins, "unfused_f32"), 0);
+    fixture_binary_path(bins, "unfused_f32", path, sizeof path);
+    snprintf(full, sizeof full, "%s unfused_f32", fixture_device_name);
     CU_ASSERT(attn_cl_find_binary(bins, full, found, sizeof found));
     CU_ASSERT_STRING_EQUAL(found, path);
 
     /* Only the F32 program has a binary: F32 loads it, F16 builds. */
     CU_ASSERT_EQUAL_FATAL(setenv("ATTN_KERNEL_BINARY_DIR", bins, 1), 0);
-    CU_ASSERT(run_case(&f32_case, &f32_ref, cache, cap, "f32 from binary"));
-    if (!logged(cap, "loaded program binary"))
+    CU_ASSERT(fixture_run_case(&fixture_f32_case, &fixture_f32_ref, cache, cap,
+                               "f32 from binary"));
+    if (!fixture_logged(cap, "loaded program binary"))
         printf("\n  log:\n%s", cap->text);
-    CU_ASSERT(logged(cap, "loaded program binary"));
-    CU_ASSERT(logged(cap, path));
-    CU_ASSERT(!logged(cap, "built program"));
-    CU_ASSERT_EQUAL(count_files(cache, ".clbin", NULL, 0), 0);
-    CU_ASSERT(run_case(&f16_case, &f16_ref, cache, cap, "f16 built"));
-    CU_ASSERT(!logged(cap, "loaded program binary"));
-    CU_ASSERT(logged(cap, "built program"));
-    CU_ASSERT_EQUAL(count_files(cache, ".clbin", NULL, 0), 1);
+    CU_ASSERT(fixture_logged(cap, "loaded program binary"));
+    CU_ASSERT(fixture_logged(cap, path));
+    CU_ASSERT(!fixture_logged(cap, "built program"));
+    CU_ASSERT_EQUAL(fixture_count_files(cache, ".clbin", NULL, 0), 0);
+    CU_ASSERT(fixture_run_case(&fixture_f16_case, &fixture_f16_ref, cache, cap,
+                               "f16 built"));
+    CU_ASSERT(!fixture_logged(cap, "loaded program binary"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT_EQUAL(fixture_count_files(cache, ".clbin", NULL, 0), 1);
 
     /* Both programs from their binaries, on one context. */
-    CU_ASSERT_EQUAL_FATAL(export_binary(src16, bins, "unfused_f16"), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_export_binary(src16, bins, "unfused_f16"), 0);
     {
-        attn_context *ctx = make_ctx("", 0, cap);
+        attn_context *ctx = fixture_make_ctx("", 0, cap);
         if (ctx) {
-            CU_ASSERT(sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL,
+            CU_ASSERT(sdpa_case_check(ctx, &fixture_f32_case, &fixture_f32_ref,
+                                      1, NULL,
                                       "f32 from binary, shared context"));
-            CU_ASSERT(sdpa_case_check(ctx, &f16_case, &f16_ref, 1, NULL,
+            CU_ASSERT(sdpa_case_check(ctx, &fixture_f16_case, &fixture_f16_ref,
+                                      1, NULL,
                                       "f16 from binary, shared context"));
             attn_context_destroy(ctx);
         }
     }
     CU_ASSERT(strstr(cap->text, "unfused_f32.bin") &&
               strstr(cap->text, "unfused_f16.bin"));
-    CU_ASSERT(!logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "built program"));
     unsetenv("ATTN_KERNEL_BINARY_DIR");
     free(cap);
 }
@@ -670,7 +399,7 @@ static void test_binary_loader(void)
 static void check_bad_binary(const char *bins, const char *what)
 {
     log_capture *cap = calloc(1, sizeof *cap);
-    const size_t no = f32_case.no, nl = f32_case.nlse;
+    const size_t no = fixture_f32_case.no, nl = fixture_f32_case.nlse;
     float *o = malloc(no * sizeof *o), *lse = malloc(nl * sizeof *lse);
     attn_context *ctx;
     attn_status s;
@@ -679,14 +408,14 @@ static void check_bad_binary(const char *bins, const char *what)
     CU_ASSERT_FATAL(o && lse);
     CU_ASSERT_EQUAL_FATAL(setenv("ATTN_KERNEL_BINARY_DIR", bins, 1), 0);
 
-    if ((ctx = make_ctx("", 0, cap))) {
+    if ((ctx = fixture_make_ctx("", 0, cap))) {
         for (int call = 0; call < 2; call++) {
             for (size_t i = 0; i < no; i++)
                 o[i] = 1234.5f;
             for (size_t i = 0; i < nl; i++)
                 lse[i] = -99.0f;
-            s = attn_sdpa(ctx, &f32_case.d, f32_case.q, f32_case.k, f32_case.v,
-                          o, lse);
+            s = attn_sdpa(ctx, &fixture_f32_case.d, fixture_f32_case.q,
+                          fixture_f32_case.k, fixture_f32_case.v, o, lse);
             HARNESS_EXPECT(s == ATTN_ERR_BUILD_FAILED, what);
             for (size_t i = 0; i < no; i++)
                 untouched &= o[i] == 1234.5f;
@@ -700,16 +429,16 @@ static void check_bad_binary(const char *bins, const char *what)
         attn_context_destroy(ctx);
     }
 
-    if ((ctx = make_ctx("", 1, cap))) {
-        HARNESS_EXPECT(
-            sdpa_case_check(ctx, &f32_case, &f32_ref, 1, NULL, "fallback"),
-            what);
+    if ((ctx = fixture_make_ctx("", 1, cap))) {
+        HARNESS_EXPECT(sdpa_case_check(ctx, &fixture_f32_case, &fixture_f32_ref,
+                                       1, NULL, "fallback"),
+                       what);
         HARNESS_EXPECT(
             strstr(attn_context_last_error(ctx), "fell back") != NULL, what);
-        HARNESS_EXPECT(logged(cap, "fell back"), what);
+        HARNESS_EXPECT(fixture_logged(cap, "fell back"), what);
         /* Still the device's context: the next call falls back again. */
-        HARNESS_EXPECT(sdpa_case_check(ctx, &f32_case, &f32_ref, 0, NULL,
-                                       "fallback, again"),
+        HARNESS_EXPECT(sdpa_case_check(ctx, &fixture_f32_case, &fixture_f32_ref,
+                                       0, NULL, "fallback, again"),
                        what);
         attn_context_destroy(ctx);
     }
@@ -723,13 +452,13 @@ static void test_bad_binary(void)
 {
     char bins[512], path[1400];
     unsigned char junk[4096];
-    CU_ASSERT_EQUAL_FATAL(test_dir("bad-binary", bins, sizeof bins), 0);
-    binary_path(bins, "unfused_f32", path, sizeof path);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("bad-binary", bins, sizeof bins), 0);
+    fixture_binary_path(bins, "unfused_f32", path, sizeof path);
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (unsigned char)(i * 37u + 11u);
-    CU_ASSERT_EQUAL_FATAL(write_all(path, junk, sizeof junk), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_write_all(path, junk, sizeof junk), 0);
     check_bad_binary(bins, "garbage binary");
-    CU_ASSERT_EQUAL_FATAL(write_all(path, "", 0), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_write_all(path, "", 0), 0);
     check_bad_binary(bins, "empty binary");
 }
 
@@ -742,15 +471,15 @@ static void test_build_log(void)
     log_capture *cap = calloc(1, sizeof *cap);
     attn_cl_unfused_tuning t;
     attn_err err = {{0}};
-    const size_t no = f32_case.no;
+    const size_t no = fixture_f32_case.no;
     float *o = malloc(no * sizeof *o);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
     CU_ASSERT_PTR_NOT_NULL_FATAL(o);
-    CU_ASSERT_EQUAL_FATAL(test_dir("build-log", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("build-log", dir, sizeof dir), 0);
     attn_cl_unfused_tuning_default(&t);
     snprintf(t.options, sizeof t.options, "-DSC_TQ=(");
     for (int fallback = 0; fallback <= 1; fallback++) {
-        attn_context *ctx = make_ctx(dir, fallback, cap);
+        attn_context *ctx = fixture_make_ctx(dir, fallback, cap);
         attn_cl_runtime *rt;
         attn_status s;
         if (!ctx)
@@ -760,11 +489,11 @@ static void test_build_log(void)
         CU_ASSERT_EQUAL(attn_cl_unfused_set_tuning(rt, &t, &err), ATTN_OK);
         for (size_t i = 0; i < no; i++)
             o[i] = 7.0f;
-        s = attn_sdpa(ctx, &f32_case.d, f32_case.q, f32_case.k, f32_case.v, o,
-                      NULL);
-        CU_ASSERT(logged(cap, "[1] kernel build failed"));
-        CU_ASSERT(logged(cap, "SC_TQ=("));
-        CU_ASSERT(logged(cap, "error"));
+        s = attn_sdpa(ctx, &fixture_f32_case.d, fixture_f32_case.q,
+                      fixture_f32_case.k, fixture_f32_case.v, o, NULL);
+        CU_ASSERT(fixture_logged(cap, "[1] kernel build failed"));
+        CU_ASSERT(fixture_logged(cap, "SC_TQ=("));
+        CU_ASSERT(fixture_logged(cap, "error"));
         if (!fallback) {
             int untouched = 1;
             CU_ASSERT_EQUAL(s, ATTN_ERR_BUILD_FAILED);
@@ -777,12 +506,13 @@ static void test_build_log(void)
             CU_ASSERT_EQUAL(s, ATTN_OK);
             CU_ASSERT(strstr(attn_context_last_error(ctx), "fell back") !=
                       NULL);
-            CU_ASSERT(ref_check_sdpa("build failed, fallback", &f32_case.d,
-                                     &f32_ref, o, NULL, NULL));
+            CU_ASSERT(ref_check_sdpa("build failed, fallback",
+                                     &fixture_f32_case.d, &fixture_f32_ref, o,
+                                     NULL, NULL));
         }
         attn_context_destroy(ctx);
     }
-    CU_ASSERT_EQUAL(count_files(dir, ".clbin", NULL, 0), 0);
+    CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", NULL, 0), 0);
     free(o);
     free(cap);
 }
@@ -816,14 +546,15 @@ int main(void)
                "machine\n");
         return HARNESS_SKIP;
     }
-    if (!mkdtemp(root)) {
+    if (!mkdtemp(fixture_root)) {
         perror("mkdtemp");
         return 1;
     }
     root_made = 1;
-    rc = harness_main("program cache", suite_init, suite_clean, tests);
-    if (root_made && remove_tree(root) != 0) {
-        fprintf(stderr, "cannot remove %s\n", root);
+    rc = harness_main("program cache", fixture_suite_init, fixture_suite_clean,
+                      tests);
+    if (root_made && fixture_remove_tree(fixture_root) != 0) {
+        fprintf(stderr, "cannot remove %s\n", fixture_root);
         rc = 1;
     }
     return rc;

@@ -1,0 +1,208 @@
+/*
+ * attn-bench's command line: the options, their defaults and --help.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef ATTN_BENCH_SOURCE_DIR
+#define ATTN_BENCH_SOURCE_DIR "."
+#endif
+
+/* Kept as one column of text, as --help prints it. */
+/* clang-format off */
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: attn-bench [options]\n"
+        "Times attn_sdpa (libattn native backend) for B=1, H=8, d=64,\n"
+        "seq_q = seq_kv = N, f32, causal and not, against ggml_flash_attn_ext\n"
+        "(ggml CPU backend), numpy matmul+softmax and torch sdpa (if installed).\n"
+        "\n"
+        "  --threads N       threads for libattn, ggml and BLAS (default: online CPUs)\n"
+        "  --sizes LIST      comma list of N (default 512,1024,2048,4096,8192)\n"
+        "  --reps R          timed runs per case; median and min are shown\n"
+        "                    (default: 15 for N <= 1024, 9 for N <= 2048, else 5)\n"
+        "  --warmup W        untimed runs before timing (default 1)\n"
+        "  --causal MODE     no, yes or both (default both)\n"
+        "  --no-peers        time libattn only\n"
+        "  --no-ggml, --no-numpy, --no-torch   leave out one peer\n"
+        "  --ggml-lib PATH   libggml.so or its folder (default: $ATTN_BENCH_GGML, then\n"
+        "                    the lib/ folder of python's llama_cpp or ggml package)\n"
+        "  --ggml-kv TYPE    K/V type handed to ggml: f16, f32 or both (default)\n"
+        "  --python PATH     interpreter for the numpy/torch peer (default python3)\n"
+        "  --peer-script P   peer_numpy.py (default: beside attn-bench, else the\n"
+        "                    source tree)\n"
+        "  --device SPEC     libattn device (default native)\n"
+        "  --csv FILE        also write every row to FILE as CSV\n"
+        "  --help            this text\n"
+        "\n"
+        "Columns: median ms and min ms of the timed runs; GFLOP/s = 4*N*N*d*H\n"
+        "(halved when causal) / median; 'libattn x faster' = peer median /\n"
+        "libattn median (above 1: libattn is faster); max|diff| = largest\n"
+        "absolute difference from libattn's output (for libattn itself: from a\n"
+        "double-precision reference on sampled rows).\n");
+}
+/* clang-format on */
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_sizes(const char *s, options *o)
+{
+    o->n_sizes = 0;
+    char buf[512];
+    if (strlen(s) >= sizeof buf)
+        return -1;
+    strcpy(buf, s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        if (o->n_sizes == MAX_SIZES ||
+            parse_int(t, 1, 1 << 20, &o->sizes[o->n_sizes]) != 0)
+            return -1;
+        o->n_sizes++;
+    }
+    return o->n_sizes > 0 ? 0 : -1;
+}
+
+int options_file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+const char *options_find_script(char *buf, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (l > 0) {
+        exe[l] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, len, "%s/peer_numpy.py", exe);
+            if (options_file_exists(buf))
+                return buf;
+        }
+    }
+    snprintf(buf, len, "%s/peer_numpy.py", ATTN_BENCH_SOURCE_DIR);
+    if (options_file_exists(buf))
+        return buf;
+    return NULL;
+}
+
+int options_parse(int argc, char **argv, options *o)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(o, 0, sizeof *o);
+    o->threads = cpus > 0 ? (int)cpus : 1;
+    o->warmup = 1;
+    o->causal_mode = 2;
+    o->peers = o->ggml = o->numpy = o->torch = 1;
+    o->ggml_kv = 3;
+    o->python = "python3";
+    o->device = "native";
+    parse_sizes("512,1024,2048,4096,8192", o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        int takes = strcmp(a, "--threads") == 0 || strcmp(a, "--sizes") == 0 ||
+                    strcmp(a, "--reps") == 0 || strcmp(a, "--warmup") == 0 ||
+                    strcmp(a, "--causal") == 0 ||
+                    strcmp(a, "--ggml-lib") == 0 ||
+                    strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
+                    strcmp(a, "--peer-script") == 0 ||
+                    strcmp(a, "--csv") == 0 || strcmp(a, "--device") == 0;
+        if (takes) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "attn-bench: %s needs a value (see --help)\n",
+                        a);
+                return -1;
+            }
+            val = argv[++i];
+        }
+        int bad = 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 1;
+        } else if (strcmp(a, "--threads") == 0) {
+            bad = parse_int(val, 1, 4096, &o->threads);
+        } else if (strcmp(a, "--sizes") == 0) {
+            bad = parse_sizes(val, o);
+        } else if (strcmp(a, "--reps") == 0) {
+            bad = parse_int(val, 1, MAX_REPS, &o->reps);
+        } else if (strcmp(a, "--warmup") == 0) {
+            bad = parse_int(val, 0, 100, &o->warmup);
+        } else if (strcmp(a, "--causal") == 0) {
+            if (strcmp(val, "no") == 0)
+                o->causal_mode = 0;
+            else if (strcmp(val, "yes") == 0)
+                o->causal_mode = 1;
+            else if (strcmp(val, "both") == 0)
+                o->causal_mode = 2;
+            else
+                bad = 1;
+        } else if (strcmp(a, "--ggml-kv") == 0) {
+            if (strcmp(val, "f16") == 0)
+                o->ggml_kv = 1;
+            else if (strcmp(val, "f32") == 0)
+                o->ggml_kv = 2;
+            else if (strcmp(val, "both") == 0)
+                o->ggml_kv = 3;
+            else
+                bad = 1;
+        } else if (strcmp(a, "--no-peers") == 0) {
+            o->peers = 0;
+        } else if (strcmp(a, "--no-ggml") == 0) {
+            o->ggml = 0;
+        } else if (strcmp(a, "--no-numpy") == 0) {
+            o->numpy = 0;
+        } else if (strcmp(a, "--no-torch") == 0) {
+            o->torch = 0;
+        } else if (strcmp(a, "--ggml-lib") == 0) {
+            o->ggml_lib = val;
+        } else if (strcmp(a, "--python") == 0) {
+            o->python = val;
+        } else if (strcmp(a, "--peer-script") == 0) {
+            o->script = val;
+        } else if (strcmp(a, "--csv") == 0) {
+            o->csv = val;
+        } else if (strcmp(a, "--device") == 0) {
+            o->device = val;
+        } else {
+            fprintf(stderr, "attn-bench: unknown option '%s' (see --help)\n",
+                    a);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "attn-bench: bad value '%s' for %s (see --help)\n",
+                    val ? val : "", a);
+            return -1;
+        }
+    }
+    if (!o->peers)
+        o->ggml = o->numpy = o->torch = 0;
+    return 0;
+}
+
+int options_reps(const options *o, int n)
+{
+    if (o->reps)
+        return o->reps;
+    return n <= 1024 ? 15 : n <= 2048 ? 9 : 5;
+}

@@ -1,0 +1,71 @@
+/*
+ * What the two halves of the OpenCL multi-head layer share (not
+ * installed): mha_stage.c sizes a call, creates its device buffers and
+ * enqueues the uploads; mha_cl.c builds the layer's kernels and runs the
+ * pipeline on those buffers.  Both record the commands they enqueue in one
+ * mha_run.
+ */
+#ifndef ATTN_OPENCL_MHA_IMPL_H
+#define ATTN_OPENCL_MHA_IMPL_H
+
+#include "opencl/mha_cl.h"
+
+#define MHA_MAX_EVENTS 32 /* commands of one call: 25 at most */
+
+/* rt->mha: the layer's program and kernels (mha_cl.c). */
+typedef struct mha_state mha_state;
+
+/* Element counts of one call's tensors. */
+typedef struct mha_sizes {
+    size_t d, dq, dkv, dall; /* d_model, q width, k/v width, q+k+v width */
+    size_t nq, nkv;          /* tokens */
+    size_t xq, xkv, wqkv, wo, bias, pe, proj, hq, hkv;
+    size_t pairs, half; /* sinusoidal frequencies, RoPE pairs per head */
+} mha_sizes;
+
+/* What a call has enqueued so far. */
+typedef struct mha_run {
+    attn_cl_runtime *rt;
+    mha_state *st;
+    attn_err *err;
+    cl_event ev[MHA_MAX_EVENTS];
+    cl_uint n_ev;
+} mha_run;
+
+/* Device buffers of one call. */
+enum {
+    B_XQ,    /* x_q (+ encoding), at the end y */
+    B_XKV,   /* x_kv (+ encoding), cross-attention only */
+    B_WQKV,  /* [Wq; Wk; Wv] */
+    B_WO,    /* Wo */
+    B_BIAS,  /* [bq | bk | bv | bo] where given */
+    B_PE,    /* LEARNED rows: the query positions, then the key positions */
+    B_FPE,   /* SINUSOIDAL frequencies */
+    B_FROPE, /* RoPE frequencies */
+    B_CSQ,   /* RoPE (cos, sin) of the query positions */
+    B_CSKV,  /* ... of the key positions, cross-attention only */
+    B_PROJ,  /* projections, token-major; later the merged heads */
+    B_HQ,    /* heads [B, H, S, D]: Q, K, V, attention output */
+    B_HK,
+    B_HV,
+    B_HO,
+    N_BUFS
+};
+
+/* Element counts of the tensors of call c into z.  Errors:
+ * ATTN_ERR_UNSUPPORTED (projections wider than INT_MAX),
+ * ATTN_ERR_OUT_OF_MEMORY (sizes overflow). */
+attn_status attn_cl_mha_stage_sizes(const attn_mha_call *c, mha_sizes *z,
+                                    attn_err *err);
+
+/* Records ev, the event of a command r's call enqueued (what names it in
+ * the error); releases it and fails with ATTN_ERR_DEVICE when r is full. */
+attn_status attn_cl_mha_stage_event(mha_run *r, cl_event ev, const char *what);
+
+/* Creates the call's buffers b[N_BUFS] (NULL where unused) and enqueues
+ * the uploads of its inputs, recorded in r.  On error b holds what was
+ * created, for the caller to release. */
+attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
+                                     const mha_sizes *z, cl_mem *b);
+
+#endif /* ATTN_OPENCL_MHA_IMPL_H */

@@ -1,0 +1,187 @@
+/*
+ * The inputs of one call of the OpenCL multi-head layer: tensor sizes,
+ * device buffers, the frequency tables, and the uploads on the runtime's
+ * queue, each recorded in the call's event list.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/mha_impl.h"
+
+#define TWO_PI 6.283185307179586476925
+
+attn_status attn_cl_mha_stage_sizes(const attn_mha_call *c, mha_sizes *z,
+                                    attn_err *err)
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    size_t rows_pe;
+    memset(z, 0, sizeof *z);
+    z->d = (size_t)m->d_model;
+    z->dq = (size_t)m->heads_q * (size_t)m->head_dim;
+    z->dkv = (size_t)m->heads_kv * (size_t)m->head_dim;
+    z->dall = z->dq + 2 * z->dkv;
+    z->nq = (size_t)c->batch * (size_t)c->seq_q;
+    z->nkv = (size_t)c->batch * (size_t)c->seq_kv;
+    z->pairs = (z->d + 1) / 2;
+    z->half = (size_t)m->head_dim / 2;
+    rows_pe = (size_t)c->seq_q + (self ? 0 : (size_t)c->seq_kv);
+    if (z->dall > INT_MAX)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the q, k and v projections together are %zu wide; "
+                         "the device kernels take at most INT_MAX",
+                         z->dall);
+    if (!attn_mul_size(&z->xq, z->nq, z->d) ||
+        !attn_mul_size(&z->xkv, self ? 0 : z->nkv, z->d) ||
+        !attn_mul_size(&z->wqkv, z->dall, z->d) ||
+        !attn_mul_size(&z->wo, z->d, z->dq) ||
+        !attn_mul_size(&z->pe, rows_pe, z->d) ||
+        !attn_mul_size(&z->hq, z->nq, z->dq) ||
+        !attn_mul_size(&z->hkv, z->nkv, z->dkv) ||
+        !attn_mul_size(&z->proj, z->nq, self ? z->dall : z->dq) ||
+        (!self && z->proj > SIZE_MAX - 2 * z->hkv))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the sizes of the layer's device buffers overflow");
+    if (!self)
+        z->proj += 2 * z->hkv;
+    z->bias = z->dall + z->d;
+    if (m->posenc != ATTN_POSENC_LEARNED)
+        z->pe = 0;
+    return ATTN_OK;
+}
+
+attn_status attn_cl_mha_stage_event(mha_run *r, cl_event ev, const char *what)
+{
+    if (r->n_ev == MHA_MAX_EVENTS) {
+        clReleaseEvent(ev);
+        return attn_fail(r->err, ATTN_ERR_DEVICE,
+                         "internal error: too many commands (%s)", what);
+    }
+    r->ev[r->n_ev++] = ev;
+    return ATTN_OK;
+}
+
+/* A device buffer of n floats; init (host memory, n floats) is copied at
+ * creation when given. */
+static attn_status new_buffer(mha_run *r, size_t n, const void *init,
+                              const char *name, cl_mem *out)
+{
+    size_t bytes;
+    cl_int rc;
+    *out = NULL;
+    if (!attn_mul_size(&bytes, n, sizeof(float)))
+        return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of %s overflows", name);
+    *out = clCreateBuffer(r->rt->context,
+                          init ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR
+                               : CL_MEM_READ_WRITE,
+                          bytes, (void *)init, &rc);
+    if (rc != CL_SUCCESS) {
+        *out = NULL;
+        return attn_fail(r->err, attn_cl_status(rc),
+                         "cannot allocate %zu bytes for %s on %s: %s", bytes,
+                         name, r->rt->info.name, attn_cl_error_name(rc));
+    }
+    return ATTN_OK;
+}
+
+/* Enqueues a non-blocking copy of n floats from host to buf at element
+ * offset off (the caller's memory stays valid until attn_cl_mha returns,
+ * and it returns only after the copy finished). */
+static attn_status upload(mha_run *r, cl_mem buf, size_t off, const float *src,
+                          size_t n, const char *name)
+{
+    cl_event ev = NULL;
+    cl_int rc =
+        clEnqueueWriteBuffer(r->rt->queue, buf, CL_FALSE, off * sizeof(float),
+                             n * sizeof(float), src, 0, NULL, &ev);
+    if (rc != CL_SUCCESS)
+        return attn_fail(r->err, attn_cl_status(rc), "cannot copy %s to %s: %s",
+                         name, r->rt->info.name, attn_cl_error_name(rc));
+    return attn_cl_mha_stage_event(r, ev, name);
+}
+
+/* Frequencies in turns (w / 2 pi) as float pairs hi + lo, w_i =
+ * 10000^(-2i / den) for i < n, computed in double as the native backend
+ * does.  Returns NULL when memory runs out. */
+static float *freq_table(size_t n, size_t den)
+{
+    float *f = malloc(2 * (n ? n : 1) * sizeof *f);
+    if (!f)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        double t = 1.0 / pow(10000.0, 2.0 * (double)i / (double)den) / TWO_PI;
+        f[2 * i] = (float)t;
+        f[2 * i + 1] = (float)(t - (double)f[2 * i]);
+    }
+    return f;
+}
+
+attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
+                                     const mha_sizes *z, cl_mem *b)
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    const int rope = m->posenc == ATTN_POSENC_ROPE && z->half > 0;
+    const int biased = m->bq || m->bk || m->bv || m->bo;
+    const size_t sq = (size_t)c->seq_q, skv = (size_t)c->seq_kv;
+    float *fpe = NULL, *frope = NULL;
+    attn_status s = ATTN_OK;
+
+    if ((m->posenc == ATTN_POSENC_SINUSOIDAL &&
+         !(fpe = freq_table(z->pairs, z->d))) ||
+        (rope && !(frope = freq_table(z->half, (size_t)m->head_dim)))) {
+        s = attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
+                      "cannot allocate the frequency table");
+        goto out;
+    }
+    if ((s = new_buffer(r, z->xq, NULL, "x_q", &b[B_XQ])) ||
+        (!self && (s = new_buffer(r, z->xkv, NULL, "x_kv", &b[B_XKV]))) ||
+        (s = new_buffer(r, z->wqkv, NULL, "[Wq; Wk; Wv]", &b[B_WQKV])) ||
+        (s = new_buffer(r, z->wo, NULL, "Wo", &b[B_WO])) ||
+        (biased &&
+         (s = new_buffer(r, z->bias, NULL, "the biases", &b[B_BIAS]))) ||
+        (z->pe && (s = new_buffer(r, z->pe, NULL, "pos_table", &b[B_PE]))) ||
+        (fpe && (s = new_buffer(r, 2 * z->pairs, fpe,
+                                "the sinusoidal frequencies", &b[B_FPE]))) ||
+        (frope && (s = new_buffer(r, 2 * z->half, frope, "the RoPE frequencies",
+                                  &b[B_FROPE]))) ||
+        (rope && (s = new_buffer(r, 2 * sq * z->half, NULL, "the RoPE table",
+                                 &b[B_CSQ]))) ||
+        (rope && !self &&
+         (s = new_buffer(r, 2 * skv * z->half, NULL, "the RoPE table",
+                         &b[B_CSKV]))) ||
+        (s = new_buffer(r, z->proj, NULL, "the projections", &b[B_PROJ])) ||
+        (s = new_buffer(r, z->hq, NULL, "the query heads", &b[B_HQ])) ||
+        (s = new_buffer(r, z->hkv, NULL, "the key heads", &b[B_HK])) ||
+        (s = new_buffer(r, z->hkv, NULL, "the value heads", &b[B_HV])) ||
+        (s = new_buffer(r, z->hq, NULL, "the attention output", &b[B_HO])))
+        goto out;
+
+    if ((s = upload(r, b[B_XQ], 0, c->x_q, z->xq, "x_q")) ||
+        (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))) ||
+        (s = upload(r, b[B_WQKV], 0, m->wq, z->dq * z->d, "wq")) ||
+        (s = upload(r, b[B_WQKV], z->dq * z->d, m->wk, z->dkv * z->d, "wk")) ||
+        (s = upload(r, b[B_WQKV], (z->dq + z->dkv) * z->d, m->wv, z->dkv * z->d,
+                    "wv")) ||
+        (s = upload(r, b[B_WO], 0, m->wo, z->wo, "wo")) ||
+        (m->bq && (s = upload(r, b[B_BIAS], 0, m->bq, z->dq, "bq"))) ||
+        (m->bk && (s = upload(r, b[B_BIAS], z->dq, m->bk, z->dkv, "bk"))) ||
+        (m->bv &&
+         (s = upload(r, b[B_BIAS], z->dq + z->dkv, m->bv, z->dkv, "bv"))) ||
+        (m->bo && (s = upload(r, b[B_BIAS], z->dall, m->bo, z->d, "bo"))) ||
+        (z->pe &&
+         (s = upload(r, b[B_PE], 0, m->pos_table + (size_t)m->pos_offset * z->d,
+                     sq * z->d, "pos_table"))) ||
+        (z->pe && !self &&
+         (s = upload(r, b[B_PE], sq * z->d, m->pos_table, skv * z->d,
+                     "pos_table"))))
+        goto out;
+out:
+    free(frope);
+    free(fpe);
+    return s;
+}

@@ -1,0 +1,293 @@
+/*
+ * The fixtures of the program-cache suite (program_fixture.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "opencl/discovery.h"
+#include "program_fixture.h"
+
+char fixture_root[] = "/tmp/attn-test-program-XXXXXX";
+sdpa_case fixture_f32_case, fixture_f16_case;
+ref_sdpa_result fixture_f32_ref, fixture_f16_ref;
+char fixture_device_name[256];
+
+/* ---- files ----------------------------------------------------------- */
+
+int fixture_remove_tree(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+    int rc = 0;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path);
+    chmod(path, 0700); /* a test may have taken the write bit away */
+    if (!(d = opendir(path)))
+        return -1;
+    while ((e = readdir(d))) {
+        char sub[1024];
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        rc |= fixture_remove_tree(sub);
+    }
+    closedir(d);
+    return rmdir(path) | rc;
+}
+
+/* A fresh folder fixture_root/name (path receives it). */
+int fixture_test_dir(const char *name, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", fixture_root, name);
+    fixture_remove_tree(path);
+    return mkdir(path, 0755);
+}
+
+/* Number of files in dir whose name ends with suffix; the first one's path
+ * goes to first (when not NULL).  -1 when dir cannot be read. */
+int fixture_count_files(const char *dir, const char *suffix, char *first,
+                        size_t cap)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t ls = strlen(suffix);
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < ls || strcmp(e->d_name + l - ls, suffix) != 0)
+            continue;
+        if (n++ == 0 && first)
+            snprintf(first, cap, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+unsigned char *fixture_read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long len;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1)) &&
+        fread(buf, 1, (size_t)len, f) == (size_t)len) {
+        *n = (size_t)len;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+int fixture_write_all(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f)
+        return -1;
+    ok = fwrite(p, 1, n, f) == n;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+/* program.c's checksum (two FNV-1a streams); fixture_valid_entry checks that
+ * the two agree on an entry the library wrote, so a change of format shows as
+ * such instead of as a puzzling rebuild. */
+uint64_t fixture_entry_checksum(const unsigned char *p, size_t n)
+{
+    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
+    for (size_t i = 0; i < n; i++) {
+        a = (a ^ p[i]) * 0x100000001b3ull;
+        b = (b ^ p[i]) * 0x100000001b3ull;
+        b ^= b >> 29;
+    }
+    a = (a ^ 0xffu) * 0x100000001b3ull;
+    b = (b ^ 0xfeu) * 0x100000001b3ull;
+    return a ^ (b << 1);
+}
+
+/* 1 when path holds a well-formed entry: magic, a size that matches the
+ * file and a checksum that matches the payload. */
+int fixture_valid_entry(const char *path)
+{
+    size_t n = 0;
+    unsigned char *e = fixture_read_all(path, &n);
+    uint64_t size, sum;
+    int ok;
+    if (!e)
+        return 0;
+    ok = n > ENTRY_HEADER && memcmp(e, ENTRY_MAGIC, 8) == 0;
+    if (ok) {
+        memcpy(&size, e + 24, 8);
+        memcpy(&sum, e + 32, 8);
+        ok = size == n - ENTRY_HEADER &&
+             sum == fixture_entry_checksum(e + ENTRY_HEADER, (size_t)size);
+    }
+    free(e);
+    return ok;
+}
+
+/* ---- logging and contexts --------------------------------------------- */
+
+void fixture_capture(int level, const char *msg, void *user)
+{
+    log_capture *c = user;
+    int n = snprintf(c->text + c->len, sizeof c->text - c->len, "[%d] %s\n",
+                     level, msg);
+    if (n > 0)
+        c->len += (size_t)n < sizeof c->text - c->len
+                      ? (size_t)n
+                      : sizeof c->text - c->len - 1;
+}
+
+int fixture_logged(const log_capture *c, const char *what)
+{
+    return strstr(c->text, what) != NULL;
+}
+
+/* A context on the OpenCL CPU device with the cache in cache_dir, logging
+ * everything into cap (cleared).  NULL (after a failed assertion) when it
+ * cannot be created or landed on the native backend. */
+attn_context *fixture_make_ctx(const char *cache_dir, int fallback,
+                               log_capture *cap)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_device_info info;
+    attn_status s;
+    memset(cap, 0, sizeof *cap);
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.allow_fallback = fallback;
+    o.cache_dir = cache_dir;
+    o.path = ATTN_PATH_UNFUSED;
+    o.log = fixture_capture;
+    o.log_user = cap;
+    o.log_level = ATTN_LOG_DEBUG;
+    s = attn_context_create(&o, &ctx);
+    HARNESS_EXPECT(s == ATTN_OK, "attn_context_create on \"cpu\"");
+    if (s != ATTN_OK) {
+        printf("\n  attn_context_create: %s: %s\n", attn_status_string(s),
+               attn_last_error());
+        return NULL;
+    }
+    s = attn_context_device(ctx, &info);
+    HARNESS_EXPECT(s == ATTN_OK && info.kind == ATTN_DEVICE_CPU_OPENCL,
+                   "the context runs on the OpenCL CPU device");
+    if (s != ATTN_OK || info.kind != ATTN_DEVICE_CPU_OPENCL) {
+        attn_context_destroy(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* One call of c on a fresh context (cache in cache_dir); 1 when right. */
+int fixture_run_case(const sdpa_case *c, const ref_sdpa_result *ref,
+                     const char *cache_dir, log_capture *cap, const char *what)
+{
+    attn_context *ctx = fixture_make_ctx(cache_dir, 0, cap);
+    int ok;
+    if (!ctx)
+        return 0;
+    ok = sdpa_case_check(ctx, c, ref, 1, NULL, what);
+    attn_context_destroy(ctx);
+    return ok;
+}
+
+int fixture_run_f32(const char *cache_dir, log_capture *cap, const char *what)
+{
+    return fixture_run_case(&fixture_f32_case, &fixture_f32_ref, cache_dir, cap,
+                            what);
+}
+
+/* The offline binary of one program: <dir>/<"<device> <tag>" normalised>
+ * .bin, tag "unfused_f32" or "unfused_f16" (runtime.h,
+ * attn_cl_build_tagged). */
+void fixture_binary_path(const char *dir, const char *tag, char *path,
+                         size_t cap)
+{
+    char full[600], name[512];
+    snprintf(full, sizeof full, "%s %s", fixture_device_name, tag);
+    attn_cl_binary_name(full, name, sizeof name);
+    snprintf(path, cap, "%s/%s.bin", dir, name);
+}
+
+/* Writes the payload of dir's only entry as the binary of program tag. */
+int fixture_export_binary(const char *dir, const char *bin_dir, const char *tag)
+{
+    char entry[1024], path[1400];
+    unsigned char *e;
+    size_t n = 0;
+    int rc;
+    if (fixture_count_files(dir, ".clbin", entry, sizeof entry) != 1 ||
+        !(e = fixture_read_all(entry, &n)))
+        return -1;
+    fixture_binary_path(bin_dir, tag, path, sizeof path);
+    rc = n > ENTRY_HEADER
+             ? fixture_write_all(path, e + ENTRY_HEADER, n - ENTRY_HEADER)
+             : -1;
+    free(e);
+    return rc;
+}
+
+/* ---- suite ------------------------------------------------------------ */
+
+int fixture_suite_init(void)
+{
+    attn_sdpa_desc d;
+    attn_context *ctx;
+    attn_device_info info;
+    attn_options o;
+    memset(&d, 0, sizeof d);
+    d.batch = 2;
+    d.heads_q = 4;
+    d.heads_kv = 2;
+    d.seq_q = 19;
+    d.seq_kv = 33;
+    d.head_dim = 16;
+    d.head_dim_v = 8;
+    d.mask.causal = 1;
+    if (sdpa_case_init(&fixture_f32_case, &d, 41, 1.0, 0.0, 0) ||
+        ref_sdpa(&fixture_f32_case.d, fixture_f32_case.q, fixture_f32_case.k,
+                 fixture_f32_case.v, &fixture_f32_ref))
+        return 1;
+    d.dtype = ATTN_F16;
+    d.mask.causal = 0;
+    if (sdpa_case_init(&fixture_f16_case, &d, 42, 1.0, 0.0, 0) ||
+        ref_sdpa(&fixture_f16_case.d, fixture_f16_case.q, fixture_f16_case.k,
+                 fixture_f16_case.v, &fixture_f16_ref))
+        return 1;
+    /* The device name names the offline binary. */
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.cache_dir = "";
+    if (attn_context_create(&o, &ctx) != ATTN_OK)
+        return 1;
+    if (attn_context_device(ctx, &info) == ATTN_OK)
+        snprintf(fixture_device_name, sizeof fixture_device_name, "%s",
+                 info.name);
+    attn_context_destroy(ctx);
+    return fixture_device_name[0] == '\0';
+}
+
+int fixture_suite_clean(void)
+{
+    sdpa_case_free(&fixture_f32_case);
+    sdpa_case_free(&fixture_f16_case);
+    ref_sdpa_free(&fixture_f32_ref);
+    ref_sdpa_free(&fixture_f16_ref);
+    return 0;
+}
