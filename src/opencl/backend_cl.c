@@ -15,6 +15,7 @@
 
 #include "opencl/backend_cl.h"
 #include "opencl/mha_cl.h"
+#include "opencl/profile.h"
 #include "opencl/sdpa_cl.h"
 #include "sched/sched.h"
 
@@ -292,33 +293,98 @@ attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
     return ATTN_OK;
 }
 
-/* Runtimes on the selected devices, each with its queues. */
+static void report_profile(void *user, const char *msg)
+{
+    attn_log(user, ATTN_LOG_WARN, "platform profile: %s", msg);
+}
+
+/* Applies a device's profile to its new runtime: kernel tuning, queues
+ * (when options.queues is 0) and the weight for splitting work. */
+static attn_status apply_profile(attn_cl_runtime *rt, const attn_profile *p,
+                                 const attn_options *o, const attn_logger *log,
+                                 double *weight, attn_err *err)
+{
+    attn_cl_unfused_tuning t;
+    int queues = o->queues > 0 ? o->queues : p->queues > 0 ? p->queues : 1;
+    attn_status s;
+    if (queues > ATTN_CL_MAX_QUEUES)
+        queues = ATTN_CL_MAX_QUEUES;
+    if (attn_profile_unfused_tuning(p, &t) != ATTN_OK)
+        attn_log(log, ATTN_LOG_WARN,
+                 "platform profile for %s: unfused tiles rejected, using "
+                 "the defaults",
+                 rt->info.name);
+    if ((s = attn_cl_unfused_set_tuning(rt, &t, err)) ||
+        (s = attn_cl_runtime_set_queues(rt, queues, err)))
+        return s;
+    *weight = p->weight > 0 ? (double)p->weight : device_weight(&rt->info);
+    attn_log(log, ATTN_LOG_DEBUG, "%s: profile %s, %d queue(s)", rt->info.name,
+             p->sources[0] ? p->sources : "(none)", queues);
+    return ATTN_OK;
+}
+
+/* Runtimes on the selected devices, each with its profile and queues. */
 static attn_status open_devices(const attn_cl_device *devs,
                                 const attn_selection *sel,
                                 const attn_options *o, const attn_logger *log,
                                 attn_backend **out, attn_err *err)
 {
     attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES];
-    int n = 0, queues = o->queues > 0 ? o->queues : 1;
+    double weight[ATTN_CL_MAX_DEVICES];
+    attn_profile *p = malloc(sizeof *p);
+    int n = 0;
     attn_status s = ATTN_OK;
-    if (queues > ATTN_CL_MAX_QUEUES)
+    if (!p)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+    if (o->queues > ATTN_CL_MAX_QUEUES) {
+        free(p);
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.queues %d exceeds %d", o->queues,
                          ATTN_CL_MAX_QUEUES);
+    }
     for (size_t i = 0; i < sel->count && n < ATTN_CL_MAX_DEVICES; i++) {
-        if ((s = attn_cl_runtime_create(&devs[sel->index[i]], o->cache_dir, log,
-                                        &rt[n], err)))
+        const attn_cl_device *dev = &devs[sel->index[i]];
+        if ((s = attn_profile_resolve(&dev->info, NULL, p, report_profile,
+                                      (void *)log)) ||
+            (s = attn_cl_runtime_create(dev, o->cache_dir, log, &rt[n], err)))
             break;
         n++;
-        if ((s = attn_cl_runtime_set_queues(rt[n - 1], queues, err)))
+        if ((s = apply_profile(rt[n - 1], p, o, log, &weight[n - 1], err)))
             break;
     }
     if (s == ATTN_OK)
         s = attn_backend_cl_wrap_n(rt, n, out, err);
+    if (s == ATTN_OK)
+        for (int i = 0; i < n; i++)
+            ((cl_backend *)(*out)->impl)->weight[i] = weight[i];
     if (s)
         while (n > 0)
             attn_cl_runtime_destroy(rt[--n]);
+    free(p);
     return s;
+}
+
+/* Whether "auto" should prefer the native backend to the best usable
+ * OpenCL CPU device: its profile says, else ATTN_CL_NATIVE_BEATS_CPU. */
+static int native_beats_cpu(const attn_cl_device *devs, size_t n,
+                            const attn_logger *log)
+{
+    const attn_cl_device *best = NULL;
+    attn_profile *p;
+    int beats = ATTN_CL_NATIVE_BEATS_CPU;
+    for (size_t i = 0; i < n; i++)
+        if (devs[i].info.usable &&
+            devs[i].info.kind == ATTN_DEVICE_CPU_OPENCL &&
+            (!best || devs[i].info.rank > best->info.rank))
+            best = &devs[i];
+    if (best && (p = malloc(sizeof *p))) {
+        if (attn_profile_resolve(&best->info, NULL, p, report_profile,
+                                 (void *)log) == ATTN_OK &&
+            p->native_beats_opencl >= 0)
+            beats = p->native_beats_opencl;
+        free(p);
+    }
+    return beats;
 }
 
 attn_status attn_opencl_open(const char *spec, const attn_options *o,
@@ -345,7 +411,8 @@ attn_status attn_opencl_open(const char *spec, const attn_options *o,
     }
     for (size_t i = 0; i < n; i++)
         infos[i] = devs[i].info;
-    s = attn_cl_select(infos, n, spec, ATTN_CL_NATIVE_BEATS_CPU, &sel, err);
+    s = attn_cl_select(infos, n, spec, native_beats_cpu(devs, n, log), &sel,
+                       err);
     if (s == ATTN_OK) {
         snprintf(why, why_cap, "%s", sel.why);
         if (!sel.native)
