@@ -17,6 +17,7 @@
 #include "opencl/mha_cl.h"
 #include "opencl/profile.h"
 #include "opencl/sdpa_cl.h"
+#include "opencl/sdpa_fused.h"
 #include "sched/sched.h"
 
 #define ATTN_CL_MAX_DEVICES 16
@@ -25,6 +26,8 @@ typedef struct cl_backend {
     attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES]; /* rt[0]: the primary device */
     double weight[ATTN_CL_MAX_DEVICES];       /* relative speed */
     int n_rt;
+    attn_path path;    /* options.path, or the profile's for AUTO */
+    int fused_min_seq; /* AUTO: the fused kernel from this seq_kv on */
 } cl_backend;
 
 static void cl_destroy(attn_backend *b)
@@ -74,21 +77,43 @@ static void free_bufs(dev_bufs *db)
             clReleaseMemObject(mem[i]);
 }
 
-/* The kernels of one group on its queue.  The fused path takes the shapes
- * it can; the others, and an explicit UNFUSED, run the three kernels. */
-static attn_status launch(attn_cl_runtime *rt, const attn_sdpa_desc *d,
-                          const attn_cl_tensors *t, cl_command_queue q,
-                          cl_event *done, attn_err *err)
+/* The kernels of one call on one device: the fused kernel when the path
+ * allows it and the shape fits the device, else the three kernels. */
+static attn_status launch_path(const cl_backend *cb, attn_cl_runtime *rt,
+                               const attn_sdpa_desc *d,
+                               const attn_cl_tensors *t, cl_command_queue q,
+                               cl_uint n_wait, const cl_event *wait,
+                               cl_event *done, attn_err *err)
 {
-    return attn_cl_sdpa_unfused(rt, d, t, q, 0, NULL, done, err);
+    attn_status s;
+    if (cb->path == ATTN_PATH_FUSED ||
+        (cb->path == ATTN_PATH_AUTO && d->seq_kv >= cb->fused_min_seq)) {
+        s = attn_cl_sdpa_fused(rt, d, t, q, n_wait, wait, done, err);
+        if (s != ATTN_ERR_UNSUPPORTED)
+            return s;
+        attn_log(rt->log, ATTN_LOG_DEBUG, "%s; using the three kernels",
+                 err->msg);
+        err->msg[0] = '\0';
+    }
+    return attn_cl_sdpa_unfused(rt, d, t, q, n_wait, wait, done, err);
+}
+
+attn_status attn_backend_cl_launch(const attn_backend *b,
+                                   const attn_sdpa_desc *d,
+                                   const attn_cl_tensors *t, cl_command_queue q,
+                                   cl_uint n_wait, const cl_event *wait,
+                                   cl_event *done, attn_err *err)
+{
+    const cl_backend *cb = b->impl;
+    return launch_path(cb, cb->rt[0], d, t, q, n_wait, wait, done, err);
 }
 
 /* Enqueues one group: slices up, kernels, slices down (events in rd). */
-static attn_status run_group(attn_cl_runtime *rt, cl_command_queue q,
-                             const attn_group *g, size_t elem,
-                             const dev_bufs *db, const void *hq, const void *hk,
-                             const void *hv, void *ho, float *hlse,
-                             cl_event rd[2], attn_err *err)
+static attn_status run_group(const cl_backend *cb, attn_cl_runtime *rt,
+                             cl_command_queue q, const attn_group *g,
+                             size_t elem, const dev_bufs *db, const void *hq,
+                             const void *hk, const void *hv, void *ho,
+                             float *hlse, cl_event rd[2], attn_err *err)
 {
     attn_cl_tensors t = db->t;
     cl_event ev = NULL;
@@ -111,7 +136,7 @@ static attn_status run_group(attn_cl_runtime *rt, cl_command_queue q,
     t.v_off = g->v_off;
     t.o_off = g->o_off;
     t.lse_off = g->lse_off;
-    if ((s = launch(rt, &g->d, &t, q, &ev, err)))
+    if ((s = launch_path(cb, rt, &g->d, &t, q, 0, NULL, &ev, err)))
         return s;
     rc = clEnqueueReadBuffer(q, t.o, CL_FALSE, g->o_off * elem, g->o_len * elem,
                              (char *)ho + g->o_off * elem, 1, &ev, &rd[0]);
@@ -197,7 +222,7 @@ static attn_status cl_sdpa(attn_backend *b, const attn_sdpa_desc *d,
             goto drain;
     for (size_t i = 0; i < n_groups; i++) {
         int sl = groups[i].slot;
-        if ((s = run_group(slot_rt[sl], slot_q[sl], &groups[i], elem,
+        if ((s = run_group(cb, slot_rt[sl], slot_q[sl], &groups[i], elem,
                            &db[slot_dev[sl]], q, k, v, o, lse, &rd[2 * i],
                            err)))
             goto drain;
@@ -272,6 +297,11 @@ attn_status attn_backend_cl_wrap_n(attn_cl_runtime *const *rt, int n,
     return ATTN_OK;
 }
 
+void attn_backend_cl_set_path(attn_backend *b, attn_path path)
+{
+    ((cl_backend *)b->impl)->path = path;
+}
+
 attn_status attn_backend_cl_wrap(attn_cl_runtime *rt, attn_backend **out,
                                  attn_err *err)
 {
@@ -305,6 +335,7 @@ static attn_status apply_profile(attn_cl_runtime *rt, const attn_profile *p,
                                  double *weight, attn_err *err)
 {
     attn_cl_unfused_tuning t;
+    attn_cl_fused_tuning ft;
     int queues = o->queues > 0 ? o->queues : p->queues > 0 ? p->queues : 1;
     attn_status s;
     if (queues > ATTN_CL_MAX_QUEUES)
@@ -314,6 +345,20 @@ static attn_status apply_profile(attn_cl_runtime *rt, const attn_profile *p,
                  "platform profile for %s: unfused tiles rejected, using "
                  "the defaults",
                  rt->info.name);
+    attn_cl_fused_tuning_default(&ft);
+    ft.vw = attn_profile_get_int(p, "fused.vw", 1, 16, ft.vw);
+    ft.nv = attn_profile_get_int(p, "fused.nv", 1, 16, ft.nv);
+    ft.wg = attn_profile_get_int(p, "fused.wg", 1, 1024, ft.wg);
+    ft.tk = attn_profile_get_int(p, "fused.tk", 1, 1024, ft.tk);
+    ft.kb = attn_profile_get_int(p, "fused.kb", 1, 64, ft.kb);
+    ft.cb = attn_profile_get_int(p, "fused.cb", 1, 64, ft.cb);
+    if (attn_cl_fused_set_tuning(rt, &ft, err) != ATTN_OK) {
+        attn_log(log, ATTN_LOG_WARN,
+                 "platform profile for %s: fused tuning rejected (%s), "
+                 "using the defaults",
+                 rt->info.name, err->msg);
+        err->msg[0] = '\0';
+    }
     if ((s = attn_cl_unfused_set_tuning(rt, &t, err)) ||
         (s = attn_cl_runtime_set_queues(rt, queues, err)))
         return s;
@@ -332,7 +377,7 @@ static attn_status open_devices(const attn_cl_device *devs,
     attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES];
     double weight[ATTN_CL_MAX_DEVICES];
     attn_profile *p = malloc(sizeof *p);
-    int n = 0;
+    int n = 0, path = -1, fused_min_seq = -1;
     attn_status s = ATTN_OK;
     if (!p)
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
@@ -349,14 +394,24 @@ static attn_status open_devices(const attn_cl_device *devs,
             (s = attn_cl_runtime_create(dev, o->cache_dir, log, &rt[n], err)))
             break;
         n++;
+        if (n == 1) { /* the primary device's choice of kernels */
+            path = p->path;
+            fused_min_seq = p->fused_min_seq;
+        }
         if ((s = apply_profile(rt[n - 1], p, o, log, &weight[n - 1], err)))
             break;
     }
     if (s == ATTN_OK)
         s = attn_backend_cl_wrap_n(rt, n, out, err);
-    if (s == ATTN_OK)
+    if (s == ATTN_OK) {
+        cl_backend *cb = (*out)->impl;
         for (int i = 0; i < n; i++)
-            ((cl_backend *)(*out)->impl)->weight[i] = weight[i];
+            cb->weight[i] = weight[i];
+        cb->path = o->path != ATTN_PATH_AUTO ? o->path
+                   : path >= 0               ? (attn_path)path
+                                             : ATTN_PATH_AUTO;
+        cb->fused_min_seq = fused_min_seq > 0 ? fused_min_seq : 0;
+    }
     if (s)
         while (n > 0)
             attn_cl_runtime_destroy(rt[--n]);

@@ -51,6 +51,8 @@ attn_status attn_context_create_cl(cl_context context, cl_device_id device,
         rt->info = probe.info;
         if ((s = attn_backend_cl_wrap(rt, &ctx->backend, &err)))
             attn_cl_runtime_destroy(rt);
+        else
+            attn_backend_cl_set_path(ctx->backend, ctx->path);
     }
     if (s) {
         ctx->backend = ctx->native;
@@ -140,7 +142,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     t.v_off = b->v_offset;
     t.o_off = b->o_offset;
     t.lse_off = b->lse_offset;
-    s = attn_cl_sdpa_unfused(rt, d, &t, queue, n_wait, wait, done, &err);
+    s = attn_backend_cl_launch(ctx->backend, d, &t, queue, n_wait, wait, done,
+                               &err);
     return s == ATTN_OK ? s : report(ctx, fn, s, &err);
 }
 

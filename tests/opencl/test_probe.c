@@ -268,7 +268,7 @@ static void test_bench(void)
     attn_cl_device *devs = NULL;
     size_t n = 0;
     char *out = NULL, env[1200], dir[] = "/tmp/attn-bad-binXXXXXX";
-    char name[256], path[600];
+    char name[256], path[600], path2[600];
     FILE *f;
     int rc = run("ATTN_CACHE_DIR=", "--bench -d native", 1, &out);
     CU_ASSERT_EQUAL(rc, 0);
@@ -301,8 +301,15 @@ static void test_bench(void)
         printf("\n%s\n", out);
     free(out);
 
-    /* A garbage offline binary for the device: its build fails. */
+    /* Garbage offline binaries for the device's f32 programs (whichever
+     * path the bench takes): its build fails. */
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s fused_f32", devs[0].info.name);
+    attn_cl_binary_name(path, name, sizeof name);
+    snprintf(path2, sizeof path2, "%s/%s.bin", dir, name);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f = fopen(path2, "wb"));
+    fputs("not a program binary", f);
+    fclose(f);
     snprintf(path, sizeof path, "%s unfused_f32", devs[0].info.name);
     attn_cl_binary_name(path, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s.bin", dir, name);
@@ -322,6 +329,7 @@ static void test_bench(void)
     }
     free(out);
     unlink(path);
+    unlink(path2);
     rmdir(dir);
     free(devs);
 }

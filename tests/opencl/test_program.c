@@ -283,6 +283,7 @@ static void *race(void *arg)
     attn_options_init(&o);
     o.device = "cpu";
     o.allow_fallback = 0;
+    o.path = ATTN_PATH_UNFUSED; /* the program the cache checks count */
     o.cache_dir = r->dir;
     o.log = fixture_capture;
     o.log_user = &r->cap;
