@@ -163,7 +163,7 @@ attn_status attn_profile_unfused_tuning(const attn_profile *p,
                                         struct attn_cl_unfused_tuning *t);
 
 /* Writes the set keys of p as "key = value" lines (no section header), the
- * body of a file that attn-tune or a user can put under [device "..."].
+ * body of a file a tuner or a user can put under [device "..."].
  * Returns the length the full text needs (as snprintf); buf is always
  * NUL-terminated when cap > 0. */
 size_t attn_profile_format(const attn_profile *p, char *buf, size_t cap);
