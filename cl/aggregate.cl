@@ -123,6 +123,10 @@ __kernel void attn_aggregate(__global const float *p,
                 vv[y] = vs[jj][tv + y * AG_WV];
             for (int x = 0; x < AG_RQ; x++) {
                 float pv = ps[tq + x * AG_WQ][jj];
+                /* A hidden key has p = 0 and must not bring its V in:
+                 * 0 * inf would be NaN. */
+                if (pv == 0.0f)
+                    continue;
                 for (int y = 0; y < AG_RV; y++)
                     acc[x][y] += pv * vv[y];
             }

@@ -475,6 +475,40 @@ static void test_garbage_past_kv_len(void)
     }
 }
 
+/* A key hidden from every row by a -inf bias column, in a causal window
+ * crossing the kernels' tiles: its V (inf, NaN) must not reach any row
+ * either (0 * inf is NaN).  The reference sees clean inputs. */
+static void test_garbage_behind_bias(void)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        attn_sdpa_desc s = shape(1, 2, 1, 40, 70, 8, 8);
+        ref_sdpa_result ref;
+        sdpa_case c;
+        s.dtype = dt ? ATTN_F16 : ATTN_F32;
+        s.mask.causal = 1;
+        s.mask.bias_kind = ATTN_BIAS_SHARED;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 501, 1.0, 0, 0), 0);
+        for (int i = 0; i < 40; i++)
+            c.bias[(size_t)i * 70 + 33] = -INFINITY;
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
+        for (int e = 0; e < 8; e++) {
+            size_t at = (size_t)33 * 8 + (size_t)e;
+            if (dt) {
+                ((uint16_t *)c.k)[at] = 0x7e00;
+                ((uint16_t *)c.v)[at] = (e & 1) ? 0xfc00 : 0x7c00;
+            } else {
+                ((float *)c.k)[at] = NAN;
+                ((float *)c.v)[at] = (e & 1) ? -INFINITY : INFINITY;
+            }
+        }
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &ref, 1, NULL,
+                                       dt ? "F16 inf V behind a -inf bias"
+                                          : "F32 inf V behind a -inf bias"));
+        ref_sdpa_free(&ref);
+        sdpa_case_free(&c);
+    }
+}
+
 /* One visible key: O = V.  In F16 the value must come back bit for bit
  * (every finite half, subnormals included), which pins both conversions. */
 static void test_f16_exact_single_key(void)
@@ -581,6 +615,7 @@ int main(void)
         {"NaN stays in its row", test_nan_isolated},
         {"large head_dim, then small", test_large_head_dim},
         {"NaN/inf past kv_len never read", test_garbage_past_kv_len},
+        {"inf V behind a -inf bias never read", test_garbage_behind_bias},
         {"F16 single key is exact", test_f16_exact_single_key},
         {"random feature mix", test_random_mix},
         {NULL, NULL},

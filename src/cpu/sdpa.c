@@ -258,15 +258,50 @@ static void mask_tile(const attn_sdpa_desc *d, float *s, long long i0,
 }
 
 /* Adds bias * log2(e) for the tile's real queries (rows of the bias are
- * seq_kv floats apart; bp points at query i0, key j0). */
+ * seq_kv floats apart; bp points at query i0, key j0).  A -inf entry hides
+ * the key whatever its score (a NaN key must not turn it into NaN). */
 static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
 {
     int i, r;
 
     for (i = 0; i < qn; i++)
-        for (r = 0; r < jn; r++)
-            s[(size_t)r * QT + (size_t)i] +=
-                bp[(size_t)i * ld + (size_t)r] * LOG2E;
+        for (r = 0; r < jn; r++) {
+            float b = bp[(size_t)i * ld + (size_t)r];
+            float *e = &s[(size_t)r * QT + (size_t)i];
+            *e = b == -INFINITY ? -INFINITY : *e + b * LOG2E;
+        }
+}
+
+/* 1 when every value of the jn x dv tile is finite. */
+static int tile_finite(const float *v, size_t ldv, int jn, int dv)
+{
+    for (int j = 0; j < jn; j++)
+        for (int c = 0; c < dv; c++)
+            if (!isfinite(v[(size_t)j * ldv + (size_t)c]))
+                return 0;
+    return 1;
+}
+
+/* attn_kern_pv for a masked tile whose V holds inf or NaN: a key hidden
+ * from a row (p = 0) must not bring its V into that row (0 * inf is NaN).
+ * Rare (a KV cache with garbage behind a mask), so plain C. */
+static void pv_skip_hidden(int nq, int jn, int dv, const float *p,
+                           const float *v, size_t ldv, const float *alpha,
+                           float *ot)
+{
+    int lanes = nq * 16;
+    for (int c = 0; c < dv; c++) {
+        float *o = ot + (size_t)c * QT;
+        for (int i = 0; i < lanes; i++)
+            o[i] *= alpha[i];
+        for (int j = 0; j < jn; j++) {
+            float vj = v[(size_t)j * ldv + (size_t)c];
+            const float *pj = p + (size_t)j * QT;
+            for (int i = 0; i < lanes; i++)
+                if (pj[i] != 0.0f)
+                    o[i] += vj * pj[i];
+        }
+    }
 }
 
 static const float *bias_base(const attn_sdpa_desc *d, int b, int h)
@@ -390,7 +425,10 @@ static void sdpa_item(void *arg, size_t item, int worker)
         attn_kern_softmax(nq, jn, w.s, smax, w.m, w.l, w.alpha);
         vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
                       d->head_dim_v, jn, w.vc, &ld);
-        attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ld, w.alpha, w.ot);
+        if (smax == NULL && !tile_finite(vt, ld, jn, d->head_dim_v))
+            pv_skip_hidden(nq, jn, d->head_dim_v, w.s, vt, ld, w.alpha, w.ot);
+        else
+            attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ld, w.alpha, w.ot);
     }
 
     finish_tile(jb, &w,
