@@ -21,6 +21,9 @@
  *     m_new) as they are loaded.
  * Q^T and the O^T accumulators of every item live in local memory (the
  * `lm` scratch argument); the scores of one tile in private memory.
+ * On CPU devices (PoCL) one item per work-group with FA_VW = 16 keeps each
+ * row vector in one 512-bit register and the inner loops branch-free; GPUs
+ * want FA_VW = 1 and many items per work-group.
  *
  * Masks.  Query row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
  * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
@@ -411,9 +414,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                 for (int j = 0; j < jn; j++) {
                     const VF s = sc[j][n];
                     const VI vis = AS_VU(s) != (VU)ATTN_MASKED_BITS;
-                    const VF p = select(
-                        (VF)0.0f, fa_exp2(s - mn),
-                        vis);
+                    const VF p = select((VF)0.0f, fa_exp2(s - mn), vis);
                     sc[j][n] = p;
                     sum += p;
                 }
@@ -486,8 +487,11 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
             ATTN_STORE(o, obase + (size_t)r * (size_t)head_dim_v + (size_t)c,
                        any ? x : 0.0f);
         }
+        /* The choice is made on bits: a float select may carry no-inf
+         * flags. */
         if (has_lse)
-            ((__global uint *)lse)[(size_t)lse_off + (size_t)bh * (size_t)seq_q +
+            ((__global uint *)lse)[(size_t)lse_off +
+                                   (size_t)bh * (size_t)seq_q +
                                    (size_t)(row0 + r)] =
                 any ? as_uint((mf[r] + log2(lf[r])) * FA_LN2)
                     : ATTN_NEG_INF_BITS;
