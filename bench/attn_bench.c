@@ -1,7 +1,10 @@
 /*
- * attn-bench: times attn_sdpa on libattn's native backend against what a CPU
+ * attn-bench: times attn_sdpa on libattn's native backend and its OpenCL
+ * paths (unfused, fused, decode, 1/2/4 queues, two devices) against what a
  * user would run instead, in one process, side by side:
  *
+ *   - CLBlast: batched SGEMM, a row-softmax kernel, batched SGEMM
+ *     (peer_clblast.c), on the same OpenCL device;
  *   - ggml's ggml_flash_attn_ext on ggml's CPU backend (loaded with dlopen at
  *     run time; never a build dependency), same thread count;
  *   - numpy (matmul + softmax, OpenBLAS), as a python subprocess
@@ -18,6 +21,7 @@
 #include "bench.h"
 
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,30 @@ int main(int argc, char **argv)
     if (pa != 0)
         return pa > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
+    if (opt.rss_child)
+        return rss_child_main(&opt);
+    if (opt.rss) {
+        int big = 0;
+        for (int i = 0; i < opt.n_sizes; i++)
+            if (opt.sizes[i] > big)
+                big = opt.sizes[i];
+        return rss_run(&opt, big, argv[0]);
+    }
+
+    char plot_buf[PATH_MAX + 32], csv_tmp[64] = "";
+    if (opt.plot) {
+        opt.plot_script = options_find_plot(plot_buf, sizeof plot_buf);
+        if (!opt.csv) { /* the plot reads a CSV: a temporary one */
+            snprintf(csv_tmp, sizeof csv_tmp, "/tmp/attn-bench-csv-XXXXXX");
+            int fd = mkstemp(csv_tmp);
+            if (fd < 0) {
+                fprintf(stderr, "attn-bench: cannot create a temp CSV\n");
+                return 2;
+            }
+            close(fd);
+            opt.csv = csv_tmp;
+        }
+    }
 
     char script_buf[PATH_MAX + 32];
     if (opt.numpy || opt.torch) {
@@ -53,13 +81,13 @@ int main(int argc, char **argv)
 
     attn_options ao;
     attn_options_init(&ao);
-    ao.device = opt.device;
+    ao.device = "native";
     ao.threads = opt.threads;
     attn_context *ctx = NULL;
     attn_status st = attn_context_create(&ao, &ctx);
     if (st != ATTN_OK) {
-        fprintf(stderr, "attn-bench: attn_context_create(device=%s): %s: %s\n",
-                opt.device, attn_status_string(st), attn_last_error());
+        fprintf(stderr, "attn-bench: attn_context_create(device=native): "
+                "%s: %s\n", attn_status_string(st), attn_last_error());
         ggml_peer_close(ps.g);
         report_csv_close();
         return 1;
@@ -67,6 +95,16 @@ int main(int argc, char **argv)
     attn_device_info di;
     memset(&di, 0, sizeof di);
     attn_context_device(ctx, &di);
+    cl_impls ci;
+    impls_open(&opt, &ci);
+    for (int i = 0; i < IMPL_COUNT; i++)
+        if (ci.ctx[i])
+            printf("# %s\n", ci.desc[i]);
+        else if (ci.why[i][0])
+            printf("# %s: %s\n", impl_name((impl_id)i), ci.why[i]);
+    if (opt_has(&opt, IMPL_CLBLAST))
+        printf("# clblast: S [8, N, N] on the device; cases over --max-mem "
+               "%.0f MiB are skipped\n", opt.max_mem_mib);
     report_preamble(&opt, &ps, &di, ggml_loaded, gwhy);
 
     /* temp files for the python peers */
@@ -80,7 +118,6 @@ int main(int argc, char **argv)
     }
 
     int rc = 0;
-    double lib2048[2] = {0, 0}, ggml2048[2][2] = {{0, 0}, {0, 0}};
     for (int si = 0; si < opt.n_sizes && rc == 0; si++) {
         int n = opt.sizes[si];
         size_t cnt = (size_t)HEADS * n * HEAD_DIM;
@@ -105,27 +142,11 @@ int main(int argc, char **argv)
             for (int causal = 0; causal < 2 && rc == 0; causal++) {
                 if (opt.causal_mode != 2 && opt.causal_mode != causal)
                     continue;
-                double lms = 0, gms[2] = {0, 0};
-                if (!py) { /* keep the flags, just skip the python peers */
-                    int nk = ps.numpy_ok, tk = ps.torch_ok;
-                    ps.numpy_ok = ps.torch_ok = 0;
-                    rc = runner_case(&opt, ctx, &ps, n, causal, q, k, v, o, op,
-                                     NULL, NULL, &lms, gms)
-                             ? 1
-                             : 0;
-                    ps.numpy_ok = nk;
-                    ps.torch_ok = tk;
-                } else {
-                    rc = runner_case(&opt, ctx, &ps, n, causal, q, k, v, o, op,
-                                     in_path, out_path, &lms, gms)
-                             ? 1
-                             : 0;
-                }
-                if (n == 2048) {
-                    lib2048[causal] = lms;
-                    ggml2048[causal][0] = gms[0];
-                    ggml2048[causal][1] = gms[1];
-                }
+                rc = runner_case(&opt, ctx, &ci, &ps, n, causal, q, k, v, o,
+                                 op, py ? in_path : NULL,
+                                 py ? out_path : NULL)
+                         ? 1
+                         : 0;
             }
         }
         free(q);
@@ -139,13 +160,19 @@ int main(int argc, char **argv)
         unlink(out_path);
     }
 
-    report_summary(&opt, &ps, rc, lib2048, ggml2048);
+    report_summary(&opt, &ps, rc);
 
+    runner_cleanup(&ps);
+    impls_close(&ci);
     attn_context_destroy(ctx);
     ggml_peer_close(ps.g);
     if (report_csv_close() != 0) {
         fprintf(stderr, "attn-bench: error writing %s\n", opt.csv);
         rc = 1;
+    } else if (opt.plot && report_plot(&opt, opt.csv) != 0 && csv_tmp[0]) {
+        csv_tmp[0] = '\0'; /* never changes rc; keep the CSV to plot later */
     }
+    if (csv_tmp[0])
+        unlink(csv_tmp);
     return rc;
 }

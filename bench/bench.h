@@ -10,6 +10,10 @@
  *   runner.c       one case: libattn and the peers, timed
  *   report.c       the table on stdout and the CSV file
  *   peer_ggml.c    ggml through dlopen (peer_ggml.h)
+ *   impls.c        the --impl list and libattn's OpenCL contexts
+ *   rss.c          --rss: peak RSS of one call in a fresh child process
+ *   peer_clblast.c the CLBlast unfused path (peer_clblast.h; built only
+ *                  when CLBlast and OpenCL are found)
  */
 #ifndef ATTN_BENCH_BENCH_H
 #define ATTN_BENCH_BENCH_H
@@ -22,6 +26,26 @@
 #include <stdint.h>
 
 enum { HEADS = 8, HEAD_DIM = 64, MAX_SIZES = 32, MAX_REPS = 1000 };
+
+/* What --impl can name.  Native is always run: it is the reference every
+ * other output is compared with. */
+typedef enum impl_id {
+    IMPL_NATIVE = 0,
+    IMPL_CL_UNFUSED, /* OpenCL, ATTN_PATH_UNFUSED, 1 queue */
+    IMPL_CL_FUSED,   /* OpenCL, ATTN_PATH_FUSED, 1 queue */
+    IMPL_CL_DECODE,  /* OpenCL, ATTN_PATH_AUTO, seq_q = --seq-q */
+    IMPL_CL_Q2,      /* OpenCL, ATTN_PATH_FUSED, 2 queues */
+    IMPL_CL_Q4,      /* OpenCL, ATTN_PATH_FUSED, 4 queues */
+    IMPL_CL_2DEV,    /* OpenCL, ATTN_PATH_FUSED, device "all" (>= 2) */
+    IMPL_CLBLAST,    /* peer_clblast.c */
+    IMPL_GGML,
+    IMPL_NUMPY,
+    IMPL_TORCH,
+    IMPL_COUNT
+} impl_id;
+
+/* "native", "cl-fused", ... */
+const char *impl_name(impl_id id);
 
 typedef struct options {
     int threads;
@@ -39,8 +63,20 @@ typedef struct options {
     const char *python;
     const char *script;
     const char *csv;
-    const char *device;
+    const char *device; /* OpenCL device of the cl-* impls (default "cpu") */
+    unsigned impls;     /* bit (1u << impl_id) per impl asked for */
+    int seq_q;          /* decode case: seq_q (1..4), seq_kv = N */
+    double max_mem_mib; /* skip cases whose S matrix would exceed this */
+    const char *plot;   /* PNG to write (through bench/plot.py) */
+    const char *plot_script;
+    int rss;             /* --rss: measure peak RSS instead of timing */
+    const char *rss_child; /* internal: impl measured in this child */
 } options;
+
+static inline int opt_has(const options *o, impl_id id)
+{
+    return (o->impls >> id) & 1u;
+}
 
 typedef struct peer_state {
     /* ggml */
@@ -55,11 +91,16 @@ typedef struct peer_state {
     char openblas_env[256];
     char blas_seen[2][512];
     char numpy_impl[128];
+    /* CLBlast (opened at the first case that runs it) */
+    void *clblast; /* clblast_peer * */
+    int clblast_tried;
+    char clblast_why[512];
 } peer_state;
 
 /* One line of the table (and of the CSV file). */
 typedef struct row {
-    const char *impl;
+    const char *impl; /* "libattn" for the native reference row */
+    impl_id id;
     char label[96];
     int ok;
     double median_ms, min_ms;
@@ -79,6 +120,8 @@ int options_file_exists(const char *p);
 /* peer_numpy.py beside the executable, else in the source tree (written to
  * buf); NULL when neither exists. */
 const char *options_find_script(char *buf, size_t len);
+/* plot.py, found the same way. */
+const char *options_find_plot(char *buf, size_t len);
 
 /* ---- util.c ---- */
 
@@ -141,6 +184,27 @@ int python_peer_write(const char *path, const float *const *parts,
 /* Reads count floats from path into x.  0 or -1. */
 int python_peer_read(const char *path, float *x, size_t count);
 
+/* ---- impls.c ---- */
+
+/* libattn contexts of the cl-* impls (NULL where unavailable, with why). */
+typedef struct cl_impls {
+    attn_context *ctx[IMPL_COUNT];
+    char why[IMPL_COUNT][512];
+    char desc[IMPL_COUNT][160]; /* device names, queues, path */
+} cl_impls;
+
+/* Parses a comma list of impl names ("all" for every one) into a bit set.
+ * Returns 0, or -1 naming the bad word on stderr. */
+int impls_parse(const char *list, unsigned *out);
+/* Creates the libattn contexts of the cl-* impls opt asks for; an impl
+ * that cannot run gets NULL and a reason. */
+void impls_open(const options *opt, cl_impls *ci);
+void impls_close(cl_impls *ci);
+/* The context options of an impl (device, queues, path, threads). */
+void impls_attn_options(const options *opt, impl_id id, attn_options *ao);
+/* Bytes of one seq x seq score matrix over all heads (float). */
+double impls_s_bytes(int seq_q, int seq_kv);
+
 /* ---- runner.c ---- */
 
 /* Times one case (size n, causal or not) on libattn and every usable peer
@@ -149,11 +213,29 @@ int python_peer_read(const char *path, float *x, size_t count);
  * (NULL: no python peer).  *lib_out_ms receives libattn's median,
  * ggml_out_ms[t] ggml's per K/V type when it ran.  Returns 0, or -1 when
  * libattn failed. */
-int runner_case(const options *opt, attn_context *ctx, peer_state *ps, int n,
-                int causal, const float *q, const float *k, const float *v,
-                float *o_lib, float *o_peer, const char *in_path,
-                const char *out_path, double *lib_out_ms,
-                double *ggml_out_ms /* [2] */);
+int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
+                peer_state *ps, int n, int causal, const float *q,
+                const float *k, const float *v, float *o_lib, float *o_peer,
+                const char *in_path, const char *out_path);
+
+/* ---- rss.c ---- */
+
+/* --rss: runs native and cl-fused once each at size n (non-causal) in a
+ * fresh child process (this executable, --rss-child) and prints the peak
+ * RSS.  Returns 0, or 1 when a child failed. */
+int rss_run(const options *opt, int n, const char *argv0);
+/* The child's side: one call, then prints VmHWM.  Returns the exit code. */
+int rss_child_main(const options *opt);
+
+/* ---- plot ---- */
+
+/* Runs python3 plot.py CSV PNG.  Never fails the bench: a missing
+ * matplotlib is reported with the command that installs it.  Returns 0
+ * when the PNG was written, else -1 (then the CSV is worth keeping). */
+int report_plot(const options *opt, const char *csv_path);
+
+/* Releases what runner_case opened (the CLBlast peer). */
+void runner_cleanup(peer_state *ps);
 
 /* ---- report.c ---- */
 
@@ -167,11 +249,13 @@ void report_preamble(const options *opt, const peer_state *ps,
                      const attn_device_info *di, int ggml_loaded,
                      const char *gwhy);
 /* Prints one row (first: the row that names N and causal) to stdout and
- * the CSV file; lib_ms: libattn's median, for the ratio. */
-void report_row(int n, int causal, int first, const row *r, double lib_ms);
-/* Prints the closing lines: load average, numpy's BLAS, and the N=2048
- * target against ggml (medians by [causal] and [causal][K/V type]). */
-void report_summary(const options *opt, const peer_state *ps, int rc,
-                    const double lib2048[2], double ggml2048[2][2]);
+ * the CSV file; lib_ms: libattn's median, for the ratio; seq_q: the
+ * query length (N, or --seq-q for the decode rows).  Also remembers the
+ * median for report_summary. */
+void report_row(int n, int causal, int first, const row *r, double lib_ms,
+                int seq_q);
+/* Prints the closing lines: load average, numpy's BLAS, and the targets
+ * at N=2048 (libattn vs ggml, cl-fused vs CLBlast, 2 queues vs 1). */
+void report_summary(const options *opt, const peer_state *ps, int rc);
 
 #endif /* ATTN_BENCH_BENCH_H */

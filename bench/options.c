@@ -22,9 +22,31 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: attn-bench [options]\n"
-        "Times attn_sdpa (libattn native backend) for B=1, H=8, d=64,\n"
-        "seq_q = seq_kv = N, f32, causal and not, against ggml_flash_attn_ext\n"
-        "(ggml CPU backend), numpy matmul+softmax and torch sdpa (if installed).\n"
+        "Times attn_sdpa (libattn native backend and OpenCL paths) for B=1, H=8,\n"
+        "d=64, seq_q = seq_kv = N, f32, causal and not, against a CLBlast\n"
+        "gemm+softmax+gemm path, ggml_flash_attn_ext (ggml CPU backend), numpy\n"
+        "matmul+softmax and torch sdpa (if installed).\n"
+        "\n"
+        "  --impl LIST       comma list (default native,cl-fused,clblast,ggml,numpy,torch;\n"
+        "                    'all' = every one; native always runs, as the reference):\n"
+        "                    native      libattn, device \"native\"\n"
+        "                    cl-unfused  libattn OpenCL, path UNFUSED, 1 queue\n"
+        "                    cl-fused    libattn OpenCL, path FUSED, 1 queue\n"
+        "                    cl-decode   libattn OpenCL, path AUTO, seq_q=--seq-q,\n"
+        "                                seq_kv=N (extra rows against native)\n"
+        "                    cl-q2, cl-q4  as cl-fused with 2 / 4 queues\n"
+        "                    cl-2dev     as cl-fused on device \"all\" (needs 2 devices;\n"
+        "                                PoCL: POCL_DEVICES=\"pthread pthread\")\n"
+        "                    clblast     CLBlast batched GEMM + softmax kernel + GEMM\n"
+        "                    ggml, numpy, torch   the CPU peers\n"
+        "  --device SPEC     OpenCL device of the cl-* impls (default cpu)\n"
+        "  --seq-q S         query rows of the cl-decode case, 1..4 (default 1)\n"
+        "  --max-mem MIB     skip cl-unfused / clblast / numpy cases whose score\n"
+        "                    matrix would exceed MIB MiB (default 1024)\n"
+        "  --plot FILE.png   time against N, log-log (python3 + matplotlib,\n"
+        "                    bench/plot.py reads the CSV)\n"
+        "  --rss             instead of timing: peak RSS of one call of native and\n"
+        "                    cl-fused at the largest --sizes, each in a fresh child\n"
         "\n"
         "  --threads N       threads for libattn, ggml and BLAS (default: online CPUs)\n"
         "  --sizes LIST      comma list of N (default 512,1024,2048,4096,8192)\n"
@@ -40,14 +62,13 @@ static void usage(FILE *f)
         "  --python PATH     interpreter for the numpy/torch peer (default python3)\n"
         "  --peer-script P   peer_numpy.py (default: beside attn-bench, else the\n"
         "                    source tree)\n"
-        "  --device SPEC     libattn device (default native)\n"
         "  --csv FILE        also write every row to FILE as CSV\n"
         "  --help            this text\n"
         "\n"
         "Columns: median ms and min ms of the timed runs; GFLOP/s = 4*N*N*d*H\n"
-        "(halved when causal) / median; 'libattn x faster' = peer median /\n"
-        "libattn median (above 1: libattn is faster); max|diff| = largest\n"
-        "absolute difference from libattn's output (for libattn itself: from a\n"
+        "(halved when causal) / median; 'native x faster' = row median /\n"
+        "native median (above 1: native is faster); max|diff| = largest\n"
+        "absolute difference from native's output (for native itself: from a\n"
         "double-precision reference on sampled rows).\n");
 }
 /* clang-format on */
@@ -86,7 +107,7 @@ int options_file_exists(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-const char *options_find_script(char *buf, size_t len)
+static const char *find_named(const char *name, char *buf, size_t len)
 {
     char exe[PATH_MAX];
     ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -95,15 +116,25 @@ const char *options_find_script(char *buf, size_t len)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            snprintf(buf, len, "%s/peer_numpy.py", exe);
+            snprintf(buf, len, "%s/%s", exe, name);
             if (options_file_exists(buf))
                 return buf;
         }
     }
-    snprintf(buf, len, "%s/peer_numpy.py", ATTN_BENCH_SOURCE_DIR);
+    snprintf(buf, len, "%s/%s", ATTN_BENCH_SOURCE_DIR, name);
     if (options_file_exists(buf))
         return buf;
     return NULL;
+}
+
+const char *options_find_script(char *buf, size_t len)
+{
+    return find_named("peer_numpy.py", buf, len);
+}
+
+const char *options_find_plot(char *buf, size_t len)
+{
+    return find_named("plot.py", buf, len);
 }
 
 int options_parse(int argc, char **argv, options *o)
@@ -116,7 +147,10 @@ int options_parse(int argc, char **argv, options *o)
     o->peers = o->ggml = o->numpy = o->torch = 1;
     o->ggml_kv = 3;
     o->python = "python3";
-    o->device = "native";
+    o->device = "cpu";
+    o->seq_q = 1;
+    o->max_mem_mib = 1024;
+    impls_parse("native,cl-fused,clblast,ggml,numpy,torch", &o->impls);
     parse_sizes("512,1024,2048,4096,8192", o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -127,7 +161,10 @@ int options_parse(int argc, char **argv, options *o)
                     strcmp(a, "--ggml-lib") == 0 ||
                     strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
                     strcmp(a, "--peer-script") == 0 ||
-                    strcmp(a, "--csv") == 0 || strcmp(a, "--device") == 0;
+                    strcmp(a, "--csv") == 0 || strcmp(a, "--device") == 0 ||
+                    strcmp(a, "--impl") == 0 || strcmp(a, "--seq-q") == 0 ||
+                    strcmp(a, "--max-mem") == 0 || strcmp(a, "--plot") == 0 ||
+                    strcmp(a, "--rss-child") == 0;
         if (takes) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "attn-bench: %s needs a value (see --help)\n",
@@ -184,6 +221,21 @@ int options_parse(int argc, char **argv, options *o)
             o->csv = val;
         } else if (strcmp(a, "--device") == 0) {
             o->device = val;
+        } else if (strcmp(a, "--impl") == 0) {
+            if (impls_parse(val, &o->impls) != 0)
+                return -1;
+        } else if (strcmp(a, "--seq-q") == 0) {
+            bad = parse_int(val, 1, 4, &o->seq_q);
+        } else if (strcmp(a, "--max-mem") == 0) {
+            int mib = 0;
+            bad = parse_int(val, 1, 1 << 30, &mib);
+            o->max_mem_mib = mib;
+        } else if (strcmp(a, "--plot") == 0) {
+            o->plot = val;
+        } else if (strcmp(a, "--rss") == 0) {
+            o->rss = 1;
+        } else if (strcmp(a, "--rss-child") == 0) {
+            o->rss_child = val;
         } else {
             fprintf(stderr, "attn-bench: unknown option '%s' (see --help)\n",
                     a);
@@ -195,8 +247,13 @@ int options_parse(int argc, char **argv, options *o)
             return -1;
         }
     }
-    if (!o->peers)
+    if (!o->peers) {
         o->ggml = o->numpy = o->torch = 0;
+        o->impls &= ~(1u << IMPL_CLBLAST);
+    }
+    o->ggml = o->ggml && opt_has(o, IMPL_GGML);
+    o->numpy = o->numpy && opt_has(o, IMPL_NUMPY);
+    o->torch = o->torch && opt_has(o, IMPL_TORCH);
     return 0;
 }
 
