@@ -17,17 +17,21 @@
 #include "opencl/mha_cl.h"
 #include "opencl/profile.h"
 #include "opencl/sdpa_cl.h"
+#include "opencl/sdpa_decode.h"
 #include "opencl/sdpa_fused.h"
 #include "sched/sched.h"
 
 #define ATTN_CL_MAX_DEVICES 16
+/* The decode kernel's reach when no profile says (sdpa_decode.h). */
+#define ATTN_CL_DECODE_MAX_SEQ_Q 4
 
 typedef struct cl_backend {
     attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES]; /* rt[0]: the primary device */
     double weight[ATTN_CL_MAX_DEVICES];       /* relative speed */
     int n_rt;
-    attn_path path;    /* options.path, or the profile's for AUTO */
-    int fused_min_seq; /* AUTO: the fused kernel from this seq_kv on */
+    attn_path path;       /* options.path, or the profile's for AUTO */
+    int fused_min_seq;    /* AUTO: the fused kernel from this seq_kv on */
+    int decode_max_seq_q; /* AUTO: the decode kernel up to this seq_q */
 } cl_backend;
 
 static void cl_destroy(attn_backend *b)
@@ -77,8 +81,10 @@ static void free_bufs(dev_bufs *db)
             clReleaseMemObject(mem[i]);
 }
 
-/* The kernels of one call on one device: the fused kernel when the path
- * allows it and the shape fits the device, else the three kernels. */
+/* The kernels of one call on one device.  AUTO: the decode kernel for a
+ * few query rows, the fused kernel from fused_min_seq keys on, the three
+ * kernels otherwise; a kernel that declines the shape (UNSUPPORTED) hands
+ * it to the next. */
 static attn_status launch_path(const cl_backend *cb, attn_cl_runtime *rt,
                                const attn_sdpa_desc *d,
                                const attn_cl_tensors *t, cl_command_queue q,
@@ -86,6 +92,14 @@ static attn_status launch_path(const cl_backend *cb, attn_cl_runtime *rt,
                                cl_event *done, attn_err *err)
 {
     attn_status s;
+    if (cb->path == ATTN_PATH_AUTO && d->seq_q <= cb->decode_max_seq_q) {
+        s = attn_cl_sdpa_decode(rt, d, t, q, n_wait, wait, done, err);
+        if (s != ATTN_ERR_UNSUPPORTED)
+            return s;
+        attn_log(rt->log, ATTN_LOG_DEBUG, "%s; trying the other kernels",
+                 err->msg);
+        err->msg[0] = '\0';
+    }
     if (cb->path == ATTN_PATH_FUSED ||
         (cb->path == ATTN_PATH_AUTO && d->seq_kv >= cb->fused_min_seq)) {
         s = attn_cl_sdpa_fused(rt, d, t, q, n_wait, wait, done, err);
@@ -291,6 +305,7 @@ attn_status attn_backend_cl_wrap_n(attn_cl_runtime *const *rt, int n,
         cb->weight[i] = device_weight(&rt[i]->info);
     }
     cb->n_rt = n;
+    cb->decode_max_seq_q = ATTN_CL_DECODE_MAX_SEQ_Q;
     b->ops = &cl_ops;
     b->impl = cb;
     *out = b;
@@ -377,7 +392,7 @@ static attn_status open_devices(const attn_cl_device *devs,
     attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES];
     double weight[ATTN_CL_MAX_DEVICES];
     attn_profile *p = malloc(sizeof *p);
-    int n = 0, path = -1, fused_min_seq = -1;
+    int n = 0, path = -1, fused_min_seq = -1, decode_max_seq_q = -1;
     attn_status s = ATTN_OK;
     if (!p)
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
@@ -397,6 +412,7 @@ static attn_status open_devices(const attn_cl_device *devs,
         if (n == 1) { /* the primary device's choice of kernels */
             path = p->path;
             fused_min_seq = p->fused_min_seq;
+            decode_max_seq_q = p->decode_max_seq_q;
         }
         if ((s = apply_profile(rt[n - 1], p, o, log, &weight[n - 1], err)))
             break;
@@ -411,6 +427,8 @@ static attn_status open_devices(const attn_cl_device *devs,
                    : path >= 0               ? (attn_path)path
                                              : ATTN_PATH_AUTO;
         cb->fused_min_seq = fused_min_seq > 0 ? fused_min_seq : 0;
+        cb->decode_max_seq_q =
+            decode_max_seq_q >= 0 ? decode_max_seq_q : ATTN_CL_DECODE_MAX_SEQ_Q;
     }
     if (s)
         while (n > 0)

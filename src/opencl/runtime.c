@@ -244,6 +244,8 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
         rt->mha_free(rt->mha);
     if (rt->fused_free)
         rt->fused_free(rt->fused);
+    if (rt->decode_free)
+        rt->decode_free(rt->decode);
     for (int i = 0; i < rt->n_queues; i++)
         clReleaseCommandQueue(rt->queues[i]);
     pthread_mutex_destroy(&rt->build_lock);

@@ -74,6 +74,8 @@ typedef struct attn_cl_runtime {
     void (*mha_free)(void *mha);
     void *fused; /* state of the fused kernel (sdpa_fused.c) */
     void (*fused_free)(void *fused);
+    void *decode; /* state of the decode kernels (sdpa_decode.c) */
+    void (*decode_free)(void *decode);
 } attn_cl_runtime;
 
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL
