@@ -548,6 +548,39 @@ static void test_f16_exact_single_key(void)
 }
 
 /* Random shapes with every feature on or off, seeded. */
+/* Decoding shapes: a few query rows (seq_q 1..4) against short and long
+ * key sequences, every feature drawn at random.  On a device with path
+ * AUTO these take the decode kernel (keys split over work-groups). */
+static void test_decode_mix(void)
+{
+    static const int skv[] = {1, 5, 33, 300, 2000};
+    ref_rng g;
+    ref_rng_seed(&g, 777);
+    for (int t = 0; t < 40; t++) {
+        int hkv = ref_rng_int(&g, 1, 3);
+        int group = ref_rng_int(&g, 1, 4);
+        attn_sdpa_desc s = shape(
+            ref_rng_int(&g, 1, 2), hkv * group, hkv, ref_rng_int(&g, 1, 4),
+            skv[t % 5], ref_rng_int(&g, 1, 70), ref_rng_int(&g, 1, 70));
+        s.score =
+            ref_rng_int(&g, 0, 3) == 0 ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
+        s.dtype = ref_rng_int(&g, 0, 1) ? ATTN_F16 : ATTN_F32;
+        s.mask.causal = ref_rng_int(&g, 0, 1);
+        s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 40);
+        s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        int kv = ref_rng_int(&g, 0, 1);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "decode %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d "
+                 "causal %d window %d bias %d kv_len %d",
+                 t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv,
+                 s.head_dim, s.head_dim_v, (int)s.score, (int)s.dtype,
+                 s.mask.causal, s.mask.window, (int)s.mask.bias_kind, kv);
+        CU_ASSERT_TRUE(run(&s, 9000 + (uint64_t)t, t % 7 == 0 ? 50.0 : 1.0, 0.1,
+                           kv, 2, what));
+    }
+}
+
 static void test_random_mix(void)
 {
     ref_rng g;
@@ -616,6 +649,7 @@ int main(void)
         {"large head_dim, then small", test_large_head_dim},
         {"NaN/inf past kv_len never read", test_garbage_past_kv_len},
         {"inf V behind a -inf bias never read", test_garbage_behind_bias},
+        {"decoding shapes (seq_q 1..4), every feature", test_decode_mix},
         {"F16 single key is exact", test_f16_exact_single_key},
         {"random feature mix", test_random_mix},
         {NULL, NULL},
