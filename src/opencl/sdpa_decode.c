@@ -7,11 +7,13 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/launch_common.h"
 #include "opencl/sdpa_decode.h"
 
 #define N_DTYPES 2
@@ -52,12 +54,8 @@ void attn_cl_decode_tuning_default(attn_cl_decode_tuning *t)
 
 static void prog_release(decode_prog *p)
 {
-    if (p->split)
-        clReleaseKernel(p->split);
-    if (p->combine)
-        clReleaseKernel(p->combine);
-    if (p->prog)
-        clReleaseProgram(p->prog);
+    const cl_kernel k[] = {p->split, p->combine};
+    attn_cl_release_prog(p->prog, k, 2);
     memset(p, 0, sizeof *p);
 }
 
@@ -68,8 +66,7 @@ static void state_free(void *decode)
         return;
     for (int i = 0; i < N_DTYPES; i++)
         prog_release(&st->prog[i]);
-    if (st->dummy)
-        clReleaseMemObject(st->dummy);
+    attn_cl_release_mem(st->dummy);
     free(st);
 }
 
@@ -77,24 +74,17 @@ static void state_free(void *decode)
 static attn_status state_get(attn_cl_runtime *rt, decode_state **out,
                              attn_err *err)
 {
-    decode_state *st = rt->decode;
-    cl_int rc;
-    if (st) {
-        *out = st;
-        return ATTN_OK;
+    void *st = rt->decode;
+    attn_status s;
+    if (!st) {
+        if ((s = attn_cl_state_new(rt, sizeof(decode_state),
+                                   offsetof(decode_state, dummy),
+                                   "the decode kernel state", &st, err)))
+            return s;
+        attn_cl_decode_tuning_default(&((decode_state *)st)->tuning);
+        rt->decode = st;
+        rt->decode_free = state_free;
     }
-    if (!(st = calloc(1, sizeof *st)))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "cannot allocate the decode kernel state");
-    attn_cl_decode_tuning_default(&st->tuning);
-    st->dummy = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
-    if (rc != CL_SUCCESS) {
-        free(st);
-        return attn_fail(err, attn_cl_status(rc), "clCreateBuffer failed: %s",
-                         attn_cl_error_name(rc));
-    }
-    rt->decode = st;
-    rt->decode_free = state_free;
     *out = st;
     return ATTN_OK;
 }
@@ -138,19 +128,6 @@ attn_status attn_cl_decode_set_tuning(attn_cl_runtime *rt,
 
 /* ---- building -------------------------------------------------------- */
 
-static attn_status create_kernel(cl_program prog, const char *name,
-                                 cl_kernel *out, attn_err *err)
-{
-    cl_int rc;
-    *out = clCreateKernel(prog, name, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
-                         name, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
 /* Builds the program of one dtype with tuning t; the kernels' own limits
  * on work-group size (registers) may halve t.wg / t.cwg, which costs a
  * rebuild. */
@@ -158,26 +135,19 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_decode_tuning t,
                               int f16, decode_prog *p, attn_err *err)
 {
     static const char *const names[] = {"decode.cl"};
-    size_t dev_wg = 0, items[16] = {0};
-    cl_int rc;
-    attn_status s = ATTN_ERR_DEVICE;
+    size_t dev_wg = 0;
+    attn_status s;
     char opts[512];
 
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
-                                  sizeof dev_wg, &dev_wg, NULL),
-                  fail);
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
-                                  sizeof items, items, NULL),
-                  fail);
-    if (items[0] > 0 && items[0] < dev_wg)
-        dev_wg = items[0];
+    if ((s = attn_cl_wg_side(rt, &dev_wg, err)))
+        goto fail;
     while ((size_t)t.wg > dev_wg && t.wg > 1)
         t.wg /= 2;
     while ((size_t)t.cwg > dev_wg && t.cwg > 1)
         t.cwg /= 2;
     for (int attempt = 0; attempt < 22; attempt++) {
         size_t kwg = 0, cwg = 0;
-        cl_ulong klocal = 0;
+        cl_ulong klocal = 0, clocal = 0;
         /* tk stays a multiple of wg (and at least wg). */
         t.tk = t.tk / t.wg * t.wg;
         snprintf(opts, sizeof opts,
@@ -187,23 +157,13 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_decode_tuning t,
         if ((s = attn_cl_build_tagged(rt, f16 ? "decode_f16" : "decode_f32",
                                       names, 1, opts, &p->prog, err)))
             return s;
-        if ((s = create_kernel(p->prog, "attn_decode_split", &p->split, err)) ||
-            (s = create_kernel(p->prog, "attn_decode_combine", &p->combine,
-                               err)))
+        if ((s = attn_cl_create_kernel(p->prog, "attn_decode_split", &p->split,
+                                       err)) ||
+            (s = attn_cl_create_kernel(p->prog, "attn_decode_combine",
+                                       &p->combine, err)) ||
+            (s = attn_cl_kernel_limits(rt, p->split, &kwg, &klocal, err)) ||
+            (s = attn_cl_kernel_limits(rt, p->combine, &cwg, &clocal, err)))
             goto fail;
-        s = ATTN_ERR_DEVICE;
-        ATTN_CL_CHECK(clGetKernelWorkGroupInfo(p->split, rt->device,
-                                               CL_KERNEL_WORK_GROUP_SIZE,
-                                               sizeof kwg, &kwg, NULL),
-                      fail);
-        ATTN_CL_CHECK(clGetKernelWorkGroupInfo(p->combine, rt->device,
-                                               CL_KERNEL_WORK_GROUP_SIZE,
-                                               sizeof cwg, &cwg, NULL),
-                      fail);
-        ATTN_CL_CHECK(clGetKernelWorkGroupInfo(p->split, rt->device,
-                                               CL_KERNEL_LOCAL_MEM_SIZE,
-                                               sizeof klocal, &klocal, NULL),
-                      fail);
         if (kwg >= (size_t)t.wg && cwg >= (size_t)t.cwg) {
             p->t = t;
             p->static_local = klocal;
@@ -244,11 +204,8 @@ static attn_status prog_get(attn_cl_runtime *rt, attn_dtype dtype,
         return attn_fail(err, p->failed, "%s", p->why);
     if (!p->prog) {
         attn_err e = {{0}};
-        if ((s = build_prog(rt, st->tuning, dtype == ATTN_F16, p, &e))) {
-            p->failed = s;
-            memcpy(p->why, e.msg, sizeof p->why);
-            return attn_fail(err, s, "%s", e.msg);
-        }
+        if ((s = build_prog(rt, st->tuning, dtype == ATTN_F16, p, &e)))
+            return attn_cl_keep_failure(s, &e, &p->failed, p->why, err);
     }
     *out = p;
     *st_out = st;
@@ -356,108 +313,6 @@ static attn_status make_plan(const attn_sdpa_desc *d,
 
 /* ---- enqueueing ------------------------------------------------------ */
 
-/* Checks that buffer m holds count elements of elem bytes at offset off. */
-static attn_status check_buffer(cl_mem m, const char *name, size_t off,
-                                size_t count, size_t elem, attn_err *err)
-{
-    size_t size = 0, need;
-    cl_int rc = clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof size, &size, NULL);
-    if (rc != CL_SUCCESS)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "buffer %s is not a valid cl_mem: %s", name,
-                         attn_cl_error_name(rc));
-    if (count > SIZE_MAX - off || !attn_mul_size(&need, off + count, elem))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    if (need > size)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "buffer %s holds %zu bytes; the tensor at offset %zu "
-                         "needs %zu",
-                         name, size, off, need);
-    return ATTN_OK;
-}
-
-static attn_status check_tensors(const attn_sdpa_desc *d,
-                                 const attn_cl_tensors *t, attn_err *err)
-{
-    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
-    const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
-                 bkv = (size_t)d->batch * (size_t)d->heads_kv;
-    const size_t fq[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim};
-    const size_t fk[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim};
-    const size_t fv[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim_v};
-    const size_t fo[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim_v};
-    size_t n[5];
-    attn_status s;
-    if (!attn_mul_sizes(&n[0], 3, fq) || !attn_mul_sizes(&n[1], 3, fk) ||
-        !attn_mul_sizes(&n[2], 3, fv) || !attn_mul_sizes(&n[3], 3, fo) ||
-        !attn_mul_size(&n[4], bq, (size_t)d->seq_q))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the tensor sizes overflow");
-    if ((s = check_buffer(t->q, "q", t->q_off, n[0], elem, err)) ||
-        (s = check_buffer(t->k, "k", t->k_off, n[1], elem, err)) ||
-        (s = check_buffer(t->v, "v", t->v_off, n[2], elem, err)) ||
-        (s = check_buffer(t->o, "o", t->o_off, n[3], elem, err)))
-        return s;
-    if (t->lse)
-        return check_buffer(t->lse, "lse", t->lse_off, n[4], sizeof(float),
-                            err);
-    return ATTN_OK;
-}
-
-/* A read-only device copy of host data; *out stays NULL when p is NULL. */
-static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
-                             size_t elem, const char *name, cl_mem *out,
-                             attn_err *err)
-{
-    size_t bytes;
-    cl_int rc;
-    *out = NULL;
-    if (!p)
-        return ATTN_OK;
-    if (!attn_mul_size(&bytes, n, elem))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    *out = clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                          bytes, (void *)p, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(err, attn_cl_status(rc),
-                         "cannot copy %s to the device (%zu bytes): %s", name,
-                         bytes, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
-/* Device copies of the host-side inputs of d (NULL where absent). */
-static attn_status copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
-                               cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
-                               attn_err *err)
-{
-    size_t n_bias = 0;
-    attn_status s;
-    if (d->mask.bias_kind != ATTN_BIAS_NONE) {
-        const size_t f[4] = {(size_t)d->batch, (size_t)d->heads_q,
-                             (size_t)d->seq_q, (size_t)d->seq_kv};
-        const int skip = d->mask.bias_kind == ATTN_BIAS_FULL       ? 0
-                         : d->mask.bias_kind == ATTN_BIAS_PER_HEAD ? 1
-                                                                   : 2;
-        if (!attn_mul_sizes(&n_bias, 4 - skip, f + skip))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "the size of mask.bias overflows");
-    }
-    if ((s = host_copy(rt, d->mask.bias, n_bias, sizeof(float), "mask.bias",
-                       bias, err)) ||
-        (s = host_copy(rt, d->mask.kv_len, (size_t)d->batch, sizeof(int32_t),
-                       "mask.kv_len", kv_len, err)) ||
-        (s = host_copy(rt,
-                       d->score == ATTN_SCORE_ADDITIVE ? d->additive_w : NULL,
-                       (size_t)d->heads_q * (size_t)d->head_dim, sizeof(float),
-                       "additive_w", addw, err)))
-        return s;
-    return ATTN_OK;
-}
-
 /* The scalar arguments of a call. */
 typedef struct call_args {
     cl_mem bias, kv_len, addw, lse, part;
@@ -496,14 +351,7 @@ static void fill_args(const attn_sdpa_desc *d, const attn_cl_tensors *t,
     c->window = d->mask.window > d->seq_kv ? d->seq_kv : d->mask.window;
 }
 
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-#define KARG(x)                                                                \
-    {                                                                          \
-        sizeof(x), &(x)                                                        \
-    }
+#define KARG ATTN_CL_KARG
 
 /* Sets the arguments of both kernels and enqueues pass 1 (blocks of at
  * most GRID_MAX query heads) and pass 2 (blocks of at most GRID_MAX rows),
@@ -515,7 +363,7 @@ static attn_status enqueue(const decode_prog *p, const attn_sdpa_desc *d,
                            cl_uint n_wait, const cl_event *wait, cl_event *last,
                            attn_err *err)
 {
-    const karg sargs[N_SPLIT_ARGS - 2] = {
+    const attn_cl_karg sargs[N_SPLIT_ARGS - 2] = {
         KARG(t->q),        KARG(c->q_off),      KARG(t->k),
         KARG(c->k_off),    KARG(t->v),          KARG(c->v_off),
         KARG(c->part),     KARG(c->bias),       KARG(c->bias_kind),
@@ -525,23 +373,20 @@ static attn_status enqueue(const decode_prog *p, const attn_sdpa_desc *d,
         KARG(c->head_dim), KARG(c->head_dim_v), KARG(c->causal),
         KARG(c->window),   KARG(pl->key_lo),    KARG(pl->split_len),
         KARG(pl->n_split), KARG(pl->po_off)};
-    const karg cargs[N_COMBINE_ARGS - 1] = {
+    const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(c->part),    KARG(pl->po_off),    KARG(t->o),
         KARG(c->o_off),   KARG(c->lse),        KARG(c->lse_off),
         KARG(c->has_lse), KARG(c->head_dim_v), KARG(pl->n_split)};
     const size_t bh_total = (size_t)d->batch * (size_t)d->heads_q;
     const size_t rows = bh_total * (size_t)d->seq_q;
-    cl_event prev = NULL, ev = NULL;
+    cl_event prev = NULL;
     cl_int rc;
-    for (cl_uint i = 0; i < N_SPLIT_ARGS - 2; i++)
-        ATTN_CL_CHECK(
-            clSetKernelArg(p->split, i, sargs[i].size, sargs[i].value), fail);
+    ATTN_CL_CHECK(attn_cl_set_args(p->split, 0, sargs, N_SPLIT_ARGS - 2), fail);
     ATTN_CL_CHECK(
         clSetKernelArg(p->split, N_SPLIT_ARGS - 1, pl->local_bytes, NULL),
         fail);
-    for (cl_uint i = 0; i < N_COMBINE_ARGS - 1; i++)
-        ATTN_CL_CHECK(
-            clSetKernelArg(p->combine, i, cargs[i].size, cargs[i].value), fail);
+    ATTN_CL_CHECK(attn_cl_set_args(p->combine, 0, cargs, N_COMBINE_ARGS - 1),
+                  fail);
     for (size_t bh0 = 0; bh0 < bh_total; bh0 += GRID_MAX) {
         const size_t nb = bh_total - bh0 < GRID_MAX ? bh_total - bh0 : GRID_MAX;
         const cl_int b0 = (cl_int)bh0;
@@ -549,13 +394,9 @@ static attn_status enqueue(const decode_prog *p, const attn_sdpa_desc *d,
         const size_t local[2] = {(size_t)p->t.wg, 1};
         ATTN_CL_CHECK(
             clSetKernelArg(p->split, N_SPLIT_ARGS - 2, sizeof b0, &b0), fail);
-        ATTN_CL_CHECK(clEnqueueNDRangeKernel(queue, p->split, 2, NULL, global,
-                                             local, prev ? 1 : n_wait,
-                                             prev ? &prev : wait, &ev),
+        ATTN_CL_CHECK(attn_cl_chain(queue, p->split, 2, global, local, n_wait,
+                                    wait, &prev),
                       fail);
-        if (prev)
-            clReleaseEvent(prev);
-        prev = ev;
     }
     for (size_t r0 = 0; r0 < rows; r0 += GRID_MAX) {
         const size_t nr = rows - r0 < GRID_MAX ? rows - r0 : GRID_MAX;
@@ -565,11 +406,9 @@ static attn_status enqueue(const decode_prog *p, const attn_sdpa_desc *d,
         ATTN_CL_CHECK(
             clSetKernelArg(p->combine, N_COMBINE_ARGS - 1, sizeof row0, &row0),
             fail);
-        ATTN_CL_CHECK(clEnqueueNDRangeKernel(queue, p->combine, 2, NULL, global,
-                                             local, 1, &prev, &ev),
-                      fail);
-        clReleaseEvent(prev);
-        prev = ev;
+        ATTN_CL_CHECK(
+            attn_cl_chain(queue, p->combine, 2, global, local, 0, NULL, &prev),
+            fail);
     }
     *last = prev;
     return ATTN_OK;
@@ -616,15 +455,9 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     attn_status s;
     cl_int rc;
 
-    if (done)
-        *done = NULL;
-    if (!rt || !d || !t || !queue || !t->q || !t->k || !t->v || !t->o ||
-        (n_wait > 0 && !wait))
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "attn_cl_sdpa_decode: NULL argument");
-    if ((unsigned)d->dtype >= N_DTYPES)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "dtype %d is not an attn_dtype", (int)d->dtype);
+    if ((s = attn_cl_check_call("attn_cl_sdpa_decode", rt, d, t, queue, n_wait,
+                                wait, done, err)))
+        return s;
     if (d->seq_q > ATTN_CL_DECODE_MAX_Q)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the decode kernel takes at most %d query rows, "
@@ -633,7 +466,7 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     if ((size_t)d->batch * (size_t)d->heads_q > INT_MAX)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "batch * heads_q exceeds the decode kernel's range");
-    if ((s = check_tensors(d, t, err)))
+    if ((s = attn_cl_check_tensors(d, t, err)))
         return s;
     if ((s = device_limits(rt, &local_mem, &max_alloc, &cus, err)))
         return s;
@@ -648,23 +481,10 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     if (s)
         return s;
 
-    if ((s = copy_inputs(rt, d, &bias, &kv_len, &addw, err)))
-        goto out;
     /* The gate holds the launches back until all are enqueued. */
-    gate = clCreateUserEvent(rt->context, &rc);
-    if (rc != CL_SUCCESS) {
-        gate = NULL;
-        s = attn_fail(err, attn_cl_status(rc), "clCreateUserEvent failed: %s",
-                      attn_cl_error_name(rc));
+    if ((s = attn_cl_copy_inputs(rt, d, &bias, &kv_len, &addw, err)) ||
+        (s = attn_cl_gate_open(rt, n_wait, wait, &gate, &wl, err)))
         goto out;
-    }
-    if (!(wl = malloc(((size_t)n_wait + 1) * sizeof *wl))) {
-        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
-        goto out;
-    }
-    if (n_wait)
-        memcpy(wl, wait, (size_t)n_wait * sizeof *wl);
-    wl[n_wait] = gate;
 
     fill_args(d, t, &c);
     pthread_mutex_lock(&rt->lock);
@@ -690,28 +510,12 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         }
     }
     pthread_mutex_unlock(&rt->lock);
-    if (s == ATTN_OK &&
-        (rc = clSetUserEventStatus(gate, CL_COMPLETE)) != CL_SUCCESS)
-        s = attn_fail(err, ATTN_ERR_DEVICE, "clSetUserEventStatus failed: %s",
-                      attn_cl_error_name(rc));
 
 out:
-    if (gate && s != ATTN_OK)
-        clSetUserEventStatus(gate, -1); /* terminates what was enqueued */
-    if (s == ATTN_OK && done)
-        *done = last;
-    else if (last)
-        clReleaseEvent(last);
-    free(wl);
-    if (gate)
-        clReleaseEvent(gate);
-    if (part)
-        clReleaseMemObject(part);
-    if (addw)
-        clReleaseMemObject(addw);
-    if (kv_len)
-        clReleaseMemObject(kv_len);
-    if (bias)
-        clReleaseMemObject(bias);
+    s = attn_cl_gate_close(s, gate, wl, last, done, err);
+    attn_cl_release_mem(part);
+    attn_cl_release_mem(addw);
+    attn_cl_release_mem(kv_len);
+    attn_cl_release_mem(bias);
     return s;
 }

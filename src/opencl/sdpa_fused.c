@@ -6,11 +6,13 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/launch_common.h"
 #include "opencl/sdpa_fused.h"
 
 #define N_DTYPES 2
@@ -46,10 +48,7 @@ void attn_cl_fused_tuning_default(attn_cl_fused_tuning *t)
 
 static void prog_release(fused_prog *p)
 {
-    if (p->kernel)
-        clReleaseKernel(p->kernel);
-    if (p->prog)
-        clReleaseProgram(p->prog);
+    attn_cl_release_prog(p->prog, &p->kernel, 1);
     memset(p, 0, sizeof *p);
 }
 
@@ -60,8 +59,7 @@ static void state_free(void *fused)
         return;
     for (int i = 0; i < N_DTYPES; i++)
         prog_release(&st->prog[i]);
-    if (st->dummy)
-        clReleaseMemObject(st->dummy);
+    attn_cl_release_mem(st->dummy);
     free(st);
 }
 
@@ -69,24 +67,17 @@ static void state_free(void *fused)
 static attn_status state_get(attn_cl_runtime *rt, fused_state **out,
                              attn_err *err)
 {
-    fused_state *st = rt->fused;
-    cl_int rc;
-    if (st) {
-        *out = st;
-        return ATTN_OK;
+    void *st = rt->fused;
+    attn_status s;
+    if (!st) {
+        if ((s = attn_cl_state_new(rt, sizeof(fused_state),
+                                   offsetof(fused_state, dummy),
+                                   "the fused kernel state", &st, err)))
+            return s;
+        attn_cl_fused_tuning_default(&((fused_state *)st)->tuning);
+        rt->fused = st;
+        rt->fused_free = state_free;
     }
-    if (!(st = calloc(1, sizeof *st)))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "cannot allocate the fused kernel state");
-    attn_cl_fused_tuning_default(&st->tuning);
-    st->dummy = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
-    if (rc != CL_SUCCESS) {
-        free(st);
-        return attn_fail(err, attn_cl_status(rc), "clCreateBuffer failed: %s",
-                         attn_cl_error_name(rc));
-    }
-    rt->fused = st;
-    rt->fused_free = state_free;
     *out = st;
     return ATTN_OK;
 }
@@ -136,25 +127,19 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_fused_tuning t,
                               int f16, fused_prog *p, attn_err *err)
 {
     static const char *const names[] = {"fused.cl"};
-    size_t dev_wg = 0, items[16] = {0};
+    size_t dev_wg = 0;
     cl_device_fp_config fp = 0;
     cl_int rc;
-    attn_status s = ATTN_ERR_DEVICE;
+    attn_status s;
     char opts[512];
 
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
-                                  sizeof dev_wg, &dev_wg, NULL),
-                  fail);
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
-                                  sizeof items, items, NULL),
-                  fail);
+    if ((s = attn_cl_wg_side(rt, &dev_wg, err)))
+        goto fail;
     /* fma() is one instruction where the device has it; mad() elsewhere
      * (PoCL does not contract mad into an FMA). */
     ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_SINGLE_FP_CONFIG,
                                   sizeof fp, &fp, NULL),
                   fail);
-    if (items[0] > 0 && items[0] < dev_wg)
-        dev_wg = items[0];
     while ((size_t)t.wg > dev_wg && t.wg > 1)
         t.wg /= 2;
     for (int attempt = 0; attempt < 11; attempt++) {
@@ -168,22 +153,10 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_fused_tuning t,
         if ((s = attn_cl_build_tagged(rt, f16 ? "fused_f16" : "fused_f32",
                                       names, 1, opts, &p->prog, err)))
             return s;
-        p->kernel = clCreateKernel(p->prog, "attn_fused", &rc);
-        if (rc != CL_SUCCESS) {
-            p->kernel = NULL;
-            s = attn_fail(err, attn_cl_status(rc),
-                          "clCreateKernel(attn_fused): %s",
-                          attn_cl_error_name(rc));
+        if ((s = attn_cl_create_kernel(p->prog, "attn_fused", &p->kernel,
+                                       err)) ||
+            (s = attn_cl_kernel_limits(rt, p->kernel, &kwg, &klocal, err)))
             goto fail;
-        }
-        ATTN_CL_CHECK(clGetKernelWorkGroupInfo(p->kernel, rt->device,
-                                               CL_KERNEL_WORK_GROUP_SIZE,
-                                               sizeof kwg, &kwg, NULL),
-                      fail);
-        ATTN_CL_CHECK(clGetKernelWorkGroupInfo(p->kernel, rt->device,
-                                               CL_KERNEL_LOCAL_MEM_SIZE,
-                                               sizeof klocal, &klocal, NULL),
-                      fail);
         if (kwg >= (size_t)t.wg) {
             p->t = t;
             p->static_local = klocal;
@@ -220,11 +193,8 @@ static attn_status prog_get(attn_cl_runtime *rt, attn_dtype dtype,
         return attn_fail(err, p->failed, "%s", p->why);
     if (!p->prog) {
         attn_err e = {{0}};
-        if ((s = build_prog(rt, st->tuning, dtype == ATTN_F16, p, &e))) {
-            p->failed = s;
-            memcpy(p->why, e.msg, sizeof p->why);
-            return attn_fail(err, s, "%s", e.msg);
-        }
+        if ((s = build_prog(rt, st->tuning, dtype == ATTN_F16, p, &e)))
+            return attn_cl_keep_failure(s, &e, &p->failed, p->why, err);
     }
     *out = p;
     *st_out = st;
@@ -281,108 +251,6 @@ static attn_status shape_fits(const attn_sdpa_desc *d,
 
 /* ---- enqueueing ------------------------------------------------------ */
 
-/* Checks that buffer m holds count elements of elem bytes at offset off. */
-static attn_status check_buffer(cl_mem m, const char *name, size_t off,
-                                size_t count, size_t elem, attn_err *err)
-{
-    size_t size = 0, need;
-    cl_int rc = clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof size, &size, NULL);
-    if (rc != CL_SUCCESS)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "buffer %s is not a valid cl_mem: %s", name,
-                         attn_cl_error_name(rc));
-    if (count > SIZE_MAX - off || !attn_mul_size(&need, off + count, elem))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    if (need > size)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "buffer %s holds %zu bytes; the tensor at offset %zu "
-                         "needs %zu",
-                         name, size, off, need);
-    return ATTN_OK;
-}
-
-static attn_status check_tensors(const attn_sdpa_desc *d,
-                                 const attn_cl_tensors *t, attn_err *err)
-{
-    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
-    const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
-                 bkv = (size_t)d->batch * (size_t)d->heads_kv;
-    const size_t fq[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim};
-    const size_t fk[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim};
-    const size_t fv[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim_v};
-    const size_t fo[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim_v};
-    size_t n[5];
-    attn_status s;
-    if (!attn_mul_sizes(&n[0], 3, fq) || !attn_mul_sizes(&n[1], 3, fk) ||
-        !attn_mul_sizes(&n[2], 3, fv) || !attn_mul_sizes(&n[3], 3, fo) ||
-        !attn_mul_size(&n[4], bq, (size_t)d->seq_q))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the tensor sizes overflow");
-    if ((s = check_buffer(t->q, "q", t->q_off, n[0], elem, err)) ||
-        (s = check_buffer(t->k, "k", t->k_off, n[1], elem, err)) ||
-        (s = check_buffer(t->v, "v", t->v_off, n[2], elem, err)) ||
-        (s = check_buffer(t->o, "o", t->o_off, n[3], elem, err)))
-        return s;
-    if (t->lse)
-        return check_buffer(t->lse, "lse", t->lse_off, n[4], sizeof(float),
-                            err);
-    return ATTN_OK;
-}
-
-/* A read-only device copy of host data; *out stays NULL when p is NULL. */
-static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
-                             size_t elem, const char *name, cl_mem *out,
-                             attn_err *err)
-{
-    size_t bytes;
-    cl_int rc;
-    *out = NULL;
-    if (!p)
-        return ATTN_OK;
-    if (!attn_mul_size(&bytes, n, elem))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    *out = clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                          bytes, (void *)p, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(err, attn_cl_status(rc),
-                         "cannot copy %s to the device (%zu bytes): %s", name,
-                         bytes, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
-/* Device copies of the host-side inputs of d (NULL where absent). */
-static attn_status copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
-                               cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
-                               attn_err *err)
-{
-    size_t n_bias = 0;
-    attn_status s;
-    if (d->mask.bias_kind != ATTN_BIAS_NONE) {
-        const size_t f[4] = {(size_t)d->batch, (size_t)d->heads_q,
-                             (size_t)d->seq_q, (size_t)d->seq_kv};
-        const int skip = d->mask.bias_kind == ATTN_BIAS_FULL       ? 0
-                         : d->mask.bias_kind == ATTN_BIAS_PER_HEAD ? 1
-                                                                   : 2;
-        if (!attn_mul_sizes(&n_bias, 4 - skip, f + skip))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "the size of mask.bias overflows");
-    }
-    if ((s = host_copy(rt, d->mask.bias, n_bias, sizeof(float), "mask.bias",
-                       bias, err)) ||
-        (s = host_copy(rt, d->mask.kv_len, (size_t)d->batch, sizeof(int32_t),
-                       "mask.kv_len", kv_len, err)) ||
-        (s = host_copy(rt,
-                       d->score == ATTN_SCORE_ADDITIVE ? d->additive_w : NULL,
-                       (size_t)d->heads_q * (size_t)d->head_dim, sizeof(float),
-                       "additive_w", addw, err)))
-        return s;
-    return ATTN_OK;
-}
-
 /* The scalar arguments of a call. */
 typedef struct call_args {
     cl_mem bias, kv_len, addw, lse;
@@ -421,14 +289,7 @@ static void fill_args(const attn_sdpa_desc *d, const attn_cl_tensors *t,
     c->window = d->mask.window > d->seq_kv ? d->seq_kv : d->mask.window;
 }
 
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-#define KARG(x)                                                                \
-    {                                                                          \
-        sizeof(x), &(x)                                                        \
-    }
+#define KARG ATTN_CL_KARG
 
 /* Sets the arguments and enqueues one launch per block of at most GRID_MAX
  * query heads, chained by events; *last receives the event of the final
@@ -439,7 +300,7 @@ static attn_status enqueue(const fused_prog *p, const attn_sdpa_desc *d,
                            cl_uint n_wait, const cl_event *wait, cl_event *last,
                            attn_err *err)
 {
-    const karg args[N_ARGS - 2] = {
+    const attn_cl_karg args[N_ARGS - 2] = {
         KARG(t->q),         KARG(c->q_off),    KARG(t->k),
         KARG(c->k_off),     KARG(t->v),        KARG(c->v_off),
         KARG(t->o),         KARG(c->o_off),    KARG(c->lse),
@@ -452,11 +313,9 @@ static attn_status enqueue(const fused_prog *p, const attn_sdpa_desc *d,
     const size_t rows = (size_t)p->t.wg * (size_t)p->t.vw * (size_t)p->t.nv;
     const size_t blocks = ((size_t)d->seq_q + rows - 1) / rows;
     const size_t bh_total = (size_t)d->batch * (size_t)d->heads_q;
-    cl_event prev = NULL, ev = NULL;
+    cl_event prev = NULL;
     cl_int rc;
-    for (cl_uint i = 0; i < N_ARGS - 2; i++)
-        ATTN_CL_CHECK(clSetKernelArg(p->kernel, i, args[i].size, args[i].value),
-                      fail);
+    ATTN_CL_CHECK(attn_cl_set_args(p->kernel, 0, args, N_ARGS - 2), fail);
     ATTN_CL_CHECK(clSetKernelArg(p->kernel, N_ARGS - 1, local_bytes, NULL),
                   fail);
     for (size_t bh0 = 0; bh0 < bh_total; bh0 += GRID_MAX) {
@@ -466,13 +325,9 @@ static attn_status enqueue(const fused_prog *p, const attn_sdpa_desc *d,
         const size_t local[2] = {(size_t)p->t.wg, 1};
         ATTN_CL_CHECK(clSetKernelArg(p->kernel, N_ARGS - 2, sizeof b0, &b0),
                       fail);
-        ATTN_CL_CHECK(clEnqueueNDRangeKernel(queue, p->kernel, 2, NULL, global,
-                                             local, prev ? 1 : n_wait,
-                                             prev ? &prev : wait, &ev),
+        ATTN_CL_CHECK(attn_cl_chain(queue, p->kernel, 2, global, local, n_wait,
+                                    wait, &prev),
                       fail);
-        if (prev)
-            clReleaseEvent(prev);
-        prev = ev;
     }
     *last = prev;
     return ATTN_OK;
@@ -498,19 +353,13 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     attn_status s;
     cl_int rc;
 
-    if (done)
-        *done = NULL;
-    if (!rt || !d || !t || !queue || !t->q || !t->k || !t->v || !t->o ||
-        (n_wait > 0 && !wait))
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "attn_cl_sdpa_fused: NULL argument");
-    if ((unsigned)d->dtype >= N_DTYPES)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "dtype %d is not an attn_dtype", (int)d->dtype);
+    if ((s = attn_cl_check_call("attn_cl_sdpa_fused", rt, d, t, queue, n_wait,
+                                wait, done, err)))
+        return s;
     if ((size_t)d->batch * (size_t)d->heads_q > INT_MAX)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "batch * heads_q exceeds the fused kernel's range");
-    if ((s = check_tensors(d, t, err)))
+    if ((s = attn_cl_check_tensors(d, t, err)))
         return s;
     rc = clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_mem,
                          &local_mem, NULL);
@@ -529,23 +378,10 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     if (s)
         return s;
 
-    if ((s = copy_inputs(rt, d, &bias, &kv_len, &addw, err)))
-        goto out;
     /* The gate holds the launches back until all are enqueued. */
-    gate = clCreateUserEvent(rt->context, &rc);
-    if (rc != CL_SUCCESS) {
-        gate = NULL;
-        s = attn_fail(err, attn_cl_status(rc), "clCreateUserEvent failed: %s",
-                      attn_cl_error_name(rc));
+    if ((s = attn_cl_copy_inputs(rt, d, &bias, &kv_len, &addw, err)) ||
+        (s = attn_cl_gate_open(rt, n_wait, wait, &gate, &wl, err)))
         goto out;
-    }
-    if (!(wl = malloc(((size_t)n_wait + 1) * sizeof *wl))) {
-        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
-        goto out;
-    }
-    if (n_wait)
-        memcpy(wl, wait, (size_t)n_wait * sizeof *wl);
-    wl[n_wait] = gate;
 
     fill_args(d, t, &c);
     pthread_mutex_lock(&rt->lock);
@@ -562,26 +398,11 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                     err);
     }
     pthread_mutex_unlock(&rt->lock);
-    if (s == ATTN_OK &&
-        (rc = clSetUserEventStatus(gate, CL_COMPLETE)) != CL_SUCCESS)
-        s = attn_fail(err, ATTN_ERR_DEVICE, "clSetUserEventStatus failed: %s",
-                      attn_cl_error_name(rc));
 
 out:
-    if (gate && s != ATTN_OK)
-        clSetUserEventStatus(gate, -1); /* terminates what was enqueued */
-    if (s == ATTN_OK && done)
-        *done = last;
-    else if (last)
-        clReleaseEvent(last);
-    free(wl);
-    if (gate)
-        clReleaseEvent(gate);
-    if (addw)
-        clReleaseMemObject(addw);
-    if (kv_len)
-        clReleaseMemObject(kv_len);
-    if (bias)
-        clReleaseMemObject(bias);
+    s = attn_cl_gate_close(s, gate, wl, last, done, err);
+    attn_cl_release_mem(addw);
+    attn_cl_release_mem(kv_len);
+    attn_cl_release_mem(bias);
     return s;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/launch_common.h"
 #include "opencl/unfused_impl.h"
 
 #define SCORE_BUDGET_MAX ((size_t)256 << 20)
@@ -80,98 +81,7 @@ static attn_status make_plan(const attn_sdpa_desc *d, cl_ulong max_alloc,
 
 /* ---- enqueueing ------------------------------------------------------ */
 
-/* Checks that buffer m holds count elements of elem bytes at offset off. */
-static attn_status check_buffer(cl_mem m, const char *name, size_t off,
-                                size_t count, size_t elem, attn_err *err)
-{
-    size_t size = 0, need;
-    cl_int rc = clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof size, &size, NULL);
-    if (rc != CL_SUCCESS)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "buffer %s is not a valid cl_mem: %s", name,
-                         attn_cl_error_name(rc));
-    if (count > SIZE_MAX - off || !attn_mul_size(&need, off + count, elem))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    if (need > size)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "buffer %s holds %zu bytes; the tensor at offset %zu "
-                         "needs %zu",
-                         name, size, off, need);
-    return ATTN_OK;
-}
-
-static attn_status check_tensors(const attn_sdpa_desc *d,
-                                 const attn_cl_tensors *t, attn_err *err)
-{
-    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
-    const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
-                 bkv = (size_t)d->batch * (size_t)d->heads_kv;
-    size_t n[5];
-    attn_status s;
-    const size_t fq[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim};
-    const size_t fk[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim};
-    const size_t fv[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim_v};
-    const size_t fo[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim_v};
-    if (!attn_mul_sizes(&n[0], 3, fq) || !attn_mul_sizes(&n[1], 3, fk) ||
-        !attn_mul_sizes(&n[2], 3, fv) || !attn_mul_sizes(&n[3], 3, fo) ||
-        !attn_mul_size(&n[4], bq, (size_t)d->seq_q))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the tensor sizes overflow");
-    if ((s = check_buffer(t->q, "q", t->q_off, n[0], elem, err)) ||
-        (s = check_buffer(t->k, "k", t->k_off, n[1], elem, err)) ||
-        (s = check_buffer(t->v, "v", t->v_off, n[2], elem, err)) ||
-        (s = check_buffer(t->o, "o", t->o_off, n[3], elem, err)))
-        return s;
-    if (t->lse)
-        return check_buffer(t->lse, "lse", t->lse_off, n[4], sizeof(float),
-                            err);
-    return ATTN_OK;
-}
-
-/* A read-only copy of host data, or the dummy buffer when p is NULL. */
-static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
-                             size_t elem, const char *name, cl_mem *out,
-                             attn_err *err)
-{
-    size_t bytes;
-    cl_int rc;
-    *out = NULL;
-    if (!p)
-        return ATTN_OK;
-    if (!attn_mul_size(&bytes, n, elem))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "the size of %s overflows", name);
-    *out = clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                          bytes, (void *)p, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(err, attn_cl_status(rc),
-                         "cannot copy %s to the device (%zu bytes): %s", name,
-                         bytes, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
-typedef struct karg {
-    size_t size;
-    const void *value;
-} karg;
-#define KARG(x)                                                                \
-    {                                                                          \
-        sizeof(x), &(x)                                                        \
-    }
-
-static cl_int set_args(cl_kernel k, cl_uint first, const karg *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        cl_int rc =
-            clSetKernelArg(k, first + (cl_uint)i, a[i].size, a[i].value);
-        if (rc != CL_SUCCESS)
-            return rc;
-    }
-    return CL_SUCCESS;
-}
+#define KARG ATTN_CL_KARG
 
 static size_t round_up(size_t n, size_t tile, size_t wg)
 {
@@ -194,7 +104,7 @@ static attn_status set_call_args(const unfused_prog *p,
                                  attn_err *err)
 {
     cl_int rc;
-    const karg score[] = {
+    const attn_cl_karg score[] = {
         KARG(t->q),         KARG(c->q_off),    KARG(t->k),
         KARG(c->k_off),     KARG(c->s),        KARG(c->bias),
         KARG(c->bias_kind), KARG(c->kv_len),   KARG(c->has_kv_len),
@@ -202,21 +112,23 @@ static attn_status set_call_args(const unfused_prog *p,
         KARG(c->heads_q),   KARG(c->heads_kv), KARG(c->seq_q),
         KARG(c->seq_kv),    KARG(c->head_dim), KARG(c->causal),
         KARG(c->window)};
-    const karg softmax[] = {KARG(c->s),       KARG(c->lse),   KARG(c->lse_off),
-                            KARG(c->has_lse), KARG(c->seq_q), KARG(c->seq_kv)};
-    const karg aggregate[] = {
+    const attn_cl_karg softmax[] = {KARG(c->s),       KARG(c->lse),
+                                    KARG(c->lse_off), KARG(c->has_lse),
+                                    KARG(c->seq_q),   KARG(c->seq_kv)};
+    const attn_cl_karg aggregate[] = {
         KARG(c->s),          KARG(t->v),       KARG(c->v_off),
         KARG(t->o),          KARG(c->o_off),   KARG(c->kv_len),
         KARG(c->has_kv_len), KARG(c->heads_q), KARG(c->heads_kv),
         KARG(c->seq_q),      KARG(c->seq_kv),  KARG(c->head_dim_v),
         KARG(c->causal),     KARG(c->window)};
-    ATTN_CL_CHECK(set_args(p->score, 0, score, sizeof score / sizeof *score),
-                  fail);
     ATTN_CL_CHECK(
-        set_args(p->softmax, 0, softmax, sizeof softmax / sizeof *softmax),
+        attn_cl_set_args(p->score, 0, score, sizeof score / sizeof *score),
         fail);
-    ATTN_CL_CHECK(set_args(p->aggregate, 0, aggregate,
-                           sizeof aggregate / sizeof *aggregate),
+    ATTN_CL_CHECK(attn_cl_set_args(p->softmax, 0, softmax,
+                                   sizeof softmax / sizeof *softmax),
+                  fail);
+    ATTN_CL_CHECK(attn_cl_set_args(p->aggregate, 0, aggregate,
+                                   sizeof aggregate / sizeof *aggregate),
                   fail);
     return ATTN_OK;
 fail:
@@ -232,7 +144,7 @@ static attn_status enqueue_blocks(const unfused_prog *p, const plan *pl,
                                   attn_err *err)
 {
     const attn_cl_unfused_tuning *tu = &p->t;
-    cl_event prev = NULL, ev = NULL;
+    cl_event prev = NULL;
     cl_int rc;
     for (size_t bh0 = 0; bh0 < pl->bh_total; bh0 += pl->n_bh) {
         for (size_t i0 = 0; i0 < (size_t)d->seq_q; i0 += pl->n_i) {
@@ -242,7 +154,7 @@ static attn_status enqueue_blocks(const unfused_prog *p, const plan *pl,
                                   ? (size_t)d->seq_q - i0
                                   : pl->n_i;
             const cl_int b0 = (cl_int)bh0, r0 = (cl_int)i0, n = (cl_int)ni;
-            const karg blk[] = {KARG(b0), KARG(r0), KARG(n)};
+            const attn_cl_karg blk[] = {KARG(b0), KARG(r0), KARG(n)};
             const size_t sc_g[3] = {
                 round_up((size_t)d->seq_kv, (size_t)tu->sc_tk,
                          (size_t)tu->sc_wk),
@@ -255,26 +167,18 @@ static attn_status enqueue_blocks(const unfused_prog *p, const plan *pl,
                          (size_t)tu->ag_wv),
                 round_up(ni, (size_t)tu->ag_tq, (size_t)tu->ag_wq), nb};
             const size_t ag_l[3] = {(size_t)tu->ag_wv, (size_t)tu->ag_wq, 1};
-            ATTN_CL_CHECK(set_args(p->score, 19, blk, 3), fail);
-            ATTN_CL_CHECK(set_args(p->softmax, 6, blk, 3), fail);
-            ATTN_CL_CHECK(set_args(p->aggregate, 14, blk, 3), fail);
-            ATTN_CL_CHECK(clEnqueueNDRangeKernel(queue, p->score, 3, NULL, sc_g,
-                                                 sc_l, prev ? 1 : n_wait,
-                                                 prev ? &prev : wait, &ev),
+            ATTN_CL_CHECK(attn_cl_set_args(p->score, 19, blk, 3), fail);
+            ATTN_CL_CHECK(attn_cl_set_args(p->softmax, 6, blk, 3), fail);
+            ATTN_CL_CHECK(attn_cl_set_args(p->aggregate, 14, blk, 3), fail);
+            ATTN_CL_CHECK(attn_cl_chain(queue, p->score, 3, sc_g, sc_l, n_wait,
+                                        wait, &prev),
                           fail);
-            if (prev)
-                clReleaseEvent(prev);
-            prev = ev;
-            ATTN_CL_CHECK(clEnqueueNDRangeKernel(queue, p->softmax, 2, NULL,
-                                                 sm_g, sm_l, 1, &prev, &ev),
+            ATTN_CL_CHECK(
+                attn_cl_chain(queue, p->softmax, 2, sm_g, sm_l, 0, NULL, &prev),
+                fail);
+            ATTN_CL_CHECK(attn_cl_chain(queue, p->aggregate, 3, ag_g, ag_l, 0,
+                                        NULL, &prev),
                           fail);
-            clReleaseEvent(prev);
-            prev = ev;
-            ATTN_CL_CHECK(clEnqueueNDRangeKernel(queue, p->aggregate, 3, NULL,
-                                                 ag_g, ag_l, 1, &prev, &ev),
-                          fail);
-            clReleaseEvent(prev);
-            prev = ev;
         }
     }
     *last = prev;
@@ -311,35 +215,6 @@ static void fill_args(const attn_sdpa_desc *d, const attn_cl_tensors *t,
     c->lse_off = t->lse_off;
 }
 
-/* Device copies of the host-side inputs of d (NULL where absent). */
-static attn_status copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
-                               cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
-                               attn_err *err)
-{
-    size_t n_bias = 0;
-    attn_status s;
-    if (d->mask.bias_kind != ATTN_BIAS_NONE) {
-        const size_t f[4] = {(size_t)d->batch, (size_t)d->heads_q,
-                             (size_t)d->seq_q, (size_t)d->seq_kv};
-        int skip = d->mask.bias_kind == ATTN_BIAS_FULL       ? 0
-                   : d->mask.bias_kind == ATTN_BIAS_PER_HEAD ? 1
-                                                             : 2;
-        if (!attn_mul_sizes(&n_bias, 4 - skip, f + skip))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "the size of mask.bias overflows");
-    }
-    if ((s = host_copy(rt, d->mask.bias, n_bias, sizeof(float), "mask.bias",
-                       bias, err)) ||
-        (s = host_copy(rt, d->mask.kv_len, (size_t)d->batch, sizeof(int32_t),
-                       "mask.kv_len", kv_len, err)) ||
-        (s = host_copy(rt,
-                       d->score == ATTN_SCORE_ADDITIVE ? d->additive_w : NULL,
-                       (size_t)d->heads_q * (size_t)d->head_dim, sizeof(float),
-                       "additive_w", addw, err)))
-        return s;
-    return ATTN_OK;
-}
-
 attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                                  const attn_cl_tensors *t,
                                  cl_command_queue queue, cl_uint n_wait,
@@ -357,16 +232,10 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     cl_int rc;
     int row_tile;
 
-    if (done)
-        *done = NULL;
-    if (!rt || !d || !t || !queue || !t->q || !t->k || !t->v || !t->o ||
-        (n_wait > 0 && !wait))
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "attn_cl_sdpa_unfused: NULL argument");
-    if ((unsigned)d->dtype >= UNFUSED_N_DTYPES)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "dtype %d is not an attn_dtype", (int)d->dtype);
-    if ((s = check_tensors(d, t, err)))
+    if ((s = attn_cl_check_call("attn_cl_sdpa_unfused", rt, d, t, queue, n_wait,
+                                wait, done, err)))
+        return s;
+    if ((s = attn_cl_check_tensors(d, t, err)))
         return s;
     rc = clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
                          sizeof max_alloc, &max_alloc, NULL);
@@ -384,7 +253,7 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     if (s || (s = make_plan(d, max_alloc, row_tile, &pl, err)))
         return s;
 
-    if ((s = copy_inputs(rt, d, &bias, &kv_len, &addw, err)))
+    if ((s = attn_cl_copy_inputs(rt, d, &bias, &kv_len, &addw, err)))
         goto out;
     sbuf =
         clCreateBuffer(rt->context, CL_MEM_READ_WRITE, pl.s_bytes, NULL, &rc);
@@ -396,20 +265,8 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         goto out;
     }
     /* The gate holds every command back until all are enqueued. */
-    gate = clCreateUserEvent(rt->context, &rc);
-    if (rc != CL_SUCCESS) {
-        gate = NULL;
-        s = attn_fail(err, attn_cl_status(rc), "clCreateUserEvent failed: %s",
-                      attn_cl_error_name(rc));
+    if ((s = attn_cl_gate_open(rt, n_wait, wait, &gate, &wl, err)))
         goto out;
-    }
-    if (!(wl = malloc(((size_t)n_wait + 1) * sizeof *wl))) {
-        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
-        goto out;
-    }
-    if (n_wait)
-        memcpy(wl, wait, (size_t)n_wait * sizeof *wl);
-    wl[n_wait] = gate;
 
     fill_args(d, t, &c);
     c.s = sbuf;
@@ -424,28 +281,12 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
             s = enqueue_blocks(p, &pl, d, queue, n_wait + 1, wl, &last, err);
     }
     pthread_mutex_unlock(&rt->lock);
-    if (s == ATTN_OK &&
-        (rc = clSetUserEventStatus(gate, CL_COMPLETE)) != CL_SUCCESS)
-        s = attn_fail(err, ATTN_ERR_DEVICE, "clSetUserEventStatus failed: %s",
-                      attn_cl_error_name(rc));
 
 out:
-    if (gate && s != ATTN_OK)
-        clSetUserEventStatus(gate, -1); /* terminates what was enqueued */
-    if (s == ATTN_OK && done)
-        *done = last;
-    else if (last)
-        clReleaseEvent(last);
-    free(wl);
-    if (gate)
-        clReleaseEvent(gate);
-    if (sbuf)
-        clReleaseMemObject(sbuf);
-    if (addw)
-        clReleaseMemObject(addw);
-    if (kv_len)
-        clReleaseMemObject(kv_len);
-    if (bias)
-        clReleaseMemObject(bias);
+    s = attn_cl_gate_close(s, gate, wl, last, done, err);
+    attn_cl_release_mem(sbuf);
+    attn_cl_release_mem(addw);
+    attn_cl_release_mem(kv_len);
+    attn_cl_release_mem(bias);
     return s;
 }

@@ -4,10 +4,12 @@
  * options, built on first use and kept in rt->launch until the tuning
  * changes.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/launch_common.h"
 #include "opencl/unfused_impl.h"
 
 void attn_cl_unfused_tuning_default(attn_cl_unfused_tuning *t)
@@ -28,14 +30,8 @@ void attn_cl_unfused_tuning_default(attn_cl_unfused_tuning *t)
 
 static void prog_release(unfused_prog *p)
 {
-    if (p->aggregate)
-        clReleaseKernel(p->aggregate);
-    if (p->softmax)
-        clReleaseKernel(p->softmax);
-    if (p->score)
-        clReleaseKernel(p->score);
-    if (p->prog)
-        clReleaseProgram(p->prog);
+    const cl_kernel k[] = {p->aggregate, p->softmax, p->score};
+    attn_cl_release_prog(p->prog, k, 3);
     memset(p, 0, sizeof *p);
 }
 
@@ -46,8 +42,7 @@ static void state_free(void *launch)
         return;
     for (int i = 0; i < UNFUSED_N_DTYPES; i++)
         prog_release(&st->prog[i]);
-    if (st->dummy)
-        clReleaseMemObject(st->dummy);
+    attn_cl_release_mem(st->dummy);
     free(st);
 }
 
@@ -55,24 +50,17 @@ static void state_free(void *launch)
 static attn_status state_get(attn_cl_runtime *rt, unfused_state **out,
                              attn_err *err)
 {
-    unfused_state *st = rt->launch;
-    cl_int rc;
-    if (st) {
-        *out = st;
-        return ATTN_OK;
+    void *st = rt->launch;
+    attn_status s;
+    if (!st) {
+        if ((s = attn_cl_state_new(rt, sizeof(unfused_state),
+                                   offsetof(unfused_state, dummy),
+                                   "the kernel launch state", &st, err)))
+            return s;
+        attn_cl_unfused_tuning_default(&((unfused_state *)st)->tuning);
+        rt->launch = st;
+        rt->launch_free = state_free;
     }
-    if (!(st = calloc(1, sizeof *st)))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "cannot allocate the kernel launch state");
-    attn_cl_unfused_tuning_default(&st->tuning);
-    st->dummy = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
-    if (rc != CL_SUCCESS) {
-        free(st);
-        return attn_fail(err, attn_cl_status(rc), "clCreateBuffer failed: %s",
-                         attn_cl_error_name(rc));
-    }
-    rt->launch = st;
-    rt->launch_free = state_free;
     *out = st;
     return ATTN_OK;
 }
@@ -177,19 +165,6 @@ static int fit(attn_cl_unfused_tuning *t, const size_t wg[3],
     return 1;
 }
 
-static attn_status make_kernel(cl_program prog, const char *name,
-                               cl_kernel *out, attn_err *err)
-{
-    cl_int rc;
-    *out = clCreateKernel(prog, name, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
-                         name, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
 /* Builds the program of one dtype with tuning t; the kernels' own limits
  * (registers) may shrink t further, which costs a rebuild. */
 static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
@@ -203,12 +178,8 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
     attn_status s = ATTN_ERR_DEVICE;
     char opts[512];
 
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
-                                  sizeof dev_wg, &dev_wg, NULL),
-                  fail);
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
-                                  sizeof items, items, NULL),
-                  fail);
+    if ((s = attn_cl_wg_limits(rt, &dev_wg, items, err)))
+        goto fail;
     ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE,
                                   sizeof local_mem, &local_mem, NULL),
                   fail);
@@ -231,9 +202,12 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
         if ((s = attn_cl_build_tagged(rt, f16 ? "unfused_f16" : "unfused_f32",
                                       names, 3, opts, &p->prog, err)))
             return s;
-        if ((s = make_kernel(p->prog, "attn_score", &p->score, err)) ||
-            (s = make_kernel(p->prog, "attn_softmax", &p->softmax, err)) ||
-            (s = make_kernel(p->prog, "attn_aggregate", &p->aggregate, err)))
+        if ((s = attn_cl_create_kernel(p->prog, "attn_score", &p->score,
+                                       err)) ||
+            (s = attn_cl_create_kernel(p->prog, "attn_softmax", &p->softmax,
+                                       err)) ||
+            (s = attn_cl_create_kernel(p->prog, "attn_aggregate", &p->aggregate,
+                                       err)))
             goto fail;
         ks[0] = p->score;
         ks[1] = p->softmax;
@@ -243,14 +217,8 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
         for (int i = 0; i < 3; i++) {
             size_t kwg;
             cl_ulong klocal;
-            ATTN_CL_CHECK(clGetKernelWorkGroupInfo(ks[i], rt->device,
-                                                   CL_KERNEL_WORK_GROUP_SIZE,
-                                                   sizeof kwg, &kwg, NULL),
-                          fail);
-            ATTN_CL_CHECK(clGetKernelWorkGroupInfo(
-                              ks[i], rt->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                              sizeof klocal, &klocal, NULL),
-                          fail);
+            if ((s = attn_cl_kernel_limits(rt, ks[i], &kwg, &klocal, err)))
+                goto fail;
             if (kwg < need[i]) {
                 wg[i] = kwg;
                 fits = 0;
@@ -293,11 +261,8 @@ attn_status attn_cl_unfused_prog_get(attn_cl_runtime *rt, attn_dtype dtype,
         return attn_fail(err, p->failed, "%s", p->why);
     if (!p->prog) {
         attn_err e = {{0}};
-        if ((s = build_prog(rt, st->tuning, dtype == ATTN_F16, p, &e))) {
-            p->failed = s;
-            memcpy(p->why, e.msg, sizeof p->why);
-            return attn_fail(err, s, "%s", e.msg);
-        }
+        if ((s = build_prog(rt, st->tuning, dtype == ATTN_F16, p, &e)))
+            return attn_cl_keep_failure(s, &e, &p->failed, p->why, err);
     }
     *out = p;
     *st_out = st;

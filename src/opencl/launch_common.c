@@ -1,0 +1,300 @@
+/*
+ * What the OpenCL launchers share: tensor checks, host-input copies, the
+ * gate of a call, kernel arguments and event chains, program pieces.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/launch_common.h"
+
+/* Checks that buffer m holds count elements of elem bytes at offset off. */
+static attn_status check_buffer(cl_mem m, const char *name, size_t off,
+                                size_t count, size_t elem, attn_err *err)
+{
+    size_t size = 0, need;
+    cl_int rc = clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "buffer %s is not a valid cl_mem: %s", name,
+                         attn_cl_error_name(rc));
+    if (count > SIZE_MAX - off || !attn_mul_size(&need, off + count, elem))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of %s overflows", name);
+    if (need > size)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "buffer %s holds %zu bytes; the tensor at offset %zu "
+                         "needs %zu",
+                         name, size, off, need);
+    return ATTN_OK;
+}
+
+attn_status attn_cl_check_call(const char *fn, const attn_cl_runtime *rt,
+                               const attn_sdpa_desc *d,
+                               const attn_cl_tensors *t, cl_command_queue queue,
+                               cl_uint n_wait, const cl_event *wait,
+                               cl_event *done, attn_err *err)
+{
+    if (done)
+        *done = NULL;
+    if (!rt || !d || !t || !queue || !t->q || !t->k || !t->v || !t->o ||
+        (n_wait > 0 && !wait))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "%s: NULL argument",
+                         fn);
+    if ((unsigned)d->dtype > (unsigned)ATTN_F16)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "dtype %d is not an attn_dtype", (int)d->dtype);
+    return ATTN_OK;
+}
+
+attn_status attn_cl_check_tensors(const attn_sdpa_desc *d,
+                                  const attn_cl_tensors *t, attn_err *err)
+{
+    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
+    const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
+                 bkv = (size_t)d->batch * (size_t)d->heads_kv;
+    const size_t fq[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim};
+    const size_t fk[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim};
+    const size_t fv[] = {bkv, (size_t)d->seq_kv, (size_t)d->head_dim_v};
+    const size_t fo[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim_v};
+    size_t n[5];
+    attn_status s;
+    if (!attn_mul_sizes(&n[0], 3, fq) || !attn_mul_sizes(&n[1], 3, fk) ||
+        !attn_mul_sizes(&n[2], 3, fv) || !attn_mul_sizes(&n[3], 3, fo) ||
+        !attn_mul_size(&n[4], bq, (size_t)d->seq_q))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the tensor sizes overflow");
+    if ((s = check_buffer(t->q, "q", t->q_off, n[0], elem, err)) ||
+        (s = check_buffer(t->k, "k", t->k_off, n[1], elem, err)) ||
+        (s = check_buffer(t->v, "v", t->v_off, n[2], elem, err)) ||
+        (s = check_buffer(t->o, "o", t->o_off, n[3], elem, err)))
+        return s;
+    if (t->lse)
+        return check_buffer(t->lse, "lse", t->lse_off, n[4], sizeof(float),
+                            err);
+    return ATTN_OK;
+}
+
+/* A read-only device copy of host data; *out stays NULL when p is NULL. */
+static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
+                             size_t elem, const char *name, cl_mem *out,
+                             attn_err *err)
+{
+    size_t bytes;
+    cl_int rc;
+    *out = NULL;
+    if (!p)
+        return ATTN_OK;
+    if (!attn_mul_size(&bytes, n, elem))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of %s overflows", name);
+    *out = clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                          bytes, (void *)p, &rc);
+    if (rc != CL_SUCCESS) {
+        *out = NULL;
+        return attn_fail(err, attn_cl_status(rc),
+                         "cannot copy %s to the device (%zu bytes): %s", name,
+                         bytes, attn_cl_error_name(rc));
+    }
+    return ATTN_OK;
+}
+
+attn_status attn_cl_copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
+                                cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
+                                attn_err *err)
+{
+    size_t n_bias = 0;
+    attn_status s;
+    if (d->mask.bias_kind != ATTN_BIAS_NONE) {
+        const size_t f[4] = {(size_t)d->batch, (size_t)d->heads_q,
+                             (size_t)d->seq_q, (size_t)d->seq_kv};
+        const int skip = d->mask.bias_kind == ATTN_BIAS_FULL       ? 0
+                         : d->mask.bias_kind == ATTN_BIAS_PER_HEAD ? 1
+                                                                   : 2;
+        if (!attn_mul_sizes(&n_bias, 4 - skip, f + skip))
+            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                             "the size of mask.bias overflows");
+    }
+    if ((s = host_copy(rt, d->mask.bias, n_bias, sizeof(float), "mask.bias",
+                       bias, err)) ||
+        (s = host_copy(rt, d->mask.kv_len, (size_t)d->batch, sizeof(int32_t),
+                       "mask.kv_len", kv_len, err)) ||
+        (s = host_copy(rt,
+                       d->score == ATTN_SCORE_ADDITIVE ? d->additive_w : NULL,
+                       (size_t)d->heads_q * (size_t)d->head_dim, sizeof(float),
+                       "additive_w", addw, err)))
+        return s;
+    return ATTN_OK;
+}
+
+void attn_cl_release_mem(cl_mem m)
+{
+    if (m)
+        clReleaseMemObject(m);
+}
+
+attn_status attn_cl_gate_open(attn_cl_runtime *rt, cl_uint n_wait,
+                              const cl_event *wait, cl_event *gate,
+                              cl_event **wl, attn_err *err)
+{
+    cl_int rc;
+    *wl = NULL;
+    *gate = clCreateUserEvent(rt->context, &rc);
+    if (rc != CL_SUCCESS) {
+        *gate = NULL;
+        return attn_fail(err, attn_cl_status(rc),
+                         "clCreateUserEvent failed: %s",
+                         attn_cl_error_name(rc));
+    }
+    if (!(*wl = malloc(((size_t)n_wait + 1) * sizeof **wl)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+    if (n_wait)
+        memcpy(*wl, wait, (size_t)n_wait * sizeof **wl);
+    (*wl)[n_wait] = *gate;
+    return ATTN_OK;
+}
+
+attn_status attn_cl_gate_close(attn_status s, cl_event gate, cl_event *wl,
+                               cl_event last, cl_event *done, attn_err *err)
+{
+    cl_int rc;
+    if (s == ATTN_OK &&
+        (rc = clSetUserEventStatus(gate, CL_COMPLETE)) != CL_SUCCESS)
+        s = attn_fail(err, ATTN_ERR_DEVICE, "clSetUserEventStatus failed: %s",
+                      attn_cl_error_name(rc));
+    if (gate && s != ATTN_OK)
+        clSetUserEventStatus(gate, -1); /* terminates what was enqueued */
+    if (s == ATTN_OK && done)
+        *done = last;
+    else if (last)
+        clReleaseEvent(last);
+    free(wl);
+    if (gate)
+        clReleaseEvent(gate);
+    return s;
+}
+
+cl_int attn_cl_set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int rc =
+            clSetKernelArg(k, first + (cl_uint)i, a[i].size, a[i].value);
+        if (rc != CL_SUCCESS)
+            return rc;
+    }
+    return CL_SUCCESS;
+}
+
+cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
+                     const size_t *global, const size_t *local, cl_uint n_wait,
+                     const cl_event *wait, cl_event *prev)
+{
+    cl_event ev = NULL;
+    cl_int rc =
+        clEnqueueNDRangeKernel(queue, k, dims, NULL, global, local,
+                               *prev ? 1 : n_wait, *prev ? prev : wait, &ev);
+    if (rc != CL_SUCCESS)
+        return rc;
+    if (*prev)
+        clReleaseEvent(*prev);
+    *prev = ev;
+    return CL_SUCCESS;
+}
+
+/* ---- programs ---------------------------------------------------------- */
+
+attn_status attn_cl_state_new(attn_cl_runtime *rt, size_t size,
+                              size_t dummy_off, const char *what, void **state,
+                              attn_err *err)
+{
+    char *st = calloc(1, size);
+    cl_mem dummy;
+    cl_int rc;
+    *state = NULL;
+    if (!st)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot allocate %s",
+                         what);
+    dummy = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        free(st);
+        return attn_fail(err, attn_cl_status(rc), "clCreateBuffer failed: %s",
+                         attn_cl_error_name(rc));
+    }
+    memcpy(st + dummy_off, &dummy, sizeof dummy);
+    *state = st;
+    return ATTN_OK;
+}
+
+void attn_cl_release_prog(cl_program prog, const cl_kernel *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (k[i])
+            clReleaseKernel(k[i]);
+    if (prog)
+        clReleaseProgram(prog);
+}
+
+attn_status attn_cl_create_kernel(cl_program prog, const char *name,
+                                  cl_kernel *out, attn_err *err)
+{
+    cl_int rc;
+    *out = clCreateKernel(prog, name, &rc);
+    if (rc != CL_SUCCESS) {
+        *out = NULL;
+        return attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
+                         name, attn_cl_error_name(rc));
+    }
+    return ATTN_OK;
+}
+
+attn_status attn_cl_wg_limits(attn_cl_runtime *rt, size_t *dev_wg,
+                              size_t items[16], attn_err *err)
+{
+    cl_int rc;
+    *dev_wg = 0;
+    memset(items, 0, 16 * sizeof *items);
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
+                                  sizeof *dev_wg, dev_wg, NULL),
+                  fail);
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
+                                  16 * sizeof *items, items, NULL),
+                  fail);
+    return ATTN_OK;
+fail:
+    return ATTN_ERR_DEVICE;
+}
+
+attn_status attn_cl_wg_side(attn_cl_runtime *rt, size_t *dev_wg, attn_err *err)
+{
+    size_t items[16];
+    attn_status s = attn_cl_wg_limits(rt, dev_wg, items, err);
+    if (s == ATTN_OK && items[0] > 0 && items[0] < *dev_wg)
+        *dev_wg = items[0];
+    return s;
+}
+
+attn_status attn_cl_kernel_limits(attn_cl_runtime *rt, cl_kernel k, size_t *kwg,
+                                  cl_ulong *klocal, attn_err *err)
+{
+    cl_int rc;
+    ATTN_CL_CHECK(clGetKernelWorkGroupInfo(k, rt->device,
+                                           CL_KERNEL_WORK_GROUP_SIZE,
+                                           sizeof *kwg, kwg, NULL),
+                  fail);
+    ATTN_CL_CHECK(clGetKernelWorkGroupInfo(k, rt->device,
+                                           CL_KERNEL_LOCAL_MEM_SIZE,
+                                           sizeof *klocal, klocal, NULL),
+                  fail);
+    return ATTN_OK;
+fail:
+    return ATTN_ERR_DEVICE;
+}
+
+attn_status attn_cl_keep_failure(attn_status s, const attn_err *e,
+                                 attn_status *failed, char *why, attn_err *err)
+{
+    *failed = s;
+    memcpy(why, e->msg, ATTN_MSG_MAX);
+    return attn_fail(err, s, "%s", e->msg);
+}
