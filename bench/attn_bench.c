@@ -86,8 +86,10 @@ int main(int argc, char **argv)
     attn_context *ctx = NULL;
     attn_status st = attn_context_create(&ao, &ctx);
     if (st != ATTN_OK) {
-        fprintf(stderr, "attn-bench: attn_context_create(device=native): "
-                "%s: %s\n", attn_status_string(st), attn_last_error());
+        fprintf(stderr,
+                "attn-bench: attn_context_create(device=native): "
+                "%s: %s\n",
+                attn_status_string(st), attn_last_error());
         ggml_peer_close(ps.g);
         report_csv_close();
         return 1;
@@ -104,7 +106,8 @@ int main(int argc, char **argv)
             printf("# %s: %s\n", impl_name((impl_id)i), ci.why[i]);
     if (opt_has(&opt, IMPL_CLBLAST))
         printf("# clblast: S [8, N, N] on the device; cases over --max-mem "
-               "%.0f MiB are skipped\n", opt.max_mem_mib);
+               "%.0f MiB are skipped\n",
+               opt.max_mem_mib);
     report_preamble(&opt, &ps, &di, ggml_loaded, gwhy);
 
     /* temp files for the python peers */
@@ -142,9 +145,8 @@ int main(int argc, char **argv)
             for (int causal = 0; causal < 2 && rc == 0; causal++) {
                 if (opt.causal_mode != 2 && opt.causal_mode != causal)
                     continue;
-                rc = runner_case(&opt, ctx, &ci, &ps, n, causal, q, k, v, o,
-                                 op, py ? in_path : NULL,
-                                 py ? out_path : NULL)
+                rc = runner_case(&opt, ctx, &ci, &ps, n, causal, q, k, v, o, op,
+                                 py ? in_path : NULL, py ? out_path : NULL)
                          ? 1
                          : 0;
             }

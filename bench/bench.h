@@ -69,7 +69,7 @@ typedef struct options {
     double max_mem_mib; /* skip cases whose S matrix would exceed this */
     const char *plot;   /* PNG to write (through bench/plot.py) */
     const char *plot_script;
-    int rss;             /* --rss: measure peak RSS instead of timing */
+    int rss;               /* --rss: measure peak RSS instead of timing */
     const char *rss_child; /* internal: impl measured in this child */
 } options;
 

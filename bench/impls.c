@@ -10,9 +10,8 @@
 #include <string.h>
 
 static const char *const NAMES[IMPL_COUNT] = {
-    "native", "cl-unfused", "cl-fused", "cl-decode", "cl-q2",
-    "cl-q4",  "cl-2dev",    "clblast",  "ggml",      "numpy",
-    "torch"};
+    "native",  "cl-unfused", "cl-fused", "cl-decode", "cl-q2", "cl-q4",
+    "cl-2dev", "clblast",    "ggml",     "numpy",     "torch"};
 
 const char *impl_name(impl_id id)
 {
@@ -39,8 +38,10 @@ int impls_parse(const char *list, unsigned *out)
                 found = 1;
             }
         if (!found) {
-            fprintf(stderr, "attn-bench: unknown implementation '%s' in --impl "
-                            "(see --help)\n", t);
+            fprintf(stderr,
+                    "attn-bench: unknown implementation '%s' in --impl "
+                    "(see --help)\n",
+                    t);
             return -1;
         }
     }
@@ -132,7 +133,8 @@ void impls_open(const options *opt, cl_impls *ci)
         attn_device_info di;
         memset(&di, 0, sizeof di);
         attn_context_device(ci->ctx[i], &di);
-        snprintf(ci->desc[i], sizeof ci->desc[i], "%s: device=%s -> '%.60s'%s, "
+        snprintf(ci->desc[i], sizeof ci->desc[i],
+                 "%s: device=%s -> '%.60s'%s, "
                  "%d queue%s, path %s",
                  NAMES[i], ao.device, di.name,
                  id == IMPL_CL_2DEV ? " and the other devices" : "", ao.queues,

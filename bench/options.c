@@ -155,16 +155,15 @@ int options_parse(int argc, char **argv, options *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-        int takes = strcmp(a, "--threads") == 0 || strcmp(a, "--sizes") == 0 ||
-                    strcmp(a, "--reps") == 0 || strcmp(a, "--warmup") == 0 ||
-                    strcmp(a, "--causal") == 0 ||
-                    strcmp(a, "--ggml-lib") == 0 ||
-                    strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
-                    strcmp(a, "--peer-script") == 0 ||
-                    strcmp(a, "--csv") == 0 || strcmp(a, "--device") == 0 ||
-                    strcmp(a, "--impl") == 0 || strcmp(a, "--seq-q") == 0 ||
-                    strcmp(a, "--max-mem") == 0 || strcmp(a, "--plot") == 0 ||
-                    strcmp(a, "--rss-child") == 0;
+        int takes =
+            strcmp(a, "--threads") == 0 || strcmp(a, "--sizes") == 0 ||
+            strcmp(a, "--reps") == 0 || strcmp(a, "--warmup") == 0 ||
+            strcmp(a, "--causal") == 0 || strcmp(a, "--ggml-lib") == 0 ||
+            strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
+            strcmp(a, "--peer-script") == 0 || strcmp(a, "--csv") == 0 ||
+            strcmp(a, "--device") == 0 || strcmp(a, "--impl") == 0 ||
+            strcmp(a, "--seq-q") == 0 || strcmp(a, "--max-mem") == 0 ||
+            strcmp(a, "--plot") == 0 || strcmp(a, "--rss-child") == 0;
         if (takes) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "attn-bench: %s needs a value (see --help)\n",

@@ -50,7 +50,8 @@ static const char *SOFTMAX_SRC =
     "        barrier(CLK_LOCAL_MEM_FENCE);\n"
     "    }\n"
     "    float inv = 1.0f / red[0];\n"
-    "    for (int j = lid; j < n; j += ls) r[j] = j <= last ? r[j] * inv : 0.0f;\n"
+    "    for (int j = lid; j < n; j += ls) r[j] = j <= last ? r[j] * inv : "
+    "0.0f;\n"
     "}\n";
 
 struct clblast_peer {
@@ -86,8 +87,7 @@ static int pick_device(cl_device_id *out, char *why, size_t why_len)
     for (int t = 0; t < 2; t++)
         for (cl_uint i = 0; i < np; i++) {
             cl_uint nd = 0;
-            if (clGetDeviceIDs(plats[i], types[t], 1, out, &nd) ==
-                    CL_SUCCESS &&
+            if (clGetDeviceIDs(plats[i], types[t], 1, out, &nd) == CL_SUCCESS &&
                 nd > 0)
                 return 0;
         }
@@ -238,9 +238,9 @@ int clblast_case_exec(clblast_case *c, char *why, size_t why_len)
     /* S[h] = scale * Q[h] K[h]^T: [n, d] x [d, n] */
     float scale = 1.0f / sqrtf((float)c->d);
     CLBlastStatusCode bs = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, n, n,
-        d, scale, c->q, 0, d, n * d, c->k, 0, d, n * d, 0.0f, c->s, 0, n,
-        n * n, (size_t)c->heads, &qu, NULL);
+        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, n, n, d,
+        scale, c->q, 0, d, n * d, c->k, 0, d, n * d, 0.0f, c->s, 0, n, n * n,
+        (size_t)c->heads, &qu, NULL);
     if (bs != CLBlastSuccess) {
         snprintf(why, why_len, "CLBlastSgemmStridedBatched (Q K^T): %d",
                  (int)bs);
@@ -261,13 +261,12 @@ int clblast_case_exec(clblast_case *c, char *why, size_t why_len)
         return -1;
     }
     /* O[h] = P[h] V[h]: [n, n] x [n, d] */
-    bs = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, n, d, n,
-        1.0f, c->s, 0, n, n * n, c->v, 0, d, n * d, 0.0f, c->o, 0, d, n * d,
-        (size_t)c->heads, &qu, NULL);
+    bs = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                                    CLBlastTransposeNo, n, d, n, 1.0f, c->s, 0,
+                                    n, n * n, c->v, 0, d, n * d, 0.0f, c->o, 0,
+                                    d, n * d, (size_t)c->heads, &qu, NULL);
     if (bs != CLBlastSuccess) {
-        snprintf(why, why_len, "CLBlastSgemmStridedBatched (P V): %d",
-                 (int)bs);
+        snprintf(why, why_len, "CLBlastSgemmStridedBatched (P V): %d", (int)bs);
         return -1;
     }
     rc = clEnqueueReadBuffer(qu, c->o, CL_TRUE, 0, hnd * 4, c->ho, 0, NULL,

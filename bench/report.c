@@ -167,8 +167,7 @@ void report_preamble(const options *opt, const peer_state *ps,
     fflush(stdout);
 }
 
-static void ratio_line(const char *what, double slow, double fast,
-                       double goal)
+static void ratio_line(const char *what, double slow, double fast, double goal)
 {
     if (slow <= 0 || fast <= 0) {
         printf("  %-34s no figure\n", what);
@@ -220,7 +219,8 @@ void report_summary(const options *opt, const peer_state *ps, int rc)
         double d2 = seen_ms(2048, c, IMPL_CL_2DEV, NULL);
         if (opt_has(opt, IMPL_CL_FUSED) && opt_has(opt, IMPL_CL_2DEV) && d2 > 0)
             printf("  %-34s %.2fx (no goal; both PoCL devices share the same "
-                   "cores)\n", "cl-2dev vs cl-fused (1 device)", fu / d2);
+                   "cores)\n",
+                   "cl-2dev vs cl-fused (1 device)", fu / d2);
     }
 }
 
@@ -228,14 +228,15 @@ int report_plot(const options *opt, const char *csv_path)
 {
     if (!opt->plot_script) {
         printf("plot: bench/plot.py not found; run it yourself: python3 "
-               "bench/plot.py %s %s\n", csv_path, opt->plot);
+               "bench/plot.py %s %s\n",
+               csv_path, opt->plot);
         return -1;
     }
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        execlp(opt->python, opt->python, opt->plot_script, csv_path,
-               opt->plot, (char *)NULL);
+        execlp(opt->python, opt->python, opt->plot_script, csv_path, opt->plot,
+               (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -250,8 +251,8 @@ int report_plot(const options *opt, const char *csv_path)
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
         printf("plot: not written: matplotlib is missing (pip install "
-               "matplotlib), then: %s %s %s %s\n", opt->python,
-               opt->plot_script, csv_path, opt->plot);
+               "matplotlib), then: %s %s %s %s\n",
+               opt->python, opt->plot_script, csv_path, opt->plot);
     else
         printf("plot: %s %s failed (status %d); the CSV is %s\n", opt->python,
                opt->plot_script, status, csv_path);

@@ -106,15 +106,20 @@ int rss_run(const options *opt, int n, const char *argv0)
            "alone are %.0f MiB; goal < 512 MiB\n",
            HEADS, n, HEAD_DIM, opt->threads, opt->device, io_mib);
     printf("%-10s %12s %12s %12s %12s %12s %9s %9s\n", "impl", "ru_maxrss",
-           "VmHWM start", "+context", "+inputs", "+call", "call ms",
-           "max err");
+           "VmHWM start", "+context", "+inputs", "+call", "call ms", "max err");
     for (int i = 0; i < 2; i++) {
         char sz[32], th[32];
         snprintf(sz, sizeof sz, "%d", n);
         snprintf(th, sizeof th, "%d", opt->threads);
-        char *args[] = {"/proc/self/exe", "--rss-child",
-                        (char *)impl_name(which[i]), "--sizes", sz,
-                        "--threads", th, "--device", (char *)opt->device,
+        char *args[] = {"/proc/self/exe",
+                        "--rss-child",
+                        (char *)impl_name(which[i]),
+                        "--sizes",
+                        sz,
+                        "--threads",
+                        th,
+                        "--device",
+                        (char *)opt->device,
                         NULL};
         int fd[2];
         if (pipe(fd) != 0)

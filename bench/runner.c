@@ -36,8 +36,7 @@ typedef struct entry {
     char why[400];
 } entry;
 
-static int entry_exec(entry *e, const float *q, const float *k,
-                      const float *v)
+static int entry_exec(entry *e, const float *q, const float *k, const float *v)
 {
     switch (e->kind) {
     case EX_ATTN: {
@@ -125,8 +124,8 @@ static float *alloc_out(size_t cnt)
     return malloc(cnt * sizeof(float));
 }
 
-static void add_attn(entry *es, int *n_es, row *rows, int *n_rows,
-                     impl_id id, const char *label, attn_context *ctx,
+static void add_attn(entry *es, int *n_es, row *rows, int *n_rows, impl_id id,
+                     const char *label, attn_context *ctx,
                      const attn_sdpa_desc *d, float *o, size_t cnt)
 {
     row *r = &rows[(*n_rows)++];
@@ -181,8 +180,8 @@ void runner_cleanup(peer_state *ps)
     ps->clblast = NULL;
 }
 
-static const impl_id CL_SQUARE[] = {IMPL_CL_UNFUSED, IMPL_CL_FUSED,
-                                    IMPL_CL_Q2, IMPL_CL_Q4, IMPL_CL_2DEV};
+static const impl_id CL_SQUARE[] = {IMPL_CL_UNFUSED, IMPL_CL_FUSED, IMPL_CL_Q2,
+                                    IMPL_CL_Q4, IMPL_CL_2DEV};
 
 /* The decode case: seq_q = --seq-q, seq_kv = n; native and cl-decode. */
 static void decode_case(const options *opt, attn_context *ctx,
@@ -277,8 +276,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
             skip_row(rows, &n_rows, id, lab, notes[n_notes++]);
             continue;
         }
-        add_attn(es, &n_es, rows, &n_rows, id, lab, ci->ctx[id], &d, NULL,
-                 cnt);
+        add_attn(es, &n_es, rows, &n_rows, id, lab, ci->ctx[id], &d, NULL, cnt);
     }
 
     if (opt_has(opt, IMPL_CLBLAST)) {
@@ -305,10 +303,9 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
             if (!e->o) {
                 r->note = "out of memory";
                 e->own_o = 0;
-            } else if (clblast_case_prepare(ps->clblast, HEADS, n, HEAD_DIM,
-                                            causal, q, k, v, e->o, &cc,
-                                            notes[n_notes],
-                                            sizeof notes[0]) != 0) {
+            } else if (clblast_case_prepare(
+                           ps->clblast, HEADS, n, HEAD_DIM, causal, q, k, v,
+                           e->o, &cc, notes[n_notes], sizeof notes[0]) != 0) {
                 r->note = notes[n_notes++];
                 free(e->o);
                 memset(e, 0, sizeof *e);
@@ -357,8 +354,8 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
         if (!e->r->ok)
             continue;
         if (e->r->id == IMPL_NATIVE) {
-            e->r->diff = util_check_rows(q, k, v, o_lib, n, causal,
-                                         n >= 4096 ? 8 : 16);
+            e->r->diff =
+                util_check_rows(q, k, v, o_lib, n, causal, n >= 4096 ? 8 : 16);
         } else if (e->kind == EX_GGML) {
             ggml_peer_output(e->gc, o_peer);
             e->r->diff = util_max_abs_diff(o_lib, o_peer, cnt);
@@ -409,7 +406,8 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
                        "numpy matmul+softmax");
             snprintf(pnotes[j], sizeof pnotes[j],
                      "skipped: S and exp(S) of one head = %.0f MiB > "
-                     "--max-mem %.0f MiB", py_mib, opt->max_mem_mib);
+                     "--max-mem %.0f MiB",
+                     py_mib, opt->max_mem_mib);
             pr_row->note = pnotes[j];
             continue;
         }
