@@ -9,14 +9,44 @@
 
 #include <CUnit/Basic.h>
 
+/* The device the correctness suites run on: the test-only ATTN_TEST_DEVICE,
+ * else ATTN_DEVICE when it names an OpenCL device (so `ATTN_DEVICE=gpu
+ * ctest` runs the suites on the GPU with fallback off), else none. */
+static const char *test_device(void)
+{
+    const char *dev = getenv("ATTN_TEST_DEVICE");
+    if (dev && *dev)
+        return dev;
+    dev = getenv("ATTN_DEVICE");
+    if (dev && *dev && strcmp(dev, "auto") != 0 && strcmp(dev, "native") != 0)
+        return dev;
+    return NULL;
+}
+
+/* Whether the test device is on this machine: a context on it can be
+ * created (0 when the spec matches no device). */
+static int test_device_present(const char *dev)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    size_t n_devices = 0;
+    if (attn_devices(NULL, 0, &n_devices) != ATTN_OK || n_devices == 0)
+        return 0;
+    attn_options_init(&o);
+    o.device = dev;
+    o.allow_fallback = 0;
+    if (attn_context_create(&o, &ctx) == ATTN_ERR_NO_DEVICE)
+        return 0;
+    attn_context_destroy(ctx);
+    return 1;
+}
+
 int harness_main(const char *suite, CU_InitializeFunc init,
                  CU_CleanupFunc clean, const harness_test *tests)
 {
-    const char *dev = getenv("ATTN_TEST_DEVICE");
-    size_t n_devices = 0;
-    if (dev && *dev &&
-        (attn_devices(NULL, 0, &n_devices) != ATTN_OK || n_devices == 0)) {
-        printf("SKIP: %s on device \"%s\": no OpenCL device on this "
+    const char *dev = test_device();
+    if (dev && !test_device_present(dev)) {
+        printf("SKIP: %s on device \"%s\": no such OpenCL device on this "
                "machine\n",
                suite, dev);
         return HARNESS_SKIP;
@@ -56,10 +86,10 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
 
 void harness_options(attn_options *o)
 {
-    const char *dev = getenv("ATTN_TEST_DEVICE");
+    const char *dev = test_device();
     const char *path = getenv("ATTN_TEST_PATH");
     attn_options_init(o);
-    if (dev && *dev) {
+    if (dev) {
         o->device = dev;
         o->allow_fallback = 0; /* a device failure must fail the test */
     }
@@ -85,11 +115,10 @@ attn_context *harness_context(void)
     }
     /* A device run that silently landed on the native backend would test
      * the wrong thing. */
-    if (getenv("ATTN_TEST_DEVICE") && *getenv("ATTN_TEST_DEVICE") &&
-        (attn_context_device(ctx, &info) != ATTN_OK ||
-         info.kind == ATTN_DEVICE_NATIVE)) {
-        printf("\nATTN_TEST_DEVICE=%s selected the native backend\n",
-               getenv("ATTN_TEST_DEVICE"));
+    if (test_device() && (attn_context_device(ctx, &info) != ATTN_OK ||
+                          info.kind == ATTN_DEVICE_NATIVE)) {
+        printf("\ntest device \"%s\" selected the native backend\n",
+               test_device());
         attn_context_destroy(ctx);
         return NULL;
     }

@@ -31,11 +31,13 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
 #define HARNESS_SKIP 77
 
 /* The options the correctness suites run with: attn_options_init defaults,
- * or, when the test-only variable ATTN_TEST_DEVICE is set, that device with
+ * or, when the test-only variable ATTN_TEST_DEVICE is set (or ATTN_DEVICE
+ * names an OpenCL device, e.g. ATTN_DEVICE=gpu), that device with
  * fallback off (and ATTN_TEST_PATH=fused|unfused for the kernel path,
  * ATTN_TEST_QUEUES=N for the queues per device).  A
- * suite run with ATTN_TEST_DEVICE on a machine without OpenCL devices
- * exits with HARNESS_SKIP after saying so. */
+ * suite whose test device is not on the machine (no OpenCL at all, or
+ * "cpu" on a machine with only a GPU) exits with HARNESS_SKIP after saying
+ * so. */
 void harness_options(attn_options *o);
 
 /* A context from harness_options.  NULL on failure (also when a device was
