@@ -9,7 +9,7 @@ if(ATTN_PKG_CONFIG)
   add_test(NAME install_consumer
     COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/install_test.sh
             ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR}
-            ${CMAKE_CURRENT_BINARY_DIR}/install_test)
+            ${CMAKE_CURRENT_BINARY_DIR}/install_test "${CMAKE_PREFIX_PATH}")
 else()
   message(WARNING "pkg-config not found: the install_consumer test is not built")
 endif()
