@@ -39,7 +39,8 @@ static void usage(FILE *f)
         "                                PoCL: POCL_DEVICES=\"pthread pthread\")\n"
         "                    clblast     CLBlast batched GEMM + softmax kernel + GEMM\n"
         "                    ggml, numpy, torch   the CPU peers\n"
-        "  --device SPEC     OpenCL device of the cl-* impls (default cpu)\n"
+        "  --device SPEC     OpenCL device of the cl-* impls (default: $ATTN_DEVICE\n"
+        "                    when it names an OpenCL device, else cpu)\n"
         "  --seq-q S         query rows of the cl-decode case, 1..4 (default 1)\n"
         "  --max-mem MIB     skip cl-unfused / clblast / numpy cases whose score\n"
         "                    matrix would exceed MIB MiB (default 1024)\n"
@@ -148,6 +149,13 @@ int options_parse(int argc, char **argv, options *o)
     o->ggml_kv = 3;
     o->python = "python3";
     o->device = "cpu";
+    {
+        /* ATTN_DEVICE=gpu attn-bench: the cl-* impls on the GPU. */
+        const char *env = getenv("ATTN_DEVICE");
+        if (env && *env && strcmp(env, "auto") != 0 &&
+            strcmp(env, "native") != 0)
+            o->device = env;
+    }
     o->seq_q = 1;
     o->max_mem_mib = 1024;
     impls_parse("native,cl-fused,clblast,ggml,numpy,torch", &o->impls);
