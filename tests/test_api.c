@@ -4,6 +4,7 @@
  * device list.  The suite clears ATTN_DEVICE, ATTN_LOG and ATTN_NUM_THREADS
  * first: it tests what they do itself.
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sys/mman.h>
 
 #include <CUnit/CUnit.h>
 
@@ -436,6 +439,49 @@ static void test_other_options(void)
 /* ---- device list
  * -------------------------------------------------------------- */
 
+/* A head size whose working memory exceeds the host's is refused before
+ * anything is allocated, read or written, with ATTN_ERR_OUT_OF_MEMORY and
+ * a message that names the size.  The tensors are address space only
+ * (PROT_NONE): any access would crash the test. */
+static void test_native_too_big(void)
+{
+    attn_context *ctx = NULL;
+    attn_sdpa_desc d;
+    const size_t bytes = (size_t)4 << 30; /* head_dim 2^30 floats */
+    void *q, *k, *v, *o;
+    CU_ASSERT_EQUAL_FATAL(create_on("native", 2, &ctx), ATTN_OK);
+    memset(&d, 0, sizeof d);
+    d.batch = d.heads_q = d.heads_kv = d.seq_q = d.seq_kv = 1;
+    d.head_dim = d.head_dim_v = 1 << 30;
+    q = mmap(NULL, bytes, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    k = mmap(NULL, bytes, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    v = mmap(NULL, bytes, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    o = mmap(NULL, bytes, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (q == MAP_FAILED || k == MAP_FAILED || v == MAP_FAILED ||
+        o == MAP_FAILED) {
+        CU_FAIL("cannot reserve 16 GiB of address space");
+    } else {
+        CU_ASSERT_EQUAL(attn_sdpa(ctx, &d, q, k, v, o, NULL),
+                        ATTN_ERR_OUT_OF_MEMORY);
+        const char *msg = attn_context_last_error(ctx);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(msg);
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "bytes ("));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "GiB"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "the host has"));
+    }
+    void *maps[4] = {q, k, v, o};
+    for (int i = 0; i < 4; i++)
+        if (maps[i] != MAP_FAILED)
+            munmap(maps[i], bytes);
+    /* The context still works afterwards. */
+    CU_ASSERT(small_sdpa_ok(ctx, "after a refused call"));
+    attn_context_destroy(ctx);
+}
+
 static void test_devices(void)
 {
     size_t n = (size_t)-1;
@@ -493,6 +539,7 @@ int main(void)
         {"threads option and ATTN_NUM_THREADS", test_thread_options},
         {"queues, cache_dir, fallback, path options", test_other_options},
         {"device list", test_devices},
+        {"native: too big for the host, refused", test_native_too_big},
         {NULL, NULL},
     };
     return harness_main("api", NULL, NULL, tests);

@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cpu/cpu_impl.h"
+#include "memsize.h"
 
 static void native_destroy(attn_backend *b)
 {
@@ -35,7 +35,6 @@ static void cpu_model(char *out, size_t len)
 static void native_device_info(const attn_backend *b, attn_device_info *out)
 {
     attn_cpu *cpu = b->impl;
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     cpu_model(out->name, sizeof out->name);
     snprintf(out->vendor, sizeof out->vendor, "libattn");
     snprintf(out->driver_version, sizeof out->driver_version, "%s",
@@ -46,9 +45,7 @@ static void native_device_info(const attn_backend *b, attn_device_info *out)
     out->kind = ATTN_DEVICE_NATIVE;
     out->platform_index = out->device_index = -1;
     out->compute_units = (unsigned)attn_pool_threads(attn_cpu_pool(cpu));
-    if (pages > 0 && page > 0)
-        out->global_mem_bytes = out->max_alloc_bytes =
-            (uint64_t)pages * (uint64_t)page;
+    out->global_mem_bytes = out->max_alloc_bytes = attn_host_memory_bytes();
     out->fp64 = 1;
     out->unified_memory = 1;
     out->usable = 1;
@@ -59,10 +56,17 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_desc *d,
                                void *o, float *lse, attn_err *err)
 {
     attn_status s = attn_cpu_sdpa(b->impl, d, q, k, v, o, lse, NULL);
-    if (s)
+    if (s) {
+        char need[ATTN_BYTES_TEXT_MAX], have[ATTN_BYTES_TEXT_MAX];
+        size_t bytes = attn_cpu_ws_bytes(b->impl, d->head_dim, d->head_dim_v);
         attn_fail(err, s,
-                  "the native backend could not allocate its "
-                  "working memory");
+                  "the native backend needs %s of working memory "
+                  "(head_dim %d, head_dim_v %d, %d workers); the host has %s",
+                  bytes ? attn_bytes_text(need, sizeof need, bytes)
+                        : "more than the address space",
+                  d->head_dim, d->head_dim_v, attn_cpu_workers(b->impl),
+                  attn_bytes_text(have, sizeof have, attn_host_memory_bytes()));
+    }
     return s;
 }
 

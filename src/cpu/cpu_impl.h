@@ -54,6 +54,11 @@ typedef struct attn_cpu_layout {
 attn_status attn_cpu_create(int threads, attn_cpu **out);
 void attn_cpu_destroy(attn_cpu *c); /* NULL is a no-op */
 attn_pool *attn_cpu_pool(attn_cpu *c);
+int attn_cpu_workers(const attn_cpu *c);
+/* Bytes of working memory attn_cpu_sdpa needs for head sizes d, dv over
+ * every worker; 0 when that overflows size_t.  More than the host's
+ * memory is refused (ATTN_ERR_OUT_OF_MEMORY) before it is allocated. */
+size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv);
 
 /* d has been validated by the API (sizes positive, pointers present, enums
  * known, kv_len in range, size arithmetic fits in size_t).  lse may be NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cpu/cpu_impl.h"
+#include "memsize.h"
 
 /* x + positional encoding for rows at positions pos0 .. pos0+seq-1 of every
  * batch item, into out [batch*seq, d_model]. */
@@ -48,11 +49,19 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
     attn_status s;
 
     if (total > SIZE_MAX / sizeof(float) ||
-        !(buf = malloc(total * sizeof(float))))
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "cannot allocate %zu floats for the layer's "
-                         "activations",
-                         total);
+        (attn_host_memory_bytes() != 0 &&
+         (uint64_t)total * sizeof(float) > attn_host_memory_bytes()) ||
+        !(buf = malloc(total * sizeof(float)))) {
+        char need[ATTN_BYTES_TEXT_MAX], have[ATTN_BYTES_TEXT_MAX];
+        return attn_fail(
+            err, ATTN_ERR_OUT_OF_MEMORY,
+            "the layer's activations need %s on the native backend; the "
+            "host has %s",
+            total > SIZE_MAX / sizeof(float)
+                ? "more than the address space"
+                : attn_bytes_text(need, sizeof need, total * sizeof(float)),
+            attn_bytes_text(have, sizeof have, attn_host_memory_bytes()));
+    }
     pq = buf + n_xq + n_xkv;
     pk = pq + nq * dq;
     pv = pk + nkv * dkv;

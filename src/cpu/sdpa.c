@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cpu/cpu_impl.h"
+#include "memsize.h"
 
 #define QT ATTN_QTILE
 #ifndef SDPA_KTILE
@@ -90,6 +91,19 @@ static struct sdpa_ws ws_of(const attn_cpu *c, int worker)
     return w;
 }
 
+size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv)
+{
+    size_t per = ws_floats(d, dv);
+    if (per > SIZE_MAX / sizeof(float) / (size_t)c->workers)
+        return 0;
+    return per * sizeof(float) * (size_t)c->workers;
+}
+
+int attn_cpu_workers(const attn_cpu *c)
+{
+    return c->workers;
+}
+
 /* Makes the working memory fit head sizes d, dv; called with c->lock held.
  * The memory is touched here so that page faults stay out of the kernels. */
 static attn_status ws_reserve(attn_cpu *c, int d, int dv)
@@ -101,10 +115,13 @@ static attn_status ws_reserve(attn_cpu *c, int d, int dv)
 
     if (c->mem && nd == c->cap_d && ndv == c->cap_dv)
         return ATTN_OK;
+    bytes = attn_cpu_ws_bytes(c, nd, ndv);
     per = ws_floats(nd, ndv);
-    if (per > SIZE_MAX / sizeof(float) / (size_t)c->workers)
+    /* More than the host has is refused before it is allocated (the memory
+     * is touched below, so overcommit would not save it). */
+    if (!bytes || (attn_host_memory_bytes() != 0 &&
+                   (uint64_t)bytes > attn_host_memory_bytes()))
         return ATTN_ERR_OUT_OF_MEMORY;
-    bytes = per * sizeof(float) * (size_t)c->workers;
     if (posix_memalign(&mem, SDPA_ALIGN, bytes) != 0)
         return ATTN_ERR_OUT_OF_MEMORY;
     memset(mem, 0, bytes);

@@ -1,0 +1,33 @@
+/*
+ * Sizes of memory in messages, and the host's memory.
+ */
+#include "memsize.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+uint64_t attn_host_memory_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return 0;
+    return (uint64_t)pages * (uint64_t)page;
+}
+
+const char *attn_bytes_text(char *buf, size_t cap, uint64_t bytes)
+{
+    static const char *const unit[] = {"KiB", "MiB", "GiB",
+                                       "TiB", "PiB", "EiB"};
+    double x = (double)bytes;
+    int u = -1;
+    while (x >= 1024.0 && u < 5) {
+        x /= 1024.0;
+        u++;
+    }
+    if (u < 0)
+        snprintf(buf, cap, "%llu bytes", (unsigned long long)bytes);
+    else
+        snprintf(buf, cap, "%llu bytes (%.1f %s)", (unsigned long long)bytes, x,
+                 unit[u]);
+    return buf;
+}
