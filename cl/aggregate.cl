@@ -6,8 +6,10 @@
  * A work-group of AG_WV x AG_WQ items computes an AG_TQ x AG_TV tile of O,
  * AG_TQ/AG_WQ x AG_TV/AG_WV outputs per item, staging AG_TJ keys of P and V
  * at a time in local memory.  Only the keys that some row of the tile can
- * see are visited (causal, window and kv_len bound them); P is 0 at every
- * other hidden key of the range.
+ * see are visited (causal, window and kv_len bound them); P is -0 at every
+ * other hidden key of the range (softmax.cl), and those are skipped: a
+ * hidden key's V never reaches O, even when it holds inf or NaN, while a
+ * visible key whose weight underflowed (+0) is multiplied.
  */
 
 #ifndef ATTN_KERNEL_COMMON
@@ -123,9 +125,9 @@ __kernel void attn_aggregate(__global const float *p,
                 vv[y] = vs[jj][tv + y * AG_WV];
             for (int x = 0; x < AG_RQ; x++) {
                 float pv = ps[tq + x * AG_WQ][jj];
-                /* A hidden key has p = 0 and must not bring its V in:
+                /* A hidden key has p = -0 and must not bring its V in:
                  * 0 * inf would be NaN. */
-                if (pv == 0.0f)
+                if (as_uint(pv) == 0x80000000u)
                     continue;
                 for (int y = 0; y < AG_RV; y++)
                     acc[x][y] += pv * vv[y];

@@ -32,6 +32,13 @@
  * ranges are not read and a p = 0 entry is skipped rather than multiplied
  * (inf / NaN in a hidden V row stays out).  A row with no visible key gives
  * O = 0 and lse = -INFINITY (bit pattern).
+ *
+ * Non-finite inputs (attn.h).  A score of -INFINITY hides its key like a
+ * -INFINITY bias.  A visible key's weight is at least FLT_MIN, never 0, so
+ * that it is multiplied (NaN in its V reaches the row) while only hidden
+ * keys are skipped.  A NaN or +INFINITY score makes p, the split's l and
+ * so the row NaN; pass 2 keeps every split whose l is not 0 (NaN
+ * included), so the NaN reaches O and lse.
  */
 
 #ifndef ATTN_KERNEL_COMMON
@@ -81,6 +88,9 @@
 #define DC_R4(x) (((x) + 3) / 4 * 4)
 #define DC_MAX(a, b) select((b), (a), (a) > (b))
 #define DC_IS_MASKED(x) (as_uint(x) == ATTN_MASKED_BITS)
+#define DC_FLT_MIN_BITS 0x00800000u /* FLT_MIN */
+/* A split's sum l is 0 when it saw no visible key (never -0); NaN counts. */
+#define DC_HAS_SUM(x) (as_uint(x) != 0u)
 
 /* Four elements of a global row at element index i (n valid, 0 after). */
 static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
@@ -239,6 +249,9 @@ __kernel void attn_decode_split(
                                 ? as_float(ATTN_MASKED_BITS)
                                 : mad(bv, DC_LOG2E, s);
                     }
+                    /* So does a -INFINITY score. */
+                    if (as_uint(s) == ATTN_NEG_INF_BITS)
+                        s = as_float(ATTN_MASKED_BITS);
                 }
                 sc[r * DC_TK + kk] = s;
                 tmax[r] = DC_MAX(s, tmax[r]);
@@ -263,7 +276,11 @@ __kernel void attn_decode_split(
             float sum = 0.0f;
             for (int kk = lid; kk < DC_TK; kk += DC_WG) {
                 const float s = sc[r * DC_TK + kk];
-                const float p = DC_IS_MASKED(s) ? 0.0f : exp2(s - mn);
+                /* a visible key weighs at least FLT_MIN; NaN stays */
+                const float p =
+                    DC_IS_MASKED(s)
+                        ? 0.0f
+                        : DC_MAX(as_float(DC_FLT_MIN_BITS), exp2(s - mn));
                 sc[r * DC_TK + kk] = p;
                 sum += p;
             }
@@ -340,22 +357,22 @@ __kernel void attn_decode_combine(__global const float *part, ulong po_off,
 
     float mm = as_float(ATTN_MASKED_BITS);
     for (int s = 0; s < n_split; s++)
-        if (part[2 * (p0 + (size_t)s) + 1] > 0.0f)
+        if (DC_HAS_SUM(part[2 * (p0 + (size_t)s) + 1]))
             mm = DC_MAX(part[2 * (p0 + (size_t)s)], mm);
     float lt = 0.0f;
     for (int s = 0; s < n_split; s++) {
         const float ls = part[2 * (p0 + (size_t)s) + 1];
-        if (ls > 0.0f)
+        if (DC_HAS_SUM(ls))
             lt = mad(ls, exp2(part[2 * (p0 + (size_t)s)] - mm), lt);
     }
-    const int any = lt > 0.0f;
+    const int any = DC_HAS_SUM(lt);
     const float inv = any ? 1.0f / lt : 0.0f;
     const size_t obase = (size_t)o_off + row * (size_t)dv;
     for (int c = lid; c < dv; c += DC_CWG) {
         float x = 0.0f;
         for (int s = 0; s < n_split; s++) {
             const float ls = part[2 * (p0 + (size_t)s) + 1];
-            if (ls > 0.0f)
+            if (DC_HAS_SUM(ls))
                 x = mad(part[po_off + (p0 + (size_t)s) * (size_t)dv +
                              (size_t)c],
                         exp2(part[2 * (p0 + (size_t)s)] - mm), x);

@@ -36,6 +36,15 @@
  * V rows past kv_len are not read, and a tile whose V holds a non-finite
  * value is accumulated with p = 0 entries skipped rather than multiplied.
  * A row with no visible key gives O = 0 and lse = -INFINITY (bit pattern).
+ *
+ * Non-finite inputs (attn.h).  A score of -INFINITY hides its key like a
+ * -INFINITY bias; a NaN or +INFINITY score makes the row NaN (O and lse);
+ * a visible key's weight never underflows to 0 (fa_exp2 stops at 2^-126),
+ * so NaN in its V always reaches the row.  The no-mask branch takes only
+ * tiles whose scores are all finite (checked as they are stored: the sum
+ * of 0 * s stays +0 exactly until a score is inf or NaN); any other tile
+ * takes the masked branch, which tests for -INFINITY and lets NaN through
+ * the exponentials.
  */
 
 #ifndef ATTN_KERNEL_COMMON
@@ -132,6 +141,12 @@
 
 /* Larger of a and b without fmax's NaN rules (one instruction on CPUs). */
 #define FA_MAX(a, b) select((b), (a), (a) > (b))
+/* Some lane of a comparison result is true. */
+#if FA_VW == 1
+#define FA_ANY(c) (c)
+#else
+#define FA_ANY(c) any(c)
+#endif
 
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
@@ -313,8 +328,12 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
         /* Does this tile hold a key some row of the item sees? */
         if (nrows == 0 || jt > hi_last || jt + nk - 1 < lo_first)
             continue;
-        const int full = bias_kind == 0 && nk == FA_TK && jt >= lo_last &&
-                         jt + FA_TK - 1 <= hi_first;
+        int full = bias_kind == 0 && nk == FA_TK && jt >= lo_last &&
+                   jt + FA_TK - 1 <= hi_first;
+        VF chk[FA_NV]; /* sum of 0 * s: +0 while every score is finite */
+#pragma unroll
+        for (int n = 0; n < FA_NV; n++)
+            chk[n] = (VF)0.0f;
         const int jn = (nk + FA_KB - 1) / FA_KB * FA_KB;
         VF sc[FA_TK][FA_NV];
 
@@ -360,9 +379,16 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
 #pragma unroll
             for (int x = 0; x < FA_KB; x++)
 #pragma unroll
-                for (int n = 0; n < FA_NV; n++)
+                for (int n = 0; n < FA_NV; n++) {
                     sc[jb + x][n] = acc[x][n] * scale2;
+                    chk[n] = FA_MAD(sc[jb + x][n], (VF)0.0f, chk[n]);
+                }
         }
+        /* An inf or NaN score (from the inputs, or overflow) sends the
+         * tile to the masked branch. */
+#pragma unroll
+        for (int n = 0; n < FA_NV; n++)
+            full = full && !FA_ANY(AS_VU(chk[n]) != (VU)0u);
 
         /* ---- online softmax: sc becomes P ---- */
         VF corr[FA_NV];
@@ -384,6 +410,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                 m[n] = mn;
             }
         } else {
+            /* the masked branch: masks, bias, non-finite scores */
             for (int n = 0; n < FA_NV; n++) {
                 VF mt = (VF)as_float(ATTN_MASKED_BITS);
                 for (int j = 0; j < jn; j++) {
@@ -405,6 +432,8 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                         vis &= AS_VU(bv) != (VU)ATTN_NEG_INF_BITS;
                         s = FA_MAD(bv, (VF)FA_LOG2E, s);
                     }
+                    /* So does a -INFINITY score. */
+                    vis &= AS_VU(s) != (VU)ATTN_NEG_INF_BITS;
                     s = select((VF)as_float(ATTN_MASKED_BITS), s, vis);
                     sc[j][n] = s;
                     mt = FA_MAX(s, mt);
@@ -414,7 +443,10 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                 for (int j = 0; j < jn; j++) {
                     const VF s = sc[j][n];
                     const VI vis = AS_VU(s) != (VU)ATTN_MASKED_BITS;
-                    const VF p = select((VF)0.0f, fa_exp2(s - mn), vis);
+                    /* + (e - e): NaN (a NaN score, or +inf - +inf) stays
+                     * NaN, which fa_exp2 alone would make finite. */
+                    const VF e = s - mn;
+                    const VF p = select((VF)0.0f, fa_exp2(e) + (e - e), vis);
                     sc[j][n] = p;
                     sum += p;
                 }
@@ -480,7 +512,8 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                                           (size_t)row0) *
                                              (size_t)head_dim_v;
     for (int r = 0; r < nrows; r++) {
-        const int any = lf[r] > 0.0f;
+        /* l is 0 when nothing was visible, NaN after a NaN score */
+        const int any = as_uint(lf[r]) != 0u;
         const float inv = any ? 1.0f / lf[r] : 0.0f;
         for (int c = 0; c < head_dim_v; c++) {
             const float x = ot[c * FA_BR + r] * inv;

@@ -6,7 +6,10 @@
  * S is a float block [n_bh][n_i][seq_kv] covering query heads bh0 ..
  * bh0+n_bh-1 (bh = b * heads_q + h) and query rows i0 .. i0+n_i-1 of each.
  * A hidden entry holds ATTN_MASKED (-FLT_MAX), never -INFINITY, so that the
- * kernels stay right under -cl-fast-relaxed-math / finite-math options.
+ * kernels stay right under -cl-fast-relaxed-math / finite-math options.  A
+ * score of -INFINITY (from inf in Q or K, or overflow) hides its key like
+ * a -INFINITY bias (attn.h); NaN and +INFINITY scores are stored as they
+ * are and spoil their row in softmax.cl.
  *
  * A work-group of SC_WK x SC_WQ items computes a SC_TQ x SC_TK tile of S,
  * SC_TQ/SC_WQ x SC_TK/SC_WK entries per item, staging SC_TD columns of Q and
@@ -198,6 +201,8 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
                 else
                     v += bv;
             }
+            if (as_uint(v) == ATTN_NEG_INF_BITS)
+                vis = 0;
             srow[j] = vis ? v : as_float(ATTN_MASKED_BITS);
         }
     }

@@ -5,10 +5,15 @@
  *
  * One work-group of SM_WG items (a power of two) per row: the maximum over
  * the visible entries, then e = exp(s - max) written back with its sum,
- * then e / sum.  A row with no visible entry becomes all 0 and its lse
- * -INFINITY, written as a bit pattern so that finite-math options cannot
- * fold it.
+ * then e / sum.  A hidden entry becomes -0 (SM_HIDDEN_BITS), which
+ * aggregate.cl skips, while a visible one whose weight underflows is +0,
+ * which it multiplies (NaN in that key's V reaches the row, attn.h).  A
+ * row with no visible entry gets lse -INFINITY, written as a bit pattern
+ * so that finite-math options cannot fold it.  A NaN or +INFINITY score
+ * makes e, the sum and so the whole row and its lse NaN.
  */
+
+#define SM_HIDDEN_BITS 0x80000000u /* -0.0f: P of a hidden key */
 
 #ifndef ATTN_KERNEL_COMMON
 #define ATTN_KERNEL_COMMON
@@ -68,15 +73,18 @@ __kernel void attn_softmax(__global float *s, __global float *lse,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     m = red[0];
-    const int any = as_uint(m) != ATTN_MASKED_BITS;
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float sum = 0.0f;
     for (int j = lid; j < seq_kv; j += SM_WG) {
         float x = row[j];
-        float e = as_uint(x) != ATTN_MASKED_BITS ? exp(x - m) : 0.0f;
-        row[j] = e;
-        sum += e;
+        if (as_uint(x) != ATTN_MASKED_BITS) {
+            float e = exp(x - m);
+            row[j] = e;
+            sum += e;
+        } else {
+            ((__global uint *)row)[j] = SM_HIDDEN_BITS;
+        }
     }
     red[lid] = sum;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -87,11 +95,16 @@ __kernel void attn_softmax(__global float *s, __global float *lse,
     }
     sum = red[0];
 
-    /* sum >= 1 when anything is visible (the maximum contributes exp(0)). */
+    /* sum >= 1 when anything is visible (the maximum contributes exp(0)),
+     * NaN after a NaN or +INFINITY score, 0 when nothing is visible. */
+    const int any = as_uint(sum) != 0u;
     if (any) {
         const float inv = 1.0f / sum;
-        for (int j = lid; j < seq_kv; j += SM_WG)
-            row[j] *= inv;
+        for (int j = lid; j < seq_kv; j += SM_WG) {
+            const uint x = ((__global uint *)row)[j];
+            if (x != SM_HIDDEN_BITS)
+                row[j] = as_float(x) * inv;
+        }
     }
     /* The choice is made on bits: a float select may carry no-inf flags. */
     if (lid == 0 && has_lse)

@@ -250,14 +250,49 @@ typedef struct attn_sdpa_desc {
     attn_dtype dtype; /**< element type of q, k, v and o */
 } attn_sdpa_desc;
 
+/* Non-finite inputs.  NaN and +-INFINITY in q, k, v, the bias or
+ * additive_w follow these rules on every backend and kernel path (native,
+ * OpenCL three-kernel, fused and decode).  "Row i" is one query row
+ * (b, h, i); "visible" means not hidden by causal, window, kv_len or a
+ * -INFINITY bias entry.
+ *  1. A hidden key never contributes: whatever its K and V rows (and its
+ *     bias entry, when a mask hides it) hold, row i is computed as if the
+ *     key did not exist.  An uninitialised KV cache behind kv_len is safe.
+ *  2. Scores are float arithmetic, S = scale * (q . k) + bias (or the
+ *     additive sum + bias): NaN in q, k, additive_w or the bias gives a NaN
+ *     score; infinities give +-INFINITY or NaN (inf * 0, inf - inf); finite
+ *     inputs large enough to overflow give +-INFINITY (near the edge of the
+ *     float range the paths, which order the products differently, may
+ *     disagree on whether a score overflows).  tanh(+-inf) = +-1, so in the
+ *     additive score an infinite q or k alone stays finite.
+ *  3. A score of -INFINITY hides its key, exactly like a -INFINITY bias
+ *     (rule 1: its V is not read into the row).
+ *  4. A NaN or +INFINITY score at a visible key makes row i NaN: every
+ *     element of O[i] and lse[i].
+ *  5. A row with no visible key (after rule 3) gives O = 0 and
+ *     lse = -INFINITY, even when its q holds NaN.
+ *  6. A non-finite V[j][c] of a key visible to row i reaches O[i][c] and
+ *     nothing else: NaN gives NaN; +-INFINITY gives +-INFINITY, or NaN
+ *     where both infinities meet in column c or where the key's weight
+ *     underflows to 0 (0 * inf).  However small its weight, a visible key's
+ *     NaN is never dropped.  lse[i] and the other columns are unaffected.
+ *  7. Every element these rules do not name is what the call gives
+ *     without the non-finite values (up to float rounding).
+ * F16 NaN and +-inf halves become float NaN and +-inf, and back.  scale
+ * must be finite (ATTN_ERR_INVALID_ARGUMENT otherwise); the values of the
+ * bias and additive_w are data and are not checked.  The rules assume IEEE
+ * arithmetic: an OpenCL device profile whose build options include
+ * -cl-finite-math-only or -cl-fast-relaxed-math keeps rule 1 only.
+ * attn_mha_forward follows from them: see there. */
+
 /** Computes O = softmax(S + bias, masked) V for every batch item and query
  * head, and optionally lse[b,h,i] = log(sum_j exp(S[i][j])) (float, layout
  * [batch, heads_q, seq_q]; may be NULL).  A query row whose keys are all
  * hidden gives O = 0 and lse = -INFINITY.  q, k, v, o point at dtype values
  * in the layouts of attn_sdpa_desc; o and lse must not overlap the inputs.
  * Hidden keys (masks, kv_len) never reach O: NaN or Inf stored there is
- * harmless.  NaN or Inf in a visible input spoils only the query rows that
- * see it.
+ * harmless.  NaN or Inf in a visible input spoils only the query rows (or,
+ * in V, the output columns) that see it: see "Non-finite inputs" above.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
  * kind without bias or a bias without kind, negative window, kv_len outside
@@ -305,7 +340,16 @@ typedef struct attn_mha_desc {
  * y [batch, seq_q, d_model].  Query positions are pos_offset + i; in
  * self-attention keys share them, in cross-attention keys count from 0.
  * mask may be NULL; its bias shapes use heads_q.  ROPE with an odd head_dim
- * leaves the last element of each head unrotated.  Errors as attn_sdpa,
+ * leaves the last element of each head unrotated.  Non-finite values (see
+ * attn_sdpa) spread through the projections: a NaN in token t of x_q makes
+ * q of row t NaN in every head, so y row t is NaN (or bo, 0 without it,
+ * when row t sees no key); a NaN in token t of the key input (x_kv, or x_q
+ * in self-attention) makes k and v of key t NaN in every kv head, so every
+ * y row that sees key t (causal: rows i >= t of that batch item) is NaN in
+ * full, the output projection mixing all heads; other rows are unaffected.
+ * An infinity in a token usually ends the same way.  A NaN in wq, wk, wv
+ * or their biases reaches every row that sees a key, one in wo or bo every
+ * row.  Errors as attn_sdpa,
  * plus ATTN_ERR_INVALID_ARGUMENT for a missing weight, a bad posenc or a
  * LEARNED table too short for the positions used. */
 ATTN_API attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,

@@ -20,6 +20,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "cpu/cpu_impl.h"
 #include "memsize.h"
@@ -299,26 +302,38 @@ static int tile_finite(const float *v, size_t ldv, int jn, int dv)
     return 1;
 }
 
-/* attn_kern_pv for a masked tile whose V holds inf or NaN: a key hidden
- * from a row (p = 0) must not bring its V into that row (0 * inf is NaN).
- * Rare (a KV cache with garbage behind a mask), so plain C. */
-static void pv_skip_hidden(int nq, int jn, int dv, const float *p,
-                           const float *v, size_t ldv, const float *alpha,
-                           float *ot)
+/* 1 when some probability of the tile is 0: a hidden key, a -inf score or
+ * a weight that underflowed.  p >= 0 or NaN, so +0 has the smallest bit
+ * pattern: an unsigned minimum per lane over the keys, tested across the
+ * lanes once at the end (not per key, which would chain a horizontal
+ * reduction through every row). */
+static int tile_has_zero(const float *p, int jn, int lanes)
 {
-    int lanes = nq * 16;
-    for (int c = 0; c < dv; c++) {
-        float *o = ot + (size_t)c * QT;
-        for (int i = 0; i < lanes; i++)
-            o[i] *= alpha[i];
-        for (int j = 0; j < jn; j++) {
-            float vj = v[(size_t)j * ldv + (size_t)c];
-            const float *pj = p + (size_t)j * QT;
-            for (int i = 0; i < lanes; i++)
-                if (pj[i] != 0.0f)
-                    o[i] += vj * pj[i];
-        }
+#ifdef __AVX512F__
+    __m512i mn = _mm512_set1_epi32(-1);
+    for (int u = 0; u < lanes; u += 16)
+        for (int j = 0; j < jn; j++)
+            mn = _mm512_min_epu32(
+                mn, _mm512_load_si512(
+                        (const void *)(p + (size_t)j * QT + (size_t)u)));
+    return _mm512_testn_epi32_mask(mn, mn) != 0;
+#else
+    int zero = 0;
+    for (int u = 0; u < lanes; u += 16) {
+        uint32_t mn[16];
+        for (int i = 0; i < 16; i++)
+            mn[i] = UINT32_MAX;
+        for (int j = 0; j < jn; j++)
+            for (int i = 0; i < 16; i++) {
+                uint32_t b;
+                memcpy(&b, p + (size_t)j * QT + (size_t)(u + i), sizeof b);
+                mn[i] = b < mn[i] ? b : mn[i];
+            }
+        for (int i = 0; i < 16; i++)
+            zero |= mn[i] == 0;
     }
+    return zero;
+#endif
 }
 
 static const float *bias_base(const attn_sdpa_desc *d, int b, int h)
@@ -338,8 +353,79 @@ static const float *bias_base(const attn_sdpa_desc *d, int b, int h)
     }
 }
 
+/* Scores of keys j0 .. j0+jn-1 for the tile's lanes into s, with the bias
+ * when bias is not NULL (bias points at query i0, key j0) and the causal /
+ * window mask when masked.  Returns the per-lane maximum when
+ * the dot kernel gave it and nothing moved it, else NULL. */
+static const float *score_tile(const struct sdpa_job *jb,
+                               const struct sdpa_ws *w, const float *kt,
+                               size_t ldk, float *s, float *smax, int i0,
+                               int qn, long long j0, int jn, int lanes,
+                               long long off, int masked, const float *bias)
+{
+    const attn_sdpa_desc *d = jb->d;
+    int nq = lanes / 16;
+
+    if (d->score == ATTN_SCORE_ADDITIVE) {
+        attn_kern_additive(nq, jn, d->head_dim, w->qt, kt, ldk, w->w, s);
+        smax = NULL;
+    } else {
+        attn_kern_qk(nq, jn, d->head_dim, w->qt, kt, ldk, s, smax);
+    }
+    /* the bias first: a hidden key stays -inf whatever its bias holds */
+    if (bias) {
+        add_bias(s, bias, (size_t)d->seq_kv, qn, jn);
+        smax = NULL;
+    }
+    if (masked) {
+        mask_tile(d, s, i0, j0, jn, lanes, off);
+        smax = NULL;
+    }
+    return smax;
+}
+
+/* attn_kern_pv for a tile whose V holds inf or NaN and whose P holds
+ * zeros.  A key hidden from a row (mask, -inf bias, -inf score) must not
+ * bring its V into the row (0 * inf is NaN), while a visible key whose
+ * weight underflowed to 0 must (its NaN spoils the column, as it would
+ * with any weight).  P cannot tell the two apart, so the scores of the
+ * tile are computed again, one key at a time, to find the hidden ones.
+ * Rare (a KV cache with garbage behind a mask), so plain C. */
+static void pv_nonfinite(const struct sdpa_job *jb, const struct sdpa_ws *w,
+                         const float *kt, size_t ldk, const float *v,
+                         size_t ldv, int i0, int qn, long long j0, int jn,
+                         int lanes, long long off, int masked,
+                         const float *bias)
+{
+    _Alignas(64) float s1[QT], mx1[QT];
+    uint64_t hidden[SDPA_KTILE]; /* bit i: lane i hides the key */
+    int dv = jb->d->head_dim_v;
+
+    for (int j = 0; j < jn; j++) {
+        score_tile(jb, w, kt + (size_t)j * ldk, ldk, s1, mx1, i0, qn, j0 + j, 1,
+                   lanes, off, masked, bias ? bias + j : NULL);
+        hidden[j] = 0;
+        for (int i = 0; i < lanes; i++)
+            if (s1[i] == -INFINITY)
+                hidden[j] |= (uint64_t)1 << i;
+    }
+    for (int c = 0; c < dv; c++) {
+        float *o = w->ot + (size_t)c * QT;
+        for (int i = 0; i < lanes; i++)
+            o[i] *= w->alpha[i];
+        for (int j = 0; j < jn; j++) {
+            float vj = v[(size_t)j * ldv + (size_t)c];
+            const float *pj = w->s + (size_t)j * QT;
+            for (int i = 0; i < lanes; i++)
+                if (!(hidden[j] >> i & 1))
+                    o[i] += vj * pj[i];
+        }
+    }
+}
+
 /* Writes O = ot / l and lse for the tile's queries; a query whose sum is 0
- * (nothing visible) gets O = 0 and lse = -inf. */
+ * (nothing visible) gets O = 0 and lse = -inf, one whose sum is NaN (a NaN
+ * or +inf score) O = NaN and lse = NaN. */
 static void finish_tile(const struct sdpa_job *jb, const struct sdpa_ws *w,
                         size_t ooff, float *lse, int qn)
 {
@@ -347,18 +433,19 @@ static void finish_tile(const struct sdpa_job *jb, const struct sdpa_ws *w,
 
     for (i = 0; i < qn; i++) {
         float l = w->l[i];
-        float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        int any = l != 0.0f; /* also NaN */
+        float inv = any ? 1.0f / l : 0.0f;
         float *row = w->vc; /* scratch: F32 row before F16 rounding */
         size_t at = ooff + (size_t)i * jb->lay.o[2];
 
         if (!jb->f16)
             row = (float *)jb->o + at;
         for (c = 0; c < dv; c++)
-            row[c] = l > 0.0f ? w->ot[(size_t)c * QT + (size_t)i] * inv : 0.0f;
+            row[c] = any ? w->ot[(size_t)c * QT + (size_t)i] * inv : 0.0f;
         if (jb->f16)
             attn_float_to_half_n(row, (uint16_t *)jb->o + at, (size_t)dv);
         if (lse)
-            lse[i] = l > 0.0f ? (w->m[i] + log2f(l)) * LN2 : -INFINITY;
+            lse[i] = any ? (w->m[i] + log2f(l)) * LN2 : -INFINITY;
     }
 }
 
@@ -416,36 +503,27 @@ static void sdpa_item(void *arg, size_t item, int worker)
 
     for (j0 = jlo; j0 < jhi; j0 += SDPA_KTILE) {
         int jn = (int)(jhi - j0 < SDPA_KTILE ? jhi - j0 : SDPA_KTILE);
-        size_t ld;
+        size_t ldk, ldv;
         const float *kt = rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
-                                   jb->lay.k[2], d->head_dim, jn, w.kc, &ld);
+                                   jb->lay.k[2], d->head_dim, jn, w.kc, &ldk);
         const float *vt;
 
+        const float *bt =
+            bias ? bias + (size_t)i0 * (size_t)d->seq_kv + (size_t)j0 : NULL;
+        int masked = j0 < full_lo || j0 + jn > full_hi;
         /* the max from the score kernel holds until a mask or bias moves it */
-        const float *smax = w.smax;
+        const float *smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0,
+                                       jn, lanes, off, masked, bt);
 
-        if (d->score == ATTN_SCORE_ADDITIVE) {
-            attn_kern_additive(nq, jn, d->head_dim, w.qt, kt, ld, w.w, w.s);
-            smax = NULL;
-        } else {
-            attn_kern_qk(nq, jn, d->head_dim, w.qt, kt, ld, w.s, w.smax);
-        }
-        if (j0 < full_lo || j0 + jn > full_hi) {
-            mask_tile(d, w.s, i0, j0, jn, lanes, off);
-            smax = NULL;
-        }
-        if (bias) {
-            add_bias(w.s, bias + (size_t)i0 * (size_t)d->seq_kv + (size_t)j0,
-                     (size_t)d->seq_kv, qn, jn);
-            smax = NULL;
-        }
         attn_kern_softmax(nq, jn, w.s, smax, w.m, w.l, w.alpha);
         vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
-                      d->head_dim_v, jn, w.vc, &ld);
-        if (smax == NULL && !tile_finite(vt, ld, jn, d->head_dim_v))
-            pv_skip_hidden(nq, jn, d->head_dim_v, w.s, vt, ld, w.alpha, w.ot);
+                      d->head_dim_v, jn, w.vc, &ldv);
+        if (tile_has_zero(w.s, jn, lanes) &&
+            !tile_finite(vt, ldv, jn, d->head_dim_v))
+            pv_nonfinite(jb, &w, kt, ldk, vt, ldv, i0, qn, j0, jn, lanes, off,
+                         masked, bt);
         else
-            attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ld, w.alpha, w.ot);
+            attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
     }
 
     finish_tile(jb, &w,
