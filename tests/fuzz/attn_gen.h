@@ -1,0 +1,72 @@
+/*
+ * Random problems shared by the fuzzer (tests/fuzz/fuzz_attn.c) and the
+ * soak program (tests/soak/attn_soak.c): a source of numbers, either the
+ * fuzzer's input bytes or a seeded PRNG, and valid attn_sdpa / multi-head
+ * shapes drawn from it.  The fuzzer then spoils fields on purpose; the soak
+ * program runs the shapes as they are.
+ *
+ * A byte source that runs dry answers 0, so that every choice falls on its
+ * first (simplest) option: short fuzzer inputs give small valid problems.
+ */
+#ifndef ATTN_TEST_GEN_H
+#define ATTN_TEST_GEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn/attn.h"
+#include "cases.h"
+
+typedef struct gen_src {
+    const uint8_t *data; /* fuzzer bytes, or NULL for the PRNG */
+    size_t size, pos;
+    uint64_t state; /* splitmix64 */
+} gen_src;
+
+void gen_from_bytes(gen_src *g, const uint8_t *data, size_t size);
+void gen_from_seed(gen_src *g, uint64_t seed);
+/* Bytes left in a byte source (SIZE_MAX for the PRNG). */
+size_t gen_left(const gen_src *g);
+
+uint8_t gen_u8(gen_src *g);
+uint32_t gen_u32(gen_src *g);
+uint64_t gen_u64(gen_src *g);
+/* In [lo, hi] (inclusive; lo when hi <= lo). */
+int gen_int(gen_src *g, int lo, int hi);
+/* 1 with about percent % probability (never for a dry byte source). */
+int gen_chance(gen_src *g, int percent);
+/* One of the n values. */
+int gen_pick(gen_src *g, const int *values, size_t n);
+/* Uniform in [lo, hi). */
+double gen_uniform(gen_src *g, double lo, double hi);
+
+/* Largest sizes of the shapes drawn (each at least 1). */
+typedef struct gen_limits {
+    int batch, heads_kv, group; /* heads_q = heads_kv * group */
+    int seq_q, seq_kv, head_dim;
+    int d_model; /* multi-head layer */
+    int pos_offset;
+} gen_limits;
+
+/* One valid attn_sdpa problem without its buffers (pointer members NULL):
+ * what sdpa_case_init needs. */
+typedef struct gen_sdpa {
+    attn_sdpa_desc d; /* bias_kind set, bias / kv_len / additive_w NULL */
+    int with_kv_len, with_lse;
+    double qk_amp; /* q and k in [-qk_amp, qk_amp] */
+    double ninf;   /* fraction of -INFINITY bias entries */
+} gen_sdpa;
+
+/* Draws a valid shape within lim: dot or additive score, f32 or f16,
+ * causal, window, bias of any kind, kv_len, lse. */
+void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out);
+
+/* Draws a valid multi-head layer within lim: self or cross attention,
+ * biases, every score and positional encoding, masks. */
+void gen_mha_spec(gen_src *g, const gen_limits *lim, mha_spec *out);
+
+/* A NUL-terminated device spec of at most cap - 1 characters: keywords,
+ * indices, device-name pieces, separators and raw bytes mixed. */
+void gen_device_spec(gen_src *g, char *out, size_t cap);
+
+#endif /* ATTN_TEST_GEN_H */
