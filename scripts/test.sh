@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 werror=OFF
 [ "${CI:-}" = "true" ] && werror=ON
-cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DATTN_WERROR=$werror >/dev/null
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Release -DATTN_WERROR=$werror \
+  -DATTN_FAULT_INJECTION=ON >/dev/null
 cmake --build build-test -j"$(nproc)"
 ctest --test-dir build-test --output-on-failure -j2

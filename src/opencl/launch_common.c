@@ -3,9 +3,11 @@
  * gate of a call, kernel arguments and event chains, program pieces.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "memsize.h"
 #include "opencl/launch_common.h"
 
 /* Checks that buffer m holds count elements of elem bytes at offset off. */
@@ -88,8 +90,9 @@ static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
     if (!attn_mul_size(&bytes, n, elem))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "the size of %s overflows", name);
-    *out = clCreateBuffer(rt->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                          bytes, (void *)p, &rc);
+    *out = ATTN_CL(clCreateBuffer)(rt->context,
+                                   CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                   bytes, (void *)p, &rc);
     if (rc != CL_SUCCESS) {
         *out = NULL;
         return attn_fail(err, attn_cl_status(rc),
@@ -99,22 +102,87 @@ static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
     return ATTN_OK;
 }
 
-attn_status attn_cl_copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
-                                cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
-                                attn_err *err)
+/* Elements of d's mask.bias (0 without one); 0 on overflow. */
+static int bias_elems(const attn_sdpa_desc *d, size_t *n)
 {
-    size_t n_bias = 0;
-    attn_status s;
+    *n = 0;
     if (d->mask.bias_kind != ATTN_BIAS_NONE) {
         const size_t f[4] = {(size_t)d->batch, (size_t)d->heads_q,
                              (size_t)d->seq_q, (size_t)d->seq_kv};
         const int skip = d->mask.bias_kind == ATTN_BIAS_FULL       ? 0
                          : d->mask.bias_kind == ATTN_BIAS_PER_HEAD ? 1
                                                                    : 2;
-        if (!attn_mul_sizes(&n_bias, 4 - skip, f + skip))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "the size of mask.bias overflows");
+        return attn_mul_sizes(n, 4 - skip, f + skip);
     }
+    return 1;
+}
+
+uint64_t attn_cl_add_bytes(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+uint64_t attn_cl_input_bytes(const attn_sdpa_desc *d, uint64_t *largest)
+{
+    size_t n_bias = 0;
+    uint64_t part[3] = {0, 0, 0}, total = 0, big = 0;
+    if (!bias_elems(d, &n_bias) || n_bias > UINT64_MAX / sizeof(float))
+        part[0] = UINT64_MAX;
+    else if (d->mask.bias)
+        part[0] = (uint64_t)n_bias * sizeof(float);
+    if (d->mask.kv_len)
+        part[1] = (uint64_t)d->batch * sizeof(int32_t);
+    if (d->score == ATTN_SCORE_ADDITIVE && d->additive_w)
+        part[2] = (uint64_t)d->heads_q * (uint64_t)d->head_dim * sizeof(float);
+    for (int i = 0; i < 3; i++) {
+        total = attn_cl_add_bytes(total, part[i]);
+        big = part[i] > big ? part[i] : big;
+    }
+    if (largest)
+        *largest = big;
+    return total;
+}
+
+attn_status attn_cl_check_fit(const attn_cl_runtime *rt, const char *what,
+                              uint64_t total, uint64_t largest, attn_err *err)
+{
+    uint64_t global_mem = 0, max_alloc = 0;
+    char need[ATTN_BYTES_TEXT_MAX], have[ATTN_BYTES_TEXT_MAX];
+    attn_cl_mem_limits(rt, &global_mem, &max_alloc);
+    if (max_alloc && largest > max_alloc)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "%s needs a buffer of %s on %s, whose largest "
+                         "allocation is %s",
+                         what, attn_bytes_text(need, sizeof need, largest),
+                         rt->info.name,
+                         attn_bytes_text(have, sizeof have, max_alloc));
+    if (global_mem && total > global_mem)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "%s needs %s on %s, which has %s of global memory",
+                         what, attn_bytes_text(need, sizeof need, total),
+                         rt->info.name,
+                         attn_bytes_text(have, sizeof have, global_mem));
+    return ATTN_OK;
+}
+
+attn_status attn_cl_check_launch_fit(const attn_cl_runtime *rt,
+                                     const attn_sdpa_desc *d, uint64_t scratch,
+                                     const char *what, attn_err *err)
+{
+    uint64_t largest = 0, in = attn_cl_input_bytes(d, &largest);
+    return attn_cl_check_fit(rt, what, attn_cl_add_bytes(in, scratch),
+                             scratch > largest ? scratch : largest, err);
+}
+
+attn_status attn_cl_copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
+                                cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
+                                attn_err *err)
+{
+    size_t n_bias = 0;
+    attn_status s;
+    if (!bias_elems(d, &n_bias))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of mask.bias overflows");
     if ((s = host_copy(rt, d->mask.bias, n_bias, sizeof(float), "mask.bias",
                        bias, err)) ||
         (s = host_copy(rt, d->mask.kv_len, (size_t)d->batch, sizeof(int32_t),
@@ -133,44 +201,55 @@ void attn_cl_release_mem(cl_mem m)
         clReleaseMemObject(m);
 }
 
+static _Thread_local int own_buffers;
+
+void attn_cl_launch_own_buffers(int on)
+{
+    own_buffers = on;
+}
+
 attn_status attn_cl_gate_open(attn_cl_runtime *rt, cl_uint n_wait,
-                              const cl_event *wait, cl_event *gate,
-                              cl_event **wl, attn_err *err)
+                              const cl_event *wait, attn_cl_gate *g,
+                              attn_err *err)
 {
     cl_int rc;
-    *wl = NULL;
-    *gate = clCreateUserEvent(rt->context, &rc);
+    g->own = own_buffers;
+    g->user = clCreateUserEvent(rt->context, &rc);
     if (rc != CL_SUCCESS) {
-        *gate = NULL;
+        g->user = NULL;
         return attn_fail(err, attn_cl_status(rc),
                          "clCreateUserEvent failed: %s",
                          attn_cl_error_name(rc));
     }
-    if (!(*wl = malloc(((size_t)n_wait + 1) * sizeof **wl)))
+    if (!(g->wl = malloc(((size_t)n_wait + 1) * sizeof *g->wl)))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
     if (n_wait)
-        memcpy(*wl, wait, (size_t)n_wait * sizeof **wl);
-    (*wl)[n_wait] = *gate;
+        memcpy(g->wl, wait, (size_t)n_wait * sizeof *g->wl);
+    g->wl[n_wait] = g->user;
     return ATTN_OK;
 }
 
-attn_status attn_cl_gate_close(attn_status s, cl_event gate, cl_event *wl,
-                               cl_event last, cl_event *done, attn_err *err)
+attn_status attn_cl_gate_close(attn_status s, attn_cl_gate *g, cl_event last,
+                               cl_event *done, attn_err *err)
 {
     cl_int rc;
-    if (s == ATTN_OK &&
-        (rc = clSetUserEventStatus(gate, CL_COMPLETE)) != CL_SUCCESS)
+    if (s == ATTN_OK && g->user &&
+        (rc = clSetUserEventStatus(g->user, CL_COMPLETE)) != CL_SUCCESS)
         s = attn_fail(err, ATTN_ERR_DEVICE, "clSetUserEventStatus failed: %s",
                       attn_cl_error_name(rc));
-    if (gate && s != ATTN_OK)
-        clSetUserEventStatus(gate, -1); /* terminates what was enqueued */
+    if (g->user && s != ATTN_OK)
+        /* Terminates what was enqueued, or lets it run on the library's
+         * own buffers. */
+        clSetUserEventStatus(g->user, g->own ? CL_COMPLETE : -1);
+    ATTN_FAULT_DELIVER(0);
     if (s == ATTN_OK && done)
         *done = last;
     else if (last)
         clReleaseEvent(last);
-    free(wl);
-    if (gate)
-        clReleaseEvent(gate);
+    free(g->wl);
+    if (g->user)
+        clReleaseEvent(g->user);
+    memset(g, 0, sizeof *g);
     return s;
 }
 
@@ -191,9 +270,9 @@ cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
                      const cl_event *wait, cl_event *prev)
 {
     cl_event ev = NULL;
-    cl_int rc =
-        clEnqueueNDRangeKernel(queue, k, dims, NULL, global, local,
-                               *prev ? 1 : n_wait, *prev ? prev : wait, &ev);
+    cl_int rc = ATTN_CL(clEnqueueNDRangeKernel)(queue, k, dims, NULL, global,
+                                                local, *prev ? 1 : n_wait,
+                                                *prev ? prev : wait, &ev);
     if (rc != CL_SUCCESS)
         return rc;
     if (*prev)
@@ -215,7 +294,8 @@ attn_status attn_cl_state_new(attn_cl_runtime *rt, size_t size,
     if (!st)
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot allocate %s",
                          what);
-    dummy = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
+    dummy =
+        ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
     if (rc != CL_SUCCESS) {
         free(st);
         return attn_fail(err, attn_cl_status(rc), "clCreateBuffer failed: %s",

@@ -13,6 +13,7 @@
 #define ATTN_OPENCL_LAUNCH_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "opencl/sdpa_cl.h"
 
@@ -38,22 +39,79 @@ attn_status attn_cl_copy_inputs(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                                 cl_mem *bias, cl_mem *kv_len, cl_mem *addw,
                                 attn_err *err);
 
+/* Bytes of the device copies attn_cl_copy_inputs makes for d; *largest
+ * receives the largest of them (largest may be NULL).  Saturates at
+ * UINT64_MAX. */
+uint64_t attn_cl_input_bytes(const attn_sdpa_desc *d, uint64_t *largest);
+
+/* Checks, before anything is allocated, that work needing `total` bytes of
+ * device memory, `largest` of them in one buffer, fits rt's device (its
+ * recorded global memory and largest allocation, attn_cl_mem_limits).
+ * what names the work in the message ("the call").  Errors:
+ * ATTN_ERR_OUT_OF_MEMORY, with a sentence that names both sizes in bytes
+ * (and KiB / MiB / GiB) and the device. */
+attn_status attn_cl_check_fit(const attn_cl_runtime *rt, const char *what,
+                              uint64_t total, uint64_t largest, attn_err *err);
+
+/* attn_cl_check_fit for a launch on device buffers: the input copies of
+ * d plus one scratch buffer of `scratch` bytes (an upper bound, from the
+ * functions below).  Called before anything is built or allocated. */
+attn_status attn_cl_check_launch_fit(const attn_cl_runtime *rt,
+                                     const attn_sdpa_desc *d, uint64_t scratch,
+                                     const char *what, attn_err *err);
+
+/* Adds with saturation at UINT64_MAX. */
+uint64_t attn_cl_add_bytes(uint64_t a, uint64_t b);
+
+/* Scratch buffers the paths allocate for d on rt, besides the tensors and
+ * the input copies (upper bounds, known before anything is built): the
+ * score buffer of the three kernels (sdpa_unfused.c), the partial results
+ * of the decode kernels (sdpa_decode.c); the fused kernel has none.  Each
+ * path allocates one such buffer per call.  Saturate at UINT64_MAX. */
+uint64_t attn_cl_unfused_scratch(const attn_cl_runtime *rt,
+                                 const attn_sdpa_desc *d);
+uint64_t attn_cl_decode_scratch(attn_cl_runtime *rt, const attn_sdpa_desc *d);
+
 /* Releases m unless it is NULL. */
 void attn_cl_release_mem(cl_mem m);
 
-/* Creates the gate (a user event that holds a call's launches back until
- * all are enqueued) in *gate and the wait list wait[0 .. n_wait) + gate in
- * *wl (malloc'd).  Whatever was made is left for attn_cl_gate_close, also
- * on failure. */
+/* The gate of a call: a user event that holds its launches back until all
+ * are enqueued, and the wait list of its first launches. */
+typedef struct attn_cl_gate {
+    cl_event user; /* the gate */
+    cl_event *wl;  /* wait[0 .. n_wait) + user, malloc'd */
+    int own;       /* the launches write only the library's own buffers */
+} attn_cl_gate;
+#define ATTN_CL_GATE_INIT                                                      \
+    {                                                                          \
+        NULL, NULL, 0                                                          \
+    }
+
+/* Opens the gate of a call: g->user and g->wl.  Whatever was made is left
+ * for attn_cl_gate_close, also on failure. */
 attn_status attn_cl_gate_open(attn_cl_runtime *rt, cl_uint n_wait,
-                              const cl_event *wait, cl_event *gate,
-                              cl_event **wl, attn_err *err);
-/* Ends a call: opens the gate when s is ATTN_OK (and fails if that fails),
- * terminates it otherwise; hands last to *done (when done is not NULL and
- * the call succeeded) or releases it; frees wl and the gate.  Returns the
- * call's status.  Never blocks. */
-attn_status attn_cl_gate_close(attn_status s, cl_event gate, cl_event *wl,
-                               cl_event last, cl_event *done, attn_err *err);
+                              const cl_event *wait, attn_cl_gate *g,
+                              attn_err *err);
+/* Ends a call: opens the gate when s is ATTN_OK (and fails if that fails);
+ * otherwise terminates it, so that nothing enqueued writes o or lse, or,
+ * when the launches write only the library's own buffers
+ * (attn_cl_launch_own_buffers), opens it all the same: what was enqueued
+ * runs and is waited for by the caller.  Hands last to *done (when done is
+ * not NULL and the call succeeded) or releases it; releases what the gate
+ * holds.  Returns the call's status.  Never blocks. */
+attn_status attn_cl_gate_close(attn_status s, attn_cl_gate *g, cl_event last,
+                               cl_event *done, attn_err *err);
+
+/* Says whether the launches the calling thread makes from now on write
+ * only buffers of the library's own (0 by default): the host-pointer path
+ * of attn_sdpa and the multi-head layer, which read results back only
+ * when every command succeeded and wait for their queues on failure.  A
+ * failed launch of theirs then lets what it enqueued run instead of
+ * failing it: failing a command while the one ahead of it on an in-order
+ * queue still runs can crash some drivers (PoCL 3.1 asserts in
+ * pocl_lock_events_inorder or pocl_update_event_running_unlocked).  The
+ * embedding API writes the caller's buffers and keeps terminating. */
+void attn_cl_launch_own_buffers(int on);
 
 /* A kernel argument: its size and a pointer to its value. */
 typedef struct attn_cl_karg {

@@ -1,16 +1,16 @@
 /*
  * The multi-head layer on an OpenCL device (mha_cl.h): uploads (staged by
  * mha_stage.c), CLBlast GEMMs and the kernels of cl/posenc.cl and
- * cl/heads.cl, all on the runtime's in-order queue, then one blocking read
- * whose wait list holds every command of the call.
+ * cl/heads.cl, all on the runtime's in-order queue; then, once every
+ * command of the call is known to have succeeded, one blocking read.
  */
 #include <limits.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/launch_common.h"
 #include "opencl/mha_impl.h"
 #include "opencl/sdpa_cl.h"
 
@@ -128,8 +128,8 @@ static attn_status state_get(attn_cl_runtime *rt, mha_state **out,
         if (!(st = calloc(1, sizeof *st)))
             return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                              "cannot allocate the multi-head layer state");
-        st->dummy =
-            clCreateBuffer(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
+        st->dummy = ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_WRITE, 16,
+                                            NULL, &rc);
         if (rc != CL_SUCCESS) {
             free(st);
             return attn_fail(err, attn_cl_status(rc),
@@ -191,8 +191,8 @@ static attn_status launch(mha_run *r, int kid, const karg *a, size_t n_args,
         rc = clSetKernelArg(r->st->k[kid], (cl_uint)i, a[i].size, a[i].value);
     if (rc == CL_SUCCESS) {
         call = "clEnqueueNDRangeKernel";
-        rc = clEnqueueNDRangeKernel(rt->queue, r->st->k[kid], 2, NULL, global,
-                                    local, 0, NULL, &ev);
+        rc = ATTN_CL(clEnqueueNDRangeKernel)(rt->queue, r->st->k[kid], 2, NULL,
+                                             global, local, 0, NULL, &ev);
     }
     pthread_mutex_unlock(&rt->lock);
     if (rc != CL_SUCCESS)
@@ -221,11 +221,19 @@ static attn_status gemm(mha_run *r, const char *what, size_t m, size_t n,
 {
     cl_event ev = NULL;
     CLBlastStatusCode st;
-    pthread_mutex_lock(&clblast_lock);
-    st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                      CLBlastTransposeYes, m, n, k, 1.0f, a, a_off, lda, b,
-                      b_off, ldb, 0.0f, c, c_off, ldc, &r->rt->queue, &ev);
-    pthread_mutex_unlock(&clblast_lock);
+#ifdef ATTN_FAULT_INJECTION
+    /* A GEMM is a launch: CLBlast returns OpenCL's error codes as they
+     * are. */
+    st = (CLBlastStatusCode)attn_fault_code(ATTN_FAULT_ENQUEUE, r->rt->device);
+    if (st == CLBlastSuccess)
+#endif
+    {
+        pthread_mutex_lock(&clblast_lock);
+        st = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                          CLBlastTransposeYes, m, n, k, 1.0f, a, a_off, lda, b,
+                          b_off, ldb, 0.0f, c, c_off, ldc, &r->rt->queue, &ev);
+        pthread_mutex_unlock(&clblast_lock);
+    }
     if (st != CLBlastSuccess) {
         /* Codes above -1000 are OpenCL's own; the others CLBlast's (see
          * clblast_c.h). */
@@ -314,19 +322,7 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
     const cl_int nq = (cl_int)z->nq, hq = m->heads_q, sq = c->seq_q,
                  hd = m->head_dim, dm = m->d_model;
     const cl_ulong off0 = 0, bo_off = z->dall;
-    const attn_sdpa_desc sd = {.batch = c->batch,
-                               .heads_q = m->heads_q,
-                               .heads_kv = m->heads_kv,
-                               .seq_q = c->seq_q,
-                               .seq_kv = c->seq_kv,
-                               .head_dim = m->head_dim,
-                               .head_dim_v = m->head_dim,
-                               .scale =
-                                   (float)(1.0 / sqrt((double)m->head_dim)),
-                               .score = m->score,
-                               .additive_w = m->additive_w,
-                               .mask = *c->mask,
-                               .dtype = ATTN_F32};
+    attn_sdpa_desc sd;
     attn_cl_tensors t;
     cl_event ev = NULL;
     attn_status s;
@@ -350,14 +346,19 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
                    (cl_int)z->nkv, m->heads_kv, c->seq_kv)))
         return s;
 
+    attn_cl_mha_stage_sdpa_desc(c, &sd);
     memset(&t, 0, sizeof t);
     t.q = b[B_HQ];
     t.k = b[B_HK];
     t.v = b[B_HV];
     t.o = b[B_HO];
-    if ((s = attn_cl_sdpa_unfused(r->rt, &sd, &t, r->rt->queue, 0, NULL, &ev,
-                                  r->err)) ||
-        (s = attn_cl_mha_stage_event(r, ev, "attention")))
+    /* The attention writes the layer's device buffers only
+     * (launch_common.h). */
+    attn_cl_launch_own_buffers(1);
+    s = attn_cl_sdpa_unfused(r->rt, &sd, &t, r->rt->queue, 0, NULL, &ev,
+                             r->err);
+    attn_cl_launch_own_buffers(0);
+    if (s || (s = attn_cl_mha_stage_event(r, ev, "attention")))
         return s;
 
     {
@@ -391,8 +392,11 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
     if (!rt || !c)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "attn_cl_mha: NULL argument");
+    /* Sizes first: a call the device cannot hold is refused before
+     * anything is built, created or copied. */
     if ((s = attn_validate_mha(c, err)) ||
-        (s = attn_cl_mha_stage_sizes(c, &z, err)))
+        (s = attn_cl_mha_stage_sizes(c, &z, err)) ||
+        (s = attn_cl_mha_stage_fit(rt, c, &z, err)))
         return s;
     memset(&r, 0, sizeof r);
     r.rt = rt;
@@ -406,23 +410,40 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
     if ((s = attn_cl_mha_stage_inputs(&r, c, &z, b)) ||
         (s = enqueue_posenc(&r, c, &z, b)) || (s = enqueue_layer(&r, c, &z, b)))
         goto out;
-    /* Waits for every command of the call; when one failed, y is not
-     * written. */
-    rc = clEnqueueReadBuffer(rt->queue, b[B_XQ], CL_TRUE, 0,
-                             z.xq * sizeof(float), c->y, r.n_ev, r.ev, NULL);
-    if (rc == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
-        s = attn_fail(err, ATTN_ERR_DEVICE,
-                      "a command of the multi-head layer failed on %s",
-                      rt->info.name);
-    else if (rc != CL_SUCCESS)
+    /* Every command of the call must have succeeded before y is written.
+     * The read is not enqueued behind their events: some drivers (PoCL
+     * 3.1) never run nor fail a command enqueued behind a failed event. */
+    ATTN_FAULT_DELIVER(1);
+    for (cl_uint i = 0; i < r.n_ev && s == ATTN_OK; i++) {
+        cl_int st = CL_COMPLETE;
+        rc = clWaitForEvents(1, &r.ev[i]);
+        if (rc == CL_SUCCESS)
+            rc = clGetEventInfo(r.ev[i], CL_EVENT_COMMAND_EXECUTION_STATUS,
+                                sizeof st, &st, NULL);
+        if (rc == CL_SUCCESS && st < 0)
+            rc = st;
+        if (rc != CL_SUCCESS)
+            s = attn_fail(err, ATTN_ERR_DEVICE,
+                          "a command of the multi-head layer failed on %s: "
+                          "%s (%d)",
+                          rt->info.name, attn_cl_error_name(rc), (int)rc);
+    }
+    if (s != ATTN_OK)
+        goto out;
+    rc =
+        ATTN_CL(clEnqueueReadBuffer)(rt->queue, b[B_XQ], CL_TRUE, 0,
+                                     z.xq * sizeof(float), c->y, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
         s = attn_fail(err, attn_cl_status(rc),
                       "reading y from %s failed: %s (%d)", rt->info.name,
                       attn_cl_error_name(rc), (int)rc);
 
 out:
     /* Nothing enqueued may still read the caller's memory. */
-    if (s != ATTN_OK && r.n_ev > 0)
+    if (s != ATTN_OK && r.n_ev > 0) {
+        ATTN_FAULT_DELIVER(1);
         clFinish(rt->queue);
+    }
     for (cl_uint i = 0; i < r.n_ev; i++)
         clReleaseEvent(r.ev[i]);
     for (int i = 0; i < N_BUFS; i++)

@@ -62,6 +62,16 @@ attn_status attn_cl_mha_stage_sizes(const attn_mha_call *c, mha_sizes *z,
  * the error); releases it and fails with ATTN_ERR_DEVICE when r is full. */
 attn_status attn_cl_mha_stage_event(mha_run *r, cl_event ev, const char *what);
 
+/* The attention step of call c as an attn_sdpa descriptor (scale
+ * 1/sqrt(head_dim), c's mask and score, f32; no tensor pointers). */
+void attn_cl_mha_stage_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd);
+
+/* Checks, before anything is created, that the call's buffers and the
+ * attention step's scratch fit rt's device (attn_cl_check_fit).  Errors:
+ * ATTN_ERR_OUT_OF_MEMORY with a sentence naming the sizes. */
+attn_status attn_cl_mha_stage_fit(attn_cl_runtime *rt, const attn_mha_call *c,
+                                  const mha_sizes *z, attn_err *err);
+
 /* Creates the call's buffers b[N_BUFS] (NULL where unused) and enqueues
  * the uploads of its inputs, recorded in r.  On error b holds what was
  * created, for the caller to release. */

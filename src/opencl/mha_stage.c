@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/launch_common.h"
 #include "opencl/mha_impl.h"
 
 #define TWO_PI 6.283185307179586476925
@@ -75,10 +76,10 @@ static attn_status new_buffer(mha_run *r, size_t n, const void *init,
     if (!attn_mul_size(&bytes, n, sizeof(float)))
         return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
                          "the size of %s overflows", name);
-    *out = clCreateBuffer(r->rt->context,
-                          init ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR
-                               : CL_MEM_READ_WRITE,
-                          bytes, (void *)init, &rc);
+    *out = ATTN_CL(clCreateBuffer)(
+        r->rt->context,
+        init ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE,
+        bytes, (void *)init, &rc);
     if (rc != CL_SUCCESS) {
         *out = NULL;
         return attn_fail(r->err, attn_cl_status(rc),
@@ -95,9 +96,9 @@ static attn_status upload(mha_run *r, cl_mem buf, size_t off, const float *src,
                           size_t n, const char *name)
 {
     cl_event ev = NULL;
-    cl_int rc =
-        clEnqueueWriteBuffer(r->rt->queue, buf, CL_FALSE, off * sizeof(float),
-                             n * sizeof(float), src, 0, NULL, &ev);
+    cl_int rc = ATTN_CL(clEnqueueWriteBuffer)(
+        r->rt->queue, buf, CL_FALSE, off * sizeof(float), n * sizeof(float),
+        src, 0, NULL, &ev);
     if (rc != CL_SUCCESS)
         return attn_fail(r->err, attn_cl_status(rc), "cannot copy %s to %s: %s",
                          name, r->rt->info.name, attn_cl_error_name(rc));
@@ -120,46 +121,112 @@ static float *freq_table(size_t n, size_t den)
     return f;
 }
 
+/* Floats of each of the call's buffers (0: not created), and their
+ * names. */
+static void buffer_floats(const attn_mha_call *c, const mha_sizes *z,
+                          size_t n[N_BUFS])
+{
+    const attn_mha_desc *m = c->m;
+    const int self = c->x_kv == NULL;
+    const int rope = m->posenc == ATTN_POSENC_ROPE && z->half > 0;
+    const size_t sq = (size_t)c->seq_q, skv = (size_t)c->seq_kv;
+    memset(n, 0, N_BUFS * sizeof *n);
+    n[B_XQ] = z->xq;
+    n[B_XKV] = self ? 0 : z->xkv;
+    n[B_WQKV] = z->wqkv;
+    n[B_WO] = z->wo;
+    n[B_BIAS] = m->bq || m->bk || m->bv || m->bo ? z->bias : 0;
+    n[B_PE] = z->pe;
+    n[B_FPE] = m->posenc == ATTN_POSENC_SINUSOIDAL ? 2 * z->pairs : 0;
+    n[B_FROPE] = rope ? 2 * z->half : 0;
+    n[B_CSQ] = rope ? 2 * sq * z->half : 0;
+    n[B_CSKV] = rope && !self ? 2 * skv * z->half : 0;
+    n[B_PROJ] = z->proj;
+    n[B_HQ] = z->hq;
+    n[B_HK] = z->hkv;
+    n[B_HV] = z->hkv;
+    n[B_HO] = z->hq;
+}
+
+static const char *const buffer_names[N_BUFS] = {"x_q",
+                                                 "x_kv",
+                                                 "[Wq; Wk; Wv]",
+                                                 "Wo",
+                                                 "the biases",
+                                                 "pos_table",
+                                                 "the sinusoidal frequencies",
+                                                 "the RoPE frequencies",
+                                                 "the RoPE table",
+                                                 "the RoPE table",
+                                                 "the projections",
+                                                 "the query heads",
+                                                 "the key heads",
+                                                 "the value heads",
+                                                 "the attention output"};
+
+void attn_cl_mha_stage_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd)
+{
+    const attn_mha_desc *m = c->m;
+    memset(sd, 0, sizeof *sd);
+    sd->batch = c->batch;
+    sd->heads_q = m->heads_q;
+    sd->heads_kv = m->heads_kv;
+    sd->seq_q = c->seq_q;
+    sd->seq_kv = c->seq_kv;
+    sd->head_dim = m->head_dim;
+    sd->head_dim_v = m->head_dim;
+    sd->scale = (float)(1.0 / sqrt((double)m->head_dim));
+    sd->score = m->score;
+    sd->additive_w = m->additive_w;
+    sd->mask = *c->mask;
+    sd->dtype = ATTN_F32;
+}
+
+attn_status attn_cl_mha_stage_fit(attn_cl_runtime *rt, const attn_mha_call *c,
+                                  const mha_sizes *z, attn_err *err)
+{
+    size_t n[N_BUFS];
+    attn_sdpa_desc sd;
+    uint64_t total, largest = 0, scratch;
+    buffer_floats(c, z, n);
+    attn_cl_mha_stage_sdpa_desc(c, &sd);
+    /* The attention step: its input copies and score buffer. */
+    total = attn_cl_input_bytes(&sd, &largest);
+    scratch = attn_cl_unfused_scratch(rt, &sd);
+    total = attn_cl_add_bytes(total, scratch);
+    largest = scratch > largest ? scratch : largest;
+    for (int i = 0; i < N_BUFS; i++) {
+        const uint64_t bytes = n[i] > UINT64_MAX / sizeof(float)
+                                   ? UINT64_MAX
+                                   : (uint64_t)n[i] * sizeof(float);
+        total = attn_cl_add_bytes(total, bytes);
+        largest = bytes > largest ? bytes : largest;
+    }
+    return attn_cl_check_fit(rt, "the multi-head layer", total, largest, err);
+}
+
 attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
                                      const mha_sizes *z, cl_mem *b)
 {
     const attn_mha_desc *m = c->m;
     const int self = c->x_kv == NULL;
-    const int rope = m->posenc == ATTN_POSENC_ROPE && z->half > 0;
-    const int biased = m->bq || m->bk || m->bv || m->bo;
     const size_t sq = (size_t)c->seq_q, skv = (size_t)c->seq_kv;
     float *fpe = NULL, *frope = NULL;
+    size_t n[N_BUFS];
     attn_status s = ATTN_OK;
 
-    if ((m->posenc == ATTN_POSENC_SINUSOIDAL &&
-         !(fpe = freq_table(z->pairs, z->d))) ||
-        (rope && !(frope = freq_table(z->half, (size_t)m->head_dim)))) {
+    buffer_floats(c, z, n);
+    if ((n[B_FPE] && !(fpe = freq_table(z->pairs, z->d))) ||
+        (n[B_FROPE] && !(frope = freq_table(z->half, (size_t)m->head_dim)))) {
         s = attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
                       "cannot allocate the frequency table");
         goto out;
     }
-    if ((s = new_buffer(r, z->xq, NULL, "x_q", &b[B_XQ])) ||
-        (!self && (s = new_buffer(r, z->xkv, NULL, "x_kv", &b[B_XKV]))) ||
-        (s = new_buffer(r, z->wqkv, NULL, "[Wq; Wk; Wv]", &b[B_WQKV])) ||
-        (s = new_buffer(r, z->wo, NULL, "Wo", &b[B_WO])) ||
-        (biased &&
-         (s = new_buffer(r, z->bias, NULL, "the biases", &b[B_BIAS]))) ||
-        (z->pe && (s = new_buffer(r, z->pe, NULL, "pos_table", &b[B_PE]))) ||
-        (fpe && (s = new_buffer(r, 2 * z->pairs, fpe,
-                                "the sinusoidal frequencies", &b[B_FPE]))) ||
-        (frope && (s = new_buffer(r, 2 * z->half, frope, "the RoPE frequencies",
-                                  &b[B_FROPE]))) ||
-        (rope && (s = new_buffer(r, 2 * sq * z->half, NULL, "the RoPE table",
-                                 &b[B_CSQ]))) ||
-        (rope && !self &&
-         (s = new_buffer(r, 2 * skv * z->half, NULL, "the RoPE table",
-                         &b[B_CSKV]))) ||
-        (s = new_buffer(r, z->proj, NULL, "the projections", &b[B_PROJ])) ||
-        (s = new_buffer(r, z->hq, NULL, "the query heads", &b[B_HQ])) ||
-        (s = new_buffer(r, z->hkv, NULL, "the key heads", &b[B_HK])) ||
-        (s = new_buffer(r, z->hkv, NULL, "the value heads", &b[B_HV])) ||
-        (s = new_buffer(r, z->hq, NULL, "the attention output", &b[B_HO])))
-        goto out;
+    for (int i = 0; i < N_BUFS; i++) {
+        const void *init = i == B_FPE ? fpe : i == B_FROPE ? frope : NULL;
+        if (n[i] && (s = new_buffer(r, n[i], init, buffer_names[i], &b[i])))
+            goto out;
+    }
 
     if ((s = upload(r, b[B_XQ], 0, c->x_q, z->xq, "x_q")) ||
         (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))) ||

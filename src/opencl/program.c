@@ -283,7 +283,8 @@ static void cache_write(const attn_cl_runtime *rt, const key128 *k,
 static attn_status build(attn_cl_runtime *rt, cl_program prog,
                          const char *options, attn_err *err)
 {
-    cl_int rc = clBuildProgram(prog, 1, &rt->device, options, NULL, NULL);
+    cl_int rc =
+        ATTN_CL(clBuildProgram)(prog, 1, &rt->device, options, NULL, NULL);
     size_t n = 0;
     char *log;
     if (rc == CL_SUCCESS)

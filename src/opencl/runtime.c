@@ -236,6 +236,7 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
 {
     if (!rt)
         return;
+    ATTN_FAULT_DELIVER(1);
     for (int i = 0; i < rt->n_queues; i++)
         clFinish(rt->queues[i]);
     if (rt->launch_free)
@@ -252,4 +253,18 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
     pthread_mutex_destroy(&rt->lock);
     clReleaseContext(rt->context);
     free(rt);
+}
+
+void attn_cl_mem_limits(const attn_cl_runtime *rt, uint64_t *global_mem,
+                        uint64_t *max_alloc)
+{
+    cl_ulong v;
+    *global_mem = rt->info.global_mem_bytes;
+    *max_alloc = rt->info.max_alloc_bytes;
+    if (!*global_mem && clGetDeviceInfo(rt->device, CL_DEVICE_GLOBAL_MEM_SIZE,
+                                        sizeof v, &v, NULL) == CL_SUCCESS)
+        *global_mem = v;
+    if (!*max_alloc && clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
+                                       sizeof v, &v, NULL) == CL_SUCCESS)
+        *max_alloc = v;
 }

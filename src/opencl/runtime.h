@@ -15,6 +15,7 @@
 #include <pthread.h>
 
 #include "opencl/discovery.h"
+#include "opencl/fault.h"
 
 /* Calls an OpenCL function that returns cl_int; on failure records the call,
  * file and line in err and jumps to label.  Names the variables it uses:
@@ -117,5 +118,11 @@ attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
                                  const char *const *names, size_t n_names,
                                  const char *options, cl_program *out,
                                  attn_err *err);
+
+/* The device's global memory and largest allocation as recorded in
+ * rt->info (what the size checks compare a call with), queried from the
+ * device where the record is empty. */
+void attn_cl_mem_limits(const attn_cl_runtime *rt, uint64_t *global_mem,
+                        uint64_t *max_alloc);
 
 #endif /* ATTN_OPENCL_RUNTIME_H */

@@ -311,6 +311,24 @@ static attn_status make_plan(const attn_sdpa_desc *d,
     return ATTN_OK;
 }
 
+uint64_t attn_cl_decode_scratch(attn_cl_runtime *rt, const attn_sdpa_desc *d)
+{
+    attn_cl_decode_tuning t;
+    uint64_t global_mem = 0, max_alloc = 0;
+    plan pl = {0};
+    attn_cl_decode_tuning_default(&t);
+    pthread_mutex_lock(&rt->lock);
+    if (rt->decode)
+        t = ((decode_state *)rt->decode)->tuning;
+    pthread_mutex_unlock(&rt->lock);
+    attn_cl_mem_limits(rt, &global_mem, &max_alloc);
+    /* Local memory is the kernels' concern, not this estimate's. */
+    if (make_plan(d, &t, UINT64_MAX, 0, max_alloc, rt->info.compute_units, &pl,
+                  NULL) != ATTN_OK)
+        return 0;
+    return pl.part_bytes;
+}
+
 /* ---- enqueueing ------------------------------------------------------ */
 
 /* The scalar arguments of a call. */
@@ -423,13 +441,13 @@ static attn_status device_limits(attn_cl_runtime *rt, cl_ulong *local_mem,
                                  cl_ulong *max_alloc, cl_uint *cus,
                                  attn_err *err)
 {
+    uint64_t global_mem = 0;
     cl_int rc;
     ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE,
                                   sizeof *local_mem, local_mem, NULL),
                   fail);
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
-                                  sizeof *max_alloc, max_alloc, NULL),
-                  fail);
+    /* As recorded: the size checks and the plan agree. */
+    attn_cl_mem_limits(rt, &global_mem, max_alloc);
     ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_COMPUTE_UNITS,
                                   sizeof *cus, cus, NULL),
                   fail);
@@ -449,7 +467,8 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     cl_ulong local_mem = 0, max_alloc = 0;
     cl_uint cus = 0;
     cl_mem bias = NULL, kv_len = NULL, addw = NULL, part = NULL;
-    cl_event gate = NULL, last = NULL, *wl = NULL;
+    cl_event last = NULL;
+    attn_cl_gate gate = ATTN_CL_GATE_INIT;
     decode_state *st = NULL;
     decode_prog *p = NULL;
     attn_status s;
@@ -470,6 +489,11 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         return s;
     if ((s = device_limits(rt, &local_mem, &max_alloc, &cus, err)))
         return s;
+    /* The partial results and the input copies must fit the device:
+     * checked before anything is built or allocated. */
+    if ((s = attn_cl_check_launch_fit(rt, d, attn_cl_decode_scratch(rt, d),
+                                      "the decode path", err)))
+        return s;
 
     /* Build first (under the lock), so that a device or shape the kernels
      * cannot take fails before anything is copied. */
@@ -483,7 +507,7 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
 
     /* The gate holds the launches back until all are enqueued. */
     if ((s = attn_cl_copy_inputs(rt, d, &bias, &kv_len, &addw, err)) ||
-        (s = attn_cl_gate_open(rt, n_wait, wait, &gate, &wl, err)))
+        (s = attn_cl_gate_open(rt, n_wait, wait, &gate, err)))
         goto out;
 
     fill_args(d, t, &c);
@@ -492,8 +516,8 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     if ((s = prog_get(rt, d->dtype, &p, &st, err)) == ATTN_OK &&
         (s = make_plan(d, &p->t, local_mem, p->static_local, max_alloc, cus,
                        &pl, err)) == ATTN_OK) {
-        part = clCreateBuffer(rt->context, CL_MEM_READ_WRITE, pl.part_bytes,
-                              NULL, &rc);
+        part = ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_WRITE,
+                                       pl.part_bytes, NULL, &rc);
         if (rc != CL_SUCCESS) {
             part = NULL;
             s = attn_fail(err, attn_cl_status(rc),
@@ -506,13 +530,14 @@ attn_status attn_cl_sdpa_decode(attn_cl_runtime *rt, const attn_sdpa_desc *d,
             c.kv_len = kv_len ? kv_len : st->dummy;
             c.addw = addw ? addw : st->dummy;
             c.lse = t->lse ? t->lse : st->dummy;
-            s = enqueue(p, d, t, &c, &pl, queue, n_wait + 1, wl, &last, err);
+            s = enqueue(p, d, t, &c, &pl, queue, n_wait + 1, gate.wl, &last,
+                        err);
         }
     }
     pthread_mutex_unlock(&rt->lock);
 
 out:
-    s = attn_cl_gate_close(s, gate, wl, last, done, err);
+    s = attn_cl_gate_close(s, &gate, last, done, err);
     attn_cl_release_mem(part);
     attn_cl_release_mem(addw);
     attn_cl_release_mem(kv_len);

@@ -345,7 +345,8 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     call_args c;
     cl_ulong local_mem = 0;
     cl_mem bias = NULL, kv_len = NULL, addw = NULL;
-    cl_event gate = NULL, last = NULL, *wl = NULL;
+    cl_event last = NULL;
+    attn_cl_gate gate = ATTN_CL_GATE_INIT;
     fused_state *st = NULL;
     fused_prog *p = NULL;
     size_t local_bytes = 0;
@@ -368,6 +369,11 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                          "clGetDeviceInfo(LOCAL_MEM_SIZE) failed: %s",
                          attn_cl_error_name(rc));
 
+    /* No scratch: only the input copies must fit the device (checked
+     * before anything is built or allocated). */
+    if ((s = attn_cl_check_launch_fit(rt, d, 0, "the fused path", err)))
+        return s;
+
     /* Build first (under the lock), so that a device or shape the kernel
      * cannot take fails before anything is copied. */
     pthread_mutex_lock(&rt->lock);
@@ -380,7 +386,7 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
 
     /* The gate holds the launches back until all are enqueued. */
     if ((s = attn_cl_copy_inputs(rt, d, &bias, &kv_len, &addw, err)) ||
-        (s = attn_cl_gate_open(rt, n_wait, wait, &gate, &wl, err)))
+        (s = attn_cl_gate_open(rt, n_wait, wait, &gate, err)))
         goto out;
 
     fill_args(d, t, &c);
@@ -394,13 +400,13 @@ attn_status attn_cl_sdpa_fused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         c.kv_len = kv_len ? kv_len : st->dummy;
         c.addw = addw ? addw : st->dummy;
         c.lse = t->lse ? t->lse : st->dummy;
-        s = enqueue(p, d, t, &c, local_bytes, queue, n_wait + 1, wl, &last,
+        s = enqueue(p, d, t, &c, local_bytes, queue, n_wait + 1, gate.wl, &last,
                     err);
     }
     pthread_mutex_unlock(&rt->lock);
 
 out:
-    s = attn_cl_gate_close(s, gate, wl, last, done, err);
+    s = attn_cl_gate_close(s, &gate, last, done, err);
     attn_cl_release_mem(addw);
     attn_cl_release_mem(kv_len);
     attn_cl_release_mem(bias);

@@ -79,6 +79,18 @@ static attn_status make_plan(const attn_sdpa_desc *d, cl_ulong max_alloc,
     return ATTN_OK;
 }
 
+uint64_t attn_cl_unfused_scratch(const attn_cl_runtime *rt,
+                                 const attn_sdpa_desc *d)
+{
+    uint64_t global_mem = 0, max_alloc = 0;
+    plan pl = {0};
+    attn_cl_mem_limits(rt, &global_mem, &max_alloc);
+    /* Rows in tiles of one: the largest buffer any tuning plans. */
+    if (make_plan(d, max_alloc, 1, &pl, NULL) != ATTN_OK)
+        return (uint64_t)d->seq_kv * sizeof(float);
+    return pl.s_bytes;
+}
+
 /* ---- enqueueing ------------------------------------------------------ */
 
 #define KARG ATTN_CL_KARG
@@ -223,9 +235,10 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
 {
     call_args c;
     plan pl = {0};
-    cl_ulong max_alloc = 0;
+    uint64_t max_alloc = 0, global_mem = 0;
     cl_mem bias = NULL, kv_len = NULL, addw = NULL, sbuf = NULL;
-    cl_event gate = NULL, last = NULL, *wl = NULL;
+    cl_event last = NULL;
+    attn_cl_gate gate = ATTN_CL_GATE_INIT;
     unfused_state *st = NULL;
     unfused_prog *p = NULL;
     attn_status s;
@@ -237,12 +250,12 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         return s;
     if ((s = attn_cl_check_tensors(d, t, err)))
         return s;
-    rc = clGetDeviceInfo(rt->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
-                         sizeof max_alloc, &max_alloc, NULL);
-    if (rc != CL_SUCCESS)
-        return attn_fail(err, ATTN_ERR_DEVICE,
-                         "clGetDeviceInfo(MAX_MEM_ALLOC_SIZE) failed: %s",
-                         attn_cl_error_name(rc));
+    attn_cl_mem_limits(rt, &global_mem, &max_alloc);
+    /* The score buffer and the input copies must fit the device: checked
+     * before anything is built or allocated. */
+    if ((s = attn_cl_check_launch_fit(rt, d, attn_cl_unfused_scratch(rt, d),
+                                      "the three-kernel path", err)))
+        return s;
 
     /* Build first (under the lock), so that a device that cannot run the
      * kernels fails before anything is copied. */
@@ -255,8 +268,8 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
 
     if ((s = attn_cl_copy_inputs(rt, d, &bias, &kv_len, &addw, err)))
         goto out;
-    sbuf =
-        clCreateBuffer(rt->context, CL_MEM_READ_WRITE, pl.s_bytes, NULL, &rc);
+    sbuf = ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_WRITE, pl.s_bytes,
+                                   NULL, &rc);
     if (rc != CL_SUCCESS) {
         sbuf = NULL;
         s = attn_fail(err, attn_cl_status(rc),
@@ -265,7 +278,7 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         goto out;
     }
     /* The gate holds every command back until all are enqueued. */
-    if ((s = attn_cl_gate_open(rt, n_wait, wait, &gate, &wl, err)))
+    if ((s = attn_cl_gate_open(rt, n_wait, wait, &gate, err)))
         goto out;
 
     fill_args(d, t, &c);
@@ -278,12 +291,13 @@ attn_status attn_cl_sdpa_unfused(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         c.addw = addw ? addw : st->dummy;
         c.lse = t->lse ? t->lse : st->dummy;
         if ((s = set_call_args(p, t, &c, err)) == ATTN_OK)
-            s = enqueue_blocks(p, &pl, d, queue, n_wait + 1, wl, &last, err);
+            s = enqueue_blocks(p, &pl, d, queue, n_wait + 1, gate.wl, &last,
+                               err);
     }
     pthread_mutex_unlock(&rt->lock);
 
 out:
-    s = attn_cl_gate_close(s, gate, wl, last, done, err);
+    s = attn_cl_gate_close(s, &gate, last, done, err);
     attn_cl_release_mem(sbuf);
     attn_cl_release_mem(addw);
     attn_cl_release_mem(kv_len);
