@@ -6,12 +6,18 @@
  * the binary: library version, source text, build options, platform
  * version, vendor id, device name and driver version.  An entry is
  *     magic "ATTNPRG1" | key (16 bytes) | size (u64) | checksum (u64) | binary
- * and is written to a temporary file that is renamed into place, so readers
- * never see a partial entry.  Anything that does not check out (short file,
- * wrong key or checksum, a binary the driver rejects) is rebuilt from
- * source and rewritten.  A cache that cannot be written only costs time.
+ * and is written to a temporary file of its own (created with O_EXCL, named
+ * for the process and a per-process serial, so concurrent writers in one or
+ * several processes never share one), flushed to disk and renamed into
+ * place, so readers never see a partial entry.  A write that fails (full
+ * disk, file size limit, read-only folder) removes its temporary file, is
+ * logged as a warning and leaves any previous entry as it was.  Anything
+ * that does not check out (short file, wrong key or checksum, a binary the
+ * driver rejects) is rebuilt from source and rewritten.  A cache that cannot
+ * be written only costs time.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -231,6 +237,33 @@ static int make_dirs(const char *dir)
             return -1;
         path[i] = c;
     }
+    /* EEXIST also stands for a file of that name. */
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes all n bytes of p to fd.  0, or -1 with errno set. */
+static int write_all(int fd, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
     return 0;
 }
 
@@ -241,8 +274,8 @@ static void cache_write(const attn_cl_runtime *rt, const key128 *k,
     char path[1200], tmp[1300];
     unsigned char head[HEADER_BYTES];
     uint64_t n64 = n, sum = checksum(bin, n);
-    FILE *f;
-    int ok;
+    const char *step;
+    int fd = -1, e;
     if (make_dirs(rt->cache_dir) != 0) {
         attn_log(rt->log, ATTN_LOG_WARN,
                  "program cache %s cannot be created (%s); caching off",
@@ -250,30 +283,53 @@ static void cache_write(const attn_cl_runtime *rt, const key128 *k,
         return;
     }
     entry_path(rt, k, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(),
-             atomic_fetch_add(&serial, 1u));
     memcpy(head, MAGIC, 8);
     memcpy(head + 8, &k->a, 8);
     memcpy(head + 16, &k->b, 8);
     memcpy(head + 24, &n64, 8);
     memcpy(head + 32, &sum, 8);
-    if (!(f = fopen(tmp, "wb"))) {
+    /* A temporary name of this process and call.  O_EXCL: never write into
+     * a file someone else (another process, one that died, a link) left. */
+    for (int tries = 0; fd < 0 && tries < 16; tries++) {
+        snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(),
+                 atomic_fetch_add(&serial, 1u));
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
         attn_log(rt->log, ATTN_LOG_WARN,
                  "program cache %s is not writable (%s)", rt->cache_dir,
                  strerror(errno));
         return;
     }
-    ok = fwrite(head, 1, sizeof head, f) == sizeof head &&
-         fwrite(bin, 1, n, f) == n;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "cannot write program cache entry %s (%s)", path,
-                 strerror(errno));
-        remove(tmp);
-        return;
-    }
+    /* Written, on disk, then renamed: the entry's name only ever stands for
+     * a whole entry, even after a crash. */
+    step = "write";
+    if (write_all(fd, head, sizeof head) != 0 || write_all(fd, bin, n) != 0)
+        goto fail;
+    step = "fsync";
+    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
+        goto fail;
+    step = "close";
+    e = close(fd);
+    fd = -1;
+    if (e != 0)
+        goto fail;
+    step = "rename";
+    if (rename(tmp, path) != 0)
+        goto fail;
     attn_log(rt->log, ATTN_LOG_DEBUG, "cached program %s (%zu bytes)", path, n);
+    return;
+fail:
+    e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    attn_log(rt->log, ATTN_LOG_WARN,
+             "cannot write program cache entry %s (%s: %s); the program "
+             "stays uncached",
+             path, step, strerror(e));
 }
 
 /* ---- building --------------------------------------------------------- */

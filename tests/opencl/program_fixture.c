@@ -158,6 +158,36 @@ int fixture_logged(const log_capture *c, const char *what)
     return strstr(c->text, what) != NULL;
 }
 
+/* The options of fixture_make_ctx. */
+void fixture_options(attn_options *o, const char *cache_dir, int fallback,
+                     log_capture *cap)
+{
+    memset(cap, 0, sizeof *cap);
+    attn_options_init(o);
+    o->device = "cpu";
+    o->allow_fallback = fallback;
+    o->cache_dir = cache_dir;
+    o->path = ATTN_PATH_UNFUSED;
+    o->log = fixture_capture;
+    o->log_user = cap;
+    o->log_level = ATTN_LOG_DEBUG;
+}
+
+/* The text of a log another process saved into path (cap cleared first).
+ * 0, or -1 when path cannot be read. */
+int fixture_load_log(const char *path, log_capture *cap)
+{
+    size_t n = 0;
+    unsigned char *t = fixture_read_all(path, &n);
+    memset(cap, 0, sizeof *cap);
+    if (!t)
+        return -1;
+    cap->len = n < sizeof cap->text ? n : sizeof cap->text - 1;
+    memcpy(cap->text, t, cap->len);
+    free(t);
+    return 0;
+}
+
 /* A context on the OpenCL CPU device with the cache in cache_dir, logging
  * everything into cap (cleared).  NULL (after a failed assertion) when it
  * cannot be created or landed on the native backend. */
@@ -168,15 +198,7 @@ attn_context *fixture_make_ctx(const char *cache_dir, int fallback,
     attn_context *ctx = NULL;
     attn_device_info info;
     attn_status s;
-    memset(cap, 0, sizeof *cap);
-    attn_options_init(&o);
-    o.device = "cpu";
-    o.allow_fallback = fallback;
-    o.cache_dir = cache_dir;
-    o.path = ATTN_PATH_UNFUSED;
-    o.log = fixture_capture;
-    o.log_user = cap;
-    o.log_level = ATTN_LOG_DEBUG;
+    fixture_options(&o, cache_dir, fallback, cap);
     s = attn_context_create(&o, &ctx);
     HARNESS_EXPECT(s == ATTN_OK, "attn_context_create on \"cpu\"");
     if (s != ATTN_OK) {
@@ -245,12 +267,9 @@ int fixture_export_binary(const char *dir, const char *bin_dir, const char *tag)
 
 /* ---- suite ------------------------------------------------------------ */
 
-int fixture_suite_init(void)
+int fixture_cases_init(void)
 {
     attn_sdpa_desc d;
-    attn_context *ctx;
-    attn_device_info info;
-    attn_options o;
     memset(&d, 0, sizeof d);
     d.batch = 2;
     d.heads_q = 4;
@@ -269,6 +288,16 @@ int fixture_suite_init(void)
     if (sdpa_case_init(&fixture_f16_case, &d, 42, 1.0, 0.0, 0) ||
         ref_sdpa(&fixture_f16_case.d, fixture_f16_case.q, fixture_f16_case.k,
                  fixture_f16_case.v, &fixture_f16_ref))
+        return 1;
+    return 0;
+}
+
+int fixture_suite_init(void)
+{
+    attn_context *ctx;
+    attn_device_info info;
+    attn_options o;
+    if (fixture_cases_init())
         return 1;
     /* The device name names the offline binary. */
     attn_options_init(&o);

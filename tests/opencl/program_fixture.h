@@ -32,6 +32,9 @@ extern char fixture_device_name[256];
  * device name.  init returns non-zero on failure. */
 int fixture_suite_init(void);
 int fixture_suite_clean(void);
+/* Only the cases and references of fixture_suite_init (what a child
+ * process of the suite needs).  Non-zero on failure. */
+int fixture_cases_init(void);
 
 /* ---- files ---- */
 
@@ -65,6 +68,13 @@ typedef struct log_capture {
 void fixture_capture(int level, const char *msg, void *user);
 /* 1 when the captured log contains what. */
 int fixture_logged(const log_capture *c, const char *what);
+/* The text of a log another process saved into path (cap cleared first).
+ * 0, or -1 when path cannot be read. */
+int fixture_load_log(const char *path, log_capture *cap);
+/* The options of fixture_make_ctx: device "cpu", the unfused path, the
+ * cache in cache_dir, everything logged into cap (cleared). */
+void fixture_options(attn_options *o, const char *cache_dir, int fallback,
+                     log_capture *cap);
 /* A context on the OpenCL CPU device with the cache in cache_dir, logging
  * everything into cap (cleared).  NULL (after a failed assertion) when it
  * cannot be created or landed on the native backend. */

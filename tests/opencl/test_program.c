@@ -7,26 +7,44 @@
  *
  * Cache: a miss writes one entry, a second runtime hits it; truncated,
  * garbage and rejected entries are rebuilt and rewritten; a folder that
- * cannot be created costs only time; "" disables the cache; two threads
- * building into one folder leave one valid entry.  Binaries: the payload
- * of a cache entry, placed in ATTN_KERNEL_BINARY_DIR under the program's
- * name ("<device> unfused_f32" normalised), runs; a program without a
- * binary is built; a garbage binary fails with fallback off (o untouched)
- * and falls back with fallback on.  A failed build hands its
- * log to the log callback.
+ * cannot be created (or is a file) costs only time; "" disables the cache;
+ * two threads, and two processes started together, building into one
+ * folder leave one valid entry that a third process hits; a read-only
+ * folder (for root too: the child process gives up CAP_DAC_OVERRIDE) is
+ * read but never written; a full disk (RLIMIT_FSIZE while the entry is
+ * written, SIGXFSZ ignored) is logged, leaves no partial or temporary file
+ * and no damaged entry, and a later process caches the program.  The
+ * processes are this executable run again as "--child MODE ..." (see
+ * child_main), which reports through its exit status and a log file.
+ *
+ * Binaries: the payload of a cache entry, placed in ATTN_KERNEL_BINARY_DIR
+ * under the program's name ("<device> unfused_f32" normalised), runs; a
+ * program without a binary is built; a garbage binary fails with fallback
+ * off (o untouched) and falls back with fallback on.  A failed build hands
+ * its log to the log callback.
  *
  * Every test works in its own folder under one mkdtemp'd root, removed at
  * the end.  Without a usable OpenCL device the suite prints SKIP and exits
  * 77.  The fixtures (cases, folders, cache files, the log capture) are in
  * program_fixture.c.
  */
+#define _DEFAULT_SOURCE /* syscall(), for capget/capset */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#endif
 
 #include "attn_impl.h"
 #include "cases.h"
@@ -37,6 +55,241 @@
 #include "program_fixture.h"
 
 static int root_made;
+
+/* ---- child processes -------------------------------------------------- */
+
+/* This executable, run again for the tests that need other processes. */
+static char self_exe[1024];
+
+/* Exit statuses of a child. */
+enum {
+    CHILD_OK = 0,         /* computed right */
+    CHILD_USAGE = 2,      /* bad arguments, or the cases could not be made */
+    CHILD_NO_CONTEXT = 3, /* attn_context_create failed */
+    CHILD_NOT_DEVICE = 4, /* the context is not on the OpenCL CPU device */
+    CHILD_WRONG = 5,      /* the call failed or computed wrong */
+    CHILD_CANNOT = 6      /* the situation cannot be made here (nodac) */
+};
+
+/* The cache write of a child: it comes right after the log line that says
+ * the program was built and ends with the line that says how it went.  The
+ * fsize and nodac modes narrow their fault to it, because the driver
+ * writes files of its own while it builds (PoCL: the source, the bitcode,
+ * the kernels, in its cache under $HOME), and those must go on working. */
+static struct {
+    int fsize; /* RLIMIT_FSIZE = limit in the window */
+    rlim_t limit;
+    struct rlimit saved;
+    int nodac; /* no CAP_DAC_OVERRIDE in the window */
+    int dac_was_on;
+} window;
+
+/* Sets CAP_DAC_OVERRIDE (root's pass through file permissions) in the
+ * calling thread's effective set, or clears it; it stays permitted, so it
+ * can come back.  Without it a folder without write permission is one for
+ * root too.  0 or -1. */
+static int set_dac_override(int on, int *was_on)
+{
+#ifdef __linux__
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    const unsigned word = CAP_DAC_OVERRIDE / 32;
+    const uint32_t bit = 1u << (CAP_DAC_OVERRIDE % 32);
+    if (syscall(SYS_capget, &h, d) != 0)
+        return -1;
+    if (was_on)
+        *was_on = (d[word].effective & bit) != 0;
+    if (on)
+        d[word].effective |= bit & d[word].permitted;
+    else
+        d[word].effective &= ~bit;
+    return syscall(SYS_capset, &h, d) == 0 ? 0 : -1;
+#else
+    if (was_on)
+        *was_on = 0;
+    return on || geteuid() != 0 ? 0 : -1;
+#endif
+}
+
+static void child_log(int level, const char *msg, void *user)
+{
+    fixture_capture(level, msg, user);
+    if (!strncmp(msg, "built program", 13)) {
+        if (window.fsize) {
+            struct rlimit r = window.saved;
+            r.rlim_cur = window.limit < r.rlim_max ? window.limit : r.rlim_max;
+            setrlimit(RLIMIT_FSIZE, &r);
+        }
+        if (window.nodac)
+            set_dac_override(0, NULL);
+    } else if (strstr(msg, "program cache") ||
+               !strncmp(msg, "cached program", 14)) {
+        if (window.fsize)
+            setrlimit(RLIMIT_FSIZE, &window.saved);
+        if (window.nodac)
+            set_dac_override(window.dac_was_on, NULL);
+    }
+}
+
+/* 1 when this process can create a file in dir. */
+static int can_write_in(const char *dir)
+{
+    char probe[1100];
+    int fd;
+    snprintf(probe, sizeof probe, "%s/write-probe", dir);
+    fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    unlink(probe);
+    return 1;
+}
+
+/* test_program --child MODE CACHE_DIR LOG_FILE ARG READY_FD GO_FD
+ *
+ * One f32 call with fallback off on a fresh context on the OpenCL CPU
+ * device, the cache in CACHE_DIR; the log (at DEBUG) goes to LOG_FILE, the
+ * verdict to the exit status (CHILD_*).  MODE:
+ *   run    just that;
+ *   fsize  RLIMIT_FSIZE = ARG bytes while the cache entry is written, with
+ *          SIGXFSZ ignored: writes fail with EFBIG as on a full disk;
+ *   nodac  without CAP_DAC_OVERRIDE while the cache entry is written;
+ *          CHILD_CANNOT when CACHE_DIR is writable even so.
+ * READY_FD, GO_FD >= 0: once its context exists the child writes a byte to
+ * READY_FD and waits until GO_FD reaches its end (the parent closes it),
+ * so that the children of one test build at the same time. */
+static int child_main(int argc, char **argv)
+{
+    const char *mode, *dir, *log_path, *arg;
+    int ready, go, rc = CHILD_OK;
+    log_capture *cap;
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_device_info info;
+    if (argc != 8)
+        return CHILD_USAGE;
+    mode = argv[2];
+    dir = argv[3];
+    log_path = argv[4];
+    arg = argv[5];
+    ready = atoi(argv[6]);
+    go = atoi(argv[7]);
+    if (!strcmp(mode, "fsize")) {
+        signal(SIGXFSZ, SIG_IGN);
+        if (getrlimit(RLIMIT_FSIZE, &window.saved) != 0)
+            return CHILD_USAGE;
+        window.limit = (rlim_t)strtoull(arg, NULL, 10);
+        window.fsize = 1;
+    } else if (!strcmp(mode, "nodac")) {
+        int writable;
+        if (set_dac_override(0, &window.dac_was_on) != 0)
+            return CHILD_CANNOT;
+        writable = can_write_in(dir);
+        if (set_dac_override(window.dac_was_on, NULL) != 0 || writable)
+            return CHILD_CANNOT;
+        window.nodac = 1;
+    } else if (strcmp(mode, "run") != 0) {
+        return CHILD_USAGE;
+    }
+    if (!(cap = calloc(1, sizeof *cap)))
+        return CHILD_USAGE;
+    if (fixture_cases_init()) {
+        free(cap);
+        return CHILD_USAGE;
+    }
+    fixture_options(&o, dir, 0, cap);
+    o.log = child_log;
+    if (attn_context_create(&o, &ctx) != ATTN_OK) {
+        fixture_capture(ATTN_LOG_ERROR, attn_last_error(), cap);
+        rc = CHILD_NO_CONTEXT;
+    } else if (attn_context_device(ctx, &info) != ATTN_OK ||
+               info.kind != ATTN_DEVICE_CPU_OPENCL) {
+        rc = CHILD_NOT_DEVICE;
+    }
+    if (ready >= 0) {
+        char byte = 'r';
+        ssize_t r;
+        if (write(ready, &byte, 1) != 1)
+            rc = rc ? rc : CHILD_USAGE;
+        close(ready);
+        while ((r = read(go, &byte, 1)) != 0)
+            if (r < 0 && errno != EINTR)
+                break;
+        close(go);
+    }
+    if (rc == CHILD_OK && !sdpa_case_check(ctx, &fixture_f32_case,
+                                           &fixture_f32_ref, 1, NULL, mode))
+        rc = CHILD_WRONG;
+    attn_context_destroy(ctx);
+    if (fixture_write_all(log_path, cap->text, cap->len) != 0 && !rc)
+        rc = CHILD_USAGE;
+    fixture_suite_clean();
+    free(cap);
+    return rc;
+}
+
+/* Starts a child (child_main); in it, close_a and close_b (the parent's
+ * ends of the start pipes, or -1) are closed first.  Its pid, or -1. */
+static pid_t spawn_child(const char *mode, const char *dir, const char *log,
+                         const char *arg, int ready, int go, int close_a,
+                         int close_b)
+{
+    char rs[16], gs[16];
+    char *argv[9];
+    pid_t pid;
+    snprintf(rs, sizeof rs, "%d", ready);
+    snprintf(gs, sizeof gs, "%d", go);
+    argv[0] = self_exe;
+    argv[1] = (char *)"--child";
+    argv[2] = (char *)mode;
+    argv[3] = (char *)dir;
+    argv[4] = (char *)log;
+    argv[5] = (char *)arg;
+    argv[6] = rs;
+    argv[7] = gs;
+    argv[8] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls between fork and exec. */
+        if (close_a >= 0)
+            close(close_a);
+        if (close_b >= 0)
+            close(close_b);
+        execv(self_exe, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The exit status of child pid; -1 when it did not exit on its own. */
+static int wait_child(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    printf("\n  child %ld: killed by signal %d\n", (long)pid,
+           WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    return -1;
+}
+
+/* Runs one child to its end; its log lands in cap.  Its exit status. */
+static int run_child(const char *mode, const char *dir, const char *arg,
+                     const char *log, log_capture *cap)
+{
+    pid_t pid = spawn_child(mode, dir, log, arg, -1, -1, -1, -1);
+    int rc = pid > 0 ? wait_child(pid) : -1;
+    if (fixture_load_log(log, cap) != 0)
+        memset(cap, 0, sizeof *cap);
+    if (rc != CHILD_OK && rc != CHILD_CANNOT)
+        printf("\n  child %s on %s: exit %d; log:\n%s", mode, dir, rc,
+               cap->text);
+    return rc;
+}
 
 /* ---- tests ------------------------------------------------------------ */
 
@@ -231,6 +484,18 @@ static void test_unwritable_dir(void)
     CU_ASSERT(fixture_run_f32(cache, cap, "cache under a file, again"));
     CU_ASSERT(fixture_logged(cap, "built program"));
 
+    /* The cache path is a file itself: it exists, but holds no entries. */
+    CU_ASSERT(fixture_run_f32(file, cap, "cache path is a file"));
+    CU_ASSERT(fixture_logged(cap, "cannot be created"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "cached program"));
+    {
+        size_t n = 0;
+        unsigned char *x = fixture_read_all(file, &n);
+        CU_ASSERT(x && n == 1 && x[0] == 'x');
+        free(x);
+    }
+
     /* chmod 0500 where it means something (not root). */
     if (geteuid() != 0) {
         char ro[700];
@@ -332,6 +597,221 @@ static void test_two_threads(void)
         free(cap);
         free(r);
     }
+}
+
+/* Two processes started together build the same program into one empty
+ * folder: both compute right, one valid entry and nothing else is left,
+ * and a third process hits it without rewriting it. */
+static void test_two_processes(void)
+{
+    for (int round = 0; round < 2; round++) {
+        char name[32], dir[512], logs[512], logp[3][600], entry[1024];
+        char again[1024];
+        int ready[2], go[2], rc[2], built = 0;
+        pid_t pid[2];
+        size_t got = 0;
+        struct stat st1, st2;
+        log_capture *cap = calloc(1, sizeof *cap);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+        snprintf(name, sizeof name, "procs-%d", round);
+        CU_ASSERT_EQUAL_FATAL(fixture_test_dir(name, dir, sizeof dir), 0);
+        snprintf(name, sizeof name, "procs-%d-logs", round);
+        CU_ASSERT_EQUAL_FATAL(fixture_test_dir(name, logs, sizeof logs), 0);
+        for (int i = 0; i < 3; i++)
+            snprintf(logp[i], sizeof logp[i], "%s/child-%d.log", logs, i);
+        CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+        CU_ASSERT_EQUAL_FATAL(pipe(go), 0);
+        for (int i = 0; i < 2; i++)
+            pid[i] = spawn_child("run", dir, logp[i], "-", ready[1], go[0],
+                                 ready[0], go[1]);
+        close(ready[1]);
+        close(go[0]);
+        /* Both contexts exist; then both start at once (end of go). */
+        while (got < 2) {
+            char byte;
+            ssize_t r = read(ready[0], &byte, 1);
+            if (r > 0)
+                got++;
+            else if (r == 0 || errno != EINTR)
+                break;
+        }
+        close(go[1]);
+        close(ready[0]);
+        for (int i = 0; i < 2; i++)
+            rc[i] = pid[i] > 0 ? wait_child(pid[i]) : -1;
+        CU_ASSERT(pid[0] > 0 && pid[1] > 0);
+        CU_ASSERT_EQUAL(got, 2);
+        for (int i = 0; i < 2; i++) {
+            CU_ASSERT_EQUAL(fixture_load_log(logp[i], cap), 0);
+            if (rc[i] != CHILD_OK)
+                printf("\n  racer %d: exit %d; log:\n%s", i, rc[i], cap->text);
+            CU_ASSERT_EQUAL(rc[i], CHILD_OK);
+            /* The first to look finds nothing; the other may find its
+             * entry already. */
+            CU_ASSERT(fixture_logged(cap, "built program") !=
+                      fixture_logged(cap, "cache hit"));
+            if (fixture_logged(cap, "built program")) {
+                built++;
+                CU_ASSERT(fixture_logged(cap, "cached program"));
+            }
+            CU_ASSERT(!fixture_logged(cap, "corrupt"));
+            CU_ASSERT(!fixture_logged(cap, "cannot write"));
+        }
+        CU_ASSERT(built >= 1);
+        CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", entry, sizeof entry),
+                        1);
+        CU_ASSERT_EQUAL(fixture_count_files(dir, "", NULL, 0), 3); /* . .. */
+        CU_ASSERT(fixture_valid_entry(entry));
+        CU_ASSERT_EQUAL(stat(entry, &st1), 0);
+
+        CU_ASSERT_EQUAL(run_child("run", dir, "-", logp[2], cap), CHILD_OK);
+        CU_ASSERT(fixture_logged(cap, "cache hit"));
+        CU_ASSERT(!fixture_logged(cap, "built program"));
+        CU_ASSERT(!fixture_logged(cap, "cached program"));
+        CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", again, sizeof again),
+                        1);
+        CU_ASSERT_STRING_EQUAL(again, entry);
+        CU_ASSERT_EQUAL(fixture_count_files(dir, "", NULL, 0), 3);
+        CU_ASSERT(stat(entry, &st2) == 0 && st2.st_ino == st1.st_ino &&
+                  st2.st_size == st1.st_size);
+        free(cap);
+    }
+}
+
+/* Read-only cache folders, for root too (the child gives up
+ * CAP_DAC_OVERRIDE): an empty one is not written; one with a valid entry
+ * is hit; one with a corrupt entry rebuilds and leaves it as it is. */
+static void test_read_only_dir(void)
+{
+    char dir[512], logs[512], logp[600], empty[700], hit[700];
+    char bad[700], entry_hit[1100], entry_bad[1100];
+    unsigned char *before_hit = NULL, *before_bad = NULL, *now = NULL;
+    size_t n_hit = 0, n_bad = 0, n = 0;
+    log_capture *cap = calloc(1, sizeof *cap);
+    int rc;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("read-only", dir, sizeof dir), 0);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("read-only-logs", logs, sizeof logs),
+                          0);
+    snprintf(logp, sizeof logp, "%s/child.log", logs);
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    snprintf(hit, sizeof hit, "%s/valid", dir);
+    snprintf(bad, sizeof bad, "%s/corrupt", dir);
+    CU_ASSERT_EQUAL_FATAL(mkdir(empty, 0755), 0);
+    CU_ASSERT_FATAL(fixture_run_f32(hit, cap, "fill the read-only cache"));
+    CU_ASSERT_FATAL(fixture_run_f32(bad, cap, "fill the read-only cache"));
+    CU_ASSERT_EQUAL_FATAL(
+        fixture_count_files(hit, ".clbin", entry_hit, sizeof entry_hit), 1);
+    CU_ASSERT_EQUAL_FATAL(
+        fixture_count_files(bad, ".clbin", entry_bad, sizeof entry_bad), 1);
+    before_hit = fixture_read_all(entry_hit, &n_hit);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(before_hit);
+    before_bad = fixture_read_all(entry_bad, &n_bad);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(before_bad);
+    for (size_t i = ENTRY_HEADER; i < n_bad; i++)
+        before_bad[i] ^= 0x5a;
+    CU_ASSERT_EQUAL_FATAL(fixture_write_all(entry_bad, before_bad, n_bad), 0);
+    CU_ASSERT_FATAL(chmod(empty, 0500) == 0 && chmod(hit, 0500) == 0 &&
+                    chmod(bad, 0500) == 0);
+
+    rc = run_child("nodac", empty, "-", logp, cap);
+    if (rc == CHILD_CANNOT) {
+        printf("\n  (no way to make a folder read-only for this process "
+               "here: skipped)\n");
+        goto out;
+    }
+    CU_ASSERT_EQUAL(rc, CHILD_OK);
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(fixture_logged(cap, "not writable"));
+    CU_ASSERT(!fixture_logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(fixture_count_files(empty, "", NULL, 0), 2); /* . .. */
+
+    CU_ASSERT_EQUAL(run_child("nodac", hit, "-", logp, cap), CHILD_OK);
+    CU_ASSERT(fixture_logged(cap, "cache hit"));
+    CU_ASSERT(!fixture_logged(cap, "built program"));
+    CU_ASSERT(!fixture_logged(cap, "not writable"));
+    CU_ASSERT_EQUAL(fixture_count_files(hit, "", NULL, 0), 3);
+    now = fixture_read_all(entry_hit, &n);
+    CU_ASSERT(now && n == n_hit && !memcmp(now, before_hit, n));
+    free(now);
+
+    CU_ASSERT_EQUAL(run_child("nodac", bad, "-", logp, cap), CHILD_OK);
+    CU_ASSERT(fixture_logged(cap, "is corrupt"));
+    CU_ASSERT(fixture_logged(cap, "built program"));
+    CU_ASSERT(fixture_logged(cap, "not writable"));
+    CU_ASSERT_EQUAL(fixture_count_files(bad, "", NULL, 0), 3);
+    now = fixture_read_all(entry_bad, &n);
+    CU_ASSERT(now && n == n_bad && !memcmp(now, before_bad, n));
+    free(now);
+out:
+    free(before_hit);
+    free(before_bad);
+    free(cap);
+}
+
+/* A full disk, simulated: the child's writes of the entry fail with EFBIG
+ * (RLIMIT_FSIZE, SIGXFSZ ignored), at the first byte or within the
+ * payload.  The call computes right, the failure is logged, no partial or
+ * temporary file is left (nor does it replace an older entry), and a
+ * later process with room caches the program. */
+static void test_full_disk(void)
+{
+    static const unsigned long limits[] = {0, ENTRY_HEADER + 4096};
+    char logs[512], logp[600], want[256], arg[32];
+    log_capture *cap = calloc(1, sizeof *cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("full-logs", logs, sizeof logs), 0);
+    snprintf(logp, sizeof logp, "%s/child.log", logs);
+    snprintf(want, sizeof want, "(write: %s)", strerror(EFBIG));
+    for (int round = 0; round < 3; round++) {
+        char name[32], dir[512], entry[1024];
+        unsigned char *old = NULL, *now = NULL;
+        size_t n_old = 0, n = 0;
+        snprintf(name, sizeof name, "full-%d", round);
+        CU_ASSERT_EQUAL_FATAL(fixture_test_dir(name, dir, sizeof dir), 0);
+        snprintf(arg, sizeof arg, "%lu", limits[round ? 1 : 0]);
+        if (round == 2) {
+            /* A corrupt entry the failed write must not replace. */
+            CU_ASSERT_FATAL(fixture_run_f32(dir, cap, "entry to damage"));
+            CU_ASSERT_EQUAL_FATAL(
+                fixture_count_files(dir, ".clbin", entry, sizeof entry), 1);
+            old = fixture_read_all(entry, &n_old);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+            n_old = ENTRY_HEADER + (n_old - ENTRY_HEADER) / 2;
+            CU_ASSERT_EQUAL_FATAL(fixture_write_all(entry, old, n_old), 0);
+        }
+
+        CU_ASSERT_EQUAL(run_child("fsize", dir, arg, logp, cap), CHILD_OK);
+        if (!fixture_logged(cap, want))
+            printf("\n  full disk: log lacks \"%s\":\n%s", want, cap->text);
+        CU_ASSERT(fixture_logged(cap, "built program"));
+        CU_ASSERT(fixture_logged(cap, "[2] cannot write program cache entry"));
+        CU_ASSERT(fixture_logged(cap, want));
+        CU_ASSERT(!fixture_logged(cap, "cached program"));
+        CU_ASSERT_EQUAL(fixture_count_files(dir, ".tmp", NULL, 0), 0);
+        if (round < 2) {
+            CU_ASSERT_EQUAL(fixture_count_files(dir, "", NULL, 0), 2);
+        } else {
+            CU_ASSERT(fixture_logged(cap, "is corrupt"));
+            CU_ASSERT_EQUAL(fixture_count_files(dir, "", NULL, 0), 3);
+            now = fixture_read_all(entry, &n);
+            CU_ASSERT(now && n == n_old && !memcmp(now, old, n));
+            free(now);
+        }
+
+        /* A later process, with room. */
+        CU_ASSERT_EQUAL(run_child("run", dir, "-", logp, cap), CHILD_OK);
+        CU_ASSERT(fixture_logged(cap, "built program"));
+        CU_ASSERT(fixture_logged(cap, "cached program"));
+        CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", entry, sizeof entry),
+                        1);
+        CU_ASSERT_EQUAL(fixture_count_files(dir, "", NULL, 0), 3);
+        CU_ASSERT(fixture_valid_entry(entry));
+        CU_ASSERT(fixture_run_f32(dir, cap, "after the full disk"));
+        CU_ASSERT(fixture_logged(cap, "cache hit"));
+        free(old);
+    }
+    free(cap);
 }
 
 static void test_binary_loader(void)
@@ -518,7 +998,7 @@ static void test_build_log(void)
     free(cap);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const harness_test tests[] = {
         {"miss then hit", test_miss_then_hit},
@@ -527,6 +1007,9 @@ int main(void)
         {"unwritable cache folder", test_unwritable_dir},
         {"\"\" disables the cache", test_empty_disables},
         {"two threads, one folder", test_two_threads},
+        {"two processes, one folder", test_two_processes},
+        {"read-only cache folder", test_read_only_dir},
+        {"full disk", test_full_disk},
         {"offline binary loader", test_binary_loader},
         {"garbage offline binary and fallback", test_bad_binary},
         {"a failed build's log reaches the log", test_build_log},
@@ -539,6 +1022,15 @@ int main(void)
     unsetenv("ATTN_DEVICE");
     unsetenv("ATTN_CACHE_DIR");
     unsetenv("ATTN_KERNEL_BINARY_DIR");
+    if (argc > 1 && !strcmp(argv[1], "--child"))
+        return child_main(argc, argv);
+    {
+        ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+        if (len > 0)
+            self_exe[len] = '\0';
+        else
+            snprintf(self_exe, sizeof self_exe, "%s", argv[0]);
+    }
     if (attn_devices(devs, 16, &n) == ATTN_OK)
         for (size_t i = 0; i < n && i < 16; i++)
             usable += devs[i].usable && devs[i].kind == ATTN_DEVICE_CPU_OPENCL;
