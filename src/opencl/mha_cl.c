@@ -173,7 +173,15 @@ static attn_status launch(mha_run *r, int kid, const karg *a, size_t n_args,
                           size_t cols, size_t rows)
 {
     attn_cl_runtime *rt = r->rt;
-    const size_t wg = cols < r->st->wg[kid] ? cols : r->st->wg[kid];
+    /* The work-group width is the power of two covering cols (capped at the
+     * kernel's): each distinct local size is another compiled variant on
+     * some drivers (PoCL keeps one per size), so widths come from a set of
+     * at most log2(wg) + 1 values rather than one per column count. */
+    size_t wg = 1;
+    while (wg < cols && wg < r->st->wg[kid])
+        wg <<= 1;
+    if (wg > r->st->wg[kid])
+        wg = r->st->wg[kid];
     size_t groups = (cols + wg - 1) / wg, global[2], local[2];
     cl_event ev = NULL;
     const char *call = "clSetKernelArg";
