@@ -1291,9 +1291,13 @@ static void test_native_alloc(void)
     int named = 0;
     size_t act;
     char act_txt[32];
+    char *env = getenv("ATTN_DEVICE") ? strdup(getenv("ATTN_DEVICE")) : NULL;
     attn_options_init(&o);
     o.device = "native";
     o.threads = 2;
+    /* ATTN_DEVICE would override the device asked for (attn.h); this test
+     * is about the native backend whatever the run's device. */
+    unsetenv("ATTN_DEVICE");
 
     /* Every allocation of context creation in turn. */
     alloc_arm(0);
@@ -1358,6 +1362,10 @@ static void test_native_alloc(void)
     free(ref);
     mha_case_free(&m);
     attn_context_destroy(ctx);
+    if (env) {
+        setenv("ATTN_DEVICE", env, 1);
+        free(env);
+    }
 }
 
 /* ---- the spec ------------------------------------------------------------ */
