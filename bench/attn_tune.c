@@ -83,10 +83,19 @@ static int same_tuning(const attn_cl_fused_tuning *a,
  * time (coordinate descent from the default, in this order), which keeps a
  * full run to about 8 kernel builds instead of the 36..72 of the grid. */
 enum { P_VW, P_NV, P_TK, P_KB, P_CB, P_WG, N_PARAM };
-static const int space[N_PARAM][4] = {
-    {8, 16, 0, 0}, {1, 2, 4, 0}, {32, 64, 128, 0},
-    {4, 8, 0, 0},  {8, 0, 0, 0}, {32, 64, 0, 0} /* wg: GPUs only */
-};
+/* CPU devices: rows in wide vectors, one item per work-group. */
+static const int cpu_space[N_PARAM][4] = {{8, 16, 0, 0},    {1, 2, 4, 0},
+                                          {32, 64, 128, 0}, {4, 8, 0, 0},
+                                          {8, 0, 0, 0},     {0, 0, 0, 0}};
+/* GPUs: SIMT lanes do the vectorising (narrow vectors), many items per
+ * work-group, short key tiles (Q, O and the K/V tile share 48-64 KiB of
+ * local memory on most GPUs). */
+static const int gpu_space[N_PARAM][4] = {{1, 2, 4, 0},    {1, 2, 4, 0},
+                                          {16, 32, 64, 0}, {4, 8, 0, 0},
+                                          {4, 8, 0, 0},    {32, 64, 128, 256}};
+/* The starting point on a GPU (the blocking platforms/nvidia.prof uses). */
+static const attn_cl_fused_tuning gpu_start = {
+    .vw = 1, .nv = 1, .wg = 32, .tk = 32, .kb = 8, .cb = 8};
 
 static int *field(attn_cl_fused_tuning *t, int p)
 {
@@ -351,11 +360,21 @@ static int tune(const attn_cl_device *dev, const char *dir, int quick)
            dev->info.platform, TUNE_B, TUNE_H, TUNE_N, TUNE_D,
            quick ? ", quick" : "");
     attn_cl_fused_tuning_default(&c[0].t);
-    if (gpu)
-        c[0].t.wg = space[P_WG][0];
+    if (gpu) {
+        attn_cl_fused_tuning t = c[0].t;
+        t.vw = gpu_start.vw;
+        t.nv = gpu_start.nv;
+        t.wg = gpu_start.wg;
+        t.tk = gpu_start.tk;
+        t.kb = gpu_start.kb;
+        t.cb = gpu_start.cb;
+        c[0].t = t;
+    }
     try_candidate(&b, &c[n_c++], flop);
     if (quick) { /* two fixed neighbours of the default */
-        static const int alt[2][4] = {{16, 2, 64, 4}, {16, 4, 128, 8}};
+        static const int cpu_alt[2][4] = {{16, 2, 64, 4}, {16, 4, 128, 8}};
+        static const int gpu_alt[2][4] = {{1, 2, 32, 8}, {2, 1, 16, 8}};
+        const int(*alt)[4] = gpu ? gpu_alt : cpu_alt;
         for (int i = 0; i < 2; i++) {
             c[n_c].t = c[0].t;
             c[n_c].t.vw = alt[i][0];
@@ -367,9 +386,8 @@ static int tune(const attn_cl_device *dev, const char *dir, int quick)
     } else {
         /* Coordinate descent from the best so far (the default first, or
          * the first candidate that passes). */
+        const int(*space)[4] = gpu ? gpu_space : cpu_space;
         for (int p = 0; p < N_PARAM; p++) {
-            if (p == P_WG && !gpu)
-                break;
             for (int j = 0; j < 4 && space[p][j]; j++) {
                 attn_cl_fused_tuning t = c[best].t;
                 int dup = 0;
