@@ -1,0 +1,25 @@
+#!/bin/sh
+# Builds libattn with ThreadSanitizer (ATTN_SANITIZE=thread) and runs the
+# multi-threaded suites under it: test_api (per-thread errors), the thread
+# suite on the native backend and on the OpenCL CPU device (three-kernel
+# and fused paths, two queues), and the program-cache suite (two threads
+# racing to fill one cache).  The first report stops the suite and fails
+# it.  tests/tsan.supp lists the OpenCL driver's libraries, which are not
+# built with TSan; libattn itself is never suppressed.
+# usage: scripts/tsan.sh [BUILD_DIR]   (default build-tsan, from the
+# repository root)
+set -eu
+cd "$(dirname "$0")/.."
+build=${1:-build-tsan}
+sh scripts/deps.sh
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=thread \
+  -DATTN_WERROR=ON -DATTN_BUILD_BENCH=OFF -DATTN_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)"
+# The suites whose calls run on several threads at once.
+suites='^(test_api|test_threads|test_threads_opencl.*|opencl_program)$'
+[ -n "$(ctest --test-dir "$build" -N -R "$suites" | grep 'Test *#')" ] || {
+  echo "tsan.sh: no test matches $suites" >&2
+  exit 1
+}
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppressions=$(pwd)/tests/tsan.supp" \
+  ctest --test-dir "$build" --output-on-failure -j2 -R "$suites"
