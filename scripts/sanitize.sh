@@ -7,6 +7,9 @@ sh scripts/deps.sh
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_SANITIZE=ON \
   -DATTN_WERROR=ON -DATTN_BUILD_BENCH=OFF -DATTN_FAULT_INJECTION=ON >/dev/null
 cmake --build build-asan -j"$(nproc)"
+# tests/fuzz/lsan.supp: what PoCL, LLVM and CLBlast keep for good when they
+# compile a kernel that is not in PoCL's cache yet (a fresh machine).
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
   ctest --test-dir build-asan --output-on-failure -j2
