@@ -34,7 +34,7 @@
 #   it sees the CPU valgrind emulates (AVX2, no AVX-512): both runs name
 #   that target (POCL_LLVM_CPU_NAME, POCL_KERNELLIB_NAME) so that they
 #   share the cached kernels, which valgrind can run.
-# - Time: the whole suite takes about 45 minutes on two cores, most of it
+# - Time: the whole suite takes about 40 minutes on two cores, most of it
 #   in the long-sequence, non-finite-input and soak cases (their double
 #   precision oracle and the kernels run 30 to 60 times slower under
 #   memcheck).  --quick leaves out test_sdpa*, test_hostile*,
