@@ -1,10 +1,19 @@
 /*
- * attn-tune: searches the blocking of the fused OpenCL kernel (cl/fused.cl)
- * on one device, checks every candidate against the native backend and
- * writes a platform profile (src/opencl/profile.h) that the library loads
- * from ATTN_PLATFORM_DIR.
+ * attn-tune: searches the parameters of one OpenCL kernel variant on one
+ * device, checks every candidate against the native backend and writes a
+ * platform profile (platforms/README.md) that the library loads from
+ * ATTN_PLATFORM_DIR.
  *
- *     attn-tune [-d SPEC] [-o DIR] [--quick] [--help]
+ *     attn-tune [-d SPEC] [-k VARIANT] [-o DIR] [--quick] [--help]
+ *
+ * The search is the same for every variant: it reads the variant's
+ * parameter schema (attn-probe --kernels lists it), starts from the
+ * device's current values (its profile's, or the defaults) and changes one
+ * build parameter at a time to a quarter, half, double or four times its
+ * value (within the schema's range), keeping a change when the kernel gets
+ * faster (coordinate descent).  Each candidate runs through the public API
+ * with the variant forced (options.kernel) on device buffers
+ * (attn_sdpa_cl), is checked against the native result and timed.
  *
  * Exit status: 0 a profile was written, 1 no OpenCL device, no candidate
  * passed or the file could not be written, 2 usage errors.
@@ -18,9 +27,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "opencl/discovery.h"
-#include "opencl/runtime.h"
-#include "opencl/sdpa_fused.h"
+#include "api/tools.h"
+#include "attn/attn_cl.h"
 
 #define TUNE_B   1
 #define TUNE_H   8
@@ -31,7 +39,7 @@
 #define MAX_CAND 128
 
 typedef struct cand {
-    attn_cl_fused_tuning t;
+    int v[16];
     int ok;        /* 1: ran and matched the native result */
     double gflops; /* median of TUNE_REP runs */
 } cand;
@@ -39,16 +47,20 @@ typedef struct cand {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: attn-tune [-d SPEC] [-o DIR] [--quick] [--help]\n"
-            "  -d SPEC   OpenCL device as ATTN_DEVICE names it (\"P:D\", "
+            "usage: attn-tune [-d SPEC] [-k VARIANT] [-o DIR] [--quick] "
+            "[--help]\n"
+            "  -d SPEC      OpenCL device as ATTN_DEVICE names it (\"P:D\", "
             "\"cpu\", \"gpu\",\n"
-            "            a name substring); default ATTN_DEVICE, else the "
+            "               a name substring); default ATTN_DEVICE, else the "
             "best usable device\n"
-            "  -o DIR    where <device>.prof is written (default .)\n"
-            "  --quick   a few candidates only\n"
-            "Times the fused kernel at B=%d H=%d N=%d d=%d f32 for each "
-            "candidate blocking,\nchecks it against the native backend and "
-            "writes the fastest as a profile\n(use it with "
+            "  -k VARIANT   the kernel variant to tune (attn-probe --kernels "
+            "lists them);\n"
+            "               default \"fused\"\n"
+            "  -o DIR       where <device>.prof is written (default .)\n"
+            "  --quick      a few candidates only\n"
+            "Times the variant at B=%d H=%d N=%d d=%d f32 (seq_q 1 for "
+            "\"decode\") for each\ncandidate, checks it against the native "
+            "backend and writes the fastest as\na profile (use it with "
             "ATTN_PLATFORM_DIR=DIR).\n",
             TUNE_B, TUNE_H, TUNE_N, TUNE_D);
 }
@@ -66,97 +78,49 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void describe(const attn_cl_fused_tuning *t, char *buf, size_t cap)
+/* "vw=16 nv=4 ..." over the build parameters. */
+static void describe(const attn_tool_variant *v, const int *x, char *buf,
+                     size_t cap)
 {
-    snprintf(buf, cap, "vw=%-2d nv=%d wg=%-2d tk=%-3d kb=%d cb=%d", t->vw,
-             t->nv, t->wg, t->tk, t->kb, t->cb);
-}
-
-static int same_tuning(const attn_cl_fused_tuning *a,
-                       const attn_cl_fused_tuning *b)
-{
-    return a->vw == b->vw && a->nv == b->nv && a->wg == b->wg &&
-           a->tk == b->tk && a->kb == b->kb && a->cb == b->cb;
-}
-
-/* The search space: one row per parameter, tried one parameter at a
- * time (coordinate descent from the default, in this order), which keeps a
- * full run to about 8 kernel builds instead of the 36..72 of the grid. */
-enum { P_VW, P_NV, P_TK, P_KB, P_CB, P_WG, N_PARAM };
-/* CPU devices: rows in wide vectors, one item per work-group. */
-static const int cpu_space[N_PARAM][4] = {{8, 16, 0, 0},    {1, 2, 4, 0},
-                                          {32, 64, 128, 0}, {4, 8, 0, 0},
-                                          {8, 0, 0, 0},     {0, 0, 0, 0}};
-/* GPUs: SIMT lanes do the vectorising (narrow vectors), many items per
- * work-group, short key tiles (Q, O and the K/V tile share 48-64 KiB of
- * local memory on most GPUs). */
-static const int gpu_space[N_PARAM][4] = {{1, 2, 4, 0},    {1, 2, 4, 0},
-                                          {16, 32, 64, 0}, {4, 8, 0, 0},
-                                          {4, 8, 0, 0},    {32, 64, 128, 256}};
-/* The starting point on a GPU (the blocking platforms/nvidia.prof uses). */
-static const attn_cl_fused_tuning gpu_start = {
-    .vw = 1, .nv = 1, .wg = 32, .tk = 32, .kb = 8, .cb = 8};
-
-static int *field(attn_cl_fused_tuning *t, int p)
-{
-    switch (p) {
-    case P_VW:
-        return &t->vw;
-    case P_NV:
-        return &t->nv;
-    case P_TK:
-        return &t->tk;
-    case P_KB:
-        return &t->kb;
-    case P_CB:
-        return &t->cb;
-    default:
-        return &t->wg;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < v->n_params && used < cap; i++) {
+        int w;
+        if (v->params[i].runtime)
+            continue;
+        w = snprintf(buf + used, cap - used, "%s%s=%d", used ? " " : "",
+                     v->params[i].name, x[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
     }
 }
 
-/* The device name as a profile's device condition sees it: PoCL's driver
- * prefix dropped (profile.c drops it from the name, not from patterns),
- * no double quote. */
-static void pattern_name(const char *name, char *out, size_t cap)
-{
-    static const char *const prefix[] = {"pthread-", "cpu-minimal-", "cpu-",
-                                         "basic-", "tbb-"};
-    size_t o = 0;
-    while (*name == ' ')
-        name++;
-    for (size_t i = 0; i < sizeof prefix / sizeof prefix[0]; i++)
-        if (!strncasecmp(name, prefix[i], strlen(prefix[i]))) {
-            name += strlen(prefix[i]);
-            break;
-        }
-    for (; *name && *name != '"' && o + 1 < cap; name++)
-        out[o++] = *name;
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-}
-
+/* One problem on the device's buffers and its native result. */
 typedef struct bench {
-    attn_cl_runtime *rt;
+    attn_context *ctx;
+    const attn_tool_variant *var;
     attn_sdpa_desc d;
-    attn_cl_tensors t;
+    cl_command_queue queue;
+    cl_mem m[4]; /* q, k, v, o */
     size_t n_o;
     float *o;         /* device result, read back */
     const float *ref; /* native result */
 } bench;
 
-/* One call, waited for; ATTN_OK or the error (err says why). */
-static attn_status run_once(bench *b, attn_err *err)
+/* One call, waited for; ATTN_OK or the error (why says it). */
+static attn_status run_once(bench *b, char *why, size_t cap)
 {
     cl_event done = NULL;
-    attn_status s = attn_cl_sdpa_fused(b->rt, &b->d, &b->t, b->rt->queue, 0,
-                                       NULL, &done, err);
-    if (s)
+    attn_status s = attn_sdpa_cl(b->ctx, &b->d, b->m[0], b->m[1], b->m[2],
+                                 b->m[3], NULL, b->queue, 0, NULL, &done);
+    if (s) {
+        snprintf(why, cap, "%s", attn_context_last_error(b->ctx));
         return s;
+    }
     if (clWaitForEvents(1, &done) != CL_SUCCESS) {
         clReleaseEvent(done);
-        snprintf(err->msg, sizeof err->msg, "the kernel failed");
+        snprintf(why, cap, "the kernel failed");
         return ATTN_ERR_DEVICE;
     }
     clReleaseEvent(done);
@@ -166,22 +130,25 @@ static attn_status run_once(bench *b, attn_err *err)
 /* Runs candidate c: set, warm-up and check, then TUNE_REP timed runs. */
 static void try_candidate(bench *b, cand *c, double flop)
 {
-    attn_err err = {{0}};
     double times[TUNE_REP], diff = 0.0;
-    char what[96];
+    char what[256], why[512] = "";
     attn_status s;
-    describe(&c->t, what, sizeof what);
+    describe(b->var, c->v, what, sizeof what);
     printf("  %s  ", what);
     fflush(stdout);
     c->ok = 0;
-    if ((s = attn_cl_fused_set_tuning(b->rt, &c->t, &err)) ||
-        (s = run_once(b, &err))) {
+    if ((s = attn_tool_set_tuning(b->ctx, b->var->name, c->v, why,
+                                  sizeof why)) ||
+        (s = run_once(b, why, sizeof why))) {
         printf("skipped: %s: %s\n",
-               s == ATTN_ERR_UNSUPPORTED ? "unsupported" : "failed", err.msg);
+               s == ATTN_ERR_UNSUPPORTED        ? "unsupported"
+               : s == ATTN_ERR_INVALID_ARGUMENT ? "invalid"
+                                                : "failed",
+               why);
         return;
     }
     memset(b->o, 0xff, b->n_o * sizeof(float)); /* NaN: nothing stale */
-    if (clEnqueueReadBuffer(b->rt->queue, b->t.o, CL_TRUE, 0,
+    if (clEnqueueReadBuffer(b->queue, b->m[3], CL_TRUE, 0,
                             b->n_o * sizeof(float), b->o, 0, NULL,
                             NULL) != CL_SUCCESS) {
         printf("skipped: failed: reading O\n");
@@ -198,8 +165,8 @@ static void try_candidate(bench *b, cand *c, double flop)
     }
     for (int r = 0; r < TUNE_REP; r++) {
         double t0 = now_s();
-        if (run_once(b, &err) != ATTN_OK) {
-            printf("skipped: failed: %s\n", err.msg);
+        if (run_once(b, why, sizeof why) != ATTN_OK) {
+            printf("skipped: failed: %s\n", why);
             return;
         }
         times[r] = now_s() - t0;
@@ -219,7 +186,6 @@ static int native_reference(const attn_sdpa_desc *d, const float *q,
     attn_status s;
     attn_options_init(&opt);
     opt.device = "native";
-    unsetenv("ATTN_DEVICE"); /* it would override the option */
     if ((s = attn_context_create(&opt, &ctx)) == ATTN_OK)
         s = attn_sdpa(ctx, d, q, k, v, o, NULL);
     if (s)
@@ -228,16 +194,16 @@ static int native_reference(const attn_sdpa_desc *d, const float *q,
     return s == ATTN_OK ? 0 : -1;
 }
 
-static int write_profile(const char *dir, const attn_cl_device *dev,
-                         const cand *def, const cand *best, char *path,
-                         size_t cap)
+static int write_profile(const char *dir, const attn_device_info *dev,
+                         const attn_tool_variant *var, const cand *def,
+                         const cand *best, char *path, size_t cap)
 {
-    char norm[256], pat[256], tmp[4200], what[96];
+    char norm[256], pat[256], tmp[4200], what[256];
     FILE *f;
     time_t t = time(NULL);
     struct tm tmv;
-    pattern_name(dev->info.name, pat, sizeof pat);
-    attn_cl_binary_name(pat, norm, sizeof norm);
+    attn_tool_device_pattern(dev->name, pat, sizeof pat);
+    attn_tool_file_name(pat, norm, sizeof norm);
     if (!norm[0])
         snprintf(norm, sizeof norm, "device");
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
@@ -257,26 +223,27 @@ static int write_profile(const char *dir, const attn_cl_device *dev,
     }
     gmtime_r(&t, &tmv);
     fprintf(f,
-            "# Written by attn-tune %s on %04d-%02d-%02d: cl/fused.cl "
-            "blocking for\n",
-            attn_version(), tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday);
-    fprintf(f, "# %s (%s, driver %s).\n", dev->info.name, dev->info.platform,
-            dev->info.driver_version);
+            "# Written by attn-tune %s on %04d-%02d-%02d: kernel variant %s "
+            "for\n",
+            attn_version(), tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
+            var->name);
+    fprintf(f, "# %s (%s, driver %s).\n", dev->name, dev->platform,
+            dev->driver_version);
     fprintf(f, "# B=%d H=%d N=%d d=%d f32, median of %d runs:\n", TUNE_B,
             TUNE_H, TUNE_N, TUNE_D, TUNE_REP);
-    describe(&def->t, what, sizeof what);
+    describe(var, def->v, what, sizeof what);
     if (def->ok)
-        fprintf(f, "#   default %s: %.2f GFLOP/s\n", what, def->gflops);
+        fprintf(f, "#   start %s: %.2f GFLOP/s\n", what, def->gflops);
     else
-        fprintf(f, "#   default %s: failed\n", what);
-    describe(&best->t, what, sizeof what);
-    fprintf(f, "#   best    %s: %.2f GFLOP/s\n", what, best->gflops);
+        fprintf(f, "#   start %s: failed\n", what);
+    describe(var, best->v, what, sizeof what);
+    fprintf(f, "#   best  %s: %.2f GFLOP/s\n", what, best->gflops);
     fprintf(f, "# Use: ATTN_PLATFORM_DIR=%s\n", dir);
     fprintf(f, "[device \"%s\"]\n", pat);
-    fprintf(f, "fused.vw = %d\nfused.nv = %d\nfused.wg = %d\n", best->t.vw,
-            best->t.nv, best->t.wg);
-    fprintf(f, "fused.tk = %d\nfused.kb = %d\nfused.cb = %d\n", best->t.tk,
-            best->t.kb, best->t.cb);
+    for (int i = 0; i < var->n_params; i++)
+        if (!var->params[i].runtime)
+            fprintf(f, "%s.%s = %d\n", var->name, var->params[i].name,
+                    best->v[i]);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         fprintf(stderr, "attn-tune: cannot write %s: %s\n", path,
                 strerror(errno));
@@ -294,134 +261,149 @@ static void fill(float *x, size_t n, unsigned long long seed)
     }
 }
 
-static int tune(const attn_cl_device *dev, const char *dir, int quick)
+static int same(const attn_tool_variant *v, const int *a, const int *b)
+{
+    for (int i = 0; i < v->n_params; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* Candidate values of parameter p around x: x/4, x/2, 2x, 4x in range
+ * (quick: x/2 and 2x). */
+static int neighbours(const attn_tool_param *p, int x, int quick, int *out)
+{
+    static const int num[4] = {1, 1, 2, 4}, den[4] = {4, 2, 1, 1};
+    int n = 0;
+    for (int i = quick ? 1 : 0; i < (quick ? 3 : 4); i++) {
+        const long y = (long)x * num[i] / den[i];
+        if (y != x && y >= p->min && y <= p->max &&
+            (long)x * num[i] % den[i] == 0)
+            out[n++] = (int)y;
+    }
+    return n;
+}
+
+/* The buffers of b on its context, with q, k, v written. */
+static int make_buffers(bench *b, const float *q, const float *k,
+                        const float *v)
+{
+    cl_context cl_ctx;
+    const float *src[3] = {q, k, v};
+    const size_t n_in[3] = {
+        (size_t)b->d.batch * b->d.heads_q * b->d.seq_q * b->d.head_dim,
+        (size_t)b->d.batch * b->d.heads_kv * b->d.seq_kv * b->d.head_dim,
+        (size_t)b->d.batch * b->d.heads_kv * b->d.seq_kv * b->d.head_dim_v};
+    if (attn_context_cl_objects(b->ctx, &cl_ctx, NULL, &b->queue) != ATTN_OK)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        cl_int e;
+        const size_t n = i < 3 ? n_in[i] : b->n_o;
+        b->m[i] = clCreateBuffer(
+            cl_ctx,
+            i < 3 ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_WRITE_ONLY,
+            n * sizeof(float), i < 3 ? (void *)src[i] : NULL, &e);
+        if (e != CL_SUCCESS) {
+            b->m[i] = NULL;
+            fprintf(stderr, "attn-tune: clCreateBuffer failed (%d)\n", e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int tune(const char *spec, const attn_device_info *dev,
+                const attn_tool_variant *var, const char *dir, int quick)
 {
     static cand c[MAX_CAND];
-    attn_logger log = {ATTN_LOG_WARN, NULL, NULL};
-    attn_err err = {{0}};
+    attn_options opt;
     bench b;
-    const size_t n = (size_t)TUNE_B * TUNE_H * TUNE_N * TUNE_D;
+    const int decode = !strcmp(var->name, "decode");
+    const size_t nq = (size_t)TUNE_B * TUNE_H * (decode ? 1 : TUNE_N) * TUNE_D;
+    const size_t nkv = (size_t)TUNE_B * TUNE_H * TUNE_N * TUNE_D;
     const double flop =
-        4.0 * TUNE_B * TUNE_H * (double)TUNE_N * TUNE_N * TUNE_D;
-    float *q = malloc(n * sizeof(float)), *k = malloc(n * sizeof(float)),
-          *v = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float)),
-          *o = malloc(n * sizeof(float));
-    cl_mem m[4] = {NULL, NULL, NULL, NULL};
-    int gpu =
-        dev->info.kind == ATTN_DEVICE_GPU || dev->info.kind == ATTN_DEVICE_IGPU;
+        4.0 * TUNE_B * TUNE_H * (double)(decode ? 1 : TUNE_N) * TUNE_N * TUNE_D;
+    float *q = malloc(nq * sizeof(float)), *k = malloc(nkv * sizeof(float)),
+          *v = malloc(nkv * sizeof(float)), *ref = malloc(nq * sizeof(float)),
+          *o = malloc(nq * sizeof(float));
     size_t n_c = 0, best = 0, passed = 0;
     int rc = 1;
-    char path[4096];
+    char path[4096], why[512];
     double t0 = now_s();
     memset(&b, 0, sizeof b);
     if (!q || !k || !v || !ref || !o) {
         fprintf(stderr, "attn-tune: out of memory\n");
         goto out;
     }
+    b.var = var;
     b.d.batch = TUNE_B;
     b.d.heads_q = b.d.heads_kv = TUNE_H;
-    b.d.seq_q = b.d.seq_kv = TUNE_N;
+    b.d.seq_q = decode ? 1 : TUNE_N;
+    b.d.seq_kv = TUNE_N;
     b.d.head_dim = b.d.head_dim_v = TUNE_D;
     b.d.dtype = ATTN_F32;
-    fill(q, n, 1);
-    fill(k, n, 2);
-    fill(v, n, 3);
+    fill(q, nq, 1);
+    fill(k, nkv, 2);
+    fill(v, nkv, 3);
     if (native_reference(&b.d, q, k, v, ref))
         goto out;
-    if (attn_cl_runtime_create(dev, NULL, &log, &b.rt, &err)) {
-        fprintf(stderr, "attn-tune: %s: %s\n", dev->info.name, err.msg);
+    attn_options_init(&opt);
+    opt.device = spec;
+    opt.kernel = var->name;
+    opt.allow_fallback = 0;
+    if (attn_context_create(&opt, &b.ctx) != ATTN_OK) {
+        fprintf(stderr, "attn-tune: %s: %s\n", dev->name, attn_last_error());
         goto out;
     }
-    for (int i = 0; i < 4; i++) {
-        cl_int e;
-        m[i] = clCreateBuffer(b.rt->context,
-                              i < 3 ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR
-                                    : CL_MEM_WRITE_ONLY,
-                              n * sizeof(float),
-                              i == 0   ? q
-                              : i == 1 ? k
-                              : i == 2 ? v
-                                       : NULL,
-                              &e);
-        if (e != CL_SUCCESS) {
-            fprintf(stderr, "attn-tune: clCreateBuffer: %s\n",
-                    attn_cl_error_name(e));
-            goto out;
-        }
-    }
-    b.t.q = m[0];
-    b.t.k = m[1];
-    b.t.v = m[2];
-    b.t.o = m[3];
-    b.n_o = n;
+    b.n_o = nq;
     b.o = o;
     b.ref = ref;
-    printf("attn-tune: %s (%s), B=%d H=%d N=%d d=%d f32%s\n", dev->info.name,
-           dev->info.platform, TUNE_B, TUNE_H, TUNE_N, TUNE_D,
+    if (make_buffers(&b, q, k, v))
+        goto out;
+    printf("attn-tune: %s (%s), variant %s, B=%d H=%d N=%d d=%d f32%s\n",
+           dev->name, dev->platform, var->name, TUNE_B, TUNE_H, TUNE_N, TUNE_D,
            quick ? ", quick" : "");
-    attn_cl_fused_tuning_default(&c[0].t);
-    if (gpu) {
-        attn_cl_fused_tuning t = c[0].t;
-        t.vw = gpu_start.vw;
-        t.nv = gpu_start.nv;
-        t.wg = gpu_start.wg;
-        t.tk = gpu_start.tk;
-        t.kb = gpu_start.kb;
-        t.cb = gpu_start.cb;
-        c[0].t = t;
+    /* The start: the device's current values (profile or defaults). */
+    if (attn_tool_get_tuning(b.ctx, var->name, c[0].v, why, sizeof why)) {
+        fprintf(stderr, "attn-tune: %s\n", why);
+        goto out;
     }
     try_candidate(&b, &c[n_c++], flop);
-    if (quick) { /* two fixed neighbours of the default */
-        static const int cpu_alt[2][4] = {{16, 2, 64, 4}, {16, 4, 128, 8}};
-        static const int gpu_alt[2][4] = {{1, 2, 32, 8}, {2, 1, 16, 8}};
-        const int(*alt)[4] = gpu ? gpu_alt : cpu_alt;
-        for (int i = 0; i < 2; i++) {
-            c[n_c].t = c[0].t;
-            c[n_c].t.vw = alt[i][0];
-            c[n_c].t.nv = alt[i][1];
-            c[n_c].t.tk = alt[i][2];
-            c[n_c].t.kb = alt[i][3];
+    /* Coordinate descent from the best so far, one build parameter at a
+     * time (quick: the first three, x/2 and 2x). */
+    for (int p = 0, tried = 0; p < var->n_params && (!quick || tried < 3);
+         p++) {
+        int vals[4], nv;
+        if (var->params[p].runtime)
+            continue;
+        tried++;
+        nv = neighbours(&var->params[p], c[best].v[p], quick, vals);
+        for (int j = 0; j < nv && n_c < MAX_CAND; j++) {
+            int dup = 0;
+            c[n_c] = c[best];
+            c[n_c].v[p] = vals[j];
+            for (size_t i = 0; i < n_c; i++)
+                dup |= same(var, c[n_c].v, c[i].v);
+            if (dup)
+                continue;
             try_candidate(&b, &c[n_c++], flop);
-        }
-    } else {
-        /* Coordinate descent from the best so far (the default first, or
-         * the first candidate that passes). */
-        const int(*space)[4] = gpu ? gpu_space : cpu_space;
-        for (int p = 0; p < N_PARAM; p++) {
-            for (int j = 0; j < 4 && space[p][j]; j++) {
-                attn_cl_fused_tuning t = c[best].t;
-                int dup = 0;
-                *field(&t, p) = space[p][j];
-                for (size_t i = 0; i < n_c; i++)
-                    dup |= same_tuning(&t, &c[i].t);
-                if (dup || n_c >= MAX_CAND)
-                    continue;
-                c[n_c].t = t;
-                try_candidate(&b, &c[n_c++], flop);
-                if (c[n_c - 1].ok &&
-                    (!c[best].ok || c[n_c - 1].gflops > c[best].gflops))
-                    best = n_c - 1;
-            }
+            if (c[n_c - 1].ok &&
+                (!c[best].ok || c[n_c - 1].gflops > c[best].gflops))
+                best = n_c - 1;
         }
     }
-    best = 0;
-    for (size_t i = 0; i < n_c; i++) {
-        if (c[i].ok) {
-            passed++;
-            if (!c[best].ok || c[i].gflops > c[best].gflops)
-                best = i;
-        }
-    }
-    if (!passed) {
+    for (size_t i = 0; i < n_c; i++)
+        passed += c[i].ok != 0;
+    if (!passed || !c[best].ok) {
         fprintf(stderr, "attn-tune: no candidate passed\n");
         goto out;
     }
-    if (write_profile(dir, dev, &c[0], &c[best], path, sizeof path))
+    if (write_profile(dir, dev, var, &c[0], &c[best], path, sizeof path))
         goto out;
     {
-        char what[96];
-        describe(&c[best].t, what, sizeof what);
-        printf("%zu of %zu passed in %.1f s; default %.2f GFLOP/s, best "
+        char what[256];
+        describe(var, c[best].v, what, sizeof what);
+        printf("%zu of %zu passed in %.1f s; start %.2f GFLOP/s, best "
                "%.2f GFLOP/s (%s)\nwrote %s\n",
                passed, n_c, now_s() - t0, c[0].ok ? c[0].gflops : 0.0,
                c[best].gflops, what, path);
@@ -429,9 +411,9 @@ static int tune(const attn_cl_device *dev, const char *dir, int quick)
     rc = 0;
 out:
     for (int i = 0; i < 4; i++)
-        if (m[i])
-            clReleaseMemObject(m[i]);
-    attn_cl_runtime_destroy(b.rt);
+        if (b.m[i])
+            clReleaseMemObject(b.m[i]);
+    attn_context_destroy(b.ctx);
     free(q);
     free(k);
     free(v);
@@ -442,12 +424,12 @@ out:
 
 int main(int argc, char **argv)
 {
-    const char *spec = NULL, *dir = ".";
-    int quick = 0, rc;
-    attn_cl_device *devs = NULL;
-    attn_device_info *infos = NULL;
-    attn_selection sel;
-    attn_err err = {{0}};
+    const char *spec = NULL, *dir = ".", *kernel = "fused";
+    int quick = 0, rc, vi = -1;
+    attn_tool_device *devs = NULL;
+    attn_tool_selection sel;
+    attn_tool_variant var;
+    char msg[512] = "", one[32];
     size_t n = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -456,10 +438,13 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--quick")) {
             quick = 1;
-        } else if ((!strcmp(argv[i], "-d") || !strcmp(argv[i], "-o")) &&
+        } else if ((!strcmp(argv[i], "-d") || !strcmp(argv[i], "-o") ||
+                    !strcmp(argv[i], "-k")) &&
                    i + 1 < argc) {
             if (argv[i][1] == 'd')
                 spec = argv[++i];
+            else if (argv[i][1] == 'k')
+                kernel = argv[++i];
             else
                 dir = argv[++i];
         } else {
@@ -468,6 +453,16 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    for (int i = 0; attn_kernel_name(i); i++)
+        if (!strcasecmp(attn_kernel_name(i), kernel))
+            vi = i;
+    if (vi < 0 || attn_tool_variant_info(vi, &var) != ATTN_OK) {
+        fprintf(stderr,
+                "attn-tune: \"%s\" is not a kernel variant "
+                "(attn-probe --kernels lists them)\n",
+                kernel);
+        return 2;
     }
     if (!spec)
         spec = getenv("ATTN_DEVICE");
@@ -482,32 +477,30 @@ int main(int argc, char **argv)
         fprintf(stderr, "attn-tune: -o needs a folder\n");
         return 2;
     }
-    if (attn_cl_discover(&devs, &n, &err) != ATTN_OK || n == 0) {
+    if (attn_tool_discover(&devs, &n, msg, sizeof msg) != ATTN_OK || n == 0) {
         fprintf(stderr, "attn-tune: no OpenCL device on this machine%s%s\n",
-                err.msg[0] ? ": " : "", err.msg);
+                msg[0] ? ": " : "", msg);
         free(devs);
         return 1;
     }
-    if (!(infos = calloc(n, sizeof *infos))) {
-        free(devs);
-        return 1;
-    }
-    for (size_t i = 0; i < n; i++)
-        infos[i] = devs[i].info;
     /* native_beats_cpu 0: "auto" means the best usable OpenCL device. */
-    if (attn_cl_select(infos, n, spec, 0, &sel, &err) != ATTN_OK ||
+    if (attn_tool_select(devs, n, spec, 0, &sel, msg, sizeof msg) != ATTN_OK ||
         sel.native || sel.count == 0) {
         fprintf(stderr, "attn-tune: no usable OpenCL device for \"%s\"%s%s\n",
-                spec, err.msg[0] ? ": " : "", err.msg);
-        free(infos);
+                spec, msg[0] ? ": " : "", msg);
         free(devs);
         return 1;
     }
     if (sel.count > 1)
         printf("attn-tune: \"%s\" names %zu devices; tuning the first\n", spec,
                sel.count);
-    rc = tune(&devs[sel.index[0]], dir, quick);
-    free(infos);
+    /* The one device, by index, and the variant asked for: the environment
+     * would override the options. */
+    unsetenv("ATTN_DEVICE");
+    unsetenv("ATTN_KERNEL");
+    snprintf(one, sizeof one, "%d:%d", devs[sel.index[0]].info.platform_index,
+             devs[sel.index[0]].info.device_index);
+    rc = tune(one, &devs[sel.index[0]].info, &var, dir, quick);
     free(devs);
     return rc;
 }

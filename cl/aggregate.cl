@@ -1,7 +1,7 @@
 /*
  * Aggregation of the three-kernel path: O = P V for a block of query rows,
  * P being the softmax block of softmax.cl ([n_bh][n_i][seq_kv] floats).
- * Standalone OpenCL C 1.2.
+ * OpenCL C 1.2 after common.cl.
  *
  * A work-group of AG_WV x AG_WQ items computes an AG_TQ x AG_TV tile of O,
  * AG_TQ/AG_WQ x AG_TV/AG_WV outputs per item, staging AG_TJ keys of P and V
@@ -12,25 +12,6 @@
  * visible key whose weight underflowed (+0) is multiplied.
  */
 
-#ifndef ATTN_KERNEL_COMMON
-#define ATTN_KERNEL_COMMON
-#ifndef ATTN_F16
-#define ATTN_F16 0
-#endif
-/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
-#if ATTN_F16
-#define ATTN_T half
-#define ATTN_LOAD(p, i) vload_half((i), (p))
-#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
-#else
-#define ATTN_T float
-#define ATTN_LOAD(p, i) ((p)[i])
-#define ATTN_STORE(p, i, x) ((p)[i] = (x))
-#endif
-/* Bit patterns, so that finite-math options cannot fold the tests. */
-#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
-#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */
-#endif /* ATTN_KERNEL_COMMON */
 
 #ifndef AG_TQ
 #define AG_TQ 32

@@ -1,6 +1,6 @@
 /*
  * Decode attention (seq_q <= DC_MAXQ query rows against a long K/V):
- * split-K with a log-sum-exp combine.  Standalone OpenCL C 1.2.
+ * split-K with a log-sum-exp combine.  OpenCL C 1.2 after common.cl.
  *
  * Pass 1, attn_decode_split.  One work-group of DC_WG items per (batch,
  * query head, key split) takes all seq_q rows of that head against the
@@ -41,25 +41,6 @@
  * included), so the NaN reaches O and lse.
  */
 
-#ifndef ATTN_KERNEL_COMMON
-#define ATTN_KERNEL_COMMON
-#ifndef ATTN_F16
-#define ATTN_F16 0
-#endif
-/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
-#if ATTN_F16
-#define ATTN_T half
-#define ATTN_LOAD(p, i) vload_half((i), (p))
-#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
-#else
-#define ATTN_T float
-#define ATTN_LOAD(p, i) ((p)[i])
-#define ATTN_STORE(p, i, x) ((p)[i] = (x))
-#endif
-/* Bit patterns, so that finite-math options cannot fold the tests. */
-#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
-#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */
-#endif /* ATTN_KERNEL_COMMON */
 
 /* ---- tuning ------------------------------------------------------------ */
 #ifndef DC_WG /* items per work-group of pass 1 */

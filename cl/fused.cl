@@ -1,6 +1,6 @@
 /*
  * Fused attention: one pass over the keys with an online softmax, O(seq)
- * extra memory (no score matrix).  Standalone OpenCL C 1.2.
+ * extra memory (no score matrix).  OpenCL C 1.2 after common.cl.
  *
  * Layout of the work.  A work-group of FA_WG items takes FA_WG * FA_BR
  * consecutive query rows of one (batch, query head); each item owns FA_BR =
@@ -47,25 +47,6 @@
  * the exponentials.
  */
 
-#ifndef ATTN_KERNEL_COMMON
-#define ATTN_KERNEL_COMMON
-#ifndef ATTN_F16
-#define ATTN_F16 0
-#endif
-/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
-#if ATTN_F16
-#define ATTN_T half
-#define ATTN_LOAD(p, i) vload_half((i), (p))
-#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
-#else
-#define ATTN_T float
-#define ATTN_LOAD(p, i) ((p)[i])
-#define ATTN_STORE(p, i, x) ((p)[i] = (x))
-#endif
-/* Bit patterns, so that finite-math options cannot fold the tests. */
-#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
-#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */
-#endif /* ATTN_KERNEL_COMMON */
 
 /* ---- tuning ------------------------------------------------------------ */
 #ifndef FA_VW /* lanes per vector: 1, 2, 4, 8 or 16 */

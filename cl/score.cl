@@ -1,7 +1,8 @@
 /*
  * Attention scores of the three-kernel path: S = Q K^T (scaled) or the
  * additive score, plus bias and masks, for a block of query rows against all
- * keys.  Standalone OpenCL C 1.2; softmax.cl and aggregate.cl follow it.
+ * keys.  OpenCL C 1.2 after common.cl; softmax.cl and aggregate.cl
+ * follow it.
  *
  * S is a float block [n_bh][n_i][seq_kv] covering query heads bh0 ..
  * bh0+n_bh-1 (bh = b * heads_q + h) and query rows i0 .. i0+n_i-1 of each.
@@ -16,25 +17,6 @@
  * K (and of the additive weights) at a time in local memory.
  */
 
-#ifndef ATTN_KERNEL_COMMON
-#define ATTN_KERNEL_COMMON
-#ifndef ATTN_F16
-#define ATTN_F16 0
-#endif
-/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
-#if ATTN_F16
-#define ATTN_T half
-#define ATTN_LOAD(p, i) vload_half((i), (p))
-#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
-#else
-#define ATTN_T float
-#define ATTN_LOAD(p, i) ((p)[i])
-#define ATTN_STORE(p, i, x) ((p)[i] = (x))
-#endif
-/* Bit patterns, so that finite-math options cannot fold the tests. */
-#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
-#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */
-#endif /* ATTN_KERNEL_COMMON */
 
 #ifndef SC_TQ
 #define SC_TQ 32

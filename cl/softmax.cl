@@ -1,7 +1,7 @@
 /*
  * Row softmax of the three-kernel path, in place on the score block of
  * score.cl ([n_bh][n_i][seq_kv] floats, hidden entries ATTN_MASKED), and the
- * log-sum-exp of each row.  Standalone OpenCL C 1.2.
+ * log-sum-exp of each row.  OpenCL C 1.2 after common.cl.
  *
  * One work-group of SM_WG items (a power of two) per row: the maximum over
  * the visible entries, then e = exp(s - max) written back with its sum,
@@ -15,25 +15,6 @@
 
 #define SM_HIDDEN_BITS 0x80000000u /* -0.0f: P of a hidden key */
 
-#ifndef ATTN_KERNEL_COMMON
-#define ATTN_KERNEL_COMMON
-#ifndef ATTN_F16
-#define ATTN_F16 0
-#endif
-/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
-#if ATTN_F16
-#define ATTN_T half
-#define ATTN_LOAD(p, i) vload_half((i), (p))
-#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
-#else
-#define ATTN_T float
-#define ATTN_LOAD(p, i) ((p)[i])
-#define ATTN_STORE(p, i, x) ((p)[i] = (x))
-#endif
-/* Bit patterns, so that finite-math options cannot fold the tests. */
-#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
-#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */
-#endif /* ATTN_KERNEL_COMMON */
 
 #ifndef SM_WG
 #define SM_WG 64

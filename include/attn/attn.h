@@ -164,9 +164,13 @@ typedef struct attn_options {
                                 XDG default, "" disables the cache */
     int allow_fallback;    /**< 1 (default): failed device work runs natively */
     attn_path path;        /**< OpenCL kernel path */
-    attn_log_fn log; /**< NULL: messages go to stderr when ATTN_LOG asks */
-    void *log_user;  /**< passed to log */
-    int log_level;   /**< an attn_log_level; ATTN_LOG_DEFAULT by default */
+    attn_log_fn log;    /**< NULL: messages go to stderr when ATTN_LOG asks */
+    void *log_user;     /**< passed to log */
+    int log_level;      /**< an attn_log_level; ATTN_LOG_DEFAULT by default */
+    const char *kernel; /**< NULL or "" (default): the library chooses the
+                             kernel per shape; else the name of one kernel
+                             variant (attn_kernel_name) that every call on
+                             the context must run; ATTN_KERNEL overrides */
 } attn_options;
 
 /** Fills o with the defaults: device "auto", fallback on, everything else
@@ -178,11 +182,14 @@ ATTN_API void attn_options_init(attn_options *o);
 typedef struct attn_context attn_context;
 
 /** Creates a context.  o may be NULL (defaults).  Environment variables
- * ATTN_DEVICE, ATTN_NUM_THREADS, ATTN_CACHE_DIR and ATTN_LOG override or
- * fill in the options.  On success *out owns the context; release it with
- * attn_context_destroy.  Errors: ATTN_ERR_INVALID_ARGUMENT (out NULL, a bad
- * option), ATTN_ERR_NO_DEVICE (the device spec matches nothing; the message
- * lists what exists), ATTN_ERR_OUT_OF_MEMORY; *out is then NULL. */
+ * ATTN_DEVICE, ATTN_NUM_THREADS, ATTN_CACHE_DIR, ATTN_LOG and ATTN_KERNEL
+ * override or fill in the options.  On success *out owns the context;
+ * release it with attn_context_destroy.  Errors: ATTN_ERR_INVALID_ARGUMENT
+ * (out NULL, a bad option: options.kernel naming no kernel variant, or an
+ * OpenCL kernel for a context on the native backend), ATTN_ERR_NO_DEVICE
+ * (the device spec matches nothing; the message lists what exists),
+ * ATTN_ERR_OUT_OF_MEMORY; *out is then NULL.  An ATTN_KERNEL that names no
+ * variant is logged as a warning and ignored. */
 ATTN_API attn_status attn_context_create(const attn_options *o,
                                          attn_context **out);
 
@@ -303,6 +310,25 @@ typedef struct attn_sdpa_desc {
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                                const void *q, const void *k, const void *v,
                                void *o, float *lse);
+
+/** The kernel variants of the OpenCL backend, by index: "unfused" (score,
+ * softmax and aggregate kernels), "fused" (one pass, online softmax),
+ * "decode" (a few query rows against many keys), and those added since;
+ * NULL past the last one (and for every index in a build without the
+ * OpenCL backend).  attn-probe --kernels describes each. */
+ATTN_API const char *attn_kernel_name(int index);
+
+/** Says which kernel attn_sdpa runs for descriptor d on ctx, without
+ * running it: writes the variant's name (or "native" on the native
+ * backend) into name (cap bytes, NUL-terminated, cut when short).  It may
+ * build the kernel (as the first attn_sdpa of the shape would).  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (NULL arguments, cap 0, an invalid d),
+ * ATTN_ERR_UNSUPPORTED (the kernel forced by options.kernel / ATTN_KERNEL
+ * does not take d: the message says why), ATTN_ERR_BUILD_FAILED,
+ * ATTN_ERR_DEVICE. */
+ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
+                                      const attn_sdpa_desc *d, char *name,
+                                      size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Multi-head attention layer                                               */

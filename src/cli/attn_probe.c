@@ -20,6 +20,7 @@
 typedef struct probe_args {
     int json;
     int bench;
+    int kernels;
     const char *spec;   /* NULL: "auto" */
     const char *origin; /* where spec came from, for messages */
 } probe_args;
@@ -28,7 +29,8 @@ static void usage(FILE *f, const char *argv0)
 {
     fprintf(f,
             "usage: %s [--json] [-d SPEC | --device SPEC] [--bench] "
-            "[--help] [--version]\n"
+            "[--kernels]\n"
+            "       [--help] [--version]\n"
             "\n"
             "Lists the OpenCL platforms and devices libattn sees, whether "
             "each is usable\n"
@@ -51,6 +53,10 @@ static void usage(FILE *f, const char *argv0)
             "                   and GFLOP/s (4*N*N*d*H over the median of 5 "
             "calls after\n"
             "                   a warm-up); not with --json\n"
+            "  --kernels        list the OpenCL kernel variants: the path "
+            "each serves and\n"
+            "                   its parameters (profile keys "
+            "<variant>.<parameter>)\n"
             "  --version        print the libattn version\n"
             "  -h, --help       this text\n"
             "\n"
@@ -77,6 +83,8 @@ static int parse_args(int argc, char **argv, probe_args *a)
             a->json = 1;
         } else if (!strcmp(s, "--bench")) {
             a->bench = 1;
+        } else if (!strcmp(s, "--kernels")) {
+            a->kernels = 1;
         } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
             usage(stdout, argv[0]);
             return 0;
@@ -110,7 +118,7 @@ static int parse_args(int argc, char **argv, probe_args *a)
  * One row per property, driven by this table (as clinfo does), so adding a
  * property is one line; a property whose query failed reads as such. */
 
-typedef void (*fmt_fn)(const attn_cl_device *d, char *buf, size_t cap);
+typedef void (*fmt_fn)(const attn_tool_device *d, char *buf, size_t cap);
 
 static void fmt_bytes(char *buf, size_t cap, uint64_t v)
 {
@@ -133,66 +141,66 @@ static const char *yes_no(int v)
     return v ? "yes" : "no";
 }
 
-static void f_kind(const attn_cl_device *d, char *b, size_t n)
+static void f_kind(const attn_tool_device *d, char *b, size_t n)
 {
-    snprintf(b, n, "%s", attn_cl_kind_name(d->info.kind));
+    snprintf(b, n, "%s", attn_tool_kind_name(d->info.kind));
 }
-static void f_vendor(const attn_cl_device *d, char *b, size_t n)
+static void f_vendor(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", d->info.vendor);
 }
-static void f_driver(const attn_cl_device *d, char *b, size_t n)
+static void f_driver(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", d->info.driver_version);
 }
-static void f_clc(const attn_cl_device *d, char *b, size_t n)
+static void f_clc(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", d->info.opencl_c_version);
 }
-static void f_cu(const attn_cl_device *d, char *b, size_t n)
+static void f_cu(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%u", d->info.compute_units);
 }
-static void f_clock(const attn_cl_device *d, char *b, size_t n)
+static void f_clock(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%u MHz", d->info.max_clock_mhz);
 }
-static void f_gmem(const attn_cl_device *d, char *b, size_t n)
+static void f_gmem(const attn_tool_device *d, char *b, size_t n)
 {
     fmt_bytes(b, n, d->info.global_mem_bytes);
 }
-static void f_lmem(const attn_cl_device *d, char *b, size_t n)
+static void f_lmem(const attn_tool_device *d, char *b, size_t n)
 {
     fmt_bytes(b, n, d->info.local_mem_bytes);
 }
-static void f_alloc(const attn_cl_device *d, char *b, size_t n)
+static void f_alloc(const attn_tool_device *d, char *b, size_t n)
 {
     fmt_bytes(b, n, d->info.max_alloc_bytes);
 }
-static void f_wg(const attn_cl_device *d, char *b, size_t n)
+static void f_wg(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%zu", d->info.max_work_group_size);
 }
-static void f_fp16(const attn_cl_device *d, char *b, size_t n)
+static void f_fp16(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", yes_no(d->info.fp16));
 }
-static void f_fp64(const attn_cl_device *d, char *b, size_t n)
+static void f_fp64(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", yes_no(d->info.fp64));
 }
-static void f_unified(const attn_cl_device *d, char *b, size_t n)
+static void f_unified(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", yes_no(d->info.unified_memory));
 }
-static void f_binary(const attn_cl_device *d, char *b, size_t n)
+static void f_binary(const attn_tool_device *d, char *b, size_t n)
 {
     if (d->info.kind != ATTN_DEVICE_FPGA)
         snprintf(b, n, "not needed (compiled at run time)");
     else
         snprintf(b, n, "%s", d->has_binary ? "found" : "none");
 }
-static void f_usable(const attn_cl_device *d, char *b, size_t n)
+static void f_usable(const attn_tool_device *d, char *b, size_t n)
 {
     static const char prefix[] = "usable: ";
     const char *r = d->info.reason;
@@ -200,35 +208,35 @@ static void f_usable(const attn_cl_device *d, char *b, size_t n)
         r += sizeof prefix - 1;
     snprintf(b, n, "%s (%s)", d->info.usable ? "yes" : "no", r);
 }
-static void f_rank(const attn_cl_device *d, char *b, size_t n)
+static void f_rank(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%.1f", d->info.rank);
 }
 
 static const struct {
     const char *label;
-    unsigned failed; /* ATTN_CL_Q_* bit that voids the value, or 0 */
+    unsigned failed; /* ATTN_TOOL_Q_* bit that voids the value, or 0 */
     fmt_fn fmt;
 } props[] = {
-    {"Kind", ATTN_CL_Q_TYPE, f_kind},
-    {"Vendor", ATTN_CL_Q_VENDOR, f_vendor},
-    {"Driver version", ATTN_CL_Q_DRIVER, f_driver},
-    {"OpenCL C version", ATTN_CL_Q_CLC_VERSION, f_clc},
-    {"Compute units", ATTN_CL_Q_COMPUTE_UNITS, f_cu},
-    {"Max clock", ATTN_CL_Q_CLOCK, f_clock},
-    {"Global memory", ATTN_CL_Q_GLOBAL_MEM, f_gmem},
-    {"Local memory", ATTN_CL_Q_LOCAL_MEM, f_lmem},
-    {"Max allocation", ATTN_CL_Q_MAX_ALLOC, f_alloc},
-    {"Max work-group size", ATTN_CL_Q_WORK_GROUP, f_wg},
-    {"fp16 (cl_khr_fp16)", ATTN_CL_Q_FP16, f_fp16},
-    {"fp64", ATTN_CL_Q_FP64, f_fp64},
-    {"Host-unified memory", ATTN_CL_Q_UNIFIED, f_unified},
+    {"Kind", ATTN_TOOL_Q_TYPE, f_kind},
+    {"Vendor", ATTN_TOOL_Q_VENDOR, f_vendor},
+    {"Driver version", ATTN_TOOL_Q_DRIVER, f_driver},
+    {"OpenCL C version", ATTN_TOOL_Q_CLC_VERSION, f_clc},
+    {"Compute units", ATTN_TOOL_Q_COMPUTE_UNITS, f_cu},
+    {"Max clock", ATTN_TOOL_Q_CLOCK, f_clock},
+    {"Global memory", ATTN_TOOL_Q_GLOBAL_MEM, f_gmem},
+    {"Local memory", ATTN_TOOL_Q_LOCAL_MEM, f_lmem},
+    {"Max allocation", ATTN_TOOL_Q_MAX_ALLOC, f_alloc},
+    {"Max work-group size", ATTN_TOOL_Q_WORK_GROUP, f_wg},
+    {"fp16 (cl_khr_fp16)", ATTN_TOOL_Q_FP16, f_fp16},
+    {"fp64", ATTN_TOOL_Q_FP64, f_fp64},
+    {"Host-unified memory", ATTN_TOOL_Q_UNIFIED, f_unified},
     {"Offline binary", 0, f_binary},
     {"Usable", 0, f_usable},
     {"Rank", 0, f_rank},
 };
 
-static void print_table(const attn_cl_device *devs, size_t n)
+static void print_table(const attn_tool_device *devs, size_t n)
 {
     char val[512];
     int last_platform = -1;
@@ -239,17 +247,17 @@ static void print_table(const attn_cl_device *devs, size_t n)
     printf("%zu OpenCL platform%s with devices, %zu device%s\n", platforms,
            platforms == 1 ? "" : "s", n, n == 1 ? "" : "s");
     for (size_t i = 0; i < n; i++) {
-        const attn_cl_device *d = &devs[i];
+        const attn_tool_device *d = &devs[i];
         if (d->info.platform_index != last_platform) {
             last_platform = d->info.platform_index;
             printf("\nPlatform %d  %s\n", last_platform,
-                   d->query_failed & ATTN_CL_Q_PLATFORM ? "(query failed)"
-                                                        : d->info.platform);
+                   d->query_failed & ATTN_TOOL_Q_PLATFORM ? "(query failed)"
+                                                          : d->info.platform);
         }
         printf("  Device %d:%d  %s\n", d->info.platform_index,
                d->info.device_index,
-               d->query_failed & ATTN_CL_Q_NAME ? "(name query failed)"
-                                                : d->info.name);
+               d->query_failed & ATTN_TOOL_Q_NAME ? "(name query failed)"
+                                                  : d->info.name);
         for (size_t k = 0; k < sizeof props / sizeof props[0]; k++) {
             if (props[k].failed && (d->query_failed & props[k].failed))
                 snprintf(val, sizeof val, "(query failed)");
@@ -265,14 +273,14 @@ static void print_table(const attn_cl_device *devs, size_t n)
         snprintf(pd, sizeof pd, "%d:%d", devs[i].info.platform_index,
                  devs[i].info.device_index);
         printf("%-6s %-6s %-6s %-9.1f %s\n", pd,
-               attn_cl_kind_name(devs[i].info.kind),
+               attn_tool_kind_name(devs[i].info.kind),
                yes_no(devs[i].info.usable), devs[i].info.rank,
                devs[i].info.name);
     }
 }
 
-static void print_selection(const attn_cl_device *devs, const char *spec,
-                            const attn_selection *sel)
+static void print_selection(const attn_tool_device *devs, const char *spec,
+                            const attn_tool_selection *sel)
 {
     printf("\nSelected (%s): ", spec);
     if (sel->native) {
@@ -281,7 +289,7 @@ static void print_selection(const attn_cl_device *devs, const char *spec,
         for (size_t k = 0; k < sel->count; k++) {
             const attn_device_info *d = &devs[sel->index[k]].info;
             printf("%s%d:%d %s (%s)", k ? ", " : "", d->platform_index,
-                   d->device_index, d->name, attn_cl_kind_name(d->kind));
+                   d->device_index, d->name, attn_tool_kind_name(d->kind));
         }
         printf("\n");
     }
@@ -358,26 +366,26 @@ static const char *bool_str(int v)
     return v ? "true" : "false";
 }
 
-static void json_device(const attn_cl_device *d)
+static void json_device(const attn_tool_device *d)
 {
     static const struct {
         unsigned bit;
         const char *name;
-    } qnames[] = {{ATTN_CL_Q_NAME, "name"},
-                  {ATTN_CL_Q_VENDOR, "vendor"},
-                  {ATTN_CL_Q_PLATFORM, "platform"},
-                  {ATTN_CL_Q_DRIVER, "driver_version"},
-                  {ATTN_CL_Q_CLC_VERSION, "opencl_c_version"},
-                  {ATTN_CL_Q_COMPUTE_UNITS, "compute_units"},
-                  {ATTN_CL_Q_CLOCK, "max_clock_mhz"},
-                  {ATTN_CL_Q_GLOBAL_MEM, "global_mem_bytes"},
-                  {ATTN_CL_Q_LOCAL_MEM, "local_mem_bytes"},
-                  {ATTN_CL_Q_MAX_ALLOC, "max_alloc_bytes"},
-                  {ATTN_CL_Q_WORK_GROUP, "max_work_group_size"},
-                  {ATTN_CL_Q_FP16, "fp16"},
-                  {ATTN_CL_Q_FP64, "fp64"},
-                  {ATTN_CL_Q_UNIFIED, "unified_memory"},
-                  {ATTN_CL_Q_TYPE, "kind"}};
+    } qnames[] = {{ATTN_TOOL_Q_NAME, "name"},
+                  {ATTN_TOOL_Q_VENDOR, "vendor"},
+                  {ATTN_TOOL_Q_PLATFORM, "platform"},
+                  {ATTN_TOOL_Q_DRIVER, "driver_version"},
+                  {ATTN_TOOL_Q_CLC_VERSION, "opencl_c_version"},
+                  {ATTN_TOOL_Q_COMPUTE_UNITS, "compute_units"},
+                  {ATTN_TOOL_Q_CLOCK, "max_clock_mhz"},
+                  {ATTN_TOOL_Q_GLOBAL_MEM, "global_mem_bytes"},
+                  {ATTN_TOOL_Q_LOCAL_MEM, "local_mem_bytes"},
+                  {ATTN_TOOL_Q_MAX_ALLOC, "max_alloc_bytes"},
+                  {ATTN_TOOL_Q_WORK_GROUP, "max_work_group_size"},
+                  {ATTN_TOOL_Q_FP16, "fp16"},
+                  {ATTN_TOOL_Q_FP64, "fp64"},
+                  {ATTN_TOOL_Q_UNIFIED, "unified_memory"},
+                  {ATTN_TOOL_Q_TYPE, "kind"}};
     const attn_device_info *i = &d->info;
     int first = 1;
     printf("{\"platform\": ");
@@ -396,7 +404,7 @@ static void json_device(const attn_cl_device *d)
            "\"max_alloc_bytes\": %llu, \"max_work_group_size\": %zu, "
            "\"fp16\": %s, \"fp64\": %s, \"unified_memory\": %s, "
            "\"has_binary\": %s, \"usable\": %s, \"reason\": ",
-           attn_cl_kind_name(i->kind), i->compute_units, i->max_clock_mhz,
+           attn_tool_kind_name(i->kind), i->compute_units, i->max_clock_mhz,
            (unsigned long long)i->global_mem_bytes,
            (unsigned long long)i->local_mem_bytes,
            (unsigned long long)i->max_alloc_bytes, i->max_work_group_size,
@@ -413,8 +421,8 @@ static void json_device(const attn_cl_device *d)
     printf("]}");
 }
 
-static void json_selected(const attn_cl_device *devs, size_t k,
-                          const attn_selection *sel)
+static void json_selected(const attn_tool_device *devs, size_t k,
+                          const attn_tool_selection *sel)
 {
     if (sel->native) {
         printf("{\"kind\": \"native\", \"name\": \"native\", "
@@ -422,14 +430,14 @@ static void json_selected(const attn_cl_device *devs, size_t k,
         return;
     }
     const attn_device_info *d = &devs[sel->index[k]].info;
-    printf("{\"kind\": \"%s\", \"name\": ", attn_cl_kind_name(d->kind));
+    printf("{\"kind\": \"%s\", \"name\": ", attn_tool_kind_name(d->kind));
     json_string(d->name);
     printf(", \"platform_index\": %d, \"device_index\": %d}", d->platform_index,
            d->device_index);
 }
 
-static void print_json(const attn_cl_device *devs, size_t n, const char *spec,
-                       const attn_selection *sel, const char *error)
+static void print_json(const attn_tool_device *devs, size_t n, const char *spec,
+                       const attn_tool_selection *sel, const char *error)
 {
     printf("{\"version\": ");
     json_string(attn_version());
@@ -459,38 +467,59 @@ static void print_json(const attn_cl_device *devs, size_t n, const char *spec,
     printf("}\n");
 }
 
+/* ---- kernel variants -------------------------------------------------------
+ */
+
+/* The kernel variants, their paths and parameters (--kernels). */
+static int print_kernels(void)
+{
+    attn_tool_variant v;
+    printf("attn-probe (libattn %s): OpenCL kernel variants (force one with "
+           "ATTN_KERNEL\nor options.kernel; tune one with profile keys "
+           "<variant>.<parameter>)\n",
+           attn_version());
+    if (!attn_kernel_name(0))
+        printf("\nnone: this build has no OpenCL backend\n");
+    for (int i = 0; attn_tool_variant_info(i, &v) == ATTN_OK; i++) {
+        printf("\n%s (path %s): %s\n", v.name, v.path, v.summary);
+        for (int k = 0; k < v.n_params; k++) {
+            const attn_tool_param *p = &v.params[k];
+            printf("  %-12s %6d  [%d, %d]%s%s  %s\n", p->name, p->def, p->min,
+                   p->max, p->pow2 ? " power of two" : "",
+                   p->runtime ? " (not built in)" : "", p->doc);
+        }
+    }
+    return 0;
+}
+
 /* ---- main ------------------------------------------------------------------
  */
 
 int main(int argc, char **argv)
 {
     probe_args a;
-    attn_cl_device *devs = NULL;
-    attn_device_info *infos = NULL;
+    attn_tool_device *devs = NULL;
     size_t n = 0;
-    attn_selection sel;
-    attn_err derr = {{0}}, serr = {{0}};
+    attn_tool_selection sel;
+    struct {
+        char msg[512];
+    } derr = {""}, serr = {""};
     attn_status ds, ss;
     const char *spec;
     int rc = parse_args(argc, argv, &a);
 
     if (rc >= 0)
         return rc;
+    if (a.kernels)
+        return print_kernels();
     spec = a.spec ? a.spec : "auto";
 
-    ds = attn_cl_discover(&devs, &n, &derr);
+    ds = attn_tool_discover(&devs, &n, derr.msg, sizeof derr.msg);
     if (ds != ATTN_OK)
         fprintf(stderr, "attn-probe: OpenCL discovery failed: %s: %s\n",
                 attn_status_string(ds), derr.msg);
-    if (n > 0 && !(infos = calloc(n, sizeof *infos))) {
-        fprintf(stderr, "attn-probe: out of memory\n");
-        free(devs);
-        return 1;
-    }
-    for (size_t i = 0; i < n; i++)
-        infos[i] = devs[i].info;
-    /* The same choice attn_context_create makes. */
-    ss = attn_cl_select(infos, n, spec, ATTN_CL_NATIVE_BEATS_CPU, &sel, &serr);
+    /* The same choice attn_context_create makes (profiles included). */
+    ss = attn_tool_select(devs, n, spec, -1, &sel, serr.msg, sizeof serr.msg);
 
     if (a.bench) {
         int failed = 0;
@@ -504,7 +533,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "attn-probe: %s%s%s: %s\n", attn_status_string(ss),
                     a.origin ? " from " : "", a.origin ? a.origin : "",
                     serr.msg);
-        free(infos);
         free(devs);
         return ds != ATTN_OK || ss != ATTN_OK || failed ? 1 : 0;
     }
@@ -524,7 +552,6 @@ int main(int argc, char **argv)
     if (ss)
         fprintf(stderr, "attn-probe: %s%s%s: %s\n", attn_status_string(ss),
                 a.origin ? " from " : "", a.origin ? a.origin : "", serr.msg);
-    free(infos);
     free(devs);
     return ds != ATTN_OK || ss != ATTN_OK ? 1 : 0;
 }

@@ -142,7 +142,8 @@ static void bench_row(const char *pd, const char *name, const char *check,
            flop / median * 1e-9);
 }
 
-int probe_bench(const attn_cl_device *devs, size_t n, const attn_selection *sel)
+int probe_bench(const attn_tool_device *devs, size_t n,
+                const attn_tool_selection *sel)
 {
     bench_data b;
     char why[600], check[64], pd[24];

@@ -1,10 +1,11 @@
-/* The native backend behind the backend interface of attn_impl.h. */
+/* The native backend behind the backend interface of core/backend.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/memsize.h"
+#include "cpu/backend_native.h"
 #include "cpu/cpu_impl.h"
-#include "memsize.h"
 
 static void native_destroy(attn_backend *b)
 {
@@ -51,11 +52,12 @@ static void native_device_info(const attn_backend *b, attn_device_info *out)
     out->usable = 1;
 }
 
-static attn_status native_sdpa(attn_backend *b, const attn_sdpa_desc *d,
-                               const void *q, const void *k, const void *v,
-                               void *o, float *lse, attn_err *err)
+static attn_status native_sdpa(attn_backend *b, const attn_sdpa_call *c,
+                               attn_err *err)
 {
-    attn_status s = attn_cpu_sdpa(b->impl, d, q, k, v, o, lse, NULL);
+    const attn_sdpa_desc *d = c->d;
+    attn_status s =
+        attn_cpu_sdpa(b->impl, d, c->q, c->k, c->v, c->o, c->lse, NULL);
     if (s) {
         char need[ATTN_BYTES_TEXT_MAX], have[ATTN_BYTES_TEXT_MAX];
         size_t bytes = attn_cpu_ws_bytes(b->impl, d->head_dim, d->head_dim_v);
@@ -70,14 +72,21 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_desc *d,
     return s;
 }
 
-static attn_status native_mha(attn_backend *b, const attn_mha_call *c,
-                              attn_err *err)
+static attn_status native_mha(attn_backend *b, int dev, const attn_prepared *p,
+                              const attn_mha_call *c, attn_err *err)
 {
+    (void)dev;
+    (void)p;
     return attn_cpu_mha(b->impl, c, err);
 }
 
 static const attn_backend_ops native_ops = {
-    "native", native_destroy, native_device_info, native_sdpa, native_mha,
+    .name = "native",
+    .destroy = native_destroy,
+    .device_info = native_device_info,
+    .sdpa = native_sdpa,
+    .mha = native_mha,
+    .exec = NULL,
 };
 
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "attn/attn.h"
-#include "attn_impl.h"
+#include "core/backend.h"
 
 /* ---- worker pool ---------------------------------------------------------
  * A fixed set of threads that run one job at a time.  A job is a function

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "cpu/cpu_impl.h"
-#include "memsize.h"
+#include "core/memsize.h"
 
 /* x + positional encoding for rows at positions pos0 .. pos0+seq-1 of every
  * batch item, into out [batch*seq, d_model]. */

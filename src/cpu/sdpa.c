@@ -25,7 +25,7 @@
 #endif
 
 #include "cpu/cpu_impl.h"
-#include "memsize.h"
+#include "core/memsize.h"
 
 #define QT ATTN_QTILE
 #ifndef SDPA_KTILE

@@ -1,26 +1,39 @@
-/* The OpenCL backend object (private). */
+/*
+ * The OpenCL backend's entry points that take OpenCL objects: for the
+ * embedding API of attn_cl.h (src/api/api_cl.c) and for tools and tests.
+ * Not installed.
+ */
 #ifndef ATTN_OPENCL_BACKEND_CL_H
 #define ATTN_OPENCL_BACKEND_CL_H
 
+#include "core/backend.h"
 #include "opencl/sdpa_cl.h"
 
-/* Wraps rt (owned from then on) into a backend. */
-attn_status attn_backend_cl_wrap(attn_cl_runtime *rt, attn_backend **out,
-                                 attn_err *err);
-/* The same over n runtimes (rt[0] the primary device), all owned. */
+/* A backend on the caller's context and device (retained, not owned),
+ * with the device's profile applied, path `path`, forced kernel `kernel`
+ * (NULL: none).  Errors: ATTN_ERR_INVALID_ARGUMENT (a device libattn
+ * cannot use: err says why), ATTN_ERR_DEVICE, ATTN_ERR_OUT_OF_MEMORY. */
+attn_status attn_backend_cl_from_objects(cl_context context,
+                                         cl_device_id device,
+                                         const attn_options *o,
+                                         const char *kernel,
+                                         const attn_logger *log,
+                                         attn_backend **out, attn_err *err);
+
+/* Wraps runtimes (owned from then on; rt[0] the primary device) into a
+ * backend with their profiles' weights left at compute units x clock. */
 attn_status attn_backend_cl_wrap_n(attn_cl_runtime *const *rt, int n,
                                    attn_backend **out, attn_err *err);
+
 /* The primary runtime of an OpenCL backend, or NULL for any other
  * backend. */
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b);
 
-/* Sets the kernel path (options.path) of an OpenCL backend. */
-void attn_backend_cl_set_path(attn_backend *b, attn_path path);
-
-/* The kernels of one call on the primary device and the caller's queue,
- * on the path the context chose (the fused kernel where the shape fits,
- * else the three kernels); the contract of attn_cl_sdpa_unfused. */
+/* The kernels of one call on the primary device and the caller's queue:
+ * the variant p prepared (attn_plan_devices) on the tensors t; the
+ * contract of attn_sdpa_cl_buffers (no fallback, never blocks). */
 attn_status attn_backend_cl_launch(const attn_backend *b,
+                                   const attn_prepared *p,
                                    const attn_sdpa_desc *d,
                                    const attn_cl_tensors *t, cl_command_queue q,
                                    cl_uint n_wait, const cl_event *wait,

@@ -14,7 +14,7 @@
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 
-#include "attn_impl.h"
+#include "core/core.h"
 
 /* One OpenCL device: its public description plus the handles.  The handles
  * stay valid as long as the ICD loader is loaded (for the process). */

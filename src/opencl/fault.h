@@ -119,12 +119,22 @@ cl_int attn_fault_clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
                                        cl_uint n_wait, const cl_event *wait,
                                        cl_event *ev);
 
-/* Test hook (backend_cl.c): overrides the global memory and largest
- * allocation recorded for device i (0 = the primary) of ctx's OpenCL
- * backend, which the size checks compare calls with; 0 keeps a value.
- * Errors: ATTN_ERR_INVALID_ARGUMENT (no OpenCL backend, no device i). */
+/* Test hooks on a context (src/api/testing.c).  attn_fault_set_mem_limits
+ * overrides the global memory and largest allocation recorded for device
+ * i (0 = the primary) of ctx's OpenCL backend, which the size checks
+ * compare calls with; 0 keeps a value.  Errors: ATTN_ERR_INVALID_ARGUMENT
+ * (no OpenCL backend, no device i). */
 attn_status attn_fault_set_mem_limits(attn_context *ctx, int device,
                                       uint64_t global_mem, uint64_t max_alloc);
+/* Releases the idle buffers of the pools of ctx's devices, so that the
+ * next call allocates what it needs (and each allocation can be failed);
+ * returns how many. */
+size_t attn_fault_trim(attn_context *ctx);
+/* Device buffers ctx's pools created and reused so far, and the plans its
+ * cache made and found. */
+void attn_fault_counts(attn_context *ctx, unsigned long *created,
+                       unsigned long *reused, unsigned long *plans_made,
+                       unsigned long *plans_hit);
 
 #else
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memsize.h"
+#include "core/memsize.h"
 #include "opencl/launch_common.h"
 
 /* Checks that buffer m holds count elements of elem bytes at offset off. */
@@ -37,8 +37,7 @@ attn_status attn_cl_check_call(const char *fn, const attn_cl_runtime *rt,
                                cl_uint n_wait, const cl_event *wait,
                                cl_event *done, attn_err *err)
 {
-    if (done)
-        *done = NULL;
+    (void)done;
     if (!rt || !d || !t || !queue || !t->q || !t->k || !t->v || !t->o ||
         (n_wait > 0 && !wait))
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "%s: NULL argument",
@@ -114,6 +113,22 @@ static int bias_elems(const attn_sdpa_desc *d, size_t *n)
                                                                    : 2;
         return attn_mul_sizes(n, 4 - skip, f + skip);
     }
+    return 1;
+}
+
+int attn_cl_input_sizes(const attn_sdpa_desc *d, size_t bytes[3])
+{
+    size_t n_bias = 0;
+    bytes[0] = bytes[1] = bytes[2] = 0;
+    if (!bias_elems(d, &n_bias) ||
+        (d->mask.bias && !attn_mul_size(&bytes[0], n_bias, sizeof(float))))
+        return 0;
+    if (d->mask.kv_len)
+        bytes[1] = (size_t)d->batch * sizeof(int32_t);
+    if (d->score == ATTN_SCORE_ADDITIVE && d->additive_w &&
+        !attn_mul_size(&bytes[2], (size_t)d->heads_q * (size_t)d->head_dim,
+                       sizeof(float)))
+        return 0;
     return 1;
 }
 
@@ -201,19 +216,12 @@ void attn_cl_release_mem(cl_mem m)
         clReleaseMemObject(m);
 }
 
-static _Thread_local int own_buffers;
-
-void attn_cl_launch_own_buffers(int on)
-{
-    own_buffers = on;
-}
-
-attn_status attn_cl_gate_open(attn_cl_runtime *rt, cl_uint n_wait,
+attn_status attn_cl_gate_open(attn_cl_runtime *rt, int own, cl_uint n_wait,
                               const cl_event *wait, attn_cl_gate *g,
                               attn_err *err)
 {
     cl_int rc;
-    g->own = own_buffers;
+    g->own = own;
     g->user = clCreateUserEvent(rt->context, &rc);
     if (rc != CL_SUCCESS) {
         g->user = NULL;
@@ -251,130 +259,4 @@ attn_status attn_cl_gate_close(attn_status s, attn_cl_gate *g, cl_event last,
         clReleaseEvent(g->user);
     memset(g, 0, sizeof *g);
     return s;
-}
-
-cl_int attn_cl_set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
-                        size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        cl_int rc =
-            clSetKernelArg(k, first + (cl_uint)i, a[i].size, a[i].value);
-        if (rc != CL_SUCCESS)
-            return rc;
-    }
-    return CL_SUCCESS;
-}
-
-cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
-                     const size_t *global, const size_t *local, cl_uint n_wait,
-                     const cl_event *wait, cl_event *prev)
-{
-    cl_event ev = NULL;
-    cl_int rc = ATTN_CL(clEnqueueNDRangeKernel)(queue, k, dims, NULL, global,
-                                                local, *prev ? 1 : n_wait,
-                                                *prev ? prev : wait, &ev);
-    if (rc != CL_SUCCESS)
-        return rc;
-    if (*prev)
-        clReleaseEvent(*prev);
-    *prev = ev;
-    return CL_SUCCESS;
-}
-
-/* ---- programs ---------------------------------------------------------- */
-
-attn_status attn_cl_state_new(attn_cl_runtime *rt, size_t size,
-                              size_t dummy_off, const char *what, void **state,
-                              attn_err *err)
-{
-    char *st = calloc(1, size);
-    cl_mem dummy;
-    cl_int rc;
-    *state = NULL;
-    if (!st)
-        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot allocate %s",
-                         what);
-    dummy =
-        ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_WRITE, 16, NULL, &rc);
-    if (rc != CL_SUCCESS) {
-        free(st);
-        return attn_fail(err, attn_cl_status(rc), "clCreateBuffer failed: %s",
-                         attn_cl_error_name(rc));
-    }
-    memcpy(st + dummy_off, &dummy, sizeof dummy);
-    *state = st;
-    return ATTN_OK;
-}
-
-void attn_cl_release_prog(cl_program prog, const cl_kernel *k, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (k[i])
-            clReleaseKernel(k[i]);
-    if (prog)
-        clReleaseProgram(prog);
-}
-
-attn_status attn_cl_create_kernel(cl_program prog, const char *name,
-                                  cl_kernel *out, attn_err *err)
-{
-    cl_int rc;
-    *out = clCreateKernel(prog, name, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
-                         name, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
-}
-
-attn_status attn_cl_wg_limits(attn_cl_runtime *rt, size_t *dev_wg,
-                              size_t items[16], attn_err *err)
-{
-    cl_int rc;
-    *dev_wg = 0;
-    memset(items, 0, 16 * sizeof *items);
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
-                                  sizeof *dev_wg, dev_wg, NULL),
-                  fail);
-    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
-                                  16 * sizeof *items, items, NULL),
-                  fail);
-    return ATTN_OK;
-fail:
-    return ATTN_ERR_DEVICE;
-}
-
-attn_status attn_cl_wg_side(attn_cl_runtime *rt, size_t *dev_wg, attn_err *err)
-{
-    size_t items[16];
-    attn_status s = attn_cl_wg_limits(rt, dev_wg, items, err);
-    if (s == ATTN_OK && items[0] > 0 && items[0] < *dev_wg)
-        *dev_wg = items[0];
-    return s;
-}
-
-attn_status attn_cl_kernel_limits(attn_cl_runtime *rt, cl_kernel k, size_t *kwg,
-                                  cl_ulong *klocal, attn_err *err)
-{
-    cl_int rc;
-    ATTN_CL_CHECK(clGetKernelWorkGroupInfo(k, rt->device,
-                                           CL_KERNEL_WORK_GROUP_SIZE,
-                                           sizeof *kwg, kwg, NULL),
-                  fail);
-    ATTN_CL_CHECK(clGetKernelWorkGroupInfo(k, rt->device,
-                                           CL_KERNEL_LOCAL_MEM_SIZE,
-                                           sizeof *klocal, klocal, NULL),
-                  fail);
-    return ATTN_OK;
-fail:
-    return ATTN_ERR_DEVICE;
-}
-
-attn_status attn_cl_keep_failure(attn_status s, const attn_err *e,
-                                 attn_status *failed, char *why, attn_err *err)
-{
-    *failed = s;
-    memcpy(why, e->msg, ATTN_MSG_MAX);
-    return attn_fail(err, s, "%s", e->msg);
 }

@@ -10,15 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/driver.h"
 #include "opencl/launch_common.h"
 #include "opencl/mha_impl.h"
-#include "opencl/sdpa_cl.h"
 
 #ifndef ATTN_HAVE_CLBLAST
 
-attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
-                        attn_err *err)
+attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
+                        const attn_mha_call *c, attn_err *err)
 {
+    (void)p;
     (void)c;
     return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                      "the multi-head layer on %s needs CLBlast, and libattn "
@@ -354,18 +355,21 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
                    (cl_int)z->nkv, m->heads_kv, c->seq_kv)))
         return s;
 
-    attn_cl_mha_stage_sdpa_desc(c, &sd);
+    attn_mha_sdpa_desc(c, &sd);
+    if ((s = attn_cl_mha_stage_attention(r, &sd)))
+        return s;
     memset(&t, 0, sizeof t);
     t.q = b[B_HQ];
     t.k = b[B_HK];
     t.v = b[B_HV];
     t.o = b[B_HO];
-    /* The attention writes the layer's device buffers only
-     * (launch_common.h). */
-    attn_cl_launch_own_buffers(1);
-    s = attn_cl_sdpa_unfused(r->rt, &sd, &t, r->rt->queue, 0, NULL, &ev,
-                             r->err);
-    attn_cl_launch_own_buffers(0);
+    {
+        const attn_cl_inputs in = {r->ab[A_BIAS].mem, r->ab[A_KV_LEN].mem,
+                                   r->ab[A_ADDW].mem, r->ab[A_SCRATCH].mem};
+        /* The attention writes the layer's device buffers only. */
+        s = attn_cl_run(r->rt, r->p, &sd, &t, &in, 1, r->rt->queue, 0, NULL,
+                        &ev, r->err);
+    }
     if (s || (s = attn_cl_mha_stage_event(r, ev, "attention")))
         return s;
 
@@ -388,8 +392,8 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
     return ATTN_OK;
 }
 
-attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
-                        attn_err *err)
+attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
+                        const attn_mha_call *c, attn_err *err)
 {
     mha_run r;
     mha_sizes z;
@@ -397,18 +401,19 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
     attn_status s;
     cl_int rc;
 
-    if (!rt || !c)
+    if (!rt || !p || !c)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "attn_cl_mha: NULL argument");
+    memset(&r, 0, sizeof r);
+    r.rt = rt;
+    r.p = p;
+    r.err = err;
     /* Sizes first: a call the device cannot hold is refused before
      * anything is built, created or copied. */
     if ((s = attn_validate_mha(c, err)) ||
         (s = attn_cl_mha_stage_sizes(c, &z, err)) ||
-        (s = attn_cl_mha_stage_fit(rt, c, &z, err)))
+        (s = attn_cl_mha_stage_fit(&r, c, &z, err)))
         return s;
-    memset(&r, 0, sizeof r);
-    r.rt = rt;
-    r.err = err;
     pthread_mutex_lock(&rt->lock);
     s = state_get(rt, &r.st, err);
     pthread_mutex_unlock(&rt->lock);
@@ -454,9 +459,7 @@ out:
     }
     for (cl_uint i = 0; i < r.n_ev; i++)
         clReleaseEvent(r.ev[i]);
-    for (int i = 0; i < N_BUFS; i++)
-        if (b[i])
-            clReleaseMemObject(b[i]);
+    attn_cl_mha_stage_release(&r, s == ATTN_OK);
     return s;
 }
 

@@ -2,13 +2,15 @@
  * The multi-head attention layer on an OpenCL device: projections through
  * CLBlast GEMMs on the runtime's queue, positional encodings and head
  * split/merge as kernels (cl/posenc.cl, cl/heads.cl), attention through the
- * three-kernel path (sdpa_cl.h).  Not installed.
+ * kernel variant the plan chose for the layer's attention step (driver.h).
+ * Every device buffer comes from the device's pool (pool.h), so repeated
+ * calls of a shape allocate nothing after the first.  Not installed.
  *
  * Data flow of one call (every input uploaded once, one blocking read):
  *   x_q (x_kv) += positional table (SINUSOIDAL, LEARNED)   posenc kernel
  *   [q | k | v] = x [Wq; Wk; Wv]^T   one GEMM (self), or q and [k | v]
  *   Q, K, V [B, H, S, D] = split(+ bias, RoPE)               split kernel
- *   O = attention(Q, K, V)                          attn_cl_sdpa_unfused
+ *   O = attention(Q, K, V)                        the prepared variant
  *   y = merge(O) Wo^T + bo                  merge kernel, GEMM, bias kernel
  * Activations live in a few device buffers that are reused along the way
  * (the merged heads overwrite the projections, y overwrites x_q).
@@ -21,15 +23,17 @@
 #ifndef ATTN_OPENCL_MHA_CL_H
 #define ATTN_OPENCL_MHA_CL_H
 
-#include "attn_impl.h"
+#include "core/backend.h"
 #include "opencl/runtime.h"
 
 /* The multi-head layer on the runtime's device; c is validated
- * (attn_validate_mha).  Uploads x_q (and x_kv), the weights and biases once
- * per call, runs: posenc add (kernel) -> GEMMs via CLBlastSgemm (RowMajor,
- * x [tokens, d_model] times W^T) -> bias + RoPE + head split to [B,H,S,D]
- * (kernel) -> attn_cl_sdpa_unfused (scale 1/sqrt(head_dim), c->mask, score
- * and additive_w from the descriptor) -> head merge (kernel) -> output GEMM
+ * (attn_validate_mha) and p is the variant prepared on rt for its attention
+ * step (attn_mha_sdpa_desc).  Uploads x_q (and x_kv), the weights and
+ * biases once per call, runs: posenc add (kernel) -> GEMMs via
+ * CLBlastSgemm (RowMajor, x [tokens, d_model] times W^T) -> bias + RoPE +
+ * head split to [B,H,S,D] (kernel) -> the attention variant p (scale
+ * 1/sqrt(head_dim), c->mask, score and additive_w from the descriptor) ->
+ * head merge (kernel) -> output GEMM
  * (+bo, kernel) -> blocking read into c->y, which waits for every command
  * of the call and fails without writing when any of them failed.  Returns
  * ATTN_OK, or ATTN_ERR_DEVICE / ATTN_ERR_OUT_OF_MEMORY /
@@ -38,7 +42,7 @@
  * on error; nothing leaked; no command of the call still reads the caller's
  * memory when it returns.  Thread-safe (several threads may call it on one
  * runtime). */
-attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_mha_call *c,
-                        attn_err *err);
+attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
+                        const attn_mha_call *c, attn_err *err);
 
 #endif /* ATTN_OPENCL_MHA_CL_H */

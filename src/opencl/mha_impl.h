@@ -9,6 +9,7 @@
 #define ATTN_OPENCL_MHA_IMPL_H
 
 #include "opencl/mha_cl.h"
+#include "opencl/pool.h"
 
 #define MHA_MAX_EVENTS 32 /* commands of one call: 25 at most */
 
@@ -23,13 +24,21 @@ typedef struct mha_sizes {
     size_t pairs, half; /* sinusoidal frequencies, RoPE pairs per head */
 } mha_sizes;
 
-/* What a call has enqueued so far. */
+/* Buffers of the attention step besides the heads: the copies of
+ * mask.bias, mask.kv_len and additive_w, and the variant's scratch. */
+enum { A_BIAS, A_KV_LEN, A_ADDW, A_SCRATCH, N_ABUFS };
+
+/* What a call has enqueued so far, and the pooled buffers it holds. */
 typedef struct mha_run {
     attn_cl_runtime *rt;
+    const attn_prepared *p; /* the attention step's variant */
     mha_state *st;
     attn_err *err;
     cl_event ev[MHA_MAX_EVENTS];
     cl_uint n_ev;
+    attn_cl_buf pb[16]; /* the call's buffers (N_BUFS of them) */
+    attn_cl_buf ab[N_ABUFS];
+    float *fpe, *frope; /* frequency tables, uploaded from here */
 } mha_run;
 
 /* Device buffers of one call. */
@@ -62,19 +71,25 @@ attn_status attn_cl_mha_stage_sizes(const attn_mha_call *c, mha_sizes *z,
  * the error); releases it and fails with ATTN_ERR_DEVICE when r is full. */
 attn_status attn_cl_mha_stage_event(mha_run *r, cl_event ev, const char *what);
 
-/* The attention step of call c as an attn_sdpa descriptor (scale
- * 1/sqrt(head_dim), c's mask and score, f32; no tensor pointers). */
-void attn_cl_mha_stage_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd);
+/* Takes the attention step's buffers (r->ab) from the pool and enqueues
+ * the uploads of the step's host-side inputs (sd's mask.bias, mask.kv_len
+ * and additive_w), recorded in r. */
+attn_status attn_cl_mha_stage_attention(mha_run *r, const attn_sdpa_desc *sd);
+
+/* Gives every buffer r holds back to the pool (kept for the next call when
+ * ok) and frees the frequency tables. */
+void attn_cl_mha_stage_release(mha_run *r, int ok);
 
 /* Checks, before anything is created, that the call's buffers and the
- * attention step's scratch fit rt's device (attn_cl_check_fit).  Errors:
- * ATTN_ERR_OUT_OF_MEMORY with a sentence naming the sizes. */
-attn_status attn_cl_mha_stage_fit(attn_cl_runtime *rt, const attn_mha_call *c,
+ * attention step's input copies and scratch (r->p) fit rt's device
+ * (attn_cl_check_fit).  Errors: ATTN_ERR_OUT_OF_MEMORY with a sentence
+ * naming the sizes. */
+attn_status attn_cl_mha_stage_fit(mha_run *r, const attn_mha_call *c,
                                   const mha_sizes *z, attn_err *err);
 
-/* Creates the call's buffers b[N_BUFS] (NULL where unused) and enqueues
- * the uploads of its inputs, recorded in r.  On error b holds what was
- * created, for the caller to release. */
+/* Takes the call's buffers from the pool into r->pb and b[N_BUFS] (NULL
+ * where unused) and enqueues the uploads of its inputs, recorded in r.
+ * On error r holds what was taken, for the caller to give back. */
 attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
                                      const mha_sizes *z, cl_mem *b);
 

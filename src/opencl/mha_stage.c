@@ -65,28 +65,23 @@ attn_status attn_cl_mha_stage_event(mha_run *r, cl_event ev, const char *what)
     return ATTN_OK;
 }
 
-/* A device buffer of n floats; init (host memory, n floats) is copied at
- * creation when given. */
-static attn_status new_buffer(mha_run *r, size_t n, const void *init,
-                              const char *name, cl_mem *out)
+_Static_assert(N_BUFS <= 16, "mha_run.pb holds every buffer");
+
+/* A device buffer of n floats from the pool, held by r as r->pb[i]. */
+static attn_status new_buffer(mha_run *r, int i, size_t n, const char *name,
+                              cl_mem *out)
 {
     size_t bytes;
-    cl_int rc;
+    attn_status s;
     *out = NULL;
     if (!attn_mul_size(&bytes, n, sizeof(float)))
         return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
                          "the size of %s overflows", name);
-    *out = ATTN_CL(clCreateBuffer)(
-        r->rt->context,
-        init ? CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR : CL_MEM_READ_WRITE,
-        bytes, (void *)init, &rc);
-    if (rc != CL_SUCCESS) {
-        *out = NULL;
-        return attn_fail(r->err, attn_cl_status(rc),
-                         "cannot allocate %zu bytes for %s on %s: %s", bytes,
-                         name, r->rt->info.name, attn_cl_error_name(rc));
-    }
-    return ATTN_OK;
+    s = attn_cl_pool_take(r->rt, bytes, ATTN_CL_BUF_DEVICE, name, &r->pb[i],
+                          r->err);
+    if (s == ATTN_OK)
+        *out = r->pb[i].mem;
+    return s;
 }
 
 /* Enqueues a non-blocking copy of n floats from host to buf at element
@@ -164,37 +159,14 @@ static const char *const buffer_names[N_BUFS] = {"x_q",
                                                  "the value heads",
                                                  "the attention output"};
 
-void attn_cl_mha_stage_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd)
-{
-    const attn_mha_desc *m = c->m;
-    memset(sd, 0, sizeof *sd);
-    sd->batch = c->batch;
-    sd->heads_q = m->heads_q;
-    sd->heads_kv = m->heads_kv;
-    sd->seq_q = c->seq_q;
-    sd->seq_kv = c->seq_kv;
-    sd->head_dim = m->head_dim;
-    sd->head_dim_v = m->head_dim;
-    sd->scale = (float)(1.0 / sqrt((double)m->head_dim));
-    sd->score = m->score;
-    sd->additive_w = m->additive_w;
-    sd->mask = *c->mask;
-    sd->dtype = ATTN_F32;
-}
-
-attn_status attn_cl_mha_stage_fit(attn_cl_runtime *rt, const attn_mha_call *c,
+attn_status attn_cl_mha_stage_fit(mha_run *r, const attn_mha_call *c,
                                   const mha_sizes *z, attn_err *err)
 {
     size_t n[N_BUFS];
-    attn_sdpa_desc sd;
-    uint64_t total, largest = 0, scratch;
+    /* The attention step: its input copies and scratch. */
+    uint64_t total = attn_cl_add_bytes(r->p->inputs, r->p->scratch);
+    uint64_t largest = r->p->largest;
     buffer_floats(c, z, n);
-    attn_cl_mha_stage_sdpa_desc(c, &sd);
-    /* The attention step: its input copies and score buffer. */
-    total = attn_cl_input_bytes(&sd, &largest);
-    scratch = attn_cl_unfused_scratch(rt, &sd);
-    total = attn_cl_add_bytes(total, scratch);
-    largest = scratch > largest ? scratch : largest;
     for (int i = 0; i < N_BUFS; i++) {
         const uint64_t bytes = n[i] > UINT64_MAX / sizeof(float)
                                    ? UINT64_MAX
@@ -202,7 +174,8 @@ attn_status attn_cl_mha_stage_fit(attn_cl_runtime *rt, const attn_mha_call *c,
         total = attn_cl_add_bytes(total, bytes);
         largest = bytes > largest ? bytes : largest;
     }
-    return attn_cl_check_fit(rt, "the multi-head layer", total, largest, err);
+    return attn_cl_check_fit(r->rt, "the multi-head layer", total, largest,
+                             err);
 }
 
 attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
@@ -211,22 +184,23 @@ attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
     const attn_mha_desc *m = c->m;
     const int self = c->x_kv == NULL;
     const size_t sq = (size_t)c->seq_q, skv = (size_t)c->seq_kv;
-    float *fpe = NULL, *frope = NULL;
     size_t n[N_BUFS];
     attn_status s = ATTN_OK;
 
     buffer_floats(c, z, n);
-    if ((n[B_FPE] && !(fpe = freq_table(z->pairs, z->d))) ||
-        (n[B_FROPE] && !(frope = freq_table(z->half, (size_t)m->head_dim)))) {
-        s = attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
-                      "cannot allocate the frequency table");
-        goto out;
-    }
-    for (int i = 0; i < N_BUFS; i++) {
-        const void *init = i == B_FPE ? fpe : i == B_FROPE ? frope : NULL;
-        if (n[i] && (s = new_buffer(r, n[i], init, buffer_names[i], &b[i])))
-            goto out;
-    }
+    /* The tables live until the call ends (their uploads do not block). */
+    if ((n[B_FPE] && !(r->fpe = freq_table(z->pairs, z->d))) ||
+        (n[B_FROPE] && !(r->frope = freq_table(z->half, (size_t)m->head_dim))))
+        return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the frequency table");
+    for (int i = 0; i < N_BUFS; i++)
+        if (n[i] && (s = new_buffer(r, i, n[i], buffer_names[i], &b[i])))
+            return s;
+    if ((n[B_FPE] &&
+         (s = upload(r, b[B_FPE], 0, r->fpe, n[B_FPE], buffer_names[B_FPE]))) ||
+        (n[B_FROPE] && (s = upload(r, b[B_FROPE], 0, r->frope, n[B_FROPE],
+                                   buffer_names[B_FROPE]))))
+        return s;
 
     if ((s = upload(r, b[B_XQ], 0, c->x_q, z->xq, "x_q")) ||
         (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))) ||
@@ -246,9 +220,53 @@ attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
         (z->pe && !self &&
          (s = upload(r, b[B_PE], sq * z->d, m->pos_table, skv * z->d,
                      "pos_table"))))
-        goto out;
-out:
-    free(frope);
-    free(fpe);
-    return s;
+        return s;
+    return ATTN_OK;
+}
+
+attn_status attn_cl_mha_stage_attention(mha_run *r, const attn_sdpa_desc *sd)
+{
+    static const char *const names[3] = {"mask.bias", "mask.kv_len",
+                                         "additive_w"};
+    const void *src[3] = {sd->mask.bias, sd->mask.kv_len,
+                          sd->score == ATTN_SCORE_ADDITIVE ? sd->additive_w
+                                                           : NULL};
+    size_t bytes[3];
+    attn_status s;
+    if (!attn_cl_input_sizes(sd, bytes))
+        return attn_fail(r->err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of the mask overflows");
+    for (int i = 0; i < 3; i++) {
+        cl_event ev = NULL;
+        cl_int rc;
+        if (!bytes[i] || !src[i])
+            continue;
+        if ((s = attn_cl_pool_take(r->rt, bytes[i], ATTN_CL_BUF_DEVICE,
+                                   names[i], &r->ab[i], r->err)))
+            return s;
+        rc = ATTN_CL(clEnqueueWriteBuffer)(r->rt->queue, r->ab[i].mem, CL_FALSE,
+                                           0, bytes[i], src[i], 0, NULL, &ev);
+        if (rc != CL_SUCCESS)
+            return attn_fail(r->err, attn_cl_status(rc),
+                             "cannot copy %s to %s: %s", names[i],
+                             r->rt->info.name, attn_cl_error_name(rc));
+        if ((s = attn_cl_mha_stage_event(r, ev, names[i])))
+            return s;
+    }
+    if (r->p->scratch)
+        return attn_cl_pool_take(r->rt, (size_t)r->p->scratch,
+                                 ATTN_CL_BUF_DEVICE, "the attention scratch",
+                                 &r->ab[A_SCRATCH], r->err);
+    return ATTN_OK;
+}
+
+void attn_cl_mha_stage_release(mha_run *r, int ok)
+{
+    for (int i = 0; i < N_BUFS; i++)
+        attn_cl_pool_give(r->rt, &r->pb[i], ok);
+    for (int i = 0; i < N_ABUFS; i++)
+        attn_cl_pool_give(r->rt, &r->ab[i], ok);
+    free(r->frope);
+    free(r->fpe);
+    r->frope = r->fpe = NULL;
 }

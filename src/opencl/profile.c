@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn_impl.h"
+#include "core/core.h"
 #include "opencl/profile.h"
-#include "opencl/sdpa_cl.h"
+#include "opencl/variant.h"
 
 #define LINE_CAP    1024 /* bytes of a line, with the NUL */
 #define PATTERN_CAP 128  /* bytes of a header pattern, with the NUL */
@@ -33,45 +33,33 @@ static const struct {
                     {"kind", LVL_VENDOR},   {"driver", LVL_VENDOR},
                     {"arch", LVL_ARCH},     {"device", LVL_DEVICE}};
 
-typedef enum val_type { V_INT, V_POW2, V_PATH, V_STR } val_type;
+typedef enum val_type { V_INT, V_PATH, V_STR, V_ORDER, V_STAGING } val_type;
 
 typedef struct key_spec {
     const char *key;
-    size_t off; /* of the int field, or of build_options for V_STR */
+    size_t off; /* of the int field, or of the text for V_STR / V_ORDER */
     val_type type;
     int min, max;
 } key_spec;
 
-#define UNF(f, t)                                                              \
-    {                                                                          \
-        "unfused." #f, offsetof(attn_profile, unfused.f), (t), 1, 1024         \
-    }
 static const key_spec KEYS[] = {
-    UNF(sc_tq, V_INT),
-    UNF(sc_tk, V_INT),
-    UNF(sc_td, V_INT),
-    UNF(sc_wq, V_INT),
-    UNF(sc_wk, V_INT),
-    UNF(sm_wg, V_POW2),
-    UNF(ag_tq, V_INT),
-    UNF(ag_tv, V_INT),
-    UNF(ag_tj, V_INT),
-    UNF(ag_wq, V_INT),
-    UNF(ag_wv, V_INT),
     {"queues", offsetof(attn_profile, queues), V_INT, 1, 64},
     {"path", offsetof(attn_profile, path), V_PATH, 0, 2},
-    {"fused_min_seq", offsetof(attn_profile, fused_min_seq), V_INT, 0, 1 << 30},
-    {"decode_max_seq_q", offsetof(attn_profile, decode_max_seq_q), V_INT, 0,
-     64},
+    {"path.order", offsetof(attn_profile, order), V_ORDER, 0, 0},
     {"native_beats_opencl", offsetof(attn_profile, native_beats_opencl), V_INT,
      0, 1},
     {"weight", offsetof(attn_profile, weight), V_INT, 1, 1000000},
+    {"staging", offsetof(attn_profile, staging), V_STAGING, 0, 1},
     {"build_options", offsetof(attn_profile, build_options), V_STR, 0, 0}};
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
 
-/* Keys kept as text for the kernels that read them. */
-static const char *const RAW_PREFIX[] = {"fused.", "decode.", "quirk."};
+/* Earlier names of kernel parameters, still read. */
+static const char *const ALIASES[][2] = {
+    {"fused_min_seq", "fused.min_seq_kv"},
+    {"decode_max_seq_q", "decode.max_seq_q"}};
+
 static const char *const PATH_NAME[] = {"auto", "fused", "unfused"};
+static const char *const STAGING_NAME[] = {"direct", "pinned"};
 /* PoCL's CPU drivers prefix the LLVM CPU name with the driver's. */
 static const char *const POCL_PREFIX[] = {"pthread-", "cpu-minimal-", "cpu-",
                                           "basic-", "tbb-"};
@@ -356,7 +344,7 @@ static void set_extra(parser *p, unsigned line, const char *key,
         i++;
     if (i == ATTN_PROFILE_MAX_EXTRA) {
         say(p->report, p->user,
-            "%s:%u: more than %d fused./decode./quirk. "
+            "%s:%u: more than %d kernel and quirk. "
             "keys: '%s' not applied",
             p->t->name, line, ATTN_PROFILE_MAX_EXTRA, key);
         return;
@@ -365,6 +353,83 @@ static void set_extra(parser *p, unsigned line, const char *key,
         o->n_extra++;
     snprintf(o->extra[i].key, sizeof o->extra[i].key, "%s", key);
     snprintf(o->extra[i].value, sizeof o->extra[i].value, "%s", value);
+}
+
+/* path.order: kernel variant names, separated by spaces or commas, each
+ * once.  0 (after reporting) when it is not. */
+static int order_ok(parser *p, const char *value, unsigned line)
+{
+    char buf[ATTN_PROFILE_VALUE_MAX], *save = NULL;
+    int seen[ATTN_CL_MAX_VARIANTS] = {0}, n = 0;
+    snprintf(buf, sizeof buf, "%s", value);
+    for (char *w = strtok_r(buf, " ,\t", &save); w;
+         w = strtok_r(NULL, " ,\t", &save)) {
+        const int v = attn_cl_variant_find(w);
+        char names[256];
+        if (v < 0 || v >= ATTN_CL_MAX_VARIANTS) {
+            attn_cl_variant_names(names, sizeof names);
+            perr(p, line, "path.order: '%s' is not a kernel variant (%s)", w,
+                 names);
+            return 0;
+        }
+        if (seen[v]++) {
+            perr(p, line, "path.order names '%s' twice", w);
+            return 0;
+        }
+        n++;
+    }
+    if (n == 0) {
+        perr(p, line, "path.order names no kernel variant");
+        return 0;
+    }
+    return 1;
+}
+
+/* A key that is not in KEYS: "<variant>.<parameter>", checked against the
+ * variant's schema, or "quirk.<name>"; kept as text. */
+static int other_key(parser *p, const char *key, const char *value,
+                     unsigned line)
+{
+    const char *dot = strchr(key, '.');
+    if (!dot || !dot[1])
+        return perr(p, line, "unknown key '%s'", key);
+    if (strlen(key) >= ATTN_PROFILE_KEY_MAX)
+        return perr(p, line, "key '%s' over %d bytes", key,
+                    ATTN_PROFILE_KEY_MAX - 1);
+    if (strncmp(key, "quirk.", 6) != 0) {
+        char name[ATTN_PROFILE_KEY_MAX];
+        const attn_cl_variant *v;
+        int vi, pi, x;
+        snprintf(name, sizeof name, "%.*s", (int)(dot - key), key);
+        if ((vi = attn_cl_variant_find(name)) < 0)
+            return perr(p, line, "unknown key '%s'", key);
+        v = attn_cl_variants[vi];
+        if ((pi = attn_cl_param_find(v, dot + 1)) < 0) {
+            char list[512];
+            size_t used = 0;
+            list[0] = '\0';
+            for (int i = 0; i < v->n_params && used < sizeof list; i++)
+                used +=
+                    (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                                     i ? ", " : "", v->params[i].name);
+            return perr(p, line,
+                        "kernel variant '%s' has no parameter '%s' (it has "
+                        "%s)",
+                        v->name, dot + 1, list);
+        }
+        if (!parse_int(value, v->params[pi].min, v->params[pi].max, &x) ||
+            ((v->params[pi].flags & ATTN_CL_PARAM_POW2) && (x & (x - 1))))
+            return perr(p, line,
+                        "'%s' must be an integer in %d..%d%s, not '%s'", key,
+                        v->params[pi].min, v->params[pi].max,
+                        (v->params[pi].flags & ATTN_CL_PARAM_POW2)
+                            ? " and a power of two"
+                            : "",
+                        value);
+    }
+    if (p->active)
+        set_extra(p, line, key, value);
+    return 0;
 }
 
 static int entry(parser *p, char *s, unsigned line)
@@ -395,47 +460,41 @@ static int entry(parser *p, char *s, unsigned line)
     if (strlen(value) >= ATTN_PROFILE_VALUE_MAX)
         return perr(p, line, "value of '%s' over %d bytes", key,
                     ATTN_PROFILE_VALUE_MAX - 1);
+    for (size_t i = 0; i < sizeof ALIASES / sizeof ALIASES[0]; i++)
+        if (!strcmp(key, ALIASES[i][0]))
+            key = (char *)ALIASES[i][1];
     for (size_t i = 0; i < N_KEYS && !k; i++)
         if (!strcmp(key, KEYS[i].key))
             k = &KEYS[i];
-    if (!k) {
-        int raw = 0;
-        for (size_t i = 0; i < 3; i++)
-            raw |= starts(key, RAW_PREFIX[i]) &&
-                   strlen(key) > strlen(RAW_PREFIX[i]);
-        if (!raw)
-            return perr(p, line, "unknown key '%s'", key);
-        if (strlen(key) >= ATTN_PROFILE_KEY_MAX)
-            return perr(p, line, "key '%s' over %d bytes", key,
-                        ATTN_PROFILE_KEY_MAX - 1);
-        if (p->active)
-            set_extra(p, line, key, value);
-        return 0;
-    }
+    if (!k)
+        return other_key(p, key, value, line);
     switch (k->type) {
     case V_STR:
+    case V_ORDER:
+        if (k->type == V_ORDER && !order_ok(p, value, line))
+            return 0;
         if (p->active) {
-            memcpy(p->out->build_options, value, strlen(value) + 1);
-            p->out->build_options_set = 1;
+            memcpy((char *)p->out + k->off, value, strlen(value) + 1);
+            if (k->type == V_STR)
+                p->out->build_options_set = 1;
         }
         return 0;
     case V_PATH:
+    case V_STAGING:
         x = -1;
-        for (int i = 0; i < 3; i++)
-            if (!strcmp(value, PATH_NAME[i]))
+        for (int i = 0; i < (k->type == V_PATH ? 3 : 2); i++)
+            if (!strcmp(value,
+                        k->type == V_PATH ? PATH_NAME[i] : STAGING_NAME[i]))
                 x = i;
         if (x < 0)
-            return perr(p, line, "'%s' must be auto, fused or unfused", key);
+            return perr(p, line, "'%s' must be %s", key,
+                        k->type == V_PATH ? "auto, fused or unfused"
+                                          : "direct or pinned");
         break;
-    case V_POW2:
     case V_INT:
-        if (!parse_int(value, k->min, k->max, &x) ||
-            (k->type == V_POW2 && (x & (x - 1))))
-            return perr(p, line,
-                        "'%s' must be an integer in %d..%d%s, not "
-                        "'%s'",
-                        key, k->min, k->max,
-                        k->type == V_POW2 ? " and a power of two" : "", value);
+        if (!parse_int(value, k->min, k->max, &x))
+            return perr(p, line, "'%s' must be an integer in %d..%d, not '%s'",
+                        key, k->min, k->max, value);
         break;
     }
     if (p->active)
@@ -502,7 +561,7 @@ void attn_profile_init(attn_profile *p)
 {
     memset(p, 0, sizeof *p);
     for (size_t i = 0; i < N_KEYS; i++)
-        if (KEYS[i].type != V_STR)
+        if (KEYS[i].type != V_STR && KEYS[i].type != V_ORDER)
             memset((char *)p + KEYS[i].off, 0xff, sizeof(int));
 }
 
@@ -569,37 +628,41 @@ int attn_profile_quirk(const attn_profile *p, const char *name)
     return v && *v && strcmp(v, "0") && strcmp(v, "off") && strcmp(v, "no");
 }
 
-attn_status attn_profile_unfused_tuning(const attn_profile *p,
-                                        attn_cl_unfused_tuning *t)
+attn_status attn_profile_tuning(const attn_profile *p, int variant,
+                                attn_cl_tuning *t)
 {
-#define PAIR(f)                                                                \
-    {                                                                          \
-        offsetof(attn_profile_unfused, f), offsetof(attn_cl_unfused_tuning, f) \
-    }
-    static const size_t FIELDS[][2] = {PAIR(sc_tq), PAIR(sc_tk), PAIR(sc_td),
-                                       PAIR(sc_wq), PAIR(sc_wk), PAIR(sm_wg),
-                                       PAIR(ag_tq), PAIR(ag_tv), PAIR(ag_tj),
-                                       PAIR(ag_wq), PAIR(ag_wv)};
-#undef PAIR
-    attn_cl_unfused_tuning d;
-    if (!p || !t)
+    const attn_cl_variant *v;
+    if (!p || !t || variant < 0 || variant >= attn_cl_n_variants)
         return ATTN_ERR_INVALID_ARGUMENT;
-    attn_cl_unfused_tuning_default(&d);
+    v = attn_cl_variants[variant];
+    attn_cl_tuning_default(v, t);
     if (p->build_options_set)
-        snprintf(d.options, sizeof d.options, "%s", p->build_options);
-    *t = d;
-    for (size_t i = 0; i < sizeof FIELDS / sizeof FIELDS[0]; i++) {
-        int x;
-        memcpy(&x, (const char *)&p->unfused + FIELDS[i][0], sizeof x);
-        if (x >= 1 && x <= 1024)
-            memcpy((char *)t + FIELDS[i][1], &x, sizeof x);
+        snprintf(t->options, sizeof t->options, "%s", p->build_options);
+    for (int i = 0; i < v->n_params; i++) {
+        char key[ATTN_PROFILE_KEY_MAX];
+        snprintf(key, sizeof key, "%s.%s", v->name, v->params[i].name);
+        t->v[i] = attn_profile_get_int(p, key, v->params[i].min,
+                                       v->params[i].max, t->v[i]);
     }
-    if (t->sc_tq % t->sc_wq || t->sc_tk % t->sc_wk || t->ag_tq % t->ag_wq ||
-        t->ag_tv % t->ag_wv || (t->sm_wg & (t->sm_wg - 1))) {
-        *t = d;
-        return ATTN_ERR_INVALID_ARGUMENT;
+    return attn_cl_tuning_check(v, t, NULL) == ATTN_OK
+               ? ATTN_OK
+               : ATTN_ERR_INVALID_ARGUMENT;
+}
+
+int attn_profile_order(const attn_profile *p, int *order, int cap)
+{
+    char buf[ATTN_PROFILE_VALUE_MAX], *save = NULL;
+    int n = 0;
+    if (!p || !p->order[0])
+        return 0;
+    snprintf(buf, sizeof buf, "%s", p->order);
+    for (char *w = strtok_r(buf, " ,\t", &save); w && n < cap;
+         w = strtok_r(NULL, " ,\t", &save)) {
+        const int v = attn_cl_variant_find(w);
+        if (v >= 0)
+            order[n++] = v;
     }
-    return ATTN_OK;
+    return n;
 }
 
 /* Appends "key = value\n", quoting values that need it. */
@@ -631,12 +694,19 @@ size_t attn_profile_format(const attn_profile *p, char *buf, size_t cap)
                 emit(buf, cap, &used, KEYS[i].key, p->build_options);
             continue;
         }
+        if (KEYS[i].type == V_ORDER) {
+            if (p->order[0])
+                emit(buf, cap, &used, KEYS[i].key, p->order);
+            continue;
+        }
         memcpy(&x, (const char *)p + KEYS[i].off, sizeof x);
         if (x < 0)
             continue;
         snprintf(num, sizeof num, "%d", x);
         emit(buf, cap, &used, KEYS[i].key,
-             KEYS[i].type == V_PATH && x <= 2 ? PATH_NAME[x] : num);
+             KEYS[i].type == V_PATH && x <= 2      ? PATH_NAME[x]
+             : KEYS[i].type == V_STAGING && x <= 1 ? STAGING_NAME[x]
+                                                   : num);
     }
     for (size_t i = 0; i < p->n_extra && i < ATTN_PROFILE_MAX_EXTRA; i++)
         emit(buf, cap, &used, p->extra[i].key, p->extra[i].value);

@@ -11,7 +11,8 @@
  *     [platform "Portable Computing Language" kind "cpu"]   vendor level
  *     [arch "gfx90a" vendor "Advanced Micro Devices"]      architecture
  *     [device "H100"]                        device level
- *     unfused.sc_tq = 64
+ *     unfused.sc_tq = 64                     <variant>.<parameter>
+ *     path.order = decode fused unfused      AUTO's order of variants
  *     quirk.spin_wait = clFinish busy-waits a CPU core
  *
  * A section header is `[default]` or one or more conditions `word
@@ -49,44 +50,36 @@
 
 #include "attn/attn.h"
 
-#define ATTN_PROFILE_MAX_EXTRA 64  /* fused.* / decode.* / quirk.* keys */
+#define ATTN_PROFILE_MAX_EXTRA 128 /* <variant>.* and quirk.* keys */
 #define ATTN_PROFILE_KEY_MAX   64  /* bytes of such a key, with the NUL */
 #define ATTN_PROFILE_VALUE_MAX 128 /* bytes of a value, with the NUL */
 
 /* Receives one message (no trailing newline); valid during the call. */
 typedef void (*attn_profile_report_fn)(void *user, const char *msg);
 
-/* A fused.*, decode.* or quirk.* key with its text, as written (trimmed,
- * quotes removed). */
+/* A <variant>.<parameter> key (checked against the variant's schema when
+ * read: src/opencl/variant.h) or a quirk.* key with its text, as written
+ * (trimmed, quotes removed). */
 typedef struct attn_profile_entry {
     char key[ATTN_PROFILE_KEY_MAX];
     char value[ATTN_PROFILE_VALUE_MAX];
 } attn_profile_entry;
 
-/* The unfused.* keys: the fields of attn_cl_unfused_tuning (sdpa_cl.h),
- * each 1..1024, sm_wg a power of two. */
-typedef struct attn_profile_unfused {
-    int sc_tq, sc_tk, sc_td, sc_wq, sc_wk;
-    int sm_wg;
-    int ag_tq, ag_tv, ag_tj, ag_wq, ag_wv;
-} attn_profile_unfused;
-
 /* A resolved profile.  Every int field is -1 when no applied section set
  * it; the runtime then keeps its built-in default (given in brackets). */
 typedef struct attn_profile {
-    attn_profile_unfused unfused; /* [attn_cl_unfused_tuning_default] */
-    int queues;                   /* command queues per device, 1..64 [1] */
-    int path;                     /* attn_path for options.path AUTO:
-                                     auto|fused|unfused [auto] */
-    int fused_min_seq;            /* AUTO runs the fused kernels when seq_kv >=
-                                     this, 0..1<<30 */
-    int decode_max_seq_q;         /* AUTO runs the decode kernel when seq_q <=
-                                     this, 0..64 (0: never) */
-    int native_beats_opencl;      /* 0|1: "auto" prefers the native backend to
-                                     this device [ATTN_CL_NATIVE_BEATS_CPU for
-                                     OpenCL CPU devices] */
-    int weight; /* relative throughput when work is split over devices,
-                   1..1000000 (GFLOP/s, say) [equal shares] */
+    int queues;              /* command queues per device, 1..64 [1] */
+    int path;                /* attn_path for options.path AUTO:
+                                auto|fused|unfused [auto] */
+    int native_beats_opencl; /* 0|1: "auto" prefers the native backend to
+                                this device [ATTN_CL_NATIVE_BEATS_CPU for
+                                OpenCL CPU devices] */
+    int weight;  /* relative throughput when work is split over devices,
+                    1..1000000 (GFLOP/s, say) [equal shares] */
+    int staging; /* 0 direct, 1 pinned: how host memory reaches the device
+                    [direct] */
+    char order[ATTN_PROFILE_VALUE_MAX]; /* path.order: variant names, ""
+                                           when unset [the table order] */
     int build_options_set;
     char build_options[ATTN_PROFILE_VALUE_MAX]; /* extra build options */
     size_t n_extra;
@@ -141,8 +134,8 @@ attn_status attn_profile_check_builtin(size_t *files, size_t *bad,
                                        attn_profile_report_fn report,
                                        void *user);
 
-/* The value of a fused.*, decode.* or quirk.* key, or NULL when unset.
- * Points into p. */
+/* The value of a <variant>.* or quirk.* key, or NULL when unset.  Points
+ * into p. */
 const char *attn_profile_get(const attn_profile *p, const char *key);
 
 /* The value of such a key as an int, or fallback when it is unset or not
@@ -153,14 +146,19 @@ int attn_profile_get_int(const attn_profile *p, const char *key, int min,
 /* 1 when quirk.<name> is set to anything but "", "0", "off" or "no". */
 int attn_profile_quirk(const attn_profile *p, const char *name);
 
-/* Fills t from attn_cl_unfused_tuning_default, then the unfused.* fields
- * p sets and its build options.  When the result breaks a rule of
- * attn_cl_unfused_set_tuning (a tile not a multiple of its work-group
- * side) t keeps the default tiles (with p's build options) and the result
- * is ATTN_ERR_INVALID_ARGUMENT; also for a NULL argument. */
-struct attn_cl_unfused_tuning;
-attn_status attn_profile_unfused_tuning(const attn_profile *p,
-                                        struct attn_cl_unfused_tuning *t);
+/* Fills t with the schema's defaults of kernel variant `variant` (an index
+ * of the table of src/opencl/variant.h), then the <variant>.* values p
+ * sets and its build options.  ATTN_ERR_INVALID_ARGUMENT when the result
+ * breaks a rule across parameters (a tile not a multiple of its
+ * work-group side; t then holds it for the message), or for a NULL
+ * argument. */
+struct attn_cl_tuning;
+attn_status attn_profile_tuning(const attn_profile *p, int variant,
+                                struct attn_cl_tuning *t);
+
+/* The variants path.order names, as indices into order[cap]; returns how
+ * many (0 when unset). */
+int attn_profile_order(const attn_profile *p, int *order, int cap);
 
 /* Writes the set keys of p as "key = value" lines (no section header), the
  * body of a file a tuner or a user can put under [device "..."].

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "attn_impl.h"
+#include "core/core.h"
 #include "opencl/profile.h"
 #ifdef ATTN_EMBED_KERNELS
 #include "opencl/embedded.h"

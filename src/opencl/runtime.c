@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "opencl/driver.h"
+#include "opencl/pool.h"
 #include "opencl/runtime.h"
 
 const char *attn_cl_error_name(cl_int rc)
@@ -128,6 +130,40 @@ static void describe(attn_cl_runtime *rt)
     }
 }
 
+/* What the kernel variants fit themselves to, read once. */
+static attn_status read_limits(attn_cl_runtime *rt, attn_err *err)
+{
+    cl_device_fp_config fp = 0;
+    cl_ulong local = 0;
+    size_t items[16] = {0};
+    char ver[64] = "";
+    cl_int rc;
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_GROUP_SIZE,
+                                  sizeof rt->dev_wg, &rt->dev_wg, NULL),
+                  fail);
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,
+                                  sizeof items, items, NULL),
+                  fail);
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_LOCAL_MEM_SIZE,
+                                  sizeof local, &local, NULL),
+                  fail);
+    ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_SINGLE_FP_CONFIG,
+                                  sizeof fp, &fp, NULL),
+                  fail);
+    memcpy(rt->dev_items, items, sizeof rt->dev_items);
+    rt->local_mem = local;
+    rt->fma = (fp & CL_FP_FMA) != 0;
+    /* "OpenCL C 1.2 ..." */
+    if (clGetDeviceInfo(rt->device, CL_DEVICE_OPENCL_C_VERSION, sizeof ver, ver,
+                        NULL) == CL_SUCCESS) {
+        ver[sizeof ver - 1] = '\0';
+        rt->cl_major = atoi(ver + strcspn(ver, "0123456789"));
+    }
+    return ATTN_OK;
+fail:
+    return ATTN_ERR_DEVICE;
+}
+
 static attn_status create(cl_context context, cl_device_id device,
                           const attn_device_info *info, int owns,
                           const char *cache_dir, const attn_logger *log,
@@ -168,11 +204,19 @@ static attn_status create(cl_context context, cl_device_id device,
         goto fail_lock;
     }
     resolve_cache_dir(cache_dir, rt->cache_dir, sizeof rt->cache_dir);
+    if ((s = read_limits(rt, err)) || (s = attn_cl_variants_init(rt, err)))
+        goto fail_build_lock;
+    if ((s = attn_cl_pool_create(rt, err))) {
+        attn_cl_variants_free(rt);
+        goto fail_build_lock;
+    }
     if (!owns)
         clRetainContext(context);
     *out = rt;
     return ATTN_OK;
 
+fail_build_lock:
+    pthread_mutex_destroy(&rt->build_lock);
 fail_lock:
     pthread_mutex_destroy(&rt->lock);
 fail_queue:
@@ -239,14 +283,11 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
     ATTN_FAULT_DELIVER(1);
     for (int i = 0; i < rt->n_queues; i++)
         clFinish(rt->queues[i]);
-    if (rt->launch_free)
-        rt->launch_free(rt->launch);
     if (rt->mha_free)
         rt->mha_free(rt->mha);
-    if (rt->fused_free)
-        rt->fused_free(rt->fused);
-    if (rt->decode_free)
-        rt->decode_free(rt->decode);
+    attn_cl_variants_free(rt);
+    attn_cl_pool_destroy(rt);
+    clFinish(rt->queue); /* the unmaps of pinned buffers */
     for (int i = 0; i < rt->n_queues; i++)
         clReleaseCommandQueue(rt->queues[i]);
     pthread_mutex_destroy(&rt->build_lock);

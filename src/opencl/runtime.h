@@ -1,13 +1,16 @@
 /*
- * The OpenCL runtime of one device: its context, queue, built programs and
- * the program cache.  Shared by the launch code (sdpa_unfused.c, mha_cl.c),
- * the backend (backend_cl.c) and the embedding API.  Not installed.
+ * The OpenCL runtime of one device: its context, queues, the kernel
+ * variants' tuning and choice, the built programs, the program cache on
+ * disk and the pool of reusable device buffers.  Shared by the driver of
+ * the kernel variants (driver.c), the layer (mha_cl.c) and the backend
+ * (backend_cl.c, exec_cl.c).  Not installed.
  *
- * Locking: `lock` guards the lazily built programs and kernels (build_lock
- * is taken while a program is built) and the reusable device buffers of the
- * host-pointer path.  cl_kernel objects are not thread-safe for
- * clSetKernelArg, so a launcher holds `lock` from its first clSetKernelArg
- * to its last clEnqueueNDRangeKernel of that kernel.
+ * Locking: `lock` guards the built programs and their pools of kernel
+ * objects (progcache.c), the dummy buffer, the tuning and the choice;
+ * build_lock is taken while a program is built or read from the disk
+ * cache.  A launch sets the arguments of kernel objects of its own (taken
+ * from the program's pool) and needs no lock to enqueue.  The buffer pool
+ * has a lock of its own (pool.c).
  */
 #ifndef ATTN_OPENCL_RUNTIME_H
 #define ATTN_OPENCL_RUNTIME_H
@@ -53,7 +56,20 @@ attn_status attn_cl_build_binary_file(struct attn_cl_runtime *rt,
                                       const char *path, const char *options,
                                       cl_program *out, attn_err *err);
 
-#define ATTN_CL_MAX_QUEUES 8
+#define ATTN_CL_MAX_QUEUES   8
+#define ATTN_CL_MAX_VARIANTS 16
+
+struct attn_cl_prog_entry;
+struct attn_cl_pool;
+struct attn_cl_tuning;
+
+/* How the runtime chooses a kernel variant for a shape (driver.c). */
+typedef struct attn_cl_choice {
+    attn_path path; /* options.path, or the profile's for AUTO */
+    int forced;     /* a variant forced by name (options.kernel), or -1 */
+    int order[ATTN_CL_MAX_VARIANTS]; /* path.order: variant indices */
+    int n_order;
+} attn_cl_choice;
 
 typedef struct attn_cl_runtime {
     cl_context context;
@@ -69,14 +85,24 @@ typedef struct attn_cl_runtime {
     char cache_dir[1024]; /* "" = no program cache */
     pthread_mutex_t lock;
     pthread_mutex_t build_lock;
-    void *launch; /* state of the launch code (kernels, buffers) */
-    void (*launch_free)(void *launch);
-    void *mha; /* state of the multi-head layer (mha_cl.c) */
+    /* Read once at creation: what the variants' hooks fit to. */
+    size_t dev_wg, dev_items[3];
+    uint64_t local_mem;
+    int fma, cl_major;
+    /* Set before the runtime is shared (profile, options); tuning and
+     * choice may change later under `lock` (attn_cl_set_tuning), which
+     * bumps epoch. */
+    struct attn_cl_tuning *tuning; /* one per variant (driver.c) */
+    attn_cl_choice choice;
+    unsigned epoch;
+    int pinned; /* stage host copies through pinned host memory */
+    /* Guarded by `lock`: built programs (progcache.c), the dummy buffer
+     * bound to absent optional arguments. */
+    struct attn_cl_prog_entry *progs;
+    cl_mem dummy;
+    struct attn_cl_pool *pool; /* reusable device buffers (pool.c) */
+    void *mha;                 /* state of the multi-head layer (mha_cl.c) */
     void (*mha_free)(void *mha);
-    void *fused; /* state of the fused kernel (sdpa_fused.c) */
-    void (*fused_free)(void *fused);
-    void *decode; /* state of the decode kernels (sdpa_decode.c) */
-    void (*decode_free)(void *decode);
 } attn_cl_runtime;
 
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL

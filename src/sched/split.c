@@ -3,6 +3,30 @@
 
 #include "sched/sched.h"
 
+void attn_sched_rebase(attn_group *g, const attn_sdpa_desc *d)
+{
+    g->d.scale = d->scale;
+    g->d.mask.bias = d->mask.bias ? d->mask.bias + g->bias_off : NULL;
+    g->d.mask.kv_len = d->mask.kv_len ? d->mask.kv_len + g->kv_len_off : NULL;
+    g->d.additive_w = d->additive_w ? d->additive_w + g->addw_off : NULL;
+}
+
+void attn_sched_slots(const attn_backend *b, attn_work *w, double *weights)
+{
+    const attn_exec_ops *x = b->ops->exec;
+    const int n_dev = x->n_devices(b);
+    w->n_slots = 0;
+    for (int i = 0; i < n_dev; i++) {
+        const int nq = x->n_queues(b, i);
+        for (int j = 0; j < nq && w->n_slots < ATTN_SCHED_MAX_SLOTS; j++) {
+            w->slot_dev[w->n_slots] = i;
+            w->slot_queue[w->n_slots] = j;
+            weights[w->n_slots] = x->weight(b, i) / nq;
+            w->n_slots++;
+        }
+    }
+}
+
 size_t attn_sched_max_groups(const attn_sdpa_desc *d, int n_slots)
 {
     /* A slot's run is at most a partial batch item, whole items and a
@@ -22,23 +46,23 @@ static void make_group(const attn_sdpa_desc *d, size_t u0, size_t u1, int slot,
     size_t h0 = g0 * r; /* first query head */
     g->d = *d;
     g->slot = slot;
+    g->bias_off = g->kv_len_off = g->addw_off = 0;
     if (g0 == 0 && units % hkv == 0) { /* whole batch items */
         g->d.batch = (int)(units / hkv);
         if (d->mask.bias_kind == ATTN_BIAS_FULL)
-            g->d.mask.bias += b0 * (size_t)d->heads_q * sq * skv;
+            g->bias_off = b0 * (size_t)d->heads_q * sq * skv;
     } else { /* kv heads [g0, g0 + units) of batch item b0 */
         g->d.batch = 1;
         g->d.heads_kv = (int)units;
         g->d.heads_q = (int)(units * r);
         if (d->mask.bias_kind == ATTN_BIAS_PER_HEAD)
-            g->d.mask.bias += h0 * sq * skv;
+            g->bias_off = h0 * sq * skv;
         else if (d->mask.bias_kind == ATTN_BIAS_FULL)
-            g->d.mask.bias += (b0 * (size_t)d->heads_q + h0) * sq * skv;
-        if (d->additive_w)
-            g->d.additive_w += h0 * dk;
+            g->bias_off = (b0 * (size_t)d->heads_q + h0) * sq * skv;
+        g->addw_off = h0 * dk;
     }
-    if (d->mask.kv_len)
-        g->d.mask.kv_len += b0;
+    g->kv_len_off = b0;
+    attn_sched_rebase(g, d);
     g->q_off = u0 * r * sq * dk;
     g->o_off = u0 * r * sq * dv;
     g->lse_off = u0 * r * sq;

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "attn_impl.h"
+#include "api/context.h"
 #include "cases.h"
 
 /* The entry layout of program.c: magic 8 | key 16 | size 8 | checksum 8. */

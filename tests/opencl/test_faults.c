@@ -88,6 +88,16 @@ static int live_same(live a)
     return 0;
 }
 
+/* Device buffers are kept in a pool between calls (src/opencl/pool.h): a
+ * call allocates only what the pool cannot give.  Before a call whose
+ * allocations are to fail, the pool is emptied so that the call allocates
+ * every buffer it uses, and each allocation can be failed in turn. */
+static void cold(attn_context *ctx, const char *spec)
+{
+    if (strstr(spec, "alloc"))
+        attn_fault_trim(ctx);
+}
+
 #define COUNT(var, obj)                                                        \
     do {                                                                       \
         if (obj)                                                               \
@@ -557,6 +567,7 @@ static void expect_failure(attn_context *ctx, const sdpa_case *c,
     char label[256];
     snprintf(label, sizeof label, "%s, %s, fallback off", what, spec);
     CU_ASSERT_EQUAL_FATAL(outs_make(&u, c), 0);
+    cold(ctx, spec);
     before = live_now();
     set_spec(spec);
     s = attn_sdpa(ctx, &c->d, c->q, c->k, c->v, u.o, (float *)(void *)u.lse);
@@ -588,6 +599,7 @@ static void expect_fallback(attn_context *ctx, const sdpa_case *c,
     char label[256];
     snprintf(label, sizeof label, "%s, %s, fallback on", what, spec);
     log_clear();
+    cold(ctx, spec);
     before = live_now();
     set_spec(spec);
     ok = sdpa_case_check(ctx, c, ref, 1, NULL, label);
@@ -610,6 +622,7 @@ static unsigned long calls_at(attn_context *ctx, const sdpa_case *c,
 {
     unsigned long n;
     set_spec("");
+    cold(ctx, point_name[p]);
     CU_ASSERT(sdpa_case_check(ctx, c, ref, 1, NULL, "clean call"));
     n = attn_fault_calls(p);
     return n;
@@ -789,6 +802,7 @@ static void mha_expect_failure(attn_context *ctx, const mha_case *c,
     CU_ASSERT_FATAL(y && y0);
     memset(y, PATTERN, c->ny * sizeof *y);
     memcpy(y0, y, c->ny * sizeof *y);
+    cold(ctx, spec);
     before = live_now();
     set_spec(spec);
     s = attn_mha_forward(ctx, &c->m, c->batch, c->seq_q, c->seq_kv, c->x_q,
@@ -819,6 +833,7 @@ static void mha_expect_fallback(attn_context *ctx, const mha_case *c,
     char label[256];
     snprintf(label, sizeof label, "%s, %s, fallback on", what, spec);
     log_clear();
+    cold(ctx, spec);
     before = live_now();
     set_spec(spec);
     ok = mha_case_check(ctx, c, ref, label);
@@ -861,6 +876,7 @@ static void test_mha(void)
         const int late = kinds[k].late;
         unsigned long n;
         set_spec("");
+        cold(off, point_name[p]);
         CU_ASSERT(mha_case_check(off, &c, ref, "mha clean call"));
         n = attn_fault_calls(p);
         HARNESS_EXPECT(n >= 1, point_name[p]);
@@ -1415,6 +1431,7 @@ static void test_spec(void)
     /* Another device's faults never fire here; this one's do. */
     CU_ASSERT_EQUAL(attn_context_device(ctx, &info), ATTN_OK);
     snprintf(spec, sizeof spec, "alloc:dev%d", info.device_index + 1);
+    cold(ctx, spec);
     set_spec(spec);
     CU_ASSERT(sdpa_case_check(ctx, &c, &ref, 1, NULL, "other device"));
     HARNESS_EXPECT(attn_fault_fired(ATTN_FAULT_ALLOC) == 0, spec);
@@ -1449,6 +1466,7 @@ static void test_spec(void)
     /* ATTN_FAULTS. */
     setenv("ATTN_FAULTS", "alloc@1", 1);
     attn_fault_reset();
+    cold(ctx, "alloc");
     {
         outs u;
         CU_ASSERT_EQUAL_FATAL(outs_make(&u, &c), 0);
@@ -1502,6 +1520,7 @@ static void expect_moved(attn_context *ctx, const sdpa_case *c,
     snprintf(label, sizeof label, "%s, %s", what, spec);
     snprintf(name, sizeof name, "OpenCL device 0:%d (", failed_index);
     log_clear();
+    cold(ctx, spec);
     before = live_now();
     set_spec(spec);
     ok = sdpa_case_check(ctx, c, ref, 1, NULL, label);
@@ -1512,8 +1531,12 @@ static void expect_moved(attn_context *ctx, const sdpa_case *c,
     HARNESS_EXPECT(log_has(name), label);
     HARNESS_EXPECT(log_has("its work moves to the other devices"), label);
     HARNESS_EXPECT(!log_has("fell back"), label);
-    if (flags & F_LIVE)
+    /* The call succeeded: the buffers it allocated wait in the pool for
+     * the next call; emptied, it holds no more than before. */
+    if (flags & F_LIVE) {
+        cold(ctx, spec);
         HARNESS_EXPECT(live_same(before), label);
+    }
 }
 
 static void two_devices(int queues)

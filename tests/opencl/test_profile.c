@@ -1,7 +1,8 @@
 /*
  * Platform profiles (src/opencl/profile.c) on synthetic devices: lookup
- * order, name normalisation, ATTN_PLATFORM_DIR, malformed files, the
- * embedded files, the unfused-tuning helper.  No OpenCL device needed.
+ * order, name normalisation, ATTN_PLATFORM_DIR, malformed files, kernel
+ * parameters checked against the variants' schemas, the embedded files,
+ * the tuning helper.  No OpenCL device needed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #include "harness.h"
 #include "opencl/discovery.h"
 #include "opencl/profile.h"
-#include "opencl/sdpa_cl.h"
+#include "opencl/variant.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -63,6 +64,12 @@ static int has(const reports *r, const char *s)
     return strstr(r->all, s) != NULL;
 }
 
+/* The int value of key in p, -1 when unset. */
+static int pint(const attn_profile *p, const char *key)
+{
+    return attn_profile_get_int(p, key, 0, 1 << 30, -1);
+}
+
 /* ---- lookup order ------------------------------------------------------- */
 
 /* Sections in reverse level order across files, so that only the level can
@@ -71,14 +78,14 @@ static const char *const DEVICE_FIRST = "[device \"widget 9000\"]\n"
                                         "queues = 4\n";
 static const char *const ARCH = "[arch \"zen9\"]\n"
                                 "queues = 3\n"
-                                "fused.x = arch\n"
+                                "quirk.x = arch\n"
                                 "[arch \"zen8\"]\n" /* not this device */
                                 "queues = 30\n";
 static const char *const VENDOR = "[vendor \"acme\"]\n"
                                   "queues = 2\n"
                                   "unfused.sc_tk = 16\n"
-                                  "fused.x = vendor\n"
-                                  "fused.y = vendor\n"
+                                  "quirk.x = vendor\n"
+                                  "quirk.y = vendor\n"
                                   "[vendor \"other corp\"]\n"
                                   "unfused.sc_tk = 128\n";
 static const char *const DEFAULT = "[default]\n"
@@ -86,7 +93,7 @@ static const char *const DEFAULT = "[default]\n"
                                    "unfused.sc_tq = 8\n"
                                    "unfused.sc_tk = 8\n"
                                    "path = fused\n"
-                                   "fused.x = default\n";
+                                   "quirk.x = default\n";
 
 static void test_lookup_order(void)
 {
@@ -103,27 +110,27 @@ static void test_lookup_order(void)
 
     CU_ASSERT_EQUAL(resolve(&full, t, 4, &p, &r), 0);
     CU_ASSERT_EQUAL(p.queues, 4); /* device */
-    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "fused.x"), "arch");
-    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "fused.y"), "vendor");
-    CU_ASSERT_EQUAL(p.unfused.sc_tk, 16);     /* vendor */
-    CU_ASSERT_EQUAL(p.unfused.sc_tq, 8);      /* default */
-    CU_ASSERT_EQUAL(p.path, ATTN_PATH_FUSED); /* default */
-    CU_ASSERT_EQUAL(p.unfused.sc_td, -1);     /* nobody */
-    CU_ASSERT_EQUAL(p.fused_min_seq, -1);
+    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "quirk.x"), "arch");
+    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "quirk.y"), "vendor");
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sc_tk"), 16); /* vendor */
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sc_tq"), 8);  /* default */
+    CU_ASSERT_EQUAL(p.path, ATTN_PATH_FUSED);       /* default */
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sc_td"), -1); /* nobody */
+    CU_ASSERT_EQUAL(pint(&p, "fused.min_seq_kv"), -1);
     CU_ASSERT_FALSE(p.build_options_set);
-    CU_ASSERT_PTR_NULL(attn_profile_get(&p, "fused.z"));
+    CU_ASSERT_PTR_NULL(attn_profile_get(&p, "quirk.z"));
     /* Sections listed level by level: default, vendor, arch, device. */
     CU_ASSERT_STRING_EQUAL(p.sources, "0.prof:1; v.prof:1; a.prof:1; d.prof:1");
 
     CU_ASSERT_EQUAL(resolve(&plain, t, 4, &p, &r), 0);
     CU_ASSERT_EQUAL(p.queues, 2);
-    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "fused.x"), "vendor");
+    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "quirk.x"), "vendor");
 
     CU_ASSERT_EQUAL(resolve(&stranger, t, 4, &p, &r), 0);
     CU_ASSERT_EQUAL(p.queues, 3); /* arch matches without the vendor */
-    CU_ASSERT_EQUAL(p.unfused.sc_tk, 128);
-    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "fused.x"), "arch");
-    CU_ASSERT_PTR_NULL(attn_profile_get(&p, "fused.y"));
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sc_tk"), 128);
+    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "quirk.x"), "arch");
+    CU_ASSERT_PTR_NULL(attn_profile_get(&p, "quirk.y"));
 }
 
 static void test_same_level_later_wins(void)
@@ -151,10 +158,10 @@ static void test_normalisation(void)
     attn_profile_text t[] = {
         text("n.prof", "[device \"skylake-avx512-intel xeon\"]\nqueues = 5\n"
                        "[device \"pthread\"]\nweight = 1\n"
-                       "[arch \"  Skylake-AVX512 \"]\nfused.a = 1\n"
+                       "[arch \"  Skylake-AVX512 \"]\nquirk.a = 1\n"
                        "[device \"Geforce RTX 4090\"]\nqueues = 6\n"
                        "[device \"haswell\"]\nqueues = 7\n"
-                       "[arch \"8.1.2\"]\nfused.drv = 1\n")};
+                       "[arch \"8.1.2\"]\nquirk.drv = 1\n")};
     attn_device_info pocl =
         dev("pthread-skylake-avx512-Intel(R) Xeon(R) Processor", "GenuineIntel",
             "Portable Computing Language", ATTN_DEVICE_CPU_OPENCL);
@@ -168,16 +175,16 @@ static void test_normalisation(void)
     CU_ASSERT_EQUAL(resolve(&pocl, t, 1, &p, &r), 0);
     CU_ASSERT_EQUAL(p.queues, 5);
     CU_ASSERT_EQUAL(p.weight, -1); /* the prefix is gone */
-    CU_ASSERT_PTR_NOT_NULL(attn_profile_get(&p, "fused.a"));
+    CU_ASSERT_PTR_NOT_NULL(attn_profile_get(&p, "quirk.a"));
     CU_ASSERT_EQUAL(resolve(&pocl4, t, 1, &p, &r), 0);
     CU_ASSERT_EQUAL(p.queues, 7);
     CU_ASSERT_EQUAL(resolve(&gpu, t, 1, &p, &r), 0);
     CU_ASSERT_EQUAL(p.queues, 6);
-    CU_ASSERT_PTR_NULL(attn_profile_get(&p, "fused.drv"));
+    CU_ASSERT_PTR_NULL(attn_profile_get(&p, "quirk.drv"));
     /* arch also looks at the driver version. */
     snprintf(gpu.driver_version, sizeof gpu.driver_version, "8.1.2 (beta)");
     CU_ASSERT_EQUAL(resolve(&gpu, t, 1, &p, &r), 0);
-    CU_ASSERT_PTR_NOT_NULL(attn_profile_get(&p, "fused.drv"));
+    CU_ASSERT_PTR_NOT_NULL(attn_profile_get(&p, "quirk.drv"));
 }
 
 static void test_kind_condition(void)
@@ -208,8 +215,11 @@ static void test_syntax(void)
                        "quirk.on = yes it is # a comment\r\n"
                        "quirk.off = off\r\n"
                        "path = unfused\r\n"
-                       "fused.n = 12\r\n"
-                       "fused.bad = 12x\r\n"
+                       "quirk.n = 12\r\n"
+                       "quirk.bad = 12x\r\n"
+                       "fused_min_seq = 96\r\n" /* the earlier name */
+                       "path.order = decode,  unfused fused\r\n"
+                       "staging = pinned\r\n"
                        "unfused.sm_wg = 128")}; /* no final newline */
     attn_device_info d = dev("x", "y", "z", ATTN_DEVICE_GPU);
     attn_profile p;
@@ -222,11 +232,21 @@ static void test_syntax(void)
     CU_ASSERT_FALSE(attn_profile_quirk(&p, "off"));
     CU_ASSERT_FALSE(attn_profile_quirk(&p, "absent"));
     CU_ASSERT_EQUAL(p.path, ATTN_PATH_UNFUSED);
-    CU_ASSERT_EQUAL(p.unfused.sm_wg, 128);
-    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "fused.n", 1, 64, 7), 12);
-    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "fused.n", 1, 8, 7), 7);
-    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "fused.bad", 1, 64, 7), 7);
-    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "fused.none", 1, 64, 7), 7);
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sm_wg"), 128);
+    CU_ASSERT_EQUAL(pint(&p, "fused.min_seq_kv"), 96);
+    CU_ASSERT_EQUAL(p.staging, 1);
+    CU_ASSERT_STRING_EQUAL(p.order, "decode,  unfused fused");
+    {
+        int order[8];
+        CU_ASSERT_EQUAL(attn_profile_order(&p, order, 8), 3);
+        CU_ASSERT_STRING_EQUAL(attn_cl_variants[order[0]]->name, "decode");
+        CU_ASSERT_STRING_EQUAL(attn_cl_variants[order[1]]->name, "unfused");
+        CU_ASSERT_STRING_EQUAL(attn_cl_variants[order[2]]->name, "fused");
+    }
+    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "quirk.n", 1, 64, 7), 12);
+    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "quirk.n", 1, 8, 7), 7);
+    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "quirk.bad", 1, 64, 7), 7);
+    CU_ASSERT_EQUAL(attn_profile_get_int(&p, "quirk.none", 1, 64, 7), 7);
 }
 
 /* ---- malformed files ------------------------------------------------------
@@ -246,6 +266,19 @@ static void test_malformed(void)
         {"[default]\nunfused.sc_tq = 0\n", "bad.prof:2:", "1..1024"},
         {"[default]\nqueue = 2\n", "bad.prof:2:", "unknown key 'queue'"},
         {"[default]\nfused. = 2\n", "bad.prof:2:", "unknown key"},
+        {"[default]\nfused.vw = 3\n", "bad.prof:2:", "power of two"},
+        {"[default]\nfused.speed = 3\n",
+         "bad.prof:2:", "kernel variant 'fused' has no parameter 'speed'"},
+        {"[default]\nwarp.size = 32\n",
+         "bad.prof:2:", "unknown key 'warp.size'"},
+        {"[default]\ndecode.max_seq_q = 65\n", "bad.prof:2:", "0..64"},
+        {"[default]\ndecode_max_seq_q = 65\n", "bad.prof:2:", "0..64"},
+        {"[default]\npath.order = fused turbo\n",
+         "bad.prof:2:", "'turbo' is not a kernel variant"},
+        {"[default]\npath.order = fused fused\n", "bad.prof:2:", "twice"},
+        {"[default]\npath.order = \" \"\n",
+         "bad.prof:2:", "names no kernel variant"},
+        {"[default]\nstaging = fast\n", "bad.prof:2:", "direct or pinned"},
         {"queues = 2\n", "bad.prof:1:", "outside a section"},
         {"[vendor acme]\n", "bad.prof:1:", "quoted"},
         {"[vendor \"acme\"\n", "bad.prof:1:", "']'"},
@@ -261,10 +294,11 @@ static void test_malformed(void)
     };
     attn_device_info d = dev("acme gizmo", "acme", "acme", ATTN_DEVICE_GPU);
     for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
-        attn_profile_text t[] = {text("good.prof", "[default]\nweight = 5\n"
-                                                   "queues = 1\n"),
-                                 text("bad.prof", BAD[i].body),
-                                 text("late.prof", "[default]\nfused.k = 1\n")};
+        attn_profile_text t[] = {
+            text("good.prof", "[default]\nweight = 5\n"
+                              "queues = 1\n"),
+            text("bad.prof", BAD[i].body),
+            text("late.prof", "[default]\nfused.kb = 1\n")};
         attn_profile p;
         reports r;
         int n = resolve(&d, t, 3, &p, &r);
@@ -274,7 +308,7 @@ static void test_malformed(void)
         HARNESS_EXPECT(has(&r, "bad.prof: ignored (1 error)"), BAD[i].body);
         /* The bad file gives nothing, the others still apply. */
         HARNESS_EXPECT(p.queues == 1 && p.weight == 5, BAD[i].body);
-        HARNESS_EXPECT(attn_profile_get(&p, "fused.k") != NULL, BAD[i].body);
+        HARNESS_EXPECT(attn_profile_get(&p, "fused.kb") != NULL, BAD[i].body);
         HARNESS_EXPECT(attn_profile_check(&t[1], NULL, NULL) == 1, BAD[i].body);
     }
 }
@@ -342,24 +376,28 @@ static void test_builtin_clean(void)
         printf("\n%s", r.all);
     for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++) {
         attn_profile p[1];
-        attn_cl_unfused_tuning t;
+        attn_cl_tuning t;
         memset(&r, 0, sizeof r);
         CU_ASSERT_EQUAL(attn_profile_resolve(&devs[i], "", p, collect, &r),
                         ATTN_OK);
         HARNESS_EXPECT(r.n == 0, devs[i].name);
         HARNESS_EXPECT(p->queues >= 1 && p->path >= 0 &&
                            p->native_beats_opencl >= 0 &&
-                           p->decode_max_seq_q >= 0 && p->fused_min_seq >= 0,
+                           pint(p, "decode.max_seq_q") >= 0 &&
+                           pint(p, "fused.min_seq_kv") >= 0 && p->order[0],
                        devs[i].name);
-        HARNESS_EXPECT(attn_profile_unfused_tuning(p, &t) == ATTN_OK,
-                       devs[i].name);
+        /* Every variant's tuning on every device keeps its rules. */
+        for (int v = 0; v < attn_cl_n_variants; v++)
+            HARNESS_EXPECT(attn_profile_tuning(p, v, &t) == ATTN_OK,
+                           devs[i].name);
+        attn_profile_tuning(p, attn_cl_variant_find("unfused"), &t);
         HARNESS_EXPECT(strstr(p->sources, "platforms/default.prof:") ==
                            p->sources,
                        devs[i].name);
         switch (i) {
         case H100:
             CU_ASSERT_EQUAL(p->queues, 3);
-            CU_ASSERT_EQUAL(t.sc_wq, 16);
+            CU_ASSERT_EQUAL(pint(p, "unfused.sc_wq"), 16);
             CU_ASSERT_STRING_EQUAL(t.options, "-cl-mad-enable");
             CU_ASSERT_TRUE(attn_profile_quirk(p, "spin_wait"));
             break;
@@ -368,7 +406,7 @@ static void test_builtin_clean(void)
             break;
         case MI200:
             CU_ASSERT_EQUAL(p->queues, 3);
-            CU_ASSERT_EQUAL(p->unfused.sm_wg, 256);
+            CU_ASSERT_EQUAL(pint(p, "unfused.sm_wg"), 256);
             break;
         case RDNA3:
             CU_ASSERT_EQUAL(attn_profile_get_int(p, "fused.wg", 1, 1024, 0),
@@ -377,7 +415,7 @@ static void test_builtin_clean(void)
         case ARC:
         case UHD:
             CU_ASSERT_EQUAL(p->queues, i == ARC ? 2 : 1);
-            CU_ASSERT_EQUAL(p->unfused.sm_wg, 128);
+            CU_ASSERT_EQUAL(pint(p, "unfused.sm_wg"), 128);
             break;
         case POCL:
             CU_ASSERT_EQUAL(p->native_beats_opencl, 1);
@@ -386,14 +424,14 @@ static void test_builtin_clean(void)
         case PAC:
         case U250:
             CU_ASSERT_EQUAL(p->path, ATTN_PATH_UNFUSED);
-            CU_ASSERT_EQUAL(p->decode_max_seq_q, 0);
+            CU_ASSERT_EQUAL(pint(p, "decode.max_seq_q"), 0);
             CU_ASSERT_TRUE(attn_profile_quirk(p, "offline_binary"));
             break;
         case UNKNOWN:
             CU_ASSERT_EQUAL(p->queues, 1);
             CU_ASSERT_EQUAL(p->path, ATTN_PATH_AUTO);
             CU_ASSERT_EQUAL(p->native_beats_opencl, 0);
-            CU_ASSERT_EQUAL(p->unfused.sc_tq, -1);
+            CU_ASSERT_EQUAL(pint(p, "unfused.sc_tq"), -1);
             break;
         default:
             break;
@@ -446,8 +484,8 @@ static void test_platform_dir(void)
     /* A vendor section of the folder beats the embedded vendor section ... */
     CU_ASSERT_EQUAL(attn_profile_resolve(&rtx, NULL, &p, collect, &r), ATTN_OK);
     CU_ASSERT_EQUAL(p.queues, 7);
-    CU_ASSERT_EQUAL(p.unfused.sc_tq, 32);
-    CU_ASSERT_EQUAL(p.unfused.sc_tk, 64); /* still nvidia.prof's */
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sc_tq"), 32);
+    CU_ASSERT_EQUAL(pint(&p, "unfused.sc_tk"), 64); /* still nvidia.prof's */
     CU_ASSERT_EQUAL(p.weight, 82);
     /* ... and the malformed file is reported and ignored. */
     CU_ASSERT_EQUAL(r.n, 2);
@@ -489,40 +527,47 @@ static void test_platform_dir(void)
 /* ---- helpers of the API ----------------------------------------------------
  */
 
-static void test_unfused_tuning(void)
+static void test_tuning(void)
 {
-    attn_cl_unfused_tuning def, t;
+    const int u = attn_cl_variant_find("unfused");
+    const attn_cl_variant *v = attn_cl_variants[u];
+    attn_cl_tuning def, t;
+    attn_profile_text txt;
     attn_profile p;
-    attn_cl_unfused_tuning_default(&def);
+    reports r;
+    attn_device_info d = dev("x", "y", "z", ATTN_DEVICE_GPU);
+    CU_ASSERT_TRUE_FATAL(u >= 0);
+    attn_cl_tuning_default(v, &def);
     attn_profile_init(&p);
-    CU_ASSERT_EQUAL(attn_profile_unfused_tuning(&p, &t), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_profile_tuning(&p, u, &t), ATTN_OK);
     CU_ASSERT_EQUAL(memcmp(&t, &def, sizeof t), 0);
 
-    p.unfused.sc_tq = 64;
-    p.unfused.sc_wq = 16;
-    p.unfused.ag_tj = 8;
-    p.unfused.sm_wg = 256;
-    p.build_options_set = 1;
-    snprintf(p.build_options, sizeof p.build_options, "-cl-mad-enable");
-    CU_ASSERT_EQUAL(attn_profile_unfused_tuning(&p, &t), ATTN_OK);
-    CU_ASSERT_EQUAL(t.sc_tq, 64);
-    CU_ASSERT_EQUAL(t.sc_wq, 16);
-    CU_ASSERT_EQUAL(t.ag_tj, 8);
-    CU_ASSERT_EQUAL(t.sm_wg, 256);
-    CU_ASSERT_EQUAL(t.sc_tk, def.sc_tk);
-    CU_ASSERT_EQUAL(t.ag_wv, def.ag_wv);
+    txt = text("t.prof", "[default]\nunfused.sc_tq = 64\nunfused.sc_wq = 16\n"
+                         "unfused.ag_tj = 8\nunfused.sm_wg = 256\n"
+                         "build_options = -cl-mad-enable\n");
+    CU_ASSERT_EQUAL(resolve(&d, &txt, 1, &p, &r), 0);
+    CU_ASSERT_EQUAL(attn_profile_tuning(&p, u, &t), ATTN_OK);
+    CU_ASSERT_EQUAL(t.v[attn_cl_param_find(v, "sc_tq")], 64);
+    CU_ASSERT_EQUAL(t.v[attn_cl_param_find(v, "sc_wq")], 16);
+    CU_ASSERT_EQUAL(t.v[attn_cl_param_find(v, "ag_tj")], 8);
+    CU_ASSERT_EQUAL(t.v[attn_cl_param_find(v, "sm_wg")], 256);
+    CU_ASSERT_EQUAL(t.v[attn_cl_param_find(v, "sc_tk")],
+                    def.v[attn_cl_param_find(v, "sc_tk")]);
     CU_ASSERT_STRING_EQUAL(t.options, "-cl-mad-enable");
 
-    /* 48 rows on 16-row work-groups is fine, 40 is not. */
-    p.unfused.sc_tq = 40;
-    CU_ASSERT_EQUAL(attn_profile_unfused_tuning(&p, &t),
+    /* 48 rows on 16-row work-groups is fine, 40 is not (a rule across
+     * parameters, checked when applied). */
+    txt = text("t.prof", "[default]\nunfused.sc_tq = 40\nunfused.sc_wq = 16\n");
+    CU_ASSERT_EQUAL(resolve(&d, &txt, 1, &p, &r), 0);
+    CU_ASSERT_EQUAL(attn_profile_tuning(&p, u, &t), ATTN_ERR_INVALID_ARGUMENT);
+    txt = text("t.prof", "[default]\nunfused.sc_tq = 48\nunfused.sc_wq = 16\n");
+    CU_ASSERT_EQUAL(resolve(&d, &txt, 1, &p, &r), 0);
+    CU_ASSERT_EQUAL(attn_profile_tuning(&p, u, &t), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_profile_tuning(NULL, u, &t),
                     ATTN_ERR_INVALID_ARGUMENT);
-    CU_ASSERT_EQUAL(t.sc_tq, def.sc_tq);
-    CU_ASSERT_EQUAL(t.sc_wq, def.sc_wq);
-    CU_ASSERT_STRING_EQUAL(t.options, "-cl-mad-enable");
-    CU_ASSERT_EQUAL(attn_profile_unfused_tuning(NULL, &t),
+    CU_ASSERT_EQUAL(attn_profile_tuning(&p, u, NULL),
                     ATTN_ERR_INVALID_ARGUMENT);
-    CU_ASSERT_EQUAL(attn_profile_unfused_tuning(&p, NULL),
+    CU_ASSERT_EQUAL(attn_profile_tuning(&p, attn_cl_n_variants, &t),
                     ATTN_ERR_INVALID_ARGUMENT);
 }
 
@@ -546,11 +591,10 @@ static void test_format_round_trip(void)
         reports r;
         CU_ASSERT_EQUAL(resolve(&d, &t, 1, &b, &r), 0);
     }
-    CU_ASSERT_EQUAL(memcmp(&a.unfused, &b.unfused, sizeof a.unfused), 0);
     CU_ASSERT_EQUAL(a.queues, b.queues);
     CU_ASSERT_EQUAL(a.path, b.path);
-    CU_ASSERT_EQUAL(a.fused_min_seq, b.fused_min_seq);
-    CU_ASSERT_EQUAL(a.decode_max_seq_q, b.decode_max_seq_q);
+    CU_ASSERT_STRING_EQUAL(a.order, b.order);
+    CU_ASSERT_EQUAL(a.staging, b.staging);
     CU_ASSERT_EQUAL(a.native_beats_opencl, b.native_beats_opencl);
     CU_ASSERT_EQUAL(a.weight, b.weight);
     CU_ASSERT_EQUAL(a.build_options_set, b.build_options_set);
@@ -593,22 +637,25 @@ static void test_arguments(void)
 /* More extra keys than the store holds: the rest are reported. */
 static void test_extra_capacity(void)
 {
-    char body[8192] = "[default]\n";
+    char body[16384] = "[default]\n", missing[64];
     attn_device_info d = dev("x", "y", "z", ATTN_DEVICE_GPU);
     attn_profile p;
     attn_profile_text t;
     reports r;
     for (int i = 0; i < ATTN_PROFILE_MAX_EXTRA + 2; i++) {
         char line[64];
-        snprintf(line, sizeof line, "fused.k%d = %d\nfused.k%d = %d\n", i, i, i,
+        snprintf(line, sizeof line, "quirk.k%d = %d\nquirk.k%d = %d\n", i, i, i,
                  i + 1);
         strcat(body, line);
     }
     t = text("cap.prof", body);
     CU_ASSERT_EQUAL(resolve(&d, &t, 1, &p, &r), 4);
     CU_ASSERT_EQUAL(p.n_extra, ATTN_PROFILE_MAX_EXTRA);
-    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "fused.k0"), "1");
-    CU_ASSERT_TRUE(has(&r, "'fused.k64' not applied"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(attn_profile_get(&p, "quirk.k0"));
+    CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "quirk.k0"), "1");
+    snprintf(missing, sizeof missing, "'quirk.k%d' not applied",
+             ATTN_PROFILE_MAX_EXTRA);
+    CU_ASSERT_TRUE(has(&r, missing));
 }
 
 /* The devices of this machine (PoCL on the test machines) resolve with no
@@ -646,7 +693,7 @@ int main(void)
         {"many errors", test_malformed_many},
         {"shipped files", test_builtin_clean},
         {"ATTN_PLATFORM_DIR", test_platform_dir},
-        {"unfused tuning", test_unfused_tuning},
+        {"kernel tuning", test_tuning},
         {"format round trip", test_format_round_trip},
         {"arguments", test_arguments},
         {"extra capacity", test_extra_capacity},

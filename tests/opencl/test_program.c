@@ -46,12 +46,12 @@
 #include <sys/syscall.h>
 #endif
 
-#include "attn_impl.h"
+#include "api/context.h"
 #include "cases.h"
 #include "harness.h"
 #include "opencl/backend_cl.h"
 #include "opencl/discovery.h"
-#include "opencl/sdpa_cl.h"
+#include "opencl/driver.h"
 #include "program_fixture.h"
 
 static int root_made;
@@ -950,14 +950,16 @@ static void test_build_log(void)
 {
     char dir[512];
     log_capture *cap = calloc(1, sizeof *cap);
-    attn_cl_unfused_tuning t;
+    const int unfused = attn_cl_variant_find("unfused");
+    attn_cl_tuning t;
     attn_err err = {{0}};
     const size_t no = fixture_f32_case.no;
     float *o = malloc(no * sizeof *o);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
     CU_ASSERT_PTR_NOT_NULL_FATAL(o);
     CU_ASSERT_EQUAL_FATAL(fixture_test_dir("build-log", dir, sizeof dir), 0);
-    attn_cl_unfused_tuning_default(&t);
+    CU_ASSERT_TRUE_FATAL(unfused >= 0);
+    attn_cl_tuning_default(attn_cl_variants[unfused], &t);
     snprintf(t.options, sizeof t.options, "-DSC_TQ=(");
     for (int fallback = 0; fallback <= 1; fallback++) {
         attn_context *ctx = fixture_make_ctx(dir, fallback, cap);
@@ -967,7 +969,7 @@ static void test_build_log(void)
             continue;
         rt = attn_backend_cl_runtime(ctx->backend);
         CU_ASSERT_PTR_NOT_NULL_FATAL(rt);
-        CU_ASSERT_EQUAL(attn_cl_unfused_set_tuning(rt, &t, &err), ATTN_OK);
+        CU_ASSERT_EQUAL(attn_cl_set_tuning(rt, unfused, &t, &err), ATTN_OK);
         for (size_t i = 0; i < no; i++)
             o[i] = 7.0f;
         s = attn_sdpa(ctx, &fixture_f32_case.d, fixture_f32_case.q,

@@ -1,13 +1,15 @@
 /*
- * The embedding API of attn_cl.h: contexts on the caller's OpenCL objects,
- * attention on the caller's buffers and queue.
+ * The public entry points of attn_cl.h: contexts on the caller's OpenCL
+ * objects, attention on the caller's buffers and queue.  Argument checks
+ * here; the variant comes from the plan of the call's shape (on the
+ * context's primary device) and the OpenCL backend enqueues it.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "api/context.h"
 #include "attn/attn_cl.h"
 #include "opencl/backend_cl.h"
-#include "opencl/sdpa_cl.h"
 
 static attn_status report(attn_context *ctx, const char *fn, attn_status s,
                           const attn_err *err)
@@ -21,43 +23,35 @@ static attn_status report(attn_context *ctx, const char *fn, attn_status s,
 attn_status attn_context_create_cl(cl_context context, cl_device_id device,
                                    const attn_options *o, attn_context **out)
 {
+    static const char fn[] = "attn_context_create_cl";
+    attn_options defaults;
     attn_context *ctx = NULL;
-    attn_cl_runtime *rt = NULL;
-    attn_cl_device probe;
     attn_err err = {{0}};
     attn_status s;
 
     if (!out)
-        return report(NULL, "attn_context_create_cl", ATTN_ERR_INVALID_ARGUMENT,
+        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"out is NULL"});
     *out = NULL;
     if (!context || !device)
-        return report(NULL, "attn_context_create_cl", ATTN_ERR_INVALID_ARGUMENT,
+        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"context and device must not be NULL"});
-    if ((s = attn_cl_probe(device, &probe, &err)))
-        return report(NULL, "attn_context_create_cl", s, &err);
-    if (!probe.info.usable) {
-        attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
-                  "device %s is not usable: %s", probe.info.name,
-                  probe.info.reason);
-        return report(NULL, "attn_context_create_cl", ATTN_ERR_INVALID_ARGUMENT,
-                      &err);
+    if (!o) {
+        attn_options_init(&defaults);
+        o = &defaults;
     }
     if ((s = attn_context_new(o, &ctx, &err)))
-        return report(NULL, "attn_context_create_cl", s, &err);
-    s = attn_cl_runtime_create_from(context, device, o ? o->cache_dir : NULL,
-                                    &ctx->log, &rt, &err);
-    if (s == ATTN_OK) {
-        rt->info = probe.info;
-        if ((s = attn_backend_cl_wrap(rt, &ctx->backend, &err)))
-            attn_cl_runtime_destroy(rt);
-        else
-            attn_backend_cl_set_path(ctx->backend, ctx->path);
-    }
+        return report(NULL, fn, s, &err);
+    s = attn_backend_cl_from_objects(context, device, o,
+                                     ctx->kernel[0] ? ctx->kernel : NULL,
+                                     &ctx->log, &ctx->backend, &err);
+    if (s == ATTN_OK)
+        s = attn_context_ready(ctx, &err);
     if (s) {
-        ctx->backend = ctx->native;
+        if (!ctx->backend)
+            ctx->backend = ctx->native;
         attn_context_destroy(ctx);
-        return report(NULL, "attn_context_create_cl", s, &err);
+        return report(NULL, fn, s, &err);
     }
     *out = ctx;
     return ATTN_OK;
@@ -112,6 +106,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     attn_cl_runtime *rt;
     attn_cl_tensors t;
     attn_sdpa_bytes sz;
+    attn_plan *plan = NULL;
+    const attn_dev_work *w = NULL;
     attn_err err = {{0}};
     attn_status s;
 
@@ -142,8 +138,15 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     t.v_off = b->v_offset;
     t.o_off = b->o_offset;
     t.lse_off = b->lse_offset;
-    s = attn_backend_cl_launch(ctx->backend, d, &t, queue, n_wait, wait, done,
-                               &err);
+    if ((s = attn_plan_devices(ctx->plans, ctx->backend, d, &plan, &w, &err)) ==
+        ATTN_OK) {
+        if (w->prep[0] != ATTN_OK)
+            s = attn_fail(&err, w->prep[0], "%s", w->why[0]);
+        else
+            s = attn_backend_cl_launch(ctx->backend, &w->p[0], d, &t, queue,
+                                       n_wait, wait, done, &err);
+    }
+    attn_plan_release(ctx->plans, plan);
     return s == ATTN_OK ? s : report(ctx, fn, s, &err);
 }
 

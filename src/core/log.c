@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "attn_impl.h"
+#include "core/core.h"
 
 attn_status attn_fail(attn_err *e, attn_status s, const char *fmt, ...)
 {

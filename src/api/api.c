@@ -1,52 +1,15 @@
 /*
- * The public entry points: argument checks, then the context's backend.
- * Nothing here knows how the work is done.
+ * The public entry points of attn.h: argument checks, then the plan of the
+ * call's shape, then the scheduler, which runs it on the context's backend
+ * (and natively when a device fails and fallback is allowed).  Nothing
+ * here knows how the work is done.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "attn_impl.h"
+#include "api/context.h"
 #include "cpu/cpu_impl.h"
-
-static _Thread_local char thread_error[ATTN_MSG_MAX];
-
-void attn_thread_set_error(const char *msg)
-{
-    snprintf(thread_error, sizeof thread_error, "%s", msg);
-}
-
-const char *attn_last_error(void)
-{
-    return thread_error;
-}
-
-const char *attn_status_string(attn_status s)
-{
-    switch (s) {
-    case ATTN_OK:
-        return "ATTN_OK";
-    case ATTN_ERR_INVALID_ARGUMENT:
-        return "ATTN_ERR_INVALID_ARGUMENT";
-    case ATTN_ERR_OUT_OF_MEMORY:
-        return "ATTN_ERR_OUT_OF_MEMORY";
-    case ATTN_ERR_NO_DEVICE:
-        return "ATTN_ERR_NO_DEVICE";
-    case ATTN_ERR_BUILD_FAILED:
-        return "ATTN_ERR_BUILD_FAILED";
-    case ATTN_ERR_DEVICE:
-        return "ATTN_ERR_DEVICE";
-    case ATTN_ERR_UNSUPPORTED:
-        return "ATTN_ERR_UNSUPPORTED";
-    case ATTN_ERR_IO:
-        return "ATTN_ERR_IO";
-    }
-    return "unknown status";
-}
-
-const char *attn_version(void)
-{
-    return ATTN_VERSION_STRING;
-}
+#include "opencl/opencl_backend.h"
 
 attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
 {
@@ -71,6 +34,16 @@ attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
 #endif
 }
 
+const char *attn_kernel_name(int index)
+{
+#ifdef ATTN_HAVE_OPENCL
+    return attn_opencl_kernel_name(index);
+#else
+    (void)index;
+    return NULL;
+#endif
+}
+
 /* Reports a failed call: on the context when there is one, else on the
  * thread only. */
 static attn_status report(attn_context *ctx, const char *fn, attn_status s,
@@ -83,46 +56,51 @@ static attn_status report(attn_context *ctx, const char *fn, attn_status s,
     return s;
 }
 
-/* Statuses after which the native backend may redo a device's work. */
-static int recoverable(attn_status s)
-{
-    return s == ATTN_ERR_DEVICE || s == ATTN_ERR_BUILD_FAILED ||
-           s == ATTN_ERR_OUT_OF_MEMORY || s == ATTN_ERR_UNSUPPORTED;
-}
-
-/* After a device failure: with fallback allowed, says so (log and
- * last_error) and returns 1 so that the caller reruns natively. */
-static int fall_back(attn_context *ctx, const char *fn, attn_status s,
-                     attn_err *err)
-{
-    char msg[ATTN_MSG_MAX];
-    if (ctx->backend == ctx->native || !ctx->allow_fallback || !recoverable(s))
-        return 0;
-    snprintf(msg, sizeof msg, "%s fell back to the native backend: %.400s", fn,
-             err->msg);
-    attn_log(&ctx->log, ATTN_LOG_WARN, "%s", msg);
-    pthread_mutex_lock(&ctx->err_lock);
-    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
-    pthread_mutex_unlock(&ctx->err_lock);
-    err->msg[0] = '\0';
-    return 1;
-}
-
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
                       const void *k, const void *v, void *o, float *lse)
 {
+    const attn_sdpa_call c = {d, q, k, v, o, lse};
     attn_err err = {{0}};
+    attn_plan *plan = NULL;
+    const attn_work *work = NULL;
+    char fell[ATTN_MSG_MAX];
     attn_status s;
     if (!ctx) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, "ctx is NULL");
         return report(NULL, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT, &err);
     }
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
-    if (s == ATTN_OK)
-        s = ctx->backend->ops->sdpa(ctx->backend, d, q, k, v, o, lse, &err);
-    if (s != ATTN_OK && fall_back(ctx, "attn_sdpa", s, &err))
-        s = ctx->native->ops->sdpa(ctx->native, d, q, k, v, o, lse, &err);
+    if (s == ATTN_OK && ctx->backend->ops->exec)
+        s = attn_plan_sdpa(ctx->plans, ctx->backend, d, &plan, &work, &err);
+    if (s == ATTN_OK) {
+        s = attn_sched_sdpa(&ctx->run, work, &c, fell, sizeof fell, &err);
+        if (fell[0])
+            attn_context_note(ctx, fell);
+    }
+    attn_plan_release(ctx->plans, plan);
     return s == ATTN_OK ? s : report(ctx, "attn_sdpa", s, &err);
+}
+
+attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
+                             char *name, size_t cap)
+{
+    attn_err err = {{0}};
+    attn_sdpa_bytes sz;
+    attn_status s;
+    if (!ctx || !name || cap == 0) {
+        attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
+                  !ctx ? "ctx is NULL"
+                       : "name is NULL or cap is 0: nowhere to write");
+        return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
+    }
+    if ((s = attn_validate_sdpa_desc(d, &sz, &err)))
+        return report(ctx, "attn_sdpa_kernel", s, &err);
+    if (!ctx->backend->ops->exec) {
+        snprintf(name, cap, "native");
+        return ATTN_OK;
+    }
+    s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, &err);
+    return s == ATTN_OK ? s : report(ctx, "attn_sdpa_kernel", s, &err);
 }
 
 attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
@@ -133,6 +111,9 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     static const attn_mask_desc no_mask;
     attn_mha_call c;
     attn_err err = {{0}};
+    attn_plan *plan = NULL;
+    const attn_dev_work *work = NULL;
+    char fell[ATTN_MSG_MAX];
     attn_status s;
     if (!ctx) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, "ctx is NULL");
@@ -148,14 +129,18 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     c.mask = mask ? mask : &no_mask;
     c.y = y;
     s = attn_validate_mha(&c, &err);
-    if (s == ATTN_OK && ctx->backend->ops->mha) {
-        s = ctx->backend->ops->mha(ctx->backend, &c, &err);
-        if (s != ATTN_OK && fall_back(ctx, "attn_mha_forward", s, &err))
-            s = ctx->native->ops->mha(ctx->native, &c, &err);
-    } else if (s == ATTN_OK) {
-        /* A backend without a layer of its own: the native one runs it. */
-        s = ctx->native->ops->mha(ctx->native, &c, &err);
+    if (s == ATTN_OK && ctx->backend->ops->exec && ctx->backend->ops->mha) {
+        attn_sdpa_desc sd;
+        attn_mha_sdpa_desc(&c, &sd);
+        s = attn_plan_devices(ctx->plans, ctx->backend, &sd, &plan, &work,
+                              &err);
     }
+    if (s == ATTN_OK) {
+        s = attn_sched_mha(&ctx->run, work, &c, fell, sizeof fell, &err);
+        if (fell[0])
+            attn_context_note(ctx, fell);
+    }
+    attn_plan_release(ctx->plans, plan);
     return s == ATTN_OK ? s : report(ctx, "attn_mha_forward", s, &err);
 }
 

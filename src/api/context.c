@@ -1,8 +1,9 @@
 /*
  * Context lifetime: options and environment resolved into a logger, a thread
- * count, the native backend (always there, as the fallback) and the backend
- * the device spec selects.
+ * count, the native backend (always there, as the fallback), the backend
+ * the device spec selects, the forced kernel and the plan cache.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "attn_impl.h"
+#include "api/context.h"
+#include "cpu/backend_native.h"
+#include "opencl/opencl_backend.h"
 
 #define ATTN_MAX_THREADS 1024
 
@@ -60,8 +63,9 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
 {
 #ifdef ATTN_HAVE_OPENCL
     char why[256] = "";
-    attn_status s = attn_opencl_open(spec, o, &ctx->log, &ctx->backend, why,
-                                     sizeof why, err);
+    attn_status s =
+        attn_opencl_open(spec, o, ctx->kernel[0] ? ctx->kernel : NULL,
+                         &ctx->log, &ctx->backend, why, sizeof why, err);
     if (s == ATTN_ERR_DEVICE || s == ATTN_ERR_OUT_OF_MEMORY) {
         if (!o->allow_fallback)
             return s;
@@ -85,6 +89,72 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
                      "\"native\")",
                      spec);
 #endif
+}
+
+/* Whether name is a kernel: an OpenCL variant, or "native". */
+static int kernel_known(const char *name)
+{
+    if (!strcasecmp(name, "native"))
+        return 1;
+    for (int i = 0; attn_kernel_name(i); i++)
+        if (!strcasecmp(name, attn_kernel_name(i)))
+            return 1;
+    return 0;
+}
+
+/* "unfused, fused, decode, native": the names, for messages. */
+static void kernel_names(char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; attn_kernel_name(i) && used < cap; i++) {
+        int w = snprintf(buf + used, cap - used, "%s, ", attn_kernel_name(i));
+        if (w < 0)
+            return;
+        used += (size_t)w;
+    }
+    if (used < cap)
+        snprintf(buf + used, cap - used, "native");
+}
+
+/* The kernel forced by ATTN_KERNEL or options.kernel into ctx->kernel
+ * ("" when none).  An unknown name in the options is an error; in the
+ * environment a warning, and the options' choice stands. */
+static attn_status parse_kernel(attn_context *ctx, const attn_options *o,
+                                attn_err *err)
+{
+    const char *env = getenv("ATTN_KERNEL");
+    const char *name = o->kernel;
+    char names[256];
+    ctx->kernel[0] = '\0';
+    ctx->kernel_from_env = 0;
+    kernel_names(names, sizeof names);
+    if (env && *env && strcasecmp(env, "auto") != 0) {
+        if (kernel_known(env)) {
+            name = env;
+            ctx->kernel_from_env = 1;
+        } else {
+            /* Said in the log and in attn_context_last_error. */
+            snprintf(ctx->last_error, sizeof ctx->last_error,
+                     "ATTN_KERNEL=\"%.32s\" names no kernel variant (%s); "
+                     "ignored",
+                     env, names);
+            attn_log(&ctx->log, ATTN_LOG_WARN, "%s", ctx->last_error);
+        }
+    } else if (env && *env) {
+        name = NULL;
+    }
+    if (!name || !*name || !strcasecmp(name, "auto"))
+        return ATTN_OK;
+    if (!kernel_known(name))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "options.kernel \"%.32s\" names no kernel variant "
+                         "(%s, or \"auto\")",
+                         name, names);
+    snprintf(ctx->kernel, sizeof ctx->kernel, "%s", name);
+    for (char *c = ctx->kernel; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    return ATTN_OK;
 }
 
 static attn_status check_options(const attn_options *o, attn_err *err)
@@ -122,18 +192,24 @@ attn_status attn_context_new(const attn_options *opt, attn_context **out,
         goto fail_ctx;
     ctx->allow_fallback = opt->allow_fallback;
     ctx->path = opt->path;
+    if ((s = parse_kernel(ctx, opt, err)))
+        goto fail_ctx;
     if (pthread_mutex_init(&ctx->err_lock, NULL) != 0) {
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                       "cannot create the context lock");
         goto fail_ctx;
     }
+    if ((s = attn_plan_cache_new(&ctx->plans, err)))
+        goto fail_lock;
     s = attn_backend_native_create(ctx->threads, &ctx->log, &ctx->native, err);
     if (s)
-        goto fail_lock;
+        goto fail_plans;
     ctx->backend = ctx->native;
     *out = ctx;
     return ATTN_OK;
 
+fail_plans:
+    attn_plan_cache_free(ctx->plans);
 fail_lock:
     pthread_mutex_destroy(&ctx->err_lock);
 fail_ctx:
@@ -168,14 +244,17 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
     s = select_backend(ctx, spec, opt, &err);
     if (!ctx->backend)
         ctx->backend = ctx->native;
+    if (s == ATTN_OK)
+        s = attn_context_ready(ctx, &err);
     if (s) {
         attn_log(&ctx->log, ATTN_LOG_ERROR, "attn_context_create: %s", err.msg);
         attn_context_destroy(ctx);
         goto fail;
     }
     attn_log(&ctx->log, ATTN_LOG_INFO,
-             "context on the %s backend with %d threads (device \"%s\")",
-             ctx->backend->ops->name, ctx->threads, spec);
+             "context on the %s backend with %d threads (device \"%s\"%s%s)",
+             ctx->backend->ops->name, ctx->threads, spec,
+             ctx->kernel[0] ? ", kernel " : "", ctx->kernel);
     *out = ctx;
     return ATTN_OK;
 fail:
@@ -187,11 +266,56 @@ void attn_context_destroy(attn_context *ctx)
 {
     if (!ctx)
         return;
+    /* Plans hold the backends' prepared kernels: they go first. */
+    attn_plan_cache_free(ctx->plans);
     if (ctx->backend != ctx->native)
         ctx->backend->ops->destroy(ctx->backend);
     ctx->native->ops->destroy(ctx->native);
     pthread_mutex_destroy(&ctx->err_lock);
     free(ctx);
+}
+
+attn_status attn_context_ready(attn_context *ctx, attn_err *err)
+{
+    ctx->run.backend = ctx->backend;
+    ctx->run.native = ctx->native;
+    ctx->run.allow_fallback = ctx->allow_fallback;
+    ctx->run.forced = ctx->kernel[0] != '\0';
+    ctx->run.log = &ctx->log;
+    if (ctx->kernel[0] && ctx->backend == ctx->native &&
+        strcmp(ctx->kernel, "native") != 0) {
+        /* The environment only suggests; the options insist. */
+        if (ctx->kernel_from_env) {
+            attn_fail(err, ATTN_OK,
+                      "ATTN_KERNEL=%s: the context runs on the native "
+                      "backend, which has no such kernel; ignored",
+                      ctx->kernel);
+            attn_log(&ctx->log, ATTN_LOG_WARN, "%s", err->msg);
+            attn_context_note(ctx, err->msg);
+            err->msg[0] = '\0';
+            ctx->kernel[0] = '\0';
+            ctx->run.forced = 0;
+            return ATTN_OK;
+        }
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "options.kernel \"%s\" is a kernel of the OpenCL "
+                         "backend, and the context runs on the native "
+                         "backend (pick an OpenCL device, or \"native\")",
+                         ctx->kernel);
+    }
+    if (ctx->kernel[0] && ctx->backend != ctx->native &&
+        !strcmp(ctx->kernel, "native"))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "kernel \"native\" asks for the native backend, and "
+                         "the context runs on an OpenCL device");
+    return ATTN_OK;
+}
+
+void attn_context_note(attn_context *ctx, const char *msg)
+{
+    pthread_mutex_lock(&ctx->err_lock);
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", msg);
+    pthread_mutex_unlock(&ctx->err_lock);
 }
 
 attn_status attn_context_device(const attn_context *ctx, attn_device_info *out)

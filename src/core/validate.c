@@ -5,8 +5,9 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
-#include "attn_impl.h"
+#include "core/core.h"
 
 int attn_mul_size(size_t *r, size_t a, size_t b)
 {
@@ -240,4 +241,22 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
         return s;
     return attn_validate_mask(c->mask, c->batch, m->heads_q, c->seq_q,
                               c->seq_kv, err);
+}
+
+void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd)
+{
+    const attn_mha_desc *m = c->m;
+    memset(sd, 0, sizeof *sd);
+    sd->batch = c->batch;
+    sd->heads_q = m->heads_q;
+    sd->heads_kv = m->heads_kv;
+    sd->seq_q = c->seq_q;
+    sd->seq_kv = c->seq_kv;
+    sd->head_dim = m->head_dim;
+    sd->head_dim_v = m->head_dim;
+    sd->scale = (float)(1.0 / sqrt((double)m->head_dim));
+    sd->score = m->score;
+    sd->additive_w = m->additive_w;
+    sd->mask = *c->mask;
+    sd->dtype = ATTN_F32;
 }

@@ -1,7 +1,7 @@
 /*
  * Sizes of memory in messages, and the host's memory.
  */
-#include "memsize.h"
+#include "core/memsize.h"
 
 #include <stdio.h>
 #include <unistd.h>

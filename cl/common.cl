@@ -1,0 +1,23 @@
+/*
+ * What every attention kernel shares: the storage type of the tensors and
+ * the bit patterns of hidden and -inf scores.  Prepended to each variant's
+ * sources when its program is built (src/opencl/progcache.c), once.
+ * OpenCL C 1.2.
+ */
+
+#ifndef ATTN_F16
+#define ATTN_F16 0
+#endif
+/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
+#if ATTN_F16
+#define ATTN_T half
+#define ATTN_LOAD(p, i) vload_half((i), (p))
+#define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
+#else
+#define ATTN_T float
+#define ATTN_LOAD(p, i) ((p)[i])
+#define ATTN_STORE(p, i, x) ((p)[i] = (x))
+#endif
+/* Bit patterns, so that finite-math options cannot fold the tests. */
+#define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
+#define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */

@@ -1,0 +1,41 @@
+/*
+ * The context of the API layer: the options resolved, the backends, the
+ * plans, the last error.  Not installed.
+ */
+#ifndef ATTN_API_CONTEXT_H
+#define ATTN_API_CONTEXT_H
+
+#include "plan/plan.h"
+
+struct attn_context {
+    attn_logger log;
+    int allow_fallback;
+    int threads;
+    attn_path path;
+    char kernel[32];       /* a kernel variant forced by name, or "" */
+    int kernel_from_env;   /* ... by ATTN_KERNEL (only a suggestion) */
+    attn_backend *backend; /* runs the work */
+    attn_backend *native;  /* the fallback; == backend on the native path */
+    attn_runner run;       /* backend, native and the rules, for sched */
+    attn_plan_cache *plans;
+    /* last_error is written by any thread; err_lock guards it. */
+    pthread_mutex_t err_lock;
+    char last_error[ATTN_MSG_MAX];
+};
+
+/* A context on the native backend from options checked on the way (NULL =
+ * defaults); the caller may then set ctx->backend and call
+ * attn_context_ready. */
+attn_status attn_context_new(const attn_options *o, attn_context **out,
+                             attn_err *err);
+/* Fills ctx->run from the backends and checks that the forced kernel
+ * exists on the backend that runs the work.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT. */
+attn_status attn_context_ready(attn_context *ctx, attn_err *err);
+/* Records msg as the context's and the thread's last error and logs it. */
+void attn_context_set_error(attn_context *ctx, attn_status s, const char *msg);
+/* Records msg as the context's last error only (a note such as "fell
+ * back"), logged at WARN by whoever made it. */
+void attn_context_note(attn_context *ctx, const char *msg);
+
+#endif /* ATTN_API_CONTEXT_H */

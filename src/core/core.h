@@ -1,0 +1,97 @@
+/*
+ * The leaves every layer uses (api, plan, sched, backends): failure
+ * sentences, the thread's last error, logging, argument validation,
+ * overflow-checked sizes, and the plain call records.  Nothing here calls
+ * upwards.  Not installed.
+ */
+#ifndef ATTN_CORE_H
+#define ATTN_CORE_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "attn/attn.h"
+
+#define ATTN_MSG_MAX 512
+
+/* A sentence about a failure, filled by whoever detects it. */
+typedef struct attn_err {
+    char msg[ATTN_MSG_MAX];
+} attn_err;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ATTN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define ATTN_PRINTF(f, a)
+#endif
+
+/* Writes a formatted message into e (when e is not NULL) and returns s, so
+ * that a check reads `return attn_fail(err, ATTN_ERR_..., "...", ...)`. */
+attn_status attn_fail(attn_err *e, attn_status s, const char *fmt, ...)
+    ATTN_PRINTF(3, 4);
+
+/* ---- logging -------------------------------------------------------------
+ * A logger is a level and a sink: the caller's callback, or stderr when
+ * ATTN_LOG asked for messages and no callback was given. */
+typedef struct attn_logger {
+    int level; /* messages at or below this attn_log_level are delivered */
+    attn_log_fn fn;
+    void *user;
+} attn_logger;
+
+/* Resolves the options' level and callback against ATTN_LOG.  Returns
+ * ATTN_ERR_INVALID_ARGUMENT for an unknown ATTN_LOG value or level. */
+attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
+                             attn_err *err);
+void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
+    ATTN_PRINTF(3, 4);
+
+/* One multi-head layer call (attn_mha_forward), validated. */
+typedef struct attn_mha_call {
+    const attn_mha_desc *m;
+    int batch, seq_q, seq_kv;
+    const float *x_q, *x_kv;    /* x_kv NULL: self-attention */
+    const attn_mask_desc *mask; /* never NULL (a zeroed mask when none) */
+    float *y;
+} attn_mha_call;
+
+/* One attention call on host memory. */
+typedef struct attn_sdpa_call {
+    const attn_sdpa_desc *d;
+    const void *q, *k, *v;
+    void *o;
+    float *lse; /* may be NULL */
+} attn_sdpa_call;
+
+/* Sets the calling thread's last error (attn_last_error); status.c. */
+void attn_thread_set_error(const char *msg);
+
+/* ---- validation (validate.c) ---------------------------------------------
+ * Each returns ATTN_OK or an error with a sentence in err. */
+
+/* Byte sizes of the tensors of a valid descriptor. */
+typedef struct attn_sdpa_bytes {
+    size_t q, k, v, o, lse;
+} attn_sdpa_bytes;
+
+/* Everything about d but the tensor pointers. */
+attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
+                                    attn_err *err);
+/* d plus host pointers: non-NULL q, k, v, o; o and lse apart from the
+ * inputs. */
+attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
+                               const void *k, const void *v, const void *o,
+                               const float *lse, attn_err *err);
+attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
+                               int seq_q, int seq_kv, attn_err *err);
+attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err);
+/* The attention step of layer call c as an attn_sdpa descriptor (scale
+ * 1/sqrt(head_dim), c's mask and score, f32; no tensor pointers). */
+void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd);
+
+/* Overflow-checked size_t products; return 0 on overflow. */
+int attn_mul_size(size_t *r, size_t a, size_t b);
+int attn_mul_sizes(size_t *r, int n, const size_t *f);
+
+#endif /* ATTN_CORE_H */

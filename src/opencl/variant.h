@@ -1,0 +1,199 @@
+/*
+ * Kernel variants of the OpenCL backend.  A variant is one record: its name,
+ * its .cl sources and kernels, its parameter schema (ranges, defaults, the
+ * -D define each becomes), and hooks that say whether it takes a shape,
+ * fit it to a device, plan a launch and enqueue it.  The records are
+ * listed in one table (variants.c); one driver (driver.c) runs every
+ * variant the same way:
+ *
+ *   check   the call's arguments and tensors            (driver)
+ *   choose  the first variant of the path order that supports the shape
+ *           and, under AUTO, prefers it                   (driver, supports,
+ *                                                          prefer)
+ *   build   the program for (variant, dtype, defines), from the program
+ *           cache (progcache.c), fitted to the device and to the built
+ *           kernels' own limits                            (fit_device,
+ *                                                          fit_kernels)
+ *   plan    the launch geometry and the scratch bytes     (plan)
+ *   fit     tensors + input copies + scratch against the device's memory
+ *   copy    mask.bias, mask.kv_len, additive_w to the device
+ *   gate    a user event that holds the launches back until all are
+ *           enqueued, failed when something goes wrong
+ *   launch  set the arguments, enqueue                     (launch)
+ *
+ * Adding a variant: docs/ADDING_A_KERNEL.md.  Not installed.
+ */
+#ifndef ATTN_OPENCL_VARIANT_H
+#define ATTN_OPENCL_VARIANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opencl/sdpa_cl.h"
+
+#define ATTN_CL_MAX_PARAMS  16 /* parameters of one variant */
+#define ATTN_CL_MAX_KERNELS 4  /* kernels of one variant's program */
+#define ATTN_CL_GEOM_BYTES  96 /* a variant's launch geometry */
+#define ATTN_CL_OPTIONS_MAX 128
+
+/* Flags of a parameter. */
+enum {
+    ATTN_CL_PARAM_POW2 = 1, /* a power of two */
+    /* chooses among variants (AUTO) or shapes a launch; not a build
+     * define: changing it keeps the built programs */
+    ATTN_CL_PARAM_RUNTIME = 2
+};
+
+/* One parameter: profile key "<variant>.<name>", -D<define>=value. */
+typedef struct attn_cl_param {
+    const char *name;
+    const char *define; /* NULL for ATTN_CL_PARAM_RUNTIME parameters */
+    int min, max, def;
+    unsigned flags;
+    const char *doc; /* one line for platforms/README.md and attn-tune */
+} attn_cl_param;
+
+/* A variant's parameter values, in schema order, and extra build options
+ * (the profile's build_options). */
+typedef struct attn_cl_tuning {
+    int v[ATTN_CL_MAX_PARAMS];
+    char options[ATTN_CL_OPTIONS_MAX];
+} attn_cl_tuning;
+
+/* What the hooks know of the device (read once per runtime). */
+typedef struct attn_cl_limits {
+    size_t wg;                      /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    size_t items[3];                /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+    uint64_t local_mem;             /* CL_DEVICE_LOCAL_MEM_SIZE */
+    uint64_t global_mem, max_alloc; /* as recorded (attn_cl_mem_limits) */
+    unsigned compute_units;
+    int fma;      /* CL_FP_FMA in CL_DEVICE_SINGLE_FP_CONFIG */
+    int gpu;      /* a GPU (discrete or integrated) */
+    int cl_major; /* OpenCL C version the device compiles */
+} attn_cl_limits;
+
+/* A built program of a variant: its kernels' limits and the tuning as
+ * built (after fitting).  Owned by the program cache; lives as long as
+ * the runtime. */
+typedef struct attn_cl_built attn_cl_built;
+struct attn_cl_built {
+    cl_program prog;
+    attn_cl_tuning t;                     /* as built */
+    size_t kwg[ATTN_CL_MAX_KERNELS];      /* CL_KERNEL_WORK_GROUP_SIZE */
+    uint64_t klocal[ATTN_CL_MAX_KERNELS]; /* CL_KERNEL_LOCAL_MEM_SIZE */
+};
+
+/* Everything a launch hook needs.  Absent optional buffers (bias, kv_len,
+ * addw, lse, scratch) are bound to a small dummy buffer. */
+typedef struct attn_cl_launch {
+    attn_cl_runtime *rt;
+    const attn_sdpa_desc *d;
+    const attn_cl_tensors *t;
+    const attn_cl_built *b;
+    const void *geom;                 /* the plan hook's geometry */
+    cl_kernel k[ATTN_CL_MAX_KERNELS]; /* this call's own kernel objects */
+    cl_mem bias, kv_len, addw, lse, scratch;
+    /* The scalars every kernel takes. */
+    cl_int has_lse, bias_kind, has_kv_len, additive, causal, window;
+    cl_int heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
+    cl_float scale;  /* 1/sqrt(head_dim) when the descriptor says 0 */
+    cl_float scale2; /* scale * log2(e) (additive: log2(e)) */
+    cl_ulong q_off, k_off, v_off, o_off, lse_off;
+    cl_command_queue queue;
+    cl_uint n_wait;
+    const cl_event *wait;
+} attn_cl_launch;
+
+typedef struct attn_cl_variant {
+    const char *name;           /* ATTN_KERNEL, options.kernel, profile keys */
+    const char *summary;        /* one line for attn-probe and the docs */
+    attn_path path;             /* the options.path that may take it: FUSED,
+                                   UNFUSED, or AUTO for AUTO only */
+    int universal;              /* takes every shape a device can run: AUTO's
+                                   last resort */
+    const char *const *sources; /* cl/ files after common.cl, NULL-ended */
+    const char *const *kernels; /* kernel names, NULL-ended */
+    const attn_cl_param *params;
+    int n_params;
+
+    /* Rules across parameters; 0 with a sentence in why when broken. */
+    int (*check)(const attn_cl_tuning *t, char *why, size_t cap);
+    /* Whether the variant takes d at all (quick, before any build):
+     * ATTN_OK or ATTN_ERR_UNSUPPORTED with a sentence. */
+    attn_status (*supports)(const attn_cl_limits *lim, const attn_cl_tuning *t,
+                            const attn_sdpa_desc *d, attn_err *err);
+    /* Whether AUTO should take it for d (its thresholds); NULL: always. */
+    int (*prefer)(const attn_cl_tuning *t, const attn_sdpa_desc *d);
+    /* Defines that depend on the device or the shape (beyond the
+     * schema's), e.g. " -DFA_FMA=1"; NULL: none. */
+    void (*defines)(const attn_cl_limits *lim, const attn_cl_tuning *t,
+                    const attn_sdpa_desc *d, char *buf, size_t cap);
+    /* Shrinks t to the device's work-group limits before a build; 0 when
+     * it cannot fit. */
+    int (*fit_device)(const attn_cl_limits *lim, attn_cl_tuning *t);
+    /* After a build, against the kernels' own limits: 1 fits, 0 retry
+     * with t changed, -1 cannot fit. */
+    int (*fit_kernels)(const attn_cl_limits *lim, const attn_cl_built *b,
+                       attn_cl_tuning *t);
+    /* The geometry of a launch of d (at most ATTN_CL_GEOM_BYTES) and the
+     * bytes of its scratch buffer (0: none), with t the tuning as built.
+     * b NULL: an estimate before the program is built (local memory
+     * unchecked).  Errors: ATTN_ERR_UNSUPPORTED with a sentence. */
+    attn_status (*plan)(const attn_cl_limits *lim, const attn_cl_built *b,
+                        const attn_cl_tuning *t, const attn_sdpa_desc *d,
+                        void *geom, uint64_t *scratch, attn_err *err);
+    /* Enqueues the kernels after L->wait; *last = the final command's
+     * event.  The arguments go on L->k, the call's own kernel objects. */
+    cl_int (*launch)(const attn_cl_launch *L, cl_event *last);
+} attn_cl_variant;
+
+/* ---- the table (variants.c) ------------------------------------------- */
+
+extern const attn_cl_variant *const attn_cl_variants[];
+extern const int attn_cl_n_variants;
+
+/* The index of the variant called name (case-insensitive), or -1. */
+int attn_cl_variant_find(const char *name);
+/* The index of parameter name of variant v, or -1. */
+int attn_cl_param_find(const attn_cl_variant *v, const char *name);
+/* "unfused, fused, decode": the names, for messages. */
+void attn_cl_variant_names(char *buf, size_t cap);
+
+/* The schema's defaults. */
+void attn_cl_tuning_default(const attn_cl_variant *v, attn_cl_tuning *t);
+/* Checks every value against its range and flags, then the variant's
+ * rules.  ATTN_ERR_INVALID_ARGUMENT with a sentence naming the first
+ * broken rule. */
+attn_status attn_cl_tuning_check(const attn_cl_variant *v,
+                                 const attn_cl_tuning *t, attn_err *err);
+/* " -DNAME=value" for each build parameter, then the options. */
+void attn_cl_tuning_defines(const attn_cl_variant *v, const attn_cl_tuning *t,
+                            char *buf, size_t cap);
+
+/* ---- helpers for the variants' hooks (variants.c) ------------------------ */
+
+/* Halves a work-group side, keeping it a divisor of an even tile; 0 when
+ * it is 1 already. */
+int attn_cl_halve(int *w);
+/* Enqueues k after *prev (after wait[0 .. n_wait) when *prev is NULL),
+ * releases *prev and puts the new event there. */
+cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
+                     const size_t *global, const size_t *local, cl_uint n_wait,
+                     const cl_event *wait, cl_event *prev);
+/* Sets arguments first .. first + n - 1 of k. */
+typedef struct attn_cl_karg {
+    size_t size;
+    const void *value;
+} attn_cl_karg;
+#define ATTN_CL_KARG(x)                                                        \
+    {                                                                          \
+        sizeof(x), &(x)                                                        \
+    }
+cl_int attn_cl_set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
+                        size_t n);
+
+/* Grid limit some GPUs put on the second and third dimension (in
+ * work-groups): launches never ask for more. */
+#define ATTN_CL_GRID_MAX 65535
+
+#endif /* ATTN_OPENCL_VARIANT_H */

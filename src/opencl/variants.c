@@ -1,0 +1,145 @@
+/*
+ * The table of kernel variants (variant.h) and what every variant's hooks
+ * share: the schema's defaults, range checks and build defines, argument
+ * setting and event chains.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "opencl/variant.h"
+
+/* Every variant, one line each: X(name) stands for the record
+ * attn_cl_variant_<name> of src/opencl/variants/<name>.c.  The order is
+ * only the tie-break of an explicit path: which variant runs a shape under
+ * AUTO is the profile's path.order (platforms/default.prof). */
+#define ATTN_CL_VARIANT_TABLE(X)                                               \
+    X(unfused)                                                                 \
+    X(fused)                                                                   \
+    X(decode)
+
+#define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
+#define ENTRY(n)   &attn_cl_variant_##n,
+ATTN_CL_VARIANT_TABLE(DECLARE)
+const attn_cl_variant *const attn_cl_variants[] = {
+    ATTN_CL_VARIANT_TABLE(ENTRY)};
+const int attn_cl_n_variants =
+    (int)(sizeof attn_cl_variants / sizeof attn_cl_variants[0]);
+
+int attn_cl_variant_find(const char *name)
+{
+    for (int i = 0; name && i < attn_cl_n_variants; i++)
+        if (!strcasecmp(name, attn_cl_variants[i]->name))
+            return i;
+    return -1;
+}
+
+int attn_cl_param_find(const attn_cl_variant *v, const char *name)
+{
+    for (int i = 0; name && i < v->n_params; i++)
+        if (!strcmp(name, v->params[i].name))
+            return i;
+    return -1;
+}
+
+void attn_cl_variant_names(char *buf, size_t cap)
+{
+    size_t used = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (int i = 0; i < attn_cl_n_variants && used < cap; i++) {
+        int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "",
+                         attn_cl_variants[i]->name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+void attn_cl_tuning_default(const attn_cl_variant *v, attn_cl_tuning *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < v->n_params; i++)
+        t->v[i] = v->params[i].def;
+}
+
+attn_status attn_cl_tuning_check(const attn_cl_variant *v,
+                                 const attn_cl_tuning *t, attn_err *err)
+{
+    char why[256] = "";
+    for (int i = 0; i < v->n_params; i++) {
+        const attn_cl_param *p = &v->params[i];
+        const int x = t->v[i];
+        if (x < p->min || x > p->max)
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "%s.%s must be in [%d, %d], not %d", v->name,
+                             p->name, p->min, p->max, x);
+        if ((p->flags & ATTN_CL_PARAM_POW2) && (x & (x - 1)) != 0)
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "%s.%s must be a power of two, not %d", v->name,
+                             p->name, x);
+    }
+    if (!memchr(t->options, '\0', sizeof t->options))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "%s: build options not NUL-terminated", v->name);
+    if (v->check && !v->check(t, why, sizeof why))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "%s: %s", v->name,
+                         why);
+    return ATTN_OK;
+}
+
+void attn_cl_tuning_defines(const attn_cl_variant *v, const attn_cl_tuning *t,
+                            char *buf, size_t cap)
+{
+    size_t used = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (int i = 0; i < v->n_params && used < cap; i++) {
+        int w;
+        if (!v->params[i].define)
+            continue;
+        w = snprintf(buf + used, cap - used, " -D%s=%d", v->params[i].define,
+                     t->v[i]);
+        if (w < 0)
+            return;
+        used += (size_t)w;
+    }
+    if (t->options[0] && used < cap)
+        snprintf(buf + used, cap - used, " %s", t->options);
+}
+
+int attn_cl_halve(int *w)
+{
+    if (*w <= 1)
+        return 0;
+    *w = *w % 2 == 0 ? *w / 2 : 1;
+    return 1;
+}
+
+cl_int attn_cl_set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
+                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cl_int rc =
+            clSetKernelArg(k, first + (cl_uint)i, a[i].size, a[i].value);
+        if (rc != CL_SUCCESS)
+            return rc;
+    }
+    return CL_SUCCESS;
+}
+
+cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
+                     const size_t *global, const size_t *local, cl_uint n_wait,
+                     const cl_event *wait, cl_event *prev)
+{
+    cl_event ev = NULL;
+    cl_int rc = ATTN_CL(clEnqueueNDRangeKernel)(queue, k, dims, NULL, global,
+                                                local, *prev ? 1 : n_wait,
+                                                *prev ? prev : wait, &ev);
+    if (rc != CL_SUCCESS)
+        return rc;
+    if (*prev)
+        clReleaseEvent(*prev);
+    *prev = ev;
+    return CL_SUCCESS;
+}
