@@ -54,6 +54,9 @@ attn_status attn_cl_build_binary_file(struct attn_cl_runtime *rt,
                                       cl_program *out, attn_err *err);
 
 #define ATTN_CL_MAX_QUEUES 8
+/* The longest program cache folder path, in bytes; a longer one turns the
+ * cache off with a warning. */
+#define ATTN_CL_CACHE_DIR_MAX 1022
 
 typedef struct attn_cl_runtime {
     cl_context context;
@@ -66,7 +69,7 @@ typedef struct attn_cl_runtime {
     int owns_context; /* 0 when the caller handed the context in */
     attn_device_info info;
     const attn_logger *log;
-    char cache_dir[1024]; /* "" = no program cache */
+    char cache_dir[ATTN_CL_CACHE_DIR_MAX + 1]; /* "" = no program cache */
     pthread_mutex_t lock;
     pthread_mutex_t build_lock;
     void *launch; /* state of the launch code (kernels, buffers) */
@@ -81,7 +84,9 @@ typedef struct attn_cl_runtime {
 
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL
  * cache_dir means ATTN_CACHE_DIR or $XDG_CACHE_HOME/libattn or
- * $HOME/.cache/libattn; "" disables the cache. */
+ * $HOME/.cache/libattn (XDG_CACHE_HOME and HOME only when they are
+ * absolute paths); "" disables the cache.  A cache path longer than
+ * ATTN_CL_CACHE_DIR_MAX disables it too, with a warning. */
 attn_status attn_cl_runtime_create(const attn_cl_device *dev,
                                    const char *cache_dir,
                                    const attn_logger *log,
