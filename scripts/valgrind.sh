@@ -39,7 +39,8 @@
 #   precision oracle and the kernels run 30 to 60 times slower under
 #   memcheck).  --quick leaves out test_sdpa*, test_hostile*,
 #   test_threads_opencl (the three-kernel path; the fused and two-queue
-#   runs stay), opencl_program and soak_smoke, and takes about 4 minutes.
+#   runs stay), opencl_program, opencl_cache_* and soak_smoke, and takes
+#   about 4 minutes.
 set -eu
 quick=""
 if [ "${1:-}" = "--quick" ]; then
@@ -96,7 +97,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^install_consumer$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|test_sdpa.*|test_hostile.*|test_threads_opencl|opencl_program|soak_smoke)$'
+  exclude='^(install_consumer|test_sdpa.*|test_hostile.*|test_threads_opencl|opencl_program|opencl_cache_.*|soak_smoke)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.

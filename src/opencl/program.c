@@ -1,39 +1,25 @@
 /*
- * Kernel programs: sources embedded at build time, offline binaries, and an
- * on-disk cache of built programs.
+ * Kernel programs: sources embedded at build time, offline binaries, and
+ * building, through the on-disk cache of built programs (program_cache.c).
  *
- * A cache entry is keyed by a 128-bit hash of everything that could change
- * the binary: library version, source text, build options, platform
- * version, vendor id, device name and driver version.  An entry is
- *     magic "ATTNPRG1" | key (16 bytes) | size (u64) | checksum (u64) | binary
- * and is written to a temporary file of its own (created with O_EXCL, named
- * for the process and a per-process serial, so concurrent writers in one or
- * several processes never share one), flushed to disk and renamed into
- * place, so readers never see a partial entry.  A write that fails (full
- * disk, file size limit, read-only folder) removes its temporary file, is
- * logged as a warning and leaves any previous entry as it was.  Anything
- * that does not check out (short file, wrong key or checksum, a binary the
- * driver rejects) is rebuilt from source and rewritten.  A cache that cannot
- * be written only costs time.
+ * A cached program is used only when it builds from its binary and has
+ * every kernel the program must have (the caller's list, or the kernels its
+ * sources define); otherwise the entry is removed and the program is built
+ * from source once and cached again.  A cache that cannot be read or
+ * written only costs time.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "opencl/program_cache.h"
 #include "opencl/runtime.h"
 #ifdef ATTN_EMBED_KERNELS
 #include "opencl/embedded.h"
 #endif
 
-#define MAGIC        "ATTNPRG1"
-#define HEADER_BYTES (8 + 16 + 8 + 8)
-#define LOG_EXCERPT  600
+#define LOG_EXCERPT 600
 
 /* ---- sources ---------------------------------------------------------- */
 
@@ -126,210 +112,134 @@ fail:
     return s;
 }
 
-/* ---- hashing ---------------------------------------------------------- */
+/* ---- the kernels a program must have ---------------------------------- */
 
-typedef struct key128 {
-    uint64_t a, b;
-} key128;
+#define MAX_KERNELS     16
+#define KERNEL_NAME_MAX 64
 
-/* Two FNV-1a streams with different offsets: not cryptographic, but a
- * stale entry also has to pass the checksum and the driver. */
-static void hash_bytes(key128 *k, const void *data, size_t n)
+typedef struct kernel_list {
+    size_t n;
+    const char *name[MAX_KERNELS];
+    char found[MAX_KERNELS][KERNEL_NAME_MAX]; /* names read from sources */
+} kernel_list;
+
+static int ident_start(char c)
 {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        k->a = (k->a ^ p[i]) * 0x100000001b3ull;
-        k->b = (k->b ^ p[i]) * 0x100000001b3ull;
-        k->b ^= k->b >> 29;
-    }
-    /* a separator so that ("ab","c") and ("a","bc") differ */
-    k->a = (k->a ^ 0xffu) * 0x100000001b3ull;
-    k->b = (k->b ^ 0xfeu) * 0x100000001b3ull;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
 }
 
-static void hash_str(key128 *k, const char *s)
+static int ident_char(char c)
 {
-    hash_bytes(k, s, strlen(s));
+    return ident_start(c) || (c >= '0' && c <= '9');
 }
 
-static uint64_t checksum(const unsigned char *p, size_t n)
+/* The index of the first character from i that is neither blank nor in a
+ * comment. */
+static size_t skip_blank(const char *s, size_t n, size_t i)
 {
-    key128 k = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
-    hash_bytes(&k, p, n);
-    return k.a ^ (k.b << 1);
-}
-
-static void cache_key(const attn_cl_runtime *rt, const char *src,
-                      size_t src_len, const char *options, key128 *k)
-{
-    char buf[256];
-    cl_uint vendor_id = 0;
-    k->a = 0xcbf29ce484222325ull;
-    k->b = 0x6c62272e07bb0142ull;
-    hash_str(k, attn_version());
-    hash_bytes(k, src, src_len);
-    hash_str(k, options);
-    buf[0] = '\0';
-    clGetPlatformInfo(rt->platform, CL_PLATFORM_VERSION, sizeof buf, buf, NULL);
-    buf[sizeof buf - 1] = '\0';
-    hash_str(k, buf);
-    clGetDeviceInfo(rt->device, CL_DEVICE_VENDOR_ID, sizeof vendor_id,
-                    &vendor_id, NULL);
-    hash_bytes(k, &vendor_id, sizeof vendor_id);
-    hash_str(k, rt->info.name);
-    hash_str(k, rt->info.driver_version);
-}
-
-/* ---- cache files ------------------------------------------------------ */
-
-static void entry_path(const attn_cl_runtime *rt, const key128 *k, char *out,
-                       size_t cap)
-{
-    snprintf(out, cap, "%s/%016llx%016llx.clbin", rt->cache_dir,
-             (unsigned long long)k->a, (unsigned long long)k->b);
-}
-
-/* The binary of a valid entry, or NULL (missing or corrupt). */
-static unsigned char *cache_read(const attn_cl_runtime *rt, const key128 *k,
-                                 size_t *size)
-{
-    char path[1200];
-    unsigned char head[HEADER_BYTES], *bin = NULL;
-    uint64_t n, sum;
-    FILE *f;
-    entry_path(rt, k, path, sizeof path);
-    if (!(f = fopen(path, "rb")))
-        return NULL;
-    if (fread(head, 1, sizeof head, f) != sizeof head ||
-        memcmp(head, MAGIC, 8) != 0 || memcmp(head + 8, &k->a, 8) != 0 ||
-        memcmp(head + 16, &k->b, 8) != 0)
-        goto bad;
-    memcpy(&n, head + 24, 8);
-    memcpy(&sum, head + 32, 8);
-    if (n == 0 || n > ((uint64_t)1 << 31) || !(bin = malloc((size_t)n)) ||
-        fread(bin, 1, (size_t)n, f) != n || fgetc(f) != EOF ||
-        checksum(bin, (size_t)n) != sum)
-        goto bad;
-    fclose(f);
-    *size = (size_t)n;
-    return bin;
-bad:
-    attn_log(rt->log, ATTN_LOG_WARN,
-             "program cache entry %s is corrupt; rebuilding it", path);
-    free(bin);
-    fclose(f);
-    return NULL;
-}
-
-static int make_dirs(const char *dir)
-{
-    char path[1024];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof path)
-        return -1;
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0')
-            continue;
-        char c = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return -1;
-        path[i] = c;
-    }
-    /* EEXIST also stands for a file of that name. */
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return -1;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
-/* Writes all n bytes of p to fd.  0, or -1 with errno set. */
-static int write_all(int fd, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return -1;
+    for (;;) {
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+                         s[i] == '\r' || s[i] == '\f' || s[i] == '\v'))
+            i++;
+        if (i + 1 < n && s[i] == '/' && s[i + 1] == '/') {
+            while (i < n && s[i] != '\n')
+                i++;
+        } else if (i + 1 < n && s[i] == '/' && s[i + 1] == '*') {
+            for (i += 2; i + 1 < n && !(s[i] == '*' && s[i + 1] == '/'); i++)
+                ;
+            i = i + 2 < n ? i + 2 : n;
+        } else {
+            return i;
         }
-        c += w;
-        n -= (size_t)w;
     }
-    return 0;
 }
 
-static void cache_write(const attn_cl_runtime *rt, const key128 *k,
-                        const unsigned char *bin, size_t n)
+/* After "__kernel" at i: the kernel's name (the first identifier followed
+ * by "(", past any __attribute__((...))) into k.  The index after it. */
+static size_t kernel_after(const char *s, size_t n, size_t i, kernel_list *k)
 {
-    static atomic_uint serial;
-    char path[1200], tmp[1300];
-    unsigned char head[HEADER_BYTES];
-    uint64_t n64 = n, sum = checksum(bin, n);
-    const char *step;
-    int fd = -1, e;
-    if (make_dirs(rt->cache_dir) != 0) {
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "program cache %s cannot be created (%s); caching off",
-                 rt->cache_dir, strerror(errno));
-        return;
+    for (;;) {
+        size_t next, b = i = skip_blank(s, n, i);
+        if (i >= n || !ident_start(s[i]))
+            return i;
+        while (i < n && ident_char(s[i]))
+            i++;
+        if (i - b == 13 && !memcmp(s + b, "__attribute__", 13)) {
+            int depth = 0;
+            for (i = skip_blank(s, n, i); i < n; i++) {
+                depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+                if (depth <= 0) {
+                    i++;
+                    break;
+                }
+            }
+            continue;
+        }
+        next = skip_blank(s, n, i);
+        if (next < n && s[next] == '(') {
+            if (k->n < MAX_KERNELS && i - b < KERNEL_NAME_MAX) {
+                memcpy(k->found[k->n], s + b, i - b);
+                k->found[k->n][i - b] = '\0';
+                k->name[k->n] = k->found[k->n];
+                k->n++;
+            }
+            return i;
+        }
     }
-    entry_path(rt, k, path, sizeof path);
-    memcpy(head, MAGIC, 8);
-    memcpy(head + 8, &k->a, 8);
-    memcpy(head + 16, &k->b, 8);
-    memcpy(head + 24, &n64, 8);
-    memcpy(head + 32, &sum, 8);
-    /* A temporary name of this process and call.  O_EXCL: never write into
-     * a file someone else (another process, one that died, a link) left. */
-    for (int tries = 0; fd < 0 && tries < 16; tries++) {
-        snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", path, (long)getpid(),
-                 atomic_fetch_add(&serial, 1u));
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0 && errno != EEXIST)
+}
+
+/* The kernels the sources define: "__kernel" or "kernel", outside
+ * comments, literals and preprocessor lines, then the name.  A kernel the
+ * preprocessor leaves out is still listed (the build after the sources
+ * notices: such a program is not cached). */
+static void source_kernels(const char *s, size_t n, kernel_list *k)
+{
+    size_t i = 0;
+    int line_start = 1;
+    k->n = 0;
+    while (i < n) {
+        size_t j = skip_blank(s, n, i), b;
+        if (j >= n)
             break;
+        if (memchr(s + i, '\n', j - i))
+            line_start = 1;
+        i = j;
+        if (s[i] == '#' && line_start) {
+            while (i < n && s[i] != '\n')
+                i += (s[i] == '\\' && i + 1 < n) ? 2 : 1;
+            continue;
+        }
+        line_start = 0;
+        if (s[i] == '"' || s[i] == '\'') {
+            char q = s[i++];
+            while (i < n && s[i] != q)
+                i += (s[i] == '\\' && i + 1 < n) ? 2 : 1;
+            i++;
+            continue;
+        }
+        if (!ident_start(s[i])) {
+            i++;
+            continue;
+        }
+        for (b = i; i < n && ident_char(s[i]); i++)
+            ;
+        if ((i - b == 8 && !memcmp(s + b, "__kernel", 8)) ||
+            (i - b == 6 && !memcmp(s + b, "kernel", 6)))
+            i = kernel_after(s, n, i, k);
     }
-    if (fd < 0) {
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "program cache %s is not writable (%s)", rt->cache_dir,
-                 strerror(errno));
-        return;
+}
+
+/* The first kernel of k that prog does not have, or NULL. */
+static const char *missing_kernel(cl_program prog, const kernel_list *k)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        cl_int rc;
+        cl_kernel kern = clCreateKernel(prog, k->name[i], &rc);
+        if (rc != CL_SUCCESS)
+            return k->name[i];
+        clReleaseKernel(kern);
     }
-    /* Written, on disk, then renamed: the entry's name only ever stands for
-     * a whole entry, even after a crash. */
-    step = "write";
-    if (write_all(fd, head, sizeof head) != 0 || write_all(fd, bin, n) != 0)
-        goto fail;
-    step = "fsync";
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-        goto fail;
-    step = "close";
-    e = close(fd);
-    fd = -1;
-    if (e != 0)
-        goto fail;
-    step = "rename";
-    if (rename(tmp, path) != 0)
-        goto fail;
-    attn_log(rt->log, ATTN_LOG_DEBUG, "cached program %s (%zu bytes)", path, n);
-    return;
-fail:
-    e = errno;
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    attn_log(rt->log, ATTN_LOG_WARN,
-             "cannot write program cache entry %s (%s: %s); the program "
-             "stays uncached",
-             path, step, strerror(e));
+    return NULL;
 }
 
 /* ---- building --------------------------------------------------------- */
@@ -418,6 +328,41 @@ static unsigned char *program_binary(cl_program prog, size_t *n)
     return bin;
 }
 
+/* The program of the cache entry c holds, when it builds and has every
+ * kernel of k; otherwise the entry is removed (logged).  NULL on a miss. */
+static cl_program from_cache(attn_cl_runtime *rt, attn_cl_cache *c,
+                             const char *opts, const kernel_list *k)
+{
+    cl_program prog = NULL;
+    attn_err why = {{0}};
+    const char *lacks = NULL;
+    size_t n = 0;
+    unsigned char *bin = attn_cl_cache_read(c, &n);
+    if (!bin)
+        return NULL;
+    if (from_binary(rt, bin, n, opts, &prog, &why) == ATTN_OK &&
+        !(lacks = missing_kernel(prog, k))) {
+        free(bin);
+        attn_log(rt->log, ATTN_LOG_DEBUG, "program cache hit on %s",
+                 rt->info.name);
+        return prog;
+    }
+    free(bin);
+    if (lacks) {
+        clReleaseProgram(prog);
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "cached program rejected (it has no kernel %s); removing it "
+                 "and rebuilding",
+                 lacks);
+    } else {
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "cached program rejected (%s); removing it and rebuilding",
+                 why.msg);
+    }
+    attn_cl_cache_remove(c);
+    return NULL;
+}
+
 /* "score_softmax_aggregate": the stems of the sources, the default tag. */
 static void default_tag(const char *const *names, size_t n, char *tag,
                         size_t cap)
@@ -438,9 +383,8 @@ attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
                           size_t n_names, const char *options, cl_program *out,
                           attn_err *err)
 {
-    char tag[256];
-    default_tag(names, n_names, tag, sizeof tag);
-    return attn_cl_build_tagged(rt, tag, names, n_names, options, out, err);
+    return attn_cl_build_program(rt, NULL, names, n_names, options, NULL, 0,
+                                 out, err);
 }
 
 attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
@@ -448,38 +392,60 @@ attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
                                  const char *options, cl_program *out,
                                  attn_err *err)
 {
-    char *src = NULL, opts[1024];
-    const char *text;
+    return attn_cl_build_program(rt, tag, names, n_names, options, NULL, 0, out,
+                                 err);
+}
+
+attn_status attn_cl_build_program(attn_cl_runtime *rt, const char *tag,
+                                  const char *const *names, size_t n_names,
+                                  const char *options,
+                                  const char *const *kernels, size_t n_kernels,
+                                  cl_program *out, attn_err *err)
+{
+    char *src = NULL, opts[1024], tag_buf[256];
+    const char *text, *lacks;
     size_t len, bin_len;
-    unsigned char *bin;
-    key128 key;
+    unsigned char *bin, key[ATTN_CL_CACHE_KEY_BYTES];
+    kernel_list *want;
+    attn_cl_cache cache;
     cl_program prog = NULL;
     cl_int rc;
     attn_status s;
     char path[1200], bin_name[600];
 
+    if (!rt || !names || n_names == 0 || !out || (n_kernels && !kernels) ||
+        n_kernels > MAX_KERNELS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "attn_cl_build_program: bad arguments");
+    if (!tag) {
+        default_tag(names, n_names, tag_buf, sizeof tag_buf);
+        tag = tag_buf;
+    }
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options ? options : "");
     /* FPGAs (and any device given offline binaries) take the binary of
      * this program: "<device name> <tag>" normalised, plus the extension. */
     snprintf(bin_name, sizeof bin_name, "%.300s %.200s", rt->info.name, tag);
     if (attn_cl_find_binary(attn_cl_binary_dir(), bin_name, path, sizeof path))
         return attn_cl_build_binary_file(rt, path, opts, out, err);
-    if ((s = attn_cl_load_sources(names, n_names, &src, &len, err)))
+    if (!(want = calloc(1, sizeof *want)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+    if ((s = attn_cl_load_sources(names, n_names, &src, &len, err))) {
+        free(want);
         return s;
+    }
+    if (kernels) {
+        want->n = n_kernels;
+        for (size_t i = 0; i < n_kernels; i++)
+            want->name[i] = kernels[i];
+    } else {
+        source_kernels(src, len, want);
+    }
     pthread_mutex_lock(&rt->build_lock);
-    cache_key(rt, src, len, opts, &key);
-    if (rt->cache_dir[0] && (bin = cache_read(rt, &key, &bin_len))) {
-        s = from_binary(rt, bin, bin_len, opts, &prog, err);
-        free(bin);
-        if (s == ATTN_OK) {
-            attn_log(rt->log, ATTN_LOG_DEBUG, "program cache hit on %s",
-                     rt->info.name);
-            goto done;
-        }
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "cached program rejected (%s); "
-                 "rebuilding",
-                 err->msg);
+    attn_cl_cache_key(rt, src, len, opts, key);
+    attn_cl_cache_open(rt, key, &cache);
+    if ((prog = from_cache(rt, &cache, opts, want))) {
+        s = ATTN_OK;
+        goto done;
     }
     text = src;
     prog = clCreateProgramWithSource(rt->context, 1, &text, &len, &rc);
@@ -496,13 +462,20 @@ attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
         goto done;
     }
     attn_log(rt->log, ATTN_LOG_DEBUG, "built program on %s", rt->info.name);
-    if (rt->cache_dir[0] && (bin = program_binary(prog, &bin_len))) {
-        cache_write(rt, &key, bin, bin_len);
+    if ((lacks = missing_kernel(prog, want)))
+        /* The caller's list or the scan of the sources is wrong: an entry
+         * of this program would only ever be rejected. */
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "program %s has no kernel %s; it is not cached", tag, lacks);
+    else if (rt->cache_dir[0] && (bin = program_binary(prog, &bin_len))) {
+        attn_cl_cache_write(&cache, bin, bin_len);
         free(bin);
     }
 done:
+    attn_cl_cache_close(&cache);
     pthread_mutex_unlock(&rt->build_lock);
     free(src);
+    free(want);
     if (s == ATTN_OK)
         *out = prog;
     return s;

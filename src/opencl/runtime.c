@@ -98,19 +98,65 @@ attn_status attn_cl_status(cl_int rc)
     }
 }
 
-/* options.cache_dir, else ATTN_CACHE_DIR, else the XDG cache folder. */
-static void resolve_cache_dir(const char *opt, char *out, size_t cap)
+/* options.cache_dir, else ATTN_CACHE_DIR, else the XDG cache folder, into
+ * rt->cache_dir without trailing '/'; "" (no cache) when none applies or
+ * the path is too long.  XDG_CACHE_HOME and HOME count only when they are
+ * absolute paths (the XDG rule): a relative one would put the cache
+ * wherever the process happens to run. */
+static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
 {
-    const char *env = getenv("ATTN_CACHE_DIR"), *xdg, *home;
-    out[0] = '\0';
-    if (opt)
-        snprintf(out, cap, "%s", opt);
-    else if (env)
-        snprintf(out, cap, "%s", env);
-    else if ((xdg = getenv("XDG_CACHE_HOME")) && *xdg)
-        snprintf(out, cap, "%s/libattn", xdg);
-    else if ((home = getenv("HOME")) && *home)
-        snprintf(out, cap, "%s/.cache/libattn", home);
+    const char *env = getenv("ATTN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME"), *base = NULL, *suffix = "", *from;
+    size_t n;
+    rt->cache_dir[0] = '\0';
+    if (opt) {
+        base = opt;
+        from = "options.cache_dir";
+    } else if (env) {
+        base = env;
+        from = "ATTN_CACHE_DIR";
+    } else {
+        from = "XDG_CACHE_HOME";
+        if (xdg && *xdg && xdg[0] != '/') {
+            attn_log(rt->log, ATTN_LOG_WARN,
+                     "XDG_CACHE_HOME \"%.200s\" is not an absolute path; "
+                     "ignored",
+                     xdg);
+            xdg = NULL;
+        }
+        if (xdg && *xdg) {
+            base = xdg;
+            suffix = "/libattn";
+        } else if (home && *home) {
+            from = "HOME";
+            if (home[0] == '/') {
+                base = home;
+                suffix = "/.cache/libattn";
+            } else {
+                attn_log(rt->log, ATTN_LOG_WARN,
+                         "HOME \"%.200s\" is not an absolute path; no "
+                         "program cache",
+                         home);
+            }
+        }
+    }
+    if (!base || !*base)
+        return;
+    n = strlen(base) + strlen(suffix);
+    if (n > ATTN_CL_CACHE_DIR_MAX) {
+        /* Cut, it would name another folder, which the cache would then
+         * create. */
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "program cache folder %.60s... (from %s) is %zu bytes long, "
+                 "more than %d: caching off",
+                 base, from, n, ATTN_CL_CACHE_DIR_MAX);
+        return;
+    }
+    memcpy(rt->cache_dir, base, strlen(base));
+    memcpy(rt->cache_dir + strlen(base), suffix, strlen(suffix) + 1);
+    /* "dir/" would follow a symbolic link named dir. */
+    while (n > 1 && rt->cache_dir[n - 1] == '/')
+        rt->cache_dir[--n] = '\0';
 }
 
 static void describe(attn_cl_runtime *rt)
@@ -203,7 +249,7 @@ static attn_status create(cl_context context, cl_device_id device,
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot create a lock");
         goto fail_lock;
     }
-    resolve_cache_dir(cache_dir, rt->cache_dir, sizeof rt->cache_dir);
+    resolve_cache_dir(rt, cache_dir);
     if ((s = read_limits(rt, err)) || (s = attn_cl_variants_init(rt, err)))
         goto fail_build_lock;
     if ((s = attn_cl_pool_create(rt, err))) {

@@ -58,6 +58,9 @@ attn_status attn_cl_build_binary_file(struct attn_cl_runtime *rt,
 
 #define ATTN_CL_MAX_QUEUES   8
 #define ATTN_CL_MAX_VARIANTS 16
+/* The longest program cache folder path, in bytes; a longer one turns the
+ * cache off with a warning. */
+#define ATTN_CL_CACHE_DIR_MAX 1022
 
 struct attn_cl_prog_entry;
 struct attn_cl_pool;
@@ -82,7 +85,7 @@ typedef struct attn_cl_runtime {
     int owns_context; /* 0 when the caller handed the context in */
     attn_device_info info;
     const attn_logger *log;
-    char cache_dir[1024]; /* "" = no program cache */
+    char cache_dir[ATTN_CL_CACHE_DIR_MAX + 1]; /* "" = no program cache */
     pthread_mutex_t lock;
     pthread_mutex_t build_lock;
     /* Read once at creation: what the variants' hooks fit to. */
@@ -107,7 +110,9 @@ typedef struct attn_cl_runtime {
 
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL
  * cache_dir means ATTN_CACHE_DIR or $XDG_CACHE_HOME/libattn or
- * $HOME/.cache/libattn; "" disables the cache. */
+ * $HOME/.cache/libattn (XDG_CACHE_HOME and HOME only when they are
+ * absolute paths); "" disables the cache.  A cache path longer than
+ * ATTN_CL_CACHE_DIR_MAX disables it too, with a warning. */
 attn_status attn_cl_runtime_create(const attn_cl_device *dev,
                                    const char *cache_dir,
                                    const attn_logger *log,
@@ -128,8 +133,12 @@ attn_status attn_cl_runtime_set_queues(attn_cl_runtime *rt, int n,
 /* Builds (or loads from the cache) a program from the concatenation of the
  * named embedded sources, with build options (the library adds
  * -cl-std=CL1.2).  A failed build's log goes to the logger at ERROR level
- * and, shortened, into err.  Errors: ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE,
- * ATTN_ERR_OUT_OF_MEMORY.  Thread-safe. */
+ * and, shortened, into err.  A cached program is used only when it builds
+ * from its binary and has every kernel its sources define; otherwise the
+ * entry is removed and the program built from source once (program_cache.h
+ * says which folders and entries are trusted).  Errors:
+ * ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE, ATTN_ERR_OUT_OF_MEMORY.
+ * Thread-safe. */
 attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
                           size_t n_names, const char *options, cl_program *out,
                           attn_err *err);
@@ -144,6 +153,18 @@ attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
                                  const char *const *names, size_t n_names,
                                  const char *options, cl_program *out,
                                  attn_err *err);
+
+/* attn_cl_build_tagged (tag NULL: attn_cl_build's) with the kernels the
+ * program must have: kernels[0 .. n_kernels-1], at most 16; NULL and 0:
+ * the kernels its sources define.  A cached program that lacks one is
+ * removed and rebuilt; a program built from source that lacks one is
+ * returned but not cached (a warning says so).  Errors: those of
+ * attn_cl_build, and ATTN_ERR_INVALID_ARGUMENT. */
+attn_status attn_cl_build_program(attn_cl_runtime *rt, const char *tag,
+                                  const char *const *names, size_t n_names,
+                                  const char *options,
+                                  const char *const *kernels, size_t n_kernels,
+                                  cl_program *out, attn_err *err);
 
 /* The device's global memory and largest allocation as recorded in
  * rt->info (what the size checks compare a call with), queried from the

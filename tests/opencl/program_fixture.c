@@ -11,7 +11,9 @@
 
 #include "harness.h"
 #include "opencl/discovery.h"
+#include "program_child.h"
 #include "program_fixture.h"
+#include "core/sha256.h"
 
 char fixture_root[] = "/tmp/attn-test-program-XXXXXX";
 sdpa_case fixture_f32_case, fixture_f16_case;
@@ -34,7 +36,7 @@ int fixture_remove_tree(const char *path)
     if (!(d = opendir(path)))
         return -1;
     while ((e = readdir(d))) {
-        char sub[1024];
+        char sub[4096];
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
@@ -103,20 +105,26 @@ int fixture_write_all(const char *path, const void *p, size_t n)
     return (fclose(f) == 0 && ok) ? 0 : -1;
 }
 
-/* program.c's checksum (two FNV-1a streams); fixture_valid_entry checks that
- * the two agree on an entry the library wrote, so a change of format shows as
- * such instead of as a puzzling rebuild. */
-uint64_t fixture_entry_checksum(const unsigned char *p, size_t n)
+/* program_cache.c's size and checksum fields; fixture_valid_entry checks
+ * that the two agree on an entry the library wrote, so a change of format
+ * shows as such instead of as a puzzling rebuild. */
+static void entry_fields(const unsigned char *e, size_t n, unsigned char *size,
+                         unsigned char *sum)
 {
-    uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull;
-    for (size_t i = 0; i < n; i++) {
-        a = (a ^ p[i]) * 0x100000001b3ull;
-        b = (b ^ p[i]) * 0x100000001b3ull;
-        b ^= b >> 29;
-    }
-    a = (a ^ 0xffu) * 0x100000001b3ull;
-    b = (b ^ 0xfeu) * 0x100000001b3ull;
-    return a ^ (b << 1);
+    attn_sha256_ctx h;
+    uint64_t payload = n - ENTRY_HEADER;
+    for (int i = 0; i < 8; i++)
+        size[i] = (unsigned char)(payload >> (8 * i));
+    attn_sha256_init(&h);
+    attn_sha256_update(&h, e + 8, ENTRY_KEY_END - 8);
+    attn_sha256_update(&h, size, 8);
+    attn_sha256_update(&h, e + ENTRY_HEADER, n - ENTRY_HEADER);
+    attn_sha256_final(&h, sum);
+}
+
+void fixture_seal_entry(unsigned char *e, size_t n)
+{
+    entry_fields(e, n, e + ENTRY_KEY_END, e + ENTRY_KEY_END + 8);
 }
 
 /* 1 when path holds a well-formed entry: magic, a size that matches the
@@ -125,16 +133,15 @@ int fixture_valid_entry(const char *path)
 {
     size_t n = 0;
     unsigned char *e = fixture_read_all(path, &n);
-    uint64_t size, sum;
+    unsigned char size[8], sum[ATTN_SHA256_BYTES];
     int ok;
     if (!e)
         return 0;
     ok = n > ENTRY_HEADER && memcmp(e, ENTRY_MAGIC, 8) == 0;
     if (ok) {
-        memcpy(&size, e + 24, 8);
-        memcpy(&sum, e + 32, 8);
-        ok = size == n - ENTRY_HEADER &&
-             sum == fixture_entry_checksum(e + ENTRY_HEADER, (size_t)size);
+        entry_fields(e, n, size, sum);
+        ok = !memcmp(size, e + ENTRY_KEY_END, 8) &&
+             !memcmp(sum, e + ENTRY_KEY_END + 8, sizeof sum);
     }
     free(e);
     return ok;
@@ -235,6 +242,57 @@ int fixture_run_f32(const char *cache_dir, log_capture *cap, const char *what)
                             what);
 }
 
+/* ---- planted entries -------------------------------------------------- */
+
+int fixture_fill(const char *dir, log_capture *cap, char *entry, size_t cap_n)
+{
+    mkdir(dir, 0755);
+    if (!fixture_run_f32(dir, cap, "fill a cache folder") ||
+        fixture_count_files(dir, ".clbin", entry, cap_n) != 1)
+        return -1;
+    return fixture_valid_entry(entry) ? 0 : -1;
+}
+
+int fixture_snapshot(const char *dir, dir_snapshot *s)
+{
+    memset(s, 0, sizeof *s);
+    s->files = fixture_count_files(dir, "", NULL, 0) - 2; /* . and .. */
+    if (fixture_count_files(dir, ".clbin", s->entry, sizeof s->entry) != 1)
+        return -1;
+    s->bytes = fixture_read_all(s->entry, &s->n);
+    return s->bytes ? 0 : -1;
+}
+
+int fixture_unchanged(const char *dir, const dir_snapshot *s)
+{
+    size_t n = 0;
+    unsigned char *now = fixture_read_all(s->entry, &n);
+    int same = now && n == s->n && !memcmp(now, s->bytes, n) &&
+               fixture_count_files(dir, "", NULL, 0) - 2 == s->files;
+    free(now);
+    return same;
+}
+
+void fixture_snapshot_free(dir_snapshot *s)
+{
+    free(s->bytes);
+    s->bytes = NULL;
+}
+
+void fixture_expect_refused(const char *dir, log_capture *cap, const char *what,
+                            const char *why)
+{
+    HARNESS_EXPECT(fixture_run_f32(dir, cap, what), what);
+    if (!fixture_logged(cap, what) || !fixture_logged(cap, why))
+        printf("\n  log lacks \"%s\" or \"%s\":\n%s", what, why, cap->text);
+    HARNESS_EXPECT(fixture_logged(cap, "[2] program cache "), what);
+    HARNESS_EXPECT(fixture_logged(cap, what), what);
+    HARNESS_EXPECT(fixture_logged(cap, why), what);
+    HARNESS_EXPECT(fixture_logged(cap, "built program"), what);
+    HARNESS_EXPECT(!fixture_logged(cap, "cache hit"), what);
+    HARNESS_EXPECT(!fixture_logged(cap, "cached program"), what);
+}
+
 /* The offline binary of one program: <dir>/<"<device> <tag>" normalised>
  * .bin, tag "unfused_f32" or "unfused_f16" (runtime.h,
  * attn_cl_build_tagged). */
@@ -319,4 +377,44 @@ int fixture_suite_clean(void)
     ref_sdpa_free(&fixture_f32_ref);
     ref_sdpa_free(&fixture_f16_ref);
     return 0;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+int fixture_main(int argc, char **argv, const char *suite,
+                 const harness_test *tests, int (*can_run)(void),
+                 int (*init)(void))
+{
+    attn_device_info devs[16];
+    size_t n = 0, usable = 0;
+    int rc;
+
+    /* The test decides where programs come from. */
+    unsetenv("ATTN_DEVICE");
+    unsetenv("ATTN_CACHE_DIR");
+    unsetenv("ATTN_KERNEL_BINARY_DIR");
+    if (argc > 1 && !strcmp(argv[1], "--child"))
+        return child_main(argc, argv);
+    child_init_self(argv[0]);
+    if (attn_devices(devs, 16, &n) == ATTN_OK)
+        for (size_t i = 0; i < n && i < 16; i++)
+            usable += devs[i].usable && devs[i].kind == ATTN_DEVICE_CPU_OPENCL;
+    if (usable == 0) {
+        printf("SKIP: %s: no usable OpenCL CPU device on this machine\n",
+               suite);
+        return HARNESS_SKIP;
+    }
+    if (can_run && can_run() != 0)
+        return HARNESS_SKIP;
+    if (!mkdtemp(fixture_root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    rc = harness_main(suite, init ? init : fixture_suite_init,
+                      fixture_suite_clean, tests);
+    if (fixture_remove_tree(fixture_root) != 0) {
+        fprintf(stderr, "cannot remove %s\n", fixture_root);
+        rc = 1;
+    }
+    return rc;
 }

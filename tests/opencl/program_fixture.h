@@ -13,10 +13,12 @@
 #include "api/context.h"
 #include "cases.h"
 
-/* The entry layout of program.c: magic 8 | key 16 | size 8 | checksum 8. */
-#define ENTRY_HEADER 40
-#define ENTRY_MAGIC  "ATTNPRG1"
-#define LOG_CAP      32768
+/* The entry layout of program_cache.c: magic 8 | key 32 | size 8 (little
+ * endian) | SHA-256 of key, size and payload 32 | payload. */
+#define ENTRY_HEADER  80
+#define ENTRY_KEY_END 40 /* magic and key */
+#define ENTRY_MAGIC   "ATTNPRG2"
+#define LOG_CAP       32768
 
 /* The root folder of the tests' folders: a mkdtemp template until main
  * makes it. */
@@ -51,8 +53,9 @@ int fixture_count_files(const char *dir, const char *suffix, char *first,
 unsigned char *fixture_read_all(const char *path, size_t *n);
 /* Writes n bytes of p to path.  0 or -1. */
 int fixture_write_all(const char *path, const void *p, size_t n);
-/* program.c's checksum of an entry's payload. */
-uint64_t fixture_entry_checksum(const unsigned char *p, size_t n);
+/* Fills the size and checksum fields of the entry e (n bytes in all, its
+ * magic and key in place) for its payload. */
+void fixture_seal_entry(unsigned char *e, size_t n);
 /* 1 when path holds a well-formed entry: magic, a size that matches the
  * file and a checksum that matches the payload. */
 int fixture_valid_entry(const char *path);
@@ -86,6 +89,32 @@ int fixture_run_case(const sdpa_case *c, const ref_sdpa_result *ref,
 /* fixture_run_case on the f32 case. */
 int fixture_run_f32(const char *cache_dir, log_capture *cap, const char *what);
 
+/* ---- planted entries ---- */
+
+/* What a folder holds, to tell that nothing in it changed: its entries
+ * (every file but . and ..) and the bytes of its only entry. */
+typedef struct dir_snapshot {
+    int files;
+    char entry[1024];
+    unsigned char *bytes;
+    size_t n;
+} dir_snapshot;
+
+/* Fills dir (made when missing) with the entry of the f32 program, through
+ * one call; entry receives its path.  0, or -1 when dir does not then hold
+ * one valid entry. */
+int fixture_fill(const char *dir, log_capture *cap, char *entry, size_t cap_n);
+/* Takes a snapshot of dir holding one entry (.clbin).  0 or -1. */
+int fixture_snapshot(const char *dir, dir_snapshot *s);
+/* 1 when dir holds what s saw: as many files, the entry's bytes. */
+int fixture_unchanged(const char *dir, const dir_snapshot *s);
+void fixture_snapshot_free(dir_snapshot *s);
+/* Runs the f32 call on dir and checks that the cache was not used: the
+ * call is right, a warning names what (a path) and says why, the program
+ * is built from source and nothing is cached. */
+void fixture_expect_refused(const char *dir, log_capture *cap, const char *what,
+                            const char *why);
+
 /* ---- offline binaries ---- */
 
 /* The offline binary of one program: <dir>/<"<device> <tag>" normalised>
@@ -97,5 +126,19 @@ void fixture_binary_path(const char *dir, const char *tag, char *path,
  * or -1. */
 int fixture_export_binary(const char *dir, const char *bin_dir,
                           const char *tag);
+
+/* ---- main ---- */
+
+#include "harness.h"
+
+/* main of a cache suite: runs a child (argv[1] "--child",
+ * program_child.h), or the suite: with ATTN_DEVICE, ATTN_CACHE_DIR and
+ * ATTN_KERNEL_BINARY_DIR unset, skipped (exit 77, saying why) without a
+ * usable OpenCL CPU device or when can_run (may be NULL) returns
+ * non-zero after printing its reason, in a fresh fixture_root removed
+ * at the end.  init: the suite's init (NULL: fixture_suite_init). */
+int fixture_main(int argc, char **argv, const char *suite,
+                 const harness_test *tests, int (*can_run)(void),
+                 int (*init)(void));
 
 #endif /* ATTN_TEST_PROGRAM_FIXTURE_H */

@@ -1,9 +1,9 @@
 /*
- * The program cache and the offline-binary loader (src/opencl/program.c) on
- * the real OpenCL CPU device (PoCL), through the public API: contexts on
- * device "cpu" with fallback off, the cache in a folder of the test's own
- * (options.cache_dir), the log callback at DEBUG, and every result checked
- * against the reference oracle.
+ * The program cache and the offline-binary loader (src/opencl/program.c,
+ * program_cache.c) on the real OpenCL CPU device (PoCL), through the
+ * public API: contexts on device "cpu" with fallback off, the cache in a
+ * folder of the test's own (options.cache_dir), the log callback at DEBUG,
+ * and every result checked against the reference oracle.
  *
  * Cache: a miss writes one entry, a second runtime hits it; truncated,
  * garbage and rejected entries are rebuilt and rewritten; a folder that
@@ -14,8 +14,8 @@
  * read but never written; a full disk (RLIMIT_FSIZE while the entry is
  * written, SIGXFSZ ignored) is logged, leaves no partial or temporary file
  * and no damaged entry, and a later process caches the program.  The
- * processes are this executable run again as "--child MODE ..." (see
- * child_main), which reports through its exit status and a log file.
+ * processes are this executable run again (program_child.c).  What the
+ * cache trusts, refuses and removes is test_cache_trust.c's.
  *
  * Binaries: the payload of a cache entry, placed in ATTN_KERNEL_BINARY_DIR
  * under the program's name ("<device> unfused_f32" normalised), runs; a
@@ -28,23 +28,14 @@
  * 77.  The fixtures (cases, folders, cache files, the log capture) are in
  * program_fixture.c.
  */
-#define _DEFAULT_SOURCE /* syscall(), for capget/capset */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <linux/capability.h>
-#include <sys/syscall.h>
-#endif
 
 #include "api/context.h"
 #include "cases.h"
@@ -52,244 +43,8 @@
 #include "opencl/backend_cl.h"
 #include "opencl/discovery.h"
 #include "opencl/driver.h"
+#include "program_child.h"
 #include "program_fixture.h"
-
-static int root_made;
-
-/* ---- child processes -------------------------------------------------- */
-
-/* This executable, run again for the tests that need other processes. */
-static char self_exe[1024];
-
-/* Exit statuses of a child. */
-enum {
-    CHILD_OK = 0,         /* computed right */
-    CHILD_USAGE = 2,      /* bad arguments, or the cases could not be made */
-    CHILD_NO_CONTEXT = 3, /* attn_context_create failed */
-    CHILD_NOT_DEVICE = 4, /* the context is not on the OpenCL CPU device */
-    CHILD_WRONG = 5,      /* the call failed or computed wrong */
-    CHILD_CANNOT = 6      /* the situation cannot be made here (nodac) */
-};
-
-/* The cache write of a child: it comes right after the log line that says
- * the program was built and ends with the line that says how it went.  The
- * fsize and nodac modes narrow their fault to it, because the driver
- * writes files of its own while it builds (PoCL: the source, the bitcode,
- * the kernels, in its cache under $HOME), and those must go on working. */
-static struct {
-    int fsize; /* RLIMIT_FSIZE = limit in the window */
-    rlim_t limit;
-    struct rlimit saved;
-    int nodac; /* no CAP_DAC_OVERRIDE in the window */
-    int dac_was_on;
-} window;
-
-/* Sets CAP_DAC_OVERRIDE (root's pass through file permissions) in the
- * calling thread's effective set, or clears it; it stays permitted, so it
- * can come back.  Without it a folder without write permission is one for
- * root too.  0 or -1. */
-static int set_dac_override(int on, int *was_on)
-{
-#ifdef __linux__
-    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct d[2];
-    const unsigned word = CAP_DAC_OVERRIDE / 32;
-    const uint32_t bit = 1u << (CAP_DAC_OVERRIDE % 32);
-    if (syscall(SYS_capget, &h, d) != 0)
-        return -1;
-    if (was_on)
-        *was_on = (d[word].effective & bit) != 0;
-    if (on)
-        d[word].effective |= bit & d[word].permitted;
-    else
-        d[word].effective &= ~bit;
-    return syscall(SYS_capset, &h, d) == 0 ? 0 : -1;
-#else
-    if (was_on)
-        *was_on = 0;
-    return on || geteuid() != 0 ? 0 : -1;
-#endif
-}
-
-static void child_log(int level, const char *msg, void *user)
-{
-    fixture_capture(level, msg, user);
-    if (!strncmp(msg, "built program", 13)) {
-        if (window.fsize) {
-            struct rlimit r = window.saved;
-            r.rlim_cur = window.limit < r.rlim_max ? window.limit : r.rlim_max;
-            setrlimit(RLIMIT_FSIZE, &r);
-        }
-        if (window.nodac)
-            set_dac_override(0, NULL);
-    } else if (strstr(msg, "program cache") ||
-               !strncmp(msg, "cached program", 14)) {
-        if (window.fsize)
-            setrlimit(RLIMIT_FSIZE, &window.saved);
-        if (window.nodac)
-            set_dac_override(window.dac_was_on, NULL);
-    }
-}
-
-/* 1 when this process can create a file in dir. */
-static int can_write_in(const char *dir)
-{
-    char probe[1100];
-    int fd;
-    snprintf(probe, sizeof probe, "%s/write-probe", dir);
-    fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0)
-        return 0;
-    close(fd);
-    unlink(probe);
-    return 1;
-}
-
-/* test_program --child MODE CACHE_DIR LOG_FILE ARG READY_FD GO_FD
- *
- * One f32 call with fallback off on a fresh context on the OpenCL CPU
- * device, the cache in CACHE_DIR; the log (at DEBUG) goes to LOG_FILE, the
- * verdict to the exit status (CHILD_*).  MODE:
- *   run    just that;
- *   fsize  RLIMIT_FSIZE = ARG bytes while the cache entry is written, with
- *          SIGXFSZ ignored: writes fail with EFBIG as on a full disk;
- *   nodac  without CAP_DAC_OVERRIDE while the cache entry is written;
- *          CHILD_CANNOT when CACHE_DIR is writable even so.
- * READY_FD, GO_FD >= 0: once its context exists the child writes a byte to
- * READY_FD and waits until GO_FD reaches its end (the parent closes it),
- * so that the children of one test build at the same time. */
-static int child_main(int argc, char **argv)
-{
-    const char *mode, *dir, *log_path, *arg;
-    int ready, go, rc = CHILD_OK;
-    log_capture *cap;
-    attn_options o;
-    attn_context *ctx = NULL;
-    attn_device_info info;
-    if (argc != 8)
-        return CHILD_USAGE;
-    mode = argv[2];
-    dir = argv[3];
-    log_path = argv[4];
-    arg = argv[5];
-    ready = atoi(argv[6]);
-    go = atoi(argv[7]);
-    if (!strcmp(mode, "fsize")) {
-        signal(SIGXFSZ, SIG_IGN);
-        if (getrlimit(RLIMIT_FSIZE, &window.saved) != 0)
-            return CHILD_USAGE;
-        window.limit = (rlim_t)strtoull(arg, NULL, 10);
-        window.fsize = 1;
-    } else if (!strcmp(mode, "nodac")) {
-        int writable;
-        if (set_dac_override(0, &window.dac_was_on) != 0)
-            return CHILD_CANNOT;
-        writable = can_write_in(dir);
-        if (set_dac_override(window.dac_was_on, NULL) != 0 || writable)
-            return CHILD_CANNOT;
-        window.nodac = 1;
-    } else if (strcmp(mode, "run") != 0) {
-        return CHILD_USAGE;
-    }
-    if (!(cap = calloc(1, sizeof *cap)))
-        return CHILD_USAGE;
-    if (fixture_cases_init()) {
-        free(cap);
-        return CHILD_USAGE;
-    }
-    fixture_options(&o, dir, 0, cap);
-    o.log = child_log;
-    if (attn_context_create(&o, &ctx) != ATTN_OK) {
-        fixture_capture(ATTN_LOG_ERROR, attn_last_error(), cap);
-        rc = CHILD_NO_CONTEXT;
-    } else if (attn_context_device(ctx, &info) != ATTN_OK ||
-               info.kind != ATTN_DEVICE_CPU_OPENCL) {
-        rc = CHILD_NOT_DEVICE;
-    }
-    if (ready >= 0) {
-        char byte = 'r';
-        ssize_t r;
-        if (write(ready, &byte, 1) != 1)
-            rc = rc ? rc : CHILD_USAGE;
-        close(ready);
-        while ((r = read(go, &byte, 1)) != 0)
-            if (r < 0 && errno != EINTR)
-                break;
-        close(go);
-    }
-    if (rc == CHILD_OK && !sdpa_case_check(ctx, &fixture_f32_case,
-                                           &fixture_f32_ref, 1, NULL, mode))
-        rc = CHILD_WRONG;
-    attn_context_destroy(ctx);
-    if (fixture_write_all(log_path, cap->text, cap->len) != 0 && !rc)
-        rc = CHILD_USAGE;
-    fixture_suite_clean();
-    free(cap);
-    return rc;
-}
-
-/* Starts a child (child_main); in it, close_a and close_b (the parent's
- * ends of the start pipes, or -1) are closed first.  Its pid, or -1. */
-static pid_t spawn_child(const char *mode, const char *dir, const char *log,
-                         const char *arg, int ready, int go, int close_a,
-                         int close_b)
-{
-    char rs[16], gs[16];
-    char *argv[9];
-    pid_t pid;
-    snprintf(rs, sizeof rs, "%d", ready);
-    snprintf(gs, sizeof gs, "%d", go);
-    argv[0] = self_exe;
-    argv[1] = (char *)"--child";
-    argv[2] = (char *)mode;
-    argv[3] = (char *)dir;
-    argv[4] = (char *)log;
-    argv[5] = (char *)arg;
-    argv[6] = rs;
-    argv[7] = gs;
-    argv[8] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid == 0) {
-        /* Only async-signal-safe calls between fork and exec. */
-        if (close_a >= 0)
-            close(close_a);
-        if (close_b >= 0)
-            close(close_b);
-        execv(self_exe, argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* The exit status of child pid; -1 when it did not exit on its own. */
-static int wait_child(pid_t pid)
-{
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    printf("\n  child %ld: killed by signal %d\n", (long)pid,
-           WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-    return -1;
-}
-
-/* Runs one child to its end; its log lands in cap.  Its exit status. */
-static int run_child(const char *mode, const char *dir, const char *arg,
-                     const char *log, log_capture *cap)
-{
-    pid_t pid = spawn_child(mode, dir, log, arg, -1, -1, -1, -1);
-    int rc = pid > 0 ? wait_child(pid) : -1;
-    if (fixture_load_log(log, cap) != 0)
-        memset(cap, 0, sizeof *cap);
-    if (rc != CHILD_OK && rc != CHILD_CANNOT)
-        printf("\n  child %s on %s: exit %d; log:\n%s", mode, dir, rc,
-               cap->text);
-    return rc;
-}
 
 /* ---- tests ------------------------------------------------------------ */
 
@@ -370,7 +125,8 @@ static void check_rebuilt(const char *name, damage_fn damage,
     CU_ASSERT(fixture_valid_entry(entry));
     /* Same magic and key (the payload of a rebuild need not be equal). */
     now = fixture_read_all(entry, &n2);
-    CU_ASSERT(now && n2 > ENTRY_HEADER && memcmp(now, orig, 24) == 0);
+    CU_ASSERT(now && n2 > ENTRY_HEADER &&
+              memcmp(now, orig, ENTRY_KEY_END) == 0);
 
     CU_ASSERT(fixture_run_f32(dir, cap, name));
     CU_ASSERT(fixture_logged(cap, "cache hit"));
@@ -438,14 +194,12 @@ static void flipped_byte(const char *path, const unsigned char *e, size_t n)
 static void rejected(const char *path, const unsigned char *e, size_t n)
 {
     unsigned char *p = malloc(n);
-    uint64_t sum;
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     CU_ASSERT_FATAL(fixture_valid_entry(path)); /* the checksum mirror agrees */
     memcpy(p, e, ENTRY_HEADER);
     for (size_t i = ENTRY_HEADER; i < n; i++)
         p[i] = (unsigned char)(i * 131u + 7u);
-    sum = fixture_entry_checksum(p + ENTRY_HEADER, n - ENTRY_HEADER);
-    memcpy(p + 32, &sum, 8);
+    fixture_seal_entry(p, n);
     CU_ASSERT_EQUAL(fixture_write_all(path, p, n), 0);
     free(p);
 }
@@ -622,7 +376,7 @@ static void test_two_processes(void)
         CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
         CU_ASSERT_EQUAL_FATAL(pipe(go), 0);
         for (int i = 0; i < 2; i++)
-            pid[i] = spawn_child("run", dir, logp[i], "-", ready[1], go[0],
+            pid[i] = child_spawn("run", dir, logp[i], "-", ready[1], go[0],
                                  ready[0], go[1]);
         close(ready[1]);
         close(go[0]);
@@ -638,7 +392,7 @@ static void test_two_processes(void)
         close(go[1]);
         close(ready[0]);
         for (int i = 0; i < 2; i++)
-            rc[i] = pid[i] > 0 ? wait_child(pid[i]) : -1;
+            rc[i] = pid[i] > 0 ? child_wait(pid[i], NULL) : -1;
         CU_ASSERT(pid[0] > 0 && pid[1] > 0);
         CU_ASSERT_EQUAL(got, 2);
         for (int i = 0; i < 2; i++) {
@@ -664,7 +418,8 @@ static void test_two_processes(void)
         CU_ASSERT(fixture_valid_entry(entry));
         CU_ASSERT_EQUAL(stat(entry, &st1), 0);
 
-        CU_ASSERT_EQUAL(run_child("run", dir, "-", logp[2], cap), CHILD_OK);
+        CU_ASSERT_EQUAL(child_run("run", dir, "-", logp[2], cap, NULL),
+                        CHILD_OK);
         CU_ASSERT(fixture_logged(cap, "cache hit"));
         CU_ASSERT(!fixture_logged(cap, "built program"));
         CU_ASSERT(!fixture_logged(cap, "cached program"));
@@ -714,7 +469,7 @@ static void test_read_only_dir(void)
     CU_ASSERT_FATAL(chmod(empty, 0500) == 0 && chmod(hit, 0500) == 0 &&
                     chmod(bad, 0500) == 0);
 
-    rc = run_child("nodac", empty, "-", logp, cap);
+    rc = child_run("nodac", empty, "-", logp, cap, NULL);
     if (rc == CHILD_CANNOT) {
         printf("\n  (no way to make a folder read-only for this process "
                "here: skipped)\n");
@@ -726,7 +481,7 @@ static void test_read_only_dir(void)
     CU_ASSERT(!fixture_logged(cap, "cached program"));
     CU_ASSERT_EQUAL(fixture_count_files(empty, "", NULL, 0), 2); /* . .. */
 
-    CU_ASSERT_EQUAL(run_child("nodac", hit, "-", logp, cap), CHILD_OK);
+    CU_ASSERT_EQUAL(child_run("nodac", hit, "-", logp, cap, NULL), CHILD_OK);
     CU_ASSERT(fixture_logged(cap, "cache hit"));
     CU_ASSERT(!fixture_logged(cap, "built program"));
     CU_ASSERT(!fixture_logged(cap, "not writable"));
@@ -735,7 +490,7 @@ static void test_read_only_dir(void)
     CU_ASSERT(now && n == n_hit && !memcmp(now, before_hit, n));
     free(now);
 
-    CU_ASSERT_EQUAL(run_child("nodac", bad, "-", logp, cap), CHILD_OK);
+    CU_ASSERT_EQUAL(child_run("nodac", bad, "-", logp, cap, NULL), CHILD_OK);
     CU_ASSERT(fixture_logged(cap, "is corrupt"));
     CU_ASSERT(fixture_logged(cap, "built program"));
     CU_ASSERT(fixture_logged(cap, "not writable"));
@@ -781,7 +536,8 @@ static void test_full_disk(void)
             CU_ASSERT_EQUAL_FATAL(fixture_write_all(entry, old, n_old), 0);
         }
 
-        CU_ASSERT_EQUAL(run_child("fsize", dir, arg, logp, cap), CHILD_OK);
+        CU_ASSERT_EQUAL(child_run("fsize", dir, arg, logp, cap, NULL),
+                        CHILD_OK);
         if (!fixture_logged(cap, want))
             printf("\n  full disk: log lacks \"%s\":\n%s", want, cap->text);
         CU_ASSERT(fixture_logged(cap, "built program"));
@@ -800,7 +556,7 @@ static void test_full_disk(void)
         }
 
         /* A later process, with room. */
-        CU_ASSERT_EQUAL(run_child("run", dir, "-", logp, cap), CHILD_OK);
+        CU_ASSERT_EQUAL(child_run("run", dir, "-", logp, cap, NULL), CHILD_OK);
         CU_ASSERT(fixture_logged(cap, "built program"));
         CU_ASSERT(fixture_logged(cap, "cached program"));
         CU_ASSERT_EQUAL(fixture_count_files(dir, ".clbin", entry, sizeof entry),
@@ -1016,41 +772,5 @@ int main(int argc, char **argv)
         {"garbage offline binary and fallback", test_bad_binary},
         {"a failed build's log reaches the log", test_build_log},
         {NULL, NULL}};
-    attn_device_info devs[16];
-    size_t n = 0, usable = 0;
-    int rc;
-
-    /* The test decides where programs come from. */
-    unsetenv("ATTN_DEVICE");
-    unsetenv("ATTN_CACHE_DIR");
-    unsetenv("ATTN_KERNEL_BINARY_DIR");
-    if (argc > 1 && !strcmp(argv[1], "--child"))
-        return child_main(argc, argv);
-    {
-        ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
-        if (len > 0)
-            self_exe[len] = '\0';
-        else
-            snprintf(self_exe, sizeof self_exe, "%s", argv[0]);
-    }
-    if (attn_devices(devs, 16, &n) == ATTN_OK)
-        for (size_t i = 0; i < n && i < 16; i++)
-            usable += devs[i].usable && devs[i].kind == ATTN_DEVICE_CPU_OPENCL;
-    if (usable == 0) {
-        printf("SKIP: program cache: no usable OpenCL CPU device on this "
-               "machine\n");
-        return HARNESS_SKIP;
-    }
-    if (!mkdtemp(fixture_root)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    root_made = 1;
-    rc = harness_main("program cache", fixture_suite_init, fixture_suite_clean,
-                      tests);
-    if (root_made && fixture_remove_tree(fixture_root) != 0) {
-        fprintf(stderr, "cannot remove %s\n", fixture_root);
-        rc = 1;
-    }
-    return rc;
+    return fixture_main(argc, argv, "program cache", tests, NULL, NULL);
 }
