@@ -24,6 +24,10 @@
 #include "attn_impl.h"
 #include "opencl/runtime.h"
 
+/* The build options of posenc.cl + heads.cl (before attn_cl_build adds
+ * -cl-std).  Returns what snprintf returns. */
+int attn_cl_mha_options(char *buf, size_t cap);
+
 /* The multi-head layer on the runtime's device; c is validated
  * (attn_validate_mha).  Uploads x_q (and x_kv), the weights and biases once
  * per call, runs: posenc add (kernel) -> GEMMs via CLBlastSgemm (RowMajor,

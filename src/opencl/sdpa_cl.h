@@ -49,6 +49,12 @@ typedef struct attn_cl_unfused_tuning {
  * 4 x 16 work-items, depth 16; softmax 64 items; no extra options. */
 void attn_cl_unfused_tuning_default(attn_cl_unfused_tuning *t);
 
+/* The build options of score.cl + softmax.cl + aggregate.cl (before
+ * attn_cl_build adds -cl-std) for tuning t as fitted to the device, F16
+ * storage when f16 is 1.  Returns what snprintf returns. */
+int attn_cl_unfused_options(const attn_cl_unfused_tuning *t, int f16, char *buf,
+                            size_t cap);
+
 /* Sets the tuning of rt's three-kernel programs (for instance from a
  * platform profile) and drops the programs built so far, so that the next
  * call rebuilds them.  Commands already enqueued are not affected.  Errors:

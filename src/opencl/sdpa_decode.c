@@ -128,6 +128,16 @@ attn_status attn_cl_decode_set_tuning(attn_cl_runtime *rt,
 
 /* ---- building -------------------------------------------------------- */
 
+int attn_cl_decode_options(const attn_cl_decode_tuning *t, int f16, char *buf,
+                           size_t cap)
+{
+    return snprintf(buf, cap,
+                    "-DATTN_F16=%d -DDC_WG=%d -DDC_TK=%d -DDC_CWG=%d "
+                    "-DDC_MAXQ=%d %s",
+                    f16, t->wg, t->tk, t->cwg, ATTN_CL_DECODE_MAX_Q,
+                    t->options);
+}
+
 /* Builds the program of one dtype with tuning t; the kernels' own limits
  * on work-group size (registers) may halve t.wg / t.cwg, which costs a
  * rebuild. */
@@ -150,10 +160,7 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_decode_tuning t,
         cl_ulong klocal = 0, clocal = 0;
         /* tk stays a multiple of wg (and at least wg). */
         t.tk = t.tk / t.wg * t.wg;
-        snprintf(opts, sizeof opts,
-                 "-DATTN_F16=%d -DDC_WG=%d -DDC_TK=%d -DDC_CWG=%d "
-                 "-DDC_MAXQ=%d %s",
-                 f16, t.wg, t.tk, t.cwg, ATTN_CL_DECODE_MAX_Q, t.options);
+        attn_cl_decode_options(&t, f16, opts, sizeof opts);
         if ((s = attn_cl_build_tagged(rt, f16 ? "decode_f16" : "decode_f32",
                                       names, 1, opts, &p->prog, err)))
             return s;

@@ -41,6 +41,12 @@ typedef struct attn_cl_decode_tuning {
  * per combined row, automatic splits, no extra options. */
 void attn_cl_decode_tuning_default(attn_cl_decode_tuning *t);
 
+/* The build options of cl/decode.cl (before attn_cl_build adds -cl-std)
+ * for tuning t as fitted to the device (tk a multiple of wg), F16 storage
+ * when f16 is 1.  Returns what snprintf returns. */
+int attn_cl_decode_options(const attn_cl_decode_tuning *t, int f16, char *buf,
+                           size_t cap);
+
 /* Sets the tuning of rt's decode programs and drops the programs built so
  * far.  Commands already enqueued are not affected.  Errors:
  * ATTN_ERR_INVALID_ARGUMENT (NULL, a value outside its range, tk not a

@@ -121,6 +121,16 @@ attn_status attn_cl_fused_set_tuning(attn_cl_runtime *rt,
 
 /* ---- building -------------------------------------------------------- */
 
+int attn_cl_fused_options(const attn_cl_fused_tuning *t, int f16, int fma,
+                          char *buf, size_t cap)
+{
+    return snprintf(buf, cap,
+                    "-DATTN_F16=%d -DFA_VW=%d -DFA_NV=%d -DFA_WG=%d "
+                    "-DFA_TK=%d -DFA_KB=%d -DFA_CB=%d -DFA_FMA=%d %s",
+                    f16, t->vw, t->nv, t->wg, t->tk, t->kb, t->cb, fma,
+                    t->options);
+}
+
 /* Builds the program of one dtype with tuning t; the kernel's own limit on
  * work-group size (registers) may halve t.wg, which costs a rebuild. */
 static attn_status build_prog(attn_cl_runtime *rt, attn_cl_fused_tuning t,
@@ -145,11 +155,8 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_fused_tuning t,
     for (int attempt = 0; attempt < 11; attempt++) {
         size_t kwg = 0;
         cl_ulong klocal = 0;
-        snprintf(opts, sizeof opts,
-                 "-DATTN_F16=%d -DFA_VW=%d -DFA_NV=%d -DFA_WG=%d -DFA_TK=%d "
-                 "-DFA_KB=%d -DFA_CB=%d -DFA_FMA=%d %s",
-                 f16, t.vw, t.nv, t.wg, t.tk, t.kb, t.cb, (fp & CL_FP_FMA) != 0,
-                 t.options);
+        attn_cl_fused_options(&t, f16, (fp & CL_FP_FMA) != 0, opts,
+                              sizeof opts);
         if ((s = attn_cl_build_tagged(rt, f16 ? "fused_f16" : "fused_f32",
                                       names, 1, opts, &p->prog, err)))
             return s;

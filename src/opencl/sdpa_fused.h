@@ -38,6 +38,13 @@ typedef struct attn_cl_fused_tuning {
  * of O per step; no extra options. */
 void attn_cl_fused_tuning_default(attn_cl_fused_tuning *t);
 
+/* The build options of cl/fused.cl (before attn_cl_build adds -cl-std)
+ * for tuning t as fitted to the device, F16 storage when f16 is 1, and
+ * fma() for the multiply-adds when fma is 1 (the device has CL_FP_FMA).
+ * Returns what snprintf returns. */
+int attn_cl_fused_options(const attn_cl_fused_tuning *t, int f16, int fma,
+                          char *buf, size_t cap);
+
 /* Sets the tuning of rt's fused programs (for instance from a platform
  * profile) and drops the programs built so far, so that the next call
  * rebuilds them.  Commands already enqueued are not affected.  Errors:

@@ -104,6 +104,18 @@ attn_status attn_cl_unfused_set_tuning(attn_cl_runtime *rt,
 
 /* ---- building -------------------------------------------------------- */
 
+int attn_cl_unfused_options(const attn_cl_unfused_tuning *t, int f16, char *buf,
+                            size_t cap)
+{
+    return snprintf(buf, cap,
+                    "-DATTN_F16=%d -DSC_TQ=%d -DSC_TK=%d -DSC_TD=%d "
+                    "-DSC_WQ=%d -DSC_WK=%d -DSM_WG=%d -DAG_TQ=%d -DAG_TV=%d "
+                    "-DAG_TJ=%d -DAG_WQ=%d -DAG_WV=%d %s",
+                    f16, t->sc_tq, t->sc_tk, t->sc_td, t->sc_wq, t->sc_wk,
+                    t->sm_wg, t->ag_tq, t->ag_tv, t->ag_tj, t->ag_wq, t->ag_wv,
+                    t->options);
+}
+
 /* Halves a work-group side (keeping it a divisor of its tile); 0 when it
  * is 1 already. */
 static int halve(int *w)
@@ -193,12 +205,7 @@ static attn_status build_prog(attn_cl_runtime *rt, attn_cl_unfused_tuning t,
         need[0] = (size_t)t.sc_wq * (size_t)t.sc_wk;
         need[1] = (size_t)t.sm_wg;
         need[2] = (size_t)t.ag_wq * (size_t)t.ag_wv;
-        snprintf(opts, sizeof opts,
-                 "-DATTN_F16=%d -DSC_TQ=%d -DSC_TK=%d -DSC_TD=%d -DSC_WQ=%d "
-                 "-DSC_WK=%d -DSM_WG=%d -DAG_TQ=%d -DAG_TV=%d -DAG_TJ=%d "
-                 "-DAG_WQ=%d -DAG_WV=%d %s",
-                 f16, t.sc_tq, t.sc_tk, t.sc_td, t.sc_wq, t.sc_wk, t.sm_wg,
-                 t.ag_tq, t.ag_tv, t.ag_tj, t.ag_wq, t.ag_wv, t.options);
+        attn_cl_unfused_options(&t, f16, opts, sizeof opts);
         if ((s = attn_cl_build_tagged(rt, f16 ? "unfused_f16" : "unfused_f32",
                                       names, 3, opts, &p->prog, err)))
             return s;
