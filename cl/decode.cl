@@ -214,10 +214,13 @@ __kernel void attn_decode_split(
                                             : qs[r * d + c] * kc;
                 }
             }
+            /* continue, not break: LLVM (AMD's compiler) leaves a loop
+             * with a second exit rolled, and a4, lo, hi, tmax with it in
+             * private memory. */
 #pragma unroll
             for (int r = 0; r < DC_MAXQ; r++) {
                 if (r >= nq)
-                    break;
+                    continue;
                 float s = as_float(ATTN_MASKED_BITS);
                 if (kk < nk && j >= lo[r] && j <= hi[r]) {
                     s = (a4[r].s0 + a4[r].s1 + a4[r].s2 + a4[r].s3) * scale2;

@@ -32,6 +32,17 @@ void attn_cl_set_choice(attn_cl_runtime *rt, const attn_cl_choice *c);
 
 /* ---- programs (progcache.c) --------------------------------------------- */
 
+/* The cl/ files of variant v's program in build order (cl/common.cl
+ * first) into names[cap]; returns how many. */
+size_t attn_cl_variant_sources(const attn_cl_variant *v, const char **names,
+                               size_t cap);
+/* The build options of variant v's program (before program.c adds
+ * -cl-std) for dtype, tuning t and the variant's extra defines (its
+ * defines hook's).  Returns what snprintf returns. */
+int attn_cl_variant_options(const attn_cl_variant *v, attn_dtype dtype,
+                            const attn_cl_tuning *t, const char *extra,
+                            char *buf, size_t cap);
+
 /* The built program of variant v for dtype with tuning t (requested;
  * the result may be fitted down) and the extra defines: kept from an
  * earlier request, else built now.  A failed request is kept and fails

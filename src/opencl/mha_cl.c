@@ -14,6 +14,13 @@
 #include "opencl/launch_common.h"
 #include "opencl/mha_impl.h"
 
+#define MHA_WG 64 /* items per work-group (-DMHA_WG) */
+
+int attn_cl_mha_options(char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "-DMHA_WG=%d", MHA_WG);
+}
+
 #ifndef ATTN_HAVE_CLBLAST
 
 attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
@@ -39,7 +46,6 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
 #pragma GCC diagnostic pop
 #endif
 
-#define MHA_WG     64   /* items per work-group (-DMHA_WG) */
 #define MHA_GROUPS 8192 /* work-groups per grid-stride launch, at most */
 
 enum { K_POSENC, K_ROPE, K_SPLIT, K_MERGE, K_BIAS, N_KERNELS };
@@ -88,7 +94,7 @@ static attn_status build(attn_cl_runtime *rt, mha_state *st, attn_err *err)
     attn_status s;
     cl_int rc;
 
-    snprintf(opts, sizeof opts, "-DMHA_WG=%d", MHA_WG);
+    attn_cl_mha_options(opts, sizeof opts);
     if ((s = attn_cl_build(rt, names, 2, opts, &st->prog, err)))
         return s;
     ATTN_CL_CHECK(clGetDeviceInfo(rt->device, CL_DEVICE_MAX_WORK_ITEM_SIZES,

@@ -26,6 +26,10 @@
 #include "core/backend.h"
 #include "opencl/runtime.h"
 
+/* The build options of posenc.cl + heads.cl (before attn_cl_build adds
+ * -cl-std).  Returns what snprintf returns. */
+int attn_cl_mha_options(char *buf, size_t cap);
+
 /* The multi-head layer on the runtime's device; c is validated
  * (attn_validate_mha) and p is the variant prepared on rt for its attention
  * step (attn_mha_sdpa_desc).  Uploads x_q (and x_kv), the weights and

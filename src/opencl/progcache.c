@@ -91,6 +91,27 @@ static void tag_of(const attn_cl_variant *v, attn_dtype dtype, char *tag,
     snprintf(tag, cap, "%s_%s", v->name, dtype == ATTN_F16 ? "f16" : "f32");
 }
 
+size_t attn_cl_variant_sources(const attn_cl_variant *v, const char **names,
+                               size_t cap)
+{
+    size_t n = 0;
+    if (n < cap)
+        names[n++] = "common.cl";
+    for (int i = 0; v->sources[i] && n < cap; i++)
+        names[n++] = v->sources[i];
+    return n;
+}
+
+int attn_cl_variant_options(const attn_cl_variant *v, attn_dtype dtype,
+                            const attn_cl_tuning *t, const char *extra,
+                            char *buf, size_t cap)
+{
+    char defs[512];
+    attn_cl_tuning_defines(v, t, defs, sizeof defs);
+    return snprintf(buf, cap, "-DATTN_F16=%d%s%s", dtype == ATTN_F16, defs,
+                    extra ? extra : "");
+}
+
 /* Builds e's program with tuning t: the device's limits first, then the
  * kernels' own (registers, the compiler's local memory), rebuilding with
  * a smaller tuning until they fit. */
@@ -100,14 +121,11 @@ static attn_status build(attn_cl_runtime *rt, entry *e, attn_cl_tuning t,
     const attn_cl_variant *v = attn_cl_variants[e->variant];
     const char *names[16];
     const int nk = n_kernels(v);
+    const size_t n_names = attn_cl_variant_sources(v, names, 16);
     attn_cl_limits lim;
-    size_t n_names = 0;
-    char tag[64], opts[1024], defs[512];
+    char tag[64], opts[1024];
     attn_status s;
 
-    names[n_names++] = "common.cl";
-    for (int i = 0; v->sources[i] && n_names < 16; i++)
-        names[n_names++] = v->sources[i];
     tag_of(v, e->dtype, tag, sizeof tag);
     attn_cl_limits_get(rt, &lim);
     if (v->fit_device && !v->fit_device(&lim, &t))
@@ -115,9 +133,7 @@ static attn_status build(attn_cl_runtime *rt, entry *e, attn_cl_tuning t,
     for (int attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
         kernel_set set;
         int fits;
-        attn_cl_tuning_defines(v, &t, defs, sizeof defs);
-        snprintf(opts, sizeof opts, "-DATTN_F16=%d%s%s", e->dtype == ATTN_F16,
-                 defs, extra);
+        attn_cl_variant_options(v, e->dtype, &t, extra, opts, sizeof opts);
         if ((s = attn_cl_build_tagged(rt, tag, names, n_names, opts, &e->b.prog,
                                       err)))
             return s;

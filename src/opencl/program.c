@@ -379,6 +379,11 @@ static void default_tag(const char *const *names, size_t n, char *tag,
     }
 }
 
+int attn_cl_program_options(const char *options, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "-cl-std=CL1.2 %s", options ? options : "");
+}
+
 attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
                           size_t n_names, const char *options, cl_program *out,
                           attn_err *err)
@@ -421,7 +426,7 @@ attn_status attn_cl_build_program(attn_cl_runtime *rt, const char *tag,
         default_tag(names, n_names, tag_buf, sizeof tag_buf);
         tag = tag_buf;
     }
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options ? options : "");
+    attn_cl_program_options(options, opts, sizeof opts);
     /* FPGAs (and any device given offline binaries) take the binary of
      * this program: "<device name> <tag>" normalised, plus the extension. */
     snprintf(bin_name, sizeof bin_name, "%.300s %.200s", rt->info.name, tag);

@@ -48,6 +48,11 @@ attn_status attn_cl_status(cl_int rc);
 attn_status attn_cl_load_sources(const char *const *names, size_t n, char **out,
                                  size_t *len, attn_err *err);
 
+/* The options attn_cl_build hands to clBuildProgram for a launcher's
+ * options (NULL for none): "-cl-std=CL1.2 " and them.  Returns what
+ * snprintf returns (the length the full text needs). */
+int attn_cl_program_options(const char *options, char *buf, size_t cap);
+
 /* Builds a program from an offline binary file (FPGA bitstreams, or a
  * binary another run of the same driver produced).  Errors:
  * ATTN_ERR_IO (unreadable), ATTN_ERR_BUILD_FAILED (rejected binary). */

@@ -1,0 +1,212 @@
+#!/bin/sh
+# Compiles every OpenCL program of libattn with other vendors' offline
+# compilers, no GPU needed: Intel's ocloc for a Gen12 (Xe-LP, tgllp) and an
+# Xe-HPG (Arc, acm-g10) GPU, and clang for AMD's CDNA (gfx90a) and RDNA 2
+# (gfx1030) GPUs as OpenCL C 1.2 and 2.0, linked with the ROCm device
+# libraries as AMD's driver does.  The programs are what attn-cl-dump
+# (tests/tools) writes: each program's sources and build options exactly as
+# the library hands them to the driver, for the default tuning and for each
+# vendor's profile in platforms/.
+#
+#   sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N]
+#
+# --build-dir: a configured build tree to build attn-cl-dump in (default
+# build-offline, configured here).  Prints a table (program x target: ok,
+# warn, ERROR), then the first warning or error line of each cell that is
+# not ok; the logs and the table are in DIR/offline-compile/.  Exits non-zero
+# on any error.  Warnings (register spills, a loop left rolled) do not fail.
+#
+# Installs what is missing with apt-get (through sudo when not root): clang-15
+# and rocm-device-libs for AMD, libllvm14 and libclang-cpp14 for ocloc.
+# ocloc itself comes from Debian's intel-opencl-icd, which is NOT installed:
+# its packages are downloaded and unpacked into .offline-tools/ (installing
+# them would register Intel's OpenCL driver with the ICD loader).
+set -eu
+cd "$(dirname "$0")/.."
+root=$PWD
+
+# ---- one compile (run through xargs): --one TARGET PROGRAM -------------
+if [ "${1:-}" = "--one" ]; then
+  target=$2 prog=$3
+  src=$OC_OUT/dump/$prog.cl
+  opts=$(cat "$OC_OUT/dump/$prog.opts")
+  log=$OC_OUT/logs/$prog.$target.log
+  work=$OC_OUT/bin/$target
+  mkdir -p "$work"
+  rc=0
+  case $target in
+    intel-*)
+      LD_LIBRARY_PATH=$OC_INTEL_LIB "$OC_OCLOC" compile -file "$src" \
+        -device "${target#intel-}" -options "$opts" -out_dir "$work" \
+        -output "$prog" >"$log" 2>&1 || rc=$?
+      ;;
+    amd-*)
+      rest=${target#amd-}
+      mcpu=${rest%%-*}
+      std=$(echo "${rest#*-}" | tr '[:lower:]' '[:upper:]')
+      # The options as a driver splits them (on spaces), the standard
+      # swapped for the target's.
+      set -f
+      # shellcheck disable=SC2046
+      set -- $(echo "$opts" | sed "s/-cl-std=CL1\.2/-cl-std=$std/")
+      set +f
+      (cd "$OC_OUT/dump" &&
+        "$OC_CLANG" -x cl "$@" -target amdgcn-amd-amdhsa -mcpu="$mcpu" \
+          --rocm-device-lib-path="$OC_ROCM_LIB" \
+          -Xclang -finclude-default-header -S -o "$work/$prog.s" "$prog.cl") \
+        >"$log" 2>&1 || rc=$?
+      if [ "$rc" -eq 0 ]; then
+        # Register use per kernel.  VGPR spills (to scratch memory) count
+        # as a warning, as ocloc's spill reports do; SGPR spills go to
+        # VGPR lanes and are only logged.
+        awk '/^[ \t]+\.name:/ {n = $2}
+             /^[ \t]+\.private_segment_fixed_size:/ {p = $2}
+             /^[ \t]+\.sgpr_spill_count:/ {ss = $2}
+             /^[ \t]+\.vgpr_count:/ {v = $2}
+             /^[ \t]+\.vgpr_spill_count:/ {
+               printf "kernel %s: %s VGPRs (%s spilled), %s SGPRs spilled, %s bytes of private memory\n", n, v, $2, ss, p
+               if ($2 > 0)
+                 printf "warning: kernel %s spilled %d VGPRs to scratch memory\n", n, $2
+             }' "$work/$prog.s" >>"$log"
+      fi
+      ;;
+    *) echo "unknown target $target" >"$log"; rc=2 ;;
+  esac
+  if [ "$rc" -ne 0 ]; then
+    line=$(grep -m1 -i 'error' "$log" || true)
+    [ -n "$line" ] || line=$(grep -m1 . "$log" || echo "exit status $rc")
+    echo "ERROR $line" >"$OC_OUT/logs/$prog.$target.status"
+  elif line=$(grep -m1 -i 'warning' "$log"); then
+    echo "warn $line" >"$OC_OUT/logs/$prog.$target.status"
+  else
+    echo "ok" >"$OC_OUT/logs/$prog.$target.status"
+  fi
+  exit 0
+fi
+
+# ---- arguments ----------------------------------------------------------
+build="build-offline"
+jobs=$(nproc 2>/dev/null || echo 2)
+while [ $# -gt 0 ]; do
+  case $1 in
+    --build-dir) build=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    *) echo "usage: sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N]" >&2
+       exit 2 ;;
+  esac
+done
+targets="intel-tgllp intel-acm-g10 amd-gfx90a-cl1.2 amd-gfx90a-cl2.0
+amd-gfx1030-cl1.2 amd-gfx1030-cl2.0"
+t0=$(date +%s)
+
+# ---- tools --------------------------------------------------------------
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+updated=0
+apt_update() {
+  [ "$updated" -eq 1 ] || $sudo apt-get update -qq
+  updated=1
+}
+sh scripts/deps.sh
+missing=""
+for p in clang-15 rocm-device-libs libllvm14 libclang-cpp14; do
+  installed "$p" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  apt_update
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    --no-install-recommends $missing >/dev/null
+fi
+OC_CLANG=$(command -v clang-15)
+OC_ROCM_LIB=$(dirname "$(dpkg -L rocm-device-libs | grep -m1 '/ocml\.bc$')")
+
+# ocloc: Debian's intel-opencl-icd and the compiler libraries it loads,
+# unpacked (never installed) into .offline-tools/intel.
+tools=$root/.offline-tools/intel
+intel_debs="intel-opencl-icd libigc1 libigdfcl1 libigdgmm12 libopencl-clang14
+libllvmspirvlib14"
+if [ ! -x "$tools/usr/bin/ocloc" ]; then
+  dl=$(mktemp -d)
+  echo "unpacking ocloc into $tools"
+  # As root, apt would hand the download to its _apt user, which cannot
+  # write into a private temporary folder.
+  sandbox=""
+  [ "$(id -u)" -ne 0 ] || sandbox="-o APT::Sandbox::User=root"
+  # shellcheck disable=SC2086
+  (cd "$dl" && apt-get download -q $sandbox $intel_debs) || {
+    apt_update
+    (cd "$dl" && apt-get download -q $sandbox $intel_debs)
+  }
+  rm -rf "$tools"
+  mkdir -p "$tools"
+  for deb in "$dl"/*.deb; do dpkg -x "$deb" "$tools"; done
+  rm -rf "$dl"
+fi
+OC_OCLOC=$tools/usr/bin/ocloc
+OC_INTEL_LIB=$(dirname "$(find "$tools/usr/lib" -name 'libocloc.so' | head -n1)")
+
+# ---- the programs ---------------------------------------------------------
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DATTN_BUILD_BENCH=OFF \
+    -DATTN_BUILD_EXAMPLES=OFF >/dev/null
+fi
+cmake --build "$build" -j"$jobs" --target attn-cl-dump >/dev/null
+OC_OUT=$root/$build/offline-compile
+case $build in /*) OC_OUT=$build/offline-compile ;; esac
+rm -rf "$OC_OUT"
+mkdir -p "$OC_OUT/logs"
+"$build/tests/tools/attn-cl-dump" "$OC_OUT/dump" >/dev/null
+progs=$(cut -f1 "$OC_OUT/dump/index.tsv")
+export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB
+
+# ---- compile, the slowest programs (the CPU-shaped fused tuning) first ---
+t1=$(date +%s)
+for p in $progs; do
+  case $p in fused_*-default) w=0 ;; *) w=1 ;; esac
+  for t in $targets; do echo "$w $t $p"; done
+done | sort -s -k1,1 | cut -d' ' -f2- |
+  xargs -P "$jobs" -n 2 sh "$root/scripts/offline_compile.sh" --one
+
+# ---- the table --------------------------------------------------------------
+table=$OC_OUT/table.txt
+errors=0 warns=0 total=0
+{
+  printf '%-22s' program
+  for t in $targets; do printf ' %-17s' "${t#*-}"; done
+  echo
+  for p in $progs; do
+    printf '%-22s' "$p"
+    for t in $targets; do
+      st=$(cut -d' ' -f1 "$OC_OUT/logs/$p.$t.status" 2>/dev/null || echo ERROR)
+      printf ' %-17s' "$st"
+    done
+    echo
+  done
+} >"$table"
+notes=""
+for p in $progs; do
+  for t in $targets; do
+    total=$((total + 1))
+    f=$OC_OUT/logs/$p.$t.status
+    st=$(cat "$f" 2>/dev/null || echo "ERROR no result")
+    case $st in
+      ok) ;;
+      warn*) warns=$((warns + 1)); notes="$notes
+$p $t: ${st#warn }" ;;
+      *) errors=$((errors + 1)); notes="$notes
+$p $t: ${st#ERROR }" ;;
+    esac
+  done
+done
+[ -z "$notes" ] || printf '%s\n' "$notes" | sed '1d' >>"$table"
+t2=$(date +%s)
+echo "$total compiles ($jobs at a time): $errors with errors, $warns with" \
+  "warnings; $((t2 - t1)) s compiling, $((t2 - t0)) s in all" \
+  "(logs: $OC_OUT/logs)" >>"$table"
+cat "$table"
+[ "$errors" -eq 0 ]

@@ -1,0 +1,169 @@
+/*
+ * The programs libattn builds (cl_programs.h): every kernel variant of the
+ * table (src/opencl/variants.c) for each dtype and head size, with the
+ * tuning a device's profile gives it, as the program cache builds it
+ * (attn_cl_variant_sources / attn_cl_variant_options), and the layer's
+ * helper kernels.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_programs.h"
+#include "opencl/driver.h"
+#include "opencl/mha_cl.h"
+#include "opencl/profile.h"
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The head sizes a variant may be built for (those of its defines hook
+ * that change the program; the others are built once). */
+static const int HEAD_DIMS[] = {32, 64, 96, 128, 256};
+
+static const char *const MHA_SOURCES[] = {"posenc.cl", "heads.cl"};
+
+/* The limits the variants' defines hooks see for dev (only fma and the
+ * kind matter for the options; the sizes are those the hooks would fit
+ * down from, which the offline checks leave as profiled). */
+static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
+{
+    memset(lim, 0, sizeof *lim);
+    lim->wg = 1024;
+    lim->items[0] = lim->items[1] = 1024;
+    lim->items[2] = 64;
+    lim->local_mem = dev->local_mem_bytes ? dev->local_mem_bytes : 49152;
+    lim->global_mem = lim->max_alloc = (uint64_t)1 << 32;
+    lim->compute_units = 64;
+    lim->fma = fma;
+    lim->gpu = dev->kind == ATTN_DEVICE_GPU || dev->kind == ATTN_DEVICE_IGPU;
+    lim->cl_major = 1;
+}
+
+/* One variant's program for dtype and head size hd on dev: fn's value, or
+ * -1 when the options do not fit. */
+static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
+               const attn_cl_limits *lim, attn_dtype dtype, int hd,
+               const char *prev, char *out, cl_program_fn fn, void *user)
+{
+    static const char *names[16];
+    cl_program_desc p;
+    attn_sdpa_desc d;
+    char extra[256] = "", opts[CL_PROGRAM_OPTIONS_MAX],
+         tag[CL_PROGRAM_NAME_MAX];
+    int w;
+    memset(&d, 0, sizeof d);
+    d.batch = d.heads_q = d.heads_kv = 1;
+    d.seq_q = d.seq_kv = 1;
+    d.head_dim = d.head_dim_v = hd;
+    d.dtype = dtype;
+    if (v->defines)
+        v->defines(lim, t, &d, extra, sizeof extra);
+    w = attn_cl_variant_options(v, dtype, t, extra, opts, sizeof opts);
+    if (w < 0 || (size_t)w >= sizeof opts)
+        return -1;
+    /* A head size that changes nothing gives the same program again. */
+    if (prev && !strcmp(prev, opts))
+        return 0;
+    snprintf(out, CL_PROGRAM_OPTIONS_MAX, "%s", opts);
+    snprintf(tag, sizeof tag, "%s_%s", v->name,
+             dtype == ATTN_F16 ? "f16" : "f32");
+    memset(&p, 0, sizeof p);
+    p.tag = tag;
+    p.sources = names;
+    p.n_sources = attn_cl_variant_sources(v, names, N_OF(names));
+    w = attn_cl_program_options(opts, p.options, sizeof p.options);
+    if (w < 0 || (size_t)w >= sizeof p.options)
+        return -1;
+    return fn(&p, user);
+}
+
+int cl_programs_for_device(const attn_device_info *dev, int fma,
+                           cl_program_fn fn, void *user)
+{
+    attn_profile *prof = malloc(sizeof *prof);
+    attn_cl_limits lim;
+    int rc = 0;
+    if (!prof || attn_profile_resolve(dev, "", prof, NULL, NULL) != ATTN_OK) {
+        free(prof);
+        return -1;
+    }
+    limits(dev, fma, &lim);
+    for (int vi = 0; vi < attn_cl_n_variants && rc == 0; vi++) {
+        const attn_cl_variant *v = attn_cl_variants[vi];
+        attn_cl_tuning t;
+        /* A rejected profile tuning leaves the defaults with the profile's
+         * build options, as backend_cl.c applies it. */
+        if (attn_profile_tuning(prof, vi, &t) != ATTN_OK) {
+            attn_cl_tuning_default(v, &t);
+            if (prof->build_options_set)
+                snprintf(t.options, sizeof t.options, "%s",
+                         prof->build_options);
+        }
+        for (int dt = 0; dt < 2 && rc == 0; dt++) {
+            char prev[CL_PROGRAM_OPTIONS_MAX] = "";
+            for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++)
+                rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h],
+                         h ? prev : NULL, prev, fn, user);
+        }
+    }
+    if (rc == 0) { /* the layer's helper kernels (mha_cl.c) */
+        cl_program_desc p;
+        char opts[64];
+        int w = attn_cl_mha_options(opts, sizeof opts);
+        memset(&p, 0, sizeof p);
+        p.tag = "posenc_heads";
+        p.sources = MHA_SOURCES;
+        p.n_sources = N_OF(MHA_SOURCES);
+        if (w < 0 || (size_t)w >= sizeof opts ||
+            (w = attn_cl_program_options(opts, p.options, sizeof p.options)) <
+                0 ||
+            (size_t)w >= sizeof p.options)
+            rc = -1;
+        else
+            rc = fn(&p, user);
+    }
+    free(prof);
+    return rc;
+}
+
+/* Device descriptions that select each section of the platforms/ profiles
+ * that changes a tuning (the strings the vendors' drivers report). */
+static const cl_program_device DEVICES[] = {
+    {"default", {.kind = ATTN_DEVICE_OTHER}},
+    {"nvidia",
+     {.name = "NVIDIA H100 80GB HBM3",
+      .vendor = "NVIDIA Corporation",
+      .platform = "NVIDIA CUDA",
+      .local_mem_bytes = 49152,
+      .kind = ATTN_DEVICE_GPU}},
+    {"amd-cdna",
+     {.name = "gfx90a:sramecc+:xnack-",
+      .vendor = "Advanced Micro Devices, Inc.",
+      .platform = "AMD Accelerated Parallel Processing",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_GPU}},
+    {"amd-rdna",
+     {.name = "gfx1030",
+      .vendor = "Advanced Micro Devices, Inc.",
+      .platform = "AMD Accelerated Parallel Processing",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_GPU}},
+    {"intel",
+     {.name = "Intel(R) Iris(R) Xe Graphics",
+      .vendor = "Intel(R) Corporation",
+      .platform = "Intel(R) OpenCL Graphics",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_IGPU}},
+    {"intel-max",
+     {.name = "Intel(R) Data Center GPU Max 1550",
+      .vendor = "Intel(R) Corporation",
+      .platform = "Intel(R) OpenCL Graphics",
+      .local_mem_bytes = 131072,
+      .kind = ATTN_DEVICE_GPU}},
+};
+
+const cl_program_device *cl_program_devices(size_t *n)
+{
+    *n = N_OF(DEVICES);
+    return DEVICES;
+}
