@@ -91,13 +91,24 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
 #endif
 }
 
+/* The name of kernel variant i, NULL past the end (and without OpenCL). */
+static const char *kernel_name(int i)
+{
+#ifdef ATTN_HAVE_OPENCL
+    return attn_opencl_kernel_name(i);
+#else
+    (void)i;
+    return NULL;
+#endif
+}
+
 /* Whether name is a kernel: an OpenCL variant, or "native". */
 static int kernel_known(const char *name)
 {
     if (!strcasecmp(name, "native"))
         return 1;
-    for (int i = 0; attn_kernel_name(i); i++)
-        if (!strcasecmp(name, attn_kernel_name(i)))
+    for (int i = 0; kernel_name(i); i++)
+        if (!strcasecmp(name, kernel_name(i)))
             return 1;
     return 0;
 }
@@ -107,8 +118,8 @@ static void kernel_names(char *buf, size_t cap)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (int i = 0; attn_kernel_name(i) && used < cap; i++) {
-        int w = snprintf(buf + used, cap - used, "%s, ", attn_kernel_name(i));
+    for (int i = 0; kernel_name(i) && used < cap; i++) {
+        int w = snprintf(buf + used, cap - used, "%s, ", kernel_name(i));
         if (w < 0)
             return;
         used += (size_t)w;

@@ -201,6 +201,24 @@ static attn_status forced_index(const char *kernel, int *out, attn_err *err)
                      kernel, names);
 }
 
+static void parts_free(attn_cl_runtime *rt)
+{
+    attn_cl_variants_free(rt);
+    attn_cl_pool_destroy(rt);
+}
+
+/* What the backend keeps on a new runtime: the variants' tuning, choice
+ * and programs, and the buffer pool. */
+static attn_status add_parts(attn_cl_runtime *rt, attn_err *err)
+{
+    attn_status s = attn_cl_variants_init(rt, err);
+    if (s == ATTN_OK && (s = attn_cl_pool_create(rt, err)))
+        attn_cl_variants_free(rt);
+    if (s == ATTN_OK)
+        rt->parts_free = parts_free;
+    return s;
+}
+
 /* Runtimes on the selected devices, each with its profile and queues. */
 static attn_status open_devices(const attn_cl_device *devs,
                                 const attn_selection *sel,
@@ -232,6 +250,8 @@ static attn_status open_devices(const attn_cl_device *devs,
             (s = attn_cl_runtime_create(dev, o->cache_dir, log, &rt[n], err)))
             break;
         n++;
+        if ((s = add_parts(rt[n - 1], err)))
+            break;
         if ((s = apply_profile(rt[n - 1], p, o, forced, log, &weight[n - 1],
                                err)))
             break;
@@ -276,7 +296,8 @@ attn_status attn_backend_cl_from_objects(cl_context context,
     if ((s = attn_profile_resolve(&probe.info, NULL, p, report_profile,
                                   (void *)log)) == ATTN_OK &&
         (s = attn_cl_runtime_create_from(context, device, o->cache_dir, log,
-                                         &rt, err)) == ATTN_OK) {
+                                         &rt, err)) == ATTN_OK &&
+        (s = add_parts(rt, err)) == ATTN_OK) {
         rt->info = probe.info;
         s = apply_profile(rt, p, o, forced, log, &weight, err);
     }

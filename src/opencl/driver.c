@@ -46,20 +46,6 @@ void attn_cl_variants_free(attn_cl_runtime *rt)
     rt->tuning = NULL;
 }
 
-void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
-{
-    memset(out, 0, sizeof *out);
-    out->wg = rt->dev_wg;
-    memcpy(out->items, rt->dev_items, sizeof out->items);
-    out->local_mem = rt->local_mem;
-    attn_cl_mem_limits(rt, &out->global_mem, &out->max_alloc);
-    out->compute_units = rt->info.compute_units;
-    out->fma = rt->fma;
-    out->gpu =
-        rt->info.kind == ATTN_DEVICE_GPU || rt->info.kind == ATTN_DEVICE_IGPU;
-    out->cl_major = rt->cl_major;
-}
-
 attn_status attn_cl_set_tuning(attn_cl_runtime *rt, int v,
                                const attn_cl_tuning *t, attn_err *err)
 {

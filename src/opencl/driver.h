@@ -17,8 +17,6 @@
 attn_status attn_cl_variants_init(attn_cl_runtime *rt, attn_err *err);
 void attn_cl_variants_free(attn_cl_runtime *rt);
 
-/* rt's device limits for the hooks (memory as attn_cl_mem_limits says). */
-void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out);
 
 /* Sets the tuning of variant v on rt (checked first; epoch bumped: plans
  * made before are stale).  Errors: ATTN_ERR_INVALID_ARGUMENT.

@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "opencl/driver.h"
-#include "opencl/pool.h"
 #include "opencl/runtime.h"
 
 const char *attn_cl_error_name(cl_int rc)
@@ -250,12 +248,8 @@ static attn_status create(cl_context context, cl_device_id device,
         goto fail_lock;
     }
     resolve_cache_dir(rt, cache_dir);
-    if ((s = read_limits(rt, err)) || (s = attn_cl_variants_init(rt, err)))
+    if ((s = read_limits(rt, err)))
         goto fail_build_lock;
-    if ((s = attn_cl_pool_create(rt, err))) {
-        attn_cl_variants_free(rt);
-        goto fail_build_lock;
-    }
     if (!owns)
         clRetainContext(context);
     *out = rt;
@@ -331,9 +325,10 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
         clFinish(rt->queues[i]);
     if (rt->mha_free)
         rt->mha_free(rt->mha);
-    attn_cl_variants_free(rt);
-    attn_cl_pool_destroy(rt);
-    clFinish(rt->queue); /* the unmaps of pinned buffers */
+    if (rt->parts_free) {
+        rt->parts_free(rt);
+        clFinish(rt->queue); /* the unmaps of pinned buffers */
+    }
     for (int i = 0; i < rt->n_queues; i++)
         clReleaseCommandQueue(rt->queues[i]);
     pthread_mutex_destroy(&rt->build_lock);

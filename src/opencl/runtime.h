@@ -111,6 +111,9 @@ typedef struct attn_cl_runtime {
     struct attn_cl_pool *pool; /* reusable device buffers (pool.c) */
     void *mha;                 /* state of the multi-head layer (mha_cl.c) */
     void (*mha_free)(void *mha);
+    /* Releases what the backend built on the runtime (its variants'
+     * programs, the pool; backend_cl.c), before the queues go. */
+    void (*parts_free)(struct attn_cl_runtime *rt);
 } attn_cl_runtime;
 
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL

@@ -172,6 +172,9 @@ void attn_cl_tuning_defines(const attn_cl_variant *v, const attn_cl_tuning *t,
 
 /* ---- helpers for the variants' hooks (variants.c) ------------------------ */
 
+/* rt's device limits for the hooks (memory as attn_cl_mem_limits says). */
+void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out);
+
 /* Halves a work-group side, keeping it a divisor of an even tile; 0 when
  * it is 1 already. */
 int attn_cl_halve(int *w);

@@ -108,6 +108,20 @@ void attn_cl_tuning_defines(const attn_cl_variant *v, const attn_cl_tuning *t,
         snprintf(buf + used, cap - used, " %s", t->options);
 }
 
+void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
+{
+    memset(out, 0, sizeof *out);
+    out->wg = rt->dev_wg;
+    memcpy(out->items, rt->dev_items, sizeof out->items);
+    out->local_mem = rt->local_mem;
+    attn_cl_mem_limits(rt, &out->global_mem, &out->max_alloc);
+    out->compute_units = rt->info.compute_units;
+    out->fma = rt->fma;
+    out->gpu =
+        rt->info.kind == ATTN_DEVICE_GPU || rt->info.kind == ATTN_DEVICE_IGPU;
+    out->cl_major = rt->cl_major;
+}
+
 int attn_cl_halve(int *w)
 {
     if (*w <= 1)
