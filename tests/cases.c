@@ -2,6 +2,7 @@
  * Test problems and the guarded call + oracle check (see cases.h).
  */
 #include "cases.h"
+#include "harness.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -47,6 +48,16 @@ static int guards_intact(const unsigned char *p, size_t n, size_t es)
     const unsigned char *tail = p + (GUARD + n) * es;
     for (size_t i = 0; i < GUARD * es; i++)
         if (p[i] != GUARD_BYTE || tail[i] != GUARD_BYTE)
+            return 0;
+    return 1;
+}
+
+/* Whether n bytes at p still hold UNSET_BYTE (nothing was written). */
+static int untouched(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != UNSET_BYTE)
             return 0;
     return 1;
 }
@@ -183,12 +194,24 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
     void *o = ob + GUARD * es;
     float *lse = lb ? (float *)(void *)(lb + GUARD * sizeof(float)) : NULL;
     attn_status st = attn_sdpa(ctx, d, c->q, c->k, c->v, o, lse);
+    if (st != ATTN_OK && harness_declined(ctx, d, st, what)) {
+        /* A forced kernel that does not take the shape: nothing written. */
+        if (!guards_intact(ob, c->no, es) ||
+            (lb && !guards_intact(lb, c->nlse, sizeof(float))) ||
+            !untouched(o, c->no * es) ||
+            (lse && !untouched(lse, c->nlse * sizeof(float)))) {
+            printf("\nFAIL %s: a declined call wrote its outputs\n", what);
+            ok = 0;
+        }
+        goto out;
+    }
     if (st != ATTN_OK) {
         printf("\nFAIL %s: attn_sdpa returned %s (%s)\n", what,
                attn_status_string(st), attn_context_last_error(ctx));
         ok = 0;
         goto out;
     }
+    harness_taken();
     if (!guards_intact(ob, c->no, es) ||
         (lb && !guards_intact(lb, c->nlse, sizeof(float)))) {
         printf("\nFAIL %s: attn_sdpa wrote outside o or lse\n", what);

@@ -72,6 +72,18 @@ int harness_main(const char *suite, CU_InitializeFunc init,
     unsigned ran = CU_get_number_of_tests_run();
     printf("\n");
     CU_cleanup_registry();
+    if (harness_kernel()) {
+        unsigned long n_taken = 0, n_declined = 0;
+        harness_kernel_counts(&n_taken, &n_declined);
+        /* A forced kernel must have run the calls it takes. */
+        printf("kernel %s: %lu calls run by it, %lu shapes declined\n",
+               harness_kernel(), n_taken, n_declined);
+        if (n_taken == 0) {
+            printf("FAIL: kernel %s ran none of the suite's calls\n",
+                   harness_kernel());
+            failed++;
+        }
+    }
     return err != CUE_SUCCESS || failed != 0 || ran == 0;
 }
 
@@ -95,6 +107,7 @@ void harness_options(attn_options *o)
     }
     if (getenv("ATTN_TEST_QUEUES"))
         o->queues = atoi(getenv("ATTN_TEST_QUEUES"));
+    o->kernel = harness_kernel();
     if (path && !strcmp(path, "fused"))
         o->path = ATTN_PATH_FUSED;
     else if (path && !strcmp(path, "unfused"))

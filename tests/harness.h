@@ -34,11 +34,28 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
  * or, when the test-only variable ATTN_TEST_DEVICE is set (or ATTN_DEVICE
  * names an OpenCL device, e.g. ATTN_DEVICE=gpu), that device with
  * fallback off (and ATTN_TEST_PATH=fused|unfused for the kernel path,
+ * ATTN_TEST_KERNEL=NAME for one kernel variant forced by name,
  * ATTN_TEST_QUEUES=N for the queues per device).  A
  * suite whose test device is not on the machine (no OpenCL at all, or
  * "cpu" on a machine with only a GPU) exits with HARNESS_SKIP after saying
  * so. */
 void harness_options(attn_options *o);
+
+/* The kernel variant the suite forces (ATTN_TEST_KERNEL), or NULL. */
+const char *harness_kernel(void);
+
+/* Whether a failed attn_sdpa of d on ctx is the forced kernel variant
+ * declining a shape it does not take: status ATTN_ERR_UNSUPPORTED, a
+ * message naming the variant, and attn_sdpa_kernel saying the same (d
+ * NULL: a layer call, whose attention step declined).  The
+ * caller checks that nothing was written.  Counted: a suite with a forced
+ * kernel fails when the kernel took none of its calls (harness_main). */
+int harness_declined(attn_context *ctx, const attn_sdpa_desc *d, attn_status st,
+                     const char *what);
+/* Counts a call the forced kernel took. */
+void harness_taken(void);
+/* The counts so far (tests/forced.c). */
+void harness_kernel_counts(unsigned long *taken, unsigned long *declined);
 
 /* A context from harness_options.  NULL on failure (also when a device was
  * asked for and the native backend was selected), after printing why. */
