@@ -436,6 +436,53 @@ static void test_other_options(void)
     attn_context_destroy(ctx);
 }
 
+/* options.kernel on the native backend: "native" is its only kernel; an
+ * OpenCL variant or an unknown name is refused; attn_sdpa_kernel says
+ * "native". */
+static void test_kernel_option(void)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_sdpa_desc d;
+    char name[32];
+    memset(&d, 0, sizeof d);
+    d.batch = d.heads_q = d.heads_kv = 1;
+    d.seq_q = d.seq_kv = 4;
+    d.head_dim = d.head_dim_v = 8;
+    unsetenv("ATTN_KERNEL");
+    attn_options_init(&o);
+    o.device = "native";
+    o.kernel = "native";
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &d, name, sizeof name), ATTN_OK);
+    CU_ASSERT_STRING_EQUAL(name, "native");
+    CU_ASSERT(small_sdpa_ok(ctx, "kernel native"));
+    d.head_dim = 0; /* an invalid descriptor */
+    CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &d, name, sizeof name),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    attn_context_destroy(ctx);
+    o.kernel = "no-such-kernel";
+    CU_ASSERT_EQUAL(attn_context_create(&o, &ctx), ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_PTR_NULL(ctx);
+    CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "no-such-kernel"));
+    if (attn_kernel_name(0)) {
+        /* An OpenCL variant asked of the native backend. */
+        o.kernel = attn_kernel_name(0);
+        CU_ASSERT_EQUAL(attn_context_create(&o, &ctx),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "native backend"));
+        /* From ATTN_KERNEL it is only a suggestion: warned, ignored. */
+        o.kernel = NULL;
+        setenv("ATTN_KERNEL", attn_kernel_name(0), 1);
+        CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
+        CU_ASSERT_PTR_NOT_NULL(
+            strstr(attn_context_last_error(ctx), "ATTN_KERNEL"));
+        CU_ASSERT(small_sdpa_ok(ctx, "ATTN_KERNEL ignored on native"));
+        attn_context_destroy(ctx);
+        unsetenv("ATTN_KERNEL");
+    }
+}
+
 /* ---- device list
  * -------------------------------------------------------------- */
 
@@ -539,6 +586,7 @@ int main(void)
         {"threads option and ATTN_NUM_THREADS", test_thread_options},
         {"queues, cache_dir, fallback, path options", test_other_options},
         {"device list", test_devices},
+        {"kernel option on the native backend", test_kernel_option},
         {"native: too big for the host, refused", test_native_too_big},
         {NULL, NULL},
     };
