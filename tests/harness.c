@@ -41,16 +41,11 @@ static int test_device_present(const char *dev)
     return 1;
 }
 
-int harness_main(const char *suite, CU_InitializeFunc init,
-                 CU_CleanupFunc clean, const harness_test *tests)
+/* One run of the suite; 0 when every test ran and passed. */
+static int run_once(const char *suite, CU_InitializeFunc init,
+                    CU_CleanupFunc clean, const harness_test *tests)
 {
-    const char *dev = test_device();
-    if (dev && !test_device_present(dev)) {
-        printf("SKIP: %s on device \"%s\": no such OpenCL device on this "
-               "machine\n",
-               suite, dev);
-        return HARNESS_SKIP;
-    }
+    unsigned long taken0 = 0, declined0 = 0, taken = 0, declined = 0;
     if (CU_initialize_registry() != CUE_SUCCESS) {
         fprintf(stderr, "%s: CUnit: %s\n", suite, CU_get_error_msg());
         return 1;
@@ -64,6 +59,7 @@ int harness_main(const char *suite, CU_InitializeFunc init,
         CU_cleanup_registry();
         return 1;
     }
+    harness_kernel_counts(&taken0, &declined0);
     CU_basic_set_mode(CU_BRM_NORMAL);
     CU_ErrorCode err = CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() +
@@ -72,19 +68,46 @@ int harness_main(const char *suite, CU_InitializeFunc init,
     unsigned ran = CU_get_number_of_tests_run();
     printf("\n");
     CU_cleanup_registry();
+    harness_kernel_counts(&taken, &declined);
     if (harness_kernel()) {
-        unsigned long n_taken = 0, n_declined = 0;
-        harness_kernel_counts(&n_taken, &n_declined);
         /* A forced kernel must have run the calls it takes. */
         printf("kernel %s: %lu calls run by it, %lu shapes declined\n",
-               harness_kernel(), n_taken, n_declined);
-        if (n_taken == 0) {
+               harness_kernel(), taken - taken0, declined - declined0);
+        if (taken == taken0) {
             printf("FAIL: kernel %s ran none of the suite's calls\n",
                    harness_kernel());
             failed++;
         }
     }
     return err != CUE_SUCCESS || failed != 0 || ran == 0;
+}
+
+int harness_main(const char *suite, CU_InitializeFunc init,
+                 CU_CleanupFunc clean, const harness_test *tests)
+{
+    const char *dev = test_device(), *kernel = harness_kernel();
+    int rc = 0;
+    if (dev && !test_device_present(dev)) {
+        printf("SKIP: %s on device \"%s\": no such OpenCL device on this "
+               "machine\n",
+               suite, dev);
+        return HARNESS_SKIP;
+    }
+    if (!kernel || strcmp(kernel, "each") != 0)
+        return run_once(suite, init, clean, tests);
+    /* ATTN_TEST_KERNEL=each: the suite once per kernel variant. */
+    for (int i = 0; attn_kernel_name(i); i++) {
+        setenv("ATTN_TEST_KERNEL", attn_kernel_name(i), 1);
+        printf("== %s with kernel %s\n", suite, attn_kernel_name(i));
+        rc |= run_once(suite, init, clean, tests);
+    }
+    setenv("ATTN_TEST_KERNEL", "each", 1);
+    if (!attn_kernel_name(0)) {
+        printf("FAIL: ATTN_TEST_KERNEL=each, and this build has no kernel "
+               "variant\n");
+        rc = 1;
+    }
+    return rc;
 }
 
 void harness_expect(int ok, unsigned line, const char *file, const char *cond,

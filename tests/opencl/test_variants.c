@@ -1,0 +1,140 @@
+/*
+ * Every kernel variant of the OpenCL backend, forced by name, over the
+ * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and
+ * 128 (head_dim_v equal or not), F32 and F16, every mask (causal, window,
+ * kv_len, the three bias kinds with -inf entries), grouped-query heads,
+ * the additive score, lse, and sequences that end inside a tile, on the
+ * OpenCL CPU device, against the double-precision oracle.  A variant that
+ * does not take a shape must refuse it (ATTN_ERR_UNSUPPORTED, nothing
+ * written, attn_sdpa_kernel agreeing); each variant must run at least a
+ * eighth of the cases.  The list of variants is the library's
+ * (attn_kernel_name), so a new variant is checked without changing this
+ * suite.
+ *
+ * Without an OpenCL CPU device the suite prints SKIP and exits 77.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cases.h"
+#include "harness.h"
+#include "ref.h"
+
+/* Mask and score features of one case. */
+typedef struct feature {
+    const char *name;
+    int causal, window, kv_len, additive, gqa;
+    attn_bias_kind bias;
+} feature;
+
+static const feature FEATURES[] = {
+    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE},
+    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE},
+    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE},
+    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED},
+    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD},
+    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL},
+    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE},
+};
+
+/* (seq_q, seq_kv): a few rows against a cache, square, cross both ways;
+ * none a multiple of a tile. */
+static const int SEQS[][2] = {{3, 77}, {37, 37}, {70, 131}, {131, 45}};
+static const int DIMS[][2] = {{32, 32}, {64, 64}, {96, 64}, {128, 128}};
+
+typedef struct tally {
+    unsigned long cases, taken, declined;
+    int failed;
+} tally;
+
+static void run_variant(const char *kernel, tally *t)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    unsigned long taken0, declined0, taken1, declined1;
+    uint64_t seed = 1000;
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.allow_fallback = 0;
+    o.kernel = kernel;
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
+    /* harness_declined accepts the refusals of this kernel only. */
+    setenv("ATTN_TEST_KERNEL", kernel, 1);
+    harness_kernel_counts(&taken0, &declined0);
+    for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++)
+        for (int dt = 0; dt < 2; dt++)
+            for (size_t fi = 0; fi < sizeof FEATURES / sizeof FEATURES[0];
+                 fi++) {
+                const feature *f = &FEATURES[fi];
+                const int *sq = SEQS[(di + fi + (size_t)dt) %
+                                     (sizeof SEQS / sizeof SEQS[0])];
+                attn_sdpa_desc d;
+                sdpa_case c;
+                char what[160];
+                memset(&d, 0, sizeof d);
+                d.batch = 2;
+                d.heads_q = 4;
+                d.heads_kv = f->gqa ? 2 : 4;
+                d.seq_q = sq[0];
+                d.seq_kv = sq[1];
+                d.head_dim = DIMS[di][0];
+                d.head_dim_v = DIMS[di][1];
+                d.dtype = dt ? ATTN_F16 : ATTN_F32;
+                d.score = f->additive ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
+                d.scale = f->additive ? 0.0f : 0.3f;
+                d.mask.causal = f->causal;
+                d.mask.window = f->window;
+                d.mask.bias_kind = f->bias;
+                snprintf(what, sizeof what, "%s: d %d/%d %s %s, seq %d x %d",
+                         kernel, d.head_dim, d.head_dim_v, dt ? "F16" : "F32",
+                         f->name, d.seq_q, d.seq_kv);
+                CU_ASSERT_EQUAL_FATAL(
+                    sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
+                t->cases++;
+                if (!sdpa_case_check(ctx, &c, NULL, 1, NULL, what))
+                    t->failed = 1;
+                sdpa_case_free(&c);
+            }
+    harness_kernel_counts(&taken1, &declined1);
+    t->taken = taken1 - taken0;
+    t->declined = declined1 - declined0;
+    unsetenv("ATTN_TEST_KERNEL");
+    attn_context_destroy(ctx);
+}
+
+static void test_every_variant(void)
+{
+    for (int i = 0; attn_kernel_name(i); i++) {
+        const char *k = attn_kernel_name(i);
+        tally t = {0, 0, 0, 0};
+        run_variant(k, &t);
+        printf("\n  %-8s %lu cases: %lu run and checked, %lu declined", k,
+               t.cases, t.taken, t.declined);
+        HARNESS_EXPECT(!t.failed, k);
+        HARNESS_EXPECT(t.taken + t.declined == t.cases, k);
+        HARNESS_EXPECT(t.taken * 8 >= t.cases, k);
+    }
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"each variant forced, every feature and head size",
+         test_every_variant},
+        {NULL, NULL}};
+    attn_options o;
+    attn_context *ctx = NULL;
+    unsetenv("ATTN_KERNEL");
+    unsetenv("ATTN_TEST_KERNEL");
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.allow_fallback = 0;
+    if (attn_context_create(&o, &ctx) != ATTN_OK) {
+        printf("SKIP: kernel variants: no OpenCL CPU device (%s)\n",
+               attn_last_error());
+        return HARNESS_SKIP;
+    }
+    attn_context_destroy(ctx);
+    return harness_main("variants", NULL, NULL, tests);
+}
