@@ -16,7 +16,8 @@
 #define ATTN_CL_VARIANT_TABLE(X)                                               \
     X(unfused)                                                                 \
     X(fused)                                                                   \
-    X(decode)
+    X(decode)                                                                  \
+    X(tiled)
 
 #define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
 #define ENTRY(n)   &attn_cl_variant_##n,
