@@ -208,7 +208,7 @@ static void test_forced(void)
 {
     attn_context *ctx;
     attn_options o;
-    attn_sdpa_desc d = shape(9, 33, 16), dec = shape(2, 33, 16);
+    attn_sdpa_desc d = shape(9, 33, 32), dec = shape(2, 33, 32);
     sdpa_case c, cd;
     ref_sdpa_result ref, refd;
     float *o_buf;
