@@ -12,6 +12,10 @@
 
 struct attn_cl_pool {
     pthread_mutex_t lock;
+    /* Maps and unmaps pinned buffers: a queue of its own, so that a map
+     * never waits behind the calls' commands (reads held back by a gate
+     * until every read is enqueued would never let it through). */
+    cl_command_queue maps;
     attn_cl_buf idle[IDLE_MAX]; /* oldest first */
     size_t n_idle, idle_bytes;
     uint64_t budget;
@@ -29,6 +33,7 @@ attn_status attn_cl_pool_create(attn_cl_runtime *rt, attn_err *err)
     }
     attn_cl_mem_limits(rt, &global_mem, &max_alloc);
     p->budget = global_mem / 4 < BUDGET_MAX ? global_mem / 4 : BUDGET_MAX;
+    p->maps = NULL;
     if (rt->info.unified_memory && p->budget > BUDGET_UNIFIED)
         p->budget = BUDGET_UNIFIED;
     rt->pool = p;
@@ -38,7 +43,7 @@ attn_status attn_cl_pool_create(attn_cl_runtime *rt, attn_err *err)
 static void release(attn_cl_runtime *rt, attn_cl_buf *b)
 {
     if (b->host)
-        clEnqueueUnmapMemObject(rt->queue, b->mem, b->host, 0, NULL, NULL);
+        clEnqueueUnmapMemObject(rt->pool->maps, b->mem, b->host, 0, NULL, NULL);
     if (b->mem)
         clReleaseMemObject(b->mem);
     memset(b, 0, sizeof *b);
@@ -66,6 +71,10 @@ void attn_cl_pool_destroy(attn_cl_runtime *rt)
     if (!p)
         return;
     shrink(rt, p, 0);
+    if (p->maps) {
+        clFinish(p->maps);
+        clReleaseCommandQueue(p->maps);
+    }
     pthread_mutex_destroy(&p->lock);
     free(p);
     rt->pool = NULL;
@@ -101,7 +110,16 @@ static void create(attn_cl_runtime *rt, size_t bytes, attn_cl_buf_kind kind,
     b->kind = kind;
     b->fresh = 1;
     if (kind == ATTN_CL_BUF_PINNED) {
-        b->host = clEnqueueMapBuffer(rt->queue, b->mem, CL_TRUE,
+        struct attn_cl_pool *p = rt->pool;
+        pthread_mutex_lock(&p->lock);
+        if (!p->maps)
+            p->maps = clCreateCommandQueue(rt->context, rt->device, 0, rc);
+        pthread_mutex_unlock(&p->lock);
+        if (!p->maps) {
+            release(rt, b);
+            return;
+        }
+        b->host = clEnqueueMapBuffer(p->maps, b->mem, CL_TRUE,
                                      CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0,
                                      NULL, NULL, rc);
         if (*rc != CL_SUCCESS) {

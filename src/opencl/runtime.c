@@ -325,10 +325,8 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
         clFinish(rt->queues[i]);
     if (rt->mha_free)
         rt->mha_free(rt->mha);
-    if (rt->parts_free) {
+    if (rt->parts_free)
         rt->parts_free(rt);
-        clFinish(rt->queue); /* the unmaps of pinned buffers */
-    }
     for (int i = 0; i < rt->n_queues; i++)
         clReleaseCommandQueue(rt->queues[i]);
     pthread_mutex_destroy(&rt->build_lock);

@@ -201,6 +201,33 @@ static void test_profile_order(void)
     profile_dir_done(dir);
 }
 
+/* A profile's staging = pinned: host slices pass through mapped host
+ * memory of the device, both ways; results as the oracle's. */
+static void test_pinned_staging(void)
+{
+    char dir[64];
+    attn_sdpa_desc d = shape(37, 70, 32);
+    sdpa_case c;
+    ref_sdpa_result ref;
+    d.mask.causal = 1;
+    d.mask.bias_kind = ATTN_BIAS_FULL;
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 61, 1.0, 0.05, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
+    profile_dir(dir, sizeof dir, "[default]\nstaging = pinned\n");
+    for (int queues = 1; queues <= 2; queues++) {
+        attn_context *ctx = ctx_with(ATTN_PATH_AUTO, NULL, queues, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        for (int i = 0; i < 3; i++) /* fresh, then reused staging buffers */
+            CU_ASSERT(sdpa_case_check(ctx, &c, &ref, i != 1, NULL,
+                                      queues == 1 ? "pinned, one queue"
+                                                  : "pinned, two queues"));
+        attn_context_destroy(ctx);
+    }
+    profile_dir_done(dir);
+    ref_sdpa_free(&ref);
+    sdpa_case_free(&c);
+}
+
 /* ---- forced by name -------------------------------------------------------
  */
 
@@ -388,6 +415,7 @@ int main(void)
         {"AUTO and the paths", test_auto_and_paths},
         {"path.order and thresholds from a profile", test_profile_order},
         {"a kernel forced by name", test_forced},
+        {"pinned staging from a profile", test_pinned_staging},
         {"no device buffer after the first call", test_reuse},
 #ifdef ATTN_HAVE_CLBLAST
         {"the layer reuses its device buffers", test_reuse_layer},
