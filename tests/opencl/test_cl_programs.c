@@ -3,11 +3,11 @@
  * cl_programs.c, which attn-cl-dump writes out) against the builds the
  * library really makes: clCreateProgramWithSource and clBuildProgram are
  * wrapped at link time (-Wl,--wrap) to see the sources and options the
- * library hands to the driver while attn_sdpa runs the fused, three-kernel
- * and decode paths (F32 and F16) and attn_mha_forward runs the layer on the
- * OpenCL CPU device, the program cache off.  Every such build must be one
- * that cl_programs_for_device lists for that device, byte for byte, and
- * every program family of the list must have been built.
+ * library hands to the driver while attn_sdpa runs every kernel variant of
+ * the library's table, forced by name (F32 and F16), and attn_mha_forward
+ * runs the layer on the OpenCL CPU device, the program cache off.  Every such
+ * build must be one that cl_programs_for_device lists for that device, byte for
+ * byte, and every program family of the list must have been built.
  *
  * Without an OpenCL CPU device the suite prints SKIP and exits 77.
  */
@@ -122,7 +122,7 @@ static void seen_clear(void)
 
 /* ---- the runs ------------------------------------------------------------ */
 
-static attn_context *cpu_context(attn_path path)
+static attn_context *cpu_context(attn_path path, const char *kernel)
 {
     attn_options o;
     attn_context *ctx = NULL;
@@ -132,6 +132,7 @@ static attn_context *cpu_context(attn_path path)
     o.cache_dir = ""; /* every program built from source */
     o.allow_fallback = 0;
     o.path = path;
+    o.kernel = kernel;
     if (attn_context_create(&o, &ctx) != ATTN_OK)
         return NULL;
     if (attn_context_device(ctx, &info) != ATTN_OK ||
@@ -151,8 +152,8 @@ static void run_sdpa(attn_context *ctx, int seq_q, attn_dtype dtype,
                         .heads_kv = 1,
                         .seq_q = seq_q,
                         .seq_kv = 40,
-                        .head_dim = 16,
-                        .head_dim_v = 16,
+                        .head_dim = 32,
+                        .head_dim_v = 32,
                         .dtype = dtype};
     sdpa_case c;
     d.mask.causal = 1;
@@ -218,28 +219,29 @@ static int tag_seen(const cl_program_desc *p, void *user)
 
 static void test_builds_are_listed(void)
 {
-    attn_context *fused = cpu_context(ATTN_PATH_FUSED);
-    attn_context *unfused = cpu_context(ATTN_PATH_UNFUSED);
-    attn_context *autop = cpu_context(ATTN_PATH_AUTO);
+    attn_context *unfused = cpu_context(ATTN_PATH_UNFUSED, NULL);
     attn_device_info info;
     const char *listed[16] = {NULL}, *built[16] = {NULL};
     size_t n_listed = 0, n_built = 0, n_programs = 0;
 
-    CU_ASSERT_PTR_NOT_NULL_FATAL(fused);
     CU_ASSERT_PTR_NOT_NULL_FATAL(unfused);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(autop);
-    CU_ASSERT_EQUAL_FATAL(attn_context_device(fused, &info), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_context_device(unfused, &info), ATTN_OK);
     seen_clear();
-    run_sdpa(fused, 24, ATTN_F32, "fused f32");
-    run_sdpa(fused, 24, ATTN_F16, "fused f16");
-    run_sdpa(unfused, 24, ATTN_F32, "three kernels f32");
-    run_sdpa(unfused, 24, ATTN_F16, "three kernels f16");
-    run_sdpa(autop, 1, ATTN_F32, "decode f32");
-    run_sdpa(autop, 1, ATTN_F16, "decode f16");
+    /* Every kernel variant of the library's table, forced by name, in both
+     * dtypes, on a shape every variant takes (3 rows: decode too). */
+    for (int i = 0; attn_kernel_name(i); i++) {
+        attn_context *ctx = cpu_context(ATTN_PATH_AUTO, attn_kernel_name(i));
+        char what[64];
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        for (int dt = 0; dt < 2; dt++) {
+            snprintf(what, sizeof what, "%s %s", attn_kernel_name(i),
+                     dt ? "f16" : "f32");
+            run_sdpa(ctx, 3, dt ? ATTN_F16 : ATTN_F32, what);
+        }
+        attn_context_destroy(ctx);
+    }
     run_mha(unfused);
-    attn_context_destroy(autop);
     attn_context_destroy(unfused);
-    attn_context_destroy(fused);
 
     CU_ASSERT_FALSE(seen_overflow);
     for (size_t i = 0; i < n_seen; i++) {
@@ -288,7 +290,8 @@ int main(void)
     unsetenv("ATTN_DEVICE");
     unsetenv("ATTN_KERNEL_BINARY_DIR");
     unsetenv("ATTN_PLATFORM_DIR");
-    if (!(ctx = cpu_context(ATTN_PATH_AUTO))) {
+    unsetenv("ATTN_KERNEL");
+    if (!(ctx = cpu_context(ATTN_PATH_AUTO, NULL))) {
         printf("SKIP: program list: no OpenCL CPU device on this machine\n");
         return HARNESS_SKIP;
     }

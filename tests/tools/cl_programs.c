@@ -45,11 +45,14 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
                const attn_cl_limits *lim, attn_dtype dtype, int hd,
                const char *prev, char *out, cl_program_fn fn, void *user)
 {
+    /* Tags outlive the call: the callback may keep them. */
+    static char tags[2 * 64][CL_PROGRAM_NAME_MAX];
     static const char *names[16];
+    const int vi = attn_cl_variant_find(v->name);
+    char *tag = tags[(vi < 0 || vi >= 64 ? 0 : vi) * 2 + (dtype == ATTN_F16)];
     cl_program_desc p;
     attn_sdpa_desc d;
-    char extra[256] = "", opts[CL_PROGRAM_OPTIONS_MAX],
-         tag[CL_PROGRAM_NAME_MAX];
+    char extra[256] = "", opts[CL_PROGRAM_OPTIONS_MAX];
     int w;
     memset(&d, 0, sizeof d);
     d.batch = d.heads_q = d.heads_kv = 1;
@@ -65,7 +68,7 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
     if (prev && !strcmp(prev, opts))
         return 0;
     snprintf(out, CL_PROGRAM_OPTIONS_MAX, "%s", opts);
-    snprintf(tag, sizeof tag, "%s_%s", v->name,
+    snprintf(tag, CL_PROGRAM_NAME_MAX, "%s_%s", v->name,
              dtype == ATTN_F16 ? "f16" : "f32");
     memset(&p, 0, sizeof p);
     p.tag = tag;
