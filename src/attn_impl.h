@@ -75,9 +75,18 @@ struct attn_backend {
     void *impl;
 };
 
-/* The native backend: threads >= 1. */
+/* The native backend: threads >= 1.  Its kernels are those of the
+ * instruction set ATTN_CPU_ISA and the CPU select (src/cpu/isa.c); lg
+ * receives a warning about a bad ATTN_CPU_ISA and the choice at info
+ * level. */
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
+/* Whether the native backend, with the kernels a context created now would
+ * get, outruns an OpenCL CPU runtime on the same cores: 1 with the avx2 or
+ * avx512 kernels, 0 with the generic ones (PoCL's fused path is faster
+ * than those; figures in src/cpu/isa.c).  "auto" prefers native to an
+ * OpenCL CPU device only then. */
+int attn_native_beats_opencl_cpu(void);
 
 /* ---- OpenCL backend entry points free of OpenCL types (backend_cl.c) ----
  * Present when the library is built with ATTN_HAVE_OPENCL. */

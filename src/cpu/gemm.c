@@ -1,6 +1,8 @@
 /*
  * C = A B^T (+ bias) for the projections of the multi-head layer, blocked in
- * the GotoBLAS / BLIS way.
+ * the GotoBLAS / BLIS way; compiled once per instruction set, and the
+ * copy's own (AVX-512, AVX2 + FMA or plain C) micro-kernel and packing are
+ * chosen below by what its flags enable.
  *
  * The vector dimension is n (the columns of C, contiguous in memory), so B
  * (the nn.Linear weight, [n, k]) is packed once per call into panels of
@@ -441,9 +443,11 @@ static void fill_bias(int m, int n, const float *bias, float *c, size_t ldc)
             c[(size_t)i * ldc + (size_t)j] = bias ? bias[j] : 0.0f;
 }
 
-attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k, const float *a,
-                             size_t lda, const float *b, size_t ldb,
-                             const float *bias, float *c, size_t ldc)
+attn_status ATTN_ISA_FN(attn_cpu_gemm_nt)(attn_pool *p, int m, int n, int k,
+                                          const float *a, size_t lda,
+                                          const float *b, size_t ldb,
+                                          const float *bias, float *c,
+                                          size_t ldc)
 {
     int threads = attn_pool_threads(p);
     int panels, mblocks, npanels_blk;

@@ -33,7 +33,6 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
 attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
 {
     const attn_mha_desc *m = c->m;
-    attn_pool *pool = attn_cpu_pool(cpu);
     int self = c->x_kv == NULL, pe = m->posenc == ATTN_POSENC_SINUSOIDAL ||
                                      m->posenc == ATTN_POSENC_LEARNED;
     size_t d = (size_t)m->d_model, nq = (size_t)c->batch * c->seq_q,
@@ -76,11 +75,11 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
             xkv = buf + n_xq;
         }
     }
-    if ((s = attn_cpu_gemm_nt(pool, (int)nq, (int)dq, m->d_model, xq, d, m->wq,
+    if ((s = attn_cpu_gemm_nt(cpu, (int)nq, (int)dq, m->d_model, xq, d, m->wq,
                               d, m->bq, pq, dq)) ||
-        (s = attn_cpu_gemm_nt(pool, (int)nkv, (int)dkv, m->d_model, xkv, d,
+        (s = attn_cpu_gemm_nt(cpu, (int)nkv, (int)dkv, m->d_model, xkv, d,
                               m->wk, d, m->bk, pk, dkv)) ||
-        (s = attn_cpu_gemm_nt(pool, (int)nkv, (int)dkv, m->d_model, xkv, d,
+        (s = attn_cpu_gemm_nt(cpu, (int)nkv, (int)dkv, m->d_model, xkv, d,
                               m->wv, d, m->bv, pv, dkv)))
         goto done;
     if (m->posenc == ATTN_POSENC_ROPE) {
@@ -110,7 +109,7 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
     lay.k[2] = lay.v[2] = dkv;
     if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay)))
         goto done;
-    s = attn_cpu_gemm_nt(pool, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,
+    s = attn_cpu_gemm_nt(cpu, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,
                          m->bo, c->y, d);
 done:
     free(buf);

@@ -1,5 +1,6 @@
 /*
- * AVX-512 micro-kernels of the tiled attention (contract in cpu_impl.h).
+ * AVX-512 micro-kernels of the tiled attention (contract in cpu_impl.h),
+ * built only into the avx512 copy.
  *
  * Queries live in the lanes, so both products are outer-product updates with
  * no horizontal sums: a block of nr key rows (or value columns) times nq
@@ -10,10 +11,13 @@
  */
 #include <math.h>
 
+#include <immintrin.h>
+
 #include "cpu/cpu_impl.h"
 
-#ifdef __AVX512F__
-#include <immintrin.h>
+#ifndef __AVX512F__
+#error "sdpa_kern_avx512.c is built only with the avx512 flags"
+#endif
 
 #define KERN_INLINE static inline __attribute__((always_inline))
 #define QT          ATTN_QTILE
@@ -130,8 +134,9 @@ KERN_INLINE void qk_rows(const int nq, const int nr, int jn, int d,
         _mm512_store_ps(smax + 16 * u, mx[u]);
 }
 
-void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
-                  size_t ldk, float *s, float *smax)
+void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
+                               const float *k, size_t ldk, float *s,
+                               float *smax)
 {
     switch (nq) {
     case 1:
@@ -149,8 +154,9 @@ void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
     }
 }
 
-void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
-                        size_t ldk, const float *w, float *s)
+void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
+                                     const float *k, size_t ldk, const float *w,
+                                     float *s)
 {
     int j, c, u;
 
@@ -172,8 +178,8 @@ void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
 /* ---- softmax --------------------------------------------------------------
  */
 
-void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
-                       float *l, float *alpha)
+void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
+                                    float *m, float *l, float *alpha)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     int u, j;
@@ -276,8 +282,9 @@ KERN_INLINE void pv_cols(const int nq, const int nr, int jn, int dv,
     }
 }
 
-void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
-                  size_t ldv, const float *alpha, float *ot)
+void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
+                               const float *v, size_t ldv, const float *alpha,
+                               float *ot)
 {
     switch (nq) {
     case 1:
@@ -294,8 +301,3 @@ void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
         break;
     }
 }
-
-#else
-/* The portable kernels (sdpa_kern_generic.c) serve this build. */
-typedef int attn_sdpa_kern_avx512_unused;
-#endif /* __AVX512F__ */

@@ -1,14 +1,14 @@
 /*
  * Portable micro-kernels of the tiled attention (contract in cpu_impl.h),
- * used when the build has no AVX-512.  The loops run over the query lanes
+ * built into the generic copy.  The loops run over the query lanes
  * innermost with no dependence between lanes, so compilers vectorize them
- * for whatever SIMD the target has (SSE2, AVX2, NEON).
+ * for whatever SIMD the target has (SSE2, NEON; AVX2 with
+ * -DATTN_NATIVE_ARCH=ON).
  */
-#include "cpu/cpu_impl.h"
-
-#ifndef __AVX512F__
 #include <math.h>
 #include <string.h>
+
+#include "cpu/cpu_impl.h"
 
 #define QT ATTN_QTILE
 
@@ -185,8 +185,9 @@ static void pv_lanes(int jn, int dv, const float *p, const float *v, size_t ldv,
 }
 #endif
 
-void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
-                  size_t ldk, float *s, float *smax)
+void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
+                               const float *k, size_t ldk, float *s,
+                               float *smax)
 {
     int u, i;
 
@@ -196,8 +197,9 @@ void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
         qk_lanes(jn, d, qt + 16 * u, k, ldk, s + 16 * u, smax + 16 * u);
 }
 
-void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
-                        size_t ldk, const float *w, float *s)
+void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
+                                     const float *k, size_t ldk, const float *w,
+                                     float *s)
 {
     int lanes = nq * 16, j, c, i;
 
@@ -217,8 +219,8 @@ void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
     }
 }
 
-void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
-                       float *l, float *alpha)
+void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
+                                    float *m, float *l, float *alpha)
 {
     int lanes = nq * 16, j, i;
     float mu[QT], sum[QT];
@@ -250,16 +252,12 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
         l[i] = l[i] * alpha[i] + sum[i];
 }
 
-void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
-                  size_t ldv, const float *alpha, float *ot)
+void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
+                               const float *v, size_t ldv, const float *alpha,
+                               float *ot)
 {
     int u;
 
     for (u = 0; u < nq; u++)
         pv_lanes(jn, dv, p + 16 * u, v, ldv, alpha + 16 * u, ot + 16 * u);
 }
-
-#else
-/* The AVX-512 kernels (sdpa_kern_avx512.c) serve this build. */
-typedef int attn_sdpa_kern_generic_unused;
-#endif /* __AVX512F__ */

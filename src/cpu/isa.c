@@ -1,0 +1,139 @@
+/*
+ * Which copy of the native backend's hot code a context runs: the widest
+ * instruction set that the build has a copy for and the CPU runs, unless
+ * the environment variable ATTN_CPU_ISA names another (for tests and for
+ * comparing the copies).  The CPU is asked through the compiler's CPUID
+ * built-ins, which also check that the operating system saves the wider
+ * registers; only this file and the copies themselves know about x86.
+ */
+#include <stdlib.h>
+#include <strings.h>
+
+#include "cpu/cpu_impl.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) &&                              \
+    (defined(__GNUC__) || defined(__clang__))
+#define ATTN_ISA_X86 1
+#include <cpuid.h>
+#endif
+
+static const char *const isa_names[ATTN_CPU_ISA_COUNT] = {"generic", "avx2",
+                                                          "avx512"};
+
+/* What each copy needs of the CPU, for messages. */
+static const char *const isa_needs[ATTN_CPU_ISA_COUNT] = {
+    "", "AVX2, FMA and F16C", "AVX-512 F, BW, DQ and VL"};
+
+static const attn_cpu_kern *const isa_kern[ATTN_CPU_ISA_COUNT] = {
+    &attn_cpu_kern_generic,
+#ifdef ATTN_HAVE_ISA_AVX2
+    &attn_cpu_kern_avx2,
+#else
+    NULL,
+#endif
+#ifdef ATTN_HAVE_ISA_AVX512
+    &attn_cpu_kern_avx512,
+#else
+    NULL,
+#endif
+};
+
+const char *attn_cpu_isa_name(attn_cpu_isa isa)
+{
+    return (unsigned)isa < ATTN_CPU_ISA_COUNT ? isa_names[isa] : "unknown";
+}
+
+#ifdef ATTN_ISA_X86
+/* F16C is asked of CPUID directly: not every compiler's
+ * __builtin_cpu_supports knows it.  Its instructions are VEX-encoded, so
+ * the AVX check (which includes the OS's support) covers the registers. */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+#endif
+
+/* Whether this CPU, and its OS, run what isa's copy was compiled for. */
+static int cpu_runs(attn_cpu_isa isa)
+{
+#ifdef ATTN_ISA_X86
+    __builtin_cpu_init();
+    switch (isa) {
+    case ATTN_CPU_ISA_GENERIC:
+        return 1;
+    case ATTN_CPU_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma") && cpu_has_f16c();
+    case ATTN_CPU_ISA_AVX512:
+        return cpu_runs(ATTN_CPU_ISA_AVX2) &&
+               __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl");
+    default:
+        return 0;
+    }
+#else
+    return isa == ATTN_CPU_ISA_GENERIC;
+#endif
+}
+
+int attn_cpu_isa_available(attn_cpu_isa isa)
+{
+    return (unsigned)isa < ATTN_CPU_ISA_COUNT && isa_kern[isa] && cpu_runs(isa);
+}
+
+attn_cpu_isa attn_cpu_isa_best(void)
+{
+    for (int i = ATTN_CPU_ISA_COUNT - 1; i > 0; i--)
+        if (attn_cpu_isa_available((attn_cpu_isa)i))
+            return (attn_cpu_isa)i;
+    return ATTN_CPU_ISA_GENERIC;
+}
+
+attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg)
+{
+    const char *env = getenv("ATTN_CPU_ISA");
+    attn_cpu_isa best = attn_cpu_isa_best();
+    int want;
+
+    if (!env || !*env)
+        return best;
+    for (want = 0; want < ATTN_CPU_ISA_COUNT; want++)
+        if (!strcasecmp(env, isa_names[want]))
+            break;
+    if (want == ATTN_CPU_ISA_COUNT) {
+        attn_log(lg, ATTN_LOG_WARN,
+                 "ATTN_CPU_ISA=\"%.32s\" is not one of generic, avx2, "
+                 "avx512; the native backend uses %s",
+                 env, isa_names[best]);
+        return best;
+    }
+    if (!isa_kern[want]) {
+        attn_log(lg, ATTN_LOG_WARN,
+                 "ATTN_CPU_ISA=%s: this build has no %s kernels (the "
+                 "compiler or the architecture lacks them); the native "
+                 "backend uses %s",
+                 isa_names[want], isa_names[want], isa_names[best]);
+        return best;
+    }
+    if (!cpu_runs((attn_cpu_isa)want)) {
+        attn_log(lg, ATTN_LOG_WARN,
+                 "ATTN_CPU_ISA=%s: this CPU lacks %s; the native backend "
+                 "uses %s",
+                 isa_names[want], isa_needs[want], isa_names[best]);
+        return best;
+    }
+    return (attn_cpu_isa)want;
+}
+
+const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa)
+{
+    return attn_cpu_isa_available(isa) ? isa_kern[isa] : NULL;
+}
+
+int attn_native_beats_opencl_cpu(void)
+{
+    return attn_cpu_isa_select(NULL) != ATTN_CPU_ISA_GENERIC;
+}
