@@ -82,10 +82,12 @@ struct attn_backend {
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
 /* Whether the native backend, with the kernels a context created now would
- * get, outruns an OpenCL CPU runtime on the same cores: 1 with the avx2 or
- * avx512 kernels, 0 with the generic ones (PoCL's fused path is faster
- * than those; figures in src/cpu/isa.c).  "auto" prefers native to an
- * OpenCL CPU device only then. */
+ * get, outruns an OpenCL CPU runtime on the same cores: 1 when they are the
+ * avx2 or avx512 kernels and as wide as the CPU's vectors, 0 with the
+ * generic ones or narrower ones than the CPU has (ATTN_CPU_ISA=avx2 on an
+ * AVX-512 CPU), which PoCL's fused path outruns (figures in
+ * src/cpu/isa.c).  "auto" prefers native to an OpenCL CPU device only
+ * when this holds (and the device's profile allows it). */
 int attn_native_beats_opencl_cpu(void);
 
 /* ---- OpenCL backend entry points free of OpenCL types (backend_cl.c) ----

@@ -6,7 +6,9 @@
  * and the context runs the widest set.  The suite asks the CPU itself
  * (CPUID) what it has, and reads the set a context runs from its device
  * reason ("..., avx2 kernels, ...") and its info log.  Each set runs a
- * small problem of every score kind and dtype against the oracle.
+ * small problem of every score kind and dtype against the oracle.  Where
+ * the machine's best OpenCL device is a CPU device, "auto" picks the native
+ * backend only with vectorized kernels as wide as the CPU's vectors.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -257,6 +259,62 @@ static void test_two_contexts(void)
     attn_context_destroy(b);
 }
 
+/* The kind of device "auto" picks under ATTN_CPU_ISA=env (NULL: unset). */
+static int auto_kind(const char *env)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_device_info info;
+    int kind = -1;
+
+    if (env)
+        setenv("ATTN_CPU_ISA", env, 1);
+    attn_options_init(&o);
+    if (attn_context_create(&o, &ctx) == ATTN_OK &&
+        attn_context_device(ctx, &info) == ATTN_OK)
+        kind = (int)info.kind;
+    attn_context_destroy(ctx);
+    unsetenv("ATTN_CPU_ISA");
+    return kind;
+}
+
+/* "auto" prefers the native backend to an OpenCL CPU device only while the
+ * native kernels are vectorized and as wide as the CPU's vectors (an OpenCL
+ * CPU runtime uses their whole width).  Checked where the best usable
+ * OpenCL device is a CPU device, whose profiles say native may win. */
+static void test_auto_ranking(void)
+{
+    attn_device_info devs[16];
+    size_t n = 0, i;
+    int best_kind = -1, widest = best(), cpu_widest = ISA_COUNT - 1;
+    double rank = 0;
+
+    if (attn_devices(devs, 16, &n) != ATTN_OK)
+        n = 0;
+    for (i = 0; i < n && i < 16; i++)
+        if (devs[i].usable && (best_kind < 0 || devs[i].rank > rank)) {
+            best_kind = (int)devs[i].kind;
+            rank = devs[i].rank;
+        }
+    if (best_kind != ATTN_DEVICE_CPU_OPENCL) {
+        printf("\n  auto_ranking: the best OpenCL device is not a CPU device "
+               "(or there is none): not checked\n");
+        return;
+    }
+    while (cpu_widest > 0 && !cpu_has(cpu_widest))
+        cpu_widest--;
+    CU_ASSERT_EQUAL(auto_kind("generic"), ATTN_DEVICE_CPU_OPENCL);
+    CU_ASSERT_EQUAL(auto_kind(NULL), widest == cpu_widest && widest > 0
+                                         ? ATTN_DEVICE_NATIVE
+                                         : ATTN_DEVICE_CPU_OPENCL);
+    for (int isa = ISA_AVX2; isa < ISA_COUNT; isa++)
+        if (built(isa) && cpu_has(isa))
+            HARNESS_EXPECT(auto_kind(isa_name[isa]) ==
+                               (isa == cpu_widest ? ATTN_DEVICE_NATIVE
+                                                  : ATTN_DEVICE_CPU_OPENCL),
+                           isa_name[isa]);
+}
+
 int main(void)
 {
     static const harness_test tests[] = {
@@ -265,6 +323,7 @@ int main(void)
         {"bad_values", test_bad_values},
         {"any_case", test_any_case},
         {"two_contexts", test_two_contexts},
+        {"auto_ranking", test_auto_ranking},
         {NULL, NULL},
     };
     unsetenv("ATTN_CPU_ISA");

@@ -784,7 +784,7 @@ static int native_beats_cpu(const attn_cl_device *devs, size_t n,
             beats = p->native_beats_opencl;
         free(p);
     }
-    return beats;
+    return beats && attn_native_beats_opencl_cpu();
 }
 
 attn_status attn_opencl_open(const char *spec, const attn_options *o,
