@@ -13,8 +13,9 @@
 #   ATTN_VALGRIND_TESTS=REGEX   only the ctest entries REGEX matches
 #
 # - The build is the one scripts/test.sh tests (fault injection compiled
-#   in) without -march=native (valgrind runs no AVX-512) and with debug
-#   information (RelWithDebInfo).
+#   in), portable (ATTN_NATIVE_ARCH=OFF, the default) and with debug
+#   information (RelWithDebInfo).  valgrind runs no AVX-512 and its CPUID
+#   says so, so the native backend picks its avx2 kernels by itself.
 # - Every ctest entry runs under memcheck (ctest starts the test programs
 #   through BUILD_DIR/valgrind-test.sh, written below), and so do the
 #   programs the suites start, attn-probe among them.  Not under memcheck:
