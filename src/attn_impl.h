@@ -89,6 +89,10 @@ attn_status attn_backend_native_create(int threads, const attn_logger *lg,
  * src/cpu/isa.c).  "auto" prefers native to an OpenCL CPU device only
  * when this holds (and the device's profile allows it). */
 int attn_native_beats_opencl_cpu(void);
+/* The instruction set whose kernels a native context created now would run
+ * ("generic", "avx2" or "avx512"; ATTN_CPU_ISA and the CPU decide), for
+ * tools such as attn-probe.  Static storage. */
+const char *attn_native_isa_name(void);
 
 /* ---- OpenCL backend entry points free of OpenCL types (backend_cl.c) ----
  * Present when the library is built with ATTN_HAVE_OPENCL. */

@@ -123,7 +123,7 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           const void *k, const void *v, void *o, float *lse,
                           const attn_cpu_layout *layout);
 
-/* ---- attention micro-kernels (sdpa_kern_avx512.c, sdpa_kern_generic.c)
+/* ---- attention micro-kernels (sdpa_kern_{avx512,avx2,generic}.c) ------
  * Called by sdpa_tile.c of the same copy.  A query tile keeps its queries
  * in the lanes: tiles are [rows][ATTN_QTILE] floats, 64-byte aligned, and
  * only the first nq * 16 lanes are used (nq in 1..4).  Scores are in log2

@@ -152,3 +152,8 @@ int attn_native_beats_opencl_cpu(void)
         widest--;
     return isa != ATTN_CPU_ISA_GENERIC && (int)isa == widest;
 }
+
+const char *attn_native_isa_name(void)
+{
+    return attn_cpu_isa_name(attn_cpu_isa_select(NULL));
+}
