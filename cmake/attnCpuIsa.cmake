@@ -20,7 +20,9 @@ include(CheckCSourceCompiles)
 # Compiled once per instruction set.
 set(ATTN_ISA_COMMON_SOURCES
   src/cpu/sdpa_tile.c
+  src/cpu/mha.c
   src/cpu/gemm.c
+  src/cpu/posenc.c
   src/cpu/half.c
   src/cpu/kern_table.c)
 # The attention micro-kernels of each instruction set.

@@ -32,7 +32,8 @@ int attn_pool_threads(const attn_pool *p);
 void attn_pool_run(attn_pool *p, size_t n, attn_pool_fn fn, void *arg);
 
 /* ---- instruction sets ----------------------------------------------------
- * The hot code (sdpa_tile.c, gemm.c, half.c, the micro-kernels) is
+ * The hot code (sdpa_tile.c, mha.c, gemm.c, posenc.c, half.c, the
+ * micro-kernels) is
  * compiled once per instruction set the build targets
  * (cmake/attnCpuIsa.cmake), each copy with ATTN_ISA_SUFFIX defined
  * (_generic, _avx2, _avx512) and its external names given that suffix by
@@ -46,15 +47,14 @@ typedef enum attn_cpu_isa {
     ATTN_CPU_ISA_COUNT
 } attn_cpu_isa;
 
-struct attn_sdpa_job; /* sdpa_job.h */
+struct attn_sdpa_job;             /* sdpa_job.h */
+typedef struct attn_cpu attn_cpu; /* below */
 
 typedef struct attn_cpu_kern {
     /* The pool job of attn_cpu_sdpa: arg is a struct attn_sdpa_job. */
     attn_pool_fn sdpa_item;
-    /* attn_cpu_gemm_nt's work (contract there). */
-    attn_status (*gemm_nt)(attn_pool *p, int m, int n, int k, const float *a,
-                           size_t lda, const float *b, size_t ldb,
-                           const float *bias, float *c, size_t ldc);
+    /* attn_cpu_mha's work (contract there). */
+    attn_status (*mha)(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
 } attn_cpu_kern;
 
 extern const attn_cpu_kern attn_cpu_kern_generic;
@@ -95,7 +95,6 @@ void ATTN_ISA_FN(attn_float_to_half_n)(const float *src, uint16_t *dst,
  * attn_cpu owns the pool and the per-worker working memory, allocated once
  * and grown when a larger head_dim needs it; no call allocates seq_q x
  * seq_kv.  Safe to call from several threads at once. */
-typedef struct attn_cpu attn_cpu;
 
 /* Element strides (in elements of the dtype) of batch, head and row for each
  * tensor; the last dimension is always contiguous.  NULL layout means the
@@ -154,32 +153,42 @@ void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
                                float *ot);
 /* The copy's pool job of attn_cpu_sdpa (sdpa_tile.c). */
 void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker);
-/* The copy's attn_cpu_gemm_nt (gemm.c). */
+#endif
+
+/* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */
+
+#ifdef ATTN_ISA_SUFFIX
+/* C[m, n] = A[m, k] * B[n, k]^T (+ bias[n] when bias != NULL), row-major with
+ * leading dimensions lda, ldb, ldc (in floats).  Runs on the pool.  Returns
+ * ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
 attn_status ATTN_ISA_FN(attn_cpu_gemm_nt)(attn_pool *p, int m, int n, int k,
                                           const float *a, size_t lda,
                                           const float *b, size_t ldb,
                                           const float *bias, float *c,
                                           size_t ldc);
-#endif
-
-/* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */
-
-/* C[m, n] = A[m, k] * B[n, k]^T (+ bias[n] when bias != NULL), row-major with
- * leading dimensions lda, ldb, ldc (in floats), with c's kernels on c's
- * pool.  Returns ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
-attn_status attn_cpu_gemm_nt(attn_cpu *c, int m, int n, int k, const float *a,
-                             size_t lda, const float *b, size_t ldb,
-                             const float *bias, float *out, size_t ldc);
 
 /* table[seq, d_model] for positions offset .. offset+seq-1 (DESIGN.md). */
-void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table);
+void ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)(int seq, int d_model, int offset,
+                                             float *table);
 
 /* Rotates every head of x [rows, heads*head_dim] (row stride ld floats) in
  * place; row r has position pos0 + (r % seq). */
-void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
-                   int seq, int pos0);
+void ATTN_ISA_FN(attn_cpu_rope)(float *x, size_t rows, size_t ld, int heads,
+                                int head_dim, int seq, int pos0);
 
-/* The multi-head layer on the native backend; c is validated. */
+/* The copy's attn_cpu_mha (mha.c). */
+attn_status ATTN_ISA_FN(attn_cpu_mha)(attn_cpu *cpu, const attn_mha_call *c,
+                                      attn_err *err);
+#endif
+
+/* The table of attn_posenc_sinusoidal (api.c): the generic copy's, which
+ * every build has (the table is sin and cos of each position, not SIMD
+ * work). */
+void attn_cpu_posenc_sinusoidal_generic(int seq, int d_model, int offset,
+                                        float *table);
+
+/* The multi-head layer on the native backend, with cpu's kernels; c is
+ * validated. */
 attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
 
 #endif /* ATTN_CPU_IMPL_H */

@@ -6,5 +6,5 @@
 
 const attn_cpu_kern ATTN_ISA_FN(attn_cpu_kern) = {
     ATTN_ISA_FN(attn_sdpa_item),
-    ATTN_ISA_FN(attn_cpu_gemm_nt),
+    ATTN_ISA_FN(attn_cpu_mha),
 };

@@ -1,8 +1,9 @@
 /*
- * The multi-head attention layer on the native backend.  Activations stay
- * token-major ([batch, seq, heads * head_dim]) from projection to output
- * projection: the attention kernel reads the heads through strides, so no
- * head split or merge is ever copied.
+ * The multi-head attention layer on the native backend, compiled once per
+ * instruction set (with its projections and positional encodings from the
+ * same copy).  Activations stay token-major ([batch, seq, heads * head_dim])
+ * from projection to output projection: the attention kernel reads the
+ * heads through strides, so no head split or merge is ever copied.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
     size_t d = (size_t)m->d_model, n = (size_t)seq * d;
     const float *table;
     if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
-        attn_cpu_posenc_sinusoidal(seq, m->d_model, pos0, out);
+        ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)(seq, m->d_model, pos0, out);
         table = out;
     } else {
         table = m->pos_table + (size_t)pos0 * d;
@@ -30,9 +31,11 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
             out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
 }
 
-attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
+attn_status ATTN_ISA_FN(attn_cpu_mha)(attn_cpu *cpu, const attn_mha_call *c,
+                                      attn_err *err)
 {
     const attn_mha_desc *m = c->m;
+    attn_pool *pool = attn_cpu_pool(cpu);
     int self = c->x_kv == NULL, pe = m->posenc == ATTN_POSENC_SINUSOIDAL ||
                                      m->posenc == ATTN_POSENC_LEARNED;
     size_t d = (size_t)m->d_model, nq = (size_t)c->batch * c->seq_q,
@@ -75,18 +78,19 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
             xkv = buf + n_xq;
         }
     }
-    if ((s = attn_cpu_gemm_nt(cpu, (int)nq, (int)dq, m->d_model, xq, d, m->wq,
-                              d, m->bq, pq, dq)) ||
-        (s = attn_cpu_gemm_nt(cpu, (int)nkv, (int)dkv, m->d_model, xkv, d,
-                              m->wk, d, m->bk, pk, dkv)) ||
-        (s = attn_cpu_gemm_nt(cpu, (int)nkv, (int)dkv, m->d_model, xkv, d,
-                              m->wv, d, m->bv, pv, dkv)))
+    if ((s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nq, (int)dq, m->d_model,
+                                           xq, d, m->wq, d, m->bq, pq, dq)) ||
+        (s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nkv, (int)dkv, m->d_model,
+                                           xkv, d, m->wk, d, m->bk, pk, dkv)) ||
+        (s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nkv, (int)dkv, m->d_model,
+                                           xkv, d, m->wv, d, m->bv, pv, dkv)))
         goto done;
     if (m->posenc == ATTN_POSENC_ROPE) {
-        attn_cpu_rope(pq, nq, dq, m->heads_q, m->head_dim, c->seq_q,
-                      m->pos_offset);
-        attn_cpu_rope(pk, nkv, dkv, m->heads_kv, m->head_dim, c->seq_kv,
-                      self ? m->pos_offset : 0);
+        ATTN_ISA_FN(attn_cpu_rope)
+        (pq, nq, dq, m->heads_q, m->head_dim, c->seq_q, m->pos_offset);
+        ATTN_ISA_FN(attn_cpu_rope)
+        (pk, nkv, dkv, m->heads_kv, m->head_dim, c->seq_kv,
+         self ? m->pos_offset : 0);
     }
 
     memset(&sd, 0, sizeof sd);
@@ -109,8 +113,8 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
     lay.k[2] = lay.v[2] = dkv;
     if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay)))
         goto done;
-    s = attn_cpu_gemm_nt(cpu, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,
-                         m->bo, c->y, d);
+    s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nq, m->d_model, (int)dq, po,
+                                      dq, m->wo, dq, m->bo, c->y, d);
 done:
     free(buf);
     if (s)

@@ -231,9 +231,7 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
     return st;
 }
 
-attn_status attn_cpu_gemm_nt(attn_cpu *c, int m, int n, int k, const float *a,
-                             size_t lda, const float *b, size_t ldb,
-                             const float *bias, float *out, size_t ldc)
+attn_status attn_cpu_mha(attn_cpu *c, const attn_mha_call *call, attn_err *err)
 {
-    return c->kern->gemm_nt(c->pool, m, n, k, a, lda, b, ldb, bias, out, ldc);
+    return c->kern->mha(c, call, err);
 }

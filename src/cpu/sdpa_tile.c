@@ -69,10 +69,9 @@ static const float *rows_f32(const struct attn_sdpa_job *jb, const void *base,
         size_t at = off + (size_t)r * row_stride;
         if (jb->f16)
             ATTN_ISA_FN(attn_half_to_float_n)
-            ((const uint16_t *)base + at, buf + (size_t)r * w, w);
-        else
-            memcpy(buf + (size_t)r * w, (const float *)base + at,
-                   w * sizeof(float));
+        ((const uint16_t *)base + at, buf + (size_t)r * w, w);
+        else memcpy(buf + (size_t)r * w, (const float *)base + at,
+                    w * sizeof(float));
     }
     return buf;
 }
@@ -266,7 +265,7 @@ static void finish_tile(const struct attn_sdpa_job *jb,
             row[c] = any ? w->ot[(size_t)c * QT + (size_t)i] * inv : 0.0f;
         if (jb->f16)
             ATTN_ISA_FN(attn_float_to_half_n)
-            (row, (uint16_t *)jb->o + at, (size_t)dv);
+        (row, (uint16_t *)jb->o + at, (size_t)dv);
         if (lse)
             lse[i] = any ? (w->m[i] + log2f(l)) * LN2 : -INFINITY;
     }
@@ -348,7 +347,7 @@ void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker)
                          masked, bt);
         else
             ATTN_ISA_FN(attn_kern_pv)
-            (nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
+        (nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
     }
 
     finish_tile(jb, &w,
