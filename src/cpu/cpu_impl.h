@@ -36,8 +36,8 @@ void attn_pool_run(attn_pool *p, size_t n, attn_pool_fn fn, void *arg);
  * micro-kernels) is
  * compiled once per instruction set the build targets
  * (cmake/attnCpuIsa.cmake), each copy with ATTN_ISA_SUFFIX defined
- * (_generic, _avx2, _avx512) and its external names given that suffix by
- * ATTN_ISA_FN.  Each copy exports one table, attn_cpu_kern_<isa>; an
+ * (_generic, _avx2, _avx512) and its external names given that suffix
+ * (below).  Each copy exports one table, attn_cpu_kern_<isa>; an
  * attn_cpu holds the table of the set chosen when it was created (isa.c).
  * Nothing outside these copies is compiled for more than the baseline. */
 typedef enum attn_cpu_isa {
@@ -79,16 +79,29 @@ const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa);
 #define ATTN_ISA_CAT2(a, b) a##b
 #define ATTN_ISA_CAT(a, b)  ATTN_ISA_CAT2(a, b)
 #define ATTN_ISA_FN(name)   ATTN_ISA_CAT(name, ATTN_ISA_SUFFIX)
+/* Inside a copy the hot code spells its external names plainly; these
+ * give them the copy's suffix (attn_kern_qk is attn_kern_qk_avx2 in the
+ * avx2 copy), so that the copies live side by side in one library and
+ * each calls only its own functions. */
+#define attn_half_to_float_n       ATTN_ISA_FN(attn_half_to_float_n)
+#define attn_float_to_half_n       ATTN_ISA_FN(attn_float_to_half_n)
+#define attn_kern_qk               ATTN_ISA_FN(attn_kern_qk)
+#define attn_kern_additive         ATTN_ISA_FN(attn_kern_additive)
+#define attn_kern_softmax          ATTN_ISA_FN(attn_kern_softmax)
+#define attn_kern_pv               ATTN_ISA_FN(attn_kern_pv)
+#define attn_sdpa_item             ATTN_ISA_FN(attn_sdpa_item)
+#define attn_cpu_gemm_nt           ATTN_ISA_FN(attn_cpu_gemm_nt)
+#define attn_cpu_posenc_sinusoidal ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)
+#define attn_cpu_rope              ATTN_ISA_FN(attn_cpu_rope)
+#define attn_cpu_mha               ATTN_ISA_FN(attn_cpu_mha)
 #endif
 
 /* ---- half precision ------------------------------------------------------ */
 #ifdef ATTN_ISA_SUFFIX
 /* n conversions (half.c), round to nearest even, F16C-vectorized in the
  * copies that have it (same results). */
-void ATTN_ISA_FN(attn_half_to_float_n)(const uint16_t *src, float *dst,
-                                       size_t n);
-void ATTN_ISA_FN(attn_float_to_half_n)(const float *src, uint16_t *dst,
-                                       size_t n);
+void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n);
+void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n);
 #endif
 
 /* ---- native attention ----------------------------------------------------
@@ -133,26 +146,23 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
 #ifdef ATTN_ISA_SUFFIX
 /* s[j][i] = sum_c qt[c][i] * k[j][c] for j < jn, and smax[i] = max over j
  * of s[j][i] (jn >= 1). */
-void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
-                               const float *k, size_t ldk, float *s,
-                               float *smax);
+void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
+                  size_t ldk, float *s, float *smax);
 /* s[j][i] = sum_c w[c] * tanh(qt[c][i] + k[j][c]) for j < jn. */
-void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
-                                     const float *k, size_t ldk, const float *w,
-                                     float *s);
+void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
+                        size_t ldk, const float *w, float *s);
 /* Online-softmax step over a score tile s[jn][lanes]: updates the running
  * max m and sum l per lane, writes the rescale factor of the old
  * accumulators to alpha and replaces s by exp2(s - m).  smax is the tile's
  * max per lane when known (from attn_kern_qk), NULL to compute it.  A lane
  * that has seen only -inf keeps l = 0 and gets p = 0, never NaN. */
-void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
-                                    float *m, float *l, float *alpha);
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
+                       float *l, float *alpha);
 /* ot[c][i] = alpha[i] * ot[c][i] + sum_j v[j][c] * p[j][i] for c < dv. */
-void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
-                               const float *v, size_t ldv, const float *alpha,
-                               float *ot);
+void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
+                  size_t ldv, const float *alpha, float *ot);
 /* The copy's pool job of attn_cpu_sdpa (sdpa_tile.c). */
-void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker);
+void attn_sdpa_item(void *arg, size_t item, int worker);
 #endif
 
 /* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */
@@ -161,24 +171,20 @@ void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker);
 /* C[m, n] = A[m, k] * B[n, k]^T (+ bias[n] when bias != NULL), row-major with
  * leading dimensions lda, ldb, ldc (in floats).  Runs on the pool.  Returns
  * ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
-attn_status ATTN_ISA_FN(attn_cpu_gemm_nt)(attn_pool *p, int m, int n, int k,
-                                          const float *a, size_t lda,
-                                          const float *b, size_t ldb,
-                                          const float *bias, float *c,
-                                          size_t ldc);
+attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k, const float *a,
+                             size_t lda, const float *b, size_t ldb,
+                             const float *bias, float *c, size_t ldc);
 
 /* table[seq, d_model] for positions offset .. offset+seq-1 (DESIGN.md). */
-void ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)(int seq, int d_model, int offset,
-                                             float *table);
+void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table);
 
 /* Rotates every head of x [rows, heads*head_dim] (row stride ld floats) in
  * place; row r has position pos0 + (r % seq). */
-void ATTN_ISA_FN(attn_cpu_rope)(float *x, size_t rows, size_t ld, int heads,
-                                int head_dim, int seq, int pos0);
+void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
+                   int seq, int pos0);
 
 /* The copy's attn_cpu_mha (mha.c). */
-attn_status ATTN_ISA_FN(attn_cpu_mha)(attn_cpu *cpu, const attn_mha_call *c,
-                                      attn_err *err);
+attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
 #endif
 
 /* The table of attn_posenc_sinusoidal (api.c): the generic copy's, which

@@ -443,11 +443,9 @@ static void fill_bias(int m, int n, const float *bias, float *c, size_t ldc)
             c[(size_t)i * ldc + (size_t)j] = bias ? bias[j] : 0.0f;
 }
 
-attn_status ATTN_ISA_FN(attn_cpu_gemm_nt)(attn_pool *p, int m, int n, int k,
-                                          const float *a, size_t lda,
-                                          const float *b, size_t ldb,
-                                          const float *bias, float *c,
-                                          size_t ldc)
+attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k, const float *a,
+                             size_t lda, const float *b, size_t ldb,
+                             const float *bias, float *c, size_t ldc)
 {
     int threads = attn_pool_threads(p);
     int panels, mblocks, npanels_blk;

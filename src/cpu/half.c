@@ -75,8 +75,7 @@ static uint16_t float_to_half(float f)
     }
 }
 
-void ATTN_ISA_FN(attn_half_to_float_n)(const uint16_t *src, float *dst,
-                                       size_t n)
+void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n)
 {
     size_t i = 0;
 #ifdef __F16C__
@@ -89,8 +88,7 @@ void ATTN_ISA_FN(attn_half_to_float_n)(const uint16_t *src, float *dst,
         dst[i] = half_to_float(src[i]);
 }
 
-void ATTN_ISA_FN(attn_float_to_half_n)(const float *src, uint16_t *dst,
-                                       size_t n)
+void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n)
 {
     size_t i = 0;
 #ifdef __F16C__

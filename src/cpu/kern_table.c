@@ -5,6 +5,6 @@
 #include "cpu/cpu_impl.h"
 
 const attn_cpu_kern ATTN_ISA_FN(attn_cpu_kern) = {
-    ATTN_ISA_FN(attn_sdpa_item),
-    ATTN_ISA_FN(attn_cpu_mha),
+    attn_sdpa_item,
+    attn_cpu_mha,
 };

@@ -20,7 +20,7 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
     size_t d = (size_t)m->d_model, n = (size_t)seq * d;
     const float *table;
     if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
-        ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)(seq, m->d_model, pos0, out);
+        attn_cpu_posenc_sinusoidal(seq, m->d_model, pos0, out);
         table = out;
     } else {
         table = m->pos_table + (size_t)pos0 * d;
@@ -31,8 +31,7 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
             out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
 }
 
-attn_status ATTN_ISA_FN(attn_cpu_mha)(attn_cpu *cpu, const attn_mha_call *c,
-                                      attn_err *err)
+attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
 {
     const attn_mha_desc *m = c->m;
     attn_pool *pool = attn_cpu_pool(cpu);
@@ -78,19 +77,18 @@ attn_status ATTN_ISA_FN(attn_cpu_mha)(attn_cpu *cpu, const attn_mha_call *c,
             xkv = buf + n_xq;
         }
     }
-    if ((s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nq, (int)dq, m->d_model,
-                                           xq, d, m->wq, d, m->bq, pq, dq)) ||
-        (s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nkv, (int)dkv, m->d_model,
-                                           xkv, d, m->wk, d, m->bk, pk, dkv)) ||
-        (s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nkv, (int)dkv, m->d_model,
-                                           xkv, d, m->wv, d, m->bv, pv, dkv)))
+    if ((s = attn_cpu_gemm_nt(pool, (int)nq, (int)dq, m->d_model, xq, d, m->wq,
+                              d, m->bq, pq, dq)) ||
+        (s = attn_cpu_gemm_nt(pool, (int)nkv, (int)dkv, m->d_model, xkv, d,
+                              m->wk, d, m->bk, pk, dkv)) ||
+        (s = attn_cpu_gemm_nt(pool, (int)nkv, (int)dkv, m->d_model, xkv, d,
+                              m->wv, d, m->bv, pv, dkv)))
         goto done;
     if (m->posenc == ATTN_POSENC_ROPE) {
-        ATTN_ISA_FN(attn_cpu_rope)
-        (pq, nq, dq, m->heads_q, m->head_dim, c->seq_q, m->pos_offset);
-        ATTN_ISA_FN(attn_cpu_rope)
-        (pk, nkv, dkv, m->heads_kv, m->head_dim, c->seq_kv,
-         self ? m->pos_offset : 0);
+        attn_cpu_rope(pq, nq, dq, m->heads_q, m->head_dim, c->seq_q,
+                      m->pos_offset);
+        attn_cpu_rope(pk, nkv, dkv, m->heads_kv, m->head_dim, c->seq_kv,
+                      self ? m->pos_offset : 0);
     }
 
     memset(&sd, 0, sizeof sd);
@@ -113,8 +111,8 @@ attn_status ATTN_ISA_FN(attn_cpu_mha)(attn_cpu *cpu, const attn_mha_call *c,
     lay.k[2] = lay.v[2] = dkv;
     if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay)))
         goto done;
-    s = ATTN_ISA_FN(attn_cpu_gemm_nt)(pool, (int)nq, m->d_model, (int)dq, po,
-                                      dq, m->wo, dq, m->bo, c->y, d);
+    s = attn_cpu_gemm_nt(pool, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,
+                         m->bo, c->y, d);
 done:
     free(buf);
     if (s)

@@ -4,8 +4,7 @@
 
 #include "cpu/cpu_impl.h"
 
-void ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)(int seq, int d_model, int offset,
-                                             float *table)
+void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table)
 {
     /* Frequencies in double: positions reach millions and float phases
      * would lose every digit there. */
@@ -21,8 +20,8 @@ void ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)(int seq, int d_model, int offset,
     }
 }
 
-void ATTN_ISA_FN(attn_cpu_rope)(float *x, size_t rows, size_t ld, int heads,
-                                int head_dim, int seq, int pos0)
+void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
+                   int seq, int pos0)
 {
     for (int i = 0; i < head_dim / 2; i++) {
         double freq = pow(10000.0, -2.0 * i / head_dim);

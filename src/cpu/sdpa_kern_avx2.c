@@ -130,17 +130,15 @@ static void qk_group(int jn, int d, const float *qt, const float *k, size_t ldk,
     _mm256_store_ps(smax + 8, mx[1]);
 }
 
-void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
-                               const float *k, size_t ldk, float *s,
-                               float *smax)
+void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
+                  size_t ldk, float *s, float *smax)
 {
     for (int u = 0; u < nq; u++)
         qk_group(jn, d, qt + 16 * u, k, ldk, s + 16 * u, smax + 16 * u);
 }
 
-void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
-                                     const float *k, size_t ldk, const float *w,
-                                     float *s)
+void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
+                        size_t ldk, const float *w, float *s)
 {
     int j, c, u;
 
@@ -163,8 +161,8 @@ void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
 /* ---- softmax -------------------------------------------------------------
  */
 
-void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
-                                    float *m, float *l, float *alpha)
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
+                       float *l, float *alpha)
 {
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     int u, j;
@@ -258,9 +256,8 @@ static void pv_group(int jn, int dv, const float *p, const float *v, size_t ldv,
     }
 }
 
-void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
-                               const float *v, size_t ldv, const float *alpha,
-                               float *ot)
+void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
+                  size_t ldv, const float *alpha, float *ot)
 {
     for (int u = 0; u < nq; u++)
         pv_group(jn, dv, p + 16 * u, v, ldv, alpha + 16 * u, ot + 16 * u);

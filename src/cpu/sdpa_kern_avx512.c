@@ -134,9 +134,8 @@ KERN_INLINE void qk_rows(const int nq, const int nr, int jn, int d,
         _mm512_store_ps(smax + 16 * u, mx[u]);
 }
 
-void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
-                               const float *k, size_t ldk, float *s,
-                               float *smax)
+void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
+                  size_t ldk, float *s, float *smax)
 {
     switch (nq) {
     case 1:
@@ -154,9 +153,8 @@ void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
     }
 }
 
-void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
-                                     const float *k, size_t ldk, const float *w,
-                                     float *s)
+void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
+                        size_t ldk, const float *w, float *s)
 {
     int j, c, u;
 
@@ -178,8 +176,8 @@ void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
 /* ---- softmax --------------------------------------------------------------
  */
 
-void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
-                                    float *m, float *l, float *alpha)
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
+                       float *l, float *alpha)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     int u, j;
@@ -282,9 +280,8 @@ KERN_INLINE void pv_cols(const int nq, const int nr, int jn, int dv,
     }
 }
 
-void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
-                               const float *v, size_t ldv, const float *alpha,
-                               float *ot)
+void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
+                  size_t ldv, const float *alpha, float *ot)
 {
     switch (nq) {
     case 1:

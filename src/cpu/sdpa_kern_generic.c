@@ -185,9 +185,8 @@ static void pv_lanes(int jn, int dv, const float *p, const float *v, size_t ldv,
 }
 #endif
 
-void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
-                               const float *k, size_t ldk, float *s,
-                               float *smax)
+void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
+                  size_t ldk, float *s, float *smax)
 {
     int u, i;
 
@@ -197,9 +196,8 @@ void ATTN_ISA_FN(attn_kern_qk)(int nq, int jn, int d, const float *qt,
         qk_lanes(jn, d, qt + 16 * u, k, ldk, s + 16 * u, smax + 16 * u);
 }
 
-void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
-                                     const float *k, size_t ldk, const float *w,
-                                     float *s)
+void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
+                        size_t ldk, const float *w, float *s)
 {
     int lanes = nq * 16, j, c, i;
 
@@ -219,8 +217,8 @@ void ATTN_ISA_FN(attn_kern_additive)(int nq, int jn, int d, const float *qt,
     }
 }
 
-void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
-                                    float *m, float *l, float *alpha)
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
+                       float *l, float *alpha)
 {
     int lanes = nq * 16, j, i;
     float mu[QT], sum[QT];
@@ -252,9 +250,8 @@ void ATTN_ISA_FN(attn_kern_softmax)(int nq, int jn, float *s, const float *smax,
         l[i] = l[i] * alpha[i] + sum[i];
 }
 
-void ATTN_ISA_FN(attn_kern_pv)(int nq, int jn, int dv, const float *p,
-                               const float *v, size_t ldv, const float *alpha,
-                               float *ot)
+void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
+                  size_t ldv, const float *alpha, float *ot)
 {
     int u;
 

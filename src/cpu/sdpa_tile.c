@@ -39,7 +39,7 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
         const void *row = elem(jb, jb->q, qoff + (size_t)i * jb->lay.q[2]);
         const float *qr = row;
         if (jb->f16) {
-            ATTN_ISA_FN(attn_half_to_float_n)(row, w->kc, (size_t)d);
+            attn_half_to_float_n(row, w->kc, (size_t)d);
             qr = w->kc;
         }
         for (c = 0; c < d; c++)
@@ -68,10 +68,11 @@ static const float *rows_f32(const struct attn_sdpa_job *jb, const void *base,
     for (r = 0; r < jn; r++) {
         size_t at = off + (size_t)r * row_stride;
         if (jb->f16)
-            ATTN_ISA_FN(attn_half_to_float_n)
-        ((const uint16_t *)base + at, buf + (size_t)r * w, w);
-        else memcpy(buf + (size_t)r * w, (const float *)base + at,
-                    w * sizeof(float));
+            attn_half_to_float_n((const uint16_t *)base + at,
+                                 buf + (size_t)r * w, w);
+        else
+            memcpy(buf + (size_t)r * w, (const float *)base + at,
+                   w * sizeof(float));
     }
     return buf;
 }
@@ -186,11 +187,10 @@ static const float *score_tile(const struct attn_sdpa_job *jb,
     int nq = lanes / 16;
 
     if (d->score == ATTN_SCORE_ADDITIVE) {
-        ATTN_ISA_FN(attn_kern_additive)
-        (nq, jn, d->head_dim, w->qt, kt, ldk, w->w, s);
+        attn_kern_additive(nq, jn, d->head_dim, w->qt, kt, ldk, w->w, s);
         smax = NULL;
     } else {
-        ATTN_ISA_FN(attn_kern_qk)(nq, jn, d->head_dim, w->qt, kt, ldk, s, smax);
+        attn_kern_qk(nq, jn, d->head_dim, w->qt, kt, ldk, s, smax);
     }
     /* the bias first: a hidden key stays -inf whatever its bias holds */
     if (bias) {
@@ -264,14 +264,13 @@ static void finish_tile(const struct attn_sdpa_job *jb,
         for (c = 0; c < dv; c++)
             row[c] = any ? w->ot[(size_t)c * QT + (size_t)i] * inv : 0.0f;
         if (jb->f16)
-            ATTN_ISA_FN(attn_float_to_half_n)
-        (row, (uint16_t *)jb->o + at, (size_t)dv);
+            attn_float_to_half_n(row, (uint16_t *)jb->o + at, (size_t)dv);
         if (lse)
             lse[i] = any ? (w->m[i] + log2f(l)) * LN2 : -INFINITY;
     }
 }
 
-void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker)
+void attn_sdpa_item(void *arg, size_t item, int worker)
 {
     const struct attn_sdpa_job *jb = arg;
     const attn_sdpa_desc *d = jb->d;
@@ -338,7 +337,7 @@ void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker)
         const float *smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0,
                                        jn, lanes, off, masked, bt);
 
-        ATTN_ISA_FN(attn_kern_softmax)(nq, jn, w.s, smax, w.m, w.l, w.alpha);
+        attn_kern_softmax(nq, jn, w.s, smax, w.m, w.l, w.alpha);
         vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
                       d->head_dim_v, jn, w.vc, &ldv);
         if (tile_has_zero(w.s, jn, lanes) &&
@@ -346,8 +345,7 @@ void ATTN_ISA_FN(attn_sdpa_item)(void *arg, size_t item, int worker)
             pv_nonfinite(jb, &w, kt, ldk, vt, ldv, i0, qn, j0, jn, lanes, off,
                          masked, bt);
         else
-            ATTN_ISA_FN(attn_kern_pv)
-        (nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
+            attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
     }
 
     finish_tile(jb, &w,
