@@ -208,6 +208,8 @@ static void test_each_isa(void)
             HARNESS_EXPECT(isa == best(), what);
             HARNESS_EXPECT(lc.warnings == 1, what);
             HARNESS_EXPECT(strstr(lc.text, what) != NULL, what);
+            HARNESS_EXPECT(strstr(lc.text, "accepted here: generic") != NULL,
+                           what);
         }
         HARNESS_EXPECT(small_problems_ok(ctx, what), what);
         attn_context_destroy(ctx);

@@ -6,7 +6,9 @@
  * built-ins, which also check that the operating system saves the wider
  * registers; only this file and the copies themselves know about x86.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "cpu/cpu_impl.h"
@@ -110,19 +112,23 @@ attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg)
                  env, isa_names[best]);
         return best;
     }
-    if (!isa_kern[want]) {
-        attn_log(lg, ATTN_LOG_WARN,
-                 "ATTN_CPU_ISA=%s: this build has no %s kernels (the "
-                 "compiler or the architecture lacks them); the native "
-                 "backend uses %s",
-                 isa_names[want], isa_names[want], isa_names[best]);
-        return best;
-    }
-    if (!cpu_runs((attn_cpu_isa)want)) {
-        attn_log(lg, ATTN_LOG_WARN,
-                 "ATTN_CPU_ISA=%s: this CPU lacks %s; the native backend "
-                 "uses %s",
-                 isa_names[want], isa_needs[want], isa_names[best]);
+    if (!isa_kern[want] || !cpu_runs((attn_cpu_isa)want)) {
+        char here[64] = "";
+        for (int i = 0; i < ATTN_CPU_ISA_COUNT; i++)
+            if (attn_cpu_isa_available((attn_cpu_isa)i))
+                snprintf(here + strlen(here), sizeof here - strlen(here),
+                         "%s%s", i ? ", " : "", isa_names[i]);
+        if (!isa_kern[want])
+            attn_log(lg, ATTN_LOG_WARN,
+                     "ATTN_CPU_ISA=%s: this build has no %s kernels (the "
+                     "compiler or the architecture lacks them; accepted "
+                     "here: %s); the native backend uses %s",
+                     isa_names[want], isa_names[want], here, isa_names[best]);
+        else
+            attn_log(lg, ATTN_LOG_WARN,
+                     "ATTN_CPU_ISA=%s: this CPU lacks %s (accepted here: "
+                     "%s); the native backend uses %s",
+                     isa_names[want], isa_needs[want], here, isa_names[best]);
         return best;
     }
     return (attn_cpu_isa)want;
