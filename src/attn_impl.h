@@ -82,12 +82,10 @@ struct attn_backend {
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
 /* Whether the native backend, with the kernels a context created now would
- * get, outruns an OpenCL CPU runtime on the same cores: 1 when they are the
- * avx2 or avx512 kernels and as wide as the CPU's vectors, 0 with the
- * generic ones or narrower ones than the CPU has (ATTN_CPU_ISA=avx2 on an
- * AVX-512 CPU), which PoCL's fused path outruns (figures in
- * src/cpu/isa.c).  "auto" prefers native to an OpenCL CPU device only
- * when this holds (and the device's profile allows it). */
+ * get, outruns an OpenCL CPU runtime on the same cores: 1 with the avx2 or
+ * avx512 kernels, 0 with the generic ones, which PoCL's fused path
+ * outruns (figures in src/cpu/isa.c).  "auto" prefers native to an OpenCL
+ * CPU device only when this holds (and the device's profile allows it). */
 int attn_native_beats_opencl_cpu(void);
 /* The instruction set whose kernels a native context created now would run
  * ("generic", "avx2" or "avx512"; ATTN_CPU_ISA and the CPU decide), for

@@ -139,24 +139,27 @@ const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa)
     return attn_cpu_isa_available(isa) ? isa_kern[isa] : NULL;
 }
 
-/* An OpenCL CPU runtime compiles its kernels for the whole width of the
- * CPU's vectors.  Against PoCL 3.1's fused path on a 2-core AVX-512 Xeon
- * (attn-bench --impl native,cl-fused, B=1 H=8 N=1024 d=64 f32, native and
- * PoCL interleaved in one process; time ratios of 5 runs, causal and not):
- * the avx512 kernels are 1.3 to 2.4 times faster than PoCL, the avx2 ones
- * 0.6 to 0.95 times as fast (one run of the ten: 1.3) and the generic ones
- * 0.2 to 0.35 times.  With PoCL held to AVX2 (POCL_LLVM_CPU_NAME=haswell,
- * as on an AVX2 CPU) the avx2 kernels are 1.4 to 2.0 times faster and the
- * generic ones 0.4 to 0.65 times as fast.  So the native backend wins when
- * its kernels are vectorized and as wide as the CPU's vectors. */
+/* A context's backend runs both attention and the multi-head layer.
+ * Measured on a 2-core AVX-512 Xeon against PoCL 3.1, which compiled for
+ * skylake-avx512 or, held to AVX2 as on an AVX2 CPU, for haswell
+ * (POCL_LLVM_CPU_NAME):
+ * - attention (attn-bench --impl native,cl-fused, B=1 H=8 N=1024 d=64
+ *   f32, native and PoCL interleaved in one process; time ratios of 5
+ *   runs, causal and not): the avx512 kernels are 1.3 to 2.4 times faster
+ *   than PoCL's fused path; the avx2 ones 1.4 to 2.0 times faster than
+ *   PoCL at AVX2, 0.6 to 0.95 times as fast as PoCL at AVX-512; the
+ *   generic ones 0.2 to 0.65 times as fast;
+ * - the layer (attn-demo: seq 1024, d_model 512, 8 heads of 64, causal,
+ *   RoPE; 3 alternating runs each): native 19-24 ms with avx512, 27-32 ms
+ *   with avx2, 250-300 ms with generic; PoCL (CLBlast projections)
+ *   220-310 ms at either width.
+ * So native wins with any vectorized kernels (the avx2 ones lose up to 40
+ * per cent on attention, only where the CPU has wider vectors, and win the
+ * layer 8-fold), and the generic ones lose attention 2 to 5 times and tie
+ * the layer. */
 int attn_native_beats_opencl_cpu(void)
 {
-    attn_cpu_isa isa = attn_cpu_isa_select(NULL);
-    int widest = ATTN_CPU_ISA_COUNT - 1;
-
-    while (widest > 0 && !cpu_runs((attn_cpu_isa)widest))
-        widest--;
-    return isa != ATTN_CPU_ISA_GENERIC && (int)isa == widest;
+    return attn_cpu_isa_select(NULL) != ATTN_CPU_ISA_GENERIC;
 }
 
 const char *attn_native_isa_name(void)
