@@ -16,7 +16,8 @@
 #   COMPARE_SIZES attn-bench --sizes (default 1024,4096)
 #
 # Cases: attn-bench --no-peers --impl native at B=1 H=8 d=64, f32 and f16,
-# causal and not; the demo layer (attn-demo's own best-of-3 time).  The
+# causal and not; the demo layer on the native backend (attn-demo --device
+# native, its own best-of-3 time).  The
 # binaries themselves must take the same public ABI as both libraries.
 set -eu
 rounds=7
@@ -49,7 +50,7 @@ run_one() {
           print tag, r, dt "/N=" $1 "/" ($2 == "yes" ? "causal" : "full"),
                 $5, $7, $6 }' >>"$out/rows"
   done
-  LD_LIBRARY_PATH=$2 "$demo" |
+  LD_LIBRARY_PATH=$2 "$demo" --device native |
     awk -v tag="$1" -v r="$3" '$1 == "time:" {
       print tag, r, "demo-layer", $2, "-", $2 }' >>"$out/rows"
 }
