@@ -17,8 +17,8 @@
 #
 # Cases: attn-bench --no-peers --impl native at B=1 H=8 d=64, f32 and f16,
 # causal and not; the demo layer on the native backend (attn-demo --device
-# native, its own best-of-3 time).  The
-# binaries themselves must take the same public ABI as both libraries.
+# native, its own best-of-3 time).  The binaries themselves must take the
+# same public ABI as both libraries.
 set -eu
 rounds=7
 if [ "${1:-}" = "-n" ]; then
