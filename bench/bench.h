@@ -69,6 +69,7 @@ typedef struct options {
     double max_mem_mib; /* skip cases whose S matrix would exceed this */
     const char *plot;   /* PNG to write (through bench/plot.py) */
     const char *plot_script;
+    int f16;               /* --dtype f16: Q, K, V and O in binary16 */
     int rss;               /* --rss: measure peak RSS instead of timing */
     const char *rss_child; /* internal: impl measured in this child */
 } options;
@@ -143,6 +144,9 @@ double util_flops(int n, int causal);
 float util_max_abs_diff(const float *a, const float *b, size_t n);
 /* Deterministic inputs in [-1, 1). */
 void util_fill(float *x, size_t n, uint64_t seed);
+/* IEEE binary16 <-> binary32, round to nearest even (finite inputs). */
+uint16_t util_to_half(float f);
+float util_from_half(uint16_t h);
 /* Max abs error of o against a double-precision reference on up to
  * rows_per_head evenly spread rows of every head; NaN when out of memory. */
 double util_check_rows(const float *q, const float *k, const float *v,

@@ -55,6 +55,9 @@ static void usage(FILE *f)
         "                    (default: 15 for N <= 1024, 9 for N <= 2048, else 5)\n"
         "  --warmup W        untimed runs before timing (default 1)\n"
         "  --causal MODE     no, yes or both (default both)\n"
+        "  --dtype TYPE      f32 (default) or f16: Q, K, V and O in binary16; f16\n"
+        "                    times the libattn rows only (native and the square\n"
+        "                    cl-* ones: no peers, no cl-decode)\n"
         "  --no-peers        time libattn only\n"
         "  --no-ggml, --no-numpy, --no-torch   leave out one peer\n"
         "  --ggml-lib PATH   libggml.so or its folder (default: $ATTN_BENCH_GGML, then\n"
@@ -163,15 +166,16 @@ int options_parse(int argc, char **argv, options *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-        int takes =
-            strcmp(a, "--threads") == 0 || strcmp(a, "--sizes") == 0 ||
-            strcmp(a, "--reps") == 0 || strcmp(a, "--warmup") == 0 ||
-            strcmp(a, "--causal") == 0 || strcmp(a, "--ggml-lib") == 0 ||
-            strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
-            strcmp(a, "--peer-script") == 0 || strcmp(a, "--csv") == 0 ||
-            strcmp(a, "--device") == 0 || strcmp(a, "--impl") == 0 ||
-            strcmp(a, "--seq-q") == 0 || strcmp(a, "--max-mem") == 0 ||
-            strcmp(a, "--plot") == 0 || strcmp(a, "--rss-child") == 0;
+        int takes = strcmp(a, "--threads") == 0 || strcmp(a, "--sizes") == 0 ||
+                    strcmp(a, "--reps") == 0 || strcmp(a, "--warmup") == 0 ||
+                    strcmp(a, "--causal") == 0 ||
+                    strcmp(a, "--ggml-lib") == 0 ||
+                    strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
+                    strcmp(a, "--peer-script") == 0 ||
+                    strcmp(a, "--csv") == 0 || strcmp(a, "--device") == 0 ||
+                    strcmp(a, "--impl") == 0 || strcmp(a, "--seq-q") == 0 ||
+                    strcmp(a, "--max-mem") == 0 || strcmp(a, "--plot") == 0 ||
+                    strcmp(a, "--rss-child") == 0 || strcmp(a, "--dtype") == 0;
         if (takes) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "attn-bench: %s needs a value (see --help)\n",
@@ -208,6 +212,13 @@ int options_parse(int argc, char **argv, options *o)
                 o->ggml_kv = 2;
             else if (strcmp(val, "both") == 0)
                 o->ggml_kv = 3;
+            else
+                bad = 1;
+        } else if (strcmp(a, "--dtype") == 0) {
+            if (strcmp(val, "f32") == 0)
+                o->f16 = 0;
+            else if (strcmp(val, "f16") == 0)
+                o->f16 = 1;
             else
                 bad = 1;
         } else if (strcmp(a, "--no-peers") == 0) {
@@ -253,6 +264,10 @@ int options_parse(int argc, char **argv, options *o)
                     val ? val : "", a);
             return -1;
         }
+    }
+    if (o->f16) { /* the peers and the decode rows take f32 */
+        o->peers = 0;
+        o->impls &= ~(1u << IMPL_CL_DECODE);
     }
     if (!o->peers) {
         o->ggml = o->numpy = o->torch = 0;

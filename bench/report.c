@@ -107,10 +107,11 @@ void report_preamble(const options *opt, const peer_state *ps,
                      const char *gwhy)
 {
     printf("attn-bench: libattn %s on '%s' (%s), %d thread%s; B=1 H=%d d=%d "
-           "seq_q=seq_kv=N f32, scale 1/sqrt(d)\n",
+           "seq_q=seq_kv=N %s, scale 1/sqrt(d)\n",
            attn_version(), di->name,
            di->kind == ATTN_DEVICE_NATIVE ? "native" : "OpenCL", opt->threads,
-           opt->threads == 1 ? "" : "s", HEADS, HEAD_DIM);
+           opt->threads == 1 ? "" : "s", HEADS, HEAD_DIM,
+           opt->f16 ? "f16" : "f32");
     if (opt->reps)
         printf("timing: %d warm-up + %d timed runs per case, median and min\n",
                opt->warmup, opt->reps);

@@ -36,7 +36,7 @@ typedef struct entry {
     char why[400];
 } entry;
 
-static int entry_exec(entry *e, const float *q, const float *k, const float *v)
+static int entry_exec(entry *e, const void *q, const void *k, const void *v)
 {
     switch (e->kind) {
     case EX_ATTN: {
@@ -81,7 +81,7 @@ static void entry_free(entry *e)
 /* Warm-up, then reps interleaved rounds; fills each alive entry's row with
  * its median and min, or its note when it failed. */
 static void time_entries(const options *opt, entry *es, int n_es, int reps,
-                         const float *q, const float *k, const float *v)
+                         const void *q, const void *k, const void *v)
 {
     for (int i = 0; i < n_es; i++) {
         entry *e = &es[i];
@@ -232,6 +232,50 @@ static void decode_case(const options *opt, attn_context *ctx,
     free(qd);
 }
 
+/* --dtype f16: binary16 copies of q, k, v and the floats they hold. */
+typedef struct f16_inputs {
+    uint16_t *half[3];
+    float *rounded[3];
+} f16_inputs;
+
+static void f16_inputs_free(f16_inputs *h)
+{
+    for (int i = 0; i < 3; i++) {
+        free(h->half[i]);
+        free(h->rounded[i]);
+    }
+}
+
+static int f16_inputs_make(f16_inputs *h, const float *q, const float *k,
+                           const float *v, size_t cnt)
+{
+    const float *src[3] = {q, k, v};
+    for (int i = 0; i < 3; i++) {
+        h->half[i] = malloc(cnt * sizeof(uint16_t));
+        h->rounded[i] = malloc(cnt * sizeof(float));
+        if (!h->half[i] || !h->rounded[i])
+            return -1;
+        for (size_t j = 0; j < cnt; j++) {
+            h->half[i][j] = util_to_half(src[i][j]);
+            h->rounded[i][j] = util_from_half(h->half[i][j]);
+        }
+    }
+    return 0;
+}
+
+/* o holds cnt binary16 values in its first half: makes them floats. */
+static int f16_widen(float *o, size_t cnt)
+{
+    uint16_t *tmp = malloc(cnt * sizeof *tmp);
+    if (!tmp)
+        return -1;
+    memcpy(tmp, o, cnt * sizeof *tmp);
+    for (size_t j = 0; j < cnt; j++)
+        o[j] = util_from_half(tmp[j]);
+    free(tmp);
+    return 0;
+}
+
 int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
                 peer_state *ps, int n, int causal, const float *q,
                 const float *k, const float *v, float *o_lib, float *o_peer,
@@ -247,7 +291,23 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
     d.seq_q = d.seq_kv = n;
     d.head_dim = d.head_dim_v = HEAD_DIM;
     d.mask.causal = causal;
-    d.dtype = ATTN_F32;
+    d.dtype = opt->f16 ? ATTN_F16 : ATTN_F32;
+    /* f16: libattn gets binary16 copies, the reference their values */
+    f16_inputs h;
+    memset(&h, 0, sizeof h);
+    const void *in[3] = {q, k, v};
+    if (opt->f16) {
+        if (f16_inputs_make(&h, q, k, v, cnt) != 0) {
+            fprintf(stderr, "attn-bench: out of memory (f16 inputs)\n");
+            f16_inputs_free(&h);
+            return -1;
+        }
+        for (int i = 0; i < 3; i++)
+            in[i] = h.half[i];
+        q = h.rounded[0];
+        k = h.rounded[1];
+        v = h.rounded[2];
+    }
 
     static char notes[MAX_ENTRIES][600];
     row rows[MAX_ENTRIES];
@@ -346,13 +406,17 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
         e->gc = gc;
     }
 
-    time_entries(opt, es, n_es, reps, q, k, v);
+    time_entries(opt, es, n_es, reps, in[0], in[1], in[2]);
 
     /* diffs: native against the f64 reference, the rest against native */
     for (int i = 0; i < n_es; i++) {
         entry *e = &es[i];
         if (!e->r->ok)
             continue;
+        if (opt->f16 && e->kind == EX_ATTN && f16_widen(e->o, cnt) != 0) {
+            e->r->diff = NAN;
+            continue;
+        }
         if (e->r->id == IMPL_NATIVE) {
             e->r->diff =
                 util_check_rows(q, k, v, o_lib, n, causal, n >= 4096 ? 8 : 16);
@@ -367,6 +431,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
     int lib_ok = rows[0].ok;
     for (int i = 0; i < n_es; i++)
         entry_free(&es[i]);
+    f16_inputs_free(&h);
     if (!lib_ok) {
         fprintf(stderr, "attn-bench: native (N=%d): %s\n", n,
                 rows[0].note ? rows[0].note : "failed");

@@ -95,6 +95,32 @@ void util_fill(float *x, size_t n, uint64_t seed)
     }
 }
 
+uint16_t util_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)(x >> 16 & 0x8000u);
+    x &= 0x7fffffffu;
+    if (x >= 0x477ff000u) /* rounds to 2^16 or more: inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (x >= 0x38800000u) { /* normal: rebias, round off 13 bits */
+        uint32_t r = x - 0x38000000u;
+        r += 0xfffu + (r >> 13 & 1u);
+        return (uint16_t)(sign | r >> 13);
+    }
+    /* subnormal or zero: a multiple of 2^-24, rounded to even */
+    return (uint16_t)(sign | (uint16_t)lrintf(fabsf(f) * 16777216.0f));
+}
+
+float util_from_half(uint16_t h)
+{
+    uint32_t e = h >> 10 & 0x1fu, m = h & 0x3ffu;
+    float v = e == 0    ? (float)ldexp((double)m, -24)
+              : e == 31 ? (m ? NAN : INFINITY)
+                        : (float)ldexp((double)(m | 0x400u), (int)e - 25);
+    return h & 0x8000u ? -v : v;
+}
+
 /* Max abs error of libattn's o against a double-precision reference on up to
  * rows_per_head evenly spread rows of every head. */
 double util_check_rows(const float *q, const float *k, const float *v,

@@ -3,6 +3,7 @@
  */
 #include "harness.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,41 @@ static int test_device_present(const char *dev)
         return 0;
     attn_context_destroy(ctx);
     return 1;
+}
+
+/* Whether a run for one instruction set of the native backend
+ * (ATTN_CPU_ISA, tests/CMakeLists.txt) gets that set's kernels: on a CPU
+ * that lacks it the library runs another set, and the run would test the
+ * wrong thing.  The set a context runs is in its device reason ("native C
+ * backend, avx2 kernels, 2 threads").  1 when ATTN_CPU_ISA is unset. */
+static int isa_honoured(const char *suite)
+{
+    const char *isa = getenv("ATTN_CPU_ISA");
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_device_info info;
+    char want[64];
+    size_t i;
+    int ok;
+
+    if (!isa || !*isa)
+        return 1;
+    snprintf(want, sizeof want, ", %.32s kernels,", isa);
+    for (i = 0; want[i]; i++)
+        want[i] = (char)tolower((unsigned char)want[i]);
+    attn_options_init(&o);
+    o.device = "native";
+    if (attn_context_create(&o, &ctx) != ATTN_OK)
+        return 1; /* the suite itself reports that */
+    memset(&info, 0, sizeof info);
+    attn_context_device(ctx, &info);
+    attn_context_destroy(ctx);
+    ok = strstr(info.reason, want) != NULL;
+    if (!ok)
+        printf("SKIP: %s with ATTN_CPU_ISA=%s: this machine runs other "
+               "kernels (%s)\n",
+               suite, isa, info.reason);
+    return ok;
 }
 
 /* One run of the suite; 0 when every test ran and passed. */
@@ -93,6 +129,8 @@ int harness_main(const char *suite, CU_InitializeFunc init,
                suite, dev);
         return HARNESS_SKIP;
     }
+    if (!isa_honoured(suite))
+        return HARNESS_SKIP;
     if (!kernel || strcmp(kernel, "each") != 0)
         return run_once(suite, init, clean, tests);
     /* ATTN_TEST_KERNEL=each: the suite once per kernel variant. */

@@ -39,7 +39,9 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
  * ATTN_TEST_QUEUES=N for the queues per device).  A
  * suite whose test device is not on the machine (no OpenCL at all, or
  * "cpu" on a machine with only a GPU) exits with HARNESS_SKIP after saying
- * so. */
+ * so.  A suite run with ATTN_CPU_ISA set (a run for one instruction set
+ * of the native backend) on a machine whose native backend then runs
+ * another set's kernels also exits with HARNESS_SKIP, saying so. */
 void harness_options(attn_options *o);
 
 /* The kernel variant the suite forces (ATTN_TEST_KERNEL), or NULL. */

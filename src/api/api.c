@@ -163,7 +163,7 @@ attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
         s = attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
                       "seq * d_model overflows the address space");
     else {
-        attn_cpu_posenc_sinusoidal(seq, d_model, offset, table);
+        attn_cpu_posenc_sinusoidal_generic(seq, d_model, offset, table);
         return ATTN_OK;
     }
     return report(NULL, "attn_posenc_sinusoidal", s, &err);

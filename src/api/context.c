@@ -65,7 +65,8 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
     char why[256] = "";
     attn_status s =
         attn_opencl_open(spec, o, ctx->kernel[0] ? ctx->kernel : NULL,
-                         &ctx->log, &ctx->backend, why, sizeof why, err);
+                         attn_native_beats_opencl_cpu(), &ctx->log,
+                         &ctx->backend, why, sizeof why, err);
     if (s == ATTN_ERR_DEVICE || s == ATTN_ERR_OUT_OF_MEMORY) {
         if (!o->allow_fallback)
             return s;

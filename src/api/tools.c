@@ -9,6 +9,7 @@
 
 #include "api/context.h"
 #include "api/tools.h"
+#include "cpu/backend_native.h"
 #include "opencl/backend_cl.h"
 #include "opencl/discovery.h"
 #include "opencl/driver.h"
@@ -61,7 +62,8 @@ attn_status attn_tool_select(const attn_tool_device *devs, size_t n,
     for (size_t i = 0; i < n; i++)
         infos[i] = devs[i].info;
     if (native_beats_cpu != 0 && native_beats_cpu != 1)
-        native_beats_cpu = attn_opencl_native_beats_cpu(infos, n);
+        native_beats_cpu = attn_opencl_native_beats_cpu(
+            infos, n, attn_native_beats_opencl_cpu());
     s = attn_cl_select(infos, n, spec, native_beats_cpu, &s_cl, &err);
     free(infos);
     memset(sel, 0, sizeof *sel);
@@ -189,4 +191,9 @@ attn_status attn_tool_set_tuning(attn_context *ctx, const char *variant,
     if ((s = attn_cl_set_tuning(rt, vi, &t, &err)))
         snprintf(msg, cap, "%s", err.msg);
     return s;
+}
+
+const char *attn_tool_native_isa(void)
+{
+    return attn_native_isa_name();
 }

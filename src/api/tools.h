@@ -70,6 +70,10 @@ const char *attn_tool_binary_dir(void);
 void attn_tool_device_pattern(const char *name, char *out, size_t cap);
 void attn_tool_file_name(const char *name, char *out, size_t cap);
 
+/* The instruction set of the native kernels a context created now would
+ * run: "generic", "avx2" or "avx512" (ATTN_CPU_ISA and the CPU decide). */
+const char *attn_tool_native_isa(void);
+
 /* ---- kernel variants (attn-tune, attn-probe --kernels) ------------------- */
 
 typedef struct attn_tool_param {

@@ -41,7 +41,8 @@ static void native_device_info(const attn_backend *b, attn_device_info *out)
     snprintf(out->driver_version, sizeof out->driver_version, "%s",
              attn_version());
     snprintf(out->reason, sizeof out->reason,
-             "native C backend with %d threads",
+             "native C backend, %s kernels, %d threads",
+             attn_cpu_isa_name(attn_cpu_get_isa(cpu)),
              attn_pool_threads(attn_cpu_pool(cpu)));
     out->kind = ATTN_DEVICE_NATIVE;
     out->platform_index = out->device_index = -1;
@@ -94,17 +95,19 @@ attn_status attn_backend_native_create(int threads, const attn_logger *lg,
 {
     attn_backend *b = calloc(1, sizeof *b);
     attn_cpu *cpu = NULL;
+    attn_cpu_isa isa = attn_cpu_isa_select(lg);
     attn_status s;
-    (void)lg;
     if (!b)
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "cannot allocate the native backend");
-    s = attn_cpu_create(threads, &cpu);
+    s = attn_cpu_create(threads, isa, &cpu);
     if (s) {
         free(b);
         return attn_fail(err, s, "cannot start %d native worker threads",
                          threads);
     }
+    attn_log(lg, ATTN_LOG_INFO, "native backend: %s kernels (best here: %s)",
+             attn_cpu_isa_name(isa), attn_cpu_isa_name(attn_cpu_isa_best()));
     b->ops = &native_ops;
     b->impl = cpu;
     *out = b;

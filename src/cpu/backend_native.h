@@ -7,9 +7,24 @@
 
 #include "core/backend.h"
 
-/* The native backend on `threads` (>= 1) worker threads.  Errors:
- * ATTN_ERR_OUT_OF_MEMORY (threads or memory). */
+/* The native backend on `threads` (>= 1) worker threads.  Its kernels are
+ * those of the instruction set ATTN_CPU_ISA and the CPU select
+ * (src/cpu/isa.c); lg receives a warning about a bad ATTN_CPU_ISA and the
+ * choice at info level.  Errors: ATTN_ERR_OUT_OF_MEMORY (threads or
+ * memory). */
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
+
+/* Whether the native backend, with the kernels a context created now would
+ * get, outruns an OpenCL CPU runtime on the same cores: 1 with the avx2 or
+ * avx512 kernels, 0 with the generic ones, which PoCL's fused path
+ * outruns (figures in src/cpu/isa.c).  "auto" prefers native to an OpenCL
+ * CPU device only when this holds (and the device's profile allows it). */
+int attn_native_beats_opencl_cpu(void);
+
+/* The instruction set whose kernels a native context created now would run
+ * ("generic", "avx2" or "avx512"; ATTN_CPU_ISA and the CPU decide), for
+ * tools such as attn-probe.  Static storage. */
+const char *attn_native_isa_name(void);
 
 #endif /* ATTN_CPU_BACKEND_NATIVE_H */

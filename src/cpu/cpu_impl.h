@@ -31,18 +31,83 @@ void attn_pool_destroy(attn_pool *p); /* NULL is a no-op */
 int attn_pool_threads(const attn_pool *p);
 void attn_pool_run(attn_pool *p, size_t n, attn_pool_fn fn, void *arg);
 
+/* ---- instruction sets ----------------------------------------------------
+ * The hot code (sdpa_tile.c, mha.c, gemm.c, posenc.c, half.c, the
+ * micro-kernels) is
+ * compiled once per instruction set the build targets
+ * (cmake/attnCpuIsa.cmake), each copy with ATTN_ISA_SUFFIX defined
+ * (_generic, _avx2, _avx512) and its external names given that suffix
+ * (below).  Each copy exports one table, attn_cpu_kern_<isa>; an
+ * attn_cpu holds the table of the set chosen when it was created (isa.c).
+ * Nothing outside these copies is compiled for more than the baseline. */
+typedef enum attn_cpu_isa {
+    ATTN_CPU_ISA_GENERIC = 0, /* the compiler's default target */
+    ATTN_CPU_ISA_AVX2,        /* AVX2, FMA, F16C */
+    ATTN_CPU_ISA_AVX512,      /* AVX-512 F, BW, DQ, VL, and AVX2's */
+    ATTN_CPU_ISA_COUNT
+} attn_cpu_isa;
+
+struct attn_sdpa_job;             /* sdpa_job.h */
+typedef struct attn_cpu attn_cpu; /* below */
+
+typedef struct attn_cpu_kern {
+    /* The pool job of attn_cpu_sdpa: arg is a struct attn_sdpa_job. */
+    attn_pool_fn sdpa_item;
+    /* attn_cpu_mha's work (contract there). */
+    attn_status (*mha)(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
+} attn_cpu_kern;
+
+extern const attn_cpu_kern attn_cpu_kern_generic;
+extern const attn_cpu_kern attn_cpu_kern_avx2;   /* ATTN_HAVE_ISA_AVX2 */
+extern const attn_cpu_kern attn_cpu_kern_avx512; /* ATTN_HAVE_ISA_AVX512 */
+
+/* "generic", "avx2", "avx512" ("unknown" out of range). */
+const char *attn_cpu_isa_name(attn_cpu_isa isa);
+/* 1 when the build has the set's copy and this CPU (and its OS) runs it. */
+int attn_cpu_isa_available(attn_cpu_isa isa);
+/* The widest available set. */
+attn_cpu_isa attn_cpu_isa_best(void);
+/* The set a context uses: the one the environment variable ATTN_CPU_ISA
+ * names (generic, avx2 or avx512, any case) when it is available, else the
+ * best; an unknown or unavailable name is a warning through lg (NULL: no
+ * message), never an error. */
+attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg);
+/* The table of an available set. */
+const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa);
+
+#ifdef ATTN_ISA_SUFFIX
+#define ATTN_ISA_CAT2(a, b) a##b
+#define ATTN_ISA_CAT(a, b)  ATTN_ISA_CAT2(a, b)
+#define ATTN_ISA_FN(name)   ATTN_ISA_CAT(name, ATTN_ISA_SUFFIX)
+/* Inside a copy the hot code spells its external names plainly; these
+ * give them the copy's suffix (attn_kern_qk is attn_kern_qk_avx2 in the
+ * avx2 copy), so that the copies live side by side in one library and
+ * each calls only its own functions. */
+#define attn_half_to_float_n       ATTN_ISA_FN(attn_half_to_float_n)
+#define attn_float_to_half_n       ATTN_ISA_FN(attn_float_to_half_n)
+#define attn_kern_qk               ATTN_ISA_FN(attn_kern_qk)
+#define attn_kern_additive         ATTN_ISA_FN(attn_kern_additive)
+#define attn_kern_softmax          ATTN_ISA_FN(attn_kern_softmax)
+#define attn_kern_pv               ATTN_ISA_FN(attn_kern_pv)
+#define attn_sdpa_item             ATTN_ISA_FN(attn_sdpa_item)
+#define attn_cpu_gemm_nt           ATTN_ISA_FN(attn_cpu_gemm_nt)
+#define attn_cpu_posenc_sinusoidal ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)
+#define attn_cpu_rope              ATTN_ISA_FN(attn_cpu_rope)
+#define attn_cpu_mha               ATTN_ISA_FN(attn_cpu_mha)
+#endif
+
 /* ---- half precision ------------------------------------------------------ */
-float attn_half_to_float(uint16_t h);
-uint16_t attn_float_to_half(float f); /* round to nearest even */
-/* n conversions, F16C-vectorized when the build has it (same results). */
+#ifdef ATTN_ISA_SUFFIX
+/* n conversions (half.c), round to nearest even, F16C-vectorized in the
+ * copies that have it (same results). */
 void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n);
 void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n);
+#endif
 
 /* ---- native attention ----------------------------------------------------
  * attn_cpu owns the pool and the per-worker working memory, allocated once
  * and grown when a larger head_dim needs it; no call allocates seq_q x
  * seq_kv.  Safe to call from several threads at once. */
-typedef struct attn_cpu attn_cpu;
 
 /* Element strides (in elements of the dtype) of batch, head and row for each
  * tensor; the last dimension is always contiguous.  NULL layout means the
@@ -51,10 +116,12 @@ typedef struct attn_cpu_layout {
     size_t q[3], k[3], v[3], o[3];
 } attn_cpu_layout;
 
-attn_status attn_cpu_create(int threads, attn_cpu **out);
+/* isa must be available (attn_cpu_isa_available). */
+attn_status attn_cpu_create(int threads, attn_cpu_isa isa, attn_cpu **out);
 void attn_cpu_destroy(attn_cpu *c); /* NULL is a no-op */
 attn_pool *attn_cpu_pool(attn_cpu *c);
 int attn_cpu_workers(const attn_cpu *c);
+attn_cpu_isa attn_cpu_get_isa(const attn_cpu *c);
 /* Bytes of working memory attn_cpu_sdpa needs for head sizes d, dv over
  * every worker; 0 when that overflows size_t.  More than the host's
  * memory is refused (ATTN_ERR_OUT_OF_MEMORY) before it is allocated. */
@@ -68,14 +135,15 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           const void *k, const void *v, void *o, float *lse,
                           const attn_cpu_layout *layout);
 
-/* ---- attention micro-kernels (sdpa_kern_avx512.c or sdpa_kern_generic.c)
- * A query tile keeps its queries in the lanes: tiles are [rows][ATTN_QTILE]
- * floats, 64-byte aligned, and only the first nq * 16 lanes are used
- * (nq in 1..4).  Scores are in log2 units (scaled by log2(e)) so that the
- * softmax uses exp2.  Keys and values are read in place, rows ldk / ldv
- * floats apart. */
+/* ---- attention micro-kernels (sdpa_kern_{avx512,avx2,generic}.c) ------
+ * Called by sdpa_tile.c of the same copy.  A query tile keeps its queries
+ * in the lanes: tiles are [rows][ATTN_QTILE] floats, 64-byte aligned, and
+ * only the first nq * 16 lanes are used (nq in 1..4).  Scores are in log2
+ * units (scaled by log2(e)) so that the softmax uses exp2.  Keys and values
+ * are read in place, rows ldk / ldv floats apart. */
 #define ATTN_QTILE 64
 
+#ifdef ATTN_ISA_SUFFIX
 /* s[j][i] = sum_c qt[c][i] * k[j][c] for j < jn, and smax[i] = max over j
  * of s[j][i] (jn >= 1). */
 void attn_kern_qk(int nq, int jn, int d, const float *qt, const float *k,
@@ -93,9 +161,13 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
 /* ot[c][i] = alpha[i] * ot[c][i] + sum_j v[j][c] * p[j][i] for c < dv. */
 void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
                   size_t ldv, const float *alpha, float *ot);
+/* The copy's pool job of attn_cpu_sdpa (sdpa_tile.c). */
+void attn_sdpa_item(void *arg, size_t item, int worker);
+#endif
 
 /* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */
 
+#ifdef ATTN_ISA_SUFFIX
 /* C[m, n] = A[m, k] * B[n, k]^T (+ bias[n] when bias != NULL), row-major with
  * leading dimensions lda, ldb, ldc (in floats).  Runs on the pool.  Returns
  * ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
@@ -111,7 +183,18 @@ void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table);
 void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
                    int seq, int pos0);
 
-/* The multi-head layer on the native backend; c is validated. */
+/* The copy's attn_cpu_mha (mha.c). */
+attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
+#endif
+
+/* The table of attn_posenc_sinusoidal (api.c): the generic copy's, which
+ * every build has (the table is sin and cos of each position, not SIMD
+ * work). */
+void attn_cpu_posenc_sinusoidal_generic(int seq, int d_model, int offset,
+                                        float *table);
+
+/* The multi-head layer on the native backend, with cpu's kernels; c is
+ * validated. */
 attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
 
 #endif /* ATTN_CPU_IMPL_H */

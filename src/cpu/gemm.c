@@ -1,6 +1,8 @@
 /*
  * C = A B^T (+ bias) for the projections of the multi-head layer, blocked in
- * the GotoBLAS / BLIS way.
+ * the GotoBLAS / BLIS way; compiled once per instruction set, and the
+ * copy's own (AVX-512, AVX2 + FMA or plain C) micro-kernel and packing are
+ * chosen below by what its flags enable.
  *
  * The vector dimension is n (the columns of C, contiguous in memory), so B
  * (the nn.Linear weight, [n, k]) is packed once per call into panels of

@@ -1,8 +1,8 @@
 /*
- * IEEE binary16 <-> binary32 conversion.  The scalar functions are portable
- * bit manipulation (exact, round to nearest even, subnormals, inf and NaN);
- * the bulk helpers use F16C when the build enables it, which gives the same
- * results.
+ * IEEE binary16 <-> binary32 conversion of the hot code, compiled once per
+ * instruction set.  The scalar conversions are portable bit manipulation
+ * (exact, round to nearest even, subnormals, inf and NaN); the bulk ones use
+ * F16C in the copies that have it, which gives the same results.
  */
 #include <string.h>
 
@@ -26,7 +26,7 @@ static float bits_float(uint32_t u)
     return f;
 }
 
-float attn_half_to_float(uint16_t h)
+static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (uint32_t)(h >> 10) & 0x1fu;
@@ -41,7 +41,7 @@ float attn_half_to_float(uint16_t h)
     return bits_float(sign | float_bits((float)man * 0x1p-24f));
 }
 
-uint16_t attn_float_to_half(float f)
+static uint16_t float_to_half(float f)
 {
     uint32_t x = float_bits(f);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
@@ -85,7 +85,7 @@ void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n)
     }
 #endif
     for (; i < n; i++)
-        dst[i] = attn_half_to_float(src[i]);
+        dst[i] = half_to_float(src[i]);
 }
 
 void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n)
@@ -99,5 +99,5 @@ void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n)
     }
 #endif
     for (; i < n; i++)
-        dst[i] = attn_float_to_half(src[i]);
+        dst[i] = float_to_half(src[i]);
 }

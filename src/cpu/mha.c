@@ -1,8 +1,9 @@
 /*
- * The multi-head attention layer on the native backend.  Activations stay
- * token-major ([batch, seq, heads * head_dim]) from projection to output
- * projection: the attention kernel reads the heads through strides, so no
- * head split or merge is ever copied.
+ * The multi-head attention layer on the native backend, compiled once per
+ * instruction set (with its projections and positional encodings from the
+ * same copy).  Activations stay token-major ([batch, seq, heads * head_dim])
+ * from projection to output projection: the attention kernel reads the
+ * heads through strides, so no head split or merge is ever copied.
  */
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,5 @@
-/* Positional encodings of the native backend: sinusoidal table and RoPE. */
+/* Positional encodings of the native backend: sinusoidal table and RoPE,
+ * compiled once per instruction set. */
 #include <math.h>
 
 #include "cpu/cpu_impl.h"

@@ -1,5 +1,6 @@
 /*
- * AVX-512 micro-kernels of the tiled attention (contract in cpu_impl.h).
+ * AVX-512 micro-kernels of the tiled attention (contract in cpu_impl.h),
+ * built only into the avx512 copy.
  *
  * Queries live in the lanes, so both products are outer-product updates with
  * no horizontal sums: a block of nr key rows (or value columns) times nq
@@ -10,10 +11,13 @@
  */
 #include <math.h>
 
+#include <immintrin.h>
+
 #include "cpu/cpu_impl.h"
 
-#ifdef __AVX512F__
-#include <immintrin.h>
+#ifndef __AVX512F__
+#error "sdpa_kern_avx512.c is built only with the avx512 flags"
+#endif
 
 #define KERN_INLINE static inline __attribute__((always_inline))
 #define QT          ATTN_QTILE
@@ -294,8 +298,3 @@ void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
         break;
     }
 }
-
-#else
-/* The portable kernels (sdpa_kern_generic.c) serve this build. */
-typedef int attn_sdpa_kern_avx512_unused;
-#endif /* __AVX512F__ */

@@ -1,14 +1,14 @@
 /*
  * Portable micro-kernels of the tiled attention (contract in cpu_impl.h),
- * used when the build has no AVX-512.  The loops run over the query lanes
+ * built into the generic copy.  The loops run over the query lanes
  * innermost with no dependence between lanes, so compilers vectorize them
- * for whatever SIMD the target has (SSE2, AVX2, NEON).
+ * for whatever SIMD the target has (SSE2, NEON; AVX2 with
+ * -DATTN_NATIVE_ARCH=ON).
  */
-#include "cpu/cpu_impl.h"
-
-#ifndef __AVX512F__
 #include <math.h>
 #include <string.h>
+
+#include "cpu/cpu_impl.h"
 
 #define QT ATTN_QTILE
 
@@ -258,8 +258,3 @@ void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
     for (u = 0; u < nq; u++)
         pv_lanes(jn, dv, p + 16 * u, v, ldv, alpha + 16 * u, ot + 16 * u);
 }
-
-#else
-/* The AVX-512 kernels (sdpa_kern_avx512.c) serve this build. */
-typedef int attn_sdpa_kern_generic_unused;
-#endif /* __AVX512F__ */

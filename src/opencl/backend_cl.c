@@ -312,7 +312,7 @@ attn_status attn_backend_cl_from_objects(cl_context context,
 /* Whether "auto" should prefer the native backend to the best usable
  * OpenCL CPU device: its profile says, else ATTN_CL_NATIVE_BEATS_CPU. */
 static int native_beats_cpu(const attn_device_info *devs, size_t n,
-                            const attn_logger *log)
+                            int native_fast, const attn_logger *log)
 {
     const attn_device_info *best = NULL;
     attn_profile *p;
@@ -328,18 +328,19 @@ static int native_beats_cpu(const attn_device_info *devs, size_t n,
             beats = p->native_beats_opencl;
         free(p);
     }
-    return beats;
+    return beats && native_fast;
 }
 
-int attn_opencl_native_beats_cpu(const attn_device_info *devs, size_t n)
+int attn_opencl_native_beats_cpu(const attn_device_info *devs, size_t n,
+                                 int native_fast)
 {
-    return native_beats_cpu(devs, n, NULL);
+    return native_beats_cpu(devs, n, native_fast, NULL);
 }
 
 attn_status attn_opencl_open(const char *spec, const attn_options *o,
-                             const char *kernel, const attn_logger *log,
-                             attn_backend **out, char *why, size_t why_cap,
-                             attn_err *err)
+                             const char *kernel, int native_fast,
+                             const attn_logger *log, attn_backend **out,
+                             char *why, size_t why_cap, attn_err *err)
 {
     attn_cl_device *devs = NULL;
     attn_device_info *infos = NULL;
@@ -361,8 +362,8 @@ attn_status attn_opencl_open(const char *spec, const attn_options *o,
     }
     for (size_t i = 0; i < n; i++)
         infos[i] = devs[i].info;
-    s = attn_cl_select(infos, n, spec, native_beats_cpu(infos, n, log), &sel,
-                       err);
+    s = attn_cl_select(infos, n, spec,
+                       native_beats_cpu(infos, n, native_fast, log), &sel, err);
     if (s == ATTN_OK) {
         snprintf(why, why_cap, "%s", sel.why);
         if (!sel.native)

@@ -16,16 +16,20 @@ attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
  * device (options.queues queues each, each tuned by its profile), or NULL
  * when the spec selects the native backend; why receives the reason of
  * the choice.  kernel (NULL: none) forces a kernel variant by name.
+ * native_fast: the native backend runs vectorised kernels here (so "auto"
+ * may prefer it to an OpenCL CPU device; its profile decides).
  * Errors: ATTN_ERR_NO_DEVICE (nothing matches; err lists the devices),
  * ATTN_ERR_INVALID_ARGUMENT, and device errors creating the runtime. */
 attn_status attn_opencl_open(const char *spec, const attn_options *o,
-                             const char *kernel, const attn_logger *log,
-                             attn_backend **out, char *why, size_t why_cap,
-                             attn_err *err);
+                             const char *kernel, int native_fast,
+                             const attn_logger *log, attn_backend **out,
+                             char *why, size_t why_cap, attn_err *err);
 
 /* Whether device spec "auto" prefers the native backend to the best
- * usable OpenCL CPU device of devs (its profile says). */
-int attn_opencl_native_beats_cpu(const attn_device_info *devs, size_t n);
+ * usable OpenCL CPU device of devs: its profile says so and native_fast
+ * (attn_opencl_open). */
+int attn_opencl_native_beats_cpu(const attn_device_info *devs, size_t n,
+                                 int native_fast);
 
 /* The name of kernel variant i of the table, NULL past the end. */
 const char *attn_opencl_kernel_name(int i);

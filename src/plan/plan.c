@@ -168,7 +168,7 @@ static attn_status make_work(attn_backend *b, const attn_sdpa_desc *d,
         attn_err e = {{0}};
         g->g = groups[j];
         g->prep = x->prepare(b, w->slot_dev[g->g.slot], &g->g.d, &g->p, &e);
-        snprintf(g->why, sizeof g->why, "%s", e.msg);
+        snprintf(g->why, sizeof g->why, "%.250s", e.msg);
     }
     free(groups);
     return s;
@@ -238,7 +238,7 @@ attn_status attn_plan_devices(attn_plan_cache *pc, attn_backend *b,
         for (int i = 0; i < p->mha.n_dev; i++) {
             attn_err e2 = {{0}};
             p->mha.prep[i] = x->prepare(b, i, sd, &p->mha.p[i], &e2);
-            snprintf(p->mha.why[i], sizeof p->mha.why[i], "%s", e2.msg);
+            snprintf(p->mha.why[i], sizeof p->mha.why[i], "%.250s", e2.msg);
         }
         insert(pc, p);
     }

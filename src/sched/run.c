@@ -173,7 +173,7 @@ static int move_groups(run *r)
         if (r->dev[group_dev(r, g)].failed)
             return 0;
         g->prep = r->x->prepare(r->b, group_dev(r, g), &g->g.d, &g->p, &e);
-        snprintf(g->why, sizeof g->why, "%s", e.msg);
+        snprintf(g->why, sizeof g->why, "%.250s", e.msg);
     }
     return r->n_failed < r->n_dev;
 }

@@ -1,0 +1,10 @@
+/*
+ * The table of one copy of the native backend's hot code (cpu_impl.h,
+ * "instruction sets"): what isa.c hands to an attn_cpu.
+ */
+#include "cpu/cpu_impl.h"
+
+const attn_cpu_kern ATTN_ISA_FN(attn_cpu_kern) = {
+    attn_sdpa_item,
+    attn_cpu_mha,
+};

@@ -1,0 +1,360 @@
+/*
+ * The tile loop of the native attention, compiled once per instruction set
+ * (cmake/attnCpuIsa.cmake): one work item is (query tile, batch, head).
+ * A query tile of up to ATTN_QTILE queries is packed transposed (qt[c][i],
+ * scaled by scale * log2(e)) so that the queries sit in SIMD lanes; key
+ * tiles of SDPA_KTILE rows are then scored in place, masked, folded into
+ * the running max and sum per lane and multiplied into the transposed
+ * output accumulator ot[c][i].  Key tiles that every query of the tile has
+ * hidden (causal, window, kv_len) are never visited, and the per-element
+ * mask is applied only on tiles that some query only partly sees.
+ */
+#include <math.h>
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#include "cpu/cpu_impl.h"
+#include "cpu/sdpa_job.h"
+
+#define QT    ATTN_QTILE
+#define LOG2E 1.4426950408889634f
+#define LN2   0.6931471805599453f
+
+static const void *elem(const struct attn_sdpa_job *jb, const void *base,
+                        size_t off)
+{
+    return jb->f16 ? (const void *)((const uint16_t *)base + off)
+                   : (const void *)((const float *)base + off);
+}
+
+/* qt[c][i] = q[i][c] * qscale for the tile's rows; lanes past qn are 0. */
+static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
+                   size_t qoff, int qn, int lanes)
+{
+    int d = jb->d->head_dim, i, c;
+
+    for (i = 0; i < qn; i++) {
+        const void *row = elem(jb, jb->q, qoff + (size_t)i * jb->lay.q[2]);
+        const float *qr = row;
+        if (jb->f16) {
+            attn_half_to_float_n(row, w->kc, (size_t)d);
+            qr = w->kc;
+        }
+        for (c = 0; c < d; c++)
+            w->qt[(size_t)c * QT + (size_t)i] = qr[c] * jb->qscale;
+    }
+    for (c = 0; c < d; c++)
+        for (i = qn; i < lanes; i++)
+            w->qt[(size_t)c * QT + (size_t)i] = 0.0f;
+}
+
+/* jn rows of a K or V head as packed floats: in place when the rows are
+ * F32 and contiguous, else converted or copied into buf.  Strided rows
+ * (token-major [B, S, H*d] tensors) are copied because a power-of-two row
+ * stride maps a whole tile onto a few L1 sets.  *ld receives the row
+ * stride in floats. */
+static const float *rows_f32(const struct attn_sdpa_job *jb, const void *base,
+                             size_t off, size_t row_stride, int width, int jn,
+                             float *buf, size_t *ld)
+{
+    size_t w = (size_t)width;
+    int r;
+
+    *ld = w;
+    if (!jb->f16 && (row_stride == w || jn == 1))
+        return (const float *)base + off;
+    for (r = 0; r < jn; r++) {
+        size_t at = off + (size_t)r * row_stride;
+        if (jb->f16)
+            attn_half_to_float_n((const uint16_t *)base + at,
+                                 buf + (size_t)r * w, w);
+        else
+            memcpy(buf + (size_t)r * w, (const float *)base + at,
+                   w * sizeof(float));
+    }
+    return buf;
+}
+
+/* Hides, in a score tile of keys j0.., the lanes of queries i0.. that the
+ * causal mask or the window hide: lane i sees key j iff lo <= i <= hi with
+ * lo = j - off - i0 (causal) and hi = j - off + window - 1 - i0 (window). */
+static void mask_tile(const attn_sdpa_desc *d, float *s, long long i0,
+                      long long j0, int jn, int lanes, long long off)
+{
+    int r, i;
+
+    for (r = 0; r < jn; r++) {
+        long long j = j0 + r;
+        long long lo = d->mask.causal ? j - off - i0 : (long long)-1;
+        long long hi = d->mask.window > 0 ? j - off + d->mask.window - 1 - i0
+                                          : (long long)lanes;
+        float *sr = s + (size_t)r * QT;
+        for (i = 0; i < lanes; i++)
+            if (i < lo || i > hi)
+                sr[i] = -INFINITY;
+    }
+}
+
+/* Adds bias * log2(e) for the tile's real queries (rows of the bias are
+ * seq_kv floats apart; bp points at query i0, key j0).  A -inf entry hides
+ * the key whatever its score (a NaN key must not turn it into NaN). */
+static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
+{
+    int i, r;
+
+    for (i = 0; i < qn; i++)
+        for (r = 0; r < jn; r++) {
+            float b = bp[(size_t)i * ld + (size_t)r];
+            float *e = &s[(size_t)r * QT + (size_t)i];
+            *e = b == -INFINITY ? -INFINITY : *e + b * LOG2E;
+        }
+}
+
+/* 1 when every value of the jn x dv tile is finite. */
+static int tile_finite(const float *v, size_t ldv, int jn, int dv)
+{
+    for (int j = 0; j < jn; j++)
+        for (int c = 0; c < dv; c++)
+            if (!isfinite(v[(size_t)j * ldv + (size_t)c]))
+                return 0;
+    return 1;
+}
+
+/* 1 when some probability of the tile is 0: a hidden key, a -inf score or
+ * a weight that underflowed.  p >= 0 or NaN, so +0 has the smallest bit
+ * pattern: an unsigned minimum per lane over the keys, tested across the
+ * lanes once at the end (not per key, which would chain a horizontal
+ * reduction through every row). */
+static int tile_has_zero(const float *p, int jn, int lanes)
+{
+#ifdef __AVX512F__
+    __m512i mn = _mm512_set1_epi32(-1);
+    for (int u = 0; u < lanes; u += 16)
+        for (int j = 0; j < jn; j++)
+            mn = _mm512_min_epu32(
+                mn, _mm512_load_si512(
+                        (const void *)(p + (size_t)j * QT + (size_t)u)));
+    return _mm512_testn_epi32_mask(mn, mn) != 0;
+#else
+    int zero = 0;
+    for (int u = 0; u < lanes; u += 16) {
+        uint32_t mn[16];
+        for (int i = 0; i < 16; i++)
+            mn[i] = UINT32_MAX;
+        for (int j = 0; j < jn; j++)
+            for (int i = 0; i < 16; i++) {
+                uint32_t b;
+                memcpy(&b, p + (size_t)j * QT + (size_t)(u + i), sizeof b);
+                mn[i] = b < mn[i] ? b : mn[i];
+            }
+        for (int i = 0; i < 16; i++)
+            zero |= mn[i] == 0;
+    }
+    return zero;
+#endif
+}
+
+static const float *bias_base(const attn_sdpa_desc *d, int b, int h)
+{
+    size_t plane = (size_t)d->seq_q * (size_t)d->seq_kv;
+
+    switch (d->mask.bias_kind) {
+    case ATTN_BIAS_SHARED:
+        return d->mask.bias;
+    case ATTN_BIAS_PER_HEAD:
+        return d->mask.bias + (size_t)h * plane;
+    case ATTN_BIAS_FULL:
+        return d->mask.bias +
+               ((size_t)b * (size_t)d->heads_q + (size_t)h) * plane;
+    default:
+        return NULL;
+    }
+}
+
+/* Scores of keys j0 .. j0+jn-1 for the tile's lanes into s, with the bias
+ * when bias is not NULL (bias points at query i0, key j0) and the causal /
+ * window mask when masked.  Returns the per-lane maximum when
+ * the dot kernel gave it and nothing moved it, else NULL. */
+static const float *score_tile(const struct attn_sdpa_job *jb,
+                               const struct attn_sdpa_ws *w, const float *kt,
+                               size_t ldk, float *s, float *smax, int i0,
+                               int qn, long long j0, int jn, int lanes,
+                               long long off, int masked, const float *bias)
+{
+    const attn_sdpa_desc *d = jb->d;
+    int nq = lanes / 16;
+
+    if (d->score == ATTN_SCORE_ADDITIVE) {
+        attn_kern_additive(nq, jn, d->head_dim, w->qt, kt, ldk, w->w, s);
+        smax = NULL;
+    } else {
+        attn_kern_qk(nq, jn, d->head_dim, w->qt, kt, ldk, s, smax);
+    }
+    /* the bias first: a hidden key stays -inf whatever its bias holds */
+    if (bias) {
+        add_bias(s, bias, (size_t)d->seq_kv, qn, jn);
+        smax = NULL;
+    }
+    if (masked) {
+        mask_tile(d, s, i0, j0, jn, lanes, off);
+        smax = NULL;
+    }
+    return smax;
+}
+
+/* attn_kern_pv for a tile whose V holds inf or NaN and whose P holds
+ * zeros.  A key hidden from a row (mask, -inf bias, -inf score) must not
+ * bring its V into the row (0 * inf is NaN), while a visible key whose
+ * weight underflowed to 0 must (its NaN spoils the column, as it would
+ * with any weight).  P cannot tell the two apart, so the scores of the
+ * tile are computed again, one key at a time, to find the hidden ones.
+ * Rare (a KV cache with garbage behind a mask), so plain C. */
+static void pv_nonfinite(const struct attn_sdpa_job *jb,
+                         const struct attn_sdpa_ws *w, const float *kt,
+                         size_t ldk, const float *v, size_t ldv, int i0, int qn,
+                         long long j0, int jn, int lanes, long long off,
+                         int masked, const float *bias)
+{
+    _Alignas(64) float s1[QT], mx1[QT];
+    uint64_t hidden[SDPA_KTILE]; /* bit i: lane i hides the key */
+    int dv = jb->d->head_dim_v;
+
+    for (int j = 0; j < jn; j++) {
+        score_tile(jb, w, kt + (size_t)j * ldk, ldk, s1, mx1, i0, qn, j0 + j, 1,
+                   lanes, off, masked, bias ? bias + j : NULL);
+        hidden[j] = 0;
+        for (int i = 0; i < lanes; i++)
+            if (s1[i] == -INFINITY)
+                hidden[j] |= (uint64_t)1 << i;
+    }
+    for (int c = 0; c < dv; c++) {
+        float *o = w->ot + (size_t)c * QT;
+        for (int i = 0; i < lanes; i++)
+            o[i] *= w->alpha[i];
+        for (int j = 0; j < jn; j++) {
+            float vj = v[(size_t)j * ldv + (size_t)c];
+            const float *pj = w->s + (size_t)j * QT;
+            for (int i = 0; i < lanes; i++)
+                if (!(hidden[j] >> i & 1))
+                    o[i] += vj * pj[i];
+        }
+    }
+}
+
+/* Writes O = ot / l and lse for the tile's queries; a query whose sum is 0
+ * (nothing visible) gets O = 0 and lse = -inf, one whose sum is NaN (a NaN
+ * or +inf score) O = NaN and lse = NaN. */
+static void finish_tile(const struct attn_sdpa_job *jb,
+                        const struct attn_sdpa_ws *w, size_t ooff, float *lse,
+                        int qn)
+{
+    int dv = jb->d->head_dim_v, i, c;
+
+    for (i = 0; i < qn; i++) {
+        float l = w->l[i];
+        int any = l != 0.0f; /* also NaN */
+        float inv = any ? 1.0f / l : 0.0f;
+        float *row = w->vc; /* scratch: F32 row before F16 rounding */
+        size_t at = ooff + (size_t)i * jb->lay.o[2];
+
+        if (!jb->f16)
+            row = (float *)jb->o + at;
+        for (c = 0; c < dv; c++)
+            row[c] = any ? w->ot[(size_t)c * QT + (size_t)i] * inv : 0.0f;
+        if (jb->f16)
+            attn_float_to_half_n(row, (uint16_t *)jb->o + at, (size_t)dv);
+        if (lse)
+            lse[i] = any ? (w->m[i] + log2f(l)) * LN2 : -INFINITY;
+    }
+}
+
+void attn_sdpa_item(void *arg, size_t item, int worker)
+{
+    const struct attn_sdpa_job *jb = arg;
+    const attn_sdpa_desc *d = jb->d;
+    struct attn_sdpa_ws w;
+    size_t bh_count = (size_t)d->batch * (size_t)d->heads_q;
+    /* last query tiles first: under a causal mask they are the longest */
+    int qti = jb->nqt - 1 - (int)(item / bh_count);
+    int b = (int)(item % bh_count / (size_t)d->heads_q);
+    int h = (int)(item % bh_count % (size_t)d->heads_q);
+    int g = h / jb->group;
+    int i0 = qti * QT;
+    int qn = d->seq_q - i0 < QT ? d->seq_q - i0 : QT;
+    int nq = (qn + 15) / 16, lanes = nq * 16, i;
+    long long off = (long long)d->seq_kv - d->seq_q;
+    long long jlo = 0, jhi = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
+    long long full_lo = 0, full_hi = jhi, j0;
+    size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
+    size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
+    const float *bias = bias_base(d, b, h);
+
+    attn_sdpa_ws_of(jb->cpu, worker, &w);
+    /* [jlo, jhi): keys some query of the tile sees; [full_lo, full_hi]:
+     * keys every query of the tile sees */
+    if (d->mask.causal) {
+        long long last = (long long)i0 + qn - 1 + off;
+        if (last + 1 < jhi)
+            jhi = last + 1;
+        if (i0 + off + 1 < full_hi)
+            full_hi = i0 + off + 1;
+    }
+    if (d->mask.window > 0) {
+        long long first = (long long)i0 + off - d->mask.window + 1;
+        if (first > jlo)
+            jlo = first;
+        full_lo = first + qn - 1;
+    }
+
+    pack_q(jb, &w,
+           (size_t)b * jb->lay.q[0] + (size_t)h * jb->lay.q[1] +
+               (size_t)i0 * jb->lay.q[2],
+           qn, lanes);
+    if (d->score == ATTN_SCORE_ADDITIVE)
+        for (i = 0; i < d->head_dim; i++)
+            w.w[i] =
+                d->additive_w[(size_t)h * (size_t)d->head_dim + (size_t)i] *
+                LOG2E;
+    for (i = 0; i < lanes; i++) {
+        w.m[i] = -INFINITY;
+        w.l[i] = 0.0f;
+    }
+    memset(w.ot, 0, (size_t)d->head_dim_v * QT * sizeof(float));
+
+    for (j0 = jlo; j0 < jhi; j0 += SDPA_KTILE) {
+        int jn = (int)(jhi - j0 < SDPA_KTILE ? jhi - j0 : SDPA_KTILE);
+        size_t ldk, ldv;
+        const float *kt = rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
+                                   jb->lay.k[2], d->head_dim, jn, w.kc, &ldk);
+        const float *vt;
+
+        const float *bt =
+            bias ? bias + (size_t)i0 * (size_t)d->seq_kv + (size_t)j0 : NULL;
+        int masked = j0 < full_lo || j0 + jn > full_hi;
+        /* the max from the score kernel holds until a mask or bias moves it */
+        const float *smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0,
+                                       jn, lanes, off, masked, bt);
+
+        attn_kern_softmax(nq, jn, w.s, smax, w.m, w.l, w.alpha);
+        vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
+                      d->head_dim_v, jn, w.vc, &ldv);
+        if (tile_has_zero(w.s, jn, lanes) &&
+            !tile_finite(vt, ldv, jn, d->head_dim_v))
+            pv_nonfinite(jb, &w, kt, ldk, vt, ldv, i0, qn, j0, jn, lanes, off,
+                         masked, bt);
+        else
+            attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
+    }
+
+    finish_tile(jb, &w,
+                (size_t)b * jb->lay.o[0] + (size_t)h * jb->lay.o[1] +
+                    (size_t)i0 * jb->lay.o[2],
+                jb->lse ? jb->lse +
+                              ((size_t)b * (size_t)d->heads_q + (size_t)h) *
+                                  (size_t)d->seq_q +
+                              (size_t)i0
+                        : NULL,
+                qn);
+}
