@@ -19,9 +19,8 @@
  *   ml [rows][n_split][2] (m, l), then o [rows][n_split][head_dim_v],
  * rows = (batch * heads_q) * seq_q.
  *
- * Pass 2, attn_decode_combine.  One work-group of DC_CWG items per query
- * row: M = max m over the splits with l > 0, L = sum l 2^(m - M),
- * O = sum o 2^(m - M) / L, lse = (M + log2 L) ln 2.
+ * Pass 2 is attn_combine (combine.cl, nat = 0), DC_CWG items per query
+ * row.
  *
  * Masks.  Row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
  * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
@@ -49,9 +48,6 @@
 #ifndef DC_TK /* keys per chunk of pass 1, a multiple of DC_WG */
 #define DC_TK 256
 #endif
-#ifndef DC_CWG /* items per work-group of pass 2 */
-#define DC_CWG 64
-#endif
 #ifndef DC_MAXQ /* most query rows per head */
 #define DC_MAXQ 4
 #endif
@@ -60,7 +56,6 @@
 #endif
 
 #define DC_LOG2E 1.4426950408889634f
-#define DC_LN2 0.6931471805599453f
 
 #define DC_BIAS_SHARED 1
 #define DC_BIAS_PER_HEAD 2
@@ -70,8 +65,6 @@
 #define DC_MAX(a, b) select((b), (a), (a) > (b))
 #define DC_IS_MASKED(x) (as_uint(x) == ATTN_MASKED_BITS)
 #define DC_FLT_MIN_BITS 0x00800000u /* FLT_MIN */
-/* A split's sum l is 0 when it saw no visible key (never -0); NaN counts. */
-#define DC_HAS_SUM(x) (as_uint(x) != 0u)
 
 /* Four elements of a global row at element index i (n valid, 0 after). */
 static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
@@ -322,48 +315,4 @@ __kernel void attn_decode_split(
         for (int c = lid; c < dv; c += DC_WG)
             part[po_off + pi * (size_t)dv + (size_t)c] = acc[r * dvp + c];
     }
-}
-
-/* part: the partial buffer of pass 1 (o at po_off).  o, lse: the caller's
- * outputs at element offsets (lse when has_lse).  Launch: global (DC_CWG,
- * rows in this launch), local (DC_CWG, 1); row (of [batch * heads_q *
- * seq_q]) row0 + get_group_id(1). */
-__kernel void attn_decode_combine(__global const float *part, ulong po_off,
-                                  __global ATTN_T *o, ulong o_off,
-                                  __global float *lse, ulong lse_off,
-                                  int has_lse, int head_dim_v, int n_split,
-                                  int row0)
-{
-    const int lid = (int)get_local_id(0);
-    const size_t row = (size_t)row0 + (size_t)get_group_id(1);
-    const size_t p0 = row * (size_t)n_split;
-    const int dv = head_dim_v;
-
-    float mm = as_float(ATTN_MASKED_BITS);
-    for (int s = 0; s < n_split; s++)
-        if (DC_HAS_SUM(part[2 * (p0 + (size_t)s) + 1]))
-            mm = DC_MAX(part[2 * (p0 + (size_t)s)], mm);
-    float lt = 0.0f;
-    for (int s = 0; s < n_split; s++) {
-        const float ls = part[2 * (p0 + (size_t)s) + 1];
-        if (DC_HAS_SUM(ls))
-            lt = mad(ls, exp2(part[2 * (p0 + (size_t)s)] - mm), lt);
-    }
-    const int any = DC_HAS_SUM(lt);
-    const float inv = any ? 1.0f / lt : 0.0f;
-    const size_t obase = (size_t)o_off + row * (size_t)dv;
-    for (int c = lid; c < dv; c += DC_CWG) {
-        float x = 0.0f;
-        for (int s = 0; s < n_split; s++) {
-            const float ls = part[2 * (p0 + (size_t)s) + 1];
-            if (DC_HAS_SUM(ls))
-                x = mad(part[po_off + (p0 + (size_t)s) * (size_t)dv +
-                             (size_t)c],
-                        exp2(part[2 * (p0 + (size_t)s)] - mm), x);
-        }
-        ATTN_STORE(o, obase + (size_t)c, any ? x * inv : 0.0f);
-    }
-    if (has_lse && lid == 0)
-        ((__global uint *)lse)[(size_t)lse_off + row] =
-            any ? as_uint((mm + log2(lt)) * DC_LN2) : ATTN_NEG_INF_BITS;
 }

@@ -32,7 +32,7 @@ static const attn_cl_param params[N_PARAMS] = {
     {"tk", "DC_TK", 1, 4096, 256, 0,
      "keys per chunk of pass 1, a multiple "
      "of wg"},
-    {"cwg", "DC_CWG", 1, 1024, 64, 0, "work-items per combined row (pass 2)"},
+    {"cwg", NULL, 1, 1024, 64, 0, "work-items per combined row (pass 2)"},
     {"splits", NULL, 0, MAX_SPLITS, 0, ATTN_CL_PARAM_RUNTIME,
      "key splits per (batch, query head); 0: from the compute units"},
     {"max_seq_q", NULL, 0, 64, MAX_Q, ATTN_CL_PARAM_RUNTIME,
@@ -204,7 +204,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 
 #define KARG           ATTN_CL_KARG
 #define N_SPLIT_ARGS   28
-#define N_COMBINE_ARGS 10
+#define N_COMBINE_ARGS 11
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX query heads, then pass 2 in
  * blocks of at most ATTN_CL_GRID_MAX rows, chained. */
@@ -212,6 +212,7 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
 {
     const geom *g = L->geom;
     const attn_cl_tuning *t = &L->b->t;
+    const cl_int nat = 0; /* pass 1's maxima are in base 2 */
     const attn_cl_karg sargs[N_SPLIT_ARGS - 2] = {
         KARG(L->t->q),     KARG(L->q_off),      KARG(L->t->k),
         KARG(L->k_off),    KARG(L->t->v),       KARG(L->v_off),
@@ -225,7 +226,8 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
     const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(L->scratch), KARG(g->po_off),     KARG(L->t->o),
         KARG(L->o_off),   KARG(L->lse),        KARG(L->lse_off),
-        KARG(L->has_lse), KARG(L->head_dim_v), KARG(g->n_split)};
+        KARG(L->has_lse), KARG(L->head_dim_v), KARG(g->n_split),
+        KARG(nat)};
     const size_t bh_total = (size_t)L->d->batch * (size_t)L->heads_q;
     const size_t rows = bh_total * (size_t)L->seq_q;
     const size_t wg = (size_t)t->v[P_WG], cwg = (size_t)t->v[P_CWG];
@@ -267,9 +269,9 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
     return rc;
 }
 
-static const char *const sources[] = {"decode.cl", NULL};
-static const char *const kernels[] = {"attn_decode_split",
-                                      "attn_decode_combine", NULL};
+static const char *const sources[] = {"decode.cl", "combine.cl", NULL};
+static const char *const kernels[] = {"attn_decode_split", "attn_combine",
+                                      NULL};
 
 const attn_cl_variant attn_cl_variant_decode = {
     .name = "decode",
