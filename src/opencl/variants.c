@@ -17,7 +17,8 @@
     X(unfused)                                                                 \
     X(fused)                                                                   \
     X(decode)                                                                  \
-    X(tiled)
+    X(tiled)                                                                   \
+    X(splitkv)
 
 #define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
 #define ENTRY(n)   &attn_cl_variant_##n,
