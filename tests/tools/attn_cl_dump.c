@@ -2,7 +2,8 @@
  * attn-cl-dump DIR: writes every OpenCL program libattn builds on the
  * devices of cl_program_devices() into DIR, for offline compilers
  * (scripts/offline_compile.sh).  Per program NAME ("fused_f32-nvidia": the
- * launcher's tag and the first device that builds it):
+ * launcher's tag and the first device that builds it; "tiled_f32_d64-
+ * nvidia" for a variant built per head size):
  *     NAME.cl    the concatenated sources, byte for byte what attn_cl_build
  *                hands to clCreateProgramWithSource;
  *     NAME.opts  its build options, what clBuildProgram gets (no newline);
@@ -20,14 +21,14 @@
 #include "cl_programs.h"
 #include "opencl/runtime.h"
 
-#define MAX_PROGRAMS 128
+#define MAX_PROGRAMS 512
 #define PATH_MAX_LEN 1200
 
 typedef struct dumped {
-    char name[CL_PROGRAM_NAME_MAX];
+    char name[CL_PROGRAM_NAME_MAX + 16];
     const char *tag;
-    const char *const *sources;
-    size_t n_sources;
+    int head_dim;
+    char sources[256]; /* the file names, space-separated */
     char options[CL_PROGRAM_OPTIONS_MAX];
     char labels[256]; /* devices that build it, space-separated */
 } dumped;
@@ -74,7 +75,8 @@ static int dump_one(const cl_program_desc *p, void *user)
     attn_err err = {{0}};
     for (size_t i = 0; i < r->n; i++) {
         d = &r->prog[i];
-        if (!strcmp(d->tag, p->tag) && !strcmp(d->options, p->options)) {
+        if (!strcmp(d->tag, p->tag) && d->head_dim == p->head_dim &&
+            !strcmp(d->options, p->options)) {
             used = strlen(d->labels);
             snprintf(d->labels + used, sizeof d->labels - used, " %s",
                      r->label);
@@ -87,10 +89,18 @@ static int dump_one(const cl_program_desc *p, void *user)
     }
     d = &r->prog[r->n];
     memset(d, 0, sizeof *d);
-    snprintf(d->name, sizeof d->name, "%s-%s", p->tag, r->label);
+    /* One file per head size where the variant builds one per head size. */
+    if (p->head_dim)
+        snprintf(d->name, sizeof d->name, "%s_d%d-%s", p->tag, p->head_dim,
+                 r->label);
+    else
+        snprintf(d->name, sizeof d->name, "%s-%s", p->tag, r->label);
     d->tag = p->tag;
-    d->sources = p->sources;
-    d->n_sources = p->n_sources;
+    d->head_dim = p->head_dim;
+    /* The names are the callback's to reuse: kept as text. */
+    for (size_t i = 0, w = 0; i < p->n_sources && w < sizeof d->sources; i++)
+        w += (size_t)snprintf(d->sources + w, sizeof d->sources - w, "%s%s",
+                              i ? " " : "", p->sources[i]);
     snprintf(d->options, sizeof d->options, "%s", p->options);
     snprintf(d->labels, sizeof d->labels, "%s", r->label);
     if (attn_cl_load_sources(p->sources, p->n_sources, &src, &len, &err)) {
@@ -120,10 +130,8 @@ static int write_index(const dump_run *r)
     }
     for (size_t i = 0; i < r->n; i++) {
         const dumped *d = &r->prog[i];
-        fprintf(f, "%s\t", d->name);
-        for (size_t s = 0; s < d->n_sources; s++)
-            fprintf(f, "%s%s", s ? " " : "", d->sources[s]);
-        fprintf(f, "\t%s\t%s\n", d->options, d->labels);
+        fprintf(f, "%s\t%s\t%s\t%s\n", d->name, d->sources, d->options,
+                d->labels);
         printf("%-28s %s\n", d->name, d->labels);
     }
     if (ferror(f))

@@ -17,7 +17,8 @@
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The head sizes a variant may be built for (those of its defines hook
- * that change the program; the others are built once). */
+ * that change the program; the others are built once), with eight query
+ * rows per kv head. */
 static const int HEAD_DIMS[] = {32, 64, 96, 128, 256};
 
 static const char *const MHA_SOURCES[] = {"posenc.cl", "heads.cl"};
@@ -39,11 +40,35 @@ static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
     lim->cl_major = 1;
 }
 
-/* One variant's program for dtype and head size hd on dev: fn's value, or
- * -1 when the options do not fit. */
+/* The build options of v for dtype and head size hd (-1: do not fit). */
+static int options_for(const attn_cl_variant *v, const attn_cl_tuning *t,
+                       const attn_cl_limits *lim, attn_dtype dtype, int hd,
+                       char *opts, size_t cap)
+{
+    attn_sdpa_desc d;
+    char extra[256] = "";
+    int w;
+    memset(&d, 0, sizeof d);
+    /* One decode row of eight query heads that share a kv head: what the
+     * splitkv variant's rows per work-group are built for (8). */
+    d.batch = d.heads_kv = 1;
+    d.heads_q = 8;
+    d.seq_q = d.seq_kv = 1;
+    d.head_dim = d.head_dim_v = hd;
+    d.dtype = dtype;
+    if (v->defines)
+        v->defines(lim, t, &d, extra, sizeof extra);
+    w = attn_cl_variant_options(v, dtype, t, extra, opts, cap);
+    return w < 0 || (size_t)w >= cap ? -1 : 0;
+}
+
+/* One variant's program for dtype and head size hd on dev (per_head_dim:
+ * the variant builds one per head size): fn's value, or -1 when the
+ * options do not fit. */
 static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
                const attn_cl_limits *lim, attn_dtype dtype, int hd,
-               const char *prev, char *out, cl_program_fn fn, void *user)
+               int per_head_dim, const char *prev, char *out,
+               cl_program_fn fn, void *user)
 {
     /* Tags outlive the call: the callback may keep them. */
     static char tags[2 * 64][CL_PROGRAM_NAME_MAX];
@@ -51,18 +76,9 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
     const int vi = attn_cl_variant_find(v->name);
     char *tag = tags[(vi < 0 || vi >= 64 ? 0 : vi) * 2 + (dtype == ATTN_F16)];
     cl_program_desc p;
-    attn_sdpa_desc d;
-    char extra[256] = "", opts[CL_PROGRAM_OPTIONS_MAX];
+    char opts[CL_PROGRAM_OPTIONS_MAX];
     int w;
-    memset(&d, 0, sizeof d);
-    d.batch = d.heads_q = d.heads_kv = 1;
-    d.seq_q = d.seq_kv = 1;
-    d.head_dim = d.head_dim_v = hd;
-    d.dtype = dtype;
-    if (v->defines)
-        v->defines(lim, t, &d, extra, sizeof extra);
-    w = attn_cl_variant_options(v, dtype, t, extra, opts, sizeof opts);
-    if (w < 0 || (size_t)w >= sizeof opts)
+    if (options_for(v, t, lim, dtype, hd, opts, sizeof opts))
         return -1;
     /* A head size that changes nothing gives the same program again. */
     if (prev && !strcmp(prev, opts))
@@ -72,6 +88,7 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
              dtype == ATTN_F16 ? "f16" : "f32");
     memset(&p, 0, sizeof p);
     p.tag = tag;
+    p.head_dim = per_head_dim ? hd : 0;
     p.sources = names;
     p.n_sources = attn_cl_variant_sources(v, names, N_OF(names));
     w = attn_cl_program_options(opts, p.options, sizeof p.options);
@@ -104,8 +121,16 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
         }
         for (int dt = 0; dt < 2 && rc == 0; dt++) {
             char prev[CL_PROGRAM_OPTIONS_MAX] = "";
+            char a[CL_PROGRAM_OPTIONS_MAX], b[CL_PROGRAM_OPTIONS_MAX];
+            /* Whether the variant builds a program per head size. */
+            const int per_hd =
+                options_for(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[0], a,
+                            sizeof a) == 0 &&
+                options_for(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[1], b,
+                            sizeof b) == 0 &&
+                strcmp(a, b) != 0;
             for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++)
-                rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h],
+                rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
                          h ? prev : NULL, prev, fn, user);
         }
     }

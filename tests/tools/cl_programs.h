@@ -21,6 +21,10 @@
  * in the order they are concatenated. */
 typedef struct cl_program_desc {
     const char *tag;
+    /* the head size the program is built for; 0 when its variant builds
+     * one program for every head size */
+    int head_dim;
+    /* valid during the callback only */
     const char *const *sources;
     size_t n_sources;
     char options[CL_PROGRAM_OPTIONS_MAX];
