@@ -33,6 +33,13 @@ int impls_add_kernel(const char *name, options *o)
     const char *k;
     for (int i = 0; (k = attn_kernel_name(i)) != NULL; i++)
         known |= strcmp(k, name) == 0;
+    if (!known && !attn_kernel_name(0)) {
+        fprintf(stderr,
+                "attn-bench: no kernel variant '%s': this libattn has no "
+                "OpenCL kernel variants (built without OpenCL)\n",
+                name);
+        return -1;
+    }
     if (!known) {
         fprintf(stderr,
                 "attn-bench: unknown kernel variant '%s' (known:", name);
