@@ -10,13 +10,17 @@
  *   - numpy (matmul + softmax, OpenBLAS), as a python subprocess
  *     (bench/peer_numpy.py), with the OPENBLAS_* variables as found and, when
  *     any is set, with them unset;
- *   - torch's scaled_dot_product_attention when torch is installed.
+ *   - torch's scaled_dot_product_attention when torch is installed, on the
+ *     CPU and (torch-cuda) on a CUDA device, timed with CUDA events.
  *
- * Shape: B=1, H=8, d=64, seq_q = seq_kv = N, f32, causal and not.  Each
- * implementation gets warm-up runs, then --reps timed runs (median and min);
- * libattn and ggml runs are interleaved so that drift hits both alike.  Every
- * peer's output is compared with libattn's (max abs diff), and libattn's with
- * a double-precision reference on sampled rows.
+ * Shape: B=1, H=8, d=64, seq_q = seq_kv = N, f32, causal and not (--batch,
+ * --heads, --kv-heads, --head-dim and --dtype change it); the decode case
+ * adds seq_q = --seq-q rows against seq_kv = N.  Each implementation gets
+ * warm-up runs, then --reps timed runs (median and min); the in-process
+ * runs are interleaved so that drift hits all alike.  --resident times the
+ * OpenCL impls on device buffers by event profiling.  Every peer's output
+ * is compared with libattn's (max abs diff), and libattn's with a
+ * double-precision reference on sampled rows.
  */
 #include "bench.h"
 
@@ -27,6 +31,133 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Binary16 copies of x (into h) and x rounded to them (in place). */
+static void to_f16(float *x, uint16_t *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h[i] = util_to_half(x[i]);
+        x[i] = util_from_half(h[i]);
+    }
+}
+
+/* The inputs of one case (q of q_cnt, k and v of kv_cnt elements): float
+ * values, binary16 copies when f16, and the python peers' file. */
+typedef struct host_inputs {
+    float *f[3];
+    uint16_t *h[3];
+} host_inputs;
+
+static void host_inputs_free(host_inputs *hi)
+{
+    for (int i = 0; i < 3; i++) {
+        free(hi->f[i]);
+        free(hi->h[i]);
+    }
+    memset(hi, 0, sizeof *hi);
+}
+
+/* Fills q (seed sq) and, when with_kv, k and v; 0 or -1 (out of memory). */
+static int host_inputs_make(host_inputs *hi, size_t q_cnt, size_t kv_cnt,
+                            int with_kv, int f16, uint64_t seed_q)
+{
+    memset(hi, 0, sizeof *hi);
+    size_t cnt[3] = {q_cnt, kv_cnt, kv_cnt};
+    uint64_t seed[3] = {seed_q, 2, 3};
+    for (int i = 0; i < (with_kv ? 3 : 1); i++) {
+        hi->f[i] = malloc(cnt[i] * sizeof(float));
+        if (f16)
+            hi->h[i] = malloc(cnt[i] * sizeof(uint16_t));
+        if (!hi->f[i] || (f16 && !hi->h[i]))
+            return -1;
+        util_fill(hi->f[i], cnt[i], seed[i]);
+        if (f16)
+            to_f16(hi->f[i], hi->h[i], cnt[i]);
+    }
+    return 0;
+}
+
+/* Case inputs over q of qi and k, v of kvi; the python file is written
+ * when py is not NULL (NULL in ci->py_in when that fails). */
+static void case_make(case_inputs *ci, const shape *s, int f16, int decode,
+                      const host_inputs *qi, const host_inputs *kvi,
+                      const char *py, const char *py_out)
+{
+    memset(ci, 0, sizeof *ci);
+    ci->s = *s;
+    ci->f16 = f16;
+    ci->decode = decode;
+    ci->q = qi->f[0];
+    ci->k = kvi->f[1];
+    ci->v = kvi->f[2];
+    ci->lq = f16 ? (const void *)qi->h[0] : (const void *)qi->f[0];
+    ci->lk = f16 ? (const void *)kvi->h[1] : (const void *)kvi->f[1];
+    ci->lv = f16 ? (const void *)kvi->h[2] : (const void *)kvi->f[2];
+    if (py) {
+        const void *parts[3] = {ci->lq, ci->lk, ci->lv};
+        size_t counts[3] = {shape_q_count(s), shape_kv_count(s),
+                            shape_kv_count(s)};
+        if (python_peer_write(py, parts, counts, 3, f16 ? 2 : 4) == 0) {
+            ci->py_in = py;
+            ci->py_out = py_out;
+        } else {
+            fprintf(stderr, "attn-bench: cannot write %s\n", py);
+        }
+    }
+}
+
+/* Every case of one size: square and decode, non-causal and causal. */
+static int bench_size(const options *opt, attn_context *ctx, const cl_impls *ci,
+                      peer_state *ps, const shape *sh, int square, int decode,
+                      const char *in_path, const char *dec_path,
+                      const char *out_path)
+{
+    int n = sh->seq_kv, rc = 0;
+    shape dsh = *sh;
+    dsh.seq_q = opt->seq_q;
+    size_t q_cnt = shape_q_count(sh), dq_cnt = shape_q_count(&dsh);
+    size_t kv_cnt = shape_kv_count(sh);
+    if (decode && n < opt->seq_q) {
+        printf("# N=%d: no decode rows (--seq-q %d > N)\n", n, opt->seq_q);
+        decode = 0;
+    }
+    host_inputs sq, dq;
+    memset(&dq, 0, sizeof dq);
+    size_t o_cnt = square ? q_cnt : dq_cnt;
+    float *o = malloc(o_cnt * sizeof *o), *op = malloc(o_cnt * sizeof *op);
+    if (host_inputs_make(&sq, square ? q_cnt : 1, kv_cnt, 1, opt->f16, 1) !=
+            0 ||
+        (decode && host_inputs_make(&dq, dq_cnt, 0, 0, opt->f16, 4) != 0) ||
+        !o || !op) {
+        fprintf(stderr, "attn-bench: out of memory at N=%d\n", n);
+        rc = 1;
+        goto out;
+    }
+    case_inputs cs, cd;
+    /* the python peers of the square case: numpy, torch, torch-cuda; of
+     * the decode case: torch-cuda */
+    int py_sq = ps->numpy_ok || ps->torch_ok || ps->cuda_ok;
+    if (square)
+        case_make(&cs, sh, opt->f16, 0, &sq, &sq, py_sq ? in_path : NULL,
+                  out_path);
+    if (decode)
+        case_make(&cd, &dsh, opt->f16, 1, &dq, &sq,
+                  ps->cuda_ok ? dec_path : NULL, out_path);
+    for (int causal = 0; causal < 2 && rc == 0; causal++) {
+        if (opt->causal_mode != 2 && opt->causal_mode != causal)
+            continue;
+        if (square)
+            rc = runner_case(opt, ctx, ci, ps, &cs, causal, o, op) ? 1 : 0;
+        if (decode && rc == 0)
+            rc = runner_case(opt, ctx, ci, ps, &cd, causal, o, op) ? 1 : 0;
+    }
+out:
+    host_inputs_free(&sq);
+    host_inputs_free(&dq);
+    free(o);
+    free(op);
+    return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -47,7 +178,7 @@ int main(int argc, char **argv)
 
     char plot_buf[PATH_MAX + 32], csv_tmp[64] = "";
     if (opt.plot) {
-        opt.plot_script = options_find_plot(plot_buf, sizeof plot_buf);
+        opt.plot_script = options_find("plot.py", plot_buf, sizeof plot_buf);
         if (!opt.csv) { /* the plot reads a CSV: a temporary one */
             snprintf(csv_tmp, sizeof csv_tmp, "/tmp/attn-bench-csv-XXXXXX");
             int fd = mkstemp(csv_tmp);
@@ -60,13 +191,17 @@ int main(int argc, char **argv)
         }
     }
 
-    char script_buf[PATH_MAX + 32];
+    char script_buf[PATH_MAX + 32], cuda_buf[PATH_MAX + 32];
     if (opt.numpy || opt.torch) {
         if (!opt.script)
-            opt.script = options_find_script(script_buf, sizeof script_buf);
+            opt.script =
+                options_find("peer_numpy.py", script_buf, sizeof script_buf);
         else if (!options_file_exists(opt.script))
             opt.script = NULL;
     }
+    if (opt.torch_cuda)
+        opt.cuda_script =
+            options_find("peer_torch_cuda.py", cuda_buf, sizeof cuda_buf);
 
     if (opt.csv && report_csv_open(opt.csv) != 0)
         return 2;
@@ -99,68 +234,53 @@ int main(int argc, char **argv)
     attn_context_device(ctx, &di);
     cl_impls ci;
     impls_open(&opt, &ci);
+    if (ci.res)
+        printf("# resident: %s, device buffers made once per case, "
+               "attn_sdpa_cl_buffers timed by event profiling\n",
+               resident_device(ci.res));
     for (int i = 0; i < IMPL_COUNT; i++)
         if (ci.ctx[i])
             printf("# %s\n", ci.desc[i]);
         else if (ci.why[i][0])
             printf("# %s: %s\n", impl_name((impl_id)i), ci.why[i]);
+    for (int j = 0; j < opt.n_kernels; j++)
+        if (ci.kctx[j])
+            printf("# %s\n", ci.kdesc[j]);
+        else
+            printf("# cl:%s: %s\n", opt.kernels[j], ci.kwhy[j]);
     if (opt_has(&opt, IMPL_CLBLAST))
-        printf("# clblast: S [8, N, N] on the device; cases over --max-mem "
+        printf("# clblast: S [B*H, N, N] on the device; cases over --max-mem "
                "%.0f MiB are skipped\n",
                opt.max_mem_mib);
     report_preamble(&opt, &ps, &di, ggml_loaded, gwhy);
 
-    /* temp files for the python peers */
-    char in_path[64] = "", out_path[64] = "";
-    int have_tmp = 0;
-    if (ps.numpy_ok || ps.torch_ok) {
-        if (python_peer_make_temps(in_path, out_path, sizeof in_path) != 0)
-            ps.numpy_ok = ps.torch_ok = 0;
-        else
-            have_tmp = 1;
-    }
+    /* temp files for the python peers: inputs of the square and decode
+     * cases, and the output */
+    char in_path[96] = "", dec_path[96] = "", out_path[96] = "";
+    int want_py = ps.numpy_ok || ps.torch_ok || ps.cuda_ok;
+    if (want_py && (python_peer_make_temp(out_path, sizeof out_path, "out") ||
+                    python_peer_make_temp(in_path, sizeof in_path, "in") ||
+                    python_peer_make_temp(dec_path, sizeof dec_path, "dec")))
+        want_py = 0;
 
     int rc = 0;
-    for (int si = 0; si < opt.n_sizes && rc == 0; si++) {
-        int n = opt.sizes[si];
-        size_t cnt = (size_t)HEADS * n * HEAD_DIM;
-        float *q = malloc(cnt * sizeof *q), *k = malloc(cnt * sizeof *k),
-              *v = malloc(cnt * sizeof *v), *o = malloc(cnt * sizeof *o),
-              *op = malloc(cnt * sizeof *op);
-        if (!q || !k || !v || !o || !op) {
-            fprintf(stderr, "attn-bench: out of memory at N=%d\n", n);
-            rc = 1;
-        } else {
-            util_fill(q, cnt, 1);
-            util_fill(k, cnt, 2);
-            util_fill(v, cnt, 3);
-            int py = ps.numpy_ok || ps.torch_ok;
-            if (py) {
-                const float *parts[3] = {q, k, v};
-                if (python_peer_write(in_path, parts, 3, cnt) != 0) {
-                    fprintf(stderr, "attn-bench: cannot write %s\n", in_path);
-                    py = 0;
-                }
-            }
-            for (int causal = 0; causal < 2 && rc == 0; causal++) {
-                if (opt.causal_mode != 2 && opt.causal_mode != causal)
-                    continue;
-                rc = runner_case(&opt, ctx, &ci, &ps, n, causal, q, k, v, o, op,
-                                 py ? in_path : NULL, py ? out_path : NULL)
-                         ? 1
-                         : 0;
-            }
+    int square = !opt.decode_only;
+    int decode = opt.decode_only || opt_has(&opt, IMPL_CL_DECODE);
+    for (int hi = 0; hi < opt.n_head_dims && rc == 0; hi++) {
+        shape sh = {opt.batch, opt.heads, opt.kv_heads,
+                    0,         0,         opt.head_dims[hi]};
+        report_section(&opt, &sh);
+        for (int si = 0; si < opt.n_sizes && rc == 0; si++) {
+            sh.seq_q = sh.seq_kv = opt.sizes[si];
+            rc = bench_size(&opt, ctx, &ci, &ps, &sh, square, decode,
+                            want_py ? in_path : NULL, want_py ? dec_path : NULL,
+                            want_py ? out_path : NULL);
         }
-        free(q);
-        free(k);
-        free(v);
-        free(o);
-        free(op);
     }
-    if (have_tmp) {
-        unlink(in_path);
-        unlink(out_path);
-    }
+    const char *tmps[3] = {in_path, dec_path, out_path};
+    for (int i = 0; i < 3; i++)
+        if (tmps[i][0])
+            unlink(tmps[i]);
 
     report_summary(&opt, &ps, rc);
 

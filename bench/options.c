@@ -23,9 +23,10 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: attn-bench [options]\n"
         "Times attn_sdpa (libattn native backend and OpenCL paths) for B=1, H=8,\n"
-        "d=64, seq_q = seq_kv = N, f32, causal and not, against a CLBlast\n"
-        "gemm+softmax+gemm path, ggml_flash_attn_ext (ggml CPU backend), numpy\n"
-        "matmul+softmax and torch sdpa (if installed).\n"
+        "d=64, seq_q = seq_kv = N, f32, causal and not (other shapes: --batch,\n"
+        "--heads, --kv-heads, --head-dim), against a CLBlast gemm+softmax+gemm\n"
+        "path, ggml_flash_attn_ext (ggml CPU backend), numpy matmul+softmax,\n"
+        "torch sdpa (if installed) and torch sdpa on CUDA (torch-cuda).\n"
         "\n"
         "  --impl LIST       comma list (default native,cl-fused,clblast,ggml,numpy,torch;\n"
         "                    'all' = every one; native always runs, as the reference):\n"
@@ -37,14 +38,31 @@ static void usage(FILE *f)
         "                    cl-q2, cl-q4  as cl-fused with 2 / 4 queues\n"
         "                    cl-2dev     as cl-fused on device \"all\" (needs 2 devices;\n"
         "                                PoCL: POCL_DEVICES=\"pthread pthread\")\n"
+        "                    cl-auto     libattn OpenCL, path AUTO (the library's\n"
+        "                                choice per shape), 1 queue\n"
+        "                    cl:VARIANT  libattn OpenCL, that kernel variant forced\n"
+        "                                (options.kernel; as --kernel VARIANT)\n"
         "                    clblast     CLBlast batched GEMM + softmax kernel + GEMM\n"
         "                    ggml, numpy, torch   the CPU peers\n"
-        "  --device SPEC     OpenCL device of the cl-* impls (default: $ATTN_DEVICE\n"
-        "                    when it names an OpenCL device, else cpu)\n"
-        "  --seq-q S         query rows of the cl-decode case, 1..4 (default 1)\n"
+        "                    torch-cuda  torch sdpa on CUDA tensors, CUDA events\n"
+        "  --kernel LIST     kernel variants to force, one cl:VARIANT impl each\n"
+        "                    ('all' = every variant; attn-probe --kernels lists them)\n"
+        "  --device SPEC     OpenCL device of the cl-* impls and of clblast (default:\n"
+        "                    $ATTN_DEVICE when it names an OpenCL device, else cpu)\n"
+        "  --resident        cl-* impls and clblast on device buffers made once per\n"
+        "                    case (attn_sdpa_cl_buffers), timed by OpenCL event\n"
+        "                    profiling (kernels only); host wall time per call in\n"
+        "                    its own column.  Default: host pointers, host clock\n"
+        "  --head-dim LIST   comma list of head sizes (default 64)\n"
+        "  --heads H         query heads (default 8)\n"
+        "  --kv-heads K      key/value heads, dividing H (default H; fewer: GQA)\n"
+        "  --batch B         batch items (default 1)\n"
+        "  --seq-q S         query rows of the decode case, 1..16 (default 1)\n"
+        "  --decode-only     only the decode case (seq_q = --seq-q, seq_kv = N):\n"
+        "                    native, cl-decode, cl:VARIANT and torch-cuda rows\n"
         "  --max-mem MIB     skip cl-unfused / clblast / numpy cases whose score\n"
         "                    matrix would exceed MIB MiB (default 1024)\n"
-        "  --plot FILE.png   time against N, log-log (python3 + matplotlib,\n"
+        "  --plot FILE.png   time and TFLOP/s against N (python3 + matplotlib,\n"
         "                    bench/plot.py reads the CSV)\n"
         "  --rss             instead of timing: peak RSS of one call of native and\n"
         "                    cl-fused at the largest --sizes, each in a fresh child\n"
@@ -52,28 +70,31 @@ static void usage(FILE *f)
         "  --threads N       threads for libattn, ggml and BLAS (default: online CPUs)\n"
         "  --sizes LIST      comma list of N (default 512,1024,2048,4096,8192)\n"
         "  --reps R          timed runs per case; median and min are shown\n"
-        "                    (default: 15 for N <= 1024, 9 for N <= 2048, else 5)\n"
+        "                    (default: 15 for N <= 1024, 9 for N <= 2048, else 5;\n"
+        "                    decode case 31)\n"
+        "  --native-reps R   timed runs of native (default: as the others)\n"
         "  --warmup W        untimed runs before timing (default 1)\n"
         "  --causal MODE     no, yes or both (default both)\n"
         "  --dtype TYPE      f32 (default) or f16: Q, K, V and O in binary16; f16\n"
-        "                    times the libattn rows only (native and the square\n"
-        "                    cl-* ones: no peers, no cl-decode)\n"
+        "                    leaves out clblast, ggml, numpy and torch (f32 only)\n"
         "  --no-peers        time libattn only\n"
         "  --no-ggml, --no-numpy, --no-torch   leave out one peer\n"
         "  --ggml-lib PATH   libggml.so or its folder (default: $ATTN_BENCH_GGML, then\n"
         "                    the lib/ folder of python's llama_cpp or ggml package)\n"
         "  --ggml-kv TYPE    K/V type handed to ggml: f16, f32 or both (default)\n"
-        "  --python PATH     interpreter for the numpy/torch peer (default python3)\n"
+        "  --python PATH     interpreter for the python peers (default python3)\n"
         "  --peer-script P   peer_numpy.py (default: beside attn-bench, else the\n"
-        "                    source tree)\n"
+        "                    source tree; peer_torch_cuda.py is looked up the same way)\n"
         "  --csv FILE        also write every row to FILE as CSV\n"
         "  --help            this text\n"
         "\n"
-        "Columns: median ms and min ms of the timed runs; GFLOP/s = 4*N*N*d*H\n"
-        "(halved when causal) / median; 'native x faster' = row median /\n"
-        "native median (above 1: native is faster); max|diff| = largest\n"
-        "absolute difference from native's output (for native itself: from a\n"
-        "double-precision reference on sampled rows).\n");
+        "Columns: kernel = the variant a libattn row ran (attn_sdpa_kernel);\n"
+        "median ms and min ms of the timed runs; TFLOP/s = 4*B*H*seq_q*seq_kv*d\n"
+        "(halved when causal) / median; GB/s = K and V bytes read / median\n"
+        "(decode rows); 'native x faster' = row median / native median (above 1:\n"
+        "native is faster); max|diff| = largest absolute difference from native's\n"
+        "output (for native itself: from a double-precision reference on sampled\n"
+        "rows).  --resident adds 'wall ms': host time per call.\n");
 }
 /* clang-format on */
 
@@ -111,7 +132,7 @@ int options_file_exists(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static const char *find_named(const char *name, char *buf, size_t len)
+const char *options_find(const char *name, char *buf, size_t len)
 {
     char exe[PATH_MAX];
     ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -131,14 +152,50 @@ static const char *find_named(const char *name, char *buf, size_t len)
     return NULL;
 }
 
-const char *options_find_script(char *buf, size_t len)
+/* A comma list of head sizes. */
+static int parse_head_dims(const char *s, options *o)
 {
-    return find_named("peer_numpy.py", buf, len);
+    o->n_head_dims = 0;
+    char buf[512];
+    if (strlen(s) >= sizeof buf)
+        return -1;
+    strcpy(buf, s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        if (o->n_head_dims == MAX_SIZES ||
+            parse_int(t, 1, 1024, &o->head_dims[o->n_head_dims]) != 0)
+            return -1;
+        o->n_head_dims++;
+    }
+    return o->n_head_dims > 0 ? 0 : -1;
 }
 
-const char *options_find_plot(char *buf, size_t len)
+static int parse_kernels(const char *s, options *o)
 {
-    return find_named("plot.py", buf, len);
+    char buf[512];
+    if (strlen(s) >= sizeof buf)
+        return -1;
+    strcpy(buf, s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+         t = strtok_r(NULL, ",", &save))
+        if (impls_add_kernel(t, o) != 0)
+            return -1;
+    return 0;
+}
+
+/* Options that take a value. */
+static int takes_value(const char *a)
+{
+    static const char *const with_value[] = {
+        "--threads",   "--sizes",   "--reps",       "--warmup",      "--causal",
+        "--ggml-lib",  "--ggml-kv", "--python",     "--peer-script", "--csv",
+        "--device",    "--impl",    "--seq-q",      "--max-mem",     "--plot",
+        "--rss-child", "--dtype",   "--kernel",     "--head-dim",    "--heads",
+        "--kv-heads",  "--batch",   "--native-reps"};
+    for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
+        if (strcmp(a, with_value[i]) == 0)
+            return 1;
+    return 0;
 }
 
 int options_parse(int argc, char **argv, options *o)
@@ -148,7 +205,7 @@ int options_parse(int argc, char **argv, options *o)
     o->threads = cpus > 0 ? (int)cpus : 1;
     o->warmup = 1;
     o->causal_mode = 2;
-    o->peers = o->ggml = o->numpy = o->torch = 1;
+    o->peers = o->ggml = o->numpy = o->torch = o->torch_cuda = 1;
     o->ggml_kv = 3;
     o->python = "python3";
     o->device = "cpu";
@@ -160,23 +217,16 @@ int options_parse(int argc, char **argv, options *o)
             o->device = env;
     }
     o->seq_q = 1;
+    o->batch = 1;
+    o->heads = 8;
     o->max_mem_mib = 1024;
-    impls_parse("native,cl-fused,clblast,ggml,numpy,torch", &o->impls);
+    impls_parse("native,cl-fused,clblast,ggml,numpy,torch", o);
     parse_sizes("512,1024,2048,4096,8192", o);
+    parse_head_dims("64", o);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = NULL;
-        int takes = strcmp(a, "--threads") == 0 || strcmp(a, "--sizes") == 0 ||
-                    strcmp(a, "--reps") == 0 || strcmp(a, "--warmup") == 0 ||
-                    strcmp(a, "--causal") == 0 ||
-                    strcmp(a, "--ggml-lib") == 0 ||
-                    strcmp(a, "--ggml-kv") == 0 || strcmp(a, "--python") == 0 ||
-                    strcmp(a, "--peer-script") == 0 ||
-                    strcmp(a, "--csv") == 0 || strcmp(a, "--device") == 0 ||
-                    strcmp(a, "--impl") == 0 || strcmp(a, "--seq-q") == 0 ||
-                    strcmp(a, "--max-mem") == 0 || strcmp(a, "--plot") == 0 ||
-                    strcmp(a, "--rss-child") == 0 || strcmp(a, "--dtype") == 0;
-        if (takes) {
+        if (takes_value(a)) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "attn-bench: %s needs a value (see --help)\n",
                         a);
@@ -192,8 +242,18 @@ int options_parse(int argc, char **argv, options *o)
             bad = parse_int(val, 1, 4096, &o->threads);
         } else if (strcmp(a, "--sizes") == 0) {
             bad = parse_sizes(val, o);
+        } else if (strcmp(a, "--head-dim") == 0) {
+            bad = parse_head_dims(val, o);
+        } else if (strcmp(a, "--heads") == 0) {
+            bad = parse_int(val, 1, 4096, &o->heads);
+        } else if (strcmp(a, "--kv-heads") == 0) {
+            bad = parse_int(val, 1, 4096, &o->kv_heads);
+        } else if (strcmp(a, "--batch") == 0) {
+            bad = parse_int(val, 1, 65536, &o->batch);
         } else if (strcmp(a, "--reps") == 0) {
             bad = parse_int(val, 1, MAX_REPS, &o->reps);
+        } else if (strcmp(a, "--native-reps") == 0) {
+            bad = parse_int(val, 1, MAX_REPS, &o->native_reps);
         } else if (strcmp(a, "--warmup") == 0) {
             bad = parse_int(val, 0, 100, &o->warmup);
         } else if (strcmp(a, "--causal") == 0) {
@@ -240,10 +300,17 @@ int options_parse(int argc, char **argv, options *o)
         } else if (strcmp(a, "--device") == 0) {
             o->device = val;
         } else if (strcmp(a, "--impl") == 0) {
-            if (impls_parse(val, &o->impls) != 0)
+            if (impls_parse(val, o) != 0)
+                return -1;
+        } else if (strcmp(a, "--kernel") == 0) {
+            if (parse_kernels(val, o) != 0)
                 return -1;
         } else if (strcmp(a, "--seq-q") == 0) {
-            bad = parse_int(val, 1, 4, &o->seq_q);
+            bad = parse_int(val, 1, MAX_SEQ_Q, &o->seq_q);
+        } else if (strcmp(a, "--decode-only") == 0) {
+            o->decode_only = 1;
+        } else if (strcmp(a, "--resident") == 0) {
+            o->resident = 1;
         } else if (strcmp(a, "--max-mem") == 0) {
             int mib = 0;
             bad = parse_int(val, 1, 1 << 30, &mib);
@@ -265,17 +332,28 @@ int options_parse(int argc, char **argv, options *o)
             return -1;
         }
     }
-    if (o->f16) { /* the peers and the decode rows take f32 */
-        o->peers = 0;
-        o->impls &= ~(1u << IMPL_CL_DECODE);
+    if (o->kv_heads == 0)
+        o->kv_heads = o->heads;
+    if (o->heads % o->kv_heads != 0) {
+        fprintf(stderr,
+                "attn-bench: --kv-heads %d does not divide --heads %d\n",
+                o->kv_heads, o->heads);
+        return -1;
+    }
+    if (o->n_kernels > 0)
+        o->impls |= 1u << IMPL_CL_KERNEL;
+    if (o->f16) { /* clblast and the CPU peers take f32 only */
+        o->ggml = o->numpy = o->torch = 0;
+        o->impls &= ~(1u << IMPL_CLBLAST);
     }
     if (!o->peers) {
-        o->ggml = o->numpy = o->torch = 0;
+        o->ggml = o->numpy = o->torch = o->torch_cuda = 0;
         o->impls &= ~(1u << IMPL_CLBLAST);
     }
     o->ggml = o->ggml && opt_has(o, IMPL_GGML);
     o->numpy = o->numpy && opt_has(o, IMPL_NUMPY);
     o->torch = o->torch && opt_has(o, IMPL_TORCH);
+    o->torch_cuda = o->torch_cuda && opt_has(o, IMPL_TORCH_CUDA);
     return 0;
 }
 

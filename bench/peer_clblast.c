@@ -3,10 +3,11 @@
  * (see peer_clblast.h): two strided-batched SGEMMs around a simple
  * row-softmax kernel, the whole [H, N, N] score matrix on the device.
  */
-#define CL_TARGET_OPENCL_VERSION 120
 #include "peer_clblast.h"
 
-#include <CL/cl.h>
+#include "bench.h"
+#include "bench_cl.h"
+
 #include <clblast_c.h>
 
 #include <math.h>
@@ -60,7 +61,9 @@ struct clblast_peer {
     cl_command_queue queue;
     cl_program prog;
     cl_kernel softmax;
+    cl_mem mark; /* resident: the gate's fill */
     cl_ulong max_alloc;
+    int resident;
     char name[600];
 };
 
@@ -95,7 +98,8 @@ static int pick_device(cl_device_id *out, char *why, size_t why_len)
     return -1;
 }
 
-int clblast_peer_open(clblast_peer **out, char *why, size_t why_len)
+int clblast_peer_open(clblast_peer **out, const char *device_spec,
+                      int on_device, char *why, size_t why_len)
 {
     *out = NULL;
     clblast_peer *p = calloc(1, sizeof *p);
@@ -104,7 +108,11 @@ int clblast_peer_open(clblast_peer **out, char *why, size_t why_len)
         return -1;
     }
     cl_int rc;
-    if (pick_device(&p->dev, why, why_len) != 0)
+    char spec_why[400];
+    p->resident = on_device;
+    if ((!device_spec || bench_cl_device(device_spec, &p->dev, spec_why,
+                                         sizeof spec_why) != 0) &&
+        pick_device(&p->dev, why, why_len) != 0)
         goto fail;
     char dn[256] = "", pn[256] = "";
     cl_platform_id plat;
@@ -127,10 +135,19 @@ int clblast_peer_open(clblast_peer **out, char *why, size_t why_len)
         snprintf(why, why_len, "clCreateContext: %d", (int)rc);
         goto fail;
     }
-    p->queue = clCreateCommandQueue(p->ctx, p->dev, 0, &rc);
+    p->queue = clCreateCommandQueue(
+        p->ctx, p->dev, on_device ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
     if (rc != CL_SUCCESS) {
         snprintf(why, why_len, "clCreateCommandQueue: %d", (int)rc);
         goto fail;
+    }
+    if (on_device) {
+        p->mark = clCreateBuffer(p->ctx, CL_MEM_READ_WRITE, 4, NULL, &rc);
+        if (rc != CL_SUCCESS) {
+            p->mark = NULL;
+            snprintf(why, why_len, "clCreateBuffer: %d", (int)rc);
+            goto fail;
+        }
     }
     p->prog = clCreateProgramWithSource(p->ctx, 1, &SOFTMAX_SRC, NULL, &rc);
     if (rc == CL_SUCCESS)
@@ -155,6 +172,8 @@ void clblast_peer_close(clblast_peer *p)
 {
     if (!p)
         return;
+    if (p->mark)
+        clReleaseMemObject(p->mark);
     if (p->softmax)
         clReleaseKernel(p->softmax);
     if (p->prog)
@@ -213,28 +232,28 @@ int clblast_case_prepare(clblast_peer *p, int heads, int n, int d, int causal,
         clblast_case_free(c);
         return -1;
     }
+    if (p->resident) { /* the inputs stay on the device */
+        const float *h[3] = {q, k, v};
+        for (int i = 0; i < 3 && rc == CL_SUCCESS; i++)
+            rc = clEnqueueWriteBuffer(p->queue, *m[i], CL_TRUE, 0, in_bytes,
+                                      h[i], 0, NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            snprintf(why, why_len, "clEnqueueWriteBuffer: %d", (int)rc);
+            clblast_case_free(c);
+            return -1;
+        }
+    }
     *out = c;
     return 0;
 }
 
-int clblast_case_exec(clblast_case *c, char *why, size_t why_len)
+/* GEMM, softmax, GEMM on the device buffers; *last (when not NULL)
+ * receives the event of the second GEMM. */
+static int compute(clblast_case *c, cl_event *last, char *why, size_t why_len)
 {
     clblast_peer *p = c->p;
     cl_command_queue qu = p->queue;
-    size_t hnd = (size_t)c->heads * c->n * c->d;
     size_t n = (size_t)c->n, d = (size_t)c->d;
-    cl_int rc = clEnqueueWriteBuffer(qu, c->q, CL_FALSE, 0, hnd * 4, c->hq, 0,
-                                     NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc = clEnqueueWriteBuffer(qu, c->k, CL_FALSE, 0, hnd * 4, c->hk, 0,
-                                  NULL, NULL);
-    if (rc == CL_SUCCESS)
-        rc = clEnqueueWriteBuffer(qu, c->v, CL_FALSE, 0, hnd * 4, c->hv, 0,
-                                  NULL, NULL);
-    if (rc != CL_SUCCESS) {
-        snprintf(why, why_len, "clEnqueueWriteBuffer: %d", (int)rc);
-        return -1;
-    }
     /* S[h] = scale * Q[h] K[h]^T: [n, d] x [d, n] */
     float scale = 1.0f / sqrtf((float)c->d);
     CLBlastStatusCode bs = CLBlastSgemmStridedBatched(
@@ -247,7 +266,7 @@ int clblast_case_exec(clblast_case *c, char *why, size_t why_len)
         return -1;
     }
     cl_int ni = c->n, ca = c->causal;
-    rc = clSetKernelArg(p->softmax, 0, sizeof c->s, &c->s);
+    cl_int rc = clSetKernelArg(p->softmax, 0, sizeof c->s, &c->s);
     if (rc == CL_SUCCESS)
         rc = clSetKernelArg(p->softmax, 1, sizeof ni, &ni);
     if (rc == CL_SUCCESS)
@@ -264,13 +283,67 @@ int clblast_case_exec(clblast_case *c, char *why, size_t why_len)
     bs = CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
                                     CLBlastTransposeNo, n, d, n, 1.0f, c->s, 0,
                                     n, n * n, c->v, 0, d, n * d, 0.0f, c->o, 0,
-                                    d, n * d, (size_t)c->heads, &qu, NULL);
+                                    d, n * d, (size_t)c->heads, &qu, last);
     if (bs != CLBlastSuccess) {
         snprintf(why, why_len, "CLBlastSgemmStridedBatched (P V): %d", (int)bs);
         return -1;
     }
-    rc = clEnqueueReadBuffer(qu, c->o, CL_TRUE, 0, hnd * 4, c->ho, 0, NULL,
-                             NULL);
+    return 0;
+}
+
+int clblast_case_exec(clblast_case *c, char *why, size_t why_len)
+{
+    clblast_peer *p = c->p;
+    cl_command_queue qu = p->queue;
+    size_t hnd = (size_t)c->heads * c->n * c->d;
+    cl_int rc = clEnqueueWriteBuffer(qu, c->q, CL_FALSE, 0, hnd * 4, c->hq, 0,
+                                     NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, c->k, CL_FALSE, 0, hnd * 4, c->hk, 0,
+                                  NULL, NULL);
+    if (rc == CL_SUCCESS)
+        rc = clEnqueueWriteBuffer(qu, c->v, CL_FALSE, 0, hnd * 4, c->hv, 0,
+                                  NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        snprintf(why, why_len, "clEnqueueWriteBuffer: %d", (int)rc);
+        return -1;
+    }
+    if (compute(c, NULL, why, why_len) != 0)
+        return -1;
+    return clblast_case_read(c, why, why_len);
+}
+
+int clblast_case_exec_resident(clblast_case *c, double *kernel_ms,
+                               double *wall_ms, char *why, size_t why_len)
+{
+    clblast_peer *p = c->p;
+    bench_gate g;
+    cl_event last = NULL;
+    if (!p->resident) {
+        snprintf(why, why_len, "the peer was not opened resident");
+        return -1;
+    }
+    double t0 = util_now_ms();
+    if (bench_gate_open(p->ctx, p->queue, p->mark, &g, why, why_len) != 0)
+        return -1;
+    if (compute(c, &last, why, why_len) != 0) {
+        bench_gate_abort(&g);
+        if (last)
+            clReleaseEvent(last);
+        clFinish(p->queue);
+        return -1;
+    }
+    if (bench_gate_close(&g, last, kernel_ms, why, why_len) != 0)
+        return -1;
+    *wall_ms = util_now_ms() - t0;
+    return 0;
+}
+
+int clblast_case_read(clblast_case *c, char *why, size_t why_len)
+{
+    size_t hnd = (size_t)c->heads * c->n * c->d;
+    cl_int rc = clEnqueueReadBuffer(c->p->queue, c->o, CL_TRUE, 0, hnd * 4,
+                                    c->ho, 0, NULL, NULL);
     if (rc != CL_SUCCESS) {
         snprintf(why, why_len, "clEnqueueReadBuffer: %d", (int)rc);
         return -1;

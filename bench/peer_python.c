@@ -1,6 +1,7 @@
 /*
- * The numpy / torch peer: bench/peer_numpy.py run as a python subprocess,
- * with its inputs and output passed through temp files.
+ * The python peers as subprocesses: bench/peer_numpy.py (numpy, torch on
+ * the CPU) and bench/peer_torch_cuda.py (torch on a CUDA device), with
+ * their inputs and output passed through temp files.
  */
 #include "bench.h"
 
@@ -39,39 +40,66 @@ static int env_drop(const char *entry, const char *const *names, int n_names)
     return 0;
 }
 
-/* Runs: python script N causal reps --threads T [extra...] with the
- * environment minus `drop` and with the BLAS thread variables set; parses
- * its RESULT / ERROR line. */
-void python_peer_run(const options *opt, int n, int causal, int reps,
-                     const char *in_path, const char *out_path,
-                     const char *backend, int unset_openblas, py_result *r)
+/* Runs one job (bench.h) and parses its RESULT / ERROR line. */
+void python_peer_run(const options *opt, const py_job *job, py_result *r)
 {
     memset(r, 0, sizeof *r);
-    char sn[32], sc[16], sr[32], st[32];
-    snprintf(sn, sizeof sn, "%d", n);
-    snprintf(sc, sizeof sc, "%d", causal);
-    snprintf(sr, sizeof sr, "%d", reps);
+    const shape *sh = &job->s;
+    char sn[32], sc[16], sr[32], st[32], sb[32], shd[32], skv[32], sd[32],
+        ssq[32], sw[32];
+    snprintf(sn, sizeof sn, "%d", sh->seq_kv);
+    snprintf(sc, sizeof sc, "%d", job->causal);
+    snprintf(sr, sizeof sr, "%d", job->reps);
     snprintf(st, sizeof st, "%d", opt->threads);
-    const char *argv[16];
+    snprintf(sb, sizeof sb, "%d", sh->batch);
+    snprintf(shd, sizeof shd, "%d", sh->heads);
+    snprintf(skv, sizeof skv, "%d", sh->kv_heads);
+    snprintf(sd, sizeof sd, "%d", sh->head_dim);
+    snprintf(ssq, sizeof ssq, "%d", sh->seq_q);
+    snprintf(sw, sizeof sw, "%d", opt->warmup);
+    if (!job->script) {
+        snprintf(r->error, sizeof r->error, "the peer's script was not found");
+        r->fatal = 1;
+        return;
+    }
+    const char *argv[40];
     int a = 0;
     argv[a++] = opt->python;
-    argv[a++] = opt->script;
+    argv[a++] = job->script;
     argv[a++] = sn;
     argv[a++] = sc;
     argv[a++] = sr;
     argv[a++] = "--threads";
     argv[a++] = st;
-    argv[a++] = "--backend";
-    argv[a++] = backend;
-    if (in_path) {
-        argv[a++] = "--in";
-        argv[a++] = in_path;
+    argv[a++] = "--batch";
+    argv[a++] = sb;
+    argv[a++] = "--heads";
+    argv[a++] = shd;
+    argv[a++] = "--kv-heads";
+    argv[a++] = skv;
+    argv[a++] = "--dim";
+    argv[a++] = sd;
+    if (job->backend) {
+        argv[a++] = "--backend";
+        argv[a++] = job->backend;
+    } else {
+        argv[a++] = "--seq-q";
+        argv[a++] = ssq;
+        argv[a++] = "--dtype";
+        argv[a++] = job->f16 ? "f16" : "f32";
+        argv[a++] = "--warmup";
+        argv[a++] = sw;
     }
-    if (out_path) {
+    if (job->in_path) {
+        argv[a++] = "--in";
+        argv[a++] = job->in_path;
+    }
+    if (job->out_path) {
         argv[a++] = "--out";
-        argv[a++] = out_path;
+        argv[a++] = job->out_path;
     }
     argv[a] = NULL;
+    int unset_openblas = job->unset_openblas;
 
     /* The child's environment, built before fork. */
     static const char *const threads_vars[] = {"OPENBLAS_NUM_THREADS",
@@ -168,6 +196,11 @@ void python_peer_run(const options *opt, int n, int causal, int reps,
         field(result, "min_ms=", v, sizeof v);
         r->min_ms = strtod(v, NULL);
         field(result, "impl=", r->impl, sizeof r->impl);
+        field(result, "device=", r->device, sizeof r->device);
+        field(result, "how=", r->how, sizeof r->how);
+        for (char *c = r->device; *c; c++)
+            if (*c == '_')
+                *c = ' ';
         field(result, "blas=", r->blas, sizeof r->blas);
         field(result, "env=", r->env, sizeof r->env);
         r->ok = r->median_ms > 0;
@@ -179,7 +212,8 @@ void python_peer_run(const options *opt, int n, int causal, int reps,
     if (strncmp(result, "ERROR ", 6) == 0) {
         util_scopy(r->error, sizeof r->error, result + 6);
         r->fatal = strstr(result, "cannot run") != NULL ||
-                   strstr(result, "not installed") != NULL;
+                   strstr(result, "not installed") != NULL ||
+                   strstr(result, "CUDA is not available") != NULL;
     } else if (WIFSIGNALED(status)) {
         snprintf(r->error, sizeof r->error, "killed by signal %d%s%.400s",
                  WTERMSIG(status), last[0] ? ": " : "", last);
@@ -192,15 +226,86 @@ void python_peer_run(const options *opt, int n, int causal, int reps,
     }
 }
 
-int python_peer_write(const char *path, const float *const *parts,
-                      size_t n_parts, size_t count)
+int python_cuda_check(const options *opt, char *dev, size_t dev_len, char *why,
+                      size_t why_len)
+{
+    dev[0] = '\0';
+    if (!opt->cuda_script) {
+        snprintf(why, why_len,
+                 "peer_torch_cuda.py not found (beside attn-bench or in the "
+                 "source tree)");
+        return -1;
+    }
+    int fd[2];
+    if (pipe(fd) != 0) {
+        snprintf(why, why_len, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(why, why_len, "fork: %s", strerror(errno));
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        dup2(fd[1], STDOUT_FILENO);
+        dup2(fd[1], STDERR_FILENO);
+        if (fd[1] > STDERR_FILENO)
+            close(fd[1]);
+        execlp(opt->python, opt->python, opt->cuda_script, "--check",
+               (char *)NULL);
+        char msg[600];
+        int len = snprintf(msg, sizeof msg, "ERROR cannot run %s: %s\n",
+                           opt->python, strerror(errno));
+        if (len > 0 && write(STDOUT_FILENO, msg, (size_t)len) < 0)
+            _exit(126);
+        _exit(127);
+    }
+    close(fd[1]);
+    char line[1024], ok[1024] = "", err[1024] = "", last[512] = "";
+    FILE *f = fdopen(fd[0], "r");
+    if (!f) {
+        close(fd[0]);
+    } else {
+        while (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (strncmp(line, "OK ", 3) == 0)
+                util_scopy(ok, sizeof ok, line + 3);
+            else if (strncmp(line, "ERROR ", 6) == 0)
+                util_scopy(err, sizeof err, line + 6);
+            else if (line[0])
+                util_scopy(last, sizeof last, line);
+        }
+        fclose(f);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok[0]) {
+        util_scopy(dev, dev_len, ok);
+        return 0;
+    }
+    if (err[0])
+        util_scopy(why, why_len, err);
+    else
+        snprintf(why, why_len, "%s %s --check failed (status 0x%x)%s%.400s",
+                 opt->python, opt->cuda_script, status, last[0] ? ": " : "",
+                 last);
+    return -1;
+}
+
+int python_peer_write(const char *path, const void *const *parts,
+                      const size_t *counts, size_t n_parts, size_t elem)
 {
     FILE *f = fopen(path, "wb");
     if (!f)
         return -1;
     int ok = 1;
     for (size_t i = 0; i < n_parts && ok; i++)
-        ok = fwrite(parts[i], sizeof(float), count, f) == count;
+        ok = fwrite(parts[i], elem, counts[i], f) == counts[i];
     if (fclose(f) != 0)
         ok = 0;
     return ok ? 0 : -1;
@@ -216,27 +321,21 @@ int python_peer_read(const char *path, float *x, size_t count)
     return got == count ? 0 : -1;
 }
 
-int python_peer_make_temps(char *in_path, char *out_path, size_t len)
+int python_peer_make_temp(char *path, size_t len, const char *what)
 {
     const char *tmpdir = getenv("TMPDIR");
     if (!tmpdir || !tmpdir[0] || strlen(tmpdir) > 20)
         tmpdir = "/tmp";
-    snprintf(in_path, len, "%s/attn-bench-in-XXXXXX", tmpdir);
-    snprintf(out_path, len, "%s/attn-bench-out-XXXXXX", tmpdir);
-    int f1 = mkstemp(in_path);
-    int f2 = f1 >= 0 ? mkstemp(out_path) : -1;
-    if (f1 >= 0)
-        close(f1);
-    if (f2 >= 0)
-        close(f2);
-    if (f1 < 0 || f2 < 0) {
-        if (f1 >= 0)
-            unlink(in_path);
+    snprintf(path, len, "%s/attn-bench-%s-XXXXXX", tmpdir, what);
+    int fd = mkstemp(path);
+    if (fd < 0) {
         fprintf(stderr,
-                "attn-bench: cannot create temp files in %s: %s; "
+                "attn-bench: cannot create a temp file in %s: %s; "
                 "python peers left out\n",
                 tmpdir, strerror(errno));
+        path[0] = '\0';
         return -1;
     }
+    close(fd);
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * attn-bench's peers before the first case: ggml found, self-tested in a
  * child process and loaded; the python peers' script and OPENBLAS_*
- * environment noted.
+ * environment noted; torch-cuda asked whether torch sees a CUDA device.
  */
 #include "bench.h"
 
@@ -46,7 +46,8 @@ static int ggml_self_test(const char *path, int kv_f16, int threads,
                 _exit(11);
             _exit(10);
         }
-        enum { N = 96, H = HEADS, D = HEAD_DIM };
+        enum { N = 96, H = 8, D = 64 };
+        const shape sh = {1, H, H, N, N, D};
         size_t cnt = (size_t)H * N * D;
         float *q = malloc(cnt * sizeof *q), *k = malloc(cnt * sizeof *k),
               *v = malloc(cnt * sizeof *v), *o = malloc(cnt * sizeof *o);
@@ -67,7 +68,7 @@ static int ggml_self_test(const char *path, int kv_f16, int threads,
                 _exit(5);
             ggml_peer_output(c, o);
             ggml_peer_case_free(c);
-            if (util_check_rows(q, k, v, o, N, causal, N) > 2e-2)
+            if (util_check_rows(&sh, q, k, v, o, causal, N) > 2e-2)
                 _exit(6);
         }
         _exit(0);
@@ -156,6 +157,10 @@ int peers_setup(const options *opt, peer_state *ps, char *gwhy, size_t gwhy_len)
         }
     }
     ps->torch_ok = opt->torch && opt->script != NULL;
+    if (opt->torch_cuda)
+        ps->cuda_ok =
+            python_cuda_check(opt, ps->cuda_device, sizeof ps->cuda_device,
+                              ps->cuda_why, sizeof ps->cuda_why) == 0;
     const char *ct = getenv("OPENBLAS_CORETYPE"),
                *l2 = getenv("OPENBLAS_L2_SIZE");
     ps->numpy_variants = (ct || l2) ? 2 : 1;

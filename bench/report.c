@@ -14,23 +14,31 @@
 
 static FILE *g_csv;
 
-/* Every timed row's median, for the summary. */
-enum { MAX_SEEN = 1024 };
-static struct seen {
-    int n, causal, seq_q;
-    impl_id id;
-    char label[96];
-    double ms;
-} g_seen[MAX_SEEN];
+/* Every timed row, for the summary. */
+enum { MAX_SEEN = 2048 };
+static row g_seen[MAX_SEEN];
 static int g_n_seen;
+
+static int same_shape(const row *a, const row *b)
+{
+    return memcmp(&a->s, &b->s, sizeof a->s) == 0 && a->causal == b->causal &&
+           a->f16 == b->f16 && a->decode == b->decode;
+}
+
+/* The CPU targets' shape: B=1, H=8, d=64, f32, square. */
+static int default_shape(const row *r)
+{
+    return r->s.batch == 1 && r->s.heads == 8 && r->s.kv_heads == 8 &&
+           r->s.head_dim == 64 && !r->f16 && !r->decode;
+}
 
 static double seen_ms(int n, int causal, impl_id id, const char *label)
 {
     for (int i = 0; i < g_n_seen; i++)
-        if (g_seen[i].n == n && g_seen[i].causal == causal &&
-            g_seen[i].seq_q == n && g_seen[i].id == id &&
+        if (g_seen[i].s.seq_kv == n && g_seen[i].causal == causal &&
+            default_shape(&g_seen[i]) && g_seen[i].id == id &&
             (!label || strstr(g_seen[i].label, label)))
-            return g_seen[i].ms;
+            return g_seen[i].median_ms;
     return 0;
 }
 
@@ -43,7 +51,9 @@ int report_csv_open(const char *path)
         return -1;
     }
     fprintf(g_csv, "n,causal,impl,median_ms,min_ms,gflops,"
-                   "libattn_x_faster,max_abs_diff,note,key,seq_q\n");
+                   "libattn_x_faster,max_abs_diff,note,key,seq_q,"
+                   "kernel,tflops,head_dim,batch,heads,kv_heads,dtype,timing,"
+                   "wall_ms,kv_bytes,kv_gbps,device\n");
     return 0;
 }
 
@@ -54,36 +64,67 @@ int report_csv_close(void)
     return rc;
 }
 
-void report_row(int n, int causal, int first, const row *r, double lib_ms,
-                int seq_q)
+/* s with double quotes doubled (CSV), cut to fit out. */
+static void csv_quote(const char *s, char *out, size_t len)
 {
+    size_t j = 0;
+    for (; *s && j + 2 < len; s++) {
+        if (*s == '"')
+            out[j++] = '"';
+        out[j++] = *s;
+    }
+    out[j] = '\0';
+}
+
+/* 3 significant digits, never in exponent form for figures >= 0.001. */
+static void fmt3(char *out, size_t len, double v)
+{
+    if (!(v == v))
+        snprintf(out, len, "-");
+    else if (v >= 100)
+        snprintf(out, len, "%.0f", v);
+    else if (v >= 10)
+        snprintf(out, len, "%.1f", v);
+    else if (v >= 1)
+        snprintf(out, len, "%.2f", v);
+    else if (v >= 0.001)
+        snprintf(out, len, "%.3g", v);
+    else
+        snprintf(out, len, "%.1e", v);
+}
+
+void report_row(const options *opt, int first, const row *r, double lib_ms)
+{
+    int n = r->s.seq_kv, causal = r->causal;
     char head[32];
     if (first)
         snprintf(head, sizeof head, "%6d  %-6s", n, causal ? "yes" : "no");
     else
         snprintf(head, sizeof head, "%6s  %-6s", "", "");
-    const char *key = impl_name(r->id);
+    char label[300], note[700], dev[300];
+    csv_quote(r->label, label, sizeof label);
+    csv_quote(r->note ? r->note : "n/a", note, sizeof note);
+    csv_quote(r->device, dev, sizeof dev);
+    const char *dtype = r->f16 ? "f16" : "f32";
     if (!r->ok) {
-        printf("%s  %-40s  %s\n", head, r->label, r->note ? r->note : "n/a");
+        printf("%s  %-40s %-10s  %s\n", head, r->label,
+               r->kernel[0] ? r->kernel : "", r->note ? r->note : "n/a");
         if (g_csv)
-            fprintf(g_csv, "%d,%d,\"%s\",,,,,,\"%s\",%s,%d\n", n, causal,
-                    r->label, r->note ? r->note : "n/a", key, seq_q);
+            fprintf(g_csv,
+                    "%d,%d,\"%s\",,,,,,\"%s\",%s,%d,%s,,%d,%d,%d,%d,%s,,,,,"
+                    "\"%s\"\n",
+                    n, causal, label, note, r->key, r->s.seq_q, r->kernel,
+                    r->s.head_dim, r->s.batch, r->s.heads, r->s.kv_heads, dtype,
+                    dev);
         return;
     }
-    if (g_n_seen < MAX_SEEN) {
-        struct seen *sn = &g_seen[g_n_seen++];
-        sn->n = n;
-        sn->causal = causal;
-        sn->seq_q = seq_q;
-        sn->id = r->id;
-        util_scopy(sn->label, sizeof sn->label, r->label);
-        sn->ms = r->median_ms;
-    }
-    /* decode rows: seq_q queries each see (nearly) all n keys */
-    double fl = seq_q == n ? util_flops(n, causal)
-                           : util_flops(n, 0) * ((double)seq_q / n);
-    double gf = fl / (r->median_ms * 1e6);
-    char ratio[32] = "", ratio_csv[32] = "", diff[48];
+    if (g_n_seen < MAX_SEEN)
+        g_seen[g_n_seen++] = *r;
+    double tf = util_flops(&r->s, causal) / (r->median_ms * 1e9);
+    double kvb = util_kv_bytes(&r->s, r->f16);
+    double gbs = kvb / (r->median_ms * 1e6);
+    char ratio[32] = "", ratio_csv[32] = "", diff[48], tfs[16], gb[16] = "",
+         wall[16] = "", wall_csv[32] = "", kvb_csv[32] = "", gbs_csv[32] = "";
     if (r->id != IMPL_NATIVE && lib_ms > 0) {
         snprintf(ratio, sizeof ratio, "%.2fx", r->median_ms / lib_ms);
         snprintf(ratio_csv, sizeof ratio_csv, "%.4f", r->median_ms / lib_ms);
@@ -94,24 +135,68 @@ void report_row(int n, int causal, int first, const row *r, double lib_ms,
         snprintf(diff, sizeof diff, "%.1e (vs f64 ref)", r->diff);
     else
         snprintf(diff, sizeof diff, "%.1e", r->diff);
-    printf("%s  %-40s %10.3f %10.3f %9.1f %10s  %s\n", head, r->label,
-           r->median_ms, r->min_ms, gf, ratio, diff);
+    fmt3(tfs, sizeof tfs, tf);
+    if (r->decode) {
+        fmt3(gb, sizeof gb, gbs);
+        snprintf(kvb_csv, sizeof kvb_csv, "%.0f", kvb);
+        snprintf(gbs_csv, sizeof gbs_csv, "%.3f", gbs);
+    }
+    if (!isnan(r->wall_ms)) {
+        snprintf(wall, sizeof wall, "%.3f", r->wall_ms);
+        snprintf(wall_csv, sizeof wall_csv, "%.6f", r->wall_ms);
+    }
+    if (opt->resident)
+        printf("%s  %-40s %-10s %10.3f %10.3f %10s %8s %7s %10s  %s\n", head,
+               r->label, r->kernel, r->median_ms, r->min_ms, wall, tfs, gb,
+               ratio, diff);
+    else
+        printf("%s  %-40s %-10s %10.3f %10.3f %8s %7s %10s  %s\n", head,
+               r->label, r->kernel, r->median_ms, r->min_ms, tfs, gb, ratio,
+               diff);
     if (g_csv)
-        fprintf(g_csv, "%d,%d,\"%s\",%.6f,%.6f,%.3f,%s,%.3e,,%s,%d\n", n,
-                causal, r->label, r->median_ms, r->min_ms, gf, ratio_csv,
-                r->diff, key, seq_q);
+        fprintf(g_csv,
+                "%d,%d,\"%s\",%.6f,%.6f,%.3f,%s,%.3e,,%s,%d,%s,%.6f,%d,%d,%d,"
+                "%d,%s,%s,%s,%s,%s,\"%s\"\n",
+                n, causal, label, r->median_ms, r->min_ms, tf * 1e3, ratio_csv,
+                r->diff, r->key, r->s.seq_q, r->kernel, tf, r->s.head_dim,
+                r->s.batch, r->s.heads, r->s.kv_heads, dtype,
+                r->timing ? r->timing : "", wall_csv, kvb_csv, gbs_csv, dev);
+}
+
+void report_section(const options *opt, const shape *s)
+{
+    printf("--- B=%d H=%d kv_heads=%d d=%d %s%s ---\n", s->batch, s->heads,
+           s->kv_heads, s->head_dim, opt->f16 ? "f16" : "f32",
+           opt->resident ? ", OpenCL rows: kernel time (events)" : "");
 }
 
 void report_preamble(const options *opt, const peer_state *ps,
                      const attn_device_info *di, int ggml_loaded,
                      const char *gwhy)
 {
-    printf("attn-bench: libattn %s on '%s' (%s), %d thread%s; B=1 H=%d d=%d "
-           "seq_q=seq_kv=N %s, scale 1/sqrt(d)\n",
+    char dims[128] = "";
+    for (int i = 0, used = 0; i < opt->n_head_dims && used < 100; i++)
+        used += snprintf(dims + used, sizeof dims - (size_t)used, "%s%d",
+                         i ? "," : "", opt->head_dims[i]);
+    printf("attn-bench: libattn %s on '%s' (%s), %d thread%s; B=%d H=%d "
+           "kv_heads=%d d=%s seq_q=seq_kv=N %s, scale 1/sqrt(d)\n",
            attn_version(), di->name,
            di->kind == ATTN_DEVICE_NATIVE ? "native" : "OpenCL", opt->threads,
-           opt->threads == 1 ? "" : "s", HEADS, HEAD_DIM,
-           opt->f16 ? "f16" : "f32");
+           opt->threads == 1 ? "" : "s", opt->batch, opt->heads, opt->kv_heads,
+           dims, opt->f16 ? "f16" : "f32");
+    if (opt->decode_only || opt_has(opt, IMPL_CL_DECODE))
+        printf("decode case: seq_q=%d against seq_kv=N%s\n", opt->seq_q,
+               opt->decode_only ? " (only)" : "");
+    if (opt->resident)
+        printf("--resident: OpenCL rows (cl-*, clblast) time the kernels by "
+               "event profiling on device buffers; 'wall ms' is the host time "
+               "per call; native, ggml and python rows as usual\n");
+    if (opt->f16)
+        printf("f16: clblast, ggml, numpy and torch take f32 only and are "
+               "left out\n");
+    if (opt->torch_cuda)
+        printf("torch-cuda: %s%s\n", ps->cuda_ok ? "" : "skipped: ",
+               ps->cuda_ok ? ps->cuda_device : ps->cuda_why);
     if (opt->reps)
         printf("timing: %d warm-up + %d timed runs per case, median and min\n",
                opt->warmup, opt->reps);
@@ -157,14 +242,25 @@ void report_preamble(const options *opt, const peer_state *ps,
     util_loadavg(load, sizeof load);
     printf("machine: %ld online CPUs, load average %s at start\n",
            sysconf(_SC_NPROCESSORS_ONLN), load);
-    printf("\n%6s  %-6s  %-40s %10s %10s %9s %10s  %s\n", "N", "causal",
-           "implementation", "median ms", "min ms", "GFLOP/s", "native",
-           "max|diff|");
-    printf("%6s  %-6s  %-40s %10s %10s %9s %10s  %s\n", "", "", "", "", "", "",
-           "x faster", "vs native");
-    printf(
-        "------  ------  ---------------------------------------- ---------- "
-        "---------- --------- ----------  ------------------\n");
+    if (opt->resident) {
+        printf("\n%6s  %-6s  %-40s %-10s %10s %10s %10s %8s %7s %10s  %s\n",
+               "N", "causal", "implementation", "kernel", "median ms", "min ms",
+               "wall ms", "TFLOP/s", "GB/s", "native", "max|diff|");
+        printf("%6s  %-6s  %-40s %-10s %10s %10s %10s %8s %7s %10s  %s\n", "",
+               "", "", "", "", "", "", "", "K/V", "x faster", "vs native");
+        printf("------  ------  ---------------------------------------- "
+               "---------- ---------- ---------- ---------- -------- ------- "
+               "----------  ------------------\n");
+    } else {
+        printf("\n%6s  %-6s  %-40s %-10s %10s %10s %8s %7s %10s  %s\n", "N",
+               "causal", "implementation", "kernel", "median ms", "min ms",
+               "TFLOP/s", "GB/s", "native", "max|diff|");
+        printf("%6s  %-6s  %-40s %-10s %10s %10s %8s %7s %10s  %s\n", "", "",
+               "", "", "", "", "", "K/V", "x faster", "vs native");
+        printf("------  ------  ---------------------------------------- "
+               "---------- ---------- ---------- -------- ------- "
+               "----------  ------------------\n");
+    }
     fflush(stdout);
 }
 
@@ -177,6 +273,39 @@ static void ratio_line(const char *what, double slow, double fast, double goal)
     double x = slow / fast;
     printf("  %-34s %.2fx (goal >= %.2fx: %s)\n", what, x, goal,
            x >= goal ? "met" : "not met");
+}
+
+/* Per case with a clblast or torch-cuda row: the fastest libattn OpenCL
+ * row against them. */
+static void peer_summary(void)
+{
+    int printed = 0;
+    for (int i = 0; i < g_n_seen; i++) {
+        const row *p = &g_seen[i];
+        if (p->id != IMPL_CLBLAST && p->id != IMPL_TORCH_CUDA)
+            continue;
+        const row *best = NULL;
+        for (int j = 0; j < g_n_seen; j++) {
+            const row *c = &g_seen[j];
+            if (impls_is_cl(c->id) && same_shape(c, p) &&
+                (!best || c->median_ms < best->median_ms))
+                best = c;
+        }
+        if (!best)
+            continue;
+        if (!printed++)
+            printf("fastest libattn OpenCL row per case against the GPU peers "
+                   "(TFLOP/s; x = peer time / libattn time, above 1: libattn "
+                   "is faster):\n");
+        double fl = util_flops(&p->s, p->causal) / 1e9;
+        printf("  B=%d H=%d/%d d=%d %s seq_q=%d N=%d %s: %s (%s, %s) %.3g vs "
+               "%s (%s) %.3g: %.2fx\n",
+               p->s.batch, p->s.heads, p->s.kv_heads, p->s.head_dim,
+               p->f16 ? "f16" : "f32", p->s.seq_q, p->s.seq_kv,
+               p->causal ? "causal" : "non-causal", best->key, best->kernel,
+               best->timing, fl / best->median_ms, p->key, p->timing,
+               fl / p->median_ms, p->median_ms / best->median_ms);
+    }
 }
 
 void report_summary(const options *opt, const peer_state *ps, int rc)
@@ -192,6 +321,7 @@ void report_summary(const options *opt, const peer_state *ps, int rc)
     }
     if (rc != 0)
         return;
+    peer_summary();
     for (int c = 0; c < 2; c++) {
         double nat = seen_ms(2048, c, IMPL_NATIVE, NULL);
         if (nat <= 0)

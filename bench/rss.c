@@ -1,6 +1,7 @@
 /*
- * --rss: the peak resident set of one attn_sdpa call (B=1, H=8, d=64,
- * seq_q = seq_kv = N, non-causal, f32) on native and on cl-fused, each in
+ * --rss: the peak resident set of one attn_sdpa call (B=1, H=8, d=64 or the
+ * --batch, --heads, --kv-heads and first --head-dim given; seq_q = seq_kv =
+ * N, non-causal, f32) on native and on cl-fused, each in
  * a fresh process: this executable started again with --rss-child through
  * posix_spawn (vfork-like, so the child's peak is its own), its peak read
  * by the parent from wait4's rusage (ru_maxrss) and by the child itself
@@ -45,14 +46,16 @@ int rss_child_main(const options *opt)
     for (int i = 0; i < IMPL_COUNT; i++)
         if (strcmp(opt->rss_child, impl_name((impl_id)i)) == 0)
             id = (impl_id)i;
+    int n = opt->sizes[opt->n_sizes - 1];
+    const shape sh = {opt->batch, opt->heads, opt->kv_heads,
+                      n,          n,          opt->head_dims[0]};
     if (id == IMPL_COUNT || id == IMPL_CLBLAST || id >= IMPL_GGML) {
         printf("RSS-ERROR unsupported impl %s\n", opt->rss_child);
         return 2;
     }
-    int n = opt->sizes[opt->n_sizes - 1];
     long start = vm_hwm_kib();
     attn_options ao;
-    impls_attn_options(opt, id, &ao);
+    impls_attn_options(opt, id, NULL, &ao);
     attn_context *ctx = NULL;
     attn_status st = attn_context_create(&ao, &ctx);
     if (st != ATTN_OK) {
@@ -61,24 +64,20 @@ int rss_child_main(const options *opt)
         return 1;
     }
     long after_ctx = vm_hwm_kib();
-    size_t cnt = (size_t)HEADS * n * HEAD_DIM;
-    float *q = malloc(cnt * sizeof *q), *k = malloc(cnt * sizeof *k),
-          *v = malloc(cnt * sizeof *v), *o = malloc(cnt * sizeof *o);
+    size_t cnt = shape_q_count(&sh), kv_cnt = shape_kv_count(&sh);
+    float *q = malloc(cnt * sizeof *q), *k = malloc(kv_cnt * sizeof *k),
+          *v = malloc(kv_cnt * sizeof *v), *o = malloc(cnt * sizeof *o);
     if (!q || !k || !v || !o) {
         printf("RSS-ERROR out of memory\n");
         return 1;
     }
     util_fill(q, cnt, 1);
-    util_fill(k, cnt, 2);
-    util_fill(v, cnt, 3);
+    util_fill(k, kv_cnt, 2);
+    util_fill(v, kv_cnt, 3);
     memset(o, 0, cnt * sizeof *o);
     long after_inputs = vm_hwm_kib();
     attn_sdpa_desc d;
-    memset(&d, 0, sizeof d);
-    d.batch = 1;
-    d.heads_q = d.heads_kv = HEADS;
-    d.seq_q = d.seq_kv = n;
-    d.head_dim = d.head_dim_v = HEAD_DIM;
+    shape_desc(&sh, 0, 0, &d);
     double t0 = util_now_ms();
     st = attn_sdpa(ctx, &d, q, k, v, o, NULL);
     double ms = util_now_ms() - t0;
@@ -88,7 +87,7 @@ int rss_child_main(const options *opt)
         return 1;
     }
     long after_call = vm_hwm_kib();
-    double err = util_check_rows(q, k, v, o, n, 0, 2);
+    double err = util_check_rows(&sh, q, k, v, o, 0, 2);
     printf("RSS-CHILD %ld %ld %ld %ld %.1f %.2e\n", start, after_ctx,
            after_inputs, after_call, ms, err);
     attn_context_destroy(ctx);
@@ -100,17 +99,25 @@ int rss_run(const options *opt, int n, const char *argv0)
     (void)argv0;
     static const impl_id which[2] = {IMPL_NATIVE, IMPL_CL_FUSED};
     int rc = 0;
-    double io_mib = 4.0 * HEADS * n * HEAD_DIM * sizeof(float) / 1048576.0;
-    printf("peak RSS of one call, B=1 H=%d N=%d d=%d f32 non-causal, each in "
-           "a fresh process (%d threads; cl-fused device=%s); Q, K, V and O "
-           "alone are %.0f MiB; goal < 512 MiB\n",
-           HEADS, n, HEAD_DIM, opt->threads, opt->device, io_mib);
+    const shape sh = {opt->batch, opt->heads, opt->kv_heads,
+                      n,          n,          opt->head_dims[0]};
+    double io_mib = (2.0 * shape_q_count(&sh) + 2.0 * shape_kv_count(&sh)) *
+                    sizeof(float) / 1048576.0;
+    printf("peak RSS of one call, B=%d H=%d kv_heads=%d N=%d d=%d f32 "
+           "non-causal, each in a fresh process (%d threads; cl-fused "
+           "device=%s); Q, K, V and O alone are %.0f MiB; goal < 512 MiB\n",
+           opt->batch, opt->heads, opt->kv_heads, n, opt->head_dims[0],
+           opt->threads, opt->device, io_mib);
     printf("%-10s %12s %12s %12s %12s %12s %9s %9s\n", "impl", "ru_maxrss",
            "VmHWM start", "+context", "+inputs", "+call", "call ms", "max err");
     for (int i = 0; i < 2; i++) {
-        char sz[32], th[32];
+        char sz[32], th[32], b[32], h[32], kv[32], hd[32];
         snprintf(sz, sizeof sz, "%d", n);
         snprintf(th, sizeof th, "%d", opt->threads);
+        snprintf(b, sizeof b, "%d", opt->batch);
+        snprintf(h, sizeof h, "%d", opt->heads);
+        snprintf(kv, sizeof kv, "%d", opt->kv_heads);
+        snprintf(hd, sizeof hd, "%d", opt->head_dims[0]);
         char *args[] = {"/proc/self/exe",
                         "--rss-child",
                         (char *)impl_name(which[i]),
@@ -120,6 +127,14 @@ int rss_run(const options *opt, int n, const char *argv0)
                         th,
                         "--device",
                         (char *)opt->device,
+                        "--batch",
+                        b,
+                        "--heads",
+                        h,
+                        "--kv-heads",
+                        kv,
+                        "--head-dim",
+                        hd,
                         NULL};
         int fd[2];
         if (pipe(fd) != 0)

@@ -1,42 +1,86 @@
 /*
- * One case of attn-bench: every implementation asked for is prepared and
- * warmed up, then their timed runs are interleaved (native, cl-*, CLBlast,
- * ggml, native, ...) so that load changes on a shared machine hit all of
- * them alike; then the python peers run as subprocesses, and the decode
- * case (seq_q = --seq-q) runs when cl-decode is asked for.  Every output is
- * compared with native's, native's with the f64 reference.
+ * One case of attn-bench: every in-process implementation asked for is
+ * prepared and warmed up, then their timed runs are interleaved (native,
+ * cl-*, CLBlast, ggml, native, ...) so that load changes on a shared
+ * machine hit all of them alike; then the python peers run as
+ * subprocesses (runner_py.c).  Every output is compared with native's,
+ * native's with the f64 reference.  The square case (seq_q = seq_kv = N)
+ * and the decode case (seq_q = --seq-q) run through the same code with
+ * different implementations.
  */
-#include "bench.h"
+#include "runner.h"
 
 #ifdef ATTN_BENCH_HAVE_CLBLAST
 #include "peer_clblast.h"
 #endif
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_ENTRIES = 16 };
-
-typedef enum { EX_ATTN, EX_GGML, EX_CLBLAST } exec_kind;
+typedef enum { EX_ATTN, EX_RESIDENT, EX_GGML, EX_CLBLAST } exec_kind;
 
 /* One implementation being timed. */
 typedef struct entry {
     exec_kind kind;
     row *r;
-    attn_context *ctx; /* EX_ATTN */
+    attn_context *ctx; /* EX_ATTN, EX_RESIDENT */
     const attn_sdpa_desc *d;
-    float *o; /* EX_ATTN, EX_CLBLAST: where the output lands */
+    void *o; /* EX_ATTN, EX_CLBLAST: where the output lands */
     int own_o;
+    res_buf *dev_o; /* EX_RESIDENT: the output on the device */
     ggml_peer_case *gc;
-    void *cc; /* clblast_case * */
-    double *t;
+    void *cc;        /* clblast_case * */
+    int resident_cb; /* EX_CLBLAST on device buffers */
+    int reps;
+    double *t, *w; /* per timed run: the time shown, the host wall time */
     int alive;
     char why[400];
 } entry;
 
-static int entry_exec(entry *e, const void *q, const void *k, const void *v)
+/* The device inputs of a resident case. */
+typedef struct res_inputs {
+    resident *res;
+    res_buf *q, *k, *v;
+} res_inputs;
+
+row *case_row_add(case_rows *cr, const case_inputs *in, int causal, impl_id id,
+                  const char *impl, const char *label)
+{
+    if (cr->n == MAX_ROWS)
+        return NULL;
+    row *r = &cr->r[cr->n++];
+    memset(r, 0, sizeof *r);
+    r->impl = impl;
+    r->id = id;
+    util_scopy(r->key, sizeof r->key, impl_name(id));
+    util_scopy(r->label, sizeof r->label, label);
+    r->timing = "host";
+    r->s = in->s;
+    r->causal = causal;
+    r->f16 = in->f16;
+    r->decode = in->decode;
+    r->wall_ms = NAN;
+    r->diff = NAN;
+    return r;
+}
+
+void case_row_note(case_rows *cr, row *r, const char *fmt, ...)
+{
+    char *buf = cr->note[r - cr->r];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof cr->note[0], fmt, ap);
+    va_end(ap);
+    r->note = buf;
+}
+
+/* One run; *ms receives the time shown when the run times itself
+ * (events), else it stays NAN and the caller's clock counts. */
+static int entry_exec(entry *e, const res_inputs *ri, const void *q,
+                      const void *k, const void *v, double *ms, double *wall)
 {
     switch (e->kind) {
     case EX_ATTN: {
@@ -48,6 +92,9 @@ static int entry_exec(entry *e, const void *q, const void *k, const void *v)
         }
         return 0;
     }
+    case EX_RESIDENT:
+        return res_call(ri->res, e->ctx, e->d, ri->q, ri->k, ri->v, e->dev_o,
+                        ms, wall, e->why, sizeof e->why);
     case EX_GGML:
         if (ggml_peer_exec(e->gc) != 0) {
             snprintf(e->why, sizeof e->why, "graph compute failed");
@@ -56,6 +103,9 @@ static int entry_exec(entry *e, const void *q, const void *k, const void *v)
         return 0;
     case EX_CLBLAST:
 #ifdef ATTN_BENCH_HAVE_CLBLAST
+        if (e->resident_cb)
+            return clblast_case_exec_resident(e->cc, ms, wall, e->why,
+                                              sizeof e->why);
         return clblast_case_exec(e->cc, e->why, sizeof e->why);
 #else
         return -1;
@@ -72,37 +122,49 @@ static void entry_free(entry *e)
     if (e->cc)
         clblast_case_free(e->cc);
 #endif
+    res_buf_free(e->dev_o);
     if (e->own_o)
         free(e->o);
     free(e->t);
+    free(e->w);
     memset(e, 0, sizeof *e);
 }
 
-/* Warm-up, then reps interleaved rounds; fills each alive entry's row with
- * its median and min, or its note when it failed. */
-static void time_entries(const options *opt, entry *es, int n_es, int reps,
-                         const void *q, const void *k, const void *v)
+/* Warm-up, then interleaved rounds (an entry runs in round r while r <
+ * its reps); fills each alive entry's row with its median and min, or its
+ * note when it failed. */
+static void time_entries(const options *opt, entry *es, int n_es,
+                         const res_inputs *ri, const void *q, const void *k,
+                         const void *v)
 {
+    int rounds = 0;
+    double ms, wall;
     for (int i = 0; i < n_es; i++) {
         entry *e = &es[i];
-        e->t = calloc((size_t)reps, sizeof *e->t);
-        e->alive = e->t != NULL;
-        if (!e->t)
+        e->t = calloc((size_t)e->reps, sizeof *e->t);
+        e->w = calloc((size_t)e->reps, sizeof *e->w);
+        e->alive = e->t && e->w;
+        if (!e->alive)
             snprintf(e->why, sizeof e->why, "out of memory");
         for (int w = 0; w < opt->warmup && e->alive; w++)
-            if (entry_exec(e, q, k, v) != 0)
+            if (entry_exec(e, ri, q, k, v, &ms, &wall) != 0)
                 e->alive = 0;
+        if (e->reps > rounds)
+            rounds = e->reps;
     }
-    for (int r = 0; r < reps; r++)
+    for (int r = 0; r < rounds; r++)
         for (int i = 0; i < n_es; i++) {
             entry *e = &es[i];
-            if (!e->alive)
+            if (!e->alive || r >= e->reps)
                 continue;
             if (n_es > 1)
                 util_pause_ms(5); /* let the other pools' workers sleep */
+            ms = wall = NAN;
             double t0 = util_now_ms();
-            int rc = entry_exec(e, q, k, v);
-            e->t[r] = util_now_ms() - t0;
+            int rc = entry_exec(e, ri, q, k, v, &ms, &wall);
+            double host = util_now_ms() - t0;
+            e->t[r] = isnan(ms) ? host : ms;
+            e->w[r] = isnan(wall) ? host : wall;
             if (rc != 0)
                 e->alive = 0;
         }
@@ -114,58 +176,78 @@ static void time_entries(const options *opt, entry *es, int n_es, int reps,
             continue;
         }
         e->r->ok = 1;
-        e->r->min_ms = util_min(e->t, reps);
-        e->r->median_ms = util_median(e->t, reps);
+        e->r->min_ms = util_min(e->t, e->reps);
+        e->r->median_ms = util_median(e->t, e->reps);
+        if (e->kind == EX_RESIDENT || e->resident_cb)
+            e->r->wall_ms = util_median(e->w, e->reps);
     }
 }
 
-static float *alloc_out(size_t cnt)
+/* Adds a libattn entry (native, cl-*, cl:<variant>): asks which kernel
+ * variant the shape runs first, so that a variant that does not take it
+ * shows as a skipped row. */
+static void add_attn(entry *es, int *n_es, case_rows *cr, const case_inputs *in,
+                     int causal, impl_id id, const char *key, const char *label,
+                     attn_context *ctx, const attn_sdpa_desc *d, void *o,
+                     size_t o_bytes, const res_inputs *ri, int reps)
 {
-    return malloc(cnt * sizeof(float));
-}
-
-static void add_attn(entry *es, int *n_es, row *rows, int *n_rows, impl_id id,
-                     const char *label, attn_context *ctx,
-                     const attn_sdpa_desc *d, float *o, size_t cnt)
-{
-    row *r = &rows[(*n_rows)++];
-    r->impl = id == IMPL_NATIVE ? "libattn" : "cl";
-    r->id = id;
-    util_scopy(r->label, sizeof r->label, label);
-    entry *e = &es[(*n_es)++];
-    e->kind = EX_ATTN;
+    row *r = case_row_add(cr, in, causal, id,
+                          id == IMPL_NATIVE ? "libattn" : "cl", label);
+    if (!r)
+        return;
+    if (key)
+        util_scopy(r->key, sizeof r->key, key);
+    attn_device_info di;
+    memset(&di, 0, sizeof di);
+    attn_context_device(ctx, &di);
+    util_scopy(r->device, sizeof r->device, di.name);
+    attn_status st = attn_sdpa_kernel(ctx, d, r->kernel, sizeof r->kernel);
+    if (st != ATTN_OK) {
+        r->kernel[0] = '\0';
+        case_row_note(cr, r, "%s: %.500s",
+                      st == ATTN_ERR_UNSUPPORTED ? "unsupported"
+                                                 : attn_status_string(st),
+                      attn_context_last_error(ctx));
+        return;
+    }
+    entry *e = &es[*n_es];
+    memset(e, 0, sizeof *e);
     e->r = r;
     e->ctx = ctx;
     e->d = d;
-    e->o = o ? o : alloc_out(cnt);
+    e->reps = reps;
+    e->kind = ri && id != IMPL_NATIVE ? EX_RESIDENT : EX_ATTN;
+    /* host outputs hold floats: binary16 results are widened in place */
+    e->o = o ? o : malloc(o_bytes * (d->dtype == ATTN_F16 ? 2 : 1));
     e->own_o = o == NULL;
     if (!e->o) {
-        (*n_es)--;
         r->note = "out of memory";
+        return;
     }
-}
-
-static void skip_row(row *rows, int *n_rows, impl_id id, const char *label,
-                     const char *note)
-{
-    row *r = &rows[(*n_rows)++];
-    r->impl = "cl";
-    r->id = id;
-    util_scopy(r->label, sizeof r->label, label);
-    r->note = note;
+    if (e->kind == EX_RESIDENT) {
+        r->timing = "event";
+        if (res_buf_create(ctx, o_bytes, NULL, &e->dev_o, e->why,
+                           sizeof e->why) != 0) {
+            case_row_note(cr, r, "%s", e->why);
+            entry_free(e);
+            return;
+        }
+    }
+    (*n_es)++;
 }
 
 #ifdef ATTN_BENCH_HAVE_CLBLAST
-static clblast_peer *clblast_get(peer_state *ps)
+static clblast_peer *clblast_get(const options *opt, peer_state *ps)
 {
     if (!ps->clblast_tried) {
         ps->clblast_tried = 1;
         clblast_peer *p = NULL;
-        if (clblast_peer_open(&p, ps->clblast_why, sizeof ps->clblast_why) ==
-            0) {
+        if (clblast_peer_open(&p, opt->device, opt->resident, ps->clblast_why,
+                              sizeof ps->clblast_why) == 0) {
             ps->clblast = p;
-            printf("# clblast: CLBlast %s on %s\n", "SgemmStridedBatched",
-                   clblast_peer_device(p));
+            printf("# clblast: CLBlast %s on %s%s\n", "SgemmStridedBatched",
+                   clblast_peer_device(p),
+                   opt->resident ? ", device buffers, event timing" : "");
         }
     }
     return ps->clblast;
@@ -180,246 +262,307 @@ void runner_cleanup(peer_state *ps)
     ps->clblast = NULL;
 }
 
-static const impl_id CL_SQUARE[] = {IMPL_CL_UNFUSED, IMPL_CL_FUSED, IMPL_CL_Q2,
-                                    IMPL_CL_Q4, IMPL_CL_2DEV};
+static const impl_id CL_SQUARE[] = {IMPL_CL_UNFUSED, IMPL_CL_FUSED,
+                                    IMPL_CL_Q2,      IMPL_CL_Q4,
+                                    IMPL_CL_2DEV,    IMPL_CL_AUTO};
 
-/* The decode case: seq_q = --seq-q, seq_kv = n; native and cl-decode. */
-static void decode_case(const options *opt, attn_context *ctx,
-                        const cl_impls *ci, int n, int causal, const float *q,
-                        const float *k, const float *v, float *o_nat)
+/* Adds the CLBlast entry of a square case. */
+static void add_clblast(const options *opt, peer_state *ps, entry *es,
+                        int *n_es, case_rows *cr, const case_inputs *in,
+                        int causal, int reps)
 {
-    int sq = opt->seq_q;
-    size_t cnt = (size_t)HEADS * sq * HEAD_DIM;
-    /* Q: the last sq rows of each head of q, as a decode step would see */
-    float *qd = malloc(cnt * sizeof *qd);
-    row rows[2];
-    memset(rows, 0, sizeof rows);
-    entry es[2];
-    memset(es, 0, sizeof es);
-    int n_es = 0, n_rows = 0;
-    char lab[96];
-    attn_sdpa_desc d;
-    memset(&d, 0, sizeof d);
-    d.batch = 1;
-    d.heads_q = d.heads_kv = HEADS;
-    d.seq_q = sq;
-    d.seq_kv = n;
-    d.head_dim = d.head_dim_v = HEAD_DIM;
-    d.mask.causal = causal;
-    if (!qd) {
-        fprintf(stderr, "attn-bench: out of memory (decode)\n");
+    row *r = case_row_add(cr, in, causal, IMPL_CLBLAST, "clblast",
+                          "CLBlast gemm+softmax+gemm");
+    if (!r)
         return;
-    }
-    for (int h = 0; h < HEADS; h++)
-        memcpy(qd + (size_t)h * sq * HEAD_DIM,
-               q + ((size_t)h * n + (size_t)(n - sq)) * HEAD_DIM,
-               (size_t)sq * HEAD_DIM * sizeof *qd);
-    snprintf(lab, sizeof lab, "libattn native seq_q=%d", sq);
-    add_attn(es, &n_es, rows, &n_rows, IMPL_NATIVE, lab, ctx, &d, o_nat, cnt);
-    snprintf(lab, sizeof lab, "libattn cl-decode seq_q=%d (AUTO)", sq);
-    add_attn(es, &n_es, rows, &n_rows, IMPL_CL_DECODE, lab,
-             ci->ctx[IMPL_CL_DECODE], &d, NULL, cnt);
-    /* many cheap calls: more reps than the square case */
-    time_entries(opt, es, n_es, opt->reps ? opt->reps : 31, qd, k, v);
-    rows[0].diff = NAN;
-    if (n_es == 2 && rows[0].ok && rows[1].ok)
-        rows[1].diff = util_max_abs_diff(o_nat, es[1].o, cnt);
-    for (int i = 0; i < n_rows; i++)
-        report_row(n, causal, 0, &rows[i], rows[0].ok ? rows[0].median_ms : 0,
-                   sq);
-    for (int i = 0; i < n_es; i++)
-        entry_free(&es[i]);
-    free(qd);
-}
-
-/* --dtype f16: binary16 copies of q, k, v and the floats they hold. */
-typedef struct f16_inputs {
-    uint16_t *half[3];
-    float *rounded[3];
-} f16_inputs;
-
-static void f16_inputs_free(f16_inputs *h)
-{
-    for (int i = 0; i < 3; i++) {
-        free(h->half[i]);
-        free(h->rounded[i]);
-    }
-}
-
-static int f16_inputs_make(f16_inputs *h, const float *q, const float *k,
-                           const float *v, size_t cnt)
-{
-    const float *src[3] = {q, k, v};
-    for (int i = 0; i < 3; i++) {
-        h->half[i] = malloc(cnt * sizeof(uint16_t));
-        h->rounded[i] = malloc(cnt * sizeof(float));
-        if (!h->half[i] || !h->rounded[i])
-            return -1;
-        for (size_t j = 0; j < cnt; j++) {
-            h->half[i][j] = util_to_half(src[i][j]);
-            h->rounded[i][j] = util_from_half(h->half[i][j]);
+    double s_mib = impls_s_bytes(&in->s) / 1048576.0;
+#ifdef ATTN_BENCH_HAVE_CLBLAST
+    clblast_peer *p;
+    if (in->s.kv_heads != in->s.heads) {
+        r->note = "skipped: this peer takes kv heads = heads (no GQA)";
+    } else if (s_mib > opt->max_mem_mib) {
+        case_row_note(cr, r,
+                      "skipped: S [%d, N, N] f32 = %.0f MiB > --max-mem %.0f "
+                      "MiB",
+                      in->s.batch * in->s.heads, s_mib, opt->max_mem_mib);
+    } else if (!(p = clblast_get(opt, ps))) {
+        r->note = ps->clblast_why;
+    } else {
+        util_scopy(r->device, sizeof r->device, clblast_peer_device(p));
+        entry *e = &es[*n_es];
+        memset(e, 0, sizeof *e);
+        e->kind = EX_CLBLAST;
+        e->r = r;
+        e->reps = reps;
+        e->resident_cb = opt->resident;
+        r->timing = opt->resident ? "event" : "host";
+        size_t cnt = shape_q_count(&in->s);
+        e->o = malloc(cnt * sizeof(float));
+        e->own_o = 1;
+        clblast_case *cc = NULL;
+        if (!e->o) {
+            r->note = "out of memory";
+            entry_free(e);
+        } else if (clblast_case_prepare(p, in->s.batch * in->s.heads,
+                                        in->s.seq_q, in->s.head_dim, causal,
+                                        in->q, in->k, in->v, e->o, &cc, e->why,
+                                        sizeof e->why) != 0) {
+            case_row_note(cr, r, "%s", e->why);
+            entry_free(e);
+        } else {
+            e->cc = cc;
+            (*n_es)++;
         }
     }
-    return 0;
+#else
+    (void)opt;
+    (void)ps;
+    (void)es;
+    (void)n_es;
+    (void)reps;
+    (void)s_mib;
+    r->note = "not built (CLBlast or OpenCL not found at configure time)";
+#endif
+}
+
+/* Adds the ggml entries of a square case (one per K/V type). */
+static void add_ggml(const options *opt, peer_state *ps, entry *es, int *n_es,
+                     case_rows *cr, const case_inputs *in, int causal, int reps)
+{
+    for (int t = 0; t < 2; t++) {
+        if (!ps->g || !(opt->ggml_kv & (1 << t)))
+            continue;
+        char lab[96];
+        snprintf(lab, sizeof lab, "ggml flash_attn_ext (K/V %s)",
+                 t == 0 ? "f16" : "f32");
+        row *r = case_row_add(cr, in, causal, IMPL_GGML, "ggml", lab);
+        if (!r)
+            return;
+        util_scopy(r->device, sizeof r->device, "CPU");
+        if (!ps->ggml_ok[t]) {
+            r->note = ps->ggml_why[t];
+            continue;
+        }
+        if (in->s.kv_heads != in->s.heads) {
+            r->note = "skipped: this peer takes kv heads = heads (no GQA)";
+            continue;
+        }
+        entry *e = &es[*n_es];
+        memset(e, 0, sizeof *e);
+        if (ggml_peer_prepare(ps->g, in->s.batch * in->s.heads, in->s.seq_q,
+                              in->s.head_dim, causal, t == 0, opt->threads,
+                              in->q, in->k, in->v, &e->gc, e->why,
+                              sizeof e->why) != 0) {
+            case_row_note(cr, r, "%s", e->why);
+            memset(e, 0, sizeof *e);
+            continue;
+        }
+        e->kind = EX_GGML;
+        e->r = r;
+        e->reps = reps;
+        (*n_es)++;
+    }
 }
 
 /* o holds cnt binary16 values in its first half: makes them floats. */
-static int f16_widen(float *o, size_t cnt)
+static int f16_widen(void *o, size_t cnt)
 {
     uint16_t *tmp = malloc(cnt * sizeof *tmp);
     if (!tmp)
         return -1;
     memcpy(tmp, o, cnt * sizeof *tmp);
+    float *f = o;
     for (size_t j = 0; j < cnt; j++)
-        o[j] = util_from_half(tmp[j]);
+        f[j] = util_from_half(tmp[j]);
     free(tmp);
     return 0;
 }
 
-int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
-                peer_state *ps, int n, int causal, const float *q,
-                const float *k, const float *v, float *o_lib, float *o_peer,
-                const char *in_path, const char *out_path)
+/* The device inputs of a resident case, on the first resident context. */
+static int res_inputs_make(const cl_impls *ci, const case_inputs *in,
+                           attn_context *ctx, res_inputs *ri, char *why,
+                           size_t why_len)
 {
-    int reps = options_reps(opt, n);
-    size_t cnt = (size_t)HEADS * n * HEAD_DIM;
-    double s_mib = impls_s_bytes(n, n) / 1048576.0;
-    attn_sdpa_desc d;
-    memset(&d, 0, sizeof d);
-    d.batch = 1;
-    d.heads_q = d.heads_kv = HEADS;
-    d.seq_q = d.seq_kv = n;
-    d.head_dim = d.head_dim_v = HEAD_DIM;
-    d.mask.causal = causal;
-    d.dtype = opt->f16 ? ATTN_F16 : ATTN_F32;
-    /* f16: libattn gets binary16 copies, the reference their values */
-    f16_inputs h;
-    memset(&h, 0, sizeof h);
-    const void *in[3] = {q, k, v};
-    if (opt->f16) {
-        if (f16_inputs_make(&h, q, k, v, cnt) != 0) {
-            fprintf(stderr, "attn-bench: out of memory (f16 inputs)\n");
-            f16_inputs_free(&h);
-            return -1;
-        }
-        for (int i = 0; i < 3; i++)
-            in[i] = h.half[i];
-        q = h.rounded[0];
-        k = h.rounded[1];
-        v = h.rounded[2];
+    size_t el = in->f16 ? 2 : 4;
+    memset(ri, 0, sizeof *ri);
+    ri->res = ci->res;
+    if (res_buf_create(ctx, shape_q_count(&in->s) * el, in->lq, &ri->q, why,
+                       why_len) != 0 ||
+        res_buf_create(ctx, shape_kv_count(&in->s) * el, in->lk, &ri->k, why,
+                       why_len) != 0 ||
+        res_buf_create(ctx, shape_kv_count(&in->s) * el, in->lv, &ri->v, why,
+                       why_len) != 0)
+        return -1;
+    return 0;
+}
+
+static void res_inputs_free(res_inputs *ri)
+{
+    res_buf_free(ri->q);
+    res_buf_free(ri->k);
+    res_buf_free(ri->v);
+    memset(ri, 0, sizeof *ri);
+}
+
+/* The libattn OpenCL impls of the case: their contexts, keys and labels. */
+typedef struct cl_want {
+    impl_id id;
+    attn_context *ctx;
+    const char *why;
+    char key[48], label[96];
+} cl_want;
+
+static int cl_wanted(const options *opt, const cl_impls *ci,
+                     const case_inputs *in, cl_want *w)
+{
+    int n = 0;
+    char sq[32] = "";
+    if (in->decode)
+        snprintf(sq, sizeof sq, " seq_q=%d", in->s.seq_q);
+    if (in->decode && opt_has(opt, IMPL_CL_DECODE)) {
+        w[n].id = IMPL_CL_DECODE;
+        w[n].ctx = ci->ctx[IMPL_CL_DECODE];
+        w[n].why = ci->why[IMPL_CL_DECODE];
+        util_scopy(w[n].key, sizeof w[n].key, "cl-decode");
+        snprintf(w[n].label, sizeof w[n].label, "libattn cl-decode%s (AUTO)",
+                 sq);
+        n++;
     }
-
-    static char notes[MAX_ENTRIES][600];
-    row rows[MAX_ENTRIES];
-    entry es[MAX_ENTRIES];
-    int n_rows = 0, n_es = 0, n_notes = 0;
-    memset(rows, 0, sizeof rows);
-    memset(es, 0, sizeof es);
-
-    add_attn(es, &n_es, rows, &n_rows, IMPL_NATIVE, "libattn native", ctx, &d,
-             o_lib, cnt);
-
-    for (size_t i = 0; i < sizeof CL_SQUARE / sizeof CL_SQUARE[0]; i++) {
+    for (size_t i = 0; !in->decode && i < sizeof CL_SQUARE / sizeof *CL_SQUARE;
+         i++) {
         impl_id id = CL_SQUARE[i];
         if (!opt_has(opt, id))
             continue;
-        char lab[96];
-        snprintf(lab, sizeof lab, "libattn %s", impl_name(id));
-        if (!ci->ctx[id]) {
-            skip_row(rows, &n_rows, id, lab, ci->why[id]);
-            continue;
-        }
-        if (id == IMPL_CL_UNFUSED && s_mib > opt->max_mem_mib) {
-            snprintf(notes[n_notes], sizeof notes[0],
-                     "skipped: S [8, N, N] f32 = %.0f MiB > --max-mem %.0f MiB",
-                     s_mib, opt->max_mem_mib);
-            skip_row(rows, &n_rows, id, lab, notes[n_notes++]);
-            continue;
-        }
-        add_attn(es, &n_es, rows, &n_rows, id, lab, ci->ctx[id], &d, NULL, cnt);
+        w[n].id = id;
+        w[n].ctx = ci->ctx[id];
+        w[n].why = ci->why[id];
+        util_scopy(w[n].key, sizeof w[n].key, impl_name(id));
+        snprintf(w[n].label, sizeof w[n].label, "libattn %s", impl_name(id));
+        n++;
     }
+    for (int j = 0; j < opt->n_kernels; j++) {
+        w[n].id = IMPL_CL_KERNEL;
+        w[n].ctx = ci->kctx[j];
+        w[n].why = ci->kwhy[j];
+        snprintf(w[n].key, sizeof w[n].key, "cl:%s", opt->kernels[j]);
+        snprintf(w[n].label, sizeof w[n].label, "libattn cl:%s%s",
+                 opt->kernels[j], sq);
+        n++;
+    }
+    return n;
+}
 
-    if (opt_has(opt, IMPL_CLBLAST)) {
-        const char *lab = "CLBlast gemm+softmax+gemm";
-        row *r = &rows[n_rows++];
-        r->impl = "clblast";
-        r->id = IMPL_CLBLAST;
-        util_scopy(r->label, sizeof r->label, lab);
-#ifdef ATTN_BENCH_HAVE_CLBLAST
-        if (s_mib > opt->max_mem_mib) {
-            snprintf(notes[n_notes], sizeof notes[0],
-                     "skipped: S [8, N, N] f32 = %.0f MiB > --max-mem %.0f MiB",
-                     s_mib, opt->max_mem_mib);
-            r->note = notes[n_notes++];
-        } else if (!clblast_get(ps)) {
-            r->note = ps->clblast_why;
-        } else {
-            entry *e = &es[n_es];
-            e->kind = EX_CLBLAST;
-            e->r = r;
-            e->o = alloc_out(cnt);
-            e->own_o = 1;
-            clblast_case *cc = NULL;
-            if (!e->o) {
-                r->note = "out of memory";
-                e->own_o = 0;
-            } else if (clblast_case_prepare(
-                           ps->clblast, HEADS, n, HEAD_DIM, causal, q, k, v,
-                           e->o, &cc, notes[n_notes], sizeof notes[0]) != 0) {
-                r->note = notes[n_notes++];
-                free(e->o);
-                memset(e, 0, sizeof *e);
-            } else {
-                e->cc = cc;
-                n_es++;
+int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
+                peer_state *ps, const case_inputs *in, int causal, float *o_lib,
+                float *o_peer)
+{
+    /* many cheap decode calls: more reps than the square case */
+    int reps = in->decode ? (opt->reps ? opt->reps : 31)
+                          : options_reps(opt, in->s.seq_kv);
+    int nat_reps = opt->native_reps ? opt->native_reps : reps;
+    size_t cnt = shape_q_count(&in->s);
+    size_t o_bytes = cnt * (in->f16 ? 2 : 4);
+    double s_mib = impls_s_bytes(&in->s) / 1048576.0;
+    attn_sdpa_desc d;
+    shape_desc(&in->s, causal, in->f16, &d);
+
+    static case_rows cr;
+    entry es[MAX_ROWS];
+    int n_es = 0;
+    memset(&cr, 0, sizeof cr);
+    memset(es, 0, sizeof es);
+    res_inputs ri;
+    memset(&ri, 0, sizeof ri);
+    int have_ri = 0;
+
+    char lab[96];
+    snprintf(lab, sizeof lab, "libattn native");
+    if (in->decode)
+        snprintf(lab, sizeof lab, "libattn native seq_q=%d", in->s.seq_q);
+    add_attn(es, &n_es, &cr, in, causal, IMPL_NATIVE, NULL, lab, ctx, &d, o_lib,
+             o_bytes, NULL, nat_reps);
+
+    cl_want want[IMPL_COUNT + MAX_KERNELS];
+    int n_want = cl_wanted(opt, ci, in, want);
+    for (int i = 0; i < n_want; i++) {
+        cl_want *w = &want[i];
+        if (!w->ctx) {
+            row *r = case_row_add(&cr, in, causal, w->id, "cl", w->label);
+            if (r) {
+                util_scopy(r->key, sizeof r->key, w->key);
+                r->note = w->why;
             }
+            continue;
         }
-#else
-        r->note = "not built (CLBlast or OpenCL not found at configure time)";
+        int unfused =
+            w->id == IMPL_CL_UNFUSED || strcmp(w->key, "cl:unfused") == 0;
+        if (unfused && s_mib > opt->max_mem_mib) {
+            row *r = case_row_add(&cr, in, causal, w->id, "cl", w->label);
+            if (r) {
+                util_scopy(r->key, sizeof r->key, w->key);
+                case_row_note(&cr, r,
+                              "skipped: S [%d, N, N] f32 = %.0f MiB > "
+                              "--max-mem %.0f MiB",
+                              in->s.batch * in->s.heads, s_mib,
+                              opt->max_mem_mib);
+            }
+            continue;
+        }
+        if (ci->res && !have_ri) {
+            char why[400];
+            if (res_inputs_make(ci, in, w->ctx, &ri, why, sizeof why) != 0) {
+                res_inputs_free(&ri);
+                row *r = case_row_add(&cr, in, causal, w->id, "cl", w->label);
+                if (r) {
+                    util_scopy(r->key, sizeof r->key, w->key);
+                    case_row_note(&cr, r, "inputs on the device: %s", why);
+                }
+                continue;
+            }
+            have_ri = 1;
+        }
+        add_attn(es, &n_es, &cr, in, causal, w->id, w->key, w->label, w->ctx,
+                 &d, NULL, o_bytes, ci->res ? &ri : NULL, reps);
+    }
+
+    if (!in->decode && opt_has(opt, IMPL_CLBLAST))
+        add_clblast(opt, ps, es, &n_es, &cr, in, causal, reps);
+    if (!in->decode)
+        add_ggml(opt, ps, es, &n_es, &cr, in, causal, reps);
+
+    time_entries(opt, es, n_es, have_ri ? &ri : NULL, in->lq, in->lk, in->lv);
+
+    /* outputs back from the device */
+    for (int i = 0; i < n_es; i++) {
+        entry *e = &es[i];
+        if (!e->r->ok)
+            continue;
+        int rc = 0;
+        if (e->kind == EX_RESIDENT)
+            rc = res_buf_read(ci->res, e->dev_o, e->o, o_bytes, e->why,
+                              sizeof e->why);
+#ifdef ATTN_BENCH_HAVE_CLBLAST
+        else if (e->resident_cb)
+            rc = clblast_case_read(e->cc, e->why, sizeof e->why);
 #endif
-    }
-
-    /* ggml cases, prepared before timing */
-    static char gwhy[2][256];
-    for (int t = 0; t < 2; t++) {
-        if (!ps->g || !(opt->ggml_kv & (1 << t)))
-            continue;
-        row *gr = &rows[n_rows++];
-        gr->impl = "ggml";
-        gr->id = IMPL_GGML;
-        snprintf(gr->label, sizeof gr->label, "ggml flash_attn_ext (K/V %s)",
-                 t == 0 ? "f16" : "f32");
-        if (!ps->ggml_ok[t]) {
-            gr->note = ps->ggml_why[t];
-            continue;
+        if (rc != 0) {
+            e->r->ok = 0;
+            e->r->note = e->why;
         }
-        ggml_peer_case *gc = NULL;
-        if (ggml_peer_prepare(ps->g, HEADS, n, HEAD_DIM, causal, t == 0,
-                              opt->threads, q, k, v, &gc, gwhy[t],
-                              sizeof gwhy[t]) != 0) {
-            gr->note = gwhy[t];
-            continue;
-        }
-        entry *e = &es[n_es++];
-        e->kind = EX_GGML;
-        e->r = gr;
-        e->gc = gc;
     }
-
-    time_entries(opt, es, n_es, reps, in[0], in[1], in[2]);
-
     /* diffs: native against the f64 reference, the rest against native */
     for (int i = 0; i < n_es; i++) {
         entry *e = &es[i];
         if (!e->r->ok)
             continue;
-        if (opt->f16 && e->kind == EX_ATTN && f16_widen(e->o, cnt) != 0) {
+        if (in->f16 && (e->kind == EX_ATTN || e->kind == EX_RESIDENT) &&
+            f16_widen(e->o, cnt) != 0) {
             e->r->diff = NAN;
             continue;
         }
         if (e->r->id == IMPL_NATIVE) {
-            e->r->diff =
-                util_check_rows(q, k, v, o_lib, n, causal, n >= 4096 ? 8 : 16);
+            e->r->diff = util_check_rows(&in->s, in->q, in->k, in->v, o_lib,
+                                         causal, in->s.seq_q >= 4096 ? 8 : 16);
         } else if (e->kind == EX_GGML) {
             ggml_peer_output(e->gc, o_peer);
             e->r->diff = util_max_abs_diff(o_lib, o_peer, cnt);
@@ -427,117 +570,22 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
             e->r->diff = util_max_abs_diff(o_lib, e->o, cnt);
         }
     }
-    double lib_ms = rows[0].ok ? rows[0].median_ms : 0;
-    int lib_ok = rows[0].ok;
+    double lib_ms = cr.r[0].ok ? cr.r[0].median_ms : 0;
+    int lib_ok = cr.r[0].ok;
     for (int i = 0; i < n_es; i++)
         entry_free(&es[i]);
-    f16_inputs_free(&h);
+    if (have_ri)
+        res_inputs_free(&ri);
     if (!lib_ok) {
-        fprintf(stderr, "attn-bench: native (N=%d): %s\n", n,
-                rows[0].note ? rows[0].note : "failed");
+        fprintf(stderr, "attn-bench: native (N=%d): %s\n", in->s.seq_kv,
+                cr.r[0].note ? cr.r[0].note : "failed");
         return -1;
     }
 
-    /* numpy, then torch: subprocesses */
-    static char pnotes[4][600];
-    int py_jobs = 0;
-    struct {
-        const char *backend;
-        int unset;
-    } jobs[3];
-    /* numpy holds one head's S and exp(S) at a time */
-    double py_mib = 2.0 * impls_s_bytes(n, n) / HEADS / 1048576.0;
-    if (ps->numpy_ok && in_path) {
-        jobs[py_jobs].backend = "numpy";
-        jobs[py_jobs++].unset = 0;
-        if (ps->numpy_variants == 2) {
-            jobs[py_jobs].backend = "numpy";
-            jobs[py_jobs++].unset = 1;
-        }
-    }
-    if (ps->torch_ok && in_path) {
-        jobs[py_jobs].backend = "torch";
-        jobs[py_jobs++].unset = 0;
-    }
-    for (int j = 0; j < py_jobs; j++) {
-        int is_torch = strcmp(jobs[j].backend, "torch") == 0;
-        if ((is_torch && !ps->torch_ok) || (!is_torch && !ps->numpy_ok))
-            continue;
-        if (!is_torch && py_mib > opt->max_mem_mib) {
-            row *pr_row = &rows[n_rows++];
-            pr_row->impl = "numpy";
-            pr_row->id = IMPL_NUMPY;
-            util_scopy(pr_row->label, sizeof pr_row->label,
-                       "numpy matmul+softmax");
-            snprintf(pnotes[j], sizeof pnotes[j],
-                     "skipped: S and exp(S) of one head = %.0f MiB > "
-                     "--max-mem %.0f MiB",
-                     py_mib, opt->max_mem_mib);
-            pr_row->note = pnotes[j];
-            continue;
-        }
-        py_result pr;
-        python_peer_run(opt, n, causal, reps, in_path, out_path,
-                        jobs[j].backend, jobs[j].unset, &pr);
-        if (is_torch && !pr.ok && pr.fatal) {
-            ps->torch_ok = 0; /* not installed: leave torch out quietly */
-            continue;
-        }
-        row *pr_row = &rows[n_rows++];
-        pr_row->impl = jobs[j].backend;
-        pr_row->id = is_torch ? IMPL_TORCH : IMPL_NUMPY;
-        if (is_torch)
-            util_scopy(pr_row->label, sizeof pr_row->label,
-                       pr.ok ? pr.impl : "torch sdpa");
-        else if (ps->numpy_variants == 2)
-            snprintf(pr_row->label, sizeof pr_row->label,
-                     "numpy matmul+softmax (OPENBLAS_* %s)",
-                     jobs[j].unset ? "unset" : "as-is");
-        else
-            snprintf(pr_row->label, sizeof pr_row->label,
-                     "numpy matmul+softmax");
-        if (!pr.ok) {
-            snprintf(pnotes[j], sizeof pnotes[j], "failed: %s", pr.error);
-            pr_row->note = pnotes[j];
-            if (pr.fatal && !is_torch) {
-                ps->numpy_ok = 0;
-                util_scopy(ps->numpy_why, sizeof ps->numpy_why, pr.error);
-            }
-            continue;
-        }
-        if (!is_torch) {
-            util_scopy(ps->blas_seen[jobs[j].unset], sizeof ps->blas_seen[0],
-                       pr.blas);
-            util_scopy(ps->numpy_impl, sizeof ps->numpy_impl, pr.impl);
-        }
-        pr_row->ok = 1;
-        pr_row->median_ms = pr.median_ms;
-        pr_row->min_ms = pr.min_ms;
-        if (out_path && python_peer_read(out_path, o_peer, cnt) == 0)
-            pr_row->diff = util_max_abs_diff(o_lib, o_peer, cnt);
-        else
-            pr_row->diff = NAN;
-    }
+    runner_python(opt, ps, in, causal, reps, o_lib, o_peer, &cr);
 
-    (void)n_notes;
-    for (int i = 0; i < n_rows; i++)
-        report_row(n, causal, i == 0, &rows[i], lib_ms, n);
+    for (int i = 0; i < cr.n; i++)
+        report_row(opt, i == 0, &cr.r[i], lib_ms);
     fflush(stdout);
-
-    if (opt_has(opt, IMPL_CL_DECODE)) {
-        if (!ci->ctx[IMPL_CL_DECODE]) {
-            row r;
-            memset(&r, 0, sizeof r);
-            r.impl = "cl";
-            r.id = IMPL_CL_DECODE;
-            snprintf(r.label, sizeof r.label, "libattn cl-decode seq_q=%d",
-                     opt->seq_q);
-            r.note = ci->why[IMPL_CL_DECODE];
-            report_row(n, causal, 0, &r, 0, opt->seq_q);
-        } else {
-            decode_case(opt, ctx, ci, n, causal, q, k, v, o_peer);
-        }
-        fflush(stdout);
-    }
     return 0;
 }

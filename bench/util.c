@@ -68,10 +68,49 @@ double util_min(const double *t, int n)
     return m;
 }
 
-double util_flops(int n, int causal)
+size_t shape_q_count(const shape *s)
 {
-    double f = 4.0 * (double)n * (double)n * HEAD_DIM * HEADS;
-    return causal ? f / 2 : f;
+    return (size_t)s->batch * s->heads * s->seq_q * s->head_dim;
+}
+
+size_t shape_kv_count(const shape *s)
+{
+    return (size_t)s->batch * s->kv_heads * s->seq_kv * s->head_dim;
+}
+
+void shape_desc(const shape *s, int causal, int f16, attn_sdpa_desc *d)
+{
+    memset(d, 0, sizeof *d);
+    d->batch = s->batch;
+    d->heads_q = s->heads;
+    d->heads_kv = s->kv_heads;
+    d->seq_q = s->seq_q;
+    d->seq_kv = s->seq_kv;
+    d->head_dim = d->head_dim_v = s->head_dim;
+    d->mask.causal = causal;
+    d->dtype = f16 ? ATTN_F16 : ATTN_F32;
+}
+
+double util_flops(const shape *s, int causal)
+{
+    double per_pair = 4.0 * s->head_dim * s->batch * s->heads;
+    double sq = s->seq_q, skv = s->seq_kv;
+    if (!causal)
+        return per_pair * sq * skv;
+    if (s->seq_q == s->seq_kv)
+        return per_pair * sq * skv / 2;
+    /* row i sees seq_kv - seq_q + i + 1 keys (at most seq_kv) */
+    double keys = 0;
+    for (int i = 0; i < s->seq_q; i++) {
+        double k = skv - sq + i + 1;
+        keys += k < 0 ? 0 : k > skv ? skv : k;
+    }
+    return per_pair * keys;
+}
+
+double util_kv_bytes(const shape *s, int f16)
+{
+    return 2.0 * (double)shape_kv_count(s) * (f16 ? 2 : 4);
 }
 
 float util_max_abs_diff(const float *a, const float *b, size_t n)
@@ -121,30 +160,48 @@ float util_from_half(uint16_t h)
     return h & 0x8000u ? -v : v;
 }
 
-/* Max abs error of libattn's o against a double-precision reference on up to
- * rows_per_head evenly spread rows of every head. */
-double util_check_rows(const float *q, const float *k, const float *v,
-                       const float *o, int n, int causal, int rows_per_head)
+/* Max abs error of libattn's o against a double-precision reference on
+ * sampled query rows (bench.h). */
+double util_check_rows(const shape *s, const float *q, const float *k,
+                       const float *v, const float *o, int causal,
+                       int rows_per_head)
 {
+    /* at most about 2^28 multiply-adds per product, at least 8 rows */
+    double budget = 268435456.0 / ((double)s->seq_kv * s->head_dim);
+    long max_rows = budget < 8 ? 8 : (long)budget;
+    int sq = s->seq_q, skv = s->seq_kv, dim = s->head_dim;
+    int group = s->heads / s->kv_heads;
+    int n_heads = s->batch * s->heads;
     double worst = 0.0;
-    double scale = 1.0 / sqrt((double)HEAD_DIM);
-    double *p = malloc((size_t)n * sizeof *p);
+    double scale = 1.0 / sqrt((double)dim);
+    double *p = malloc((size_t)skv * sizeof *p);
     if (!p)
         return NAN;
-    int step = n / rows_per_head > 0 ? n / rows_per_head : 1;
-    for (int h = 0; h < HEADS; h++) {
-        const float *qh = q + (size_t)h * n * HEAD_DIM;
-        const float *kh = k + (size_t)h * n * HEAD_DIM;
-        const float *vh = v + (size_t)h * n * HEAD_DIM;
-        for (int i = (h * 7) % step; i < n; i += step) {
-            int last = causal ? i : n - 1;
+    int per_head = rows_per_head < sq ? rows_per_head : sq;
+    int step = sq / per_head > 0 ? sq / per_head : 1;
+    /* at most max_rows rows: every head_step-th (batch, head) */
+    long total = (long)n_heads * per_head;
+    int head_step =
+        total > max_rows ? (int)((total + max_rows - 1) / max_rows) : 1;
+    for (int bh = 0; bh < n_heads; bh += head_step) {
+        int b = bh / s->heads, h = bh % s->heads;
+        int g = b * s->kv_heads + h / group;
+        const float *qh = q + (size_t)bh * sq * dim;
+        const float *kh = k + (size_t)g * skv * dim;
+        const float *vh = v + (size_t)g * skv * dim;
+        const float *oh = o + (size_t)bh * sq * dim;
+        for (int i = (bh * 7) % step; i < sq; i += step) {
+            /* bottom-right aligned: row i sees j <= i + skv - sq */
+            int last = causal ? i + skv - sq : skv - 1;
+            if (last > skv - 1)
+                last = skv - 1;
             double mx = -INFINITY, sum = 0.0;
             for (int j = 0; j <= last; j++) {
-                double s = 0.0;
-                for (int c = 0; c < HEAD_DIM; c++)
-                    s += (double)qh[(size_t)i * HEAD_DIM + c] *
-                         (double)kh[(size_t)j * HEAD_DIM + c];
-                p[j] = s * scale;
+                double sc = 0.0;
+                for (int c = 0; c < dim; c++)
+                    sc += (double)qh[(size_t)i * dim + c] *
+                          (double)kh[(size_t)j * dim + c];
+                p[j] = sc * scale;
                 if (p[j] > mx)
                     mx = p[j];
             }
@@ -152,12 +209,13 @@ double util_check_rows(const float *q, const float *k, const float *v,
                 p[j] = exp(p[j] - mx);
                 sum += p[j];
             }
-            for (int c = 0; c < HEAD_DIM; c++) {
+            for (int c = 0; c < dim; c++) {
                 double acc = 0.0;
                 for (int j = 0; j <= last; j++)
-                    acc += p[j] * (double)vh[(size_t)j * HEAD_DIM + c];
-                double e = fabs(acc / sum -
-                                (double)o[((size_t)h * n + i) * HEAD_DIM + c]);
+                    acc += p[j] * (double)vh[(size_t)j * dim + c];
+                /* a row that sees no key: O = 0 */
+                double want = last >= 0 ? acc / sum : 0.0;
+                double e = fabs(want - (double)oh[(size_t)i * dim + c]);
                 if (!(e <= worst))
                     worst = e;
             }

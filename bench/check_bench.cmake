@@ -1,0 +1,130 @@
+# attn-bench's command line, checked for behaviour only (exit status, the
+# CSV's columns, which rows appear); never its timings.  Run by ctest:
+#   cmake -DBENCH=path/to/attn-bench -DOUT=dir [-DHAVE_CL=OFF] -P check_bench.cmake
+# On a machine without an OpenCL device the cl rows say "skipped" and the
+# checks that need them are left out; HAVE_CL=OFF (a build without the
+# OpenCL backend, hence no kernel variants) leaves out --kernel too.
+if(NOT BENCH OR NOT OUT)
+  message(FATAL_ERROR "usage: cmake -DBENCH=... -DOUT=... -P check_bench.cmake")
+endif()
+file(MAKE_DIRECTORY ${OUT})
+
+function(run_bench name expect_rc)
+  execute_process(COMMAND ${BENCH} ${ARGN} RESULT_VARIABLE rc
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL expect_rc)
+    message(FATAL_ERROR "${name}: exit status ${rc}, expected ${expect_rc}\n"
+                        "${out}\n${err}")
+  endif()
+  set(bench_out "${out}" PARENT_SCOPE)
+endfunction()
+
+# The columns of the CSV header, in order.
+set(columns n causal impl median_ms min_ms gflops libattn_x_faster
+    max_abs_diff note key seq_q kernel tflops head_dim batch heads kv_heads
+    dtype timing wall_ms kv_bytes kv_gbps device)
+string(REPLACE ";" "," header "${columns}")
+
+# The CSV's lines whose key column is `key` (lines as a list).
+function(csv_rows file key var)
+  file(STRINGS ${file} lines)
+  set(hits "")
+  foreach(l IN LISTS lines)
+    if(l MATCHES ",${key},[0-9]+,")
+      list(APPEND hits "${l}")
+    endif()
+  endforeach()
+  set(${var} "${hits}" PARENT_SCOPE)
+endfunction()
+
+function(check_header file)
+  file(STRINGS ${file} first LIMIT_COUNT 1)
+  if(NOT first STREQUAL header)
+    message(FATAL_ERROR "${file}: header\n  ${first}\nexpected\n  ${header}")
+  endif()
+endfunction()
+
+# 1. bad options: exit status 2
+if(DEFINED HAVE_CL AND NOT HAVE_CL)
+  set(no_device 1)
+  set(kernels "")
+else()
+  set(kernels --kernel all)
+endif()
+run_bench(bad-option 2 --no-such-option)
+run_bench(bad-kernel 2 --kernel no-such-variant)
+run_bench(bad-kv-heads 2 --heads 4 --kv-heads 3)
+run_bench(bad-seq-q 2 --seq-q 17)
+
+# 2. every new option at once, host pointers: shapes, forced variants,
+# decode rows; the CSV says which variant each libattn row ran.
+set(csv ${OUT}/host.csv)
+run_bench(host 0 --no-peers --impl native,cl-fused,cl-decode ${kernels}
+          --sizes 32 --reps 1 --warmup 0 --head-dim 16,32 --heads 4
+          --kv-heads 2 --batch 2 --seq-q 2 --csv ${csv})
+check_header(${csv})
+csv_rows(${csv} native nat)
+list(LENGTH nat n_nat)
+# 2 head sizes x 2 masks x (square + decode)
+if(NOT n_nat EQUAL 8)
+  message(FATAL_ERROR "host: ${n_nat} native rows, expected 8")
+endif()
+foreach(l IN LISTS nat)
+  if(NOT l MATCHES ",native,[0-9]+,native,[0-9.e+-]+,(16|32),2,4,2,f32,host,")
+    message(FATAL_ERROR "host: native row without its kernel or shape: ${l}")
+  endif()
+endforeach()
+csv_rows(${csv} cl:fused fused_rows)
+list(LENGTH fused_rows n_fused)
+if(kernels AND NOT n_fused EQUAL 8)
+  message(FATAL_ERROR "host: ${n_fused} cl:fused rows, expected 8")
+endif()
+csv_rows(${csv} cl-decode dec_rows)
+foreach(l IN LISTS fused_rows dec_rows)
+  if(l MATCHES "skipped: no OpenCL device")
+    set(no_device 1)
+  elseif(l MATCHES ",cl:fused,[0-9]+,fused,[0-9.e+-]+,")
+  elseif(l MATCHES ",cl-decode,2,decode,[0-9.e+-]+,.*,[0-9]+,[0-9.]+,\"")
+    # decode rows carry the K/V bytes and GB/s
+  else()
+    message(FATAL_ERROR "host: row without the variant that ran: ${l}")
+  endif()
+endforeach()
+
+# 3. --resident: the OpenCL rows are timed by events and have a wall time.
+if(NOT no_device)
+  set(csv ${OUT}/resident.csv)
+  run_bench(resident 0 --no-peers --resident --impl native,cl-fused,cl-q2
+            --kernel fused --sizes 32 --reps 2 --warmup 0 --causal yes
+            --head-dim 32 --dtype f16 --csv ${csv})
+  check_header(${csv})
+  csv_rows(${csv} cl-fused rows)
+  csv_rows(${csv} cl:fused krows)
+  foreach(l IN LISTS rows krows)
+    if(NOT l MATCHES ",fused,[0-9.e+-]+,32,1,8,8,f16,event,[0-9.]+,")
+      message(FATAL_ERROR "resident: row not timed by events: ${l}")
+    endif()
+  endforeach()
+  csv_rows(${csv} cl-q2 q2)
+  if(NOT q2 MATCHES "skipped: --resident")
+    message(FATAL_ERROR "resident: cl-q2 not skipped: ${q2}")
+  endif()
+  # 4. decode only
+  set(csv ${OUT}/decode.csv)
+  run_bench(decode 0 --no-peers --decode-only --impl native,cl-decode
+            --sizes 64 --reps 1 --warmup 0 --causal no --heads 4 --kv-heads 1
+            --batch 2 --head-dim 64 --csv ${csv})
+  csv_rows(${csv} native nat)
+  csv_rows(${csv} cl-decode dec)
+  list(LENGTH nat n_nat)
+  list(LENGTH dec n_dec)
+  if(NOT n_nat EQUAL 1 OR NOT n_dec EQUAL 1 OR NOT dec MATCHES ",decode,")
+    message(FATAL_ERROR "decode-only: rows\n${nat}\n${dec}")
+  endif()
+endif()
+if(no_device)
+  message(STATUS "attn-bench checks passed (no OpenCL device: the "
+                 "--resident and --decode-only checks were left out)")
+else()
+  message(STATUS "attn-bench checks passed")
+endif()

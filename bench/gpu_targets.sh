@@ -1,0 +1,74 @@
+#!/bin/sh
+# The GPU cases of libattn's targets, measured side by side with CLBlast and
+# PyTorch on the same card, into one CSV, one PNG and one log:
+#
+#   sh bench/gpu_targets.sh ATTN_BENCH OUT_PREFIX
+#
+# writes OUT_PREFIX.csv (every row of the four runs below), OUT_PREFIX.png
+# (bench/plot.py; needs matplotlib) and OUT_PREFIX.txt (the tables).
+# ATTN_BENCH_DEVICE (default gpu) is the OpenCL device, ATTN_BENCH_REPS
+# (default 10) the timed runs per case; extra attn-bench options may follow
+# OUT_PREFIX and go to every run.  The runs:
+#   1. B=1 H=8 N=16384, d=64 and 128, f32, causal and not, resident (kernel
+#      time by OpenCL events): native (the reference, timed once), cl-auto,
+#      the unfused, fused and tiled variants forced, CLBlast, torch-cuda;
+#   2. the same in f16 (no CLBlast: its half GEMM needs cl_khr_fp16);
+#   3. decode: seq_q 1, B 8, 32 query / 8 kv heads, seq_kv 32768, d 128,
+#      f16, resident: native, cl-decode (AUTO), decode and tiled forced,
+#      torch-cuda, with GB/s of K/V read;
+#   4. host pointers, B=1 H=8 N=16384 d=64 f32 non-causal: cl-auto and the
+#      fused and tiled variants (uploads and downloads included).
+set -eu
+if [ $# -lt 2 ]; then
+  echo "usage: sh bench/gpu_targets.sh ATTN_BENCH OUT_PREFIX [attn-bench options]" >&2
+  exit 2
+fi
+bench=$1
+out=$2
+shift 2
+dev=${ATTN_BENCH_DEVICE:-gpu}
+reps=${ATTN_BENCH_REPS:-10}
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+: >"$out.txt"
+
+failed=""
+run() {
+  name=$1
+  shift
+  echo "== attn-bench $*" | tee -a "$out.txt"
+  { "$bench" --device "$dev" --native-reps 1 --reps "$reps" \
+      --csv "$tmp/$name.csv" "$@"; echo $? >"$tmp/$name.rc"; } 2>&1 |
+    tee -a "$out.txt"
+  [ "$(cat "$tmp/$name.rc")" = 0 ] || failed="$failed $name"
+}
+
+run f32 --resident --impl native,cl-auto,clblast,torch-cuda \
+  --kernel unfused,fused,tiled --sizes 16384 --head-dim 64,128 \
+  --max-mem 9000 "$@"
+run f16 --resident --dtype f16 --impl native,cl-auto,torch-cuda \
+  --kernel fused,tiled --sizes 16384 --head-dim 64,128 "$@"
+run decode --resident --decode-only --dtype f16 --batch 8 --heads 32 \
+  --kv-heads 8 --head-dim 128 --sizes 32768 --seq-q 1 --causal no \
+  --impl native,cl-decode,torch-cuda --kernel decode,tiled "$@"
+run host --impl native,cl-auto --kernel fused,tiled --sizes 16384 \
+  --head-dim 64 --causal no "$@"
+
+first=1
+for f in f32 f16 decode host; do
+  [ -f "$tmp/$f.csv" ] || continue
+  if [ $first = 1 ]; then
+    cat "$tmp/$f.csv" >"$out.csv"
+    first=0
+  else
+    tail -n +2 "$tmp/$f.csv" >>"$out.csv"
+  fi
+done
+echo "wrote $out.csv and $out.txt"
+python3 "$here/plot.py" "$out.csv" "$out.png" && echo "wrote $out.png" ||
+  echo "no plot (python3 $here/plot.py $out.csv $out.png needs matplotlib)"
+if [ -n "$failed" ]; then
+  echo "failed runs:$failed (see $out.txt)"
+  exit 1
+fi
