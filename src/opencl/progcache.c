@@ -84,11 +84,15 @@ static void entry_clear(entry *e)
     e->b.prog = NULL;
 }
 
-/* "unfused_f32": the tag offline binaries are named by. */
+/* "unfused_f32": the tag offline binaries are named by; "" (no binary)
+ * for a variant built per shape. */
 static void tag_of(const attn_cl_variant *v, attn_dtype dtype, char *tag,
                    size_t cap)
 {
-    snprintf(tag, cap, "%s_%s", v->name, dtype == ATTN_F16 ? "f16" : "f32");
+    if (v->per_shape)
+        tag[0] = '\0';
+    else
+        snprintf(tag, cap, "%s_%s", v->name, dtype == ATTN_F16 ? "f16" : "f32");
 }
 
 size_t attn_cl_variant_sources(const attn_cl_variant *v, const char **names,

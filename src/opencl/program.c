@@ -430,7 +430,8 @@ attn_status attn_cl_build_program(attn_cl_runtime *rt, const char *tag,
     /* FPGAs (and any device given offline binaries) take the binary of
      * this program: "<device name> <tag>" normalised, plus the extension. */
     snprintf(bin_name, sizeof bin_name, "%.300s %.200s", rt->info.name, tag);
-    if (attn_cl_find_binary(attn_cl_binary_dir(), bin_name, path, sizeof path))
+    if (tag[0] &&
+        attn_cl_find_binary(attn_cl_binary_dir(), bin_name, path, sizeof path))
         return attn_cl_build_binary_file(rt, path, opts, out, err);
     if (!(want = calloc(1, sizeof *want)))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
@@ -471,7 +472,8 @@ attn_status attn_cl_build_program(attn_cl_runtime *rt, const char *tag,
         /* The caller's list or the scan of the sources is wrong: an entry
          * of this program would only ever be rejected. */
         attn_log(rt->log, ATTN_LOG_WARN,
-                 "program %s has no kernel %s; it is not cached", tag, lacks);
+                 "program %s has no kernel %s; it is not cached",
+                 tag[0] ? tag : names[n_names - 1], lacks);
     else if (rt->cache_dir[0] && (bin = program_binary(prog, &bin_len))) {
         attn_cl_cache_write(&cache, bin, bin_len);
         free(bin);

@@ -156,7 +156,8 @@ attn_status attn_cl_build(attn_cl_runtime *rt, const char *const *names,
  * (normalised as attn_cl_binary_name does, e.g.
  * "intel_r_fpga_emulation_device_unfused_f32.aocx"), the program is loaded
  * from it instead of built.  attn_cl_build's tag is the source stems joined
- * by '_' ("posenc_heads"). */
+ * by '_' ("posenc_heads").  An empty tag: always built from source (a
+ * program whose build depends on the shape has no one binary). */
 attn_status attn_cl_build_tagged(attn_cl_runtime *rt, const char *tag,
                                  const char *const *names, size_t n_names,
                                  const char *options, cl_program *out,

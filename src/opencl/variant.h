@@ -111,6 +111,10 @@ typedef struct attn_cl_variant {
                                    UNFUSED, or AUTO for AUTO only */
     int universal;              /* takes every shape a device can run: AUTO's
                                    last resort */
+    int per_shape;              /* its defines hook depends on the shape
+                                   (head size, rows): one program per shape
+                                   class, built from source only (never an
+                                   offline binary, which is one build) */
     const char *const *sources; /* cl/ files after common.cl, NULL-ended */
     const char *const *kernels; /* kernel names, NULL-ended */
     const attn_cl_param *params;

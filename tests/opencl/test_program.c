@@ -699,6 +699,52 @@ static void test_bad_binary(void)
     check_bad_binary(bins, "empty binary");
 }
 
+/* The variants built per shape never load an offline binary (one binary
+ * cannot hold every head size's build): garbage under every name they
+ * could be looked up by is ignored and the program is built. */
+static void test_per_shape_no_binary(void)
+{
+    static const char *const names[] = {"tiled_f32", "splitkv_f32", ""};
+    static const char *const kernels[] = {"tiled", "splitkv"};
+    char bins[512], path[1400];
+    log_capture *cap = calloc(1, sizeof *cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cap);
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("shape-binary", bins, sizeof bins),
+                          0);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        fixture_binary_path(bins, names[i], path, sizeof path);
+        CU_ASSERT_EQUAL_FATAL(fixture_write_all(path, "junk", 4), 0);
+    }
+    CU_ASSERT_EQUAL_FATAL(setenv("ATTN_KERNEL_BINARY_DIR", bins, 1), 0);
+    for (size_t i = 0; i < 2; i++) {
+        attn_options o;
+        attn_context *ctx = NULL;
+        sdpa_case c;
+        attn_sdpa_desc d = {.batch = 1,
+                            .heads_q = 2,
+                            .heads_kv = 1,
+                            .seq_q = 2,
+                            .seq_kv = 40,
+                            .head_dim = 32,
+                            .head_dim_v = 32,
+                            .dtype = ATTN_F32};
+        fixture_options(&o, "", 0, cap);
+        o.path = ATTN_PATH_AUTO;
+        o.kernel = kernels[i];
+        CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 7, 1.0, 0.0, 0), 0);
+        HARNESS_EXPECT(sdpa_case_check(ctx, &c, NULL, 1, NULL, kernels[i]),
+                       kernels[i]);
+        HARNESS_EXPECT(!fixture_logged(cap, "loaded program binary"),
+                       kernels[i]);
+        HARNESS_EXPECT(fixture_logged(cap, "built program"), kernels[i]);
+        sdpa_case_free(&c);
+        attn_context_destroy(ctx);
+    }
+    unsetenv("ATTN_KERNEL_BINARY_DIR");
+    free(cap);
+}
+
 /* A build that fails (a broken -D through the tuning options): its log
  * reaches the log callback at ERROR, an excerpt reaches last_error,
  * nothing is cached, and with fallback on the call runs natively. */
@@ -770,6 +816,8 @@ int main(int argc, char **argv)
         {"full disk", test_full_disk},
         {"offline binary loader", test_binary_loader},
         {"garbage offline binary and fallback", test_bad_binary},
+        {"variants built per shape take no offline binary",
+         test_per_shape_no_binary},
         {"a failed build's log reaches the log", test_build_log},
         {NULL, NULL}};
     return fixture_main(argc, argv, "program cache", tests, NULL, NULL);

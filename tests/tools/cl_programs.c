@@ -67,8 +67,8 @@ static int options_for(const attn_cl_variant *v, const attn_cl_tuning *t,
  * options do not fit. */
 static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
                const attn_cl_limits *lim, attn_dtype dtype, int hd,
-               int per_head_dim, const char *prev, char *out,
-               cl_program_fn fn, void *user)
+               int per_head_dim, const char *prev, char *out, cl_program_fn fn,
+               void *user)
 {
     /* Tags outlive the call: the callback may keep them. */
     static char tags[2 * 64][CL_PROGRAM_NAME_MAX];
@@ -123,12 +123,11 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
             char prev[CL_PROGRAM_OPTIONS_MAX] = "";
             char a[CL_PROGRAM_OPTIONS_MAX], b[CL_PROGRAM_OPTIONS_MAX];
             /* Whether the variant builds a program per head size. */
-            const int per_hd =
-                options_for(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[0], a,
-                            sizeof a) == 0 &&
-                options_for(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[1], b,
-                            sizeof b) == 0 &&
-                strcmp(a, b) != 0;
+            const int per_hd = options_for(v, &t, &lim, (attn_dtype)dt,
+                                           HEAD_DIMS[0], a, sizeof a) == 0 &&
+                               options_for(v, &t, &lim, (attn_dtype)dt,
+                                           HEAD_DIMS[1], b, sizeof b) == 0 &&
+                               strcmp(a, b) != 0;
             for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++)
                 rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
                          h ? prev : NULL, prev, fn, user);

@@ -22,12 +22,12 @@
 
 #include "opencl/variant.h"
 
-#define MAX_SPLITS 256
-#define MAX_ROWS 64   /* query rows per kv head (SK_ROWS) */
-#define MAX_HEAD 256  /* head_dim, head_dim_v */
-#define MAX_NPI 32    /* outputs per work-item */
+#define MAX_SPLITS    256
+#define MAX_ROWS      64  /* query rows per kv head (SK_ROWS) */
+#define MAX_HEAD      256 /* head_dim, head_dim_v */
+#define MAX_NPI       32  /* outputs per work-item */
 #define GROUPS_PER_CU 4
-#define MIN_TILES 2
+#define MIN_TILES     2
 
 #define LOG2E 1.44269504088896340736
 
@@ -270,14 +270,14 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
     const cl_float qscale =
         nat ? L->scale : (cl_float)((double)L->scale * LOG2E);
     const attn_cl_karg sargs[N_SPLIT_ARGS - 1] = {
-        KARG(L->t->q),     KARG(L->q_off),      KARG(L->t->k),
-        KARG(L->k_off),    KARG(L->t->v),       KARG(L->v_off),
-        KARG(L->scratch),  KARG(g->po_off),     KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),    KARG(L->has_kv_len),
-        KARG(L->addw),     KARG(L->additive),   KARG(qscale),
-        KARG(nat),         KARG(L->heads_q),    KARG(L->heads_kv),
-        KARG(L->seq_q),    KARG(L->seq_kv),     KARG(L->causal),
-        KARG(L->window),   KARG(g->key_lo),     KARG(g->split_len),
+        KARG(L->t->q),      KARG(L->q_off),    KARG(L->t->k),
+        KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
+        KARG(L->scratch),   KARG(g->po_off),   KARG(L->bias),
+        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->addw),      KARG(L->additive), KARG(qscale),
+        KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
+        KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),
+        KARG(L->window),    KARG(g->key_lo),   KARG(g->split_len),
         KARG(g->n_split)};
     const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(L->scratch), KARG(g->po_off),     KARG(L->t->o),
@@ -334,6 +334,7 @@ const attn_cl_variant attn_cl_variant_splitkv = {
                "merged by their log-sum-exp",
     .path = ATTN_PATH_AUTO,
     .universal = 0,
+    .per_shape = 1,
     .sources = sources,
     .kernels = kernels,
     .params = params,

@@ -240,6 +240,7 @@ const attn_cl_variant attn_cl_variant_tiled = {
                "registers, Q, K/V and P tiles in local memory",
     .path = ATTN_PATH_FUSED,
     .universal = 0,
+    .per_shape = 1,
     .sources = sources,
     .kernels = kernels,
     .params = params,
