@@ -9,13 +9,17 @@
 #define ATTN_F16 0
 #endif
 /* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
+/* ATTN_LOAD4: four elements from element index i as a float4 (vloadn
+ * needs only the element's alignment). */
 #if ATTN_F16
 #define ATTN_T half
 #define ATTN_LOAD(p, i) vload_half((i), (p))
+#define ATTN_LOAD4(p, i) vload_half4(0, (p) + (i))
 #define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
 #else
 #define ATTN_T float
 #define ATTN_LOAD(p, i) ((p)[i])
+#define ATTN_LOAD4(p, i) vload4(0, (p) + (i))
 #define ATTN_STORE(p, i, x) ((p)[i] = (x))
 #endif
 /* Bit patterns, so that finite-math options cannot fold the tests. */

@@ -9,8 +9,9 @@
  * head (heads_q / heads_kv heads x seq_q rows, at most SK_ROWS), so each
  * K/V row is read from global memory once for all of them (GQA, MQA).
  * Per tile of SK_TK keys the items load K^T [SK_HD][SK_TK + 1] and V
- * [SK_TK][SK_HDV] into local memory (coalesced, halves converted), score
- * every (row, key) pair (Q staged once, pre-scaled), bring each row's
+ * [SK_TK][SK_HDV] into local memory (coalesced, four elements a load,
+ * halves converted), score every (row, key) pair (Q staged once,
+ * pre-scaled), bring each row's
  * scores to p = 2^(s - m) with a running maximum, and accumulate O += P V,
  * each item owning fixed (row, column) outputs in registers.  With SK_KVS
  * the K and V tiles share one local buffer.  The split's m, l and
@@ -50,6 +51,8 @@
 #define SK_KVS 0
 #endif
 
+/* Groups of four elements in a K row. */
+#define SK_HD4 ((SK_HD + 3) / 4)
 /* Row stride of K^T in local memory: odd, so that the transposing
  * stores do not all land in one bank. */
 #define SK_KTS (SK_TK + 1)
@@ -141,14 +144,32 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     for (int jt = js; jt < je; jt += SK_TK) {
         const int nk = min(SK_TK, je - jt);
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed */
-        /* K^T of the tile. */
-        for (int e = lid; e < SK_TK * SK_HD; e += SK_WG) {
-            const int j = e / SK_HD, c = e % SK_HD;
-            KT[c * SK_KTS + j] =
-                j < nk ? ATTN_LOAD(k, (size_t)k_off +
-                                          (kvrow + (size_t)(jt + j)) * SK_HD +
-                                          (size_t)c)
-                       : 0.0f;
+        /* K^T of the tile, four elements of a K row per load. */
+        for (int e = lid; e < SK_TK * SK_HD4; e += SK_WG) {
+            const int j = e / SK_HD4, c = (e % SK_HD4) * 4;
+            const size_t at =
+                (size_t)k_off + (kvrow + (size_t)(jt + j)) * SK_HD + (size_t)c;
+            float4 x = (float4)0.0f;
+            if (j < nk) {
+#if SK_HD % 4 == 0
+                x = ATTN_LOAD4(k, at);
+#else
+                x.s0 = ATTN_LOAD(k, at);
+                if (c + 1 < SK_HD)
+                    x.s1 = ATTN_LOAD(k, at + 1);
+                if (c + 2 < SK_HD)
+                    x.s2 = ATTN_LOAD(k, at + 2);
+                if (c + 3 < SK_HD)
+                    x.s3 = ATTN_LOAD(k, at + 3);
+#endif
+            }
+            KT[c * SK_KTS + j] = x.s0;
+            if (c + 1 < SK_HD)
+                KT[(c + 1) * SK_KTS + j] = x.s1;
+            if (c + 2 < SK_HD)
+                KT[(c + 2) * SK_KTS + j] = x.s2;
+            if (c + 3 < SK_HD)
+                KT[(c + 3) * SK_KTS + j] = x.s3;
         }
         if (lid == 0)
             vbad = 0;
@@ -203,17 +224,27 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 #endif
         /* V of the tile (rows past nk: 0). */
         {
+            const size_t at0 =
+                (size_t)v_off + (kvrow + (size_t)jt) * SK_HDV;
             int bad = 0;
+#if SK_HDV % 4 == 0
+            /* Four elements of a V row per load. */
+            for (int e = lid * 4; e < SK_TK * SK_HDV; e += SK_WG * 4) {
+                const float4 x = e / SK_HDV < nk
+                                     ? ATTN_LOAD4(v, at0 + (size_t)e)
+                                     : (float4)0.0f;
+                const uint4 ex = as_uint4(x) & (uint4)0x7f800000u;
+                vstore4(x, 0, VS + e);
+                bad |= any(ex == (uint4)0x7f800000u);
+            }
+#else
             for (int e = lid; e < SK_TK * SK_HDV; e += SK_WG) {
-                const int j = e / SK_HDV;
                 const float x =
-                    j < nk ? ATTN_LOAD(v, (size_t)v_off +
-                                              (kvrow + (size_t)jt) * SK_HDV +
-                                              (size_t)e)
-                           : 0.0f;
+                    e / SK_HDV < nk ? ATTN_LOAD(v, at0 + (size_t)e) : 0.0f;
                 VS[e] = x;
                 bad |= (as_uint(x) & 0x7f800000u) == 0x7f800000u;
             }
+#endif
             if (bad)
                 vbad = 1;
         }
