@@ -138,6 +138,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     t.v_off = b->v_offset;
     t.o_off = b->o_offset;
     t.lse_off = b->lse_offset;
+    if ((s = attn_backend_cl_check_buffers(ctx->backend, d, &t, &err)))
+        return report(ctx, fn, s, &err);
     if ((s = attn_plan_devices(ctx->plans, ctx->backend, d, &plan, &w, &err)) ==
         ATTN_OK) {
         if (w->prep[0] != ATTN_OK)

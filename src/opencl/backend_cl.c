@@ -14,6 +14,7 @@
 #include "opencl/backend_cl.h"
 #include "opencl/backend_impl.h"
 #include "opencl/driver.h"
+#include "opencl/launch_common.h"
 #include "opencl/mha_cl.h"
 #include "opencl/opencl_backend.h"
 #include "opencl/pool.h"
@@ -59,6 +60,16 @@ static const attn_backend_ops cl_ops = {
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b)
 {
     return b && b->ops == &cl_ops ? ((cl_backend *)b->impl)->rt[0] : NULL;
+}
+
+attn_status attn_backend_cl_check_buffers(const attn_backend *b,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_tensors *t,
+                                          attn_err *err)
+{
+    const cl_backend *cb = b->impl;
+    attn_status s = attn_cl_check_tensors(d, t, err);
+    return s ? s : attn_cl_check_aliasing(cb->rt[0], d, t, err);
 }
 
 attn_status attn_backend_cl_launch(const attn_backend *b,
