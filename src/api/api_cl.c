@@ -114,6 +114,13 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if (!ctx)
         return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"ctx is NULL"});
+    if (attn_log_in_callback())
+        /* The log callback may run under the context's locks (attn.h). */
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"called from inside the log callback, "
+                                  "which may run while the library holds "
+                                  "the context's locks; call it after the "
+                                  "callback returns"});
     if (!(rt = attn_backend_cl_runtime(ctx->backend)))
         return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
                       &(attn_err){"the context runs on the native backend; "
