@@ -8,19 +8,21 @@
  *   - each item scores the keys lid, lid + DC_WG, ... of the chunk for
  *     every row (Q staged in local memory, K read from global, float4 at a
  *     time), applies scale, bias and masks and keeps the scores (times
- *     log2(e)) in local memory;
+ *     log2(e); natural with a bias, which near FLT_MAX would overflow
+ *     times log2(e): the differences from m are scaled instead) in local
+ *     memory;
  *   - the chunk maximum of every row comes from the items' maxima; the
  *     scores become p = 2^(s - m) in place, the running m of every row and
  *     each item's share of the running sum l are rescaled;
  *   - O^T += P V: each item owns columns 4 lid, 4 lid + 1 ... (float4
  *     steps of 4 DC_WG columns), its accumulators in local memory.
- * It writes the split's m (base 2), l and unnormalised O of every row into
- * the partial buffer `part`:
+ * It writes the split's m (base 2, or natural), l and unnormalised O of
+ * every row into the partial buffer `part`:
  *   ml [rows][n_split][2] (m, l), then o [rows][n_split][head_dim_v],
  * rows = (batch * heads_q) * seq_q.
  *
- * Pass 2 is attn_combine (combine.cl, nat = 0), DC_CWG items per query
- * row.
+ * Pass 2 is attn_combine (combine.cl; nat = 1 when pass 1 kept natural
+ * units, with a bias), DC_CWG items per query row.
  *
  * Masks.  Row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
  * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
@@ -87,9 +89,10 @@ static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
 
 /* q, k, v: the caller's tensors at element offsets.  part: the partial
  * buffer (see above).  bias: kind bias_kind (0: none).  kv_len: [batch]
- * when has_kv_len.  addw: [heads_q, head_dim] when additive.  scale2: the
- * score scale times log2(e) (log2(e) for additive scores).  window: 0, or
- * the window clamped to seq_kv.  Split s covers the keys [key_lo + s *
+ * when has_kv_len.  addw: [heads_q, head_dim] when additive.  scale2: what
+ * the dot products (additive sums) are multiplied by: the score scale (1
+ * for additive scores), times log2(e) when there is no bias.  window: 0,
+ * or the window clamped to seq_kv.  Split s covers the keys [key_lo + s *
  * split_len, + split_len) of [key_lo, seq_kv).  lm: local scratch of
  * 4 * (R4(nq * d) + R4(d) + nq * (DC_TK + DC_WG + R4(head_dim_v))) bytes.
  * Launch: global (n_split * DC_WG, heads in this launch), local (DC_WG, 1);
@@ -112,6 +115,8 @@ __kernel void attn_decode_split(
     const int g = h / (heads_q / heads_kv);
     const int off = seq_kv - seq_q; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    /* Natural units with a bias: exponents are (s - m) log2(e). */
+    const float unit = bias_kind != 0 ? DC_LOG2E : 1.0f;
 
     __local float *qs = lm;                  /* [nq][d] */
     __local float *ws = qs + DC_R4(nq * d);  /* [d] */
@@ -160,7 +165,7 @@ __kernel void attn_decode_split(
         const int nk = min(DC_TK, je - jt);
         barrier(CLK_LOCAL_MEM_FENCE); /* Q staged / previous chunk used */
 
-        /* ---- scores, times log2(e); the item's maxima ---- */
+        /* ---- scores, times log2(e) without a bias; the item's maxima ---- */
         float tmax[DC_MAXQ];
 #pragma unroll
         for (int r = 0; r < DC_MAXQ; r++)
@@ -224,7 +229,7 @@ __kernel void attn_decode_split(
                         /* A -INFINITY bias hides the key. */
                         s = as_uint(bv) == ATTN_NEG_INF_BITS
                                 ? as_float(ATTN_MASKED_BITS)
-                                : mad(bv, DC_LOG2E, s);
+                                : s + bv;
                     }
                     /* So does a -INFINITY score. */
                     if (as_uint(s) == ATTN_NEG_INF_BITS)
@@ -238,7 +243,7 @@ __kernel void attn_decode_split(
             mx[r * DC_WG + lid] = tmax[r];
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* ---- chunk maximum, p = 2^(s - m), rescaled sums ---- */
+        /* ---- chunk maximum, p = 2^((s - m) unit), rescaled sums ---- */
         float corr[DC_MAXQ];
 #pragma unroll
         for (int r = 0; r < DC_MAXQ; r++) {
@@ -249,7 +254,7 @@ __kernel void attn_decode_split(
             for (int x = 0; x < DC_WG; x++)
                 mt = DC_MAX(mx[r * DC_WG + x], mt);
             const float mn = DC_MAX(mt, m[r]);
-            corr[r] = DC_IS_MASKED(m[r]) ? 0.0f : exp2(m[r] - mn);
+            corr[r] = DC_IS_MASKED(m[r]) ? 0.0f : exp2((m[r] - mn) * unit);
             float sum = 0.0f;
             for (int kk = lid; kk < DC_TK; kk += DC_WG) {
                 const float s = sc[r * DC_TK + kk];
@@ -257,7 +262,8 @@ __kernel void attn_decode_split(
                 const float p =
                     DC_IS_MASKED(s)
                         ? 0.0f
-                        : DC_MAX(as_float(DC_FLT_MIN_BITS), exp2(s - mn));
+                        : DC_MAX(as_float(DC_FLT_MIN_BITS),
+                                 exp2((s - mn) * unit));
                 sc[r * DC_TK + kk] = p;
                 sum += p;
             }

@@ -15,7 +15,9 @@
  *   - applies scale, bias and masks, and updates the running maximum m and
  *     the running sum l of every row (vertical max / add over the keys),
  *     in base 2: scores are multiplied by log2(e) so that a short exp2
- *     polynomial does the exponentials;
+ *     polynomial does the exponentials.  With a bias they stay natural (a
+ *     bias near FLT_MAX would overflow times log2(e)) and the differences
+ *     from m are multiplied by log2(e) instead (`nat`);
  *   - accumulates O^T += P V, FA_CB columns of O at a time against
  *     broadcast V[j][col], rescaling the accumulators by 2^(m_old -
  *     m_new) as they are loaded.
@@ -188,8 +190,9 @@ static VF fa_exp2(VF x)
 /* q, k, v, o: the caller's tensors at element offsets q_off ... o_off.
  * lse: floats at lse_off when has_lse.  bias: kind bias_kind (0: none).
  * kv_len: [batch] when has_kv_len.  addw: [heads_q, head_dim] when
- * additive.  scale2: the score scale times log2(e) (log2(e) for additive
- * scores).  window: 0, or the window clamped to seq_kv.  dvp: head_dim_v
+ * additive.  scale2: what the dot products (additive sums) are multiplied
+ * by: the score scale (1 for additive scores), times log2(e) when there
+ * is no bias.  window: 0, or the window clamped to seq_kv.  dvp: head_dim_v
  * rounded up to FA_CB.  Launch: global (ceil(seq_q / (FA_WG * FA_BR)) *
  * FA_WG, heads in this launch), local (FA_WG, 1); query head bh0 +
  * get_group_id(1). */
@@ -214,6 +217,9 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
     const int g = h / (heads_q / heads_kv);
     const int off = seq_kv - seq_q; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    /* Natural units with a bias: exponents are (s - m) log2(e). */
+    const int nat = bias_kind != 0;
+    const float unit = nat ? FA_LOG2E : 1.0f;
     const int wrow0 = (int)get_group_id(0) * (FA_WG * FA_BR);
     const int row0 = wrow0 + lid * FA_BR;
     const int nrows = clamp(seq_q - row0, 0, FA_BR);
@@ -318,7 +324,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
         const int jn = (nk + FA_KB - 1) / FA_KB * FA_KB;
         VF sc[FA_TK][FA_NV];
 
-        /* ---- scores, times log2(e) ---- */
+        /* ---- scores, times log2(e) unless nat ---- */
         for (int jb = 0; jb < jn; jb += FA_KB) {
             VF acc[FA_KB][FA_NV];
 #pragma unroll
@@ -411,7 +417,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                         /* A -INFINITY bias hides the key; it is never
                          * added. */
                         vis &= AS_VU(bv) != (VU)ATTN_NEG_INF_BITS;
-                        s = FA_MAD(bv, (VF)FA_LOG2E, s);
+                        s = s + bv;
                     }
                     /* So does a -INFINITY score. */
                     vis &= AS_VU(s) != (VU)ATTN_NEG_INF_BITS;
@@ -426,12 +432,12 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                     const VI vis = AS_VU(s) != (VU)ATTN_MASKED_BITS;
                     /* + (e - e): NaN (a NaN score, or +inf - +inf) stays
                      * NaN, which fa_exp2 alone would make finite. */
-                    const VF e = s - mn;
+                    const VF e = (s - mn) * unit;
                     const VF p = select((VF)0.0f, fa_exp2(e) + (e - e), vis);
                     sc[j][n] = p;
                     sum += p;
                 }
-                corr[n] = fa_exp2(m[n] - mn);
+                corr[n] = fa_exp2((m[n] - mn) * unit);
                 l[n] = FA_MAD(l[n], corr[n], sum);
                 m[n] = mn;
             }
@@ -483,7 +489,8 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
         }
     }
 
-    /* ---- O = O^T / l, lse = (m + log2 l) ln 2 ---- */
+    /* ---- O = O^T / l, lse = (m + log2 l) ln 2 (m + log2(l) ln 2 when
+     * nat) ---- */
     float lf[FA_BR], mf[FA_BR];
     for (int n = 0; n < FA_NV; n++) {
         VSTORE(l[n], n, lf);
@@ -507,7 +514,8 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
             ((__global uint *)lse)[(size_t)lse_off +
                                    (size_t)bh * (size_t)seq_q +
                                    (size_t)(row0 + r)] =
-                any ? as_uint((mf[r] + log2(lf[r])) * FA_LN2)
+                any ? as_uint(nat ? mf[r] + log2(lf[r]) * FA_LN2
+                                  : (mf[r] + log2(lf[r])) * FA_LN2)
                     : ATTN_NEG_INF_BITS;
     }
 }

@@ -7,6 +7,9 @@
 #
 #   sh scripts/fuzz.sh [SECONDS]      # default 60 (or FUZZ_TIME)
 #
+# PoCL shows two CPU devices (POCL_DEVICES="pthread pthread", unless set),
+# so that the harness also runs a context on two devices.
+#
 # Exits non-zero on a crash, a sanitizer report, a leak, an input running
 # longer than 10 s or a failed check of the harness; the input is then in
 # build-fuzz/artifacts/ (replay: build-fuzz/tests/fuzz/attn-fuzz FILE).
@@ -27,7 +30,7 @@ log=build-fuzz/fuzz.log
 ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:allocator_may_return_null=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
-ATTN_FUZZ_STATS=1 \
+ATTN_FUZZ_STATS=1 POCL_DEVICES="${POCL_DEVICES:-pthread pthread}" \
   build-fuzz/tests/fuzz/attn-fuzz -max_total_time="$seconds" -timeout=10 \
   -rss_limit_mb=2048 -max_len=512 -print_final_stats=1 \
   -artifact_prefix=build-fuzz/artifacts/ \

@@ -895,6 +895,117 @@ static void test_scale(void)
     }
 }
 
+/* ---- finite biases near FLT_MAX ------------------------------------------ */
+
+/* The keys every batch item's query row i sees under c's causal mask and
+ * kv_len: [0, n). */
+static int seen_by_all(const sdpa_case *c, int i)
+{
+    const attn_sdpa_desc *d = &c->d;
+    int n = d->mask.causal ? i + d->seq_kv - d->seq_q + 1 : d->seq_kv;
+    for (int b = 0; c->kv_len && b < d->batch; b++)
+        n = c->kv_len[b] < n ? c->kv_len[b] : n;
+    return n;
+}
+
+/* A bias between 2.4e38 and 3.4e38 is finite and so are the scores it
+ * makes; times log2(e) it would not be.  Row i's key key_of(i) gets
+ * 3.3e38, the other visible keys 2.4e38 .. 2.9e38, so in float and in
+ * double every weight but key_of(i)'s is 0: O[row] = V[key_of(i)] exactly
+ * and lse[row] = 3.3e38, checked against the double-precision oracle with
+ * the plain tolerances (its own grow with the bias and would accept any
+ * finite value). */
+static void bias_near_max(const shape *sh, int v, attn_dtype dt,
+                          attn_score score, uint64_t seed, const char *what)
+{
+    sdpa_case c;
+    ref_sdpa_result r;
+    ref_rng rng;
+    const int f16 = dt == ATTN_F16;
+    const size_t es = f16 ? sizeof(uint16_t) : sizeof(float);
+    CU_ASSERT_EQUAL_FATAL(build(&c, sh, v, dt, score, seed, 1.0), 0);
+    ref_rng_seed(&rng, seed);
+    for (int i = 0; i < c.d.seq_q; i++) {
+        int n = seen_by_all(&c, i), star = n > 0 ? (i * 5) % n : -1;
+        if (star == key_late(&c.d) && (i % 2) == 0)
+            star = 0; /* that key's bias is -inf in the even rows */
+        for (int j = 0; j < c.d.seq_kv; j++) {
+            float *b = &c.bias[(size_t)i * (size_t)c.d.seq_kv + (size_t)j];
+            if (*b != -INFINITY)
+                *b = j == star ? 3.3e38f
+                               : (float)ref_rng_uniform(&rng, 2.4e38, 2.9e38);
+        }
+    }
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+    void *o = malloc(c.no * es);
+    float *lse = malloc(c.nlse * sizeof *lse);
+    CU_ASSERT_FATAL(o && lse);
+    memset(o, 0x5a, c.no * es);
+    attn_status st = attn_sdpa(ctx, &c.d, c.q, c.k, c.v, o, lse);
+    if (st != ATTN_OK && harness_declined(ctx, &c.d, st, what)) {
+        /* the forced kernel does not take the shape */
+    } else if (st != ATTN_OK) {
+        printf("\nFAIL %s: attn_sdpa returned %s (%s)\n", what,
+               attn_status_string(st), attn_context_last_error(ctx));
+        CU_FAIL("attn_sdpa failed");
+    } else {
+        size_t bad = 0, first = 0;
+        harness_taken();
+        for (size_t row = 0; row < c.nlse; row++) {
+            const size_t dv = (size_t)c.d.head_dim_v;
+            for (size_t col = 0; col < dv; col++) {
+                size_t e = row * dv + col;
+                double got = f16 ? (double)ref_f16_to_f32(((uint16_t *)o)[e])
+                                 : (double)((float *)o)[e];
+                double want = r.o[e];
+                double tol = REF_F32_ABS + REF_F32_REL * fabs(want) +
+                             (f16 ? REF_F16_ABS + REF_F16_REL * fabs(want) : 0);
+                if (!(fabs(got - want) <= tol) && bad++ == 0)
+                    first = e;
+            }
+            double want = r.lse[row], got = lse[row];
+            if (!(r.hidden[row] ? got == want
+                                : fabs(got - want) <= 1e-6 * fabs(want)) &&
+                bad++ == 0)
+                first = row * dv;
+        }
+        if (bad) {
+            size_t row = first / (size_t)c.d.head_dim_v;
+            printf("\nFAIL %s: row %zu: O %.9g (want %.9g), lse %.9g (want "
+                   "%.9g); %zu elements wrong\n",
+                   what, row,
+                   f16 ? (double)ref_f16_to_f32(((uint16_t *)o)[first])
+                       : (double)((float *)o)[first],
+                   r.o[first], (double)lse[row], r.lse[row], bad);
+            CU_FAIL("bias near FLT_MAX");
+        }
+    }
+    free(o);
+    free(lse);
+    ref_sdpa_free(&r);
+    sdpa_case_free(&c);
+}
+
+static void test_bias_near_max(void)
+{
+    static const int variants[] = {V_BIAS, V_ALL};
+    for (int si = 0; si < N_SHAPES; si++)
+        for (int vi = 0; vi < 2; vi++)
+            for (int dt = 0; dt < 2; dt++)
+                for (int sc = 0; sc < 2; sc++) {
+                    char what[160];
+                    snprintf(what, sizeof what,
+                             "bias near FLT_MAX, shape %d, %s, %s, %s", si,
+                             variant_names[variants[vi]], dt ? "F16" : "F32",
+                             sc ? "additive" : "dot");
+                    bias_near_max(
+                        &shapes[si], variants[vi], dt ? ATTN_F16 : ATTN_F32,
+                        sc ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT,
+                        1700 + (uint64_t)(si * 100 + vi * 10 + dt * 2 + sc),
+                        what);
+                }
+}
+
 /* ---- the multi-head layer ----------------------------------------------- */
 
 /* Runs attn_mha_forward on c and checks y: rows with nan_row[b*seq_q+i]
@@ -1068,6 +1179,7 @@ int main(void)
         {"NaN and +inf in the bias", test_bias},
         {"NaN in additive_w: its head", test_additive_w},
         {"scores that overflow", test_overflow},
+        {"finite biases near FLT_MAX", test_bias_near_max},
         {"non-finite scale is rejected", test_scale},
         {"layer: NaN in a token", test_mha},
         {"layer: NaN in a bias", test_mha_weights},

@@ -168,6 +168,13 @@ static void test_sdpa_masks(void)
         snprintf(what, sizeof what, "window %d", windows[i]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
+    const int causal[] = {7, 2, -1, INT_MIN};
+    for (int i = 0; i < 4; i++) {
+        sdpa_base(&c);
+        c.d.mask.causal = causal[i];
+        snprintf(what, sizeof what, "causal %d (0 or 1)", causal[i]);
+        expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    }
     const int32_t lens[] = {-1, 8, INT32_MIN, INT32_MAX};
     for (int i = 0; i < 4; i++)
         for (int b = 0; b < 2; b++) {
@@ -476,6 +483,9 @@ static void test_mha_masks(void)
     mha_base(&c);
     c.mask.window = -1;
     expect_fail(&c, "mha window -1", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    mha_base(&c);
+    c.mask.causal = 7;
+    expect_fail(&c, "mha causal 7", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     const int32_t lens[] = {-1, 4};
     for (int i = 0; i < 2; i++) {
         mha_base(&c);
@@ -490,6 +500,54 @@ static void test_mha_masks(void)
     c.mask.kv_len = c.kv_len;
     expect_fail(&c, "mha cross kv_len 6 (seq_kv 5)", ATTN_ERR_INVALID_ARGUMENT,
                 ATTN_OK);
+}
+
+/* attn_mha_forward does not work in place: y (48 floats here) may overlap
+ * no array the layer reads; right next to one is fine. */
+static void test_mha_in_place(void)
+{
+    float *y = OUT_Y;
+    call c;
+    mha_base(&c);
+    c.x_q = y;
+    expect_fail(&c, "mha y == x_q", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    mha_base(&c);
+    mha_cross(&c);
+    c.x_kv = y + 40;
+    expect_fail(&c, "mha y overlaps x_kv", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    mha_base(&c);
+    c.m.wq = y - 60; /* wq: 64 floats, its last 4 in y */
+    expect_fail(&c, "mha y overlaps wq", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    mha_base(&c);
+    c.m.wo = y + 8;
+    expect_fail(&c, "mha y overlaps wo", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    mha_base(&c);
+    c.m.bo = y + 47;
+    expect_fail(&c, "mha y overlaps bo", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    mha_base(&c);
+    c.mask.bias = y;
+    c.mask.bias_kind = ATTN_BIAS_SHARED;
+    expect_fail(&c, "mha y overlaps mask.bias", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
+    mha_base(&c);
+    c.m.posenc = ATTN_POSENC_LEARNED;
+    c.m.pos_table = y + 20;
+    expect_fail(&c, "mha y overlaps pos_table", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
+    CU_ASSERT(strstr(c.tls_after, "in place") != NULL);
+
+    /* Adjacent is not overlapping: bo right after y. */
+    attn_context *ctx = harness_context();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+    static float mem[8 + 48 + 8];
+    for (size_t i = 0; i < 8; i++)
+        mem[i] = mem[56 + i] = 0.125f;
+    mha_base(&c);
+    c.m.bo = mem + 56;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, c.mp, c.batch, c.seq_q, c.seq_kv,
+                                     in_xq, NULL, NULL, mem + 8),
+                    ATTN_OK);
+    attn_context_destroy(ctx);
 }
 
 /* ---- attn_posenc_sinusoidal
@@ -574,6 +632,7 @@ int main(void)
         {"mha base calls are valid", test_mha_base_valid},
         {"mha NULL pointers", test_mha_null_pointers},
         {"mha sizes", test_mha_sizes},
+        {"mha in place", test_mha_in_place},
         {"mha enums", test_mha_enums},
         {"mha positions", test_mha_positions},
         {"mha masks", test_mha_masks},

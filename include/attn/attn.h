@@ -148,7 +148,16 @@ typedef enum attn_log_level {
 
 /** Receives one message (no trailing newline) at the given attn_log_level.
  * Called from the thread that made the libattn call; msg is valid only for
- * the duration of the call. */
+ * the duration of the call.  The callback may run while the library holds
+ * locks of the context (a program build, say), so it must not call back
+ * into libattn to run work: from inside a callback, attn_sdpa,
+ * attn_sdpa_kernel, attn_mha_forward, attn_sdpa_cl and
+ * attn_sdpa_cl_buffers (on any context) return ATTN_ERR_INVALID_ARGUMENT
+ * and do nothing, and messages the library logs meanwhile are dropped.
+ * Nor may it destroy the context that logs, or wait for another thread
+ * that uses that context.  attn_status_string, attn_version,
+ * attn_last_error, attn_context_last_error and attn_context_device may be
+ * called. */
 typedef void (*attn_log_fn)(int level, const char *msg, void *user);
 
 /** Options for attn_context_create.  Always start from attn_options_init().
@@ -156,7 +165,10 @@ typedef void (*attn_log_fn)(int level, const char *msg, void *user);
 typedef struct attn_options {
     const char *device;    /**< "auto" (default), "native", "gpu", "igpu",
                                 "fpga", "cpu", "P:D", a device name substring,
-                                "all" or a comma list; ATTN_DEVICE overrides */
+                                "all" or a comma list (one with no item, ",",
+                                is ATTN_ERR_INVALID_ARGUMENT); ATTN_DEVICE
+                                overrides.  "native" never loads the OpenCL
+                                driver */
     int queues;            /**< command queues per device; 0 = profile */
     int threads;           /**< native worker threads; 0 = ATTN_NUM_THREADS
                                 or the number of online CPUs */
@@ -234,8 +246,9 @@ typedef enum attn_bias_kind {
 
 /** Masks applied to the scores.  All zero means no mask. */
 typedef struct attn_mask_desc {
-    int causal;            /**< 1: query i sees key j iff
-                                j <= i + (seq_kv - seq_q) */
+    int causal;            /**< 0 or 1 (anything else is
+                                ATTN_ERR_INVALID_ARGUMENT); 1: query i sees
+                                key j iff j <= i + (seq_kv - seq_q) */
     int window;            /**< > 0: also hide j < i + (seq_kv - seq_q)
                                 - window + 1; 0 = no window */
     const int32_t *kv_len; /**< [batch] or NULL: keys j >= kv_len[b] are
@@ -304,8 +317,9 @@ typedef struct attn_sdpa_desc {
  * in V, the output columns) that see it: see "Non-finite inputs" above.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
- * kind without bias or a bias without kind, negative window, kv_len outside
- * [0, seq_kv], non-finite scale, o or lse overlapping another tensor),
+ * kind without bias or a bias without kind, causal not 0 or 1, negative
+ * window, kv_len outside [0, seq_kv], non-finite scale, o or lse
+ * overlapping another tensor, a call from inside the log callback),
  * ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
  * ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure with fallback
  * off).  Outputs are untouched on error. */
@@ -377,9 +391,11 @@ typedef struct attn_mha_desc {
  * full, the output projection mixing all heads; other rows are unaffected.
  * An infinity in a token usually ends the same way.  A NaN in wq, wk, wv
  * or their biases reaches every row that sees a key, one in wo or bo every
- * row.  Errors as attn_sdpa,
- * plus ATTN_ERR_INVALID_ARGUMENT for a missing weight, a bad posenc or a
- * LEARNED table too short for the positions used. */
+ * row.  The layer does not work in place: y must not overlap x_q, x_kv,
+ * a weight, a bias, additive_w, pos_table or the mask's arrays.  Errors as
+ * attn_sdpa, plus ATTN_ERR_INVALID_ARGUMENT for a missing weight, a bad
+ * posenc, a LEARNED table too short for the positions used or y
+ * overlapping an input. */
 ATTN_API attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                                       int batch, int seq_q, int seq_kv,
                                       const float *x_q, const float *x_kv,

@@ -58,9 +58,14 @@ typedef struct attn_cl_buffers {
  * releases it.  Nothing blocks: the call returns once the work is enqueued.
  * Host arrays of the descriptor (mask.bias, mask.kv_len, additive_w) are
  * copied before the call returns.  There is no fallback: a device failure
- * returns its status.  Errors: as attn_sdpa, plus ATTN_ERR_INVALID_ARGUMENT
- * (a NULL buffer or queue, n_wait > 0 with wait NULL, a buffer smaller than
- * its tensor at its offset, a queue of another context or device),
+ * returns its status.  q, k and v may share memory; o and lse may share
+ * none with any other tensor: not within one cl_mem, not across
+ * sub-buffers of one parent (or a parent and its sub-buffer), not through
+ * buffers on the same host memory (CL_MEM_USE_HOST_PTR).  Errors: as
+ * attn_sdpa, plus ATTN_ERR_INVALID_ARGUMENT (a NULL buffer or queue,
+ * n_wait > 0 with wait NULL, a buffer smaller than its tensor at its
+ * offset, a buffer or queue of another cl_context, a queue of another
+ * device, o or lse overlapping another tensor: the message names both),
  * ATTN_ERR_OUT_OF_MEMORY (an offset plus its tensor overflows, a device
  * allocation failed) and ATTN_ERR_UNSUPPORTED (the context runs on the
  * native backend).  On error nothing is enqueued and *done is untouched. */

@@ -44,6 +44,21 @@ const char *attn_kernel_name(int index)
 #endif
 }
 
+/* Calls that run work take the context's locks, and the log callback may
+ * run while they are held: from inside it such a call is refused (attn.h,
+ * attn_log_fn). */
+static int from_callback(const char *fn, attn_err *err)
+{
+    if (!attn_log_in_callback())
+        return 0;
+    attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+              "called from inside the log callback, which may run while "
+              "the library holds the context's locks; call %s after the "
+              "callback returns",
+              fn);
+    return 1;
+}
+
 /* Reports a failed call: on the context when there is one, else on the
  * thread only. */
 static attn_status report(attn_context *ctx, const char *fn, attn_status s,
@@ -69,6 +84,8 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, "ctx is NULL");
         return report(NULL, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT, &err);
     }
+    if (from_callback("attn_sdpa", &err))
+        return report(ctx, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT, &err);
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
     if (s == ATTN_OK && ctx->backend->ops->exec)
         s = attn_plan_sdpa(ctx->plans, ctx->backend, d, &plan, &work, &err);
@@ -93,6 +110,8 @@ attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
                        : "name is NULL or cap is 0: nowhere to write");
         return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
     }
+    if (from_callback("attn_sdpa_kernel", &err))
+        return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)))
         return report(ctx, "attn_sdpa_kernel", s, &err);
     if (!ctx->backend->ops->exec) {
@@ -120,6 +139,8 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
         return report(NULL, "attn_mha_forward", ATTN_ERR_INVALID_ARGUMENT,
                       &err);
     }
+    if (from_callback("attn_mha_forward", &err))
+        return report(ctx, "attn_mha_forward", ATTN_ERR_INVALID_ARGUMENT, &err);
     c.m = m;
     c.batch = batch;
     c.seq_q = seq_q;

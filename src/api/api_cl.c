@@ -114,6 +114,13 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if (!ctx)
         return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"ctx is NULL"});
+    if (attn_log_in_callback())
+        /* The log callback may run under the context's locks (attn.h). */
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"called from inside the log callback, "
+                                  "which may run while the library holds "
+                                  "the context's locks; call it after the "
+                                  "callback returns"});
     if (!(rt = attn_backend_cl_runtime(ctx->backend)))
         return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
                       &(attn_err){"the context runs on the native backend; "
@@ -138,6 +145,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     t.v_off = b->v_offset;
     t.o_off = b->o_offset;
     t.lse_off = b->lse_offset;
+    if ((s = attn_backend_cl_check_buffers(ctx->backend, d, &t, &err)))
+        return report(ctx, fn, s, &err);
     if ((s = attn_plan_devices(ctx->plans, ctx->backend, d, &plan, &w, &err)) ==
         ATTN_OK) {
         if (w->prep[0] != ATTN_OK)

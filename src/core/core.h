@@ -44,8 +44,15 @@ typedef struct attn_logger {
  * ATTN_ERR_INVALID_ARGUMENT for an unknown ATTN_LOG value or level. */
 attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
                              attn_err *err);
+/* Delivers a message at `level` when lg asks for it.  May be called with
+ * any lock of the library held: the callback then runs under it, and
+ * attn_log_in_callback keeps it from calling back in.  Messages logged
+ * from inside a callback are dropped. */
 void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
     ATTN_PRINTF(3, 4);
+/* 1 while the calling thread runs a caller's log callback: an entry point
+ * that does work (and so takes a context's locks) refuses to run then. */
+int attn_log_in_callback(void);
 
 /* One multi-head layer call (attn_mha_forward), validated. */
 typedef struct attn_mha_call {

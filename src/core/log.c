@@ -63,17 +63,34 @@ attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
     return ATTN_OK;
 }
 
+/* Set while this thread runs a caller's log callback.  Messages may be
+ * logged with locks of a context held; a call into the library from the
+ * callback could wait on them forever, so the entry points refuse to run
+ * while it is set (attn_log_in_callback), and what the library logs
+ * meanwhile is dropped rather than handed to the callback again. */
+static _Thread_local int in_callback;
+
+int attn_log_in_callback(void)
+{
+    return in_callback;
+}
+
 void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
 {
     char msg[ATTN_MSG_MAX];
     va_list ap;
     if (!lg || level > lg->level || level < ATTN_LOG_ERROR)
         return;
+    if (lg->fn && in_callback)
+        return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (lg->fn)
+    if (lg->fn) {
+        in_callback = 1;
         lg->fn(level, msg, lg->user);
-    else
+        in_callback = 0;
+    } else {
         fprintf(stderr, "libattn %s: %s\n", level_names[level], msg);
+    }
 }

@@ -59,6 +59,8 @@ attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
 {
     size_t dims[4], bytes;
     attn_status s;
+    if (m->causal != 0 && m->causal != 1)
+        return INVALID("mask.causal must be 0 or 1 (got %d)", m->causal);
     if (m->window < 0)
         return INVALID("mask.window must be >= 0 (got %d)", m->window);
     if ((unsigned)m->bias_kind > ATTN_BIAS_FULL)
@@ -165,6 +167,78 @@ attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
     return ATTN_OK;
 }
 
+/* rows x cols floats in bytes, SIZE_MAX when that overflows. */
+static size_t floats_bytes(size_t rows, size_t cols)
+{
+    size_t n;
+    return attn_mul_size(&n, rows, cols) && attn_mul_size(&n, n, sizeof(float))
+               ? n
+               : SIZE_MAX;
+}
+
+/* [a, a + na) and [b, b + nb) share a byte; ends past the address space
+ * count as its end. */
+static int overlaps_sat(const void *a, size_t na, const void *b, size_t nb)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    uintptr_t xe = na > UINTPTR_MAX - x ? UINTPTR_MAX : x + na;
+    uintptr_t ye = nb > UINTPTR_MAX - y ? UINTPTR_MAX : y + nb;
+    return a && b && na && nb && x < ye && y < xe;
+}
+
+/* y is written while the layer still reads its other arrays (the output
+ * projection reads the attention result while it writes y, the input
+ * projections read x and the weights), so y must overlap none of them. */
+static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
+{
+    const attn_mha_desc *m = c->m;
+    const size_t dm = (size_t)m->d_model,
+                 nq = (size_t)m->heads_q * (size_t)m->head_dim,
+                 nkv = (size_t)m->heads_kv * (size_t)m->head_dim,
+                 rows_q = (size_t)c->batch * (size_t)c->seq_q,
+                 rows_kv = (size_t)c->batch * (size_t)c->seq_kv,
+                 pos_rows =
+                     (size_t)m->pos_offset +
+                     (size_t)(c->seq_q > c->seq_kv ? c->seq_q : c->seq_kv);
+    const attn_mask_desc *mk = c->mask;
+    const size_t bias_rows = mk->bias_kind == ATTN_BIAS_FULL
+                                 ? rows_q * (size_t)m->heads_q
+                             : mk->bias_kind == ATTN_BIAS_PER_HEAD
+                                 ? (size_t)m->heads_q * (size_t)c->seq_q
+                                 : (size_t)c->seq_q;
+    const struct {
+        const char *name;
+        const void *p;
+        size_t bytes;
+    } in[] = {
+        {"mask.bias", mk->bias, floats_bytes(bias_rows, (size_t)c->seq_kv)},
+        {"mask.kv_len", mk->kv_len, floats_bytes((size_t)c->batch, 1)},
+        {"x_q", c->x_q, floats_bytes(rows_q, dm)},
+        {"x_kv", c->x_kv, floats_bytes(rows_kv, dm)},
+        {"wq", m->wq, floats_bytes(nq, dm)},
+        {"wk", m->wk, floats_bytes(nkv, dm)},
+        {"wv", m->wv, floats_bytes(nkv, dm)},
+        {"wo", m->wo, floats_bytes(dm, nq)},
+        {"bq", m->bq, floats_bytes(nq, 1)},
+        {"bk", m->bk, floats_bytes(nkv, 1)},
+        {"bv", m->bv, floats_bytes(nkv, 1)},
+        {"bo", m->bo, floats_bytes(dm, 1)},
+        {"additive_w",
+         m->score == ATTN_SCORE_ADDITIVE ? (const void *)m->additive_w : NULL,
+         floats_bytes(nq, 1)},
+        {"pos_table",
+         m->posenc == ATTN_POSENC_LEARNED ? (const void *)m->pos_table : NULL,
+         floats_bytes(pos_rows, dm)},
+    };
+    const size_t y_bytes = floats_bytes(rows_q, dm);
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        if (overlaps_sat(c->y, y_bytes, in[i].p, in[i].bytes))
+            return INVALID("y overlaps %s: attn_mha_forward does not work "
+                           "in place",
+                           in[i].name);
+    return ATTN_OK;
+}
+
 attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
 {
     const attn_mha_desc *m = c->m;
@@ -237,10 +311,11 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
         return s;
     dims[0] = rows;
     dims[1] = (size_t)m->d_model;
-    if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)))
+    if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)) ||
+        (s = attn_validate_mask(c->mask, c->batch, m->heads_q, c->seq_q,
+                                c->seq_kv, err)))
         return s;
-    return attn_validate_mask(c->mask, c->batch, m->heads_q, c->seq_q,
-                              c->seq_kv, err);
+    return check_mha_in_place(c, err);
 }
 
 void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd)

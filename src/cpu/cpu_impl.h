@@ -139,7 +139,9 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
  * Called by sdpa_tile.c of the same copy.  A query tile keeps its queries
  * in the lanes: tiles are [rows][ATTN_QTILE] floats, 64-byte aligned, and
  * only the first nq * 16 lanes are used (nq in 1..4).  Scores are in log2
- * units (scaled by log2(e)) so that the softmax uses exp2.  Keys and values
+ * units (scaled by log2(e)) so that the softmax uses exp2, except with a
+ * bias: then they stay natural and the softmax scales their differences
+ * from the running max by log2(e) (its `unit`).  Keys and values
  * are read in place, rows ldk / ldv floats apart. */
 #define ATTN_QTILE 64
 
@@ -153,11 +155,13 @@ void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
                         size_t ldk, const float *w, float *s);
 /* Online-softmax step over a score tile s[jn][lanes]: updates the running
  * max m and sum l per lane, writes the rescale factor of the old
- * accumulators to alpha and replaces s by exp2(s - m).  smax is the tile's
- * max per lane when known (from attn_kern_qk), NULL to compute it.  A lane
+ * accumulators to alpha and replaces s by exp2((s - m) * unit) (unit 1 for
+ * scores in log2 units, log2(e) for natural ones; the difference is taken
+ * first, so scores near FLT_MAX do not overflow).  smax is the tile's max
+ * per lane when known (from attn_kern_qk), NULL to compute it.  A lane
  * that has seen only -inf keeps l = 0 and gets p = 0, never NaN. */
-void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
-                       float *l, float *alpha);
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float unit,
+                       float *m, float *l, float *alpha);
 /* ot[c][i] = alpha[i] * ot[c][i] + sum_j v[j][c] * p[j][i] for c < dv. */
 void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
                   size_t ldv, const float *alpha, float *ot);

@@ -215,12 +215,14 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
     jb.f16 = d->dtype == ATTN_F16;
     jb.group = d->heads_q / d->heads_kv;
     jb.nqt = (d->seq_q + QT - 1) / QT;
+    jb.nat = d->mask.bias_kind != ATTN_BIAS_NONE;
+    jb.unit = jb.nat ? LOG2E : 1.0f;
     if (d->score == ATTN_SCORE_ADDITIVE)
         jb.qscale = 1.0f;
     else
         jb.qscale =
             (d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim)) *
-            LOG2E;
+            (jb.nat ? 1.0f : LOG2E);
     items = (size_t)jb.nqt * (size_t)d->batch * (size_t)d->heads_q;
 
     pthread_mutex_lock(&c->lock);

@@ -21,7 +21,7 @@ struct attn_sdpa_ws {
     float *kc; /* [KTILE][cap_d]  keys packed / converted; scratch row */
     float *vc; /* [KTILE][cap_dv] values packed / converted; scratch */
     float *m, *l, *alpha, *smax; /* [QT] running max, sum, rescale, tile max */
-    float *w; /* [cap_d]         additive weights * log2(e) */
+    float *w; /* [cap_d]         additive weights (* log2(e) unless nat) */
 };
 
 struct attn_sdpa_job {
@@ -31,7 +31,14 @@ struct attn_sdpa_job {
     void *o;
     float *lse;
     attn_cpu_layout lay;
-    float qscale; /* applied to q while packing: log2 units */
+    float qscale; /* applied to q while packing: the scale, times log2(e)
+                     unless nat */
+    /* With a bias the scores stay in natural units (a bias near FLT_MAX
+     * times log2(e) would overflow) and the softmax scales differences
+     * from the running max instead: nat = 1, unit = log2(e).  Else the
+     * scores are in log2 units from the start: nat = 0, unit = 1. */
+    int nat;
+    float unit;
     int f16;
     int group; /* heads_q / heads_kv */
     int nqt;   /* query tiles per head */

@@ -161,9 +161,10 @@ void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
 /* ---- softmax -------------------------------------------------------------
  */
 
-void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
-                       float *l, float *alpha)
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float unit,
+                       float *m, float *l, float *alpha)
 {
+    const __m256 un = _mm256_set1_ps(unit);
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     int u, j;
 
@@ -181,10 +182,10 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
         /* a lane with nothing visible yet subtracts 0, not -inf */
         dead = _mm256_cmp_ps(mn, ninf, _CMP_EQ_OQ);
         mu = _mm256_andnot_ps(dead, mn);
-        a = exp2_ps(_mm256_sub_ps(mo, mu));
+        a = exp2_ps(_mm256_mul_ps(_mm256_sub_ps(mo, mu), un));
         for (j = 0; j < jn; j++) {
-            __m256 p =
-                exp2_ps(_mm256_sub_ps(_mm256_load_ps(su + (size_t)j * QT), mu));
+            __m256 p = exp2_ps(_mm256_mul_ps(
+                _mm256_sub_ps(_mm256_load_ps(su + (size_t)j * QT), mu), un));
             _mm256_store_ps(su + (size_t)j * QT, p);
             sum = _mm256_add_ps(sum, p);
         }

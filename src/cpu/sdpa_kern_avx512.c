@@ -176,9 +176,10 @@ void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
 /* ---- softmax --------------------------------------------------------------
  */
 
-void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
-                       float *l, float *alpha)
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float unit,
+                       float *m, float *l, float *alpha)
 {
+    const __m512 un = _mm512_set1_ps(unit);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     int u, j;
 
@@ -197,10 +198,10 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
         /* a lane with nothing visible yet subtracts 0, not -inf */
         dead = _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ);
         mu = _mm512_mask_blend_ps(dead, mn, _mm512_setzero_ps());
-        a = exp2_ps(_mm512_sub_ps(mo, mu));
+        a = exp2_ps(_mm512_mul_ps(_mm512_sub_ps(mo, mu), un));
         for (j = 0; j < jn; j++) {
-            __m512 p =
-                exp2_ps(_mm512_sub_ps(_mm512_load_ps(su + (size_t)j * QT), mu));
+            __m512 p = exp2_ps(_mm512_mul_ps(
+                _mm512_sub_ps(_mm512_load_ps(su + (size_t)j * QT), mu), un));
             _mm512_store_ps(su + (size_t)j * QT, p);
             sum = _mm512_add_ps(sum, p);
         }

@@ -217,8 +217,8 @@ void attn_kern_additive(int nq, int jn, int d, const float *qt, const float *k,
     }
 }
 
-void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
-                       float *l, float *alpha)
+void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float unit,
+                       float *m, float *l, float *alpha)
 {
     int lanes = nq * 16, j, i;
     float mu[QT], sum[QT];
@@ -234,14 +234,14 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float *m,
             }
         /* a lane with nothing visible yet subtracts 0, not -inf */
         mu[i] = mn == -INFINITY ? 0.0f : mn;
-        alpha[i] = exp2_lane(m[i] - mu[i]);
+        alpha[i] = exp2_lane((m[i] - mu[i]) * unit);
         m[i] = mn;
         sum[i] = 0.0f;
     }
     for (j = 0; j < jn; j++) {
         float *sr = s + (size_t)j * QT;
         for (i = 0; i < lanes; i++) {
-            float p = exp2_lane(sr[i] - mu[i]);
+            float p = exp2_lane((sr[i] - mu[i]) * unit);
             sr[i] = p;
             sum[i] += p;
         }

@@ -2,7 +2,8 @@
  * The tile loop of the native attention, compiled once per instruction set
  * (cmake/attnCpuIsa.cmake): one work item is (query tile, batch, head).
  * A query tile of up to ATTN_QTILE queries is packed transposed (qt[c][i],
- * scaled by scale * log2(e)) so that the queries sit in SIMD lanes; key
+ * scaled by scale * log2(e), or by the scale alone with a bias: see nat in
+ * sdpa_job.h) so that the queries sit in SIMD lanes; key
  * tiles of SDPA_KTILE rows are then scored in place, masked, folded into
  * the running max and sum per lane and multiplied into the transposed
  * output accumulator ot[c][i].  Key tiles that every query of the tile has
@@ -97,9 +98,10 @@ static void mask_tile(const attn_sdpa_desc *d, float *s, long long i0,
     }
 }
 
-/* Adds bias * log2(e) for the tile's real queries (rows of the bias are
- * seq_kv floats apart; bp points at query i0, key j0).  A -inf entry hides
- * the key whatever its score (a NaN key must not turn it into NaN). */
+/* Adds the bias for the tile's real queries (rows of the bias are seq_kv
+ * floats apart; bp points at query i0, key j0), in the natural units the
+ * scores have when there is a bias.  A -inf entry hides the key whatever
+ * its score (a NaN key must not turn it into NaN). */
 static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
 {
     int i, r;
@@ -108,7 +110,7 @@ static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
         for (r = 0; r < jn; r++) {
             float b = bp[(size_t)i * ld + (size_t)r];
             float *e = &s[(size_t)r * QT + (size_t)i];
-            *e = b == -INFINITY ? -INFINITY : *e + b * LOG2E;
+            *e = b == -INFINITY ? -INFINITY : *e + b;
         }
 }
 
@@ -266,7 +268,9 @@ static void finish_tile(const struct attn_sdpa_job *jb,
         if (jb->f16)
             attn_float_to_half_n(row, (uint16_t *)jb->o + at, (size_t)dv);
         if (lse)
-            lse[i] = any ? (w->m[i] + log2f(l)) * LN2 : -INFINITY;
+            lse[i] = !any      ? -INFINITY
+                     : jb->nat ? w->m[i] + log2f(l) * LN2
+                               : (w->m[i] + log2f(l)) * LN2;
     }
 }
 
@@ -316,7 +320,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
         for (i = 0; i < d->head_dim; i++)
             w.w[i] =
                 d->additive_w[(size_t)h * (size_t)d->head_dim + (size_t)i] *
-                LOG2E;
+                (jb->nat ? 1.0f : LOG2E);
     for (i = 0; i < lanes; i++) {
         w.m[i] = -INFINITY;
         w.l[i] = 0.0f;
@@ -337,7 +341,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
         const float *smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0,
                                        jn, lanes, off, masked, bt);
 
-        attn_kern_softmax(nq, jn, w.s, smax, w.m, w.l, w.alpha);
+        attn_kern_softmax(nq, jn, w.s, smax, jb->unit, w.m, w.l, w.alpha);
         vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
                       d->head_dim_v, jn, w.vc, &ldv);
         if (tile_has_zero(w.s, jn, lanes) &&

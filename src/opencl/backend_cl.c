@@ -5,6 +5,8 @@
  * the work), and the layer on a device.  What the scheduler drives on a
  * device is exec_cl.c.
  */
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "opencl/backend_cl.h"
 #include "opencl/backend_impl.h"
 #include "opencl/driver.h"
+#include "opencl/launch_common.h"
 #include "opencl/mha_cl.h"
 #include "opencl/opencl_backend.h"
 #include "opencl/pool.h"
@@ -57,6 +60,16 @@ static const attn_backend_ops cl_ops = {
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b)
 {
     return b && b->ops == &cl_ops ? ((cl_backend *)b->impl)->rt[0] : NULL;
+}
+
+attn_status attn_backend_cl_check_buffers(const attn_backend *b,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_tensors *t,
+                                          attn_err *err)
+{
+    const cl_backend *cb = b->impl;
+    attn_status s = attn_cl_check_tensors(d, t, err);
+    return s ? s : attn_cl_check_aliasing(cb->rt[0], d, t, err);
 }
 
 attn_status attn_backend_cl_launch(const attn_backend *b,
@@ -120,17 +133,46 @@ attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
     return ATTN_OK;
 }
 
+/* The profile messages of one context: the same files are resolved for
+ * every device it opens and for the choice of "auto", and each message is
+ * said once. */
+#define PROFILE_SEEN_MAX 64
+typedef struct profile_log {
+    const attn_logger *log;
+    size_t n;
+    uint64_t seen[PROFILE_SEEN_MAX]; /* FNV-1a of the messages said */
+} profile_log;
+
+static void profile_warn(profile_log *pl, const char *fmt, ...)
+    ATTN_PRINTF(2, 3);
+static void profile_warn(profile_log *pl, const char *fmt, ...)
+{
+    char msg[ATTN_MSG_MAX];
+    uint64_t h = 0xcbf29ce484222325u;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (const unsigned char *c = (const unsigned char *)msg; *c; c++)
+        h = (h ^ *c) * 0x100000001b3u;
+    for (size_t i = 0; i < pl->n; i++)
+        if (pl->seen[i] == h)
+            return;
+    if (pl->n < PROFILE_SEEN_MAX)
+        pl->seen[pl->n++] = h;
+    attn_log(pl->log, ATTN_LOG_WARN, "%s", msg);
+}
+
 static void report_profile(void *user, const char *msg)
 {
-    attn_log(user, ATTN_LOG_WARN, "platform profile: %s", msg);
+    profile_warn(user, "platform profile: %s", msg);
 }
 
 /* The kernel variants of rt as profile p and the options say: each
  * variant's tuning (a rejected one keeps the defaults, with a warning),
  * the path, the forced variant and AUTO's order. */
 static void apply_kernels(attn_cl_runtime *rt, const attn_profile *p,
-                          const attn_options *o, int forced,
-                          const attn_logger *log)
+                          const attn_options *o, int forced, profile_log *pl)
 {
     attn_cl_choice ch;
     for (int v = 0; v < attn_cl_n_variants; v++) {
@@ -139,10 +181,10 @@ static void apply_kernels(attn_cl_runtime *rt, const attn_profile *p,
         if (attn_profile_tuning(p, v, &t) != ATTN_OK ||
             attn_cl_set_tuning(rt, v, &t, &e) != ATTN_OK) {
             attn_cl_tuning_check(attn_cl_variants[v], &t, &e);
-            attn_log(log, ATTN_LOG_WARN,
-                     "platform profile for %s: %s tuning rejected (%s), "
-                     "using the defaults",
-                     rt->info.name, attn_cl_variants[v]->name, e.msg);
+            profile_warn(pl,
+                         "platform profile for %s: %s tuning rejected (%s), "
+                         "using the defaults",
+                         rt->info.name, attn_cl_variants[v]->name, e.msg);
             attn_cl_tuning_default(attn_cl_variants[v], &t);
             if (p->build_options_set)
                 snprintf(t.options, sizeof t.options, "%s", p->build_options);
@@ -166,19 +208,18 @@ static void apply_kernels(attn_cl_runtime *rt, const attn_profile *p,
  * options.queues is 0), staging and the weight for splitting work. */
 static attn_status apply_profile(attn_cl_runtime *rt, const attn_profile *p,
                                  const attn_options *o, int forced,
-                                 const attn_logger *log, double *weight,
-                                 attn_err *err)
+                                 profile_log *pl, double *weight, attn_err *err)
 {
     int queues = o->queues > 0 ? o->queues : p->queues > 0 ? p->queues : 1;
     attn_status s;
     if (queues > ATTN_CL_MAX_QUEUES)
         queues = ATTN_CL_MAX_QUEUES;
-    apply_kernels(rt, p, o, forced, log);
+    apply_kernels(rt, p, o, forced, pl);
     if ((s = attn_cl_runtime_set_queues(rt, queues, err)))
         return s;
     rt->pinned = p->staging == 1;
     *weight = p->weight > 0 ? (double)p->weight : device_weight(&rt->info);
-    attn_log(log, ATTN_LOG_DEBUG, "%s: profile %s, %d queue(s)%s",
+    attn_log(pl->log, ATTN_LOG_DEBUG, "%s: profile %s, %d queue(s)%s",
              rt->info.name, p->sources[0] ? p->sources : "(none)", queues,
              rt->pinned ? ", pinned staging" : "");
     return ATTN_OK;
@@ -223,7 +264,7 @@ static attn_status add_parts(attn_cl_runtime *rt, attn_err *err)
 static attn_status open_devices(const attn_cl_device *devs,
                                 const attn_selection *sel,
                                 const attn_options *o, const char *kernel,
-                                const attn_logger *log, attn_backend **out,
+                                profile_log *pl, attn_backend **out,
                                 attn_err *err)
 {
     attn_cl_runtime *rt[ATTN_CL_MAX_DEVICES];
@@ -246,13 +287,14 @@ static attn_status open_devices(const attn_cl_device *devs,
     for (size_t i = 0; i < sel->count && n < ATTN_CL_MAX_DEVICES; i++) {
         const attn_cl_device *dev = &devs[sel->index[i]];
         if ((s = attn_profile_resolve(&dev->info, NULL, p, report_profile,
-                                      (void *)log)) ||
-            (s = attn_cl_runtime_create(dev, o->cache_dir, log, &rt[n], err)))
+                                      pl)) ||
+            (s = attn_cl_runtime_create(dev, o->cache_dir, pl->log, &rt[n],
+                                        err)))
             break;
         n++;
         if ((s = add_parts(rt[n - 1], err)))
             break;
-        if ((s = apply_profile(rt[n - 1], p, o, forced, log, &weight[n - 1],
+        if ((s = apply_profile(rt[n - 1], p, o, forced, pl, &weight[n - 1],
                                err)))
             break;
     }
@@ -280,6 +322,7 @@ attn_status attn_backend_cl_from_objects(cl_context context,
     attn_cl_runtime *rt = NULL;
     attn_cl_device probe;
     attn_profile *p;
+    profile_log pl = {log, 0, {0}};
     double weight = 1.0;
     int forced = -1;
     attn_status s;
@@ -293,13 +336,13 @@ attn_status attn_backend_cl_from_objects(cl_context context,
         return s;
     if (!(p = malloc(sizeof *p)))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
-    if ((s = attn_profile_resolve(&probe.info, NULL, p, report_profile,
-                                  (void *)log)) == ATTN_OK &&
+    if ((s = attn_profile_resolve(&probe.info, NULL, p, report_profile, &pl)) ==
+            ATTN_OK &&
         (s = attn_cl_runtime_create_from(context, device, o->cache_dir, log,
                                          &rt, err)) == ATTN_OK &&
         (s = add_parts(rt, err)) == ATTN_OK) {
         rt->info = probe.info;
-        s = apply_profile(rt, p, o, forced, log, &weight, err);
+        s = apply_profile(rt, p, o, forced, &pl, &weight, err);
     }
     if (s == ATTN_OK)
         s = attn_backend_cl_wrap_n(&rt, 1, out, err);
@@ -312,7 +355,7 @@ attn_status attn_backend_cl_from_objects(cl_context context,
 /* Whether "auto" should prefer the native backend to the best usable
  * OpenCL CPU device: its profile says, else ATTN_CL_NATIVE_BEATS_CPU. */
 static int native_beats_cpu(const attn_device_info *devs, size_t n,
-                            int native_fast, const attn_logger *log)
+                            int native_fast, profile_log *pl)
 {
     const attn_device_info *best = NULL;
     attn_profile *p;
@@ -322,8 +365,8 @@ static int native_beats_cpu(const attn_device_info *devs, size_t n,
             (!best || devs[i].rank > best->rank))
             best = &devs[i];
     if (best && (p = malloc(sizeof *p))) {
-        if (attn_profile_resolve(best, NULL, p, report_profile, (void *)log) ==
-                ATTN_OK &&
+        if (attn_profile_resolve(best, NULL, p, pl ? report_profile : NULL,
+                                 pl) == ATTN_OK &&
             p->native_beats_opencl >= 0)
             beats = p->native_beats_opencl;
         free(p);
@@ -345,10 +388,17 @@ attn_status attn_opencl_open(const char *spec, const attn_options *o,
     attn_cl_device *devs = NULL;
     attn_device_info *infos = NULL;
     attn_selection sel;
+    profile_log pl = {log, 0, {0}};
     size_t n = 0;
     attn_status s;
 
     *out = NULL;
+    if (attn_cl_spec_native(spec)) {
+        /* The native backend alone: the OpenCL driver is not loaded. */
+        if ((s = attn_cl_select(NULL, 0, spec, 0, &sel, err)) == ATTN_OK)
+            snprintf(why, why_cap, "%s", sel.why);
+        return s;
+    }
     s = attn_cl_discover(&devs, &n, err);
     if (s) {
         /* A broken ICD is no reason to refuse the native backend. */
@@ -363,11 +413,11 @@ attn_status attn_opencl_open(const char *spec, const attn_options *o,
     for (size_t i = 0; i < n; i++)
         infos[i] = devs[i].info;
     s = attn_cl_select(infos, n, spec,
-                       native_beats_cpu(infos, n, native_fast, log), &sel, err);
+                       native_beats_cpu(infos, n, native_fast, &pl), &sel, err);
     if (s == ATTN_OK) {
         snprintf(why, why_cap, "%s", sel.why);
         if (!sel.native)
-            s = open_devices(devs, &sel, o, kernel, log, out, err);
+            s = open_devices(devs, &sel, o, kernel, &pl, out, err);
     }
     free(infos);
     free(devs);

@@ -29,6 +29,16 @@ attn_status attn_backend_cl_wrap_n(attn_cl_runtime *const *rt, int n,
  * backend. */
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b);
 
+/* The caller's buffers of one call, before anything is planned or built:
+ * each holds its tensor at its offset (attn_cl_check_tensors), belongs to
+ * the primary device's context and, for o and lse, shares no memory with
+ * another tensor (attn_cl_check_aliasing).  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT, ATTN_ERR_OUT_OF_MEMORY (sizes overflow). */
+attn_status attn_backend_cl_check_buffers(const attn_backend *b,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_tensors *t,
+                                          attn_err *err);
+
 /* The kernels of one call on the primary device and the caller's queue:
  * the variant p prepared (attn_plan_devices) on the tensors t; the
  * contract of attn_sdpa_cl_buffers (no fallback, never blocks). */

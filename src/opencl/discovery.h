@@ -81,14 +81,20 @@ typedef struct attn_selection {
 #define ATTN_CL_NATIVE_BEATS_CPU 1
 
 /* Selects devices for spec (auto, native, gpu, igpu, fpga, cpu, "P:D", a
- * device-name substring, all, or a comma list of these).  "auto" picks the
- * best-ranked usable device, or native when none is usable or when
- * native_beats_cpu is set and the best is an OpenCL CPU device.  An unknown
- * or unmatched spec gives ATTN_ERR_NO_DEVICE and a message listing the
- * devices.  Pure. */
+ * device-name substring, all, or a comma list of these; NULL and "" mean
+ * auto).  "auto" picks the best-ranked usable device, or native when none
+ * is usable or when native_beats_cpu is set and the best is an OpenCL CPU
+ * device.  An unknown or unmatched spec gives ATTN_ERR_NO_DEVICE and a
+ * message listing the devices; a list with no item ("," or " , ") or
+ * "native" with other items ATTN_ERR_INVALID_ARGUMENT.  Pure. */
 attn_status attn_cl_select(const attn_device_info *devs, size_t n,
                            const char *spec, int native_beats_cpu,
                            attn_selection *sel, attn_err *err);
+
+/* 1 when spec names the native backend and nothing else ("native",
+ * " NATIVE ,"): it needs no OpenCL device, so no OpenCL call is made.
+ * Pure. */
+int attn_cl_spec_native(const char *spec);
 
 /* ---- helpers shared with the program loader and attn-probe -------------- */
 

@@ -76,6 +76,111 @@ attn_status attn_cl_check_tensors(const attn_sdpa_desc *d,
     return ATTN_OK;
 }
 
+/* Where one tensor of a call lives: bytes [lo, hi) of buffer root (the
+ * parent of a sub-buffer, else the buffer itself), and of host memory
+ * [host_lo, host_hi) when the buffer uses the caller's host pointer
+ * (host_lo 0 otherwise). */
+typedef struct placed {
+    const char *name;
+    cl_mem root;
+    size_t lo, hi;
+    uintptr_t host_lo, host_hi;
+} placed;
+
+static attn_status place(const attn_cl_runtime *rt, cl_mem m, const char *name,
+                         size_t off_bytes, size_t bytes, placed *p,
+                         attn_err *err)
+{
+    cl_context c = NULL;
+    cl_mem parent = NULL;
+    cl_mem_flags flags = 0;
+    size_t origin = 0;
+    void *host = NULL;
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    if (clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof c, &c, NULL) !=
+            CL_SUCCESS ||
+        clGetMemObjectInfo(m, CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent,
+                           &parent, NULL) != CL_SUCCESS ||
+        clGetMemObjectInfo(m, CL_MEM_OFFSET, sizeof origin, &origin, NULL) !=
+            CL_SUCCESS ||
+        clGetMemObjectInfo(m, CL_MEM_FLAGS, sizeof flags, &flags, NULL) !=
+            CL_SUCCESS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "buffer %s is not a valid cl_mem", name);
+    if (c != rt->context)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "buffer %s belongs to another OpenCL context than "
+                         "the libattn context's",
+                         name);
+    p->root = parent ? parent : m;
+    if (!parent)
+        origin = 0;
+    /* Sizes were checked against the buffer: no overflow below. */
+    p->lo = origin + off_bytes;
+    p->hi = p->lo + bytes;
+    if ((flags & CL_MEM_USE_HOST_PTR) &&
+        clGetMemObjectInfo(m, CL_MEM_HOST_PTR, sizeof host, &host, NULL) ==
+            CL_SUCCESS &&
+        host) {
+        /* A sub-buffer reports its own host pointer (parent's + origin). */
+        p->host_lo = (uintptr_t)host + off_bytes;
+        p->host_hi = p->host_lo + bytes;
+    }
+    return ATTN_OK;
+}
+
+static int meet(const placed *a, const placed *b)
+{
+    if (a->hi == a->lo || b->hi == b->lo)
+        return 0;
+    if (a->root == b->root && a->lo < b->hi && b->lo < a->hi)
+        return 1;
+    return a->host_lo && b->host_lo && a->host_lo < b->host_hi &&
+           b->host_lo < a->host_hi;
+}
+
+attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
+                                   const attn_sdpa_desc *d,
+                                   const attn_cl_tensors *t, attn_err *err)
+{
+    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
+    const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
+                 bkv = (size_t)d->batch * (size_t)d->heads_kv;
+    /* Bytes of q, k, v, o, lse; attn_cl_check_tensors found them to fit. */
+    const size_t bytes[5] = {
+        bq * (size_t)d->seq_q * (size_t)d->head_dim * elem,
+        bkv * (size_t)d->seq_kv * (size_t)d->head_dim * elem,
+        bkv * (size_t)d->seq_kv * (size_t)d->head_dim_v * elem,
+        bq * (size_t)d->seq_q * (size_t)d->head_dim_v * elem,
+        bq * (size_t)d->seq_q * sizeof(float)};
+    const cl_mem mem[5] = {t->q, t->k, t->v, t->o, t->lse};
+    const size_t off[5] = {t->q_off * elem, t->k_off * elem, t->v_off * elem,
+                           t->o_off * elem, t->lse_off * sizeof(float)};
+    static const char *const names[5] = {"q", "k", "v", "o", "lse"};
+    placed p[5];
+    const int n = t->lse ? 5 : 4;
+    attn_status s;
+    for (int i = 0; i < n; i++)
+        if ((s = place(rt, mem[i], names[i], off[i], bytes[i], &p[i], err)))
+            return s;
+    /* q, k and v are only read and may share memory; o and lse are
+     * written and may share it with nothing. */
+    for (int w = 3; w < n; w++)
+        for (int i = 0; i < w; i++)
+            if (meet(&p[w], &p[i]))
+                return attn_fail(
+                    err, ATTN_ERR_INVALID_ARGUMENT,
+                    "%s and %s overlap in %s (%s: bytes %zu..%zu, %s: bytes "
+                    "%zu..%zu); an output may share memory with no other "
+                    "tensor",
+                    p[i].name, p[w].name,
+                    p[i].root == p[w].root ? "one OpenCL buffer"
+                                           : "the host memory of two buffers",
+                    p[i].name, p[i].lo, p[i].hi, p[w].name, p[w].lo, p[w].hi);
+    return ATTN_OK;
+}
+
 /* A read-only device copy of host data; *out stays NULL when p is NULL. */
 static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
                              size_t elem, const char *name, cl_mem *out,

@@ -27,6 +27,17 @@ attn_status attn_cl_check_call(const char *fn, const attn_cl_runtime *rt,
 attn_status attn_cl_check_tensors(const attn_sdpa_desc *d,
                                   const attn_cl_tensors *t, attn_err *err);
 
+/* Checks, for tensors t that passed attn_cl_check_tensors, that every
+ * buffer belongs to rt's context (CL_MEM_CONTEXT) and that o and lse share
+ * no byte with another tensor: within one buffer, across sub-buffers of
+ * one parent (CL_MEM_ASSOCIATED_MEMOBJECT, CL_MEM_OFFSET) and across
+ * buffers on the same host memory (CL_MEM_USE_HOST_PTR).  q, k and v may
+ * share memory.  Errors: ATTN_ERR_INVALID_ARGUMENT with a sentence naming
+ * the two tensors. */
+attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
+                                   const attn_sdpa_desc *d,
+                                   const attn_cl_tensors *t, attn_err *err);
+
 /* Read-only device copies of the host-side inputs of d (mask.bias,
  * mask.kv_len, additive_w; NULL where absent).  On failure the copies
  * made so far are left in *bias, *kv_len, *addw for the caller to

@@ -355,6 +355,72 @@ static void set_extra(parser *p, unsigned line, const char *key,
     snprintf(o->extra[i].value, sizeof o->extra[i].value, "%s", value);
 }
 
+/* Build options a profile may give: they trade precision or speed for the
+ * same kernels (attn.h says what -cl-finite-math-only and
+ * -cl-fast-relaxed-math do to non-finite inputs).  Anything else (-D, -I,
+ * -cl-std, -x, ...) could change what the kernels compute, or where their
+ * sources come from, and is dropped. */
+static const char *const BUILD_OPTIONS[] = {"-cl-mad-enable",
+                                            "-cl-no-signed-zeros",
+                                            "-cl-unsafe-math-optimizations",
+                                            "-cl-finite-math-only",
+                                            "-cl-fast-relaxed-math",
+                                            "-cl-denorms-are-zero",
+                                            "-cl-nv-verbose"};
+#define NV_MAXRREG "-cl-nv-maxrregcount="
+
+int attn_profile_build_option_ok(const char *opt, size_t len)
+{
+    const size_t nv = sizeof NV_MAXRREG - 1;
+    for (size_t i = 0; i < sizeof BUILD_OPTIONS / sizeof BUILD_OPTIONS[0]; i++)
+        if (strlen(BUILD_OPTIONS[i]) == len &&
+            !strncmp(opt, BUILD_OPTIONS[i], len))
+            return 1;
+    /* -cl-nv-maxrregcount=N, N in 1..999: a register budget. */
+    if (len > nv && len <= nv + 3 && !strncmp(opt, NV_MAXRREG, nv) &&
+        opt[nv] != '0') {
+        for (size_t i = nv; i < len; i++)
+            if (opt[i] < '0' || opt[i] > '9')
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* The allowed options of value into out (as many bytes as value); each
+ * refused one reported with file:line when checking (not when applying,
+ * which parses the file again per level). */
+static void filter_build_options(parser *p, const char *value, unsigned line,
+                                 char *out)
+{
+    size_t used = 0;
+    for (const char *w = value; *w;) {
+        size_t n = 0;
+        while (is_space((unsigned char)*w))
+            w++;
+        while (w[n] && !is_space((unsigned char)w[n]))
+            n++;
+        if (n == 0)
+            break;
+        if (attn_profile_build_option_ok(w, n)) {
+            if (used)
+                out[used++] = ' ';
+            memcpy(out + used, w, n);
+            used += n;
+        } else if (!p->dev) {
+            say(p->report, p->user,
+                "%s:%u: build option '%.*s' is not allowed and is dropped "
+                "(allowed: -cl-mad-enable, -cl-no-signed-zeros, "
+                "-cl-unsafe-math-optimizations, -cl-finite-math-only, "
+                "-cl-fast-relaxed-math, -cl-denorms-are-zero, "
+                "-cl-nv-verbose, -cl-nv-maxrregcount=N)",
+                p->t->name, line, n > 64 ? 64 : (int)n, w);
+        }
+        w += n;
+    }
+    out[used] = '\0';
+}
+
 /* path.order: kernel variant names, separated by spaces or commas, each
  * once.  0 (after reporting) when it is not. */
 static int order_ok(parser *p, const char *value, unsigned line)
@@ -469,15 +535,20 @@ static int entry(parser *p, char *s, unsigned line)
     if (!k)
         return other_key(p, key, value, line);
     switch (k->type) {
-    case V_STR:
-    case V_ORDER:
-        if (k->type == V_ORDER && !order_ok(p, value, line))
-            return 0;
+    case V_STR: {
+        char kept[ATTN_PROFILE_VALUE_MAX];
+        filter_build_options(p, value, line, kept);
         if (p->active) {
-            memcpy((char *)p->out + k->off, value, strlen(value) + 1);
-            if (k->type == V_STR)
-                p->out->build_options_set = 1;
+            memcpy((char *)p->out + k->off, kept, strlen(kept) + 1);
+            p->out->build_options_set = 1;
         }
+        return 0;
+    }
+    case V_ORDER:
+        if (!order_ok(p, value, line))
+            return 0;
+        if (p->active)
+            memcpy((char *)p->out + k->off, value, strlen(value) + 1);
         return 0;
     case V_PATH:
     case V_STAGING:

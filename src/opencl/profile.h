@@ -81,7 +81,10 @@ typedef struct attn_profile {
     char order[ATTN_PROFILE_VALUE_MAX]; /* path.order: variant names, ""
                                            when unset [the table order] */
     int build_options_set;
-    char build_options[ATTN_PROFILE_VALUE_MAX]; /* extra build options */
+    char build_options[ATTN_PROFILE_VALUE_MAX]; /* extra build options, only
+                                                   those of the allowlist
+                                                   (attn_profile_build_
+                                                   option_ok) */
     size_t n_extra;
     attn_profile_entry extra[ATTN_PROFILE_MAX_EXTRA]; /* in order of first
                                                          setting */
@@ -96,6 +99,14 @@ typedef struct attn_profile_text {
     const char *data;
     size_t len;
 } attn_profile_text;
+
+/* 1 when the len bytes at opt are one build option a profile may give:
+ * -cl-mad-enable, -cl-no-signed-zeros, -cl-unsafe-math-optimizations,
+ * -cl-finite-math-only, -cl-fast-relaxed-math, -cl-denorms-are-zero,
+ * -cl-nv-verbose or -cl-nv-maxrregcount=N (N in 1..999).  A profile's
+ * other options are reported with file:line and dropped; the rest of the
+ * file applies.  Pure. */
+int attn_profile_build_option_ok(const char *opt, size_t len);
 
 /* Sets every field unset (-1, empty). */
 void attn_profile_init(attn_profile *p);

@@ -337,6 +337,23 @@ static attn_status resolve_item(const attn_device_info *devs, size_t n,
     return ATTN_OK;
 }
 
+int attn_cl_spec_native(const char *spec)
+{
+    const char *p = spec;
+    item it;
+    size_t natives = 0;
+    if (!spec)
+        return 0;
+    while (next_item(&p, &it)) {
+        if (it.len == 0)
+            continue;
+        if (it.type != ITEM_NATIVE)
+            return 0;
+        natives++;
+    }
+    return natives > 0;
+}
+
 attn_status attn_cl_select(const attn_device_info *devs, size_t n,
                            const char *spec, int native_beats_cpu,
                            attn_selection *sel, attn_err *err)
@@ -368,6 +385,11 @@ attn_status attn_cl_select(const attn_device_info *devs, size_t n,
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "device \"%.*s\": \"native\" cannot be combined "
                          "with OpenCL devices",
+                         SPEC_MAX, spec);
+    if (items == 0 && spec[0])
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "device \"%.*s\" is an empty list: it names no "
+                         "device (use \"auto\", \"native\" or a device)",
                          SPEC_MAX, spec);
     if (natives > 0) {
         sel->native = 1;

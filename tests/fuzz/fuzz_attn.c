@@ -33,6 +33,7 @@
 
 #include "attn/attn.h"
 #include "attn_gen.h"
+#include "fuzz_common.h"
 #include "ref.h"
 #ifdef ATTN_HAVE_OPENCL
 #include "opencl/discovery.h"
@@ -57,25 +58,29 @@
 
 /* ---- failures --------------------------------------------------------- */
 
-/* The call being checked, for the failure message. */
-static char current[1024];
+char fuzz_current[1024];
 
-static void fail(int line, const char *fmt, ...)
+void fuzz_fail(const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "\nfuzz_attn.c:%d: ", line);
+    fprintf(stderr, "\n%s:%d: ", file, line);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n  in %s\n", current[0] ? current : "(setup)");
+    fprintf(stderr, "\n  in %s\n", fuzz_current[0] ? fuzz_current : "(setup)");
     abort();
+}
+
+int fuzz_is_status(attn_status s)
+{
+    return (int)s >= ATTN_OK && (int)s <= ATTN_ERR_IO;
 }
 
 static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
                           const void *q, const void *k, const void *v,
                           const void *o, const float *lse)
 {
-    snprintf(current, sizeof current,
+    snprintf(fuzz_current, sizeof fuzz_current,
              "attn_sdpa on %s: batch %d heads_q %d heads_kv %d seq_q %d "
              "seq_kv %d head_dim %d head_dim_v %d scale %g score %d dtype %d "
              "causal %d window %d kv_len %s bias %s kind %d additive_w %s; "
@@ -87,20 +92,6 @@ static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
              (int)d->mask.bias_kind, d->additive_w ? "set" : "NULL", q, k, v, o,
              (const void *)lse);
 }
-
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            fail(__LINE__, __VA_ARGS__);                                       \
-    } while (0)
-
-static int is_status(attn_status s)
-{
-    return (int)s >= ATTN_OK && (int)s <= ATTN_ERR_IO;
-}
-
-#define REQUIRE_STATUS(s, fn)                                                  \
-    REQUIRE(is_status(s), "%s returned %d, not an attn_status", fn, (int)(s))
 
 /* ---- counters (printed at exit when ATTN_FUZZ_STATS is set) ----------- */
 
@@ -114,6 +105,8 @@ enum {
     ST_MHA_CL,
     ST_MHA_REFUSED,
     ST_MHA_BIG,
+    ST_CLBUF_RUN,     /* attn_sdpa_cl_buffers run and checked */
+    ST_CLBUF_REFUSED, /* refused as the model said */
     ST_SELECT_OK,
     ST_SELECT_ERR,
     ST_CTX_OK,
@@ -130,6 +123,8 @@ static const char *const stat_names[ST_N] = {"sdpa run",
                                              "mha run on OpenCL",
                                              "mha refused",
                                              "mha too big",
+                                             "cl buffers run",
+                                             "cl buffers refused",
                                              "select ok",
                                              "select error",
                                              "context created",
@@ -320,10 +315,13 @@ static void check_log(int level, const char *msg, void *user)
     REQUIRE(msg && strlen(msg) < 4096, "log message missing or too long");
 }
 
-enum { N_NATIVE = 2, N_CL = 4 };
+enum { N_NATIVE = 2, N_CL = 5 };
 static attn_context *native_ctx[N_NATIVE];
-static attn_context *cl_ctx[N_CL]; /* AUTO, FUSED, UNFUSED, AUTO 2 queues */
-static int have_cl;
+/* AUTO, FUSED, UNFUSED, AUTO with 2 queues; AUTO over every usable device
+ * ("all": two with POCL_DEVICES="pthread pthread", scripts/fuzz.sh), NULL
+ * when there is only one. */
+static attn_context *cl_ctx[N_CL];
+static int have_cl, have_cl_buffers;
 static double cl_share = 0.2; /* most of the time spent on OpenCL runs */
 static double t_start, t_cl;
 
@@ -397,23 +395,36 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         cl_ctx[2] = make_context(dev, 0, ATTN_PATH_UNFUSED, 1, ATTN_LOG_OFF);
         cl_ctx[3] = make_context(dev, 0, ATTN_PATH_AUTO, 2, ATTN_LOG_OFF);
         have_cl = cl_ctx[0] && cl_ctx[1] && cl_ctx[2] && cl_ctx[3];
+        if (have_cl) {
+            attn_device_info all[2];
+            size_t n = 0;
+            if (attn_devices(all, 2, &n) == ATTN_OK && n >= 2)
+                cl_ctx[4] =
+                    make_context("all", 0, ATTN_PATH_AUTO, 1, ATTN_LOG_OFF);
+        }
     }
     if (have_cl) {
         attn_device_info info;
         double t0 = now();
         attn_context_device(cl_ctx[0], &info);
         /* Build every program now, not inside a timed input. */
-        for (int c = 0; c < N_CL; c++) {
+        for (int c = 0; c < N_CL && cl_ctx[c]; c++) {
             for (int dt = 0; dt < 2; dt++) {
                 run_sdpa_once(cl_ctx[c], 1, 9, (attn_dtype)dt);
                 run_sdpa_once(cl_ctx[c], 7, 9, (attn_dtype)dt);
             }
             run_mha_once(cl_ctx[c]);
         }
+#ifdef ATTN_HAVE_OPENCL
+        have_cl_buffers = fuzz_cl_init(cl_ctx[0]) == 0;
+#endif
         fprintf(stderr,
                 "fuzz_attn: OpenCL runs on \"%s\" (device \"%s\"), at most "
-                "%.0f%% of the time; kernels ready in %.1f s\n",
-                info.name, dev, 100.0 * cl_share, now() - t0);
+                "%.0f%% of the time; %s; caller buffers %s; kernels ready in "
+                "%.1f s\n",
+                info.name, dev, 100.0 * cl_share,
+                cl_ctx[4] ? "a context on two devices" : "one device",
+                have_cl_buffers ? "on" : "off", now() - t0);
     } else {
         fprintf(stderr, "fuzz_attn: no OpenCL runs (device \"%s\": %s)\n", dev,
                 cl_share > 0.0 ? attn_last_error() : "disabled");
@@ -438,7 +449,7 @@ static attn_context *pick_cl(gen_src *g)
     double total = now() - t_start;
     if (!have_cl || t_cl > cl_share * total)
         return NULL;
-    return cl_ctx[which];
+    return cl_ctx[which] ? cl_ctx[which] : cl_ctx[0];
 }
 
 /* ---- attn_sdpa --------------------------------------------------------- */
@@ -490,7 +501,8 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return 0;
     if (m->window < 0 || (unsigned)m->bias_kind > ATTN_BIAS_FULL ||
-        (m->bias_kind != ATTN_BIAS_NONE) != (m->bias != NULL))
+        (m->bias_kind != ATTN_BIAS_NONE) != (m->bias != NULL) ||
+        (m->causal != 0 && m->causal != 1))
         return 0;
     if (m->kv_len)
         for (int b = 0; b < d->batch; b++)
@@ -1027,13 +1039,23 @@ typedef struct mha_plan {
     int null_io; /* 1: x_q NULL, 2: y NULL */
     int table;   /* pos_table: 0 as stated, 1 NULL, 2 stated one row short */
     int bias_flip, kv_bad, mask_null, seq_kv_free;
+    int causal;   /* mask.causal when not 0 (a value other than 0 and 1) */
+    int in_place; /* y is x_q */
 } mha_plan;
 
 static void spoil_mha(gen_src *g, mha_spec *s, attn_mha_desc *m, mha_plan *p)
 {
     int n = gen_int(g, 1, 3);
     for (int t = 0; t < n; t++) {
-        switch (gen_int(g, 0, 17)) {
+        switch (gen_int(g, 0, 19)) {
+        case 18:
+            p->causal = gen_chance(g, 50) ? hostile_int(g) : gen_int(g, 2, 9);
+            if (p->causal == 0 || p->causal == 1)
+                p->causal = -1;
+            break;
+        case 19:
+            p->in_place = 1;
+            break;
         case 0:
             s->d_model = hostile_int(g);
             break;
@@ -1227,7 +1249,7 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
         (&m.wq)[p.null_w - 1] = NULL;
 
     memset(&mask, 0, sizeof mask);
-    mask.causal = s.causal;
+    mask.causal = p.causal ? p.causal : s.causal;
     mask.window = s.window;
     mask.bias_kind = s.bias_kind;
     if ((s.bias_kind != ATTN_BIAS_NONE) != p.bias_flip)
@@ -1247,6 +1269,8 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
         x_q = NULL;
     if (p.null_io == 2)
         y = NULL;
+    if (p.in_place && x_q && y)
+        y = x_q; /* the layer does not work in place */
 
     /* The contract's verdict. */
     valid = ok && x_q && y && m.wq && m.wk && m.wv && m.wo && s.d_model > 0 &&
@@ -1263,9 +1287,12 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
     if (valid)
         valid = (double)s.batch * (s.seq_q > seq_kv ? s.seq_q : seq_kv) <=
                 INT32_MAX;
+    if (valid)
+        valid = !(p.in_place && x_q);
     if (valid && !p.mask_null) {
         valid = s.window >= 0 && (unsigned)s.bias_kind <= ATTN_BIAS_FULL &&
-                (s.bias_kind != ATTN_BIAS_NONE) == (bias != NULL);
+                (s.bias_kind != ATTN_BIAS_NONE) == (bias != NULL) &&
+                (mask.causal == 0 || mask.causal == 1);
         for (int i = 0; valid && kv_len && i < s.batch; i++)
             valid = kv_len[i] >= 0 && kv_len[i] <= seq_kv;
     }
@@ -1283,7 +1310,8 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
         REQUIRE(st == ATTN_ERR_INVALID_ARGUMENT,
                 "attn_mha_forward with x_q NULL returned %s",
                 attn_status_string(st));
-        REQUIRE(all_bytes(y, DUMMY, CANARY), "attn_mha_forward wrote y");
+        REQUIRE(y == x_q || all_bytes(y, DUMMY, CANARY),
+                "attn_mha_forward wrote y");
         stats[ST_MHA_BIG]++;
         return;
     }
@@ -1304,8 +1332,12 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
                     "attn_mha_forward refused a valid call: %s (%s)",
                     attn_status_string(st), attn_context_last_error(ctx));
         if (st != ATTN_OK) {
-            REQUIRE(!y || all_bytes(y, yb, CANARY),
-                    "attn_mha_forward wrote y on error");
+            if (y == x_q)
+                REQUIRE(!xq0 || !memcmp(xq0, x_q, xq),
+                        "attn_mha_forward wrote y (x_q) on error");
+            else
+                REQUIRE(!y || all_bytes(y, yb, CANARY),
+                        "attn_mha_forward wrote y on error");
             stats[ST_MHA_REFUSED]++;
             return;
         }
@@ -1556,9 +1588,12 @@ static void run_misc(gen_src *g)
 /* The first byte (mod 16) picks what an input exercises: 0-1 a valid
  * attn_sdpa on a native context, 2 the same on an OpenCL one, 3-5 a spoiled
  * attn_sdpa (native), 6 (OpenCL), 7 a valid attn_mha_forward (native), 8 a
- * spoiled one, 9 either on OpenCL, 10-11 the device selector, 12-13
- * attn_context_create, 14-15 the other entry points.  OpenCL inputs run
- * natively once they have used their share of the time. */
+ * spoiled one, 9 either on OpenCL, 10 the device selector, 11
+ * attn_sdpa_cl_buffers on the harness's buffers (fuzz_cl.c), 12
+ * attn_context_create with random options, 13 the same under
+ * ATTN_DEVICE, ATTN_PLATFORM_DIR and cache folders (fuzz_cl.c), 14-15 the
+ * other entry points.  OpenCL inputs run natively (11: the selector) once
+ * they have used their share of the time. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -1568,7 +1603,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     double t0 = now();
     gen_from_bytes(&g, data, size);
     op = gen_u8(&g) % 16;
-    snprintf(current, sizeof current, "input of kind %d (see below)", op);
+    snprintf(fuzz_current, sizeof fuzz_current, "input of kind %d (see below)",
+             op);
     if (op < 10) {
         /* attn_sdpa (op < 7) or attn_mha_forward, mostly native; some
          * inputs on an OpenCL context.  The bytes read do not depend on
@@ -1582,14 +1618,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             run_sdpa(&g, cl ? cl : native, cl != NULL, hostile);
         else
             run_mha(&g, cl ? cl : native, cl != NULL, hostile);
-    } else if (op < 12) {
+    } else if (op == 10) {
 #ifdef ATTN_HAVE_OPENCL
         run_select(&g);
 #else
         run_misc(&g);
 #endif
-    } else if (op < 14) {
+    } else if (op == 11) {
+#ifdef ATTN_HAVE_OPENCL
+        int r = -1;
+        if (have_cl_buffers && t_cl <= cl_share * (now() - t_start)) {
+            double t1 = now();
+            r = fuzz_cl_buffers(&g);
+            t_cl += now() - t1;
+        }
+        if (r < 0)
+            run_select(&g);
+        else
+            stats[r ? ST_CLBUF_RUN : ST_CLBUF_REFUSED]++;
+#else
+        run_misc(&g);
+#endif
+    } else if (op == 12) {
         run_context(&g);
+    } else if (op == 13) {
+#ifdef ATTN_HAVE_OPENCL
+        attn_status s = fuzz_env_context(&g, check_log);
+        stats[s == ATTN_OK ? ST_CTX_OK : ST_CTX_ERR]++;
+#else
+        run_context(&g);
+#endif
     } else {
         run_misc(&g);
     }

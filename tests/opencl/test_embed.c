@@ -22,6 +22,10 @@
 
 #define GUARD 37 /* elements after each tensor */
 
+/* Stands for an event the caller keeps in *done: an error must leave it. */
+static char sentinel_storage;
+#define SENTINEL ((cl_event)(void *)&sentinel_storage)
+
 static cl_device_id device;
 static cl_context clctx;
 static cl_command_queue queue;
@@ -413,16 +417,17 @@ static void test_errors(void)
     other_q = clCreateCommandQueue(other_ctx, device, 0, &rc);
     CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
 
-    /* Names `done` (cleared before, checked NULL after) and `ctx`. */
+    /* Names `done` (set to a sentinel before, checked untouched after:
+     * attn_cl.h) and `ctx`. */
 #define EXPECT_ERR(call, want)                                                 \
     do {                                                                       \
-        done = NULL;                                                           \
+        done = SENTINEL;                                                       \
         attn_status got_ = (call);                                             \
         HARNESS_EXPECT(got_ == (want), #call);                                 \
         if (got_ != (want))                                                    \
             printf("\n  %s: %s (%s)\n", #call, attn_status_string(got_),       \
                    attn_context_last_error(ctx));                              \
-        HARNESS_EXPECT(done == NULL, #call);                                   \
+        HARNESS_EXPECT(done == SENTINEL, #call);                               \
     } while (0)
 
     /* NULL buffers, one at a time. */
@@ -482,11 +487,11 @@ static void test_errors(void)
     attn_options_init(&o);
     o.device = "native";
     CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &native), ATTN_OK);
-    done = NULL;
+    done = SENTINEL;
     CU_ASSERT_EQUAL(
         attn_sdpa_cl_buffers(native, &c.d, &cb.b, queue, 0, NULL, &done),
         ATTN_ERR_UNSUPPORTED);
-    CU_ASSERT_PTR_NULL(done);
+    CU_ASSERT_PTR_EQUAL(done, SENTINEL);
     CU_ASSERT(attn_context_last_error(native)[0] != '\0');
     CU_ASSERT_EQUAL(attn_sdpa_cl(native, &c.d, cb.b.q, cb.b.k, cb.b.v, cb.b.o,
                                  NULL, queue, 0, NULL, NULL),

@@ -209,24 +209,29 @@ static void test_kind_condition(void)
 
 static void test_syntax(void)
 {
-    attn_profile_text t[] = {
-        text("s.prof", "# comment\r\n\r\n  [ default ]   # trailing\r\n"
-                       "build_options = \"-DX=1 # not a comment\"\r\n"
-                       "quirk.on = yes it is # a comment\r\n"
-                       "quirk.off = off\r\n"
-                       "path = unfused\r\n"
-                       "quirk.n = 12\r\n"
-                       "quirk.bad = 12x\r\n"
-                       "fused_min_seq = 96\r\n" /* the earlier name */
-                       "path.order = decode,  unfused fused\r\n"
-                       "staging = pinned\r\n"
-                       "unfused.sm_wg = 128")}; /* no final newline */
+    attn_profile_text t[] = {text(
+        "s.prof", "# comment\r\n\r\n  [ default ]   # trailing\r\n"
+                  "build_options = \"-cl-mad-enable # -cl-no-signed-zeros\""
+                  "\r\n"
+                  "quirk.on = yes it is # a comment\r\n"
+                  "quirk.off = off\r\n"
+                  "path = unfused\r\n"
+                  "quirk.n = 12\r\n"
+                  "quirk.bad = 12x\r\n"
+                  "fused_min_seq = 96\r\n" /* the earlier name */
+                  "path.order = decode,  unfused fused\r\n"
+                  "staging = pinned\r\n"
+                  "unfused.sm_wg = 128")}; /* no final newline */
     attn_device_info d = dev("x", "y", "z", ATTN_DEVICE_GPU);
     attn_profile p;
     reports r;
-    CU_ASSERT_EQUAL(resolve(&d, t, 1, &p, &r), 0);
+    /* Quoted, '#' is no comment: what follows it is an option; '#' itself
+     * is none (reported and dropped, the only report). */
+    CU_ASSERT_EQUAL(resolve(&d, t, 1, &p, &r), 1);
+    CU_ASSERT_TRUE(has(&r, "s.prof:4: build option '#' is not allowed"));
     CU_ASSERT_TRUE(p.build_options_set);
-    CU_ASSERT_STRING_EQUAL(p.build_options, "-DX=1 # not a comment");
+    CU_ASSERT_STRING_EQUAL(p.build_options,
+                           "-cl-mad-enable -cl-no-signed-zeros");
     CU_ASSERT_STRING_EQUAL(attn_profile_get(&p, "quirk.on"), "yes it is");
     CU_ASSERT_TRUE(attn_profile_quirk(&p, "on"));
     CU_ASSERT_FALSE(attn_profile_quirk(&p, "off"));

@@ -345,6 +345,25 @@ static void test_unknown_and_bad(void)
     expect_fail(m, 2, "native,gpu", ATTN_ERR_INVALID_ARGUMENT, "native", NULL);
     expect_fail(m, 2, "auto, Native", ATTN_ERR_INVALID_ARGUMENT, "native",
                 NULL);
+    /* A list with no item names no device: an error, not "auto" ("" is
+     * the default, auto). */
+    expect_fail(m, 2, ",", ATTN_ERR_INVALID_ARGUMENT, "empty list", NULL);
+    expect_fail(m, 2, " , ,,", ATTN_ERR_INVALID_ARGUMENT, "empty list", NULL);
+    expect_fail(m, 2, "  ", ATTN_ERR_INVALID_ARGUMENT, "empty list", NULL);
+    expect_fail(NULL, 0, ",", ATTN_ERR_INVALID_ARGUMENT, "empty list", NULL);
+}
+
+/* Which specs need no OpenCL device at all (the native backend alone). */
+static void test_spec_native(void)
+{
+    CU_ASSERT_TRUE(attn_cl_spec_native("native"));
+    CU_ASSERT_TRUE(attn_cl_spec_native(" NATIVE , native,"));
+    CU_ASSERT_FALSE(attn_cl_spec_native(NULL));
+    CU_ASSERT_FALSE(attn_cl_spec_native(""));
+    CU_ASSERT_FALSE(attn_cl_spec_native(","));
+    CU_ASSERT_FALSE(attn_cl_spec_native("auto"));
+    CU_ASSERT_FALSE(attn_cl_spec_native("native,gpu"));
+    CU_ASSERT_FALSE(attn_cl_spec_native("natives"));
 }
 
 static void test_unusable_refused(void)
@@ -449,6 +468,7 @@ int main(void)
         {"CPU only", test_cpu_only},
         {"nothing at all", test_nothing},
         {"unknown and malformed specs", test_unknown_and_bad},
+        {"specs that need no OpenCL device", test_spec_native},
         {"unusable devices refused", test_unusable_refused},
         {"ties, the 16-device limit, arguments", test_ties_and_limits},
         {"offline binary lookup and names", test_binary_lookup},

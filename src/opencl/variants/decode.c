@@ -212,13 +212,16 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
 {
     const geom *g = L->geom;
     const attn_cl_tuning *t = &L->b->t;
-    const cl_int nat = 0; /* pass 1's maxima are in base 2 */
+    /* With a bias the scores stay natural (decode.cl), and so do the
+     * maxima pass 2 combines. */
+    const cl_int nat = L->bias_kind != 0;
+    const cl_float scale2 = !nat ? L->scale2 : L->additive ? 1.0f : L->scale;
     const attn_cl_karg sargs[N_SPLIT_ARGS - 2] = {
         KARG(L->t->q),     KARG(L->q_off),      KARG(L->t->k),
         KARG(L->k_off),    KARG(L->t->v),       KARG(L->v_off),
         KARG(L->scratch),  KARG(L->bias),       KARG(L->bias_kind),
         KARG(L->kv_len),   KARG(L->has_kv_len), KARG(L->addw),
-        KARG(L->additive), KARG(L->scale2),     KARG(L->heads_q),
+        KARG(L->additive), KARG(scale2),        KARG(L->heads_q),
         KARG(L->heads_kv), KARG(L->seq_q),      KARG(L->seq_kv),
         KARG(L->head_dim), KARG(L->head_dim_v), KARG(L->causal),
         KARG(L->window),   KARG(g->key_lo),     KARG(g->split_len),

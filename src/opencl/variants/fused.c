@@ -158,13 +158,17 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
 {
     const geom *g = L->geom;
     const attn_cl_tuning *t = &L->b->t;
+    /* With a bias the scores stay natural (fused.cl). */
+    const cl_float scale2 = !L->bias_kind ? L->scale2
+                            : L->additive ? 1.0f
+                                          : L->scale;
     const attn_cl_karg args[N_ARGS - 2] = {
         KARG(L->t->q),      KARG(L->q_off),    KARG(L->t->k),
         KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
         KARG(L->t->o),      KARG(L->o_off),    KARG(L->lse),
         KARG(L->lse_off),   KARG(L->has_lse),  KARG(L->bias),
         KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
-        KARG(L->addw),      KARG(L->additive), KARG(L->scale2),
+        KARG(L->addw),      KARG(L->additive), KARG(scale2),
         KARG(L->heads_q),   KARG(L->heads_kv), KARG(L->seq_q),
         KARG(L->seq_kv),    KARG(L->head_dim), KARG(L->head_dim_v),
         KARG(g->dvp),       KARG(L->causal),   KARG(L->window)};

@@ -1,0 +1,61 @@
+/*
+ * What the files of the fuzz harness share: the failure report (a failed
+ * expectation aborts, which libFuzzer reports as a crash with the input
+ * saved) and the description of the call being checked.
+ */
+#ifndef ATTN_FUZZ_COMMON_H
+#define ATTN_FUZZ_COMMON_H
+
+#include "attn/attn.h"
+#include "attn_gen.h"
+
+/* The call being checked, for the failure message. */
+extern char fuzz_current[1024];
+
+/* Prints file:line, the message and fuzz_current, then aborts. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noreturn, format(printf, 3, 4)))
+#endif
+void fuzz_fail(const char *file, int line, const char *fmt, ...);
+
+#define REQUIRE(cond, ...)                                                     \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            fuzz_fail(__FILE__, __LINE__, __VA_ARGS__);                        \
+    } while (0)
+
+/* 1 when s is a value of attn_status. */
+int fuzz_is_status(attn_status s);
+
+#define REQUIRE_STATUS(s, fn)                                                  \
+    REQUIRE(fuzz_is_status(s), "%s returned %d, not an attn_status", fn,       \
+            (int)(s))
+
+/* ---- fuzz_cl.c: the embedding API and the environment ------------------- */
+
+/* Prepares the embedding-API runs on the OpenCL device ctx runs on: a
+ * cl_context and queue of the harness's own with a libattn context on
+ * them (kernels built now), and a second cl_context for foreign buffers.
+ * Returns 0, or -1 when that cannot be done (the runs are then skipped). */
+int fuzz_cl_init(attn_context *ctx);
+
+/* One attn_sdpa_cl_buffers call on buffers the harness made, the tensors
+ * at random offsets in one cl_mem, in several, in sub-buffers of one
+ * parent, or in a buffer of another cl_context, overlapping or not.  The
+ * harness's model says whether the call must be refused (an output
+ * overlapping another tensor, a foreign buffer, a buffer too small): then
+ * the status is ATTN_ERR_INVALID_ARGUMENT, *done and every buffer are
+ * untouched; otherwise the results match the oracle and nothing outside o
+ * and lse changed.  Returns 1 (ran), 0 (refused as expected) or -1 (not
+ * available). */
+int fuzz_cl_buffers(gen_src *g);
+
+/* attn_context_create with ATTN_DEVICE, ATTN_PLATFORM_DIR (a folder with a
+ * profile made of the input's bytes, one with a FIFO, none) and the cache
+ * folder (ATTN_CACHE_DIR or options.cache_dir: missing, relative, too
+ * long, a symbolic link, writable by all) drawn from the input; log is the
+ * callback that checks messages.  The environment is restored after.
+ * Returns the status. */
+attn_status fuzz_env_context(gen_src *g, attn_log_fn log);
+
+#endif /* ATTN_FUZZ_COMMON_H */
