@@ -51,8 +51,11 @@
 #define SK_KVS 0
 #endif
 
+#if SK_HD % 4 != 0 || SK_HDV % 4 != 0
+#error "head sizes must be multiples of 4 (src/opencl/variants/splitkv.c)"
+#endif
 /* Groups of four elements in a K row. */
-#define SK_HD4 ((SK_HD + 3) / 4)
+#define SK_HD4 (SK_HD / 4)
 /* Row stride of K^T in local memory: odd, so that the transposing
  * stores do not all land in one bank. */
 #define SK_KTS (SK_TK + 1)
@@ -149,27 +152,11 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
             const int j = e / SK_HD4, c = (e % SK_HD4) * 4;
             const size_t at =
                 (size_t)k_off + (kvrow + (size_t)(jt + j)) * SK_HD + (size_t)c;
-            float4 x = (float4)0.0f;
-            if (j < nk) {
-#if SK_HD % 4 == 0
-                x = ATTN_LOAD4(k, at);
-#else
-                x.s0 = ATTN_LOAD(k, at);
-                if (c + 1 < SK_HD)
-                    x.s1 = ATTN_LOAD(k, at + 1);
-                if (c + 2 < SK_HD)
-                    x.s2 = ATTN_LOAD(k, at + 2);
-                if (c + 3 < SK_HD)
-                    x.s3 = ATTN_LOAD(k, at + 3);
-#endif
-            }
+            const float4 x = j < nk ? ATTN_LOAD4(k, at) : (float4)0.0f;
             KT[c * SK_KTS + j] = x.s0;
-            if (c + 1 < SK_HD)
-                KT[(c + 1) * SK_KTS + j] = x.s1;
-            if (c + 2 < SK_HD)
-                KT[(c + 2) * SK_KTS + j] = x.s2;
-            if (c + 3 < SK_HD)
-                KT[(c + 3) * SK_KTS + j] = x.s3;
+            KT[(c + 1) * SK_KTS + j] = x.s1;
+            KT[(c + 2) * SK_KTS + j] = x.s2;
+            KT[(c + 3) * SK_KTS + j] = x.s3;
         }
         if (lid == 0)
             vbad = 0;
@@ -227,7 +214,6 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
             const size_t at0 =
                 (size_t)v_off + (kvrow + (size_t)jt) * SK_HDV;
             int bad = 0;
-#if SK_HDV % 4 == 0
             /* Four elements of a V row per load. */
             for (int e = lid * 4; e < SK_TK * SK_HDV; e += SK_WG * 4) {
                 const float4 x = e / SK_HDV < nk
@@ -237,14 +223,6 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                 vstore4(x, 0, VS + e);
                 bad |= any(ex == (uint4)0x7f800000u);
             }
-#else
-            for (int e = lid; e < SK_TK * SK_HDV; e += SK_WG) {
-                const float x =
-                    e / SK_HDV < nk ? ATTN_LOAD(v, at0 + (size_t)e) : 0.0f;
-                VS[e] = x;
-                bad |= (as_uint(x) & 0x7f800000u) == 0x7f800000u;
-            }
-#endif
             if (bad)
                 vbad = 1;
         }

@@ -5,8 +5,8 @@
  * multi-query attention read each K/V row once for the whole group), walks
  * its keys in tiles staged in local memory, and writes the split's
  * maximum, sum and unnormalised O; the combine pass merges the splits of
- * each row by their log-sum-exp.  Head sizes up to 256 are compile-time
- * constants (one build per head size and row count).
+ * each row by their log-sum-exp.  Head sizes, multiples of 8 up to 256,
+ * are compile-time constants (one build per head size and row count).
  *
  * Takes seq_q * heads_q / heads_kv <= 64 query rows per kv head, at most
  * 32 outputs (row, column) per work-item.  `splits` fixes the key splits
@@ -22,10 +22,13 @@
 
 #include "opencl/variant.h"
 
-#define MAX_SPLITS    256
-#define MAX_ROWS      64  /* query rows per kv head (SK_ROWS) */
-#define MAX_HEAD      256 /* head_dim, head_dim_v */
-#define MAX_NPI       32  /* outputs per work-item */
+#define MAX_SPLITS 256
+#define MAX_ROWS   64  /* query rows per kv head (SK_ROWS) */
+#define MAX_HEAD   256 /* head_dim, head_dim_v */
+/* Head sizes are multiples of this (the models' are): rows load as
+ * float4, and odd sizes, each a build of its own, go to other variants. */
+#define HEAD_STEP     8
+#define MAX_NPI       32 /* outputs per work-item */
 #define GROUPS_PER_CU 4
 #define MIN_TILES     2
 
@@ -105,11 +108,12 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
 {
     build bd;
     const uint64_t rows = group_rows(d);
-    if (d->head_dim > MAX_HEAD || d->head_dim_v > MAX_HEAD)
+    if (d->head_dim > MAX_HEAD || d->head_dim_v > MAX_HEAD ||
+        d->head_dim % HEAD_STEP != 0 || d->head_dim_v % HEAD_STEP != 0)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the splitkv kernel takes head sizes up to %d, not "
-                         "%d / %d",
-                         MAX_HEAD, d->head_dim, d->head_dim_v);
+                         "the splitkv kernel takes head sizes that are "
+                         "multiples of %d up to %d, not %d / %d",
+                         HEAD_STEP, MAX_HEAD, d->head_dim, d->head_dim_v);
     if (rows > MAX_ROWS)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the splitkv kernel takes at most %d query rows per "
