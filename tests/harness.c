@@ -118,6 +118,20 @@ static int run_once(const char *suite, CU_InitializeFunc init,
     return err != CUE_SUCCESS || failed != 0 || ran == 0;
 }
 
+/* Whether name is an item of the comma-separated list (NULL: empty). */
+static int listed(const char *list, const char *name)
+{
+    const size_t n = strlen(name);
+    while (list && *list) {
+        const char *end = strchr(list, ',');
+        const size_t len = end ? (size_t)(end - list) : strlen(list);
+        if (len == n && !strncmp(list, name, n))
+            return 1;
+        list = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 int harness_main(const char *suite, CU_InitializeFunc init,
                  CU_CleanupFunc clean, const harness_test *tests)
 {
@@ -133,8 +147,15 @@ int harness_main(const char *suite, CU_InitializeFunc init,
         return HARNESS_SKIP;
     if (!kernel || strcmp(kernel, "each") != 0)
         return run_once(suite, init, clean, tests);
-    /* ATTN_TEST_KERNEL=each: the suite once per kernel variant. */
+    /* ATTN_TEST_KERNEL=each: the suite once per kernel variant, but for
+     * those ATTN_TEST_KERNEL_SKIP lists (comma-separated: variants other
+     * runs of the suite already force through options.path). */
     for (int i = 0; attn_kernel_name(i); i++) {
+        if (listed(getenv("ATTN_TEST_KERNEL_SKIP"), attn_kernel_name(i))) {
+            printf("== %s: kernel %s left to the path runs\n", suite,
+                   attn_kernel_name(i));
+            continue;
+        }
         setenv("ATTN_TEST_KERNEL", attn_kernel_name(i), 1);
         printf("== %s with kernel %s\n", suite, attn_kernel_name(i));
         rc |= run_once(suite, init, clean, tests);

@@ -49,8 +49,8 @@ static int options_for(const attn_cl_variant *v, const attn_cl_tuning *t,
     char extra[256] = "";
     int w;
     memset(&d, 0, sizeof d);
-    /* One decode row of eight query heads that share a kv head: what the
-     * splitkv variant's rows per work-group are built for (8). */
+    /* One decode row of eight query heads that share a kv head (the
+     * splitkv variant's build for 5 to 16 rows). */
     d.batch = d.heads_kv = 1;
     d.heads_q = 8;
     d.seq_q = d.seq_kv = 1;

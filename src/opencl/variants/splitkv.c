@@ -87,7 +87,9 @@ static int shape_build(int tk, const attn_sdpa_desc *d, uint64_t local_mem,
                        build *bd)
 {
     const uint64_t rows = group_rows(d);
-    bd->rows = 1;
+    /* Rows come in four builds, 4, 16, 32, 64 (a row past the group's
+     * costs a skipped branch, a build costs seconds). */
+    bd->rows = rows <= 4 ? 4 : 16;
     while ((uint64_t)bd->rows < rows && bd->rows < MAX_ROWS)
         bd->rows *= 2;
     bd->tk = tk;
