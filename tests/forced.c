@@ -3,13 +3,15 @@
  * and declined (harness.h).  No CUnit here: the soak uses the case checks
  * too.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 
-static unsigned long n_taken, n_declined;
+/* Counted from the threads of the thread suites too. */
+static atomic_ulong n_taken, n_declined;
 
 const char *harness_kernel(void)
 {
@@ -19,7 +21,7 @@ const char *harness_kernel(void)
 
 void harness_taken(void)
 {
-    n_taken++;
+    atomic_fetch_add(&n_taken, 1);
 }
 
 int harness_declined(attn_context *ctx, const attn_sdpa_desc *d, attn_status st,
@@ -36,12 +38,12 @@ int harness_declined(attn_context *ctx, const attn_sdpa_desc *d, attn_status st,
         printf("\n%s: attn_sdpa declined, attn_sdpa_kernel did not\n", what);
         return 0;
     }
-    n_declined++;
+    atomic_fetch_add(&n_declined, 1);
     return 1;
 }
 
 void harness_kernel_counts(unsigned long *taken, unsigned long *declined)
 {
-    *taken = n_taken;
-    *declined = n_declined;
+    *taken = atomic_load(&n_taken);
+    *declined = atomic_load(&n_declined);
 }
