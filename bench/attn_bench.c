@@ -229,7 +229,7 @@ int main(int argc, char **argv)
         report_csv_close();
         return 1;
     }
-    attn_device_info di;
+    attn_device_info di = ATTN_DEVICE_INFO_INIT;
     memset(&di, 0, sizeof di);
     attn_context_device(ctx, &di);
     cl_impls ci;

@@ -183,8 +183,7 @@ static int open_one(const options *opt, cl_impls *ci, impl_id id,
             return -1;
         }
     }
-    attn_device_info di;
-    memset(&di, 0, sizeof di);
+    attn_device_info di = ATTN_DEVICE_INFO_INIT;
     attn_context_device(*ctx, &di);
     snprintf(desc, desc_len, "%s: device=%s -> '%.60s'%s, %d queue%s, %s%s%s",
              label, ci->res ? "resident" : ao.device, di.name,
@@ -208,6 +207,9 @@ void impls_open(const options *opt, cl_impls *ci)
     attn_device_info *devs = NULL;
     if (ds == ATTN_OK && n_dev > 0) {
         devs = calloc(n_dev, sizeof *devs);
+        /* attn_devices walks the array by devs[0].struct_size. */
+        if (devs)
+            attn_device_info_init(&devs[0]);
         if (devs && attn_devices(devs, n_dev, &n_dev) != ATTN_OK)
             n_dev = 0;
     }

@@ -69,7 +69,7 @@ int main(int argc, char **argv)
                 attn_last_error());
         return 1;
     }
-    attn_device_info dev;
+    attn_device_info dev = ATTN_DEVICE_INFO_INIT;
     attn_context_device(ctx, &dev);
     printf("libattn %s\ndevice: %s (%s, %u compute units)\n", attn_version(),
            dev.name, kind_name(dev.kind), dev.compute_units);

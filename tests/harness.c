@@ -52,7 +52,7 @@ static int isa_honoured(const char *suite)
     const char *isa = getenv("ATTN_CPU_ISA");
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     char want[64];
     size_t i;
     int ok;
@@ -200,7 +200,7 @@ attn_context *harness_context(void)
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     harness_options(&o);
     attn_status st = attn_context_create(&o, &ctx);
     if (st != ATTN_OK) {

@@ -117,7 +117,11 @@ static void test_options_init(void)
     CU_ASSERT_PTR_NULL(o.log);
     CU_ASSERT_PTR_NULL(o.log_user);
     CU_ASSERT_EQUAL(o.log_level, ATTN_LOG_DEFAULT);
-    attn_options_init(NULL); /* a no-op, must not crash */
+    CU_ASSERT_PTR_NULL(o.kernel);
+    CU_ASSERT_EQUAL(o.struct_size, sizeof o);
+    (attn_options_init)(NULL); /* the function: a no-op, must not crash */
+    CU_ASSERT_EQUAL(attn_options_init_sized(NULL, sizeof o),
+                    ATTN_ERR_INVALID_ARGUMENT);
 }
 
 static void test_context_lifetime(void)
@@ -133,8 +137,9 @@ static void test_context_lifetime(void)
     ctx = NULL;
     CU_ASSERT_EQUAL(create_on("auto", 0, &ctx), ATTN_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     memset(&info, 0xcd, sizeof info);
+    info.struct_size = sizeof info;
     CU_ASSERT_EQUAL(attn_context_device(ctx, &info), ATTN_OK);
     CU_ASSERT(info.kind >= ATTN_DEVICE_GPU && info.kind <= ATTN_DEVICE_NATIVE);
     CU_ASSERT_PTR_NOT_NULL(memchr(info.name, '\0', sizeof info.name));
@@ -148,8 +153,9 @@ static void test_native_device(void)
 {
     attn_context *ctx = NULL;
     CU_ASSERT_EQUAL_FATAL(create_on("native", 0, &ctx), ATTN_OK);
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     memset(&info, 0xcd, sizeof info);
+    info.struct_size = sizeof info;
     CU_ASSERT_EQUAL(attn_context_device(ctx, &info), ATTN_OK);
     CU_ASSERT_EQUAL(info.kind, ATTN_DEVICE_NATIVE);
     CU_ASSERT_EQUAL(info.platform_index, -1);
@@ -181,7 +187,7 @@ static void test_unknown_device(void)
     ctx = NULL;
     CU_ASSERT_EQUAL(create_on("no-such-device-xyzzy", 0, &ctx), ATTN_OK);
     if (ctx) {
-        attn_device_info info;
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
         CU_ASSERT_EQUAL(attn_context_device(ctx, &info), ATTN_OK);
         CU_ASSERT_EQUAL(info.kind, ATTN_DEVICE_NATIVE);
     }
@@ -535,7 +541,7 @@ static void test_devices(void)
     CU_ASSERT_EQUAL_FATAL(attn_devices(NULL, 0, &n), ATTN_OK);
     CU_ASSERT(n != (size_t)-1);
     CU_ASSERT_EQUAL(attn_devices(NULL, 1, &n), ATTN_ERR_INVALID_ARGUMENT);
-    attn_device_info one;
+    attn_device_info one = ATTN_DEVICE_INFO_INIT;
     CU_ASSERT_EQUAL(attn_devices(&one, 1, NULL), ATTN_ERR_INVALID_ARGUMENT);
     if (n > 64)
         return;
@@ -543,6 +549,7 @@ static void test_devices(void)
     attn_device_info *all = malloc((n + 1) * sizeof *all);
     CU_ASSERT_PTR_NOT_NULL_FATAL(all);
     memset(all, 0xcd, (n + 1) * sizeof *all);
+    all[0].struct_size = sizeof *all;
     size_t n2 = 0;
     CU_ASSERT_EQUAL(attn_devices(all, n + 1, &n2), ATTN_OK);
     CU_ASSERT_EQUAL(n2, n);
@@ -561,6 +568,7 @@ static void test_devices(void)
     CU_ASSERT_EQUAL(memcmp(&all[n], pat, sizeof pat), 0);
     if (n >= 2) {
         memset(all, 0xcd, (n + 1) * sizeof *all);
+        all[0].struct_size = sizeof *all;
         CU_ASSERT_EQUAL(attn_devices(all, 1, &n2), ATTN_OK);
         CU_ASSERT_EQUAL(n2, n);
         CU_ASSERT_EQUAL(memcmp(&all[1], pat, sizeof pat), 0);

@@ -109,7 +109,7 @@ static attn_context *create_with(const char *env, log_capture *lc, int *isa)
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     char word[32];
 
     memset(lc, 0, sizeof *lc);
@@ -266,7 +266,7 @@ static int auto_kind(const char *env)
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     int kind = -1;
 
     if (env)
@@ -286,7 +286,7 @@ static int auto_kind(const char *env)
  * win. */
 static void test_auto_ranking(void)
 {
-    attn_device_info devs[16];
+    attn_device_info devs[16] = {ATTN_DEVICE_INFO_INIT};
     size_t n = 0, i;
     int best_kind = -1;
     double rank = 0;

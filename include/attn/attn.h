@@ -33,6 +33,12 @@ extern "C" {
 #define ATTN_VERSION_PATCH  0
 #define ATTN_VERSION_STRING "0.1.0"
 
+/* ABI version: the number in the shared library's SONAME
+ * (libattn.so.ATTN_ABI_VERSION).  It changes only when a release breaks
+ * binary compatibility (docs/ABI.md); adding functions, or members at the
+ * end of a struct, keeps it. */
+#define ATTN_ABI_VERSION 1
+
 /* ATTN_API marks the exported symbols; everything else is hidden.  Define
  * ATTN_STATIC when linking the static library on Windows. */
 #if defined(_WIN32) && !defined(ATTN_STATIC)
@@ -92,8 +98,15 @@ typedef enum attn_device_kind {
 } attn_device_kind;
 
 /** Description of one device.  Strings are NUL-terminated and truncated to
- * fit.  A property that could not be queried is 0 / "". */
+ * fit.  A property that could not be queried is 0 / "".
+ *
+ * The caller says how large its attn_device_info is: set struct_size
+ * (ATTN_DEVICE_INFO_INIT or attn_device_info_init) before passing one to
+ * attn_context_device, or the first element of an array to attn_devices.
+ * The library writes only the members that size covers (0 means the first
+ * layout, which ends at rank) and no byte past them. */
 typedef struct attn_device_info {
+    size_t struct_size; /**< sizeof(attn_device_info) as the caller built */
     char name[256];
     char vendor[256];
     char platform[256]; /**< platform name; "" for native */
@@ -110,17 +123,45 @@ typedef struct attn_device_info {
     size_t max_work_group_size;
     int fp16; /**< 1 when half arithmetic is native */
     int fp64;
-    int unified_memory; /**< 1 when device memory is host memory */
-    int usable;         /**< 1 when libattn can run on it */
-    char reason[256];   /**< why it is (not) usable */
-    double rank;        /**< higher ranks first under "auto" */
+    int unified_memory;      /**< 1 when device memory is host memory */
+    int usable;              /**< 1 when libattn can run on it */
+    char reason[256];        /**< why it is (not) usable */
+    double rank;             /**< higher ranks first under "auto" */
+    char opencl_version[64]; /**< the device's "OpenCL M.N ..." version
+                                  (CL_DEVICE_VERSION); "" for native */
 } attn_device_info;
+
+/* The initializers below use designated initializers in C (no
+ * -Wmissing-field-initializers warning) and the first members in C++. */
+/* clang-format off */
+#ifdef __cplusplus
+#define ATTN_SIZED_INIT_(type) {sizeof(type)}
+#else
+#define ATTN_SIZED_INIT_(type) {.struct_size = sizeof(type)}
+#endif
+/* clang-format on */
+
+/** Initializer of an attn_device_info (or of the first element of an
+ * array of them): `attn_device_info devs[8] = {ATTN_DEVICE_INFO_INIT};` */
+#define ATTN_DEVICE_INFO_INIT ATTN_SIZED_INIT_(attn_device_info)
+
+/** Zeroes size bytes at info and sets struct_size to size (the caller's
+ * sizeof(attn_device_info)); attn_device_info_init(info) passes it.
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (info NULL, a size no layout has). */
+ATTN_API attn_status attn_device_info_init_sized(attn_device_info *info,
+                                                 size_t size);
+/** Prepares *info for attn_context_device / attn_devices. */
+#define attn_device_info_init(info)                                            \
+    ((void)attn_device_info_init_sized((info), sizeof *(info)))
 
 /** Lists the OpenCL devices of the machine.  *count receives the number of
  * devices found; min(capacity, *count) entries are written to out (out may be
- * NULL when capacity is 0).  A machine with no OpenCL gives *count = 0 and
- * ATTN_OK.  Errors: ATTN_ERR_INVALID_ARGUMENT (count NULL, or out NULL with
- * capacity > 0). */
+ * NULL when capacity is 0).  The array is walked by the caller's element
+ * size, out[0].struct_size (set it with ATTN_DEVICE_INFO_INIT; 0 means the
+ * first layout); every element written gets that struct_size.  A machine
+ * with no OpenCL gives *count = 0 and ATTN_OK.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (count NULL, out NULL with capacity > 0, an
+ * out[0].struct_size no layout has). */
 ATTN_API attn_status attn_devices(attn_device_info *out, size_t capacity,
                                   size_t *count);
 
@@ -160,9 +201,13 @@ typedef enum attn_log_level {
  * called. */
 typedef void (*attn_log_fn)(int level, const char *msg, void *user);
 
-/** Options for attn_context_create.  Always start from attn_options_init().
- * Strings are copied; they need not outlive the call. */
+/** Options for attn_context_create.  Always start from attn_options_init()
+ * (or ATTN_OPTIONS_INIT), which sets struct_size and the defaults.
+ * Strings are copied; they need not outlive the call.  The library reads
+ * only the members struct_size covers; a struct_size of 0 means the first
+ * layout, which ends at log_level (kernel is then not read). */
 typedef struct attn_options {
+    size_t struct_size;    /**< sizeof(attn_options) as the caller built */
     const char *device;    /**< "auto" (default), "native", "gpu", "igpu",
                                 "fpga", "cpu", "P:D", a device name substring,
                                 "all" or a comma list (one with no item, ",",
@@ -187,9 +232,29 @@ typedef struct attn_options {
                              the context must run; ATTN_KERNEL overrides */
 } attn_options;
 
+/** Initializer with the defaults: `attn_options o = ATTN_OPTIONS_INIT;` */
+/* clang-format off */
+#ifdef __cplusplus
+#define ATTN_OPTIONS_INIT {sizeof(attn_options), "auto", 0, 0, NULL, 1}
+#else
+#define ATTN_OPTIONS_INIT \
+    {.struct_size = sizeof(attn_options), .device = "auto", .allow_fallback = 1}
+#endif
+/* clang-format on */
+
+/** Fills o with the defaults: struct_size = size (the caller's
+ * sizeof(attn_options)), device "auto", fallback on, everything else
+ * 0/NULL; exactly size bytes are written.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (o NULL, a size no layout has; o untouched). */
+ATTN_API attn_status attn_options_init_sized(attn_options *o, size_t size);
+
 /** Fills o with the defaults: device "auto", fallback on, everything else
- * 0/NULL.  Does nothing when o is NULL. */
+ * 0/NULL.  Does nothing when o is NULL.  The macro of the same name passes
+ * the caller's sizeof(attn_options) to attn_options_init_sized; the
+ * function itself (for callers that cannot use the macro, such as other
+ * languages' bindings) fills the first layout only. */
 ATTN_API void attn_options_init(attn_options *o);
+#define attn_options_init(o) ((void)attn_options_init_sized((o), sizeof *(o)))
 
 /** Opaque handle: a selected device, its compiled kernels, queues, a worker
  * thread pool and reusable working memory. */
@@ -244,8 +309,12 @@ typedef enum attn_bias_kind {
     ATTN_BIAS_FULL      /**< bias [batch, heads_q, seq_q, seq_kv] */
 } attn_bias_kind;
 
-/** Masks applied to the scores.  All zero means no mask. */
+/** Masks applied to the scores.  All zero means no mask.  struct_size is
+ * the caller's sizeof(attn_mask_desc) (ATTN_MASK_DESC_INIT); 0 means the
+ * first layout.  Inside an attn_sdpa_desc the descriptor's own struct_size
+ * covers the mask and this one is not read. */
 typedef struct attn_mask_desc {
+    size_t struct_size;    /**< sizeof(attn_mask_desc) as the caller built */
     int causal;            /**< 0 or 1 (anything else is
                                 ATTN_ERR_INVALID_ARGUMENT); 1: query i sees
                                 key j iff j <= i + (seq_kv - seq_q) */
@@ -258,12 +327,20 @@ typedef struct attn_mask_desc {
     attn_bias_kind bias_kind;
 } attn_mask_desc;
 
+/** Initializer of a mask without masking: `attn_mask_desc m =
+ * ATTN_MASK_DESC_INIT;` */
+#define ATTN_MASK_DESC_INIT ATTN_SIZED_INIT_(attn_mask_desc)
+
 /** One attention call.  Q [batch, heads_q, seq_q, head_dim],
  * K [batch, heads_kv, seq_kv, head_dim], V [batch, heads_kv, seq_kv,
  * head_dim_v], O [batch, heads_q, seq_q, head_dim_v]; query head h reads kv
  * head h / (heads_q / heads_kv).  All sizes must be positive and
- * heads_q % heads_kv == 0. */
+ * heads_q % heads_kv == 0.  struct_size is the caller's
+ * sizeof(attn_sdpa_desc) (ATTN_SDPA_DESC_INIT); 0 means the first layout,
+ * so a descriptor zeroed or written with designated initializers means
+ * "defaults" as before. */
 typedef struct attn_sdpa_desc {
+    size_t struct_size; /**< sizeof(attn_sdpa_desc) as the caller built */
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     float scale; /**< 0 = 1/sqrt(head_dim); dot score only */
     attn_score score;
@@ -271,6 +348,21 @@ typedef struct attn_sdpa_desc {
     attn_mask_desc mask;
     attn_dtype dtype; /**< element type of q, k, v and o */
 } attn_sdpa_desc;
+
+/** Initializer of a descriptor with every member at its default (sizes
+ * still to be set): `attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;` */
+#define ATTN_SDPA_DESC_INIT ATTN_SIZED_INIT_(attn_sdpa_desc)
+
+/** Zeroes size bytes at d and sets d->struct_size to size (the caller's
+ * sizeof(attn_sdpa_desc)); attn_sdpa_desc_init(d) passes it.  The same
+ * for attn_mask_desc and attn_mha_desc.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (NULL, a size no layout has; untouched). */
+ATTN_API attn_status attn_sdpa_desc_init_sized(attn_sdpa_desc *d, size_t size);
+ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
+#define attn_sdpa_desc_init(d)                                                 \
+    ((void)attn_sdpa_desc_init_sized((d), sizeof *(d)))
+#define attn_mask_desc_init(m)                                                 \
+    ((void)attn_mask_desc_init_sized((m), sizeof *(m)))
 
 /* Non-finite inputs.  NaN and +-INFINITY in q, k, v, the bias or
  * additive_w follow these rules on every backend and kernel path (native,
@@ -361,8 +453,11 @@ typedef enum attn_posenc {
  * wq [heads_q*head_dim, d_model], wk and wv [heads_kv*head_dim, d_model],
  * wo [d_model, heads_q*head_dim]; biases bq [heads_q*head_dim],
  * bk and bv [heads_kv*head_dim], bo [d_model], each may be NULL (zero).
- * Scores use scale 1/sqrt(head_dim).  The caller owns every array. */
+ * Scores use scale 1/sqrt(head_dim).  The caller owns every array.
+ * struct_size is the caller's sizeof(attn_mha_desc) (ATTN_MHA_DESC_INIT);
+ * 0 means the first layout. */
 typedef struct attn_mha_desc {
+    size_t struct_size; /**< sizeof(attn_mha_desc) as the caller built */
     int d_model, heads_q, heads_kv, head_dim;
     const float *wq, *wk, *wv, *wo;
     const float *bq, *bk, *bv, *bo;
@@ -374,6 +469,14 @@ typedef struct attn_mha_desc {
     int pos_table_len;      /**< LEARNED: rows in pos_table, checked
                                  against the positions used; 0 = unknown */
 } attn_mha_desc;
+
+/** Initializer of a layer descriptor with every member at its default:
+ * `attn_mha_desc m = ATTN_MHA_DESC_INIT;` */
+#define ATTN_MHA_DESC_INIT ATTN_SIZED_INIT_(attn_mha_desc)
+
+/** As attn_sdpa_desc_init_sized, for attn_mha_desc. */
+ATTN_API attn_status attn_mha_desc_init_sized(attn_mha_desc *m, size_t size);
+#define attn_mha_desc_init(m) ((void)attn_mha_desc_init_sized((m), sizeof *(m)))
 
 /** Runs the layer: q = x_q Wq^T + bq, k = x_kv Wk^T + bk, v = x_kv Wv^T + bv,
  * attention per head (head h owns columns h*head_dim ..), heads concatenated,

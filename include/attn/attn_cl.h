@@ -45,11 +45,26 @@ ATTN_API attn_status attn_context_cl_objects(const attn_context *ctx,
                                              cl_command_queue *queue);
 
 /** Buffers of one attention call with offsets in elements of the dtype
- * (lse: in floats).  lse may be NULL. */
+ * (lse: in floats).  lse may be NULL.  struct_size is the caller's
+ * sizeof(attn_cl_buffers) (ATTN_CL_BUFFERS_INIT); 0 means the first
+ * layout. */
 typedef struct attn_cl_buffers {
+    size_t struct_size; /**< sizeof(attn_cl_buffers) as the caller built */
     cl_mem q, k, v, o, lse;
     size_t q_offset, k_offset, v_offset, o_offset, lse_offset;
 } attn_cl_buffers;
+
+/** Initializer of an attn_cl_buffers with no buffers and offsets 0:
+ * `attn_cl_buffers b = ATTN_CL_BUFFERS_INIT;` */
+#define ATTN_CL_BUFFERS_INIT ATTN_SIZED_INIT_(attn_cl_buffers)
+
+/** Zeroes size bytes at b and sets b->struct_size to size (the caller's
+ * sizeof(attn_cl_buffers)); attn_cl_buffers_init(b) passes it.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (b NULL, a size no layout has; untouched). */
+ATTN_API attn_status attn_cl_buffers_init_sized(attn_cl_buffers *b,
+                                                size_t size);
+#define attn_cl_buffers_init(b)                                                \
+    ((void)attn_cl_buffers_init_sized((b), sizeof *(b)))
 
 /** attn_sdpa on device buffers in the layouts of attn_sdpa_desc, enqueued on
  * the caller's queue (which must belong to the context's cl_context and

@@ -5,30 +5,61 @@
  * here knows how the work is done.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "api/abi.h"
 #include "api/context.h"
 #include "cpu/cpu_impl.h"
 #include "opencl/opencl_backend.h"
 
+/* Reports a failed call: on the context when there is one, else on the
+ * thread only. */
+static attn_status report(attn_context *ctx, const char *fn, attn_status s,
+                          const attn_err *err)
+{
+    char msg[ATTN_MSG_MAX + 64];
+    snprintf(msg, sizeof msg, "%s: %s", fn, err->msg);
+    msg[ATTN_MSG_MAX - 1] = '\0';
+    attn_context_set_error(ctx, s, msg);
+    return s;
+}
+
 attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
 {
+    attn_err err = {{0}};
+    size_t stride = 0, raw = 0;
     if (!count || (!out && capacity > 0)) {
         attn_thread_set_error(!count ? "attn_devices: count is NULL"
                                      : "attn_devices: out is NULL but "
                                        "capacity > 0");
         return ATTN_ERR_INVALID_ARGUMENT;
     }
+    /* The caller's array is walked by its own element size (abi.c). */
+    if (capacity > 0) {
+        if (attn_abi_info_size(out, &stride, &err))
+            return report(NULL, "attn_devices", ATTN_ERR_INVALID_ARGUMENT,
+                          &err);
+        memcpy(&raw, out, sizeof raw);
+    }
 #ifdef ATTN_HAVE_OPENCL
     {
-        attn_err err = {{0}};
-        attn_status s = attn_opencl_devices(out, capacity, count, &err);
+        attn_device_info *all = NULL;
+        size_t n = 0;
+        attn_status s = attn_opencl_devices(&all, &n, &err);
         if (s)
-            attn_thread_set_error(err.msg);
-        return s;
+            return report(NULL, "attn_devices", s, &err);
+        for (size_t i = 0; i < n && i < capacity; i++)
+            attn_abi_info_put((unsigned char *)out + i * stride, stride, raw,
+                              &all[i]);
+        free(all);
+        *count = n;
+        return ATTN_OK;
     }
 #else
     /* Built without the OpenCL backend: there are no OpenCL devices. */
+    (void)stride;
+    (void)raw;
     *count = 0;
     return ATTN_OK;
 #endif
@@ -59,22 +90,11 @@ static int from_callback(const char *fn, attn_err *err)
     return 1;
 }
 
-/* Reports a failed call: on the context when there is one, else on the
- * thread only. */
-static attn_status report(attn_context *ctx, const char *fn, attn_status s,
-                          const attn_err *err)
-{
-    char msg[ATTN_MSG_MAX + 64];
-    snprintf(msg, sizeof msg, "%s: %s", fn, err->msg);
-    msg[ATTN_MSG_MAX - 1] = '\0';
-    attn_context_set_error(ctx, s, msg);
-    return s;
-}
-
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
                       const void *k, const void *v, void *o, float *lse)
 {
-    const attn_sdpa_call c = {d, q, k, v, o, lse};
+    attn_sdpa_desc dl;
+    attn_sdpa_call c = {NULL, q, k, v, o, lse};
     attn_err err = {{0}};
     attn_plan *plan = NULL;
     const attn_work *work = NULL;
@@ -86,6 +106,9 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
     }
     if (from_callback("attn_sdpa", &err))
         return report(ctx, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT, &err);
+    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
+        return report(ctx, "attn_sdpa", s, &err);
+    c.d = d;
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
     if (s == ATTN_OK && ctx->backend->ops->exec)
         s = attn_plan_sdpa(ctx->plans, ctx->backend, d, &plan, &work, &err);
@@ -102,6 +125,7 @@ attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
                              char *name, size_t cap)
 {
     attn_err err = {{0}};
+    attn_sdpa_desc dl;
     attn_sdpa_bytes sz;
     attn_status s;
     if (!ctx || !name || cap == 0) {
@@ -112,7 +136,8 @@ attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
     }
     if (from_callback("attn_sdpa_kernel", &err))
         return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
-    if ((s = attn_validate_sdpa_desc(d, &sz, &err)))
+    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)) ||
+        (s = attn_validate_sdpa_desc(d, &sz, &err)))
         return report(ctx, "attn_sdpa_kernel", s, &err);
     if (!ctx->backend->ops->exec) {
         snprintf(name, cap, "native");
@@ -127,7 +152,9 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                              const float *x_kv, const attn_mask_desc *mask,
                              float *y)
 {
-    static const attn_mask_desc no_mask;
+    static const attn_mask_desc no_mask = ATTN_MASK_DESC_INIT;
+    attn_mha_desc ml;
+    attn_mask_desc kl;
     attn_mha_call c;
     attn_err err = {{0}};
     attn_plan *plan = NULL;
@@ -141,6 +168,9 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     }
     if (from_callback("attn_mha_forward", &err))
         return report(ctx, "attn_mha_forward", ATTN_ERR_INVALID_ARGUMENT, &err);
+    if ((s = attn_abi_mha_desc(m, &ml, &m, &err)) ||
+        (s = attn_abi_mask_desc(mask, &kl, &mask, &err)))
+        return report(ctx, "attn_mha_forward", s, &err);
     c.m = m;
     c.batch = batch;
     c.seq_q = seq_q;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/abi.h"
 #include "api/context.h"
 #include "attn/attn_cl.h"
 #include "opencl/backend_cl.h"
@@ -24,7 +25,7 @@ attn_status attn_context_create_cl(cl_context context, cl_device_id device,
                                    const attn_options *o, attn_context **out)
 {
     static const char fn[] = "attn_context_create_cl";
-    attn_options defaults;
+    attn_options resolved;
     attn_context *ctx = NULL;
     attn_err err = {{0}};
     attn_status s;
@@ -36,13 +37,9 @@ attn_status attn_context_create_cl(cl_context context, cl_device_id device,
     if (!context || !device)
         return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"context and device must not be NULL"});
-    if (!o) {
-        attn_options_init(&defaults);
-        o = &defaults;
-    }
-    if ((s = attn_context_new(o, &ctx, &err)))
+    if ((s = attn_context_new(o, &resolved, &ctx, &err)))
         return report(NULL, fn, s, &err);
-    s = attn_backend_cl_from_objects(context, device, o,
+    s = attn_backend_cl_from_objects(context, device, &resolved,
                                      ctx->kernel[0] ? ctx->kernel : NULL,
                                      &ctx->log, &ctx->backend, &err);
     if (s == ATTN_OK)
@@ -105,6 +102,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     static const char fn[] = "attn_sdpa_cl";
     attn_cl_runtime *rt;
     attn_cl_tensors t;
+    attn_cl_buffers bl;
+    attn_sdpa_desc dl;
     attn_sdpa_bytes sz;
     attn_plan *plan = NULL;
     const attn_dev_work *w = NULL;
@@ -126,6 +125,12 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
                       &(attn_err){"the context runs on the native backend; "
                                   "create it with attn_context_create_cl or "
                                   "on an OpenCL device"});
+    /* Only the members the caller's struct_size covers (abi.c). */
+    if (b && (s = attn_abi_read(&bl, b, &attn_abi_cl_buffers_layout, &err)))
+        return report(ctx, fn, s, &err);
+    b = b ? &bl : NULL;
+    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
+        return report(ctx, fn, s, &err);
     if (!b || !b->q || !b->k || !b->v || !b->o)
         return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"a q, k, v or o buffer is NULL"});
@@ -164,8 +169,7 @@ attn_status attn_sdpa_cl(attn_context *ctx, const attn_sdpa_desc *d, cl_mem q,
                          cl_command_queue queue, cl_uint n_wait,
                          const cl_event *wait, cl_event *done)
 {
-    attn_cl_buffers b;
-    memset(&b, 0, sizeof b);
+    attn_cl_buffers b = ATTN_CL_BUFFERS_INIT;
     b.q = q;
     b.k = k;
     b.v = v;

@@ -5,54 +5,58 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "api/abi.h"
 #include "api/context.h"
 #include "cpu/backend_native.h"
 #include "opencl/opencl_backend.h"
 
 #define ATTN_MAX_THREADS 1024
 
-void attn_options_init(attn_options *o)
+/* A warning about an environment variable: logged, and kept as the
+ * context's last error until something else happens. */
+static void env_warning(attn_context *ctx, const char *fmt, ...)
+    ATTN_PRINTF(2, 3);
+static void env_warning(attn_context *ctx, const char *fmt, ...)
 {
-    if (!o)
-        return;
-    memset(o, 0, sizeof *o);
-    o->device = "auto";
-    o->allow_fallback = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
+    va_end(ap);
+    attn_log(&ctx->log, ATTN_LOG_WARN, "%s", ctx->last_error);
 }
 
-static attn_status parse_threads(const attn_options *o, int *threads,
+/* options.threads, else ATTN_NUM_THREADS, else the online CPUs.  A bad
+ * options.threads is an error; a bad ATTN_NUM_THREADS a warning. */
+static attn_status parse_threads(attn_context *ctx, const attn_options *o,
                                  attn_err *err)
 {
     const char *env = getenv("ATTN_NUM_THREADS");
-    long n;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int online = n < 1 ? 1 : n > ATTN_MAX_THREADS ? ATTN_MAX_THREADS : (int)n;
     if (o->threads < 0 || o->threads > ATTN_MAX_THREADS)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.threads must be in [0, %d] (got %d)",
                          ATTN_MAX_THREADS, o->threads);
-    if (o->threads > 0) {
-        *threads = o->threads;
-        return ATTN_OK;
-    }
-    if (env && *env) {
+    ctx->threads = o->threads > 0 ? o->threads : online;
+    if (o->threads == 0 && env && *env) {
         char *end;
         errno = 0;
         n = strtol(env, &end, 10);
-        if (errno || *end || n < 1 || n > ATTN_MAX_THREADS)
-            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                             "ATTN_NUM_THREADS=\"%.32s\" is not a number in "
-                             "[1, %d]",
-                             env, ATTN_MAX_THREADS);
-        *threads = (int)n;
-        return ATTN_OK;
+        if (!errno && end != env && !*end && n >= 1 && n <= ATTN_MAX_THREADS)
+            ctx->threads = (int)n;
+        else
+            env_warning(ctx,
+                        "ATTN_NUM_THREADS=\"%.32s\" is not a number in [1, "
+                        "%d]; ignored: %d threads (the online CPUs)",
+                        env, ATTN_MAX_THREADS, online);
     }
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    *threads = n < 1 ? 1 : n > ATTN_MAX_THREADS ? ATTN_MAX_THREADS : (int)n;
     return ATTN_OK;
 }
 
@@ -146,12 +150,10 @@ static attn_status parse_kernel(attn_context *ctx, const attn_options *o,
             name = env;
             ctx->kernel_from_env = 1;
         } else {
-            /* Said in the log and in attn_context_last_error. */
-            snprintf(ctx->last_error, sizeof ctx->last_error,
-                     "ATTN_KERNEL=\"%.32s\" names no kernel variant (%s); "
-                     "ignored",
-                     env, names);
-            attn_log(&ctx->log, ATTN_LOG_WARN, "%s", ctx->last_error);
+            env_warning(ctx,
+                        "ATTN_KERNEL=\"%.32s\" names no kernel variant (%s); "
+                        "ignored",
+                        env, names);
         }
     } else if (env && *env) {
         name = NULL;
@@ -184,23 +186,25 @@ static attn_status check_options(const attn_options *o, attn_err *err)
     return ATTN_OK;
 }
 
-attn_status attn_context_new(const attn_options *opt, attn_context **out,
-                             attn_err *err)
+attn_status attn_context_new(const attn_options *opt, attn_options *resolved,
+                             attn_context **out, attn_err *err)
 {
-    attn_options defaults;
     attn_context *ctx;
+    attn_err warn = {{0}};
     attn_status s;
 
-    if (!opt) {
-        attn_options_init(&defaults);
-        opt = &defaults;
-    }
+    /* Only the members the caller's struct_size covers (abi.c). */
+    if ((s = attn_abi_options(opt, resolved, err)))
+        return s;
+    opt = resolved;
     if (!(ctx = calloc(1, sizeof *ctx)))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "cannot allocate the context");
     if ((s = check_options(opt, err)) ||
-        (s = attn_logger_init(&ctx->log, opt, err)) ||
-        (s = parse_threads(opt, &ctx->threads, err)))
+        (s = attn_logger_init(&ctx->log, opt, &warn, err)))
+        goto fail_ctx;
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", warn.msg);
+    if ((s = parse_threads(ctx, opt, err)))
         goto fail_ctx;
     ctx->allow_fallback = opt->allow_fallback;
     ctx->path = opt->path;
@@ -230,9 +234,37 @@ fail_ctx:
     return s;
 }
 
+/* The device spec: ATTN_DEVICE, else options.device, else "auto".  An
+ * ATTN_DEVICE that is no spec at all ("native" in a list) is a warning and
+ * the options' spec is used; one that matches no device stays an error
+ * (selection then says which devices exist). */
+static const char *device_spec(attn_context *ctx, const attn_options *o)
+{
+    const char *env = getenv("ATTN_DEVICE");
+    const char *opt = o->device && *o->device ? o->device : "auto";
+    attn_err e = {{0}};
+    if (!env || !*env)
+        return opt;
+#ifdef ATTN_HAVE_OPENCL
+    if (attn_opencl_check_spec(env, &e) == ATTN_ERR_INVALID_ARGUMENT) {
+        env_warning(ctx,
+                    "ATTN_DEVICE=\"%.64s\" is not a device spec (%s; "
+                    "accepted: auto, native, gpu, igpu, fpga, cpu, P:D, a "
+                    "device name substring, all, or a comma list of these "
+                    "without native); ignored: device \"%.64s\"",
+                    env, e.msg, opt);
+        return opt;
+    }
+#else
+    (void)ctx;
+    (void)e;
+#endif
+    return env;
+}
+
 attn_status attn_context_create(const attn_options *opt, attn_context **out)
 {
-    attn_options defaults;
+    attn_options o;
     attn_context *ctx = NULL;
     attn_err err = {{0}};
     attn_status s;
@@ -243,17 +275,11 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
         return ATTN_ERR_INVALID_ARGUMENT;
     }
     *out = NULL;
-    if (!opt) {
-        attn_options_init(&defaults);
-        opt = &defaults;
-    }
-    if ((s = attn_context_new(opt, &ctx, &err)))
+    if ((s = attn_context_new(opt, &o, &ctx, &err)))
         goto fail;
-    spec = getenv("ATTN_DEVICE");
-    if (!spec || !*spec)
-        spec = opt->device && *opt->device ? opt->device : "auto";
+    spec = device_spec(ctx, &o);
     ctx->backend = NULL;
-    s = select_backend(ctx, spec, opt, &err);
+    s = select_backend(ctx, spec, &o, &err);
     if (!ctx->backend)
         ctx->backend = ctx->native;
     if (s == ATTN_OK)
@@ -337,8 +363,19 @@ attn_status attn_context_device(const attn_context *ctx, attn_device_info *out)
                                    : "attn_context_device: out is NULL");
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    memset(out, 0, sizeof *out);
-    ctx->backend->ops->device_info(ctx->backend, out);
+    {
+        attn_device_info info;
+        attn_err err = {{0}};
+        size_t size, raw;
+        if (attn_abi_info_size(out, &size, &err)) {
+            attn_thread_set_error(err.msg);
+            return ATTN_ERR_INVALID_ARGUMENT;
+        }
+        memcpy(&raw, out, sizeof raw);
+        memset(&info, 0, sizeof info);
+        ctx->backend->ops->device_info(ctx->backend, &info);
+        attn_abi_info_put(out, size, raw, &info);
+    }
     return ATTN_OK;
 }
 

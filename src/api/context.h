@@ -24,10 +24,12 @@ struct attn_context {
 };
 
 /* A context on the native backend from options checked on the way (NULL =
- * defaults); the caller may then set ctx->backend and call
- * attn_context_ready. */
-attn_status attn_context_new(const attn_options *o, attn_context **out,
-                             attn_err *err);
+ * defaults); *resolved receives the options as the library's layout (the
+ * members the caller's struct_size covers, the others at their defaults)
+ * for the rest of the set-up.  The caller may then set ctx->backend and
+ * call attn_context_ready. */
+attn_status attn_context_new(const attn_options *o, attn_options *resolved,
+                             attn_context **out, attn_err *err);
 /* Fills ctx->run from the backends and checks that the forced kernel
  * exists on the backend that runs the work.  Errors:
  * ATTN_ERR_INVALID_ARGUMENT. */

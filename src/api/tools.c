@@ -16,6 +16,8 @@
 #include "opencl/opencl_backend.h"
 
 _Static_assert((unsigned)ATTN_TOOL_Q_TYPE == (unsigned)ATTN_CL_Q_TYPE &&
+                   (unsigned)ATTN_TOOL_Q_VERSION ==
+                       (unsigned)ATTN_CL_Q_VERSION &&
                    (unsigned)ATTN_TOOL_Q_NAME == (unsigned)ATTN_CL_Q_NAME,
                "tools.h and discovery.h number the queries alike");
 _Static_assert(sizeof(((attn_tool_selection *)0)->index) ==

@@ -32,7 +32,8 @@ enum {
     ATTN_TOOL_Q_FP16 = 1u << 11,
     ATTN_TOOL_Q_FP64 = 1u << 12,
     ATTN_TOOL_Q_UNIFIED = 1u << 13,
-    ATTN_TOOL_Q_TYPE = 1u << 14
+    ATTN_TOOL_Q_TYPE = 1u << 14,
+    ATTN_TOOL_Q_VERSION = 1u << 15
 };
 
 /* One OpenCL device as discovery saw it. */

@@ -86,7 +86,7 @@ static int bench_run(const char *spec, const bench_data *b, float *out,
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_status s;
     double t[BENCH_REPS];
     attn_options_init(&o);

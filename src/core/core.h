@@ -41,9 +41,12 @@ typedef struct attn_logger {
 } attn_logger;
 
 /* Resolves the options' level and callback against ATTN_LOG.  Returns
- * ATTN_ERR_INVALID_ARGUMENT for an unknown ATTN_LOG value or level. */
+ * ATTN_ERR_INVALID_ARGUMENT for an options.log_level that is not an
+ * attn_log_level.  An ATTN_LOG that names no level is ignored with a
+ * warning, delivered (callback or stderr) and written to warn; warn->msg
+ * stays as it was otherwise. */
 attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
-                             attn_err *err);
+                             attn_err *warn, attn_err *err);
 /* Delivers a message at `level` when lg asks for it.  May be called with
  * any lock of the library held: the callback then runs under it, and
  * attn_log_in_callback keeps it from calling back in.  Messages logged

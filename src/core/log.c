@@ -35,34 +35,6 @@ static int parse_level(const char *s)
     return -1;
 }
 
-attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
-                             attn_err *err)
-{
-    int level = o->log_level;
-    if (level < ATTN_LOG_DEFAULT || level > ATTN_LOG_OFF)
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "options.log_level %d is not an attn_log_level "
-                         "(0..5)",
-                         level);
-    if (level == ATTN_LOG_DEFAULT) {
-        const char *env = getenv("ATTN_LOG");
-        if (env && *env) {
-            level = parse_level(env);
-            if (level < 0)
-                return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                                 "ATTN_LOG=\"%.64s\" is not one of "
-                                 "error, warn, info, debug, off",
-                                 env);
-        } else {
-            level = o->log ? ATTN_LOG_WARN : ATTN_LOG_OFF;
-        }
-    }
-    lg->level = level == ATTN_LOG_OFF ? 0 : level;
-    lg->fn = o->log;
-    lg->user = o->log_user;
-    return ATTN_OK;
-}
-
 /* Set while this thread runs a caller's log callback.  Messages may be
  * logged with locks of a context held; a call into the library from the
  * callback could wait on them forever, so the entry points refuse to run
@@ -73,6 +45,57 @@ static _Thread_local int in_callback;
 int attn_log_in_callback(void)
 {
     return in_callback;
+}
+
+/* Delivers msg at level to the callback, or to stderr without one,
+ * whatever the logger's level; dropped when it would reach the callback
+ * from inside the callback. */
+static void deliver(const attn_logger *lg, int level, const char *msg)
+{
+    if (lg->fn) {
+        if (in_callback)
+            return;
+        in_callback = 1;
+        lg->fn(level, msg, lg->user);
+        in_callback = 0;
+    } else {
+        fprintf(stderr, "libattn %s: %s\n", level_names[level], msg);
+    }
+}
+
+attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
+                             attn_err *warn, attn_err *err)
+{
+    int level = o->log_level;
+    const char *bad = NULL;
+    if (level < ATTN_LOG_DEFAULT || level > ATTN_LOG_OFF)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "options.log_level %d is not an attn_log_level "
+                         "(0..5)",
+                         level);
+    if (level == ATTN_LOG_DEFAULT) {
+        const char *env = getenv("ATTN_LOG");
+        level = env && *env ? parse_level(env) : -1;
+        if (env && *env && level < 0)
+            bad = env;
+        if (level < 0)
+            level = o->log ? ATTN_LOG_WARN : ATTN_LOG_OFF;
+    }
+    lg->level = level == ATTN_LOG_OFF ? 0 : level;
+    lg->fn = o->log;
+    lg->user = o->log_user;
+    if (bad) {
+        /* Whoever set ATTN_LOG wants to hear from the library: the
+         * warning is delivered even when the default level is silent. */
+        attn_fail(warn, ATTN_OK,
+                  "ATTN_LOG=\"%.64s\" is not one of error, warn, info, "
+                  "debug, off; ignored (%s)",
+                  bad,
+                  o->log ? "warnings go to the log callback"
+                         : "nothing is printed");
+        deliver(lg, ATTN_LOG_WARN, warn->msg);
+    }
+    return ATTN_OK;
 }
 
 void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
@@ -86,11 +109,5 @@ void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (lg->fn) {
-        in_callback = 1;
-        lg->fn(level, msg, lg->user);
-        in_callback = 0;
-    } else {
-        fprintf(stderr, "libattn %s: %s\n", level_names[level], msg);
-    }
+    deliver(lg, level, msg);
 }

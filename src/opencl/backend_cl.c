@@ -118,16 +118,22 @@ attn_status attn_backend_cl_wrap_n(attn_cl_runtime *const *rt, int n,
     return ATTN_OK;
 }
 
-attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
-                                size_t *count, attn_err *err)
+attn_status attn_opencl_devices(attn_device_info **out, size_t *count,
+                                attn_err *err)
 {
     attn_cl_device *devs = NULL;
     size_t n = 0;
     attn_status s = attn_cl_discover(&devs, &n, err);
+    *out = NULL;
+    *count = 0;
     if (s)
         return s;
-    for (size_t i = 0; i < n && i < cap; i++)
-        out[i] = devs[i].info;
+    if (n && !(*out = malloc(n * sizeof **out))) {
+        free(devs);
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = devs[i].info;
     *count = n;
     free(devs);
     return ATTN_OK;
@@ -378,6 +384,16 @@ int attn_opencl_native_beats_cpu(const attn_device_info *devs, size_t n,
                                  int native_fast)
 {
     return native_beats_cpu(devs, n, native_fast, NULL);
+}
+
+attn_status attn_opencl_check_spec(const char *spec, attn_err *err)
+{
+    attn_selection sel;
+    /* With no device to match, selection fails only on the spec's form
+     * ("native" in a list) with ATTN_ERR_INVALID_ARGUMENT; every other
+     * answer is about matching. */
+    attn_status s = attn_cl_select(NULL, 0, spec, 0, &sel, err);
+    return s == ATTN_ERR_INVALID_ARGUMENT ? s : ATTN_OK;
 }
 
 attn_status attn_opencl_open(const char *spec, const attn_options *o,

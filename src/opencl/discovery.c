@@ -384,7 +384,9 @@ static int probe_device(cl_platform_id p, const char *platform_name,
                      sizeof info->driver_version, failed, ATTN_CL_Q_DRIVER) ||
         probe_string(d, CL_DEVICE_OPENCL_C_VERSION, info->opencl_c_version,
                      sizeof info->opencl_c_version, failed,
-                     ATTN_CL_Q_CLC_VERSION))
+                     ATTN_CL_Q_CLC_VERSION) ||
+        probe_string(d, CL_DEVICE_VERSION, info->opencl_version,
+                     sizeof info->opencl_version, failed, ATTN_CL_Q_VERSION))
         return -1;
     if (!probe_fixed(d, CL_DEVICE_MAX_COMPUTE_UNITS, &cu, sizeof cu))
         *failed |= ATTN_CL_Q_COMPUTE_UNITS;

@@ -44,7 +44,8 @@ enum {
     ATTN_CL_Q_FP16 = 1u << 11,    /* CL_DEVICE_EXTENSIONS */
     ATTN_CL_Q_FP64 = 1u << 12,    /* extensions and DOUBLE_FP_CONFIG */
     ATTN_CL_Q_UNIFIED = 1u << 13, /* CL_DEVICE_HOST_UNIFIED_MEMORY */
-    ATTN_CL_Q_TYPE = 1u << 14
+    ATTN_CL_Q_TYPE = 1u << 14,
+    ATTN_CL_Q_VERSION = 1u << 15 /* CL_DEVICE_VERSION */
 };
 
 /* Enumerates every device.  *out is an array of *count entries owned by

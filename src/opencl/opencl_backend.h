@@ -8,9 +8,11 @@
 
 #include "core/backend.h"
 
-/* Every OpenCL device (attn_devices). */
-attn_status attn_opencl_devices(attn_device_info *out, size_t cap,
-                                size_t *count, attn_err *err);
+/* Every OpenCL device (attn_devices): *out is an array of *count entries
+ * (NULL when there is none) that the caller frees.  Errors:
+ * ATTN_ERR_OUT_OF_MEMORY, ATTN_ERR_DEVICE (the ICD failed). */
+attn_status attn_opencl_devices(attn_device_info **out, size_t *count,
+                                attn_err *err);
 
 /* Resolves a device spec: *out is an OpenCL backend on every selected
  * device (options.queues queues each, each tuned by its profile), or NULL
@@ -24,6 +26,11 @@ attn_status attn_opencl_open(const char *spec, const attn_options *o,
                              const char *kernel, int native_fast,
                              const attn_logger *log, attn_backend **out,
                              char *why, size_t why_cap, attn_err *err);
+
+/* Whether spec is a device spec at all, matched against nothing.
+ * Errors: ATTN_ERR_INVALID_ARGUMENT ("native" combined with devices), with
+ * the reason in err. */
+attn_status attn_opencl_check_spec(const char *spec, attn_err *err);
 
 /* Whether device spec "auto" prefers the native backend to the best
  * usable OpenCL CPU device of devs: its profile says so and native_fast

@@ -396,7 +396,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         cl_ctx[3] = make_context(dev, 0, ATTN_PATH_AUTO, 2, ATTN_LOG_OFF);
         have_cl = cl_ctx[0] && cl_ctx[1] && cl_ctx[2] && cl_ctx[3];
         if (have_cl) {
-            attn_device_info all[2];
+            attn_device_info all[2] = {ATTN_DEVICE_INFO_INIT};
             size_t n = 0;
             if (attn_devices(all, 2, &n) == ATTN_OK && n >= 2)
                 cl_ctx[4] =
@@ -404,7 +404,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         }
     }
     if (have_cl) {
-        attn_device_info info;
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
         double t0 = now();
         attn_context_device(cl_ctx[0], &info);
         /* Build every program now, not inside a timed input. */
@@ -1483,7 +1483,7 @@ static void run_context(gen_src *g)
     }
     REQUIRE(ctx != NULL, "no context");
     {
-        attn_device_info info;
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
         REQUIRE(attn_context_device(ctx, &info) == ATTN_OK, "device info");
         check_info(&info);
         REQUIRE(attn_context_device(ctx, NULL) == ATTN_ERR_INVALID_ARGUMENT,
@@ -1572,7 +1572,7 @@ static void run_misc(gen_src *g)
         REQUIRE(!strcmp(attn_context_last_error(NULL), "invalid context"),
                 "attn_context_last_error(NULL)");
         attn_context_destroy(NULL);
-        attn_options_init(NULL);
+        (attn_options_init)(NULL);
         break;
     }
     default:

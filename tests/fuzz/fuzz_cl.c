@@ -650,7 +650,7 @@ attn_status fuzz_env_context(gen_src *g, attn_log_fn log)
         REQUIRE(!ctx, "*out set on an error");
         REQUIRE(attn_last_error()[0], "failed without a message");
     } else {
-        attn_device_info info;
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
         REQUIRE(attn_context_device(ctx, &info) == ATTN_OK, "device info");
         attn_context_destroy(ctx);
     }

@@ -155,7 +155,7 @@ int child_main(int argc, char **argv)
     log_capture *cap;
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     if (argc != 8)
         return CHILD_USAGE;
     mode = argv[2];

@@ -203,7 +203,7 @@ attn_context *fixture_make_ctx(const char *cache_dir, int fallback,
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_status s;
     fixture_options(&o, cache_dir, fallback, cap);
     s = attn_context_create(&o, &ctx);
@@ -353,7 +353,7 @@ int fixture_cases_init(void)
 int fixture_suite_init(void)
 {
     attn_context *ctx;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_options o;
     if (fixture_cases_init())
         return 1;
@@ -385,7 +385,7 @@ int fixture_main(int argc, char **argv, const char *suite,
                  const harness_test *tests, int (*can_run)(void),
                  int (*init)(void))
 {
-    attn_device_info devs[16];
+    attn_device_info devs[16] = {ATTN_DEVICE_INFO_INIT};
     size_t n = 0, usable = 0;
     int rc;
 

@@ -126,7 +126,7 @@ static attn_context *cpu_context(attn_path path, const char *kernel)
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_options_init(&o);
     o.device = "cpu";
     o.cache_dir = ""; /* every program built from source */
@@ -220,7 +220,7 @@ static int tag_seen(const cl_program_desc *p, void *user)
 static void test_builds_are_listed(void)
 {
     attn_context *unfused = cpu_context(ATTN_PATH_UNFUSED, NULL);
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     const char *listed[16] = {NULL}, *built[16] = {NULL};
     size_t n_listed = 0, n_built = 0, n_programs = 0;
 

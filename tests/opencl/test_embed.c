@@ -135,7 +135,7 @@ static void test_create_and_objects(void)
     cl_device_id d = NULL;
     cl_command_queue q = NULL;
     attn_context *mine = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     char name[256] = "";
 
     CU_ASSERT_EQUAL(attn_context_cl_objects(ctx, &c, &d, &q), ATTN_OK);
@@ -359,7 +359,7 @@ static void test_library_context(void)
     ref_sdpa_result ref;
     call_bufs cb;
     static const size_t off[5] = {1, 2, 3, 4, 5};
-    attn_device_info devs[16];
+    attn_device_info devs[16] = {ATTN_DEVICE_INFO_INIT};
     size_t n = 0;
     char spec[32] = "";
     /* "P:D" of the first usable device. */

@@ -84,7 +84,7 @@ static cl_mem buffer_of(const arena *a, cl_context context)
 static attn_cl_buffers buffers_in(cl_mem m, const arena *a, attn_dtype dt)
 {
     const size_t es = dt == ATTN_F16 ? 2 : 4;
-    attn_cl_buffers b;
+    attn_cl_buffers b = ATTN_CL_BUFFERS_INIT;
     b.q = b.k = b.v = b.o = b.lse = m;
     b.q_offset = a->off[0] / es;
     b.k_offset = a->off[1] / es;

@@ -484,7 +484,7 @@ static attn_context *ctx_new(const char *device, attn_path path, int queues,
 {
     attn_options o;
     attn_context *ctx = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_status s;
     attn_options_init(&o);
     o.device = device;
@@ -1128,7 +1128,7 @@ static void test_too_big(void)
 {
     attn_context *off = ctx_new("cpu", ATTN_PATH_UNFUSED, 1, 0);
     attn_context *on = ctx_new("cpu", ATTN_PATH_UNFUSED, 1, 1);
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_sdpa_desc d;
     sdpa_case c;
     ref_sdpa_result ref;
@@ -1246,7 +1246,7 @@ static void test_too_big_embed(void)
 static void test_too_big_real(void)
 {
     attn_context *ctx = ctx_new("cpu", ATTN_PATH_AUTO, 1, 0);
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_sdpa_desc d;
     size_t bytes[4];
     void *p[4];
@@ -1403,7 +1403,7 @@ static void test_spec(void)
                                        "alloc,enqueue,read,write,build"};
     attn_context *ctx = ctx_new("cpu", ATTN_PATH_UNFUSED, 1, 0);
     attn_context *on = ctx_new("cpu", ATTN_PATH_UNFUSED, 1, 1);
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_sdpa_desc d;
     sdpa_case c;
     ref_sdpa_result ref;
@@ -1501,7 +1501,7 @@ static int n_devices(void)
 /* The device index ("devN") of device i of a context on "all". */
 static int dev_index(attn_context *ctx, int i)
 {
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     CU_ASSERT_EQUAL(attn_context_device(ctx, &info), ATTN_OK);
     /* The primary first; with two devices the other is the other index. */
     return i == 0 ? info.device_index : 1 - info.device_index;

@@ -135,7 +135,7 @@ static void test_context_uses_it(void)
 {
     attn_options o;
     attn_context *cl = NULL, *nat = NULL;
-    attn_device_info info;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
     log_state ls = {0};
     attn_sdpa_desc d;
     size_t n, i;

@@ -1,0 +1,287 @@
+/*
+ * test_abi: the structs a caller fills are read by the caller's size
+ * (docs/ABI.md).  An older caller (old_caller.c, built without attn.h
+ * against the first layouts) works on this library; a newer caller's
+ * members this library does not know are accepted at their defaults and
+ * refused otherwise; a size no layout has is refused; the init functions
+ * and initializers write exactly the caller's size; device arrays are
+ * walked by the caller's element size.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/CUnit.h>
+
+#include "abi/old_caller.h"
+#include "attn/attn.h"
+#include "harness.h"
+
+#define GUARD 0xa5
+
+static int intact(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != GUARD)
+            return 0;
+    return 1;
+}
+
+static void expect_null(const char *failure, const char *what)
+{
+    if (failure)
+        printf("\n  %s: %s\n", what, failure);
+    HARNESS_EXPECT(failure == NULL, what);
+}
+
+static void test_old_caller(void)
+{
+    expect_null(old_caller_options(), "old caller: options");
+    expect_null(old_caller_context(), "old caller: context and attn_sdpa");
+    expect_null(old_caller_zeroed(), "old caller: zeroed options");
+    expect_null(old_caller_devices(), "old caller: device array");
+}
+
+static void test_initializers(void)
+{
+    attn_options o = ATTN_OPTIONS_INIT;
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    attn_mask_desc m = ATTN_MASK_DESC_INIT;
+    attn_mha_desc h = ATTN_MHA_DESC_INIT;
+    attn_device_info i[2] = {ATTN_DEVICE_INFO_INIT};
+    CU_ASSERT_EQUAL(o.struct_size, sizeof o);
+    CU_ASSERT_STRING_EQUAL(o.device, "auto");
+    CU_ASSERT_EQUAL(o.allow_fallback, 1);
+    CU_ASSERT_PTR_NULL(o.kernel);
+    CU_ASSERT_EQUAL(d.struct_size, sizeof d);
+    CU_ASSERT_EQUAL(d.batch, 0);
+    CU_ASSERT_EQUAL(m.struct_size, sizeof m);
+    CU_ASSERT_EQUAL(h.struct_size, sizeof h);
+    CU_ASSERT_EQUAL(i[0].struct_size, sizeof i[0]);
+    CU_ASSERT_EQUAL(i[1].struct_size, 0);
+}
+
+/* Each init function writes exactly the size it is given. */
+static void test_init_sized(void)
+{
+    struct {
+        attn_sdpa_desc d;
+        unsigned char guard[32];
+    } sd;
+    struct {
+        attn_mha_desc m;
+        unsigned char guard[32];
+    } md;
+    struct {
+        attn_mask_desc k;
+        unsigned char guard[32];
+    } kd;
+    struct {
+        attn_device_info i;
+        unsigned char guard[32];
+    } id;
+    struct {
+        attn_options o;
+        uint64_t newer; /* a member of a later release */
+        unsigned char guard[32];
+    } od;
+    memset(&sd, GUARD, sizeof sd);
+    attn_sdpa_desc_init(&sd.d);
+    CU_ASSERT_EQUAL(sd.d.struct_size, sizeof sd.d);
+    CU_ASSERT_EQUAL(sd.d.batch, 0);
+    CU_ASSERT_PTR_NULL(sd.d.mask.kv_len);
+    CU_ASSERT_TRUE(intact(sd.guard, sizeof sd.guard));
+    memset(&md, GUARD, sizeof md);
+    attn_mha_desc_init(&md.m);
+    CU_ASSERT_EQUAL(md.m.struct_size, sizeof md.m);
+    CU_ASSERT_PTR_NULL(md.m.wq);
+    CU_ASSERT_TRUE(intact(md.guard, sizeof md.guard));
+    memset(&kd, GUARD, sizeof kd);
+    attn_mask_desc_init(&kd.k);
+    CU_ASSERT_EQUAL(kd.k.struct_size, sizeof kd.k);
+    CU_ASSERT_EQUAL(kd.k.causal, 0);
+    CU_ASSERT_TRUE(intact(kd.guard, sizeof kd.guard));
+    memset(&id, GUARD, sizeof id);
+    attn_device_info_init(&id.i);
+    CU_ASSERT_EQUAL(id.i.struct_size, sizeof id.i);
+    CU_ASSERT_TRUE(intact(id.guard, sizeof id.guard));
+    /* A newer caller's larger struct is zeroed in full (its defaults). */
+    memset(&od, GUARD, sizeof od);
+    CU_ASSERT_EQUAL(attn_options_init_sized(&od.o, sizeof od.o + 8), ATTN_OK);
+    CU_ASSERT_EQUAL(od.o.struct_size, sizeof od.o + 8);
+    CU_ASSERT_EQUAL(od.newer, 0);
+    CU_ASSERT_TRUE(intact(od.guard, sizeof od.guard));
+    /* Sizes no layout has, and NULL: refused, nothing written. */
+    memset(&od, GUARD, sizeof od);
+    CU_ASSERT_EQUAL(attn_options_init_sized(&od.o, 12),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_options_init_sized(&od.o, sizeof od.o + 3),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_options_init_sized(&od.o, (size_t)1 << 20),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_TRUE(intact(&od, sizeof od));
+    CU_ASSERT_EQUAL(attn_sdpa_desc_init_sized(NULL, sizeof sd.d),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_sdpa_desc_init_sized(&sd.d, sizeof sd.d - 8),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_mha_desc_init_sized(&md.m, 0),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_device_info_init_sized(&id.i, 8),
+                    ATTN_ERR_INVALID_ARGUMENT);
+}
+
+static attn_context *native_context(void)
+{
+    attn_options o = ATTN_OPTIONS_INIT;
+    attn_context *ctx = NULL;
+    o.device = "native";
+    o.threads = 1;
+    CU_ASSERT_EQUAL(attn_context_create(&o, &ctx), ATTN_OK);
+    return ctx;
+}
+
+/* A newer caller: members past this library's struct are fine at their
+ * defaults (zero) and refused otherwise, as a whole call. */
+static void test_newer_caller(void)
+{
+    struct {
+        attn_options o;
+        uint64_t newer;
+    } on;
+    struct {
+        attn_sdpa_desc d;
+        uint64_t newer;
+    } dn;
+    float q[8], k[8], v[8], o[8], before[8];
+    attn_context *ctx = NULL;
+    attn_status s;
+    attn_options_init_sized(&on.o, sizeof on);
+    on.o.device = "native";
+    CU_ASSERT_EQUAL(attn_context_create(&on.o, &ctx), ATTN_OK);
+    attn_context_destroy(ctx);
+    on.newer = 1;
+    ctx = NULL;
+    s = attn_context_create(&on.o, &ctx);
+    CU_ASSERT_EQUAL(s, ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT_PTR_NULL(ctx);
+    CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "attn_options"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "newer"));
+
+    if (!(ctx = native_context()))
+        return;
+    for (int i = 0; i < 8; i++) {
+        q[i] = (float)i * 0.1f;
+        k[i] = (float)(8 - i) * 0.1f;
+        v[i] = (float)i;
+        o[i] = before[i] = -7.0f;
+    }
+    attn_sdpa_desc_init_sized(&dn.d, sizeof dn);
+    dn.d.batch = dn.d.heads_q = dn.d.heads_kv = 1;
+    dn.d.seq_q = dn.d.seq_kv = 2;
+    dn.d.head_dim = dn.d.head_dim_v = 4;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &dn.d, q, k, v, o, NULL), ATTN_OK);
+    CU_ASSERT(memcmp(o, before, sizeof o) != 0);
+    memcpy(o, before, sizeof o);
+    dn.newer = 3;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &dn.d, q, k, v, o, NULL),
+                    ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(memcmp(o, before, sizeof o), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(attn_context_last_error(ctx), "newer"));
+    attn_context_destroy(ctx);
+}
+
+/* An uninitialised struct_size (anything no layout has) is refused. */
+static void test_bad_sizes(void)
+{
+    static const size_t bad[] = {8, 13, (size_t)1 << 17, (size_t)-8};
+    attn_context *ctx = native_context();
+    float x[4] = {0}, y[4];
+    if (!ctx)
+        return;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        attn_options o = ATTN_OPTIONS_INIT;
+        attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+        attn_mha_desc m = ATTN_MHA_DESC_INIT;
+        attn_mask_desc k = ATTN_MASK_DESC_INIT;
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
+        attn_context *c2 = NULL;
+        size_t n;
+        o.struct_size = bad[i];
+        CU_ASSERT_EQUAL(attn_context_create(&o, &c2),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "struct_size"));
+        d.batch = d.heads_q = d.heads_kv = d.seq_q = d.seq_kv = 1;
+        d.head_dim = d.head_dim_v = 4;
+        d.struct_size = bad[i];
+        CU_ASSERT_EQUAL(attn_sdpa(ctx, &d, x, x, x, y, NULL),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &d, (char *)y, sizeof y),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        m.struct_size = bad[i];
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m, 1, 1, 1, x, NULL, NULL, y),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        k.struct_size = bad[i];
+        m.struct_size = sizeof m;
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m, 1, 1, 1, x, NULL, &k, y),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "attn_mask_desc"));
+        info.struct_size = bad[i];
+        CU_ASSERT_EQUAL(attn_context_device(ctx, &info),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_EQUAL(attn_devices(&info, 1, &n), ATTN_ERR_INVALID_ARGUMENT);
+    }
+    attn_context_destroy(ctx);
+}
+
+/* A newer caller's device array: walked by its larger element size, the
+ * members this library does not know left as they were. */
+static void test_device_stride(void)
+{
+    typedef struct newer_info {
+        attn_device_info info;
+        unsigned char extra[40];
+    } newer_info;
+    newer_info arr[3];
+    attn_context *ctx;
+    size_t n = 0;
+    memset(arr, GUARD, sizeof arr);
+    arr[0].info.struct_size = sizeof arr[0];
+    CU_ASSERT_EQUAL_FATAL(attn_devices(&arr[0].info, 2, &n), ATTN_OK);
+    for (size_t i = 0; i < 3; i++) {
+        CU_ASSERT_TRUE(intact(arr[i].extra, sizeof arr[i].extra));
+        if (i < n && i < 2) {
+            CU_ASSERT_EQUAL(arr[i].info.struct_size, sizeof arr[0]);
+            CU_ASSERT(arr[i].info.platform_index >= 0);
+            CU_ASSERT_PTR_NOT_NULL(memchr(arr[i].info.opencl_version, '\0',
+                                          sizeof arr[i].info.opencl_version));
+        } else {
+            CU_ASSERT_TRUE(intact(&arr[i].info, sizeof arr[i].info));
+        }
+    }
+    if (!(ctx = native_context()))
+        return;
+    memset(arr, GUARD, sizeof arr);
+    arr[0].info.struct_size = sizeof arr[0];
+    CU_ASSERT_EQUAL(attn_context_device(ctx, &arr[0].info), ATTN_OK);
+    CU_ASSERT_EQUAL(arr[0].info.kind, ATTN_DEVICE_NATIVE);
+    CU_ASSERT_STRING_EQUAL(arr[0].info.opencl_version, "");
+    CU_ASSERT_TRUE(intact(arr[0].extra, sizeof arr[0].extra));
+    attn_context_destroy(ctx);
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"old caller on this library", test_old_caller},
+        {"initializers", test_initializers},
+        {"init functions write the caller's size", test_init_sized},
+        {"newer caller", test_newer_caller},
+        {"sizes no layout has", test_bad_sizes},
+        {"device arrays by the caller's element size", test_device_stride},
+        {NULL, NULL}};
+    unsetenv("ATTN_DEVICE");
+    unsetenv("ATTN_NUM_THREADS");
+    return harness_main("abi", NULL, NULL, tests);
+}
