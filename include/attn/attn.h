@@ -265,10 +265,14 @@ typedef struct attn_context attn_context;
  * override or fill in the options.  On success *out owns the context;
  * release it with attn_context_destroy.  Errors: ATTN_ERR_INVALID_ARGUMENT
  * (out NULL, a bad option: options.kernel naming no kernel variant, or an
- * OpenCL kernel for a context on the native backend), ATTN_ERR_NO_DEVICE
- * (the device spec matches nothing; the message lists what exists),
- * ATTN_ERR_OUT_OF_MEMORY; *out is then NULL.  An ATTN_KERNEL that names no
- * variant is logged as a warning and ignored. */
+ * OpenCL kernel for a context on the native backend, a struct_size no
+ * layout has), ATTN_ERR_UNSUPPORTED (members of a newer attn_options set),
+ * ATTN_ERR_NO_DEVICE (the device spec matches nothing; the message lists
+ * what exists), ATTN_ERR_OUT_OF_MEMORY; *out is then NULL.  A value an
+ * environment variable does not accept never fails the call: it is a
+ * warning naming the variable and what it accepts (logged, and the
+ * context's last error), and the default applies; only an ATTN_DEVICE
+ * that matches no device fails, as options.device would. */
 ATTN_API attn_status attn_context_create(const attn_options *o,
                                          attn_context **out);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/abi.h"
@@ -262,6 +263,20 @@ static const char *device_spec(attn_context *ctx, const attn_options *o)
     return env;
 }
 
+/* An ATTN_KERNEL_BINARY_DIR that names no folder holds no binary, as if
+ * it were unset (this build has no folder of its own): say so. */
+static void check_binary_dir(attn_context *ctx)
+{
+    const char *dir = getenv("ATTN_KERNEL_BINARY_DIR");
+    struct stat st;
+    if (dir && *dir && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        env_warning(ctx,
+                    "ATTN_KERNEL_BINARY_DIR=\"%.200s\" is not a folder (of "
+                    "offline-compiled program binaries); no binary is "
+                    "loaded from it",
+                    dir);
+}
+
 attn_status attn_context_create(const attn_options *opt, attn_context **out)
 {
     attn_options o;
@@ -278,6 +293,7 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
     if ((s = attn_context_new(opt, &o, &ctx, &err)))
         goto fail;
     spec = device_spec(ctx, &o);
+    check_binary_dir(ctx);
     ctx->backend = NULL;
     s = select_backend(ctx, spec, &o, &err);
     if (!ctx->backend)

@@ -136,10 +136,12 @@ static int by_name(const void *a, const void *b)
 }
 
 /* Adds every *.prof file of dir, in name order; messages call them
- * "<label>/<file>".  A folder that cannot be opened is reported and gives
- * ATTN_ERR_IO with nothing added. */
+ * "<label>/<file>".  A folder that cannot be opened is reported (named as
+ * from, e.g. "ATTN_PLATFORM_DIR=", then dir) and gives ATTN_ERR_IO with
+ * nothing added. */
 static attn_status add_dir(text_list *l, const char *dir, const char *label,
-                           attn_profile_report_fn report, void *user)
+                           const char *from, attn_profile_report_fn report,
+                           void *user)
 {
     char *names[DIR_MAX];
     size_t n = 0;
@@ -147,8 +149,10 @@ static attn_status add_dir(text_list *l, const char *dir, const char *label,
     struct dirent *e;
     DIR *d = opendir(dir);
     if (!d) {
-        say(report, user, "%s: cannot open the profile folder: %s", dir,
-            strerror(errno));
+        say(report, user,
+            "%s%s: cannot open the profile folder (%s); only the built-in "
+            "profiles apply",
+            from, dir, strerror(errno));
         return ATTN_ERR_IO;
     }
     while ((e = readdir(d)) != NULL) {
@@ -172,7 +176,7 @@ static attn_status add_dir(text_list *l, const char *dir, const char *label,
     closedir(d);
     qsort(names, n, sizeof names[0], by_name);
     for (size_t i = 0; i < n; i++) {
-        char path[PATH_MAX], shown[PATH_MAX];
+        char path[PATH_MAX], shown[PATH_MAX + 64];
         size_t len = 0;
         char *data;
         if (s == ATTN_OK && (size_t)snprintf(path, sizeof path, "%s/%s", dir,
@@ -204,8 +208,8 @@ static attn_status add_builtin(text_list *l, attn_profile_report_fn report,
     (void)user;
     return ATTN_OK;
 #else
-    return add_dir(l, ATTN_CL_SOURCE_DIR "/../platforms", "platforms", report,
-                   user);
+    return add_dir(l, ATTN_CL_SOURCE_DIR "/../platforms", "platforms", "",
+                   report, user);
 #endif
 }
 
@@ -214,16 +218,25 @@ attn_status attn_profile_resolve(const attn_device_info *dev,
                                  attn_profile_report_fn report, void *user)
 {
     text_list l = {0};
+    const char *from = "";
     attn_status s;
     if (out)
         attn_profile_init(out);
     if (!dev || !out)
         return ATTN_ERR_INVALID_ARGUMENT;
-    if (!extra_dir)
+    if (!extra_dir) {
         extra_dir = getenv("ATTN_PLATFORM_DIR");
+        from = "ATTN_PLATFORM_DIR=";
+    }
     s = add_builtin(&l, report, user);
-    if (s != ATTN_ERR_OUT_OF_MEMORY && extra_dir && *extra_dir)
-        s = add_dir(&l, extra_dir, extra_dir, report, user);
+    if (s != ATTN_ERR_OUT_OF_MEMORY && extra_dir && *extra_dir) {
+        /* Messages name the variable with the files; a folder that
+         * cannot be read adds nothing: the built-in profiles apply, with
+         * the warning add_dir gave. */
+        char label[PATH_MAX + 32];
+        snprintf(label, sizeof label, "%s%s", from, extra_dir);
+        s = add_dir(&l, extra_dir, label, from, report, user);
+    }
     if (s != ATTN_ERR_OUT_OF_MEMORY)
         s = attn_profile_resolve_texts(dev, l.v, l.n, out, report, user);
     list_free(&l);

@@ -98,15 +98,26 @@ attn_status attn_cl_status(cl_int rc)
 
 /* options.cache_dir, else ATTN_CACHE_DIR, else the XDG cache folder, into
  * rt->cache_dir without trailing '/'; "" (no cache) when none applies or
- * the path is too long.  XDG_CACHE_HOME and HOME count only when they are
- * absolute paths (the XDG rule): a relative one would put the cache
- * wherever the process happens to run. */
+ * the path is too long.  ATTN_CACHE_DIR, XDG_CACHE_HOME and HOME count
+ * only when they are absolute paths (the XDG rule; each refusal a
+ * warning): a relative one would put the cache wherever the process
+ * happens to run. */
 static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
 {
     const char *env = getenv("ATTN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
     const char *home = getenv("HOME"), *base = NULL, *suffix = "", *from;
     size_t n;
     rt->cache_dir[0] = '\0';
+    if (!opt && env && *env && env[0] != '/') {
+        /* As XDG_CACHE_HOME: a relative folder would move with the
+         * process's working directory. */
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "ATTN_CACHE_DIR=\"%.200s\" is not an absolute path (an "
+                 "absolute folder, or empty for no cache); ignored: the "
+                 "default folder is used",
+                 env);
+        env = NULL;
+    }
     if (opt) {
         base = opt;
         from = "options.cache_dir";
