@@ -6,6 +6,8 @@
  *
  *     attn-tune [-d SPEC] [-k VARIANT] [-o DIR] [--quick] [--help]
  *
+ * (the options and --help: the table below, through src/cli/cli_options.c)
+ *
  * The search is the same for every variant: it reads the variant's
  * parameter schema (attn-probe --kernels lists it), starts from the
  * device's current values (its profile's, or the defaults) and changes one
@@ -29,6 +31,7 @@
 
 #include "api/tools.h"
 #include "attn/attn_cl.h"
+#include "cli/cli_options.h"
 
 #define TUNE_B   1
 #define TUNE_H   8
@@ -44,25 +47,49 @@ typedef struct cand {
     double gflops; /* median of TUNE_REP runs */
 } cand;
 
-static void usage(FILE *f)
+/* clang-format off */
+static const cli_option options[] = {
+    {"device", 'd', "SPEC",
+     "OpenCL device as ATTN_DEVICE names it (\"P:D\", \"cpu\", \"gpu\",\n"
+     "a name substring); default ATTN_DEVICE, else the best\n"
+     "usable device"},
+    {"kernel", 'k', "VARIANT",
+     "the kernel variant to tune (attn-probe --kernels lists\n"
+     "them); default \"fused\""},
+    {"output", 'o', "DIR", "where <device>.prof is written (default .)"},
+    {"quick", 'q', NULL, "a few candidates only"},
+    {NULL, 0, NULL, NULL}};
+
+static const cli_section sections[] = {
+    {"Exit status",
+     "0 a profile was written; 1 no OpenCL device, no candidate passed or\n"
+     "the file could not be written; 2 on a usage error."},
+    {"Environment",
+     "ATTN_DEVICE is the device when -d is not given; ATTN_PLATFORM_DIR=DIR\n"
+     "makes the library load the profile written."},
+    {"See also", "attn-probe(1), attn-bench(1)"},
+    {NULL, NULL}};
+/* clang-format on */
+
+typedef struct tune_args {
+    const char *spec, *dir, *kernel;
+    int quick;
+} tune_args;
+
+static int on_option(void *user, int key, const char *value)
 {
-    fprintf(f,
-            "usage: attn-tune [-d SPEC] [-k VARIANT] [-o DIR] [--quick] "
-            "[--help]\n"
-            "  -d SPEC      OpenCL device as ATTN_DEVICE names it (\"P:D\", "
-            "\"cpu\", \"gpu\",\n"
-            "               a name substring); default ATTN_DEVICE, else the "
-            "best usable device\n"
-            "  -k VARIANT   the kernel variant to tune (attn-probe --kernels "
-            "lists them);\n"
-            "               default \"fused\"\n"
-            "  -o DIR       where <device>.prof is written (default .)\n"
-            "  --quick      a few candidates only\n"
-            "Times the variant at B=%d H=%d N=%d d=%d f32 (seq_q 1 for "
-            "\"decode\") for each\ncandidate, checks it against the native "
-            "backend and writes the fastest as\na profile (use it with "
-            "ATTN_PLATFORM_DIR=DIR).\n",
-            TUNE_B, TUNE_H, TUNE_N, TUNE_D);
+    tune_args *a = user;
+    if (key == 'd')
+        a->spec = value;
+    else if (key == 'k')
+        a->kernel = value;
+    else if (key == 'o')
+        a->dir = value;
+    else if (key == 'q')
+        a->quick = 1;
+    else
+        return -1;
+    return 0;
 }
 
 static double now_s(void)
@@ -424,36 +451,36 @@ out:
 
 int main(int argc, char **argv)
 {
-    const char *spec = NULL, *dir = ".", *kernel = "fused";
-    int quick = 0, rc, vi = -1;
+    char about[512];
+    const cli_spec cli = {"attn-tune",
+                          "search a kernel variant's parameters for one "
+                          "OpenCL device",
+                          attn_version(),
+                          "[options]",
+                          about,
+                          options,
+                          sections};
+    tune_args a = {NULL, ".", "fused", 0};
+    const char *spec, *dir, *kernel;
+    int quick, rc, vi = -1;
     attn_tool_device *devs = NULL;
     attn_tool_selection sel;
     attn_tool_variant var;
     char msg[512] = "", one[32];
     size_t n = 0;
 
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--quick")) {
-            quick = 1;
-        } else if ((!strcmp(argv[i], "-d") || !strcmp(argv[i], "-o") ||
-                    !strcmp(argv[i], "-k")) &&
-                   i + 1 < argc) {
-            if (argv[i][1] == 'd')
-                spec = argv[++i];
-            else if (argv[i][1] == 'k')
-                kernel = argv[++i];
-            else
-                dir = argv[++i];
-        } else {
-            fprintf(stderr, "attn-tune: unknown or incomplete argument '%s'\n",
-                    argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
+    snprintf(about, sizeof about,
+             "Times the variant at B=%d H=%d N=%d d=%d f32 (seq_q 1 for "
+             "\"decode\") for each\ncandidate, checks it against the native "
+             "backend and writes the fastest as\na profile (use it with "
+             "ATTN_PLATFORM_DIR=DIR).",
+             TUNE_B, TUNE_H, TUNE_N, TUNE_D);
+    if ((rc = cli_parse(&cli, argc, argv, on_option, &a)) >= 0)
+        return rc;
+    spec = a.spec;
+    dir = a.dir;
+    kernel = a.kernel;
+    quick = a.quick;
     for (int i = 0; attn_kernel_name(i); i++)
         if (!strcasecmp(attn_kernel_name(i), kernel))
             vi = i;

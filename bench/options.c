@@ -2,6 +2,7 @@
  * attn-bench's command line: the options, their defaults and --help.
  */
 #include "bench.h"
+#include "cli/cli_options.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -16,86 +17,135 @@
 #define ATTN_BENCH_SOURCE_DIR "."
 #endif
 
-/* Kept as one column of text, as --help prints it. */
+/* The options, as --help and the manual page show them. */
+enum {
+    K_IMPL = 'i',
+    K_DEVICE = 'd',
+    K_THREADS = 't',
+    K_SIZES = 's',
+    K_REPS = 'r',
+    K_WARMUP = 'w',
+    K_CAUSAL = 'c',
+    K_KERNEL = CLI_LONG_ONLY,
+    K_RESIDENT,
+    K_HEAD_DIM,
+    K_HEADS,
+    K_KV_HEADS,
+    K_BATCH,
+    K_SEQ_Q,
+    K_DECODE_ONLY,
+    K_MAX_MEM,
+    K_PLOT,
+    K_RSS,
+    K_NATIVE_REPS,
+    K_DTYPE,
+    K_NO_PEERS,
+    K_NO_GGML,
+    K_NO_NUMPY,
+    K_NO_TORCH,
+    K_GGML_LIB,
+    K_GGML_KV,
+    K_PYTHON,
+    K_PEER_SCRIPT,
+    K_CSV,
+    K_RSS_CHILD
+};
+
 /* clang-format off */
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: attn-bench [options]\n"
-        "Times attn_sdpa (libattn native backend and OpenCL paths) for B=1, H=8,\n"
-        "d=64, seq_q = seq_kv = N, f32, causal and not (other shapes: --batch,\n"
-        "--heads, --kv-heads, --head-dim), against a CLBlast gemm+softmax+gemm\n"
-        "path, ggml_flash_attn_ext (ggml CPU backend), numpy matmul+softmax,\n"
-        "torch sdpa (if installed) and torch sdpa on CUDA (torch-cuda).\n"
-        "\n"
-        "  --impl LIST       comma list (default native,cl-fused,clblast,ggml,numpy,torch;\n"
-        "                    'all' = every one; native always runs, as the reference):\n"
-        "                    native      libattn, device \"native\"\n"
-        "                    cl-unfused  libattn OpenCL, path UNFUSED, 1 queue\n"
-        "                    cl-fused    libattn OpenCL, path FUSED, 1 queue\n"
-        "                    cl-decode   libattn OpenCL, path AUTO, seq_q=--seq-q,\n"
-        "                                seq_kv=N (extra rows against native)\n"
-        "                    cl-q2, cl-q4  as cl-fused with 2 / 4 queues\n"
-        "                    cl-2dev     as cl-fused on device \"all\" (needs 2 devices;\n"
-        "                                PoCL: POCL_DEVICES=\"pthread pthread\")\n"
-        "                    cl-auto     libattn OpenCL, path AUTO (the library's\n"
-        "                                choice per shape), 1 queue\n"
-        "                    cl:VARIANT  libattn OpenCL, that kernel variant forced\n"
-        "                                (options.kernel; as --kernel VARIANT)\n"
-        "                    clblast     CLBlast batched GEMM + softmax kernel + GEMM\n"
-        "                    ggml, numpy, torch   the CPU peers\n"
-        "                    torch-cuda  torch sdpa on CUDA tensors, CUDA events\n"
-        "  --kernel LIST     kernel variants to force, one cl:VARIANT impl each\n"
-        "                    ('all' = every variant; attn-probe --kernels lists them)\n"
-        "  --device SPEC     OpenCL device of the cl-* impls and of clblast (default:\n"
-        "                    $ATTN_DEVICE when it names an OpenCL device, else cpu)\n"
-        "  --resident        cl-* impls and clblast on device buffers made once per\n"
-        "                    case (attn_sdpa_cl_buffers), timed by OpenCL event\n"
-        "                    profiling (kernels only); host wall time per call in\n"
-        "                    its own column.  Default: host pointers, host clock\n"
-        "  --head-dim LIST   comma list of head sizes (default 64)\n"
-        "  --heads H         query heads (default 8)\n"
-        "  --kv-heads K      key/value heads, dividing H (default H; fewer: GQA)\n"
-        "  --batch B         batch items (default 1)\n"
-        "  --seq-q S         query rows of the decode case, 1..16 (default 1)\n"
-        "  --decode-only     only the decode case (seq_q = --seq-q, seq_kv = N):\n"
-        "                    native, cl-decode, cl:VARIANT and torch-cuda rows\n"
-        "  --max-mem MIB     skip cl-unfused / clblast / numpy cases whose score\n"
-        "                    matrix would exceed MIB MiB (default 1024)\n"
-        "  --plot FILE.png   time and TFLOP/s against N (python3 + matplotlib,\n"
-        "                    bench/plot.py reads the CSV)\n"
-        "  --rss             instead of timing: peak RSS of one call of native and\n"
-        "                    cl-fused at the largest --sizes, each in a fresh child\n"
-        "\n"
-        "  --threads N       threads for libattn, ggml and BLAS (default: online CPUs)\n"
-        "  --sizes LIST      comma list of N (default 512,1024,2048,4096,8192)\n"
-        "  --reps R          timed runs per case; median and min are shown\n"
-        "                    (default: 15 for N <= 1024, 9 for N <= 2048, else 5;\n"
-        "                    decode case 31)\n"
-        "  --native-reps R   timed runs of native (default: as the others)\n"
-        "  --warmup W        untimed runs before timing (default 1)\n"
-        "  --causal MODE     no, yes or both (default both)\n"
-        "  --dtype TYPE      f32 (default) or f16: Q, K, V and O in binary16; f16\n"
-        "                    leaves out clblast, ggml, numpy and torch (f32 only)\n"
-        "  --no-peers        time libattn only\n"
-        "  --no-ggml, --no-numpy, --no-torch   leave out one peer\n"
-        "  --ggml-lib PATH   libggml.so or its folder (default: $ATTN_BENCH_GGML, then\n"
-        "                    the lib/ folder of python's llama_cpp or ggml package)\n"
-        "  --ggml-kv TYPE    K/V type handed to ggml: f16, f32 or both (default)\n"
-        "  --python PATH     interpreter for the python peers (default python3)\n"
-        "  --peer-script P   peer_numpy.py (default: beside attn-bench, else the\n"
-        "                    source tree; peer_torch_cuda.py is looked up the same way)\n"
-        "  --csv FILE        also write every row to FILE as CSV\n"
-        "  --help            this text\n"
-        "\n"
-        "Columns: kernel = the variant a libattn row ran (attn_sdpa_kernel);\n"
-        "median ms and min ms of the timed runs; TFLOP/s = 4*B*H*seq_q*seq_kv*d\n"
-        "(halved when causal) / median; GB/s = K and V bytes read / median\n"
-        "(decode rows); 'native x faster' = row median / native median (above 1:\n"
-        "native is faster); max|diff| = largest absolute difference from native's\n"
-        "output (for native itself: from a double-precision reference on sampled\n"
-        "rows).  --resident adds 'wall ms': host time per call.\n");
-}
+static const cli_option option_table[] = {
+    {"impl", K_IMPL, "LIST",
+     "comma list (default native,cl-fused,clblast,ggml,numpy,torch;\n"
+     "'all' = every one; native always runs, as the reference):\n"
+     "  native      libattn, device \"native\"\n"
+     "  cl-unfused  libattn OpenCL, path UNFUSED, 1 queue\n"
+     "  cl-fused    libattn OpenCL, path FUSED, 1 queue\n"
+     "  cl-decode   libattn OpenCL, path AUTO, seq_q=--seq-q,\n"
+     "              seq_kv=N (extra rows against native)\n"
+     "  cl-q2, cl-q4  as cl-fused with 2 / 4 queues\n"
+     "  cl-2dev     as cl-fused on device \"all\" (needs 2 devices;\n"
+     "              PoCL: POCL_DEVICES=\"pthread pthread\")\n"
+     "  cl-auto     libattn OpenCL, path AUTO (the library's\n"
+     "              choice per shape), 1 queue\n"
+     "  cl:VARIANT  libattn OpenCL, that kernel variant forced\n"
+     "              (options.kernel; as --kernel VARIANT)\n"
+     "  clblast     CLBlast batched GEMM + softmax kernel + GEMM\n"
+     "  ggml, numpy, torch   the CPU peers\n"
+     "  torch-cuda  torch sdpa on CUDA tensors, CUDA events"},
+    {"kernel", K_KERNEL, "LIST",
+     "kernel variants to force, one cl:VARIANT impl each\n"
+     "('all' = every variant; attn-probe --kernels lists them)"},
+    {"device", K_DEVICE, "SPEC",
+     "OpenCL device of the cl-* impls and of clblast (default:\n"
+     "$ATTN_DEVICE when it names an OpenCL device, else cpu)"},
+    {"resident", K_RESIDENT, NULL,
+     "cl-* impls and clblast on device buffers made once per\n"
+     "case (attn_sdpa_cl_buffers), timed by OpenCL event\n"
+     "profiling (kernels only); host wall time per call in\n"
+     "its own column.  Default: host pointers, host clock"},
+    {"head-dim", K_HEAD_DIM, "LIST", "comma list of head sizes (default 64)"},
+    {"heads", K_HEADS, "H", "query heads (default 8)"},
+    {"kv-heads", K_KV_HEADS, "K",
+     "key/value heads, dividing H (default H; fewer: GQA)"},
+    {"batch", K_BATCH, "B", "batch items (default 1)"},
+    {"seq-q", K_SEQ_Q, "S",
+     "query rows of the decode case, 1..16 (default 1)"},
+    {"decode-only", K_DECODE_ONLY, NULL,
+     "only the decode case (seq_q = --seq-q, seq_kv = N):\n"
+     "native, cl-decode, cl:VARIANT and torch-cuda rows"},
+    {"max-mem", K_MAX_MEM, "MIB",
+     "skip cl-unfused / clblast / numpy cases whose score\n"
+     "matrix would exceed MIB MiB (default 1024)"},
+    {"plot", K_PLOT, "FILE.png",
+     "time and TFLOP/s against N (python3 + matplotlib,\n"
+     "plot.py reads the CSV)"},
+    {"rss", K_RSS, NULL,
+     "instead of timing: peak RSS of one call of native and\n"
+     "cl-fused at the largest --sizes, each in a fresh child"},
+    {"threads", K_THREADS, "N",
+     "threads for libattn, ggml and BLAS (default: online CPUs)"},
+    {"sizes", K_SIZES, "LIST", "comma list of N (default 512,1024,2048,4096,8192)"},
+    {"reps", K_REPS, "R",
+     "timed runs per case; median and min are shown\n"
+     "(default: 15 for N <= 1024, 9 for N <= 2048, else 5;\n"
+     "decode case 31)"},
+    {"native-reps", K_NATIVE_REPS, "R",
+     "timed runs of native (default: as the others)"},
+    {"warmup", K_WARMUP, "W", "untimed runs before timing (default 1)"},
+    {"causal", K_CAUSAL, "MODE", "no, yes or both (default both)"},
+    {"dtype", K_DTYPE, "TYPE",
+     "f32 (default) or f16: Q, K, V and O in binary16; f16\n"
+     "leaves out clblast, ggml, numpy and torch (f32 only)"},
+    {"no-peers", K_NO_PEERS, NULL, "time libattn only"},
+    {"no-ggml", K_NO_GGML, NULL, "leave out the ggml peer"},
+    {"no-numpy", K_NO_NUMPY, NULL, "leave out the numpy peer"},
+    {"no-torch", K_NO_TORCH, NULL, "leave out the torch peer"},
+    {"ggml-lib", K_GGML_LIB, "PATH",
+     "libggml.so or its folder (default: $ATTN_BENCH_GGML, then\n"
+     "the lib/ folder of python's llama_cpp or ggml package)"},
+    {"ggml-kv", K_GGML_KV, "TYPE", "K/V type handed to ggml: f16, f32 or both (default)"},
+    {"python", K_PYTHON, "PATH", "interpreter for the python peers (default python3)"},
+    {"peer-script", K_PEER_SCRIPT, "P",
+     "peer_numpy.py (default: beside attn-bench, then\n"
+     "../share/attn/ from it, else the source tree;\n"
+     "peer_torch_cuda.py is looked up the same way)"},
+    {"csv", K_CSV, "FILE", "also write every row to FILE as CSV"},
+    {"rss-child", K_RSS_CHILD, "IMPL", NULL}, /* internal: --rss's child */
+    {NULL, 0, NULL, NULL}};
+
+static const cli_section section_table[] = {
+    {"Columns",
+     "kernel = the variant a libattn row ran (attn_sdpa_kernel); median ms\n"
+     "and min ms of the timed runs; TFLOP/s = 4*B*H*seq_q*seq_kv*d (halved\n"
+     "when causal) / median; GB/s = K and V bytes read / median (decode\n"
+     "rows); 'native x faster' = row median / native median (above 1:\n"
+     "native is faster); max|diff| = largest absolute difference from\n"
+     "native's output (for native itself: from a double-precision reference\n"
+     "on sampled rows).  --resident adds 'wall ms': host time per call."},
+    {"Exit status",
+     "0 on success; 1 when a case failed or libattn could not start; 2 on a\n"
+     "usage error or when the CSV could not be written."},
+    {"See also", "attn-probe(1), attn-tune(1)"},
+    {NULL, NULL}};
 /* clang-format on */
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -144,6 +194,11 @@ const char *options_find(const char *name, char *buf, size_t len)
             snprintf(buf, len, "%s/%s", exe, name);
             if (options_file_exists(buf))
                 return buf;
+            /* Installed: <prefix>/bin/attn-bench and the scripts in
+             * <prefix>/share/attn. */
+            snprintf(buf, len, "%s/../share/attn/%s", exe, name);
+            if (options_file_exists(buf))
+                return buf;
         }
     }
     snprintf(buf, len, "%s/%s", ATTN_BENCH_SOURCE_DIR, name);
@@ -183,24 +238,126 @@ static int parse_kernels(const char *s, options *o)
     return 0;
 }
 
-/* Options that take a value. */
-static int takes_value(const char *a)
+static int parse_choice(const char *v, const char *const *names, int n,
+                        int *out)
 {
-    static const char *const with_value[] = {
-        "--threads",   "--sizes",   "--reps",       "--warmup",      "--causal",
-        "--ggml-lib",  "--ggml-kv", "--python",     "--peer-script", "--csv",
-        "--device",    "--impl",    "--seq-q",      "--max-mem",     "--plot",
-        "--rss-child", "--dtype",   "--kernel",     "--head-dim",    "--heads",
-        "--kv-heads",  "--batch",   "--native-reps"};
-    for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
-        if (strcmp(a, with_value[i]) == 0)
-            return 1;
-    return 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+static int on_option(void *user, int key, const char *val)
+{
+    static const char *const causal[] = {"no", "yes", "both"};
+    static const char *const kv[] = {"", "f16", "f32", "both"};
+    static const char *const dtype[] = {"f32", "f16"};
+    options *o = user;
+    int mib = 0;
+    switch (key) {
+    case K_THREADS:
+        return parse_int(val, 1, 4096, &o->threads);
+    case K_SIZES:
+        return parse_sizes(val, o);
+    case K_HEAD_DIM:
+        return parse_head_dims(val, o);
+    case K_HEADS:
+        return parse_int(val, 1, 4096, &o->heads);
+    case K_KV_HEADS:
+        return parse_int(val, 1, 4096, &o->kv_heads);
+    case K_BATCH:
+        return parse_int(val, 1, 65536, &o->batch);
+    case K_REPS:
+        return parse_int(val, 1, MAX_REPS, &o->reps);
+    case K_NATIVE_REPS:
+        return parse_int(val, 1, MAX_REPS, &o->native_reps);
+    case K_WARMUP:
+        return parse_int(val, 0, 100, &o->warmup);
+    case K_CAUSAL:
+        return parse_choice(val, causal, 3, &o->causal_mode);
+    case K_GGML_KV:
+        return parse_choice(val, kv, 4, &o->ggml_kv) || o->ggml_kv == 0 ? -1
+                                                                        : 0;
+    case K_DTYPE:
+        return parse_choice(val, dtype, 2, &o->f16);
+    case K_NO_PEERS:
+        o->peers = 0;
+        return 0;
+    case K_NO_GGML:
+        o->ggml = 0;
+        return 0;
+    case K_NO_NUMPY:
+        o->numpy = 0;
+        return 0;
+    case K_NO_TORCH:
+        o->torch = 0;
+        return 0;
+    case K_GGML_LIB:
+        o->ggml_lib = val;
+        return 0;
+    case K_PYTHON:
+        o->python = val;
+        return 0;
+    case K_PEER_SCRIPT:
+        o->script = val;
+        return 0;
+    case K_CSV:
+        o->csv = val;
+        return 0;
+    case K_DEVICE:
+        o->device = val;
+        return 0;
+    case K_IMPL:
+        return impls_parse(val, o);
+    case K_KERNEL:
+        return parse_kernels(val, o);
+    case K_SEQ_Q:
+        return parse_int(val, 1, MAX_SEQ_Q, &o->seq_q);
+    case K_DECODE_ONLY:
+        o->decode_only = 1;
+        return 0;
+    case K_RESIDENT:
+        o->resident = 1;
+        return 0;
+    case K_MAX_MEM:
+        if (parse_int(val, 1, 1 << 30, &mib) != 0)
+            return -1;
+        o->max_mem_mib = mib;
+        return 0;
+    case K_PLOT:
+        o->plot = val;
+        return 0;
+    case K_RSS:
+        o->rss = 1;
+        return 0;
+    case K_RSS_CHILD:
+        o->rss_child = val;
+        return 0;
+    default:
+        return -1;
+    }
 }
 
 int options_parse(int argc, char **argv, options *o)
 {
+    const cli_spec spec = {
+        "attn-bench",
+        "time libattn's attention against its peers",
+        attn_version(),
+        "[options]",
+        "Times attn_sdpa (libattn native backend and OpenCL paths) for B=1,\n"
+        "H=8, d=64, seq_q = seq_kv = N, f32, causal and not (other shapes:\n"
+        "--batch, --heads, --kv-heads, --head-dim), against a CLBlast\n"
+        "gemm+softmax+gemm path, ggml_flash_attn_ext (ggml CPU backend), "
+        "numpy\n"
+        "matmul+softmax, torch sdpa (if installed) and torch sdpa on CUDA\n"
+        "(torch-cuda).",
+        option_table,
+        section_table};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int rc;
     memset(o, 0, sizeof *o);
     o->threads = cpus > 0 ? (int)cpus : 1;
     o->warmup = 1;
@@ -223,115 +380,8 @@ int options_parse(int argc, char **argv, options *o)
     impls_parse("native,cl-fused,clblast,ggml,numpy,torch", o);
     parse_sizes("512,1024,2048,4096,8192", o);
     parse_head_dims("64", o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        if (takes_value(a)) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "attn-bench: %s needs a value (see --help)\n",
-                        a);
-                return -1;
-            }
-            val = argv[++i];
-        }
-        int bad = 0;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 1;
-        } else if (strcmp(a, "--threads") == 0) {
-            bad = parse_int(val, 1, 4096, &o->threads);
-        } else if (strcmp(a, "--sizes") == 0) {
-            bad = parse_sizes(val, o);
-        } else if (strcmp(a, "--head-dim") == 0) {
-            bad = parse_head_dims(val, o);
-        } else if (strcmp(a, "--heads") == 0) {
-            bad = parse_int(val, 1, 4096, &o->heads);
-        } else if (strcmp(a, "--kv-heads") == 0) {
-            bad = parse_int(val, 1, 4096, &o->kv_heads);
-        } else if (strcmp(a, "--batch") == 0) {
-            bad = parse_int(val, 1, 65536, &o->batch);
-        } else if (strcmp(a, "--reps") == 0) {
-            bad = parse_int(val, 1, MAX_REPS, &o->reps);
-        } else if (strcmp(a, "--native-reps") == 0) {
-            bad = parse_int(val, 1, MAX_REPS, &o->native_reps);
-        } else if (strcmp(a, "--warmup") == 0) {
-            bad = parse_int(val, 0, 100, &o->warmup);
-        } else if (strcmp(a, "--causal") == 0) {
-            if (strcmp(val, "no") == 0)
-                o->causal_mode = 0;
-            else if (strcmp(val, "yes") == 0)
-                o->causal_mode = 1;
-            else if (strcmp(val, "both") == 0)
-                o->causal_mode = 2;
-            else
-                bad = 1;
-        } else if (strcmp(a, "--ggml-kv") == 0) {
-            if (strcmp(val, "f16") == 0)
-                o->ggml_kv = 1;
-            else if (strcmp(val, "f32") == 0)
-                o->ggml_kv = 2;
-            else if (strcmp(val, "both") == 0)
-                o->ggml_kv = 3;
-            else
-                bad = 1;
-        } else if (strcmp(a, "--dtype") == 0) {
-            if (strcmp(val, "f32") == 0)
-                o->f16 = 0;
-            else if (strcmp(val, "f16") == 0)
-                o->f16 = 1;
-            else
-                bad = 1;
-        } else if (strcmp(a, "--no-peers") == 0) {
-            o->peers = 0;
-        } else if (strcmp(a, "--no-ggml") == 0) {
-            o->ggml = 0;
-        } else if (strcmp(a, "--no-numpy") == 0) {
-            o->numpy = 0;
-        } else if (strcmp(a, "--no-torch") == 0) {
-            o->torch = 0;
-        } else if (strcmp(a, "--ggml-lib") == 0) {
-            o->ggml_lib = val;
-        } else if (strcmp(a, "--python") == 0) {
-            o->python = val;
-        } else if (strcmp(a, "--peer-script") == 0) {
-            o->script = val;
-        } else if (strcmp(a, "--csv") == 0) {
-            o->csv = val;
-        } else if (strcmp(a, "--device") == 0) {
-            o->device = val;
-        } else if (strcmp(a, "--impl") == 0) {
-            if (impls_parse(val, o) != 0)
-                return -1;
-        } else if (strcmp(a, "--kernel") == 0) {
-            if (parse_kernels(val, o) != 0)
-                return -1;
-        } else if (strcmp(a, "--seq-q") == 0) {
-            bad = parse_int(val, 1, MAX_SEQ_Q, &o->seq_q);
-        } else if (strcmp(a, "--decode-only") == 0) {
-            o->decode_only = 1;
-        } else if (strcmp(a, "--resident") == 0) {
-            o->resident = 1;
-        } else if (strcmp(a, "--max-mem") == 0) {
-            int mib = 0;
-            bad = parse_int(val, 1, 1 << 30, &mib);
-            o->max_mem_mib = mib;
-        } else if (strcmp(a, "--plot") == 0) {
-            o->plot = val;
-        } else if (strcmp(a, "--rss") == 0) {
-            o->rss = 1;
-        } else if (strcmp(a, "--rss-child") == 0) {
-            o->rss_child = val;
-        } else {
-            fprintf(stderr, "attn-bench: unknown option '%s' (see --help)\n",
-                    a);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "attn-bench: bad value '%s' for %s (see --help)\n",
-                    val ? val : "", a);
-            return -1;
-        }
-    }
+    if ((rc = cli_parse(&spec, argc, argv, on_option, o)) >= 0)
+        return rc == 0 ? 1 : -1;
     if (o->kv_heads == 0)
         o->kv_heads = o->heads;
     if (o->heads % o->kv_heads != 0) {

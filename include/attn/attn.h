@@ -123,11 +123,11 @@ typedef struct attn_device_info {
     size_t max_work_group_size;
     int fp16; /**< 1 when half arithmetic is native */
     int fp64;
-    int unified_memory;      /**< 1 when device memory is host memory */
-    int usable;              /**< 1 when libattn can run on it */
-    char reason[256];        /**< why it is (not) usable */
-    double rank;             /**< higher ranks first under "auto" */
-    char opencl_version[64]; /**< the device's "OpenCL M.N ..." version
+    int unified_memory;       /**< 1 when device memory is host memory */
+    int usable;               /**< 1 when libattn can run on it */
+    char reason[256];         /**< why it is (not) usable */
+    double rank;              /**< higher ranks first under "auto" */
+    char opencl_version[128]; /**< the device's "OpenCL M.N ..." version
                                   (CL_DEVICE_VERSION); "" for native */
 } attn_device_info;
 

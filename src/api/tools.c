@@ -2,6 +2,7 @@
  * The tools' internal interface (tools.h) over the API layer's context and
  * the OpenCL backend's discovery and variant table.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ attn_status attn_tool_discover(attn_tool_device **out, size_t *n, char *msg,
         (*out)[i].info = devs[i].info;
         (*out)[i].has_binary = devs[i].has_binary;
         (*out)[i].query_failed = devs[i].query_failed;
+        (*out)[i].handle = devs[i].device;
     }
     free(devs);
     return ATTN_OK;
@@ -77,6 +79,26 @@ attn_status attn_tool_select(const attn_tool_device *devs, size_t n,
     sel->count = s_cl.count;
     memcpy(sel->index, s_cl.index, sizeof sel->index);
     memcpy(sel->why, s_cl.why, sizeof sel->why);
+    return ATTN_OK;
+}
+
+attn_status attn_tool_device_extensions(const attn_tool_device *d, char **out)
+{
+    cl_device_id dev = (cl_device_id)(uintptr_t)d->handle;
+    size_t len = 0;
+    *out = NULL;
+    if (clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, 0, NULL, &len) !=
+            CL_SUCCESS ||
+        len == 0)
+        return ATTN_ERR_DEVICE;
+    if (!(*out = calloc(1, len + 1)))
+        return ATTN_ERR_OUT_OF_MEMORY;
+    if (clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, len, *out, NULL) !=
+        CL_SUCCESS) {
+        free(*out);
+        *out = NULL;
+        return ATTN_ERR_DEVICE;
+    }
     return ATTN_OK;
 }
 

@@ -41,6 +41,7 @@ typedef struct attn_tool_device {
     attn_device_info info;
     int has_binary;        /* FPGA: an offline binary was found for it */
     unsigned query_failed; /* ATTN_TOOL_Q_* bits */
+    const void *handle;    /* the driver's device, valid for the process */
 } attn_tool_device;
 
 /* The devices the library would pick for a spec. */
@@ -62,6 +63,10 @@ attn_status attn_tool_discover(attn_tool_device **out, size_t *n, char *msg,
 attn_status attn_tool_select(const attn_tool_device *devs, size_t n,
                              const char *spec, int native_beats_cpu,
                              attn_tool_selection *sel, char *msg, size_t cap);
+/* The device's OpenCL extensions, as the driver lists them (names
+ * separated by spaces) in *out (malloc'd, free()).  Errors:
+ * ATTN_ERR_DEVICE (the query failed), ATTN_ERR_OUT_OF_MEMORY. */
+attn_status attn_tool_device_extensions(const attn_tool_device *d, char **out);
 /* "gpu", "igpu", "fpga", "cpu", "other" or "native". */
 const char *attn_tool_kind_name(attn_device_kind kind);
 /* ATTN_KERNEL_BINARY_DIR (or the build's), NULL when none. */

@@ -1,7 +1,9 @@
 /*
  * attn-probe: lists every OpenCL platform and device of the machine, what
  * libattn thinks of each (kind, usable or why not, rank) and the device
- * "auto" -- or -d SPEC / ATTN_DEVICE -- selects.  --bench self-tests each
+ * "auto" -- or -d SPEC / ATTN_DEVICE -- selects, with the native
+ * backend's instruction set and threads, and a hint when no OpenCL driver
+ * is registered.  --bench self-tests each
  * usable device (or the ones -d SPEC selects) through the public API
  * against the native backend and prints a GFLOP/s figure.
  *
@@ -10,108 +12,190 @@
  * work failed (a device spec that names nothing, discovery failing, a
  * device that failed its --bench self-test), 2 for a usage error.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
+#include "cli/cli_options.h"
 #include "cli/probe.h"
 
 typedef struct probe_args {
     int json;
     int bench;
     int kernels;
+    int verbose;
     const char *spec;   /* NULL: "auto" */
     const char *origin; /* where spec came from, for messages */
 } probe_args;
 
-static void usage(FILE *f, const char *argv0)
+/* clang-format off */
+static const cli_option options[] = {
+    {"device", 'd', "SPEC",
+     "select like ATTN_DEVICE: auto, native, gpu, igpu, fpga,\n"
+     "cpu, P:D (platform:device index), a device name\n"
+     "substring, all, or a comma list of these; overrides\n"
+     "ATTN_DEVICE"},
+    {"json", 'j', NULL, "one JSON object instead of the table"},
+    {"verbose", 'v', NULL,
+     "also each device's OpenCL extensions (in the table and\n"
+     "in the JSON)"},
+    {"bench", 'b', NULL,
+     "self-test each usable device (only the ones -d selects,\n"
+     "when given) against the native backend: B=1 H=8 N=1024\n"
+     "d=64 f32 attention, max abs difference (pass <= 1e-4)\n"
+     "and GFLOP/s (4*N*N*d*H over the median of 5 calls after\n"
+     "a warm-up); not with --json"},
+    {"kernels", 'k', NULL,
+     "list the OpenCL kernel variants: the path each serves\n"
+     "and its parameters (profile keys <variant>.<parameter>)"},
+    {NULL, 0, NULL, NULL}};
+
+static const cli_section sections[] = {
+    {"Exit status",
+     "0 on success (also when there is no OpenCL at all: the native backend\n"
+     "is selected), 1 when the device spec matches nothing usable, discovery\n"
+     "fails or a device fails its --bench self-test, 2 on a usage error."},
+    {"Environment",
+     "ATTN_DEVICE is the spec when -d is not given; ATTN_CPU_ISA and\n"
+     "ATTN_NUM_THREADS decide the native backend's kernels and threads;\n"
+     "ATTN_PLATFORM_DIR adds device profiles; OCL_ICD_VENDORS is where the\n"
+     "OpenCL ICD loader looks for drivers (default /etc/OpenCL/vendors)."},
+    {"See also", "attn-bench(1), attn-tune(1)"},
+    {NULL, NULL}};
+/* clang-format on */
+
+static int on_option(void *user, int key, const char *value)
 {
-    fprintf(f,
-            "usage: %s [--json] [-d SPEC | --device SPEC] [--bench] "
-            "[--kernels]\n"
-            "       [--help] [--version]\n"
-            "\n"
-            "Lists the OpenCL platforms and devices libattn sees, whether "
-            "each is usable\n"
-            "(or why not) and its rank, then the device the selection "
-            "picks and why.\n"
-            "\n"
-            "  --json           one JSON object instead of the table\n"
-            "  -d, --device S   select like ATTN_DEVICE: auto, native, gpu, "
-            "igpu, fpga,\n"
-            "                   cpu, P:D (platform:device index), a device "
-            "name substring,\n"
-            "                   all, or a comma list of these; overrides "
-            "ATTN_DEVICE\n"
-            "  --bench          self-test each usable device (only the ones "
-            "-d selects,\n"
-            "                   when given) against the native backend: "
-            "B=1 H=8 N=1024\n"
-            "                   d=64 f32 attention, max abs difference "
-            "(pass <= 1e-4)\n"
-            "                   and GFLOP/s (4*N*N*d*H over the median of 5 "
-            "calls after\n"
-            "                   a warm-up); not with --json\n"
-            "  --kernels        list the OpenCL kernel variants: the path "
-            "each serves and\n"
-            "                   its parameters (profile keys "
-            "<variant>.<parameter>)\n"
-            "  --version        print the libattn version\n"
-            "  -h, --help       this text\n"
-            "\n"
-            "Exit status: 0 on success (also when there is no OpenCL at "
-            "all), 1 when the\n"
-            "device spec matches nothing usable, discovery fails or a "
-            "device fails its\n"
-            "--bench self-test, 2 on a usage error.\n",
-            argv0);
+    probe_args *a = user;
+    switch (key) {
+    case 'd':
+        a->spec = value;
+        a->origin = "--device";
+        break;
+    case 'j':
+        a->json = 1;
+        break;
+    case 'v':
+        a->verbose = 1;
+        break;
+    case 'b':
+        a->bench = 1;
+        break;
+    case 'k':
+        a->kernels = 1;
+        break;
+    default:
+        return -1;
+    }
+    return 0;
 }
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, probe_args *a)
 {
+    const cli_spec spec = {
+        "attn-probe",
+        "list the OpenCL devices and what libattn selects",
+        attn_version(),
+        "[options]",
+        "Lists the OpenCL platforms and devices libattn sees, whether each is\n"
+        "usable (or why not) and its rank, the native backend's instruction\n"
+        "set and threads, then the device the selection picks and why.",
+        options,
+        sections};
     const char *env = getenv("ATTN_DEVICE");
+    int rc;
     memset(a, 0, sizeof *a);
     if (env && *env) {
         a->spec = env;
         a->origin = "ATTN_DEVICE";
     }
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--json")) {
-            a->json = 1;
-        } else if (!strcmp(s, "--bench")) {
-            a->bench = 1;
-        } else if (!strcmp(s, "--kernels")) {
-            a->kernels = 1;
-        } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
-            usage(stdout, argv[0]);
-            return 0;
-        } else if (!strcmp(s, "--version")) {
-            printf("attn-probe (libattn) %s\n", attn_version());
-            return 0;
-        } else if (!strcmp(s, "-d") || !strcmp(s, "--device")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "%s: %s needs a device spec\n", argv[0], s);
-                return 2;
-            }
-            a->spec = argv[++i];
-            a->origin = s;
-        } else if (!strncmp(s, "--device=", 9)) {
-            a->spec = s + 9;
-            a->origin = "--device";
-        } else {
-            fprintf(stderr, "%s: unknown argument \"%s\"\n\n", argv[0], s);
-            usage(stderr, argv[0]);
-            return 2;
-        }
-    }
+    if ((rc = cli_parse(&spec, argc, argv, on_option, a)) >= 0)
+        return rc;
     if (a->json && a->bench) {
-        fprintf(stderr, "%s: --bench and --json do not combine\n", argv[0]);
+        fprintf(stderr, "attn-probe: --bench and --json do not combine\n");
         return 2;
     }
     return -1;
+}
+
+/* ---- the OpenCL drivers (ICDs) and the native backend --------------------
+ */
+
+int probe_icd_files(char *where, size_t cap)
+{
+    const char *dir = getenv("OCL_ICD_VENDORS");
+    DIR *d;
+    struct dirent *e;
+    int n = 0;
+    if (!dir || !*dir)
+        dir = "/etc/OpenCL/vendors";
+    if (where)
+        snprintf(where, cap, "%s", dir);
+    if (!(d = opendir(dir))) {
+        /* OCL_ICD_VENDORS may name one .icd file. */
+        size_t len = strlen(dir);
+        return len > 4 && !strcmp(dir + len - 4, ".icd") ? 1 : 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        n += len > 4 && !strcmp(e->d_name + len - 4, ".icd");
+    }
+    closedir(d);
+    return n;
+}
+
+/* What to do when discovery found no platform. */
+static void print_no_platform(void)
+{
+    char dir[512];
+    int n = probe_icd_files(dir, sizeof dir);
+    printf("No OpenCL platform (or device) found: libattn runs on the native "
+           "backend.\n");
+    if (getenv("OCL_ICD_FILENAMES"))
+        printf("Hint: OCL_ICD_FILENAMES is set; the ICD loader reads only "
+               "the drivers it names.\n");
+    else if (n == 0)
+        printf("Hint: no OpenCL driver (ICD) is registered: %s holds no "
+               ".icd file.\n"
+               "  Install one (Debian: pocl-opencl-icd for the CPU, "
+               "mesa-opencl-icd or\n"
+               "  intel-opencl-icd for GPUs, or the GPU vendor's driver) and "
+               "run attn-probe\n"
+               "  again.\n",
+               dir);
+    else
+        printf("Hint: %d OpenCL driver%s (ICD) registered in %s, but none "
+               "gave a platform:\n"
+               "  the driver failed to load or found no device (see "
+               "OCL_ICD_DEBUG=7 attn-probe).\n",
+               n, n == 1 ? " is" : "s are", dir);
+}
+
+/* The instruction set and thread count a native context gets now. */
+static void native_info(probe_native *nv)
+{
+    attn_options o = ATTN_OPTIONS_INIT;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    attn_context *ctx = NULL;
+    o.device = "native";
+    o.log_level = ATTN_LOG_OFF; /* a bad variable is said at selection */
+    nv->isa = attn_tool_native_isa();
+    nv->threads = 0;
+    if (attn_context_create(&o, &ctx) == ATTN_OK &&
+        attn_context_device(ctx, &info) == ATTN_OK)
+        nv->threads = (int)info.compute_units;
+    attn_context_destroy(ctx);
+}
+
+static void print_native(const probe_native *nv)
+{
+    printf("\nNative backend  %s kernels, %d worker thread%s\n", nv->isa,
+           nv->threads, nv->threads == 1 ? "" : "s");
+    printf("  (ATTN_CPU_ISA=generic|avx2|avx512 and ATTN_NUM_THREADS "
+           "override; options.threads too)\n");
 }
 
 /* ---- the table ------------------------------------------------------------
@@ -152,6 +236,10 @@ static void f_vendor(const attn_tool_device *d, char *b, size_t n)
 static void f_driver(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%s", d->info.driver_version);
+}
+static void f_clver(const attn_tool_device *d, char *b, size_t n)
+{
+    snprintf(b, n, "%s", d->info.opencl_version);
 }
 static void f_clc(const attn_tool_device *d, char *b, size_t n)
 {
@@ -221,6 +309,7 @@ static const struct {
     {"Kind", ATTN_TOOL_Q_TYPE, f_kind},
     {"Vendor", ATTN_TOOL_Q_VENDOR, f_vendor},
     {"Driver version", ATTN_TOOL_Q_DRIVER, f_driver},
+    {"OpenCL version", ATTN_TOOL_Q_VERSION, f_clver},
     {"OpenCL C version", ATTN_TOOL_Q_CLC_VERSION, f_clc},
     {"Compute units", ATTN_TOOL_Q_COMPUTE_UNITS, f_cu},
     {"Max clock", ATTN_TOOL_Q_CLOCK, f_clock},
@@ -236,7 +325,33 @@ static const struct {
     {"Rank", 0, f_rank},
 };
 
-static void print_table(const attn_tool_device *devs, size_t n)
+/* The extension list, wrapped under its label. */
+static void print_extensions(const attn_tool_device *d)
+{
+    char *ext = NULL;
+    size_t col = 0;
+    printf("    %-22s", "Extensions");
+    if (attn_tool_device_extensions(d, &ext) != ATTN_OK) {
+        printf(" (query failed)\n");
+        return;
+    }
+    for (const char *p = ext; *p;) {
+        size_t len = strcspn(p, " ");
+        if (len) {
+            if (col && col + len + 1 > 50) {
+                printf("\n    %-22s", "");
+                col = 0;
+            }
+            printf(" %.*s", (int)len, p);
+            col += len + 1;
+        }
+        p += len + (p[len] == ' ');
+    }
+    printf("%s\n", col ? "" : " (none)");
+    free(ext);
+}
+
+static void print_table(const attn_tool_device *devs, size_t n, int verbose)
 {
     char val[512];
     int last_platform = -1;
@@ -265,6 +380,8 @@ static void print_table(const attn_tool_device *devs, size_t n)
                 props[k].fmt(d, val, sizeof val);
             printf("    %-22s %s\n", props[k].label, val);
         }
+        if (verbose)
+            print_extensions(d);
     }
     printf("\n%-6s %-6s %-6s %-9s %s\n", "P:D", "kind", "usable", "rank",
            "name");
@@ -294,177 +411,6 @@ static void print_selection(const attn_tool_device *devs, const char *spec,
         printf("\n");
     }
     printf("  %s\n", sel->why);
-}
-
-/* ---- JSON -----------------------------------------------------------------
- */
-
-/* Length of the valid UTF-8 sequence at p, 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p)
-{
-    unsigned c = p[0];
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    /* No overlong forms, no surrogates, nothing above U+10FFFF. */
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-/* A JSON string; bytes that are not UTF-8 (a driver's Latin-1, a name cut
- * by truncation) become U+FFFD so the output always parses. */
-static void json_string(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    putchar('"');
-    while (*p) {
-        size_t len;
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p++);
-        } else if (*p == '\n') {
-            printf("\\n");
-            p++;
-        } else if (*p == '\t') {
-            printf("\\t");
-            p++;
-        } else if (*p < 0x20) {
-            printf("\\u%04x", (unsigned)*p++);
-        } else if (*p < 0x80) {
-            putchar(*p++);
-        } else if ((len = utf8_len(p)) > 0) {
-            fwrite(p, 1, len, stdout);
-            p += len;
-        } else {
-            printf("\\ufffd");
-            p++;
-        }
-    }
-    putchar('"');
-}
-
-static const char *bool_str(int v)
-{
-    return v ? "true" : "false";
-}
-
-static void json_device(const attn_tool_device *d)
-{
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } qnames[] = {{ATTN_TOOL_Q_NAME, "name"},
-                  {ATTN_TOOL_Q_VENDOR, "vendor"},
-                  {ATTN_TOOL_Q_PLATFORM, "platform"},
-                  {ATTN_TOOL_Q_DRIVER, "driver_version"},
-                  {ATTN_TOOL_Q_CLC_VERSION, "opencl_c_version"},
-                  {ATTN_TOOL_Q_COMPUTE_UNITS, "compute_units"},
-                  {ATTN_TOOL_Q_CLOCK, "max_clock_mhz"},
-                  {ATTN_TOOL_Q_GLOBAL_MEM, "global_mem_bytes"},
-                  {ATTN_TOOL_Q_LOCAL_MEM, "local_mem_bytes"},
-                  {ATTN_TOOL_Q_MAX_ALLOC, "max_alloc_bytes"},
-                  {ATTN_TOOL_Q_WORK_GROUP, "max_work_group_size"},
-                  {ATTN_TOOL_Q_FP16, "fp16"},
-                  {ATTN_TOOL_Q_FP64, "fp64"},
-                  {ATTN_TOOL_Q_UNIFIED, "unified_memory"},
-                  {ATTN_TOOL_Q_TYPE, "kind"}};
-    const attn_device_info *i = &d->info;
-    int first = 1;
-    printf("{\"platform\": ");
-    json_string(i->platform);
-    printf(", \"platform_index\": %d, \"device_index\": %d, \"name\": ",
-           i->platform_index, i->device_index);
-    json_string(i->name);
-    printf(", \"vendor\": ");
-    json_string(i->vendor);
-    printf(", \"driver_version\": ");
-    json_string(i->driver_version);
-    printf(", \"opencl_c_version\": ");
-    json_string(i->opencl_c_version);
-    printf(", \"kind\": \"%s\", \"compute_units\": %u, \"max_clock_mhz\": %u, "
-           "\"global_mem_bytes\": %llu, \"local_mem_bytes\": %llu, "
-           "\"max_alloc_bytes\": %llu, \"max_work_group_size\": %zu, "
-           "\"fp16\": %s, \"fp64\": %s, \"unified_memory\": %s, "
-           "\"has_binary\": %s, \"usable\": %s, \"reason\": ",
-           attn_tool_kind_name(i->kind), i->compute_units, i->max_clock_mhz,
-           (unsigned long long)i->global_mem_bytes,
-           (unsigned long long)i->local_mem_bytes,
-           (unsigned long long)i->max_alloc_bytes, i->max_work_group_size,
-           bool_str(i->fp16), bool_str(i->fp64), bool_str(i->unified_memory),
-           bool_str(d->has_binary), bool_str(i->usable));
-    json_string(i->reason);
-    printf(", \"rank\": %.3f, \"failed_queries\": [", i->rank);
-    for (size_t k = 0; k < sizeof qnames / sizeof qnames[0]; k++) {
-        if (d->query_failed & qnames[k].bit) {
-            printf("%s\"%s\"", first ? "" : ", ", qnames[k].name);
-            first = 0;
-        }
-    }
-    printf("]}");
-}
-
-static void json_selected(const attn_tool_device *devs, size_t k,
-                          const attn_tool_selection *sel)
-{
-    if (sel->native) {
-        printf("{\"kind\": \"native\", \"name\": \"native\", "
-               "\"platform_index\": -1, \"device_index\": -1}");
-        return;
-    }
-    const attn_device_info *d = &devs[sel->index[k]].info;
-    printf("{\"kind\": \"%s\", \"name\": ", attn_tool_kind_name(d->kind));
-    json_string(d->name);
-    printf(", \"platform_index\": %d, \"device_index\": %d}", d->platform_index,
-           d->device_index);
-}
-
-static void print_json(const attn_tool_device *devs, size_t n, const char *spec,
-                       const attn_tool_selection *sel, const char *error)
-{
-    printf("{\"version\": ");
-    json_string(attn_version());
-    printf(", \"opencl\": %s, \"devices\": [", bool_str(n > 0));
-    for (size_t i = 0; i < n; i++) {
-        printf("%s\n  ", i ? "," : "");
-        json_device(&devs[i]);
-    }
-    printf("],\n \"spec\": ");
-    json_string(spec);
-    if (error) {
-        printf(", \"selected\": null, \"selected_devices\": [], \"why\": "
-               "\"\", \"error\": ");
-        json_string(error);
-        printf("}\n");
-        return;
-    }
-    printf(", \"selected\": ");
-    json_selected(devs, 0, sel);
-    printf(", \"selected_devices\": [");
-    for (size_t k = 0; k < (sel->native ? 1 : sel->count); k++) {
-        printf("%s", k ? ", " : "");
-        json_selected(devs, k, sel);
-    }
-    printf("], \"why\": ");
-    json_string(sel->why);
-    printf("}\n");
 }
 
 /* ---- kernel variants -------------------------------------------------------
@@ -501,6 +447,7 @@ int main(int argc, char **argv)
     attn_tool_device *devs = NULL;
     size_t n = 0;
     attn_tool_selection sel;
+    probe_native native;
     struct {
         char msg[512];
     } derr = {""}, serr = {""};
@@ -536,16 +483,17 @@ int main(int argc, char **argv)
         free(devs);
         return ds != ATTN_OK || ss != ATTN_OK || failed ? 1 : 0;
     }
+    native_info(&native);
     if (a.json) {
-        print_json(devs, n, spec, &sel, ss ? serr.msg : NULL);
+        probe_json(devs, n, spec, &sel, ss ? serr.msg : NULL, &native,
+                   a.verbose);
     } else {
         printf("attn-probe (libattn %s)\n", attn_version());
         if (n == 0 && ds == ATTN_OK)
-            printf("No OpenCL platform (or device) found: libattn runs on "
-                   "the native "
-                   "backend.\n");
+            print_no_platform();
         else
-            print_table(devs, n);
+            print_table(devs, n, a.verbose);
+        print_native(&native);
         if (!ss)
             print_selection(devs, spec, &sel);
     }

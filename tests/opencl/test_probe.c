@@ -1,9 +1,12 @@
 /*
  * attn-probe as a user runs it: the --json output parses (with the strict
  * reader in mini_json.c) and has the documented structure, the listing
- * matches discovery in this process, a machine without an OpenCL platform
- * (OCL_ICD_VENDORS pointing at an empty directory) exits 0 and says so,
- * and failures give the documented exit status.
+ * matches discovery in this process (OpenCL versions and, with --verbose,
+ * extensions included), the native backend's instruction set and threads
+ * follow ATTN_CPU_ISA and ATTN_NUM_THREADS, a machine without an OpenCL
+ * platform (OCL_ICD_VENDORS pointing at an empty directory) exits 0 and
+ * says so with a hint about drivers, and failures give the documented exit
+ * status.
  *
  * Usage: test_probe PATH-TO-attn-probe
  */
@@ -214,6 +217,10 @@ static void test_no_platform(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "No OpenCL platform"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "native"));
+    /* The hint: no driver registered there, and what to install. */
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "no OpenCL driver (ICD) is registered"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, empty_dir));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "pocl-opencl-icd"));
     free(out);
 
     root = run_json(env, "", 0);
@@ -359,9 +366,68 @@ static void test_reader_strict(void)
     }
 }
 
+/* The OpenCL version of each device, the native backend's instruction set
+ * and threads (as the variables set them), and --verbose's extensions. */
+static void test_versions_native_extensions(void)
+{
+    attn_cl_device *devs = NULL;
+    size_t n = 0;
+    char *out = NULL;
+    mj *root;
+    int rc;
+    CU_ASSERT_EQUAL_FATAL(attn_cl_discover(&devs, &n, NULL), ATTN_OK);
+    root = run_json("ATTN_NUM_THREADS=3 ATTN_CPU_ISA=generic", "-v", 0);
+    if (root) {
+        const mj *nv = mj_get(root, "native"), *list = mj_get(root, "devices");
+        CU_ASSERT_FATAL(is(nv, MJ_OBJ));
+        CU_ASSERT(is(mj_get(nv, "isa"), MJ_STR) &&
+                  !strcmp(mj_get(nv, "isa")->str, "generic"));
+        CU_ASSERT(is(mj_get(nv, "threads"), MJ_NUM) &&
+                  mj_get(nv, "threads")->num == 3.0);
+        CU_ASSERT(is(mj_get(root, "icd_files"), MJ_NUM));
+        CU_ASSERT_FATAL(is(list, MJ_ARR));
+        for (size_t i = 0; i < list->n && i < n; i++) {
+            const mj *d = &list->items[i], *ver = mj_get(d, "opencl_version");
+            const mj *ext = mj_get(d, "extensions");
+            CU_ASSERT(is(ver, MJ_STR) &&
+                      !strcmp(ver->str, devs[i].info.opencl_version));
+            CU_ASSERT(!strncmp(devs[i].info.opencl_version, "OpenCL ", 7));
+            CU_ASSERT(is(ext, MJ_ARR) && ext->n > 0);
+        }
+        mj_free(root);
+    }
+    /* The table: the same, and the first extension of each device. */
+    rc = run("ATTN_NUM_THREADS=3 ATTN_CPU_ISA=generic", "--verbose", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(
+        strstr(out, "Native backend  generic kernels, 3 worker threads") !=
+        NULL);
+    for (size_t i = 0; i < n; i++) {
+        char ext[4096] = "";
+        size_t len;
+        CU_ASSERT(strstr(out, devs[i].info.opencl_version) != NULL);
+        if (clGetDeviceInfo(devs[i].device, CL_DEVICE_EXTENSIONS, sizeof ext,
+                            ext, NULL) != CL_SUCCESS)
+            continue;
+        len = strcspn(ext, " ");
+        ext[len] = '\0';
+        CU_ASSERT(strstr(out, "Extensions") && strstr(out, ext));
+    }
+    free(out);
+    /* Without --verbose, no extension list. */
+    rc = run("", "", 1, &out);
+    CU_ASSERT(rc == 0 && out && !strstr(out, "Extensions"));
+    CU_ASSERT(out && strstr(out, "OpenCL version"));
+    free(out);
+    free(devs);
+}
+
 int main(int argc, char **argv)
 {
     static const harness_test tests[] = {
+        {"OpenCL versions, native backend, extensions",
+         test_versions_native_extensions},
         {"--json parses and has the documented structure", test_json_structure},
         {"-d and ATTN_DEVICE", test_json_device_choice},
         {"no OpenCL platform", test_no_platform},
