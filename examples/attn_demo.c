@@ -87,8 +87,7 @@ int main(int argc, char **argv)
     fill(w, 4 * nw, 0.0442f, &state); /* ~ 1/sqrt(d_model) */
     fill(bias, 4 * (size_t)d_model, 0.02f, &state);
 
-    attn_mha_desc m;
-    memset(&m, 0, sizeof m);
+    attn_mha_desc m = ATTN_MHA_DESC_INIT;
     m.d_model = d_model;
     m.heads_q = m.heads_kv = heads;
     m.head_dim = head_dim;
@@ -96,7 +95,8 @@ int main(int argc, char **argv)
     m.bq = bias, m.bk = bias + d_model, m.bv = bias + 2 * d_model;
     m.bo = bias + 3 * d_model;
     m.posenc = ATTN_POSENC_ROPE;
-    attn_mask_desc mask = {.causal = 1};
+    attn_mask_desc mask = ATTN_MASK_DESC_INIT;
+    mask.causal = 1;
 
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {

@@ -1,7 +1,11 @@
 #!/bin/sh
 # Installs the built libattn into a scratch prefix, then builds and runs
-# examples/embed.c against the installed copy twice: through pkg-config and
-# through find_package(attn) (shared and static targets).
+# examples/embed.c against the installed copy: through pkg-config, through
+# find_package(attn) (shared and static targets), and through
+# find_package(attn) with CLBlast and OpenCL hidden (the shared target
+# alone needs neither).  Then runs the installed tools from the prefix,
+# and from a copy of it elsewhere, with no LD_LIBRARY_PATH: their RUNPATH
+# ($ORIGIN/../lib) finds the prefix's library.
 # usage: install_test.sh BUILD_DIR SOURCE_DIR SCRATCH_DIR [PREFIX_PATH]
 # PREFIX_PATH: the build's CMAKE_PREFIX_PATH (where its dependencies are).
 set -eu
@@ -33,3 +37,38 @@ if ldd "$scratch/consumer/embed_static" | grep -q libattn; then
   exit 1
 fi
 echo "find_package build (shared and static): ok"
+
+# find_package with neither CLBlast nor OpenCL to be found: attn::attn
+# still works.
+cmake -S "$src/examples/consumer" -B "$scratch/consumer_shared" \
+  -DATTN_CONSUMER_STATIC=OFF -DCMAKE_DISABLE_FIND_PACKAGE_CLBlast=ON \
+  -DCMAKE_DISABLE_FIND_PACKAGE_OpenCL=ON \
+  -DCMAKE_PREFIX_PATH="$prefix${deps:+;$deps}" >"$scratch/consumer_shared.log"
+cmake --build "$scratch/consumer_shared" >>"$scratch/consumer_shared.log"
+LD_LIBRARY_PATH=$libdir$libpath "$scratch/consumer_shared/embed" | grep -q '^libattn '
+echo "find_package without CLBlast and OpenCL (shared): ok"
+
+# The tools, from the prefix and from a moved copy of it.
+unset LD_LIBRARY_PATH
+cp -a "$prefix" "$scratch/moved"
+for p in "$prefix" "$scratch/moved"; do
+  for t in attn-probe attn-bench attn-tune attn-demo; do
+    [ -x "$p/bin/$t" ] || continue
+    readelf -d "$p/bin/$t" | grep -q 'RUNPATH.*\$ORIGIN/\.\./' || {
+      echo "$t: no RUNPATH \$ORIGIN/../lib" >&2
+      exit 1
+    }
+    [ -f "$p/share/man/man1/$t.1" ] || {
+      echo "$t: no manual page in $p/share/man/man1" >&2
+      exit 1
+    }
+  done
+  "$p/bin/attn-demo" --seq 32 --device native | grep -q '^checksum: '
+  if [ -x "$p/bin/attn-probe" ]; then
+    "$p/bin/attn-probe" --device=native | grep -q '^Selected (native)'
+    "$p/bin/attn-tune" --version | grep -q '^attn-tune (libattn) '
+  fi
+  "$p/bin/attn-bench" -s32 --no-peers -inative -r1 -w0 | grep -q '^ *32 '
+  [ -f "$p/share/attn/peer_numpy.py" ]
+done
+echo "installed tools (from the prefix and a moved copy): ok"
