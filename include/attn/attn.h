@@ -1,6 +1,9 @@
-/*
- * libattn: self-attention and multi-head attention on OpenCL devices and on
- * the CPU.  This header is the whole public C API; it names no OpenCL type
+/**
+ * @file attn.h
+ * @brief libattn: self-attention and multi-head attention on OpenCL devices
+ * and on the CPU.
+ *
+ * This header is the whole public C API; it names no OpenCL type
  * (see attn_cl.h for the embedding API that takes the caller's OpenCL
  * objects).
  *
@@ -28,18 +31,19 @@ extern "C" {
 
 /* Compile-time version; attn_version() gives the version of the library
  * actually loaded. */
-#define ATTN_VERSION_MAJOR  0
-#define ATTN_VERSION_MINOR  1
-#define ATTN_VERSION_PATCH  0
-#define ATTN_VERSION_STRING "0.1.0"
+#define ATTN_VERSION_MAJOR  0       /**< release: major number */
+#define ATTN_VERSION_MINOR  1       /**< release: minor number */
+#define ATTN_VERSION_PATCH  0       /**< release: patch number */
+#define ATTN_VERSION_STRING "0.1.0" /**< the release as text */
 
-/* ABI version: the number in the shared library's SONAME
+/** ABI version: the number in the shared library's SONAME
  * (libattn.so.ATTN_ABI_VERSION).  It changes only when a release breaks
  * binary compatibility (docs/ABI.md); adding functions, or members at the
  * end of a struct, keeps it. */
 #define ATTN_ABI_VERSION 1
 
-/* ATTN_API marks the exported symbols; everything else is hidden.  Define
+/** @def ATTN_API
+ * Marks the exported symbols; everything else is hidden.  Define
  * ATTN_STATIC when linking the static library on Windows. */
 #if defined(_WIN32) && !defined(ATTN_STATIC)
 #ifdef ATTN_BUILDING
@@ -107,31 +111,32 @@ typedef enum attn_device_kind {
  * layout, which ends at rank) and no byte past them. */
 typedef struct attn_device_info {
     size_t struct_size; /**< sizeof(attn_device_info) as the caller built */
-    char name[256];
-    char vendor[256];
+    char name[256];     /**< the device's name (native: the CPU model) */
+    char vendor[256];   /**< the device's vendor ("libattn" for native) */
     char platform[256]; /**< platform name; "" for native */
-    char driver_version[128];
-    char opencl_c_version[64]; /**< "" for native */
-    attn_device_kind kind;
-    int platform_index;     /**< -1 for native */
-    int device_index;       /**< -1 for native */
-    unsigned compute_units; /**< cores / compute units */
-    unsigned max_clock_mhz;
-    uint64_t global_mem_bytes;
-    uint64_t local_mem_bytes;
-    uint64_t max_alloc_bytes;
-    size_t max_work_group_size;
-    int fp16; /**< 1 when half arithmetic is native */
-    int fp64;
-    int unified_memory;       /**< 1 when device memory is host memory */
-    int usable;               /**< 1 when libattn can run on it */
-    char reason[256];         /**< why it is (not) usable */
-    double rank;              /**< higher ranks first under "auto" */
-    char opencl_version[128]; /**< the device's "OpenCL M.N ..." version
-                                  (CL_DEVICE_VERSION); "" for native */
+    char driver_version[128];   /**< driver version (native: libattn's) */
+    char opencl_c_version[64];  /**< "" for native */
+    attn_device_kind kind;      /**< what kind of device it is */
+    int platform_index;         /**< -1 for native */
+    int device_index;           /**< -1 for native */
+    unsigned compute_units;     /**< compute units (native: threads) */
+    unsigned max_clock_mhz;     /**< highest clock in MHz */
+    uint64_t global_mem_bytes;  /**< device memory in bytes */
+    uint64_t local_mem_bytes;   /**< local (shared) memory per work-group */
+    uint64_t max_alloc_bytes;   /**< largest single buffer in bytes */
+    size_t max_work_group_size; /**< work-items per work-group at most */
+    int fp16;                   /**< 1 when half arithmetic is native */
+    int fp64;                   /**< 1 when double arithmetic is supported */
+    int unified_memory;         /**< 1 when device memory is host memory */
+    int usable;                 /**< 1 when libattn can run on it */
+    char reason[256];           /**< why it is (not) usable */
+    double rank;                /**< higher ranks first under "auto" */
+    char opencl_version[128];   /**< the device's "OpenCL M.N ..." version
+                                    (CL_DEVICE_VERSION); "" for native */
 } attn_device_info;
 
-/* The initializers below use designated initializers in C (no
+/** @def ATTN_SIZED_INIT_
+ * The initializers below use designated initializers in C (no
  * -Wmissing-field-initializers warning) and the first members in C++. */
 /* clang-format off */
 #ifdef __cplusplus
@@ -254,6 +259,7 @@ ATTN_API attn_status attn_options_init_sized(attn_options *o, size_t size);
  * function itself (for callers that cannot use the macro, such as other
  * languages' bindings) fills the first layout only. */
 ATTN_API void attn_options_init(attn_options *o);
+/** Fills *o with the defaults for the caller's sizeof(attn_options). */
 #define attn_options_init(o) ((void)attn_options_init_sized((o), sizeof *(o)))
 
 /** Opaque handle: a selected device, its compiled kernels, queues, a worker
@@ -296,18 +302,21 @@ ATTN_API const char *attn_context_last_error(const attn_context *ctx);
 /* Scaled dot-product attention                                             */
 /* ------------------------------------------------------------------------ */
 
+/** How a query row and a key row make a score. */
 typedef enum attn_score {
     ATTN_SCORE_DOT = 0, /**< S = scale * q . k */
     ATTN_SCORE_ADDITIVE /**< S = sum_c w[h][c] tanh(q_c + k_c) */
 } attn_score;
 
+/** The element type of q, k, v and o. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /**< float */
     ATTN_F16      /**< IEEE binary16 stored as uint16_t; math in float */
 } attn_dtype;
 
+/** The shape of an additive bias. */
 typedef enum attn_bias_kind {
-    ATTN_BIAS_NONE = 0,
+    ATTN_BIAS_NONE = 0, /**< no bias */
     ATTN_BIAS_SHARED,   /**< bias [seq_q, seq_kv], same for all b, h */
     ATTN_BIAS_PER_HEAD, /**< bias [heads_q, seq_q, seq_kv] */
     ATTN_BIAS_FULL      /**< bias [batch, heads_q, seq_q, seq_kv] */
@@ -318,17 +327,17 @@ typedef enum attn_bias_kind {
  * first layout.  Inside an attn_sdpa_desc the descriptor's own struct_size
  * covers the mask and this one is not read. */
 typedef struct attn_mask_desc {
-    size_t struct_size;    /**< sizeof(attn_mask_desc) as the caller built */
-    int causal;            /**< 0 or 1 (anything else is
-                                ATTN_ERR_INVALID_ARGUMENT); 1: query i sees
-                                key j iff j <= i + (seq_kv - seq_q) */
-    int window;            /**< > 0: also hide j < i + (seq_kv - seq_q)
-                                - window + 1; 0 = no window */
-    const int32_t *kv_len; /**< [batch] or NULL: keys j >= kv_len[b] are
-                                hidden; each value in [0, seq_kv] */
-    const float *bias;     /**< additive bias (float, may hold -INFINITY),
-                                shaped by bias_kind */
-    attn_bias_kind bias_kind;
+    size_t struct_size;       /**< sizeof(attn_mask_desc) as the caller built */
+    int causal;               /**< 0 or 1 (anything else is
+                                   ATTN_ERR_INVALID_ARGUMENT); 1: query i
+                                   sees key j iff j <= i + (seq_kv - seq_q) */
+    int window;               /**< > 0: also hide j < i + (seq_kv - seq_q)
+                                   - window + 1; 0 = no window */
+    const int32_t *kv_len;    /**< [batch] or NULL: keys j >= kv_len[b] are
+                                   hidden; each value in [0, seq_kv] */
+    const float *bias;        /**< additive bias (float, may hold -INFINITY),
+                                   shaped by bias_kind */
+    attn_bias_kind bias_kind; /**< the shape of bias; NONE without one */
 } attn_mask_desc;
 
 /** Initializer of a mask without masking: `attn_mask_desc m =
@@ -344,13 +353,19 @@ typedef struct attn_mask_desc {
  * so a descriptor zeroed or written with designated initializers means
  * "defaults" as before. */
 typedef struct attn_sdpa_desc {
-    size_t struct_size; /**< sizeof(attn_sdpa_desc) as the caller built */
-    int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
-    float scale; /**< 0 = 1/sqrt(head_dim); dot score only */
-    attn_score score;
+    size_t struct_size;      /**< sizeof(attn_sdpa_desc) as the caller built */
+    int batch;               /**< batch items */
+    int heads_q;             /**< query heads */
+    int heads_kv;            /**< key / value heads; divides heads_q */
+    int seq_q;               /**< query rows per head */
+    int seq_kv;              /**< keys (and values) per head */
+    int head_dim;            /**< elements of a query or key row */
+    int head_dim_v;          /**< elements of a value (and output) row */
+    float scale;             /**< 0 = 1/sqrt(head_dim); dot score only */
+    attn_score score;        /**< how a query and a key make a score */
     const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
-    attn_mask_desc mask;
-    attn_dtype dtype; /**< element type of q, k, v and o */
+    attn_mask_desc mask;     /**< masks and bias (all zero: none) */
+    attn_dtype dtype;        /**< element type of q, k, v and o */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
@@ -362,9 +377,12 @@ typedef struct attn_sdpa_desc {
  * for attn_mask_desc and attn_mha_desc.  Errors:
  * ATTN_ERR_INVALID_ARGUMENT (NULL, a size no layout has; untouched). */
 ATTN_API attn_status attn_sdpa_desc_init_sized(attn_sdpa_desc *d, size_t size);
+/** As attn_sdpa_desc_init_sized, for attn_mask_desc. */
 ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
+/** Prepares *d: every member at its default, struct_size = sizeof *d. */
 #define attn_sdpa_desc_init(d)                                                 \
     ((void)attn_sdpa_desc_init_sized((d), sizeof *(d)))
+/** Prepares *m: no mask, struct_size = sizeof *m. */
 #define attn_mask_desc_init(m)                                                 \
     ((void)attn_mask_desc_init_sized((m), sizeof *(m)))
 
@@ -446,8 +464,9 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
 /* Multi-head attention layer                                               */
 /* ------------------------------------------------------------------------ */
 
+/** Positional encodings of the multi-head layer. */
 typedef enum attn_posenc {
-    ATTN_POSENC_NONE = 0,
+    ATTN_POSENC_NONE = 0,   /**< none */
     ATTN_POSENC_SINUSOIDAL, /**< PE(p) added to x before projection */
     ATTN_POSENC_LEARNED,    /**< pos_table[p] added to x */
     ATTN_POSENC_ROPE        /**< rotary, applied to every q and k head */
@@ -461,17 +480,26 @@ typedef enum attn_posenc {
  * struct_size is the caller's sizeof(attn_mha_desc) (ATTN_MHA_DESC_INIT);
  * 0 means the first layout. */
 typedef struct attn_mha_desc {
-    size_t struct_size; /**< sizeof(attn_mha_desc) as the caller built */
-    int d_model, heads_q, heads_kv, head_dim;
-    const float *wq, *wk, *wv, *wo;
-    const float *bq, *bk, *bv, *bo;
-    attn_score score;
+    size_t struct_size;      /**< sizeof(attn_mha_desc) as the caller built */
+    int d_model;             /**< model width: the size of a token's x and y */
+    int heads_q;             /**< query heads */
+    int heads_kv;            /**< key / value heads; divides heads_q */
+    int head_dim;            /**< elements per head */
+    const float *wq;         /**< [heads_q*head_dim, d_model] */
+    const float *wk;         /**< [heads_kv*head_dim, d_model] */
+    const float *wv;         /**< [heads_kv*head_dim, d_model] */
+    const float *wo;         /**< [d_model, heads_q*head_dim] */
+    const float *bq;         /**< [heads_q*head_dim] or NULL */
+    const float *bk;         /**< [heads_kv*head_dim] or NULL */
+    const float *bv;         /**< [heads_kv*head_dim] or NULL */
+    const float *bo;         /**< [d_model] or NULL */
+    attn_score score;        /**< how a query and a key make a score */
     const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
-    attn_posenc posenc;
-    const float *pos_table; /**< LEARNED: [rows, d_model] */
-    int pos_offset;         /**< position of the first query (>= 0) */
-    int pos_table_len;      /**< LEARNED: rows in pos_table, checked
-                                 against the positions used; 0 = unknown */
+    attn_posenc posenc;      /**< the positional encoding */
+    const float *pos_table;  /**< LEARNED: [rows, d_model] */
+    int pos_offset;          /**< position of the first query (>= 0) */
+    int pos_table_len;       /**< LEARNED: rows in pos_table, checked
+                                  against the positions used; 0 = unknown */
 } attn_mha_desc;
 
 /** Initializer of a layer descriptor with every member at its default:
@@ -480,6 +508,7 @@ typedef struct attn_mha_desc {
 
 /** As attn_sdpa_desc_init_sized, for attn_mha_desc. */
 ATTN_API attn_status attn_mha_desc_init_sized(attn_mha_desc *m, size_t size);
+/** Prepares *m: every member at its default, struct_size = sizeof *m. */
 #define attn_mha_desc_init(m) ((void)attn_mha_desc_init_sized((m), sizeof *(m)))
 
 /** Runs the layer: q = x_q Wq^T + bq, k = x_kv Wk^T + bk, v = x_kv Wv^T + bv,
@@ -508,8 +537,8 @@ ATTN_API attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                                       const float *x_q, const float *x_kv,
                                       const attn_mask_desc *mask, float *y);
 
-/** Writes the sinusoidal table [seq, d_model] for positions offset ..
- * offset+seq-1: PE[p][2i] = sin(p / 10000^(2i/d_model)),
+/** Writes the sinusoidal table [seq, d_model] for the positions offset to
+ * offset + seq - 1: PE[p][2i] = sin(p / 10000^(2i/d_model)),
  * PE[p][2i+1] = cos(p / 10000^(2i/d_model)).  Errors:
  * ATTN_ERR_INVALID_ARGUMENT (table NULL, seq or d_model <= 0, offset < 0),
  * ATTN_ERR_OUT_OF_MEMORY (seq * d_model overflows). */

@@ -1,5 +1,8 @@
-/*
- * libattn embedding API for applications that already own OpenCL objects:
+/**
+ * @file attn_cl.h
+ * @brief libattn's embedding API for applications that own OpenCL objects.
+ *
+ * The embedding API for applications that already own OpenCL objects:
  * a context on the caller's cl_context / cl_device_id, and attention on the
  * caller's buffers and queue, CLBlast style (buffers with offsets, an event
  * wait list, an event back, nothing blocking).
@@ -12,6 +15,8 @@
 #include "attn/attn.h"
 
 #ifndef CL_TARGET_OPENCL_VERSION
+/** The OpenCL API version this header asks of CL/cl.h (1.2) unless the
+ * application chose one. */
 #define CL_TARGET_OPENCL_VERSION 120
 #endif
 #ifdef __APPLE__
@@ -50,8 +55,16 @@ ATTN_API attn_status attn_context_cl_objects(const attn_context *ctx,
  * layout. */
 typedef struct attn_cl_buffers {
     size_t struct_size; /**< sizeof(attn_cl_buffers) as the caller built */
-    cl_mem q, k, v, o, lse;
-    size_t q_offset, k_offset, v_offset, o_offset, lse_offset;
+    cl_mem q;           /**< Q [batch, heads_q, seq_q, head_dim] */
+    cl_mem k;           /**< K [batch, heads_kv, seq_kv, head_dim] */
+    cl_mem v;           /**< V [batch, heads_kv, seq_kv, head_dim_v] */
+    cl_mem o;           /**< O [batch, heads_q, seq_q, head_dim_v] */
+    cl_mem lse;         /**< float [batch, heads_q, seq_q], or NULL */
+    size_t q_offset;    /**< where Q starts in q, in elements */
+    size_t k_offset;    /**< where K starts in k, in elements */
+    size_t v_offset;    /**< where V starts in v, in elements */
+    size_t o_offset;    /**< where O starts in o, in elements */
+    size_t lse_offset;  /**< where lse starts in lse, in floats */
 } attn_cl_buffers;
 
 /** Initializer of an attn_cl_buffers with no buffers and offsets 0:
@@ -63,6 +76,7 @@ typedef struct attn_cl_buffers {
  * ATTN_ERR_INVALID_ARGUMENT (b NULL, a size no layout has; untouched). */
 ATTN_API attn_status attn_cl_buffers_init_sized(attn_cl_buffers *b,
                                                 size_t size);
+/** Prepares *b: no buffers, offsets 0, struct_size = sizeof *b. */
 #define attn_cl_buffers_init(b)                                                \
     ((void)attn_cl_buffers_init_sized((b), sizeof *(b)))
 
