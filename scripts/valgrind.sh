@@ -20,8 +20,11 @@
 #   through BUILD_DIR/valgrind-test.sh, written below), and so do the
 #   programs the suites start, attn-probe among them.  Not under memcheck:
 #   install_consumer, a packaging test that runs cmake, the compiler and
-#   pkg-config (its program makes the calls test_api makes); check_isa,
-#   which reads the library with readelf and objdump; the linker
+#   pkg-config (its program makes the calls test_api makes); check_isa
+#   and check_symbols, which read the library with readelf, objdump and
+#   nm; check_tools, a shell script over the tools' command lines, and
+#   bench_cli, a CMake script over attn-bench's options (their library
+#   calls are the suites' own); the linker
 #   PoCL runs to link a kernel (not ours); attn-tune, the tuning tool of
 #   bench/ that test_tune runs (it times hundreds of kernel launches; the
 #   library calls it makes are the suites' own); and attn-probe --bench
@@ -41,7 +44,8 @@
 #   precision oracle and the kernels run 30 to 60 times slower under
 #   memcheck).  --quick leaves out test_sdpa*, test_hostile*,
 #   test_threads_opencl (the three-kernel path; the fused and two-queue
-#   runs stay), opencl_program, opencl_cache_* and soak_smoke, and takes
+#   runs stay), test_env (contexts under every bad environment value),
+#   opencl_program, opencl_cache_* and soak_smoke, and takes
 #   about 4 minutes.
 set -eu
 quick=""
@@ -97,9 +101,9 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_NATIVE_ARCH=OFF 
 cmake --build "$build" -j"$(nproc)"
 
 tests=${ATTN_VALGRIND_TESTS:-.}
-exclude='^(install_consumer|check_isa)$'
+exclude='^(install_consumer|check_isa|check_symbols|check_tools|bench_cli)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|test_sdpa.*|test_hostile.*|test_threads_opencl|opencl_program|opencl_cache_.*|opencl_variants|soak_smoke)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl|test_env|opencl_program|opencl_cache_.*|opencl_variants|soak_smoke)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.
