@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-bench: times attn_sdpa on libattn's native backend and its OpenCL
  * paths (unfused, fused, decode, 1/2/4 queues, two devices) against what a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-tune: searches the parameters of one OpenCL kernel variant on one
  * device, checks every candidate against the native backend and writes a

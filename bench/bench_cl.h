@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-bench's OpenCL helpers (resident.c), shared with the CLBlast peer:
  * the device libattn picks for a spec, and a gate that times a run of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # attn-bench's command line, checked for behaviour only (exit status, the
 # CSV's columns, which rows appear); never its timings.  Run by ctest:
 #   cmake -DBENCH=path/to/attn-bench -DOUT=dir [-DHAVE_CL=OFF] -P check_bench.cmake

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Times two builds of libattn.so against each other on the native backend:
 # the same attn-bench and attn-demo binaries load one library or the other
 # (LD_LIBRARY_PATH comes before their RUNPATH), in alternating rounds so

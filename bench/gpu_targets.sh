@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The GPU cases of libattn's targets, measured side by side with CLBlast and
 # PyTorch on the same card, into one CSV, one PNG and one log:
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The --impl and --kernel lists and the libattn contexts of the OpenCL
  * impls: each cl-* impl is libattn through its public API (attn_options

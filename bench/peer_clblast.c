@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The CLBlast unfused attention path, written as a user would write it
  * (see peer_clblast.h): two strided-batched SGEMMs around a simple

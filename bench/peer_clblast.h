@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * peer_clblast: attention the way an OpenCL user without libattn writes it:
  * Q, K, V uploaded, S = scale * Q K^T per head with

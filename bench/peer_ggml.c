@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * peer_ggml: ggml_flash_attn_ext on ggml's CPU backend, loaded with dlopen().
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * peer_ggml: ggml's ggml_flash_attn_ext on the CPU, called through dlopen()
  * so that attn-bench never depends on ggml at build time.

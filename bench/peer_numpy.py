@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Attention peer for attn-bench: what a CPU user writes with numpy (or torch).
 
     python3 bench/peer_numpy.py N CAUSAL REPS [options]

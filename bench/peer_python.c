@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The python peers as subprocesses: bench/peer_numpy.py (numpy, torch on
  * the CPU) and bench/peer_torch_cuda.py (torch on a CUDA device), with

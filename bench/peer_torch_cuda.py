@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """torch-cuda peer for attn-bench: PyTorch's scaled_dot_product_attention on
 CUDA tensors, timed with CUDA events.
 

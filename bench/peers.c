@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-bench's peers before the first case: ggml found, self-tested in a
  * child process and loaded; the python peers' script and OPENBLAS_*

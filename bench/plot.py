@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """attn-bench's plot: median time (left) and TFLOP/s (right) against N,
 log-log, one line per implementation and shape (solid: non-causal, dashed:
 causal), from attn-bench's CSV.  Decode rows (seq_q < N) are their own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-bench's output: what runs and how, the table on stdout, the same
  * rows in the CSV file (--csv), and the closing lines.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * --resident: libattn's OpenCL impls on device buffers.  attn-bench opens
  * the device libattn selects for --device with a cl_context and an

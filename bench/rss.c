@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * --rss: the peak resident set of one attn_sdpa call (B=1, H=8, d=64 or the
  * --batch, --heads, --kv-heads and first --head-dim given; seq_q = seq_kv =

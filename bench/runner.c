@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * One case of attn-bench: every in-process implementation asked for is
  * prepared and warmed up, then their timed runs are interleaved (native,

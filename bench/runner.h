@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The parts of one attn-bench case shared by runner.c (the in-process
  * implementations, timed side by side) and runner_py.c (the python peers,

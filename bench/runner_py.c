@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The python peers of one attn-bench case, run after the in-process ones
  * as subprocesses: numpy (as-is, and with OPENBLAS_* unset when set) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-bench's small helpers: clocks, statistics over the timed runs,
  * deterministic inputs and the double-precision reference check.

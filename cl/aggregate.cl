@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Aggregation of the three-kernel path: O = P V for a block of query rows,
  * P being the softmax block of softmax.cl ([n_bh][n_i][seq_kv] floats).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The combine pass of the split-K kernels (decode.cl, splitkv.cl): merges
  * the key splits of every query row through their log-sum-exp.  OpenCL C

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What every attention kernel shares: the storage type of the tensors and
  * the bit patterns of hidden and -inf scores.  Prepended to each variant's

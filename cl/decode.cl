@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Decode attention (seq_q <= DC_MAXQ query rows against a long K/V):
  * split-K with a log-sum-exp combine.  OpenCL C 1.2 after common.cl.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fused attention: one pass over the keys with an online softmax, O(seq)
  * extra memory (no score matrix).  OpenCL C 1.2 after common.cl.

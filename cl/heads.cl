@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Head split and merge of the multi-head layer, with the projection biases
  * and the RoPE rotation folded into the split.  Standalone OpenCL C 1.2.

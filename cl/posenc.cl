@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Positional encodings of the multi-head layer: the sinusoidal or learned
  * table added to x before the projections, and the (cos, sin) table of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Attention scores of the three-kernel path: S = Q K^T (scaled) or the
  * additive score, plus bias and masks, for a block of query rows against all

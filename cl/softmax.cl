@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Row softmax of the three-kernel path, in place on the score block of
  * score.cl ([n_bh][n_i][seq_kv] floats, hidden entries ATTN_MASKED), and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Decode attention for GPUs: a few query rows (seq_q 1..16) of every query
  * head of a group against a long K/V cache, the keys split across

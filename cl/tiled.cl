@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Register-tiled fused attention for GPUs: one pass over the keys with an
  * online softmax, no score matrix.  OpenCL C 1.2 after common.cl.

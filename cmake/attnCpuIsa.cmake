@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The native backend's hot code built once per instruction set, chosen at run
 # time (src/cpu/isa.c).
 #

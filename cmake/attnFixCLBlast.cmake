@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # CLBlast's exported package names the OpenCL library by the absolute path it
 # had on the machine that built CLBlast (Debian: /usr/lib/x86_64-linux-gnu/
 # libOpenCL.so).  When CLBlast is unpacked under another prefix that path may

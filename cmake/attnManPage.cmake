@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes a tool's manual page: the tool prints it from its option table
 # (--man, src/cli/cli_options.c), so it always matches --help.
 # usage: cmake -DTOOL=path/to/tool -DOUT=path/to/tool.1 -P attnManPage.cmake

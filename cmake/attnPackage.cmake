@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package (cpack -G DEB from a build configured with
 # -DCMAKE_INSTALL_PREFIX=/usr): everything the install rules put in place,
 # the shared and static libraries, headers, tools, manual pages, pkg-config
@@ -18,6 +19,7 @@ portable kernels chosen at run time).  This package holds the shared and
 static libraries, the C headers, pkg-config and CMake files, the tools
 attn-probe, attn-bench, attn-tune and attn-demo with their manual pages,
 and the documentation.")
+set(CPACK_RESOURCE_FILE_LICENSE ${PROJECT_SOURCE_DIR}/LICENSE)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes OUT: a C file with every file of SOURCES as a byte array (C11 caps
 # string literals at 4095 characters) plus a name -> bytes table.
 # cmake -DOUT=file.c -DSOURCES="a.cl|b.cl" -P embed_kernels.cmake

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-demo: one multi-head self-attention layer (d_model 512, 8 heads of
  * 64, RoPE, causal) on the device libattn selects.  Prints the device, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A decoder loop over a growing KV cache: each step appends one token's key
  * and value to a cache of fixed capacity and attends from that token's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The smallest complete use of libattn: one causal attention call. */
 #include <stdio.h>
 #include <attn/attn.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * An application that owns its OpenCL objects: its own cl_context and
  * in-order queue, its own buffers (Q, K and V packed in one, read at

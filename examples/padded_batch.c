@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A padded encoder batch: three sequences of 5, 9 and 7 tokens padded to
  * 9, self-attention without a causal mask.  Padding keys are hidden in

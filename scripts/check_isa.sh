@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Checks that a portable libattn (ATTN_NATIVE_ARCH=OFF) runs on any x86-64
 # CPU until the run-time dispatch (src/cpu/isa.c) picks wider code: every
 # instruction that touches a zmm register lies in the avx512 copy of the hot

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Checks the exported surface of libattn.so (docs/ABI.md): the dynamic
 # symbols it defines are exactly the ATTN_API functions of the public
 # headers, each listed in the version script src/api/attn.map and bound to

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The tools' shared command line (src/cli/cli_options.c): each of
 # attn-probe, attn-bench and attn-tune takes --help, --version / -V,
 # --opt=value, --opt value, -ovalue and -o value, refuses unknown options

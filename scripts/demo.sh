@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The main job from a fresh clone: install the packages, build, list the
 # devices and run a demo multi-head self-attention layer.
 set -eu

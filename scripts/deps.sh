@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages libattn needs to build, test and run, when
 # any is missing.  Uses sudo when not run as root.
 set -eu

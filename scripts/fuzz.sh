@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer harness (tests/fuzz) with clang, ASan and UBSan into
 # build-fuzz and runs it for a bounded time over the seed corpus
 # tests/fuzz/corpus (new inputs go to build-fuzz/corpus).  Installs nothing:

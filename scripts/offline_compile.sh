@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Compiles every OpenCL program of libattn with other vendors' offline
 # compilers, no GPU needed: Intel's ocloc for a Gen12 (Xe-LP, tgllp) and an
 # Xe-HPG (Arc, acm-g10) GPU, and clang for AMD's CDNA (gfx90a) and RDNA 2

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package as a user gets it: configures a release build for
 # /usr (no tests), makes the .deb with CPack, checks what it holds,
 # installs it with dpkg, builds examples/embed.c against the installed
@@ -36,6 +37,7 @@ for want in '/libattn\.so\.1$' '/libattn\.a$' '/include/attn/attn\.h$' \
   '/cmake/attn/attnConfig\.cmake$' '/cmake/attn/attnStaticTargets\.cmake$' \
   '/man1/attn-probe\.1$' '/man1/attn-bench\.1$' '/man1/attn-tune\.1$' \
   '/man1/attn-demo\.1$' '/doc/attn/README\.md$' '/doc/attn/ABI\.md$' \
+  '/doc/attn/LICENSE$' '/doc/attn/NOTICE$' \
   '/share/attn/peer_numpy\.py$'; do
   grep -q "$want" "$build/deb-contents.txt" || {
     echo "package_test: the package lacks $want" >&2

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds libattn with AddressSanitizer and UndefinedBehaviorSanitizer and
 # runs every test suite under them (native and OpenCL paths).
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds libattn and runs every test suite (ctest), from a fresh clone.
 # With CI=true, compiler warnings are errors.
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds libattn with ThreadSanitizer (ATTN_SANITIZE=thread) and runs the
 # multi-threaded suites under it: test_api (per-thread errors), the thread
 # suite on the native backend and on the OpenCL CPU device (three-kernel

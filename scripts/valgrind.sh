@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Builds libattn for valgrind and runs the test suites under memcheck: an
 # invalid read or write, a use of an uninitialised value, a bad free or a
 # leaked block (definitely, indirectly or possibly lost) fails the run.
@@ -22,14 +23,14 @@
 #   install_consumer, a packaging test that runs cmake, the compiler and
 #   pkg-config (its program makes the calls test_api makes); check_isa
 #   and check_symbols, which read the library with readelf, objdump and
-#   nm; check_tools, a shell script over the tools' command lines, and
-#   bench_cli, a CMake script over attn-bench's options (their library
-#   calls are the suites' own); the linker
-#   PoCL runs to link a kernel (not ours); attn-tune, the tuning tool of
-#   bench/ that test_tune runs (it times hundreds of kernel launches; the
-#   library calls it makes are the suites' own); and attn-probe --bench
-#   (test_probe), which times N=1024 attention on every device (the suites
-#   run those paths).
+#   nm; check_spdx, which reads the sources; check_tools, a shell script
+#   over the tools' command lines, and bench_cli, a CMake script over
+#   attn-bench's options (their library calls are the suites' own); the
+#   linker PoCL runs to link a kernel (not ours); attn-tune,
+#   the tuning tool of bench/ that test_tune runs (it times hundreds of
+#   kernel launches; the library calls it makes are the suites' own); and
+#   attn-probe --bench (test_probe), which times N=1024 attention on every
+#   device (the suites run those paths).
 # - Each process writes its report to BUILD_DIR/valgrind-logs/PID.log; the
 #   reports with errors are printed at the end.
 # - PoCL compiles kernels with LLVM, which is slow under valgrind, so the
@@ -101,9 +102,9 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_NATIVE_ARCH=OFF 
 cmake --build "$build" -j"$(nproc)"
 
 tests=${ATTN_VALGRIND_TESTS:-.}
-exclude='^(install_consumer|check_isa|check_symbols|check_tools|bench_cli)$'
+exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl|test_env|opencl_program|opencl_cache_.*|opencl_variants|soak_smoke)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl|test_env|opencl_program|opencl_cache_.*|opencl_variants|soak_smoke)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.

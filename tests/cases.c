@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Test problems and the guarded call + oracle check (see cases.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Test problems: random inputs for one attn_sdpa or attn_mha_forward call,
  * the call itself with guarded outputs, and the check against the oracle.

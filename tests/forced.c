@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The kernel variant a suite forces (ATTN_TEST_KERNEL) and what it took
  * and declined (harness.h).  No CUnit here: the soak uses the case checks

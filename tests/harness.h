@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What every test executable shares: a CUnit runner whose exit status tells
  * ctest about failures, and the context the correctness suites run on.

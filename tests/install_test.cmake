@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # The installed package works for a consumer (pkg-config and find_package).
 # Not in sanitizer builds: the consumer is built without the sanitizer
 # runtime the installed library needs.

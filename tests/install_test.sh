@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Installs the built libattn into a scratch prefix, then builds and runs
 # examples/embed.c against the installed copy: through pkg-config, through
 # find_package(attn) (shared and static targets), and through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The reference oracle: half conversion, PRNG, naive attention and the naive
  * multi-head layer in double precision.  Written from DESIGN.md, never from

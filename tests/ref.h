@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Double-precision reference oracle for the libattn tests: naive attention
  * and a naive multi-head layer written straight from DESIGN.md "What is

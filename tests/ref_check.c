@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Comparison of library outputs with the reference: the tolerance model of
  * ref.h, exact treatment of hidden rows (O = 0, lse = -inf), NaN always

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_api: version, status strings, options, context lifetime, device
  * reporting, last-error strings, the log callback, thread options and the

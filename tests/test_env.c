@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_env: the environment never makes attn_context_create fail (README,
  * "Environment"; only what the caller passes in attn_options can).  Every

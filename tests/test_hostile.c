@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_hostile: NaN and infinity in the inputs of attn_sdpa and
  * attn_mha_forward follow the rules documented in attn.h ("Non-finite

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_isa: the instruction set of the native backend's kernels.  Without
  * ATTN_CPU_ISA a context runs the widest set both the build and the CPU

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_log: the log callback calling back into the library (attn.h,
  * attn_log_fn).  The callback may run while the library holds locks of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_mha: attn_mha_forward against the reference layer (projections,
  * positional encodings, GQA, additive score, masks, self and cross

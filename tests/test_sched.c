@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The scheduler's split of a call into (batch, kv head) groups: every unit
  * once, in order, slices that match the tensors, sub-descriptors that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_sdpa: attn_sdpa against the double-precision oracle: scores, scale,
  * causal / window / kv_len / bias masks, GQA and MQA, cross-attention,

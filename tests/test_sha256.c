@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * SHA-256 (src/sha256.c) against the test vectors of FIPS 180-4 (the
  * one-block "abc", the two-block 448-bit message, a million 'a') and the

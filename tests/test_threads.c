@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_threads: one context shared by 8 threads making many mixed calls,
  * two contexts used at once, and contexts created and destroyed on several

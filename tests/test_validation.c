@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_validation: every bad input of every entry point.  Each bad call runs
  * on a fresh thread with a fresh context, so that both error strings start

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The machinery of test_validation: valid base calls, sentinel-filled
  * outputs, and one bad call at a time on a fresh thread with a fresh

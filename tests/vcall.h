@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_validation's machinery: inputs valid for two base shapes, outputs in
  * one sentinel-filled pool, and expect_fail, which runs one call on a fresh

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /**
  * @file attn.h
  * @brief libattn: self-attention and multi-head attention on OpenCL devices

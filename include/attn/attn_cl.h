@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /**
  * @file attn_cl.h
  * @brief libattn's embedding API for applications that own OpenCL objects.

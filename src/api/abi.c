@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Reading the caller's structs by the caller's size, and the init
  * functions that set it (docs/ABI.md).  A struct_size smaller than the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The caller's structs read by the caller's size (docs/ABI.md): every
  * public struct a caller fills starts with its struct_size; the library

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The public entry points of attn.h: argument checks, then the plan of the
  * call's shape, then the scheduler, which runs it on the context's backend

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The public entry points of attn_cl.h: contexts on the caller's OpenCL
  * objects, attention on the caller's buffers and queue.  Argument checks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Context lifetime: options and environment resolved into a logger, a thread
  * count, the native backend (always there, as the fallback), the backend

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The context of the API layer: the options resolved, the backends, the
  * plans, the last error.  Not installed.

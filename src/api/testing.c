@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Test hooks on a context (declared in src/opencl/fault.h): compiled only
  * into builds with ATTN_FAULT_INJECTION, for tests/opencl/test_faults.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tools' internal interface (tools.h) over the API layer's context and
  * the OpenCL backend's discovery and variant table.

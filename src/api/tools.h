@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The one internal header of libattn's tools (attn-probe, attn-bench,
  * attn-tune): what they need beyond attn.h and attn_cl.h, without a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-probe: lists every OpenCL platform and device of the machine, what
  * libattn thinks of each (kind, usable or why not, rank) and the device

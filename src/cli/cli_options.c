@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tools' command line (cli_options.h): getopt_long over a table, and
  * --help, --version and --man printed from that table.

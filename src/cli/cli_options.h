@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The command line of libattn's tools (attn-probe, attn-bench, attn-tune):
  * one parser over getopt_long, and --help, --version and the manual page

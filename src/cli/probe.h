@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* attn-probe's parts (private to the tool). */
 #ifndef ATTN_CLI_PROBE_H
 #define ATTN_CLI_PROBE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-probe --bench: one attention call per device through the public API
  * (a context on "P:D" with fallback off, so a device failure is reported,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-probe --json: one JSON object with every device, the native
  * backend and the selection; strings always valid UTF-8.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The backend interface: what the plan and the scheduler ask of a backend
  * (native, OpenCL), as structs of function pointers and types free of any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The leaves every layer uses (api, plan, sched, backends): failure
  * sentences, the thread's last error, logging, argument validation,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Error messages and logging: the only place libattn produces text. */
 #include <stdio.h>
 #include <stdlib.h>

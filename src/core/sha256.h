@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * SHA-256 (FIPS 180-4), for the integrity of the program cache's entries.
  * A small implementation of the standard's own description: no tables

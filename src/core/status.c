@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Status names, the library version and the calling thread's last error:
  * the answers every layer gives without calling any other.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Argument checks for every entry point.  They run before any work or
  * allocation, so a rejected call touches nothing.  Size arithmetic is done in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The native backend behind the backend interface of core/backend.h. */
 #include <stdio.h>
 #include <stdlib.h>

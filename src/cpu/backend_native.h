@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The native backend: the CPU kernels of src/cpu behind the backend
  * interface (core/backend.h).  Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Private interface of the native (no OpenCL) backend: the worker pool and
  * the tiled online-softmax attention.  Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * C = A B^T (+ bias) for the projections of the multi-head layer, blocked in
  * the GotoBLAS / BLIS way; compiled once per instruction set, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * IEEE binary16 <-> binary32 conversion of the hot code, compiled once per
  * instruction set.  The scalar conversions are portable bit manipulation

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Which copy of the native backend's hot code a context runs: the widest
  * instruction set that the build has a copy for and the CPU runs, unless

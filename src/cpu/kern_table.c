@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The table of one copy of the native backend's hot code (cpu_impl.h,
  * "instruction sets"): what isa.c hands to an attn_cpu.

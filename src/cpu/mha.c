@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The multi-head attention layer on the native backend, compiled once per
  * instruction set (with its projections and positional encodings from the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The native backend's worker pool: threads - 1 persistent pthreads plus the
  * calling thread (worker 0).  A job is a function run once per item; items

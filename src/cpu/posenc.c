@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Positional encodings of the native backend: sinusoidal table and RoPE,
  * compiled once per instruction set. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Native scaled dot-product attention: a tiled online softmax
  * (flash-attention style) that never holds more than one key tile of scores.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * One call of the native attention, as sdpa.c (which builds it and owns the
  * working memory) hands it to the per-instruction-set tile code

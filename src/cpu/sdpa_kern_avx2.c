@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * AVX2 + FMA micro-kernels of the tiled attention (contract in
  * cpu_impl.h), built only into the avx2 copy; sdpa_kern_avx512.c with

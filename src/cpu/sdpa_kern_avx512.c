@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * AVX-512 micro-kernels of the tiled attention (contract in cpu_impl.h),
  * built only into the avx512 copy.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Portable micro-kernels of the tiled attention (contract in cpu_impl.h),
  * built into the generic copy.  The loops run over the query lanes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tile loop of the native attention, compiled once per instruction set
  * (cmake/attnCpuIsa.cmake): one work item is (query tile, batch, head).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The OpenCL backend behind the backend interface of core/backend.h:
  * opening the devices a spec selects, each with its profile applied

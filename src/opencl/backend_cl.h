@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The OpenCL backend's entry points that take OpenCL objects: for the
  * embedding API of attn_cl.h (src/api/api_cl.c) and for tools and tests.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The OpenCL backend object, shared by its halves: backend_cl.c (the
  * backend interface, opening devices, profiles) and exec_cl.c (what the

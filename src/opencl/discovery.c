@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * OpenCL device discovery: enumerate every platform and device, probe
  * what libattn needs to know, sort (ICD order is not stable between runs or

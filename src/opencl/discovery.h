@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Device discovery and selection of the OpenCL backend.  Not installed.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The driver of the kernel variants (driver.h): the runtime's tuning and
  * choice, the choice of a variant for a shape, and one launch of it.

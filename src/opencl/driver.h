@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The driver of the kernel variants (variant.h): choosing a variant for a
  * shape, its programs (progcache.c), and one launch of it on device

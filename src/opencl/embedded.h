@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kernel sources and profiles embedded at build time (see
  * cmake/embed_kernels.cmake).  Not installed. */
 #ifndef ATTN_OPENCL_EMBEDDED_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the scheduler (src/sched/run.c) drives on an OpenCL device: a call's
  * tensors and the groups' input copies, scratch and staging buffers from

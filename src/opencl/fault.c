@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fault injection (fault.h): the spec parser, the rules' counters and the
  * wrappers that fail OpenCL calls the way a driver does.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fault injection for the OpenCL backend: failures that look exactly like
  * the driver's, at the calls where a device can fail, so that tests can

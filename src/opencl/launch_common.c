@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the OpenCL launchers share: tensor checks, host-input copies, the
  * gate of a call, kernel arguments and event chains, program pieces.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The steps of a launch that the driver (driver.c) and the multi-head
  * layer (mha_cl.c) share: argument and tensor size checks, the device

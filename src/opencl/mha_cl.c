@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The multi-head layer on an OpenCL device (mha_cl.h): uploads (staged by
  * mha_stage.c), CLBlast GEMMs and the kernels of cl/posenc.cl and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The multi-head attention layer on an OpenCL device: projections through
  * CLBlast GEMMs on the runtime's queue, positional encodings and head

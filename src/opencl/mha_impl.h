@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the two halves of the OpenCL multi-head layer share (not
  * installed): mha_stage.c sizes a call, creates its device buffers and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The inputs of one call of the OpenCL multi-head layer: tensor sizes,
  * device buffers, the frequency tables, and the uploads on the runtime's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The OpenCL backend's entry points for the API layer, free of OpenCL
  * types (backend_cl.c).  Present when the library is built with

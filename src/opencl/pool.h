@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A device's pool of reusable buffers: the host-pointer calls (attn_sdpa,
  * attn_mha_forward) take their tensors, input copies, scratch and staging

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Platform profiles: parsing, matching and layering of the platforms/ files
  * (format and rules in profile.h and platforms/README.md).

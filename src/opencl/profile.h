@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Platform profiles: tuned parameters of the OpenCL backend kept as data
  * (the .prof files of platforms/), layered default -> vendor -> architecture ->

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Platform profiles: where the texts come from.  The built-in files
  * (embedded by the build, or read from the source tree's platforms/ when

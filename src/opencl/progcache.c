@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The programs of the kernel variants, built on first use and kept for the
  * runtime's life: one entry per (variant, dtype, build defines) on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Kernel programs: sources embedded at build time, offline binaries, and
  * building, through the on-disk cache of built programs (program_cache.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The on-disk program cache (program_cache.h): keys, entries, trust.
  *

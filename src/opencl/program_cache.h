@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The on-disk program cache: the key of a program, the format of an entry,
  * and the checks that decide whether a folder or an entry is trusted.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The OpenCL runtime of one device: context, queue, cache folder, locks.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The OpenCL runtime of one device: its context, queues, the kernel
  * variants' tuning and choice, the built programs, the program cache on

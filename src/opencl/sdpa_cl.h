@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The device tensors of one attention call, as every kernel variant and
  * the layer see them.  Not installed.

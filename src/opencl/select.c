@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Device selection: a device spec (options.device / ATTN_DEVICE) resolved
  * against discovered or synthetic device descriptions.  Pure: no OpenCL

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Kernel variants of the OpenCL backend.  A variant is one record: its name,
  * its .cl sources and kernels, its parameter schema (ranges, defaults, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The table of kernel variants (variant.h) and what every variant's hooks
  * share: the schema's defaults, range checks and build defines, argument

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The plan layer: what a call of a given shape runs as, fixed once per
  * shape and kept per context.  For a device backend a plan is the call cut

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Running a call (sched.h).  On a device backend a call runs in rounds.
  * Each round enqueues, for every group not yet computed, its uploads and

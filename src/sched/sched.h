@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The scheduler: runs a call on the backend a context chose, over every
  * command queue of every device of a device backend, moving the work of a

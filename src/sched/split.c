@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Cutting a call into groups of (batch, kv head) units: see sched.h. */
 #include <string.h>
 

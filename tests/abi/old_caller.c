@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A caller built against the first layouts of libattn's structs, before
  * attn_options gained `kernel` and attn_device_info gained

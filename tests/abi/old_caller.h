@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The checks of old_caller.c: a caller built against the first layouts of
  * libattn's structs.  Each returns NULL when the library behaved, else a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * test_abi: the structs a caller fills are read by the caller's size
  * (docs/ABI.md).  An older caller (old_caller.c, built without attn.h

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Random problems for the fuzzer and the soak program (see attn_gen.h).
  */

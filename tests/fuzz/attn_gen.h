@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Random problems shared by the fuzzer (tests/fuzz/fuzz_attn.c) and the
  * soak program (tests/soak/attn_soak.c): a source of numbers, either the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer harness for the public API: random and hostile descriptors,
  * sizes, masks, enum values and option strings thrown at attn_sdpa,

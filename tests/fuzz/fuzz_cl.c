@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The fuzz harness's runs of the embedding API on buffers it made
  * (attn_sdpa_cl_buffers: offsets, overlaps, sub-buffers, buffers of

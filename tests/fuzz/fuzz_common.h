@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the files of the fuzz harness share: the failure report (a failed
  * expectation aborts, which libFuzzer reports as a crash with the input

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Guarded device buffers for the embedding-API suite (call_bufs.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Buffers of one embedding-API call for tests/opencl/test_embed.c: each
  * tensor at its offset inside a device buffer between guard regions, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Recursive-descent JSON reader; see mini_json.h.  Strict on purpose: the
  * test must fail when attn-probe writes anything a real parser refuses.

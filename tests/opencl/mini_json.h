@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A strict, small JSON reader for the tests (RFC 8259: no trailing commas,
  * no comments, no NaN, strings in UTF-8 with escapes decoded), so that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The child processes of the program-cache suites: the suite's executable
  * run again as "--child MODE CACHE_DIR LOG_FILE ARG READY_FD GO_FD" (see

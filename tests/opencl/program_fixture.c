@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The fixtures of the program-cache suite (program_fixture.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The fixtures of the program-cache suite (tests/opencl/test_program.c):
  * the cases every test runs and their references, a folder per test under

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The program cache with two users: root (the suite) and nobody (uid and
  * gid 65534, in forked or started children that give up root).  A cache

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the program cache (src/opencl/program_cache.c) trusts, refuses and
  * removes, on the OpenCL CPU device (PoCL) through the public API, with

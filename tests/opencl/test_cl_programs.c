@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The program list of the offline compile checks (tests/tools/
  * cl_programs.c, which attn-cl-dump writes out) against the builds the

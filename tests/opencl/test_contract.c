@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What contexts promise about the OpenCL driver and the platform profiles:
  *   - a context on device "native" never loads or starts the OpenCL

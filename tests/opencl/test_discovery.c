@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Discovery on the real machine.  Without an OpenCL platform the suite
  * prints "SKIP: no OpenCL platform" and exits 77 (ctest's SKIP_RETURN_CODE)

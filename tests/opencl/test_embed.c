@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The embedding API of attn_cl.h on OpenCL objects the test owns: a
  * cl_context and queue it created, buffers holding the tensors at non-zero

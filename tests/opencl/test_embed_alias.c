@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The embedding API (attn_cl.h) on buffers that share memory.  The inputs
  * q, k and v may overlap (they are only read): such calls run and their

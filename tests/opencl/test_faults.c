@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Device failures injected through the fault layer (src/opencl/fault.h,
  * built with ATTN_FAULT_INJECTION) on every path of the OpenCL backend:

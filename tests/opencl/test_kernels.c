@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Kernel variants on the OpenCL CPU device: which variant a shape runs
  * (attn_sdpa_kernel) under AUTO, an explicit path, a profile's path.order

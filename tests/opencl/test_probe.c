@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-probe as a user runs it: the --json output parses (with the strict
  * reader in mini_json.c) and has the documented structure, the listing

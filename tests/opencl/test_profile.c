@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Platform profiles (src/opencl/profile.c) on synthetic devices: lookup
  * order, name normalisation, ATTN_PLATFORM_DIR, malformed files, kernel

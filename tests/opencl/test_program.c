@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The program cache and the offline-binary loader (src/opencl/program.c,
  * program_cache.c) on the real OpenCL CPU device (PoCL), through the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Classification, ranking and selection on synthetic machines: pure
  * functions, no OpenCL device needed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-tune as a user runs it: `attn-tune --quick -d cpu -o DIR` writes one
  * profile that parses cleanly; with ATTN_PLATFORM_DIR=DIR the profile of

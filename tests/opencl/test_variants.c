@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Every kernel variant of the OpenCL backend, forced by name, over the
  * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-soak: many attn_sdpa / attn_mha_forward calls with random shapes and
  * options over every path, on contexts created once as an application

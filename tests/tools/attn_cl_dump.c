@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-cl-dump DIR: writes every OpenCL program libattn builds on the
  * devices of cl_program_devices() into DIR, for offline compilers

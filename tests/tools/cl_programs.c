@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The programs libattn builds (cl_programs.h): every kernel variant of the
  * table (src/opencl/variants.c) for each dtype and head size, with the

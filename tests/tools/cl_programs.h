@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Every OpenCL program libattn builds, as the library hands it to the
  * driver: the kernel sources it concatenates and the build options its

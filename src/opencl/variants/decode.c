@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Variant "decode" (cl/decode.cl): for a few query rows per head (token by
  * token generation against a KV cache) the keys are split across

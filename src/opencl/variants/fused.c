@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Variant "fused" (cl/fused.cl): one kernel, one pass over the keys with an
  * online softmax, no score matrix (O(seq) extra memory).  A work-group of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Variant "splitkv" (cl/splitkv.cl + cl/combine.cl): decode attention
  * shaped for GPUs.  One work-group per (batch, kv head, key split) takes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Variant "tiled" (cl/tiled.cl): fused attention shaped for GPUs.  A
  * work-group of tr x tc items takes tr * rr query rows and walks the keys

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Variant "unfused" (cl/score.cl, cl/softmax.cl, cl/aggregate.cl): the
  * three-kernel path.  score: SC_TQ x SC_TK tile of S per work-group of
