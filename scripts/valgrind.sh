@@ -46,8 +46,9 @@
 #   memcheck).  --quick leaves out test_sdpa*, test_hostile*,
 #   test_threads_opencl (the three-kernel path; the fused and two-queue
 #   runs stay), test_env (contexts under every bad environment value),
-#   opencl_program, opencl_cache_* and soak_smoke, and takes
-#   about 4 minutes.
+#   opencl_program, opencl_cache_*, opencl_variants, opencl_kernels (10,000
+#   calls, more than six minutes under memcheck), opencl_probe (attn-probe
+#   on every device) and soak_smoke.
 set -eu
 quick=""
 if [ "${1:-}" = "--quick" ]; then
@@ -104,7 +105,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl|test_env|opencl_program|opencl_cache_.*|opencl_variants|soak_smoke)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.
