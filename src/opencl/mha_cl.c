@@ -13,6 +13,7 @@
 
 #include "opencl/driver.h"
 #include "opencl/launch_common.h"
+#include "opencl/mha_cl.h"
 #include "opencl/mha_impl.h"
 
 #define MHA_WG 64 /* items per work-group (-DMHA_WG) */

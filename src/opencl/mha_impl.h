@@ -9,8 +9,9 @@
 #ifndef ATTN_OPENCL_MHA_IMPL_H
 #define ATTN_OPENCL_MHA_IMPL_H
 
-#include "opencl/mha_cl.h"
+#include "core/backend.h"
 #include "opencl/pool.h"
+#include "opencl/runtime.h"
 
 #define MHA_MAX_EVENTS 32 /* commands of one call: 25 at most */
 

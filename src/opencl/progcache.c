@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "opencl/driver.h"
+#include "opencl/progcache.h"
 
 /* Kernel sets an entry keeps for reuse; more are released when returned. */
 #define FREE_SETS_MAX 8
@@ -120,8 +120,8 @@ int attn_cl_variant_options(const attn_cl_variant *v, attn_dtype dtype,
 /* Builds e's program with tuning t: the device's limits first, then the
  * kernels' own (registers, the compiler's local memory), rebuilding with
  * a smaller tuning until they fit. */
-static attn_status build(attn_cl_runtime *rt, entry *e, attn_cl_tuning t,
-                         const char *extra, attn_err *err)
+static attn_status build_entry(attn_cl_runtime *rt, entry *e, attn_cl_tuning t,
+                               const char *extra, attn_err *err)
 {
     const attn_cl_variant *v = attn_cl_variants[e->variant];
     const char *names[16];
@@ -210,7 +210,7 @@ attn_status attn_cl_progcache_get(attn_cl_runtime *rt, int variant,
         }
         e->variant = variant;
         e->dtype = dtype;
-        if ((s = build(rt, e, *t, extra, &e2))) {
+        if ((s = build_entry(rt, e, *t, extra, &e2))) {
             e->failed = s;
             memcpy(e->why, e2.msg, sizeof e->why);
         }
