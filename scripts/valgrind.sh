@@ -44,8 +44,8 @@
 #   in the long-sequence, non-finite-input and soak cases (their double
 #   precision oracle and the kernels run 30 to 60 times slower under
 #   memcheck).  --quick leaves out test_sdpa*, test_hostile*,
-#   test_threads_opencl (the three-kernel path; the fused and two-queue
-#   runs stay), test_env (contexts under every bad environment value),
+#   test_threads_opencl* (the thread suite stays on the native backend;
+#   TSan runs the OpenCL ones), test_env (contexts under every bad environment value),
 #   opencl_program, opencl_cache_*, opencl_variants, opencl_kernels (10,000
 #   calls, more than six minutes under memcheck), opencl_probe (attn-probe
 #   on every device) and soak_smoke.
@@ -105,7 +105,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.
