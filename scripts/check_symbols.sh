@@ -25,9 +25,12 @@ trap 'rm -rf "$tmp"' EXIT
 # Declared: "ATTN_API <type> name(" in the headers.
 cat "$@" | sed -n 's/^ATTN_API[^(]*[ *]\(attn_[a-z0-9_]*\)(.*/\1/p' |
   sort -u >"$tmp/headers"
-# Listed: the global names of the version script.
-sed -n 's/^ *\(attn_[a-z0-9_]*\);.*/\1/p' "$src/src/api/attn.map" |
-  sort -u >"$tmp/map"
+# Listed: the global names of the version script, and "name@@node" for
+# each (the node it is listed under).
+awk '/^ATTN_[0-9.]* *[{]/ { node = $1 }
+     /^ *attn_[a-z0-9_]*;/ { sub(/^ */, ""); sub(/;.*/, ""); print $0 "@@" node }' \
+  "$src/src/api/attn.map" | sort -u >"$tmp/map_nodes"
+sed 's/@.*//' "$tmp/map_nodes" | sort -u >"$tmp/map"
 # Exported: defined dynamic symbols other than the version node itself.
 nm -D --defined-only "$lib" | awk '$2 != "A" { print $3 }' >"$tmp/raw"
 sed 's/@.*//' "$tmp/raw" | sort -u >"$tmp/exported"
@@ -46,10 +49,18 @@ if [ -n "$(comm -13 "$tmp/map" "$tmp/exported")" ]; then
   comm -13 "$tmp/map" "$tmp/exported"
   fail=1
 fi
-unversioned=$(grep -v "@@ATTN_$abi\$" "$tmp/raw" || true)
+# Each symbol in a node of this ABI (ATTN_<abi>, or ATTN_<abi>.<n> for
+# the functions added since), the node the version script lists it under.
+unversioned=$(grep -v "@@ATTN_$abi\(\.[0-9]*\)\{0,1\}\$" "$tmp/raw" || true)
 if [ -n "$unversioned" ]; then
-  echo "check_symbols: symbols outside the version node ATTN_$abi:"
+  echo "check_symbols: symbols outside the version nodes of ATTN_$abi:"
   echo "$unversioned"
+  fail=1
+fi
+misplaced=$(sort -u "$tmp/raw" | comm -23 - "$tmp/map_nodes")
+if [ -n "$misplaced" ]; then
+  echo "check_symbols: bound to another version node than src/api/attn.map's:"
+  echo "$misplaced"
   fail=1
 fi
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
@@ -59,4 +70,4 @@ if [ "$soname" != "libattn.so.$abi" ]; then
 fi
 [ $fail -eq 0 ] || exit 1
 echo "check_symbols: $(wc -l <"$tmp/exported") symbols, all attn_* of the" \
-  "headers, version ATTN_$abi, SONAME $soname"
+  "headers, in the version nodes of ATTN_$abi, SONAME $soname"

@@ -22,9 +22,9 @@
 
 /* Every variable the library reads, cleared before each case. */
 static const char *const vars[] = {
-    "ATTN_LOG",          "ATTN_NUM_THREADS",      "ATTN_DEVICE",
-    "ATTN_KERNEL",       "ATTN_CPU_ISA",          "ATTN_CACHE_DIR",
-    "ATTN_PLATFORM_DIR", "ATTN_KERNEL_BINARY_DIR"};
+    "ATTN_LOG",          "ATTN_NUM_THREADS",       "ATTN_DEVICE",
+    "ATTN_KERNEL",       "ATTN_CPU_ISA",           "ATTN_CACHE_DIR",
+    "ATTN_PLATFORM_DIR", "ATTN_KERNEL_BINARY_DIR", "ATTN_PRECISION"};
 
 typedef struct bad_value {
     const char *var, *value;
@@ -50,6 +50,10 @@ static const bad_value cases[] = {
     {"ATTN_KERNEL", "no-such-kernel", "fused", 0},
     {"ATTN_CPU_ISA", "sse9", "avx2", 0},
     {"ATTN_CPU_ISA", "", NULL, 0}, /* empty: unset, no warning */
+    {"ATTN_PRECISION", "fp16", "3xtf32", 0},
+    {"ATTN_PRECISION", "tf32 ", "3xtf32", 0},
+    {"ATTN_PRECISION", "1", "exact", 0},
+    {"ATTN_PRECISION", "", NULL, 0},
     {"ATTN_KERNEL_BINARY_DIR", "/nonexistent/attn-bins", "folder", 0},
     {"ATTN_CACHE_DIR", "relative/cache", "absolute", 1},
     {"ATTN_PLATFORM_DIR", "/nonexistent/attn-profiles", "built-in", 1},

@@ -193,6 +193,37 @@ typedef enum attn_log_level {
     ATTN_LOG_OFF = 5 /**< no messages at all */
 } attn_log_level;
 
+/** How the products of attention are computed, S = scale Q K^T and
+ * O = P V (attn_options.precision, or ATTN_PRECISION).  A permission, not
+ * an obligation: a kernel may compute more exactly than asked, never less;
+ * attn_sdpa_precision says which precision a shape runs at.  Sums are in
+ * float at every precision, F16 storage included.  No kernel of this
+ * release has a matrix-unit path: the native backend and every OpenCL
+ * variant compute every precision as EXACT, which is within every bound.
+ *
+ * Error bounds, against exact arithmetic on the same inputs, for a row
+ * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
+ * over its keys, V the largest |v| they hold, g about (head_dim + 8) 2^-24
+ * (float's dot product) and t the error per product: 0 (EXACT), 2u + u^2
+ * (TF32), 3u^2 + 4u^3 + u^4 (3XTF32), u = 2^-11 (TF32 rounds to nearest
+ * even).  With e = (g + t) M, scores and lse are off by at most e and each
+ * element of O by at most (exp(2e) - 1 + t exp(2e)) V, beyond a few float
+ * ulps of the result.  So TF32 adds about 2^-10 M to a score; 3XTF32
+ * about 12 float ulps, within the library's float tolerances.
+ * docs/DESIGN.md, "Precision", derives them. */
+typedef enum attn_precision {
+    ATTN_PRECISION_EXACT = 0, /**< IEEE float products and sums (default) */
+    ATTN_PRECISION_TF32,  /**< the inputs of each product (q, k; p, v) rounded
+                               to TF32 (10-bit mantissa), sums in float */
+    ATTN_PRECISION_3XTF32 /**< split products: a = a_hi + a_lo in TF32,
+                               a b ~ a_hi b_hi + a_hi b_lo + a_lo b_hi, sums
+                               in float: float-accurate */
+} attn_precision;
+
+/** "exact", "tf32" or "3xtf32" (the names ATTN_PRECISION takes); "unknown"
+ * for a value outside the enum.  Static storage. */
+ATTN_API const char *attn_precision_name(attn_precision p);
+
 /** Receives one message (no trailing newline) at the given attn_log_level.
  * Called from the thread that made the libattn call; msg is valid only for
  * the duration of the call.  The callback may run while the library holds
@@ -211,7 +242,8 @@ typedef void (*attn_log_fn)(int level, const char *msg, void *user);
  * (or ATTN_OPTIONS_INIT), which sets struct_size and the defaults.
  * Strings are copied; they need not outlive the call.  The library reads
  * only the members struct_size covers; a struct_size of 0 means the first
- * layout, which ends at log_level (kernel is then not read). */
+ * layout, which ends at log_level (kernel and precision are then not read:
+ * NULL and EXACT). */
 typedef struct attn_options {
     size_t struct_size;    /**< sizeof(attn_options) as the caller built */
     const char *device;    /**< "auto" (default), "native", "gpu", "igpu",
@@ -236,6 +268,11 @@ typedef struct attn_options {
                              kernel per shape; else the name of one kernel
                              variant (attn_kernel_name) that every call on
                              the context must run; ATTN_KERNEL overrides */
+    attn_precision precision; /**< EXACT (default): ATTN_PRECISION if set,
+                                   else EXACT; another value is what the
+                                   caller asks, whatever ATTN_PRECISION
+                                   says (a value outside the enum is
+                                   ATTN_ERR_INVALID_ARGUMENT) */
 } attn_options;
 
 /** Initializer with the defaults: `attn_options o = ATTN_OPTIONS_INIT;` */
@@ -268,11 +305,12 @@ ATTN_API void attn_options_init(attn_options *o);
 typedef struct attn_context attn_context;
 
 /** Creates a context.  o may be NULL (defaults).  Environment variables
- * ATTN_DEVICE, ATTN_NUM_THREADS, ATTN_CACHE_DIR, ATTN_LOG and ATTN_KERNEL
- * override or fill in the options.  On success *out owns the context;
- * release it with attn_context_destroy.  Errors: ATTN_ERR_INVALID_ARGUMENT
- * (out NULL, a bad option: options.kernel naming no kernel variant, or an
- * OpenCL kernel for a context on the native backend, a struct_size no
+ * ATTN_DEVICE, ATTN_NUM_THREADS, ATTN_CACHE_DIR, ATTN_LOG, ATTN_KERNEL and
+ * ATTN_PRECISION override or fill in the options.  On success *out owns
+ * the context; release it with attn_context_destroy.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (out NULL, a bad option: options.kernel naming
+ * no kernel variant, or an OpenCL kernel for a context on the native
+ * backend, options.precision outside attn_precision, a struct_size no
  * layout has), ATTN_ERR_UNSUPPORTED (members of a newer attn_options set),
  * ATTN_ERR_NO_DEVICE (the device spec matches nothing; the message lists
  * what exists), ATTN_ERR_OUT_OF_MEMORY; *out is then NULL.  A value an
@@ -460,6 +498,21 @@ ATTN_API const char *attn_kernel_name(int index);
 ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
                                       const attn_sdpa_desc *d, char *name,
                                       size_t cap);
+
+/** Says at which precision attn_sdpa computes descriptor d on ctx, without
+ * running it: *runs receives the precision of the kernel attn_sdpa_kernel
+ * names (the one asked where that kernel implements it, else a more exact
+ * one; EXACT on every kernel of this release), *asked (when not NULL) the
+ * context's precision (options.precision, or ATTN_PRECISION).  The
+ * attention step of attn_mha_forward and attn_sdpa_cl run at the precision
+ * given for their descriptor; a call that falls back to the native backend
+ * runs at EXACT.  It may build the kernel, as attn_sdpa_kernel.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (ctx, d or runs NULL, an invalid d), and those
+ * of attn_sdpa_kernel; *asked and *runs are then untouched. */
+ATTN_API attn_status attn_sdpa_precision(attn_context *ctx,
+                                         const attn_sdpa_desc *d,
+                                         attn_precision *asked,
+                                         attn_precision *runs);
 
 /* ------------------------------------------------------------------------ */
 /* Multi-head attention layer                                               */

@@ -22,6 +22,11 @@ _Static_assert(ATTN_ABI_OPTIONS_FIRST < sizeof(attn_options),
                "attn_options grew past its first layout");
 _Static_assert(ATTN_ABI_DEVICE_INFO_FIRST < sizeof(attn_device_info),
                "attn_device_info grew past its first layout");
+/* The same for each member added since, against the struct as it was:
+ * precision after kernel (attn_options' second layout). */
+_Static_assert(offsetof(attn_options, precision) >=
+                   offsetof(attn_options, kernel) + sizeof(const char *),
+               "attn_options.precision starts past the layout with kernel");
 _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&

@@ -11,6 +11,7 @@
 
 #include "api/abi.h"
 #include "api/context.h"
+#include "cpu/backend_native.h"
 #include "cpu/cpu_impl.h"
 #include "opencl/opencl_backend.h"
 
@@ -122,30 +123,64 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
     return s == ATTN_OK ? s : report(ctx, "attn_sdpa", s, &err);
 }
 
-attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
-                             char *name, size_t cap)
+/* What attn_sdpa runs d (read and checked here) at on ctx: the kernel's
+ * name into name (cap bytes; NULL: not asked) and its precision into
+ * *runs (NULL: not asked).  Failures are reported as fn's. */
+static attn_status which_kernel(attn_context *ctx, const char *fn,
+                                const attn_sdpa_desc *d, char *name, size_t cap,
+                                attn_precision *runs)
 {
     attn_err err = {{0}};
     attn_sdpa_desc dl;
     attn_sdpa_bytes sz;
     attn_status s;
+    if (from_callback(fn, &err))
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
+    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)) ||
+        (s = attn_validate_sdpa_desc(d, &sz, &err)))
+        return report(ctx, fn, s, &err);
+    if (!ctx->backend->ops->exec) {
+        if (name)
+            snprintf(name, cap, "native");
+        if (runs)
+            *runs = attn_backend_native_precision(ctx->backend, ctx->precision);
+        return ATTN_OK;
+    }
+    s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, runs, &err);
+    return s == ATTN_OK ? s : report(ctx, fn, s, &err);
+}
+
+attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
+                             char *name, size_t cap)
+{
+    attn_err err = {{0}};
     if (!ctx || !name || cap == 0) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
                   !ctx ? "ctx is NULL"
                        : "name is NULL or cap is 0: nowhere to write");
         return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
     }
-    if (from_callback("attn_sdpa_kernel", &err))
-        return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
-    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)) ||
-        (s = attn_validate_sdpa_desc(d, &sz, &err)))
-        return report(ctx, "attn_sdpa_kernel", s, &err);
-    if (!ctx->backend->ops->exec) {
-        snprintf(name, cap, "native");
-        return ATTN_OK;
+    return which_kernel(ctx, "attn_sdpa_kernel", d, name, cap, NULL);
+}
+
+attn_status attn_sdpa_precision(attn_context *ctx, const attn_sdpa_desc *d,
+                                attn_precision *asked, attn_precision *runs)
+{
+    attn_err err = {{0}};
+    attn_precision p = ATTN_PRECISION_EXACT;
+    attn_status s;
+    if (!ctx || !runs) {
+        attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
+                  !ctx ? "ctx is NULL" : "runs is NULL: nowhere to write");
+        return report(ctx, "attn_sdpa_precision", ATTN_ERR_INVALID_ARGUMENT,
+                      &err);
     }
-    s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, &err);
-    return s == ATTN_OK ? s : report(ctx, "attn_sdpa_kernel", s, &err);
+    if ((s = which_kernel(ctx, "attn_sdpa_precision", d, NULL, 0, &p)))
+        return s;
+    if (asked)
+        *asked = ctx->precision;
+    *runs = p;
+    return ATTN_OK;
 }
 
 attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,

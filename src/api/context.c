@@ -2,7 +2,8 @@
 /*
  * Context lifetime: options and environment resolved into a logger, a thread
  * count, the native backend (always there, as the fallback), the backend
- * the device spec selects, the forced kernel and the plan cache.
+ * the device spec selects, the forced kernel, the precision asked and the
+ * plan cache.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -173,6 +174,26 @@ static attn_status parse_kernel(attn_context *ctx, const attn_options *o,
     return ATTN_OK;
 }
 
+/* The precision asked: options.precision when it is not EXACT (the
+ * default), else ATTN_PRECISION's, else EXACT.  A word ATTN_PRECISION
+ * does not know is a warning, and EXACT applies. */
+static void parse_precision(attn_context *ctx, const attn_options *o)
+{
+    const char *env = getenv("ATTN_PRECISION");
+    ctx->precision = o->precision;
+    if (o->precision != ATTN_PRECISION_EXACT || !env || !*env)
+        return;
+    for (int p = ATTN_PRECISION_EXACT; p <= ATTN_PRECISION_3XTF32; p++)
+        if (!strcasecmp(env, attn_precision_name((attn_precision)p))) {
+            ctx->precision = (attn_precision)p;
+            return;
+        }
+    env_warning(ctx,
+                "ATTN_PRECISION=\"%.32s\" is not a precision (accepted: "
+                "exact, tf32, 3xtf32); ignored: exact",
+                env);
+}
+
 static attn_status check_options(const attn_options *o, attn_err *err)
 {
     if (o->queues < 0)
@@ -181,6 +202,12 @@ static attn_status check_options(const attn_options *o, attn_err *err)
     if ((unsigned)o->path > ATTN_PATH_UNFUSED)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.path %d is not an attn_path", (int)o->path);
+    if ((unsigned)o->precision > ATTN_PRECISION_3XTF32)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "options.precision %d is not an attn_precision "
+                         "(exact %d, tf32 %d, 3xtf32 %d)",
+                         (int)o->precision, ATTN_PRECISION_EXACT,
+                         ATTN_PRECISION_TF32, ATTN_PRECISION_3XTF32);
     if (o->allow_fallback != 0 && o->allow_fallback != 1)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.allow_fallback must be 0 or 1 (got %d)",
@@ -212,6 +239,9 @@ attn_status attn_context_new(const attn_options *opt, attn_options *resolved,
     ctx->path = opt->path;
     if ((s = parse_kernel(ctx, opt, err)))
         goto fail_ctx;
+    /* The backends opened from *resolved see the precision asked. */
+    parse_precision(ctx, opt);
+    resolved->precision = ctx->precision;
     if (pthread_mutex_init(&ctx->err_lock, NULL) != 0) {
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                       "cannot create the context lock");
@@ -307,9 +337,11 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
         goto fail;
     }
     attn_log(&ctx->log, ATTN_LOG_INFO,
-             "context on the %s backend with %d threads (device \"%s\"%s%s)",
+             "context on the %s backend with %d threads (device \"%s\"%s%s, "
+             "precision %s asked)",
              ctx->backend->ops->name, ctx->threads, spec,
-             ctx->kernel[0] ? ", kernel " : "", ctx->kernel);
+             ctx->kernel[0] ? ", kernel " : "", ctx->kernel,
+             attn_precision_name(ctx->precision));
     *out = ctx;
     return ATTN_OK;
 fail:

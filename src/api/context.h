@@ -13,11 +13,12 @@ struct attn_context {
     int allow_fallback;
     int threads;
     attn_path path;
-    char kernel[32];       /* a kernel variant forced by name, or "" */
-    int kernel_from_env;   /* ... by ATTN_KERNEL (only a suggestion) */
-    attn_backend *backend; /* runs the work */
-    attn_backend *native;  /* the fallback; == backend on the native path */
-    attn_runner run;       /* backend, native and the rules, for sched */
+    char kernel[32];          /* a kernel variant forced by name, or "" */
+    int kernel_from_env;      /* ... by ATTN_KERNEL (only a suggestion) */
+    attn_precision precision; /* asked: options.precision or ATTN_PRECISION */
+    attn_backend *backend;    /* runs the work */
+    attn_backend *native;     /* the fallback; == backend on the native path */
+    attn_runner run;          /* backend, native and the rules, for sched */
     attn_plan_cache *plans;
     /* last_error is written by any thread; err_lock guards it. */
     pthread_mutex_t err_lock;

@@ -35,12 +35,13 @@ typedef struct attn_group {
  * scheduler what the group needs on the device besides the tensors. */
 #define ATTN_PREP_BYTES 160
 typedef struct attn_prepared {
-    int variant;      /* the backend's variant index */
-    const char *name; /* the variant's name (static storage) */
-    uint64_t scratch; /* device bytes of the group's scratch buffer */
-    uint64_t inputs;  /* device bytes of its copies of mask.bias,
-                         mask.kv_len and additive_w */
-    uint64_t largest; /* the largest of those buffers */
+    int variant;              /* the backend's variant index */
+    const char *name;         /* the variant's name (static storage) */
+    uint64_t scratch;         /* device bytes of the group's scratch buffer */
+    uint64_t inputs;          /* device bytes of its copies of mask.bias,
+                                 mask.kv_len and additive_w */
+    uint64_t largest;         /* the largest of those buffers */
+    attn_precision precision; /* what its products compute at (attn.h) */
     _Alignas(8) unsigned char data[ATTN_PREP_BYTES];
 } attn_prepared;
 

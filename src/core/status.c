@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Status names, the library version and the calling thread's last error:
- * the answers every layer gives without calling any other.
+ * Status and precision names, the library version and the calling
+ * thread's last error: the answers every layer gives without calling any
+ * other.
  */
 #include <stdio.h>
 
@@ -40,6 +41,19 @@ const char *attn_status_string(attn_status s)
         return "ATTN_ERR_IO";
     }
     return "unknown status";
+}
+
+const char *attn_precision_name(attn_precision p)
+{
+    switch (p) {
+    case ATTN_PRECISION_EXACT:
+        return "exact";
+    case ATTN_PRECISION_TF32:
+        return "tf32";
+    case ATTN_PRECISION_3XTF32:
+        return "3xtf32";
+    }
+    return "unknown";
 }
 
 const char *attn_version(void)

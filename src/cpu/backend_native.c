@@ -74,6 +74,16 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_call *c,
     return s;
 }
 
+attn_precision attn_backend_native_precision(const attn_backend *b,
+                                             attn_precision asked)
+{
+    /* A permission, not an obligation: float products are more exact than
+     * TF32 ones, and faster here than their emulation. */
+    (void)b;
+    (void)asked;
+    return ATTN_PRECISION_EXACT;
+}
+
 static attn_status native_mha(attn_backend *b, int dev, const attn_prepared *p,
                               const attn_mha_call *c, attn_err *err)
 {

@@ -16,6 +16,11 @@
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
 
+/* The precision the native backend b computes at when `asked` is asked:
+ * EXACT, always (no TF32 hardware; attn.h, attn_precision). */
+attn_precision attn_backend_native_precision(const attn_backend *b,
+                                             attn_precision asked);
+
 /* Whether the native backend, with the kernels a context created now would
  * get, outruns an OpenCL CPU runtime on the same cores: 1 with the avx2 or
  * avx512 kernels, 0 with the generic ones, which PoCL's fused path

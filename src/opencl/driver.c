@@ -162,6 +162,9 @@ static attn_status try_variant(attn_cl_runtime *rt, int vi,
         return s;
     out->variant = vi;
     out->name = v->name;
+    /* No variant uses matrix units yet: each computes in IEEE float,
+     * whatever precision the context asks (a permission, attn.h). */
+    out->precision = ATTN_PRECISION_EXACT;
     out->scratch = scratch;
     out->inputs = attn_cl_input_bytes(d, &largest);
     out->largest = scratch > largest ? scratch : largest;

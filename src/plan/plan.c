@@ -250,16 +250,19 @@ attn_status attn_plan_devices(attn_plan_cache *pc, attn_backend *b,
 
 attn_status attn_plan_variant(attn_plan_cache *pc, attn_backend *b,
                               const attn_sdpa_desc *d, char *name, size_t cap,
-                              attn_err *err)
+                              attn_precision *precision, attn_err *err)
 {
     attn_plan *p;
     const attn_work *w;
     attn_status s = attn_plan_sdpa(pc, b, d, &p, &w, err);
     if (s)
         return s;
-    snprintf(name, cap, "%s", p->variant);
+    if (name)
+        snprintf(name, cap, "%s", p->variant);
     if (w->n > 0 && w->g[0].prep != ATTN_OK)
         s = attn_fail(err, w->g[0].prep, "%s", w->g[0].why);
+    else if (precision)
+        *precision = w->n > 0 ? w->g[0].p.precision : ATTN_PRECISION_EXACT;
     attn_plan_release(pc, p);
     return s;
 }

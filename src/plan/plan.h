@@ -49,11 +49,13 @@ attn_status attn_plan_devices(attn_plan_cache *pc, attn_backend *b,
                               const attn_dev_work **work, attn_err *err);
 
 /* The name of the variant the plan of d gives its first group (what runs
- * the call) into name (cap bytes).  Errors as attn_plan_sdpa, and the
- * first group's when its variant could not be made. */
+ * the call) into name (cap bytes; NULL: not asked) and the precision it
+ * computes at into *precision (NULL: not asked; written only on success).
+ * Errors as attn_plan_sdpa, and the first group's when its variant could
+ * not be made. */
 attn_status attn_plan_variant(attn_plan_cache *pc, attn_backend *b,
                               const attn_sdpa_desc *d, char *name, size_t cap,
-                              attn_err *err);
+                              attn_precision *precision, attn_err *err);
 
 void attn_plan_release(attn_plan_cache *pc, attn_plan *p);
 

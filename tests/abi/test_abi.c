@@ -4,10 +4,13 @@
  * (docs/ABI.md).  An older caller (old_caller.c, built without attn.h
  * against the first layouts) works on this library; a newer caller's
  * members this library does not know are accepted at their defaults and
- * refused otherwise; a size no layout has is refused; the init functions
+ * refused otherwise; a caller of a later layout (with `kernel`, before
+ * `precision`) has the members it lacks at their defaults; a size no
+ * layout has is refused; the init functions
  * and initializers write exactly the caller's size; device arrays are
  * walked by the caller's element size.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +59,7 @@ static void test_initializers(void)
     CU_ASSERT_STRING_EQUAL(o.device, "auto");
     CU_ASSERT_EQUAL(o.allow_fallback, 1);
     CU_ASSERT_PTR_NULL(o.kernel);
+    CU_ASSERT_EQUAL(o.precision, ATTN_PRECISION_EXACT);
     CU_ASSERT_EQUAL(d.struct_size, sizeof d);
     CU_ASSERT_EQUAL(d.batch, 0);
     CU_ASSERT_EQUAL(m.struct_size, sizeof m);
@@ -272,6 +276,43 @@ static void test_device_stride(void)
     attn_context_destroy(ctx);
 }
 
+/* A caller of the layout that ends at `kernel` (before `precision`): the
+ * bytes behind its struct, where `precision` now stands, are not read
+ * (GUARD there would be a precision outside the enum), and the context
+ * runs at what ATTN_PRECISION says, else EXACT. */
+static void test_kernel_layout(void)
+{
+    const size_t n = offsetof(attn_options, precision);
+    union {
+        attn_options o;
+        unsigned char b[sizeof(attn_options) + 16];
+    } u;
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    attn_precision asked = (attn_precision)9, runs = (attn_precision)9;
+    attn_context *ctx = NULL;
+    d.batch = d.heads_q = d.heads_kv = d.seq_q = d.seq_kv = 1;
+    d.head_dim = d.head_dim_v = 4;
+    memset(&u, GUARD, sizeof u);
+    CU_ASSERT_EQUAL_FATAL(attn_options_init_sized(&u.o, n), ATTN_OK);
+    CU_ASSERT_TRUE(intact(u.b + n, sizeof u.b - n));
+    u.o.device = "native";
+    u.o.threads = 1;
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&u.o, &ctx), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_sdpa_precision(ctx, &d, &asked, &runs), ATTN_OK);
+    CU_ASSERT_EQUAL(asked, ATTN_PRECISION_EXACT);
+    CU_ASSERT_EQUAL(runs, ATTN_PRECISION_EXACT);
+    attn_context_destroy(ctx);
+    ctx = NULL;
+    setenv("ATTN_PRECISION", "tf32", 1);
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&u.o, &ctx), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_sdpa_precision(ctx, &d, &asked, NULL),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_sdpa_precision(ctx, &d, &asked, &runs), ATTN_OK);
+    CU_ASSERT_EQUAL(asked, ATTN_PRECISION_TF32);
+    unsetenv("ATTN_PRECISION");
+    attn_context_destroy(ctx);
+}
+
 int main(void)
 {
     static const harness_test tests[] = {
@@ -279,10 +320,12 @@ int main(void)
         {"initializers", test_initializers},
         {"init functions write the caller's size", test_init_sized},
         {"newer caller", test_newer_caller},
+        {"a caller of the layout with kernel", test_kernel_layout},
         {"sizes no layout has", test_bad_sizes},
         {"device arrays by the caller's element size", test_device_stride},
         {NULL, NULL}};
     unsetenv("ATTN_DEVICE");
     unsetenv("ATTN_NUM_THREADS");
+    unsetenv("ATTN_PRECISION");
     return harness_main("abi", NULL, NULL, tests);
 }
