@@ -132,9 +132,12 @@ static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
     }
 }
 
-int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
-                 const double *v, double *o, double *lse, double *tol_o,
-                 double *tol_lse, unsigned char *hidden)
+/* ref_sdpa_f64, and each row's magnitude M and max|v| (mag, vmax: may be
+ * NULL) for the precision terms of ref.h. */
+static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
+                     const double *v, double *o, double *lse, double *tol_o,
+                     double *tol_lse, double *row_mag, double *row_vmax,
+                     unsigned char *hidden)
 {
     const int D = d->head_dim, Dv = d->head_dim_v;
     const int group = d->heads_q / d->heads_kv;
@@ -205,6 +208,8 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                         tol_o[row] = 0.0;
                     if (tol_lse)
                         tol_lse[row] = 0.0;
+                    if (row_mag)
+                        row_mag[row] = row_vmax[row] = 0.0;
                     if (hidden)
                         hidden[row] = 0;
                     continue;
@@ -218,6 +223,8 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                         tol_o[row] = 0.0;
                     if (tol_lse)
                         tol_lse[row] = 0.0;
+                    if (row_mag)
+                        row_mag[row] = row_vmax[row] = 0.0;
                     if (hidden)
                         hidden[row] = 1;
                     continue;
@@ -251,6 +258,10 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                     tol_o[row] = 2.0 * gamma * maxmag * vmax;
                 if (tol_lse)
                     tol_lse[row] = gamma * maxmag;
+                if (row_mag) {
+                    row_mag[row] = maxmag;
+                    row_vmax[row] = vmax;
+                }
                 if (hidden)
                     hidden[row] = 0;
             }
@@ -259,6 +270,26 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
     free(s);
     free(mag);
     return 0;
+}
+
+int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
+                 const double *v, double *o, double *lse, double *tol_o,
+                 double *tol_lse, unsigned char *hidden)
+{
+    return sdpa_rows(d, q, k, v, o, lse, tol_o, tol_lse, NULL, NULL, hidden);
+}
+
+double ref_precision_t(attn_precision p)
+{
+    const double u = REF_TF32_U;
+    switch (p) {
+    case ATTN_PRECISION_TF32:
+        return 2.0 * u + u * u;
+    case ATTN_PRECISION_3XTF32:
+        return 3.0 * u * u + 4.0 * u * u * u + u * u * u * u;
+    default:
+        return 0.0;
+    }
 }
 
 static double *to_f64(const void *x, size_t n, attn_dtype dt)
@@ -278,6 +309,8 @@ void ref_sdpa_free(ref_sdpa_result *r)
     free(r->lse);
     free(r->tol_o);
     free(r->tol_lse);
+    free(r->mag);
+    free(r->vmax);
     free(r->hidden);
     memset(r, 0, sizeof *r);
 }
@@ -297,14 +330,17 @@ int ref_sdpa(const attn_sdpa_desc *d, const void *q, const void *k,
     r->lse = malloc(r->rows * sizeof *r->lse);
     r->tol_o = malloc(r->rows * sizeof *r->tol_o);
     r->tol_lse = malloc(r->rows * sizeof *r->tol_lse);
+    r->mag = malloc(r->rows * sizeof *r->mag);
+    r->vmax = malloc(r->rows * sizeof *r->vmax);
     r->hidden = malloc(r->rows);
     double *qd = to_f64(q, nq, d->dtype);
     double *kd = to_f64(k, nk, d->dtype);
     double *vd = to_f64(v, nv, d->dtype);
     int rc = -1;
-    if (r->o && r->lse && r->tol_o && r->tol_lse && r->hidden && qd && kd && vd)
-        rc = ref_sdpa_f64(d, qd, kd, vd, r->o, r->lse, r->tol_o, r->tol_lse,
-                          r->hidden);
+    if (r->o && r->lse && r->tol_o && r->tol_lse && r->mag && r->vmax &&
+        r->hidden && qd && kd && vd)
+        rc = sdpa_rows(d, qd, kd, vd, r->o, r->lse, r->tol_o, r->tol_lse,
+                       r->mag, r->vmax, r->hidden);
     free(qd);
     free(kd);
     free(vd);

@@ -48,6 +48,36 @@
  * grows with p. */
 #define REF_PE_ABS(p) (2e-6 + (double)(p)*32.0 * 5.9604644775390625e-08)
 
+/* ---- precision (attn.h, attn_precision) ----------------------------------
+ * The tolerance of a call that runs at a precision other than EXACT
+ * follows from the rounding of the inputs of each product, nothing else.
+ * u = 2^-11 is TF32's rounding unit (10 stored mantissa bits, round to
+ * nearest): a TF32 input is a (1 + d), |d| <= u.
+ * - TF32: a product of two rounded inputs is a b (1 + d1)(1 + d2), off by
+ *   at most t = 2u + u^2 of |a b|.
+ * - 3XTF32: a_hi = TF32(a), a_lo = TF32(a - a_hi) (a - a_hi is exact in
+ *   float), a_r = a - a_hi - a_lo, so |a_lo| <= u |a|, |a_r| <= u^2 |a|,
+ *   |a_hi| <= (1 + u) |a|; a_hi b_hi + a_hi b_lo + a_lo b_hi leaves out
+ *   a_lo b_lo + a_hi b_r + a_r b_hi + a_lo b_r + a_r b_lo + a_r b_r, at
+ *   most t = 3u^2 + 4u^3 + u^4 of |a b| (about 12 float ulps).
+ * A score is a sum of such products whose magnitudes add up to at most M
+ * (the row's magnitude above), so it moves by t M on top of float's
+ * g M (g = REF_LOGIT_ULPS(head_dim) 2^-24): at most e = (g + t) M.  Then
+ * lse moves by at most e (log-sum-exp is 1-Lipschitz in the max norm);
+ * every probability by a factor within exp(-2e) .. exp(2e) (numerator and
+ * sum each within exp(+-e)), so O = sum_j p_j v_j by at most
+ * (exp(2e) - 1) V, V = max |v| over the row's visible keys; and the
+ * products p v, p and v rounded too, add t exp(2e) V.  So at precision p:
+ *   O:   tol_o(row) becomes (exp(2e) - 1) V + t exp(2e) V
+ *   lse: tol_lse(row) becomes e
+ * which at EXACT (t = 0) is the float model above (2 g M V to first
+ * order; EXACT keeps that one).  F16 storage adds the output rounding as
+ * before; its q, k, v are halves, exact in TF32, so the bound holds with
+ * room. */
+#define REF_TF32_U 0x1p-11
+/* t of a precision (0 for EXACT). */
+double ref_precision_t(attn_precision p);
+
 /* ---- IEEE binary16 ------------------------------------------------------- */
 /* Round to nearest even; overflow gives infinity, NaN stays NaN. */
 uint16_t ref_f32_to_f16(float f);
@@ -79,6 +109,8 @@ typedef struct ref_sdpa_result {
     double *lse;           /* [rows] */
     double *tol_o;         /* [rows] extra(row) for O (see above) */
     double *tol_lse;       /* [rows] extra(row) for lse */
+    double *mag;           /* [rows] M, the row's magnitude (above) */
+    double *vmax;          /* [rows] max |v| over the row's visible keys */
     unsigned char *hidden; /* [rows] 1 when every key of the row is hidden */
 } ref_sdpa_result;
 
@@ -116,6 +148,11 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
 int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
                    const ref_sdpa_result *r, const void *o, const float *lse,
                    const unsigned char *skip_rows);
+/* The same for a call that ran at precision p: the tolerances of the
+ * precision block above (ref_check_sdpa is this at EXACT). */
+int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
+                      const ref_sdpa_result *r, const void *o, const float *lse,
+                      const unsigned char *skip_rows, attn_precision p);
 /* |got[e] - want[e]| <= abs_tol + rel_tol * |want[e]| for every e; an
  * infinite want must be matched exactly; NaN in got or want fails.  Prints
  * the worst element on failure.  Returns 1 when everything matches. */

@@ -64,17 +64,42 @@ static void report_sdpa(const char *what, const char *name,
            what, name, w->index, at, w->got, w->want, w->tol, w->bad, n);
 }
 
+/* The extra tolerances of row at precision p (ref.h): *tol_o for each
+ * element of O, *tol_lse for lse. */
+static void row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
+                    double *tol_o, double *tol_lse)
+{
+    double t = ref_precision_t(p), e;
+    *tol_o = r->tol_o[row];
+    *tol_lse = r->tol_lse[row];
+    if (t == 0.0)
+        return;
+    e = r->tol_lse[row] + t * r->mag[row]; /* tol_lse is g M */
+    *tol_o = (expm1(2.0 * e) + t * exp(2.0 * e)) * r->vmax[row];
+    *tol_lse = e;
+}
+
 int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
                    const ref_sdpa_result *r, const void *o, const float *lse,
                    const unsigned char *skip_rows)
+{
+    return ref_check_sdpa_at(what, d, r, o, lse, skip_rows,
+                             ATTN_PRECISION_EXACT);
+}
+
+int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
+                      const ref_sdpa_result *r, const void *o, const float *lse,
+                      const unsigned char *skip_rows, attn_precision p)
 {
     const int f16 = d->dtype == ATTN_F16;
     const size_t dv = (size_t)r->dv;
     worst wo = {0, 0, 0.0, 0.0, 0.0, 0.0};
     worst wl = wo;
     for (size_t row = 0; row < r->rows; row++) {
+        double tol_o, tol_lse;
         if (skip_rows && skip_rows[row])
             continue;
+        row_tol(r, row, p, &tol_o, &tol_lse);
         for (size_t c = 0; c < dv; c++) {
             size_t e = row * dv + c;
             double got = f16 ? (double)ref_f16_to_f32(((const uint16_t *)o)[e])
@@ -85,15 +110,14 @@ int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
                     note(&wo, e, got, 0.0, 0.0, INFINITY);
                 continue;
             }
-            double tol = REF_F32_ABS + REF_F32_REL * fabs(want) + r->tol_o[row];
+            double tol = REF_F32_ABS + REF_F32_REL * fabs(want) + tol_o;
             if (f16)
                 tol += REF_F16_ABS + REF_F16_REL * fabs(want);
             compare(&wo, e, got, want, tol);
         }
         if (lse) {
             double want = r->lse[row];
-            double tol =
-                REF_LSE_ABS + REF_LSE_REL * fabs(want) + r->tol_lse[row];
+            double tol = REF_LSE_ABS + REF_LSE_REL * fabs(want) + tol_lse;
             compare(&wl, row, (double)lse[row], want, tol);
         }
     }
