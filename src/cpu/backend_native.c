@@ -58,8 +58,8 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_call *c,
                                attn_err *err)
 {
     const attn_sdpa_desc *d = c->d;
-    attn_status s =
-        attn_cpu_sdpa(b->impl, d, c->q, c->k, c->v, c->o, c->lse, NULL);
+    attn_status s = attn_cpu_sdpa(b->impl, d, c->q, c->k, c->v, c->o, c->lse,
+                                  NULL, ATTN_PRECISION_EXACT);
     if (s) {
         char need[ATTN_BYTES_TEXT_MAX], have[ATTN_BYTES_TEXT_MAX];
         size_t bytes = attn_cpu_ws_bytes(b->impl, d->head_dim, d->head_dim_v);

@@ -130,11 +130,18 @@ size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv);
 
 /* d has been validated by the API (sizes positive, pointers present, enums
  * known, kv_len in range, size arithmetic fits in size_t).  lse may be NULL;
- * it is always [batch, heads_q, seq_q] contiguous.  Returns ATTN_OK or
- * ATTN_ERR_OUT_OF_MEMORY (outputs untouched then). */
+ * it is always [batch, heads_q, seq_q] contiguous.  emulate is
+ * ATTN_PRECISION_EXACT for the backend's calls; ATTN_PRECISION_TF32 rounds
+ * the inputs of each product to TF32 first, as a TF32 matrix unit takes
+ * them (q and k of the dot score, p and v; sums stay float): the model
+ * against which the TF32 error bound of attn.h is tested (tests/
+ * test_tf32.c) while no kernel has a TF32 path.  3XTF32 computes as
+ * EXACT.  Returns ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (outputs untouched
+ * then). */
 attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           const void *k, const void *v, void *o, float *lse,
-                          const attn_cpu_layout *layout);
+                          const attn_cpu_layout *layout,
+                          attn_precision emulate);
 
 /* ---- attention micro-kernels (sdpa_kern_{avx512,avx2,generic}.c) ------
  * Called by sdpa_tile.c of the same copy.  A query tile keeps its queries

@@ -110,7 +110,8 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
     lay.q[1] = lay.o[1] = lay.k[1] = lay.v[1] = (size_t)m->head_dim;
     lay.q[2] = lay.o[2] = dq;
     lay.k[2] = lay.v[2] = dkv;
-    if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay)))
+    if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay,
+                           ATTN_PRECISION_EXACT)))
         goto done;
     s = attn_cpu_gemm_nt(pool, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,
                          m->bo, c->y, d);

@@ -193,7 +193,7 @@ static void default_layout(const attn_sdpa_desc *d, attn_cpu_layout *l)
 
 attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           const void *k, const void *v, void *o, float *lse,
-                          const attn_cpu_layout *layout)
+                          const attn_cpu_layout *layout, attn_precision emulate)
 {
     struct attn_sdpa_job jb;
     attn_status st;
@@ -216,6 +216,7 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
     jb.f16 = d->dtype == ATTN_F16;
     jb.group = d->heads_q / d->heads_kv;
     jb.nqt = (d->seq_q + QT - 1) / QT;
+    jb.tf32 = emulate == ATTN_PRECISION_TF32;
     jb.nat = d->mask.bias_kind != ATTN_BIAS_NONE;
     jb.unit = jb.nat ? LOG2E : 1.0f;
     if (d->score == ATTN_SCORE_ADDITIVE)

@@ -41,6 +41,7 @@ struct attn_sdpa_job {
     int nat;
     float unit;
     int f16;
+    int tf32;  /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
     int group; /* heads_q / heads_kv */
     int nqt;   /* query tiles per head */
 };

@@ -19,6 +19,7 @@
 
 #include "cpu/cpu_impl.h"
 #include "cpu/sdpa_job.h"
+#include "cpu/tf32.h"
 
 #define QT    ATTN_QTILE
 #define LOG2E 1.4426950408889634f
@@ -29,6 +30,18 @@ static const void *elem(const struct attn_sdpa_job *jb, const void *base,
 {
     return jb->f16 ? (const void *)((const uint16_t *)base + off)
                    : (const void *)((const float *)base + off);
+}
+
+/* rows x cols floats of src (rows ld apart) rounded to TF32 into dst (the
+ * same layout; dst may be src). */
+static const float *tf32_rows(const float *src, size_t ld, int rows, int cols,
+                              float *dst)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)r * ld + (size_t)c] =
+                attn_tf32_round(src[(size_t)r * ld + (size_t)c]);
+    return dst;
 }
 
 /* qt[c][i] = q[i][c] * qscale for the tile's rows; lanes past qn are 0. */
@@ -50,6 +63,10 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
     for (c = 0; c < d; c++)
         for (i = qn; i < lanes; i++)
             w->qt[(size_t)c * QT + (size_t)i] = 0.0f;
+    /* TF32 emulation: q as a matrix unit takes it (with the scale: the
+     * bound of attn.h counts the rounding of q, whatever it is scaled by) */
+    if (jb->tf32 && jb->d->score == ATTN_SCORE_DOT)
+        tf32_rows(w->qt, QT, d, qn, w->qt);
 }
 
 /* jn rows of a K or V head as packed floats: in place when the rows are
@@ -338,13 +355,22 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
         const float *bt =
             bias ? bias + (size_t)i0 * (size_t)d->seq_kv + (size_t)j0 : NULL;
         int masked = j0 < full_lo || j0 + jn > full_hi;
-        /* the max from the score kernel holds until a mask or bias moves it */
-        const float *smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0,
-                                       jn, lanes, off, masked, bt);
+        const float *smax;
+        /* TF32 emulation (attn_cpu_sdpa): halves are TF32 values already */
+        int round_kv = jb->tf32 && !jb->f16;
 
+        if (round_kv && d->score == ATTN_SCORE_DOT)
+            kt = tf32_rows(kt, ldk, jn, d->head_dim, w.kc);
+        /* the max from the score kernel holds until a mask or bias moves it */
+        smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0, jn, lanes,
+                          off, masked, bt);
         attn_kern_softmax(nq, jn, w.s, smax, jb->unit, w.m, w.l, w.alpha);
         vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
                       d->head_dim_v, jn, w.vc, &ldv);
+        if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
+            tf32_rows(w.s, QT, jn, lanes, w.s);
+        if (round_kv)
+            vt = tf32_rows(vt, ldv, jn, d->head_dim_v, w.vc);
         if (tile_has_zero(w.s, jn, lanes) &&
             !tile_finite(vt, ldv, jn, d->head_dim_v))
             pv_nonfinite(jb, &w, kt, ldk, vt, ldv, i0, qn, j0, jn, lanes, off,
