@@ -137,6 +137,7 @@ typedef struct row {
     char key[48]; /* the --impl name ("cl:tiled" for a forced variant) */
     char label[96];
     char kernel[48]; /* libattn rows: the variant that ran (attn_sdpa_kernel) */
+    char precision[8]; /* libattn rows: what it ran at (attn_sdpa_precision) */
     char device[128];
     const char *timing; /* host, event, cuda-event, python */
     shape s;

@@ -23,7 +23,7 @@ endfunction()
 # The columns of the CSV header, in order.
 set(columns n causal impl median_ms min_ms gflops libattn_x_faster
     max_abs_diff note key seq_q kernel tflops head_dim batch heads kv_heads
-    dtype timing wall_ms kv_bytes kv_gbps device)
+    dtype timing wall_ms kv_bytes kv_gbps device precision)
 string(REPLACE ";" "," header "${columns}")
 
 # The CSV's lines whose key column is `key` (lines as a list).
@@ -75,6 +75,24 @@ endif()
 foreach(l IN LISTS nat)
   if(NOT l MATCHES ",native,[0-9]+,native,[0-9.e+-]+,(16|32),2,4,2,f32,host,")
     message(FATAL_ERROR "host: native row without its kernel or shape: ${l}")
+  endif()
+endforeach()
+# 2b. ATTN_PRECISION: the preamble says what was asked, each libattn row
+# what it ran at (every kernel of this release: exact).
+set(ENV{ATTN_PRECISION} tf32)
+set(pcsv ${OUT}/precision.csv)
+run_bench(precision 0 --no-peers --impl native,cl-fused --sizes 32 --reps 1
+          --warmup 0 --head-dim 16 --causal no --csv ${pcsv})
+unset(ENV{ATTN_PRECISION})
+if(NOT bench_out MATCHES "precision: tf32 asked")
+  message(FATAL_ERROR "precision: the preamble does not say tf32 was asked")
+endif()
+check_header(${pcsv})
+csv_rows(${pcsv} native pnat)
+csv_rows(${pcsv} cl-fused pfused)
+foreach(l IN LISTS pnat pfused)
+  if(NOT l MATCHES ",exact$" AND NOT l MATCHES "skipped: no OpenCL device")
+    message(FATAL_ERROR "precision: row without the precision run: ${l}")
   endif()
 endforeach()
 csv_rows(${csv} cl:fused fused_rows)

@@ -135,7 +135,9 @@ static const cli_option option_table[] = {
 
 static const cli_section section_table[] = {
     {"Columns",
-     "kernel = the variant a libattn row ran (attn_sdpa_kernel); median ms\n"
+     "kernel = the variant a libattn row ran (attn_sdpa_kernel), then\n"
+     "/tf32 or /3xtf32 when it ran at that precision (attn_sdpa_precision;\n"
+     "ATTN_PRECISION asks for one; CSV column precision); median ms\n"
      "and min ms of the timed runs; TFLOP/s = 4*B*H*seq_q*seq_kv*d (halved\n"
      "when causal) / median; GB/s = K and V bytes read / median (decode\n"
      "rows); 'native x faster' = row median / native median (above 1:\n"

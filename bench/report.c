@@ -54,7 +54,7 @@ int report_csv_open(const char *path)
     fprintf(g_csv, "n,causal,impl,median_ms,min_ms,gflops,"
                    "libattn_x_faster,max_abs_diff,note,key,seq_q,"
                    "kernel,tflops,head_dim,batch,heads,kv_heads,dtype,timing,"
-                   "wall_ms,kv_bytes,kv_gbps,device\n");
+                   "wall_ms,kv_bytes,kv_gbps,device,precision\n");
     return 0;
 }
 
@@ -113,10 +113,10 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
         if (g_csv)
             fprintf(g_csv,
                     "%d,%d,\"%s\",,,,,,\"%s\",%s,%d,%s,,%d,%d,%d,%d,%s,,,,,"
-                    "\"%s\"\n",
+                    "\"%s\",%s\n",
                     n, causal, label, note, r->key, r->s.seq_q, r->kernel,
                     r->s.head_dim, r->s.batch, r->s.heads, r->s.kv_heads, dtype,
-                    dev);
+                    dev, r->precision);
         return;
     }
     if (g_n_seen < MAX_SEEN)
@@ -146,22 +146,28 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
         snprintf(wall, sizeof wall, "%.3f", r->wall_ms);
         snprintf(wall_csv, sizeof wall_csv, "%.6f", r->wall_ms);
     }
+    /* the kernel column: the variant, and the precision when not exact */
+    char kcol[64];
+    snprintf(kcol, sizeof kcol, "%s%s%s", r->kernel,
+             r->precision[0] && strcmp(r->precision, "exact") ? "/" : "",
+             r->precision[0] && strcmp(r->precision, "exact") ? r->precision
+                                                              : "");
     if (opt->resident)
         printf("%s  %-40s %-10s %10.3f %10.3f %10s %8s %7s %10s  %s\n", head,
-               r->label, r->kernel, r->median_ms, r->min_ms, wall, tfs, gb,
-               ratio, diff);
+               r->label, kcol, r->median_ms, r->min_ms, wall, tfs, gb, ratio,
+               diff);
     else
         printf("%s  %-40s %-10s %10.3f %10.3f %8s %7s %10s  %s\n", head,
-               r->label, r->kernel, r->median_ms, r->min_ms, tfs, gb, ratio,
-               diff);
+               r->label, kcol, r->median_ms, r->min_ms, tfs, gb, ratio, diff);
     if (g_csv)
         fprintf(g_csv,
                 "%d,%d,\"%s\",%.6f,%.6f,%.3f,%s,%.3e,,%s,%d,%s,%.6f,%d,%d,%d,"
-                "%d,%s,%s,%s,%s,%s,\"%s\"\n",
+                "%d,%s,%s,%s,%s,%s,\"%s\",%s\n",
                 n, causal, label, r->median_ms, r->min_ms, tf * 1e3, ratio_csv,
                 r->diff, r->key, r->s.seq_q, r->kernel, tf, r->s.head_dim,
                 r->s.batch, r->s.heads, r->s.kv_heads, dtype,
-                r->timing ? r->timing : "", wall_csv, kvb_csv, gbs_csv, dev);
+                r->timing ? r->timing : "", wall_csv, kvb_csv, gbs_csv, dev,
+                r->precision);
 }
 
 void report_section(const options *opt, const shape *s)
@@ -243,6 +249,13 @@ void report_preamble(const options *opt, const peer_state *ps,
     util_loadavg(load, sizeof load);
     printf("machine: %ld online CPUs, load average %s at start\n",
            sysconf(_SC_NPROCESSORS_ONLN), load);
+    {
+        const char *prec = getenv("ATTN_PRECISION");
+        printf("precision: %s asked (ATTN_PRECISION); libattn rows run at "
+               "what attn_sdpa_precision says: the kernel column names it "
+               "when not exact\n",
+               prec && *prec ? prec : "exact");
+    }
     if (opt->resident) {
         printf("\n%6s  %-6s  %-40s %-10s %10s %10s %10s %8s %7s %10s  %s\n",
                "N", "causal", "implementation", "kernel", "median ms", "min ms",

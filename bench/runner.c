@@ -179,6 +179,13 @@ static void add_attn(entry *es, int *n_es, case_rows *cr, const case_inputs *in,
                       attn_context_last_error(ctx));
         return;
     }
+    attn_precision ran = ATTN_PRECISION_EXACT;
+    if ((st = attn_sdpa_precision(ctx, d, NULL, &ran)) != ATTN_OK) {
+        case_row_note(cr, r, "%s: %.500s", attn_status_string(st),
+                      attn_context_last_error(ctx));
+        return;
+    }
+    util_scopy(r->precision, sizeof r->precision, attn_precision_name(ran));
     entry *e = &es[*n_es];
     memset(e, 0, sizeof *e);
     e->r = r;
