@@ -46,7 +46,8 @@ static const cli_option options[] = {
      "when given) against the native backend: B=1 H=8 N=1024\n"
      "d=64 f32 attention, max abs difference (pass <= 1e-4)\n"
      "and GFLOP/s (4*N*N*d*H over the median of 5 calls after\n"
-     "a warm-up); not with --json"},
+     "a warm-up), with the kernel variant and precision each\n"
+     "ran (ATTN_PRECISION asks for one); not with --json"},
     {"kernels", 'k', NULL,
      "list the OpenCL kernel variants: the path each serves\n"
      "and its parameters (profile keys <variant>.<parameter>)"},

@@ -2,7 +2,8 @@
 /*
  * attn-probe --bench: one attention call per device through the public API
  * (a context on "P:D" with fallback off, so a device failure is reported,
- * not hidden), checked against the native backend on the same inputs.
+ * not hidden), checked against the native backend on the same inputs;
+ * each row names the kernel variant and the precision it ran at.
  */
 #include <math.h>
 #include <stdio.h>
@@ -79,11 +80,27 @@ static int bench_init(bench_data *b)
     return 0;
 }
 
+/* What ran on ctx: "<variant> <precision>" into ran (attn_sdpa_kernel,
+ * attn_sdpa_precision), the precision asked into *asked. */
+static void bench_ran(attn_context *ctx, const attn_sdpa_desc *d, char *ran,
+                      size_t cap, attn_precision *asked)
+{
+    char kernel[48];
+    attn_precision runs;
+    if (attn_sdpa_kernel(ctx, d, kernel, sizeof kernel) != ATTN_OK ||
+        attn_sdpa_precision(ctx, d, asked, &runs) != ATTN_OK) {
+        snprintf(ran, cap, "?");
+        return;
+    }
+    snprintf(ran, cap, "%s %s", kernel, attn_precision_name(runs));
+}
+
 /* A warm-up call (it builds the kernels), then BENCH_REPS timed ones on a
- * context for spec; out receives the result.  0 and the median time, or
- * -1 and the reason in why. */
+ * context for spec; out receives the result, ran what ran (bench_ran).
+ * 0 and the median time, or -1 and the reason in why. */
 static int bench_run(const char *spec, const bench_data *b, float *out,
-                     double *median, char *why, size_t cap)
+                     double *median, char *ran, size_t rcap,
+                     attn_precision *asked, char *why, size_t cap)
 {
     attn_options o;
     attn_context *ctx = NULL;
@@ -116,6 +133,7 @@ static int bench_run(const char *spec, const bench_data *b, float *out,
         if (r >= 0)
             t[r] = now_s() - t0;
     }
+    bench_ran(ctx, &b->d, ran, rcap, asked);
     attn_context_destroy(ctx);
     qsort(t, BENCH_REPS, sizeof t[0], cmp_double);
     *median = t[BENCH_REPS / 2];
@@ -136,18 +154,19 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
     return m;
 }
 
-static void bench_row(const char *pd, const char *name, const char *check,
-                      double median, double flop)
+static void bench_row(const char *pd, const char *name, const char *ran,
+                      const char *check, double median, double flop)
 {
-    printf("%-7s %-44.44s %-20s %10.2f %9.2f\n", pd, name, check, median * 1e3,
-           flop / median * 1e-9);
+    printf("%-7s %-36.36s %-16s %-20s %10.2f %9.2f\n", pd, name, ran, check,
+           median * 1e3, flop / median * 1e-9);
 }
 
 int probe_bench(const attn_tool_device *devs, size_t n,
                 const attn_tool_selection *sel)
 {
     bench_data b;
-    char why[600], check[64], pd[24];
+    char why[600], check[64], pd[24], ran[64];
+    attn_precision asked = ATTN_PRECISION_EXACT;
     double median;
     int failed = 0;
     size_t count = sel ? (sel->native ? 0 : sel->count) : n;
@@ -160,27 +179,29 @@ int probe_bench(const attn_tool_device *devs, size_t n,
            "non-causal; median of %d calls after a warm-up\n\n",
            attn_version(), b.d.batch, BENCH_HEADS, BENCH_SEQ, BENCH_DIM,
            BENCH_REPS);
-    printf("%-7s %-44s %-20s %10s %9s\n", "P:D", "device",
-           "max|diff| vs native", "median ms", "GFLOP/s");
-    if (bench_run("native", &b, b.ref, &median, why, sizeof why) != 0) {
-        printf("%-7s %-44s FAILED: %s\n", "native", "native backend", why);
+    printf("%-7s %-36s %-16s %-20s %10s %9s\n", "P:D", "device",
+           "kernel precision", "max|diff| vs native", "median ms", "GFLOP/s");
+    if (bench_run("native", &b, b.ref, &median, ran, sizeof ran, &asked, why,
+                  sizeof why) != 0) {
+        printf("%-7s %-36s FAILED: %s\n", "native", "native backend", why);
         printf("\nno reference: the devices are not tested\n");
         bench_free(&b);
         return 1;
     }
-    bench_row("native", "native backend", "(reference)", median, b.flop);
+    bench_row("native", "native backend", ran, "(reference)", median, b.flop);
     fflush(stdout);
     for (size_t k = 0; k < count; k++) {
         const attn_device_info *d = &devs[sel ? sel->index[k] : k].info;
         double diff;
         snprintf(pd, sizeof pd, "%d:%d", d->platform_index, d->device_index);
         if (!d->usable) {
-            printf("%-7s %-44.44s skipped: %s\n", pd, d->name, d->reason);
+            printf("%-7s %-36.36s skipped: %s\n", pd, d->name, d->reason);
             continue;
         }
         memset(b.out, 0xff, b.n * sizeof(float)); /* NaN */
-        if (bench_run(pd, &b, b.out, &median, why, sizeof why) != 0) {
-            printf("%-7s %-44.44s FAILED: %s\n", pd, d->name, why);
+        if (bench_run(pd, &b, b.out, &median, ran, sizeof ran, &asked, why,
+                      sizeof why) != 0) {
+            printf("%-7s %-36.36s FAILED: %s\n", pd, d->name, why);
             failed++;
             fflush(stdout);
             continue;
@@ -188,7 +209,7 @@ int probe_bench(const attn_tool_device *devs, size_t n,
         diff = max_abs_diff(b.out, b.ref, b.n);
         snprintf(check, sizeof check, "%.2e %s", diff,
                  diff <= BENCH_TOL ? "pass" : "FAIL");
-        bench_row(pd, d->name, check, median, b.flop);
+        bench_row(pd, d->name, ran, check, median, b.flop);
         if (!(diff <= BENCH_TOL)) {
             printf("        FAILED: max abs difference %.3g exceeds %.0e\n",
                    diff, BENCH_TOL);
@@ -199,8 +220,11 @@ int probe_bench(const attn_tool_device *devs, size_t n,
     if (n == 0)
         printf("\nNo OpenCL platform (or device) found: only the native "
                "backend was measured.\n");
-    printf("\n%s\n", failed ? "some devices FAILED their self-test"
-                            : "all devices passed");
+    printf("\nprecision asked: %s (options.precision / ATTN_PRECISION); "
+           "kernel precision: what each row ran at\n",
+           attn_precision_name(asked));
+    printf("%s\n", failed ? "some devices FAILED their self-test"
+                          : "all devices passed");
     bench_free(&b);
     return failed;
 }

@@ -269,8 +269,9 @@ static void test_exit_status(void)
 }
 
 /* --bench: the native backend is the reference; a device that passes
- * prints its difference and GFLOP/s, one that fails says why and makes
- * the exit status 1 while the reference still runs. */
+ * prints the kernel and precision it ran, its difference and GFLOP/s, one
+ * that fails says why and makes the exit status 1 while the reference
+ * still runs. */
 static void test_bench(void)
 {
     attn_cl_device *devs = NULL;
@@ -284,6 +285,17 @@ static void test_bench(void)
     CU_ASSERT(strstr(out, "N=1024") && strstr(out, "GFLOP/s"));
     CU_ASSERT(strstr(out, "native backend") && strstr(out, "(reference)"));
     CU_ASSERT(strstr(out, "all devices passed") && !strstr(out, "FAIL"));
+    CU_ASSERT(strstr(out, " native exact ") &&
+              strstr(out, "precision asked: exact"));
+    free(out);
+
+    /* What was asked, and what ran: the native backend computes EXACT. */
+    rc = run("ATTN_CACHE_DIR= ATTN_PRECISION=tf32", "--bench -d native", 1,
+             &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(strstr(out, " native exact ") &&
+              strstr(out, "precision asked: tf32"));
     free(out);
 
     snprintf(env, sizeof env, "-u OCL_ICD_FILENAMES OCL_ICD_VENDORS='%s'",
@@ -305,6 +317,7 @@ static void test_bench(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     CU_ASSERT(strstr(out, "\n0:0 ") && strstr(out, " pass "));
     CU_ASSERT(strstr(out, "all devices passed") && !strstr(out, "FAIL"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, " exact ")); /* the device's row */
     if (rc != 0)
         printf("\n%s\n", out);
     free(out);
