@@ -268,11 +268,9 @@ typedef struct attn_options {
                              kernel per shape; else the name of one kernel
                              variant (attn_kernel_name) that every call on
                              the context must run; ATTN_KERNEL overrides */
-    attn_precision precision; /**< EXACT (default): ATTN_PRECISION if set,
-                                   else EXACT; another value is what the
-                                   caller asks, whatever ATTN_PRECISION
-                                   says (a value outside the enum is
-                                   ATTN_ERR_INVALID_ARGUMENT) */
+    attn_precision precision; /**< EXACT (default; ATTN_PRECISION may ask
+                                   another), TF32 or 3XTF32, which
+                                   ATTN_PRECISION does not override */
 } attn_options;
 
 /** Initializer with the defaults: `attn_options o = ATTN_OPTIONS_INIT;` */
@@ -499,16 +497,15 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
                                       const attn_sdpa_desc *d, char *name,
                                       size_t cap);
 
-/** Says at which precision attn_sdpa computes descriptor d on ctx, without
- * running it: *runs receives the precision of the kernel attn_sdpa_kernel
- * names (the one asked where that kernel implements it, else a more exact
- * one; EXACT on every kernel of this release), *asked (when not NULL) the
- * context's precision (options.precision, or ATTN_PRECISION).  The
- * attention step of attn_mha_forward and attn_sdpa_cl run at the precision
- * given for their descriptor; a call that falls back to the native backend
- * runs at EXACT.  It may build the kernel, as attn_sdpa_kernel.  Errors:
- * ATTN_ERR_INVALID_ARGUMENT (ctx, d or runs NULL, an invalid d), and those
- * of attn_sdpa_kernel; *asked and *runs are then untouched. */
+/** The precision attn_sdpa computes d at on ctx, without running it:
+ * *runs receives that of the kernel attn_sdpa_kernel names (the one asked
+ * where the kernel has it, else a more exact one: EXACT on every kernel of
+ * this release; EXACT too for a call that falls back to the native
+ * backend), *asked (when not NULL) the context's.  attn_sdpa_cl and the
+ * attention of attn_mha_forward run as said for their descriptor.  It may
+ * build the kernel.  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, d or runs
+ * NULL, an invalid d), and those of attn_sdpa_kernel; *asked and *runs
+ * are then untouched. */
 ATTN_API attn_status attn_sdpa_precision(attn_context *ctx,
                                          const attn_sdpa_desc *d,
                                          attn_precision *asked,
