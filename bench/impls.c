@@ -14,7 +14,8 @@
 static const char *const NAMES[IMPL_COUNT] = {
     "native", "cl-unfused", "cl-fused",   "cl-decode",   "cl-q2",
     "cl-q4",  "cl-2dev",    "cl-auto",    "clblast",     "ggml",
-    "numpy",  "torch",      "torch-cuda", "cl:<variant>"};
+    "numpy",  "torch",      "torch-cuda", "openvino",    "onnxruntime",
+    "cl:<variant>"};
 
 const char *impl_name(impl_id id)
 {
