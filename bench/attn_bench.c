@@ -228,14 +228,15 @@ int main(int argc, char **argv)
     int square = !opt.decode_only;
     int decode = opt.decode_only || opt_has(&opt, IMPL_CL_DECODE);
     if (decode && opt.triad_mib != 0) {
-        ps.triad_mib = opt.triad_mib > 0 ? (size_t)opt.triad_mib
-                                         : triad_default_mib();
+        ps.triad_mib =
+            opt.triad_mib > 0 ? (size_t)opt.triad_mib : triad_default_mib();
         if (triad_measure(opt.threads, ps.triad_mib, 7, &ps.triad_gbps,
                           &ps.triad_best_gbps, ps.triad_why,
                           sizeof ps.triad_why) != 0)
             ps.triad_gbps = 0;
     } else if (decode) {
-        snprintf(ps.triad_why, sizeof ps.triad_why, "not measured (--triad-mib 0)");
+        snprintf(ps.triad_why, sizeof ps.triad_why,
+                 "not measured (--triad-mib 0)");
     }
 
     attn_options ao;

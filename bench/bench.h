@@ -9,6 +9,7 @@
  *   peers.c        finding, self-testing and loading the peers
  *   peer_python.c  the python peers (bench/peer_numpy.py: numpy, torch;
  *                  bench/peer_torch_cuda.py: torch-cuda) as subprocesses
+ *   child.c        the python peers' child processes and their pipes
  *   peer_serve.c   python peers kept up for a case, one call per request
  *                  (bench/peer_runtimes.py: openvino, onnxruntime)
  *   runner.c       one case: libattn and the in-process peers, timed
@@ -33,6 +34,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 enum {
     MAX_SIZES = 32,
@@ -55,11 +58,11 @@ typedef enum impl_id {
     IMPL_CLBLAST,    /* peer_clblast.c */
     IMPL_GGML,
     IMPL_NUMPY,
-    IMPL_TORCH,      /* torch sdpa on the CPU (peer_numpy.py) */
-    IMPL_TORCH_CUDA, /* torch sdpa on a CUDA device (peer_torch_cuda.py) */
+    IMPL_TORCH,       /* torch sdpa on the CPU (peer_numpy.py) */
+    IMPL_TORCH_CUDA,  /* torch sdpa on a CUDA device (peer_torch_cuda.py) */
     IMPL_OPENVINO,    /* OpenVINO SDPA op on the CPU (peer_runtimes.py) */
     IMPL_ONNXRUNTIME, /* ONNX Runtime attention ops on the CPU (same) */
-    IMPL_CL_KERNEL,  /* cl:<variant>: one kernel variant forced by name */
+    IMPL_CL_KERNEL,   /* cl:<variant>: one kernel variant forced by name */
     IMPL_COUNT
 } impl_id;
 
@@ -118,9 +121,9 @@ static inline int opt_has(const options *o, impl_id id)
 
 /* The peers of peer_runtimes.py, one row each. */
 typedef enum rt_peer {
-    RT_OPENVINO,  /* openvino: opset-13 ScaledDotProductAttention */
-    RT_ORT_MHA,   /* onnxruntime: com.microsoft MultiHeadAttention */
-    RT_ORT_ATTN,  /* onnxruntime: opset-23 Attention */
+    RT_OPENVINO, /* openvino: opset-13 ScaledDotProductAttention */
+    RT_ORT_MHA,  /* onnxruntime: com.microsoft MultiHeadAttention */
+    RT_ORT_ATTN, /* onnxruntime: opset-23 Attention */
     RT_COUNT
 } rt_peer;
 
@@ -195,6 +198,9 @@ const char *options_find(const char *name, char *buf, size_t len);
 
 /* Copies src into dst (size len), truncating; always NUL-terminated. */
 void util_scopy(char *dst, size_t len, const char *src);
+/* The value after key in a line of "key=value" words (up to the next
+ * blank) into out; "" when key is not there. */
+void util_field(const char *line, const char *key, char *out, size_t len);
 /* CLOCK_MONOTONIC in milliseconds. */
 double util_now_ms(void);
 /* Sleeps ms milliseconds (resumed after signals). */
@@ -284,6 +290,29 @@ int python_peer_write(const char *path, const void *const *parts,
                       const size_t *counts, size_t n_parts, size_t elem);
 /* Reads count floats from path into x.  0 or -1. */
 int python_peer_read(const char *path, float *x, size_t count);
+
+/* ---- child.c ---- */
+
+/* A child process: its stdin (NULL: /dev/null), its stdout and stderr. */
+typedef struct child_proc {
+    pid_t pid;
+    FILE *to, *from;
+} child_proc;
+
+/* Starts argv[0] (looked up in PATH) with argv and env (NULL: attn-bench's
+ * own), its stdout and stderr on c->from and, with with_stdin, its stdin
+ * on c->to.  A child that cannot exec says "ERROR cannot run ...".  0, or
+ * -1 and why. */
+int child_start(child_proc *c, const char *const *argv, char **env,
+                int with_stdin, char *why, size_t why_len);
+/* Reads the child's lines until one starts with one of answers (a
+ * NULL-terminated list) and returns 0 with it in line; the other non-empty
+ * lines go to last (when not NULL).  -1 at the end of its output. */
+int child_answer(child_proc *c, const char *const *answers, char *line,
+                 size_t len, char *last, size_t last_len);
+/* Closes the pipes (EOF on its stdin) and waits for the child: its wait
+ * status, -1 when there was none. */
+int child_wait(child_proc *c);
 
 /* ---- peer_serve.c ---- */
 

@@ -90,8 +90,8 @@ void entry_free(entry *e)
 /* Native's output (es[0]) as floats, for the python peers' check; runs
  * native once when the warm-up did not.  NULL when out of memory or when
  * native failed. */
-static float *native_output(const options *opt, entry *es,
-                            const res_inputs *ri, const case_inputs *in)
+static float *native_output(const options *opt, entry *es, const res_inputs *ri,
+                            const case_inputs *in)
 {
     double ms, wall;
     const void *q = in->lq, *k = in->lk, *v = in->lv;
@@ -110,8 +110,8 @@ static float *native_output(const options *opt, entry *es,
     return ref;
 }
 
-void time_entries(const options *opt, entry *es, int n_es,
-                  const res_inputs *ri, const case_inputs *in)
+void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
+                  const case_inputs *in)
 {
     const void *q = in->lq, *k = in->lk, *v = in->lv;
     int rounds = 0;

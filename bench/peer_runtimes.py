@@ -120,7 +120,7 @@ def mask_plan(backend, causal, s, n, heads, kv_heads):
                        "MultiHeadAttention's unidirectional mask differs"))
     if kv_heads != heads:
         if backend == "openvino":
-            how.append("gqa-broadcast")
+            how.append("gqa")
         elif backend == "ort-attention":
             how.append("gqa")
         elif use_causal:

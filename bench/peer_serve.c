@@ -8,19 +8,13 @@
  */
 #include "bench.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 struct serve_peer {
-    pid_t pid;
-    FILE *to, *from; /* its stdin; its stdout and stderr */
-    char last[512];  /* the last line that was no answer (a traceback's) */
+    child_proc c;
+    char last[512]; /* the last line that was no answer (a traceback's) */
 };
 
 static const char *const BACKENDS[RT_COUNT] = {"openvino", "ort-mha",
@@ -31,102 +25,11 @@ const char *rt_backend(rt_peer p)
     return p < RT_COUNT ? BACKENDS[p] : "?";
 }
 
-static int cloexec_pipe(int fd[2])
-{
-    if (pipe(fd) != 0)
-        return -1;
-    /* so that no other peer's child holds this one's ends */
-    fcntl(fd[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fd[1], F_SETFD, FD_CLOEXEC);
-    return 0;
-}
-
-/* Starts argv[0] with argv, its stdin and stdout on pipes.  0, or -1 and
- * why. */
-static int spawn(const char *const *argv, serve_peer *p, char *why,
-                 size_t why_len)
-{
-    int in[2], out[2];
-    if (cloexec_pipe(in) != 0) {
-        snprintf(why, why_len, "pipe: %s", strerror(errno));
-        return -1;
-    }
-    if (cloexec_pipe(out) != 0) {
-        snprintf(why, why_len, "pipe: %s", strerror(errno));
-        close(in[0]);
-        close(in[1]);
-        return -1;
-    }
-    fflush(NULL);
-    p->pid = fork();
-    if (p->pid < 0) {
-        snprintf(why, why_len, "fork: %s", strerror(errno));
-        close(in[0]);
-        close(in[1]);
-        close(out[0]);
-        close(out[1]);
-        return -1;
-    }
-    if (p->pid == 0) {
-        dup2(in[0], STDIN_FILENO);
-        dup2(out[1], STDOUT_FILENO);
-        dup2(out[1], STDERR_FILENO);
-        execvp(argv[0], (char *const *)argv);
-        char msg[600];
-        int len = snprintf(msg, sizeof msg, "ERROR cannot run %s: %s\n",
-                           argv[0], strerror(errno));
-        if (len > 0 && write(STDOUT_FILENO, msg, (size_t)len) < 0)
-            _exit(126);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->to = fdopen(in[1], "w");
-    p->from = fdopen(out[0], "r");
-    if (!p->to || !p->from) {
-        snprintf(why, why_len, "fdopen: %s", strerror(errno));
-        if (p->to)
-            fclose(p->to);
-        else
-            close(in[1]);
-        if (p->from)
-            fclose(p->from);
-        else
-            close(out[0]);
-        p->to = p->from = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads lines until one starts with one of the answers (NULL-terminated
- * list); the line goes to line.  0, or -1 at the end of its output. */
+/* The peer's next line that starts with one of answers. */
 static int answer(serve_peer *p, const char *const *answers, char *line,
                   size_t len)
 {
-    while (fgets(line, (int)len, p->from)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        for (int i = 0; answers[i]; i++)
-            if (strncmp(line, answers[i], strlen(answers[i])) == 0)
-                return 0;
-        if (line[0])
-            util_scopy(p->last, sizeof p->last, line);
-    }
-    return -1;
-}
-
-static void field(const char *line, const char *key, char *out, size_t len)
-{
-    out[0] = '\0';
-    const char *at = strstr(line, key);
-    if (!at)
-        return;
-    at += strlen(key);
-    size_t n = strcspn(at, " ");
-    if (n >= len)
-        n = len - 1;
-    memcpy(out, at, n);
-    out[n] = '\0';
+    return child_answer(&p->c, answers, line, len, p->last, sizeof p->last);
 }
 
 /* Why the peer stopped answering: its last words. */
@@ -152,18 +55,22 @@ int serve_start(const options *opt, const serve_job *job, serve_peer **out,
     snprintf(v[5], sizeof v[5], "%d", sh->kv_heads);
     snprintf(v[6], sizeof v[6], "%d", sh->head_dim);
     snprintf(v[7], sizeof v[7], "%d", sh->seq_q);
-    const char *argv[32] = {opt->python, job->script, job->backend, v[0],
-                            v[1], "0", "--serve", "--threads", v[2],
-                            "--batch", v[3], "--heads", v[4], "--kv-heads",
-                            v[5], "--dim", v[6], "--seq-q", v[7], "--dtype",
-                            job->f16 ? "f16" : "f32", "--in", job->in_path,
-                            "--out", job->out_path, NULL};
+    const char *argv[32] = {
+        opt->python,   job->script,  job->backend,
+        v[0],          v[1],         "0",
+        "--serve",     "--threads",  v[2],
+        "--batch",     v[3],         "--heads",
+        v[4],          "--kv-heads", v[5],
+        "--dim",       v[6],         "--seq-q",
+        v[7],          "--dtype",    job->f16 ? "f16" : "f32",
+        "--in",        job->in_path, "--out",
+        job->out_path, NULL};
     serve_peer *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(why, why_len, "out of memory");
         return -1;
     }
-    if (spawn(argv, p, why, why_len) != 0) {
+    if (child_start(&p->c, argv, NULL, 1, why, why_len) != 0) {
         free(p);
         return -1;
     }
@@ -175,8 +82,8 @@ int serve_start(const options *opt, const serve_job *job, serve_peer **out,
         return -1;
     }
     if (strncmp(line, "READY", 5) == 0) {
-        field(line, "impl=", impl, impl_len);
-        field(line, "how=", how, how_len);
+        util_field(line, "impl=", impl, impl_len);
+        util_field(line, "how=", how, how_len);
         if (strcmp(how, "-") == 0)
             how[0] = '\0';
         *out = p;
@@ -192,7 +99,7 @@ int serve_run(serve_peer *p, double *ms, char *why, size_t why_len)
 {
     static const char *const got[] = {"TIME ", "ERROR ", NULL};
     char line[1024];
-    if (fputs("run\n", p->to) == EOF || fflush(p->to) != 0 ||
+    if (fputs("run\n", p->c.to) == EOF || fflush(p->c.to) != 0 ||
         answer(p, got, line, sizeof line) != 0) {
         gone(p, why, why_len);
         return -1;
@@ -202,7 +109,7 @@ int serve_run(serve_peer *p, double *ms, char *why, size_t why_len)
         return -1;
     }
     char v[64];
-    field(line, "ms=", v, sizeof v);
+    util_field(line, "ms=", v, sizeof v);
     *ms = strtod(v, NULL);
     if (!(*ms > 0)) {
         snprintf(why, why_len, "unreadable answer: %.400s", line);
@@ -215,7 +122,7 @@ int serve_output(serve_peer *p, char *why, size_t why_len)
 {
     static const char *const got[] = {"DONE", "ERROR ", NULL};
     char line[1024];
-    if (fputs("out\n", p->to) == EOF || fflush(p->to) != 0 ||
+    if (fputs("out\n", p->c.to) == EOF || fflush(p->c.to) != 0 ||
         answer(p, got, line, sizeof line) != 0) {
         gone(p, why, why_len);
         return -1;
@@ -231,15 +138,9 @@ void serve_stop(serve_peer *p)
 {
     if (!p)
         return;
-    if (p->to) {
-        fputs("quit\n", p->to);
-        fclose(p->to); /* EOF ends it too */
-    }
-    if (p->from)
-        fclose(p->from);
-    int status;
-    while (p->pid > 0 && waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (p->c.to)
+        fputs("quit\n", p->c.to); /* EOF ends it too */
+    child_wait(&p->c);
     free(p);
 }
 
@@ -267,19 +168,17 @@ void serve_check(const options *opt, peer_state *ps)
         return;
     }
     const char *argv[] = {opt->python, opt->rt_script, "--check", list, NULL};
-    serve_peer p;
-    memset(&p, 0, sizeof p);
-    char why[512];
-    if (spawn(argv, &p, why, sizeof why) != 0) {
+    child_proc c;
+    char why[512], last[512] = "";
+    if (child_start(&c, argv, NULL, 0, why, sizeof why) != 0) {
         for (int i = 0; i < RT_COUNT; i++)
             snprintf(ps->rt_why[i], sizeof ps->rt_why[i], "skipped: %.480s",
                      why);
         return;
     }
-    fclose(p.to);
     static const char *const got[] = {"OK ", "NO ", "ERROR ", NULL};
     char line[1024];
-    while (answer(&p, got, line, sizeof line) == 0) {
+    while (child_answer(&c, got, line, sizeof line, last, sizeof last) == 0) {
         if (strncmp(line, "ERROR ", 6) == 0) {
             for (int i = 0; i < RT_COUNT; i++)
                 snprintf(ps->rt_why[i], sizeof ps->rt_why[i], "skipped: %.500s",
@@ -300,14 +199,11 @@ void serve_check(const options *opt, peer_state *ps)
                          rest + l + 1);
         }
     }
-    if (p.last[0])
+    if (last[0])
         for (int i = 0; i < RT_COUNT; i++)
             if (!ps->rt_ok[i] && strstr(ps->rt_why[i], "no answer"))
                 snprintf(ps->rt_why[i], sizeof ps->rt_why[i],
                          "skipped: %s %s --check: %.400s", opt->python,
-                         opt->rt_script, p.last);
-    fclose(p.from);
-    int status;
-    while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR)
-        ;
+                         opt->rt_script, last);
+    child_wait(&c);
 }

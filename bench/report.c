@@ -273,8 +273,7 @@ void report_preamble(const options *opt, const peer_state *ps,
                "thread%s, 3 arrays of %zu MiB (last-level cache %zu MiB); "
                "24 B per element; decode rows: %% triad = GB/s K/V / %.1f\n",
                g_triad, ps->triad_best_gbps, opt->threads,
-               opt->threads == 1 ? "" : "s", ps->triad_mib, llc >> 20,
-               g_triad);
+               opt->threads == 1 ? "" : "s", ps->triad_mib, llc >> 20, g_triad);
     } else if (g_triad_col) {
         printf("memory: triad %s\n", ps->triad_why);
     }

@@ -4,10 +4,10 @@
  * prepared and warmed up, then their timed runs are interleaved (native,
  * cl-*, CLBlast, ggml, openvino, onnxruntime, native, ...; entries.c) so
  * that load changes on a shared machine hit all of them alike; then the
- * other python peers run as subprocesses (runner_py.c).  Every output is compared with native's,
- * native's with the f64 reference.  The square case (seq_q = seq_kv = N)
- * and the decode case (seq_q = --seq-q) run through the same code with
- * different implementations.
+ * other python peers run as subprocesses (runner_py.c).  Every output is
+ * compared with native's, native's with the f64 reference.  The square case
+ * (seq_q = seq_kv = N) and the decode case (seq_q = --seq-q) run through the
+ * same code with different implementations.
  */
 #include "runner.h"
 
@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 /* Adds a libattn entry (native, cl-*, cl:<variant>): asks which kernel
  * variant the shape runs first, so that a variant that does not take it

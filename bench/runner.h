@@ -78,8 +78,8 @@ void entry_free(entry *e);
  * interleaved rounds (an entry runs in round r while r < its reps).  Fills
  * each alive entry's row with its median and min, or its note when it
  * failed. */
-void time_entries(const options *opt, entry *es, int n_es,
-                  const res_inputs *ri, const case_inputs *in);
+void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
+                  const case_inputs *in);
 /* o holds cnt binary16 values in its first half: makes them floats.  0, or
  * -1 when out of memory. */
 int f16_widen(void *o, size_t cnt);

@@ -24,8 +24,8 @@ static const struct {
     const char *impl, *label;
 } RT[RT_COUNT] = {
     {IMPL_OPENVINO, "openvino", "openvino SDPA"},
-    {IMPL_ONNXRUNTIME, "onnxruntime", "onnxruntime MHA"},
-    {IMPL_ONNXRUNTIME, "onnxruntime", "onnxruntime Attention-23"},
+    {IMPL_ONNXRUNTIME, "onnxruntime", "ort MHA"},
+    {IMPL_ONNXRUNTIME, "onnxruntime", "ort Attention"},
 };
 
 void runner_runtimes_add(const options *opt, const peer_state *ps, entry *es,

@@ -86,8 +86,8 @@ static void *triad_part(void *arg)
 
 /* One pass on every thread (the caller's is one of them): its time in ms,
  * or -1 when a thread could not be started (why). */
-static double triad_pass(triad_job *jobs, pthread_t *tid, int threads,
-                         int init, char *why, size_t why_len)
+static double triad_pass(triad_job *jobs, pthread_t *tid, int threads, int init,
+                         char *why, size_t why_len)
 {
     double t0 = util_now_ms();
     int made = 1, err = 0;
