@@ -350,6 +350,41 @@ static void peer_summary(void)
     }
 }
 
+/* Per case with openvino or onnxruntime rows: native against the fastest
+ * of them, the CPU inference runtimes. */
+static void runtime_summary(void)
+{
+    int printed = 0;
+    for (int i = 0; i < g_n_seen; i++) {
+        const row *nat = &g_seen[i];
+        if (nat->id != IMPL_NATIVE)
+            continue;
+        const row *best = NULL;
+        for (int j = 0; j < g_n_seen; j++) {
+            const row *c = &g_seen[j];
+            if ((c->id == IMPL_OPENVINO || c->id == IMPL_ONNXRUNTIME) &&
+                same_shape(c, nat) && (!best || c->median_ms < best->median_ms))
+                best = c;
+        }
+        if (!best)
+            continue;
+        if (!printed++)
+            printf("native against the fastest CPU runtime per case (x = its "
+                   "time / native's; above 1: native is faster):\n");
+        double x = best->median_ms / nat->median_ms;
+        double goal = nat->decode ? 0 : nat->causal ? 1.5 : 1.2;
+        printf("  B=%d H=%d/%d d=%d %s seq_q=%d N=%d %s: native %.3f ms vs "
+               "%s %.3f ms: %.2fx",
+               nat->s.batch, nat->s.heads, nat->s.kv_heads, nat->s.head_dim,
+               nat->f16 ? "f16" : "f32", nat->s.seq_q, nat->s.seq_kv,
+               nat->causal ? "causal" : "non-causal", nat->median_ms,
+               best->label, best->median_ms, x);
+        if (goal > 0)
+            printf(" (goal >= %.2fx: %s)", goal, x >= goal ? "met" : "not met");
+        printf("\n");
+    }
+}
+
 void report_summary(const options *opt, const peer_state *ps, int rc)
 {
     char load[64];
@@ -364,6 +399,7 @@ void report_summary(const options *opt, const peer_state *ps, int rc)
     if (rc != 0)
         return;
     peer_summary();
+    runtime_summary();
     for (int c = 0; c < 2; c++) {
         double nat = seen_ms(2048, c, IMPL_NATIVE, NULL);
         if (nat <= 0)
