@@ -12,11 +12,16 @@
  *     (bench/peer_numpy.py), with the OPENBLAS_* variables as found and, when
  *     any is set, with them unset;
  *   - torch's scaled_dot_product_attention when torch is installed, on the
- *     CPU and (torch-cuda) on a CUDA device, timed with CUDA events.
+ *     CPU and (torch-cuda) on a CUDA device, timed with CUDA events;
+ *   - OpenVINO's ScaledDotProductAttention and ONNX Runtime's
+ *     MultiHeadAttention and Attention ops on the CPU, one-op models
+ *     (bench/peer_runtimes.py), kept up for a case so that their calls
+ *     alternate with libattn's.
  *
  * Shape: B=1, H=8, d=64, seq_q = seq_kv = N, f32, causal and not (--batch,
  * --heads, --kv-heads, --head-dim and --dtype change it); the decode case
- * adds seq_q = --seq-q rows against seq_kv = N.  Each implementation gets
+ * adds seq_q = --seq-q rows against seq_kv = N, held against the memory
+ * bandwidth of a STREAM triad (triad.c).  Each implementation gets
  * warm-up runs, then --reps timed runs (median and min); the in-process
  * runs are interleaved so that drift hits all alike.  --resident times the
  * OpenCL impls on device buffers by event profiling.  Every peer's output
@@ -135,15 +140,18 @@ static int bench_size(const options *opt, attn_context *ctx, const cl_impls *ci,
         goto out;
     }
     case_inputs cs, cd;
-    /* the python peers of the square case: numpy, torch, torch-cuda; of
-     * the decode case: torch-cuda */
-    int py_sq = ps->numpy_ok || ps->torch_ok || ps->cuda_ok;
+    /* the python peers of the square case: numpy, torch, torch-cuda,
+     * openvino, onnxruntime; of the decode case: the last three */
+    int rt = 0;
+    for (int i = 0; i < RT_COUNT; i++)
+        rt |= ps->rt_ok[i];
+    int py_sq = ps->numpy_ok || ps->torch_ok || ps->cuda_ok || rt;
     if (square)
         case_make(&cs, sh, opt->f16, 0, &sq, &sq, py_sq ? in_path : NULL,
                   out_path);
     if (decode)
         case_make(&cd, &dsh, opt->f16, 1, &dq, &sq,
-                  ps->cuda_ok ? dec_path : NULL, out_path);
+                  ps->cuda_ok || rt ? dec_path : NULL, out_path);
     for (int causal = 0; causal < 2 && rc == 0; causal++) {
         if (opt->causal_mode != 2 && opt->causal_mode != causal)
             continue;
@@ -203,6 +211,9 @@ int main(int argc, char **argv)
     if (opt.torch_cuda)
         opt.cuda_script =
             options_find("peer_torch_cuda.py", cuda_buf, sizeof cuda_buf);
+    char rt_buf[PATH_MAX + 32];
+    if (opt_has(&opt, IMPL_OPENVINO) || opt_has(&opt, IMPL_ONNXRUNTIME))
+        opt.rt_script = options_find("peer_runtimes.py", rt_buf, sizeof rt_buf);
 
     if (opt.csv && report_csv_open(opt.csv) != 0)
         return 2;
@@ -214,6 +225,19 @@ int main(int argc, char **argv)
      * starts its threads. */
     char gwhy[1024] = "";
     int ggml_loaded = peers_setup(&opt, &ps, gwhy, sizeof gwhy);
+    int square = !opt.decode_only;
+    int decode = opt.decode_only || opt_has(&opt, IMPL_CL_DECODE);
+    if (decode && opt.triad_mib != 0) {
+        ps.triad_mib =
+            opt.triad_mib > 0 ? (size_t)opt.triad_mib : triad_default_mib();
+        if (triad_measure(opt.threads, ps.triad_mib, 7, &ps.triad_gbps,
+                          &ps.triad_best_gbps, ps.triad_why,
+                          sizeof ps.triad_why) != 0)
+            ps.triad_gbps = 0;
+    } else if (decode) {
+        snprintf(ps.triad_why, sizeof ps.triad_why,
+                 "not measured (--triad-mib 0)");
+    }
 
     attn_options ao;
     attn_options_init(&ao);
@@ -259,14 +283,14 @@ int main(int argc, char **argv)
      * cases, and the output */
     char in_path[96] = "", dec_path[96] = "", out_path[96] = "";
     int want_py = ps.numpy_ok || ps.torch_ok || ps.cuda_ok;
+    for (int i = 0; i < RT_COUNT; i++)
+        want_py |= ps.rt_ok[i];
     if (want_py && (python_peer_make_temp(out_path, sizeof out_path, "out") ||
                     python_peer_make_temp(in_path, sizeof in_path, "in") ||
                     python_peer_make_temp(dec_path, sizeof dec_path, "dec")))
         want_py = 0;
 
     int rc = 0;
-    int square = !opt.decode_only;
-    int decode = opt.decode_only || opt_has(&opt, IMPL_CL_DECODE);
     for (int hi = 0; hi < opt.n_head_dims && rc == 0; hi++) {
         shape sh = {opt.batch, opt.heads, opt.kv_heads,
                     0,         0,         opt.head_dims[hi]};

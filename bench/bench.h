@@ -9,8 +9,14 @@
  *   peers.c        finding, self-testing and loading the peers
  *   peer_python.c  the python peers (bench/peer_numpy.py: numpy, torch;
  *                  bench/peer_torch_cuda.py: torch-cuda) as subprocesses
+ *   child.c        the python peers' child processes and their pipes
+ *   peer_serve.c   python peers kept up for a case, one call per request
+ *                  (bench/peer_runtimes.py: openvino, onnxruntime)
  *   runner.c       one case: libattn and the in-process peers, timed
+ *   entries.c      the timed loop of a case (runner.h)
+ *   runner_rt.c    one case's openvino and onnxruntime rows (runner.h)
  *   runner_py.c    one case's python peers (runner.h)
+ *   triad.c        the memory bandwidth the decode rows are held against
  *   report.c       the table on stdout, the CSV file and the summary
  *   peer_ggml.c    ggml through dlopen (peer_ggml.h)
  *   impls.c        the --impl / --kernel lists and libattn's OpenCL contexts
@@ -28,6 +34,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 enum {
     MAX_SIZES = 32,
@@ -50,9 +58,11 @@ typedef enum impl_id {
     IMPL_CLBLAST,    /* peer_clblast.c */
     IMPL_GGML,
     IMPL_NUMPY,
-    IMPL_TORCH,      /* torch sdpa on the CPU (peer_numpy.py) */
-    IMPL_TORCH_CUDA, /* torch sdpa on a CUDA device (peer_torch_cuda.py) */
-    IMPL_CL_KERNEL,  /* cl:<variant>: one kernel variant forced by name */
+    IMPL_TORCH,       /* torch sdpa on the CPU (peer_numpy.py) */
+    IMPL_TORCH_CUDA,  /* torch sdpa on a CUDA device (peer_torch_cuda.py) */
+    IMPL_OPENVINO,    /* OpenVINO SDPA op on the CPU (peer_runtimes.py) */
+    IMPL_ONNXRUNTIME, /* ONNX Runtime attention ops on the CPU (same) */
+    IMPL_CL_KERNEL,   /* cl:<variant>: one kernel variant forced by name */
     IMPL_COUNT
 } impl_id;
 
@@ -86,6 +96,7 @@ typedef struct options {
     const char *python;
     const char *script;      /* peer_numpy.py */
     const char *cuda_script; /* peer_torch_cuda.py */
+    const char *rt_script;   /* peer_runtimes.py */
     const char *csv;
     const char *device; /* OpenCL device of the cl-* impls (default "cpu") */
     unsigned impls;     /* bit (1u << impl_id) per impl asked for */
@@ -99,6 +110,7 @@ typedef struct options {
     const char *plot_script;
     int f16;               /* --dtype f16: Q, K, V and O in binary16 */
     int rss;               /* --rss: measure peak RSS instead of timing */
+    int triad_mib;         /* --triad-mib: per array; 0: no triad; -1: auto */
     const char *rss_child; /* internal: impl measured in this child */
 } options;
 
@@ -106,6 +118,17 @@ static inline int opt_has(const options *o, impl_id id)
 {
     return (o->impls >> id) & 1u;
 }
+
+/* The peers of peer_runtimes.py, one row each. */
+typedef enum rt_peer {
+    RT_OPENVINO, /* openvino: opset-13 ScaledDotProductAttention */
+    RT_ORT_MHA,  /* onnxruntime: com.microsoft MultiHeadAttention */
+    RT_ORT_ATTN, /* onnxruntime: opset-23 Attention */
+    RT_COUNT
+} rt_peer;
+
+/* peer_runtimes.py's name of a peer ("openvino", "ort-mha", ...). */
+const char *rt_backend(rt_peer p);
 
 typedef struct peer_state {
     /* ggml */
@@ -124,6 +147,14 @@ typedef struct peer_state {
     int cuda_ok;
     char cuda_why[512];    /* why it is skipped */
     char cuda_device[256]; /* the CUDA device and torch version */
+    /* openvino, onnxruntime: checked once (peer_runtimes.py --check) */
+    int rt_ok[RT_COUNT];
+    char rt_why[RT_COUNT][512];  /* why skipped */
+    char rt_impl[RT_COUNT][128]; /* the runtime, its version and op */
+    /* the decode rows' measure: STREAM triad, GB/s (0: not measured) */
+    double triad_gbps, triad_best_gbps;
+    size_t triad_mib;
+    char triad_why[256];
     /* CLBlast (opened at the first case that runs it) */
     void *clblast; /* clblast_peer * */
     int clblast_tried;
@@ -168,6 +199,9 @@ const char *options_find(const char *name, char *buf, size_t len);
 
 /* Copies src into dst (size len), truncating; always NUL-terminated. */
 void util_scopy(char *dst, size_t len, const char *src);
+/* The value after key in a line of "key=value" words (up to the next
+ * blank) into out; "" when key is not there. */
+void util_field(const char *line, const char *key, char *out, size_t len);
 /* CLOCK_MONOTONIC in milliseconds. */
 double util_now_ms(void);
 /* Sleeps ms milliseconds (resumed after signals). */
@@ -257,6 +291,74 @@ int python_peer_write(const char *path, const void *const *parts,
                       const size_t *counts, size_t n_parts, size_t elem);
 /* Reads count floats from path into x.  0 or -1. */
 int python_peer_read(const char *path, float *x, size_t count);
+
+/* ---- child.c ---- */
+
+/* A child process: its stdin (NULL: /dev/null), its stdout and stderr. */
+typedef struct child_proc {
+    pid_t pid;
+    FILE *to, *from;
+} child_proc;
+
+/* Starts argv[0] (looked up in PATH) with argv and env (NULL: attn-bench's
+ * own), its stdout and stderr on c->from and, with with_stdin, its stdin
+ * on c->to.  A child that cannot exec says "ERROR cannot run ...".  0, or
+ * -1 and why. */
+int child_start(child_proc *c, const char *const *argv, char **env,
+                int with_stdin, char *why, size_t why_len);
+/* Reads the child's lines until one starts with one of answers (a
+ * NULL-terminated list) and returns 0 with it in line; the other non-empty
+ * lines go to last (when not NULL).  -1 at the end of its output. */
+int child_answer(child_proc *c, const char *const *answers, char *line,
+                 size_t len, char *last, size_t last_len);
+/* Closes the pipes (EOF on its stdin) and waits for the child: its wait
+ * status, -1 when there was none. */
+int child_wait(child_proc *c);
+
+/* ---- peer_serve.c ---- */
+
+typedef struct serve_peer serve_peer; /* a python peer kept up for a case */
+
+/* What a kept-up peer runs: script BACKEND N CAUSAL 0 --serve --threads T
+ * --batch B --heads H --kv-heads K --dim D --seq-q S --dtype T --in F
+ * --out G. */
+typedef struct serve_job {
+    const char *script, *backend;
+    shape s;
+    int causal, f16;
+    const char *in_path, *out_path;
+} serve_job;
+
+/* Starts the peer and waits for its first line: 0 when it is READY (impl
+ * and how filled, *out set), 1 when it says it does not take the case
+ * (why), -1 when it failed (why). */
+int serve_start(const options *opt, const serve_job *job, serve_peer **out,
+                char *impl, size_t impl_len, char *how, size_t how_len,
+                char *why, size_t why_len);
+/* One call; *ms receives the peer's own time of it.  0, or -1 and why. */
+int serve_run(serve_peer *p, double *ms, char *why, size_t why_len);
+/* Has the peer write its last output to the job's out_path.  0 or -1. */
+int serve_output(serve_peer *p, char *why, size_t why_len);
+/* Ends the peer and waits for it (NULL: nothing). */
+void serve_stop(serve_peer *p);
+/* peer_runtimes.py --check: fills ps->rt_ok, rt_impl and rt_why for the
+ * peers opt asks for. */
+void serve_check(const options *opt, peer_state *ps);
+
+/* ---- triad.c ---- */
+
+/* Per-array size of the triad by default: 4 x the last-level cache, at
+ * least 64 MiB, at most an eighth of the memory. */
+size_t triad_default_mib(void);
+/* The last-level cache in bytes (0: unknown). */
+size_t triad_llc_bytes(void);
+/* STREAM triad a[i] = b[i] + s * c[i] over three arrays of mib MiB of
+ * doubles on `threads` threads, each its own part (first touched by it):
+ * median and best of `runs` runs in GB/s, counting 24 bytes per element
+ * (two reads and a write, as STREAM does: the write-allocate read is not
+ * counted).  Returns 0, or -1 and why. */
+int triad_measure(int threads, size_t mib, int runs, double *median_gbps,
+                  double *best_gbps, char *why, size_t why_len);
 
 /* ---- resident.c: --resident, on device buffers ---- */
 

@@ -23,7 +23,7 @@ endfunction()
 # The columns of the CSV header, in order.
 set(columns n causal impl median_ms min_ms gflops libattn_x_faster
     max_abs_diff note key seq_q kernel tflops head_dim batch heads kv_heads
-    dtype timing wall_ms kv_bytes kv_gbps device precision)
+    dtype timing wall_ms kv_bytes kv_gbps device precision triad_gbps triad_pct)
 string(REPLACE ";" "," header "${columns}")
 
 # The CSV's lines whose key column is `key` (lines as a list).
@@ -143,6 +143,93 @@ if(NOT no_device)
     message(FATAL_ERROR "decode-only: rows\n${nat}\n${dec}")
   endif()
 endif()
+
+# 5. openvino and onnxruntime (bench/peer_runtimes.py).  First as on a
+# machine without them: modules of those names that fail to import come
+# first on PYTHONPATH, so every row must say why it was skipped (or that
+# python3 / numpy is missing) and the run must still succeed.
+set(fake ${OUT}/no-runtimes)
+foreach(m openvino onnxruntime)
+  file(WRITE ${fake}/${m}/__init__.py
+       "raise ImportError('hidden by check_bench.cmake')\n")
+endforeach()
+set(csv ${OUT}/no-runtimes.csv)
+execute_process(COMMAND ${CMAKE_COMMAND} -E env PYTHONPATH=${fake}
+                ${BENCH} --impl native,openvino,onnxruntime --sizes 32
+                --reps 1 --warmup 0 --causal no --csv ${csv}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "no-runtimes: exit status ${rc}\n${out}\n${err}")
+endif()
+csv_rows(${csv} openvino ov)
+csv_rows(${csv} onnxruntime ort)
+list(LENGTH ov n_ov)
+list(LENGTH ort n_ort)
+if(NOT n_ov EQUAL 1 OR NOT n_ort EQUAL 2)
+  message(FATAL_ERROR "no-runtimes: ${n_ov} openvino and ${n_ort} "
+                      "onnxruntime rows, expected 1 and 2:\n${out}")
+endif()
+foreach(l IN LISTS ov ort)
+  if(NOT l MATCHES "\"skipped: [^\"]*(is not installed|cannot run)")
+    message(FATAL_ERROR "no-runtimes: row without the reason: ${l}")
+  endif()
+endforeach()
+if(NOT out MATCHES "\nopenvino: skipped: " OR
+   NOT out MATCHES "\nort-attention: skipped: ")
+  message(FATAL_ERROR "no-runtimes: the header does not say why:\n${out}")
+endif()
+
+# Then as installed, if they are: GQA, both masks, a square case and a
+# decode case (F16, seq_q 1 and 2; the triad column); a peer that cannot
+# take a case says why, the others are checked against native and timed.
+set(csv ${OUT}/runtimes.csv)
+run_bench(runtimes 0 --impl native,openvino,onnxruntime --sizes 32
+          --reps 1 --warmup 0 --heads 4 --kv-heads 2 --head-dim 16
+          --csv ${csv})
+csv_rows(${csv} openvino ov)
+csv_rows(${csv} onnxruntime ort)
+set(timed 0)
+foreach(l IN LISTS ov ort)
+  if(l MATCHES ",f32,python,,,,\"CPU\",,$")
+    math(EXPR timed "${timed} + 1")
+  elseif(NOT l MATCHES "\"skipped: ")
+    message(FATAL_ERROR "runtimes: neither timed nor skipped: ${l}")
+  endif()
+endforeach()
+if(bench_out MATCHES "\nopenvino: openvino-")
+  set(have_rt 1)
+  # MultiHeadAttention takes no GQA under a causal mask: 5 of 6 timed
+  if(NOT timed EQUAL 5 OR NOT ort MATCHES "skipped: MultiHeadAttention")
+    message(FATAL_ERROR "runtimes: ${timed} rows timed, expected 5:\n"
+                        "${bench_out}")
+  endif()
+endif()
+foreach(sq 1 2)
+  set(csv ${OUT}/runtimes-decode-${sq}.csv)
+  run_bench(runtimes-decode 0 --impl native,openvino,onnxruntime
+            --decode-only --sizes 64 --seq-q ${sq} --reps 1 --warmup 0
+            --causal yes --heads 4 --kv-heads 2 --head-dim 16 --dtype f16
+            --triad-mib 8 --csv ${csv})
+  if(NOT bench_out MATCHES "\nmemory: STREAM triad [0-9.]+ GB/s")
+    message(FATAL_ERROR "runtimes-decode: no triad line:\n${bench_out}")
+  endif()
+  csv_rows(${csv} native nat)
+  if(NOT nat MATCHES ",f16,host,,[0-9]+,[0-9.]+,\"[^\"]*\",[0-9.]+,[0-9.]+$")
+    message(FATAL_ERROR "runtimes-decode: native row without K/V GB/s and "
+                        "% of triad: ${nat}")
+  endif()
+  csv_rows(${csv} openvino ov)
+  csv_rows(${csv} onnxruntime ort)
+  foreach(l IN LISTS ov ort)
+    if(have_rt AND sq EQUAL 1 AND
+       NOT l MATCHES "no-mask.*,f16,python,,[0-9]+,[0-9.]+,\"CPU\",[0-9.]+,")
+      message(FATAL_ERROR "runtimes-decode: seq_q 1 row not timed: ${l}")
+    elseif(have_rt AND sq EQUAL 2 AND NOT l MATCHES "skipped: the op's causal")
+      message(FATAL_ERROR "runtimes-decode: seq_q 2 row not skipped: ${l}")
+    endif()
+  endforeach()
+endforeach()
+
 if(no_device)
   message(STATUS "attn-bench checks passed (no OpenCL device: the "
                  "--resident and --decode-only checks were left out)")

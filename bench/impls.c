@@ -12,9 +12,9 @@
 #include <string.h>
 
 static const char *const NAMES[IMPL_COUNT] = {
-    "native", "cl-unfused", "cl-fused",   "cl-decode",   "cl-q2",
-    "cl-q4",  "cl-2dev",    "cl-auto",    "clblast",     "ggml",
-    "numpy",  "torch",      "torch-cuda", "cl:<variant>"};
+    "native",     "cl-unfused", "cl-fused",    "cl-decode",   "cl-q2", "cl-q4",
+    "cl-2dev",    "cl-auto",    "clblast",     "ggml",        "numpy", "torch",
+    "torch-cuda", "openvino",   "onnxruntime", "cl:<variant>"};
 
 const char *impl_name(impl_id id)
 {

@@ -49,13 +49,15 @@ enum {
     K_PYTHON,
     K_PEER_SCRIPT,
     K_CSV,
+    K_TRIAD_MIB,
     K_RSS_CHILD
 };
 
 /* clang-format off */
 static const cli_option option_table[] = {
     {"impl", K_IMPL, "LIST",
-     "comma list (default native,cl-fused,clblast,ggml,numpy,torch;\n"
+     "comma list (default native,cl-fused,clblast,ggml,numpy,\n"
+     "torch,openvino,onnxruntime;\n"
      "'all' = every one; native always runs, as the reference):\n"
      "  native      libattn, device \"native\"\n"
      "  cl-unfused  libattn OpenCL, path UNFUSED, 1 queue\n"
@@ -71,6 +73,9 @@ static const cli_option option_table[] = {
      "              (options.kernel; as --kernel VARIANT)\n"
      "  clblast     CLBlast batched GEMM + softmax kernel + GEMM\n"
      "  ggml, numpy, torch   the CPU peers\n"
+     "  openvino    OpenVINO's ScaledDotProductAttention op (CPU)\n"
+     "  onnxruntime ONNX Runtime's MultiHeadAttention and\n"
+     "              opset-23 Attention ops (CPU)\n"
      "  torch-cuda  torch sdpa on CUDA tensors, CUDA events"},
     {"kernel", K_KERNEL, "LIST",
      "kernel variants to force, one cl:VARIANT impl each\n"
@@ -130,6 +135,10 @@ static const cli_option option_table[] = {
      "../share/attn/ from it, else the source tree;\n"
      "peer_torch_cuda.py is looked up the same way)"},
     {"csv", K_CSV, "FILE", "also write every row to FILE as CSV"},
+    {"triad-mib", K_TRIAD_MIB, "MIB",
+     "size of each of the three arrays of the memory bandwidth\n"
+     "(STREAM triad) the decode rows are held against (default:\n"
+     "4 x the last-level cache, at least 64; 0: not measured)"},
     {"rss-child", K_RSS_CHILD, "IMPL", NULL}, /* internal: --rss's child */
     {NULL, 0, NULL, NULL}};
 
@@ -143,7 +152,8 @@ static const cli_section section_table[] = {
      "rows); 'native x faster' = row median / native median (above 1:\n"
      "native is faster); max|diff| = largest absolute difference from\n"
      "native's output (for native itself: from a double-precision reference\n"
-     "on sampled rows).  --resident adds 'wall ms': host time per call."},
+     "on sampled rows).  --resident adds 'wall ms': host time per call.\n"
+     "With the decode case, '% triad' = the row's GB/s against the triad's."},
     {"Exit status",
      "0 on success; 1 when a case failed or libattn could not start; 2 on a\n"
      "usage error or when the CSV could not be written."},
@@ -335,6 +345,8 @@ static int on_option(void *user, int key, const char *val)
     case K_RSS:
         o->rss = 1;
         return 0;
+    case K_TRIAD_MIB:
+        return parse_int(val, 0, 1 << 20, &o->triad_mib);
     case K_RSS_CHILD:
         o->rss_child = val;
         return 0;
@@ -355,8 +367,8 @@ int options_parse(int argc, char **argv, options *o)
         "--batch, --heads, --kv-heads, --head-dim), against a CLBlast\n"
         "gemm+softmax+gemm path, ggml_flash_attn_ext (ggml CPU backend), "
         "numpy\n"
-        "matmul+softmax, torch sdpa (if installed) and torch sdpa on CUDA\n"
-        "(torch-cuda).",
+        "matmul+softmax, torch sdpa (if installed), torch sdpa on CUDA\n"
+        "(torch-cuda) and the attention ops of OpenVINO and ONNX Runtime.",
         option_table,
         section_table};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -380,7 +392,10 @@ int options_parse(int argc, char **argv, options *o)
     o->batch = 1;
     o->heads = 8;
     o->max_mem_mib = 1024;
-    impls_parse("native,cl-fused,clblast,ggml,numpy,torch", o);
+    o->triad_mib = -1;
+    impls_parse("native,cl-fused,clblast,ggml,numpy,torch,openvino,"
+                "onnxruntime",
+                o);
     parse_sizes("512,1024,2048,4096,8192", o);
     parse_head_dims("64", o);
     if ((rc = cli_parse(&spec, argc, argv, on_option, o)) >= 0)
@@ -395,13 +410,14 @@ int options_parse(int argc, char **argv, options *o)
     }
     if (o->n_kernels > 0)
         o->impls |= 1u << IMPL_CL_KERNEL;
-    if (o->f16) { /* clblast and the CPU peers take f32 only */
+    if (o->f16) { /* clblast, ggml, numpy and torch take f32 only */
         o->ggml = o->numpy = o->torch = 0;
         o->impls &= ~(1u << IMPL_CLBLAST);
     }
     if (!o->peers) {
         o->ggml = o->numpy = o->torch = o->torch_cuda = 0;
-        o->impls &= ~(1u << IMPL_CLBLAST);
+        o->impls &= ~((1u << IMPL_CLBLAST) | (1u << IMPL_OPENVINO) |
+                      (1u << IMPL_ONNXRUNTIME));
     }
     o->ggml = o->ggml && opt_has(o, IMPL_GGML);
     o->numpy = o->numpy && opt_has(o, IMPL_NUMPY);

@@ -7,29 +7,13 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
-
-static void field(const char *line, const char *key, char *out, size_t len)
-{
-    out[0] = '\0';
-    const char *p = strstr(line, key);
-    if (!p)
-        return;
-    p += strlen(key);
-    size_t n = strcspn(p, " \r\n");
-    if (n >= len)
-        n = len - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
-}
 
 static int env_drop(const char *entry, const char *const *names, int n_names)
 {
@@ -102,7 +86,7 @@ void python_peer_run(const options *opt, const py_job *job, py_result *r)
     argv[a] = NULL;
     int unset_openblas = job->unset_openblas;
 
-    /* The child's environment, built before fork. */
+    /* The child's environment. */
     static const char *const threads_vars[] = {"OPENBLAS_NUM_THREADS",
                                                "OMP_NUM_THREADS"};
     static const char *const blas_vars[] = {"OPENBLAS_CORETYPE",
@@ -130,80 +114,33 @@ void python_peer_run(const options *opt, const py_job *job, py_result *r)
     env[e++] = thr2;
     env[e] = NULL;
 
-    int fd[2];
-    if (pipe(fd) != 0) {
-        snprintf(r->error, sizeof r->error, "pipe: %s", strerror(errno));
-        free(env);
-        return;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(r->error, sizeof r->error, "fork: %s", strerror(errno));
-        close(fd[0]);
-        close(fd[1]);
-        free(env);
-        return;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        dup2(fd[1], STDOUT_FILENO);
-        dup2(fd[1], STDERR_FILENO);
-        if (fd[1] > STDERR_FILENO)
-            close(fd[1]);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0) {
-            dup2(devnull, STDIN_FILENO);
-            if (devnull > STDERR_FILENO)
-                close(devnull);
-        }
-        environ = env;
-        execvp(argv[0], (char *const *)argv);
-        char msg[600];
-        int len = snprintf(msg, sizeof msg, "ERROR cannot run %s: %s\n",
-                           argv[0], strerror(errno));
-        if (len > 0 && write(STDOUT_FILENO, msg, (size_t)len) < 0)
-            _exit(126);
-        _exit(127);
-    }
-    close(fd[1]);
+    child_proc c;
+    int started = child_start(&c, argv, env, 0, r->error, sizeof r->error);
     free(env);
+    if (started != 0)
+        return;
 
     /* Read everything; keep the RESULT/ERROR line and the last line. */
-    char result[2048] = "", last[512] = "";
-    FILE *f = fdopen(fd[0], "r");
-    if (!f) {
-        close(fd[0]);
-    } else {
-        char line[2048];
-        while (fgets(line, sizeof line, f)) {
-            line[strcspn(line, "\r\n")] = '\0';
-            if (strncmp(line, "RESULT ", 7) == 0 ||
-                strncmp(line, "ERROR ", 6) == 0)
-                util_scopy(result, sizeof result, line);
-            else if (line[0])
-                util_scopy(last, sizeof last, line);
-        }
-        fclose(f);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    static const char *const got[] = {"RESULT ", "ERROR ", NULL};
+    char result[2048] = "", last[512] = "", line[2048];
+    while (child_answer(&c, got, line, sizeof line, last, sizeof last) == 0)
+        util_scopy(result, sizeof result, line);
+    int status = child_wait(&c);
     if (strncmp(result, "RESULT ", 7) == 0 && WIFEXITED(status) &&
         WEXITSTATUS(status) == 0) {
         char v[64];
-        field(result, "median_ms=", v, sizeof v);
+        util_field(result, "median_ms=", v, sizeof v);
         r->median_ms = strtod(v, NULL);
-        field(result, "min_ms=", v, sizeof v);
+        util_field(result, "min_ms=", v, sizeof v);
         r->min_ms = strtod(v, NULL);
-        field(result, "impl=", r->impl, sizeof r->impl);
-        field(result, "device=", r->device, sizeof r->device);
-        field(result, "how=", r->how, sizeof r->how);
-        for (char *c = r->device; *c; c++)
-            if (*c == '_')
-                *c = ' ';
-        field(result, "blas=", r->blas, sizeof r->blas);
-        field(result, "env=", r->env, sizeof r->env);
+        util_field(result, "impl=", r->impl, sizeof r->impl);
+        util_field(result, "device=", r->device, sizeof r->device);
+        util_field(result, "how=", r->how, sizeof r->how);
+        for (char *ch = r->device; *ch; ch++)
+            if (*ch == '_')
+                *ch = ' ';
+        util_field(result, "blas=", r->blas, sizeof r->blas);
+        util_field(result, "env=", r->env, sizeof r->env);
         r->ok = r->median_ms > 0;
         if (!r->ok)
             snprintf(r->error, sizeof r->error, "unreadable result: %.400s",
@@ -237,54 +174,18 @@ int python_cuda_check(const options *opt, char *dev, size_t dev_len, char *why,
                  "source tree)");
         return -1;
     }
-    int fd[2];
-    if (pipe(fd) != 0) {
-        snprintf(why, why_len, "pipe: %s", strerror(errno));
+    const char *const argv[] = {opt->python, opt->cuda_script, "--check", NULL};
+    child_proc c;
+    if (child_start(&c, argv, NULL, 0, why, why_len) != 0)
         return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(why, why_len, "fork: %s", strerror(errno));
-        close(fd[0]);
-        close(fd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(fd[0]);
-        dup2(fd[1], STDOUT_FILENO);
-        dup2(fd[1], STDERR_FILENO);
-        if (fd[1] > STDERR_FILENO)
-            close(fd[1]);
-        execlp(opt->python, opt->python, opt->cuda_script, "--check",
-               (char *)NULL);
-        char msg[600];
-        int len = snprintf(msg, sizeof msg, "ERROR cannot run %s: %s\n",
-                           opt->python, strerror(errno));
-        if (len > 0 && write(STDOUT_FILENO, msg, (size_t)len) < 0)
-            _exit(126);
-        _exit(127);
-    }
-    close(fd[1]);
+    static const char *const got[] = {"OK ", "ERROR ", NULL};
     char line[1024], ok[1024] = "", err[1024] = "", last[512] = "";
-    FILE *f = fdopen(fd[0], "r");
-    if (!f) {
-        close(fd[0]);
-    } else {
-        while (fgets(line, sizeof line, f)) {
-            line[strcspn(line, "\r\n")] = '\0';
-            if (strncmp(line, "OK ", 3) == 0)
-                util_scopy(ok, sizeof ok, line + 3);
-            else if (strncmp(line, "ERROR ", 6) == 0)
-                util_scopy(err, sizeof err, line + 6);
-            else if (line[0])
-                util_scopy(last, sizeof last, line);
-        }
-        fclose(f);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    while (child_answer(&c, got, line, sizeof line, last, sizeof last) == 0)
+        if (line[0] == 'O')
+            util_scopy(ok, sizeof ok, line + 3);
+        else
+            util_scopy(err, sizeof err, line + 6);
+    int status = child_wait(&c);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok[0]) {
         util_scopy(dev, dev_len, ok);
         return 0;

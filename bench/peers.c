@@ -2,7 +2,8 @@
 /*
  * attn-bench's peers before the first case: ggml found, self-tested in a
  * child process and loaded; the python peers' script and OPENBLAS_*
- * environment noted; torch-cuda asked whether torch sees a CUDA device.
+ * environment noted; torch-cuda asked whether torch sees a CUDA device,
+ * openvino and onnxruntime whether they import and run a small case.
  */
 #include "bench.h"
 
@@ -158,6 +159,7 @@ int peers_setup(const options *opt, peer_state *ps, char *gwhy, size_t gwhy_len)
         }
     }
     ps->torch_ok = opt->torch && opt->script != NULL;
+    serve_check(opt, ps);
     if (opt->torch_cuda)
         ps->cuda_ok =
             python_cuda_check(opt, ps->cuda_device, sizeof ps->cuda_device,

@@ -14,6 +14,10 @@
 #include <unistd.h>
 
 static FILE *g_csv;
+/* The decode rows' yardstick (GB/s, 0: none) and whether the table has
+ * its column (when the decode case runs). */
+static double g_triad;
+static int g_triad_col;
 
 /* Every timed row, for the summary. */
 enum { MAX_SEEN = 2048 };
@@ -54,7 +58,8 @@ int report_csv_open(const char *path)
     fprintf(g_csv, "n,causal,impl,median_ms,min_ms,gflops,"
                    "libattn_x_faster,max_abs_diff,note,key,seq_q,"
                    "kernel,tflops,head_dim,batch,heads,kv_heads,dtype,timing,"
-                   "wall_ms,kv_bytes,kv_gbps,device,precision\n");
+                   "wall_ms,kv_bytes,kv_gbps,device,precision,triad_gbps,"
+                   "triad_pct\n");
     return 0;
 }
 
@@ -113,7 +118,7 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
         if (g_csv)
             fprintf(g_csv,
                     "%d,%d,\"%s\",,,,,,\"%s\",%s,%d,%s,,%d,%d,%d,%d,%s,,,,,"
-                    "\"%s\",%s\n",
+                    "\"%s\",%s,,\n",
                     n, causal, label, note, r->key, r->s.seq_q, r->kernel,
                     r->s.head_dim, r->s.batch, r->s.heads, r->s.kv_heads, dtype,
                     dev, r->precision);
@@ -125,7 +130,9 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
     double kvb = util_kv_bytes(&r->s, r->f16);
     double gbs = kvb / (r->median_ms * 1e6);
     char ratio[32] = "", ratio_csv[32] = "", diff[48], tfs[16], gb[16] = "",
-         wall[16] = "", wall_csv[32] = "", kvb_csv[32] = "", gbs_csv[32] = "";
+         wall[16] = "", wall_csv[32] = "", kvb_csv[32] = "", gbs_csv[32] = "",
+         pct[16] = "", triad_csv[32] = "", pct_csv[32] = "", wall_col[16] = "",
+         pct_col[16] = "";
     if (r->id != IMPL_NATIVE && lib_ms > 0) {
         snprintf(ratio, sizeof ratio, "%.2fx", r->median_ms / lib_ms);
         snprintf(ratio_csv, sizeof ratio_csv, "%.4f", r->median_ms / lib_ms);
@@ -141,6 +148,11 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
         fmt3(gb, sizeof gb, gbs);
         snprintf(kvb_csv, sizeof kvb_csv, "%.0f", kvb);
         snprintf(gbs_csv, sizeof gbs_csv, "%.3f", gbs);
+        if (g_triad > 0) {
+            snprintf(pct, sizeof pct, "%.0f%%", 100.0 * gbs / g_triad);
+            snprintf(triad_csv, sizeof triad_csv, "%.3f", g_triad);
+            snprintf(pct_csv, sizeof pct_csv, "%.2f", 100.0 * gbs / g_triad);
+        }
     }
     if (!isnan(r->wall_ms)) {
         snprintf(wall, sizeof wall, "%.3f", r->wall_ms);
@@ -153,21 +165,21 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
              r->precision[0] && strcmp(r->precision, "exact") ? r->precision
                                                               : "");
     if (opt->resident)
-        printf("%s  %-40s %-10s %10.3f %10.3f %10s %8s %7s %10s  %s\n", head,
-               r->label, kcol, r->median_ms, r->min_ms, wall, tfs, gb, ratio,
-               diff);
-    else
-        printf("%s  %-40s %-10s %10.3f %10.3f %8s %7s %10s  %s\n", head,
-               r->label, kcol, r->median_ms, r->min_ms, tfs, gb, ratio, diff);
+        snprintf(wall_col, sizeof wall_col, "%10s ", wall);
+    if (g_triad_col)
+        snprintf(pct_col, sizeof pct_col, " %7s", pct);
+    printf("%s  %-40s %-10s %10.3f %10.3f %s%8s %7s%s %10s  %s\n", head,
+           r->label, kcol, r->median_ms, r->min_ms, wall_col, tfs, gb, pct_col,
+           ratio, diff);
     if (g_csv)
         fprintf(g_csv,
                 "%d,%d,\"%s\",%.6f,%.6f,%.3f,%s,%.3e,,%s,%d,%s,%.6f,%d,%d,%d,"
-                "%d,%s,%s,%s,%s,%s,\"%s\",%s\n",
+                "%d,%s,%s,%s,%s,%s,\"%s\",%s,%s,%s\n",
                 n, causal, label, r->median_ms, r->min_ms, tf * 1e3, ratio_csv,
                 r->diff, r->key, r->s.seq_q, r->kernel, tf, r->s.head_dim,
                 r->s.batch, r->s.heads, r->s.kv_heads, dtype,
                 r->timing ? r->timing : "", wall_csv, kvb_csv, gbs_csv, dev,
-                r->precision);
+                r->precision, triad_csv, pct_csv);
 }
 
 void report_section(const options *opt, const shape *s)
@@ -245,6 +257,33 @@ void report_preamble(const options *opt, const peer_state *ps,
                       "subprocess)"
                     : " (so as-is = unset: one run)");
     }
+    for (int i = 0; i < RT_COUNT; i++) {
+        impl_id id = i == RT_OPENVINO ? IMPL_OPENVINO : IMPL_ONNXRUNTIME;
+        if (!opt_has(opt, id))
+            continue;
+        if (ps->rt_ok[i])
+            printf("%s: %s, %s %d; one process per case, its calls "
+                   "interleaved with libattn's\n",
+                   rt_backend((rt_peer)i), ps->rt_impl[i],
+                   i == RT_OPENVINO ? "INFERENCE_PRECISION_HINT f32, "
+                                      "INFERENCE_NUM_THREADS"
+                                    : "io-binding, intra_op_num_threads",
+                   opt->threads);
+        else
+            printf("%s: %s\n", rt_backend((rt_peer)i), ps->rt_why[i]);
+    }
+    g_triad = ps->triad_gbps;
+    g_triad_col = opt->decode_only || opt_has(opt, IMPL_CL_DECODE);
+    if (g_triad > 0) {
+        size_t llc = triad_llc_bytes();
+        printf("memory: STREAM triad %.1f GB/s (median of 7; best %.1f), %d "
+               "thread%s, 3 arrays of %zu MiB (last-level cache %zu MiB); "
+               "24 B per element; decode rows: %% triad = GB/s K/V / %.1f\n",
+               g_triad, ps->triad_best_gbps, opt->threads,
+               opt->threads == 1 ? "" : "s", ps->triad_mib, llc >> 20, g_triad);
+    } else if (g_triad_col) {
+        printf("memory: triad %s\n", ps->triad_why);
+    }
     char load[64];
     util_loadavg(load, sizeof load);
     printf("machine: %ld online CPUs, load average %s at start\n",
@@ -256,25 +295,28 @@ void report_preamble(const options *opt, const peer_state *ps,
                "when not exact\n",
                prec && *prec ? prec : "exact");
     }
+    const char *wall_h[2] = {"", ""}, *pct_h[2] = {"", ""};
+    const char *wall_d = "", *pct_d = "";
     if (opt->resident) {
-        printf("\n%6s  %-6s  %-40s %-10s %10s %10s %10s %8s %7s %10s  %s\n",
-               "N", "causal", "implementation", "kernel", "median ms", "min ms",
-               "wall ms", "TFLOP/s", "GB/s", "native", "max|diff|");
-        printf("%6s  %-6s  %-40s %-10s %10s %10s %10s %8s %7s %10s  %s\n", "",
-               "", "", "", "", "", "", "", "K/V", "x faster", "vs native");
-        printf("------  ------  ---------------------------------------- "
-               "---------- ---------- ---------- ---------- -------- ------- "
-               "----------  ------------------\n");
-    } else {
-        printf("\n%6s  %-6s  %-40s %-10s %10s %10s %8s %7s %10s  %s\n", "N",
-               "causal", "implementation", "kernel", "median ms", "min ms",
-               "TFLOP/s", "GB/s", "native", "max|diff|");
-        printf("%6s  %-6s  %-40s %-10s %10s %10s %8s %7s %10s  %s\n", "", "",
-               "", "", "", "", "", "K/V", "x faster", "vs native");
-        printf("------  ------  ---------------------------------------- "
-               "---------- ---------- ---------- -------- ------- "
-               "----------  ------------------\n");
+        wall_h[0] = "   wall ms ";
+        wall_h[1] = "           ";
+        wall_d = "---------- ";
     }
+    if (g_triad_col) {
+        pct_h[0] = "       %";
+        pct_h[1] = "   triad";
+        pct_d = " -------";
+    }
+    printf("\n%6s  %-6s  %-40s %-10s %10s %10s %s%8s %7s%s %10s  %s\n", "N",
+           "causal", "implementation", "kernel", "median ms", "min ms",
+           wall_h[0], "TFLOP/s", "GB/s", pct_h[0], "native", "max|diff|");
+    printf("%6s  %-6s  %-40s %-10s %10s %10s %s%8s %7s%s %10s  %s\n", "", "",
+           "", "", "", "", wall_h[1], "", "K/V", pct_h[1], "x faster",
+           "vs native");
+    printf("------  ------  ---------------------------------------- "
+           "---------- ---------- ---------- %s-------- -------%s "
+           "----------  ------------------\n",
+           wall_d, pct_d);
     fflush(stdout);
 }
 
@@ -322,6 +364,41 @@ static void peer_summary(void)
     }
 }
 
+/* Per case with openvino or onnxruntime rows: native against the fastest
+ * of them, the CPU inference runtimes. */
+static void runtime_summary(void)
+{
+    int printed = 0;
+    for (int i = 0; i < g_n_seen; i++) {
+        const row *nat = &g_seen[i];
+        if (nat->id != IMPL_NATIVE)
+            continue;
+        const row *best = NULL;
+        for (int j = 0; j < g_n_seen; j++) {
+            const row *c = &g_seen[j];
+            if ((c->id == IMPL_OPENVINO || c->id == IMPL_ONNXRUNTIME) &&
+                same_shape(c, nat) && (!best || c->median_ms < best->median_ms))
+                best = c;
+        }
+        if (!best)
+            continue;
+        if (!printed++)
+            printf("native against the fastest CPU runtime per case (x = its "
+                   "time / native's; above 1: native is faster):\n");
+        double x = best->median_ms / nat->median_ms;
+        double goal = nat->decode ? 0 : nat->causal ? 1.5 : 1.2;
+        printf("  B=%d H=%d/%d d=%d %s seq_q=%d N=%d %s: native %.3f ms vs "
+               "%s %.3f ms: %.2fx",
+               nat->s.batch, nat->s.heads, nat->s.kv_heads, nat->s.head_dim,
+               nat->f16 ? "f16" : "f32", nat->s.seq_q, nat->s.seq_kv,
+               nat->causal ? "causal" : "non-causal", nat->median_ms,
+               best->label, best->median_ms, x);
+        if (goal > 0)
+            printf(" (goal >= %.2fx: %s)", goal, x >= goal ? "met" : "not met");
+        printf("\n");
+    }
+}
+
 void report_summary(const options *opt, const peer_state *ps, int rc)
 {
     char load[64];
@@ -336,6 +413,7 @@ void report_summary(const options *opt, const peer_state *ps, int rc)
     if (rc != 0)
         return;
     peer_summary();
+    runtime_summary();
     for (int c = 0; c < 2; c++) {
         double nat = seen_ms(2048, c, IMPL_NATIVE, NULL);
         if (nat <= 0)

@@ -2,12 +2,12 @@
 /*
  * One case of attn-bench: every in-process implementation asked for is
  * prepared and warmed up, then their timed runs are interleaved (native,
- * cl-*, CLBlast, ggml, native, ...) so that load changes on a shared
- * machine hit all of them alike; then the python peers run as
- * subprocesses (runner_py.c).  Every output is compared with native's,
- * native's with the f64 reference.  The square case (seq_q = seq_kv = N)
- * and the decode case (seq_q = --seq-q) run through the same code with
- * different implementations.
+ * cl-*, CLBlast, ggml, openvino, onnxruntime, native, ...; entries.c) so
+ * that load changes on a shared machine hit all of them alike; then the
+ * other python peers run as subprocesses (runner_py.c).  Every output is
+ * compared with native's, native's with the f64 reference.  The square case
+ * (seq_q = seq_kv = N) and the decode case (seq_q = --seq-q) run through the
+ * same code with different implementations.
  */
 #include "runner.h"
 
@@ -19,138 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef enum { EX_ATTN, EX_RESIDENT, EX_GGML, EX_CLBLAST } exec_kind;
-
-/* One implementation being timed. */
-typedef struct entry {
-    exec_kind kind;
-    row *r;
-    attn_context *ctx; /* EX_ATTN, EX_RESIDENT */
-    const attn_sdpa_desc *d;
-    void *o; /* EX_ATTN, EX_CLBLAST: where the output lands */
-    int own_o;
-    res_buf *dev_o; /* EX_RESIDENT: the output on the device */
-    ggml_peer_case *gc;
-    void *cc;        /* clblast_case * */
-    int resident_cb; /* EX_CLBLAST on device buffers */
-    int reps;
-    double *t, *w; /* per timed run: the time shown, the host wall time */
-    int alive;
-    char why[400];
-} entry;
-
-/* The device inputs of a resident case. */
-typedef struct res_inputs {
-    resident *res;
-    res_buf *q, *k, *v;
-} res_inputs;
-
-/* One run; *ms receives the time shown when the run times itself
- * (events), else it stays NAN and the caller's clock counts. */
-static int entry_exec(entry *e, const res_inputs *ri, const void *q,
-                      const void *k, const void *v, double *ms, double *wall)
-{
-    switch (e->kind) {
-    case EX_ATTN: {
-        attn_status st = attn_sdpa(e->ctx, e->d, q, k, v, e->o, NULL);
-        if (st != ATTN_OK) {
-            snprintf(e->why, sizeof e->why, "attn_sdpa: %s: %.300s",
-                     attn_status_string(st), attn_context_last_error(e->ctx));
-            return -1;
-        }
-        return 0;
-    }
-    case EX_RESIDENT:
-        return res_call(ri->res, e->ctx, e->d, ri->q, ri->k, ri->v, e->dev_o,
-                        ms, wall, e->why, sizeof e->why);
-    case EX_GGML:
-        if (ggml_peer_exec(e->gc) != 0) {
-            snprintf(e->why, sizeof e->why, "graph compute failed");
-            return -1;
-        }
-        return 0;
-    case EX_CLBLAST:
-#ifdef ATTN_BENCH_HAVE_CLBLAST
-        if (e->resident_cb)
-            return clblast_case_exec_resident(e->cc, ms, wall, e->why,
-                                              sizeof e->why);
-        return clblast_case_exec(e->cc, e->why, sizeof e->why);
-#else
-        return -1;
-#endif
-    }
-    return -1;
-}
-
-static void entry_free(entry *e)
-{
-    if (e->gc)
-        ggml_peer_case_free(e->gc);
-#ifdef ATTN_BENCH_HAVE_CLBLAST
-    if (e->cc)
-        clblast_case_free(e->cc);
-#endif
-    res_buf_free(e->dev_o);
-    if (e->own_o)
-        free(e->o);
-    free(e->t);
-    free(e->w);
-    memset(e, 0, sizeof *e);
-}
-
-/* Warm-up, then interleaved rounds (an entry runs in round r while r <
- * its reps); fills each alive entry's row with its median and min, or its
- * note when it failed. */
-static void time_entries(const options *opt, entry *es, int n_es,
-                         const res_inputs *ri, const void *q, const void *k,
-                         const void *v)
-{
-    int rounds = 0;
-    double ms, wall;
-    for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
-        e->t = calloc((size_t)e->reps, sizeof *e->t);
-        e->w = calloc((size_t)e->reps, sizeof *e->w);
-        e->alive = e->t && e->w;
-        if (!e->alive)
-            snprintf(e->why, sizeof e->why, "out of memory");
-        for (int w = 0; w < opt->warmup && e->alive; w++)
-            if (entry_exec(e, ri, q, k, v, &ms, &wall) != 0)
-                e->alive = 0;
-        if (e->reps > rounds)
-            rounds = e->reps;
-    }
-    for (int r = 0; r < rounds; r++)
-        for (int i = 0; i < n_es; i++) {
-            entry *e = &es[i];
-            if (!e->alive || r >= e->reps)
-                continue;
-            if (n_es > 1)
-                util_pause_ms(5); /* let the other pools' workers sleep */
-            ms = wall = NAN;
-            double t0 = util_now_ms();
-            int rc = entry_exec(e, ri, q, k, v, &ms, &wall);
-            double host = util_now_ms() - t0;
-            e->t[r] = isnan(ms) ? host : ms;
-            e->w[r] = isnan(wall) ? host : wall;
-            if (rc != 0)
-                e->alive = 0;
-        }
-    for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
-        if (!e->alive) {
-            e->r->ok = 0;
-            e->r->note = e->why;
-            continue;
-        }
-        e->r->ok = 1;
-        e->r->min_ms = util_min(e->t, e->reps);
-        e->r->median_ms = util_median(e->t, e->reps);
-        if (e->kind == EX_RESIDENT || e->resident_cb)
-            e->r->wall_ms = util_median(e->w, e->reps);
-    }
-}
 
 /* Adds a libattn entry (native, cl-*, cl:<variant>): asks which kernel
  * variant the shape runs first, so that a variant that does not take it
@@ -340,20 +208,6 @@ static void add_ggml(const options *opt, peer_state *ps, entry *es, int *n_es,
     }
 }
 
-/* o holds cnt binary16 values in its first half: makes them floats. */
-static int f16_widen(void *o, size_t cnt)
-{
-    uint16_t *tmp = malloc(cnt * sizeof *tmp);
-    if (!tmp)
-        return -1;
-    memcpy(tmp, o, cnt * sizeof *tmp);
-    float *f = o;
-    for (size_t j = 0; j < cnt; j++)
-        f[j] = util_from_half(tmp[j]);
-    free(tmp);
-    return 0;
-}
-
 /* The device inputs of a resident case, on the first resident context. */
 static int res_inputs_make(const cl_impls *ci, const case_inputs *in,
                            attn_context *ctx, res_inputs *ri, char *why,
@@ -505,8 +359,9 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
         add_clblast(opt, ps, es, &n_es, &cr, in, causal, reps);
     if (!in->decode)
         add_ggml(opt, ps, es, &n_es, &cr, in, causal, reps);
+    runner_runtimes_add(opt, ps, es, &n_es, &cr, in, causal, reps);
 
-    time_entries(opt, es, n_es, have_ri ? &ri : NULL, in->lq, in->lk, in->lv);
+    time_entries(opt, es, n_es, have_ri ? &ri : NULL, in);
 
     /* outputs back from the device */
     for (int i = 0; i < n_es; i++) {
@@ -529,7 +384,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
     /* diffs: native against the f64 reference, the rest against native */
     for (int i = 0; i < n_es; i++) {
         entry *e = &es[i];
-        if (!e->r->ok)
+        if (!e->r->ok || e->kind == EX_SERVE) /* checked before timing */
             continue;
         if (in->f16 && (e->kind == EX_ATTN || e->kind == EX_RESIDENT) &&
             f16_widen(e->o, cnt) != 0) {

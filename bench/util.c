@@ -21,6 +21,20 @@ void util_scopy(char *dst, size_t len, const char *src)
     dst[n] = '\0';
 }
 
+void util_field(const char *line, const char *key, char *out, size_t len)
+{
+    out[0] = '\0';
+    const char *p = strstr(line, key);
+    if (!p)
+        return;
+    p += strlen(key);
+    size_t n = strcspn(p, " \r\n");
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
 double util_now_ms(void)
 {
     struct timespec ts;
