@@ -21,11 +21,17 @@ include(CheckCSourceCompiles)
 # Compiled once per instruction set.
 set(ATTN_ISA_COMMON_SOURCES
   src/cpu/sdpa_tile.c
+  src/cpu/sdpa_dec.c
   src/cpu/mha.c
   src/cpu/gemm.c
   src/cpu/posenc.c
   src/cpu/half.c
   src/cpu/kern_table.c)
+# Written in the compiler's vector extension with a * b + c for an FMA:
+# built with -ffp-contract=fast (C11 mode leaves it off), and without the
+# warning that 64-byte vectors pass differently with and without AVX-512
+# (the file's vector functions are static).
+set(ATTN_ISA_CONTRACT_SOURCES src/cpu/sdpa_dec.c)
 # The attention micro-kernels of each instruction set.
 set(ATTN_ISA_KERNEL_generic src/cpu/sdpa_kern_generic.c)
 set(ATTN_ISA_KERNEL_avx2 src/cpu/sdpa_kern_avx2.c)
@@ -80,8 +86,11 @@ function(attn_cpu_isa_sources out_sources out_definitions)
 #define ATTN_ISA_SUFFIX _${isa}
 #include \"${PROJECT_SOURCE_DIR}/${src}\"
 ")
-      set_source_files_properties(${out} PROPERTIES
-        COMPILE_OPTIONS "${ATTN_ISA_FLAGS_${isa}}")
+      set(opts ${ATTN_ISA_FLAGS_${isa}})
+      if(src IN_LIST ATTN_ISA_CONTRACT_SOURCES)
+        list(APPEND opts -ffp-contract=fast -Wno-psabi)
+      endif()
+      set_source_files_properties(${out} PROPERTIES COMPILE_OPTIONS "${opts}")
       list(APPEND sources ${out})
     endforeach()
   endforeach()

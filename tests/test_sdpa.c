@@ -560,15 +560,20 @@ static void test_f16_exact_single_key(void)
  * AUTO these take the decode kernel (keys split over work-groups). */
 static void test_decode_mix(void)
 {
+    /* 2000 keys: the native decode form splits the keys of few (batch, kv
+     * head) pairs; head sizes 64 and 128 take its vector blocks whole */
     static const int skv[] = {1, 5, 33, 300, 2000};
+    static const int dims[] = {0, 0, 64, 128};
     ref_rng g;
     ref_rng_seed(&g, 777);
-    for (int t = 0; t < 40; t++) {
+    for (int t = 0; t < 60; t++) {
         int hkv = ref_rng_int(&g, 1, 3);
-        int group = ref_rng_int(&g, 1, 4);
-        attn_sdpa_desc s = shape(
-            ref_rng_int(&g, 1, 2), hkv * group, hkv, ref_rng_int(&g, 1, 4),
-            skv[t % 5], ref_rng_int(&g, 1, 70), ref_rng_int(&g, 1, 70));
+        int group = ref_rng_int(&g, 1, t < 40 ? 4 : 8);
+        int d = dims[ref_rng_int(&g, 0, 3)];
+        int dv = d ? d : ref_rng_int(&g, 1, 70);
+        attn_sdpa_desc s = shape(ref_rng_int(&g, 1, 2), hkv * group, hkv,
+                                 ref_rng_int(&g, 1, 4), skv[t % 5],
+                                 d ? d : ref_rng_int(&g, 1, 70), dv);
         s.score =
             ref_rng_int(&g, 0, 3) == 0 ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
         s.dtype = ref_rng_int(&g, 0, 1) ? ATTN_F16 : ATTN_F32;

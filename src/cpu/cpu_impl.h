@@ -54,6 +54,10 @@ typedef struct attn_cpu attn_cpu; /* below */
 typedef struct attn_cpu_kern {
     /* The pool job of attn_cpu_sdpa: arg is a struct attn_sdpa_job. */
     attn_pool_fn sdpa_item;
+    /* The decode form's jobs (sdpa_dec.c): the items, then the merge of
+     * their key splits. */
+    attn_pool_fn sdpa_dec_item;
+    attn_pool_fn sdpa_dec_combine;
     /* attn_cpu_mha's work (contract there). */
     attn_status (*mha)(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
 } attn_cpu_kern;

@@ -4,8 +4,11 @@
  * "instruction sets"): what isa.c hands to an attn_cpu.
  */
 #include "cpu/cpu_impl.h"
+#include "cpu/sdpa_job.h"
 
 const attn_cpu_kern ATTN_ISA_FN(attn_cpu_kern) = {
     attn_sdpa_item,
+    attn_sdpa_dec_item,
+    attn_sdpa_dec_combine,
     attn_cpu_mha,
 };

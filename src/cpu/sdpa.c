@@ -22,6 +22,10 @@
 
 #define QT    ATTN_QTILE
 #define LOG2E 1.4426950408889634f
+#ifndef SDPA_DEC_ROWS
+#define SDPA_DEC_ROWS 8
+#endif
+#define SDPA_DEC_MIN_SPLIT 512
 
 struct attn_cpu {
     attn_pool *pool;
@@ -191,6 +195,42 @@ static void default_layout(const attn_sdpa_desc *d, attn_cpu_layout *l)
     l->o[0] = hq * sq * hdv;
 }
 
+/* The decode form (sdpa_dec.c) for dot scores whose query rows per K/V
+ * head (the GQA group times seq_q) are at most SDPA_DEC_ROWS: there the
+ * tiled form leaves most of its 16 lanes empty.  The keys are split when
+ * the (batch, kv head) pairs are too few to keep every worker busy, into
+ * splits of at least SDPA_DEC_MIN_SPLIT keys; the merge's memory is taken
+ * here (without it the keys are not split). */
+static void dec_plan(const attn_cpu *c, const attn_sdpa_desc *d,
+                     struct attn_sdpa_job *jb)
+{
+    long long units = (long long)d->batch * d->heads_kv;
+    long long want = 4LL * c->workers, ns = 1;
+    int rows = jb->group * d->seq_q;
+
+    if (d->score != ATTN_SCORE_DOT || jb->tf32 || rows > SDPA_DEC_ROWS)
+        return;
+    jb->rows = rows;
+    if (units < want)
+        ns = (want + units - 1) / units;
+    if (ns > d->seq_kv / SDPA_DEC_MIN_SPLIT)
+        ns = d->seq_kv / SDPA_DEC_MIN_SPLIT;
+    if (ns > 1) {
+        long long len = (d->seq_kv + ns - 1) / ns;
+        len = (len + SDPA_KTILE - 1) / SDPA_KTILE * SDPA_KTILE;
+        ns = (d->seq_kv + len - 1) / len;
+        jb->part = malloc((size_t)(units * ns * rows) *
+                          ((size_t)d->head_dim_v + 2) * sizeof(float));
+        if (jb->part) {
+            jb->nsplit = (int)ns;
+            jb->split_len = len;
+            return;
+        }
+    }
+    jb->nsplit = 1;
+    jb->split_len = d->seq_kv;
+}
+
 attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           const void *k, const void *v, void *o, float *lse,
                           const attn_cpu_layout *layout, attn_precision emulate)
@@ -226,12 +266,21 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
             (d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim)) *
             (jb.nat ? 1.0f : LOG2E);
     items = (size_t)jb.nqt * (size_t)d->batch * (size_t)d->heads_q;
+    dec_plan(c, d, &jb);
 
     pthread_mutex_lock(&c->lock);
     st = ws_reserve(c, d->head_dim, d->head_dim_v);
-    if (st == ATTN_OK)
+    if (st == ATTN_OK && jb.rows) {
+        size_t units = (size_t)d->batch * (size_t)d->heads_kv;
+        attn_pool_run(c->pool, units * (size_t)jb.nsplit,
+                      c->kern->sdpa_dec_item, &jb);
+        if (jb.nsplit > 1)
+            attn_pool_run(c->pool, units, c->kern->sdpa_dec_combine, &jb);
+    } else if (st == ATTN_OK) {
         attn_pool_run(c->pool, items, c->kern->sdpa_item, &jb);
+    }
     pthread_mutex_unlock(&c->lock);
+    free(jb.part);
     return st;
 }
 

@@ -44,7 +44,43 @@ struct attn_sdpa_job {
     int tf32;  /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
     int group; /* heads_q / heads_kv */
     int nqt;   /* query tiles per head */
+    /* The decode form (sdpa_dec.c): rows = heads_q / heads_kv * seq_q
+     * query rows share one K/V head and are computed together, row-major;
+     * 0 for the tiled form.  The keys are cut into nsplit splits of
+     * split_len keys; with more than one, each split leaves its rows'
+     * running max, sum and unnormalised output in part and a second pass
+     * merges them. */
+    int rows;
+    int nsplit;
+    long long split_len;
+    float *part; /* [batch][heads_kv][nsplit][rows][head_dim_v + 2] */
 };
+
+/* Helpers of the tile code shared with the decode code (sdpa_tile.c, one
+ * copy per instruction set). */
+#ifdef ATTN_ISA_SUFFIX
+#define attn_sdpa_rows_f32       ATTN_ISA_FN(attn_sdpa_rows_f32)
+#define attn_sdpa_tile_finite    ATTN_ISA_FN(attn_sdpa_tile_finite)
+#define attn_sdpa_tile_has_zero  ATTN_ISA_FN(attn_sdpa_tile_has_zero)
+#define attn_sdpa_bias_base      ATTN_ISA_FN(attn_sdpa_bias_base)
+#define attn_sdpa_dec_item       ATTN_ISA_FN(attn_sdpa_dec_item)
+#define attn_sdpa_dec_combine    ATTN_ISA_FN(attn_sdpa_dec_combine)
+/* jn rows of a K or V head as packed F32 rows (in place or in buf); *ld
+ * receives their stride in floats. */
+const float *attn_sdpa_rows_f32(const struct attn_sdpa_job *jb,
+                               const void *base, size_t off, size_t row_stride,
+                               int width, int jn, float *buf, size_t *ld);
+/* 1 when every value of the jn x dv tile (rows ldv apart) is finite. */
+int attn_sdpa_tile_finite(const float *v, size_t ldv, int jn, int dv);
+/* 1 when some probability of the jn x lanes tile (rows QT apart) is 0. */
+int attn_sdpa_tile_has_zero(const float *p, int jn, int lanes);
+/* The bias plane of (batch b, head h), or NULL without a bias. */
+const float *attn_sdpa_bias_base(const attn_sdpa_desc *d, int b, int h);
+/* The decode job (sdpa_dec.c): one item per (batch, kv head, key split). */
+void attn_sdpa_dec_item(void *arg, size_t item, int worker);
+/* Merges the key splits of one (batch, kv head). */
+void attn_sdpa_dec_combine(void *arg, size_t item, int worker);
+#endif
 
 /* The working memory of one worker of the job's attn_cpu (sdpa.c). */
 void attn_sdpa_ws_of(const attn_cpu *c, int worker, struct attn_sdpa_ws *w);

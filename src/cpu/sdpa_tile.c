@@ -74,9 +74,9 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
  * (token-major [B, S, H*d] tensors) are copied because a power-of-two row
  * stride maps a whole tile onto a few L1 sets.  *ld receives the row
  * stride in floats. */
-static const float *rows_f32(const struct attn_sdpa_job *jb, const void *base,
-                             size_t off, size_t row_stride, int width, int jn,
-                             float *buf, size_t *ld)
+const float *attn_sdpa_rows_f32(const struct attn_sdpa_job *jb,
+                               const void *base, size_t off, size_t row_stride,
+                               int width, int jn, float *buf, size_t *ld)
 {
     size_t w = (size_t)width;
     int r;
@@ -133,7 +133,7 @@ static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
 }
 
 /* 1 when every value of the jn x dv tile is finite. */
-static int tile_finite(const float *v, size_t ldv, int jn, int dv)
+int attn_sdpa_tile_finite(const float *v, size_t ldv, int jn, int dv)
 {
     for (int j = 0; j < jn; j++)
         for (int c = 0; c < dv; c++)
@@ -147,7 +147,7 @@ static int tile_finite(const float *v, size_t ldv, int jn, int dv)
  * pattern: an unsigned minimum per lane over the keys, tested across the
  * lanes once at the end (not per key, which would chain a horizontal
  * reduction through every row). */
-static int tile_has_zero(const float *p, int jn, int lanes)
+int attn_sdpa_tile_has_zero(const float *p, int jn, int lanes)
 {
 #ifdef __AVX512F__
     __m512i mn = _mm512_set1_epi32(-1);
@@ -176,7 +176,7 @@ static int tile_has_zero(const float *p, int jn, int lanes)
 #endif
 }
 
-static const float *bias_base(const attn_sdpa_desc *d, int b, int h)
+const float *attn_sdpa_bias_base(const attn_sdpa_desc *d, int b, int h)
 {
     size_t plane = (size_t)d->seq_q * (size_t)d->seq_kv;
 
@@ -311,7 +311,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     long long full_lo = 0, full_hi = jhi, j0;
     size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
     size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
-    const float *bias = bias_base(d, b, h);
+    const float *bias = attn_sdpa_bias_base(d, b, h);
 
     attn_sdpa_ws_of(jb->cpu, worker, &w);
     /* [jlo, jhi): keys some query of the tile sees; [full_lo, full_hi]:
@@ -348,7 +348,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     for (j0 = jlo; j0 < jhi; j0 += SDPA_KTILE) {
         int jn = (int)(jhi - j0 < SDPA_KTILE ? jhi - j0 : SDPA_KTILE);
         size_t ldk, ldv;
-        const float *kt = rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
+        const float *kt = attn_sdpa_rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
                                    jb->lay.k[2], d->head_dim, jn, w.kc, &ldk);
         const float *vt;
 
@@ -365,14 +365,14 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
         smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0, jn, lanes,
                           off, masked, bt);
         attn_kern_softmax(nq, jn, w.s, smax, jb->unit, w.m, w.l, w.alpha);
-        vt = rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
+        vt = attn_sdpa_rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
                       d->head_dim_v, jn, w.vc, &ldv);
         if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
             tf32_rows(w.s, QT, jn, lanes, w.s);
         if (round_kv)
             vt = tf32_rows(vt, ldv, jn, d->head_dim_v, w.vc);
-        if (tile_has_zero(w.s, jn, lanes) &&
-            !tile_finite(vt, ldv, jn, d->head_dim_v))
+        if (attn_sdpa_tile_has_zero(w.s, jn, lanes) &&
+            !attn_sdpa_tile_finite(vt, ldv, jn, d->head_dim_v))
             pv_nonfinite(jb, &w, kt, ldk, vt, ldv, i0, qn, j0, jn, lanes, off,
                          masked, bt);
         else
