@@ -11,7 +11,10 @@
 # what attn-cl-dump (tests/tools) writes: each program's sources and build
 # options exactly as the library hands them to the driver, for the default
 # tuning and for each vendor's profile in platforms/ (the default tuning on
-# every target, a vendor's tuning on that vendor's targets).
+# every target, a vendor's tuning on that vendor's targets).  The NVIDIA
+# targets also take tests/tools/ptx_probe.cl, inline PTX (ldmatrix,
+# mma.sync f16 and tf32, shfl.sync) of the kind tensor-core kernels issue,
+# as it is and broken on purpose twice (ok when ptxas refuses those).
 #
 #   sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N] [--all]
 #
@@ -43,9 +46,18 @@ if [ "${1:-}" = "--one" ]; then
   work=$OC_OUT/bin/$target
   mkdir -p "$work"
   rc=0
-  # The status of target $1 from its log $2 and exit status $3.
+  # The status of target $1 from its log $2 and exit status $3.  A
+  # program with a .xfail file (a broken probe) must fail: "ok" when it
+  # does, an error when it compiles.
   finish() {
-    if [ "$3" -ne 0 ]; then
+    if [ -f "$OC_OUT/dump/$prog.xfail" ]; then
+      if [ "$3" -ne 0 ]; then
+        echo "ok" >"$OC_OUT/logs/$prog.$1.status"
+      else
+        echo "ERROR compiled, but is broken on purpose: $(cat "$OC_OUT/dump/$prog.xfail")" \
+          >"$OC_OUT/logs/$prog.$1.status"
+      fi
+    elif [ "$3" -ne 0 ]; then
       line=$(grep -m1 -i 'error' "$2" || true)
       [ -n "$line" ] || line=$(grep -m1 . "$2" || echo "exit status $3")
       echo "ERROR $line" >"$OC_OUT/logs/$prog.$1.status"
@@ -93,20 +105,41 @@ if [ "${1:-}" = "--one" ]; then
       ;;
     nvidia)
       # One job for every NVIDIA target: the PTX once, then ptxas for each
-      # GPU, each with a log and a status of its own.  clang leaves
-      # reqd_work_group_size out of the PTX; the tiled and split-KV
-      # kernels ask for 128 items, for which ptxas's ceiling of 255
-      # registers per item is the device's own.
+      # GPU, each with a log and a status of its own.  NVIDIA's compiler
+      # takes `asm` as a keyword in OpenCL C (inline PTX), clang only with
+      # -fgnu-keywords.  clang leaves reqd_work_group_size out of the PTX,
+      # so its .reqntid (which bounds ptxas's registers per item as the
+      # driver's compiler does) comes from the front end's metadata.
       set -f
       # shellcheck disable=SC2086
-      set -- $opts
+      set -- $opts -fgnu-keywords
       set +f
       (cd "$OC_OUT/dump" &&
+        "$OC_CLANG" -x cl "$@" -target nvptx64-nvidia-nvcl \
+          -Xclang -finclude-default-header -Xclang -disable-llvm-passes \
+          -S -emit-llvm -o "$work/$prog.ll" "$prog.cl" &&
         "$OC_CLANG" -x cl "$@" -target nvptx64-nvidia-nvcl -march=sm_80 \
           -Xclang -finclude-default-header \
           -Xclang -mlink-builtin-bitcode -Xclang "$OC_CLC_NVPTX" \
-          -Wno-linker-warnings -S -o "$work/$prog.ptx" "$prog.cl") \
+          -Wno-linker-warnings -S -o "$work/$prog.raw.ptx" "$prog.cl") \
         >"$work/$prog.clang.log" 2>&1 || rc=$?
+      if [ "$rc" -eq 0 ]; then
+        # "KERNEL X, Y, Z" per reqd_work_group_size, then that .reqntid
+        # between each such entry's parameter list and its body.
+        awk '/^define .*spir_kernel .*!reqd_work_group_size !/ {
+               match($0, /@[A-Za-z0-9_]+/); k = substr($0, RSTART + 1, RLENGTH - 1)
+               match($0, /!reqd_work_group_size ![0-9]+/)
+               split(substr($0, RSTART, RLENGTH), w, " "); md[w[2]] = k
+             }
+             ($1 in md) && split($0, v, /i32 /) == 4 {
+               print md[$1], (v[2] + 0) ", " (v[3] + 0) ", " (v[4] + 0)
+             }' "$work/$prog.ll" >"$work/$prog.wg" &&
+          awk 'FILENAME == ARGV[1] { k = $1; sub(/^[^ ]+ /, ""); r[k] = $0; next }
+               /^(\.visible )?\.entry / { e = $NF; sub(/\(.*/, "", e) }
+               /^\{/ && e != "" { if (e in r) print ".reqntid " r[e]; e = "" }
+               { print }' "$work/$prog.wg" "$work/$prog.raw.ptx" \
+            >"$work/$prog.ptx" || rc=$?
+      fi
       for arch in $OC_NV_ARCHS; do
         t=nvidia-$arch
         log=$OC_OUT/logs/$prog.$t.log
@@ -245,6 +278,20 @@ case $build in /*) OC_OUT=$build/offline-compile ;; esac
 rm -rf "$OC_OUT"
 mkdir -p "$OC_OUT/logs"
 "$build/tests/tools/attn-cl-dump" "$OC_OUT/dump" >/dev/null
+# The inline-PTX probe (tests/tools/ptx_probe.cl), for the NVIDIA targets
+# only: as it is, and broken on purpose twice (PROBE_BROKEN), which ptxas
+# must refuse (a .xfail file says why).
+probe() { # NAME PROBE_BROKEN WHAT-IS-BROKEN
+  cp tests/tools/ptx_probe.cl "$OC_OUT/dump/$1-nvidia.cl"
+  o="-cl-std=CL1.2 -DPROBE_BROKEN=$2"
+  echo "$o" >"$OC_OUT/dump/$1-nvidia.opts"
+  printf '%s\tptx_probe.cl\t%s\tnvidia\n' "$1-nvidia" "$o" \
+    >>"$OC_OUT/dump/index.tsv"
+  [ -z "$3" ] || echo "$3" >"$OC_OUT/dump/$1-nvidia.xfail"
+}
+probe ptx_probe 0 ""
+probe ptx_probe_typo 1 "a misspelled mma type"
+probe ptx_probe_operands 2 "an mma short of a B register"
 progs=$(cut -f1 "$OC_OUT/dump/index.tsv")
 export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB OC_CLC_NVPTX OC_PTXAS \
   OC_NV_ARCHS
