@@ -2,28 +2,37 @@
 # SPDX-License-Identifier: Apache-2.0
 # Compiles every OpenCL program of libattn with other vendors' offline
 # compilers, no GPU needed: Intel's ocloc for a Gen12 (Xe-LP, tgllp) and an
-# Xe-HPG (Arc, acm-g10) GPU, and clang for AMD's CDNA (gfx90a) and RDNA 2
+# Xe-HPG (Arc, acm-g10) GPU; clang for AMD's CDNA (gfx90a) and RDNA 2
 # (gfx1030) GPUs, the first as OpenCL C 2.0 and the second as 1.2 (--all:
 # both as both), linked with the ROCm device libraries as AMD's driver
-# does.  The programs are what attn-cl-dump
-# (tests/tools) writes: each program's sources and build options exactly as
-# the library hands them to the driver, for the default tuning and for each
-# vendor's profile in platforms/ (a vendor's tuning on that vendor's
-# targets; the NVIDIA tuning has no compiler here).
+# does; and for NVIDIA's Ampere (sm_80) and Hopper (sm_90) GPUs, clang to
+# PTX (nvptx64-nvidia-nvcl, OpenCL C 1.2, built-ins from libclc) once per
+# program, then NVIDIA's ptxas to machine code for each.  The programs are
+# what attn-cl-dump (tests/tools) writes: each program's sources and build
+# options exactly as the library hands them to the driver, for the default
+# tuning and for each vendor's profile in platforms/ (the default tuning on
+# every target, a vendor's tuning on that vendor's targets).  The NVIDIA
+# targets also take tests/tools/ptx_probe.cl, inline PTX (ldmatrix,
+# mma.sync f16 and tf32, shfl.sync) of the kind tensor-core kernels issue,
+# as it is and broken on purpose twice (ok when ptxas refuses those).
 #
 #   sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N] [--all]
 #
 # --build-dir: a configured build tree to build attn-cl-dump in (default
 # build-offline, configured here).  Prints a table (program x target: ok,
 # warn, ERROR), then the first warning or error line of each cell that is
-# not ok; the logs and the table are in DIR/offline-compile/.  Exits non-zero
-# on any error.  Warnings (register spills, a loop left rolled) do not fail.
+# not ok; the logs (registers, spills and memory per kernel) and the table
+# are in DIR/offline-compile/.  Exits non-zero on any error.  Warnings
+# (register spills, a loop left rolled) do not fail.
 #
-# Installs what is missing with apt-get (through sudo when not root): clang-15
-# and rocm-device-libs for AMD, libllvm14 and libclang-cpp14 for ocloc.
+# Installs what is missing with apt-get (through sudo when not root):
+# clang-15 and rocm-device-libs for AMD, libclc-15 for NVIDIA, libllvm14
+# and libclang-cpp14 for ocloc (python3-pip too where python3 has no pip).
 # ocloc itself comes from Debian's intel-opencl-icd, which is NOT installed:
 # its packages are downloaded and unpacked into .offline-tools/ (installing
-# them would register Intel's OpenCL driver with the ICD loader).
+# them would register Intel's OpenCL driver with the ICD loader).  ptxas
+# comes from PyPI's nvidia-cuda-nvcc-cu12, installed with pip --target into
+# .offline-tools/nvidia (never system-wide).
 set -eu
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -37,6 +46,27 @@ if [ "${1:-}" = "--one" ]; then
   work=$OC_OUT/bin/$target
   mkdir -p "$work"
   rc=0
+  # The status of target $1 from its log $2 and exit status $3.  A
+  # program with a .xfail file (a broken probe) must fail: "ok" when it
+  # does, an error when it compiles.
+  finish() {
+    if [ -f "$OC_OUT/dump/$prog.xfail" ]; then
+      if [ "$3" -ne 0 ]; then
+        echo "ok" >"$OC_OUT/logs/$prog.$1.status"
+      else
+        echo "ERROR compiled, but is broken on purpose: $(cat "$OC_OUT/dump/$prog.xfail")" \
+          >"$OC_OUT/logs/$prog.$1.status"
+      fi
+    elif [ "$3" -ne 0 ]; then
+      line=$(grep -m1 -i 'error' "$2" || true)
+      [ -n "$line" ] || line=$(grep -m1 . "$2" || echo "exit status $3")
+      echo "ERROR $line" >"$OC_OUT/logs/$prog.$1.status"
+    elif line=$(grep -m1 -i 'warning' "$2"); then
+      echo "warn $line" >"$OC_OUT/logs/$prog.$1.status"
+    else
+      echo "ok" >"$OC_OUT/logs/$prog.$1.status"
+    fi
+  }
   case $target in
     intel-*)
       LD_LIBRARY_PATH=$OC_INTEL_LIB "$OC_OCLOC" compile -file "$src" \
@@ -73,17 +103,74 @@ if [ "${1:-}" = "--one" ]; then
              }' "$work/$prog.s" >>"$log"
       fi
       ;;
+    nvidia)
+      # One job for every NVIDIA target: the PTX once, then ptxas for each
+      # GPU, each with a log and a status of its own.  NVIDIA's compiler
+      # takes `asm` as a keyword in OpenCL C (inline PTX), clang only with
+      # -fgnu-keywords.  clang leaves reqd_work_group_size out of the PTX,
+      # so its .reqntid (which bounds ptxas's registers per item as the
+      # driver's compiler does) comes from the front end's metadata.
+      set -f
+      # shellcheck disable=SC2086
+      set -- $opts -fgnu-keywords
+      set +f
+      (cd "$OC_OUT/dump" &&
+        "$OC_CLANG" -x cl "$@" -target nvptx64-nvidia-nvcl \
+          -Xclang -finclude-default-header -Xclang -disable-llvm-passes \
+          -S -emit-llvm -o "$work/$prog.ll" "$prog.cl" &&
+        "$OC_CLANG" -x cl "$@" -target nvptx64-nvidia-nvcl -march=sm_80 \
+          -Xclang -finclude-default-header \
+          -Xclang -mlink-builtin-bitcode -Xclang "$OC_CLC_NVPTX" \
+          -Wno-linker-warnings -S -o "$work/$prog.raw.ptx" "$prog.cl") \
+        >"$work/$prog.clang.log" 2>&1 || rc=$?
+      if [ "$rc" -eq 0 ]; then
+        # "KERNEL X, Y, Z" per reqd_work_group_size, then that .reqntid
+        # between each such entry's parameter list and its body.
+        awk '/^define .*spir_kernel .*!reqd_work_group_size !/ {
+               match($0, /@[A-Za-z0-9_]+/); k = substr($0, RSTART + 1, RLENGTH - 1)
+               match($0, /!reqd_work_group_size ![0-9]+/)
+               split(substr($0, RSTART, RLENGTH), w, " "); md[w[2]] = k
+             }
+             ($1 in md) && split($0, v, /i32 /) == 4 {
+               print md[$1], (v[2] + 0) ", " (v[3] + 0) ", " (v[4] + 0)
+             }' "$work/$prog.ll" >"$work/$prog.wg" &&
+          awk 'FILENAME == ARGV[1] { k = $1; sub(/^[^ ]+ /, ""); r[k] = $0; next }
+               /^(\.visible )?\.entry / { e = $NF; sub(/\(.*/, "", e) }
+               /^\{/ && e != "" { if (e in r) print ".reqntid " r[e]; e = "" }
+               { print }' "$work/$prog.wg" "$work/$prog.raw.ptx" \
+            >"$work/$prog.ptx" || rc=$?
+      fi
+      for arch in $OC_NV_ARCHS; do
+        t=nvidia-$arch
+        log=$OC_OUT/logs/$prog.$t.log
+        cp "$work/$prog.clang.log" "$log"
+        r=$rc
+        if [ "$r" -eq 0 ]; then
+          "$OC_PTXAS" -arch="$arch" -v -o "$work/$prog.$arch.cubin" \
+            "$work/$prog.ptx" >"$work/$prog.$arch.ptxas" 2>&1 || r=$?
+          cat "$work/$prog.$arch.ptxas" >>"$log"
+        fi
+        if [ "$r" -eq 0 ]; then
+          # Registers per kernel; a spill to local memory is a warning.
+          awk '/Compiling entry function/ {k = $(NF - 2); gsub(/\047/, "", k)
+                                          st = 0; ss = 0; sl = 0}
+               /Function properties for/ {f = $NF}
+               /bytes stack frame/ && f == k {st = $1; ss = $5; sl = $9}
+               /Used [0-9]+ registers/ {
+                 sm = 0
+                 for (i = 1; i < NF; i++) if ($(i + 1) ~ /^bytes$/ && $(i + 2) ~ /^smem/) sm = $i
+                 printf "kernel %s: %s registers, %s bytes of stack (spills: %s bytes stored, %s loaded), %s bytes of __local memory\n", k, $5, st, ss, sl, sm
+                 if (ss > 0 || sl > 0)
+                   printf "warning: kernel %s spilled registers (%s bytes stored, %s loaded)\n", k, ss, sl
+               }' "$work/$prog.$arch.ptxas" >>"$log"
+        fi
+        finish "$t" "$log" "$r"
+      done
+      exit 0
+      ;;
     *) echo "unknown target $target" >"$log"; rc=2 ;;
   esac
-  if [ "$rc" -ne 0 ]; then
-    line=$(grep -m1 -i 'error' "$log" || true)
-    [ -n "$line" ] || line=$(grep -m1 . "$log" || echo "exit status $rc")
-    echo "ERROR $line" >"$OC_OUT/logs/$prog.$target.status"
-  elif line=$(grep -m1 -i 'warning' "$log"); then
-    echo "warn $line" >"$OC_OUT/logs/$prog.$target.status"
-  else
-    echo "ok" >"$OC_OUT/logs/$prog.$target.status"
-  fi
+  finish "$target" "$log" "$rc"
   exit 0
 fi
 
@@ -101,10 +188,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 # Each OpenCL C version on one AMD target (the sources are the same; the
-# version changes the front end): --all compiles both on both.
-targets="intel-tgllp intel-acm-g10 amd-gfx90a-cl2.0 amd-gfx1030-cl1.2"
+# version changes the front end): --all compiles both on both.  The NVIDIA
+# targets are the GPUs ptxas assembles each program's one PTX for.
+OC_NV_ARCHS="sm_80 sm_90"
+nv_targets="nvidia-sm_80 nvidia-sm_90"
+targets="intel-tgllp intel-acm-g10 amd-gfx90a-cl2.0 amd-gfx1030-cl1.2
+$nv_targets"
 [ "$all" -eq 0 ] || targets="intel-tgllp intel-acm-g10 amd-gfx90a-cl1.2
-amd-gfx90a-cl2.0 amd-gfx1030-cl1.2 amd-gfx1030-cl2.0"
+amd-gfx90a-cl2.0 amd-gfx1030-cl1.2 amd-gfx1030-cl2.0 $nv_targets"
 t0=$(date +%s)
 
 # ---- tools --------------------------------------------------------------
@@ -120,9 +211,11 @@ apt_update() {
 }
 sh scripts/deps.sh
 missing=""
-for p in clang-15 rocm-device-libs libllvm14 libclang-cpp14; do
+for p in clang-15 rocm-device-libs libclc-15 libllvm14 libclang-cpp14; do
   installed "$p" || missing="$missing $p"
 done
+command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 ||
+  missing="$missing python3-pip"
 if [ -n "$missing" ]; then
   echo "installing:$missing"
   apt_update
@@ -132,6 +225,22 @@ if [ -n "$missing" ]; then
 fi
 OC_CLANG=$(command -v clang-15)
 OC_ROCM_LIB=$(dirname "$(dpkg -L rocm-device-libs | grep -m1 '/ocml\.bc$')")
+OC_CLC_NVPTX=$(dpkg -L libclc-15 | grep -m1 '/nvptx64--nvidiacl\.bc$')
+
+# ptxas: PyPI's CUDA compiler wheel, installed (pip --target) into
+# .offline-tools/nvidia, a version fixed so that the figures in the logs
+# move only with the kernels.
+nv_tools=$root/.offline-tools/nvidia
+nv_pkg="nvidia-cuda-nvcc-cu12==12.9.86"
+OC_PTXAS=$(find "$nv_tools" -type f -name ptxas 2>/dev/null | head -n1)
+if [ -z "$OC_PTXAS" ] || [ ! -f "$nv_tools/.$nv_pkg" ]; then
+  echo "installing ptxas ($nv_pkg) into $nv_tools"
+  rm -rf "$nv_tools"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-deps \
+    --disable-pip-version-check --target "$nv_tools" "$nv_pkg"
+  touch "$nv_tools/.$nv_pkg"
+  OC_PTXAS=$(find "$nv_tools" -type f -name ptxas | head -n1)
+fi
 
 # ocloc: Debian's intel-opencl-icd and the compiler libraries it loads,
 # unpacked (never installed) into .offline-tools/intel.
@@ -169,12 +278,27 @@ case $build in /*) OC_OUT=$build/offline-compile ;; esac
 rm -rf "$OC_OUT"
 mkdir -p "$OC_OUT/logs"
 "$build/tests/tools/attn-cl-dump" "$OC_OUT/dump" >/dev/null
+# The inline-PTX probe (tests/tools/ptx_probe.cl), for the NVIDIA targets
+# only: as it is, and broken on purpose twice (PROBE_BROKEN), which ptxas
+# must refuse (a .xfail file says why).
+probe() { # NAME PROBE_BROKEN WHAT-IS-BROKEN
+  cp tests/tools/ptx_probe.cl "$OC_OUT/dump/$1-nvidia.cl"
+  o="-cl-std=CL1.2 -DPROBE_BROKEN=$2"
+  echo "$o" >"$OC_OUT/dump/$1-nvidia.opts"
+  printf '%s\tptx_probe.cl\t%s\tnvidia\n' "$1-nvidia" "$o" \
+    >>"$OC_OUT/dump/index.tsv"
+  [ -z "$3" ] || echo "$3" >"$OC_OUT/dump/$1-nvidia.xfail"
+}
+probe ptx_probe 0 ""
+probe ptx_probe_typo 1 "a misspelled mma type"
+probe ptx_probe_operands 2 "an mma short of a B register"
 progs=$(cut -f1 "$OC_OUT/dump/index.tsv")
-export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB
+export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB OC_CLC_NVPTX OC_PTXAS \
+  OC_NV_ARCHS
 
 # Whether target $1 compiles program $2: the programs of the default
 # tuning on every target, those of a vendor's profile on that vendor's
-# targets only (an NVIDIA-only tuning has no compiler here: "-").
+# targets only ("-" in the table).
 applies() {
   labels=" $(awk -F'\t' -v p="$2" '$1 == p {print $4}' \
     "$OC_OUT/dump/index.tsv") "
@@ -182,18 +306,22 @@ applies() {
   case $1 in
     intel-*) case $labels in *" intel"*) return 0 ;; esac ;;
     amd-*) case $labels in *" amd"*) return 0 ;; esac ;;
+    nvidia-*) case $labels in *" nvidia"*) return 0 ;; esac ;;
   esac
   return 1
 }
 
 # ---- compile, the slowest programs (the CPU-shaped fused tuning) first ---
 t1=$(date +%s)
+# The NVIDIA targets share one job per program (one PTX, every GPU).
 for p in $progs; do
   case $p in fused_*-default) w=0 ;; *) w=1 ;; esac
+  nv=0
   for t in $targets; do
-    if applies "$t" "$p"; then echo "$w $t $p"
-    else echo "-" >"$OC_OUT/logs/$p.$t.status"; fi
+    if ! applies "$t" "$p"; then echo "-" >"$OC_OUT/logs/$p.$t.status"
+    else case $t in nvidia-*) nv=1 ;; *) echo "$w $t $p" ;; esac; fi
   done
+  [ "$nv" -eq 0 ] || echo "$w nvidia $p"
 done | sort -s -k1,1 | cut -d' ' -f2- |
   xargs -P "$jobs" -n 2 sh "$root/scripts/offline_compile.sh" --one
 
