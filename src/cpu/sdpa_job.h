@@ -59,17 +59,17 @@ struct attn_sdpa_job {
 /* Helpers of the tile code shared with the decode code (sdpa_tile.c, one
  * copy per instruction set). */
 #ifdef ATTN_ISA_SUFFIX
-#define attn_sdpa_rows_f32       ATTN_ISA_FN(attn_sdpa_rows_f32)
-#define attn_sdpa_tile_finite    ATTN_ISA_FN(attn_sdpa_tile_finite)
-#define attn_sdpa_tile_has_zero  ATTN_ISA_FN(attn_sdpa_tile_has_zero)
-#define attn_sdpa_bias_base      ATTN_ISA_FN(attn_sdpa_bias_base)
-#define attn_sdpa_dec_item       ATTN_ISA_FN(attn_sdpa_dec_item)
-#define attn_sdpa_dec_combine    ATTN_ISA_FN(attn_sdpa_dec_combine)
+#define attn_sdpa_rows_f32      ATTN_ISA_FN(attn_sdpa_rows_f32)
+#define attn_sdpa_tile_finite   ATTN_ISA_FN(attn_sdpa_tile_finite)
+#define attn_sdpa_tile_has_zero ATTN_ISA_FN(attn_sdpa_tile_has_zero)
+#define attn_sdpa_bias_base     ATTN_ISA_FN(attn_sdpa_bias_base)
+#define attn_sdpa_dec_item      ATTN_ISA_FN(attn_sdpa_dec_item)
+#define attn_sdpa_dec_combine   ATTN_ISA_FN(attn_sdpa_dec_combine)
 /* jn rows of a K or V head as packed F32 rows (in place or in buf); *ld
  * receives their stride in floats. */
 const float *attn_sdpa_rows_f32(const struct attn_sdpa_job *jb,
-                               const void *base, size_t off, size_t row_stride,
-                               int width, int jn, float *buf, size_t *ld);
+                                const void *base, size_t off, size_t row_stride,
+                                int width, int jn, float *buf, size_t *ld);
 /* 1 when every value of the jn x dv tile (rows ldv apart) is finite. */
 int attn_sdpa_tile_finite(const float *v, size_t ldv, int jn, int dv);
 /* 1 when some probability of the jn x lanes tile (rows QT apart) is 0. */

@@ -75,8 +75,8 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
  * stride maps a whole tile onto a few L1 sets.  *ld receives the row
  * stride in floats. */
 const float *attn_sdpa_rows_f32(const struct attn_sdpa_job *jb,
-                               const void *base, size_t off, size_t row_stride,
-                               int width, int jn, float *buf, size_t *ld)
+                                const void *base, size_t off, size_t row_stride,
+                                int width, int jn, float *buf, size_t *ld)
 {
     size_t w = (size_t)width;
     int r;
@@ -348,8 +348,9 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     for (j0 = jlo; j0 < jhi; j0 += SDPA_KTILE) {
         int jn = (int)(jhi - j0 < SDPA_KTILE ? jhi - j0 : SDPA_KTILE);
         size_t ldk, ldv;
-        const float *kt = attn_sdpa_rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
-                                   jb->lay.k[2], d->head_dim, jn, w.kc, &ldk);
+        const float *kt =
+            attn_sdpa_rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
+                               jb->lay.k[2], d->head_dim, jn, w.kc, &ldk);
         const float *vt;
 
         const float *bt =
@@ -365,8 +366,8 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
         smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0, jn, lanes,
                           off, masked, bt);
         attn_kern_softmax(nq, jn, w.s, smax, jb->unit, w.m, w.l, w.alpha);
-        vt = attn_sdpa_rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2], jb->lay.v[2],
-                      d->head_dim_v, jn, w.vc, &ldv);
+        vt = attn_sdpa_rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2],
+                                jb->lay.v[2], d->head_dim_v, jn, w.vc, &ldv);
         if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
             tf32_rows(w.s, QT, jn, lanes, w.s);
         if (round_kv)
