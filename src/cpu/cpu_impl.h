@@ -148,7 +148,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           attn_precision emulate);
 
 /* ---- attention micro-kernels (sdpa_kern_{avx512,avx2,generic}.c) ------
- * Called by sdpa_tile.c of the same copy.  A query tile keeps its queries
+ * Called by sdpa_tile.c of the same copy (the softmax by sdpa_dec.c too,
+ * its lanes holding rows).  A query tile keeps its queries
  * in the lanes: tiles are [rows][ATTN_QTILE] floats, 64-byte aligned, and
  * only the first nq * 16 lanes are used (nq in 1..4).  Scores are in log2
  * units (scaled by log2(e)) so that the softmax uses exp2, except with a

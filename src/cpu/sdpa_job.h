@@ -2,7 +2,8 @@
 /*
  * One call of the native attention, as sdpa.c (which builds it and owns the
  * working memory) hands it to the per-instruction-set tile code
- * (sdpa_tile.c).  Private to those two files.
+ * (sdpa_tile.c) or, for few query rows per K/V head, to the decode code
+ * (sdpa_dec.c).  Private to those files.
  */
 #ifndef ATTN_CPU_SDPA_JOB_H
 #define ATTN_CPU_SDPA_JOB_H
