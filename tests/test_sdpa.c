@@ -572,7 +572,7 @@ static void test_decode_mix(void)
         int d = dims[ref_rng_int(&g, 0, 3)];
         int dv = d ? d : ref_rng_int(&g, 1, 70);
         attn_sdpa_desc s = shape(ref_rng_int(&g, 1, 2), hkv * group, hkv,
-                                 ref_rng_int(&g, 1, 4), skv[t % 5],
+                                 ref_rng_int(&g, 1, t < 40 ? 4 : 8), skv[t % 5],
                                  d ? d : ref_rng_int(&g, 1, 70), dv);
         s.score =
             ref_rng_int(&g, 0, 3) == 0 ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
@@ -661,7 +661,7 @@ int main(void)
         {"large head_dim, then small", test_large_head_dim},
         {"NaN/inf past kv_len never read", test_garbage_past_kv_len},
         {"inf V behind a -inf bias never read", test_garbage_behind_bias},
-        {"decoding shapes (seq_q 1..4), every feature", test_decode_mix},
+        {"decoding shapes (seq_q 1..8), every feature", test_decode_mix},
         {"F16 single key is exact", test_f16_exact_single_key},
         {"random feature mix", test_random_mix},
         {NULL, NULL},

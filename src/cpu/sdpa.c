@@ -23,8 +23,9 @@
 #define QT    ATTN_QTILE
 #define LOG2E 1.4426950408889634f
 #ifndef SDPA_DEC_ROWS
-#define SDPA_DEC_ROWS 8
+#define SDPA_DEC_ROWS 16
 #endif
+#define SDPA_DEC_SEQ_Q     8
 #define SDPA_DEC_MIN_SPLIT 512
 
 struct attn_cpu {
@@ -196,11 +197,12 @@ static void default_layout(const attn_sdpa_desc *d, attn_cpu_layout *l)
 }
 
 /* The decode form (sdpa_dec.c) for dot scores whose query rows per K/V
- * head (the GQA group times seq_q) are at most SDPA_DEC_ROWS: there the
- * tiled form leaves most of its 16 lanes empty.  The keys are split when
- * the (batch, kv head) pairs are too few to keep every worker busy, into
- * splits of at least SDPA_DEC_MIN_SPLIT keys; the merge's memory is taken
- * here (without it the keys are not split). */
+ * head (the GQA group times seq_q) are at most SDPA_DEC_ROWS, or at most
+ * ATTN_QTILE with seq_q at most SDPA_DEC_SEQ_Q: there the tiled form,
+ * which puts one head's queries in its lanes, leaves most of them empty.  The
+ * keys are split when the (batch, kv head) pairs are too few to keep every
+ * worker busy, into splits of at least SDPA_DEC_MIN_SPLIT keys; the merge's
+ * memory is taken here (without it the keys are not split). */
 static void dec_plan(const attn_cpu *c, const attn_sdpa_desc *d,
                      struct attn_sdpa_job *jb)
 {
@@ -208,7 +210,8 @@ static void dec_plan(const attn_cpu *c, const attn_sdpa_desc *d,
     long long want = 4LL * c->workers, ns = 1;
     int rows = jb->group * d->seq_q;
 
-    if (d->score != ATTN_SCORE_DOT || jb->tf32 || rows > SDPA_DEC_ROWS)
+    if (d->score != ATTN_SCORE_DOT || jb->tf32 || rows > QT ||
+        (rows > SDPA_DEC_ROWS && d->seq_q > SDPA_DEC_SEQ_Q))
         return;
     jb->rows = rows;
     if (units < want)

@@ -8,7 +8,7 @@
  * group's rows (rows = heads_q / heads_kv * seq_q) are computed together,
  * row-major, each K/V tile read and converted once for all of them, the
  * products vectorised along the head dimension.  The online softmax is the
- * tiled form's (attn_kern_softmax over one 16-lane vector whose lanes are
+ * tiled form's (attn_kern_softmax over vectors of 16 lanes whose lanes are
  * the rows), so the numerics and the rules for masks, biases and
  * non-finite values are the same.  Long caches with few (batch, kv head)
  * pairs are cut into key splits, merged by attn_sdpa_dec_combine.
@@ -384,6 +384,13 @@ static void row_ranges(const struct attn_sdpa_job *jb, int b, long long s0,
     }
 }
 
+/* The lanes of the softmax: the rows (at most ATTN_QTILE) rounded up to a
+ * vector of 16. */
+static int dec_lanes(const struct attn_sdpa_job *jb)
+{
+    return (jb->rows + 15) / 16 * 16;
+}
+
 /* Masks and biases the tile's scores (keys j0 .. j0+jn-1), pads the lanes
  * past the rows with 0 and records in hid[r] the keys row r hides (a -inf
  * score: masked, a -inf bias or a -inf product). */
@@ -414,7 +421,7 @@ static void mask_rows(const struct attn_sdpa_job *jb, int b, int g,
         hid[r] = bits;
     }
     for (int j = 0; j < jn; j++)
-        for (int r = jb->rows; r < 16; r++)
+        for (int r = jb->rows; r < dec_lanes(jb); r++)
             s[(size_t)j * QT + (size_t)r] = 0.0f;
 }
 
@@ -427,9 +434,10 @@ void attn_sdpa_dec_item(void *arg, size_t item, int worker)
     int g = (int)(item / (size_t)jb->nsplit % (size_t)d->heads_kv);
     int b = (int)(item / (size_t)jb->nsplit / (size_t)d->heads_kv);
     int rows = jb->rows, dv = d->head_dim_v, r;
-    long long lo[16], hi[16], jlo = LLONG_MAX, jhi = 0, j0;
+    long long lo[QT], hi[QT], jlo = LLONG_MAX, jhi = 0, j0;
     long long s0 = sp * jb->split_len, s1 = s0 + jb->split_len;
-    uint64_t hid[16];
+    uint64_t hid[QT];
+    int lanes = dec_lanes(jb);
     size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
     size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
 
@@ -441,7 +449,7 @@ void attn_sdpa_dec_item(void *arg, size_t item, int worker)
             jhi = hi[r] > jhi ? hi[r] : jhi;
         }
     pack_rows(jb, b, g, w.qt);
-    for (r = 0; r < 16; r++) {
+    for (r = 0; r < lanes; r++) {
         w.m[r] = -INFINITY;
         w.l[r] = 0.0f;
     }
@@ -457,9 +465,10 @@ void attn_sdpa_dec_item(void *arg, size_t item, int worker)
                row_at(jb->f16, jb->k, koff + (size_t)j0 * jb->lay.k[2]),
                jb->lay.k[2], w.s);
         mask_rows(jb, b, g, lo, hi, j0, jn, w.s, hid);
-        attn_kern_softmax(1, jn, w.s, NULL, jb->unit, w.m, w.l, w.alpha);
+        attn_kern_softmax(lanes / 16, jn, w.s, NULL, jb->unit, w.m, w.l,
+                          w.alpha);
         /* V with inf or NaN behind a zero weight: the rare exact path */
-        if (attn_sdpa_tile_has_zero(w.s, jn, 16)) {
+        if (attn_sdpa_tile_has_zero(w.s, jn, lanes)) {
             vt = attn_sdpa_rows_f32(jb, jb->v, vat, jb->lay.v[2], dv, jn, w.vc,
                                     &ldv);
             if (!attn_sdpa_tile_finite(vt, ldv, jn, dv)) {
