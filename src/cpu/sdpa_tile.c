@@ -297,11 +297,14 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     const struct attn_sdpa_job *jb = arg;
     const attn_sdpa_desc *d = jb->d;
     struct attn_sdpa_ws w;
-    size_t bh_count = (size_t)d->batch * (size_t)d->heads_q;
-    /* last query tiles first: under a causal mask they are the longest */
-    int qti = jb->nqt - 1 - (int)(item / bh_count);
-    int b = (int)(item % bh_count / (size_t)d->heads_q);
-    int h = (int)(item % bh_count % (size_t)d->heads_q);
+    /* one (batch, head) after the other, so that the workers share its K
+     * and V while they are in cache; within it the last query tiles first:
+     * under a causal mask they are the longest, so the short ones end the
+     * job */
+    size_t bh = item / (size_t)jb->nqt;
+    int qti = jb->nqt - 1 - (int)(item % (size_t)jb->nqt);
+    int b = (int)(bh / (size_t)d->heads_q);
+    int h = (int)(bh % (size_t)d->heads_q);
     int g = h / jb->group;
     int i0 = qti * QT;
     int qn = d->seq_q - i0 < QT ? d->seq_q - i0 : QT;
