@@ -44,35 +44,45 @@ static size_t round16(size_t n)
     return (n + 15) / 16 * 16;
 }
 
+/* Per worker: SDPA_QGROUP slots of one query tile's queries, output
+ * accumulators and per-lane statistics, then the buffers the slots share
+ * (scores, packed K and V, additive weights). */
+static size_t slot_floats(size_t d, size_t dv)
+{
+    return round16(d * QT) + round16(dv * QT) + 4 * round16(QT);
+}
+
 static size_t ws_floats(int d, int dv)
 {
     size_t ud = (size_t)d, udv = (size_t)dv;
 
-    return round16(ud * QT) + round16((size_t)SDPA_KTILE * QT) +
-           round16(udv * QT) + round16((size_t)SDPA_KTILE * ud) +
-           round16((size_t)SDPA_KTILE * udv) + 4 * round16(QT) + round16(ud);
+    return SDPA_QGROUP * slot_floats(ud, udv) +
+           round16((size_t)SDPA_KTILE * QT) + round16((size_t)SDPA_KTILE * ud) +
+           round16((size_t)SDPA_KTILE * udv) + round16(ud);
 }
 
-void attn_sdpa_ws_of(const attn_cpu *c, int worker, struct attn_sdpa_ws *w)
+void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
+                     struct attn_sdpa_ws *w)
 {
     float *p = c->mem + (size_t)worker * c->per_worker;
     size_t ud = (size_t)c->cap_d, udv = (size_t)c->cap_dv;
+    float *sl = p + (size_t)slot * slot_floats(ud, udv);
 
-    w->qt = p;
-    p += round16(ud * QT);
+    w->qt = sl;
+    sl += round16(ud * QT);
+    w->ot = sl;
+    sl += round16(udv * QT);
+    w->m = sl;
+    w->l = sl + QT;
+    w->alpha = sl + 2 * QT;
+    w->smax = sl + 3 * QT;
+    p += SDPA_QGROUP * slot_floats(ud, udv);
     w->s = p;
     p += round16((size_t)SDPA_KTILE * QT);
-    w->ot = p;
-    p += round16(udv * QT);
     w->kc = p;
     p += round16((size_t)SDPA_KTILE * ud);
     w->vc = p;
     p += round16((size_t)SDPA_KTILE * udv);
-    w->m = p;
-    w->l = p + QT;
-    w->alpha = p + 2 * QT;
-    w->smax = p + 3 * QT;
-    p += 4 * round16(QT);
     w->w = p;
 }
 
@@ -268,7 +278,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
         jb.qscale =
             (d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim)) *
             (jb.nat ? 1.0f : LOG2E);
-    items = (size_t)jb.nqt * (size_t)d->batch * (size_t)d->heads_q;
+    items = (size_t)((jb.nqt + SDPA_QGROUP - 1) / SDPA_QGROUP) *
+            (size_t)d->batch * (size_t)d->heads_q;
     dec_plan(c, d, &jb);
 
     pthread_mutex_lock(&c->lock);

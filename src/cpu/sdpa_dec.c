@@ -441,7 +441,7 @@ void attn_sdpa_dec_item(void *arg, size_t item, int worker)
     size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
     size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
 
-    attn_sdpa_ws_of(jb->cpu, worker, &w);
+    attn_sdpa_ws_of(jb->cpu, worker, 0, &w);
     row_ranges(jb, b, s0, s1 < d->seq_kv ? s1 : d->seq_kv, lo, hi);
     for (r = 0; r < rows; r++)
         if (lo[r] < hi[r]) {
@@ -511,7 +511,7 @@ void attn_sdpa_dec_combine(void *arg, size_t item, int worker)
     size_t stride = (size_t)rows * ((size_t)dv + 2);
     const float *base = jb->part + item * (size_t)ns * stride;
 
-    attn_sdpa_ws_of(jb->cpu, worker, &w);
+    attn_sdpa_ws_of(jb->cpu, worker, 0, &w);
     for (int r = 0; r < rows; r++) {
         float m = -INFINITY, l = 0.0f, *o = w.ot;
         int nan = 0, h, qi;

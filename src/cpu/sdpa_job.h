@@ -14,6 +14,11 @@
 #define SDPA_KTILE 64
 #endif
 #define SDPA_ALIGN 64
+/* Query tiles of one tiled-form item: each K/V tile is read once for all
+ * of them (a head's K and V outgrow L2 at long sequences). */
+#ifndef SDPA_QGROUP
+#define SDPA_QGROUP 2
+#endif
 
 /* Buffers of one worker, each a multiple of 16 floats, all 64-byte aligned. */
 struct attn_sdpa_ws {
@@ -83,7 +88,10 @@ void attn_sdpa_dec_item(void *arg, size_t item, int worker);
 void attn_sdpa_dec_combine(void *arg, size_t item, int worker);
 #endif
 
-/* The working memory of one worker of the job's attn_cpu (sdpa.c). */
-void attn_sdpa_ws_of(const attn_cpu *c, int worker, struct attn_sdpa_ws *w);
+/* The working memory of one worker of the job's attn_cpu (sdpa.c): slot
+ * (< SDPA_QGROUP) picks the query-tile buffers (qt, ot, m, l, alpha,
+ * smax); the others are shared. */
+void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
+                     struct attn_sdpa_ws *w);
 
 #endif /* ATTN_CPU_SDPA_JOB_H */

@@ -11,6 +11,7 @@
  * hidden (causal, window, kv_len) are never visited, and the per-element
  * mask is applied only on tiles that some query only partly sees.
  */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #ifdef __AVX512F__
@@ -292,104 +293,153 @@ static void finish_tile(const struct attn_sdpa_job *jb,
     }
 }
 
+/* One query tile of an item: its rows, the keys it sees, its own slot of
+ * the working memory (queries, accumulators, running max and sum). */
+struct qtile {
+    int i0, qn, nq, lanes;
+    /* [jlo, jhi): keys some query of the tile sees; [full_lo, full_hi):
+     * keys every query of the tile sees */
+    long long jlo, jhi, full_lo, full_hi;
+    struct attn_sdpa_ws w;
+};
+
+static void qtile_init(const struct attn_sdpa_job *jb, int b, int h, int qti,
+                       int worker, int slot, struct qtile *t)
+{
+    const attn_sdpa_desc *d = jb->d;
+    long long off = (long long)d->seq_kv - d->seq_q;
+    int i;
+
+    attn_sdpa_ws_of(jb->cpu, worker, slot, &t->w);
+    t->i0 = qti * QT;
+    t->qn = d->seq_q - t->i0 < QT ? d->seq_q - t->i0 : QT;
+    t->nq = (t->qn + 15) / 16;
+    t->lanes = t->nq * 16;
+    t->jlo = 0;
+    t->jhi = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
+    t->full_lo = 0;
+    t->full_hi = t->jhi;
+    if (d->mask.causal) {
+        long long last = (long long)t->i0 + t->qn - 1 + off;
+        if (last + 1 < t->jhi)
+            t->jhi = last + 1;
+        if (t->i0 + off + 1 < t->full_hi)
+            t->full_hi = t->i0 + off + 1;
+    }
+    if (d->mask.window > 0) {
+        long long first = (long long)t->i0 + off - d->mask.window + 1;
+        if (first > t->jlo)
+            t->jlo = first;
+        t->full_lo = first + t->qn - 1;
+    }
+    pack_q(jb, &t->w,
+           (size_t)b * jb->lay.q[0] + (size_t)h * jb->lay.q[1] +
+               (size_t)t->i0 * jb->lay.q[2],
+           t->qn, t->lanes);
+    for (i = 0; i < t->lanes; i++) {
+        t->w.m[i] = -INFINITY;
+        t->w.l[i] = 0.0f;
+    }
+    memset(t->w.ot, 0, (size_t)d->head_dim_v * QT * sizeof(float));
+}
+
+/* Keys a .. a+jn-1 (kt, vt: their rows) for tile t. */
+static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
+                       const float *bias, const float *kt, size_t ldk,
+                       const float *vt, size_t ldv, long long a, int jn)
+{
+    const attn_sdpa_desc *d = jb->d;
+    struct attn_sdpa_ws *w = &t->w;
+    long long off = (long long)d->seq_kv - d->seq_q;
+    const float *bt =
+        bias ? bias + (size_t)t->i0 * (size_t)d->seq_kv + (size_t)a : NULL;
+    int masked = a < t->full_lo || a + jn > t->full_hi;
+    /* the max from the score kernel holds until a mask or bias moves it */
+    const float *smax = score_tile(jb, w, kt, ldk, w->s, w->smax, t->i0, t->qn,
+                                   a, jn, t->lanes, off, masked, bt);
+
+    attn_kern_softmax(t->nq, jn, w->s, smax, jb->unit, w->m, w->l, w->alpha);
+    if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
+        tf32_rows(w->s, QT, jn, t->lanes, w->s);
+    if (attn_sdpa_tile_has_zero(w->s, jn, t->lanes) &&
+        !attn_sdpa_tile_finite(vt, ldv, jn, d->head_dim_v))
+        pv_nonfinite(jb, w, kt, ldk, vt, ldv, t->i0, t->qn, a, jn, t->lanes,
+                     off, masked, bt);
+    else
+        attn_kern_pv(t->nq, jn, d->head_dim_v, w->s, vt, ldv, w->alpha, w->ot);
+}
+
 void attn_sdpa_item(void *arg, size_t item, int worker)
 {
     const struct attn_sdpa_job *jb = arg;
     const attn_sdpa_desc *d = jb->d;
-    struct attn_sdpa_ws w;
+    struct qtile tiles[SDPA_QGROUP];
     /* one (batch, head) after the other, so that the workers share its K
      * and V while they are in cache; within it the last query tiles first:
      * under a causal mask they are the longest, so the short ones end the
-     * job */
-    size_t bh = item / (size_t)jb->nqt;
-    int qti = jb->nqt - 1 - (int)(item % (size_t)jb->nqt);
+     * job.  The item's SDPA_QGROUP query tiles share each K/V tile, which
+     * is read (and converted) once for all of them. */
+    int ngrp = (jb->nqt + SDPA_QGROUP - 1) / SDPA_QGROUP;
+    size_t bh = item / (size_t)ngrp;
+    int top = jb->nqt - 1 - (int)(item % (size_t)ngrp) * SDPA_QGROUP;
     int b = (int)(bh / (size_t)d->heads_q);
     int h = (int)(bh % (size_t)d->heads_q);
-    int g = h / jb->group;
-    int i0 = qti * QT;
-    int qn = d->seq_q - i0 < QT ? d->seq_q - i0 : QT;
-    int nq = (qn + 15) / 16, lanes = nq * 16, i;
-    long long off = (long long)d->seq_kv - d->seq_q;
-    long long jlo = 0, jhi = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
-    long long full_lo = 0, full_hi = jhi, j0;
+    int g = h / jb->group, nt = 0, t, i;
+    long long jlo = LLONG_MAX, jhi = 0, j0;
     size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
     size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
     const float *bias = attn_sdpa_bias_base(d, b, h);
+    /* TF32 emulation (attn_cpu_sdpa): halves are TF32 values already */
+    int round_kv = jb->tf32 && !jb->f16;
 
-    attn_sdpa_ws_of(jb->cpu, worker, &w);
-    /* [jlo, jhi): keys some query of the tile sees; [full_lo, full_hi]:
-     * keys every query of the tile sees */
-    if (d->mask.causal) {
-        long long last = (long long)i0 + qn - 1 + off;
-        if (last + 1 < jhi)
-            jhi = last + 1;
-        if (i0 + off + 1 < full_hi)
-            full_hi = i0 + off + 1;
+    for (t = 0; t < SDPA_QGROUP && top - t >= 0; t++, nt++) {
+        qtile_init(jb, b, h, top - t, worker, t, &tiles[t]);
+        if (tiles[t].jlo < tiles[t].jhi) {
+            jlo = tiles[t].jlo < jlo ? tiles[t].jlo : jlo;
+            jhi = tiles[t].jhi > jhi ? tiles[t].jhi : jhi;
+        }
     }
-    if (d->mask.window > 0) {
-        long long first = (long long)i0 + off - d->mask.window + 1;
-        if (first > jlo)
-            jlo = first;
-        full_lo = first + qn - 1;
-    }
-
-    pack_q(jb, &w,
-           (size_t)b * jb->lay.q[0] + (size_t)h * jb->lay.q[1] +
-               (size_t)i0 * jb->lay.q[2],
-           qn, lanes);
     if (d->score == ATTN_SCORE_ADDITIVE)
         for (i = 0; i < d->head_dim; i++)
-            w.w[i] =
+            tiles[0].w.w[i] =
                 d->additive_w[(size_t)h * (size_t)d->head_dim + (size_t)i] *
                 (jb->nat ? 1.0f : LOG2E);
-    for (i = 0; i < lanes; i++) {
-        w.m[i] = -INFINITY;
-        w.l[i] = 0.0f;
-    }
-    memset(w.ot, 0, (size_t)d->head_dim_v * QT * sizeof(float));
 
     for (j0 = jlo; j0 < jhi; j0 += SDPA_KTILE) {
         int jn = (int)(jhi - j0 < SDPA_KTILE ? jhi - j0 : SDPA_KTILE);
         size_t ldk, ldv;
+        struct attn_sdpa_ws *w = &tiles[0].w; /* the shared buffers */
         const float *kt =
             attn_sdpa_rows_f32(jb, jb->k, koff + (size_t)j0 * jb->lay.k[2],
-                               jb->lay.k[2], d->head_dim, jn, w.kc, &ldk);
-        const float *vt;
-
-        const float *bt =
-            bias ? bias + (size_t)i0 * (size_t)d->seq_kv + (size_t)j0 : NULL;
-        int masked = j0 < full_lo || j0 + jn > full_hi;
-        const float *smax;
-        /* TF32 emulation (attn_cpu_sdpa): halves are TF32 values already */
-        int round_kv = jb->tf32 && !jb->f16;
+                               jb->lay.k[2], d->head_dim, jn, w->kc, &ldk);
+        const float *vt =
+            attn_sdpa_rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2],
+                               jb->lay.v[2], d->head_dim_v, jn, w->vc, &ldv);
 
         if (round_kv && d->score == ATTN_SCORE_DOT)
-            kt = tf32_rows(kt, ldk, jn, d->head_dim, w.kc);
-        /* the max from the score kernel holds until a mask or bias moves it */
-        smax = score_tile(jb, &w, kt, ldk, w.s, w.smax, i0, qn, j0, jn, lanes,
-                          off, masked, bt);
-        attn_kern_softmax(nq, jn, w.s, smax, jb->unit, w.m, w.l, w.alpha);
-        vt = attn_sdpa_rows_f32(jb, jb->v, voff + (size_t)j0 * jb->lay.v[2],
-                                jb->lay.v[2], d->head_dim_v, jn, w.vc, &ldv);
-        if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
-            tf32_rows(w.s, QT, jn, lanes, w.s);
+            kt = tf32_rows(kt, ldk, jn, d->head_dim, w->kc);
         if (round_kv)
-            vt = tf32_rows(vt, ldv, jn, d->head_dim_v, w.vc);
-        if (attn_sdpa_tile_has_zero(w.s, jn, lanes) &&
-            !attn_sdpa_tile_finite(vt, ldv, jn, d->head_dim_v))
-            pv_nonfinite(jb, &w, kt, ldk, vt, ldv, i0, qn, j0, jn, lanes, off,
-                         masked, bt);
-        else
-            attn_kern_pv(nq, jn, d->head_dim_v, w.s, vt, ldv, w.alpha, w.ot);
+            vt = tf32_rows(vt, ldv, jn, d->head_dim_v, w->vc);
+        for (t = 0; t < nt; t++) {
+            long long a = j0 > tiles[t].jlo ? j0 : tiles[t].jlo;
+            long long e = j0 + jn < tiles[t].jhi ? j0 + jn : tiles[t].jhi;
+            if (a < e)
+                qtile_step(jb, &tiles[t], bias, kt + (size_t)(a - j0) * ldk,
+                           ldk, vt + (size_t)(a - j0) * ldv, ldv, a,
+                           (int)(e - a));
+        }
     }
 
-    finish_tile(jb, &w,
-                (size_t)b * jb->lay.o[0] + (size_t)h * jb->lay.o[1] +
-                    (size_t)i0 * jb->lay.o[2],
-                jb->lse ? jb->lse +
-                              ((size_t)b * (size_t)d->heads_q + (size_t)h) *
-                                  (size_t)d->seq_q +
-                              (size_t)i0
-                        : NULL,
-                qn);
+    for (t = 0; t < nt; t++) {
+        int i0 = tiles[t].i0;
+        finish_tile(jb, &tiles[t].w,
+                    (size_t)b * jb->lay.o[0] + (size_t)h * jb->lay.o[1] +
+                        (size_t)i0 * jb->lay.o[2],
+                    jb->lse ? jb->lse +
+                                  ((size_t)b * (size_t)d->heads_q + (size_t)h) *
+                                      (size_t)d->seq_q +
+                                  (size_t)i0
+                            : NULL,
+                    tiles[t].qn);
+    }
 }
