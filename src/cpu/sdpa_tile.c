@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tile loop of the native attention, compiled once per instruction set
- * (cmake/attnCpuIsa.cmake): one work item is (query tile, batch, head).
+ * (cmake/attnCpuIsa.cmake): one work item is (SDPA_QGROUP query tiles,
+ * batch, head), the tiles sharing each K/V tile.
  * A query tile of up to ATTN_QTILE queries is packed transposed (qt[c][i],
  * scaled by scale * log2(e), or by the scale alone with a bias: see nat in
  * sdpa_job.h) so that the queries sit in SIMD lanes; key
