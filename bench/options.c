@@ -145,11 +145,11 @@ static const cli_option option_table[] = {
 static const cli_section section_table[] = {
     {"Columns",
      "kernel = the variant a libattn row ran (attn_sdpa_kernel), then\n"
-     "/tf32 or /3xtf32 when it ran at that precision (attn_sdpa_precision;\n"
-     "ATTN_PRECISION asks for one; CSV column precision); median ms\n"
-     "and min ms of the timed runs; TFLOP/s = 4*B*H*seq_q*seq_kv*d (halved\n"
-     "when causal) / median; GB/s = K and V bytes read / median (decode\n"
-     "rows); 'native x faster' = row median / native median (above 1:\n"
+     "/tf32, /3xtf32 or /bf16 when it ran at that precision\n"
+     "(attn_sdpa_precision; ATTN_PRECISION asks for one; CSV column\n"
+     "precision); median ms and min ms of the timed runs; TFLOP/s =\n"
+     "4*B*H*seq_q*seq_kv*d (halved when causal) / median; GB/s = K and\n"
+     "V bytes read / median (decode rows); 'native x faster' = row median / native median (above 1:\n"
      "native is faster); max|diff| = largest absolute difference from\n"
      "native's output (for native itself: from a double-precision reference\n"
      "on sampled rows).  --resident adds 'wall ms': host time per call.\n"

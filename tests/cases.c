@@ -165,7 +165,7 @@ fail:
  * unless ATTN_PRECISION asks for another; then what attn_sdpa_precision
  * says (a failed query counts as EXACT, the strictest).  Only then is the
  * question asked, so that runs without the variable call nothing more. */
-static attn_precision ran_at(attn_context *ctx, const attn_sdpa_desc *d)
+attn_precision sdpa_case_ran_at(attn_context *ctx, const attn_sdpa_desc *d)
 {
     const char *env = getenv("ATTN_PRECISION");
     attn_precision p = ATTN_PRECISION_EXACT;
@@ -246,7 +246,8 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
         printf("\nFAIL %s: attn_sdpa modified an input\n", what);
         ok = 0;
     }
-    if (!ref_check_sdpa_at(what, d, ref, o, lse, skip_rows, ran_at(ctx, d)))
+    if (!ref_check_sdpa_at(what, d, ref, o, lse, skip_rows,
+                           sdpa_case_ran_at(ctx, d)))
         ok = 0;
 out:
     free(ob);

@@ -34,6 +34,11 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
                    double qk_amp, double ninf, int with_kv_len);
 void sdpa_case_free(sdpa_case *c);
 
+/* The precision a call of d on ctx runs at, for its tolerance (ref.h):
+ * EXACT unless ATTN_PRECISION asks for another; then what
+ * attn_sdpa_precision says (EXACT when that fails, the strictest). */
+attn_precision sdpa_case_ran_at(attn_context *ctx, const attn_sdpa_desc *d);
+
 /* Runs attn_sdpa(ctx, c) with NaN-filled outputs surrounded by guard
  * elements (lse NULL unless with_lse), then checks: ATTN_OK, the guards
  * and every input untouched, and O / lse against ref (computed here when

@@ -287,6 +287,8 @@ double ref_precision_t(attn_precision p)
         return 2.0 * u + u * u;
     case ATTN_PRECISION_3XTF32:
         return 3.0 * u * u + 4.0 * u * u * u + u * u * u * u;
+    case ATTN_PRECISION_BF16:
+        return 2.0 * REF_BF16_U + REF_BF16_U * REF_BF16_U;
     default:
         return 0.0;
     }

@@ -55,6 +55,11 @@
  * nearest): a TF32 input is a (1 + d), |d| <= u.
  * - TF32: a product of two rounded inputs is a b (1 + d1)(1 + d2), off by
  *   at most t = 2u + u^2 of |a b|.
+ * - BF16: as TF32 with bfloat16's rounding unit u = 2^-8 (7 stored
+ *   mantissa bits, round to nearest even): t = 2u + u^2 (about 2^-7).  The
+ *   instruction (VDPBF16PS) also treats subnormal inputs as 0 and flushes
+ *   subnormal sums to 0: an absolute error below 2^-126 per term, far
+ *   inside REF_F32_ABS and REF_LSE_ABS.
  * - 3XTF32: a_hi = TF32(a), a_lo = TF32(a - a_hi) (a - a_hi is exact in
  *   float), a_r = a - a_hi - a_lo, so |a_lo| <= u |a|, |a_r| <= u^2 |a|,
  *   |a_hi| <= (1 + u) |a|; a_hi b_hi + a_hi b_lo + a_lo b_hi leaves out
@@ -73,8 +78,9 @@
  * which at EXACT (t = 0) is the float model above (2 g M V to first
  * order; EXACT keeps that one).  F16 storage adds the output rounding as
  * before; its q, k, v are halves, exact in TF32, so the bound holds with
- * room. */
+ * room (at BF16 the halves are rounded too, which t counts). */
 #define REF_TF32_U 0x1p-11
+#define REF_BF16_U 0x1p-8
 /* t of a precision (0 for EXACT). */
 double ref_precision_t(attn_precision p);
 
@@ -148,6 +154,11 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
 int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
                    const ref_sdpa_result *r, const void *o, const float *lse,
                    const unsigned char *skip_rows);
+/* The extra tolerances of row at precision p (the precision block above):
+ * *tol_o for each element of O, *tol_lse for lse (r->tol_o[row] and
+ * r->tol_lse[row] at EXACT). */
+void ref_row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
+                 double *tol_o, double *tol_lse);
 /* The same for a call that ran at precision p: the tolerances of the
  * precision block above (ref_check_sdpa is this at EXACT). */
 int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,

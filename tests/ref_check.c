@@ -66,8 +66,8 @@ static void report_sdpa(const char *what, const char *name,
 
 /* The extra tolerances of row at precision p (ref.h): *tol_o for each
  * element of O, *tol_lse for lse. */
-static void row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
-                    double *tol_o, double *tol_lse)
+void ref_row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
+                 double *tol_o, double *tol_lse)
 {
     double t = ref_precision_t(p), e;
     *tol_o = r->tol_o[row];
@@ -99,7 +99,7 @@ int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
         double tol_o, tol_lse;
         if (skip_rows && skip_rows[row])
             continue;
-        row_tol(r, row, p, &tol_o, &tol_lse);
+        ref_row_tol(r, row, p, &tol_o, &tol_lse);
         for (size_t c = 0; c < dv; c++) {
             size_t e = row * dv + c;
             double got = f16 ? (double)ref_f16_to_f32(((const uint16_t *)o)[e])

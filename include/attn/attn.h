@@ -197,31 +197,39 @@ typedef enum attn_log_level {
  * O = P V (attn_options.precision, or ATTN_PRECISION).  A permission, not
  * an obligation: a kernel may compute more exactly than asked, never less;
  * attn_sdpa_precision says which precision a shape runs at.  Sums are in
- * float at every precision, F16 storage included.  No kernel of this
- * release has a matrix-unit path: the native backend and every OpenCL
- * variant compute every precision as EXACT, which is within every bound.
+ * float at every precision, F16 storage included.  The native backend
+ * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS), for dot scores outside
+ * the decode form (more than 8 query rows per K/V head); everything else
+ * (TF32, 3XTF32, BF16 elsewhere, every OpenCL variant) computes as EXACT,
+ * which is within every bound.
  *
  * Error bounds, against exact arithmetic on the same inputs, for a row
  * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
  * over its keys, V the largest |v| they hold, g about (head_dim + 8) 2^-24
  * (float's dot product) and t the error per product: 0 (EXACT), 2u + u^2
- * (TF32), 3u^2 + 4u^3 + u^4 (3XTF32), u = 2^-11 (TF32 rounds to nearest
- * even).  With e = (g + t) M, scores and lse are off by at most e and each
- * element of O by at most (exp(2e) - 1 + t exp(2e)) V, beyond a few float
- * ulps of the result.  So TF32 adds about 2^-10 M to a score; 3XTF32
- * about 12 float ulps, within the library's float tolerances.
- * docs/DESIGN.md, "Precision", derives them. */
+ * (TF32, u = 2^-11; BF16, u = 2^-8: both round to nearest even),
+ * 3u^2 + 4u^3 + u^4 (3XTF32, u = 2^-11).  With e = (g + t) M, scores and
+ * lse are off by at most e and each element of O by at most
+ * (exp(2e) - 1 + t exp(2e)) V, beyond a few float ulps of the result.  So
+ * TF32 adds about 2^-10 M to a score, BF16 about 2^-7 M; 3XTF32 about 12
+ * float ulps, within the library's float tolerances.  BF16 also flushes
+ * subnormal inputs and sums to 0 (an absolute error below 2^-126 per
+ * term).  docs/DESIGN.md, "Precision", derives them. */
 typedef enum attn_precision {
     ATTN_PRECISION_EXACT = 0, /**< IEEE float products and sums (default) */
-    ATTN_PRECISION_TF32,  /**< the inputs of each product (q, k; p, v) rounded
-                               to TF32 (10-bit mantissa), sums in float */
-    ATTN_PRECISION_3XTF32 /**< split products: a = a_hi + a_lo in TF32,
-                               a b ~ a_hi b_hi + a_hi b_lo + a_lo b_hi, sums
-                               in float: float-accurate */
+    ATTN_PRECISION_TF32,      /**< the inputs of each product (q, k; p, v)
+                                   rounded to TF32 (10-bit mantissa), sums in
+                                   float */
+    ATTN_PRECISION_3XTF32,    /**< split products: a = a_hi + a_lo in TF32,
+                                   a b ~ a_hi b_hi + a_hi b_lo + a_lo b_hi, sums
+                                   in float: float-accurate */
+    ATTN_PRECISION_BF16       /**< the inputs of each product (q, k; p, v)
+                                   rounded to bfloat16 (8-bit mantissa, round
+                                   to nearest even), sums in float */
 } attn_precision;
 
-/** "exact", "tf32" or "3xtf32" (the names ATTN_PRECISION takes); "unknown"
- * for a value outside the enum.  Static storage. */
+/** "exact", "tf32", "3xtf32" or "bf16" (the names ATTN_PRECISION takes);
+ * "unknown" for a value outside the enum.  Static storage. */
 ATTN_API const char *attn_precision_name(attn_precision p);
 
 /** Receives one message (no trailing newline) at the given attn_log_level.
@@ -269,7 +277,7 @@ typedef struct attn_options {
                              variant (attn_kernel_name) that every call on
                              the context must run; ATTN_KERNEL overrides */
     attn_precision precision; /**< EXACT (default; ATTN_PRECISION may ask
-                                   another), TF32 or 3XTF32, which
+                                   another), TF32, 3XTF32 or BF16, which
                                    ATTN_PRECISION does not override */
 } attn_options;
 
@@ -499,10 +507,12 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
 
 /** The precision attn_sdpa computes d at on ctx, without running it:
  * *runs receives that of the kernel attn_sdpa_kernel names (the one asked
- * where the kernel has it, else a more exact one: EXACT on every kernel of
- * this release; EXACT too for a call that falls back to the native
- * backend), *asked (when not NULL) the context's.  attn_sdpa_cl and the
- * attention of attn_mha_forward run as said for their descriptor.  It may
+ * where the kernel has it, else a more exact one: BF16 on the native
+ * backend as attn_precision says, EXACT everywhere else; EXACT too for a
+ * call that falls back to the native backend), *asked (when not NULL) the
+ * context's.  attn_sdpa_cl and the
+ * attention of attn_mha_forward run as said for their descriptor, except
+ * that the native multi-head layer's attention computes EXACT.  It may
  * build the kernel.  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, d or runs
  * NULL, an invalid d), and those of attn_sdpa_kernel; *asked and *runs
  * are then untouched. */

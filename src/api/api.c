@@ -143,7 +143,7 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
         if (name)
             snprintf(name, cap, "native");
         if (runs)
-            *runs = attn_backend_native_precision(ctx->backend, ctx->precision);
+            *runs = attn_backend_native_precision(ctx->backend, d);
         return ATTN_OK;
     }
     s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, runs, &err);

@@ -183,14 +183,14 @@ static void parse_precision(attn_context *ctx, const attn_options *o)
     ctx->precision = o->precision;
     if (o->precision != ATTN_PRECISION_EXACT || !env || !*env)
         return;
-    for (int p = ATTN_PRECISION_EXACT; p <= ATTN_PRECISION_3XTF32; p++)
+    for (int p = ATTN_PRECISION_EXACT; p <= ATTN_PRECISION_BF16; p++)
         if (!strcasecmp(env, attn_precision_name((attn_precision)p))) {
             ctx->precision = (attn_precision)p;
             return;
         }
     env_warning(ctx,
                 "ATTN_PRECISION=\"%.32s\" is not a precision (accepted: "
-                "exact, tf32, 3xtf32); ignored: exact",
+                "exact, tf32, 3xtf32, bf16); ignored: exact",
                 env);
 }
 
@@ -202,12 +202,13 @@ static attn_status check_options(const attn_options *o, attn_err *err)
     if ((unsigned)o->path > ATTN_PATH_UNFUSED)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.path %d is not an attn_path", (int)o->path);
-    if ((unsigned)o->precision > ATTN_PRECISION_3XTF32)
+    if ((unsigned)o->precision > ATTN_PRECISION_BF16)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.precision %d is not an attn_precision "
-                         "(exact %d, tf32 %d, 3xtf32 %d)",
+                         "(exact %d, tf32 %d, 3xtf32 %d, bf16 %d)",
                          (int)o->precision, ATTN_PRECISION_EXACT,
-                         ATTN_PRECISION_TF32, ATTN_PRECISION_3XTF32);
+                         ATTN_PRECISION_TF32, ATTN_PRECISION_3XTF32,
+                         ATTN_PRECISION_BF16);
     if (o->allow_fallback != 0 && o->allow_fallback != 1)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.allow_fallback must be 0 or 1 (got %d)",
@@ -364,6 +365,10 @@ void attn_context_destroy(attn_context *ctx)
 
 attn_status attn_context_ready(attn_context *ctx, attn_err *err)
 {
+    /* The native backend computes at the precision asked only when it runs
+     * the context's work; as a fallback it computes EXACT (attn.h). */
+    if (ctx->backend == ctx->native)
+        attn_backend_native_ask(ctx->native, ctx->precision);
     ctx->run.backend = ctx->backend;
     ctx->run.native = ctx->native;
     ctx->run.allow_fallback = ctx->allow_fallback;

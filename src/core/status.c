@@ -52,6 +52,8 @@ const char *attn_precision_name(attn_precision p)
         return "tf32";
     case ATTN_PRECISION_3XTF32:
         return "3xtf32";
+    case ATTN_PRECISION_BF16:
+        return "bf16";
     }
     return "unknown";
 }

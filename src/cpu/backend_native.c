@@ -59,7 +59,7 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_call *c,
 {
     const attn_sdpa_desc *d = c->d;
     attn_status s = attn_cpu_sdpa(b->impl, d, c->q, c->k, c->v, c->o, c->lse,
-                                  NULL, ATTN_PRECISION_EXACT);
+                                  NULL, attn_cpu_precision(b->impl));
     if (s) {
         char need[ATTN_BYTES_TEXT_MAX], have[ATTN_BYTES_TEXT_MAX];
         size_t bytes = attn_cpu_ws_bytes(b->impl, d->head_dim, d->head_dim_v);
@@ -75,13 +75,22 @@ static attn_status native_sdpa(attn_backend *b, const attn_sdpa_call *c,
 }
 
 attn_precision attn_backend_native_precision(const attn_backend *b,
-                                             attn_precision asked)
+                                             const attn_sdpa_desc *d)
 {
     /* A permission, not an obligation: float products are more exact than
-     * TF32 ones, and faster here than their emulation. */
-    (void)b;
-    (void)asked;
-    return ATTN_PRECISION_EXACT;
+     * TF32 ones, and faster here than their emulation; BF16 runs where the
+     * kernels have VDPBF16PS. */
+    const attn_cpu *cpu = b->impl;
+    return attn_cpu_sdpa_precision(cpu, d, attn_cpu_precision(cpu));
+}
+
+void attn_backend_native_ask(attn_backend *b, attn_precision asked)
+{
+    /* Only BF16 has kernels; TF32 to attn_cpu_sdpa would be its test
+     * emulation, slower and less exact than EXACT. */
+    attn_cpu_set_precision(b->impl, asked == ATTN_PRECISION_BF16
+                                        ? ATTN_PRECISION_BF16
+                                        : ATTN_PRECISION_EXACT);
 }
 
 static attn_status native_mha(attn_backend *b, int dev, const attn_prepared *p,

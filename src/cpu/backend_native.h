@@ -16,10 +16,18 @@
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
                                        attn_backend **out, attn_err *err);
 
-/* The precision the native backend b computes at when `asked` is asked:
- * EXACT, always (no TF32 hardware; attn.h, attn_precision). */
+/* The precision the native backend b computes d (valid) at: BF16 when b
+ * was asked for BF16 (attn_backend_native_ask) and its kernels have it for
+ * d, else EXACT (no TF32 hardware; attn.h, attn_precision). */
 attn_precision attn_backend_native_precision(const attn_backend *b,
-                                             attn_precision asked);
+                                             const attn_sdpa_desc *d);
+
+/* Asks b's attention (attn_sdpa's; the multi-head layer's stays EXACT) for
+ * the precision `asked`; a backend is created asking EXACT.  The context asks
+ * its precision only of the native backend that runs its work, so that a
+ * call falling back from a device computes EXACT as attn.h says.  Not
+ * while b is in use. */
+void attn_backend_native_ask(attn_backend *b, attn_precision asked);
 
 /* Whether the native backend, with the kernels a context created now would
  * get, outruns an OpenCL CPU runtime on the same cores: 1 with the avx2 or

@@ -79,6 +79,10 @@ attn_cpu_isa attn_cpu_isa_best(void);
 attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg);
 /* The table of an available set. */
 const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa);
+/* 1 when isa's copy has the BF16 micro-kernels (VDPBF16PS; only the avx512
+ * copy, when the compiler targets AVX512_BF16) and this CPU reports
+ * AVX512_BF16: the condition of every call into them. */
+int attn_cpu_bf16_available(attn_cpu_isa isa);
 
 #ifdef ATTN_ISA_SUFFIX
 #define ATTN_ISA_CAT2(a, b) a##b
@@ -94,6 +98,11 @@ const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa);
 #define attn_kern_additive         ATTN_ISA_FN(attn_kern_additive)
 #define attn_kern_softmax          ATTN_ISA_FN(attn_kern_softmax)
 #define attn_kern_pv               ATTN_ISA_FN(attn_kern_pv)
+#define attn_kern_pack_q_bf16      ATTN_ISA_FN(attn_kern_pack_q_bf16)
+#define attn_kern_pack_k_bf16      ATTN_ISA_FN(attn_kern_pack_k_bf16)
+#define attn_kern_pack_v_bf16      ATTN_ISA_FN(attn_kern_pack_v_bf16)
+#define attn_kern_qk_bf16          ATTN_ISA_FN(attn_kern_qk_bf16)
+#define attn_kern_pv_bf16          ATTN_ISA_FN(attn_kern_pv_bf16)
 #define attn_sdpa_item             ATTN_ISA_FN(attn_sdpa_item)
 #define attn_cpu_gemm_nt           ATTN_ISA_FN(attn_cpu_gemm_nt)
 #define attn_cpu_posenc_sinusoidal ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)
@@ -127,6 +136,19 @@ void attn_cpu_destroy(attn_cpu *c); /* NULL is a no-op */
 attn_pool *attn_cpu_pool(attn_cpu *c);
 int attn_cpu_workers(const attn_cpu *c);
 attn_cpu_isa attn_cpu_get_isa(const attn_cpu *c);
+/* The precision asked of c's attention (EXACT when created): what the
+ * native backend passes to attn_cpu_sdpa for attn_sdpa (the multi-head
+ * layer's attention stays EXACT).  Set before c is shared. */
+void attn_cpu_set_precision(attn_cpu *c, attn_precision asked);
+attn_precision attn_cpu_precision(const attn_cpu *c);
+/* What attn_cpu_sdpa(c, d, ..., asked) computes the products of d at:
+ * BF16 when BF16 is asked, d has dot scores, its query rows per K/V head
+ * exceed the decode form's and c's copy has the BF16 kernels on this CPU
+ * (attn_cpu_bf16_available); else EXACT (TF32 emulation is a test switch,
+ * not a kernel path: reported as EXACT).  d is valid. */
+attn_precision attn_cpu_sdpa_precision(const attn_cpu *c,
+                                       const attn_sdpa_desc *d,
+                                       attn_precision asked);
 /* Bytes of working memory attn_cpu_sdpa needs for head sizes d, dv over
  * every worker; 0 when that overflows size_t.  More than the host's
  * memory is refused (ATTN_ERR_OUT_OF_MEMORY) before it is allocated. */
@@ -139,9 +161,11 @@ size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv);
  * the inputs of each product to TF32 first, as a TF32 matrix unit takes
  * them (q and k of the dot score, p and v; sums stay float): the model
  * against which the TF32 error bound of attn.h is tested (tests/
- * test_tf32.c) while no kernel has a TF32 path.  3XTF32 computes as
- * EXACT.  Returns ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (outputs untouched
- * then). */
+ * test_tf32.c) while no kernel has a TF32 path.  BF16 runs the BF16
+ * kernels (VDPBF16PS: q and k, p and v rounded to bfloat16 to nearest
+ * even, subnormals flushed, sums in float) where attn_cpu_sdpa_precision
+ * says so, else EXACT.  3XTF32 computes as EXACT.  Returns ATTN_OK or
+ * ATTN_ERR_OUT_OF_MEMORY (outputs untouched then). */
 attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
                           const void *k, const void *v, void *o, float *lse,
                           const attn_cpu_layout *layout,
@@ -180,6 +204,33 @@ void attn_kern_pv(int nq, int jn, int dv, const float *p, const float *v,
                   size_t ldv, const float *alpha, float *ot);
 /* The copy's pool job of attn_cpu_sdpa (sdpa_tile.c). */
 void attn_sdpa_item(void *arg, size_t item, int worker);
+#endif
+
+/* ---- BF16 micro-kernels (sdpa_kern_bf16.c, the avx512 copy) ------------
+ * VDPBF16PS multiplies pairs of bfloat16 and adds both products to a float
+ * lane, so each product's inputs are packed as pairs along the reduction:
+ * qb[c2][i] holds (qt[2 c2][i], qt[2 c2 + 1][i]) for lane i, [d2][QT]
+ * 32-bit pairs (d2 = (d + 1) / 2); a key row of kb holds its d values as
+ * d2 pairs (ldkb pairs apart); pb[j2][i] holds (p[2 j2][i], p[2 j2 + 1][i])
+ * and vb[j2][c] (v[2 j2][c], v[2 j2 + 1][c]), [(jn + 1) / 2][dv] pairs.
+ * An odd last element is paired with 0.  Rounding is to nearest even;
+ * NaN stays NaN, a finite value that rounds past the largest bfloat16
+ * becomes infinite, and the instruction treats subnormal inputs as 0 and
+ * flushes subnormal sums to 0.  Called only where attn_cpu_bf16_available
+ * holds. */
+#if defined(ATTN_ISA_SUFFIX) && defined(ATTN_ISA_BF16)
+void attn_kern_pack_q_bf16(int d, int lanes, const float *qt, uint32_t *qb);
+void attn_kern_pack_k_bf16(int jn, int d, const float *k, size_t ldk,
+                           uint32_t *kb, size_t ldkb);
+void attn_kern_pack_v_bf16(int jn, int dv, const float *v, size_t ldv,
+                           uint32_t *vb);
+/* attn_kern_qk on packed pairs. */
+void attn_kern_qk_bf16(int nq, int jn, int d, const uint32_t *qb,
+                       const uint32_t *kb, size_t ldkb, float *s, float *smax);
+/* attn_kern_pv with p rounded into pb (scratch, [(jn + 1) / 2][QT]) and
+ * packed values vb. */
+void attn_kern_pv_bf16(int nq, int jn, int dv, const float *p, uint32_t *pb,
+                       const uint32_t *vb, const float *alpha, float *ot);
 #endif
 
 /* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */

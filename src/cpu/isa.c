@@ -141,6 +141,31 @@ const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa)
     return attn_cpu_isa_available(isa) ? isa_kern[isa] : NULL;
 }
 
+#if defined(ATTN_ISA_X86) && defined(ATTN_HAVE_ISA_AVX512_BF16)
+/* AVX512_BF16 is CPUID leaf 7, sub-leaf 1 (which exists when sub-leaf 0's
+ * EAX is at least 1), EAX bit 5; its registers are AVX-512's, whose OS
+ * support cpu_runs(AVX512) has checked. */
+static int cpu_has_avx512_bf16(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || a < 1)
+        return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a & (1u << 5)) != 0;
+}
+#endif
+
+int attn_cpu_bf16_available(attn_cpu_isa isa)
+{
+#if defined(ATTN_ISA_X86) && defined(ATTN_HAVE_ISA_AVX512_BF16)
+    return isa == ATTN_CPU_ISA_AVX512 && attn_cpu_isa_available(isa) &&
+           cpu_has_avx512_bf16();
+#else
+    (void)isa;
+    return 0;
+#endif
+}
+
 /* A context's backend runs both attention and the multi-head layer.
  * Measured on a 2-core AVX-512 Xeon against PoCL 3.1, which compiled for
  * skylake-avx512 or, held to AVX2 as on an AVX2 CPU, for haswell

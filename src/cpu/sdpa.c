@@ -37,6 +37,7 @@ struct attn_cpu {
     float *mem;                /* workers * per_worker floats */
     size_t per_worker;
     int cap_d, cap_dv;
+    attn_precision asked; /* attn_cpu_set_precision */
 };
 
 static size_t round16(size_t n)
@@ -49,16 +50,20 @@ static size_t round16(size_t n)
  * (scores, packed K and V, additive weights). */
 static size_t slot_floats(size_t d, size_t dv)
 {
-    return round16(d * QT) + round16(dv * QT) + 4 * round16(QT);
+    return round16(d * QT) + round16(dv * QT) + 4 * round16(QT) +
+           round16((d + 1) / 2 * QT);
 }
 
 static size_t ws_floats(int d, int dv)
 {
-    size_t ud = (size_t)d, udv = (size_t)dv;
+    size_t ud = (size_t)d, udv = (size_t)dv, d2 = (ud + 1) / 2;
 
     return SDPA_QGROUP * slot_floats(ud, udv) +
            round16((size_t)SDPA_KTILE * QT) + round16((size_t)SDPA_KTILE * ud) +
-           round16((size_t)SDPA_KTILE * udv) + round16(ud);
+           round16((size_t)SDPA_KTILE * udv) + round16(ud) +
+           round16((size_t)SDPA_KTILE * d2) +
+           round16((size_t)SDPA_KTILE / 2 * udv) +
+           round16((size_t)SDPA_KTILE / 2 * QT);
 }
 
 void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
@@ -76,6 +81,9 @@ void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
     w->l = sl + QT;
     w->alpha = sl + 2 * QT;
     w->smax = sl + 3 * QT;
+    sl += 4 * round16(QT);
+    /* 32-bit pairs in float-sized slots, 64-byte aligned like the rest */
+    w->qb = (uint32_t *)(void *)sl;
     p += SDPA_QGROUP * slot_floats(ud, udv);
     w->s = p;
     p += round16((size_t)SDPA_KTILE * QT);
@@ -84,6 +92,12 @@ void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
     w->vc = p;
     p += round16((size_t)SDPA_KTILE * udv);
     w->w = p;
+    p += round16(ud);
+    w->kb = (uint32_t *)(void *)p;
+    p += round16((size_t)SDPA_KTILE * ((ud + 1) / 2));
+    w->vb = (uint32_t *)(void *)p;
+    p += round16((size_t)SDPA_KTILE / 2 * udv);
+    w->pb = (uint32_t *)(void *)p;
 }
 
 size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv)
@@ -102,6 +116,38 @@ int attn_cpu_workers(const attn_cpu *c)
 attn_cpu_isa attn_cpu_get_isa(const attn_cpu *c)
 {
     return c->isa;
+}
+
+void attn_cpu_set_precision(attn_cpu *c, attn_precision asked)
+{
+    c->asked = asked;
+}
+
+attn_precision attn_cpu_precision(const attn_cpu *c)
+{
+    return c->asked;
+}
+
+/* Whether a call takes the decode form (dec_plan says why), unless TF32
+ * is emulated. */
+static int dec_form(const attn_sdpa_desc *d, int tf32)
+{
+    long long rows = (long long)(d->heads_q / d->heads_kv) * d->seq_q;
+
+    return d->score == ATTN_SCORE_DOT && !tf32 && rows <= QT &&
+           (rows <= SDPA_DEC_ROWS || d->seq_q <= SDPA_DEC_SEQ_Q);
+}
+
+attn_precision attn_cpu_sdpa_precision(const attn_cpu *c,
+                                       const attn_sdpa_desc *d,
+                                       attn_precision asked)
+{
+    /* The BF16 kernels take the tiled form's dot scores; the decode form
+     * (few query rows, memory-bound) stays EXACT. */
+    if (asked == ATTN_PRECISION_BF16 && d->score == ATTN_SCORE_DOT &&
+        !dec_form(d, 0) && attn_cpu_bf16_available(c->isa))
+        return ATTN_PRECISION_BF16;
+    return ATTN_PRECISION_EXACT;
 }
 
 /* Makes the working memory fit head sizes d, dv; called with c->lock held.
@@ -220,8 +266,7 @@ static void dec_plan(const attn_cpu *c, const attn_sdpa_desc *d,
     long long want = 4LL * c->workers, ns = 1;
     int rows = jb->group * d->seq_q;
 
-    if (d->score != ATTN_SCORE_DOT || jb->tf32 || rows > QT ||
-        (rows > SDPA_DEC_ROWS && d->seq_q > SDPA_DEC_SEQ_Q))
+    if (!dec_form(d, jb->tf32))
         return;
     jb->rows = rows;
     if (units < want)
@@ -270,6 +315,7 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
     jb.group = d->heads_q / d->heads_kv;
     jb.nqt = (d->seq_q + QT - 1) / QT;
     jb.tf32 = emulate == ATTN_PRECISION_TF32;
+    jb.bf16 = attn_cpu_sdpa_precision(c, d, emulate) == ATTN_PRECISION_BF16;
     jb.nat = d->mask.bias_kind != ATTN_BIAS_NONE;
     jb.unit = jb.nat ? LOG2E : 1.0f;
     if (d->score == ATTN_SCORE_ADDITIVE)

@@ -29,6 +29,11 @@ struct attn_sdpa_ws {
     float *vc; /* [KTILE][cap_dv] values packed / converted; scratch */
     float *m, *l, *alpha, *smax; /* [QT] running max, sum, rescale, tile max */
     float *w; /* [cap_d]         additive weights (* log2(e) unless nat) */
+    /* bfloat16 pairs of the BF16 kernels (cpu_impl.h), d2 = (cap_d + 1) / 2 */
+    uint32_t *qb; /* [d2][QT]             queries */
+    uint32_t *kb; /* [KTILE][d2]          keys */
+    uint32_t *vb; /* [KTILE / 2][cap_dv]  values, pairs of keys */
+    uint32_t *pb; /* [KTILE / 2][QT]      probabilities, pairs of keys */
 };
 
 struct attn_sdpa_job {
@@ -48,6 +53,7 @@ struct attn_sdpa_job {
     float unit;
     int f16;
     int tf32;  /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
+    int bf16;  /* the BF16 kernels (attn_cpu_sdpa_precision says BF16) */
     int group; /* heads_q / heads_kv */
     int nqt;   /* query tiles per head */
     /* The decode form (sdpa_dec.c): rows = heads_q / heads_kv * seq_q

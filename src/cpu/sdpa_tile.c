@@ -11,6 +11,12 @@
  * output accumulator ot[c][i].  Key tiles that every query of the tile has
  * hidden (causal, window, kv_len) are never visited, and the per-element
  * mask is applied only on tiles that some query only partly sees.
+ *
+ * With the BF16 kernels (jb->bf16, the avx512 copy on a CPU with
+ * AVX512_BF16) the packed queries, each key tile and each value tile are
+ * also rounded into bfloat16 pairs (cpu_impl.h) and the two products run
+ * on those; the softmax, the masks and the non-finite handling are the
+ * same float code.
  */
 #include <limits.h>
 #include <math.h>
@@ -69,6 +75,10 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
      * bound of attn.h counts the rounding of q, whatever it is scaled by) */
     if (jb->tf32 && jb->d->score == ATTN_SCORE_DOT)
         tf32_rows(w->qt, QT, d, qn, w->qt);
+#ifdef ATTN_ISA_BF16
+    if (jb->bf16)
+        attn_kern_pack_q_bf16(d, lanes, w->qt, w->qb);
+#endif
 }
 
 /* jn rows of a K or V head as packed floats: in place when the rows are
@@ -197,21 +207,32 @@ const float *attn_sdpa_bias_base(const attn_sdpa_desc *d, int b, int h)
 
 /* Scores of keys j0 .. j0+jn-1 for the tile's lanes into s, with the bias
  * when bias is not NULL (bias points at query i0, key j0) and the causal /
- * window mask when masked.  Returns the per-lane maximum when
- * the dot kernel gave it and nothing moved it, else NULL. */
+ * window mask when masked.  The keys are kt's float rows, or kb's bfloat16
+ * pairs (rows (head_dim + 1) / 2 pairs apart) with the BF16 kernels.
+ * Returns the per-lane maximum when the dot kernel gave it and nothing
+ * moved it, else NULL. */
 static const float *score_tile(const struct attn_sdpa_job *jb,
                                const struct attn_sdpa_ws *w, const float *kt,
-                               size_t ldk, float *s, float *smax, int i0,
-                               int qn, long long j0, int jn, int lanes,
-                               long long off, int masked, const float *bias)
+                               size_t ldk, const uint32_t *kb, float *s,
+                               float *smax, int i0, int qn, long long j0,
+                               int jn, int lanes, long long off, int masked,
+                               const float *bias)
 {
     const attn_sdpa_desc *d = jb->d;
     int nq = lanes / 16;
 
+    (void)kb;
     if (d->score == ATTN_SCORE_ADDITIVE) {
         attn_kern_additive(nq, jn, d->head_dim, w->qt, kt, ldk, w->w, s);
         smax = NULL;
-    } else {
+    }
+#ifdef ATTN_ISA_BF16
+    else if (jb->bf16) {
+        attn_kern_qk_bf16(nq, jn, d->head_dim, w->qb, kb,
+                          (size_t)(d->head_dim + 1) / 2, s, smax);
+    }
+#endif
+    else {
         attn_kern_qk(nq, jn, d->head_dim, w->qt, kt, ldk, s, smax);
     }
     /* the bias first: a hidden key stays -inf whatever its bias holds */
@@ -231,8 +252,10 @@ static const float *score_tile(const struct attn_sdpa_job *jb,
  * bring its V into the row (0 * inf is NaN), while a visible key whose
  * weight underflowed to 0 must (its NaN spoils the column, as it would
  * with any weight).  P cannot tell the two apart, so the scores of the
- * tile are computed again, one key at a time, to find the hidden ones.
- * Rare (a KV cache with garbage behind a mask), so plain C. */
+ * tile are computed again, one key at a time, to find the hidden ones
+ * (with the same kernels, so that a score that overflowed there does here).
+ * Rare (a KV cache with garbage behind a mask), so plain C, and in float
+ * even with the BF16 kernels (more exact than asked, which is allowed). */
 static void pv_nonfinite(const struct attn_sdpa_job *jb,
                          const struct attn_sdpa_ws *w, const float *kt,
                          size_t ldk, const float *v, size_t ldv, int i0, int qn,
@@ -242,10 +265,12 @@ static void pv_nonfinite(const struct attn_sdpa_job *jb,
     _Alignas(64) float s1[QT], mx1[QT];
     uint64_t hidden[SDPA_KTILE]; /* bit i: lane i hides the key */
     int dv = jb->d->head_dim_v;
+    size_t ldkb = (size_t)(jb->d->head_dim + 1) / 2;
 
     for (int j = 0; j < jn; j++) {
-        score_tile(jb, w, kt + (size_t)j * ldk, ldk, s1, mx1, i0, qn, j0 + j, 1,
-                   lanes, off, masked, bias ? bias + j : NULL);
+        score_tile(jb, w, kt + (size_t)j * ldk, ldk, w->kb + (size_t)j * ldkb,
+                   s1, mx1, i0, qn, j0 + j, 1, lanes, off, masked,
+                   bias ? bias + j : NULL);
         hidden[j] = 0;
         for (int i = 0; i < lanes; i++)
             if (s1[i] == -INFINITY)
@@ -355,9 +380,16 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
     const float *bt =
         bias ? bias + (size_t)t->i0 * (size_t)d->seq_kv + (size_t)a : NULL;
     int masked = a < t->full_lo || a + jn > t->full_hi;
+    const float *smax;
+
+#ifdef ATTN_ISA_BF16
+    if (jb->bf16)
+        attn_kern_pack_k_bf16(jn, d->head_dim, kt, ldk, w->kb,
+                              (size_t)(d->head_dim + 1) / 2);
+#endif
     /* the max from the score kernel holds until a mask or bias moves it */
-    const float *smax = score_tile(jb, w, kt, ldk, w->s, w->smax, t->i0, t->qn,
-                                   a, jn, t->lanes, off, masked, bt);
+    smax = score_tile(jb, w, kt, ldk, w->kb, w->s, w->smax, t->i0, t->qn, a, jn,
+                      t->lanes, off, masked, bt);
 
     attn_kern_softmax(t->nq, jn, w->s, smax, jb->unit, w->m, w->l, w->alpha);
     if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
@@ -366,6 +398,13 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
         !attn_sdpa_tile_finite(vt, ldv, jn, d->head_dim_v))
         pv_nonfinite(jb, w, kt, ldk, vt, ldv, t->i0, t->qn, a, jn, t->lanes,
                      off, masked, bt);
+#ifdef ATTN_ISA_BF16
+    else if (jb->bf16) {
+        attn_kern_pack_v_bf16(jn, d->head_dim_v, vt, ldv, w->vb);
+        attn_kern_pv_bf16(t->nq, jn, d->head_dim_v, w->s, w->pb, w->vb,
+                          w->alpha, w->ot);
+    }
+#endif
     else
         attn_kern_pv(t->nq, jn, d->head_dim_v, w->s, vt, ldv, w->alpha, w->ot);
 }
