@@ -115,7 +115,9 @@ static inline float hsum(v16 x)
 /* The decode form reads every K/V byte once, from memory: two rows
  * DEC_AHEAD rows ahead (past the tile too, up to avail rows from its
  * start) are asked for while these are computed. */
+#ifndef DEC_AHEAD
 #define DEC_AHEAD 16
+#endif
 DEC_INLINE void prefetch_rows(const int h, const void *base, size_t at,
                               size_t ld, int width)
 {
