@@ -131,8 +131,8 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
     double gbs = kvb / (r->median_ms * 1e6);
     char ratio[32] = "", ratio_csv[32] = "", diff[48], tfs[16], gb[16] = "",
          wall[16] = "", wall_csv[32] = "", kvb_csv[32] = "", gbs_csv[32] = "",
-         pct[16] = "", triad_csv[32] = "", pct_csv[32] = "", wall_col[16] = "",
-         pct_col[16] = "";
+         pct[16] = "", triad_csv[32] = "", pct_csv[32] = "", wall_col[32] = "",
+         pct_col[32] = "";
     if (r->id != IMPL_NATIVE && lib_ms > 0) {
         snprintf(ratio, sizeof ratio, "%.2fx", r->median_ms / lib_ms);
         snprintf(ratio_csv, sizeof ratio_csv, "%.4f", r->median_ms / lib_ms);
