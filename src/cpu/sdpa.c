@@ -35,6 +35,8 @@ struct attn_cpu {
     const attn_cpu_kern *kern; /* isa's copy of the hot code */
     pthread_mutex_t lock;      /* held for a whole attn_cpu_sdpa */
     float *mem;                /* workers * per_worker floats */
+    float *part;               /* the decode form's key splits (dec_plan) */
+    size_t part_floats;
     size_t per_worker;
     int cap_d, cap_dv;
     attn_precision asked; /* attn_cpu_set_precision */
@@ -224,6 +226,7 @@ void attn_cpu_destroy(attn_cpu *c)
     attn_pool_destroy(c->pool);
     pthread_mutex_destroy(&c->lock);
     free(c->mem);
+    free(c->part);
     free(c);
 }
 
@@ -257,9 +260,11 @@ static void default_layout(const attn_sdpa_desc *d, attn_cpu_layout *l)
  * ATTN_QTILE with seq_q at most SDPA_DEC_SEQ_Q: there the tiled form,
  * which puts one head's queries in its lanes, leaves most of them empty.  The
  * keys are split when the (batch, kv head) pairs are too few to keep every
- * worker busy, into splits of at least SDPA_DEC_MIN_SPLIT keys; the merge's
- * memory is taken here (without it the keys are not split). */
-static void dec_plan(const attn_cpu *c, const attn_sdpa_desc *d,
+ * worker busy, into splits of at least SDPA_DEC_MIN_SPLIT keys.  The
+ * merge's memory is the attn_cpu's, grown here and never shrunk (no
+ * allocation per call); without it the keys are not split.  Called with
+ * c->lock held. */
+static void dec_plan(attn_cpu *c, const attn_sdpa_desc *d,
                      struct attn_sdpa_job *jb)
 {
     long long units = (long long)d->batch * d->heads_kv;
@@ -277,8 +282,14 @@ static void dec_plan(const attn_cpu *c, const attn_sdpa_desc *d,
         long long len = (d->seq_kv + ns - 1) / ns;
         len = (len + SDPA_KTILE - 1) / SDPA_KTILE * SDPA_KTILE;
         ns = (d->seq_kv + len - 1) / len;
-        jb->part = malloc((size_t)(units * ns * rows) *
-                          ((size_t)d->head_dim_v + 2) * sizeof(float));
+        size_t need = (size_t)(units * ns * rows) * ((size_t)d->head_dim_v + 2);
+        /* grown, never shrunk: no allocation per call */
+        if (need > c->part_floats) {
+            free(c->part);
+            c->part = malloc(need * sizeof(float));
+            c->part_floats = c->part ? need : 0;
+        }
+        jb->part = c->part;
         if (jb->part) {
             jb->nsplit = (int)ns;
             jb->split_len = len;
@@ -326,9 +337,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
             (jb.nat ? 1.0f : LOG2E);
     items = (size_t)((jb.nqt + SDPA_QGROUP - 1) / SDPA_QGROUP) *
             (size_t)d->batch * (size_t)d->heads_q;
-    dec_plan(c, d, &jb);
-
     pthread_mutex_lock(&c->lock);
+    dec_plan(c, d, &jb);
     st = ws_reserve(c, d->head_dim, d->head_dim_v);
     if (st == ATTN_OK && jb.rows) {
         size_t units = (size_t)d->batch * (size_t)d->heads_kv;
@@ -340,7 +350,6 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
         attn_pool_run(c->pool, items, c->kern->sdpa_item, &jb);
     }
     pthread_mutex_unlock(&c->lock);
-    free(jb.part);
     return st;
 }
 
