@@ -33,7 +33,7 @@ int f16_widen(void *o, size_t cnt)
 
 /* One run; *ms receives the time shown when the run times itself
  * (events), else it stays NAN and the caller's clock counts. */
-static int entry_exec(entry *e, const res_inputs *ri, const void *q,
+static int entry_exec(timed_entry *e, const res_inputs *ri, const void *q,
                       const void *k, const void *v, double *ms, double *wall)
 {
     switch (e->kind) {
@@ -70,7 +70,7 @@ static int entry_exec(entry *e, const res_inputs *ri, const void *q,
     return -1;
 }
 
-void entry_free(entry *e)
+void entry_free(timed_entry *e)
 {
     if (e->gc)
         ggml_peer_case_free(e->gc);
@@ -90,8 +90,8 @@ void entry_free(entry *e)
 /* Native's output (es[0]) as floats, for the python peers' check; runs
  * native once when the warm-up did not.  NULL when out of memory or when
  * native failed. */
-static float *native_output(const options *opt, entry *es, const res_inputs *ri,
-                            const case_inputs *in)
+static float *native_output(const options *opt, timed_entry *es,
+                            const res_inputs *ri, const case_inputs *in)
 {
     double ms, wall;
     const void *q = in->lq, *k = in->lk, *v = in->lv;
@@ -110,14 +110,14 @@ static float *native_output(const options *opt, entry *es, const res_inputs *ri,
     return ref;
 }
 
-void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
-                  const case_inputs *in)
+void time_entries(const options *opt, timed_entry *es, int n_es,
+                  const res_inputs *ri, const case_inputs *in)
 {
     const void *q = in->lq, *k = in->lk, *v = in->lv;
     int rounds = 0;
     double ms, wall;
     for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
+        timed_entry *e = &es[i];
         e->t = calloc((size_t)e->reps, sizeof *e->t);
         e->w = calloc((size_t)e->reps, sizeof *e->w);
         e->alive = e->t && e->w;
@@ -135,7 +135,7 @@ void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
     if (served) {
         float *ref = native_output(opt, es, ri, in);
         for (int i = 1; i < n_es; i++) {
-            entry *e = &es[i];
+            timed_entry *e = &es[i];
             if (e->kind != EX_SERVE || !e->alive || opt->warmup > 0)
                 continue;
             if (entry_exec(e, ri, q, k, v, &ms, &wall) != 0)
@@ -154,7 +154,7 @@ void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
     }
     for (int r = 0; r < rounds; r++)
         for (int i = 0; i < n_es; i++) {
-            entry *e = &es[i];
+            timed_entry *e = &es[i];
             if (!e->alive || r >= e->reps)
                 continue;
             if (n_es > 1)
@@ -169,7 +169,7 @@ void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
                 e->alive = 0;
         }
     for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
+        timed_entry *e = &es[i];
         if (!e->alive) {
             e->r->ok = 0;
             e->r->note = e->why;

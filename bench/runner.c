@@ -23,10 +23,11 @@
 /* Adds a libattn entry (native, cl-*, cl:<variant>): asks which kernel
  * variant the shape runs first, so that a variant that does not take it
  * shows as a skipped row. */
-static void add_attn(entry *es, int *n_es, case_rows *cr, const case_inputs *in,
-                     int causal, impl_id id, const char *key, const char *label,
-                     attn_context *ctx, const attn_sdpa_desc *d, void *o,
-                     size_t o_bytes, const res_inputs *ri, int reps)
+static void add_attn(timed_entry *es, int *n_es, case_rows *cr,
+                     const case_inputs *in, int causal, impl_id id,
+                     const char *key, const char *label, attn_context *ctx,
+                     const attn_sdpa_desc *d, void *o, size_t o_bytes,
+                     const res_inputs *ri, int reps)
 {
     row *r = case_row_add(cr, in, causal, id,
                           id == IMPL_NATIVE ? "libattn" : "cl", label);
@@ -54,7 +55,7 @@ static void add_attn(entry *es, int *n_es, case_rows *cr, const case_inputs *in,
         return;
     }
     util_scopy(r->precision, sizeof r->precision, attn_precision_name(ran));
-    entry *e = &es[*n_es];
+    timed_entry *e = &es[*n_es];
     memset(e, 0, sizeof *e);
     e->r = r;
     e->ctx = ctx;
@@ -111,7 +112,7 @@ static const impl_id CL_SQUARE[] = {IMPL_CL_UNFUSED, IMPL_CL_FUSED,
                                     IMPL_CL_2DEV,    IMPL_CL_AUTO};
 
 /* Adds the CLBlast entry of a square case. */
-static void add_clblast(const options *opt, peer_state *ps, entry *es,
+static void add_clblast(const options *opt, peer_state *ps, timed_entry *es,
                         int *n_es, case_rows *cr, const case_inputs *in,
                         int causal, int reps)
 {
@@ -133,7 +134,7 @@ static void add_clblast(const options *opt, peer_state *ps, entry *es,
         r->note = ps->clblast_why;
     } else {
         util_scopy(r->device, sizeof r->device, clblast_peer_device(p));
-        entry *e = &es[*n_es];
+        timed_entry *e = &es[*n_es];
         memset(e, 0, sizeof *e);
         e->kind = EX_CLBLAST;
         e->r = r;
@@ -170,8 +171,9 @@ static void add_clblast(const options *opt, peer_state *ps, entry *es,
 }
 
 /* Adds the ggml entries of a square case (one per K/V type). */
-static void add_ggml(const options *opt, peer_state *ps, entry *es, int *n_es,
-                     case_rows *cr, const case_inputs *in, int causal, int reps)
+static void add_ggml(const options *opt, peer_state *ps, timed_entry *es,
+                     int *n_es, case_rows *cr, const case_inputs *in,
+                     int causal, int reps)
 {
     for (int t = 0; t < 2; t++) {
         if (!ps->g || !(opt->ggml_kv & (1 << t)))
@@ -191,7 +193,7 @@ static void add_ggml(const options *opt, peer_state *ps, entry *es, int *n_es,
             r->note = "skipped: this peer takes kv heads = heads (no GQA)";
             continue;
         }
-        entry *e = &es[*n_es];
+        timed_entry *e = &es[*n_es];
         memset(e, 0, sizeof *e);
         if (ggml_peer_prepare(ps->g, in->s.batch * in->s.heads, in->s.seq_q,
                               in->s.head_dim, causal, t == 0, opt->threads,
@@ -297,7 +299,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
     shape_desc(&in->s, causal, in->f16, &d);
 
     static case_rows cr;
-    entry es[MAX_ROWS];
+    timed_entry es[MAX_ROWS];
     int n_es = 0;
     memset(&cr, 0, sizeof cr);
     memset(es, 0, sizeof es);
@@ -365,7 +367,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
 
     /* outputs back from the device */
     for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
+        timed_entry *e = &es[i];
         if (!e->r->ok)
             continue;
         int rc = 0;
@@ -383,7 +385,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
     }
     /* diffs: native against the f64 reference, the rest against native */
     for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
+        timed_entry *e = &es[i];
         if (!e->r->ok || e->kind == EX_SERVE) /* checked before timing */
             continue;
         if (in->f16 && (e->kind == EX_ATTN || e->kind == EX_RESIDENT) &&

@@ -28,7 +28,7 @@ typedef enum {
 } exec_kind;
 
 /* One implementation being timed. */
-typedef struct entry {
+typedef struct timed_entry {
     exec_kind kind;
     row *r;
     attn_context *ctx; /* EX_ATTN, EX_RESIDENT */
@@ -44,7 +44,7 @@ typedef struct entry {
     double *t, *w; /* per timed run: the time shown, the host wall time */
     int alive;
     char why[400];
-} entry;
+} timed_entry;
 
 /* The device inputs of a resident case. */
 typedef struct res_inputs {
@@ -71,15 +71,15 @@ void runner_python(const options *opt, peer_state *ps, const case_inputs *in,
 
 /* Releases what an entry holds (its output, ggml or CLBlast case, python
  * peer) and zeroes it. */
-void entry_free(entry *e);
+void entry_free(timed_entry *e);
 /* Warm-up runs of every entry; then, when the case has python peers kept
  * up (EX_SERVE), native's output (es[0]; run once more when there was no
  * warm-up) and theirs are compared before they are timed; then
  * interleaved rounds (an entry runs in round r while r < its reps).  Fills
  * each alive entry's row with its median and min, or its note when it
  * failed. */
-void time_entries(const options *opt, entry *es, int n_es, const res_inputs *ri,
-                  const case_inputs *in);
+void time_entries(const options *opt, timed_entry *es, int n_es,
+                  const res_inputs *ri, const case_inputs *in);
 /* o holds cnt binary16 values in its first half: makes them floats.  0, or
  * -1 when out of memory. */
 int f16_widen(void *o, size_t cnt);
@@ -89,14 +89,14 @@ int f16_widen(void *o, size_t cnt);
 /* Adds the rows of the openvino and onnxruntime peers to cr and, for those
  * that take the case, an EX_SERVE entry whose peer is started (inputs
  * read, model compiled); rows that cannot run say why. */
-void runner_runtimes_add(const options *opt, const peer_state *ps, entry *es,
-                         int *n_es, case_rows *cr, const case_inputs *in,
-                         int causal, int reps);
+void runner_runtimes_add(const options *opt, const peer_state *ps,
+                         timed_entry *es, int *n_es, case_rows *cr,
+                         const case_inputs *in, int causal, int reps);
 /* Before timing: every alive EX_SERVE entry makes one call's output and
  * it is compared with ref (native's, as floats); beyond the tolerance
  * the entry is not timed and its row says so.  The difference is kept in
  * the row. */
-void runner_runtimes_check(const case_inputs *in, entry *es, int n_es,
+void runner_runtimes_check(const case_inputs *in, timed_entry *es, int n_es,
                            const float *ref);
 
 #endif

@@ -28,9 +28,9 @@ static const struct {
     {IMPL_ONNXRUNTIME, "onnxruntime", "ort Attention"},
 };
 
-void runner_runtimes_add(const options *opt, const peer_state *ps, entry *es,
-                         int *n_es, case_rows *cr, const case_inputs *in,
-                         int causal, int reps)
+void runner_runtimes_add(const options *opt, const peer_state *ps,
+                         timed_entry *es, int *n_es, case_rows *cr,
+                         const case_inputs *in, int causal, int reps)
 {
     for (int i = 0; i < RT_COUNT; i++) {
         if (!opt_has(opt, RT[i].id))
@@ -63,7 +63,7 @@ void runner_runtimes_add(const options *opt, const peer_state *ps, entry *es,
         job.f16 = in->f16;
         job.in_path = in->py_in;
         job.out_path = in->py_out;
-        entry *e = &es[*n_es];
+        timed_entry *e = &es[*n_es];
         memset(e, 0, sizeof *e);
         char impl[128], how[128], why[512];
         int rc = serve_start(opt, &job, &e->sp, impl, sizeof impl, how,
@@ -83,14 +83,14 @@ void runner_runtimes_add(const options *opt, const peer_state *ps, entry *es,
     }
 }
 
-void runner_runtimes_check(const case_inputs *in, entry *es, int n_es,
+void runner_runtimes_check(const case_inputs *in, timed_entry *es, int n_es,
                            const float *ref)
 {
     size_t cnt = shape_q_count(&in->s);
     double tol = in->f16 ? RT_TOL_F16 : RT_TOL_F32;
     float *o = NULL;
     for (int i = 0; i < n_es; i++) {
-        entry *e = &es[i];
+        timed_entry *e = &es[i];
         if (e->kind != EX_SERVE || !e->alive)
             continue;
         if (!o && !(o = malloc(cnt * sizeof *o))) {
