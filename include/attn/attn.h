@@ -199,7 +199,7 @@ typedef enum attn_log_level {
  * attn_sdpa_precision says which precision a shape runs at.  Sums are in
  * float at every precision, F16 storage included.  The native backend
  * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS), for dot scores outside
- * the decode form (more than 8 query rows per K/V head); everything else
+ * its decode form (few query rows per K/V head); everything else
  * (TF32, 3XTF32, BF16 elsewhere, every OpenCL variant) computes as EXACT,
  * which is within every bound.
  *
