@@ -99,6 +99,7 @@ static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
 enum {
     ST_SDPA_RUN,     /* valid attn_sdpa calls run and checked */
     ST_SDPA_CL,      /* of which on an OpenCL context */
+    ST_SDPA_REDUCED, /* of which with reduced-precision products (BF16) */
     ST_SDPA_REFUSED, /* invalid calls refused */
     ST_SDPA_BIG,     /* valid but too big: run with q NULL */
     ST_SDPA_UNSUP,   /* valid, UNSUPPORTED on the device */
@@ -115,22 +116,13 @@ enum {
     ST_MISC,
     ST_N
 };
-static const char *const stat_names[ST_N] = {"sdpa run",
-                                             "sdpa run on OpenCL",
-                                             "sdpa refused",
-                                             "sdpa too big",
-                                             "sdpa unsupported on OpenCL",
-                                             "mha run",
-                                             "mha run on OpenCL",
-                                             "mha refused",
-                                             "mha too big",
-                                             "cl buffers run",
-                                             "cl buffers refused",
-                                             "select ok",
-                                             "select error",
-                                             "context created",
-                                             "context refused",
-                                             "other calls"};
+static const char *const stat_names[ST_N] = {
+    "sdpa run",        "sdpa run on OpenCL", "sdpa run with BF16 products",
+    "sdpa refused",    "sdpa too big",       "sdpa unsupported on OpenCL",
+    "mha run",         "mha run on OpenCL",  "mha refused",
+    "mha too big",     "cl buffers run",     "cl buffers refused",
+    "select ok",       "select error",       "context created",
+    "context refused", "other calls"};
 static unsigned long stats[ST_N];
 static double op_seconds[16];
 static unsigned long op_count[16];
@@ -316,7 +308,9 @@ static void check_log(int level, const char *msg, void *user)
     REQUIRE(msg && strlen(msg) < 4096, "log message missing or too long");
 }
 
-enum { N_NATIVE = 2, N_CL = 5 };
+/* native: one thread, two threads, two threads with BF16 products asked
+ * (they run where the CPU has AVX512_BF16) */
+enum { N_NATIVE = 3, N_CL = 5 };
 static attn_context *native_ctx[N_NATIVE];
 /* AUTO, FUSED, UNFUSED, AUTO with 2 queues; AUTO over every usable device
  * ("all": two with POCL_DEVICES="pthread pthread", scripts/fuzz.sh), NULL
@@ -333,12 +327,14 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static attn_context *make_context(const char *device, int threads,
-                                  attn_path path, int queues, int log_level)
+static attn_context *make_context_at(const char *device, int threads,
+                                     attn_path path, int queues, int log_level,
+                                     attn_precision precision)
 {
     attn_options o;
     attn_context *ctx = NULL;
     attn_options_init(&o);
+    o.precision = precision;
     o.device = device;
     o.threads = threads;
     o.path = path;
@@ -349,6 +345,13 @@ static attn_context *make_context(const char *device, int threads,
     if (attn_context_create(&o, &ctx) != ATTN_OK)
         return NULL;
     return ctx;
+}
+
+static attn_context *make_context(const char *device, int threads,
+                                  attn_path path, int queues, int log_level)
+{
+    return make_context_at(device, threads, path, queues, log_level,
+                           ATTN_PRECISION_EXACT);
 }
 
 static void run_sdpa_once(attn_context *ctx, int seq_q, int seq_kv,
@@ -381,7 +384,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     native_ctx[0] =
         make_context("native", 1, ATTN_PATH_AUTO, 0, ATTN_LOG_DEBUG);
     native_ctx[1] = make_context("native", 2, ATTN_PATH_AUTO, 0, ATTN_LOG_OFF);
-    if (!native_ctx[0] || !native_ctx[1]) {
+    native_ctx[2] = make_context_at("native", 2, ATTN_PATH_AUTO, 0,
+                                    ATTN_LOG_OFF, ATTN_PRECISION_BF16);
+    if (!native_ctx[0] || !native_ctx[1] || !native_ctx[2]) {
         fprintf(stderr, "fuzz_attn: no native context: %s\n",
                 attn_last_error());
         abort();
@@ -982,8 +987,15 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
             double bound = d.score == ATTN_SCORE_ADDITIVE
                                ? (double)d.head_dim * 2.0
                                : scale * (double)d.head_dim * p.amp * p.amp;
-            check_sdpa_result(&d, q, k, v, o, lse, bound + 8.0 < 1e30,
-                              p.poison);
+            /* the convex-hull check holds float products; a call that
+             * ran reduced-precision products is held to the rest */
+            attn_precision asked, runs = ATTN_PRECISION_EXACT;
+            REQUIRE(attn_sdpa_precision(ctx, &d, &asked, &runs) == ATTN_OK,
+                    "attn_sdpa_precision refused a shape attn_sdpa ran");
+            stats[ST_SDPA_REDUCED] += runs != ATTN_PRECISION_EXACT;
+            check_sdpa_result(
+                &d, q, k, v, o, lse,
+                bound + 8.0 < 1e30 && runs == ATTN_PRECISION_EXACT, p.poison);
         }
     }
 }
@@ -1610,7 +1622,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* attn_sdpa (op < 7) or attn_mha_forward, mostly native; some
          * inputs on an OpenCL context.  The bytes read do not depend on
          * whether the time budget allows OpenCL. */
-        attn_context *native = native_ctx[gen_u8(&g) & 1];
+        attn_context *native = native_ctx[gen_u8(&g) % N_NATIVE];
         cl = pick_cl(&g);
         if (op != 2 && op != 6 && op != 9)
             cl = NULL;
