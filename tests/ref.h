@@ -159,6 +159,11 @@ int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
  * r->tol_lse[row] at EXACT). */
 void ref_row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
                  double *tol_o, double *tol_lse);
+/* The largest |got - ref| / tolerance over an F32 O at precision p's
+ * tolerances (hidden rows left out): below 1 the check passes; how much of
+ * the tolerance the results use. */
+double ref_o_excess_f32(const ref_sdpa_result *r, const float *o,
+                        attn_precision p);
 /* The same for a call that ran at precision p: the tolerances of the
  * precision block above (ref_check_sdpa is this at EXACT). */
 int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,

@@ -79,6 +79,24 @@ void ref_row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
     *tol_lse = e;
 }
 
+double ref_o_excess_f32(const ref_sdpa_result *r, const float *o,
+                        attn_precision p)
+{
+    double most = 0.0, tol_o, tol_lse;
+    for (size_t row = 0; row < r->rows; row++) {
+        if (r->hidden[row])
+            continue;
+        ref_row_tol(r, row, p, &tol_o, &tol_lse);
+        for (size_t c = 0; c < (size_t)r->dv; c++) {
+            double want = r->o[row * (size_t)r->dv + c];
+            double tol = REF_F32_ABS + REF_F32_REL * fabs(want) + tol_o;
+            double x = fabs((double)o[row * (size_t)r->dv + c] - want) / tol;
+            most = x > most ? x : most;
+        }
+    }
+    return most;
+}
+
 int ref_check_sdpa(const char *what, const attn_sdpa_desc *d,
                    const ref_sdpa_result *r, const void *o, const float *lse,
                    const unsigned char *skip_rows)

@@ -27,28 +27,6 @@
 #include "harness.h"
 #include "ref.h"
 
-/* The largest |got - ref| / tolerance over O (F32 outputs) at precision
- * p's tolerance (ref.h), to print how much of it the results use. */
-static double excess(const ref_sdpa_result *r, const float *o, attn_precision p)
-{
-    double worst = 0.0, t = ref_precision_t(p);
-    for (size_t row = 0; row < r->rows; row++) {
-        double e = r->tol_lse[row] + t * r->mag[row];
-        double extra = t == 0.0
-                           ? r->tol_o[row]
-                           : (expm1(2 * e) + t * exp(2 * e)) * r->vmax[row];
-        if (r->hidden[row])
-            continue;
-        for (size_t c = 0; c < (size_t)r->dv; c++) {
-            double want = r->o[row * (size_t)r->dv + c];
-            double tol = REF_F32_ABS + REF_F32_REL * fabs(want) + extra;
-            double x = fabs((double)o[row * (size_t)r->dv + c] - want) / tol;
-            worst = x > worst ? x : worst;
-        }
-    }
-    return worst;
-}
-
 typedef struct bf16_case {
     const char *name;
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
@@ -152,10 +130,10 @@ static void run_case(attn_cpu *cpu, attn_cpu_isa isa, const bf16_case *tc,
     else
         HARNESS_EXPECT(memcmp(o, o_exact, c.no * es) == 0, what);
     if (tc->dtype == ATTN_F32 && want_bf16) {
-        double x = excess(&ref, o, ATTN_PRECISION_EXACT);
+        double x = ref_o_excess_f32(&ref, o, ATTN_PRECISION_EXACT);
         printf("\n  %s: worst error of O %.2fx the EXACT tolerance, %.3fx "
                "the BF16 one",
-               what, x, excess(&ref, o, ATTN_PRECISION_BF16));
+               what, x, ref_o_excess_f32(&ref, o, ATTN_PRECISION_BF16));
         if (tc->must_exceed)
             HARNESS_EXPECT(x > 1.0, what);
     }
@@ -332,7 +310,8 @@ static void test_context(void)
                            have ? ATTN_PRECISION_BF16 : ATTN_PRECISION_EXACT),
                        "bf16 context");
         if (have)
-            HARNESS_EXPECT(excess(&ref, o, ATTN_PRECISION_EXACT) > 1.0,
+            HARNESS_EXPECT(ref_o_excess_f32(&ref, o, ATTN_PRECISION_EXACT) >
+                               1.0,
                            "bf16 context leaves the EXACT tolerance");
         free(o);
         free(lse);

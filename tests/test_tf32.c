@@ -27,29 +27,6 @@
 #include "harness.h"
 #include "ref.h"
 
-/* The largest |got - ref| / tolerance over O (F32 outputs) for the
- * tolerance of precision p (ref.h; restated here to print how much of it
- * the results use). */
-static double excess(const ref_sdpa_result *r, const float *o, attn_precision p)
-{
-    double worst = 0.0, t = ref_precision_t(p);
-    for (size_t row = 0; row < r->rows; row++) {
-        double e = r->tol_lse[row] + t * r->mag[row];
-        double extra = t == 0.0
-                           ? r->tol_o[row]
-                           : (expm1(2 * e) + t * exp(2 * e)) * r->vmax[row];
-        if (r->hidden[row])
-            continue;
-        for (size_t c = 0; c < (size_t)r->dv; c++) {
-            double want = r->o[row * (size_t)r->dv + c];
-            double tol = REF_F32_ABS + REF_F32_REL * fabs(want) + extra;
-            double x = fabs((double)o[row * (size_t)r->dv + c] - want) / tol;
-            worst = x > worst ? x : worst;
-        }
-    }
-    return worst;
-}
-
 typedef struct tf32_case {
     const char *name;
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
@@ -144,10 +121,10 @@ static void run_case(attn_cpu *cpu, const char *isa, const tf32_case *tc,
     /* The emulation is real: it rounds what EXACT does not. */
     HARNESS_EXPECT(memcmp(o, o_exact, c.no * es) != 0, what);
     if (tc->dtype == ATTN_F32) {
-        double x = excess(&ref, o, ATTN_PRECISION_EXACT);
+        double x = ref_o_excess_f32(&ref, o, ATTN_PRECISION_EXACT);
         printf("\n  %s: worst error of O %.2fx the EXACT tolerance, %.3fx "
                "the TF32 one",
-               what, x, excess(&ref, o, ATTN_PRECISION_TF32));
+               what, x, ref_o_excess_f32(&ref, o, ATTN_PRECISION_TF32));
         if (tc->must_exceed)
             HARNESS_EXPECT(x > 1.0, what);
     }
@@ -208,7 +185,7 @@ static void run_strided(attn_cpu *cpu, const char *isa)
     HARNESS_EXPECT(
         ref_check_sdpa_at(what, &c.d, &ref, o, NULL, NULL, ATTN_PRECISION_TF32),
         what);
-    HARNESS_EXPECT(excess(&ref, o, ATTN_PRECISION_EXACT) > 1.0, what);
+    HARNESS_EXPECT(ref_o_excess_f32(&ref, o, ATTN_PRECISION_EXACT) > 1.0, what);
     ref_sdpa_free(&ref);
     sdpa_case_free(&c);
     free(tq);
