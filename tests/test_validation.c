@@ -548,6 +548,25 @@ static void test_mha_in_place(void)
     CU_ASSERT_EQUAL(attn_mha_forward(ctx, c.mp, c.batch, c.seq_q, c.seq_kv,
                                      in_xq, NULL, NULL, mem + 8),
                     ATTN_OK);
+
+    /* A LEARNED table is read only as far as the positions go: with
+     * cross-attention the queries use rows pos_offset .. pos_offset+2 and
+     * the keys rows 0 .. 4, five rows in all, so y may start at row 5. */
+    static float tab[5 * 8 + 48];
+    for (size_t i = 0; i < 5 * 8; i++)
+        tab[i] = 0.01f * (float)i;
+    mha_base(&c);
+    mha_cross(&c);
+    c.m.posenc = ATTN_POSENC_LEARNED;
+    c.m.pos_table = tab;
+    c.m.pos_offset = 1;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, c.mp, c.batch, c.seq_q, c.seq_kv,
+                                     in_xq, in_xkv, NULL, tab + 5 * 8),
+                    ATTN_OK);
+    c.m.pos_table = tab + 1; /* now its fifth row reaches into y */
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, c.mp, c.batch, c.seq_q, c.seq_kv,
+                                     in_xq, in_xkv, NULL, tab + 5 * 8),
+                    ATTN_ERR_INVALID_ARGUMENT);
     attn_context_destroy(ctx);
 }
 

@@ -187,6 +187,15 @@ static int overlaps_sat(const void *a, size_t na, const void *b, size_t nb)
     return a && b && na && nb && x < ye && y < xe;
 }
 
+/* Rows of a LEARNED table the layer reads: the queries' positions
+ * pos_offset .. pos_offset+seq_q-1 and, for cross-attention, the keys'
+ * positions 0 .. seq_kv-1.  pos_offset + seq_q must not overflow. */
+static long pos_rows_read(const attn_mha_call *c)
+{
+    long need = (long)c->m->pos_offset + c->seq_q;
+    return c->x_kv && c->seq_kv > need ? c->seq_kv : need;
+}
+
 /* y is written while the layer still reads its other arrays (the output
  * projection reads the attention result while it writes y, the input
  * projections read x and the weights), so y must overlap none of them. */
@@ -198,9 +207,7 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
                  nkv = (size_t)m->heads_kv * (size_t)m->head_dim,
                  rows_q = (size_t)c->batch * (size_t)c->seq_q,
                  rows_kv = (size_t)c->batch * (size_t)c->seq_kv,
-                 pos_rows =
-                     (size_t)m->pos_offset +
-                     (size_t)(c->seq_q > c->seq_kv ? c->seq_q : c->seq_kv);
+                 pos_rows = (size_t)pos_rows_read(c);
     const attn_mask_desc *mk = c->mask;
     const size_t bias_rows = mk->bias_kind == ATTN_BIAS_FULL
                                  ? rows_q * (size_t)m->heads_q
@@ -281,13 +288,11 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
     if (m->pos_offset > INT32_MAX - c->seq_q)
         return INVALID("pos_offset + seq_q overflows int");
     if (m->posenc == ATTN_POSENC_LEARNED) {
-        long need = (long)m->pos_offset + c->seq_q;
+        const long need = pos_rows_read(c);
         if (!m->pos_table)
             return INVALID("learned positional encoding needs pos_table");
         if (m->pos_table_len < 0)
             return INVALID("pos_table_len must be >= 0");
-        if (c->x_kv && c->seq_kv > need)
-            need = c->seq_kv;
         if (m->pos_table_len > 0 && need > m->pos_table_len)
             return INVALID("pos_table has %d rows but positions up to %ld "
                            "are used",
