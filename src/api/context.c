@@ -369,6 +369,8 @@ attn_status attn_context_ready(attn_context *ctx, attn_err *err)
      * the context's work; as a fallback it computes EXACT (attn.h). */
     if (ctx->backend == ctx->native)
         attn_backend_native_ask(ctx->native, ctx->precision);
+    else if (ctx->backend->ops->exec && ctx->backend->ops->exec->ask)
+        ctx->backend->ops->exec->ask(ctx->backend, ctx->precision);
     ctx->run.backend = ctx->backend;
     ctx->run.native = ctx->native;
     ctx->run.allow_fallback = ctx->allow_fallback;

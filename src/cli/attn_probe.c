@@ -274,6 +274,22 @@ static void f_usable(const attn_tool_device *d, char *b, size_t n)
         r += sizeof prefix - 1;
     snprintf(b, n, "%s (%s)", d->info.usable ? "yes" : "no", r);
 }
+/* The matrix units a kernel variant of the library uses. */
+static void f_matrix(const attn_tool_device *d, char *b, size_t n)
+{
+    if (d->nv_sm >= 80)
+        snprintf(b, n,
+                 "NVIDIA tensor cores (compute capability %d.%d): variant mma "
+                 "when the precision permits (tf32, 3xtf32, bf16)",
+                 d->nv_sm / 10, d->nv_sm % 10);
+    else if (d->nv_sm > 0)
+        snprintf(b, n,
+                 "none used (compute capability %d.%d < 8.0: no mma.sync "
+                 "for the mma variant)",
+                 d->nv_sm / 10, d->nv_sm % 10);
+    else
+        snprintf(b, n, "none used (SIMT variants)");
+}
 static void f_rank(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%.1f", d->info.rank);
@@ -299,6 +315,7 @@ static const struct {
     {"fp64", ATTN_TOOL_Q_FP64, f_fp64},
     {"Host-unified memory", ATTN_TOOL_Q_UNIFIED, f_unified},
     {"Offline binary", 0, f_binary},
+    {"Matrix units", 0, f_matrix},
     {"Usable", 0, f_usable},
     {"Rank", 0, f_rank},
 };

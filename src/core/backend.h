@@ -71,6 +71,11 @@ typedef struct attn_exec_ops {
     /* Changes whenever a prepared state may be stale (tuning changed). */
     unsigned (*epoch)(const attn_backend *b);
 
+    /* The precision the context permits the kernels' products (attn.h),
+     * told once before the backend is shared; NULL: kernels compute as
+     * EXACT. */
+    void (*ask)(attn_backend *b, attn_precision asked);
+
     /* Chooses and readies the kernel variant for d on device dev.
      * Errors: ATTN_ERR_UNSUPPORTED (no variant takes the shape, or the
      * forced one does not), ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE,

@@ -448,7 +448,37 @@ static int probe_device(cl_platform_id p, const char *platform_name,
     }
     classify(info, type, fpga_platform, out->has_binary, available != 0,
              compiler != 0);
+    out->nv_sm = attn_cl_nv_sm(d);
     return 0;
+}
+
+/* The NVIDIA compute capability of device as 10 * major + minor, through
+ * cl_nv_device_attribute_query; 0 on other devices. */
+int attn_cl_nv_sm(cl_device_id device)
+{
+    enum { CC_MAJOR_NV = 0x4000, CC_MINOR_NV = 0x4001 };
+    cl_uint major = 0, minor = 0;
+    size_t n = 0;
+    char *ext;
+    int has = 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &n) !=
+            CL_SUCCESS ||
+        n == 0 || !(ext = malloc(n + 1)))
+        return 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, n, ext, NULL) ==
+        CL_SUCCESS) {
+        ext[n] = '\0';
+        has = strstr(ext, "cl_nv_device_attribute_query") != NULL;
+    }
+    free(ext);
+    if (!has ||
+        clGetDeviceInfo(device, CC_MAJOR_NV, sizeof major, &major, NULL) !=
+            CL_SUCCESS ||
+        clGetDeviceInfo(device, CC_MINOR_NV, sizeof minor, &minor, NULL) !=
+            CL_SUCCESS ||
+        major > 100 || minor > 9)
+        return 0;
+    return (int)(major * 10 + minor);
 }
 
 attn_status attn_cl_probe(cl_device_id d, attn_cl_device *out, attn_err *err)

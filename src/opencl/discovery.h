@@ -26,7 +26,14 @@ typedef struct attn_cl_device {
     int has_binary;        /* FPGA: an offline binary was found for it */
     unsigned query_failed; /* ATTN_CL_Q_* bits: properties whose query
                               failed (left 0 / "" in info) */
+    int nv_sm;             /* attn_cl_nv_sm of the device */
 } attn_cl_device;
+
+/* The NVIDIA compute capability of device as 10 * major + minor (80:
+ * Ampere, 90: Hopper), through cl_nv_device_attribute_query; 0 on devices
+ * without it.  From compute capability 8.0 on, the tensor-core kernel
+ * variant mma runs there (src/opencl/variants/mma.c). */
+int attn_cl_nv_sm(cl_device_id device);
 
 /* Bits of attn_cl_device.query_failed.  A property that fails to query is
  * not fatal: discovery goes on and attn-probe shows it as failed. */

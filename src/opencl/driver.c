@@ -162,9 +162,9 @@ static attn_status try_variant(attn_cl_runtime *rt, int vi,
         return s;
     out->variant = vi;
     out->name = v->name;
-    /* No variant uses matrix units yet: each computes in IEEE float,
-     * whatever precision the context asks (a permission, attn.h). */
-    out->precision = ATTN_PRECISION_EXACT;
+    /* What the variant computes at (a permission, attn.h): IEEE float
+     * unless it says otherwise. */
+    out->precision = v->precision ? v->precision(lim, d) : ATTN_PRECISION_EXACT;
     out->scratch = scratch;
     out->inputs = attn_cl_input_bytes(d, &largest);
     out->largest = scratch > largest ? scratch : largest;
@@ -190,7 +190,7 @@ attn_status attn_cl_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         const attn_cl_variant *v = attn_cl_variants[c[i].v];
         attn_cl_tuning t;
         attn_cl_get_tuning(rt, c[i].v, &t);
-        if (c[i].prefer && v->prefer && !v->prefer(&t, d))
+        if (c[i].prefer && v->prefer && !v->prefer(&lim, &t, d))
             continue;
         why.msg[0] = '\0';
         s = try_variant(rt, c[i].v, &t, &lim, d, out, &why);

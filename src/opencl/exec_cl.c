@@ -75,6 +75,13 @@ static unsigned epoch(const attn_backend *b)
     return e;
 }
 
+static void ask(attn_backend *b, attn_precision asked)
+{
+    const cl_backend *cb = b->impl;
+    for (int i = 0; i < cb->n_rt; i++)
+        cb->rt[i]->precision = asked;
+}
+
 static attn_status prepare(attn_backend *b, int dev, const attn_sdpa_desc *d,
                            attn_prepared *out, attn_err *err)
 {
@@ -366,6 +373,7 @@ const attn_exec_ops attn_cl_exec_ops = {
     .weight = weight,
     .info = info,
     .epoch = epoch,
+    .ask = ask,
     .prepare = prepare,
     .call_open = call_open,
     .compute = compute,

@@ -98,6 +98,10 @@ typedef struct attn_cl_runtime {
     size_t dev_wg, dev_items[3];
     uint64_t local_mem;
     int fma, cl_major;
+    int nv_sm; /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    /* The context's precision (attn.h), set before the runtime is shared
+     * (the backend's ask). */
+    attn_precision precision;
     /* Set before the runtime is shared (profile, options); tuning and
      * choice may change later under `lock` (attn_cl_set_tuning), which
      * bumps epoch. */

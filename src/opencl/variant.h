@@ -71,6 +71,11 @@ typedef struct attn_cl_limits {
     int fma;      /* CL_FP_FMA in CL_DEVICE_SINGLE_FP_CONFIG */
     int gpu;      /* a GPU (discrete or integrated) */
     int cl_major; /* OpenCL C version the device compiles */
+    /* NVIDIA compute capability as 10 * major + minor (80: Ampere), 0 when
+     * the device does not say (cl_nv_device_attribute_query). */
+    int nv_sm;
+    /* The precision the context permits its products (attn.h). */
+    attn_precision precision;
 } attn_cl_limits;
 
 /* A built program of a variant: its kernels' limits and the tuning as
@@ -127,8 +132,14 @@ typedef struct attn_cl_variant {
      * ATTN_OK or ATTN_ERR_UNSUPPORTED with a sentence. */
     attn_status (*supports)(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err);
-    /* Whether AUTO should take it for d (its thresholds); NULL: always. */
-    int (*prefer)(const attn_cl_tuning *t, const attn_sdpa_desc *d);
+    /* Whether AUTO should take it for d (its thresholds, the device);
+     * NULL: always. */
+    int (*prefer)(const attn_cl_limits *lim, const attn_cl_tuning *t,
+                  const attn_sdpa_desc *d);
+    /* The precision its products compute d at (attn.h), for a d it
+     * supports; NULL: EXACT. */
+    attn_precision (*precision)(const attn_cl_limits *lim,
+                                const attn_sdpa_desc *d);
     /* Defines that depend on the device or the shape (beyond the
      * schema's), e.g. " -DFA_FMA=1"; NULL: none. */
     void (*defines)(const attn_cl_limits *lim, const attn_cl_tuning *t,

@@ -143,8 +143,10 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
     return ATTN_OK;
 }
 
-static int prefer(const attn_cl_tuning *t, const attn_sdpa_desc *d)
+static int prefer(const attn_cl_limits *lim, const attn_cl_tuning *t,
+                  const attn_sdpa_desc *d)
 {
+    (void)lim;
     return d->seq_q <= t->v[P_MAX_SEQ_Q];
 }
 
