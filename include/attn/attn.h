@@ -199,9 +199,12 @@ typedef enum attn_log_level {
  * attn_sdpa_precision says which precision a shape runs at.  Sums are in
  * float at every precision, F16 storage included.  The native backend
  * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS), for dot scores outside
- * its decode form (few query rows per K/V head); everything else
- * (TF32, 3XTF32, BF16 elsewhere, every OpenCL variant) computes as EXACT,
- * which is within every bound.
+ * its decode form (few query rows per K/V head).  The OpenCL variant
+ * "mma" (NVIDIA tensor cores, compute capability 8.0 or newer) runs TF32
+ * when TF32 or BF16 is asked (F32 storage: TF32 products; F16 storage: f16
+ * products, Q K^T exact and P rounded to f16 for P V) and 3XTF32 when it
+ * is asked (F32 storage).  Everything else computes as EXACT, which is
+ * within every bound.
  *
  * Error bounds, against exact arithmetic on the same inputs, for a row
  * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
@@ -508,7 +511,8 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
 /** The precision attn_sdpa computes d at on ctx, without running it:
  * *runs receives that of the kernel attn_sdpa_kernel names (the one asked
  * where the kernel has it, else a more exact one: BF16 on the native
- * backend as attn_precision says, EXACT everywhere else; EXACT too for a
+ * backend and TF32 / 3XTF32 on the OpenCL variant mma as attn_precision
+ * says, EXACT everywhere else; EXACT too for a
  * call that falls back to the native backend), *asked (when not NULL) the
  * context's.  attn_sdpa_cl and the
  * attention of attn_mha_forward run as said for their descriptor, except

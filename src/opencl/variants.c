@@ -19,7 +19,8 @@
     X(fused)                                                                   \
     X(decode)                                                                  \
     X(tiled)                                                                   \
-    X(splitkv)
+    X(splitkv)                                                                 \
+    X(mma)
 
 #define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
 #define ENTRY(n)   &attn_cl_variant_##n,
@@ -123,6 +124,8 @@ void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
     out->gpu =
         rt->info.kind == ATTN_DEVICE_GPU || rt->info.kind == ATTN_DEVICE_IGPU;
     out->cl_major = rt->cl_major;
+    out->nv_sm = rt->nv_sm;
+    out->precision = rt->precision;
 }
 
 int attn_cl_halve(int *w)

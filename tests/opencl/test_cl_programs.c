@@ -144,9 +144,8 @@ static attn_context *cpu_context(attn_path path, const char *kernel)
     return ctx;
 }
 
-/* One attn_sdpa call of seq_q rows in dtype, checked against the oracle. */
-static void run_sdpa(attn_context *ctx, int seq_q, attn_dtype dtype,
-                     const char *what)
+/* The shape of the runs: seq_q rows in dtype, causal. */
+static attn_sdpa_desc run_shape(int seq_q, attn_dtype dtype)
 {
     attn_sdpa_desc d = {.batch = 1,
                         .heads_q = 2,
@@ -156,11 +155,24 @@ static void run_sdpa(attn_context *ctx, int seq_q, attn_dtype dtype,
                         .head_dim = 32,
                         .head_dim_v = 32,
                         .dtype = dtype};
-    sdpa_case c;
     d.mask.causal = 1;
+    return d;
+}
+
+/* One attn_sdpa call of seq_q rows in dtype, checked against the oracle;
+ * 0 when the context's kernel does not take the shape (not run). */
+static int run_sdpa(attn_context *ctx, int seq_q, attn_dtype dtype,
+                    const char *what)
+{
+    attn_sdpa_desc d = run_shape(seq_q, dtype);
+    char name[32];
+    sdpa_case c;
+    if (attn_sdpa_kernel(ctx, &d, name, sizeof name) == ATTN_ERR_UNSUPPORTED)
+        return 0;
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 3, 1.0, 0.0, 0), 0);
     HARNESS_EXPECT(sdpa_case_check(ctx, &c, NULL, 1, NULL, what), what);
     sdpa_case_free(&c);
+    return 1;
 }
 
 static void run_mha(attn_context *ctx)
@@ -229,17 +241,28 @@ static void test_builds_are_listed(void)
     CU_ASSERT_EQUAL_FATAL(attn_context_device(unfused, &info), ATTN_OK);
     seen_clear();
     /* Every kernel variant of the library's table, forced by name, in both
-     * dtypes, on a shape every variant takes (3 rows: decode too). */
+     * dtypes, on a shape every variant takes (3 rows: decode too), at
+     * EXACT; a variant that declines it there (it runs only where the
+     * precision permits its products: mma) at each other precision. */
     for (int i = 0; attn_kernel_name(i); i++) {
-        attn_context *ctx = cpu_context(ATTN_PATH_AUTO, attn_kernel_name(i));
-        char what[64];
-        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-        for (int dt = 0; dt < 2; dt++) {
-            snprintf(what, sizeof what, "%s %s", attn_kernel_name(i),
-                     dt ? "f16" : "f32");
-            run_sdpa(ctx, 3, dt ? ATTN_F16 : ATTN_F32, what);
+        static const char *const precisions[] = {"exact", "tf32", "3xtf32"};
+        for (int p = 0; p < 3; p++) {
+            attn_context *ctx;
+            char what[64];
+            int ran = 0;
+            setenv("ATTN_PRECISION", precisions[p], 1);
+            ctx = cpu_context(ATTN_PATH_AUTO, attn_kernel_name(i));
+            CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+            for (int dt = 0; dt < 2; dt++) {
+                snprintf(what, sizeof what, "%s %s %s", attn_kernel_name(i),
+                         precisions[p], dt ? "f16" : "f32");
+                ran |= run_sdpa(ctx, 3, dt ? ATTN_F16 : ATTN_F32, what);
+            }
+            attn_context_destroy(ctx);
+            unsetenv("ATTN_PRECISION"); /* read for the tolerance too */
+            if (ran && p == 0)
+                break;
         }
-        attn_context_destroy(ctx);
     }
     run_mha(unfused);
     attn_context_destroy(unfused);
@@ -292,6 +315,7 @@ int main(void)
     unsetenv("ATTN_KERNEL_BINARY_DIR");
     unsetenv("ATTN_PLATFORM_DIR");
     unsetenv("ATTN_KERNEL");
+    unsetenv("ATTN_PRECISION");
     if (!(ctx = cpu_context(ATTN_PATH_AUTO, NULL))) {
         printf("SKIP: program list: no OpenCL CPU device on this machine\n");
         return HARNESS_SKIP;

@@ -276,6 +276,15 @@ static void test_forced(void)
         /* Fallback on: a forced kernel that declines is still an error. */
         ctx = ctx_with(ATTN_PATH_AUTO, k, 1, 1);
         CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        /* A variant that runs only where the precision permits its
+         * products (mma) runs at TF32 (the tolerance follows it). */
+        if (attn_sdpa_kernel(ctx, &cd.d, name, sizeof name) ==
+            ATTN_ERR_UNSUPPORTED) {
+            attn_context_destroy(ctx);
+            setenv("ATTN_PRECISION", "tf32", 1);
+            ctx = ctx_with(ATTN_PATH_AUTO, k, 1, 1);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        }
         HARNESS_EXPECT(sdpa_case_check(ctx, &cd, &refd, 1, NULL, k), k);
         HARNESS_EXPECT(!strcmp(kernel_of(ctx, &cd.d), k), k);
         if (!strcmp(k, "decode")) {
@@ -296,6 +305,7 @@ static void test_forced(void)
             HARNESS_EXPECT(!strcmp(kernel_of(ctx, &c.d), k), k);
         }
         attn_context_destroy(ctx);
+        unsetenv("ATTN_PRECISION");
     }
     free(o_buf);
     ref_sdpa_free(&ref);
@@ -428,6 +438,7 @@ int main(void)
     o.device = "cpu";
     o.allow_fallback = 0;
     unsetenv("ATTN_KERNEL");
+    unsetenv("ATTN_PRECISION");
     unsetenv("ATTN_PLATFORM_DIR");
     if (attn_context_create(&o, &ctx) != ATTN_OK) {
         printf("SKIP: kernel variants: no OpenCL CPU device (%s)\n",

@@ -8,7 +8,9 @@
  * OpenCL CPU device, against the double-precision oracle.  A variant that
  * does not take a shape must refuse it (ATTN_ERR_UNSUPPORTED, nothing
  * written, attn_sdpa_kernel agreeing); each variant must run at least a
- * eighth of the cases.  The list of variants is the library's
+ * eighth of the cases.  Every case runs at each precision a context may
+ * ask (exact, tf32, 3xtf32), checked at the tolerance of the precision
+ * the kernel says it ran at.  The list of variants is the library's
  * (attn_kernel_name), so a new variant is checked without changing this
  * suite.
  *
@@ -49,7 +51,12 @@ typedef struct tally {
     int failed;
 } tally;
 
-static void run_variant(const char *kernel, tally *t)
+/* The precisions a context may ask (ATTN_PRECISION): a variant that runs
+ * only where the precision permits its products (mma) is checked at each,
+ * at the tolerance of the precision it says it ran at (cases.c). */
+static const char *const PRECISIONS[] = {"exact", "tf32", "3xtf32"};
+
+static void run_variant(const char *kernel, const char *precision, tally *t)
 {
     attn_options o;
     attn_context *ctx = NULL;
@@ -59,6 +66,7 @@ static void run_variant(const char *kernel, tally *t)
     o.device = "cpu";
     o.allow_fallback = 0;
     o.kernel = kernel;
+    setenv("ATTN_PRECISION", precision, 1);
     CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
     /* harness_declined accepts the refusals of this kernel only. */
     setenv("ATTN_TEST_KERNEL", kernel, 1);
@@ -87,9 +95,10 @@ static void run_variant(const char *kernel, tally *t)
                 d.mask.causal = f->causal;
                 d.mask.window = f->window;
                 d.mask.bias_kind = f->bias;
-                snprintf(what, sizeof what, "%s: d %d/%d %s %s, seq %d x %d",
-                         kernel, d.head_dim, d.head_dim_v, dt ? "F16" : "F32",
-                         f->name, d.seq_q, d.seq_kv);
+                snprintf(what, sizeof what,
+                         "%s (%s): d %d/%d %s %s, seq %d x %d", kernel,
+                         precision, d.head_dim, d.head_dim_v,
+                         dt ? "F16" : "F32", f->name, d.seq_q, d.seq_kv);
                 CU_ASSERT_EQUAL_FATAL(
                     sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
                 t->cases++;
@@ -98,9 +107,10 @@ static void run_variant(const char *kernel, tally *t)
                 sdpa_case_free(&c);
             }
     harness_kernel_counts(&taken1, &declined1);
-    t->taken = taken1 - taken0;
-    t->declined = declined1 - declined0;
+    t->taken += taken1 - taken0;
+    t->declined += declined1 - declined0;
     unsetenv("ATTN_TEST_KERNEL");
+    unsetenv("ATTN_PRECISION");
     attn_context_destroy(ctx);
 }
 
@@ -109,7 +119,8 @@ static void test_every_variant(void)
     for (int i = 0; attn_kernel_name(i); i++) {
         const char *k = attn_kernel_name(i);
         tally t = {0, 0, 0, 0};
-        run_variant(k, &t);
+        for (size_t p = 0; p < sizeof PRECISIONS / sizeof PRECISIONS[0]; p++)
+            run_variant(k, PRECISIONS[p], &t);
         printf("\n  %-8s %lu cases: %lu run and checked, %lu declined", k,
                t.cases, t.taken, t.declined);
         HARNESS_EXPECT(!t.failed, k);
@@ -128,6 +139,7 @@ int main(void)
     attn_context *ctx = NULL;
     unsetenv("ATTN_KERNEL");
     unsetenv("ATTN_TEST_KERNEL");
+    unsetenv("ATTN_PRECISION");
     attn_options_init(&o);
     o.device = "cpu";
     o.allow_fallback = 0;

@@ -39,24 +39,40 @@ static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
     lim->fma = fma;
     lim->gpu = dev->kind == ATTN_DEVICE_GPU || dev->kind == ATTN_DEVICE_IGPU;
     lim->cl_major = 1;
+    /* NVIDIA's section is an H100's (compute capability 9.0): the
+     * tensor-core kernel builds with its inline PTX there. */
+    lim->nv_sm = strstr(dev->vendor, "NVIDIA") ? 90 : 0;
+    lim->precision = ATTN_PRECISION_TF32;
 }
+
+/* The shape the programs are built for: one decode row of eight query
+ * heads that share a kv head (the splitkv variant's build for 5 to 16
+ * rows). */
+static attn_sdpa_desc shape_for(attn_dtype dtype, int hd)
+{
+    attn_sdpa_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = d.heads_kv = 1;
+    d.heads_q = 8;
+    d.seq_q = d.seq_kv = 1;
+    d.head_dim = d.head_dim_v = hd;
+    d.dtype = dtype;
+    return d;
+}
+
+/* Precisions whose products change a variant's program: those a variant
+ * with a precision hook builds for (mma: TF32, 3XTF32), else one. */
+static const attn_precision PRECISIONS[] = {ATTN_PRECISION_TF32,
+                                            ATTN_PRECISION_3XTF32};
 
 /* The build options of v for dtype and head size hd (-1: do not fit). */
 static int options_for(const attn_cl_variant *v, const attn_cl_tuning *t,
                        const attn_cl_limits *lim, attn_dtype dtype, int hd,
                        char *opts, size_t cap)
 {
-    attn_sdpa_desc d;
+    attn_sdpa_desc d = shape_for(dtype, hd);
     char extra[256] = "";
     int w;
-    memset(&d, 0, sizeof d);
-    /* One decode row of eight query heads that share a kv head (the
-     * splitkv variant's build for 5 to 16 rows). */
-    d.batch = d.heads_kv = 1;
-    d.heads_q = 8;
-    d.seq_q = d.seq_kv = 1;
-    d.head_dim = d.head_dim_v = hd;
-    d.dtype = dtype;
     if (v->defines)
         v->defines(lim, t, &d, extra, sizeof extra);
     w = attn_cl_variant_options(v, dtype, t, extra, opts, cap);
@@ -72,10 +88,13 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
                void *user)
 {
     /* Tags outlive the call: the callback may keep them. */
-    static char tags[2 * 64][CL_PROGRAM_NAME_MAX];
+    static char tags[4 * 64][CL_PROGRAM_NAME_MAX];
     static const char *names[16];
     const int vi = attn_cl_variant_find(v->name);
-    char *tag = tags[(vi < 0 || vi >= 64 ? 0 : vi) * 2 + (dtype == ATTN_F16)];
+    const int x3 = v->precision && lim->precision == ATTN_PRECISION_3XTF32;
+    char *tag =
+        tags[((vi < 0 || vi >= 64 ? 0 : vi) * 2 + (dtype == ATTN_F16)) * 2 +
+             x3];
     cl_program_desc p;
     char opts[CL_PROGRAM_OPTIONS_MAX];
     int w;
@@ -85,7 +104,7 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
     if (prev && !strcmp(prev, opts))
         return 0;
     snprintf(out, CL_PROGRAM_OPTIONS_MAX, "%s", opts);
-    snprintf(tag, CL_PROGRAM_NAME_MAX, "%s_%s", v->name,
+    snprintf(tag, CL_PROGRAM_NAME_MAX, "%s%s_%s", v->name, x3 ? "_3xtf32" : "",
              dtype == ATTN_F16 ? "f16" : "f32");
     memset(&p, 0, sizeof p);
     p.tag = tag;
@@ -120,18 +139,30 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                 snprintf(t.options, sizeof t.options, "%s",
                          prof->build_options);
         }
-        for (int dt = 0; dt < 2 && rc == 0; dt++) {
-            char prev[CL_PROGRAM_OPTIONS_MAX] = "";
-            char a[CL_PROGRAM_OPTIONS_MAX], b[CL_PROGRAM_OPTIONS_MAX];
-            /* Whether the variant builds a program per head size. */
-            const int per_hd = options_for(v, &t, &lim, (attn_dtype)dt,
-                                           HEAD_DIMS[0], a, sizeof a) == 0 &&
-                               options_for(v, &t, &lim, (attn_dtype)dt,
-                                           HEAD_DIMS[1], b, sizeof b) == 0 &&
-                               strcmp(a, b) != 0;
-            for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++)
-                rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
-                         h ? prev : NULL, prev, fn, user);
+        for (size_t pi = 0;
+             pi < (v->precision ? N_OF(PRECISIONS) : 1) && rc == 0; pi++) {
+            lim.precision = PRECISIONS[pi];
+            for (int dt = 0; dt < 2 && rc == 0; dt++) {
+                char prev[CL_PROGRAM_OPTIONS_MAX] = "";
+                char a[CL_PROGRAM_OPTIONS_MAX], b[CL_PROGRAM_OPTIONS_MAX];
+                /* Whether the variant builds a program per head size. */
+                const int per_hd =
+                    options_for(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[0], a,
+                                sizeof a) == 0 &&
+                    options_for(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[1], b,
+                                sizeof b) == 0 &&
+                    strcmp(a, b) != 0;
+                for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
+                    /* A variant with a precision hook lists only what it
+                     * takes (mma: no head size 256, no F16 at 3XTF32). */
+                    attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
+                    attn_err err = {{0}};
+                    if (v->precision && v->supports(&lim, &t, &d, &err))
+                        continue;
+                    rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
+                             prev[0] ? prev : NULL, prev, fn, user);
+                }
+            }
         }
     }
     if (rc == 0) { /* the layer's helper kernels (mha_cl.c) */
