@@ -5,7 +5,7 @@
 #
 #   sh bench/gpu_targets.sh ATTN_BENCH OUT_PREFIX
 #
-# writes OUT_PREFIX.csv (every row of the four runs below), OUT_PREFIX.png
+# writes OUT_PREFIX.csv (every row of the runs below), OUT_PREFIX.png
 # (bench/plot.py; needs matplotlib) and OUT_PREFIX.txt (the tables).
 # ATTN_BENCH_DEVICE (default gpu) is the OpenCL device, ATTN_BENCH_REPS
 # (default 10) the timed runs per case; extra attn-bench options may follow
@@ -18,7 +18,10 @@
 #      f16, resident: native, cl-decode (AUTO), decode and tiled forced,
 #      torch-cuda, with GB/s of K/V read;
 #   4. host pointers, B=1 H=8 N=16384 d=64 f32 non-causal: cl-auto and the
-#      fused and tiled variants (uploads and downloads included).
+#      fused and tiled variants (uploads and downloads included);
+#   5. the matrix units: the tensor-core variant mma at ATTN_PRECISION=tf32
+#      (f32: TF32 products; f16: f16 products) and 3xtf32 (f32), B=1 H=8
+#      N=16384, d=64 and 128, causal and not, resident, with torch-cuda.
 set -eu
 if [ $# -lt 2 ]; then
   echo "usage: sh bench/gpu_targets.sh ATTN_BENCH OUT_PREFIX [attn-bench options]" >&2
@@ -55,9 +58,19 @@ run decode --resident --decode-only --dtype f16 --batch 8 --heads 32 \
   --impl native,cl-decode,torch-cuda --kernel decode,tiled "$@"
 run host --impl native,cl-auto --kernel fused,tiled --sizes 16384 \
   --head-dim 64 --causal no "$@"
+for prec in tf32 3xtf32; do
+  for dt in f32 f16; do
+    [ "$prec/$dt" = 3xtf32/f16 ] && continue
+    export ATTN_PRECISION="$prec"
+    run "mma_${prec}_$dt" --resident --dtype "$dt" \
+      --impl native,torch-cuda --kernel mma --sizes 16384 --head-dim 64,128 \
+      "$@"
+  done
+done
+unset ATTN_PRECISION
 
 first=1
-for f in f32 f16 decode host; do
+for f in f32 f16 decode host mma_tf32_f32 mma_tf32_f16 mma_3xtf32_f32; do
   [ -f "$tmp/$f.csv" ] || continue
   if [ $first = 1 ]; then
     cat "$tmp/$f.csv" >"$out.csv"
