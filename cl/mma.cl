@@ -374,6 +374,7 @@ MM_UNROLL
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed */
         {
             int bad = 0;
+#pragma unroll 2
             for (int e = lid; e < MM_BC * MM_D; e += MM_WG) {
                 const int j = e / MM_D, c = e % MM_D;
                 const size_t at = (kvrow + (size_t)(jt + j)) * MM_D + (size_t)c;
