@@ -229,6 +229,58 @@ static void test_pinned_staging(void)
     sdpa_case_free(&c);
 }
 
+/* The tensor-core variant with the smaller key tiles a 48 KiB local memory
+ * leaves it (an NVIDIA GPU: head size 128 in F32 takes 32 keys per tile),
+ * set here through mma.bc, at TF32 and 3XTF32, F32 and F16, with masks and
+ * tails, against the oracle at the tolerance of the precision it ran at;
+ * and AUTO never takes it on a device without tensor cores. */
+static void test_mma_tiles(void)
+{
+    static const char *const precisions[] = {"tf32", "3xtf32"};
+    const int bc = 32;
+    char dir[64], body[96];
+    {
+        snprintf(body, sizeof body, "[default]\nmma.bc = %d\n", bc);
+        profile_dir(dir, sizeof dir, body);
+        for (int p = 0; p < 2; p++) {
+            attn_context *ctx;
+            setenv("ATTN_PRECISION", precisions[p], 1);
+            ctx = ctx_with(ATTN_PATH_AUTO, "mma", 1, 0);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+            for (int dt = 0; dt < 2 - p; dt++) {
+                attn_sdpa_desc d = shape(70, 45 + 32 * dt, 64 + 64 * p);
+                sdpa_case c;
+                char what[96];
+                d.dtype = dt ? ATTN_F16 : ATTN_F32;
+                d.mask.causal = dt;
+                d.mask.window = dt ? 0 : 20;
+                d.mask.bias_kind = dt ? ATTN_BIAS_PER_HEAD : ATTN_BIAS_NONE;
+                snprintf(what, sizeof what, "mma bc %d %s %s", bc,
+                         precisions[p], dt ? "f16" : "f32");
+                CU_ASSERT_EQUAL_FATAL(
+                    sdpa_case_init(&c, &d, 70 + (uint64_t)bc + (uint64_t)p, 1.0,
+                                   0.05, 1),
+                    0);
+                HARNESS_EXPECT(sdpa_case_check(ctx, &c, NULL, 1, NULL, what),
+                               what);
+                CU_ASSERT_STRING_EQUAL(kernel_of(ctx, &c.d), "mma");
+                sdpa_case_free(&c);
+            }
+            attn_context_destroy(ctx);
+            /* AUTO: not on this device, though the precision permits. */
+            ctx = ctx_with(ATTN_PATH_AUTO, NULL, 1, 0);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+            {
+                attn_sdpa_desc d = shape(70, 300, 64);
+                CU_ASSERT_STRING_NOT_EQUAL(kernel_of(ctx, &d), "mma");
+            }
+            attn_context_destroy(ctx);
+            unsetenv("ATTN_PRECISION");
+        }
+        profile_dir_done(dir);
+    }
+}
+
 /* ---- forced by name -------------------------------------------------------
  */
 
@@ -427,6 +479,7 @@ int main(void)
         {"path.order and thresholds from a profile", test_profile_order},
         {"a kernel forced by name", test_forced},
         {"pinned staging from a profile", test_pinned_staging},
+        {"the tensor-core variant's smaller key tiles", test_mma_tiles},
         {"no device buffer after the first call", test_reuse},
 #ifdef ATTN_HAVE_CLBLAST
         {"the layer reuses its device buffers", test_reuse_layer},
