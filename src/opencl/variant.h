@@ -199,6 +199,14 @@ int attn_cl_halve(int *w);
 cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
                      const size_t *global, const size_t *local, cl_uint n_wait,
                      const cl_event *wait, cl_event *prev);
+/* Launches k over every (batch, query head) of L's call in blocks of at
+ * most ATTN_CL_GRID_MAX heads, chained after L->wait: global (blocks *
+ * local, heads of the block), local (local, 1); argument bh_arg is the
+ * block's first head.  *last: the final launch's event (NULL on
+ * failure). */
+cl_int attn_cl_launch_heads(const attn_cl_launch *L, cl_kernel k,
+                            cl_uint bh_arg, size_t blocks, size_t local,
+                            cl_event *last);
 /* Sets arguments first .. first + n - 1 of k. */
 typedef struct attn_cl_karg {
     size_t size;

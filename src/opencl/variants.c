@@ -148,6 +148,32 @@ cl_int attn_cl_set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
     return CL_SUCCESS;
 }
 
+cl_int attn_cl_launch_heads(const attn_cl_launch *L, cl_kernel k,
+                            cl_uint bh_arg, size_t blocks, size_t local,
+                            cl_event *last)
+{
+    const size_t bh_total = (size_t)L->d->batch * (size_t)L->heads_q;
+    cl_event prev = NULL;
+    cl_int rc = CL_SUCCESS;
+    for (size_t bh0 = 0; rc == CL_SUCCESS && bh0 < bh_total;
+         bh0 += ATTN_CL_GRID_MAX) {
+        const size_t nb = bh_total - bh0 < ATTN_CL_GRID_MAX ? bh_total - bh0
+                                                            : ATTN_CL_GRID_MAX;
+        const cl_int b0 = (cl_int)bh0;
+        const size_t global[2] = {blocks * local, nb}, lsz[2] = {local, 1};
+        rc = clSetKernelArg(k, bh_arg, sizeof b0, &b0);
+        if (rc == CL_SUCCESS)
+            rc = attn_cl_chain(L->queue, k, 2, global, lsz, L->n_wait, L->wait,
+                               &prev);
+    }
+    if (rc != CL_SUCCESS && prev) {
+        clReleaseEvent(prev);
+        prev = NULL;
+    }
+    *last = prev;
+    return rc;
+}
+
 cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
                      const size_t *global, const size_t *local, cl_uint n_wait,
                      const cl_event *wait, cl_event *prev)

@@ -198,28 +198,13 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->heads_kv),  KARG(L->seq_q),   KARG(L->seq_kv),
         KARG(L->causal),    KARG(L->window)};
     const size_t blocks = ((size_t)L->seq_q + BR - 1) / BR;
-    const size_t bh_total = (size_t)L->d->batch * (size_t)L->heads_q;
     cl_kernel k = L->k[0];
-    cl_event prev = NULL;
     cl_int rc = attn_cl_set_args(k, 0, args, N_ARGS - 1);
-    for (size_t bh0 = 0; rc == CL_SUCCESS && bh0 < bh_total;
-         bh0 += ATTN_CL_GRID_MAX) {
-        const size_t nb = bh_total - bh0 < ATTN_CL_GRID_MAX ? bh_total - bh0
-                                                            : ATTN_CL_GRID_MAX;
-        const cl_int b0 = (cl_int)bh0;
-        const size_t global[2] = {blocks * WG, nb};
-        const size_t local[2] = {WG, 1};
-        rc = clSetKernelArg(k, N_ARGS - 1, sizeof b0, &b0);
-        if (rc == CL_SUCCESS)
-            rc = attn_cl_chain(L->queue, k, 2, global, local, L->n_wait,
-                               L->wait, &prev);
+    if (rc != CL_SUCCESS) {
+        *last = NULL;
+        return rc;
     }
-    if (rc != CL_SUCCESS && prev) {
-        clReleaseEvent(prev);
-        prev = NULL;
-    }
-    *last = prev;
-    return rc;
+    return attn_cl_launch_heads(L, k, N_ARGS - 1, blocks, WG, last);
 }
 
 static const char *const sources[] = {"mma.cl", NULL};

@@ -210,28 +210,13 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->window)};
     const size_t wg = (size_t)t->v[P_TR] * (size_t)t->v[P_TC];
     const size_t blocks = ((size_t)L->seq_q + (size_t)g->br - 1) / g->br;
-    const size_t bh_total = (size_t)L->d->batch * (size_t)L->heads_q;
     cl_kernel k = L->k[0];
-    cl_event prev = NULL;
     cl_int rc = attn_cl_set_args(k, 0, args, N_ARGS - 1);
-    for (size_t bh0 = 0; rc == CL_SUCCESS && bh0 < bh_total;
-         bh0 += ATTN_CL_GRID_MAX) {
-        const size_t nb = bh_total - bh0 < ATTN_CL_GRID_MAX ? bh_total - bh0
-                                                            : ATTN_CL_GRID_MAX;
-        const cl_int b0 = (cl_int)bh0;
-        const size_t global[2] = {blocks * wg, nb};
-        const size_t local[2] = {wg, 1};
-        rc = clSetKernelArg(k, N_ARGS - 1, sizeof b0, &b0);
-        if (rc == CL_SUCCESS)
-            rc = attn_cl_chain(L->queue, k, 2, global, local, L->n_wait,
-                               L->wait, &prev);
+    if (rc != CL_SUCCESS) {
+        *last = NULL;
+        return rc;
     }
-    if (rc != CL_SUCCESS && prev) {
-        clReleaseEvent(prev);
-        prev = NULL;
-    }
-    *last = prev;
-    return rc;
+    return attn_cl_launch_heads(L, k, N_ARGS - 1, blocks, wg, last);
 }
 
 static const char *const sources[] = {"tiled.cl", NULL};
