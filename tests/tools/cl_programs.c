@@ -154,10 +154,14 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                     strcmp(a, b) != 0;
                 for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
                     /* A variant with a precision hook lists only what it
-                     * takes (mma: no head size 256, no F16 at 3XTF32). */
+                     * takes (mma: no head size 256, no F16 at 3XTF32);
+                     * where it would run emulated (no tensor cores), its
+                     * first head size only: the emulation is a test
+                     * vehicle, one build per mode shows it compiles. */
                     attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
                     attn_err err = {{0}};
-                    if (v->precision && v->supports(&lim, &t, &d, &err))
+                    if (v->precision && (v->supports(&lim, &t, &d, &err) ||
+                                         (!lim.nv_sm && h > 0)))
                         continue;
                     rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
                              prev[0] ? prev : NULL, prev, fn, user);
