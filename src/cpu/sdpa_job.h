@@ -34,6 +34,8 @@ struct attn_sdpa_ws {
     uint32_t *kb; /* [KTILE][d2]          keys */
     uint32_t *vb; /* [KTILE / 2][cap_dv]  values, pairs of keys */
     uint32_t *pb; /* [KTILE / 2][QT]      probabilities, pairs of keys */
+    /* The AMX kernels (cpu_impl.h) use qb, kb, pb in their padded sizes,
+     * vb as vt[c][j2] and ot, s up to the padded head and key counts. */
 };
 
 struct attn_sdpa_job {
@@ -54,6 +56,7 @@ struct attn_sdpa_job {
     int f16;
     int tf32;  /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
     int bf16;  /* the BF16 kernels (attn_cpu_sdpa_precision says BF16) */
+    int amx;   /* with bf16: the AMX kernels (attn_cpu_amx_available) */
     int group; /* heads_q / heads_kv */
     int nqt;   /* query tiles per head */
     /* The decode form (sdpa_dec.c): rows = heads_q / heads_kv * seq_q
