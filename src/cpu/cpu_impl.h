@@ -177,7 +177,8 @@ size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv);
  * them (q and k of the dot score, p and v; sums stay float): the model
  * against which the TF32 error bound of attn.h is tested (tests/
  * test_tf32.c) while no kernel has a TF32 path.  BF16 runs the BF16
- * kernels (VDPBF16PS: q and k, p and v rounded to bfloat16 to nearest
+ * kernels (VDPBF16PS, or AMX where attn_cpu_amx_available holds at
+ * creation: q and k, p and v rounded to bfloat16 to nearest
  * even, subnormals flushed, sums in float) where attn_cpu_sdpa_precision
  * says so, else EXACT.  3XTF32 computes as EXACT.  Returns ATTN_OK or
  * ATTN_ERR_OUT_OF_MEMORY (outputs untouched then). */

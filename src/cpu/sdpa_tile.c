@@ -16,7 +16,10 @@
  * AVX512_BF16) the packed queries, each key tile and each value tile are
  * also rounded into bfloat16 pairs (cpu_impl.h) and the two products run
  * on those; the softmax, the masks and the non-finite handling are the
- * same float code.
+ * same float code.  With AMX as well (jb->amx) the products run on tiles
+ * (sdpa_kern_amx.c): the keys and values are packed once per key tile for
+ * the item's query tiles, and each item loads the tile configuration on
+ * its thread and releases the tiles at its end.
  */
 #include <limits.h>
 #include <math.h>
