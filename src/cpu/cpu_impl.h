@@ -264,7 +264,9 @@ void attn_kern_pv_bf16(int nq, int jn, int dv, const float *p, uint32_t *pb,
  * attn_kern_amx_begin (loads the tile configuration) and not yet
  * attn_kern_amx_end (releases the tiles); called only where
  * attn_cpu_amx_available holds. */
-#define ATTN_AMX_VT       32
+#ifndef ATTN_AMX_VT
+#define ATTN_AMX_VT 32
+#endif
 #define ATTN_AMX_D2(d)    (((d) + 31) / 32 * 16)
 #define ATTN_AMX_DV(dv)   (((dv) + 31) / 32 * 32)
 #define ATTN_AMX_KEYS(jn) (((jn) + 31) / 32 * 32)

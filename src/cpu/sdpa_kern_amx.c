@@ -207,28 +207,42 @@ void attn_kern_amx_qk(int nq, int jn, int d, const uint32_t *qb,
         }
 }
 
+/* ot[c][i] = alpha[i] * ot[c][i] + acc for a block of 32 dims x 32 lanes
+ * whose products the four result tiles left in acc (tile t: dims 16 (t /
+ * 2), lanes 16 (t % 2), rows of 16 floats). */
+KERN_INLINE void fold_block(const float *acc, const float *alpha, float *ot)
+{
+    __m512 a0 = _mm512_load_ps(alpha), a1 = _mm512_load_ps(alpha + 16);
+
+    for (int r = 0; r < 32; r++) {
+        const float *x = acc + (r / 16) * 512 + (r % 16) * 16;
+        float *o = ot + (size_t)r * QT;
+        _mm512_store_ps(
+            o, _mm512_fmadd_ps(_mm512_load_ps(o), a0, _mm512_load_ps(x)));
+        _mm512_store_ps(o + 16, _mm512_fmadd_ps(_mm512_load_ps(o + 16), a1,
+                                                _mm512_load_ps(x + 256)));
+    }
+}
+
 void attn_kern_amx_pv(int nq, int jn, int dv, const float *p, uint32_t *pb,
                       const uint32_t *vt, const float *alpha, float *ot)
 {
+    /* the products of one block, two blocks apart: a block is folded
+     * while the tiles compute the next */
+    _Alignas(64) float acc[2][4 * 256];
     int lanes = nq * 16, lanes_p = ATTN_AMX_LANES(lanes);
     int dvp = ATTN_AMX_DV(dv), j2p = ATTN_AMX_KEYS(jn) / 2;
+    int n = 0, pc = 0, pi = 0;
 
     zip_pairs(p, QT, jn, lanes, lanes_p, j2p, pb, QT);
-    /* the old accumulators rescaled, then the products added onto them */
-    for (int c = 0; c < dvp; c++)
-        for (int u = 0; u < lanes_p; u += 16) {
-            float *o = ot + (size_t)c * QT + u;
-            _mm512_store_ps(
-                o, _mm512_mul_ps(_mm512_load_ps(o), _mm512_load_ps(alpha + u)));
-        }
     for (int c = 0; c < dvp; c += 32)
-        for (int i = 0; i < lanes_p; i += 32) {
-            float *out = ot + (size_t)c * QT + i;
+        for (int i = 0; i < lanes_p; i += 32, n++) {
             const uint32_t *a = vt + (size_t)c * VT;
-            _tile_loadd(0, out, QT * 4);
-            _tile_loadd(1, out + 16, QT * 4);
-            _tile_loadd(2, out + 16 * QT, QT * 4);
-            _tile_loadd(3, out + 16 * QT + 16, QT * 4);
+            float *x = acc[n & 1];
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
             for (int j2 = 0; j2 < j2p; j2 += 16) {
                 _tile_loadd(4, a + j2, VT * 4);
                 _tile_loadd(5, a + 16 * VT + j2, VT * 4);
@@ -239,9 +253,15 @@ void attn_kern_amx_pv(int nq, int jn, int dv, const float *p, uint32_t *pb,
                 _tile_dpbf16ps(2, 5, 6);
                 _tile_dpbf16ps(3, 5, 7);
             }
-            _tile_stored(0, out, QT * 4);
-            _tile_stored(1, out + 16, QT * 4);
-            _tile_stored(2, out + 16 * QT, QT * 4);
-            _tile_stored(3, out + 16 * QT + 16, QT * 4);
+            if (n > 0)
+                fold_block(acc[(n - 1) & 1], alpha + pi,
+                           ot + (size_t)pc * QT + pi);
+            _tile_stored(0, x, 64);
+            _tile_stored(1, x + 256, 64);
+            _tile_stored(2, x + 512, 64);
+            _tile_stored(3, x + 768, 64);
+            pc = c;
+            pi = i;
         }
+    fold_block(acc[(n - 1) & 1], alpha + pi, ot + (size_t)pc * QT + pi);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tile loop of the native attention, compiled once per instruction set
- * (cmake/attnCpuIsa.cmake): one work item is (SDPA_QGROUP query tiles,
+ * (cmake/attnCpuIsa.cmake): one work item is (jb->qgroup query tiles,
  * batch, head), the tiles sharing each K/V tile.
  * A query tile of up to ATTN_QTILE queries is packed transposed (qt[c][i],
  * scaled by scale * log2(e), or by the scale alone with a bias: see nat in
@@ -36,7 +36,7 @@
 
 #ifdef ATTN_ISA_AMX
 _Static_assert(SDPA_KTILE <= 2 * ATTN_AMX_VT,
-               "the AMX kernels take key tiles of up to 64 keys");
+               "the AMX kernels take key tiles of up to 2 * ATTN_AMX_VT keys");
 #endif
 #define LOG2E 1.4426950408889634f
 #define LN2   0.6931471805599453f
@@ -498,15 +498,15 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
 {
     const struct attn_sdpa_job *jb = arg;
     const attn_sdpa_desc *d = jb->d;
-    struct qtile tiles[SDPA_QGROUP];
+    struct qtile tiles[SDPA_QGROUP_MAX];
     /* one (batch, head) after the other, so that the workers share its K
      * and V while they are in cache; within it the last query tiles first:
      * under a causal mask they are the longest, so the short ones end the
-     * job.  The item's SDPA_QGROUP query tiles share each K/V tile, which
+     * job.  The item's jb->qgroup query tiles share each K/V tile, which
      * is read (and converted) once for all of them. */
-    int ngrp = (jb->nqt + SDPA_QGROUP - 1) / SDPA_QGROUP;
+    int ngrp = (jb->nqt + jb->qgroup - 1) / jb->qgroup;
     size_t bh = item / (size_t)ngrp;
-    int top = jb->nqt - 1 - (int)(item % (size_t)ngrp) * SDPA_QGROUP;
+    int top = jb->nqt - 1 - (int)(item % (size_t)ngrp) * jb->qgroup;
     int b = (int)(bh / (size_t)d->heads_q);
     int h = (int)(bh % (size_t)d->heads_q);
     int g = h / jb->group, nt = 0, t, i;
@@ -523,7 +523,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     if (jb->amx)
         attn_kern_amx_begin();
 #endif
-    for (t = 0; t < SDPA_QGROUP && top - t >= 0; t++, nt++) {
+    for (t = 0; t < jb->qgroup && top - t >= 0; t++, nt++) {
         qtile_init(jb, b, h, top - t, worker, t, &tiles[t]);
         if (tiles[t].jlo < tiles[t].jhi) {
             jlo = tiles[t].jlo < jlo ? tiles[t].jlo : jlo;
