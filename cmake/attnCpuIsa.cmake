@@ -19,7 +19,12 @@
 # VDPBF16PS) when the compiler takes -mavx512bf16: only that file is built
 # with the flag, every file of the copy sees ATTN_ISA_BF16 defined, and
 # ATTN_HAVE_ISA_AVX512_BF16 tells src/cpu/isa.c.  They run only where
-# CPUID reports AVX512_BF16 (attn_cpu_bf16_available).
+# CPUID reports AVX512_BF16 (attn_cpu_bf16_available).  With them, when the
+# compiler also takes -mamx-tile -mamx-bf16, the AMX micro-kernels
+# (src/cpu/sdpa_kern_amx.c, TDPBF16PS) likewise: that file alone takes
+# those flags, the copy sees ATTN_ISA_AMX and isa.c
+# ATTN_HAVE_ISA_AVX512_AMX; they run only where attn_cpu_amx_available
+# holds.
 #
 # Only x86 gets avx2 and avx512; elsewhere the generic copy is the only one.
 include(CheckCSourceCompiles)
@@ -49,6 +54,9 @@ set(ATTN_ISA_FLAGS_avx512 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2
 # The BF16 kernels of the avx512 copy: their file alone takes this flag.
 set(ATTN_ISA_BF16_SOURCE src/cpu/sdpa_kern_bf16.c)
 set(ATTN_ISA_BF16_FLAGS -mavx512bf16)
+# The AMX kernels of the avx512 copy (with the BF16 ones).
+set(ATTN_ISA_AMX_SOURCE src/cpu/sdpa_kern_amx.c)
+set(ATTN_ISA_AMX_FLAGS -mavx512bf16 -mamx-tile -mamx-bf16)
 
 # What the compiler must accept under each set's flags.
 set(ATTN_ISA_PROBE_avx2 "#include <immintrin.h>
@@ -75,6 +83,20 @@ int main(void)
     return (int)_mm512_reduce_add_ps(x);
 }")
 
+set(ATTN_ISA_PROBE_amx "#include <immintrin.h>
+int main(void)
+{
+    static float c[16 * 16];
+    static unsigned short a[16 * 32];
+    _tile_loadd(1, a, 64);
+    _tile_loadd(2, a, 64);
+    _tile_zero(0);
+    _tile_dpbf16ps(0, 1, 2);
+    _tile_stored(0, c, 64);
+    _tile_release();
+    return (int)c[0];
+}")
+
 function(attn_cpu_isa_sources out_sources out_definitions)
   set(isas generic)
   set(defs "")
@@ -94,6 +116,7 @@ function(attn_cpu_isa_sources out_sources out_definitions)
     endforeach()
   endif()
   set(bf16 "")
+  set(amx "")
   if("avx512" IN_LIST isas)
     string(REPLACE ";" " " CMAKE_REQUIRED_FLAGS
                    "${ATTN_ISA_FLAGS_avx512};${ATTN_ISA_BF16_FLAGS}")
@@ -102,6 +125,16 @@ function(attn_cpu_isa_sources out_sources out_definitions)
     if(ATTN_CC_HAS_bf16)
       list(APPEND defs ATTN_HAVE_ISA_AVX512_BF16)
       set(bf16 "#define ATTN_ISA_BF16 1\n")
+      string(REPLACE ";" " " CMAKE_REQUIRED_FLAGS
+                     "${ATTN_ISA_FLAGS_avx512};${ATTN_ISA_AMX_FLAGS}")
+      check_c_source_compiles("${ATTN_ISA_PROBE_amx}" ATTN_CC_HAS_amx)
+      if(ATTN_CC_HAS_amx)
+        list(APPEND defs ATTN_HAVE_ISA_AVX512_AMX)
+        set(amx "#define ATTN_ISA_AMX 1\n")
+      else()
+        message(WARNING "the compiler cannot target AMX-BF16: the native "
+                        "backend is built without its AMX kernels")
+      endif()
     else()
       message(WARNING "the compiler cannot target AVX512_BF16: the native "
                       "backend is built without its bf16 kernels")
@@ -112,8 +145,11 @@ function(attn_cpu_isa_sources out_sources out_definitions)
     set(extra "")
     set(srcs ${ATTN_ISA_COMMON_SOURCES} ${ATTN_ISA_KERNEL_${isa}})
     if(isa STREQUAL "avx512" AND bf16)
-      set(extra "${bf16}")
+      set(extra "${bf16}${amx}")
       list(APPEND srcs ${ATTN_ISA_BF16_SOURCE})
+      if(amx)
+        list(APPEND srcs ${ATTN_ISA_AMX_SOURCE})
+      endif()
     endif()
     foreach(src IN LISTS srcs)
       get_filename_component(base ${src} NAME_WE)
@@ -126,6 +162,8 @@ ${extra}#include \"${PROJECT_SOURCE_DIR}/${src}\"
       set(opts ${ATTN_ISA_FLAGS_${isa}})
       if(src STREQUAL ATTN_ISA_BF16_SOURCE)
         list(APPEND opts ${ATTN_ISA_BF16_FLAGS})
+      elseif(src STREQUAL ATTN_ISA_AMX_SOURCE)
+        list(APPEND opts ${ATTN_ISA_AMX_FLAGS})
       endif()
       if(src IN_LIST ATTN_ISA_CONTRACT_SOURCES)
         list(APPEND opts -ffp-contract=fast -Wno-psabi)
@@ -134,7 +172,9 @@ ${extra}#include \"${PROJECT_SOURCE_DIR}/${src}\"
       list(APPEND sources ${out})
     endforeach()
   endforeach()
-  if(bf16)
+  if(amx)
+    message(STATUS "libattn native kernels: ${isas} (avx512 with bf16, amx)")
+  elseif(bf16)
     message(STATUS "libattn native kernels: ${isas} (avx512 with bf16)")
   else()
     message(STATUS "libattn native kernels: ${isas}")

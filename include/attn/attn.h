@@ -198,8 +198,9 @@ typedef enum attn_log_level {
  * an obligation: a kernel may compute more exactly than asked, never less;
  * attn_sdpa_precision says which precision a shape runs at.  Sums are in
  * float at every precision, F16 storage included.  The native backend
- * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS), for dot scores outside
- * its decode form (few query rows per K/V head).  The OpenCL variant
+ * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS, or AMX TDPBF16PS where
+ * the CPU has AMX-BF16), for dot scores outside its decode form (few query
+ * rows per K/V head).  The OpenCL variant
  * "mma" (NVIDIA tensor cores, compute capability 8.0 or newer) runs TF32
  * when TF32 or BF16 is asked (F32 storage: TF32 products; F16 storage: f16
  * products, Q K^T exact and P rounded to f16 for P V) and 3XTF32 when it

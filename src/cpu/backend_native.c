@@ -79,7 +79,7 @@ attn_precision attn_backend_native_precision(const attn_backend *b,
 {
     /* A permission, not an obligation: float products are more exact than
      * TF32 ones, and faster here than their emulation; BF16 runs where the
-     * kernels have VDPBF16PS. */
+     * kernels have VDPBF16PS (and AMX where the CPU has it). */
     const attn_cpu *cpu = b->impl;
     return attn_cpu_sdpa_precision(cpu, d, attn_cpu_precision(cpu));
 }

@@ -83,6 +83,14 @@ const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa);
  * copy, when the compiler targets AVX512_BF16) and this CPU reports
  * AVX512_BF16: the condition of every call into them. */
 int attn_cpu_bf16_available(attn_cpu_isa isa);
+/* 1 when isa's copy also has the AMX micro-kernels (only the avx512 copy,
+ * when the compiler targets AMX-TILE and AMX-BF16), the BF16 kernels are
+ * available, CPUID reports AMX-TILE and AMX-BF16, the OS enables the tile
+ * state and (Linux) granted this process the tile data: asked once per
+ * process (arch_prctl ARCH_REQ_XCOMP_PERM), thread-safe.  The environment
+ * variable ATTN_CPU_AMX=0 (or off, no) turns them off (the VDPBF16PS
+ * kernels run instead). */
+int attn_cpu_amx_available(attn_cpu_isa isa);
 
 #ifdef ATTN_ISA_SUFFIX
 #define ATTN_ISA_CAT2(a, b) a##b
@@ -103,6 +111,13 @@ int attn_cpu_bf16_available(attn_cpu_isa isa);
 #define attn_kern_pack_v_bf16      ATTN_ISA_FN(attn_kern_pack_v_bf16)
 #define attn_kern_qk_bf16          ATTN_ISA_FN(attn_kern_qk_bf16)
 #define attn_kern_pv_bf16          ATTN_ISA_FN(attn_kern_pv_bf16)
+#define attn_kern_amx_begin        ATTN_ISA_FN(attn_kern_amx_begin)
+#define attn_kern_amx_end          ATTN_ISA_FN(attn_kern_amx_end)
+#define attn_kern_amx_pack_q       ATTN_ISA_FN(attn_kern_amx_pack_q)
+#define attn_kern_amx_pack_k       ATTN_ISA_FN(attn_kern_amx_pack_k)
+#define attn_kern_amx_pack_v       ATTN_ISA_FN(attn_kern_amx_pack_v)
+#define attn_kern_amx_qk           ATTN_ISA_FN(attn_kern_amx_qk)
+#define attn_kern_amx_pv           ATTN_ISA_FN(attn_kern_amx_pv)
 #define attn_sdpa_item             ATTN_ISA_FN(attn_sdpa_item)
 #define attn_cpu_gemm_nt           ATTN_ISA_FN(attn_cpu_gemm_nt)
 #define attn_cpu_posenc_sinusoidal ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)
@@ -162,7 +177,8 @@ size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv);
  * them (q and k of the dot score, p and v; sums stay float): the model
  * against which the TF32 error bound of attn.h is tested (tests/
  * test_tf32.c) while no kernel has a TF32 path.  BF16 runs the BF16
- * kernels (VDPBF16PS: q and k, p and v rounded to bfloat16 to nearest
+ * kernels (VDPBF16PS, or AMX where attn_cpu_amx_available holds at
+ * creation: q and k, p and v rounded to bfloat16 to nearest
  * even, subnormals flushed, sums in float) where attn_cpu_sdpa_precision
  * says so, else EXACT.  3XTF32 computes as EXACT.  Returns ATTN_OK or
  * ATTN_ERR_OUT_OF_MEMORY (outputs untouched then). */
@@ -231,6 +247,50 @@ void attn_kern_qk_bf16(int nq, int jn, int d, const uint32_t *qb,
  * packed values vb. */
 void attn_kern_pv_bf16(int nq, int jn, int dv, const float *p, uint32_t *pb,
                        const uint32_t *vb, const float *alpha, float *ot);
+#endif
+
+/* ---- AMX micro-kernels (sdpa_kern_amx.c, the avx512 copy) -------------
+ * TDPBF16PS for the two products of the BF16 tiled form, with the rounding
+ * of the BF16 micro-kernels (inputs to nearest even, subnormal inputs read
+ * as 0, subnormal sums flushed, sums in float).  Sizes are padded with
+ * zeros to whole pairs of 16 x 64-byte tiles: head dimensions to 32
+ * (pairs: ATTN_AMX_D2, values: ATTN_AMX_DV), keys to 32 (ATTN_AMX_KEYS,
+ * at most 2 * ATTN_AMX_VT), lanes to 32 (ATTN_AMX_LANES).  Layouts:
+ * qb[c2][i] the query pairs as for the BF16 kernels ([ATTN_AMX_D2(d)][QT]);
+ * kb[j][c2] a key row in bfloat16, [ATTN_AMX_KEYS(jn)][ATTN_AMX_D2(d)];
+ * vt[c][j2] the value pairs of keys (v[2 j2][c], v[2 j2 + 1][c]),
+ * [ATTN_AMX_DV(dv)][ATTN_AMX_VT]; pb[j2][i] the probability pairs,
+ * [ATTN_AMX_KEYS(jn) / 2][QT].  The calling thread must have run
+ * attn_kern_amx_begin (loads the tile configuration) and not yet
+ * attn_kern_amx_end (releases the tiles); called only where
+ * attn_cpu_amx_available holds. */
+#ifndef ATTN_AMX_VT
+#define ATTN_AMX_VT 32
+#endif
+#define ATTN_AMX_D2(d)    (((d) + 31) / 32 * 16)
+#define ATTN_AMX_DV(dv)   (((dv) + 31) / 32 * 32)
+#define ATTN_AMX_KEYS(jn) (((jn) + 31) / 32 * 32)
+#define ATTN_AMX_LANES(n) (((n) + 31) / 32 * 32)
+#if defined(ATTN_ISA_SUFFIX) && defined(ATTN_ISA_AMX)
+void attn_kern_amx_begin(void);
+void attn_kern_amx_end(void);
+/* qt's first d rows, lanes < lanes (zero past them), into qb. */
+void attn_kern_amx_pack_q(int d, int lanes, const float *qt, uint32_t *qb);
+/* jn key rows (ldk floats apart) into kb. */
+void attn_kern_amx_pack_k(int jn, int d, const float *k, size_t ldk,
+                          uint32_t *kb);
+/* jn value rows (ldv floats apart) into vt. */
+void attn_kern_amx_pack_v(int jn, int dv, const float *v, size_t ldv,
+                          uint32_t *vt);
+/* s[j][i] = sum_c qt[c][i] * k[j][c] for j < ATTN_AMX_KEYS(jn) (zero keys
+ * past jn), i < ATTN_AMX_LANES(nq * 16). */
+void attn_kern_amx_qk(int nq, int jn, int d, const uint32_t *qb,
+                      const uint32_t *kb, float *s);
+/* attn_kern_pv with p rounded into pb (scratch) and packed values vt; the
+ * rows of ot up to ATTN_AMX_DV(dv), the lanes up to ATTN_AMX_LANES(nq *
+ * 16) are written (past dv and nq * 16 they hold no result). */
+void attn_kern_amx_pv(int nq, int jn, int dv, const float *p, uint32_t *pb,
+                      const uint32_t *vt, const float *alpha, float *ot);
 #endif
 
 /* ---- projections and positional encodings (gemm.c, posenc.c, mha.c) ---- */

@@ -7,6 +7,9 @@
  * built-ins, which also check that the operating system saves the wider
  * registers; only this file and the copies themselves know about x86.
  */
+/* syscall(2), for arch_prctl (glibc declares it with the default set). */
+#define _DEFAULT_SOURCE 1
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,12 @@
     (defined(__GNUC__) || defined(__clang__))
 #define ATTN_ISA_X86 1
 #include <cpuid.h>
+#endif
+#if defined(ATTN_ISA_X86) && defined(__linux__) &&                             \
+    defined(ATTN_HAVE_ISA_AVX512_AMX)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ATTN_ISA_AMX_LINUX 1
 #endif
 
 static const char *const isa_names[ATTN_CPU_ISA_COUNT] = {"generic", "avx2",
@@ -160,6 +169,53 @@ int attn_cpu_bf16_available(attn_cpu_isa isa)
 #if defined(ATTN_ISA_X86) && defined(ATTN_HAVE_ISA_AVX512_BF16)
     return isa == ATTN_CPU_ISA_AVX512 && attn_cpu_isa_available(isa) &&
            cpu_has_avx512_bf16();
+#else
+    (void)isa;
+    return 0;
+#endif
+}
+
+#ifdef ATTN_ISA_AMX_LINUX
+/* AMX-BF16 and AMX-TILE are CPUID leaf 7, sub-leaf 0, EDX bits 22 and 24;
+ * XCR0 bits 17 and 18 (XTILECFG, XTILEDATA) say the OS manages the tile
+ * state.  Linux then grants the tile data per process on request
+ * (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA); a thread that
+ * touches the tiles without it is killed. */
+static int amx_granted;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_request(void)
+{
+    unsigned a, b, c, d, lo, hi;
+
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) ||
+        !(d & (1u << 24)))
+        return;
+    __cpuid(1, a, b, c, d);
+    if (!(c & bit_OSXSAVE))
+        return;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & (3u << 17)) != (3u << 17))
+        return;
+    /* ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA */
+    amx_granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+}
+#endif
+
+int attn_cpu_amx_available(attn_cpu_isa isa)
+{
+#ifdef ATTN_ISA_AMX_LINUX
+    const char *env = getenv("ATTN_CPU_AMX");
+
+    if (env && (!strcmp(env, "0") || !strcasecmp(env, "off") ||
+                !strcasecmp(env, "no")))
+        return 0;
+    if (!attn_cpu_bf16_available(isa))
+        return 0;
+    if (pthread_once(&amx_once, amx_request) != 0)
+        return 0;
+    return amx_granted;
 #else
     (void)isa;
     return 0;

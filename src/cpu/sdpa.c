@@ -40,6 +40,7 @@ struct attn_cpu {
     size_t per_worker;
     int cap_d, cap_dv;
     attn_precision asked; /* attn_cpu_set_precision */
+    int amx;              /* attn_cpu_amx_available(isa) when created */
 };
 
 static size_t round16(size_t n)
@@ -47,25 +48,41 @@ static size_t round16(size_t n)
     return (n + 15) / 16 * 16;
 }
 
-/* Per worker: SDPA_QGROUP slots of one query tile's queries, output
- * accumulators and per-lane statistics, then the buffers the slots share
- * (scores, packed K and V, additive weights). */
+/* Per worker: a slot per query tile of an item (SDPA_QGROUP, or
+ * SDPA_QGROUP_MAX for an attn_cpu with the AMX kernels) of one query tile's
+ * queries, output accumulators and per-lane statistics, then the buffers the
+ * slots share (scores, packed K and V, additive weights). */
+/* The sizes below hold the padding of the AMX kernels too (cpu_impl.h):
+ * head dimensions and keys rounded up to 32. */
 static size_t slot_floats(size_t d, size_t dv)
 {
-    return round16(d * QT) + round16(dv * QT) + 4 * round16(QT) +
-           round16((d + 1) / 2 * QT);
+    return round16(d * QT) + round16(ATTN_AMX_DV(dv) * QT) + 4 * round16(QT) +
+           round16(ATTN_AMX_D2(d) * QT);
 }
 
-static size_t ws_floats(int d, int dv)
-{
-    size_t ud = (size_t)d, udv = (size_t)dv, d2 = (ud + 1) / 2;
+/* Rows of the score tile, pairs of a key row, pairs of value rows. */
+#define KROWS ((size_t)ATTN_AMX_KEYS(SDPA_KTILE))
 
-    return SDPA_QGROUP * slot_floats(ud, udv) +
-           round16((size_t)SDPA_KTILE * QT) + round16((size_t)SDPA_KTILE * ud) +
+static size_t vb_floats(size_t dv)
+{
+    size_t bf = KROWS / 2 * dv, amx = ATTN_AMX_DV(dv) * ATTN_AMX_VT;
+    return round16(bf > amx ? bf : amx);
+}
+
+static size_t ws_slots(const attn_cpu *c)
+{
+    return c->amx ? SDPA_QGROUP_MAX : SDPA_QGROUP;
+}
+
+static size_t ws_floats(const attn_cpu *c, int d, int dv)
+{
+    size_t ud = (size_t)d, udv = (size_t)dv;
+
+    return ws_slots(c) * slot_floats(ud, udv) + round16(KROWS * QT) +
+           round16((size_t)SDPA_KTILE * ud) +
            round16((size_t)SDPA_KTILE * udv) + round16(ud) +
-           round16((size_t)SDPA_KTILE * d2) +
-           round16((size_t)SDPA_KTILE / 2 * udv) +
-           round16((size_t)SDPA_KTILE / 2 * QT);
+           round16(KROWS * ATTN_AMX_D2(ud)) + vb_floats(udv) +
+           round16(KROWS / 2 * QT);
 }
 
 void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
@@ -78,7 +95,7 @@ void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
     w->qt = sl;
     sl += round16(ud * QT);
     w->ot = sl;
-    sl += round16(udv * QT);
+    sl += round16(ATTN_AMX_DV(udv) * QT);
     w->m = sl;
     w->l = sl + QT;
     w->alpha = sl + 2 * QT;
@@ -86,9 +103,9 @@ void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
     sl += 4 * round16(QT);
     /* 32-bit pairs in float-sized slots, 64-byte aligned like the rest */
     w->qb = (uint32_t *)(void *)sl;
-    p += SDPA_QGROUP * slot_floats(ud, udv);
+    p += ws_slots(c) * slot_floats(ud, udv);
     w->s = p;
-    p += round16((size_t)SDPA_KTILE * QT);
+    p += round16(KROWS * QT);
     w->kc = p;
     p += round16((size_t)SDPA_KTILE * ud);
     w->vc = p;
@@ -96,15 +113,15 @@ void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
     w->w = p;
     p += round16(ud);
     w->kb = (uint32_t *)(void *)p;
-    p += round16((size_t)SDPA_KTILE * ((ud + 1) / 2));
+    p += round16(KROWS * ATTN_AMX_D2(ud));
     w->vb = (uint32_t *)(void *)p;
-    p += round16((size_t)SDPA_KTILE / 2 * udv);
+    p += vb_floats(udv);
     w->pb = (uint32_t *)(void *)p;
 }
 
 size_t attn_cpu_ws_bytes(const attn_cpu *c, int d, int dv)
 {
-    size_t per = ws_floats(d, dv);
+    size_t per = ws_floats(c, d, dv);
     if (per > SIZE_MAX / sizeof(float) / (size_t)c->workers)
         return 0;
     return per * sizeof(float) * (size_t)c->workers;
@@ -164,7 +181,7 @@ static attn_status ws_reserve(attn_cpu *c, int d, int dv)
     if (c->mem && nd == c->cap_d && ndv == c->cap_dv)
         return ATTN_OK;
     bytes = attn_cpu_ws_bytes(c, nd, ndv);
-    per = ws_floats(nd, ndv);
+    per = ws_floats(c, nd, ndv);
     /* More than the host has is refused before it is allocated (the memory
      * is touched below, so overcommit would not save it). */
     if (!bytes || (attn_host_memory_bytes() != 0 &&
@@ -196,6 +213,7 @@ attn_status attn_cpu_create(int threads, attn_cpu_isa isa, attn_cpu **out)
         return ATTN_ERR_OUT_OF_MEMORY;
     c->isa = isa;
     c->kern = attn_cpu_isa_kern(isa);
+    c->amx = attn_cpu_amx_available(isa);
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         free(c);
         return ATTN_ERR_OUT_OF_MEMORY;
@@ -327,6 +345,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
     jb.nqt = (d->seq_q + QT - 1) / QT;
     jb.tf32 = emulate == ATTN_PRECISION_TF32;
     jb.bf16 = attn_cpu_sdpa_precision(c, d, emulate) == ATTN_PRECISION_BF16;
+    jb.amx = jb.bf16 && c->amx;
+    jb.qgroup = jb.amx ? SDPA_QGROUP_AMX : SDPA_QGROUP;
     jb.nat = d->mask.bias_kind != ATTN_BIAS_NONE;
     jb.unit = jb.nat ? LOG2E : 1.0f;
     if (d->score == ATTN_SCORE_ADDITIVE)
@@ -335,8 +355,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
         jb.qscale =
             (d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim)) *
             (jb.nat ? 1.0f : LOG2E);
-    items = (size_t)((jb.nqt + SDPA_QGROUP - 1) / SDPA_QGROUP) *
-            (size_t)d->batch * (size_t)d->heads_q;
+    items = (size_t)((jb.nqt + jb.qgroup - 1) / jb.qgroup) * (size_t)d->batch *
+            (size_t)d->heads_q;
     pthread_mutex_lock(&c->lock);
     dec_plan(c, d, &jb);
     st = ws_reserve(c, d->head_dim, d->head_dim_v);

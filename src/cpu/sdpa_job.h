@@ -19,6 +19,13 @@
 #ifndef SDPA_QGROUP
 #define SDPA_QGROUP 2
 #endif
+/* The same with the AMX kernels, whose products are short next to the
+ * packing of K and V, which more query tiles then share. */
+#ifndef SDPA_QGROUP_AMX
+#define SDPA_QGROUP_AMX 4
+#endif
+#define SDPA_QGROUP_MAX                                                        \
+    (SDPA_QGROUP > SDPA_QGROUP_AMX ? SDPA_QGROUP : SDPA_QGROUP_AMX)
 
 /* Buffers of one worker, each a multiple of 16 floats, all 64-byte aligned. */
 struct attn_sdpa_ws {
@@ -34,6 +41,8 @@ struct attn_sdpa_ws {
     uint32_t *kb; /* [KTILE][d2]          keys */
     uint32_t *vb; /* [KTILE / 2][cap_dv]  values, pairs of keys */
     uint32_t *pb; /* [KTILE / 2][QT]      probabilities, pairs of keys */
+    /* The AMX kernels (cpu_impl.h) use qb, kb, pb in their padded sizes,
+     * vb as vt[c][j2] and ot, s up to the padded head and key counts. */
 };
 
 struct attn_sdpa_job {
@@ -52,10 +61,12 @@ struct attn_sdpa_job {
     int nat;
     float unit;
     int f16;
-    int tf32;  /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
-    int bf16;  /* the BF16 kernels (attn_cpu_sdpa_precision says BF16) */
-    int group; /* heads_q / heads_kv */
-    int nqt;   /* query tiles per head */
+    int tf32;   /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
+    int bf16;   /* the BF16 kernels (attn_cpu_sdpa_precision says BF16) */
+    int amx;    /* with bf16: the AMX kernels (attn_cpu_amx_available) */
+    int group;  /* heads_q / heads_kv */
+    int nqt;    /* query tiles per head */
+    int qgroup; /* query tiles per item: SDPA_QGROUP or SDPA_QGROUP_AMX */
     /* The decode form (sdpa_dec.c): rows = heads_q / heads_kv * seq_q
      * query rows share one K/V head and are computed together, row-major;
      * 0 for the tiled form.  The keys are cut into nsplit splits of
@@ -95,7 +106,7 @@ void attn_sdpa_dec_combine(void *arg, size_t item, int worker);
 #endif
 
 /* The working memory of one worker of the job's attn_cpu (sdpa.c): slot
- * (< SDPA_QGROUP) picks the query-tile buffers (qt, ot, m, l, alpha,
+ * (< the job's qgroup) picks the query-tile buffers (qt, ot, m, l, alpha,
  * smax); the others are shared. */
 void attn_sdpa_ws_of(const attn_cpu *c, int worker, int slot,
                      struct attn_sdpa_ws *w);

@@ -189,11 +189,25 @@ void attn_kern_softmax(int nq, int jn, float *s, const float *smax, float unit,
         __m512 mx = ninf, mo, mn, mu, a, sum = _mm512_setzero_ps();
         __mmask16 dead;
 
-        if (smax)
+        if (smax) {
             mx = _mm512_load_ps(smax + 16 * u);
-        else
-            for (j = 0; j < jn; j++)
+        } else {
+            /* four independent chains (a NaN score never enters one: the
+             * second operand is what VMAXPS returns for a NaN) */
+            __m512 m1 = ninf, m2 = ninf, m3 = ninf;
+            for (j = 0; j + 4 <= jn; j += 4) {
                 mx = _mm512_max_ps(_mm512_load_ps(su + (size_t)j * QT), mx);
+                m1 = _mm512_max_ps(_mm512_load_ps(su + (size_t)(j + 1) * QT),
+                                   m1);
+                m2 = _mm512_max_ps(_mm512_load_ps(su + (size_t)(j + 2) * QT),
+                                   m2);
+                m3 = _mm512_max_ps(_mm512_load_ps(su + (size_t)(j + 3) * QT),
+                                   m3);
+            }
+            for (; j < jn; j++)
+                mx = _mm512_max_ps(_mm512_load_ps(su + (size_t)j * QT), mx);
+            mx = _mm512_max_ps(_mm512_max_ps(m1, mx), _mm512_max_ps(m3, m2));
+        }
         mo = _mm512_load_ps(m + 16 * u);
         mn = _mm512_max_ps(mo, mx);
         /* a lane with nothing visible yet subtracts 0, not -inf */

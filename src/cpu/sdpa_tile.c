@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tile loop of the native attention, compiled once per instruction set
- * (cmake/attnCpuIsa.cmake): one work item is (SDPA_QGROUP query tiles,
+ * (cmake/attnCpuIsa.cmake): one work item is (jb->qgroup query tiles,
  * batch, head), the tiles sharing each K/V tile.
  * A query tile of up to ATTN_QTILE queries is packed transposed (qt[c][i],
  * scaled by scale * log2(e), or by the scale alone with a bias: see nat in
@@ -16,7 +16,10 @@
  * AVX512_BF16) the packed queries, each key tile and each value tile are
  * also rounded into bfloat16 pairs (cpu_impl.h) and the two products run
  * on those; the softmax, the masks and the non-finite handling are the
- * same float code.
+ * same float code.  With AMX as well (jb->amx) the products run on tiles
+ * (sdpa_kern_amx.c): the keys and values are packed once per key tile for
+ * the item's query tiles, and each item loads the tile configuration on
+ * its thread and releases the tiles at its end.
  */
 #include <limits.h>
 #include <math.h>
@@ -29,7 +32,12 @@
 #include "cpu/sdpa_job.h"
 #include "cpu/tf32.h"
 
-#define QT    ATTN_QTILE
+#define QT ATTN_QTILE
+
+#ifdef ATTN_ISA_AMX
+_Static_assert(SDPA_KTILE <= 2 * ATTN_AMX_VT,
+               "the AMX kernels take key tiles of up to 2 * ATTN_AMX_VT keys");
+#endif
 #define LOG2E 1.4426950408889634f
 #define LN2   0.6931471805599453f
 
@@ -75,6 +83,12 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
      * bound of attn.h counts the rounding of q, whatever it is scaled by) */
     if (jb->tf32 && jb->d->score == ATTN_SCORE_DOT)
         tf32_rows(w->qt, QT, d, qn, w->qt);
+#ifdef ATTN_ISA_AMX
+    if (jb->amx) {
+        attn_kern_amx_pack_q(d, lanes, w->qt, w->qb);
+        return;
+    }
+#endif
 #ifdef ATTN_ISA_BF16
     if (jb->bf16)
         attn_kern_pack_q_bf16(d, lanes, w->qt, w->qb);
@@ -226,6 +240,12 @@ static const float *score_tile(const struct attn_sdpa_job *jb,
         attn_kern_additive(nq, jn, d->head_dim, w->qt, kt, ldk, w->w, s);
         smax = NULL;
     }
+#ifdef ATTN_ISA_AMX
+    else if (jb->amx) {
+        attn_kern_amx_qk(nq, jn, d->head_dim, w->qb, kb, s);
+        smax = NULL;
+    }
+#endif
 #ifdef ATTN_ISA_BF16
     else if (jb->bf16) {
         attn_kern_qk_bf16(nq, jn, d->head_dim, w->qb, kb,
@@ -267,7 +287,22 @@ static void pv_nonfinite(const struct attn_sdpa_job *jb,
     int dv = jb->d->head_dim_v;
     size_t ldkb = (size_t)(jb->d->head_dim + 1) / 2;
 
-    for (int j = 0; j < jn; j++) {
+#ifdef ATTN_ISA_AMX
+    if (jb->amx) {
+        /* the AMX kernel takes whole tiles: the tile's scores again, as
+         * the step computed them */
+        _Alignas(64) float sa[ATTN_AMX_KEYS(SDPA_KTILE) * QT];
+        score_tile(jb, w, kt, ldk, w->kb, sa, mx1, i0, qn, j0, jn, lanes, off,
+                   masked, bias);
+        for (int j = 0; j < jn; j++) {
+            hidden[j] = 0;
+            for (int i = 0; i < lanes; i++)
+                if (sa[(size_t)j * QT + (size_t)i] == -INFINITY)
+                    hidden[j] |= (uint64_t)1 << i;
+        }
+    }
+#endif
+    for (int j = 0; j < jn && !jb->amx; j++) {
         score_tile(jb, w, kt + (size_t)j * ldk, ldk, w->kb + (size_t)j * ldkb,
                    s1, mx1, i0, qn, j0 + j, 1, lanes, off, masked,
                    bias ? bias + j : NULL);
@@ -366,13 +401,62 @@ static void qtile_init(const struct attn_sdpa_job *jb, int b, int h, int qti,
         t->w.m[i] = -INFINITY;
         t->w.l[i] = 0.0f;
     }
-    memset(t->w.ot, 0, (size_t)d->head_dim_v * QT * sizeof(float));
+    /* the AMX kernels also run the padded rows (cpu_impl.h) */
+    memset(t->w.ot, 0,
+           (size_t)(jb->amx ? ATTN_AMX_DV(d->head_dim_v) : d->head_dim_v) * QT *
+               sizeof(float));
+}
+
+/* The keys and values the AMX kernels hold packed (kb, vb of the shared
+ * buffers): keys a .. a+jn-1, none while jn is 0.  The query tiles of an
+ * item usually step through the same keys, which are then packed once. */
+struct kv_packed {
+    long long a;
+    int jn;
+};
+
+/* Keys a .. a+jn-1 (kt, vt: their rows) packed for the BF16 kernels, in
+ * the shared buffers of w; with AMX, only when pk does not already hold
+ * them. */
+static void pack_kv(const struct attn_sdpa_job *jb, struct attn_sdpa_ws *w,
+                    struct kv_packed *pk, const float *kt, size_t ldk,
+                    const float *vt, size_t ldv, long long a, int jn)
+{
+    int d = jb->d->head_dim;
+
+    (void)pk;
+    (void)vt;
+    (void)ldv;
+    (void)a;
+#ifdef ATTN_ISA_AMX
+    if (jb->amx) {
+        if (pk->a != a || pk->jn != jn) {
+            attn_kern_amx_pack_k(jn, d, kt, ldk, w->kb);
+            attn_kern_amx_pack_v(jn, jb->d->head_dim_v, vt, ldv, w->vb);
+            pk->a = a;
+            pk->jn = jn;
+        }
+        return;
+    }
+#endif
+#ifdef ATTN_ISA_BF16
+    if (jb->bf16)
+        attn_kern_pack_k_bf16(jn, d, kt, ldk, w->kb, (size_t)(d + 1) / 2);
+#else
+    (void)jb;
+    (void)w;
+    (void)kt;
+    (void)ldk;
+    (void)jn;
+    (void)d;
+#endif
 }
 
 /* Keys a .. a+jn-1 (kt, vt: their rows) for tile t. */
 static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
-                       const float *bias, const float *kt, size_t ldk,
-                       const float *vt, size_t ldv, long long a, int jn)
+                       struct kv_packed *pk, const float *bias, const float *kt,
+                       size_t ldk, const float *vt, size_t ldv, long long a,
+                       int jn)
 {
     const attn_sdpa_desc *d = jb->d;
     struct attn_sdpa_ws *w = &t->w;
@@ -382,11 +466,7 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
     int masked = a < t->full_lo || a + jn > t->full_hi;
     const float *smax;
 
-#ifdef ATTN_ISA_BF16
-    if (jb->bf16)
-        attn_kern_pack_k_bf16(jn, d->head_dim, kt, ldk, w->kb,
-                              (size_t)(d->head_dim + 1) / 2);
-#endif
+    pack_kv(jb, w, pk, kt, ldk, vt, ldv, a, jn);
     /* the max from the score kernel holds until a mask or bias moves it */
     smax = score_tile(jb, w, kt, ldk, w->kb, w->s, w->smax, t->i0, t->qn, a, jn,
                       t->lanes, off, masked, bt);
@@ -398,6 +478,11 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
         !attn_sdpa_tile_finite(vt, ldv, jn, d->head_dim_v))
         pv_nonfinite(jb, w, kt, ldk, vt, ldv, t->i0, t->qn, a, jn, t->lanes,
                      off, masked, bt);
+#ifdef ATTN_ISA_AMX
+    else if (jb->amx)
+        attn_kern_amx_pv(t->nq, jn, d->head_dim_v, w->s, w->pb, w->vb, w->alpha,
+                         w->ot);
+#endif
 #ifdef ATTN_ISA_BF16
     else if (jb->bf16) {
         attn_kern_pack_v_bf16(jn, d->head_dim_v, vt, ldv, w->vb);
@@ -413,15 +498,15 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
 {
     const struct attn_sdpa_job *jb = arg;
     const attn_sdpa_desc *d = jb->d;
-    struct qtile tiles[SDPA_QGROUP];
+    struct qtile tiles[SDPA_QGROUP_MAX];
     /* one (batch, head) after the other, so that the workers share its K
      * and V while they are in cache; within it the last query tiles first:
      * under a causal mask they are the longest, so the short ones end the
-     * job.  The item's SDPA_QGROUP query tiles share each K/V tile, which
+     * job.  The item's jb->qgroup query tiles share each K/V tile, which
      * is read (and converted) once for all of them. */
-    int ngrp = (jb->nqt + SDPA_QGROUP - 1) / SDPA_QGROUP;
+    int ngrp = (jb->nqt + jb->qgroup - 1) / jb->qgroup;
     size_t bh = item / (size_t)ngrp;
-    int top = jb->nqt - 1 - (int)(item % (size_t)ngrp) * SDPA_QGROUP;
+    int top = jb->nqt - 1 - (int)(item % (size_t)ngrp) * jb->qgroup;
     int b = (int)(bh / (size_t)d->heads_q);
     int h = (int)(bh % (size_t)d->heads_q);
     int g = h / jb->group, nt = 0, t, i;
@@ -431,8 +516,14 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     const float *bias = attn_sdpa_bias_base(d, b, h);
     /* TF32 emulation (attn_cpu_sdpa): halves are TF32 values already */
     int round_kv = jb->tf32 && !jb->f16;
+    struct kv_packed pk = {-1, 0};
 
-    for (t = 0; t < SDPA_QGROUP && top - t >= 0; t++, nt++) {
+#ifdef ATTN_ISA_AMX
+    /* this thread's tile configuration, for this item (released below) */
+    if (jb->amx)
+        attn_kern_amx_begin();
+#endif
+    for (t = 0; t < jb->qgroup && top - t >= 0; t++, nt++) {
         qtile_init(jb, b, h, top - t, worker, t, &tiles[t]);
         if (tiles[t].jlo < tiles[t].jhi) {
             jlo = tiles[t].jlo < jlo ? tiles[t].jlo : jlo;
@@ -464,9 +555,9 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
             long long a = j0 > tiles[t].jlo ? j0 : tiles[t].jlo;
             long long e = j0 + jn < tiles[t].jhi ? j0 + jn : tiles[t].jhi;
             if (a < e)
-                qtile_step(jb, &tiles[t], bias, kt + (size_t)(a - j0) * ldk,
-                           ldk, vt + (size_t)(a - j0) * ldv, ldv, a,
-                           (int)(e - a));
+                qtile_step(jb, &tiles[t], &pk, bias,
+                           kt + (size_t)(a - j0) * ldk, ldk,
+                           vt + (size_t)(a - j0) * ldv, ldv, a, (int)(e - a));
         }
     }
 
@@ -482,4 +573,8 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
                             : NULL,
                     tiles[t].qn);
     }
+#ifdef ATTN_ISA_AMX
+    if (jb->amx)
+        attn_kern_amx_end();
+#endif
 }
