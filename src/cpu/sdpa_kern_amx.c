@@ -24,7 +24,11 @@
 
 #include "cpu/cpu_impl.h"
 
-#if !defined(__AVX512BF16__) || !defined(__AMX_TILE__) || !defined(__AMX_BF16__)
+/* GCC spells the AMX macros __AMX_TILE__ / __AMX_BF16__, clang __AMXTILE__ /
+ * __AMXBF16__. */
+#if !defined(__AVX512BF16__) ||                                                \
+    !(defined(__AMX_TILE__) || defined(__AMXTILE__)) ||                        \
+    !(defined(__AMX_BF16__) || defined(__AMXBF16__))
 #error "sdpa_kern_amx.c is built only with the avx512, bf16 and amx flags"
 #endif
 
