@@ -199,6 +199,15 @@ int attn_cl_halve(int *w);
 cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
                      const size_t *global, const size_t *local, cl_uint n_wait,
                      const cl_event *wait, cl_event *prev);
+/* Launches k over `total` items (heads, pairs, rows) in blocks of at most
+ * ATTN_CL_GRID_MAX: global (groups * local, items of the block), local
+ * (local, 1); argument first_arg is the block's first item.  The launches
+ * chain after *prev (after wait[0 .. n_wait) when *prev is NULL), which
+ * ends as the last one's event; on failure the caller releases *prev. */
+cl_int attn_cl_launch_blocks(cl_command_queue queue, cl_kernel k,
+                             cl_uint first_arg, size_t total, size_t groups,
+                             size_t local, cl_uint n_wait, const cl_event *wait,
+                             cl_event *prev);
 /* Launches k over every (batch, query head) of L's call in blocks of at
  * most ATTN_CL_GRID_MAX heads, chained after L->wait: global (blocks *
  * local, heads of the block), local (local, 1); argument bh_arg is the

@@ -148,24 +148,33 @@ cl_int attn_cl_set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
     return CL_SUCCESS;
 }
 
+cl_int attn_cl_launch_blocks(cl_command_queue queue, cl_kernel k,
+                             cl_uint first_arg, size_t total, size_t groups,
+                             size_t local, cl_uint n_wait, const cl_event *wait,
+                             cl_event *prev)
+{
+    cl_int rc = CL_SUCCESS;
+    for (size_t i0 = 0; rc == CL_SUCCESS && i0 < total;
+         i0 += ATTN_CL_GRID_MAX) {
+        const size_t n =
+            total - i0 < ATTN_CL_GRID_MAX ? total - i0 : ATTN_CL_GRID_MAX;
+        const cl_int first = (cl_int)i0;
+        const size_t global[2] = {groups * local, n}, lsz[2] = {local, 1};
+        rc = clSetKernelArg(k, first_arg, sizeof first, &first);
+        if (rc == CL_SUCCESS)
+            rc = attn_cl_chain(queue, k, 2, global, lsz, n_wait, wait, prev);
+    }
+    return rc;
+}
+
 cl_int attn_cl_launch_heads(const attn_cl_launch *L, cl_kernel k,
                             cl_uint bh_arg, size_t blocks, size_t local,
                             cl_event *last)
 {
-    const size_t bh_total = (size_t)L->d->batch * (size_t)L->heads_q;
     cl_event prev = NULL;
-    cl_int rc = CL_SUCCESS;
-    for (size_t bh0 = 0; rc == CL_SUCCESS && bh0 < bh_total;
-         bh0 += ATTN_CL_GRID_MAX) {
-        const size_t nb = bh_total - bh0 < ATTN_CL_GRID_MAX ? bh_total - bh0
-                                                            : ATTN_CL_GRID_MAX;
-        const cl_int b0 = (cl_int)bh0;
-        const size_t global[2] = {blocks * local, nb}, lsz[2] = {local, 1};
-        rc = clSetKernelArg(k, bh_arg, sizeof b0, &b0);
-        if (rc == CL_SUCCESS)
-            rc = attn_cl_chain(L->queue, k, 2, global, lsz, L->n_wait, L->wait,
-                               &prev);
-    }
+    cl_int rc = attn_cl_launch_blocks(L->queue, k, bh_arg,
+                                      (size_t)L->d->batch * (size_t)L->heads_q,
+                                      blocks, local, L->n_wait, L->wait, &prev);
     if (rc != CL_SUCCESS && prev) {
         clReleaseEvent(prev);
         prev = NULL;

@@ -302,29 +302,13 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
     cl_int rc = attn_cl_set_args(split, 0, sargs, N_SPLIT_ARGS - 1);
     if (rc == CL_SUCCESS)
         rc = attn_cl_set_args(combine, 0, cargs, N_COMBINE_ARGS - 1);
-    for (size_t p0 = 0; rc == CL_SUCCESS && p0 < pairs;
-         p0 += ATTN_CL_GRID_MAX) {
-        const size_t np =
-            pairs - p0 < ATTN_CL_GRID_MAX ? pairs - p0 : ATTN_CL_GRID_MAX;
-        const cl_int b0 = (cl_int)p0;
-        const size_t global[2] = {(size_t)g->n_split * wg, np};
-        const size_t local[2] = {wg, 1};
-        rc = clSetKernelArg(split, N_SPLIT_ARGS - 1, sizeof b0, &b0);
-        if (rc == CL_SUCCESS)
-            rc = attn_cl_chain(L->queue, split, 2, global, local, L->n_wait,
-                               L->wait, &prev);
-    }
-    for (size_t r0 = 0; rc == CL_SUCCESS && r0 < rows; r0 += ATTN_CL_GRID_MAX) {
-        const size_t nr =
-            rows - r0 < ATTN_CL_GRID_MAX ? rows - r0 : ATTN_CL_GRID_MAX;
-        const cl_int row0 = (cl_int)r0;
-        const size_t global[2] = {cwg, nr};
-        const size_t local[2] = {cwg, 1};
-        rc = clSetKernelArg(combine, N_COMBINE_ARGS - 1, sizeof row0, &row0);
-        if (rc == CL_SUCCESS)
-            rc = attn_cl_chain(L->queue, combine, 2, global, local, 0, NULL,
-                               &prev);
-    }
+    if (rc == CL_SUCCESS)
+        rc = attn_cl_launch_blocks(L->queue, split, N_SPLIT_ARGS - 1, pairs,
+                                   (size_t)g->n_split, wg, L->n_wait, L->wait,
+                                   &prev);
+    if (rc == CL_SUCCESS)
+        rc = attn_cl_launch_blocks(L->queue, combine, N_COMBINE_ARGS - 1, rows,
+                                   1, cwg, 0, NULL, &prev);
     if (rc != CL_SUCCESS && prev) {
         clReleaseEvent(prev);
         prev = NULL;
