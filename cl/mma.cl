@@ -272,13 +272,15 @@ attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
          int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
          int window, int bh0)
 {
+    /* Both as floats, so that the f16 pairs read as one uint are 4-byte
+     * aligned (a ushort array need not be). */
     __local float kp[MM_KPF]; /* the K tile [key][MM_DP], or P */
-    __local mm_el vt[MM_D * MM_BCP];
+    __local float vtf[(MM_D * MM_BCP * MM_ESZ + 3) / 4]; /* V^T [d][MM_BCP] */
     __local int vbad[2];
 #if MM_EMU
     __local float ea_all[4 * 256], eb_all[4 * 128], er[MM_WG];
 #endif
-    __local mm_el *ks = (__local mm_el *)kp;
+    __local mm_el *ks = (__local mm_el *)kp, *vt = (__local mm_el *)vtf;
 
     const int lid = (int)get_local_id(0);
     const int w = lid >> 5, lane = lid & 31, g = lane >> 2, t = lane & 3;
