@@ -191,6 +191,13 @@ void attn_cl_tuning_defines(const attn_cl_variant *v, const attn_cl_tuning *t,
 /* rt's device limits for the hooks (memory as attn_cl_mem_limits says). */
 void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out);
 
+/* ATTN_ERR_UNSUPPORTED with a sentence naming kernel when its built
+ * program's own local arrays (b->klocal[0]) exceed the device's local
+ * memory; ATTN_OK otherwise, and for b NULL (an estimate before the
+ * build). */
+attn_status attn_cl_local_fits(const attn_cl_limits *lim,
+                               const attn_cl_built *b, const char *kernel,
+                               attn_err *err);
 /* Halves a work-group side, keeping it a divisor of an even tile; 0 when
  * it is 1 already. */
 int attn_cl_halve(int *w);

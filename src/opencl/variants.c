@@ -128,6 +128,19 @@ void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
     out->precision = rt->precision;
 }
 
+attn_status attn_cl_local_fits(const attn_cl_limits *lim,
+                               const attn_cl_built *b, const char *kernel,
+                               attn_err *err)
+{
+    if (b && b->klocal[0] > lim->local_mem)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the %s kernel needs %llu bytes of local memory, "
+                         "the device has %llu",
+                         kernel, (unsigned long long)b->klocal[0],
+                         (unsigned long long)lim->local_mem);
+    return ATTN_OK;
+}
+
 int attn_cl_halve(int *w)
 {
     if (*w <= 1)

@@ -169,13 +169,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
                          "the mma kernel does not fit the device's local "
                          "memory for head_dim %d",
                          d->head_dim);
-    if (b && b->klocal[0] > lim->local_mem)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the mma kernel needs %llu bytes of local memory, "
-                         "the device has %llu",
-                         (unsigned long long)b->klocal[0],
-                         (unsigned long long)lim->local_mem);
-    return ATTN_OK;
+    /* The kernel's local arrays are its own: the device must hold them. */
+    return attn_cl_local_fits(lim, b, "mma", err);
 }
 
 #define KARG   ATTN_CL_KARG

@@ -205,6 +205,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     const unsigned cus = lim->compute_units ? lim->compute_units : 1;
     uint64_t span, n_split, split_len, per_split, tk;
     geom *g = out;
+    attn_status s;
 
     *scratch = 0;
     if (!shape_build(t->v[P_TK], d, lim->local_mem, &g->bd))
@@ -212,12 +213,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
                          "the splitkv kernel does not fit the device's local "
                          "memory for head_dim %d",
                          d->head_dim);
-    if (b && b->klocal[0] > lim->local_mem)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the splitkv kernel needs %llu bytes of local "
-                         "memory, the device has %llu",
-                         (unsigned long long)b->klocal[0],
-                         (unsigned long long)lim->local_mem);
+    if ((s = attn_cl_local_fits(lim, b, "splitkv", err)))
+        return s;
     tk = (uint64_t)g->bd.tk;
 
     /* Keys some row may see: [key_lo, seq_kv). */

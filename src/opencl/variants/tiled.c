@@ -177,13 +177,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
                          "memory for head_dim %d",
                          d->head_dim);
     /* The kernel's local arrays are its own: the device must hold them. */
-    if (b && b->klocal[0] > lim->local_mem)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the tiled kernel needs %llu bytes of local memory, "
-                         "the device has %llu",
-                         (unsigned long long)b->klocal[0],
-                         (unsigned long long)lim->local_mem);
-    return ATTN_OK;
+    return attn_cl_local_fits(lim, b, "tiled", err);
 }
 
 #define KARG   ATTN_CL_KARG
