@@ -179,31 +179,40 @@ void attn_kern_amx_pack_v(int jn, int dv, const float *v, size_t ldv,
     }
 }
 
+/* Tiles 0-3 = the 32 x 32 block A B: A's 32 rows of pairs at a (row
+ * stride lda pairs: tile 0/1 rows 0-15, 2/3 rows 16-31), B's pair rows
+ * at b (row stride QT: tile 0/2 lanes 0-15, 1/3 lanes 16-31), over k2
+ * pairs (a multiple of 16). */
+KERN_INLINE void block_2x2(const uint32_t *a, size_t lda, const uint32_t *b,
+                           int k2)
+{
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int x = 0; x < k2; x += 16) {
+        _tile_loadd(4, a + x, lda * 4);
+        _tile_loadd(5, a + 16 * lda + x, lda * 4);
+        _tile_loadd(6, b + (size_t)x * QT, QT * 4);
+        _tile_loadd(7, b + (size_t)x * QT + 16, QT * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+}
+
 void attn_kern_amx_qk(int nq, int jn, int d, const uint32_t *qb,
                       const uint32_t *kb, float *s)
 {
     int d2p = ATTN_AMX_D2(d), jp = ATTN_AMX_KEYS(jn);
     int lanes_p = ATTN_AMX_LANES(nq * 16);
-    size_t lda = (size_t)d2p * 4;
 
     for (int j = 0; j < jp; j += 32)
         for (int i = 0; i < lanes_p; i += 32) {
             const uint32_t *a = kb + (size_t)j * (size_t)d2p;
             float *out = s + (size_t)j * QT + i;
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int c2 = 0; c2 < d2p; c2 += 16) {
-                _tile_loadd(4, a + c2, lda);
-                _tile_loadd(5, a + (size_t)16 * (size_t)d2p + c2, lda);
-                _tile_loadd(6, qb + (size_t)c2 * QT + i, QT * 4);
-                _tile_loadd(7, qb + (size_t)c2 * QT + i + 16, QT * 4);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
-            }
+            block_2x2(a, (size_t)d2p, qb + i, d2p);
             _tile_stored(0, out, QT * 4);
             _tile_stored(1, out + 16, QT * 4);
             _tile_stored(2, out + 16 * QT, QT * 4);
@@ -243,20 +252,7 @@ void attn_kern_amx_pv(int nq, int jn, int dv, const float *p, uint32_t *pb,
         for (int i = 0; i < lanes_p; i += 32, n++) {
             const uint32_t *a = vt + (size_t)c * VT;
             float *x = acc[n & 1];
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-            for (int j2 = 0; j2 < j2p; j2 += 16) {
-                _tile_loadd(4, a + j2, VT * 4);
-                _tile_loadd(5, a + 16 * VT + j2, VT * 4);
-                _tile_loadd(6, pb + (size_t)j2 * QT + i, QT * 4);
-                _tile_loadd(7, pb + (size_t)j2 * QT + i + 16, QT * 4);
-                _tile_dpbf16ps(0, 4, 6);
-                _tile_dpbf16ps(1, 4, 7);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
-            }
+            block_2x2(a, VT, pb + i, j2p);
             if (n > 0)
                 fold_block(acc[(n - 1) & 1], alpha + pi,
                            ot + (size_t)pc * QT + pi);
