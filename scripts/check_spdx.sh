@@ -27,7 +27,7 @@ for f in $files; do
   case $f in
   *.c | *.h | *.cl | *.map) line="/* $tag */" ;;
   *.1) line=".\\\" $tag" ;;
-  *.cmake | *.in | *.sh | *.py | *.prof | *.supp | CMakeLists.txt | \
+  *.cmake | *.in | *.sh | *.py | *.pyi | *.toml | *.prof | *.supp | CMakeLists.txt | \
     */CMakeLists.txt | .ci/run | .clang-format) line="# $tag" ;;
   *) continue ;;
   esac

@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: Apache-2.0
+"""libattn.scaled_dot_product_attention: attn_sdpa in PyTorch's words."""
+
+import numpy as np
+
+from ._arrays import as_numpy, contiguous, dtype_code
+from ._context import context_for
+from ._errors import check
+from ._ffi import ffi, lib
+
+
+def _ptr(arr, ctype="void *"):
+    return ffi.cast(ctype, arr.ctypes.data)
+
+
+def _mask_bias(mask, lead, hq, L, S, name="attn_mask"):
+    """A float32 bias and its attn_bias_kind for a PyTorch attn_mask (bool:
+    True takes part; float: added) broadcastable to (*lead, hq, L, S): the
+    smallest of the library's shapes (SHARED [L, S], PER_HEAD [hq, L, S],
+    FULL [B, hq, L, S]) that holds it; a broadcast dimension is
+    materialised only up to that shape."""
+    m, _ = as_numpy(mask, name)
+    full = tuple(lead) + (hq, L, S)
+    if m.ndim > len(full):
+        raise ValueError("%s has %d dimensions, more than the %d of the "
+                         "scores %s" % (name, m.ndim, len(full), full))
+    try:
+        np.broadcast_shapes(m.shape, full)
+    except ValueError:
+        raise ValueError("%s of shape %s does not broadcast to the scores' "
+                         "shape %s" % (name, m.shape, full)) from None
+    if m.dtype == np.bool_:
+        m = np.where(m, np.float32(0), np.float32(-np.inf))
+    elif m.dtype.kind == "f":
+        m = m.astype(np.float32, copy=False)
+    else:
+        raise TypeError("%s: dtype %s is not supported (bool or a float "
+                        "type)" % (name, m.dtype))
+    shape = (1,) * (len(full) - m.ndim) + m.shape
+    m = m.reshape(shape)
+    lead_one = all(s == 1 for s in shape[:-3])
+    if lead_one and shape[-3] == 1:
+        kind, target = lib.ATTN_BIAS_SHARED, (L, S)
+        m = m.reshape(shape[-2:])
+    elif lead_one:
+        kind, target = lib.ATTN_BIAS_PER_HEAD, (hq, L, S)
+        m = m.reshape(shape[-3:])
+    else:
+        kind, target = lib.ATTN_BIAS_FULL, full
+    b = np.ascontiguousarray(np.broadcast_to(m, target), dtype=np.float32)
+    return b, kind
+
+
+def _top_left_causal(L, S):
+    """PyTorch's is_causal as a SHARED bias: query i sees keys j <= i."""
+    i = np.arange(L)[:, None]
+    j = np.arange(S)[None, :]
+    return np.where(j <= i, np.float32(0), np.float32(-np.inf))
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None,
+                                 dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False, *, device=None,
+                                 return_lse=False):
+    """softmax(query key^T * scale + mask) value, as
+    torch.nn.functional.scaled_dot_product_attention computes it.
+
+    query (..., Hq, L, E), key (..., H, S, E), value (..., H, S, Ev): numpy
+    arrays or DLPack CPU tensors of float32 or float16 (all three alike);
+    the leading dimensions are the batch (2-D inputs are one head).
+    attn_mask: bool (True takes part) or float (added), broadcastable to
+    (..., Hq, L, S).  is_causal: query i sees keys j <= i (top-left, as
+    PyTorch), not together with attn_mask.  scale: None for 1/sqrt(E).
+    enable_gqa: H may divide Hq (query head h reads key head h // (Hq/H)).
+    dropout_p must be 0.  device: None (a shared "auto" context), a device
+    string (a context kept per string) or a libattn.Context.  A query row
+    that sees no key gives zeros (and lse -inf).  Returns the output
+    (..., Hq, L, Ev) in the inputs' kind and dtype, and with return_lse the
+    log-sum-exp of each row's scores (..., Hq, L) in float32 too.  Errors:
+    TypeError, ValueError, and libattn.LibattnError subclasses carrying
+    the library's sentence."""
+    if dropout_p != 0.0:
+        raise ValueError("dropout_p must be 0: libattn has no dropout")
+    if is_causal and attn_mask is not None:
+        raise ValueError("attn_mask and is_causal=True cannot be given "
+                         "together")
+    q, kind = as_numpy(query, "query")
+    k, _ = as_numpy(key, "key")
+    v, _ = as_numpy(value, "value")
+    code = dtype_code(q, "query")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError("query, key and value must have one dtype, not %s, "
+                        "%s and %s" % (q.dtype, k.dtype, v.dtype))
+    if not q.ndim == k.ndim == v.ndim or q.ndim < 2:
+        raise ValueError("query, key and value must have the same number "
+                         "of dimensions, at least 2 (got %d, %d, %d)" %
+                         (q.ndim, k.ndim, v.ndim))
+    L, E = q.shape[-2:]
+    S, Ek = k.shape[-2:]
+    Sv, Ev = v.shape[-2:]
+    if Ek != E:
+        raise ValueError("key's last dimension %d differs from query's %d"
+                         % (Ek, E))
+    if Sv != S:
+        raise ValueError("value has %d rows, key %d" % (Sv, S))
+    if q.ndim >= 3:
+        hq, hk, hv = q.shape[-3], k.shape[-3], v.shape[-3]
+        lead = q.shape[:-3]
+        if k.shape[:-3] != lead or v.shape[:-3] != lead:
+            raise ValueError("query, key and value must share their batch "
+                             "dimensions %s (got %s and %s)" %
+                             (lead, k.shape[:-3], v.shape[:-3]))
+    else:
+        hq = hk = hv = 1
+        lead = ()
+    if hk != hv:
+        raise ValueError("key has %d heads, value %d" % (hk, hv))
+    if hq != hk and not enable_gqa:
+        raise ValueError("query has %d heads and key %d: pass "
+                         "enable_gqa=True for grouped-query attention" %
+                         (hq, hk))
+    if hk == 0 or hq % hk:
+        raise ValueError("key's %d heads must divide query's %d" % (hk, hq))
+    if E == 0 or Ev == 0:
+        raise ValueError("head dimensions must be positive")
+    if scale is not None:
+        scale = float(scale)
+        if scale == 0.0:
+            raise ValueError("scale=0 is not supported (the library reads "
+                             "0 as 1/sqrt(E))")
+    batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    o = np.empty(q.shape[:-1] + (Ev,), dtype=q.dtype)
+    lse = (np.empty(q.shape[:-1], dtype=np.float32)
+           if return_lse else None)
+
+    def result():
+        if return_lse:
+            return kind.back(o), kind.back(lse)
+        return kind.back(o)
+
+    if batch == 0 or hq == 0 or L == 0:
+        return result()
+    if S == 0:
+        o.fill(0)
+        if lse is not None:
+            lse.fill(-np.inf)
+        return result()
+
+    bias = None
+    bias_kind = lib.ATTN_BIAS_NONE
+    causal = 0
+    if is_causal:
+        if L == S:
+            causal = 1
+        else:
+            bias, bias_kind = _top_left_causal(L, S), lib.ATTN_BIAS_SHARED
+    elif attn_mask is not None:
+        bias, bias_kind = _mask_bias(attn_mask, lead, hq, L, S)
+
+    q = contiguous(q)
+    k = contiguous(k)
+    v = contiguous(v)
+    ctx = context_for(device)
+    d = ffi.new("attn_sdpa_desc *")
+    d.struct_size = ffi.sizeof("attn_sdpa_desc")
+    d.batch, d.heads_q, d.heads_kv = batch, hq, hk
+    d.seq_q, d.seq_kv, d.head_dim, d.head_dim_v = L, S, E, Ev
+    d.scale = 0.0 if scale is None else scale
+    d.score = lib.ATTN_SCORE_DOT
+    d.dtype = code
+    d.mask.causal = causal
+    if bias is not None:
+        d.mask.bias = _ptr(bias, "const float *")
+        d.mask.bias_kind = bias_kind
+    handle = ctx._handle()
+    status = lib.attn_sdpa(handle, d, _ptr(q), _ptr(k), _ptr(v), _ptr(o),
+                           _ptr(lse, "float *") if lse is not None
+                           else ffi.NULL)
+    check(status, handle)
+    return result()

@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Double-precision references with PyTorch's semantics, and the tolerance
+model the tests compare with.
+
+Tolerances, per query row (the model of the C suites, tests/ref.c): with M
+the largest |scale q.k + bias| over the row's visible keys, V the largest
+|v| among them and g = (E + 8) 2^-24 (a float dot product), a score is off
+by at most g M, lse by g M, each output element by 2 g M V; plus, for the
+output's own rounding, 2^-22 V (float32) or 2^-11 (|o| + V 2^-11) (float16,
+whose inputs are exact halves, so only the result's rounding adds).  The
+layer (MultiheadAttention) chains three float GEMMs: 2e-4 absolute, as the
+C suites' REF_MHA_ABS, for activations of order 1."""
+
+import numpy as np
+
+MHA_ABS = 2e-4
+
+
+def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
+    """PyTorch's scaled_dot_product_attention in float64: (out, lse, tol_o,
+    tol_lse) with the tolerances above for float32 (the caller adds the
+    float16 term).  A row with no visible key gives 0 and lse -inf."""
+    q = q.astype(np.float64)
+    k = k.astype(np.float64)
+    v = v.astype(np.float64)
+    L, E = q.shape[-2:]
+    S = k.shape[-2]
+    if q.ndim >= 3 and q.shape[-3] != k.shape[-3]:
+        rep = q.shape[-3] // k.shape[-3]
+        k = np.repeat(k, rep, axis=-3)
+        v = np.repeat(v, rep, axis=-3)
+    sc = 1.0 / np.sqrt(E) if scale is None else scale
+    s = sc * (q @ np.swapaxes(k, -1, -2))
+    if is_causal:
+        hide = np.triu(np.ones((L, S), dtype=bool), k=1)
+        s = np.where(hide, -np.inf, s)
+    elif mask is not None:
+        m = np.asarray(mask)
+        if m.dtype == np.bool_:
+            s = np.where(m, s, -np.inf)
+        else:
+            s = s + m.astype(np.float64)
+    mx = np.max(s, axis=-1, keepdims=True)
+    empty = ~np.isfinite(mx)
+    mx = np.where(empty, 0.0, mx)
+    p = np.exp(s - mx)
+    den = np.sum(p, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(empty, 0.0, (p @ v) / np.where(empty, 1.0, den))
+        lse = np.where(empty[..., 0], -np.inf, (mx + np.log(den))[..., 0])
+    visible = np.isfinite(s)
+    mag = np.max(np.where(visible, np.abs(s), 0.0), axis=-1)
+    vmax = np.max(np.abs(v), axis=(-1, -2))[..., None]
+    vmax = np.broadcast_to(vmax, mag.shape)
+    g = (E + 8) * 2.0 ** -24
+    tol_lse = g * mag + 2.0 ** -22 * np.abs(np.where(np.isfinite(lse),
+                                                       lse, 0.0))
+    tol_o = (2 * g * mag * vmax + 2.0 ** -22 * vmax)[..., None]
+    return out, lse, tol_o, tol_lse
+
+
+def check_close(got, want, tol, what):
+    """Every element within tol (broadcast), -inf where want is -inf."""
+    got = np.asarray(got, dtype=np.float64)
+    tol = np.broadcast_to(tol, want.shape)
+    inf = np.isinf(want)
+    assert np.array_equal(got[inf], want[inf]), what + ": infinities differ"
+    err = np.abs(got[~inf] - want[~inf])
+    bad = err > tol[~inf]
+    assert not bad.any(), "%s: %d elements out of tolerance, worst %.3g " \
+        "(tol %.3g)" % (what, bad.sum(), err.max(),
+                        tol[~inf][np.argmax(err - tol[~inf])])
+
+
+def mha(x_q, x_kv, wq, wk, wv, wo, bq, bk, bv, bo, heads_q, heads_kv,
+        bias=None, causal=False):
+    """The layer in float64, batch-first: x_q (N, L, E), x_kv (N, S, E) or
+    None; bias (N|1, Hq|1, L, S) added to the scores; causal top-left."""
+    x_q = x_q.astype(np.float64)
+    x_kv = x_q if x_kv is None else x_kv.astype(np.float64)
+
+    def lin(x, w, b):
+        y = x @ w.astype(np.float64).T
+        return y if b is None else y + b.astype(np.float64)
+
+    n, L, _ = x_q.shape
+    S = x_kv.shape[1]
+    D = wq.shape[0] // heads_q
+    q = lin(x_q, wq, bq).reshape(n, L, heads_q, D).transpose(0, 2, 1, 3)
+    k = lin(x_kv, wk, bk).reshape(n, S, heads_kv, D).transpose(0, 2, 1, 3)
+    v = lin(x_kv, wv, bv).reshape(n, S, heads_kv, D).transpose(0, 2, 1, 3)
+    out, _, _, _ = sdpa(q, k, v, mask=bias, is_causal=causal,
+                        enable_gqa=True)
+    cat = out.transpose(0, 2, 1, 3).reshape(n, L, heads_q * D)
+    return lin(cat, wo, bo)

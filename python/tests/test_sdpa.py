@@ -1,0 +1,161 @@
+# SPDX-License-Identifier: Apache-2.0
+"""scaled_dot_product_attention against the float64 reference with
+PyTorch's semantics (reference.py), on every backend of conftest.py."""
+
+import numpy as np
+import pytest
+
+import libattn
+from reference import check_close, sdpa
+
+
+def run(ctx, q, k, v, **kw):
+    return libattn.scaled_dot_product_attention(q, k, v, device=ctx,
+                                                return_lse=True, **kw)
+
+
+def check(ctx, q, k, v, mask=None, **kw):
+    o, lse = run(ctx, q, k, v, attn_mask=mask, **kw)
+    ref_kw = {key: kw[key] for key in ("is_causal", "scale", "enable_gqa")
+              if key in kw}
+    want, want_lse, tol_o, tol_lse = sdpa(q, k, v, mask, **ref_kw)
+    assert o.shape == want.shape and o.dtype == q.dtype
+    assert lse.shape == want_lse.shape and lse.dtype == np.float32
+    if q.dtype == np.float16:
+        vmax = np.max(np.abs(v.astype(np.float64)))
+        tol_o = tol_o + 2.0 ** -11 * (np.abs(want) + vmax * 2.0 ** -11)
+    check_close(o, want, tol_o, "output")
+    check_close(lse, want_lse, tol_lse, "lse")
+    return o
+
+
+def rand(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", [
+    ((2, 4, 33, 16), (2, 4, 47, 16), (2, 4, 47, 16)),    # 4-D, L != S
+    ((3, 19, 64), (3, 19, 64), (3, 19, 32)),             # 3-D, Ev != E
+    ((17, 8), (9, 8), (9, 8)),                           # 2-D: one head
+    ((2, 3, 2, 5, 8), (2, 3, 2, 7, 8), (2, 3, 2, 7, 8)),  # 5-D batch
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_shapes_and_dtypes(ctx, rng, shape, dtype):
+    q, k, v = (rand(rng, s, dtype) for s in shape)
+    check(ctx, q, k, v)
+
+
+@pytest.mark.parametrize("L,S", [(16, 16), (5, 23), (23, 5), (1, 40)])
+def test_is_causal_top_left(ctx, rng, L, S):
+    q = rand(rng, (2, 3, L, 32))
+    k = rand(rng, (2, 3, S, 32))
+    v = rand(rng, (2, 3, S, 32))
+    o = check(ctx, q, k, v, is_causal=True)
+    # Top-left: row 0 sees key 0 only.
+    assert np.allclose(o[..., 0, :], v[..., 0, :], atol=1e-6)
+
+
+@pytest.mark.parametrize("mask_shape", [
+    (7, 11), (2, 1, 7, 11), (2, 3, 7, 11), (1, 3, 1, 11), (2, 1, 1, 11),
+    (11,), (3, 7, 11)])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_masks_broadcast(ctx, rng, mask_shape, kind):
+    q = rand(rng, (2, 3, 7, 16))
+    k = rand(rng, (2, 3, 11, 16))
+    v = rand(rng, (2, 3, 11, 16))
+    if kind == "bool":
+        mask = rng.random(mask_shape) < 0.7
+    else:
+        mask = rand(rng, mask_shape)
+        mask[rng.random(mask_shape) < 0.2] = -np.inf
+    check(ctx, q, k, v, mask)
+
+
+def test_fully_masked_row_gives_zero(ctx, rng):
+    q = rand(rng, (1, 2, 4, 8))
+    k = rand(rng, (1, 2, 6, 8))
+    v = rand(rng, (1, 2, 6, 8))
+    mask = np.ones((4, 6), dtype=bool)
+    mask[2] = False
+    o, lse = run(ctx, q, k, v, attn_mask=mask)
+    assert np.all(o[..., 2, :] == 0) and np.all(lse[..., 2] == -np.inf)
+    check(ctx, q, k, v, mask)
+
+
+@pytest.mark.parametrize("hq,hkv", [(8, 2), (6, 1), (4, 4)])
+def test_gqa(ctx, rng, hq, hkv):
+    q = rand(rng, (2, hq, 9, 16))
+    k = rand(rng, (2, hkv, 13, 16))
+    v = rand(rng, (2, hkv, 13, 16))
+    check(ctx, q, k, v, enable_gqa=True)
+
+
+def test_scale(ctx, rng):
+    q, k, v = (rand(rng, (1, 2, 10, 16)) for _ in range(3))
+    check(ctx, q, k, v, scale=0.37)
+    check(ctx, q, k, v, scale=-2.0, is_causal=True)
+
+
+def test_strided_inputs(ctx, rng):
+    # BSHD storage seen as BHSD: copied to contiguous, same result.
+    qs = rand(rng, (2, 12, 4, 16))
+    q = qs.transpose(0, 2, 1, 3)
+    assert not q.flags.c_contiguous
+    check(ctx, q, q, q)
+
+
+def test_returns_without_lse(ctx, rng):
+    q = rand(rng, (1, 1, 3, 4))
+    o = libattn.scaled_dot_product_attention(q, q, q, device=ctx)
+    assert isinstance(o, np.ndarray) and o.shape == (1, 1, 3, 4)
+
+
+def test_empty_sizes(ctx):
+    q = np.zeros((1, 2, 0, 8), np.float32)
+    k = np.zeros((1, 2, 5, 8), np.float32)
+    o, lse = run(ctx, q, k, k)
+    assert o.shape == (1, 2, 0, 8) and lse.shape == (1, 2, 0)
+    q = np.ones((1, 2, 3, 8), np.float32)
+    k = np.zeros((1, 2, 0, 8), np.float32)
+    o, lse = run(ctx, q, k, k)
+    assert np.all(o == 0) and np.all(lse == -np.inf)
+
+
+class Wrapped:
+    """A DLPack tensor of another library, here backed by numpy."""
+
+    def __init__(self, a):
+        self.a = a
+        self.dtype = a.dtype
+
+    def __dlpack__(self, **kw):
+        return self.a.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self.a.__dlpack_device__()
+
+
+def from_dlpack(x):
+    """The module-level from_dlpack that results go back through."""
+    return Wrapped(np.from_dlpack(x))
+
+
+Wrapped.__module__ = __name__
+
+
+def test_dlpack_in_and_out(ctx, rng):
+    q, k, v = (rand(rng, (1, 2, 6, 8)) for _ in range(3))
+    o = libattn.scaled_dot_product_attention(Wrapped(q), Wrapped(k),
+                                             Wrapped(v), device=ctx)
+    assert isinstance(o, Wrapped)
+    want = libattn.scaled_dot_product_attention(q, k, v, device=ctx)
+    assert np.array_equal(o.a, want)
+
+
+def test_device_strings_and_default(rng):
+    q = rand(rng, (1, 1, 4, 8))
+    a = libattn.scaled_dot_product_attention(q, q, q, device="native")
+    b = libattn.scaled_dot_product_attention(q, q, q)
+    want, _, tol, _ = sdpa(q, q, q)
+    check_close(a, want, tol, "native")
+    check_close(b, want, tol, "auto")
