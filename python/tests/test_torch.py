@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Against PyTorch itself where torch is installed (its CPU SDPA in
+float64 as the reference; torch tensors in, torch tensors out)."""
+
+import numpy as np
+import pytest
+
+import libattn
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def t64(x):
+    return x.to(torch.float64)
+
+
+def compare(ctx, q, k, v, tol, **kw):
+    out = libattn.scaled_dot_product_attention(q, k, v, device=ctx, **kw)
+    assert isinstance(out, torch.Tensor) and out.dtype == q.dtype
+    mask = kw.get("attn_mask")
+    if mask is not None and mask.dtype != torch.bool:
+        kw["attn_mask"] = t64(mask)
+    ref = F.scaled_dot_product_attention(t64(q), t64(k), t64(v), **kw)
+    ref = torch.nan_to_num(ref, nan=0.0)  # no visible key: 0 (older: NaN)
+    assert (out.to(torch.float64) - ref).abs().max().item() < tol
+
+
+@pytest.mark.parametrize("L,S", [(16, 16), (7, 19), (19, 7)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_sdpa_matches_torch(ctx, L, S, causal):
+    g = torch.Generator().manual_seed(L * 100 + S)
+    q = torch.randn(2, 4, L, 32, generator=g)
+    k = torch.randn(2, 4, S, 32, generator=g)
+    v = torch.randn(2, 4, S, 32, generator=g)
+    compare(ctx, q, k, v, 1e-5, is_causal=causal)
+
+
+@pytest.mark.parametrize("shape", [(9, 13), (2, 1, 9, 13), (1, 4, 1, 13),
+                                   (2, 4, 9, 13)])
+def test_masks_match_torch(ctx, shape):
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(2, 4, 9, 16, generator=g)
+    k = torch.randn(2, 4, 13, 16, generator=g)
+    v = torch.randn(2, 4, 13, 16, generator=g)
+    keep = torch.rand(shape, generator=g) < 0.75
+    compare(ctx, q, k, v, 1e-5, attn_mask=keep)
+    add = torch.randn(shape, generator=g)
+    compare(ctx, q, k, v, 1e-5, attn_mask=add)
+
+
+def test_gqa_scale_and_f16_match_torch(ctx):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(1, 8, 11, 64, generator=g)
+    k = torch.randn(1, 2, 23, 64, generator=g)
+    v = torch.randn(1, 2, 23, 64, generator=g)
+    compare(ctx, q, k, v, 1e-5, enable_gqa=True, scale=0.2)
+    compare(ctx, q.half(), k.half(), v.half(), 2e-3, enable_gqa=True)
+
+
+def test_lse_is_torch_logsumexp(ctx):
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 6, 8, generator=g) for _ in range(3))
+    _, lse = libattn.scaled_dot_product_attention(q, k, v, device=ctx,
+                                                  return_lse=True)
+    s = t64(q) @ t64(k).transpose(-1, -2) / np.sqrt(8)
+    assert (t64(lse) - torch.logsumexp(s, -1)).abs().max().item() < 1e-5
+
+
+def test_requires_grad_is_a_clear_type_error(ctx):
+    q = torch.randn(1, 1, 4, 8, requires_grad=True)
+    with pytest.raises(TypeError, match="detach"):
+        libattn.scaled_dot_product_attention(q, q, q, device=ctx)
+
+
+def test_bfloat16_refused(ctx):
+    q = torch.randn(1, 1, 4, 8).bfloat16()
+    with pytest.raises(TypeError, match="bfloat16"):
+        libattn.scaled_dot_product_attention(q, q, q, device=ctx)
