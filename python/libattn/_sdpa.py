@@ -107,9 +107,20 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
         hq, hk, hv = q.shape[-3], k.shape[-3], v.shape[-3]
         lead = q.shape[:-3]
         if k.shape[:-3] != lead or v.shape[:-3] != lead:
-            raise ValueError("query, key and value must share their batch "
-                             "dimensions %s (got %s and %s)" %
-                             (lead, k.shape[:-3], v.shape[:-3]))
+            # Batch dimensions broadcast as torch.matmul broadcasts them:
+            # key and value to the query's (copied, as the library takes
+            # each batch item's rows in place).
+            try:
+                if np.broadcast_shapes(lead, k.shape[:-3],
+                                       v.shape[:-3]) != lead:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    "the batch dimensions of key %s and value %s do not "
+                    "broadcast to the query's %s" %
+                    (k.shape[:-3], v.shape[:-3], lead)) from None
+            k = np.broadcast_to(k, lead + k.shape[-3:])
+            v = np.broadcast_to(v, lead + v.shape[-3:])
     else:
         hq = hk = hv = 1
         lead = ()

@@ -159,3 +159,16 @@ def test_device_strings_and_default(rng):
     want, _, tol, _ = sdpa(q, q, q)
     check_close(a, want, tol, "native")
     check_close(b, want, tol, "auto")
+
+
+def test_batch_broadcast(ctx, rng):
+    q = rand(rng, (3, 2, 5, 8))
+    k = rand(rng, (1, 2, 7, 8))
+    v = rand(rng, (1, 2, 7, 8))
+    o = libattn.scaled_dot_product_attention(q, k, v, device=ctx)
+    want, _, tol, _ = sdpa(q, np.broadcast_to(k, (3, 2, 7, 8)),
+                           np.broadcast_to(v, (3, 2, 7, 8)))
+    check_close(o, want, tol, "broadcast batch")
+    with pytest.raises(ValueError, match="broadcast"):
+        libattn.scaled_dot_product_attention(q, rand(rng, (2, 2, 7, 8)),
+                                             rand(rng, (2, 2, 7, 8)))
