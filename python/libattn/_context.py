@@ -198,9 +198,13 @@ class Context:
         self.close()
 
     def __del__(self):
-        if getattr(self, "_ptr", None) is not None:
-            lib.attn_context_destroy(self._ptr)
+        ptr = getattr(self, "_ptr", None)
+        if ptr is not None:
             self._ptr = None
+            try:
+                lib.attn_context_destroy(ptr)
+            except (AttributeError, TypeError):
+                pass  # interpreter shutdown: the bindings are gone already
 
     def __repr__(self):
         state = "closed" if self._ptr is None else self._device.name
