@@ -603,6 +603,89 @@ ATTN_API attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                                       const float *x_q, const float *x_kv,
                                       const attn_mask_desc *mask, float *y);
 
+/* ---- the persistent layer ------------------------------------------------ */
+
+/** A multi-head layer whose weights the library holds (attn_mha_create):
+ * copies of the descriptor's arrays on the host and, on an OpenCL
+ * context, [Wq; Wk; Wv], Wo and the biases resident in each device's
+ * memory, uploaded once.  Opaque. */
+typedef struct attn_mha_layer attn_mha_layer;
+
+/** A key/value cache owned by the caller, for a decoder that runs its
+ * layer one step (a few tokens) at a time.  k and v are float arrays
+ * [batch, heads_kv, capacity, head_dim] (the heads' layout of attention,
+ * rows 0 .. len-1 of each (batch, head) filled); every batch item holds
+ * the same len.  attn_mha_forward_layer appends the step's keys and
+ * values (after the bias and RoPE) at rows len .. len+seq_q-1, attends
+ * over rows 0 .. len+seq_q-1 and, on success only, adds seq_q to len.
+ * Rows at and past len are the library's to write during a call, even
+ * one that fails; rows before len are only read.  struct_size is the
+ * caller's sizeof(attn_kv_cache) (ATTN_KV_CACHE_INIT); 0 means the first
+ * layout. */
+typedef struct attn_kv_cache {
+    size_t struct_size; /**< sizeof(attn_kv_cache) as the caller built */
+    float *k;           /**< [batch, heads_kv, capacity, head_dim] */
+    float *v;           /**< [batch, heads_kv, capacity, head_dim] */
+    int capacity;       /**< rows per (batch item, kv head), > 0 */
+    int len;            /**< rows filled, 0 .. capacity; advanced by calls */
+} attn_kv_cache;
+
+/** Initializer of an empty cache (pointers and capacity still to be set):
+ * `attn_kv_cache kv = ATTN_KV_CACHE_INIT;` */
+#define ATTN_KV_CACHE_INIT ATTN_SIZED_INIT_(attn_kv_cache)
+
+/** As attn_sdpa_desc_init_sized, for attn_kv_cache. */
+ATTN_API attn_status attn_kv_cache_init_sized(attn_kv_cache *kv, size_t size);
+/** Prepares *kv: empty, struct_size = sizeof *kv. */
+#define attn_kv_cache_init(kv)                                                 \
+    ((void)attn_kv_cache_init_sized((kv), sizeof *(kv)))
+
+/** Creates a layer on ctx from m: checks m as attn_mha_forward does (a
+ * LEARNED table needs pos_table_len > 0, the rows it copies), copies every
+ * array m points at (the caller may free them on return) and, on an
+ * OpenCL context, uploads the weights and biases to every device of ctx.
+ * scale multiplies the dot scores (0 = 1/sqrt(head_dim); finite; the
+ * additive score takes none).  The layer belongs to ctx: destroy it before
+ * ctx.  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, m or out NULL, an invalid
+ * m, a non-finite or negative scale), ATTN_ERR_OUT_OF_MEMORY,
+ * ATTN_ERR_DEVICE (an upload failed with fallback off); *out is NULL on
+ * error. */
+ATTN_API attn_status attn_mha_create(attn_context *ctx, const attn_mha_desc *m,
+                                     float scale, attn_mha_layer **out);
+
+/** Destroys a layer and its device copies; NULL is a no-op. */
+ATTN_API void attn_mha_destroy(attn_mha_layer *layer);
+
+/** Runs layer (created on ctx) as attn_mha_forward runs its descriptor,
+ * with the layer's scale, on activations of dtype: x_q [batch, seq_q,
+ * d_model], x_kv [batch, seq_kv, d_model] or NULL, y [batch, seq_q,
+ * d_model], each ATTN_F32 (float) or ATTN_F16 (uint16_t halves, converted
+ * to float on the way in and rounded to nearest even on the way out; the
+ * math is float's either way).  The attention runs the kernel variant
+ * attn_sdpa would run for the step's descriptor (options.path,
+ * options.kernel).
+ *
+ * With cache NULL the call is attn_mha_forward's: query positions
+ * pos_offset + i.  With a cache (self-attention: x_kv NULL, seq_kv ==
+ * seq_q) the step's seq_q tokens sit at positions pos_offset + len + i:
+ * their keys and values are projected, rotated (ROPE) and appended to the
+ * cache, and the queries attend over all len + seq_q cached keys; the
+ * mask's sizes are then seq_q x (len + seq_q), so causal (bottom-right)
+ * lets token i see the past and the step's tokens up to itself.  A step
+ * costs O(seq_q d_model^2 + seq_q (len + seq_q) head_dim heads_q): the
+ * past is never projected again.  On an OpenCL context the cache's rows
+ * are copied to the device every step (the cache is the caller's host
+ * memory).  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, layer, x_q or y NULL,
+ * a layer of another context, an unknown dtype, a size <= 0, x_kv or
+ * seq_kv != seq_q with a cache, a cache without k or v, len outside
+ * [0, capacity], len + seq_q > capacity, a mask that does not fit,
+ * y overlapping an input or the cache), and those of attn_mha_forward.
+ * On error y and len are untouched. */
+ATTN_API attn_status attn_mha_forward_layer(
+    attn_context *ctx, attn_mha_layer *layer, int batch, int seq_q, int seq_kv,
+    attn_dtype dtype, const void *x_q, const void *x_kv,
+    const attn_mask_desc *mask, attn_kv_cache *cache, void *y);
+
 /** Writes the sinusoidal table [seq, d_model] for the positions offset to
  * offset + seq - 1: PE[p][2i] = sin(p / 10000^(2i/d_model)),
  * PE[p][2i+1] = cos(p / 10000^(2i/d_model)).  Errors:

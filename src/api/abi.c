@@ -31,7 +31,8 @@ _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&
                    offsetof(attn_sdpa_desc, struct_size) == 0 &&
-                   offsetof(attn_mha_desc, struct_size) == 0,
+                   offsetof(attn_mha_desc, struct_size) == 0 &&
+                   offsetof(attn_kv_cache, struct_size) == 0,
                "struct_size comes first");
 
 static const attn_abi_layout options_layout = {
@@ -44,6 +45,9 @@ static const attn_abi_layout sdpa_layout = {
     "attn_sdpa_desc", ATTN_ABI_SDPA_FIRST, sizeof(attn_sdpa_desc)};
 static const attn_abi_layout mha_layout = {"attn_mha_desc", ATTN_ABI_MHA_FIRST,
                                            sizeof(attn_mha_desc)};
+
+static const attn_abi_layout kv_cache_layout = {
+    "attn_kv_cache", ATTN_ABI_KV_CACHE_FIRST, sizeof(attn_kv_cache)};
 
 static int size_ok(size_t n, const attn_abi_layout *l)
 {
@@ -140,6 +144,19 @@ attn_status attn_abi_mha_desc(const attn_mha_desc *in, attn_mha_desc *copy,
     return ATTN_OK;
 }
 
+attn_status attn_abi_kv_cache(const attn_kv_cache *in, attn_kv_cache *copy,
+                              const attn_kv_cache **use, attn_err *err)
+{
+    attn_status s;
+    *use = NULL;
+    if (!in)
+        return ATTN_OK;
+    if ((s = attn_abi_read(copy, in, &kv_cache_layout, err)))
+        return s;
+    *use = copy;
+    return ATTN_OK;
+}
+
 attn_status attn_abi_info_size(const attn_device_info *out, size_t *size,
                                attn_err *err)
 {
@@ -221,6 +238,11 @@ attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size)
 attn_status attn_mha_desc_init_sized(attn_mha_desc *m, size_t size)
 {
     return init_sized(m, size, &mha_layout, "attn_mha_desc_init_sized");
+}
+
+attn_status attn_kv_cache_init_sized(attn_kv_cache *kv, size_t size)
+{
+    return init_sized(kv, size, &kv_cache_layout, "attn_kv_cache_init_sized");
 }
 
 #ifdef ATTN_HAVE_OPENCL

@@ -22,6 +22,7 @@
 #define ATTN_ABI_MASK_FIRST        sizeof(attn_mask_desc)
 #define ATTN_ABI_SDPA_FIRST        sizeof(attn_sdpa_desc)
 #define ATTN_ABI_MHA_FIRST         sizeof(attn_mha_desc)
+#define ATTN_ABI_KV_CACHE_FIRST    sizeof(attn_kv_cache)
 
 /* One struct of the API: its name for messages, its first layout's size
  * and the library's own size. */
@@ -56,6 +57,8 @@ attn_status attn_abi_mask_desc(const attn_mask_desc *in, attn_mask_desc *copy,
                                const attn_mask_desc **use, attn_err *err);
 attn_status attn_abi_mha_desc(const attn_mha_desc *in, attn_mha_desc *copy,
                               const attn_mha_desc **use, attn_err *err);
+attn_status attn_abi_kv_cache(const attn_kv_cache *in, attn_kv_cache *copy,
+                              const attn_kv_cache **use, attn_err *err);
 
 /* The element size of the caller's attn_device_info at out (its
  * struct_size, 0 read as the first layout).  Errors: attn_abi_size's. */

@@ -15,10 +15,8 @@
 #include "cpu/cpu_impl.h"
 #include "opencl/opencl_backend.h"
 
-/* Reports a failed call: on the context when there is one, else on the
- * thread only. */
-static attn_status report(attn_context *ctx, const char *fn, attn_status s,
-                          const attn_err *err)
+attn_status attn_api_report(attn_context *ctx, const char *fn, attn_status s,
+                            const attn_err *err)
 {
     char msg[ATTN_MSG_MAX + 64];
     snprintf(msg, sizeof msg, "%s: %s", fn, err->msg);
@@ -40,8 +38,8 @@ attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
     /* The caller's array is walked by its own element size (abi.c). */
     if (capacity > 0) {
         if (attn_abi_info_size(out, &stride, &err))
-            return report(NULL, "attn_devices", ATTN_ERR_INVALID_ARGUMENT,
-                          &err);
+            return attn_api_report(NULL, "attn_devices",
+                                   ATTN_ERR_INVALID_ARGUMENT, &err);
         memcpy(&raw, out, sizeof raw);
     }
 #ifdef ATTN_HAVE_OPENCL
@@ -50,7 +48,7 @@ attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
         size_t n = 0;
         attn_status s = attn_opencl_devices(&all, &n, &err);
         if (s)
-            return report(NULL, "attn_devices", s, &err);
+            return attn_api_report(NULL, "attn_devices", s, &err);
         for (size_t i = 0; i < n && i < capacity; i++)
             attn_abi_info_put((unsigned char *)out + i * stride, stride, raw,
                               &all[i]);
@@ -80,7 +78,7 @@ const char *attn_kernel_name(int index)
 /* Calls that run work take the context's locks, and the log callback may
  * run while they are held: from inside it such a call is refused (attn.h,
  * attn_log_fn). */
-static int from_callback(const char *fn, attn_err *err)
+int attn_api_from_callback(const char *fn, attn_err *err)
 {
     if (!attn_log_in_callback())
         return 0;
@@ -104,12 +102,14 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
     attn_status s;
     if (!ctx) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, "ctx is NULL");
-        return report(NULL, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT, &err);
+        return attn_api_report(NULL, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT,
+                               &err);
     }
-    if (from_callback("attn_sdpa", &err))
-        return report(ctx, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT, &err);
+    if (attn_api_from_callback("attn_sdpa", &err))
+        return attn_api_report(ctx, "attn_sdpa", ATTN_ERR_INVALID_ARGUMENT,
+                               &err);
     if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
-        return report(ctx, "attn_sdpa", s, &err);
+        return attn_api_report(ctx, "attn_sdpa", s, &err);
     c.d = d;
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
     if (s == ATTN_OK && ctx->backend->ops->exec)
@@ -120,7 +120,7 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
             attn_context_note(ctx, fell);
     }
     attn_plan_release(ctx->plans, plan);
-    return s == ATTN_OK ? s : report(ctx, "attn_sdpa", s, &err);
+    return s == ATTN_OK ? s : attn_api_report(ctx, "attn_sdpa", s, &err);
 }
 
 /* What attn_sdpa runs d (read and checked here) at on ctx: the kernel's
@@ -134,11 +134,11 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
     attn_sdpa_desc dl;
     attn_sdpa_bytes sz;
     attn_status s;
-    if (from_callback(fn, &err))
-        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
+    if (attn_api_from_callback(fn, &err))
+        return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)) ||
         (s = attn_validate_sdpa_desc(d, &sz, &err)))
-        return report(ctx, fn, s, &err);
+        return attn_api_report(ctx, fn, s, &err);
     if (!ctx->backend->ops->exec) {
         if (name)
             snprintf(name, cap, "native");
@@ -147,7 +147,7 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
         return ATTN_OK;
     }
     s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, runs, &err);
-    return s == ATTN_OK ? s : report(ctx, fn, s, &err);
+    return s == ATTN_OK ? s : attn_api_report(ctx, fn, s, &err);
 }
 
 attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
@@ -158,7 +158,8 @@ attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
                   !ctx ? "ctx is NULL"
                        : "name is NULL or cap is 0: nowhere to write");
-        return report(ctx, "attn_sdpa_kernel", ATTN_ERR_INVALID_ARGUMENT, &err);
+        return attn_api_report(ctx, "attn_sdpa_kernel",
+                               ATTN_ERR_INVALID_ARGUMENT, &err);
     }
     return which_kernel(ctx, "attn_sdpa_kernel", d, name, cap, NULL);
 }
@@ -172,8 +173,8 @@ attn_status attn_sdpa_precision(attn_context *ctx, const attn_sdpa_desc *d,
     if (!ctx || !runs) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT,
                   !ctx ? "ctx is NULL" : "runs is NULL: nowhere to write");
-        return report(ctx, "attn_sdpa_precision", ATTN_ERR_INVALID_ARGUMENT,
-                      &err);
+        return attn_api_report(ctx, "attn_sdpa_precision",
+                               ATTN_ERR_INVALID_ARGUMENT, &err);
     }
     if ((s = which_kernel(ctx, "attn_sdpa_precision", d, NULL, 0, &p)))
         return s;
@@ -193,20 +194,19 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     attn_mask_desc kl;
     attn_mha_call c;
     attn_err err = {{0}};
-    attn_plan *plan = NULL;
-    const attn_dev_work *work = NULL;
-    char fell[ATTN_MSG_MAX];
     attn_status s;
     if (!ctx) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, "ctx is NULL");
-        return report(NULL, "attn_mha_forward", ATTN_ERR_INVALID_ARGUMENT,
-                      &err);
+        return attn_api_report(NULL, "attn_mha_forward",
+                               ATTN_ERR_INVALID_ARGUMENT, &err);
     }
-    if (from_callback("attn_mha_forward", &err))
-        return report(ctx, "attn_mha_forward", ATTN_ERR_INVALID_ARGUMENT, &err);
+    if (attn_api_from_callback("attn_mha_forward", &err))
+        return attn_api_report(ctx, "attn_mha_forward",
+                               ATTN_ERR_INVALID_ARGUMENT, &err);
     if ((s = attn_abi_mha_desc(m, &ml, &m, &err)) ||
         (s = attn_abi_mask_desc(mask, &kl, &mask, &err)))
-        return report(ctx, "attn_mha_forward", s, &err);
+        return attn_api_report(ctx, "attn_mha_forward", s, &err);
+    memset(&c, 0, sizeof c);
     c.m = m;
     c.batch = batch;
     c.seq_q = seq_q;
@@ -215,20 +215,30 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     c.x_kv = x_kv;
     c.mask = mask ? mask : &no_mask;
     c.y = y;
-    s = attn_validate_mha(&c, &err);
+    return attn_api_mha(ctx, "attn_mha_forward", &c);
+}
+
+attn_status attn_api_mha(attn_context *ctx, const char *fn,
+                         const attn_mha_call *c)
+{
+    attn_err err = {{0}};
+    attn_plan *plan = NULL;
+    const attn_dev_work *work = NULL;
+    char fell[ATTN_MSG_MAX];
+    attn_status s = attn_validate_mha(c, &err);
     if (s == ATTN_OK && ctx->backend->ops->exec && ctx->backend->ops->mha) {
         attn_sdpa_desc sd;
-        attn_mha_sdpa_desc(&c, &sd);
+        attn_mha_sdpa_desc(c, &sd);
         s = attn_plan_devices(ctx->plans, ctx->backend, &sd, &plan, &work,
                               &err);
     }
     if (s == ATTN_OK) {
-        s = attn_sched_mha(&ctx->run, work, &c, fell, sizeof fell, &err);
+        s = attn_sched_mha(&ctx->run, work, c, fell, sizeof fell, &err);
         if (fell[0])
             attn_context_note(ctx, fell);
     }
     attn_plan_release(ctx->plans, plan);
-    return s == ATTN_OK ? s : report(ctx, "attn_mha_forward", s, &err);
+    return s == ATTN_OK ? s : attn_api_report(ctx, fn, s, &err);
 }
 
 attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
@@ -253,5 +263,5 @@ attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
         attn_cpu_posenc_sinusoidal_generic(seq, d_model, offset, table);
         return ATTN_OK;
     }
-    return report(NULL, "attn_posenc_sinusoidal", s, &err);
+    return attn_api_report(NULL, "attn_posenc_sinusoidal", s, &err);
 }

@@ -42,4 +42,16 @@ void attn_context_set_error(attn_context *ctx, attn_status s, const char *msg);
  * back"), logged at WARN by whoever made it. */
 void attn_context_note(attn_context *ctx, const char *msg);
 
+/* Reports a failed call of fn: on the context when there is one, else on
+ * the thread only.  Returns s. */
+attn_status attn_api_report(attn_context *ctx, const char *fn, attn_status s,
+                            const attn_err *err);
+/* 1 (with a sentence in err) when the calling thread runs a log callback,
+ * from which fn must not be called. */
+int attn_api_from_callback(const char *fn, attn_err *err);
+/* Validates layer call c, plans its attention step and runs it (api.c);
+ * failures reported under fn. */
+attn_status attn_api_mha(attn_context *ctx, const char *fn,
+                         const attn_mha_call *c);
+
 #endif /* ATTN_API_CONTEXT_H */

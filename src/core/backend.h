@@ -135,6 +135,13 @@ typedef struct attn_backend_ops {
                        const attn_mha_call *c, attn_err *err);
     /* Device backends: the scheduler's interface; NULL for native. */
     const attn_exec_ops *exec;
+    /* A persistent layer's weights and biases (m's arrays) copied to
+     * device dev once (attn_mha_create): *out is the backend's handle,
+     * handed back to mha as c->resident[dev] and released by mha_drop.
+     * NULL: the backend keeps nothing (mha reads m's arrays). */
+    attn_status (*mha_hold)(attn_backend *b, int dev, const attn_mha_desc *m,
+                            void **out, attn_err *err);
+    void (*mha_drop)(attn_backend *b, int dev, void *held);
 } attn_backend_ops;
 
 struct attn_backend {

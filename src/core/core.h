@@ -65,7 +65,21 @@ typedef struct attn_mha_call {
     const float *x_q, *x_kv;    /* x_kv NULL: self-attention */
     const attn_mask_desc *mask; /* never NULL (a zeroed mask when none) */
     float *y;
+    float scale; /* of the dot score; 0 = 1/sqrt(head_dim) */
+    /* A KV cache (attn_kv_cache) or cache_k NULL: k and v [batch, heads_kv,
+     * cache_cap, head_dim], cache_len rows filled.  With one the call is a
+     * self-attention step (x_kv NULL, seq_kv == seq_q) whose keys and
+     * values land at rows cache_len .., and the attention sees
+     * cache_len + seq_q keys; m->pos_offset already counts cache_len. */
+    float *cache_k, *cache_v;
+    int cache_cap, cache_len;
+    /* Per device of the backend, the weights it holds for the layer
+     * (attn_mha_create), or NULL: the call uploads m's arrays. */
+    void *const *resident;
 } attn_mha_call;
+
+/* Keys the attention step of c sees: seq_kv, or cache_len + seq_q. */
+int attn_mha_keys(const attn_mha_call *c);
 
 /* One attention call on host memory. */
 typedef struct attn_sdpa_call {
@@ -97,8 +111,11 @@ attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
 attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
                                int seq_q, int seq_kv, attn_err *err);
 attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err);
-/* The attention step of layer call c as an attn_sdpa descriptor (scale
- * 1/sqrt(head_dim), c's mask and score, f32; no tensor pointers). */
+/* The layer's descriptor alone (attn_mha_create): weights, sizes, enums,
+ * pos_offset; sizes that can be addressed. */
+attn_status attn_validate_mha_desc(const attn_mha_desc *m, attn_err *err);
+/* The attention step of layer call c as an attn_sdpa descriptor (c's
+ * scale, mask and score, attn_mha_keys keys, f32; no tensor pointers). */
 void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd);
 
 /* Overflow-checked size_t products; return 0 on overflow. */

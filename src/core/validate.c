@@ -214,12 +214,18 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
                              : mk->bias_kind == ATTN_BIAS_PER_HEAD
                                  ? (size_t)m->heads_q * (size_t)c->seq_q
                                  : (size_t)c->seq_q;
+    const size_t keys = (size_t)attn_mha_keys(c),
+                 cache = c->cache_k
+                             ? (size_t)c->batch * nkv * (size_t)c->cache_cap
+                             : 0;
     const struct {
         const char *name;
         const void *p;
         size_t bytes;
     } in[] = {
-        {"mask.bias", mk->bias, floats_bytes(bias_rows, (size_t)c->seq_kv)},
+        {"mask.bias", mk->bias, floats_bytes(bias_rows, keys)},
+        {"the cache's k", c->cache_k, floats_bytes(cache, 1)},
+        {"the cache's v", c->cache_v, floats_bytes(cache, 1)},
         {"mask.kv_len", mk->kv_len, floats_bytes((size_t)c->batch, 1)},
         {"x_q", c->x_q, floats_bytes(rows_q, dm)},
         {"x_kv", c->x_kv, floats_bytes(rows_kv, dm)},
@@ -241,10 +247,42 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
     const size_t y_bytes = floats_bytes(rows_q, dm);
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
         if (overlaps_sat(c->y, y_bytes, in[i].p, in[i].bytes))
-            return INVALID("y overlaps %s: attn_mha_forward does not work "
-                           "in place",
+            return INVALID("y overlaps %s: the layer does not work in "
+                           "place",
                            in[i].name);
+    if (overlaps_sat(c->cache_k, floats_bytes(cache, 1), c->cache_v,
+                     floats_bytes(cache, 1)))
+        return INVALID("the cache's k and v overlap");
     return ATTN_OK;
+}
+
+/* A KV cache step: self-attention, room for the step, sizes that can be
+ * addressed. */
+static attn_status check_cache(const attn_mha_call *c, attn_err *err)
+{
+    const attn_mha_desc *m = c->m;
+    size_t dims[4], bytes;
+    if (c->x_kv)
+        return INVALID("a step with a KV cache is self-attention: x_kv must "
+                       "be NULL");
+    if (!c->cache_v)
+        return INVALID("the KV cache's v is NULL");
+    if (c->cache_cap <= 0)
+        return INVALID("the KV cache's capacity must be positive (got %d)",
+                       c->cache_cap);
+    if (c->cache_len < 0 || c->cache_len > c->cache_cap)
+        return INVALID("the KV cache's len (%d) is outside 0 .. capacity "
+                       "(%d)",
+                       c->cache_len, c->cache_cap);
+    if (c->seq_q > c->cache_cap - c->cache_len)
+        return INVALID("the KV cache holds %d of %d rows: the step's %d "
+                       "tokens do not fit",
+                       c->cache_len, c->cache_cap, c->seq_q);
+    dims[0] = (size_t)c->batch;
+    dims[1] = (size_t)m->heads_kv;
+    dims[2] = (size_t)c->cache_cap;
+    dims[3] = (size_t)m->head_dim;
+    return tensor_bytes(&bytes, "the KV cache", 4, dims, sizeof(float), err);
 }
 
 attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
@@ -276,6 +314,8 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
         return INVALID("self-attention (x_kv NULL) needs seq_kv == seq_q "
                        "(got %d and %d)",
                        c->seq_kv, c->seq_q);
+    if (c->cache_k && (s = check_cache(c, err)))
+        return s;
     if ((unsigned)m->score > ATTN_SCORE_ADDITIVE)
         return INVALID("score %d is not an attn_score", (int)m->score);
     if (m->score == ATTN_SCORE_ADDITIVE && !m->additive_w)
@@ -319,9 +359,62 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
     dims[1] = (size_t)m->d_model;
     if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)) ||
         (s = attn_validate_mask(c->mask, c->batch, m->heads_q, c->seq_q,
-                                c->seq_kv, err)))
+                                attn_mha_keys(c), err)))
         return s;
     return check_mha_in_place(c, err);
+}
+
+attn_status attn_validate_mha_desc(const attn_mha_desc *m, attn_err *err)
+{
+    size_t dims[2], bytes, rows;
+    attn_status s;
+    if (!m)
+        return INVALID("the multi-head descriptor is NULL");
+    if (!m->wq || !m->wk || !m->wv || !m->wo)
+        return INVALID("weight %s is NULL", !m->wq   ? "wq"
+                                            : !m->wk ? "wk"
+                                            : !m->wv ? "wv"
+                                                     : "wo");
+    if ((s = check_positive("d_model", m->d_model, err)) ||
+        (s = check_positive("heads_q", m->heads_q, err)) ||
+        (s = check_positive("heads_kv", m->heads_kv, err)) ||
+        (s = check_positive("head_dim", m->head_dim, err)))
+        return s;
+    if (m->heads_q % m->heads_kv != 0)
+        return INVALID("heads_q (%d) must be a multiple of heads_kv (%d)",
+                       m->heads_q, m->heads_kv);
+    if ((unsigned)m->score > ATTN_SCORE_ADDITIVE)
+        return INVALID("score %d is not an attn_score", (int)m->score);
+    if (m->score == ATTN_SCORE_ADDITIVE && !m->additive_w)
+        return INVALID("the additive score needs additive_w "
+                       "[heads_q, head_dim]");
+    if ((unsigned)m->posenc > ATTN_POSENC_ROPE)
+        return INVALID("posenc %d is not an attn_posenc", (int)m->posenc);
+    if (m->pos_offset < 0)
+        return INVALID("pos_offset must be >= 0 (got %d)", m->pos_offset);
+    if (m->posenc == ATTN_POSENC_LEARNED) {
+        if (!m->pos_table)
+            return INVALID("learned positional encoding needs pos_table");
+        if (m->pos_table_len < 0)
+            return INVALID("pos_table_len must be >= 0");
+    }
+    if (!attn_mul_size(&rows, (size_t)m->heads_q, (size_t)m->head_dim) ||
+        rows > INT32_MAX)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "heads_q * head_dim overflows int");
+    dims[0] = rows;
+    dims[1] = (size_t)m->d_model;
+    if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)))
+        return s;
+    dims[0] = (size_t)m->pos_table_len;
+    return m->posenc == ATTN_POSENC_LEARNED
+               ? tensor_bytes(&bytes, "pos_table", 2, dims, sizeof(float), err)
+               : ATTN_OK;
+}
+
+int attn_mha_keys(const attn_mha_call *c)
+{
+    return c->cache_k ? c->cache_len + c->seq_q : c->seq_kv;
 }
 
 void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd)
@@ -332,10 +425,11 @@ void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd)
     sd->heads_q = m->heads_q;
     sd->heads_kv = m->heads_kv;
     sd->seq_q = c->seq_q;
-    sd->seq_kv = c->seq_kv;
+    sd->seq_kv = attn_mha_keys(c);
     sd->head_dim = m->head_dim;
     sd->head_dim_v = m->head_dim;
-    sd->scale = (float)(1.0 / sqrt((double)m->head_dim));
+    sd->scale =
+        c->scale != 0.0f ? c->scale : (float)(1.0 / sqrt((double)m->head_dim));
     sd->score = m->score;
     sd->additive_w = m->additive_w;
     sd->mask = *c->mask;

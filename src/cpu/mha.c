@@ -32,6 +32,30 @@ static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
             out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
 }
 
+/* Copies the step's keys and values (token-major [batch, seq_q, heads_kv *
+ * head_dim]) into rows cache_len .. of the cache. */
+static void append_cache(const attn_mha_call *c, const float *pk,
+                         const float *pv)
+{
+    const attn_mha_desc *m = c->m;
+    const size_t hd = (size_t)m->head_dim, dkv = (size_t)m->heads_kv * hd,
+                 cap = (size_t)c->cache_cap;
+    for (int b = 0; b < c->batch; b++)
+        for (int h = 0; h < m->heads_kv; h++) {
+            size_t at = (((size_t)b * (size_t)m->heads_kv + (size_t)h) * cap +
+                         (size_t)c->cache_len) *
+                        hd;
+            for (int t = 0; t < c->seq_q; t++) {
+                size_t from = ((size_t)b * (size_t)c->seq_q + (size_t)t) * dkv +
+                              (size_t)h * hd;
+                memcpy(c->cache_k + at + (size_t)t * hd, pk + from,
+                       hd * sizeof(float));
+                memcpy(c->cache_v + at + (size_t)t * hd, pv + from,
+                       hd * sizeof(float));
+            }
+        }
+}
+
 attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
 {
     const attn_mha_desc *m = c->m;
@@ -46,6 +70,7 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
     size_t total = n_xq + n_xkv + 2 * nq * dq + 2 * nkv * dkv;
     const float *xq = c->x_q, *xkv = self ? c->x_q : c->x_kv;
     float *buf, *pq, *pk, *pv, *po;
+    const float *ak, *av; /* the keys and values attended over */
     attn_sdpa_desc sd;
     attn_cpu_layout lay;
     attn_status s;
@@ -92,25 +117,25 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
                       self ? m->pos_offset : 0);
     }
 
-    memset(&sd, 0, sizeof sd);
-    sd.batch = c->batch;
-    sd.heads_q = m->heads_q;
-    sd.heads_kv = m->heads_kv;
-    sd.seq_q = c->seq_q;
-    sd.seq_kv = c->seq_kv;
-    sd.head_dim = sd.head_dim_v = m->head_dim;
-    sd.scale = (float)(1.0 / sqrt((double)m->head_dim));
-    sd.score = m->score;
-    sd.additive_w = m->additive_w;
-    sd.mask = *c->mask;
-    sd.dtype = ATTN_F32;
+    attn_mha_sdpa_desc(c, &sd);
     /* Token-major strides: batch, head, row. */
     lay.q[0] = lay.o[0] = (size_t)c->seq_q * dq;
     lay.k[0] = lay.v[0] = (size_t)c->seq_kv * dkv;
     lay.q[1] = lay.o[1] = lay.k[1] = lay.v[1] = (size_t)m->head_dim;
     lay.q[2] = lay.o[2] = dq;
     lay.k[2] = lay.v[2] = dkv;
-    if ((s = attn_cpu_sdpa(cpu, &sd, pq, pk, pv, po, NULL, &lay,
+    ak = pk;
+    av = pv;
+    if (c->cache_k) {
+        append_cache(c, pk, pv);
+        /* The cache's own strides: [batch, heads_kv, capacity, head_dim]. */
+        lay.k[1] = lay.v[1] = (size_t)c->cache_cap * (size_t)m->head_dim;
+        lay.k[0] = lay.v[0] = (size_t)m->heads_kv * lay.k[1];
+        lay.k[2] = lay.v[2] = (size_t)m->head_dim;
+        ak = c->cache_k;
+        av = c->cache_v;
+    }
+    if ((s = attn_cpu_sdpa(cpu, &sd, pq, ak, av, po, NULL, &lay,
                            ATTN_PRECISION_EXACT)))
         goto done;
     s = attn_cpu_gemm_nt(pool, (int)nq, m->d_model, (int)dq, po, dq, m->wo, dq,

@@ -41,12 +41,36 @@ static attn_status cl_mha(attn_backend *b, int dev, const attn_prepared *p,
                           const attn_mha_call *c, attn_err *err)
 {
     cl_backend *cb = b->impl;
-    return attn_cl_mha(cb->rt[dev], p, c, err);
+    return attn_cl_mha(cb->rt[dev], p,
+                       c->resident ? (const attn_cl_mha_held *)c->resident[dev]
+                                   : NULL,
+                       c, err);
 }
-#define CL_MHA cl_mha
+
+static attn_status cl_mha_hold(attn_backend *b, int dev, const attn_mha_desc *m,
+                               void **out, attn_err *err)
+{
+    cl_backend *cb = b->impl;
+    attn_cl_mha_held *h = NULL;
+    attn_status s = attn_cl_mha_hold(cb->rt[dev], m, &h, err);
+    *out = h;
+    return s;
+}
+
+static void cl_mha_drop(attn_backend *b, int dev, void *held)
+{
+    (void)b;
+    (void)dev;
+    attn_cl_mha_drop(held);
+}
+#define CL_MHA      cl_mha
+#define CL_MHA_HOLD cl_mha_hold
+#define CL_MHA_DROP cl_mha_drop
 #else
 /* Without CLBlast for the projections the native backend runs the layer. */
-#define CL_MHA NULL
+#define CL_MHA      NULL
+#define CL_MHA_HOLD NULL
+#define CL_MHA_DROP NULL
 #endif
 
 static const attn_backend_ops cl_ops = {
@@ -56,6 +80,8 @@ static const attn_backend_ops cl_ops = {
     .sdpa = NULL,
     .mha = CL_MHA,
     .exec = &attn_cl_exec_ops,
+    .mha_hold = CL_MHA_HOLD,
+    .mha_drop = CL_MHA_DROP,
 };
 
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b)

@@ -26,9 +26,11 @@ int attn_cl_mha_options(char *buf, size_t cap)
 #ifndef ATTN_HAVE_CLBLAST
 
 attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
-                        const attn_mha_call *c, attn_err *err)
+                        const attn_cl_mha_held *held, const attn_mha_call *c,
+                        attn_err *err)
 {
     (void)p;
+    (void)held;
     (void)c;
     return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                      "the multi-head layer on %s needs CLBlast, and libattn "
@@ -324,6 +326,74 @@ static attn_status split(mha_run *r, const attn_mha_call *c, cl_mem *b,
                   (size_t)rows);
 }
 
+/* The rectangles of a KV cache step, in bytes: a row is one head_dim;
+ * rows of (batch item, kv head) k stand k rows apart.  Slices run over
+ * batch * heads_kv. */
+static void cache_region(const attn_mha_call *c, size_t rows, size_t region[3])
+{
+    region[0] = (size_t)c->m->head_dim * sizeof(float);
+    region[1] = rows;
+    region[2] = (size_t)c->batch * (size_t)c->m->heads_kv;
+}
+
+/* The keys (or values) the attention of a cache step sees, in all [B, H,
+ * L, D] with L = cache_len + seq_q: the cached rows from the caller's
+ * cache (host), then the step's rows from step [B, H, seq_q, D]. */
+static attn_status cache_rows(mha_run *r, const attn_mha_call *c,
+                              const float *cache, cl_mem step, cl_mem all,
+                              const char *what)
+{
+    const size_t row = (size_t)c->m->head_dim * sizeof(float),
+                 keys = (size_t)attn_mha_keys(c);
+    const size_t zero[3] = {0, 0, 0}, at[3] = {0, (size_t)c->cache_len, 0};
+    size_t region[3];
+    cl_event ev = NULL;
+    cl_int rc;
+    attn_status s;
+    if (c->cache_len > 0) {
+        cache_region(c, (size_t)c->cache_len, region);
+        rc = clEnqueueWriteBufferRect(
+            r->rt->queue, all, CL_FALSE, zero, zero, region, row, keys * row,
+            row, (size_t)c->cache_cap * row, cache, 0, NULL, &ev);
+        if (rc != CL_SUCCESS)
+            return attn_fail(r->err, attn_cl_status(rc),
+                             "cannot copy the cache's %s to %s: %s (%d)", what,
+                             r->rt->info.name, attn_cl_error_name(rc), (int)rc);
+        if ((s = attn_cl_mha_stage_event(r, ev, "the cached rows")))
+            return s;
+    }
+    cache_region(c, (size_t)c->seq_q, region);
+    rc = clEnqueueCopyBufferRect(r->rt->queue, step, all, zero, at, region, row,
+                                 (size_t)c->seq_q * row, row, keys * row, 0,
+                                 NULL, &ev);
+    if (rc != CL_SUCCESS)
+        return attn_fail(r->err, attn_cl_status(rc),
+                         "cannot append the step's %s on %s: %s (%d)", what,
+                         r->rt->info.name, attn_cl_error_name(rc), (int)rc);
+    return attn_cl_mha_stage_event(r, ev, "the step's rows");
+}
+
+/* Reads the step's keys or values (step [B, H, seq_q, D]) into rows
+ * cache_len .. of the caller's cache.  Blocking. */
+static attn_status cache_read(attn_cl_runtime *rt, const attn_mha_call *c,
+                              cl_mem step, float *cache, attn_err *err)
+{
+    const size_t row = (size_t)c->m->head_dim * sizeof(float);
+    const size_t zero[3] = {0, 0, 0}, at[3] = {0, (size_t)c->cache_len, 0};
+    size_t region[3];
+    cl_int rc;
+    cache_region(c, (size_t)c->seq_q, region);
+    rc = clEnqueueReadBufferRect(
+        rt->queue, step, CL_TRUE, zero, at, region, row, (size_t)c->seq_q * row,
+        row, (size_t)c->cache_cap * row, cache, 0, NULL, NULL);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, attn_cl_status(rc),
+                         "reading the step's keys and values from %s failed: "
+                         "%s (%d)",
+                         rt->info.name, attn_cl_error_name(rc), (int)rc);
+    return ATTN_OK;
+}
+
 /* Projections, head split, attention, merge and output projection. */
 static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
                                  const mha_sizes *z, cl_mem *b)
@@ -371,6 +441,13 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
     t.k = b[B_HK];
     t.v = b[B_HV];
     t.o = b[B_HO];
+    if (c->cache_k) {
+        if ((s = cache_rows(r, c, c->cache_k, b[B_HK], b[B_HKC], "k")) ||
+            (s = cache_rows(r, c, c->cache_v, b[B_HV], b[B_HVC], "v")))
+            return s;
+        t.k = b[B_HKC];
+        t.v = b[B_HVC];
+    }
     {
         const attn_cl_inputs in = {r->ab[A_BIAS].mem, r->ab[A_KV_LEN].mem,
                                    r->ab[A_ADDW].mem, r->ab[A_SCRATCH].mem};
@@ -401,7 +478,8 @@ static attn_status enqueue_layer(mha_run *r, const attn_mha_call *c,
 }
 
 attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
-                        const attn_mha_call *c, attn_err *err)
+                        const attn_cl_mha_held *held, const attn_mha_call *c,
+                        attn_err *err)
 {
     mha_run r;
     mha_sizes z;
@@ -415,6 +493,7 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
     memset(&r, 0, sizeof r);
     r.rt = rt;
     r.p = p;
+    r.held = held;
     r.err = err;
     /* Sizes first: a call the device cannot hold is refused before
      * anything is built, created or copied. */
@@ -449,6 +528,9 @@ attn_status attn_cl_mha(attn_cl_runtime *rt, const attn_prepared *p,
                           "%s (%d)",
                           rt->info.name, attn_cl_error_name(rc), (int)rc);
     }
+    if (s == ATTN_OK && c->cache_k &&
+        ((s = cache_read(rt, c, b[B_HK], c->cache_k, err)) == ATTN_OK))
+        s = cache_read(rt, c, b[B_HV], c->cache_v, err);
     if (s != ATTN_OK)
         goto out;
     rc =

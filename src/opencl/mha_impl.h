@@ -10,10 +10,11 @@
 #define ATTN_OPENCL_MHA_IMPL_H
 
 #include "core/backend.h"
+#include "opencl/mha_cl.h"
 #include "opencl/pool.h"
 #include "opencl/runtime.h"
 
-#define MHA_MAX_EVENTS 32 /* commands of one call: 25 at most */
+#define MHA_MAX_EVENTS 40 /* commands of one call: 29 at most */
 
 /* rt->mha: the layer's program and kernels (mha_cl.c). */
 typedef struct mha_state mha_state;
@@ -23,6 +24,7 @@ typedef struct mha_sizes {
     size_t d, dq, dkv, dall; /* d_model, q width, k/v width, q+k+v width */
     size_t nq, nkv;          /* tokens */
     size_t xq, xkv, wqkv, wo, bias, pe, proj, hq, hkv;
+    size_t hkc; /* KV cache step: K (or V) heads of every key, 0 without */
     size_t pairs, half; /* sinusoidal frequencies, RoPE pairs per head */
 } mha_sizes;
 
@@ -36,9 +38,10 @@ typedef struct mha_run {
     const attn_prepared *p; /* the attention step's variant */
     mha_state *st;
     attn_err *err;
+    const attn_cl_mha_held *held; /* the layer's weights, or NULL */
     cl_event ev[MHA_MAX_EVENTS];
     cl_uint n_ev;
-    attn_cl_buf pb[16]; /* the call's buffers (N_BUFS of them) */
+    attn_cl_buf pb[20]; /* the call's buffers (N_BUFS of them) */
     attn_cl_buf ab[N_ABUFS];
     float *fpe, *frope; /* frequency tables, uploaded from here */
 } mha_run;
@@ -60,7 +63,15 @@ enum {
     B_HK,
     B_HV,
     B_HO,
+    B_HKC, /* KV cache step: the cached and the step's K heads [B, H, L, D] */
+    B_HVC, /* ... and V heads */
     N_BUFS
+};
+
+/* A persistent layer's weights on one device (attn_cl_mha_hold): the
+ * contents of B_WQKV, B_WO and B_BIAS (NULL without biases). */
+struct attn_cl_mha_held {
+    cl_mem wqkv, wo, bias;
 };
 
 /* Element counts of the tensors of call c into z.  Errors:

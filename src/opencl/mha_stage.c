@@ -43,6 +43,10 @@ attn_status attn_cl_mha_stage_sizes(const attn_mha_call *c, mha_sizes *z,
         !attn_mul_size(&z->pe, rows_pe, z->d) ||
         !attn_mul_size(&z->hq, z->nq, z->dq) ||
         !attn_mul_size(&z->hkv, z->nkv, z->dkv) ||
+        !attn_mul_size(&z->hkc,
+                       c->cache_k ? (size_t)c->batch * (size_t)attn_mha_keys(c)
+                                  : 0,
+                       z->dkv) ||
         !attn_mul_size(&z->proj, z->nq, self ? z->dall : z->dq) ||
         (!self && z->proj > SIZE_MAX - 2 * z->hkv))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
@@ -66,7 +70,7 @@ attn_status attn_cl_mha_stage_event(mha_run *r, cl_event ev, const char *what)
     return ATTN_OK;
 }
 
-_Static_assert(N_BUFS <= 16, "mha_run.pb holds every buffer");
+_Static_assert(N_BUFS <= 20, "mha_run.pb holds every buffer");
 
 /* A device buffer of n floats from the pool, held by r as r->pb[i]. */
 static attn_status new_buffer(mha_run *r, int i, size_t n, const char *name,
@@ -120,7 +124,7 @@ static float *freq_table(size_t n, size_t den)
 /* Floats of each of the call's buffers (0: not created), and their
  * names. */
 static void buffer_floats(const attn_mha_call *c, const mha_sizes *z,
-                          size_t n[N_BUFS])
+                          const attn_cl_mha_held *held, size_t n[N_BUFS])
 {
     const attn_mha_desc *m = c->m;
     const int self = c->x_kv == NULL;
@@ -142,6 +146,9 @@ static void buffer_floats(const attn_mha_call *c, const mha_sizes *z,
     n[B_HK] = z->hkv;
     n[B_HV] = z->hkv;
     n[B_HO] = z->hq;
+    n[B_HKC] = n[B_HVC] = z->hkc;
+    if (held) /* the layer's, on the device already */
+        n[B_WQKV] = n[B_WO] = n[B_BIAS] = 0;
 }
 
 static const char *const buffer_names[N_BUFS] = {"x_q",
@@ -158,7 +165,9 @@ static const char *const buffer_names[N_BUFS] = {"x_q",
                                                  "the query heads",
                                                  "the key heads",
                                                  "the value heads",
-                                                 "the attention output"};
+                                                 "the attention output",
+                                                 "the cached key heads",
+                                                 "the cached value heads"};
 
 attn_status attn_cl_mha_stage_fit(mha_run *r, const attn_mha_call *c,
                                   const mha_sizes *z, attn_err *err)
@@ -167,7 +176,7 @@ attn_status attn_cl_mha_stage_fit(mha_run *r, const attn_mha_call *c,
     /* The attention step: its input copies and scratch. */
     uint64_t total = attn_cl_add_bytes(r->p->inputs, r->p->scratch);
     uint64_t largest = r->p->largest;
-    buffer_floats(c, z, n);
+    buffer_floats(c, z, r->held, n);
     for (int i = 0; i < N_BUFS; i++) {
         const uint64_t bytes = n[i] > UINT64_MAX / sizeof(float)
                                    ? UINT64_MAX
@@ -188,7 +197,7 @@ attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
     size_t n[N_BUFS];
     attn_status s = ATTN_OK;
 
-    buffer_floats(c, z, n);
+    buffer_floats(c, z, r->held, n);
     /* The tables live until the call ends (their uploads do not block). */
     if ((n[B_FPE] && !(r->fpe = freq_table(z->pairs, z->d))) ||
         (n[B_FROPE] && !(r->frope = freq_table(z->half, (size_t)m->head_dim))))
@@ -204,18 +213,28 @@ attn_status attn_cl_mha_stage_inputs(mha_run *r, const attn_mha_call *c,
         return s;
 
     if ((s = upload(r, b[B_XQ], 0, c->x_q, z->xq, "x_q")) ||
-        (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))) ||
-        (s = upload(r, b[B_WQKV], 0, m->wq, z->dq * z->d, "wq")) ||
-        (s = upload(r, b[B_WQKV], z->dq * z->d, m->wk, z->dkv * z->d, "wk")) ||
-        (s = upload(r, b[B_WQKV], (z->dq + z->dkv) * z->d, m->wv, z->dkv * z->d,
-                    "wv")) ||
-        (s = upload(r, b[B_WO], 0, m->wo, z->wo, "wo")) ||
-        (m->bq && (s = upload(r, b[B_BIAS], 0, m->bq, z->dq, "bq"))) ||
-        (m->bk && (s = upload(r, b[B_BIAS], z->dq, m->bk, z->dkv, "bk"))) ||
-        (m->bv &&
-         (s = upload(r, b[B_BIAS], z->dq + z->dkv, m->bv, z->dkv, "bv"))) ||
-        (m->bo && (s = upload(r, b[B_BIAS], z->dall, m->bo, z->d, "bo"))) ||
-        (z->pe &&
+        (!self && (s = upload(r, b[B_XKV], 0, c->x_kv, z->xkv, "x_kv"))))
+        return s;
+    if (r->held) {
+        b[B_WQKV] = r->held->wqkv;
+        b[B_WO] = r->held->wo;
+        b[B_BIAS] = r->held->bias;
+    } else if ((s = upload(r, b[B_WQKV], 0, m->wq, z->dq * z->d, "wq")) ||
+               (s = upload(r, b[B_WQKV], z->dq * z->d, m->wk, z->dkv * z->d,
+                           "wk")) ||
+               (s = upload(r, b[B_WQKV], (z->dq + z->dkv) * z->d, m->wv,
+                           z->dkv * z->d, "wv")) ||
+               (s = upload(r, b[B_WO], 0, m->wo, z->wo, "wo")) ||
+               (m->bq && (s = upload(r, b[B_BIAS], 0, m->bq, z->dq, "bq"))) ||
+               (m->bk &&
+                (s = upload(r, b[B_BIAS], z->dq, m->bk, z->dkv, "bk"))) ||
+               (m->bv && (s = upload(r, b[B_BIAS], z->dq + z->dkv, m->bv,
+                                     z->dkv, "bv"))) ||
+               (m->bo &&
+                (s = upload(r, b[B_BIAS], z->dall, m->bo, z->d, "bo")))) {
+        return s;
+    }
+    if ((z->pe &&
          (s = upload(r, b[B_PE], 0, m->pos_table + (size_t)m->pos_offset * z->d,
                      sq * z->d, "pos_table"))) ||
         (z->pe && !self &&
@@ -270,4 +289,82 @@ void attn_cl_mha_stage_release(mha_run *r, int ok)
     free(r->frope);
     free(r->fpe);
     r->frope = r->fpe = NULL;
+}
+
+/* ---- a persistent layer's weights ---------------------------------------- */
+
+void attn_cl_mha_drop(attn_cl_mha_held *h)
+{
+    if (!h)
+        return;
+    if (h->bias)
+        clReleaseMemObject(h->bias);
+    if (h->wo)
+        clReleaseMemObject(h->wo);
+    if (h->wqkv)
+        clReleaseMemObject(h->wqkv);
+    free(h);
+}
+
+/* A read-only buffer of n floats on rt's device holding the pieces src[i]
+ * (n_i floats each, NULL: left unwritten) one after the other. */
+static attn_status held_buffer(attn_cl_runtime *rt, size_t n, int pieces,
+                               const float *const *src, const size_t *len,
+                               const char *name, cl_mem *out, attn_err *err)
+{
+    size_t bytes, at = 0;
+    cl_int rc;
+    if (!attn_mul_size(&bytes, n, sizeof(float)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "the size of %s overflows", name);
+    *out = ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_ONLY, bytes, NULL,
+                                   &rc);
+    if (rc != CL_SUCCESS) {
+        *out = NULL;
+        return attn_fail(err, attn_cl_status(rc),
+                         "cannot create %s (%zu bytes) on %s: %s", name, bytes,
+                         rt->info.name, attn_cl_error_name(rc));
+    }
+    for (int i = 0; i < pieces; i++) {
+        if (src[i]) {
+            rc = ATTN_CL(clEnqueueWriteBuffer)(
+                rt->queue, *out, CL_TRUE, at * sizeof(float),
+                len[i] * sizeof(float), src[i], 0, NULL, NULL);
+            if (rc != CL_SUCCESS)
+                return attn_fail(err, attn_cl_status(rc),
+                                 "cannot copy %s to %s: %s", name,
+                                 rt->info.name, attn_cl_error_name(rc));
+        }
+        at += len[i];
+    }
+    return ATTN_OK;
+}
+
+attn_status attn_cl_mha_hold(attn_cl_runtime *rt, const attn_mha_desc *m,
+                             attn_cl_mha_held **out, attn_err *err)
+{
+    const size_t d = (size_t)m->d_model,
+                 dq = (size_t)m->heads_q * (size_t)m->head_dim,
+                 dkv = (size_t)m->heads_kv * (size_t)m->head_dim;
+    const float *const w[3] = {m->wq, m->wk, m->wv};
+    const float *const bias[4] = {m->bq, m->bk, m->bv, m->bo};
+    const size_t wn[3] = {dq * d, dkv * d, dkv * d};
+    const size_t bn[4] = {dq, dkv, dkv, d};
+    attn_cl_mha_held *h = calloc(1, sizeof *h);
+    attn_status s;
+    *out = NULL;
+    if (!h)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the layer's device weights");
+    if ((s = held_buffer(rt, wn[0] + wn[1] + wn[2], 3, w, wn, "[Wq; Wk; Wv]",
+                         &h->wqkv, err)) ||
+        (s = held_buffer(rt, d * dq, 1, &m->wo, &wn[0], "Wo", &h->wo, err)) ||
+        ((m->bq || m->bk || m->bv || m->bo) &&
+         (s = held_buffer(rt, dq + 2 * dkv + d, 4, bias, bn, "the biases",
+                          &h->bias, err)))) {
+        attn_cl_mha_drop(h);
+        return s;
+    }
+    *out = h;
+    return ATTN_OK;
 }
