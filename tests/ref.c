@@ -425,6 +425,13 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
             const float *x_q, const float *x_kv, const attn_mask_desc *mask,
             double *y)
 {
+    return ref_mha_scaled(m, 0.0f, batch, seq_q, seq_kv, x_q, x_kv, mask, y);
+}
+
+int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
+                   int seq_kv, const float *x_q, const float *x_kv,
+                   const attn_mask_desc *mask, double *y)
+{
     const int self = x_kv == NULL;
     if (self)
         seq_kv = seq_q;
@@ -475,7 +482,7 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
     d.seq_kv = seq_kv;
     d.head_dim = m->head_dim;
     d.head_dim_v = m->head_dim;
-    d.scale = 0.0f;
+    d.scale = scale;
     d.score = m->score;
     d.additive_w = m->additive_w;
     if (mask)

@@ -143,6 +143,11 @@ double ref_sinusoidal(double p, int col, int d_model);
 int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
             const float *x_q, const float *x_kv, const attn_mask_desc *mask,
             double *y);
+/* The same with the dot score's scale (0 = 1/sqrt(head_dim)), as a layer
+ * of attn_mha_create computes. */
+int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
+                   int seq_kv, const float *x_q, const float *x_kv,
+                   const attn_mask_desc *mask, double *y);
 
 /* ---- comparison ------------------------------------------------------------
  */
