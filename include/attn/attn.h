@@ -241,7 +241,8 @@ ATTN_API const char *attn_precision_name(attn_precision p);
  * the duration of the call.  The callback may run while the library holds
  * locks of the context (a program build, say), so it must not call back
  * into libattn to run work: from inside a callback, attn_sdpa,
- * attn_sdpa_kernel, attn_mha_forward, attn_sdpa_cl and
+ * attn_sdpa_kernel, attn_mha_forward, attn_mha_create,
+ * attn_mha_forward_layer, attn_sdpa_cl and
  * attn_sdpa_cl_buffers (on any context) return ATTN_ERR_INVALID_ARGUMENT
  * and do nothing, and messages the library logs meanwhile are dropped.
  * Nor may it destroy the context that logs, or wait for another thread
@@ -647,7 +648,7 @@ ATTN_API attn_status attn_kv_cache_init_sized(attn_kv_cache *kv, size_t size);
  * scale multiplies the dot scores (0 = 1/sqrt(head_dim); finite; the
  * additive score takes none).  The layer belongs to ctx: destroy it before
  * ctx.  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, m or out NULL, an invalid
- * m, a non-finite or negative scale), ATTN_ERR_OUT_OF_MEMORY,
+ * m, a non-finite scale), ATTN_ERR_OUT_OF_MEMORY,
  * ATTN_ERR_DEVICE (an upload failed with fallback off); *out is NULL on
  * error. */
 ATTN_API attn_status attn_mha_create(attn_context *ctx, const attn_mha_desc *m,
@@ -675,7 +676,11 @@ ATTN_API void attn_mha_destroy(attn_mha_layer *layer);
  * costs O(seq_q d_model^2 + seq_q (len + seq_q) head_dim heads_q): the
  * past is never projected again.  On an OpenCL context the cache's rows
  * are copied to the device every step (the cache is the caller's host
- * memory).  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, layer, x_q or y NULL,
+ * memory).  Non-finite values follow attn_mha_forward's rules, the cached
+ * rows before len being keys like any other (a NaN there reaches every
+ * later row that sees it).  Thread-safe: several threads may run one
+ * layer at once, each with its own cache.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (ctx, layer, x_q or y NULL,
  * a layer of another context, an unknown dtype, a size <= 0, x_kv or
  * seq_kv != seq_q with a cache, a cache without k or v, len outside
  * [0, capacity], len + seq_q > capacity, a mask that does not fit,
