@@ -518,6 +518,63 @@ static void test_bad_input(void)
     mha_case_free(&c);
 }
 
+/* On an OpenCL device the layer's attention runs the variant the context
+ * asks for: a forced "decode" takes the cache's one-token steps and
+ * refuses, naming itself, a step of more query rows than it takes. */
+static void test_forced_kernel(void)
+{
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    attn_options o;
+    attn_context *dc = NULL;
+    attn_mha_layer *layer = NULL;
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    char name[32] = "";
+    mha_spec s = base_spec(6, ATTN_POSENC_ROPE);
+    mha_case c;
+    int steps[6] = {1, 1, 1, 1, 1, 1};
+    CU_ASSERT_EQUAL_FATAL(attn_context_device(ctx, &info), ATTN_OK);
+    if (info.kind == ATTN_DEVICE_NATIVE) {
+        printf("(native backend: no kernel variants) ");
+        return;
+    }
+    harness_options(&o);
+    o.kernel = "decode";
+    o.path = ATTN_PATH_AUTO;
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &dc), ATTN_OK);
+    s.causal = 1;
+    s.batch = 1;
+    CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 61), 0);
+    double *want = mha_case_reference(&c);
+    float *y = malloc(c.ny * sizeof *y);
+    CU_ASSERT_FATAL(want && y);
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(dc, &c.m, 0.0f, &layer), ATTN_OK);
+    /* The step's attention: one query row against the cache. */
+    d.batch = 1;
+    d.heads_q = s.heads_q;
+    d.heads_kv = s.heads_kv;
+    d.seq_q = 1;
+    d.seq_kv = 3;
+    d.head_dim = d.head_dim_v = s.head_dim;
+    d.mask.causal = 1;
+    CU_ASSERT_EQUAL(attn_sdpa_kernel(dc, &d, name, sizeof name), ATTN_OK);
+    CU_ASSERT_STRING_EQUAL(name, "decode");
+    attn_context *suite_ctx = ctx;
+    ctx = dc; /* run_steps runs on ctx */
+    CU_ASSERT_TRUE(run_steps(layer, &c, steps, 6, 6, y, "forced decode") &&
+                   ref_check_f32("forced decode", y, want, c.ny, REF_MHA_ABS,
+                                 REF_MHA_REL));
+    ctx = suite_ctx;
+    CU_ASSERT_EQUAL(attn_mha_forward_layer(dc, layer, 1, 6, 6, ATTN_F32, c.x_q,
+                                           NULL, &c.mask, NULL, y),
+                    ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT_TRUE(strstr(attn_context_last_error(dc), "\"decode\"") != NULL);
+    attn_mha_destroy(layer);
+    attn_context_destroy(dc);
+    free(want);
+    free(y);
+    mha_case_free(&c);
+}
+
 static int suite_init(void)
 {
     ctx = harness_context();
@@ -541,6 +598,7 @@ int main(void)
          test_cache_against_reference},
         {"decoder loop = full-sequence forward", test_decoder_loop},
         {"bad input", test_bad_input},
+        {"the forced kernel runs the layer's attention", test_forced_kernel},
         {NULL, NULL},
     };
     return harness_main("layer", suite_init, suite_clean, tests);
