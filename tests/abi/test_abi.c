@@ -197,6 +197,48 @@ static void test_newer_caller(void)
     attn_context_destroy(ctx);
 }
 
+/* The same for a KV cache: a newer caller's cache at its defaults runs,
+ * one with a member this library does not know is refused, len kept. */
+static void test_newer_kv_cache(void)
+{
+    struct {
+        attn_kv_cache kv;
+        uint64_t newer;
+    } cn;
+    float w[16], x[4], y[4], k[8], v[8];
+    attn_mha_desc m = ATTN_MHA_DESC_INIT;
+    attn_mha_layer *layer = NULL;
+    attn_context *ctx = native_context();
+    if (!ctx)
+        return;
+    for (int i = 0; i < 16; i++)
+        w[i] = (float)(i % 5) * 0.1f;
+    for (int i = 0; i < 4; i++)
+        x[i] = (float)i * 0.25f;
+    m.heads_q = m.heads_kv = 1;
+    m.d_model = m.head_dim = 4;
+    m.wq = m.wk = m.wv = m.wo = w;
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(ctx, &m, 0.0f, &layer), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_kv_cache_init_sized(&cn.kv, sizeof cn), ATTN_OK);
+    CU_ASSERT_EQUAL(cn.kv.struct_size, sizeof cn);
+    CU_ASSERT_EQUAL(cn.newer, 0);
+    cn.kv.k = k;
+    cn.kv.v = v;
+    cn.kv.capacity = 2;
+    CU_ASSERT_EQUAL(attn_mha_forward_layer(ctx, layer, 1, 1, 1, ATTN_F32, x,
+                                           NULL, NULL, &cn.kv, y),
+                    ATTN_OK);
+    CU_ASSERT_EQUAL(cn.kv.len, 1);
+    cn.newer = 5;
+    CU_ASSERT_EQUAL(attn_mha_forward_layer(ctx, layer, 1, 1, 1, ATTN_F32, x,
+                                           NULL, NULL, &cn.kv, y),
+                    ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT_EQUAL(cn.kv.len, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(attn_context_last_error(ctx), "newer"));
+    attn_mha_destroy(layer);
+    attn_context_destroy(ctx);
+}
+
 /* An uninitialised struct_size (anything no layout has) is refused. */
 static void test_bad_sizes(void)
 {
@@ -320,6 +362,7 @@ int main(void)
         {"initializers", test_initializers},
         {"init functions write the caller's size", test_init_sized},
         {"newer caller", test_newer_caller},
+        {"newer caller's KV cache", test_newer_kv_cache},
         {"a caller of the layout with kernel", test_kernel_layout},
         {"sizes no layout has", test_bad_sizes},
         {"device arrays by the caller's element size", test_device_stride},
