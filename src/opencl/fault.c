@@ -532,3 +532,87 @@ cl_int attn_fault_clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
     late_end(&l, rc);
     return rc;
 }
+
+/* The rectangle copies of a KV cache step (mha_cl.c): the cache's rows to
+ * the device and the step's rows into them are writes, the step's rows
+ * back into the cache a (blocking) read. */
+cl_int attn_fault_clEnqueueWriteBufferRect(
+    cl_command_queue q, cl_mem buf, cl_bool blocking, const size_t *buf_origin,
+    const size_t *host_origin, const size_t *region, size_t buf_row,
+    size_t buf_slice, size_t host_row, size_t host_slice, const void *ptr,
+    cl_uint n_wait, const cl_event *wait, cl_event *ev)
+{
+    late l;
+    cl_int rc;
+    switch (decide(ATTN_FAULT_WRITE, queue_device(q))) {
+    case 0:
+        return clEnqueueWriteBufferRect(
+            q, buf, blocking, buf_origin, host_origin, region, buf_row,
+            buf_slice, host_row, host_slice, ptr, n_wait, wait, ev);
+    case 1:
+        return point_codes[ATTN_FAULT_WRITE];
+    }
+    if (blocking)
+        return point_codes[ATTN_FAULT_WRITE];
+    if ((rc = late_begin(q, n_wait, wait, &l)) != CL_SUCCESS)
+        return rc;
+    rc = clEnqueueWriteBufferRect(q, buf, blocking, buf_origin, host_origin,
+                                  region, buf_row, buf_slice, host_row,
+                                  host_slice, ptr, l.n, l.wl, ev);
+    late_end(&l, rc);
+    return rc;
+}
+
+cl_int attn_fault_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src,
+                                          cl_mem dst, const size_t *src_origin,
+                                          const size_t *dst_origin,
+                                          const size_t *region, size_t src_row,
+                                          size_t src_slice, size_t dst_row,
+                                          size_t dst_slice, cl_uint n_wait,
+                                          const cl_event *wait, cl_event *ev)
+{
+    late l;
+    cl_int rc;
+    switch (decide(ATTN_FAULT_WRITE, queue_device(q))) {
+    case 0:
+        return clEnqueueCopyBufferRect(q, src, dst, src_origin, dst_origin,
+                                       region, src_row, src_slice, dst_row,
+                                       dst_slice, n_wait, wait, ev);
+    case 1:
+        return point_codes[ATTN_FAULT_WRITE];
+    }
+    if ((rc = late_begin(q, n_wait, wait, &l)) != CL_SUCCESS)
+        return rc;
+    rc = clEnqueueCopyBufferRect(q, src, dst, src_origin, dst_origin, region,
+                                 src_row, src_slice, dst_row, dst_slice, l.n,
+                                 l.wl, ev);
+    late_end(&l, rc);
+    return rc;
+}
+
+cl_int attn_fault_clEnqueueReadBufferRect(
+    cl_command_queue q, cl_mem buf, cl_bool blocking, const size_t *buf_origin,
+    const size_t *host_origin, const size_t *region, size_t buf_row,
+    size_t buf_slice, size_t host_row, size_t host_slice, void *ptr,
+    cl_uint n_wait, const cl_event *wait, cl_event *ev)
+{
+    late l;
+    cl_int rc;
+    switch (decide(ATTN_FAULT_READ, queue_device(q))) {
+    case 0:
+        return clEnqueueReadBufferRect(
+            q, buf, blocking, buf_origin, host_origin, region, buf_row,
+            buf_slice, host_row, host_slice, ptr, n_wait, wait, ev);
+    case 1:
+        return point_codes[ATTN_FAULT_READ];
+    }
+    if (blocking)
+        return point_codes[ATTN_FAULT_READ];
+    if ((rc = late_begin(q, n_wait, wait, &l)) != CL_SUCCESS)
+        return rc;
+    rc = clEnqueueReadBufferRect(q, buf, blocking, buf_origin, host_origin,
+                                 region, buf_row, buf_slice, host_row,
+                                 host_slice, ptr, l.n, l.wl, ev);
+    late_end(&l, rc);
+    return rc;
+}

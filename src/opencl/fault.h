@@ -15,8 +15,10 @@
  *   alloc    clCreateBuffer -> NULL, CL_MEM_OBJECT_ALLOCATION_FAILURE
  *   enqueue  clEnqueueNDRangeKernel and the CLBlast GEMMs of the
  *            multi-head layer -> CL_OUT_OF_RESOURCES
- *   read     clEnqueueReadBuffer -> CL_OUT_OF_RESOURCES
- *   write    clEnqueueWriteBuffer -> CL_OUT_OF_RESOURCES
+ *   read     clEnqueueReadBuffer, clEnqueueReadBufferRect
+ *            -> CL_OUT_OF_RESOURCES
+ *   write    clEnqueueWriteBuffer, clEnqueueWriteBufferRect,
+ *            clEnqueueCopyBufferRect -> CL_OUT_OF_RESOURCES
  * A fault (unless late, "!" below) does not make the call: nothing is
  * created or enqueued.
  *
@@ -119,6 +121,23 @@ cl_int attn_fault_clEnqueueWriteBuffer(cl_command_queue q, cl_mem buf,
                                        size_t size, const void *ptr,
                                        cl_uint n_wait, const cl_event *wait,
                                        cl_event *ev);
+cl_int attn_fault_clEnqueueWriteBufferRect(
+    cl_command_queue q, cl_mem buf, cl_bool blocking, const size_t *buf_origin,
+    const size_t *host_origin, const size_t *region, size_t buf_row,
+    size_t buf_slice, size_t host_row, size_t host_slice, const void *ptr,
+    cl_uint n_wait, const cl_event *wait, cl_event *ev);
+cl_int attn_fault_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src,
+                                          cl_mem dst, const size_t *src_origin,
+                                          const size_t *dst_origin,
+                                          const size_t *region, size_t src_row,
+                                          size_t src_slice, size_t dst_row,
+                                          size_t dst_slice, cl_uint n_wait,
+                                          const cl_event *wait, cl_event *ev);
+cl_int attn_fault_clEnqueueReadBufferRect(
+    cl_command_queue q, cl_mem buf, cl_bool blocking, const size_t *buf_origin,
+    const size_t *host_origin, const size_t *region, size_t buf_row,
+    size_t buf_slice, size_t host_row, size_t host_slice, void *ptr,
+    cl_uint n_wait, const cl_event *wait, cl_event *ev);
 
 /* Test hooks on a context (src/api/testing.c).  attn_fault_set_mem_limits
  * overrides the global memory and largest allocation recorded for device

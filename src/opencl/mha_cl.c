@@ -352,7 +352,7 @@ static attn_status cache_rows(mha_run *r, const attn_mha_call *c,
     attn_status s;
     if (c->cache_len > 0) {
         cache_region(c, (size_t)c->cache_len, region);
-        rc = clEnqueueWriteBufferRect(
+        rc = ATTN_CL(clEnqueueWriteBufferRect)(
             r->rt->queue, all, CL_FALSE, zero, zero, region, row, keys * row,
             row, (size_t)c->cache_cap * row, cache, 0, NULL, &ev);
         if (rc != CL_SUCCESS)
@@ -363,9 +363,9 @@ static attn_status cache_rows(mha_run *r, const attn_mha_call *c,
             return s;
     }
     cache_region(c, (size_t)c->seq_q, region);
-    rc = clEnqueueCopyBufferRect(r->rt->queue, step, all, zero, at, region, row,
-                                 (size_t)c->seq_q * row, row, keys * row, 0,
-                                 NULL, &ev);
+    rc = ATTN_CL(clEnqueueCopyBufferRect)(r->rt->queue, step, all, zero, at,
+                                          region, row, (size_t)c->seq_q * row,
+                                          row, keys * row, 0, NULL, &ev);
     if (rc != CL_SUCCESS)
         return attn_fail(r->err, attn_cl_status(rc),
                          "cannot append the step's %s on %s: %s (%d)", what,
@@ -383,7 +383,7 @@ static attn_status cache_read(attn_cl_runtime *rt, const attn_mha_call *c,
     size_t region[3];
     cl_int rc;
     cache_region(c, (size_t)c->seq_q, region);
-    rc = clEnqueueReadBufferRect(
+    rc = ATTN_CL(clEnqueueReadBufferRect)(
         rt->queue, step, CL_TRUE, zero, at, region, row, (size_t)c->seq_q * row,
         row, (size_t)c->cache_cap * row, cache, 0, NULL, NULL);
     if (rc != CL_SUCCESS)

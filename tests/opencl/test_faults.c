@@ -173,6 +173,55 @@ cl_int __wrap_clEnqueueWriteBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
                                    size_t, const void *, cl_uint,
                                    const cl_event *, cl_event *);
 
+cl_int __real_clEnqueueWriteBufferRect(cl_command_queue, cl_mem, cl_bool,
+                                       const size_t *, const size_t *,
+                                       const size_t *, size_t, size_t, size_t,
+                                       size_t, const void *, cl_uint,
+                                       const cl_event *, cl_event *);
+cl_int __wrap_clEnqueueWriteBufferRect(cl_command_queue, cl_mem, cl_bool,
+                                       const size_t *, const size_t *,
+                                       const size_t *, size_t, size_t, size_t,
+                                       size_t, const void *, cl_uint,
+                                       const cl_event *, cl_event *);
+cl_int __real_clEnqueueCopyBufferRect(cl_command_queue, cl_mem, cl_mem,
+                                      const size_t *, const size_t *,
+                                      const size_t *, size_t, size_t, size_t,
+                                      size_t, cl_uint, const cl_event *,
+                                      cl_event *);
+cl_int __wrap_clEnqueueCopyBufferRect(cl_command_queue, cl_mem, cl_mem,
+                                      const size_t *, const size_t *,
+                                      const size_t *, size_t, size_t, size_t,
+                                      size_t, cl_uint, const cl_event *,
+                                      cl_event *);
+
+/* The KV cache's rectangle copies (the layer's read back is blocking and
+ * makes no event). */
+cl_int __wrap_clEnqueueWriteBufferRect(cl_command_queue q, cl_mem m, cl_bool b,
+                                       const size_t *bo, const size_t *ho,
+                                       const size_t *r, size_t br, size_t bs,
+                                       size_t hr, size_t hs, const void *p,
+                                       cl_uint nw, const cl_event *w,
+                                       cl_event *ev)
+{
+    cl_int rc = __real_clEnqueueWriteBufferRect(q, m, b, bo, ho, r, br, bs, hr,
+                                                hs, p, nw, w, ev);
+    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
+    return rc;
+}
+
+cl_int __wrap_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src,
+                                      cl_mem dst, const size_t *so,
+                                      const size_t *dso, const size_t *r,
+                                      size_t sr, size_t ss, size_t dr,
+                                      size_t ds, cl_uint nw, const cl_event *w,
+                                      cl_event *ev)
+{
+    cl_int rc = __real_clEnqueueCopyBufferRect(q, src, dst, so, dso, r, sr, ss,
+                                               dr, ds, nw, w, ev);
+    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
+    return rc;
+}
+
 cl_mem __wrap_clCreateBuffer(cl_context c, cl_mem_flags f, size_t n, void *h,
                              cl_int *rc)
 {
@@ -916,6 +965,177 @@ static void test_mha(void)
     printf("\n  (built without CLBlast: the layer runs natively, nothing to "
            "inject)\n");
     CU_PASS("no device layer");
+#endif
+}
+
+/* ---- the persistent layer on the device ---------------------------------- */
+
+#ifdef ATTN_HAVE_CLBLAST
+/* Rows t0 .. t0+n-1 of every batch item of x [batch, seq, d] into out. */
+static void layer_rows(const float *x, int batch, int seq, int d, int t0, int n,
+                       float *out)
+{
+    for (int b = 0; b < batch; b++)
+        memcpy(out + (size_t)b * n * d, x + ((size_t)b * seq + t0) * d,
+               (size_t)n * d * sizeof *out);
+}
+
+/* A cache step of 3 tokens after a prefill of 4 on layer l (cache k, v
+ * reset to the prefill): status, and on success y against rows 4 .. 6 of
+ * ref. */
+static attn_status layer_step(attn_context *ctx, attn_mha_layer *l,
+                              const mha_case *c, attn_kv_cache *kv,
+                              const float *k4, const float *v4, size_t nkv,
+                              float *x3, float *y)
+{
+    kv->len = 4;
+    memcpy(kv->k, k4, nkv * sizeof(float));
+    memcpy(kv->v, v4, nkv * sizeof(float));
+    layer_rows(c->x_q, c->batch, c->seq_q, c->m.d_model, 4, 3, x3);
+    return attn_mha_forward_layer(ctx, l, c->batch, 3, 3, ATTN_F32, x3, NULL,
+                                  &c->mask, kv, y);
+}
+#endif
+
+/* The layer holds its weights on the device (created once, uploaded once,
+ * released by attn_mha_destroy), and a KV cache step under every fault
+ * fails cleanly (status, y untouched, len kept, nothing left) without
+ * fallback and gives the right rows with it. */
+static void test_layer(void)
+{
+#ifdef ATTN_HAVE_CLBLAST
+    static const attn_fault_point points[] = {
+        ATTN_FAULT_ALLOC, ATTN_FAULT_ENQUEUE, ATTN_FAULT_WRITE,
+        ATTN_FAULT_READ};
+    attn_context *off = ctx_new("cpu", ATTN_PATH_AUTO, 1, 0);
+    attn_context *on = ctx_new("cpu", ATTN_PATH_AUTO, 1, 1);
+    attn_mha_layer *lo = NULL, *ln = NULL;
+    attn_kv_cache kv = ATTN_KV_CACHE_INIT;
+    mha_case c;
+    live before;
+    double *ref, *want;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(off);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(on);
+    CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &mha_shape, 23), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ref = mha_case_reference(&c));
+    const size_t d = (size_t)c.m.d_model, ny = c.ny,
+                 nkv = (size_t)c.batch * c.m.heads_kv * 7 * c.m.head_dim;
+    float *y = malloc(ny * sizeof *y), *y0 = malloc(ny * sizeof *y0),
+          *x3 = malloc((size_t)c.batch * 3 * d * sizeof *x3),
+          *k = malloc(nkv * sizeof *k), *v = malloc(nkv * sizeof *v),
+          *k4 = malloc(nkv * sizeof *k4), *v4 = malloc(nkv * sizeof *v4);
+    want = malloc((size_t)c.batch * 3 * d * sizeof *want);
+    CU_ASSERT_FATAL(y && y0 && x3 && k && v && k4 && v4 && want);
+    for (int b = 0; b < c.batch; b++)
+        for (size_t i = 0; i < 3 * d; i++)
+            want[(size_t)b * 3 * d + i] =
+                ref[((size_t)b * c.seq_q + 4) * d + i];
+
+    /* Three read-only buffers per device ([Wq; Wk; Wv], Wo, the biases),
+     * gone with the layer. */
+    before = live_now();
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(off, &c.m, 0.0f, &lo), ATTN_OK);
+    HARNESS_EXPECT(live_now().mem == before.mem + 3, "the layer's buffers");
+    attn_mha_destroy(lo);
+    HARNESS_EXPECT(live_same(before), "the layer's buffers released");
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(off, &c.m, 0.0f, &lo), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(on, &c.m, 0.0f, &ln), ATTN_OK);
+
+    /* A call of the layer uploads no weight and no bias: 8 copies fewer
+     * than attn_mha_forward's (wq, wk, wv, wo, bq, bk, bv, bo). */
+    {
+        unsigned long n_fwd, n_layer;
+        CU_ASSERT(mha_case_check(off, &c, ref, "layer warm-up"));
+        CU_ASSERT_EQUAL(attn_mha_forward_layer(off, lo, c.batch, c.seq_q,
+                                               c.seq_kv, ATTN_F32, c.x_q, NULL,
+                                               &c.mask, NULL, y),
+                        ATTN_OK);
+        set_spec("");
+        CU_ASSERT_EQUAL(attn_mha_forward(off, &c.m, c.batch, c.seq_q, c.seq_kv,
+                                         c.x_q, NULL, &c.mask, y),
+                        ATTN_OK);
+        n_fwd = attn_fault_calls(ATTN_FAULT_WRITE);
+        set_spec("");
+        CU_ASSERT_EQUAL(attn_mha_forward_layer(off, lo, c.batch, c.seq_q,
+                                               c.seq_kv, ATTN_F32, c.x_q, NULL,
+                                               &c.mask, NULL, y),
+                        ATTN_OK);
+        n_layer = attn_fault_calls(ATTN_FAULT_WRITE);
+        if (n_layer + 8 != n_fwd)
+            printf("\n  uploads: attn_mha_forward %lu, the layer %lu\n", n_fwd,
+                   n_layer);
+        HARNESS_EXPECT(n_layer + 8 == n_fwd, "the layer's uploads");
+        CU_ASSERT(ref_check_f32("the layer, held weights", y, ref, ny,
+                                REF_MHA_ABS, REF_MHA_REL));
+    }
+
+    /* The prefill (tokens 0 .. 3), kept to start every step from. */
+    kv.k = k;
+    kv.v = v;
+    kv.capacity = 7;
+    layer_rows(c.x_q, c.batch, c.seq_q, (int)d, 0, 4, y0);
+    CU_ASSERT_EQUAL_FATAL(attn_mha_forward_layer(off, lo, c.batch, 4, 4,
+                                                 ATTN_F32, y0, NULL, &c.mask,
+                                                 &kv, y),
+                          ATTN_OK);
+    memcpy(k4, k, nkv * sizeof *k);
+    memcpy(v4, v, nkv * sizeof *v);
+    for (size_t q = 0; q < sizeof points / sizeof *points; q++) {
+        const attn_fault_point p = points[q];
+        unsigned long n;
+        char spec[64];
+        set_spec("");
+        cold(off, point_name[p]);
+        CU_ASSERT_EQUAL(layer_step(off, lo, &c, &kv, k4, v4, nkv, x3, y),
+                        ATTN_OK);
+        n = attn_fault_calls(p);
+        HARNESS_EXPECT(n >= 1, point_name[p]);
+        HARNESS_EXPECT(ref_check_f32("cache step, clean", y, want,
+                                     (size_t)c.batch * 3 * d, REF_MHA_ABS,
+                                     REF_MHA_REL),
+                       point_name[p]);
+        for (unsigned long i = 1; i <= n; i++) {
+            attn_status st;
+            snprintf(spec, sizeof spec, "%s@%lu", point_name[p], i);
+            memset(y, PATTERN, ny * sizeof *y);
+            memcpy(y0, y, ny * sizeof *y);
+            cold(off, spec);
+            before = live_now();
+            set_spec(spec);
+            st = layer_step(off, lo, &c, &kv, k4, v4, nkv, x3, y);
+            HARNESS_EXPECT(fired_all() >= 1, spec);
+            set_spec("");
+            HARNESS_EXPECT(st == want_status(p, 0), spec);
+            HARNESS_EXPECT(kv.len == 4, spec);
+            HARNESS_EXPECT(!memcmp(y, y0, ny * sizeof *y), spec);
+            HARNESS_EXPECT(live_same(before), spec);
+            /* With fallback: the native backend finishes the step. */
+            cold(on, spec);
+            set_spec(spec);
+            st = layer_step(on, ln, &c, &kv, k4, v4, nkv, x3, y);
+            set_spec("");
+            HARNESS_EXPECT(st == ATTN_OK && kv.len == 7, spec);
+            HARNESS_EXPECT(ref_check_f32(spec, y, want, (size_t)c.batch * 3 * d,
+                                         REF_MHA_ABS, REF_MHA_REL),
+                           spec);
+        }
+    }
+    attn_mha_destroy(lo);
+    attn_mha_destroy(ln);
+    attn_context_destroy(off);
+    attn_context_destroy(on);
+    free(y);
+    free(y0);
+    free(x3);
+    free(k);
+    free(v);
+    free(k4);
+    free(v4);
+    free(want);
+    free(ref);
+    mha_case_free(&c);
+#else
+    printf("\n  (built without CLBlast: the layer runs natively) ");
 #endif
 }
 
@@ -1693,6 +1913,7 @@ int main(int argc, char **argv)
         {"attn_sdpa, auto", test_auto},
         {"attn_sdpa, two queues", test_two_queues},
         {"attn_mha_forward on the device", test_mha},
+        {"the persistent layer and its KV cache on the device", test_layer},
         {"attn_sdpa_cl", test_embed},
         {"too big for the device", test_too_big},
         {"too big for the device, attn_sdpa_cl", test_too_big_embed},
