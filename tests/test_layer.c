@@ -301,6 +301,66 @@ static void test_cache_against_reference(void)
         }
 }
 
+/* F16 activations with a cache (which holds floats): steps of 3, 1 and 2
+ * tokens against the reference on the same halves. */
+static void test_cache_f16(void)
+{
+    static const int steps[] = {3, 1, 2};
+    mha_spec s = base_spec(6, ATTN_POSENC_ROPE);
+    mha_case c;
+    attn_mha_layer *layer = NULL;
+    attn_kv_cache kv = ATTN_KV_CACHE_INIT;
+    attn_mask_desc mask = ATTN_MASK_DESC_INIT;
+    s.causal = 1;
+    CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 88), 0);
+    const int d = c.m.d_model, batch = c.batch, seq = c.seq_q;
+    const size_t nkv =
+        (size_t)batch * c.m.heads_kv * (size_t)seq * (size_t)c.m.head_dim;
+    float *xr = malloc(c.nxq * sizeof *xr), *y = malloc(c.ny * sizeof *y),
+          *k = malloc(nkv * sizeof *k), *v = malloc(nkv * sizeof *v),
+          *xs = malloc(c.nxq * sizeof *xs);
+    uint16_t *hx = malloc(c.nxq * 2), *hy = malloc(c.ny * 2);
+    double *want = malloc(c.ny * sizeof *want);
+    CU_ASSERT_FATAL(xr && y && k && v && xs && hx && hy && want);
+    for (size_t i = 0; i < c.nxq; i++)
+        xr[i] = from_half(to_half(c.x_q[i]));
+    CU_ASSERT_EQUAL_FATAL(
+        ref_mha_scaled(&c.m, 0.0f, batch, seq, seq, xr, NULL, &c.mask, want),
+        0);
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(ctx, &c.m, 0.0f, &layer), ATTN_OK);
+    mask.causal = 1;
+    kv.k = k;
+    kv.v = v;
+    kv.capacity = seq;
+    for (int i = 0, t = 0; i < 3; t += steps[i++]) {
+        const int n = steps[i];
+        take_rows(xr, batch, seq, d, t, n, xs);
+        for (size_t j = 0; j < (size_t)batch * n * d; j++)
+            hx[j] = to_half(xs[j]);
+        CU_ASSERT_EQUAL_FATAL(attn_mha_forward_layer(ctx, layer, batch, n, n,
+                                                     ATTN_F16, hx, NULL, &mask,
+                                                     &kv, hy),
+                              ATTN_OK);
+        for (int b = 0; b < batch; b++)
+            for (size_t j = 0; j < (size_t)n * d; j++)
+                y[((size_t)b * seq + t) * d + j] =
+                    from_half(hy[(size_t)b * n * d + j]);
+    }
+    CU_ASSERT_EQUAL(kv.len, seq);
+    CU_ASSERT_TRUE(ref_check_f32("KV cache, F16", y, want, c.ny, REF_MHA_ABS,
+                                 REF_MHA_REL + 1.0 / 2048));
+    attn_mha_destroy(layer);
+    free(xr);
+    free(y);
+    free(k);
+    free(v);
+    free(xs);
+    free(hx);
+    free(hy);
+    free(want);
+    mha_case_free(&c);
+}
+
 /* A decoder loop of one token per step gives the layer's full-sequence
  * causal forward, MHA and MQA. */
 static void test_decoder_loop(void)
@@ -596,6 +656,7 @@ int main(void)
         {"the layer holds its weights", test_layer_owns_weights},
         {"KV cache steps = full causal reference",
          test_cache_against_reference},
+        {"KV cache with F16 activations", test_cache_f16},
         {"decoder loop = full-sequence forward", test_decoder_loop},
         {"bad input", test_bad_input},
         {"the forced kernel runs the layer's attention", test_forced_kernel},
