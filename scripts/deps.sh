@@ -5,7 +5,7 @@
 # adds python3-venv).  Uses sudo when not run as root.
 set -eu
 pkgs="build-essential cmake pkg-config ocl-icd-opencl-dev opencl-c-headers
-pocl-opencl-icd libclblast-dev libcunit1-dev $*"
+pocl-opencl-icd libclblast-dev libcunit1-dev libopenmpi-dev openmpi-bin $*"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

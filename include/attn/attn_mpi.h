@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * @file attn_mpi.h
+ * @brief libattn_mpi: sequence-parallel (ring) attention across the ranks
+ * of an MPI communicator, on top of libattn's attn_sdpa.
+ *
+ * A separate library (libattn_mpi), built when CMake finds MPI; libattn
+ * itself never needs MPI.  It uses only the public API of attn.h: every
+ * rank runs attn_sdpa on its own context for its query rows against each
+ * key/value slice in turn, while the next slice travels around the ring
+ * (MPI_Isend / MPI_Irecv), and merges the partial outputs exactly through
+ * their log-sum-exp.  docs/MPI.md says how to run it on a cluster, what
+ * is sent and what each step costs.
+ *
+ * Conventions are those of attn.h: every function returns an attn_status,
+ * nothing aborts, exits or prints; on error the outputs are untouched.
+ */
+#ifndef ATTN_ATTN_MPI_H
+#define ATTN_ATTN_MPI_H
+
+#include <mpi.h>
+
+#include "attn/attn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** How the global sequence is cut into the ranks' slices. */
+typedef enum attn_ring_layout {
+    /** Rank r holds one contiguous block of rows: counts[r] rows when
+     * counts is given, else seq / P rows with the first seq % P ranks one
+     * row more.  Blocks follow each other in rank order. */
+    ATTN_RING_CONTIGUOUS = 0,
+    /** The sequence is cut into 2P chunks (seq / 2P rows each, the first
+     * seq % 2P chunks one row more); rank r holds chunks r and 2P-1-r,
+     * in that order.  Under a causal mask every rank then does the same
+     * work (a rank's early chunk sees few keys, its late one many). */
+    ATTN_RING_ZIGZAG
+} attn_ring_layout;
+
+/** What one attn_sdpa_ring call did on the calling rank (all times in
+ * seconds of the rank's wall clock). */
+typedef struct attn_ring_stats {
+    size_t struct_size;  /**< sizeof(attn_ring_stats) as the caller built */
+    int steps;           /**< ring steps (the number of ranks) */
+    int blocks;          /**< attn_sdpa calls made (hidden blocks skipped) */
+    double total_s;      /**< the whole call */
+    double compute_s;    /**< attn_sdpa calls and the merges */
+    double wait_s;       /**< blocked on ring messages after computing:
+                              the communication not hidden by compute */
+    double agree_s;      /**< the two status agreements (collectives) */
+    uint64_t bytes_sent; /**< payload and headers this rank sent */
+    uint64_t bytes_held; /**< host memory the call allocated (peak) */
+} attn_ring_stats;
+
+/** Initializer: `attn_ring_stats s = ATTN_RING_STATS_INIT;` */
+#define ATTN_RING_STATS_INIT ATTN_SIZED_INIT_(attn_ring_stats)
+
+/** The ring: the global sequence, its cut over the ranks, the timeout.
+ * struct_size first (docs/ABI.md): set it with ATTN_RING_DESC_INIT; the
+ * library reads the members that size covers. */
+typedef struct attn_ring_desc {
+    size_t struct_size;      /**< sizeof(attn_ring_desc) as the caller built */
+    int seq;                 /**< global rows of Q, K and V (> 0) */
+    attn_ring_layout layout; /**< how rows are spread over the ranks */
+    const int *counts;       /**< CONTIGUOUS only: [P] rows per rank (each
+                                  >= 0, summing to seq), or NULL for the
+                                  even split; must be NULL for ZIGZAG */
+    int timeout_ms;          /**< limit of every wait of the call in
+                                  milliseconds; 0 = 60000 */
+    attn_ring_stats *stats;  /**< NULL, or filled on this rank (its
+                                  struct_size set by the caller) */
+} attn_ring_desc;
+
+/** Initializer: `attn_ring_desc r = ATTN_RING_DESC_INIT;` (contiguous
+ * even split, 60 s timeout). */
+#define ATTN_RING_DESC_INIT ATTN_SIZED_INIT_(attn_ring_desc)
+
+/** Rows the calling layout gives rank `rank` of `ranks`: *rows (its
+ * local_rows), *first (its first global row; for ZIGZAG that of its first
+ * chunk).  Errors: ATTN_ERR_INVALID_ARGUMENT (NULL, ranks < 1, rank
+ * outside [0, ranks), an invalid ring). */
+ATTN_API attn_status attn_ring_rows(const attn_ring_desc *ring, int ranks,
+                                    int rank, int *rows, int *first);
+
+/** Global row of this rank's local row `row` (for ZIGZAG, rows of its
+ * second chunk follow those of its first).  Errors as attn_ring_rows,
+ * and row outside [0, local rows). */
+ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
+                                          int rank, int row, int *global_row);
+
+/** Self-attention of a sequence spread over the ranks of comm.  A
+ * collective call: every rank of comm makes it, with the same ring and
+ * the same global descriptor d (seq_q == seq_kv == ring->seq; batch,
+ * heads_q, heads_kv for GQA, head_dim, head_dim_v, scale, score, causal,
+ * kv_len, dtype F32 or F16; the dot or the additive score).  kv_len,
+ * when given, holds [batch] global key counts and must be the same on
+ * every rank.  A window or a bias in d's mask is not supported
+ * (ATTN_ERR_UNSUPPORTED).
+ *
+ * Each rank passes its slice (attn_ring_rows gives local_rows): q_local
+ * [batch, heads_q, local_rows, head_dim], k_local [batch, heads_kv,
+ * local_rows, head_dim], v_local [batch, heads_kv, local_rows, head_dim_v]
+ * and receives o_local [batch, heads_q, local_rows, head_dim_v] and, when
+ * lse_local is not NULL, lse_local [batch, heads_q, local_rows] (float):
+ * the rows of the single-process attn_sdpa of the global problem.  F16
+ * inputs are widened to float on the rank that computes with them, the
+ * partial outputs merged in float and O rounded to F16 once.  A rank with
+ * 0 rows passes pointers all the same (they are not read).
+ *
+ * ctx is the rank's own context (any device; the buffers are host memory
+ * and attn_sdpa moves them).  comm should be a communicator the caller
+ * does not use at the same time (an MPI_Comm_dup of its own): the call
+ * sends on it and sets its error handler to MPI_ERRORS_RETURN for the
+ * duration of the call.
+ *
+ * Failures: the ranks first agree on their arguments (a non-blocking
+ * all-reduce), so an invalid argument on one rank makes every rank return
+ * that rank's status; a failure while the ring runs travels with the next
+ * messages and a last agreement, so every rank returns an error; every
+ * wait is bounded by timeout_ms.  Errors: ATTN_ERR_INVALID_ARGUMENT (on
+ * any rank: NULL pointers, sizes, a ring that does not fit the
+ * communicator, descriptors that differ between ranks),
+ * ATTN_ERR_UNSUPPORTED (a mask the ring does not take),
+ * ATTN_ERR_OUT_OF_MEMORY, errors of attn_sdpa, ATTN_ERR_DEVICE (an MPI
+ * call failed or a wait passed timeout_ms; after a timeout the
+ * communicator may hold requests that never complete: free it or abort).
+ * attn_ring_last_error says why. */
+ATTN_API attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
+                                    const attn_ring_desc *ring,
+                                    const attn_sdpa_desc *d,
+                                    const void *q_local, const void *k_local,
+                                    const void *v_local, void *o_local,
+                                    float *lse_local);
+
+/** A sentence about the last failure of an attn_sdpa_ring call on the
+ * calling thread, or "" when none failed.  Thread-local; valid until the
+ * thread's next attn_sdpa_ring call. */
+ATTN_API const char *attn_ring_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTN_ATTN_MPI_H */

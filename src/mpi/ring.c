@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * attn_sdpa_ring: every rank attends its query chunks to each rank's
+ * key/value chunks in turn.  Step t holds the K/V message of rank
+ * (rank - t) mod P; while the blocks of step t run, that message goes on
+ * to the right neighbour and the next one arrives from the left.  Partial
+ * results merge exactly through their log-sum-exp (ring_math.c).
+ *
+ * Failures never hang: the ranks agree on their arguments before the ring
+ * and on the outcome after it (ring_agree), every message carries the
+ * sender's status so that the others stop computing once one has failed,
+ * and every wait has a deadline (ring_comm.c).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring_check.h"
+#include "ring_impl.h"
+
+#define RING_TAG     0x6174 /* the ring's point-to-point tag */
+#define RING_MAGIC   0x52696e67
+#define RING_HEADER  64 /* bytes before the payload; keeps it aligned */
+#define RING_GRACE_S 1.0
+
+/* The first bytes of every ring message. */
+typedef struct ring_header {
+    int32_t magic;
+    int32_t step;        /* the step it was sent at */
+    int32_t origin;      /* the rank whose K/V it holds */
+    int32_t status;      /* the worst status its senders knew */
+    int32_t failed_rank; /* who had it, -1 when ATTN_OK */
+} ring_header;
+
+typedef struct ring_call {
+    attn_context *ctx;
+    MPI_Comm comm;
+    ring_sdpa_fn sdpa;
+    void *user;
+    int ranks, rank;
+    ring_layout lay;
+    attn_ring_desc ring;
+    attn_sdpa_desc g;
+    size_t elem, bq, bkv, d, dv; /* batch*heads_q, batch*heads_kv */
+    int f16;
+    size_t local_rows, max_rows; /* this rank's; the largest chunk */
+    size_t msg_cap;
+    unsigned char *msg[2];
+    float *q32;     /* packed and widened Q, or NULL */
+    float *kf, *vf; /* F16: one chunk's K and V widened */
+    float *acc_o, *acc_lse;
+    float *blk_o, *blk_lse;
+    int32_t *kvl;
+    uint64_t held;
+    attn_ring_stats st;
+    char why[384];
+} ring_call;
+
+static void *grab(ring_call *c, size_t n)
+{
+    c->held += n;
+    return malloc(n ? n : 1);
+}
+
+/* Elements of one chunk of n rows: [outer, n, width]. */
+static size_t msg_bytes(const ring_call *c, int sender)
+{
+    size_t rows = (size_t)ring_rank_rows(&c->lay, sender);
+    return RING_HEADER + rows * c->bkv * (c->d + c->dv) * c->elem;
+}
+
+/* Byte offsets of chunk j's K and V inside sender's message. */
+static void chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
+                          size_t *v_off)
+{
+    size_t off = RING_HEADER;
+    for (int i = 0; i < j; i++) {
+        size_t n =
+            (size_t)ring_chunk_rows(&c->lay, ring_chunk_of(&c->lay, sender, i));
+        off += n * c->bkv * (c->d + c->dv) * c->elem;
+    }
+    size_t n =
+        (size_t)ring_chunk_rows(&c->lay, ring_chunk_of(&c->lay, sender, j));
+    *k_off = off;
+    *v_off = off + n * c->bkv * c->d * c->elem;
+}
+
+/* Rows before local chunk i in this rank's tensors. */
+static size_t chunk_row0(const ring_call *c, int i)
+{
+    size_t row0 = 0;
+    for (int j = 0; j < i; j++)
+        row0 += (size_t)ring_chunk_rows(&c->lay,
+                                        ring_chunk_of(&c->lay, c->rank, j));
+    return row0;
+}
+
+/* [outer, n, width] floats from rows [row0, row0 + n) of src. */
+static void pack_float(const ring_call *c, float *dst, const void *src,
+                       size_t outer, size_t row0, size_t n, size_t width)
+{
+    if (!c->f16) {
+        ring_pack_rows(dst, src, outer, (int)c->local_rows, (int)row0, (int)n,
+                       width, sizeof(float));
+        return;
+    }
+    for (size_t o = 0; o < outer; o++)
+        ring_halves_to_floats(dst + o * n * width,
+                              (const uint16_t *)src +
+                                  (o * c->local_rows + row0) * width,
+                              n * width);
+}
+
+static attn_status alloc_all(ring_call *c, const void *q, const void *k,
+                             const void *v)
+{
+    c->max_rows = 0;
+    for (int ch = 0; ch < c->lay.nchunks; ch++)
+        if ((size_t)ring_chunk_rows(&c->lay, ch) > c->max_rows)
+            c->max_rows = (size_t)ring_chunk_rows(&c->lay, ch);
+    /* Sizes fit: seq and the dims are ints, and their products are
+     * checked against what MPI counts and size_t hold. */
+    double biggest = (double)c->max_rows * 2.0 * (double)c->bkv *
+                     ((double)c->d + (double)c->dv) * (double)c->elem;
+    double accs = (double)c->local_rows * (double)c->bq *
+                  ((double)c->dv + (double)c->d + 1.0) * 4.0;
+    if (biggest + RING_HEADER > 2147483647.0 || accs > (double)SIZE_MAX / 4) {
+        snprintf(c->why, sizeof c->why,
+                 "a slice's message exceeds 2 GiB: use more ranks");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    c->msg_cap = 0;
+    for (int r = 0; r < c->ranks; r++)
+        if (msg_bytes(c, r) > c->msg_cap)
+            c->msg_cap = msg_bytes(c, r);
+    size_t rows = c->local_rows;
+    c->msg[0] = grab(c, c->msg_cap);
+    c->msg[1] = c->ranks > 1 ? grab(c, c->msg_cap) : NULL;
+    if (c->lay.per_rank > 1 || c->f16)
+        c->q32 = grab(c, rows * c->bq * c->d * sizeof(float));
+    if (c->f16) {
+        c->kf = grab(c, c->max_rows * c->bkv * c->d * sizeof(float));
+        c->vf = grab(c, c->max_rows * c->bkv * c->dv * sizeof(float));
+    }
+    c->acc_o = grab(c, rows * c->bq * c->dv * sizeof(float));
+    c->acc_lse = grab(c, rows * c->bq * sizeof(float));
+    c->blk_o = grab(c, c->max_rows * c->bq * c->dv * sizeof(float));
+    c->blk_lse = grab(c, c->max_rows * c->bq * sizeof(float));
+    c->kvl = grab(c, (size_t)c->g.batch * sizeof(int32_t));
+    if (!c->msg[0] || (c->ranks > 1 && !c->msg[1]) ||
+        ((c->lay.per_rank > 1 || c->f16) && !c->q32) ||
+        (c->f16 && (!c->kf || !c->vf)) || !c->acc_o || !c->acc_lse ||
+        !c->blk_o || !c->blk_lse || !c->kvl) {
+        snprintf(c->why, sizeof c->why, "no memory for the ring's %llu bytes",
+                 (unsigned long long)c->held);
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
+    /* This rank's message: its chunks' K then V, packed once. */
+    ring_header h = {RING_MAGIC, -1, c->rank, ATTN_OK, -1};
+    memcpy(c->msg[0], &h, sizeof h);
+    for (int i = 0; i < c->lay.per_rank; i++) {
+        size_t n = (size_t)ring_chunk_rows(&c->lay,
+                                           ring_chunk_of(&c->lay, c->rank, i));
+        size_t ko, vo, row0 = chunk_row0(c, i);
+        chunk_offsets(c, c->rank, i, &ko, &vo);
+        ring_pack_rows(c->msg[0] + ko, k, c->bkv, (int)rows, (int)row0, (int)n,
+                       c->d, c->elem);
+        ring_pack_rows(c->msg[0] + vo, v, c->bkv, (int)rows, (int)row0, (int)n,
+                       c->dv, c->elem);
+        if (c->q32)
+            pack_float(c, c->q32 + row0 * c->bq * c->d, q, c->bq, row0, n,
+                       c->d);
+    }
+    for (size_t i = 0; i < rows * c->bq; i++)
+        c->acc_lse[i] = -INFINITY;
+    memset(c->acc_o, 0, rows * c->bq * c->dv * sizeof(float));
+    return ATTN_OK;
+}
+
+static void free_all(ring_call *c, int keep_msgs)
+{
+    if (!keep_msgs) {
+        free(c->msg[0]);
+        free(c->msg[1]);
+    }
+    free(c->q32);
+    free(c->kf);
+    free(c->vf);
+    free(c->acc_o);
+    free(c->acc_lse);
+    free(c->blk_o);
+    free(c->blk_lse);
+    free(c->kvl);
+    ring_layout_free(&c->lay);
+}
+
+/* One block: local chunk i's queries against chunk j of src's message m.
+ * Returns ATTN_OK also for a block the masks hide (skipped). */
+static attn_status run_block(ring_call *c, const void *q_local, int i,
+                             const unsigned char *m, int src, int j,
+                             int *widened)
+{
+    int ca = ring_chunk_of(&c->lay, c->rank, i);
+    int cb = ring_chunk_of(&c->lay, src, j);
+    size_t na = (size_t)ring_chunk_rows(&c->lay, ca);
+    size_t nb = (size_t)ring_chunk_rows(&c->lay, cb);
+    int causal = c->g.mask.causal;
+    if (!na || !nb || (causal && cb > ca))
+        return ATTN_OK;
+    attn_sdpa_desc bd = c->g;
+    bd.seq_q = (int)na;
+    bd.seq_kv = (int)nb;
+    bd.dtype = ATTN_F32;
+    bd.mask.causal = causal && cb == ca; /* same chunk: j <= i locally */
+    bd.mask.kv_len = NULL;
+    if (c->g.mask.kv_len) {
+        int any = 0;
+        for (int b = 0; b < c->g.batch; b++) {
+            long long n = (long long)c->g.mask.kv_len[b] - c->lay.start[cb];
+            c->kvl[b] = (int32_t)(n < 0               ? 0
+                                  : n > (long long)nb ? (long long)nb
+                                                      : n);
+            any |= c->kvl[b] > 0;
+        }
+        if (!any)
+            return ATTN_OK;
+        bd.mask.kv_len = c->kvl;
+    }
+    size_t ko, vo;
+    chunk_offsets(c, src, j, &ko, &vo);
+    const void *kb = m + ko, *vb = m + vo;
+    if (c->f16) {
+        if (*widened != j) {
+            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
+                                  nb * c->bkv * c->d);
+            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
+                                  nb * c->bkv * c->dv);
+            *widened = j;
+        }
+        kb = c->kf;
+        vb = c->vf;
+    }
+    size_t row0 = chunk_row0(c, i);
+    const void *qa =
+        c->q32 ? (const void *)(c->q32 + row0 * c->bq * c->d) : q_local;
+    attn_status st =
+        c->sdpa(c->ctx, &bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);
+    if (st != ATTN_OK) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: attn_sdpa of its chunk %d against chunk %d: %s",
+                 c->rank, ca, cb, attn_status_string(st));
+        return st;
+    }
+    ring_merge(c->acc_o + row0 * c->bq * c->dv, c->acc_lse + row0 * c->bq,
+               c->blk_o, c->blk_lse, na * c->bq, c->dv);
+    c->st.blocks++;
+    return ATTN_OK;
+}
+
+static attn_status default_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
+                                const void *q, const void *k, const void *v,
+                                void *o, float *lse, void *user)
+{
+    (void)user;
+    return attn_sdpa(ctx, d, q, k, v, o, lse);
+}
+
+/* The ring proper.  *local receives a failure of this rank's blocks (the
+ * ring then goes on forwarding), *seen the worst status a message
+ * brought; the return value is ATTN_OK or a communication failure. */
+static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
+                              attn_status *local, attn_status *seen,
+                              int *seen_rank, int *keep_msgs)
+{
+    int P = c->ranks, right = (c->rank + 1) % P, left = (c->rank + P - 1) % P;
+    int cur = 0;
+    for (int t = 0; t < P; t++) {
+        int src = (c->rank - t + P) % P;
+        unsigned char *m = c->msg[cur];
+        ring_header h;
+        memcpy(&h, m, sizeof h);
+        if (h.magic != RING_MAGIC || h.origin != src || h.step != t - 1) {
+            snprintf(c->why, sizeof c->why,
+                     "rank %d: step %d received a message that is not the "
+                     "ring's (another call on the communicator?)",
+                     c->rank, t);
+            return ATTN_ERR_DEVICE;
+        }
+        if (h.status != ATTN_OK && *seen == ATTN_OK) {
+            *seen = (attn_status)h.status;
+            *seen_rank = h.failed_rank;
+        }
+        MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+        if (t < P - 1) {
+            int from = (src + P - 1) % P;
+            h.step = t;
+            if (*local != ATTN_OK && h.status == ATTN_OK) {
+                h.status = (int32_t)*local;
+                h.failed_rank = c->rank;
+            }
+            memcpy(m, &h, sizeof h);
+            int rc = MPI_Irecv(c->msg[1 - cur], (int)msg_bytes(c, from),
+                               MPI_BYTE, left, RING_TAG, c->comm, &reqs[0]);
+            if (rc == MPI_SUCCESS)
+                rc = MPI_Isend(m, (int)msg_bytes(c, src), MPI_BYTE, right,
+                               RING_TAG, c->comm, &reqs[1]);
+            if (rc != MPI_SUCCESS) {
+                snprintf(c->why, sizeof c->why,
+                         "rank %d: MPI_Irecv / MPI_Isend failed", c->rank);
+                *keep_msgs = !ring_cancel(reqs, 2, RING_GRACE_S);
+                return ATTN_ERR_DEVICE;
+            }
+            c->st.bytes_sent += msg_bytes(c, src);
+        }
+        double t0 = ring_now();
+        int widened = -1;
+        for (int i = 0; i < c->lay.per_rank; i++)
+            for (int j = 0; j < c->lay.per_rank; j++) {
+                if (*local != ATTN_OK || *seen != ATTN_OK)
+                    break;
+                *local = run_block(c, q_local, i, m, src, j, &widened);
+                /* Lets MPI move the transfer between blocks. */
+                int done;
+                MPI_Testall(2, reqs, &done, MPI_STATUSES_IGNORE);
+            }
+        double t1 = ring_now();
+        c->st.compute_s += t1 - t0;
+        if (t < P - 1) {
+            attn_status st = ring_wait(reqs, 2, ring_now() + tmo, c->why,
+                                       sizeof c->why, "a ring step");
+            c->st.wait_s += ring_now() - t1;
+            if (st != ATTN_OK) {
+                *keep_msgs = !ring_cancel(reqs, 2, RING_GRACE_S);
+                return st;
+            }
+        }
+        cur = 1 - cur;
+    }
+    return ATTN_OK;
+}
+
+/* Writes the merged rows into the caller's o and lse. */
+static void write_out(ring_call *c, void *o, float *lse)
+{
+    for (int i = 0; i < c->lay.per_rank; i++) {
+        size_t n = (size_t)ring_chunk_rows(&c->lay,
+                                           ring_chunk_of(&c->lay, c->rank, i));
+        size_t row0 = chunk_row0(c, i);
+        const float *ao = c->acc_o + row0 * c->bq * c->dv;
+        if (c->f16) {
+            for (size_t b = 0; b < c->bq; b++)
+                ring_floats_to_halves((uint16_t *)o +
+                                          (b * c->local_rows + row0) * c->dv,
+                                      ao + b * n * c->dv, n * c->dv);
+        } else {
+            ring_unpack_rows(o, ao, c->bq, (int)c->local_rows, (int)row0,
+                             (int)n, c->dv, sizeof(float));
+        }
+        if (lse)
+            ring_unpack_rows(lse, c->acc_lse + row0 * c->bq, c->bq,
+                             (int)c->local_rows, (int)row0, (int)n, 1,
+                             sizeof(float));
+    }
+}
+
+static void put_stats(const ring_call *c, attn_ring_stats *out)
+{
+    if (!out)
+        return;
+    size_t size = out->struct_size ? out->struct_size : sizeof *out;
+    if (size > sizeof *out)
+        size = sizeof *out;
+    attn_ring_stats s = c->st;
+    s.struct_size = out->struct_size;
+    memcpy(out, &s, size);
+}
+
+/* The message of a failure another rank had. */
+static void peer_failed(ring_call *c, attn_status st, int rank)
+{
+    snprintf(c->why, sizeof c->why, "rank %d failed: %s", rank,
+             attn_status_string(st));
+}
+
+attn_status ring_run(attn_context *ctx, MPI_Comm comm,
+                     const attn_ring_desc *ring, const attn_sdpa_desc *d,
+                     const void *q_local, const void *k_local,
+                     const void *v_local, void *o_local, float *lse_local,
+                     ring_sdpa_fn sdpa, void *user)
+{
+    ring_set_error("%s", "");
+    if (comm == MPI_COMM_NULL || !ring) {
+        ring_set_error("attn_sdpa_ring: %s is NULL", ring ? "comm" : "ring");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    ring_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        ring_set_error("attn_sdpa_ring: no memory");
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
+    double t_start = ring_now();
+    c->ctx = ctx;
+    c->comm = comm;
+    c->sdpa = sdpa ? sdpa : default_sdpa;
+    c->user = user;
+    c->st.struct_size = sizeof c->st;
+    MPI_Errhandler old_handler = MPI_ERRHANDLER_NULL;
+    if (MPI_Comm_get_errhandler(comm, &old_handler) != MPI_SUCCESS ||
+        MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Comm_size(comm, &c->ranks) != MPI_SUCCESS ||
+        MPI_Comm_rank(comm, &c->rank) != MPI_SUCCESS) {
+        ring_set_error("attn_sdpa_ring: the communicator cannot be used");
+        if (old_handler != MPI_ERRHANDLER_NULL) {
+            MPI_Comm_set_errhandler(comm, old_handler);
+            MPI_Errhandler_free(&old_handler);
+        }
+        free(c);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    double tmo = 60.0;
+    attn_status mine = ATTN_OK;
+    if (!d || !ctx || !q_local || !k_local || !v_local || !o_local) {
+        snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
+                 !d         ? "d"
+                 : !ctx     ? "ctx"
+                 : !q_local ? "q_local"
+                 : !k_local ? "k_local"
+                 : !v_local ? "v_local"
+                            : "o_local");
+        mine = ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (mine == ATTN_OK)
+        mine =
+            ring_check_descs(ring, d, &c->ring, &c->g, c->why, sizeof c->why);
+    if (mine == ATTN_OK) {
+        tmo = c->ring.timeout_ms ? c->ring.timeout_ms / 1000.0 : 60.0;
+        mine = ring_layout_make(&c->ring, c->ranks, &c->lay, c->why,
+                                sizeof c->why);
+    } else if (ring->timeout_ms > 0) {
+        tmo = ring->timeout_ms / 1000.0;
+    }
+    uint32_t hash = 0;
+    if (mine == ATTN_OK) {
+        c->f16 = c->g.dtype == ATTN_F16;
+        c->elem = c->f16 ? 2 : 4;
+        c->bq = (size_t)c->g.batch * (size_t)c->g.heads_q;
+        c->bkv = (size_t)c->g.batch * (size_t)c->g.heads_kv;
+        c->d = (size_t)c->g.head_dim;
+        c->dv = (size_t)c->g.head_dim_v;
+        c->local_rows = (size_t)ring_rank_rows(&c->lay, c->rank);
+        hash = ring_hash(&c->ring, &c->lay, &c->g);
+        mine = alloc_all(c, q_local, k_local, v_local);
+    }
+    /* The first agreement: every rank's arguments and allocations. */
+    attn_status agreed = ATTN_OK, comm_st;
+    int failed_rank = -1, same = 1, keep_msgs = 0;
+    double t0 = ring_now();
+    comm_st = ring_agree(comm, c->rank, mine, hash, ring_now() + tmo, &agreed,
+                         &failed_rank, &same, c->why, sizeof c->why);
+    c->st.agree_s += ring_now() - t0;
+    attn_status result = comm_st;
+    if (comm_st == ATTN_OK) {
+        if (mine != ATTN_OK) {
+            result = mine;
+        } else if (agreed != ATTN_OK) {
+            result = agreed;
+            peer_failed(c, agreed, failed_rank);
+        } else if (!same) {
+            result = ATTN_ERR_INVALID_ARGUMENT;
+            snprintf(c->why, sizeof c->why,
+                     "the ranks passed different descriptors (shape, mask, "
+                     "kv_len, scale or ring)");
+        }
+    }
+    if (result == ATTN_OK) {
+        attn_status local = ATTN_OK, seen = ATTN_OK;
+        int seen_rank = -1;
+        c->st.steps = c->ranks;
+        comm_st =
+            ring_steps(c, q_local, tmo, &local, &seen, &seen_rank, &keep_msgs);
+        /* The last agreement: a failure of the ring's last steps has had
+         * no message left to travel with. */
+        attn_status end = comm_st != ATTN_OK ? comm_st : local;
+        t0 = ring_now();
+        char why2[sizeof c->why];
+        attn_status st2 =
+            ring_agree(comm, c->rank, end, 0, ring_now() + tmo, &agreed,
+                       &failed_rank, &same, why2, sizeof why2);
+        c->st.agree_s += ring_now() - t0;
+        if (end != ATTN_OK) {
+            result = end;
+        } else if (st2 != ATTN_OK) {
+            result = st2;
+            memcpy(c->why, why2, sizeof why2);
+        } else if (agreed != ATTN_OK) {
+            result = agreed;
+            peer_failed(c, agreed, failed_rank);
+        } else if (seen != ATTN_OK) { /* cannot happen without agreed */
+            result = seen;
+            peer_failed(c, seen, seen_rank);
+        }
+        if (result == ATTN_OK)
+            write_out(c, o_local, lse_local);
+    }
+    c->st.bytes_held = c->held;
+    c->st.total_s = ring_now() - t_start;
+    if (result != ATTN_OK)
+        ring_set_error("attn_sdpa_ring: %s", c->why);
+    else if (mine == ATTN_OK)
+        put_stats(c, c->ring.stats);
+    free_all(c, keep_msgs);
+    free(c);
+    MPI_Comm_set_errhandler(comm, old_handler);
+    MPI_Errhandler_free(&old_handler);
+    return result;
+}
+
+attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
+                           const attn_ring_desc *ring, const attn_sdpa_desc *d,
+                           const void *q_local, const void *k_local,
+                           const void *v_local, void *o_local, float *lse_local)
+{
+    return ring_run(ctx, comm, ring, d, q_local, k_local, v_local, o_local,
+                    lse_local, NULL, NULL);
+}

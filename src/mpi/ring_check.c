@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The arguments of attn_sdpa_ring: the caller's descriptors read by their
+ * struct_size, checked, and hashed so that the ranks can tell whether they
+ * all describe the same problem.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ring_check.h"
+
+/* Bytes of a caller's struct past the members this library knows must be
+ * zero (docs/ABI.md). */
+static int tail_zero(const void *p, size_t size, size_t known)
+{
+    for (size_t i = known; i < size; i++)
+        if (((const unsigned char *)p)[i] != 0)
+            return 0;
+    return 1;
+}
+
+/* The size a caller's struct is read by, or 0 when it is no layout. */
+static size_t read_size(size_t given, size_t known)
+{
+    if (given == 0)
+        return known;
+    if (given < known || given > 65536 || given % sizeof(size_t) != 0)
+        return 0;
+    return given;
+}
+
+attn_status ring_check_descs(const attn_ring_desc *ring,
+                             const attn_sdpa_desc *d, attn_ring_desc *r_out,
+                             attn_sdpa_desc *d_out, char *why, size_t cap)
+{
+    size_t rs = read_size(ring->struct_size, sizeof *ring);
+    size_t ds = read_size(d->struct_size, sizeof *d);
+    if (!rs || !ds) {
+        snprintf(why, cap, "%s.struct_size %zu is the size of no layout",
+                 rs ? "attn_sdpa_desc" : "attn_ring_desc",
+                 rs ? d->struct_size : ring->struct_size);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (!tail_zero(ring, rs, sizeof *ring) || !tail_zero(d, ds, sizeof *d)) {
+        snprintf(why, cap,
+                 "a descriptor sets members this libattn_mpi does "
+                 "not know: a newer libattn_mpi is needed");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    *r_out = *ring;
+    *d_out = *d;
+    r_out->struct_size = sizeof *r_out;
+    d_out->struct_size = sizeof *d_out;
+    const attn_sdpa_desc *g = d_out;
+    if (g->batch < 1 || g->heads_q < 1 || g->heads_kv < 1 || g->head_dim < 1 ||
+        g->head_dim_v < 1) {
+        snprintf(why, cap, "batch, heads and head dims must be positive");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->heads_q % g->heads_kv != 0) {
+        snprintf(why, cap, "heads_q %d is no multiple of heads_kv %d",
+                 g->heads_q, g->heads_kv);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->seq_q != ring->seq || g->seq_kv != ring->seq) {
+        snprintf(why, cap,
+                 "seq_q %d and seq_kv %d must both be the ring's "
+                 "seq %d",
+                 g->seq_q, g->seq_kv, ring->seq);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->dtype != ATTN_F32 && g->dtype != ATTN_F16) {
+        snprintf(why, cap, "dtype %d is no attn_dtype", (int)g->dtype);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->score != ATTN_SCORE_DOT && g->score != ATTN_SCORE_ADDITIVE) {
+        snprintf(why, cap, "score %d is no attn_score", (int)g->score);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->score == ATTN_SCORE_ADDITIVE && !g->additive_w) {
+        snprintf(why, cap, "the additive score needs additive_w");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (!isfinite(g->scale)) {
+        snprintf(why, cap, "scale is not finite");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->mask.causal != 0 && g->mask.causal != 1) {
+        snprintf(why, cap, "causal is %d, not 0 or 1", g->mask.causal);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->mask.window < 0) {
+        snprintf(why, cap, "window %d is negative", g->mask.window);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (g->mask.window > 0 || g->mask.bias ||
+        g->mask.bias_kind != ATTN_BIAS_NONE) {
+        snprintf(why, cap, "the ring takes no window and no bias");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    if (g->mask.kv_len)
+        for (int b = 0; b < g->batch; b++)
+            if (g->mask.kv_len[b] < 0 || g->mask.kv_len[b] > ring->seq) {
+                snprintf(why, cap, "kv_len[%d] = %d is outside [0, %d]", b,
+                         (int)g->mask.kv_len[b], ring->seq);
+                return ATTN_ERR_INVALID_ARGUMENT;
+            }
+    return ATTN_OK;
+}
+
+static uint32_t fnv(uint32_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 16777619u;
+    return h;
+}
+
+uint32_t ring_hash(const attn_ring_desc *ring, const ring_layout *l,
+                   const attn_sdpa_desc *g)
+{
+    int v[12] = {ring->seq,     (int)ring->layout, l->nchunks,
+                 g->batch,      g->heads_q,        g->heads_kv,
+                 g->head_dim,   g->head_dim_v,     (int)g->dtype,
+                 (int)g->score, g->mask.causal,    g->mask.kv_len != NULL};
+    uint32_t h = fnv(2166136261u, v, sizeof v);
+    h = fnv(h, &g->scale, sizeof g->scale);
+    h = fnv(h, l->start, ((size_t)l->nchunks + 1) * sizeof *l->start);
+    if (g->mask.kv_len)
+        h = fnv(h, g->mask.kv_len, (size_t)g->batch * sizeof *g->mask.kv_len);
+    return h;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The arithmetic of the ring: the exact merge of two partial softmax
+ * results through their log-sum-exp, and the IEEE half conversions that
+ * let F16 slices travel as halves while every rank computes in float.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ring_impl.h"
+
+float ring_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf, NaN (payload kept) */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        int e = -1;
+        do {
+            e++;
+            man <<= 1;
+        } while (!(man & 0x400u));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t ring_float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or NaN (kept quiet, never turned to inf) */
+        return (uint16_t)(sign | 0x7c00u |
+                          (ax > 0x7f800000u ? 0x200u | (ax >> 13) : 0u));
+    if (ax >= 0x477ff000u) /* rounds past the largest half, 65504 */
+        return (uint16_t)(sign | 0x7c00u);
+    if (ax < 0x38800000u) {   /* below 2^-14: a half subnormal or zero */
+        if (ax < 0x33000000u) /* below half the smallest subnormal */
+            return sign;
+        uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126u - e; /* 14..24 */
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (q & 1u)))
+            q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t q = ((ax >> 13) - (112u << 10)), rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1u)))
+        q++; /* may carry into the exponent, as it should */
+    return (uint16_t)(sign | q);
+}
+
+void ring_halves_to_floats(float *dst, const uint16_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = ring_half_to_float(src[i]);
+}
+
+void ring_floats_to_halves(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = ring_float_to_half(src[i]);
+}
+
+void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
+                size_t rows, size_t dv)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float lb = lse_b[i], la = lse[i];
+        float *oi = o + i * dv;
+        const float *bi = o_b + i * dv;
+        if (lb == -INFINITY) /* nothing visible in the block */
+            continue;
+        if (la == -INFINITY) { /* nothing visible before it */
+            memcpy(oi, bi, dv * sizeof *oi);
+            lse[i] = lb;
+            continue;
+        }
+        /* NaN in either lse gives NaN weights, so the row turns NaN. */
+        float m = la > lb ? la : lb;
+        float l = m + log1pf(expf(-fabsf(la - lb)));
+        if (la != la || lb != lb)
+            l = NAN;
+        float wa = expf(la - l), wb = expf(lb - l);
+        for (size_t c = 0; c < dv; c++)
+            oi[c] = oi[c] * wa + bi[c] * wb;
+        lse[i] = l;
+    }
+}

@@ -1,0 +1,518 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * attn_sdpa_ring against the single-process attn_sdpa, run by ctest
+ * under mpiexec with 1 to 4 ranks.  Every rank builds the same global
+ * Q, K, V from a seed, computes the whole attention on its own context,
+ * runs the ring on its slice and compares its rows of O and lse.
+ *
+ * Tolerance: F32 |ring - single| <= 1e-5 (1 + |single|), O and lse (both
+ * are float sums of the same terms in another order and grouping);
+ * F16 O within 1e-3 (one half ulp is 2^-10 below 1, and the two round
+ * float values that differ in their last bits), lse as F32.
+ *
+ * Failures: an invalid argument on one rank, descriptors that differ
+ * between ranks, a block that fails on one rank mid-ring and a rank
+ * that stalls past the timeout make every rank return an error, leave the
+ * outputs untouched and hang nowhere (ctest's timeout would say so).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mpi.h>
+
+#include "harness.h"
+#include "mpi/ring_impl.h"
+
+static attn_context *ctx;
+static int rank, ranks;
+
+typedef struct ring_case {
+    const char *name;
+    int batch, hq, hkv, d, dv, seq, causal, f16, additive;
+    attn_ring_layout layout;
+    int uneven; /* CONTIGUOUS: counts given, uneven (some 0) */
+    const int32_t *kv_len;
+} ring_case;
+
+static float lcg(unsigned *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* Global [outer, seq, w] values from a seed; halves when f16. */
+static void *fill(size_t n, unsigned seed, int f16)
+{
+    void *p = malloc(n * (f16 ? 2 : 4));
+    for (size_t i = 0; i < n; i++) {
+        float x = lcg(&seed);
+        if (f16)
+            ((uint16_t *)p)[i] = ring_float_to_half(x);
+        else
+            ((float *)p)[i] = x;
+    }
+    return p;
+}
+
+static float val(const void *p, size_t i, int f16)
+{
+    return f16 ? ring_half_to_float(((const uint16_t *)p)[i])
+               : ((const float *)p)[i];
+}
+
+/* The local rows of a global [outer, seq, w] tensor. */
+static void *slice(const attn_ring_desc *r, const void *g, size_t outer,
+                   size_t w, size_t elem, int *rows)
+{
+    int first;
+    CU_ASSERT_FATAL(attn_ring_rows(r, ranks, rank, rows, &first) == ATTN_OK);
+    void *p = malloc((size_t)(*rows ? *rows : 1) * outer * w * elem);
+    for (int i = 0; i < *rows; i++) {
+        int gi;
+        CU_ASSERT_FATAL(attn_ring_global_row(r, ranks, rank, i, &gi) ==
+                        ATTN_OK);
+        for (size_t o = 0; o < outer; o++)
+            memcpy((char *)p + ((o * (size_t)*rows) + (size_t)i) * w * elem,
+                   (const char *)g +
+                       ((o * (size_t)r->seq) + (size_t)gi) * w * elem,
+                   w * elem);
+    }
+    return p;
+}
+
+/* Uneven counts: rank r gets (r + 1) parts, rank 1 none when P >= 3. */
+static void uneven_counts(int *counts, int seq)
+{
+    int parts = 0;
+    for (int r = 0; r < ranks; r++)
+        parts += (ranks >= 3 && r == 1) ? 0 : r + 1;
+    int left = seq;
+    for (int r = 0; r < ranks; r++) {
+        int share = (ranks >= 3 && r == 1) ? 0 : seq * (r + 1) / parts;
+        counts[r] = r == ranks - 1 ? left : share;
+        left -= counts[r];
+    }
+}
+
+static void run_case(const ring_case *k)
+{
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    d.batch = k->batch;
+    d.heads_q = k->hq;
+    d.heads_kv = k->hkv;
+    d.seq_q = d.seq_kv = k->seq;
+    d.head_dim = k->d;
+    d.head_dim_v = k->dv;
+    d.mask.causal = k->causal;
+    d.mask.kv_len = k->kv_len;
+    d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
+    float *w = NULL;
+    if (k->additive) {
+        d.score = ATTN_SCORE_ADDITIVE;
+        w = fill((size_t)k->hq * (size_t)k->d, 99, 0);
+        d.additive_w = w;
+    }
+    size_t bq = (size_t)k->batch * (size_t)k->hq;
+    size_t bkv = (size_t)k->batch * (size_t)k->hkv;
+    size_t seq = (size_t)k->seq, elem = k->f16 ? 2 : 4;
+    void *q = fill(bq * seq * (size_t)k->d, 1, k->f16);
+    void *kk = fill(bkv * seq * (size_t)k->d, 2, k->f16);
+    void *v = fill(bkv * seq * (size_t)k->dv, 3, k->f16);
+    void *o_ref = malloc(bq * seq * (size_t)k->dv * elem);
+    float *lse_ref = malloc(bq * seq * sizeof(float));
+    CU_ASSERT_FATAL(attn_sdpa(ctx, &d, q, kk, v, o_ref, lse_ref) == ATTN_OK);
+
+    int counts[8];
+    attn_ring_desc r = ATTN_RING_DESC_INIT;
+    r.seq = k->seq;
+    r.layout = k->layout;
+    if (k->uneven) {
+        uneven_counts(counts, k->seq);
+        r.counts = counts;
+    }
+    attn_ring_stats stats = ATTN_RING_STATS_INIT;
+    r.stats = &stats;
+    int rows;
+    void *ql = slice(&r, q, bq, (size_t)k->d, elem, &rows);
+    void *kl = slice(&r, kk, bkv, (size_t)k->d, elem, &rows);
+    void *vl = slice(&r, v, bkv, (size_t)k->dv, elem, &rows);
+    void *ol_ref = slice(&r, o_ref, bq, (size_t)k->dv, elem, &rows);
+    float *lsel_ref = slice(&r, lse_ref, bq, 1, 4, &rows);
+    size_t no = (size_t)rows * bq * (size_t)k->dv;
+    void *ol = malloc((no ? no : 1) * elem);
+    float *lsel = malloc((rows ? (size_t)rows : 1) * bq * sizeof(float));
+    attn_status st =
+        attn_sdpa_ring(ctx, MPI_COMM_WORLD, &r, &d, ql, kl, vl, ol, lsel);
+    char what[160];
+    snprintf(what, sizeof what, "%s on rank %d of %d: %s", k->name, rank, ranks,
+             attn_ring_last_error());
+    HARNESS_EXPECT(st == ATTN_OK, what);
+    double worst = 0, worst_lse = 0;
+    int bad = 0;
+    for (size_t i = 0; st == ATTN_OK && i < no; i++) {
+        double a = val(ol, i, k->f16), b = val(ol_ref, i, k->f16);
+        double tol = k->f16 ? 1e-3 : 1e-5 * (1 + fabs(b));
+        if (!(fabs(a - b) <= tol))
+            bad++;
+        worst = fmax(worst, fabs(a - b));
+    }
+    for (size_t i = 0; st == ATTN_OK && i < (size_t)rows * bq; i++) {
+        double a = lsel[i], b = lsel_ref[i];
+        if (a == b) /* also -INFINITY for rows that see no key */
+            continue;
+        if (!(fabs(a - b) <= 1e-5 * (1 + fabs(b))))
+            bad++;
+        worst_lse = fmax(worst_lse, fabs(a - b));
+    }
+    snprintf(what, sizeof what,
+             "%s on rank %d of %d: %d values off (max |dO| %g, |dlse| %g)",
+             k->name, rank, ranks, bad, worst, worst_lse);
+    HARNESS_EXPECT(bad == 0, what);
+    if (rank == ranks - 1)
+        printf("\n  %s, %d ranks: max |dO| %.3g, max |dlse| %.3g", k->name,
+               ranks, worst, worst_lse);
+    if (st == ATTN_OK)
+        HARNESS_EXPECT(stats.steps == ranks && stats.bytes_held > 0, what);
+    free(w);
+    free(q);
+    free(kk);
+    free(v);
+    free(o_ref);
+    free(lse_ref);
+    free(ql);
+    free(kl);
+    free(vl);
+    free(ol_ref);
+    free(lsel_ref);
+    free(ol);
+    free(lsel);
+}
+
+static const int32_t kv_lens[2] = {29, 0};
+static const int32_t kv_lens2[3] = {40, 7, 48};
+
+static void test_contiguous(void)
+{
+    ring_case c[] = {
+        {"contiguous", 2, 4, 2, 16, 12, 48, 0, 0, 0, ATTN_RING_CONTIGUOUS, 0,
+         NULL},
+        {"contiguous causal", 2, 4, 2, 16, 12, 48, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL},
+        {"contiguous causal seq 37", 1, 2, 2, 8, 8, 37, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL},
+        {"contiguous uneven counts", 2, 2, 1, 8, 16, 41, 0, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL},
+        {"contiguous uneven counts causal", 2, 2, 1, 8, 16, 41, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&c[i]);
+}
+
+static void test_zigzag(void)
+{
+    ring_case c[] = {
+        {"zigzag causal", 2, 4, 2, 16, 12, 48, 1, 0, 0, ATTN_RING_ZIGZAG, 0,
+         NULL},
+        {"zigzag", 1, 4, 4, 16, 16, 48, 0, 0, 0, ATTN_RING_ZIGZAG, 0, NULL},
+        {"zigzag causal seq 37", 1, 6, 2, 8, 8, 37, 1, 0, 0, ATTN_RING_ZIGZAG,
+         0, NULL},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&c[i]);
+}
+
+static void test_kv_len(void)
+{
+    ring_case c[] = {
+        {"kv_len (one batch item sees nothing)", 2, 2, 1, 8, 8, 40, 0, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, kv_lens},
+        {"kv_len causal zigzag", 3, 2, 2, 8, 8, 48, 1, 0, 0, ATTN_RING_ZIGZAG,
+         0, kv_lens2},
+        {"kv_len uneven counts", 2, 2, 2, 8, 8, 40, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, kv_lens},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&c[i]);
+}
+
+static void test_f16_additive(void)
+{
+    ring_case c[] = {
+        {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, 0,
+         ATTN_RING_ZIGZAG, 0, NULL},
+        {"f16 contiguous uneven", 1, 2, 1, 32, 8, 45, 0, 1, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL},
+        {"additive score causal", 1, 2, 1, 8, 8, 30, 1, 0, 1, ATTN_RING_ZIGZAG,
+         0, NULL},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&c[i]);
+}
+
+/* ---- failures ----------------------------------------------------------- */
+
+/* A small problem every failure test runs: outputs preset to a sentinel
+ * that must survive a failed call. */
+typedef struct small {
+    attn_sdpa_desc d;
+    attn_ring_desc r;
+    float *q, *k, *v, *o, *lse;
+    int rows;
+} small;
+
+static void small_make(small *s, int causal)
+{
+    memset(s, 0, sizeof *s);
+    attn_sdpa_desc_init(&s->d);
+    s->d.batch = 1;
+    s->d.heads_q = s->d.heads_kv = 2;
+    s->d.seq_q = s->d.seq_kv = 24;
+    s->d.head_dim = s->d.head_dim_v = 4;
+    s->d.mask.causal = causal;
+    s->r = (attn_ring_desc)ATTN_RING_DESC_INIT;
+    s->r.seq = 24;
+    s->r.layout = ATTN_RING_ZIGZAG;
+    s->r.timeout_ms = 10000;
+    int first;
+    CU_ASSERT_FATAL(attn_ring_rows(&s->r, ranks, rank, &s->rows, &first) ==
+                    ATTN_OK);
+    size_t n = (size_t)s->rows * 2 * 4 + 1;
+    s->q = fill(n, 5, 0);
+    s->k = fill(n, 6, 0);
+    s->v = fill(n, 7, 0);
+    s->o = malloc(n * sizeof(float));
+    s->lse = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        s->o[i] = s->lse[i] = 1234.5f;
+}
+
+static int small_untouched(const small *s)
+{
+    for (size_t i = 0; i < (size_t)s->rows * 2 * 4; i++)
+        if (s->o[i] != 1234.5f || s->lse[i] != 1234.5f)
+            return 0;
+    return 1;
+}
+
+static void small_free(small *s)
+{
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->o);
+    free(s->lse);
+}
+
+static void expect_failed(const small *s, attn_status st, attn_status want,
+                          const char *test)
+{
+    char what[600];
+    snprintf(what, sizeof what, "%s, rank %d of %d: status %s (%s)", test, rank,
+             ranks, attn_status_string(st), attn_ring_last_error());
+    HARNESS_EXPECT(st == want, what);
+    HARNESS_EXPECT(attn_ring_last_error()[0] != '\0', what);
+    HARNESS_EXPECT(small_untouched(s), what);
+}
+
+/* The last rank passes q NULL; every rank returns its status. */
+static void test_bad_input_on_one_rank(void)
+{
+    small s;
+    small_make(&s, 1);
+    const float *q = rank == ranks - 1 ? NULL : s.q;
+    attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, q, s.k,
+                                    s.v, s.o, s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "q NULL on the last rank");
+    small_free(&s);
+}
+
+/* Rank 0 asks for causal, the others not: the descriptors differ. */
+static void test_descriptors_differ(void)
+{
+    small s;
+    small_make(&s, rank == 0);
+    attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k,
+                                    s.v, s.o, s.lse);
+    if (ranks > 1)
+        expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "causal differs");
+    else
+        CU_ASSERT(st == ATTN_OK);
+    /* An unsupported mask on one rank only. */
+    small_free(&s);
+    small_make(&s, 0);
+    if (rank == ranks - 1)
+        s.d.mask.window = 3;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "window on the last rank");
+    small_free(&s);
+}
+
+/* A block computation that fails on one rank at its n-th call, or stalls
+ * there for a while. */
+typedef struct fault {
+    int rank, call, calls;
+    double stall_s;
+} fault;
+
+static attn_status faulty_sdpa(attn_context *c, const attn_sdpa_desc *d,
+                               const void *q, const void *k, const void *v,
+                               void *o, float *lse, void *user)
+{
+    fault *f = user;
+    if (rank == f->rank && ++f->calls == f->call) {
+        if (f->stall_s <= 0)
+            return ATTN_ERR_DEVICE;
+        struct timespec ts = {
+            (time_t)f->stall_s,
+            (long)((f->stall_s - (double)(time_t)f->stall_s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return attn_sdpa(c, d, q, k, v, o, lse);
+}
+
+/* The last rank's second block fails (its first with one rank): every
+ * rank returns an error, nobody waits for the timeout. */
+static void test_failure_mid_ring(void)
+{
+    small s;
+    small_make(&s, 0);
+    fault f = {ranks - 1, ranks > 1 ? 2 : 1, 0, 0};
+    attn_status st = ring_run(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v,
+                              s.o, s.lse, faulty_sdpa, &f);
+    expect_failed(&s, st, ATTN_ERR_DEVICE, "block failing mid-ring");
+    HARNESS_EXPECT(!strstr(attn_ring_last_error(), "timeout"),
+                   attn_ring_last_error());
+    /* The communicator works for the next call. */
+    for (size_t i = 0; i < (size_t)s.rows * 8; i++)
+        s.o[i] = 0;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    CU_ASSERT(st == ATTN_OK);
+    small_free(&s);
+}
+
+/* The last rank stalls for twice the timeout in its first block: the
+ * others' waits time out, and it learns so from the last agreement or
+ * its own wait.  On a communicator of its own, freed after: a timed-out
+ * call may leave messages and requests behind (attn_mpi.h). */
+static void test_stalled_rank_times_out(void)
+{
+    if (ranks < 2) {
+        printf("(stall: needs two ranks) ");
+        return;
+    }
+    MPI_Comm comm;
+    CU_ASSERT_FATAL(MPI_Comm_dup(MPI_COMM_WORLD, &comm) == MPI_SUCCESS);
+    small s;
+    small_make(&s, 0);
+    s.r.timeout_ms = 300;
+    fault f = {ranks - 1, 1, 0, 0.6};
+    attn_status st = ring_run(ctx, comm, &s.r, &s.d, s.q, s.k, s.v, s.o, s.lse,
+                              faulty_sdpa, &f);
+    expect_failed(&s, st, ATTN_ERR_DEVICE, "a rank stalling past the timeout");
+    /* Lets every rank's leftover requests complete before the free. */
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Comm_free(&comm);
+    small_free(&s);
+}
+
+static void test_layout_queries(void)
+{
+    attn_ring_desc r = ATTN_RING_DESC_INIT;
+    r.seq = 10;
+    r.layout = ATTN_RING_ZIGZAG;
+    int rows, first, g;
+    /* 10 rows over 2 ranks in 4 chunks of 3, 3, 2, 2: rank 0 holds chunks
+     * 0 and 3 (rows 0-2 and 8-9), rank 1 chunks 1 and 2 (rows 3-7). */
+    CU_ASSERT(attn_ring_rows(&r, 2, 0, &rows, &first) == ATTN_OK);
+    CU_ASSERT(rows == 5 && first == 0);
+    CU_ASSERT(attn_ring_global_row(&r, 2, 0, 3, &g) == ATTN_OK && g == 8);
+    CU_ASSERT(attn_ring_rows(&r, 2, 1, &rows, &first) == ATTN_OK);
+    CU_ASSERT(rows == 5 && first == 3);
+    CU_ASSERT(attn_ring_global_row(&r, 2, 1, 4, &g) == ATTN_OK && g == 7);
+    CU_ASSERT(attn_ring_global_row(&r, 2, 1, 5, &g) ==
+              ATTN_ERR_INVALID_ARGUMENT);
+    int counts[3] = {4, 0, 5};
+    r.layout = ATTN_RING_ZIGZAG;
+    r.counts = counts;
+    CU_ASSERT(attn_ring_rows(&r, 3, 0, &rows, &first) ==
+              ATTN_ERR_INVALID_ARGUMENT);
+    r.layout = ATTN_RING_CONTIGUOUS;
+    CU_ASSERT(attn_ring_rows(&r, 3, 0, &rows, &first) ==
+              ATTN_ERR_INVALID_ARGUMENT); /* sums to 9, not 10 */
+    counts[1] = 1;
+    CU_ASSERT(attn_ring_rows(&r, 3, 2, &rows, &first) == ATTN_OK);
+    CU_ASSERT(rows == 5 && first == 5);
+    CU_ASSERT(attn_ring_rows(&r, 3, 3, &rows, &first) ==
+              ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT(attn_ring_rows(NULL, 3, 0, &rows, &first) ==
+              ATTN_ERR_INVALID_ARGUMENT);
+}
+
+static void test_half_conversion(void)
+{
+    /* Every half survives the round trip (NaN stays NaN). */
+    int bad = 0;
+    for (unsigned h = 0; h < 65536; h++) {
+        float f = ring_half_to_float((uint16_t)h);
+        uint16_t back = ring_float_to_half(f);
+        if (f != f ? (back & 0x7c00u) != 0x7c00u || !(back & 0x3ffu)
+                   : back != h)
+            bad++;
+    }
+    CU_ASSERT(bad == 0);
+    CU_ASSERT(ring_float_to_half(1.0f + 0x1p-11f) == 0x3c00); /* tie: even */
+    CU_ASSERT(ring_float_to_half(1.0f + 0x1.8p-11f) == 0x3c01);
+    CU_ASSERT(ring_float_to_half(65520.0f) == 0x7c00);
+    CU_ASSERT(ring_float_to_half(0x1p-25f) == 0x0000); /* tie: even, 0 */
+    CU_ASSERT(ring_float_to_half(0x1.8p-25f) == 0x0001);
+}
+
+static int suite_init(void)
+{
+    attn_options o = ATTN_OPTIONS_INIT;
+    harness_options(&o);
+    if (!getenv("ATTN_TEST_DEVICE"))
+        o.device = "native";
+    o.threads = 1; /* ranks share this machine's cores */
+    return attn_context_create(&o, &ctx) == ATTN_OK ? 0 : 1;
+}
+
+static int suite_clean(void)
+{
+    attn_context_destroy(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (MPI_Init(&argc, &argv) != MPI_SUCCESS)
+        return 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    if (ranks > 8) {
+        printf("test_ring: at most 8 ranks\n");
+        MPI_Finalize();
+        return 1;
+    }
+    static const harness_test tests[] = {
+        {"layout queries", test_layout_queries},
+        {"half conversion", test_half_conversion},
+        {"contiguous slices", test_contiguous},
+        {"zig-zag slices", test_zigzag},
+        {"kv_len", test_kv_len},
+        {"f16 and the additive score", test_f16_additive},
+        {"bad input on one rank", test_bad_input_on_one_rank},
+        {"descriptors differ", test_descriptors_differ},
+        {"failure mid-ring", test_failure_mid_ring},
+        {"stalled rank times out", test_stalled_rank_times_out},
+        {NULL, NULL}};
+    int rc = harness_main("ring", suite_init, suite_clean, tests);
+    MPI_Finalize();
+    return rc;
+}
