@@ -172,9 +172,10 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
             pack_float(c, c->q32 + row0 * c->bq * c->d, q, c->bq, row0, n,
                        c->d);
     }
+    /* acc_o is not cleared: a row's first visible block is copied in
+     * (ring_merge), and rows no block sees are zeroed by write_out. */
     for (size_t i = 0; i < rows * c->bq; i++)
         c->acc_lse[i] = -INFINITY;
-    memset(c->acc_o, 0, rows * c->bq * c->dv * sizeof(float));
     return ATTN_OK;
 }
 
@@ -340,9 +341,13 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
     return ATTN_OK;
 }
 
-/* Writes the merged rows into the caller's o and lse. */
+/* Writes the merged rows into the caller's o and lse; a row that saw no
+ * key gets O = 0 (its lse is -INFINITY already). */
 static void write_out(ring_call *c, void *o, float *lse)
 {
+    for (size_t r = 0; r < c->local_rows * c->bq; r++)
+        if (c->acc_lse[r] == -INFINITY)
+            memset(c->acc_o + r * c->dv, 0, c->dv * sizeof(float));
     for (int i = 0; i < c->lay.per_rank; i++) {
         size_t n = (size_t)ring_chunk_rows(&c->lay,
                                            ring_chunk_of(&c->lay, c->rank, i));

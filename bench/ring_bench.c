@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * attn-ring-bench: attn_sdpa_ring on P ranks against one process running
+ * attn_sdpa on the same total size, the communication the ring hides
+ * behind compute, and the memory each rank holds (bench/README.md).
+ *
+ *   mpiexec -n P attn-ring-bench [--seq N] [--heads H] [--kv-heads K]
+ *       [--head-dim D] [--causal 0|1] [--layout zigzag|contiguous]
+ *       [--dtype f32|f16] [--reps R] [--threads T] [--base-threads T]
+ *
+ * Times are medians over R calls; a ring call's time is the slowest
+ * rank's.  Overlap: the same messages passed around the ring with no
+ * compute take comm_alone; the ring call waits wait_s after its compute;
+ * hidden = 1 - wait_s / comm_alone.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <attn/attn_mpi.h>
+
+typedef struct bench_opts {
+    int seq, heads, kv_heads, dim, causal, reps, threads, base_threads;
+    attn_ring_layout layout;
+    attn_dtype dtype;
+} bench_opts;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* A barrier that sleeps while it waits, so that a rank waiting for
+ * another does not take the core that one computes on. */
+static void quiet_barrier(MPI_Comm comm)
+{
+    MPI_Request req;
+    MPI_Ibarrier(comm, &req);
+    for (int done = 0; !done;) {
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (!done) {
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static void *filled(size_t n, size_t elem)
+{
+    unsigned char *p = malloc(n * elem != 0 ? n * elem : 1);
+    unsigned s = 12345;
+    for (size_t i = 0; p && i < n * elem; i++) {
+        s = s * 1664525u + 1013904223u;
+        /* f32: small floats; f16: small halves (exponent byte kept low) */
+        p[i] = (unsigned char)(i % elem == elem - 1 ? 0x3a : (s >> 24));
+    }
+    return p;
+}
+
+static int parse(int argc, char **argv, bench_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int *ip = !strcmp(a, "--seq")            ? &o->seq
+                  : !strcmp(a, "--heads")        ? &o->heads
+                  : !strcmp(a, "--kv-heads")     ? &o->kv_heads
+                  : !strcmp(a, "--head-dim")     ? &o->dim
+                  : !strcmp(a, "--causal")       ? &o->causal
+                  : !strcmp(a, "--reps")         ? &o->reps
+                  : !strcmp(a, "--threads")      ? &o->threads
+                  : !strcmp(a, "--base-threads") ? &o->base_threads
+                                                 : NULL;
+        if (!v)
+            return 0;
+        if (ip)
+            *ip = atoi(v);
+        else if (!strcmp(a, "--layout"))
+            o->layout = !strcmp(v, "contiguous") ? ATTN_RING_CONTIGUOUS
+                                                 : ATTN_RING_ZIGZAG;
+        else if (!strcmp(a, "--dtype"))
+            o->dtype = !strcmp(v, "f16") ? ATTN_F16 : ATTN_F32;
+        else
+            return 0;
+        i++;
+    }
+    return o->seq > 0 && o->heads > 0 && o->kv_heads > 0 && o->dim > 0 &&
+           o->reps > 0 && o->threads > 0;
+}
+
+/* The ring's messages alone: P-1 steps of the exchange attn_sdpa_ring
+ * makes, each message its sender's K and V slices plus the 64-byte
+ * header. */
+static double comm_alone(const bench_opts *o, const attn_ring_desc *r,
+                         int ranks, int rank, size_t row_bytes)
+{
+    size_t cap = 0;
+    for (int s = 0; s < ranks; s++) {
+        int rows, first;
+        attn_ring_rows(r, ranks, s, &rows, &first);
+        if (64 + (size_t)rows * row_bytes > cap)
+            cap = 64 + (size_t)rows * row_bytes;
+    }
+    unsigned char *b[2] = {calloc(cap, 1), calloc(cap, 1)};
+    double *t = malloc((size_t)o->reps * sizeof *t);
+    int right = (rank + 1) % ranks, left = (rank + ranks - 1) % ranks;
+    for (int rep = 0; rep < o->reps; rep++) {
+        quiet_barrier(MPI_COMM_WORLD);
+        double t0 = now_s();
+        for (int s = 0; s < ranks - 1; s++) {
+            int src = (rank - s + ranks) % ranks,
+                from = (src + ranks - 1) % ranks;
+            int ns, nf, first;
+            attn_ring_rows(r, ranks, src, &ns, &first);
+            attn_ring_rows(r, ranks, from, &nf, &first);
+            MPI_Request q[2];
+            MPI_Irecv(b[(s + 1) % 2], (int)(64 + (size_t)nf * row_bytes),
+                      MPI_BYTE, left, 1, MPI_COMM_WORLD, &q[0]);
+            MPI_Isend(b[s % 2], (int)(64 + (size_t)ns * row_bytes), MPI_BYTE,
+                      right, 1, MPI_COMM_WORLD, &q[1]);
+            MPI_Waitall(2, q, MPI_STATUSES_IGNORE);
+        }
+        t[rep] = now_s() - t0;
+    }
+    double m = median(t, o->reps);
+    free(t);
+    free(b[0]);
+    free(b[1]);
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank, ranks;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    bench_opts o = {4096, 8, 8, 64, 1, 5, 1, 0, ATTN_RING_ZIGZAG, ATTN_F32};
+    if (!parse(argc, argv, &o)) {
+        if (rank == 0)
+            fprintf(stderr, "usage: attn-ring-bench [--seq N] [--heads H] "
+                            "[--kv-heads K] [--head-dim D] [--causal 0|1] "
+                            "[--layout zigzag|contiguous] [--dtype f32|f16] "
+                            "[--reps R] [--threads T] [--base-threads T]\n");
+        MPI_Finalize();
+        return 2;
+    }
+    if (o.base_threads <= 0)
+        o.base_threads = ranks * o.threads;
+    size_t elem = o.dtype == ATTN_F16 ? 2 : 4, seq = (size_t)o.seq;
+    size_t hq = (size_t)o.heads, hkv = (size_t)o.kv_heads, d = (size_t)o.dim;
+    attn_sdpa_desc desc = ATTN_SDPA_DESC_INIT;
+    desc.batch = 1;
+    desc.heads_q = o.heads;
+    desc.heads_kv = o.kv_heads;
+    desc.seq_q = desc.seq_kv = o.seq;
+    desc.head_dim = desc.head_dim_v = o.dim;
+    desc.mask.causal = o.causal;
+    desc.dtype = o.dtype;
+    int rc = 0;
+
+    /* One process, the whole sequence, base_threads threads (by default
+     * as many as the ranks have together); the other ranks sleep. */
+    double single = 0;
+    size_t single_bytes = seq * (2 * hq + 2 * hkv) * d * elem + seq * hq * 4;
+    if (rank == 0) {
+        attn_options opt = ATTN_OPTIONS_INIT;
+        opt.device = "native";
+        opt.threads = o.base_threads;
+        attn_context *ctx = NULL;
+        void *q = filled(seq * hq * d, elem), *k = filled(seq * hkv * d, elem);
+        void *v = filled(seq * hkv * d, elem),
+             *out = malloc(seq * hq * d * elem);
+        float *lse = malloc(seq * hq * sizeof *lse);
+        double *t = malloc((size_t)o.reps * sizeof *t);
+        if (attn_context_create(&opt, &ctx) != ATTN_OK || !q || !k || !v ||
+            !out || !lse || attn_sdpa(ctx, &desc, q, k, v, out, lse)) {
+            fprintf(stderr, "single process failed\n");
+            rc = 1;
+        }
+        for (int r = 0; r < o.reps && !rc; r++) {
+            double t0 = now_s();
+            attn_sdpa(ctx, &desc, q, k, v, out, lse);
+            t[r] = now_s() - t0;
+        }
+        single = rc ? 0 : median(t, o.reps);
+        attn_context_destroy(ctx);
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+        free(lse);
+        free(t);
+    }
+    quiet_barrier(MPI_COMM_WORLD);
+
+    /* The ring: every rank its slice, threads threads each. */
+    attn_ring_desc ring = ATTN_RING_DESC_INIT;
+    ring.seq = o.seq;
+    ring.layout = o.layout;
+    ring.timeout_ms = 600000;
+    attn_ring_stats stats = ATTN_RING_STATS_INIT;
+    ring.stats = &stats;
+    int rows = 0, first = 0;
+    attn_ring_rows(&ring, ranks, rank, &rows, &first);
+    size_t n = (size_t)rows;
+    attn_options opt = ATTN_OPTIONS_INIT;
+    opt.device = "native";
+    opt.threads = o.threads;
+    attn_context *ctx = NULL;
+    attn_context_create(&opt, &ctx);
+    void *q = filled(n * hq * d, elem), *k = filled(n * hkv * d, elem);
+    void *v = filled(n * hkv * d, elem), *out = filled(n * hq * d, elem);
+    float *lse = malloc((n ? n : 1) * hq * sizeof *lse);
+    double *t = malloc((size_t)o.reps * sizeof *t);
+    double *wait = malloc((size_t)o.reps * sizeof *wait);
+    double *comp = malloc((size_t)o.reps * sizeof *comp);
+    attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &ring, &desc, q, k, v,
+                                    out, lse); /* warm-up */
+    for (int r = 0; r < o.reps && st == ATTN_OK; r++) {
+        quiet_barrier(MPI_COMM_WORLD);
+        double t0 = now_s();
+        st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &ring, &desc, q, k, v, out,
+                            lse);
+        double mine = now_s() - t0;
+        MPI_Allreduce(&mine, &t[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        wait[r] = stats.wait_s;
+        comp[r] = stats.compute_s;
+    }
+    if (st != ATTN_OK) {
+        fprintf(stderr, "rank %d: %s\n", rank, attn_ring_last_error());
+        rc = 1;
+    }
+    double ring_t = rc ? 0 : median(t, o.reps);
+    double my_wait = median(wait, o.reps), my_comp = median(comp, o.reps);
+    double alone =
+        ranks > 1 ? comm_alone(&o, &ring, ranks, rank, hkv * 2 * d * elem) : 0;
+    double waits[64] = {0}, comps[64] = {0}, alones[64] = {0};
+    unsigned long long held = stats.bytes_held, held_max = 0;
+    MPI_Gather(&my_wait, 1, MPI_DOUBLE, waits, 1, MPI_DOUBLE, 0,
+               MPI_COMM_WORLD);
+    MPI_Gather(&my_comp, 1, MPI_DOUBLE, comps, 1, MPI_DOUBLE, 0,
+               MPI_COMM_WORLD);
+    MPI_Gather(&alone, 1, MPI_DOUBLE, alones, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&held, &held_max, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0,
+               MPI_COMM_WORLD);
+    if (rank == 0 && !rc && ranks <= 64) {
+        double w = 0, c = 0, a = 0;
+        for (int r = 0; r < ranks; r++) {
+            w += waits[r] / ranks;
+            c += comps[r] / ranks;
+            a += alones[r] / ranks;
+        }
+        double hidden = a > 0 ? 100.0 * (a - (w < a ? w : a)) / a : 0;
+        size_t slice = n * (2 * hq + 2 * hkv) * d * elem + n * hq * 4;
+        printf("attn-ring-bench: %d ranks x %d threads, seq %d, heads %d/%d, "
+               "head_dim %d, %s, %s, %s\n",
+               ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
+               o.causal ? "causal" : "non-causal",
+               o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
+               o.dtype == ATTN_F16 ? "f16" : "f32");
+        printf("  single process (%d threads): %.2f ms\n", o.base_threads,
+               1e3 * single);
+        printf("  ring call: %.2f ms (%.2fx the single process)\n",
+               1e3 * ring_t, ring_t > 0 ? single / ring_t : 0);
+        printf("  per rank (mean): compute %.2f ms, exposed wait %.3f ms, "
+               "messages alone %.3f ms: %.0f%% of the communication hidden\n",
+               1e3 * c, 1e3 * w, 1e3 * a, hidden);
+        printf("  memory per rank: %llu bytes held by the call, %zu bytes of "
+               "slices (q, k, v, o, lse); one process: %zu bytes of tensors\n",
+               held_max, slice, single_bytes);
+        printf("csv,%d,%d,%d,%d,%d,%d,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,"
+               "%llu,%zu\n",
+               ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
+               o.causal ? "causal" : "full",
+               o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
+               1e3 * single, 1e3 * ring_t, 1e3 * c, 1e3 * w, 1e3 * a, hidden,
+               held_max, slice);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(lse);
+    free(t);
+    free(wait);
+    free(comp);
+    attn_context_destroy(ctx);
+    MPI_Finalize();
+    return rc;
+}
