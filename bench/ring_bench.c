@@ -10,8 +10,12 @@
  *
  * Times are medians over R calls; a ring call's time is the slowest
  * rank's.  Overlap: the same messages passed around the ring with no
- * compute take comm_alone; the ring call waits wait_s after its compute;
- * hidden = 1 - wait_s / comm_alone.
+ * compute take comm_alone; the ring call waits wait_s after its compute
+ * (its blocks run on a thread of their own while the calling thread moves
+ * the messages); hidden = 1 - wait_s / comm_alone.  One line "csv,..." per
+ * run: ranks, threads, seq, heads, kv_heads, head_dim, mask, layout,
+ * single ms, ring ms, compute ms, wait ms, messages-alone ms,
+ * hidden %, bytes held per rank (max), bytes of a rank's slices.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +269,7 @@ int main(int argc, char **argv)
             c += comps[r] / ranks;
             a += alones[r] / ranks;
         }
+        /* Exposed: the wait after compute; the rest ran beside it. */
         double hidden = a > 0 ? 100.0 * (a - (w < a ? w : a)) / a : 0;
         size_t slice = n * (2 * hq + 2 * hkv) * d * elem + n * hq * 4;
         printf("attn-ring-bench: %d ranks x %d threads, seq %d, heads %d/%d, "
@@ -277,8 +282,9 @@ int main(int argc, char **argv)
                1e3 * single);
         printf("  ring call: %.2f ms (%.2fx the single process)\n",
                1e3 * ring_t, ring_t > 0 ? single / ring_t : 0);
-        printf("  per rank (mean): compute %.2f ms, exposed wait %.3f ms, "
-               "messages alone %.3f ms: %.0f%% of the communication hidden\n",
+        printf("  per rank (mean): compute %.2f ms; communication exposed "
+               "(wait after compute) %.3f ms of %.3f ms for the messages "
+               "alone: %.0f%% hidden\n",
                1e3 * c, 1e3 * w, 1e3 * a, hidden);
         printf("  memory per rank: %llu bytes held by the call, %zu bytes of "
                "slices (q, k, v, o, lse); one process: %zu bytes of tensors\n",

@@ -46,7 +46,9 @@ typedef struct attn_ring_stats {
     int steps;           /**< ring steps (the number of ranks) */
     int blocks;          /**< attn_sdpa calls made (hidden blocks skipped) */
     double total_s;      /**< the whole call */
-    double compute_s;    /**< attn_sdpa calls and the merges */
+    double compute_s;    /**< attn_sdpa calls and the merges (on a
+                              thread of the call's own while the step's
+                              messages travel) */
     double wait_s;       /**< blocked on ring messages after computing:
                               the communication not hidden by compute */
     double agree_s;      /**< the two status agreements (collectives) */
@@ -119,13 +121,20 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * all-reduce), so an invalid argument on one rank makes every rank return
  * that rank's status; a failure while the ring runs travels with the next
  * messages and a last agreement, so every rank returns an error; every
- * wait is bounded by timeout_ms.  Errors: ATTN_ERR_INVALID_ARGUMENT (on
+ * wait on another rank is bounded by timeout_ms (the rank's own blocks,
+ * which compute while it waits for a step's messages, do not count).  A
+ * rank that waited in vain returns ATTN_ERR_DEVICE; the ranks it no longer
+ * answers learn so, or time out in turn; a late rank that found
+ * everything it needed may still return ATTN_OK, its result complete.
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (on
  * any rank: NULL pointers, sizes, a ring that does not fit the
  * communicator, descriptors that differ between ranks),
  * ATTN_ERR_UNSUPPORTED (a mask the ring does not take),
  * ATTN_ERR_OUT_OF_MEMORY, errors of attn_sdpa, ATTN_ERR_DEVICE (an MPI
  * call failed or a wait passed timeout_ms; after a timeout the
- * communicator may hold requests that never complete: free it or abort).
+ * communicator may hold requests that never complete, and the buffers
+ * MPI may still use are left to them, not freed: free the communicator
+ * or abort).
  * attn_ring_last_error says why. */
 ATTN_API attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
                                     const attn_ring_desc *ring,

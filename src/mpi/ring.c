@@ -12,6 +12,7 @@
  * and every wait has a deadline (ring_comm.c).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,9 +268,47 @@ static attn_status default_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
     return attn_sdpa(ctx, d, q, k, v, o, lse);
 }
 
+/* The blocks of one step, on the calling thread (reqs given: MPI moves the
+ * transfer between blocks) or on a thread of their own (reqs NULL: no MPI
+ * call, the calling thread polls meanwhile). */
+typedef struct step_job {
+    ring_call *c;
+    const void *q_local;
+    const unsigned char *m;
+    int src;
+    attn_status local; /* in: this rank's status so far; out: after */
+    MPI_Request *reqs;
+    atomic_int running; /* 1 until the blocks are done */
+    double end;         /* when they were done (ring_now) */
+} step_job;
+
+static void compute_step(step_job *j)
+{
+    int widened = -1;
+    for (int i = 0; i < j->c->lay.per_rank; i++)
+        for (int k = 0; k < j->c->lay.per_rank && j->local == ATTN_OK; k++) {
+            j->local =
+                run_block(j->c, j->q_local, i, j->m, j->src, k, &widened);
+            int done;
+            if (j->reqs)
+                MPI_Testall(2, j->reqs, &done, MPI_STATUSES_IGNORE);
+        }
+    j->end = ring_now();
+    atomic_store_explicit(&j->running, 0, memory_order_release);
+}
+
+static void *step_thread(void *arg)
+{
+    compute_step(arg);
+    return NULL;
+}
+
 /* The ring proper.  *local receives a failure of this rank's blocks (the
  * ring then goes on forwarding), *seen the worst status a message
- * brought; the return value is ATTN_OK or a communication failure. */
+ * brought; the return value is ATTN_OK or a communication failure.  While
+ * the step's transfers run, its blocks compute on a thread of their own,
+ * so that MPI progresses them (on one node: copies them) on the calling
+ * thread meanwhile; only the calling thread calls MPI. */
 static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
                               attn_status *local, attn_status *seen,
                               int *seen_rank, int *keep_msgs)
@@ -293,7 +332,8 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
             *seen_rank = h.failed_rank;
         }
         MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-        if (t < P - 1) {
+        int last = t == P - 1;
+        if (!last) {
             int from = (src + P - 1) % P;
             h.step = t;
             if (*local != ATTN_OK && h.status == ATTN_OK) {
@@ -314,27 +354,37 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
             }
             c->st.bytes_sent += msg_bytes(c, src);
         }
+        step_job job = {c, q_local, m, src, *local, NULL, 1, 0};
         double t0 = ring_now();
-        int widened = -1;
-        for (int i = 0; i < c->lay.per_rank; i++)
-            for (int j = 0; j < c->lay.per_rank; j++) {
-                if (*local != ATTN_OK || *seen != ATTN_OK)
-                    break;
-                *local = run_block(c, q_local, i, m, src, j, &widened);
-                /* Lets MPI move the transfer between blocks. */
-                int done;
-                MPI_Testall(2, reqs, &done, MPI_STATUSES_IGNORE);
-            }
-        double t1 = ring_now();
-        c->st.compute_s += t1 - t0;
-        if (t < P - 1) {
-            attn_status st = ring_wait(reqs, 2, ring_now() + tmo, c->why,
-                                       sizeof c->why, "a ring step");
-            c->st.wait_s += ring_now() - t1;
-            if (st != ATTN_OK) {
-                *keep_msgs = !ring_cancel(reqs, 2, RING_GRACE_S);
-                return st;
-            }
+        pthread_t th;
+        int threaded = 0;
+        if (*local != ATTN_OK || *seen != ATTN_OK) {
+            job.end = t0; /* failed: forward only */
+            atomic_store(&job.running, 0);
+        } else if (!last && pthread_create(&th, NULL, step_thread, &job) == 0) {
+            threaded = 1;
+        } else {
+            job.reqs = last ? NULL : reqs;
+            compute_step(&job);
+        }
+        attn_status st = ATTN_OK;
+        char why[256] = "";
+        double t_xfer = t0;
+        if (!last) {
+            st = ring_wait(reqs, 2, tmo, threaded ? &job.running : NULL, why,
+                           sizeof why, "a ring step");
+            t_xfer = ring_now();
+        }
+        if (threaded)
+            pthread_join(th, NULL);
+        *local = job.local;
+        c->st.compute_s += job.end - t0;
+        if (t_xfer > job.end)
+            c->st.wait_s += t_xfer - job.end;
+        if (st != ATTN_OK) {
+            snprintf(c->why, sizeof c->why, "rank %d: %s", c->rank, why);
+            *keep_msgs = !ring_cancel(reqs, 2, RING_GRACE_S);
+            return st;
         }
         cur = 1 - cur;
     }
@@ -461,8 +511,8 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
     attn_status agreed = ATTN_OK, comm_st;
     int failed_rank = -1, same = 1, keep_msgs = 0;
     double t0 = ring_now();
-    comm_st = ring_agree(comm, c->rank, mine, hash, ring_now() + tmo, &agreed,
-                         &failed_rank, &same, c->why, sizeof c->why);
+    comm_st = ring_agree(comm, c->rank, mine, hash, tmo, &agreed, &failed_rank,
+                         &same, c->why, sizeof c->why);
     c->st.agree_s += ring_now() - t0;
     attn_status result = comm_st;
     if (comm_st == ATTN_OK) {
@@ -489,9 +539,8 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
         attn_status end = comm_st != ATTN_OK ? comm_st : local;
         t0 = ring_now();
         char why2[sizeof c->why];
-        attn_status st2 =
-            ring_agree(comm, c->rank, end, 0, ring_now() + tmo, &agreed,
-                       &failed_rank, &same, why2, sizeof why2);
+        attn_status st2 = ring_agree(comm, c->rank, end, 0, tmo, &agreed,
+                                     &failed_rank, &same, why2, sizeof why2);
         c->st.agree_s += ring_now() - t0;
         if (end != ATTN_OK) {
             result = end;

@@ -7,6 +7,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "ring_impl.h"
@@ -33,20 +34,23 @@ double ring_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Polls without taking a whole core from a rank that shares it: a few
- * hundred tests back to back (a message due now costs no sleep), then a
- * short sleep between tests. */
-static void pause_poll(unsigned long polls)
+/* Polls without taking a whole core from a rank that shares it, or from
+ * the blocks computing on this rank (busy): a few hundred tests back to
+ * back (a message due now costs no sleep), then a short sleep between
+ * tests. */
+static void pause_poll(unsigned long polls, int busy)
 {
-    if (polls < 256)
+    if (polls < 256 && !busy)
         return;
-    struct timespec ts = {0, 20000};
+    struct timespec ts = {0, busy ? 100000 : 20000};
     nanosleep(&ts, NULL);
 }
 
-attn_status ring_wait(MPI_Request *reqs, int n, double deadline, char *why,
-                      size_t cap, const char *what)
+attn_status ring_wait(MPI_Request *reqs, int n, double tmo,
+                      const atomic_int *busy, char *why, size_t cap,
+                      const char *what)
 {
+    double deadline = ring_now() + tmo;
     for (unsigned long polls = 0;; polls++) {
         int done = 0;
         int rc = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
@@ -59,11 +63,16 @@ attn_status ring_wait(MPI_Request *reqs, int n, double deadline, char *why,
         }
         if (done)
             return ATTN_OK;
-        if (ring_now() > deadline) {
+        double now = ring_now();
+        int running =
+            busy && atomic_load_explicit(busy, memory_order_acquire) != 0;
+        if (running)
+            deadline = now + tmo;
+        else if (now > deadline) {
             snprintf(why, cap, "%s: no answer within the timeout", what);
             return ATTN_ERR_DEVICE;
         }
-        pause_poll(polls);
+        pause_poll(polls, running);
     }
 }
 
@@ -81,33 +90,44 @@ int ring_cancel(MPI_Request *reqs, int n, double grace_s)
             return 1;
         if (ring_now() > deadline)
             return 0;
-        pause_poll(polls);
+        pause_poll(polls, 0);
     }
 }
 
 attn_status ring_agree(MPI_Comm comm, int rank, attn_status mine, uint32_t hash,
-                       double deadline, attn_status *agreed, int *failed_rank,
+                       double tmo, attn_status *agreed, int *failed_rank,
                        int *same, char *why, size_t cap)
 {
     /* Max of (status, failing rank, hash, -hash): the hash's max and min
-     * are equal when every rank's is.  30 bits keep -hash an int. */
+     * are equal when every rank's is.  30 bits keep -hash an int.  The
+     * buffers live on the heap: after a timeout the collective stays open
+     * (MPI cannot cancel one) and may still read and write them, so they
+     * are then left to it. */
+    int *buf = malloc(8 * sizeof *buf);
+    if (!buf) {
+        snprintf(why, cap, "no memory for the ranks' agreement");
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
     int h = (int)(hash & 0x3fffffffu);
-    int send[4] = {(int)mine, mine != ATTN_OK ? rank : -1, h, -h};
-    int recv[4] = {0, -1, 0, 0};
+    int *send = buf, *recv = buf + 4;
+    send[0] = (int)mine;
+    send[1] = mine != ATTN_OK ? rank : -1;
+    send[2] = h;
+    send[3] = -h;
     MPI_Request req = MPI_REQUEST_NULL;
     int rc = MPI_Iallreduce(send, recv, 4, MPI_INT, MPI_MAX, comm, &req);
     if (rc != MPI_SUCCESS) {
+        free(buf);
         snprintf(why, cap, "the ranks' agreement could not start");
         return ATTN_ERR_DEVICE;
     }
-    /* A collective request cannot be cancelled: after a timeout it stays
-     * open, which attn_sdpa_ring's documentation states. */
-    attn_status st = ring_wait(&req, 1, deadline, why, cap,
+    attn_status st = ring_wait(&req, 1, tmo, NULL, why, cap,
                                "the ranks' agreement (MPI_Iallreduce)");
     if (st != ATTN_OK)
-        return st;
+        return st; /* buf stays with the open collective */
     *agreed = (attn_status)recv[0];
     *failed_rank = recv[1];
     *same = recv[2] == -recv[3];
+    free(buf);
     return ATTN_OK;
 }

@@ -8,6 +8,7 @@
 #ifndef ATTN_RING_IMPL_H
 #define ATTN_RING_IMPL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,12 +67,15 @@ void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
 /* Seconds of a monotonic clock. */
 double ring_now(void);
 
-/* Completes the n requests (MPI_REQUEST_NULL entries are skipped) before
- * the deadline (ring_now() seconds): ATTN_OK, or ATTN_ERR_DEVICE with a
- * sentence in why after an MPI error or at the deadline; the requests not
- * completed are then left in reqs. */
-attn_status ring_wait(MPI_Request *reqs, int n, double deadline, char *why,
-                      size_t cap, const char *what);
+/* Completes the n requests (MPI_REQUEST_NULL entries are skipped) within
+ * tmo seconds, a limit that starts again as long as *busy (when busy is
+ * not NULL) is nonzero: the blocks of the step still run on another
+ * thread, and a neighbour's message may wait for its own.  Returns
+ * ATTN_OK, or ATTN_ERR_DEVICE with a sentence in why after an MPI error
+ * or at the limit; the requests not completed are then left in reqs. */
+attn_status ring_wait(MPI_Request *reqs, int n, double tmo,
+                      const atomic_int *busy, char *why, size_t cap,
+                      const char *what);
 
 /* After a failed ring_wait: cancels the point-to-point requests still
  * open and waits for them a short while.  Returns 1 when every request
@@ -82,7 +86,7 @@ int ring_cancel(MPI_Request *reqs, int n, double grace_s);
 /* The ranks' agreement: every rank contributes (status, a hash of its
  * arguments); *agreed receives the largest status and *failed_rank the
  * highest rank that had it (-1 when all are ATTN_OK), *same 1 when every
- * hash is equal.  A non-blocking all-reduce bounded by the deadline;
+ * hash is equal.  A non-blocking all-reduce bounded by tmo seconds;
  * ATTN_ERR_DEVICE (why says so) when it fails or times out. */
 attn_status ring_agree(MPI_Comm comm, int rank, attn_status mine, uint32_t hash,
                        double deadline, attn_status *agreed, int *failed_rank,
