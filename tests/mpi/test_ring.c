@@ -496,7 +496,13 @@ static int suite_init(void)
     if (!getenv("ATTN_TEST_DEVICE"))
         o.device = "native";
     o.threads = 1; /* ranks share this machine's cores */
-    return attn_context_create(&o, &ctx) == ATTN_OK ? 0 : 1;
+    if (attn_context_create(&o, &ctx) != ATTN_OK)
+        return 1;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    if (rank == 0 && attn_context_device(ctx, &info) == ATTN_OK)
+        printf("ring suite on %s (%s)\n", info.name,
+               info.kind == ATTN_DEVICE_NATIVE ? "native" : "OpenCL");
+    return 0;
 }
 
 static int suite_clean(void)
