@@ -112,10 +112,15 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * 0 rows passes pointers all the same (they are not read).
  *
  * ctx is the rank's own context (any device; the buffers are host memory
- * and attn_sdpa moves them).  comm should be a communicator the caller
- * does not use at the same time (an MPI_Comm_dup of its own): the call
- * sends on it and sets its error handler to MPI_ERRORS_RETURN for the
- * duration of the call.
+ * and attn_sdpa moves them).  Where MPI was initialised with
+ * MPI_THREAD_FUNNELED or more, each step's attn_sdpa calls run on a
+ * thread the call creates (ctx's log callback is called from it) while
+ * the calling thread moves the step's messages; only the calling thread
+ * calls MPI.  Under MPI_THREAD_SINGLE they run on the calling thread,
+ * with MPI polled between them, and overlap less.  comm should be a
+ * communicator the caller does not use at the same time (an MPI_Comm_dup of its
+ * own): the call sends on it and sets its error handler to MPI_ERRORS_RETURN
+ * for the duration of the call.
  *
  * Failures: the ranks first agree on their arguments (a non-blocking
  * all-reduce), so an invalid argument on one rank makes every rank return

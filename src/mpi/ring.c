@@ -45,6 +45,7 @@ typedef struct ring_call {
     attn_sdpa_desc g;
     size_t elem, bq, bkv, d, dv; /* batch*heads_q, batch*heads_kv */
     int f16;
+    int threads_ok; /* MPI allows a thread beside the calling one */
     size_t local_rows, max_rows; /* this rank's; the largest chunk */
     size_t msg_cap;
     unsigned char *msg[2];
@@ -361,7 +362,8 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
         if (*local != ATTN_OK || *seen != ATTN_OK) {
             job.end = t0; /* failed: forward only */
             atomic_store(&job.running, 0);
-        } else if (!last && pthread_create(&th, NULL, step_thread, &job) == 0) {
+        } else if (!last && c->threads_ok &&
+                   pthread_create(&th, NULL, step_thread, &job) == 0) {
             threaded = 1;
         } else {
             job.reqs = last ? NULL : reqs;
@@ -473,6 +475,11 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
         free(c);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
+    /* Under MPI_THREAD_SINGLE the process may hold no other thread that
+     * runs while MPI is called: the blocks then run on this thread. */
+    int level = MPI_THREAD_SINGLE;
+    c->threads_ok =
+        MPI_Query_thread(&level) == MPI_SUCCESS && level >= MPI_THREAD_FUNNELED;
     double tmo = 60.0;
     attn_status mine = ATTN_OK;
     if (!d || !ctx || !q_local || !k_local || !v_local || !o_local) {

@@ -513,8 +513,15 @@ static int suite_clean(void)
 
 int main(int argc, char **argv)
 {
-    if (MPI_Init(&argc, &argv) != MPI_SUCCESS)
+    /* --single: MPI_THREAD_SINGLE, so the ring computes on the calling
+     * thread; else FUNNELED, each step's blocks on a thread of their own. */
+    int single = argc > 1 && strcmp(argv[1], "--single") == 0, provided;
+    if (MPI_Init_thread(&argc, &argv,
+                        single ? MPI_THREAD_SINGLE : MPI_THREAD_FUNNELED,
+                        &provided) != MPI_SUCCESS)
         return 1;
+    if (!single && provided < MPI_THREAD_FUNNELED)
+        printf("test_ring: MPI gives no MPI_THREAD_FUNNELED (%d)\n", provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
     if (ranks > 8) {
