@@ -74,6 +74,9 @@ typedef struct attn_cl_limits {
     /* NVIDIA compute capability as 10 * major + minor (80: Ampere), 0 when
      * the device does not say (cl_nv_device_attribute_query). */
     int nv_sm;
+    /* AMD gfx target as hexadecimal digits (0x90a: gfx90a), 0 when the
+     * device is none (attn_cl_amd_gfx). */
+    int amd_gfx;
     /* The precision the context permits its products (attn.h). */
     attn_precision precision;
 } attn_cl_limits;
