@@ -124,6 +124,12 @@ typedef struct attn_cl_variant {
                                    (head size, rows): one program per shape
                                    class, built from source only (never an
                                    offline binary, which is one build) */
+    int build_probe;            /* its build asks for what the device's
+                                   compiler may lack (matrix builtins,
+                                   inline PTX): under AUTO a failed build
+                                   declines the shape and AUTO goes on (the
+                                   failure is kept: tried once per program);
+                                   forced, it is the caller's error */
     const char *const *sources; /* cl/ files after common.cl, NULL-ended */
     const char *const *kernels; /* kernel names, NULL-ended */
     const attn_cl_param *params;
