@@ -5,7 +5,10 @@
 # Xe-HPG (Arc, acm-g10) GPU; clang for AMD's CDNA (gfx90a) and RDNA 2
 # (gfx1030) GPUs, the first as OpenCL C 2.0 and the second as 1.2 (--all:
 # both as both), linked with the ROCm device libraries as AMD's driver
-# does; and for NVIDIA's Ampere (sm_80) and Hopper (sm_90) GPUs, clang to
+# does, and for CDNA 3 (gfx940) and RDNA 3 (gfx1100), which take only the
+# programs built for their matrix units (the amdmm variant's, -DAM_EMU=0:
+# those go to their own gfx targets only, and must show v_mfma / v_wmma
+# instructions in the assembly); and for NVIDIA's Ampere (sm_80) and Hopper (sm_90) GPUs, clang to
 # PTX (nvptx64-nvidia-nvcl, OpenCL C 1.2, built-ins from libclc) once per
 # program, then NVIDIA's ptxas to machine code for each.  The programs are
 # what attn-cl-dump (tests/tools) writes: each program's sources and build
@@ -88,6 +91,19 @@ if [ "${1:-}" = "--one" ]; then
           --rocm-device-lib-path="$OC_ROCM_LIB" \
           -Xclang -finclude-default-header -S -o "$work/$prog.s" "$prog.cl") \
         >"$log" 2>&1 || rc=$?
+      # A program built for a matrix unit must use it: its assembly must
+      # hold the unit's instructions (else the builtins were lost).
+      if [ "$rc" -eq 0 ]; then
+        case " $opts " in
+          *" -DAM_EMU=0 "*)
+            n=$(grep -c -E '^[[:space:]]*v_(mfma|wmma)_' "$work/$prog.s" || true)
+            echo "matrix instructions (v_mfma / v_wmma): $n" >>"$log"
+            [ "$n" -gt 0 ] || {
+              echo "error: no v_mfma / v_wmma instruction in the assembly" >>"$log"
+              rc=1
+            } ;;
+        esac
+      fi
       if [ "$rc" -eq 0 ]; then
         # Register use per kernel.  VGPR spills (to scratch memory) count
         # as a warning, as ocloc's spill reports do; SGPR spills go to
@@ -192,10 +208,14 @@ done
 # targets are the GPUs ptxas assembles each program's one PTX for.
 OC_NV_ARCHS="sm_80 sm_90"
 nv_targets="nvidia-sm_80 nvidia-sm_90"
+# gfx940 (clang 15 does not know gfx942, MI300's: the same MFMA
+# instructions) and gfx1100 take the matrix-core programs of their
+# devices only.
+amd_mm="amd-gfx940-cl1.2 amd-gfx1100-cl1.2"
 targets="intel-tgllp intel-acm-g10 amd-gfx90a-cl2.0 amd-gfx1030-cl1.2
-$nv_targets"
+$amd_mm $nv_targets"
 [ "$all" -eq 0 ] || targets="intel-tgllp intel-acm-g10 amd-gfx90a-cl1.2
-amd-gfx90a-cl2.0 amd-gfx1030-cl1.2 amd-gfx1030-cl2.0 $nv_targets"
+amd-gfx90a-cl2.0 amd-gfx1030-cl1.2 amd-gfx1030-cl2.0 $amd_mm $nv_targets"
 t0=$(date +%s)
 
 # ---- tools --------------------------------------------------------------
@@ -225,6 +245,23 @@ if [ -n "$missing" ]; then
 fi
 OC_CLANG=$(command -v clang-15)
 OC_ROCM_LIB=$(dirname "$(dpkg -L rocm-device-libs | grep -m1 '/ocml\.bc$')")
+# Debian's device libraries (ROCm 5.2) predate gfx1100: their folder,
+# linked into .offline-tools/amd-bitcode, plus the one file a target needs
+# of its own, the ISA version constant, made here for gfx1100.
+if [ ! -f "$OC_ROCM_LIB/oclc_isa_version_1100.bc" ]; then
+  bc=$root/.offline-tools/amd-bitcode
+  if [ ! -f "$bc/oclc_isa_version_1100.bc" ]; then
+    rm -rf "$bc"
+    mkdir -p "$bc"
+    ln -s "$OC_ROCM_LIB"/*.bc "$bc/"
+    printf '%s\n' 'target triple = "amdgcn-amd-amdhsa"' \
+      '@__oclc_ISA_version = linkonce_odr hidden local_unnamed_addr addrspace(4) constant i32 11000, align 4' \
+      >"$bc/isa1100.ll"
+    "$(command -v clang-15)" -c -emit-llvm -nogpulib -target amdgcn-amd-amdhsa \
+      -o "$bc/oclc_isa_version_1100.bc" "$bc/isa1100.ll"
+  fi
+  OC_ROCM_LIB=$bc
+fi
 OC_CLC_NVPTX=$(dpkg -L libclc-15 | grep -m1 '/nvptx64--nvidiacl\.bc$')
 
 # ptxas: PyPI's CUDA compiler wheel, installed (pip --target) into
@@ -305,12 +342,36 @@ progs=$(cut -f1 "$OC_OUT/dump/index.tsv")
 export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB OC_CLC_NVPTX OC_PTXAS \
   OC_NV_ARCHS
 
+# The gfx target each AMD device of attn-cl-dump (tests/tools/cl_programs.c)
+# stands for.
+amd_gfx() {
+  case $1 in
+    amd-cdna) echo gfx90a ;;
+    amd-cdna3) echo gfx940 ;;
+    amd-rdna) echo gfx1030 ;;
+    amd-rdna3) echo gfx1100 ;;
+  esac
+}
+
 # Whether target $1 compiles program $2: the programs of the default
 # tuning on every target, those of a vendor's profile on that vendor's
-# targets only ("-" in the table).
+# targets only ("-" in the table); a program built for an AMD matrix unit
+# (-DAM_EMU=0) on the gfx targets of its devices only, and the targets
+# of $amd_mm nothing else.
 applies() {
   labels=" $(awk -F'\t' -v p="$2" '$1 == p {print $4}' \
     "$OC_OUT/dump/index.tsv") "
+  case " $(cat "$OC_OUT/dump/$2.opts") " in
+    *" -DAM_EMU=0 "*)
+      case $1 in amd-*) ;; *) return 1 ;; esac
+      mcpu=${1#amd-}
+      mcpu=${mcpu%%-*}
+      for l in $labels; do
+        [ "$(amd_gfx "$l")" != "$mcpu" ] || return 0
+      done
+      return 1 ;;
+  esac
+  case " $amd_mm " in *" $1 "*) return 1 ;; esac
   case $labels in *" default "*) return 0 ;; esac
   case $1 in
     intel-*) case $labels in *" intel"*) return 0 ;; esac ;;

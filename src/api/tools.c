@@ -48,6 +48,9 @@ attn_status attn_tool_discover(attn_tool_device **out, size_t *n, char *msg,
         (*out)[i].query_failed = devs[i].query_failed;
         (*out)[i].handle = devs[i].device;
         (*out)[i].nv_sm = devs[i].nv_sm;
+        (*out)[i].amd_gfx = devs[i].amd_gfx;
+        (*out)[i].amd_unit = attn_cl_amd_matrix_unit(devs[i].amd_gfx);
+        (*out)[i].amd_xf32 = attn_cl_amd_xf32(devs[i].amd_gfx);
     }
     free(devs);
     return ATTN_OK;

@@ -44,6 +44,10 @@ typedef struct attn_tool_device {
     unsigned query_failed; /* ATTN_TOOL_Q_* bits */
     const void *handle;    /* the driver's device, valid for the process */
     int nv_sm; /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    /* AMD gfx target as hexadecimal digits (0x90a: gfx90a), 0: none; its
+     * matrix units for the amdmm variant: 1 MFMA, 2 WMMA, 0 none; amd_xf32
+     * 1 where MFMA has TF32-class products (gfx940-942). */
+    int amd_gfx, amd_unit, amd_xf32;
 } attn_tool_device;
 
 /* The devices the library would pick for a spec. */

@@ -287,6 +287,17 @@ static void f_matrix(const attn_tool_device *d, char *b, size_t n)
                  "none used (compute capability %d.%d < 8.0: no mma.sync "
                  "for the mma variant)",
                  d->nv_sm / 10, d->nv_sm % 10);
+    else if (d->amd_unit)
+        snprintf(b, n,
+                 "AMD %s (gfx%x): variant amdmm when the precision permits "
+                 "(tf32, bf16; F16 storage%s)",
+                 d->amd_unit == 1 ? "MFMA matrix cores" : "WMMA (RDNA3)",
+                 (unsigned)d->amd_gfx,
+                 d->amd_xf32 ? ", and F32 through xf32" : " only");
+    else if (d->amd_gfx)
+        snprintf(b, n,
+                 "none used (gfx%x: no MFMA / WMMA for the amdmm variant)",
+                 (unsigned)d->amd_gfx);
     else
         snprintf(b, n, "none used (SIMT variants)");
 }

@@ -449,6 +449,7 @@ static int probe_device(cl_platform_id p, const char *platform_name,
     classify(info, type, fpga_platform, out->has_binary, available != 0,
              compiler != 0);
     out->nv_sm = attn_cl_nv_sm(d);
+    out->amd_gfx = attn_cl_amd_gfx(d);
     return 0;
 }
 

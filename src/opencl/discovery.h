@@ -27,6 +27,7 @@ typedef struct attn_cl_device {
     unsigned query_failed; /* ATTN_CL_Q_* bits: properties whose query
                               failed (left 0 / "" in info) */
     int nv_sm;             /* attn_cl_nv_sm of the device */
+    int amd_gfx;           /* attn_cl_amd_gfx of the device */
 } attn_cl_device;
 
 /* The NVIDIA compute capability of device as 10 * major + minor (80:
@@ -34,6 +35,22 @@ typedef struct attn_cl_device {
  * without it.  From compute capability 8.0 on, the tensor-core kernel
  * variant mma runs there (src/opencl/variants/mma.c). */
 int attn_cl_nv_sm(cl_device_id device);
+
+/* The gfx target of an AMD GPU as the hexadecimal number its name spells
+ * (0x90a: gfx90a, MI200; 0x942: MI300; 0x1100: RDNA3), from the device
+ * name AMD's OpenCL reports ("gfx90a:sramecc+:xnack-"); 0 on other devices
+ * (src/opencl/amd_gfx.c). */
+int attn_cl_amd_gfx(cl_device_id device);
+/* The same from a device name alone: "gfx" and 3 to 5 hexadecimal digits,
+ * then the end or ':'; 0 otherwise.  Pure. */
+int attn_cl_gfx_of(const char *name);
+/* The matrix units of gfx target gfx that the kernel variant amdmm uses:
+ * ATTN_CL_AMD_MFMA (CDNA: gfx908, gfx90a, gfx940-942; wave64),
+ * ATTN_CL_AMD_WMMA (RDNA3: gfx11xx; wave32) or 0.  Pure. */
+enum { ATTN_CL_AMD_MFMA = 1, ATTN_CL_AMD_WMMA = 2 };
+int attn_cl_amd_matrix_unit(int gfx);
+/* 1 when gfx has MFMA xf32 (TF32-class F32 products: gfx940-942).  Pure. */
+int attn_cl_amd_xf32(int gfx);
 
 /* Bits of attn_cl_device.query_failed.  A property that fails to query is
  * not fatal: discovery goes on and attn-probe shows it as failed. */

@@ -99,6 +99,8 @@ typedef struct attn_cl_runtime {
     uint64_t local_mem;
     int fma, cl_major;
     int nv_sm; /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    /* AMD gfx target (attn_cl_amd_gfx), 0: none */
+    int amd_gfx;
     /* The context's precision (attn.h), set before the runtime is shared
      * (the backend's ask). */
     attn_precision precision;

@@ -74,6 +74,9 @@ typedef struct attn_cl_limits {
     /* NVIDIA compute capability as 10 * major + minor (80: Ampere), 0 when
      * the device does not say (cl_nv_device_attribute_query). */
     int nv_sm;
+    /* AMD gfx target as hexadecimal digits (0x90a: gfx90a), 0 when the
+     * device is none (attn_cl_amd_gfx). */
+    int amd_gfx;
     /* The precision the context permits its products (attn.h). */
     attn_precision precision;
 } attn_cl_limits;
@@ -121,6 +124,12 @@ typedef struct attn_cl_variant {
                                    (head size, rows): one program per shape
                                    class, built from source only (never an
                                    offline binary, which is one build) */
+    int build_probe;            /* its build asks for what the device's
+                                   compiler may lack (matrix builtins,
+                                   inline PTX): under AUTO a failed build
+                                   declines the shape and AUTO goes on (the
+                                   failure is kept: tried once per program);
+                                   forced, it is the caller's error */
     const char *const *sources; /* cl/ files after common.cl, NULL-ended */
     const char *const *kernels; /* kernel names, NULL-ended */
     const attn_cl_param *params;

@@ -281,6 +281,62 @@ static void test_mma_tiles(void)
     }
 }
 
+/* The AMD matrix-core variant, emulated: the WMMA layout (wave32, F16
+ * only: F32 declined with a sentence) and the MFMA one with the smallest
+ * key tile, at TF32, with masks, bias, GQA and tails, against the oracle
+ * at the tolerance of the precision it ran at; AUTO never takes it on a
+ * device without AMD matrix units. */
+static void test_amdmm_units(void)
+{
+    static const char *const bodies[] = {
+        "[default]\namdmm.emulate = 2\n",
+        "[default]\namdmm.emulate = 1\namdmm.bc = 16\n"};
+    setenv("ATTN_PRECISION", "tf32", 1);
+    for (int u = 0; u < 2; u++) {
+        char dir[64];
+        attn_context *ctx;
+        profile_dir(dir, sizeof dir, bodies[u]);
+        ctx = ctx_with(ATTN_PATH_AUTO, "amdmm", 1, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        for (int dt = 0; dt < 2; dt++) {
+            attn_sdpa_desc d = shape(70, 45 + 32 * dt, 64 * (2 - dt));
+            sdpa_case c;
+            char what[96];
+            d.dtype = dt ? ATTN_F16 : ATTN_F32;
+            d.mask.causal = dt;
+            d.mask.window = dt ? 0 : 20;
+            d.mask.bias_kind = dt ? ATTN_BIAS_PER_HEAD : ATTN_BIAS_NONE;
+            snprintf(what, sizeof what, "amdmm %s %s",
+                     u ? "MFMA bc 16" : "WMMA", dt ? "f16" : "f32");
+            if (u == 0 && dt == 0) {
+                char name[32];
+                CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &d, name, sizeof name),
+                                ATTN_ERR_UNSUPPORTED);
+                CU_ASSERT_PTR_NOT_NULL(
+                    strstr(attn_context_last_error(ctx), "F32"));
+                continue;
+            }
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d,
+                                                 90 + (uint64_t)(u * 2 + dt),
+                                                 1.0, 0.05, 1),
+                                  0);
+            HARNESS_EXPECT(sdpa_case_check(ctx, &c, NULL, 1, NULL, what), what);
+            CU_ASSERT_STRING_EQUAL(kernel_of(ctx, &c.d), "amdmm");
+            sdpa_case_free(&c);
+        }
+        attn_context_destroy(ctx);
+        profile_dir_done(dir);
+    }
+    {
+        attn_context *ctx = ctx_with(ATTN_PATH_AUTO, NULL, 1, 0);
+        attn_sdpa_desc d = shape(70, 300, 64);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        CU_ASSERT_STRING_NOT_EQUAL(kernel_of(ctx, &d), "amdmm");
+        attn_context_destroy(ctx);
+    }
+    unsetenv("ATTN_PRECISION");
+}
+
 /* ---- forced by name -------------------------------------------------------
  */
 
@@ -480,6 +536,7 @@ int main(void)
         {"a kernel forced by name", test_forced},
         {"pinned staging from a profile", test_pinned_staging},
         {"the tensor-core variant's smaller key tiles", test_mma_tiles},
+        {"the AMD matrix-core variant's units, emulated", test_amdmm_units},
         {"no device buffer after the first call", test_reuse},
 #ifdef ATTN_HAVE_CLBLAST
         {"the layer reuses its device buffers", test_reuse_layer},

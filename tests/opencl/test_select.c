@@ -459,6 +459,40 @@ static void test_binary_lookup(void)
     unsetenv("ATTN_KERNEL_BINARY_DIR");
 }
 
+/* The gfx target from the device name AMD's OpenCL reports, and which
+ * matrix units the amdmm variant finds there. */
+static void test_amd_gfx(void)
+{
+    static const struct {
+        const char *name;
+        int gfx, unit, xf32;
+    } cases[] = {
+        {"gfx90a:sramecc+:xnack-", 0x90a, ATTN_CL_AMD_MFMA, 0},
+        {"gfx908", 0x908, ATTN_CL_AMD_MFMA, 0},
+        {"gfx942:sramecc+:xnack-", 0x942, ATTN_CL_AMD_MFMA, 1},
+        {"gfx940", 0x940, ATTN_CL_AMD_MFMA, 1},
+        {"gfx1100", 0x1100, ATTN_CL_AMD_WMMA, 0},
+        {"gfx1151", 0x1151, ATTN_CL_AMD_WMMA, 0},
+        {"gfx1030", 0x1030, 0, 0},
+        {"gfx1201", 0x1201, 0, 0},
+        {"gfx906:sramecc-:xnack-", 0x906, 0, 0},
+        {"AMD Radeon RX 7900 XTX", 0, 0, 0},
+        {"gfx", 0, 0, 0},
+        {"gfx90", 0, 0, 0},
+        {"gfx90g", 0, 0, 0},
+        {"gfx123456", 0, 0, 0},
+        {"Intel(R) Arc(TM) A770 Graphics", 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int gfx = attn_cl_gfx_of(cases[i].name);
+        HARNESS_EXPECT(gfx == cases[i].gfx, cases[i].name);
+        HARNESS_EXPECT(attn_cl_amd_matrix_unit(gfx) == cases[i].unit,
+                       cases[i].name);
+        HARNESS_EXPECT(attn_cl_amd_xf32(gfx) == cases[i].xf32, cases[i].name);
+    }
+    CU_ASSERT_EQUAL(attn_cl_gfx_of(NULL), 0);
+}
+
 int main(void)
 {
     static const harness_test tests[] = {
@@ -473,6 +507,7 @@ int main(void)
         {"unusable devices refused", test_unusable_refused},
         {"ties, the 16-device limit, arguments", test_ties_and_limits},
         {"offline binary lookup and names", test_binary_lookup},
+        {"AMD gfx targets and their matrix units", test_amd_gfx},
         {NULL, NULL}};
     return harness_main("opencl_select", NULL, NULL, tests);
 }

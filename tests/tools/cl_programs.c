@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cl_programs.h"
+#include "opencl/discovery.h"
 #include "opencl/driver.h"
 #include "opencl/mha_cl.h"
 #include "opencl/profile.h"
@@ -42,6 +43,11 @@ static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
     /* NVIDIA's section is an H100's (compute capability 9.0): the
      * tensor-core kernel builds with its inline PTX there. */
     lim->nv_sm = strstr(dev->vendor, "NVIDIA") ? 90 : 0;
+    /* AMD's sections are named by their gfx target, as ROCm names the
+     * device: the matrix-core kernel builds for that unit there. */
+    lim->amd_gfx = strstr(dev->vendor, "Advanced Micro Devices")
+                       ? attn_cl_gfx_of(dev->name)
+                       : 0;
     lim->precision = ATTN_PRECISION_TF32;
 }
 
@@ -58,6 +64,15 @@ static attn_sdpa_desc shape_for(attn_dtype dtype, int hd)
     d.head_dim = d.head_dim_v = hd;
     d.dtype = dtype;
     return d;
+}
+
+/* Whether variant v (one with a precision hook) runs emulated on the
+ * device of lim: no tensor cores for mma, no AMD matrix unit for amdmm. */
+static int emulated(const attn_cl_variant *v, const attn_cl_limits *lim)
+{
+    if (!strcmp(v->name, "amdmm"))
+        return !attn_cl_amd_matrix_unit(lim->amd_gfx);
+    return !lim->nv_sm;
 }
 
 /* Precisions whose products change a variant's program: those a variant
@@ -154,14 +169,15 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                     strcmp(a, b) != 0;
                 for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
                     /* A variant with a precision hook lists only what it
-                     * takes (mma: no head size 256, no F16 at 3XTF32);
+                     * takes (mma: no head size 256, no F16 at 3XTF32;
+                     * amdmm: TF32 only, F32 only with xf32);
                      * where it would run emulated (no tensor cores), its
                      * first head size only: the emulation is a test
                      * vehicle, one build per mode shows it compiles. */
                     attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
                     attn_err err = {{0}};
                     if (v->precision && (v->supports(&lim, &t, &d, &err) ||
-                                         (!lim.nv_sm && h > 0)))
+                                         (emulated(v, &lim) && h > 0)))
                         continue;
                     rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
                              prev[0] ? prev : NULL, prev, fn, user);
@@ -207,6 +223,21 @@ static const cl_program_device DEVICES[] = {
       .kind = ATTN_DEVICE_GPU}},
     {"amd-rdna",
      {.name = "gfx1030",
+      .vendor = "Advanced Micro Devices, Inc.",
+      .platform = "AMD Accelerated Parallel Processing",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_GPU}},
+    /* The matrix-core kernel's other units: MFMA with xf32 (MI300; clang
+     * 15 knows gfx940, the ISA of gfx942 for these instructions) and RDNA3
+     * WMMA. */
+    {"amd-cdna3",
+     {.name = "gfx940:sramecc+:xnack-",
+      .vendor = "Advanced Micro Devices, Inc.",
+      .platform = "AMD Accelerated Parallel Processing",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_GPU}},
+    {"amd-rdna3",
+     {.name = "gfx1100",
       .vendor = "Advanced Micro Devices, Inc.",
       .platform = "AMD Accelerated Parallel Processing",
       .local_mem_bytes = 65536,
