@@ -48,6 +48,7 @@ attn_status attn_tool_discover(attn_tool_device **out, size_t *n, char *msg,
         (*out)[i].query_failed = devs[i].query_failed;
         (*out)[i].handle = devs[i].device;
         (*out)[i].nv_sm = devs[i].nv_sm;
+        (*out)[i].intel_xmx = devs[i].intel_xmx;
     }
     free(devs);
     return ATTN_OK;

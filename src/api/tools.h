@@ -43,7 +43,8 @@ typedef struct attn_tool_device {
     int has_binary;        /* FPGA: an offline binary was found for it */
     unsigned query_failed; /* ATTN_TOOL_Q_* bits */
     const void *handle;    /* the driver's device, valid for the process */
-    int nv_sm; /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    int nv_sm;     /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    int intel_xmx; /* Intel matrix units: smallest subgroup size; 0: none */
 } attn_tool_device;
 
 /* The devices the library would pick for a spec. */

@@ -27,6 +27,7 @@ typedef struct attn_cl_device {
     unsigned query_failed; /* ATTN_CL_Q_* bits: properties whose query
                               failed (left 0 / "" in info) */
     int nv_sm;             /* attn_cl_nv_sm of the device */
+    int intel_xmx;         /* attn_cl_intel_xmx of the device */
 } attn_cl_device;
 
 /* The NVIDIA compute capability of device as 10 * major + minor (80:
@@ -34,6 +35,13 @@ typedef struct attn_cl_device {
  * without it.  From compute capability 8.0 on, the tensor-core kernel
  * variant mma runs there (src/opencl/variants/mma.c). */
 int attn_cl_nv_sm(cl_device_id device);
+
+/* Intel's XMX matrix units: the device's smallest subgroup size
+ * (CL_DEVICE_SUB_GROUP_SIZES_INTEL; 8 on Xe-HPG, 16 on Xe-HPC) when it
+ * lists cl_intel_subgroup_matrix_multiply_accumulate, else 0.  Where it
+ * is 8 the matrix-unit kernel variant xmx runs there
+ * (src/opencl/variants/xmx.c). */
+int attn_cl_intel_xmx(cl_device_id device);
 
 /* Bits of attn_cl_device.query_failed.  A property that fails to query is
  * not fatal: discovery goes on and attn-probe shows it as failed. */

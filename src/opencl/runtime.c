@@ -216,6 +216,7 @@ static attn_status read_limits(attn_cl_runtime *rt, attn_err *err)
         rt->cl_major = atoi(ver + strcspn(ver, "0123456789"));
     }
     rt->nv_sm = attn_cl_nv_sm(rt->device);
+    rt->intel_xmx = attn_cl_intel_xmx(rt->device);
     return ATTN_OK;
 fail:
     return ATTN_ERR_DEVICE;

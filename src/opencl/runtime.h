@@ -98,7 +98,8 @@ typedef struct attn_cl_runtime {
     size_t dev_wg, dev_items[3];
     uint64_t local_mem;
     int fma, cl_major;
-    int nv_sm; /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    int nv_sm;     /* NVIDIA compute capability, 10 * major + minor; 0: none */
+    int intel_xmx; /* attn_cl_intel_xmx of the device */
     /* The context's precision (attn.h), set before the runtime is shared
      * (the backend's ask). */
     attn_precision precision;

@@ -74,6 +74,10 @@ typedef struct attn_cl_limits {
     /* NVIDIA compute capability as 10 * major + minor (80: Ampere), 0 when
      * the device does not say (cl_nv_device_attribute_query). */
     int nv_sm;
+    /* Intel's matrix units: the smallest subgroup size (8 or 16) of a
+     * device that lists cl_intel_subgroup_matrix_multiply_accumulate, 0
+     * elsewhere. */
+    int intel_xmx;
     /* The precision the context permits its products (attn.h). */
     attn_precision precision;
 } attn_cl_limits;

@@ -20,7 +20,8 @@
     X(decode)                                                                  \
     X(tiled)                                                                   \
     X(splitkv)                                                                 \
-    X(mma)
+    X(mma)                                                                     \
+    X(xmx)
 
 #define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
 #define ENTRY(n)   &attn_cl_variant_##n,
@@ -125,6 +126,7 @@ void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
         rt->info.kind == ATTN_DEVICE_GPU || rt->info.kind == ATTN_DEVICE_IGPU;
     out->cl_major = rt->cl_major;
     out->nv_sm = rt->nv_sm;
+    out->intel_xmx = rt->intel_xmx;
     out->precision = rt->precision;
 }
 
