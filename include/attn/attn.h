@@ -204,8 +204,10 @@ typedef enum attn_log_level {
  * "mma" (NVIDIA tensor cores, compute capability 8.0 or newer) runs TF32
  * when TF32 or BF16 is asked (F32 storage: TF32 products; F16 storage: f16
  * products, Q K^T exact and P rounded to f16 for P V) and 3XTF32 when it
- * is asked (F32 storage).  Everything else computes as EXACT, which is
- * within every bound.
+ * is asked (F32 storage).  The OpenCL variant "xmx" (Intel XMX matrix
+ * units, subgroups of 8) runs TF32 when TF32 or BF16 is asked, for F16
+ * storage only (f16 products, Q K^T exact and P rounded to f16 for P V).
+ * Everything else computes as EXACT, which is within every bound.
  *
  * Error bounds, against exact arithmetic on the same inputs, for a row
  * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
@@ -512,8 +514,8 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
 /** The precision attn_sdpa computes d at on ctx, without running it:
  * *runs receives that of the kernel attn_sdpa_kernel names (the one asked
  * where the kernel has it, else a more exact one: BF16 on the native
- * backend and TF32 / 3XTF32 on the OpenCL variant mma as attn_precision
- * says, EXACT everywhere else; EXACT too for a
+ * backend, TF32 / 3XTF32 on the OpenCL variant mma and TF32 on xmx as
+ * attn_precision says, EXACT everywhere else; EXACT too for a
  * call that falls back to the native backend), *asked (when not NULL) the
  * context's.  attn_sdpa_cl and the
  * attention of attn_mha_forward run as said for their descriptor, except

@@ -287,6 +287,15 @@ static void f_matrix(const attn_tool_device *d, char *b, size_t n)
                  "none used (compute capability %d.%d < 8.0: no mma.sync "
                  "for the mma variant)",
                  d->nv_sm / 10, d->nv_sm % 10);
+    else if (d->intel_xmx == 8)
+        snprintf(b, n,
+                 "Intel XMX (DPAS, subgroups of 8): variant xmx for F16 "
+                 "storage when the precision permits (tf32, bf16)");
+    else if (d->intel_xmx > 0)
+        snprintf(b, n,
+                 "none used (Intel XMX with subgroups of %d: the xmx variant "
+                 "is written for subgroups of 8)",
+                 d->intel_xmx);
     else
         snprintf(b, n, "none used (SIMT variants)");
 }
