@@ -72,29 +72,27 @@
 
 #define XM_LOG2E 1.4426950408889634f
 #define XM_LN2 0.6931471805599453f
-#define XM_BIAS_SHARED 1
 #define XM_BIAS_PER_HEAD 2
 #define XM_BIAS_FULL 3
-#define XM_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* 2^x for a visible key (x <= 0): never 0; NaN stays NaN. */
-static float xm_exp2(float x)
+/* 2^x for visible keys (x <= 0): never 0; NaN stays NaN. */
+static float8 xm_exp2(float8 x)
 {
-    if ((as_uint(x) & 0x7fffffffu) > 0x7f800000u)
-        return x;
-    return exp2(x > -126.0f ? x : -126.0f);
+    return select(exp2(fmax(x, (float8)(-126.0f))), x, isnan(x));
 }
 
-/* Two floats as an f16 pair (round to nearest even), lo in bits 0-15. */
-static uint xm_pack_half(float lo, float hi)
+/* Lane i's A fragment of P V from the p of its keys i (lo) and i + 8 (hi)
+ * of 16: each row's pair as f16 (round to nearest even). */
+static int8 xm_pack_p(float8 lo, float8 hi)
 {
-    ushort h[2];
-    vstore_half_rte(lo, 0, (__private half *)h);
-    vstore_half_rte(hi, 1, (__private half *)h);
-    return (uint)h[0] | ((uint)h[1] << 16);
+    ushort h0[8], h1[8];
+    vstore_half8_rte(lo, 0, (__private half *)h0);
+    vstore_half8_rte(hi, 0, (__private half *)h1);
+    return as_int8(convert_uint8(vload8(0, h0)) |
+                   (convert_uint8(vload8(0, h1)) << 16));
 }
 
-/* Component-wise maximum that keeps a when b is not greater (as XM_MAX). */
+/* The component-wise maximum: a where b is not greater (b NaN too). */
 static float8 xm_max8(float8 a, float8 b)
 {
     return select(a, b, isgreater(b, a));
@@ -231,49 +229,42 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int lo_all = window > 0 ? i_last + off - window + 1 : 0;
     const int hi_all = min(causal ? row0 + off : seq_kv - 1, klen - 1);
 
-    /* The subgroup's 8 rows (component / index m: row rs + m). */
+    /* The subgroup's 8 rows: component m of the vectors is row rs + m.
+     * Their first and last visible keys, lo8 and hi8. */
     const int rs = row0 + sg * 8;
-    int lo[8], hi[8];
-    size_t brow[8];
+    const int8 r8 = (int8)(rs) + (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+    const int8 hi8 = select((int8)(-1),
+                            min(causal ? r8 + off : (int8)(seq_kv - 1),
+                                (int8)(klen - 1)),
+                            r8 < (int8)(seq_q));
+    const int8 lo8 = window > 0 ? r8 + (off - window + 1) : (int8)(0);
+    /* The bias rows: (bb + r) * seq_kv. */
+    const size_t bb = bias_kind == XM_BIAS_PER_HEAD ? (size_t)h * (size_t)seq_q
+                      : bias_kind == XM_BIAS_FULL   ? (size_t)bh * (size_t)seq_q
+                                                    : 0;
     float8 m8 = (float8)(as_float(ATTN_MASKED_BITS)), l8 = (float8)(0.0f);
     float8 poison = (float8)(0.0f);
     float8 acc[XM_NO];
-XM_UNROLL
-    for (int mm = 0; mm < 8; mm++) {
-        const int r = rs + mm;
-        hi[mm] =
-            r < seq_q ? min(causal ? r + off : seq_kv - 1, klen - 1) : -1;
-        lo[mm] = window > 0 ? r + off - window + 1 : 0;
-        brow[mm] = 0;
-        if (bias_kind == XM_BIAS_SHARED)
-            brow[mm] = (size_t)r * (size_t)seq_kv;
-        else if (bias_kind == XM_BIAS_PER_HEAD)
-            brow[mm] =
-                ((size_t)h * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
-        else if (bias_kind == XM_BIAS_FULL)
-            brow[mm] =
-                ((size_t)bh * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
-    }
 XM_UNROLL
     for (int y = 0; y < XM_NO; y++)
         acc[y] = (float8)(0.0f);
 
     /* Q as A fragments: lane i, component m: Q[rs + m][16 kk + 2i ..]
      * (0 past seq_q). */
-    const size_t qbase = (size_t)q_off + (size_t)bh * (size_t)seq_q * XM_D;
+    const size_t qbase = (size_t)q_off + ((size_t)bh * (size_t)seq_q +
+                                          (size_t)rs) * XM_D;
     int8 qa[XM_KQ];
 XM_UNROLL
     for (int kk = 0; kk < XM_KQ; kk++) {
-        uint w[8];
-XM_UNROLL
-        for (int mm = 0; mm < 8; mm++) {
-            const size_t at =
-                qbase + (size_t)(rs + mm) * XM_D + (size_t)(kk * 16 + 2 * lane);
-            w[mm] = rs + mm < seq_q
-                        ? (uint)XM_H(q, at) | ((uint)XM_H(q, at + 1) << 16)
-                        : 0u;
-        }
-        qa[kk] = as_int8(vload8(0, w));
+        const size_t at = qbase + (size_t)(kk * 16 + 2 * lane);
+#define XM_QW(mm)                                                              \
+    (rs + (mm) < seq_q                                                         \
+         ? (uint)XM_H(q, at + (size_t)(mm) * XM_D) |                           \
+               ((uint)XM_H(q, at + (size_t)(mm) * XM_D + 1) << 16)             \
+         : 0u)
+        qa[kk] = as_int8((uint8)(XM_QW(0), XM_QW(1), XM_QW(2), XM_QW(3),
+                                 XM_QW(4), XM_QW(5), XM_QW(6), XM_QW(7)));
+#undef XM_QW
     }
     if (lid < 2)
         vbad[lid] = 0;
@@ -310,8 +301,8 @@ XM_UNROLL
         /* ---- S = Q K^T: lane n of block nb is key nb * 8 + n ---- */
 XM_UNROLL
         for (int nb = 0; nb < XM_NB; nb++) {
-            s[nb] = (float8)(0.0f);
             __local const uint *kr = kp + (nb * 8 + lane) * XM_KS;
+            s[nb] = (float8)(0.0f);
 XM_UNROLL
             for (int kk = 0; kk < XM_KQ; kk++)
                 XM_DPAS(s[nb], qa[kk], as_int8(vload8(0, kr + kk * 8)));
@@ -322,54 +313,46 @@ XM_UNROLL
 XM_UNROLL
         for (int nb = 0; nb < XM_NB; nb++) {
             const int j = jt + nb * 8 + lane;
-            float sv[8], pz[8];
-            vstore8(s[nb] * qscale, 0, sv);
-            vstore8(poison, 0, pz);
-XM_UNROLL
-            for (int mm = 0; mm < 8; mm++) {
-                float x = sv[mm];
-                int vis = full || (j < jt + nk && j >= lo[mm] && j <= hi[mm]);
-                if (!full && vis && bias_kind != 0) {
-                    const float bv = bias[brow[mm] + (size_t)j];
-                    /* A -INFINITY bias hides the key; never added. */
-                    vis = as_uint(bv) != ATTN_NEG_INF_BITS;
-                    x += bv;
-                }
-                vis = vis && as_uint(x) != ATTN_NEG_INF_BITS;
-                if (vis && (isnan(x) || as_uint(x) == 0x7f800000u))
-                    pz[mm] = 1.0f;
-                sv[mm] = vis ? x : as_float(ATTN_MASKED_BITS);
+            float8 x = s[nb] * qscale;
+            int8 vis = full || j < jt + nk ? (int8)(-1) : (int8)(0);
+            if (!full)
+                vis &= ((int8)(j) >= lo8) & ((int8)(j) <= hi8);
+            if (!full && bias_kind != 0) {
+                /* A -INFINITY bias hides the key; never added. */
+#define XM_BIAS(mm, c)                                                         \
+    if (vis.c) {                                                               \
+        const float bv =                                                       \
+            bias[(bb + (size_t)(rs + (mm))) * (size_t)seq_kv + (size_t)j];     \
+        if (as_uint(bv) == ATTN_NEG_INF_BITS)                                  \
+            vis.c = 0;                                                         \
+        else                                                                   \
+            x.c += bv;                                                         \
+    }
+                XM_BIAS(0, s0) XM_BIAS(1, s1) XM_BIAS(2, s2) XM_BIAS(3, s3)
+                XM_BIAS(4, s4) XM_BIAS(5, s5) XM_BIAS(6, s6) XM_BIAS(7, s7)
+#undef XM_BIAS
             }
-            s[nb] = vload8(0, sv);
-            poison = vload8(0, pz);
+            vis &= as_uint8(x) != (uint8)(ATTN_NEG_INF_BITS);
+            poison = select(poison, (float8)(1.0f),
+                            vis & (isnan(x) |
+                                   (as_uint8(x) == (uint8)(0x7f800000u))));
+            s[nb] = select((float8)(as_float(ATTN_MASKED_BITS)), x, vis);
             mt = xm_max8(mt, s[nb]);
         }
 
         /* ---- the rows' new maxima, P in place, partial sums ---- */
         const float f = nat ? XM_LOG2E : 1.0f;
-        float8 mn = xm_max8(XM_RMAX(mt), m8);
-        float cr[8], mo[8], mv[8];
-        vstore8(m8, 0, mo);
-        vstore8(mn, 0, mv);
-XM_UNROLL
-        for (int mm = 0; mm < 8; mm++)
-            cr[mm] = as_uint(mv[mm]) != ATTN_MASKED_BITS &&
-                             as_uint(mo[mm]) != ATTN_MASKED_BITS
-                         ? xm_exp2((mo[mm] - mv[mm]) * f)
-                         : 1.0f;
-        m8 = mn;
-        const float8 corr = vload8(0, cr);
+        const float8 mn = xm_max8(XM_RMAX(mt), m8);
+        const float8 corr =
+            select((float8)(1.0f), xm_exp2((m8 - mn) * f),
+                   (as_uint8(mn) != (uint8)(ATTN_MASKED_BITS)) &
+                       (as_uint8(m8) != (uint8)(ATTN_MASKED_BITS)));
         float8 sum = (float8)(0.0f);
+        m8 = mn;
 XM_UNROLL
         for (int nb = 0; nb < XM_NB; nb++) {
-            float sv[8];
-            vstore8(s[nb], 0, sv);
-XM_UNROLL
-            for (int mm = 0; mm < 8; mm++)
-                sv[mm] = as_uint(sv[mm]) != ATTN_MASKED_BITS
-                             ? xm_exp2((sv[mm] - mv[mm]) * f)
-                             : 0.0f;
-            s[nb] = vload8(0, sv);
+            s[nb] = select((float8)(0.0f), xm_exp2((s[nb] - mn) * f),
+                           as_uint8(s[nb]) != (uint8)(ATTN_MASKED_BITS));
             sum += s[nb];
         }
         l8 = l8 * corr + sum;
@@ -381,15 +364,7 @@ XM_UNROLL
         if (!vbad[tn & 1]) {
 XM_UNROLL
             for (int kb = 0; kb < XM_KV; kb++) {
-                /* Lane i: the p of keys 16 kb + i and 16 kb + 8 + i. */
-                float p0[8], p1[8];
-                uint w[8];
-                vstore8(s[2 * kb], 0, p0);
-                vstore8(s[2 * kb + 1], 0, p1);
-XM_UNROLL
-                for (int mm = 0; mm < 8; mm++)
-                    w[mm] = xm_pack_half(p0[mm], p1[mm]);
-                const int8 pa = as_int8(vload8(0, w));
+                const int8 pa = xm_pack_p(s[2 * kb], s[2 * kb + 1]);
 XM_UNROLL
                 for (int y = 0; y < XM_NO; y++)
                     XM_DPAS(acc[y], pa,
@@ -397,73 +372,67 @@ XM_UNROLL
                                                        8)));
             }
         } else {
-            /* inf / NaN in V: P through local memory (over the K tile),
-             * hidden keys (p = 0) skipped. */
+            /* inf / NaN in V: P through local memory (over the K tile, the
+             * subgroup's [key][row]), hidden keys (p = 0) skipped. */
+            __local float *ps = pf + sg * XM_BC * 8;
             barrier(CLK_LOCAL_MEM_FENCE);
 XM_UNROLL
-            for (int nb = 0; nb < XM_NB; nb++) {
-                float sv[8];
-                vstore8(s[nb], 0, sv);
-XM_UNROLL
-                for (int mm = 0; mm < 8; mm++)
-                    pf[(sg * 8 + mm) * XM_BC + nb * 8 + lane] = sv[mm];
-            }
+            for (int nb = 0; nb < XM_NB; nb++)
+                vstore8(s[nb], nb * 8 + lane, ps);
             barrier(CLK_LOCAL_MEM_FENCE);
 XM_UNROLL
             for (int y = 0; y < XM_NO; y++) {
                 const int c = y * 8 + lane;
-                float a[8];
-                vstore8(acc[y], 0, a);
-XM_UNROLL
-                for (int mm = 0; mm < 8; mm++)
-                    for (int j = 0; j < nk; j++) {
-                        const float p = pf[(sg * 8 + mm) * XM_BC + j];
-                        const int at = (((j >> 4) * XM_D + c) * 8 + (j & 7)) *
-                                           2 +
-                                       ((j >> 3) & 1);
-                        if (p != 0.0f)
-                            a[mm] = fma(
-                                p, vload_half(0, (__local const half *)(vs + at)),
-                                a[mm]);
-                    }
-                acc[y] = vload8(0, a);
+                float8 a = acc[y];
+                for (int j = 0; j < nk; j++) {
+                    const float8 p = vload8(j, ps);
+                    const float vj = vload_half(
+                        0, (__local const half *)(vs +
+                                                  (((j >> 4) * XM_D + c) * 8 +
+                                                   (j & 7)) * 2 +
+                                                  ((j >> 3) & 1)));
+                    a = select(a, fma(p, (float8)(vj), a), p != (float8)(0.0f));
+                }
+                acc[y] = a;
             }
         }
     }
 
     /* ---- the row sums meet; O = O / l, lse ---- */
     const float8 lt = XM_RSUM(l8), bad8 = XM_RMAX(poison);
-    float lv[8], bv[8], mv[8];
-    vstore8(lt, 0, lv);
-    vstore8(bad8, 0, bv);
-    vstore8(m8, 0, mv);
-    const float nan = as_float(0x7fc00000u);
+    const int8 any = as_uint8(m8) != (uint8)(ATTN_MASKED_BITS);
+    const int8 isbad = bad8 != (float8)(0.0f);
+    const float8 inv = select((float8)(0.0f), 1.0f / lt, any);
+    const size_t obase =
+        (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)rs) * XM_D;
 XM_UNROLL
-    for (int mm = 0; mm < 8; mm++) {
-        const int r = rs + mm;
-        if (r >= seq_q)
-            continue;
-        const int any = as_uint(mv[mm]) != ATTN_MASKED_BITS;
-        const float inv = any ? 1.0f / lv[mm] : 0.0f;
-        const size_t obase =
-            (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)r) * XM_D;
-XM_UNROLL
-        for (int y = 0; y < XM_NO; y++) {
-            float a[8];
-            vstore8(acc[y], 0, a);
-            ATTN_STORE(o, obase + (size_t)(y * 8 + lane),
-                       bv[mm] != 0.0f ? nan
-                       : any          ? a[mm] * inv
-                                      : 0.0f);
-        }
-        if (has_lse && lane == 0) {
-            const float lg = nat ? mv[mm] + log(lv[mm])
-                                 : (mv[mm] + log2(lv[mm])) * XM_LN2;
-            ((__global uint *)lse)[(size_t)lse_off +
-                                   (size_t)bh * (size_t)seq_q + (size_t)r] =
-                bv[mm] != 0.0f ? 0x7fc00000u
-                : any          ? as_uint(lg)
-                               : ATTN_NEG_INF_BITS;
-        }
+    for (int y = 0; y < XM_NO; y++) {
+        const float8 out = select(select((float8)(0.0f), acc[y] * inv, any),
+                                  (float8)(as_float(0x7fc00000u)), isbad);
+#define XM_STORE_O(mm, c)                                                      \
+    if (rs + (mm) < seq_q)                                                     \
+        ATTN_STORE(o, obase + (size_t)(mm) * XM_D + (size_t)(y * 8 + lane),    \
+                   out.c);
+        XM_STORE_O(0, s0) XM_STORE_O(1, s1) XM_STORE_O(2, s2)
+        XM_STORE_O(3, s3) XM_STORE_O(4, s4) XM_STORE_O(5, s5)
+        XM_STORE_O(6, s6) XM_STORE_O(7, s7)
+#undef XM_STORE_O
+    }
+    if (has_lse && lane == 0) {
+        const float8 lg =
+            nat ? m8 + log(lt) : (m8 + log2(lt)) * XM_LN2;
+        const uint8 bits =
+            select(select((uint8)(ATTN_NEG_INF_BITS), as_uint8(lg), any),
+                   (uint8)(0x7fc00000u), isbad);
+        __global uint *lo_ =
+            (__global uint *)lse + (size_t)lse_off +
+            (size_t)bh * (size_t)seq_q + (size_t)rs;
+#define XM_STORE_L(mm, c)                                                      \
+    if (rs + (mm) < seq_q)                                                     \
+        lo_[mm] = bits.c;
+        XM_STORE_L(0, s0) XM_STORE_L(1, s1) XM_STORE_L(2, s2)
+        XM_STORE_L(3, s3) XM_STORE_L(4, s4) XM_STORE_L(5, s5)
+        XM_STORE_L(6, s6) XM_STORE_L(7, s7)
+#undef XM_STORE_L
     }
 }

@@ -487,6 +487,46 @@ static void test_reuse_layer(void)
 }
 #endif
 
+/* The XMX variant with key tiles of 16 and 64 (xmx.bc; the suites run
+ * its default, 32), F16 at TF32, head sizes 64 and 128, with masks and
+ * tails, against the oracle; and AUTO never takes it on a device without
+ * XMX units, first in path.order though it is. */
+static void test_xmx_tiles(void)
+{
+    static const int tiles[] = {16, 64};
+    char dir[64], body[128];
+    setenv("ATTN_PRECISION", "tf32", 1);
+    for (int ti = 0; ti < 2; ti++) {
+        const int bc = tiles[ti];
+        attn_context *ctx;
+        attn_sdpa_desc d = shape(70, 45 + 32 * ti, 64 + 64 * ti);
+        sdpa_case c;
+        char what[64];
+        snprintf(body, sizeof body,
+                 "[default]\nxmx.bc = %d\npath.order = xmx unfused\n", bc);
+        profile_dir(dir, sizeof dir, body);
+        ctx = ctx_with(ATTN_PATH_AUTO, "xmx", 1, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        d.dtype = ATTN_F16;
+        d.mask.causal = ti;
+        d.mask.window = ti ? 0 : 20;
+        d.mask.bias_kind = ti ? ATTN_BIAS_PER_HEAD : ATTN_BIAS_NONE;
+        snprintf(what, sizeof what, "xmx bc %d d %d", bc, d.head_dim);
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&c, &d, 170 + (uint64_t)bc, 1.0, 0.05, 1), 0);
+        HARNESS_EXPECT(sdpa_case_check(ctx, &c, NULL, 1, NULL, what), what);
+        CU_ASSERT_STRING_EQUAL(kernel_of(ctx, &c.d), "xmx");
+        attn_context_destroy(ctx);
+        ctx = ctx_with(ATTN_PATH_AUTO, NULL, 1, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        CU_ASSERT_STRING_EQUAL(kernel_of(ctx, &c.d), "unfused");
+        attn_context_destroy(ctx);
+        sdpa_case_free(&c);
+        profile_dir_done(dir);
+    }
+    unsetenv("ATTN_PRECISION");
+}
+
 static int init(void)
 {
     return 0;
@@ -501,6 +541,7 @@ int main(void)
         {"a kernel forced by name", test_forced},
         {"pinned staging from a profile", test_pinned_staging},
         {"the tensor-core variant's smaller key tiles", test_mma_tiles},
+        {"the XMX variant's key tiles", test_xmx_tiles},
         {"no device buffer after the first call", test_reuse},
 #ifdef ATTN_HAVE_CLBLAST
         {"the layer reuses its device buffers", test_reuse_layer},

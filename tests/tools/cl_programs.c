@@ -42,6 +42,10 @@ static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
     /* NVIDIA's section is an H100's (compute capability 9.0): the
      * tensor-core kernel builds with its inline PTX there. */
     lim->nv_sm = strstr(dev->vendor, "NVIDIA") ? 90 : 0;
+    /* Intel's section for Arc is an Xe-HPG GPU's (matrix units, subgroups
+     * of 8): the XMX kernel builds with its DPAS there. */
+    lim->intel_xmx =
+        strstr(dev->vendor, "Intel") && strstr(dev->name, "Arc") ? 8 : 0;
     lim->precision = ATTN_PRECISION_TF32;
 }
 
@@ -154,14 +158,17 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                     strcmp(a, b) != 0;
                 for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
                     /* A variant with a precision hook lists only what it
-                     * takes (mma: no head size 256, no F16 at 3XTF32);
-                     * where it would run emulated (no tensor cores), its
-                     * first head size only: the emulation is a test
+                     * takes (mma: no head size 256, no F16 at 3XTF32; xmx:
+                     * F16 only); where it would run emulated (no tensor
+                     * cores, no XMX: AUTO would not prefer it), its first
+                     * head size it takes only: the emulation is a test
                      * vehicle, one build per mode shows it compiles. */
                     attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
                     attn_err err = {{0}};
-                    if (v->precision && (v->supports(&lim, &t, &d, &err) ||
-                                         (!lim.nv_sm && h > 0)))
+                    if (v->precision && v->supports(&lim, &t, &d, &err))
+                        continue;
+                    if (v->precision && prev[0] && v->prefer &&
+                        !v->prefer(&lim, &t, &d))
                         continue;
                     rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
                              prev[0] ? prev : NULL, prev, fn, user);
@@ -217,6 +224,12 @@ static const cl_program_device DEVICES[] = {
       .platform = "Intel(R) OpenCL Graphics",
       .local_mem_bytes = 65536,
       .kind = ATTN_DEVICE_IGPU}},
+    {"intel-arc",
+     {.name = "Intel(R) Arc(TM) A770 Graphics",
+      .vendor = "Intel(R) Corporation",
+      .platform = "Intel(R) OpenCL Graphics",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_GPU}},
     {"intel-max",
      {.name = "Intel(R) Data Center GPU Max 1550",
       .vendor = "Intel(R) Corporation",
