@@ -18,7 +18,9 @@
  *
  * Layout of the work.  A work-group of 8 subgroups takes 64 query rows of
  * one (batch, query head), 8 rows per subgroup (the DPAS's M).  Q stays
- * in registers as A fragments (int8 per 16 columns of the head).  Per
+ * in registers as A fragments (int8 per 16 columns of the head; above
+ * head size 64 in local memory, each lane's own, so that O and S keep
+ * the registers).  Per
  * tile of XM_BC keys, K [key][d] and V are staged in local memory; S = Q
  * K^T lands in one float8 per 8 keys (lane n: key n of the block, one
  * component per row), is scaled, masked and turned into P in place, and P
@@ -51,10 +53,31 @@
 #if !ATTN_F16
 #error "the xmx kernel takes F16 storage"
 #endif
+/* XM_FOR(i, n, body): body for i = 0 .. n - 1 (n <= 16, a constant).
+ * Emulated, a loop: each step holds barriers.  Otherwise unrolled by the
+ * preprocessor: Intel's compiler leaves this kernel's loops rolled in
+ * spite of #pragma unroll (its size), which would put the fragment arrays
+ * (Q, S, O) in private memory; each step here is a constant index. */
 #if XM_EMU
-#define XM_UNROLL _Pragma("unroll 1")
+#define XM_FOR(i, n, ...)                                                      \
+    for (int i = 0; i < (n); i++) {                                            \
+        __VA_ARGS__                                                            \
+    }
 #else
-#define XM_UNROLL _Pragma("unroll")
+#define XM_STEP(i, k, n, ...)                                                  \
+    if ((k) < (n)) {                                                           \
+        const int i = (k);                                                     \
+        __VA_ARGS__                                                            \
+    }
+#define XM_FOR(i, n, ...)                                                      \
+    XM_STEP(i, 0, n, __VA_ARGS__) XM_STEP(i, 1, n, __VA_ARGS__)                \
+    XM_STEP(i, 2, n, __VA_ARGS__) XM_STEP(i, 3, n, __VA_ARGS__)                \
+    XM_STEP(i, 4, n, __VA_ARGS__) XM_STEP(i, 5, n, __VA_ARGS__)                \
+    XM_STEP(i, 6, n, __VA_ARGS__) XM_STEP(i, 7, n, __VA_ARGS__)                \
+    XM_STEP(i, 8, n, __VA_ARGS__) XM_STEP(i, 9, n, __VA_ARGS__)                \
+    XM_STEP(i, 10, n, __VA_ARGS__) XM_STEP(i, 11, n, __VA_ARGS__)              \
+    XM_STEP(i, 12, n, __VA_ARGS__) XM_STEP(i, 13, n, __VA_ARGS__)              \
+    XM_STEP(i, 14, n, __VA_ARGS__) XM_STEP(i, 15, n, __VA_ARGS__)
 #endif
 
 #define XM_WG 64           /* 8 subgroups of 8 */
@@ -64,6 +87,12 @@
 #define XM_NO (XM_D / 8)   /* column blocks of O */
 #define XM_KQ (XM_D / 16)  /* k steps of Q K^T */
 #define XM_KS (XM_D / 2 + 1) /* K row stride (words of two halves) */
+/* Q's fragments in local memory (each lane its own) rather than in
+ * registers, for the larger heads: registers hold O and S. */
+#define XM_QL (XM_D > 64)
+#if XM_NO > 16 || XM_NB > 16 || XM_D % 16 != 0 || XM_BC % 16 != 0
+#error "XM_D: 16 to 128, XM_BC: 16 to 128, multiples of 16"
+#endif
 /* Words of the local buffer that holds the K tile, or P in a tile with a
  * non-finite V. */
 #define XM_KW (XM_BC * XM_KS)
@@ -173,6 +202,28 @@ static float8 xm_rsum(float8 x)
 #define XM_RSUM(x) xm_rsum(x)
 #endif
 
+/* M(m, c) for each row m of a subgroup's 8, c its vector component. */
+#define XM_ROWS(M)                                                             \
+    M(0, s0) M(1, s1) M(2, s2) M(3, s3) M(4, s4) M(5, s5) M(6, s6) M(7, s7)
+
+/* The kernel's per-row steps (for XM_ROWS, inside attn_xmx). */
+#define XM_BIAS(mm, c)                                                         \
+    if (vis.c) {                                                               \
+        const float bv =                                                       \
+            bias[(bb + (size_t)(rs + (mm))) * (size_t)seq_kv + (size_t)j];     \
+        if (as_uint(bv) == ATTN_NEG_INF_BITS)                                  \
+            vis.c = 0;                                                         \
+        else                                                                   \
+            x.c += bv;                                                         \
+    }
+#define XM_STORE_O(mm, c)                                                      \
+    if (rs + (mm) < seq_q)                                                     \
+        ATTN_STORE(o, obase + (size_t)(mm) * XM_D + (size_t)(y * 8 + lane),    \
+                   out.c);
+#define XM_STORE_L(mm, c)                                                      \
+    if (rs + (mm) < seq_q)                                                     \
+        lo_[mm] = bits.c;
+
 /* One half of f16 storage at element index i, as its bits. */
 #define XM_H(p, i) (((__global const ushort *)(p))[i])
 
@@ -198,6 +249,9 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     __local uint kp[XM_KPW];            /* K [key][XM_KS], or P as floats */
     __local uint vp[XM_KV * XM_D * 8];  /* V packed: [k step][d][8] */
     __local int vbad[2];
+#if XM_QL
+    __local uint qs[8 * XM_KQ * 64]; /* [subgroup][k step][lane][row] */
+#endif
 #if XM_EMU
     __local uint ea_all[8 * 64], eb_all[8 * 64];
     __local float er_all[8 * 64];
@@ -245,27 +299,34 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     float8 m8 = (float8)(as_float(ATTN_MASKED_BITS)), l8 = (float8)(0.0f);
     float8 poison = (float8)(0.0f);
     float8 acc[XM_NO];
-XM_UNROLL
-    for (int y = 0; y < XM_NO; y++)
-        acc[y] = (float8)(0.0f);
+    XM_FOR(y, XM_NO, acc[y] = (float8)(0.0f);)
 
     /* Q as A fragments: lane i, component m: Q[rs + m][16 kk + 2i ..]
      * (0 past seq_q). */
     const size_t qbase = (size_t)q_off + ((size_t)bh * (size_t)seq_q +
                                           (size_t)rs) * XM_D;
+#if XM_QL
+    __local uint *qsg = qs + (sg * XM_KQ * 8 + lane) * 8;
+#define XM_QA(kk) as_int8(vload8(0, qsg + (kk) * 64))
+#else
     int8 qa[XM_KQ];
-XM_UNROLL
-    for (int kk = 0; kk < XM_KQ; kk++) {
+#define XM_QA(kk) qa[kk]
+#endif
+#define XM_QW(mm, c)                                                           \
+    qw.c = rs + (mm) < seq_q                                                   \
+               ? (uint)XM_H(q, at + (size_t)(mm) * XM_D) |                     \
+                     ((uint)XM_H(q, at + (size_t)(mm) * XM_D + 1) << 16)       \
+               : 0u;
+    XM_FOR(kk, XM_KQ, {
         const size_t at = qbase + (size_t)(kk * 16 + 2 * lane);
-#define XM_QW(mm)                                                              \
-    (rs + (mm) < seq_q                                                         \
-         ? (uint)XM_H(q, at + (size_t)(mm) * XM_D) |                           \
-               ((uint)XM_H(q, at + (size_t)(mm) * XM_D + 1) << 16)             \
-         : 0u)
-        qa[kk] = as_int8((uint8)(XM_QW(0), XM_QW(1), XM_QW(2), XM_QW(3),
-                                 XM_QW(4), XM_QW(5), XM_QW(6), XM_QW(7)));
-#undef XM_QW
-    }
+        uint8 qw;
+        XM_ROWS(XM_QW)
+#if XM_QL
+        vstore8(qw, 0, qsg + kk * 64);
+#else
+        qa[kk] = as_int8(qw);
+#endif
+    })
     if (lid < 2)
         vbad[lid] = 0;
 
@@ -299,19 +360,16 @@ XM_UNROLL
             vbad[(tn + 1) & 1] = 0; /* read last in the previous tile */
 
         /* ---- S = Q K^T: lane n of block nb is key nb * 8 + n ---- */
-XM_UNROLL
-        for (int nb = 0; nb < XM_NB; nb++) {
+        XM_FOR(nb, XM_NB, {
             __local const uint *kr = kp + (nb * 8 + lane) * XM_KS;
             s[nb] = (float8)(0.0f);
-XM_UNROLL
-            for (int kk = 0; kk < XM_KQ; kk++)
-                XM_DPAS(s[nb], qa[kk], as_int8(vload8(0, kr + kk * 8)));
-        }
+            XM_FOR(kk, XM_KQ,
+                   XM_DPAS(s[nb], XM_QA(kk), as_int8(vload8(0, kr + kk * 8)));)
+        })
 
         /* ---- scale, masks, bias; hidden scores become ATTN_MASKED ---- */
         float8 mt = (float8)(as_float(ATTN_MASKED_BITS));
-XM_UNROLL
-        for (int nb = 0; nb < XM_NB; nb++) {
+        XM_FOR(nb, XM_NB, {
             const int j = jt + nb * 8 + lane;
             float8 x = s[nb] * qscale;
             int8 vis = full || j < jt + nk ? (int8)(-1) : (int8)(0);
@@ -319,18 +377,7 @@ XM_UNROLL
                 vis &= ((int8)(j) >= lo8) & ((int8)(j) <= hi8);
             if (!full && bias_kind != 0) {
                 /* A -INFINITY bias hides the key; never added. */
-#define XM_BIAS(mm, c)                                                         \
-    if (vis.c) {                                                               \
-        const float bv =                                                       \
-            bias[(bb + (size_t)(rs + (mm))) * (size_t)seq_kv + (size_t)j];     \
-        if (as_uint(bv) == ATTN_NEG_INF_BITS)                                  \
-            vis.c = 0;                                                         \
-        else                                                                   \
-            x.c += bv;                                                         \
-    }
-                XM_BIAS(0, s0) XM_BIAS(1, s1) XM_BIAS(2, s2) XM_BIAS(3, s3)
-                XM_BIAS(4, s4) XM_BIAS(5, s5) XM_BIAS(6, s6) XM_BIAS(7, s7)
-#undef XM_BIAS
+                XM_ROWS(XM_BIAS)
             }
             vis &= as_uint8(x) != (uint8)(ATTN_NEG_INF_BITS);
             poison = select(poison, (float8)(1.0f),
@@ -338,7 +385,7 @@ XM_UNROLL
                                    (as_uint8(x) == (uint8)(0x7f800000u))));
             s[nb] = select((float8)(as_float(ATTN_MASKED_BITS)), x, vis);
             mt = xm_max8(mt, s[nb]);
-        }
+        })
 
         /* ---- the rows' new maxima, P in place, partial sums ---- */
         const float f = nat ? XM_LOG2E : 1.0f;
@@ -349,39 +396,31 @@ XM_UNROLL
                        (as_uint8(m8) != (uint8)(ATTN_MASKED_BITS)));
         float8 sum = (float8)(0.0f);
         m8 = mn;
-XM_UNROLL
-        for (int nb = 0; nb < XM_NB; nb++) {
+        XM_FOR(nb, XM_NB, {
             s[nb] = select((float8)(0.0f), xm_exp2((s[nb] - mn) * f),
                            as_uint8(s[nb]) != (uint8)(ATTN_MASKED_BITS));
             sum += s[nb];
-        }
+        })
         l8 = l8 * corr + sum;
-XM_UNROLL
-        for (int y = 0; y < XM_NO; y++)
-            acc[y] *= corr;
+        XM_FOR(y, XM_NO, acc[y] *= corr;)
 
         /* ---- O += P V ---- */
         if (!vbad[tn & 1]) {
-XM_UNROLL
-            for (int kb = 0; kb < XM_KV; kb++) {
+            XM_FOR(kb, XM_KV, {
                 const int8 pa = xm_pack_p(s[2 * kb], s[2 * kb + 1]);
-XM_UNROLL
-                for (int y = 0; y < XM_NO; y++)
-                    XM_DPAS(acc[y], pa,
-                            as_int8(vload8(0, vp + (kb * XM_D + y * 8 + lane) *
-                                                       8)));
-            }
+                __local const uint *vr = vp + (kb * XM_D + lane) * 8;
+                XM_FOR(y, XM_NO,
+                       XM_DPAS(acc[y], pa,
+                               as_int8(vload8(0, vr + y * 64)));)
+            })
         } else {
             /* inf / NaN in V: P through local memory (over the K tile, the
              * subgroup's [key][row]), hidden keys (p = 0) skipped. */
             __local float *ps = pf + sg * XM_BC * 8;
             barrier(CLK_LOCAL_MEM_FENCE);
-XM_UNROLL
-            for (int nb = 0; nb < XM_NB; nb++)
-                vstore8(s[nb], nb * 8 + lane, ps);
+            XM_FOR(nb, XM_NB, vstore8(s[nb], nb * 8 + lane, ps);)
             barrier(CLK_LOCAL_MEM_FENCE);
-XM_UNROLL
-            for (int y = 0; y < XM_NO; y++) {
+            XM_FOR(y, XM_NO, {
                 const int c = y * 8 + lane;
                 float8 a = acc[y];
                 for (int j = 0; j < nk; j++) {
@@ -394,7 +433,7 @@ XM_UNROLL
                     a = select(a, fma(p, (float8)(vj), a), p != (float8)(0.0f));
                 }
                 acc[y] = a;
-            }
+            })
         }
     }
 
@@ -405,19 +444,11 @@ XM_UNROLL
     const float8 inv = select((float8)(0.0f), 1.0f / lt, any);
     const size_t obase =
         (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)rs) * XM_D;
-XM_UNROLL
-    for (int y = 0; y < XM_NO; y++) {
+    XM_FOR(y, XM_NO, {
         const float8 out = select(select((float8)(0.0f), acc[y] * inv, any),
                                   (float8)(as_float(0x7fc00000u)), isbad);
-#define XM_STORE_O(mm, c)                                                      \
-    if (rs + (mm) < seq_q)                                                     \
-        ATTN_STORE(o, obase + (size_t)(mm) * XM_D + (size_t)(y * 8 + lane),    \
-                   out.c);
-        XM_STORE_O(0, s0) XM_STORE_O(1, s1) XM_STORE_O(2, s2)
-        XM_STORE_O(3, s3) XM_STORE_O(4, s4) XM_STORE_O(5, s5)
-        XM_STORE_O(6, s6) XM_STORE_O(7, s7)
-#undef XM_STORE_O
-    }
+        XM_ROWS(XM_STORE_O)
+    })
     if (has_lse && lane == 0) {
         const float8 lg =
             nat ? m8 + log(lt) : (m8 + log2(lt)) * XM_LN2;
@@ -427,12 +458,6 @@ XM_UNROLL
         __global uint *lo_ =
             (__global uint *)lse + (size_t)lse_off +
             (size_t)bh * (size_t)seq_q + (size_t)rs;
-#define XM_STORE_L(mm, c)                                                      \
-    if (rs + (mm) < seq_q)                                                     \
-        lo_[mm] = bits.c;
-        XM_STORE_L(0, s0) XM_STORE_L(1, s1) XM_STORE_L(2, s2)
-        XM_STORE_L(3, s3) XM_STORE_L(4, s4) XM_STORE_L(5, s5)
-        XM_STORE_L(6, s6) XM_STORE_L(7, s7)
-#undef XM_STORE_L
+        XM_ROWS(XM_STORE_L)
     }
 }

@@ -65,8 +65,10 @@ static uint64_t local_bytes(int hd, int bc, int emu)
 {
     const uint64_t kw = (uint64_t)bc * ((uint64_t)hd / 2 + 1),
                    pw = (uint64_t)BR * (uint64_t)bc;
+    /* Q's fragments above head size 64 (cl/xmx.cl XM_QL). */
+    const uint64_t qw = hd > 64 ? (uint64_t)hd / 16 * 512 : 0;
     const uint64_t bytes =
-        ((kw > pw ? kw : pw) + (uint64_t)bc / 16 * (uint64_t)hd * 8) * 4 +
+        ((kw > pw ? kw : pw) + (uint64_t)bc / 16 * (uint64_t)hd * 8 + qw) * 4 +
         2 * sizeof(int);
     return bytes + (emu ? 3 * 8 * 64 * 4 : 0);
 }
@@ -139,8 +141,11 @@ static attn_precision precision(const attn_cl_limits *lim,
 static void defines(const attn_cl_limits *lim, const attn_cl_tuning *t,
                     const attn_sdpa_desc *d, char *buf, size_t cap)
 {
-    snprintf(buf, cap, " -DXM_D=%d -DXM_BC=%d -DXM_EMU=%d", d->head_dim,
-             tile_of(lim, t, d), !native_xmx(lim));
+    /* Natively, 256 registers per thread (Intel's large register file):
+     * O, S and the fragments need more than 128 at subgroup size 8. */
+    snprintf(buf, cap, " -DXM_D=%d -DXM_BC=%d -DXM_EMU=%d%s", d->head_dim,
+             tile_of(lim, t, d), !native_xmx(lim),
+             native_xmx(lim) ? " -cl-intel-256-GRF-per-thread" : "");
 }
 
 static int fit_device(const attn_cl_limits *lim, attn_cl_tuning *t)
