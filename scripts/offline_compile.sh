@@ -18,6 +18,9 @@
 # targets also take tests/tools/ptx_probe.cl, inline PTX (ldmatrix,
 # mma.sync f16 and tf32, shfl.sync) of the kind tensor-core kernels issue,
 # as it is and broken on purpose twice (ok when ptxas refuses those).
+# The XMX kernel's build for Arc's matrix units (Intel's Arc section)
+# compiles for acm-g10 only, and its machine code must hold DPAS
+# instructions (ocloc disasm).
 #
 #   sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N] [--all]
 #
@@ -75,6 +78,22 @@ if [ "${1:-}" = "--one" ]; then
       LD_LIBRARY_PATH=$OC_INTEL_LIB "$OC_OCLOC" compile -file "$src" \
         -device "${target#intel-}" -options "$opts" -out_dir "$work" \
         -output "$prog" >"$log" 2>&1 || rc=$?
+      # The XMX kernel built for the matrix units (XM_EMU=0): its machine
+      # code must hold DPAS instructions (ocloc's disassembler, IGA).
+      case $opts in *-DXM_EMU=0*)
+        if [ "$rc" -eq 0 ]; then
+          dis=$work/$prog.dis
+          LD_LIBRARY_PATH=$OC_INTEL_LIB:$OC_IGA_LIB "$OC_OCLOC" disasm \
+            -file "$(ls "$work/${prog}_"*.bin | head -n1)" -dump "$dis" \
+            >/dev/null 2>&1 || true
+          n=$(cat "$dis"/*.asm 2>/dev/null | grep -c 'dpas' || true)
+          echo "kernel attn_xmx: $n dpas instructions in the machine code" >>"$log"
+          [ "$n" -gt 0 ] || {
+            echo "error: no dpas instruction in the XMX kernel's machine code" >>"$log"
+            rc=1
+          }
+        fi ;;
+      esac
       ;;
     amd-*)
       rest=${target#amd-}
@@ -322,7 +341,12 @@ cmake --build "$build" -j"$jobs" --target attn-cl-dump >/dev/null
 OC_OUT=$root/$build/offline-compile
 case $build in /*) OC_OUT=$build/offline-compile ;; esac
 rm -rf "$OC_OUT"
-mkdir -p "$OC_OUT/logs"
+mkdir -p "$OC_OUT/logs" "$OC_OUT/iga"
+# ocloc's disassembler loads libiga64.so, which the package ships only
+# with its version in the name.
+OC_IGA_LIB=$OC_OUT/iga
+iga=$(find "$tools/usr/lib" -name 'libiga64.so.*' | head -n1)
+[ -z "$iga" ] || ln -sf "$iga" "$OC_IGA_LIB/libiga64.so"
 "$build/tests/tools/attn-cl-dump" "$OC_OUT/dump" >/dev/null
 # The inline-PTX probe (tests/tools/ptx_probe.cl), for the NVIDIA targets
 # only: as it is, and broken on purpose twice (PROBE_BROKEN), which ptxas
@@ -339,8 +363,8 @@ probe ptx_probe 0 ""
 probe ptx_probe_typo 1 "a misspelled mma type"
 probe ptx_probe_operands 2 "an mma short of a B register"
 progs=$(cut -f1 "$OC_OUT/dump/index.tsv")
-export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB OC_CLC_NVPTX OC_PTXAS \
-  OC_NV_ARCHS
+export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB OC_IGA_LIB \
+  OC_CLC_NVPTX OC_PTXAS OC_NV_ARCHS
 
 # The gfx target each AMD device of attn-cl-dump (tests/tools/cl_programs.c)
 # stands for.
@@ -357,7 +381,8 @@ amd_gfx() {
 # tuning on every target, those of a vendor's profile on that vendor's
 # targets only ("-" in the table); a program built for an AMD matrix unit
 # (-DAM_EMU=0) on the gfx targets of its devices only, and the targets
-# of $amd_mm nothing else.
+# of $amd_mm nothing else; those of Intel's Arc section (the XMX kernel
+# built for its matrix units) on intel-acm-g10 only.
 applies() {
   labels=" $(awk -F'\t' -v p="$2" '$1 == p {print $4}' \
     "$OC_OUT/dump/index.tsv") "
@@ -374,7 +399,10 @@ applies() {
   case " $amd_mm " in *" $1 "*) return 1 ;; esac
   case $labels in *" default "*) return 0 ;; esac
   case $1 in
-    intel-*) case $labels in *" intel"*) return 0 ;; esac ;;
+    # Arc's programs (the XMX kernel's DPAS) on the Xe-HPG target only:
+    # Gen12 has no matrix units.
+    intel-*) case $labels in *" intel "* | *" intel-max "*) return 0 ;; esac
+      case $1$labels in intel-acm-g10*" intel-arc "*) return 0 ;; esac ;;
     amd-*) case $labels in *" amd"*) return 0 ;; esac ;;
     nvidia-*) case $labels in *" nvidia"*) return 0 ;; esac ;;
   esac

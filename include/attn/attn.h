@@ -207,8 +207,11 @@ typedef enum attn_log_level {
  * is asked (F32 storage); "amdmm" (AMD matrix cores: MFMA on gfx908,
  * gfx90a, gfx940-942, WMMA on RDNA3) runs TF32 when TF32 or BF16 is asked
  * (F16 storage as mma; F32 storage through xf32 with inputs rounded to
- * TF32, on gfx940-942 only) and declines 3XTF32.  Everything else computes
- * as EXACT, which is within every bound.
+ * TF32, on gfx940-942 only) and declines 3XTF32; "xmx" (Intel XMX
+ * matrix units, subgroups of 8) runs TF32 when TF32 or BF16 is asked,
+ * for F16 storage only (f16 products, Q K^T exact and P rounded to f16
+ * for P V).  Everything else computes as EXACT, which is within every
+ * bound.
  *
  * Error bounds, against exact arithmetic on the same inputs, for a row
  * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
@@ -517,7 +520,7 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
  * *runs receives that of the kernel attn_sdpa_kernel names (the one asked
  * where the kernel has it, else a more exact one: BF16 on the native
  * backend, TF32 / 3XTF32 on the OpenCL variant mma and TF32 on amdmm
- * as attn_precision says, EXACT everywhere else; EXACT too for a
+ * and xmx as attn_precision says, EXACT everywhere else; EXACT too for a
  * call that falls back to the native backend), *asked (when not NULL) the
  * context's.  attn_sdpa_cl and the
  * attention of attn_mha_forward run as said for their descriptor, except

@@ -48,6 +48,7 @@ typedef struct attn_tool_device {
      * matrix units for the amdmm variant: 1 MFMA, 2 WMMA, 0 none; amd_xf32
      * 1 where MFMA has TF32-class products (gfx940-942). */
     int amd_gfx, amd_unit, amd_xf32;
+    int intel_xmx; /* Intel matrix units: smallest subgroup size; 0: none */
 } attn_tool_device;
 
 /* The devices the library would pick for a spec. */

@@ -298,6 +298,15 @@ static void f_matrix(const attn_tool_device *d, char *b, size_t n)
         snprintf(b, n,
                  "none used (gfx%x: no MFMA / WMMA for the amdmm variant)",
                  (unsigned)d->amd_gfx);
+    else if (d->intel_xmx == 8)
+        snprintf(b, n,
+                 "Intel XMX (DPAS, subgroups of 8): variant xmx for F16 "
+                 "storage when the precision permits (tf32, bf16)");
+    else if (d->intel_xmx > 0)
+        snprintf(b, n,
+                 "none used (Intel XMX with subgroups of %d: the xmx variant "
+                 "is written for subgroups of 8)",
+                 d->intel_xmx);
     else
         snprintf(b, n, "none used (SIMT variants)");
 }

@@ -450,6 +450,7 @@ static int probe_device(cl_platform_id p, const char *platform_name,
              compiler != 0);
     out->nv_sm = attn_cl_nv_sm(d);
     out->amd_gfx = attn_cl_amd_gfx(d);
+    out->intel_xmx = attn_cl_intel_xmx(d);
     return 0;
 }
 
@@ -480,6 +481,43 @@ int attn_cl_nv_sm(cl_device_id device)
         major > 100 || minor > 9)
         return 0;
     return (int)(major * 10 + minor);
+}
+
+/* Whether the device lists extension name (a whole word). */
+static int has_extension(cl_device_id device, const char *name)
+{
+    size_t n = 0, len = strlen(name);
+    char *ext;
+    int has = 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &n) !=
+            CL_SUCCESS ||
+        n == 0 || !(ext = malloc(n + 1)))
+        return 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, n, ext, NULL) ==
+        CL_SUCCESS) {
+        ext[n] = '\0';
+        for (const char *p = ext; !has && (p = strstr(p, name)) != NULL;
+             p += len)
+            has =
+                (p == ext || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' ');
+    }
+    free(ext);
+    return has;
+}
+
+int attn_cl_intel_xmx(cl_device_id device)
+{
+    enum { SUB_GROUP_SIZES_INTEL = 0x4108 };
+    size_t sizes[16], n = 0, least = 0;
+    if (!has_extension(device,
+                       "cl_intel_subgroup_matrix_multiply_accumulate") ||
+        clGetDeviceInfo(device, SUB_GROUP_SIZES_INTEL, sizeof sizes, sizes,
+                        &n) != CL_SUCCESS)
+        return 0;
+    for (size_t i = 0; i < n / sizeof sizes[0] && i < 16; i++)
+        if (sizes[i] && (!least || sizes[i] < least))
+            least = sizes[i];
+    return least == 8 || least == 16 ? (int)least : 0;
 }
 
 attn_status attn_cl_probe(cl_device_id d, attn_cl_device *out, attn_err *err)

@@ -28,6 +28,7 @@ typedef struct attn_cl_device {
                               failed (left 0 / "" in info) */
     int nv_sm;             /* attn_cl_nv_sm of the device */
     int amd_gfx;           /* attn_cl_amd_gfx of the device */
+    int intel_xmx;         /* attn_cl_intel_xmx of the device */
 } attn_cl_device;
 
 /* The NVIDIA compute capability of device as 10 * major + minor (80:
@@ -51,6 +52,12 @@ enum { ATTN_CL_AMD_MFMA = 1, ATTN_CL_AMD_WMMA = 2 };
 int attn_cl_amd_matrix_unit(int gfx);
 /* 1 when gfx has MFMA xf32 (TF32-class F32 products: gfx940-942).  Pure. */
 int attn_cl_amd_xf32(int gfx);
+/* Intel's XMX matrix units: the device's smallest subgroup size
+ * (CL_DEVICE_SUB_GROUP_SIZES_INTEL; 8 on Xe-HPG, 16 on Xe-HPC) when it
+ * lists cl_intel_subgroup_matrix_multiply_accumulate, else 0.  Where it
+ * is 8 the matrix-unit kernel variant xmx runs there
+ * (src/opencl/variants/xmx.c). */
+int attn_cl_intel_xmx(cl_device_id device);
 
 /* Bits of attn_cl_device.query_failed.  A property that fails to query is
  * not fatal: discovery goes on and attn-probe shows it as failed. */

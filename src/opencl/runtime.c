@@ -217,6 +217,7 @@ static attn_status read_limits(attn_cl_runtime *rt, attn_err *err)
     }
     rt->nv_sm = attn_cl_nv_sm(rt->device);
     rt->amd_gfx = attn_cl_amd_gfx(rt->device);
+    rt->intel_xmx = attn_cl_intel_xmx(rt->device);
     return ATTN_OK;
 fail:
     return ATTN_ERR_DEVICE;

@@ -101,6 +101,7 @@ typedef struct attn_cl_runtime {
     int nv_sm; /* NVIDIA compute capability, 10 * major + minor; 0: none */
     /* AMD gfx target (attn_cl_amd_gfx), 0: none */
     int amd_gfx;
+    int intel_xmx; /* attn_cl_intel_xmx of the device */
     /* The context's precision (attn.h), set before the runtime is shared
      * (the backend's ask). */
     attn_precision precision;

@@ -77,6 +77,10 @@ typedef struct attn_cl_limits {
     /* AMD gfx target as hexadecimal digits (0x90a: gfx90a), 0 when the
      * device is none (attn_cl_amd_gfx). */
     int amd_gfx;
+    /* Intel's matrix units: the smallest subgroup size (8 or 16) of a
+     * device that lists cl_intel_subgroup_matrix_multiply_accumulate, 0
+     * elsewhere. */
+    int intel_xmx;
     /* The precision the context permits its products (attn.h). */
     attn_precision precision;
 } attn_cl_limits;

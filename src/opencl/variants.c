@@ -22,6 +22,7 @@
     X(splitkv)                                                                 \
     X(mma)                                                                     \
     X(amdmm)
+    X(xmx)
 
 #define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
 #define ENTRY(n)   &attn_cl_variant_##n,
@@ -127,6 +128,7 @@ void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
     out->cl_major = rt->cl_major;
     out->nv_sm = rt->nv_sm;
     out->amd_gfx = rt->amd_gfx;
+    out->intel_xmx = rt->intel_xmx;
     out->precision = rt->precision;
 }
 

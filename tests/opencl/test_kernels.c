@@ -345,8 +345,9 @@ static void test_forced(void)
     attn_context *ctx;
     attn_options o;
     attn_sdpa_desc d = shape(9, 33, 32), dec = shape(2, 33, 32);
-    sdpa_case c, cd;
-    ref_sdpa_result ref, refd;
+    attn_sdpa_desc d16 = d, dec16 = dec;
+    sdpa_case c, cd, c16, cd16;
+    ref_sdpa_result ref, refd, ref16, refd16;
     float *o_buf;
     char name[32];
 
@@ -378,23 +379,39 @@ static void test_forced(void)
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&cd, &dec, 32, 1.0, 0.05, 1), 0);
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&cd.d, cd.q, cd.k, cd.v, &refd), 0);
+    d16.dtype = dec16.dtype = ATTN_F16;
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c16, &d16, 33, 1.0, 0.05, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c16.d, c16.q, c16.k, c16.v, &ref16), 0);
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&cd16, &dec16, 34, 1.0, 0.05, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa(&cd16.d, cd16.q, cd16.k, cd16.v, &refd16),
+                          0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(o_buf = malloc(c.no * sizeof *o_buf));
     for (int i = 0; attn_kernel_name(i); i++) {
         const char *k = attn_kernel_name(i);
+        sdpa_case *pc = &c, *pcd = &cd;
+        ref_sdpa_result *pref = &ref, *prefd = &refd;
         /* Fallback on: a forced kernel that declines is still an error. */
         ctx = ctx_with(ATTN_PATH_AUTO, k, 1, 1);
         CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
         /* A variant that runs only where the precision permits its
-         * products (mma) runs at TF32 (the tolerance follows it). */
+         * products (mma, xmx) runs at TF32 (the tolerance follows it); one
+         * that takes F16 storage only (xmx) on the F16 cases. */
         if (attn_sdpa_kernel(ctx, &cd.d, name, sizeof name) ==
             ATTN_ERR_UNSUPPORTED) {
             attn_context_destroy(ctx);
             setenv("ATTN_PRECISION", "tf32", 1);
             ctx = ctx_with(ATTN_PATH_AUTO, k, 1, 1);
             CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+            if (attn_sdpa_kernel(ctx, &cd.d, name, sizeof name) ==
+                ATTN_ERR_UNSUPPORTED) {
+                pc = &c16;
+                pcd = &cd16;
+                pref = &ref16;
+                prefd = &refd16;
+            }
         }
-        HARNESS_EXPECT(sdpa_case_check(ctx, &cd, &refd, 1, NULL, k), k);
-        HARNESS_EXPECT(!strcmp(kernel_of(ctx, &cd.d), k), k);
+        HARNESS_EXPECT(sdpa_case_check(ctx, pcd, prefd, 1, NULL, k), k);
+        HARNESS_EXPECT(!strcmp(kernel_of(ctx, &pcd->d), k), k);
         if (!strcmp(k, "decode")) {
             attn_status s;
             for (size_t e = 0; e < c.no; e++)
@@ -409,8 +426,8 @@ static void test_forced(void)
             CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &c.d, name, sizeof name),
                             ATTN_ERR_UNSUPPORTED);
         } else {
-            HARNESS_EXPECT(sdpa_case_check(ctx, &c, &ref, 1, NULL, k), k);
-            HARNESS_EXPECT(!strcmp(kernel_of(ctx, &c.d), k), k);
+            HARNESS_EXPECT(sdpa_case_check(ctx, pc, pref, 1, NULL, k), k);
+            HARNESS_EXPECT(!strcmp(kernel_of(ctx, &pc->d), k), k);
         }
         attn_context_destroy(ctx);
         unsetenv("ATTN_PRECISION");
@@ -418,8 +435,12 @@ static void test_forced(void)
     free(o_buf);
     ref_sdpa_free(&ref);
     ref_sdpa_free(&refd);
+    ref_sdpa_free(&ref16);
+    ref_sdpa_free(&refd16);
     sdpa_case_free(&c);
     sdpa_case_free(&cd);
+    sdpa_case_free(&c16);
+    sdpa_case_free(&cd16);
 }
 
 /* ---- device buffers reused ------------------------------------------------
@@ -522,6 +543,46 @@ static void test_reuse_layer(void)
 }
 #endif
 
+/* The XMX variant with key tiles of 16 and 64 (xmx.bc; the suites run
+ * its default, 32), F16 at TF32, head sizes 64 and 128, with masks and
+ * tails, against the oracle; and AUTO never takes it on a device without
+ * XMX units, first in path.order though it is. */
+static void test_xmx_tiles(void)
+{
+    static const int tiles[] = {16, 64};
+    char dir[64], body[128];
+    setenv("ATTN_PRECISION", "tf32", 1);
+    for (int ti = 0; ti < 2; ti++) {
+        const int bc = tiles[ti];
+        attn_context *ctx;
+        attn_sdpa_desc d = shape(70, 45 + 32 * ti, 64 + 64 * ti);
+        sdpa_case c;
+        char what[64];
+        snprintf(body, sizeof body,
+                 "[default]\nxmx.bc = %d\npath.order = xmx unfused\n", bc);
+        profile_dir(dir, sizeof dir, body);
+        ctx = ctx_with(ATTN_PATH_AUTO, "xmx", 1, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        d.dtype = ATTN_F16;
+        d.mask.causal = ti;
+        d.mask.window = ti ? 0 : 20;
+        d.mask.bias_kind = ti ? ATTN_BIAS_PER_HEAD : ATTN_BIAS_NONE;
+        snprintf(what, sizeof what, "xmx bc %d d %d", bc, d.head_dim);
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&c, &d, 170 + (uint64_t)bc, 1.0, 0.05, 1), 0);
+        HARNESS_EXPECT(sdpa_case_check(ctx, &c, NULL, 1, NULL, what), what);
+        CU_ASSERT_STRING_EQUAL(kernel_of(ctx, &c.d), "xmx");
+        attn_context_destroy(ctx);
+        ctx = ctx_with(ATTN_PATH_AUTO, NULL, 1, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
+        CU_ASSERT_STRING_EQUAL(kernel_of(ctx, &c.d), "unfused");
+        attn_context_destroy(ctx);
+        sdpa_case_free(&c);
+        profile_dir_done(dir);
+    }
+    unsetenv("ATTN_PRECISION");
+}
+
 static int init(void)
 {
     return 0;
@@ -537,6 +598,7 @@ int main(void)
         {"pinned staging from a profile", test_pinned_staging},
         {"the tensor-core variant's smaller key tiles", test_mma_tiles},
         {"the AMD matrix-core variant's units, emulated", test_amdmm_units},
+        {"the XMX variant's key tiles", test_xmx_tiles},
         {"no device buffer after the first call", test_reuse},
 #ifdef ATTN_HAVE_CLBLAST
         {"the layer reuses its device buffers", test_reuse_layer},

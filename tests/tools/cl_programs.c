@@ -48,6 +48,10 @@ static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
     lim->amd_gfx = strstr(dev->vendor, "Advanced Micro Devices")
                        ? attn_cl_gfx_of(dev->name)
                        : 0;
+    /* Intel's section for Arc is an Xe-HPG GPU's (matrix units, subgroups
+     * of 8): the XMX kernel builds with its DPAS there. */
+    lim->intel_xmx =
+        strstr(dev->vendor, "Intel") && strstr(dev->name, "Arc") ? 8 : 0;
     lim->precision = ATTN_PRECISION_TF32;
 }
 
@@ -67,11 +71,14 @@ static attn_sdpa_desc shape_for(attn_dtype dtype, int hd)
 }
 
 /* Whether variant v (one with a precision hook) runs emulated on the
- * device of lim: no tensor cores for mma, no AMD matrix unit for amdmm. */
+ * device of lim: no tensor cores for mma, no AMD matrix unit for amdmm,
+ * no XMX with subgroups of 8 for xmx. */
 static int emulated(const attn_cl_variant *v, const attn_cl_limits *lim)
 {
     if (!strcmp(v->name, "amdmm"))
         return !attn_cl_amd_matrix_unit(lim->amd_gfx);
+    if (!strcmp(v->name, "xmx"))
+        return lim->intel_xmx != 8;
     return !lim->nv_sm;
 }
 
@@ -170,14 +177,16 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                 for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
                     /* A variant with a precision hook lists only what it
                      * takes (mma: no head size 256, no F16 at 3XTF32;
-                     * amdmm: TF32 only, F32 only with xf32);
-                     * where it would run emulated (no tensor cores), its
-                     * first head size only: the emulation is a test
+                     * amdmm: TF32 only, F32 only with xf32; xmx: F16
+                     * only); where it would run emulated (no matrix
+                     * unit: AUTO would not prefer it), the first head
+                     * size it takes only: the emulation is a test
                      * vehicle, one build per mode shows it compiles. */
                     attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
                     attn_err err = {{0}};
-                    if (v->precision && (v->supports(&lim, &t, &d, &err) ||
-                                         (emulated(v, &lim) && h > 0)))
+                    if (v->precision && v->supports(&lim, &t, &d, &err))
+                        continue;
+                    if (v->precision && prev[0] && emulated(v, &lim))
                         continue;
                     rc = one(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h], per_hd,
                              prev[0] ? prev : NULL, prev, fn, user);
@@ -248,6 +257,12 @@ static const cl_program_device DEVICES[] = {
       .platform = "Intel(R) OpenCL Graphics",
       .local_mem_bytes = 65536,
       .kind = ATTN_DEVICE_IGPU}},
+    {"intel-arc",
+     {.name = "Intel(R) Arc(TM) A770 Graphics",
+      .vendor = "Intel(R) Corporation",
+      .platform = "Intel(R) OpenCL Graphics",
+      .local_mem_bytes = 65536,
+      .kind = ATTN_DEVICE_GPU}},
     {"intel-max",
      {.name = "Intel(R) Data Center GPU Max 1550",
       .vendor = "Intel(R) Corporation",
