@@ -21,7 +21,7 @@
     X(tiled)                                                                   \
     X(splitkv)                                                                 \
     X(mma)                                                                     \
-    X(amdmm)
+    X(amdmm)                                                                   \
     X(xmx)
 
 #define DECLARE(n) extern const attn_cl_variant attn_cl_variant_##n;
