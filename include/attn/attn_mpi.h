@@ -42,18 +42,20 @@ typedef enum attn_ring_layout {
 /** What one attn_sdpa_ring call did on the calling rank (all times in
  * seconds of the rank's wall clock). */
 typedef struct attn_ring_stats {
-    size_t struct_size;  /**< sizeof(attn_ring_stats) as the caller built */
-    int steps;           /**< ring steps (the number of ranks) */
-    int blocks;          /**< attn_sdpa calls made (hidden blocks skipped) */
-    double total_s;      /**< the whole call */
-    double compute_s;    /**< attn_sdpa calls and the merges (on a
-                              thread of the call's own while the step's
-                              messages travel) */
-    double wait_s;       /**< blocked on ring messages after computing:
-                              the communication not hidden by compute */
-    double agree_s;      /**< the two status agreements (collectives) */
-    uint64_t bytes_sent; /**< payload and headers this rank sent */
-    uint64_t bytes_held; /**< host memory the call allocated (peak) */
+    size_t struct_size;    /**< sizeof(attn_ring_stats) as the caller built */
+    int steps;             /**< ring steps (the number of ranks) */
+    int blocks;            /**< attn_sdpa calls made (hidden blocks skipped) */
+    double total_s;        /**< the whole call */
+    double compute_s;      /**< attn_sdpa calls and the merges (on a
+                                thread of the call's own while the step's
+                                messages travel) */
+    double wait_s;         /**< blocked on ring messages after computing:
+                                the communication not hidden by compute */
+    double agree_s;        /**< the two status agreements (collectives) */
+    uint64_t bytes_sent;   /**< payload and headers this rank sent */
+    uint64_t bytes_held;   /**< host memory the call allocated (peak) */
+    uint64_t bytes_device; /**< device memory attn_sdpa_ring_cl allocated
+                                (attn_mpi_cl.h; 0 for attn_sdpa_ring) */
 } attn_ring_stats;
 
 /** Initializer: `attn_ring_stats s = ATTN_RING_STATS_INIT;` */
