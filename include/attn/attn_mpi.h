@@ -56,6 +56,10 @@ typedef struct attn_ring_stats {
     uint64_t bytes_held;   /**< host memory the call allocated (peak) */
     uint64_t bytes_device; /**< device memory attn_sdpa_ring_cl allocated
                                 (attn_mpi_cl.h; 0 for attn_sdpa_ring) */
+    double merge_s;        /**< of compute_s, the merges of the blocks'
+                                partial results (on the host, in float),
+                                for attn_sdpa_ring_cl with their read back
+                                from the device */
 } attn_ring_stats;
 
 /** Initializer: `attn_ring_stats s = ATTN_RING_STATS_INIT;` */

@@ -226,8 +226,10 @@ merge:
                  c->rank, ca, cb, attn_status_string(st));
         return st;
     }
+    double t0 = ring_now();
     ring_merge(c->acc_o + row0 * c->bq * c->dv, c->acc_lse + row0 * c->bq,
                c->blk_o, c->blk_lse, na * c->bq, c->dv);
+    c->st.merge_s += ring_now() - t0;
     c->st.blocks++;
     return ATTN_OK;
 }

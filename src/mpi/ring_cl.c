@@ -353,23 +353,26 @@ attn_status ring_cl_block(ring_call *c, const attn_sdpa_desc *bd, int slot,
         cl->sdpa(c->ctx, bd, &bb, cl->queue, 0, NULL, &done, cl->user);
     if (st != ATTN_OK)
         return st;
+    /* The block first, so that merge_s counts the read back alone. */
     size_t rows = (size_t)bd->seq_q * c->bq;
-    cl_int err = clEnqueueReadBuffer(cl->queue, cl->bo, CL_FALSE, 0,
-                                     rows * c->dv * sizeof(float), c->blk_o, 1,
-                                     &done, &got[0]);
+    cl_int err = clWaitForEvents(1, &done);
+    clReleaseEvent(done);
+    double t0 = ring_now();
+    if (err == CL_SUCCESS)
+        err = clEnqueueReadBuffer(cl->queue, cl->bo, CL_FALSE, 0,
+                                  rows * c->dv * sizeof(float), c->blk_o, 0,
+                                  NULL, &got[0]);
     if (err == CL_SUCCESS)
         err = clEnqueueReadBuffer(cl->queue, cl->blse, CL_FALSE, 0,
-                                  rows * sizeof(float), c->blk_lse, 1, &done,
+                                  rows * sizeof(float), c->blk_lse, 0, NULL,
                                   &got[1]);
-    cl_int werr = clWaitForEvents(got[1] ? 2 : got[0] ? 1 : 0, got);
-    if (err == CL_SUCCESS && got[0])
+    cl_int werr = got[0] ? clWaitForEvents(got[1] ? 2 : 1, got) : CL_SUCCESS;
+    if (err == CL_SUCCESS)
         err = werr;
-    if (!got[0] && done) /* nothing enqueued after it: let it finish */
-        clWaitForEvents(1, &done);
     for (int i = 0; i < 2; i++)
         if (got[i])
             clReleaseEvent(got[i]);
-    clReleaseEvent(done);
+    c->st.merge_s += ring_now() - t0;
     return err == CL_SUCCESS ? ATTN_OK : cl_status(err);
 }
 
