@@ -404,9 +404,11 @@ static int suite_clean(void)
 
 int main(int argc, char **argv)
 {
-    int provided;
-    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) !=
-        MPI_SUCCESS)
+    /* --single: MPI_THREAD_SINGLE, the blocks on the calling thread. */
+    int single = argc > 1 && strcmp(argv[1], "--single") == 0, provided;
+    if (MPI_Init_thread(&argc, &argv,
+                        single ? MPI_THREAD_SINGLE : MPI_THREAD_FUNNELED,
+                        &provided) != MPI_SUCCESS)
         return 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
