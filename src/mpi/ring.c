@@ -158,6 +158,29 @@ static void free_all(ring_call *c, int keep_msgs)
     ring_layout_free(&c->lay);
 }
 
+/* A block on host slices: attn_sdpa of the rows of Q at row0 against
+ * message chunk j's K and V (kb, vb), F16 chunks widened once per step. */
+static attn_status host_block(ring_call *c, const attn_sdpa_desc *bd,
+                              const void *q_local, size_t row0, const void *kb,
+                              const void *vb, int j, int *widened)
+{
+    size_t nb = (size_t)bd->seq_kv;
+    if (c->f16) {
+        if (*widened != j) {
+            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
+                                  nb * c->bkv * c->d);
+            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
+                                  nb * c->bkv * c->dv);
+            *widened = j;
+        }
+        kb = c->kf;
+        vb = c->vf;
+    }
+    const void *qa =
+        c->q32 ? (const void *)(c->q32 + row0 * c->bq * c->d) : q_local;
+    return c->sdpa(c->ctx, bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);
+}
+
 /* One block: local chunk i's queries against chunk j of src's message m.
  * Returns ATTN_OK also for a block the masks hide (skipped). */
 static attn_status run_block(ring_call *c, const void *q_local, int i,
@@ -193,33 +216,15 @@ static attn_status run_block(ring_call *c, const void *q_local, int i,
     size_t ko, vo;
     ring_chunk_offsets(c, src, j, &ko, &vo);
     size_t row0 = ring_chunk_row0(c, i);
-    attn_status st = ATTN_OK;
-    const void *kb = m + ko, *vb = m + vo;
+    attn_status st;
 #ifdef ATTN_MPI_HAVE_CL
-    if (c->cl) {
+    if (c->cl)
         st = ring_cl_block(c, &bd, slot, row0, ko, vo);
-        goto merge;
-    }
+    else
 #else
     (void)slot;
 #endif
-    if (c->f16) {
-        if (*widened != j) {
-            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
-                                  nb * c->bkv * c->d);
-            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
-                                  nb * c->bkv * c->dv);
-            *widened = j;
-        }
-        kb = c->kf;
-        vb = c->vf;
-    }
-    const void *qa =
-        c->q32 ? (const void *)(c->q32 + row0 * c->bq * c->d) : q_local;
-    st = c->sdpa(c->ctx, &bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);
-#ifdef ATTN_MPI_HAVE_CL
-merge:
-#endif
+        st = host_block(c, &bd, q_local, row0, m + ko, m + vo, j, widened);
     if (st != ATTN_OK) {
         snprintf(c->why, sizeof c->why,
                  "rank %d: attn_sdpa of its chunk %d against chunk %d: %s",
