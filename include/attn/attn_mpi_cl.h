@@ -26,20 +26,23 @@ extern "C" {
  * attn_context_create_cl); the buffers and queue belong to its cl_context,
  * the queue to its device.
  *
- * The call enqueues its work on queue after the n_wait events of wait and
- * returns once o and lse are written (it blocks: the ring is a
- * collective).  Each block's attention runs through attn_sdpa_cl_buffers
- * on device buffers: the rank's queries stay on the device (for F32
- * zig-zag copied there into one buffer per chunk pair; for F16 widened to
- * float once through host memory).  The K/V slices that travel the ring
- * pass through host memory (MPI need not be device-aware): this rank's
- * are read once at the start, and each message received is written to
- * the device from a queue of the call's own while the previous step's
- * blocks still compute.  Each block's partial O and lse are read back and
- * merged on the host in float (docs/MPI.md says why); the merged rows are
- * written into o and lse once, after every rank agreed that the ring
- * succeeded.  The device memory it allocates is reported in
- * attn_ring_stats.bytes_device.
+ * The call waits for the n_wait events of wait, enqueues its work on
+ * queue (the messages' writes on a queue of its own), and returns once o
+ * and lse are written: it blocks, the ring being a collective.  As in
+ * attn_sdpa_ring, each step's blocks run on a thread the call creates
+ * (MPI_THREAD_FUNNELED or more) while the calling thread moves the
+ * messages.  Each block's attention runs through attn_sdpa_cl_buffers on
+ * device buffers: the rank's queries stay on the device (F32 zig-zag:
+ * copied on the device, chunk by chunk, into a buffer of the call's own;
+ * F16: widened to float once through host memory).  The K/V slices that
+ * travel the ring pass through host memory (MPI need not be
+ * device-aware): this rank's are read once at the start, and each message
+ * received is written to the device while the current step's blocks
+ * still compute.  Each block's partial O and lse are read back and merged
+ * on the host in float (docs/MPI.md says why and what it costs); the
+ * merged rows are written into o and lse once, after every rank agreed
+ * that the ring succeeded.  The device memory the call allocates is
+ * reported in attn_ring_stats.bytes_device.
  *
  * Errors: those of attn_sdpa_ring, on every rank when one rank has them
  * before or during the ring, plus ATTN_ERR_INVALID_ARGUMENT (b or queue
