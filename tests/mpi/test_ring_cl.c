@@ -9,13 +9,16 @@
  * back.  Tolerances as tests/mpi/test_ring.c: F32 1e-5 (1 + |x|), F16 O
  * 1e-3.
  *
- * Failures: a block that fails on one rank mid-ring and a NULL b on one
- * rank make every rank return the error with o and lse untouched.
+ * Failures: a block that fails on one rank mid-ring and a NULL b or an
+ * overlapping o on one rank make every rank return the error with o and
+ * lse untouched; a rank that stalls past the timeout makes the ranks
+ * waiting for it return an error.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mpi.h>
 
@@ -323,6 +326,7 @@ static void expect_failed(small *m, attn_status st, attn_status want,
 
 typedef struct fault {
     int rank, call, calls;
+    double stall_s; /* > 0: that call sleeps this long, then computes */
 } fault;
 
 static attn_status faulty_sdpa_cl(attn_context *c, const attn_sdpa_desc *d,
@@ -331,8 +335,12 @@ static attn_status faulty_sdpa_cl(attn_context *c, const attn_sdpa_desc *d,
                                   cl_event *done, void *user)
 {
     fault *f = user;
-    if (rank == f->rank && ++f->calls == f->call)
-        return ATTN_ERR_DEVICE;
+    if (rank == f->rank && ++f->calls == f->call) {
+        if (f->stall_s <= 0)
+            return ATTN_ERR_DEVICE;
+        struct timespec ts = {0, (long)(f->stall_s * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     return attn_sdpa_cl_buffers(c, d, b, q, n_wait, wait, done);
 }
 
@@ -342,7 +350,7 @@ static void test_failure_mid_ring(void)
 {
     small m;
     small_make(&m);
-    fault f = {ranks - 1, 2, 0};
+    fault f = {ranks - 1, 2, 0, 0};
     attn_status st = ring_run_cl(ctx, MPI_COMM_WORLD, &m.r, &m.d, &m.s.b, queue,
                                  0, NULL, faulty_sdpa_cl, &f);
     expect_failed(&m, st, ATTN_ERR_DEVICE, "block failing mid-ring");
@@ -351,6 +359,29 @@ static void test_failure_mid_ring(void)
     st = attn_sdpa_ring_cl(ctx, MPI_COMM_WORLD, &m.r, &m.d, &m.s.b, queue, 0,
                            NULL);
     CU_ASSERT(st == ATTN_OK);
+    dev_free(&m.s);
+}
+
+/* The last rank stalls for twice the timeout in its first block: the
+ * ranks that wait for it return ATTN_ERR_DEVICE with o and lse untouched
+ * (the late rank itself may find everything it needed and succeed).  On a
+ * communicator of its own, freed after (attn_mpi.h). */
+static void test_stalled_rank_times_out(void)
+{
+    MPI_Comm comm;
+    CU_ASSERT_FATAL(MPI_Comm_dup(MPI_COMM_WORLD, &comm) == MPI_SUCCESS);
+    small m;
+    small_make(&m);
+    m.r.timeout_ms = 300;
+    fault f = {ranks - 1, 1, 0, 0.6};
+    attn_status st = ring_run_cl(ctx, comm, &m.r, &m.d, &m.s.b, queue, 0, NULL,
+                                 faulty_sdpa_cl, &f);
+    if (rank != ranks - 1 || st != ATTN_OK)
+        expect_failed(&m, st, ATTN_ERR_DEVICE,
+                      "a rank stalling past the "
+                      "timeout");
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Comm_free(&comm);
     dev_free(&m.s);
 }
 
@@ -421,6 +452,7 @@ int main(int argc, char **argv)
         {"f32 on device buffers", test_f32},
         {"f16 on device buffers", test_f16},
         {"failure mid-ring", test_failure_mid_ring},
+        {"stalled rank times out", test_stalled_rank_times_out},
         {"bad buffers on one rank", test_bad_buffers_on_one_rank},
         {NULL, NULL}};
     int rc = harness_main("ring_cl", suite_init, suite_clean, tests);
