@@ -7,6 +7,7 @@
  *   mpiexec -n P attn-ring-bench [--seq N] [--heads H] [--kv-heads K]
  *       [--head-dim D] [--causal 0|1] [--layout zigzag|contiguous]
  *       [--dtype f32|f16] [--reps R] [--threads T] [--base-threads T]
+ *       [--device SPEC]
  *
  * Times are medians over R calls; a ring call's time is the slowest
  * rank's.  Overlap: the same messages passed around the ring with no
@@ -15,7 +16,12 @@
  * the messages); hidden = 1 - wait_s / comm_alone.  One line "csv,..." per
  * run: ranks, threads, seq, heads, kv_heads, head_dim, mask, layout,
  * single ms, ring ms, compute ms, wait ms, messages-alone ms,
- * hidden %, bytes held per rank (max), bytes of a rank's slices.
+ * hidden %, bytes held per rank (max), bytes of a rank's slices, merge
+ * ms, device bytes per rank (max), device.
+ *
+ * --device SPEC (an OpenCL device, as ATTN_DEVICE takes it; built with
+ * OpenCL): the single process runs attn_sdpa on that device, each rank
+ * attn_sdpa_ring_cl with its slices in that device's buffers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +29,15 @@
 #include <time.h>
 
 #include <attn/attn_mpi.h>
+#ifdef ATTN_RING_BENCH_CL
+#include <attn/attn_mpi_cl.h>
+#endif
 
 typedef struct bench_opts {
     int seq, heads, kv_heads, dim, causal, reps, threads, base_threads;
     attn_ring_layout layout;
     attn_dtype dtype;
+    const char *device; /* "native", or an OpenCL device */
 } bench_opts;
 
 static double now_s(void)
@@ -98,6 +108,8 @@ static int parse(int argc, char **argv, bench_opts *o)
                                                  : ATTN_RING_ZIGZAG;
         else if (!strcmp(a, "--dtype"))
             o->dtype = !strcmp(v, "f16") ? ATTN_F16 : ATTN_F32;
+        else if (!strcmp(a, "--device"))
+            o->device = v;
         else
             return 0;
         i++;
@@ -147,6 +159,98 @@ static double comm_alone(const bench_opts *o, const attn_ring_desc *r,
     return m;
 }
 
+/* The slices in device buffers (--device), written once; o and lse are
+ * read back after each call, as an application would not, so that the
+ * call's time is that of attn_sdpa_ring_cl alone. */
+typedef struct ring_dev {
+#ifdef ATTN_RING_BENCH_CL
+    cl_command_queue queue;
+    cl_mem q, k, v, o, lse;
+#endif
+    int unused;
+} ring_dev;
+
+#ifdef ATTN_RING_BENCH_CL
+static cl_mem dev_buf(cl_context c, cl_command_queue q, size_t bytes,
+                      const void *src)
+{
+    cl_int err;
+    cl_mem m =
+        clCreateBuffer(c, CL_MEM_READ_WRITE, bytes ? bytes : 4, NULL, &err);
+    if (m && src && bytes &&
+        clEnqueueWriteBuffer(q, m, CL_TRUE, 0, bytes, src, 0, NULL, NULL)) {
+        clReleaseMemObject(m);
+        return NULL;
+    }
+    return m;
+}
+#endif
+
+static int dev_slices(ring_dev *r, attn_context *ctx, const void *q,
+                      const void *k, const void *v, size_t q_bytes,
+                      size_t kv_bytes, size_t lse_bytes)
+{
+    memset(r, 0, sizeof *r);
+#ifdef ATTN_RING_BENCH_CL
+    cl_context c;
+    cl_device_id dev;
+    cl_int err;
+    if (attn_context_cl_objects(ctx, &c, &dev, NULL) != ATTN_OK)
+        return 0;
+    r->queue = clCreateCommandQueue(c, dev, 0, &err);
+    if (!r->queue)
+        return 0;
+    r->q = dev_buf(c, r->queue, q_bytes, q);
+    r->k = dev_buf(c, r->queue, kv_bytes, k);
+    r->v = dev_buf(c, r->queue, kv_bytes, v);
+    r->o = dev_buf(c, r->queue, q_bytes, NULL);
+    r->lse = dev_buf(c, r->queue, lse_bytes, NULL);
+    return r->q && r->k && r->v && r->o && r->lse;
+#else
+    (void)ctx, (void)q, (void)k, (void)v;
+    (void)q_bytes, (void)kv_bytes, (void)lse_bytes;
+    return 0;
+#endif
+}
+
+static void dev_release(ring_dev *r)
+{
+#ifdef ATTN_RING_BENCH_CL
+    cl_mem m[5] = {r->q, r->k, r->v, r->o, r->lse};
+    for (int i = 0; i < 5; i++)
+        if (m[i])
+            clReleaseMemObject(m[i]);
+    if (r->queue)
+        clReleaseCommandQueue(r->queue);
+#else
+    (void)r;
+#endif
+}
+
+/* One ring call: host slices (dev NULL) or device slices. */
+static attn_status ring_call(ring_dev *dev, attn_context *ctx,
+                             const attn_ring_desc *ring,
+                             const attn_sdpa_desc *desc, const void *q,
+                             const void *k, const void *v, void *out,
+                             float *lse)
+{
+#ifdef ATTN_RING_BENCH_CL
+    if (dev) {
+        attn_cl_buffers b = ATTN_CL_BUFFERS_INIT;
+        b.q = dev->q;
+        b.k = dev->k;
+        b.v = dev->v;
+        b.o = dev->o;
+        b.lse = dev->lse;
+        return attn_sdpa_ring_cl(ctx, MPI_COMM_WORLD, ring, desc, &b,
+                                 dev->queue, 0, NULL);
+    }
+#else
+    (void)dev;
+#endif
+    return attn_sdpa_ring(ctx, MPI_COMM_WORLD, ring, desc, q, k, v, out, lse);
+}
+
 int main(int argc, char **argv)
 {
     /* FUNNELED: the ring computes on a thread of its own while this one
@@ -156,18 +260,29 @@ int main(int argc, char **argv)
     int rank, ranks;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    bench_opts o = {4096, 8, 8, 64, 1, 5, 1, 0, ATTN_RING_ZIGZAG, ATTN_F32};
+    bench_opts o = {4096,     8,       8, 64, 1, 5, 1, 0, ATTN_RING_ZIGZAG,
+                    ATTN_F32, "native"};
     if (!parse(argc, argv, &o)) {
         if (rank == 0)
             fprintf(stderr, "usage: attn-ring-bench [--seq N] [--heads H] "
                             "[--kv-heads K] [--head-dim D] [--causal 0|1] "
                             "[--layout zigzag|contiguous] [--dtype f32|f16] "
-                            "[--reps R] [--threads T] [--base-threads T]\n");
+                            "[--reps R] [--threads T] [--base-threads T] "
+                            "[--device SPEC]\n");
         MPI_Finalize();
         return 2;
     }
     if (o.base_threads <= 0)
         o.base_threads = ranks * o.threads;
+    int on_device = strcmp(o.device, "native") != 0;
+#ifndef ATTN_RING_BENCH_CL
+    if (on_device) {
+        if (rank == 0)
+            fprintf(stderr, "attn-ring-bench: built without OpenCL\n");
+        MPI_Finalize();
+        return 2;
+    }
+#endif
     size_t elem = o.dtype == ATTN_F16 ? 2 : 4, seq = (size_t)o.seq;
     size_t hq = (size_t)o.heads, hkv = (size_t)o.kv_heads, d = (size_t)o.dim;
     attn_sdpa_desc desc = ATTN_SDPA_DESC_INIT;
@@ -186,7 +301,8 @@ int main(int argc, char **argv)
     size_t single_bytes = seq * (2 * hq + 2 * hkv) * d * elem + seq * hq * 4;
     if (rank == 0) {
         attn_options opt = ATTN_OPTIONS_INIT;
-        opt.device = "native";
+        opt.device = o.device;
+        opt.allow_fallback = 0;
         opt.threads = o.base_threads;
         attn_context *ctx = NULL;
         void *q = filled(seq * hq * d, elem), *k = filled(seq * hkv * d, elem);
@@ -226,48 +342,69 @@ int main(int argc, char **argv)
     attn_ring_rows(&ring, ranks, rank, &rows, &first);
     size_t n = (size_t)rows;
     attn_options opt = ATTN_OPTIONS_INIT;
-    opt.device = "native";
+    opt.device = o.device;
+    opt.allow_fallback = 0;
     opt.threads = o.threads;
     attn_context *ctx = NULL;
-    attn_context_create(&opt, &ctx);
+    if (attn_context_create(&opt, &ctx) != ATTN_OK) {
+        fprintf(stderr, "rank %d: no context on %s\n", rank, o.device);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     void *q = filled(n * hq * d, elem), *k = filled(n * hkv * d, elem);
     void *v = filled(n * hkv * d, elem), *out = filled(n * hq * d, elem);
     float *lse = malloc((n ? n : 1) * hq * sizeof *lse);
     double *t = malloc((size_t)o.reps * sizeof *t);
     double *wait = malloc((size_t)o.reps * sizeof *wait);
     double *comp = malloc((size_t)o.reps * sizeof *comp);
-    attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &ring, &desc, q, k, v,
-                                    out, lse); /* warm-up */
+    double *merge = malloc((size_t)o.reps * sizeof *merge);
+    ring_dev dev;
+    if (on_device && !dev_slices(&dev, ctx, q, k, v, n * hq * d * elem,
+                                 n * hkv * d * elem, n * hq * 4)) {
+        fprintf(stderr, "rank %d: no device buffers\n", rank);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    attn_status st = ring_call(on_device ? &dev : NULL, ctx, &ring, &desc, q, k,
+                               v, out, lse); /* warm-up */
     for (int r = 0; r < o.reps && st == ATTN_OK; r++) {
         quiet_barrier(MPI_COMM_WORLD);
         double t0 = now_s();
-        st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &ring, &desc, q, k, v, out,
-                            lse);
+        st = ring_call(on_device ? &dev : NULL, ctx, &ring, &desc, q, k, v, out,
+                       lse);
         double mine = now_s() - t0;
         MPI_Allreduce(&mine, &t[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         wait[r] = stats.wait_s;
         comp[r] = stats.compute_s;
+        merge[r] = stats.merge_s;
     }
+    if (on_device)
+        dev_release(&dev);
     if (st != ATTN_OK) {
         fprintf(stderr, "rank %d: %s\n", rank, attn_ring_last_error());
         rc = 1;
     }
     double ring_t = rc ? 0 : median(t, o.reps);
     double my_wait = median(wait, o.reps), my_comp = median(comp, o.reps);
+    double my_merge = median(merge, o.reps);
     double alone =
         ranks > 1 ? comm_alone(&o, &ring, ranks, rank, hkv * 2 * d * elem) : 0;
-    double waits[64] = {0}, comps[64] = {0}, alones[64] = {0};
+    double waits[64] = {0}, comps[64] = {0}, alones[64] = {0}, merges[64] = {0};
     unsigned long long held = stats.bytes_held, held_max = 0;
+    unsigned long long dheld = stats.bytes_device, dheld_max = 0;
     MPI_Gather(&my_wait, 1, MPI_DOUBLE, waits, 1, MPI_DOUBLE, 0,
                MPI_COMM_WORLD);
     MPI_Gather(&my_comp, 1, MPI_DOUBLE, comps, 1, MPI_DOUBLE, 0,
                MPI_COMM_WORLD);
     MPI_Gather(&alone, 1, MPI_DOUBLE, alones, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Gather(&my_merge, 1, MPI_DOUBLE, merges, 1, MPI_DOUBLE, 0,
+               MPI_COMM_WORLD);
+    MPI_Reduce(&dheld, &dheld_max, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0,
+               MPI_COMM_WORLD);
     MPI_Reduce(&held, &held_max, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0,
                MPI_COMM_WORLD);
     if (rank == 0 && !rc && ranks <= 64) {
-        double w = 0, c = 0, a = 0;
+        double w = 0, c = 0, a = 0, mg = 0;
         for (int r = 0; r < ranks; r++) {
+            mg += merges[r] / ranks;
             w += waits[r] / ranks;
             c += comps[r] / ranks;
             a += alones[r] / ranks;
@@ -276,11 +413,12 @@ int main(int argc, char **argv)
         double hidden = a > 0 ? 100.0 * (a - (w < a ? w : a)) / a : 0;
         size_t slice = n * (2 * hq + 2 * hkv) * d * elem + n * hq * 4;
         printf("attn-ring-bench: %d ranks x %d threads, seq %d, heads %d/%d, "
-               "head_dim %d, %s, %s, %s\n",
+               "head_dim %d, %s, %s, %s, %s\n",
                ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
                o.causal ? "causal" : "non-causal",
                o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
-               o.dtype == ATTN_F16 ? "f16" : "f32");
+               o.dtype == ATTN_F16 ? "f16" : "f32",
+               on_device ? "device slices (attn_sdpa_ring_cl)" : "native");
         printf("  single process (%d threads): %.2f ms\n", o.base_threads,
                1e3 * single);
         printf("  ring call: %.2f ms (%.2fx the single process)\n",
@@ -289,16 +427,22 @@ int main(int argc, char **argv)
                "(wait after compute) %.3f ms of %.3f ms for the messages "
                "alone: %.0f%% hidden\n",
                1e3 * c, 1e3 * w, 1e3 * a, hidden);
+        printf("  of the compute, merging the partial results%s: %.2f ms\n",
+               on_device ? " (with their read back)" : "", 1e3 * mg);
         printf("  memory per rank: %llu bytes held by the call, %zu bytes of "
                "slices (q, k, v, o, lse); one process: %zu bytes of tensors\n",
                held_max, slice, single_bytes);
+        if (on_device)
+            printf("  device memory per rank: %llu bytes allocated by the "
+                   "call\n",
+                   dheld_max);
         printf("csv,%d,%d,%d,%d,%d,%d,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,"
-               "%llu,%zu\n",
+               "%llu,%zu,%.4f,%llu,%s\n",
                ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
                o.causal ? "causal" : "full",
                o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
                1e3 * single, 1e3 * ring_t, 1e3 * c, 1e3 * w, 1e3 * a, hidden,
-               held_max, slice);
+               held_max, slice, 1e3 * mg, dheld_max, o.device);
     }
     free(q);
     free(k);
@@ -308,6 +452,7 @@ int main(int argc, char **argv)
     free(t);
     free(wait);
     free(comp);
+    free(merge);
     attn_context_destroy(ctx);
     MPI_Finalize();
     return rc;

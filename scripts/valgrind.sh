@@ -30,9 +30,10 @@
 #   the tuning tool of bench/ that test_tune runs (it times hundreds of
 #   kernel launches; the library calls it makes are the suites' own); and
 #   attn-probe --bench (test_probe), which times N=1024 attention on every
-#   device (the suites run those paths); test_ring_np*, started by mpiexec
-#   (not a test program ctest can wrap; scripts/sanitize.sh runs it under
-#   ASan), and check_symbols_mpi, nm over libattn_mpi.
+#   device (the suites run those paths); test_ring_np* and
+#   test_ring_cl_np*, started by mpiexec (not test programs ctest can wrap;
+#   scripts/sanitize.sh runs them under ASan), and check_symbols_mpi, nm
+#   over libattn_mpi.
 # - Each process writes its report to BUILD_DIR/valgrind-logs/PID.log; the
 #   reports with errors are printed at the end.
 # - PoCL compiles kernels with LLVM, which is slow under valgrind, so the
@@ -105,9 +106,9 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_NATIVE_ARCH=OFF 
 cmake --build "$build" -j"$(nproc)"
 
 tests=${ATTN_VALGRIND_TESTS:-.}
-exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*)$'
+exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.

@@ -10,7 +10,9 @@
  * key/value slice in turn, while the next slice travels around the ring
  * (MPI_Isend / MPI_Irecv), and merges the partial outputs exactly through
  * their log-sum-exp.  docs/MPI.md says how to run it on a cluster, what
- * is sent and what each step costs.
+ * is sent and what each step costs.  attn_mpi_cl.h adds the same ring on
+ * slices in OpenCL buffers (attn_sdpa_ring_cl), where libattn_mpi was
+ * built with libattn's OpenCL backend.
  *
  * Conventions are those of attn.h: every function returns an attn_status,
  * nothing aborts, exits or prints; on error the outputs are untouched.
@@ -42,18 +44,24 @@ typedef enum attn_ring_layout {
 /** What one attn_sdpa_ring call did on the calling rank (all times in
  * seconds of the rank's wall clock). */
 typedef struct attn_ring_stats {
-    size_t struct_size;  /**< sizeof(attn_ring_stats) as the caller built */
-    int steps;           /**< ring steps (the number of ranks) */
-    int blocks;          /**< attn_sdpa calls made (hidden blocks skipped) */
-    double total_s;      /**< the whole call */
-    double compute_s;    /**< attn_sdpa calls and the merges (on a
-                              thread of the call's own while the step's
-                              messages travel) */
-    double wait_s;       /**< blocked on ring messages after computing:
-                              the communication not hidden by compute */
-    double agree_s;      /**< the two status agreements (collectives) */
-    uint64_t bytes_sent; /**< payload and headers this rank sent */
-    uint64_t bytes_held; /**< host memory the call allocated (peak) */
+    size_t struct_size;    /**< sizeof(attn_ring_stats) as the caller built */
+    int steps;             /**< ring steps (the number of ranks) */
+    int blocks;            /**< attn_sdpa calls made (hidden blocks skipped) */
+    double total_s;        /**< the whole call */
+    double compute_s;      /**< attn_sdpa calls and the merges (on a
+                                thread of the call's own while the step's
+                                messages travel) */
+    double wait_s;         /**< blocked on ring messages after computing:
+                                the communication not hidden by compute */
+    double agree_s;        /**< the two status agreements (collectives) */
+    uint64_t bytes_sent;   /**< payload and headers this rank sent */
+    uint64_t bytes_held;   /**< host memory the call allocated (peak) */
+    uint64_t bytes_device; /**< device memory attn_sdpa_ring_cl allocated
+                                (attn_mpi_cl.h; 0 for attn_sdpa_ring) */
+    double merge_s;        /**< of compute_s, the merges of the blocks'
+                                partial results (on the host, in float),
+                                for attn_sdpa_ring_cl with their read back
+                                from the device */
 } attn_ring_stats;
 
 /** Initializer: `attn_ring_stats s = ATTN_RING_STATS_INIT;` */
@@ -112,10 +120,11 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * 0 rows passes pointers all the same (they are not read).
  *
  * ctx is the rank's own context (any device; the buffers are host memory
- * and attn_sdpa moves them).  Where MPI was initialised with
- * MPI_THREAD_FUNNELED or more, each step's attn_sdpa calls run on a
- * thread the call creates (ctx's log callback is called from it) while
- * the calling thread moves the step's messages; only the calling thread
+ * and attn_sdpa moves them to and from the device for every block;
+ * attn_sdpa_ring_cl of attn_mpi_cl.h keeps them on an OpenCL device).  Where
+ * MPI was initialised with MPI_THREAD_FUNNELED or more, each step's attn_sdpa
+ * calls run on a thread the call creates (ctx's log callback is called from it)
+ * while the calling thread moves the step's messages; only the calling thread
  * calls MPI.  Under MPI_THREAD_SINGLE they run on the calling thread,
  * with MPI polled between them, and overlap less.  comm should be a
  * communicator the caller does not use at the same time (an MPI_Comm_dup of its

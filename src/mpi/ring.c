@@ -19,62 +19,24 @@
 
 #include "ring_check.h"
 #include "ring_impl.h"
+#ifdef ATTN_MPI_HAVE_CL
+#include "ring_cl.h"
+#endif
 
-#define RING_TAG     0x6174 /* the ring's point-to-point tag */
-#define RING_MAGIC   0x52696e67
-#define RING_HEADER  64 /* bytes before the payload; keeps it aligned */
-#define RING_GRACE_S 1.0
-
-/* The first bytes of every ring message. */
-typedef struct ring_header {
-    int32_t magic;
-    int32_t step;        /* the step it was sent at */
-    int32_t origin;      /* the rank whose K/V it holds */
-    int32_t status;      /* the worst status its senders knew */
-    int32_t failed_rank; /* who had it, -1 when ATTN_OK */
-} ring_header;
-
-typedef struct ring_call {
-    attn_context *ctx;
-    MPI_Comm comm;
-    ring_sdpa_fn sdpa;
-    void *user;
-    int ranks, rank;
-    ring_layout lay;
-    attn_ring_desc ring;
-    attn_sdpa_desc g;
-    size_t elem, bq, bkv, d, dv; /* batch*heads_q, batch*heads_kv */
-    int f16;
-    int threads_ok; /* MPI allows a thread beside the calling one */
-    size_t local_rows, max_rows; /* this rank's; the largest chunk */
-    size_t msg_cap;
-    unsigned char *msg[2];
-    float *q32;     /* packed and widened Q, or NULL */
-    float *kf, *vf; /* F16: one chunk's K and V widened */
-    float *acc_o, *acc_lse;
-    float *blk_o, *blk_lse;
-    int32_t *kvl;
-    uint64_t held;
-    attn_ring_stats st;
-    char why[384];
-} ring_call;
-
-static void *grab(ring_call *c, size_t n)
+void *ring_grab(ring_call *c, size_t n)
 {
     c->held += n;
     return malloc(n ? n : 1);
 }
 
-/* Elements of one chunk of n rows: [outer, n, width]. */
-static size_t msg_bytes(const ring_call *c, int sender)
+size_t ring_msg_bytes(const ring_call *c, int sender)
 {
     size_t rows = (size_t)ring_rank_rows(&c->lay, sender);
     return RING_HEADER + rows * c->bkv * (c->d + c->dv) * c->elem;
 }
 
-/* Byte offsets of chunk j's K and V inside sender's message. */
-static void chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
-                          size_t *v_off)
+void ring_chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
+                        size_t *v_off)
 {
     size_t off = RING_HEADER;
     for (int i = 0; i < j; i++) {
@@ -88,8 +50,7 @@ static void chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
     *v_off = off + n * c->bkv * c->d * c->elem;
 }
 
-/* Rows before local chunk i in this rank's tensors. */
-static size_t chunk_row0(const ring_call *c, int i)
+size_t ring_chunk_row0(const ring_call *c, int i)
 {
     size_t row0 = 0;
     for (int j = 0; j < i; j++)
@@ -98,9 +59,8 @@ static size_t chunk_row0(const ring_call *c, int i)
     return row0;
 }
 
-/* [outer, n, width] floats from rows [row0, row0 + n) of src. */
-static void pack_float(const ring_call *c, float *dst, const void *src,
-                       size_t outer, size_t row0, size_t n, size_t width)
+void ring_pack_float(const ring_call *c, float *dst, const void *src,
+                     size_t outer, size_t row0, size_t n, size_t width)
 {
     if (!c->f16) {
         ring_pack_rows(dst, src, outer, (int)c->local_rows, (int)row0, (int)n,
@@ -134,25 +94,25 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
     }
     c->msg_cap = 0;
     for (int r = 0; r < c->ranks; r++)
-        if (msg_bytes(c, r) > c->msg_cap)
-            c->msg_cap = msg_bytes(c, r);
+        if (ring_msg_bytes(c, r) > c->msg_cap)
+            c->msg_cap = ring_msg_bytes(c, r);
     size_t rows = c->local_rows;
-    c->msg[0] = grab(c, c->msg_cap);
-    c->msg[1] = c->ranks > 1 ? grab(c, c->msg_cap) : NULL;
-    if (c->lay.per_rank > 1 || c->f16)
-        c->q32 = grab(c, rows * c->bq * c->d * sizeof(float));
-    if (c->f16) {
-        c->kf = grab(c, c->max_rows * c->bkv * c->d * sizeof(float));
-        c->vf = grab(c, c->max_rows * c->bkv * c->dv * sizeof(float));
+    c->msg[0] = ring_grab(c, c->msg_cap);
+    c->msg[1] = c->ranks > 1 ? ring_grab(c, c->msg_cap) : NULL;
+    int host_q = c->cl ? c->f16 : (c->lay.per_rank > 1 || c->f16);
+    if (host_q)
+        c->q32 = ring_grab(c, rows * c->bq * c->d * sizeof(float));
+    if (c->f16 && !c->cl) {
+        c->kf = ring_grab(c, c->max_rows * c->bkv * c->d * sizeof(float));
+        c->vf = ring_grab(c, c->max_rows * c->bkv * c->dv * sizeof(float));
     }
-    c->acc_o = grab(c, rows * c->bq * c->dv * sizeof(float));
-    c->acc_lse = grab(c, rows * c->bq * sizeof(float));
-    c->blk_o = grab(c, c->max_rows * c->bq * c->dv * sizeof(float));
-    c->blk_lse = grab(c, c->max_rows * c->bq * sizeof(float));
-    c->kvl = grab(c, (size_t)c->g.batch * sizeof(int32_t));
-    if (!c->msg[0] || (c->ranks > 1 && !c->msg[1]) ||
-        ((c->lay.per_rank > 1 || c->f16) && !c->q32) ||
-        (c->f16 && (!c->kf || !c->vf)) || !c->acc_o || !c->acc_lse ||
+    c->acc_o = ring_grab(c, rows * c->bq * c->dv * sizeof(float));
+    c->acc_lse = ring_grab(c, rows * c->bq * sizeof(float));
+    c->blk_o = ring_grab(c, c->max_rows * c->bq * c->dv * sizeof(float));
+    c->blk_lse = ring_grab(c, c->max_rows * c->bq * sizeof(float));
+    c->kvl = ring_grab(c, (size_t)c->g.batch * sizeof(int32_t));
+    if (!c->msg[0] || (c->ranks > 1 && !c->msg[1]) || (host_q && !c->q32) ||
+        (c->f16 && !c->cl && (!c->kf || !c->vf)) || !c->acc_o || !c->acc_lse ||
         !c->blk_o || !c->blk_lse || !c->kvl) {
         snprintf(c->why, sizeof c->why, "no memory for the ring's %llu bytes",
                  (unsigned long long)c->held);
@@ -161,18 +121,18 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
     /* This rank's message: its chunks' K then V, packed once. */
     ring_header h = {RING_MAGIC, -1, c->rank, ATTN_OK, -1};
     memcpy(c->msg[0], &h, sizeof h);
-    for (int i = 0; i < c->lay.per_rank; i++) {
+    for (int i = 0; i < c->lay.per_rank && !c->cl; i++) {
         size_t n = (size_t)ring_chunk_rows(&c->lay,
                                            ring_chunk_of(&c->lay, c->rank, i));
-        size_t ko, vo, row0 = chunk_row0(c, i);
-        chunk_offsets(c, c->rank, i, &ko, &vo);
+        size_t ko, vo, row0 = ring_chunk_row0(c, i);
+        ring_chunk_offsets(c, c->rank, i, &ko, &vo);
         ring_pack_rows(c->msg[0] + ko, k, c->bkv, (int)rows, (int)row0, (int)n,
                        c->d, c->elem);
         ring_pack_rows(c->msg[0] + vo, v, c->bkv, (int)rows, (int)row0, (int)n,
                        c->dv, c->elem);
         if (c->q32)
-            pack_float(c, c->q32 + row0 * c->bq * c->d, q, c->bq, row0, n,
-                       c->d);
+            ring_pack_float(c, c->q32 + row0 * c->bq * c->d, q, c->bq, row0, n,
+                            c->d);
     }
     /* acc_o is not cleared: a row's first visible block is copied in
      * (ring_merge), and rows no block sees are zeroed by write_out. */
@@ -198,10 +158,33 @@ static void free_all(ring_call *c, int keep_msgs)
     ring_layout_free(&c->lay);
 }
 
+/* A block on host slices: attn_sdpa of the rows of Q at row0 against
+ * message chunk j's K and V (kb, vb), F16 chunks widened once per step. */
+static attn_status host_block(ring_call *c, const attn_sdpa_desc *bd,
+                              const void *q_local, size_t row0, const void *kb,
+                              const void *vb, int j, int *widened)
+{
+    size_t nb = (size_t)bd->seq_kv;
+    if (c->f16) {
+        if (*widened != j) {
+            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
+                                  nb * c->bkv * c->d);
+            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
+                                  nb * c->bkv * c->dv);
+            *widened = j;
+        }
+        kb = c->kf;
+        vb = c->vf;
+    }
+    const void *qa =
+        c->q32 ? (const void *)(c->q32 + row0 * c->bq * c->d) : q_local;
+    return c->sdpa(c->ctx, bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);
+}
+
 /* One block: local chunk i's queries against chunk j of src's message m.
  * Returns ATTN_OK also for a block the masks hide (skipped). */
 static attn_status run_block(ring_call *c, const void *q_local, int i,
-                             const unsigned char *m, int src, int j,
+                             const unsigned char *m, int slot, int src, int j,
                              int *widened)
 {
     int ca = ring_chunk_of(&c->lay, c->rank, i);
@@ -231,32 +214,27 @@ static attn_status run_block(ring_call *c, const void *q_local, int i,
         bd.mask.kv_len = c->kvl;
     }
     size_t ko, vo;
-    chunk_offsets(c, src, j, &ko, &vo);
-    const void *kb = m + ko, *vb = m + vo;
-    if (c->f16) {
-        if (*widened != j) {
-            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
-                                  nb * c->bkv * c->d);
-            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
-                                  nb * c->bkv * c->dv);
-            *widened = j;
-        }
-        kb = c->kf;
-        vb = c->vf;
-    }
-    size_t row0 = chunk_row0(c, i);
-    const void *qa =
-        c->q32 ? (const void *)(c->q32 + row0 * c->bq * c->d) : q_local;
-    attn_status st =
-        c->sdpa(c->ctx, &bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);
+    ring_chunk_offsets(c, src, j, &ko, &vo);
+    size_t row0 = ring_chunk_row0(c, i);
+    attn_status st;
+#ifdef ATTN_MPI_HAVE_CL
+    if (c->cl)
+        st = ring_cl_block(c, &bd, slot, row0, ko, vo);
+    else
+#else
+    (void)slot;
+#endif
+        st = host_block(c, &bd, q_local, row0, m + ko, m + vo, j, widened);
     if (st != ATTN_OK) {
         snprintf(c->why, sizeof c->why,
                  "rank %d: attn_sdpa of its chunk %d against chunk %d: %s",
                  c->rank, ca, cb, attn_status_string(st));
         return st;
     }
+    double t0 = ring_now();
     ring_merge(c->acc_o + row0 * c->bq * c->dv, c->acc_lse + row0 * c->bq,
                c->blk_o, c->blk_lse, na * c->bq, c->dv);
+    c->st.merge_s += ring_now() - t0;
     c->st.blocks++;
     return ATTN_OK;
 }
@@ -276,7 +254,7 @@ typedef struct step_job {
     ring_call *c;
     const void *q_local;
     const unsigned char *m;
-    int src;
+    int slot, src;
     attn_status local; /* in: this rank's status so far; out: after */
     MPI_Request *reqs;
     atomic_int running; /* 1 until the blocks are done */
@@ -288,8 +266,8 @@ static void compute_step(step_job *j)
     int widened = -1;
     for (int i = 0; i < j->c->lay.per_rank; i++)
         for (int k = 0; k < j->c->lay.per_rank && j->local == ATTN_OK; k++) {
-            j->local =
-                run_block(j->c, j->q_local, i, j->m, j->src, k, &widened);
+            j->local = run_block(j->c, j->q_local, i, j->m, j->slot, j->src, k,
+                                 &widened);
             int done;
             if (j->reqs)
                 MPI_Testall(2, j->reqs, &done, MPI_STATUSES_IGNORE);
@@ -342,10 +320,10 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
                 h.failed_rank = c->rank;
             }
             memcpy(m, &h, sizeof h);
-            int rc = MPI_Irecv(c->msg[1 - cur], (int)msg_bytes(c, from),
+            int rc = MPI_Irecv(c->msg[1 - cur], (int)ring_msg_bytes(c, from),
                                MPI_BYTE, left, RING_TAG, c->comm, &reqs[0]);
             if (rc == MPI_SUCCESS)
-                rc = MPI_Isend(m, (int)msg_bytes(c, src), MPI_BYTE, right,
+                rc = MPI_Isend(m, (int)ring_msg_bytes(c, src), MPI_BYTE, right,
                                RING_TAG, c->comm, &reqs[1]);
             if (rc != MPI_SUCCESS) {
                 snprintf(c->why, sizeof c->why,
@@ -353,9 +331,9 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
                 *keep_msgs = !ring_cancel(reqs, 2, RING_GRACE_S);
                 return ATTN_ERR_DEVICE;
             }
-            c->st.bytes_sent += msg_bytes(c, src);
+            c->st.bytes_sent += ring_msg_bytes(c, src);
         }
-        step_job job = {c, q_local, m, src, *local, NULL, 1, 0};
+        step_job job = {c, q_local, m, cur, src, *local, NULL, 1, 0};
         double t0 = ring_now();
         pthread_t th;
         int threaded = 0;
@@ -377,9 +355,22 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
                            sizeof why, "a ring step");
             t_xfer = ring_now();
         }
+        attn_status up = ATTN_OK;
+        char up_why[256] = "";
+#ifdef ATTN_MPI_HAVE_CL
+        /* The next message goes to the device while these blocks may
+         * still compute (on the device, from another queue). */
+        if (c->cl && st == ATTN_OK && !last && *local == ATTN_OK &&
+            *seen == ATTN_OK)
+            up = ring_cl_arrived(c, 1 - cur, up_why, sizeof up_why);
+#endif
         if (threaded)
             pthread_join(th, NULL);
         *local = job.local;
+        if (*local == ATTN_OK && up != ATTN_OK) {
+            *local = up;
+            snprintf(c->why, sizeof c->why, "rank %d: %s", c->rank, up_why);
+        }
         c->st.compute_s += job.end - t0;
         if (t_xfer > job.end)
             c->st.wait_s += t_xfer - job.end;
@@ -395,7 +386,7 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
 
 /* Writes the merged rows into the caller's o and lse; a row that saw no
  * key gets O = 0 (its lse is -INFINITY already). */
-static void write_out(ring_call *c, void *o, float *lse)
+void ring_write_out(ring_call *c, void *o, float *lse)
 {
     for (size_t r = 0; r < c->local_rows * c->bq; r++)
         if (c->acc_lse[r] == -INFINITY)
@@ -403,7 +394,7 @@ static void write_out(ring_call *c, void *o, float *lse)
     for (int i = 0; i < c->lay.per_rank; i++) {
         size_t n = (size_t)ring_chunk_rows(&c->lay,
                                            ring_chunk_of(&c->lay, c->rank, i));
-        size_t row0 = chunk_row0(c, i);
+        size_t row0 = ring_chunk_row0(c, i);
         const float *ao = c->acc_o + row0 * c->bq * c->dv;
         if (c->f16) {
             for (size_t b = 0; b < c->bq; b++)
@@ -419,6 +410,18 @@ static void write_out(ring_call *c, void *o, float *lse)
                              (int)c->local_rows, (int)row0, (int)n, 1,
                              sizeof(float));
     }
+}
+
+/* The outputs, once every rank agreed: a device write that fails then is
+ * this rank's failure alone. */
+static attn_status write_result(ring_call *c, void *o, float *lse)
+{
+#ifdef ATTN_MPI_HAVE_CL
+    if (c->cl)
+        return ring_cl_write(c);
+#endif
+    ring_write_out(c, o, lse);
+    return ATTN_OK;
 }
 
 static void put_stats(const ring_call *c, attn_ring_stats *out)
@@ -440,22 +443,24 @@ static void peer_failed(ring_call *c, attn_status st, int rank)
              attn_status_string(st));
 }
 
-attn_status ring_run(attn_context *ctx, MPI_Comm comm,
-                     const attn_ring_desc *ring, const attn_sdpa_desc *d,
-                     const void *q_local, const void *k_local,
-                     const void *v_local, void *o_local, float *lse_local,
-                     ring_sdpa_fn sdpa, void *user)
+attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
+                         const attn_ring_desc *ring, const attn_sdpa_desc *d,
+                         const void *q_local, const void *k_local,
+                         const void *v_local, void *o_local, float *lse_local,
+                         ring_sdpa_fn sdpa, void *user, ring_cl *cl)
 {
+    const char *fn = cl ? "attn_sdpa_ring_cl" : "attn_sdpa_ring";
     ring_set_error("%s", "");
     if (comm == MPI_COMM_NULL || !ring) {
-        ring_set_error("attn_sdpa_ring: %s is NULL", ring ? "comm" : "ring");
+        ring_set_error("%s: %s is NULL", fn, ring ? "comm" : "ring");
         return ATTN_ERR_INVALID_ARGUMENT;
     }
     ring_call *c = calloc(1, sizeof *c);
     if (!c) {
-        ring_set_error("attn_sdpa_ring: no memory");
+        ring_set_error("%s: no memory", fn);
         return ATTN_ERR_OUT_OF_MEMORY;
     }
+    c->cl = cl;
     double t_start = ring_now();
     c->ctx = ctx;
     c->comm = comm;
@@ -467,7 +472,7 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
         MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
         MPI_Comm_size(comm, &c->ranks) != MPI_SUCCESS ||
         MPI_Comm_rank(comm, &c->rank) != MPI_SUCCESS) {
-        ring_set_error("attn_sdpa_ring: the communicator cannot be used");
+        ring_set_error("%s: the communicator cannot be used", fn);
         if (old_handler != MPI_ERRHANDLER_NULL) {
             MPI_Comm_set_errhandler(comm, old_handler);
             MPI_Errhandler_free(&old_handler);
@@ -482,7 +487,7 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
         MPI_Query_thread(&level) == MPI_SUCCESS && level >= MPI_THREAD_FUNNELED;
     double tmo = 60.0;
     attn_status mine = ATTN_OK;
-    if (!d || !ctx || !q_local || !k_local || !v_local || !o_local) {
+    if (!d || !ctx || (!cl && (!q_local || !k_local || !v_local || !o_local))) {
         snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
                  !d         ? "d"
                  : !ctx     ? "ctx"
@@ -512,7 +517,16 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
         c->dv = (size_t)c->g.head_dim_v;
         c->local_rows = (size_t)ring_rank_rows(&c->lay, c->rank);
         hash = ring_hash(&c->ring, &c->lay, &c->g);
-        mine = alloc_all(c, q_local, k_local, v_local);
+#ifdef ATTN_MPI_HAVE_CL
+        if (cl)
+            mine = ring_cl_check(c);
+#endif
+        if (mine == ATTN_OK)
+            mine = alloc_all(c, q_local, k_local, v_local);
+#ifdef ATTN_MPI_HAVE_CL
+        if (cl && mine == ATTN_OK)
+            mine = ring_cl_prepare(c);
+#endif
     }
     /* The first agreement: every rank's arguments and allocations. */
     attn_status agreed = ATTN_OK, comm_st;
@@ -562,14 +576,18 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
             peer_failed(c, seen, seen_rank);
         }
         if (result == ATTN_OK)
-            write_out(c, o_local, lse_local);
+            result = write_result(c, o_local, lse_local);
     }
     c->st.bytes_held = c->held;
     c->st.total_s = ring_now() - t_start;
     if (result != ATTN_OK)
-        ring_set_error("attn_sdpa_ring: %s", c->why);
+        ring_set_error("%s: %s", fn, c->why);
     else if (mine == ATTN_OK)
         put_stats(c, c->ring.stats);
+#ifdef ATTN_MPI_HAVE_CL
+    if (cl)
+        ring_cl_release(c);
+#endif
     free_all(c, keep_msgs);
     free(c);
     MPI_Comm_set_errhandler(comm, old_handler);
@@ -582,6 +600,16 @@ attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
                            const void *q_local, const void *k_local,
                            const void *v_local, void *o_local, float *lse_local)
 {
-    return ring_run(ctx, comm, ring, d, q_local, k_local, v_local, o_local,
-                    lse_local, NULL, NULL);
+    return ring_run_any(ctx, comm, ring, d, q_local, k_local, v_local, o_local,
+                        lse_local, NULL, NULL, NULL);
+}
+
+attn_status ring_run(attn_context *ctx, MPI_Comm comm,
+                     const attn_ring_desc *ring, const attn_sdpa_desc *d,
+                     const void *q_local, const void *k_local,
+                     const void *v_local, void *o_local, float *lse_local,
+                     ring_sdpa_fn sdpa, void *user)
+{
+    return ring_run_any(ctx, comm, ring, d, q_local, k_local, v_local, o_local,
+                        lse_local, sdpa, user, NULL);
 }

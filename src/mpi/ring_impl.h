@@ -100,6 +100,74 @@ typedef attn_status (*ring_sdpa_fn)(attn_context *ctx, const attn_sdpa_desc *d,
                                     const void *q, const void *k, const void *v,
                                     void *o, float *lse, void *user);
 
+#define RING_TAG     0x6174 /* the ring's point-to-point tag */
+#define RING_MAGIC   0x52696e67
+#define RING_HEADER  64 /* bytes before the payload; keeps it aligned */
+#define RING_GRACE_S 1.0
+
+/* The first bytes of every ring message. */
+typedef struct ring_header {
+    int32_t magic;
+    int32_t step;        /* the step it was sent at */
+    int32_t origin;      /* the rank whose K/V it holds */
+    int32_t status;      /* the worst status its senders knew */
+    int32_t failed_rank; /* who had it, -1 when ATTN_OK */
+} ring_header;
+
+/* The device side of attn_sdpa_ring_cl (ring_cl.c); NULL for host slices. */
+typedef struct ring_cl ring_cl;
+
+/* One call's state, shared by ring.c and ring_cl.c. */
+typedef struct ring_call {
+    attn_context *ctx;
+    MPI_Comm comm;
+    ring_sdpa_fn sdpa;
+    void *user;
+    ring_cl *cl; /* device-resident slices, or NULL */
+    int ranks, rank;
+    ring_layout lay;
+    attn_ring_desc ring;
+    attn_sdpa_desc g;
+    size_t elem, bq, bkv, d, dv; /* batch*heads_q, batch*heads_kv */
+    int f16;
+    int threads_ok; /* MPI allows a thread beside the calling one */
+    size_t local_rows, max_rows; /* this rank's; the largest chunk */
+    size_t msg_cap;
+    unsigned char *msg[2];
+    float *q32;     /* packed and widened Q, or NULL */
+    float *kf, *vf; /* F16: one chunk's K and V widened */
+    float *acc_o, *acc_lse;
+    float *blk_o, *blk_lse;
+    int32_t *kvl;
+    uint64_t held;
+    attn_ring_stats st;
+    char why[384];
+} ring_call;
+
+/* Bytes of sender's message (header and its chunks' K and V). */
+size_t ring_msg_bytes(const ring_call *c, int sender);
+/* Byte offsets of chunk j's K and V inside sender's message. */
+void ring_chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
+                        size_t *v_off);
+/* Rows before local chunk i in this rank's tensors. */
+size_t ring_chunk_row0(const ring_call *c, int i);
+/* [outer, n, width] floats from rows [row0, row0 + n) of the local src. */
+void ring_pack_float(const ring_call *c, float *dst, const void *src,
+                     size_t outer, size_t row0, size_t n, size_t width);
+/* The merged rows in the caller's layout: o [bq, local_rows, dv] of the
+ * dtype, lse (may be NULL) [bq, local_rows]. */
+void ring_write_out(ring_call *c, void *o, float *lse);
+/* malloc that counts into c->held. */
+void *ring_grab(ring_call *c, size_t n);
+
+/* attn_sdpa_ring's body: host slices (cl NULL), or the device slices of
+ * cl, whose ring_cl_* hooks (ring_cl.h) then move the data. */
+attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
+                         const attn_ring_desc *ring, const attn_sdpa_desc *d,
+                         const void *q_local, const void *k_local,
+                         const void *v_local, void *o_local, float *lse_local,
+                         ring_sdpa_fn sdpa, void *user, ring_cl *cl);
+
 /* attn_sdpa_ring with the block computation given (NULL: attn_sdpa). */
 attn_status ring_run(attn_context *ctx, MPI_Comm comm,
                      const attn_ring_desc *ring, const attn_sdpa_desc *d,

@@ -1,17 +1,22 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # libattn_mpi's exported surface: the dynamic symbols it defines are
-# exactly the ATTN_API functions of include/attn/attn_mpi.h, each in the
+# exactly the ATTN_API functions of include/attn/attn_mpi.h (and
+# attn_mpi_cl.h when built with OpenCL), each in the
 # version node ATTN_MPI_1 (src/mpi/attn_mpi.map), and its SONAME is
 # libattn_mpi.so.<ATTN_ABI_VERSION>.
-# usage: check_symbols_mpi.sh LIBRARY SOURCE_DIR   (77 without nm/readelf)
+# usage: check_symbols_mpi.sh LIBRARY SOURCE_DIR [cl]   (77 without nm/readelf)
 set -eu
 lib=$1 src=$2
 for tool in nm readelf; do
   command -v $tool >/dev/null 2>&1 || { echo "$tool not found"; exit 77; }
 done
+# attn_mpi_cl.h's function where the library was built with OpenCL
+# (third argument "cl").
+headers="$src/include/attn/attn_mpi.h"
+[ "${3:-}" = cl ] && headers="$headers $src/include/attn/attn_mpi_cl.h"
 declared=$(sed -n 's/^ATTN_API[^(]*[ *]\(attn_[a-z0-9_]*\)(.*/\1/p' \
-  "$src/include/attn/attn_mpi.h" | sort -u)
+  $headers | sort -u)
 raw=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $3 }' | sort -u)
 exported=$(echo "$raw" | sed 's/@.*//' | sort -u)
 fail=0
