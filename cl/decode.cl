@@ -26,8 +26,8 @@
  * units, with a bias), DC_CWG items per query row.
  *
  * Masks.  Row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
- * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
- * window > 0 ? i + seq_kv - seq_q - window + 1 : 0, and its bias is not
+ * min(causal ? i + diag : seq_kv - 1, kv_len - 1) and lo(i) =
+ * window > 0 ? i + diag - window + 1 : 0, and its bias is not
  * -INFINITY.  Hidden scores are tested on their bits (never with isinf /
  * -INFINITY literals) so that -cl-fast-relaxed-math cannot fold the
  * tests.  Hidden keys never reach O: K/V rows outside the rows' union of
@@ -93,8 +93,9 @@ static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
  * when has_kv_len.  addw: [heads_q, head_dim] when additive.  scale2: what
  * the dot products (additive sums) are multiplied by: the score scale (1
  * for additive scores), times log2(e) when there is no bias.  window: 0,
- * or the window clamped to seq_kv.  Split s covers the keys [key_lo + s *
- * split_len, + split_len) of [key_lo, seq_kv).  lm: local scratch of
+ * or the window clamped to seq_q + diag.  diag: the causal diagonal's
+ * offset (seq_kv - seq_q, or 0 top-left).  Split s covers the keys [key_lo
+ * + s * split_len, + split_len) of [key_lo, seq_kv).  lm: local scratch of
  * 4 * (R4(nq * d) + R4(d) + nq * (DC_TK + DC_WG + R4(head_dim_v))) bytes.
  * Launch: global (n_split * DC_WG, heads in this launch), local (DC_WG, 1);
  * (batch, query head) bh0 + get_group_id(1). */
@@ -104,8 +105,8 @@ __kernel void attn_decode_split(
     __global const float *bias, int bias_kind, __global const int *kv_len,
     int has_kv_len, __global const float *addw, int additive, float scale2,
     int heads_q, int heads_kv, int seq_q, int seq_kv, int head_dim,
-    int head_dim_v, int causal, int window, int key_lo, int split_len,
-    int n_split, ulong po_off, int bh0, __local float *lm)
+    int head_dim_v, int causal, int window, int diag, int key_lo,
+    int split_len, int n_split, ulong po_off, int bh0, __local float *lm)
 {
     const int d = head_dim, dv = head_dim_v, nq = seq_q;
     const int dvp = DC_R4(dv);
@@ -114,7 +115,7 @@ __kernel void attn_decode_split(
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int g = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* causal diagonal */
+    const int off = diag; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     /* Natural units with a bias: exponents are (s - m) log2(e). */
     const float unit = bias_kind != 0 ? DC_LOG2E : 1.0f;

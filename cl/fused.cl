@@ -29,8 +29,8 @@
  * want FA_VW = 1 and many items per work-group.
  *
  * Masks.  Query row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
- * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
- * window > 0 ? i + seq_kv - seq_q - window + 1 : 0, and its bias is not
+ * min(causal ? i + diag : seq_kv - 1, kv_len - 1) and lo(i) =
+ * window > 0 ? i + diag - window + 1 : 0, and its bias is not
  * -INFINITY.  lo and hi grow with i, so the tiles outside [lo(first row),
  * hi(last row)] are never visited and a tile inside [lo(last), hi(first)]
  * of an item is visible to all of its rows (no mask work).  Hidden scores
@@ -193,9 +193,10 @@ static VF fa_exp2(VF x)
  * kv_len: [batch] when has_kv_len.  addw: [heads_q, head_dim] when
  * additive.  scale2: what the dot products (additive sums) are multiplied
  * by: the score scale (1 for additive scores), times log2(e) when there
- * is no bias.  window: 0, or the window clamped to seq_kv.  dvp: head_dim_v
- * rounded up to FA_CB.  Launch: global (ceil(seq_q / (FA_WG * FA_BR)) *
- * FA_WG, heads in this launch), local (FA_WG, 1); query head bh0 +
+ * is no bias.  window: 0, or the window clamped to seq_q + diag; diag:
+ * the causal diagonal's offset (seq_kv - seq_q, or 0 top-left).  dvp:
+ * head_dim_v rounded up to FA_CB.  Launch: global (ceil(seq_q / (FA_WG *
+ * FA_BR)) * FA_WG, heads in this launch), local (FA_WG, 1); query head bh0 +
  * get_group_id(1). */
 __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                          __global const ATTN_T *k, ulong k_off,
@@ -206,7 +207,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                          int has_kv_len, __global const float *addw,
                          int additive, float scale2, int heads_q, int heads_kv,
                          int seq_q, int seq_kv, int head_dim, int head_dim_v,
-                         int dvp, int causal, int window, int bh0,
+                         int dvp, int causal, int window, int diag, int bh0,
                          __local float *lm)
 {
     __local int vbad[FA_TK]; /* key row of the V tile holds inf / NaN */
@@ -216,7 +217,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int g = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* causal diagonal */
+    const int off = diag; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     /* Natural units with a bias: exponents are (s - m) log2(e). */
     const int nat = bias_kind != 0;

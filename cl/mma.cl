@@ -260,7 +260,8 @@ static float mm_shfl2(float x)
  * lse: floats at lse_off when has_lse.  bias: kind bias_kind (0: none).
  * kv_len: [batch] when has_kv_len.  qscale: what Q K^T is multiplied by
  * (the scale, times log2(e) unless nat); nat: scores in natural units (a
- * bias).  window: 0, or the window clamped to seq_kv.  Launch: global
+ * bias).  window: 0, or the window clamped to seq_q + diag; diag: the causal
+ * diagonal's offset (seq_kv - seq_q, or 0 top-left).  Launch: global
  * (ceil(seq_q / 64) * 128, heads in this launch), local (128, 1); query
  * head bh0 + get_group_id(1). */
 __kernel __attribute__((reqd_work_group_size(MM_WG, 1, 1))) void
@@ -270,7 +271,7 @@ attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
          int has_lse, __global const float *bias, int bias_kind,
          __global const int *kv_len, int has_kv_len, float qscale, int nat,
          int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-         int window, int bh0)
+         int window, int diag, int bh0)
 {
     /* Both as floats, so that the f16 pairs read as one uint are 4-byte
      * aligned (a ushort array need not be). */
@@ -290,7 +291,7 @@ attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int kvh = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* the causal diagonal */
+    const int off = diag; /* the causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * MM_BR;
     const int nrows = min(seq_q - row0, MM_BR);

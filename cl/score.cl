@@ -49,6 +49,7 @@
 
 /* q, k: the caller's tensors at element offsets q_off, k_off.  bias: the
  * bias tensor of kind bias_kind (0: none).  kv_len: [batch] when has_kv_len.
+ * diag: the causal diagonal's offset (seq_kv - seq_q, or 0 top-left).
  * addw: [heads_q, head_dim] when additive.  Launch: global (ceil(seq_kv /
  * SC_TK) * SC_WK, ceil(n_i / SC_TQ) * SC_WQ, n_bh), local (SC_WK, SC_WQ,
  * 1). */
@@ -59,7 +60,7 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
                          int has_kv_len, __global const float *addw,
                          int additive, float scale, int heads_q, int heads_kv,
                          int seq_q, int seq_kv, int head_dim, int causal,
-                         int window, int bh0, int i0, int n_i)
+                         int window, int diag, int bh0, int i0, int n_i)
 {
     __local float qs[SC_TQ][SC_TD + 1];
     __local float ks[SC_TK][SC_TD + 1];
@@ -75,7 +76,7 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
     const int g = h / (heads_q / heads_kv);
     const int rows = min(SC_TQ, n_i - r0);
     const int keys = min(SC_TK, seq_kv - j0);
-    const long off = (long)seq_kv - (long)seq_q; /* causal diagonal */
+    const long off = diag; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
 
     /* Visible keys of query row i: lo(i) <= j <= hi(i); lo and hi grow with

@@ -125,7 +125,8 @@ static int tl_store_v(__local float *vs, const float *vr, int lid)
  * kv_len: [batch] when has_kv_len.  addw: [heads_q, head_dim] when
  * additive.  qscale: what Q is multiplied by (the scale, times log2(e)
  * unless nat); nat: scores in natural units (a bias or the additive score).
- * window: 0, or the window clamped to seq_kv.  Launch: global
+ * window: 0, or the window clamped to seq_q + diag; diag: the causal
+ * diagonal's offset (seq_kv - seq_q, or 0 top-left).  Launch: global
  * (ceil(seq_q / TL_BR) * TL_WG, heads in this launch), local (TL_WG, 1);
  * query head bh0 + get_group_id(1). */
 __kernel __attribute__((reqd_work_group_size(TL_WG, 1, 1))) void
@@ -136,7 +137,7 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
            __global const int *kv_len, int has_kv_len,
            __global const float *addw, int additive, float qscale, int nat,
            int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-           int window, int bh0)
+           int window, int diag, int bh0)
 {
     __local float qt[TL_HD * TL_BR];
 #if TL_KVS
@@ -160,7 +161,7 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int g = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* the causal diagonal */
+    const int off = diag; /* the causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * TL_BR;
     const int nrows = min(seq_q - row0, TL_BR);

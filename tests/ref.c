@@ -100,10 +100,10 @@ void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
 /* ---- attention ------------------------------------------------------------
  */
 
-static int key_visible(const attn_mask_desc *mk, int b, int i, int j, int seq_q,
-                       int seq_kv)
+/* Whether row i of batch item b sees key j; off is the causal diagonal's
+ * offset: seq_kv - seq_q bottom-right (the default), 0 top-left. */
+static int key_visible(const attn_mask_desc *mk, int b, int i, int j, long off)
 {
-    long off = (long)seq_kv - (long)seq_q;
     if (mk->causal && (long)j > (long)i + off)
         return 0;
     if (mk->window > 0 && (long)j < (long)i + off - (long)mk->window + 1)
@@ -144,6 +144,9 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
     const double scale =
         d->scale == 0.0f ? 1.0 / sqrt((double)D) : (double)d->scale;
     const double gamma = REF_LOGIT_ULPS(D) * 0x1p-24;
+    const long diag = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                          ? 0
+                          : (long)d->seq_kv - (long)d->seq_q;
     double *s = malloc((size_t)d->seq_kv * sizeof *s);
     double *mag = malloc((size_t)d->seq_kv * sizeof *mag);
     if (!s || !mag) {
@@ -162,7 +165,7 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
                 for (int j = 0; j < d->seq_kv; j++) {
                     s[j] = -INFINITY;
                     mag[j] = 0.0;
-                    if (!key_visible(&d->mask, b, i, j, d->seq_q, d->seq_kv))
+                    if (!key_visible(&d->mask, b, i, j, diag))
                         continue;
                     const double *kr =
                         k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) *

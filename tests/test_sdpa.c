@@ -24,7 +24,7 @@ static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv, int d,
                             int dv)
 {
     attn_sdpa_desc s;
-    memset(&s, 0, sizeof s);
+    attn_sdpa_desc_init(&s);
     s.batch = batch;
     s.heads_q = hq;
     s.heads_kv = hkv;
@@ -159,6 +159,81 @@ static void test_causal(void)
         s.mask.causal = 1;
         snprintf(what, sizeof what, "causal seq_q %d seq_kv %d", sq[i], skv[i]);
         CU_ASSERT_TRUE(run(&s, 20 + (uint64_t)i, 1.5, 0, 0, 2, what));
+    }
+}
+
+/* Top-left causal (PyTorch's is_causal): query i sees keys j <= i, also
+ * when seq_q != seq_kv; the window follows the same diagonal.  Several
+ * query and key tiles, so that whole tiles are skipped on both sides of
+ * the diagonal. */
+static void test_causal_top_left(void)
+{
+    const int sq[] = {6, 16, 40, 1, 200, 333};
+    const int skv[] = {16, 6, 17, 30, 600, 97};
+    const int win[] = {0, 0, 5, 0, 77, 0};
+    for (int i = 0; i < 6; i++)
+        for (int dt = 0; dt < 2; dt++) {
+            char what[80];
+            attn_sdpa_desc s = shape(2, 2, 1, sq[i], skv[i], 8, 8);
+            s.mask.causal = 1;
+            s.mask.window = win[i];
+            s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+            s.dtype = dt ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "top-left causal %d x %d window %d %s",
+                     sq[i], skv[i], win[i], dt ? "F16" : "F32");
+            CU_ASSERT_TRUE(
+                run(&s, 120 + (uint64_t)i, 1.5, 0, i == 4, 2 - dt, what));
+        }
+    /* A window alone is aligned too. */
+    attn_sdpa_desc s = shape(1, 2, 2, 29, 20, 8, 8);
+    s.mask.window = 4;
+    s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_TRUE(run(&s, 130, 1.5, 0, 0, 1, "top-left window 4, 29 x 20"));
+}
+
+/* A top-left causal (and windowed) call gives what the default alignment
+ * gives with the same mask spelt out as a FULL bias of 0 and -inf: both
+ * calls are checked against the one oracle result of the first. */
+static void test_top_left_as_bias(void)
+{
+    const int sq[] = {5, 70, 1};
+    const int skv[] = {70, 23, 9};
+    const int win[] = {0, 9, 0};
+    for (int t = 0; t < 3; t++) {
+        char what[96];
+        attn_sdpa_desc s = shape(2, 3, 1, sq[t], skv[t], 16, 16);
+        sdpa_case c, e;
+        ref_sdpa_result r;
+        s.mask.causal = 1;
+        s.mask.window = win[t];
+        s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&c, &s, 140 + (uint64_t)t, 1.5, 0, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+        snprintf(what, sizeof what, "top-left %d x %d window %d", sq[t], skv[t],
+                 win[t]);
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+        /* the same inputs (same seed), the mask as a FULL bias */
+        s.mask.causal = 0;
+        s.mask.window = 0;
+        s.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT;
+        s.mask.bias_kind = ATTN_BIAS_FULL;
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&e, &s, 140 + (uint64_t)t, 1.5, 0, 0), 0);
+        CU_ASSERT_EQUAL(memcmp(c.q, e.q, c.nq * sizeof(float)), 0);
+        for (size_t bh = 0; bh < (size_t)(2 * 3); bh++)
+            for (int i = 0; i < sq[t]; i++)
+                for (int j = 0; j < skv[t]; j++)
+                    e.bias[(bh * (size_t)sq[t] + (size_t)i) * (size_t)skv[t] +
+                           (size_t)j] =
+                        j > i || (win[t] > 0 && j < i - win[t] + 1) ? -INFINITY
+                                                                    : 0.0f;
+        snprintf(what, sizeof what, "top-left %d x %d window %d as a bias",
+                 sq[t], skv[t], win[t]);
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 1, NULL, what));
+        ref_sdpa_free(&r);
+        sdpa_case_free(&e);
+        sdpa_case_free(&c);
     }
 }
 
@@ -580,14 +655,16 @@ static void test_decode_mix(void)
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 40);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
-        char what[160];
+        char what[180];
         snprintf(what, sizeof what,
                  "decode %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d "
-                 "causal %d window %d bias %d kv_len %d",
+                 "causal %d window %d align %d bias %d kv_len %d",
                  t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv,
                  s.head_dim, s.head_dim_v, (int)s.score, (int)s.dtype,
-                 s.mask.causal, s.mask.window, (int)s.mask.bias_kind, kv);
+                 s.mask.causal, s.mask.window, (int)s.causal_align,
+                 (int)s.mask.bias_kind, kv);
         CU_ASSERT_TRUE(run(&s, 9000 + (uint64_t)t, t % 7 == 0 ? 50.0 : 1.0, 0.1,
                            kv, 2, what));
     }
@@ -612,14 +689,16 @@ static void test_random_mix(void)
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 30);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
-        char what[160];
+        char what[180];
         snprintf(what, sizeof what,
                  "mix %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d causal %d "
-                 "window %d bias %d kv_len %d",
+                 "window %d align %d bias %d kv_len %d",
                  t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv,
                  s.head_dim, s.head_dim_v, (int)s.score, (int)s.dtype,
-                 s.mask.causal, s.mask.window, (int)s.mask.bias_kind, kv);
+                 s.mask.causal, s.mask.window, (int)s.causal_align,
+                 (int)s.mask.bias_kind, kv);
         CU_ASSERT_TRUE(run(&s, 5000 + (uint64_t)t,
                            ref_rng_uniform(&g, 0.5, 4.0), 0.15, kv, t % 3,
                            what));
@@ -646,6 +725,8 @@ int main(void)
         {"dot score and scale", test_dot},
         {"additive score", test_additive},
         {"causal (bottom-right)", test_causal},
+        {"causal and window top-left", test_causal_top_left},
+        {"top-left equals its mask as a FULL bias", test_top_left_as_bias},
         {"sliding window", test_window},
         {"kv_len", test_kv_len},
         {"bias kinds with -inf", test_bias},

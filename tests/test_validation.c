@@ -37,6 +37,9 @@ static void test_sdpa_base_valid(void)
     CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, c.lse), ATTN_OK);
     c.d.dtype = ATTN_F16;
     CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
+    c.d.struct_size = sizeof c.d;
+    c.d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
     attn_context_destroy(ctx);
 }
 
@@ -122,6 +125,13 @@ static void test_sdpa_enums(void)
         sdpa_base(&c);
         c.d.dtype = (attn_dtype)bad[i];
         snprintf(what, sizeof what, "dtype %d", bad[i]);
+        expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+
+        sdpa_base(&c);
+        c.d.struct_size = sizeof c.d; /* covering causal_align */
+        c.d.mask.causal = 1;
+        c.d.causal_align = (attn_causal_align)bad[i];
+        snprintf(what, sizeof what, "causal_align %d", bad[i]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
 
         sdpa_base(&c);

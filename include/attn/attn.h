@@ -375,6 +375,21 @@ typedef enum attn_bias_kind {
     ATTN_BIAS_FULL      /**< bias [batch, heads_q, seq_q, seq_kv] */
 } attn_bias_kind;
 
+/** Where the causal mask's diagonal (and the window) sits when seq_q and
+ * seq_kv differ (attn_sdpa_desc.causal_align).  With d the diagonal's
+ * offset, query i sees key j iff j <= i + d under the causal mask, and
+ * the window hides j < i + d - window + 1.  The two agree when
+ * seq_q == seq_kv. */
+typedef enum attn_causal_align {
+    ATTN_CAUSAL_BOTTOM_RIGHT = 0, /**< d = seq_kv - seq_q (default): the last
+                                       query sees every key, as a decoder
+                                       step against a KV cache needs
+                                       (FlashAttention's alignment); a
+                                       query i < seq_q - seq_kv sees none */
+    ATTN_CAUSAL_TOP_LEFT          /**< d = 0: query i sees keys 0 .. i
+                                       (PyTorch's is_causal) */
+} attn_causal_align;
+
 /** Masks applied to the scores.  All zero means no mask.  struct_size is
  * the caller's sizeof(attn_mask_desc) (ATTN_MASK_DESC_INIT); 0 means the
  * first layout.  Inside an attn_sdpa_desc the descriptor's own struct_size
@@ -383,9 +398,12 @@ typedef struct attn_mask_desc {
     size_t struct_size;       /**< sizeof(attn_mask_desc) as the caller built */
     int causal;               /**< 0 or 1 (anything else is
                                    ATTN_ERR_INVALID_ARGUMENT); 1: query i
-                                   sees key j iff j <= i + (seq_kv - seq_q) */
+                                   sees key j iff j <= i + (seq_kv - seq_q),
+                                   or j <= i with attn_sdpa_desc's
+                                   causal_align TOP_LEFT */
     int window;               /**< > 0: also hide j < i + (seq_kv - seq_q)
-                                   - window + 1; 0 = no window */
+                                   - window + 1 (TOP_LEFT: j < i - window +
+                                   1); 0 = no window */
     const int32_t *kv_len;    /**< [batch] or NULL: keys j >= kv_len[b] are
                                    hidden; each value in [0, seq_kv] */
     const float *bias;        /**< additive bias (float, may hold -INFINITY),
@@ -419,6 +437,14 @@ typedef struct attn_sdpa_desc {
     const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
     attn_mask_desc mask;     /**< masks and bias (all zero: none) */
     attn_dtype dtype;        /**< element type of q, k, v and o */
+    /* Members added since the first layout (docs/ABI.md). */
+    int pad0_; /**< explicit padding (the first layout's tail); not read */
+    attn_causal_align causal_align; /**< where the causal diagonal and the
+                                         window sit; BOTTOM_RIGHT (0) by
+                                         default.  Read only when
+                                         struct_size covers it (start from
+                                         ATTN_SDPA_DESC_INIT): a struct_size
+                                         of 0 means the first layout */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
@@ -485,9 +511,9 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
  * kind without bias or a bias without kind, causal not 0 or 1, negative
- * window, kv_len outside [0, seq_kv], non-finite scale, o or lse
- * overlapping another tensor, a call from inside the log callback),
- * ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
+ * window, causal_align outside attn_causal_align, kv_len outside [0, seq_kv],
+ * non-finite scale, o or lse overlapping another tensor, a call from inside the
+ * log callback), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
  * ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure with fallback
  * off).  Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,

@@ -100,6 +100,15 @@ typedef struct attn_sdpa_bytes {
     size_t q, k, v, o, lse;
 } attn_sdpa_bytes;
 
+/* The offset of the causal diagonal (and of the window) of d: query i
+ * sees key j iff j <= i + attn_causal_diag(d) (attn.h, causal_align). */
+static inline long long attn_causal_diag(const attn_sdpa_desc *d)
+{
+    return d->causal_align == ATTN_CAUSAL_TOP_LEFT
+               ? 0
+               : (long long)d->seq_kv - d->seq_q;
+}
+
 /* Everything about d but the tensor pointers. */
 attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
                                     attn_err *err);

@@ -122,6 +122,9 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return INVALID("the additive score needs additive_w "
                        "[heads_q, head_dim]");
+    if ((unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
+        return INVALID("causal_align %d is not an attn_causal_align",
+                       (int)d->causal_align);
     s = attn_validate_mask(&d->mask, d->batch, d->heads_q, d->seq_q, d->seq_kv,
                            err);
     if (s != ATTN_OK)

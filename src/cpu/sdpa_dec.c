@@ -372,7 +372,7 @@ static void row_ranges(const struct attn_sdpa_job *jb, int b, long long s0,
                        long long s1, long long *lo, long long *hi)
 {
     const attn_sdpa_desc *d = jb->d;
-    long long off = (long long)d->seq_kv - d->seq_q;
+    long long off = attn_causal_diag(d);
     long long kvn = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
 
     for (int r = 0; r < jb->rows; r++) {

@@ -368,7 +368,7 @@ static void qtile_init(const struct attn_sdpa_job *jb, int b, int h, int qti,
                        int worker, int slot, struct qtile *t)
 {
     const attn_sdpa_desc *d = jb->d;
-    long long off = (long long)d->seq_kv - d->seq_q;
+    long long off = attn_causal_diag(d);
     int i;
 
     attn_sdpa_ws_of(jb->cpu, worker, slot, &t->w);
@@ -460,7 +460,7 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
 {
     const attn_sdpa_desc *d = jb->d;
     struct attn_sdpa_ws *w = &t->w;
-    long long off = (long long)d->seq_kv - d->seq_q;
+    long long off = attn_causal_diag(d);
     const float *bt =
         bias ? bias + (size_t)t->i0 * (size_t)d->seq_kv + (size_t)a : NULL;
     int masked = a < t->full_lo || a + jn > t->full_hi;

@@ -227,9 +227,8 @@ static void fill_launch(attn_cl_launch *L, const attn_sdpa_desc *d,
     L->has_kv_len = d->mask.kv_len != NULL;
     L->additive = d->score == ATTN_SCORE_ADDITIVE;
     L->causal = d->mask.causal != 0;
-    /* A window of seq_kv or more hides nothing; the clamp keeps the
-     * kernels' window arithmetic inside int. */
-    L->window = d->mask.window > d->seq_kv ? d->seq_kv : d->mask.window;
+    L->window = attn_cl_window(d);
+    L->diag = (cl_int)attn_causal_diag(d);
     L->heads_q = d->heads_q;
     L->heads_kv = d->heads_kv;
     L->seq_q = d->seq_q;

@@ -84,14 +84,14 @@ static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
     snprintf(fuzz_current, sizeof fuzz_current,
              "attn_sdpa on %s: batch %d heads_q %d heads_kv %d seq_q %d "
              "seq_kv %d head_dim %d head_dim_v %d scale %g score %d dtype %d "
-             "causal %d window %d kv_len %s bias %s kind %d additive_w %s; "
-             "q %p k %p v %p o %p lse %p",
+             "causal %d window %d align %d kv_len %s bias %s kind %d "
+             "additive_w %s; q %p k %p v %p o %p lse %p",
              ctx, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
              d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
              (int)d->dtype, d->mask.causal, d->mask.window,
-             d->mask.kv_len ? "set" : "NULL", d->mask.bias ? "set" : "NULL",
-             (int)d->mask.bias_kind, d->additive_w ? "set" : "NULL", q, k, v, o,
-             (const void *)lse);
+             (int)d->causal_align, d->mask.kv_len ? "set" : "NULL",
+             d->mask.bias ? "set" : "NULL", (int)d->mask.bias_kind,
+             d->additive_w ? "set" : "NULL", q, k, v, o, (const void *)lse);
 }
 
 /* ---- counters (printed at exit when ATTN_FUZZ_STATS is set) ----------- */
@@ -508,7 +508,8 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
         return 0;
     if (m->window < 0 || (unsigned)m->bias_kind > ATTN_BIAS_FULL ||
         (m->bias_kind != ATTN_BIAS_NONE) != (m->bias != NULL) ||
-        (m->causal != 0 && m->causal != 1))
+        (m->causal != 0 && m->causal != 1) ||
+        (unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
         return 0;
     if (m->kv_len)
         for (int b = 0; b < d->batch; b++)
@@ -529,7 +530,9 @@ NO_COVERAGE static int visible(const attn_sdpa_desc *d, int b, int h, int i,
                                int j)
 {
     const attn_mask_desc *m = &d->mask;
-    long off = (long)d->seq_kv - d->seq_q;
+    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                   ? 0
+                   : (long)d->seq_kv - d->seq_q;
     if (m->causal && j > i + off)
         return 0;
     if (m->window > 0 && j < i + off - m->window + 1)
@@ -686,7 +689,7 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
 {
     int n = gen_int(g, 1, 3);
     for (int t = 0; t < n; t++) {
-        switch (gen_int(g, 0, 19)) {
+        switch (gen_int(g, 0, 20)) {
         case 0:
             d->batch = hostile_int(g);
             break;
@@ -743,6 +746,10 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             break;
         case 18:
             p->kv_bad = 1;
+            break;
+        case 19:
+            d->causal_align =
+                (attn_causal_align)hostile_enum(g, ATTN_CAUSAL_TOP_LEFT);
             break;
         default:
             p->amp = gen_pick(g, (const int[]){30, 1000, 60000}, 3);

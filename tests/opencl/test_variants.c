@@ -3,7 +3,8 @@
  * Every kernel variant of the OpenCL backend, forced by name, over the
  * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and
  * 128 (head_dim_v equal or not), F32 and F16, every mask (causal, window,
- * kv_len, the three bias kinds with -inf entries), grouped-query heads,
+ * kv_len, the three bias kinds with -inf entries; causal and window
+ * aligned bottom-right and top-left), grouped-query heads,
  * the additive score, lse, and sequences that end inside a tile, on the
  * OpenCL CPU device, against the double-precision oracle.  A variant that
  * does not take a shape must refuse it (ATTN_ERR_UNSUPPORTED, nothing
@@ -29,16 +30,20 @@ typedef struct feature {
     const char *name;
     int causal, window, kv_len, additive, gqa;
     attn_bias_kind bias;
+    /* causal_align TOP_LEFT for the head sizes and dtypes with
+     * (dims + dtype) % 2 == top_left - 1 (0: never), so that the case
+     * count stays and both alignments meet every sequence shape */
+    int top_left;
 } feature;
 
 static const feature FEATURES[] = {
-    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE},
-    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE},
-    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE},
-    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED},
-    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD},
-    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL},
-    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE},
+    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE, 0},
+    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE, 0},
+    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE, 1},
+    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED, 0},
+    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD, 2},
+    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL, 0},
+    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE, 1},
 };
 
 /* (seq_q, seq_kv): a few rows against a cache, square, cross both ways;
@@ -78,10 +83,12 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 const feature *f = &FEATURES[fi];
                 const int *sq = SEQS[(di + fi + (size_t)dt) %
                                      (sizeof SEQS / sizeof SEQS[0])];
+                const int top_left = f->top_left && (int)((di + (size_t)dt) %
+                                                          2) == f->top_left - 1;
                 attn_sdpa_desc d;
                 sdpa_case c;
                 char what[160];
-                memset(&d, 0, sizeof d);
+                attn_sdpa_desc_init(&d);
                 d.batch = 2;
                 d.heads_q = 4;
                 d.heads_kv = f->gqa ? 2 : 4;
@@ -95,10 +102,13 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 d.mask.causal = f->causal;
                 d.mask.window = f->window;
                 d.mask.bias_kind = f->bias;
+                d.causal_align =
+                    top_left ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
                 snprintf(what, sizeof what,
-                         "%s (%s): d %d/%d %s %s, seq %d x %d", kernel,
+                         "%s (%s): d %d/%d %s %s%s, seq %d x %d", kernel,
                          precision, d.head_dim, d.head_dim_v,
-                         dt ? "F16" : "F32", f->name, d.seq_q, d.seq_kv);
+                         dt ? "F16" : "F32", f->name,
+                         top_left ? " top-left" : "", d.seq_q, d.seq_kv);
                 CU_ASSERT_EQUAL_FATAL(
                     sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
                 t->cases++;

@@ -187,10 +187,11 @@ static void draw_sdpa(gen_src *g, int path, int largest, gen_sdpa *out)
 static void print_desc(const char *what, const attn_sdpa_desc *d)
 {
     printf("  %s: batch %d heads %d/%d seq %d/%d dims %d/%d scale %g "
-           "score %d dtype %d causal %d window %d kv_len %s bias kind %d\n",
+           "score %d dtype %d causal %d window %d align %d kv_len %s bias "
+           "kind %d\n",
            what, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
            d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
-           (int)d->dtype, d->mask.causal, d->mask.window,
+           (int)d->dtype, d->mask.causal, d->mask.window, (int)d->causal_align,
            d->mask.kv_len ? "yes" : "no", (int)d->mask.bias_kind);
 }
 

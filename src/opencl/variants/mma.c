@@ -174,7 +174,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 24
+#define N_ARGS 25
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -191,7 +191,7 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->bias_kind), KARG(L->kv_len),  KARG(L->has_kv_len),
         KARG(qscale),       KARG(nat),        KARG(L->heads_q),
         KARG(L->heads_kv),  KARG(L->seq_q),   KARG(L->seq_kv),
-        KARG(L->causal),    KARG(L->window)};
+        KARG(L->causal),    KARG(L->window),  KARG(L->diag)};
     const size_t blocks = ((size_t)L->seq_q + BR - 1) / BR;
     cl_kernel k = L->k[0];
     cl_int rc = attn_cl_set_args(k, 0, args, N_ARGS - 1);

@@ -181,7 +181,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 26
+#define N_ARGS 27
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -201,7 +201,7 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->addw),      KARG(L->additive), KARG(qscale),
         KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
         KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),
-        KARG(L->window)};
+        KARG(L->window),    KARG(L->diag)};
     const size_t wg = (size_t)t->v[P_TR] * (size_t)t->v[P_TC];
     const size_t blocks = ((size_t)L->seq_q + (size_t)g->br - 1) / g->br;
     cl_kernel k = L->k[0];
