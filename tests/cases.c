@@ -74,6 +74,11 @@ static size_t bias_elems(const attn_sdpa_desc *d)
         return (size_t)d->heads_q * plane;
     case ATTN_BIAS_FULL:
         return (size_t)d->batch * (size_t)d->heads_q * plane;
+    case ATTN_BIAS_KEY:
+        return (size_t)d->batch * (size_t)d->seq_kv;
+    case ATTN_BIAS_BROADCAST:
+        return (size_t)d->bias_shape[0] * (size_t)d->bias_shape[1] *
+               (size_t)d->bias_shape[2] * (size_t)d->seq_kv;
     default:
         return 0;
     }

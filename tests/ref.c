@@ -113,23 +113,36 @@ static int key_visible(const attn_mask_desc *mk, int b, int i, int j, long off)
     return 1;
 }
 
+/* The bias of (b, h, i, j): the tensor [B, H, Q, seq_kv] of its kind
+ * (attn.h), indexed at 0 over a dimension of extent 1. */
 static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
 {
     const attn_mask_desc *mk = &d->mask;
-    size_t sq = (size_t)d->seq_q, skv = (size_t)d->seq_kv;
+    size_t ext[3] = {1, 1, 1}, at;
     switch (mk->bias_kind) {
-    case ATTN_BIAS_SHARED:
-        return mk->bias[(size_t)i * skv + (size_t)j];
-    case ATTN_BIAS_PER_HEAD:
-        return mk->bias[((size_t)h * sq + (size_t)i) * skv + (size_t)j];
-    case ATTN_BIAS_FULL:
-        return mk->bias[(((size_t)b * (size_t)d->heads_q + (size_t)h) * sq +
-                         (size_t)i) *
-                            skv +
-                        (size_t)j];
-    default:
+    case ATTN_BIAS_NONE:
         return 0.0;
+    case ATTN_BIAS_FULL:
+        ext[0] = (size_t)d->batch;
+        /* fall through */
+    case ATTN_BIAS_PER_HEAD:
+        ext[1] = (size_t)d->heads_q;
+        /* fall through */
+    case ATTN_BIAS_SHARED:
+        ext[2] = (size_t)d->seq_q;
+        break;
+    case ATTN_BIAS_KEY:
+        ext[0] = (size_t)d->batch;
+        break;
+    case ATTN_BIAS_BROADCAST:
+        for (int k = 0; k < 3; k++)
+            ext[k] = (size_t)d->bias_shape[k];
+        break;
     }
+    at = ext[0] > 1 ? (size_t)b : 0;
+    at = at * ext[1] + (ext[1] > 1 ? (size_t)h : 0);
+    at = at * ext[2] + (ext[2] > 1 ? (size_t)i : 0);
+    return mk->bias[at * (size_t)d->seq_kv + (size_t)j];
 }
 
 /* ref_sdpa_f64, and each row's magnitude M and max|v| (mag, vmax: may be

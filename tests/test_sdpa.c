@@ -312,6 +312,90 @@ static void test_bias(void)
         }
 }
 
+/* Sets the broadcast bias kinds on s in place of a drawn kind, from the
+ * bits of t: KEY, or BROADCAST over a mix of batch, heads and queries. */
+static void broadcast_kind(attn_sdpa_desc *s, int t)
+{
+    if (s->mask.bias_kind == ATTN_BIAS_NONE || t % 3 != 1)
+        return;
+    s->mask.bias_kind = t % 2 ? ATTN_BIAS_KEY : ATTN_BIAS_BROADCAST;
+    s->bias_shape[0] = t & 4 ? s->batch : 1;
+    s->bias_shape[1] = t & 8 ? s->heads_q : 1;
+    s->bias_shape[2] = t & 16 ? s->seq_q : 1;
+}
+
+/* The bias expanded to FULL [batch, heads_q, seq_q, seq_kv]: element
+ * (b, h, i, j) of a bias of extents ext (index 0 over an extent 1). */
+static void expand_bias(const attn_sdpa_desc *d, const int ext[3],
+                        const float *src, float *dst)
+{
+    size_t n = 0;
+    for (int b = 0; b < d->batch; b++)
+        for (int h = 0; h < d->heads_q; h++)
+            for (int i = 0; i < d->seq_q; i++) {
+                size_t at = (size_t)(ext[0] > 1 ? b : 0);
+                at = at * (size_t)ext[1] + (size_t)(ext[1] > 1 ? h : 0);
+                at = at * (size_t)ext[2] + (size_t)(ext[2] > 1 ? i : 0);
+                for (int j = 0; j < d->seq_kv; j++)
+                    dst[n++] = src[at * (size_t)d->seq_kv + (size_t)j];
+            }
+}
+
+/* Every broadcast shape [B|1, H|1, Q|1, seq_kv] (ATTN_BIAS_BROADCAST) and
+ * the key bias [batch, seq_kv] (ATTN_BIAS_KEY), with -inf entries, on a
+ * decoding shape and on one of several query tiles; each call also gives
+ * what the FULL call of its bias expanded gives (both checked against the
+ * one oracle result).  A key bias of -inf everywhere hides a batch item. */
+static void test_bias_shapes(void)
+{
+    static const int seqs[2][2] = {{3, 70}, {70, 133}};
+    for (int sh = 0; sh < 9; sh++)
+        for (int si = 0; si < 2; si++) {
+            attn_sdpa_desc s = shape(2, 4, 2, seqs[si][0], seqs[si][1], 16, 8);
+            int ext[3];
+            sdpa_case c, e;
+            ref_sdpa_result r;
+            char what[96];
+            if (sh == 8) {
+                s.mask.bias_kind = ATTN_BIAS_KEY;
+                ext[0] = s.batch;
+                ext[1] = ext[2] = 1;
+            } else {
+                s.mask.bias_kind = ATTN_BIAS_BROADCAST;
+                ext[0] = s.bias_shape[0] = sh & 1 ? s.batch : 1;
+                ext[1] = s.bias_shape[1] = sh & 2 ? s.heads_q : 1;
+                ext[2] = s.bias_shape[2] = sh & 4 ? s.seq_q : 1;
+            }
+            s.mask.causal = sh % 3 == 0;
+            s.dtype = (sh + si) % 2 ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "bias [%d, %d, %d, %d]%s %d x %d %s",
+                     ext[0], ext[1], ext[2], s.seq_kv, sh == 8 ? " (KEY)" : "",
+                     s.seq_q, s.seq_kv, s.dtype == ATTN_F16 ? "F16" : "F32");
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s,
+                                                 150 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.2, sh == 5),
+                                  0);
+            if (sh == 8) /* batch item 1 sees no key */
+                for (int j = 0; j < s.seq_kv; j++)
+                    c.bias[(size_t)s.seq_kv + (size_t)j] = -INFINITY;
+            CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+            s.mask.bias_kind = ATTN_BIAS_FULL;
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&e, &s,
+                                                 150 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.2, sh == 5),
+                                  0);
+            if (e.kv_len)
+                memcpy(e.kv_len, c.kv_len, (size_t)s.batch * sizeof(int32_t));
+            expand_bias(&s, ext, c.bias, e.bias);
+            strncat(what, " as FULL", sizeof what - strlen(what) - 1);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 0, NULL, what));
+            ref_sdpa_free(&r);
+            sdpa_case_free(&e);
+            sdpa_case_free(&c);
+        }
+}
+
 static void test_fully_hidden_rows(void)
 {
     /* seq_q > seq_kv with causal: the first rows see nothing; kv_len 0
@@ -655,6 +739,7 @@ static void test_decode_mix(void)
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 40);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        broadcast_kind(&s, t);
         s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
         char what[180];
@@ -689,6 +774,7 @@ static void test_random_mix(void)
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 30);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        broadcast_kind(&s, t);
         s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
         char what[180];
@@ -730,6 +816,7 @@ int main(void)
         {"sliding window", test_window},
         {"kv_len", test_kv_len},
         {"bias kinds with -inf", test_bias},
+        {"broadcast and key biases", test_bias_shapes},
         {"fully hidden rows", test_fully_hidden_rows},
         {"GQA and MQA", test_gqa_mqa},
         {"cross-attention", test_cross},

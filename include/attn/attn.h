@@ -367,12 +367,22 @@ typedef enum attn_dtype {
     ATTN_F16      /**< IEEE binary16 stored as uint16_t; math in float */
 } attn_dtype;
 
-/** The shape of an additive bias. */
+/** The shape of an additive bias.  Each is [B, H, Q, seq_kv], row-major,
+ * with B either batch or 1, H heads_q or 1, Q seq_q or 1: a dimension of 1
+ * is broadcast (the same values for every batch item, head or query), and
+ * the element of (b, h, i, j) is read in place, never copied out to the
+ * full [batch, heads_q, seq_q, seq_kv]. */
 typedef enum attn_bias_kind {
     ATTN_BIAS_NONE = 0, /**< no bias */
     ATTN_BIAS_SHARED,   /**< bias [seq_q, seq_kv], same for all b, h */
     ATTN_BIAS_PER_HEAD, /**< bias [heads_q, seq_q, seq_kv] */
-    ATTN_BIAS_FULL      /**< bias [batch, heads_q, seq_q, seq_kv] */
+    ATTN_BIAS_FULL,     /**< bias [batch, heads_q, seq_q, seq_kv] */
+    ATTN_BIAS_KEY,      /**< bias [batch, seq_kv]: one value per key of each
+                             batch item, for every head and query (a
+                             key-padding mask of 0 and -INFINITY) */
+    ATTN_BIAS_BROADCAST /**< bias [B, H, Q, seq_kv] with (B, H, Q) =
+                             attn_sdpa_desc.bias_shape; attn_sdpa only (an
+                             attn_mask_desc alone has no bias_shape) */
 } attn_bias_kind;
 
 /** Where the causal mask's diagonal (and the window) sits when seq_q and
@@ -445,6 +455,9 @@ typedef struct attn_sdpa_desc {
                                          struct_size covers it (start from
                                          ATTN_SDPA_DESC_INIT): a struct_size
                                          of 0 means the first layout */
+    int bias_shape[3]; /**< ATTN_BIAS_BROADCAST: the bias's extents over
+                            batch, heads_q and seq_q, each that size or 1
+                            (broadcast); read only for that kind */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
@@ -510,7 +523,8 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * in V, the output columns) that see it: see "Non-finite inputs" above.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
- * kind without bias or a bias without kind, causal not 0 or 1, negative
+ * kind without bias or a bias without kind, a bias_shape entry other than
+ * 1 and its dimension's size, causal not 0 or 1, negative
  * window, causal_align outside attn_causal_align, kv_len outside [0, seq_kv],
  * non-finite scale, o or lse overlapping another tensor, a call from inside the
  * log callback), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
@@ -613,7 +627,9 @@ ATTN_API attn_status attn_mha_desc_init_sized(attn_mha_desc *m, size_t size);
  * d_model] or NULL for self-attention (then seq_kv must equal seq_q);
  * y [batch, seq_q, d_model].  Query positions are pos_offset + i; in
  * self-attention keys share them, in cross-attention keys count from 0.
- * mask may be NULL; its bias shapes use heads_q.  ROPE with an odd head_dim
+ * mask may be NULL; its bias shapes use heads_q (ATTN_BIAS_BROADCAST, which
+ * needs attn_sdpa_desc.bias_shape, is ATTN_ERR_INVALID_ARGUMENT here).
+ * ROPE with an odd head_dim
  * leaves the last element of each head unrotated.  Non-finite values (see
  * attn_sdpa) spread through the projections: a NaN in token t of x_q makes
  * q of row t NaN in every head, so y row t is NaN (or bo, 0 without it,

@@ -31,6 +31,10 @@ _Static_assert(offsetof(attn_options, precision) >=
  * tail). */
 _Static_assert(offsetof(attn_sdpa_desc, causal_align) >= ATTN_ABI_SDPA_FIRST,
                "attn_sdpa_desc.causal_align starts past the first layout");
+_Static_assert(offsetof(attn_sdpa_desc, bias_shape) >=
+                   offsetof(attn_sdpa_desc, causal_align) +
+                       sizeof(attn_causal_align),
+               "attn_sdpa_desc.bias_shape starts past causal_align");
 _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&

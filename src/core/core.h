@@ -109,6 +109,14 @@ static inline long long attn_causal_diag(const attn_sdpa_desc *d)
                : (long long)d->seq_kv - d->seq_q;
 }
 
+/* d's bias, read in place: the element of (b, h, i, j) is
+ * bias[b * st[0] + h * st[1] + i * st[2] + j], with a stride of 0 over a
+ * broadcast dimension.  The strides follow d's own sizes (a part of a call
+ * split over batch items or heads keeps them).  All 0 without a bias. */
+void attn_bias_strides(const attn_sdpa_desc *d, size_t st[3]);
+/* The elements of d's bias in *n (0 without one); 0 when they overflow. */
+int attn_bias_elems(const attn_sdpa_desc *d, size_t *n);
+
 /* Everything about d but the tensor pointers. */
 attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
                                     attn_err *err);
@@ -117,8 +125,11 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
 attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                const void *k, const void *v, const void *o,
                                const float *lse, attn_err *err);
-attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
-                               int seq_q, int seq_kv, attn_err *err);
+/* m, with bias_shape that of its attn_sdpa_desc (NULL for a mask alone,
+ * which cannot be ATTN_BIAS_BROADCAST). */
+attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,
+                               int batch, int heads_q, int seq_q, int seq_kv,
+                               attn_err *err);
 attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err);
 /* The layer's descriptor alone (attn_mha_create): weights, sizes, enums,
  * pos_offset; sizes that can be addressed. */

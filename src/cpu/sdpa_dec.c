@@ -400,15 +400,13 @@ static void mask_rows(const struct attn_sdpa_job *jb, int b, int g,
                       const long long *lo, const long long *hi, long long j0,
                       int jn, float *s, uint64_t *hid)
 {
-    const attn_sdpa_desc *d = jb->d;
-
     for (int r = 0; r < jb->rows; r++) {
         int h, qi;
         uint64_t bits = 0;
         row_of(jb, g, r, &h, &qi);
-        const float *bias = attn_sdpa_bias_base(d, b, h);
+        const float *bias = attn_sdpa_bias_base(jb, b, h);
         if (bias)
-            bias += (size_t)qi * (size_t)d->seq_kv + (size_t)j0;
+            bias += (size_t)qi * jb->bias_st[2] + (size_t)j0;
         if (bias || j0 < lo[r] || j0 + jn > hi[r])
             for (int j = 0; j < jn; j++) {
                 float *e = &s[(size_t)j * QT + (size_t)r];

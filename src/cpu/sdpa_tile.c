@@ -142,8 +142,9 @@ static void mask_tile(const attn_sdpa_desc *d, float *s, long long i0,
     }
 }
 
-/* Adds the bias for the tile's real queries (rows of the bias are seq_kv
- * floats apart; bp points at query i0, key j0), in the natural units the
+/* Adds the bias for the tile's real queries (rows of the bias are ld floats
+ * apart, 0 when it is broadcast over the queries; bp points at query i0,
+ * key j0), in the natural units the
  * scores have when there is a bias.  A -inf entry hides the key whatever
  * its score (a NaN key must not turn it into NaN). */
 static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
@@ -202,21 +203,14 @@ int attn_sdpa_tile_has_zero(const float *p, int jn, int lanes)
 #endif
 }
 
-const float *attn_sdpa_bias_base(const attn_sdpa_desc *d, int b, int h)
+const float *attn_sdpa_bias_base(const struct attn_sdpa_job *jb, int b, int h)
 {
-    size_t plane = (size_t)d->seq_q * (size_t)d->seq_kv;
+    const attn_sdpa_desc *d = jb->d;
 
-    switch (d->mask.bias_kind) {
-    case ATTN_BIAS_SHARED:
-        return d->mask.bias;
-    case ATTN_BIAS_PER_HEAD:
-        return d->mask.bias + (size_t)h * plane;
-    case ATTN_BIAS_FULL:
-        return d->mask.bias +
-               ((size_t)b * (size_t)d->heads_q + (size_t)h) * plane;
-    default:
+    if (d->mask.bias_kind == ATTN_BIAS_NONE)
         return NULL;
-    }
+    return d->mask.bias + (size_t)b * jb->bias_st[0] +
+           (size_t)h * jb->bias_st[1];
 }
 
 /* Scores of keys j0 .. j0+jn-1 for the tile's lanes into s, with the bias
@@ -257,7 +251,7 @@ static const float *score_tile(const struct attn_sdpa_job *jb,
     }
     /* the bias first: a hidden key stays -inf whatever its bias holds */
     if (bias) {
-        add_bias(s, bias, (size_t)d->seq_kv, qn, jn);
+        add_bias(s, bias, jb->bias_st[2], qn, jn);
         smax = NULL;
     }
     if (masked) {
@@ -462,7 +456,7 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
     struct attn_sdpa_ws *w = &t->w;
     long long off = attn_causal_diag(d);
     const float *bt =
-        bias ? bias + (size_t)t->i0 * (size_t)d->seq_kv + (size_t)a : NULL;
+        bias ? bias + (size_t)t->i0 * jb->bias_st[2] + (size_t)a : NULL;
     int masked = a < t->full_lo || a + jn > t->full_hi;
     const float *smax;
 
@@ -513,7 +507,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     long long jlo = LLONG_MAX, jhi = 0, j0;
     size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
     size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
-    const float *bias = attn_sdpa_bias_base(d, b, h);
+    const float *bias = attn_sdpa_bias_base(jb, b, h);
     /* TF32 emulation (attn_cpu_sdpa): halves are TF32 values already */
     int round_kv = jb->tf32 && !jb->f16;
     struct kv_packed pk = {-1, 0};

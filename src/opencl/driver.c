@@ -220,10 +220,15 @@ static void fill_launch(attn_cl_launch *L, const attn_sdpa_desc *d,
 {
     const double scale =
         d->scale != 0.0f ? (double)d->scale : 1.0 / sqrt((double)d->head_dim);
+    size_t st[3];
     L->d = d;
     L->t = t;
     L->has_lse = t->lse != NULL;
     L->bias_kind = (cl_int)d->mask.bias_kind;
+    attn_bias_strides(d, st);
+    L->bias_sb = (cl_ulong)st[0];
+    L->bias_sh = (cl_ulong)st[1];
+    L->bias_sq = (cl_ulong)st[2];
     L->has_kv_len = d->mask.kv_len != NULL;
     L->additive = d->score == ATTN_SCORE_ADDITIVE;
     L->causal = d->mask.causal != 0;

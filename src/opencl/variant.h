@@ -114,6 +114,8 @@ typedef struct attn_cl_launch {
     /* The scalars every kernel takes. */
     cl_int has_lse, bias_kind, has_kv_len, additive, causal, window;
     cl_int diag; /* the causal diagonal's offset (attn_causal_diag) */
+    /* the bias's strides over batch, head and query (attn_bias_strides) */
+    cl_ulong bias_sb, bias_sh, bias_sq;
     cl_int heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     cl_float scale;  /* 1/sqrt(head_dim) when the descriptor says 0 */
     cl_float scale2; /* scale * log2(e) (additive: log2(e)) */

@@ -134,6 +134,13 @@ void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out)
     d->struct_size = sizeof *d;
     d->causal_align =
         gen_chance(g, 30) ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
+    if (d->mask.bias_kind != ATTN_BIAS_NONE && gen_chance(g, 40)) {
+        d->mask.bias_kind =
+            gen_chance(g, 30) ? ATTN_BIAS_KEY : ATTN_BIAS_BROADCAST;
+        d->bias_shape[0] = gen_chance(g, 50) ? d->batch : 1;
+        d->bias_shape[1] = gen_chance(g, 50) ? d->heads_q : 1;
+        d->bias_shape[2] = gen_chance(g, 50) ? d->seq_q : 1;
+    }
 }
 
 void gen_mha_spec(gen_src *g, const gen_limits *lim, mha_spec *out)

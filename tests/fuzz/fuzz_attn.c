@@ -465,24 +465,52 @@ typedef struct sdpa_bytes {
     size_t q, k, v, o, lse, bias, addw, kv_len;
 } sdpa_bytes;
 
+/* The extents over batch, heads and queries of a bias of kind k (shape:
+ * attn_sdpa_desc.bias_shape, NULL for a mask alone), as attn.h defines
+ * them; 0 when the kind is not one or takes no shape there. */
+static int bias_extents(attn_bias_kind k, const int *shape, int batch,
+                        int heads_q, int seq_q, int ext[3])
+{
+    ext[0] = k == ATTN_BIAS_FULL || k == ATTN_BIAS_KEY ? batch : 1;
+    ext[1] = k == ATTN_BIAS_FULL || k == ATTN_BIAS_PER_HEAD ? heads_q : 1;
+    ext[2] = k >= ATTN_BIAS_SHARED && k <= ATTN_BIAS_FULL ? seq_q : 1;
+    if (k == ATTN_BIAS_BROADCAST) {
+        if (!shape)
+            return 0;
+        for (int i = 0; i < 3; i++)
+            ext[i] = shape[i];
+    }
+    return k >= ATTN_BIAS_SHARED && k <= ATTN_BIAS_BROADCAST;
+}
+
+/* Index of bias entry (b, h, i, j) in a bias of extents ext. */
+static size_t bias_index(const attn_sdpa_desc *d, const int ext[3], int b,
+                         int h, int i, int j)
+{
+    size_t at = (size_t)(ext[0] > 1 ? b : 0);
+    at = at * (size_t)ext[1] + (size_t)(ext[1] > 1 ? h : 0);
+    at = at * (size_t)ext[2] + (size_t)(ext[2] > 1 ? i : 0);
+    return at * (size_t)d->seq_kv + (size_t)j;
+}
+
 static sdpa_bytes sdpa_sizes(const attn_sdpa_desc *d)
 {
+    int ext[3];
     sdpa_bytes z;
     size_t es = d->dtype == ATTN_F16 ? 2 : 4;
     int dq[4] = {d->batch, d->heads_q, d->seq_q, d->head_dim};
     int dk[4] = {d->batch, d->heads_kv, d->seq_kv, d->head_dim};
     int dv[4] = {d->batch, d->heads_kv, d->seq_kv, d->head_dim_v};
     int dout[4] = {d->batch, d->heads_q, d->seq_q, d->head_dim_v};
-    int dbias[4] = {d->batch, d->heads_q, d->seq_q, d->seq_kv};
     int dw[2] = {d->heads_q, d->head_dim};
     memset(&z, 0, sizeof z);
     z.ok = tensor_bytes(&z.q, es, 4, dq) && tensor_bytes(&z.k, es, 4, dk) &&
            tensor_bytes(&z.v, es, 4, dv) && tensor_bytes(&z.o, es, 4, dout) &&
            tensor_bytes(&z.lse, 4, 3, dout);
-    if (d->mask.bias_kind >= ATTN_BIAS_SHARED &&
-        d->mask.bias_kind <= ATTN_BIAS_FULL) {
-        int skip = ATTN_BIAS_FULL - (int)d->mask.bias_kind;
-        z.ok &= tensor_bytes(&z.bias, 4, 4 - skip, dbias + skip);
+    if (bias_extents(d->mask.bias_kind, d->bias_shape, d->batch, d->heads_q,
+                     d->seq_q, ext)) {
+        int dbias[4] = {ext[0], ext[1], ext[2], d->seq_kv};
+        z.ok &= tensor_bytes(&z.bias, 4, 4, dbias);
     }
     if (d->score == ATTN_SCORE_ADDITIVE)
         z.ok &= tensor_bytes(&z.addw, 4, 2, dw);
@@ -506,7 +534,14 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
         return 0;
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return 0;
-    if (m->window < 0 || (unsigned)m->bias_kind > ATTN_BIAS_FULL ||
+    if (m->bias_kind == ATTN_BIAS_BROADCAST)
+        for (int i = 0; i < 3; i++)
+            if (d->bias_shape[i] != 1 &&
+                d->bias_shape[i] != (i == 0   ? d->batch
+                                     : i == 1 ? d->heads_q
+                                              : d->seq_q))
+                return 0;
+    if (m->window < 0 || (unsigned)m->bias_kind > ATTN_BIAS_BROADCAST ||
         (m->bias_kind != ATTN_BIAS_NONE) != (m->bias != NULL) ||
         (m->causal != 0 && m->causal != 1) ||
         (unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
@@ -540,13 +575,10 @@ NO_COVERAGE static int visible(const attn_sdpa_desc *d, int b, int h, int i,
     if (m->kv_len && j >= m->kv_len[b])
         return 0;
     if (m->bias) {
-        size_t plane = (size_t)i * (size_t)d->seq_kv + (size_t)j, at = plane;
-        size_t sq = (size_t)d->seq_q * (size_t)d->seq_kv;
-        if (m->bias_kind == ATTN_BIAS_PER_HEAD)
-            at = (size_t)h * sq + plane;
-        else if (m->bias_kind == ATTN_BIAS_FULL)
-            at = ((size_t)b * (size_t)d->heads_q + (size_t)h) * sq + plane;
-        if (m->bias[at] == -INFINITY)
+        int ext[3];
+        bias_extents(m->bias_kind, d->bias_shape, d->batch, d->heads_q,
+                     d->seq_q, ext);
+        if (m->bias[bias_index(d, ext, b, h, i, j)] == -INFINITY)
             return 0;
     }
     return 1;
@@ -567,16 +599,13 @@ NO_COVERAGE static int bias_poisoned(const attn_sdpa_desc *d, int b, int h,
                                      int i, int j)
 {
     const attn_mask_desc *m = &d->mask;
-    size_t sq = (size_t)d->seq_q * (size_t)d->seq_kv;
-    size_t at = (size_t)i * (size_t)d->seq_kv + (size_t)j;
+    int ext[3];
     float x;
     if (!m->bias)
         return 0;
-    if (m->bias_kind == ATTN_BIAS_PER_HEAD)
-        at += (size_t)h * sq;
-    else if (m->bias_kind == ATTN_BIAS_FULL)
-        at += ((size_t)b * (size_t)d->heads_q + (size_t)h) * sq;
-    x = m->bias[at];
+    bias_extents(m->bias_kind, d->bias_shape, d->batch, d->heads_q, d->seq_q,
+                 ext);
+    x = m->bias[bias_index(d, ext, b, h, i, j)];
     return isnan(x) || x == INFINITY;
 }
 
@@ -718,7 +747,9 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             d->dtype = (attn_dtype)hostile_enum(g, ATTN_F16);
             break;
         case 9:
-            d->mask.bias_kind = (attn_bias_kind)hostile_enum(g, ATTN_BIAS_FULL);
+            d->mask.bias_kind =
+                (attn_bias_kind)hostile_enum(g, ATTN_BIAS_BROADCAST);
+            d->bias_shape[gen_int(g, 0, 2)] = hostile_int(g);
             break;
         case 10:
             d->mask.window = hostile_int(g);
@@ -1132,7 +1163,7 @@ static void spoil_mha(gen_src *g, mha_spec *s, attn_mha_desc *m, mha_plan *p)
             s->window = hostile_int(g);
             break;
         default:
-            s->bias_kind = (attn_bias_kind)hostile_enum(g, ATTN_BIAS_FULL);
+            s->bias_kind = (attn_bias_kind)hostile_enum(g, ATTN_BIAS_BROADCAST);
             break;
         }
     }
@@ -1186,11 +1217,11 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
                  tensor_bytes(&bkv, 4, 1, dbkv) &&
                  tensor_bytes(&bo, 4, 1, dbo) && tensor_bytes(&addw, 4, 1, dbq);
         }
-        if (ok && s.bias_kind >= ATTN_BIAS_SHARED &&
-            s.bias_kind <= ATTN_BIAS_FULL) {
-            int db[4] = {s.batch, s.heads_q, s.seq_q, seq_kv};
-            int skip = ATTN_BIAS_FULL - (int)s.bias_kind;
-            ok = tensor_bytes(&biasb, 4, 4 - skip, db + skip);
+        int ext[3];
+        if (ok &&
+            bias_extents(s.bias_kind, NULL, s.batch, s.heads_q, s.seq_q, ext)) {
+            int db[4] = {ext[0], ext[1], ext[2], seq_kv};
+            ok = tensor_bytes(&biasb, 4, 4, db);
         }
     }
     /* Rows of the learned table: as stated, or as needed when unknown. */
@@ -1310,7 +1341,8 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
     if (valid)
         valid = !(p.in_place && x_q);
     if (valid && !p.mask_null) {
-        valid = s.window >= 0 && (unsigned)s.bias_kind <= ATTN_BIAS_FULL &&
+        /* a mask alone takes every kind but BROADCAST */
+        valid = s.window >= 0 && (unsigned)s.bias_kind <= ATTN_BIAS_KEY &&
                 (s.bias_kind != ATTN_BIAS_NONE) == (bias != NULL) &&
                 (mask.causal == 0 || mask.causal == 1);
         for (int i = 0; valid && kv_len && i < s.batch; i++)

@@ -200,12 +200,19 @@ typedef struct host_in {
 static int host_inputs(gen_src *g, const gen_sdpa *gs, attn_sdpa_desc *d,
                        ref_rng *r, host_in *h)
 {
-    size_t nb = (size_t)d->seq_q * (size_t)d->seq_kv;
+    const attn_bias_kind bk = d->mask.bias_kind;
+    size_t nb = (size_t)d->seq_kv;
     memset(h, 0, sizeof *h);
-    if (d->mask.bias_kind == ATTN_BIAS_PER_HEAD)
+    /* [B, H, Q, seq_kv] of the kind (attn.h) */
+    if (bk == ATTN_BIAS_FULL || bk == ATTN_BIAS_KEY ||
+        (bk == ATTN_BIAS_BROADCAST && d->bias_shape[0] != 1))
+        nb *= (size_t)d->batch;
+    if (bk == ATTN_BIAS_FULL || bk == ATTN_BIAS_PER_HEAD ||
+        (bk == ATTN_BIAS_BROADCAST && d->bias_shape[1] != 1))
         nb *= (size_t)d->heads_q;
-    else if (d->mask.bias_kind == ATTN_BIAS_FULL)
-        nb *= (size_t)d->heads_q * (size_t)d->batch;
+    if ((bk >= ATTN_BIAS_SHARED && bk <= ATTN_BIAS_FULL) ||
+        (bk == ATTN_BIAS_BROADCAST && d->bias_shape[2] != 1))
+        nb *= (size_t)d->seq_q;
     if (d->mask.bias_kind != ATTN_BIAS_NONE) {
         if (!(h->bias = malloc(nb * sizeof(float))))
             return -1;

@@ -2,18 +2,18 @@
 /*
  * Every kernel variant of the OpenCL backend, forced by name, over the
  * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and
- * 128 (head_dim_v equal or not), F32 and F16, every mask (causal, window,
- * kv_len, the three bias kinds with -inf entries; causal and window
- * aligned bottom-right and top-left), grouped-query heads,
- * the additive score, lse, and sequences that end inside a tile, on the
- * OpenCL CPU device, against the double-precision oracle.  A variant that
- * does not take a shape must refuse it (ATTN_ERR_UNSUPPORTED, nothing
- * written, attn_sdpa_kernel agreeing); each variant must run at least a
- * eighth of the cases.  Every case runs at each precision a context may
- * ask (exact, tf32, 3xtf32), checked at the tolerance of the precision
- * the kernel says it ran at.  The list of variants is the library's
- * (attn_kernel_name), so a new variant is checked without changing this
- * suite.
+ * 128 (head_dim_v equal or not), F32 and F16, every mask (causal and
+ * window aligned bottom-right and top-left, kv_len, every bias kind with
+ * -inf entries, broadcast shapes and the key bias among them),
+ * grouped-query heads, the additive score, lse, and sequences that end
+ * inside a tile, on the OpenCL CPU device, against the double-precision
+ * oracle.  A variant that does not take a shape must refuse it
+ * (ATTN_ERR_UNSUPPORTED, nothing written, attn_sdpa_kernel agreeing); each
+ * variant must run at least a eighth of the cases.  Every case runs at each
+ * precision a context may ask (exact, tf32, 3xtf32), checked at the tolerance
+ * of the precision the kernel says it ran at.  The list of variants is the
+ * library's (attn_kernel_name), so a new variant is checked without changing
+ * this suite.
  *
  * Without an OpenCL CPU device the suite prints SKIP and exits 77.
  */
@@ -34,16 +34,23 @@ typedef struct feature {
      * (dims + dtype) % 2 == top_left - 1 (0: never), so that the case
      * count stays and both alignments meet every sequence shape */
     int top_left;
+    /* the bias kind of the other half ((dims + dtype) odd; NONE: bias),
+     * and for BROADCAST the dimensions it spans (1 batch, 2 heads, 4
+     * queries) */
+    attn_bias_kind bias_odd;
+    int spans;
 } feature;
 
 static const feature FEATURES[] = {
-    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE, 0},
-    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE, 0},
-    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE, 1},
-    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED, 0},
-    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD, 2},
-    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL, 0},
-    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE, 1},
+    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0},
+    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0},
+    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE,
+     0},
+    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED, 0, ATTN_BIAS_BROADCAST, 2},
+    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD, 2,
+     ATTN_BIAS_BROADCAST, 5},
+    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL, 0, ATTN_BIAS_KEY, 0},
+    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE, 0},
 };
 
 /* (seq_q, seq_kv): a few rows against a cache, square, cross both ways;
@@ -102,13 +109,20 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 d.mask.causal = f->causal;
                 d.mask.window = f->window;
                 d.mask.bias_kind = f->bias;
+                if (f->bias_odd != ATTN_BIAS_NONE && (di + (size_t)dt) % 2) {
+                    d.mask.bias_kind = f->bias_odd;
+                    d.bias_shape[0] = f->spans & 1 ? d.batch : 1;
+                    d.bias_shape[1] = f->spans & 2 ? d.heads_q : 1;
+                    d.bias_shape[2] = f->spans & 4 ? d.seq_q : 1;
+                }
                 d.causal_align =
                     top_left ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
                 snprintf(what, sizeof what,
-                         "%s (%s): d %d/%d %s %s%s, seq %d x %d", kernel,
-                         precision, d.head_dim, d.head_dim_v,
+                         "%s (%s): d %d/%d %s %s%s bias kind %d, seq %d x %d",
+                         kernel, precision, d.head_dim, d.head_dim_v,
                          dt ? "F16" : "F32", f->name,
-                         top_left ? " top-left" : "", d.seq_q, d.seq_kv);
+                         top_left ? " top-left" : "", (int)d.mask.bias_kind,
+                         d.seq_q, d.seq_kv);
                 CU_ASSERT_EQUAL_FATAL(
                     sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
                 t->cases++;

@@ -206,7 +206,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG           ATTN_CL_KARG
-#define N_SPLIT_ARGS   29
+#define N_SPLIT_ARGS   32
 #define N_COMBINE_ARGS 11
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX query heads, then pass 2 in
@@ -223,6 +223,7 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->t->q),      KARG(L->q_off),      KARG(L->t->k),
         KARG(L->k_off),     KARG(L->t->v),       KARG(L->v_off),
         KARG(L->scratch),   KARG(L->bias),       KARG(L->bias_kind),
+        KARG(L->bias_sb),   KARG(L->bias_sh),    KARG(L->bias_sq),
         KARG(L->kv_len),    KARG(L->has_kv_len), KARG(L->addw),
         KARG(L->additive),  KARG(scale2),        KARG(L->heads_q),
         KARG(L->heads_kv),  KARG(L->seq_q),      KARG(L->seq_kv),

@@ -154,7 +154,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 30
+#define N_ARGS 33
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -170,7 +170,8 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
         KARG(L->t->o),      KARG(L->o_off),    KARG(L->lse),
         KARG(L->lse_off),   KARG(L->has_lse),  KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb),  KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),   KARG(L->has_kv_len),
         KARG(L->addw),      KARG(L->additive), KARG(scale2),
         KARG(L->heads_q),   KARG(L->heads_kv), KARG(L->seq_q),
         KARG(L->seq_kv),    KARG(L->head_dim), KARG(L->head_dim_v),

@@ -261,7 +261,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG           ATTN_CL_KARG
-#define N_SPLIT_ARGS   27
+#define N_SPLIT_ARGS   30
 #define N_COMBINE_ARGS 11
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX (batch, kv head) pairs,
@@ -279,7 +279,8 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->t->q),      KARG(L->q_off),    KARG(L->t->k),
         KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
         KARG(L->scratch),   KARG(g->po_off),   KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb),  KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),   KARG(L->has_kv_len),
         KARG(L->addw),      KARG(L->additive), KARG(qscale),
         KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
         KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),

@@ -246,7 +246,8 @@ static cl_int set_call_args(const attn_cl_launch *L)
     const attn_cl_karg score[] = {
         KARG(L->t->q),      KARG(L->q_off),    KARG(L->t->k),
         KARG(L->k_off),     KARG(L->scratch),  KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb),  KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),   KARG(L->has_kv_len),
         KARG(L->addw),      KARG(L->additive), KARG(L->scale),
         KARG(L->heads_q),   KARG(L->heads_kv), KARG(L->seq_q),
         KARG(L->seq_kv),    KARG(L->head_dim), KARG(L->causal),
@@ -299,7 +300,7 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
                          (size_t)v[P_AG_WV]),
                 round_up(ni, (size_t)v[P_AG_TQ], (size_t)v[P_AG_WQ]), nb};
             const size_t ag_l[3] = {(size_t)v[P_AG_WV], (size_t)v[P_AG_WQ], 1};
-            if ((rc = attn_cl_set_args(L->k[0], 20, blk, 3)) != CL_SUCCESS ||
+            if ((rc = attn_cl_set_args(L->k[0], 23, blk, 3)) != CL_SUCCESS ||
                 (rc = attn_cl_set_args(L->k[1], 6, blk, 3)) != CL_SUCCESS ||
                 (rc = attn_cl_set_args(L->k[2], 15, blk, 3)) != CL_SUCCESS ||
                 (rc = attn_cl_chain(L->queue, L->k[0], 3, sc_g, sc_l, L->n_wait,
