@@ -145,6 +145,21 @@ static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
     return mk->bias[at * (size_t)d->seq_kv + (size_t)j];
 }
 
+/* Whether d's boolean mask keeps key j for (b, h, i): keep [B, H, Q,
+ * seq_kv] of extents keep_shape, indexed at 0 over an extent of 1; 1
+ * without a mask. */
+static int keep_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
+{
+    const int *e = d->keep_shape;
+    size_t at;
+    if (!d->keep)
+        return 1;
+    at = (size_t)(e[0] > 1 ? b : 0);
+    at = at * (size_t)e[1] + (size_t)(e[1] > 1 ? h : 0);
+    at = at * (size_t)e[2] + (size_t)(e[2] > 1 ? i : 0);
+    return d->keep[at * (size_t)d->seq_kv + (size_t)j] != 0;
+}
+
 /* ref_sdpa_f64, and each row's magnitude M and max|v| (mag, vmax: may be
  * NULL) for the precision terms of ref.h. */
 static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
@@ -178,7 +193,8 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
                 for (int j = 0; j < d->seq_kv; j++) {
                     s[j] = -INFINITY;
                     mag[j] = 0.0;
-                    if (!key_visible(&d->mask, b, i, j, diag))
+                    if (!key_visible(&d->mask, b, i, j, diag) ||
+                        !keep_at(d, b, h, i, j))
                         continue;
                     const double *kr =
                         k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) *

@@ -324,6 +324,16 @@ static void broadcast_kind(attn_sdpa_desc *s, int t)
     s->bias_shape[2] = t & 16 ? s->seq_q : 1;
 }
 
+/* A boolean mask keep for some t, of a shape from t's bits. */
+static void keep_shape(attn_sdpa_desc *s, int t)
+{
+    if (t % 4 != 2)
+        return;
+    s->keep_shape[0] = t & 8 ? s->batch : 1;
+    s->keep_shape[1] = t & 16 ? s->heads_q : 1;
+    s->keep_shape[2] = t & 32 ? s->seq_q : 1;
+}
+
 /* The bias expanded to FULL [batch, heads_q, seq_q, seq_kv]: element
  * (b, h, i, j) of a bias of extents ext (index 0 over an extent 1). */
 static void expand_bias(const attn_sdpa_desc *d, const int ext[3],
@@ -388,6 +398,106 @@ static void test_bias_shapes(void)
             if (e.kv_len)
                 memcpy(e.kv_len, c.kv_len, (size_t)s.batch * sizeof(int32_t));
             expand_bias(&s, ext, c.bias, e.bias);
+            strncat(what, " as FULL", sizeof what - strlen(what) - 1);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 0, NULL, what));
+            ref_sdpa_free(&r);
+            sdpa_case_free(&e);
+            sdpa_case_free(&c);
+        }
+}
+
+/* The boolean mask keep in every broadcast shape, alone or with a bias of
+ * another shape (so that a device merging the two needs the shape
+ * spanning both), on a decoding shape and on one of several tiles.  A 0
+ * hides its key whatever the bias holds there (NaN here), and each call
+ * gives what the FULL-bias call of the same mask spelt out as -inf gives
+ * (both against the one oracle result).  A keep of 0 everywhere for a
+ * batch item hides its rows. */
+static void test_keep(void)
+{
+    static const int seqs[2][2] = {{2, 77}, {70, 131}};
+    for (int sh = 0; sh < 8; sh++)
+        for (int si = 0; si < 2; si++) {
+            attn_sdpa_desc s = shape(2, 4, 2, seqs[si][0], seqs[si][1], 16, 8);
+            const int with_bias = (sh + si) % 2;
+            sdpa_case c, e;
+            ref_sdpa_result r;
+            char what[112];
+            s.keep_shape[0] = sh & 1 ? s.batch : 1;
+            s.keep_shape[1] = sh & 2 ? s.heads_q : 1;
+            s.keep_shape[2] = sh & 4 ? s.seq_q : 1;
+            if (with_bias) { /* spans what keep does not, and the keys */
+                s.mask.bias_kind = ATTN_BIAS_BROADCAST;
+                s.bias_shape[0] = sh & 1 ? 1 : s.batch;
+                s.bias_shape[1] = sh & 2 ? 1 : s.heads_q;
+                s.bias_shape[2] = s.seq_q;
+            }
+            s.mask.causal = sh == 3;
+            s.dtype = sh % 3 == 1 ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "keep [%d, %d, %d, %d]%s %d x %d %s",
+                     s.keep_shape[0], s.keep_shape[1], s.keep_shape[2],
+                     s.seq_kv, with_bias ? " with a bias" : "", s.seq_q,
+                     s.seq_kv, s.dtype == ATTN_F16 ? "F16" : "F32");
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s,
+                                                 170 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.1, sh == 6),
+                                  0);
+            if (sh == 1) /* keep spans batch: item 1 sees nothing */
+                memset(c.keep + c.nkeep / 2, 0, c.nkeep / 2);
+            /* NaN in the bias entries that keep hides from every row that
+             * reads them (rule 1) */
+            unsigned char *seen = calloc(c.nbias ? c.nbias : 1, 1);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(seen);
+            for (int b = 0; with_bias && b < s.batch; b++)
+                for (int h = 0; h < s.heads_q; h++)
+                    for (int i = 0; i < s.seq_q; i++)
+                        for (int j = 0; j < s.seq_kv; j++) {
+                            const int x3[3] = {b, h, i};
+                            size_t ka = 0, ba = 0;
+                            for (int x = 0; x < 3; x++) {
+                                ka = ka * (size_t)s.keep_shape[x] +
+                                     (size_t)(s.keep_shape[x] > 1 ? x3[x] : 0);
+                                ba = ba * (size_t)s.bias_shape[x] +
+                                     (size_t)(s.bias_shape[x] > 1 ? x3[x] : 0);
+                            }
+                            if (c.keep[ka * (size_t)s.seq_kv + (size_t)j])
+                                seen[ba * (size_t)s.seq_kv + (size_t)j] = 1;
+                        }
+            for (size_t x = 0; with_bias && x < c.nbias; x++)
+                if (!seen[x])
+                    c.bias[x] = NAN;
+            free(seen);
+            CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+            /* the same, keep and bias spelt out as one FULL bias */
+            s.keep_shape[0] = 0;
+            s.mask.bias_kind = ATTN_BIAS_FULL;
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&e, &s,
+                                                 170 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.1, sh == 6),
+                                  0);
+            if (e.kv_len)
+                memcpy(e.kv_len, c.kv_len, (size_t)s.batch * sizeof(int32_t));
+            for (int b = 0, n = 0; b < s.batch; b++)
+                for (int h = 0; h < s.heads_q; h++)
+                    for (int i = 0; i < s.seq_q; i++)
+                        for (int j = 0; j < s.seq_kv; j++, n++) {
+                            const int x3[3] = {b, h, i};
+                            size_t ka = 0, ba = 0;
+                            for (int x = 0; x < 3; x++) {
+                                ka =
+                                    ka * (size_t)c.d.keep_shape[x] +
+                                    (size_t)(c.d.keep_shape[x] > 1 ? x3[x] : 0);
+                                ba = ba * (size_t)s.bias_shape[x] +
+                                     (size_t)(s.bias_shape[x] > 1 ? x3[x] : 0);
+                            }
+                            e.bias[n] =
+                                !c.keep[ka * (size_t)s.seq_kv + (size_t)j]
+                                    ? -INFINITY
+                                : with_bias
+                                    ? c.bias[ba * (size_t)s.seq_kv + (size_t)j]
+                                    : 0.0f;
+                        }
             strncat(what, " as FULL", sizeof what - strlen(what) - 1);
             CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 0, NULL, what));
             ref_sdpa_free(&r);
@@ -740,6 +850,7 @@ static void test_decode_mix(void)
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 40);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
         broadcast_kind(&s, t);
+        keep_shape(&s, t);
         s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
         char what[180];
@@ -775,6 +886,7 @@ static void test_random_mix(void)
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 30);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
         broadcast_kind(&s, t);
+        keep_shape(&s, t);
         s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
         char what[180];
@@ -817,6 +929,7 @@ int main(void)
         {"kv_len", test_kv_len},
         {"bias kinds with -inf", test_bias},
         {"broadcast and key biases", test_bias_shapes},
+        {"boolean mask keep", test_keep},
         {"fully hidden rows", test_fully_hidden_rows},
         {"GQA and MQA", test_gqa_mqa},
         {"cross-attention", test_cross},

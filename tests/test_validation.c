@@ -47,6 +47,11 @@ static void test_sdpa_base_valid(void)
     c.d.bias_shape[1] = 1;
     c.d.bias_shape[2] = 5;
     CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
+    static const uint8_t keep[2 * 7] = {1, 0, 1, 1, 0, 1, 1};
+    c.d.keep = keep;
+    c.d.keep_shape[0] = 2;
+    c.d.keep_shape[1] = c.d.keep_shape[2] = 1;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
     attn_context_destroy(ctx);
 }
 
@@ -188,6 +193,17 @@ static void test_sdpa_masks(void)
         c.d.mask.bias = in_bias;
         memcpy(c.d.bias_shape, shapes[i], sizeof shapes[i]);
         snprintf(what, sizeof what, "bias_shape {%d, %d, %d}", shapes[i][0],
+                 shapes[i][1], shapes[i][2]);
+        expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    }
+    /* keep's shape: the same rule */
+    static const uint8_t keep[512] = {1};
+    for (int i = 0; i < 6; i++) {
+        sdpa_base(&c);
+        c.d.struct_size = sizeof c.d; /* covering keep */
+        c.d.keep = keep;
+        memcpy(c.d.keep_shape, shapes[i], sizeof shapes[i]);
+        snprintf(what, sizeof what, "keep_shape {%d, %d, %d}", shapes[i][0],
                  shapes[i][1], shapes[i][2]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }

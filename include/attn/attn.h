@@ -455,9 +455,20 @@ typedef struct attn_sdpa_desc {
                                          struct_size covers it (start from
                                          ATTN_SDPA_DESC_INIT): a struct_size
                                          of 0 means the first layout */
-    int bias_shape[3]; /**< ATTN_BIAS_BROADCAST: the bias's extents over
-                            batch, heads_q and seq_q, each that size or 1
-                            (broadcast); read only for that kind */
+    int bias_shape[3];   /**< ATTN_BIAS_BROADCAST: the bias's extents over
+                              batch, heads_q and seq_q, each that size or 1
+                              (broadcast); read only for that kind */
+    const uint8_t *keep; /**< boolean mask or NULL: bytes [B, H, Q, seq_kv]
+                              with (B, H, Q) = keep_shape; 0 hides key j
+                              from query i (as a -INFINITY bias entry
+                              would, whatever the bias holds there), any
+                              other value keeps it.  With a bias too, both
+                              apply.  The native backend reads it in place;
+                              an OpenCL context merges it and the bias into
+                              one float bias of the shape spanning both for
+                              the device (4 bytes per entry of that shape) */
+    int keep_shape[3];   /**< keep's extents over batch, heads_q and seq_q,
+                              each that size or 1 (broadcast) */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
@@ -481,8 +492,8 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
 /* Non-finite inputs.  NaN and +-INFINITY in q, k, v, the bias or
  * additive_w follow these rules on every backend and kernel path (native,
  * OpenCL three-kernel, fused and decode).  "Row i" is one query row
- * (b, h, i); "visible" means not hidden by causal, window, kv_len or a
- * -INFINITY bias entry.
+ * (b, h, i); "visible" means not hidden by causal, window, kv_len, a 0 in
+ * keep or a -INFINITY bias entry.
  *  1. A hidden key never contributes: whatever its K and V rows (and its
  *     bias entry, when a mask hides it) hold, row i is computed as if the
  *     key did not exist.  An uninitialised KV cache behind kv_len is safe.
@@ -523,13 +534,13 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * in V, the output columns) that see it: see "Non-finite inputs" above.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
- * kind without bias or a bias without kind, a bias_shape entry other than
- * 1 and its dimension's size, causal not 0 or 1, negative
- * window, causal_align outside attn_causal_align, kv_len outside [0, seq_kv],
- * non-finite scale, o or lse overlapping another tensor, a call from inside the
- * log callback), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
- * ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure with fallback
- * off).  Outputs are untouched on error. */
+ * kind without bias or a bias without kind, a bias_shape entry (or, with
+ * keep, a keep_shape entry) other than 1 and its dimension's size, causal not 0
+ * or 1, negative window, causal_align outside attn_causal_align, kv_len outside
+ * [0, seq_kv], non-finite scale, o or lse overlapping another tensor, a call
+ * from inside the log callback), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or
+ * allocation failed), ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure
+ * with fallback off).  Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                                const void *q, const void *k, const void *v,
                                void *o, float *lse);

@@ -55,49 +55,6 @@ static attn_status check_positive(const char *name, int v, attn_err *err)
     return ATTN_OK;
 }
 
-/* Whether d's bias (of kind k, bias_shape shape) spans each of batch,
- * heads and queries (else it is broadcast over it). */
-static void bias_spans(attn_bias_kind k, const int *shape, int span[3])
-{
-    span[0] = k == ATTN_BIAS_FULL || k == ATTN_BIAS_KEY;
-    span[1] = k == ATTN_BIAS_FULL || k == ATTN_BIAS_PER_HEAD;
-    span[2] =
-        k == ATTN_BIAS_FULL || k == ATTN_BIAS_PER_HEAD || k == ATTN_BIAS_SHARED;
-    if (k == ATTN_BIAS_BROADCAST)
-        for (int i = 0; i < 3; i++)
-            span[i] = shape[i] != 1;
-}
-
-void attn_bias_strides(const attn_sdpa_desc *d, size_t st[3])
-{
-    const size_t skv = (size_t)d->seq_kv;
-    int span[3];
-    st[0] = st[1] = st[2] = 0;
-    if (d->mask.bias_kind == ATTN_BIAS_NONE)
-        return;
-    bias_spans(d->mask.bias_kind, d->bias_shape, span);
-    st[2] = span[2] ? skv : 0;
-    st[1] = span[1] ? (span[2] ? (size_t)d->seq_q : 1) * skv : 0;
-    st[0] = span[0] ? (span[1] ? (size_t)d->heads_q : 1) *
-                          (span[2] ? (size_t)d->seq_q : 1) * skv
-                    : 0;
-}
-
-int attn_bias_elems(const attn_sdpa_desc *d, size_t *n)
-{
-    int span[3];
-    size_t f[4];
-    *n = 0;
-    if (d->mask.bias_kind == ATTN_BIAS_NONE)
-        return 1;
-    bias_spans(d->mask.bias_kind, d->bias_shape, span);
-    f[0] = span[0] ? (size_t)d->batch : 1;
-    f[1] = span[1] ? (size_t)d->heads_q : 1;
-    f[2] = span[2] ? (size_t)d->seq_q : 1;
-    f[3] = (size_t)d->seq_kv;
-    return attn_mul_sizes(n, 4, f);
-}
-
 attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,
                                int batch, int heads_q, int seq_q, int seq_kv,
                                attn_err *err)
@@ -131,7 +88,7 @@ attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,
                                i, bias_shape[i], dim_name[i], size[i]);
     /* The bias tensor must be addressable in the shape its kind names. */
     if (m->bias_kind != ATTN_BIAS_NONE) {
-        bias_spans(m->bias_kind, bias_shape, span);
+        attn_bias_spans(m->bias_kind, bias_shape, span);
         for (int i = 0; i < 3; i++)
             dims[i] = span[i] ? (size_t)size[i] : 1;
         dims[3] = (size_t)seq_kv;
@@ -182,6 +139,21 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
                            d->seq_q, d->seq_kv, err);
     if (s != ATTN_OK)
         return s;
+    if (d->keep) {
+        static const char *const dim_name[3] = {"batch", "heads_q", "seq_q"};
+        const int size[3] = {d->batch, d->heads_q, d->seq_q};
+        size_t dm[4];
+        for (int i = 0; i < 3; i++) {
+            if (d->keep_shape[i] != 1 && d->keep_shape[i] != size[i])
+                return INVALID("keep_shape[%d] = %d must be 1 (broadcast) or "
+                               "%s (%d)",
+                               i, d->keep_shape[i], dim_name[i], size[i]);
+            dm[i] = (size_t)d->keep_shape[i];
+        }
+        dm[3] = (size_t)d->seq_kv;
+        if ((s = tensor_bytes(&elem, "keep", 4, dm, 1, err)))
+            return s;
+    }
 
     elem = d->dtype == ATTN_F16 ? 2 : 4;
     dq[0] = dk[0] = dv[0] = dout[0] = (size_t)d->batch;

@@ -405,12 +405,15 @@ static void mask_rows(const struct attn_sdpa_job *jb, int b, int g,
         uint64_t bits = 0;
         row_of(jb, g, r, &h, &qi);
         const float *bias = attn_sdpa_bias_base(jb, b, h);
+        const uint8_t *keep = attn_sdpa_keep_base(jb, b, h);
         if (bias)
             bias += (size_t)qi * jb->bias_st[2] + (size_t)j0;
-        if (bias || j0 < lo[r] || j0 + jn > hi[r])
+        if (keep)
+            keep += (size_t)qi * jb->keep_st[2] + (size_t)j0;
+        if (bias || keep || j0 < lo[r] || j0 + jn > hi[r])
             for (int j = 0; j < jn; j++) {
                 float *e = &s[(size_t)j * QT + (size_t)r];
-                if (j0 + j < lo[r] || j0 + j >= hi[r] ||
+                if (j0 + j < lo[r] || j0 + j >= hi[r] || (keep && !keep[j]) ||
                     (bias && bias[j] == -INFINITY))
                     *e = -INFINITY;
                 else if (bias)

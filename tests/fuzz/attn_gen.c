@@ -141,6 +141,11 @@ void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out)
         d->bias_shape[1] = gen_chance(g, 50) ? d->heads_q : 1;
         d->bias_shape[2] = gen_chance(g, 50) ? d->seq_q : 1;
     }
+    if (gen_chance(g, 20)) { /* a boolean mask keep of this shape */
+        d->keep_shape[0] = gen_chance(g, 50) ? d->batch : 1;
+        d->keep_shape[1] = gen_chance(g, 50) ? d->heads_q : 1;
+        d->keep_shape[2] = gen_chance(g, 50) ? d->seq_q : 1;
+    }
 }
 
 void gen_mha_spec(gen_src *g, const gen_limits *lim, mha_spec *out)

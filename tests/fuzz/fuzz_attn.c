@@ -462,7 +462,7 @@ static attn_context *pick_cl(gen_src *g)
 
 typedef struct sdpa_bytes {
     int ok; /* every size addressable */
-    size_t q, k, v, o, lse, bias, addw, kv_len;
+    size_t q, k, v, o, lse, bias, addw, kv_len, keep;
 } sdpa_bytes;
 
 /* The extents over batch, heads and queries of a bias of kind k (shape:
@@ -514,6 +514,11 @@ static sdpa_bytes sdpa_sizes(const attn_sdpa_desc *d)
     }
     if (d->score == ATTN_SCORE_ADDITIVE)
         z.ok &= tensor_bytes(&z.addw, 4, 2, dw);
+    if (d->keep_shape[0] || d->keep_shape[1] || d->keep_shape[2]) {
+        int dkeep[4] = {d->keep_shape[0], d->keep_shape[1], d->keep_shape[2],
+                        d->seq_kv};
+        z.ok &= tensor_bytes(&z.keep, 1, 4, dkeep);
+    }
     if (d->batch > 0)
         z.kv_len = (size_t)d->batch * sizeof(int32_t);
     return z;
@@ -534,6 +539,13 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
         return 0;
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return 0;
+    if (d->keep)
+        for (int i = 0; i < 3; i++)
+            if (d->keep_shape[i] != 1 &&
+                d->keep_shape[i] != (i == 0   ? d->batch
+                                     : i == 1 ? d->heads_q
+                                              : d->seq_q))
+                return 0;
     if (m->bias_kind == ATTN_BIAS_BROADCAST)
         for (int i = 0; i < 3; i++)
             if (d->bias_shape[i] != 1 &&
@@ -573,6 +585,8 @@ NO_COVERAGE static int visible(const attn_sdpa_desc *d, int b, int h, int i,
     if (m->window > 0 && j < i + off - m->window + 1)
         return 0;
     if (m->kv_len && j >= m->kv_len[b])
+        return 0;
+    if (d->keep && !d->keep[bias_index(d, d->keep_shape, b, h, i, j)])
         return 0;
     if (m->bias) {
         int ext[3];
@@ -779,8 +793,11 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             p->kv_bad = 1;
             break;
         case 19:
-            d->causal_align =
-                (attn_causal_align)hostile_enum(g, ATTN_CAUSAL_TOP_LEFT);
+            if (gen_chance(g, 50))
+                d->causal_align =
+                    (attn_causal_align)hostile_enum(g, ATTN_CAUSAL_TOP_LEFT);
+            else
+                d->keep_shape[gen_int(g, 0, 2)] = hostile_int(g);
             break;
         default:
             p->amp = gen_pick(g, (const int[]){30, 1000, 60000}, 3);
@@ -826,6 +843,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     unsigned char *q, *k, *v, *o;
     float *lse = NULL, *bias = NULL, *addw = NULL;
     int32_t *kv_len = NULL;
+    uint8_t *keep = NULL;
     int real, valid, f16;
     size_t total, es;
     double work;
@@ -846,7 +864,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     total = 0;
     real = z.ok;
     if (real) {
-        size_t parts[] = {z.q, z.k, z.v, z.o, z.lse, z.bias, z.addw};
+        size_t parts[] = {z.q, z.k, z.v, z.o, z.lse, z.bias, z.addw, z.keep};
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
             if (parts[i] > CAP_BYTES || total + parts[i] > CAP_BYTES)
                 real = 0;
@@ -895,9 +913,15 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
             kv_len[gen_int(g, 0, d.batch - 1)] =
                 gen_chance(g, 50) ? hostile_int(g) : past(d.seq_kv);
     }
+    if (d.keep_shape[0] || d.keep_shape[1] || d.keep_shape[2]) {
+        keep = take(real && z.keep ? z.keep : DUMMY);
+        for (size_t i = 0; real && i < z.keep; i++)
+            keep[i] = ref_rng_uniform(&r, 0, 1) < 0.3 ? 0 : 1;
+    }
     d.additive_w = addw;
     d.mask.bias = bias;
     d.mask.kv_len = kv_len;
+    d.keep = keep;
 
     /* The outputs, possibly inside an input. */
     o = NULL;

@@ -4,7 +4,8 @@
  * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and
  * 128 (head_dim_v equal or not), F32 and F16, every mask (causal and
  * window aligned bottom-right and top-left, kv_len, every bias kind with
- * -inf entries, broadcast shapes and the key bias among them),
+ * -inf entries, broadcast shapes and the key bias among them, the boolean
+ * mask keep),
  * grouped-query heads, the additive score, lse, and sequences that end
  * inside a tile, on the OpenCL CPU device, against the double-precision
  * oracle.  A variant that does not take a shape must refuse it
@@ -39,18 +40,22 @@ typedef struct feature {
      * queries) */
     attn_bias_kind bias_odd;
     int spans;
+    /* a boolean mask keep on the even half, spanning these dimensions (as
+     * spans; 0: none) */
+    int keep_spans;
 } feature;
 
 static const feature FEATURES[] = {
-    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0},
-    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0},
+    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0, 1},
+    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0, 0},
     {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE,
-     0},
-    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED, 0, ATTN_BIAS_BROADCAST, 2},
+     0, 0},
+    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED, 0, ATTN_BIAS_BROADCAST, 2,
+     7},
     {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD, 2,
-     ATTN_BIAS_BROADCAST, 5},
-    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL, 0, ATTN_BIAS_KEY, 0},
-    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE, 0},
+     ATTN_BIAS_BROADCAST, 5, 0},
+    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL, 0, ATTN_BIAS_KEY, 0, 0},
+    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE, 0, 0},
 };
 
 /* (seq_q, seq_kv): a few rows against a cache, square, cross both ways;
@@ -109,6 +114,11 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 d.mask.causal = f->causal;
                 d.mask.window = f->window;
                 d.mask.bias_kind = f->bias;
+                if (f->keep_spans && (di + (size_t)dt) % 2 == 0) {
+                    d.keep_shape[0] = f->keep_spans & 1 ? d.batch : 1;
+                    d.keep_shape[1] = f->keep_spans & 2 ? d.heads_q : 1;
+                    d.keep_shape[2] = f->keep_spans & 4 ? d.seq_q : 1;
+                }
                 if (f->bias_odd != ATTN_BIAS_NONE && (di + (size_t)dt) % 2) {
                     d.mask.bias_kind = f->bias_odd;
                     d.bias_shape[0] = f->spans & 1 ? d.batch : 1;
@@ -118,11 +128,12 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 d.causal_align =
                     top_left ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
                 snprintf(what, sizeof what,
-                         "%s (%s): d %d/%d %s %s%s bias kind %d, seq %d x %d",
+                         "%s (%s): d %d/%d %s %s%s bias kind %d%s, seq %d x "
+                         "%d",
                          kernel, precision, d.head_dim, d.head_dim_v,
                          dt ? "F16" : "F32", f->name,
                          top_left ? " top-left" : "", (int)d.mask.bias_kind,
-                         d.seq_q, d.seq_kv);
+                         d.keep_shape[0] ? " keep" : "", d.seq_q, d.seq_kv);
                 CU_ASSERT_EQUAL_FATAL(
                     sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
                 t->cases++;
