@@ -444,6 +444,20 @@ static void test_keep(void)
                                   0);
             if (sh == 1) /* keep spans batch: item 1 sees nothing */
                 memset(c.keep + c.nkeep / 2, 0, c.nkeep / 2);
+            if (sh == 0 && s.dtype == ATTN_F32) /* NaN K, V behind keep */
+                for (size_t j = 0; j < (size_t)s.seq_kv; j++)
+                    if (!c.keep[j])
+                        for (size_t g = 0; g < (size_t)(s.batch * s.heads_kv);
+                             g++) {
+                            float *kr =
+                                (float *)c.k + (g * (size_t)s.seq_kv + j) * 16;
+                            float *vr =
+                                (float *)c.v + (g * (size_t)s.seq_kv + j) * 8;
+                            for (int x = 0; x < 16; x++)
+                                kr[x] = NAN;
+                            for (int x = 0; x < 8; x++)
+                                vr[x] = x % 2 ? NAN : INFINITY;
+                        }
             /* NaN in the bias entries that keep hides from every row that
              * reads them (rule 1) */
             unsigned char *seen = calloc(c.nbias ? c.nbias : 1, 1);
