@@ -152,7 +152,13 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
             *runs = attn_backend_native_precision(ctx->backend, d);
         return ATTN_OK;
     }
-    s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, runs, &err);
+    /* as attn_sdpa runs it: keep merged into the bias */
+    attn_sdpa_desc merged;
+    float *merged_bias = NULL;
+    if ((s = attn_keep_merge(d, &merged, &merged_bias, &err)) == ATTN_OK)
+        s = attn_plan_variant(ctx->plans, ctx->backend, &merged, name, cap,
+                              runs, &err);
+    free(merged_bias);
     return s == ATTN_OK ? s : attn_api_report(ctx, fn, s, &err);
 }
 

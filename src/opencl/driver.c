@@ -147,6 +147,14 @@ static attn_status try_variant(attn_cl_runtime *rt, int vi,
     char extra[256] = "";
     uint64_t scratch = 0, largest = 0;
     attn_status s;
+    if (!v->mask_shapes && (d->mask.bias_kind > ATTN_BIAS_FULL ||
+                            (d->causal_align != ATTN_CAUSAL_BOTTOM_RIGHT &&
+                             (d->mask.causal || d->mask.window > 0))))
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "kernel variant \"%s\" takes neither a top-left "
+                         "causal mask or window nor the bias kinds KEY and "
+                         "BROADCAST (nor keep, which a device takes as one)",
+                         v->name);
     if ((s = v->supports(lim, t, d, err)))
         return s;
     if (v->defines)

@@ -142,6 +142,13 @@ typedef struct attn_cl_variant {
                                    declines the shape and AUTO goes on (the
                                    failure is kept: tried once per program);
                                    forced, it is the caller's error */
+    int mask_shapes;            /* its kernels take the causal diagonal
+                                   (diag) and the bias's strides (bias_sb,
+                                   bias_sh, bias_sq): a top-left causal mask
+                                   or window and the bias kinds KEY and
+                                   BROADCAST (keep among them, merged into
+                                   the bias); without it the variant
+                                   declines those and AUTO goes on */
     const char *const *sources; /* cl/ files after common.cl, NULL-ended */
     const char *const *kernels; /* kernel names, NULL-ended */
     const attn_cl_param *params;

@@ -266,6 +266,7 @@ static const char *const kernels[] = {"attn_decode_split", "attn_combine",
 
 const attn_cl_variant attn_cl_variant_decode = {
     .name = "decode",
+    .mask_shapes = 1,
     .summary = "a few query rows against many keys: keys split over "
                "work-groups, partials merged by their log-sum-exp",
     .path = ATTN_PATH_AUTO,

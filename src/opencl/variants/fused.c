@@ -197,6 +197,7 @@ static const char *const kernels[] = {"attn_fused", NULL};
 
 const attn_cl_variant attn_cl_variant_fused = {
     .name = "fused",
+    .mask_shapes = 1,
     .summary = "one pass over K/V tiles with an online softmax; rows in "
                "vector lanes (CPU-shaped)",
     .path = ATTN_PATH_FUSED,

@@ -320,6 +320,7 @@ static const char *const kernels[] = {"attn_splitkv", "attn_combine", NULL};
 
 const attn_cl_variant attn_cl_variant_splitkv = {
     .name = "splitkv",
+    .mask_shapes = 1,
     .summary = "decode for GPUs: each K/V row read once for every query "
                "head of its group, keys split over work-groups, partials "
                "merged by their log-sum-exp",

@@ -219,6 +219,7 @@ static const char *const kernels[] = {"attn_tiled", NULL};
 
 const attn_cl_variant attn_cl_variant_tiled = {
     .name = "tiled",
+    .mask_shapes = 1,
     .summary = "one pass, register-tiled for GPUs: scores and outputs in "
                "registers, Q, K/V and P tiles in local memory",
     .path = ATTN_PATH_FUSED,

@@ -327,6 +327,7 @@ static const char *const kernels[] = {"attn_score", "attn_softmax",
 
 const attn_cl_variant attn_cl_variant_unfused = {
     .name = "unfused",
+    .mask_shapes = 1,
     .summary = "score, softmax and aggregate kernels over a score buffer; "
                "takes every shape",
     .path = ATTN_PATH_UNFUSED,
