@@ -38,16 +38,16 @@
 #endif
 
 /* p: the softmax block; v, o: the caller's tensors at element offsets v_off,
- * o_off; kv_len: [batch] when has_kv_len.  Launch: global (ceil(head_dim_v /
- * AG_TV) * AG_WV, ceil(n_i / AG_TQ) * AG_WQ, n_bh), local (AG_WV, AG_WQ,
- * 1). */
+ * o_off; kv_len: [batch] when has_kv_len.  diag: the causal diagonal's offset
+ * (seq_kv - seq_q, or 0 top-left).  Launch: global (ceil(head_dim_v / AG_TV) *
+ * AG_WV, ceil(n_i / AG_TQ) * AG_WQ, n_bh), local (AG_WV, AG_WQ, 1). */
 __kernel void attn_aggregate(__global const float *p,
                              __global const ATTN_T *v, ulong v_off,
                              __global ATTN_T *o, ulong o_off,
                              __global const int *kv_len, int has_kv_len,
                              int heads_q, int heads_kv, int seq_q, int seq_kv,
-                             int head_dim_v, int causal, int window, int bh0,
-                             int i0, int n_i)
+                             int head_dim_v, int causal, int window, int diag,
+                             int bh0, int i0, int n_i)
 {
     __local float ps[AG_TQ][AG_TJ + 1];
     __local float vs[AG_TJ][AG_TV];
@@ -62,7 +62,7 @@ __kernel void attn_aggregate(__global const float *p,
     const int g = h / (heads_q / heads_kv);
     const int rows = min(AG_TQ, n_i - r0);
     const int cols = min(AG_TV, head_dim_v - c0);
-    const long off = (long)seq_kv - (long)seq_q;
+    const long off = diag;
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const long i_first = (long)i0 + r0, i_last = i_first + rows - 1;
 

@@ -26,8 +26,8 @@
  * units, with a bias), DC_CWG items per query row.
  *
  * Masks.  Row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
- * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
- * window > 0 ? i + seq_kv - seq_q - window + 1 : 0, and its bias is not
+ * min(causal ? i + diag : seq_kv - 1, kv_len - 1) and lo(i) =
+ * window > 0 ? i + diag - window + 1 : 0, and its bias is not
  * -INFINITY.  Hidden scores are tested on their bits (never with isinf /
  * -INFINITY literals) so that -cl-fast-relaxed-math cannot fold the
  * tests.  Hidden keys never reach O: K/V rows outside the rows' union of
@@ -42,7 +42,6 @@
  * so the row NaN; pass 2 keeps every split whose l is not 0 (NaN
  * included), so the NaN reaches O and lse.
  */
-
 
 /* ---- tuning ------------------------------------------------------------ */
 #ifndef DC_WG /* items per work-group of pass 1 */
@@ -59,10 +58,6 @@
 #endif
 
 #define DC_LOG2E 1.4426950408889634f
-
-#define DC_BIAS_SHARED 1
-#define DC_BIAS_PER_HEAD 2
-#define DC_BIAS_FULL 3
 
 #define DC_R4(x) (((x) + 3) / 4 * 4)
 #define DC_MAX(a, b) select((b), (a), (a) > (b))
@@ -93,19 +88,23 @@ static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
  * when has_kv_len.  addw: [heads_q, head_dim] when additive.  scale2: what
  * the dot products (additive sums) are multiplied by: the score scale (1
  * for additive scores), times log2(e) when there is no bias.  window: 0,
- * or the window clamped to seq_kv.  Split s covers the keys [key_lo + s *
- * split_len, + split_len) of [key_lo, seq_kv).  lm: local scratch of
+ * or the window clamped to seq_q + diag.  diag: the causal diagonal's
+ * offset (seq_kv - seq_q, or 0 top-left).  Split s covers the keys [key_lo
+ * + s * split_len, + split_len) of [key_lo, seq_kv).  lm: local scratch of
  * 4 * (R4(nq * d) + R4(d) + nq * (DC_TK + DC_WG + R4(head_dim_v))) bytes.
  * Launch: global (n_split * DC_WG, heads in this launch), local (DC_WG, 1);
- * (batch, query head) bh0 + get_group_id(1). */
+ * (batch, query head) bh0 + get_group_id(1).
+ * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
+ * bias_sq + j] (a stride is 0 where the bias is broadcast). */
 __kernel void attn_decode_split(
     __global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     ulong k_off, __global const ATTN_T *v, ulong v_off, __global float *part,
-    __global const float *bias, int bias_kind, __global const int *kv_len,
-    int has_kv_len, __global const float *addw, int additive, float scale2,
+    __global const float *bias, int bias_kind, ulong bias_sb, ulong bias_sh,
+    ulong bias_sq, __global const int *kv_len, int has_kv_len,
+    __global const float *addw, int additive, float scale2,
     int heads_q, int heads_kv, int seq_q, int seq_kv, int head_dim,
-    int head_dim_v, int causal, int window, int key_lo, int split_len,
-    int n_split, ulong po_off, int bh0, __local float *lm)
+    int head_dim_v, int causal, int window, int diag, int key_lo,
+    int split_len, int n_split, ulong po_off, int bh0, __local float *lm)
 {
     const int d = head_dim, dv = head_dim_v, nq = seq_q;
     const int dvp = DC_R4(dv);
@@ -114,7 +113,7 @@ __kernel void attn_decode_split(
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int g = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* causal diagonal */
+    const int off = diag; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     /* Natural units with a bias: exponents are (s - m) log2(e). */
     const float unit = bias_kind != 0 ? DC_LOG2E : 1.0f;
@@ -156,11 +155,8 @@ __kernel void attn_decode_split(
 
     const size_t kvrow = ((size_t)b * (size_t)heads_kv + (size_t)g) *
                          (size_t)seq_kv;
-    size_t brow0 = 0; /* bias row of row 0 */
-    if (bias_kind == DC_BIAS_PER_HEAD)
-        brow0 = (size_t)h * (size_t)nq * (size_t)seq_kv;
-    else if (bias_kind == DC_BIAS_FULL)
-        brow0 = (size_t)bh * (size_t)nq * (size_t)seq_kv;
+    /* bias row of row 0 */
+    const size_t brow0 = (size_t)b * bias_sb + (size_t)h * bias_sh;
 
     for (int jt = js; jt < je; jt += DC_TK) {
         const int nk = min(DC_TK, je - jt);
@@ -225,8 +221,7 @@ __kernel void attn_decode_split(
                     s = (a4[r].s0 + a4[r].s1 + a4[r].s2 + a4[r].s3) * scale2;
                     if (bias_kind != 0) {
                         const float bv =
-                            bias[brow0 + (size_t)r * (size_t)seq_kv +
-                                 (size_t)j];
+                            bias[brow0 + (size_t)r * bias_sq + (size_t)j];
                         /* A -INFINITY bias hides the key. */
                         s = as_uint(bv) == ATTN_NEG_INF_BITS
                                 ? as_float(ATTN_MASKED_BITS)

@@ -29,8 +29,8 @@
  * want FA_VW = 1 and many items per work-group.
  *
  * Masks.  Query row i sees key j iff lo(i) <= j <= hi(i) with hi(i) =
- * min(causal ? i + seq_kv - seq_q : seq_kv - 1, kv_len - 1) and lo(i) =
- * window > 0 ? i + seq_kv - seq_q - window + 1 : 0, and its bias is not
+ * min(causal ? i + diag : seq_kv - 1, kv_len - 1) and lo(i) =
+ * window > 0 ? i + diag - window + 1 : 0, and its bias is not
  * -INFINITY.  lo and hi grow with i, so the tiles outside [lo(first row),
  * hi(last row)] are never visited and a tile inside [lo(last), hi(first)]
  * of an item is visible to all of its rows (no mask work).  Hidden scores
@@ -49,7 +49,6 @@
  * takes the masked branch, which tests for -INFINITY and lets NaN through
  * the exponentials.
  */
-
 
 /* ---- tuning ------------------------------------------------------------ */
 #ifndef FA_VW /* lanes per vector: 1, 2, 4, 8 or 16 */
@@ -135,10 +134,6 @@
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
 
-#define FA_BIAS_SHARED 1
-#define FA_BIAS_PER_HEAD 2
-#define FA_BIAS_FULL 3
-
 /* The floats of the local scratch `lm` (see the host): K tile [FA_TK][d],
  * V tile [FA_TK][dvp], additive weights [d], then per item Q^T [d][FA_BR]
  * and O^T [dvp][FA_BR]; every part starts at a multiple of 16 floats. */
@@ -193,20 +188,24 @@ static VF fa_exp2(VF x)
  * kv_len: [batch] when has_kv_len.  addw: [heads_q, head_dim] when
  * additive.  scale2: what the dot products (additive sums) are multiplied
  * by: the score scale (1 for additive scores), times log2(e) when there
- * is no bias.  window: 0, or the window clamped to seq_kv.  dvp: head_dim_v
- * rounded up to FA_CB.  Launch: global (ceil(seq_q / (FA_WG * FA_BR)) *
- * FA_WG, heads in this launch), local (FA_WG, 1); query head bh0 +
- * get_group_id(1). */
+ * is no bias.  window: 0, or the window clamped to seq_q + diag; diag:
+ * the causal diagonal's offset (seq_kv - seq_q, or 0 top-left).  dvp:
+ * head_dim_v rounded up to FA_CB.  Launch: global (ceil(seq_q / (FA_WG *
+ * FA_BR)) * FA_WG, heads in this launch), local (FA_WG, 1); query head bh0 +
+ * get_group_id(1).
+ * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
+ * bias_sq + j] (a stride is 0 where the bias is broadcast). */
 __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                          __global const ATTN_T *k, ulong k_off,
                          __global const ATTN_T *v, ulong v_off,
                          __global ATTN_T *o, ulong o_off, __global float *lse,
                          ulong lse_off, int has_lse, __global const float *bias,
-                         int bias_kind, __global const int *kv_len,
+                         int bias_kind, ulong bias_sb, ulong bias_sh,
+                         ulong bias_sq, __global const int *kv_len,
                          int has_kv_len, __global const float *addw,
                          int additive, float scale2, int heads_q, int heads_kv,
                          int seq_q, int seq_kv, int head_dim, int head_dim_v,
-                         int dvp, int causal, int window, int bh0,
+                         int dvp, int causal, int window, int diag, int bh0,
                          __local float *lm)
 {
     __local int vbad[FA_TK]; /* key row of the V tile holds inf / NaN */
@@ -216,7 +215,7 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int g = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* causal diagonal */
+    const int off = diag; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     /* Natural units with a bias: exponents are (s - m) log2(e). */
     const int nat = bias_kind != 0;
@@ -276,14 +275,10 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
 
     const size_t kvrow = ((size_t)b * (size_t)heads_kv + (size_t)g) *
                          (size_t)seq_kv;
-    const size_t brow_step = (size_t)seq_kv;
-    size_t brow0 = 0; /* bias row of the item's first row */
-    if (bias_kind == FA_BIAS_SHARED)
-        brow0 = (size_t)row0 * brow_step;
-    else if (bias_kind == FA_BIAS_PER_HEAD)
-        brow0 = ((size_t)h * (size_t)seq_q + (size_t)row0) * brow_step;
-    else if (bias_kind == FA_BIAS_FULL)
-        brow0 = ((size_t)bh * (size_t)seq_q + (size_t)row0) * brow_step;
+    const size_t brow_step = (size_t)bias_sq;
+    /* bias row of the item's first row */
+    const size_t brow0 = (size_t)b * bias_sb + (size_t)h * bias_sh +
+                         (size_t)row0 * brow_step;
 
     for (int jt = j_start; jt < j_end; jt += FA_TK) {
         const int nk = min(FA_TK, j_end - jt);

@@ -87,9 +87,6 @@ typedef float mm_el;
 
 #define MM_LOG2E 1.4426950408889634f
 #define MM_LN2 0.6931471805599453f
-#define MM_BIAS_SHARED 1
-#define MM_BIAS_PER_HEAD 2
-#define MM_BIAS_FULL 3
 #define MM_NONFINITE(x) ((as_uint(x) & 0x7f800000u) == 0x7f800000u)
 #define MM_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -260,17 +257,21 @@ static float mm_shfl2(float x)
  * lse: floats at lse_off when has_lse.  bias: kind bias_kind (0: none).
  * kv_len: [batch] when has_kv_len.  qscale: what Q K^T is multiplied by
  * (the scale, times log2(e) unless nat); nat: scores in natural units (a
- * bias).  window: 0, or the window clamped to seq_kv.  Launch: global
+ * bias).  window: 0, or the window clamped to seq_q + diag; diag: the causal
+ * diagonal's offset (seq_kv - seq_q, or 0 top-left).  Launch: global
  * (ceil(seq_q / 64) * 128, heads in this launch), local (128, 1); query
- * head bh0 + get_group_id(1). */
+ * head bh0 + get_group_id(1).
+ * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
+ * bias_sq + j] (a stride is 0 where the bias is broadcast). */
 __kernel __attribute__((reqd_work_group_size(MM_WG, 1, 1))) void
 attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
          ulong k_off, __global const ATTN_T *v, ulong v_off,
          __global ATTN_T *o, ulong o_off, __global float *lse, ulong lse_off,
          int has_lse, __global const float *bias, int bias_kind,
+         ulong bias_sb, ulong bias_sh, ulong bias_sq,
          __global const int *kv_len, int has_kv_len, float qscale, int nat,
          int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-         int window, int bh0)
+         int window, int diag, int bh0)
 {
     /* Both as floats, so that the f16 pairs read as one uint are 4-byte
      * aligned (a ushort array need not be). */
@@ -290,7 +291,7 @@ attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int kvh = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* the causal diagonal */
+    const int off = diag; /* the causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * MM_BR;
     const int nrows = min(seq_q - row0, MM_BR);
@@ -319,13 +320,8 @@ MM_UNROLL
         m[u] = as_float(ATTN_MASKED_BITS);
         l[u] = 0.0f;
         poison[u] = 0.0f;
-        brow[u] = 0;
-        if (bias_kind == MM_BIAS_SHARED)
-            brow[u] = (size_t)r * (size_t)seq_kv;
-        else if (bias_kind == MM_BIAS_PER_HEAD)
-            brow[u] = ((size_t)h * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
-        else if (bias_kind == MM_BIAS_FULL)
-            brow[u] = ((size_t)bh * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
+        brow[u] = (size_t)b * bias_sb + (size_t)h * bias_sh +
+                  (size_t)r * bias_sq;
     }
 MM_UNROLL
     for (int y = 0; y < MM_NO; y++)

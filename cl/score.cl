@@ -42,24 +42,23 @@
 #error "SC_TQ must be a multiple of SC_WQ and SC_TK of SC_WK"
 #endif
 
-/* Bias kinds, as attn_bias_kind. */
-#define SC_BIAS_SHARED 1
-#define SC_BIAS_PER_HEAD 2
-#define SC_BIAS_FULL 3
-
 /* q, k: the caller's tensors at element offsets q_off, k_off.  bias: the
  * bias tensor of kind bias_kind (0: none).  kv_len: [batch] when has_kv_len.
+ * diag: the causal diagonal's offset (seq_kv - seq_q, or 0 top-left).
  * addw: [heads_q, head_dim] when additive.  Launch: global (ceil(seq_kv /
  * SC_TK) * SC_WK, ceil(n_i / SC_TQ) * SC_WQ, n_bh), local (SC_WK, SC_WQ,
- * 1). */
+ * 1).
+ * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
+ * bias_sq + j] (a stride is 0 where the bias is broadcast). */
 __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
                          __global const ATTN_T *k, ulong k_off,
                          __global float *s, __global const float *bias,
-                         int bias_kind, __global const int *kv_len,
+                         int bias_kind, ulong bias_sb, ulong bias_sh,
+                         ulong bias_sq, __global const int *kv_len,
                          int has_kv_len, __global const float *addw,
                          int additive, float scale, int heads_q, int heads_kv,
                          int seq_q, int seq_kv, int head_dim, int causal,
-                         int window, int bh0, int i0, int n_i)
+                         int window, int diag, int bh0, int i0, int n_i)
 {
     __local float qs[SC_TQ][SC_TD + 1];
     __local float ks[SC_TK][SC_TD + 1];
@@ -75,7 +74,7 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
     const int g = h / (heads_q / heads_kv);
     const int rows = min(SC_TQ, n_i - r0);
     const int keys = min(SC_TK, seq_kv - j0);
-    const long off = (long)seq_kv - (long)seq_q; /* causal diagonal */
+    const long off = diag; /* causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
 
     /* Visible keys of query row i: lo(i) <= j <= hi(i); lo and hi grow with
@@ -162,13 +161,8 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
         __global float *srow =
             s + ((size_t)gbh * (size_t)n_i + (size_t)(r0 + r)) *
                     (size_t)seq_kv;
-        size_t brow = 0;
-        if (bias_kind == SC_BIAS_SHARED)
-            brow = (size_t)i * (size_t)seq_kv;
-        else if (bias_kind == SC_BIAS_PER_HEAD)
-            brow = ((size_t)h * (size_t)seq_q + (size_t)i) * (size_t)seq_kv;
-        else if (bias_kind == SC_BIAS_FULL)
-            brow = ((size_t)bh * (size_t)seq_q + (size_t)i) * (size_t)seq_kv;
+        const size_t brow =
+            (size_t)b * bias_sb + (size_t)h * bias_sh + (size_t)i * bias_sq;
         for (int y = 0; y < SC_RK; y++) {
             const int jj = tk + y * SC_WK;
             if (jj >= keys)

@@ -62,30 +62,32 @@
 #define SK_KTS (SK_TK + 1)
 #define SK_LOG2E 1.4426950408889634f
 #define SK_FLT_MIN_BITS 0x00800000u
-#define SK_BIAS_SHARED 1
-#define SK_BIAS_PER_HEAD 2
-#define SK_BIAS_FULL 3
 /* Outputs (row, column) per item. */
 #define SK_NPI ((SK_ROWS * SK_HDV + SK_WG - 1) / SK_WG)
 #define SK_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define SK_IS_MASKED(x) (as_uint(x) == ATTN_MASKED_BITS)
 
-/* q, k, v: the caller's tensors at element offsets.  part: the partial
- * buffer (o at po_off).  bias: kind bias_kind (0: none).  kv_len: [batch]
- * when has_kv_len.  addw: [heads_q, head_dim] when additive.  qscale: what
- * Q is multiplied by; nat: scores in natural units.  window: 0, or the
- * window clamped to seq_kv.  Split s covers the keys [key_lo + s *
- * split_len, + split_len).  Launch: global (n_split * SK_WG, (batch, kv
- * head) pairs in this launch), local (SK_WG, 1); pair bg0 +
- * get_group_id(1). */
+/* q, k, v: the caller's tensors at element offsets.  part: the partial buffer
+ * (o at po_off).  bias: kind bias_kind (0: none).  kv_len: [batch] when
+ * has_kv_len.  addw: [heads_q, head_dim] when additive.  qscale: what Q is
+ * multiplied by; nat: scores in natural units.  window: 0, or the window
+ * clamped to seq_q + diag; diag: the causal diagonal's offset
+ * (seq_kv - seq_q, or 0 top-left).  Split s covers the keys [key_lo + s *
+ * split_len, + split_len).
+ * Launch: global (n_split * SK_WG, (batch, kv head) pairs in this launch),
+ * local (SK_WG, 1); pair bg0 + get_group_id(1).
+ * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
+ * bias_sq + j] (a stride is 0 where the bias is broadcast). */
 __kernel __attribute__((reqd_work_group_size(SK_WG, 1, 1))) void
 attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
              ulong k_off, __global const ATTN_T *v, ulong v_off,
              __global float *part, ulong po_off, __global const float *bias,
-             int bias_kind, __global const int *kv_len, int has_kv_len,
+             int bias_kind, ulong bias_sb, ulong bias_sh, ulong bias_sq,
+             __global const int *kv_len, int has_kv_len,
              __global const float *addw, int additive, float qscale, int nat,
              int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-             int window, int key_lo, int split_len, int n_split, int bg0)
+             int window, int diag, int key_lo, int split_len, int n_split,
+             int bg0)
 {
     __local float qs[SK_ROWS * SK_HD];
 #if SK_KVS
@@ -109,7 +111,7 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int b = bg / heads_kv, g = bg % heads_kv;
     const int grp = heads_q / heads_kv;
     const int rows = grp * seq_q; /* row r: head g*grp + r / seq_q, i = r % seq_q */
-    const int off = seq_kv - seq_q;
+    const int off = diag;
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const size_t kvrow =
         ((size_t)b * (size_t)heads_kv + (size_t)g) * (size_t)seq_kv;
@@ -184,17 +186,9 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                 }
                 s = a;
                 if (bias_kind != 0) {
-                    size_t bi = (size_t)jg;
-                    if (bias_kind == SK_BIAS_SHARED)
-                        bi += (size_t)i * (size_t)seq_kv;
-                    else if (bias_kind == SK_BIAS_PER_HEAD)
-                        bi += ((size_t)h * (size_t)seq_q + (size_t)i) *
-                              (size_t)seq_kv;
-                    else
-                        bi += (((size_t)b * (size_t)heads_q + (size_t)h) *
-                                   (size_t)seq_q +
-                               (size_t)i) *
-                              (size_t)seq_kv;
+                    const size_t bi = (size_t)b * bias_sb +
+                                      (size_t)h * bias_sh +
+                                      (size_t)i * bias_sq + (size_t)jg;
                     const float bv = bias[bi];
                     /* A -INFINITY bias hides the key; never added. */
                     s = as_uint(bv) == ATTN_NEG_INF_BITS

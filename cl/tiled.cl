@@ -81,10 +81,6 @@
 
 #define TL_LOG2E 1.4426950408889634f
 #define TL_LN2 0.6931471805599453f
-#define TL_BIAS_SHARED 1
-#define TL_BIAS_PER_HEAD 2
-#define TL_BIAS_FULL 3
-
 /* x is inf or NaN. */
 #define TL_NONFINITE(x) ((as_uint(x) & 0x7f800000u) == 0x7f800000u)
 /* Larger of a and b without fmax's NaN rules. */
@@ -125,18 +121,22 @@ static int tl_store_v(__local float *vs, const float *vr, int lid)
  * kv_len: [batch] when has_kv_len.  addw: [heads_q, head_dim] when
  * additive.  qscale: what Q is multiplied by (the scale, times log2(e)
  * unless nat); nat: scores in natural units (a bias or the additive score).
- * window: 0, or the window clamped to seq_kv.  Launch: global
+ * window: 0, or the window clamped to seq_q + diag; diag: the causal
+ * diagonal's offset (seq_kv - seq_q, or 0 top-left).  Launch: global
  * (ceil(seq_q / TL_BR) * TL_WG, heads in this launch), local (TL_WG, 1);
- * query head bh0 + get_group_id(1). */
+ * query head bh0 + get_group_id(1).
+ * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
+ * bias_sq + j] (a stride is 0 where the bias is broadcast). */
 __kernel __attribute__((reqd_work_group_size(TL_WG, 1, 1))) void
 attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
            ulong k_off, __global const ATTN_T *v, ulong v_off,
            __global ATTN_T *o, ulong o_off, __global float *lse, ulong lse_off,
            int has_lse, __global const float *bias, int bias_kind,
+           ulong bias_sb, ulong bias_sh, ulong bias_sq,
            __global const int *kv_len, int has_kv_len,
            __global const float *addw, int additive, float qscale, int nat,
            int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-           int window, int bh0)
+           int window, int diag, int bh0)
 {
     __local float qt[TL_HD * TL_BR];
 #if TL_KVS
@@ -160,7 +160,7 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int g = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* the causal diagonal */
+    const int off = diag; /* the causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * TL_BR;
     const int nrows = min(seq_q - row0, TL_BR);
@@ -192,13 +192,8 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 #pragma unroll
         for (int y = 0; y < TL_DC; y++)
             acc[i][y] = 0.0f;
-        brow[i] = 0;
-        if (bias_kind == TL_BIAS_SHARED)
-            brow[i] = (size_t)r * (size_t)seq_kv;
-        else if (bias_kind == TL_BIAS_PER_HEAD)
-            brow[i] = ((size_t)h * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
-        else if (bias_kind == TL_BIAS_FULL)
-            brow[i] = ((size_t)bh * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
+        brow[i] = (size_t)b * bias_sb + (size_t)h * bias_sh +
+                  (size_t)r * bias_sq;
     }
 
     /* Q^T of the block, scaled (0 past seq_q), and the weights. */

@@ -4,8 +4,10 @@
  * 9, self-attention without a causal mask.  Padding keys are hidden in
  * one of two ways, which give the same result:
  *   - kv_len[b] = the sequence's length (keys j >= kv_len[b] are hidden);
- *   - a key-padding bias, ATTN_BIAS_FULL, -INFINITY at the padding keys
- *     (the form to use when the padding is not at the end).
+ *   - a key-padding bias, ATTN_BIAS_KEY: [batch, seq_kv] floats, 0 at
+ *     the tokens and -INFINITY at the padding keys, read for every head
+ *     and query (the form to use when the padding is not at the end, as
+ *     the attention mask of a Hugging Face tokenizer gives it).
  * Query rows of padding tokens are computed too and simply ignored.
  *
  * Checked against each sequence run alone, unpadded.
@@ -63,7 +65,7 @@ int main(void)
 {
     static float q[B * H * L * D], k[B * H * L * D], v[B * H * L * D];
     static float o_len[B * H * L * D], o_bias[B * H * L * D];
-    static float bias[B * H * L * L];
+    static float bias[B * L];
     attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
     attn_context *ctx;
     unsigned state = 3;
@@ -88,15 +90,13 @@ int main(void)
     if (attn_sdpa(ctx, &d, q, k, v, o_len, NULL) != ATTN_OK)
         rc = 1;
 
-    /* 2: a key-padding bias [batch, heads, seq_q, seq_kv]. */
+    /* 2: a key-padding bias [batch, seq_kv]. */
     for (int b = 0; b < B; b++)
-        for (int hi = 0; hi < H * L; hi++)
-            for (int j = 0; j < L; j++)
-                bias[((size_t)b * H * L + hi) * L + j] =
-                    j < lengths[b] ? 0.0f : -INFINITY;
+        for (int j = 0; j < L; j++)
+            bias[(size_t)b * L + j] = j < lengths[b] ? 0.0f : -INFINITY;
     d.mask.kv_len = NULL;
     d.mask.bias = bias;
-    d.mask.bias_kind = ATTN_BIAS_FULL;
+    d.mask.bias_kind = ATTN_BIAS_KEY;
     if (rc == 0 && attn_sdpa(ctx, &d, q, k, v, o_bias, NULL) != ATTN_OK)
         rc = 1;
     if (rc)

@@ -74,6 +74,11 @@ static size_t bias_elems(const attn_sdpa_desc *d)
         return (size_t)d->heads_q * plane;
     case ATTN_BIAS_FULL:
         return (size_t)d->batch * (size_t)d->heads_q * plane;
+    case ATTN_BIAS_KEY:
+        return (size_t)d->batch * (size_t)d->seq_kv;
+    case ATTN_BIAS_BROADCAST:
+        return (size_t)d->bias_shape[0] * (size_t)d->bias_shape[1] *
+               (size_t)d->bias_shape[2] * (size_t)d->seq_kv;
     default:
         return 0;
     }
@@ -98,6 +103,7 @@ void sdpa_case_free(sdpa_case *c)
     free(c->additive_w);
     free(c->bias);
     free(c->kv_len);
+    free(c->keep);
     memset(c, 0, sizeof *c);
 }
 
@@ -110,6 +116,7 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
     d->additive_w = NULL;
     d->mask.bias = NULL;
     d->mask.kv_len = NULL;
+    d->keep = NULL;
     size_t es = d->dtype == ATTN_F16 ? sizeof(uint16_t) : sizeof(float);
     size_t bhq = (size_t)d->batch * (size_t)d->heads_q;
     size_t bhkv = (size_t)d->batch * (size_t)d->heads_kv;
@@ -154,6 +161,17 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
         for (int b = 0; b < d->batch; b++)
             c->kv_len[b] = ref_rng_int(&r, 0, d->seq_kv);
         d->mask.kv_len = c->kv_len;
+    }
+    if (d->keep_shape[0] != 0) {
+        c->nkeep = (size_t)d->keep_shape[0] * (size_t)d->keep_shape[1] *
+                   (size_t)d->keep_shape[2] * (size_t)d->seq_kv;
+        if (!(c->keep = malloc(c->nkeep ? c->nkeep : 1)))
+            goto fail;
+        for (size_t i = 0; i < c->nkeep; i++)
+            c->keep[i] = ref_rng_uniform(&r, 0.0, 1.0) < 0.25
+                             ? 0
+                             : (uint8_t)ref_rng_int(&r, 1, 255);
+        d->keep = c->keep;
     }
     return 0;
 fail:
@@ -201,8 +219,10 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
     void *b0 = dup_bytes(c->bias, c->nbias * sizeof(float));
     void *l0 = dup_bytes(c->kv_len,
                          c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0);
+    void *m0 = dup_bytes(c->keep, c->nkeep);
     if (!ob || (with_lse && !lb) || !q0 || !k0 || !v0 ||
-        (c->additive_w && !w0) || (c->bias && !b0) || (c->kv_len && !l0)) {
+        (c->additive_w && !w0) || (c->bias && !b0) || (c->kv_len && !l0) ||
+        (c->keep && !m0)) {
         printf("\nFAIL %s: out of memory in the test\n", what);
         ok = 0;
         goto out;
@@ -242,7 +262,8 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
                                   : 0) ||
         !same_bytes(b0, c->bias, c->nbias * sizeof(float)) ||
         !same_bytes(l0, c->kv_len,
-                    c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0)) {
+                    c->kv_len ? (size_t)d->batch * sizeof(int32_t) : 0) ||
+        !same_bytes(m0, c->keep, c->nkeep)) {
         printf("\nFAIL %s: attn_sdpa modified an input\n", what);
         ok = 0;
     }
@@ -258,6 +279,7 @@ out:
     free(w0);
     free(b0);
     free(l0);
+    free(m0);
     if (ref == &own)
         ref_sdpa_free(&own);
     return ok;

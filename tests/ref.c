@@ -100,10 +100,10 @@ void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
 /* ---- attention ------------------------------------------------------------
  */
 
-static int key_visible(const attn_mask_desc *mk, int b, int i, int j, int seq_q,
-                       int seq_kv)
+/* Whether row i of batch item b sees key j; off is the causal diagonal's
+ * offset: seq_kv - seq_q bottom-right (the default), 0 top-left. */
+static int key_visible(const attn_mask_desc *mk, int b, int i, int j, long off)
 {
-    long off = (long)seq_kv - (long)seq_q;
     if (mk->causal && (long)j > (long)i + off)
         return 0;
     if (mk->window > 0 && (long)j < (long)i + off - (long)mk->window + 1)
@@ -113,23 +113,51 @@ static int key_visible(const attn_mask_desc *mk, int b, int i, int j, int seq_q,
     return 1;
 }
 
+/* The bias of (b, h, i, j): the tensor [B, H, Q, seq_kv] of its kind
+ * (attn.h), indexed at 0 over a dimension of extent 1. */
 static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
 {
     const attn_mask_desc *mk = &d->mask;
-    size_t sq = (size_t)d->seq_q, skv = (size_t)d->seq_kv;
+    size_t ext[3] = {1, 1, 1}, at;
     switch (mk->bias_kind) {
-    case ATTN_BIAS_SHARED:
-        return mk->bias[(size_t)i * skv + (size_t)j];
-    case ATTN_BIAS_PER_HEAD:
-        return mk->bias[((size_t)h * sq + (size_t)i) * skv + (size_t)j];
-    case ATTN_BIAS_FULL:
-        return mk->bias[(((size_t)b * (size_t)d->heads_q + (size_t)h) * sq +
-                         (size_t)i) *
-                            skv +
-                        (size_t)j];
-    default:
+    case ATTN_BIAS_NONE:
         return 0.0;
+    case ATTN_BIAS_FULL:
+        ext[0] = (size_t)d->batch;
+        /* fall through */
+    case ATTN_BIAS_PER_HEAD:
+        ext[1] = (size_t)d->heads_q;
+        /* fall through */
+    case ATTN_BIAS_SHARED:
+        ext[2] = (size_t)d->seq_q;
+        break;
+    case ATTN_BIAS_KEY:
+        ext[0] = (size_t)d->batch;
+        break;
+    case ATTN_BIAS_BROADCAST:
+        for (int k = 0; k < 3; k++)
+            ext[k] = (size_t)d->bias_shape[k];
+        break;
     }
+    at = ext[0] > 1 ? (size_t)b : 0;
+    at = at * ext[1] + (ext[1] > 1 ? (size_t)h : 0);
+    at = at * ext[2] + (ext[2] > 1 ? (size_t)i : 0);
+    return mk->bias[at * (size_t)d->seq_kv + (size_t)j];
+}
+
+/* Whether d's boolean mask keeps key j for (b, h, i): keep [B, H, Q,
+ * seq_kv] of extents keep_shape, indexed at 0 over an extent of 1; 1
+ * without a mask. */
+static int keep_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
+{
+    const int *e = d->keep_shape;
+    size_t at;
+    if (!d->keep)
+        return 1;
+    at = (size_t)(e[0] > 1 ? b : 0);
+    at = at * (size_t)e[1] + (size_t)(e[1] > 1 ? h : 0);
+    at = at * (size_t)e[2] + (size_t)(e[2] > 1 ? i : 0);
+    return d->keep[at * (size_t)d->seq_kv + (size_t)j] != 0;
 }
 
 /* ref_sdpa_f64, and each row's magnitude M and max|v| (mag, vmax: may be
@@ -144,6 +172,9 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
     const double scale =
         d->scale == 0.0f ? 1.0 / sqrt((double)D) : (double)d->scale;
     const double gamma = REF_LOGIT_ULPS(D) * 0x1p-24;
+    const long diag = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                          ? 0
+                          : (long)d->seq_kv - (long)d->seq_q;
     double *s = malloc((size_t)d->seq_kv * sizeof *s);
     double *mag = malloc((size_t)d->seq_kv * sizeof *mag);
     if (!s || !mag) {
@@ -162,7 +193,8 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
                 for (int j = 0; j < d->seq_kv; j++) {
                     s[j] = -INFINITY;
                     mag[j] = 0.0;
-                    if (!key_visible(&d->mask, b, i, j, d->seq_q, d->seq_kv))
+                    if (!key_visible(&d->mask, b, i, j, diag) ||
+                        !keep_at(d, b, h, i, j))
                         continue;
                     const double *kr =
                         k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) *

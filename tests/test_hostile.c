@@ -153,7 +153,9 @@ static void set(const sdpa_case *c, void *t, size_t e, double x)
 static int sees(const sdpa_case *c, int b, int h, int i, int j)
 {
     const attn_sdpa_desc *d = &c->d;
-    long off = (long)d->seq_kv - (long)d->seq_q;
+    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                   ? 0
+                   : (long)d->seq_kv - (long)d->seq_q;
     if (d->mask.causal && (long)j > (long)i + off)
         return 0;
     if (d->mask.window > 0 && (long)j < (long)i + off - d->mask.window + 1)
@@ -389,7 +391,7 @@ enum {
     V_BIAS,   /* a -inf bias column and random finite entries */
     V_WINDOW, /* causal, window 5 */
     V_HIDDEN, /* batch 0 sees nothing (kv_len 0) */
-    V_ALL,    /* bias, causal and kv_len together */
+    V_ALL,    /* bias, top-left causal and kv_len together */
     N_VARIANTS
 };
 static const char *const variant_names[N_VARIANTS] = {"no mask",
@@ -398,7 +400,8 @@ static const char *const variant_names[N_VARIANTS] = {"no mask",
                                                       "bias",
                                                       "causal window 5",
                                                       "kv_len 0",
-                                                      "bias + causal + kv_len"};
+                                                      "bias + top-left causal "
+                                                      "+ kv_len"};
 
 /* The key positions the cases poison: one late (hidden from the first rows
  * under causal and past kv_len in batch 0), one early (outside a sliding
@@ -419,7 +422,7 @@ static int build(sdpa_case *c, const shape *s, int v, attn_dtype dt,
                  attn_score score, uint64_t seed, double amp)
 {
     attn_sdpa_desc d;
-    memset(&d, 0, sizeof d);
+    attn_sdpa_desc_init(&d);
     d.batch = s->batch;
     d.heads_q = s->hq;
     d.heads_kv = s->hkv;
@@ -431,6 +434,8 @@ static int build(sdpa_case *c, const shape *s, int v, attn_dtype dt,
     d.score = score;
     d.mask.causal = v == V_CAUSAL || v == V_WINDOW || v == V_ALL;
     d.mask.window = v == V_WINDOW ? 5 : 0;
+    d.causal_align =
+        v == V_ALL ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
     d.mask.bias_kind =
         v == V_BIAS || v == V_ALL ? ATTN_BIAS_SHARED : ATTN_BIAS_NONE;
     if (sdpa_case_init(c, &d, seed, amp, 0.0,
@@ -776,7 +781,9 @@ static void test_v_underflow(void)
 static int sees_struct(const sdpa_case *c, int b, int i, int j)
 {
     const attn_sdpa_desc *d = &c->d;
-    long off = (long)d->seq_kv - (long)d->seq_q;
+    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                   ? 0
+                   : (long)d->seq_kv - (long)d->seq_q;
     if (d->mask.causal && (long)j > (long)i + off)
         return 0;
     if (d->mask.window > 0 && (long)j < (long)i + off - d->mask.window + 1)

@@ -216,7 +216,7 @@ static void test_additive(void)
 static void test_masks(void)
 {
     const attn_bias_kind kinds[] = {ATTN_BIAS_SHARED, ATTN_BIAS_PER_HEAD,
-                                    ATTN_BIAS_FULL};
+                                    ATTN_BIAS_FULL, ATTN_BIAS_KEY};
     for (int self = 0; self < 2; self++) {
         mha_spec s = base_spec();
         s.self = self;
@@ -229,7 +229,7 @@ static void test_masks(void)
         s.with_kv_len = 1;
         s.with_bias = 1;
         CU_ASSERT_TRUE(run(&s, 74 + (uint64_t)self, "mha kv_len"));
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             s.bias_kind = kinds[k];
             s.causal = k == 1;
             s.posenc = ATTN_POSENC_ROPE;

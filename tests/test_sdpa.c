@@ -24,7 +24,7 @@ static attn_sdpa_desc shape(int batch, int hq, int hkv, int sq, int skv, int d,
                             int dv)
 {
     attn_sdpa_desc s;
-    memset(&s, 0, sizeof s);
+    attn_sdpa_desc_init(&s);
     s.batch = batch;
     s.heads_q = hq;
     s.heads_kv = hkv;
@@ -162,6 +162,81 @@ static void test_causal(void)
     }
 }
 
+/* Top-left causal (PyTorch's is_causal): query i sees keys j <= i, also
+ * when seq_q != seq_kv; the window follows the same diagonal.  Several
+ * query and key tiles, so that whole tiles are skipped on both sides of
+ * the diagonal. */
+static void test_causal_top_left(void)
+{
+    const int sq[] = {6, 16, 40, 1, 200, 333};
+    const int skv[] = {16, 6, 17, 30, 600, 97};
+    const int win[] = {0, 0, 5, 0, 77, 0};
+    for (int i = 0; i < 6; i++)
+        for (int dt = 0; dt < 2; dt++) {
+            char what[80];
+            attn_sdpa_desc s = shape(2, 2, 1, sq[i], skv[i], 8, 8);
+            s.mask.causal = 1;
+            s.mask.window = win[i];
+            s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+            s.dtype = dt ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "top-left causal %d x %d window %d %s",
+                     sq[i], skv[i], win[i], dt ? "F16" : "F32");
+            CU_ASSERT_TRUE(
+                run(&s, 120 + (uint64_t)i, 1.5, 0, i == 4, 2 - dt, what));
+        }
+    /* A window alone is aligned too. */
+    attn_sdpa_desc s = shape(1, 2, 2, 29, 20, 8, 8);
+    s.mask.window = 4;
+    s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_TRUE(run(&s, 130, 1.5, 0, 0, 1, "top-left window 4, 29 x 20"));
+}
+
+/* A top-left causal (and windowed) call gives what the default alignment
+ * gives with the same mask spelt out as a FULL bias of 0 and -inf: both
+ * calls are checked against the one oracle result of the first. */
+static void test_top_left_as_bias(void)
+{
+    const int sq[] = {5, 70, 1};
+    const int skv[] = {70, 23, 9};
+    const int win[] = {0, 9, 0};
+    for (int t = 0; t < 3; t++) {
+        char what[96];
+        attn_sdpa_desc s = shape(2, 3, 1, sq[t], skv[t], 16, 16);
+        sdpa_case c, e;
+        ref_sdpa_result r;
+        s.mask.causal = 1;
+        s.mask.window = win[t];
+        s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&c, &s, 140 + (uint64_t)t, 1.5, 0, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+        snprintf(what, sizeof what, "top-left %d x %d window %d", sq[t], skv[t],
+                 win[t]);
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+        /* the same inputs (same seed), the mask as a FULL bias */
+        s.mask.causal = 0;
+        s.mask.window = 0;
+        s.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT;
+        s.mask.bias_kind = ATTN_BIAS_FULL;
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&e, &s, 140 + (uint64_t)t, 1.5, 0, 0), 0);
+        CU_ASSERT_EQUAL(memcmp(c.q, e.q, c.nq * sizeof(float)), 0);
+        for (size_t bh = 0; bh < (size_t)(2 * 3); bh++)
+            for (int i = 0; i < sq[t]; i++)
+                for (int j = 0; j < skv[t]; j++)
+                    e.bias[(bh * (size_t)sq[t] + (size_t)i) * (size_t)skv[t] +
+                           (size_t)j] =
+                        j > i || (win[t] > 0 && j < i - win[t] + 1) ? -INFINITY
+                                                                    : 0.0f;
+        snprintf(what, sizeof what, "top-left %d x %d window %d as a bias",
+                 sq[t], skv[t], win[t]);
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 1, NULL, what));
+        ref_sdpa_free(&r);
+        sdpa_case_free(&e);
+        sdpa_case_free(&c);
+    }
+}
+
 static void test_window(void)
 {
     const int win[] = {1, 2, 5, 16, 100};
@@ -233,6 +308,214 @@ static void test_bias(void)
             c.d.mask.causal = 1;
             ref_sdpa_free(&r);
             CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, NULL, 1, NULL, what));
+            sdpa_case_free(&c);
+        }
+}
+
+/* Sets the broadcast bias kinds on s in place of a drawn kind, from the
+ * bits of t: KEY, or BROADCAST over a mix of batch, heads and queries. */
+static void broadcast_kind(attn_sdpa_desc *s, int t)
+{
+    if (s->mask.bias_kind == ATTN_BIAS_NONE || t % 3 != 1)
+        return;
+    s->mask.bias_kind = t % 2 ? ATTN_BIAS_KEY : ATTN_BIAS_BROADCAST;
+    s->bias_shape[0] = t & 4 ? s->batch : 1;
+    s->bias_shape[1] = t & 8 ? s->heads_q : 1;
+    s->bias_shape[2] = t & 16 ? s->seq_q : 1;
+}
+
+/* A boolean mask keep for some t, of a shape from t's bits. */
+static void keep_shape(attn_sdpa_desc *s, int t)
+{
+    if (t % 4 != 2)
+        return;
+    s->keep_shape[0] = t & 8 ? s->batch : 1;
+    s->keep_shape[1] = t & 16 ? s->heads_q : 1;
+    s->keep_shape[2] = t & 32 ? s->seq_q : 1;
+}
+
+/* The bias expanded to FULL [batch, heads_q, seq_q, seq_kv]: element
+ * (b, h, i, j) of a bias of extents ext (index 0 over an extent 1). */
+static void expand_bias(const attn_sdpa_desc *d, const int ext[3],
+                        const float *src, float *dst)
+{
+    size_t n = 0;
+    for (int b = 0; b < d->batch; b++)
+        for (int h = 0; h < d->heads_q; h++)
+            for (int i = 0; i < d->seq_q; i++) {
+                size_t at = (size_t)(ext[0] > 1 ? b : 0);
+                at = at * (size_t)ext[1] + (size_t)(ext[1] > 1 ? h : 0);
+                at = at * (size_t)ext[2] + (size_t)(ext[2] > 1 ? i : 0);
+                for (int j = 0; j < d->seq_kv; j++)
+                    dst[n++] = src[at * (size_t)d->seq_kv + (size_t)j];
+            }
+}
+
+/* Every broadcast shape [B|1, H|1, Q|1, seq_kv] (ATTN_BIAS_BROADCAST) and
+ * the key bias [batch, seq_kv] (ATTN_BIAS_KEY), with -inf entries, on a
+ * decoding shape and on one of several query tiles; each call also gives
+ * what the FULL call of its bias expanded gives (both checked against the
+ * one oracle result).  A key bias of -inf everywhere hides a batch item. */
+static void test_bias_shapes(void)
+{
+    static const int seqs[2][2] = {{3, 70}, {70, 133}};
+    for (int sh = 0; sh < 9; sh++)
+        for (int si = 0; si < 2; si++) {
+            attn_sdpa_desc s = shape(2, 4, 2, seqs[si][0], seqs[si][1], 16, 8);
+            int ext[3];
+            sdpa_case c, e;
+            ref_sdpa_result r;
+            char what[96];
+            if (sh == 8) {
+                s.mask.bias_kind = ATTN_BIAS_KEY;
+                ext[0] = s.batch;
+                ext[1] = ext[2] = 1;
+            } else {
+                s.mask.bias_kind = ATTN_BIAS_BROADCAST;
+                ext[0] = s.bias_shape[0] = sh & 1 ? s.batch : 1;
+                ext[1] = s.bias_shape[1] = sh & 2 ? s.heads_q : 1;
+                ext[2] = s.bias_shape[2] = sh & 4 ? s.seq_q : 1;
+            }
+            s.mask.causal = sh % 3 == 0;
+            s.dtype = (sh + si) % 2 ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "bias [%d, %d, %d, %d]%s %d x %d %s",
+                     ext[0], ext[1], ext[2], s.seq_kv, sh == 8 ? " (KEY)" : "",
+                     s.seq_q, s.seq_kv, s.dtype == ATTN_F16 ? "F16" : "F32");
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s,
+                                                 150 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.2, sh == 5),
+                                  0);
+            if (sh == 8) /* batch item 1 sees no key */
+                for (int j = 0; j < s.seq_kv; j++)
+                    c.bias[(size_t)s.seq_kv + (size_t)j] = -INFINITY;
+            CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+            s.mask.bias_kind = ATTN_BIAS_FULL;
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&e, &s,
+                                                 150 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.2, sh == 5),
+                                  0);
+            if (e.kv_len)
+                memcpy(e.kv_len, c.kv_len, (size_t)s.batch * sizeof(int32_t));
+            expand_bias(&s, ext, c.bias, e.bias);
+            strncat(what, " as FULL", sizeof what - strlen(what) - 1);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 0, NULL, what));
+            ref_sdpa_free(&r);
+            sdpa_case_free(&e);
+            sdpa_case_free(&c);
+        }
+}
+
+/* The boolean mask keep in every broadcast shape, alone or with a bias of
+ * another shape (so that a device merging the two needs the shape
+ * spanning both), on a decoding shape and on one of several tiles.  A 0
+ * hides its key whatever the bias holds there (NaN here), and each call
+ * gives what the FULL-bias call of the same mask spelt out as -inf gives
+ * (both against the one oracle result).  A keep of 0 everywhere for a
+ * batch item hides its rows. */
+static void test_keep(void)
+{
+    static const int seqs[2][2] = {{2, 77}, {70, 131}};
+    for (int sh = 0; sh < 8; sh++)
+        for (int si = 0; si < 2; si++) {
+            attn_sdpa_desc s = shape(2, 4, 2, seqs[si][0], seqs[si][1], 16, 8);
+            const int with_bias = (sh + si) % 2;
+            sdpa_case c, e;
+            ref_sdpa_result r;
+            char what[112];
+            s.keep_shape[0] = sh & 1 ? s.batch : 1;
+            s.keep_shape[1] = sh & 2 ? s.heads_q : 1;
+            s.keep_shape[2] = sh & 4 ? s.seq_q : 1;
+            if (with_bias) { /* spans what keep does not, and the keys */
+                s.mask.bias_kind = ATTN_BIAS_BROADCAST;
+                s.bias_shape[0] = sh & 1 ? 1 : s.batch;
+                s.bias_shape[1] = sh & 2 ? 1 : s.heads_q;
+                s.bias_shape[2] = s.seq_q;
+            }
+            s.mask.causal = sh == 3;
+            s.dtype = sh % 3 == 1 ? ATTN_F16 : ATTN_F32;
+            snprintf(what, sizeof what, "keep [%d, %d, %d, %d]%s %d x %d %s",
+                     s.keep_shape[0], s.keep_shape[1], s.keep_shape[2],
+                     s.seq_kv, with_bias ? " with a bias" : "", s.seq_q,
+                     s.seq_kv, s.dtype == ATTN_F16 ? "F16" : "F32");
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s,
+                                                 170 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.1, sh == 6),
+                                  0);
+            if (sh == 1) /* keep spans batch: item 1 sees nothing */
+                memset(c.keep + c.nkeep / 2, 0, c.nkeep / 2);
+            if (sh == 0 && s.dtype == ATTN_F32) /* NaN K, V behind keep */
+                for (size_t j = 0; j < (size_t)s.seq_kv; j++)
+                    if (!c.keep[j])
+                        for (size_t g = 0; g < (size_t)(s.batch * s.heads_kv);
+                             g++) {
+                            float *kr =
+                                (float *)c.k + (g * (size_t)s.seq_kv + j) * 16;
+                            float *vr =
+                                (float *)c.v + (g * (size_t)s.seq_kv + j) * 8;
+                            for (int x = 0; x < 16; x++)
+                                kr[x] = NAN;
+                            for (int x = 0; x < 8; x++)
+                                vr[x] = x % 2 ? NAN : INFINITY;
+                        }
+            /* NaN in the bias entries that keep hides from every row that
+             * reads them (rule 1) */
+            unsigned char *seen = calloc(c.nbias ? c.nbias : 1, 1);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(seen);
+            for (int b = 0; with_bias && b < s.batch; b++)
+                for (int h = 0; h < s.heads_q; h++)
+                    for (int i = 0; i < s.seq_q; i++)
+                        for (int j = 0; j < s.seq_kv; j++) {
+                            const int x3[3] = {b, h, i};
+                            size_t ka = 0, ba = 0;
+                            for (int x = 0; x < 3; x++) {
+                                ka = ka * (size_t)s.keep_shape[x] +
+                                     (size_t)(s.keep_shape[x] > 1 ? x3[x] : 0);
+                                ba = ba * (size_t)s.bias_shape[x] +
+                                     (size_t)(s.bias_shape[x] > 1 ? x3[x] : 0);
+                            }
+                            if (c.keep[ka * (size_t)s.seq_kv + (size_t)j])
+                                seen[ba * (size_t)s.seq_kv + (size_t)j] = 1;
+                        }
+            for (size_t x = 0; with_bias && x < c.nbias; x++)
+                if (!seen[x])
+                    c.bias[x] = NAN;
+            free(seen);
+            CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+            /* the same, keep and bias spelt out as one FULL bias */
+            s.keep_shape[0] = 0;
+            s.mask.bias_kind = ATTN_BIAS_FULL;
+            CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&e, &s,
+                                                 170 + (uint64_t)(sh * 2 + si),
+                                                 1.5, 0.1, sh == 6),
+                                  0);
+            if (e.kv_len)
+                memcpy(e.kv_len, c.kv_len, (size_t)s.batch * sizeof(int32_t));
+            for (int b = 0, n = 0; b < s.batch; b++)
+                for (int h = 0; h < s.heads_q; h++)
+                    for (int i = 0; i < s.seq_q; i++)
+                        for (int j = 0; j < s.seq_kv; j++, n++) {
+                            const int x3[3] = {b, h, i};
+                            size_t ka = 0, ba = 0;
+                            for (int x = 0; x < 3; x++) {
+                                ka =
+                                    ka * (size_t)c.d.keep_shape[x] +
+                                    (size_t)(c.d.keep_shape[x] > 1 ? x3[x] : 0);
+                                ba = ba * (size_t)s.bias_shape[x] +
+                                     (size_t)(s.bias_shape[x] > 1 ? x3[x] : 0);
+                            }
+                            e.bias[n] =
+                                !c.keep[ka * (size_t)s.seq_kv + (size_t)j]
+                                    ? -INFINITY
+                                : with_bias
+                                    ? c.bias[ba * (size_t)s.seq_kv + (size_t)j]
+                                    : 0.0f;
+                        }
+            strncat(what, " as FULL", sizeof what - strlen(what) - 1);
+            CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 0, NULL, what));
+            ref_sdpa_free(&r);
+            sdpa_case_free(&e);
             sdpa_case_free(&c);
         }
 }
@@ -580,14 +863,18 @@ static void test_decode_mix(void)
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 40);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        broadcast_kind(&s, t);
+        keep_shape(&s, t);
+        s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
-        char what[160];
+        char what[180];
         snprintf(what, sizeof what,
                  "decode %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d "
-                 "causal %d window %d bias %d kv_len %d",
+                 "causal %d window %d align %d bias %d kv_len %d",
                  t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv,
                  s.head_dim, s.head_dim_v, (int)s.score, (int)s.dtype,
-                 s.mask.causal, s.mask.window, (int)s.mask.bias_kind, kv);
+                 s.mask.causal, s.mask.window, (int)s.causal_align,
+                 (int)s.mask.bias_kind, kv);
         CU_ASSERT_TRUE(run(&s, 9000 + (uint64_t)t, t % 7 == 0 ? 50.0 : 1.0, 0.1,
                            kv, 2, what));
     }
@@ -612,14 +899,18 @@ static void test_random_mix(void)
         s.mask.causal = ref_rng_int(&g, 0, 1);
         s.mask.window = ref_rng_int(&g, 0, 1) ? 0 : ref_rng_int(&g, 1, 30);
         s.mask.bias_kind = (attn_bias_kind)ref_rng_int(&g, 0, 3);
+        broadcast_kind(&s, t);
+        keep_shape(&s, t);
+        s.causal_align = (attn_causal_align)(t / 2 % 2);
         int kv = ref_rng_int(&g, 0, 1);
-        char what[160];
+        char what[180];
         snprintf(what, sizeof what,
                  "mix %d: b%d h%d/%d s%d/%d d%d/%d score %d dtype %d causal %d "
-                 "window %d bias %d kv_len %d",
+                 "window %d align %d bias %d kv_len %d",
                  t, s.batch, s.heads_q, s.heads_kv, s.seq_q, s.seq_kv,
                  s.head_dim, s.head_dim_v, (int)s.score, (int)s.dtype,
-                 s.mask.causal, s.mask.window, (int)s.mask.bias_kind, kv);
+                 s.mask.causal, s.mask.window, (int)s.causal_align,
+                 (int)s.mask.bias_kind, kv);
         CU_ASSERT_TRUE(run(&s, 5000 + (uint64_t)t,
                            ref_rng_uniform(&g, 0.5, 4.0), 0.15, kv, t % 3,
                            what));
@@ -646,9 +937,13 @@ int main(void)
         {"dot score and scale", test_dot},
         {"additive score", test_additive},
         {"causal (bottom-right)", test_causal},
+        {"causal and window top-left", test_causal_top_left},
+        {"top-left equals its mask as a FULL bias", test_top_left_as_bias},
         {"sliding window", test_window},
         {"kv_len", test_kv_len},
         {"bias kinds with -inf", test_bias},
+        {"broadcast and key biases", test_bias_shapes},
+        {"boolean mask keep", test_keep},
         {"fully hidden rows", test_fully_hidden_rows},
         {"GQA and MQA", test_gqa_mqa},
         {"cross-attention", test_cross},

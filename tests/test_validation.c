@@ -37,6 +37,21 @@ static void test_sdpa_base_valid(void)
     CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, c.lse), ATTN_OK);
     c.d.dtype = ATTN_F16;
     CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
+    c.d.struct_size = sizeof c.d;
+    c.d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
+    c.d.mask.bias_kind = ATTN_BIAS_KEY;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
+    c.d.mask.bias_kind = ATTN_BIAS_BROADCAST;
+    c.d.bias_shape[0] = 2;
+    c.d.bias_shape[1] = 1;
+    c.d.bias_shape[2] = 5;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
+    static const uint8_t keep[2 * 7] = {1, 0, 1, 1, 0, 1, 1};
+    c.d.keep = keep;
+    c.d.keep_shape[0] = 2;
+    c.d.keep_shape[1] = c.d.keep_shape[2] = 1;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, c.dp, c.q, c.k, c.v, c.o, NULL), ATTN_OK);
     attn_context_destroy(ctx);
 }
 
@@ -125,7 +140,14 @@ static void test_sdpa_enums(void)
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
 
         sdpa_base(&c);
-        c.d.mask.bias_kind = (attn_bias_kind)(bad[i] == 2 ? 4 : bad[i]);
+        c.d.struct_size = sizeof c.d; /* covering causal_align */
+        c.d.mask.causal = 1;
+        c.d.causal_align = (attn_causal_align)bad[i];
+        snprintf(what, sizeof what, "causal_align %d", bad[i]);
+        expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+
+        sdpa_base(&c);
+        c.d.mask.bias_kind = (attn_bias_kind)(bad[i] == 2 ? 6 : bad[i]);
         c.d.mask.bias = in_bias;
         snprintf(what, sizeof what, "bias_kind %d", (int)c.d.mask.bias_kind);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
@@ -161,6 +183,36 @@ static void test_sdpa_masks(void)
         snprintf(what, sizeof what, "bias kind %d without bias", (int)kinds[i]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
+    /* a broadcast shape: each extent 1 or its dimension's size (2, 4, 5) */
+    const int shapes[][3] = {{3, 1, 1}, {1, 2, 1},  {1, 1, 4},
+                             {0, 4, 5}, {2, -1, 5}, {1, 1, INT_MIN}};
+    for (int i = 0; i < 6; i++) {
+        sdpa_base(&c);
+        c.d.struct_size = sizeof c.d; /* covering bias_shape */
+        c.d.mask.bias_kind = ATTN_BIAS_BROADCAST;
+        c.d.mask.bias = in_bias;
+        memcpy(c.d.bias_shape, shapes[i], sizeof shapes[i]);
+        snprintf(what, sizeof what, "bias_shape {%d, %d, %d}", shapes[i][0],
+                 shapes[i][1], shapes[i][2]);
+        expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    }
+    /* keep's shape: the same rule */
+    static const uint8_t keep[512] = {1};
+    for (int i = 0; i < 6; i++) {
+        sdpa_base(&c);
+        c.d.struct_size = sizeof c.d; /* covering keep */
+        c.d.keep = keep;
+        memcpy(c.d.keep_shape, shapes[i], sizeof shapes[i]);
+        snprintf(what, sizeof what, "keep_shape {%d, %d, %d}", shapes[i][0],
+                 shapes[i][1], shapes[i][2]);
+        expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    }
+    /* the first layout has no bias_shape: BROADCAST then reads {0, 0, 0} */
+    sdpa_base(&c);
+    c.d.mask.bias_kind = ATTN_BIAS_BROADCAST;
+    c.d.mask.bias = in_bias;
+    expect_fail(&c, "BROADCAST with struct_size 0", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
     const int windows[] = {-1, INT_MIN};
     for (int i = 0; i < 2; i++) {
         sdpa_base(&c);
@@ -410,7 +462,7 @@ static void test_mha_enums(void)
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
 
         mha_base(&c);
-        c.mask.bias_kind = (attn_bias_kind)(bad[i] == 2 ? 4 : bad[i]);
+        c.mask.bias_kind = (attn_bias_kind)(bad[i] == 2 ? 6 : bad[i]);
         c.mask.bias = in_bias;
         snprintf(what, sizeof what, "mha bias_kind %d", (int)c.mask.bias_kind);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
@@ -481,6 +533,11 @@ static void test_mha_masks(void)
                  (int)kinds[i]);
         expect_fail(&c, what, ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     }
+    /* a mask alone has no bias_shape */
+    mha_base(&c);
+    c.mask.bias_kind = ATTN_BIAS_BROADCAST;
+    c.mask.bias = in_bias;
+    expect_fail(&c, "mha BROADCAST bias", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
     mha_base(&c);
     c.mask.window = -1;
     expect_fail(&c, "mha window -1", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);

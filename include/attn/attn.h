@@ -370,13 +370,38 @@ typedef enum attn_dtype {
     ATTN_F16      /**< IEEE binary16 stored as uint16_t; math in float */
 } attn_dtype;
 
-/** The shape of an additive bias. */
+/** The shape of an additive bias.  Each is [B, H, Q, seq_kv], row-major,
+ * with B either batch or 1, H heads_q or 1, Q seq_q or 1: a dimension of 1
+ * is broadcast (the same values for every batch item, head or query), and
+ * the element of (b, h, i, j) is read in place, never copied out to the
+ * full [batch, heads_q, seq_q, seq_kv]. */
 typedef enum attn_bias_kind {
     ATTN_BIAS_NONE = 0, /**< no bias */
     ATTN_BIAS_SHARED,   /**< bias [seq_q, seq_kv], same for all b, h */
     ATTN_BIAS_PER_HEAD, /**< bias [heads_q, seq_q, seq_kv] */
-    ATTN_BIAS_FULL      /**< bias [batch, heads_q, seq_q, seq_kv] */
+    ATTN_BIAS_FULL,     /**< bias [batch, heads_q, seq_q, seq_kv] */
+    ATTN_BIAS_KEY,      /**< bias [batch, seq_kv]: one value per key of each
+                             batch item, for every head and query (a
+                             key-padding mask of 0 and -INFINITY) */
+    ATTN_BIAS_BROADCAST /**< bias [B, H, Q, seq_kv] with (B, H, Q) =
+                             attn_sdpa_desc.bias_shape; attn_sdpa only (an
+                             attn_mask_desc alone has no bias_shape) */
 } attn_bias_kind;
+
+/** Where the causal mask's diagonal (and the window) sits when seq_q and
+ * seq_kv differ (attn_sdpa_desc.causal_align).  With d the diagonal's
+ * offset, query i sees key j iff j <= i + d under the causal mask, and
+ * the window hides j < i + d - window + 1.  The two agree when
+ * seq_q == seq_kv. */
+typedef enum attn_causal_align {
+    ATTN_CAUSAL_BOTTOM_RIGHT = 0, /**< d = seq_kv - seq_q (default): the last
+                                       query sees every key, as a decoder
+                                       step against a KV cache needs
+                                       (FlashAttention's alignment); a
+                                       query i < seq_q - seq_kv sees none */
+    ATTN_CAUSAL_TOP_LEFT          /**< d = 0: query i sees keys 0 .. i
+                                       (PyTorch's is_causal) */
+} attn_causal_align;
 
 /** Masks applied to the scores.  All zero means no mask.  struct_size is
  * the caller's sizeof(attn_mask_desc) (ATTN_MASK_DESC_INIT); 0 means the
@@ -386,9 +411,12 @@ typedef struct attn_mask_desc {
     size_t struct_size;       /**< sizeof(attn_mask_desc) as the caller built */
     int causal;               /**< 0 or 1 (anything else is
                                    ATTN_ERR_INVALID_ARGUMENT); 1: query i
-                                   sees key j iff j <= i + (seq_kv - seq_q) */
+                                   sees key j iff j <= i + (seq_kv - seq_q),
+                                   or j <= i with attn_sdpa_desc's
+                                   causal_align TOP_LEFT */
     int window;               /**< > 0: also hide j < i + (seq_kv - seq_q)
-                                   - window + 1; 0 = no window */
+                                   - window + 1 (TOP_LEFT: j < i - window +
+                                   1); 0 = no window */
     const int32_t *kv_len;    /**< [batch] or NULL: keys j >= kv_len[b] are
                                    hidden; each value in [0, seq_kv] */
     const float *bias;        /**< additive bias (float, may hold -INFINITY),
@@ -422,6 +450,28 @@ typedef struct attn_sdpa_desc {
     const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
     attn_mask_desc mask;     /**< masks and bias (all zero: none) */
     attn_dtype dtype;        /**< element type of q, k, v and o */
+    /* Members added since the first layout (docs/ABI.md). */
+    int pad0_; /**< explicit padding (the first layout's tail); not read */
+    attn_causal_align causal_align; /**< where the causal diagonal and the
+                                         window sit; BOTTOM_RIGHT (0) by
+                                         default.  Read only when
+                                         struct_size covers it (start from
+                                         ATTN_SDPA_DESC_INIT): a struct_size
+                                         of 0 means the first layout */
+    int bias_shape[3];   /**< ATTN_BIAS_BROADCAST: the bias's extents over
+                              batch, heads_q and seq_q, each that size or 1
+                              (broadcast); read only for that kind */
+    const uint8_t *keep; /**< boolean mask or NULL: bytes [B, H, Q, seq_kv]
+                              with (B, H, Q) = keep_shape; 0 hides key j
+                              from query i (as a -INFINITY bias entry
+                              would, whatever the bias holds there), any
+                              other value keeps it.  With a bias too, both
+                              apply.  The native backend reads it in place;
+                              an OpenCL context merges it and the bias into
+                              one float bias of the shape spanning both for
+                              the device (4 bytes per entry of that shape) */
+    int keep_shape[3];   /**< keep's extents over batch, heads_q and seq_q,
+                              each that size or 1 (broadcast) */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
@@ -445,8 +495,8 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
 /* Non-finite inputs.  NaN and +-INFINITY in q, k, v, the bias or
  * additive_w follow these rules on every backend and kernel path (native,
  * OpenCL three-kernel, fused and decode).  "Row i" is one query row
- * (b, h, i); "visible" means not hidden by causal, window, kv_len or a
- * -INFINITY bias entry.
+ * (b, h, i); "visible" means not hidden by causal, window, kv_len, a 0 in
+ * keep or a -INFINITY bias entry.
  *  1. A hidden key never contributes: whatever its K and V rows (and its
  *     bias entry, when a mask hides it) hold, row i is computed as if the
  *     key did not exist.  An uninitialised KV cache behind kv_len is safe.
@@ -487,12 +537,13 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * in V, the output columns) that see it: see "Non-finite inputs" above.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL pointer, non-positive size,
  * heads_q % heads_kv != 0, unknown enum, ADDITIVE without additive_w, a bias
- * kind without bias or a bias without kind, causal not 0 or 1, negative
- * window, kv_len outside [0, seq_kv], non-finite scale, o or lse
- * overlapping another tensor, a call from inside the log callback),
- * ATTN_ERR_OUT_OF_MEMORY (sizes overflow or allocation failed),
- * ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure with fallback
- * off).  Outputs are untouched on error. */
+ * kind without bias or a bias without kind, a bias_shape entry (or, with
+ * keep, a keep_shape entry) other than 1 and its dimension's size, causal not 0
+ * or 1, negative window, causal_align outside attn_causal_align, kv_len outside
+ * [0, seq_kv], non-finite scale, o or lse overlapping another tensor, a call
+ * from inside the log callback), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or
+ * allocation failed), ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure
+ * with fallback off).  Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                                const void *q, const void *k, const void *v,
                                void *o, float *lse);
@@ -590,7 +641,9 @@ ATTN_API attn_status attn_mha_desc_init_sized(attn_mha_desc *m, size_t size);
  * d_model] or NULL for self-attention (then seq_kv must equal seq_q);
  * y [batch, seq_q, d_model].  Query positions are pos_offset + i; in
  * self-attention keys share them, in cross-attention keys count from 0.
- * mask may be NULL; its bias shapes use heads_q.  ROPE with an odd head_dim
+ * mask may be NULL; its bias shapes use heads_q (ATTN_BIAS_BROADCAST, which
+ * needs attn_sdpa_desc.bias_shape, is ATTN_ERR_INVALID_ARGUMENT here).
+ * ROPE with an odd head_dim
  * leaves the last element of each head unrotated.  Non-finite values (see
  * attn_sdpa) spread through the projections: a NaN in token t of x_q makes
  * q of row t NaN in every head, so y row t is NaN (or bo, 0 without it,

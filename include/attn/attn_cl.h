@@ -86,7 +86,7 @@ ATTN_API attn_status attn_cl_buffers_init_sized(attn_cl_buffers *b,
  * device) after the n_wait events of wait.  When done is not NULL it
  * receives an event that completes when o and lse are written; the caller
  * releases it.  Nothing blocks: the call returns once the work is enqueued.
- * Host arrays of the descriptor (mask.bias, mask.kv_len, additive_w) are
+ * Host arrays of the descriptor (mask.bias, mask.kv_len, additive_w, keep) are
  * copied before the call returns.  There is no fallback: a device failure
  * returns its status.  q, k and v may share memory; o and lse may share
  * none with any other tensor: not within one cl_mem, not across

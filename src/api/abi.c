@@ -27,6 +27,17 @@ _Static_assert(ATTN_ABI_DEVICE_INFO_FIRST < sizeof(attn_device_info),
 _Static_assert(offsetof(attn_options, precision) >=
                    offsetof(attn_options, kernel) + sizeof(const char *),
                "attn_options.precision starts past the layout with kernel");
+/* causal_align past attn_sdpa_desc's first layout (pad0_ fills its
+ * tail). */
+_Static_assert(offsetof(attn_sdpa_desc, causal_align) >= ATTN_ABI_SDPA_FIRST,
+               "attn_sdpa_desc.causal_align starts past the first layout");
+_Static_assert(offsetof(attn_sdpa_desc, bias_shape) >=
+                   offsetof(attn_sdpa_desc, causal_align) +
+                       sizeof(attn_causal_align),
+               "attn_sdpa_desc.bias_shape starts past causal_align");
+_Static_assert(offsetof(attn_sdpa_desc, keep) >=
+                   offsetof(attn_sdpa_desc, bias_shape) + 3 * sizeof(int),
+               "attn_sdpa_desc.keep starts past bias_shape");
 _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&
@@ -114,6 +125,8 @@ attn_status attn_abi_sdpa_desc(const attn_sdpa_desc *in, attn_sdpa_desc *copy,
         return s;
     /* The descriptor's size covers its mask (attn.h). */
     copy->mask.struct_size = sizeof copy->mask;
+    /* padding, which an older caller's struct_size covers unset */
+    copy->pad0_ = 0;
     *use = copy;
     return ATTN_OK;
 }

@@ -9,6 +9,8 @@
 #ifndef ATTN_API_ABI_H
 #define ATTN_API_ABI_H
 
+#include <stdalign.h>
+
 #include "core/core.h"
 
 /* Sizes above this are refused (an uninitialised struct_size, most
@@ -20,9 +22,14 @@
 #define ATTN_ABI_OPTIONS_FIRST     offsetof(attn_options, kernel)
 #define ATTN_ABI_DEVICE_INFO_FIRST offsetof(attn_device_info, opencl_version)
 #define ATTN_ABI_MASK_FIRST        sizeof(attn_mask_desc)
-#define ATTN_ABI_SDPA_FIRST        sizeof(attn_sdpa_desc)
-#define ATTN_ABI_MHA_FIRST         sizeof(attn_mha_desc)
-#define ATTN_ABI_KV_CACHE_FIRST    sizeof(attn_kv_cache)
+/* attn_sdpa_desc's first layout ends at dtype, rounded up to the struct's
+ * alignment (its tail padding, which pad0_ now names). */
+#define ATTN_ABI_SDPA_FIRST                                                    \
+    ((offsetof(attn_sdpa_desc, dtype) + sizeof(attn_dtype) +                   \
+      alignof(attn_sdpa_desc) - 1) /                                           \
+     alignof(attn_sdpa_desc) * alignof(attn_sdpa_desc))
+#define ATTN_ABI_MHA_FIRST      sizeof(attn_mha_desc)
+#define ATTN_ABI_KV_CACHE_FIRST sizeof(attn_kv_cache)
 
 /* One struct of the API: its name for messages, its first layout's size
  * and the library's own size. */

@@ -93,7 +93,8 @@ int attn_api_from_callback(const char *fn, attn_err *err)
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
                       const void *k, const void *v, void *o, float *lse)
 {
-    attn_sdpa_desc dl;
+    attn_sdpa_desc dl, merged;
+    float *merged_bias = NULL;
     attn_sdpa_call c = {NULL, q, k, v, o, lse};
     attn_err err = {{0}};
     attn_plan *plan = NULL;
@@ -112,6 +113,10 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
         return attn_api_report(ctx, "attn_sdpa", s, &err);
     c.d = d;
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
+    /* the devices take the boolean mask merged into the bias */
+    if (s == ATTN_OK && ctx->backend->ops->exec && d->keep &&
+        (s = attn_keep_merge(d, &merged, &merged_bias, &err)) == ATTN_OK)
+        c.d = d = &merged;
     if (s == ATTN_OK && ctx->backend->ops->exec)
         s = attn_plan_sdpa(ctx->plans, ctx->backend, d, &plan, &work, &err);
     if (s == ATTN_OK) {
@@ -120,6 +125,7 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
             attn_context_note(ctx, fell);
     }
     attn_plan_release(ctx->plans, plan);
+    free(merged_bias);
     return s == ATTN_OK ? s : attn_api_report(ctx, "attn_sdpa", s, &err);
 }
 
@@ -146,7 +152,13 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
             *runs = attn_backend_native_precision(ctx->backend, d);
         return ATTN_OK;
     }
-    s = attn_plan_variant(ctx->plans, ctx->backend, d, name, cap, runs, &err);
+    /* as attn_sdpa runs it: keep merged into the bias */
+    attn_sdpa_desc merged;
+    float *merged_bias = NULL;
+    if ((s = attn_keep_merge(d, &merged, &merged_bias, &err)) == ATTN_OK)
+        s = attn_plan_variant(ctx->plans, ctx->backend, &merged, name, cap,
+                              runs, &err);
+    free(merged_bias);
     return s == ATTN_OK ? s : attn_api_report(ctx, fn, s, &err);
 }
 

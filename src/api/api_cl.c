@@ -6,6 +6,7 @@
  * context's primary device) and the OpenCL backend enqueues it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/abi.h"
@@ -104,7 +105,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     attn_cl_runtime *rt;
     attn_cl_tensors t;
     attn_cl_buffers bl;
-    attn_sdpa_desc dl;
+    attn_sdpa_desc dl, merged;
+    float *merged_bias = NULL;
     attn_sdpa_bytes sz;
     attn_plan *plan = NULL;
     const attn_dev_work *w = NULL;
@@ -153,6 +155,11 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     t.lse_off = b->lse_offset;
     if ((s = attn_backend_cl_check_buffers(ctx->backend, d, &t, &err)))
         return report(ctx, fn, s, &err);
+    /* the device takes the boolean mask merged into the bias, copied
+     * (like every host array of d) before the call returns; freed below */
+    if ((s = attn_keep_merge(d, &merged, &merged_bias, &err)))
+        return report(ctx, fn, s, &err);
+    d = &merged;
     if ((s = attn_plan_devices(ctx->plans, ctx->backend, d, &plan, &w, &err)) ==
         ATTN_OK) {
         if (w->prep[0] != ATTN_OK)
@@ -162,6 +169,7 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
                                        n_wait, wait, done, &err);
     }
     attn_plan_release(ctx->plans, plan);
+    free(merged_bias);
     return s == ATTN_OK ? s : report(ctx, fn, s, &err);
 }
 

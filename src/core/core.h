@@ -100,6 +100,38 @@ typedef struct attn_sdpa_bytes {
     size_t q, k, v, o, lse;
 } attn_sdpa_bytes;
 
+/* The offset of the causal diagonal (and of the window) of d: query i
+ * sees key j iff j <= i + attn_causal_diag(d) (attn.h, causal_align). */
+static inline long long attn_causal_diag(const attn_sdpa_desc *d)
+{
+    return d->causal_align == ATTN_CAUSAL_TOP_LEFT
+               ? 0
+               : (long long)d->seq_kv - d->seq_q;
+}
+
+/* Whether a bias of kind k (shape: its bias_shape, read for BROADCAST)
+ * spans batch, heads and queries, each (else it is broadcast there). */
+void attn_bias_spans(attn_bias_kind k, const int *shape, int span[3]);
+/* d's bias, read in place: the element of (b, h, i, j) is
+ * bias[b * st[0] + h * st[1] + i * st[2] + j], with a stride of 0 over a
+ * broadcast dimension.  The strides follow d's own sizes (a part of a call
+ * split over batch items or heads keeps them).  All 0 without a bias. */
+void attn_bias_strides(const attn_sdpa_desc *d, size_t st[3]);
+/* The elements of d's bias in *n (0 without one); 0 when they overflow. */
+int attn_bias_elems(const attn_sdpa_desc *d, size_t *n);
+
+/* d's boolean mask keep, read in place as the bias is (attn_bias_strides):
+ * the byte of (b, h, i, j) is keep[b * st[0] + h * st[1] + i * st[2] + j].
+ * All 0 without one. */
+void attn_keep_strides(const attn_sdpa_desc *d, size_t st[3]);
+/* d with its keep merged into its bias, for a device that takes only the
+ * bias: *out is d with keep NULL and an ATTN_BIAS_BROADCAST bias of the
+ * shape spanning both, -INFINITY where keep is 0 and the bias (or 0)
+ * elsewhere, in *buf (malloc'ed: the caller frees it after the call; NULL
+ * and *out = *d when d has no keep).  Errors: ATTN_ERR_OUT_OF_MEMORY. */
+attn_status attn_keep_merge(const attn_sdpa_desc *d, attn_sdpa_desc *out,
+                            float **buf, attn_err *err);
+
 /* Everything about d but the tensor pointers. */
 attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
                                     attn_err *err);
@@ -108,8 +140,11 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
 attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                const void *k, const void *v, const void *o,
                                const float *lse, attn_err *err);
-attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
-                               int seq_q, int seq_kv, attn_err *err);
+/* m, with bias_shape that of its attn_sdpa_desc (NULL for a mask alone,
+ * which cannot be ATTN_BIAS_BROADCAST). */
+attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,
+                               int batch, int heads_q, int seq_q, int seq_kv,
+                               attn_err *err);
 attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err);
 /* The layer's descriptor alone (attn_mha_create): weights, sizes, enums,
  * pos_offset; sizes that can be addressed. */

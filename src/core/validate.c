@@ -55,16 +55,20 @@ static attn_status check_positive(const char *name, int v, attn_err *err)
     return ATTN_OK;
 }
 
-attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
-                               int seq_q, int seq_kv, attn_err *err)
+attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,
+                               int batch, int heads_q, int seq_q, int seq_kv,
+                               attn_err *err)
 {
+    static const char *const dim_name[3] = {"batch", "heads_q", "seq_q"};
+    const int size[3] = {batch, heads_q, seq_q};
     size_t dims[4], bytes;
+    int span[3];
     attn_status s;
     if (m->causal != 0 && m->causal != 1)
         return INVALID("mask.causal must be 0 or 1 (got %d)", m->causal);
     if (m->window < 0)
         return INVALID("mask.window must be >= 0 (got %d)", m->window);
-    if ((unsigned)m->bias_kind > ATTN_BIAS_FULL)
+    if ((unsigned)m->bias_kind > ATTN_BIAS_BROADCAST)
         return INVALID("mask.bias_kind %d is not an attn_bias_kind",
                        (int)m->bias_kind);
     if (m->bias_kind != ATTN_BIAS_NONE && !m->bias)
@@ -72,17 +76,23 @@ attn_status attn_validate_mask(const attn_mask_desc *m, int batch, int heads_q,
     if (m->bias_kind == ATTN_BIAS_NONE && m->bias)
         return INVALID("mask.bias is set but mask.bias_kind is "
                        "ATTN_BIAS_NONE");
+    if (m->bias_kind == ATTN_BIAS_BROADCAST && !bias_shape)
+        return INVALID("mask.bias_kind ATTN_BIAS_BROADCAST takes its shape "
+                       "from attn_sdpa_desc.bias_shape, which a mask alone "
+                       "does not have: use FULL, PER_HEAD, SHARED or KEY");
+    if (m->bias_kind == ATTN_BIAS_BROADCAST)
+        for (int i = 0; i < 3; i++)
+            if (bias_shape[i] != 1 && bias_shape[i] != size[i])
+                return INVALID("bias_shape[%d] = %d must be 1 (broadcast) or "
+                               "%s (%d)",
+                               i, bias_shape[i], dim_name[i], size[i]);
     /* The bias tensor must be addressable in the shape its kind names. */
-    dims[0] = (size_t)batch;
-    dims[1] = (size_t)heads_q;
-    dims[2] = (size_t)seq_q;
-    dims[3] = (size_t)seq_kv;
     if (m->bias_kind != ATTN_BIAS_NONE) {
-        int skip = m->bias_kind == ATTN_BIAS_FULL       ? 0
-                   : m->bias_kind == ATTN_BIAS_PER_HEAD ? 1
-                                                        : 2;
-        s = tensor_bytes(&bytes, "mask.bias", 4 - skip, dims + skip,
-                         sizeof(float), err);
+        attn_bias_spans(m->bias_kind, bias_shape, span);
+        for (int i = 0; i < 3; i++)
+            dims[i] = span[i] ? (size_t)size[i] : 1;
+        dims[3] = (size_t)seq_kv;
+        s = tensor_bytes(&bytes, "mask.bias", 4, dims, sizeof(float), err);
         if (s != ATTN_OK)
             return s;
     }
@@ -122,10 +132,28 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return INVALID("the additive score needs additive_w "
                        "[heads_q, head_dim]");
-    s = attn_validate_mask(&d->mask, d->batch, d->heads_q, d->seq_q, d->seq_kv,
-                           err);
+    if ((unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
+        return INVALID("causal_align %d is not an attn_causal_align",
+                       (int)d->causal_align);
+    s = attn_validate_mask(&d->mask, d->bias_shape, d->batch, d->heads_q,
+                           d->seq_q, d->seq_kv, err);
     if (s != ATTN_OK)
         return s;
+    if (d->keep) {
+        static const char *const dim_name[3] = {"batch", "heads_q", "seq_q"};
+        const int size[3] = {d->batch, d->heads_q, d->seq_q};
+        size_t dm[4];
+        for (int i = 0; i < 3; i++) {
+            if (d->keep_shape[i] != 1 && d->keep_shape[i] != size[i])
+                return INVALID("keep_shape[%d] = %d must be 1 (broadcast) or "
+                               "%s (%d)",
+                               i, d->keep_shape[i], dim_name[i], size[i]);
+            dm[i] = (size_t)d->keep_shape[i];
+        }
+        dm[3] = (size_t)d->seq_kv;
+        if ((s = tensor_bytes(&elem, "keep", 4, dm, 1, err)))
+            return s;
+    }
 
     elem = d->dtype == ATTN_F16 ? 2 : 4;
     dq[0] = dk[0] = dv[0] = dout[0] = (size_t)d->batch;
@@ -209,11 +237,12 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
                  rows_kv = (size_t)c->batch * (size_t)c->seq_kv,
                  pos_rows = (size_t)pos_rows_read(c);
     const attn_mask_desc *mk = c->mask;
-    const size_t bias_rows = mk->bias_kind == ATTN_BIAS_FULL
-                                 ? rows_q * (size_t)m->heads_q
-                             : mk->bias_kind == ATTN_BIAS_PER_HEAD
-                                 ? (size_t)m->heads_q * (size_t)c->seq_q
-                                 : (size_t)c->seq_q;
+    const size_t bias_rows =
+        mk->bias_kind == ATTN_BIAS_FULL ? rows_q * (size_t)m->heads_q
+        : mk->bias_kind == ATTN_BIAS_PER_HEAD
+            ? (size_t)m->heads_q * (size_t)c->seq_q
+        : mk->bias_kind == ATTN_BIAS_KEY ? (size_t)c->batch
+                                         : (size_t)c->seq_q;
     const size_t keys = (size_t)attn_mha_keys(c),
                  cache = c->cache_k
                              ? (size_t)c->batch * nkv * (size_t)c->cache_cap
@@ -358,7 +387,7 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
     dims[0] = rows;
     dims[1] = (size_t)m->d_model;
     if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)) ||
-        (s = attn_validate_mask(c->mask, c->batch, m->heads_q, c->seq_q,
+        (s = attn_validate_mask(c->mask, NULL, c->batch, m->heads_q, c->seq_q,
                                 attn_mha_keys(c), err)))
         return s;
     return check_mha_in_place(c, err);

@@ -348,6 +348,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
     jb.amx = jb.bf16 && c->amx;
     jb.qgroup = jb.amx ? SDPA_QGROUP_AMX : SDPA_QGROUP;
     jb.nat = d->mask.bias_kind != ATTN_BIAS_NONE;
+    attn_bias_strides(d, jb.bias_st);
+    attn_keep_strides(d, jb.keep_st);
     jb.unit = jb.nat ? LOG2E : 1.0f;
     if (d->score == ATTN_SCORE_ADDITIVE)
         jb.qscale = 1.0f;

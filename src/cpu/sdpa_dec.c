@@ -372,7 +372,7 @@ static void row_ranges(const struct attn_sdpa_job *jb, int b, long long s0,
                        long long s1, long long *lo, long long *hi)
 {
     const attn_sdpa_desc *d = jb->d;
-    long long off = (long long)d->seq_kv - d->seq_q;
+    long long off = attn_causal_diag(d);
     long long kvn = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
 
     for (int r = 0; r < jb->rows; r++) {
@@ -400,19 +400,20 @@ static void mask_rows(const struct attn_sdpa_job *jb, int b, int g,
                       const long long *lo, const long long *hi, long long j0,
                       int jn, float *s, uint64_t *hid)
 {
-    const attn_sdpa_desc *d = jb->d;
-
     for (int r = 0; r < jb->rows; r++) {
         int h, qi;
         uint64_t bits = 0;
         row_of(jb, g, r, &h, &qi);
-        const float *bias = attn_sdpa_bias_base(d, b, h);
+        const float *bias = attn_sdpa_bias_base(jb, b, h);
+        const uint8_t *keep = attn_sdpa_keep_base(jb, b, h);
         if (bias)
-            bias += (size_t)qi * (size_t)d->seq_kv + (size_t)j0;
-        if (bias || j0 < lo[r] || j0 + jn > hi[r])
+            bias += (size_t)qi * jb->bias_st[2] + (size_t)j0;
+        if (keep)
+            keep += (size_t)qi * jb->keep_st[2] + (size_t)j0;
+        if (bias || keep || j0 < lo[r] || j0 + jn > hi[r])
             for (int j = 0; j < jn; j++) {
                 float *e = &s[(size_t)j * QT + (size_t)r];
-                if (j0 + j < lo[r] || j0 + j >= hi[r] ||
+                if (j0 + j < lo[r] || j0 + j >= hi[r] || (keep && !keep[j]) ||
                     (bias && bias[j] == -INFINITY))
                     *e = -INFINITY;
                 else if (bias)

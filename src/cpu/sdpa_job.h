@@ -60,6 +60,10 @@ struct attn_sdpa_job {
      * scores are in log2 units from the start: nat = 0, unit = 1. */
     int nat;
     float unit;
+    /* the bias's strides over batch, head and query (attn_bias_strides):
+     * bias_st[2] is the distance between its query rows, 0 when broadcast */
+    size_t bias_st[3];
+    size_t keep_st[3]; /* the same for keep (attn_keep_strides) */
     int f16;
     int tf32;   /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
     int bf16;   /* the BF16 kernels (attn_cpu_sdpa_precision says BF16) */
@@ -86,6 +90,7 @@ struct attn_sdpa_job {
 #define attn_sdpa_tile_finite   ATTN_ISA_FN(attn_sdpa_tile_finite)
 #define attn_sdpa_tile_has_zero ATTN_ISA_FN(attn_sdpa_tile_has_zero)
 #define attn_sdpa_bias_base     ATTN_ISA_FN(attn_sdpa_bias_base)
+#define attn_sdpa_keep_base     ATTN_ISA_FN(attn_sdpa_keep_base)
 #define attn_sdpa_dec_item      ATTN_ISA_FN(attn_sdpa_dec_item)
 #define attn_sdpa_dec_combine   ATTN_ISA_FN(attn_sdpa_dec_combine)
 /* jn rows of a K or V head as packed F32 rows (in place or in buf); *ld
@@ -97,8 +102,13 @@ const float *attn_sdpa_rows_f32(const struct attn_sdpa_job *jb,
 int attn_sdpa_tile_finite(const float *v, size_t ldv, int jn, int dv);
 /* 1 when some probability of the jn x lanes tile (rows QT apart) is 0. */
 int attn_sdpa_tile_has_zero(const float *p, int jn, int lanes);
-/* The bias plane of (batch b, head h), or NULL without a bias. */
-const float *attn_sdpa_bias_base(const attn_sdpa_desc *d, int b, int h);
+/* The bias of (batch b, head h) at query 0 (its query rows jb->bias_st[2]
+ * apart), or NULL without a bias. */
+const float *attn_sdpa_bias_base(const struct attn_sdpa_job *jb, int b, int h);
+/* keep of (batch b, head h) at query 0 (its query rows jb->keep_st[2]
+ * apart), or NULL without one. */
+const uint8_t *attn_sdpa_keep_base(const struct attn_sdpa_job *jb, int b,
+                                   int h);
 /* The decode job (sdpa_dec.c): one item per (batch, kv head, key split). */
 void attn_sdpa_dec_item(void *arg, size_t item, int worker);
 /* Merges the key splits of one (batch, kv head). */

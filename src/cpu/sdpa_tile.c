@@ -142,8 +142,9 @@ static void mask_tile(const attn_sdpa_desc *d, float *s, long long i0,
     }
 }
 
-/* Adds the bias for the tile's real queries (rows of the bias are seq_kv
- * floats apart; bp points at query i0, key j0), in the natural units the
+/* Adds the bias for the tile's real queries (rows of the bias are ld floats
+ * apart, 0 when it is broadcast over the queries; bp points at query i0,
+ * key j0), in the natural units the
  * scores have when there is a bias.  A -inf entry hides the key whatever
  * its score (a NaN key must not turn it into NaN). */
 static void add_bias(float *s, const float *bp, size_t ld, int qn, int jn)
@@ -202,21 +203,23 @@ int attn_sdpa_tile_has_zero(const float *p, int jn, int lanes)
 #endif
 }
 
-const float *attn_sdpa_bias_base(const attn_sdpa_desc *d, int b, int h)
+const uint8_t *attn_sdpa_keep_base(const struct attn_sdpa_job *jb, int b, int h)
 {
-    size_t plane = (size_t)d->seq_q * (size_t)d->seq_kv;
+    const attn_sdpa_desc *d = jb->d;
 
-    switch (d->mask.bias_kind) {
-    case ATTN_BIAS_SHARED:
-        return d->mask.bias;
-    case ATTN_BIAS_PER_HEAD:
-        return d->mask.bias + (size_t)h * plane;
-    case ATTN_BIAS_FULL:
-        return d->mask.bias +
-               ((size_t)b * (size_t)d->heads_q + (size_t)h) * plane;
-    default:
+    if (!d->keep)
         return NULL;
-    }
+    return d->keep + (size_t)b * jb->keep_st[0] + (size_t)h * jb->keep_st[1];
+}
+
+const float *attn_sdpa_bias_base(const struct attn_sdpa_job *jb, int b, int h)
+{
+    const attn_sdpa_desc *d = jb->d;
+
+    if (d->mask.bias_kind == ATTN_BIAS_NONE)
+        return NULL;
+    return d->mask.bias + (size_t)b * jb->bias_st[0] +
+           (size_t)h * jb->bias_st[1];
 }
 
 /* Scores of keys j0 .. j0+jn-1 for the tile's lanes into s, with the bias
@@ -230,7 +233,7 @@ static const float *score_tile(const struct attn_sdpa_job *jb,
                                size_t ldk, const uint32_t *kb, float *s,
                                float *smax, int i0, int qn, long long j0,
                                int jn, int lanes, long long off, int masked,
-                               const float *bias)
+                               const float *bias, const uint8_t *keep)
 {
     const attn_sdpa_desc *d = jb->d;
     int nq = lanes / 16;
@@ -257,7 +260,15 @@ static const float *score_tile(const struct attn_sdpa_job *jb,
     }
     /* the bias first: a hidden key stays -inf whatever its bias holds */
     if (bias) {
-        add_bias(s, bias, (size_t)d->seq_kv, qn, jn);
+        add_bias(s, bias, jb->bias_st[2], qn, jn);
+        smax = NULL;
+    }
+    /* then keep: a 0 hides the key whatever its bias holds */
+    if (keep) {
+        for (int i = 0; i < qn; i++)
+            for (int r = 0; r < jn; r++)
+                if (!keep[(size_t)i * jb->keep_st[2] + (size_t)r])
+                    s[(size_t)r * QT + (size_t)i] = -INFINITY;
         smax = NULL;
     }
     if (masked) {
@@ -280,7 +291,7 @@ static void pv_nonfinite(const struct attn_sdpa_job *jb,
                          const struct attn_sdpa_ws *w, const float *kt,
                          size_t ldk, const float *v, size_t ldv, int i0, int qn,
                          long long j0, int jn, int lanes, long long off,
-                         int masked, const float *bias)
+                         int masked, const float *bias, const uint8_t *keep)
 {
     _Alignas(64) float s1[QT], mx1[QT];
     uint64_t hidden[SDPA_KTILE]; /* bit i: lane i hides the key */
@@ -293,7 +304,7 @@ static void pv_nonfinite(const struct attn_sdpa_job *jb,
          * the step computed them */
         _Alignas(64) float sa[ATTN_AMX_KEYS(SDPA_KTILE) * QT];
         score_tile(jb, w, kt, ldk, w->kb, sa, mx1, i0, qn, j0, jn, lanes, off,
-                   masked, bias);
+                   masked, bias, keep);
         for (int j = 0; j < jn; j++) {
             hidden[j] = 0;
             for (int i = 0; i < lanes; i++)
@@ -305,7 +316,7 @@ static void pv_nonfinite(const struct attn_sdpa_job *jb,
     for (int j = 0; j < jn && !jb->amx; j++) {
         score_tile(jb, w, kt + (size_t)j * ldk, ldk, w->kb + (size_t)j * ldkb,
                    s1, mx1, i0, qn, j0 + j, 1, lanes, off, masked,
-                   bias ? bias + j : NULL);
+                   bias ? bias + j : NULL, keep ? keep + j : NULL);
         hidden[j] = 0;
         for (int i = 0; i < lanes; i++)
             if (s1[i] == -INFINITY)
@@ -368,7 +379,7 @@ static void qtile_init(const struct attn_sdpa_job *jb, int b, int h, int qti,
                        int worker, int slot, struct qtile *t)
 {
     const attn_sdpa_desc *d = jb->d;
-    long long off = (long long)d->seq_kv - d->seq_q;
+    long long off = attn_causal_diag(d);
     int i;
 
     attn_sdpa_ws_of(jb->cpu, worker, slot, &t->w);
@@ -454,22 +465,24 @@ static void pack_kv(const struct attn_sdpa_job *jb, struct attn_sdpa_ws *w,
 
 /* Keys a .. a+jn-1 (kt, vt: their rows) for tile t. */
 static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
-                       struct kv_packed *pk, const float *bias, const float *kt,
-                       size_t ldk, const float *vt, size_t ldv, long long a,
-                       int jn)
+                       struct kv_packed *pk, const float *bias,
+                       const uint8_t *keep, const float *kt, size_t ldk,
+                       const float *vt, size_t ldv, long long a, int jn)
 {
     const attn_sdpa_desc *d = jb->d;
     struct attn_sdpa_ws *w = &t->w;
-    long long off = (long long)d->seq_kv - d->seq_q;
+    long long off = attn_causal_diag(d);
     const float *bt =
-        bias ? bias + (size_t)t->i0 * (size_t)d->seq_kv + (size_t)a : NULL;
+        bias ? bias + (size_t)t->i0 * jb->bias_st[2] + (size_t)a : NULL;
+    const uint8_t *kp =
+        keep ? keep + (size_t)t->i0 * jb->keep_st[2] + (size_t)a : NULL;
     int masked = a < t->full_lo || a + jn > t->full_hi;
     const float *smax;
 
     pack_kv(jb, w, pk, kt, ldk, vt, ldv, a, jn);
     /* the max from the score kernel holds until a mask or bias moves it */
     smax = score_tile(jb, w, kt, ldk, w->kb, w->s, w->smax, t->i0, t->qn, a, jn,
-                      t->lanes, off, masked, bt);
+                      t->lanes, off, masked, bt, kp);
 
     attn_kern_softmax(t->nq, jn, w->s, smax, jb->unit, w->m, w->l, w->alpha);
     if (jb->tf32) /* p after the sum l took it, as a matrix unit does */
@@ -477,7 +490,7 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
     if (attn_sdpa_tile_has_zero(w->s, jn, t->lanes) &&
         !attn_sdpa_tile_finite(vt, ldv, jn, d->head_dim_v))
         pv_nonfinite(jb, w, kt, ldk, vt, ldv, t->i0, t->qn, a, jn, t->lanes,
-                     off, masked, bt);
+                     off, masked, bt, kp);
 #ifdef ATTN_ISA_AMX
     else if (jb->amx)
         attn_kern_amx_pv(t->nq, jn, d->head_dim_v, w->s, w->pb, w->vb, w->alpha,
@@ -513,7 +526,8 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
     long long jlo = LLONG_MAX, jhi = 0, j0;
     size_t koff = (size_t)b * jb->lay.k[0] + (size_t)g * jb->lay.k[1];
     size_t voff = (size_t)b * jb->lay.v[0] + (size_t)g * jb->lay.v[1];
-    const float *bias = attn_sdpa_bias_base(d, b, h);
+    const float *bias = attn_sdpa_bias_base(jb, b, h);
+    const uint8_t *keep = attn_sdpa_keep_base(jb, b, h);
     /* TF32 emulation (attn_cpu_sdpa): halves are TF32 values already */
     int round_kv = jb->tf32 && !jb->f16;
     struct kv_packed pk = {-1, 0};
@@ -555,7 +569,7 @@ void attn_sdpa_item(void *arg, size_t item, int worker)
             long long a = j0 > tiles[t].jlo ? j0 : tiles[t].jlo;
             long long e = j0 + jn < tiles[t].jhi ? j0 + jn : tiles[t].jhi;
             if (a < e)
-                qtile_step(jb, &tiles[t], &pk, bias,
+                qtile_step(jb, &tiles[t], &pk, bias, keep,
                            kt + (size_t)(a - j0) * ldk, ldk,
                            vt + (size_t)(a - j0) * ldv, ldv, a, (int)(e - a));
         }

@@ -147,6 +147,14 @@ static attn_status try_variant(attn_cl_runtime *rt, int vi,
     char extra[256] = "";
     uint64_t scratch = 0, largest = 0;
     attn_status s;
+    if (!v->mask_shapes && (d->mask.bias_kind > ATTN_BIAS_FULL ||
+                            (d->causal_align != ATTN_CAUSAL_BOTTOM_RIGHT &&
+                             (d->mask.causal || d->mask.window > 0))))
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "kernel variant \"%s\" takes neither a top-left "
+                         "causal mask or window nor the bias kinds KEY and "
+                         "BROADCAST (nor keep, which a device takes as one)",
+                         v->name);
     if ((s = v->supports(lim, t, d, err)))
         return s;
     if (v->defines)
@@ -220,16 +228,20 @@ static void fill_launch(attn_cl_launch *L, const attn_sdpa_desc *d,
 {
     const double scale =
         d->scale != 0.0f ? (double)d->scale : 1.0 / sqrt((double)d->head_dim);
+    size_t st[3];
     L->d = d;
     L->t = t;
     L->has_lse = t->lse != NULL;
     L->bias_kind = (cl_int)d->mask.bias_kind;
+    attn_bias_strides(d, st);
+    L->bias_sb = (cl_ulong)st[0];
+    L->bias_sh = (cl_ulong)st[1];
+    L->bias_sq = (cl_ulong)st[2];
     L->has_kv_len = d->mask.kv_len != NULL;
     L->additive = d->score == ATTN_SCORE_ADDITIVE;
     L->causal = d->mask.causal != 0;
-    /* A window of seq_kv or more hides nothing; the clamp keeps the
-     * kernels' window arithmetic inside int. */
-    L->window = d->mask.window > d->seq_kv ? d->seq_kv : d->mask.window;
+    L->window = attn_cl_window(d);
+    L->diag = (cl_int)attn_causal_diag(d);
     L->heads_q = d->heads_q;
     L->heads_kv = d->heads_kv;
     L->seq_q = d->seq_q;

@@ -210,16 +210,7 @@ static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
 /* Elements of d's mask.bias (0 without one); 0 on overflow. */
 static int bias_elems(const attn_sdpa_desc *d, size_t *n)
 {
-    *n = 0;
-    if (d->mask.bias_kind != ATTN_BIAS_NONE) {
-        const size_t f[4] = {(size_t)d->batch, (size_t)d->heads_q,
-                             (size_t)d->seq_q, (size_t)d->seq_kv};
-        const int skip = d->mask.bias_kind == ATTN_BIAS_FULL       ? 0
-                         : d->mask.bias_kind == ATTN_BIAS_PER_HEAD ? 1
-                                                                   : 2;
-        return attn_mul_sizes(n, 4 - skip, f + skip);
-    }
-    return 1;
+    return attn_bias_elems(d, n);
 }
 
 int attn_cl_input_sizes(const attn_sdpa_desc *d, size_t bytes[3])

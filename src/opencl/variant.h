@@ -96,6 +96,15 @@ struct attn_cl_built {
     uint64_t klocal[ATTN_CL_MAX_KERNELS]; /* CL_KERNEL_LOCAL_MEM_SIZE */
 };
 
+/* The window of d as the kernels take it: 0, or clamped to seq_q + the
+ * causal diagonal (seq_kv bottom-right, seq_q top-left), past which it
+ * hides nothing, so that their window arithmetic stays inside int. */
+static inline cl_int attn_cl_window(const attn_sdpa_desc *d)
+{
+    const long long most = (long long)d->seq_q + attn_causal_diag(d);
+    return d->mask.window > most ? (cl_int)most : (cl_int)d->mask.window;
+}
+
 /* Everything a launch hook needs.  Absent optional buffers (bias, kv_len,
  * addw, lse, scratch) are bound to a small dummy buffer. */
 typedef struct attn_cl_launch {
@@ -108,6 +117,9 @@ typedef struct attn_cl_launch {
     cl_mem bias, kv_len, addw, lse, scratch;
     /* The scalars every kernel takes. */
     cl_int has_lse, bias_kind, has_kv_len, additive, causal, window;
+    cl_int diag; /* the causal diagonal's offset (attn_causal_diag) */
+    /* the bias's strides over batch, head and query (attn_bias_strides) */
+    cl_ulong bias_sb, bias_sh, bias_sq;
     cl_int heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     cl_float scale;  /* 1/sqrt(head_dim) when the descriptor says 0 */
     cl_float scale2; /* scale * log2(e) (additive: log2(e)) */
@@ -134,6 +146,13 @@ typedef struct attn_cl_variant {
                                    declines the shape and AUTO goes on (the
                                    failure is kept: tried once per program);
                                    forced, it is the caller's error */
+    int mask_shapes;            /* its kernels take the causal diagonal
+                                   (diag) and the bias's strides (bias_sb,
+                                   bias_sh, bias_sq): a top-left causal mask
+                                   or window and the bias kinds KEY and
+                                   BROADCAST (keep among them, merged into
+                                   the bias); without it the variant
+                                   declines those and AUTO goes on */
     const char *const *sources; /* cl/ files after common.cl, NULL-ended */
     const char *const *kernels; /* kernel names, NULL-ended */
     const attn_cl_param *params;

@@ -13,7 +13,9 @@
 typedef struct shape_key {
     int kind; /* 0 attention, 1 the layer's attention step */
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
-    int score, dtype, causal, window, bias_kind;
+    int score, dtype, causal, window, bias_kind, causal_align;
+    int bias_shape[3]; /* BROADCAST only (0 otherwise) */
+    int has_keep, keep_shape[3];
     int has_kv_len, has_bias, has_addw;
 } shape_key;
 
@@ -50,7 +52,13 @@ static void key_of(const attn_sdpa_desc *d, int kind, shape_key *k)
     k->dtype = (int)d->dtype;
     k->causal = d->mask.causal;
     k->window = d->mask.window;
+    k->causal_align = (int)d->causal_align;
     k->bias_kind = (int)d->mask.bias_kind;
+    k->has_keep = d->keep != NULL;
+    if (d->keep)
+        memcpy(k->keep_shape, d->keep_shape, sizeof k->keep_shape);
+    if (d->mask.bias_kind == ATTN_BIAS_BROADCAST)
+        memcpy(k->bias_shape, d->bias_shape, sizeof k->bias_shape);
     k->has_kv_len = d->mask.kv_len != NULL;
     k->has_bias = d->mask.bias != NULL;
     k->has_addw = d->additive_w != NULL;

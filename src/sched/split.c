@@ -45,21 +45,19 @@ static void make_group(const attn_sdpa_desc *d, size_t u0, size_t u1, int slot,
     size_t dk = (size_t)d->head_dim, dv = (size_t)d->head_dim_v;
     size_t b0 = u0 / hkv, g0 = u0 % hkv, units = u1 - u0;
     size_t h0 = g0 * r; /* first query head */
+    size_t bst[3];
+    attn_bias_strides(d, bst);
     g->d = *d;
     g->slot = slot;
     g->bias_off = g->kv_len_off = g->addw_off = 0;
     if (g0 == 0 && units % hkv == 0) { /* whole batch items */
         g->d.batch = (int)(units / hkv);
-        if (d->mask.bias_kind == ATTN_BIAS_FULL)
-            g->bias_off = b0 * (size_t)d->heads_q * sq * skv;
+        g->bias_off = b0 * bst[0];
     } else { /* kv heads [g0, g0 + units) of batch item b0 */
         g->d.batch = 1;
         g->d.heads_kv = (int)units;
         g->d.heads_q = (int)(units * r);
-        if (d->mask.bias_kind == ATTN_BIAS_PER_HEAD)
-            g->bias_off = h0 * sq * skv;
-        else if (d->mask.bias_kind == ATTN_BIAS_FULL)
-            g->bias_off = (b0 * (size_t)d->heads_q + h0) * sq * skv;
+        g->bias_off = b0 * bst[0] + h0 * bst[1];
         g->addw_off = h0 * dk;
     }
     g->kv_len_off = b0;

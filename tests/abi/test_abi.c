@@ -129,7 +129,9 @@ static void test_init_sized(void)
     CU_ASSERT_TRUE(intact(&od, sizeof od));
     CU_ASSERT_EQUAL(attn_sdpa_desc_init_sized(NULL, sizeof sd.d),
                     ATTN_ERR_INVALID_ARGUMENT);
-    CU_ASSERT_EQUAL(attn_sdpa_desc_init_sized(&sd.d, sizeof sd.d - 8),
+    /* below the first layout, which ends past dtype */
+    CU_ASSERT_EQUAL(attn_sdpa_desc_init_sized(
+                        &sd.d, offsetof(attn_sdpa_desc, dtype) / 8 * 8),
                     ATTN_ERR_INVALID_ARGUMENT);
     CU_ASSERT_EQUAL(attn_mha_desc_init_sized(&md.m, 0),
                     ATTN_ERR_INVALID_ARGUMENT);
@@ -318,6 +320,51 @@ static void test_device_stride(void)
     attn_context_destroy(ctx);
 }
 
+/* A caller of attn_sdpa_desc's first layout: its tail padding (pad0_
+ * now) holds whatever it holds and the bytes behind its struct, where
+ * causal_align now stands, are not read: the call is bottom-right causal,
+ * as before; a caller of this layout asking TOP_LEFT gets it. */
+static void test_sdpa_first_layout(void)
+{
+    const size_t n = offsetof(attn_sdpa_desc, causal_align);
+    union {
+        attn_sdpa_desc d;
+        unsigned char b[sizeof(attn_sdpa_desc) + 16];
+    } u;
+    attn_sdpa_desc full = ATTN_SDPA_DESC_INIT;
+    /* query 0 sees key 2 bottom-right (keys 0..2), key 0 top-left */
+    const float q[8] = {0}, k[16] = {0},
+                v[16] = {1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    float o[8], want[8];
+    attn_context *ctx = native_context();
+    if (!ctx)
+        return;
+    memset(&u, GUARD, sizeof u);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_desc_init_sized(&u.d, n), ATTN_OK);
+    CU_ASSERT_TRUE(intact(u.b + n, sizeof u.b - n));
+    memset((unsigned char *)&u.d + offsetof(attn_sdpa_desc, pad0_), GUARD,
+           n - offsetof(attn_sdpa_desc, pad0_));
+    u.d.batch = u.d.heads_q = u.d.heads_kv = 1;
+    u.d.seq_q = 2;
+    u.d.seq_kv = 4;
+    u.d.head_dim = u.d.head_dim_v = 4;
+    u.d.mask.causal = 1;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &u.d, q, k, v, o, NULL), ATTN_OK);
+    /* row 0: keys 0..2, v 1, 0, 2 in column 0 */
+    CU_ASSERT_DOUBLE_EQUAL(o[0], 1.0, 1e-6);
+    memcpy(&full, &u.d, n);
+    full.struct_size = sizeof full;
+    full.pad0_ = 0;
+    full.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &full, q, k, v, want, NULL), ATTN_OK);
+    CU_ASSERT_EQUAL(memcmp(o, want, sizeof o), 0);
+    full.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &full, q, k, v, o, NULL), ATTN_OK);
+    CU_ASSERT_DOUBLE_EQUAL(o[0], 1.0, 1e-6); /* key 0 alone */
+    CU_ASSERT_DOUBLE_EQUAL(o[4], 0.5, 1e-6); /* keys 0, 1 */
+    attn_context_destroy(ctx);
+}
+
 /* A caller of the layout that ends at `kernel` (before `precision`): the
  * bytes behind its struct, where `precision` now stands, are not read
  * (GUARD there would be a precision outside the enum), and the context
@@ -364,6 +411,7 @@ int main(void)
         {"newer caller", test_newer_caller},
         {"newer caller's KV cache", test_newer_kv_cache},
         {"a caller of the layout with kernel", test_kernel_layout},
+        {"a caller of the first attn_sdpa_desc layout", test_sdpa_first_layout},
         {"sizes no layout has", test_bad_sizes},
         {"device arrays by the caller's element size", test_device_stride},
         {NULL, NULL}};

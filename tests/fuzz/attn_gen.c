@@ -128,6 +128,24 @@ void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out)
     out->with_lse = gen_chance(g, 50);
     out->qk_amp = gen_chance(g, 20) ? gen_uniform(g, 2.0, 6.0) : 1.0;
     out->ninf = gen_chance(g, 30) ? gen_uniform(g, 0.0, 0.5) : 0.0;
+    /* drawn last, so that the earlier choices of an input keep their
+     * meaning; struct_size covers the members added since the first
+     * layout */
+    d->struct_size = sizeof *d;
+    d->causal_align =
+        gen_chance(g, 30) ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
+    if (d->mask.bias_kind != ATTN_BIAS_NONE && gen_chance(g, 40)) {
+        d->mask.bias_kind =
+            gen_chance(g, 30) ? ATTN_BIAS_KEY : ATTN_BIAS_BROADCAST;
+        d->bias_shape[0] = gen_chance(g, 50) ? d->batch : 1;
+        d->bias_shape[1] = gen_chance(g, 50) ? d->heads_q : 1;
+        d->bias_shape[2] = gen_chance(g, 50) ? d->seq_q : 1;
+    }
+    if (gen_chance(g, 20)) { /* a boolean mask keep of this shape */
+        d->keep_shape[0] = gen_chance(g, 50) ? d->batch : 1;
+        d->keep_shape[1] = gen_chance(g, 50) ? d->heads_q : 1;
+        d->keep_shape[2] = gen_chance(g, 50) ? d->seq_q : 1;
+    }
 }
 
 void gen_mha_spec(gen_src *g, const gen_limits *lim, mha_spec *out)

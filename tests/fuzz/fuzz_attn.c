@@ -84,14 +84,14 @@ static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
     snprintf(fuzz_current, sizeof fuzz_current,
              "attn_sdpa on %s: batch %d heads_q %d heads_kv %d seq_q %d "
              "seq_kv %d head_dim %d head_dim_v %d scale %g score %d dtype %d "
-             "causal %d window %d kv_len %s bias %s kind %d additive_w %s; "
-             "q %p k %p v %p o %p lse %p",
+             "causal %d window %d align %d kv_len %s bias %s kind %d "
+             "additive_w %s; q %p k %p v %p o %p lse %p",
              ctx, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
              d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
              (int)d->dtype, d->mask.causal, d->mask.window,
-             d->mask.kv_len ? "set" : "NULL", d->mask.bias ? "set" : "NULL",
-             (int)d->mask.bias_kind, d->additive_w ? "set" : "NULL", q, k, v, o,
-             (const void *)lse);
+             (int)d->causal_align, d->mask.kv_len ? "set" : "NULL",
+             d->mask.bias ? "set" : "NULL", (int)d->mask.bias_kind,
+             d->additive_w ? "set" : "NULL", q, k, v, o, (const void *)lse);
 }
 
 /* ---- counters (printed at exit when ATTN_FUZZ_STATS is set) ----------- */
@@ -462,30 +462,63 @@ static attn_context *pick_cl(gen_src *g)
 
 typedef struct sdpa_bytes {
     int ok; /* every size addressable */
-    size_t q, k, v, o, lse, bias, addw, kv_len;
+    size_t q, k, v, o, lse, bias, addw, kv_len, keep;
 } sdpa_bytes;
+
+/* The extents over batch, heads and queries of a bias of kind k (shape:
+ * attn_sdpa_desc.bias_shape, NULL for a mask alone), as attn.h defines
+ * them; 0 when the kind is not one or takes no shape there. */
+static int bias_extents(attn_bias_kind k, const int *shape, int batch,
+                        int heads_q, int seq_q, int ext[3])
+{
+    ext[0] = k == ATTN_BIAS_FULL || k == ATTN_BIAS_KEY ? batch : 1;
+    ext[1] = k == ATTN_BIAS_FULL || k == ATTN_BIAS_PER_HEAD ? heads_q : 1;
+    ext[2] = k >= ATTN_BIAS_SHARED && k <= ATTN_BIAS_FULL ? seq_q : 1;
+    if (k == ATTN_BIAS_BROADCAST) {
+        if (!shape)
+            return 0;
+        for (int i = 0; i < 3; i++)
+            ext[i] = shape[i];
+    }
+    return k >= ATTN_BIAS_SHARED && k <= ATTN_BIAS_BROADCAST;
+}
+
+/* Index of bias entry (b, h, i, j) in a bias of extents ext. */
+static size_t bias_index(const attn_sdpa_desc *d, const int ext[3], int b,
+                         int h, int i, int j)
+{
+    size_t at = (size_t)(ext[0] > 1 ? b : 0);
+    at = at * (size_t)ext[1] + (size_t)(ext[1] > 1 ? h : 0);
+    at = at * (size_t)ext[2] + (size_t)(ext[2] > 1 ? i : 0);
+    return at * (size_t)d->seq_kv + (size_t)j;
+}
 
 static sdpa_bytes sdpa_sizes(const attn_sdpa_desc *d)
 {
+    int ext[3];
     sdpa_bytes z;
     size_t es = d->dtype == ATTN_F16 ? 2 : 4;
     int dq[4] = {d->batch, d->heads_q, d->seq_q, d->head_dim};
     int dk[4] = {d->batch, d->heads_kv, d->seq_kv, d->head_dim};
     int dv[4] = {d->batch, d->heads_kv, d->seq_kv, d->head_dim_v};
     int dout[4] = {d->batch, d->heads_q, d->seq_q, d->head_dim_v};
-    int dbias[4] = {d->batch, d->heads_q, d->seq_q, d->seq_kv};
     int dw[2] = {d->heads_q, d->head_dim};
     memset(&z, 0, sizeof z);
     z.ok = tensor_bytes(&z.q, es, 4, dq) && tensor_bytes(&z.k, es, 4, dk) &&
            tensor_bytes(&z.v, es, 4, dv) && tensor_bytes(&z.o, es, 4, dout) &&
            tensor_bytes(&z.lse, 4, 3, dout);
-    if (d->mask.bias_kind >= ATTN_BIAS_SHARED &&
-        d->mask.bias_kind <= ATTN_BIAS_FULL) {
-        int skip = ATTN_BIAS_FULL - (int)d->mask.bias_kind;
-        z.ok &= tensor_bytes(&z.bias, 4, 4 - skip, dbias + skip);
+    if (bias_extents(d->mask.bias_kind, d->bias_shape, d->batch, d->heads_q,
+                     d->seq_q, ext)) {
+        int dbias[4] = {ext[0], ext[1], ext[2], d->seq_kv};
+        z.ok &= tensor_bytes(&z.bias, 4, 4, dbias);
     }
     if (d->score == ATTN_SCORE_ADDITIVE)
         z.ok &= tensor_bytes(&z.addw, 4, 2, dw);
+    if (d->keep_shape[0] || d->keep_shape[1] || d->keep_shape[2]) {
+        int dkeep[4] = {d->keep_shape[0], d->keep_shape[1], d->keep_shape[2],
+                        d->seq_kv};
+        z.ok &= tensor_bytes(&z.keep, 1, 4, dkeep);
+    }
     if (d->batch > 0)
         z.kv_len = (size_t)d->batch * sizeof(int32_t);
     return z;
@@ -506,9 +539,24 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
         return 0;
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return 0;
-    if (m->window < 0 || (unsigned)m->bias_kind > ATTN_BIAS_FULL ||
+    if (d->keep)
+        for (int i = 0; i < 3; i++)
+            if (d->keep_shape[i] != 1 &&
+                d->keep_shape[i] != (i == 0   ? d->batch
+                                     : i == 1 ? d->heads_q
+                                              : d->seq_q))
+                return 0;
+    if (m->bias_kind == ATTN_BIAS_BROADCAST)
+        for (int i = 0; i < 3; i++)
+            if (d->bias_shape[i] != 1 &&
+                d->bias_shape[i] != (i == 0   ? d->batch
+                                     : i == 1 ? d->heads_q
+                                              : d->seq_q))
+                return 0;
+    if (m->window < 0 || (unsigned)m->bias_kind > ATTN_BIAS_BROADCAST ||
         (m->bias_kind != ATTN_BIAS_NONE) != (m->bias != NULL) ||
-        (m->causal != 0 && m->causal != 1))
+        (m->causal != 0 && m->causal != 1) ||
+        (unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
         return 0;
     if (m->kv_len)
         for (int b = 0; b < d->batch; b++)
@@ -529,21 +577,22 @@ NO_COVERAGE static int visible(const attn_sdpa_desc *d, int b, int h, int i,
                                int j)
 {
     const attn_mask_desc *m = &d->mask;
-    long off = (long)d->seq_kv - d->seq_q;
+    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                   ? 0
+                   : (long)d->seq_kv - d->seq_q;
     if (m->causal && j > i + off)
         return 0;
     if (m->window > 0 && j < i + off - m->window + 1)
         return 0;
     if (m->kv_len && j >= m->kv_len[b])
         return 0;
+    if (d->keep && !d->keep[bias_index(d, d->keep_shape, b, h, i, j)])
+        return 0;
     if (m->bias) {
-        size_t plane = (size_t)i * (size_t)d->seq_kv + (size_t)j, at = plane;
-        size_t sq = (size_t)d->seq_q * (size_t)d->seq_kv;
-        if (m->bias_kind == ATTN_BIAS_PER_HEAD)
-            at = (size_t)h * sq + plane;
-        else if (m->bias_kind == ATTN_BIAS_FULL)
-            at = ((size_t)b * (size_t)d->heads_q + (size_t)h) * sq + plane;
-        if (m->bias[at] == -INFINITY)
+        int ext[3];
+        bias_extents(m->bias_kind, d->bias_shape, d->batch, d->heads_q,
+                     d->seq_q, ext);
+        if (m->bias[bias_index(d, ext, b, h, i, j)] == -INFINITY)
             return 0;
     }
     return 1;
@@ -564,16 +613,13 @@ NO_COVERAGE static int bias_poisoned(const attn_sdpa_desc *d, int b, int h,
                                      int i, int j)
 {
     const attn_mask_desc *m = &d->mask;
-    size_t sq = (size_t)d->seq_q * (size_t)d->seq_kv;
-    size_t at = (size_t)i * (size_t)d->seq_kv + (size_t)j;
+    int ext[3];
     float x;
     if (!m->bias)
         return 0;
-    if (m->bias_kind == ATTN_BIAS_PER_HEAD)
-        at += (size_t)h * sq;
-    else if (m->bias_kind == ATTN_BIAS_FULL)
-        at += ((size_t)b * (size_t)d->heads_q + (size_t)h) * sq;
-    x = m->bias[at];
+    bias_extents(m->bias_kind, d->bias_shape, d->batch, d->heads_q, d->seq_q,
+                 ext);
+    x = m->bias[bias_index(d, ext, b, h, i, j)];
     return isnan(x) || x == INFINITY;
 }
 
@@ -686,7 +732,7 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
 {
     int n = gen_int(g, 1, 3);
     for (int t = 0; t < n; t++) {
-        switch (gen_int(g, 0, 19)) {
+        switch (gen_int(g, 0, 20)) {
         case 0:
             d->batch = hostile_int(g);
             break;
@@ -715,7 +761,9 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             d->dtype = (attn_dtype)hostile_enum(g, ATTN_F16);
             break;
         case 9:
-            d->mask.bias_kind = (attn_bias_kind)hostile_enum(g, ATTN_BIAS_FULL);
+            d->mask.bias_kind =
+                (attn_bias_kind)hostile_enum(g, ATTN_BIAS_BROADCAST);
+            d->bias_shape[gen_int(g, 0, 2)] = hostile_int(g);
             break;
         case 10:
             d->mask.window = hostile_int(g);
@@ -743,6 +791,13 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             break;
         case 18:
             p->kv_bad = 1;
+            break;
+        case 19:
+            if (gen_chance(g, 50))
+                d->causal_align =
+                    (attn_causal_align)hostile_enum(g, ATTN_CAUSAL_TOP_LEFT);
+            else
+                d->keep_shape[gen_int(g, 0, 2)] = hostile_int(g);
             break;
         default:
             p->amp = gen_pick(g, (const int[]){30, 1000, 60000}, 3);
@@ -788,6 +843,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     unsigned char *q, *k, *v, *o;
     float *lse = NULL, *bias = NULL, *addw = NULL;
     int32_t *kv_len = NULL;
+    uint8_t *keep = NULL;
     int real, valid, f16;
     size_t total, es;
     double work;
@@ -808,7 +864,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     total = 0;
     real = z.ok;
     if (real) {
-        size_t parts[] = {z.q, z.k, z.v, z.o, z.lse, z.bias, z.addw};
+        size_t parts[] = {z.q, z.k, z.v, z.o, z.lse, z.bias, z.addw, z.keep};
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
             if (parts[i] > CAP_BYTES || total + parts[i] > CAP_BYTES)
                 real = 0;
@@ -857,9 +913,15 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
             kv_len[gen_int(g, 0, d.batch - 1)] =
                 gen_chance(g, 50) ? hostile_int(g) : past(d.seq_kv);
     }
+    if (d.keep_shape[0] || d.keep_shape[1] || d.keep_shape[2]) {
+        keep = take(real && z.keep ? z.keep : DUMMY);
+        for (size_t i = 0; real && i < z.keep; i++)
+            keep[i] = ref_rng_uniform(&r, 0, 1) < 0.3 ? 0 : 1;
+    }
     d.additive_w = addw;
     d.mask.bias = bias;
     d.mask.kv_len = kv_len;
+    d.keep = keep;
 
     /* The outputs, possibly inside an input. */
     o = NULL;
@@ -1125,7 +1187,7 @@ static void spoil_mha(gen_src *g, mha_spec *s, attn_mha_desc *m, mha_plan *p)
             s->window = hostile_int(g);
             break;
         default:
-            s->bias_kind = (attn_bias_kind)hostile_enum(g, ATTN_BIAS_FULL);
+            s->bias_kind = (attn_bias_kind)hostile_enum(g, ATTN_BIAS_BROADCAST);
             break;
         }
     }
@@ -1179,11 +1241,11 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
                  tensor_bytes(&bkv, 4, 1, dbkv) &&
                  tensor_bytes(&bo, 4, 1, dbo) && tensor_bytes(&addw, 4, 1, dbq);
         }
-        if (ok && s.bias_kind >= ATTN_BIAS_SHARED &&
-            s.bias_kind <= ATTN_BIAS_FULL) {
-            int db[4] = {s.batch, s.heads_q, s.seq_q, seq_kv};
-            int skip = ATTN_BIAS_FULL - (int)s.bias_kind;
-            ok = tensor_bytes(&biasb, 4, 4 - skip, db + skip);
+        int ext[3];
+        if (ok &&
+            bias_extents(s.bias_kind, NULL, s.batch, s.heads_q, s.seq_q, ext)) {
+            int db[4] = {ext[0], ext[1], ext[2], seq_kv};
+            ok = tensor_bytes(&biasb, 4, 4, db);
         }
     }
     /* Rows of the learned table: as stated, or as needed when unknown. */
@@ -1303,7 +1365,8 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
     if (valid)
         valid = !(p.in_place && x_q);
     if (valid && !p.mask_null) {
-        valid = s.window >= 0 && (unsigned)s.bias_kind <= ATTN_BIAS_FULL &&
+        /* a mask alone takes every kind but BROADCAST */
+        valid = s.window >= 0 && (unsigned)s.bias_kind <= ATTN_BIAS_KEY &&
                 (s.bias_kind != ATTN_BIAS_NONE) == (bias != NULL) &&
                 (mask.causal == 0 || mask.causal == 1);
         for (int i = 0; valid && kv_len && i < s.batch; i++)

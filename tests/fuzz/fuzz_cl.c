@@ -195,17 +195,25 @@ static int lay_out(gen_src *g, placed *t, roots *r)
 typedef struct host_in {
     float *bias, *addw;
     int32_t *kv_len;
+    uint8_t *keep;
 } host_in;
 
 static int host_inputs(gen_src *g, const gen_sdpa *gs, attn_sdpa_desc *d,
                        ref_rng *r, host_in *h)
 {
-    size_t nb = (size_t)d->seq_q * (size_t)d->seq_kv;
+    const attn_bias_kind bk = d->mask.bias_kind;
+    size_t nb = (size_t)d->seq_kv;
     memset(h, 0, sizeof *h);
-    if (d->mask.bias_kind == ATTN_BIAS_PER_HEAD)
+    /* [B, H, Q, seq_kv] of the kind (attn.h) */
+    if (bk == ATTN_BIAS_FULL || bk == ATTN_BIAS_KEY ||
+        (bk == ATTN_BIAS_BROADCAST && d->bias_shape[0] != 1))
+        nb *= (size_t)d->batch;
+    if (bk == ATTN_BIAS_FULL || bk == ATTN_BIAS_PER_HEAD ||
+        (bk == ATTN_BIAS_BROADCAST && d->bias_shape[1] != 1))
         nb *= (size_t)d->heads_q;
-    else if (d->mask.bias_kind == ATTN_BIAS_FULL)
-        nb *= (size_t)d->heads_q * (size_t)d->batch;
+    if ((bk >= ATTN_BIAS_SHARED && bk <= ATTN_BIAS_FULL) ||
+        (bk == ATTN_BIAS_BROADCAST && d->bias_shape[2] != 1))
+        nb *= (size_t)d->seq_q;
     if (d->mask.bias_kind != ATTN_BIAS_NONE) {
         if (!(h->bias = malloc(nb * sizeof(float))))
             return -1;
@@ -228,6 +236,15 @@ static int host_inputs(gen_src *g, const gen_sdpa *gs, attn_sdpa_desc *d,
             return -1;
         ref_fill_f32(r, h->addw, n, -1.0, 1.0);
         d->additive_w = h->addw;
+    }
+    if (d->keep_shape[0]) {
+        size_t n = (size_t)d->keep_shape[0] * (size_t)d->keep_shape[1] *
+                   (size_t)d->keep_shape[2] * (size_t)d->seq_kv;
+        if (!(h->keep = malloc(n)))
+            return -1;
+        for (size_t e = 0; e < n; e++)
+            h->keep[e] = ref_rng_uniform(r, 0.0, 1.0) < 0.3 ? 0 : 1;
+        d->keep = h->keep;
     }
     return 0;
 }
@@ -434,6 +451,7 @@ static int sdpa_cl(gen_src *g, int warm, attn_dtype dt)
     free(h.bias);
     free(h.addw);
     free(h.kv_len);
+    free(h.keep);
     return rc;
 }
 

@@ -2,18 +2,21 @@
 /*
  * Every kernel variant of the OpenCL backend, forced by name, over the
  * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and
- * 128 (head_dim_v equal or not), F32 and F16, every mask (causal, window,
- * kv_len, the three bias kinds with -inf entries), grouped-query heads,
- * the additive score, lse, and sequences that end inside a tile, on the
- * OpenCL CPU device, against the double-precision oracle.  A variant that
- * does not take a shape must refuse it (ATTN_ERR_UNSUPPORTED, nothing
- * written, attn_sdpa_kernel agreeing); each variant must run at least a
- * eighth of the cases of each storage type it takes (xmx takes F16
- * only).  Every case runs at each precision a context may
- * ask (exact, tf32, 3xtf32), checked at the tolerance of the precision
- * the kernel says it ran at.  The list of variants is the library's
- * (attn_kernel_name), so a new variant is checked without changing this
- * suite.
+ * 128 (head_dim_v equal or not), F32 and F16, every mask (causal and
+ * window aligned bottom-right and top-left, kv_len, every bias kind with
+ * -inf entries, broadcast shapes and the key bias among them, the boolean
+ * mask keep), grouped-query heads, the additive score, lse, and sequences
+ * that end inside a tile, on the OpenCL CPU device, against the
+ * double-precision oracle.  A variant that does not take a shape must
+ * refuse it (ATTN_ERR_UNSUPPORTED, nothing written, attn_sdpa_kernel
+ * agreeing); each variant must run at least an eighth of the cases of each
+ * storage type it takes (xmx takes F16 only; a variant without mask_shapes
+ * must decline the top-left causal mask and window, the bias kinds KEY and
+ * BROADCAST and keep, and runs an eighth of the others).  Every case runs
+ * at each precision a context may ask (exact, tf32, 3xtf32), checked at
+ * the tolerance of the precision the kernel says it ran at.  The list of
+ * variants is the library's (attn_kernel_name), so a new variant is
+ * checked without changing this suite.
  *
  * Without an OpenCL CPU device the suite prints SKIP and exits 77.
  */
@@ -22,6 +25,7 @@
 #include <string.h>
 
 #include "cases.h"
+#include "opencl/variant.h"
 #include "harness.h"
 #include "ref.h"
 
@@ -30,16 +34,31 @@ typedef struct feature {
     const char *name;
     int causal, window, kv_len, additive, gqa;
     attn_bias_kind bias;
+    /* causal_align TOP_LEFT for the head sizes and dtypes with
+     * (dims + dtype) % 2 == top_left - 1 (0: never), so that the case
+     * count stays and both alignments meet every sequence shape */
+    int top_left;
+    /* the bias kind of the other half ((dims + dtype) odd; NONE: bias),
+     * and for BROADCAST the dimensions it spans (1 batch, 2 heads, 4
+     * queries) */
+    attn_bias_kind bias_odd;
+    int spans;
+    /* a boolean mask keep on the even half, spanning these dimensions (as
+     * spans; 0: none) */
+    int keep_spans;
 } feature;
 
 static const feature FEATURES[] = {
-    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE},
-    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE},
-    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE},
-    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED},
-    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD},
-    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL},
-    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE},
+    {"plain", 0, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0, 1},
+    {"causal", 1, 0, 0, 0, 0, ATTN_BIAS_NONE, 0, ATTN_BIAS_NONE, 0, 0},
+    {"causal window kv_len", 1, 17, 1, 0, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE,
+     0, 0},
+    {"shared bias", 0, 0, 0, 0, 1, ATTN_BIAS_SHARED, 0, ATTN_BIAS_BROADCAST, 2,
+     7},
+    {"per-head bias causal", 1, 0, 0, 0, 0, ATTN_BIAS_PER_HEAD, 2,
+     ATTN_BIAS_BROADCAST, 5, 0},
+    {"full bias kv_len", 0, 0, 1, 0, 1, ATTN_BIAS_FULL, 0, ATTN_BIAS_KEY, 0, 0},
+    {"additive causal", 1, 0, 0, 1, 1, ATTN_BIAS_NONE, 1, ATTN_BIAS_NONE, 0, 0},
 };
 
 /* (seq_q, seq_kv): a few rows against a cache, square, cross both ways;
@@ -47,9 +66,13 @@ static const feature FEATURES[] = {
 static const int SEQS[][2] = {{3, 77}, {37, 37}, {70, 131}, {131, 45}};
 static const int DIMS[][2] = {{32, 32}, {64, 64}, {96, 64}, {128, 128}};
 
+/* novel: the cases with a mask feature (a top-left causal mask or window,
+ * the bias kinds KEY and BROADCAST, keep) that a variant without
+ * mask_shapes (src/opencl/variant.h) must decline */
 typedef struct tally {
-    unsigned long cases, taken, declined;
-    unsigned long dt_cases[2], dt_taken[2]; /* per storage type */
+    unsigned long cases, taken, declined, novel;
+    /* per storage type: cases, those run, those it must decline (novel) */
+    unsigned long dt_cases[2], dt_taken[2], dt_novel[2];
     int failed;
 } tally;
 
@@ -72,6 +95,8 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
     CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
     /* harness_declined accepts the refusals of this kernel only. */
     setenv("ATTN_TEST_KERNEL", kernel, 1);
+    const int vi = attn_cl_variant_find(kernel);
+    const int mask_shapes = vi >= 0 && attn_cl_variants[vi]->mask_shapes;
     harness_kernel_counts(&taken0, &declined0);
     for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++)
         for (int dt = 0; dt < 2; dt++)
@@ -80,10 +105,12 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 const feature *f = &FEATURES[fi];
                 const int *sq = SEQS[(di + fi + (size_t)dt) %
                                      (sizeof SEQS / sizeof SEQS[0])];
+                const int top_left = f->top_left && (int)((di + (size_t)dt) %
+                                                          2) == f->top_left - 1;
                 attn_sdpa_desc d;
                 sdpa_case c;
                 char what[160];
-                memset(&d, 0, sizeof d);
+                attn_sdpa_desc_init(&d);
                 d.batch = 2;
                 d.heads_q = 4;
                 d.heads_kv = f->gqa ? 2 : 4;
@@ -97,21 +124,46 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 d.mask.causal = f->causal;
                 d.mask.window = f->window;
                 d.mask.bias_kind = f->bias;
+                if (f->keep_spans && (di + (size_t)dt) % 2 == 0) {
+                    d.keep_shape[0] = f->keep_spans & 1 ? d.batch : 1;
+                    d.keep_shape[1] = f->keep_spans & 2 ? d.heads_q : 1;
+                    d.keep_shape[2] = f->keep_spans & 4 ? d.seq_q : 1;
+                }
+                if (f->bias_odd != ATTN_BIAS_NONE && (di + (size_t)dt) % 2) {
+                    d.mask.bias_kind = f->bias_odd;
+                    d.bias_shape[0] = f->spans & 1 ? d.batch : 1;
+                    d.bias_shape[1] = f->spans & 2 ? d.heads_q : 1;
+                    d.bias_shape[2] = f->spans & 4 ? d.seq_q : 1;
+                }
+                d.causal_align =
+                    top_left ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
                 snprintf(what, sizeof what,
-                         "%s (%s): d %d/%d %s %s, seq %d x %d", kernel,
-                         precision, d.head_dim, d.head_dim_v,
-                         dt ? "F16" : "F32", f->name, d.seq_q, d.seq_kv);
+                         "%s (%s): d %d/%d %s %s%s bias kind %d%s, seq %d x "
+                         "%d",
+                         kernel, precision, d.head_dim, d.head_dim_v,
+                         dt ? "F16" : "F32", f->name,
+                         top_left ? " top-left" : "", (int)d.mask.bias_kind,
+                         d.keep_shape[0] ? " keep" : "", d.seq_q, d.seq_kv);
                 CU_ASSERT_EQUAL_FATAL(
                     sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
+                const int novel =
+                    (top_left && (d.mask.causal || d.mask.window > 0)) ||
+                    d.mask.bias_kind > ATTN_BIAS_FULL || d.keep_shape[0];
+                unsigned long tk0, dc0, tk1, dc1;
                 t->cases++;
                 t->dt_cases[dt]++;
-                harness_kernel_counts(&taken1, &declined1);
+                harness_kernel_counts(&tk0, &dc0);
                 if (!sdpa_case_check(ctx, &c, NULL, 1, NULL, what))
                     t->failed = 1;
-                {
-                    unsigned long tk, dc;
-                    harness_kernel_counts(&tk, &dc);
-                    t->dt_taken[dt] += tk - taken1;
+                harness_kernel_counts(&tk1, &dc1);
+                t->dt_taken[dt] += tk1 - tk0;
+                if (novel && !mask_shapes) {
+                    t->novel++;
+                    t->dt_novel[dt]++;
+                    if (tk1 != tk0) {
+                        printf("\nFAIL %s: ran without mask_shapes\n", what);
+                        t->failed = 1;
+                    }
                 }
                 sdpa_case_free(&c);
             }
@@ -127,7 +179,7 @@ static void test_every_variant(void)
 {
     for (int i = 0; attn_kernel_name(i); i++) {
         const char *k = attn_kernel_name(i);
-        tally t = {0, 0, 0, {0, 0}, {0, 0}, 0};
+        tally t = {0, 0, 0, 0, {0, 0}, {0, 0}, {0, 0}, 0};
         unsigned long typed = 0; /* cases of the storage types it takes */
         for (size_t p = 0; p < sizeof PRECISIONS / sizeof PRECISIONS[0]; p++)
             run_variant(k, PRECISIONS[p], &t);
@@ -136,7 +188,7 @@ static void test_every_variant(void)
         HARNESS_EXPECT(!t.failed, k);
         HARNESS_EXPECT(t.taken + t.declined == t.cases, k);
         for (int dt = 0; dt < 2; dt++)
-            typed += t.dt_taken[dt] ? t.dt_cases[dt] : 0;
+            typed += t.dt_taken[dt] ? t.dt_cases[dt] - t.dt_novel[dt] : 0;
         HARNESS_EXPECT(typed > 0 && t.taken * 8 >= typed, k);
     }
 }

@@ -157,8 +157,9 @@ static attn_context *open_context(const char *device, attn_path path,
 /* Shape limits per path: most calls small, about one in seven long (many
  * key tiles), decode with a few query rows over a long KV cache.  The first
  * call of a path takes the largest shape of all (every size at its
- * largest, f32, a full bias, kv_len, lse), so that the working memory the
- * library keeps reaches its high-water mark during the warm-up. */
+ * largest, f32, a full bias and keep, kv_len, lse), so that the working
+ * memory the library keeps reaches its high-water mark during the
+ * warm-up. */
 static void draw_sdpa(gen_src *g, int path, int largest, gen_sdpa *out)
 {
     static const gen_limits small = {2, 3, 3, 48, 96, 96, 0, 0};
@@ -180,6 +181,10 @@ static void draw_sdpa(gen_src *g, int path, int largest, gen_sdpa *out)
         d->head_dim = d->head_dim_v = lim->head_dim;
         d->dtype = ATTN_F32;
         d->mask.bias_kind = ATTN_BIAS_FULL;
+        /* with a full boolean mask too */
+        d->keep_shape[0] = d->batch;
+        d->keep_shape[1] = d->heads_q;
+        d->keep_shape[2] = d->seq_q;
         out->with_kv_len = out->with_lse = 1;
     }
 }
@@ -187,11 +192,13 @@ static void draw_sdpa(gen_src *g, int path, int largest, gen_sdpa *out)
 static void print_desc(const char *what, const attn_sdpa_desc *d)
 {
     printf("  %s: batch %d heads %d/%d seq %d/%d dims %d/%d scale %g "
-           "score %d dtype %d causal %d window %d kv_len %s bias kind %d\n",
+           "score %d dtype %d causal %d window %d align %d kv_len %s bias "
+           "kind %d keep %d/%d/%d\n",
            what, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
            d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
-           (int)d->dtype, d->mask.causal, d->mask.window,
-           d->mask.kv_len ? "yes" : "no", (int)d->mask.bias_kind);
+           (int)d->dtype, d->mask.causal, d->mask.window, (int)d->causal_align,
+           d->mask.kv_len ? "yes" : "no", (int)d->mask.bias_kind,
+           d->keep_shape[0], d->keep_shape[1], d->keep_shape[2]);
 }
 
 /* Worst |got - want| / tol of O and lse with the tolerances of ref.h;

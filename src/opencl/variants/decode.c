@@ -139,8 +139,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
         r4(nq * hd) + r4(hd) + nq * (tk + (uint64_t)t->v[P_WG] + r4(dv));
     const uint64_t bh = (uint64_t)d->batch * (uint64_t)d->heads_q;
     const uint64_t rows = bh * nq;
-    const int window = d->mask.window > d->seq_kv ? d->seq_kv : d->mask.window;
-    const int off = d->seq_kv - d->seq_q;
+    const int window = attn_cl_window(d);
+    const int off = (int)attn_causal_diag(d);
     const uint64_t max_alloc = lim->max_alloc ? lim->max_alloc : UINT64_MAX;
     const unsigned cus = lim->compute_units ? lim->compute_units : 1;
     uint64_t span, n_split, split_len, per_split;
@@ -206,7 +206,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG           ATTN_CL_KARG
-#define N_SPLIT_ARGS   28
+#define N_SPLIT_ARGS   32
 #define N_COMBINE_ARGS 11
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX query heads, then pass 2 in
@@ -220,15 +220,16 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
     const cl_int nat = L->bias_kind != 0;
     const cl_float scale2 = !nat ? L->scale2 : L->additive ? 1.0f : L->scale;
     const attn_cl_karg sargs[N_SPLIT_ARGS - 2] = {
-        KARG(L->t->q),     KARG(L->q_off),      KARG(L->t->k),
-        KARG(L->k_off),    KARG(L->t->v),       KARG(L->v_off),
-        KARG(L->scratch),  KARG(L->bias),       KARG(L->bias_kind),
-        KARG(L->kv_len),   KARG(L->has_kv_len), KARG(L->addw),
-        KARG(L->additive), KARG(scale2),        KARG(L->heads_q),
-        KARG(L->heads_kv), KARG(L->seq_q),      KARG(L->seq_kv),
-        KARG(L->head_dim), KARG(L->head_dim_v), KARG(L->causal),
-        KARG(L->window),   KARG(g->key_lo),     KARG(g->split_len),
-        KARG(g->n_split),  KARG(g->po_off)};
+        KARG(L->t->q),      KARG(L->q_off),      KARG(L->t->k),
+        KARG(L->k_off),     KARG(L->t->v),       KARG(L->v_off),
+        KARG(L->scratch),   KARG(L->bias),       KARG(L->bias_kind),
+        KARG(L->bias_sb),   KARG(L->bias_sh),    KARG(L->bias_sq),
+        KARG(L->kv_len),    KARG(L->has_kv_len), KARG(L->addw),
+        KARG(L->additive),  KARG(scale2),        KARG(L->heads_q),
+        KARG(L->heads_kv),  KARG(L->seq_q),      KARG(L->seq_kv),
+        KARG(L->head_dim),  KARG(L->head_dim_v), KARG(L->causal),
+        KARG(L->window),    KARG(L->diag),       KARG(g->key_lo),
+        KARG(g->split_len), KARG(g->n_split),    KARG(g->po_off)};
     const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(L->scratch), KARG(g->po_off),     KARG(L->t->o),
         KARG(L->o_off),   KARG(L->lse),        KARG(L->lse_off),
@@ -265,6 +266,7 @@ static const char *const kernels[] = {"attn_decode_split", "attn_combine",
 
 const attn_cl_variant attn_cl_variant_decode = {
     .name = "decode",
+    .mask_shapes = 1,
     .summary = "a few query rows against many keys: keys split over "
                "work-groups, partials merged by their log-sum-exp",
     .path = ATTN_PATH_AUTO,

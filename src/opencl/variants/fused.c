@@ -125,7 +125,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     const uint64_t floats = r16(tk * hd) + r16(tk * dv) + r16(hd) +
                             wg * (r16(hd * br) + r16(dv * br));
     /* The kernel's row and key indices (rounded up to whole work-groups
-     * and tiles, shifted by seq_kv - seq_q) stay below INT_MAX. */
+     * and tiles, shifted by the causal diagonal) stay below INT_MAX. */
     const int seq_max =
         INT_MAX - t->v[P_WG] * t->v[P_VW] * t->v[P_NV] - t->v[P_TK];
     geom *g = out;
@@ -154,7 +154,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 29
+#define N_ARGS 33
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -170,11 +170,13 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
         KARG(L->t->o),      KARG(L->o_off),    KARG(L->lse),
         KARG(L->lse_off),   KARG(L->has_lse),  KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb),  KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),   KARG(L->has_kv_len),
         KARG(L->addw),      KARG(L->additive), KARG(scale2),
         KARG(L->heads_q),   KARG(L->heads_kv), KARG(L->seq_q),
         KARG(L->seq_kv),    KARG(L->head_dim), KARG(L->head_dim_v),
-        KARG(g->dvp),       KARG(L->causal),   KARG(L->window)};
+        KARG(g->dvp),       KARG(L->causal),   KARG(L->window),
+        KARG(L->diag)};
     const size_t rows =
         (size_t)t->v[P_WG] * (size_t)t->v[P_VW] * (size_t)t->v[P_NV];
     const size_t blocks = ((size_t)L->seq_q + rows - 1) / rows;
@@ -195,6 +197,7 @@ static const char *const kernels[] = {"attn_fused", NULL};
 
 const attn_cl_variant attn_cl_variant_fused = {
     .name = "fused",
+    .mask_shapes = 1,
     .summary = "one pass over K/V tiles with an online softmax; rows in "
                "vector lanes (CPU-shaped)",
     .path = ATTN_PATH_FUSED,

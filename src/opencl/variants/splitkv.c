@@ -199,8 +199,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     const uint64_t pairs = (uint64_t)d->batch * (uint64_t)d->heads_kv;
     const uint64_t rows =
         (uint64_t)d->batch * (uint64_t)d->heads_q * (uint64_t)d->seq_q;
-    const int window = d->mask.window > d->seq_kv ? d->seq_kv : d->mask.window;
-    const int off = d->seq_kv - d->seq_q;
+    const int window = attn_cl_window(d);
+    const int off = (int)attn_causal_diag(d);
     const uint64_t max_alloc = lim->max_alloc ? lim->max_alloc : UINT64_MAX;
     const unsigned cus = lim->compute_units ? lim->compute_units : 1;
     uint64_t span, n_split, split_len, per_split, tk;
@@ -261,7 +261,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG           ATTN_CL_KARG
-#define N_SPLIT_ARGS   26
+#define N_SPLIT_ARGS   30
 #define N_COMBINE_ARGS 11
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX (batch, kv head) pairs,
@@ -279,12 +279,13 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->t->q),      KARG(L->q_off),    KARG(L->t->k),
         KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
         KARG(L->scratch),   KARG(g->po_off),   KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb),  KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),   KARG(L->has_kv_len),
         KARG(L->addw),      KARG(L->additive), KARG(qscale),
         KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
         KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),
-        KARG(L->window),    KARG(g->key_lo),   KARG(g->split_len),
-        KARG(g->n_split)};
+        KARG(L->window),    KARG(L->diag),     KARG(g->key_lo),
+        KARG(g->split_len), KARG(g->n_split)};
     const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(L->scratch), KARG(g->po_off),     KARG(L->t->o),
         KARG(L->o_off),   KARG(L->lse),        KARG(L->lse_off),
@@ -319,6 +320,7 @@ static const char *const kernels[] = {"attn_splitkv", "attn_combine", NULL};
 
 const attn_cl_variant attn_cl_variant_splitkv = {
     .name = "splitkv",
+    .mask_shapes = 1,
     .summary = "decode for GPUs: each K/V row read once for every query "
                "head of its group, keys split over work-groups, partials "
                "merged by their log-sum-exp",

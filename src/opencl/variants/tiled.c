@@ -181,7 +181,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 26
+#define N_ARGS 30
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -197,11 +197,12 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->k_off),     KARG(L->t->v),     KARG(L->v_off),
         KARG(L->t->o),      KARG(L->o_off),    KARG(L->lse),
         KARG(L->lse_off),   KARG(L->has_lse),  KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),   KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb),  KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),   KARG(L->has_kv_len),
         KARG(L->addw),      KARG(L->additive), KARG(qscale),
         KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
         KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),
-        KARG(L->window)};
+        KARG(L->window),    KARG(L->diag)};
     const size_t wg = (size_t)t->v[P_TR] * (size_t)t->v[P_TC];
     const size_t blocks = ((size_t)L->seq_q + (size_t)g->br - 1) / g->br;
     cl_kernel k = L->k[0];
@@ -218,6 +219,7 @@ static const char *const kernels[] = {"attn_tiled", NULL};
 
 const attn_cl_variant attn_cl_variant_tiled = {
     .name = "tiled",
+    .mask_shapes = 1,
     .summary = "one pass, register-tiled for GPUs: scores and outputs in "
                "registers, Q, K/V and P tiles in local memory",
     .path = ATTN_PATH_FUSED,
