@@ -108,9 +108,6 @@ typedef float am_pk;
 
 #define AM_LOG2E 1.4426950408889634f
 #define AM_LN2 0.6931471805599453f
-#define AM_BIAS_SHARED 1
-#define AM_BIAS_PER_HEAD 2
-#define AM_BIAS_FULL 3
 #define AM_NONFINITE(x) ((as_uint(x) & 0x7f800000u) == 0x7f800000u)
 #define AM_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -313,9 +310,10 @@ attn_amdmm(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
            ulong k_off, __global const ATTN_T *v, ulong v_off,
            __global ATTN_T *o, ulong o_off, __global float *lse, ulong lse_off,
            int has_lse, __global const float *bias, int bias_kind,
+           ulong bias_sb, ulong bias_sh, ulong bias_sq,
            __global const int *kv_len, int has_kv_len, float qscale, int nat,
            int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-           int window, int bh0)
+           int window, int diag, int bh0)
 {
     /* Both as floats: 4-byte aligned for every element type. */
     __local float kp[AM_KPF]; /* the K tile [key][AM_DP], or P */
@@ -335,7 +333,7 @@ attn_amdmm(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int kvh = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* the causal diagonal */
+    const int off = diag; /* the causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * AM_BR;
     const int nrows = min(seq_q - row0, AM_BR);
@@ -355,13 +353,8 @@ attn_amdmm(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int hi = r < seq_q ? min(causal ? r + off : seq_kv - 1, klen - 1) : -1;
     const int lo = window > 0 ? r + off - window + 1 : 0;
     float m = as_float(ATTN_MASKED_BITS), l = 0.0f, poison = 0.0f;
-    size_t brow = 0;
-    if (bias_kind == AM_BIAS_SHARED)
-        brow = (size_t)r * (size_t)seq_kv;
-    else if (bias_kind == AM_BIAS_PER_HEAD)
-        brow = ((size_t)h * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
-    else if (bias_kind == AM_BIAS_FULL)
-        brow = ((size_t)bh * (size_t)seq_q + (size_t)r) * (size_t)seq_kv;
+    const size_t brow =
+        (size_t)b * bias_sb + (size_t)h * bias_sh + (size_t)r * bias_sq;
     float acc[AM_NO][AM_NR];
 AM_UNROLL
     for (int y = 0; y < AM_NO; y++)

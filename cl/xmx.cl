@@ -101,8 +101,6 @@
 
 #define XM_LOG2E 1.4426950408889634f
 #define XM_LN2 0.6931471805599453f
-#define XM_BIAS_PER_HEAD 2
-#define XM_BIAS_FULL 3
 
 /* 2^x for visible keys (x <= 0): never 0; NaN stays NaN. */
 static float8 xm_exp2(float8 x)
@@ -210,7 +208,7 @@ static float8 xm_rsum(float8 x)
 #define XM_BIAS(mm, c)                                                         \
     if (vis.c) {                                                               \
         const float bv =                                                       \
-            bias[(bb + (size_t)(rs + (mm))) * (size_t)seq_kv + (size_t)j];     \
+            bias[bb + (size_t)(rs + (mm)) * bias_sq + (size_t)j];              \
         if (as_uint(bv) == ATTN_NEG_INF_BITS)                                  \
             vis.c = 0;                                                         \
         else                                                                   \
@@ -231,7 +229,10 @@ static float8 xm_rsum(float8 x)
  * lse: floats at lse_off when has_lse.  bias: kind bias_kind (0: none).
  * kv_len: [batch] when has_kv_len.  qscale: what Q K^T is multiplied by
  * (the scale, times log2(e) unless nat); nat: scores in natural units (a
- * bias).  window: 0, or the window clamped to seq_kv.  Launch: global
+ * bias).  window: 0, or the window clamped to seq_q + diag; diag: the
+ * causal diagonal's offset (seq_kv - seq_q, or 0 top-left).  The bias
+ * element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i * bias_sq +
+ * j] (a stride is 0 where the bias is broadcast).  Launch: global
  * (ceil(seq_q / 64) * 64, heads in this launch), local (64, 1); query
  * head bh0 + get_group_id(1). */
 __kernel __attribute__((reqd_work_group_size(XM_WG, 1, 1)))
@@ -242,9 +243,10 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
               ulong k_off, __global const ATTN_T *v, ulong v_off,
               __global ATTN_T *o, ulong o_off, __global float *lse,
               ulong lse_off, int has_lse, __global const float *bias,
-              int bias_kind, __global const int *kv_len, int has_kv_len,
-              float qscale, int nat, int heads_q, int heads_kv, int seq_q,
-              int seq_kv, int causal, int window, int bh0)
+              int bias_kind, ulong bias_sb, ulong bias_sh, ulong bias_sq,
+              __global const int *kv_len, int has_kv_len, float qscale,
+              int nat, int heads_q, int heads_kv, int seq_q, int seq_kv,
+              int causal, int window, int diag, int bh0)
 {
     __local uint kp[XM_KPW];            /* K [key][XM_KS], or P as floats */
     __local uint vp[XM_KV * XM_D * 8];  /* V packed: [k step][d][8] */
@@ -268,7 +270,7 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int bh = bh0 + (int)get_group_id(1);
     const int b = bh / heads_q, h = bh % heads_q;
     const int kvh = h / (heads_q / heads_kv);
-    const int off = seq_kv - seq_q; /* the causal diagonal */
+    const int off = diag; /* the causal diagonal */
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * XM_BR;
     const int nrows = min(seq_q - row0, XM_BR);
@@ -292,10 +294,8 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                                 (int8)(klen - 1)),
                             r8 < (int8)(seq_q));
     const int8 lo8 = window > 0 ? r8 + (off - window + 1) : (int8)(0);
-    /* The bias rows: (bb + r) * seq_kv. */
-    const size_t bb = bias_kind == XM_BIAS_PER_HEAD ? (size_t)h * (size_t)seq_q
-                      : bias_kind == XM_BIAS_FULL   ? (size_t)bh * (size_t)seq_q
-                                                    : 0;
+    /* The bias row of query r: bb + r * bias_sq. */
+    const size_t bb = (size_t)b * bias_sb + (size_t)h * bias_sh;
     float8 m8 = (float8)(as_float(ATTN_MASKED_BITS)), l8 = (float8)(0.0f);
     float8 poison = (float8)(0.0f);
     float8 acc[XM_NO];

@@ -178,7 +178,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 24
+#define N_ARGS 28
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -192,10 +192,11 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->k_off),     KARG(L->t->v),    KARG(L->v_off),
         KARG(L->t->o),      KARG(L->o_off),   KARG(L->lse),
         KARG(L->lse_off),   KARG(L->has_lse), KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->kv_len),  KARG(L->has_kv_len),
+        KARG(L->bias_kind), KARG(L->bias_sb), KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),  KARG(L->has_kv_len),
         KARG(qscale),       KARG(nat),        KARG(L->heads_q),
         KARG(L->heads_kv),  KARG(L->seq_q),   KARG(L->seq_kv),
-        KARG(L->causal),    KARG(L->window)};
+        KARG(L->causal),    KARG(L->window),  KARG(L->diag)};
     const size_t blocks = ((size_t)L->seq_q + BR - 1) / BR;
     cl_kernel k = L->k[0];
     cl_int rc = attn_cl_set_args(k, 0, args, N_ARGS - 1);
@@ -211,6 +212,7 @@ static const char *const kernels[] = {"attn_xmx", NULL};
 
 const attn_cl_variant attn_cl_variant_xmx = {
     .name = "xmx",
+    .mask_shapes = 1,
     .summary = "one pass on Intel XMX matrix units (DPAS, "
                "cl_intel_subgroup_matrix_multiply_accumulate, subgroups of "
                "8) at f16 precision for F16 storage; emulated elsewhere "
