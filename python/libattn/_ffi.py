@@ -111,8 +111,14 @@ typedef enum attn_bias_kind {
     ATTN_BIAS_NONE = 0,
     ATTN_BIAS_SHARED,
     ATTN_BIAS_PER_HEAD,
-    ATTN_BIAS_FULL
+    ATTN_BIAS_FULL,
+    ATTN_BIAS_KEY,
+    ATTN_BIAS_BROADCAST
 } attn_bias_kind;
+typedef enum attn_causal_align {
+    ATTN_CAUSAL_BOTTOM_RIGHT = 0,
+    ATTN_CAUSAL_TOP_LEFT
+} attn_causal_align;
 typedef struct attn_mask_desc {
     size_t struct_size;
     int causal;
@@ -135,6 +141,11 @@ typedef struct attn_sdpa_desc {
     const float *additive_w;
     attn_mask_desc mask;
     attn_dtype dtype;
+    int pad0_;
+    attn_causal_align causal_align;
+    int bias_shape[3];
+    const uint8_t *keep;
+    int keep_shape[3];
 } attn_sdpa_desc;
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                       const void *q, const void *k, const void *v,

@@ -229,7 +229,12 @@ class MultiheadAttention:
         mask.struct_size = ffi.sizeof("attn_mask_desc")
         mask.causal = causal
         if bias is not None:
-            if bias.shape[0] == 1 and bias.shape[1] == 1:
+            if bias.shape[1:3] == (1, 1) and bias.shape[0] == n and \
+                    attn_mask is None and not (is_causal and not causal):
+                # A key-padding mask alone: [batch, seq_kv], read in place.
+                bias = np.ascontiguousarray(bias.reshape(n, S))
+                mask.bias_kind = lib.ATTN_BIAS_KEY
+            elif bias.shape[0] == 1 and bias.shape[1] == 1:
                 bias = np.ascontiguousarray(bias.reshape(L, S))
                 mask.bias_kind = lib.ATTN_BIAS_SHARED
             else:

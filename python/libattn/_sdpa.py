@@ -13,12 +13,14 @@ def _ptr(arr, ctype="void *"):
     return ffi.cast(ctype, arr.ctypes.data)
 
 
-def _mask_bias(mask, lead, hq, L, S, name="attn_mask"):
-    """A float32 bias and its attn_bias_kind for a PyTorch attn_mask (bool:
-    True takes part; float: added) broadcastable to (*lead, hq, L, S): the
-    smallest of the library's shapes (SHARED [L, S], PER_HEAD [hq, L, S],
-    FULL [B, hq, L, S]) that holds it; a broadcast dimension is
-    materialised only up to that shape."""
+def _mask_operand(mask, lead, batch, hq, L, S, name="attn_mask"):
+    """A PyTorch attn_mask broadcastable to (*lead, hq, L, S) as the
+    library takes it in place: (array, shape) with array [B', H', Q', S]
+    and shape (B', H', Q'), each 1 (broadcast) or the full size; a bool
+    mask as uint8 keep bytes (1 takes part), a float one as a float32 bias.
+    Only what the library cannot broadcast is materialised: the key
+    dimension where the mask has 1 there, and batch dimensions broadcast
+    in part."""
     m, _ = as_numpy(mask, name)
     full = tuple(lead) + (hq, L, S)
     if m.ndim > len(full):
@@ -30,7 +32,7 @@ def _mask_bias(mask, lead, hq, L, S, name="attn_mask"):
         raise ValueError("%s of shape %s does not broadcast to the scores' "
                          "shape %s" % (name, m.shape, full)) from None
     if m.dtype == np.bool_:
-        m = np.where(m, np.float32(0), np.float32(-np.inf))
+        m = m.view(np.uint8)
     elif m.dtype.kind == "f":
         m = m.astype(np.float32, copy=False)
     else:
@@ -38,24 +40,16 @@ def _mask_bias(mask, lead, hq, L, S, name="attn_mask"):
                         "type)" % (name, m.dtype))
     shape = (1,) * (len(full) - m.ndim) + m.shape
     m = m.reshape(shape)
-    lead_one = all(s == 1 for s in shape[:-3])
-    if lead_one and shape[-3] == 1:
-        kind, target = lib.ATTN_BIAS_SHARED, (L, S)
-        m = m.reshape(shape[-2:])
-    elif lead_one:
-        kind, target = lib.ATTN_BIAS_PER_HEAD, (hq, L, S)
-        m = m.reshape(shape[-3:])
+    mlead = shape[:-3]
+    if all(s == 1 for s in mlead):
+        nb = 1
     else:
-        kind, target = lib.ATTN_BIAS_FULL, full
-    b = np.ascontiguousarray(np.broadcast_to(m, target), dtype=np.float32)
-    return b, kind
-
-
-def _top_left_causal(L, S):
-    """PyTorch's is_causal as a SHARED bias: query i sees keys j <= i."""
-    i = np.arange(L)[:, None]
-    j = np.arange(S)[None, :]
-    return np.where(j <= i, np.float32(0), np.float32(-np.inf))
+        nb = batch
+        if mlead != tuple(lead):
+            m = np.broadcast_to(m, tuple(lead) + shape[-3:])
+    m = np.broadcast_to(m, m.shape[:-1] + (S,))
+    m = np.ascontiguousarray(m.reshape((nb,) + m.shape[-3:]))
+    return m, (nb, m.shape[1], m.shape[2])
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None,
@@ -157,16 +151,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
             lse.fill(-np.inf)
         return result()
 
-    bias = None
-    bias_kind = lib.ATTN_BIAS_NONE
-    causal = 0
-    if is_causal:
-        if L == S:
-            causal = 1
-        else:
-            bias, bias_kind = _top_left_causal(L, S), lib.ATTN_BIAS_SHARED
-    elif attn_mask is not None:
-        bias, bias_kind = _mask_bias(attn_mask, lead, hq, L, S)
+    mask_arr = None
+    if attn_mask is not None:
+        mask_arr, mask_shape = _mask_operand(attn_mask, lead, batch, hq, L, S)
 
     q = contiguous(q)
     k = contiguous(k)
@@ -179,10 +166,17 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     d.scale = 0.0 if scale is None else scale
     d.score = lib.ATTN_SCORE_DOT
     d.dtype = code
-    d.mask.causal = causal
-    if bias is not None:
-        d.mask.bias = _ptr(bias, "const float *")
-        d.mask.bias_kind = bias_kind
+    if is_causal:
+        d.mask.causal = 1
+        d.causal_align = lib.ATTN_CAUSAL_TOP_LEFT
+    if mask_arr is not None:
+        if mask_arr.dtype == np.uint8:
+            d.keep = _ptr(mask_arr, "const uint8_t *")
+            d.keep_shape = mask_shape
+        else:
+            d.mask.bias = _ptr(mask_arr, "const float *")
+            d.mask.bias_kind = lib.ATTN_BIAS_BROADCAST
+            d.bias_shape = mask_shape
     handle = ctx._handle()
     status = lib.attn_sdpa(handle, d, _ptr(q), _ptr(k), _ptr(v), _ptr(o),
                            _ptr(lse, "float *") if lse is not None

@@ -34,7 +34,7 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
     if is_causal:
         hide = np.triu(np.ones((L, S), dtype=bool), k=1)
         s = np.where(hide, -np.inf, s)
-    elif mask is not None:
+    if mask is not None:
         m = np.asarray(mask)
         if m.dtype == np.bool_:
             s = np.where(m, s, -np.inf)

@@ -53,6 +53,13 @@ def test_masks_and_causal(ctx, rng):
     assert np.abs(y - want(layer, x, bias=bias)).max() < MHA_ABS
     y, _ = layer(x, is_causal=True)
     assert np.abs(y - want(layer, x, causal=True)).max() < MHA_ABS
+    # A key-padding mask alone (the library's [batch, seq_kv] key bias),
+    # with causal too.
+    kb = np.where(kpm, -np.inf, 0.0)[:, None, None, :]
+    y, _ = layer(x, key_padding_mask=kpm)
+    assert np.abs(y - want(layer, x, bias=kb)).max() < MHA_ABS
+    y, _ = layer(x, key_padding_mask=kpm, is_causal=True)
+    assert np.abs(y - want(layer, x, bias=kb, causal=True)).max() < MHA_ABS
     # Float masks are added; per-head masks are (N*heads, L, L).
     fm = rng.standard_normal((n * 4, L, L)).astype(np.float32)
     y, _ = layer(x, attn_mask=fm)
