@@ -426,7 +426,9 @@ static void test_bad_input(void)
     attn_options o;
     attn_mask_desc mask = ATTN_MASK_DESC_INIT;
     const attn_status bad = ATTN_ERR_INVALID_ARGUMENT;
-    float y[2 * 4 * 20], k[2 * 2 * 4 * 6], v[2 * 2 * 4 * 6];
+    /* The cache's rows: zeros, so that a step that succeeds over a cached
+     * row reads defined values. */
+    float y[2 * 4 * 20], k[2 * 2 * 4 * 6] = {0}, v[2 * 2 * 4 * 6] = {0};
     attn_kv_cache kv = ATTN_KV_CACHE_INIT;
     CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 9), 0);
     y[0] = 123.0f;
