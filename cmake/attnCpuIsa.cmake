@@ -33,6 +33,7 @@ include(CheckCSourceCompiles)
 set(ATTN_ISA_COMMON_SOURCES
   src/cpu/sdpa_tile.c
   src/cpu/sdpa_dec.c
+  src/cpu/sdpa_bwd_tile.c
   src/cpu/mha.c
   src/cpu/gemm.c
   src/cpu/posenc.c
