@@ -14,6 +14,10 @@
 #ifndef SDPA_BWD_KTILE
 #define SDPA_BWD_KTILE 64
 #endif
+/* Query rows computed together inside an item, and the width of the
+ * vector chunks (head dimensions are padded to it in the scratch). */
+#define SDPA_BWD_QB 16
+#define SDPA_BWD_W  16
 /* Query rows per item of the dq reduction. */
 #define SDPA_BWD_DQ_ROWS 64
 
@@ -35,12 +39,20 @@ struct attn_sdpa_bwd_job {
     int f16, workers, group, nkt, nqb;
 };
 
-/* Floats of one worker's scratch for head sizes dh, dv. */
+/* n rounded up to the chunk width. */
+static inline size_t attn_sdpa_bwd_pad(int n)
+{
+    return ((size_t)n + SDPA_BWD_W - 1) / SDPA_BWD_W * SDPA_BWD_W;
+}
+
+/* Floats of one worker's scratch for head sizes dh, dv (sdpa_bwd_tile.c
+ * lays it out): a key tile transposed (K, V) and as rows (K), its dk and
+ * dv sums, a block of query rows (q, dO, dq) and its P and dS. */
 static inline size_t attn_sdpa_bwd_scratch(int dh, int dv)
 {
-    size_t kt = SDPA_BWD_KTILE, a = (size_t)dh, b = (size_t)dv;
-    /* kT, vT, dk and dv accumulators, scores, dP, flags, an o row */
-    return 2 * kt * (a + b) + 3 * kt + (a > b ? a : b) + 16;
+    size_t kt = SDPA_BWD_KTILE, qb = SDPA_BWD_QB;
+    size_t a = attn_sdpa_bwd_pad(dh), b = attn_sdpa_bwd_pad(dv);
+    return kt * (3 * a + 2 * b) + qb * (2 * a + b) + 2 * qb * kt;
 }
 
 #ifdef ATTN_ISA_SUFFIX
