@@ -169,23 +169,32 @@ static void weighted_rows(const float *p, const float *w, size_t ws,
                           const float *x, size_t ld, int n, size_t wd,
                           int finite, float *out)
 {
-    for (size_t c0 = 0; c0 < wd; c0 += VW) {
+    size_t c0 = 0;
+    /* four registers of columns at once: one broadcast, four sums */
+    for (; c0 + 4 * VW <= wd; c0 += 4 * VW) {
+        const float *xc = x + c0;
+        vf a0 = loadv(out + c0), a1 = loadv(out + c0 + VW),
+           a2 = loadv(out + c0 + 2 * VW), a3 = loadv(out + c0 + 3 * VW);
+        for (int i = 0; i < n; i++) {
+            const float *xr = xc + (size_t)i * ld;
+            const float f = w[(size_t)i * ws];
+            if (!finite && p[(size_t)i * ws] == 0.0f)
+                continue;
+            a0 += f * loadv(xr);
+            a1 += f * loadv(xr + VW);
+            a2 += f * loadv(xr + 2 * VW);
+            a3 += f * loadv(xr + 3 * VW);
+        }
+        storev(out + c0, a0);
+        storev(out + c0 + VW, a1);
+        storev(out + c0 + 2 * VW, a2);
+        storev(out + c0 + 3 * VW, a3);
+    }
+    for (; c0 < wd; c0 += VW) {
         const float *xc = x + c0;
         vf acc = loadv(out + c0);
-        int i = 0;
-        if (finite) {
-            vf a1 = {0}, a2 = {0}, a3 = {0};
-            for (; i + 4 <= n; i += 4) {
-                const float *xr = xc + (size_t)i * ld;
-                acc += w[(size_t)i * ws] * loadv(xr);
-                a1 += w[(size_t)(i + 1) * ws] * loadv(xr + ld);
-                a2 += w[(size_t)(i + 2) * ws] * loadv(xr + 2 * ld);
-                a3 += w[(size_t)(i + 3) * ws] * loadv(xr + 3 * ld);
-            }
-            acc += (a1 + a2) + a3;
-        }
-        for (; i < n; i++) {
-            if (p[(size_t)i * ws] == 0.0f)
+        for (int i = 0; i < n; i++) {
+            if (!finite && p[(size_t)i * ws] == 0.0f)
                 continue;
             acc += w[(size_t)i * ws] * loadv(xc + (size_t)i * ld);
         }
@@ -200,6 +209,70 @@ static int all_finite(const float *x, size_t n)
     for (size_t c = 0; c < n; c++)
         acc += x[c] * 0.0f; /* NaN for an infinity or a NaN */
     return acc == 0.0f;
+}
+
+/* 2^x by rounding to an integer n and a degree-6 polynomial for the rest
+ * (about 1 ulp), with selects rather than branches so that the loops over
+ * a tile vectorize.  Below 2^-126 the result is 0 (-inf gives 0); NaN
+ * stays NaN. */
+static inline float exp2_lane(float x)
+{
+    float xc = x >= -126.0f ? (x > 127.0f ? 127.0f : x) : -126.0f;
+    float t = xc + 12582912.0f, n = t - 12582912.0f, f = xc - n, p, scale;
+    uint32_t bits;
+
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000u + 127u) << 23; /* 2^n, n in -126 .. 127 */
+    memcpy(&scale, &bits, sizeof scale);
+    p = 1.5337580407503992e-04f;
+    p = p * f + 1.339986571110785e-03f;
+    p = p * f + 9.618519805371761e-03f;
+    p = p * f + 5.550329014658928e-02f;
+    p = p * f + 2.4022646248340607e-01f;
+    p = p * f + 6.931471824645996e-01f;
+    p = p * f + 1.0f;
+    p *= scale;
+    p = x >= -126.0f ? p : 0.0f;
+    return x != x ? x : p;
+}
+
+/* One query row against a key tile: pr holds its scores q.k, dr its
+ * dO.v; they become P = exp(scale q.k + bias - lse) and scale * dS =
+ * scale P (dP - di), both 0 for the keys the row does not see: those
+ * outside [first, last] (tile indices, from the causal mask and the
+ * window), past jv, 0 in keep, or whose score is -INFINITY (P = 0).
+ * bias and keep (NULL: none) are the row's, at the tile's first key. */
+static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
+                  const float *bias, const uint8_t *keep, long long first,
+                  long long last, int jv, float lse, float di)
+{
+    const float sc = jb->scale, l2 = 1.4426950408889634f;
+    int a = first > 0 ? (int)first : 0;
+    int b = last + 1 < jv ? (int)(last + 1) : jv;
+
+    if (b < a)
+        b = a;
+    if (bias)
+        for (int j = 0; j < jv; j++)
+            pr[j] = pr[j] * sc + bias[j];
+    else
+        for (int j = 0; j < KT; j++)
+            pr[j] *= sc;
+    for (int j = 0; j < KT; j++) {
+        const float p = exp2_lane((pr[j] - lse) * l2);
+        const float g = p * (dr[j] - di) * sc;
+        pr[j] = p;
+        dr[j] = p != 0.0f ? g : 0.0f; /* a -inf score: 0, not 0 * NaN */
+    }
+    for (int j = 0; j < a; j++)
+        pr[j] = dr[j] = 0.0f;
+    for (int j = b; j < KT; j++)
+        pr[j] = dr[j] = 0.0f;
+    if (keep)
+        for (int j = a; j < b; j++) {
+            pr[j] = keep[j] ? pr[j] : 0.0f;
+            dr[j] = keep[j] ? dr[j] : 0.0f;
+        }
 }
 
 void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
@@ -293,22 +366,11 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                     memset(dr, 0, KT * sizeof(float));
                     continue;
                 }
-                for (int j = 0; j < KT; j++) {
-                    const long long jj = j0 + j;
-                    float sc = pr[j] * jb->scale;
-                    if (j < jv && bias)
-                        sc += bias[(size_t)i * jb->bias_st[2] + (size_t)j];
-                    if (j >= jv || jj < first || jj > last ||
-                        (keep &&
-                         !keep[(size_t)i * jb->keep_st[2] + (size_t)j]) ||
-                        sc == -INFINITY) {
-                        pr[j] = dr[j] = 0.0f;
-                        continue;
-                    }
-                    pr[j] = expf(sc - lse);
-                    dr[j] = pr[j] * (dr[j] - di) * jb->scale;
-                    any = 1;
-                }
+                probs(jb, pr, dr,
+                      bias ? bias + (size_t)i * jb->bias_st[2] : NULL,
+                      keep ? keep + (size_t)i * jb->keep_st[2] : NULL,
+                      first - j0, last - j0, jv, lse, di);
+                any = 1;
             }
             if (!any)
                 continue;
