@@ -578,18 +578,18 @@ typedef struct attn_sdpa_grad {
  * (causal with either causal_align, window, kv_len, every bias kind, keep);
  * the bias itself gets no gradient here.  P is recomputed from q, k and
  * lse (exp(S - lse)), so o and lse must be those of the same forward.
- * Non-finite rules: a key hidden from every query (by a mask, kv_len, keep
- * or a -INFINITY score) gets exactly zero dk and dv, and a hidden (query,
- * key) pair adds nothing to any gradient, whatever q, k, v and d_o hold
- * there; a query row with no visible key (lse = -INFINITY) gets zero dq;
- * NaN or infinity elsewhere spreads through the sums as float arithmetic
- * does.  Working memory: O(seq) per worker, no seq_q x seq_kv matrix (one
- * [batch, heads_q, seq_q, head_dim] float buffer per worker for dq's
- * partial sums, the F32 copies of F16 inputs).  The native backend
- * computes it; a context on an OpenCL device runs it natively too.
- * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL tensor, an
- * invalid d as attn_sdpa checks it, an output overlapping another tensor
- * or another output, a call from inside the log callback),
+ * Non-finite rules: a (query, key) pair whose probability is 0 (hidden by
+ * a mask, kv_len, keep or a -INFINITY score, or underflowed) adds nothing
+ * to any gradient, whatever q, k, v and d_o hold there, so a key hidden
+ * from every query gets exactly zero dk and dv; a query row with no
+ * visible key (lse = -INFINITY) gets zero dq; NaN or infinity elsewhere
+ * spreads through the sums as float arithmetic does.  Working memory: O(seq)
+ * per worker, no seq_q x seq_kv matrix (one [batch, heads_q, seq_q, head_dim]
+ * float buffer per worker for dq's partial sums, the F32 copies of F16 inputs).
+ * The native backend computes it; a context on an OpenCL device runs it
+ * natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL
+ * tensor, an invalid d as attn_sdpa checks it, an output overlapping another
+ * tensor or another output, a call from inside the log callback),
  * ATTN_ERR_UNSUPPORTED (the additive score, for now; a struct_size of a
  * newer attn_sdpa_grad whose new members are set), ATTN_ERR_OUT_OF_MEMORY.
  * Outputs are untouched on error. */
