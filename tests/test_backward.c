@@ -346,6 +346,19 @@ static void test_non_finite(void)
         for (int i = 0; i < 4; i++)
             CU_ASSERT(isfinite(dq[2 * i + c]));
     }
+    /* NaN in row 0's dO: keys 3 .. 5, which row 0 does not see, keep
+     * finite dk and dv; NaN in key 3 (seen by rows 1 .. 3 only): row 0's
+     * dq stays finite */
+    dout[0] = NAN;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    for (int i = 6; i < 12; i++)
+        CU_ASSERT(isfinite(dk[i]) && isfinite(dv[i]));
+    dout[0] = 0.5f;
+    k[3 * 2] = NAN;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx1, &d, q, k, v, o, lse), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    CU_ASSERT(isfinite(dq[0]) && isfinite(dq[1]));
+    CU_ASSERT(isnan(dq[2])); /* row 1 sees the NaN key */
     /* a row with no visible key: top-left causal with a kv_len of 0 */
     const int32_t none[1] = {0};
     d.mask.kv_len = none;

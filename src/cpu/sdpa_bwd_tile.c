@@ -96,12 +96,13 @@ static void row_range(const struct attn_sdpa_bwd_job *jb, long long j0,
 /* A worker's scratch for one item (attn_sdpa_bwd_scratch): rows of
  * padded widths dp (head_dim) and vp (head_dim_v), zero past the heads. */
 struct tile {
-    float *kT, *vT; /* [dp][KT], [vp][KT]: the key tile transposed */
-    float *kc;      /* [KT][dp]: its keys as rows */
-    float *dk, *dv; /* [KT][dp], [KT][vp]: its sums */
-    float *qb, *gb; /* [QB][dp], [QB][vp]: a block of q and dO rows */
-    float *dq;      /* [QB][dp]: the block's dq from this tile */
-    float *p, *ds;  /* [QB][KT]: P and scale * dS; 0 where hidden */
+    float *kT, *vT;   /* [dp][KT], [vp][KT]: the key tile transposed */
+    float *kc;        /* [KT][dp]: its keys as rows */
+    float *dkT, *dvT; /* [dp][KT], [vp][KT]: its dk and dv sums, transposed */
+    float *qb, *gb;   /* [QB][dp], [QB][vp]: a block of q and dO rows */
+    float *qbT, *gbT; /* [dp][QB], [vp][QB]: the same transposed */
+    float *dq;        /* [QB][dp]: the block's dq from this tile */
+    float *p, *ds;    /* [QB][KT]: P and scale * dS; 0 where hidden */
 };
 
 /* One SIMD register of floats in the compiler's vector extension: 16 in
@@ -131,20 +132,25 @@ static inline void storev(float *p, vf x)
     memcpy(p, &x, sizeof x);
 }
 
-/* out0[j] = sum_c a0[c] * bT[c][j], and the same for a1 and out1, for the
- * KT keys of a tile (lanes past the tile's keys are computed from
- * whatever the scratch holds there and never read). */
-static void rows_times_tile(const float *a0, const float *a1, size_t n,
-                            const float *bT, float *out0, float *out1)
+/* out0[w] = sum_i a0[i * sa] * B[i][w] (plus out0[w] with add), and the
+ * same for a1 and out1, for w < width (a multiple of VW), over the n rows
+ * of B (ldb floats apart): two rows of a product at once, the sums in
+ * registers, each vector of B loaded once for both. */
+static void rows_times(const float *a0, const float *a1, size_t sa, size_t n,
+                       const float *B, size_t ldb, size_t width, int add,
+                       float *out0, float *out1)
 {
-    for (int j0 = 0; j0 < KT; j0 += KP) {
+    size_t w0 = 0;
+    for (; w0 + KP <= width; w0 += KP) {
         vf s[KP / VW], u[KP / VW];
 #pragma GCC unroll 4
-        for (int t = 0; t < KP / VW; t++)
-            s[t] = u[t] = (vf){0};
-        for (size_t c = 0; c < n; c++) {
-            const float *b = bT + c * KT + j0;
-            const float x = a0[c], y = a1[c];
+        for (int t = 0; t < KP / VW; t++) {
+            s[t] = add ? loadv(out0 + w0 + t * VW) : (vf){0};
+            u[t] = add ? loadv(out1 + w0 + t * VW) : (vf){0};
+        }
+        for (size_t i = 0; i < n; i++) {
+            const float *b = B + i * ldb + w0;
+            const float x = a0[i * sa], y = a1[i * sa];
 #pragma GCC unroll 4
             for (int t = 0; t < KP / VW; t++) {
                 const vf bv = loadv(b + t * VW);
@@ -154,10 +160,78 @@ static void rows_times_tile(const float *a0, const float *a1, size_t n,
         }
 #pragma GCC unroll 4
         for (int t = 0; t < KP / VW; t++) {
-            storev(out0 + j0 + t * VW, s[t]);
-            storev(out1 + j0 + t * VW, u[t]);
+            storev(out0 + w0 + t * VW, s[t]);
+            storev(out1 + w0 + t * VW, u[t]);
         }
     }
+    for (; w0 < width; w0 += VW) {
+        vf s = add ? loadv(out0 + w0) : (vf){0};
+        vf u = add ? loadv(out1 + w0) : (vf){0};
+        for (size_t i = 0; i < n; i++) {
+            const vf bv = loadv(B + i * ldb + w0);
+            s += a0[i * sa] * bv;
+            u += a1[i * sa] * bv;
+        }
+        storev(out0 + w0, s);
+        storev(out1 + w0, u);
+    }
+}
+
+/* Four rows of a product at once (rows_times' contract for a0 .. a3 and
+ * out0 .. out3, width a multiple of KP): with 16 sums in registers, where
+ * the copy has 32 (avx512); elsewhere two calls of rows_times. */
+static void rows_times4(const float *const a[4], size_t sa, size_t n,
+                        const float *B, size_t ldb, size_t width, int add,
+                        float *const out[4])
+{
+#if VW == 16
+    for (size_t w0 = 0; w0 < width; w0 += KP) {
+        vf s[4][KP / VW];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < KP / VW; t++)
+                s[r][t] = add ? loadv(out[r] + w0 + t * VW) : (vf){0};
+        for (size_t i = 0; i < n; i++) {
+            const float *b = B + i * ldb + w0;
+            vf bv[KP / VW];
+#pragma GCC unroll 4
+            for (int t = 0; t < KP / VW; t++)
+                bv[t] = loadv(b + t * VW);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const float x = a[r][i * sa];
+#pragma GCC unroll 4
+                for (int t = 0; t < KP / VW; t++)
+                    s[r][t] += x * bv[t];
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < KP / VW; t++)
+                storev(out[r] + w0 + t * VW, s[r][t]);
+    }
+#else
+    rows_times(a[0], a[1], sa, n, B, ldb, width, add, out[0], out[1]);
+    rows_times(a[2], a[3], sa, n, B, ldb, width, add, out[2], out[3]);
+#endif
+}
+
+/* acc[c][j] += sum_i w[i][j] * x[i][c] (acc transposed, KT apart) over the
+ * n rows of x (ldx apart, width wd) and the jv keys, leaving out the pairs
+ * whose p[i][j] is 0: the path for an x holding NaN or infinity. */
+static void sums_nonfinite(const float *p, const float *w, const float *x,
+                           size_t ldx, int n, int jv, size_t wd, float *acc)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < jv; j++) {
+            const float f = w[(size_t)i * KT + (size_t)j];
+            if (p[(size_t)i * KT + (size_t)j] == 0.0f)
+                continue;
+            for (size_t c = 0; c < wd; c++)
+                acc[c * KT + (size_t)j] += f * x[(size_t)i * ldx + c];
+        }
 }
 
 /* out[:] += sum_i w[i * ws] * x[i][:] over the n rows of x (padded width
@@ -205,10 +279,16 @@ static void weighted_rows(const float *p, const float *w, size_t ws,
 /* 1 when the n floats at x are all finite. */
 static int all_finite(const float *x, size_t n)
 {
-    float acc = 0.0f;
-    for (size_t c = 0; c < n; c++)
-        acc += x[c] * 0.0f; /* NaN for an infinity or a NaN */
-    return acc == 0.0f;
+    vf acc = {0};
+    float tail = 0.0f;
+    size_t c = 0;
+    for (; c + VW <= n; c += VW)
+        acc += loadv(x + c) * 0.0f; /* NaN for an infinity or a NaN */
+    for (; c < n; c++)
+        tail += x[c] * 0.0f;
+    for (int t = 0; t < VW; t++)
+        tail += acc[t];
+    return tail == 0.0f;
 }
 
 /* 2^x by rounding to an integer n and a degree-6 polynomial for the rest
@@ -299,14 +379,16 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
     t.kT = ws;
     t.vT = t.kT + dp * KT;
     t.kc = t.vT + vp * KT;
-    t.dk = t.kc + KT * dp;
-    t.dv = t.dk + KT * dp;
-    t.qb = t.dv + KT * vp;
+    t.dkT = t.kc + KT * dp;
+    t.dvT = t.dkT + KT * dp;
+    t.qb = t.dvT + KT * vp;
     t.gb = t.qb + QB * dp;
-    t.dq = t.gb + QB * vp;
+    t.qbT = t.gb + QB * vp;
+    t.gbT = t.qbT + QB * dp;
+    t.dq = t.gbT + QB * vp;
     t.p = t.dq + QB * dp;
     t.ds = t.p + QB * KT;
-    memset(t.dk, 0, KT * (dp + vp) * sizeof(float));
+    memset(t.dkT, 0, KT * (dp + vp) * sizeof(float));
     /* the padding stays 0: the rows are copied over it below */
     memset(t.kc, 0, KT * dp * sizeof(float));
     int kfin = all_finite(kh, (size_t)jv * dh);
@@ -343,13 +425,19 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
             }
             qfin = all_finite(t.qb, QB * dp);
             gfin = all_finite(t.gb, QB * vp);
+            for (int r = 0; r < QB; r++) {
+                for (size_t c = 0; c < dp; c++)
+                    t.qbT[c * QB + (size_t)r] = t.qb[(size_t)r * dp + c];
+                for (size_t c = 0; c < vp; c++)
+                    t.gbT[c * QB + (size_t)r] = t.gb[(size_t)r * vp + c];
+            }
             for (int r = 0; r < rn; r += 2) {
-                rows_times_tile(
-                    t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp, dh,
-                    t.kT, t.p + (size_t)r * KT, t.p + (size_t)(r + 1) * KT);
-                rows_times_tile(
-                    t.gb + (size_t)r * vp, t.gb + (size_t)(r + 1) * vp, dvw,
-                    t.vT, t.ds + (size_t)r * KT, t.ds + (size_t)(r + 1) * KT);
+                rows_times(t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp,
+                           1, dh, t.kT, KT, KT, 0, t.p + (size_t)r * KT,
+                           t.p + (size_t)(r + 1) * KT);
+                rows_times(t.gb + (size_t)r * vp, t.gb + (size_t)(r + 1) * vp,
+                           1, dvw, t.vT, KT, KT, 0, t.ds + (size_t)r * KT,
+                           t.ds + (size_t)(r + 1) * KT);
             }
             for (int r = 0; r < rn; r++) {
                 const size_t row = row0 + (size_t)r;
@@ -374,30 +462,63 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
             }
             if (!any)
                 continue;
-            /* dv += P^T dO, dk += dS^T q: one key row at a time */
-            for (int j = 0; j < jv; j++) {
-                weighted_rows(t.p + j, t.p + j, KT, t.gb, vp, rn, vp, gfin,
-                              t.dv + (size_t)j * vp);
-                weighted_rows(t.p + j, t.ds + j, KT, t.qb, dp, rn, dp, qfin,
-                              t.dk + (size_t)j * dp);
-            }
+            /* dv^T += dO^T P, dk^T += q^T dS: two columns at a time */
+            if (gfin)
+                for (size_t c = 0; c < vp; c += 4) {
+                    const float *const a4[4] = {
+                        t.gbT + c * QB, t.gbT + (c + 1) * QB,
+                        t.gbT + (c + 2) * QB, t.gbT + (c + 3) * QB};
+                    float *const o4[4] = {t.dvT + c * KT, t.dvT + (c + 1) * KT,
+                                          t.dvT + (c + 2) * KT,
+                                          t.dvT + (c + 3) * KT};
+                    rows_times4(a4, 1, (size_t)rn, t.p, KT, KT, 1, o4);
+                }
+            else
+                sums_nonfinite(t.p, t.p, t.gb, vp, rn, jv, dvw, t.dvT);
+            if (qfin)
+                for (size_t c = 0; c < dp; c += 4) {
+                    const float *const a4[4] = {
+                        t.qbT + c * QB, t.qbT + (c + 1) * QB,
+                        t.qbT + (c + 2) * QB, t.qbT + (c + 3) * QB};
+                    float *const o4[4] = {t.dkT + c * KT, t.dkT + (c + 1) * KT,
+                                          t.dkT + (c + 2) * KT,
+                                          t.dkT + (c + 3) * KT};
+                    rows_times4(a4, 1, (size_t)rn, t.ds, KT, KT, 1, o4);
+                }
+            else
+                sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jv, dh, t.dkT);
             /* dq += dS k, into the worker's partial sums */
-            for (int r = 0; r < rn; r++) {
-                float *dq = t.dq + (size_t)r * dp;
-                float *dst = jb->dq_part + (size_t)worker * jb->dq_elems +
-                             (row0 + (size_t)r) * dh;
-                memset(dq, 0, dp * sizeof(float));
-                weighted_rows(t.p + (size_t)r * KT, t.ds + (size_t)r * KT, 1,
-                              t.kc, dp, jv, dp, kfin, dq);
-                for (size_t c = 0; c < dh; c++)
-                    dst[c] += dq[c];
+            for (int r = 0; r < rn; r += 2) {
+                float *dq0 = t.dq + (size_t)r * dp, *dq1 = dq0 + dp;
+                if (kfin) {
+                    rows_times(t.ds + (size_t)r * KT,
+                               t.ds + (size_t)(r + 1) * KT, 1, (size_t)jv, t.kc,
+                               dp, dp, 0, dq0, dq1);
+                } else {
+                    for (int e = 0; e < 2; e++) {
+                        memset(dq0 + (size_t)e * dp, 0, dp * sizeof(float));
+                        weighted_rows(t.p + (size_t)(r + e) * KT,
+                                      t.ds + (size_t)(r + e) * KT, 1, t.kc, dp,
+                                      jv, dp, 0, dq0 + (size_t)e * dp);
+                    }
+                }
+                for (int e = 0; e < 2 && r + e < rn; e++) {
+                    float *dst = jb->dq_part + (size_t)worker * jb->dq_elems +
+                                 (row0 + (size_t)(r + e)) * dh;
+                    for (size_t c = 0; c < dh; c++)
+                        dst[c] += dq0[(size_t)e * dp + c];
+                }
             }
         }
     }
     for (int j = 0; j < jn; j++) {
         size_t r = kvh * (size_t)d->seq_kv + (size_t)j0 + (size_t)j;
-        put_row(jb, jb->g->dk, r * dh, t.dk + (size_t)j * dp, dh, 1.0f);
-        put_row(jb, jb->g->dv, r * dvw, t.dv + (size_t)j * vp, dvw, 1.0f);
+        for (size_t c = 0; c < dh; c++)
+            t.qb[c] = t.dkT[c * KT + (size_t)j];
+        for (size_t c = 0; c < dvw; c++)
+            t.gb[c] = t.dvT[c * KT + (size_t)j];
+        put_row(jb, jb->g->dk, r * dh, t.qb, dh, 1.0f);
+        put_row(jb, jb->g->dv, r * dvw, t.gb, dvw, 1.0f);
     }
 }
 
