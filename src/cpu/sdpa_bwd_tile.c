@@ -178,14 +178,15 @@ static void rows_times(const float *a0, const float *a1, size_t sa, size_t n,
 }
 
 /* Four rows of a product at once (rows_times' contract for a0 .. a3 and
- * out0 .. out3, width a multiple of KP): with 16 sums in registers, where
+ * out0 .. out3, width a multiple of VW): with 16 sums in registers, where
  * the copy has 32 (avx512); elsewhere two calls of rows_times. */
 static void rows_times4(const float *const a[4], size_t sa, size_t n,
                         const float *B, size_t ldb, size_t width, int add,
                         float *const out[4])
 {
 #if VW == 16
-    for (size_t w0 = 0; w0 < width; w0 += KP) {
+    size_t w0 = 0;
+    for (; w0 + KP <= width; w0 += KP) {
         vf s[4][KP / VW];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++)
@@ -211,6 +212,12 @@ static void rows_times4(const float *const a[4], size_t sa, size_t n,
 #pragma GCC unroll 4
             for (int t = 0; t < KP / VW; t++)
                 storev(out[r] + w0 + t * VW, s[r][t]);
+    }
+    if (w0 < width) {
+        rows_times(a[0], a[1], sa, n, B + w0, ldb, width - w0, add, out[0] + w0,
+                   out[1] + w0);
+        rows_times(a[2], a[3], sa, n, B + w0, ldb, width - w0, add, out[2] + w0,
+                   out[3] + w0);
     }
 #else
     rows_times(a[0], a[1], sa, n, B, ldb, width, add, out[0], out[1]);
@@ -431,13 +438,21 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                 for (size_t c = 0; c < vp; c++)
                     t.gbT[c * QB + (size_t)r] = t.gb[(size_t)r * vp + c];
             }
-            for (int r = 0; r < rn; r += 2) {
-                rows_times(t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp,
-                           1, dh, t.kT, KT, KT, 0, t.p + (size_t)r * KT,
-                           t.p + (size_t)(r + 1) * KT);
-                rows_times(t.gb + (size_t)r * vp, t.gb + (size_t)(r + 1) * vp,
-                           1, dvw, t.vT, KT, KT, 0, t.ds + (size_t)r * KT,
-                           t.ds + (size_t)(r + 1) * KT);
+            for (int r = 0; r < rn; r += 4) {
+                const float *const qa[4] = {
+                    t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp,
+                    t.qb + (size_t)(r + 2) * dp, t.qb + (size_t)(r + 3) * dp};
+                const float *const ga[4] = {
+                    t.gb + (size_t)r * vp, t.gb + (size_t)(r + 1) * vp,
+                    t.gb + (size_t)(r + 2) * vp, t.gb + (size_t)(r + 3) * vp};
+                float *const po[4] = {
+                    t.p + (size_t)r * KT, t.p + (size_t)(r + 1) * KT,
+                    t.p + (size_t)(r + 2) * KT, t.p + (size_t)(r + 3) * KT};
+                float *const so[4] = {
+                    t.ds + (size_t)r * KT, t.ds + (size_t)(r + 1) * KT,
+                    t.ds + (size_t)(r + 2) * KT, t.ds + (size_t)(r + 3) * KT};
+                rows_times4(qa, 1, dh, t.kT, KT, KT, 0, po);
+                rows_times4(ga, 1, dvw, t.vT, KT, KT, 0, so);
             }
             for (int r = 0; r < rn; r++) {
                 const size_t row = row0 + (size_t)r;
@@ -488,21 +503,25 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
             else
                 sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jv, dh, t.dkT);
             /* dq += dS k, into the worker's partial sums */
-            for (int r = 0; r < rn; r += 2) {
-                float *dq0 = t.dq + (size_t)r * dp, *dq1 = dq0 + dp;
+            for (int r = 0; r < rn; r += 4) {
+                float *dq0 = t.dq + (size_t)r * dp;
                 if (kfin) {
-                    rows_times(t.ds + (size_t)r * KT,
-                               t.ds + (size_t)(r + 1) * KT, 1, (size_t)jv, t.kc,
-                               dp, dp, 0, dq0, dq1);
+                    const float *const da[4] = {t.ds + (size_t)r * KT,
+                                                t.ds + (size_t)(r + 1) * KT,
+                                                t.ds + (size_t)(r + 2) * KT,
+                                                t.ds + (size_t)(r + 3) * KT};
+                    float *const qo[4] = {dq0, dq0 + dp, dq0 + 2 * dp,
+                                          dq0 + 3 * dp};
+                    rows_times4(da, 1, (size_t)jv, t.kc, dp, dp, 0, qo);
                 } else {
-                    for (int e = 0; e < 2; e++) {
+                    for (int e = 0; e < 4 && r + e < rn; e++) {
                         memset(dq0 + (size_t)e * dp, 0, dp * sizeof(float));
                         weighted_rows(t.p + (size_t)(r + e) * KT,
                                       t.ds + (size_t)(r + e) * KT, 1, t.kc, dp,
                                       jv, dp, 0, dq0 + (size_t)e * dp);
                     }
                 }
-                for (int e = 0; e < 2 && r + e < rn; e++) {
+                for (int e = 0; e < 4 && r + e < rn; e++) {
                     float *dst = jb->dq_part + (size_t)worker * jb->dq_elems +
                                  (row0 + (size_t)(r + e)) * dh;
                     for (size_t c = 0; c < dh; c++)
