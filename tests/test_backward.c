@@ -4,7 +4,8 @@
  * (ref_bwd.c) checked by central finite differences of the double forward,
  * the library against that reference over every mask, GQA/MQA, kv_len,
  * both causal alignments, keep and F16, the non-finite rules, and the
- * argument checks.
+ * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) the forward
+ * runs on the device and the backward natively.
  *
  * Tolerances, per element e of a gradient tensor whose reference has the
  * largest magnitude M: |got - want| <= TOL * (M + 1) + TOL * |want|, with
@@ -26,9 +27,12 @@
 
 static attn_context *ctx1, *ctx3; /* one and three worker threads */
 
+/* The suite's options (harness_options: native, or the test device with
+ * fallback off, where the backward itself still runs natively). */
 static int init(void)
 {
-    attn_options o = ATTN_OPTIONS_INIT;
+    attn_options o;
+    harness_options(&o);
     o.threads = 1;
     if (attn_context_create(&o, &ctx1))
         return -1;
