@@ -16,7 +16,7 @@
 #endif
 /* Query rows computed together inside an item, and the width of the
  * vector chunks (head dimensions are padded to it in the scratch). */
-#define SDPA_BWD_QB 16
+#define SDPA_BWD_QB 32
 #define SDPA_BWD_W  16
 /* Query rows per item of the dq reduction. */
 #define SDPA_BWD_DQ_ROWS 64
