@@ -233,7 +233,7 @@ static void test_plain_and_gqa(void)
 {
     attn_sdpa_desc d = shape(2, 2, 2, 9, 13, 8, 8);
     CU_ASSERT(check_case(ctx1, &d, 1, "plain"));
-    d = shape(1, 4, 2, 37, 150, 16, 8); /* several key tiles, GQA */
+    d = shape(1, 4, 2, 37, 600, 16, 8); /* several key tiles, GQA */
     CU_ASSERT(check_case(ctx3, &d, 2, "GQA, 3 threads"));
     d = shape(2, 3, 1, 20, 70, 5, 7); /* MQA, odd head sizes */
     d.scale = -0.4f;
@@ -244,13 +244,14 @@ static void test_plain_and_gqa(void)
 
 static void test_masks(void)
 {
-    attn_sdpa_desc d = shape(2, 4, 2, 30, 90, 8, 8);
-    const int32_t kv_len[2] = {0, 71};
+    /* key tiles of 256: the causal diagonal and the window cross them */
+    attn_sdpa_desc d = shape(2, 4, 2, 40, 600, 8, 8);
+    const int32_t kv_len[2] = {0, 371};
     d.mask.causal = 1;
     CU_ASSERT(check_case(ctx3, &d, 10, "causal, bottom-right"));
     d.causal_align = ATTN_CAUSAL_TOP_LEFT;
     CU_ASSERT(check_case(ctx3, &d, 11, "causal, top-left"));
-    d.mask.window = 9;
+    d.mask.window = 300;
     CU_ASSERT(check_case(ctx3, &d, 12, "causal, top-left, window"));
     d.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT;
     CU_ASSERT(check_case(ctx3, &d, 13, "causal, window"));
