@@ -86,7 +86,10 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
     jb.drow = mem;
     jb.scratch = mem + (rows + 15) / 16 * 16;
     jb.dq_part = jb.scratch + ws * jb.scratch_floats;
-    memset(jb.dq_part, 0, ws * nq * sizeof(float));
+    /* the dq sums start at 0; the scratch too, so that the lanes past a
+     * short tile's keys, computed and never read, come from defined
+     * values */
+    memset(jb.scratch, 0, ws * (jb.scratch_floats + nq) * sizeof(float));
     if (jb.f16) {
         jb.q32 = jb.dq_part + ws * nq;
         jb.k32 = jb.q32 + nq;
