@@ -62,13 +62,11 @@ void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
     }
 }
 
-/* Writes n floats of src times s to the output dst (F32 or F16) at
- * element offset off; src is scratch and may be overwritten. */
+/* Writes n floats of src to the output dst (F32 or F16) at element
+ * offset off. */
 static void put_row(const struct attn_sdpa_bwd_job *jb, void *dst, size_t off,
-                    float *src, size_t n, float s)
+                    const float *src, size_t n)
 {
-    for (size_t c = 0; c < n; c++)
-        src[c] *= s;
     if (jb->f16)
         attn_float_to_half_n(src, (uint16_t *)dst + off, n);
     else
@@ -536,8 +534,8 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
             t.qb[c] = t.dkT[c * KT + (size_t)j];
         for (size_t c = 0; c < dvw; c++)
             t.gb[c] = t.dvT[c * KT + (size_t)j];
-        put_row(jb, jb->g->dk, r * dh, t.qb, dh, 1.0f);
-        put_row(jb, jb->g->dv, r * dvw, t.gb, dvw, 1.0f);
+        put_row(jb, jb->g->dk, r * dh, t.qb, dh);
+        put_row(jb, jb->g->dv, r * dvw, t.gb, dvw);
     }
 }
 
@@ -558,6 +556,6 @@ void attn_sdpa_bwd_dq(void *arg, size_t item, int worker)
             for (size_t c = 0; c < dh; c++)
                 acc[c] += p[c];
         }
-        put_row(jb, jb->g->dq, r * dh, acc, dh, 1.0f);
+        put_row(jb, jb->g->dq, r * dh, acc, dh);
     }
 }
