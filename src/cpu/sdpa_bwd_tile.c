@@ -418,6 +418,11 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                    (size_t)hq * jb->keep_st[1] + (size_t)j0;
         for (long long i0 = lo; i0 < hi; i0 += QB) {
             const int rn = (int)(hi - i0 < QB ? hi - i0 : QB);
+            /* the keys the block's last row may see under the causal mask
+             * (jlim, of the tile) and the products' width over them (wk) */
+            const long long lim = i0 + rn + jb->diag - j0;
+            const int jlim = d->mask.causal && lim < jv ? (int)lim : jv;
+            const size_t wk = ((size_t)jlim + KP - 1) / KP * KP;
             const size_t row0 = bh * (size_t)d->seq_q + (size_t)i0;
             int any = 0, qfin, gfin;
             for (int r = 0; r < QB; r++) {
@@ -449,8 +454,8 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                 float *const so[4] = {
                     t.ds + (size_t)r * KT, t.ds + (size_t)(r + 1) * KT,
                     t.ds + (size_t)(r + 2) * KT, t.ds + (size_t)(r + 3) * KT};
-                rows_times4(qa, 1, dh, t.kT, KT, KT, 0, po);
-                rows_times4(ga, 1, dvw, t.vT, KT, KT, 0, so);
+                rows_times4(qa, 1, dh, t.kT, KT, wk, 0, po);
+                rows_times4(ga, 1, dvw, t.vT, KT, wk, 0, so);
             }
             for (int r = 0; r < rn; r++) {
                 const size_t row = row0 + (size_t)r;
@@ -484,10 +489,10 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                     float *const o4[4] = {t.dvT + c * KT, t.dvT + (c + 1) * KT,
                                           t.dvT + (c + 2) * KT,
                                           t.dvT + (c + 3) * KT};
-                    rows_times4(a4, 1, (size_t)rn, t.p, KT, KT, 1, o4);
+                    rows_times4(a4, 1, (size_t)rn, t.p, KT, wk, 1, o4);
                 }
             else
-                sums_nonfinite(t.p, t.p, t.gb, vp, rn, jv, dvw, t.dvT);
+                sums_nonfinite(t.p, t.p, t.gb, vp, rn, jlim, dvw, t.dvT);
             if (qfin)
                 for (size_t c = 0; c < dp; c += 4) {
                     const float *const a4[4] = {
@@ -496,10 +501,10 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                     float *const o4[4] = {t.dkT + c * KT, t.dkT + (c + 1) * KT,
                                           t.dkT + (c + 2) * KT,
                                           t.dkT + (c + 3) * KT};
-                    rows_times4(a4, 1, (size_t)rn, t.ds, KT, KT, 1, o4);
+                    rows_times4(a4, 1, (size_t)rn, t.ds, KT, wk, 1, o4);
                 }
             else
-                sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jv, dh, t.dkT);
+                sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jlim, dh, t.dkT);
             /* dq += dS k, into the worker's partial sums */
             for (int r = 0; r < rn; r += 4) {
                 float *dq0 = t.dq + (size_t)r * dp;
@@ -510,13 +515,13 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                                                 t.ds + (size_t)(r + 3) * KT};
                     float *const qo[4] = {dq0, dq0 + dp, dq0 + 2 * dp,
                                           dq0 + 3 * dp};
-                    rows_times4(da, 1, (size_t)jv, t.kc, dp, dp, 0, qo);
+                    rows_times4(da, 1, (size_t)jlim, t.kc, dp, dp, 0, qo);
                 } else {
                     for (int e = 0; e < 4 && r + e < rn; e++) {
                         memset(dq0 + (size_t)e * dp, 0, dp * sizeof(float));
                         weighted_rows(t.p + (size_t)(r + e) * KT,
                                       t.ds + (size_t)(r + e) * KT, 1, t.kc, dp,
-                                      jv, dp, 0, dq0 + (size_t)e * dp);
+                                      jlim, dp, 0, dq0 + (size_t)e * dp);
                     }
                 }
                 for (int e = 0; e < 4 && r + e < rn; e++) {
