@@ -33,6 +33,7 @@ include(CheckCSourceCompiles)
 set(ATTN_ISA_COMMON_SOURCES
   src/cpu/sdpa_tile.c
   src/cpu/sdpa_dec.c
+  src/cpu/sdpa_bwd_tile.c
   src/cpu/mha.c
   src/cpu/gemm.c
   src/cpu/posenc.c
@@ -42,7 +43,7 @@ set(ATTN_ISA_COMMON_SOURCES
 # built with -ffp-contract=fast (C11 mode leaves it off), and without the
 # warning that 64-byte vectors pass differently with and without AVX-512
 # (the file's vector functions are static).
-set(ATTN_ISA_CONTRACT_SOURCES src/cpu/sdpa_dec.c)
+set(ATTN_ISA_CONTRACT_SOURCES src/cpu/sdpa_dec.c src/cpu/sdpa_bwd_tile.c)
 # The attention micro-kernels of each instruction set.
 set(ATTN_ISA_KERNEL_generic src/cpu/sdpa_kern_generic.c)
 set(ATTN_ISA_KERNEL_avx2 src/cpu/sdpa_kern_avx2.c)

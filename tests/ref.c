@@ -160,6 +160,35 @@ static int keep_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
     return d->keep[at * (size_t)d->seq_kv + (size_t)j] != 0;
 }
 
+int ref_score(const attn_sdpa_desc *d, const double *q, const double *k, int b,
+              int h, int i, int j, double *score)
+{
+    const int D = d->head_dim, g = h / (d->heads_q / d->heads_kv);
+    const long diag = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                          ? 0
+                          : (long)d->seq_kv - (long)d->seq_q;
+    const double scale =
+        d->scale == 0.0f ? 1.0 / sqrt((double)D) : (double)d->scale;
+    const double *qr, *kr;
+    double acc = 0.0;
+    if (!key_visible(&d->mask, b, i, j, diag) || !keep_at(d, b, h, i, j))
+        return 0;
+    qr = q + (((size_t)b * (size_t)d->heads_q + (size_t)h) * (size_t)d->seq_q +
+              (size_t)i) *
+                 (size_t)D;
+    kr =
+        k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) * (size_t)d->seq_kv +
+             (size_t)j) *
+                (size_t)D;
+    for (int c = 0; c < D; c++)
+        acc += qr[c] * kr[c];
+    acc *= scale;
+    if (d->mask.bias_kind != ATTN_BIAS_NONE)
+        acc += bias_at(d, b, h, i, j);
+    *score = acc;
+    return 1;
+}
+
 /* ref_sdpa_f64, and each row's magnitude M and max|v| (mag, vmax: may be
  * NULL) for the precision terms of ref.h. */
 static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,

@@ -548,6 +548,55 @@ ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                                const void *q, const void *k, const void *v,
                                void *o, float *lse);
 
+/** The tensors of one backward call (attn_sdpa_backward).  struct_size is
+ * the caller's sizeof(attn_sdpa_grad) (ATTN_SDPA_GRAD_INIT; 0 means the
+ * first layout); members added later (the bias's gradient) default to
+ * "not asked". */
+typedef struct attn_sdpa_grad {
+    size_t struct_size; /**< sizeof(attn_sdpa_grad) as the caller built */
+    const void *q;      /**< the forward's q (dtype, attn_sdpa_desc layout) */
+    const void *k;      /**< the forward's k */
+    const void *v;      /**< the forward's v */
+    const void *o;      /**< the forward's output o */
+    const float *lse;   /**< the forward's lse [batch, heads_q, seq_q] */
+    const void *d_o;    /**< dL/dO, shaped as o, in dtype */
+    void *dq;           /**< out: dL/dQ, shaped as q, in dtype */
+    void *dk;           /**< out: dL/dK, shaped as k (summed over the query
+                             heads that read each kv head) */
+    void *dv;           /**< out: dL/dV, shaped as v (summed likewise) */
+} attn_sdpa_grad;
+
+/** Initializer of an attn_sdpa_grad with no tensor set yet:
+ * `attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;` */
+#define ATTN_SDPA_GRAD_INIT ATTN_SIZED_INIT_(attn_sdpa_grad)
+
+/** The gradients of attn_sdpa: given the forward's descriptor d, its
+ * inputs q, k, v, its output o and lse (as attn_sdpa returned them) and
+ * d_o = dL/dO, writes dq, dk and dv (dtype, the shapes of q, k and v; math
+ * in float).  With G = heads_q / heads_kv, dk and dv of a kv head are the
+ * sums over its G query heads.  Every mask of d applies as in the forward
+ * (causal with either causal_align, window, kv_len, every bias kind, keep);
+ * the bias itself gets no gradient here.  P is recomputed from q, k and
+ * lse (exp(S - lse)), so o and lse must be those of the same forward.
+ * Non-finite rules: a (query, key) pair whose probability is 0 (hidden by
+ * a mask, kv_len, keep or a -INFINITY score, or underflowed) adds nothing
+ * to any gradient, whatever q, k, v and d_o hold there, so a key hidden
+ * from every query gets exactly zero dk and dv; a query row with no
+ * visible key (lse = -INFINITY) gets zero dq; NaN or infinity elsewhere
+ * spreads through the sums as float arithmetic does.  Working memory: O(seq)
+ * per worker, no seq_q x seq_kv matrix (one [batch, heads_q, seq_q, head_dim]
+ * float buffer per worker for dq's partial sums, the F32 copies of F16 inputs).
+ * The native backend computes it; a context on an OpenCL device runs it
+ * natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL
+ * tensor, an invalid d as attn_sdpa checks it, an output overlapping another
+ * tensor or another output, a call from inside the log callback),
+ * ATTN_ERR_UNSUPPORTED (the additive score, for now; a struct_size of a
+ * newer attn_sdpa_grad whose new members are set), ATTN_ERR_OUT_OF_MEMORY.
+ * Outputs are untouched on error. */
+ATTN_API attn_status attn_sdpa_backward(attn_context *ctx,
+                                        const attn_sdpa_desc *d,
+                                        const attn_sdpa_grad *g);
+
 /** The kernel variants of the OpenCL backend, by index: "unfused" (score,
  * softmax and aggregate kernels), "fused" (one pass, online softmax),
  * "decode" (a few query rows against many keys), and those added since;

@@ -140,6 +140,11 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
 attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                const void *k, const void *v, const void *o,
                                const float *lse, attn_err *err);
+/* The backward call: d as attn_validate_sdpa_desc checks it, every
+ * tensor of g present, the outputs dq, dk, dv apart from each other and
+ * from every input. */
+attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
+                                    const attn_sdpa_grad *g, attn_err *err);
 /* m, with bias_shape that of its attn_sdpa_desc (NULL for a mask alone,
  * which cannot be ATTN_BIAS_BROADCAST). */
 attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,

@@ -196,6 +196,53 @@ attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
     return ATTN_OK;
 }
 
+attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
+                                    const attn_sdpa_grad *g, attn_err *err)
+{
+    attn_sdpa_bytes b;
+    attn_status s;
+    if (!d)
+        return INVALID("the attention descriptor is NULL");
+    if (!g)
+        return INVALID("the gradient tensors (attn_sdpa_grad) are NULL");
+    {
+        const void *const p[9] = {g->q,   g->k,  g->v,  g->o, g->lse,
+                                  g->d_o, g->dq, g->dk, g->dv};
+        static const char *const name[9] = {"q",   "k",  "v",  "o", "lse",
+                                            "d_o", "dq", "dk", "dv"};
+        for (int i = 0; i < 9; i++)
+            if (!p[i])
+                return INVALID("tensor pointer %s is NULL", name[i]);
+    }
+    if ((s = attn_validate_sdpa_desc(d, &b, err)))
+        return s;
+    if (d->score == ATTN_SCORE_ADDITIVE)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the backward pass takes the dot score only; the "
+                         "additive score has none yet");
+    {
+        /* o and d_o share a shape, as do q and dq, k and dk, v and dv */
+        const void *in[6] = {g->q, g->k, g->v, g->o, g->lse, g->d_o};
+        const size_t in_n[6] = {b.q, b.k, b.v, b.o, b.lse, b.o};
+        static const char *const in_name[6] = {"q", "k",   "v",
+                                               "o", "lse", "d_o"};
+        const void *out[3] = {g->dq, g->dk, g->dv};
+        const size_t out_n[3] = {b.q, b.k, b.v};
+        static const char *const out_name[3] = {"dq", "dk", "dv"};
+        for (int i = 0; i < 3; i++) {
+            for (int j = 0; j < 6; j++)
+                if (overlaps(out[i], out_n[i], in[j], in_n[j]))
+                    return INVALID("the output %s overlaps the input %s",
+                                   out_name[i], in_name[j]);
+            for (int j = i + 1; j < 3; j++)
+                if (overlaps(out[i], out_n[i], out[j], out_n[j]))
+                    return INVALID("the outputs %s and %s overlap", out_name[i],
+                                   out_name[j]);
+        }
+    }
+    return ATTN_OK;
+}
+
 /* rows x cols floats in bytes, SIZE_MAX when that overflows. */
 static size_t floats_bytes(size_t rows, size_t cols)
 {

@@ -60,6 +60,10 @@ typedef struct attn_cpu_kern {
     attn_pool_fn sdpa_dec_combine;
     /* attn_cpu_mha's work (contract there). */
     attn_status (*mha)(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
+    /* The backward pass's jobs (sdpa_bwd.h): prepare, key tiles, dq. */
+    attn_pool_fn sdpa_bwd_prep;
+    attn_pool_fn sdpa_bwd_item;
+    attn_pool_fn sdpa_bwd_dq;
 } attn_cpu_kern;
 
 extern const attn_cpu_kern attn_cpu_kern_generic;
@@ -164,6 +168,14 @@ attn_precision attn_cpu_precision(const attn_cpu *c);
 attn_precision attn_cpu_sdpa_precision(const attn_cpu *c,
                                        const attn_sdpa_desc *d,
                                        attn_precision asked);
+/* The table of the instruction set c was created with. */
+const attn_cpu_kern *attn_cpu_kerns(const attn_cpu *c);
+/* The gradients of attn_cpu_sdpa (attn_sdpa_backward, attn.h): d and g
+ * validated, dot score, contiguous layouts.  Allocates its memory per call
+ * (sdpa_bwd.c says how much).  Returns ATTN_OK or ATTN_ERR_OUT_OF_MEMORY
+ * (outputs untouched then). */
+attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
+                                   const attn_sdpa_grad *g);
 /* Bytes of working memory attn_cpu_sdpa needs for head sizes d, dv over
  * every worker; 0 when that overflows size_t.  More than the host's
  * memory is refused (ATTN_ERR_OUT_OF_MEMORY) before it is allocated. */

@@ -132,6 +132,11 @@ int attn_cpu_workers(const attn_cpu *c)
     return c->workers;
 }
 
+const attn_cpu_kern *attn_cpu_kerns(const attn_cpu *c)
+{
+    return c->kern;
+}
+
 attn_cpu_isa attn_cpu_get_isa(const attn_cpu *c)
 {
     return c->isa;

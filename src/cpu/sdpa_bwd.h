@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One call of the native backward pass, as sdpa_bwd.c (which builds it and
+ * owns its memory) hands it to the per-instruction-set code
+ * (sdpa_bwd_tile.c).  Private to those files.
+ */
+#ifndef ATTN_CPU_SDPA_BWD_H
+#define ATTN_CPU_SDPA_BWD_H
+
+#include "cpu/cpu_impl.h"
+
+/* Keys per item of the main job: each item owns the dk and dv rows of its
+ * key tile, so that no two workers write the same row. */
+#ifndef SDPA_BWD_KTILE
+#define SDPA_BWD_KTILE 256
+#endif
+/* Query rows computed together inside an item, and the width of the
+ * vector chunks (head dimensions are padded to it in the scratch). */
+#define SDPA_BWD_QB 32
+#define SDPA_BWD_W  16
+/* Query rows per item of the dq reduction. */
+#define SDPA_BWD_DQ_ROWS 64
+
+struct attn_sdpa_bwd_job {
+    const attn_sdpa_desc *d;
+    const attn_sdpa_grad *g; /* the caller's tensors */
+    /* F32 views of q, k, v and d_o: the caller's arrays (F32) or copies
+     * that the prepare job fills (F16) */
+    const float *q, *k, *v, *dout;
+    float *q32, *k32, *v32, *dout32; /* the copies (F16), else NULL */
+    float *drow;    /* [batch * heads_q * seq_q]: rowsum(d_o * o) */
+    float *dq_part; /* [workers][dq_elems]: each worker's sum of dS K */
+    size_t dq_elems;
+    float *scratch; /* [workers][scratch_floats] */
+    size_t scratch_floats;
+    float scale;
+    long long diag; /* attn_causal_diag */
+    size_t bias_st[3], keep_st[3];
+    int f16, workers, group, nkt, nqb;
+};
+
+/* n rounded up to the chunk width. */
+static inline size_t attn_sdpa_bwd_pad(int n)
+{
+    return ((size_t)n + SDPA_BWD_W - 1) / SDPA_BWD_W * SDPA_BWD_W;
+}
+
+/* Floats of one worker's scratch for head sizes dh, dv (sdpa_bwd_tile.c
+ * lays it out): a key tile transposed (K, V) and as rows (K), its dk and
+ * dv sums, a block of query rows (q, dO, both also transposed, dq) and its
+ * P and dS. */
+static inline size_t attn_sdpa_bwd_scratch(int dh, int dv)
+{
+    size_t kt = SDPA_BWD_KTILE, qb = SDPA_BWD_QB;
+    size_t a = attn_sdpa_bwd_pad(dh), b = attn_sdpa_bwd_pad(dv);
+    return kt * (3 * a + 2 * b) + qb * (3 * a + 2 * b) + 2 * qb * kt;
+}
+
+#ifdef ATTN_ISA_SUFFIX
+#define attn_sdpa_bwd_prep ATTN_ISA_FN(attn_sdpa_bwd_prep)
+#define attn_sdpa_bwd_item ATTN_ISA_FN(attn_sdpa_bwd_item)
+#define attn_sdpa_bwd_dq   ATTN_ISA_FN(attn_sdpa_bwd_dq)
+/* Items [0, batch * heads_q): the F32 copies of that head's q and d_o
+ * rows (F16) and its rowsum(d_o * o); then [.., + batch * heads_kv): the
+ * copies of a kv head's k and v rows (F16; nothing for F32). */
+void attn_sdpa_bwd_prep(void *arg, size_t item, int worker);
+/* One (batch, kv head, key tile): its dk and dv rows, and the worker's
+ * partial dq of every query row that sees the tile. */
+void attn_sdpa_bwd_item(void *arg, size_t item, int worker);
+/* SDPA_BWD_DQ_ROWS query rows of dq: the workers' partial sums, scaled. */
+void attn_sdpa_bwd_dq(void *arg, size_t item, int worker);
+#endif
+
+#endif /* ATTN_CPU_SDPA_BWD_H */

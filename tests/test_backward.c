@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * attn_sdpa_backward on the native backend: the double reference backward
+ * (ref_bwd.c) checked by central finite differences of the double forward,
+ * the library against that reference over every mask, GQA/MQA, kv_len,
+ * both causal alignments, keep and F16, the non-finite rules, and the
+ * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) the forward
+ * runs on the device and the backward natively.
+ *
+ * Tolerances, per element e of a gradient tensor whose reference has the
+ * largest magnitude M: |got - want| <= TOL * (M + 1) + TOL * |want|, with
+ * TOL 1e-4 for F32 (float sums of a few hundred products, P recomputed
+ * from a float lse) and 8e-3 for F16 (the forward's O and the gradients
+ * stored as binary16, whose unit roundoff is 2^-11 ~ 4.9e-4, with D =
+ * rowsum(dO * O) taken from that rounded O).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "ref.h"
+
+#define TOL_F32 1e-4
+#define TOL_F16 8e-3
+
+static attn_context *ctx1, *ctx3; /* one and three worker threads */
+
+/* The suite's options (harness_options: native, or the test device with
+ * fallback off, where the backward itself still runs natively). */
+static int init(void)
+{
+    attn_options o;
+    harness_options(&o);
+    o.threads = 1;
+    if (attn_context_create(&o, &ctx1))
+        return -1;
+    o.threads = 3;
+    return attn_context_create(&o, &ctx3) ? -1 : 0;
+}
+
+static int clean(void)
+{
+    attn_context_destroy(ctx1);
+    attn_context_destroy(ctx3);
+    return 0;
+}
+
+static size_t nq_of(const attn_sdpa_desc *d)
+{
+    return (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seq_q;
+}
+
+static size_t nkv_of(const attn_sdpa_desc *d)
+{
+    return (size_t)d->batch * (size_t)d->heads_kv * (size_t)d->seq_kv;
+}
+
+static double elem(const attn_sdpa_desc *d, const void *x, size_t i)
+{
+    return d->dtype == ATTN_F16 ? ref_f16_to_f32(((const uint16_t *)x)[i])
+                                : ((const float *)x)[i];
+}
+
+static double *to_f64(const attn_sdpa_desc *d, const void *x, size_t n)
+{
+    double *y = malloc(n * sizeof *y);
+    for (size_t i = 0; y && i < n; i++)
+        y[i] = elem(d, x, i);
+    return y;
+}
+
+/* Every element of got (dtype) within the tolerance of want. */
+static int close_to(const attn_sdpa_desc *d, const char *what, const void *got,
+                    const double *want, size_t n)
+{
+    double m = 0.0, tol = d->dtype == ATTN_F16 ? TOL_F16 : TOL_F32;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double g = elem(d, got, i);
+        if (!(fabs(g - want[i]) <= tol * (m + 1.0) + tol * fabs(want[i]))) {
+            printf("\n%s: element %zu is %.9g, want %.9g (max %.3g)\n", what, i,
+                   g, want[i], m);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void *fill(ref_rng *r, const attn_sdpa_desc *d, size_t n)
+{
+    void *x = malloc(n * (d->dtype == ATTN_F16 ? 2 : 4) + 1);
+    if (d->dtype == ATTN_F16)
+        ref_fill_f16(r, x, n, -1.0, 1.0);
+    else
+        ref_fill_f32(r, x, n, -1.0, 1.0);
+    return x;
+}
+
+/* Runs the forward and the backward of d on ctx with random inputs and
+ * compares dq, dk, dv with the double reference. */
+static int check_case(attn_context *ctx, const attn_sdpa_desc *d, uint64_t seed,
+                      const char *what)
+{
+    ref_rng r;
+    const size_t nq = nq_of(d) * (size_t)d->head_dim,
+                 no = nq_of(d) * (size_t)d->head_dim_v,
+                 nk = nkv_of(d) * (size_t)d->head_dim,
+                 nv = nkv_of(d) * (size_t)d->head_dim_v,
+                 es = d->dtype == ATTN_F16 ? 2 : 4;
+    int ok = 0;
+    ref_rng_seed(&r, seed);
+    void *q = fill(&r, d, nq), *k = fill(&r, d, nk), *v = fill(&r, d, nv);
+    void *dout = fill(&r, d, no), *o = malloc(no * es);
+    void *dq = malloc(nq * es), *dk = malloc(nk * es), *dv = malloc(nv * es);
+    float *lse = malloc(nq_of(d) * sizeof *lse);
+    double *q8 = to_f64(d, q, nq), *k8 = to_f64(d, k, nk),
+           *v8 = to_f64(d, v, nv), *do8 = to_f64(d, dout, no);
+    double *rq = malloc(nq * 8), *rk = malloc(nk * 8), *rv = malloc(nv * 8);
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    attn_status st;
+
+    g.q = q;
+    g.k = k;
+    g.v = v;
+    g.o = o;
+    g.lse = lse;
+    g.d_o = dout;
+    g.dq = dq;
+    g.dk = dk;
+    g.dv = dv;
+    if (!q8 || !k8 || !v8 || !do8 || !rq || !rk || !rv || !lse || !dq || !dk ||
+        !dv || !o)
+        goto out;
+    st = attn_sdpa(ctx, d, q, k, v, o, lse);
+    HARNESS_EXPECT(st == ATTN_OK, what);
+    st = attn_sdpa_backward(ctx, d, &g);
+    HARNESS_EXPECT(st == ATTN_OK, what);
+    if (st != ATTN_OK)
+        printf("\n%s: %s\n", what, attn_context_last_error(ctx));
+    HARNESS_EXPECT(ref_sdpa_backward_f64(d, q8, k8, v8, do8, rq, rk, rv) == 0,
+                   what);
+    ok = st == ATTN_OK && close_to(d, what, dq, rq, nq) &&
+         close_to(d, what, dk, rk, nk) && close_to(d, what, dv, rv, nv);
+out:
+    free(q), free(k), free(v), free(dout), free(o), free(dq), free(dk);
+    free(dv), free(lse), free(q8), free(k8), free(v8), free(do8);
+    free(rq), free(rk), free(rv);
+    return ok;
+}
+
+static attn_sdpa_desc shape(int b, int hq, int hkv, int sq, int skv, int dh,
+                            int dv)
+{
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    d.batch = b;
+    d.heads_q = hq;
+    d.heads_kv = hkv;
+    d.seq_q = sq;
+    d.seq_kv = skv;
+    d.head_dim = dh;
+    d.head_dim_v = dv;
+    return d;
+}
+
+/* L = sum(dO * O) of the double forward; its central differences in each
+ * element of q, k and v against the reference backward. */
+static void test_finite_differences(void)
+{
+    attn_sdpa_desc d = shape(2, 4, 2, 5, 7, 4, 3);
+    const int32_t kv_len[2] = {7, 4};
+    float bias[5 * 7];
+    ref_rng r;
+    ref_rng_seed(&r, 7);
+    ref_fill_f32(&r, bias, 35, -1.0, 1.0);
+    bias[3] = -INFINITY;
+    d.mask.causal = 1;
+    d.mask.kv_len = kv_len;
+    d.mask.bias = bias;
+    d.mask.bias_kind = ATTN_BIAS_SHARED;
+    d.scale = 0.6f;
+    const size_t nq = nq_of(&d) * 4, nk = nkv_of(&d) * 4, nv = nkv_of(&d) * 3,
+                 no = nq_of(&d) * 3;
+    double *x[3], *grad[3], *dout = malloc(no * 8), *o = malloc(no * 8);
+    const size_t n[3] = {nq, nk, nv};
+    for (int t = 0; t < 3; t++) {
+        x[t] = malloc(n[t] * 8);
+        grad[t] = malloc(n[t] * 8);
+        for (size_t i = 0; i < n[t]; i++)
+            x[t][i] = ref_rng_uniform(&r, -1.0, 1.0);
+    }
+    for (size_t i = 0; i < no; i++)
+        dout[i] = ref_rng_uniform(&r, -1.0, 1.0);
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa_backward_f64(&d, x[0], x[1], x[2], dout,
+                                                grad[0], grad[1], grad[2]),
+                          0);
+    double worst = 0.0;
+    for (int t = 0; t < 3; t++)
+        for (size_t i = 0; i < n[t]; i++) {
+            const double h = 1e-5, keep = x[t][i];
+            double lp = 0.0, lm = 0.0;
+            x[t][i] = keep + h;
+            ref_sdpa_f64(&d, x[0], x[1], x[2], o, NULL, NULL, NULL, NULL);
+            for (size_t e = 0; e < no; e++)
+                lp += dout[e] * o[e];
+            x[t][i] = keep - h;
+            ref_sdpa_f64(&d, x[0], x[1], x[2], o, NULL, NULL, NULL, NULL);
+            for (size_t e = 0; e < no; e++)
+                lm += dout[e] * o[e];
+            x[t][i] = keep;
+            worst = fmax(worst, fabs((lp - lm) / (2 * h) - grad[t][i]));
+        }
+    /* central differences: O(h^2) truncation, rounding ~ 1e-16 / h */
+    CU_ASSERT(worst < 1e-8);
+    /* keys past kv_len and rows that see nothing get exactly 0 */
+    for (int b = 0; b < 2; b++)
+        for (int j = kv_len[b]; j < 7; j++)
+            for (int c = 0; c < 4; c++)
+                CU_ASSERT_EQUAL(
+                    grad[1][((size_t)b * 2 * 7 + (size_t)j) * 4 + (size_t)c],
+                    0.0);
+    for (int t = 0; t < 3; t++) {
+        free(x[t]);
+        free(grad[t]);
+    }
+    free(dout);
+    free(o);
+}
+
+static void test_plain_and_gqa(void)
+{
+    attn_sdpa_desc d = shape(2, 2, 2, 9, 13, 8, 8);
+    CU_ASSERT(check_case(ctx1, &d, 1, "plain"));
+    d = shape(1, 4, 2, 37, 600, 16, 8); /* several key tiles, GQA */
+    CU_ASSERT(check_case(ctx3, &d, 2, "GQA, 3 threads"));
+    d = shape(2, 3, 1, 20, 70, 5, 7); /* MQA, odd head sizes */
+    d.scale = -0.4f;
+    CU_ASSERT(check_case(ctx3, &d, 3, "MQA"));
+    d = shape(1, 1, 1, 1, 1, 1, 1);
+    CU_ASSERT(check_case(ctx1, &d, 4, "all sizes 1"));
+}
+
+static void test_masks(void)
+{
+    /* key tiles of 256: the causal diagonal and the window cross them */
+    attn_sdpa_desc d = shape(2, 4, 2, 40, 600, 8, 8);
+    const int32_t kv_len[2] = {0, 371};
+    d.mask.causal = 1;
+    CU_ASSERT(check_case(ctx3, &d, 10, "causal, bottom-right"));
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT(check_case(ctx3, &d, 11, "causal, top-left"));
+    d.mask.window = 300;
+    CU_ASSERT(check_case(ctx3, &d, 12, "causal, top-left, window"));
+    d.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT;
+    CU_ASSERT(check_case(ctx3, &d, 13, "causal, window"));
+    d.mask.kv_len = kv_len;
+    CU_ASSERT(check_case(ctx3, &d, 14, "causal, window, kv_len"));
+    /* more queries than keys: the first rows see nothing (bottom-right) */
+    d = shape(1, 2, 1, 80, 20, 8, 4);
+    d.mask.causal = 1;
+    CU_ASSERT(check_case(ctx3, &d, 15, "seq_q > seq_kv, causal"));
+    d.mask.causal = 0;
+    d.mask.window = 5;
+    CU_ASSERT(check_case(ctx1, &d, 16, "window alone"));
+}
+
+static void test_biases_and_keep(void)
+{
+    attn_sdpa_desc d = shape(2, 4, 2, 12, 70, 8, 6);
+    size_t n = 2 * 4 * 12 * 70;
+    float *bias = malloc(n * sizeof *bias);
+    uint8_t *keep = malloc(n);
+    ref_rng r;
+    ref_rng_seed(&r, 5);
+    ref_fill_f32(&r, bias, n, -2.0, 2.0);
+    for (size_t i = 0; i < n; i += 7)
+        bias[i] = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        keep[i] = (uint8_t)(ref_rng_int(&r, 0, 3) != 0);
+    d.mask.bias = bias;
+    static const attn_bias_kind kinds[] = {ATTN_BIAS_SHARED, ATTN_BIAS_PER_HEAD,
+                                           ATTN_BIAS_FULL, ATTN_BIAS_KEY,
+                                           ATTN_BIAS_BROADCAST};
+    for (int t = 0; t < 5; t++) {
+        char what[64];
+        d.mask.bias_kind = kinds[t];
+        d.bias_shape[0] = 2;
+        d.bias_shape[1] = 1;
+        d.bias_shape[2] = 12;
+        snprintf(what, sizeof what, "bias kind %d", (int)kinds[t]);
+        CU_ASSERT(check_case(ctx3, &d, 20 + (uint64_t)t, what));
+    }
+    d.keep = keep;
+    d.keep_shape[0] = 1;
+    d.keep_shape[1] = 4;
+    d.keep_shape[2] = 12;
+    CU_ASSERT(check_case(ctx3, &d, 30, "broadcast bias and keep"));
+    d.mask.bias_kind = ATTN_BIAS_NONE;
+    d.mask.bias = NULL;
+    d.mask.causal = 1;
+    CU_ASSERT(check_case(ctx1, &d, 31, "keep and causal"));
+    free(bias);
+    free(keep);
+}
+
+static void test_f16(void)
+{
+    attn_sdpa_desc d = shape(1, 4, 2, 33, 100, 16, 8);
+    const int32_t kv_len[1] = {77};
+    d.dtype = ATTN_F16;
+    CU_ASSERT(check_case(ctx3, &d, 40, "F16"));
+    d.mask.causal = 1;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    d.mask.kv_len = kv_len;
+    CU_ASSERT(check_case(ctx1, &d, 41, "F16, top-left causal, kv_len"));
+}
+
+/* Hidden keys hold NaN and infinity (behind kv_len): their
+ * dk and dv are exactly 0 and nothing else turns NaN; a row with no
+ * visible key (q NaN too) gets dq exactly 0. */
+static void test_non_finite(void)
+{
+    attn_sdpa_desc d = shape(1, 1, 1, 4, 6, 2, 2);
+    const int32_t kv_len[1] = {4};
+    float q[8], k[12], v[12], o[8], lse[4], dout[8], dq[8], dk[12], dv[12];
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    ref_rng r;
+    ref_rng_seed(&r, 9);
+    ref_fill_f32(&r, q, 8, -1, 1);
+    ref_fill_f32(&r, k, 12, -1, 1);
+    ref_fill_f32(&r, v, 12, -1, 1);
+    ref_fill_f32(&r, dout, 8, -1, 1);
+    d.mask.kv_len = kv_len;
+    d.mask.causal = 1;
+    d.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT; /* diag 2: row 0 sees 0..2 */
+    for (int c = 0; c < 2; c++) {
+        k[4 * 2 + c] = k[5 * 2 + c] = NAN; /* behind kv_len */
+        v[4 * 2 + c] = v[5 * 2 + c] = INFINITY;
+    }
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx1, &d, q, k, v, o, lse), ATTN_OK);
+    g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = dq, g.dk = dk, g.dv = dv;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    for (int c = 0; c < 2; c++) {
+        CU_ASSERT(dk[8 + c] == 0.0f && dk[10 + c] == 0.0f);
+        CU_ASSERT(dv[8 + c] == 0.0f && dv[10 + c] == 0.0f);
+        for (int j = 0; j < 4; j++)
+            CU_ASSERT(isfinite(dk[2 * j + c]) && isfinite(dv[2 * j + c]));
+        for (int i = 0; i < 4; i++)
+            CU_ASSERT(isfinite(dq[2 * i + c]));
+    }
+    /* NaN in row 0's dO: keys 3 .. 5, which row 0 does not see, keep
+     * finite dk and dv; NaN in key 3 (seen by rows 1 .. 3 only): row 0's
+     * dq stays finite */
+    dout[0] = NAN;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    for (int i = 6; i < 12; i++)
+        CU_ASSERT(isfinite(dk[i]) && isfinite(dv[i]));
+    dout[0] = 0.5f;
+    k[3 * 2] = NAN;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx1, &d, q, k, v, o, lse), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    CU_ASSERT(isfinite(dq[0]) && isfinite(dq[1]));
+    CU_ASSERT(isnan(dq[2])); /* row 1 sees the NaN key */
+    /* a row with no visible key: top-left causal with a kv_len of 0 */
+    const int32_t none[1] = {0};
+    d.mask.kv_len = none;
+    q[0] = NAN;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx1, &d, q, k, v, o, lse), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT(dq[i] == 0.0f);
+    for (int i = 0; i < 12; i++)
+        CU_ASSERT(dk[i] == 0.0f && dv[i] == 0.0f);
+}
+
+static int untouched(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != 1234.5f)
+            return 0;
+    return 1;
+}
+
+static void test_bad_arguments(void)
+{
+    attn_sdpa_desc d = shape(1, 2, 1, 3, 4, 2, 2);
+    float q[12] = {0}, k[8] = {0}, v[8] = {0}, o[12] = {0}, lse[6] = {0};
+    float dout[12] = {0}, dq[12], dk[8], dv[8];
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT, bad;
+    for (int i = 0; i < 12; i++)
+        dq[i] = 1234.5f;
+    for (int i = 0; i < 8; i++)
+        dk[i] = dv[i] = 1234.5f;
+    g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = dq, g.dk = dk, g.dv = dv;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(NULL, &d, &g),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, NULL, &g),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, NULL),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT(strstr(attn_context_last_error(ctx1), "attn_sdpa_grad") != NULL);
+    const void **ptrs[9] = {&bad.q,
+                            &bad.k,
+                            &bad.v,
+                            &bad.o,
+                            (const void **)&bad.lse,
+                            &bad.d_o,
+                            (const void **)&bad.dq,
+                            (const void **)&bad.dk,
+                            (const void **)&bad.dv};
+    for (int t = 0; t < 9; t++) {
+        bad = g;
+        *ptrs[t] = NULL;
+        CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &bad),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT(strstr(attn_context_last_error(ctx1), "is NULL") != NULL);
+    }
+    bad = g;
+    bad.dq = q; /* over an input */
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &bad),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT(strstr(attn_context_last_error(ctx1), "dq overlaps") != NULL);
+    bad = g;
+    bad.dv = dk + 1; /* over another output */
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &bad),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    bad = g;
+    bad.struct_size = 3; /* no layout has it */
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &bad),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    attn_sdpa_desc e = d;
+    e.heads_kv = 3;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &e, &g),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    e = d;
+    e.mask.causal = 2;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &e, &g),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    e = d;
+    const float w[4] = {1, 1, 1, 1};
+    e.score = ATTN_SCORE_ADDITIVE;
+    e.additive_w = w;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &e, &g), ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT(untouched(dq, 12) && untouched(dk, 8) && untouched(dv, 8));
+    /* and a good call still works */
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    CU_ASSERT(!untouched(dq, 12));
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"finite differences of the reference", test_finite_differences},
+        {"plain, GQA, MQA", test_plain_and_gqa},
+        {"causal, window, kv_len", test_masks},
+        {"bias kinds and keep", test_biases_and_keep},
+        {"F16", test_f16},
+        {"non-finite rules", test_non_finite},
+        {"bad arguments", test_bad_arguments},
+        {NULL, NULL}};
+    return harness_main("backward", init, clean, tests);
+}
