@@ -255,6 +255,12 @@ cl_int attn_cl_launch_blocks(cl_command_queue queue, cl_kernel k,
 cl_int attn_cl_launch_heads(const attn_cl_launch *L, cl_kernel k,
                             cl_uint bh_arg, size_t blocks, size_t local,
                             cl_event *last);
+/* Launches a matrix-unit kernel (mma.cl, amdmm.cl, xmx.cl: attn_mma's
+ * argument list, in base 2 unless a bias puts the scores in natural
+ * units) over blocks of rows query rows, work-groups of local items, as
+ * attn_cl_launch_heads. */
+cl_int attn_cl_launch_matrix(const attn_cl_launch *L, size_t rows, size_t local,
+                             cl_event *last);
 /* Sets arguments first .. first + n - 1 of k. */
 typedef struct attn_cl_karg {
     size_t size;

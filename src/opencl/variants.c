@@ -200,6 +200,36 @@ cl_int attn_cl_launch_heads(const attn_cl_launch *L, cl_kernel k,
     return rc;
 }
 
+cl_int attn_cl_launch_matrix(const attn_cl_launch *L, size_t rows, size_t local,
+                             cl_event *last)
+{
+    /* Without a bias the kernel works in base 2. */
+    const cl_int nat = L->bias_kind != 0;
+    const cl_float qscale =
+        nat ? L->scale : (cl_float)((double)L->scale * 1.44269504088896340736);
+#define KARG ATTN_CL_KARG
+    const attn_cl_karg args[] = {
+        KARG(L->t->q),      KARG(L->q_off),   KARG(L->t->k),
+        KARG(L->k_off),     KARG(L->t->v),    KARG(L->v_off),
+        KARG(L->t->o),      KARG(L->o_off),   KARG(L->lse),
+        KARG(L->lse_off),   KARG(L->has_lse), KARG(L->bias),
+        KARG(L->bias_kind), KARG(L->bias_sb), KARG(L->bias_sh),
+        KARG(L->bias_sq),   KARG(L->kv_len),  KARG(L->has_kv_len),
+        KARG(qscale),       KARG(nat),        KARG(L->heads_q),
+        KARG(L->heads_kv),  KARG(L->seq_q),   KARG(L->seq_kv),
+        KARG(L->causal),    KARG(L->window),  KARG(L->diag)};
+#undef KARG
+    const cl_uint n = (cl_uint)(sizeof args / sizeof args[0]);
+    const size_t blocks = ((size_t)L->seq_q + rows - 1) / rows;
+    cl_kernel k = L->k[0];
+    cl_int rc = attn_cl_set_args(k, 0, args, n);
+    if (rc != CL_SUCCESS) {
+        *last = NULL;
+        return rc;
+    }
+    return attn_cl_launch_heads(L, k, n, blocks, local, last);
+}
+
 cl_int attn_cl_chain(cl_command_queue queue, cl_kernel k, cl_uint dims,
                      const size_t *global, const size_t *local, cl_uint n_wait,
                      const cl_event *wait, cl_event *prev)

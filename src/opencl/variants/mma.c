@@ -25,7 +25,6 @@
 
 enum { P_BC, P_MIN_SEQ_KV, N_PARAMS };
 
-#define LOG2E 1.44269504088896340736
 #define WG    128 /* 4 warps of 32 */
 #define BR    64  /* query rows per work-group */
 
@@ -173,34 +172,10 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     return attn_cl_local_fits(lim, b, "mma", err);
 }
 
-#define KARG   ATTN_CL_KARG
-#define N_ARGS 28
-
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
 {
-    /* Without a bias the kernel works in base 2. */
-    const cl_int nat = L->bias_kind != 0;
-    const cl_float qscale =
-        nat ? L->scale : (cl_float)((double)L->scale * LOG2E);
-    const attn_cl_karg args[N_ARGS - 1] = {
-        KARG(L->t->q),      KARG(L->q_off),   KARG(L->t->k),
-        KARG(L->k_off),     KARG(L->t->v),    KARG(L->v_off),
-        KARG(L->t->o),      KARG(L->o_off),   KARG(L->lse),
-        KARG(L->lse_off),   KARG(L->has_lse), KARG(L->bias),
-        KARG(L->bias_kind), KARG(L->bias_sb), KARG(L->bias_sh),
-        KARG(L->bias_sq),   KARG(L->kv_len),  KARG(L->has_kv_len),
-        KARG(qscale),       KARG(nat),        KARG(L->heads_q),
-        KARG(L->heads_kv),  KARG(L->seq_q),   KARG(L->seq_kv),
-        KARG(L->causal),    KARG(L->window),  KARG(L->diag)};
-    const size_t blocks = ((size_t)L->seq_q + BR - 1) / BR;
-    cl_kernel k = L->k[0];
-    cl_int rc = attn_cl_set_args(k, 0, args, N_ARGS - 1);
-    if (rc != CL_SUCCESS) {
-        *last = NULL;
-        return rc;
-    }
-    return attn_cl_launch_heads(L, k, N_ARGS - 1, blocks, WG, last);
+    return attn_cl_launch_matrix(L, BR, WG, last);
 }
 
 static const char *const sources[] = {"mma.cl", NULL};
