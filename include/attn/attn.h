@@ -564,6 +564,14 @@ typedef struct attn_sdpa_grad {
     void *dk;           /**< out: dL/dK, shaped as k (summed over the query
                              heads that read each kv head) */
     void *dv;           /**< out: dL/dV, shaped as v (summed likewise) */
+    /* Members added since the first layout (docs/ABI.md). */
+    float *dbias;        /**< out or NULL: dL/dbias, float, in the bias's
+                              own shape (mask.bias_kind, bias_shape): each
+                              entry the sum of dL/dS over the scores it is
+                              added to; NULL: not asked.  Requires a bias */
+    float *d_additive_w; /**< out or NULL: dL/d additive_w [heads_q,
+                              head_dim] for the ADDITIVE score; NULL: not
+                              asked.  Requires the additive score */
 } attn_sdpa_grad;
 
 /** Initializer of an attn_sdpa_grad with no tensor set yet:
@@ -589,9 +597,11 @@ typedef struct attn_sdpa_grad {
  * The native backend computes it; a context on an OpenCL device runs it
  * natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL
  * tensor, an invalid d as attn_sdpa checks it, an output overlapping another
- * tensor or another output, a call from inside the log callback),
- * ATTN_ERR_UNSUPPORTED (the additive score, for now; a struct_size of a
- * newer attn_sdpa_grad whose new members are set), ATTN_ERR_OUT_OF_MEMORY.
+ * tensor or another output, a call from inside the log callback,
+ * dbias set without a bias, d_additive_w set without the additive score),
+ * ATTN_ERR_UNSUPPORTED (the additive score and dbias, for now; a
+ * struct_size of a newer attn_sdpa_grad whose new members are set),
+ * ATTN_ERR_OUT_OF_MEMORY.
  * Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa_backward(attn_context *ctx,
                                         const attn_sdpa_desc *d,

@@ -11,9 +11,8 @@
 #include "api/context.h"
 #include "cpu/cpu_impl.h"
 
-/* attn_sdpa_grad's first layout is the one this library has. */
 static const attn_abi_layout grad_layout = {
-    "attn_sdpa_grad", sizeof(attn_sdpa_grad), sizeof(attn_sdpa_grad)};
+    "attn_sdpa_grad", ATTN_ABI_GRAD_FIRST, sizeof(attn_sdpa_grad)};
 
 attn_status attn_sdpa_backward(attn_context *ctx, const attn_sdpa_desc *d,
                                const attn_sdpa_grad *g)

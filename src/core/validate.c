@@ -220,6 +220,13 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the backward pass takes the dot score only; the "
                          "additive score has none yet");
+    if (g->dbias && d->mask.bias_kind == ATTN_BIAS_NONE)
+        return INVALID("dbias is set but the descriptor has no bias");
+    if (g->d_additive_w && d->score != ATTN_SCORE_ADDITIVE)
+        return INVALID("d_additive_w is set but the score is not additive");
+    if (g->dbias)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the bias's gradient (dbias) is not computed yet");
     {
         /* o and d_o share a shape, as do q and dq, k and dk, v and dv */
         const void *in[6] = {g->q, g->k, g->v, g->o, g->lse, g->d_o};
