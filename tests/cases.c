@@ -104,6 +104,7 @@ void sdpa_case_free(sdpa_case *c)
     free(c->bias);
     free(c->kv_len);
     free(c->keep);
+    free(c->starts);
     memset(c, 0, sizeof *c);
 }
 
@@ -117,6 +118,7 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
     d->mask.bias = NULL;
     d->mask.kv_len = NULL;
     d->keep = NULL;
+    d->q_start = d->kv_start = NULL;
     size_t es = d->dtype == ATTN_F16 ? sizeof(uint16_t) : sizeof(float);
     size_t bhq = (size_t)d->batch * (size_t)d->heads_q;
     size_t bhkv = (size_t)d->batch * (size_t)d->heads_kv;
@@ -155,7 +157,7 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
         fill_bias(&r, c->bias, c->nbias, ninf);
         d->mask.bias = c->bias;
     }
-    if (with_kv_len) {
+    if (with_kv_len & CASE_KV_LEN) {
         if (!(c->kv_len = malloc((size_t)d->batch * sizeof(int32_t))))
             goto fail;
         for (int b = 0; b < d->batch; b++)
@@ -172,6 +174,20 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
                              ? 0
                              : (uint8_t)ref_rng_int(&r, 1, 255);
         d->keep = c->keep;
+    }
+    if (with_kv_len & (CASE_Q_START | CASE_KV_START)) {
+        /* left padding: starts mostly small, sometimes the whole length */
+        if (!(c->starts = malloc(2 * (size_t)d->batch * sizeof(int32_t))))
+            goto fail;
+        for (int b = 0; b < d->batch; b++) {
+            int most = ref_rng_uniform(&r, 0.0, 1.0) < 0.2 ? 1 : 3;
+            c->starts[b] = ref_rng_int(&r, 0, d->seq_q / most);
+            c->starts[d->batch + b] = ref_rng_int(&r, 0, d->seq_kv / most);
+        }
+        if (with_kv_len & CASE_Q_START)
+            d->q_start = c->starts;
+        if (with_kv_len & CASE_KV_START)
+            d->kv_start = c->starts + d->batch;
     }
     return 0;
 fail:

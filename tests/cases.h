@@ -22,16 +22,24 @@ typedef struct sdpa_case {
     float *bias;       /* shaped by d.mask.bias_kind, or NULL */
     int32_t *kv_len;   /* [batch] or NULL */
     uint8_t *keep;     /* shaped by d.keep_shape, or NULL */
+    int32_t *starts;   /* q_start then kv_start, [batch] each, or NULL */
     size_t nq, nk, nv, no, nlse, nbias, nkeep; /* element counts */
 } sdpa_case;
+
+/* Bits of sdpa_case_init's with_kv_len: kv_len, kv_start and q_start
+ * drawn (1 alone is kv_len, as before the starts). */
+#define CASE_KV_LEN   1
+#define CASE_KV_START 2
+#define CASE_Q_START  4
 
 /* Builds the problem of shape (its pointer members are ignored): q and k
  * uniform in [-qk_amp, qk_amp], v in [-1, 1], additive_w in [-1, 1] for
  * ADDITIVE, a bias in [-1, 1] with a fraction ninf of -INFINITY entries
  * when shape->mask.bias_kind is set, kv_len uniform in [0, seq_kv] when
- * with_kv_len, and a boolean mask keep (about a quarter of its entries 0)
- * when shape->keep_shape[0] is not 0.  The caller may edit the buffers
- * afterwards.  Returns 0, or -1 when memory runs out. */
+ * with_kv_len has CASE_KV_LEN, left-padding starts when it has
+ * CASE_KV_START / CASE_Q_START, and a boolean mask keep (about a quarter of
+ * its entries 0) when shape->keep_shape[0] is not 0.  The caller may edit
+ * the buffers afterwards.  Returns 0, or -1 when memory runs out. */
 int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
                    double qk_amp, double ninf, int with_kv_len);
 void sdpa_case_free(sdpa_case *c);

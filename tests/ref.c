@@ -100,10 +100,20 @@ void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
 /* ---- attention ------------------------------------------------------------
  */
 
-/* Whether row i of batch item b sees key j; off is the causal diagonal's
- * offset: seq_kv - seq_q bottom-right (the default), 0 top-left. */
-static int key_visible(const attn_mask_desc *mk, int b, int i, int j, long off)
+/* Whether row i of batch item b sees key j (attn.h): the causal diagonal
+ * sits at seq_kv - seq_q bottom-right (the default) and, top-left, at
+ * kv_start[b] - q_start[b]; rows before q_start and keys before kv_start
+ * are padding. */
+static int key_visible(const attn_sdpa_desc *d, int b, int i, int j)
 {
+    const attn_mask_desc *mk = &d->mask;
+    const long qs = d->q_start ? (long)d->q_start[b] : 0;
+    const long ks = d->kv_start ? (long)d->kv_start[b] : 0;
+    const long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                         ? ks - qs
+                         : (long)d->seq_kv - (long)d->seq_q;
+    if ((long)i < qs || (long)j < ks)
+        return 0;
     if (mk->causal && (long)j > (long)i + off)
         return 0;
     if (mk->window > 0 && (long)j < (long)i + off - (long)mk->window + 1)
@@ -164,14 +174,11 @@ int ref_score(const attn_sdpa_desc *d, const double *q, const double *k, int b,
               int h, int i, int j, double *score)
 {
     const int D = d->head_dim, g = h / (d->heads_q / d->heads_kv);
-    const long diag = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                          ? 0
-                          : (long)d->seq_kv - (long)d->seq_q;
     const double scale =
         d->scale == 0.0f ? 1.0 / sqrt((double)D) : (double)d->scale;
     const double *qr, *kr;
     double acc = 0.0;
-    if (!key_visible(&d->mask, b, i, j, diag) || !keep_at(d, b, h, i, j))
+    if (!key_visible(d, b, i, j) || !keep_at(d, b, h, i, j))
         return 0;
     qr = q + (((size_t)b * (size_t)d->heads_q + (size_t)h) * (size_t)d->seq_q +
               (size_t)i) *
@@ -201,9 +208,6 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
     const double scale =
         d->scale == 0.0f ? 1.0 / sqrt((double)D) : (double)d->scale;
     const double gamma = REF_LOGIT_ULPS(D) * 0x1p-24;
-    const long diag = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                          ? 0
-                          : (long)d->seq_kv - (long)d->seq_q;
     double *s = malloc((size_t)d->seq_kv * sizeof *s);
     double *mag = malloc((size_t)d->seq_kv * sizeof *mag);
     if (!s || !mag) {
@@ -222,8 +226,7 @@ static int sdpa_rows(const attn_sdpa_desc *d, const double *q, const double *k,
                 for (int j = 0; j < d->seq_kv; j++) {
                     s[j] = -INFINITY;
                     mag[j] = 0.0;
-                    if (!key_visible(&d->mask, b, i, j, diag) ||
-                        !keep_at(d, b, h, i, j))
+                    if (!key_visible(d, b, i, j) || !keep_at(d, b, h, i, j))
                         continue;
                     const double *kr =
                         k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) *

@@ -458,20 +458,38 @@ typedef struct attn_sdpa_desc {
                                          struct_size covers it (start from
                                          ATTN_SDPA_DESC_INIT): a struct_size
                                          of 0 means the first layout */
-    int bias_shape[3];   /**< ATTN_BIAS_BROADCAST: the bias's extents over
-                              batch, heads_q and seq_q, each that size or 1
-                              (broadcast); read only for that kind */
-    const uint8_t *keep; /**< boolean mask or NULL: bytes [B, H, Q, seq_kv]
-                              with (B, H, Q) = keep_shape; 0 hides key j
-                              from query i (as a -INFINITY bias entry
-                              would, whatever the bias holds there), any
-                              other value keeps it.  With a bias too, both
-                              apply.  The native backend reads it in place;
-                              an OpenCL context merges it and the bias into
-                              one float bias of the shape spanning both for
-                              the device (4 bytes per entry of that shape) */
-    int keep_shape[3];   /**< keep's extents over batch, heads_q and seq_q,
-                              each that size or 1 (broadcast) */
+    int bias_shape[3];       /**< ATTN_BIAS_BROADCAST: the bias's extents over
+                                  batch, heads_q and seq_q, each that size or 1
+                                  (broadcast); read only for that kind */
+    const uint8_t *keep;     /**< boolean mask or NULL: bytes [B, H, Q, seq_kv]
+                                  with (B, H, Q) = keep_shape; 0 hides key j
+                                  from query i (as a -INFINITY bias entry
+                                  would, whatever the bias holds there), any
+                                  other value keeps it.  With a bias too, both
+                                  apply.  The native backend reads it in place;
+                                  an OpenCL context merges it and the bias into
+                                  one float bias of the shape spanning both for
+                                  the device (4 bytes per entry of that shape) */
+    int keep_shape[3];       /**< keep's extents over batch, heads_q and seq_q,
+                                  each that size or 1 (broadcast) */
+    const int32_t *q_start;  /**< [batch] or NULL (all 0): left padding of
+                                  the queries; query rows i < q_start[b]
+                                  are padding and see no key (O = 0, lse =
+                                  -INFINITY); each value in [0, seq_q] */
+    const int32_t *kv_start; /**< [batch] or NULL (all 0): left padding of
+                                  the keys; keys j < kv_start[b] are hidden
+                                  from every query; each value in [0,
+                                  seq_kv].  With TOP_LEFT the causal
+                                  diagonal and the window are measured from
+                                  the starts (query q_start[b] + t sees key
+                                  kv_start[b] + t); BOTTOM_RIGHT, which
+                                  aligns the ends, needs no change.  The
+                                  native backend applies both in place; an
+                                  OpenCL context folds kv_start (and, under
+                                  TOP_LEFT, a causal or window mask whose
+                                  diagonal then differs per batch item) into
+                                  the float bias it gives the device, as it
+                                  does keep, and zeroes the padding rows */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes

@@ -38,6 +38,9 @@ _Static_assert(offsetof(attn_sdpa_desc, bias_shape) >=
 _Static_assert(offsetof(attn_sdpa_desc, keep) >=
                    offsetof(attn_sdpa_desc, bias_shape) + 3 * sizeof(int),
                "attn_sdpa_desc.keep starts past bias_shape");
+_Static_assert(offsetof(attn_sdpa_desc, q_start) >=
+                   offsetof(attn_sdpa_desc, keep_shape) + 3 * sizeof(int),
+               "attn_sdpa_desc.q_start starts past keep_shape");
 _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&

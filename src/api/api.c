@@ -113,16 +113,23 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
         return attn_api_report(ctx, "attn_sdpa", s, &err);
     c.d = d;
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
-    /* the devices take the boolean mask merged into the bias */
-    if (s == ATTN_OK && ctx->backend->ops->exec && d->keep &&
+    /* the devices take the boolean mask and kv_start merged into the
+     * bias; the padding rows of q_start are zeroed below */
+    if (s == ATTN_OK && ctx->backend->ops->exec &&
         (s = attn_keep_merge(d, &merged, &merged_bias, &err)) == ATTN_OK)
-        c.d = d = &merged;
+        c.d = &merged;
     if (s == ATTN_OK && ctx->backend->ops->exec)
-        s = attn_plan_sdpa(ctx->plans, ctx->backend, d, &plan, &work, &err);
+        s = attn_plan_sdpa(ctx->plans, ctx->backend, c.d, &plan, &work, &err);
     if (s == ATTN_OK) {
         s = attn_sched_sdpa(&ctx->run, work, &c, fell, sizeof fell, &err);
         if (fell[0])
             attn_context_note(ctx, fell);
+    }
+    if (s == ATTN_OK && c.d == &merged && d->q_start) {
+        const size_t ost[3] = {
+            (size_t)d->heads_q * (size_t)d->seq_q * (size_t)d->head_dim_v,
+            (size_t)d->seq_q * (size_t)d->head_dim_v, (size_t)d->head_dim_v};
+        attn_pad_rows_zero(d, ost, o, lse);
     }
     attn_plan_release(ctx->plans, plan);
     free(merged_bias);

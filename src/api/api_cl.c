@@ -143,6 +143,11 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
         (s = check_queue(rt, queue, &err)))
         return report(ctx, fn, s, &err);
+    if (d->q_start)
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"q_start is not taken with device buffers: "
+                                  "its padding rows would be left as the "
+                                  "kernel wrote them (kv_start is taken)"});
     t.q = b->q;
     t.k = b->k;
     t.v = b->v;

@@ -109,6 +109,28 @@ static inline long long attn_causal_diag(const attn_sdpa_desc *d)
                : (long long)d->seq_kv - d->seq_q;
 }
 
+/* The first query row of batch item b that is not padding (q_start). */
+static inline int attn_q_first(const attn_sdpa_desc *d, int b)
+{
+    return d->q_start ? (int)d->q_start[b] : 0;
+}
+
+/* The first key of batch item b that is not padding (kv_start). */
+static inline int attn_kv_first(const attn_sdpa_desc *d, int b)
+{
+    return d->kv_start ? (int)d->kv_start[b] : 0;
+}
+
+/* attn_causal_diag for batch item b: under TOP_LEFT the diagonal is
+ * measured from the starts (q_start, kv_start). */
+static inline long long attn_causal_diag_b(const attn_sdpa_desc *d, int b)
+{
+    return attn_causal_diag(d) +
+           (d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                ? (long long)attn_kv_first(d, b) - attn_q_first(d, b)
+                : 0);
+}
+
 /* Whether a bias of kind k (shape: its bias_shape, read for BROADCAST)
  * spans batch, heads and queries, each (else it is broadcast there). */
 void attn_bias_spans(attn_bias_kind k, const int *shape, int span[3]);
@@ -124,13 +146,24 @@ int attn_bias_elems(const attn_sdpa_desc *d, size_t *n);
  * the byte of (b, h, i, j) is keep[b * st[0] + h * st[1] + i * st[2] + j].
  * All 0 without one. */
 void attn_keep_strides(const attn_sdpa_desc *d, size_t st[3]);
-/* d with its keep merged into its bias, for a device that takes only the
- * bias: *out is d with keep NULL and an ATTN_BIAS_BROADCAST bias of the
- * shape spanning both, -INFINITY where keep is 0 and the bias (or 0)
- * elsewhere, in *buf (malloc'ed: the caller frees it after the call; NULL
- * and *out = *d when d has no keep).  Errors: ATTN_ERR_OUT_OF_MEMORY. */
+/* d with its keep, its kv_start and (under TOP_LEFT, when the starts move
+ * the diagonal differently per batch item) its causal mask and window
+ * merged into its bias, for a device that takes only the bias and one
+ * diagonal: *out is d with keep, q_start and kv_start NULL and an
+ * ATTN_BIAS_BROADCAST bias of the shape spanning them all (batch for
+ * kv_start, batch and queries for a per-item diagonal, whose causal and
+ * window are then 0), -INFINITY where a mask hides the key and the bias
+ * (or 0) elsewhere, in *buf (malloc'ed: the caller frees it after the
+ * call; NULL when nothing is merged).  The rows of q_start are the
+ * caller's to zero (attn_pad_rows_zero).  Errors: ATTN_ERR_OUT_OF_MEMORY. */
 attn_status attn_keep_merge(const attn_sdpa_desc *d, attn_sdpa_desc *out,
                             float **buf, attn_err *err);
+/* The padding rows of d's q_start (attn.h) in o, whose rows of (b, h, i)
+ * start at element b * ost[0] + h * ost[1] + i * ost[2]: O = 0 and lse
+ * (when not NULL; [batch, heads_q, seq_q]) = -INFINITY, as a row with no
+ * visible key gives. */
+void attn_pad_rows_zero(const attn_sdpa_desc *d, const size_t ost[3], void *o,
+                        float *lse);
 
 /* Everything about d but the tensor pointers. */
 attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,

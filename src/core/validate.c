@@ -154,6 +154,16 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
         if ((s = tensor_bytes(&elem, "keep", 4, dm, 1, err)))
             return s;
     }
+    {
+        const int32_t *const st[2] = {d->q_start, d->kv_start};
+        static const char *const st_name[2] = {"q_start", "kv_start"};
+        const int st_max[2] = {d->seq_q, d->seq_kv};
+        for (int t = 0; t < 2; t++)
+            for (int bi = 0; st[t] && bi < d->batch; bi++)
+                if (st[t][bi] < 0 || st[t][bi] > st_max[t])
+                    return INVALID("%s[%d] = %d is outside [0, %d]", st_name[t],
+                                   bi, (int)st[t][bi], st_max[t]);
+    }
 
     elem = d->dtype == ATTN_F16 ? 2 : 4;
     dq[0] = dk[0] = dv[0] = dout[0] = (size_t)d->batch;
@@ -224,6 +234,10 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
         return INVALID("dbias is set but the descriptor has no bias");
     if (g->d_additive_w && d->score != ATTN_SCORE_ADDITIVE)
         return INVALID("d_additive_w is set but the score is not additive");
+    if (d->kv_start || (d->q_start && d->causal_align == ATTN_CAUSAL_TOP_LEFT))
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the backward pass takes no kv_start, nor q_start "
+                         "under TOP_LEFT, yet");
     if (g->dbias)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the bias's gradient (dbias) is not computed yet");

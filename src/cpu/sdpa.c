@@ -377,6 +377,8 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
         attn_pool_run(c->pool, items, c->kern->sdpa_item, &jb);
     }
     pthread_mutex_unlock(&c->lock);
+    if (st == ATTN_OK) /* the padding rows of q_start */
+        attn_pad_rows_zero(d, jb.lay.o, o, lse);
     return st;
 }
 

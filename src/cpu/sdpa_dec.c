@@ -372,11 +372,13 @@ static void row_ranges(const struct attn_sdpa_job *jb, int b, long long s0,
                        long long s1, long long *lo, long long *hi)
 {
     const attn_sdpa_desc *d = jb->d;
-    long long off = attn_causal_diag(d);
+    long long off = attn_causal_diag_b(d, b);
     long long kvn = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
+    long long kv0 = attn_kv_first(d, b);
 
     for (int r = 0; r < jb->rows; r++) {
-        long long qi = r % d->seq_q, a = s0, e = s1 < kvn ? s1 : kvn;
+        long long qi = r % d->seq_q, a = s0 > kv0 ? s0 : kv0,
+                  e = s1 < kvn ? s1 : kvn;
         if (d->mask.causal && qi + off + 1 < e)
             e = qi + off + 1;
         if (d->mask.window > 0 && qi + off - d->mask.window + 1 > a)

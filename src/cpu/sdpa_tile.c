@@ -372,6 +372,7 @@ struct qtile {
     /* [jlo, jhi): keys some query of the tile sees; [full_lo, full_hi):
      * keys every query of the tile sees */
     long long jlo, jhi, full_lo, full_hi;
+    long long off; /* the causal diagonal of the tile's batch item */
     struct attn_sdpa_ws w;
 };
 
@@ -379,10 +380,11 @@ static void qtile_init(const struct attn_sdpa_job *jb, int b, int h, int qti,
                        int worker, int slot, struct qtile *t)
 {
     const attn_sdpa_desc *d = jb->d;
-    long long off = attn_causal_diag(d);
+    long long off = attn_causal_diag_b(d, b);
     int i;
 
     attn_sdpa_ws_of(jb->cpu, worker, slot, &t->w);
+    t->off = off;
     t->i0 = qti * QT;
     t->qn = d->seq_q - t->i0 < QT ? d->seq_q - t->i0 : QT;
     t->nq = (t->qn + 15) / 16;
@@ -404,6 +406,8 @@ static void qtile_init(const struct attn_sdpa_job *jb, int b, int h, int qti,
             t->jlo = first;
         t->full_lo = first + t->qn - 1;
     }
+    if (attn_kv_first(d, b) > t->jlo) /* left padding hides the keys */
+        t->jlo = attn_kv_first(d, b);
     pack_q(jb, &t->w,
            (size_t)b * jb->lay.q[0] + (size_t)h * jb->lay.q[1] +
                (size_t)t->i0 * jb->lay.q[2],
@@ -471,7 +475,7 @@ static void qtile_step(const struct attn_sdpa_job *jb, struct qtile *t,
 {
     const attn_sdpa_desc *d = jb->d;
     struct attn_sdpa_ws *w = &t->w;
-    long long off = attn_causal_diag(d);
+    long long off = t->off;
     const float *bt =
         bias ? bias + (size_t)t->i0 * jb->bias_st[2] + (size_t)a : NULL;
     const uint8_t *kp =

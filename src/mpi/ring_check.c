@@ -95,8 +95,11 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         return ATTN_ERR_INVALID_ARGUMENT;
     }
     if (g->mask.window > 0 || g->mask.bias ||
-        g->mask.bias_kind != ATTN_BIAS_NONE) {
-        snprintf(why, cap, "the ring takes no window and no bias");
+        g->mask.bias_kind != ATTN_BIAS_NONE || g->keep || g->q_start ||
+        g->kv_start) {
+        snprintf(why, cap,
+                 "the ring takes no window, no bias, no keep and no "
+                 "q_start or kv_start");
         return ATTN_ERR_UNSUPPORTED;
     }
     if (g->mask.kv_len)

@@ -146,6 +146,9 @@ void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out)
         d->keep_shape[1] = gen_chance(g, 50) ? d->heads_q : 1;
         d->keep_shape[2] = gen_chance(g, 50) ? d->seq_q : 1;
     }
+    if (gen_chance(g, 15)) /* left padding (sdpa_case_init's bits) */
+        out->with_kv_len |=
+            gen_chance(g, 50) ? CASE_KV_START : CASE_KV_START | CASE_Q_START;
 }
 
 void gen_mha_spec(gen_src *g, const gen_limits *lim, mha_spec *out)

@@ -53,9 +53,9 @@ typedef struct gen_limits {
  * what sdpa_case_init needs. */
 typedef struct gen_sdpa {
     attn_sdpa_desc d; /* bias_kind set, bias / kv_len / additive_w NULL */
-    int with_kv_len, with_lse;
-    double qk_amp; /* q and k in [-qk_amp, qk_amp] */
-    double ninf;   /* fraction of -INFINITY bias entries */
+    int with_kv_len, with_lse; /* with_kv_len: CASE_* bits (cases.h) */
+    double qk_amp;             /* q and k in [-qk_amp, qk_amp] */
+    double ninf;               /* fraction of -INFINITY bias entries */
 } gen_sdpa;
 
 /* Draws a valid shape within lim: dot or additive score, f32 or f16,

@@ -905,7 +905,8 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     }
     /* kv_len must hold batch entries whenever it is given: validation
      * reads them. */
-    if ((shape.with_kv_len || p.kv_bad) && z.kv_len && z.kv_len <= CAP_BYTES) {
+    if (((shape.with_kv_len & CASE_KV_LEN) || p.kv_bad) && z.kv_len &&
+        z.kv_len <= CAP_BYTES) {
         kv_len = take(z.kv_len);
         for (int b = 0; b < d.batch; b++)
             kv_len[b] = ref_rng_int(&r, 0, d.seq_kv > 0 ? d.seq_kv : 0);
@@ -922,6 +923,17 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     d.mask.bias = bias;
     d.mask.kv_len = kv_len;
     d.keep = keep;
+    /* left padding, in range (batch entries, like kv_len) */
+    if ((shape.with_kv_len & (CASE_KV_START | CASE_Q_START)) && z.kv_len &&
+        z.kv_len <= CAP_BYTES) {
+        int32_t *st[2] = {take(z.kv_len), take(z.kv_len)};
+        for (int b = 0; b < d.batch; b++) {
+            st[0][b] = ref_rng_int(&r, 0, d.seq_q > 0 ? d.seq_q : 0);
+            st[1][b] = ref_rng_int(&r, 0, d.seq_kv > 0 ? d.seq_kv : 0);
+        }
+        d.q_start = shape.with_kv_len & CASE_Q_START ? st[0] : NULL;
+        d.kv_start = shape.with_kv_len & CASE_KV_START ? st[1] : NULL;
+    }
 
     /* The outputs, possibly inside an input. */
     o = NULL;

@@ -223,7 +223,7 @@ static int host_inputs(gen_src *g, const gen_sdpa *gs, attn_sdpa_desc *d,
                 h->bias[e] = -INFINITY;
         d->mask.bias = h->bias;
     }
-    if (gs->with_kv_len) {
+    if (gs->with_kv_len & CASE_KV_LEN) {
         if (!(h->kv_len = malloc((size_t)d->batch * sizeof(int32_t))))
             return -1;
         for (int b = 0; b < d->batch; b++)
