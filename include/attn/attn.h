@@ -487,7 +487,7 @@ typedef struct attn_sdpa_desc {
                                   native backend applies both in place; an
                                   OpenCL context folds kv_start (and, under
                                   TOP_LEFT, a causal or window mask whose
-                                  diagonal then differs per batch item) into
+                                  diagonal the starts move) into
                                   the float bias it gives the device, as it
                                   does keep, and zeroes the padding rows */
 } attn_sdpa_desc;

@@ -147,11 +147,11 @@ int attn_bias_elems(const attn_sdpa_desc *d, size_t *n);
  * All 0 without one. */
 void attn_keep_strides(const attn_sdpa_desc *d, size_t st[3]);
 /* d with its keep, its kv_start and (under TOP_LEFT, when the starts move
- * the diagonal differently per batch item) its causal mask and window
- * merged into its bias, for a device that takes only the bias and one
- * diagonal: *out is d with keep, q_start and kv_start NULL and an
+ * the diagonal: kv_start[b] != q_start[b]) its causal mask and window
+ * merged into its bias, for a device that takes only the bias and the
+ * descriptor's diagonal: *out is d with keep, q_start and kv_start NULL and an
  * ATTN_BIAS_BROADCAST bias of the shape spanning them all (batch for
- * kv_start, batch and queries for a per-item diagonal, whose causal and
+ * kv_start, batch and queries for a moved diagonal, whose causal and
  * window are then 0), -INFINITY where a mask hides the key and the bias
  * (or 0) elsewhere, in *buf (malloc'ed: the caller frees it after the
  * call; NULL when nothing is merged).  The rows of q_start are the

@@ -68,15 +68,15 @@ void attn_keep_strides(const attn_sdpa_desc *d, size_t st[3])
     strides_of(d, span, st);
 }
 
-/* Whether d's causal mask or window has a diagonal that differs between
- * batch items (TOP_LEFT with starts that move it, attn.h). */
+/* Whether the starts move d's causal mask or window off the one diagonal
+ * the devices take (TOP_LEFT with kv_start[b] != q_start[b], attn.h). */
 static int diag_per_item(const attn_sdpa_desc *d)
 {
     if (d->causal_align != ATTN_CAUSAL_TOP_LEFT ||
         (!d->mask.causal && d->mask.window <= 0))
         return 0;
     for (int b = 0; b < d->batch; b++)
-        if (attn_causal_diag_b(d, b) != attn_causal_diag_b(d, 0))
+        if (attn_causal_diag_b(d, b) != attn_causal_diag(d))
             return 1;
     return 0;
 }

@@ -107,6 +107,7 @@ enum {
     ST_MHA_CL,
     ST_MHA_REFUSED,
     ST_MHA_BIG,
+    ST_LAYER_RUN,     /* the same call through a persistent layer, compared */
     ST_CLBUF_RUN,     /* attn_sdpa_cl_buffers run and checked */
     ST_CLBUF_REFUSED, /* refused as the model said */
     ST_SELECT_OK,
@@ -116,13 +117,24 @@ enum {
     ST_MISC,
     ST_N
 };
-static const char *const stat_names[ST_N] = {
-    "sdpa run",        "sdpa run on OpenCL", "sdpa run with BF16 products",
-    "sdpa refused",    "sdpa too big",       "sdpa unsupported on OpenCL",
-    "mha run",         "mha run on OpenCL",  "mha refused",
-    "mha too big",     "cl buffers run",     "cl buffers refused",
-    "select ok",       "select error",       "context created",
-    "context refused", "other calls"};
+static const char *const stat_names[ST_N] = {"sdpa run",
+                                             "sdpa run on OpenCL",
+                                             "sdpa run with BF16 products",
+                                             "sdpa refused",
+                                             "sdpa too big",
+                                             "sdpa unsupported on OpenCL",
+                                             "mha run",
+                                             "mha run on OpenCL",
+                                             "mha refused",
+                                             "mha too big",
+                                             "layer run",
+                                             "cl buffers run",
+                                             "cl buffers refused",
+                                             "select ok",
+                                             "select error",
+                                             "context created",
+                                             "context refused",
+                                             "other calls"};
 static unsigned long stats[ST_N];
 static double op_seconds[16];
 static unsigned long op_count[16];
@@ -577,9 +589,13 @@ NO_COVERAGE static int visible(const attn_sdpa_desc *d, int b, int h, int i,
                                int j)
 {
     const attn_mask_desc *m = &d->mask;
+    const long qs = d->q_start ? (long)d->q_start[b] : 0;
+    const long ks = d->kv_start ? (long)d->kv_start[b] : 0;
     long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                   ? 0
+                   ? ks - qs
                    : (long)d->seq_kv - d->seq_q;
+    if (i < qs || j < ks) /* left padding */
+        return 0;
     if (m->causal && j > i + off)
         return 0;
     if (m->window > 0 && j < i + off - m->window + 1)
@@ -1435,6 +1451,38 @@ static void run_mha(gen_src *g, attn_context *ctx, int on_device, int hostile)
         for (size_t i = 0; i < xq / 4; i++)
             REQUIRE(isfinite(y[i]), "attn_mha_forward: y[%zu] = %g", i,
                     (double)y[i]);
+        /* The same call through a persistent layer (attn_mha_create:
+         * a LEARNED table needs its length) gives the same y, to the
+         * oracle's tolerance twice over (both are checked against it). */
+        if (real && gen_chance(g, 30) &&
+            !(s.posenc == ATTN_POSENC_LEARNED && m.pos_table_len == 0)) {
+            attn_mha_layer *layer = NULL;
+            float *y2 = take(xq);
+            st = attn_mha_create(ctx, &m, 0.0f, &layer);
+            REQUIRE_STATUS(st, "attn_mha_create");
+            REQUIRE(st == ATTN_OK || st == ATTN_ERR_OUT_OF_MEMORY ||
+                        (on_device && st == ATTN_ERR_DEVICE),
+                    "attn_mha_create refused a valid layer: %s (%s)",
+                    attn_status_string(st), attn_context_last_error(ctx));
+            if (st == ATTN_OK) {
+                st = attn_mha_forward_layer(
+                    ctx, layer, s.batch, s.seq_q, seq_kv, ATTN_F32, x_q, x_kv,
+                    p.mask_null ? NULL : &mask, NULL, y2);
+                REQUIRE(st == ATTN_OK ||
+                            (on_device && st == ATTN_ERR_UNSUPPORTED),
+                        "attn_mha_forward_layer refused what "
+                        "attn_mha_forward ran: %s (%s)",
+                        attn_status_string(st), attn_context_last_error(ctx));
+                for (size_t i = 0; st == ATTN_OK && i < xq / 4; i++)
+                    REQUIRE(fabsf(y2[i] - y[i]) <=
+                                2.0f * (float)(REF_MHA_ABS +
+                                               REF_MHA_REL * fabsf(y[i])),
+                            "the layer's y[%zu] = %g, attn_mha_forward's %g", i,
+                            (double)y2[i], (double)y[i]);
+                stats[ST_LAYER_RUN] += st == ATTN_OK;
+                attn_mha_destroy(layer);
+            }
+        }
     }
 }
 

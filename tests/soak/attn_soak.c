@@ -193,12 +193,16 @@ static void print_desc(const char *what, const attn_sdpa_desc *d)
 {
     printf("  %s: batch %d heads %d/%d seq %d/%d dims %d/%d scale %g "
            "score %d dtype %d causal %d window %d align %d kv_len %s bias "
-           "kind %d keep %d/%d/%d\n",
+           "kind %d keep %d/%d/%d starts:",
            what, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
            d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
            (int)d->dtype, d->mask.causal, d->mask.window, (int)d->causal_align,
            d->mask.kv_len ? "yes" : "no", (int)d->mask.bias_kind,
            d->keep_shape[0], d->keep_shape[1], d->keep_shape[2]);
+    for (int b = 0; b < d->batch; b++)
+        printf(" %d/%d", d->q_start ? (int)d->q_start[b] : 0,
+               d->kv_start ? (int)d->kv_start[b] : 0);
+    printf("\n");
 }
 
 /* Worst |got - want| / tol of O and lse with the tolerances of ref.h;
@@ -349,6 +353,59 @@ out:
 
 /* ---- one attn_mha_forward call ---------------------------------------- */
 
+/* The call of c through a persistent layer (attn_mha_create), whole
+ * (steps 0) or, for a causal self-attention layer without bias or kv_len,
+ * in two steps through a KV cache: y is then what the whole causal call
+ * gives.  Returns the first failing status. */
+static attn_status layer_call(attn_context *ctx, const mha_case *c, int steps,
+                              float *y)
+{
+    const int dm = c->m.d_model, n = c->seq_q;
+    const size_t kvn = (size_t)c->batch * (size_t)c->m.heads_kv * (size_t)n *
+                       (size_t)c->m.head_dim;
+    attn_mha_layer *layer = NULL;
+    attn_kv_cache kv = ATTN_KV_CACHE_INIT;
+    float *xs = NULL, *ys = NULL;
+    attn_status s = attn_mha_create(ctx, &c->m, 0.0f, &layer);
+    if (s != ATTN_OK)
+        return s;
+    if (!steps) {
+        s = attn_mha_forward_layer(ctx, layer, c->batch, c->seq_q, c->seq_kv,
+                                   ATTN_F32, c->x_q, c->x_kv, &c->mask, NULL,
+                                   y);
+        attn_mha_destroy(layer);
+        return s;
+    }
+    kv.k = malloc(kvn * sizeof(float));
+    kv.v = malloc(kvn * sizeof(float));
+    xs = malloc((size_t)c->batch * (size_t)n * (size_t)dm * sizeof(float));
+    ys = malloc((size_t)c->batch * (size_t)n * (size_t)dm * sizeof(float));
+    kv.capacity = n;
+    s = kv.k && kv.v && xs && ys ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
+    for (int a = 0; s == ATTN_OK && a < n;) {
+        /* steps of about half the sequence, then the rest */
+        const int len = a == 0 && n > 1 ? n / 2 : n - a;
+        const size_t row = (size_t)dm * sizeof(float);
+        for (int b = 0; b < c->batch; b++)
+            memcpy(xs + (size_t)b * (size_t)len * (size_t)dm,
+                   c->x_q + ((size_t)b * (size_t)n + (size_t)a) * (size_t)dm,
+                   (size_t)len * row);
+        s = attn_mha_forward_layer(ctx, layer, c->batch, len, len, ATTN_F32, xs,
+                                   NULL, &c->mask, &kv, ys);
+        for (int b = 0; s == ATTN_OK && b < c->batch; b++)
+            memcpy(y + ((size_t)b * (size_t)n + (size_t)a) * (size_t)dm,
+                   ys + (size_t)b * (size_t)len * (size_t)dm,
+                   (size_t)len * row);
+        a += len;
+    }
+    free(kv.k);
+    free(kv.v);
+    free(xs);
+    free(ys);
+    attn_mha_destroy(layer);
+    return s;
+}
+
 static int mha_call(attn_context *ctx, path_stats *ps, gen_src *g,
                     uint64_t seed, int check, const char *what)
 {
@@ -361,6 +418,16 @@ static int mha_call(attn_context *ctx, path_stats *ps, gen_src *g,
     int ok = 1;
 
     gen_mha_spec(g, &lim, &spec);
+    /* 0: attn_mha_forward; 1: a persistent layer; 2: the layer in steps
+     * through a KV cache (causal self-attention, no bias, no kv_len) */
+    int via = ps->calls == 0 ? 0 : gen_int(g, 0, 2);
+    if (via == 2) {
+        spec.self = 1;
+        spec.seq_kv = spec.seq_q;
+        spec.causal = 1;
+        spec.with_kv_len = 0;
+        spec.bias_kind = ATTN_BIAS_NONE;
+    }
     if (ps->calls == 0) {
         /* The largest layer first (see draw_sdpa). */
         spec.d_model = lim.d_model;
@@ -386,8 +453,11 @@ static int mha_call(attn_context *ctx, path_stats *ps, gen_src *g,
         mha_case_free(&c);
         return 0;
     }
-    s = attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q, c.x_kv,
-                         &c.mask, y);
+    if (via == 0)
+        s = attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv, c.x_q,
+                             c.x_kv, &c.mask, y);
+    else
+        s = layer_call(ctx, &c, via == 2, y);
     ps->calls++;
     {
         /* Projections q, k, v, o, then the attention. */
@@ -399,7 +469,10 @@ static int mha_call(attn_context *ctx, path_stats *ps, gen_src *g,
                       2.0 * c.seq_q * (double)c.seq_kv * inq);
     }
     if (s != ATTN_OK) {
-        printf("FAIL %s: attn_mha_forward returned %s (%s)\n", what,
+        printf("FAIL %s: %s returned %s (%s)\n", what,
+               via == 0   ? "attn_mha_forward"
+               : via == 1 ? "attn_mha_forward_layer"
+                          : "attn_mha_forward_layer with a KV cache",
                attn_status_string(s), attn_context_last_error(ctx));
         ok = 0;
     } else if (!check) {
@@ -427,11 +500,11 @@ static int mha_call(attn_context *ctx, path_stats *ps, gen_src *g,
     if (!ok)
         printf("  layer: d_model %d heads %d/%d head_dim %d batch %d seq "
                "%d/%d self %d bias %d score %d posenc %d offset %d causal %d "
-               "window %d kv_len %d bias kind %d\n",
+               "window %d kv_len %d bias kind %d via %d\n",
                spec.d_model, spec.heads_q, spec.heads_kv, spec.head_dim,
                spec.batch, spec.seq_q, spec.seq_kv, spec.self, spec.with_bias,
                (int)spec.score, (int)spec.posenc, spec.pos_offset, spec.causal,
-               spec.window, spec.with_kv_len, (int)spec.bias_kind);
+               spec.window, spec.with_kv_len, (int)spec.bias_kind, via);
     free(ref);
     free(y);
     mha_case_free(&c);
