@@ -264,6 +264,22 @@ static void test_masks(void)
     d.mask.causal = 0;
     d.mask.window = 5;
     CU_ASSERT(check_case(ctx1, &d, 16, "window alone"));
+    /* left padding: keys before kv_start get no gradient, rows before
+     * q_start none; top-left measures the diagonal from the starts */
+    {
+        const int32_t qs[2] = {0, 7}, ks[2] = {5, 300};
+        d = shape(2, 4, 2, 40, 600, 8, 8);
+        d.q_start = qs;
+        d.kv_start = ks;
+        d.mask.causal = 1;
+        CU_ASSERT(check_case(ctx3, &d, 17, "left padding, bottom-right"));
+        d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+        d.mask.window = 9;
+        CU_ASSERT(check_case(ctx3, &d, 18, "left padding, top-left, window"));
+        d.mask.causal = 0;
+        d.mask.window = 0;
+        CU_ASSERT(check_case(ctx1, &d, 19, "left padding alone"));
+    }
 }
 
 static void test_biases_and_keep(void)

@@ -601,7 +601,8 @@ typedef struct attn_sdpa_grad {
  * d_o = dL/dO, writes dq, dk and dv (dtype, the shapes of q, k and v; math
  * in float).  With G = heads_q / heads_kv, dk and dv of a kv head are the
  * sums over its G query heads.  Every mask of d applies as in the forward
- * (causal with either causal_align, window, kv_len, every bias kind, keep);
+ * (causal with either causal_align, window, kv_len, every bias kind, keep,
+ * q_start and kv_start);
  * the bias itself gets no gradient here.  P is recomputed from q, k and
  * lse (exp(S - lse)), so o and lse must be those of the same forward.
  * Non-finite rules: a (query, key) pair whose probability is 0 (hidden by

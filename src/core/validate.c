@@ -234,10 +234,6 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
         return INVALID("dbias is set but the descriptor has no bias");
     if (g->d_additive_w && d->score != ATTN_SCORE_ADDITIVE)
         return INVALID("d_additive_w is set but the score is not additive");
-    if (d->kv_start || (d->q_start && d->causal_align == ATTN_CAUSAL_TOP_LEFT))
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the backward pass takes no kv_start, nor q_start "
-                         "under TOP_LEFT, yet");
     if (g->dbias)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the bias's gradient (dbias) is not computed yet");

@@ -51,7 +51,6 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
     jb.group = d->heads_q / d->heads_kv;
     jb.nkt = (d->seq_kv + SDPA_BWD_KTILE - 1) / SDPA_BWD_KTILE;
     jb.scale = d->scale != 0.0f ? d->scale : 1.0f / sqrtf((float)d->head_dim);
-    jb.diag = attn_causal_diag(d);
     attn_bias_strides(d, jb.bias_st);
     attn_keep_strides(d, jb.keep_st);
 

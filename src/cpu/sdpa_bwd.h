@@ -34,7 +34,6 @@ struct attn_sdpa_bwd_job {
     float *scratch; /* [workers][scratch_floats] */
     size_t scratch_floats;
     float scale;
-    long long diag; /* attn_causal_diag */
     size_t bias_st[3], keep_st[3];
     int f16, workers, group, nkt, nqb;
 };

@@ -75,15 +75,15 @@ static void put_row(const struct attn_sdpa_bwd_job *jb, void *dst, size_t off,
 
 /* The rows [*lo, *hi) of the queries that may see keys [j0, j0 + jn): the
  * causal mask and the window cut them; each pair is checked again. */
-static void row_range(const struct attn_sdpa_bwd_job *jb, long long j0,
-                      long long jn, long long *lo, long long *hi)
+static void row_range(const struct attn_sdpa_bwd_job *jb, long long diag,
+                      long long j0, long long jn, long long *lo, long long *hi)
 {
     const attn_sdpa_desc *d = jb->d;
     long long a = 0, b = d->seq_q;
-    if (d->mask.causal && j0 - jb->diag > a)
-        a = j0 - jb->diag;
+    if (d->mask.causal && j0 - diag > a)
+        a = j0 - diag;
     if (d->mask.window > 0) {
-        long long last = j0 + jn - 1 - jb->diag + d->mask.window;
+        long long last = j0 + jn - 1 - diag + d->mask.window;
         if (last < b)
             b = last;
     }
@@ -332,10 +332,10 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
                   long long last, int jv, float lse, float di)
 {
     const float sc = jb->scale, l2 = 1.4426950408889634f;
-    int a = first > 0 ? (int)first : 0;
+    int a = first <= 0 ? 0 : first < jv ? (int)first : jv;
     int b = last + 1 < jv ? (int)(last + 1) : jv;
 
-    if (b < a)
+    if (b < a) /* a <= jv <= KT: nothing is written past the row */
         b = a;
     if (bias)
         for (int j = 0; j < jv; j++)
@@ -373,7 +373,12 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
     const long long j0 = (long long)kt * KT;
     const int jn = (int)(d->seq_kv - j0 < KT ? d->seq_kv - j0 : KT);
     const int kvlen = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
-    const int jv = kvlen <= j0 ? 0 : (int)(kvlen - j0 < jn ? kvlen - j0 : jn);
+    /* the diagonal of this batch item, and its first key (left padding):
+     * a tile wholly before it has nothing to do */
+    const long long diag = attn_causal_diag_b(d, b), kv0 = attn_kv_first(d, b);
+    const int jv = kvlen <= j0 || kv0 >= j0 + jn
+                       ? 0
+                       : (int)(kvlen - j0 < jn ? kvlen - j0 : jn);
     const size_t kvh = (size_t)b * (size_t)d->heads_kv + (size_t)hk;
     const float *kh = jb->k + (kvh * (size_t)d->seq_kv + (size_t)j0) * dh;
     const float *vh = jb->v + (kvh * (size_t)d->seq_kv + (size_t)j0) * dvw;
@@ -405,7 +410,7 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
         for (size_t c = 0; c < dvw; c++)
             t.vT[c * KT + (size_t)j] = vh[(size_t)j * dvw + c];
     }
-    row_range(jb, j0, jv, &lo, &hi);
+    row_range(jb, diag, j0, jv, &lo, &hi);
     for (int hq = hk * jb->group; jv > 0 && hq < (hk + 1) * jb->group; hq++) {
         const size_t bh = (size_t)b * (size_t)d->heads_q + (size_t)hq;
         const float *bias = NULL;
@@ -420,7 +425,7 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
             const int rn = (int)(hi - i0 < QB ? hi - i0 : QB);
             /* the keys the block's last row may see under the causal mask
              * (jlim, of the tile) and the products' width over them (wk) */
-            const long long lim = i0 + rn + jb->diag - j0;
+            const long long lim = i0 + rn + diag - j0;
             const int jlim = d->mask.causal && lim < jv ? (int)lim : jv;
             const size_t wk = ((size_t)jlim + KP - 1) / KP * KP;
             const size_t row0 = bh * (size_t)d->seq_q + (size_t)i0;
@@ -461,10 +466,11 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                 const size_t row = row0 + (size_t)r;
                 const long long i = i0 + r;
                 const float lse = jb->g->lse[row], di = jb->drow[row];
-                const long long first = d->mask.window > 0
-                                            ? i + jb->diag - d->mask.window + 1
-                                            : j0,
-                                last = d->mask.causal ? i + jb->diag : j0 + jv;
+                const long long win0 = d->mask.window > 0
+                                           ? i + diag - d->mask.window + 1
+                                           : j0,
+                                first = win0 > kv0 ? win0 : kv0,
+                                last = d->mask.causal ? i + diag : j0 + jv;
                 float *pr = t.p + (size_t)r * KT, *dr = t.ds + (size_t)r * KT;
 
                 if (lse == -INFINITY) { /* no visible key: dq stays 0 */
