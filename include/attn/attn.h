@@ -513,8 +513,9 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
 /* Non-finite inputs.  NaN and +-INFINITY in q, k, v, the bias or
  * additive_w follow these rules on every backend and kernel path (native,
  * OpenCL three-kernel, fused and decode).  "Row i" is one query row
- * (b, h, i); "visible" means not hidden by causal, window, kv_len, a 0 in
- * keep or a -INFINITY bias entry.
+ * (b, h, i); "visible" means not hidden by causal, window, kv_len,
+ * kv_start, a 0 in keep or a -INFINITY bias entry (a padding row of
+ * q_start sees no key).
  *  1. A hidden key never contributes: whatever its K and V rows (and its
  *     bias entry, when a mask hides it) hold, row i is computed as if the
  *     key did not exist.  An uninitialised KV cache behind kv_len is safe.
