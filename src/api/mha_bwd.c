@@ -15,7 +15,7 @@
 #include "api/mha_train.h"
 
 static const attn_abi_layout grad_layout = {
-    "attn_mha_grad", sizeof(attn_mha_grad), sizeof(attn_mha_grad)};
+    "attn_mha_grad", ATTN_ABI_MHA_GRAD_FIRST, sizeof(attn_mha_grad)};
 
 #define INVALID(...) attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -60,19 +60,39 @@ static void col_sums(const float *a, size_t rows, size_t n, float *out)
 }
 
 /* The gradients of one input projection P = x' W^T + b from dP
- * (token-major [rows, n], RoPE's transpose applied): dW and db when
- * asked, dx' = dP W written or added into dx [rows, d_model]. */
-static void proj_backward(attn_pool *pool, int rows, int n, int d_model,
-                          const float *dp, const float *x, const float *w,
-                          float *dw, float *db, float *dx, int add)
+ * (token-major [rows, n], RoPE's transpose applied): dW = dP^T x' and
+ * db when asked, dx' = dP W written or added into dx [rows, d_model].
+ * The GEMM takes B transposed: dP, x' and W are transposed first. */
+static attn_status proj_backward(attn_context *ctx, int rows, int n,
+                                 int d_model, const float *dp, const float *x,
+                                 const float *w, float *dw, float *db,
+                                 float *dx, int add)
 {
-    if (dw)
-        attn_mha_mm(pool, n, d_model, rows, dp, 1, (size_t)n, x,
-                    (size_t)d_model, NULL, 0, dw, (size_t)d_model);
+    const size_t r = (size_t)rows, nn = (size_t)n, d = (size_t)d_model;
+    float *dpt = malloc((nn * r + d * r + d * nn + r * d) * sizeof(float));
+    float *xt = dpt + nn * r, *wt = xt + d * r, *tmp = wt + d * nn;
+    attn_status st = ATTN_OK;
+    if (!dpt)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    if (dw) {
+        attn_mha_transpose(dp, r, nn, dpt);
+        attn_mha_transpose(x, r, d, xt);
+        if ((st = attn_mha_gemm(ctx, n, d_model, rows, dpt, r, xt, r, NULL, dw,
+                                d)))
+            goto done;
+    }
     if (db)
-        col_sums(dp, (size_t)rows, (size_t)n, db);
-    attn_mha_mm(pool, rows, d_model, n, dp, (size_t)n, 1, w, (size_t)d_model,
-                NULL, add, dx, (size_t)d_model);
+        col_sums(dp, r, nn, db);
+    attn_mha_transpose(w, nn, d, wt);
+    if ((st = attn_mha_gemm(ctx, rows, d_model, n, dp, nn, wt, nn, NULL,
+                            add ? tmp : dx, d)))
+        goto done;
+    if (add)
+        for (size_t i = 0; i < r * d; i++)
+            dx[i] += tmp[i];
+done:
+    free(dpt);
+    return st;
 }
 
 /* Checks g against call c and m; fills the sizes and outputs of gr. */
@@ -156,7 +176,6 @@ static attn_status run_backward(attn_context *ctx, const attn_mha_call *c,
                                 const grads *gr, float *ws, attn_err *err)
 {
     const attn_mha_desc *m = c->m;
-    attn_pool *pool = attn_cpu_pool(ctx->native->impl);
     const int self = c->x_kv == NULL,
               pe = m->posenc == ATTN_POSENC_SINUSOIDAL ||
                    m->posenc == ATTN_POSENC_LEARNED,
@@ -177,15 +196,13 @@ static attn_status run_backward(attn_context *ctx, const attn_mha_call *c,
     attn_sdpa_grad sg = ATTN_SDPA_GRAD_INIT;
     attn_status st;
 
-    /* The output projection: y = O Wo^T + bo. */
+    /* The output projection y = O Wo^T + bo, a projection of O whose
+     * input gradient is dO: token-major in dqh, then in the heads' layout
+     * in tok for the attention's backward. */
     attn_mha_heads(tok, s->o, c->batch, c->seq_q, m->heads_q, m->head_dim, 0);
-    if (gr->t[G_WO])
-        attn_mha_mm(pool, dm, (int)dq, nqi, d_y, 1, d, tok, dq, NULL, 0,
-                    gr->t[G_WO], dq);
-    if (gr->t[G_BO])
-        col_sums(d_y, nq, d, gr->t[G_BO]);
-    /* dO = d_y Wo, token-major in dqh, then in the heads' layout in tok. */
-    attn_mha_mm(pool, nqi, (int)dq, dm, d_y, d, 1, m->wo, dq, NULL, 0, dqh, dq);
+    if ((st = proj_backward(ctx, nqi, dm, (int)dq, d_y, tok, m->wo, gr->t[G_WO],
+                            gr->t[G_BO], dqh, 0)))
+        return attn_fail(err, st, "the layer's backward ran out of memory");
     attn_mha_heads(dqh, tok, c->batch, c->seq_q, m->heads_q, m->head_dim, 1);
 
     /* The attention. */
@@ -218,17 +235,20 @@ static attn_status run_backward(attn_context *ctx, const attn_mha_call *c,
     if (rope)
         attn_mha_rope(tok, nq, m->heads_q, m->head_dim, c->seq_q, m->pos_offset,
                       1);
-    proj_backward(pool, nqi, (int)dq, dm, tok, xq_in, m->wq, gr->t[G_WQ],
-                  gr->t[G_BQ], gx, 0);
+    if ((st = proj_backward(ctx, nqi, (int)dq, dm, tok, xq_in, m->wq,
+                            gr->t[G_WQ], gr->t[G_BQ], gx, 0)))
+        return attn_fail(err, st, "the layer's backward ran out of memory");
     attn_mha_heads(tok, dkh, c->batch, c->seq_kv, m->heads_kv, m->head_dim, 0);
     if (rope)
         attn_mha_rope(tok, nkv, m->heads_kv, m->head_dim, c->seq_kv,
                       self ? m->pos_offset : 0, 1);
-    proj_backward(pool, nkvi, (int)dkv, dm, tok, xkv_in, m->wk, gr->t[G_WK],
-                  gr->t[G_BK], gkv, self);
+    if ((st = proj_backward(ctx, nkvi, (int)dkv, dm, tok, xkv_in, m->wk,
+                            gr->t[G_WK], gr->t[G_BK], gkv, self)))
+        return attn_fail(err, st, "the layer's backward ran out of memory");
     attn_mha_heads(tok, dvh, c->batch, c->seq_kv, m->heads_kv, m->head_dim, 0);
-    proj_backward(pool, nkvi, (int)dkv, dm, tok, xkv_in, m->wv, gr->t[G_WV],
-                  gr->t[G_BV], gkv, 1);
+    if ((st = proj_backward(ctx, nkvi, (int)dkv, dm, tok, xkv_in, m->wv,
+                            gr->t[G_WV], gr->t[G_BV], gkv, 1)))
+        return attn_fail(err, st, "the layer's backward ran out of memory");
 
     /* A learned table's row p gets the input gradients at position p. */
     if (gr->t[G_POS]) {

@@ -16,38 +16,13 @@
 
 /* ---- host arithmetic ----------------------------------------------------- */
 
-typedef struct mm_job {
-    int n, k, add;
-    const float *a, *b, *bias;
-    size_t ars, acs, ldb, ldc;
-    float *c;
-} mm_job;
-
-static void mm_row(void *arg, size_t i, int worker)
+attn_status attn_mha_gemm(attn_context *ctx, int m, int n, int k,
+                          const float *a, size_t lda, const float *b,
+                          size_t ldb, const float *bias, float *c, size_t ldc)
 {
-    const mm_job *j = arg;
-    float *c = j->c + i * j->ldc;
-    const float *a = j->a + i * j->ars;
-    (void)worker;
-    if (!j->add) {
-        if (j->bias)
-            memcpy(c, j->bias, (size_t)j->n * sizeof *c);
-        else
-            memset(c, 0, (size_t)j->n * sizeof *c);
-    }
-    for (int p = 0; p < j->k; p++) {
-        const float s = a[(size_t)p * j->acs], *b = j->b + (size_t)p * j->ldb;
-        for (int x = 0; x < j->n; x++)
-            c[x] += s * b[x];
-    }
-}
-
-void attn_mha_mm(attn_pool *pool, int m, int n, int k, const float *a,
-                 size_t ars, size_t acs, const float *b, size_t ldb,
-                 const float *bias, int add, float *c, size_t ldc)
-{
-    mm_job j = {n, k, add, a, b, bias, ars, acs, ldb, ldc, c};
-    attn_pool_run(pool, (size_t)m, mm_row, &j);
+    attn_cpu *cpu = ctx->native->impl;
+    return attn_cpu_kerns(cpu)->gemm_nt(attn_cpu_pool(cpu), m, n, k, a, lda, b,
+                                        ldb, bias, c, ldc);
 }
 
 void attn_mha_transpose(const float *in, size_t rows, size_t cols, float *out)
@@ -161,22 +136,19 @@ void attn_mha_saved_destroy(attn_mha_saved *saved)
 
 /* ---- the forward ------------------------------------------------------- */
 
-/* P = x W^T + b for rows x [rows, d_model] into p [rows, n], with the
- * transposed weight in wt ([d_model, n] scratch). */
-static void project(attn_pool *pool, int rows, int n, int d_model,
-                    const float *x, const float *w, const float *b, float *wt,
-                    float *p)
+/* P = x W^T + b for rows x [rows, d_model] into p [rows, n]. */
+static attn_status project(attn_context *ctx, int rows, int n, int d_model,
+                           const float *x, const float *w, const float *b,
+                           float *p)
 {
-    attn_mha_transpose(w, (size_t)n, (size_t)d_model, wt);
-    attn_mha_mm(pool, rows, n, d_model, x, (size_t)d_model, 1, wt, (size_t)n, b,
-                0, p, (size_t)n);
+    return attn_mha_gemm(ctx, rows, n, d_model, x, (size_t)d_model, w,
+                         (size_t)d_model, b, p, (size_t)n);
 }
 
 attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
                                    attn_mha_saved *s, float *y, attn_err *err)
 {
     const attn_mha_desc *m = c->m;
-    attn_pool *pool = attn_cpu_pool(ctx->native->impl);
     const int self = c->x_kv == NULL,
               pe = m->posenc == ATTN_POSENC_SINUSOIDAL ||
                    m->posenc == ATTN_POSENC_LEARNED;
@@ -188,20 +160,18 @@ attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
     const int nqi = (int)nq, nkvi = (int)nkv;
     size_t n_xq = pe ? nq * d : 0, n_xkv = pe && !self ? nkv * d : 0;
     size_t big = nq * dq > nkv * dkv ? nq * dq : nkv * dkv;
-    size_t wmax = d * (dq > dkv ? dq : dkv);
     const float *xq = c->x_q, *xkv = self ? c->x_q : c->x_kv;
-    float *buf, *tok, *wt;
+    float *buf, *tok;
     attn_sdpa_desc sd;
     attn_status st;
 
-    if (n_xq + n_xkv + big + wmax > SIZE_MAX / sizeof(float) ||
-        !(buf = malloc((n_xq + n_xkv + big + wmax) * sizeof(float))))
+    if (n_xq + n_xkv + big > SIZE_MAX / sizeof(float) ||
+        !(buf = malloc((n_xq + n_xkv + big) * sizeof(float))))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "cannot allocate the training forward's scratch "
                          "(%zu floats)",
-                         n_xq + n_xkv + big + wmax);
+                         n_xq + n_xkv + big);
     tok = buf + n_xq + n_xkv;
-    wt = tok + big;
     if (pe) {
         attn_mha_add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q, buf);
         xq = buf;
@@ -212,17 +182,20 @@ attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
             xkv = buf + n_xq;
         }
     }
-    project(pool, nqi, (int)dq, m->d_model, xq, m->wq, m->bq, wt, tok);
+    if ((st = project(ctx, nqi, (int)dq, m->d_model, xq, m->wq, m->bq, tok)))
+        goto fail;
     if (m->posenc == ATTN_POSENC_ROPE)
         attn_mha_rope(tok, nq, m->heads_q, m->head_dim, c->seq_q, m->pos_offset,
                       0);
     attn_mha_heads(tok, s->q, c->batch, c->seq_q, m->heads_q, m->head_dim, 1);
-    project(pool, nkvi, (int)dkv, m->d_model, xkv, m->wk, m->bk, wt, tok);
+    if ((st = project(ctx, nkvi, (int)dkv, m->d_model, xkv, m->wk, m->bk, tok)))
+        goto fail;
     if (m->posenc == ATTN_POSENC_ROPE)
         attn_mha_rope(tok, nkv, m->heads_kv, m->head_dim, c->seq_kv,
                       self ? m->pos_offset : 0, 0);
     attn_mha_heads(tok, s->k, c->batch, c->seq_kv, m->heads_kv, m->head_dim, 1);
-    project(pool, nkvi, (int)dkv, m->d_model, xkv, m->wv, m->bv, wt, tok);
+    if ((st = project(ctx, nkvi, (int)dkv, m->d_model, xkv, m->wv, m->bv, tok)))
+        goto fail;
     attn_mha_heads(tok, s->v, c->batch, c->seq_kv, m->heads_kv, m->head_dim, 1);
 
     attn_mha_sdpa_desc(c, &sd);
@@ -235,10 +208,14 @@ attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
     if (y) {
         attn_mha_heads(tok, s->o, c->batch, c->seq_q, m->heads_q, m->head_dim,
                        0);
-        project(pool, nqi, m->d_model, (int)dq, tok, m->wo, m->bo, wt, y);
+        if ((st = project(ctx, nqi, m->d_model, (int)dq, tok, m->wo, m->bo, y)))
+            goto fail;
     }
     free(buf);
     return ATTN_OK;
+fail:
+    free(buf);
+    return attn_fail(err, st, "the training forward ran out of memory");
 }
 
 /* ---- attn_mha_forward_train ------------------------------------------------

@@ -33,12 +33,12 @@ void attn_mha_saved_shape(attn_mha_saved *s, const attn_mha_call *c);
 attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
                                    attn_mha_saved *s, float *y, attn_err *err);
 
-/* C[i][0..n) = base + sum_{j<k} A[i*ars + j*acs] * B[j*ldb + 0..n) for
- * i < m, where base is C[i] itself (add), bias (not NULL) or 0; on
- * pool, one row of C per item. */
-void attn_mha_mm(attn_pool *pool, int m, int n, int k, const float *a,
-                 size_t ars, size_t acs, const float *b, size_t ldb,
-                 const float *bias, int add, float *c, size_t ldc);
+/* C [m, n] = A [m, k] B [n, k]^T (+ bias[n] when not NULL), leading
+ * dimensions lda, ldb, ldc: the native backend's GEMM on ctx's worker
+ * pool.  Returns ATTN_OK or ATTN_ERR_OUT_OF_MEMORY (C untouched then). */
+attn_status attn_mha_gemm(attn_context *ctx, int m, int n, int k,
+                          const float *a, size_t lda, const float *b,
+                          size_t ldb, const float *bias, float *c, size_t ldc);
 
 /* out[c][r] = in[r][c] for r < rows, c < cols. */
 void attn_mha_transpose(const float *in, size_t rows, size_t cols, float *out);
