@@ -248,7 +248,8 @@ ATTN_API const char *attn_precision_name(attn_precision p);
  * locks of the context (a program build, say), so it must not call back
  * into libattn to run work: from inside a callback, attn_sdpa,
  * attn_sdpa_kernel, attn_mha_forward, attn_mha_create,
- * attn_mha_forward_layer, attn_sdpa_cl and
+ * attn_mha_forward_layer, attn_sdpa_backward, attn_mha_forward_train,
+ * attn_mha_backward, attn_sdpa_cl and
  * attn_sdpa_cl_buffers (on any context) return ATTN_ERR_INVALID_ARGUMENT
  * and do nothing, and messages the library logs meanwhile are dropped.
  * Nor may it destroy the context that logs, or wait for another thread
@@ -866,6 +867,8 @@ typedef struct attn_mha_grad {
     float *d_bo;        /**< out or NULL: dL/dbo */
     float *d_pos_table; /**< out or NULL: dL/dpos_table (LEARNED) */
     int accumulate;     /**< 0: write the outputs; 1: add to them */
+    int pad0_;          /**< explicit padding (the first layout's tail);
+                             not read */
 } attn_mha_grad;
 
 /** Initializer of an attn_mha_grad asking for nothing yet:
@@ -886,7 +889,8 @@ typedef struct attn_mha_grad {
  * precision).  The ADDITIVE score is ATTN_ERR_UNSUPPORTED (the attention
  * has no gradient for it yet).  Errors as attn_mha_forward, plus
  * ATTN_ERR_INVALID_ARGUMENT (saved NULL).  On error y is untouched and
- * *saved is as it was. */
+ * *saved still points where it did; an object being reused then holds no
+ * activations (attn_mha_backward refuses it until a forward succeeds). */
 ATTN_API attn_status attn_mha_forward_train(attn_context *ctx,
                                             const attn_mha_desc *m, int batch,
                                             int seq_q, int seq_kv,
@@ -912,9 +916,12 @@ ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
  * dP's rows, dx' = dP W, where x' is x plus the positional encoding;
  * d_pos_table[p] sums dx' over the batch items' rows at position p.
  * The attention's gradients run natively (attn_sdpa_backward's rules), the
- * rest on the host's worker pool; math in float.  Working memory: the
- * saved activations when saved is NULL, plus about 4 (3 nq dq + 4 nkv
- * dkv + nq d_model + nkv d_model) bytes.  Errors: those of
+ * rest on the host's worker pool (the native GEMM); math in float.
+ * Working memory, held for the call: the saved activations when saved is
+ * NULL, the gradients asked for (written out at the end), and at most
+ * about 4 (3 (nq + nkv) d_model + 4 nq dq + 3 nkv dkv) bytes besides,
+ * with nq, nkv, dq, dkv as in attn_mha_forward_train; no seq_q x seq_kv
+ * matrix.  Errors: those of
  * attn_mha_forward, plus ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
  * saved of other sizes, d_pos_table without a LEARNED table of known
  * pos_table_len, d_x_kv in self-attention, an output overlapping an input
