@@ -927,13 +927,10 @@ ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
  * pos_table_len, d_x_kv in self-attention, an output overlapping an input
  * or another output), ATTN_ERR_UNSUPPORTED (the ADDITIVE score).  Outputs
  * are untouched on error. */
-ATTN_API attn_status attn_mha_backward(attn_context *ctx,
-                                       const attn_mha_desc *m, int batch,
-                                       int seq_q, int seq_kv, const float *x_q,
-                                       const float *x_kv,
-                                       const attn_mask_desc *mask,
-                                       const attn_mha_saved *saved,
-                                       const attn_mha_grad *g);
+ATTN_API attn_status attn_mha_backward(
+    attn_context *ctx, const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
+    const float *x_q, const float *x_kv, const attn_mask_desc *mask,
+    const attn_mha_saved *saved, const attn_mha_grad *g);
 
 /** Writes the sinusoidal table [seq, d_model] for the positions offset to
  * offset + seq - 1: PE[p][2i] = sin(p / 10000^(2i/d_model)),
