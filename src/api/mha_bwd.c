@@ -342,7 +342,9 @@ attn_status attn_mha_backward(attn_context *ctx, const attn_mha_desc *m,
            nq * dq + 2 * nkv * dkv;
     if (!saved)
         n_saved = attn_mha_saved_floats(&c);
-    if (total > SIZE_MAX / sizeof(float) - n_ws - n_saved ||
+    if (n_ws > SIZE_MAX / sizeof(float) / 4 ||
+        n_saved > SIZE_MAX / sizeof(float) / 4 ||
+        total > SIZE_MAX / sizeof(float) / 2 ||
         !(mem = malloc((total + n_ws + n_saved) * sizeof(float)))) {
         attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
                   "cannot allocate the layer's backward memory (%zu floats)",
