@@ -248,7 +248,8 @@ ATTN_API const char *attn_precision_name(attn_precision p);
  * locks of the context (a program build, say), so it must not call back
  * into libattn to run work: from inside a callback, attn_sdpa,
  * attn_sdpa_kernel, attn_mha_forward, attn_mha_create,
- * attn_mha_forward_layer, attn_sdpa_cl and
+ * attn_mha_forward_layer, attn_sdpa_backward, attn_mha_forward_train,
+ * attn_mha_backward, attn_sdpa_cl and
  * attn_sdpa_cl_buffers (on any context) return ATTN_ERR_INVALID_ARGUMENT
  * and do nothing, and messages the library logs meanwhile are dropped.
  * Nor may it destroy the context that logs, or wait for another thread
@@ -828,6 +829,108 @@ ATTN_API attn_status attn_mha_forward_layer(
     attn_context *ctx, attn_mha_layer *layer, int batch, int seq_q, int seq_kv,
     attn_dtype dtype, const void *x_q, const void *x_kv,
     const attn_mask_desc *mask, attn_kv_cache *cache, void *y);
+
+/* ---- training the layer ------------------------------------------------- */
+
+/** The activations a training forward keeps for attn_mha_backward
+ * (attn_mha_forward_train): Q and K after projection, bias and RoPE, V,
+ * the attention's output before Wo, in the heads' layout of attention,
+ * and its lse.  Opaque; owned by the caller (attn_mha_saved_destroy). */
+typedef struct attn_mha_saved attn_mha_saved;
+
+/** The gradients of one attn_mha_backward call.  d_y is the input; every
+ * other member is an output the caller asks for by setting it (NULL: not
+ * computed).  Shapes are those of the tensor each is the gradient of:
+ * d_x_q [batch, seq_q, d_model]; d_x_kv [batch, seq_kv, d_model]
+ * (cross-attention only: in self-attention x_q's gradient is the sum of
+ * both uses, in d_x_q); d_wq and d_bq as wq and bq, d_wk, d_wv, d_bk,
+ * d_bv, d_wo and d_bo likewise (a bias's gradient may be asked for when
+ * the descriptor has no bias: it is the gradient of a zero bias);
+ * d_pos_table [pos_table_len, d_model] (LEARNED only; rows no position
+ * used get 0).  With accumulate 0 the outputs are overwritten; with 1 the
+ * gradients are added to what they hold (gradient accumulation over
+ * micro-batches, or a weight shared by several calls).  struct_size is
+ * the caller's sizeof(attn_mha_grad) (ATTN_MHA_GRAD_INIT); 0 means the
+ * first layout. */
+typedef struct attn_mha_grad {
+    size_t struct_size; /**< sizeof(attn_mha_grad) as the caller built */
+    const float *d_y;   /**< dL/dy [batch, seq_q, d_model] (input) */
+    float *d_x_q;       /**< out or NULL: dL/dx_q */
+    float *d_x_kv;      /**< out or NULL: dL/dx_kv (cross-attention) */
+    float *d_wq;        /**< out or NULL: dL/dWq */
+    float *d_wk;        /**< out or NULL: dL/dWk */
+    float *d_wv;        /**< out or NULL: dL/dWv */
+    float *d_wo;        /**< out or NULL: dL/dWo */
+    float *d_bq;        /**< out or NULL: dL/dbq */
+    float *d_bk;        /**< out or NULL: dL/dbk */
+    float *d_bv;        /**< out or NULL: dL/dbv */
+    float *d_bo;        /**< out or NULL: dL/dbo */
+    float *d_pos_table; /**< out or NULL: dL/dpos_table (LEARNED) */
+    int accumulate;     /**< 0: write the outputs; 1: add to them */
+    int pad0_;          /**< explicit padding (the first layout's tail);
+                             not read */
+} attn_mha_grad;
+
+/** Initializer of an attn_mha_grad asking for nothing yet:
+ * `attn_mha_grad g = ATTN_MHA_GRAD_INIT;` */
+#define ATTN_MHA_GRAD_INIT ATTN_SIZED_INIT_(attn_mha_grad)
+
+/** Runs the layer as attn_mha_forward does (same arguments, same checks,
+ * y the same function of the inputs) and keeps the activations the
+ * backward pass needs in *saved.  *saved must be NULL or an object an
+ * earlier call returned: one whose buffers are large enough is reused,
+ * any other is destroyed and a new one allocated, so a training loop
+ * passes the same pointer every step.  The saved memory is 4 (2 nq dq +
+ * 2 nkv dkv + batch heads_q seq_q) bytes, with nq = batch seq_q,
+ * nkv = batch seq_kv, dq = heads_q head_dim and dkv = heads_kv head_dim:
+ * Q, K, V, the attention output and lse, in float.  The projections run
+ * on the host (the worker pool); the attention runs as attn_sdpa would
+ * for the layer's descriptor on ctx (an OpenCL device's kernel, ctx's
+ * precision).  The ADDITIVE score is ATTN_ERR_UNSUPPORTED (the attention
+ * has no gradient for it yet).  Errors as attn_mha_forward, plus
+ * ATTN_ERR_INVALID_ARGUMENT (saved NULL).  On error y is untouched and
+ * *saved still points where it did; an object being reused then holds no
+ * activations (attn_mha_backward refuses it until a forward succeeds). */
+ATTN_API attn_status attn_mha_forward_train(attn_context *ctx,
+                                            const attn_mha_desc *m, int batch,
+                                            int seq_q, int seq_kv,
+                                            const float *x_q, const float *x_kv,
+                                            const attn_mask_desc *mask,
+                                            float *y, attn_mha_saved **saved);
+
+/** Frees what attn_mha_forward_train saved; NULL is a no-op. */
+ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
+
+/** The gradients of the layer (attn_mha_forward with the same m, sizes,
+ * x_q, x_kv and mask) for the d_y of g: with respect to x_q and x_kv,
+ * every weight and bias, and the LEARNED position table, through RoPE
+ * (the rotation's transpose) and the sinusoidal encoding (no parameters:
+ * its input gradient passes through).  saved is what
+ * attn_mha_forward_train kept for these inputs, or NULL: the forward is
+ * then run again first (its memory, as said there, is held for the
+ * call).  Math (docs/DESIGN.md, "The layer's backward"): dbo = sum of
+ * d_y's rows, dWo = d_y^T O, dO = d_y Wo; the attention's dq, dk, dv by
+ * attn_sdpa_backward (GQA: dk, dv summed over the query heads of a kv
+ * head; masks as the forward's; the mask's bias gets no gradient); RoPE's
+ * transpose on dq and dk; then per projection dW = dP^T x', db = sum of
+ * dP's rows, dx' = dP W, where x' is x plus the positional encoding;
+ * d_pos_table[p] sums dx' over the batch items' rows at position p.
+ * The attention's gradients run natively (attn_sdpa_backward's rules), the
+ * rest on the host's worker pool (the native GEMM); math in float.
+ * Working memory, held for the call: the saved activations when saved is
+ * NULL, the gradients asked for (written out at the end), and at most
+ * about 4 (3 (nq + nkv) d_model + 4 nq dq + 3 nkv dkv) bytes besides,
+ * with nq, nkv, dq, dkv as in attn_mha_forward_train; no seq_q x seq_kv
+ * matrix.  Errors: those of
+ * attn_mha_forward, plus ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
+ * saved of other sizes, d_pos_table without a LEARNED table of known
+ * pos_table_len, d_x_kv in self-attention, an output overlapping an input
+ * or another output), ATTN_ERR_UNSUPPORTED (the ADDITIVE score).  Outputs
+ * are untouched on error. */
+ATTN_API attn_status attn_mha_backward(
+    attn_context *ctx, const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
+    const float *x_q, const float *x_kv, const attn_mask_desc *mask,
+    const attn_mha_saved *saved, const attn_mha_grad *g);
 
 /** Writes the sinusoidal table [seq, d_model] for the positions offset to
  * offset + seq - 1: PE[p][2i] = sin(p / 10000^(2i/d_model)),

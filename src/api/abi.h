@@ -31,6 +31,7 @@
 #define ATTN_ABI_MHA_FIRST      sizeof(attn_mha_desc)
 #define ATTN_ABI_KV_CACHE_FIRST sizeof(attn_kv_cache)
 #define ATTN_ABI_GRAD_FIRST     offsetof(attn_sdpa_grad, dbias)
+#define ATTN_ABI_MHA_GRAD_FIRST sizeof(attn_mha_grad)
 
 /* One struct of the API: its name for messages, its first layout's size
  * and the library's own size. */

@@ -64,6 +64,10 @@ typedef struct attn_cpu_kern {
     attn_pool_fn sdpa_bwd_prep;
     attn_pool_fn sdpa_bwd_item;
     attn_pool_fn sdpa_bwd_dq;
+    /* The copy's attn_cpu_gemm_nt (the layer's backward, api/mha_bwd.c). */
+    attn_status (*gemm_nt)(attn_pool *p, int m, int n, int k, const float *a,
+                           size_t lda, const float *b, size_t ldb,
+                           const float *bias, float *c, size_t ldc);
 } attn_cpu_kern;
 
 extern const attn_cpu_kern attn_cpu_kern_generic;

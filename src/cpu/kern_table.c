@@ -8,6 +8,7 @@
 #include "cpu/sdpa_job.h"
 
 const attn_cpu_kern ATTN_ISA_FN(attn_cpu_kern) = {
-    attn_sdpa_item,     attn_sdpa_dec_item, attn_sdpa_dec_combine, attn_cpu_mha,
-    attn_sdpa_bwd_prep, attn_sdpa_bwd_item, attn_sdpa_bwd_dq,
+    attn_sdpa_item,   attn_sdpa_dec_item, attn_sdpa_dec_combine,
+    attn_cpu_mha,     attn_sdpa_bwd_prep, attn_sdpa_bwd_item,
+    attn_sdpa_bwd_dq, attn_cpu_gemm_nt,
 };
