@@ -61,13 +61,12 @@ static inline size_t attn_sdpa_bwd_pad(int n)
 
 /* Floats of one worker's scratch for head sizes dh, dv (sdpa_bwd_tile.c
  * lays it out): a key tile transposed (K, V) and as rows (K), its dk and
- * dv sums, a block of query rows (q, dO, both also transposed, dq) and its
- * P and dS. */
+ * dv sums, a block of query rows (q, dO, dq) and its P and dS. */
 static inline size_t attn_sdpa_bwd_scratch(int dh, int dv)
 {
     size_t kt = SDPA_BWD_KTILE, qb = SDPA_BWD_QB;
     size_t a = attn_sdpa_bwd_pad(dh), b = attn_sdpa_bwd_pad(dv);
-    return kt * (3 * a + 2 * b) + qb * (3 * a + 2 * b) + 2 * qb * kt;
+    return kt * (3 * a + 2 * b) + qb * (2 * a + b) + 2 * qb * kt;
 }
 
 #ifdef ATTN_ISA_SUFFIX

@@ -102,7 +102,6 @@ struct tile {
     float *kc;        /* [KT][dp]: its keys as rows */
     float *dkT, *dvT; /* [dp][KT], [vp][KT]: its dk and dv sums, transposed */
     float *qb, *gb;   /* [QB][dp], [QB][vp]: a block of q and dO rows */
-    float *qbT, *gbT; /* [dp][QB], [vp][QB]: the same transposed */
     float *dq;        /* [QB][dp]: the block's dq from this tile */
     float *p, *ds;    /* [QB][KT]: P and dS; 0 where hidden */
 };
@@ -451,9 +450,7 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
     t.dvT = t.dkT + KT * dp;
     t.qb = t.dvT + KT * vp;
     t.gb = t.qb + QB * dp;
-    t.qbT = t.gb + QB * vp;
-    t.gbT = t.qbT + QB * dp;
-    t.dq = t.gbT + QB * vp;
+    t.dq = t.gb + QB * vp;
     t.p = t.dq + QB * dp;
     t.ds = t.p + QB * KT;
     memset(t.dkT, 0, KT * (dp + vp) * sizeof(float));
@@ -504,12 +501,6 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             }
             qfin = all_finite(t.qb, QB * dp);
             gfin = all_finite(t.gb, QB * vp);
-            for (int r = 0; r < QB; r++) {
-                for (size_t c = 0; c < dp; c++)
-                    t.qbT[c * QB + (size_t)r] = t.qb[(size_t)r * dp + c];
-                for (size_t c = 0; c < vp; c++)
-                    t.gbT[c * QB + (size_t)r] = t.gb[(size_t)r * vp + c];
-            }
             if (aw)
                 additive_scores(&t, aw, dh, dp, rn, jlim);
             for (int r = 0; r < rn; r += 4) {
@@ -554,16 +545,16 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             }
             if (!any)
                 continue;
-            /* dv^T += dO^T P, dk^T += q^T dS: two columns at a time */
+            /* dv^T += dO^T P, dk^T += q^T dS: four columns at a time, the
+             * columns of dO and q read down the rows (no transposed copy) */
             if (gfin)
                 for (size_t c = 0; c < vp; c += 4) {
-                    const float *const a4[4] = {
-                        t.gbT + c * QB, t.gbT + (c + 1) * QB,
-                        t.gbT + (c + 2) * QB, t.gbT + (c + 3) * QB};
+                    const float *const a4[4] = {t.gb + c, t.gb + c + 1,
+                                                t.gb + c + 2, t.gb + c + 3};
                     float *const o4[4] = {t.dvT + c * KT, t.dvT + (c + 1) * KT,
                                           t.dvT + (c + 2) * KT,
                                           t.dvT + (c + 3) * KT};
-                    rows_times4(a4, 1, (size_t)rn, t.p, KT, wk, 1, o4);
+                    rows_times4(a4, vp, (size_t)rn, t.p, KT, wk, 1, o4);
                 }
             else
                 sums_nonfinite(t.p, t.p, t.gb, vp, rn, jlim, dvw, t.dvT);
@@ -579,13 +570,12 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             }
             if (qfin)
                 for (size_t c = 0; c < dp; c += 4) {
-                    const float *const a4[4] = {
-                        t.qbT + c * QB, t.qbT + (c + 1) * QB,
-                        t.qbT + (c + 2) * QB, t.qbT + (c + 3) * QB};
+                    const float *const a4[4] = {t.qb + c, t.qb + c + 1,
+                                                t.qb + c + 2, t.qb + c + 3};
                     float *const o4[4] = {t.dkT + c * KT, t.dkT + (c + 1) * KT,
                                           t.dkT + (c + 2) * KT,
                                           t.dkT + (c + 3) * KT};
-                    rows_times4(a4, 1, (size_t)rn, t.ds, KT, wk, 1, o4);
+                    rows_times4(a4, dp, (size_t)rn, t.ds, KT, wk, 1, o4);
                 }
             else
                 sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jlim, dh, t.dkT);
