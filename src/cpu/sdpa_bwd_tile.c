@@ -458,13 +458,15 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
     memset(t.kc, 0, KT * dp * sizeof(float));
     int kfin = all_finite(kh, (size_t)jv * dh);
     memset(t.qb, 0, QB * (dp + vp) * sizeof(float));
-    for (int j = 0; j < jv; j++) {
+    for (int j = 0; j < jv; j++)
         memcpy(t.kc + (size_t)j * dp, kh + (size_t)j * dh, dh * sizeof(float));
-        for (size_t c = 0; c < dh; c++)
+    /* the transposes by rows of the result: contiguous stores */
+    for (size_t c = 0; c < dh; c++)
+        for (int j = 0; j < jv; j++)
             t.kT[c * KT + (size_t)j] = kh[(size_t)j * dh + c];
-        for (size_t c = 0; c < dvw; c++)
+    for (size_t c = 0; c < dvw; c++)
+        for (int j = 0; j < jv; j++)
             t.vT[c * KT + (size_t)j] = vh[(size_t)j * dvw + c];
-    }
     row_range(jb, diag, j0, jv, &lo, &hi);
     for (int hq = hk * jb->group; jv > 0 && hq < (hk + 1) * jb->group; hq++) {
         const size_t bh = (size_t)b * (size_t)d->heads_q + (size_t)hq;
