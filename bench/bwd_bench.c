@@ -13,8 +13,12 @@
  *
  *   attn-bwd-bench [--n N,N,...] [--reps R] [--threads T] [--heads H]
  *                  [--head-dim D] [--causal | --both] [--python PATH]
- *                  [--no-torch] [--cpu-time] [--rss N]
+ *                  [--no-torch] [--cpu-time] [--dbias full|shared|key]
+ *                  [--rss N]
  *
+ * --dbias gives the calls a bias of that kind (FULL [1, H, N, N], SHARED
+ * [N, N], KEY [1, N]) and asks the backward for its gradient (the torch
+ * peer runs without one).
  * --cpu-time times the native calls by the process's CPU time instead of
  * the wall clock (with --threads 1, the work of the one thread).
  */
@@ -179,7 +183,8 @@ static float *rnd(size_t n, unsigned *seed)
 /* What one case runs with. */
 struct bench_cfg {
     int heads, hd, reps, rss, threads;
-    const char *python; /* NULL: no torch peer */
+    const char *python;  /* NULL: no torch peer */
+    attn_bias_kind bias; /* with --dbias: a bias, and its gradient asked */
 };
 
 /* One N: returns 0 or 1 on failure. */
@@ -194,6 +199,7 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
     float *dout = rnd(e, &seed), *o = malloc(e * 4), *dq = malloc(e * 4);
     float *dk = malloc(e * 4), *dv = malloc(e * 4);
     float *lse = malloc((size_t)heads * (size_t)n * 4);
+    float *bias = NULL, *dbias = NULL;
     double *t = malloc(4 * (size_t)reps * sizeof *t);
     double *tf = t, *tb = t + reps, *pf = t + 2 * reps, *pb = t + 3 * reps;
     struct torch_peer tp;
@@ -209,6 +215,18 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
     d.mask.causal = causal;
     g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
     g.dq = dq, g.dk = dk, g.dv = dv;
+    if (!bad && cf->bias != ATTN_BIAS_NONE) {
+        /* FULL [1, H, N, N], SHARED [N, N] or KEY [1, N]; dbias alike */
+        size_t nb = cf->bias == ATTN_BIAS_KEY      ? (size_t)n
+                    : cf->bias == ATTN_BIAS_SHARED ? (size_t)n * (size_t)n
+                                                   : (size_t)n * e / hd;
+        bias = rnd(nb, &seed);
+        dbias = malloc(nb * sizeof *dbias);
+        bad = !bias || !dbias;
+        d.mask.bias = bias;
+        d.mask.bias_kind = cf->bias;
+        g.dbias = dbias;
+    }
     for (int r = -1; !bad && r < reps; r++) {
         double t0 = now(), f = 0.0, b = 0.0;
         bad |= attn_sdpa(ctx, &d, q, k, v, o, lse) != ATTN_OK;
@@ -236,9 +254,12 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
                (double)(9 * e * 4) / 1048576.0);
     } else {
         double f = median(tf, reps), b = median(tb, reps);
+        static const char *const bn[] = {"", ", bias shared", ", bias head",
+                                         ", bias full", ", bias key"};
         printf("N=%-6d %-7s forward %9.3f ms  backward %9.3f ms  ratio %.2f  "
-               "(medians of %d alternating runs)\n",
-               n, causal ? "causal" : "full", 1e3 * f, 1e3 * b, b / f, reps);
+               "(medians of %d alternating runs%s)\n",
+               n, causal ? "causal" : "full", 1e3 * f, 1e3 * b, b / f, reps,
+               cf->bias <= ATTN_BIAS_KEY ? bn[cf->bias] : "");
         if (tp.up) {
             double tf2 = median(pf, reps), tb2 = median(pb, reps);
             printf("         %-7s forward %9.3f ms  backward %9.3f ms  ratio "
@@ -250,7 +271,7 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
     }
     torch_stop(&tp);
     free(q), free(k), free(v), free(dout), free(o), free(dq), free(dk);
-    free(dv), free(lse), free(t);
+    free(dv), free(lse), free(t), free(bias), free(dbias);
     return bad;
 }
 
@@ -258,7 +279,7 @@ int main(int argc, char **argv)
 {
     attn_options opt = ATTN_OPTIONS_INIT;
     attn_context *ctx;
-    struct bench_cfg cf = {8, 64, 9, 0, 0, "python3"};
+    struct bench_cfg cf = {8, 64, 9, 0, 0, "python3", ATTN_BIAS_NONE};
     const char *ns = "512,2048";
     int masks = 1, bad = 0; /* bit 0: full, bit 1: causal */
 
@@ -296,6 +317,12 @@ int main(int argc, char **argv)
             cf.rss = atoi(val);
         else if (!strcmp(a, "--python"))
             cf.python = val;
+        else if (!strcmp(a, "--dbias") &&
+                 (!strcmp(val, "full") || !strcmp(val, "shared") ||
+                  !strcmp(val, "key")))
+            cf.bias = val[0] == 'f'   ? ATTN_BIAS_FULL
+                      : val[0] == 's' ? ATTN_BIAS_SHARED
+                                      : ATTN_BIAS_KEY;
         else {
             fprintf(stderr, "attn-bwd-bench: unknown option %s\n", a);
             return 2;
