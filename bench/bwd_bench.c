@@ -4,26 +4,157 @@
  * forward (attn_sdpa) it differentiates, B=1 H=8 d=64 (F32, non-causal,
  * seq_q = seq_kv = N) unless told otherwise.  Forward and backward calls
  * alternate, after one warm-up of each; the medians and their ratio are
- * printed per N.  --rss N runs one forward and one backward at N and prints
- * the process's peak resident set (getrusage ru_maxrss) and the bytes of
- * the tensors themselves (q, k, v, o, dO, dq, dk, dv, lse).
+ * printed per N.  When torch imports in --python, PyTorch's CPU SDPA
+ * forward and backward (bench/peer_torch_bwd.py, a process kept up per
+ * case, on as many threads) take their turn in the same loop, and their
+ * medians are printed below.  --rss N runs one forward and one backward at
+ * N and prints the process's peak resident set (getrusage ru_maxrss) and
+ * the bytes of the tensors themselves (q, k, v, o, dO, dq, dk, dv, lse).
  *
  *   attn-bwd-bench [--n N,N,...] [--reps R] [--threads T] [--heads H]
- *                  [--head-dim D] [--causal] [--rss N]
+ *                  [--head-dim D] [--causal | --both] [--python PATH]
+ *                  [--no-torch] [--cpu-time] [--dbias full|shared|key]
+ *                  [--rss N]
+ *
+ * --dbias gives the calls a bias of that kind (FULL [1, H, N, N], SHARED
+ * [N, N], KEY [1, N]) and asks the backward for its gradient (the torch
+ * peer runs without one).
+ * --cpu-time times the native calls by the process's CPU time instead of
+ * the wall clock (with --threads 1, the work of the one thread).
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "attn/attn.h"
+#include "bench.h"
+
+#ifndef ATTN_BENCH_SOURCE_DIR
+#define ATTN_BENCH_SOURCE_DIR "."
+#endif
+
+/* The torch peer of one case: its process, or why there is none. */
+struct torch_peer {
+    child_proc c;
+    int up;
+    char impl[128], why[512];
+};
+
+/* peer_torch_bwd.py beside the executable, else in the source tree. */
+static const char *find_script(char *buf, size_t len)
+{
+    static const char name[] = "peer_torch_bwd.py";
+    char exe[PATH_MAX];
+    struct stat st;
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (l > 0) {
+        char *slash;
+        exe[l] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, len, "%s/%s", exe, name);
+            if (stat(buf, &st) == 0)
+                return buf;
+        }
+    }
+    snprintf(buf, len, "%s/%s", ATTN_BENCH_SOURCE_DIR, name);
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+/* Starts the peer for one case; on failure p->up is 0 and p->why says
+ * why. */
+static void torch_start(struct torch_peer *p, const char *python, int n,
+                        int causal, int heads, int hd, int threads)
+{
+    static const char *const ready[] = {"READY", "SKIP", "ERROR", NULL};
+    char script[PATH_MAX + 32], sn[16], sc[4], sh[16], sd[16], st[16];
+    char line[512], last[512] = "";
+    const char *argv[12];
+    int a = 0;
+
+    memset(p, 0, sizeof *p);
+    if (!find_script(script, sizeof script)) {
+        snprintf(p->why, sizeof p->why, "peer_torch_bwd.py not found");
+        return;
+    }
+    snprintf(sn, sizeof sn, "%d", n);
+    snprintf(sc, sizeof sc, "%d", causal);
+    snprintf(sh, sizeof sh, "%d", heads);
+    snprintf(sd, sizeof sd, "%d", hd);
+    snprintf(st, sizeof st, "%d", threads);
+    argv[a++] = python;
+    argv[a++] = script;
+    argv[a++] = sn;
+    argv[a++] = sc;
+    argv[a++] = "--heads";
+    argv[a++] = sh;
+    argv[a++] = "--head-dim";
+    argv[a++] = sd;
+    argv[a++] = "--threads";
+    argv[a++] = st;
+    argv[a] = NULL;
+    if (child_start(&p->c, argv, NULL, 1, p->why, sizeof p->why) != 0)
+        return;
+    if (child_answer(&p->c, ready, line, sizeof line, last, sizeof last) != 0)
+        snprintf(p->why, sizeof p->why, "the peer exited: %.400s", last);
+    else if (strncmp(line, "READY", 5) != 0)
+        snprintf(p->why, sizeof p->why, "%.500s", line);
+    else {
+        util_field(line, "impl=", p->impl, sizeof p->impl);
+        p->up = 1;
+        return;
+    }
+    child_wait(&p->c);
+}
+
+/* One call of the peer: 0 with its forward and backward times (s). */
+static int torch_run(struct torch_peer *p, double *fwd, double *bwd)
+{
+    static const char *const answers[] = {"TIME", "ERROR", NULL};
+    char line[512], last[512] = "", f[64], b[64];
+    if (!p->up)
+        return -1;
+    if (fputs("run\n", p->c.to) < 0 || fflush(p->c.to) != 0 ||
+        child_answer(&p->c, answers, line, sizeof line, last, sizeof last) !=
+            0 ||
+        strncmp(line, "TIME", 4) != 0) {
+        snprintf(p->why, sizeof p->why, "%.500s", last[0] ? last : line);
+        p->up = 0;
+        child_wait(&p->c);
+        return -1;
+    }
+    util_field(line, "fwd_ms=", f, sizeof f);
+    util_field(line, "bwd_ms=", b, sizeof b);
+    *fwd = 1e-3 * atof(f);
+    *bwd = 1e-3 * atof(b);
+    return 0;
+}
+
+static void torch_stop(struct torch_peer *p)
+{
+    if (p->up) {
+        fputs("quit\n", p->c.to);
+        child_wait(&p->c);
+    }
+    p->up = 0;
+}
+
+/* The clock of the native timings: wall (CLOCK_MONOTONIC) or, with
+ * --cpu-time, the process's CPU time (all its threads), which other
+ * work on a shared machine disturbs less. */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
 
 static double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(bench_clock, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -49,23 +180,34 @@ static float *rnd(size_t n, unsigned *seed)
     return x;
 }
 
+/* What one case runs with. */
+struct bench_cfg {
+    int heads, hd, reps, rss, threads;
+    const char *python;  /* NULL: no torch peer */
+    attn_bias_kind bias; /* with --dbias: a bias, and its gradient asked */
+};
+
 /* One N: returns 0 or 1 on failure. */
-static int run(attn_context *ctx, int heads, int hd, int n, int causal,
-               int reps, int rss)
+static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
 {
     attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
     attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    const int heads = cf->heads, hd = cf->hd, reps = cf->rss ? 1 : cf->reps;
     size_t e = (size_t)heads * (size_t)n * (size_t)hd;
     unsigned seed = 1;
     float *q = rnd(e, &seed), *k = rnd(e, &seed), *v = rnd(e, &seed);
     float *dout = rnd(e, &seed), *o = malloc(e * 4), *dq = malloc(e * 4);
     float *dk = malloc(e * 4), *dv = malloc(e * 4);
     float *lse = malloc((size_t)heads * (size_t)n * 4);
-    double *tf = malloc((size_t)reps * sizeof *tf);
-    double *tb = malloc((size_t)reps * sizeof *tb);
-    int bad = !q || !k || !v || !dout || !o || !dq || !dk || !dv || !lse ||
-              !tf || !tb;
+    float *bias = NULL, *dbias = NULL;
+    double *t = malloc(4 * (size_t)reps * sizeof *t);
+    double *tf = t, *tb = t + reps, *pf = t + 2 * reps, *pb = t + 3 * reps;
+    struct torch_peer tp;
+    int bad = !q || !k || !v || !dout || !o || !dq || !dk || !dv || !lse || !t;
 
+    memset(&tp, 0, sizeof tp);
+    if (!bad && !cf->rss && cf->python)
+        torch_start(&tp, cf->python, n, causal, heads, hd, cf->threads);
     d.batch = 1;
     d.heads_q = d.heads_kv = heads;
     d.seq_q = d.seq_kv = n;
@@ -73,22 +215,38 @@ static int run(attn_context *ctx, int heads, int hd, int n, int causal,
     d.mask.causal = causal;
     g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
     g.dq = dq, g.dk = dk, g.dv = dv;
+    if (!bad && cf->bias != ATTN_BIAS_NONE) {
+        /* FULL [1, H, N, N], SHARED [N, N] or KEY [1, N]; dbias alike */
+        size_t nb = cf->bias == ATTN_BIAS_KEY      ? (size_t)n
+                    : cf->bias == ATTN_BIAS_SHARED ? (size_t)n * (size_t)n
+                                                   : (size_t)n * e / hd;
+        bias = rnd(nb, &seed);
+        dbias = malloc(nb * sizeof *dbias);
+        bad = !bias || !dbias;
+        d.mask.bias = bias;
+        d.mask.bias_kind = cf->bias;
+        g.dbias = dbias;
+    }
     for (int r = -1; !bad && r < reps; r++) {
-        double t0 = now();
+        double t0 = now(), f = 0.0, b = 0.0;
         bad |= attn_sdpa(ctx, &d, q, k, v, o, lse) != ATTN_OK;
         double t1 = now();
         bad |= attn_sdpa_backward(ctx, &d, &g) != ATTN_OK;
         double t2 = now();
+        if (tp.up && torch_run(&tp, &f, &b) != 0)
+            fprintf(stderr, "N=%d: the torch peer failed: %s\n", n, tp.why);
         if (r >= 0) {
             tf[r] = t1 - t0;
             tb[r] = t2 - t1;
+            pf[r] = f;
+            pb[r] = b;
         }
-        if (rss)
+        if (cf->rss)
             break;
     }
     if (bad) {
         fprintf(stderr, "N=%d: %s\n", n, attn_context_last_error(ctx));
-    } else if (rss) {
+    } else if (cf->rss) {
         struct rusage u;
         getrusage(RUSAGE_SELF, &u);
         printf("N=%d H=%d d=%d: peak RSS %.1f MiB (tensors %.1f MiB)\n", n,
@@ -96,12 +254,24 @@ static int run(attn_context *ctx, int heads, int hd, int n, int causal,
                (double)(9 * e * 4) / 1048576.0);
     } else {
         double f = median(tf, reps), b = median(tb, reps);
-        printf("N=%-6d forward %9.3f ms  backward %9.3f ms  ratio %.2f  "
-               "(medians of %d alternating runs)\n",
-               n, 1e3 * f, 1e3 * b, b / f, reps);
+        static const char *const bn[] = {"", ", bias shared", ", bias head",
+                                         ", bias full", ", bias key"};
+        printf("N=%-6d %-7s forward %9.3f ms  backward %9.3f ms  ratio %.2f  "
+               "(medians of %d alternating runs%s)\n",
+               n, causal ? "causal" : "full", 1e3 * f, 1e3 * b, b / f, reps,
+               cf->bias <= ATTN_BIAS_KEY ? bn[cf->bias] : "");
+        if (tp.up) {
+            double tf2 = median(pf, reps), tb2 = median(pb, reps);
+            printf("         %-7s forward %9.3f ms  backward %9.3f ms  ratio "
+                   "%.2f  (%s; libattn backward / torch backward %.2f)\n",
+                   "torch", 1e3 * tf2, 1e3 * tb2, tb2 / tf2, tp.impl, b / tb2);
+        } else if (cf->python) {
+            printf("         torch: no peer (%s)\n", tp.why);
+        }
     }
+    torch_stop(&tp);
     free(q), free(k), free(v), free(dout), free(o), free(dq), free(dk);
-    free(dv), free(lse), free(tf), free(tb);
+    free(dv), free(lse), free(t), free(bias), free(dbias);
     return bad;
 }
 
@@ -109,14 +279,23 @@ int main(int argc, char **argv)
 {
     attn_options opt = ATTN_OPTIONS_INIT;
     attn_context *ctx;
+    struct bench_cfg cf = {8, 64, 9, 0, 0, "python3", ATTN_BIAS_NONE};
     const char *ns = "512,2048";
-    int reps = 9, heads = 8, hd = 64, causal = 0, rss = 0, bad = 0;
+    int masks = 1, bad = 0; /* bit 0: full, bit 1: causal */
 
     opt.device = "native";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--causal")) {
-            causal = 1;
+        if (!strcmp(a, "--causal") || !strcmp(a, "--both")) {
+            masks = a[2] == 'c' ? 2 : 3;
+            continue;
+        }
+        if (!strcmp(a, "--cpu-time")) {
+            bench_clock = CLOCK_PROCESS_CPUTIME_ID;
+            continue;
+        }
+        if (!strcmp(a, "--no-torch")) {
+            cf.python = NULL;
             continue;
         }
         if (!val) {
@@ -127,21 +306,29 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--n"))
             ns = val;
         else if (!strcmp(a, "--reps"))
-            reps = atoi(val);
+            cf.reps = atoi(val);
         else if (!strcmp(a, "--threads"))
             opt.threads = atoi(val);
         else if (!strcmp(a, "--heads"))
-            heads = atoi(val);
+            cf.heads = atoi(val);
         else if (!strcmp(a, "--head-dim"))
-            hd = atoi(val);
+            cf.hd = atoi(val);
         else if (!strcmp(a, "--rss"))
-            rss = atoi(val);
+            cf.rss = atoi(val);
+        else if (!strcmp(a, "--python"))
+            cf.python = val;
+        else if (!strcmp(a, "--dbias") &&
+                 (!strcmp(val, "full") || !strcmp(val, "shared") ||
+                  !strcmp(val, "key")))
+            cf.bias = val[0] == 'f'   ? ATTN_BIAS_FULL
+                      : val[0] == 's' ? ATTN_BIAS_SHARED
+                                      : ATTN_BIAS_KEY;
         else {
             fprintf(stderr, "attn-bwd-bench: unknown option %s\n", a);
             return 2;
         }
     }
-    if (reps < 1 || heads < 1 || hd < 1) {
+    if (cf.reps < 1 || cf.heads < 1 || cf.hd < 1) {
         fprintf(stderr, "attn-bwd-bench: --reps, --heads and --head-dim "
                         "must be positive\n");
         return 2;
@@ -150,8 +337,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "attn-bwd-bench: %s\n", attn_last_error());
         return 1;
     }
-    if (rss > 0) {
-        bad = run(ctx, heads, hd, rss, causal, 1, 1);
+    /* the peer on as many threads as the context runs */
+    cf.threads =
+        opt.threads > 0 ? opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (cf.threads < 1)
+        cf.threads = 1;
+    if (cf.rss > 0) {
+        bad = run(ctx, &cf, cf.rss, masks == 2);
     } else {
         for (const char *p = ns; *p;) {
             char *end;
@@ -161,7 +353,9 @@ int main(int argc, char **argv)
                 bad = 1;
                 break;
             }
-            bad |= run(ctx, heads, hd, (int)n, causal, reps, 0);
+            for (int c = 0; c < 2; c++)
+                if (masks >> c & 1)
+                    bad |= run(ctx, &cf, (int)n, c);
             p = *end == ',' ? end + 1 : end;
         }
     }

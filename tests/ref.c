@@ -123,15 +123,13 @@ static int key_visible(const attn_sdpa_desc *d, int b, int i, int j)
     return 1;
 }
 
-/* The bias of (b, h, i, j): the tensor [B, H, Q, seq_kv] of its kind
- * (attn.h), indexed at 0 over a dimension of extent 1. */
-static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
+size_t ref_bias_index(const attn_sdpa_desc *d, int b, int h, int i, int j)
 {
     const attn_mask_desc *mk = &d->mask;
     size_t ext[3] = {1, 1, 1}, at;
     switch (mk->bias_kind) {
     case ATTN_BIAS_NONE:
-        return 0.0;
+        return 0;
     case ATTN_BIAS_FULL:
         ext[0] = (size_t)d->batch;
         /* fall through */
@@ -152,7 +150,16 @@ static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
     at = ext[0] > 1 ? (size_t)b : 0;
     at = at * ext[1] + (ext[1] > 1 ? (size_t)h : 0);
     at = at * ext[2] + (ext[2] > 1 ? (size_t)i : 0);
-    return mk->bias[at * (size_t)d->seq_kv + (size_t)j];
+    return at * (size_t)d->seq_kv + (size_t)j;
+}
+
+/* The bias of (b, h, i, j): the tensor [B, H, Q, seq_kv] of its kind
+ * (attn.h), indexed at 0 over a dimension of extent 1. */
+static double bias_at(const attn_sdpa_desc *d, int b, int h, int i, int j)
+{
+    if (d->mask.bias_kind == ATTN_BIAS_NONE)
+        return 0.0;
+    return d->mask.bias[ref_bias_index(d, b, h, i, j)];
 }
 
 /* Whether d's boolean mask keeps key j for (b, h, i): keep [B, H, Q,
@@ -187,9 +194,15 @@ int ref_score(const attn_sdpa_desc *d, const double *q, const double *k, int b,
         k + (((size_t)b * (size_t)d->heads_kv + (size_t)g) * (size_t)d->seq_kv +
              (size_t)j) *
                 (size_t)D;
-    for (int c = 0; c < D; c++)
-        acc += qr[c] * kr[c];
-    acc *= scale;
+    if (d->score == ATTN_SCORE_ADDITIVE) {
+        const float *w = d->additive_w + (size_t)h * (size_t)D;
+        for (int c = 0; c < D; c++)
+            acc += (double)w[c] * tanh(qr[c] + kr[c]);
+    } else {
+        for (int c = 0; c < D; c++)
+            acc += qr[c] * kr[c];
+        acc *= scale;
+    }
     if (d->mask.bias_kind != ATTN_BIAS_NONE)
         acc += bias_at(d, b, h, i, j);
     *score = acc;

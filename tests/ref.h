@@ -132,16 +132,26 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
                  double *tol_lse, unsigned char *hidden);
 void ref_sdpa_free(ref_sdpa_result *r);
 
-/* The dot score of (b, h, i, j) in double, bias included, into *score:
- * 1, or 0 when a mask (causal, window, kv_len, keep) hides the key. */
+/* The score of (b, h, i, j) in double (dot or additive), bias included,
+ * into *score: 1, or 0 when a mask (causal, window, kv_len, keep) hides
+ * the key. */
 int ref_score(const attn_sdpa_desc *d, const double *q, const double *k, int b,
               int h, int i, int j, double *score);
-/* The gradients of attn_sdpa's O for the dot score (ref_bwd.c), all in
- * double, laid out as q, k, v and O: given dO, writes dq, dk and dv
- * (which it zeroes first).  Returns 0, or -1 when memory runs out. */
+/* The element of d's bias (its kind's own shape, attn.h) that is added to
+ * the score (b, h, i, j). */
+size_t ref_bias_index(const attn_sdpa_desc *d, int b, int h, int i, int j);
+/* The gradients of attn_sdpa's O (ref_bwd.c), all in double, laid out as
+ * q, k, v and O: given dO, writes dq, dk and dv (which it zeroes first).
+ * Returns 0, or -1 when memory runs out. */
 int ref_sdpa_backward_f64(const attn_sdpa_desc *d, const double *q,
                           const double *k, const double *v, const double *d_o,
                           double *dq, double *dk, double *dv);
+/* The same, and (each may be NULL) dbias in the bias's own shape and
+ * d additive_w [heads_q, head_dim], zeroed first. */
+int ref_sdpa_backward_all_f64(const attn_sdpa_desc *d, const double *q,
+                              const double *k, const double *v,
+                              const double *d_o, double *dq, double *dk,
+                              double *dv, double *dbias, double *dw);
 
 /* ---- multi-head layer and positional encodings --------------------------- */
 /* PE[p][col] of DESIGN.md for a d_model-wide table. */

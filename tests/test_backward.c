@@ -456,11 +456,27 @@ static void test_bad_arguments(void)
     e.mask.causal = 2;
     CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &e, &g),
                     ATTN_ERR_INVALID_ARGUMENT);
+    /* dbias without a bias, d_additive_w without the additive score */
+    float dbias[12], dw[4];
+    bad = g;
+    bad.dbias = dbias;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &bad),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT(strstr(attn_context_last_error(ctx1), "no bias") != NULL);
+    bad = g;
+    bad.d_additive_w = dw;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &bad),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT(strstr(attn_context_last_error(ctx1), "not additive") != NULL);
+    /* dbias over the bias it is the gradient of */
     e = d;
-    const float w[4] = {1, 1, 1, 1};
-    e.score = ATTN_SCORE_ADDITIVE;
-    e.additive_w = w;
-    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &e, &g), ATTN_ERR_UNSUPPORTED);
+    e.mask.bias = dbias;
+    e.mask.bias_kind = ATTN_BIAS_SHARED;
+    bad = g;
+    bad.dbias = dbias + 2;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &e, &bad),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT(strstr(attn_context_last_error(ctx1), "dbias overlaps") != NULL);
     CU_ASSERT(untouched(dq, 12) && untouched(dk, 8) && untouched(dv, 8));
     /* and a good call still works */
     CU_ASSERT_EQUAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);

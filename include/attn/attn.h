@@ -570,7 +570,7 @@ ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
 
 /** The tensors of one backward call (attn_sdpa_backward).  struct_size is
  * the caller's sizeof(attn_sdpa_grad) (ATTN_SDPA_GRAD_INIT; 0 means the
- * first layout); members added later (the bias's gradient) default to
+ * first layout); members added later (dbias, d_additive_w) default to
  * "not asked". */
 typedef struct attn_sdpa_grad {
     size_t struct_size; /**< sizeof(attn_sdpa_grad) as the caller built */
@@ -604,23 +604,34 @@ typedef struct attn_sdpa_grad {
  * in float).  With G = heads_q / heads_kv, dk and dv of a kv head are the
  * sums over its G query heads.  Every mask of d applies as in the forward
  * (causal with either causal_align, window, kv_len, every bias kind, keep,
- * q_start and kv_start);
- * the bias itself gets no gradient here.  P is recomputed from q, k and
+ * q_start and kv_start), and both scores: for the additive score, with
+ * t = tanh(q_c + k_c), dq_c and dk_c get dS w_c (1 - t^2).  When asked
+ * (attn_sdpa_grad's dbias, d_additive_w): dbias, float in the bias's own
+ * shape, each entry the sum of dS = P (dP - D) over the scores it is added
+ * to (over the dimensions the bias broadcasts over); d additive_w
+ * [heads_q, head_dim], the sum of dS t.  Both are the same on every call
+ * of a context (sums in a fixed order, no atomics).
+ * P is recomputed from q, k and
  * lse (exp(S - lse)), so o and lse must be those of the same forward.
  * Non-finite rules: a (query, key) pair whose probability is 0 (hidden by
  * a mask, kv_len, keep or a -INFINITY score, or underflowed) adds nothing
  * to any gradient, whatever q, k, v and d_o hold there, so a key hidden
- * from every query gets exactly zero dk and dv; a query row with no
+ * from every query gets exactly zero dk and dv, and a bias entry that only
+ * hidden pairs read gets exactly zero dbias; a query row with no
  * visible key (lse = -INFINITY) gets zero dq; NaN or infinity elsewhere
  * spreads through the sums as float arithmetic does.  Working memory: O(seq)
  * per worker, no seq_q x seq_kv matrix (one [batch, heads_q, seq_q, head_dim]
- * float buffer per worker for dq's partial sums, the F32 copies of F16 inputs).
- * The native backend computes it; a context on an OpenCL device runs it
- * natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL
- * tensor, an invalid d as attn_sdpa checks it, an output overlapping another
- * tensor or another output, a call from inside the log callback,
- * dbias set without a bias, d_additive_w set without the additive score),
- * ATTN_ERR_UNSUPPORTED (the additive score and dbias, for now; a
+ * float buffer per worker for dq's partial sums, the F32 copies of F16
+ * inputs); with dbias of a bias broadcast over the batch or the kv heads,
+ * up to min(2 x workers, the pairs that share an entry) - 1 more float
+ * copies of the bias's shape, at most 512 MiB (none for the other
+ * shapes); with d_additive_w, head_dim floats per (batch, query head, 256
+ * keys).  The native backend computes it; a context on an OpenCL device
+ * runs it natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or
+ * g, a NULL tensor, an invalid d as attn_sdpa checks it, an output
+ * overlapping an input (the bias and additive_w included) or another
+ * output, a call from inside the log callback, dbias set without a bias,
+ * d_additive_w set without the additive score), ATTN_ERR_UNSUPPORTED (a
  * struct_size of a newer attn_sdpa_grad whose new members are set),
  * ATTN_ERR_OUT_OF_MEMORY.
  * Outputs are untouched on error. */

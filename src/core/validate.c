@@ -226,32 +226,32 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
     }
     if ((s = attn_validate_sdpa_desc(d, &b, err)))
         return s;
-    if (d->score == ATTN_SCORE_ADDITIVE)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the backward pass takes the dot score only; the "
-                         "additive score has none yet");
     if (g->dbias && d->mask.bias_kind == ATTN_BIAS_NONE)
         return INVALID("dbias is set but the descriptor has no bias");
     if (g->d_additive_w && d->score != ATTN_SCORE_ADDITIVE)
         return INVALID("d_additive_w is set but the score is not additive");
-    if (g->dbias)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the bias's gradient (dbias) is not computed yet");
     {
-        /* o and d_o share a shape, as do q and dq, k and dk, v and dv */
-        const void *in[6] = {g->q, g->k, g->v, g->o, g->lse, g->d_o};
-        const size_t in_n[6] = {b.q, b.k, b.v, b.o, b.lse, b.o};
-        static const char *const in_name[6] = {"q", "k",   "v",
-                                               "o", "lse", "d_o"};
-        const void *out[3] = {g->dq, g->dk, g->dv};
-        const size_t out_n[3] = {b.q, b.k, b.v};
-        static const char *const out_name[3] = {"dq", "dk", "dv"};
-        for (int i = 0; i < 3; i++) {
-            for (int j = 0; j < 6; j++)
+        /* o and d_o share a shape, as do q and dq, k and dk, v and dv;
+         * dbias has the bias's, d_additive_w additive_w's */
+        size_t nb = 0, nw = 0;
+        attn_bias_elems(d, &nb); /* the descriptor's check sized it */
+        nb *= sizeof(float);
+        nw = (size_t)d->heads_q * (size_t)d->head_dim * sizeof(float);
+        const void *in[8] = {g->q,   g->k,   g->v,         g->o,
+                             g->lse, g->d_o, d->mask.bias, d->additive_w};
+        const size_t in_n[8] = {b.q, b.k, b.v, b.o, b.lse, b.o, nb, nw};
+        static const char *const in_name[8] = {
+            "q", "k", "v", "o", "lse", "d_o", "bias", "additive_w"};
+        const void *out[5] = {g->dq, g->dk, g->dv, g->dbias, g->d_additive_w};
+        const size_t out_n[5] = {b.q, b.k, b.v, nb, nw};
+        static const char *const out_name[5] = {"dq", "dk", "dv", "dbias",
+                                                "d_additive_w"};
+        for (int i = 0; i < 5; i++) {
+            for (int j = 0; j < 8; j++)
                 if (overlaps(out[i], out_n[i], in[j], in_n[j]))
                     return INVALID("the output %s overlaps the input %s",
                                    out_name[i], in_name[j]);
-            for (int j = i + 1; j < 3; j++)
+            for (int j = i + 1; j < 5; j++)
                 if (overlaps(out[i], out_n[i], out[j], out_n[j]))
                     return INVALID("the outputs %s and %s overlap", out_name[i],
                                    out_name[j]);

@@ -33,9 +33,24 @@ struct attn_sdpa_bwd_job {
     size_t dq_elems;
     float *scratch; /* [workers][scratch_floats] */
     size_t scratch_floats;
-    float scale;
+    float scale;  /* of the dot score (1 for the additive score) */
+    float gscale; /* dq and dk's factor: scale (dot) or 1 (additive) */
     size_t bias_st[3], keep_st[3];
     int f16, workers, group, nkt, nqb;
+    int additive; /* S = sum_c w[c] tanh(q[c] + k[c]) */
+    /* dbias (NULL: not asked).  The (batch, kv head) pairs whose sums
+     * land on the same bias entries (a bias broadcast over the batch, bb,
+     * or over the kv heads, bh) are "members" of one owner, members_b x
+     * members_h of them; an item is (key tile, slice, owner) and runs its
+     * slice of the members in order, into dbias itself (slice 0) or the
+     * slice's bias-sized buffer dbias_part[slice - 1], summed in order by
+     * a last job: the same sums in the same order on every call. */
+    float *dbias_part;
+    size_t bias_elems;
+    int bb, bh, members_b, members_h, owners_b, owners_h, slices;
+    /* d_additive_w (NULL: not asked): a [group][head_dim] float sum per
+     * (batch, kv head, key tile), summed in order at the end */
+    float *dw_part;
 };
 
 /* n rounded up to the chunk width. */
@@ -46,13 +61,12 @@ static inline size_t attn_sdpa_bwd_pad(int n)
 
 /* Floats of one worker's scratch for head sizes dh, dv (sdpa_bwd_tile.c
  * lays it out): a key tile transposed (K, V) and as rows (K), its dk and
- * dv sums, a block of query rows (q, dO, both also transposed, dq) and its
- * P and dS. */
+ * dv sums, a block of query rows (q, dO, dq) and its P and dS. */
 static inline size_t attn_sdpa_bwd_scratch(int dh, int dv)
 {
     size_t kt = SDPA_BWD_KTILE, qb = SDPA_BWD_QB;
     size_t a = attn_sdpa_bwd_pad(dh), b = attn_sdpa_bwd_pad(dv);
-    return kt * (3 * a + 2 * b) + qb * (3 * a + 2 * b) + 2 * qb * kt;
+    return kt * (3 * a + 2 * b) + qb * (2 * a + b) + 2 * qb * kt;
 }
 
 #ifdef ATTN_ISA_SUFFIX
@@ -63,10 +77,12 @@ static inline size_t attn_sdpa_bwd_scratch(int dh, int dv)
  * rows (F16) and its rowsum(d_o * o); then [.., + batch * heads_kv): the
  * copies of a kv head's k and v rows (F16; nothing for F32). */
 void attn_sdpa_bwd_prep(void *arg, size_t item, int worker);
-/* One (batch, kv head, key tile): its dk and dv rows, and the worker's
- * partial dq of every query row that sees the tile. */
+/* One (key tile, slice, owner): for each (batch, kv head) of the slice,
+ * its dk and dv rows, the worker's partial dq of every query row that sees
+ * the tile, its dbias sums and d additive_w sums (when asked). */
 void attn_sdpa_bwd_item(void *arg, size_t item, int worker);
-/* SDPA_BWD_DQ_ROWS query rows of dq: the workers' partial sums, scaled. */
+/* SDPA_BWD_DQ_ROWS query rows of dq: the workers' partial sums, times gscale.
+ */
 void attn_sdpa_bwd_dq(void *arg, size_t item, int worker);
 #endif
 

@@ -6,7 +6,11 @@
  * seq_q x seq_kv is ever stored.  For a visible pair (i, j), with S the
  * score in natural units (scale * q.k + bias) and D_i = rowsum(dO_i * O_i):
  *   P = exp(S - lse_i), dP = dO_i . v_j, dS = P (dP - D_i),
- *   dv_j += P dO_i, dk_j += scale dS q_i, dq_i += scale dS k_j.
+ *   dv_j += P dO_i, dk_j += scale dS q_i, dq_i += scale dS k_j
+ * (the sums of dS q and dS k are scaled once, as they are written), and
+ * dbias gets dS itself.  For the additive score S = sum_c w_c t_c with
+ * t = tanh(q_i + k_j): dq_i and dk_j get dS w (1 - t^2), d additive_w
+ * gets dS t (computed pair by pair, tanh twice per pair and column).
  * The loops run over the keys of a tile (scores, dP) or a head's columns
  * (the updates), contiguous in both, for the compiler to vectorise.
  */
@@ -98,9 +102,8 @@ struct tile {
     float *kc;        /* [KT][dp]: its keys as rows */
     float *dkT, *dvT; /* [dp][KT], [vp][KT]: its dk and dv sums, transposed */
     float *qb, *gb;   /* [QB][dp], [QB][vp]: a block of q and dO rows */
-    float *qbT, *gbT; /* [dp][QB], [vp][QB]: the same transposed */
     float *dq;        /* [QB][dp]: the block's dq from this tile */
-    float *p, *ds;    /* [QB][KT]: P and scale * dS; 0 where hidden */
+    float *p, *ds;    /* [QB][KT]: P and dS; 0 where hidden */
 };
 
 /* One SIMD register of floats in the compiler's vector extension: 16 in
@@ -321,15 +324,16 @@ static inline float exp2_lane(float x)
     return x != x ? x : p;
 }
 
-/* One query row against a key tile: pr holds its scores q.k, dr its
- * dO.v; they become P = exp(scale q.k + bias - lse) and scale * dS =
- * scale P (dP - di), both 0 for the keys the row does not see: those
+/* One query row against a key tile: pr holds its scores (q.k, or the
+ * additive sum), dr its dO.v; they become P = exp(scale q.k + bias - lse)
+ * and dS = P (dP - di), both 0 for the keys the row does not see: those
  * outside [first, last] (tile indices, from the causal mask and the
  * window), past jv, 0 in keep, or whose score is -INFINITY (P = 0).
- * bias and keep (NULL: none) are the row's, at the tile's first key. */
+ * bias and keep (NULL: none) are the row's, at the tile's first key;
+ * dbias (NULL: not asked) is the row of dbias's sums there, which gets dS. */
 static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
-                  const float *bias, const uint8_t *keep, long long first,
-                  long long last, int jv, float lse, float di)
+                  const float *bias, const uint8_t *keep, float *dbias,
+                  long long first, long long last, int jv, float lse, float di)
 {
     const float sc = jb->scale, l2 = 1.4426950408889634f;
     int a = first <= 0 ? 0 : first < jv ? (int)first : jv;
@@ -340,12 +344,12 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
     if (bias)
         for (int j = 0; j < jv; j++)
             pr[j] = pr[j] * sc + bias[j];
-    else
+    else if (sc != 1.0f)
         for (int j = 0; j < KT; j++)
             pr[j] *= sc;
     for (int j = 0; j < KT; j++) {
         const float p = exp2_lane((pr[j] - lse) * l2);
-        const float g = p * (dr[j] - di) * sc;
+        const float g = p * (dr[j] - di);
         pr[j] = p;
         dr[j] = p != 0.0f ? g : 0.0f; /* a -inf score: 0, not 0 * NaN */
     }
@@ -358,18 +362,71 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
             pr[j] = keep[j] ? pr[j] : 0.0f;
             dr[j] = keep[j] ? dr[j] : 0.0f;
         }
+    if (dbias)
+        for (int j = a; j < b; j++)
+            dbias[j] += dr[j];
 }
 
-void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
+/* The additive scores of rows [0, rn) of the block against keys [0, jn)
+ * of the tile into t->p (0 past jn): sum_c w[c] tanh(q[c] + k[c]). */
+static void additive_scores(const struct tile *t, const float *w, size_t dh,
+                            size_t dp, int rn, int jn)
 {
-    struct attn_sdpa_bwd_job *jb = arg;
+    for (int r = 0; r < rn; r++) {
+        const float *qr = t->qb + (size_t)r * dp;
+        float *pr = t->p + (size_t)r * KT;
+        for (int j = 0; j < jn; j++) {
+            const float *kr = t->kc + (size_t)j * dp;
+            float acc = 0.0f;
+            for (size_t c = 0; c < dh; c++)
+                acc += w[c] * tanhf(qr[c] + kr[c]);
+            pr[j] = acc;
+        }
+        for (int j = jn; j < KT; j++)
+            pr[j] = 0.0f;
+    }
+}
+
+/* The additive score's dq (into t->dq rows), dk (into t->dkT) and, when
+ * dw is not NULL, d additive_w (into dw) from the block's dS: through
+ * t = tanh(q + k), dS w (1 - t^2) for q and k, dS t for w.  Pairs whose P
+ * is 0 add nothing. */
+static void additive_grads(const struct tile *t, const float *w, size_t dh,
+                           size_t dp, int rn, int jn, float *dw)
+{
+    for (int r = 0; r < rn; r++) {
+        const float *qr = t->qb + (size_t)r * dp;
+        const float *pr = t->p + (size_t)r * KT, *dr = t->ds + (size_t)r * KT;
+        float *dq = t->dq + (size_t)r * dp;
+        memset(dq, 0, dp * sizeof(float));
+        for (int j = 0; j < jn; j++) {
+            const float *kr = t->kc + (size_t)j * dp;
+            const float ds = dr[j];
+            if (pr[j] == 0.0f)
+                continue;
+            for (size_t c = 0; c < dh; c++) {
+                const float th = tanhf(qr[c] + kr[c]);
+                const float u = ds * w[c] * (1.0f - th * th);
+                dq[c] += u;
+                t->dkT[c * KT + (size_t)j] += u;
+                if (dw)
+                    dw[c] += ds * th;
+            }
+        }
+    }
+}
+
+/* The key tile kt of batch item b and kv head hk: its dk and dv rows, the
+ * worker's partial dq of every query row that sees it, dS added into the
+ * dbias sums dbt (NULL: not asked) and the tile's d additive_w sums into
+ * dwp ([group][head_dim], NULL: not asked). */
+static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
+                    int worker, float *dbt, float *dwp)
+{
     const attn_sdpa_desc *d = jb->d;
     const size_t dh = (size_t)d->head_dim, dvw = (size_t)d->head_dim_v;
     const size_t dp = attn_sdpa_bwd_pad(d->head_dim),
                  vp = attn_sdpa_bwd_pad(d->head_dim_v);
-    const int kt = (int)(item % (size_t)jb->nkt);
-    const int hk = (int)(item / (size_t)jb->nkt % (size_t)d->heads_kv);
-    const int b = (int)(item / (size_t)jb->nkt / (size_t)d->heads_kv);
     const long long j0 = (long long)kt * KT;
     const int jn = (int)(d->seq_kv - j0 < KT ? d->seq_kv - j0 : KT);
     const int kvlen = d->mask.kv_len ? d->mask.kv_len[b] : d->seq_kv;
@@ -393,9 +450,7 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
     t.dvT = t.dkT + KT * dp;
     t.qb = t.dvT + KT * vp;
     t.gb = t.qb + QB * dp;
-    t.qbT = t.gb + QB * vp;
-    t.gbT = t.qbT + QB * dp;
-    t.dq = t.gbT + QB * vp;
+    t.dq = t.gb + QB * vp;
     t.p = t.dq + QB * dp;
     t.ds = t.p + QB * KT;
     memset(t.dkT, 0, KT * (dp + vp) * sizeof(float));
@@ -403,21 +458,29 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
     memset(t.kc, 0, KT * dp * sizeof(float));
     int kfin = all_finite(kh, (size_t)jv * dh);
     memset(t.qb, 0, QB * (dp + vp) * sizeof(float));
-    for (int j = 0; j < jv; j++) {
+    for (int j = 0; j < jv; j++)
         memcpy(t.kc + (size_t)j * dp, kh + (size_t)j * dh, dh * sizeof(float));
-        for (size_t c = 0; c < dh; c++)
+    /* the transposes by rows of the result: contiguous stores */
+    for (size_t c = 0; c < dh; c++)
+        for (int j = 0; j < jv; j++)
             t.kT[c * KT + (size_t)j] = kh[(size_t)j * dh + c];
-        for (size_t c = 0; c < dvw; c++)
+    for (size_t c = 0; c < dvw; c++)
+        for (int j = 0; j < jv; j++)
             t.vT[c * KT + (size_t)j] = vh[(size_t)j * dvw + c];
-    }
     row_range(jb, diag, j0, jv, &lo, &hi);
     for (int hq = hk * jb->group; jv > 0 && hq < (hk + 1) * jb->group; hq++) {
         const size_t bh = (size_t)b * (size_t)d->heads_q + (size_t)hq;
-        const float *bias = NULL;
+        const float *bias = NULL,
+                    *aw = jb->additive ? d->additive_w + (size_t)hq * dh : NULL;
         const uint8_t *keep = NULL;
+        float *dbias = NULL,
+              *dw = dwp ? dwp + (size_t)(hq - hk * jb->group) * dh : NULL;
         if (d->mask.bias)
             bias = d->mask.bias + (size_t)b * jb->bias_st[0] +
                    (size_t)hq * jb->bias_st[1] + (size_t)j0;
+        if (dbt)
+            dbias = dbt + (size_t)b * jb->bias_st[0] +
+                    (size_t)hq * jb->bias_st[1] + (size_t)j0;
         if (d->keep)
             keep = d->keep + (size_t)b * jb->keep_st[0] +
                    (size_t)hq * jb->keep_st[1] + (size_t)j0;
@@ -440,12 +503,8 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
             }
             qfin = all_finite(t.qb, QB * dp);
             gfin = all_finite(t.gb, QB * vp);
-            for (int r = 0; r < QB; r++) {
-                for (size_t c = 0; c < dp; c++)
-                    t.qbT[c * QB + (size_t)r] = t.qb[(size_t)r * dp + c];
-                for (size_t c = 0; c < vp; c++)
-                    t.gbT[c * QB + (size_t)r] = t.gb[(size_t)r * vp + c];
-            }
+            if (aw)
+                additive_scores(&t, aw, dh, dp, rn, jlim);
             for (int r = 0; r < rn; r += 4) {
                 const float *const qa[4] = {
                     t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp,
@@ -459,7 +518,8 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                 float *const so[4] = {
                     t.ds + (size_t)r * KT, t.ds + (size_t)(r + 1) * KT,
                     t.ds + (size_t)(r + 2) * KT, t.ds + (size_t)(r + 3) * KT};
-                rows_times4(qa, 1, dh, t.kT, KT, wk, 0, po);
+                if (!aw)
+                    rows_times4(qa, 1, dh, t.kT, KT, wk, 0, po);
                 rows_times4(ga, 1, dvw, t.vT, KT, wk, 0, so);
             }
             for (int r = 0; r < rn; r++) {
@@ -481,33 +541,43 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
                 probs(jb, pr, dr,
                       bias ? bias + (size_t)i * jb->bias_st[2] : NULL,
                       keep ? keep + (size_t)i * jb->keep_st[2] : NULL,
+                      dbias ? dbias + (size_t)i * jb->bias_st[2] : NULL,
                       first - j0, last - j0, jv, lse, di);
                 any = 1;
             }
             if (!any)
                 continue;
-            /* dv^T += dO^T P, dk^T += q^T dS: two columns at a time */
+            /* dv^T += dO^T P, dk^T += q^T dS: four columns at a time, the
+             * columns of dO and q read down the rows (no transposed copy) */
             if (gfin)
                 for (size_t c = 0; c < vp; c += 4) {
-                    const float *const a4[4] = {
-                        t.gbT + c * QB, t.gbT + (c + 1) * QB,
-                        t.gbT + (c + 2) * QB, t.gbT + (c + 3) * QB};
+                    const float *const a4[4] = {t.gb + c, t.gb + c + 1,
+                                                t.gb + c + 2, t.gb + c + 3};
                     float *const o4[4] = {t.dvT + c * KT, t.dvT + (c + 1) * KT,
                                           t.dvT + (c + 2) * KT,
                                           t.dvT + (c + 3) * KT};
-                    rows_times4(a4, 1, (size_t)rn, t.p, KT, wk, 1, o4);
+                    rows_times4(a4, vp, (size_t)rn, t.p, KT, wk, 1, o4);
                 }
             else
                 sums_nonfinite(t.p, t.p, t.gb, vp, rn, jlim, dvw, t.dvT);
+            if (aw) {
+                additive_grads(&t, aw, dh, dp, rn, jlim, dw);
+                for (int r = 0; r < rn; r++) {
+                    float *dst = jb->dq_part + (size_t)worker * jb->dq_elems +
+                                 (row0 + (size_t)r) * dh;
+                    for (size_t c = 0; c < dh; c++)
+                        dst[c] += t.dq[(size_t)r * dp + c];
+                }
+                continue;
+            }
             if (qfin)
                 for (size_t c = 0; c < dp; c += 4) {
-                    const float *const a4[4] = {
-                        t.qbT + c * QB, t.qbT + (c + 1) * QB,
-                        t.qbT + (c + 2) * QB, t.qbT + (c + 3) * QB};
+                    const float *const a4[4] = {t.qb + c, t.qb + c + 1,
+                                                t.qb + c + 2, t.qb + c + 3};
                     float *const o4[4] = {t.dkT + c * KT, t.dkT + (c + 1) * KT,
                                           t.dkT + (c + 2) * KT,
                                           t.dkT + (c + 3) * KT};
-                    rows_times4(a4, 1, (size_t)rn, t.ds, KT, wk, 1, o4);
+                    rows_times4(a4, dp, (size_t)rn, t.ds, KT, wk, 1, o4);
                 }
             else
                 sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jlim, dh, t.dkT);
@@ -542,11 +612,68 @@ void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
     for (int j = 0; j < jn; j++) {
         size_t r = kvh * (size_t)d->seq_kv + (size_t)j0 + (size_t)j;
         for (size_t c = 0; c < dh; c++)
-            t.qb[c] = t.dkT[c * KT + (size_t)j];
+            t.qb[c] = t.dkT[c * KT + (size_t)j] * jb->gscale;
         for (size_t c = 0; c < dvw; c++)
             t.gb[c] = t.dvT[c * KT + (size_t)j];
         put_row(jb, jb->g->dk, r * dh, t.qb, dh);
         put_row(jb, jb->g->dv, r * dvw, t.gb, dvw);
+    }
+}
+
+/* Zeroes the entries of the dbias sums dbt that the key tile kt of
+ * (b, hk) adds to: every query row's (one row when the bias has no query
+ * dimension), for each query head of hk's group that has its own. */
+static void zero_dbias(const struct attn_sdpa_bwd_job *jb, float *dbt, int b,
+                       int hk, int kt)
+{
+    const attn_sdpa_desc *d = jb->d;
+    const size_t j0 = (size_t)kt * KT;
+    const size_t jn = (size_t)d->seq_kv - j0 < KT ? (size_t)d->seq_kv - j0 : KT;
+    const int rows = jb->bias_st[2] ? d->seq_q : 1;
+    const int heads = jb->bias_st[1] ? jb->group : 1;
+
+    for (int e = 0; e < heads; e++) {
+        const size_t hq = (size_t)hk * (size_t)jb->group + (size_t)e;
+        for (int i = 0; i < rows; i++)
+            memset(dbt + (size_t)b * jb->bias_st[0] + hq * jb->bias_st[1] +
+                       (size_t)i * jb->bias_st[2] + j0,
+                   0, jn * sizeof(float));
+    }
+}
+
+void attn_sdpa_bwd_item(void *arg, size_t item, int worker)
+{
+    struct attn_sdpa_bwd_job *jb = arg;
+    const attn_sdpa_desc *d = jb->d;
+    const size_t owners = (size_t)jb->owners_b * (size_t)jb->owners_h;
+    const int kt = (int)(item % (size_t)jb->nkt);
+    const size_t o = item / (size_t)jb->nkt % owners;
+    const int s = (int)(item / (size_t)jb->nkt / owners);
+    const int ob = (int)(o / (size_t)jb->owners_h),
+              oh = (int)(o % (size_t)jb->owners_h);
+    const long long members = (long long)jb->members_b * jb->members_h;
+    const int m0 = (int)(s * members / jb->slices),
+              m1 = (int)((s + 1) * members / jb->slices);
+    const size_t dwn = (size_t)jb->group * (size_t)d->head_dim;
+    float *dbt = NULL;
+
+    for (int m = m0; m < m1; m++) {
+        const int b = jb->bb ? m / jb->members_h : ob;
+        const int hk = jb->bh ? m % jb->members_h : oh;
+        float *dwp = NULL;
+        if (jb->g->dbias && m == m0) {
+            /* the slice's members share these entries: zeroed once */
+            dbt = s == 0 ? jb->g->dbias
+                         : jb->dbias_part + (size_t)(s - 1) * jb->bias_elems;
+            zero_dbias(jb, dbt, b, hk, kt);
+        }
+        if (jb->dw_part)
+            dwp =
+                jb->dw_part + (((size_t)b * (size_t)d->heads_kv + (size_t)hk) *
+                                   (size_t)jb->nkt +
+                               (size_t)kt) *
+                                  dwn;
+        kv_tile(jb, b, hk, kt, worker, dbt, dwp);
     }
 }
 
@@ -567,6 +694,8 @@ void attn_sdpa_bwd_dq(void *arg, size_t item, int worker)
             for (size_t c = 0; c < dh; c++)
                 acc[c] += p[c];
         }
+        for (size_t c = 0; c < dh; c++)
+            acc[c] *= jb->gscale;
         put_row(jb, jb->g->dq, r * dh, acc, dh);
     }
 }

@@ -103,6 +103,7 @@ enum {
     ST_SDPA_REFUSED, /* invalid calls refused */
     ST_SDPA_BIG,     /* valid but too big: run with q NULL */
     ST_SDPA_UNSUP,   /* valid, UNSUPPORTED on the device */
+    ST_SDPA_BWD,     /* backward passes of those run */
     ST_MHA_RUN,
     ST_MHA_CL,
     ST_MHA_REFUSED,
@@ -123,6 +124,7 @@ static const char *const stat_names[ST_N] = {"sdpa run",
                                              "sdpa refused",
                                              "sdpa too big",
                                              "sdpa unsupported on OpenCL",
+                                             "sdpa backward run",
                                              "mha run",
                                              "mha run on OpenCL",
                                              "mha refused",
@@ -1086,6 +1088,24 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
             check_sdpa_result(
                 &d, q, k, v, o, lse,
                 bound + 8.0 < 1e30 && runs == ATTN_PRECISION_EXACT, p.poison);
+            /* the backward of this forward, half the time (lse needed) */
+            if (real && lse && gen_chance(g, 50)) {
+                const fuzz_bwd_in in = {
+                    q,
+                    k,
+                    v,
+                    o,
+                    lse,
+                    z.q,
+                    z.k,
+                    z.v,
+                    z.o,
+                    bias ? z.bias : 0,
+                    z.addw,
+                    !f16 && !p.poison && !p.o_in && !p.lse_in && bound < 1e3};
+                fuzz_backward(g, ctx, &d, &in);
+                stats[ST_SDPA_BWD]++;
+            }
         }
     }
 }

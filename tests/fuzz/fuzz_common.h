@@ -59,4 +59,23 @@ int fuzz_cl_buffers(gen_src *g);
  * Returns the status. */
 attn_status fuzz_env_context(gen_src *g, attn_log_fn log);
 
+/* ---- fuzz_bwd.c: the backward pass ------------------------------------ */
+
+/* The tensors of a forward that ran (valid, OK) and their bytes; finite:
+ * the gradients must come out finite (F32, no poisoned input, q, k, o and
+ * lse those of that very forward). */
+typedef struct fuzz_bwd_in {
+    const void *q, *k, *v, *o;
+    const float *lse;
+    size_t q_bytes, k_bytes, v_bytes, o_bytes, bias_bytes, addw_bytes;
+    int finite;
+} fuzz_bwd_in;
+
+/* attn_sdpa_backward of that forward with a random dO, dbias and
+ * d_additive_w asked or not: it must succeed and write every output
+ * (finite ones when in->finite); half the time also a spoiled call, which
+ * must be refused without writing its dq. */
+void fuzz_backward(gen_src *g, attn_context *ctx, const attn_sdpa_desc *d,
+                   const fuzz_bwd_in *in);
+
 #endif /* ATTN_FUZZ_COMMON_H */

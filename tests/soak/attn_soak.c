@@ -11,8 +11,10 @@
  * Paths (LIST is a comma list; default all): native, unfused, fused,
  * decode (OpenCL AUTO with seq_q <= 4), auto (OpenCL AUTO), 2queues (two
  * queues on one device), 2devices (device "all", two queues each: run with
- * POCL_DEVICES="pthread pthread" for two PoCL devices) and mha (the layer,
- * in turn on the native, the OpenCL and the two-device contexts).  OpenCL
+ * POCL_DEVICES="pthread pthread" for two PoCL devices), mha (the layer,
+ * in turn on the native, the OpenCL and the two-device contexts) and
+ * backward (a forward and attn_sdpa_backward on the native context, dbias
+ * and d_additive_w asked where they exist; soak_bwd.c).  OpenCL
  * contexts run with fallback off, so a device failure is a failure.
  *
  * Calls go round the paths in turn.  Every K-th call of a path (default
@@ -44,6 +46,7 @@
 #include "attn_gen.h"
 #include "cases.h"
 #include "ref.h"
+#include "soak_bwd.h"
 
 enum {
     P_NATIVE,
@@ -54,12 +57,13 @@ enum {
     P_2QUEUES,
     P_2DEVICES,
     P_MHA,
+    P_BWD,
     P_COUNT
 };
 
 static const char *const path_names[P_COUNT] = {
-    "native", "unfused", "fused",    "decode",
-    "auto",   "2queues", "2devices", "mha"};
+    "native",  "unfused",  "fused", "decode",  "auto",
+    "2queues", "2devices", "mha",   "backward"};
 
 typedef struct path_stats {
     int enabled;
@@ -562,7 +566,7 @@ static int usage(void)
     printf("usage: attn-soak [--calls N] [--seed S] [--check-every K] "
            "[--paths LIST] [--warmup W] [--rss-limit-mib M] "
            "[--recreate-every R]\npaths: native,unfused,fused,decode,auto,"
-           "2queues,2devices,mha (default: all)\n");
+           "2queues,2devices,mha,backward (default: all)\n");
     return 2;
 }
 
@@ -654,7 +658,7 @@ int main(int argc, char **argv)
         path_stats *ps = &paths[p];
         if (!ps->enabled)
             continue;
-        if (p != P_NATIVE && p != P_MHA && !have_opencl) {
+        if (p != P_NATIVE && p != P_MHA && p != P_BWD && !have_opencl) {
             printf("attn-soak: path %s skipped: no OpenCL device\n",
                    path_names[p]);
             ps->enabled = 0;
@@ -662,6 +666,7 @@ int main(int argc, char **argv)
         }
         switch (p) {
         case P_NATIVE:
+        case P_BWD:
             ps->ctx = open_context("native", ATTN_PATH_AUTO, 0);
             break;
         case P_UNFUSED:
@@ -720,6 +725,17 @@ int main(int argc, char **argv)
         if (p == P_MHA) {
             attn_context *ctx = mha_ctx[have_opencl ? ps->calls % 3 : 0];
             ok = mha_call(ctx, ps, &g, call_seed, check, what);
+        } else if (p == P_BWD) {
+            gen_sdpa shape;
+            double r;
+            draw_sdpa(&g, p, ps->calls == 0, &shape);
+            ok = soak_backward(ps->ctx, &shape, call_seed, check, what, &r);
+            ps->calls++;
+            ps->checked += r >= 0.0;
+            ps->max_ratio = r > ps->max_ratio ? r : ps->max_ratio;
+            ps->flops += 5.0 * shape.d.batch * shape.d.heads_q * shape.d.seq_q *
+                         (double)shape.d.seq_kv *
+                         (shape.d.head_dim + shape.d.head_dim_v);
         } else {
             gen_sdpa shape;
             draw_sdpa(&g, p, ps->calls == 0, &shape);
