@@ -51,6 +51,7 @@ typedef struct layer_case {
     int batch, seq_q, seq_kv, d_model, hq, hkv, hd;
     int cross, biases, causal, kv_len, pos_offset, use_saved;
     attn_posenc posenc;
+    int additive; /* the ADDITIVE score (additive_w's gradient too) */
 } layer_case;
 
 /* The tensors of one case: the inputs the gradients are taken of. */
@@ -66,10 +67,12 @@ enum {
     T_BV,
     T_BO,
     T_POS,
+    T_ADDW,
     N_T
 };
 static const char *const tname[N_T] = {
-    "x_q", "x_kv", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "pos_table"};
+    "x_q", "x_kv", "wq", "wk", "wv",        "wo",
+    "bq",  "bk",   "bv", "bo", "pos_table", "additive_w"};
 
 typedef struct problem {
     attn_mha_desc m;
@@ -104,6 +107,7 @@ static int problem_make(const layer_case *c, problem *p, uint64_t seed)
     p->n[T_BK] = p->n[T_BV] = c->biases ? dkv : 0;
     p->n[T_BO] = c->biases ? d : 0;
     p->n[T_POS] = c->posenc == ATTN_POSENC_LEARNED ? POS_ROWS * d : 0;
+    p->n[T_ADDW] = c->additive ? dq : 0;
     for (int i = 0; i < N_T; i++) {
         if (!p->n[i])
             continue;
@@ -133,6 +137,10 @@ static int problem_make(const layer_case *c, problem *p, uint64_t seed)
     p->m.pos_table = p->t[T_POS];
     p->m.pos_table_len = p->t[T_POS] ? POS_ROWS : 0;
     p->m.pos_offset = c->pos_offset;
+    if (c->additive) {
+        p->m.score = ATTN_SCORE_ADDITIVE;
+        p->m.additive_w = p->t[T_ADDW];
+    }
     attn_mask_desc_init(&p->mask);
     p->mask.causal = c->causal;
     if (c->kv_len) {
@@ -248,6 +256,7 @@ static void run_case(const layer_case *c)
     g.d_bv = out[T_BV];
     g.d_bo = out[T_BO];
     g.d_pos_table = out[T_POS];
+    g.d_additive_w = out[T_ADDW];
 
     y = malloc(p.ny * sizeof *y);
     ref_y = malloc(p.ny * sizeof *ref_y);
@@ -305,19 +314,23 @@ static const layer_case cases[] = {
     /* name, batch, seq_q, seq_kv, d_model, hq, hkv, hd, cross, biases,
      * causal, kv_len, pos_offset, use_saved, posenc */
     {"self, RoPE, biases, causal, GQA, saved", 2, 5, 5, 8, 4, 2, 4, 0, 1, 1, 0,
-     3, 1, ATTN_POSENC_ROPE},
+     3, 1, ATTN_POSENC_ROPE, 0},
     {"self, RoPE, odd head_dim, MQA, recomputed", 2, 4, 4, 6, 2, 1, 3, 0, 1, 0,
-     0, 0, 0, ATTN_POSENC_ROPE},
+     0, 0, 0, ATTN_POSENC_ROPE, 0},
     {"self, learned, biases, causal, saved", 2, 5, 5, 8, 2, 2, 4, 0, 1, 1, 0, 2,
-     1, ATTN_POSENC_LEARNED},
+     1, ATTN_POSENC_LEARNED, 0},
     {"self, sinusoidal, no biases, recomputed", 1, 6, 6, 8, 2, 1, 4, 0, 0, 0, 0,
-     4, 0, ATTN_POSENC_SINUSOIDAL},
+     4, 0, ATTN_POSENC_SINUSOIDAL, 0},
     {"cross, RoPE, kv_len, GQA, saved", 3, 3, 5, 8, 4, 2, 2, 1, 1, 0, 1, 1, 1,
-     ATTN_POSENC_ROPE},
+     ATTN_POSENC_ROPE, 0},
     {"cross, learned, causal, recomputed", 2, 3, 6, 8, 2, 1, 4, 1, 1, 1, 0, 5,
-     0, ATTN_POSENC_LEARNED},
+     0, ATTN_POSENC_LEARNED, 0},
     {"cross, no encoding, saved", 2, 4, 3, 4, 2, 2, 2, 1, 0, 0, 0, 0, 1,
-     ATTN_POSENC_NONE},
+     ATTN_POSENC_NONE, 0},
+    {"self, additive, RoPE, biases, causal, GQA, saved", 2, 5, 5, 8, 4, 2, 4, 0,
+     1, 1, 0, 1, 1, ATTN_POSENC_ROPE, 1},
+    {"cross, additive, kv_len, recomputed", 2, 3, 6, 8, 2, 1, 4, 1, 0, 0, 1, 0,
+     0, ATTN_POSENC_NONE, 1},
 };
 
 static void test_cases(void)
@@ -331,8 +344,8 @@ static void test_cases(void)
 static void test_accumulate(void)
 {
     const layer_case c = {
-        "accumulate",       2, 4, 4, 8, 2, 1, 4, 0, 1, 1, 0, 0, 1,
-        ATTN_POSENC_LEARNED};
+        "accumulate",        2, 4, 4, 8, 2, 1, 4, 0, 1, 1, 0, 0, 1,
+        ATTN_POSENC_LEARNED, 0};
     problem p;
     attn_mha_saved *saved = NULL;
     attn_mha_grad g = ATTN_MHA_GRAD_INIT;
@@ -374,7 +387,7 @@ static void test_accumulate(void)
 static void test_saved_reuse(void)
 {
     const layer_case c = {
-        "saved", 2, 6, 6, 8, 2, 1, 4, 0, 1, 0, 0, 0, 1, ATTN_POSENC_ROPE};
+        "saved", 2, 6, 6, 8, 2, 1, 4, 0, 1, 0, 0, 0, 1, ATTN_POSENC_ROPE, 0};
     problem p;
     attn_mha_saved *saved = NULL, *first;
     attn_mha_grad g = ATTN_MHA_GRAD_INIT;
@@ -412,12 +425,12 @@ static int untouched(const float *x, size_t n)
 static void test_bad_arguments(void)
 {
     const layer_case c = {
-        "bad", 1, 4, 4, 8, 2, 1, 4, 0, 1, 0, 0, 0, 1, ATTN_POSENC_ROPE};
+        "bad", 1, 4, 4, 8, 2, 1, 4, 0, 1, 0, 0, 0, 1, ATTN_POSENC_ROPE, 0};
     problem p;
     attn_mha_saved *saved = NULL;
     attn_mha_grad g = ATTN_MHA_GRAD_INIT, bad;
     float y[32], dx[32], dwq[64], dkv[32];
-    const float w[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float dw_add[8];
     attn_mha_desc e;
     CU_ASSERT_FATAL(problem_make(&c, &p, 9) == 0);
     for (int i = 0; i < 32; i++)
@@ -470,13 +483,10 @@ static void test_bad_arguments(void)
     e.heads_kv = 3;
     CU_ASSERT(attn_mha_backward(ctx, &e, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,
                                 &g) == ATTN_ERR_INVALID_ARGUMENT);
-    e = p.m;
-    e.score = ATTN_SCORE_ADDITIVE;
-    e.additive_w = w;
-    CU_ASSERT(attn_mha_backward(ctx, &e, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,
-                                &g) == ATTN_ERR_UNSUPPORTED);
-    CU_ASSERT(attn_mha_forward_train(ctx, &e, 1, 4, 4, p.t[T_XQ], NULL, NULL, y,
-                                     &saved) == ATTN_ERR_UNSUPPORTED);
+    bad = g; /* the additive score's gradient of a dot-score layer */
+    bad.d_additive_w = dw_add;
+    CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,
+                                &bad) == ATTN_ERR_INVALID_ARGUMENT);
     CU_ASSERT(untouched(dx, 32) && untouched(dwq, 64));
     /* and a good call still works */
     CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,

@@ -864,22 +864,24 @@ typedef struct attn_mha_saved attn_mha_saved;
  * the caller's sizeof(attn_mha_grad) (ATTN_MHA_GRAD_INIT); 0 means the
  * first layout. */
 typedef struct attn_mha_grad {
-    size_t struct_size; /**< sizeof(attn_mha_grad) as the caller built */
-    const float *d_y;   /**< dL/dy [batch, seq_q, d_model] (input) */
-    float *d_x_q;       /**< out or NULL: dL/dx_q */
-    float *d_x_kv;      /**< out or NULL: dL/dx_kv (cross-attention) */
-    float *d_wq;        /**< out or NULL: dL/dWq */
-    float *d_wk;        /**< out or NULL: dL/dWk */
-    float *d_wv;        /**< out or NULL: dL/dWv */
-    float *d_wo;        /**< out or NULL: dL/dWo */
-    float *d_bq;        /**< out or NULL: dL/dbq */
-    float *d_bk;        /**< out or NULL: dL/dbk */
-    float *d_bv;        /**< out or NULL: dL/dbv */
-    float *d_bo;        /**< out or NULL: dL/dbo */
-    float *d_pos_table; /**< out or NULL: dL/dpos_table (LEARNED) */
-    int accumulate;     /**< 0: write the outputs; 1: add to them */
-    int pad0_;          /**< explicit padding (the first layout's tail);
-                             not read */
+    size_t struct_size;  /**< sizeof(attn_mha_grad) as the caller built */
+    const float *d_y;    /**< dL/dy [batch, seq_q, d_model] (input) */
+    float *d_x_q;        /**< out or NULL: dL/dx_q */
+    float *d_x_kv;       /**< out or NULL: dL/dx_kv (cross-attention) */
+    float *d_wq;         /**< out or NULL: dL/dWq */
+    float *d_wk;         /**< out or NULL: dL/dWk */
+    float *d_wv;         /**< out or NULL: dL/dWv */
+    float *d_wo;         /**< out or NULL: dL/dWo */
+    float *d_bq;         /**< out or NULL: dL/dbq */
+    float *d_bk;         /**< out or NULL: dL/dbk */
+    float *d_bv;         /**< out or NULL: dL/dbv */
+    float *d_bo;         /**< out or NULL: dL/dbo */
+    float *d_pos_table;  /**< out or NULL: dL/dpos_table (LEARNED) */
+    float *d_additive_w; /**< out or NULL: dL/dadditive_w [heads_q,
+                              head_dim] (the ADDITIVE score only) */
+    int accumulate;      /**< 0: write the outputs; 1: add to them */
+    int pad0_;           /**< explicit padding (the first layout's tail);
+                              not read */
 } attn_mha_grad;
 
 /** Initializer of an attn_mha_grad asking for nothing yet:
@@ -897,8 +899,7 @@ typedef struct attn_mha_grad {
  * Q, K, V, the attention output and lse, in float.  The projections run
  * on the host (the worker pool); the attention runs as attn_sdpa would
  * for the layer's descriptor on ctx (an OpenCL device's kernel, ctx's
- * precision).  The ADDITIVE score is ATTN_ERR_UNSUPPORTED (the attention
- * has no gradient for it yet).  Errors as attn_mha_forward, plus
+ * precision).  Errors as attn_mha_forward, plus
  * ATTN_ERR_INVALID_ARGUMENT (saved NULL).  On error y is untouched and
  * *saved still points where it did; an object being reused then holds no
  * activations (attn_mha_backward refuses it until a forward succeeds). */
@@ -925,7 +926,8 @@ ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
  * head; masks as the forward's; the mask's bias gets no gradient); RoPE's
  * transpose on dq and dk; then per projection dW = dP^T x', db = sum of
  * dP's rows, dx' = dP W, where x' is x plus the positional encoding;
- * d_pos_table[p] sums dx' over the batch items' rows at position p.
+ * d_pos_table[p] sums dx' over the batch items' rows at position p; with
+ * the ADDITIVE score, d_additive_w is the attention's (attn_sdpa_grad).
  * The attention's gradients run natively (attn_sdpa_backward's rules), the
  * rest on the host's worker pool (the native GEMM); math in float.
  * Working memory, held for the call: the saved activations when saved is
@@ -936,7 +938,7 @@ ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
  * attn_mha_forward, plus ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
  * saved of other sizes, d_pos_table without a LEARNED table of known
  * pos_table_len, d_x_kv in self-attention, an output overlapping an input
- * or another output), ATTN_ERR_UNSUPPORTED (the ADDITIVE score).  Outputs
+ * or another output, d_additive_w without the ADDITIVE score).  Outputs
  * are untouched on error. */
 ATTN_API attn_status attn_mha_backward(
     attn_context *ctx, const attn_mha_desc *m, int batch, int seq_q, int seq_kv,

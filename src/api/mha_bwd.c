@@ -33,6 +33,7 @@ enum {
     G_BV,
     G_BO,
     G_POS,
+    G_ADDW,
     N_G
 };
 
@@ -108,8 +109,8 @@ static attn_status check_grads(const attn_mha_call *c, const attn_mha_grad *g,
     const float *in[4] = {c->x_q, c->x_kv, g->d_y, NULL};
     size_t n_in[4] = {nq * d, c->x_kv ? nkv * d : 0, nq * d, 0};
     static const char *const names[N_G] = {
-        "d_x_q", "d_x_kv", "d_wq", "d_wk", "d_wv",       "d_wo",
-        "d_bq",  "d_bk",   "d_bv", "d_bo", "d_pos_table"};
+        "d_x_q", "d_x_kv", "d_wq", "d_wk", "d_wv",        "d_wo",
+        "d_bq",  "d_bk",   "d_bv", "d_bo", "d_pos_table", "d_additive_w"};
     static const char *const in_names[4] = {"x_q", "x_kv", "d_y", ""};
 
     if (!g->d_y)
@@ -127,6 +128,9 @@ static attn_status check_grads(const attn_mha_call *c, const attn_mha_grad *g,
         return attn_fail(e, ATTN_ERR_INVALID_ARGUMENT,
                          "d_pos_table needs a LEARNED table with its "
                          "pos_table_len");
+    if (g->d_additive_w && m->score != ATTN_SCORE_ADDITIVE)
+        return attn_fail(e, ATTN_ERR_INVALID_ARGUMENT,
+                         "d_additive_w is set but the score is not ADDITIVE");
     gr->out[G_XQ] = g->d_x_q;
     gr->out[G_XKV] = g->d_x_kv;
     gr->out[G_WQ] = g->d_wq;
@@ -138,6 +142,7 @@ static attn_status check_grads(const attn_mha_call *c, const attn_mha_grad *g,
     gr->out[G_BV] = g->d_bv;
     gr->out[G_BO] = g->d_bo;
     gr->out[G_POS] = g->d_pos_table;
+    gr->out[G_ADDW] = g->d_additive_w;
     gr->n[G_XQ] = nq * d;
     gr->n[G_XKV] = nkv * d;
     gr->n[G_WQ] = dq * d;
@@ -146,6 +151,7 @@ static attn_status check_grads(const attn_mha_call *c, const attn_mha_grad *g,
     gr->n[G_BQ] = dq;
     gr->n[G_BK] = gr->n[G_BV] = dkv;
     gr->n[G_BO] = d;
+    gr->n[G_ADDW] = dq;
     gr->n[G_POS] = m->posenc == ATTN_POSENC_LEARNED && m->pos_table_len > 0
                        ? (size_t)m->pos_table_len * d
                        : 0;
@@ -217,6 +223,7 @@ static attn_status run_backward(attn_context *ctx, const attn_mha_call *c,
     sg.dq = dqh;
     sg.dk = dkh;
     sg.dv = dvh;
+    sg.d_additive_w = gr->t[G_ADDW];
     if ((st = attn_sdpa_backward(ctx, &sd, &sg)))
         return attn_fail(err, st, "%s", attn_context_last_error(ctx));
 
@@ -317,11 +324,6 @@ attn_status attn_mha_backward(attn_context *ctx, const attn_mha_desc *m,
     if ((st = attn_validate_mha(&c, &err)) ||
         (st = check_grads(&c, g, &gr, &err)))
         return attn_api_report(ctx, fn, st, &err);
-    if (m->score == ATTN_SCORE_ADDITIVE) {
-        attn_fail(&err, ATTN_ERR_UNSUPPORTED,
-                  "the ADDITIVE score has no backward pass yet");
-        return attn_api_report(ctx, fn, ATTN_ERR_UNSUPPORTED, &err);
-    }
     if (saved && (saved->batch == 0 || !same_shape(saved, &c))) {
         INVALID("saved holds the activations of other sizes (or of a "
                 "forward that failed)");

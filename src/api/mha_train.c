@@ -260,11 +260,6 @@ attn_status attn_mha_forward_train(attn_context *ctx, const attn_mha_desc *m,
     c.y = y;
     if ((st = attn_validate_mha(&c, &err)))
         return attn_api_report(ctx, fn, st, &err);
-    if (m->score == ATTN_SCORE_ADDITIVE) {
-        attn_fail(&err, ATTN_ERR_UNSUPPORTED,
-                  "the ADDITIVE score has no backward pass yet");
-        return attn_api_report(ctx, fn, ATTN_ERR_UNSUPPORTED, &err);
-    }
     need = attn_mha_saved_floats(&c);
     s = *saved;
     if (!s || s->cap < need) {
