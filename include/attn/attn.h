@@ -367,7 +367,15 @@ typedef enum attn_score {
 /** The element type of q, k, v and o. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /**< float */
-    ATTN_F16      /**< IEEE binary16 stored as uint16_t; math in float */
+    ATTN_F16,     /**< IEEE binary16 stored as uint16_t; math in float */
+    ATTN_BF16     /**< bfloat16 (a float's top 16 bits) stored as uint16_t;
+                       math in float.  Loads are exact; stores round to
+                       nearest even, keep NaN a NaN, turn a value past the
+                       largest bfloat16 into an infinity and one below
+                       2^-126 in magnitude into a zero of its sign (as
+                       VCVTNEPS2BF16 does, on every backend).  8
+                       significant bits: a stored output is within 2^-8
+                       of its float value, relatively */
 } attn_dtype;
 
 /** The shape of an additive bias.  Each is [B, H, Q, seq_kv], row-major,
@@ -796,10 +804,11 @@ ATTN_API void attn_mha_destroy(attn_mha_layer *layer);
 /** Runs layer (created on ctx) as attn_mha_forward runs its descriptor,
  * with the layer's scale, on activations of dtype: x_q [batch, seq_q,
  * d_model], x_kv [batch, seq_kv, d_model] or NULL, y [batch, seq_q,
- * d_model], each ATTN_F32 (float) or ATTN_F16 (uint16_t halves, converted
- * to float on the way in and rounded to nearest even on the way out; the
- * math is float's either way).  The attention runs the kernel variant
- * attn_sdpa would run for the step's descriptor (options.path,
+ * d_model], each ATTN_F32 (float), ATTN_F16 (uint16_t halves) or
+ * ATTN_BF16 (uint16_t bfloat16), converted to float on the way in and
+ * rounded on the way out as attn_dtype says; the math is float's either
+ * way (the weights, biases and KV cache stay float).  The attention runs the
+ * kernel variant attn_sdpa would run for the step's descriptor (options.path,
  * options.kernel).
  *
  * With cache NULL the call is attn_mha_forward's: query positions

@@ -32,7 +32,7 @@
 
 enum { P_BC, P_EMULATE, P_MIN_SEQ_KV, N_PARAMS };
 
-#define BR    64 /* query rows per work-group: 4 waves of 16 */
+#define BR 64 /* query rows per work-group: 4 waves of 16 */
 
 static const attn_cl_param params[N_PARAMS] = {
     {"bc", NULL, 16, 64, 64, ATTN_CL_PARAM_POW2,
@@ -121,6 +121,10 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim, wg = wg_of(unit_of(lim, t));
+    if (d->dtype == ATTN_BF16)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the amdmm kernel takes F32 or F16 storage, not "
+                         "BF16");
     if (!mode_of(lim, d))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the amdmm kernel computes at TF32 (F16 storage: f16 "

@@ -25,8 +25,8 @@
 
 enum { P_BC, P_MIN_SEQ_KV, N_PARAMS };
 
-#define WG    128 /* 4 warps of 32 */
-#define BR    64  /* query rows per work-group */
+#define WG 128 /* 4 warps of 32 */
+#define BR 64  /* query rows per work-group */
 
 static const attn_cl_param params[N_PARAMS] = {
     {"bc", NULL, 16, 64, 64, ATTN_CL_PARAM_POW2,
@@ -89,6 +89,9 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim;
+    if (d->dtype == ATTN_BF16)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the mma kernel takes F32 or F16 storage, not BF16");
     if (!mode_of(lim, d))
         return attn_fail(
             err, ATTN_ERR_UNSUPPORTED,
