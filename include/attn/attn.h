@@ -197,10 +197,10 @@ typedef enum attn_log_level {
  * O = P V (attn_options.precision, or ATTN_PRECISION).  A permission, not
  * an obligation: a kernel may compute more exactly than asked, never less;
  * attn_sdpa_precision says which precision a shape runs at.  Sums are in
- * float at every precision, F16 storage included.  The native backend
- * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS, or AMX TDPBF16PS where
- * the CPU has AMX-BF16), for dot scores outside its decode form (few query
- * rows per K/V head).  The OpenCL variant
+ * float at every precision, F16 and BF16 storage included.  The native
+ * backend runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS, or AMX TDPBF16PS
+ * where the CPU has AMX-BF16), for dot scores outside its decode form (few
+ * query rows per K/V head).  The OpenCL variant
  * "mma" (NVIDIA tensor cores, compute capability 8.0 or newer) runs TF32
  * when TF32 or BF16 is asked (F32 storage: TF32 products; F16 storage: f16
  * products, Q K^T exact and P rounded to f16 for P V) and 3XTF32 when it
@@ -210,8 +210,10 @@ typedef enum attn_log_level {
  * TF32, on gfx940-942 only) and declines 3XTF32; "xmx" (Intel XMX
  * matrix units, subgroups of 8) runs TF32 when TF32 or BF16 is asked,
  * for F16 storage only (f16 products, Q K^T exact and P rounded to f16
- * for P V).  Everything else computes as EXACT, which is within every
- * bound.
+ * for P V).  mma and amdmm decline BF16 storage.  Everything else computes
+ * as EXACT, which is within every bound.  With BF16 storage, BF16
+ * products leave k and v as they are (bfloat16 already) and round the
+ * scaled q and p as for any storage.
  *
  * Error bounds, against exact arithmetic on the same inputs, for a row
  * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
@@ -546,7 +548,8 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  *     NaN is never dropped.  lse[i] and the other columns are unaffected.
  *  7. Every element these rules do not name is what the call gives
  *     without the non-finite values (up to float rounding).
- * F16 NaN and +-inf halves become float NaN and +-inf, and back.  scale
+ * F16 and BF16 NaN and +-inf become float NaN and +-inf, and back (a
+ * stored NaN stays a NaN).  scale
  * must be finite (ATTN_ERR_INVALID_ARGUMENT otherwise); the values of the
  * bias and additive_w are data and are not checked.  The rules assume IEEE
  * arithmetic: an OpenCL device profile whose build options include
@@ -619,7 +622,8 @@ typedef struct attn_sdpa_grad {
  * visible key (lse = -INFINITY) gets zero dq; NaN or infinity elsewhere
  * spreads through the sums as float arithmetic does.  Working memory: O(seq)
  * per worker, no seq_q x seq_kv matrix (one [batch, heads_q, seq_q, head_dim]
- * float buffer per worker for dq's partial sums, the F32 copies of F16 inputs).
+ * float buffer per worker for dq's partial sums, the F32 copies of F16 or
+ * BF16 inputs).
  * The native backend computes it; a context on an OpenCL device runs it
  * natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL
  * tensor, an invalid d as attn_sdpa checks it, an output overlapping another

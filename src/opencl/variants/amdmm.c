@@ -10,9 +10,9 @@
  * storage: f16 products with P rounded to f16; F32 storage: xf32 products,
  * inputs rounded to TF32, on gfx940-942 only: gfx908 / gfx90a MFMA and
  * RDNA3 WMMA have no TF32-class instruction, so F32 is declined there).
- * 3XTF32 is declined (the mma variant's).  Head sizes 32, 64, 96 and 128
- * (head_dim_v the same), dot-product scores; every mask, GQA, kv_len, bias
- * and lse.
+ * 3XTF32 is declined (the mma variant's), and so is BF16 storage.  Head sizes
+ * 32, 64, 96 and 128 (head_dim_v the same), dot-product scores; every mask,
+ * GQA, kv_len, bias and lse.
  *
  * Where it runs: AUTO takes it on AMD GPUs whose gfx target (the device
  * name under AMD's OpenCL, attn_cl_amd_gfx) has the unit, built for that

@@ -7,9 +7,9 @@
  * It computes at the context's precision (attn.h) and never more exactly,
  * so it takes a shape only when the precision permits it: TF32 or BF16
  * asked (F16 storage: f16 products with P rounded to f16; F32: TF32
- * products) or 3XTF32 (F32 storage only).  Head sizes 32, 64, 96 and 128
- * (head_dim_v the same), dot-product scores; every mask, GQA, kv_len,
- * bias and lse.
+ * products) or 3XTF32 (F32 storage only); BF16 storage is declined.  Head
+ * sizes 32, 64, 96 and 128 (head_dim_v the same), dot-product scores; every
+ * mask, GQA, kv_len, bias and lse.
  *
  * Where it runs: AUTO takes it on NVIDIA devices of compute capability 8.0
  * or newer (cl_nv_device_attribute_query), and a failed build (a driver
