@@ -156,39 +156,16 @@ void attn_bf16_to_float_n(const uint16_t *src, float *dst, size_t n)
         dst[i] = bits_float((uint32_t)src[i] << 16);
 }
 
+/* Only the outputs are stored (a row of O per query row), so the
+ * integer rounding stays scalar where the instruction is missing. */
 void attn_float_to_bf16_n(const float *src, uint16_t *dst, size_t n)
 {
-    size_t i = 0;
 #if defined(ATTN_ISA_BF16) && defined(ATTN_ISA_SUFFIX)
     if (have_cvtneps2bf16()) {
         attn_kern_float_to_bf16_n(src, dst, n);
         return;
     }
 #endif
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-    {
-        const __m512i lsb = _mm512_set1_epi32(1),
-                      bias = _mm512_set1_epi32(0x7fff);
-        const __m512i expm = _mm512_set1_epi32(0x7f800000);
-        const __m512i absm = _mm512_set1_epi32(0x7fffffff);
-        const __m512i sgn = _mm512_set1_epi32((int)0x80000000u);
-        const __m512i quiet = _mm512_set1_epi32(0x400000);
-        for (; i + 16 <= n; i += 16) {
-            __m512i x = _mm512_castps_si512(_mm512_loadu_ps(src + i));
-            __m512i r = _mm512_add_epi32(
-                _mm512_add_epi32(x, bias),
-                _mm512_and_si512(_mm512_srli_epi32(x, 16), lsb));
-            __mmask16 nan =
-                _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, absm), expm);
-            __mmask16 tiny = _mm512_testn_epi32_mask(x, expm);
-            r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(x, quiet));
-            r = _mm512_mask_mov_epi32(r, tiny, _mm512_and_si512(x, sgn));
-            _mm256_storeu_si256(
-                (__m256i *)(void *)(dst + i),
-                _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
-        }
-    }
-#endif
-    for (; i < n; i++)
+    for (size_t i = 0; i < n; i++)
         dst[i] = float_to_bf16(src[i]);
 }
