@@ -38,12 +38,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Binary16 copies of x (into h) and x rounded to them (in place). */
-static void to_f16(float *x, uint16_t *h, size_t n)
+/* 16-bit copies of x (into h: binary16, or bfloat16 when kind is 2) and
+ * x rounded to them (in place). */
+static void to_f16(float *x, uint16_t *h, size_t n, int kind)
 {
     for (size_t i = 0; i < n; i++) {
-        h[i] = util_to_half(x[i]);
-        x[i] = util_from_half(h[i]);
+        h[i] = kind == 2 ? util_to_bf16(x[i]) : util_to_half(x[i]);
+        x[i] = kind == 2 ? util_from_bf16(h[i]) : util_from_half(h[i]);
     }
 }
 
@@ -78,7 +79,7 @@ static int host_inputs_make(host_inputs *hi, size_t q_cnt, size_t kv_cnt,
             return -1;
         util_fill(hi->f[i], cnt[i], seed[i]);
         if (f16)
-            to_f16(hi->f[i], hi->h[i], cnt[i]);
+            to_f16(hi->f[i], hi->h[i], cnt[i], f16);
     }
     return 0;
 }

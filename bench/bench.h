@@ -108,9 +108,9 @@ typedef struct options {
     double max_mem_mib; /* skip cases whose S matrix would exceed this */
     const char *plot;   /* PNG to write (through bench/plot.py) */
     const char *plot_script;
-    int f16;               /* --dtype f16: Q, K, V and O in binary16 */
-    int rss;               /* --rss: measure peak RSS instead of timing */
-    int triad_mib;         /* --triad-mib: per array; 0: no triad; -1: auto */
+    int f16;       /* --dtype: 0 f32, 1 f16 (binary16), 2 bf16 (bfloat16) */
+    int rss;       /* --rss: measure peak RSS instead of timing */
+    int triad_mib; /* --triad-mib: per array; 0: no triad; -1: auto */
     const char *rss_child; /* internal: impl measured in this child */
 } options;
 
@@ -231,6 +231,10 @@ void util_fill(float *x, size_t n, uint64_t seed);
 /* IEEE binary16 <-> binary32, round to nearest even (finite inputs). */
 uint16_t util_to_half(float f);
 float util_from_half(uint16_t h);
+uint16_t util_to_bf16(float f);
+float util_from_bf16(uint16_t h);
+/* "f32", "f16" or "bf16" for the storage kind of options.f16 (0, 1, 2). */
+const char *util_dtype_name(int kind);
 /* Max abs error of o against a double-precision reference on up to
  * rows_per_head evenly spread query rows of every (batch, head); when that
  * would take more than about 2^28 multiply-adds per product, on every

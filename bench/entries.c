@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int f16_widen(void *o, size_t cnt)
+int f16_widen(void *o, size_t cnt, int kind)
 {
     uint16_t *tmp = malloc(cnt * sizeof *tmp);
     if (!tmp)
@@ -26,7 +26,7 @@ int f16_widen(void *o, size_t cnt)
     memcpy(tmp, o, cnt * sizeof *tmp);
     float *f = o;
     for (size_t j = 0; j < cnt; j++)
-        f[j] = util_from_half(tmp[j]);
+        f[j] = kind == 2 ? util_from_bf16(tmp[j]) : util_from_half(tmp[j]);
     free(tmp);
     return 0;
 }
@@ -103,7 +103,7 @@ static float *native_output(const options *opt, timed_entry *es,
     if (!ref)
         return NULL;
     memcpy(ref, es[0].o, cnt * (in->f16 ? 2 : 4));
-    if (in->f16 && f16_widen(ref, cnt) != 0) {
+    if (in->f16 && f16_widen(ref, cnt, in->f16) != 0) {
         free(ref);
         return NULL;
     }

@@ -119,8 +119,9 @@ static const cli_option option_table[] = {
     {"warmup", K_WARMUP, "W", "untimed runs before timing (default 1)"},
     {"causal", K_CAUSAL, "MODE", "no, yes or both (default both)"},
     {"dtype", K_DTYPE, "TYPE",
-     "f32 (default) or f16: Q, K, V and O in binary16; f16\n"
-     "leaves out clblast, ggml, numpy and torch (f32 only)"},
+     "f32 (default), f16 (Q, K, V and O in binary16) or bf16\n"
+     "(bfloat16); f16 leaves out clblast, ggml, numpy and torch\n"
+     "(f32 only), bf16 every peer"},
     {"no-peers", K_NO_PEERS, NULL, "time libattn only"},
     {"no-ggml", K_NO_GGML, NULL, "leave out the ggml peer"},
     {"no-numpy", K_NO_NUMPY, NULL, "leave out the numpy peer"},
@@ -266,7 +267,7 @@ static int on_option(void *user, int key, const char *val)
 {
     static const char *const causal[] = {"no", "yes", "both"};
     static const char *const kv[] = {"", "f16", "f32", "both"};
-    static const char *const dtype[] = {"f32", "f16"};
+    static const char *const dtype[] = {"f32", "f16", "bf16"};
     options *o = user;
     int mib = 0;
     switch (key) {
@@ -294,7 +295,7 @@ static int on_option(void *user, int key, const char *val)
         return parse_choice(val, kv, 4, &o->ggml_kv) || o->ggml_kv == 0 ? -1
                                                                         : 0;
     case K_DTYPE:
-        return parse_choice(val, dtype, 2, &o->f16);
+        return parse_choice(val, dtype, 3, &o->f16);
     case K_NO_PEERS:
         o->peers = 0;
         return 0;
@@ -414,6 +415,8 @@ int options_parse(int argc, char **argv, options *o)
         o->ggml = o->numpy = o->torch = 0;
         o->impls &= ~(1u << IMPL_CLBLAST);
     }
+    if (o->f16 == 2) /* the peers are not handed bfloat16 */
+        o->peers = 0;
     if (!o->peers) {
         o->ggml = o->numpy = o->torch = o->torch_cuda = 0;
         o->impls &= ~((1u << IMPL_CLBLAST) | (1u << IMPL_OPENVINO) |

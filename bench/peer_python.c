@@ -71,7 +71,7 @@ void python_peer_run(const options *opt, const py_job *job, py_result *r)
         argv[a++] = "--seq-q";
         argv[a++] = ssq;
         argv[a++] = "--dtype";
-        argv[a++] = job->f16 ? "f16" : "f32";
+        argv[a++] = util_dtype_name(job->f16);
         argv[a++] = "--warmup";
         argv[a++] = sw;
     }

@@ -62,7 +62,7 @@ int serve_start(const options *opt, const serve_job *job, serve_peer **out,
         "--batch",     v[3],         "--heads",
         v[4],          "--kv-heads", v[5],
         "--dim",       v[6],         "--seq-q",
-        v[7],          "--dtype",    job->f16 ? "f16" : "f32",
+        v[7],          "--dtype",    util_dtype_name(job->f16),
         "--in",        job->in_path, "--out",
         job->out_path, NULL};
     serve_peer *p = calloc(1, sizeof *p);

@@ -111,7 +111,7 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
     csv_quote(r->label, label, sizeof label);
     csv_quote(r->note ? r->note : "n/a", note, sizeof note);
     csv_quote(r->device, dev, sizeof dev);
-    const char *dtype = r->f16 ? "f16" : "f32";
+    const char *dtype = util_dtype_name(r->f16);
     if (!r->ok) {
         printf("%s  %-40s %-10s  %s\n", head, r->label,
                r->kernel[0] ? r->kernel : "", r->note ? r->note : "n/a");
@@ -185,7 +185,7 @@ void report_row(const options *opt, int first, const row *r, double lib_ms)
 void report_section(const options *opt, const shape *s)
 {
     printf("--- B=%d H=%d kv_heads=%d d=%d %s%s ---\n", s->batch, s->heads,
-           s->kv_heads, s->head_dim, opt->f16 ? "f16" : "f32",
+           s->kv_heads, s->head_dim, util_dtype_name(opt->f16),
            opt->resident ? ", OpenCL rows: kernel time (events)" : "");
 }
 
@@ -202,7 +202,7 @@ void report_preamble(const options *opt, const peer_state *ps,
            attn_version(), di->name,
            di->kind == ATTN_DEVICE_NATIVE ? "native" : "OpenCL", opt->threads,
            opt->threads == 1 ? "" : "s", opt->batch, opt->heads, opt->kv_heads,
-           dims, opt->f16 ? "f16" : "f32");
+           dims, util_dtype_name(opt->f16));
     if (opt->decode_only || opt_has(opt, IMPL_CL_DECODE))
         printf("decode case: seq_q=%d against seq_kv=N%s\n", opt->seq_q,
                opt->decode_only ? " (only)" : "");
@@ -210,7 +210,9 @@ void report_preamble(const options *opt, const peer_state *ps,
         printf("--resident: OpenCL rows (cl-*, clblast) time the kernels by "
                "event profiling on device buffers; 'wall ms' is the host time "
                "per call; native, ggml and python rows as usual\n");
-    if (opt->f16)
+    if (opt->f16 == 2)
+        printf("bf16: the peers are not handed bfloat16 and are left out\n");
+    else if (opt->f16)
         printf("f16: clblast, ggml, numpy and torch take f32 only and are "
                "left out\n");
     if (opt->torch_cuda)
@@ -357,7 +359,7 @@ static void peer_summary(void)
         printf("  B=%d H=%d/%d d=%d %s seq_q=%d N=%d %s: %s (%s, %s) %.3g vs "
                "%s (%s) %.3g: %.2fx\n",
                p->s.batch, p->s.heads, p->s.kv_heads, p->s.head_dim,
-               p->f16 ? "f16" : "f32", p->s.seq_q, p->s.seq_kv,
+               util_dtype_name(p->f16), p->s.seq_q, p->s.seq_kv,
                p->causal ? "causal" : "non-causal", best->key, best->kernel,
                best->timing, fl / best->median_ms, p->key, p->timing,
                fl / p->median_ms, p->median_ms / best->median_ms);
@@ -390,7 +392,7 @@ static void runtime_summary(void)
         printf("  B=%d H=%d/%d d=%d %s seq_q=%d N=%d %s: native %.3f ms vs "
                "%s %.3f ms: %.2fx",
                nat->s.batch, nat->s.heads, nat->s.kv_heads, nat->s.head_dim,
-               nat->f16 ? "f16" : "f32", nat->s.seq_q, nat->s.seq_kv,
+               util_dtype_name(nat->f16), nat->s.seq_q, nat->s.seq_kv,
                nat->causal ? "causal" : "non-causal", nat->median_ms,
                best->label, best->median_ms, x);
         if (goal > 0)

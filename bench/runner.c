@@ -63,7 +63,7 @@ static void add_attn(timed_entry *es, int *n_es, case_rows *cr,
     e->reps = reps;
     e->kind = ri && id != IMPL_NATIVE ? EX_RESIDENT : EX_ATTN;
     /* host outputs hold floats: binary16 results are widened in place */
-    e->o = o ? o : malloc(o_bytes * (d->dtype == ATTN_F16 ? 2 : 1));
+    e->o = o ? o : malloc(o_bytes * (d->dtype == ATTN_F32 ? 1 : 2));
     e->own_o = o == NULL;
     if (!e->o) {
         r->note = "out of memory";
@@ -389,7 +389,7 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
         if (!e->r->ok || e->kind == EX_SERVE) /* checked before timing */
             continue;
         if (in->f16 && (e->kind == EX_ATTN || e->kind == EX_RESIDENT) &&
-            f16_widen(e->o, cnt) != 0) {
+            f16_widen(e->o, cnt, in->f16) != 0) {
             e->r->diff = NAN;
             continue;
         }

@@ -82,7 +82,7 @@ void time_entries(const options *opt, timed_entry *es, int n_es,
                   const res_inputs *ri, const case_inputs *in);
 /* o holds cnt binary16 values in its first half: makes them floats.  0, or
  * -1 when out of memory. */
-int f16_widen(void *o, size_t cnt);
+int f16_widen(void *o, size_t cnt, int kind);
 
 /* ---- runner_rt.c ---- */
 

@@ -103,7 +103,7 @@ void shape_desc(const shape *s, int causal, int f16, attn_sdpa_desc *d)
     d->seq_kv = s->seq_kv;
     d->head_dim = d->head_dim_v = s->head_dim;
     d->mask.causal = causal;
-    d->dtype = f16 ? ATTN_F16 : ATTN_F32;
+    d->dtype = f16 == 2 ? ATTN_BF16 : f16 ? ATTN_F16 : ATTN_F32;
 }
 
 double util_flops(const shape *s, int causal)
@@ -164,6 +164,32 @@ uint16_t util_to_half(float f)
     }
     /* subnormal or zero: a multiple of 2^-24, rounded to even */
     return (uint16_t)(sign | (uint16_t)lrintf(fabsf(f) * 16777216.0f));
+}
+
+/* bfloat16: to nearest even, NaN kept, float subnormals to a signed zero
+ * (attn.h, ATTN_BF16); back by a shift. */
+uint16_t util_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)(x >> 16 | 0x40u);
+    if ((x & 0x7f800000u) == 0)
+        return (uint16_t)(x >> 16 & 0x8000u);
+    return (uint16_t)((x + 0x7fffu + (x >> 16 & 1u)) >> 16);
+}
+
+float util_from_bf16(uint16_t h)
+{
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+const char *util_dtype_name(int kind)
+{
+    return kind == 2 ? "bf16" : kind ? "f16" : "f32";
 }
 
 float util_from_half(uint16_t h)

@@ -9,18 +9,43 @@
 #ifndef ATTN_F16
 #define ATTN_F16 0
 #endif
-/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16. */
+#ifndef ATTN_BF16
+#define ATTN_BF16 0
+#endif
+/* F16 stores IEEE halves; vload_half / vstore_half need no cl_khr_fp16.
+ * BF16 stores bfloat16 as ushort, a float's top 16 bits: a load shifts
+ * them back, a store rounds to nearest even in integers (NaN kept a quiet
+ * NaN, a float subnormal to a zero of its sign: the native backend's
+ * rounding), so no extension is needed either. */
 /* ATTN_LOAD4: four elements from element index i as a float4 (vloadn
- * needs only the element's alignment). */
+ * needs only the element's alignment); ATTN_LOAD16 sixteen. */
 #if ATTN_F16
 #define ATTN_T half
 #define ATTN_LOAD(p, i) vload_half((i), (p))
 #define ATTN_LOAD4(p, i) vload_half4(0, (p) + (i))
+#define ATTN_LOAD16(p, i) vload_half16(0, (p) + (i))
 #define ATTN_STORE(p, i, x) vstore_half_rte((x), (i), (p))
+#elif ATTN_BF16
+#define ATTN_T ushort
+#define ATTN_LOAD(p, i) as_float((uint)(p)[i] << 16)
+#define ATTN_LOAD4(p, i) as_float4(convert_uint4(vload4(0, (p) + (i))) << 16)
+#define ATTN_LOAD16(p, i)                                                      \
+    as_float16(convert_uint16(vload16(0, (p) + (i))) << 16)
+#define ATTN_STORE(p, i, x) ((p)[i] = attn_bf16_bits(x))
+static ushort attn_bf16_bits(float f)
+{
+    const uint x = as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (ushort)((x >> 16) | 0x40u);
+    if ((x & 0x7f800000u) == 0u)
+        return (ushort)((x >> 16) & 0x8000u);
+    return (ushort)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
 #else
 #define ATTN_T float
 #define ATTN_LOAD(p, i) ((p)[i])
 #define ATTN_LOAD4(p, i) vload4(0, (p) + (i))
+#define ATTN_LOAD16(p, i) vload16(0, (p) + (i))
 #define ATTN_STORE(p, i, x) ((p)[i] = (x))
 #endif
 /* Bit patterns, so that finite-math options cannot fold the tests. */

@@ -68,11 +68,7 @@
 static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
 {
     if (n >= 4) {
-#if ATTN_F16
-        return vload_half4(0, p + i);
-#else
-        return vload4(0, p + i);
-#endif
+        return ATTN_LOAD4(p, i);
     }
     float4 x = (float4)0.0f;
     x.s0 = ATTN_LOAD(p, i);
@@ -178,11 +174,7 @@ __kernel void attn_decode_split(
                                                          (size_t)d;
                 int c = 0;
                 for (; c + 4 <= d; c += 4) {
-#if ATTN_F16
-                    const float4 kc = vload_half4(0, k + kbase + (size_t)c);
-#else
-                    const float4 kc = vload4(0, k + kbase + (size_t)c);
-#endif
+                    const float4 kc = ATTN_LOAD4(k, kbase + (size_t)c);
                     if (!additive) {
 #pragma unroll
                         for (int r = 0; r < DC_MAXQ; r++)

@@ -148,11 +148,7 @@ static int fa_copy_row(__local float *dst, __global const ATTN_T *src,
     int16 bad = (int16)0;
     int c = 0, tail = 0;
     for (; c + 16 <= n; c += 16) {
-#if ATTN_F16
-        const float16 x = vload_half16(0, src + base + (size_t)c);
-#else
-        const float16 x = vload16(0, src + base + (size_t)c);
-#endif
+        const float16 x = ATTN_LOAD16(src, base + (size_t)c);
         vstore16(x, 0, dst + c);
         bad |= (as_uint16(x) & expo) == expo;
     }

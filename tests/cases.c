@@ -119,7 +119,7 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
     d->mask.kv_len = NULL;
     d->keep = NULL;
     d->q_start = d->kv_start = NULL;
-    size_t es = d->dtype == ATTN_F16 ? sizeof(uint16_t) : sizeof(float);
+    size_t es = d->dtype == ATTN_F32 ? sizeof(float) : sizeof(uint16_t);
     size_t bhq = (size_t)d->batch * (size_t)d->heads_q;
     size_t bhkv = (size_t)d->batch * (size_t)d->heads_kv;
     c->nq = bhq * (size_t)d->seq_q * (size_t)d->head_dim;
@@ -139,6 +139,10 @@ int sdpa_case_init(sdpa_case *c, const attn_sdpa_desc *shape, uint64_t seed,
         ref_fill_f16(&r, c->q, c->nq, -qk_amp, qk_amp);
         ref_fill_f16(&r, c->k, c->nk, -qk_amp, qk_amp);
         ref_fill_f16(&r, c->v, c->nv, -1.0, 1.0);
+    } else if (d->dtype == ATTN_BF16) {
+        ref_fill_bf16(&r, c->q, c->nq, -qk_amp, qk_amp);
+        ref_fill_bf16(&r, c->k, c->nk, -qk_amp, qk_amp);
+        ref_fill_bf16(&r, c->v, c->nv, -1.0, 1.0);
     } else {
         ref_fill_f32(&r, c->q, c->nq, -qk_amp, qk_amp);
         ref_fill_f32(&r, c->k, c->nk, -qk_amp, qk_amp);
@@ -214,7 +218,7 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
                     const unsigned char *skip_rows, const char *what)
 {
     const attn_sdpa_desc *d = &c->d;
-    size_t es = d->dtype == ATTN_F16 ? sizeof(uint16_t) : sizeof(float);
+    size_t es = d->dtype == ATTN_F32 ? sizeof(float) : sizeof(uint16_t);
     ref_sdpa_result own;
     int ok = 1;
     if (!ref) {

@@ -57,6 +57,58 @@ float ref_f16_to_f32(uint16_t h)
     return (float)((h & 0x8000u) ? -v : v);
 }
 
+/* ---- bfloat16 ------------------------------------------------------------ */
+
+uint16_t ref_f32_to_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    const uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+    const double a = fabs((double)f);
+
+    if (isnan(f))
+        return (uint16_t)(sign | 0x7fc0u);
+    if (isinf(f))
+        return (uint16_t)(sign | 0x7f80u);
+    if (a < 0x1p-126)
+        return sign;
+    int e;
+    (void)frexp(a, &e);                    /* a = m * 2^e, m in [0.5, 1) */
+    double r = nearbyint(ldexp(a, 8 - e)); /* in [128, 256] */
+    double v = ldexp(r, e - 8);            /* the rounded magnitude */
+    if (v >= 0x1p128)
+        return (uint16_t)(sign | 0x7f80u);
+    float fv = (float)v;
+    uint32_t vb;
+    memcpy(&vb, &fv, sizeof vb);
+    return (uint16_t)(sign | (vb >> 16));
+}
+
+float ref_bf16_to_f32(uint16_t h)
+{
+    const int e = (h >> 7) & 0xff, m = h & 0x7f;
+    double v;
+    if (e == 0)
+        v = ldexp((double)m, -133);
+    else if (e == 255)
+        v = m ? NAN : INFINITY;
+    else
+        v = ldexp((double)(128 + m), e - 134);
+    return (float)((h & 0x8000u) ? -v : v);
+}
+
+double ref_elem(attn_dtype dt, const void *x, size_t i)
+{
+    switch (dt) {
+    case ATTN_F16:
+        return (double)ref_f16_to_f32(((const uint16_t *)x)[i]);
+    case ATTN_BF16:
+        return (double)ref_bf16_to_f32(((const uint16_t *)x)[i]);
+    default:
+        return (double)((const float *)x)[i];
+    }
+}
+
 /* ---- PRNG -----------------------------------------------------------------
  */
 
@@ -95,6 +147,12 @@ void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = ref_f32_to_f16((float)ref_rng_uniform(r, lo, hi));
+}
+
+void ref_fill_bf16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = ref_f32_to_bf16((float)ref_rng_uniform(r, lo, hi));
 }
 
 /* ---- attention ------------------------------------------------------------
@@ -377,8 +435,7 @@ static double *to_f64(const void *x, size_t n, attn_dtype dt)
     if (!y)
         return NULL;
     for (size_t i = 0; i < n; i++)
-        y[i] = dt == ATTN_F16 ? (double)ref_f16_to_f32(((const uint16_t *)x)[i])
-                              : (double)((const float *)x)[i];
+        y[i] = ref_elem(dt, x, i);
     return y;
 }
 

@@ -29,13 +29,18 @@
  * visible keys of the row).
  *
  * F16 outputs are rounded to half: add REF_F16_REL * |ref| + REF_F16_ABS
- * (half an ulp, including the subnormal range).  lse is float for every
- * dtype.  A fully hidden row must give O exactly 0 and lse exactly -inf;
+ * (half an ulp, including the subnormal range).  BF16 outputs are rounded
+ * to bfloat16 (8 significant bits): add REF_BF16_REL * |ref| +
+ * REF_BF16_ABS, half an ulp (2^-8 relatively) and, for an output below
+ * 2^-126 that the store flushes to zero, that output's size.  lse is float for
+ * every dtype.  A fully hidden row must give O exactly 0 and lse exactly -inf;
  * any NaN fails. */
 #define REF_F32_ABS              3e-5
 #define REF_F32_REL              1e-4
 #define REF_F16_ABS              2.98023223876953125e-08 /* 2^-25 */
 #define REF_F16_REL              4.8828125e-04           /* 2^-11 */
+#define REF_BF16_ABS             0x1p-126
+#define REF_BF16_REL             0x1p-8
 #define REF_LSE_ABS              3e-5
 #define REF_LSE_REL              3e-5
 #define REF_LOGIT_ULPS(head_dim) ((double)(head_dim) + 8.0)
@@ -90,6 +95,16 @@ uint16_t ref_f32_to_f16(float f);
 /* Exact. */
 float ref_f16_to_f32(uint16_t h);
 
+/* ---- bfloat16 ------------------------------------------------------------ */
+/* Round to nearest even to 8 significant bits; overflow gives infinity,
+ * NaN stays NaN, a float below 2^-126 in magnitude gives a zero of its
+ * sign (attn.h, ATTN_BF16). */
+uint16_t ref_f32_to_bf16(float f);
+/* Exact. */
+float ref_bf16_to_f32(uint16_t h);
+/* Element i of an array of dtype dt, as a double. */
+double ref_elem(attn_dtype dt, const void *x, size_t i);
+
 /* ---- seeded PRNG (splitmix64) -------------------------------------------- */
 typedef struct ref_rng {
     uint64_t state;
@@ -104,6 +119,8 @@ int ref_rng_int(ref_rng *r, int lo, int hi);
 void ref_fill_f32(ref_rng *r, float *x, size_t n, double lo, double hi);
 /* Values drawn in float, then rounded to half. */
 void ref_fill_f16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi);
+/* Values drawn in float, then rounded to bfloat16. */
+void ref_fill_bf16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi);
 
 /* ---- attention ------------------------------------------------------------
  */

@@ -109,7 +109,7 @@ int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
                       const ref_sdpa_result *r, const void *o, const float *lse,
                       const unsigned char *skip_rows, attn_precision p)
 {
-    const int f16 = d->dtype == ATTN_F16;
+    const attn_dtype dt = d->dtype;
     const size_t dv = (size_t)r->dv;
     worst wo = {0, 0, 0.0, 0.0, 0.0, 0.0};
     worst wl = wo;
@@ -120,8 +120,7 @@ int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
         ref_row_tol(r, row, p, &tol_o, &tol_lse);
         for (size_t c = 0; c < dv; c++) {
             size_t e = row * dv + c;
-            double got = f16 ? (double)ref_f16_to_f32(((const uint16_t *)o)[e])
-                             : (double)((const float *)o)[e];
+            double got = ref_elem(dt, o, e);
             double want = r->o[e];
             if (r->hidden[row]) {
                 if (got != 0.0)
@@ -129,8 +128,10 @@ int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
                 continue;
             }
             double tol = REF_F32_ABS + REF_F32_REL * fabs(want) + tol_o;
-            if (f16)
+            if (dt == ATTN_F16)
                 tol += REF_F16_ABS + REF_F16_REL * fabs(want);
+            else if (dt == ATTN_BF16)
+                tol += REF_BF16_ABS + REF_BF16_REL * fabs(want);
             compare(&wo, e, got, want, tol);
         }
         if (lse) {

@@ -3,7 +3,7 @@
  * attn_sdpa_backward on the native backend: the double reference backward
  * (ref_bwd.c) checked by central finite differences of the double forward,
  * the library against that reference over every mask, GQA/MQA, kv_len,
- * both causal alignments, keep and F16, the non-finite rules, and the
+ * both causal alignments, keep, F16 and BF16, the non-finite rules, and the
  * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) the forward
  * runs on the device and the backward natively.
  *
@@ -12,7 +12,8 @@
  * TOL 1e-4 for F32 (float sums of a few hundred products, P recomputed
  * from a float lse) and 8e-3 for F16 (the forward's O and the gradients
  * stored as binary16, whose unit roundoff is 2^-11 ~ 4.9e-4, with D =
- * rowsum(dO * O) taken from that rounded O).
+ * rowsum(dO * O) taken from that rounded O), 8 times that for BF16
+ * (bfloat16's unit roundoff is 2^-8, 8 times binary16's).
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +25,9 @@
 
 #define TOL_F32 1e-4
 #define TOL_F16 8e-3
+/* TOL_F16 with bfloat16's rounding unit (2^-8) in place of binary16's
+ * (2^-11): the stored O, the rounded inputs and gradients all carry it */
+#define TOL_BF16 (TOL_F16 * 8.0)
 
 static attn_context *ctx1, *ctx3; /* one and three worker threads */
 
@@ -59,8 +63,7 @@ static size_t nkv_of(const attn_sdpa_desc *d)
 
 static double elem(const attn_sdpa_desc *d, const void *x, size_t i)
 {
-    return d->dtype == ATTN_F16 ? ref_f16_to_f32(((const uint16_t *)x)[i])
-                                : ((const float *)x)[i];
+    return ref_elem(d->dtype, x, i);
 }
 
 static double *to_f64(const attn_sdpa_desc *d, const void *x, size_t n)
@@ -75,7 +78,9 @@ static double *to_f64(const attn_sdpa_desc *d, const void *x, size_t n)
 static int close_to(const attn_sdpa_desc *d, const char *what, const void *got,
                     const double *want, size_t n)
 {
-    double m = 0.0, tol = d->dtype == ATTN_F16 ? TOL_F16 : TOL_F32;
+    double m = 0.0, tol = d->dtype == ATTN_F16    ? TOL_F16
+                          : d->dtype == ATTN_BF16 ? TOL_BF16
+                                                  : TOL_F32;
     for (size_t i = 0; i < n; i++)
         m = fmax(m, fabs(want[i]));
     for (size_t i = 0; i < n; i++) {
@@ -91,8 +96,10 @@ static int close_to(const attn_sdpa_desc *d, const char *what, const void *got,
 
 static void *fill(ref_rng *r, const attn_sdpa_desc *d, size_t n)
 {
-    void *x = malloc(n * (d->dtype == ATTN_F16 ? 2 : 4) + 1);
-    if (d->dtype == ATTN_F16)
+    void *x = malloc(n * (d->dtype == ATTN_F32 ? 4 : 2) + 1);
+    if (d->dtype == ATTN_BF16)
+        ref_fill_bf16(r, x, n, -1.0, 1.0);
+    else if (d->dtype == ATTN_F16)
         ref_fill_f16(r, x, n, -1.0, 1.0);
     else
         ref_fill_f32(r, x, n, -1.0, 1.0);
@@ -109,7 +116,7 @@ static int check_case(attn_context *ctx, const attn_sdpa_desc *d, uint64_t seed,
                  no = nq_of(d) * (size_t)d->head_dim_v,
                  nk = nkv_of(d) * (size_t)d->head_dim,
                  nv = nkv_of(d) * (size_t)d->head_dim_v,
-                 es = d->dtype == ATTN_F16 ? 2 : 4;
+                 es = d->dtype == ATTN_F32 ? 4 : 2;
     int ok = 0;
     ref_rng_seed(&r, seed);
     void *q = fill(&r, d, nq), *k = fill(&r, d, nk), *v = fill(&r, d, nv);
@@ -333,6 +340,17 @@ static void test_f16(void)
     CU_ASSERT(check_case(ctx1, &d, 41, "F16, top-left causal, kv_len"));
 }
 
+static void test_bf16(void)
+{
+    attn_sdpa_desc d = shape(1, 4, 2, 33, 100, 16, 8);
+    const int32_t kv_len[1] = {77};
+    d.dtype = ATTN_BF16;
+    CU_ASSERT(check_case(ctx3, &d, 42, "BF16"));
+    d.mask.causal = 1;
+    d.mask.kv_len = kv_len;
+    CU_ASSERT(check_case(ctx1, &d, 43, "BF16, causal, kv_len"));
+}
+
 /* Hidden keys hold NaN and infinity (behind kv_len): their
  * dk and dv are exactly 0 and nothing else turns NaN; a row with no
  * visible key (q NaN too) gets dq exactly 0. */
@@ -491,6 +509,7 @@ int main(void)
         {"causal, window, kv_len", test_masks},
         {"bias kinds and keep", test_biases_and_keep},
         {"F16", test_f16},
+        {"BF16", test_bf16},
         {"non-finite rules", test_non_finite},
         {"bad arguments", test_bad_arguments},
         {NULL, NULL}};

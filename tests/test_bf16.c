@@ -16,6 +16,8 @@
  * ones.  The rounding itself is
  * checked where it shows exactly: with one key, O is the value rounded to
  * bfloat16 and (with a zero bias) lse the rounded q times a key of 1.
+ * The store of BF16 storage (ATTN_BF16) is checked here too: each copy's
+ * against the oracle's rounding (test_bf16_storage checks the calls).
  * Private symbols: linked with the static library.
  */
 #include <math.h>
@@ -326,12 +328,77 @@ static void test_context(void)
     attn_context_destroy(ctx);
 }
 
+/* ---- storage (ATTN_BF16) --------------------------------------------------
+ * Each copy's float -> bfloat16 store (VCVTNEPS2BF16 in the avx512 copy
+ * where the CPU has AVX512_BF16, integer rounding elsewhere) against the
+ * oracle's, on every high half with low halves at and around the ties:
+ * the same bits, NaN kept a NaN with its sign. */
+typedef void (*store_fn)(const float *, uint16_t *, size_t);
+void attn_float_to_bf16_n_generic(const float *src, uint16_t *dst, size_t n);
+#ifdef ATTN_HAVE_ISA_AVX2
+void attn_float_to_bf16_n_avx2(const float *src, uint16_t *dst, size_t n);
+#endif
+#ifdef ATTN_HAVE_ISA_AVX512
+void attn_float_to_bf16_n_avx512(const float *src, uint16_t *dst, size_t n);
+#endif
+
+static void test_storage_rounding(void)
+{
+    static const uint32_t lows[] = {0x0000, 0x0001, 0x7fff, 0x8000,
+                                    0x8001, 0xc000, 0xffff, 0x1234};
+    const size_t nl = sizeof lows / sizeof lows[0], n = 65536 * nl;
+    float *x = malloc(n * sizeof *x);
+    uint16_t *got = malloc(n * sizeof *got);
+    struct {
+        attn_cpu_isa isa;
+        store_fn fn;
+        const char *name;
+    } copies[] = {
+        {ATTN_CPU_ISA_GENERIC, attn_float_to_bf16_n_generic, "generic"},
+#ifdef ATTN_HAVE_ISA_AVX2
+        {ATTN_CPU_ISA_AVX2, attn_float_to_bf16_n_avx2, "avx2"},
+#endif
+#ifdef ATTN_HAVE_ISA_AVX512
+        {ATTN_CPU_ISA_AVX512, attn_float_to_bf16_n_avx512, "avx512"},
+#endif
+    };
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    for (uint32_t h = 0; h < 65536; h++)
+        for (size_t l = 0; l < nl; l++) {
+            uint32_t u = h << 16 | lows[l];
+            memcpy(&x[h * nl + l], &u, sizeof u);
+        }
+    for (size_t c = 0; c < sizeof copies / sizeof copies[0]; c++) {
+        size_t bad = 0;
+        if (!attn_cpu_isa_available(copies[c].isa))
+            continue;
+        /* an odd length: the vector body and its tail */
+        copies[c].fn(x, got, n - 3);
+        for (size_t i = 0; i < n - 3; i++) {
+            uint16_t want = ref_f32_to_bf16(x[i]);
+            if (isnan(x[i]))
+                bad += (got[i] & 0x7f80u) != 0x7f80u || !(got[i] & 0x7fu) ||
+                       (got[i] & 0x8000u) != (want & 0x8000u);
+            else
+                bad += got[i] != want;
+        }
+        HARNESS_EXPECT(bad == 0, copies[c].name);
+        if (bad)
+            printf("\n%s: %zu stores differ from the oracle\n", copies[c].name,
+                   bad);
+    }
+    free(x);
+    free(got);
+}
+
 int main(void)
 {
     static const harness_test tests[] = {
         {"BF16 rounding: to nearest even, subnormals flushed", test_rounding},
         {"BF16 kernels within the BF16 bound", test_bound},
         {"a context asked for BF16", test_context},
+        {"BF16 storage: every copy's store rounding", test_storage_rounding},
         {NULL, NULL}};
     return harness_main("bf16", NULL, NULL, tests);
 }

@@ -143,10 +143,10 @@ static attn_context *create_with(const char *env, log_capture *lc, int *isa)
 static int small_problems_ok(attn_context *ctx, const char *what)
 {
     static const attn_score scores[] = {ATTN_SCORE_DOT, ATTN_SCORE_ADDITIVE};
-    static const attn_dtype dtypes[] = {ATTN_F32, ATTN_F16};
+    static const attn_dtype dtypes[] = {ATTN_F32, ATTN_F16, ATTN_BF16};
     int ok = 1;
     for (size_t s = 0; s < 2; s++)
-        for (size_t t = 0; t < 2; t++) {
+        for (size_t t = 0; t < 3; t++) {
             attn_sdpa_desc d;
             sdpa_case c;
             memset(&d, 0, sizeof d);
@@ -160,7 +160,7 @@ static int small_problems_ok(attn_context *ctx, const char *what)
             d.score = scores[s];
             d.dtype = dtypes[t];
             d.mask.causal = 1;
-            if (sdpa_case_init(&c, &d, 11 + s * 2 + t, 1.0, 0.0, 1) != 0)
+            if (sdpa_case_init(&c, &d, 11 + s * 3 + t, 1.0, 0.0, 1) != 0)
                 return 0;
             ok &= sdpa_case_check(ctx, &c, NULL, 1, NULL, what);
             sdpa_case_free(&c);

@@ -2,8 +2,8 @@
 /*
  * test_layer: the persistent multi-head layer (attn_mha_create,
  * attn_mha_forward_layer, attn_mha_destroy) against the double-precision
- * reference: its scale, F16 activations, a KV cache filled step by step
- * (prefill, single tokens, several tokens at once) against the full causal
+ * reference: its scale, F16 and BF16 activations, a KV cache filled step by
+ * step (prefill, single tokens, several tokens at once) against the full causal
  * sequence, a decoder loop against the layer's own full-sequence forward,
  * the weights held by the layer after the caller's copies are gone, and
  * every argument it refuses.
@@ -91,13 +91,17 @@ static int check_layer(const mha_case *c, float scale, attn_dtype dtype,
     attn_status st;
     if (!xq || !xkv || !y || !hq || !hkv || !hy || !want)
         goto out;
+    /* x as the layer sees it: rounded to the 16-bit dtype */
     for (size_t i = 0; i < nq; i++) {
-        hq[i] = to_half(c->x_q[i]);
-        xq[i] = dtype == ATTN_F16 ? from_half(hq[i]) : c->x_q[i];
+        hq[i] = dtype == ATTN_BF16 ? ref_f32_to_bf16(c->x_q[i])
+                                   : to_half(c->x_q[i]);
+        xq[i] = dtype == ATTN_F32 ? c->x_q[i] : (float)ref_elem(dtype, hq, i);
     }
     for (size_t i = 0; i < nkv; i++) {
-        hkv[i] = to_half(c->x_kv[i]);
-        xkv[i] = dtype == ATTN_F16 ? from_half(hkv[i]) : c->x_kv[i];
+        hkv[i] = dtype == ATTN_BF16 ? ref_f32_to_bf16(c->x_kv[i])
+                                    : to_half(c->x_kv[i]);
+        xkv[i] =
+            dtype == ATTN_F32 ? c->x_kv[i] : (float)ref_elem(dtype, hkv, i);
     }
     if (ref_mha_scaled(&c->m, scale, c->batch, c->seq_q, c->seq_kv, xq,
                        c->x_kv ? xkv : NULL, &c->mask, want) != 0)
@@ -113,8 +117,8 @@ static int check_layer(const mha_case *c, float scale, attn_dtype dtype,
                                     &c->mask, NULL, y);
     else
         st = attn_mha_forward_layer(ctx, layer, c->batch, c->seq_q, c->seq_kv,
-                                    ATTN_F16, hq, c->x_kv ? hkv : NULL,
-                                    &c->mask, NULL, hy);
+                                    dtype, hq, c->x_kv ? hkv : NULL, &c->mask,
+                                    NULL, hy);
     if (st != ATTN_OK) {
         printf("\nFAIL %s: attn_mha_forward_layer: %s (%s)\n", what,
                attn_status_string(st), attn_context_last_error(ctx));
@@ -126,6 +130,14 @@ static int check_layer(const mha_case *c, float scale, attn_dtype dtype,
             y[i] = from_half(hy[i]);
         ok = ref_check_f32(what, y, want, ny, REF_MHA_ABS,
                            REF_MHA_REL + 1.0 / 2048);
+    } else if (dtype == ATTN_BF16) {
+        /* y rounded to bfloat16: half an ulp, 2^-8 relative (REF_BF16_REL),
+         * on top of the float bound; the activations are O(1), far from
+         * the flushed range */
+        for (size_t i = 0; i < ny; i++)
+            y[i] = ref_bf16_to_f32(hy[i]);
+        ok = ref_check_f32(what, y, want, ny, REF_MHA_ABS,
+                           REF_MHA_REL + REF_BF16_REL);
     } else {
         ok = ref_check_f32(what, y, want, ny, REF_MHA_ABS, REF_MHA_REL);
     }
@@ -163,6 +175,9 @@ static void test_layer_like_forward(void)
             snprintf(what, sizeof what, "layer F16, posenc %d, %s", k,
                      self ? "self" : "cross");
             CU_ASSERT_TRUE(check_layer(&c, 0.0f, ATTN_F16, what));
+            snprintf(what, sizeof what, "layer BF16, posenc %d, %s", k,
+                     self ? "self" : "cross");
+            CU_ASSERT_TRUE(check_layer(&c, 0.0f, ATTN_BF16, what));
             mha_case_free(&c);
         }
 }

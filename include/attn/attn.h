@@ -197,10 +197,10 @@ typedef enum attn_log_level {
  * O = P V (attn_options.precision, or ATTN_PRECISION).  A permission, not
  * an obligation: a kernel may compute more exactly than asked, never less;
  * attn_sdpa_precision says which precision a shape runs at.  Sums are in
- * float at every precision, F16 storage included.  The native backend
- * runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS, or AMX TDPBF16PS where
- * the CPU has AMX-BF16), for dot scores outside its decode form (few query
- * rows per K/V head).  The OpenCL variant
+ * float at every precision, F16 and BF16 storage included.  The native
+ * backend runs BF16 on CPUs with AVX512_BF16 (VDPBF16PS, or AMX TDPBF16PS
+ * where the CPU has AMX-BF16), for dot scores outside its decode form (few
+ * query rows per K/V head).  The OpenCL variant
  * "mma" (NVIDIA tensor cores, compute capability 8.0 or newer) runs TF32
  * when TF32 or BF16 is asked (F32 storage: TF32 products; F16 storage: f16
  * products, Q K^T exact and P rounded to f16 for P V) and 3XTF32 when it
@@ -210,8 +210,10 @@ typedef enum attn_log_level {
  * TF32, on gfx940-942 only) and declines 3XTF32; "xmx" (Intel XMX
  * matrix units, subgroups of 8) runs TF32 when TF32 or BF16 is asked,
  * for F16 storage only (f16 products, Q K^T exact and P rounded to f16
- * for P V).  Everything else computes as EXACT, which is within every
- * bound.
+ * for P V).  mma and amdmm decline BF16 storage.  Everything else computes
+ * as EXACT, which is within every bound.  With BF16 storage, BF16
+ * products leave k and v as they are (bfloat16 already) and round the
+ * scaled q and p as for any storage.
  *
  * Error bounds, against exact arithmetic on the same inputs, for a row
  * with visible keys: M is the largest scale * sum_c |q_c k_c| (+ |bias|)
@@ -368,7 +370,15 @@ typedef enum attn_score {
 /** The element type of q, k, v and o. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /**< float */
-    ATTN_F16      /**< IEEE binary16 stored as uint16_t; math in float */
+    ATTN_F16,     /**< IEEE binary16 stored as uint16_t; math in float */
+    ATTN_BF16     /**< bfloat16 (a float's top 16 bits) stored as uint16_t;
+                       math in float.  Loads are exact; stores round to
+                       nearest even, keep NaN a NaN, turn a value past the
+                       largest bfloat16 into an infinity and one below
+                       2^-126 in magnitude into a zero of its sign (as
+                       VCVTNEPS2BF16 does, on every backend).  8
+                       significant bits: a stored output is within 2^-8
+                       of its float value, relatively */
 } attn_dtype;
 
 /** The shape of an additive bias.  Each is [B, H, Q, seq_kv], row-major,
@@ -540,7 +550,8 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  *     NaN is never dropped.  lse[i] and the other columns are unaffected.
  *  7. Every element these rules do not name is what the call gives
  *     without the non-finite values (up to float rounding).
- * F16 NaN and +-inf halves become float NaN and +-inf, and back.  scale
+ * F16 and BF16 NaN and +-inf become float NaN and +-inf, and back (a
+ * stored NaN stays a NaN).  scale
  * must be finite (ATTN_ERR_INVALID_ARGUMENT otherwise); the values of the
  * bias and additive_w are data and are not checked.  The rules assume IEEE
  * arithmetic: an OpenCL device profile whose build options include
@@ -622,8 +633,8 @@ typedef struct attn_sdpa_grad {
  * spreads through the sums as float arithmetic does.  Working memory: O(seq)
  * per worker, no seq_q x seq_kv matrix (one [batch, heads_q, seq_q, head_dim]
  * float buffer per worker for dq's partial sums, the F32 copies of F16
- * inputs); with dbias of a bias broadcast over the batch or the kv heads,
- * up to min(2 x workers, the pairs that share an entry) - 1 more float
+ * or BF16 inputs); with dbias of a bias broadcast over the batch or the kv
+ * heads, up to min(2 x workers, the pairs that share an entry) - 1 more float
  * copies of the bias's shape, at most 512 MiB (none for the other
  * shapes); with d_additive_w, head_dim floats per (batch, query head, 256
  * keys).  The native backend computes it; a context on an OpenCL device
@@ -810,10 +821,11 @@ ATTN_API void attn_mha_destroy(attn_mha_layer *layer);
 /** Runs layer (created on ctx) as attn_mha_forward runs its descriptor,
  * with the layer's scale, on activations of dtype: x_q [batch, seq_q,
  * d_model], x_kv [batch, seq_kv, d_model] or NULL, y [batch, seq_q,
- * d_model], each ATTN_F32 (float) or ATTN_F16 (uint16_t halves, converted
- * to float on the way in and rounded to nearest even on the way out; the
- * math is float's either way).  The attention runs the kernel variant
- * attn_sdpa would run for the step's descriptor (options.path,
+ * d_model], each ATTN_F32 (float), ATTN_F16 (uint16_t halves) or
+ * ATTN_BF16 (uint16_t bfloat16), converted to float on the way in and
+ * rounded on the way out as attn_dtype says; the math is float's either
+ * way (the weights, biases and KV cache stay float).  The attention runs the
+ * kernel variant attn_sdpa would run for the step's descriptor (options.path,
  * options.kernel).
  *
  * With cache NULL the call is attn_mha_forward's: query positions

@@ -106,8 +106,8 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * heads_q, heads_kv for GQA, head_dim, head_dim_v, scale, score, causal,
  * kv_len, dtype F32 or F16; the dot or the additive score).  kv_len,
  * when given, holds [batch] global key counts and must be the same on
- * every rank.  A window or a bias in d's mask is not supported
- * (ATTN_ERR_UNSUPPORTED).
+ * every rank.  A window or a bias in d's mask, and BF16 storage, are not
+ * supported (ATTN_ERR_UNSUPPORTED).
  *
  * Each rank passes its slice (attn_ring_rows gives local_rows): q_local
  * [batch, heads_q, local_rows, head_dim], k_local [batch, heads_kv,

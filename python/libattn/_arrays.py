@@ -1,25 +1,45 @@
 # SPDX-License-Identifier: Apache-2.0
 """Arrays in and out: numpy arrays as they are, any DLPack-capable CPU
 tensor (torch, jax, cupy on the host, ...) viewed through numpy without a
-copy, and results handed back as the caller's kind."""
+copy, and results handed back as the caller's kind.  numpy has no bfloat16:
+torch.bfloat16 tensors and ml_dtypes' bfloat16 arrays are viewed as BF16,
+their 16 bits in a one-field structured dtype (no copy either)."""
 
 import sys
 
 import numpy as np
 
-_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
+# bfloat16 bits as numpy holds them here (ATTN_BF16).
+BF16 = np.dtype([("bfloat16", "<u2")])
+
+_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, BF16: 2}
 
 
 class Kind:
-    """Where an input came from, so that results go back the same way."""
+    """Where an input came from, so that results go back the same way;
+    bf16 turns a BF16 result into the caller's bfloat16 type."""
 
-    def __init__(self, module=None):
+    def __init__(self, module=None, bf16=None):
         self.module = module
+        self.bf16 = bf16
 
     def back(self, arr):
+        if arr.dtype == BF16 and self.bf16 is not None:
+            return self.bf16(arr)
         if self.module is None:
             return arr
         return self.module(arr)
+
+
+def _torch_bf16(x):
+    """(BF16 view of a torch.bfloat16 CPU tensor, Kind), or None."""
+    torch = sys.modules.get("torch")
+    if torch is None or getattr(x, "dtype", None) is not torch.bfloat16:
+        return None
+    bits = np.from_dlpack(x.view(torch.int16))
+    return bits.view(BF16), Kind(
+        torch.from_dlpack,
+        lambda a: torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16))
 
 
 def _dlpack_module(x):
@@ -39,16 +59,16 @@ def as_numpy(x, name):
     """(numpy view of x, Kind).  Raises TypeError for what cannot be read
     as a host array."""
     if isinstance(x, np.ndarray):
+        if x.dtype.name == "bfloat16":  # ml_dtypes
+            return x.view(BF16), Kind(bf16=lambda a, dt=x.dtype: a.view(dt))
         return x, Kind()
     if hasattr(x, "__dlpack__"):
         try:
+            bf16 = _torch_bf16(x)
+            if bf16 is not None:
+                return bf16
             arr = np.from_dlpack(x)
         except (BufferError, TypeError, RuntimeError, ValueError) as e:
-            dtype = getattr(x, "dtype", None)
-            if dtype is not None and "bfloat16" in str(dtype):
-                raise TypeError(
-                    "%s: bfloat16 is not supported by libattn yet; use "
-                    "float32 or float16" % name) from None
             raise TypeError(
                 "%s: cannot read this %s as a host array through DLPack "
                 "(%s); tensors must be on the CPU and not require grad "
@@ -63,8 +83,8 @@ def as_numpy(x, name):
 def dtype_code(arr, name):
     code = _DTYPES.get(arr.dtype)
     if code is None:
-        raise TypeError("%s: dtype %s is not supported (float32 or float16)"
-                        % (name, arr.dtype))
+        raise TypeError("%s: dtype %s is not supported (float32, float16 "
+                        "or bfloat16)" % (name, arr.dtype))
     return code
 
 

@@ -105,7 +105,8 @@ typedef enum attn_score {
 } attn_score;
 typedef enum attn_dtype {
     ATTN_F32 = 0,
-    ATTN_F16
+    ATTN_F16,
+    ATTN_BF16
 } attn_dtype;
 typedef enum attn_bias_kind {
     ATTN_BIAS_NONE = 0,

@@ -60,7 +60,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     torch.nn.functional.scaled_dot_product_attention computes it.
 
     query (..., Hq, L, E), key (..., H, S, E), value (..., H, S, Ev): numpy
-    arrays or DLPack CPU tensors of float32 or float16 (all three alike);
+    arrays or DLPack CPU tensors of float32, float16 or bfloat16
+    (torch.bfloat16, or ml_dtypes' bfloat16 arrays; all three alike);
     the leading dimensions are the batch (2-D inputs are one head).
     attn_mask: bool (True takes part) or float (added), broadcastable to
     (..., Hq, L, S).  is_causal: query i sees keys j <= i (top-left, as

@@ -3,9 +3,9 @@
  * The persistent multi-head layer of attn.h (attn_mha_create,
  * attn_mha_forward_layer, attn_mha_destroy): the layer keeps its own
  * copies of the descriptor's arrays, and asks the backend to hold the
- * weights on each device once; a call converts F16 activations to float
- * and back around the float layer, moves the positions by the KV cache's
- * length and runs the same validation, plan and scheduler as
+ * weights on each device once; a call converts F16 or BF16 activations
+ * to float and back around the float layer, moves the positions by the KV
+ * cache's length and runs the same validation, plan and scheduler as
  * attn_mha_forward (api.c).
  */
 #include <math.h>
@@ -70,6 +70,29 @@ static uint16_t float_to_half(float f)
     /* Normal: drop 13 mantissa bits, to nearest even. */
     ax += 0xfffu + ((ax >> 13) & 1u);
     return (uint16_t)(sign | ((ax - 0x38000000u) >> 13));
+}
+
+/* ---- bfloat16 (a float's top half) -------------------------------------
+ * Round to nearest even, NaN kept (quieted), float subnormals to a signed
+ * zero: the native backend's rounding (attn.h, ATTN_BF16). */
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static uint16_t float_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40u);
+    if ((x & 0x7f800000u) == 0)
+        return (uint16_t)((x >> 16) & 0x8000u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
 /* ---- create and destroy ------------------------------------------------ */
@@ -248,14 +271,16 @@ static int overlaps(const void *a, size_t na, const void *b, size_t nb)
     return a && b && na && nb && x < y + nb && y < x + na;
 }
 
-/* The call with F16 activations: checks what the float call cannot see
- * (y against the halves), converts x into float copies, runs c on them
- * and rounds y back.  Sizes the float validation would refuse pass
- * straight to it. */
-static attn_status run_f16(attn_context *ctx, attn_mha_call *c,
-                           const uint16_t *x_q, const uint16_t *x_kv,
-                           uint16_t *y)
+/* The call with 16-bit activations (F16 or BF16, dt): checks what the
+ * float call cannot see (y against the 16-bit arrays), converts x into
+ * float copies, runs c on them and rounds y back.  Sizes the float
+ * validation would refuse pass straight to it. */
+static attn_status run_16(attn_context *ctx, attn_mha_call *c, attn_dtype dt,
+                          const uint16_t *x_q, const uint16_t *x_kv,
+                          uint16_t *y)
 {
+    float (*load)(uint16_t) = dt == ATTN_BF16 ? bf16_to_float : half_to_float;
+    uint16_t (*store)(float) = dt == ATTN_BF16 ? float_to_bf16 : float_to_half;
     static const char fn[] = "attn_mha_forward_layer";
     attn_err err = {{0}};
     size_t nxq, nxkv = 0, cache = 0, total;
@@ -289,21 +314,21 @@ static attn_status run_f16(attn_context *ctx, attn_mha_call *c,
     total = 2 * nxq + nxkv;
     if (!(buf = malloc(total * sizeof(float)))) {
         attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
-                  "cannot allocate the float copies of the F16 activations "
+                  "cannot allocate the float copies of the %s activations "
                   "(%zu floats)",
-                  total);
+                  dt == ATTN_BF16 ? "BF16" : "F16", total);
         return attn_api_report(ctx, fn, ATTN_ERR_OUT_OF_MEMORY, &err);
     }
     for (size_t i = 0; i < nxq; i++)
-        buf[i] = half_to_float(x_q[i]);
+        buf[i] = load(x_q[i]);
     for (size_t i = 0; i < nxkv; i++)
-        buf[nxq + i] = half_to_float(x_kv[i]);
+        buf[nxq + i] = load(x_kv[i]);
     c->x_q = buf;
     c->x_kv = x_kv ? buf + nxq : NULL;
     c->y = buf + nxq + nxkv;
     if ((s = attn_api_mha(ctx, fn, c)) == ATTN_OK)
         for (size_t i = 0; i < nxq; i++)
-            y[i] = float_to_half(c->y[i]);
+            y[i] = store(c->y[i]);
     free(buf);
     return s;
 }
@@ -335,7 +360,7 @@ attn_status attn_mha_forward_layer(attn_context *ctx, attn_mha_layer *layer,
                        : "the layer was created on another context");
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     }
-    if ((unsigned)dtype > ATTN_F16) {
+    if ((unsigned)dtype > ATTN_BF16) {
         INVALID("dtype %d is not an attn_dtype", (int)dtype);
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     }
@@ -377,7 +402,7 @@ attn_status attn_mha_forward_layer(attn_context *ctx, attn_mha_layer *layer,
     if (dtype == ATTN_F32)
         s = attn_api_mha(ctx, fn, &c);
     else
-        s = run_f16(ctx, &c, x_q, x_kv, y);
+        s = run_16(ctx, &c, dtype, x_q, x_kv, y);
     if (s == ATTN_OK && kv)
         cache->len = kv->len + seq_q;
     return s;

@@ -165,7 +165,7 @@ attn_status attn_keep_merge(const attn_sdpa_desc *d, attn_sdpa_desc *out,
 void attn_pad_rows_zero(const attn_sdpa_desc *d, const size_t ost[3], void *o,
                         float *lse)
 {
-    const size_t es = d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
     if (!d->q_start)
         return;
     for (int b = 0; b < d->batch; b++)

@@ -125,7 +125,7 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
                        d->heads_q, d->heads_kv);
     if ((unsigned)d->score > ATTN_SCORE_ADDITIVE)
         return INVALID("score %d is not an attn_score", (int)d->score);
-    if ((unsigned)d->dtype > ATTN_F16)
+    if ((unsigned)d->dtype > ATTN_BF16)
         return INVALID("dtype %d is not an attn_dtype", (int)d->dtype);
     if (!isfinite(d->scale))
         return INVALID("scale must be finite");
@@ -165,7 +165,7 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
                                    bi, (int)st[t][bi], st_max[t]);
     }
 
-    elem = d->dtype == ATTN_F16 ? 2 : 4;
+    elem = d->dtype == ATTN_F32 ? 4 : 2;
     dq[0] = dk[0] = dv[0] = dout[0] = (size_t)d->batch;
     dq[1] = dout[1] = (size_t)d->heads_q;
     dk[1] = dv[1] = (size_t)d->heads_kv;

@@ -110,6 +110,9 @@ int attn_cpu_amx_available(attn_cpu_isa isa);
  * each calls only its own functions. */
 #define attn_half_to_float_n       ATTN_ISA_FN(attn_half_to_float_n)
 #define attn_float_to_half_n       ATTN_ISA_FN(attn_float_to_half_n)
+#define attn_bf16_to_float_n       ATTN_ISA_FN(attn_bf16_to_float_n)
+#define attn_float_to_bf16_n       ATTN_ISA_FN(attn_float_to_bf16_n)
+#define attn_kern_float_to_bf16_n  ATTN_ISA_FN(attn_kern_float_to_bf16_n)
 #define attn_kern_qk               ATTN_ISA_FN(attn_kern_qk)
 #define attn_kern_additive         ATTN_ISA_FN(attn_kern_additive)
 #define attn_kern_softmax          ATTN_ISA_FN(attn_kern_softmax)
@@ -139,6 +142,32 @@ int attn_cpu_amx_available(attn_cpu_isa isa);
  * copies that have it (same results). */
 void attn_half_to_float_n(const uint16_t *src, float *dst, size_t n);
 void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n);
+/* bfloat16 (the top 16 bits of a float) to float: exact, a shift.  Float
+ * to bfloat16: round to nearest even, NaN kept NaN (quieted, sign and top
+ * payload kept), a finite value that rounds past the largest bfloat16
+ * becomes infinite, and a value below 2^-126 in magnitude (float
+ * subnormal) becomes a zero of its sign, as VCVTNEPS2BF16 does: the avx512
+ * copy runs that instruction where the CPU has AVX512_BF16, the others the
+ * same rounding in integers, so every copy gives the same bits. */
+void attn_bf16_to_float_n(const uint16_t *src, float *dst, size_t n);
+void attn_float_to_bf16_n(const float *src, uint16_t *dst, size_t n);
+/* 16-bit storage of dtype (ATTN_F16 or ATTN_BF16) to float and back. */
+static inline void attn_u16_to_float_n(attn_dtype dt, const uint16_t *src,
+                                       float *dst, size_t n)
+{
+    if (dt == ATTN_BF16)
+        attn_bf16_to_float_n(src, dst, n);
+    else
+        attn_half_to_float_n(src, dst, n);
+}
+static inline void attn_float_to_u16_n(attn_dtype dt, const float *src,
+                                       uint16_t *dst, size_t n)
+{
+    if (dt == ATTN_BF16)
+        attn_float_to_bf16_n(src, dst, n);
+    else
+        attn_float_to_half_n(src, dst, n);
+}
 #endif
 
 /* ---- native attention ----------------------------------------------------
@@ -263,6 +292,8 @@ void attn_kern_qk_bf16(int nq, int jn, int d, const uint32_t *qb,
  * packed values vb. */
 void attn_kern_pv_bf16(int nq, int jn, int dv, const float *p, uint32_t *pb,
                        const uint32_t *vb, const float *alpha, float *ot);
+/* attn_float_to_bf16_n with VCVTNEPS2BF16. */
+void attn_kern_float_to_bf16_n(const float *src, uint16_t *dst, size_t n);
 #endif
 
 /* ---- AMX micro-kernels (sdpa_kern_amx.c, the avx512 copy) -------------

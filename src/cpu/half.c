@@ -102,3 +102,70 @@ void attn_float_to_half_n(const float *src, uint16_t *dst, size_t n)
     for (; i < n; i++)
         dst[i] = float_to_half(src[i]);
 }
+
+/* ---- bfloat16 -------------------------------------------------------------
+ */
+
+static uint16_t float_to_bf16(float f)
+{
+    uint32_t x = float_bits(f);
+
+    if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: quieted, payload's top */
+        return (uint16_t)((x >> 16) | 0x40u);
+    if ((x & 0x7f800000u) == 0) /* zero or float subnormal: signed zero */
+        return (uint16_t)((x >> 16) & 0x8000u);
+    /* to nearest even; past the largest finite the carry makes inf */
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+#if defined(ATTN_ISA_BF16) && defined(ATTN_ISA_SUFFIX)
+#include <stdatomic.h>
+
+/* Whether this CPU has VCVTNEPS2BF16: asked once (0 unknown, 1 no, 2 yes). */
+static int have_cvtneps2bf16(void)
+{
+    static atomic_int known;
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        k = attn_cpu_bf16_available(ATTN_CPU_ISA_AVX512) ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+#endif
+
+void attn_bf16_to_float_n(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) {
+        __m256i h =
+            _mm256_loadu_si256((const __m256i *)(const void *)(src + i));
+        __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16);
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(w));
+    }
+#endif
+#if defined(__AVX2__)
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(w));
+    }
+#endif
+    for (; i < n; i++)
+        dst[i] = bits_float((uint32_t)src[i] << 16);
+}
+
+/* Only the outputs are stored (a row of O per query row), so the
+ * integer rounding stays scalar where the instruction is missing. */
+void attn_float_to_bf16_n(const float *src, uint16_t *dst, size_t n)
+{
+#if defined(ATTN_ISA_BF16) && defined(ATTN_ISA_SUFFIX)
+    if (have_cvtneps2bf16()) {
+        attn_kern_float_to_bf16_n(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        dst[i] = float_to_bf16(src[i]);
+}

@@ -345,7 +345,7 @@ attn_status attn_cpu_sdpa(attn_cpu *c, const attn_sdpa_desc *d, const void *q,
         jb.lay = *layout;
     else
         default_layout(d, &jb.lay);
-    jb.f16 = d->dtype == ATTN_F16;
+    jb.f16 = d->dtype == ATTN_BF16 ? 2 : d->dtype == ATTN_F16;
     jb.group = d->heads_q / d->heads_kv;
     jb.nqt = (d->seq_q + QT - 1) / QT;
     jb.tf32 = emulate == ATTN_PRECISION_TF32;

@@ -4,7 +4,7 @@
  * a call and runs its three jobs on the worker pool, in the copy of the
  * instruction set the attn_cpu was created with (sdpa_bwd_tile.c):
  *  1. prepare: D = rowsum(dO * O) per query row (and F32 copies of F16
- *     q, k, v and dO);
+ *     or BF16 q, k, v and dO);
  *  2. one item per (batch, kv head, key tile): the tile's dk and dv rows,
  *     complete (summed over the GQA group's query heads), so that no two
  *     items write the same output; each worker adds the tile's share of dq
@@ -15,7 +15,7 @@
  *  3. dq = the sum of the workers' buffers, by blocks of query rows; the
  *     dbias slices summed in order; d additive_w summed in order.
  * Memory per call: one dq buffer per worker, D (a float per query row),
- * a few key tiles of scratch per worker and, for F16, float copies of
+ * a few key tiles of scratch per worker and, for F16 or BF16, float copies of
  * q, k, v and dO: O(seq) per worker, never seq_q x seq_kv.  dbias adds
  * slices - 1 bias-sized buffers (none unless the bias is broadcast over
  * the batch or the kv heads; slices <= 2 x workers, and the buffers <=
@@ -124,7 +124,7 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
     memset(&jb, 0, sizeof jb);
     jb.d = d;
     jb.g = g;
-    jb.f16 = d->dtype == ATTN_F16;
+    jb.f16 = d->dtype != ATTN_F32; /* F16 or BF16: float copies */
     jb.workers = attn_pool_threads(pool);
     jb.group = d->heads_q / d->heads_kv;
     jb.nkt = (d->seq_kv + SDPA_BWD_KTILE - 1) / SDPA_BWD_KTILE;

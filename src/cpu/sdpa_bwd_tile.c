@@ -35,18 +35,22 @@ void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
     if (item >= nbh) {
         if (jb->f16) {
             size_t nk = (size_t)d->seq_kv, kv = item - nbh;
-            attn_half_to_float_n((const uint16_t *)jb->g->k + kv * nk * dh,
-                                 jb->k32 + kv * nk * dh, nk * dh);
-            attn_half_to_float_n((const uint16_t *)jb->g->v + kv * nk * dv,
-                                 jb->v32 + kv * nk * dv, nk * dv);
+            attn_u16_to_float_n(d->dtype,
+                                (const uint16_t *)jb->g->k + kv * nk * dh,
+                                jb->k32 + kv * nk * dh, nk * dh);
+            attn_u16_to_float_n(d->dtype,
+                                (const uint16_t *)jb->g->v + kv * nk * dv,
+                                jb->v32 + kv * nk * dv, nk * dv);
         }
         return;
     }
     if (jb->f16) {
-        attn_half_to_float_n((const uint16_t *)jb->g->q + item * sq * dh,
-                             jb->q32 + item * sq * dh, sq * dh);
-        attn_half_to_float_n((const uint16_t *)jb->g->d_o + item * sq * dv,
-                             jb->dout32 + item * sq * dv, sq * dv);
+        attn_u16_to_float_n(d->dtype,
+                            (const uint16_t *)jb->g->q + item * sq * dh,
+                            jb->q32 + item * sq * dh, sq * dh);
+        attn_u16_to_float_n(d->dtype,
+                            (const uint16_t *)jb->g->d_o + item * sq * dv,
+                            jb->dout32 + item * sq * dv, sq * dv);
     }
     float *orow = jb->scratch + (size_t)worker * jb->scratch_floats;
     for (size_t i = 0; i < sq; i++) {
@@ -54,8 +58,8 @@ void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
         const float *o, *g = jb->dout + row * dv;
         float acc = 0.0f;
         if (jb->f16) {
-            attn_half_to_float_n((const uint16_t *)jb->g->o + row * dv, orow,
-                                 dv);
+            attn_u16_to_float_n(d->dtype, (const uint16_t *)jb->g->o + row * dv,
+                                orow, dv);
             o = orow;
         } else {
             o = (const float *)jb->g->o + row * dv;
@@ -72,7 +76,7 @@ static void put_row(const struct attn_sdpa_bwd_job *jb, void *dst, size_t off,
                     const float *src, size_t n)
 {
     if (jb->f16)
-        attn_float_to_half_n(src, (uint16_t *)dst + off, n);
+        attn_float_to_u16_n(jb->d->dtype, src, (uint16_t *)dst + off, n);
     else
         memcpy((float *)dst + off, src, n * sizeof(float));
 }

@@ -68,13 +68,43 @@ static inline v16 load16h(const uint16_t *p)
 #endif
 }
 
+/* 16 bfloat16 as floats: each shifted into a float's top half. */
+static inline v16 load16b(const uint16_t *p)
+{
+#if defined(__AVX512F__)
+    return (v16)_mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                              (const __m256i *)(const void *)p)),
+                          16));
+#elif defined(__AVX2__)
+    __m256 a = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                              (const __m128i *)(const void *)p)),
+                          16));
+    __m256 b = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                              (const __m128i *)(const void *)(p + 8))),
+                          16));
+    v16 x;
+    memcpy(&x, &a, sizeof a);
+    memcpy((char *)&x + sizeof a, &b, sizeof b);
+    return x;
+#else
+    float t[16];
+    attn_bf16_to_float_n(p, t, 16);
+    return load16(t);
+#endif
+}
+
 #define DEC_INLINE static inline __attribute__((always_inline))
 
-/* Element i of a K or V row, F16 (h) or F32, as 16 floats or one. */
+/* Element i of a K or V row, F32 (h 0), F16 (1) or BF16 (2), as 16 floats
+ * or one. */
 DEC_INLINE v16 row16(const int h, const void *row, size_t i)
 {
-    return h ? load16h((const uint16_t *)row + i)
-             : load16((const float *)row + i);
+    return h == 2 ? load16b((const uint16_t *)row + i)
+           : h    ? load16h((const uint16_t *)row + i)
+                  : load16((const float *)row + i);
 }
 
 DEC_INLINE float row1(const int h, const void *row, size_t i)
@@ -82,7 +112,10 @@ DEC_INLINE float row1(const int h, const void *row, size_t i)
     float f;
     if (!h)
         return ((const float *)row)[i];
-    attn_half_to_float_n((const uint16_t *)row + i, &f, 1);
+    if (h == 2)
+        attn_bf16_to_float_n((const uint16_t *)row + i, &f, 1);
+    else
+        attn_half_to_float_n((const uint16_t *)row + i, &f, 1);
     return f;
 }
 
@@ -197,7 +230,9 @@ DEC_INLINE void qk_tile(const int h, int rows, int jn, long long avail, int d,
 static void dec_qk(int f16, int rows, int jn, long long avail, int d,
                    const float *q, const void *k, size_t ldk, float *s)
 {
-    if (f16)
+    if (f16 == 2)
+        qk_tile(2, rows, jn, avail, d, q, k, ldk, s);
+    else if (f16)
         qk_tile(1, rows, jn, avail, d, q, k, ldk, s);
     else
         qk_tile(0, rows, jn, avail, d, q, k, ldk, s);
@@ -284,7 +319,9 @@ static void dec_pv(int f16, int rows, int jn, long long avail, int dv,
                    const float *p, const void *v, size_t ldv,
                    const float *alpha, float *o)
 {
-    if (f16)
+    if (f16 == 2)
+        pv_tile(2, rows, jn, avail, dv, p, v, ldv, alpha, o);
+    else if (f16)
         pv_tile(1, rows, jn, avail, dv, p, v, ldv, alpha, o);
     else
         pv_tile(0, rows, jn, avail, dv, p, v, ldv, alpha, o);
@@ -337,7 +374,8 @@ static void finish_row(const struct attn_sdpa_job *jb, int b, int h, int qi,
     for (int c = 0; c < dv; c++)
         row[c] = any ? orow[c] * inv : 0.0f;
     if (jb->f16)
-        attn_float_to_half_n(row, (uint16_t *)jb->o + at, (size_t)dv);
+        attn_float_to_u16_n(jb->d->dtype, row, (uint16_t *)jb->o + at,
+                            (size_t)dv);
     if (jb->lse)
         jb->lse[((size_t)b * (size_t)d->heads_q + (size_t)h) *
                     (size_t)d->seq_q +
@@ -359,7 +397,8 @@ static void pack_rows(const struct attn_sdpa_job *jb, int b, int g, float *q)
                     (size_t)qi * jb->lay.q[2];
         float *qr = q + (size_t)r * (size_t)hd;
         if (jb->f16)
-            attn_half_to_float_n((const uint16_t *)jb->q + at, qr, (size_t)hd);
+            attn_u16_to_float_n(jb->d->dtype, (const uint16_t *)jb->q + at, qr,
+                                (size_t)hd);
         else
             memcpy(qr, (const float *)jb->q + at, (size_t)hd * sizeof(float));
         for (int c = 0; c < hd; c++)

@@ -64,7 +64,7 @@ struct attn_sdpa_job {
      * bias_st[2] is the distance between its query rows, 0 when broadcast */
     size_t bias_st[3];
     size_t keep_st[3]; /* the same for keep (attn_keep_strides) */
-    int f16;
+    int f16;    /* the storage: 0 F32, 1 F16, 2 BF16 (16 bits when nonzero) */
     int tf32;   /* products of TF32-rounded inputs (attn_cpu_sdpa, emulate) */
     int bf16;   /* the BF16 kernels (attn_cpu_sdpa_precision says BF16) */
     int amx;    /* with bf16: the AMX kernels (attn_cpu_amx_available) */

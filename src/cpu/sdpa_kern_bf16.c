@@ -282,3 +282,15 @@ void attn_kern_pv_bf16(int nq, int jn, int dv, const float *p, uint32_t *pb,
         break;
     }
 }
+
+/* ---- storage --------------------------------------------------------------
+ */
+
+void attn_kern_float_to_bf16_n(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = mask_of(n - i >= 16 ? 16 : (int)(n - i));
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, (__m256i)h);
+    }
+}

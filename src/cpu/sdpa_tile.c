@@ -70,7 +70,7 @@ static void pack_q(const struct attn_sdpa_job *jb, const struct attn_sdpa_ws *w,
         const void *row = elem(jb, jb->q, qoff + (size_t)i * jb->lay.q[2]);
         const float *qr = row;
         if (jb->f16) {
-            attn_half_to_float_n(row, w->kc, (size_t)d);
+            attn_u16_to_float_n(jb->d->dtype, row, w->kc, (size_t)d);
             qr = w->kc;
         }
         for (c = 0; c < d; c++)
@@ -113,8 +113,8 @@ const float *attn_sdpa_rows_f32(const struct attn_sdpa_job *jb,
     for (r = 0; r < jn; r++) {
         size_t at = off + (size_t)r * row_stride;
         if (jb->f16)
-            attn_half_to_float_n((const uint16_t *)base + at,
-                                 buf + (size_t)r * w, w);
+            attn_u16_to_float_n(jb->d->dtype, (const uint16_t *)base + at,
+                                buf + (size_t)r * w, w);
         else
             memcpy(buf + (size_t)r * w, (const float *)base + at,
                    w * sizeof(float));
@@ -357,7 +357,8 @@ static void finish_tile(const struct attn_sdpa_job *jb,
         for (c = 0; c < dv; c++)
             row[c] = any ? w->ot[(size_t)c * QT + (size_t)i] * inv : 0.0f;
         if (jb->f16)
-            attn_float_to_half_n(row, (uint16_t *)jb->o + at, (size_t)dv);
+            attn_float_to_u16_n(jb->d->dtype, row, (uint16_t *)jb->o + at,
+                                (size_t)dv);
         if (lse)
             lse[i] = !any      ? -INFINITY
                      : jb->nat ? w->m[i] + log2f(l) * LN2

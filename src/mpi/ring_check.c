@@ -70,6 +70,10 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
                  g->seq_q, g->seq_kv, ring->seq);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
+    if (g->dtype == ATTN_BF16) {
+        snprintf(why, cap, "the ring takes F32 or F16 storage, not BF16");
+        return ATTN_ERR_UNSUPPORTED;
+    }
     if (g->dtype != ATTN_F32 && g->dtype != ATTN_F16) {
         snprintf(why, cap, "dtype %d is no attn_dtype", (int)g->dtype);
         return ATTN_ERR_INVALID_ARGUMENT;

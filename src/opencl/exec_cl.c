@@ -194,7 +194,7 @@ static attn_status compute(attn_dev_call *dc, int queue, const attn_group *g,
                                             "additive_w"};
     attn_cl_runtime *rt = dc->rt;
     cl_command_queue q = rt->queues[queue];
-    const size_t e = c->d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t e = c->d->dtype == ATTN_F32 ? 4 : 2;
     const cl_mem dst[3] = {dc->tens[0].mem, dc->tens[1].mem, dc->tens[2].mem};
     const size_t off[3] = {g->q_off, g->k_off, g->v_off};
     const size_t len[3] = {g->q_len, g->k_len, g->v_len};
@@ -306,7 +306,7 @@ static attn_status read_group(attn_dev_call *dc, int queue, const attn_group *g,
                               attn_event **rd, attn_err *err)
 {
     cl_command_queue q = dc->rt->queues[queue];
-    const size_t e = c->d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t e = c->d->dtype == ATTN_F32 ? 4 : 2;
     cl_event ev[2] = {NULL, NULL};
     attn_status s =
         read_one(dc, q, dc->tens[3].mem, g->o_off * e, g->o_len * e,
@@ -323,7 +323,7 @@ static attn_status read_group(attn_dev_call *dc, int queue, const attn_group *g,
 static void collect(attn_dev_call *dc, const attn_group *g,
                     const attn_sdpa_call *c)
 {
-    const size_t e = c->d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t e = c->d->dtype == ATTN_F32 ? 4 : 2;
     for (size_t i = 0; i < dc->n_h; i++) {
         const held *h = &dc->h[i];
         if (h->g != g || !h->what)

@@ -43,7 +43,7 @@ attn_status attn_cl_check_call(const char *fn, const attn_cl_runtime *rt,
         (n_wait > 0 && !wait))
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "%s: NULL argument",
                          fn);
-    if ((unsigned)d->dtype > (unsigned)ATTN_F16)
+    if ((unsigned)d->dtype > (unsigned)ATTN_BF16)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "dtype %d is not an attn_dtype", (int)d->dtype);
     return ATTN_OK;
@@ -52,7 +52,7 @@ attn_status attn_cl_check_call(const char *fn, const attn_cl_runtime *rt,
 attn_status attn_cl_check_tensors(const attn_sdpa_desc *d,
                                   const attn_cl_tensors *t, attn_err *err)
 {
-    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
+    const size_t elem = d->dtype == ATTN_F32 ? sizeof(float) : 2;
     const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
                  bkv = (size_t)d->batch * (size_t)d->heads_kv;
     const size_t fq[] = {bq, (size_t)d->seq_q, (size_t)d->head_dim};
@@ -145,7 +145,7 @@ attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
                                    const attn_sdpa_desc *d,
                                    const attn_cl_tensors *t, attn_err *err)
 {
-    const size_t elem = d->dtype == ATTN_F16 ? 2 : sizeof(float);
+    const size_t elem = d->dtype == ATTN_F32 ? sizeof(float) : 2;
     const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
                  bkv = (size_t)d->batch * (size_t)d->heads_kv;
     /* Bytes of q, k, v, o, lse; attn_cl_check_tensors found them to fit. */

@@ -93,7 +93,10 @@ static void tag_of(const attn_cl_variant *v, attn_dtype dtype, char *tag,
     if (v->per_shape)
         tag[0] = '\0';
     else
-        snprintf(tag, cap, "%s_%s", v->name, dtype == ATTN_F16 ? "f16" : "f32");
+        snprintf(tag, cap, "%s_%s", v->name,
+                 dtype == ATTN_BF16  ? "bf16"
+                 : dtype == ATTN_F16 ? "f16"
+                                     : "f32");
 }
 
 size_t attn_cl_variant_sources(const attn_cl_variant *v, const char **names,
@@ -113,7 +116,8 @@ int attn_cl_variant_options(const attn_cl_variant *v, attn_dtype dtype,
 {
     char defs[512];
     attn_cl_tuning_defines(v, t, defs, sizeof defs);
-    return snprintf(buf, cap, "-DATTN_F16=%d%s%s", dtype == ATTN_F16, defs,
+    return snprintf(buf, cap, "-DATTN_F16=%d -DATTN_BF16=%d%s%s",
+                    dtype == ATTN_F16, dtype == ATTN_BF16, defs,
                     extra ? extra : "");
 }
 

@@ -279,7 +279,9 @@ static float poison_value(gen_src *g)
 
 NO_COVERAGE static void fill(ref_rng *r, void *x, size_t n, int f16, double amp)
 {
-    if (f16)
+    if (f16 == 2)
+        ref_fill_bf16(r, x, n, -amp, amp);
+    else if (f16)
         ref_fill_f16(r, x, n, -amp, amp);
     else
         ref_fill_f32(r, x, n, -amp, amp);
@@ -299,12 +301,16 @@ __attribute__((always_inline))
 static inline float
 elem(const void *x, size_t i, int f16)
 {
-    return f16 ? half_table[((const uint16_t *)x)[i]] : ((const float *)x)[i];
+    return f16 == 2 ? ref_bf16_to_f32(((const uint16_t *)x)[i])
+           : f16    ? half_table[((const uint16_t *)x)[i]]
+                    : ((const float *)x)[i];
 }
 
 NO_COVERAGE static void set_elem(void *x, size_t i, int f16, float v)
 {
-    if (f16)
+    if (f16 == 2)
+        ((uint16_t *)x)[i] = ref_f32_to_bf16(v);
+    else if (f16)
         ((uint16_t *)x)[i] = ref_f32_to_f16(v);
     else
         ((float *)x)[i] = v;
@@ -511,7 +517,7 @@ static sdpa_bytes sdpa_sizes(const attn_sdpa_desc *d)
 {
     int ext[3];
     sdpa_bytes z;
-    size_t es = d->dtype == ATTN_F16 ? 2 : 4;
+    size_t es = d->dtype == ATTN_F32 ? 4 : 2;
     int dq[4] = {d->batch, d->heads_q, d->seq_q, d->head_dim};
     int dk[4] = {d->batch, d->heads_kv, d->seq_kv, d->head_dim};
     int dv[4] = {d->batch, d->heads_kv, d->seq_kv, d->head_dim_v};
@@ -549,7 +555,7 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
         d->heads_q % d->heads_kv != 0)
         return 0;
     if ((unsigned)d->score > ATTN_SCORE_ADDITIVE ||
-        (unsigned)d->dtype > ATTN_F16 || !isfinite(d->scale))
+        (unsigned)d->dtype > ATTN_BF16 || !isfinite(d->scale))
         return 0;
     if (d->score == ATTN_SCORE_ADDITIVE && !d->additive_w)
         return 0;
@@ -649,7 +655,8 @@ NO_COVERAGE static void check_sdpa_result(const attn_sdpa_desc *d,
                                           const float *lse, int bounded,
                                           int poison)
 {
-    const int f16 = d->dtype == ATTN_F16;
+    /* the storage: 0 F32, 1 F16, 2 BF16 */
+    const int f16 = d->dtype == ATTN_BF16 ? 2 : d->dtype == ATTN_F16;
     const int group = d->heads_q / d->heads_kv;
     const size_t hd = (size_t)d->head_dim, dv = (size_t)d->head_dim_v;
     const size_t rows =
@@ -776,7 +783,7 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             d->score = (attn_score)hostile_enum(g, ATTN_SCORE_ADDITIVE);
             break;
         case 8:
-            d->dtype = (attn_dtype)hostile_enum(g, ATTN_F16);
+            d->dtype = (attn_dtype)hostile_enum(g, ATTN_BF16);
             break;
         case 9:
             d->mask.bias_kind =
@@ -876,7 +883,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
         spoil_sdpa(g, &d, &p);
     ref_rng_seed(&r, gen_u64(g));
     z = sdpa_sizes(&d);
-    f16 = d.dtype == ATTN_F16;
+    f16 = d.dtype == ATTN_BF16 ? 2 : d.dtype == ATTN_F16;
     es = f16 ? 2 : 4;
 
     total = 0;

@@ -351,6 +351,13 @@ static void test_descriptors_differ(void)
                         s.lse);
     expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "window on the last rank");
     small_free(&s);
+    /* BF16 storage on every rank: refused, not read as float */
+    small_make(&s, 0);
+    s.d.dtype = ATTN_BF16;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "BF16 storage");
+    small_free(&s);
 }
 
 /* A block computation that fails on one rank at its n-th call, or stalls

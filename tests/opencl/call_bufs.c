@@ -82,7 +82,7 @@ void call_bufs_free(call_bufs *cb)
 int call_bufs_make(call_bufs *cb, cl_context context, const sdpa_case *c,
                    const size_t off[5], size_t guard, int with_lse)
 {
-    size_t es = c->d.dtype == ATTN_F16 ? 2 : 4;
+    size_t es = c->d.dtype == ATTN_F32 ? 4 : 2;
     memset(cb, 0, sizeof *cb);
     if (guarded_make(&cb->q, context, c->q, off[0], c->nq, es, guard) ||
         guarded_make(&cb->k, context, c->k, off[1], c->nk, es, guard) ||

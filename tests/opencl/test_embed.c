@@ -212,6 +212,18 @@ static void test_f16(void)
     run_case(&d, off, 1, "f16, offsets, additive, causal, window");
 }
 
+static void test_bf16(void)
+{
+    attn_sdpa_desc d;
+    static const size_t off[5] = {3, 7, 21, 5, 1};
+    shape(&d, ATTN_BF16);
+    run_case(&d, NULL, 1, "bf16, lse");
+    run_case(&d, off, 1, "bf16, odd offsets, lse");
+    d.mask.causal = 1;
+    d.mask.bias_kind = ATTN_BIAS_PER_HEAD;
+    run_case(&d, off, 0, "bf16, offsets, causal, bias, kv_len");
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -535,6 +547,7 @@ int main(void)
         {"create on the caller's context; objects", test_create_and_objects},
         {"f32 on the caller's buffers, offsets, lse", test_f32},
         {"f16 on the caller's buffers, offsets, lse", test_f16},
+        {"bf16 on the caller's buffers, offsets, lse", test_bf16},
         {"a user event holds the work back", test_user_event},
         {"events of another queue as the wait list", test_event_chain},
         {"attn_sdpa on an embedded context", test_host_api},

@@ -2,7 +2,7 @@
 /*
  * Every kernel variant of the OpenCL backend, forced by name, over the
  * shapes the GPU-shaped variants are built for: head sizes 32, 64, 96 and
- * 128 (head_dim_v equal or not), F32 and F16, every mask (causal and
+ * 128 (head_dim_v equal or not), F32, F16 and BF16, every mask (causal and
  * window aligned bottom-right and top-left, kv_len, every bias kind with
  * -inf entries, broadcast shapes and the key bias among them, the boolean
  * mask keep), grouped-query heads, the additive score, lse, and sequences
@@ -10,12 +10,12 @@
  * double-precision oracle.  A variant that does not take a shape must
  * refuse it (ATTN_ERR_UNSUPPORTED, nothing written, attn_sdpa_kernel
  * agreeing); each variant must run at least an eighth of the cases of each
- * storage type it takes (xmx takes F16 only; a variant without mask_shapes
- * must decline the top-left causal mask and window, the bias kinds KEY and
- * BROADCAST and keep, and runs an eighth of the others).  Every case runs
- * at each precision a context may ask (exact, tf32, 3xtf32), checked at
- * the tolerance of the precision the kernel says it ran at.  The list of
- * variants is the library's (attn_kernel_name), so a new variant is
+ * storage type it takes (xmx takes F16 only, mma and amdmm no BF16; a variant
+ * without mask_shapes must decline the top-left causal mask and window, the
+ * bias kinds KEY and BROADCAST and keep, and runs an eighth of the others).
+ * Every case runs at each precision a context may ask (exact, tf32, 3xtf32),
+ * checked at the tolerance of the precision the kernel says it ran at.  The
+ * list of variants is the library's (attn_kernel_name), so a new variant is
  * checked without changing this suite.
  *
  * Without an OpenCL CPU device the suite prints SKIP and exits 77.
@@ -72,7 +72,7 @@ static const int DIMS[][2] = {{32, 32}, {64, 64}, {96, 64}, {128, 128}};
 typedef struct tally {
     unsigned long cases, taken, declined, novel;
     /* per storage type: cases, those run, those it must decline (novel) */
-    unsigned long dt_cases[2], dt_taken[2], dt_novel[2];
+    unsigned long dt_cases[3], dt_taken[3], dt_novel[3];
     int failed;
 } tally;
 
@@ -99,7 +99,7 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
     const int mask_shapes = vi >= 0 && attn_cl_variants[vi]->mask_shapes;
     harness_kernel_counts(&taken0, &declined0);
     for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++)
-        for (int dt = 0; dt < 2; dt++)
+        for (int dt = 0; dt < 3; dt++)
             for (size_t fi = 0; fi < sizeof FEATURES / sizeof FEATURES[0];
                  fi++) {
                 const feature *f = &FEATURES[fi];
@@ -118,7 +118,7 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 d.seq_kv = sq[1];
                 d.head_dim = DIMS[di][0];
                 d.head_dim_v = DIMS[di][1];
-                d.dtype = dt ? ATTN_F16 : ATTN_F32;
+                d.dtype = (attn_dtype)dt; /* F32, F16, BF16 */
                 d.score = f->additive ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
                 d.scale = f->additive ? 0.0f : 0.3f;
                 d.mask.causal = f->causal;
@@ -141,9 +141,12 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                          "%s (%s): d %d/%d %s %s%s bias kind %d%s, seq %d x "
                          "%d",
                          kernel, precision, d.head_dim, d.head_dim_v,
-                         dt ? "F16" : "F32", f->name,
-                         top_left ? " top-left" : "", (int)d.mask.bias_kind,
-                         d.keep_shape[0] ? " keep" : "", d.seq_q, d.seq_kv);
+                         dt == 2 ? "BF16"
+                         : dt    ? "F16"
+                                 : "F32",
+                         f->name, top_left ? " top-left" : "",
+                         (int)d.mask.bias_kind, d.keep_shape[0] ? " keep" : "",
+                         d.seq_q, d.seq_kv);
                 CU_ASSERT_EQUAL_FATAL(
                     sdpa_case_init(&c, &d, seed++, 1.5, 0.1, f->kv_len), 0);
                 const int novel =
@@ -179,7 +182,7 @@ static void test_every_variant(void)
 {
     for (int i = 0; attn_kernel_name(i); i++) {
         const char *k = attn_kernel_name(i);
-        tally t = {0, 0, 0, 0, {0, 0}, {0, 0}, {0, 0}, 0};
+        tally t = {0, 0, 0, 0, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, 0};
         unsigned long typed = 0; /* cases of the storage types it takes */
         for (size_t p = 0; p < sizeof PRECISIONS / sizeof PRECISIONS[0]; p++)
             run_variant(k, PRECISIONS[p], &t);
@@ -187,7 +190,7 @@ static void test_every_variant(void)
                t.cases, t.taken, t.declined);
         HARNESS_EXPECT(!t.failed, k);
         HARNESS_EXPECT(t.taken + t.declined == t.cases, k);
-        for (int dt = 0; dt < 2; dt++)
+        for (int dt = 0; dt < 3; dt++)
             typed += t.dt_taken[dt] ? t.dt_cases[dt] - t.dt_novel[dt] : 0;
         HARNESS_EXPECT(typed > 0 && t.taken * 8 >= typed, k);
     }

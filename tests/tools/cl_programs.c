@@ -110,13 +110,12 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
                void *user)
 {
     /* Tags outlive the call: the callback may keep them. */
-    static char tags[4 * 64][CL_PROGRAM_NAME_MAX];
+    static char tags[6 * 64][CL_PROGRAM_NAME_MAX];
     static const char *names[16];
     const int vi = attn_cl_variant_find(v->name);
     const int x3 = v->precision && lim->precision == ATTN_PRECISION_3XTF32;
     char *tag =
-        tags[((vi < 0 || vi >= 64 ? 0 : vi) * 2 + (dtype == ATTN_F16)) * 2 +
-             x3];
+        tags[((vi < 0 || vi >= 64 ? 0 : vi) * 3 + (int)dtype % 3) * 2 + x3];
     cl_program_desc p;
     char opts[CL_PROGRAM_OPTIONS_MAX];
     int w;
@@ -127,7 +126,9 @@ static int one(const attn_cl_variant *v, const attn_cl_tuning *t,
         return 0;
     snprintf(out, CL_PROGRAM_OPTIONS_MAX, "%s", opts);
     snprintf(tag, CL_PROGRAM_NAME_MAX, "%s%s_%s", v->name, x3 ? "_3xtf32" : "",
-             dtype == ATTN_F16 ? "f16" : "f32");
+             dtype == ATTN_BF16  ? "bf16"
+             : dtype == ATTN_F16 ? "f16"
+                                 : "f32");
     memset(&p, 0, sizeof p);
     p.tag = tag;
     p.head_dim = per_head_dim ? hd : 0;
@@ -164,7 +165,7 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
         for (size_t pi = 0;
              pi < (v->precision ? N_OF(PRECISIONS) : 1) && rc == 0; pi++) {
             lim.precision = PRECISIONS[pi];
-            for (int dt = 0; dt < 2 && rc == 0; dt++) {
+            for (int dt = 0; dt <= (int)ATTN_BF16 && rc == 0; dt++) {
                 char prev[CL_PROGRAM_OPTIONS_MAX] = "";
                 char a[CL_PROGRAM_OPTIONS_MAX], b[CL_PROGRAM_OPTIONS_MAX];
                 /* Whether the variant builds a program per head size. */
@@ -178,9 +179,9 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                     /* A variant with a precision hook lists only what it
                      * takes (mma: no head size 256, no F16 at 3XTF32;
                      * amdmm: TF32 only, F32 only with xf32; xmx: F16
-                     * only); where it would run emulated (no matrix
-                     * unit: AUTO would not prefer it), the first head
-                     * size it takes only: the emulation is a test
+                     * only; none of the three BF16); where it would run
+                     * emulated (no matrix unit: AUTO would not prefer it), the
+                     * first head size it takes only: the emulation is a test
                      * vehicle, one build per mode shows it compiles. */
                     attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
                     attn_err err = {{0}};

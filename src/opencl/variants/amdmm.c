@@ -10,9 +10,9 @@
  * storage: f16 products with P rounded to f16; F32 storage: xf32 products,
  * inputs rounded to TF32, on gfx940-942 only: gfx908 / gfx90a MFMA and
  * RDNA3 WMMA have no TF32-class instruction, so F32 is declined there).
- * 3XTF32 is declined (the mma variant's).  Head sizes 32, 64, 96 and 128
- * (head_dim_v the same), dot-product scores; every mask, GQA, kv_len, bias
- * and lse.
+ * 3XTF32 is declined (the mma variant's), and so is BF16 storage.  Head sizes
+ * 32, 64, 96 and 128 (head_dim_v the same), dot-product scores; every mask,
+ * GQA, kv_len, bias and lse.
  *
  * Where it runs: AUTO takes it on AMD GPUs whose gfx target (the device
  * name under AMD's OpenCL, attn_cl_amd_gfx) has the unit, built for that
@@ -32,7 +32,7 @@
 
 enum { P_BC, P_EMULATE, P_MIN_SEQ_KV, N_PARAMS };
 
-#define BR    64 /* query rows per work-group: 4 waves of 16 */
+#define BR 64 /* query rows per work-group: 4 waves of 16 */
 
 static const attn_cl_param params[N_PARAMS] = {
     {"bc", NULL, 16, 64, 64, ATTN_CL_PARAM_POW2,
@@ -121,6 +121,10 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim, wg = wg_of(unit_of(lim, t));
+    if (d->dtype == ATTN_BF16)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the amdmm kernel takes F32 or F16 storage, not "
+                         "BF16");
     if (!mode_of(lim, d))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the amdmm kernel computes at TF32 (F16 storage: f16 "

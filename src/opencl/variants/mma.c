@@ -7,9 +7,9 @@
  * It computes at the context's precision (attn.h) and never more exactly,
  * so it takes a shape only when the precision permits it: TF32 or BF16
  * asked (F16 storage: f16 products with P rounded to f16; F32: TF32
- * products) or 3XTF32 (F32 storage only).  Head sizes 32, 64, 96 and 128
- * (head_dim_v the same), dot-product scores; every mask, GQA, kv_len,
- * bias and lse.
+ * products) or 3XTF32 (F32 storage only); BF16 storage is declined.  Head
+ * sizes 32, 64, 96 and 128 (head_dim_v the same), dot-product scores; every
+ * mask, GQA, kv_len, bias and lse.
  *
  * Where it runs: AUTO takes it on NVIDIA devices of compute capability 8.0
  * or newer (cl_nv_device_attribute_query), and a failed build (a driver
@@ -25,8 +25,8 @@
 
 enum { P_BC, P_MIN_SEQ_KV, N_PARAMS };
 
-#define WG    128 /* 4 warps of 32 */
-#define BR    64  /* query rows per work-group */
+#define WG 128 /* 4 warps of 32 */
+#define BR 64  /* query rows per work-group */
 
 static const attn_cl_param params[N_PARAMS] = {
     {"bc", NULL, 16, 64, 64, ATTN_CL_PARAM_POW2,
@@ -89,6 +89,9 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim;
+    if (d->dtype == ATTN_BF16)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the mma kernel takes F32 or F16 storage, not BF16");
     if (!mode_of(lim, d))
         return attn_fail(
             err, ATTN_ERR_UNSUPPORTED,
