@@ -509,9 +509,14 @@ typedef struct attn_sdpa_desc {
      * the extent spanned by the smaller ones, the smallest at least
      * head_dim_v).  The overlap rules of attn_sdpa apply to the extents
      * spanned.  lse stays contiguous [batch, heads_q, seq_q].
-     * The native backend reads and writes them in place; an OpenCL
-     * context, attn_sdpa_cl_buffers and attn_sdpa_backward refuse strided
-     * descriptors (ATTN_ERR_UNSUPPORTED) for now. */
+     * The native backend and the OpenCL kernel variants read and write
+     * them in place (attn_sdpa on an OpenCL context uploads each tensor's
+     * spanned extent as it lies; attn_sdpa_cl_buffers takes them at the
+     * buffers' offsets), but for mma, amdmm and xmx, which decline strided
+     * descriptors (AUTO takes another variant; forced, the call fails with
+     * ATTN_ERR_UNSUPPORTED).  The ring (libattn_mpi) and
+     * attn_sdpa_backward refuse strided descriptors (ATTN_ERR_UNSUPPORTED)
+     * for now. */
     int64_t q_strides[3]; /**< q's batch, head, row strides; 0s: contiguous */
     int64_t k_strides[3]; /**< k's batch, kv head, key strides */
     int64_t v_strides[3]; /**< v's batch, kv head, key strides */

@@ -181,12 +181,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
         mask_arr, mask_shape = _mask_operand(attn_mask, lead, batch, hq, L, S)
 
     ctx = context_for(device)
-    # The native backend reads strided inputs in place (element strides,
-    # last dimension contiguous); other arrays, and every array on a
-    # device context, are copied to C order.
+    # Strided inputs (element strides, last dimension contiguous) go to
+    # the library as they lie; other arrays are copied to C order.
     strided = None
-    if (q.ndim >= 3 and ctx.device.kind == "native" and
-            not all(a.flags.c_contiguous for a in (q, k, v))):
+    if q.ndim >= 3 and not all(a.flags.c_contiguous for a in (q, k, v)):
         strided = tuple(_element_strides(a) for a in (q, k, v))
         if any(x is None for x in strided):
             strided = None

@@ -97,8 +97,7 @@ def test_scale(ctx, rng):
 
 
 def test_strided_inputs(ctx, rng):
-    # BSHD storage seen as BHSD: read in place natively (copied on a
-    # device), same result.
+    # BSHD storage seen as BHSD: passed with its strides, same result.
     qs = rand(rng, (2, 12, 4, 16))
     q = qs.transpose(0, 2, 1, 3)
     assert not q.flags.c_contiguous

@@ -113,11 +113,6 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
         return attn_api_report(ctx, "attn_sdpa", s, &err);
     c.d = d;
     s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
-    if (s == ATTN_OK && ctx->backend->ops->exec && attn_sdpa_strided(d))
-        s = attn_fail(&err, ATTN_ERR_UNSUPPORTED,
-                      "strided tensors (q_strides, k_strides, v_strides, "
-                      "o_strides) are taken by the native backend only for "
-                      "now; pass contiguous tensors on an OpenCL context");
     /* the devices take the boolean mask and kv_start merged into the
      * bias; the padding rows of q_start are zeroed below */
     if (s == ATTN_OK && ctx->backend->ops->exec &&
@@ -131,9 +126,8 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
             attn_context_note(ctx, fell);
     }
     if (s == ATTN_OK && c.d == &merged && d->q_start) {
-        const size_t ost[3] = {
-            (size_t)d->heads_q * (size_t)d->seq_q * (size_t)d->head_dim_v,
-            (size_t)d->seq_q * (size_t)d->head_dim_v, (size_t)d->head_dim_v};
+        size_t ost[3];
+        attn_tensor_strides(d, ATTN_T_O, ost);
         attn_pad_rows_zero(d, ost, o, lse);
     }
     attn_plan_release(ctx->plans, plan);
@@ -157,11 +151,6 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
     if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)) ||
         (s = attn_validate_sdpa_desc(d, &sz, &err)))
         return attn_api_report(ctx, fn, s, &err);
-    if (ctx->backend->ops->exec && attn_sdpa_strided(d))
-        return attn_api_report(
-            ctx, fn, ATTN_ERR_UNSUPPORTED,
-            &(attn_err){"strided tensors are taken by the native backend "
-                        "only for now"});
     if (!ctx->backend->ops->exec) {
         if (name)
             snprintf(name, cap, "native");

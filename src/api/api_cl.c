@@ -143,11 +143,6 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
         (s = check_queue(rt, queue, &err)))
         return report(ctx, fn, s, &err);
-    if (attn_sdpa_strided(d))
-        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                      &(attn_err){"strided tensors (q_strides, k_strides, "
-                                  "v_strides, o_strides) are not taken with "
-                                  "device buffers yet"});
     if (d->q_start)
         return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
                       &(attn_err){"q_start is not taken with device buffers: "

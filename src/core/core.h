@@ -109,6 +109,9 @@ int attn_sdpa_strided(const attn_sdpa_desc *d);
  * d: its strides, or the contiguous layout's when they are all 0.  d's
  * strides are valid (attn_validate_sdpa_desc). */
 void attn_tensor_strides(const attn_sdpa_desc *d, int t, size_t st[3]);
+/* The elements tensor t of d spans (the last one's offset + 1); d is
+ * valid. */
+size_t attn_tensor_extent(const attn_sdpa_desc *d, int t);
 /* Checks tensor t's strides of d (not negative, o's rows apart) and puts
  * the bytes they span, elements of elem bytes, in *bytes.  Errors:
  * ATTN_ERR_INVALID_ARGUMENT with a sentence. */

@@ -54,6 +54,14 @@ void attn_tensor_strides(const attn_sdpa_desc *d, int t, size_t st[3])
     st[0] = n[1] * n[2] * w;
 }
 
+size_t attn_tensor_extent(const attn_sdpa_desc *d, int t)
+{
+    size_t n[3], w, st[3];
+    dims_of(d, t, n, &w);
+    attn_tensor_strides(d, t, st);
+    return w + st[0] * (n[0] - 1) + st[1] * (n[1] - 1) + st[2] * (n[2] - 1);
+}
+
 #define INVALID(...) attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 
 attn_status attn_strides_extent(const attn_sdpa_desc *d, int t, size_t elem,
