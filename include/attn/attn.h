@@ -521,6 +521,26 @@ typedef struct attn_sdpa_desc {
     int64_t k_strides[3]; /**< k's batch, kv head, key strides */
     int64_t v_strides[3]; /**< v's batch, kv head, key strides */
     int64_t o_strides[3]; /**< o's batch, head, row strides */
+    /* Packed variable-length batches: cu_seqlens_q and cu_seqlens_kv, both
+     * [batch + 1] or both NULL.  Sequence b owns query rows cu_seqlens_q[b]
+     * .. cu_seqlens_q[b + 1] - 1 and keys cu_seqlens_kv[b] .. of the packed
+     * tensors q [total_q, heads_q, head_dim], k [total_kv, heads_kv,
+     * head_dim], v [total_kv, heads_kv, head_dim_v] and o [total_q,
+     * heads_q, head_dim_v] (total = the array's last entry), with no
+     * padding; lse, when asked, is [heads_q, total_q].  Each array starts
+     * at 0 and never decreases; seq_q and seq_kv bound the lengths (the
+     * longest sequence).  The strides' head and row entries place the
+     * packed rows ({0, dim, heads * dim} when all three are 0; the batch
+     * entry must be 0).  Causal masks and windows apply per sequence, with
+     * its own lengths.  A sequence without keys gives O = 0 and lse =
+     * -INFINITY for its rows.  Not with kv_len, a bias, keep, q_start or
+     * kv_start (ATTN_ERR_UNSUPPORTED).  attn_sdpa computes the sequences
+     * one after the other, on every path; a failure after the checks (a
+     * device error) may leave the sequences before it written.
+     * attn_sdpa_cl_buffers, attn_sdpa_backward and the ring refuse it
+     * (ATTN_ERR_UNSUPPORTED) for now. */
+    const int32_t *cu_seqlens_q;  /**< [batch + 1] query row offsets */
+    const int32_t *cu_seqlens_kv; /**< [batch + 1] key row offsets */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
