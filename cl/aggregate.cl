@@ -40,14 +40,16 @@
 /* p: the softmax block; v, o: the caller's tensors at element offsets v_off,
  * o_off; kv_len: [batch] when has_kv_len.  diag: the causal diagonal's offset
  * (seq_kv - seq_q, or 0 top-left).  Launch: global (ceil(head_dim_v / AG_TV) *
- * AG_WV, ceil(n_i / AG_TQ) * AG_WQ, n_bh), local (AG_WV, AG_WQ, 1). */
+ * AG_WV, ceil(n_i / AG_TQ) * AG_WQ, n_bh), local (AG_WV, AG_WQ, 1).
+ * v_st, o_st: the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel void attn_aggregate(__global const float *p,
                              __global const ATTN_T *v, ulong v_off,
                              __global ATTN_T *o, ulong o_off,
                              __global const int *kv_len, int has_kv_len,
                              int heads_q, int heads_kv, int seq_q, int seq_kv,
                              int head_dim_v, int causal, int window, int diag,
-                             int bh0, int i0, int n_i)
+                             ulong4 v_st, ulong4 o_st, int bh0, int i0,
+                             int n_i)
 {
     __local float ps[AG_TQ][AG_TJ + 1];
     __local float vs[AG_TJ][AG_TV];
@@ -72,10 +74,7 @@ __kernel void attn_aggregate(__global const float *p,
 
     const __global float *pbase =
         p + ((size_t)gbh * (size_t)n_i + (size_t)r0) * (size_t)seq_kv;
-    const size_t vbase =
-        (size_t)v_off +
-        ((size_t)b * (size_t)heads_kv + (size_t)g) * (size_t)seq_kv *
-            (size_t)head_dim_v;
+    const size_t vbase = ATTN_ROW(v_off, v_st, b, g, 0);
 
     float acc[AG_RQ][AG_RV];
     for (int x = 0; x < AG_RQ; x++)
@@ -94,9 +93,7 @@ __kernel void attn_aggregate(__global const float *p,
         for (int e = lid; e < AG_TJ * AG_TV; e += AG_NT) {
             int r = e / AG_TV, c = e % AG_TV;
             vs[r][c] = r < n && c < cols
-                           ? ATTN_LOAD(v, vbase +
-                                              (size_t)(jb + r) *
-                                                  (size_t)head_dim_v +
+                           ? ATTN_LOAD(v, vbase + (size_t)(jb + r) * v_st.z +
                                               (size_t)(c0 + c))
                            : 0.0f;
         }
@@ -118,9 +115,7 @@ __kernel void attn_aggregate(__global const float *p,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-    const size_t obase =
-        (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)i_first) *
-                            (size_t)head_dim_v;
+    const size_t obase = ATTN_ROW(o_off, o_st, b, h, i_first);
     for (int x = 0; x < AG_RQ; x++) {
         const int r = tq + x * AG_WQ;
         if (r >= rows)
@@ -129,8 +124,7 @@ __kernel void attn_aggregate(__global const float *p,
             const int c = tv + y * AG_WV;
             if (c < cols)
                 ATTN_STORE(o,
-                           obase + (size_t)r * (size_t)head_dim_v +
-                               (size_t)(c0 + c),
+                           obase + (size_t)r * o_st.z + (size_t)(c0 + c),
                            acc[x][y]);
         }
     }

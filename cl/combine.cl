@@ -25,13 +25,15 @@
 #define CB_HAS_SUM(x) (as_uint(x) != 0u)
 
 /* part: the partial buffer (o at po_off).  o, lse: the caller's outputs at
- * element offsets (lse when has_lse).  Launch: global (any work-group
- * size, rows in this launch), local (the same, 1); row (of [batch *
- * heads_q * seq_q]) row0 + get_group_id(1). */
+ * element offsets (lse when has_lse); o_st: o's strides over batch, head
+ * and row (ATTN_ROW).  Launch: global (any work-group size, rows in this
+ * launch), local (the same, 1); row (of [batch * heads_q * seq_q])
+ * row0 + get_group_id(1). */
 __kernel void attn_combine(__global const float *part, ulong po_off,
                            __global ATTN_T *o, ulong o_off,
                            __global float *lse, ulong lse_off, int has_lse,
-                           int head_dim_v, int n_split, int nat, int row0)
+                           int head_dim_v, int n_split, int nat, int heads_q,
+                           int seq_q, ulong4 o_st, int row0)
 {
     const int lid = (int)get_local_id(0);
     const int nl = (int)get_local_size(0);
@@ -53,7 +55,10 @@ __kernel void attn_combine(__global const float *part, ulong po_off,
     }
     const int any = CB_HAS_SUM(lt);
     const float inv = any ? 1.0f / lt : 0.0f;
-    const size_t obase = (size_t)o_off + row * (size_t)dv;
+    const size_t hs = (size_t)heads_q * (size_t)seq_q;
+    const size_t obase = ATTN_ROW(o_off, o_st, row / hs,
+                                  (row % hs) / (size_t)seq_q,
+                                  row % (size_t)seq_q);
     for (int c = lid; c < dv; c += nl) {
         float x = 0.0f;
         for (int s = 0; s < n_split; s++) {

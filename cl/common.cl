@@ -48,6 +48,12 @@ static ushort attn_bf16_bits(float f)
 #define ATTN_LOAD16(p, i) vload16(0, (p) + (i))
 #define ATTN_STORE(p, i, x) ((p)[i] = (x))
 #endif
+/* The element offset of row (b, h, r) of a tensor at element offset off
+ * whose strides over batch, head and row are st.x, st.y, st.z (ulong4):
+ * attn_sdpa_desc's q_strides ..., or the contiguous layout's. */
+#define ATTN_ROW(off, st, b, h, r)                                            \
+    ((size_t)(off) + (size_t)(b) * (size_t)(st).x +                         \
+     (size_t)(h) * (size_t)(st).y + (size_t)(r) * (size_t)(st).z)
 /* Bit patterns, so that finite-math options cannot fold the tests. */
 #define ATTN_MASKED_BITS 0xff7fffffu  /* -FLT_MAX: a hidden score */
 #define ATTN_NEG_INF_BITS 0xff800000u /* -INFINITY */

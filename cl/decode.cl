@@ -91,7 +91,8 @@ static float4 dc_load4(__global const ATTN_T *p, size_t i, int n)
  * Launch: global (n_split * DC_WG, heads in this launch), local (DC_WG, 1);
  * (batch, query head) bh0 + get_group_id(1).
  * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
- * bias_sq + j] (a stride is 0 where the bias is broadcast). */
+ * bias_sq + j] (a stride is 0 where the bias is broadcast).  q_st, k_st,
+ * v_st: the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel void attn_decode_split(
     __global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     ulong k_off, __global const ATTN_T *v, ulong v_off, __global float *part,
@@ -100,7 +101,8 @@ __kernel void attn_decode_split(
     __global const float *addw, int additive, float scale2,
     int heads_q, int heads_kv, int seq_q, int seq_kv, int head_dim,
     int head_dim_v, int causal, int window, int diag, int key_lo,
-    int split_len, int n_split, ulong po_off, int bh0, __local float *lm)
+    int split_len, int n_split, ulong po_off, ulong4 q_st, ulong4 k_st,
+    ulong4 v_st, int bh0, __local float *lm)
 {
     const int d = head_dim, dv = head_dim_v, nq = seq_q;
     const int dvp = DC_R4(dv);
@@ -139,18 +141,16 @@ __kernel void attn_decode_split(
     const int je = min(s1, hi[nq - 1] + 1);
 
     {
-        const size_t qbase = (size_t)q_off + (size_t)bh * (size_t)nq *
-                                                 (size_t)d;
+        const size_t qbase = ATTN_ROW(q_off, q_st, b, h, 0);
         for (int e = lid; e < nq * d; e += DC_WG)
-            qs[e] = ATTN_LOAD(q, qbase + (size_t)e);
+            qs[e] = ATTN_LOAD(q, qbase + (size_t)(e / d) * q_st.z +
+                                     (size_t)(e % d));
         for (int c = lid; additive && c < d; c += DC_WG)
             ws[c] = addw[(size_t)h * (size_t)d + (size_t)c];
         for (int e = lid; e < nq * dvp; e += DC_WG)
             acc[e] = 0.0f;
     }
 
-    const size_t kvrow = ((size_t)b * (size_t)heads_kv + (size_t)g) *
-                         (size_t)seq_kv;
     /* bias row of row 0 */
     const size_t brow0 = (size_t)b * bias_sb + (size_t)h * bias_sh;
 
@@ -170,8 +170,7 @@ __kernel void attn_decode_split(
             for (int r = 0; r < DC_MAXQ; r++)
                 a4[r] = (float4)0.0f;
             if (kk < nk) {
-                const size_t kbase = (size_t)k_off + (kvrow + (size_t)j) *
-                                                         (size_t)d;
+                const size_t kbase = ATTN_ROW(k_off, k_st, b, g, j);
                 int c = 0;
                 for (; c + 4 <= d; c += 4) {
                     const float4 kc = ATTN_LOAD4(k, kbase + (size_t)c);
@@ -267,12 +266,10 @@ __kernel void attn_decode_split(
             for (int r = 0; r < DC_MAXQ; r++)
                 o4[r] = r < nq ? vload4(0, acc + r * dvp + c) * corr[r]
                                : (float4)0.0f;
-            const size_t vbase = (size_t)v_off + (kvrow + (size_t)jt) *
-                                                     (size_t)dv +
-                                 (size_t)c;
+            const size_t vbase = ATTN_ROW(v_off, v_st, b, g, jt) + (size_t)c;
             for (int kk = 0; kk < nk; kk++) {
                 const float4 vv =
-                    dc_load4(v, vbase + (size_t)kk * (size_t)dv, dv - c);
+                    dc_load4(v, vbase + (size_t)kk * v_st.z, dv - c);
 #pragma unroll
                 for (int r = 0; r < DC_MAXQ; r++) {
                     if (r < nq) {

@@ -190,7 +190,8 @@ static VF fa_exp2(VF x)
  * FA_BR)) * FA_WG, heads in this launch), local (FA_WG, 1); query head bh0 +
  * get_group_id(1).
  * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
- * bias_sq + j] (a stride is 0 where the bias is broadcast). */
+ * bias_sq + j] (a stride is 0 where the bias is broadcast).  q_st ... o_st:
+ * the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                          __global const ATTN_T *k, ulong k_off,
                          __global const ATTN_T *v, ulong v_off,
@@ -201,8 +202,9 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
                          int has_kv_len, __global const float *addw,
                          int additive, float scale2, int heads_q, int heads_kv,
                          int seq_q, int seq_kv, int head_dim, int head_dim_v,
-                         int dvp, int causal, int window, int diag, int bh0,
-                         __local float *lm)
+                         int dvp, int causal, int window, int diag,
+                         ulong4 q_st, ulong4 k_st, ulong4 v_st, ulong4 o_st,
+                         int bh0, __local float *lm)
 {
     __local int vbad[FA_TK]; /* key row of the V tile holds inf / NaN */
 
@@ -254,13 +256,11 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
 
     /* Q^T of the item's rows (0 past seq_q), O^T = 0, the weights. */
     {
-        const size_t qbase =
-            (size_t)q_off + ((size_t)bh * (size_t)seq_q + (size_t)row0) *
-                                (size_t)d;
+        const size_t qbase = ATTN_ROW(q_off, q_st, b, h, row0);
         for (int r = 0; r < FA_BR; r++)
             for (int c = 0; c < d; c++)
                 qt[c * FA_BR + r] =
-                    r < nrows ? ATTN_LOAD(q, qbase + (size_t)r * (size_t)d +
+                    r < nrows ? ATTN_LOAD(q, qbase + (size_t)r * q_st.z +
                                                  (size_t)c)
                               : 0.0f;
         for (int e = 0; e < dvp * FA_BR; e++)
@@ -269,8 +269,6 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
             ws[c] = addw[(size_t)h * (size_t)d + (size_t)c];
     }
 
-    const size_t kvrow = ((size_t)b * (size_t)heads_kv + (size_t)g) *
-                         (size_t)seq_kv;
     const size_t brow_step = (size_t)bias_sq;
     /* bias row of the item's first row */
     const size_t brow0 = (size_t)b * bias_sb + (size_t)h * bias_sh +
@@ -284,13 +282,8 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
             __local float *vd = vs + jj * dvp;
             int bad = 0;
             if (jj < nk) {
-                fa_copy_row(kd, k, (size_t)k_off + (kvrow + (size_t)(jt + jj)) *
-                                                       (size_t)d,
-                            d);
-                bad = fa_copy_row(vd, v,
-                                  (size_t)v_off +
-                                      (kvrow + (size_t)(jt + jj)) *
-                                          (size_t)head_dim_v,
+                fa_copy_row(kd, k, ATTN_ROW(k_off, k_st, b, g, jt + jj), d);
+                bad = fa_copy_row(vd, v, ATTN_ROW(v_off, v_st, b, g, jt + jj),
                                   head_dim_v);
                 for (int c = head_dim_v; c < dvp; c++)
                     vd[c] = 0.0f;
@@ -488,16 +481,14 @@ __kernel void attn_fused(__global const ATTN_T *q, ulong q_off,
         VSTORE(l[n], n, lf);
         VSTORE(m[n], n, mf);
     }
-    const size_t obase = (size_t)o_off + ((size_t)bh * (size_t)seq_q +
-                                          (size_t)row0) *
-                                             (size_t)head_dim_v;
+    const size_t obase = ATTN_ROW(o_off, o_st, b, h, row0);
     for (int r = 0; r < nrows; r++) {
         /* l is 0 when nothing was visible, NaN after a NaN score */
         const int any = as_uint(lf[r]) != 0u;
         const float inv = any ? 1.0f / lf[r] : 0.0f;
         for (int c = 0; c < head_dim_v; c++) {
             const float x = ot[c * FA_BR + r] * inv;
-            ATTN_STORE(o, obase + (size_t)r * (size_t)head_dim_v + (size_t)c,
+            ATTN_STORE(o, obase + (size_t)r * o_st.z + (size_t)c,
                        any ? x : 0.0f);
         }
         /* The choice is made on bits: a float select may carry no-inf

@@ -49,7 +49,8 @@
  * SC_TK) * SC_WK, ceil(n_i / SC_TQ) * SC_WQ, n_bh), local (SC_WK, SC_WQ,
  * 1).
  * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
- * bias_sq + j] (a stride is 0 where the bias is broadcast). */
+ * bias_sq + j] (a stride is 0 where the bias is broadcast).  q_st, k_st:
+ * the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
                          __global const ATTN_T *k, ulong k_off,
                          __global float *s, __global const float *bias,
@@ -58,7 +59,8 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
                          int has_kv_len, __global const float *addw,
                          int additive, float scale, int heads_q, int heads_kv,
                          int seq_q, int seq_kv, int head_dim, int causal,
-                         int window, int diag, int bh0, int i0, int n_i)
+                         int window, int diag, ulong4 q_st, ulong4 k_st,
+                         int bh0, int i0, int n_i)
 {
     __local float qs[SC_TQ][SC_TD + 1];
     __local float ks[SC_TK][SC_TD + 1];
@@ -92,28 +94,22 @@ __kernel void attn_score(__global const ATTN_T *q, ulong q_off,
             acc[x][y] = 0.0f;
 
     if (!skip) {
-        const size_t qbase = (size_t)q_off + ((size_t)bh * (size_t)seq_q +
-                                              (size_t)i_first) *
-                                                 (size_t)head_dim;
-        const size_t kbase =
-            (size_t)k_off + (((size_t)b * (size_t)heads_kv + (size_t)g) *
-                                 (size_t)seq_kv +
-                             (size_t)j0) *
-                                (size_t)head_dim;
+        const size_t qbase = ATTN_ROW(q_off, q_st, b, h, i_first);
+        const size_t kbase = ATTN_ROW(k_off, k_st, b, g, j0);
         for (int d0 = 0; d0 < head_dim; d0 += SC_TD) {
             /* Stage the tiles; zero padding beyond the edges adds 0 to the
              * dot product and w = 0 to the additive sum. */
             for (int e = lid; e < SC_TQ * SC_TD; e += SC_NT) {
                 int r = e / SC_TD, c = e % SC_TD, dd = d0 + c;
                 qs[r][c] = r < rows && dd < head_dim
-                               ? ATTN_LOAD(q, qbase + (size_t)r * head_dim +
+                               ? ATTN_LOAD(q, qbase + (size_t)r * q_st.z +
                                                   (size_t)dd)
                                : 0.0f;
             }
             for (int e = lid; e < SC_TK * SC_TD; e += SC_NT) {
                 int r = e / SC_TD, c = e % SC_TD, dd = d0 + c;
                 ks[r][c] = r < keys && dd < head_dim
-                               ? ATTN_LOAD(k, kbase + (size_t)r * head_dim +
+                               ? ATTN_LOAD(k, kbase + (size_t)r * k_st.z +
                                                   (size_t)dd)
                                : 0.0f;
             }

@@ -77,7 +77,8 @@
  * Launch: global (n_split * SK_WG, (batch, kv head) pairs in this launch),
  * local (SK_WG, 1); pair bg0 + get_group_id(1).
  * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
- * bias_sq + j] (a stride is 0 where the bias is broadcast). */
+ * bias_sq + j] (a stride is 0 where the bias is broadcast).  q_st, k_st,
+ * v_st: the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel __attribute__((reqd_work_group_size(SK_WG, 1, 1))) void
 attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
              ulong k_off, __global const ATTN_T *v, ulong v_off,
@@ -87,7 +88,7 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
              __global const float *addw, int additive, float qscale, int nat,
              int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
              int window, int diag, int key_lo, int split_len, int n_split,
-             int bg0)
+             ulong4 q_st, ulong4 k_st, ulong4 v_st, int bg0)
 {
     __local float qs[SK_ROWS * SK_HD];
 #if SK_KVS
@@ -113,8 +114,6 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int rows = grp * seq_q; /* row r: head g*grp + r / seq_q, i = r % seq_q */
     const int off = diag;
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
-    const size_t kvrow =
-        ((size_t)b * (size_t)heads_kv + (size_t)g) * (size_t)seq_kv;
     /* Output row (of [batch * heads_q * seq_q]) of local row 0. */
     const size_t orow0 = ((size_t)b * (size_t)heads_q + (size_t)g * grp) *
                          (size_t)seq_q;
@@ -131,8 +130,9 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     /* Q of the rows, scaled (0 past the rows), the row state. */
     for (int e = lid; e < SK_ROWS * SK_HD; e += SK_WG) {
         const int r = e / SK_HD, c = e % SK_HD;
-        qs[e] = r < rows ? ATTN_LOAD(q, (size_t)q_off +
-                                            (orow0 + (size_t)r) * SK_HD +
+        qs[e] = r < rows ? ATTN_LOAD(q, ATTN_ROW(q_off, q_st, b,
+                                                 g * grp + r / seq_q,
+                                                 r % seq_q) +
                                             (size_t)c) *
                                (additive ? 1.0f : qscale)
                          : 0.0f;
@@ -154,7 +154,7 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
         for (int e = lid; e < SK_TK * SK_HD4; e += SK_WG) {
             const int j = e / SK_HD4, c = (e % SK_HD4) * 4;
             const size_t at =
-                (size_t)k_off + (kvrow + (size_t)(jt + j)) * SK_HD + (size_t)c;
+                ATTN_ROW(k_off, k_st, b, g, jt + j) + (size_t)c;
             const float4 x = j < nk ? ATTN_LOAD4(k, at) : (float4)0.0f;
             KT[c * SK_KTS + j] = x.s0;
             KT[(c + 1) * SK_KTS + j] = x.s1;
@@ -206,13 +206,15 @@ attn_splitkv(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 #endif
         /* V of the tile (rows past nk: 0). */
         {
-            const size_t at0 =
-                (size_t)v_off + (kvrow + (size_t)jt) * SK_HDV;
+            const size_t at0 = ATTN_ROW(v_off, v_st, b, g, jt);
             int bad = 0;
             /* Four elements of a V row per load. */
             for (int e = lid * 4; e < SK_TK * SK_HDV; e += SK_WG * 4) {
                 const float4 x = e / SK_HDV < nk
-                                     ? ATTN_LOAD4(v, at0 + (size_t)e)
+                                     ? ATTN_LOAD4(v, at0 +
+                                                         (size_t)(e / SK_HDV) *
+                                                             v_st.z +
+                                                         (size_t)(e % SK_HDV))
                                      : (float4)0.0f;
                 const uint4 ex = as_uint4(x) & (uint4)0x7f800000u;
                 vstore4(x, 0, VS + e);

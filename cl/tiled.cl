@@ -126,7 +126,8 @@ static int tl_store_v(__local float *vs, const float *vr, int lid)
  * (ceil(seq_q / TL_BR) * TL_WG, heads in this launch), local (TL_WG, 1);
  * query head bh0 + get_group_id(1).
  * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
- * bias_sq + j] (a stride is 0 where the bias is broadcast). */
+ * bias_sq + j] (a stride is 0 where the bias is broadcast).  q_st ... o_st:
+ * the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel __attribute__((reqd_work_group_size(TL_WG, 1, 1))) void
 attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
            ulong k_off, __global const ATTN_T *v, ulong v_off,
@@ -136,7 +137,8 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
            __global const int *kv_len, int has_kv_len,
            __global const float *addw, int additive, float qscale, int nat,
            int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-           int window, int diag, int bh0)
+           int window, int diag, ulong4 q_st, ulong4 k_st, ulong4 v_st,
+           ulong4 o_st, int bh0)
 {
     __local float qt[TL_HD * TL_BR];
 #if TL_KVS
@@ -164,8 +166,6 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * TL_BR;
     const int nrows = min(seq_q - row0, TL_BR);
-    const size_t kvrow =
-        ((size_t)b * (size_t)heads_kv + (size_t)g) * (size_t)seq_kv;
 
     /* Keys some row of the block sees: [j_start, j_end); keys every row
      * sees: [lo_all, hi_all]. */
@@ -198,13 +198,15 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 
     /* Q^T of the block, scaled (0 past seq_q), and the weights. */
     {
-        const size_t qbase =
-            (size_t)q_off + ((size_t)bh * (size_t)seq_q + (size_t)row0) * TL_HD;
+        const size_t qbase = ATTN_ROW(q_off, q_st, b, h, row0);
         const float qs = additive ? 1.0f : qscale;
         for (int e = lid; e < TL_BR * TL_HD; e += TL_WG) {
             const int r = e / TL_HD, c = e % TL_HD;
             qt[c * TL_BR + r] =
-                r < nrows ? ATTN_LOAD(q, qbase + (size_t)e) * qs : 0.0f;
+                r < nrows ? ATTN_LOAD(q, qbase + (size_t)r * q_st.z +
+                                             (size_t)c) *
+                                qs
+                          : 0.0f;
         }
         for (int c = lid; c < TL_HD; c += TL_WG)
             ws[c] = additive ? addw[(size_t)h * TL_HD + (size_t)c] : 0.0f;
@@ -221,9 +223,7 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
         {                                                                      \
             const int e = lid + u * TL_WG, j = e / TL_HD;                      \
             kr[u] = e < TL_BC * TL_HD && j < nk_                               \
-                        ? ATTN_LOAD(k, (size_t)k_off +                         \
-                                           (kvrow + (size_t)((jt) + j)) *      \
-                                               TL_HD +                         \
+                        ? ATTN_LOAD(k, ATTN_ROW(k_off, k_st, b, g, (jt) + j) + \
                                            (size_t)(e % TL_HD))                \
                         : 0.0f;                                                \
         }                                                                      \
@@ -231,9 +231,7 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
         {                                                                      \
             const int e = lid + u * TL_WG, j = e / TL_HDV;                     \
             vr[u] = e < TL_BC * TL_HDV && j < nk_                              \
-                        ? ATTN_LOAD(v, (size_t)v_off +                         \
-                                           (kvrow + (size_t)((jt) + j)) *      \
-                                               TL_HDV +                        \
+                        ? ATTN_LOAD(v, ATTN_ROW(v_off, v_st, b, g, (jt) + j) + \
                                            (size_t)(e % TL_HDV))               \
                         : 0.0f;                                                \
         }                                                                      \
@@ -439,9 +437,7 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
         const int any = as_uint(m[i]) != ATTN_MASKED_BITS;
         const float inv = any ? 1.0f / lt : 0.0f;
         const float nan = as_float(0x7fc00000u);
-        const size_t obase =
-            (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)(row0 + r)) *
-                                (size_t)TL_HDV;
+        const size_t obase = ATTN_ROW(o_off, o_st, b, h, row0 + r);
 #pragma unroll
         for (int y = 0; y < TL_DC; y++) {
             const int c = tc + y * TL_TC;

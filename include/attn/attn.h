@@ -14,7 +14,8 @@
  * - The library never aborts, never exits and never prints unless a log
  *   level asks for it (the ATTN_LOG environment variable or a log callback).
  * - On any error the output buffers (o, lse, y, table) are left untouched.
- * - Tensors are row-major and contiguous; sizes are counts of elements.
+ * - Tensors are row-major and contiguous unless a descriptor gives strides
+ *   (attn_sdpa_desc.q_strides ...); sizes are counts of elements.
  * - The caller owns every buffer it passes; the library keeps no pointer to
  *   caller memory after a call returns.
  * - Thread safety: a context may be used by several threads at once.  The
@@ -501,6 +502,56 @@ typedef struct attn_sdpa_desc {
                                   diagonal the starts move) into
                                   the float bias it gives the device, as it
                                   does keep, and zeroes the padding rows */
+    /* Strides (in elements of dtype) over batch, head and row of each
+     * tensor; the last dimension (head_dim, head_dim_v) is always
+     * contiguous.  All three 0 (the default) means the contiguous layout
+     * above: {heads * seq * dim, seq * dim, dim}.  Otherwise element
+     * (b, h, i, c) of q sits at q[b * q_strides[0] + h * q_strides[1] +
+     * i * q_strides[2] + c], and likewise for k, v (with kv heads and
+     * seq_kv) and o.  BSHD activations [batch, seq, heads, dim] are
+     * {seq * heads * dim, dim, heads * dim}; a fused QKV projection
+     * [batch, seq, 3, heads, dim] is q, k, v pointing at slots 0, 1, 2 of
+     * one buffer with {seq * 3 * heads * dim, dim, 3 * heads * dim} each.
+     * Strides must not be negative and the extent they span (the last
+     * element's offset + 1) must fit the address space; an input's
+     * strides may be anything else (0 repeats a row or head).  o's must
+     * keep its rows apart: sorted by stride, the (batch, head, row)
+     * dimensions of more than one index must nest (each stride at least
+     * the extent spanned by the smaller ones, the smallest at least
+     * head_dim_v).  The overlap rules of attn_sdpa apply to the extents
+     * spanned.  lse stays contiguous [batch, heads_q, seq_q].
+     * The native backend and the OpenCL kernel variants read and write
+     * them in place (attn_sdpa on an OpenCL context uploads each tensor's
+     * spanned extent as it lies; attn_sdpa_cl_buffers takes them at the
+     * buffers' offsets), but for mma, amdmm and xmx, which decline strided
+     * descriptors (AUTO takes another variant; forced, the call fails with
+     * ATTN_ERR_UNSUPPORTED).  The ring (libattn_mpi) and
+     * attn_sdpa_backward refuse strided descriptors (ATTN_ERR_UNSUPPORTED)
+     * for now. */
+    int64_t q_strides[3]; /**< q's batch, head, row strides; 0s: contiguous */
+    int64_t k_strides[3]; /**< k's batch, kv head, key strides */
+    int64_t v_strides[3]; /**< v's batch, kv head, key strides */
+    int64_t o_strides[3]; /**< o's batch, head, row strides */
+    /* Packed variable-length batches: cu_seqlens_q and cu_seqlens_kv, both
+     * [batch + 1] or both NULL.  Sequence b owns query rows cu_seqlens_q[b]
+     * .. cu_seqlens_q[b + 1] - 1 and keys cu_seqlens_kv[b] .. of the packed
+     * tensors q [total_q, heads_q, head_dim], k [total_kv, heads_kv,
+     * head_dim], v [total_kv, heads_kv, head_dim_v] and o [total_q,
+     * heads_q, head_dim_v] (total = the array's last entry), with no
+     * padding; lse, when asked, is [heads_q, total_q].  Each array starts
+     * at 0 and never decreases; seq_q and seq_kv bound the lengths (the
+     * longest sequence).  The strides' head and row entries place the
+     * packed rows ({0, dim, heads * dim} when all three are 0; the batch
+     * entry must be 0).  Causal masks and windows apply per sequence, with
+     * its own lengths.  A sequence without keys gives O = 0 and lse =
+     * -INFINITY for its rows.  Not with kv_len, a bias, keep, q_start or
+     * kv_start (ATTN_ERR_UNSUPPORTED).  attn_sdpa computes the sequences
+     * one after the other, on every path; a failure after the checks (a
+     * device error) may leave the sequences before it written.
+     * attn_sdpa_cl_buffers, attn_sdpa_backward and the ring refuse it
+     * (ATTN_ERR_UNSUPPORTED) for now. */
+    const int32_t *cu_seqlens_q;  /**< [batch + 1] query row offsets */
+    const int32_t *cu_seqlens_kv; /**< [batch + 1] key row offsets */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes
@@ -571,10 +622,12 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * kind without bias or a bias without kind, a bias_shape entry (or, with
  * keep, a keep_shape entry) other than 1 and its dimension's size, causal not 0
  * or 1, negative window, causal_align outside attn_causal_align, kv_len outside
- * [0, seq_kv], non-finite scale, o or lse overlapping another tensor, a call
- * from inside the log callback), ATTN_ERR_OUT_OF_MEMORY (sizes overflow or
- * allocation failed), ATTN_ERR_DEVICE / ATTN_ERR_BUILD_FAILED (device failure
- * with fallback off).  Outputs are untouched on error. */
+ * [0, seq_kv], non-finite scale, a negative stride, strides whose extent
+ * overflows, o strides that make rows of o alias, o or lse overlapping
+ * another tensor, a call from inside the log callback), ATTN_ERR_OUT_OF_MEMORY
+ * (sizes overflow or allocation failed), ATTN_ERR_DEVICE /
+ * ATTN_ERR_BUILD_FAILED (device failure with fallback off).  Outputs are
+ * untouched on error. */
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                                const void *q, const void *k, const void *v,
                                void *o, float *lse);
@@ -642,8 +695,10 @@ typedef struct attn_sdpa_grad {
  * g, a NULL tensor, an invalid d as attn_sdpa checks it, an output
  * overlapping an input (the bias and additive_w included) or another
  * output, a call from inside the log callback, dbias set without a bias,
- * d_additive_w set without the additive score), ATTN_ERR_UNSUPPORTED (a
- * struct_size of a newer attn_sdpa_grad whose new members are set),
+ * d_additive_w set without the additive score), ATTN_ERR_UNSUPPORTED
+ * (strided tensors (attn_sdpa_desc.q_strides ...) and packed
+ * variable-length batches, for now; a struct_size of a newer
+ * attn_sdpa_grad whose new members are set),
  * ATTN_ERR_OUT_OF_MEMORY.
  * Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa_backward(attn_context *ctx,

@@ -147,6 +147,12 @@ typedef struct attn_sdpa_desc {
     int bias_shape[3];
     const uint8_t *keep;
     int keep_shape[3];
+    const int32_t *q_start;
+    const int32_t *kv_start;
+    int64_t q_strides[3];
+    int64_t k_strides[3];
+    int64_t v_strides[3];
+    int64_t o_strides[3];
 } attn_sdpa_desc;
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                       const void *q, const void *k, const void *v,

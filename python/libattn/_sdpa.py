@@ -13,6 +13,31 @@ def _ptr(arr, ctype="void *"):
     return ffi.cast(ctype, arr.ctypes.data)
 
 
+def _element_strides(arr):
+    """arr's (batch, head, row) strides in elements when the library can
+    read it in place (last dimension contiguous, the leading dimensions
+    one stride apart, nothing negative), else None."""
+    item = arr.itemsize
+    st = arr.strides
+    n = arr.ndim
+    if arr.shape[-1] > 1 and st[-1] != item:
+        return None
+    if any(x < 0 or x % item for x in st[:-1]):
+        return None
+    # the batch dimensions as one: each a whole number of the next
+    bst = 0
+    prev = None
+    for size, x in reversed(list(zip(arr.shape[:n - 3], st[:n - 3]))):
+        if size == 1:
+            continue
+        if prev is not None and x != prev[0] * prev[1]:
+            return None
+        if prev is None:
+            bst = x
+        prev = (size, x)
+    return (bst // item, st[-3] // item, st[-2] // item)
+
+
 def _mask_operand(mask, lead, batch, hq, L, S, name="attn_mask"):
     """A PyTorch attn_mask broadcastable to (*lead, hq, L, S) as the
     library takes it in place: (array, shape) with array [B', H', Q', S]
@@ -156,10 +181,18 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     if attn_mask is not None:
         mask_arr, mask_shape = _mask_operand(attn_mask, lead, batch, hq, L, S)
 
-    q = contiguous(q)
-    k = contiguous(k)
-    v = contiguous(v)
     ctx = context_for(device)
+    # Strided inputs (element strides, last dimension contiguous) go to
+    # the library as they lie; other arrays are copied to C order.
+    strided = None
+    if q.ndim >= 3 and not all(a.flags.c_contiguous for a in (q, k, v)):
+        strided = tuple(_element_strides(a) for a in (q, k, v))
+        if any(x is None for x in strided):
+            strided = None
+    if strided is None:
+        q = contiguous(q)
+        k = contiguous(k)
+        v = contiguous(v)
     d = ffi.new("attn_sdpa_desc *")
     d.struct_size = ffi.sizeof("attn_sdpa_desc")
     d.batch, d.heads_q, d.heads_kv = batch, hq, hk
@@ -178,6 +211,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
             d.mask.bias = _ptr(mask_arr, "const float *")
             d.mask.bias_kind = lib.ATTN_BIAS_BROADCAST
             d.bias_shape = mask_shape
+    if strided is not None:
+        d.q_strides, d.k_strides, d.v_strides = strided
     handle = ctx._handle()
     status = lib.attn_sdpa(handle, d, _ptr(q), _ptr(k), _ptr(v), _ptr(o),
                            _ptr(lse, "float *") if lse is not None

@@ -97,11 +97,35 @@ def test_scale(ctx, rng):
 
 
 def test_strided_inputs(ctx, rng):
-    # BSHD storage seen as BHSD: copied to contiguous, same result.
+    # BSHD storage seen as BHSD: passed with its strides, same result.
     qs = rand(rng, (2, 12, 4, 16))
     q = qs.transpose(0, 2, 1, 3)
     assert not q.flags.c_contiguous
     check(ctx, q, q, q)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_fused_qkv_views(ctx, rng, dtype):
+    # [batch, seq, 3, heads, dim] as three BHSD views of one buffer, and
+    # the result equals the call on contiguous copies.
+    qkv = rand(rng, (2, 21, 3, 4, 16), dtype)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    o = check(ctx, q, k, v, is_causal=True)
+    want = run(ctx, *(np.ascontiguousarray(x) for x in (q, k, v)),
+               is_causal=True)[0]
+    assert np.array_equal(o, want)
+
+
+def test_odd_strides(ctx, rng):
+    # a batch dimension broadcast (stride 0), a 5-D batch of BSHD views,
+    # and a view whose last dimension is strided (copied)
+    q = rand(rng, (2, 3, 4, 9, 8))
+    k = np.broadcast_to(rand(rng, (1, 1, 4, 11, 8)), (2, 3, 4, 11, 8))
+    check(ctx, q, k, k)
+    qs = rand(rng, (2, 3, 9, 4, 8)).transpose(0, 1, 3, 2, 4)
+    check(ctx, qs, qs, qs)
+    qw = rand(rng, (2, 4, 9, 16))[..., ::2]
+    check(ctx, qw, qw, qw)
 
 
 def test_returns_without_lse(ctx, rng):

@@ -41,6 +41,12 @@ _Static_assert(offsetof(attn_sdpa_desc, keep) >=
 _Static_assert(offsetof(attn_sdpa_desc, q_start) >=
                    offsetof(attn_sdpa_desc, keep_shape) + 3 * sizeof(int),
                "attn_sdpa_desc.q_start starts past keep_shape");
+_Static_assert(offsetof(attn_sdpa_desc, q_strides) >=
+                   offsetof(attn_sdpa_desc, kv_start) + sizeof(const int32_t *),
+               "attn_sdpa_desc.q_strides starts past kv_start");
+_Static_assert(offsetof(attn_sdpa_desc, cu_seqlens_q) >=
+                   offsetof(attn_sdpa_desc, o_strides) + 3 * sizeof(int64_t),
+               "attn_sdpa_desc.cu_seqlens_q starts past o_strides");
 _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&

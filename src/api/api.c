@@ -90,16 +90,44 @@ int attn_api_from_callback(const char *fn, attn_err *err)
     return 1;
 }
 
-attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
-                      const void *k, const void *v, void *o, float *lse)
+attn_status attn_sdpa_run(attn_context *ctx, const attn_sdpa_desc *d,
+                          const void *q, const void *k, const void *v, void *o,
+                          float *lse, attn_err *err)
 {
-    attn_sdpa_desc dl, merged;
+    attn_sdpa_desc merged;
     float *merged_bias = NULL;
-    attn_sdpa_call c = {NULL, q, k, v, o, lse};
-    attn_err err = {{0}};
+    attn_sdpa_call c = {d, q, k, v, o, lse};
     attn_plan *plan = NULL;
     const attn_work *work = NULL;
     char fell[ATTN_MSG_MAX];
+    attn_status s = attn_validate_sdpa(d, q, k, v, o, lse, err);
+    /* the devices take the boolean mask and kv_start merged into the
+     * bias; the padding rows of q_start are zeroed below */
+    if (s == ATTN_OK && ctx->backend->ops->exec &&
+        (s = attn_keep_merge(d, &merged, &merged_bias, err)) == ATTN_OK)
+        c.d = &merged;
+    if (s == ATTN_OK && ctx->backend->ops->exec)
+        s = attn_plan_sdpa(ctx->plans, ctx->backend, c.d, &plan, &work, err);
+    if (s == ATTN_OK) {
+        s = attn_sched_sdpa(&ctx->run, work, &c, fell, sizeof fell, err);
+        if (fell[0])
+            attn_context_note(ctx, fell);
+    }
+    if (s == ATTN_OK && c.d == &merged && d->q_start) {
+        size_t ost[3];
+        attn_tensor_strides(d, ATTN_T_O, ost);
+        attn_pad_rows_zero(d, ost, o, lse);
+    }
+    attn_plan_release(ctx->plans, plan);
+    free(merged_bias);
+    return s;
+}
+
+attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
+                      const void *k, const void *v, void *o, float *lse)
+{
+    attn_sdpa_desc dl;
+    attn_err err = {{0}};
     attn_status s;
     if (!ctx) {
         attn_fail(&err, ATTN_ERR_INVALID_ARGUMENT, "ctx is NULL");
@@ -111,28 +139,10 @@ attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d, const void *q,
                                &err);
     if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
         return attn_api_report(ctx, "attn_sdpa", s, &err);
-    c.d = d;
-    s = attn_validate_sdpa(d, q, k, v, o, lse, &err);
-    /* the devices take the boolean mask and kv_start merged into the
-     * bias; the padding rows of q_start are zeroed below */
-    if (s == ATTN_OK && ctx->backend->ops->exec &&
-        (s = attn_keep_merge(d, &merged, &merged_bias, &err)) == ATTN_OK)
-        c.d = &merged;
-    if (s == ATTN_OK && ctx->backend->ops->exec)
-        s = attn_plan_sdpa(ctx->plans, ctx->backend, c.d, &plan, &work, &err);
-    if (s == ATTN_OK) {
-        s = attn_sched_sdpa(&ctx->run, work, &c, fell, sizeof fell, &err);
-        if (fell[0])
-            attn_context_note(ctx, fell);
-    }
-    if (s == ATTN_OK && c.d == &merged && d->q_start) {
-        const size_t ost[3] = {
-            (size_t)d->heads_q * (size_t)d->seq_q * (size_t)d->head_dim_v,
-            (size_t)d->seq_q * (size_t)d->head_dim_v, (size_t)d->head_dim_v};
-        attn_pad_rows_zero(d, ost, o, lse);
-    }
-    attn_plan_release(ctx->plans, plan);
-    free(merged_bias);
+    if (d && (d->cu_seqlens_q || d->cu_seqlens_kv))
+        s = attn_sdpa_varlen(ctx, d, q, k, v, o, lse, &err);
+    else
+        s = attn_sdpa_run(ctx, d, q, k, v, o, lse, &err);
     return s == ATTN_OK ? s : attn_api_report(ctx, "attn_sdpa", s, &err);
 }
 
@@ -144,13 +154,20 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
                                 attn_precision *runs)
 {
     attn_err err = {{0}};
-    attn_sdpa_desc dl;
+    attn_sdpa_desc dl, item;
     attn_sdpa_bytes sz;
     attn_status s;
     if (attn_api_from_callback(fn, &err))
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
-    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)) ||
-        (s = attn_validate_sdpa_desc(d, &sz, &err)))
+    if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
+        return attn_api_report(ctx, fn, s, &err);
+    /* packed sequences: what their longest would run at */
+    if (d && (d->cu_seqlens_q || d->cu_seqlens_kv)) {
+        if ((s = attn_varlen_item(d, -1, &item, &err)))
+            return attn_api_report(ctx, fn, s, &err);
+        d = &item;
+    }
+    if ((s = attn_validate_sdpa_desc(d, &sz, &err)))
         return attn_api_report(ctx, fn, s, &err);
     if (!ctx->backend->ops->exec) {
         if (name)

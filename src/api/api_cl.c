@@ -143,6 +143,11 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
         (s = check_queue(rt, queue, &err)))
         return report(ctx, fn, s, &err);
+    if (d->cu_seqlens_q || d->cu_seqlens_kv)
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"packed sequences (cu_seqlens_q, "
+                                  "cu_seqlens_kv) are not taken with device "
+                                  "buffers yet: call attn_sdpa"});
     if (d->q_start)
         return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
                       &(attn_err){"q_start is not taken with device buffers: "

@@ -36,8 +36,19 @@ attn_status attn_sdpa_backward(attn_context *ctx, const attn_sdpa_desc *d,
             return attn_api_report(ctx, fn, s, &err);
         g = &gl;
     }
+    if (d && (d->cu_seqlens_q || d->cu_seqlens_kv))
+        return attn_api_report(
+            ctx, fn, ATTN_ERR_UNSUPPORTED,
+            &(attn_err){"packed sequences (cu_seqlens_q, cu_seqlens_kv) are "
+                        "not taken by the backward pass yet"});
     if ((s = attn_validate_sdpa_grad(d, g, &err)))
         return attn_api_report(ctx, fn, s, &err);
+    if (attn_sdpa_strided(d))
+        return attn_api_report(
+            ctx, fn, ATTN_ERR_UNSUPPORTED,
+            &(attn_err){"strided tensors (q_strides, k_strides, v_strides, "
+                        "o_strides) are not taken by the backward pass yet: "
+                        "pass contiguous tensors"});
     s = attn_cpu_sdpa_backward(ctx->native->impl, d, g);
     if (s)
         return attn_api_report(

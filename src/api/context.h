@@ -49,6 +49,22 @@ attn_status attn_api_report(attn_context *ctx, const char *fn, attn_status s,
 /* 1 (with a sentence in err) when the calling thread runs a log callback,
  * from which fn must not be called. */
 int attn_api_from_callback(const char *fn, attn_err *err);
+/* attn_sdpa on a descriptor read by its size (abi.c), without packed
+ * sequences: checks, plan, run.  Errors are left in err. */
+attn_status attn_sdpa_run(attn_context *ctx, const attn_sdpa_desc *d,
+                          const void *q, const void *k, const void *v, void *o,
+                          float *lse, attn_err *err);
+/* attn_sdpa of packed variable-length sequences (cu_seqlens_q,
+ * cu_seqlens_kv; attn.h): checks the whole call, then one attn_sdpa_run
+ * per sequence (varlen.c). */
+attn_status attn_sdpa_varlen(attn_context *ctx, const attn_sdpa_desc *d,
+                             const void *q, const void *k, const void *v,
+                             void *o, float *lse, attn_err *err);
+/* The descriptor of one sequence of a packed call as attn_sdpa runs it
+ * (batch 1, the longest lengths when b is -1), for the plan queries;
+ * d's packed arrays are checked. */
+attn_status attn_varlen_item(const attn_sdpa_desc *d, int b,
+                             attn_sdpa_desc *item, attn_err *err);
 /* Validates layer call c, plans its attention step and runs it (api.c);
  * failures reported under fn. */
 attn_status attn_api_mha(attn_context *ctx, const char *fn,

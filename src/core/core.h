@@ -100,6 +100,24 @@ typedef struct attn_sdpa_bytes {
     size_t q, k, v, o, lse;
 } attn_sdpa_bytes;
 
+/* Tensors of an attention call, in the order of attn_sdpa_desc's strides. */
+enum { ATTN_T_Q, ATTN_T_K, ATTN_T_V, ATTN_T_O };
+
+/* 1 when d gives strides for some tensor (attn_sdpa_desc.q_strides ...). */
+int attn_sdpa_strided(const attn_sdpa_desc *d);
+/* The element strides over batch, head and row of tensor t (ATTN_T_*) of
+ * d: its strides, or the contiguous layout's when they are all 0.  d's
+ * strides are valid (attn_validate_sdpa_desc). */
+void attn_tensor_strides(const attn_sdpa_desc *d, int t, size_t st[3]);
+/* The elements tensor t of d spans (the last one's offset + 1); d is
+ * valid. */
+size_t attn_tensor_extent(const attn_sdpa_desc *d, int t);
+/* Checks tensor t's strides of d (not negative, o's rows apart) and puts
+ * the bytes they span, elements of elem bytes, in *bytes.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT with a sentence. */
+attn_status attn_strides_extent(const attn_sdpa_desc *d, int t, size_t elem,
+                                size_t *bytes, attn_err *err);
+
 /* The offset of the causal diagonal (and of the window) of d: query i
  * sees key j iff j <= i + attn_causal_diag(d) (attn.h, causal_align). */
 static inline long long attn_causal_diag(const attn_sdpa_desc *d)

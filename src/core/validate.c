@@ -179,6 +179,13 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
         (s = tensor_bytes(&b->o, "o", 4, dout, elem, err)) ||
         (s = tensor_bytes(&b->lse, "lse", 3, dout, sizeof(float), err)))
         return s;
+    /* With strides each tensor takes the extent they span. */
+    if (attn_sdpa_strided(d) &&
+        ((s = attn_strides_extent(d, ATTN_T_Q, elem, &b->q, err)) ||
+         (s = attn_strides_extent(d, ATTN_T_K, elem, &b->k, err)) ||
+         (s = attn_strides_extent(d, ATTN_T_V, elem, &b->v, err)) ||
+         (s = attn_strides_extent(d, ATTN_T_O, elem, &b->o, err))))
+        return s;
     return ATTN_OK;
 }
 

@@ -177,7 +177,7 @@ static inline void attn_float_to_u16_n(attn_dtype dt, const float *src,
 
 /* Element strides (in elements of the dtype) of batch, head and row for each
  * tensor; the last dimension is always contiguous.  NULL layout means the
- * contiguous layouts of attn_sdpa_desc. */
+ * layouts of attn_sdpa_desc (its strides, or contiguous). */
 typedef struct attn_cpu_layout {
     size_t q[3], k[3], v[3], o[3];
 } attn_cpu_layout;

@@ -258,24 +258,13 @@ attn_pool *attn_cpu_pool(attn_cpu *c)
     return c ? c->pool : NULL;
 }
 
+/* The layouts d gives (its strides, or contiguous). */
 static void default_layout(const attn_sdpa_desc *d, attn_cpu_layout *l)
 {
-    size_t sq = (size_t)d->seq_q, skv = (size_t)d->seq_kv;
-    size_t hd = (size_t)d->head_dim, hdv = (size_t)d->head_dim_v;
-    size_t hq = (size_t)d->heads_q, hkv = (size_t)d->heads_kv;
-
-    l->q[2] = hd;
-    l->q[1] = sq * hd;
-    l->q[0] = hq * sq * hd;
-    l->k[2] = hd;
-    l->k[1] = skv * hd;
-    l->k[0] = hkv * skv * hd;
-    l->v[2] = hdv;
-    l->v[1] = skv * hdv;
-    l->v[0] = hkv * skv * hdv;
-    l->o[2] = hdv;
-    l->o[1] = sq * hdv;
-    l->o[0] = hq * sq * hdv;
+    attn_tensor_strides(d, ATTN_T_Q, l->q);
+    attn_tensor_strides(d, ATTN_T_K, l->k);
+    attn_tensor_strides(d, ATTN_T_V, l->v);
+    attn_tensor_strides(d, ATTN_T_O, l->o);
 }
 
 /* The decode form (sdpa_dec.c) for dot scores whose query rows per K/V

@@ -106,6 +106,20 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
                  "q_start or kv_start");
         return ATTN_ERR_UNSUPPORTED;
     }
+    if (g->cu_seqlens_q || g->cu_seqlens_kv) {
+        snprintf(why, cap,
+                 "the ring takes no packed sequences "
+                 "(cu_seqlens_q, cu_seqlens_kv)");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    for (int i = 0; i < 3; i++)
+        if (g->q_strides[i] || g->k_strides[i] || g->v_strides[i] ||
+            g->o_strides[i]) {
+            snprintf(why, cap,
+                     "the ring takes contiguous tensors only (no "
+                     "q_strides, k_strides, v_strides, o_strides)");
+            return ATTN_ERR_UNSUPPORTED;
+        }
     if (g->mask.kv_len)
         for (int b = 0; b < g->batch; b++)
             if (g->mask.kv_len[b] < 0 || g->mask.kv_len[b] > ring->seq) {

@@ -155,6 +155,11 @@ static attn_status try_variant(attn_cl_runtime *rt, int vi,
                          "causal mask or window nor the bias kinds KEY and "
                          "BROADCAST (nor keep, which a device takes as one)",
                          v->name);
+    if (!v->strides && attn_sdpa_strided(d))
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "kernel variant \"%s\" takes no strided tensors "
+                         "(q_strides, k_strides, v_strides, o_strides)",
+                         v->name);
     if ((s = v->supports(lim, t, d, err)))
         return s;
     if (v->defines)
@@ -255,6 +260,15 @@ static void fill_launch(attn_cl_launch *L, const attn_sdpa_desc *d,
     L->v_off = t->v_off;
     L->o_off = t->o_off;
     L->lse_off = t->lse_off;
+    {
+        cl_ulong4 *const dst[4] = {&L->q_st, &L->k_st, &L->v_st, &L->o_st};
+        for (int i = 0; i < 4; i++) {
+            attn_tensor_strides(d, ATTN_T_Q + i, st);
+            memset(dst[i], 0, sizeof *dst[i]);
+            for (int j = 0; j < 3; j++)
+                dst[i]->s[j] = (cl_ulong)st[j];
+        }
+    }
 }
 
 attn_status attn_cl_run(attn_cl_runtime *rt, const attn_prepared *p,

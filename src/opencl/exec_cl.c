@@ -273,16 +273,16 @@ static int gate_set(attn_event *gate, int ok)
 }
 
 /* A read of n bytes at byte offset off of m into dst behind gate, staged
- * through pinned memory when the device asks for it (collect copies it
- * out). */
+ * through pinned memory when the device asks for it or stage says so
+ * (collect copies it out). */
 static attn_status read_one(attn_dev_call *dc, cl_command_queue q, cl_mem m,
                             size_t off, size_t n, void *dst, cl_event gate,
-                            const attn_group *g, int what, cl_event *ev,
-                            attn_err *err)
+                            const attn_group *g, int what, int stage,
+                            cl_event *ev, attn_err *err)
 {
     attn_cl_runtime *rt = dc->rt;
     cl_int rc;
-    if (rt->pinned) {
+    if (rt->pinned || stage) {
         attn_cl_buf st;
         attn_status s = take(dc, n, ATTN_CL_BUF_PINNED, "a staging buffer", g,
                              what + 1, &st, err);
@@ -301,6 +301,27 @@ static attn_status read_one(attn_dev_call *dc, cl_command_queue q, cl_mem m,
     return ATTN_OK;
 }
 
+static int o_strided(const attn_sdpa_desc *d)
+{
+    return d->o_strides[0] != 0 || d->o_strides[1] != 0 || d->o_strides[2] != 0;
+}
+
+/* The rows of group g's o from its staged extent src to the caller's o. */
+static void scatter_o(const attn_group *g, const attn_sdpa_call *c,
+                      const char *src, size_t e)
+{
+    const attn_sdpa_desc *d = &g->d;
+    const size_t w = (size_t)d->head_dim_v * e;
+    size_t st[3];
+    attn_tensor_strides(d, ATTN_T_O, st);
+    for (size_t b = 0; b < (size_t)d->batch; b++)
+        for (size_t h = 0; h < (size_t)d->heads_q; h++)
+            for (size_t i = 0; i < (size_t)d->seq_q; i++) {
+                const size_t at = (b * st[0] + h * st[1] + i * st[2]) * e;
+                memcpy((char *)c->o + g->o_off * e + at, src + at, w);
+            }
+}
+
 static attn_status read_group(attn_dev_call *dc, int queue, const attn_group *g,
                               const attn_sdpa_call *c, attn_event *gate,
                               attn_event **rd, attn_err *err)
@@ -308,13 +329,15 @@ static attn_status read_group(attn_dev_call *dc, int queue, const attn_group *g,
     cl_command_queue q = dc->rt->queues[queue];
     const size_t e = c->d->dtype == ATTN_F32 ? 4 : 2;
     cl_event ev[2] = {NULL, NULL};
-    attn_status s =
-        read_one(dc, q, dc->tens[3].mem, g->o_off * e, g->o_len * e,
-                 (char *)c->o + g->o_off * e, EV(gate), g, 0, &ev[0], err);
+    /* Strided o: the extent read holds gaps (and rows of other groups)
+     * that are not this group's to write; collect copies its rows out. */
+    attn_status s = read_one(dc, q, dc->tens[3].mem, g->o_off * e, g->o_len * e,
+                             (char *)c->o + g->o_off * e, EV(gate), g, 0,
+                             o_strided(c->d), &ev[0], err);
     if (s == ATTN_OK && c->lse)
         s = read_one(dc, q, dc->tens[4].mem, g->lse_off * sizeof(float),
                      g->lse_len * sizeof(float), c->lse + g->lse_off, EV(gate),
-                     g, 1, &ev[1], err);
+                     g, 1, 0, &ev[1], err);
     rd[0] = AEV(ev[0]);
     rd[1] = AEV(ev[1]);
     return s;
@@ -328,7 +351,9 @@ static void collect(attn_dev_call *dc, const attn_group *g,
         const held *h = &dc->h[i];
         if (h->g != g || !h->what)
             continue;
-        if (h->what == 1)
+        if (h->what == 1 && o_strided(c->d))
+            scatter_o(g, c, h->b.host, e);
+        else if (h->what == 1)
             memcpy((char *)c->o + g->o_off * e, h->b.host, g->o_len * e);
         else
             memcpy(c->lse + g->lse_off, h->b.host, g->lse_len * sizeof(float));

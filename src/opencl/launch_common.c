@@ -66,6 +66,10 @@ attn_status attn_cl_check_tensors(const attn_sdpa_desc *d,
         !attn_mul_size(&n[4], bq, (size_t)d->seq_q))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "the tensor sizes overflow");
+    /* strided tensors take the extent they span (d is valid) */
+    if (attn_sdpa_strided(d))
+        for (int i = 0; i < 4; i++)
+            n[i] = attn_tensor_extent(d, ATTN_T_Q + i);
     if ((s = check_buffer(t->q, "q", t->q_off, n[0], elem, err)) ||
         (s = check_buffer(t->k, "k", t->k_off, n[1], elem, err)) ||
         (s = check_buffer(t->v, "v", t->v_off, n[2], elem, err)) ||
@@ -146,15 +150,14 @@ attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
                                    const attn_cl_tensors *t, attn_err *err)
 {
     const size_t elem = d->dtype == ATTN_F32 ? sizeof(float) : 2;
-    const size_t bq = (size_t)d->batch * (size_t)d->heads_q,
-                 bkv = (size_t)d->batch * (size_t)d->heads_kv;
-    /* Bytes of q, k, v, o, lse; attn_cl_check_tensors found them to fit. */
-    const size_t bytes[5] = {
-        bq * (size_t)d->seq_q * (size_t)d->head_dim * elem,
-        bkv * (size_t)d->seq_kv * (size_t)d->head_dim * elem,
-        bkv * (size_t)d->seq_kv * (size_t)d->head_dim_v * elem,
-        bq * (size_t)d->seq_q * (size_t)d->head_dim_v * elem,
-        bq * (size_t)d->seq_q * sizeof(float)};
+    const size_t bq = (size_t)d->batch * (size_t)d->heads_q;
+    /* Bytes of q, k, v, o (the extents their strides span), lse;
+     * attn_cl_check_tensors found them to fit. */
+    const size_t bytes[5] = {attn_tensor_extent(d, ATTN_T_Q) * elem,
+                             attn_tensor_extent(d, ATTN_T_K) * elem,
+                             attn_tensor_extent(d, ATTN_T_V) * elem,
+                             attn_tensor_extent(d, ATTN_T_O) * elem,
+                             bq * (size_t)d->seq_q * sizeof(float)};
     const cl_mem mem[5] = {t->q, t->k, t->v, t->o, t->lse};
     const size_t off[5] = {t->q_off * elem, t->k_off * elem, t->v_off * elem,
                            t->o_off * elem, t->lse_off * sizeof(float)};

@@ -124,6 +124,9 @@ typedef struct attn_cl_launch {
     cl_float scale;  /* 1/sqrt(head_dim) when the descriptor says 0 */
     cl_float scale2; /* scale * log2(e) (additive: log2(e)) */
     cl_ulong q_off, k_off, v_off, o_off, lse_off;
+    /* the tensors' strides over batch, head and row in .s[0 .. 2]
+     * (attn_tensor_strides: the descriptor's, or contiguous) */
+    cl_ulong4 q_st, k_st, v_st, o_st;
     cl_command_queue queue;
     cl_uint n_wait;
     const cl_event *wait;
@@ -153,6 +156,11 @@ typedef struct attn_cl_variant {
                                    BROADCAST (keep among them, merged into
                                    the bias); without it the variant
                                    declines those and AUTO goes on */
+    int strides;                /* its kernels take the tensors' strides
+                                   (q_st ... o_st): strided descriptors
+                                   (attn_sdpa_desc.q_strides ...); without
+                                   it the variant declines them and AUTO
+                                   goes on */
     const char *const *sources; /* cl/ files after common.cl, NULL-ended */
     const char *const *kernels; /* kernel names, NULL-ended */
     const attn_cl_param *params;

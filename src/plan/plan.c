@@ -17,6 +17,7 @@ typedef struct shape_key {
     int bias_shape[3]; /* BROADCAST only (0 otherwise) */
     int has_keep, keep_shape[3];
     int has_kv_len, has_bias, has_addw;
+    int64_t strides[4][3]; /* q, k, v, o as given (0s: contiguous) */
 } shape_key;
 
 struct attn_plan {
@@ -62,6 +63,10 @@ static void key_of(const attn_sdpa_desc *d, int kind, shape_key *k)
     k->has_kv_len = d->mask.kv_len != NULL;
     k->has_bias = d->mask.bias != NULL;
     k->has_addw = d->additive_w != NULL;
+    memcpy(k->strides[0], d->q_strides, sizeof k->strides[0]);
+    memcpy(k->strides[1], d->k_strides, sizeof k->strides[1]);
+    memcpy(k->strides[2], d->v_strides, sizeof k->strides[2]);
+    memcpy(k->strides[3], d->o_strides, sizeof k->strides[3]);
 }
 
 attn_status attn_plan_cache_new(attn_plan_cache **out, attn_err *err)

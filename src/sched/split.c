@@ -41,11 +41,10 @@ static void make_group(const attn_sdpa_desc *d, size_t u0, size_t u1, int slot,
                        attn_group *g)
 {
     size_t hkv = (size_t)d->heads_kv, r = (size_t)(d->heads_q / d->heads_kv);
-    size_t sq = (size_t)d->seq_q, skv = (size_t)d->seq_kv;
-    size_t dk = (size_t)d->head_dim, dv = (size_t)d->head_dim_v;
+    size_t sq = (size_t)d->seq_q, dk = (size_t)d->head_dim;
     size_t b0 = u0 / hkv, g0 = u0 % hkv, units = u1 - u0;
     size_t h0 = g0 * r; /* first query head */
-    size_t bst[3];
+    size_t bst[3], qst[3], kst[3], vst[3], ost[3];
     attn_bias_strides(d, bst);
     g->d = *d;
     g->slot = slot;
@@ -62,16 +61,22 @@ static void make_group(const attn_sdpa_desc *d, size_t u0, size_t u1, int slot,
     }
     g->kv_len_off = b0;
     attn_sched_rebase(g, d);
-    g->q_off = u0 * r * sq * dk;
-    g->o_off = u0 * r * sq * dv;
+    /* the tensors at their strides (contiguous by default): the group
+     * starts at its first (batch, head) and spans its own extent */
+    attn_tensor_strides(d, ATTN_T_Q, qst);
+    attn_tensor_strides(d, ATTN_T_K, kst);
+    attn_tensor_strides(d, ATTN_T_V, vst);
+    attn_tensor_strides(d, ATTN_T_O, ost);
+    g->q_off = b0 * qst[0] + h0 * qst[1];
+    g->o_off = b0 * ost[0] + h0 * ost[1];
     g->lse_off = u0 * r * sq;
-    g->k_off = u0 * skv * dk;
-    g->v_off = u0 * skv * dv;
-    g->q_len = units * r * sq * dk;
-    g->o_len = units * r * sq * dv;
+    g->k_off = b0 * kst[0] + g0 * kst[1];
+    g->v_off = b0 * vst[0] + g0 * vst[1];
+    g->q_len = attn_tensor_extent(&g->d, ATTN_T_Q);
+    g->o_len = attn_tensor_extent(&g->d, ATTN_T_O);
     g->lse_len = units * r * sq;
-    g->k_len = units * skv * dk;
-    g->v_len = units * skv * dv;
+    g->k_len = attn_tensor_extent(&g->d, ATTN_T_K);
+    g->v_len = attn_tensor_extent(&g->d, ATTN_T_V);
 }
 
 attn_status attn_sched_split(const attn_sdpa_desc *d, int n_slots,

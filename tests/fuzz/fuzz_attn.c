@@ -1122,7 +1122,7 @@ static void run_sdpa_once(attn_context *ctx, int seq_q, int seq_kv,
                           attn_dtype dt)
 {
     attn_sdpa_desc d;
-    size_t es = dt == ATTN_F16 ? 2 : 4;
+    size_t es = dt == ATTN_F32 ? 4 : 2;
     unsigned char q[2 * 7 * 16 * 4], k[2 * 9 * 16 * 4], v[2 * 9 * 16 * 4],
         o[2 * 7 * 16 * 4];
     float lse[2 * 7];

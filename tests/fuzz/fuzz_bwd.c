@@ -33,7 +33,7 @@ static int all_canary(const unsigned char *p, size_t n)
 
 static int all_finite(const attn_sdpa_desc *d, const void *x, size_t bytes)
 {
-    const size_t n = bytes / (d->dtype == ATTN_F16 ? 2 : 4);
+    const size_t n = bytes / (d->dtype == ATTN_F32 ? 4 : 2);
     if (d->dtype == ATTN_F16) {
         const uint16_t *h = x;
         for (size_t i = 0; i < n; i++)

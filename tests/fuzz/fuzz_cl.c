@@ -307,7 +307,7 @@ static void check_ran(const attn_sdpa_desc *d, const placed *t, roots *r)
 
 static int call_on(gen_src *g, attn_sdpa_desc *d, const gen_sdpa *gs)
 {
-    const size_t es = d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
     const size_t rows =
                      (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seq_q,
                  kvrows =

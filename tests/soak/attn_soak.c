@@ -276,7 +276,7 @@ static int sdpa_call(attn_context *ctx, path_stats *ps, const gen_sdpa *shape,
         return 0;
     }
     d = &c.d;
-    es = d->dtype == ATTN_F16 ? 2 : 4;
+    es = d->dtype == ATTN_F32 ? 4 : 2;
     ob = c.no * es;
     obuf = malloc(ob + 2 * GUARD * 4);
     if (shape->with_lse)

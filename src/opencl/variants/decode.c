@@ -206,8 +206,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG           ATTN_CL_KARG
-#define N_SPLIT_ARGS   32
-#define N_COMBINE_ARGS 11
+#define N_SPLIT_ARGS   35
+#define N_COMBINE_ARGS 14
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX query heads, then pass 2 in
  * blocks of at most ATTN_CL_GRID_MAX rows, chained. */
@@ -229,12 +229,14 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->heads_kv),  KARG(L->seq_q),      KARG(L->seq_kv),
         KARG(L->head_dim),  KARG(L->head_dim_v), KARG(L->causal),
         KARG(L->window),    KARG(L->diag),       KARG(g->key_lo),
-        KARG(g->split_len), KARG(g->n_split),    KARG(g->po_off)};
+        KARG(g->split_len), KARG(g->n_split),    KARG(g->po_off),
+        KARG(L->q_st),      KARG(L->k_st),       KARG(L->v_st)};
     const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(L->scratch), KARG(g->po_off),     KARG(L->t->o),
         KARG(L->o_off),   KARG(L->lse),        KARG(L->lse_off),
         KARG(L->has_lse), KARG(L->head_dim_v), KARG(g->n_split),
-        KARG(nat)};
+        KARG(nat),        KARG(L->heads_q),    KARG(L->seq_q),
+        KARG(L->o_st)};
     const size_t bh_total = (size_t)L->d->batch * (size_t)L->heads_q;
     const size_t rows = bh_total * (size_t)L->seq_q;
     const size_t wg = (size_t)t->v[P_WG], cwg = (size_t)t->v[P_CWG];
@@ -267,6 +269,7 @@ static const char *const kernels[] = {"attn_decode_split", "attn_combine",
 const attn_cl_variant attn_cl_variant_decode = {
     .name = "decode",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "a few query rows against many keys: keys split over "
                "work-groups, partials merged by their log-sum-exp",
     .path = ATTN_PATH_AUTO,

@@ -154,7 +154,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 33
+#define N_ARGS 37
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -176,7 +176,8 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->heads_q),   KARG(L->heads_kv), KARG(L->seq_q),
         KARG(L->seq_kv),    KARG(L->head_dim), KARG(L->head_dim_v),
         KARG(g->dvp),       KARG(L->causal),   KARG(L->window),
-        KARG(L->diag)};
+        KARG(L->diag),      KARG(L->q_st),     KARG(L->k_st),
+        KARG(L->v_st),      KARG(L->o_st)};
     const size_t rows =
         (size_t)t->v[P_WG] * (size_t)t->v[P_VW] * (size_t)t->v[P_NV];
     const size_t blocks = ((size_t)L->seq_q + rows - 1) / rows;
@@ -198,6 +199,7 @@ static const char *const kernels[] = {"attn_fused", NULL};
 const attn_cl_variant attn_cl_variant_fused = {
     .name = "fused",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass over K/V tiles with an online softmax; rows in "
                "vector lanes (CPU-shaped)",
     .path = ATTN_PATH_FUSED,

@@ -261,8 +261,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG           ATTN_CL_KARG
-#define N_SPLIT_ARGS   30
-#define N_COMBINE_ARGS 11
+#define N_SPLIT_ARGS   33
+#define N_COMBINE_ARGS 14
 
 /* Pass 1 in blocks of at most ATTN_CL_GRID_MAX (batch, kv head) pairs,
  * then pass 2 in blocks of at most ATTN_CL_GRID_MAX rows, chained. */
@@ -285,12 +285,14 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
         KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),
         KARG(L->window),    KARG(L->diag),     KARG(g->key_lo),
-        KARG(g->split_len), KARG(g->n_split)};
+        KARG(g->split_len), KARG(g->n_split),  KARG(L->q_st),
+        KARG(L->k_st),      KARG(L->v_st)};
     const attn_cl_karg cargs[N_COMBINE_ARGS - 1] = {
         KARG(L->scratch), KARG(g->po_off),     KARG(L->t->o),
         KARG(L->o_off),   KARG(L->lse),        KARG(L->lse_off),
         KARG(L->has_lse), KARG(L->head_dim_v), KARG(g->n_split),
-        KARG(nat)};
+        KARG(nat),        KARG(L->heads_q),    KARG(L->seq_q),
+        KARG(L->o_st)};
     const size_t pairs = (size_t)L->d->batch * (size_t)L->heads_kv;
     const size_t rows =
         (size_t)L->d->batch * (size_t)L->heads_q * (size_t)L->seq_q;
@@ -321,6 +323,7 @@ static const char *const kernels[] = {"attn_splitkv", "attn_combine", NULL};
 const attn_cl_variant attn_cl_variant_splitkv = {
     .name = "splitkv",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "decode for GPUs: each K/V row read once for every query "
                "head of its group, keys split over work-groups, partials "
                "merged by their log-sum-exp",

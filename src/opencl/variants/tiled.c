@@ -181,7 +181,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 }
 
 #define KARG   ATTN_CL_KARG
-#define N_ARGS 30
+#define N_ARGS 34
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
 static cl_int launch(const attn_cl_launch *L, cl_event *last)
@@ -202,7 +202,8 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
         KARG(L->addw),      KARG(L->additive), KARG(qscale),
         KARG(nat),          KARG(L->heads_q),  KARG(L->heads_kv),
         KARG(L->seq_q),     KARG(L->seq_kv),   KARG(L->causal),
-        KARG(L->window),    KARG(L->diag)};
+        KARG(L->window),    KARG(L->diag),     KARG(L->q_st),
+        KARG(L->k_st),      KARG(L->v_st),     KARG(L->o_st)};
     const size_t wg = (size_t)t->v[P_TR] * (size_t)t->v[P_TC];
     const size_t blocks = ((size_t)L->seq_q + (size_t)g->br - 1) / g->br;
     cl_kernel k = L->k[0];
@@ -220,6 +221,7 @@ static const char *const kernels[] = {"attn_tiled", NULL};
 const attn_cl_variant attn_cl_variant_tiled = {
     .name = "tiled",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass, register-tiled for GPUs: scores and outputs in "
                "registers, Q, K/V and P tiles in local memory",
     .path = ATTN_PATH_FUSED,

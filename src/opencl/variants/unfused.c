@@ -251,7 +251,8 @@ static cl_int set_call_args(const attn_cl_launch *L)
         KARG(L->addw),      KARG(L->additive), KARG(L->scale),
         KARG(L->heads_q),   KARG(L->heads_kv), KARG(L->seq_q),
         KARG(L->seq_kv),    KARG(L->head_dim), KARG(L->causal),
-        KARG(L->window),    KARG(L->diag)};
+        KARG(L->window),    KARG(L->diag),     KARG(L->q_st),
+        KARG(L->k_st)};
     const attn_cl_karg softmax[] = {KARG(L->scratch), KARG(L->lse),
                                     KARG(L->lse_off), KARG(L->has_lse),
                                     KARG(L->seq_q),   KARG(L->seq_kv)};
@@ -260,7 +261,8 @@ static cl_int set_call_args(const attn_cl_launch *L)
         KARG(L->t->o),       KARG(L->o_off),   KARG(L->kv_len),
         KARG(L->has_kv_len), KARG(L->heads_q), KARG(L->heads_kv),
         KARG(L->seq_q),      KARG(L->seq_kv),  KARG(L->head_dim_v),
-        KARG(L->causal),     KARG(L->window),  KARG(L->diag)};
+        KARG(L->causal),     KARG(L->window),  KARG(L->diag),
+        KARG(L->v_st),       KARG(L->o_st)};
     cl_int rc =
         attn_cl_set_args(L->k[0], 0, score, sizeof score / sizeof *score);
     if (rc == CL_SUCCESS)
@@ -300,9 +302,9 @@ static cl_int launch(const attn_cl_launch *L, cl_event *last)
                          (size_t)v[P_AG_WV]),
                 round_up(ni, (size_t)v[P_AG_TQ], (size_t)v[P_AG_WQ]), nb};
             const size_t ag_l[3] = {(size_t)v[P_AG_WV], (size_t)v[P_AG_WQ], 1};
-            if ((rc = attn_cl_set_args(L->k[0], 23, blk, 3)) != CL_SUCCESS ||
+            if ((rc = attn_cl_set_args(L->k[0], 25, blk, 3)) != CL_SUCCESS ||
                 (rc = attn_cl_set_args(L->k[1], 6, blk, 3)) != CL_SUCCESS ||
-                (rc = attn_cl_set_args(L->k[2], 15, blk, 3)) != CL_SUCCESS ||
+                (rc = attn_cl_set_args(L->k[2], 17, blk, 3)) != CL_SUCCESS ||
                 (rc = attn_cl_chain(L->queue, L->k[0], 3, sc_g, sc_l, L->n_wait,
                                     L->wait, &prev)) != CL_SUCCESS ||
                 (rc = attn_cl_chain(L->queue, L->k[1], 2, sm_g, sm_l, 0, NULL,
@@ -328,6 +330,7 @@ static const char *const kernels[] = {"attn_score", "attn_softmax",
 const attn_cl_variant attn_cl_variant_unfused = {
     .name = "unfused",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "score, softmax and aggregate kernels over a score buffer; "
                "takes every shape",
     .path = ATTN_PATH_UNFUSED,
