@@ -2,7 +2,8 @@
 /*
  * attn-mask-rss: the peak resident set of one attn_sdpa call over a
  * left-padded batch (a Hugging Face key-padding mask), the padding given
- * each way the API takes it, and whether they all give the same output.
+ * each way the API takes it and the tensors in each layout it reads in
+ * place, and whether they all give the same output.
  *
  * Modes:
  *   full      a FULL bias [batch, heads, seq, seq] of 0 and -inf (what a
@@ -10,6 +11,13 @@
  *   key       a KEY bias [batch, seq] of 0 and -inf
  *   keep      a boolean mask keep [batch, 1, 1, seq]
  *   kv_start  the pad counts as kv_start [batch]
+ *   bshd      kv_start, with q, k, v and o in [batch, seq, heads, dim]
+ *             (strides)
+ *   qkv       kv_start, with q, k and v in one fused projection [batch,
+ *             seq, 3, heads, dim] and o in [batch, seq, heads, dim]
+ * Every mode's tensors hold the same values (the layouts are filled from
+ * the same [batch, heads, seq, dim] numbering), and O is written to the
+ * file in [batch, heads, seq, dim] order.
  * Each mode runs in a fresh process (this executable started again with
  * --child through posix_spawn), which writes its output O to a file; the
  * parent reads the child's peak from wait4's rusage (ru_maxrss), the
@@ -63,7 +71,7 @@ static const cli_option options[] = {
     {"head-dim", K_HEAD_DIM, "N", "elements per head (default 64)"},
     {"modes", K_MODES, "LIST",
      "comma-separated modes, the first the reference\n"
-     "(default full,key,keep,kv_start)"},
+     "(default full,key,keep,kv_start,bshd,qkv)"},
     {"dir", K_DIR, "PATH", "where the outputs are written (default /tmp)"},
     {"child", K_CHILD, "MODE", NULL},
     {"out", K_OUT, "FILE", NULL},
@@ -136,13 +144,42 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void fill(float *a, size_t n, unsigned seed)
+/* The value of element e (in [batch, heads, seq, dim] numbering) of the
+ * tensor seeded seed, the same whatever the layout. */
+static float value_of(size_t e, unsigned seed)
 {
-    unsigned s = seed * 2654435761u + 1u;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        a[i] = (float)(s >> 8) / 8388608.0f - 1.0f;
-    }
+    unsigned s = (unsigned)(e * 2654435761u) ^ (seed * 40503u + 1u);
+    s = s * 1664525u + 1013904223u;
+    s ^= s >> 13;
+    s = s * 1664525u + 1013904223u;
+    return (float)(s >> 8) / 8388608.0f - 1.0f;
+}
+
+/* A layout: the strides of (b, h, i), in elements. */
+typedef struct layout {
+    int64_t st[3];
+} layout;
+
+static size_t at_of(const layout *l, int b, int h, int i)
+{
+    return (size_t)(b * l->st[0] + h * l->st[1] + i * l->st[2]);
+}
+
+/* Fills tensor x laid out as l with the [batch, heads, seq, dim] values of
+ * seed. */
+static void fill(const config *c, float *x, const layout *l, unsigned seed)
+{
+    const size_t dm = (size_t)c->head_dim;
+    for (int b = 0; b < c->batch; b++)
+        for (int h = 0; h < c->heads; h++)
+            for (int i = 0; i < c->seq; i++) {
+                size_t e = (((size_t)b * (size_t)c->heads + (size_t)h) *
+                                (size_t)c->seq +
+                            (size_t)i) *
+                           dm;
+                for (size_t x0 = 0; x0 < dm; x0++)
+                    x[at_of(l, b, h, i) + x0] = value_of(e + x0, seed);
+            }
 }
 
 /* The left padding of batch item b: 0 to seq / 2 - 1 keys. */
@@ -162,7 +199,9 @@ static int child_main(const config *c)
     attn_options ao = ATTN_OPTIONS_INIT;
     attn_context *ctx = NULL;
     attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
-    float *q, *k, *v, *o, *bias = NULL;
+    float *q, *k, *v, *o, *qkv = NULL, *bias = NULL;
+    const long long H = c->heads, S = c->seq, D = c->head_dim;
+    layout lq = {{H * S * D, S * D, D}}, lo;
     uint8_t *keep = NULL;
     int32_t *starts = NULL;
     size_t mask_bytes = 0;
@@ -177,17 +216,43 @@ static int child_main(const config *c)
                attn_status_string(st), attn_last_error());
         return 1;
     }
-    q = malloc(n * sizeof *q);
-    k = malloc(n * sizeof *k);
-    v = malloc(n * sizeof *v);
-    o = malloc(n * sizeof *o);
-    if (!q || !k || !v || !o) {
-        printf("ERROR out of memory\n");
-        return 1;
+    if (strcmp(c->child, "qkv") == 0) {
+        /* one [batch, seq, 3, heads, dim] buffer; o [batch, seq, heads,
+         * dim] */
+        qkv = malloc(3 * n * sizeof *qkv);
+        o = malloc(n * sizeof *o);
+        if (!qkv || !o) {
+            printf("ERROR out of memory\n");
+            return 1;
+        }
+        q = qkv;
+        k = qkv + H * D;
+        v = qkv + 2 * H * D;
+        lq.st[0] = S * 3 * H * D;
+        lq.st[1] = D;
+        lq.st[2] = 3 * H * D;
+        lo.st[0] = S * H * D;
+        lo.st[1] = D;
+        lo.st[2] = H * D;
+    } else {
+        q = malloc(n * sizeof *q);
+        k = malloc(n * sizeof *k);
+        v = malloc(n * sizeof *v);
+        o = malloc(n * sizeof *o);
+        if (!q || !k || !v || !o) {
+            printf("ERROR out of memory\n");
+            return 1;
+        }
+        if (strcmp(c->child, "bshd") == 0) {
+            lq.st[0] = S * H * D;
+            lq.st[1] = D;
+            lq.st[2] = H * D;
+        }
+        lo = lq;
     }
-    fill(q, n, 1);
-    fill(k, n, 2);
-    fill(v, n, 3);
+    fill(c, q, &lq, 1);
+    fill(c, k, &lq, 2);
+    fill(c, v, &lq, 3);
     memset(o, 0, n * sizeof *o);
     d.batch = c->batch;
     d.heads_q = d.heads_kv = c->heads;
@@ -226,7 +291,8 @@ static int child_main(const config *c)
         d.keep = keep;
         d.keep_shape[0] = c->batch;
         d.keep_shape[1] = d.keep_shape[2] = 1;
-    } else if (strcmp(c->child, "kv_start") == 0) {
+    } else if (strcmp(c->child, "kv_start") == 0 ||
+               strcmp(c->child, "bshd") == 0 || strcmp(c->child, "qkv") == 0) {
         mask_bytes = (size_t)c->batch * sizeof(int32_t);
         if (!(starts = malloc(mask_bytes)))
             goto oom;
@@ -237,6 +303,11 @@ static int child_main(const config *c)
         printf("ERROR unknown mode %s\n", c->child);
         return 2;
     }
+    if (strcmp(c->child, "bshd") == 0 || strcmp(c->child, "qkv") == 0)
+        for (int t = 0; t < 3; t++) {
+            d.q_strides[t] = d.k_strides[t] = d.v_strides[t] = lq.st[t];
+            d.o_strides[t] = lo.st[t];
+        }
     inputs = vm_hwm_kib();
     ms = now_ms();
     st = attn_sdpa(ctx, &d, q, k, v, o, NULL);
@@ -246,17 +317,33 @@ static int child_main(const config *c)
                attn_context_last_error(ctx));
         return 1;
     }
-    if (!(f = fopen(c->out, "wb")) || fwrite(o, sizeof *o, n, f) != n ||
-        fclose(f) != 0) {
+    /* O in [batch, heads, seq, dim] order, a row at a time */
+    if (!(f = fopen(c->out, "wb"))) {
+        printf("ERROR cannot write %s\n", c->out);
+        return 1;
+    }
+    for (int b = 0; b < c->batch; b++)
+        for (int h = 0; h < c->heads; h++)
+            for (int i = 0; i < c->seq; i++)
+                if (fwrite(o + at_of(&lo, b, h, i), sizeof *o, (size_t)D, f) !=
+                    (size_t)D) {
+                    printf("ERROR cannot write %s\n", c->out);
+                    return 1;
+                }
+    if (fclose(f) != 0) {
         printf("ERROR cannot write %s\n", c->out);
         return 1;
     }
     printf("CHILD %ld %ld %ld %zu %.1f\n", start, inputs, vm_hwm_kib(),
            mask_bytes, ms);
     attn_context_destroy(ctx);
-    free(q);
-    free(k);
-    free(v);
+    if (qkv) {
+        free(qkv);
+    } else {
+        free(q);
+        free(k);
+        free(v);
+    }
     free(o);
     free(bias);
     free(keep);
@@ -381,9 +468,11 @@ int main(int argc, char **argv)
         "difference of its output from the first mode's.",
         options,
         NULL};
-    config c = {
-        "native", "full,key,keep,kv_start", NULL, NULL, "/tmp", 0, 32, 12, 512,
-        64};
+    config c = {"native", "full,key,keep,kv_start,bshd,qkv",
+                NULL,     NULL,
+                "/tmp",   0,
+                32,       12,
+                512,      64};
     char modes[256], first[512] = "", path[512];
     size_t n;
     int rc = cli_parse(&spec, argc, argv, on_option, &c);
