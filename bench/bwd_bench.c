@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * attn-bwd-bench: the native backward pass (attn_sdpa_backward) against the
+ * attn-bwd-bench: the backward pass (attn_sdpa_backward) against the
  * forward (attn_sdpa) it differentiates, B=1 H=8 d=64 (F32, non-causal,
- * seq_q = seq_kv = N) unless told otherwise.  Forward and backward calls
+ * seq_q = seq_kv = N) unless told otherwise, on the native backend or,
+ * with --device (e.g. cpu: PoCL), on an OpenCL device with fallback off
+ * (--kernel forces a variant by name, forward or backward: bwd_ref,
+ * bwd_fused; --path fused|unfused).  Forward and backward calls
  * alternate, after one warm-up of each; the medians and their ratio are
  * printed per N.  When torch imports in --python, PyTorch's CPU SDPA
  * forward and backward (bench/peer_torch_bwd.py, a process kept up per
@@ -14,7 +17,8 @@
  *   attn-bwd-bench [--n N,N,...] [--reps R] [--threads T] [--heads H]
  *                  [--head-dim D] [--causal | --both] [--python PATH]
  *                  [--no-torch] [--cpu-time] [--dbias full|shared|key]
- *                  [--rss N]
+ *                  [--rss N] [--device SPEC] [--kernel NAME]
+ *                  [--path fused|unfused]
  *
  * --dbias gives the calls a bias of that kind (FULL [1, H, N, N], SHARED
  * [N, N], KEY [1, N]) and asks the backward for its gradient (the torch
@@ -323,6 +327,14 @@ int main(int argc, char **argv)
             cf.bias = val[0] == 'f'   ? ATTN_BIAS_FULL
                       : val[0] == 's' ? ATTN_BIAS_SHARED
                                       : ATTN_BIAS_KEY;
+        else if (!strcmp(a, "--device"))
+            opt.device = val;
+        else if (!strcmp(a, "--kernel"))
+            opt.kernel = val;
+        else if (!strcmp(a, "--path") && !strcmp(val, "fused"))
+            opt.path = ATTN_PATH_FUSED;
+        else if (!strcmp(a, "--path") && !strcmp(val, "unfused"))
+            opt.path = ATTN_PATH_UNFUSED;
         else {
             fprintf(stderr, "attn-bwd-bench: unknown option %s\n", a);
             return 2;
@@ -333,9 +345,17 @@ int main(int argc, char **argv)
                         "must be positive\n");
         return 2;
     }
+    /* a device's figures are the device's own: no native redo */
+    opt.allow_fallback = strcmp(opt.device, "native") == 0;
     if (attn_context_create(&opt, &ctx) != ATTN_OK) {
         fprintf(stderr, "attn-bwd-bench: %s\n", attn_last_error());
         return 1;
+    }
+    {
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
+        if (attn_context_device(ctx, &info) == ATTN_OK)
+            printf("device: %s%s%s\n", info.name, opt.kernel ? ", kernel " : "",
+                   opt.kernel ? opt.kernel : "");
     }
     /* the peer on as many threads as the context runs */
     cf.threads =

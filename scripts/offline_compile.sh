@@ -23,8 +23,10 @@
 # instructions (ocloc disasm).
 #
 #   sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N] [--all]
+#                                 [--only GLOB]
 #
-# --build-dir: a configured build tree to build attn-cl-dump in (default
+# --only: the programs whose names match the shell pattern GLOB only
+# (e.g. 'backward_*').  --build-dir: a configured build tree to build attn-cl-dump in (default
 # build-offline, configured here).  Prints a table (program x target: ok,
 # warn, ERROR), then the first warning or error line of each cell that is
 # not ok; the logs (registers, spills and memory per kernel) and the table
@@ -212,13 +214,15 @@ fi
 # ---- arguments ----------------------------------------------------------
 build="build-offline"
 all=0
+only="*"
 jobs=$(nproc 2>/dev/null || echo 2)
 while [ $# -gt 0 ]; do
   case $1 in
     --build-dir) build=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --all) all=1; shift ;;
-    *) echo "usage: sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N] [--all]" >&2
+    --only) only=$2; shift 2 ;;
+    *) echo "usage: sh scripts/offline_compile.sh [--build-dir DIR] [--jobs N] [--all] [--only GLOB]" >&2
        exit 2 ;;
   esac
 done
@@ -362,7 +366,11 @@ probe() { # NAME PROBE_BROKEN WHAT-IS-BROKEN
 probe ptx_probe 0 ""
 probe ptx_probe_typo 1 "a misspelled mma type"
 probe ptx_probe_operands 2 "an mma short of a B register"
-progs=$(cut -f1 "$OC_OUT/dump/index.tsv")
+progs=""
+for p in $(cut -f1 "$OC_OUT/dump/index.tsv"); do
+  # shellcheck disable=SC2254
+  case $p in $only) progs="$progs $p" ;; esac
+done
 export OC_OUT OC_CLANG OC_ROCM_LIB OC_OCLOC OC_INTEL_LIB OC_IGA_LIB \
   OC_CLC_NVPTX OC_PTXAS OC_NV_ARCHS
 

@@ -4,8 +4,12 @@
  * (ref_bwd.c) checked by central finite differences of the double forward,
  * the library against that reference over every mask, GQA/MQA, kv_len,
  * both causal alignments, keep, F16 and BF16, the non-finite rules, and the
- * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) the forward
- * runs on the device and the backward natively.
+ * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) both run on
+ * the device, fallback off: the backward on the variant path AUTO chooses
+ * (bwd_fused), or on the one ATTN_TEST_KERNEL forces (bwd_ref, bwd_fused;
+ * the forward then chooses as under AUTO), with the same tolerances; what
+ * no backward variant takes (BF16, dbias, the additive score) runs on a
+ * second pair of contexts of the device with fallback on (natively).
  *
  * Tolerances, per element e of a gradient tensor whose reference has the
  * largest magnitude M: |got - want| <= TOL * (M + 1) + TOL * |want|, with
@@ -30,9 +34,12 @@
 #define TOL_BF16 (TOL_F16 * 8.0)
 
 static attn_context *ctx1, *ctx3; /* one and three worker threads */
+/* The same with fallback on: on a device, what no backward variant takes
+ * (BF16) runs natively there. */
+static attn_context *fb1, *fb3;
 
 /* The suite's options (harness_options: native, or the test device with
- * fallback off, where the backward itself still runs natively). */
+ * fallback off). */
 static int init(void)
 {
     attn_options o;
@@ -41,13 +48,22 @@ static int init(void)
     if (attn_context_create(&o, &ctx1))
         return -1;
     o.threads = 3;
-    return attn_context_create(&o, &ctx3) ? -1 : 0;
+    if (attn_context_create(&o, &ctx3))
+        return -1;
+    o.allow_fallback = 1;
+    o.kernel = NULL; /* a forced variant that declines is an error */
+    if (attn_context_create(&o, &fb3))
+        return -1;
+    o.threads = 1;
+    return attn_context_create(&o, &fb1) ? -1 : 0;
 }
 
 static int clean(void)
 {
     attn_context_destroy(ctx1);
     attn_context_destroy(ctx3);
+    attn_context_destroy(fb1);
+    attn_context_destroy(fb3);
     return 0;
 }
 
@@ -149,6 +165,8 @@ static int check_case(attn_context *ctx, const attn_sdpa_desc *d, uint64_t seed,
         printf("\n%s: %s\n", what, attn_context_last_error(ctx));
     HARNESS_EXPECT(ref_sdpa_backward_f64(d, q8, k8, v8, do8, rq, rk, rv) == 0,
                    what);
+    if (st == ATTN_OK)
+        harness_taken();
     ok = st == ATTN_OK && close_to(d, what, dq, rq, nq) &&
          close_to(d, what, dk, rk, nk) && close_to(d, what, dv, rv, nv);
 out:
@@ -247,6 +265,11 @@ static void test_plain_and_gqa(void)
     CU_ASSERT(check_case(ctx3, &d, 3, "MQA"));
     d = shape(1, 1, 1, 1, 1, 1, 1);
     CU_ASSERT(check_case(ctx1, &d, 4, "all sizes 1"));
+    d = shape(1, 2, 1, 70, 45, 64, 64); /* a model's head size */
+    d.mask.causal = 1;
+    CU_ASSERT(check_case(ctx3, &d, 5, "head size 64, causal"));
+    d = shape(1, 2, 2, 20, 33, 128, 96);
+    CU_ASSERT(check_case(ctx1, &d, 6, "head sizes 128 and 96"));
 }
 
 static void test_masks(void)
@@ -345,10 +368,10 @@ static void test_bf16(void)
     attn_sdpa_desc d = shape(1, 4, 2, 33, 100, 16, 8);
     const int32_t kv_len[1] = {77};
     d.dtype = ATTN_BF16;
-    CU_ASSERT(check_case(ctx3, &d, 42, "BF16"));
+    CU_ASSERT(check_case(fb3, &d, 42, "BF16"));
     d.mask.causal = 1;
     d.mask.kv_len = kv_len;
-    CU_ASSERT(check_case(ctx1, &d, 43, "BF16, causal, kv_len"));
+    CU_ASSERT(check_case(fb1, &d, 43, "BF16, causal, kv_len"));
 }
 
 /* Hidden keys hold NaN and infinity (behind kv_len): their

@@ -7,7 +7,10 @@
  * and kv_len masks, GQA and cross-attention, from saved activations and
  * recomputed; the training forward's y against the reference; the saved
  * object's reuse; accumulation; the argument checks.  On an OpenCL
- * context (ATTN_TEST_DEVICE) the attention's forward runs on the device.
+ * context (ATTN_TEST_DEVICE) the attention's forward and backward run on
+ * the device, with fallback on: the additive score's backward, which no
+ * device variant takes, runs natively (tests/test_backward.c checks the
+ * device's backward with fallback off).
  *
  * The loss is L = sum(y * r) for a fixed random r (d_y = r).  A finite
  * difference moves one float input by +-h (h = 2^-10, the moved values
@@ -37,6 +40,7 @@ static int init(void)
     attn_options o;
     harness_options(&o);
     o.threads = 3;
+    o.allow_fallback = 1;
     return attn_context_create(&o, &ctx) ? -1 : 0;
 }
 

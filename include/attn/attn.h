@@ -690,16 +690,23 @@ typedef struct attn_sdpa_grad {
  * heads, up to min(2 x workers, the pairs that share an entry) - 1 more float
  * copies of the bias's shape, at most 512 MiB (none for the other
  * shapes); with d_additive_w, head_dim floats per (batch, query head, 256
- * keys).  The native backend computes it; a context on an OpenCL device
- * runs it natively too. Errors: ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or
- * g, a NULL tensor, an invalid d as attn_sdpa checks it, an output
- * overlapping an input (the bias and additive_w included) or another
- * output, a call from inside the log callback, dbias set without a bias,
- * d_additive_w set without the additive score), ATTN_ERR_UNSUPPORTED
- * (strided tensors (attn_sdpa_desc.q_strides ...) and packed
- * variable-length batches, for now; a struct_size of a newer
- * attn_sdpa_grad whose new members are set),
- * ATTN_ERR_OUT_OF_MEMORY.
+ * keys).  A context on an OpenCL device computes it on its first device
+ * with a backward kernel variant (bwd_fused, or bwd_ref; attn-probe
+ * --kernels lists them after the forward's, which attn_kernel_name
+ * names), chosen as the forward's are (options.path, options.kernel; no
+ * seq_q x seq_kv matrix there either; F32 and F16, the dot score, no dbias
+ * or d_additive_w), and natively when no variant takes the call or the
+ * device fails and options.allow_fallback is on.  Errors:
+ * ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL tensor, an invalid
+ * d as attn_sdpa checks it, an output overlapping an input (the bias and
+ * additive_w included) or another output, a call from inside the log
+ * callback, dbias set without a bias, d_additive_w set without the
+ * additive score), ATTN_ERR_UNSUPPORTED (strided tensors
+ * (attn_sdpa_desc.q_strides ...) and packed variable-length batches, for
+ * now; a struct_size of a newer attn_sdpa_grad whose new members are set),
+ * ATTN_ERR_OUT_OF_MEMORY; on an OpenCL context with fallback off also
+ * ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE and ATTN_ERR_UNSUPPORTED (no
+ * backward variant takes the call, or the forced one does not).
  * Outputs are untouched on error. */
 ATTN_API attn_status attn_sdpa_backward(attn_context *ctx,
                                         const attn_sdpa_desc *d,

@@ -99,11 +99,16 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
 #endif
 }
 
-/* The name of kernel variant i, NULL past the end (and without OpenCL). */
+/* The name of kernel variant i, NULL past the end (and without OpenCL):
+ * the forward's, then the backward pass's. */
 static const char *kernel_name(int i)
 {
 #ifdef ATTN_HAVE_OPENCL
-    return attn_opencl_kernel_name(i);
+    const char *n = attn_opencl_kernel_name(i);
+    int f = 0;
+    while (n == NULL && attn_opencl_kernel_name(f))
+        f++;
+    return n ? n : attn_opencl_bwd_kernel_name(i - f);
 #else
     (void)i;
     return NULL;

@@ -13,6 +13,7 @@
 #include "api/tools.h"
 #include "cpu/backend_native.h"
 #include "opencl/backend_cl.h"
+#include "opencl/bwd_cl.h"
 #include "opencl/discovery.h"
 #include "opencl/driver.h"
 #include "opencl/opencl_backend.h"
@@ -148,6 +149,16 @@ attn_status attn_tool_variant_info(int i, attn_tool_variant *out)
     static const char *const paths[] = {"auto", "fused", "unfused"};
     const attn_cl_variant *v;
     memset(out, 0, sizeof *out);
+    if (i >= attn_cl_n_variants &&
+        i - attn_cl_n_variants < attn_cl_n_bwd_variants) {
+        /* the backward pass's, after the forward's (no parameters) */
+        const attn_cl_bwd_variant *bv =
+            &attn_cl_bwd_variants[i - attn_cl_n_variants];
+        out->name = bv->name;
+        out->summary = bv->summary;
+        out->path = paths[bv->path];
+        return ATTN_OK;
+    }
     if (i < 0 || i >= attn_cl_n_variants)
         return ATTN_ERR_INVALID_ARGUMENT;
     v = attn_cl_variants[i];

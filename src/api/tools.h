@@ -104,7 +104,8 @@ typedef struct attn_tool_variant {
     attn_tool_param params[16];
 } attn_tool_variant;
 
-/* Variant i of the table (attn_kernel_name(i) names it).  Errors:
+/* Variant i of the tables: the forward's (attn_kernel_name(i) names
+ * them), then the backward pass's (no parameters).  Errors:
  * ATTN_ERR_INVALID_ARGUMENT past the end. */
 attn_status attn_tool_variant_info(int i, attn_tool_variant *out);
 

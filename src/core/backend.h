@@ -142,7 +142,23 @@ typedef struct attn_backend_ops {
     attn_status (*mha_hold)(attn_backend *b, int dev, const attn_mha_desc *m,
                             void **out, attn_err *err);
     void (*mha_drop)(attn_backend *b, int dev, void *held);
+    /* The backward pass (attn_sdpa_backward) on device dev: prepare_bwd
+     * chooses and readies its variant for d (grads: ATTN_BWD_* flags of
+     * what is asked beyond dq, dk, dv; errors as exec->prepare), sdpa_bwd
+     * runs the whole call on host memory with it, writing g's outputs only
+     * on success; bwd_forced says whether a backward variant is forced by
+     * name (options.kernel).  NULL: the native backend computes it. */
+    attn_status (*prepare_bwd)(attn_backend *b, int dev,
+                               const attn_sdpa_desc *d, unsigned grads,
+                               attn_prepared *out, attn_err *err);
+    attn_status (*sdpa_bwd)(attn_backend *b, int dev, const attn_prepared *p,
+                            const attn_sdpa_desc *d, const attn_sdpa_grad *g,
+                            attn_err *err);
+    int (*bwd_forced)(const attn_backend *b);
 } attn_backend_ops;
+
+/* What a backward call asks beyond dq, dk and dv (prepare_bwd). */
+enum { ATTN_BWD_DBIAS = 1, ATTN_BWD_DADDW = 2 };
 
 struct attn_backend {
     const attn_backend_ops *ops;

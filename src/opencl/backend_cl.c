@@ -14,6 +14,7 @@
 
 #include "opencl/backend_cl.h"
 #include "opencl/backend_impl.h"
+#include "opencl/bwd_cl.h"
 #include "opencl/driver.h"
 #include "opencl/launch_common.h"
 #include "opencl/mha_cl.h"
@@ -73,6 +74,28 @@ static void cl_mha_drop(attn_backend *b, int dev, void *held)
 #define CL_MHA_DROP NULL
 #endif
 
+static attn_status cl_prepare_bwd(attn_backend *b, int dev,
+                                  const attn_sdpa_desc *d, unsigned grads,
+                                  attn_prepared *out, attn_err *err)
+{
+    cl_backend *cb = b->impl;
+    return attn_cl_bwd_prepare(cb->rt[dev], d, grads, out, err);
+}
+
+static attn_status cl_sdpa_bwd(attn_backend *b, int dev, const attn_prepared *p,
+                               const attn_sdpa_desc *d, const attn_sdpa_grad *g,
+                               attn_err *err)
+{
+    cl_backend *cb = b->impl;
+    return attn_cl_bwd_run(cb->rt[dev], p, d, g, err);
+}
+
+static int cl_bwd_forced(const attn_backend *b)
+{
+    const cl_backend *cb = b->impl;
+    return attn_cl_bwd_forced(cb->rt[0]);
+}
+
 static const attn_backend_ops cl_ops = {
     .name = "opencl",
     .destroy = cl_destroy,
@@ -82,6 +105,9 @@ static const attn_backend_ops cl_ops = {
     .exec = &attn_cl_exec_ops,
     .mha_hold = CL_MHA_HOLD,
     .mha_drop = CL_MHA_DROP,
+    .prepare_bwd = cl_prepare_bwd,
+    .sdpa_bwd = cl_sdpa_bwd,
+    .bwd_forced = cl_bwd_forced,
 };
 
 attn_cl_runtime *attn_backend_cl_runtime(const attn_backend *b)
@@ -113,6 +139,12 @@ attn_status attn_backend_cl_launch(const attn_backend *b,
 const char *attn_opencl_kernel_name(int i)
 {
     return i >= 0 && i < attn_cl_n_variants ? attn_cl_variants[i]->name : NULL;
+}
+
+const char *attn_opencl_bwd_kernel_name(int i)
+{
+    return i >= 0 && i < attn_cl_n_bwd_variants ? attn_cl_bwd_variants[i].name
+                                                : NULL;
 }
 
 /* A device's relative speed for splitting work: compute units x clock. */
@@ -228,7 +260,9 @@ static void apply_kernels(attn_cl_runtime *rt, const attn_profile *p,
     ch.path = o->path != ATTN_PATH_AUTO ? o->path
               : p->path >= 0            ? (attn_path)p->path
                                         : ATTN_PATH_AUTO;
-    ch.forced = forced;
+    /* a name forces its own direction: forward or backward */
+    ch.forced = forced >= 0 ? forced : -1;
+    ch.bwd_forced = forced <= -2 ? -2 - forced : -1;
     ch.n_order = attn_profile_order(p, ch.order, ATTN_CL_MAX_VARIANTS);
     for (int v = 0; ch.n_order == 0 && v < attn_cl_n_variants; v++)
         ch.order[v] = v;
@@ -258,17 +292,30 @@ static attn_status apply_profile(attn_cl_runtime *rt, const attn_profile *p,
     return ATTN_OK;
 }
 
-/* The index of kernel name (NULL: -1); ATTN_ERR_INVALID_ARGUMENT when
- * it names no variant. */
+/* The index of kernel name (NULL: -1), a backward variant's as -2 - its
+ * index; ATTN_ERR_INVALID_ARGUMENT when it names no variant. */
 static attn_status forced_index(const char *kernel, int *out, attn_err *err)
 {
     char names[256];
+    size_t used;
     *out = -1;
     if (!kernel || !*kernel)
         return ATTN_OK;
     if ((*out = attn_cl_variant_find(kernel)) >= 0)
         return ATTN_OK;
+    if ((*out = attn_cl_bwd_find(kernel)) >= 0) {
+        *out = -2 - *out;
+        return ATTN_OK;
+    }
     attn_cl_variant_names(names, sizeof names);
+    used = strlen(names);
+    for (int i = 0; i < attn_cl_n_bwd_variants && used < sizeof names; i++) {
+        int w = snprintf(names + used, sizeof names - used, ", %s",
+                         attn_cl_bwd_variants[i].name);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
     return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                      "kernel \"%.32s\" is not a kernel variant of the OpenCL "
                      "backend (%s)",

@@ -32,6 +32,7 @@ attn_status attn_cl_variants_init(attn_cl_runtime *rt, attn_err *err)
     memset(&rt->choice, 0, sizeof rt->choice);
     rt->choice.path = ATTN_PATH_AUTO;
     rt->choice.forced = -1;
+    rt->choice.bwd_forced = -1;
     for (int v = 0; v < attn_cl_n_variants && v < ATTN_CL_MAX_VARIANTS; v++)
         rt->choice.order[rt->choice.n_order++] = v;
     return ATTN_OK;

@@ -41,6 +41,8 @@ int attn_opencl_native_beats_cpu(const attn_device_info *devs, size_t n,
 
 /* The name of kernel variant i of the table, NULL past the end. */
 const char *attn_opencl_kernel_name(int i);
+/* The name of backward variant i (bwd_cl.h), NULL past the end. */
+const char *attn_opencl_bwd_kernel_name(int i);
 
 /* Test hooks (built with ATTN_FAULT_INJECTION): the device limits the
  * size checks use, and the idle buffers of every device's pool. */

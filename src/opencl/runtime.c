@@ -340,6 +340,8 @@ void attn_cl_runtime_destroy(attn_cl_runtime *rt)
         clFinish(rt->queues[i]);
     if (rt->mha_free)
         rt->mha_free(rt->mha);
+    if (rt->bwd_free)
+        rt->bwd_free(rt->bwd);
     if (rt->parts_free)
         rt->parts_free(rt);
     for (int i = 0; i < rt->n_queues; i++)

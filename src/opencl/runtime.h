@@ -76,6 +76,7 @@ struct attn_cl_tuning;
 typedef struct attn_cl_choice {
     attn_path path; /* options.path, or the profile's for AUTO */
     int forced;     /* a variant forced by name (options.kernel), or -1 */
+    int bwd_forced; /* a backward variant forced so (bwd_cl.h), or -1 */
     int order[ATTN_CL_MAX_VARIANTS]; /* path.order: variant indices */
     int n_order;
 } attn_cl_choice;
@@ -119,6 +120,8 @@ typedef struct attn_cl_runtime {
     struct attn_cl_pool *pool; /* reusable device buffers (pool.c) */
     void *mha;                 /* state of the multi-head layer (mha_cl.c) */
     void (*mha_free)(void *mha);
+    void *bwd; /* the backward pass's programs (bwd_cl.c) */
+    void (*bwd_free)(void *bwd);
     /* Releases what the backend built on the runtime (its variants'
      * programs, the pool; backend_cl.c), before the queues go. */
     void (*parts_free)(struct attn_cl_runtime *rt);

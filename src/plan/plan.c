@@ -11,7 +11,8 @@
 
 /* The shape class of a call: its descriptor without the pointers. */
 typedef struct shape_key {
-    int kind; /* 0 attention, 1 the layer's attention step */
+    int kind;  /* 0 attention, 1 the layer's attention step, 2 backward */
+    int grads; /* kind 2: what is asked beyond dq, dk, dv */
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     int score, dtype, causal, window, bias_kind, causal_align;
     int bias_shape[3]; /* BROADCAST only (0 otherwise) */
@@ -254,6 +255,41 @@ attn_status attn_plan_devices(attn_plan_cache *pc, attn_backend *b,
             p->mha.prep[i] = x->prepare(b, i, sd, &p->mha.p[i], &e2);
             snprintf(p->mha.why[i], sizeof p->mha.why[i], "%.250s", e2.msg);
         }
+        insert(pc, p);
+    }
+    *out = p;
+    *work = &p->mha;
+    return ATTN_OK;
+}
+
+attn_status attn_plan_backward(attn_plan_cache *pc, attn_backend *b,
+                               const attn_sdpa_desc *d, unsigned grads,
+                               attn_plan **out, const attn_dev_work **work,
+                               attn_err *err)
+{
+    const attn_exec_ops *x = b->ops->exec;
+    shape_key k;
+    attn_plan *p;
+    unsigned e;
+    *out = NULL;
+    *work = NULL;
+    if (!x || !b->ops->prepare_bwd)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "the %s backend has no backward plans", b->ops->name);
+    key_of(d, 2, &k);
+    k.grads = (int)grads;
+    e = x->epoch(b);
+    if (!(p = lookup(pc, b, &k, e))) {
+        attn_err e2 = {{0}};
+        if (!(p = calloc(1, sizeof *p)))
+            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                             "cannot allocate a plan");
+        p->key = k;
+        p->epoch = e;
+        p->b = b;
+        p->mha.n_dev = 1; /* the call runs on the first device */
+        p->mha.prep[0] = b->ops->prepare_bwd(b, 0, d, grads, &p->mha.p[0], &e2);
+        snprintf(p->mha.why[0], sizeof p->mha.why[0], "%.250s", e2.msg);
         insert(pc, p);
     }
     *out = p;

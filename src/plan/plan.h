@@ -48,6 +48,17 @@ attn_status attn_plan_devices(attn_plan_cache *pc, attn_backend *b,
                               const attn_sdpa_desc *sd, attn_plan **out,
                               const attn_dev_work **work, attn_err *err);
 
+/* The backward variant of call d (validated; keep and kv_start merged
+ * into the bias) on the first device of device backend b, asking grads
+ * (ATTN_BWD_* flags): *work->p[0] and its status *work->prep[0] (why in
+ * work->why[0]), from the cache or made now (attn_backward_sdpa's
+ * plan).  Errors: ATTN_ERR_OUT_OF_MEMORY, ATTN_ERR_INVALID_ARGUMENT (b
+ * has no backward on a device). */
+attn_status attn_plan_backward(attn_plan_cache *pc, attn_backend *b,
+                               const attn_sdpa_desc *d, unsigned grads,
+                               attn_plan **out, const attn_dev_work **work,
+                               attn_err *err);
+
 /* The name of the variant the plan of d gives its first group (what runs
  * the call) into name (cap bytes; NULL: not asked) and the precision it
  * computes at into *precision (NULL: not asked; written only on success).

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cl_programs.h"
+#include "opencl/bwd_cl.h"
 #include "opencl/discovery.h"
 #include "opencl/driver.h"
 #include "opencl/mha_cl.h"
@@ -195,6 +196,26 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
             }
         }
     }
+    /* the backward pass's program (bwd_cl.c), per dtype and head size */
+    for (int dt = 0; dt < 2 && rc == 0; dt++)
+        for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
+            cl_program_desc p;
+            char opts[CL_PROGRAM_OPTIONS_MAX];
+            int w = attn_cl_bwd_options((attn_dtype)dt, HEAD_DIMS[h],
+                                        HEAD_DIMS[h], opts, sizeof opts);
+            memset(&p, 0, sizeof p);
+            p.tag = dt ? "backward_f16" : "backward_f32";
+            p.head_dim = HEAD_DIMS[h];
+            p.sources = attn_cl_bwd_sources;
+            p.n_sources = ATTN_CL_BWD_N_SOURCES;
+            if (w < 0 || (size_t)w >= sizeof opts ||
+                (w = attn_cl_program_options(opts, p.options,
+                                             sizeof p.options)) < 0 ||
+                (size_t)w >= sizeof p.options)
+                rc = -1;
+            else
+                rc = fn(&p, user);
+        }
     if (rc == 0) { /* the layer's helper kernels (mha_cl.c) */
         cl_program_desc p;
         char opts[64];

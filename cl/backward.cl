@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The backward pass of the attention (attn_sdpa_backward) on a device.
+ * OpenCL C 1.2 after common.cl.  P is recomputed from q, k and the
+ * forward's lse (P = exp(S - lse)); nothing of size seq_q x seq_kv is ever
+ * stored.  Two variants share this file:
+ *
+ *   bwd_ref    three kernels, one work-item per row: attn_bwd_rowsum
+ *              (D = rowsum(dO * O)), attn_bwd_dq (a query row's dq over
+ *              every key) and attn_bwd_dkdv (a key row's dk and dv over
+ *              every query row of its GQA group);
+ *   bwd_fused  attn_bwd_fused: a work-group per block of BWD_KB keys,
+ *              each item owning one key's dk and dv in registers, the
+ *              query rows streamed through local memory a tile at a time
+ *              with their D computed there (no rowsum pass), then
+ *              attn_bwd_dq for dq: no float atomics (not core 1.2);
+ *              on CPU devices attn_bwd_fused_v and attn_bwd_dq_v, the same
+ *              sums with 16 keys or 16 query rows in vector lanes.
+ *
+ * Masks as the forward's kernels take them (score.cl): key j of query row
+ * i is visible when lo(i) <= j <= hi(i), hi(i) = min(causal ? i + diag :
+ * seq_kv - 1, kv_len[b] - 1), lo(i) = window > 0 ? i + diag - window + 1
+ * : 0, its bias entry is not -INFINITY and its score is not -INFINITY.  A
+ * pair whose probability is 0 adds nothing; a row whose lse is -INFINITY
+ * (no visible key) gets dq = 0 and adds nothing.
+ *
+ * BWD_HD, BWD_HV: head_dim and head_dim_v (build defines, a program per
+ * head size); tensors are dense [batch, heads, seq, dim].
+ */
+
+#ifndef BWD_HD
+#define BWD_HD 64
+#endif
+#ifndef BWD_HV
+#define BWD_HV BWD_HD
+#endif
+#ifndef BWD_KB
+#define BWD_KB 32
+#endif
+#ifndef BWD_QT
+#define BWD_QT 16
+#endif
+
+#define BWD_NEG_INF as_float(ATTN_NEG_INF_BITS)
+
+/* The arguments every kernel takes after its tensors, as one list. */
+#define BWD_MASK_ARGS                                                          \
+    __global const float *bias, int bias_kind, ulong bias_sb, ulong bias_sh,   \
+        ulong bias_sq, __global const int *kv_len, int has_kv_len,             \
+        float scale, int heads_q, int heads_kv, int seq_q, int seq_kv,         \
+        int causal, int window, int diag
+
+/* The score of (b, h, i, j) with its bias, given the scaled dot product
+ * s; sets *vis to 0 when the pair is hidden. */
+static inline float bwd_score(float s, int i, int j, int b, int h,
+                              __global const float *bias, int bias_kind,
+                              ulong bias_sb, ulong bias_sh, ulong bias_sq,
+                              int klen, int seq_kv, int causal, int window,
+                              int diag, int *vis)
+{
+    const long hi =
+        min(causal ? (long)i + diag : (long)seq_kv - 1, (long)klen - 1);
+    const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
+    int v = (long)j >= lo && (long)j <= hi;
+    if (v && bias_kind != 0) {
+        const float bv = bias[(size_t)b * bias_sb + (size_t)h * bias_sh +
+                              (size_t)i * bias_sq + (size_t)j];
+        if (as_uint(bv) == ATTN_NEG_INF_BITS)
+            v = 0;
+        else
+            s += bv;
+    }
+    if (as_uint(s) == ATTN_NEG_INF_BITS)
+        v = 0;
+    *vis = v;
+    return s;
+}
+
+/* P of (b, h, i, j) from its scaled dot product s and the row's lse l,
+ * without a branch (work-items of a group stay in step, so that a
+ * compiler vectorising across them keeps the loop): 0 when the pair is
+ * hidden or the row sees no key.  j < seq_kv, i < seq_q. */
+static inline float bwd_p(float s, float l, int i, int j, int b, int h,
+                          __global const float *bias, int bias_kind,
+                          ulong bias_sb, ulong bias_sh, ulong bias_sq, int klen,
+                          int seq_kv, int causal, int window, int diag)
+{
+    const long hi =
+        min(causal ? (long)i + diag : (long)seq_kv - 1, (long)klen - 1);
+    const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
+    int vis = (long)j >= lo && (long)j <= hi && as_uint(l) != ATTN_NEG_INF_BITS;
+    if (bias_kind != 0) { /* uniform */
+        const float bv = bias[(size_t)b * bias_sb + (size_t)h * bias_sh +
+                              (size_t)i * bias_sq + (size_t)j];
+        vis = vis && as_uint(bv) != ATTN_NEG_INF_BITS;
+        s += bv;
+    }
+    vis = vis && as_uint(s) != ATTN_NEG_INF_BITS;
+    return vis ? exp(s - l) : 0.0f;
+}
+
+/* D[r] = sum_c dO[r, c] * O[r, c] for rows r < rows.  Launch: global
+ * >= rows, any local. */
+__kernel void attn_bwd_rowsum(__global const ATTN_T *o,
+                              __global const ATTN_T *dout, __global float *drow,
+                              int rows)
+{
+    const int r = (int)get_global_id(0);
+    float acc = 0.0f;
+    if (r >= rows)
+        return;
+    for (int c = 0; c < BWD_HV; c++)
+        acc += ATTN_LOAD(dout, (size_t)r * BWD_HV + c) *
+               ATTN_LOAD(o, (size_t)r * BWD_HV + c);
+    drow[r] = acc;
+}
+
+/* dq of query row r = (b, h, i), r < batch * heads_q * seq_q: scale *
+ * sum_j P_ij (dO_i . v_j - D_i) k_j.  Launch: global >= rows. */
+__kernel void attn_bwd_dq(__global const ATTN_T *q, __global const ATTN_T *k,
+                          __global const ATTN_T *v, __global const ATTN_T *dout,
+                          __global const float *lse, __global const float *drow,
+                          __global ATTN_T *dq, BWD_MASK_ARGS, int rows)
+{
+    const int r = (int)get_global_id(0);
+    float qr[BWD_HD], dor[BWD_HV], acc[BWD_HD];
+    if (r >= rows)
+        return;
+    const int i = r % seq_q, bh = r / seq_q;
+    const int b = bh / heads_q, h = bh % heads_q;
+    const int g = h / (heads_q / heads_kv);
+    const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    const float l = lse[r], dd = drow[r];
+    const size_t kb = ((size_t)b * heads_kv + g) * (size_t)seq_kv;
+    for (int c = 0; c < BWD_HD; c++) {
+        qr[c] = ATTN_LOAD(q, (size_t)r * BWD_HD + c);
+        acc[c] = 0.0f;
+    }
+    for (int c = 0; c < BWD_HV; c++)
+        dor[c] = ATTN_LOAD(dout, (size_t)r * BWD_HV + c);
+    for (int j = 0; j < seq_kv; j++) {
+        float s = 0.0f, dp = 0.0f;
+        const size_t kr = (kb + (size_t)j) * BWD_HD;
+        const size_t vr = (kb + (size_t)j) * BWD_HV;
+        for (int c = 0; c < BWD_HD; c++)
+            s += qr[c] * ATTN_LOAD(k, kr + c);
+        const float p =
+            bwd_p(s * scale, l, i, j, b, h, bias, bias_kind, bias_sb, bias_sh,
+                  bias_sq, klen, seq_kv, causal, window, diag);
+        /* a pair with p = 0 adds nothing, whatever k and v hold */
+        const int add = p != 0.0f;
+        for (int c = 0; c < BWD_HV; c++)
+            dp += dor[c] * ATTN_LOAD(v, vr + c);
+        const float ds = p * (dp - dd);
+        for (int c = 0; c < BWD_HD; c++)
+            acc[c] += add ? ds * ATTN_LOAD(k, kr + c) : 0.0f;
+    }
+    for (int c = 0; c < BWD_HD; c++)
+        ATTN_STORE(dq, (size_t)r * BWD_HD + c, acc[c] * scale);
+}
+
+/* dk and dv of key row r = (b, g, j), r < batch * heads_kv * seq_kv, over
+ * every query row of the query heads that read kv head g.  Launch: global
+ * >= rows. */
+__kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
+                            __global const ATTN_T *v,
+                            __global const ATTN_T *dout,
+                            __global const float *lse,
+                            __global const float *drow, __global ATTN_T *dk,
+                            __global ATTN_T *dv, BWD_MASK_ARGS, int rows)
+{
+    const int r = (int)get_global_id(0);
+    float kr[BWD_HD], vr[BWD_HV], ak[BWD_HD], av[BWD_HV];
+    if (r >= rows)
+        return;
+    const int j = r % seq_kv, bg = r / seq_kv;
+    const int b = bg / heads_kv, g = bg % heads_kv;
+    const int group = heads_q / heads_kv;
+    const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    for (int c = 0; c < BWD_HD; c++) {
+        kr[c] = ATTN_LOAD(k, (size_t)r * BWD_HD + c);
+        ak[c] = 0.0f;
+    }
+    for (int c = 0; c < BWD_HV; c++) {
+        vr[c] = ATTN_LOAD(v, (size_t)r * BWD_HV + c);
+        av[c] = 0.0f;
+    }
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        const size_t rb = ((size_t)b * heads_q + h) * (size_t)seq_q;
+        for (int i = 0; i < seq_q; i++) {
+            int vis;
+            float s = 0.0f, dp = 0.0f;
+            const size_t qr = (rb + (size_t)i) * BWD_HD;
+            const size_t orow = (rb + (size_t)i) * BWD_HV;
+            const float l = lse[rb + (size_t)i];
+            const long hi =
+                min(causal ? (long)i + diag : (long)seq_kv - 1, (long)klen - 1);
+            const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
+            if ((long)j < lo || (long)j > hi || as_uint(l) == ATTN_NEG_INF_BITS)
+                continue;
+            for (int c = 0; c < BWD_HD; c++)
+                s += ATTN_LOAD(q, qr + c) * kr[c];
+            s = bwd_score(s * scale, i, j, b, h, bias, bias_kind, bias_sb,
+                          bias_sh, bias_sq, klen, seq_kv, causal, window, diag,
+                          &vis);
+            if (!vis)
+                continue;
+            const float p = exp(s - l);
+            if (p == 0.0f)
+                continue;
+            for (int c = 0; c < BWD_HV; c++) {
+                const float x = ATTN_LOAD(dout, orow + c);
+                av[c] += p * x;
+                dp += x * vr[c];
+            }
+            const float ds = p * (dp - drow[rb + (size_t)i]);
+            for (int c = 0; c < BWD_HD; c++)
+                ak[c] += ds * ATTN_LOAD(q, qr + c);
+        }
+    }
+    for (int c = 0; c < BWD_HD; c++)
+        ATTN_STORE(dk, (size_t)r * BWD_HD + c, ak[c] * scale);
+    for (int c = 0; c < BWD_HV; c++)
+        ATTN_STORE(dv, (size_t)r * BWD_HV + c, av[c]);
+}
+
+/* bwd_fused: dk and dv of BWD_KB keys of kv head (b, g) per work-group of
+ * BWD_KB items, one key each, the group's query rows staged BWD_QT at a
+ * time in local memory with their D = rowsum(dO * O) computed there.
+ * Launch: global (ceil(seq_kv / BWD_KB) * BWD_KB, n_bg), local (BWD_KB,
+ * 1); bg0 the first (batch, kv head) of the launch. */
+__kernel __attribute__((reqd_work_group_size(BWD_KB, 1, 1))) void
+attn_bwd_fused(__global const ATTN_T *q, __global const ATTN_T *k,
+               __global const ATTN_T *v, __global const ATTN_T *o,
+               __global const ATTN_T *dout, __global const float *lse,
+               __global ATTN_T *dk, __global ATTN_T *dv, BWD_MASK_ARGS, int bg0)
+{
+    __local float qs[BWD_QT][BWD_HD];
+    __local float ds_[BWD_QT][BWD_HV];
+    __local float ls[BWD_QT], dd[BWD_QT];
+    const int t = (int)get_local_id(0);
+    const int j = (int)get_group_id(0) * BWD_KB + t;
+    const int bg = bg0 + (int)get_global_id(1);
+    const int b = bg / heads_kv, g = bg % heads_kv;
+    const int group = heads_q / heads_kv;
+    const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    const int live = j < seq_kv;
+    const size_t r = ((size_t)bg * (size_t)seq_kv + (size_t)(live ? j : 0));
+    float kr[BWD_HD], vr[BWD_HV], ak[BWD_HD], av[BWD_HV];
+    for (int c = 0; c < BWD_HD; c++) {
+        kr[c] = live ? ATTN_LOAD(k, r * BWD_HD + c) : 0.0f;
+        ak[c] = 0.0f;
+    }
+    for (int c = 0; c < BWD_HV; c++) {
+        vr[c] = live ? ATTN_LOAD(v, r * BWD_HV + c) : 0.0f;
+        av[c] = 0.0f;
+    }
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        const size_t rb = ((size_t)b * heads_q + h) * (size_t)seq_q;
+        for (int i0 = 0; i0 < seq_q; i0 += BWD_QT) {
+            const int n = min(BWD_QT, seq_q - i0);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int e = t; e < BWD_QT * BWD_HD; e += BWD_KB) {
+                const int x = e / BWD_HD, c = e % BWD_HD;
+                qs[x][c] =
+                    x < n ? ATTN_LOAD(q, (rb + (size_t)(i0 + x)) * BWD_HD + c)
+                          : 0.0f;
+            }
+            for (int e = t; e < BWD_QT * BWD_HV; e += BWD_KB) {
+                const int x = e / BWD_HV, c = e % BWD_HV;
+                ds_[x][c] =
+                    x < n
+                        ? ATTN_LOAD(dout, (rb + (size_t)(i0 + x)) * BWD_HV + c)
+                        : 0.0f;
+            }
+            for (int x = t; x < BWD_QT; x += BWD_KB) {
+                float acc = 0.0f;
+                const size_t orow = (rb + (size_t)(i0 + x)) * BWD_HV;
+                for (int c = 0; x < n && c < BWD_HV; c++)
+                    acc += ATTN_LOAD(dout, orow + c) * ATTN_LOAD(o, orow + c);
+                dd[x] = acc;
+                ls[x] = x < n ? lse[rb + (size_t)(i0 + x)] : BWD_NEG_INF;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int x = 0; x < n; x++) {
+                const int i = i0 + x;
+                float s = 0.0f, dp = 0.0f;
+                for (int c = 0; c < BWD_HD; c++)
+                    s += qs[x][c] * kr[c];
+                /* a dead item (j past seq_kv) computes on key seq_kv - 1 and
+                 * writes nothing */
+                const float p =
+                    bwd_p(s * scale, ls[x], i, live ? j : seq_kv - 1, b, h,
+                          bias, bias_kind, bias_sb, bias_sh, bias_sq, klen,
+                          seq_kv, causal, window, diag);
+                const int add = p != 0.0f;
+                for (int c = 0; c < BWD_HV; c++) {
+                    av[c] += add ? p * ds_[x][c] : 0.0f;
+                    dp += ds_[x][c] * vr[c];
+                }
+                const float dsv = p * (dp - dd[x]);
+                for (int c = 0; c < BWD_HD; c++)
+                    ak[c] += add ? dsv * qs[x][c] : 0.0f;
+            }
+        }
+    }
+    if (!live)
+        return;
+    for (int c = 0; c < BWD_HD; c++)
+        ATTN_STORE(dk, r * BWD_HD + c, ak[c] * scale);
+    for (int c = 0; c < BWD_HV; c++)
+        ATTN_STORE(dv, r * BWD_HV + c, av[c]);
+}
+
+/* bwd_fused on CPU devices: attn_bwd_fused_v, the same sums with 16 keys
+ * in the lanes of a float16 ("keys in lanes"): one item per 16 keys of kv
+ * head (b, g), K and V transposed into private vectors, so that every
+ * product over the head dimension is a vector multiply-add against a
+ * broadcast element of the query row (no horizontal sums), as fused.cl
+ * does for the forward.  D of each query row is computed where it is
+ * used.  Launch: global (ceil(seq_kv / 16), n_bg), local (1, 1); bg0 the
+ * first (batch, kv head) of the launch. */
+__kernel void attn_bwd_fused_v(__global const ATTN_T *q,
+                               __global const ATTN_T *k,
+                               __global const ATTN_T *v,
+                               __global const ATTN_T *o,
+                               __global const ATTN_T *dout,
+                               __global const float *lse, __global ATTN_T *dk,
+                               __global ATTN_T *dv, BWD_MASK_ARGS, int bg0)
+{
+    const int j0 = (int)get_global_id(0) * 16;
+    const int bg = bg0 + (int)get_global_id(1);
+    const int b = bg / heads_kv, g = bg % heads_kv;
+    const int group = heads_q / heads_kv;
+    const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    const int nk = min(16, seq_kv - j0);
+    const size_t r0 = (size_t)bg * (size_t)seq_kv + (size_t)j0;
+    const int16 jv = (int16)(j0) + (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                           12, 13, 14, 15);
+    const int16 live = jv < (int16)(seq_kv);
+    float16 kt[BWD_HD], vt[BWD_HV], ak[BWD_HD], av[BWD_HV];
+    float lane[16];
+    for (int c = 0; c < BWD_HD; c++) {
+        for (int t = 0; t < 16; t++)
+            lane[t] = t < nk ? ATTN_LOAD(k, (r0 + t) * BWD_HD + c) : 0.0f;
+        kt[c] = vload16(0, lane);
+        ak[c] = (float16)(0.0f);
+    }
+    for (int c = 0; c < BWD_HV; c++) {
+        for (int t = 0; t < 16; t++)
+            lane[t] = t < nk ? ATTN_LOAD(v, (r0 + t) * BWD_HV + c) : 0.0f;
+        vt[c] = vload16(0, lane);
+        av[c] = (float16)(0.0f);
+    }
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        const size_t rb = ((size_t)b * heads_q + h) * (size_t)seq_q;
+        for (int i = 0; i < seq_q; i++) {
+            const size_t qr = (rb + (size_t)i) * BWD_HD;
+            const size_t orow = (rb + (size_t)i) * BWD_HV;
+            const float l = lse[rb + (size_t)i];
+            const long hi =
+                min(causal ? (long)i + diag : (long)seq_kv - 1, (long)klen - 1);
+            const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
+            /* keys of this item the row cannot see at all: skip it */
+            if (as_uint(l) == ATTN_NEG_INF_BITS || (long)j0 > hi ||
+                (long)(j0 + nk - 1) < lo)
+                continue;
+            float16 s = (float16)(0.0f), dp = (float16)(0.0f);
+            float dd = 0.0f;
+            for (int c = 0; c < BWD_HD; c++)
+                s += ATTN_LOAD(q, qr + c) * kt[c];
+            s *= scale;
+            const int lo_i = (int)min(max(lo, -1L), (long)seq_kv);
+            const int hi_i = (int)max(hi, -1L);
+            int16 vis = live & (jv >= (int16)(lo_i)) & (jv <= (int16)(hi_i));
+            if (bias_kind != 0) {
+                const size_t brow = (size_t)b * bias_sb + (size_t)h * bias_sh +
+                                    (size_t)i * bias_sq;
+                for (int t = 0; t < 16; t++)
+                    lane[t] = bias[brow + (size_t)min(j0 + t, seq_kv - 1)];
+                const float16 bv = vload16(0, lane);
+                vis = vis & (as_uint16(bv) != (uint16)(ATTN_NEG_INF_BITS));
+                s += bv;
+            }
+            vis = vis & (as_uint16(s) != (uint16)(ATTN_NEG_INF_BITS));
+            const float16 p = select((float16)(0.0f), exp(s - l), vis);
+            const int16 add = p != (float16)(0.0f);
+            for (int c = 0; c < BWD_HV; c++) {
+                const float x = ATTN_LOAD(dout, orow + c);
+                dd += x * ATTN_LOAD(o, orow + c);
+                av[c] += select((float16)(0.0f), p * x, add);
+                dp += x * vt[c];
+            }
+            const float16 ds = p * (dp - dd);
+            for (int c = 0; c < BWD_HD; c++)
+                ak[c] +=
+                    select((float16)(0.0f), ds * ATTN_LOAD(q, qr + c), add);
+        }
+    }
+    for (int c = 0; c < BWD_HD; c++) {
+        vstore16(ak[c] * scale, 0, lane);
+        for (int t = 0; t < nk; t++)
+            ATTN_STORE(dk, (r0 + t) * BWD_HD + c, lane[t]);
+    }
+    for (int c = 0; c < BWD_HV; c++) {
+        vstore16(av[c], 0, lane);
+        for (int t = 0; t < nk; t++)
+            ATTN_STORE(dv, (r0 + t) * BWD_HV + c, lane[t]);
+    }
+}
+
+/* attn_bwd_dq on CPU devices: attn_bwd_dq_v, 16 query rows of one (batch,
+ * query head) in the lanes of a float16, Q and dO transposed into private
+ * vectors, each key's row broadcast.  Launch: global (ceil(seq_q / 16),
+ * n_bh), local (1, 1); bh0 the first (batch, query head) of the launch. */
+__kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
+                            __global const ATTN_T *v,
+                            __global const ATTN_T *dout,
+                            __global const float *lse,
+                            __global const float *drow, __global ATTN_T *dq,
+                            BWD_MASK_ARGS, int bh0)
+{
+    const int i0 = (int)get_global_id(0) * 16;
+    const int bh = bh0 + (int)get_global_id(1);
+    const int b = bh / heads_q, h = bh % heads_q;
+    const int g = h / (heads_q / heads_kv);
+    const int klen = has_kv_len ? kv_len[b] : seq_kv;
+    const int nq = min(16, seq_q - i0);
+    const size_t r0 = (size_t)bh * (size_t)seq_q + (size_t)i0;
+    const size_t kb = ((size_t)b * heads_kv + g) * (size_t)seq_kv;
+    const int16 iv = (int16)(i0) + (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                           12, 13, 14, 15);
+    float16 qt[BWD_HD], dot_[BWD_HV], acc[BWD_HD];
+    float lane[16];
+    float16 l, dd;
+    for (int t = 0; t < 16; t++)
+        lane[t] = t < nq ? lse[r0 + t] : BWD_NEG_INF;
+    l = vload16(0, lane);
+    for (int t = 0; t < 16; t++)
+        lane[t] = t < nq ? drow[r0 + t] : 0.0f;
+    dd = vload16(0, lane);
+    for (int c = 0; c < BWD_HD; c++) {
+        for (int t = 0; t < 16; t++)
+            lane[t] = t < nq ? ATTN_LOAD(q, (r0 + t) * BWD_HD + c) : 0.0f;
+        qt[c] = vload16(0, lane);
+        acc[c] = (float16)(0.0f);
+    }
+    for (int c = 0; c < BWD_HV; c++) {
+        for (int t = 0; t < 16; t++)
+            lane[t] = t < nq ? ATTN_LOAD(dout, (r0 + t) * BWD_HV + c) : 0.0f;
+        dot_[c] = vload16(0, lane);
+    }
+    /* the keys some row of the item may see */
+    const long last = i0 + nq - 1;
+    const long hi =
+        min(causal ? last + diag : (long)seq_kv - 1, (long)klen - 1);
+    const long lo = window > 0 ? (long)i0 + diag - window + 1 : 0;
+    const int16 row_ok =
+        (iv < (int16)(seq_q)) & (as_uint16(l) != (uint16)(ATTN_NEG_INF_BITS));
+    const long16 ivl = convert_long16(iv);
+    const long16 hiv = min(causal ? ivl + (long16)(diag) : (long16)(seq_kv - 1),
+                           (long16)(klen - 1));
+    const long16 lov =
+        window > 0 ? ivl + (long16)(diag - window + 1) : (long16)(0);
+    for (int j = (int)max(lo, 0L); j <= hi; j++) {
+        const size_t kr = (kb + (size_t)j) * BWD_HD;
+        const size_t vr = (kb + (size_t)j) * BWD_HV;
+        float16 s = (float16)(0.0f), dp = (float16)(0.0f);
+        for (int c = 0; c < BWD_HD; c++)
+            s += qt[c] * ATTN_LOAD(k, kr + c);
+        s *= scale;
+        const long16 jl = (long16)(j);
+        int16 vis = row_ok & convert_int16((jl >= lov) & (jl <= hiv));
+        if (bias_kind != 0) {
+            const size_t base =
+                (size_t)b * bias_sb + (size_t)h * bias_sh + (size_t)j;
+            for (int t = 0; t < 16; t++)
+                lane[t] = bias[base + (size_t)min(i0 + t, seq_q - 1) * bias_sq];
+            const float16 bv = vload16(0, lane);
+            vis = vis & (as_uint16(bv) != (uint16)(ATTN_NEG_INF_BITS));
+            s += bv;
+        }
+        vis = vis & (as_uint16(s) != (uint16)(ATTN_NEG_INF_BITS));
+        const float16 p = select((float16)(0.0f), exp(s - l), vis);
+        const int16 add = p != (float16)(0.0f);
+        for (int c = 0; c < BWD_HV; c++)
+            dp += dot_[c] * ATTN_LOAD(v, vr + c);
+        const float16 ds = p * (dp - dd);
+        for (int c = 0; c < BWD_HD; c++)
+            acc[c] += select((float16)(0.0f), ds * ATTN_LOAD(k, kr + c), add);
+    }
+    for (int c = 0; c < BWD_HD; c++) {
+        vstore16(acc[c] * scale, 0, lane);
+        for (int t = 0; t < nq; t++)
+            ATTN_STORE(dq, (r0 + t) * BWD_HD + c, lane[t]);
+    }
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The backward pass of the attention on an OpenCL device (bwd_cl.c): its
+ * kernel variants, their choice for a shape and one call on host memory.
+ * The backward variants have a table of their own beside the forward's
+ * (variants.c): they take other tensors and launch other kernels, and
+ * neither table's choice ever sees the other's records.  attn_kernel_name
+ * names the forward's only (what attn_sdpa_kernel answers from);
+ * attn-probe --kernels lists both; either may be named by options.kernel /
+ * ATTN_KERNEL: a name forces its own direction only.
+ * Not installed.
+ */
+#ifndef ATTN_OPENCL_BWD_CL_H
+#define ATTN_OPENCL_BWD_CL_H
+
+#include "core/backend.h"
+#include "opencl/runtime.h"
+
+typedef struct attn_cl_bwd_variant {
+    const char *name;    /* options.kernel, ATTN_KERNEL */
+    const char *summary; /* one line for attn-probe and the docs */
+    attn_path path;      /* the options.path that takes it first */
+    int universal;       /* takes every shape the others take: last resort */
+} attn_cl_bwd_variant;
+
+extern const attn_cl_bwd_variant attn_cl_bwd_variants[];
+extern const int attn_cl_n_bwd_variants;
+
+/* The index of the backward variant called name (case-insensitive), or
+ * -1. */
+int attn_cl_bwd_find(const char *name);
+
+/* Chooses the backward variant for d (validated, keep and kv_start merged
+ * into the bias, no q_start) on rt as rt->choice says (bwd_forced, path;
+ * the universal one last) and builds its program; grads: ATTN_BWD_* flags
+ * (core/backend.h; no variant takes one yet).  The prepared state stays valid
+ * while rt lives.  Errors: ATTN_ERR_UNSUPPORTED (no variant takes d; the forced
+ * one does not), ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE,
+ * ATTN_ERR_OUT_OF_MEMORY. */
+attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
+                                unsigned grads, attn_prepared *out,
+                                attn_err *err);
+
+/* One backward call of d on host memory g (lse as the kernels take it: a
+ * row that must add nothing holds -INFINITY) with prepared state p: the
+ * tensors are copied to the device, the variant's kernels run, and dq, dk
+ * and dv are written only when every command succeeded.  Errors:
+ * ATTN_ERR_OUT_OF_MEMORY (device or host memory), ATTN_ERR_DEVICE. */
+attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
+                            const attn_sdpa_desc *d, const attn_sdpa_grad *g,
+                            attn_err *err);
+
+/* The cl/ files of the backward programs, in build order (2 of them). */
+extern const char *const attn_cl_bwd_sources[];
+#define ATTN_CL_BWD_N_SOURCES 2
+/* The build options of the backward program for dtype and head sizes hd,
+ * hv (before program.c adds -cl-std); returns what snprintf returns. */
+int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, char *buf,
+                        size_t cap);
+
+/* Whether rt forces a backward variant by name. */
+int attn_cl_bwd_forced(attn_cl_runtime *rt);
+
+#endif /* ATTN_OPENCL_BWD_CL_H */

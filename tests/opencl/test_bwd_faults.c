@@ -1,0 +1,546 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Device failures of the OpenCL backward pass (attn_sdpa_backward on the
+ * variants bwd_ref and bwd_fused), injected through the fault layer
+ * (src/opencl/fault.h, built with ATTN_FAULT_INJECTION).  For every call
+ * the backward makes at each point (alloc, write, enqueue, read; enqueue
+ * also late, when the kernel runs), one fault in turn:
+ *   - with fallback off the call fails with the driver failure's status,
+ *     dq, dk and dv are bit for bit what they were, and the library holds
+ *     no more OpenCL objects than before (cl_mem, cl_kernel, cl_program
+ *     and cl_event references counted by link-time wrappers);
+ *   - with fallback on the call completes natively, right against the
+ *     double-precision reference (tests/ref_bwd.c), and says it fell back.
+ * Also: a failed build (fresh contexts), and a shape no variant takes
+ * (head size 300): refused with fallback off or when the variant is
+ * forced, computed natively with fallback on.
+ *
+ * Without an OpenCL device the suite prints SKIP and exits 77.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opencl/fault.h"
+
+#include "harness.h"
+#include "ref.h"
+
+#define PATTERN 0xa5 /* what unwritten outputs hold */
+#define TOL     1e-4 /* F32, as tests/test_backward.c */
+
+/* ---- the library's OpenCL objects, counted ------------------------------ */
+
+static atomic_long n_mem, n_kernel, n_program, n_event;
+
+typedef struct live {
+    long mem, kernel, program, event;
+} live;
+
+static live live_now(void)
+{
+    live l = {atomic_load(&n_mem), atomic_load(&n_kernel),
+              atomic_load(&n_program), atomic_load(&n_event)};
+    return l;
+}
+
+static int live_same(live a)
+{
+    live b = live_now();
+    if (a.mem == b.mem && a.kernel == b.kernel && a.program == b.program &&
+        a.event == b.event)
+        return 1;
+    printf("\n  live OpenCL objects: mem %ld -> %ld, kernel %ld -> %ld, "
+           "program %ld -> %ld, event %ld -> %ld\n",
+           a.mem, b.mem, a.kernel, b.kernel, a.program, b.program, a.event,
+           b.event);
+    return 0;
+}
+
+cl_mem __real_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
+                             cl_int *);
+cl_mem __wrap_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
+                             cl_int *);
+cl_int __real_clReleaseMemObject(cl_mem);
+cl_int __wrap_clReleaseMemObject(cl_mem);
+cl_kernel __real_clCreateKernel(cl_program, const char *, cl_int *);
+cl_kernel __wrap_clCreateKernel(cl_program, const char *, cl_int *);
+cl_int __real_clReleaseKernel(cl_kernel);
+cl_int __wrap_clReleaseKernel(cl_kernel);
+cl_program __real_clCreateProgramWithSource(cl_context, cl_uint, const char **,
+                                            const size_t *, cl_int *);
+cl_program __wrap_clCreateProgramWithSource(cl_context, cl_uint, const char **,
+                                            const size_t *, cl_int *);
+cl_program __real_clCreateProgramWithBinary(cl_context, cl_uint,
+                                            const cl_device_id *,
+                                            const size_t *,
+                                            const unsigned char **, cl_int *,
+                                            cl_int *);
+cl_program __wrap_clCreateProgramWithBinary(cl_context, cl_uint,
+                                            const cl_device_id *,
+                                            const size_t *,
+                                            const unsigned char **, cl_int *,
+                                            cl_int *);
+cl_int __real_clReleaseProgram(cl_program);
+cl_int __wrap_clReleaseProgram(cl_program);
+cl_event __real_clCreateUserEvent(cl_context, cl_int *);
+cl_event __wrap_clCreateUserEvent(cl_context, cl_int *);
+cl_int __real_clEnqueueMarkerWithWaitList(cl_command_queue, cl_uint,
+                                          const cl_event *, cl_event *);
+cl_int __wrap_clEnqueueMarkerWithWaitList(cl_command_queue, cl_uint,
+                                          const cl_event *, cl_event *);
+cl_int __real_clRetainEvent(cl_event);
+cl_int __wrap_clRetainEvent(cl_event);
+cl_int __real_clReleaseEvent(cl_event);
+cl_int __wrap_clReleaseEvent(cl_event);
+cl_int __real_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
+                                     const size_t *, const size_t *,
+                                     const size_t *, cl_uint, const cl_event *,
+                                     cl_event *);
+cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
+                                     const size_t *, const size_t *,
+                                     const size_t *, cl_uint, const cl_event *,
+                                     cl_event *);
+
+cl_mem __wrap_clCreateBuffer(cl_context c, cl_mem_flags f, size_t n, void *h,
+                             cl_int *rc)
+{
+    cl_mem m = __real_clCreateBuffer(c, f, n, h, rc);
+    if (m)
+        atomic_fetch_add(&n_mem, 1);
+    return m;
+}
+
+cl_int __wrap_clReleaseMemObject(cl_mem m)
+{
+    cl_int rc = __real_clReleaseMemObject(m);
+    if (rc == CL_SUCCESS)
+        atomic_fetch_sub(&n_mem, 1);
+    return rc;
+}
+
+cl_kernel __wrap_clCreateKernel(cl_program p, const char *name, cl_int *rc)
+{
+    cl_kernel k = __real_clCreateKernel(p, name, rc);
+    if (k)
+        atomic_fetch_add(&n_kernel, 1);
+    return k;
+}
+
+cl_int __wrap_clReleaseKernel(cl_kernel k)
+{
+    cl_int rc = __real_clReleaseKernel(k);
+    if (rc == CL_SUCCESS)
+        atomic_fetch_sub(&n_kernel, 1);
+    return rc;
+}
+
+cl_program __wrap_clCreateProgramWithSource(cl_context c, cl_uint n,
+                                            const char **s, const size_t *l,
+                                            cl_int *rc)
+{
+    cl_program p = __real_clCreateProgramWithSource(c, n, s, l, rc);
+    if (p)
+        atomic_fetch_add(&n_program, 1);
+    return p;
+}
+
+cl_program __wrap_clCreateProgramWithBinary(cl_context c, cl_uint n,
+                                            const cl_device_id *d,
+                                            const size_t *l,
+                                            const unsigned char **b, cl_int *st,
+                                            cl_int *rc)
+{
+    cl_program p = __real_clCreateProgramWithBinary(c, n, d, l, b, st, rc);
+    if (p)
+        atomic_fetch_add(&n_program, 1);
+    return p;
+}
+
+cl_int __wrap_clReleaseProgram(cl_program p)
+{
+    cl_int rc = __real_clReleaseProgram(p);
+    if (rc == CL_SUCCESS)
+        atomic_fetch_sub(&n_program, 1);
+    return rc;
+}
+
+/* The fault layer stands a user event and a marker in for a command that
+ * fails late. */
+cl_event __wrap_clCreateUserEvent(cl_context c, cl_int *rc)
+{
+    cl_event e = __real_clCreateUserEvent(c, rc);
+    if (e)
+        atomic_fetch_add(&n_event, 1);
+    return e;
+}
+
+cl_int __wrap_clEnqueueMarkerWithWaitList(cl_command_queue q, cl_uint n,
+                                          const cl_event *w, cl_event *ev)
+{
+    cl_int rc = __real_clEnqueueMarkerWithWaitList(q, n, w, ev);
+    if (rc == CL_SUCCESS && ev && *ev)
+        atomic_fetch_add(&n_event, 1);
+    return rc;
+}
+
+cl_int __wrap_clRetainEvent(cl_event e)
+{
+    cl_int rc = __real_clRetainEvent(e);
+    if (rc == CL_SUCCESS)
+        atomic_fetch_add(&n_event, 1);
+    return rc;
+}
+
+cl_int __wrap_clReleaseEvent(cl_event e)
+{
+    cl_int rc = __real_clReleaseEvent(e);
+    if (rc == CL_SUCCESS)
+        atomic_fetch_sub(&n_event, 1);
+    return rc;
+}
+
+cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k,
+                                     cl_uint dims, const size_t *off,
+                                     const size_t *g, const size_t *l,
+                                     cl_uint nw, const cl_event *w,
+                                     cl_event *ev)
+{
+    cl_int rc = __real_clEnqueueNDRangeKernel(q, k, dims, off, g, l, nw, w, ev);
+    if (rc == CL_SUCCESS && ev && *ev)
+        atomic_fetch_add(&n_event, 1);
+    return rc;
+}
+
+/* ---- one call ------------------------------------------------------------ */
+
+static const char *device(void)
+{
+    const char *d = getenv("ATTN_TEST_DEVICE");
+    return d && *d ? d : "cpu";
+}
+
+static attn_context *open_ctx(const char *kernel, int fallback)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_options_init(&o);
+    o.device = device();
+    o.kernel = kernel;
+    o.allow_fallback = fallback;
+    o.cache_dir = ""; /* every fresh context builds from source */
+    if (attn_context_create(&o, &ctx) != ATTN_OK)
+        return NULL;
+    return ctx;
+}
+
+/* A call's tensors, its forward computed natively, and the reference. */
+typedef struct call {
+    attn_sdpa_desc d;
+    int32_t kv_len[2];
+    float *bias;
+    float *q, *k, *v, *o, *lse, *dout, *dq, *dk, *dv;
+    double *rq, *rk, *rv;
+    size_t nq, nk, nv, no;
+    attn_sdpa_grad g;
+} call;
+
+static double *f64(const float *x, size_t n)
+{
+    double *y = malloc(n * sizeof *y);
+    for (size_t i = 0; y && i < n; i++)
+        y[i] = x[i];
+    return y;
+}
+
+static void call_free(call *c)
+{
+    free(c->bias), free(c->q), free(c->k), free(c->v), free(c->o);
+    free(c->lse), free(c->dout), free(c->dq), free(c->dk), free(c->dv);
+    free(c->rq), free(c->rk), free(c->rv);
+}
+
+static int call_make(call *c, int head_dim)
+{
+    attn_context *nat = NULL;
+    attn_options o;
+    ref_rng r;
+    double *q8, *k8, *v8, *do8;
+    int ok;
+    memset(c, 0, sizeof *c);
+    c->d = (attn_sdpa_desc)ATTN_SDPA_DESC_INIT;
+    c->d.batch = 2;
+    c->d.heads_q = 2;
+    c->d.heads_kv = 1;
+    c->d.seq_q = 19;
+    c->d.seq_kv = 33;
+    c->d.head_dim = c->d.head_dim_v = head_dim;
+    c->d.mask.causal = 1;
+    c->kv_len[0] = 30;
+    c->kv_len[1] = 33;
+    c->d.mask.kv_len = c->kv_len;
+    c->d.mask.bias_kind = ATTN_BIAS_PER_HEAD;
+    c->nq = (size_t)2 * 2 * 19 * (size_t)head_dim;
+    c->no = c->nq;
+    c->nk = (size_t)2 * 33 * (size_t)head_dim;
+    c->nv = c->nk;
+    c->bias = malloc((size_t)2 * 19 * 33 * sizeof(float));
+    c->q = malloc(c->nq * 4), c->k = malloc(c->nk * 4);
+    c->v = malloc(c->nv * 4), c->o = malloc(c->no * 4);
+    c->dout = malloc(c->no * 4), c->lse = malloc((size_t)2 * 2 * 19 * 4);
+    c->dq = malloc(c->nq * 4), c->dk = malloc(c->nk * 4);
+    c->dv = malloc(c->nv * 4);
+    c->rq = malloc(c->nq * 8), c->rk = malloc(c->nk * 8);
+    c->rv = malloc(c->nv * 8);
+    if (!c->bias || !c->q || !c->k || !c->v || !c->o || !c->dout || !c->lse ||
+        !c->dq || !c->dk || !c->dv || !c->rq || !c->rk || !c->rv)
+        return 0;
+    ref_rng_seed(&r, 77);
+    ref_fill_f32(&r, c->bias, (size_t)2 * 19 * 33, -1.0, 1.0);
+    ref_fill_f32(&r, c->q, c->nq, -1.0, 1.0);
+    ref_fill_f32(&r, c->k, c->nk, -1.0, 1.0);
+    ref_fill_f32(&r, c->v, c->nv, -1.0, 1.0);
+    ref_fill_f32(&r, c->dout, c->no, -1.0, 1.0);
+    c->d.mask.bias = c->bias;
+    attn_options_init(&o);
+    o.device = "native";
+    if (attn_context_create(&o, &nat) != ATTN_OK)
+        return 0;
+    ok = attn_sdpa(nat, &c->d, c->q, c->k, c->v, c->o, c->lse) == ATTN_OK;
+    attn_context_destroy(nat);
+    q8 = f64(c->q, c->nq), k8 = f64(c->k, c->nk), v8 = f64(c->v, c->nv);
+    do8 = f64(c->dout, c->no);
+    ok =
+        ok && q8 && k8 && v8 && do8 &&
+        ref_sdpa_backward_f64(&c->d, q8, k8, v8, do8, c->rq, c->rk, c->rv) == 0;
+    free(q8), free(k8), free(v8), free(do8);
+    c->g = (attn_sdpa_grad)ATTN_SDPA_GRAD_INIT;
+    c->g.q = c->q, c->g.k = c->k, c->g.v = c->v, c->g.o = c->o;
+    c->g.lse = c->lse, c->g.d_o = c->dout;
+    c->g.dq = c->dq, c->g.dk = c->dk, c->g.dv = c->dv;
+    return ok;
+}
+
+static void outputs_fill(call *c)
+{
+    memset(c->dq, PATTERN, c->nq * 4);
+    memset(c->dk, PATTERN, c->nk * 4);
+    memset(c->dv, PATTERN, c->nv * 4);
+}
+
+static int all_pattern(const void *x, size_t bytes)
+{
+    const unsigned char *b = x;
+    for (size_t i = 0; i < bytes; i++)
+        if (b[i] != PATTERN)
+            return 0;
+    return 1;
+}
+
+static int untouched(const call *c)
+{
+    return all_pattern(c->dq, c->nq * 4) && all_pattern(c->dk, c->nk * 4) &&
+           all_pattern(c->dv, c->nv * 4);
+}
+
+static int close1(const float *got, const double *want, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabs(want[i]) > m ? fabs(want[i]) : m;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - want[i]) <= TOL * (m + 1) + TOL * fabs(want[i])))
+            return 0;
+    return 1;
+}
+
+static int right(const call *c)
+{
+    return close1(c->dq, c->rq, c->nq) && close1(c->dk, c->rk, c->nk) &&
+           close1(c->dv, c->rv, c->nv);
+}
+
+static int fell_back(attn_context *ctx)
+{
+    return strstr(attn_context_last_error(ctx), "fell back") != NULL;
+}
+
+static int recoverable(attn_status s)
+{
+    return s == ATTN_ERR_DEVICE || s == ATTN_ERR_OUT_OF_MEMORY ||
+           s == ATTN_ERR_BUILD_FAILED;
+}
+
+/* ---- the tests ----------------------------------------------------------- */
+
+static const char *const variants[] = {"bwd_ref", "bwd_fused"};
+
+/* Every call at each point of one variant's backward, failed in turn. */
+static void faults_of(const char *variant)
+{
+    static const struct {
+        const char *point;
+        attn_fault_point p;
+    } points[] = {{"alloc", ATTN_FAULT_ALLOC},
+                  {"write", ATTN_FAULT_WRITE},
+                  {"enqueue", ATTN_FAULT_ENQUEUE},
+                  {"enqueue!", ATTN_FAULT_ENQUEUE},
+                  {"read", ATTN_FAULT_READ}};
+    attn_context *off = open_ctx(variant, 0), *on = open_ctx(variant, 1);
+    call c;
+    CU_ASSERT_FATAL(off && on);
+    CU_ASSERT_FATAL(call_make(&c, 16));
+    /* warm: the program built, the plan made, the dummy buffer */
+    CU_ASSERT_EQUAL(attn_sdpa_backward(off, &c.d, &c.g), ATTN_OK);
+    CU_ASSERT(right(&c));
+    CU_ASSERT_EQUAL(attn_sdpa_backward(on, &c.d, &c.g), ATTN_OK);
+    for (size_t t = 0; t < sizeof points / sizeof points[0]; t++) {
+        int failed = 0;
+        for (int n = 1; n < 64; n++) {
+            char spec[32], what[96];
+            attn_status s;
+            live before;
+            snprintf(spec, sizeof spec, "%s@%d", points[t].point, n);
+            snprintf(what, sizeof what, "%s, %s", variant, spec);
+            CU_ASSERT_FATAL(attn_fault_set(spec, NULL) == ATTN_OK);
+            outputs_fill(&c);
+            before = live_now();
+            s = attn_sdpa_backward(off, &c.d, &c.g);
+            attn_fault_deliver(1);
+            if (attn_fault_fired(points[t].p) == 0) {
+                HARNESS_EXPECT(s == ATTN_OK && right(&c), what);
+                break;
+            }
+            failed++;
+            HARNESS_EXPECT(recoverable(s), what);
+            HARNESS_EXPECT(untouched(&c), what);
+            HARNESS_EXPECT(live_same(before), what);
+            /* the same fault with fallback on */
+            CU_ASSERT_FATAL(attn_fault_set(spec, NULL) == ATTN_OK);
+            outputs_fill(&c);
+            s = attn_sdpa_backward(on, &c.d, &c.g);
+            attn_fault_deliver(1);
+            HARNESS_EXPECT(s == ATTN_OK && right(&c) && fell_back(on), what);
+        }
+        /* every point is reached at least once */
+        HARNESS_EXPECT(failed > 0, points[t].point);
+    }
+    attn_fault_set(NULL, NULL);
+    attn_context_destroy(off);
+    attn_context_destroy(on);
+    call_free(&c);
+}
+
+static void test_faults(void)
+{
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++)
+        faults_of(variants[i]);
+}
+
+/* Every build fails: refused (fallback off, nothing leaked), computed
+ * natively (fallback on). */
+static void test_build(void)
+{
+    call c;
+    CU_ASSERT_FATAL(call_make(&c, 24));
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        const live before = live_now();
+        attn_context *off = open_ctx(variants[i], 0);
+        attn_context *on = open_ctx(variants[i], 1);
+        CU_ASSERT_FATAL(off && on);
+        CU_ASSERT_FATAL(attn_fault_set("build", NULL) == ATTN_OK);
+        outputs_fill(&c);
+        HARNESS_EXPECT(attn_sdpa_backward(off, &c.d, &c.g) ==
+                           ATTN_ERR_BUILD_FAILED,
+                       variants[i]);
+        HARNESS_EXPECT(untouched(&c), variants[i]);
+        HARNESS_EXPECT(attn_sdpa_backward(on, &c.d, &c.g) == ATTN_OK &&
+                           right(&c) && fell_back(on),
+                       variants[i]);
+        attn_fault_set(NULL, NULL);
+        attn_context_destroy(off);
+        attn_context_destroy(on);
+        HARNESS_EXPECT(live_same(before), variants[i]);
+    }
+    call_free(&c);
+}
+
+/* Head size 300: no backward variant takes it. */
+static void test_declined(void)
+{
+    call c;
+    attn_context *auto_off = open_ctx(NULL, 0), *auto_on = open_ctx(NULL, 1);
+    attn_context *forced_on = open_ctx("bwd_ref", 1);
+    CU_ASSERT_FATAL(auto_off && auto_on && forced_on);
+    CU_ASSERT_FATAL(call_make(&c, 300));
+    outputs_fill(&c);
+    CU_ASSERT_EQUAL(attn_sdpa_backward(auto_off, &c.d, &c.g),
+                    ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT(untouched(&c));
+    /* a forced variant that does not take the call is the caller's error */
+    CU_ASSERT_EQUAL(attn_sdpa_backward(forced_on, &c.d, &c.g),
+                    ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT(strstr(attn_context_last_error(forced_on), "bwd_ref") != NULL);
+    CU_ASSERT(untouched(&c));
+    CU_ASSERT_EQUAL(attn_sdpa_backward(auto_on, &c.d, &c.g), ATTN_OK);
+    CU_ASSERT(right(&c) && fell_back(auto_on));
+    attn_context_destroy(auto_off);
+    attn_context_destroy(auto_on);
+    attn_context_destroy(forced_on);
+    call_free(&c);
+}
+
+/* The names: attn_kernel_name names the forward's variants only; a
+ * backward name forces the backward only (the forward still runs). */
+static void test_names(void)
+{
+    call c;
+    attn_context *ctx = open_ctx("bwd_ref", 0);
+    CU_ASSERT_FATAL(ctx != NULL);
+    for (int i = 0; attn_kernel_name(i); i++)
+        for (size_t v = 0; v < 2; v++)
+            CU_ASSERT(strcmp(attn_kernel_name(i), variants[v]) != 0);
+    CU_ASSERT_FATAL(call_make(&c, 16));
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &c.d, c.q, c.k, c.v, c.o, c.lse), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx, &c.d, &c.g), ATTN_OK);
+    CU_ASSERT(right(&c));
+    attn_context_destroy(ctx);
+    call_free(&c);
+}
+
+static int init(void)
+{
+    attn_context *ctx = open_ctx(NULL, 0);
+    if (!ctx)
+        return -1;
+    attn_context_destroy(ctx);
+    return 0;
+}
+
+static int clean(void)
+{
+    return 0;
+}
+
+int main(void)
+{
+    static const harness_test tests[] = {
+        {"a fault at every call of each variant", test_faults},
+        {"failed builds", test_build},
+        {"a shape no variant takes", test_declined},
+        {"kernel names", test_names},
+        {NULL, NULL}};
+    attn_context *ctx = NULL;
+    attn_options o;
+    attn_options_init(&o);
+    o.device = device();
+    if (attn_context_create(&o, &ctx) != ATTN_OK) {
+        printf("SKIP: no OpenCL device \"%s\": %s\n", device(),
+               attn_last_error());
+        return 77;
+    }
+    attn_context_destroy(ctx);
+    return harness_main("OpenCL backward faults", init, clean, tests);
+}
