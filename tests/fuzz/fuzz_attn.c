@@ -1109,7 +1109,8 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
                     z.o,
                     bias ? z.bias : 0,
                     z.addw,
-                    !f16 && !p.poison && !p.o_in && !p.lse_in && bound < 1e3};
+                    !f16 && !p.poison && !p.o_in && !p.lse_in && bound < 1e3,
+                    on_device};
                 fuzz_backward(g, ctx, &d, &in);
                 stats[ST_SDPA_BWD]++;
             }

@@ -69,12 +69,15 @@ typedef struct fuzz_bwd_in {
     const float *lse;
     size_t q_bytes, k_bytes, v_bytes, o_bytes, bias_bytes, addw_bytes;
     int finite;
+    int on_device; /* a device context without fallback: it may decline */
 } fuzz_bwd_in;
 
 /* attn_sdpa_backward of that forward with a random dO, dbias and
  * d_additive_w asked or not: it must succeed and write every output
- * (finite ones when in->finite); half the time also a spoiled call, which
- * must be refused without writing its dq. */
+ * (finite ones when in->finite), or, on a device context without
+ * fallback, may decline (ATTN_ERR_UNSUPPORTED with a message, every
+ * output untouched) as the forward may; half the time also a spoiled call,
+ * which must be refused without writing its dq. */
 void fuzz_backward(gen_src *g, attn_context *ctx, const attn_sdpa_desc *d,
                    const fuzz_bwd_in *in);
 
