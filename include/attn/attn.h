@@ -790,7 +790,10 @@ typedef struct attn_mha_desc {
     int pos_table_len;       /**< LEARNED: rows in pos_table, checked
                                   against the positions used; 0 = unknown */
     attn_dtype weight_dtype; /**< element type of every array above
-                                  (ATTN_F32 = float, the default) */
+                                  (ATTN_F32 = float, the default); read
+                                  only when struct_size covers it (start
+                                  from ATTN_MHA_DESC_INIT): struct_size 0
+                                  reads the arrays as float */
     int pad0_;               /**< explicit padding; not read */
 } attn_mha_desc;
 
