@@ -427,6 +427,57 @@ double *mha_case_reference(const mha_case *c)
     return y;
 }
 
+int mha_case_weights16(mha_case *c, attn_dtype dt, attn_mha_desc *m16,
+                       uint16_t **mem)
+{
+    const attn_mha_desc *m = &c->m;
+    const size_t dm = (size_t)m->d_model,
+                 inq = (size_t)m->heads_q * (size_t)m->head_dim,
+                 inkv = (size_t)m->heads_kv * (size_t)m->head_dim;
+    float *arr[10] = {c->w[0], c->w[1], c->w[2], c->w[3],       c->b[0],
+                      c->b[1], c->b[2], c->b[3], c->additive_w, c->pos_table};
+    const size_t n[10] = {inq * dm,  inkv * dm,
+                          inkv * dm, dm * inq,
+                          inq,       inkv,
+                          inkv,      dm,
+                          inq,       (size_t)m->pos_table_len * dm};
+    const uint16_t *p[10] = {NULL};
+    size_t total = 0;
+    uint16_t *h;
+    for (int i = 0; i < 10; i++)
+        total += arr[i] ? n[i] : 0;
+    if (!(*mem = h = malloc(total * sizeof *h)))
+        return -1;
+    *m16 = *m;
+    /* weight_dtype is past the first layout (struct_size 0) */
+    m16->struct_size = sizeof *m16;
+    m16->weight_dtype = dt;
+    for (int i = 0; i < 10; i++) {
+        if (!arr[i])
+            continue;
+        for (size_t j = 0; j < n[i]; j++) {
+            h[j] = dt == ATTN_BF16 ? ref_f32_to_bf16(arr[i][j])
+                                   : ref_f32_to_f16(arr[i][j]);
+            arr[i][j] = (float)ref_elem(dt, h, j);
+        }
+        p[i] = h;
+        h += n[i];
+    }
+    /* The members keep their float type: 16-bit arrays are passed cast
+     * (attn.h, attn_mha_desc). */
+    m16->wq = (const float *)(const void *)p[0];
+    m16->wk = (const float *)(const void *)p[1];
+    m16->wv = (const float *)(const void *)p[2];
+    m16->wo = (const float *)(const void *)p[3];
+    m16->bq = (const float *)(const void *)p[4];
+    m16->bk = (const float *)(const void *)p[5];
+    m16->bv = (const float *)(const void *)p[6];
+    m16->bo = (const float *)(const void *)p[7];
+    m16->additive_w = (const float *)(const void *)p[8];
+    m16->pos_table = (const float *)(const void *)p[9];
+    return 0;
+}
+
 int mha_case_check(attn_context *ctx, const mha_case *c, const double *ref,
                    const char *what)
 {

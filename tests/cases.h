@@ -88,6 +88,13 @@ int mha_case_init(mha_case *c, const mha_spec *s, uint64_t seed);
 void mha_case_free(mha_case *c);
 /* The reference y for c (ny doubles, malloc'ed), or NULL on failure. */
 double *mha_case_reference(const mha_case *c);
+/* Rounds every array of c's layer (weights, biases, additive_w, the
+ * LEARNED table) to the values of dt (ATTN_F16 or ATTN_BF16), in place,
+ * so that c->m and the reference see them, and sets *m16 to c->m with
+ * weight_dtype dt pointing at 16-bit copies, held in *mem (one
+ * allocation; free it).  Returns 0 or -1. */
+int mha_case_weights16(mha_case *c, attn_dtype dt, attn_mha_desc *m16,
+                       uint16_t **mem);
 /* Runs attn_mha_forward with a guarded NaN-filled y and checks ATTN_OK,
  * guards and inputs untouched, and y against ref (computed when NULL).
  * Returns 1 when all holds. */

@@ -76,9 +76,10 @@ static float from_half(uint16_t h)
  */
 
 /* The layer of c with scale, run on x_q (F32 or, rounded, F16) against
- * ref_mha_scaled on the same inputs. */
-static int check_layer(const mha_case *c, float scale, attn_dtype dtype,
-                       const char *what)
+ * ref_mha_scaled on the same inputs; the layer is created from make
+ * (c's descriptor with other arrays, 16-bit ones) or, NULL, from c->m. */
+static int check_layer_from(const mha_case *c, const attn_mha_desc *make,
+                            float scale, attn_dtype dtype, const char *what)
 {
     attn_mha_layer *layer = NULL;
     size_t nq = c->nxq, nkv = c->nxkv, ny = c->ny;
@@ -106,7 +107,8 @@ static int check_layer(const mha_case *c, float scale, attn_dtype dtype,
     if (ref_mha_scaled(&c->m, scale, c->batch, c->seq_q, c->seq_kv, xq,
                        c->x_kv ? xkv : NULL, &c->mask, want) != 0)
         goto out;
-    if ((st = attn_mha_create(ctx, &c->m, scale, &layer)) != ATTN_OK) {
+    if ((st = attn_mha_create(ctx, make ? make : &c->m, scale, &layer)) !=
+        ATTN_OK) {
         printf("\nFAIL %s: attn_mha_create: %s (%s)\n", what,
                attn_status_string(st), attn_context_last_error(ctx));
         goto out;
@@ -153,6 +155,12 @@ out:
     return ok;
 }
 
+static int check_layer(const mha_case *c, float scale, attn_dtype dtype,
+                       const char *what)
+{
+    return check_layer_from(c, NULL, scale, dtype, what);
+}
+
 static void test_layer_like_forward(void)
 {
     const attn_posenc kinds[] = {ATTN_POSENC_NONE, ATTN_POSENC_SINUSOIDAL,
@@ -180,6 +188,56 @@ static void test_layer_like_forward(void)
             CU_ASSERT_TRUE(check_layer(&c, 0.0f, ATTN_BF16, what));
             mha_case_free(&c);
         }
+}
+
+/* A layer created from F16 or BF16 weights (weight_dtype) against the
+ * reference given the same weights as floats, with F32 and BF16
+ * activations. */
+static void test_layer_weights16(void)
+{
+    const attn_posenc kinds[] = {ATTN_POSENC_NONE, ATTN_POSENC_LEARNED,
+                                 ATTN_POSENC_ROPE};
+    const attn_dtype dts[] = {ATTN_F16, ATTN_BF16};
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 3; k++)
+            for (int self = 0; self < 2; self++) {
+                mha_spec s = base_spec(5, kinds[k]);
+                mha_case c;
+                attn_mha_desc m16;
+                uint16_t *mem = NULL;
+                const char *wname = dts[d] == ATTN_BF16 ? "BF16" : "F16";
+                char what[96];
+                s.self = self;
+                s.seq_kv = 7;
+                s.causal = self;
+                s.score =
+                    k == 2 && !self ? ATTN_SCORE_ADDITIVE : ATTN_SCORE_DOT;
+                CU_ASSERT_EQUAL_FATAL(
+                    mha_case_init(&c, &s,
+                                  500 + (uint64_t)(d * 6 + k * 2 + self)),
+                    0);
+                CU_ASSERT_EQUAL_FATAL(
+                    mha_case_weights16(&c, dts[d], &m16, &mem), 0);
+                snprintf(what, sizeof what, "layer %s weights, posenc %d, %s",
+                         wname, k, self ? "self" : "cross");
+                CU_ASSERT_TRUE(
+                    check_layer_from(&c, &m16, 0.0f, ATTN_F32, what));
+                snprintf(what, sizeof what,
+                         "layer %s weights, BF16 x, posenc %d, %s", wname, k,
+                         self ? "self" : "cross");
+                CU_ASSERT_TRUE(
+                    check_layer_from(&c, &m16, 0.0f, ATTN_BF16, what));
+                /* An unknown weight_dtype is refused. */
+                m16.weight_dtype = (attn_dtype)9;
+                {
+                    attn_mha_layer *layer = NULL;
+                    CU_ASSERT_EQUAL(attn_mha_create(ctx, &m16, 0.0f, &layer),
+                                    ATTN_ERR_INVALID_ARGUMENT);
+                    CU_ASSERT_PTR_NULL(layer);
+                }
+                free(mem);
+                mha_case_free(&c);
+            }
 }
 
 /* The weights are the layer's: the caller's arrays may change or go. */
@@ -671,6 +729,7 @@ int main(void)
         {"layer = reference (posenc, self/cross, scale, F16)",
          test_layer_like_forward},
         {"the layer holds its weights", test_layer_owns_weights},
+        {"a layer from F16 and BF16 weights", test_layer_weights16},
         {"KV cache steps = full causal reference",
          test_cache_against_reference},
         {"KV cache with F16 activations", test_cache_f16},

@@ -251,6 +251,118 @@ static void test_masks(void)
     mha_case_free(&c);
 }
 
+/* ---- 16-bit weights (weight_dtype F16, BF16) ----------------------------
+ * The reference runs the float layer whose arrays hold the 16-bit values,
+ * so the tolerance is the float layer's. */
+
+static int run_weights16(const mha_spec *s, uint64_t seed, attn_dtype dt,
+                         const char *what)
+{
+    mha_case c, c16;
+    uint16_t *mem = NULL;
+    double *ref = NULL;
+    int ok = 0;
+    if (mha_case_init(&c, s, seed) != 0)
+        return 0;
+    if (mha_case_weights16(&c, dt, &c16.m, &mem) == 0 &&
+        (ref = mha_case_reference(&c)) != NULL) {
+        attn_mha_desc m16 = c16.m;
+        c16 = c;
+        c16.m = m16;
+        ok = mha_case_check(ctx, &c16, ref, what);
+    }
+    free(ref);
+    free(mem);
+    mha_case_free(&c);
+    return ok;
+}
+
+static void test_weights16(void)
+{
+    const attn_posenc kinds[] = {ATTN_POSENC_NONE, ATTN_POSENC_SINUSOIDAL,
+                                 ATTN_POSENC_LEARNED, ATTN_POSENC_ROPE};
+    const attn_dtype dts[] = {ATTN_F16, ATTN_BF16};
+    for (int d = 0; d < 2; d++) {
+        for (int k = 0; k < 4; k++)
+            for (int self = 0; self < 2; self++) {
+                mha_spec s = base_spec();
+                char what[96];
+                s.posenc = kinds[k];
+                s.with_bias = 1;
+                s.self = self;
+                s.causal = self;
+                snprintf(what, sizeof what, "mha %s weights, %s %s",
+                         dts[d] == ATTN_BF16 ? "BF16" : "F16",
+                         posenc_name(kinds[k]), self ? "self" : "cross");
+                CU_ASSERT_TRUE(run_weights16(
+                    &s, 400 + (uint64_t)(d * 8 + k * 2 + self), dts[d], what));
+            }
+        mha_spec s = base_spec();
+        s.score = ATTN_SCORE_ADDITIVE;
+        s.self = 0;
+        s.bias_kind = ATTN_BIAS_PER_HEAD;
+        CU_ASSERT_TRUE(run_weights16(&s, 420 + (uint64_t)d, dts[d],
+                                     dts[d] == ATTN_BF16
+                                         ? "mha BF16 weights, additive"
+                                         : "mha F16 weights, additive"));
+    }
+}
+
+/* What 16-bit weights are refused: an unknown weight_dtype, the training
+ * calls; y is checked against the arrays' 16-bit extents. */
+static void test_weights16_refused(void)
+{
+    mha_spec s = base_spec();
+    mha_case c;
+    attn_mha_desc m16;
+    uint16_t *mem = NULL;
+    attn_mha_saved *saved = NULL;
+    attn_mha_grad g = ATTN_MHA_GRAD_INIT;
+    float *y;
+    s.with_bias = 1;
+    CU_ASSERT_EQUAL_FATAL(mha_case_init(&c, &s, 430), 0);
+    CU_ASSERT_EQUAL_FATAL(mha_case_weights16(&c, ATTN_BF16, &m16, &mem), 0);
+    y = malloc(c.ny * sizeof *y);
+    CU_ASSERT_FATAL(y != NULL);
+    m16.weight_dtype = (attn_dtype)7;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m16, c.batch, c.seq_q, c.seq_kv,
+                                     c.x_q, c.x_kv, &c.mask, y),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    m16.weight_dtype = ATTN_BF16;
+    CU_ASSERT_EQUAL(attn_mha_forward_train(ctx, &m16, c.batch, c.seq_q,
+                                           c.seq_kv, c.x_q, c.x_kv, &c.mask, y,
+                                           &saved),
+                    ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT_PTR_NULL(saved);
+    g.d_y = y;
+    for (size_t i = 0; i < c.ny; i++)
+        y[i] = 0.0f;
+    CU_ASSERT_EQUAL(attn_mha_backward(ctx, &m16, c.batch, c.seq_q, c.seq_kv,
+                                      c.x_q, c.x_kv, &c.mask, NULL, &g),
+                    ATTN_ERR_UNSUPPORTED);
+    /* wq's 16-bit extent: y just past it is no overlap, y on its last
+     * element is one. */
+    {
+        const size_t nw = (size_t)s.heads_q * s.head_dim * s.d_model;
+        uint16_t *big = malloc(nw * 2 + c.ny * sizeof(float) + 8);
+        CU_ASSERT_FATAL(big != NULL);
+        memcpy(big, m16.wq, nw * 2);
+        m16.wq = (const float *)(void *)big;
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m16, c.batch, c.seq_q, c.seq_kv,
+                                         c.x_q, c.x_kv, &c.mask,
+                                         (float *)(void *)(big + nw)),
+                        ATTN_OK);
+        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m16, c.batch, c.seq_q, c.seq_kv,
+                                         c.x_q, c.x_kv, &c.mask,
+                                         (float *)(void *)(big + nw - 2)),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        free(big);
+    }
+    free(y);
+    free(mem);
+    mha_case_free(&c);
+}
+
 /* LEARNED with the table attn_posenc_sinusoidal writes is SINUSOIDAL. */
 static void test_learned_equals_sinusoidal(void)
 {
@@ -344,6 +456,8 @@ int main(void)
         {"MHA, GQA, MQA and sizes", test_heads},
         {"additive score", test_additive},
         {"masks", test_masks},
+        {"F16 and BF16 weights = reference", test_weights16},
+        {"16-bit weights refused", test_weights16_refused},
         {"LEARNED with a sinusoidal table", test_learned_equals_sinusoidal},
         {"ROPE depends on relative positions", test_rope_relative},
         {NULL, NULL},

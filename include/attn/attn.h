@@ -765,6 +765,14 @@ typedef enum attn_posenc {
  * wo [d_model, heads_q*head_dim]; biases bq [heads_q*head_dim],
  * bk and bv [heads_kv*head_dim], bo [d_model], each may be NULL (zero).
  * Scores use scale 1/sqrt(head_dim).  The caller owns every array.
+ * weight_dtype is the element type of every array of the descriptor (the
+ * weights, biases, additive_w and pos_table): ATTN_F32 (the default) or,
+ * for checkpoints stored in 16 bits, ATTN_F16 or ATTN_BF16, whose arrays
+ * are uint16_t (cast to const float * for these members, which keep their
+ * type so that existing code compiles unchanged; the library reads them
+ * back as uint16_t, each array aligned as malloc aligns).  The math is
+ * float's either way: attn_mha_create converts the arrays once, when it
+ * copies them; attn_mha_forward converts them on every call (see there).
  * struct_size is the caller's sizeof(attn_mha_desc) (ATTN_MHA_DESC_INIT);
  * 0 means the first layout. */
 typedef struct attn_mha_desc {
@@ -788,6 +796,12 @@ typedef struct attn_mha_desc {
     int pos_offset;          /**< position of the first query (>= 0) */
     int pos_table_len;       /**< LEARNED: rows in pos_table, checked
                                   against the positions used; 0 = unknown */
+    attn_dtype weight_dtype; /**< element type of every array above
+                                  (ATTN_F32 = float, the default); read
+                                  only when struct_size covers it (start
+                                  from ATTN_MHA_DESC_INIT): struct_size 0
+                                  reads the arrays as float */
+    int pad0_;               /**< explicit padding; not read */
 } attn_mha_desc;
 
 /** Initializer of a layer descriptor with every member at its default:
@@ -821,7 +835,14 @@ ATTN_API attn_status attn_mha_desc_init_sized(attn_mha_desc *m, size_t size);
  * a weight, a bias, additive_w, pos_table or the mask's arrays.  Errors as
  * attn_sdpa, plus ATTN_ERR_INVALID_ARGUMENT for a missing weight, a bad
  * posenc, a LEARNED table too short for the positions used or y
- * overlapping an input. */
+ * overlapping an input.  With m->weight_dtype F16 or BF16 each call first
+ * converts every array of m to float in working memory held for the call
+ * (4 bytes per element: 4 (dq + 2 dkv) d_model + 4 d_model dq bytes for
+ * the weights, dq = heads_q head_dim, dkv = heads_kv head_dim, plus the
+ * biases, additive_w and the pos_table rows used), then runs as with F32
+ * arrays holding the converted values: a layer used more than once is
+ * cheaper through attn_mha_create, which converts once.  An unknown
+ * weight_dtype is ATTN_ERR_INVALID_ARGUMENT. */
 ATTN_API attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                                       int batch, int seq_q, int seq_kv,
                                       const float *x_q, const float *x_kv,
@@ -868,8 +889,11 @@ ATTN_API attn_status attn_kv_cache_init_sized(attn_kv_cache *kv, size_t size);
  * LEARNED table needs pos_table_len > 0, the rows it copies), copies every
  * array m points at (the caller may free them on return) and, on an
  * OpenCL context, uploads the weights and biases to every device of ctx.
- * scale multiplies the dot scores (0 = 1/sqrt(head_dim); finite; the
- * additive score takes none).  The layer belongs to ctx: destroy it before
+ * Arrays of weight_dtype F16 or BF16 are converted to float as they are
+ * copied (exactly: every such value is a float), so the layer holds
+ * float weights, 4 bytes per element, and its calls cost what an F32
+ * layer's do.  scale multiplies the dot scores (0 = 1/sqrt(head_dim); finite;
+ * the additive score takes none).  The layer belongs to ctx: destroy it before
  * ctx.  Errors: ATTN_ERR_INVALID_ARGUMENT (ctx, m or out NULL, an invalid
  * m, a non-finite scale), ATTN_ERR_OUT_OF_MEMORY,
  * ATTN_ERR_DEVICE (an upload failed with fallback off); *out is NULL on
@@ -886,7 +910,8 @@ ATTN_API void attn_mha_destroy(attn_mha_layer *layer);
  * d_model], each ATTN_F32 (float), ATTN_F16 (uint16_t halves) or
  * ATTN_BF16 (uint16_t bfloat16), converted to float on the way in and
  * rounded on the way out as attn_dtype says; the math is float's either
- * way (the weights, biases and KV cache stay float).  The attention runs the
+ * way (the weights, biases and KV cache stay float, whatever weight_dtype
+ * the layer was created from).  The attention runs the
  * kernel variant attn_sdpa would run for the step's descriptor (options.path,
  * options.kernel).
  *
@@ -974,9 +999,11 @@ typedef struct attn_mha_grad {
  * on the host (the worker pool); the attention runs as attn_sdpa would
  * for the layer's descriptor on ctx (an OpenCL device's kernel, ctx's
  * precision).  Errors as attn_mha_forward, plus
- * ATTN_ERR_INVALID_ARGUMENT (saved NULL).  On error y is untouched and
- * *saved still points where it did; an object being reused then holds no
- * activations (attn_mha_backward refuses it until a forward succeeds). */
+ * ATTN_ERR_INVALID_ARGUMENT (saved NULL) and ATTN_ERR_UNSUPPORTED (a
+ * weight_dtype other than ATTN_F32: training keeps float weights).  On error y
+ * is untouched and *saved still points where it did; an object being reused
+ * then holds no activations (attn_mha_backward refuses it until a forward
+ * succeeds). */
 ATTN_API attn_status attn_mha_forward_train(attn_context *ctx,
                                             const attn_mha_desc *m, int batch,
                                             int seq_q, int seq_kv,
@@ -1009,7 +1036,8 @@ ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
  * about 4 (3 (nq + nkv) d_model + 4 nq dq + 3 nkv dkv) bytes besides,
  * with nq, nkv, dq, dkv as in attn_mha_forward_train; no seq_q x seq_kv
  * matrix.  Errors: those of
- * attn_mha_forward, plus ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
+ * attn_mha_forward, plus ATTN_ERR_UNSUPPORTED (a weight_dtype other than
+ * ATTN_F32) and ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
  * saved of other sizes, d_pos_table without a LEARNED table of known
  * pos_table_len, d_x_kv in self-attention, an output overlapping an input
  * or another output, d_additive_w without the ADDITIVE score).  Outputs

@@ -189,6 +189,8 @@ typedef struct attn_mha_desc {
     const float *pos_table;
     int pos_offset;
     int pos_table_len;
+    attn_dtype weight_dtype;
+    int pad0_;
 } attn_mha_desc;
 attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                              int batch, int seq_q, int seq_kv,

@@ -47,6 +47,12 @@ _Static_assert(offsetof(attn_sdpa_desc, q_strides) >=
 _Static_assert(offsetof(attn_sdpa_desc, cu_seqlens_q) >=
                    offsetof(attn_sdpa_desc, o_strides) + 3 * sizeof(int64_t),
                "attn_sdpa_desc.cu_seqlens_q starts past o_strides");
+/* weight_dtype past attn_mha_desc's first layout, which ends at
+ * pos_table_len with no tail padding of its own. */
+_Static_assert(ATTN_ABI_MHA_FIRST ==
+                       offsetof(attn_mha_desc, pos_table_len) + sizeof(int) &&
+                   ATTN_ABI_MHA_FIRST % alignof(size_t) == 0,
+               "attn_mha_desc.weight_dtype starts past the first layout");
 _Static_assert(offsetof(attn_options, struct_size) == 0 &&
                    offsetof(attn_device_info, struct_size) == 0 &&
                    offsetof(attn_mask_desc, struct_size) == 0 &&
@@ -162,6 +168,7 @@ attn_status attn_abi_mha_desc(const attn_mha_desc *in, attn_mha_desc *copy,
         return ATTN_OK;
     if ((s = attn_abi_read(copy, in, &mha_layout, err)))
         return s;
+    copy->pad0_ = 0; /* padding, not read */
     *use = copy;
     return ATTN_OK;
 }

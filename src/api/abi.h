@@ -28,7 +28,8 @@
     ((offsetof(attn_sdpa_desc, dtype) + sizeof(attn_dtype) +                   \
       alignof(attn_sdpa_desc) - 1) /                                           \
      alignof(attn_sdpa_desc) * alignof(attn_sdpa_desc))
-#define ATTN_ABI_MHA_FIRST      sizeof(attn_mha_desc)
+/* attn_mha_desc's first layout ends at pos_table_len (no tail padding). */
+#define ATTN_ABI_MHA_FIRST      offsetof(attn_mha_desc, weight_dtype)
 #define ATTN_ABI_KV_CACHE_FIRST sizeof(attn_kv_cache)
 #define ATTN_ABI_GRAD_FIRST     offsetof(attn_sdpa_grad, dbias)
 #define ATTN_ABI_MHA_GRAD_FIRST sizeof(attn_mha_grad)

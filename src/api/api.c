@@ -220,6 +220,33 @@ attn_status attn_sdpa_precision(attn_context *ctx, const attn_sdpa_desc *d,
     return ATTN_OK;
 }
 
+/* attn_mha_forward with 16-bit weights: c validated as the caller gave it
+ * (the arrays' sizes by weight_dtype), then run on float copies of the
+ * arrays, made for the call. */
+static attn_status mha_forward_16(attn_context *ctx, attn_mha_call *c)
+{
+    static const char fn[] = "attn_mha_forward";
+    attn_err err = {{0}};
+    attn_mha_desc mf;
+    float *host = NULL;
+    size_t pos_rows = 0;
+    attn_status s = attn_validate_mha(c, &err);
+    if (s == ATTN_OK && c->m->posenc == ATTN_POSENC_LEARNED) {
+        /* the rows the call reads (validate.c) */
+        pos_rows = (size_t)c->m->pos_offset + (size_t)c->seq_q;
+        if (c->x_kv && (size_t)c->seq_kv > pos_rows)
+            pos_rows = (size_t)c->seq_kv;
+    }
+    if (s == ATTN_OK)
+        s = attn_mha_weights_float(c->m, pos_rows, &mf, &host, &err);
+    if (s != ATTN_OK)
+        return attn_api_report(ctx, fn, s, &err);
+    c->m = &mf;
+    s = attn_api_mha(ctx, fn, c);
+    free(host);
+    return s;
+}
+
 attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
                              int batch, int seq_q, int seq_kv, const float *x_q,
                              const float *x_kv, const attn_mask_desc *mask,
@@ -251,6 +278,8 @@ attn_status attn_mha_forward(attn_context *ctx, const attn_mha_desc *m,
     c.x_kv = x_kv;
     c.mask = mask ? mask : &no_mask;
     c.y = y;
+    if (m && m->weight_dtype != ATTN_F32)
+        return mha_forward_16(ctx, &c);
     return attn_api_mha(ctx, "attn_mha_forward", &c);
 }
 

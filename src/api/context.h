@@ -69,5 +69,13 @@ attn_status attn_varlen_item(const attn_sdpa_desc *d, int b,
  * failures reported under fn. */
 attn_status attn_api_mha(attn_context *ctx, const char *fn,
                          const attn_mha_call *c);
+/* Copies every array of layer descriptor m (valid) into one float
+ * allocation, *host (the caller frees it), converting from m's
+ * weight_dtype, and sets *out to m pointing at the copies, weight_dtype
+ * ATTN_F32; pos_rows rows of a LEARNED table are copied (layer.c).
+ * Errors: ATTN_ERR_OUT_OF_MEMORY (*host is then NULL). */
+attn_status attn_mha_weights_float(const attn_mha_desc *m, size_t pos_rows,
+                                   attn_mha_desc *out, float **host,
+                                   attn_err *err);
 
 #endif /* ATTN_API_CONTEXT_H */

@@ -100,8 +100,9 @@ static uint16_t float_to_bf16(float f)
 /* Floats of each array of m the layer copies (0: absent). */
 enum { W_Q, W_K, W_V, W_O, B_Q, B_K, B_V, B_O, A_W, P_T, N_ARRAYS };
 
-static void array_sizes(const attn_mha_desc *m, size_t n[N_ARRAYS],
-                        const float *src[N_ARRAYS])
+/* pos_rows: the rows of a LEARNED table to copy. */
+static void array_sizes(const attn_mha_desc *m, size_t pos_rows,
+                        size_t n[N_ARRAYS], const float *src[N_ARRAYS])
 {
     const size_t d = (size_t)m->d_model,
                  dq = (size_t)m->heads_q * (size_t)m->head_dim,
@@ -116,7 +117,7 @@ static void array_sizes(const attn_mha_desc *m, size_t n[N_ARRAYS],
     n[B_V] = m->bv ? dkv : 0;
     n[B_O] = m->bo ? d : 0;
     n[A_W] = additive ? dq : 0;
-    n[P_T] = learned ? (size_t)m->pos_table_len * d : 0;
+    n[P_T] = learned ? pos_rows * d : 0;
     src[W_Q] = m->wq;
     src[W_K] = m->wk;
     src[W_V] = m->wv;
@@ -148,6 +149,55 @@ static void point_at_copies(attn_mha_desc *m, float *const dst[N_ARRAYS])
         m->pos_table = dst[P_T];
     else
         m->pos_table = NULL;
+}
+
+/* n elements of dtype dt at src, as floats at dst. */
+static void to_float(attn_dtype dt, const void *src, float *dst, size_t n)
+{
+    const uint16_t *h = src;
+    if (dt == ATTN_F32)
+        memcpy(dst, src, n * sizeof(float));
+    else if (dt == ATTN_BF16)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = bf16_to_float(h[i]);
+    else
+        for (size_t i = 0; i < n; i++)
+            dst[i] = half_to_float(h[i]);
+}
+
+attn_status attn_mha_weights_float(const attn_mha_desc *m, size_t pos_rows,
+                                   attn_mha_desc *out, float **host,
+                                   attn_err *err)
+{
+    size_t n[N_ARRAYS], total = 0;
+    const float *src[N_ARRAYS];
+    float *dst[N_ARRAYS];
+    *host = NULL;
+    array_sizes(m, pos_rows, n, src);
+    for (int i = 0; i < N_ARRAYS; i++) {
+        if (n[i] > SIZE_MAX / sizeof(float) - total)
+            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                             "the layer's weights overflow the address "
+                             "space");
+        total += n[i];
+    }
+    if (!(*host = malloc(total * sizeof(float))))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the float copy of the layer's "
+                         "weights (%zu floats)",
+                         total);
+    total = 0;
+    for (int i = 0; i < N_ARRAYS; i++) {
+        dst[i] = n[i] ? *host + total : NULL;
+        if (n[i])
+            to_float(m->weight_dtype, src[i], dst[i], n[i]);
+        total += n[i];
+    }
+    *out = *m;
+    out->struct_size = sizeof *out;
+    out->weight_dtype = ATTN_F32;
+    point_at_copies(out, dst);
+    return ATTN_OK;
 }
 
 void attn_mha_destroy(attn_mha_layer *layer)
@@ -198,9 +248,6 @@ attn_status attn_mha_create(attn_context *ctx, const attn_mha_desc *m,
     attn_err err = {{0}};
     attn_mha_desc ml;
     attn_mha_layer *l;
-    size_t n[N_ARRAYS], total = 0;
-    const float *src[N_ARRAYS];
-    float *dst[N_ARRAYS];
     attn_status s;
 
     if (out)
@@ -224,35 +271,17 @@ attn_status attn_mha_create(attn_context *ctx, const attn_mha_desc *m,
                 "it copies)");
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     }
-    array_sizes(m, n, src);
-    for (int i = 0; i < N_ARRAYS; i++) {
-        if (n[i] > SIZE_MAX / sizeof(float) - total) {
-            attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
-                      "the layer's weights overflow the address space");
-            return attn_api_report(ctx, fn, ATTN_ERR_OUT_OF_MEMORY, &err);
-        }
-        total += n[i];
-    }
-    if (!(l = calloc(1, sizeof *l)) ||
-        !(l->host = malloc(total * sizeof(float)))) {
-        free(l);
-        attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
-                  "cannot allocate the layer's copy of its weights (%zu "
-                  "floats)",
-                  total);
+    if (!(l = calloc(1, sizeof *l))) {
+        attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY, "cannot allocate the layer");
         return attn_api_report(ctx, fn, ATTN_ERR_OUT_OF_MEMORY, &err);
     }
-    total = 0;
-    for (int i = 0; i < N_ARRAYS; i++) {
-        dst[i] = n[i] ? l->host + total : NULL;
-        if (n[i])
-            memcpy(dst[i], src[i], n[i] * sizeof(float));
-        total += n[i];
+    /* The copies are float whatever weight_dtype is: converted once. */
+    if ((s = attn_mha_weights_float(m, (size_t)m->pos_table_len, &l->m,
+                                    &l->host, &err))) {
+        free(l);
+        return attn_api_report(ctx, fn, s, &err);
     }
     l->ctx = ctx;
-    l->m = *m;
-    l->m.struct_size = sizeof l->m;
-    point_at_copies(&l->m, dst);
     l->scale = scale;
     if ((s = hold_weights(ctx, l, &err))) {
         attn_mha_destroy(l);

@@ -324,6 +324,11 @@ attn_status attn_mha_backward(attn_context *ctx, const attn_mha_desc *m,
     if ((st = attn_validate_mha(&c, &err)) ||
         (st = check_grads(&c, g, &gr, &err)))
         return attn_api_report(ctx, fn, st, &err);
+    if (m->weight_dtype != ATTN_F32) {
+        attn_fail(&err, ATTN_ERR_UNSUPPORTED,
+                  "the backward needs float weights (weight_dtype ATTN_F32)");
+        return attn_api_report(ctx, fn, ATTN_ERR_UNSUPPORTED, &err);
+    }
     if (saved && (saved->batch == 0 || !same_shape(saved, &c))) {
         INVALID("saved holds the activations of other sizes (or of a "
                 "forward that failed)");

@@ -260,6 +260,11 @@ attn_status attn_mha_forward_train(attn_context *ctx, const attn_mha_desc *m,
     c.y = y;
     if ((st = attn_validate_mha(&c, &err)))
         return attn_api_report(ctx, fn, st, &err);
+    if (m->weight_dtype != ATTN_F32) {
+        attn_fail(&err, ATTN_ERR_UNSUPPORTED,
+                  "training needs float weights (weight_dtype ATTN_F32)");
+        return attn_api_report(ctx, fn, ATTN_ERR_UNSUPPORTED, &err);
+    }
     need = attn_mha_saved_floats(&c);
     s = *saved;
     if (!s || s->cap < need) {

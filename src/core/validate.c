@@ -267,13 +267,35 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
     return ATTN_OK;
 }
 
+/* rows x cols elements of size bytes each, SIZE_MAX when that
+ * overflows. */
+static size_t elems_bytes(size_t rows, size_t cols, size_t size)
+{
+    size_t n;
+    return attn_mul_size(&n, rows, cols) && attn_mul_size(&n, n, size)
+               ? n
+               : SIZE_MAX;
+}
+
 /* rows x cols floats in bytes, SIZE_MAX when that overflows. */
 static size_t floats_bytes(size_t rows, size_t cols)
 {
-    size_t n;
-    return attn_mul_size(&n, rows, cols) && attn_mul_size(&n, n, sizeof(float))
-               ? n
-               : SIZE_MAX;
+    return elems_bytes(rows, cols, sizeof(float));
+}
+
+/* Bytes of one element of the layer's weights, biases and tables. */
+static size_t weight_size(const attn_mha_desc *m)
+{
+    return m->weight_dtype == ATTN_F32 ? sizeof(float) : sizeof(uint16_t);
+}
+
+/* The layer's weight_dtype is an attn_dtype. */
+static attn_status check_weight_dtype(const attn_mha_desc *m, attn_err *err)
+{
+    if ((unsigned)m->weight_dtype > ATTN_BF16)
+        return INVALID("weight_dtype %d is not an attn_dtype",
+                       (int)m->weight_dtype);
+    return ATTN_OK;
 }
 
 /* [a, a + na) and [b, b + nb) share a byte; ends past the address space
@@ -314,7 +336,7 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
             ? (size_t)m->heads_q * (size_t)c->seq_q
         : mk->bias_kind == ATTN_BIAS_KEY ? (size_t)c->batch
                                          : (size_t)c->seq_q;
-    const size_t keys = (size_t)attn_mha_keys(c),
+    const size_t ws = weight_size(m), keys = (size_t)attn_mha_keys(c),
                  cache = c->cache_k
                              ? (size_t)c->batch * nkv * (size_t)c->cache_cap
                              : 0;
@@ -329,20 +351,20 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
         {"mask.kv_len", mk->kv_len, floats_bytes((size_t)c->batch, 1)},
         {"x_q", c->x_q, floats_bytes(rows_q, dm)},
         {"x_kv", c->x_kv, floats_bytes(rows_kv, dm)},
-        {"wq", m->wq, floats_bytes(nq, dm)},
-        {"wk", m->wk, floats_bytes(nkv, dm)},
-        {"wv", m->wv, floats_bytes(nkv, dm)},
-        {"wo", m->wo, floats_bytes(dm, nq)},
-        {"bq", m->bq, floats_bytes(nq, 1)},
-        {"bk", m->bk, floats_bytes(nkv, 1)},
-        {"bv", m->bv, floats_bytes(nkv, 1)},
-        {"bo", m->bo, floats_bytes(dm, 1)},
+        {"wq", m->wq, elems_bytes(nq, dm, ws)},
+        {"wk", m->wk, elems_bytes(nkv, dm, ws)},
+        {"wv", m->wv, elems_bytes(nkv, dm, ws)},
+        {"wo", m->wo, elems_bytes(dm, nq, ws)},
+        {"bq", m->bq, elems_bytes(nq, 1, ws)},
+        {"bk", m->bk, elems_bytes(nkv, 1, ws)},
+        {"bv", m->bv, elems_bytes(nkv, 1, ws)},
+        {"bo", m->bo, elems_bytes(dm, 1, ws)},
         {"additive_w",
          m->score == ATTN_SCORE_ADDITIVE ? (const void *)m->additive_w : NULL,
-         floats_bytes(nq, 1)},
+         elems_bytes(nq, 1, ws)},
         {"pos_table",
          m->posenc == ATTN_POSENC_LEARNED ? (const void *)m->pos_table : NULL,
-         floats_bytes(pos_rows, dm)},
+         elems_bytes(pos_rows, dm, ws)},
     };
     const size_t y_bytes = floats_bytes(rows_q, dm);
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
@@ -418,6 +440,8 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
         return s;
     if ((unsigned)m->score > ATTN_SCORE_ADDITIVE)
         return INVALID("score %d is not an attn_score", (int)m->score);
+    if ((s = check_weight_dtype(m, err)))
+        return s;
     if (m->score == ATTN_SCORE_ADDITIVE && !m->additive_w)
         return INVALID("the additive score needs additive_w "
                        "[heads_q, head_dim]");
@@ -457,7 +481,7 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
         return s;
     dims[0] = rows;
     dims[1] = (size_t)m->d_model;
-    if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)) ||
+    if ((s = tensor_bytes(&bytes, "wq", 2, dims, weight_size(m), err)) ||
         (s = attn_validate_mask(c->mask, NULL, c->batch, m->heads_q, c->seq_q,
                                 attn_mha_keys(c), err)))
         return s;
@@ -485,6 +509,8 @@ attn_status attn_validate_mha_desc(const attn_mha_desc *m, attn_err *err)
                        m->heads_q, m->heads_kv);
     if ((unsigned)m->score > ATTN_SCORE_ADDITIVE)
         return INVALID("score %d is not an attn_score", (int)m->score);
+    if ((s = check_weight_dtype(m, err)))
+        return s;
     if (m->score == ATTN_SCORE_ADDITIVE && !m->additive_w)
         return INVALID("the additive score needs additive_w "
                        "[heads_q, head_dim]");
@@ -504,11 +530,11 @@ attn_status attn_validate_mha_desc(const attn_mha_desc *m, attn_err *err)
                          "heads_q * head_dim overflows int");
     dims[0] = rows;
     dims[1] = (size_t)m->d_model;
-    if ((s = tensor_bytes(&bytes, "wq", 2, dims, sizeof(float), err)))
+    if ((s = tensor_bytes(&bytes, "wq", 2, dims, weight_size(m), err)))
         return s;
     dims[0] = (size_t)m->pos_table_len;
     return m->posenc == ATTN_POSENC_LEARNED
-               ? tensor_bytes(&bytes, "pos_table", 2, dims, sizeof(float), err)
+               ? tensor_bytes(&bytes, "pos_table", 2, dims, weight_size(m), err)
                : ATTN_OK;
 }
 

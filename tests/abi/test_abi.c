@@ -21,6 +21,7 @@
 #include "abi/old_caller.h"
 #include "attn/attn.h"
 #include "harness.h"
+#include "ref.h"
 
 #define GUARD 0xa5
 
@@ -241,6 +242,55 @@ static void test_newer_kv_cache(void)
     attn_context_destroy(ctx);
 }
 
+/* attn_mha_desc's first layout ends at pos_table_len: a caller of that
+ * size gets F32 weights whatever its bytes past it hold; weight_dtype and
+ * the padding after it are read by the full size only (pad0_ never). */
+static void test_mha_first_layout(void)
+{
+    struct {
+        attn_mha_desc m;
+        uint64_t newer;
+    } mn;
+    float w[16], x[4], y[4], y16[4];
+    uint16_t w16[16];
+    attn_context *ctx = native_context();
+    if (!ctx)
+        return;
+    for (int i = 0; i < 16; i++) {
+        w[i] = (float)(i % 5) * 0.25f - 0.5f; /* exact in bfloat16 */
+        w16[i] = ref_f32_to_bf16(w[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        x[i] = (float)i * 0.25f;
+    memset(&mn, GUARD, sizeof mn);
+    attn_mha_desc_init(&mn.m);
+    mn.m.heads_q = mn.m.heads_kv = 1;
+    mn.m.d_model = mn.m.head_dim = 4;
+    mn.m.wq = mn.m.wk = mn.m.wv = mn.m.wo = w;
+    mn.m.pad0_ = 77;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &mn.m, 1, 1, 1, x, NULL, NULL, y),
+                    ATTN_OK);
+    /* the first layout: weight_dtype's bytes are not the caller's */
+    mn.m.struct_size = offsetof(attn_mha_desc, weight_dtype);
+    mn.m.weight_dtype = (attn_dtype)0x5a5a5a5a;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &mn.m, 1, 1, 1, x, NULL, NULL, y16),
+                    ATTN_OK);
+    CU_ASSERT_EQUAL(memcmp(y, y16, sizeof y), 0);
+    /* the full layout with BF16 weights holding the same values */
+    mn.m.struct_size = sizeof mn.m;
+    mn.m.weight_dtype = ATTN_BF16;
+    mn.m.wq = mn.m.wk = mn.m.wv = mn.m.wo = (const float *)(void *)w16;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &mn.m, 1, 1, 1, x, NULL, NULL, y16),
+                    ATTN_OK);
+    CU_ASSERT_EQUAL(memcmp(y, y16, sizeof y), 0);
+    /* a newer caller's member past the library's is refused */
+    mn.m.struct_size = sizeof mn;
+    mn.newer = 1;
+    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &mn.m, 1, 1, 1, x, NULL, NULL, y16),
+                    ATTN_ERR_UNSUPPORTED);
+    attn_context_destroy(ctx);
+}
+
 /* An uninitialised struct_size (anything no layout has) is refused. */
 static void test_bad_sizes(void)
 {
@@ -412,6 +462,7 @@ int main(void)
         {"newer caller's KV cache", test_newer_kv_cache},
         {"a caller of the layout with kernel", test_kernel_layout},
         {"a caller of the first attn_sdpa_desc layout", test_sdpa_first_layout},
+        {"a caller of the first attn_mha_desc layout", test_mha_first_layout},
         {"sizes no layout has", test_bad_sizes},
         {"device arrays by the caller's element size", test_device_stride},
         {NULL, NULL}};
