@@ -24,52 +24,6 @@
 #define QB SDPA_BWD_QB
 #define W  SDPA_BWD_W
 
-void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
-{
-    struct attn_sdpa_bwd_job *jb = arg;
-    const attn_sdpa_desc *d = jb->d;
-    const size_t sq = (size_t)d->seq_q, dh = (size_t)d->head_dim,
-                 dv = (size_t)d->head_dim_v;
-    const size_t nbh = (size_t)d->batch * (size_t)d->heads_q;
-
-    if (item >= nbh) {
-        if (jb->f16) {
-            size_t nk = (size_t)d->seq_kv, kv = item - nbh;
-            attn_u16_to_float_n(d->dtype,
-                                (const uint16_t *)jb->g->k + kv * nk * dh,
-                                jb->k32 + kv * nk * dh, nk * dh);
-            attn_u16_to_float_n(d->dtype,
-                                (const uint16_t *)jb->g->v + kv * nk * dv,
-                                jb->v32 + kv * nk * dv, nk * dv);
-        }
-        return;
-    }
-    if (jb->f16) {
-        attn_u16_to_float_n(d->dtype,
-                            (const uint16_t *)jb->g->q + item * sq * dh,
-                            jb->q32 + item * sq * dh, sq * dh);
-        attn_u16_to_float_n(d->dtype,
-                            (const uint16_t *)jb->g->d_o + item * sq * dv,
-                            jb->dout32 + item * sq * dv, sq * dv);
-    }
-    float *orow = jb->scratch + (size_t)worker * jb->scratch_floats;
-    for (size_t i = 0; i < sq; i++) {
-        size_t row = item * sq + i;
-        const float *o, *g = jb->dout + row * dv;
-        float acc = 0.0f;
-        if (jb->f16) {
-            attn_u16_to_float_n(d->dtype, (const uint16_t *)jb->g->o + row * dv,
-                                orow, dv);
-            o = orow;
-        } else {
-            o = (const float *)jb->g->o + row * dv;
-        }
-        for (size_t c = 0; c < dv; c++)
-            acc += g[c] * o[c];
-        jb->drow[row] = acc;
-    }
-}
-
 /* Writes n floats of src to the output dst (F32 or F16) at element
  * offset off. */
 static void put_row(const struct attn_sdpa_bwd_job *jb, void *dst, size_t off,
@@ -303,6 +257,57 @@ static int all_finite(const float *x, size_t n)
     return tail == 0.0f;
 }
 
+/* D_i = rowsum(dO_i * O_i) and the finite flags of each query row of
+ * an item (batch, query head); the items past those convert the F16 keys
+ * and values of a (batch, kv head). */
+void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
+{
+    struct attn_sdpa_bwd_job *jb = arg;
+    const attn_sdpa_desc *d = jb->d;
+    const size_t sq = (size_t)d->seq_q, dh = (size_t)d->head_dim,
+                 dv = (size_t)d->head_dim_v;
+    const size_t nbh = (size_t)d->batch * (size_t)d->heads_q;
+
+    if (item >= nbh) {
+        if (jb->f16) {
+            size_t nk = (size_t)d->seq_kv, kv = item - nbh;
+            attn_u16_to_float_n(d->dtype,
+                                (const uint16_t *)jb->g->k + kv * nk * dh,
+                                jb->k32 + kv * nk * dh, nk * dh);
+            attn_u16_to_float_n(d->dtype,
+                                (const uint16_t *)jb->g->v + kv * nk * dv,
+                                jb->v32 + kv * nk * dv, nk * dv);
+        }
+        return;
+    }
+    if (jb->f16) {
+        attn_u16_to_float_n(d->dtype,
+                            (const uint16_t *)jb->g->q + item * sq * dh,
+                            jb->q32 + item * sq * dh, sq * dh);
+        attn_u16_to_float_n(d->dtype,
+                            (const uint16_t *)jb->g->d_o + item * sq * dv,
+                            jb->dout32 + item * sq * dv, sq * dv);
+    }
+    float *orow = jb->scratch + (size_t)worker * jb->scratch_floats;
+    for (size_t i = 0; i < sq; i++) {
+        size_t row = item * sq + i;
+        const float *o, *g = jb->dout + row * dv;
+        float acc = 0.0f;
+        if (jb->f16) {
+            attn_u16_to_float_n(d->dtype, (const uint16_t *)jb->g->o + row * dv,
+                                orow, dv);
+            o = orow;
+        } else {
+            o = (const float *)jb->g->o + row * dv;
+        }
+        for (size_t c = 0; c < dv; c++)
+            acc += g[c] * o[c];
+        jb->drow[row] = acc;
+        jb->rowfin[row] = (uint8_t)(all_finite(jb->q + row * dh, dh) |
+                                    all_finite(g, dv) << 1);
+    }
+}
+
 /* 2^x by rounding to an integer n and a degree-6 polynomial for the rest
  * (about 1 ulp), with selects rather than branches so that the loops over
  * a tile vectorize.  Below 2^-126 the result is 0 (-inf gives 0); NaN
@@ -328,6 +333,17 @@ static inline float exp2_lane(float x)
     return x != x ? x : p;
 }
 
+/* *pr = P = exp(*pr * sc - lse) and *dr = dS = P (*dr - di), 0 where P
+ * is 0 (a -inf score: 0, not 0 * NaN). */
+static inline void prob_lane(float *pr, float *dr, float sc, float lse,
+                             float di)
+{
+    const float p = exp2_lane((*pr * sc - lse) * 1.4426950408889634f);
+    const float g = p * (*dr - di);
+    *pr = p;
+    *dr = p != 0.0f ? g : 0.0f;
+}
+
 /* One query row against a key tile: pr holds its scores (q.k, or the
  * additive sum), dr its dO.v; they become P = exp(scale q.k + bias - lse)
  * and dS = P (dP - di), both 0 for the keys the row does not see: those
@@ -339,23 +355,21 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
                   const float *bias, const uint8_t *keep, float *dbias,
                   long long first, long long last, int jv, float lse, float di)
 {
-    const float sc = jb->scale, l2 = 1.4426950408889634f;
+    const float sc = jb->scale;
     int a = first <= 0 ? 0 : first < jv ? (int)first : jv;
     int b = last + 1 < jv ? (int)(last + 1) : jv;
 
     if (b < a) /* a <= jv <= KT: nothing is written past the row */
         b = a;
-    if (bias)
+    if (bias) {
         for (int j = 0; j < jv; j++)
             pr[j] = pr[j] * sc + bias[j];
-    else if (sc != 1.0f)
         for (int j = 0; j < KT; j++)
-            pr[j] *= sc;
-    for (int j = 0; j < KT; j++) {
-        const float p = exp2_lane((pr[j] - lse) * l2);
-        const float g = p * (dr[j] - di);
-        pr[j] = p;
-        dr[j] = p != 0.0f ? g : 0.0f; /* a -inf score: 0, not 0 * NaN */
+            prob_lane(pr + j, dr + j, 1.0f, lse, di);
+    } else {
+        /* the scale in the same pass (one FMA with lse's subtraction) */
+        for (int j = 0; j < KT; j++)
+            prob_lane(pr + j, dr + j, sc, lse, di);
     }
     for (int j = 0; j < a; j++)
         pr[j] = dr[j] = 0.0f;
@@ -496,8 +510,13 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             const int jlim = d->mask.causal && lim < jv ? (int)lim : jv;
             const size_t wk = ((size_t)jlim + KP - 1) / KP * KP;
             const size_t row0 = bh * (size_t)d->seq_q + (size_t)i0;
-            int any = 0, qfin, gfin;
-            for (int r = 0; r < QB; r++) {
+            /* a whole block of rows as wide as their padding is read in
+             * place; another is copied, its last row repeated */
+            const int direct = !aw && rn == QB && dh == dp && dvw == vp;
+            const float *qb = direct ? jb->q + row0 * dh : t.qb;
+            const float *gb = direct ? jb->dout + row0 * dvw : t.gb;
+            int any = 0, qfin = 1, gfin = 1;
+            for (int r = 0; !direct && r < QB; r++) {
                 memcpy(t.qb + (size_t)r * dp,
                        jb->q + (row0 + (size_t)(r < rn ? r : rn - 1)) * dh,
                        dh * sizeof(float));
@@ -505,17 +524,19 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
                        jb->dout + (row0 + (size_t)(r < rn ? r : rn - 1)) * dvw,
                        dvw * sizeof(float));
             }
-            qfin = all_finite(t.qb, QB * dp);
-            gfin = all_finite(t.gb, QB * vp);
+            for (int r = 0; r < rn; r++) {
+                qfin &= jb->rowfin[row0 + (size_t)r] & 1;
+                gfin &= jb->rowfin[row0 + (size_t)r] >> 1;
+            }
             if (aw)
                 additive_scores(&t, aw, dh, dp, rn, jlim);
             for (int r = 0; r < rn; r += 4) {
                 const float *const qa[4] = {
-                    t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp,
-                    t.qb + (size_t)(r + 2) * dp, t.qb + (size_t)(r + 3) * dp};
+                    qb + (size_t)r * dp, qb + (size_t)(r + 1) * dp,
+                    qb + (size_t)(r + 2) * dp, qb + (size_t)(r + 3) * dp};
                 const float *const ga[4] = {
-                    t.gb + (size_t)r * vp, t.gb + (size_t)(r + 1) * vp,
-                    t.gb + (size_t)(r + 2) * vp, t.gb + (size_t)(r + 3) * vp};
+                    gb + (size_t)r * vp, gb + (size_t)(r + 1) * vp,
+                    gb + (size_t)(r + 2) * vp, gb + (size_t)(r + 3) * vp};
                 float *const po[4] = {
                     t.p + (size_t)r * KT, t.p + (size_t)(r + 1) * KT,
                     t.p + (size_t)(r + 2) * KT, t.p + (size_t)(r + 3) * KT};
@@ -555,15 +576,15 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
              * columns of dO and q read down the rows (no transposed copy) */
             if (gfin)
                 for (size_t c = 0; c < vp; c += 4) {
-                    const float *const a4[4] = {t.gb + c, t.gb + c + 1,
-                                                t.gb + c + 2, t.gb + c + 3};
+                    const float *const a4[4] = {gb + c, gb + c + 1, gb + c + 2,
+                                                gb + c + 3};
                     float *const o4[4] = {t.dvT + c * KT, t.dvT + (c + 1) * KT,
                                           t.dvT + (c + 2) * KT,
                                           t.dvT + (c + 3) * KT};
                     rows_times4(a4, vp, (size_t)rn, t.p, KT, wk, 1, o4);
                 }
             else
-                sums_nonfinite(t.p, t.p, t.gb, vp, rn, jlim, dvw, t.dvT);
+                sums_nonfinite(t.p, t.p, gb, vp, rn, jlim, dvw, t.dvT);
             if (aw) {
                 additive_grads(&t, aw, dh, dp, rn, jlim, dw);
                 for (int r = 0; r < rn; r++) {
@@ -576,15 +597,15 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             }
             if (qfin)
                 for (size_t c = 0; c < dp; c += 4) {
-                    const float *const a4[4] = {t.qb + c, t.qb + c + 1,
-                                                t.qb + c + 2, t.qb + c + 3};
+                    const float *const a4[4] = {qb + c, qb + c + 1, qb + c + 2,
+                                                qb + c + 3};
                     float *const o4[4] = {t.dkT + c * KT, t.dkT + (c + 1) * KT,
                                           t.dkT + (c + 2) * KT,
                                           t.dkT + (c + 3) * KT};
                     rows_times4(a4, dp, (size_t)rn, t.ds, KT, wk, 1, o4);
                 }
             else
-                sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jlim, dh, t.dkT);
+                sums_nonfinite(t.p, t.ds, qb, dp, rn, jlim, dh, t.dkT);
             /* dq += dS k, into the worker's partial sums */
             for (int r = 0; r < rn; r += 4) {
                 float *dq0 = t.dq + (size_t)r * dp;
