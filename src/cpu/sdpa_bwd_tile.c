@@ -609,11 +609,20 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             /* dq += dS k, into the worker's partial sums */
             for (int r = 0; r < rn; r += 4) {
                 float *dq0 = t.dq + (size_t)r * dp;
+                float *dst0 = jb->dq_part + (size_t)worker * jb->dq_elems +
+                              (row0 + (size_t)r) * dh;
+                const float *const da[4] = {
+                    t.ds + (size_t)r * KT, t.ds + (size_t)(r + 1) * KT,
+                    t.ds + (size_t)(r + 2) * KT, t.ds + (size_t)(r + 3) * KT};
+                if (kfin && direct) {
+                    /* a whole block (rows as wide as their padding): the
+                     * sums go on in the partial dq rows themselves */
+                    float *const qo[4] = {dst0, dst0 + dh, dst0 + 2 * dh,
+                                          dst0 + 3 * dh};
+                    rows_times4(da, 1, (size_t)jlim, t.kc, dp, dp, 1, qo);
+                    continue;
+                }
                 if (kfin) {
-                    const float *const da[4] = {t.ds + (size_t)r * KT,
-                                                t.ds + (size_t)(r + 1) * KT,
-                                                t.ds + (size_t)(r + 2) * KT,
-                                                t.ds + (size_t)(r + 3) * KT};
                     float *const qo[4] = {dq0, dq0 + dp, dq0 + 2 * dp,
                                           dq0 + 3 * dp};
                     rows_times4(da, 1, (size_t)jlim, t.kc, dp, dp, 0, qo);
@@ -625,12 +634,9 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
                                       jlim, dp, 0, dq0 + (size_t)e * dp);
                     }
                 }
-                for (int e = 0; e < 4 && r + e < rn; e++) {
-                    float *dst = jb->dq_part + (size_t)worker * jb->dq_elems +
-                                 (row0 + (size_t)(r + e)) * dh;
+                for (int e = 0; e < 4 && r + e < rn; e++)
                     for (size_t c = 0; c < dh; c++)
-                        dst[c] += dq0[(size_t)e * dp + c];
-                }
+                        dst0[(size_t)e * dh + c] += dq0[(size_t)e * dp + c];
             }
         }
     }
