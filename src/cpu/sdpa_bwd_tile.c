@@ -16,6 +16,9 @@
  */
 #include <math.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/core.h"
 #include "cpu/sdpa_bwd.h"
@@ -344,6 +347,48 @@ static inline void prob_lane(float *pr, float *dr, float sc, float lse,
     *dr = p != 0.0f ? g : 0.0f;
 }
 
+/* prob_lane over the KT lanes of a row.  The avx512 copy rounds and
+ * scales by 2^n with VRNDSCALEPS and VSCALEFPS (the forward's exp2): the
+ * same n, the same polynomial and an exact scaling, so the same bits as
+ * exp2_lane for x <= 127 (x is clamped there as in exp2_lane), in fewer
+ * instructions. */
+static inline void prob_row(float *pr, float *dr, float sc, float lse, float di)
+{
+#if defined(__AVX512F__)
+    const __m512 vs = _mm512_set1_ps(sc), vl = _mm512_set1_ps(lse),
+                 vd = _mm512_set1_ps(di), zero = _mm512_setzero_ps();
+    for (int j = 0; j < KT; j += 16) {
+        __m512 x =
+            _mm512_mul_ps(_mm512_fmsub_ps(_mm512_loadu_ps(pr + j), vs, vl),
+                          _mm512_set1_ps(1.4426950408889634f));
+        const __mmask16 keep =
+            _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+        __m512 n, f, p, g;
+        /* VMINPS returns its second operand where one is NaN: x */
+        x = _mm512_min_ps(_mm512_set1_ps(127.0f), x);
+        n = _mm512_roundscale_ps(x,
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        f = _mm512_sub_ps(x, n);
+        p = _mm512_set1_ps(1.5337580407503992e-04f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339986571110785e-03f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618519805371761e-03f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550329014658928e-02f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248340607e-01f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471824645996e-01f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+        p = _mm512_maskz_scalef_ps(keep, p, n);
+        g = _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dr + j), vd));
+        _mm512_storeu_ps(pr + j, p);
+        _mm512_storeu_ps(
+            dr + j,
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, zero, _CMP_NEQ_UQ), g));
+    }
+#else
+    for (int j = 0; j < KT; j++)
+        prob_lane(pr + j, dr + j, sc, lse, di);
+#endif
+}
+
 /* One query row against a key tile: pr holds its scores (q.k, or the
  * additive sum), dr its dO.v; they become P = exp(scale q.k + bias - lse)
  * and dS = P (dP - di), both 0 for the keys the row does not see: those
@@ -364,12 +409,10 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
     if (bias) {
         for (int j = 0; j < jv; j++)
             pr[j] = pr[j] * sc + bias[j];
-        for (int j = 0; j < KT; j++)
-            prob_lane(pr + j, dr + j, 1.0f, lse, di);
+        prob_row(pr, dr, 1.0f, lse, di);
     } else {
         /* the scale in the same pass (one FMA with lse's subtraction) */
-        for (int j = 0; j < KT; j++)
-            prob_lane(pr + j, dr + j, sc, lse, di);
+        prob_row(pr, dr, sc, lse, di);
     }
     for (int j = 0; j < a; j++)
         pr[j] = dr[j] = 0.0f;
