@@ -12,7 +12,8 @@
  * t = tanh(q_i + k_j): dq_i and dk_j get dS w (1 - t^2), d additive_w
  * gets dS t (computed pair by pair, tanh twice per pair and column).
  * The loops run over the keys of a tile (scores, dP) or a head's columns
- * (the updates), contiguous in both, for the compiler to vectorise.
+ * (the updates), contiguous in both, for the compiler to vectorise (P's
+ * exponential is written with AVX-512 intrinsics in that copy).
  */
 #include <math.h>
 #include <string.h>
