@@ -270,6 +270,12 @@ static void test_plain_and_gqa(void)
     CU_ASSERT(check_case(ctx3, &d, 5, "head size 64, causal"));
     d = shape(1, 2, 2, 20, 33, 128, 96);
     CU_ASSERT(check_case(ctx1, &d, 6, "head sizes 128 and 96"));
+    /* head sizes of 16: whole blocks of 32 query rows are read in place,
+     * the last short block is copied */
+    d = shape(1, 2, 1, 70, 300, 16, 16);
+    CU_ASSERT(check_case(ctx3, &d, 7, "head sizes 16"));
+    d.mask.causal = 1;
+    CU_ASSERT(check_case(ctx1, &d, 8, "head sizes 16, causal"));
 }
 
 static void test_masks(void)
@@ -433,6 +439,45 @@ static void test_non_finite(void)
         CU_ASSERT(dk[i] == 0.0f && dv[i] == 0.0f);
 }
 
+/* A NaN in row 0 of dO within a whole block of 32 query rows read in
+ * place (head sizes of 16): under the top-left causal mask only key 0
+ * sees row 0, so every other key's dk and dv stays finite. */
+static void test_non_finite_block(void)
+{
+    enum { N = 64, D = 16 };
+    attn_sdpa_desc d = shape(1, 1, 1, N, N, D, D);
+    float *q = malloc(N * D * sizeof(float)),
+          *k = malloc(N * D * sizeof(float)),
+          *v = malloc(N * D * sizeof(float)),
+          *o = malloc(N * D * sizeof(float)),
+          *dout = malloc(N * D * sizeof(float)),
+          *dq = malloc(N * D * sizeof(float)),
+          *dk = malloc(N * D * sizeof(float)),
+          *dv = malloc(N * D * sizeof(float)), lse[N];
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    ref_rng r;
+    CU_ASSERT_FATAL(q && k && v && o && dout && dq && dk && dv);
+    ref_rng_seed(&r, 10);
+    ref_fill_f32(&r, q, N * D, -1, 1);
+    ref_fill_f32(&r, k, N * D, -1, 1);
+    ref_fill_f32(&r, v, N * D, -1, 1);
+    ref_fill_f32(&r, dout, N * D, -1, 1);
+    d.mask.causal = 1;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx1, &d, q, k, v, o, lse), ATTN_OK);
+    dout[0] = NAN;
+    g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = dq, g.dk = dk, g.dv = dv;
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+    CU_ASSERT(isnan(dv[0]));
+    for (int i = D; i < N * D; i++)
+        CU_ASSERT(isfinite(dk[i]) && isfinite(dv[i]));
+    for (int i = D; i < N * D; i++)
+        CU_ASSERT(isfinite(dq[i]));
+    free(q), free(k), free(v), free(o), free(dout), free(dq), free(dk);
+    free(dv);
+}
+
 static int untouched(const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -534,6 +579,7 @@ int main(void)
         {"F16", test_f16},
         {"BF16", test_bf16},
         {"non-finite rules", test_non_finite},
+        {"non-finite rules, whole blocks", test_non_finite_block},
         {"bad arguments", test_bad_arguments},
         {NULL, NULL}};
     return harness_main("backward", init, clean, tests);

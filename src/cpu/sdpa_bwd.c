@@ -148,8 +148,9 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
     jb.scratch_floats =
         (attn_sdpa_bwd_scratch(d->head_dim, d->head_dim_v) + 15) / 16 * 16;
     ws = (size_t)jb.workers;
-    /* one block: D, the scratch, the dq buffers, the F16 copies */
-    total = rows + 16;
+    /* one block: D, the rows' finite flags, the scratch, the dq buffers,
+     * the F16 copies */
+    total = rows + 16 + (rows + 3) / 4 + 16;
     if (nq > (SIZE_MAX - total) / (ws + 1))
         return ATTN_ERR_OUT_OF_MEMORY;
     total += ws * jb.scratch_floats + ws * nq;
@@ -174,7 +175,8 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
     if (!mem)
         return ATTN_ERR_OUT_OF_MEMORY;
     jb.drow = mem;
-    jb.scratch = mem + (rows + 15) / 16 * 16;
+    jb.rowfin = (uint8_t *)(mem + (rows + 15) / 16 * 16);
+    jb.scratch = mem + (rows + 15) / 16 * 16 + ((rows + 3) / 4 + 15) / 16 * 16;
     jb.dq_part = jb.scratch + ws * jb.scratch_floats;
     /* the dq sums start at 0; the scratch too, so that the lanes past a
      * short tile's keys, computed and never read, come from defined

@@ -28,7 +28,10 @@ struct attn_sdpa_bwd_job {
      * that the prepare job fills (F16) */
     const float *q, *k, *v, *dout;
     float *q32, *k32, *v32, *dout32; /* the copies (F16), else NULL */
-    float *drow;    /* [batch * heads_q * seq_q]: rowsum(d_o * o) */
+    float *drow; /* [batch * heads_q * seq_q]: rowsum(d_o * o) */
+    /* [batch * heads_q * seq_q]: bit 0 set when the row of q is finite,
+     * bit 1 when the row of d_o is (the prepare job's) */
+    uint8_t *rowfin;
     float *dq_part; /* [workers][dq_elems]: each worker's sum of dS K */
     size_t dq_elems;
     float *scratch; /* [workers][scratch_floats] */

@@ -12,10 +12,14 @@
  * t = tanh(q_i + k_j): dq_i and dk_j get dS w (1 - t^2), d additive_w
  * gets dS t (computed pair by pair, tanh twice per pair and column).
  * The loops run over the keys of a tile (scores, dP) or a head's columns
- * (the updates), contiguous in both, for the compiler to vectorise.
+ * (the updates), contiguous in both, for the compiler to vectorise (P's
+ * exponential is written with AVX-512 intrinsics in that copy).
  */
 #include <math.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "core/core.h"
 #include "cpu/sdpa_bwd.h"
@@ -23,52 +27,6 @@
 #define KT SDPA_BWD_KTILE
 #define QB SDPA_BWD_QB
 #define W  SDPA_BWD_W
-
-void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
-{
-    struct attn_sdpa_bwd_job *jb = arg;
-    const attn_sdpa_desc *d = jb->d;
-    const size_t sq = (size_t)d->seq_q, dh = (size_t)d->head_dim,
-                 dv = (size_t)d->head_dim_v;
-    const size_t nbh = (size_t)d->batch * (size_t)d->heads_q;
-
-    if (item >= nbh) {
-        if (jb->f16) {
-            size_t nk = (size_t)d->seq_kv, kv = item - nbh;
-            attn_u16_to_float_n(d->dtype,
-                                (const uint16_t *)jb->g->k + kv * nk * dh,
-                                jb->k32 + kv * nk * dh, nk * dh);
-            attn_u16_to_float_n(d->dtype,
-                                (const uint16_t *)jb->g->v + kv * nk * dv,
-                                jb->v32 + kv * nk * dv, nk * dv);
-        }
-        return;
-    }
-    if (jb->f16) {
-        attn_u16_to_float_n(d->dtype,
-                            (const uint16_t *)jb->g->q + item * sq * dh,
-                            jb->q32 + item * sq * dh, sq * dh);
-        attn_u16_to_float_n(d->dtype,
-                            (const uint16_t *)jb->g->d_o + item * sq * dv,
-                            jb->dout32 + item * sq * dv, sq * dv);
-    }
-    float *orow = jb->scratch + (size_t)worker * jb->scratch_floats;
-    for (size_t i = 0; i < sq; i++) {
-        size_t row = item * sq + i;
-        const float *o, *g = jb->dout + row * dv;
-        float acc = 0.0f;
-        if (jb->f16) {
-            attn_u16_to_float_n(d->dtype, (const uint16_t *)jb->g->o + row * dv,
-                                orow, dv);
-            o = orow;
-        } else {
-            o = (const float *)jb->g->o + row * dv;
-        }
-        for (size_t c = 0; c < dv; c++)
-            acc += g[c] * o[c];
-        jb->drow[row] = acc;
-    }
-}
 
 /* Writes n floats of src to the output dst (F32 or F16) at element
  * offset off. */
@@ -303,6 +261,57 @@ static int all_finite(const float *x, size_t n)
     return tail == 0.0f;
 }
 
+/* D_i = rowsum(dO_i * O_i) and the finite flags of each query row of
+ * an item (batch, query head); the items past those convert the F16 keys
+ * and values of a (batch, kv head). */
+void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
+{
+    struct attn_sdpa_bwd_job *jb = arg;
+    const attn_sdpa_desc *d = jb->d;
+    const size_t sq = (size_t)d->seq_q, dh = (size_t)d->head_dim,
+                 dv = (size_t)d->head_dim_v;
+    const size_t nbh = (size_t)d->batch * (size_t)d->heads_q;
+
+    if (item >= nbh) {
+        if (jb->f16) {
+            size_t nk = (size_t)d->seq_kv, kv = item - nbh;
+            attn_u16_to_float_n(d->dtype,
+                                (const uint16_t *)jb->g->k + kv * nk * dh,
+                                jb->k32 + kv * nk * dh, nk * dh);
+            attn_u16_to_float_n(d->dtype,
+                                (const uint16_t *)jb->g->v + kv * nk * dv,
+                                jb->v32 + kv * nk * dv, nk * dv);
+        }
+        return;
+    }
+    if (jb->f16) {
+        attn_u16_to_float_n(d->dtype,
+                            (const uint16_t *)jb->g->q + item * sq * dh,
+                            jb->q32 + item * sq * dh, sq * dh);
+        attn_u16_to_float_n(d->dtype,
+                            (const uint16_t *)jb->g->d_o + item * sq * dv,
+                            jb->dout32 + item * sq * dv, sq * dv);
+    }
+    float *orow = jb->scratch + (size_t)worker * jb->scratch_floats;
+    for (size_t i = 0; i < sq; i++) {
+        size_t row = item * sq + i;
+        const float *o, *g = jb->dout + row * dv;
+        float acc = 0.0f;
+        if (jb->f16) {
+            attn_u16_to_float_n(d->dtype, (const uint16_t *)jb->g->o + row * dv,
+                                orow, dv);
+            o = orow;
+        } else {
+            o = (const float *)jb->g->o + row * dv;
+        }
+        for (size_t c = 0; c < dv; c++)
+            acc += g[c] * o[c];
+        jb->drow[row] = acc;
+        jb->rowfin[row] = (uint8_t)(all_finite(jb->q + row * dh, dh) |
+                                    all_finite(g, dv) << 1);
+    }
+}
+
 /* 2^x by rounding to an integer n and a degree-6 polynomial for the rest
  * (about 1 ulp), with selects rather than branches so that the loops over
  * a tile vectorize.  Below 2^-126 the result is 0 (-inf gives 0); NaN
@@ -328,6 +337,59 @@ static inline float exp2_lane(float x)
     return x != x ? x : p;
 }
 
+/* *pr = P = exp(*pr * sc - lse) and *dr = dS = P (*dr - di), 0 where P
+ * is 0 (a -inf score: 0, not 0 * NaN). */
+static inline void prob_lane(float *pr, float *dr, float sc, float lse,
+                             float di)
+{
+    const float p = exp2_lane((*pr * sc - lse) * 1.4426950408889634f);
+    const float g = p * (*dr - di);
+    *pr = p;
+    *dr = p != 0.0f ? g : 0.0f;
+}
+
+/* prob_lane over the KT lanes of a row.  The avx512 copy rounds and
+ * scales by 2^n with VRNDSCALEPS and VSCALEFPS (the forward's exp2): the
+ * same n, the same polynomial and an exact scaling, so the same bits as
+ * exp2_lane for x <= 127 (x is clamped there as in exp2_lane), in fewer
+ * instructions. */
+static inline void prob_row(float *pr, float *dr, float sc, float lse, float di)
+{
+#if defined(__AVX512F__)
+    const __m512 vs = _mm512_set1_ps(sc), vl = _mm512_set1_ps(lse),
+                 vd = _mm512_set1_ps(di), zero = _mm512_setzero_ps();
+    for (int j = 0; j < KT; j += 16) {
+        __m512 x =
+            _mm512_mul_ps(_mm512_fmsub_ps(_mm512_loadu_ps(pr + j), vs, vl),
+                          _mm512_set1_ps(1.4426950408889634f));
+        const __mmask16 keep =
+            _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
+        __m512 n, f, p, g;
+        /* VMINPS returns its second operand where one is NaN: x */
+        x = _mm512_min_ps(_mm512_set1_ps(127.0f), x);
+        n = _mm512_roundscale_ps(x,
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        f = _mm512_sub_ps(x, n);
+        p = _mm512_set1_ps(1.5337580407503992e-04f);
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339986571110785e-03f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618519805371761e-03f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550329014658928e-02f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248340607e-01f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471824645996e-01f));
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+        p = _mm512_maskz_scalef_ps(keep, p, n);
+        g = _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dr + j), vd));
+        _mm512_storeu_ps(pr + j, p);
+        _mm512_storeu_ps(
+            dr + j,
+            _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(p, zero, _CMP_NEQ_UQ), g));
+    }
+#else
+    for (int j = 0; j < KT; j++)
+        prob_lane(pr + j, dr + j, sc, lse, di);
+#endif
+}
+
 /* One query row against a key tile: pr holds its scores (q.k, or the
  * additive sum), dr its dO.v; they become P = exp(scale q.k + bias - lse)
  * and dS = P (dP - di), both 0 for the keys the row does not see: those
@@ -339,23 +401,19 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
                   const float *bias, const uint8_t *keep, float *dbias,
                   long long first, long long last, int jv, float lse, float di)
 {
-    const float sc = jb->scale, l2 = 1.4426950408889634f;
+    const float sc = jb->scale;
     int a = first <= 0 ? 0 : first < jv ? (int)first : jv;
     int b = last + 1 < jv ? (int)(last + 1) : jv;
 
     if (b < a) /* a <= jv <= KT: nothing is written past the row */
         b = a;
-    if (bias)
+    if (bias) {
         for (int j = 0; j < jv; j++)
             pr[j] = pr[j] * sc + bias[j];
-    else if (sc != 1.0f)
-        for (int j = 0; j < KT; j++)
-            pr[j] *= sc;
-    for (int j = 0; j < KT; j++) {
-        const float p = exp2_lane((pr[j] - lse) * l2);
-        const float g = p * (dr[j] - di);
-        pr[j] = p;
-        dr[j] = p != 0.0f ? g : 0.0f; /* a -inf score: 0, not 0 * NaN */
+        prob_row(pr, dr, 1.0f, lse, di);
+    } else {
+        /* the scale in the same pass (one FMA with lse's subtraction) */
+        prob_row(pr, dr, sc, lse, di);
     }
     for (int j = 0; j < a; j++)
         pr[j] = dr[j] = 0.0f;
@@ -496,8 +554,13 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             const int jlim = d->mask.causal && lim < jv ? (int)lim : jv;
             const size_t wk = ((size_t)jlim + KP - 1) / KP * KP;
             const size_t row0 = bh * (size_t)d->seq_q + (size_t)i0;
-            int any = 0, qfin, gfin;
-            for (int r = 0; r < QB; r++) {
+            /* a whole block of rows as wide as their padding is read in
+             * place; another is copied, its last row repeated */
+            const int direct = !aw && rn == QB && dh == dp && dvw == vp;
+            const float *qb = direct ? jb->q + row0 * dh : t.qb;
+            const float *gb = direct ? jb->dout + row0 * dvw : t.gb;
+            int any = 0, qfin = 1, gfin = 1;
+            for (int r = 0; !direct && r < QB; r++) {
                 memcpy(t.qb + (size_t)r * dp,
                        jb->q + (row0 + (size_t)(r < rn ? r : rn - 1)) * dh,
                        dh * sizeof(float));
@@ -505,17 +568,19 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
                        jb->dout + (row0 + (size_t)(r < rn ? r : rn - 1)) * dvw,
                        dvw * sizeof(float));
             }
-            qfin = all_finite(t.qb, QB * dp);
-            gfin = all_finite(t.gb, QB * vp);
+            for (int r = 0; r < rn; r++) {
+                qfin &= jb->rowfin[row0 + (size_t)r] & 1;
+                gfin &= jb->rowfin[row0 + (size_t)r] >> 1;
+            }
             if (aw)
                 additive_scores(&t, aw, dh, dp, rn, jlim);
             for (int r = 0; r < rn; r += 4) {
                 const float *const qa[4] = {
-                    t.qb + (size_t)r * dp, t.qb + (size_t)(r + 1) * dp,
-                    t.qb + (size_t)(r + 2) * dp, t.qb + (size_t)(r + 3) * dp};
+                    qb + (size_t)r * dp, qb + (size_t)(r + 1) * dp,
+                    qb + (size_t)(r + 2) * dp, qb + (size_t)(r + 3) * dp};
                 const float *const ga[4] = {
-                    t.gb + (size_t)r * vp, t.gb + (size_t)(r + 1) * vp,
-                    t.gb + (size_t)(r + 2) * vp, t.gb + (size_t)(r + 3) * vp};
+                    gb + (size_t)r * vp, gb + (size_t)(r + 1) * vp,
+                    gb + (size_t)(r + 2) * vp, gb + (size_t)(r + 3) * vp};
                 float *const po[4] = {
                     t.p + (size_t)r * KT, t.p + (size_t)(r + 1) * KT,
                     t.p + (size_t)(r + 2) * KT, t.p + (size_t)(r + 3) * KT};
@@ -555,15 +620,15 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
              * columns of dO and q read down the rows (no transposed copy) */
             if (gfin)
                 for (size_t c = 0; c < vp; c += 4) {
-                    const float *const a4[4] = {t.gb + c, t.gb + c + 1,
-                                                t.gb + c + 2, t.gb + c + 3};
+                    const float *const a4[4] = {gb + c, gb + c + 1, gb + c + 2,
+                                                gb + c + 3};
                     float *const o4[4] = {t.dvT + c * KT, t.dvT + (c + 1) * KT,
                                           t.dvT + (c + 2) * KT,
                                           t.dvT + (c + 3) * KT};
                     rows_times4(a4, vp, (size_t)rn, t.p, KT, wk, 1, o4);
                 }
             else
-                sums_nonfinite(t.p, t.p, t.gb, vp, rn, jlim, dvw, t.dvT);
+                sums_nonfinite(t.p, t.p, gb, vp, rn, jlim, dvw, t.dvT);
             if (aw) {
                 additive_grads(&t, aw, dh, dp, rn, jlim, dw);
                 for (int r = 0; r < rn; r++) {
@@ -576,23 +641,32 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
             }
             if (qfin)
                 for (size_t c = 0; c < dp; c += 4) {
-                    const float *const a4[4] = {t.qb + c, t.qb + c + 1,
-                                                t.qb + c + 2, t.qb + c + 3};
+                    const float *const a4[4] = {qb + c, qb + c + 1, qb + c + 2,
+                                                qb + c + 3};
                     float *const o4[4] = {t.dkT + c * KT, t.dkT + (c + 1) * KT,
                                           t.dkT + (c + 2) * KT,
                                           t.dkT + (c + 3) * KT};
                     rows_times4(a4, dp, (size_t)rn, t.ds, KT, wk, 1, o4);
                 }
             else
-                sums_nonfinite(t.p, t.ds, t.qb, dp, rn, jlim, dh, t.dkT);
+                sums_nonfinite(t.p, t.ds, qb, dp, rn, jlim, dh, t.dkT);
             /* dq += dS k, into the worker's partial sums */
             for (int r = 0; r < rn; r += 4) {
                 float *dq0 = t.dq + (size_t)r * dp;
+                float *dst0 = jb->dq_part + (size_t)worker * jb->dq_elems +
+                              (row0 + (size_t)r) * dh;
+                const float *const da[4] = {
+                    t.ds + (size_t)r * KT, t.ds + (size_t)(r + 1) * KT,
+                    t.ds + (size_t)(r + 2) * KT, t.ds + (size_t)(r + 3) * KT};
+                if (kfin && direct) {
+                    /* a whole block (rows as wide as their padding): the
+                     * sums go on in the partial dq rows themselves */
+                    float *const qo[4] = {dst0, dst0 + dh, dst0 + 2 * dh,
+                                          dst0 + 3 * dh};
+                    rows_times4(da, 1, (size_t)jlim, t.kc, dp, dp, 1, qo);
+                    continue;
+                }
                 if (kfin) {
-                    const float *const da[4] = {t.ds + (size_t)r * KT,
-                                                t.ds + (size_t)(r + 1) * KT,
-                                                t.ds + (size_t)(r + 2) * KT,
-                                                t.ds + (size_t)(r + 3) * KT};
                     float *const qo[4] = {dq0, dq0 + dp, dq0 + 2 * dp,
                                           dq0 + 3 * dp};
                     rows_times4(da, 1, (size_t)jlim, t.kc, dp, dp, 0, qo);
@@ -604,12 +678,9 @@ static void kv_tile(const struct attn_sdpa_bwd_job *jb, int b, int hk, int kt,
                                       jlim, dp, 0, dq0 + (size_t)e * dp);
                     }
                 }
-                for (int e = 0; e < 4 && r + e < rn; e++) {
-                    float *dst = jb->dq_part + (size_t)worker * jb->dq_elems +
-                                 (row0 + (size_t)(r + e)) * dh;
+                for (int e = 0; e < 4 && r + e < rn; e++)
                     for (size_t c = 0; c < dh; c++)
-                        dst[c] += dq0[(size_t)e * dp + c];
-                }
+                        dst0[(size_t)e * dh + c] += dq0[(size_t)e * dp + c];
             }
         }
     }
