@@ -874,6 +874,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     double work;
 
     gen_sdpa_shape(g, &lim, &shape);
+    gen_sdpa_plain(&shape); /* strides and packed batches: run_sdpa_placed */
     d = shape.d;
     memset(&p, 0, sizeof p);
     p.amp = shape.qk_amp;
