@@ -18,7 +18,7 @@
 
 /* The strided copies of a call's inputs: q, k, v in their layout (one
  * buffer for a fused QKV layout), the gaps between rows NaN, so that a
- * read of a gap shows in O. */
+ * read of a gap shows in O; buf NULL where no copy was needed. */
 typedef struct gen_placed {
     void *buf[3];
     void *q, *k, *v;
@@ -28,8 +28,9 @@ typedef struct gen_placed {
 void gen_fill_nan(void *p, size_t n, attn_dtype dt);
 
 /* Places the contiguous c's inputs at the strides of d (nq, nk: the
- * storage's sizes over batch, heads and rows); 0 when out of memory.
- * Free p->buf[0 .. 2]. */
+ * storage's sizes over batch, heads and rows), or points at c's own
+ * tensors for contiguous unpacked ones; 0 when out of memory.  Free
+ * p->buf[0 .. 2]. */
 int gen_place_inputs(const gen_sdpa *shape, const attn_sdpa_desc *d,
                      const sdpa_case *c, const size_t nq[3], const size_t nk[3],
                      gen_placed *p);
