@@ -149,6 +149,163 @@ void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out)
     if (gen_chance(g, 15)) /* left padding (sdpa_case_init's bits) */
         out->with_kv_len |=
             gen_chance(g, 50) ? CASE_KV_START : CASE_KV_START | CASE_Q_START;
+    if (gen_chance(g, 15))
+        d->dtype = ATTN_BF16;
+    if (gen_chance(g, 35))
+        out->layout = gen_int(g, GEN_BHSD, GEN_FUSED);
+    if (gen_chance(g, 25))
+        out->o_layout = gen_int(g, GEN_BHSD, GEN_PADDED);
+    if (d->batch <= GEN_MAX_SEQS && gen_chance(g, 15)) {
+        /* packed: none of kv_len, bias, keep or the starts */
+        out->varlen = 1;
+        out->with_kv_len = 0;
+        out->ninf = 0.0;
+        d->mask.bias_kind = ATTN_BIAS_NONE;
+        memset(d->keep_shape, 0, sizeof d->keep_shape);
+        for (int b = 0; b < d->batch; b++) {
+            int lq = gen_chance(g, 10) ? 0 : gen_int(g, 1, d->seq_q);
+            int lk = gen_chance(g, 10) ? 0 : gen_int(g, 1, d->seq_kv);
+            out->cu_q[b + 1] = out->cu_q[b] + lq;
+            out->cu_kv[b + 1] = out->cu_kv[b] + lk;
+        }
+        /* some rows and keys in all (the oracle's problem is not empty) */
+        for (int b = 0; out->cu_q[d->batch] == 0 && b < d->batch; b++)
+            out->cu_q[b + 1]++;
+        for (int b = 0; out->cu_kv[d->batch] == 0 && b < d->batch; b++)
+            out->cu_kv[b + 1]++;
+    }
+    gen_sdpa_place(out);
+}
+
+void gen_sdpa_storage(const gen_sdpa *s, attn_sdpa_desc *out)
+{
+    *out = s->d;
+    memset(out->q_strides, 0, sizeof out->q_strides);
+    memset(out->k_strides, 0, sizeof out->k_strides);
+    memset(out->v_strides, 0, sizeof out->v_strides);
+    memset(out->o_strides, 0, sizeof out->o_strides);
+    out->cu_seqlens_q = out->cu_seqlens_kv = NULL;
+    if (s->varlen) {
+        out->seq_q = s->cu_q[s->d.batch];
+        out->seq_kv = s->cu_kv[s->d.batch];
+        out->batch = 1;
+        out->mask.causal = 0;
+        out->mask.window = 0;
+    }
+}
+
+/* Strides of a tensor [n0, n1, n2, w] in layout lay; rows and row_w: the
+ * rows and the row width (elements) of the fused buffer. */
+static void layout_strides(int lay, const size_t n[3], size_t w, size_t rows,
+                           size_t row_w, int64_t st[3])
+{
+    switch (lay) {
+    case GEN_BHSD:
+        st[0] = (int64_t)(n[1] * n[2] * w);
+        st[1] = (int64_t)(n[2] * w);
+        st[2] = (int64_t)w;
+        break;
+    case GEN_BSHD:
+        st[0] = (int64_t)(n[2] * n[1] * w);
+        st[1] = (int64_t)w;
+        st[2] = (int64_t)(n[1] * w);
+        break;
+    case GEN_PADDED:
+        st[1] = (int64_t)(w + 3);
+        st[2] = (int64_t)(n[1] * (w + 3) + 5);
+        st[0] = (int64_t)(n[2] * (size_t)st[2] + 7);
+        break;
+    case GEN_FUSED:
+        st[0] = (int64_t)(rows * row_w);
+        st[1] = (int64_t)w;
+        st[2] = (int64_t)row_w;
+        break;
+    default:
+        st[0] = st[1] = st[2] = 0;
+        break;
+    }
+}
+
+void gen_sdpa_place(gen_sdpa *s)
+{
+    attn_sdpa_desc sd, *d = &s->d;
+    size_t nq[3], nk[3], rows, row_w;
+    if (s->varlen) {
+        d->cu_seqlens_q = s->cu_q;
+        d->cu_seqlens_kv = s->cu_kv;
+    } else {
+        d->cu_seqlens_q = d->cu_seqlens_kv = NULL;
+    }
+    gen_sdpa_storage(s, &sd);
+    nq[0] = nk[0] = (size_t)sd.batch;
+    nq[1] = (size_t)sd.heads_q;
+    nk[1] = (size_t)sd.heads_kv;
+    nq[2] = (size_t)sd.seq_q;
+    nk[2] = (size_t)sd.seq_kv;
+    rows = nq[2] > nk[2] ? nq[2] : nk[2];
+    row_w = nq[1] * (size_t)sd.head_dim +
+            nk[1] * (size_t)(sd.head_dim + sd.head_dim_v);
+    layout_strides(s->layout, nq, (size_t)sd.head_dim, rows, row_w,
+                   d->q_strides);
+    layout_strides(s->layout, nk, (size_t)sd.head_dim, rows, row_w,
+                   d->k_strides);
+    layout_strides(s->layout, nk, (size_t)sd.head_dim_v, rows, row_w,
+                   d->v_strides);
+    layout_strides(s->o_layout == GEN_FUSED ? GEN_CONTIG : s->o_layout, nq,
+                   (size_t)sd.head_dim_v, 0, 0, d->o_strides);
+    if (s->varlen) /* one packed batch item: the batch stride is 0 */
+        d->q_strides[0] = d->k_strides[0] = d->v_strides[0] = d->o_strides[0] =
+            0;
+}
+
+void gen_sdpa_plain(gen_sdpa *s)
+{
+    s->layout = s->o_layout = GEN_CONTIG;
+    s->varlen = 0;
+    gen_sdpa_place(s);
+}
+
+size_t gen_extent(const size_t n[3], size_t w, const int64_t st[3])
+{
+    size_t e = w;
+    for (int i = 0; i < 3; i++)
+        e += (size_t)st[i] * (n[i] - 1);
+    return e;
+}
+
+void gen_strides(const int64_t st[3], const size_t n[3], size_t w, int packed,
+                 int64_t out[3])
+{
+    if (st[0] || st[1] || st[2]) {
+        memcpy(out, st, 3 * sizeof *out);
+    } else if (packed) {
+        out[0] = 0;
+        out[1] = (int64_t)w;
+        out[2] = (int64_t)(n[1] * w);
+    } else {
+        out[0] = (int64_t)(n[1] * n[2] * w);
+        out[1] = (int64_t)(n[2] * w);
+        out[2] = (int64_t)w;
+    }
+}
+
+void gen_move(void *strided, void *contig, size_t elem, const size_t n[3],
+              size_t w, const int64_t st[3], int to_strided)
+{
+    size_t r = 0;
+    for (size_t a = 0; a < n[0]; a++)
+        for (size_t b = 0; b < n[1]; b++)
+            for (size_t c = 0; c < n[2]; c++, r++) {
+                char *p =
+                    (char *)strided + ((size_t)st[0] * a + (size_t)st[1] * b +
+                                       (size_t)st[2] * c) *
+                                          elem;
+                char *t = (char *)contig + r * w * elem;
+                if (to_strided)
+                    memcpy(p, t, w * elem);
+                else
+                    memcpy(t, p, w * elem);
+            }
 }
 
 void gen_mha_spec(gen_src *g, const gen_limits *lim, mha_spec *out)

@@ -97,13 +97,15 @@ static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
 /* ---- counters (printed at exit when ATTN_FUZZ_STATS is set) ----------- */
 
 enum {
-    ST_SDPA_RUN,     /* valid attn_sdpa calls run and checked */
-    ST_SDPA_CL,      /* of which on an OpenCL context */
-    ST_SDPA_REDUCED, /* of which with reduced-precision products (BF16) */
-    ST_SDPA_REFUSED, /* invalid calls refused */
-    ST_SDPA_BIG,     /* valid but too big: run with q NULL */
-    ST_SDPA_UNSUP,   /* valid, UNSUPPORTED on the device */
-    ST_SDPA_BWD,     /* backward passes of those run */
+    ST_SDPA_RUN,       /* valid attn_sdpa calls run and checked */
+    ST_SDPA_CL,        /* of which on an OpenCL context */
+    ST_SDPA_REDUCED,   /* of which with reduced-precision products (BF16) */
+    ST_SDPA_REFUSED,   /* invalid calls refused */
+    ST_SDPA_BIG,       /* valid but too big: run with q NULL */
+    ST_SDPA_UNSUP,     /* valid, UNSUPPORTED on the device */
+    ST_SDPA_BWD,       /* backward passes of those run */
+    ST_PLACED_RUN,     /* strided or packed calls run and checked */
+    ST_PLACED_REFUSED, /* spoiled strided or packed calls refused */
     ST_MHA_RUN,
     ST_MHA_CL,
     ST_MHA_REFUSED,
@@ -125,6 +127,8 @@ static const char *const stat_names[ST_N] = {"sdpa run",
                                              "sdpa too big",
                                              "sdpa unsupported on OpenCL",
                                              "sdpa backward run",
+                                             "strided/packed sdpa run",
+                                             "strided/packed sdpa refused",
                                              "mha run",
                                              "mha run on OpenCL",
                                              "mha refused",
@@ -874,6 +878,18 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
     double work;
 
     gen_sdpa_shape(g, &lim, &shape);
+    if ((shape.layout || shape.o_layout || shape.varlen) && gen_chance(g, 40)) {
+        /* strided tensors, packed batches: fuzz_placed.c */
+        double t_placed = now();
+        int rc = fuzz_sdpa_placed(g, ctx, &shape, hostile, on_device);
+        if (on_device)
+            t_cl += now() - t_placed;
+        stats[rc > 0    ? ST_PLACED_RUN
+              : rc == 0 ? ST_PLACED_REFUSED
+                        : ST_SDPA_UNSUP]++;
+        return;
+    }
+    gen_sdpa_plain(&shape); /* the rest takes contiguous tensors */
     d = shape.d;
     memset(&p, 0, sizeof p);
     p.amp = shape.qk_amp;

@@ -34,10 +34,11 @@ static int all_canary(const unsigned char *p, size_t n)
 static int all_finite(const attn_sdpa_desc *d, const void *x, size_t bytes)
 {
     const size_t n = bytes / (d->dtype == ATTN_F32 ? 4 : 2);
-    if (d->dtype == ATTN_F16) {
-        const uint16_t *h = x;
+    if (d->dtype != ATTN_F32) {
+        /* all exponent bits set: infinite or NaN */
+        const uint16_t *h = x, e = d->dtype == ATTN_F16 ? 0x7c00 : 0x7f80;
         for (size_t i = 0; i < n; i++)
-            if ((h[i] & 0x7c00) == 0x7c00)
+            if ((h[i] & e) == e)
                 return 0;
         return 1;
     }
@@ -50,17 +51,22 @@ static int all_finite(const attn_sdpa_desc *d, const void *x, size_t bytes)
 void fuzz_backward(gen_src *g, attn_context *ctx, const attn_sdpa_desc *d,
                    const fuzz_bwd_in *in)
 {
-    const int f16 = d->dtype == ATTN_F16;
+    const int f16 = d->dtype == ATTN_F16, bf16 = d->dtype == ATTN_BF16;
     unsigned char *d_o = canaried(in->o_bytes), *dq = canaried(in->q_bytes),
                   *dk = canaried(in->k_bytes), *dv = canaried(in->v_bytes);
     unsigned char *dbias = NULL, *dw = NULL;
     attn_sdpa_grad gr = ATTN_SDPA_GRAD_INIT;
     attn_status s;
 
-    /* dO: small values (half-exact), or zero */
-    for (size_t i = 0; i < in->o_bytes / (f16 ? 2 : 4); i++) {
+    /* dO: small values (half- and bfloat16-exact), or zero */
+    for (size_t i = 0; i < in->o_bytes / (f16 || bf16 ? 2 : 4); i++) {
         const int x = gen_int(g, -8, 8);
-        if (f16)
+        if (bf16) {
+            const float f = (float)x * 0.125f;
+            uint32_t u;
+            memcpy(&u, &f, sizeof u);
+            ((uint16_t *)d_o)[i] = (uint16_t)(u >> 16);
+        } else if (f16)
             ((uint16_t *)d_o)[i] =
                 x == 0 ? 0
                        : (uint16_t)((x < 0 ? 0xb000 : 0x3000) | (abs(x) << 6));

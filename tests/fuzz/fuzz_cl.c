@@ -253,6 +253,8 @@ static void fill_input(ref_rng *r, void *p, size_t n, attn_dtype dt, double amp)
 {
     if (dt == ATTN_F16)
         ref_fill_f16(r, p, n, -amp, amp);
+    else if (dt == ATTN_BF16)
+        ref_fill_bf16(r, p, n, -amp, amp);
     else
         ref_fill_f32(r, p, n, -amp, amp);
 }
@@ -441,6 +443,7 @@ static int sdpa_cl(gen_src *g, int warm, attn_dtype dt)
     ref_rng rng;
     int rc;
     gen_sdpa_shape(g, &lim, &gs);
+    gen_sdpa_plain(&gs); /* cl_buffers: strides not modelled here */
     if (warm) {
         gs.d.dtype = dt;
         gs.with_lse = 1;

@@ -59,6 +59,21 @@ int fuzz_cl_buffers(gen_src *g);
  * Returns the status. */
 attn_status fuzz_env_context(gen_src *g, attn_log_fn log);
 
+/* ---- fuzz_placed.c: strided tensors and packed batches ---------------- */
+
+/* attn_sdpa of shape (gen_sdpa_shape: its layouts, packed batch, dtype) on
+ * ctx, its inputs placed at the shape's strides with NaN in the gaps.
+ * Valid (hostile 0): the call succeeds (on an OpenCL context it may be
+ * UNSUPPORTED), never writes past o's extent, its gaps or lse's, gives
+ * finite outputs (0 for rows seeing no key) that match the oracle.
+ * Hostile: one field spoiled (a negative stride, an extent past the
+ * address space, o strides that alias rows, cu_seqlens decreasing, past
+ * seq_q / seq_kv or not starting at 0, a batch stride or a mask with a
+ * packed batch): the status attn.h gives, o untouched.  Returns 1 (ran),
+ * 0 (refused as expected) or -1 (unsupported on the device). */
+int fuzz_sdpa_placed(gen_src *g, attn_context *ctx, const gen_sdpa *shape,
+                     int hostile, int on_device);
+
 /* ---- fuzz_bwd.c: the backward pass ------------------------------------ */
 
 /* The tensors of a forward that ran (valid, OK) and their bytes; finite:

@@ -20,6 +20,12 @@
  * Calls go round the paths in turn.  Every K-th call of a path (default
  * 10) is compared with the oracle (tolerances of tests/ref.h), the others
  * are checked for status and finite output; every output has guards.
+ * The attn_sdpa calls take the generator's layouts (attn_gen.h: BHSD or
+ * BSHD strides, padded rows, a fused QKV buffer; o in a layout of its
+ * own), packed variable-length batches and f32, f16 or bf16 storage: the
+ * inputs are placed from contiguous copies with NaN in the gaps, o's rows
+ * are gathered back for the oracle (a packed batch: each sequence's own
+ * problem) and o's gaps must stay untouched.
  * Every R calls (default 250) a context is created, used once and
  * destroyed (native and OpenCL in turn), and every 50 calls an invalid
  * call must be refused, so that those paths are soaked too.
@@ -44,6 +50,7 @@
 
 #include "attn/attn.h"
 #include "attn_gen.h"
+#include "attn_place.h"
 #include "cases.h"
 #include "ref.h"
 #include "soak_bwd.h"
@@ -75,6 +82,8 @@ typedef struct path_stats {
 
 static path_stats paths[P_COUNT];
 static unsigned long n_cycles, n_refused;
+/* attn_sdpa calls with strided tensors, packed batches, bf16 storage */
+static unsigned long n_strided, n_packed, n_bf16;
 static attn_context *mha_ctx[3]; /* native, OpenCL, two devices */
 static unsigned long total_failures;
 
@@ -190,98 +199,98 @@ static void draw_sdpa(gen_src *g, int path, int largest, gen_sdpa *out)
         d->keep_shape[1] = d->heads_q;
         d->keep_shape[2] = d->seq_q;
         out->with_kv_len = out->with_lse = 1;
+        out->varlen = 0; /* it excludes the masks above */
     }
+    if (path == P_BWD) {
+        /* the backward takes neither strides nor packed batches; bf16
+         * storage is not modelled by soak_bwd.c */
+        gen_sdpa_plain(out);
+        if (out->d.dtype == ATTN_BF16)
+            out->d.dtype = ATTN_F32;
+    }
+    gen_sdpa_place(out); /* the sizes may have changed */
 }
 
-static void print_desc(const char *what, const attn_sdpa_desc *d)
+static void print_desc(const char *what, const gen_sdpa *shape,
+                       const attn_sdpa_desc *d)
 {
     printf("  %s: batch %d heads %d/%d seq %d/%d dims %d/%d scale %g "
            "score %d dtype %d causal %d window %d align %d kv_len %s bias "
-           "kind %d keep %d/%d/%d starts:",
+           "kind %d keep %d/%d/%d layout %d/%d starts:",
            what, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
            d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
            (int)d->dtype, d->mask.causal, d->mask.window, (int)d->causal_align,
            d->mask.kv_len ? "yes" : "no", (int)d->mask.bias_kind,
-           d->keep_shape[0], d->keep_shape[1], d->keep_shape[2]);
+           d->keep_shape[0], d->keep_shape[1], d->keep_shape[2], shape->layout,
+           shape->o_layout);
     for (int b = 0; b < d->batch; b++)
         printf(" %d/%d", d->q_start ? (int)d->q_start[b] : 0,
                d->kv_start ? (int)d->kv_start[b] : 0);
-    printf("\n");
-}
-
-/* Worst |got - want| / tol of O and lse with the tolerances of ref.h;
- * infinity for a NaN or a hidden row that is not exactly 0 / -inf. */
-static double sdpa_ratio(const attn_sdpa_desc *d, const ref_sdpa_result *r,
-                         const void *o, const float *lse)
-{
-    const int f16 = d->dtype == ATTN_F16;
-    const size_t dv = (size_t)r->dv;
-    double worst = 0.0;
-    for (size_t row = 0; row < r->rows; row++) {
-        for (size_t c = 0; c < dv; c++) {
-            size_t e = row * dv + c;
-            double got = f16 ? (double)ref_f16_to_f32(((const uint16_t *)o)[e])
-                             : (double)((const float *)o)[e];
-            double want = r->o[e], tol, q;
-            if (r->hidden[row]) {
-                if (got != 0.0)
-                    return INFINITY;
-                continue;
-            }
-            tol = REF_F32_ABS + REF_F32_REL * fabs(want) + r->tol_o[row];
-            if (f16)
-                tol += REF_F16_ABS + REF_F16_REL * fabs(want);
-            q = fabs(got - want) / tol;
-            if (isnan(q))
-                return INFINITY;
-            worst = q > worst ? q : worst;
-        }
-        if (lse) {
-            double want = r->lse[row], got = (double)lse[row], q;
-            if (isinf(want) || isinf(got)) {
-                if (got != want)
-                    return INFINITY;
-                continue;
-            }
-            q = fabs(got - want) /
-                (REF_LSE_ABS + REF_LSE_REL * fabs(want) + r->tol_lse[row]);
-            if (isnan(q))
-                return INFINITY;
-            worst = q > worst ? q : worst;
-        }
+    if (shape->varlen) {
+        printf(" packed:");
+        for (int b = 0; b <= d->batch; b++)
+            printf(" %d/%d", (int)shape->cu_q[b], (int)shape->cu_kv[b]);
     }
-    return worst;
+    printf("\n");
 }
 
 #define GUARD 16 /* floats either side of an output */
 
 /* Runs one call of shape g on ctx; checks it fully when check is set.
- * Returns 1 when everything held. */
+ * The inputs lie in the shape's layout, o in its own; o's extent has
+ * guards either side and its gaps must stay as they were.  Returns 1
+ * when everything held. */
 static int sdpa_call(attn_context *ctx, path_stats *ps, const gen_sdpa *shape,
                      uint64_t seed, int check, const char *what)
 {
     sdpa_case c;
-    ref_sdpa_result ref;
+    attn_sdpa_desc sd, call;
     const attn_sdpa_desc *d;
-    size_t es, ob, i;
-    unsigned char *obuf = NULL;
+    size_t es, ob, i, nq[3], nk[3], eo;
+    int64_t so[3];
+    unsigned char *obuf = NULL, *oc = NULL;
     float *lbuf = NULL, *lse = NULL;
+    gen_placed in;
     void *o;
     attn_status s;
-    int ok = 1, have_ref = 0;
+    int ok = 1;
 
-    if (sdpa_case_init(&c, &shape->d, seed, shape->qk_amp, shape->ninf,
+    memset(&in, 0, sizeof in);
+    gen_sdpa_storage(shape, &sd);
+    if (sdpa_case_init(&c, &sd, seed, shape->qk_amp, shape->ninf,
                        shape->with_kv_len) != 0) {
         printf("FAIL %s: out of memory building the inputs\n", what);
         return 0;
     }
     d = &c.d;
+    /* the call: the storage's data, the shape's strides and sequences */
+    call = c.d;
+    call.batch = shape->d.batch;
+    call.seq_q = shape->d.seq_q;
+    call.seq_kv = shape->d.seq_kv;
+    call.mask.causal = shape->d.mask.causal;
+    call.mask.window = shape->d.mask.window;
+    call.cu_seqlens_q = shape->d.cu_seqlens_q;
+    call.cu_seqlens_kv = shape->d.cu_seqlens_kv;
+    memcpy(call.q_strides, shape->d.q_strides, sizeof call.q_strides);
+    memcpy(call.k_strides, shape->d.k_strides, sizeof call.k_strides);
+    memcpy(call.v_strides, shape->d.v_strides, sizeof call.v_strides);
+    memcpy(call.o_strides, shape->d.o_strides, sizeof call.o_strides);
     es = d->dtype == ATTN_F32 ? 4 : 2;
-    ob = c.no * es;
+    nq[0] = nk[0] = (size_t)d->batch;
+    nq[1] = (size_t)d->heads_q;
+    nk[1] = (size_t)d->heads_kv;
+    nq[2] = (size_t)d->seq_q;
+    nk[2] = (size_t)d->seq_kv;
+    gen_strides(call.o_strides, nq, (size_t)d->head_dim_v, shape->varlen, so);
+    eo = gen_extent(nq, (size_t)d->head_dim_v, so);
+    ob = eo * es;
     obuf = malloc(ob + 2 * GUARD * 4);
+    oc = malloc(c.no * es);
     if (shape->with_lse)
         lbuf = malloc((c.nlse + 2 * GUARD) * sizeof(float));
-    if (!obuf || (shape->with_lse && !lbuf)) {
+    if (!obuf || !oc || (shape->with_lse && !lbuf) ||
+        !gen_place_inputs(shape, &call, &c, nq, nk, &in)) {
         printf("FAIL %s: out of memory\n", what);
         ok = 0;
         goto out;
@@ -292,8 +301,11 @@ static int sdpa_call(attn_context *ctx, path_stats *ps, const gen_sdpa *shape,
         memset(lbuf, 0xff, (c.nlse + 2 * GUARD) * sizeof(float));
         lse = lbuf + GUARD;
     }
-    s = attn_sdpa(ctx, d, c.q, c.k, c.v, o, lse);
+    s = attn_sdpa(ctx, &call, in.q, in.k, in.v, o, lse);
     ps->calls++;
+    n_strided += shape->layout != GEN_CONTIG || shape->o_layout != GEN_CONTIG;
+    n_packed += shape->varlen != 0;
+    n_bf16 += d->dtype == ATTN_BF16;
     ps->flops += 2.0 * d->batch * d->heads_q * d->seq_q * (double)d->seq_kv *
                  (d->head_dim + d->head_dim_v);
     if (s != ATTN_OK) {
@@ -318,39 +330,52 @@ static int sdpa_call(attn_context *ctx, path_stats *ps, const gen_sdpa *shape,
             break;
         }
     }
+    /* o's rows to contiguous, then the gaps between them: untouched
+     * (0xff bytes) */
+    gen_move(o, oc, es, nq, (size_t)d->head_dim_v, so, 0);
+    if (eo != c.no) {
+        unsigned char *ff = malloc(c.no * es);
+        if (!ff) {
+            printf("FAIL %s: out of memory\n", what);
+            ok = 0;
+            goto out;
+        }
+        memset(ff, 0xff, c.no * es);
+        gen_move(o, ff, es, nq, (size_t)d->head_dim_v, so, 1);
+        free(ff);
+        for (i = 0; i < ob && ((unsigned char *)o)[i] == 0xff; i++)
+            ;
+        if (i < ob) {
+            printf("FAIL %s: attn_sdpa wrote a gap of o (byte %zu)\n", what, i);
+            ok = 0;
+        }
+    }
     if (!check) {
         /* Cheap sanity: inputs are finite, so is every O. */
         for (i = 0; i < c.no && ok; i++) {
-            float x =
-                es == 2 ? ref_f16_to_f32(((uint16_t *)o)[i]) : ((float *)o)[i];
+            double x = gen_out_at(d->dtype, oc, i);
             if (!isfinite(x)) {
-                printf("FAIL %s: O[%zu] = %g\n", what, i, (double)x);
+                printf("FAIL %s: O[%zu] = %g\n", what, i, x);
                 ok = 0;
             }
         }
         goto out;
     }
-    if (ref_sdpa(d, c.q, c.k, c.v, &ref) != 0) {
-        printf("FAIL %s: out of memory in the oracle\n", what);
-        ok = 0;
-        goto out;
-    }
-    have_ref = 1;
     ps->checked++;
-    {
-        double r = sdpa_ratio(d, &ref, o, lse);
-        if (r > ps->max_ratio)
-            ps->max_ratio = r;
-        if (!ref_check_sdpa(what, d, &ref, o, lse, NULL) || !(r <= 1.0))
-            ok = 0;
-    }
+    if (shape->varlen)
+        ok &= gen_check_packed(&ps->max_ratio, ATTN_PRECISION_EXACT, shape, &c,
+                               oc, lse, what);
+    else
+        ok &= gen_check_one(&ps->max_ratio, ATTN_PRECISION_EXACT, d, c.q, c.k,
+                            c.v, oc, lse, what);
 out:
     if (!ok)
-        print_desc("shape", d);
-    if (have_ref)
-        ref_sdpa_free(&ref);
+        print_desc("shape", shape, &call);
     free(obuf);
+    free(oc);
     free(lbuf);
+    for (i = 0; i < 3; i++)
+        free(in.buf[i]);
     sdpa_case_free(&c);
     return ok;
 }
@@ -786,6 +811,9 @@ int main(int argc, char **argv)
         printf("total     %8lu calls in %.1f s; also %lu context cycles "
                "(create, call, destroy) and %lu invalid calls refused\n",
                total, now() - t0, n_cycles, n_refused);
+        printf("attn_sdpa calls with strided tensors %lu, packed batches "
+               "%lu, bf16 storage %lu\n",
+               n_strided, n_packed, n_bf16);
     }
     printf("RSS: start %.1f MiB, after warm-up (%ld calls) %.1f MiB, end "
            "%.1f MiB, growth %+.1f MiB (limit %ld MiB)\n",
