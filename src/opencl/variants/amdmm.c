@@ -229,6 +229,7 @@ static const char *const kernels[] = {"attn_amdmm", NULL};
 const attn_cl_variant attn_cl_variant_amdmm = {
     .name = "amdmm",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass on AMD matrix cores (MFMA on CDNA, WMMA on RDNA3, "
                "clang builtins) at TF32-class / f16 precision; emulated "
                "elsewhere when forced",

@@ -187,6 +187,7 @@ static const char *const kernels[] = {"attn_mma", NULL};
 const attn_cl_variant attn_cl_variant_mma = {
     .name = "mma",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass on NVIDIA tensor cores (mma.sync, inline PTX) at "
                "TF32 / 3XTF32 / f16 precision, FlashAttention-2 layout; "
                "emulated elsewhere when forced",

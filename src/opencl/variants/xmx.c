@@ -188,6 +188,7 @@ static const char *const kernels[] = {"attn_xmx", NULL};
 const attn_cl_variant attn_cl_variant_xmx = {
     .name = "xmx",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass on Intel XMX matrix units (DPAS, "
                "cl_intel_subgroup_matrix_multiply_accumulate, subgroups of "
                "8) at f16 precision for F16 storage; emulated elsewhere "
