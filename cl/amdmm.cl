@@ -4,7 +4,7 @@
  * one kind of unit (AM_UNIT):
  *   1: CDNA MFMA (gfx908, gfx90a, gfx94x), wave64:
  *      v_mfma_f32_16x16x16_f16 (F16 storage) and, on gfx94x only,
- *      v_mfma_f32_16x16x8_xf32 (F32 storage at TF32);
+ *      v_mfma_f32_16x16x8_xf32 (F32 and BF16 storage at TF32);
  *   2: RDNA3 WMMA (gfx11), wave32: v_wmma_f32_16x16x16_f16 (F16 storage).
  * issued through clang's __builtin_amdgcn_* builtins; a compiler or target
  * without them fails the build (#error), which sends AUTO on to the next
@@ -14,9 +14,10 @@
  * run and are tested on any OpenCL device.
  *
  * Products (AM_MODE).  1: F16 storage, f16 x f16 + f32: Q K^T exact in
- * float, P rounded to f16 for P V.  2: F32 storage, every input of both
- * products rounded to TF32 (to nearest, ties away) before the xf32
- * instruction.  Sums in float throughout.
+ * float, P rounded to f16 for P V.  2: F32 or BF16 storage, every input
+ * of both products rounded to TF32 (to nearest, ties away; a bfloat16,
+ * widened, is one already) before the xf32 instruction.  Sums in float
+ * throughout.
  *
  * Layout.  Scores are computed transposed, S^T = K Q^T and O^T = V^T P^T,
  * so that a lane's accumulators all belong to one query: a work-group of
@@ -60,7 +61,7 @@
 #endif
 
 #if (AM_MODE == 1) != (ATTN_F16 == 1)
-#error "AM_MODE 1 is for F16 storage, 2 for F32"
+#error "AM_MODE 1 is for F16 storage, 2 for F32 and BF16"
 #endif
 #if AM_UNIT == 2 && AM_MODE != 1
 #error "WMMA (AM_UNIT 2) has f16 products only"
@@ -313,7 +314,8 @@ attn_amdmm(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
            ulong bias_sb, ulong bias_sh, ulong bias_sq,
            __global const int *kv_len, int has_kv_len, float qscale, int nat,
            int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-           int window, int diag, int bh0)
+           int window, int diag, ulong4 q_st, ulong4 k_st, ulong4 v_st,
+           ulong4 o_st, int bh0)
 {
     /* Both as floats: 4-byte aligned for every element type. */
     __local float kp[AM_KPF]; /* the K tile [key][AM_DP], or P */
@@ -337,8 +339,6 @@ attn_amdmm(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * AM_BR;
     const int nrows = min(seq_q - row0, AM_BR);
-    const size_t kvrow =
-        ((size_t)b * (size_t)heads_kv + (size_t)kvh) * (size_t)seq_kv;
 
     /* Keys some row of the block sees: [j_start, j_end); keys every row
      * sees: [lo_all, hi_all]. */
@@ -364,8 +364,7 @@ AM_UNROLL
 
     /* Q^T as B operands (0 past seq_q): element e of step kk is Q[r][kk
      * AM_KS + AM_K(g, e)]. */
-    const size_t qrow =
-        (size_t)q_off + ((size_t)bh * (size_t)seq_q + (size_t)r) * AM_D;
+    const size_t qrow = ATTN_ROW(q_off, q_st, b, h, r);
     am_pk qb[AM_KQ][AM_KP];
 AM_UNROLL
     for (int kk = 0; kk < AM_KQ; kk++)
@@ -378,7 +377,7 @@ AM_UNROLL
                                   : 0u;
 #else
             const size_t at = qrow + (size_t)(kk * AM_KS + AM_K(g, p));
-            qb[kk][p] = am_tf32(r < seq_q ? q[at] : 0.0f);
+            qb[kk][p] = am_tf32(r < seq_q ? ATTN_LOAD(q, at) : 0.0f);
 #endif
         }
     if (lid < 2)
@@ -397,16 +396,16 @@ AM_UNROLL
 #pragma unroll 2
             for (int e = lid; e < AM_BC * AM_D; e += AM_WG) {
                 const int j = e / AM_D, c = e % AM_D;
-                const size_t at = (kvrow + (size_t)(jt + j)) * AM_D + (size_t)c;
+                const size_t ka = ATTN_ROW(k_off, k_st, b, kvh, jt + j) + c,
+                             va = ATTN_ROW(v_off, v_st, b, kvh, jt + j) + c;
 #if AM_MODE == 1
-                const ushort kx =
-                    j < nk ? ((__global const ushort *)k)[k_off + at] : 0;
-                const ushort vx =
-                    j < nk ? ((__global const ushort *)v)[v_off + at] : 0;
+                const ushort kx = j < nk ? ((__global const ushort *)k)[ka] : 0;
+                const ushort vx = j < nk ? ((__global const ushort *)v)[va] : 0;
                 bad |= (vx & 0x7c00) == 0x7c00;
 #else
-                const float kx = j < nk ? k[k_off + at] : 0.0f;
-                const float vx = j < nk ? v[v_off + at] : 0.0f;
+                /* F32, or BF16 widened exactly */
+                const float kx = j < nk ? ATTN_LOAD(k, ka) : 0.0f;
+                const float vx = j < nk ? ATTN_LOAD(v, va) : 0.0f;
                 bad |= AM_NONFINITE(vx);
 #endif
                 ks[j * AM_DP + c] = kx;
@@ -580,8 +579,7 @@ AM_UNROLL
     const float nan = as_float(0x7fc00000u);
     const int any = as_uint(m) != ATTN_MASKED_BITS;
     const float inv = any ? 1.0f / lt : 0.0f;
-    const size_t obase =
-        (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)r) * AM_D;
+    const size_t obase = ATTN_ROW(o_off, o_st, b, h, r);
 AM_UNROLL
     for (int y = 0; y < AM_NO; y++)
 AM_UNROLL

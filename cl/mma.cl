@@ -9,10 +9,11 @@
  *
  * Products (MM_MODE).  1: F16 storage, mma m16n8k16 f16 x f16 + f32: Q K^T
  * exact in float, P rounded to f16 for P V (TF32 class: 11 bits).  2: F32
- * storage, m16n8k8 tf32: every input of both products rounded to TF32
- * (cvt.rna).  3: 3xTF32: a = a_hi + a_lo, each product as
- * a_lo b_hi + a_hi b_lo + a_hi b_hi (for scores the low parts' products
- * summed apart and added to a finite a_hi b_hi only).  Sums in float
+ * or BF16 storage, m16n8k8 tf32: every input of both products rounded to
+ * TF32 (cvt.rna; a bfloat16, widened, is one already).  3: 3xTF32:
+ * a = a_hi + a_lo, each product as a_lo b_hi + a_hi b_lo + a_hi b_hi (for
+ * scores the low parts' products summed apart and added to a finite
+ * a_hi b_hi only; a bfloat16's a_lo is 0).  Sums in float
  * throughout.  P and V enter P V finite (a tile whose V holds an inf or
  * NaN takes the SIMT path below; a NaN in P poisons its row anyway).
  *
@@ -52,7 +53,7 @@
 #endif
 
 #if (MM_MODE == 1) != (ATTN_F16 == 1)
-#error "MM_MODE 1 is for F16 storage, 2 and 3 for F32"
+#error "MM_MODE 1 is for F16 storage, 2 and 3 for F32 and BF16"
 #endif
 /* Emulated, the loops stay rolled: each of their steps holds barriers. */
 #if MM_EMU
@@ -262,7 +263,8 @@ static float mm_shfl2(float x)
  * (ceil(seq_q / 64) * 128, heads in this launch), local (128, 1); query
  * head bh0 + get_group_id(1).
  * The bias element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i *
- * bias_sq + j] (a stride is 0 where the bias is broadcast). */
+ * bias_sq + j] (a stride is 0 where the bias is broadcast).  q_st ... o_st:
+ * the tensors' strides over batch, head and row (ATTN_ROW). */
 __kernel __attribute__((reqd_work_group_size(MM_WG, 1, 1))) void
 attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
          ulong k_off, __global const ATTN_T *v, ulong v_off,
@@ -271,7 +273,8 @@ attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
          ulong bias_sb, ulong bias_sh, ulong bias_sq,
          __global const int *kv_len, int has_kv_len, float qscale, int nat,
          int heads_q, int heads_kv, int seq_q, int seq_kv, int causal,
-         int window, int diag, int bh0)
+         int window, int diag, ulong4 q_st, ulong4 k_st, ulong4 v_st,
+         ulong4 o_st, int bh0)
 {
     /* Both as floats, so that the f16 pairs read as one uint are 4-byte
      * aligned (a ushort array need not be). */
@@ -295,8 +298,6 @@ attn_mma(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * MM_BR;
     const int nrows = min(seq_q - row0, MM_BR);
-    const size_t kvrow =
-        ((size_t)b * (size_t)heads_kv + (size_t)kvh) * (size_t)seq_kv;
 
     /* Keys some row of the block sees: [j_start, j_end); keys every row
      * sees: [lo_all, hi_all]. */
@@ -330,9 +331,9 @@ MM_UNROLL
             acc[y][i] = 0.0f;
 
     /* Q as A fragments (0 past seq_q). */
-    const size_t qbase = (size_t)q_off + (size_t)bh * (size_t)seq_q * MM_D;
+    const size_t qbase = ATTN_ROW(q_off, q_st, b, h, 0);
 #define MM_Q(r, c)                                                             \
-    ((r) < seq_q ? ATTN_LOAD(q, qbase + (size_t)(r) * MM_D + (size_t)(c))      \
+    ((r) < seq_q ? ATTN_LOAD(q, qbase + (size_t)(r) * q_st.z + (size_t)(c))    \
                  : 0.0f)
     uint qa[MM_KQ][4];
 #if MM_MODE == 3
@@ -375,16 +376,16 @@ MM_UNROLL
 #pragma unroll 2
             for (int e = lid; e < MM_BC * MM_D; e += MM_WG) {
                 const int j = e / MM_D, c = e % MM_D;
-                const size_t at = (kvrow + (size_t)(jt + j)) * MM_D + (size_t)c;
+                const size_t ka = ATTN_ROW(k_off, k_st, b, kvh, jt + j) + c,
+                             va = ATTN_ROW(v_off, v_st, b, kvh, jt + j) + c;
 #if MM_MODE == 1
-                const ushort kx =
-                    j < nk ? ((__global const ushort *)k)[k_off + at] : 0;
-                const ushort vx =
-                    j < nk ? ((__global const ushort *)v)[v_off + at] : 0;
+                const ushort kx = j < nk ? ((__global const ushort *)k)[ka] : 0;
+                const ushort vx = j < nk ? ((__global const ushort *)v)[va] : 0;
                 bad |= (vx & 0x7c00) == 0x7c00;
 #else
-                const float kx = j < nk ? k[k_off + at] : 0.0f;
-                const float vx = j < nk ? v[v_off + at] : 0.0f;
+                /* F32, or BF16 widened exactly */
+                const float kx = j < nk ? ATTN_LOAD(k, ka) : 0.0f;
+                const float vx = j < nk ? ATTN_LOAD(v, va) : 0.0f;
                 bad |= MM_NONFINITE(vx);
 #endif
                 ks[j * MM_DP + c] = kx;
@@ -604,8 +605,7 @@ MM_UNROLL
             continue;
         const int any = as_uint(m[u]) != ATTN_MASKED_BITS;
         const float inv = any ? 1.0f / lt[u] : 0.0f;
-        const size_t obase =
-            (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)r) * MM_D;
+        const size_t obase = ATTN_ROW(o_off, o_st, b, h, r);
 MM_UNROLL
         for (int y = 0; y < MM_NO; y++)
 MM_UNROLL

@@ -216,7 +216,7 @@ static float8 xm_rsum(float8 x)
     }
 #define XM_STORE_O(mm, c)                                                      \
     if (rs + (mm) < seq_q)                                                     \
-        ATTN_STORE(o, obase + (size_t)(mm) * XM_D + (size_t)(y * 8 + lane),    \
+        ATTN_STORE(o, obase + (size_t)(mm) * o_st.z + (size_t)(y * 8 + lane),  \
                    out.c);
 #define XM_STORE_L(mm, c)                                                      \
     if (rs + (mm) < seq_q)                                                     \
@@ -232,7 +232,8 @@ static float8 xm_rsum(float8 x)
  * bias).  window: 0, or the window clamped to seq_q + diag; diag: the
  * causal diagonal's offset (seq_kv - seq_q, or 0 top-left).  The bias
  * element (b, h, i, j) is bias[b * bias_sb + h * bias_sh + i * bias_sq +
- * j] (a stride is 0 where the bias is broadcast).  Launch: global
+ * j] (a stride is 0 where the bias is broadcast).  q_st ... o_st: the
+ * tensors' strides over batch, head and row (ATTN_ROW).  Launch: global
  * (ceil(seq_q / 64) * 64, heads in this launch), local (64, 1); query
  * head bh0 + get_group_id(1). */
 __kernel __attribute__((reqd_work_group_size(XM_WG, 1, 1)))
@@ -246,7 +247,8 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
               int bias_kind, ulong bias_sb, ulong bias_sh, ulong bias_sq,
               __global const int *kv_len, int has_kv_len, float qscale,
               int nat, int heads_q, int heads_kv, int seq_q, int seq_kv,
-              int causal, int window, int diag, int bh0)
+              int causal, int window, int diag, ulong4 q_st, ulong4 k_st,
+              ulong4 v_st, ulong4 o_st, int bh0)
 {
     __local uint kp[XM_KPW];            /* K [key][XM_KS], or P as floats */
     __local uint vp[XM_KV * XM_D * 8];  /* V packed: [k step][d][8] */
@@ -274,8 +276,6 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * XM_BR;
     const int nrows = min(seq_q - row0, XM_BR);
-    const size_t kvrow =
-        ((size_t)b * (size_t)heads_kv + (size_t)kvh) * (size_t)seq_kv;
 
     /* Keys some row of the block sees: [j_start, j_end); keys every row
      * sees: [lo_all, hi_all]. */
@@ -303,8 +303,7 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 
     /* Q as A fragments: lane i, component m: Q[rs + m][16 kk + 2i ..]
      * (0 past seq_q). */
-    const size_t qbase = (size_t)q_off + ((size_t)bh * (size_t)seq_q +
-                                          (size_t)rs) * XM_D;
+    const size_t qbase = ATTN_ROW(q_off, q_st, b, h, rs);
 #if XM_QL
     __local uint *qsg = qs + (sg * XM_KQ * 8 + lane) * 8;
 #define XM_QA(kk) as_int8(vload8(0, qsg + (kk) * 64))
@@ -314,8 +313,8 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 #endif
 #define XM_QW(mm, c)                                                           \
     qw.c = rs + (mm) < seq_q                                                   \
-               ? (uint)XM_H(q, at + (size_t)(mm) * XM_D) |                     \
-                     ((uint)XM_H(q, at + (size_t)(mm) * XM_D + 1) << 16)       \
+               ? (uint)XM_H(q, at + (size_t)(mm) * q_st.z) |                   \
+                     ((uint)XM_H(q, at + (size_t)(mm) * q_st.z + 1) << 16)     \
                : 0u;
     XM_FOR(kk, XM_KQ, {
         const size_t at = qbase + (size_t)(kk * 16 + 2 * lane);
@@ -343,9 +342,12 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
 #pragma unroll 2
             for (int e = lid; e < XM_BC * XM_D; e += XM_WG) {
                 const int j = e / XM_D, c = e % XM_D;
-                const size_t at = (kvrow + (size_t)(jt + j)) * XM_D + (size_t)c;
-                const ushort kx = j < nk ? XM_H(k, k_off + at) : 0;
-                const ushort vx = j < nk ? XM_H(v, v_off + at) : 0;
+                const ushort kx =
+                    j < nk ? XM_H(k, ATTN_ROW(k_off, k_st, b, kvh, jt + j) + c)
+                           : 0;
+                const ushort vx =
+                    j < nk ? XM_H(v, ATTN_ROW(v_off, v_st, b, kvh, jt + j) + c)
+                           : 0;
                 bad |= (vx & 0x7c00) == 0x7c00;
                 ks[j * 2 * XM_KS + c] = kx;
                 /* Key 16 kb + 8 e2 + j8 at half e2 of word j8. */
@@ -442,8 +444,7 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int8 any = as_uint8(m8) != (uint8)(ATTN_MASKED_BITS);
     const int8 isbad = bad8 != (float8)(0.0f);
     const float8 inv = select((float8)(0.0f), 1.0f / lt, any);
-    const size_t obase =
-        (size_t)o_off + ((size_t)bh * (size_t)seq_q + (size_t)rs) * XM_D;
+    const size_t obase = ATTN_ROW(o_off, o_st, b, h, rs);
     XM_FOR(y, XM_NO, {
         const float8 out = select(select((float8)(0.0f), acc[y] * inv, any),
                                   (float8)(as_float(0x7fc00000u)), isbad);

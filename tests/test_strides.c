@@ -2,7 +2,7 @@
 /*
  * test_strides: attn_sdpa on strided tensors (attn_sdpa_desc.q_strides
  * ...): BHSD given explicitly, BSHD, a fused QKV buffer, o in BSHD and in
- * a padded layout, F16, GQA, masks and the decode shapes, against the
+ * a padded layout, F16, BF16, GQA, masks and the decode shapes, against the
  * double-precision oracle (computed on the contiguous copies) and equal
  * to the contiguous call; the gaps between rows are neither read (they
  * hold NaN) nor written.  Then the strides' validation.  Runs on the
@@ -84,12 +84,14 @@ static void move(void *strided, void *contig, size_t elem, const size_t n[3],
             }
 }
 
-/* n elements of elem bytes, all NaN (inputs: a read of a gap spoils O). */
-static void fill_nan(void *p, size_t n, size_t elem)
+/* n elements of type dt, all NaN (inputs: a read of a gap spoils O). */
+static void fill_nan(void *p, size_t n, attn_dtype dt)
 {
     for (size_t i = 0; i < n; i++)
-        if (elem == 2)
+        if (dt == ATTN_F16)
             ((uint16_t *)p)[i] = 0x7e00u;
+        else if (dt == ATTN_BF16)
+            ((uint16_t *)p)[i] = 0x7fc0u;
         else
             ((float *)p)[i] = NAN;
 }
@@ -110,7 +112,7 @@ static int run_layout(const sdpa_case *c, int in_lay, int o_lay,
                       const char *what)
 {
     const attn_sdpa_desc *d = &c->d;
-    const size_t elem = d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t elem = d->dtype == ATTN_F32 ? 4 : 2;
     const size_t nq[3] = {(size_t)d->batch, (size_t)d->heads_q,
                           (size_t)d->seq_q};
     const size_t nk[3] = {(size_t)d->batch, (size_t)d->heads_kv,
@@ -145,7 +147,7 @@ static int run_layout(const sdpa_case *c, int in_lay, int o_lay,
             all = ev + (nq[1] + nk[1]) * hd;
         bq = malloc(all * elem);
         if (bq) {
-            fill_nan(bq, all, elem);
+            fill_nan(bq, all, d->dtype);
             bk = (char *)bq + nq[1] * hd * elem;
             bv = (char *)bq + (nq[1] + nk[1]) * hd * elem;
         }
@@ -154,9 +156,9 @@ static int run_layout(const sdpa_case *c, int in_lay, int o_lay,
         bk = malloc(ek * elem);
         bv = malloc(ev * elem);
         if (bq && bk && bv) {
-            fill_nan(bq, eq, elem);
-            fill_nan(bk, ek, elem);
-            fill_nan(bv, ev, elem);
+            fill_nan(bq, eq, d->dtype);
+            fill_nan(bk, ek, d->dtype);
+            fill_nan(bv, ev, d->dtype);
         }
     }
     bo = malloc(eo * elem);
@@ -186,7 +188,8 @@ static int run_layout(const sdpa_case *c, int in_lay, int o_lay,
         harness_taken();
         move(bo, oc, elem, nq, hdv, s.o_strides, 0);
         if (ref_sdpa(d, c->q, c->k, c->v, &r) == 0) {
-            ok &= ref_check_sdpa(what, d, &r, oc, lse, NULL);
+            ok &= ref_check_sdpa_at(what, d, &r, oc, lse, NULL,
+                                    sdpa_case_ran_at(ctx, &s));
             ref_sdpa_free(&r);
         } else {
             ok = 0;
@@ -295,6 +298,16 @@ static void test_f16(void)
     run_shape(&s, 0, "F16 GQA");
     s.mask.causal = 1;
     run_shape(&s, 0, "F16 GQA causal");
+}
+
+static void test_bf16(void)
+{
+    attn_sdpa_desc s = shape(2, 4, 2, 33, 33, 32, 32, ATTN_BF16);
+    run_shape(&s, 0, "BF16 GQA");
+    s.mask.causal = 1;
+    run_shape(&s, 0, "BF16 GQA causal");
+    s = shape(1, 2, 2, 70, 70, 64, 64, ATTN_BF16);
+    run_shape(&s, 1, "BF16 two query tiles kv_len");
 }
 
 static void test_gqa_masks(void)
@@ -433,6 +446,7 @@ int main(void)
     static const harness_test tests[] = {
         {"F32 layouts", test_plain},
         {"F16 layouts", test_f16},
+        {"BF16 layouts", test_bf16},
         {"GQA and masks", test_gqa_masks},
         {"decode shapes", test_decode},
         {"invalid strides", test_invalid},

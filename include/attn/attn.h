@@ -211,7 +211,10 @@ typedef enum attn_log_level {
  * TF32, on gfx940-942 only) and declines 3XTF32; "xmx" (Intel XMX
  * matrix units, subgroups of 8) runs TF32 when TF32 or BF16 is asked,
  * for F16 storage only (f16 products, Q K^T exact and P rounded to f16
- * for P V).  mma and amdmm decline BF16 storage.  Everything else computes
+ * for P V).  mma and amdmm take BF16 storage through their F32 products
+ * (a bfloat16 widens to a float exactly and fits TF32, so only P is
+ * rounded; amdmm on gfx940-942 only, as for F32); xmx declines it (a
+ * bfloat16 does not fit f16's range).  Everything else computes
  * as EXACT, which is within every bound.  With BF16 storage, BF16
  * products leave k and v as they are (bfloat16 already) and round the
  * scaled q and p as for any storage.
@@ -520,12 +523,10 @@ typedef struct attn_sdpa_desc {
      * the extent spanned by the smaller ones, the smallest at least
      * head_dim_v).  The overlap rules of attn_sdpa apply to the extents
      * spanned.  lse stays contiguous [batch, heads_q, seq_q].
-     * The native backend and the OpenCL kernel variants read and write
+     * The native backend and every OpenCL kernel variant read and write
      * them in place (attn_sdpa on an OpenCL context uploads each tensor's
      * spanned extent as it lies; attn_sdpa_cl_buffers takes them at the
-     * buffers' offsets), but for mma, amdmm and xmx, which decline strided
-     * descriptors (AUTO takes another variant; forced, the call fails with
-     * ATTN_ERR_UNSUPPORTED).  The ring (libattn_mpi) and
+     * buffers' offsets).  The ring (libattn_mpi) and
      * attn_sdpa_backward refuse strided descriptors (ATTN_ERR_UNSUPPORTED)
      * for now. */
     int64_t q_strides[3]; /**< q's batch, head, row strides; 0s: contiguous */

@@ -217,7 +217,9 @@ cl_int attn_cl_launch_matrix(const attn_cl_launch *L, size_t rows, size_t local,
         KARG(L->bias_sq),   KARG(L->kv_len),  KARG(L->has_kv_len),
         KARG(qscale),       KARG(nat),        KARG(L->heads_q),
         KARG(L->heads_kv),  KARG(L->seq_q),   KARG(L->seq_kv),
-        KARG(L->causal),    KARG(L->window),  KARG(L->diag)};
+        KARG(L->causal),    KARG(L->window),  KARG(L->diag),
+        KARG(L->q_st),      KARG(L->k_st),    KARG(L->v_st),
+        KARG(L->o_st)};
 #undef KARG
     const cl_uint n = (cl_uint)(sizeof args / sizeof args[0]);
     const size_t blocks = ((size_t)L->seq_q + rows - 1) / rows;

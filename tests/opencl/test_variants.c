@@ -10,9 +10,9 @@
  * double-precision oracle.  A variant that does not take a shape must
  * refuse it (ATTN_ERR_UNSUPPORTED, nothing written, attn_sdpa_kernel
  * agreeing); each variant must run at least an eighth of the cases of each
- * storage type it takes (xmx takes F16 only, mma and amdmm no BF16; a variant
- * without mask_shapes must decline the top-left causal mask and window, the
- * bias kinds KEY and BROADCAST and keep, and runs an eighth of the others).
+ * storage type it takes (xmx takes F16 only; a variant without mask_shapes
+ * must decline the top-left causal mask and window, the bias kinds KEY and
+ * BROADCAST and keep, and runs an eighth of the others).
  * Every case runs at each precision a context may ask (exact, tf32, 3xtf32),
  * checked at the tolerance of the precision the kernel says it ran at.  The
  * list of variants is the library's (attn_kernel_name), so a new variant is

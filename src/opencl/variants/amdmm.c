@@ -10,9 +10,13 @@
  * storage: f16 products with P rounded to f16; F32 storage: xf32 products,
  * inputs rounded to TF32, on gfx940-942 only: gfx908 / gfx90a MFMA and
  * RDNA3 WMMA have no TF32-class instruction, so F32 is declined there).
- * 3XTF32 is declined (the mma variant's), and so is BF16 storage.  Head sizes
- * 32, 64, 96 and 128 (head_dim_v the same), dot-product scores; every mask,
- * GQA, kv_len, bias and lse.
+ * BF16 storage takes the F32 path: a bfloat16 widens to a float exactly
+ * and its 8 significant bits fit TF32's 11, so the products' inputs are
+ * the stored values (only P is rounded to TF32); it needs xf32 too, since
+ * a bfloat16 does not fit f16's range (the units' BF16 products are not
+ * used).  3XTF32 is declined (the mma variant's).  Head sizes 32, 64, 96
+ * and 128 (head_dim_v the same), dot-product scores, strided tensors
+ * (ATTN_ROW); every mask, GQA, kv_len, bias and lse.
  *
  * Where it runs: AUTO takes it on AMD GPUs whose gfx target (the device
  * name under AMD's OpenCL, attn_cl_amd_gfx) has the unit, built for that
@@ -72,8 +76,9 @@ static int wg_of(int unit)
     return unit == ATTN_CL_AMD_WMMA ? 4 * 32 : 4 * 64;
 }
 
-/* The products' mode (cl/amdmm.cl AM_MODE) for d: 1 f16, 2 TF32 (xf32);
- * 0 when the precision does not permit them. */
+/* The products' mode (cl/amdmm.cl AM_MODE) for d: 1 f16 (F16 storage), 2
+ * TF32 (xf32; F32 storage, or BF16 widened exactly); 0 when the precision
+ * does not permit them. */
 static int mode_of(const attn_cl_limits *lim, const attn_sdpa_desc *d)
 {
     const attn_precision p = lim->precision;
@@ -121,21 +126,17 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim, wg = wg_of(unit_of(lim, t));
-    if (d->dtype == ATTN_BF16)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the amdmm kernel takes F32 or F16 storage, not "
-                         "BF16");
     if (!mode_of(lim, d))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the amdmm kernel computes at TF32 (F16 storage: f16 "
-                         "products; F32: xf32) and the context asks %s "
+                         "products; F32, BF16: xf32) and the context asks %s "
                          "(attn_options.precision, ATTN_PRECISION)",
                          attn_precision_name(lim->precision));
-    if (d->dtype == ATTN_F32 && !has_xf32(lim, t))
+    if (d->dtype != ATTN_F16 && !has_xf32(lim, t))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the amdmm kernel takes F32 storage only on MFMA "
-                         "with xf32 (gfx940-942); this %s has f16 products "
-                         "only",
+                         "the amdmm kernel takes F32 and BF16 storage only on "
+                         "MFMA with xf32 (gfx940-942); this %s has f16 "
+                         "products only",
                          unit_of(lim, t) == ATTN_CL_AMD_WMMA ? "WMMA unit"
                                                              : "MFMA unit");
     if (hd != d->head_dim_v || (hd != 32 && hd != 64 && hd != 96 && hd != 128))
@@ -229,6 +230,7 @@ static const char *const kernels[] = {"attn_amdmm", NULL};
 const attn_cl_variant attn_cl_variant_amdmm = {
     .name = "amdmm",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass on AMD matrix cores (MFMA on CDNA, WMMA on RDNA3, "
                "clang builtins) at TF32-class / f16 precision; emulated "
                "elsewhere when forced",

@@ -7,9 +7,13 @@
  * It computes at the context's precision (attn.h) and never more exactly,
  * so it takes a shape only when the precision permits it: TF32 or BF16
  * asked (F16 storage: f16 products with P rounded to f16; F32: TF32
- * products) or 3XTF32 (F32 storage only); BF16 storage is declined.  Head
- * sizes 32, 64, 96 and 128 (head_dim_v the same), dot-product scores; every
- * mask, GQA, kv_len, bias and lse.
+ * products) or 3XTF32 (F32 and BF16 storage).  BF16 storage takes the F32
+ * products: a bfloat16 widens to a float exactly and its 8 significant
+ * bits fit TF32's 11, so the inputs of both products are the stored values
+ * and only P is rounded (to TF32; split in two at 3XTF32); f16 products
+ * would not do, since a bfloat16 does not fit f16's range.  Head sizes 32,
+ * 64, 96 and 128 (head_dim_v the same), dot-product scores, strided tensors
+ * (ATTN_ROW); every mask, GQA, kv_len, bias and lse.
  *
  * Where it runs: AUTO takes it on NVIDIA devices of compute capability 8.0
  * or newer (cl_nv_device_attribute_query), and a failed build (a driver
@@ -43,13 +47,14 @@ typedef struct geom {
 _Static_assert(sizeof(geom) <= ATTN_CL_GEOM_BYTES, "mma geometry");
 
 /* The products' mode (cl/mma.cl MM_MODE) for d at the precision asked: 1
- * f16, 2 TF32, 3 3xTF32; 0 when the precision does not permit any. */
+ * f16 (F16 storage), 2 TF32, 3 3xTF32 (F32 storage, or BF16 widened
+ * exactly); 0 when the precision does not permit any. */
 static int mode_of(const attn_cl_limits *lim, const attn_sdpa_desc *d)
 {
     const attn_precision p = lim->precision;
     if (p == ATTN_PRECISION_TF32 || p == ATTN_PRECISION_BF16)
         return d->dtype == ATTN_F16 ? 1 : 2;
-    if (p == ATTN_PRECISION_3XTF32 && d->dtype == ATTN_F32)
+    if (p == ATTN_PRECISION_3XTF32 && d->dtype != ATTN_F16)
         return 3;
     return 0;
 }
@@ -89,14 +94,11 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim;
-    if (d->dtype == ATTN_BF16)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the mma kernel takes F32 or F16 storage, not BF16");
     if (!mode_of(lim, d))
         return attn_fail(
             err, ATTN_ERR_UNSUPPORTED,
             "the mma kernel computes at TF32 (F16 storage: f16 products) "
-            "or 3XTF32 (F32 storage), and the context asks %s "
+            "or 3XTF32 (F32 or BF16 storage), and the context asks %s "
             "(attn_options.precision, ATTN_PRECISION)",
             attn_precision_name(lim->precision));
     if (hd != d->head_dim_v || (hd != 32 && hd != 64 && hd != 96 && hd != 128))
@@ -187,6 +189,7 @@ static const char *const kernels[] = {"attn_mma", NULL};
 const attn_cl_variant attn_cl_variant_mma = {
     .name = "mma",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass on NVIDIA tensor cores (mma.sync, inline PTX) at "
                "TF32 / 3XTF32 / f16 precision, FlashAttention-2 layout; "
                "emulated elsewhere when forced",

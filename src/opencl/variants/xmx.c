@@ -8,8 +8,10 @@
  * and never more exactly: it takes F16 storage when TF32 or BF16 is asked
  * (f16 products, P rounded to f16).  F32 storage is declined: the TF32
  * DPAS exists only on devices whose subgroups are 16 wide (Xe-HPC), which
- * this kernel is not written for.  Head sizes 16 to 128 in steps of 16
- * (head_dim_v the same), dot-product scores; every mask, GQA, kv_len, bias and
+ * this kernel is not written for, and so is BF16 storage: a bfloat16
+ * does not fit f16's range, and it would need the TF32 operation too.
+ * Head sizes 16 to 128 in steps of 16 (head_dim_v the same), dot-product
+ * scores, strided tensors (ATTN_ROW); every mask, GQA, kv_len, bias and
  * lse.
  *
  * Where it runs: AUTO takes it on devices that list the extension and
@@ -90,7 +92,8 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
     if (d->dtype != ATTN_F16)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the xmx kernel takes F16 storage only (the TF32 "
-                         "matrix operation needs subgroups of 16)");
+                         "matrix operation needs subgroups of 16, and a "
+                         "bfloat16 does not fit f16's range)");
     if (!takes(lim, d))
         return attn_fail(
             err, ATTN_ERR_UNSUPPORTED,
@@ -188,6 +191,7 @@ static const char *const kernels[] = {"attn_xmx", NULL};
 const attn_cl_variant attn_cl_variant_xmx = {
     .name = "xmx",
     .mask_shapes = 1,
+    .strides = 1,
     .summary = "one pass on Intel XMX matrix units (DPAS, "
                "cl_intel_subgroup_matrix_multiply_accumulate, subgroups of "
                "8) at f16 precision for F16 storage; emulated elsewhere "
