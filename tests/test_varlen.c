@@ -243,6 +243,44 @@ static void test_invalid(void)
 #undef CALL
 }
 
+/* The plan queries (attn_sdpa_kernel, attn_sdpa_precision) take a packed
+ * call exactly when attn_sdpa does: checked at the totals, as attn_sdpa
+ * checks it, even where the bounds seq_q / seq_kv exceed the totals and
+ * o is head-major ([heads, total_q, dim]: its heads apart only by the
+ * totals). */
+static void test_queries(void)
+{
+    attn_sdpa_desc t = shape(2, 2, 8, 8, ATTN_F32);
+    static float q[4096], k[4096], v[4096], o[4096];
+    int32_t cq[NSEQ + 1] = {0, 2, 3, 6, 8}, ck[NSEQ + 1] = {0, 3, 6, 9, 12};
+    attn_precision asked, runs;
+    char name[64];
+    attn_status st;
+    t.seq_q = 20; /* bounds past the totals (8 and 12 rows) */
+    t.seq_kv = 30;
+    t.cu_seqlens_q = cq;
+    t.cu_seqlens_kv = ck;
+    t.o_strides[0] = 0;
+    t.o_strides[1] = 8 * 8; /* head-major o */
+    t.o_strides[2] = 8;
+    for (int i = 0; i < 4096; i++)
+        q[i] = k[i] = v[i] = (float)(i % 7) * 0.25f;
+    st = attn_sdpa(ctx, &t, q, k, v, o, NULL);
+    if (st != ATTN_OK && harness_declined(ctx, &t, st, "head-major o"))
+        return;
+    CU_ASSERT_EQUAL(st, ATTN_OK);
+    CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &t, name, sizeof name), ATTN_OK);
+    CU_ASSERT_EQUAL(attn_sdpa_precision(ctx, &t, &asked, &runs), ATTN_OK);
+    /* and both refuse what attn_sdpa refuses: o's heads on each other */
+    t.o_strides[1] = 8;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &t, q, k, v, o, NULL),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_sdpa_kernel(ctx, &t, name, sizeof name),
+                    ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(attn_sdpa_precision(ctx, &t, &asked, &runs),
+                    ATTN_ERR_INVALID_ARGUMENT);
+}
+
 static int suite_init(void)
 {
     ctx = harness_context();
@@ -261,6 +299,7 @@ int main(void)
     static const harness_test tests[] = {
         {"packed sequences against the oracle", test_packed},
         {"checks of the packed arrays", test_invalid},
+        {"plan queries of packed calls", test_queries},
         {NULL, NULL}};
     return harness_main("test_varlen", suite_init, suite_clean, tests);
 }

@@ -161,9 +161,12 @@ static attn_status which_kernel(attn_context *ctx, const char *fn,
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     if ((s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
         return attn_api_report(ctx, fn, s, &err);
-    /* packed sequences: what their longest would run at */
+    /* packed sequences: checked as attn_sdpa checks them (all rows as
+     * one sequence), then what their longest would run at */
     if (d && (d->cu_seqlens_q || d->cu_seqlens_kv)) {
-        if ((s = attn_varlen_item(d, -1, &item, &err)))
+        if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &item, &err)) ||
+            (s = attn_validate_sdpa_desc(&item, &sz, &err)) ||
+            (s = attn_varlen_item(d, ATTN_VARLEN_LONGEST, &item, &err)))
             return attn_api_report(ctx, fn, s, &err);
         d = &item;
     }

@@ -60,9 +60,12 @@ attn_status attn_sdpa_run(attn_context *ctx, const attn_sdpa_desc *d,
 attn_status attn_sdpa_varlen(attn_context *ctx, const attn_sdpa_desc *d,
                              const void *q, const void *k, const void *v,
                              void *o, float *lse, attn_err *err);
-/* The descriptor of one sequence of a packed call as attn_sdpa runs it
- * (batch 1, the longest lengths when b is -1), for the plan queries;
- * d's packed arrays are checked. */
+/* The descriptor of sequence b of a packed call as attn_sdpa runs it
+ * (batch 1); b = ATTN_VARLEN_LONGEST: the longest lengths (for the plan
+ * queries), ATTN_VARLEN_WHOLE: all rows as one sequence (the checks of
+ * the tensors).  d's packed arrays are checked. */
+#define ATTN_VARLEN_LONGEST (-1)
+#define ATTN_VARLEN_WHOLE   (-2)
 attn_status attn_varlen_item(const attn_sdpa_desc *d, int b,
                              attn_sdpa_desc *item, attn_err *err);
 /* Validates layer call c, plans its attention step and runs it (api.c);

@@ -84,6 +84,17 @@ attn_status attn_varlen_item(const attn_sdpa_desc *d, int b,
     if (b >= 0) {
         item->seq_q = d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
         item->seq_kv = d->cu_seqlens_kv[b + 1] - d->cu_seqlens_kv[b];
+    } else if (b == -1) { /* the longest sequences (at least one row) */
+        item->seq_q = item->seq_kv = 1;
+        for (int i = 0; i < d->batch; i++) {
+            const int lq = d->cu_seqlens_q[i + 1] - d->cu_seqlens_q[i];
+            const int lk = d->cu_seqlens_kv[i + 1] - d->cu_seqlens_kv[i];
+            item->seq_q = lq > item->seq_q ? lq : item->seq_q;
+            item->seq_kv = lk > item->seq_kv ? lk : item->seq_kv;
+        }
+    } else { /* the whole call as one sequence of all the rows */
+        item->seq_q = d->cu_seqlens_q[d->batch];
+        item->seq_kv = d->cu_seqlens_kv[d->batch];
     }
     packed(d, ATTN_T_Q, item->q_strides);
     packed(d, ATTN_T_K, item->k_strides);
@@ -103,10 +114,8 @@ attn_status attn_sdpa_varlen(attn_context *ctx, const attn_sdpa_desc *d,
     attn_status s;
     /* The whole call as one sequence of all the rows: every check of the
      * tensors (sizes, strides, overlaps) at once. */
-    if ((s = attn_varlen_item(d, -1, &whole, err)))
+    if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, err)))
         return s;
-    whole.seq_q = d->cu_seqlens_q[d->batch];
-    whole.seq_kv = d->cu_seqlens_kv[d->batch];
     if ((s = attn_validate_sdpa(&whole, q, k, v, o, lse, err)))
         return s;
     total_q = (size_t)whole.seq_q;

@@ -278,23 +278,12 @@ int fuzz_sdpa_placed(gen_src *g, attn_context *ctx, const gen_sdpa *shape,
     for (i = 0; i < c.no; i++)
         REQUIRE(isfinite(gen_out_at(sd.dtype, oc, i)), "O[%zu] is not finite",
                 i);
-    {
-        /* attn_sdpa_precision checks a packed call's strides at seq_q and
-         * seq_kv (the bounds) where attn_sdpa checks them at the totals,
-         * so a packed call whose o rows are apart only at the totals is
-         * refused there: ask it with the totals as the bounds, which keeps
-         * the call valid (each sequence's lengths stay within them) */
-        attn_sdpa_desc pd = call;
-        if (shape->varlen) {
-            pd.seq_q = sd.seq_q;
-            pd.seq_kv = sd.seq_kv;
-        }
-        s = attn_sdpa_precision(ctx, &pd, &asked, &runs);
-        REQUIRE(s == ATTN_OK,
-                "attn_sdpa_precision refused a call attn_sdpa "
-                "ran: %s (%s)",
-                attn_status_string(s), attn_context_last_error(ctx));
-    }
+    /* the plan query takes what attn_sdpa ran (a packed call is checked
+     * at its totals by both) */
+    s = attn_sdpa_precision(ctx, &call, &asked, &runs);
+    REQUIRE(s == ATTN_OK,
+            "attn_sdpa_precision refused a call attn_sdpa ran: %s (%s)",
+            attn_status_string(s), attn_context_last_error(ctx));
     if (shape->varlen)
         REQUIRE(gen_check_packed(NULL, runs, shape, &c, oc, lse, "placed"),
                 "a packed call differs from the oracle");
