@@ -549,8 +549,10 @@ typedef struct attn_sdpa_desc {
      * kv_start (ATTN_ERR_UNSUPPORTED).  attn_sdpa computes the sequences
      * one after the other, on every path; a failure after the checks (a
      * device error) may leave the sequences before it written.
-     * attn_sdpa_cl_buffers, attn_sdpa_backward and the ring refuse it
-     * (ATTN_ERR_UNSUPPORTED) for now. */
+     * attn_sdpa_cl_buffers takes them too (every sequence enqueued, held
+     * back until all are, and failed together on an error).
+     * attn_sdpa_backward and the ring refuse them (ATTN_ERR_UNSUPPORTED)
+     * for now. */
     const int32_t *cu_seqlens_q;  /**< [batch + 1] query row offsets */
     const int32_t *cu_seqlens_kv; /**< [batch + 1] key row offsets */
 } attn_sdpa_desc;

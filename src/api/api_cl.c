@@ -96,6 +96,85 @@ static attn_status check_queue(const attn_cl_runtime *rt,
     return ATTN_OK;
 }
 
+static void tensors_of(const attn_cl_buffers *b, attn_cl_tensors *t)
+{
+    t->q = b->q;
+    t->k = b->k;
+    t->v = b->v;
+    t->o = b->o;
+    t->lse = b->lse;
+    t->q_off = b->q_offset;
+    t->k_off = b->k_offset;
+    t->v_off = b->v_offset;
+    t->o_off = b->o_offset;
+    t->lse_off = b->lse_offset;
+}
+
+/* A packed call (cu_seqlens_q, cu_seqlens_kv) on device buffers: checked
+ * whole (all rows as one sequence, as attn_sdpa checks it), every
+ * sequence planned before anything is enqueued, then the sequences
+ * launched behind one gate (attn_backend_cl_launch_packed). */
+static attn_status packed(attn_context *ctx, const attn_sdpa_desc *d,
+                          const attn_cl_buffers *b, cl_command_queue queue,
+                          cl_uint n_wait, const cl_event *wait, cl_event *done,
+                          attn_err *err)
+{
+    attn_cl_runtime *rt = attn_backend_cl_runtime(ctx->backend);
+    const int n = d->batch;
+    attn_sdpa_desc whole, *item = NULL;
+    attn_cl_tensors all, *t = NULL;
+    attn_plan **plan = NULL;
+    const attn_prepared **prep = NULL;
+    attn_sdpa_bytes sz;
+    int m = 0;
+    attn_status s;
+    tensors_of(b, &all);
+    if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, err)) ||
+        (s = attn_validate_sdpa_desc(&whole, &sz, err)) ||
+        (s = check_queue(rt, queue, err)) ||
+        (s = attn_backend_cl_check_buffers(ctx->backend, &whole, &all, err)))
+        return s;
+    item = calloc((size_t)n, sizeof *item);
+    t = calloc((size_t)n, sizeof *t);
+    plan = calloc((size_t)n, sizeof *plan);
+    prep = calloc((size_t)n, sizeof *prep);
+    if (!item || !t || !plan || !prep)
+        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                      "cannot allocate the plan of %d packed sequences", n);
+    for (int i = 0; i < n && s == ATTN_OK; i++) {
+        const size_t q0 = (size_t)d->cu_seqlens_q[i],
+                     k0 = (size_t)d->cu_seqlens_kv[i];
+        const attn_dev_work *w = NULL;
+        if ((s = attn_varlen_item(d, i, &item[m], err)) || item[m].seq_q == 0)
+            continue; /* no query: nothing to write */
+        t[m] = all;
+        t[m].q_off += q0 * (size_t)item[m].q_strides[2];
+        t[m].k_off += k0 * (size_t)item[m].k_strides[2];
+        t[m].v_off += k0 * (size_t)item[m].v_strides[2];
+        t[m].o_off += q0 * (size_t)item[m].o_strides[2];
+        t[m].lse_off += q0;
+        if (item[m].seq_kv > 0 &&
+            (s = attn_plan_devices(ctx->plans, ctx->backend, &item[m], &plan[m],
+                                   &w, err)) == ATTN_OK) {
+            if (w->prep[0] != ATTN_OK)
+                s = attn_fail(err, w->prep[0], "%s", w->why[0]);
+            prep[m] = &w->p[0];
+        }
+        m++;
+    }
+    if (s == ATTN_OK)
+        s = attn_backend_cl_launch_packed(ctx->backend, m, prep, item, t,
+                                          (size_t)d->cu_seqlens_q[d->batch],
+                                          queue, n_wait, wait, done, err);
+    for (int i = 0; plan && i < m; i++)
+        attn_plan_release(ctx->plans, plan[i]);
+    free(prep);
+    free(plan);
+    free(t);
+    free(item);
+    return s;
+}
+
 attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
                                  const attn_cl_buffers *b,
                                  cl_command_queue queue, cl_uint n_wait,
@@ -140,29 +219,19 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if (n_wait > 0 && !wait)
         return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"n_wait > 0 but wait is NULL"});
+    if (d->cu_seqlens_q || d->cu_seqlens_kv) {
+        s = packed(ctx, d, b, queue, n_wait, wait, done, &err);
+        return s == ATTN_OK ? s : report(ctx, fn, s, &err);
+    }
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
         (s = check_queue(rt, queue, &err)))
         return report(ctx, fn, s, &err);
-    if (d->cu_seqlens_q || d->cu_seqlens_kv)
-        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                      &(attn_err){"packed sequences (cu_seqlens_q, "
-                                  "cu_seqlens_kv) are not taken with device "
-                                  "buffers yet: call attn_sdpa"});
     if (d->q_start)
         return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
                       &(attn_err){"q_start is not taken with device buffers: "
                                   "its padding rows would be left as the "
                                   "kernel wrote them (kv_start is taken)"});
-    t.q = b->q;
-    t.k = b->k;
-    t.v = b->v;
-    t.o = b->o;
-    t.lse = b->lse;
-    t.q_off = b->q_offset;
-    t.k_off = b->k_offset;
-    t.v_off = b->v_offset;
-    t.o_off = b->o_offset;
-    t.lse_off = b->lse_offset;
+    tensors_of(b, &t);
     if ((s = attn_backend_cl_check_buffers(ctx->backend, d, &t, &err)))
         return report(ctx, fn, s, &err);
     /* the device takes the boolean mask merged into the bias, copied

@@ -6,6 +6,7 @@
  * the work), and the layer on a device.  What the scheduler drives on a
  * device is exec_cl.c.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,6 +135,139 @@ attn_status attn_backend_cl_launch(const attn_backend *b,
 {
     const cl_backend *cb = b->impl;
     return attn_cl_run(cb->rt[0], p, d, t, NULL, 0, q, n_wait, wait, done, err);
+}
+
+/* Sequence i of a packed call without keys: its o rows zeroed, its lse
+ * rows -inf, each fill after the gate; the fills' events appended to ev. */
+static attn_status packed_empty(attn_cl_runtime *rt, const attn_sdpa_desc *d,
+                                const attn_cl_tensors *t, size_t lse_pitch,
+                                cl_command_queue q, const attn_cl_gate *g,
+                                cl_uint n_wl, cl_event *ev, size_t *n_ev,
+                                attn_err *err)
+{
+    const size_t elem = d->dtype == ATTN_F32 ? 4 : 2;
+    const float neg_inf = -INFINITY;
+    const uint32_t zero = 0;
+    size_t st[3];
+    cl_int rc = CL_SUCCESS;
+    attn_tensor_strides(d, ATTN_T_O, st);
+    for (size_t h = 0; h < (size_t)d->heads_q && rc == CL_SUCCESS; h++) {
+        for (size_t i = 0; i < (size_t)d->seq_q && rc == CL_SUCCESS; i++)
+            rc = clEnqueueFillBuffer(
+                q, t->o, &zero, elem, (t->o_off + h * st[1] + i * st[2]) * elem,
+                (size_t)d->head_dim_v * elem, n_wl, g->wl, &ev[(*n_ev)++]);
+        if (rc == CL_SUCCESS && t->lse)
+            rc = clEnqueueFillBuffer(
+                q, t->lse, &neg_inf, sizeof neg_inf,
+                (t->lse_off + h * lse_pitch) * sizeof(float),
+                (size_t)d->seq_q * sizeof(float), n_wl, g->wl, &ev[(*n_ev)++]);
+    }
+    if (rc != CL_SUCCESS) {
+        (*n_ev)--; /* the failed fill made no event */
+        return attn_fail(err, attn_cl_status(rc),
+                         "enqueueing the fill of a sequence without keys on "
+                         "%s failed: %s (%d)",
+                         rt->info.name, attn_cl_error_name(rc), (int)rc);
+    }
+    return ATTN_OK;
+}
+
+/* Sequence i of a packed call with keys: its variant's kernels after the
+ * gate; its lse, when its heads lie apart by lse_pitch rather than its own
+ * length, through a buffer of its own copied into place. */
+static attn_status packed_item(attn_cl_runtime *rt, const attn_prepared *p,
+                               const attn_sdpa_desc *d,
+                               const attn_cl_tensors *t, size_t lse_pitch,
+                               cl_command_queue q, const attn_cl_gate *g,
+                               cl_uint n_wl, cl_event *ev, size_t *n_ev,
+                               attn_err *err)
+{
+    attn_cl_tensors ti = *t;
+    const size_t rows = (size_t)d->seq_q, heads = (size_t)d->heads_q;
+    cl_event ran = NULL;
+    cl_mem own = NULL;
+    attn_status s;
+    cl_int rc;
+    if (t->lse && heads > 1 && lse_pitch != rows) {
+        own = ATTN_CL(clCreateBuffer)(rt->context, CL_MEM_READ_WRITE,
+                                      heads * rows * sizeof(float), NULL, &rc);
+        if (rc != CL_SUCCESS)
+            return attn_fail(err, attn_cl_status(rc),
+                             "cannot allocate the lse of one packed sequence "
+                             "on %s: %s",
+                             rt->info.name, attn_cl_error_name(rc));
+        ti.lse = own;
+        ti.lse_off = 0;
+    }
+    /* own = 1: a failure inside lets what it enqueued stand, held back by
+     * the packed call's gate, which fails it all (failing a command that
+     * also waits for a pending event can crash drivers: launch_common.h) */
+    s = attn_cl_run(rt, p, d, &ti, NULL, 1, q, n_wl, g->wl, &ran, err);
+    if (s == ATTN_OK && own) {
+        const size_t from[3] = {0, 0, 0},
+                     to[3] = {t->lse_off * sizeof(float), 0, 0},
+                     region[3] = {rows * sizeof(float), heads, 1};
+        rc = ATTN_CL(clEnqueueCopyBufferRect)(
+            q, own, t->lse, from, to, region, rows * sizeof(float), 0,
+            lse_pitch * sizeof(float), 0, 1, &ran, &ev[*n_ev]);
+        clReleaseEvent(ran);
+        if (rc == CL_SUCCESS)
+            (*n_ev)++;
+        else
+            s = attn_fail(err, attn_cl_status(rc),
+                          "enqueueing the copy of a packed sequence's lse on "
+                          "%s failed: %s (%d)",
+                          rt->info.name, attn_cl_error_name(rc), (int)rc);
+    } else if (s == ATTN_OK) {
+        ev[(*n_ev)++] = ran;
+    }
+    attn_cl_release_mem(own); /* freed once its commands are done */
+    return s;
+}
+
+attn_status attn_backend_cl_launch_packed(const attn_backend *b, int n,
+                                          const attn_prepared *const *p,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_tensors *t,
+                                          size_t lse_pitch, cl_command_queue q,
+                                          cl_uint n_wait, const cl_event *wait,
+                                          cl_event *done, attn_err *err)
+{
+    attn_cl_runtime *rt = ((const cl_backend *)b->impl)->rt[0];
+    attn_cl_gate g = ATTN_CL_GATE_INIT;
+    size_t most = 0, n_ev = 0;
+    cl_event *ev = NULL, last = NULL;
+    attn_status s;
+    for (int i = 0; i < n; i++) /* events: one per fill at most */
+        most += p[i] ? 1 : (size_t)d[i].heads_q * ((size_t)d[i].seq_q + 1);
+    if (!(ev = malloc((most ? most : 1) * sizeof *ev)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the events of a packed call");
+    /* nothing runs before every sequence is enqueued (the gate), and
+     * nothing writes o or lse when one fails */
+    s = attn_cl_gate_open(rt, 0, n_wait, wait, &g, err);
+    for (int i = 0; i < n && s == ATTN_OK; i++)
+        s = p[i] ? packed_item(rt, p[i], &d[i], &t[i], lse_pitch, q, &g,
+                               n_wait + 1, ev, &n_ev, err)
+                 : packed_empty(rt, &d[i], &t[i], lse_pitch, q, &g, n_wait + 1,
+                                ev, &n_ev, err);
+    if (s == ATTN_OK) {
+        cl_int rc =
+            n_ev ? clEnqueueMarkerWithWaitList(q, (cl_uint)n_ev, ev, &last)
+                 : clEnqueueMarkerWithWaitList(q, n_wait + 1, g.wl, &last);
+        if (rc != CL_SUCCESS) {
+            last = NULL;
+            s = attn_fail(err, attn_cl_status(rc),
+                          "enqueueing the end of a packed call on %s failed: "
+                          "%s (%d)",
+                          rt->info.name, attn_cl_error_name(rc), (int)rc);
+        }
+    }
+    s = attn_cl_gate_close(s, &g, last, done, err);
+    for (size_t i = 0; i < n_ev; i++)
+        clReleaseEvent(ev[i]);
+    free(ev);
+    return s;
 }
 
 const char *attn_opencl_kernel_name(int i)

@@ -50,4 +50,19 @@ attn_status attn_backend_cl_launch(const attn_backend *b,
                                    cl_uint n_wait, const cl_event *wait,
                                    cl_event *done, attn_err *err);
 
+/* A packed call (cu_seqlens_q, cu_seqlens_kv) on the caller's queue: its
+ * n sequences d[i] (batch 1, with keys when p[i] is its prepared variant;
+ * without keys when p[i] is NULL: its o rows zeroed and its lse -inf) on
+ * the tensors t[i] (offsets at the sequence's first rows; its lse rows
+ * lse_pitch floats apart per head), all held back until every one is
+ * enqueued; done completes when all are written.  The contract of
+ * attn_sdpa_cl_buffers: on error nothing enqueued writes o or lse. */
+attn_status attn_backend_cl_launch_packed(const attn_backend *b, int n,
+                                          const attn_prepared *const *p,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_tensors *t,
+                                          size_t lse_pitch, cl_command_queue q,
+                                          cl_uint n_wait, const cl_event *wait,
+                                          cl_event *done, attn_err *err);
+
 #endif /* ATTN_OPENCL_BACKEND_CL_H */

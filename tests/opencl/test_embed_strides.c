@@ -6,10 +6,13 @@
  * non-zero offsets; F32 and F16, each kernel variant forced by name
  * (those that decline strided descriptors must refuse and write nothing).
  * Checked against the oracle on the contiguous copies; o's gaps and guards
- * untouched.  A buffer too small for a strided extent is refused.
+ * untouched.  A buffer too small for a strided extent is refused.  Then
+ * packed variable-length sequences (cu_seqlens_q, cu_seqlens_kv) on the
+ * caller's buffers, each variant forced, lse at a pitch of total_q.
  *
  * Without an OpenCL platform the suite prints SKIP and exits 77.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +225,183 @@ static void test_variants(void)
     }
 }
 
+/* A packed variable-length call (cu_seqlens_q, cu_seqlens_kv) on the
+ * caller's buffers with kernel variant kernel (NULL: AUTO): four sequences
+ * (one without queries, one without keys), GQA, rows in [total, heads,
+ * dim] at non-zero offsets, lse [heads_q, total_q] between guards.  Each
+ * sequence against the oracle of its own problem; the guards untouched.
+ * 1 when it ran and matched, 0 when the forced variant declined (nothing
+ * written), -1 on a failure. */
+static int run_packed(const char *kernel, int causal, const char *what)
+{
+    enum { NS = 4, HQ = 4, HK = 2, D = 32, G = 5 };
+    static const int lq[NS] = {13, 0, 40, 3}, lk[NS] = {21, 7, 40, 0};
+    int32_t cq[NS + 1] = {0}, ck[NS + 1] = {0};
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_cl_buffers cb = ATTN_CL_BUFFERS_INIT;
+    attn_sdpa_desc d;
+    float *hq, *hk, *hv, *ho, *hl, *bo, *bl;
+    size_t tq, tk, on, ln;
+    int result = 1;
+    attn_status st;
+    for (int b = 0; b < NS; b++) {
+        cq[b + 1] = cq[b] + lq[b];
+        ck[b + 1] = ck[b] + lk[b];
+    }
+    tq = (size_t)cq[NS];
+    tk = (size_t)ck[NS];
+    on = G + tq * HQ * D + G;
+    ln = G + HQ * tq + G;
+    hq = malloc((G + tq * HQ * D) * sizeof *hq);
+    hk = malloc((G + tk * HK * D) * sizeof *hk);
+    hv = malloc((G + tk * HK * D) * sizeof *hv);
+    ho = malloc(on * sizeof *ho);
+    bo = malloc(on * sizeof *bo);
+    hl = malloc(ln * sizeof *hl);
+    bl = malloc(ln * sizeof *bl);
+    CU_ASSERT_FATAL(hq && hk && hv && ho && bo && hl && bl);
+    {
+        uint32_t x = 12345u;
+        float *const arr[3] = {hq, hk, hv};
+        const size_t n[3] = {G + tq * HQ * D, G + tk * HK * D, G + tk * HK * D};
+        for (int a = 0; a < 3; a++)
+            for (size_t i = 0; i < n[a]; i++) {
+                x = x * 1664525u + 1013904223u;
+                arr[a][i] = (float)(x >> 8) / 16777216.0f * 2.0f - 1.0f;
+            }
+    }
+    for (size_t i = 0; i < on; i++)
+        ho[i] = 7.5f;
+    for (size_t i = 0; i < ln; i++)
+        hl[i] = 9.25f;
+    attn_sdpa_desc_init(&d);
+    d.batch = NS;
+    d.heads_q = HQ;
+    d.heads_kv = HK;
+    d.seq_q = 40;
+    d.seq_kv = 40;
+    d.head_dim = d.head_dim_v = D;
+    d.mask.causal = causal;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    d.cu_seqlens_q = cq;
+    d.cu_seqlens_kv = ck;
+    attn_options_init(&o);
+    o.cache_dir = "";
+    o.kernel = kernel;
+    CU_ASSERT_FATAL(attn_context_create_cl(clctx, device, &o, &ctx) == ATTN_OK);
+    cb.q = buffer(hq, (G + tq * HQ * D) * sizeof *hq);
+    cb.k = buffer(hk, (G + tk * HK * D) * sizeof *hk);
+    cb.v = buffer(hv, (G + tk * HK * D) * sizeof *hv);
+    cb.o = buffer(ho, on * sizeof *ho);
+    cb.lse = buffer(hl, ln * sizeof *hl);
+    CU_ASSERT_FATAL(cb.q && cb.k && cb.v && cb.o && cb.lse);
+    cb.q_offset = cb.k_offset = cb.v_offset = cb.o_offset = cb.lse_offset = G;
+    {
+        cl_event done = NULL;
+        st = attn_sdpa_cl_buffers(ctx, &d, &cb, queue, 0, NULL, &done);
+        if (st == ATTN_OK) {
+            CU_ASSERT(clWaitForEvents(1, &done) == CL_SUCCESS);
+            clReleaseEvent(done);
+        }
+    }
+    CU_ASSERT_FATAL(clFinish(queue) == CL_SUCCESS);
+    CU_ASSERT_FATAL(clEnqueueReadBuffer(queue, cb.o, CL_TRUE, 0,
+                                        on * sizeof *bo, bo, 0, NULL,
+                                        NULL) == CL_SUCCESS);
+    CU_ASSERT_FATAL(clEnqueueReadBuffer(queue, cb.lse, CL_TRUE, 0,
+                                        ln * sizeof *bl, bl, 0, NULL,
+                                        NULL) == CL_SUCCESS);
+    if (st == ATTN_ERR_UNSUPPORTED && kernel &&
+        strstr(attn_context_last_error(ctx), kernel)) {
+        HARNESS_EXPECT(!memcmp(bo, ho, on * sizeof *bo) &&
+                           !memcmp(bl, hl, ln * sizeof *bl),
+                       what);
+        result = 0;
+    } else if (st != ATTN_OK) {
+        printf("\n  %s: %s: %s\n", what, attn_status_string(st),
+               attn_context_last_error(ctx));
+        result = -1;
+    } else {
+        for (int b = 0; b < NS; b++) {
+            attn_sdpa_desc one = d;
+            const size_t nq = (size_t)lq[b], nk = (size_t)lk[b];
+            float *q1 = malloc((nq ? nq : 1) * HQ * D * sizeof *q1);
+            float *k1 = malloc((nk ? nk : 1) * HK * D * sizeof *k1);
+            float *v1 = malloc((nk ? nk : 1) * HK * D * sizeof *v1);
+            float *o1 = malloc((nq ? nq : 1) * HQ * D * sizeof *o1);
+            float *l1 = malloc((nq ? nq : 1) * HQ * sizeof *l1);
+            int bad = 0;
+            CU_ASSERT_FATAL(q1 && k1 && v1 && o1 && l1);
+            /* BHSD copies of the sequence's rows */
+            for (size_t h = 0; h < HQ; h++)
+                for (size_t i = 0; i < nq; i++) {
+                    const size_t r = (size_t)cq[b] + i;
+                    memcpy(q1 + (h * nq + i) * D, hq + G + (r * HQ + h) * D,
+                           D * sizeof *q1);
+                    memcpy(o1 + (h * nq + i) * D, bo + G + (r * HQ + h) * D,
+                           D * sizeof *o1);
+                    l1[h * nq + i] = bl[G + h * tq + r];
+                }
+            for (size_t h = 0; h < HK; h++)
+                for (size_t j = 0; j < nk; j++) {
+                    const size_t r = (size_t)ck[b] + j;
+                    memcpy(k1 + (h * nk + j) * D, hk + G + (r * HK + h) * D,
+                           D * sizeof *k1);
+                    memcpy(v1 + (h * nk + j) * D, hv + G + (r * HK + h) * D,
+                           D * sizeof *v1);
+                }
+            one.batch = 1;
+            one.cu_seqlens_q = one.cu_seqlens_kv = NULL;
+            one.seq_q = (int)nq;
+            one.seq_kv = (int)nk;
+            if (nq && !nk) { /* no key: O = 0, lse = -inf */
+                for (size_t e = 0; e < nq * HQ * D; e++)
+                    bad |= o1[e] != 0.0f;
+                for (size_t e = 0; e < nq * HQ; e++)
+                    bad |= !(isinf(l1[e]) && l1[e] < 0);
+            } else if (nq) {
+                ref_sdpa_result r;
+                CU_ASSERT_FATAL(ref_sdpa(&one, q1, k1, v1, &r) == 0);
+                bad |= !ref_check_sdpa(what, &one, &r, o1, l1, NULL);
+                ref_sdpa_free(&r);
+            }
+            HARNESS_EXPECT(!bad, what);
+            result = bad ? -1 : result;
+            free(q1), free(k1), free(v1), free(o1), free(l1);
+        }
+        /* the guards around o and lse */
+        for (size_t e = 0; e < G; e++) {
+            HARNESS_EXPECT(bo[e] == 7.5f && bo[on - 1 - e] == 7.5f &&
+                               bl[e] == 9.25f && bl[ln - 1 - e] == 9.25f,
+                           what);
+        }
+    }
+    clReleaseMemObject(cb.q);
+    clReleaseMemObject(cb.k);
+    clReleaseMemObject(cb.v);
+    clReleaseMemObject(cb.o);
+    clReleaseMemObject(cb.lse);
+    free(hq), free(hk), free(hv), free(ho), free(bo), free(hl), free(bl);
+    attn_context_destroy(ctx);
+    return result;
+}
+
+static void test_packed(void)
+{
+    for (int k = -1; attn_kernel_name(k < 0 ? 0 : k) || k < 0; k++) {
+        const char *name = k < 0 ? NULL : attn_kernel_name(k);
+        char what[96];
+        snprintf(what, sizeof what, "packed, %s", name ? name : "auto");
+        int r = run_packed(name, 0, what);
+        HARNESS_EXPECT(r >= 0, what);
+        if (!name)
+            HARNESS_EXPECT(r == 1, "auto takes packed sequences");
+    }
+    HARNESS_EXPECT(run_packed(NULL, 1, "packed, causal top-left") == 1,
+                   "packed, causal top-left");
+}
+
 static int suite_init(void)
 {
     cl_int rc;
@@ -265,6 +445,7 @@ int main(void)
     static const harness_test tests[] = {
         {"strided tensors on the caller's buffers, each variant",
          test_variants},
+        {"packed sequences on the caller's buffers, each variant", test_packed},
         {NULL, NULL}};
     unsetenv("ATTN_DEVICE");
     unsetenv("ATTN_KERNEL_BINARY_DIR");
