@@ -219,7 +219,7 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if (n_wait > 0 && !wait)
         return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"n_wait > 0 but wait is NULL"});
-    if (d->cu_seqlens_q || d->cu_seqlens_kv) {
+    if (d && (d->cu_seqlens_q || d->cu_seqlens_kv)) {
         s = packed(ctx, d, b, queue, n_wait, wait, done, &err);
         return s == ATTN_OK ? s : report(ctx, fn, s, &err);
     }
