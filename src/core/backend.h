@@ -83,11 +83,13 @@ typedef struct attn_exec_ops {
     attn_status (*prepare)(attn_backend *b, int dev, const attn_sdpa_desc *d,
                            attn_prepared *out, attn_err *err);
 
-    /* Opens a call on device dev: checks that `total` bytes (largest in
-     * one buffer) fit and gets its tensors (sizes sz, lse when has_lse).
-     * *out is set even on failure when something must be closed. */
+    /* Opens call c on device dev: checks that `total` bytes (largest in
+     * one buffer) fit and gets its tensors (sizes sz, lse when c has it;
+     * q, k and v that overlap in host memory, as a fused QKV projection's,
+     * may share one device copy).  *out is set even on failure when
+     * something must be closed. */
     attn_status (*call_open)(attn_backend *b, int dev,
-                             const attn_sdpa_bytes *sz, int has_lse,
+                             const attn_sdpa_bytes *sz, const attn_sdpa_call *c,
                              uint64_t total, uint64_t largest,
                              attn_dev_call **out, attn_err *err);
     /* Enqueues group g's uploads (events in up[ATTN_EXEC_UPLOADS], NULL

@@ -12,6 +12,7 @@
  * into such memory and copied out once every read succeeded; discrete
  * GPUs move pinned memory faster than the caller's pageable memory.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,11 @@ struct attn_dev_call {
     attn_cl_runtime *rt;
     size_t elem;
     attn_cl_buf tens[5]; /* q, k, v, o, lse */
+    /* q, k, v: the tensor whose buffer holds each (itself, or an earlier
+     * one it overlaps in host memory) and where it starts there, in
+     * elements */
+    int home[3];
+    size_t base[3];
     held *h;
     size_t n_h, cap_h;
 };
@@ -134,14 +140,53 @@ static void call_close(attn_dev_call *dc, int ok)
     free(dc);
 }
 
+/* Which of q, k, v share a device buffer: those whose host extents
+ * overlap (a fused QKV projection's [batch, seq, 3, heads, dim], K and V
+ * interleaved in one cache) are uploaded once, into one buffer spanning
+ * them all, at their distances apart (whole elements).  bytes[0..2] grow
+ * to the spans of the buffers that hold them. */
+static void share_inputs(attn_dev_call *dc, const attn_sdpa_call *c,
+                         size_t elem, size_t bytes[3])
+{
+    const uintptr_t at[3] = {(uintptr_t)c->q, (uintptr_t)c->k, (uintptr_t)c->v};
+    uintptr_t lo[3], hi[3];
+    for (int i = 0; i < 3; i++) {
+        dc->home[i] = i;
+        dc->base[i] = 0;
+        lo[i] = at[i];
+        hi[i] = at[i] + bytes[i];
+    }
+    for (int i = 1; i < 3; i++)
+        for (int j = 0; j < i; j++) {
+            const int h = dc->home[j];
+            if (dc->home[i] != i || h != j || !bytes[i] || !bytes[j] ||
+                at[i] >= hi[h] || lo[h] >= at[i] + bytes[i] ||
+                (at[i] > lo[h] ? at[i] - lo[h] : lo[h] - at[i]) % elem)
+                continue;
+            /* i joins j's buffer, which spans both from the lower start */
+            if (at[i] < lo[h]) {
+                const size_t shift = (size_t)(lo[h] - at[i]) / elem;
+                for (int t = 0; t < i; t++)
+                    if (dc->home[t] == h)
+                        dc->base[t] += shift;
+                lo[h] = at[i];
+            }
+            hi[h] = hi[h] > at[i] + bytes[i] ? hi[h] : at[i] + bytes[i];
+            dc->home[i] = h;
+            dc->base[i] = (size_t)(at[i] - lo[h]) / elem;
+        }
+    for (int i = 0; i < 3; i++)
+        bytes[i] = dc->home[i] == i ? (size_t)(hi[i] - lo[i]) : 0;
+}
+
 static attn_status call_open(attn_backend *b, int dev,
-                             const attn_sdpa_bytes *sz, int has_lse,
+                             const attn_sdpa_bytes *sz, const attn_sdpa_call *c,
                              uint64_t total, uint64_t largest,
                              attn_dev_call **out, attn_err *err)
 {
     static const char *const names[5] = {"q", "k", "v", "o", "lse"};
     attn_cl_runtime *rt = rt_of(b, dev);
-    const size_t bytes[5] = {sz->q, sz->k, sz->v, sz->o, sz->lse};
+    size_t bytes[5] = {sz->q, sz->k, sz->v, sz->o, sz->lse};
     attn_dev_call *dc;
     attn_status s;
     *out = NULL;
@@ -152,8 +197,10 @@ static attn_status call_open(attn_backend *b, int dev,
                          "cannot allocate the call's state");
     dc->rt = rt;
     *out = dc;
-    for (int i = 0; i < (has_lse ? 5 : 4); i++)
-        if ((s = attn_cl_pool_take(rt, bytes[i], ATTN_CL_BUF_DEVICE, names[i],
+    share_inputs(dc, c, c->d->dtype == ATTN_F32 ? 4 : 2, bytes);
+    for (int i = 0; i < (c->lse ? 5 : 4); i++)
+        if ((i >= 3 || dc->home[i] == i) &&
+            (s = attn_cl_pool_take(rt, bytes[i], ATTN_CL_BUF_DEVICE, names[i],
                                    &dc->tens[i], err)))
             return s;
     return ATTN_OK;
@@ -195,10 +242,10 @@ static attn_status compute(attn_dev_call *dc, int queue, const attn_group *g,
     attn_cl_runtime *rt = dc->rt;
     cl_command_queue q = rt->queues[queue];
     const size_t e = c->d->dtype == ATTN_F32 ? 4 : 2;
-    const cl_mem dst[3] = {dc->tens[0].mem, dc->tens[1].mem, dc->tens[2].mem};
     const size_t off[3] = {g->q_off, g->k_off, g->v_off};
     const size_t len[3] = {g->q_len, g->k_len, g->v_len};
     const char *const src[3] = {c->q, c->k, c->v};
+    size_t from[3], to[3]; /* each buffer's rows to upload, in elements */
     const void *in_src[3] = {g->d.mask.bias, g->d.mask.kv_len, g->d.additive_w};
     size_t in_bytes[3];
     attn_cl_buf in_buf[3], scratch;
@@ -209,12 +256,26 @@ static attn_status compute(attn_dev_call *dc, int queue, const attn_group *g,
 
     memset(in_buf, 0, sizeof in_buf);
     memset(&scratch, 0, sizeof scratch);
+    /* a shared buffer: the union of its tensors' slices, once */
+    for (int i = 0; i < 3; i++)
+        from[i] = SIZE_MAX, to[i] = 0;
+    for (int i = 0; i < 3; i++) {
+        const int h = dc->home[i];
+        const size_t a = dc->base[i] + off[i], z = a + len[i];
+        if (len[i]) {
+            from[h] = a < from[h] ? a : from[h];
+            to[h] = z > to[h] ? z : to[h];
+        }
+    }
     for (int i = 0; i < 3 && s == ATTN_OK; i++)
-        s = upload(dc, q, dst[i], off[i] * e, src[i] + off[i] * e, len[i] * e,
-                   i == 0   ? "q"
-                   : i == 1 ? "k"
-                            : "v",
-                   &ev[i], err);
+        if (dc->home[i] == i && to[i] > from[i])
+            s = upload(dc, q, dc->tens[i].mem, from[i] * e,
+                       src[i] + (from[i] - dc->base[i]) * e,
+                       (to[i] - from[i]) * e,
+                       i == 0   ? "q"
+                       : i == 1 ? "k"
+                                : "v",
+                       &ev[i], err);
     if (s == ATTN_OK && !attn_cl_input_sizes(&g->d, in_bytes))
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                       "the size of the mask overflows");
@@ -229,14 +290,14 @@ static attn_status compute(attn_dev_call *dc, int queue, const attn_group *g,
                  "the kernels' scratch", NULL, 0, &scratch, err);
     if (s == ATTN_OK) {
         memset(&t, 0, sizeof t);
-        t.q = dc->tens[0].mem;
-        t.k = dc->tens[1].mem;
-        t.v = dc->tens[2].mem;
+        t.q = dc->tens[dc->home[0]].mem;
+        t.k = dc->tens[dc->home[1]].mem;
+        t.v = dc->tens[dc->home[2]].mem;
         t.o = dc->tens[3].mem;
         t.lse = dc->tens[4].mem;
-        t.q_off = g->q_off;
-        t.k_off = g->k_off;
-        t.v_off = g->v_off;
+        t.q_off = dc->base[0] + g->q_off;
+        t.k_off = dc->base[1] + g->k_off;
+        t.v_off = dc->base[2] + g->v_off;
         t.o_off = g->o_off;
         t.lse_off = g->lse_off;
         in.bias = in_buf[0].mem;

@@ -144,8 +144,8 @@ static void prepare_device(run *r, int i)
     }
     if (s == ATTN_OK && !r->dev[i].opened) {
         r->dev[i].opened = 1;
-        s = r->x->call_open(r->b, i, sz, r->c->lse != NULL, total, largest,
-                            &r->dev[i].dc, &e);
+        s = r->x->call_open(r->b, i, sz, r->c, total, largest, &r->dev[i].dc,
+                            &e);
     }
     if (s)
         fail_device(r, i, s, &e);
