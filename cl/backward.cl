@@ -25,7 +25,10 @@
  * (no visible key) gets dq = 0 and adds nothing.
  *
  * BWD_HD, BWD_HV: head_dim and head_dim_v (build defines, a program per
- * head size); tensors are dense [batch, heads, seq, dim].
+ * head size) when BWD_RT is 0; when BWD_RT is 1, the capacity of the
+ * private and local rows, the head sizes coming at run time (hd_, hv_,
+ * at most the capacities), so that a few programs serve every other head
+ * size.  Tensors are dense [batch, heads, seq, dim].
  */
 
 #ifndef BWD_HD
@@ -33,6 +36,16 @@
 #endif
 #ifndef BWD_HV
 #define BWD_HV BWD_HD
+#endif
+#ifndef BWD_RT
+#define BWD_RT 0
+#endif
+#if BWD_RT
+#define HD hd_
+#define HV hv_
+#else
+#define HD BWD_HD
+#define HV BWD_HV
 #endif
 #ifndef BWD_KB
 #define BWD_KB 32
@@ -48,7 +61,7 @@
     __global const float *bias, int bias_kind, ulong bias_sb, ulong bias_sh,   \
         ulong bias_sq, __global const int *kv_len, int has_kv_len,             \
         float scale, int heads_q, int heads_kv, int seq_q, int seq_kv,         \
-        int causal, int window, int diag
+        int causal, int window, int diag, int hd_, int hv_
 
 /* The score of (b, h, i, j) with its bias, given the scaled dot product
  * s; sets *vis to 0 when the pair is hidden. */
@@ -103,15 +116,15 @@ static inline float bwd_p(float s, float l, int i, int j, int b, int h,
  * >= rows, any local. */
 __kernel void attn_bwd_rowsum(__global const ATTN_T *o,
                               __global const ATTN_T *dout, __global float *drow,
-                              int rows)
+                              int rows, int hv_)
 {
     const int r = (int)get_global_id(0);
     float acc = 0.0f;
     if (r >= rows)
         return;
-    for (int c = 0; c < BWD_HV; c++)
-        acc += ATTN_LOAD(dout, (size_t)r * BWD_HV + c) *
-               ATTN_LOAD(o, (size_t)r * BWD_HV + c);
+    for (int c = 0; c < HV; c++)
+        acc += ATTN_LOAD(dout, (size_t)r * HV + c) *
+               ATTN_LOAD(o, (size_t)r * HV + c);
     drow[r] = acc;
 }
 
@@ -132,31 +145,31 @@ __kernel void attn_bwd_dq(__global const ATTN_T *q, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const float l = lse[r], dd = drow[r];
     const size_t kb = ((size_t)b * heads_kv + g) * (size_t)seq_kv;
-    for (int c = 0; c < BWD_HD; c++) {
-        qr[c] = ATTN_LOAD(q, (size_t)r * BWD_HD + c);
+    for (int c = 0; c < HD; c++) {
+        qr[c] = ATTN_LOAD(q, (size_t)r * HD + c);
         acc[c] = 0.0f;
     }
-    for (int c = 0; c < BWD_HV; c++)
-        dor[c] = ATTN_LOAD(dout, (size_t)r * BWD_HV + c);
+    for (int c = 0; c < HV; c++)
+        dor[c] = ATTN_LOAD(dout, (size_t)r * HV + c);
     for (int j = 0; j < seq_kv; j++) {
         float s = 0.0f, dp = 0.0f;
-        const size_t kr = (kb + (size_t)j) * BWD_HD;
-        const size_t vr = (kb + (size_t)j) * BWD_HV;
-        for (int c = 0; c < BWD_HD; c++)
+        const size_t kr = (kb + (size_t)j) * HD;
+        const size_t vr = (kb + (size_t)j) * HV;
+        for (int c = 0; c < HD; c++)
             s += qr[c] * ATTN_LOAD(k, kr + c);
         const float p =
             bwd_p(s * scale, l, i, j, b, h, bias, bias_kind, bias_sb, bias_sh,
                   bias_sq, klen, seq_kv, causal, window, diag);
         /* a pair with p = 0 adds nothing, whatever k and v hold */
         const int add = p != 0.0f;
-        for (int c = 0; c < BWD_HV; c++)
+        for (int c = 0; c < HV; c++)
             dp += dor[c] * ATTN_LOAD(v, vr + c);
         const float ds = p * (dp - dd);
-        for (int c = 0; c < BWD_HD; c++)
+        for (int c = 0; c < HD; c++)
             acc[c] += add ? ds * ATTN_LOAD(k, kr + c) : 0.0f;
     }
-    for (int c = 0; c < BWD_HD; c++)
-        ATTN_STORE(dq, (size_t)r * BWD_HD + c, acc[c] * scale);
+    for (int c = 0; c < HD; c++)
+        ATTN_STORE(dq, (size_t)r * HD + c, acc[c] * scale);
 }
 
 /* dk and dv of key row r = (b, g, j), r < batch * heads_kv * seq_kv, over
@@ -177,12 +190,12 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
     const int b = bg / heads_kv, g = bg % heads_kv;
     const int group = heads_q / heads_kv;
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
-    for (int c = 0; c < BWD_HD; c++) {
-        kr[c] = ATTN_LOAD(k, (size_t)r * BWD_HD + c);
+    for (int c = 0; c < HD; c++) {
+        kr[c] = ATTN_LOAD(k, (size_t)r * HD + c);
         ak[c] = 0.0f;
     }
-    for (int c = 0; c < BWD_HV; c++) {
-        vr[c] = ATTN_LOAD(v, (size_t)r * BWD_HV + c);
+    for (int c = 0; c < HV; c++) {
+        vr[c] = ATTN_LOAD(v, (size_t)r * HV + c);
         av[c] = 0.0f;
     }
     for (int h = g * group; h < (g + 1) * group; h++) {
@@ -190,15 +203,15 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
         for (int i = 0; i < seq_q; i++) {
             int vis;
             float s = 0.0f, dp = 0.0f;
-            const size_t qr = (rb + (size_t)i) * BWD_HD;
-            const size_t orow = (rb + (size_t)i) * BWD_HV;
+            const size_t qr = (rb + (size_t)i) * HD;
+            const size_t orow = (rb + (size_t)i) * HV;
             const float l = lse[rb + (size_t)i];
             const long hi =
                 min(causal ? (long)i + diag : (long)seq_kv - 1, (long)klen - 1);
             const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
             if ((long)j < lo || (long)j > hi || as_uint(l) == ATTN_NEG_INF_BITS)
                 continue;
-            for (int c = 0; c < BWD_HD; c++)
+            for (int c = 0; c < HD; c++)
                 s += ATTN_LOAD(q, qr + c) * kr[c];
             s = bwd_score(s * scale, i, j, b, h, bias, bias_kind, bias_sb,
                           bias_sh, bias_sq, klen, seq_kv, causal, window, diag,
@@ -208,20 +221,20 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
             const float p = exp(s - l);
             if (p == 0.0f)
                 continue;
-            for (int c = 0; c < BWD_HV; c++) {
+            for (int c = 0; c < HV; c++) {
                 const float x = ATTN_LOAD(dout, orow + c);
                 av[c] += p * x;
                 dp += x * vr[c];
             }
             const float ds = p * (dp - drow[rb + (size_t)i]);
-            for (int c = 0; c < BWD_HD; c++)
+            for (int c = 0; c < HD; c++)
                 ak[c] += ds * ATTN_LOAD(q, qr + c);
         }
     }
-    for (int c = 0; c < BWD_HD; c++)
-        ATTN_STORE(dk, (size_t)r * BWD_HD + c, ak[c] * scale);
-    for (int c = 0; c < BWD_HV; c++)
-        ATTN_STORE(dv, (size_t)r * BWD_HV + c, av[c]);
+    for (int c = 0; c < HD; c++)
+        ATTN_STORE(dk, (size_t)r * HD + c, ak[c] * scale);
+    for (int c = 0; c < HV; c++)
+        ATTN_STORE(dv, (size_t)r * HV + c, av[c]);
 }
 
 /* bwd_fused: dk and dv of BWD_KB keys of kv head (b, g) per work-group of
@@ -247,12 +260,12 @@ attn_bwd_fused(__global const ATTN_T *q, __global const ATTN_T *k,
     const int live = j < seq_kv;
     const size_t r = ((size_t)bg * (size_t)seq_kv + (size_t)(live ? j : 0));
     float kr[BWD_HD], vr[BWD_HV], ak[BWD_HD], av[BWD_HV];
-    for (int c = 0; c < BWD_HD; c++) {
-        kr[c] = live ? ATTN_LOAD(k, r * BWD_HD + c) : 0.0f;
+    for (int c = 0; c < HD; c++) {
+        kr[c] = live ? ATTN_LOAD(k, r * HD + c) : 0.0f;
         ak[c] = 0.0f;
     }
-    for (int c = 0; c < BWD_HV; c++) {
-        vr[c] = live ? ATTN_LOAD(v, r * BWD_HV + c) : 0.0f;
+    for (int c = 0; c < HV; c++) {
+        vr[c] = live ? ATTN_LOAD(v, r * HV + c) : 0.0f;
         av[c] = 0.0f;
     }
     for (int h = g * group; h < (g + 1) * group; h++) {
@@ -260,23 +273,23 @@ attn_bwd_fused(__global const ATTN_T *q, __global const ATTN_T *k,
         for (int i0 = 0; i0 < seq_q; i0 += BWD_QT) {
             const int n = min(BWD_QT, seq_q - i0);
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (int e = t; e < BWD_QT * BWD_HD; e += BWD_KB) {
-                const int x = e / BWD_HD, c = e % BWD_HD;
+            for (int e = t; e < BWD_QT * HD; e += BWD_KB) {
+                const int x = e / HD, c = e % HD;
                 qs[x][c] =
-                    x < n ? ATTN_LOAD(q, (rb + (size_t)(i0 + x)) * BWD_HD + c)
+                    x < n ? ATTN_LOAD(q, (rb + (size_t)(i0 + x)) * HD + c)
                           : 0.0f;
             }
-            for (int e = t; e < BWD_QT * BWD_HV; e += BWD_KB) {
-                const int x = e / BWD_HV, c = e % BWD_HV;
+            for (int e = t; e < BWD_QT * HV; e += BWD_KB) {
+                const int x = e / HV, c = e % HV;
                 ds_[x][c] =
                     x < n
-                        ? ATTN_LOAD(dout, (rb + (size_t)(i0 + x)) * BWD_HV + c)
+                        ? ATTN_LOAD(dout, (rb + (size_t)(i0 + x)) * HV + c)
                         : 0.0f;
             }
             for (int x = t; x < BWD_QT; x += BWD_KB) {
                 float acc = 0.0f;
-                const size_t orow = (rb + (size_t)(i0 + x)) * BWD_HV;
-                for (int c = 0; x < n && c < BWD_HV; c++)
+                const size_t orow = (rb + (size_t)(i0 + x)) * HV;
+                for (int c = 0; x < n && c < HV; c++)
                     acc += ATTN_LOAD(dout, orow + c) * ATTN_LOAD(o, orow + c);
                 dd[x] = acc;
                 ls[x] = x < n ? lse[rb + (size_t)(i0 + x)] : BWD_NEG_INF;
@@ -285,7 +298,7 @@ attn_bwd_fused(__global const ATTN_T *q, __global const ATTN_T *k,
             for (int x = 0; x < n; x++) {
                 const int i = i0 + x;
                 float s = 0.0f, dp = 0.0f;
-                for (int c = 0; c < BWD_HD; c++)
+                for (int c = 0; c < HD; c++)
                     s += qs[x][c] * kr[c];
                 /* a dead item (j past seq_kv) computes on key seq_kv - 1 and
                  * writes nothing */
@@ -294,22 +307,22 @@ attn_bwd_fused(__global const ATTN_T *q, __global const ATTN_T *k,
                           bias, bias_kind, bias_sb, bias_sh, bias_sq, klen,
                           seq_kv, causal, window, diag);
                 const int add = p != 0.0f;
-                for (int c = 0; c < BWD_HV; c++) {
+                for (int c = 0; c < HV; c++) {
                     av[c] += add ? p * ds_[x][c] : 0.0f;
                     dp += ds_[x][c] * vr[c];
                 }
                 const float dsv = p * (dp - dd[x]);
-                for (int c = 0; c < BWD_HD; c++)
+                for (int c = 0; c < HD; c++)
                     ak[c] += add ? dsv * qs[x][c] : 0.0f;
             }
         }
     }
     if (!live)
         return;
-    for (int c = 0; c < BWD_HD; c++)
-        ATTN_STORE(dk, r * BWD_HD + c, ak[c] * scale);
-    for (int c = 0; c < BWD_HV; c++)
-        ATTN_STORE(dv, r * BWD_HV + c, av[c]);
+    for (int c = 0; c < HD; c++)
+        ATTN_STORE(dk, r * HD + c, ak[c] * scale);
+    for (int c = 0; c < HV; c++)
+        ATTN_STORE(dv, r * HV + c, av[c]);
 }
 
 /* bwd_fused on CPU devices: attn_bwd_fused_v, the same sums with 16 keys
@@ -340,23 +353,23 @@ __kernel void attn_bwd_fused_v(__global const ATTN_T *q,
     const int16 live = jv < (int16)(seq_kv);
     float16 kt[BWD_HD], vt[BWD_HV], ak[BWD_HD], av[BWD_HV];
     float lane[16];
-    for (int c = 0; c < BWD_HD; c++) {
+    for (int c = 0; c < HD; c++) {
         for (int t = 0; t < 16; t++)
-            lane[t] = t < nk ? ATTN_LOAD(k, (r0 + t) * BWD_HD + c) : 0.0f;
+            lane[t] = t < nk ? ATTN_LOAD(k, (r0 + t) * HD + c) : 0.0f;
         kt[c] = vload16(0, lane);
         ak[c] = (float16)(0.0f);
     }
-    for (int c = 0; c < BWD_HV; c++) {
+    for (int c = 0; c < HV; c++) {
         for (int t = 0; t < 16; t++)
-            lane[t] = t < nk ? ATTN_LOAD(v, (r0 + t) * BWD_HV + c) : 0.0f;
+            lane[t] = t < nk ? ATTN_LOAD(v, (r0 + t) * HV + c) : 0.0f;
         vt[c] = vload16(0, lane);
         av[c] = (float16)(0.0f);
     }
     for (int h = g * group; h < (g + 1) * group; h++) {
         const size_t rb = ((size_t)b * heads_q + h) * (size_t)seq_q;
         for (int i = 0; i < seq_q; i++) {
-            const size_t qr = (rb + (size_t)i) * BWD_HD;
-            const size_t orow = (rb + (size_t)i) * BWD_HV;
+            const size_t qr = (rb + (size_t)i) * HD;
+            const size_t orow = (rb + (size_t)i) * HV;
             const float l = lse[rb + (size_t)i];
             const long hi =
                 min(causal ? (long)i + diag : (long)seq_kv - 1, (long)klen - 1);
@@ -367,7 +380,7 @@ __kernel void attn_bwd_fused_v(__global const ATTN_T *q,
                 continue;
             float16 s = (float16)(0.0f), dp = (float16)(0.0f);
             float dd = 0.0f;
-            for (int c = 0; c < BWD_HD; c++)
+            for (int c = 0; c < HD; c++)
                 s += ATTN_LOAD(q, qr + c) * kt[c];
             s *= scale;
             const int lo_i = (int)min(max(lo, -1L), (long)seq_kv);
@@ -385,27 +398,27 @@ __kernel void attn_bwd_fused_v(__global const ATTN_T *q,
             vis = vis & (as_uint16(s) != (uint16)(ATTN_NEG_INF_BITS));
             const float16 p = select((float16)(0.0f), exp(s - l), vis);
             const int16 add = p != (float16)(0.0f);
-            for (int c = 0; c < BWD_HV; c++) {
+            for (int c = 0; c < HV; c++) {
                 const float x = ATTN_LOAD(dout, orow + c);
                 dd += x * ATTN_LOAD(o, orow + c);
                 av[c] += select((float16)(0.0f), p * x, add);
                 dp += x * vt[c];
             }
             const float16 ds = p * (dp - dd);
-            for (int c = 0; c < BWD_HD; c++)
+            for (int c = 0; c < HD; c++)
                 ak[c] +=
                     select((float16)(0.0f), ds * ATTN_LOAD(q, qr + c), add);
         }
     }
-    for (int c = 0; c < BWD_HD; c++) {
+    for (int c = 0; c < HD; c++) {
         vstore16(ak[c] * scale, 0, lane);
         for (int t = 0; t < nk; t++)
-            ATTN_STORE(dk, (r0 + t) * BWD_HD + c, lane[t]);
+            ATTN_STORE(dk, (r0 + t) * HD + c, lane[t]);
     }
-    for (int c = 0; c < BWD_HV; c++) {
+    for (int c = 0; c < HV; c++) {
         vstore16(av[c], 0, lane);
         for (int t = 0; t < nk; t++)
-            ATTN_STORE(dv, (r0 + t) * BWD_HV + c, lane[t]);
+            ATTN_STORE(dv, (r0 + t) * HV + c, lane[t]);
     }
 }
 
@@ -439,15 +452,15 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
     for (int t = 0; t < 16; t++)
         lane[t] = t < nq ? drow[r0 + t] : 0.0f;
     dd = vload16(0, lane);
-    for (int c = 0; c < BWD_HD; c++) {
+    for (int c = 0; c < HD; c++) {
         for (int t = 0; t < 16; t++)
-            lane[t] = t < nq ? ATTN_LOAD(q, (r0 + t) * BWD_HD + c) : 0.0f;
+            lane[t] = t < nq ? ATTN_LOAD(q, (r0 + t) * HD + c) : 0.0f;
         qt[c] = vload16(0, lane);
         acc[c] = (float16)(0.0f);
     }
-    for (int c = 0; c < BWD_HV; c++) {
+    for (int c = 0; c < HV; c++) {
         for (int t = 0; t < 16; t++)
-            lane[t] = t < nq ? ATTN_LOAD(dout, (r0 + t) * BWD_HV + c) : 0.0f;
+            lane[t] = t < nq ? ATTN_LOAD(dout, (r0 + t) * HV + c) : 0.0f;
         dot_[c] = vload16(0, lane);
     }
     /* the keys some row of the item may see */
@@ -463,10 +476,10 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
     const long16 lov =
         window > 0 ? ivl + (long16)(diag - window + 1) : (long16)(0);
     for (int j = (int)max(lo, 0L); j <= hi; j++) {
-        const size_t kr = (kb + (size_t)j) * BWD_HD;
-        const size_t vr = (kb + (size_t)j) * BWD_HV;
+        const size_t kr = (kb + (size_t)j) * HD;
+        const size_t vr = (kb + (size_t)j) * HV;
         float16 s = (float16)(0.0f), dp = (float16)(0.0f);
-        for (int c = 0; c < BWD_HD; c++)
+        for (int c = 0; c < HD; c++)
             s += qt[c] * ATTN_LOAD(k, kr + c);
         s *= scale;
         const long16 jl = (long16)(j);
@@ -483,15 +496,15 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
         vis = vis & (as_uint16(s) != (uint16)(ATTN_NEG_INF_BITS));
         const float16 p = select((float16)(0.0f), exp(s - l), vis);
         const int16 add = p != (float16)(0.0f);
-        for (int c = 0; c < BWD_HV; c++)
+        for (int c = 0; c < HV; c++)
             dp += dot_[c] * ATTN_LOAD(v, vr + c);
         const float16 ds = p * (dp - dd);
-        for (int c = 0; c < BWD_HD; c++)
+        for (int c = 0; c < HD; c++)
             acc[c] += select((float16)(0.0f), ds * ATTN_LOAD(k, kr + c), add);
     }
-    for (int c = 0; c < BWD_HD; c++) {
+    for (int c = 0; c < HD; c++) {
         vstore16(acc[c] * scale, 0, lane);
         for (int t = 0; t < nq; t++)
-            ATTN_STORE(dq, (r0 + t) * BWD_HD + c, lane[t]);
+            ATTN_STORE(dq, (r0 + t) * HD + c, lane[t]);
     }
 }

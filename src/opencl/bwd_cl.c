@@ -48,12 +48,36 @@ const int attn_cl_n_bwd_variants =
 const char *const attn_cl_bwd_sources[ATTN_CL_BWD_N_SOURCES] = {"common.cl",
                                                                 "backward.cl"};
 
+/* The head sizes a program is built for at compile time (the forward's
+ * per-size kernels' sizes); the others run on programs of capacity 64,
+ * 128 or 256 with the sizes at run time (BWD_RT), so that the programs a
+ * runtime keeps stay few whatever head sizes come. */
+static int bwd_exact(int x)
+{
+    return x == 32 || x == 64 || x == 96 || x == 128 || x == 256;
+}
+
+static int bwd_capacity(int x)
+{
+    return x <= 64 ? 64 : x <= 128 ? 128 : BWD_MAX_DIM;
+}
+
+/* The build of head sizes hd, hv: *rt, and the sizes it is built for. */
+static void bwd_build(int hd, int hv, int *rt, int *bhd, int *bhv)
+{
+    *rt = !bwd_exact(hd) || !bwd_exact(hv);
+    *bhd = *rt ? bwd_capacity(hd) : hd;
+    *bhv = *rt ? bwd_capacity(hv) : hv;
+}
+
 int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, char *buf, size_t cap)
 {
+    int rt, bhd, bhv;
+    bwd_build(hd, hv, &rt, &bhd, &bhv);
     return snprintf(buf, cap,
-                    "-DATTN_F16=%d -DBWD_HD=%d -DBWD_HV=%d -DBWD_KB=%d "
-                    "-DBWD_QT=%d",
-                    dtype == ATTN_F16, hd, hv, BWD_KB, BWD_QT);
+                    "-DATTN_F16=%d -DBWD_HD=%d -DBWD_HV=%d -DBWD_RT=%d "
+                    "-DBWD_KB=%d -DBWD_QT=%d",
+                    dtype == ATTN_F16, bhd, bhv, rt, BWD_KB, BWD_QT);
 }
 
 int attn_cl_bwd_find(const char *name)
@@ -67,7 +91,7 @@ int attn_cl_bwd_find(const char *name)
 /* A program of backward.cl for one (dtype, head sizes). */
 typedef struct bwd_prog {
     struct bwd_prog *next;
-    int f16, hd, hv;
+    int f16, rt, hd, hv; /* as built (bwd_build) */
     cl_program prog;
     attn_status failed; /* a failed build, kept (not retried) */
     char why[ATTN_MSG_MAX];
@@ -136,10 +160,11 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
                          "not %d and %d",
                          name, BWD_MAX_DIM, d->head_dim, d->head_dim_v);
     if (vi == V_FUSED) {
-        const uint64_t local =
-            (uint64_t)BWD_QT *
-            ((uint64_t)d->head_dim + (uint64_t)d->head_dim_v + 2) *
-            sizeof(float);
+        int run_time, bhd, bhv; /* the local rows are as built */
+        bwd_build(d->head_dim, d->head_dim_v, &run_time, &bhd, &bhv);
+        const uint64_t local = (uint64_t)BWD_QT *
+                               ((uint64_t)bhd + (uint64_t)bhv + 2) *
+                               sizeof(float);
         if (rt->dev_wg < BWD_KB || rt->dev_items[0] < BWD_KB)
             return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                              "kernel variant \"%s\" needs work-groups of %d "
@@ -164,6 +189,8 @@ static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     bwd_prog *p = NULL;
     char opts[160], tag[64];
     attn_err e = {{0}};
+    int run_time, bhd, bhv;
+    bwd_build(d->head_dim, d->head_dim_v, &run_time, &bhd, &bhv);
     if (!st) {
         if (!(st = calloc(1, sizeof *st)))
             return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
@@ -172,7 +199,7 @@ static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         rt->bwd_free = state_free;
     }
     for (p = st->first; p; p = p->next)
-        if (p->f16 == f16 && p->hd == d->head_dim && p->hv == d->head_dim_v)
+        if (p->f16 == f16 && p->rt == run_time && p->hd == bhd && p->hv == bhv)
             break;
     if (!p) {
         attn_status s;
@@ -180,12 +207,13 @@ static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
             return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                              "cannot allocate a backward program");
         p->f16 = f16;
-        p->hd = d->head_dim;
-        p->hv = d->head_dim_v;
+        p->rt = run_time;
+        p->hd = bhd;
+        p->hv = bhv;
         attn_cl_bwd_options(d->dtype, d->head_dim, d->head_dim_v, opts,
                             sizeof opts);
-        snprintf(tag, sizeof tag, "backward_%s_%d_%d", f16 ? "f16" : "f32",
-                 d->head_dim, d->head_dim_v);
+        snprintf(tag, sizeof tag, "backward_%s_%s%d_%d", f16 ? "f16" : "f32",
+                 run_time ? "rt" : "", bhd, bhv);
         s = attn_cl_build_tagged(rt, tag, attn_cl_bwd_sources,
                                  ATTN_CL_BWD_N_SOURCES, opts, &p->prog, &e);
         if (s == ATTN_ERR_BUILD_FAILED) { /* retrying will not help */
@@ -330,10 +358,12 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     sq = st[2];
 #define KARG ATTN_CL_KARG
     const attn_cl_karg mask[] = {
-        KARG(r->bias),    KARG(bias_kind),   KARG(sb),         KARG(sh),
-        KARG(sq),         KARG(r->kv_len),   KARG(has_kv_len), KARG(scale),
-        KARG(d->heads_q), KARG(d->heads_kv), KARG(d->seq_q),   KARG(d->seq_kv),
-        KARG(causal),     KARG(window),      KARG(diag)};
+        KARG(r->bias),     KARG(bias_kind),    KARG(sb),
+        KARG(sh),          KARG(sq),           KARG(r->kv_len),
+        KARG(has_kv_len),  KARG(scale),        KARG(d->heads_q),
+        KARG(d->heads_kv), KARG(d->seq_q),     KARG(d->seq_kv),
+        KARG(causal),      KARG(window),       KARG(diag),
+        KARG(d->head_dim), KARG(d->head_dim_v)};
     const cl_uint nm = (cl_uint)(sizeof mask / sizeof mask[0]);
     const attn_cl_karg dq_t[] = {
         KARG(r->m[B_Q]),   KARG(r->m[B_K]), KARG(r->m[B_V]), KARG(r->m[B_DO]),
@@ -353,12 +383,13 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     const size_t wg[1] = {w};
     if (vi == V_REF) {
         const attn_cl_karg rs[] = {KARG(r->m[B_O]), KARG(r->m[B_DO]),
-                                   KARG(r->m[B_D]), KARG(rows_q)};
+                                   KARG(r->m[B_D]), KARG(rows_q),
+                                   KARG(d->head_dim_v)};
         const attn_cl_karg kv_t[] = {KARG(r->m[B_Q]),   KARG(r->m[B_K]),
                                      KARG(r->m[B_V]),   KARG(r->m[B_DO]),
                                      KARG(r->m[B_LSE]), KARG(r->m[B_D]),
                                      KARG(r->m[B_DK]),  KARG(r->m[B_DV])};
-        if ((s = set_args(r->k[0], 0, rs, 4, err)) ||
+        if ((s = set_args(r->k[0], 0, rs, 5, err)) ||
             (s = run_kernel(r, r->k[0], "attn_bwd_rowsum", 1, gq, wg, err)) ||
             (s = set_args(r->k[2], 0, kv_t, 8, err)) ||
             (s = set_args(r->k[2], 8, mask, nm, err)) ||
@@ -372,7 +403,8 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
                                      KARG(r->m[B_DO]), KARG(r->m[B_LSE]),
                                      KARG(r->m[B_DK]), KARG(r->m[B_DV])};
         const attn_cl_karg rs[] = {KARG(r->m[B_O]), KARG(r->m[B_DO]),
-                                   KARG(r->m[B_D]), KARG(rows_q)};
+                                   KARG(r->m[B_D]), KARG(rows_q),
+                                   KARG(d->head_dim_v)};
         const size_t total = (size_t)d->batch * (size_t)d->heads_kv;
         /* keys per item and per work-group: 1 and BWD_KB, or 16 lanes
          * of one item (attn_bwd_fused_v) */
@@ -392,7 +424,7 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
                 return s;
         }
         /* D for the dq pass */
-        if ((s = set_args(r->k[0], 0, rs, 4, err)) ||
+        if ((s = set_args(r->k[0], 0, rs, 5, err)) ||
             (s = run_kernel(r, r->k[0], "attn_bwd_rowsum", 1, gq, wg, err)))
             return s;
     }

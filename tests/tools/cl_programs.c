@@ -196,16 +196,19 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
             }
         }
     }
-    /* the backward pass's program (bwd_cl.c), per dtype and head size */
+    /* the backward pass's program (bwd_cl.c), per dtype and head size:
+     * the sizes built at compile time, then one of each run-time build
+     * (capacities 64, 128 and 256) */
+    static const int BWD_DIMS[] = {32, 64, 96, 128, 256, 40, 100, 200};
     for (int dt = 0; dt < 2 && rc == 0; dt++)
-        for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
+        for (size_t h = 0; h < N_OF(BWD_DIMS) && rc == 0; h++) {
             cl_program_desc p;
             char opts[CL_PROGRAM_OPTIONS_MAX];
-            int w = attn_cl_bwd_options((attn_dtype)dt, HEAD_DIMS[h],
-                                        HEAD_DIMS[h], opts, sizeof opts);
+            int w = attn_cl_bwd_options((attn_dtype)dt, BWD_DIMS[h],
+                                        BWD_DIMS[h], opts, sizeof opts);
             memset(&p, 0, sizeof p);
             p.tag = dt ? "backward_f16" : "backward_f32";
-            p.head_dim = HEAD_DIMS[h];
+            p.head_dim = BWD_DIMS[h];
             p.sources = attn_cl_bwd_sources;
             p.n_sources = ATTN_CL_BWD_N_SOURCES;
             if (w < 0 || (size_t)w >= sizeof opts ||
