@@ -49,9 +49,10 @@ const char *const attn_cl_bwd_sources[ATTN_CL_BWD_N_SOURCES] = {"common.cl",
                                                                 "backward.cl"};
 
 /* The head sizes a program is built for at compile time (the forward's
- * per-size kernels' sizes); the others run on programs of capacity 64,
- * 128 or 256 with the sizes at run time (BWD_RT), so that the programs a
- * runtime keeps stay few whatever head sizes come. */
+ * per-size kernels' sizes, head_dim = head_dim_v); the others run on
+ * programs of capacity 64, 128 or 256 for each with the sizes at run time
+ * (BWD_RT), so that a runtime keeps at most 14 backward programs per
+ * storage type whatever head sizes come. */
 static int bwd_exact(int x)
 {
     return x == 32 || x == 64 || x == 96 || x == 128 || x == 256;
@@ -65,7 +66,7 @@ static int bwd_capacity(int x)
 /* The build of head sizes hd, hv: *rt, and the sizes it is built for. */
 static void bwd_build(int hd, int hv, int *rt, int *bhd, int *bhv)
 {
-    *rt = !bwd_exact(hd) || !bwd_exact(hv);
+    *rt = hd != hv || !bwd_exact(hd);
     *bhd = *rt ? bwd_capacity(hd) : hd;
     *bhv = *rt ? bwd_capacity(hv) : hv;
 }

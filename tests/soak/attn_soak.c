@@ -13,8 +13,10 @@
  * queues on one device), 2devices (device "all", two queues each: run with
  * POCL_DEVICES="pthread pthread" for two PoCL devices), mha (the layer,
  * in turn on the native, the OpenCL and the two-device contexts) and
- * backward (a forward and attn_sdpa_backward on the native context, dbias
- * and d_additive_w asked where they exist; soak_bwd.c).  OpenCL
+ * backward (a forward and attn_sdpa_backward, in turn on the native
+ * context, dbias and d_additive_w asked where they exist, and on OpenCL
+ * contexts forcing the backward variants bwd_fused and bwd_ref,
+ * dot-product scores without dbias; soak_bwd.c).  OpenCL
  * contexts run with fallback off, so a device failure is a failure.
  *
  * Calls go round the paths in turn.  Every K-th call of a path (default
@@ -85,6 +87,8 @@ static unsigned long n_cycles, n_refused;
 /* attn_sdpa calls with strided tensors, packed batches, bf16 storage */
 static unsigned long n_strided, n_packed, n_bf16;
 static attn_context *mha_ctx[3]; /* native, OpenCL, two devices */
+/* native, OpenCL with the backward variants bwd_fused and bwd_ref forced */
+static attn_context *bwd_ctx[3];
 static unsigned long total_failures;
 
 static double now(void)
@@ -145,8 +149,9 @@ static long heap_kib(void)
 #endif
 }
 
-static attn_context *open_context(const char *device, attn_path path,
-                                  int queues)
+/* A context on device (kernel: a variant forced by name, or NULL). */
+static attn_context *open_context_kernel(const char *device, attn_path path,
+                                         int queues, const char *kernel)
 {
     attn_options o;
     attn_context *ctx = NULL;
@@ -155,6 +160,7 @@ static attn_context *open_context(const char *device, attn_path path,
     o.device = device;
     o.path = path;
     o.queues = queues;
+    o.kernel = kernel;
     o.allow_fallback = 0;
     s = attn_context_create(&o, &ctx);
     if (s != ATTN_OK) {
@@ -163,6 +169,12 @@ static attn_context *open_context(const char *device, attn_path path,
         return NULL;
     }
     return ctx;
+}
+
+static attn_context *open_context(const char *device, attn_path path,
+                                  int queues)
+{
+    return open_context_kernel(device, path, queues, NULL);
 }
 
 /* ---- one attn_sdpa call ---------------------------------------------- */
@@ -691,8 +703,19 @@ int main(int argc, char **argv)
         }
         switch (p) {
         case P_NATIVE:
-        case P_BWD:
             ps->ctx = open_context("native", ATTN_PATH_AUTO, 0);
+            break;
+        case P_BWD:
+            bwd_ctx[0] = open_context("native", ATTN_PATH_AUTO, 0);
+            if (have_opencl) {
+                bwd_ctx[1] =
+                    open_context_kernel("cpu", ATTN_PATH_AUTO, 1, "bwd_fused");
+                bwd_ctx[2] =
+                    open_context_kernel("cpu", ATTN_PATH_AUTO, 1, "bwd_ref");
+            }
+            ps->ctx = bwd_ctx[0];
+            if (have_opencl && (!bwd_ctx[1] || !bwd_ctx[2]))
+                ps->ctx = NULL;
             break;
         case P_UNFUSED:
             ps->ctx = open_context("cpu", ATTN_PATH_UNFUSED, 1);
@@ -753,8 +776,15 @@ int main(int argc, char **argv)
         } else if (p == P_BWD) {
             gen_sdpa shape;
             double r;
+            const int k = have_opencl ? (int)(ps->calls % 3) : 0;
             draw_sdpa(&g, p, ps->calls == 0, &shape);
-            ok = soak_backward(ps->ctx, &shape, call_seed, check, what, &r);
+            if (k > 0) {
+                /* the device variants: dot-product scores, no dbias */
+                shape.d.score = ATTN_SCORE_DOT;
+                shape.d.additive_w = NULL;
+            }
+            ok = soak_backward(bwd_ctx[k], &shape, call_seed, check, k == 0,
+                               what, &r);
             ps->calls++;
             ps->checked += r >= 0.0;
             ps->max_ratio = r > ps->max_ratio ? r : ps->max_ratio;
@@ -830,10 +860,12 @@ int main(int argc, char **argv)
                (heap_end - heap_warm) / 1024.0);
 
     for (int p = 0; p < P_COUNT; p++)
-        if (p != P_MHA)
+        if (p != P_MHA && p != P_BWD)
             attn_context_destroy(paths[p].ctx);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
         attn_context_destroy(mha_ctx[k]);
+        attn_context_destroy(bwd_ctx[k]);
+    }
 
     if (total_failures) {
         printf("attn-soak: FAIL (%lu failures)\n", total_failures);

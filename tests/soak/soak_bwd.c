@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * attn-soak's backward path: a forward (with lse) and its
- * attn_sdpa_backward on the native context, dbias asked whenever the call
- * has a bias and d_additive_w for the additive score, every output with
- * guards.  A checked call is compared with the double reference
- * (tests/ref_bwd.c); the others must give finite gradients.
+ * attn_sdpa_backward, dbias asked whenever the call has a bias and
+ * d_additive_w for the additive score (unless the caller says not: the
+ * OpenCL backward variants compute neither), every output with guards.  A
+ * checked call is compared with the double reference (tests/ref_bwd.c); the
+ * others must give finite gradients.
  *
  * Tolerance per element of a gradient whose reference has the largest
  * magnitude M: TOL * (M + 1) * (1 + B / 64) + TOL * |want|, TOL as in
@@ -73,7 +74,7 @@ static double *to_f64(int f16, const void *x, size_t n)
 }
 
 int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
-                  int check, const char *what, double *ratio)
+                  int check, int grads, const char *what, double *ratio)
 {
     sdpa_case c;
     const attn_sdpa_desc *d;
@@ -95,9 +96,9 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
     d = &c.d;
     f16 = d->dtype == ATTN_F16;
     es = f16 ? 2 : 4;
-    if (c.bias)
+    if (c.bias && grads)
         nb = c.nbias;
-    if (d->score == ATTN_SCORE_ADDITIVE)
+    if (d->score == ATTN_SCORE_ADDITIVE && grads)
         nw = (size_t)d->heads_q * (size_t)d->head_dim;
     /* o, dO, lse, dq, dk, dv, dbias, d additive_w */
     n[0] = c.no * es, n[1] = c.nlse * 4, n[2] = c.nq * es, n[3] = c.nk * es;
