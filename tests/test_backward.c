@@ -278,6 +278,175 @@ static void test_plain_and_gqa(void)
     CU_ASSERT(check_case(ctx1, &d, 8, "head sizes 16, causal"));
 }
 
+#define NSEQ 4
+
+/* Strided and packed calls: the items of d (lq[b] query and lk[b] key
+ * rows each; batch items of d.seq_q and d.seq_kv when lk is NULL), each
+ * its own random problem, placed with `pad` spare elements after each
+ * row, in BSHD ([batch, seq, heads, dim]) or packed ([total, heads, dim]
+ * with cu_seqlens); the forward and the backward run on that layout, and
+ * each item's dq, dk and dv are compared with the double reference of its
+ * own contiguous problem.  An item without keys must get dq = 0, one
+ * without queries dk = dv = 0; the padding must stay untouched. */
+static int check_placed(attn_context *ctx, const attn_sdpa_desc *d,
+                        const int *lq, const int *lk, int pad, uint64_t seed,
+                        const char *what)
+{
+    const int B = d->batch, packed = lk != NULL;
+    const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
+    const size_t HQ = (size_t)d->heads_q, HK = (size_t)d->heads_kv;
+    const size_t wq = (size_t)d->head_dim, wv = (size_t)d->head_dim_v;
+    /* row widths in elements: q/dq, k/dk, v/dv, o/dO */
+    const size_t rw[4] = {HQ * wq + pad, HK * wq + pad, HK * wv + pad,
+                          HQ * wv + pad};
+    int32_t cq[NSEQ + 1] = {0}, ck[NSEQ + 1] = {0};
+    attn_sdpa_desc c = *d;
+    size_t tq, tk;
+    int ok = 1;
+    for (int b = 0; b < B; b++) {
+        cq[b + 1] = cq[b] + (packed ? lq[b] : d->seq_q);
+        ck[b + 1] = ck[b] + (packed ? lk[b] : d->seq_kv);
+    }
+    tq = (size_t)cq[B];
+    tk = (size_t)ck[B];
+    /* [0] q [1] k [2] v [3] o [4] dO [5] dq [6] dk [7] dv, 0x7f filled */
+    const size_t n[8] = {tq * rw[0], tk * rw[1], tk * rw[2], tq * rw[3],
+                         tq * rw[3], tq * rw[0], tk * rw[1], tk * rw[2]};
+    unsigned char *t[8];
+    float *lse = malloc(tq * HQ * sizeof *lse);
+    CU_ASSERT_FATAL(lse != NULL);
+    for (int i = 0; i < 8; i++) {
+        t[i] = malloc(n[i] * es + 1);
+        CU_ASSERT_FATAL(t[i] != NULL);
+        memset(t[i], 0x7f, n[i] * es);
+    }
+    c.q_strides[0] = packed ? 0 : (int64_t)(d->seq_q * rw[0]);
+    c.k_strides[0] = packed ? 0 : (int64_t)(d->seq_kv * rw[1]);
+    c.v_strides[0] = packed ? 0 : (int64_t)(d->seq_kv * rw[2]);
+    c.o_strides[0] = packed ? 0 : (int64_t)(d->seq_q * rw[3]);
+    c.q_strides[1] = c.k_strides[1] = (int64_t)wq;
+    c.v_strides[1] = c.o_strides[1] = (int64_t)wv;
+    c.q_strides[2] = (int64_t)rw[0];
+    c.k_strides[2] = (int64_t)rw[1];
+    c.v_strides[2] = (int64_t)rw[2];
+    c.o_strides[2] = (int64_t)rw[3];
+    if (packed) {
+        c.cu_seqlens_q = cq;
+        c.cu_seqlens_kv = ck;
+    }
+    /* each item's problem, placed; its reference gradients kept */
+    double *ref[NSEQ][3] = {{NULL}};
+    for (int b = 0; b < B; b++) {
+        attn_sdpa_desc one = *d;
+        const size_t sq = (size_t)(cq[b + 1] - cq[b]),
+                     sk = (size_t)(ck[b + 1] - ck[b]);
+        const size_t cnt[4] = {HQ * sq * wq, HK * sk * wq, HK * sk * wv,
+                               HQ * sq * wv};
+        ref_rng r;
+        void *x[4];
+        double *x8[4];
+        one.batch = 1;
+        one.seq_q = (int)sq;
+        one.seq_kv = (int)sk;
+        ref_rng_seed(&r, seed * 31 + (uint64_t)b);
+        for (int i = 0; i < 4; i++) {
+            x[i] = fill(&r, d, cnt[i] ? cnt[i] : 1);
+            x8[i] = to_f64(d, x[i], cnt[i] ? cnt[i] : 1);
+            CU_ASSERT_FATAL(x[i] && x8[i]);
+        }
+        for (int i = 0; i < 3; i++) {
+            ref[b][i] = calloc(cnt[i] ? cnt[i] : 1, sizeof(double));
+            CU_ASSERT_FATAL(ref[b][i] != NULL);
+        }
+        if (sq && sk)
+            CU_ASSERT_FATAL(ref_sdpa_backward_f64(&one, x8[0], x8[1], x8[2],
+                                                  x8[3], ref[b][0], ref[b][1],
+                                                  ref[b][2]) == 0);
+        /* q -> t[0], k -> t[1], v -> t[2], dO -> t[4] */
+        for (int i = 0; i < 4; i++) {
+            const int dst = i == 3 ? 4 : i;
+            const size_t hh = i == 0 || i == 3 ? HQ : HK,
+                         rows = i == 0 || i == 3 ? sq : sk,
+                         w = i == 0 || i == 1 ? wq : wv,
+                         r0 = (size_t)(i == 0 || i == 3 ? cq[b] : ck[b]);
+            for (size_t h = 0; h < hh; h++)
+                for (size_t j = 0; j < rows; j++)
+                    memcpy(t[dst] +
+                               ((r0 + j) * rw[i == 3 ? 3 : i] + h * w) * es,
+                           (char *)x[i] + ((h * rows + j) * w) * es, w * es);
+            free(x[i]);
+            free(x8[i]);
+        }
+    }
+    attn_status st = attn_sdpa(ctx, &c, t[0], t[1], t[2], t[3], lse);
+    if (st == ATTN_OK) {
+        attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+        g.q = t[0], g.k = t[1], g.v = t[2], g.o = t[3], g.lse = lse;
+        g.d_o = t[4], g.dq = t[5], g.dk = t[6], g.dv = t[7];
+        st = attn_sdpa_backward(ctx, &c, &g);
+    }
+    if (st != ATTN_OK) {
+        printf("\n%s: %s (%s)\n", what, attn_status_string(st),
+               attn_context_last_error(ctx));
+        ok = 0;
+    }
+    for (int b = 0; ok && b < B; b++) {
+        const size_t sq = (size_t)(cq[b + 1] - cq[b]),
+                     sk = (size_t)(ck[b + 1] - ck[b]);
+        for (int i = 0; i < 3; i++) {
+            const size_t hh = i == 0 ? HQ : HK, rows = i == 0 ? sq : sk,
+                         w = i == 1 || i == 0 ? wq : wv,
+                         r0 = (size_t)(i == 0 ? cq[b] : ck[b]);
+            const size_t cnt = hh * rows * w;
+            unsigned char *got = malloc(cnt * es + 1);
+            CU_ASSERT_FATAL(got != NULL);
+            for (size_t h = 0; h < hh; h++)
+                for (size_t j = 0; j < rows; j++)
+                    memcpy(got + ((h * rows + j) * w) * es,
+                           t[5 + i] + ((r0 + j) * rw[i] + h * w) * es, w * es);
+            /* an item without keys or queries: zeros (ref is 0) */
+            ok &= close_to(d, what, got, ref[b][i], cnt);
+            free(got);
+        }
+    }
+    /* the padding of dq, dk and dv untouched */
+    for (int i = 0; ok && pad && i < 3; i++) {
+        const size_t rows = i == 0 ? tq : tk;
+        const size_t used = rw[i] - (size_t)pad;
+        for (size_t j = 0; j < rows; j++)
+            for (size_t e = used * es; e < rw[i] * es; e++)
+                ok &= t[5 + i][j * rw[i] * es + e] == 0x7f;
+        if (!ok)
+            printf("\n%s: the backward wrote into the padding\n", what);
+    }
+    if (ok)
+        harness_taken();
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < 3; i++)
+            free(ref[b][i]);
+    for (int i = 0; i < 8; i++)
+        free(t[i]);
+    free(lse);
+    return ok;
+}
+
+static void test_strided_and_packed(void)
+{
+    static const int lq[NSEQ] = {17, 0, 40, 5}, lk[NSEQ] = {29, 3, 40, 0};
+    attn_sdpa_desc d = shape(2, 4, 2, 19, 31, 16, 8);
+    CU_ASSERT(check_placed(ctx3, &d, NULL, NULL, 3, 11, "BSHD, padded rows"));
+    d.mask.causal = 1;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT(check_placed(ctx1, &d, NULL, NULL, 0, 12, "BSHD, causal"));
+    d = shape(NSEQ, 4, 2, 40, 40, 16, 16);
+    CU_ASSERT(check_placed(ctx3, &d, lq, lk, 0, 13, "packed"));
+    d.mask.causal = 1;
+    CU_ASSERT(check_placed(ctx1, &d, lq, lk, 2, 14, "packed, causal, padded"));
+    d.dtype = ATTN_F16;
+    d.mask.window = 5;
+    CU_ASSERT(check_placed(ctx3, &d, lq, lk, 0, 15, "packed F16 window"));
+}
+
 static void test_masks(void)
 {
     /* key tiles of 256: the causal diagonal and the window cross them */
@@ -581,6 +750,7 @@ int main(void)
         {"non-finite rules", test_non_finite},
         {"non-finite rules, whole blocks", test_non_finite_block},
         {"bad arguments", test_bad_arguments},
+        {"strided and packed tensors", test_strided_and_packed},
         {NULL, NULL}};
     return harness_main("backward", init, clean, tests);
 }

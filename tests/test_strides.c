@@ -406,7 +406,10 @@ static void test_invalid(void)
     }
 }
 
-static void test_backward_refuses(void)
+/* The backward takes strides: the same gradients as the contiguous call
+ * (bit for bit: it runs on contiguous copies); tests/test_backward.c checks
+ * strided and packed backward calls against the oracle. */
+static void test_backward_strided(void)
 {
     attn_sdpa_desc s = shape(1, 2, 2, 4, 4, 8, 8, ATTN_F32);
     static float q[64], k[64], v[64], o[64], d_o[64], dq[64], dk[64], dv[64];
@@ -421,11 +424,29 @@ static void test_backward_refuses(void)
     g.dq = dq;
     g.dk = dk;
     g.dv = dv;
+    static float dq2[64], dk2[64], dv2[64];
+    for (int i = 0; i < 64; i++) {
+        q[i] = (float)(i % 7) * 0.25f - 0.5f;
+        k[i] = (float)(i % 5) * 0.25f - 0.5f;
+        v[i] = (float)(i % 3) - 1.0f;
+        d_o[i] = (float)(i % 4) * 0.5f - 0.75f;
+    }
+    {
+        attn_status st = attn_sdpa(ctx, &s, q, k, v, o, lse);
+        if (st != ATTN_OK && harness_declined(ctx, &s, st, "backward forward"))
+            return; /* a forced forward variant that declines */
+        CU_ASSERT_EQUAL_FATAL(st, ATTN_OK);
+    }
     CU_ASSERT_EQUAL(attn_sdpa_backward(ctx, &s, &g), ATTN_OK);
-    s.q_strides[0] = 64;
+    s.q_strides[0] = 64; /* the contiguous layout, spelled out */
     s.q_strides[1] = 32;
     s.q_strides[2] = 8;
-    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx, &s, &g), ATTN_ERR_UNSUPPORTED);
+    g.dq = dq2;
+    g.dk = dk2;
+    g.dv = dv2;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx, &s, &g), ATTN_OK);
+    CU_ASSERT(!memcmp(dq, dq2, sizeof dq) && !memcmp(dk, dk2, sizeof dk) &&
+              !memcmp(dv, dv2, sizeof dv));
 }
 
 static int suite_init(void)
@@ -450,7 +471,7 @@ int main(void)
         {"GQA and masks", test_gqa_masks},
         {"decode shapes", test_decode},
         {"invalid strides", test_invalid},
-        {"backward refuses strides", test_backward_refuses},
+        {"backward takes strides", test_backward_strided},
         {NULL, NULL}};
     return harness_main("test_strides", suite_init, suite_clean, tests);
 }

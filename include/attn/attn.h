@@ -526,9 +526,10 @@ typedef struct attn_sdpa_desc {
      * The native backend and every OpenCL kernel variant read and write
      * them in place (attn_sdpa on an OpenCL context uploads each tensor's
      * spanned extent as it lies; attn_sdpa_cl_buffers takes them at the
-     * buffers' offsets).  The ring (libattn_mpi) and
-     * attn_sdpa_backward refuse strided descriptors (ATTN_ERR_UNSUPPORTED)
-     * for now. */
+     * buffers' offsets).  attn_sdpa_backward takes them (d_o in o's
+     * strides, dq, dk and dv in q's, k's and v's) through contiguous
+     * copies of the rows.  The ring (libattn_mpi) refuses strided
+     * descriptors (ATTN_ERR_UNSUPPORTED) for now. */
     int64_t q_strides[3]; /**< q's batch, head, row strides; 0s: contiguous */
     int64_t k_strides[3]; /**< k's batch, kv head, key strides */
     int64_t v_strides[3]; /**< v's batch, kv head, key strides */
@@ -551,7 +552,9 @@ typedef struct attn_sdpa_desc {
      * device error) may leave the sequences before it written.
      * attn_sdpa_cl_buffers takes them too (every sequence enqueued, held
      * back until all are, and failed together on an error).
-     * attn_sdpa_backward and the ring refuse them (ATTN_ERR_UNSUPPORTED)
+     * attn_sdpa_backward takes them (each sequence on its own, lse as
+     * the forward's; a sequence without keys gets dq = 0, one without
+     * queries dk = dv = 0); the ring refuses them (ATTN_ERR_UNSUPPORTED)
      * for now. */
     const int32_t *cu_seqlens_q;  /**< [batch + 1] query row offsets */
     const int32_t *cu_seqlens_kv; /**< [batch + 1] key row offsets */
@@ -693,10 +696,12 @@ typedef struct attn_sdpa_grad {
  * heads, up to min(2 x workers, the pairs that share an entry) - 1 more float
  * copies of the bias's shape, at most 512 MiB (none for the other
  * shapes); with d_additive_w, head_dim floats per (batch, query head, 256
- * keys).  A context on an OpenCL device computes it on its first device
- * with a backward kernel variant (bwd_fused, or bwd_ref; attn-probe
- * --kernels lists them after the forward's, which attn_kernel_name
- * names), chosen as the forward's are (options.path, options.kernel; no
+ * keys); with strides (or packed sequences, per sequence), contiguous
+ * copies of q, k, v, o, d_o, dq, dk and dv.  A context on an OpenCL
+ * device computes it on its first device with a backward kernel variant
+ * (bwd_fused, or bwd_ref; attn-probe --kernels lists them after the
+ * forward's, which attn_kernel_name names), chosen as the forward's are
+ * (options.path, options.kernel; no
  * seq_q x seq_kv matrix there either; F32 and F16, the dot score, no dbias
  * or d_additive_w), and natively when no variant takes the call or the
  * device fails and options.allow_fallback is on.  Errors:
@@ -704,9 +709,9 @@ typedef struct attn_sdpa_grad {
  * d as attn_sdpa checks it, an output overlapping an input (the bias and
  * additive_w included) or another output, a call from inside the log
  * callback, dbias set without a bias, d_additive_w set without the
- * additive score), ATTN_ERR_UNSUPPORTED (strided tensors
- * (attn_sdpa_desc.q_strides ...) and packed variable-length batches, for
- * now; a struct_size of a newer attn_sdpa_grad whose new members are set),
+ * additive score), ATTN_ERR_UNSUPPORTED (a struct_size of a newer
+ * attn_sdpa_grad whose new members are set; what attn_sdpa refuses with it,
+ * e.g. packed sequences with a bias),
  * ATTN_ERR_OUT_OF_MEMORY; on an OpenCL context with fallback off also
  * ATTN_ERR_BUILD_FAILED, ATTN_ERR_DEVICE and ATTN_ERR_UNSUPPORTED (no
  * backward variant takes the call, or the forced one does not).

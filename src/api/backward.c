@@ -79,11 +79,187 @@ static attn_status device_backward(attn_context *ctx, const attn_sdpa_desc *d,
     return s;
 }
 
+/* The call on contiguous tensors: on the device backend (its failure
+ * redone natively when allowed), or natively. */
+static attn_status dense_backward(attn_context *ctx, const char *fn,
+                                  const attn_sdpa_desc *d,
+                                  const attn_sdpa_grad *g, attn_err *err)
+{
+    attn_status s;
+    if (ctx->backend->ops->sdpa_bwd) {
+        attn_backend *b = ctx->backend;
+        s = device_backward(ctx, d, g, err);
+        if (s == ATTN_OK)
+            return ATTN_OK;
+        /* as the forward (src/sched/run.c): the native backend redoes a
+         * device's failure when allowed */
+        if (!ctx->run.allow_fallback || !recoverable(s) ||
+            (s == ATTN_ERR_UNSUPPORTED && b->ops->bwd_forced &&
+             b->ops->bwd_forced(b)))
+            return s;
+        {
+            char fell[ATTN_MSG_MAX];
+            snprintf(fell, sizeof fell,
+                     "%s fell back to the native backend: %.400s", fn,
+                     err->msg);
+            attn_log(ctx->run.log, ATTN_LOG_WARN, "%s", fell);
+            attn_context_note(ctx, fell);
+        }
+    }
+    s = attn_cpu_sdpa_backward(ctx->native->impl, d, g);
+    if (s)
+        return attn_fail(err, s,
+                         "not enough memory for the backward pass's working "
+                         "memory (a dq buffer per worker)");
+    return ATTN_OK;
+}
+
+/* Tensor t of d: its batches, heads, rows and row width. */
+static void dims(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w)
+{
+    const int qo = t == ATTN_T_Q || t == ATTN_T_O;
+    n[0] = (size_t)d->batch;
+    n[1] = (size_t)(qo ? d->heads_q : d->heads_kv);
+    n[2] = (size_t)(qo ? d->seq_q : d->seq_kv);
+    *w = (size_t)(t == ATTN_T_Q || t == ATTN_T_K ? d->head_dim : d->head_dim_v);
+}
+
+/* Copies the rows of tensor t of d between its strided place x and the
+ * contiguous dense (to_dense), or zeroes them at x (dense NULL). */
+static void move_rows(const attn_sdpa_desc *d, int t, void *x, void *dense,
+                      int to_dense)
+{
+    const size_t e = d->dtype == ATTN_F32 ? 4 : 2;
+    size_t n[3], w, st[3], r = 0;
+    dims(d, t, n, &w);
+    attn_tensor_strides(d, t, st);
+    for (size_t b = 0; b < n[0]; b++)
+        for (size_t h = 0; h < n[1]; h++)
+            for (size_t i = 0; i < n[2]; i++, r++) {
+                char *at = (char *)x + (b * st[0] + h * st[1] + i * st[2]) * e;
+                char *dn = dense ? (char *)dense + r * w * e : NULL;
+                if (!dn)
+                    memset(at, 0, w * e);
+                else if (to_dense)
+                    memcpy(dn, at, w * e);
+                else
+                    memcpy(at, dn, w * e);
+            }
+}
+
+/* Strided tensors: the inputs gathered into contiguous copies, the
+ * contiguous backward, dq, dk and dv scattered to their places. */
+static attn_status strided_backward(attn_context *ctx, const char *fn,
+                                    const attn_sdpa_desc *d,
+                                    const attn_sdpa_grad *g, attn_err *err)
+{
+    const size_t e = d->dtype == ATTN_F32 ? 4 : 2;
+    /* q, k, v, o, d_o, dq, dk, dv */
+    static const int kind[8] = {ATTN_T_Q, ATTN_T_K, ATTN_T_V, ATTN_T_O,
+                                ATTN_T_O, ATTN_T_Q, ATTN_T_K, ATTN_T_V};
+    void *const at[8] = {(void *)g->q, (void *)g->k,   (void *)g->v,
+                         (void *)g->o, (void *)g->d_o, g->dq,
+                         g->dk,        g->dv};
+    size_t off[9] = {0};
+    attn_sdpa_desc dd = *d;
+    attn_sdpa_grad gd = *g;
+    char *buf;
+    attn_status s;
+    for (int i = 0; i < 8; i++) {
+        size_t n[3], w;
+        dims(d, kind[i], n, &w);
+        off[i + 1] = off[i] + n[0] * n[1] * n[2] * w * e;
+    }
+    if (!(buf = malloc(off[8] ? off[8] : 1)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate %zu bytes for contiguous copies of "
+                         "the strided tensors",
+                         off[8]);
+    for (int i = 0; i < 5; i++)
+        move_rows(d, kind[i], at[i], buf + off[i], 1);
+    memset(dd.q_strides, 0, sizeof dd.q_strides);
+    memset(dd.k_strides, 0, sizeof dd.k_strides);
+    memset(dd.v_strides, 0, sizeof dd.v_strides);
+    memset(dd.o_strides, 0, sizeof dd.o_strides);
+    gd.q = buf + off[0], gd.k = buf + off[1], gd.v = buf + off[2];
+    gd.o = buf + off[3], gd.d_o = buf + off[4];
+    gd.dq = buf + off[5], gd.dk = buf + off[6], gd.dv = buf + off[7];
+    s = dense_backward(ctx, fn, &dd, &gd, err);
+    for (int i = 5; i < 8 && s == ATTN_OK; i++)
+        move_rows(d, kind[i], at[i], buf + off[i], 0);
+    free(buf);
+    return s;
+}
+
+/* Packed sequences (cu_seqlens_q, cu_seqlens_kv): each sequence as its own
+ * strided call over its rows, its lse rows gathered from [heads_q,
+ * total_q]; a sequence without keys gets dq = 0, one without queries dk =
+ * dv = 0; d_additive_w summed over the sequences. */
+static attn_status packed_backward(attn_context *ctx, const char *fn,
+                                   const attn_sdpa_desc *d,
+                                   const attn_sdpa_grad *g, attn_err *err)
+{
+    const size_t e = d->dtype == ATTN_F32 ? 4 : 2;
+    const size_t total_q = (size_t)d->cu_seqlens_q[d->batch];
+    const size_t nw = (size_t)d->heads_q * (size_t)d->head_dim;
+    float *lse = malloc((size_t)d->heads_q * (size_t)d->seq_q * sizeof *lse);
+    float *dw = g->d_additive_w ? malloc(nw * sizeof *dw) : NULL;
+    attn_status s = ATTN_OK;
+    if (!lse || (g->d_additive_w && !dw)) {
+        free(lse);
+        free(dw);
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the log-sum-exp of one sequence");
+    }
+    if (g->d_additive_w)
+        memset(g->d_additive_w, 0, nw * sizeof *dw);
+    for (int b = 0; b < d->batch && s == ATTN_OK; b++) {
+        attn_sdpa_desc it;
+        attn_sdpa_grad gi = *g;
+        size_t q0 = (size_t)d->cu_seqlens_q[b],
+               k0 = (size_t)d->cu_seqlens_kv[b];
+        if ((s = attn_varlen_item(d, b, &it, err)))
+            break;
+        gi.q = (const char *)g->q + q0 * (size_t)it.q_strides[2] * e;
+        gi.k = (const char *)g->k + k0 * (size_t)it.k_strides[2] * e;
+        gi.v = (const char *)g->v + k0 * (size_t)it.v_strides[2] * e;
+        gi.o = (const char *)g->o + q0 * (size_t)it.o_strides[2] * e;
+        gi.d_o = (const char *)g->d_o + q0 * (size_t)it.o_strides[2] * e;
+        gi.dq = (char *)g->dq + q0 * (size_t)it.q_strides[2] * e;
+        gi.dk = (char *)g->dk + k0 * (size_t)it.k_strides[2] * e;
+        gi.dv = (char *)g->dv + k0 * (size_t)it.v_strides[2] * e;
+        gi.lse = lse;
+        gi.d_additive_w = dw;
+        if (it.seq_q == 0 || it.seq_kv == 0) {
+            /* the rows that exist get zero gradients (each item has at
+             * least one row of the other kind counted as 0 here) */
+            if (it.seq_kv == 0) {
+                it.seq_kv = 1; /* dims of the queries only */
+                move_rows(&it, ATTN_T_Q, gi.dq, NULL, 0);
+            } else {
+                it.seq_q = 1;
+                move_rows(&it, ATTN_T_K, gi.dk, NULL, 0);
+                move_rows(&it, ATTN_T_V, gi.dv, NULL, 0);
+            }
+            continue;
+        }
+        for (size_t h = 0; h < (size_t)it.heads_q; h++)
+            memcpy(lse + h * (size_t)it.seq_q, g->lse + h * total_q + q0,
+                   (size_t)it.seq_q * sizeof *lse);
+        s = strided_backward(ctx, fn, &it, &gi, err);
+        for (size_t i = 0; s == ATTN_OK && dw && i < nw; i++)
+            g->d_additive_w[i] += dw[i];
+    }
+    free(lse);
+    free(dw);
+    return s;
+}
+
 attn_status attn_sdpa_backward(attn_context *ctx, const attn_sdpa_desc *d,
                                const attn_sdpa_grad *g)
 {
     static const char fn[] = "attn_sdpa_backward";
-    attn_sdpa_desc dl;
+    attn_sdpa_desc dl, whole;
     attn_sdpa_grad gl;
     attn_err err = {{0}};
     attn_status s;
@@ -101,43 +277,17 @@ attn_status attn_sdpa_backward(attn_context *ctx, const attn_sdpa_desc *d,
             return attn_api_report(ctx, fn, s, &err);
         g = &gl;
     }
-    if (d && (d->cu_seqlens_q || d->cu_seqlens_kv))
-        return attn_api_report(
-            ctx, fn, ATTN_ERR_UNSUPPORTED,
-            &(attn_err){"packed sequences (cu_seqlens_q, cu_seqlens_kv) are "
-                        "not taken by the backward pass yet"});
+    if (d && (d->cu_seqlens_q || d->cu_seqlens_kv)) {
+        /* checked whole: all rows as one sequence, as attn_sdpa does */
+        if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, &err)) ||
+            (s = attn_validate_sdpa_grad(&whole, g, &err)) ||
+            (s = packed_backward(ctx, fn, d, g, &err)))
+            return attn_api_report(ctx, fn, s, &err);
+        return ATTN_OK;
+    }
     if ((s = attn_validate_sdpa_grad(d, g, &err)))
         return attn_api_report(ctx, fn, s, &err);
-    if (attn_sdpa_strided(d))
-        return attn_api_report(
-            ctx, fn, ATTN_ERR_UNSUPPORTED,
-            &(attn_err){"strided tensors (q_strides, k_strides, v_strides, "
-                        "o_strides) are not taken by the backward pass yet: "
-                        "pass contiguous tensors"});
-    if (ctx->backend->ops->sdpa_bwd) {
-        attn_backend *b = ctx->backend;
-        s = device_backward(ctx, d, g, &err);
-        if (s == ATTN_OK)
-            return ATTN_OK;
-        /* as the forward (src/sched/run.c): the native backend redoes a
-         * device's failure when allowed */
-        if (!ctx->run.allow_fallback || !recoverable(s) ||
-            (s == ATTN_ERR_UNSUPPORTED && b->ops->bwd_forced &&
-             b->ops->bwd_forced(b)))
-            return attn_api_report(ctx, fn, s, &err);
-        {
-            char fell[ATTN_MSG_MAX];
-            snprintf(fell, sizeof fell,
-                     "%s fell back to the native backend: %.400s", fn, err.msg);
-            attn_log(ctx->run.log, ATTN_LOG_WARN, "%s", fell);
-            attn_context_note(ctx, fell);
-        }
-    }
-    s = attn_cpu_sdpa_backward(ctx->native->impl, d, g);
-    if (s)
-        return attn_api_report(
-            ctx, fn, s,
-            &(attn_err){"not enough memory for the backward pass's working "
-                        "memory (a dq buffer per worker)"});
-    return ATTN_OK;
+    s = attn_sdpa_strided(d) ? strided_backward(ctx, fn, d, g, &err)
+                             : dense_backward(ctx, fn, d, g, &err);
+    return s == ATTN_OK ? s : attn_api_report(ctx, fn, s, &err);
 }
