@@ -24,6 +24,10 @@
  * pair whose probability is 0 adds nothing; a row whose lse is -INFINITY
  * (no visible key) gets dq = 0 and adds nothing.
  *
+ * bwd_ref also computes the additive score (addw, unscaled), dbias
+ * (attn_bwd_dbias: each entry summed over what it broadcasts over) and
+ * d additive_w (attn_bwd_dq's per-row parts summed by attn_bwd_dw).
+ *
  * BWD_HD, BWD_HV: head_dim and head_dim_v (build defines, a program per
  * head size) when BWD_RT is 0; when BWD_RT is 1, the capacity of the
  * private and local rows, the head sizes coming at run time (hd_, hv_,
@@ -61,7 +65,9 @@
     __global const float *bias, int bias_kind, ulong bias_sb, ulong bias_sh,   \
         ulong bias_sq, __global const int *kv_len, int has_kv_len,             \
         float scale, int heads_q, int heads_kv, int seq_q, int seq_kv,         \
-        int causal, int window, int diag, int hd_, int hv_
+        int causal, int window, int diag, int hd_, int hv_,                    \
+        __global const float *addw, int additive, __global float *dwp,         \
+        int has_dwp
 
 /* The score of (b, h, i, j) with its bias, given the scaled dot product
  * s; sets *vis to 0 when the pair is hidden. */
@@ -136,7 +142,7 @@ __kernel void attn_bwd_dq(__global const ATTN_T *q, __global const ATTN_T *k,
                           __global ATTN_T *dq, BWD_MASK_ARGS, int rows)
 {
     const int r = (int)get_global_id(0);
-    float qr[BWD_HD], dor[BWD_HV], acc[BWD_HD];
+    float qr[BWD_HD], dor[BWD_HV], acc[BWD_HD], dw[BWD_HD];
     if (r >= rows)
         return;
     const int i = r % seq_q, bh = r / seq_q;
@@ -145,9 +151,10 @@ __kernel void attn_bwd_dq(__global const ATTN_T *q, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const float l = lse[r], dd = drow[r];
     const size_t kb = ((size_t)b * heads_kv + g) * (size_t)seq_kv;
+    const size_t wr = (size_t)h * HD; /* additive_w's row */
     for (int c = 0; c < HD; c++) {
         qr[c] = ATTN_LOAD(q, (size_t)r * HD + c);
-        acc[c] = 0.0f;
+        acc[c] = dw[c] = 0.0f;
     }
     for (int c = 0; c < HV; c++)
         dor[c] = ATTN_LOAD(dout, (size_t)r * HV + c);
@@ -155,21 +162,37 @@ __kernel void attn_bwd_dq(__global const ATTN_T *q, __global const ATTN_T *k,
         float s = 0.0f, dp = 0.0f;
         const size_t kr = (kb + (size_t)j) * HD;
         const size_t vr = (kb + (size_t)j) * HV;
-        for (int c = 0; c < HD; c++)
-            s += qr[c] * ATTN_LOAD(k, kr + c);
+        if (additive) /* sum_c w_c tanh(q_c + k_c), unscaled */
+            for (int c = 0; c < HD; c++)
+                s += addw[wr + c] * tanh(qr[c] + ATTN_LOAD(k, kr + c));
+        else {
+            for (int c = 0; c < HD; c++)
+                s += qr[c] * ATTN_LOAD(k, kr + c);
+            s *= scale;
+        }
         const float p =
-            bwd_p(s * scale, l, i, j, b, h, bias, bias_kind, bias_sb, bias_sh,
-                  bias_sq, klen, seq_kv, causal, window, diag);
+            bwd_p(s, l, i, j, b, h, bias, bias_kind, bias_sb, bias_sh, bias_sq,
+                  klen, seq_kv, causal, window, diag);
         /* a pair with p = 0 adds nothing, whatever k and v hold */
         const int add = p != 0.0f;
         for (int c = 0; c < HV; c++)
             dp += dor[c] * ATTN_LOAD(v, vr + c);
         const float ds = p * (dp - dd);
-        for (int c = 0; c < HD; c++)
-            acc[c] += add ? ds * ATTN_LOAD(k, kr + c) : 0.0f;
+        if (additive && add)
+            for (int c = 0; c < HD; c++) {
+                const float t = tanh(qr[c] + ATTN_LOAD(k, kr + c));
+                acc[c] += ds * addw[wr + c] * (1.0f - t * t);
+                dw[c] += ds * t;
+            }
+        else if (!additive)
+            for (int c = 0; c < HD; c++)
+                acc[c] += add ? ds * ATTN_LOAD(k, kr + c) : 0.0f;
     }
     for (int c = 0; c < HD; c++)
-        ATTN_STORE(dq, (size_t)r * HD + c, acc[c] * scale);
+        ATTN_STORE(dq, (size_t)r * HD + c, additive ? acc[c] : acc[c] * scale);
+    /* the row's part of d additive_w, summed by attn_bwd_dw */
+    for (int c = 0; has_dwp && c < HD; c++)
+        dwp[(size_t)r * HD + c] = dw[c];
 }
 
 /* dk and dv of key row r = (b, g, j), r < batch * heads_kv * seq_kv, over
@@ -211,11 +234,17 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
             const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
             if ((long)j < lo || (long)j > hi || as_uint(l) == ATTN_NEG_INF_BITS)
                 continue;
-            for (int c = 0; c < HD; c++)
-                s += ATTN_LOAD(q, qr + c) * kr[c];
-            s = bwd_score(s * scale, i, j, b, h, bias, bias_kind, bias_sb,
-                          bias_sh, bias_sq, klen, seq_kv, causal, window, diag,
-                          &vis);
+            if (additive)
+                for (int c = 0; c < HD; c++)
+                    s += addw[(size_t)h * HD + c] *
+                         tanh(ATTN_LOAD(q, qr + c) + kr[c]);
+            else {
+                for (int c = 0; c < HD; c++)
+                    s += ATTN_LOAD(q, qr + c) * kr[c];
+                s *= scale;
+            }
+            s = bwd_score(s, i, j, b, h, bias, bias_kind, bias_sb, bias_sh,
+                          bias_sq, klen, seq_kv, causal, window, diag, &vis);
             if (!vis)
                 continue;
             const float p = exp(s - l);
@@ -227,14 +256,88 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
                 dp += x * vr[c];
             }
             const float ds = p * (dp - drow[rb + (size_t)i]);
-            for (int c = 0; c < HD; c++)
-                ak[c] += ds * ATTN_LOAD(q, qr + c);
+            if (additive)
+                for (int c = 0; c < HD; c++) {
+                    const float t = tanh(ATTN_LOAD(q, qr + c) + kr[c]);
+                    ak[c] += ds * addw[(size_t)h * HD + c] * (1.0f - t * t);
+                }
+            else
+                for (int c = 0; c < HD; c++)
+                    ak[c] += ds * ATTN_LOAD(q, qr + c);
         }
     }
     for (int c = 0; c < HD; c++)
-        ATTN_STORE(dk, (size_t)r * HD + c, ak[c] * scale);
+        ATTN_STORE(dk, (size_t)r * HD + c, additive ? ak[c] : ak[c] * scale);
     for (int c = 0; c < HV; c++)
         ATTN_STORE(dv, (size_t)r * HV + c, av[c]);
+}
+
+/* dbias entry e of a bias of extents (nb, nh, nq, seq_kv) (1 where it
+ * broadcasts): the sum of dS over the (b, h, i) it is added to, in a fixed
+ * order; 0 where only hidden pairs read it.  Launch: global >= entries. */
+__kernel void attn_bwd_dbias(__global const ATTN_T *q, __global const ATTN_T *k,
+                             __global const ATTN_T *v,
+                             __global const ATTN_T *dout,
+                             __global const float *lse,
+                             __global const float *drow, __global float *dbias,
+                             BWD_MASK_ARGS, int nb, int nh, int nq, int batch)
+{
+    const size_t e = get_global_id(0);
+    if (e >= (size_t)nb * nh * nq * seq_kv)
+        return;
+    const int j = (int)(e % (size_t)seq_kv);
+    const size_t rest = e / (size_t)seq_kv;
+    const int ei = (int)(rest % (size_t)nq), eh = (int)(rest / nq % nh),
+              eb = (int)(rest / nq / nh);
+    float sum = 0.0f;
+    for (int b = nb > 1 ? eb : 0; b < (nb > 1 ? eb + 1 : batch); b++) {
+        const int klen = has_kv_len ? kv_len[b] : seq_kv;
+        for (int h = nh > 1 ? eh : 0; h < (nh > 1 ? eh + 1 : heads_q); h++) {
+            const int g = h / (heads_q / heads_kv);
+            const size_t kr = (((size_t)b * heads_kv + g) * seq_kv + j) * HD;
+            const size_t vr = (((size_t)b * heads_kv + g) * seq_kv + j) * HV;
+            for (int i = nq > 1 ? ei : 0; i < (nq > 1 ? ei + 1 : seq_q); i++) {
+                const size_t row = ((size_t)b * heads_q + h) * seq_q + i;
+                float s = 0.0f, dp = 0.0f;
+                if (additive)
+                    for (int c = 0; c < HD; c++)
+                        s += addw[(size_t)h * HD + c] *
+                             tanh(ATTN_LOAD(q, row * HD + c) +
+                                  ATTN_LOAD(k, kr + c));
+                else {
+                    for (int c = 0; c < HD; c++)
+                        s += ATTN_LOAD(q, row * HD + c) * ATTN_LOAD(k, kr + c);
+                    s *= scale;
+                }
+                const float p = bwd_p(s, lse[row], i, j, b, h, bias, bias_kind,
+                                      bias_sb, bias_sh, bias_sq, klen, seq_kv,
+                                      causal, window, diag);
+                if (p == 0.0f)
+                    continue;
+                for (int c = 0; c < HV; c++)
+                    dp += ATTN_LOAD(dout, row * HV + c) * ATTN_LOAD(v, vr + c);
+                sum += p * (dp - drow[row]);
+            }
+        }
+    }
+    dbias[e] = sum;
+}
+
+/* d additive_w [heads_q, hd_]: entry (h, c) the sum over the batch and the
+ * query rows of attn_bwd_dq's parts dwp [batch, heads_q, seq_q, hd_], in
+ * a fixed order.  Launch: global >= heads_q * hd_. */
+__kernel void attn_bwd_dw(__global const float *dwp, __global float *dw,
+                          int batch, int heads_q, int seq_q, int hd_)
+{
+    const int e = (int)get_global_id(0);
+    if (e >= heads_q * hd_)
+        return;
+    const int h = e / hd_, c = e % hd_;
+    float sum = 0.0f;
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < seq_q; i++)
+            sum += dwp[(((size_t)b * heads_q + h) * seq_q + i) * hd_ + c];
+    dw[e] = sum;
 }
 
 /* bwd_fused: dk and dv of BWD_KB keys of kv head (b, g) per work-group of

@@ -63,6 +63,14 @@ static attn_status device_backward(attn_context *ctx, const attn_sdpa_desc *d,
      * merged into the bias, the padding rows of q_start through lse */
     if ((s = attn_keep_merge(d, &merged, &merged_bias, err)))
         return s;
+    if (g->dbias && merged_bias) {
+        free(merged_bias);
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the backward kernel variants (bwd_ref, bwd_fused) "
+                         "compute no dbias with keep, kv_start or a moved "
+                         "causal diagonal, which the device's bias holds "
+                         "merged");
+    }
     if (d->q_start && !(gm.lse = lse = lse_padded(d, g->lse))) {
         free(merged_bias);
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,

@@ -141,7 +141,7 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
                             attn_err *err)
 {
     const char *name = attn_cl_bwd_variants[vi].name;
-    if (grads)
+    if (grads && vi != V_REF)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "kernel variant \"%s\" computes no %s", name,
                          grads & ATTN_BWD_DBIAS ? "dbias" : "d_additive_w");
@@ -150,7 +150,7 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
                          "kernel variant \"%s\" takes F32 and F16 storage "
                          "only",
                          name);
-    if (d->score != ATTN_SCORE_DOT)
+    if (d->score != ATTN_SCORE_DOT && vi != V_REF)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "kernel variant \"%s\" takes the dot-product score "
                          "only",
@@ -290,14 +290,32 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
 
 /* ---- one call ------------------------------------------------------------ */
 
-enum { B_Q, B_K, B_V, B_O, B_DO, B_LSE, B_D, B_DQ, B_DK, B_DV, N_BUF };
+/* The call's buffers: the inputs, D, the gradients, then (when asked)
+ * dbias, the rows' parts of d additive_w and d additive_w. */
+enum {
+    B_Q,
+    B_K,
+    B_V,
+    B_O,
+    B_DO,
+    B_LSE,
+    B_D,
+    B_DQ,
+    B_DK,
+    B_DV,
+    B_DBIAS,
+    B_DWP,
+    B_DW,
+    N_BUF
+};
 
 typedef struct bwd_run {
     attn_cl_runtime *rt;
     cl_mem m[N_BUF];
     cl_mem bias, kv_len, addw;
     size_t bytes[N_BUF];
-    cl_kernel k[3];
+    size_t bias_ext[3]; /* the bias's batch, head, row extents (1: none) */
+    cl_kernel k[5];     /* rowsum, dq, dk/dv, and dbias, d additive_w */
 } bwd_run;
 
 /* Enqueues k over global (local) items and waits for it: a failure as
@@ -350,6 +368,9 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     const cl_int has_kv_len = d->mask.kv_len != NULL;
     const cl_int causal = d->mask.causal != 0, window = attn_cl_window(d);
     const cl_int diag = (cl_int)attn_causal_diag(d);
+    const cl_int additive = d->score == ATTN_SCORE_ADDITIVE;
+    const cl_int has_dwp = r->m[B_DWP] != NULL;
+    const cl_mem dwp = has_dwp ? r->m[B_DWP] : r->addw;
     size_t st[3];
     cl_ulong sb, sh, sq;
     attn_status s;
@@ -358,13 +379,27 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     sh = st[1];
     sq = st[2];
 #define KARG ATTN_CL_KARG
-    const attn_cl_karg mask[] = {
-        KARG(r->bias),     KARG(bias_kind),    KARG(sb),
-        KARG(sh),          KARG(sq),           KARG(r->kv_len),
-        KARG(has_kv_len),  KARG(scale),        KARG(d->heads_q),
-        KARG(d->heads_kv), KARG(d->seq_q),     KARG(d->seq_kv),
-        KARG(causal),      KARG(window),       KARG(diag),
-        KARG(d->head_dim), KARG(d->head_dim_v)};
+    const attn_cl_karg mask[] = {KARG(r->bias),
+                                 KARG(bias_kind),
+                                 KARG(sb),
+                                 KARG(sh),
+                                 KARG(sq),
+                                 KARG(r->kv_len),
+                                 KARG(has_kv_len),
+                                 KARG(scale),
+                                 KARG(d->heads_q),
+                                 KARG(d->heads_kv),
+                                 KARG(d->seq_q),
+                                 KARG(d->seq_kv),
+                                 KARG(causal),
+                                 KARG(window),
+                                 KARG(diag),
+                                 KARG(d->head_dim),
+                                 KARG(d->head_dim_v),
+                                 KARG(r->addw),
+                                 KARG(additive),
+                                 KARG(dwp),
+                                 KARG(has_dwp)};
     const cl_uint nm = (cl_uint)(sizeof mask / sizeof mask[0]);
     const attn_cl_karg dq_t[] = {
         KARG(r->m[B_Q]),   KARG(r->m[B_K]), KARG(r->m[B_V]), KARG(r->m[B_DO]),
@@ -372,8 +407,9 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     /* the one-row-per-item kernels: BWD_WG items per work-group, fewer
      * where a kernel's own limit is lower (a power of two) */
     size_t w = BWD_WG, kwg;
-    for (int i = 0; i < (vi == V_REF ? 3 : 2); i++)
-        if (clGetKernelWorkGroupInfo(r->k[i], r->rt->device,
+    for (int i = 0; i < 5; i++)
+        if (r->k[i] && (vi == V_REF || i < 2) &&
+            clGetKernelWorkGroupInfo(r->k[i], r->rt->device,
                                      CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg,
                                      &kwg, NULL) == CL_SUCCESS &&
             kwg > 0)
@@ -451,9 +487,42 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     if ((s = set_args(r->k[1], 0, dq_t, 7, err)) ||
         (s = set_args(r->k[1], 7, mask, nm, err)) ||
         (s = set_args(r->k[1], 7 + nm, &(attn_cl_karg)ATTN_CL_KARG(rows_q), 1,
-                      err)))
+                      err)) ||
+        (s = run_kernel(r, r->k[1], "attn_bwd_dq", 1, gq, wg, err)))
         return s;
-    return run_kernel(r, r->k[1], "attn_bwd_dq", 1, gq, wg, err);
+    if (r->m[B_DBIAS]) { /* bwd_ref: dbias entry by entry */
+        const cl_int ext[4] = {(cl_int)r->bias_ext[0], (cl_int)r->bias_ext[1],
+                               (cl_int)r->bias_ext[2], d->batch};
+        const size_t n = r->bias_ext[0] * r->bias_ext[1] * r->bias_ext[2] *
+                         (size_t)d->seq_kv;
+        const size_t gb[1] = {(n + w - 1) / w * w};
+        const attn_cl_karg db_t[] = {
+            ATTN_CL_KARG(r->m[B_Q]),    ATTN_CL_KARG(r->m[B_K]),
+            ATTN_CL_KARG(r->m[B_V]),    ATTN_CL_KARG(r->m[B_DO]),
+            ATTN_CL_KARG(r->m[B_LSE]),  ATTN_CL_KARG(r->m[B_D]),
+            ATTN_CL_KARG(r->m[B_DBIAS])};
+        const attn_cl_karg tail[] = {ATTN_CL_KARG(ext[0]), ATTN_CL_KARG(ext[1]),
+                                     ATTN_CL_KARG(ext[2]),
+                                     ATTN_CL_KARG(ext[3])};
+        if ((s = set_args(r->k[3], 0, db_t, 7, err)) ||
+            (s = set_args(r->k[3], 7, mask, nm, err)) ||
+            (s = set_args(r->k[3], 7 + nm, tail, 4, err)) ||
+            (s = run_kernel(r, r->k[3], "attn_bwd_dbias", 1, gb, wg, err)))
+            return s;
+    }
+    if (has_dwp) { /* bwd_ref: d additive_w from the rows' parts */
+        const cl_int dims[4] = {d->batch, d->heads_q, d->seq_q, d->head_dim};
+        const size_t n = (size_t)d->heads_q * (size_t)d->head_dim;
+        const size_t gw[1] = {(n + w - 1) / w * w};
+        const attn_cl_karg dw_t[] = {
+            ATTN_CL_KARG(r->m[B_DWP]), ATTN_CL_KARG(r->m[B_DW]),
+            ATTN_CL_KARG(dims[0]),     ATTN_CL_KARG(dims[1]),
+            ATTN_CL_KARG(dims[2]),     ATTN_CL_KARG(dims[3])};
+        if ((s = set_args(r->k[4], 0, dw_t, 6, err)) ||
+            (s = run_kernel(r, r->k[4], "attn_bwd_dw", 1, gw, wg, err)))
+            return s;
+    }
+    return ATTN_OK;
 }
 
 /* Allocates the call's buffers (after checking that they fit) and uploads
@@ -473,6 +542,20 @@ static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
     r->bytes[B_K] = r->bytes[B_DK] = krows * d->head_dim * es;
     r->bytes[B_V] = r->bytes[B_DV] = krows * d->head_dim_v * es;
     r->bytes[B_LSE] = r->bytes[B_D] = rows * sizeof(float);
+    r->bias_ext[0] = r->bias_ext[1] = r->bias_ext[2] = 1;
+    if (g->dbias) { /* the bias's extents: 1 where it broadcasts */
+        size_t st[3];
+        attn_bias_strides(d, st);
+        r->bias_ext[0] = st[0] ? (size_t)d->batch : 1;
+        r->bias_ext[1] = st[1] ? (size_t)d->heads_q : 1;
+        r->bias_ext[2] = st[2] ? (size_t)d->seq_q : 1;
+        r->bytes[B_DBIAS] = r->bias_ext[0] * r->bias_ext[1] * r->bias_ext[2] *
+                            (size_t)d->seq_kv * sizeof(float);
+    }
+    if (g->d_additive_w) {
+        r->bytes[B_DWP] = rows * (size_t)d->head_dim * sizeof(float);
+        r->bytes[B_DW] = (size_t)d->heads_q * d->head_dim * sizeof(float);
+    }
     for (int i = 0; i < N_BUF; i++) {
         total = attn_cl_add_bytes(total, r->bytes[i]);
         largest = r->bytes[i] > largest ? r->bytes[i] : largest;
@@ -481,6 +564,8 @@ static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
                                err)))
         return s;
     for (int i = 0; i < N_BUF; i++) {
+        if (!r->bytes[i])
+            continue; /* a gradient not asked */
         r->m[i] = ATTN_CL(clCreateBuffer)(r->rt->context, CL_MEM_READ_WRITE,
                                           r->bytes[i], NULL, &rc);
         if (rc != CL_SUCCESS) {
@@ -504,21 +589,24 @@ static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
     return attn_cl_copy_inputs(r->rt, d, &r->bias, &r->kv_len, &r->addw, err);
 }
 
-/* Reads dq, dk, dv into one host block, then into g's outputs. */
+/* Reads dq, dk, dv (and dbias, d additive_w when asked) into one host
+ * block, then into g's outputs. */
 static attn_status download(bwd_run *r, const attn_sdpa_grad *g, attn_err *err)
 {
-    void *dst[3] = {g->dq, g->dk, g->dv};
-    const int id[3] = {B_DQ, B_DK, B_DV};
-    size_t off[4] = {0};
+    void *dst[5] = {g->dq, g->dk, g->dv, g->dbias, g->d_additive_w};
+    const int id[5] = {B_DQ, B_DK, B_DV, B_DBIAS, B_DW};
+    size_t off[6] = {0};
     unsigned char *stage;
-    for (int i = 0; i < 3; i++)
-        off[i + 1] = off[i] + r->bytes[id[i]];
-    if (!(stage = malloc(off[3] ? off[3] : 1)))
+    for (int i = 0; i < 5; i++)
+        off[i + 1] = off[i] + (dst[i] ? r->bytes[id[i]] : 0);
+    if (!(stage = malloc(off[5] ? off[5] : 1)))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "cannot allocate %zu bytes to read the gradients "
                          "into",
-                         off[3]);
-    for (int i = 0; i < 3; i++) {
+                         off[5]);
+    for (int i = 0; i < 5; i++) {
+        if (!dst[i])
+            continue;
         cl_int rc = ATTN_CL(clEnqueueReadBuffer)(r->rt->queue, r->m[id[i]],
                                                  CL_TRUE, 0, r->bytes[id[i]],
                                                  stage + off[i], 0, NULL, NULL);
@@ -529,8 +617,9 @@ static attn_status download(bwd_run *r, const attn_sdpa_grad *g, attn_err *err)
                              r->rt->info.name, attn_cl_error_name(rc));
         }
     }
-    for (int i = 0; i < 3; i++)
-        memcpy(dst[i], stage + off[i], r->bytes[id[i]]);
+    for (int i = 0; i < 5; i++)
+        if (dst[i])
+            memcpy(dst[i], stage + off[i], r->bytes[id[i]]);
     free(stage);
     return ATTN_OK;
 }
@@ -566,9 +655,15 @@ attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
     r.rt = rt;
     if ((s = attn_cl_dummy(rt, &dummy, err)))
         return s;
-    for (int i = 0; i < 3 && s == ATTN_OK; i++) {
+    for (int i = 0; i < 5 && s == ATTN_OK; i++) {
         cl_int rc;
-        const char *name = !lanes   ? kern[p->variant][i]
+        if (i == 3 && !g->dbias)
+            continue;
+        if (i == 4 && !g->d_additive_w)
+            continue;
+        const char *name = i == 3   ? "attn_bwd_dbias"
+                           : i == 4 ? "attn_bwd_dw"
+                           : !lanes ? kern[p->variant][i]
                            : i == 2 ? "attn_bwd_fused_v"
                            : i == 1 ? "attn_bwd_dq_v"
                                     : kern[p->variant][i];
@@ -584,17 +679,21 @@ attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
             r.bias = dummy;
         if (!r.kv_len)
             r.kv_len = dummy;
+        if (!r.addw)
+            r.addw = dummy;
         s = launch(&r, p->variant, lanes, d, err);
         if (r.bias == dummy)
             r.bias = NULL;
         if (r.kv_len == dummy)
             r.kv_len = NULL;
+        if (r.addw == dummy)
+            r.addw = NULL;
     }
     if (s == ATTN_OK)
         s = download(&r, g, err);
     if (s != ATTN_OK)
         clFinish(rt->queue);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         if (r.k[i])
             clReleaseKernel(r.k[i]);
     for (int i = 0; i < N_BUF; i++)

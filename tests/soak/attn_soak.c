@@ -15,8 +15,9 @@
  * in turn on the native, the OpenCL and the two-device contexts) and
  * backward (a forward and attn_sdpa_backward, in turn on the native
  * context, dbias and d_additive_w asked where they exist, and on OpenCL
- * contexts forcing the backward variants bwd_fused and bwd_ref,
- * dot-product scores without dbias; soak_bwd.c).  OpenCL
+ * contexts forcing the backward variants bwd_fused (dot-product scores,
+ * no dbias) and bwd_ref (dbias and d_additive_w too, except with keep or
+ * the starts); soak_bwd.c).  OpenCL
  * contexts run with fallback off, so a device failure is a failure.
  *
  * Calls go round the paths in turn.  Every K-th call of a path (default
@@ -778,12 +779,17 @@ int main(int argc, char **argv)
             double r;
             const int k = have_opencl ? (int)(ps->calls % 3) : 0;
             draw_sdpa(&g, p, ps->calls == 0, &shape);
-            if (k > 0) {
-                /* the device variants: dot-product scores, no dbias */
+            if (k == 1) {
+                /* bwd_fused: dot-product scores, no dbias */
                 shape.d.score = ATTN_SCORE_DOT;
                 shape.d.additive_w = NULL;
             }
-            ok = soak_backward(bwd_ctx[k], &shape, call_seed, check, k == 0,
+            /* bwd_ref computes dbias and d additive_w, except for a bias
+             * merged with keep or the starts on the device */
+            ok = soak_backward(bwd_ctx[k], &shape, call_seed, check,
+                               k == 0   ? 1
+                               : k == 2 ? 2
+                                        : 0,
                                what, &r);
             ps->calls++;
             ps->checked += r >= 0.0;

@@ -2,8 +2,9 @@
 /*
  * attn-soak's backward path: a forward (with lse) and its
  * attn_sdpa_backward, dbias asked whenever the call has a bias and
- * d_additive_w for the additive score (unless the caller says not: the
- * OpenCL backward variants compute neither), every output with guards.  A
+ * d_additive_w for the additive score (grads 1; 0: neither, as for
+ * bwd_fused; 2: not where keep or the starts would be merged into the
+ * device's bias, as for bwd_ref), every output with guards.  A
  * checked call is compared with the double reference (tests/ref_bwd.c); the
  * others must give finite gradients.
  *
@@ -94,6 +95,8 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
         return 0;
     }
     d = &c.d;
+    if (grads == 2 && (d->keep || d->kv_start || d->q_start))
+        grads = 0; /* merged into a device's bias: no dbias there */
     f16 = d->dtype == ATTN_F16;
     es = f16 ? 2 : 4;
     if (c.bias && grads)

@@ -11,8 +11,8 @@
 #include "attn_gen.h"
 
 /* One forward and attn_sdpa_backward of shape on ctx (dbias and
- * d_additive_w asked where the call has them when grads), outputs
- * guarded; with
+ * d_additive_w asked where the call has them: grads 1 always, 2 unless
+ * the call has keep or starts, 0 never), outputs guarded; with
  * check, compared with the double reference and *ratio set to the worst
  * error as a fraction of the tolerance (else -1, and every gradient must
  * be finite).  Returns 1 when everything held; otherwise prints what
