@@ -23,6 +23,9 @@
 
 #include "core/core.h"
 #include "cpu/sdpa_bwd.h"
+#if defined(__AVX512F__)
+#include "cpu/exp2_avx512.h"
+#endif
 
 #define KT SDPA_BWD_KTILE
 #define QB SDPA_BWD_QB
@@ -362,22 +365,9 @@ static inline void prob_row(float *pr, float *dr, float sc, float lse, float di)
         __m512 x =
             _mm512_mul_ps(_mm512_fmsub_ps(_mm512_loadu_ps(pr + j), vs, vl),
                           _mm512_set1_ps(1.4426950408889634f));
-        const __mmask16 keep =
-            _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-        __m512 n, f, p, g;
+        __m512 p, g;
         /* VMINPS returns its second operand where one is NaN: x */
-        x = _mm512_min_ps(_mm512_set1_ps(127.0f), x);
-        n = _mm512_roundscale_ps(x,
-                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        f = _mm512_sub_ps(x, n);
-        p = _mm512_set1_ps(1.5337580407503992e-04f);
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339986571110785e-03f));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618519805371761e-03f));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550329014658928e-02f));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248340607e-01f));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471824645996e-01f));
-        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-        p = _mm512_maskz_scalef_ps(keep, p, n);
+        p = attn_exp2_avx512(_mm512_min_ps(_mm512_set1_ps(127.0f), x));
         g = _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dr + j), vd));
         _mm512_storeu_ps(pr + j, p);
         _mm512_storeu_ps(

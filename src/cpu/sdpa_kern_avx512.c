@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include "cpu/cpu_impl.h"
+#include "cpu/exp2_avx512.h"
 
 #ifndef __AVX512F__
 #error "sdpa_kern_avx512.c is built only with the avx512 flags"
@@ -23,27 +24,8 @@
 #define KERN_INLINE static inline __attribute__((always_inline))
 #define QT          ATTN_QTILE
 
-/* 2^x with a degree-6 polynomial on [-0.5, 0.5] (about 1 ulp), for finite
- * x or -inf (the softmax only feeds x <= 0).  Results below 2^-126 are
- * flushed to 0 so that -inf gives 0 and the accumulators never see
- * denormals (microcode assists); NaN stays NaN. */
-KERN_INLINE __m512 exp2_ps(__m512 x)
-{
-    __mmask16 keep =
-        _mm512_cmp_ps_mask(x, _mm512_set1_ps(-126.0f), _CMP_NLT_UQ);
-    __m512 n, f, p;
-
-    n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    f = _mm512_sub_ps(x, n);
-    p = _mm512_set1_ps(1.5337580407503992e-04f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339986571110785e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618519805371761e-03f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550329014658928e-02f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022646248340607e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471824645996e-01f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(keep, p, n);
-}
+/* P's exponential: the one the backward's avx512 copy takes too */
+#define exp2_ps attn_exp2_avx512
 
 /* tanh(x) = sign(x) (1 - 2 / (2^(2 log2(e) |x|) + 1)); the absolute error
  * near 0 (~1e-7) is what matters in a weighted sum of tanh terms. */
