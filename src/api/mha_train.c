@@ -32,23 +32,6 @@ void attn_mha_transpose(const float *in, size_t rows, size_t cols, float *out)
             out[c * rows + r] = in[r * cols + c];
 }
 
-void attn_mha_add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
-                         const float *x, float *out)
-{
-    size_t d = (size_t)m->d_model, n = (size_t)seq * d;
-    const float *table;
-    if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
-        attn_cpu_posenc_sinusoidal_generic(seq, m->d_model, pos0, out);
-        table = out;
-    } else {
-        table = m->pos_table + (size_t)pos0 * d;
-    }
-    /* The first batch item last: out may hold the sinusoidal table. */
-    for (int b = batch - 1; b >= 0; b--)
-        for (size_t i = 0; i < n; i++)
-            out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
-}
-
 void attn_mha_rope(float *x, size_t rows, int heads, int head_dim, int seq,
                    int pos0, int inverse)
 {
@@ -173,12 +156,14 @@ attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
                          n_xq + n_xkv + big);
     tok = buf + n_xq + n_xkv;
     if (pe) {
-        attn_mha_add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q, buf);
+        attn_cpu_add_posenc_generic(m, c->batch, c->seq_q, m->pos_offset,
+                                    c->x_q, buf);
         xq = buf;
         if (self) {
             xkv = buf;
         } else {
-            attn_mha_add_posenc(m, c->batch, c->seq_kv, 0, c->x_kv, buf + n_xq);
+            attn_cpu_add_posenc_generic(m, c->batch, c->seq_kv, 0, c->x_kv,
+                                        buf + n_xq);
             xkv = buf + n_xq;
         }
     }

@@ -43,11 +43,6 @@ attn_status attn_mha_gemm(attn_context *ctx, int m, int n, int k,
 /* out[c][r] = in[r][c] for r < rows, c < cols. */
 void attn_mha_transpose(const float *in, size_t rows, size_t cols, float *out);
 
-/* x [batch*seq, d_model] plus the positional encoding of positions pos0
- * .. pos0+seq-1 (SINUSOIDAL or LEARNED) into out. */
-void attn_mha_add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
-                         const float *x, float *out);
-
 /* Rotates every head of x [rows, heads*head_dim] (row r at position
  * pos0 + r % seq) by RoPE's angles, or by their negatives when inverse
  * (the transpose of the rotation, which carries a gradient back). */

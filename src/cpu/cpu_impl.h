@@ -132,6 +132,7 @@ int attn_cpu_amx_available(attn_cpu_isa isa);
 #define attn_sdpa_item             ATTN_ISA_FN(attn_sdpa_item)
 #define attn_cpu_gemm_nt           ATTN_ISA_FN(attn_cpu_gemm_nt)
 #define attn_cpu_posenc_sinusoidal ATTN_ISA_FN(attn_cpu_posenc_sinusoidal)
+#define attn_cpu_add_posenc        ATTN_ISA_FN(attn_cpu_add_posenc)
 #define attn_cpu_rope              ATTN_ISA_FN(attn_cpu_rope)
 #define attn_cpu_mha               ATTN_ISA_FN(attn_cpu_mha)
 #endif
@@ -352,6 +353,11 @@ attn_status attn_cpu_gemm_nt(attn_pool *p, int m, int n, int k, const float *a,
 
 /* table[seq, d_model] for positions offset .. offset+seq-1 (DESIGN.md). */
 void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table);
+/* x + m's positional encoding (sinusoidal, or its LEARNED table) for rows
+ * at positions pos0 .. pos0+seq-1 of every batch item, into out
+ * [batch*seq, d_model] (out may not be x). */
+void attn_cpu_add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
+                         const float *x, float *out);
 
 /* Rotates every head of x [rows, heads*head_dim] (row stride ld floats) in
  * place; row r has position pos0 + (r % seq). */
@@ -367,6 +373,9 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
  * work). */
 void attn_cpu_posenc_sinusoidal_generic(int seq, int d_model, int offset,
                                         float *table);
+/* attn_cpu_add_posenc of the generic copy (the training layer's). */
+void attn_cpu_add_posenc_generic(const attn_mha_desc *m, int batch, int seq,
+                                 int pos0, const float *x, float *out);
 
 /* The multi-head layer on the native backend, with cpu's kernels; c is
  * validated. */

@@ -13,25 +13,6 @@
 #include "cpu/cpu_impl.h"
 #include "core/memsize.h"
 
-/* x + positional encoding for rows at positions pos0 .. pos0+seq-1 of every
- * batch item, into out [batch*seq, d_model]. */
-static void add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
-                       const float *x, float *out)
-{
-    size_t d = (size_t)m->d_model, n = (size_t)seq * d;
-    const float *table;
-    if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
-        attn_cpu_posenc_sinusoidal(seq, m->d_model, pos0, out);
-        table = out;
-    } else {
-        table = m->pos_table + (size_t)pos0 * d;
-    }
-    /* The first batch item last: `out` may hold the sinusoidal table. */
-    for (int b = batch - 1; b >= 0; b--)
-        for (size_t i = 0; i < n; i++)
-            out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
-}
-
 /* Copies the step's keys and values (token-major [batch, seq_q, heads_kv *
  * head_dim]) into rows cache_len .. of the cache. */
 static void append_cache(const attn_mha_call *c, const float *pk,
@@ -94,12 +75,12 @@ attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err)
     pv = pk + nkv * dkv;
     po = pv + nkv * dkv;
     if (pe) {
-        add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q, buf);
+        attn_cpu_add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q, buf);
         xq = buf;
         if (self) {
             xkv = buf;
         } else {
-            add_posenc(m, c->batch, c->seq_kv, 0, c->x_kv, buf + n_xq);
+            attn_cpu_add_posenc(m, c->batch, c->seq_kv, 0, c->x_kv, buf + n_xq);
             xkv = buf + n_xq;
         }
     }

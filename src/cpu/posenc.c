@@ -21,6 +21,23 @@ void attn_cpu_posenc_sinusoidal(int seq, int d_model, int offset, float *table)
     }
 }
 
+void attn_cpu_add_posenc(const attn_mha_desc *m, int batch, int seq, int pos0,
+                         const float *x, float *out)
+{
+    size_t d = (size_t)m->d_model, n = (size_t)seq * d;
+    const float *table;
+    if (m->posenc == ATTN_POSENC_SINUSOIDAL) {
+        attn_cpu_posenc_sinusoidal(seq, m->d_model, pos0, out);
+        table = out;
+    } else {
+        table = m->pos_table + (size_t)pos0 * d;
+    }
+    /* The first batch item last: `out` may hold the sinusoidal table. */
+    for (int b = batch - 1; b >= 0; b--)
+        for (size_t i = 0; i < n; i++)
+            out[(size_t)b * n + i] = x[(size_t)b * n + i] + table[i];
+}
+
 void attn_cpu_rope(float *x, size_t rows, size_t ld, int heads, int head_dim,
                    int seq, int pos0)
 {
