@@ -449,7 +449,7 @@ static void test_strided_and_packed(void)
 
 static void test_masks(void)
 {
-    /* key tiles of 256: the causal diagonal and the window cross them */
+    /* key tiles of 128: the causal diagonal and the window cross them */
     attn_sdpa_desc d = shape(2, 4, 2, 40, 600, 8, 8);
     const int32_t kv_len[2] = {0, 371};
     d.mask.causal = 1;

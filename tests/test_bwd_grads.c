@@ -262,7 +262,7 @@ static void test_dbias_kinds(void)
 {
     static const attn_bias_kind kinds[] = {ATTN_BIAS_SHARED, ATTN_BIAS_PER_HEAD,
                                            ATTN_BIAS_FULL, ATTN_BIAS_KEY};
-    /* several key tiles of 256, GQA */
+    /* several key tiles of 128, GQA */
     attn_sdpa_desc d = shape(2, 4, 2, 21, 300, 8, 6);
     float *bias = random_bias(2 * 4 * 21 * 300, 50);
     d.mask.bias = bias;

@@ -695,7 +695,7 @@ typedef struct attn_sdpa_grad {
  * or BF16 inputs); with dbias of a bias broadcast over the batch or the kv
  * heads, up to min(2 x workers, the pairs that share an entry) - 1 more float
  * copies of the bias's shape, at most 512 MiB (none for the other
- * shapes); with d_additive_w, head_dim floats per (batch, query head, 256
+ * shapes); with d_additive_w, head_dim floats per (batch, query head, 128
  * keys); with strides (or packed sequences, per sequence), contiguous
  * copies of q, k, v, o, d_o, dq, dk and dv.  A context on an OpenCL
  * device computes it on its first device with a backward kernel variant

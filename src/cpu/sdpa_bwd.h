@@ -12,7 +12,7 @@
 /* Keys per item of the main job: each item owns the dk and dv rows of its
  * key tile, so that no two workers write the same row. */
 #ifndef SDPA_BWD_KTILE
-#define SDPA_BWD_KTILE 256
+#define SDPA_BWD_KTILE 128
 #endif
 /* Query rows computed together inside an item, and the width of the
  * vector chunks (head dimensions are padded to it in the scratch). */
