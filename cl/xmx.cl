@@ -2,19 +2,22 @@
 /*
  * Fused attention on Intel XMX matrix units: both products on DPAS through
  * cl_intel_subgroup_matrix_multiply_accumulate, subgroups of 8 (Xe-HPG:
- * Arc, DG2), F16 storage.  XM_EMU=1 builds the same kernel with the matrix
- * operation and the subgroup reductions computed through local memory
- * instead, as the extension defines them, so that the data layout, masks
- * and softmax run and are tested on any OpenCL device.
+ * Arc, DG2), F16 or BF16 storage.  XM_EMU=1 builds the same kernel with
+ * the matrix operation and the subgroup reductions computed through local
+ * memory instead, as the extension defines them, so that the data layout,
+ * masks and softmax run and are tested on any OpenCL device.
  *
  * Products: intel_sub_group_f16_f16_matrix_mad_k16 (M 8, N 8, K 16), f16
- * x f16 + f32.  Q K^T is exact in float (f16 products are); P is rounded
- * to f16 for P V (TF32 class: 11 bits).  Sums in float throughout.  The
- * extension's layout at subgroup size 8: A (8 x 16) is int8, lane i's
- * component m the pair of halves A[m][2i], A[m][2i + 1] (lower index in
- * the low 16 bits); B (16 x 8) is int8, lane n's component j the pair
- * B[2j][n], B[2j + 1][n]; the result is float8, lane n's component m
- * C[m][n].
+ * x f16 + f32, for F16 storage (ATTN_F16); for BF16 storage (ATTN_BF16)
+ * intel_sub_group_bf16_bf16_matrix_mad_k16, bfloat16 x bfloat16 + f32,
+ * with the same layout.  Q and K enter as stored, so Q K^T is exact in
+ * float (16-bit products are); P is rounded to the storage's 16-bit type
+ * for P V, to nearest even (f16: TF32 class, 11 bits; bfloat16: BF16
+ * class, 8 bits).  Sums in float throughout.  The extension's layout at
+ * subgroup size 8: A (8 x 16) is int8, lane i's component m the pair of
+ * 16-bit values A[m][2i], A[m][2i + 1] (lower index in the low 16 bits);
+ * B (16 x 8) is int8, lane n's component j the pair B[2j][n], B[2j +
+ * 1][n]; the result is float8, lane n's component m C[m][n].
  *
  * Layout of the work.  A work-group of 8 subgroups takes 64 query rows of
  * one (batch, query head), 8 rows per subgroup (the DPAS's M).  Q stays
@@ -50,8 +53,17 @@
 #define XM_EMU 1
 #endif
 
-#if !ATTN_F16
-#error "the xmx kernel takes F16 storage"
+#if !ATTN_F16 && !ATTN_BF16
+#error "the xmx kernel takes F16 or BF16 storage"
+#endif
+/* XM_NONFINITE(u): whether the 16-bit element of bits u is an inf or a
+ * NaN; XM_LOADL(p, i): element i of local 16-bit storage p as a float. */
+#if ATTN_BF16
+#define XM_NONFINITE(u) (((u) & 0x7f80) == 0x7f80)
+#define XM_LOADL(p, i) as_float((uint)(p)[i] << 16)
+#else
+#define XM_NONFINITE(u) (((u) & 0x7c00) == 0x7c00)
+#define XM_LOADL(p, i) vload_half((i), (__local const half *)(p))
 #endif
 /* XM_FOR(i, n, body): body for i = 0 .. n - 1 (n <= 16, a constant).
  * Emulated, a loop: each step holds barriers.  Otherwise unrolled by the
@@ -109,14 +121,25 @@ static float8 xm_exp2(float8 x)
 }
 
 /* Lane i's A fragment of P V from the p of its keys i (lo) and i + 8 (hi)
- * of 16: each row's pair as f16 (round to nearest even). */
+ * of 16: each row's pair in the storage's 16-bit type, rounded to nearest
+ * even (bfloat16 as ATTN_STORE rounds it; p >= 2^-126 or 0, or NaN). */
 static int8 xm_pack_p(float8 lo, float8 hi)
 {
+#if ATTN_BF16
+    const uint8 a = as_uint8(lo), b = as_uint8(hi);
+    const uint8 ra = (a + (uint8)(0x7fffu) + ((a >> 16) & (uint8)(1u))) >> 16,
+                rb = (b + (uint8)(0x7fffu) + ((b >> 16) & (uint8)(1u))) >> 16;
+    /* NaN kept a quiet NaN (rounding could carry it to inf). */
+    const uint8 qa = select(ra, (a >> 16) | (uint8)(0x40u), isnan(lo)),
+                qb = select(rb, (b >> 16) | (uint8)(0x40u), isnan(hi));
+    return as_int8(qa | (qb << 16));
+#else
     ushort h0[8], h1[8];
     vstore_half8_rte(lo, 0, (__private half *)h0);
     vstore_half8_rte(hi, 0, (__private half *)h1);
     return as_int8(convert_uint8(vload8(0, h0)) |
                    (convert_uint8(vload8(0, h1)) << 16));
+#endif
 }
 
 /* The component-wise maximum: a where b is not greater (b NaN too). */
@@ -128,14 +151,20 @@ static float8 xm_max8(float8 a, float8 b)
 #if XM_EMU
 /* The subgroup operations through local memory.  Every item of the
  * work-group calls them at the same point (uniform control flow), as the
- * barriers need; ea, eb and er are this subgroup's own (64 words each). */
+ * barriers need; ea, eb and er are this subgroup's own (64 words each).
+ * xm_half: the float of the 16-bit element in the low half of bits. */
 static float xm_half(uint bits)
 {
+#if ATTN_BF16
+    return as_float(bits << 16);
+#else
     const ushort h = (ushort)bits;
     return vload_half(0, (const __private half *)&h);
+#endif
 }
 
-/* acc + A B as intel_sub_group_f16_f16_matrix_mad_k16 at subgroup size 8
+/* acc + A B as intel_sub_group_f16_f16_matrix_mad_k16 (F16) or
+ * intel_sub_group_bf16_bf16_matrix_mad_k16 (BF16) at subgroup size 8
  * defines it: row m of A is component m of the lanes' a, lane i holding
  * columns 2i and 2i + 1; column n of B is lane n's b. */
 static float8 xm_dpas(float8 acc, int8 a, int8 b, __local uint *ea,
@@ -175,10 +204,14 @@ static float8 xm_reduce(float8 x, int op, __local float *er, int lane)
 #define XM_RMAX(x) xm_reduce((x), 0, er, lane)
 #define XM_RSUM(x) xm_reduce((x), 1, er, lane)
 #else
+#if ATTN_BF16
+#define XM_MAD intel_sub_group_bf16_bf16_matrix_mad_k16
+#else
+#define XM_MAD intel_sub_group_f16_f16_matrix_mad_k16
+#endif
 #ifndef cl_intel_subgroup_matrix_multiply_accumulate
 /* Some compilers define the built-in without declaring it. */
-float8 __attribute__((overloadable))
-intel_sub_group_f16_f16_matrix_mad_k16(int8 a, int8 b, float8 acc);
+float8 __attribute__((overloadable)) XM_MAD(int8 a, int8 b, float8 acc);
 #endif
 static float8 xm_rmax(float8 x)
 {
@@ -194,8 +227,7 @@ static float8 xm_rsum(float8 x)
                     sub_group_reduce_add(x.s4), sub_group_reduce_add(x.s5),
                     sub_group_reduce_add(x.s6), sub_group_reduce_add(x.s7));
 }
-#define XM_DPAS(acc, a, b)                                                     \
-    ((acc) = intel_sub_group_f16_f16_matrix_mad_k16((a), (b), (acc)))
+#define XM_DPAS(acc, a, b) ((acc) = XM_MAD((a), (b), (acc)))
 #define XM_RMAX(x) xm_rmax(x)
 #define XM_RSUM(x) xm_rsum(x)
 #endif
@@ -222,7 +254,7 @@ static float8 xm_rsum(float8 x)
     if (rs + (mm) < seq_q)                                                     \
         lo_[mm] = bits.c;
 
-/* One half of f16 storage at element index i, as its bits. */
+/* One element of 16-bit storage at element index i, as its bits. */
 #define XM_H(p, i) (((__global const ushort *)(p))[i])
 
 /* q, k, v, o: the caller's tensors at element offsets q_off ... o_off.
@@ -348,7 +380,7 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                 const ushort vx =
                     j < nk ? XM_H(v, ATTN_ROW(v_off, v_st, b, kvh, jt + j) + c)
                            : 0;
-                bad |= (vx & 0x7c00) == 0x7c00;
+                bad |= XM_NONFINITE(vx);
                 ks[j * 2 * XM_KS + c] = kx;
                 /* Key 16 kb + 8 e2 + j8 at half e2 of word j8. */
                 vs[(((j >> 4) * XM_D + c) * 8 + (j & 7)) * 2 + ((j >> 3) & 1)] =
@@ -427,11 +459,9 @@ void attn_xmx(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                 float8 a = acc[y];
                 for (int j = 0; j < nk; j++) {
                     const float8 p = vload8(j, ps);
-                    const float vj = vload_half(
-                        0, (__local const half *)(vs +
-                                                  (((j >> 4) * XM_D + c) * 8 +
-                                                   (j & 7)) * 2 +
-                                                  ((j >> 3) & 1)));
+                    const float vj = XM_LOADL(
+                        vs, (((j >> 4) * XM_D + c) * 8 + (j & 7)) * 2 +
+                                ((j >> 3) & 1));
                     a = select(a, fma(p, (float8)(vj), a), p != (float8)(0.0f));
                 }
                 acc[y] = a;

@@ -210,12 +210,13 @@ typedef enum attn_log_level {
  * (F16 storage as mma; F32 storage through xf32 with inputs rounded to
  * TF32, on gfx940-942 only) and declines 3XTF32; "xmx" (Intel XMX
  * matrix units, subgroups of 8) runs TF32 when TF32 or BF16 is asked,
- * for F16 storage only (f16 products, Q K^T exact and P rounded to f16
+ * for F16 storage (f16 products, Q K^T exact and P rounded to f16
  * for P V).  mma and amdmm take BF16 storage through their F32 products
  * (a bfloat16 widens to a float exactly and fits TF32, so only P is
- * rounded; amdmm on gfx940-942 only, as for F32); xmx declines it (a
- * bfloat16 does not fit f16's range).  Everything else computes
- * as EXACT, which is within every bound.  With BF16 storage, BF16
+ * rounded; amdmm on gfx940-942 only, as for F32); xmx takes it through
+ * bfloat16 products and runs BF16 when BF16 is asked (Q K^T exact, P
+ * rounded to bfloat16 for P V; declined at TF32).  Everything else
+ * computes as EXACT, which is within every bound.  With BF16 storage, BF16
  * products leave k and v as they are (bfloat16 already) and round the
  * scaled q and p as for any storage.
  *
@@ -744,9 +745,10 @@ ATTN_API attn_status attn_sdpa_kernel(attn_context *ctx,
 /** The precision attn_sdpa computes d at on ctx, without running it:
  * *runs receives that of the kernel attn_sdpa_kernel names (the one asked
  * where the kernel has it, else a more exact one: BF16 on the native
- * backend, TF32 / 3XTF32 on the OpenCL variant mma and TF32 on amdmm
- * and xmx as attn_precision says, EXACT everywhere else; EXACT too for a
- * call that falls back to the native backend), *asked (when not NULL) the
+ * backend, TF32 / 3XTF32 on the OpenCL variant mma, TF32 on amdmm and
+ * xmx, and BF16 on xmx for BF16 storage, as attn_precision says, EXACT
+ * everywhere else; EXACT too for a call that falls back to the native
+ * backend), *asked (when not NULL) the
  * context's.  attn_sdpa_cl and the
  * attention of attn_mha_forward run as said for their descriptor, except
  * that the native multi-head layer's attention computes EXACT.  It may

@@ -5,7 +5,9 @@
  * library really makes: clCreateProgramWithSource and clBuildProgram are
  * wrapped at link time (-Wl,--wrap) to see the sources and options the
  * library hands to the driver while attn_sdpa runs every kernel variant of
- * the library's table, forced by name (F32 and F16), and attn_mha_forward
+ * the library's table, forced by name (F32, F16 and BF16, at each
+ * precision where a variant declines EXACT), attn_sdpa_backward (F32 and
+ * F16) and attn_mha_forward
  * runs the layer on the OpenCL CPU device, the program cache off.  Every such
  * build must be one that cl_programs_for_device lists for that device, byte for
  * byte, and every program family of the list must have been built.
@@ -24,6 +26,7 @@
 #include "opencl/runtime.h" /* the OpenCL headers, attn_cl_load_sources */
 
 #define MAX_BUILDS 64
+#define MAX_TAGS   64 /* program families (tags) of the list */
 
 /* ---- what the library hands to the driver ------------------------------ */
 
@@ -175,6 +178,37 @@ static int run_sdpa(attn_context *ctx, int seq_q, attn_dtype dtype,
     return 1;
 }
 
+/* One forward and one backward call of seq_q rows in dtype (F32 or F16,
+ * which the backward takes): both must run on the device. */
+static void run_backward(attn_context *ctx, attn_dtype dtype, const char *what)
+{
+    attn_sdpa_desc d = run_shape(3, dtype);
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    const size_t es = dtype == ATTN_F32 ? 4 : 2;
+    sdpa_case c;
+    float *lse;
+    char *buf;
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 5, 1.0, 0.0, 0), 0);
+    lse = malloc(c.nlse * sizeof *lse);
+    buf = calloc(c.no + c.nq + c.nk + c.nv, es);
+    CU_ASSERT_FATAL(lse && buf);
+    g.q = c.q;
+    g.k = c.k;
+    g.v = c.v;
+    g.o = buf;
+    g.lse = lse;
+    g.d_o = c.v; /* any values: v holds more elements than o */
+    g.dq = buf + c.no * es;
+    g.dk = buf + (c.no + c.nq) * es;
+    g.dv = buf + (c.no + c.nq + c.nk) * es;
+    HARNESS_EXPECT(attn_sdpa(ctx, &d, c.q, c.k, c.v, buf, lse) == ATTN_OK,
+                   what);
+    HARNESS_EXPECT(attn_sdpa_backward(ctx, &d, &g) == ATTN_OK, what);
+    free(buf);
+    free(lse);
+    sdpa_case_free(&c);
+}
+
 static void run_mha(attn_context *ctx)
 {
     const mha_spec s = {.d_model = 16,
@@ -225,7 +259,7 @@ static int tag_seen(const cl_program_desc *p, void *user)
     int i = 0;
     while (tags[i] && strcmp(tags[i], p->tag) != 0)
         i++;
-    if (!tags[i] && i < 15)
+    if (!tags[i] && i < MAX_TAGS - 1)
         tags[i] = p->tag;
     return 0;
 }
@@ -234,7 +268,7 @@ static void test_builds_are_listed(void)
 {
     attn_context *unfused = cpu_context(ATTN_PATH_UNFUSED, NULL);
     attn_device_info info = ATTN_DEVICE_INFO_INIT;
-    const char *listed[16] = {NULL}, *built[16] = {NULL};
+    const char *listed[MAX_TAGS] = {NULL}, *built[MAX_TAGS] = {NULL};
     size_t n_listed = 0, n_built = 0, n_programs = 0;
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(unfused);
@@ -245,18 +279,22 @@ static void test_builds_are_listed(void)
      * EXACT; a variant that declines it there (it runs only where the
      * precision permits its products: mma) at each other precision. */
     for (int i = 0; attn_kernel_name(i); i++) {
-        static const char *const precisions[] = {"exact", "tf32", "3xtf32"};
-        for (int p = 0; p < 3; p++) {
+        static const char *const precisions[] = {"exact", "tf32", "3xtf32",
+                                                 "bf16"};
+        for (int p = 0; p < 4; p++) {
             attn_context *ctx;
             char what[64];
             int ran = 0;
             setenv("ATTN_PRECISION", precisions[p], 1);
             ctx = cpu_context(ATTN_PATH_AUTO, attn_kernel_name(i));
             CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
-            for (int dt = 0; dt < 2; dt++) {
+            for (int dt = 0; dt < 3; dt++) {
                 snprintf(what, sizeof what, "%s %s %s", attn_kernel_name(i),
-                         precisions[p], dt ? "f16" : "f32");
-                ran |= run_sdpa(ctx, 3, dt ? ATTN_F16 : ATTN_F32, what);
+                         precisions[p],
+                         dt == 2 ? "bf16"
+                         : dt    ? "f16"
+                                 : "f32");
+                ran |= run_sdpa(ctx, 3, (attn_dtype)dt, what);
             }
             attn_context_destroy(ctx);
             unsetenv("ATTN_PRECISION"); /* read for the tolerance too */
@@ -264,6 +302,8 @@ static void test_builds_are_listed(void)
                 break;
         }
     }
+    run_backward(unfused, ATTN_F32, "backward f32");
+    run_backward(unfused, ATTN_F16, "backward f16");
     run_mha(unfused);
     attn_context_destroy(unfused);
 
@@ -285,7 +325,7 @@ static void test_builds_are_listed(void)
         }
         while (built[k] && strcmp(built[k], m.tag) != 0)
             k++;
-        if (!built[k] && k < 15)
+        if (!built[k] && k < MAX_TAGS - 1)
             built[k] = m.tag;
     }
     /* Every family of the list was built (the layer's program only where
@@ -295,6 +335,13 @@ static void test_builds_are_listed(void)
         n_listed++;
     while (built[n_built])
         n_built++;
+    for (size_t i = 0; i < n_listed; i++) {
+        size_t k = 0;
+        while (built[k] && strcmp(built[k], listed[i]) != 0)
+            k++;
+        if (!built[k])
+            printf("\n  listed, never built: %s", listed[i]);
+    }
 #ifdef ATTN_HAVE_CLBLAST
     CU_ASSERT_EQUAL(n_built, n_listed);
 #else

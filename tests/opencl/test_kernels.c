@@ -395,7 +395,7 @@ static void test_forced(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
         /* A variant that runs only where the precision permits its
          * products (mma, xmx) runs at TF32 (the tolerance follows it); one
-         * that takes F16 storage only (xmx) on the F16 cases. */
+         * that takes no F32 storage (xmx) on the F16 cases. */
         if (attn_sdpa_kernel(ctx, &cd.d, name, sizeof name) ==
             ATTN_ERR_UNSUPPORTED) {
             attn_context_destroy(ctx);

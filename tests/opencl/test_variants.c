@@ -10,13 +10,13 @@
  * double-precision oracle.  A variant that does not take a shape must
  * refuse it (ATTN_ERR_UNSUPPORTED, nothing written, attn_sdpa_kernel
  * agreeing); each variant must run at least an eighth of the cases of each
- * storage type it takes (xmx takes F16 only; a variant without mask_shapes
- * must decline the top-left causal mask and window, the bias kinds KEY and
- * BROADCAST and keep, and runs an eighth of the others).
- * Every case runs at each precision a context may ask (exact, tf32, 3xtf32),
- * checked at the tolerance of the precision the kernel says it ran at.  The
- * list of variants is the library's (attn_kernel_name), so a new variant is
- * checked without changing this suite.
+ * storage type it takes (xmx takes F16, and BF16 at bf16; a variant without
+ * mask_shapes must decline the top-left causal mask and window, the bias
+ * kinds KEY and BROADCAST and keep, and runs an eighth of the others).
+ * Every case runs at each precision a context may ask (exact, tf32, 3xtf32,
+ * bf16), checked at the tolerance of the precision the kernel says it ran
+ * at.  The list of variants is the library's (attn_kernel_name), so a new
+ * variant is checked without changing this suite.
  *
  * Without an OpenCL CPU device the suite prints SKIP and exits 77.
  */
@@ -77,9 +77,10 @@ typedef struct tally {
 } tally;
 
 /* The precisions a context may ask (ATTN_PRECISION): a variant that runs
- * only where the precision permits its products (mma) is checked at each,
- * at the tolerance of the precision it says it ran at (cases.c). */
-static const char *const PRECISIONS[] = {"exact", "tf32", "3xtf32"};
+ * only where the precision permits its products (mma, amdmm, xmx) is
+ * checked at each, at the tolerance of the precision it says it ran at
+ * (cases.c). */
+static const char *const PRECISIONS[] = {"exact", "tf32", "3xtf32", "bf16"};
 
 static void run_variant(const char *kernel, const char *precision, tally *t)
 {

@@ -84,9 +84,10 @@ static int emulated(const attn_cl_variant *v, const attn_cl_limits *lim)
 }
 
 /* Precisions whose products change a variant's program: those a variant
- * with a precision hook builds for (mma: TF32, 3XTF32), else one. */
-static const attn_precision PRECISIONS[] = {ATTN_PRECISION_TF32,
-                                            ATTN_PRECISION_3XTF32};
+ * with a precision hook builds for (mma: TF32, 3XTF32; xmx: BF16 for BF16
+ * storage), else one. */
+static const attn_precision PRECISIONS[] = {
+    ATTN_PRECISION_TF32, ATTN_PRECISION_3XTF32, ATTN_PRECISION_BF16};
 
 /* The build options of v for dtype and head size hd (-1: do not fit). */
 static int options_for(const attn_cl_variant *v, const attn_cl_tuning *t,
@@ -100,6 +101,29 @@ static int options_for(const attn_cl_variant *v, const attn_cl_tuning *t,
         v->defines(lim, t, &d, extra, sizeof extra);
     w = attn_cl_variant_options(v, dtype, t, extra, opts, cap);
     return w < 0 || (size_t)w >= cap ? -1 : 0;
+}
+
+/* Whether v takes dtype at head size hd at a precision before PRECISIONS[pi]
+ * with the same build options as at lim's: that program is listed there
+ * (mma, amdmm and xmx for F16 build the same program at BF16 as at
+ * TF32). */
+static int listed_before(const attn_cl_variant *v, const attn_cl_tuning *t,
+                         const attn_cl_limits *lim, attn_dtype dtype, int hd,
+                         size_t pi)
+{
+    char a[CL_PROGRAM_OPTIONS_MAX], b[CL_PROGRAM_OPTIONS_MAX];
+    if (options_for(v, t, lim, dtype, hd, a, sizeof a))
+        return 0;
+    for (size_t pj = 0; pj < pi; pj++) {
+        attn_cl_limits l = *lim;
+        attn_sdpa_desc d = shape_for(dtype, hd);
+        attn_err err = {{0}};
+        l.precision = PRECISIONS[pj];
+        if (v->supports(&l, t, &d, &err) == ATTN_OK &&
+            !options_for(v, t, &l, dtype, hd, b, sizeof b) && !strcmp(a, b))
+            return 1;
+    }
+    return 0;
 }
 
 /* One variant's program for dtype and head size hd on dev (per_head_dim:
@@ -179,14 +203,19 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
                 for (size_t h = 0; h < N_OF(HEAD_DIMS) && rc == 0; h++) {
                     /* A variant with a precision hook lists only what it
                      * takes (mma: no head size 256, no F16 at 3XTF32;
-                     * amdmm: TF32 only, F32 only with xf32; xmx: F16
-                     * only; none of the three BF16); where it would run
+                     * amdmm: TF32 only, F32 only with xf32; xmx: F16,
+                     * and BF16 at BF16; a program listed at an earlier
+                     * precision not again); where it would run
                      * emulated (no matrix unit: AUTO would not prefer it), the
                      * first head size it takes only: the emulation is a test
                      * vehicle, one build per mode shows it compiles. */
                     attn_sdpa_desc d = shape_for((attn_dtype)dt, HEAD_DIMS[h]);
                     attn_err err = {{0}};
                     if (v->precision && v->supports(&lim, &t, &d, &err))
+                        continue;
+                    if (v->precision &&
+                        listed_before(v, &t, &lim, (attn_dtype)dt, HEAD_DIMS[h],
+                                      pi))
                         continue;
                     if (v->precision && prev[0] && emulated(v, &lim))
                         continue;

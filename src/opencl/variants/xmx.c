@@ -6,10 +6,13 @@
  * local memory, P passed from the scores' accumulators to the second
  * product in registers.  It computes at the context's precision (attn.h)
  * and never more exactly: it takes F16 storage when TF32 or BF16 is asked
- * (f16 products, P rounded to f16).  F32 storage is declined: the TF32
+ * (f16 products: Q K^T exact, P rounded to f16, 11 significant bits, TF32
+ * class), and BF16 storage when BF16 is asked (bfloat16 products, the
+ * same kernel built with ATTN_BF16: Q K^T exact, P rounded to bfloat16,
+ * 8 significant bits, BF16 class; TF32 asked declines it, since rounding
+ * P to 8 bits exceeds TF32's bound).  F32 storage is declined: the TF32
  * DPAS exists only on devices whose subgroups are 16 wide (Xe-HPC), which
- * this kernel is not written for, and so is BF16 storage: a bfloat16
- * does not fit f16's range, and it would need the TF32 operation too.
+ * this kernel is not written for.
  * Head sizes 16 to 128 in steps of 16 (head_dim_v the same), dot-product
  * scores, strided tensors (ATTN_ROW); every mask, GQA, kv_len, bias and
  * lse.
@@ -47,12 +50,15 @@ typedef struct geom {
 _Static_assert(sizeof(geom) <= ATTN_CL_GEOM_BYTES, "xmx geometry");
 
 /* Whether the precision asked permits the kernel's products for d: f16
- * products with P rounded to f16, F16 storage only. */
+ * products with P rounded to f16 (F16 storage) are TF32 class, so TF32 or
+ * BF16 asked; bfloat16 products with P rounded to bfloat16 (BF16 storage)
+ * are BF16 class, so BF16 asked only. */
 static int takes(const attn_cl_limits *lim, const attn_sdpa_desc *d)
 {
     const attn_precision p = lim->precision;
-    return d->dtype == ATTN_F16 &&
-           (p == ATTN_PRECISION_TF32 || p == ATTN_PRECISION_BF16);
+    if (d->dtype == ATTN_F16)
+        return p == ATTN_PRECISION_TF32 || p == ATTN_PRECISION_BF16;
+    return d->dtype == ATTN_BF16 && p == ATTN_PRECISION_BF16;
 }
 
 /* The device runs the DPAS build (else the emulated one). */
@@ -89,16 +95,17 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                             const attn_sdpa_desc *d, attn_err *err)
 {
     const int hd = d->head_dim;
-    if (d->dtype != ATTN_F16)
+    if (d->dtype != ATTN_F16 && d->dtype != ATTN_BF16)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the xmx kernel takes F16 storage only (the TF32 "
-                         "matrix operation needs subgroups of 16, and a "
-                         "bfloat16 does not fit f16's range)");
+                         "the xmx kernel takes F16 and BF16 storage only (the "
+                         "TF32 matrix operation needs subgroups of 16)");
     if (!takes(lim, d))
         return attn_fail(
             err, ATTN_ERR_UNSUPPORTED,
-            "the xmx kernel computes f16 products (TF32 class) and the "
-            "context asks %s (attn_options.precision, ATTN_PRECISION)",
+            "the xmx kernel computes %s products (%s class) and the context "
+            "asks %s (attn_options.precision, ATTN_PRECISION)",
+            d->dtype == ATTN_F16 ? "f16" : "bfloat16",
+            d->dtype == ATTN_F16 ? "TF32" : "BF16",
             attn_precision_name(lim->precision));
     if (hd != d->head_dim_v || hd % 16 != 0 || hd < 16 || hd > 128)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
@@ -136,15 +143,16 @@ static attn_precision precision(const attn_cl_limits *lim,
                                 const attn_sdpa_desc *d)
 {
     (void)lim;
-    (void)d;
-    return ATTN_PRECISION_TF32;
+    return d->dtype == ATTN_BF16 ? ATTN_PRECISION_BF16 : ATTN_PRECISION_TF32;
 }
 
 static void defines(const attn_cl_limits *lim, const attn_cl_tuning *t,
                     const attn_sdpa_desc *d, char *buf, size_t cap)
 {
     /* Natively, 256 registers per thread (Intel's large register file):
-     * O, S and the fragments need more than 128 at subgroup size 8. */
+     * O, S and the fragments need more than 128 at subgroup size 8.  The
+     * storage type (ATTN_F16 / ATTN_BF16, which picks the f16 or the
+     * bfloat16 DPAS) comes with every program's options. */
     snprintf(buf, cap, " -DXM_D=%d -DXM_BC=%d -DXM_EMU=%d%s", d->head_dim,
              tile_of(lim, t, d), !native_xmx(lim),
              native_xmx(lim) ? " -cl-intel-256-GRF-per-thread" : "");
@@ -194,8 +202,8 @@ const attn_cl_variant attn_cl_variant_xmx = {
     .strides = 1,
     .summary = "one pass on Intel XMX matrix units (DPAS, "
                "cl_intel_subgroup_matrix_multiply_accumulate, subgroups of "
-               "8) at f16 precision for F16 storage; emulated elsewhere "
-               "when forced",
+               "8) at f16 precision for F16 storage, bfloat16 for BF16; "
+               "emulated elsewhere when forced",
     .path = ATTN_PATH_AUTO,
     .universal = 0,
     .per_shape = 1,
