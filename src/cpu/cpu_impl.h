@@ -187,6 +187,13 @@ typedef struct attn_cpu_layout {
 attn_status attn_cpu_create(int threads, attn_cpu_isa isa, attn_cpu **out);
 void attn_cpu_destroy(attn_cpu *c); /* NULL is a no-op */
 attn_pool *attn_cpu_pool(attn_cpu *c);
+/* The backward's working block of at least floats floats (64-byte
+ * aligned, contents undefined): the one the last call gave back when it
+ * is large enough, else a new one; NULL when out of memory.  Give it back
+ * with attn_cpu_bwd_give, which keeps one block (up to 64 MiB) for the
+ * next call and frees the rest; attn_cpu_destroy frees the kept one. */
+float *attn_cpu_bwd_take(attn_cpu *c, size_t floats);
+void attn_cpu_bwd_give(attn_cpu *c, float *mem, size_t floats);
 int attn_cpu_workers(const attn_cpu *c);
 attn_cpu_isa attn_cpu_get_isa(const attn_cpu *c);
 /* The precision asked of c's attention (EXACT when created): what the

@@ -41,6 +41,11 @@ struct attn_cpu {
     int cap_d, cap_dv;
     attn_precision asked; /* attn_cpu_set_precision */
     int amx;              /* attn_cpu_amx_available(isa) when created */
+    /* the backward's working block, kept between calls (guarded by
+     * bwd_lock; NULL when none is kept or a call holds it) */
+    pthread_mutex_t bwd_lock;
+    float *bwd_mem;
+    size_t bwd_floats;
 };
 
 static size_t round16(size_t n)
@@ -223,6 +228,11 @@ attn_status attn_cpu_create(int threads, attn_cpu_isa isa, attn_cpu **out)
         free(c);
         return ATTN_ERR_OUT_OF_MEMORY;
     }
+    if (pthread_mutex_init(&c->bwd_lock, NULL) != 0) {
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
     st = attn_pool_create(threads, &c->pool);
     if (st != ATTN_OK)
         goto fail_pool;
@@ -237,6 +247,7 @@ attn_status attn_cpu_create(int threads, attn_cpu_isa isa, attn_cpu **out)
 fail_ws:
     attn_pool_destroy(c->pool);
 fail_pool:
+    pthread_mutex_destroy(&c->bwd_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
     return st;
@@ -248,6 +259,8 @@ void attn_cpu_destroy(attn_cpu *c)
         return;
     attn_pool_destroy(c->pool);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->bwd_lock);
+    free(c->bwd_mem);
     free(c->mem);
     free(c->part);
     free(c);
@@ -256,6 +269,42 @@ void attn_cpu_destroy(attn_cpu *c)
 attn_pool *attn_cpu_pool(attn_cpu *c)
 {
     return c ? c->pool : NULL;
+}
+
+/* The largest working block kept between backward calls (64 MiB): past
+ * it the first-touch cost is small next to the call's work. */
+#define BWD_KEEP_FLOATS ((size_t)16 << 20)
+
+float *attn_cpu_bwd_take(attn_cpu *c, size_t floats)
+{
+    float *p = NULL, *old = NULL;
+    void *fresh = NULL;
+    pthread_mutex_lock(&c->bwd_lock);
+    if (c->bwd_mem && c->bwd_floats >= floats)
+        p = c->bwd_mem;
+    else
+        old = c->bwd_mem; /* too small: not kept */
+    c->bwd_mem = NULL;
+    pthread_mutex_unlock(&c->bwd_lock);
+    free(old);
+    if (p)
+        return p;
+    if (floats > SIZE_MAX / sizeof(float) ||
+        posix_memalign(&fresh, 64, (floats ? floats : 1) * sizeof(float)) != 0)
+        return NULL;
+    return fresh;
+}
+
+void attn_cpu_bwd_give(attn_cpu *c, float *mem, size_t floats)
+{
+    pthread_mutex_lock(&c->bwd_lock);
+    if (!c->bwd_mem && floats <= BWD_KEEP_FLOATS) {
+        c->bwd_mem = mem;
+        c->bwd_floats = floats;
+        mem = NULL;
+    }
+    pthread_mutex_unlock(&c->bwd_lock);
+    free(mem);
 }
 
 /* The layouts d gives (its strides, or contiguous). */

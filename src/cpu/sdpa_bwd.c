@@ -37,16 +37,6 @@
 /* dbias entries per item of the slices' sum. */
 #define DBIAS_SUM_CHUNK 16384
 
-/* n floats, 64-byte aligned, or NULL (also when n * 4 overflows). */
-static float *alloc_floats(size_t n)
-{
-    void *p = NULL;
-    if (n > SIZE_MAX / sizeof(float) ||
-        posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)) != 0)
-        return NULL;
-    return p;
-}
-
 /* dbias += the slice buffers 1 .. slices - 1, in order. */
 static void dbias_sum(void *arg, size_t item, int worker)
 {
@@ -171,17 +161,18 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
     if (attn_host_memory_bytes() != 0 &&
         (uint64_t)total > attn_host_memory_bytes() / sizeof(float))
         return ATTN_ERR_OUT_OF_MEMORY;
-    mem = alloc_floats(total);
+    mem = attn_cpu_bwd_take(c, total);
     if (!mem)
         return ATTN_ERR_OUT_OF_MEMORY;
     jb.drow = mem;
     jb.rowfin = (uint8_t *)(mem + (rows + 15) / 16 * 16);
     jb.scratch = mem + (rows + 15) / 16 * 16 + ((rows + 3) / 4 + 15) / 16 * 16;
     jb.dq_part = jb.scratch + ws * jb.scratch_floats;
-    /* the dq sums start at 0; the scratch too, so that the lanes past a
-     * short tile's keys, computed and never read, come from defined
-     * values */
-    memset(jb.scratch, 0, ws * (jb.scratch_floats + nq) * sizeof(float));
+    /* the scratch starts at 0, so that the lanes past a short tile's
+     * keys, computed and never read, come from defined values; the dq
+     * sums are zeroed by the prepare job, each (batch, head) by the worker
+     * that takes it (in parallel, first touch there) */
+    memset(jb.scratch, 0, ws * jb.scratch_floats * sizeof(float));
     jb.dbias_part = npart ? jb.dq_part + ws * nq : NULL;
     jb.dw_part = ndw ? jb.dq_part + ws * nq + (npart + 15) / 16 * 16 : NULL;
     if (ndw)
@@ -216,6 +207,6 @@ attn_status attn_cpu_sdpa_backward(attn_cpu *c, const attn_sdpa_desc *d,
                       dbias_sum, &jb);
     if (ndw)
         dw_sum(&jb);
-    free(mem);
+    attn_cpu_bwd_give(c, mem, total);
     return ATTN_OK;
 }

@@ -287,6 +287,10 @@ void attn_sdpa_bwd_prep(void *arg, size_t item, int worker)
         }
         return;
     }
+    /* this (batch, head)'s rows of every worker's dq sums start at 0 */
+    for (int w = 0; w < jb->workers; w++)
+        memset(jb->dq_part + (size_t)w * jb->dq_elems + item * sq * dh, 0,
+               sq * dh * sizeof(float));
     if (jb->f16) {
         attn_u16_to_float_n(d->dtype,
                             (const uint16_t *)jb->g->q + item * sq * dh,
