@@ -698,7 +698,9 @@ typedef struct attn_sdpa_grad {
  * copies of the bias's shape, at most 512 MiB (none for the other
  * shapes); with d_additive_w, head_dim floats per (batch, query head, 128
  * keys); with strides (or packed sequences, per sequence), contiguous
- * copies of q, k, v, o, d_o, dq, dk and dv.  A context on an OpenCL
+ * copies of q, k, v, o, d_o, dq, dk and dv.  The native backend keeps its
+ * working block for the next call (one per context, when at most 64 MiB)
+ * until attn_context_destroy.  A context on an OpenCL
  * device computes it on its first device with a backward kernel variant
  * (bwd_fused, or bwd_ref; attn-probe --kernels lists them after the
  * forward's, which attn_kernel_name names), chosen as the forward's are
