@@ -267,15 +267,20 @@ static attn_status compute(attn_dev_call *dc, int queue, const attn_group *g,
             to[h] = z > to[h] ? z : to[h];
         }
     }
-    for (int i = 0; i < 3 && s == ATTN_OK; i++)
+    for (int i = 0; i < 3 && s == ATTN_OK; i++) {
+        /* the buffer's first element: the tensor it holds at offset 0 */
+        int first = i;
+        for (int u = 0; u < 3; u++)
+            if (dc->home[u] == i && dc->base[u] == 0)
+                first = u;
         if (dc->home[i] == i && to[i] > from[i])
             s = upload(dc, q, dc->tens[i].mem, from[i] * e,
-                       src[i] + (from[i] - dc->base[i]) * e,
-                       (to[i] - from[i]) * e,
+                       src[first] + from[i] * e, (to[i] - from[i]) * e,
                        i == 0   ? "q"
                        : i == 1 ? "k"
                                 : "v",
                        &ev[i], err);
+    }
     if (s == ATTN_OK && !attn_cl_input_sizes(&g->d, in_bytes))
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                       "the size of the mask overflows");
