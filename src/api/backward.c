@@ -122,16 +122,6 @@ static attn_status dense_backward(attn_context *ctx, const char *fn,
     return ATTN_OK;
 }
 
-/* Tensor t of d: its batches, heads, rows and row width. */
-static void dims(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w)
-{
-    const int qo = t == ATTN_T_Q || t == ATTN_T_O;
-    n[0] = (size_t)d->batch;
-    n[1] = (size_t)(qo ? d->heads_q : d->heads_kv);
-    n[2] = (size_t)(qo ? d->seq_q : d->seq_kv);
-    *w = (size_t)(t == ATTN_T_Q || t == ATTN_T_K ? d->head_dim : d->head_dim_v);
-}
-
 /* Copies the rows of tensor t of d between its strided place x and the
  * contiguous dense (to_dense), or zeroes them at x (dense NULL). */
 static void move_rows(const attn_sdpa_desc *d, int t, void *x, void *dense,
@@ -139,7 +129,7 @@ static void move_rows(const attn_sdpa_desc *d, int t, void *x, void *dense,
 {
     const size_t e = d->dtype == ATTN_F32 ? 4 : 2;
     size_t n[3], w, st[3], r = 0;
-    dims(d, t, n, &w);
+    attn_tensor_dims(d, t, n, &w);
     attn_tensor_strides(d, t, st);
     for (size_t b = 0; b < n[0]; b++)
         for (size_t h = 0; h < n[1]; h++)
@@ -175,7 +165,7 @@ static attn_status strided_backward(attn_context *ctx, const char *fn,
     attn_status s;
     for (int i = 0; i < 8; i++) {
         size_t n[3], w;
-        dims(d, kind[i], n, &w);
+        attn_tensor_dims(d, kind[i], n, &w);
         off[i + 1] = off[i] + n[0] * n[1] * n[2] * w * e;
     }
     if (!(buf = malloc(off[8] ? off[8] : 1)))

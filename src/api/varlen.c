@@ -16,21 +16,16 @@
 /* Tensor t's strides over (unused) batch, head and packed row. */
 static void packed(const attn_sdpa_desc *d, int t, int64_t st[3])
 {
-    const int64_t *g = t == ATTN_T_Q   ? d->q_strides
-                       : t == ATTN_T_K ? d->k_strides
-                       : t == ATTN_T_V ? d->v_strides
-                                       : d->o_strides;
-    const int64_t heads =
-        t == ATTN_T_Q || t == ATTN_T_O ? d->heads_q : d->heads_kv;
-    const int64_t w =
-        t == ATTN_T_Q || t == ATTN_T_K ? d->head_dim : d->head_dim_v;
+    const int64_t *g = attn_tensor_given(d, t);
+    size_t n[3], w;
     if (g[0] || g[1] || g[2]) {
         memcpy(st, g, 3 * sizeof *st);
         return;
     }
+    attn_tensor_dims(d, t, n, &w);
     st[0] = 0;
-    st[1] = w;
-    st[2] = heads * w;
+    st[1] = (int64_t)w;
+    st[2] = (int64_t)(n[1] * w);
 }
 
 static attn_status check_arrays(const attn_sdpa_desc *d, attn_err *err)

@@ -103,6 +103,11 @@ typedef struct attn_sdpa_bytes {
 /* Tensors of an attention call, in the order of attn_sdpa_desc's strides. */
 enum { ATTN_T_Q, ATTN_T_K, ATTN_T_V, ATTN_T_O };
 
+/* Tensor t's (ATTN_T_*) strides as d gives them (attn_sdpa_desc.q_strides
+ * ..., all 0 for the contiguous layout). */
+const int64_t *attn_tensor_given(const attn_sdpa_desc *d, int t);
+/* Tensor t's batches, heads and rows in n, its row width in *w. */
+void attn_tensor_dims(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w);
 /* 1 when d gives strides for some tensor (attn_sdpa_desc.q_strides ...). */
 int attn_sdpa_strided(const attn_sdpa_desc *d);
 /* The element strides over batch, head and row of tensor t (ATTN_T_*) of

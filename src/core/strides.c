@@ -8,7 +8,7 @@
 
 #include "core/core.h"
 
-static const int64_t *given(const attn_sdpa_desc *d, int t)
+const int64_t *attn_tensor_given(const attn_sdpa_desc *d, int t)
 {
     return t == ATTN_T_Q   ? d->q_strides
            : t == ATTN_T_K ? d->k_strides
@@ -24,13 +24,12 @@ static int given_any(const int64_t *s)
 int attn_sdpa_strided(const attn_sdpa_desc *d)
 {
     for (int t = ATTN_T_Q; t <= ATTN_T_O; t++)
-        if (given_any(given(d, t)))
+        if (given_any(attn_tensor_given(d, t)))
             return 1;
     return 0;
 }
 
-/* The extents of tensor t over batch, head, row and its row width. */
-static void dims_of(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w)
+void attn_tensor_dims(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w)
 {
     const int kv = t == ATTN_T_K || t == ATTN_T_V;
     n[0] = (size_t)d->batch;
@@ -41,14 +40,14 @@ static void dims_of(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w)
 
 void attn_tensor_strides(const attn_sdpa_desc *d, int t, size_t st[3])
 {
-    const int64_t *s = given(d, t);
+    const int64_t *s = attn_tensor_given(d, t);
     size_t n[3], w;
     if (given_any(s)) {
         for (int i = 0; i < 3; i++)
             st[i] = (size_t)s[i];
         return;
     }
-    dims_of(d, t, n, &w);
+    attn_tensor_dims(d, t, n, &w);
     st[2] = w;
     st[1] = n[2] * w;
     st[0] = n[1] * n[2] * w;
@@ -57,7 +56,7 @@ void attn_tensor_strides(const attn_sdpa_desc *d, int t, size_t st[3])
 size_t attn_tensor_extent(const attn_sdpa_desc *d, int t)
 {
     size_t n[3], w, st[3];
-    dims_of(d, t, n, &w);
+    attn_tensor_dims(d, t, n, &w);
     attn_tensor_strides(d, t, st);
     return w + st[0] * (n[0] - 1) + st[1] * (n[1] - 1) + st[2] * (n[2] - 1);
 }
@@ -68,9 +67,9 @@ attn_status attn_strides_extent(const attn_sdpa_desc *d, int t, size_t elem,
                                 size_t *bytes, attn_err *err)
 {
     static const char *const name[4] = {"q", "k", "v", "o"};
-    const int64_t *s = given(d, t);
+    const int64_t *s = attn_tensor_given(d, t);
     size_t n[3], w, st[3], ext;
-    dims_of(d, t, n, &w);
+    attn_tensor_dims(d, t, n, &w);
     for (int i = 0; i < 3; i++)
         if (s[i] < 0)
             return INVALID("%s_strides[%d] = %lld is negative", name[t], i,
