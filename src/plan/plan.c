@@ -160,6 +160,22 @@ void attn_plan_release(attn_plan_cache *pc, attn_plan *p)
         plan_free(p);
 }
 
+/* A new plan of b for shape k at epoch e, its work still to be made;
+ * NULL with err set when out of memory. */
+static attn_plan *plan_new(attn_backend *b, const shape_key *k, unsigned e,
+                           attn_err *err)
+{
+    attn_plan *p = calloc(1, sizeof *p);
+    if (!p) {
+        attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "cannot allocate a plan");
+        return NULL;
+    }
+    p->key = *k;
+    p->epoch = e;
+    p->b = b;
+    return p;
+}
+
 /* Cuts d into groups over b's slots and prepares each on its device. */
 static attn_status make_work(attn_backend *b, const attn_sdpa_desc *d,
                              attn_work *w, attn_err *err)
@@ -205,12 +221,8 @@ attn_status attn_plan_sdpa(attn_plan_cache *pc, attn_backend *b,
     key_of(d, 0, &k);
     e = b->ops->exec->epoch(b);
     if (!(p = lookup(pc, b, &k, e))) {
-        if (!(p = calloc(1, sizeof *p)))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "cannot allocate a plan");
-        p->key = k;
-        p->epoch = e;
-        p->b = b;
+        if (!(p = plan_new(b, &k, e, err)))
+            return ATTN_ERR_OUT_OF_MEMORY;
         if ((s = make_work(b, d, &p->work, err))) {
             plan_free(p);
             return s;
@@ -241,12 +253,8 @@ attn_status attn_plan_devices(attn_plan_cache *pc, attn_backend *b,
     key_of(sd, 1, &k);
     e = x->epoch(b);
     if (!(p = lookup(pc, b, &k, e))) {
-        if (!(p = calloc(1, sizeof *p)))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "cannot allocate a plan");
-        p->key = k;
-        p->epoch = e;
-        p->b = b;
+        if (!(p = plan_new(b, &k, e, err)))
+            return ATTN_ERR_OUT_OF_MEMORY;
         p->mha.n_dev = x->n_devices(b);
         if (p->mha.n_dev > ATTN_SCHED_MAX_DEVICES)
             p->mha.n_dev = ATTN_SCHED_MAX_DEVICES;
@@ -281,12 +289,8 @@ attn_status attn_plan_backward(attn_plan_cache *pc, attn_backend *b,
     e = x->epoch(b);
     if (!(p = lookup(pc, b, &k, e))) {
         attn_err e2 = {{0}};
-        if (!(p = calloc(1, sizeof *p)))
-            return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                             "cannot allocate a plan");
-        p->key = k;
-        p->epoch = e;
-        p->b = b;
+        if (!(p = plan_new(b, &k, e, err)))
+            return ATTN_ERR_OUT_OF_MEMORY;
         p->mha.n_dev = 1; /* the call runs on the first device */
         p->mha.prep[0] = b->ops->prepare_bwd(b, 0, d, grads, &p->mha.p[0], &e2);
         snprintf(p->mha.why[0], sizeof p->mha.why[0], "%.250s", e2.msg);
