@@ -118,6 +118,44 @@ static inline float bwd_p(float s, float l, int i, int j, int b, int h,
     return vis ? exp(s - l) : 0.0f;
 }
 
+/* The score of a pair before its bias, in s: with the additive score the
+ * unscaled sum_c w_c tanh(q_c + k_c) over the row WR of addw, else scale *
+ * sum_c q_c k_c.  QC and KC are element c_ of the query and key rows (a
+ * macro: the rows are in private or in global memory). */
+#define BWD_RAW_SCORE(s, QC, KC, WR)                                           \
+    do {                                                                       \
+        (s) = 0.0f;                                                            \
+        if (additive)                                                          \
+            for (int c_ = 0; c_ < HD; c_++)                                    \
+                (s) += addw[(WR) + c_] * tanh((QC) + (KC));                    \
+        else {                                                                 \
+            for (int c_ = 0; c_ < HD; c_++)                                    \
+                (s) += (QC) * (KC);                                            \
+            (s) *= scale;                                                      \
+        }                                                                      \
+    } while (0)
+
+/* Element c of the n (<= 16) rows of width w from row r0 of x, in the
+ * lanes of a float16 (0 in the lanes past n). */
+static inline float16 bwd_lanes(__global const ATTN_T *x, size_t r0, int n,
+                                int w, int c)
+{
+    float lane[16];
+    for (int t = 0; t < 16; t++)
+        lane[t] = t < n ? ATTN_LOAD(x, (r0 + t) * (size_t)w + c) : 0.0f;
+    return vload16(0, lane);
+}
+
+/* Lanes t < n of v stored as element c of rows r0 + t of x (width w). */
+static inline void bwd_store_lanes(__global ATTN_T *x, size_t r0, int n, int w,
+                                   int c, float16 v)
+{
+    float lane[16];
+    vstore16(v, 0, lane);
+    for (int t = 0; t < n; t++)
+        ATTN_STORE(x, (r0 + t) * (size_t)w + c, lane[t]);
+}
+
 /* D[r] = sum_c dO[r, c] * O[r, c] for rows r < rows.  Launch: global
  * >= rows, any local. */
 __kernel void attn_bwd_rowsum(__global const ATTN_T *o,
@@ -159,17 +197,10 @@ __kernel void attn_bwd_dq(__global const ATTN_T *q, __global const ATTN_T *k,
     for (int c = 0; c < HV; c++)
         dor[c] = ATTN_LOAD(dout, (size_t)r * HV + c);
     for (int j = 0; j < seq_kv; j++) {
-        float s = 0.0f, dp = 0.0f;
+        float s, dp = 0.0f;
         const size_t kr = (kb + (size_t)j) * HD;
         const size_t vr = (kb + (size_t)j) * HV;
-        if (additive) /* sum_c w_c tanh(q_c + k_c), unscaled */
-            for (int c = 0; c < HD; c++)
-                s += addw[wr + c] * tanh(qr[c] + ATTN_LOAD(k, kr + c));
-        else {
-            for (int c = 0; c < HD; c++)
-                s += qr[c] * ATTN_LOAD(k, kr + c);
-            s *= scale;
-        }
+        BWD_RAW_SCORE(s, qr[c_], ATTN_LOAD(k, kr + c_), wr);
         const float p =
             bwd_p(s, l, i, j, b, h, bias, bias_kind, bias_sb, bias_sh, bias_sq,
                   klen, seq_kv, causal, window, diag);
@@ -225,7 +256,7 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
         const size_t rb = ((size_t)b * heads_q + h) * (size_t)seq_q;
         for (int i = 0; i < seq_q; i++) {
             int vis;
-            float s = 0.0f, dp = 0.0f;
+            float s, dp = 0.0f;
             const size_t qr = (rb + (size_t)i) * HD;
             const size_t orow = (rb + (size_t)i) * HV;
             const float l = lse[rb + (size_t)i];
@@ -234,15 +265,7 @@ __kernel void attn_bwd_dkdv(__global const ATTN_T *q, __global const ATTN_T *k,
             const long lo = window > 0 ? (long)i + diag - window + 1 : 0;
             if ((long)j < lo || (long)j > hi || as_uint(l) == ATTN_NEG_INF_BITS)
                 continue;
-            if (additive)
-                for (int c = 0; c < HD; c++)
-                    s += addw[(size_t)h * HD + c] *
-                         tanh(ATTN_LOAD(q, qr + c) + kr[c]);
-            else {
-                for (int c = 0; c < HD; c++)
-                    s += ATTN_LOAD(q, qr + c) * kr[c];
-                s *= scale;
-            }
+            BWD_RAW_SCORE(s, ATTN_LOAD(q, qr + c_), kr[c_], (size_t)h * HD);
             s = bwd_score(s, i, j, b, h, bias, bias_kind, bias_sb, bias_sh,
                           bias_sq, klen, seq_kv, causal, window, diag, &vis);
             if (!vis)
@@ -298,17 +321,9 @@ __kernel void attn_bwd_dbias(__global const ATTN_T *q, __global const ATTN_T *k,
             const size_t vr = (((size_t)b * heads_kv + g) * seq_kv + j) * HV;
             for (int i = nq > 1 ? ei : 0; i < (nq > 1 ? ei + 1 : seq_q); i++) {
                 const size_t row = ((size_t)b * heads_q + h) * seq_q + i;
-                float s = 0.0f, dp = 0.0f;
-                if (additive)
-                    for (int c = 0; c < HD; c++)
-                        s += addw[(size_t)h * HD + c] *
-                             tanh(ATTN_LOAD(q, row * HD + c) +
-                                  ATTN_LOAD(k, kr + c));
-                else {
-                    for (int c = 0; c < HD; c++)
-                        s += ATTN_LOAD(q, row * HD + c) * ATTN_LOAD(k, kr + c);
-                    s *= scale;
-                }
+                float s, dp = 0.0f;
+                BWD_RAW_SCORE(s, ATTN_LOAD(q, row * HD + c_),
+                              ATTN_LOAD(k, kr + c_), (size_t)h * HD);
                 const float p = bwd_p(s, lse[row], i, j, b, h, bias, bias_kind,
                                       bias_sb, bias_sh, bias_sq, klen, seq_kv,
                                       causal, window, diag);
@@ -457,15 +472,11 @@ __kernel void attn_bwd_fused_v(__global const ATTN_T *q,
     float16 kt[BWD_HD], vt[BWD_HV], ak[BWD_HD], av[BWD_HV];
     float lane[16];
     for (int c = 0; c < HD; c++) {
-        for (int t = 0; t < 16; t++)
-            lane[t] = t < nk ? ATTN_LOAD(k, (r0 + t) * HD + c) : 0.0f;
-        kt[c] = vload16(0, lane);
+        kt[c] = bwd_lanes(k, r0, nk, HD, c);
         ak[c] = (float16)(0.0f);
     }
     for (int c = 0; c < HV; c++) {
-        for (int t = 0; t < 16; t++)
-            lane[t] = t < nk ? ATTN_LOAD(v, (r0 + t) * HV + c) : 0.0f;
-        vt[c] = vload16(0, lane);
+        vt[c] = bwd_lanes(v, r0, nk, HV, c);
         av[c] = (float16)(0.0f);
     }
     for (int h = g * group; h < (g + 1) * group; h++) {
@@ -513,16 +524,10 @@ __kernel void attn_bwd_fused_v(__global const ATTN_T *q,
                     select((float16)(0.0f), ds * ATTN_LOAD(q, qr + c), add);
         }
     }
-    for (int c = 0; c < HD; c++) {
-        vstore16(ak[c] * scale, 0, lane);
-        for (int t = 0; t < nk; t++)
-            ATTN_STORE(dk, (r0 + t) * HD + c, lane[t]);
-    }
-    for (int c = 0; c < HV; c++) {
-        vstore16(av[c], 0, lane);
-        for (int t = 0; t < nk; t++)
-            ATTN_STORE(dv, (r0 + t) * HV + c, lane[t]);
-    }
+    for (int c = 0; c < HD; c++)
+        bwd_store_lanes(dk, r0, nk, HD, c, ak[c] * scale);
+    for (int c = 0; c < HV; c++)
+        bwd_store_lanes(dv, r0, nk, HV, c, av[c]);
 }
 
 /* attn_bwd_dq on CPU devices: attn_bwd_dq_v, 16 query rows of one (batch,
@@ -556,16 +561,11 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
         lane[t] = t < nq ? drow[r0 + t] : 0.0f;
     dd = vload16(0, lane);
     for (int c = 0; c < HD; c++) {
-        for (int t = 0; t < 16; t++)
-            lane[t] = t < nq ? ATTN_LOAD(q, (r0 + t) * HD + c) : 0.0f;
-        qt[c] = vload16(0, lane);
+        qt[c] = bwd_lanes(q, r0, nq, HD, c);
         acc[c] = (float16)(0.0f);
     }
-    for (int c = 0; c < HV; c++) {
-        for (int t = 0; t < 16; t++)
-            lane[t] = t < nq ? ATTN_LOAD(dout, (r0 + t) * HV + c) : 0.0f;
-        dot_[c] = vload16(0, lane);
-    }
+    for (int c = 0; c < HV; c++)
+        dot_[c] = bwd_lanes(dout, r0, nq, HV, c);
     /* the keys some row of the item may see */
     const long last = i0 + nq - 1;
     const long hi =
@@ -605,9 +605,6 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
         for (int c = 0; c < HD; c++)
             acc[c] += select((float16)(0.0f), ds * ATTN_LOAD(k, kr + c), add);
     }
-    for (int c = 0; c < HD; c++) {
-        vstore16(acc[c] * scale, 0, lane);
-        for (int t = 0; t < nq; t++)
-            ATTN_STORE(dq, (r0 + t) * HD + c, lane[t]);
-    }
+    for (int c = 0; c < HD; c++)
+        bwd_store_lanes(dq, r0, nq, HD, c, acc[c] * scale);
 }
