@@ -18,201 +18,18 @@
  * Without an OpenCL device the suite prints SKIP and exits 77.
  */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "opencl/fault.h"
 
+#include "cl_count.h"
 #include "harness.h"
 #include "ref.h"
 
 #define PATTERN 0xa5 /* what unwritten outputs hold */
 #define TOL     1e-4 /* F32, as tests/test_backward.c */
-
-/* ---- the library's OpenCL objects, counted ------------------------------ */
-
-static atomic_long n_mem, n_kernel, n_program, n_event;
-
-typedef struct live {
-    long mem, kernel, program, event;
-} live;
-
-static live live_now(void)
-{
-    live l = {atomic_load(&n_mem), atomic_load(&n_kernel),
-              atomic_load(&n_program), atomic_load(&n_event)};
-    return l;
-}
-
-static int live_same(live a)
-{
-    live b = live_now();
-    if (a.mem == b.mem && a.kernel == b.kernel && a.program == b.program &&
-        a.event == b.event)
-        return 1;
-    printf("\n  live OpenCL objects: mem %ld -> %ld, kernel %ld -> %ld, "
-           "program %ld -> %ld, event %ld -> %ld\n",
-           a.mem, b.mem, a.kernel, b.kernel, a.program, b.program, a.event,
-           b.event);
-    return 0;
-}
-
-cl_mem __real_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
-                             cl_int *);
-cl_mem __wrap_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
-                             cl_int *);
-cl_int __real_clReleaseMemObject(cl_mem);
-cl_int __wrap_clReleaseMemObject(cl_mem);
-cl_kernel __real_clCreateKernel(cl_program, const char *, cl_int *);
-cl_kernel __wrap_clCreateKernel(cl_program, const char *, cl_int *);
-cl_int __real_clReleaseKernel(cl_kernel);
-cl_int __wrap_clReleaseKernel(cl_kernel);
-cl_program __real_clCreateProgramWithSource(cl_context, cl_uint, const char **,
-                                            const size_t *, cl_int *);
-cl_program __wrap_clCreateProgramWithSource(cl_context, cl_uint, const char **,
-                                            const size_t *, cl_int *);
-cl_program __real_clCreateProgramWithBinary(cl_context, cl_uint,
-                                            const cl_device_id *,
-                                            const size_t *,
-                                            const unsigned char **, cl_int *,
-                                            cl_int *);
-cl_program __wrap_clCreateProgramWithBinary(cl_context, cl_uint,
-                                            const cl_device_id *,
-                                            const size_t *,
-                                            const unsigned char **, cl_int *,
-                                            cl_int *);
-cl_int __real_clReleaseProgram(cl_program);
-cl_int __wrap_clReleaseProgram(cl_program);
-cl_event __real_clCreateUserEvent(cl_context, cl_int *);
-cl_event __wrap_clCreateUserEvent(cl_context, cl_int *);
-cl_int __real_clEnqueueMarkerWithWaitList(cl_command_queue, cl_uint,
-                                          const cl_event *, cl_event *);
-cl_int __wrap_clEnqueueMarkerWithWaitList(cl_command_queue, cl_uint,
-                                          const cl_event *, cl_event *);
-cl_int __real_clRetainEvent(cl_event);
-cl_int __wrap_clRetainEvent(cl_event);
-cl_int __real_clReleaseEvent(cl_event);
-cl_int __wrap_clReleaseEvent(cl_event);
-cl_int __real_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
-                                     const size_t *, const size_t *,
-                                     const size_t *, cl_uint, const cl_event *,
-                                     cl_event *);
-cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
-                                     const size_t *, const size_t *,
-                                     const size_t *, cl_uint, const cl_event *,
-                                     cl_event *);
-
-cl_mem __wrap_clCreateBuffer(cl_context c, cl_mem_flags f, size_t n, void *h,
-                             cl_int *rc)
-{
-    cl_mem m = __real_clCreateBuffer(c, f, n, h, rc);
-    if (m)
-        atomic_fetch_add(&n_mem, 1);
-    return m;
-}
-
-cl_int __wrap_clReleaseMemObject(cl_mem m)
-{
-    cl_int rc = __real_clReleaseMemObject(m);
-    if (rc == CL_SUCCESS)
-        atomic_fetch_sub(&n_mem, 1);
-    return rc;
-}
-
-cl_kernel __wrap_clCreateKernel(cl_program p, const char *name, cl_int *rc)
-{
-    cl_kernel k = __real_clCreateKernel(p, name, rc);
-    if (k)
-        atomic_fetch_add(&n_kernel, 1);
-    return k;
-}
-
-cl_int __wrap_clReleaseKernel(cl_kernel k)
-{
-    cl_int rc = __real_clReleaseKernel(k);
-    if (rc == CL_SUCCESS)
-        atomic_fetch_sub(&n_kernel, 1);
-    return rc;
-}
-
-cl_program __wrap_clCreateProgramWithSource(cl_context c, cl_uint n,
-                                            const char **s, const size_t *l,
-                                            cl_int *rc)
-{
-    cl_program p = __real_clCreateProgramWithSource(c, n, s, l, rc);
-    if (p)
-        atomic_fetch_add(&n_program, 1);
-    return p;
-}
-
-cl_program __wrap_clCreateProgramWithBinary(cl_context c, cl_uint n,
-                                            const cl_device_id *d,
-                                            const size_t *l,
-                                            const unsigned char **b, cl_int *st,
-                                            cl_int *rc)
-{
-    cl_program p = __real_clCreateProgramWithBinary(c, n, d, l, b, st, rc);
-    if (p)
-        atomic_fetch_add(&n_program, 1);
-    return p;
-}
-
-cl_int __wrap_clReleaseProgram(cl_program p)
-{
-    cl_int rc = __real_clReleaseProgram(p);
-    if (rc == CL_SUCCESS)
-        atomic_fetch_sub(&n_program, 1);
-    return rc;
-}
-
-/* The fault layer stands a user event and a marker in for a command that
- * fails late. */
-cl_event __wrap_clCreateUserEvent(cl_context c, cl_int *rc)
-{
-    cl_event e = __real_clCreateUserEvent(c, rc);
-    if (e)
-        atomic_fetch_add(&n_event, 1);
-    return e;
-}
-
-cl_int __wrap_clEnqueueMarkerWithWaitList(cl_command_queue q, cl_uint n,
-                                          const cl_event *w, cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueMarkerWithWaitList(q, n, w, ev);
-    if (rc == CL_SUCCESS && ev && *ev)
-        atomic_fetch_add(&n_event, 1);
-    return rc;
-}
-
-cl_int __wrap_clRetainEvent(cl_event e)
-{
-    cl_int rc = __real_clRetainEvent(e);
-    if (rc == CL_SUCCESS)
-        atomic_fetch_add(&n_event, 1);
-    return rc;
-}
-
-cl_int __wrap_clReleaseEvent(cl_event e)
-{
-    cl_int rc = __real_clReleaseEvent(e);
-    if (rc == CL_SUCCESS)
-        atomic_fetch_sub(&n_event, 1);
-    return rc;
-}
-
-cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k,
-                                     cl_uint dims, const size_t *off,
-                                     const size_t *g, const size_t *l,
-                                     cl_uint nw, const cl_event *w,
-                                     cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueNDRangeKernel(q, k, dims, off, g, l, nw, w, ev);
-    if (rc == CL_SUCCESS && ev && *ev)
-        atomic_fetch_add(&n_event, 1);
-    return rc;
-}
 
 /* ---- one call ------------------------------------------------------------ */
 
@@ -401,12 +218,12 @@ static void faults_of(const char *variant)
         for (int n = 1; n < 64; n++) {
             char spec[32], what[96];
             attn_status s;
-            live before;
+            cl_live before;
             snprintf(spec, sizeof spec, "%s@%d", points[t].point, n);
             snprintf(what, sizeof what, "%s, %s", variant, spec);
             CU_ASSERT_FATAL(attn_fault_set(spec, NULL) == ATTN_OK);
             outputs_fill(&c);
-            before = live_now();
+            before = cl_live_now();
             s = attn_sdpa_backward(off, &c.d, &c.g);
             attn_fault_deliver(1);
             if (attn_fault_fired(points[t].p) == 0) {
@@ -416,7 +233,7 @@ static void faults_of(const char *variant)
             failed++;
             HARNESS_EXPECT(recoverable(s), what);
             HARNESS_EXPECT(untouched(&c), what);
-            HARNESS_EXPECT(live_same(before), what);
+            HARNESS_EXPECT(cl_live_same(before), what);
             /* the same fault with fallback on */
             CU_ASSERT_FATAL(attn_fault_set(spec, NULL) == ATTN_OK);
             outputs_fill(&c);
@@ -446,7 +263,7 @@ static void test_build(void)
     call c;
     CU_ASSERT_FATAL(call_make(&c, 24));
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
-        const live before = live_now();
+        const cl_live before = cl_live_now();
         attn_context *off = open_ctx(variants[i], 0);
         attn_context *on = open_ctx(variants[i], 1);
         CU_ASSERT_FATAL(off && on);
@@ -462,7 +279,7 @@ static void test_build(void)
         attn_fault_set(NULL, NULL);
         attn_context_destroy(off);
         attn_context_destroy(on);
-        HARNESS_EXPECT(live_same(before), variants[i]);
+        HARNESS_EXPECT(cl_live_same(before), variants[i]);
     }
     call_free(&c);
 }

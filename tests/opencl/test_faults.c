@@ -38,55 +38,25 @@
 
 #include "attn/attn_cl.h"
 #include "call_bufs.h"
+#include "cl_count.h"
 #include "cases.h"
 #include "harness.h"
 #include "ref.h"
 
-#ifdef ATTN_HAVE_CLBLAST
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#endif
-#include <clblast_c.h>
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif
-
 #define PATTERN 0xa5 /* what unwritten outputs hold */
 
-/* ---- the library's OpenCL objects, counted ------------------------------ */
+/* ---- the library's OpenCL objects, counted (cl_count.h) ---------------- */
 
-static atomic_long n_mem, n_kernel, n_program, n_event;
-
-typedef struct live {
-    long mem, kernel, program, event;
-} live;
-
-static live live_now(void)
+/* Whether the library holds as many OpenCL objects as at a, and every
+ * late fault armed was delivered. */
+static int live_same(cl_live a)
 {
-    live l = {atomic_load(&n_mem), atomic_load(&n_kernel),
-              atomic_load(&n_program), atomic_load(&n_event)};
-    return l;
-}
-
-/* Whether the library holds as many OpenCL objects as at a. */
-static int live_same(live a)
-{
-    live b = live_now();
     if (attn_fault_pending() != 0) {
         printf("\n  %lu late faults were not delivered\n",
                attn_fault_pending());
         return 0;
     }
-    if (a.mem == b.mem && a.kernel == b.kernel && a.program == b.program &&
-        a.event == b.event)
-        return 1;
-    printf("\n  live OpenCL objects: mem %ld -> %ld, kernel %ld -> %ld, "
-           "program %ld -> %ld, event %ld -> %ld\n",
-           a.mem, b.mem, a.kernel, b.kernel, a.program, b.program, a.event,
-           b.event);
-    return 0;
+    return cl_live_same(a);
 }
 
 /* Device buffers are kept in a pool between calls (src/opencl/pool.h): a
@@ -98,296 +68,6 @@ static void cold(attn_context *ctx, const char *spec)
     if (strstr(spec, "alloc"))
         attn_fault_trim(ctx);
 }
-
-#define COUNT(var, obj)                                                        \
-    do {                                                                       \
-        if (obj)                                                               \
-            atomic_fetch_add(&(var), 1);                                       \
-    } while (0)
-#define UNCOUNT(var, rc)                                                       \
-    do {                                                                       \
-        if ((rc) == CL_SUCCESS)                                                \
-            atomic_fetch_sub(&(var), 1);                                       \
-    } while (0)
-
-cl_mem __real_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
-                             cl_int *);
-cl_mem __wrap_clCreateBuffer(cl_context, cl_mem_flags, size_t, void *,
-                             cl_int *);
-cl_int __real_clRetainMemObject(cl_mem);
-cl_int __wrap_clRetainMemObject(cl_mem);
-cl_int __real_clReleaseMemObject(cl_mem);
-cl_int __wrap_clReleaseMemObject(cl_mem);
-cl_kernel __real_clCreateKernel(cl_program, const char *, cl_int *);
-cl_kernel __wrap_clCreateKernel(cl_program, const char *, cl_int *);
-cl_int __real_clRetainKernel(cl_kernel);
-cl_int __wrap_clRetainKernel(cl_kernel);
-cl_int __real_clReleaseKernel(cl_kernel);
-cl_int __wrap_clReleaseKernel(cl_kernel);
-cl_program __real_clCreateProgramWithSource(cl_context, cl_uint, const char **,
-                                            const size_t *, cl_int *);
-cl_program __wrap_clCreateProgramWithSource(cl_context, cl_uint, const char **,
-                                            const size_t *, cl_int *);
-cl_program __real_clCreateProgramWithBinary(cl_context, cl_uint,
-                                            const cl_device_id *,
-                                            const size_t *,
-                                            const unsigned char **, cl_int *,
-                                            cl_int *);
-cl_program __wrap_clCreateProgramWithBinary(cl_context, cl_uint,
-                                            const cl_device_id *,
-                                            const size_t *,
-                                            const unsigned char **, cl_int *,
-                                            cl_int *);
-cl_int __real_clRetainProgram(cl_program);
-cl_int __wrap_clRetainProgram(cl_program);
-cl_int __real_clReleaseProgram(cl_program);
-cl_int __wrap_clReleaseProgram(cl_program);
-cl_event __real_clCreateUserEvent(cl_context, cl_int *);
-cl_event __wrap_clCreateUserEvent(cl_context, cl_int *);
-cl_int __real_clRetainEvent(cl_event);
-cl_int __wrap_clRetainEvent(cl_event);
-cl_int __real_clReleaseEvent(cl_event);
-cl_int __wrap_clReleaseEvent(cl_event);
-cl_int __real_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
-                                     const size_t *, const size_t *,
-                                     const size_t *, cl_uint, const cl_event *,
-                                     cl_event *);
-cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue, cl_kernel, cl_uint,
-                                     const size_t *, const size_t *,
-                                     const size_t *, cl_uint, const cl_event *,
-                                     cl_event *);
-cl_int __real_clEnqueueReadBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
-                                  size_t, void *, cl_uint, const cl_event *,
-                                  cl_event *);
-cl_int __wrap_clEnqueueReadBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
-                                  size_t, void *, cl_uint, const cl_event *,
-                                  cl_event *);
-cl_int __real_clEnqueueMarkerWithWaitList(cl_command_queue, cl_uint,
-                                          const cl_event *, cl_event *);
-cl_int __wrap_clEnqueueMarkerWithWaitList(cl_command_queue, cl_uint,
-                                          const cl_event *, cl_event *);
-cl_int __real_clEnqueueWriteBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
-                                   size_t, const void *, cl_uint,
-                                   const cl_event *, cl_event *);
-cl_int __wrap_clEnqueueWriteBuffer(cl_command_queue, cl_mem, cl_bool, size_t,
-                                   size_t, const void *, cl_uint,
-                                   const cl_event *, cl_event *);
-
-cl_int __real_clEnqueueWriteBufferRect(cl_command_queue, cl_mem, cl_bool,
-                                       const size_t *, const size_t *,
-                                       const size_t *, size_t, size_t, size_t,
-                                       size_t, const void *, cl_uint,
-                                       const cl_event *, cl_event *);
-cl_int __wrap_clEnqueueWriteBufferRect(cl_command_queue, cl_mem, cl_bool,
-                                       const size_t *, const size_t *,
-                                       const size_t *, size_t, size_t, size_t,
-                                       size_t, const void *, cl_uint,
-                                       const cl_event *, cl_event *);
-cl_int __real_clEnqueueCopyBufferRect(cl_command_queue, cl_mem, cl_mem,
-                                      const size_t *, const size_t *,
-                                      const size_t *, size_t, size_t, size_t,
-                                      size_t, cl_uint, const cl_event *,
-                                      cl_event *);
-cl_int __wrap_clEnqueueCopyBufferRect(cl_command_queue, cl_mem, cl_mem,
-                                      const size_t *, const size_t *,
-                                      const size_t *, size_t, size_t, size_t,
-                                      size_t, cl_uint, const cl_event *,
-                                      cl_event *);
-
-/* The KV cache's rectangle copies (the layer's read back is blocking and
- * makes no event). */
-cl_int __wrap_clEnqueueWriteBufferRect(cl_command_queue q, cl_mem m, cl_bool b,
-                                       const size_t *bo, const size_t *ho,
-                                       const size_t *r, size_t br, size_t bs,
-                                       size_t hr, size_t hs, const void *p,
-                                       cl_uint nw, const cl_event *w,
-                                       cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueWriteBufferRect(q, m, b, bo, ho, r, br, bs, hr,
-                                                hs, p, nw, w, ev);
-    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
-    return rc;
-}
-
-cl_int __wrap_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src,
-                                      cl_mem dst, const size_t *so,
-                                      const size_t *dso, const size_t *r,
-                                      size_t sr, size_t ss, size_t dr,
-                                      size_t ds, cl_uint nw, const cl_event *w,
-                                      cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueCopyBufferRect(q, src, dst, so, dso, r, sr, ss,
-                                               dr, ds, nw, w, ev);
-    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
-    return rc;
-}
-
-cl_mem __wrap_clCreateBuffer(cl_context c, cl_mem_flags f, size_t n, void *h,
-                             cl_int *rc)
-{
-    cl_mem m = __real_clCreateBuffer(c, f, n, h, rc);
-    COUNT(n_mem, m);
-    return m;
-}
-
-cl_int __wrap_clRetainMemObject(cl_mem m)
-{
-    cl_int rc = __real_clRetainMemObject(m);
-    COUNT(n_mem, rc == CL_SUCCESS);
-    return rc;
-}
-
-cl_int __wrap_clReleaseMemObject(cl_mem m)
-{
-    cl_int rc = __real_clReleaseMemObject(m);
-    UNCOUNT(n_mem, rc);
-    return rc;
-}
-
-cl_kernel __wrap_clCreateKernel(cl_program p, const char *name, cl_int *rc)
-{
-    cl_kernel k = __real_clCreateKernel(p, name, rc);
-    COUNT(n_kernel, k);
-    return k;
-}
-
-cl_int __wrap_clRetainKernel(cl_kernel k)
-{
-    cl_int rc = __real_clRetainKernel(k);
-    COUNT(n_kernel, rc == CL_SUCCESS);
-    return rc;
-}
-
-cl_int __wrap_clReleaseKernel(cl_kernel k)
-{
-    cl_int rc = __real_clReleaseKernel(k);
-    UNCOUNT(n_kernel, rc);
-    return rc;
-}
-
-cl_program __wrap_clCreateProgramWithSource(cl_context c, cl_uint n,
-                                            const char **src, const size_t *len,
-                                            cl_int *rc)
-{
-    cl_program p = __real_clCreateProgramWithSource(c, n, src, len, rc);
-    COUNT(n_program, p);
-    return p;
-}
-
-cl_program __wrap_clCreateProgramWithBinary(cl_context c, cl_uint n,
-                                            const cl_device_id *d,
-                                            const size_t *len,
-                                            const unsigned char **bin,
-                                            cl_int *st, cl_int *rc)
-{
-    cl_program p = __real_clCreateProgramWithBinary(c, n, d, len, bin, st, rc);
-    COUNT(n_program, p);
-    return p;
-}
-
-cl_int __wrap_clRetainProgram(cl_program p)
-{
-    cl_int rc = __real_clRetainProgram(p);
-    COUNT(n_program, rc == CL_SUCCESS);
-    return rc;
-}
-
-cl_int __wrap_clReleaseProgram(cl_program p)
-{
-    cl_int rc = __real_clReleaseProgram(p);
-    UNCOUNT(n_program, rc);
-    return rc;
-}
-
-cl_event __wrap_clCreateUserEvent(cl_context c, cl_int *rc)
-{
-    cl_event e = __real_clCreateUserEvent(c, rc);
-    COUNT(n_event, e);
-    return e;
-}
-
-cl_int __wrap_clRetainEvent(cl_event e)
-{
-    cl_int rc = __real_clRetainEvent(e);
-    COUNT(n_event, rc == CL_SUCCESS);
-    return rc;
-}
-
-cl_int __wrap_clReleaseEvent(cl_event e)
-{
-    cl_int rc = __real_clReleaseEvent(e);
-    UNCOUNT(n_event, rc);
-    return rc;
-}
-
-cl_int __wrap_clEnqueueNDRangeKernel(cl_command_queue q, cl_kernel k,
-                                     cl_uint dims, const size_t *off,
-                                     const size_t *g, const size_t *l,
-                                     cl_uint n, const cl_event *w, cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueNDRangeKernel(q, k, dims, off, g, l, n, w, ev);
-    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
-    return rc;
-}
-
-cl_int __wrap_clEnqueueReadBuffer(cl_command_queue q, cl_mem m, cl_bool b,
-                                  size_t off, size_t n, void *p, cl_uint nw,
-                                  const cl_event *w, cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueReadBuffer(q, m, b, off, n, p, nw, w, ev);
-    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
-    return rc;
-}
-
-cl_int __wrap_clEnqueueWriteBuffer(cl_command_queue q, cl_mem m, cl_bool b,
-                                   size_t off, size_t n, const void *p,
-                                   cl_uint nw, const cl_event *w, cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueWriteBuffer(q, m, b, off, n, p, nw, w, ev);
-    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
-    return rc;
-}
-
-cl_int __wrap_clEnqueueMarkerWithWaitList(cl_command_queue q, cl_uint nw,
-                                          const cl_event *w, cl_event *ev)
-{
-    cl_int rc = __real_clEnqueueMarkerWithWaitList(q, nw, w, ev);
-    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
-    return rc;
-}
-
-#ifdef ATTN_HAVE_CLBLAST
-/* The GEMMs hand their events to the library. */
-CLBlastStatusCode
-__real_CLBlastSgemm(const CLBlastLayout, const CLBlastTranspose,
-                    const CLBlastTranspose, const size_t, const size_t,
-                    const size_t, const float, const cl_mem, const size_t,
-                    const size_t, const cl_mem, const size_t, const size_t,
-                    const float, cl_mem, const size_t, const size_t,
-                    cl_command_queue *, cl_event *);
-CLBlastStatusCode
-__wrap_CLBlastSgemm(const CLBlastLayout, const CLBlastTranspose,
-                    const CLBlastTranspose, const size_t, const size_t,
-                    const size_t, const float, const cl_mem, const size_t,
-                    const size_t, const cl_mem, const size_t, const size_t,
-                    const float, cl_mem, const size_t, const size_t,
-                    cl_command_queue *, cl_event *);
-CLBlastStatusCode
-__wrap_CLBlastSgemm(const CLBlastLayout layout, const CLBlastTranspose ta,
-                    const CLBlastTranspose tb, const size_t m, const size_t n,
-                    const size_t k, const float alpha, const cl_mem a,
-                    const size_t a_off, const size_t lda, const cl_mem b,
-                    const size_t b_off, const size_t ldb, const float beta,
-                    cl_mem c, const size_t c_off, const size_t ldc,
-                    cl_command_queue *q, cl_event *ev)
-{
-    CLBlastStatusCode st =
-        __real_CLBlastSgemm(layout, ta, tb, m, n, k, alpha, a, a_off, lda, b,
-                            b_off, ldb, beta, c, c_off, ldc, q, ev);
-    COUNT(n_event, ev && *ev);
-    return st;
-}
-#endif
 
 /* ---- host allocations of the library, failed on demand ------------------
  * malloc, calloc, realloc, posix_memalign and aligned_alloc are wrapped
@@ -611,14 +291,14 @@ static void expect_failure(attn_context *ctx, const sdpa_case *c,
                            const char *what)
 {
     outs u;
-    live before;
+    cl_live before;
     attn_status s;
     unsigned long fired;
     char label[256];
     snprintf(label, sizeof label, "%s, %s, fallback off", what, spec);
     CU_ASSERT_EQUAL_FATAL(outs_make(&u, c), 0);
     cold(ctx, spec);
-    before = live_now();
+    before = cl_live_now();
     set_spec(spec);
     s = attn_sdpa(ctx, &c->d, c->q, c->k, c->v, u.o, (float *)(void *)u.lse);
     fired = fired_all();
@@ -643,14 +323,14 @@ static void expect_fallback(attn_context *ctx, const sdpa_case *c,
                             const ref_sdpa_result *ref, const char *spec,
                             int flags, const char *what)
 {
-    live before;
+    cl_live before;
     unsigned long fired;
     int ok;
     char label[256];
     snprintf(label, sizeof label, "%s, %s, fallback on", what, spec);
     log_clear();
     cold(ctx, spec);
-    before = live_now();
+    before = cl_live_now();
     set_spec(spec);
     ok = sdpa_case_check(ctx, c, ref, 1, NULL, label);
     fired = fired_all();
@@ -758,14 +438,14 @@ static void build_faults(const scenario *sc)
     sdpa_case c;
     ref_sdpa_result ref;
     attn_context *ctx;
-    live before;
+    cl_live before;
     char what[128];
     shape(&d, sc->decode);
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 12, 1.0, 0.05, 1), 0);
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
     snprintf(what, sizeof what, "%s, build", sc->name);
 
-    before = live_now();
+    before = cl_live_now();
     ctx = ctx_new("cpu", sc->path, sc->queues, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
     /* Per call, objects are not compared: a first call may create the
@@ -844,7 +524,7 @@ static void mha_expect_failure(attn_context *ctx, const mha_case *c,
                                const char *what)
 {
     float *y = malloc(c->ny * sizeof *y), *y0 = malloc(c->ny * sizeof *y);
-    live before;
+    cl_live before;
     attn_status s;
     unsigned long fired;
     char label[256];
@@ -853,7 +533,7 @@ static void mha_expect_failure(attn_context *ctx, const mha_case *c,
     memset(y, PATTERN, c->ny * sizeof *y);
     memcpy(y0, y, c->ny * sizeof *y);
     cold(ctx, spec);
-    before = live_now();
+    before = cl_live_now();
     set_spec(spec);
     s = attn_mha_forward(ctx, &c->m, c->batch, c->seq_q, c->seq_kv, c->x_q,
                          c->x_kv, &c->mask, y);
@@ -877,14 +557,14 @@ static void mha_expect_fallback(attn_context *ctx, const mha_case *c,
                                 const double *ref, const char *spec, int flags,
                                 const char *what)
 {
-    live before;
+    cl_live before;
     unsigned long fired;
     int ok;
     char label[256];
     snprintf(label, sizeof label, "%s, %s, fallback on", what, spec);
     log_clear();
     cold(ctx, spec);
-    before = live_now();
+    before = cl_live_now();
     set_spec(spec);
     ok = mha_case_check(ctx, c, ref, label);
     fired = fired_all();
@@ -913,7 +593,7 @@ static void test_mha(void)
     attn_context *on = ctx_new("cpu", ATTN_PATH_AUTO, 1, 1);
     mha_case c;
     double *ref;
-    live before;
+    cl_live before;
     char spec[64];
     CU_ASSERT_PTR_NOT_NULL_FATAL(off);
     CU_ASSERT_PTR_NOT_NULL_FATAL(on);
@@ -948,7 +628,7 @@ static void test_mha(void)
     attn_context_destroy(on);
 
     /* Every build fails, on fresh contexts. */
-    before = live_now();
+    before = cl_live_now();
     off = ctx_new("cpu", ATTN_PATH_AUTO, 1, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(off);
     mha_expect_failure(off, &c, "build", ATTN_ERR_BUILD_FAILED,
@@ -1012,7 +692,7 @@ static void test_layer(void)
     attn_mha_layer *lo = NULL, *ln = NULL;
     attn_kv_cache kv = ATTN_KV_CACHE_INIT;
     mha_case c;
-    live before;
+    cl_live before;
     double *ref, *want;
     CU_ASSERT_PTR_NOT_NULL_FATAL(off);
     CU_ASSERT_PTR_NOT_NULL_FATAL(on);
@@ -1033,9 +713,9 @@ static void test_layer(void)
 
     /* Three read-only buffers per device ([Wq; Wk; Wv], Wo, the biases),
      * gone with the layer. */
-    before = live_now();
+    before = cl_live_now();
     CU_ASSERT_EQUAL_FATAL(attn_mha_create(off, &c.m, 0.0f, &lo), ATTN_OK);
-    HARNESS_EXPECT(live_now().mem == before.mem + 3, "the layer's buffers");
+    HARNESS_EXPECT(cl_live_now().mem == before.mem + 3, "the layer's buffers");
     attn_mha_destroy(lo);
     HARNESS_EXPECT(live_same(before), "the layer's buffers released");
     CU_ASSERT_EQUAL_FATAL(attn_mha_create(off, &c.m, 0.0f, &lo), ATTN_OK);
@@ -1100,7 +780,7 @@ static void test_layer(void)
             memset(y, PATTERN, ny * sizeof *y);
             memcpy(y0, y, ny * sizeof *y);
             cold(off, spec);
-            before = live_now();
+            before = cl_live_now();
             set_spec(spec);
             st = layer_step(off, lo, &c, &kv, k4, v4, nkv, x3, y);
             HARNESS_EXPECT(fired_all() >= 1, spec);
@@ -1177,13 +857,13 @@ static void emb_expect(attn_context *ctx, const sdpa_case *c,
     call_bufs cb;
     cl_event user, done = NULL;
     cl_uint refs;
-    live before;
+    cl_live before;
     attn_status s;
     unsigned long fired;
     cl_int rc;
     char label[256];
     snprintf(label, sizeof label, "%s, %s", what, spec);
-    before = live_now();
+    before = cl_live_now();
     CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, emb_ctx, c, off, 13, 1), 0);
     user = clCreateUserEvent(emb_ctx, &rc);
     CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
@@ -1328,7 +1008,7 @@ static void test_embed(void)
     attn_context *ctx = NULL;
     attn_sdpa_desc d;
     sdpa_case c;
-    live before;
+    cl_live before;
     char what[64];
     emb_sweep(ATTN_PATH_UNFUSED, 0, 0, "attn_sdpa_cl, three kernels");
     emb_sweep(ATTN_PATH_FUSED, 0, 0, "attn_sdpa_cl, fused");
@@ -1341,7 +1021,7 @@ static void test_embed(void)
         snprintf(what, sizeof what, "attn_sdpa_cl, path %d", path);
         attn_options_init(&o);
         o.path = (attn_path)path;
-        before = live_now();
+        before = cl_live_now();
         CU_ASSERT_EQUAL_FATAL(
             attn_context_create_cl(emb_ctx, emb_dev, &o, &ctx), ATTN_OK);
         /* Per call, objects are not compared: a first call may create the
@@ -1776,7 +1456,7 @@ static void expect_moved(attn_context *ctx, const sdpa_case *c,
                          const ref_sdpa_result *ref, const char *spec,
                          int failed_index, int flags, const char *what)
 {
-    live before;
+    cl_live before;
     int ok;
     unsigned long fired;
     char label[256], name[32];
@@ -1784,7 +1464,7 @@ static void expect_moved(attn_context *ctx, const sdpa_case *c,
     snprintf(name, sizeof name, "OpenCL device 0:%d (", failed_index);
     log_clear();
     cold(ctx, spec);
-    before = live_now();
+    before = cl_live_now();
     set_spec(spec);
     ok = sdpa_case_check(ctx, c, ref, 1, NULL, label);
     fired = fired_all();
@@ -1877,13 +1557,13 @@ static void test_two_devices_build_and_mha(void)
     sdpa_case c;
     ref_sdpa_result ref;
     attn_context *ctx;
-    live before;
+    cl_live before;
     char spec[64];
     shape(&d, 0);
     CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 72, 1.0, 0.05, 1), 0);
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
     for (int dv = 0; dv < 2; dv++) {
-        before = live_now();
+        before = cl_live_now();
         ctx = ctx_new("all", ATTN_PATH_AUTO, 1, 0);
         CU_ASSERT_PTR_NOT_NULL_FATAL(ctx);
         snprintf(spec, sizeof spec, "build:dev%d", dev_index(ctx, dv));
