@@ -7,9 +7,8 @@
  * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) both run on
  * the device, fallback off: the backward on the variant path AUTO chooses
  * (bwd_fused), or on the one ATTN_TEST_KERNEL forces (bwd_ref, bwd_fused;
- * the forward then chooses as under AUTO), with the same tolerances; what
- * no backward variant takes (BF16, dbias, the additive score) runs on a
- * second pair of contexts of the device with fallback on (natively).
+ * the forward then chooses as under AUTO), with the same tolerances
+ * (dbias and the additive score: tests/test_bwd_grads.c).
  *
  * Tolerances, per element e of a gradient tensor whose reference has the
  * largest magnitude M: |got - want| <= TOL * (M + 1) + TOL * |want|, with
@@ -34,9 +33,6 @@
 #define TOL_BF16 (TOL_F16 * 8.0)
 
 static attn_context *ctx1, *ctx3; /* one and three worker threads */
-/* The same with fallback on: on a device, what no backward variant takes
- * (BF16) runs natively there. */
-static attn_context *fb1, *fb3;
 
 /* The suite's options (harness_options: native, or the test device with
  * fallback off). */
@@ -48,22 +44,13 @@ static int init(void)
     if (attn_context_create(&o, &ctx1))
         return -1;
     o.threads = 3;
-    if (attn_context_create(&o, &ctx3))
-        return -1;
-    o.allow_fallback = 1;
-    o.kernel = NULL; /* a forced variant that declines is an error */
-    if (attn_context_create(&o, &fb3))
-        return -1;
-    o.threads = 1;
-    return attn_context_create(&o, &fb1) ? -1 : 0;
+    return attn_context_create(&o, &ctx3) ? -1 : 0;
 }
 
 static int clean(void)
 {
     attn_context_destroy(ctx1);
     attn_context_destroy(ctx3);
-    attn_context_destroy(fb1);
-    attn_context_destroy(fb3);
     return 0;
 }
 
@@ -543,10 +530,17 @@ static void test_bf16(void)
     attn_sdpa_desc d = shape(1, 4, 2, 33, 100, 16, 8);
     const int32_t kv_len[1] = {77};
     d.dtype = ATTN_BF16;
-    CU_ASSERT(check_case(fb3, &d, 42, "BF16"));
+    CU_ASSERT(check_case(ctx3, &d, 42, "BF16"));
     d.mask.causal = 1;
     d.mask.kv_len = kv_len;
-    CU_ASSERT(check_case(fb1, &d, 43, "BF16, causal, kv_len"));
+    CU_ASSERT(check_case(ctx1, &d, 43, "BF16, causal, kv_len"));
+    /* a head size built at compile time, GQA, a window, top-left */
+    d = shape(2, 4, 2, 40, 70, 64, 64);
+    d.dtype = ATTN_BF16;
+    d.mask.causal = 1;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    d.mask.window = 9;
+    CU_ASSERT(check_case(ctx3, &d, 44, "BF16, d 64, GQA, causal window"));
 }
 
 /* Hidden keys hold NaN and infinity (behind kv_len): their

@@ -76,9 +76,10 @@ int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, char *buf, size_t cap)
     int rt, bhd, bhv;
     bwd_build(hd, hv, &rt, &bhd, &bhv);
     return snprintf(buf, cap,
-                    "-DATTN_F16=%d -DBWD_HD=%d -DBWD_HV=%d -DBWD_RT=%d "
-                    "-DBWD_KB=%d -DBWD_QT=%d",
-                    dtype == ATTN_F16, bhd, bhv, rt, BWD_KB, BWD_QT);
+                    "-DATTN_F16=%d -DATTN_BF16=%d -DBWD_HD=%d -DBWD_HV=%d "
+                    "-DBWD_RT=%d -DBWD_KB=%d -DBWD_QT=%d",
+                    dtype == ATTN_F16, dtype == ATTN_BF16, bhd, bhv, rt, BWD_KB,
+                    BWD_QT);
 }
 
 int attn_cl_bwd_find(const char *name)
@@ -92,7 +93,8 @@ int attn_cl_bwd_find(const char *name)
 /* A program of backward.cl for one (dtype, head sizes). */
 typedef struct bwd_prog {
     struct bwd_prog *next;
-    int f16, rt, hd, hv; /* as built (bwd_build) */
+    attn_dtype dtype;
+    int rt, hd, hv; /* as built (bwd_build) */
     cl_program prog;
     attn_status failed; /* a failed build, kept (not retried) */
     char why[ATTN_MSG_MAX];
@@ -145,11 +147,6 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "kernel variant \"%s\" computes no %s", name,
                          grads & ATTN_BWD_DBIAS ? "dbias" : "d_additive_w");
-    if (d->dtype != ATTN_F32 && d->dtype != ATTN_F16)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "kernel variant \"%s\" takes F32 and F16 storage "
-                         "only",
-                         name);
     if (d->score != ATTN_SCORE_DOT && vi != V_REF)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "kernel variant \"%s\" takes the dot-product score "
@@ -185,7 +182,6 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
 static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                             const bwd_prog **out, attn_err *err)
 {
-    const int f16 = d->dtype == ATTN_F16;
     bwd_state *st = rt->bwd;
     bwd_prog *p = NULL;
     char opts[160], tag[64];
@@ -200,20 +196,24 @@ static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         rt->bwd_free = state_free;
     }
     for (p = st->first; p; p = p->next)
-        if (p->f16 == f16 && p->rt == run_time && p->hd == bhd && p->hv == bhv)
+        if (p->dtype == d->dtype && p->rt == run_time && p->hd == bhd &&
+            p->hv == bhv)
             break;
     if (!p) {
         attn_status s;
         if (!(p = calloc(1, sizeof *p)))
             return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                              "cannot allocate a backward program");
-        p->f16 = f16;
+        p->dtype = d->dtype;
         p->rt = run_time;
         p->hd = bhd;
         p->hv = bhv;
         attn_cl_bwd_options(d->dtype, d->head_dim, d->head_dim_v, opts,
                             sizeof opts);
-        snprintf(tag, sizeof tag, "backward_%s_%s%d_%d", f16 ? "f16" : "f32",
+        snprintf(tag, sizeof tag, "backward_%s_%s%d_%d",
+                 d->dtype == ATTN_F16    ? "f16"
+                 : d->dtype == ATTN_BF16 ? "bf16"
+                                         : "f32",
                  run_time ? "rt" : "", bhd, bhv);
         s = attn_cl_build_tagged(rt, tag, attn_cl_bwd_sources,
                                  ATTN_CL_BWD_N_SOURCES, opts, &p->prog, &e);
@@ -530,7 +530,7 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
 static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
                           const attn_sdpa_grad *g, attn_err *err)
 {
-    const size_t es = d->dtype == ATTN_F16 ? 2 : 4;
+    const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
     const size_t rows = (size_t)d->batch * d->heads_q * d->seq_q;
     const size_t krows = (size_t)d->batch * d->heads_kv * d->seq_kv;
     const void *src[N_BUF] = {g->q, g->k, g->v, g->o, g->d_o, g->lse};

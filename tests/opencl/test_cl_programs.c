@@ -6,8 +6,8 @@
  * wrapped at link time (-Wl,--wrap) to see the sources and options the
  * library hands to the driver while attn_sdpa runs every kernel variant of
  * the library's table, forced by name (F32, F16 and BF16, at each
- * precision where a variant declines EXACT), attn_sdpa_backward (F32 and
- * F16) and attn_mha_forward
+ * precision where a variant declines EXACT), attn_sdpa_backward (F32, F16
+ * and BF16) and attn_mha_forward
  * runs the layer on the OpenCL CPU device, the program cache off.  Every such
  * build must be one that cl_programs_for_device lists for that device, byte for
  * byte, and every program family of the list must have been built.
@@ -178,8 +178,8 @@ static int run_sdpa(attn_context *ctx, int seq_q, attn_dtype dtype,
     return 1;
 }
 
-/* One forward and one backward call of seq_q rows in dtype (F32 or F16,
- * which the backward takes): both must run on the device. */
+/* One forward and one backward call of seq_q rows in dtype: both must run
+ * on the device. */
 static void run_backward(attn_context *ctx, attn_dtype dtype, const char *what)
 {
     attn_sdpa_desc d = run_shape(3, dtype);
@@ -304,6 +304,7 @@ static void test_builds_are_listed(void)
     }
     run_backward(unfused, ATTN_F32, "backward f32");
     run_backward(unfused, ATTN_F16, "backward f16");
+    run_backward(unfused, ATTN_BF16, "backward bf16");
     run_mha(unfused);
     attn_context_destroy(unfused);
 

@@ -229,14 +229,16 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
      * the sizes built at compile time, then one of each run-time build
      * (capacities 64, 128 and 256) */
     static const int BWD_DIMS[] = {32, 64, 96, 128, 256, 40, 100, 200};
-    for (int dt = 0; dt < 2 && rc == 0; dt++)
+    for (int dt = 0; dt < 3 && rc == 0; dt++) /* F32, F16, BF16 */
         for (size_t h = 0; h < N_OF(BWD_DIMS) && rc == 0; h++) {
             cl_program_desc p;
             char opts[CL_PROGRAM_OPTIONS_MAX];
             int w = attn_cl_bwd_options((attn_dtype)dt, BWD_DIMS[h],
                                         BWD_DIMS[h], opts, sizeof opts);
             memset(&p, 0, sizeof p);
-            p.tag = dt ? "backward_f16" : "backward_f32";
+            p.tag = dt == 2 ? "backward_bf16"
+                    : dt    ? "backward_f16"
+                            : "backward_f32";
             p.head_dim = BWD_DIMS[h];
             p.sources = attn_cl_bwd_sources;
             p.n_sources = ATTN_CL_BWD_N_SOURCES;
