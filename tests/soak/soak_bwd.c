@@ -10,7 +10,9 @@
  *
  * Tolerance per element of a gradient whose reference has the largest
  * magnitude M: TOL * (M + 1) * (1 + B / 64) + TOL * |want|, TOL as in
- * tests/test_bwd_grads.c (1e-4 F32, 3e-4 additive, 8e-3 F16) and B the
+ * tests/test_bwd_grads.c (1e-4 F32, 3e-4 additive, 8e-3 F16) and
+ * tests/test_backward.c (6.4e-2 BF16: 8 times F16's, bfloat16's unit
+ * roundoff 2^-8 against binary16's 2^-11), and B the
  * largest |score| the inputs allow (scale * head_dim * qk_amp^2, or
  * 2 * head_dim for the additive score): float scores carry an error
  * about B times the unit roundoff into P = exp(S - lse).
@@ -43,21 +45,23 @@ static int guards_ok(const unsigned char *p, size_t n)
     return 1;
 }
 
-static double val(int f16, const void *x, size_t i)
+/* Element i of x stored as dt (a gradient tensor, or a float one as F32). */
+static double val(attn_dtype dt, const void *x, size_t i)
 {
-    return f16 ? (double)ref_f16_to_f32(((const uint16_t *)x)[i])
-               : (double)((const float *)x)[i];
+    return dt == ATTN_F16    ? (double)ref_f16_to_f32(((const uint16_t *)x)[i])
+           : dt == ATTN_BF16 ? (double)ref_bf16_to_f32(((const uint16_t *)x)[i])
+                             : (double)((const float *)x)[i];
 }
 
 /* Worst |got - want| / tol over n elements (infinity for a NaN). */
-static double worst_ratio(int f16, const void *got, const double *want,
+static double worst_ratio(attn_dtype dt, const void *got, const double *want,
                           size_t n, double tol, double widen)
 {
     double m = 0.0, w = 0.0;
     for (size_t i = 0; i < n; i++)
         m = fmax(m, fabs(want[i]));
     for (size_t i = 0; i < n; i++) {
-        double e = fabs(val(f16, got, i) - want[i]) /
+        double e = fabs(val(dt, got, i) - want[i]) /
                    (tol * (m + 1.0) * widen + tol * fabs(want[i]));
         if (isnan(e))
             return INFINITY;
@@ -66,11 +70,11 @@ static double worst_ratio(int f16, const void *got, const double *want,
     return w;
 }
 
-static double *to_f64(int f16, const void *x, size_t n)
+static double *to_f64(attn_dtype dt, const void *x, size_t n)
 {
     double *y = malloc(n * sizeof *y + 8);
     for (size_t i = 0; y && i < n; i++)
-        y[i] = val(f16, x, i);
+        y[i] = val(dt, x, i);
     return y;
 }
 
@@ -86,7 +90,8 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
     size_t es, nb = 0, nw = 0, n[7];
     attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
     attn_status s;
-    int ok = 1, f16;
+    int ok = 1;
+    attn_dtype dt;
 
     *ratio = -1.0;
     if (sdpa_case_init(&c, &shape->d, seed, shape->qk_amp, shape->ninf,
@@ -97,8 +102,8 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
     d = &c.d;
     if (grads == 2 && (d->keep || d->kv_start || d->q_start))
         grads = 0; /* merged into a device's bias: no dbias there */
-    f16 = d->dtype == ATTN_F16;
-    es = f16 ? 2 : 4;
+    dt = d->dtype;
+    es = dt == ATTN_F32 ? 4 : 2;
     if (c.bias && grads)
         nb = c.nbias;
     if (d->score == ATTN_SCORE_ADDITIVE && grads)
@@ -125,8 +130,10 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
     {
         ref_rng r;
         ref_rng_seed(&r, seed ^ 0x2545f4914f6cdd1dull);
-        if (f16)
+        if (dt == ATTN_F16)
             ref_fill_f16(&r, dout, c.no, -1.0, 1.0);
+        else if (dt == ATTN_BF16)
+            ref_fill_bf16(&r, dout, c.no, -1.0, 1.0);
         else
             ref_fill_f32(&r, dout, c.no, -1.0, 1.0);
     }
@@ -152,15 +159,15 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
         const size_t cnt[5] = {c.nq, c.nk, c.nv, nb, nw};
         for (int t = 0; t < 5 && ok; t++)
             for (size_t i = 0; i < cnt[t] && ok; i++)
-                if (!isfinite(val(t < 3 && f16, outs[t], i))) {
+                if (!isfinite(val(t < 3 ? dt : ATTN_F32, outs[t], i))) {
                     printf("FAIL %s: gradient %d [%zu] is not finite\n", what,
                            t, i);
                     ok = 0;
                 }
         goto out;
     }
-    in8[0] = to_f64(f16, c.q, c.nq), in8[1] = to_f64(f16, c.k, c.nk);
-    in8[2] = to_f64(f16, c.v, c.nv), in8[3] = to_f64(f16, dout, c.no);
+    in8[0] = to_f64(dt, c.q, c.nq), in8[1] = to_f64(dt, c.k, c.nk);
+    in8[2] = to_f64(dt, c.v, c.nv), in8[3] = to_f64(dt, dout, c.no);
     ref[0] = malloc(c.nq * 8 + 8), ref[1] = malloc(c.nk * 8 + 8);
     ref[2] = malloc(c.nv * 8 + 8), ref[3] = malloc(nb * 8 + 8);
     ref[4] = malloc(nw * 8 + 8);
@@ -180,7 +187,8 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
             d->score == ATTN_SCORE_ADDITIVE
                 ? 2.0 * d->head_dim
                 : scale * d->head_dim * shape->qk_amp * shape->qk_amp;
-        const double tol = f16                               ? 8e-3
+        const double tol = dt == ATTN_F16                    ? 8e-3
+                           : dt == ATTN_BF16                 ? 6.4e-2
                            : d->score == ATTN_SCORE_ADDITIVE ? 3e-4
                                                              : 1e-4;
         const double widen = 1.0 + bound / 64.0;
@@ -189,8 +197,8 @@ int soak_backward(attn_context *ctx, const gen_sdpa *shape, uint64_t seed,
         double w = 0.0;
         for (int t = 0; t < 5; t++)
             if (outs[t])
-                w = fmax(w, worst_ratio(t < 3 && f16, outs[t], ref[t], cnt[t],
-                                        tol, widen));
+                w = fmax(w, worst_ratio(t < 3 ? dt : ATTN_F32, outs[t], ref[t],
+                                        cnt[t], tol, widen));
         *ratio = w;
         if (!(w <= 1.0)) {
             printf("FAIL %s: gradients off the reference by %.3g x the "
