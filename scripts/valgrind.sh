@@ -51,7 +51,17 @@
 #   TSan runs the OpenCL ones), test_env (contexts under every bad environment value),
 #   opencl_program, opencl_cache_*, opencl_variants, opencl_kernels (10,000
 #   calls, more than six minutes under memcheck), opencl_probe (attn-probe
-#   on every device) and soak_smoke.
+#   on every device) and soak_smoke; and the runs that repeat another's
+#   code under memcheck: *_isa_avx2 (the native backend's choice under
+#   valgrind anyway), *_isa_avx512 (skipped: no AVX-512 under valgrind),
+#   the matrix-unit variants at a second precision or storage type
+#   (test_strides_mma_3xtf32, test_strides_amdmm_tf32,
+#   test_strides_xmx_bf16, test_bf16_storage_{mma,amdmm,xmx}_*: the same
+#   host code and the same buffer accesses as test_strides_mma_tf32,
+#   test_strides_amdmm_wmma_tf32 and test_strides_xmx_tf32, which stay)
+#   and the every-variant sweeps of test_varlen and test_bf16_storage
+#   (test_strides_each_kernel stays, with test_varlen_opencl and the
+#   test_bf16_storage runs on the three-kernel and fused paths).
 set -eu
 quick=""
 if [ "${1:-}" = "--quick" ]; then
@@ -108,7 +118,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.
