@@ -434,6 +434,109 @@ static void test_strided_and_packed(void)
     CU_ASSERT(check_placed(ctx3, &d, lq, lk, 0, 15, "packed F16 window"));
 }
 
+/* Fused QKV: q, k and v views of one [batch, seq, heads_q + 2 heads_kv,
+ * dim] block, and dq, dk, dv views of another of that layout (as a fused
+ * projection's gradient is): each gradient against the double reference
+ * of the contiguous problem.  Views whose elements meet (dk one element
+ * into dq's heads) and rows that share elements (one query row for the
+ * whole sequence, as an input may be) are refused with nothing written. */
+static int untouched(const float *x, size_t n);
+
+static int check_fused(attn_context *ctx, int batch, int hq, int hkv,
+                       uint64_t seed, const char *what)
+{
+    const int S = 23, D = 16;
+    attn_sdpa_desc d = shape(batch, hq, hkv, S, S, D, D), c;
+    const size_t R = (size_t)(hq + 2 * hkv) * (size_t)D; /* row width */
+    const size_t nb = (size_t)batch * (size_t)S * R;
+    const size_t off[3] = {0, (size_t)hq * D, (size_t)(hq + hkv) * D};
+    const size_t cnt[3] = {nq_of(&d) * D, nkv_of(&d) * D, nkv_of(&d) * D};
+    float *x = malloc(nb * sizeof *x), *gr = malloc(nb * sizeof *gr);
+    float *o = malloc(cnt[0] * sizeof *o), *lse = malloc(nq_of(&d) * 4);
+    float *dense[3], *dout;
+    double *x8[4], *ref[3];
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    ref_rng r;
+    int ok = 1;
+    CU_ASSERT_FATAL(x && gr && o && lse);
+    ref_rng_seed(&r, seed);
+    ref_fill_f32(&r, x, nb, -1.0, 1.0);
+    dout = fill(&r, &d, cnt[0]);
+    CU_ASSERT_FATAL(dout != NULL);
+    c = d;
+    for (int t = 0; t < 3; t++) {
+        int64_t *st = t == 0 ? c.q_strides : t == 1 ? c.k_strides : c.v_strides;
+        const int h = t == 0 ? hq : hkv;
+        st[0] = (int64_t)((size_t)S * R);
+        st[1] = D;
+        st[2] = (int64_t)R;
+        /* the contiguous copy [batch, heads, seq, dim] for the reference */
+        dense[t] = malloc(cnt[t] * sizeof(float));
+        CU_ASSERT_FATAL(dense[t] != NULL);
+        for (int b = 0; b < batch; b++)
+            for (int hh = 0; hh < h; hh++)
+                for (int i = 0; i < S; i++)
+                    memcpy(dense[t] + (((size_t)b * h + hh) * S + i) * D,
+                           x + ((size_t)b * S + i) * R + off[t] + hh * D,
+                           D * sizeof(float));
+        x8[t] = to_f64(&d, dense[t], cnt[t]);
+        ref[t] = calloc(cnt[t], sizeof(double));
+        CU_ASSERT_FATAL(x8[t] && ref[t]);
+    }
+    x8[3] = to_f64(&d, dout, cnt[0]);
+    CU_ASSERT_FATAL(x8[3] != NULL);
+    CU_ASSERT_FATAL(ref_sdpa_backward_f64(&d, x8[0], x8[1], x8[2], x8[3],
+                                          ref[0], ref[1], ref[2]) == 0);
+    for (size_t i = 0; i < nb; i++)
+        gr[i] = 1234.5f;
+    g.q = x + off[0], g.k = x + off[1], g.v = x + off[2];
+    g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = gr + off[0], g.dk = gr + off[1], g.dv = gr + off[2];
+    /* refused: dk one element into dq's heads; q broadcast over the batch */
+    {
+        attn_sdpa_grad bad = g;
+        attn_sdpa_desc e = c;
+        bad.dk = gr + off[1] - 1;
+        ok &= attn_sdpa(ctx, &c, g.q, g.k, g.v, o, lse) == ATTN_OK;
+        ok &= attn_sdpa_backward(ctx, &c, &bad) == ATTN_ERR_INVALID_ARGUMENT;
+        ok &= strstr(attn_context_last_error(ctx), "dq and dk overlap") != NULL;
+        e.q_strides[2] = 0; /* every query row the same */
+        ok &= attn_sdpa_backward(ctx, &e, &g) == ATTN_ERR_INVALID_ARGUMENT;
+        ok &= strstr(attn_context_last_error(ctx), "rows share") != NULL;
+        ok &= untouched(gr, nb);
+        if (!ok)
+            printf("\n%s: an overlap was not refused, or output written\n",
+                   what);
+    }
+    if (attn_sdpa_backward(ctx, &c, &g) != ATTN_OK) {
+        printf("\n%s: %s\n", what, attn_context_last_error(ctx));
+        ok = 0;
+    }
+    for (int t = 0; ok && t < 3; t++) {
+        const int h = t == 0 ? hq : hkv;
+        for (int b = 0; b < batch; b++)
+            for (int hh = 0; hh < h; hh++)
+                for (int i = 0; i < S; i++)
+                    memcpy(dense[t] + (((size_t)b * h + hh) * S + i) * D,
+                           gr + ((size_t)b * S + i) * R + off[t] + hh * D,
+                           D * sizeof(float));
+        ok &= close_to(&d, what, dense[t], ref[t], cnt[t]);
+    }
+    if (ok)
+        harness_taken();
+    for (int t = 0; t < 3; t++)
+        free(dense[t]), free(x8[t]), free(ref[t]);
+    free(x8[3]), free(dout), free(x), free(gr), free(o), free(lse);
+    return ok;
+}
+
+static void test_fused_qkv(void)
+{
+    CU_ASSERT(check_fused(ctx3, 2, 4, 2, 51, "fused QKV, GQA"));
+    CU_ASSERT(check_fused(ctx1, 3, 2, 1, 52, "fused QKV, MQA"));
+    CU_ASSERT(check_fused(ctx3, 1, 2, 2, 53, "fused QKV, one batch item"));
+}
+
 static void test_masks(void)
 {
     /* key tiles of 128: the causal diagonal and the window cross them */
@@ -741,6 +844,7 @@ int main(void)
         {"bias kinds and keep", test_biases_and_keep},
         {"F16", test_f16},
         {"BF16", test_bf16},
+        {"fused QKV gradients", test_fused_qkv},
         {"non-finite rules", test_non_finite},
         {"non-finite rules, whole blocks", test_non_finite_block},
         {"bad arguments", test_bad_arguments},

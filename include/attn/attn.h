@@ -705,14 +705,18 @@ typedef struct attn_sdpa_grad {
  * (bwd_fused, or bwd_ref; attn-probe --kernels lists them after the
  * forward's, which attn_kernel_name names), chosen as the forward's are
  * (options.path, options.kernel; no
- * seq_q x seq_kv matrix there either; F32 and F16; bwd_fused the dot score
+ * seq_q x seq_kv matrix there either; F32, F16 and BF16; bwd_fused the dot score
  * without dbias or d_additive_w, bwd_ref also the additive score, dbias
  * and d_additive_w, except dbias with keep, kv_start or a moved causal
  * diagonal), and natively when no variant takes the call or the
  * device fails and options.allow_fallback is on.  Errors:
  * ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL tensor, an invalid
  * d as attn_sdpa checks it, an output overlapping an input (the bias and
- * additive_w included) or another output, a call from inside the log
+ * additive_w included) or another output (dq, dk and dv may be views of
+ * one fused block, [batch, seq, heads_q + 2 heads_kv, head_dim] say, whose
+ * elements do not meet: checked exactly for such layouts), strides of q, k
+ * or v that make rows share elements (dq, dk, dv, in those strides, would
+ * too), a call from inside the log
  * callback, dbias set without a bias, d_additive_w set without the
  * additive score), ATTN_ERR_UNSUPPORTED (a struct_size of a newer
  * attn_sdpa_grad whose new members are set; what attn_sdpa refuses with it,

@@ -108,6 +108,18 @@ enum { ATTN_T_Q, ATTN_T_K, ATTN_T_V, ATTN_T_O };
 const int64_t *attn_tensor_given(const attn_sdpa_desc *d, int t);
 /* Tensor t's batches, heads and rows in n, its row width in *w. */
 void attn_tensor_dims(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w);
+/* 1 when no two rows of tensor t of d share an element: its dimensions
+ * of more than one index, sorted by stride, nest (each stride at least
+ * the extent of the smaller ones).  Always for the contiguous layout. */
+int attn_tensor_rows_apart(const attn_sdpa_desc *d, int t);
+/* 1 when tensor ta of d at a and tensor tb at b (elements of elem bytes)
+ * provably share no element although their extents overlap: rows apart,
+ * the same two outer dimensions (stride and count), and each cell of
+ * those holding a's rows and b's rows in two blocks that do not meet, as
+ * q, k and v do in one [batch, seq, heads_q + 2 heads_kv, head_dim] block
+ * (fused QKV).  0 when that is not shown (packed calls: always). */
+int attn_tensors_disjoint(const attn_sdpa_desc *d, int ta, const void *a,
+                          int tb, const void *b, size_t elem);
 /* 1 when d gives strides for some tensor (attn_sdpa_desc.q_strides ...). */
 int attn_sdpa_strided(const attn_sdpa_desc *d);
 /* The element strides over batch, head and row of tensor t (ATTN_T_*) of

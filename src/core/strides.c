@@ -61,6 +61,92 @@ size_t attn_tensor_extent(const attn_sdpa_desc *d, int t)
     return w + st[0] * (n[0] - 1) + st[1] * (n[1] - 1) + st[2] * (n[2] - 1);
 }
 
+/* Tensor t's dimensions of more than one index, sorted by stride (the
+ * smallest first) into ds, dn; returns how many (0 to 3). */
+static int sorted_dims(const attn_sdpa_desc *d, int t, size_t ds[3],
+                       size_t dn[3], size_t *w)
+{
+    size_t n[3], st[3];
+    int m = 0;
+    attn_tensor_dims(d, t, n, w);
+    attn_tensor_strides(d, t, st);
+    for (int i = 0; i < 3; i++)
+        if (n[i] > 1) {
+            int j = m++;
+            while (j > 0 && ds[j - 1] > st[i]) {
+                ds[j] = ds[j - 1];
+                dn[j] = dn[j - 1];
+                j--;
+            }
+            ds[j] = st[i];
+            dn[j] = n[i];
+        }
+    return m;
+}
+
+int attn_tensor_rows_apart(const attn_sdpa_desc *d, int t)
+{
+    size_t ds[3], dn[3], inner;
+    const int m = sorted_dims(d, t, ds, dn, &inner);
+    for (int i = 0; i < m; i++) {
+        if (ds[i] < inner)
+            return 0;
+        inner = ds[i] * (dn[i] - 1) + inner;
+    }
+    return 1;
+}
+
+/* attn_tensors_disjoint with the c outer dimensions of a (as, an; ma of
+ * them) and b shared, the rest inside a cell. */
+static int cells_apart(const size_t as[3], const size_t an[3], int ma,
+                       const size_t bs[3], const size_t bn[3], int mb, int c,
+                       size_t wa, size_t wb, uintptr_t pa, uintptr_t pb,
+                       size_t elem)
+{
+    size_t ea = wa, eb = wb, gap, span;
+    /* cells of the outer dimensions at least the smallest one's stride
+     * apart ... */
+    for (int i = ma - c; i + 1 < ma; i++)
+        if (!attn_mul_size(&span, an[i], as[i]) || as[i + 1] < span)
+            return 0;
+    /* ... each holding a's rows in [0, ea) and b's in [gap, gap + eb) */
+    for (int i = 0; i < ma - c; i++)
+        ea = as[i] * (an[i] - 1) + ea;
+    for (int i = 0; i < mb - c; i++)
+        eb = bs[i] * (bn[i] - 1) + eb;
+    if (pb < pa) {
+        const uintptr_t tp = pa;
+        const size_t te = ea;
+        pa = pb, pb = tp, ea = eb, eb = te;
+    }
+    if ((pb - pa) % elem != 0)
+        return 0;
+    gap = (pb - pa) / elem;
+    return gap >= ea && gap <= as[ma - c] && eb <= as[ma - c] - gap;
+}
+
+int attn_tensors_disjoint(const attn_sdpa_desc *d, int ta, const void *a,
+                          int tb, const void *b, size_t elem)
+{
+    size_t as[3], an[3], bs[3], bn[3], wa, wb;
+    const int ma = sorted_dims(d, ta, as, an, &wa),
+              mb = sorted_dims(d, tb, bs, bn, &wb);
+    int c = 0; /* the outer dimensions both have */
+    if (d->cu_seqlens_q || !attn_tensor_rows_apart(d, ta) ||
+        !attn_tensor_rows_apart(d, tb))
+        return 0;
+    while (c < ma && c < mb && as[ma - 1 - c] == bs[mb - 1 - c] &&
+           an[ma - 1 - c] == bn[mb - 1 - c])
+        c++;
+    /* the heads of both may be shared dimensions too, yet interleave:
+     * each choice of cells is a proof when it holds */
+    for (; c > 0; c--)
+        if (cells_apart(as, an, ma, bs, bn, mb, c, wa, wb, (uintptr_t)a,
+                        (uintptr_t)b, elem))
+            return 1;
+    return 0;
+}
+
 #define INVALID(...) attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 
 attn_status attn_strides_extent(const attn_sdpa_desc *d, int t, size_t elem,
@@ -87,33 +173,10 @@ attn_status attn_strides_extent(const attn_sdpa_desc *d, int t, size_t elem,
     if (!attn_mul_size(bytes, ext, elem) || *bytes > PTRDIFF_MAX)
         return INVALID("the strides of %s span more than the address space",
                        name[t]);
-    if (t != ATTN_T_O || !given_any(s))
-        return ATTN_OK;
-    /* o's rows apart: the dimensions of more than one index, sorted by
-     * stride, nest. */
-    {
-        size_t ds[3], dn[3], inner = w;
-        int m = 0;
-        for (int i = 0; i < 3; i++)
-            if (n[i] > 1) {
-                int j = m++;
-                while (j > 0 && ds[j - 1] > st[i]) {
-                    ds[j] = ds[j - 1];
-                    dn[j] = dn[j - 1];
-                    j--;
-                }
-                ds[j] = st[i];
-                dn[j] = n[i];
-            }
-        for (int i = 0; i < m; i++) {
-            if (ds[i] < inner)
-                return INVALID("o_strides {%lld, %lld, %lld} make rows of o "
-                               "overlap: sorted, each stride must be at least "
-                               "the extent of the smaller ones (%zu)",
-                               (long long)s[0], (long long)s[1],
-                               (long long)s[2], inner);
-            inner = ds[i] * (dn[i] - 1) + inner;
-        }
-    }
+    if (t == ATTN_T_O && !attn_tensor_rows_apart(d, t))
+        return INVALID("o_strides {%lld, %lld, %lld} make rows of o overlap: "
+                       "sorted, each stride must be at least the extent of "
+                       "the smaller ones",
+                       (long long)s[0], (long long)s[1], (long long)s[2]);
     return ATTN_OK;
 }

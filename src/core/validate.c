@@ -253,13 +253,27 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
         const size_t out_n[5] = {b.q, b.k, b.v, nb, nw};
         static const char *const out_name[5] = {"dq", "dk", "dv", "dbias",
                                                 "d_additive_w"};
+        /* dq, dk and dv are written in q's, k's and v's strides: rows
+         * that share elements (inputs may) would be written over */
+        for (int i = 0; i < 3; i++)
+            if (!attn_tensor_rows_apart(d, ATTN_T_Q + i))
+                return INVALID("the strides of %s make its rows share "
+                               "elements, so would %s's: a gradient needs "
+                               "rows apart (sorted, each stride at least the "
+                               "extent of the smaller ones)",
+                               in_name[i], out_name[i]);
         for (int i = 0; i < 5; i++) {
             for (int j = 0; j < 8; j++)
                 if (overlaps(out[i], out_n[i], in[j], in_n[j]))
                     return INVALID("the output %s overlaps the input %s",
                                    out_name[i], in_name[j]);
+            /* dq, dk and dv may share a block (fused QKV) when their
+             * elements provably do not meet */
             for (int j = i + 1; j < 5; j++)
-                if (overlaps(out[i], out_n[i], out[j], out_n[j]))
+                if (overlaps(out[i], out_n[i], out[j], out_n[j]) &&
+                    !(j < 3 && attn_tensors_disjoint(
+                                   d, ATTN_T_Q + i, out[i], ATTN_T_Q + j,
+                                   out[j], d->dtype == ATTN_F32 ? 4 : 2)))
                     return INVALID("the outputs %s and %s overlap", out_name[i],
                                    out_name[j]);
         }
