@@ -114,10 +114,12 @@ void attn_tensor_dims(const attn_sdpa_desc *d, int t, size_t n[3], size_t *w);
 int attn_tensor_rows_apart(const attn_sdpa_desc *d, int t);
 /* 1 when tensor ta of d at a and tensor tb at b (elements of elem bytes)
  * provably share no element although their extents overlap: rows apart,
- * the same two outer dimensions (stride and count), and each cell of
- * those holding a's rows and b's rows in two blocks that do not meet, as
- * q, k and v do in one [batch, seq, heads_q + 2 heads_kv, head_dim] block
- * (fused QKV).  0 when that is not shown (packed calls: always). */
+ * and some of the dimensions of the same stride in both (batch and row,
+ * say) make cells at least their smallest stride apart in which the rows
+ * of a (the other dimensions) and those of b lie in two blocks that do not
+ * meet, as q, k and v do in one [batch, seq, heads_q + 2 heads_kv,
+ * head_dim] block (fused QKV).  0 when that is not shown (packed calls:
+ * always). */
 int attn_tensors_disjoint(const attn_sdpa_desc *d, int ta, const void *a,
                           int tb, const void *b, size_t elem);
 /* 1 when d gives strides for some tensor (attn_sdpa_desc.q_strides ...). */

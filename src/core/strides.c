@@ -96,24 +96,33 @@ int attn_tensor_rows_apart(const attn_sdpa_desc *d, int t)
     return 1;
 }
 
-/* attn_tensors_disjoint with the c outer dimensions of a (as, an; ma of
- * them) and b shared, the rest inside a cell. */
-static int cells_apart(const size_t as[3], const size_t an[3], int ma,
-                       const size_t bs[3], const size_t bn[3], int mb, int c,
-                       size_t wa, size_t wb, uintptr_t pa, uintptr_t pb,
-                       size_t elem)
+/* Whether a (rows in [0, ea) of each cell) and b (rows in [gap, gap + eb)
+ * of each cell, gap = b's offset from a's in elements) meet, the cells
+ * being those of the dimensions in `shared` (a bit per dimension: the same
+ * stride in both; counts, the larger of the two, in n). */
+static int cells_apart(const size_t sa[3], const size_t na[3], size_t ea,
+                       const size_t nb[3], size_t eb, unsigned shared,
+                       uintptr_t pa, uintptr_t pb, size_t elem)
 {
-    size_t ea = wa, eb = wb, gap, span;
-    /* cells of the outer dimensions at least the smallest one's stride
-     * apart ... */
-    for (int i = ma - c; i + 1 < ma; i++)
-        if (!attn_mul_size(&span, an[i], as[i]) || as[i + 1] < span)
+    size_t st[3], n[3], gap, span;
+    int m = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!(shared >> k & 1u)) {
+            continue;
+        }
+        int j = m++;
+        while (j > 0 && st[j - 1] > sa[k]) {
+            st[j] = st[j - 1];
+            n[j] = n[j - 1];
+            j--;
+        }
+        st[j] = sa[k];
+        n[j] = na[k] > nb[k] ? na[k] : nb[k];
+    }
+    /* cells (of either tensor) at least the smallest stride apart */
+    for (int j = 0; j + 1 < m; j++)
+        if (!attn_mul_size(&span, n[j], st[j]) || st[j + 1] < span)
             return 0;
-    /* ... each holding a's rows in [0, ea) and b's in [gap, gap + eb) */
-    for (int i = 0; i < ma - c; i++)
-        ea = as[i] * (an[i] - 1) + ea;
-    for (int i = 0; i < mb - c; i++)
-        eb = bs[i] * (bn[i] - 1) + eb;
     if (pb < pa) {
         const uintptr_t tp = pa;
         const size_t te = ea;
@@ -122,28 +131,38 @@ static int cells_apart(const size_t as[3], const size_t an[3], int ma,
     if ((pb - pa) % elem != 0)
         return 0;
     gap = (pb - pa) / elem;
-    return gap >= ea && gap <= as[ma - c] && eb <= as[ma - c] - gap;
+    return gap >= ea && gap <= st[0] && eb <= st[0] - gap;
 }
 
 int attn_tensors_disjoint(const attn_sdpa_desc *d, int ta, const void *a,
                           int tb, const void *b, size_t elem)
 {
-    size_t as[3], an[3], bs[3], bn[3], wa, wb;
-    const int ma = sorted_dims(d, ta, as, an, &wa),
-              mb = sorted_dims(d, tb, bs, bn, &wb);
-    int c = 0; /* the outer dimensions both have */
+    size_t na[3], nb[3], sa[3], sb[3], wa, wb;
+    unsigned same = 0;
     if (d->cu_seqlens_q || !attn_tensor_rows_apart(d, ta) ||
         !attn_tensor_rows_apart(d, tb))
         return 0;
-    while (c < ma && c < mb && as[ma - 1 - c] == bs[mb - 1 - c] &&
-           an[ma - 1 - c] == bn[mb - 1 - c])
-        c++;
-    /* the heads of both may be shared dimensions too, yet interleave:
-     * each choice of cells is a proof when it holds */
-    for (; c > 0; c--)
-        if (cells_apart(as, an, ma, bs, bn, mb, c, wa, wb, (uintptr_t)a,
-                        (uintptr_t)b, elem))
+    attn_tensor_dims(d, ta, na, &wa);
+    attn_tensor_dims(d, tb, nb, &wb);
+    attn_tensor_strides(d, ta, sa);
+    attn_tensor_strides(d, tb, sb);
+    for (int k = 0; k < 3; k++)
+        if (sa[k] == sb[k] && (na[k] > 1 || nb[k] > 1))
+            same |= 1u << k;
+    /* each choice of the cells' dimensions among those of the same stride
+     * (the heads of both may have it too, yet interleave) is a proof when
+     * it holds; the other dimensions make up a cell's rows */
+    for (unsigned shared = same; shared; shared = (shared - 1) & same) {
+        size_t ea = wa, eb = wb;
+        for (int k = 0; k < 3; k++)
+            if (!(shared >> k & 1u)) {
+                ea += sa[k] * (na[k] - 1);
+                eb += sb[k] * (nb[k] - 1);
+            }
+        if (cells_apart(sa, na, ea, nb, eb, shared, (uintptr_t)a, (uintptr_t)b,
+                        elem))
             return 1;
+    }
     return 0;
 }
 

@@ -106,6 +106,7 @@ enum {
     ST_SDPA_BWD,       /* backward passes of those run */
     ST_PLACED_RUN,     /* strided or packed calls run and checked */
     ST_PLACED_REFUSED, /* spoiled strided or packed calls refused */
+    ST_PLACED_BWD,     /* backward passes of strided calls, compared */
     ST_MHA_RUN,
     ST_MHA_CL,
     ST_MHA_REFUSED,
@@ -129,6 +130,7 @@ static const char *const stat_names[ST_N] = {"sdpa run",
                                              "sdpa backward run",
                                              "strided/packed sdpa run",
                                              "strided/packed sdpa refused",
+                                             "strided sdpa backward run",
                                              "mha run",
                                              "mha run on OpenCL",
                                              "mha refused",
@@ -887,6 +889,7 @@ static void run_sdpa(gen_src *g, attn_context *ctx, int on_device, int hostile)
         stats[rc > 0    ? ST_PLACED_RUN
               : rc == 0 ? ST_PLACED_REFUSED
                         : ST_SDPA_UNSUP]++;
+        stats[ST_PLACED_BWD] += rc == 2;
         return;
     }
     gen_sdpa_plain(&shape); /* the rest takes contiguous tensors */

@@ -69,8 +69,12 @@ attn_status fuzz_env_context(gen_src *g, attn_log_fn log);
  * Hostile: one field spoiled (a negative stride, an extent past the
  * address space, o strides that alias rows, cu_seqlens decreasing, past
  * seq_q / seq_kv or not starting at 0, a batch stride or a mask with a
- * packed batch): the status attn.h gives, o untouched.  Returns 1 (ran),
- * 0 (refused as expected) or -1 (unsupported on the device). */
+ * packed batch): the status attn.h gives, o untouched.  Half the time a
+ * strided call that ran is followed by its backward (d_o in o's strides,
+ * dq, dk, dv in q's, k's and v's, one block for the fused QKV layout),
+ * compared bit for bit with the backward of the contiguous problem.
+ * Returns 2 (ran, with the backward), 1 (ran), 0 (refused as expected)
+ * or -1 (unsupported on the device). */
 int fuzz_sdpa_placed(gen_src *g, attn_context *ctx, const gen_sdpa *shape,
                      int hostile, int on_device);
 

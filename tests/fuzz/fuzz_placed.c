@@ -5,7 +5,9 @@
  * oracle, or, for a hostile input, one spoiled field (a negative stride,
  * strides whose extent overflows, o strides that make rows of o alias,
  * cu_seqlens that decrease, start past 0 or exceed seq_q / seq_kv, a
- * packed call with a mask or a batch stride) that attn.h's rules refuse.
+ * packed call with a mask or a batch stride) that attn.h's rules refuse;
+ * half the strided calls that ran also run their backward, compared with
+ * the contiguous problem's (check_backward).
  */
 #include <math.h>
 #include <stdint.h>
@@ -160,6 +162,125 @@ static attn_status spoil(gen_src *g, const gen_sdpa *shape,
     }
 }
 
+/* The backward of a strided call (attn_sdpa_backward with d_o in o's
+ * strides and dq, dk, dv in q's, k's and v's; for the fused QKV layout dq,
+ * dk and dv are views of one block, as q, k and v are) against the same
+ * context's backward of the contiguous problem, from the same o and lse:
+ * the same gradients bit for bit (the strided call gathers its rows and
+ * runs the contiguous backward), and nothing written but the gradients'
+ * elements.  Returns 1 when it ran (0: unsupported on the device). */
+static int check_backward(attn_context *ctx, const gen_sdpa *shape,
+                          const attn_sdpa_desc *call, const sdpa_case *c,
+                          const gen_placed *in, const size_t nq[3],
+                          const size_t nk[3], const void *oc,
+                          const int64_t so[3], size_t ob, const float *lse,
+                          uint64_t seed, int on_device)
+{
+    const attn_dtype dt = call->dtype;
+    const size_t es = dt == ATTN_F32 ? 4 : 2;
+    const size_t w[3] = {(size_t)call->head_dim, (size_t)call->head_dim,
+                         (size_t)call->head_dim_v};
+    const size_t cnt[3] = {c->nq, c->nk, c->nv};
+    const size_t *n[3] = {nq, nk, nk};
+    int64_t st[3][3];
+    size_t ext[3], at[3] = {0, 0, 0}, blk[3], all = 0;
+    unsigned char *dos = malloc(ob + 1), *dc = malloc(c->no * es + 1);
+    unsigned char *os = malloc(ob + 1); /* o at its strides again */
+    unsigned char *buf[3] = {NULL, NULL, NULL}, *gs[3], *gc[3], *tmp;
+    attn_sdpa_grad gr = ATTN_SDPA_GRAD_INIT, gcn = ATTN_SDPA_GRAD_INIT;
+    attn_sdpa_desc dense = *call;
+    attn_status s;
+    ref_rng r;
+    int ran;
+    REQUIRE(dos && dc && os, "out of memory");
+    memset(os, FILL, ob);
+    gen_move(os, (void *)oc, es, nq, w[2], so, 1);
+    ref_rng_seed(&r, seed ^ 0x9e3779b97f4a7c15ull);
+    if (dt == ATTN_F16)
+        ref_fill_f16(&r, (uint16_t *)dc, c->no, -1.0, 1.0);
+    else if (dt == ATTN_BF16)
+        ref_fill_bf16(&r, (uint16_t *)dc, c->no, -1.0, 1.0);
+    else
+        ref_fill_f32(&r, (float *)dc, c->no, -1.0, 1.0);
+    memset(dos, FILL, ob);
+    gen_move(dos, dc, es, nq, w[2], so, 1);
+    gen_strides(call->q_strides, nq, w[0], 0, st[0]);
+    gen_strides(call->k_strides, nk, w[1], 0, st[1]);
+    gen_strides(call->v_strides, nk, w[2], 0, st[2]);
+    for (int t = 0; t < 3; t++)
+        ext[t] = gen_extent(n[t], w[t], st[t]);
+    if (shape->layout == GEN_FUSED) { /* one block, as the inputs' */
+        at[1] = nq[1] * w[0];
+        at[2] = at[1] + nk[1] * w[1];
+        for (int t = 0; t < 3; t++)
+            all = at[t] + ext[t] > all ? at[t] + ext[t] : all;
+        REQUIRE((buf[0] = malloc(all * es + 1)) != NULL, "out of memory");
+        memset(buf[0], FILL, all * es);
+        for (int t = 0; t < 3; t++)
+            gs[t] = buf[0] + at[t] * es;
+        blk[0] = all;
+    } else {
+        for (int t = 0; t < 3; t++) {
+            REQUIRE((buf[t] = gs[t] = malloc(ext[t] * es + 1)) != NULL,
+                    "out of memory");
+            memset(buf[t], FILL, ext[t] * es);
+            blk[t] = ext[t];
+        }
+    }
+    gr.q = in->q, gr.k = in->k, gr.v = in->v, gr.o = os, gr.lse = lse;
+    gr.d_o = dos, gr.dq = gs[0], gr.dk = gs[1], gr.dv = gs[2];
+    s = attn_sdpa_backward(ctx, call, &gr);
+    REQUIRE_STATUS(s, "attn_sdpa_backward");
+    REQUIRE(s == ATTN_OK || (on_device && s == ATTN_ERR_UNSUPPORTED),
+            "attn_sdpa_backward refused a strided call: %s (%s)",
+            attn_status_string(s), attn_context_last_error(ctx));
+    ran = s == ATTN_OK;
+    if (ran) {
+        memset(dense.q_strides, 0, sizeof dense.q_strides);
+        memset(dense.k_strides, 0, sizeof dense.k_strides);
+        memset(dense.v_strides, 0, sizeof dense.v_strides);
+        memset(dense.o_strides, 0, sizeof dense.o_strides);
+        for (int t = 0; t < 3; t++)
+            REQUIRE((gc[t] = malloc(cnt[t] * es + 1)) != NULL, "out of memory");
+        gcn.q = c->q, gcn.k = c->k, gcn.v = c->v, gcn.o = oc, gcn.lse = lse;
+        gcn.d_o = dc, gcn.dq = gc[0], gcn.dk = gc[1], gcn.dv = gc[2];
+        s = attn_sdpa_backward(ctx, &dense, &gcn);
+        REQUIRE(s == ATTN_OK,
+                "attn_sdpa_backward refused the contiguous problem of a "
+                "strided call it ran: %s (%s)",
+                attn_status_string(s), attn_context_last_error(ctx));
+        REQUIRE((tmp = malloc(cnt[0] * es + cnt[1] * es + cnt[2] * es + 1)) !=
+                    NULL,
+                "out of memory");
+        for (int t = 0; t < 3; t++) {
+            gen_move(gs[t], tmp, es, n[t], w[t], st[t], 0);
+            REQUIRE(memcmp(tmp, gc[t], cnt[t] * es) == 0,
+                    "the strided backward's %s differs from the contiguous "
+                    "one's",
+                    t == 0   ? "dq"
+                    : t == 1 ? "dk"
+                             : "dv");
+            /* the gradient's elements back to FILL: the rest must be */
+            memset(tmp, FILL, cnt[t] * es);
+            gen_move(gs[t], tmp, es, n[t], w[t], st[t], 1);
+            free(gc[t]);
+        }
+        free(tmp);
+    }
+    for (int t = 0; t < 3; t++)
+        for (size_t i = 0; buf[t] && i < blk[t] * es; i++)
+            REQUIRE(buf[t][i] == FILL,
+                    "attn_sdpa_backward wrote outside the gradients' "
+                    "elements (block %d, byte %zu)",
+                    t, i);
+    for (int t = 0; t < 3; t++)
+        free(buf[t]);
+    free(os);
+    free(dos);
+    free(dc);
+    return ran;
+}
+
 int fuzz_sdpa_placed(gen_src *g, attn_context *ctx, const gen_sdpa *shape,
                      int hostile, int on_device)
 {
@@ -291,6 +412,11 @@ int fuzz_sdpa_placed(gen_src *g, attn_context *ctx, const gen_sdpa *shape,
         REQUIRE(
             gen_check_one(NULL, runs, &c.d, c.q, c.k, c.v, oc, lse, "placed"),
             "a strided call differs from the oracle");
+    /* the backward of a strided (unpacked) call, half the time */
+    if (!shape->varlen && lse && gen_chance(g, 50) &&
+        check_backward(ctx, shape, &call, &c, &in, nq, nk, oc, so, ob, lse,
+                       seed, on_device))
+        ok = 2;
 out:
     free(obuf);
     free(oc);
