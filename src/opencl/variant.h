@@ -238,6 +238,16 @@ void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out);
 attn_status attn_cl_local_fits(const attn_cl_limits *lim,
                                const attn_cl_built *b, const char *kernel,
                                attn_err *err);
+/* 1 when the device takes work-groups of wg items (in all and along the
+ * first dimension). */
+int attn_cl_fits_wg(const attn_cl_limits *lim, size_t wg);
+/* A variant's plan of a key tile of `tile` keys (0: none fits the
+ * device's local memory at head_dim): ATTN_ERR_UNSUPPORTED with a sentence
+ * naming kernel when there is none or its built program's local arrays do
+ * not fit (attn_cl_local_fits), else ATTN_OK. */
+attn_status attn_cl_tile_fits(const attn_cl_limits *lim, const attn_cl_built *b,
+                              const char *kernel, int tile, int head_dim,
+                              attn_err *err);
 /* Halves a work-group side, keeping it a divisor of an even tile; 0 when
  * it is 1 already. */
 int attn_cl_halve(int *w);

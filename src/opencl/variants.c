@@ -145,6 +145,23 @@ attn_status attn_cl_local_fits(const attn_cl_limits *lim,
     return ATTN_OK;
 }
 
+int attn_cl_fits_wg(const attn_cl_limits *lim, size_t wg)
+{
+    return lim->wg >= wg && (!lim->items[0] || lim->items[0] >= wg);
+}
+
+attn_status attn_cl_tile_fits(const attn_cl_limits *lim, const attn_cl_built *b,
+                              const char *kernel, int tile, int head_dim,
+                              attn_err *err)
+{
+    if (!tile)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the %s kernel does not fit the device's local "
+                         "memory for head_dim %d",
+                         kernel, head_dim);
+    return attn_cl_local_fits(lim, b, kernel, err);
+}
+
 int attn_cl_halve(int *w)
 {
     if (*w <= 1)

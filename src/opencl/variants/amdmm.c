@@ -152,7 +152,7 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
         d->seq_q > INT_MAX - 4096 || d->seq_kv > INT_MAX - 4096)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the amdmm kernel's indices would overflow");
-    if (lim->wg < (size_t)wg || (lim->items[0] && lim->items[0] < (size_t)wg))
+    if (!attn_cl_fits_wg(lim, (size_t)wg))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the amdmm kernel's work-group (%d items) exceeds "
                          "the device's %zu",
@@ -190,8 +190,7 @@ static void defines(const attn_cl_limits *lim, const attn_cl_tuning *t,
 
 static int fit_device(const attn_cl_limits *lim, attn_cl_tuning *t)
 {
-    const size_t wg = (size_t)wg_of(unit_of(lim, t));
-    return lim->wg >= wg && (!lim->items[0] || lim->items[0] >= wg);
+    return attn_cl_fits_wg(lim, (size_t)wg_of(unit_of(lim, t)));
 }
 
 static int fit_kernels(const attn_cl_limits *lim, const attn_cl_built *b,
@@ -208,13 +207,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     *scratch = 0;
     g->bc = tile_of(lim, t, d);
     g->wg = wg_of(unit_of(lim, t));
-    if (!g->bc)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the amdmm kernel does not fit the device's local "
-                         "memory for head_dim %d",
-                         d->head_dim);
     /* The kernel's local arrays are its own: the device must hold them. */
-    return attn_cl_local_fits(lim, b, "amdmm", err);
+    return attn_cl_tile_fits(lim, b, "amdmm", g->bc, d->head_dim, err);
 }
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */

@@ -114,7 +114,7 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
         d->seq_q > INT_MAX - 4096 || d->seq_kv > INT_MAX - 4096)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the mma kernel's indices would overflow");
-    if (lim->wg < WG || (lim->items[0] && lim->items[0] < WG))
+    if (!attn_cl_fits_wg(lim, WG))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the mma kernel's work-group (%d items) exceeds the "
                          "device's %zu",
@@ -150,7 +150,7 @@ static void defines(const attn_cl_limits *lim, const attn_cl_tuning *t,
 static int fit_device(const attn_cl_limits *lim, attn_cl_tuning *t)
 {
     (void)t;
-    return lim->wg >= WG && (!lim->items[0] || lim->items[0] >= WG);
+    return attn_cl_fits_wg(lim, WG);
 }
 
 static int fit_kernels(const attn_cl_limits *lim, const attn_cl_built *b,
@@ -168,13 +168,8 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     geom *g = out;
     *scratch = 0;
     g->bc = tile_of(lim, t, d);
-    if (!g->bc)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the mma kernel does not fit the device's local "
-                         "memory for head_dim %d",
-                         d->head_dim);
     /* The kernel's local arrays are its own: the device must hold them. */
-    return attn_cl_local_fits(lim, b, "mma", err);
+    return attn_cl_tile_fits(lim, b, "mma", g->bc, d->head_dim, err);
 }
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */

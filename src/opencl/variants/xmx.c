@@ -32,8 +32,8 @@
 
 enum { P_BC, P_MIN_SEQ_KV, N_PARAMS };
 
-#define WG    64 /* 8 subgroups of 8 */
-#define BR    64 /* query rows per work-group */
+#define WG 64 /* 8 subgroups of 8 */
+#define BR 64 /* query rows per work-group */
 
 static const attn_cl_param params[N_PARAMS] = {
     {"bc", NULL, 16, 64, 32, ATTN_CL_PARAM_POW2,
@@ -120,7 +120,7 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
         d->seq_q > INT_MAX - 4096 || d->seq_kv > INT_MAX - 4096)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the xmx kernel's indices would overflow");
-    if (lim->wg < WG || (lim->items[0] && lim->items[0] < WG))
+    if (!attn_cl_fits_wg(lim, WG))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the xmx kernel's work-group (%d items) exceeds the "
                          "device's %zu",
@@ -161,7 +161,7 @@ static void defines(const attn_cl_limits *lim, const attn_cl_tuning *t,
 static int fit_device(const attn_cl_limits *lim, attn_cl_tuning *t)
 {
     (void)t;
-    return lim->wg >= WG && (!lim->items[0] || lim->items[0] >= WG);
+    return attn_cl_fits_wg(lim, WG);
 }
 
 static int fit_kernels(const attn_cl_limits *lim, const attn_cl_built *b,
@@ -179,12 +179,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
     geom *g = out;
     *scratch = 0;
     g->bc = tile_of(lim, t, d);
-    if (!g->bc)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the xmx kernel does not fit the device's local "
-                         "memory for head_dim %d",
-                         d->head_dim);
-    return attn_cl_local_fits(lim, b, "xmx", err);
+    return attn_cl_tile_fits(lim, b, "xmx", g->bc, d->head_dim, err);
 }
 
 /* One launch per block of at most ATTN_CL_GRID_MAX query heads, chained. */
