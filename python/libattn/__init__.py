@@ -15,7 +15,8 @@ from ._errors import (BuildFailedError, DeviceError, InvalidArgumentError,
 from ._ffi import ffi as _ffi
 from ._ffi import lib as _lib
 from ._mha import MultiheadAttention
-from ._sdpa import scaled_dot_product_attention
+from ._sdpa import (scaled_dot_product_attention,
+                    scaled_dot_product_attention_backward)
 
 __version__ = _ffi.string(_lib.attn_version()).decode()
 
@@ -24,5 +25,6 @@ __all__ = [
     "InvalidArgumentError", "LibattnError", "LibattnIOError",
     "MultiheadAttention", "NoDeviceError", "OutOfMemoryError",
     "UnsupportedError", "devices", "kernel_names",
-    "scaled_dot_product_attention", "__version__",
+    "scaled_dot_product_attention", "scaled_dot_product_attention_backward",
+    "__version__",
 ]

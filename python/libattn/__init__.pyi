@@ -93,6 +93,14 @@ def scaled_dot_product_attention(
         return_lse: Literal[True]) -> Tuple[Array, Array]: ...
 
 
+def scaled_dot_product_attention_backward(
+        grad_output: Array, query: Array, key: Array, value: Array,
+        output: Array, lse: Array, attn_mask: Optional[Array] = ...,
+        is_causal: bool = ..., scale: Optional[float] = ...,
+        enable_gqa: bool = ..., *,
+        device: Device = ...) -> Tuple[Array, Array, Array]: ...
+
+
 class MultiheadAttention:
     embed_dim: int
     num_heads: int

@@ -157,6 +157,22 @@ typedef struct attn_sdpa_desc {
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                       const void *q, const void *k, const void *v,
                       void *o, float *lse);
+typedef struct attn_sdpa_grad {
+    size_t struct_size;
+    const void *q;
+    const void *k;
+    const void *v;
+    const void *o;
+    const float *lse;
+    const void *d_o;
+    void *dq;
+    void *dk;
+    void *dv;
+    float *dbias;
+    float *d_additive_w;
+} attn_sdpa_grad;
+attn_status attn_sdpa_backward(attn_context *ctx, const attn_sdpa_desc *d,
+                               const attn_sdpa_grad *g);
 const char *attn_kernel_name(int index);
 attn_status attn_sdpa_kernel(attn_context *ctx, const attn_sdpa_desc *d,
                              char *name, size_t cap);

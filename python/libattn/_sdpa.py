@@ -77,37 +77,26 @@ def _mask_operand(mask, lead, batch, hq, L, S, name="attn_mask"):
     return m, (nb, m.shape[1], m.shape[2])
 
 
-def scaled_dot_product_attention(query, key, value, attn_mask=None,
-                                 dropout_p=0.0, is_causal=False, scale=None,
-                                 enable_gqa=False, *, device=None,
-                                 return_lse=False):
-    """softmax(query key^T * scale + mask) value, as
-    torch.nn.functional.scaled_dot_product_attention computes it.
+class _Call:
+    """The checked arguments of a call (_check)."""
 
-    query (..., Hq, L, E), key (..., H, S, E), value (..., H, S, Ev): numpy
-    arrays or DLPack CPU tensors of float32, float16 or bfloat16
-    (torch.bfloat16, or ml_dtypes' bfloat16 arrays; all three alike);
-    the leading dimensions are the batch (2-D inputs are one head).
-    attn_mask: bool (True takes part) or float (added), broadcastable to
-    (..., Hq, L, S).  is_causal: query i sees keys j <= i (top-left, as
-    PyTorch), not together with attn_mask.  scale: None for 1/sqrt(E).
-    enable_gqa: H may divide Hq (query head h reads key head h // (Hq/H)).
-    dropout_p must be 0.  device: None (a shared "auto" context), a device
-    string (a context kept per string) or a libattn.Context.  A query row
-    that sees no key gives zeros (and lse -inf).  Returns the output
-    (..., Hq, L, Ev) in the inputs' kind and dtype, and with return_lse the
-    log-sum-exp of each row's scores (..., Hq, L) in float32 too.  Errors:
-    TypeError, ValueError, and libattn.LibattnError subclasses carrying
-    the library's sentence."""
+
+def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
+           enable_gqa):
+    """The arguments of scaled_dot_product_attention, checked: a _Call
+    with q, k, v (numpy, k and v broadcast to q's batch dimensions), kind,
+    code, lead, batch, hq, hk, L, S, E, Ev, scale, and key_lead and
+    value_lead (the batch dimensions key and value came with)."""
     if dropout_p != 0.0:
         raise ValueError("dropout_p must be 0: libattn has no dropout")
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask and is_causal=True cannot be given "
                          "together")
-    q, kind = as_numpy(query, "query")
+    c = _Call()
+    q, c.kind = as_numpy(query, "query")
     k, _ = as_numpy(key, "key")
     v, _ = as_numpy(value, "value")
-    code = dtype_code(q, "query")
+    c.code = dtype_code(q, "query")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError("query, key and value must have one dtype, not %s, "
                         "%s and %s" % (q.dtype, k.dtype, v.dtype))
@@ -123,6 +112,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
                          % (Ek, E))
     if Sv != S:
         raise ValueError("value has %d rows, key %d" % (Sv, S))
+    c.key_lead, c.value_lead = k.shape[:-3], v.shape[:-3]
     if q.ndim >= 3:
         hq, hk, hv = q.shape[-3], k.shape[-3], v.shape[-3]
         lead = q.shape[:-3]
@@ -159,8 +149,61 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
         if scale == 0.0:
             raise ValueError("scale=0 is not supported (the library reads "
                              "0 as 1/sqrt(E))")
-    batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
-    o = np.empty(q.shape[:-1] + (Ev,), dtype=q.dtype)
+    c.q, c.k, c.v, c.lead = q, k, v, lead
+    c.batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    c.hq, c.hk, c.L, c.S, c.E, c.Ev, c.scale = hq, hk, L, S, E, Ev, scale
+    return c
+
+
+def _desc(c, is_causal, mask_arr, mask_shape):
+    """The attn_sdpa_desc of call c (contiguous tensors)."""
+    d = ffi.new("attn_sdpa_desc *")
+    d.struct_size = ffi.sizeof("attn_sdpa_desc")
+    d.batch, d.heads_q, d.heads_kv = c.batch, c.hq, c.hk
+    d.seq_q, d.seq_kv, d.head_dim, d.head_dim_v = c.L, c.S, c.E, c.Ev
+    d.scale = 0.0 if c.scale is None else c.scale
+    d.score = lib.ATTN_SCORE_DOT
+    d.dtype = c.code
+    if is_causal:
+        d.mask.causal = 1
+        d.causal_align = lib.ATTN_CAUSAL_TOP_LEFT
+    if mask_arr is not None:
+        if mask_arr.dtype == np.uint8:
+            d.keep = _ptr(mask_arr, "const uint8_t *")
+            d.keep_shape = mask_shape
+        else:
+            d.mask.bias = _ptr(mask_arr, "const float *")
+            d.mask.bias_kind = lib.ATTN_BIAS_BROADCAST
+            d.bias_shape = mask_shape
+    return d
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None,
+                                 dropout_p=0.0, is_causal=False, scale=None,
+                                 enable_gqa=False, *, device=None,
+                                 return_lse=False):
+    """softmax(query key^T * scale + mask) value, as
+    torch.nn.functional.scaled_dot_product_attention computes it.
+
+    query (..., Hq, L, E), key (..., H, S, E), value (..., H, S, Ev): numpy
+    arrays or DLPack CPU tensors of float32, float16 or bfloat16
+    (torch.bfloat16, or ml_dtypes' bfloat16 arrays; all three alike);
+    the leading dimensions are the batch (2-D inputs are one head).
+    attn_mask: bool (True takes part) or float (added), broadcastable to
+    (..., Hq, L, S).  is_causal: query i sees keys j <= i (top-left, as
+    PyTorch), not together with attn_mask.  scale: None for 1/sqrt(E).
+    enable_gqa: H may divide Hq (query head h reads key head h // (Hq/H)).
+    dropout_p must be 0.  device: None (a shared "auto" context), a device
+    string (a context kept per string) or a libattn.Context.  A query row
+    that sees no key gives zeros (and lse -inf).  Returns the output
+    (..., Hq, L, Ev) in the inputs' kind and dtype, and with return_lse the
+    log-sum-exp of each row's scores (..., Hq, L) in float32 too.  Errors:
+    TypeError, ValueError, and libattn.LibattnError subclasses carrying
+    the library's sentence."""
+    c = _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
+               enable_gqa)
+    q, k, v, kind = c.q, c.k, c.v, c.kind
+    o = np.empty(q.shape[:-1] + (c.Ev,), dtype=q.dtype)
     lse = (np.empty(q.shape[:-1], dtype=np.float32)
            if return_lse else None)
 
@@ -169,17 +212,18 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
             return kind.back(o), kind.back(lse)
         return kind.back(o)
 
-    if batch == 0 or hq == 0 or L == 0:
+    if c.batch == 0 or c.hq == 0 or c.L == 0:
         return result()
-    if S == 0:
+    if c.S == 0:
         o.fill(0)
         if lse is not None:
             lse.fill(-np.inf)
         return result()
 
-    mask_arr = None
+    mask_arr = mask_shape = None
     if attn_mask is not None:
-        mask_arr, mask_shape = _mask_operand(attn_mask, lead, batch, hq, L, S)
+        mask_arr, mask_shape = _mask_operand(attn_mask, c.lead, c.batch, c.hq,
+                                             c.L, c.S)
 
     ctx = context_for(device)
     # Strided inputs (element strides, last dimension contiguous) go to
@@ -193,24 +237,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
         q = contiguous(q)
         k = contiguous(k)
         v = contiguous(v)
-    d = ffi.new("attn_sdpa_desc *")
-    d.struct_size = ffi.sizeof("attn_sdpa_desc")
-    d.batch, d.heads_q, d.heads_kv = batch, hq, hk
-    d.seq_q, d.seq_kv, d.head_dim, d.head_dim_v = L, S, E, Ev
-    d.scale = 0.0 if scale is None else scale
-    d.score = lib.ATTN_SCORE_DOT
-    d.dtype = code
-    if is_causal:
-        d.mask.causal = 1
-        d.causal_align = lib.ATTN_CAUSAL_TOP_LEFT
-    if mask_arr is not None:
-        if mask_arr.dtype == np.uint8:
-            d.keep = _ptr(mask_arr, "const uint8_t *")
-            d.keep_shape = mask_shape
-        else:
-            d.mask.bias = _ptr(mask_arr, "const float *")
-            d.mask.bias_kind = lib.ATTN_BIAS_BROADCAST
-            d.bias_shape = mask_shape
+    d = _desc(c, is_causal, mask_arr, mask_shape)
     if strided is not None:
         d.q_strides, d.k_strides, d.v_strides = strided
     handle = ctx._handle()
@@ -219,3 +246,74 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
                            else ffi.NULL)
     check(status, handle)
     return result()
+
+
+def _unbroadcast(g, lead):
+    """g (*batch, H, S, E) summed over the batch dimensions a tensor of
+    batch dimensions lead was broadcast along."""
+    axes = tuple(i for i, n in enumerate(lead) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g
+
+
+def scaled_dot_product_attention_backward(grad_output, query, key, value,
+                                          output, lse, attn_mask=None,
+                                          is_causal=False, scale=None,
+                                          enable_gqa=False, *, device=None):
+    """The gradients of scaled_dot_product_attention (attn_sdpa_backward):
+    (grad_query, grad_key, grad_value) of a loss whose gradient at the
+    output is grad_output, given the forward's query, key, value, output
+    and lse (return_lse=True) and the arguments it was called with.
+
+    grad_output is shaped and typed as the output, lse (..., Hq, L)
+    float32.  The gradients come back in the inputs' kind and dtype, each
+    shaped as its input (grad_key and grad_value summed over the query
+    heads that read a key head with enable_gqa, and over the batch
+    dimensions key and value were broadcast along).  A query row that
+    sees no key gets grad_query 0, and a key that no query sees grad_key
+    and grad_value 0.  attn_mask gets no gradient here (the C API gives
+    it: attn_sdpa_grad.dbias).  Errors as scaled_dot_product_attention's,
+    and ValueError for grad_output, output or lse of another shape."""
+    c = _check(query, key, value, attn_mask, 0.0, is_causal, scale,
+               enable_gqa)
+    kind = c.kind
+    g, _ = as_numpy(grad_output, "grad_output")
+    o, _ = as_numpy(output, "output")
+    ls, _ = as_numpy(lse, "lse")
+    oshape = c.q.shape[:-1] + (c.Ev,)
+    if g.shape != oshape or o.shape != oshape:
+        raise ValueError("grad_output %s and output %s must have the "
+                         "output's shape %s" % (g.shape, o.shape, oshape))
+    if g.dtype != c.q.dtype or o.dtype != c.q.dtype:
+        raise TypeError("grad_output and output must have the inputs' dtype "
+                        "%s, not %s and %s" % (c.q.dtype, g.dtype, o.dtype))
+    if ls.shape != c.q.shape[:-1] or ls.dtype != np.float32:
+        raise ValueError("lse must be float32 of shape %s (got %s %s)"
+                         % (c.q.shape[:-1], ls.dtype, ls.shape))
+    dq = np.zeros(c.q.shape, dtype=c.q.dtype)
+    dk = np.zeros(c.k.shape, dtype=c.q.dtype)
+    dv = np.zeros(c.v.shape, dtype=c.q.dtype)
+    if c.batch and c.hq and c.L and c.S:
+        mask_arr = mask_shape = None
+        if attn_mask is not None:
+            mask_arr, mask_shape = _mask_operand(attn_mask, c.lead, c.batch,
+                                                 c.hq, c.L, c.S)
+        ctx = context_for(device)
+        # contiguous copies: broadcast key and value rows would share
+        # elements, where their gradients cannot
+        q, k, v = contiguous(c.q), contiguous(c.k), contiguous(c.v)
+        g, o, ls = contiguous(g), contiguous(o), contiguous(ls)
+        d = _desc(c, is_causal, mask_arr, mask_shape)
+        gr = ffi.new("attn_sdpa_grad *")
+        gr.struct_size = ffi.sizeof("attn_sdpa_grad")
+        gr.q, gr.k, gr.v, gr.o = _ptr(q), _ptr(k), _ptr(v), _ptr(o)
+        gr.lse = _ptr(ls, "const float *")
+        gr.d_o = _ptr(g)
+        gr.dq, gr.dk, gr.dv = _ptr(dq), _ptr(dk), _ptr(dv)
+        handle = ctx._handle()
+        check(lib.attn_sdpa_backward(handle, d, gr), handle)
+    if c.q.ndim >= 3:
+        dk = _unbroadcast(dk, c.key_lead)
+        dv = _unbroadcast(dv, c.value_lead)
+    return kind.back(dq), kind.back(dk), kind.back(dv)

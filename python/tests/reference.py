@@ -59,6 +59,58 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
     return out, lse, tol_o, tol_lse
 
 
+def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
+                  enable_gqa=False):
+    """The gradients (dq, dk, dv) of PyTorch's scaled_dot_product_attention
+    in float64 at the output gradient dout, each shaped as its input (dk,
+    dv summed over the query heads of a key head and over the batch
+    dimensions key and value were broadcast along).  A row with no visible
+    key gets dq 0 and adds nothing."""
+    if q.ndim == 2:  # one head
+        r = sdpa_backward(q[None], k[None], v[None], dout[None], mask,
+                          is_causal, scale, enable_gqa)
+        return tuple(x[0] for x in r)
+    q = q.astype(np.float64)
+    k0, v0 = k, v
+    lead = q.shape[:-3]
+    k = np.broadcast_to(k.astype(np.float64), lead + k.shape[-3:])
+    v = np.broadcast_to(v.astype(np.float64), lead + v.shape[-3:])
+    g = dout.astype(np.float64)
+    L, E = q.shape[-2:]
+    S = k.shape[-2]
+    rep = q.shape[-3] // k.shape[-3]
+    kr = np.repeat(k, rep, axis=-3)
+    vr = np.repeat(v, rep, axis=-3)
+    sc = 1.0 / np.sqrt(E) if scale is None else scale
+    s = sc * (q @ np.swapaxes(kr, -1, -2))
+    if is_causal:
+        s = np.where(np.triu(np.ones((L, S), dtype=bool), k=1), -np.inf, s)
+    if mask is not None:
+        m = np.asarray(mask)
+        s = (np.where(m, s, -np.inf) if m.dtype == np.bool_
+             else s + m.astype(np.float64))
+    mx = np.max(s, axis=-1, keepdims=True)
+    empty = ~np.isfinite(mx)
+    p = np.exp(s - np.where(empty, 0.0, mx))
+    p = np.where(empty, 0.0, p / np.where(empty, 1.0,
+                                          p.sum(axis=-1, keepdims=True)))
+    o = p @ vr
+    dp = g @ np.swapaxes(vr, -1, -2)
+    ds = p * (dp - np.sum(g * o, axis=-1, keepdims=True))
+    dq = sc * (ds @ kr)
+    dkr = sc * (np.swapaxes(ds, -1, -2) @ q)
+    dvr = np.swapaxes(p, -1, -2) @ g
+
+    def fold(x, like):
+        x = x.reshape(x.shape[:-3] + (k.shape[-3], rep) + x.shape[-2:])
+        x = x.sum(axis=-3)
+        axes = tuple(i for i, n in enumerate(like.shape[:-3])
+                     if n == 1 and x.shape[i] != 1)
+        return x.sum(axis=axes, keepdims=True) if axes else x
+
+    return dq, fold(dkr, k0), fold(dvr, v0)
+
+
 def check_close(got, want, tol, what):
     """Every element within tol (broadcast), -inf where want is -inf."""
     got = np.asarray(got, dtype=np.float64)

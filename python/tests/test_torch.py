@@ -73,7 +73,32 @@ def test_requires_grad_is_a_clear_type_error(ctx):
         libattn.scaled_dot_product_attention(q, q, q, device=ctx)
 
 
-def test_bfloat16_refused(ctx):
-    q = torch.randn(1, 1, 4, 8).bfloat16()
-    with pytest.raises(TypeError, match="bfloat16"):
-        libattn.scaled_dot_product_attention(q, q, q, device=ctx)
+def test_bfloat16_matches_torch(ctx):
+    # bfloat16 in and out (its unit roundoff 2^-8 on outputs of order 1)
+    g = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(2, 2, 9, 16, generator=g).bfloat16()
+               for _ in range(3))
+    compare(ctx, q, k, v, 3e-2, is_causal=True)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_backward_matches_torch_autograd(ctx, causal):
+    # libattn's gradients against torch.autograd through its float64 SDPA
+    g = torch.Generator().manual_seed(11 + causal)
+    q = torch.randn(2, 4, 13, 16, generator=g)
+    k = torch.randn(2, 2, 17, 16, generator=g)
+    v = torch.randn(2, 2, 17, 8, generator=g)
+    dout = torch.randn(2, 4, 13, 8, generator=g)
+    o, lse = libattn.scaled_dot_product_attention(
+        q, k, v, is_causal=causal, enable_gqa=True, device=ctx,
+        return_lse=True)
+    got = libattn.scaled_dot_product_attention_backward(
+        dout, q, k, v, o, lse, is_causal=causal, enable_gqa=True, device=ctx)
+    leaves = [t64(x).requires_grad_() for x in (q, k, v)]
+    ref = F.scaled_dot_product_attention(*leaves, is_causal=causal,
+                                         enable_gqa=True)
+    ref.backward(t64(dout))
+    for name, x, leaf in zip(("dq", "dk", "dv"), got, leaves):
+        assert isinstance(x, torch.Tensor) and x.shape == leaf.shape, name
+        err = (x.to(torch.float64) - leaf.grad).abs().max().item()
+        assert err < 1e-4 * (leaf.grad.abs().max().item() + 1.0), name
