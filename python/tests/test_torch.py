@@ -102,3 +102,31 @@ def test_backward_matches_torch_autograd(ctx, causal):
         assert isinstance(x, torch.Tensor) and x.shape == leaf.shape, name
         err = (x.to(torch.float64) - leaf.grad).abs().max().item()
         assert err < 1e-4 * (leaf.grad.abs().max().item() + 1.0), name
+
+
+@pytest.mark.parametrize("mask_kind", [None, "bool", "float"])
+def test_autograd_function_trains_like_torch(ctx, mask_kind):
+    # libattn.torch's function inside a graph: the leaves' gradients as
+    # torch.autograd gives them through its own float64 SDPA
+    from libattn.torch import scaled_dot_product_attention as sdpa
+    g = torch.Generator().manual_seed(21)
+    q = torch.randn(2, 4, 9, 16, generator=g)
+    k = torch.randn(2, 2, 12, 16, generator=g)
+    v = torch.randn(2, 2, 12, 16, generator=g)
+    w = torch.randn(2, 4, 9, 16, generator=g)
+    mask = None
+    if mask_kind == "bool":
+        mask = torch.rand(9, 12, generator=g) < 0.8
+        mask[:, 0] = True
+    elif mask_kind == "float":
+        mask = torch.randn(1, 4, 9, 12, generator=g)
+    ours = [x.clone().requires_grad_() for x in (q, k, v)]
+    (sdpa(*ours, attn_mask=mask, enable_gqa=True, device=ctx) * w).sum() \
+        .backward()
+    refs = [t64(x).requires_grad_() for x in (q, k, v)]
+    m64 = mask if mask is None or mask.dtype == torch.bool else t64(mask)
+    (F.scaled_dot_product_attention(*refs, attn_mask=m64, enable_gqa=True) *
+     t64(w)).sum().backward()
+    for name, a, b in zip(("q", "k", "v"), ours, refs):
+        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
+        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
