@@ -211,8 +211,10 @@ attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                const void *k, const void *v, const void *o,
                                const float *lse, attn_err *err);
 /* The backward call: d as attn_validate_sdpa_desc checks it, every
- * tensor of g present, the outputs dq, dk, dv apart from each other and
- * from every input. */
+ * tensor of g present, q, k and v with their rows apart (dq, dk and dv
+ * take their strides), the outputs apart from every input and from each
+ * other (dq, dk and dv may share a block where attn_tensors_disjoint
+ * shows their elements apart). */
 attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
                                     const attn_sdpa_grad *g, attn_err *err);
 /* m, with bias_shape that of its attn_sdpa_desc (NULL for a mask alone,
@@ -228,7 +230,7 @@ attn_status attn_validate_mha_desc(const attn_mha_desc *m, attn_err *err);
  * scale, mask and score, attn_mha_keys keys, f32; no tensor pointers). */
 void attn_mha_sdpa_desc(const attn_mha_call *c, attn_sdpa_desc *sd);
 
-/* Overflow-checked size_t products; return 0 on overflow. */
+/* Overflow-checked size_t products (memsize.c); return 0 on overflow. */
 int attn_mul_size(size_t *r, size_t a, size_t b);
 int attn_mul_sizes(size_t *r, int n, const size_t *f);
 

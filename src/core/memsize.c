@@ -1,11 +1,33 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Sizes of memory in messages, and the host's memory.
+ * Sizes of memory in messages, the host's memory, and size arithmetic
+ * that cannot overflow (attn_mul_size, core.h).
  */
 #include "core/memsize.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
+
+#include "core/core.h"
+
+int attn_mul_size(size_t *r, size_t a, size_t b)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *r = a * b;
+    return 1;
+}
+
+int attn_mul_sizes(size_t *r, int n, const size_t *f)
+{
+    size_t acc = 1;
+    for (int i = 0; i < n; i++)
+        if (!attn_mul_size(&acc, acc, f[i]))
+            return 0;
+    *r = acc;
+    return 1;
+}
 
 uint64_t attn_host_memory_bytes(void)
 {

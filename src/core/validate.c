@@ -10,24 +10,6 @@
 
 #include "core/core.h"
 
-int attn_mul_size(size_t *r, size_t a, size_t b)
-{
-    if (a != 0 && b > SIZE_MAX / a)
-        return 0;
-    *r = a * b;
-    return 1;
-}
-
-int attn_mul_sizes(size_t *r, int n, const size_t *f)
-{
-    size_t acc = 1;
-    for (int i = 0; i < n; i++)
-        if (!attn_mul_size(&acc, acc, f[i]))
-            return 0;
-    *r = acc;
-    return 1;
-}
-
 #define INVALID(...) attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 
 /* Bytes of an n-dimensional tensor; OOM when it cannot be addressed. */
