@@ -42,6 +42,8 @@ void attn_context_set_error(attn_context *ctx, attn_status s, const char *msg);
  * back"), logged at WARN by whoever made it. */
 void attn_context_note(attn_context *ctx, const char *msg);
 
+/* ---- the steps every entry point shares (steps.c) ---- */
+
 /* Reports a failed call of fn: on the context when there is one, else on
  * the thread only.  Returns s. */
 attn_status attn_api_report(attn_context *ctx, const char *fn, attn_status s,
@@ -68,7 +70,7 @@ attn_status attn_sdpa_varlen(attn_context *ctx, const attn_sdpa_desc *d,
 #define ATTN_VARLEN_WHOLE   (-2)
 attn_status attn_varlen_item(const attn_sdpa_desc *d, int b,
                              attn_sdpa_desc *item, attn_err *err);
-/* Validates layer call c, plans its attention step and runs it (api.c);
+/* Validates layer call c, plans its attention step and runs it (steps.c);
  * failures reported under fn. */
 attn_status attn_api_mha(attn_context *ctx, const char *fn,
                          const attn_mha_call *c);
