@@ -705,8 +705,8 @@ typedef struct attn_sdpa_grad {
  * (bwd_fused, or bwd_ref; attn-probe --kernels lists them after the
  * forward's, which attn_kernel_name names), chosen as the forward's are
  * (options.path, options.kernel; no
- * seq_q x seq_kv matrix there either; F32, F16 and BF16; bwd_fused the dot score
- * without dbias or d_additive_w, bwd_ref also the additive score, dbias
+ * seq_q x seq_kv matrix there either; F32, F16 and BF16; bwd_fused the dot
+ * score without dbias or d_additive_w, bwd_ref also the additive score, dbias
  * and d_additive_w, except dbias with keep, kv_start or a moved causal
  * diagonal), and natively when no variant takes the call or the
  * device fails and options.allow_fallback is on.  Errors:
