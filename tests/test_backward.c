@@ -530,8 +530,68 @@ static int check_fused(attn_context *ctx, int batch, int hq, int hkv,
     return ok;
 }
 
+/* Fused QKV with packed sequences ([total, heads_q + 2 heads_kv, dim],
+ * cu_seqlens): dq, dk, dv as views of one block give bit for bit what
+ * three separate blocks of that layout get (which check_placed's packed
+ * cases hold against the reference), and nothing between. */
+static int check_fused_packed(attn_context *ctx, const char *what)
+{
+    enum { HQ = 4, HK = 2, D = 8, T = 41, R = (HQ + 2 * HK) * D };
+    const int32_t cu[4] = {0, 12, 12, 41}; /* the second is empty */
+    const size_t off[3] = {0, HQ * D, (HQ + HK) * D};
+    float *x = malloc(T * R * sizeof *x), *one = malloc(T * R * sizeof *one);
+    float *sep[3], *o = malloc(T * HQ * D * sizeof *o);
+    float *dout = malloc(T * HQ * D * sizeof *dout);
+    float *lse = malloc(HQ * T * sizeof *lse);
+    attn_sdpa_desc d = shape(3, HQ, HK, 29, 29, D, D);
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    const int64_t st[3] = {0, D, R};
+    ref_rng r;
+    int ok = 1;
+    CU_ASSERT_FATAL(x && one && o && dout && lse);
+    ref_rng_seed(&r, 61);
+    ref_fill_f32(&r, x, T * R, -1.0, 1.0);
+    ref_fill_f32(&r, dout, T * HQ * D, -1.0, 1.0);
+    d.cu_seqlens_q = d.cu_seqlens_kv = cu;
+    d.mask.causal = 1;
+    memcpy(d.q_strides, st, sizeof st);
+    memcpy(d.k_strides, st, sizeof st);
+    memcpy(d.v_strides, st, sizeof st);
+    ok &= attn_sdpa(ctx, &d, x + off[0], x + off[1], x + off[2], o, lse) ==
+          ATTN_OK;
+    g.q = x + off[0], g.k = x + off[1], g.v = x + off[2];
+    g.o = o, g.lse = lse, g.d_o = dout;
+    for (size_t i = 0; i < (size_t)T * R; i++)
+        one[i] = 1234.5f;
+    g.dq = one + off[0], g.dk = one + off[1], g.dv = one + off[2];
+    ok &= attn_sdpa_backward(ctx, &d, &g) == ATTN_OK;
+    for (int t = 0; t < 3; t++) {
+        sep[t] = malloc(T * R * sizeof(float));
+        CU_ASSERT_FATAL(sep[t] != NULL);
+        for (size_t i = 0; i < (size_t)T * R; i++)
+            sep[t][i] = 1234.5f;
+    }
+    g.dq = sep[0] + off[0], g.dk = sep[1] + off[1], g.dv = sep[2] + off[2];
+    ok &= attn_sdpa_backward(ctx, &d, &g) == ATTN_OK;
+    /* each element of the block is its gradient's, and the same */
+    for (size_t i = 0; ok && i < (size_t)T * R; i++) {
+        const size_t c = i % R;
+        const int t = c < off[1] ? 0 : c < off[2] ? 1 : 2;
+        ok &= memcmp(&one[i], &sep[t][i], sizeof one[i]) == 0;
+    }
+    if (!ok)
+        printf("\n%s: %s\n", what, attn_context_last_error(ctx));
+    else
+        harness_taken();
+    for (int t = 0; t < 3; t++)
+        free(sep[t]);
+    free(x), free(one), free(o), free(dout), free(lse);
+    return ok;
+}
+
 static void test_fused_qkv(void)
 {
+    CU_ASSERT(check_fused_packed(ctx3, "fused QKV, packed sequences"));
     CU_ASSERT(check_fused(ctx3, 2, 4, 2, 51, "fused QKV, GQA"));
     CU_ASSERT(check_fused(ctx1, 3, 2, 1, 52, "fused QKV, MQA"));
     CU_ASSERT(check_fused(ctx3, 1, 2, 2, 53, "fused QKV, one batch item"));
