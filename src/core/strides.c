@@ -61,6 +61,20 @@ size_t attn_tensor_extent(const attn_sdpa_desc *d, int t)
     return w + st[0] * (n[0] - 1) + st[1] * (n[1] - 1) + st[2] * (n[2] - 1);
 }
 
+/* Puts the dimension (stride st, count n) into ds, dn (*m of them so
+ * far), sorted by stride, the smallest first. */
+static void add_dim(size_t ds[3], size_t dn[3], int *m, size_t st, size_t n)
+{
+    int j = (*m)++;
+    while (j > 0 && ds[j - 1] > st) {
+        ds[j] = ds[j - 1];
+        dn[j] = dn[j - 1];
+        j--;
+    }
+    ds[j] = st;
+    dn[j] = n;
+}
+
 /* Tensor t's dimensions of more than one index, sorted by stride (the
  * smallest first) into ds, dn; returns how many (0 to 3). */
 static int sorted_dims(const attn_sdpa_desc *d, int t, size_t ds[3],
@@ -71,16 +85,8 @@ static int sorted_dims(const attn_sdpa_desc *d, int t, size_t ds[3],
     attn_tensor_dims(d, t, n, w);
     attn_tensor_strides(d, t, st);
     for (int i = 0; i < 3; i++)
-        if (n[i] > 1) {
-            int j = m++;
-            while (j > 0 && ds[j - 1] > st[i]) {
-                ds[j] = ds[j - 1];
-                dn[j] = dn[j - 1];
-                j--;
-            }
-            ds[j] = st[i];
-            dn[j] = n[i];
-        }
+        if (n[i] > 1)
+            add_dim(ds, dn, &m, st[i], n[i]);
     return m;
 }
 
@@ -96,29 +102,19 @@ int attn_tensor_rows_apart(const attn_sdpa_desc *d, int t)
     return 1;
 }
 
-/* Whether a (rows in [0, ea) of each cell) and b (rows in [gap, gap + eb)
- * of each cell, gap = b's offset from a's in elements) meet, the cells
- * being those of the dimensions in `shared` (a bit per dimension: the same
- * stride in both; counts, the larger of the two, in n). */
+/* 1 when a (rows in [0, ea) of each cell) and b (rows in [gap, gap + eb)
+ * of each cell, gap = b's offset from a's in elements) provably do not
+ * meet, the cells being those of the dimensions in `shared` (a bit per
+ * dimension: the same stride in both; counts, the larger of the two). */
 static int cells_apart(const size_t sa[3], const size_t na[3], size_t ea,
                        const size_t nb[3], size_t eb, unsigned shared,
                        uintptr_t pa, uintptr_t pb, size_t elem)
 {
     size_t st[3], n[3], gap, span;
     int m = 0;
-    for (int k = 0; k < 3; k++) {
-        if (!(shared >> k & 1u)) {
-            continue;
-        }
-        int j = m++;
-        while (j > 0 && st[j - 1] > sa[k]) {
-            st[j] = st[j - 1];
-            n[j] = n[j - 1];
-            j--;
-        }
-        st[j] = sa[k];
-        n[j] = na[k] > nb[k] ? na[k] : nb[k];
-    }
+    for (int k = 0; k < 3; k++)
+        if (shared >> k & 1u)
+            add_dim(st, n, &m, sa[k], na[k] > nb[k] ? na[k] : nb[k]);
     /* cells (of either tensor) at least the smallest stride apart */
     for (int j = 0; j + 1 < m; j++)
         if (!attn_mul_size(&span, n[j], st[j]) || st[j + 1] < span)
