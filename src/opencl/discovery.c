@@ -520,6 +520,36 @@ int attn_cl_intel_xmx(cl_device_id device)
     return least == 8 || least == 16 ? (int)least : 0;
 }
 
+int attn_cl_shuffle(cl_device_id device)
+{
+    if (has_extension(device, "cl_intel_subgroups"))
+        return ATTN_CL_SHUFFLE_INTEL;
+    if (has_extension(device, "cl_khr_subgroups") &&
+        has_extension(device, "cl_khr_subgroup_shuffle"))
+        return ATTN_CL_SHUFFLE_KHR;
+    return ATTN_CL_SHUFFLE_NONE;
+}
+
+int attn_cl_ptx_shuffle(cl_context context, cl_device_id device)
+{
+    const char *src =
+        "__kernel void attn_shfl_probe(__global uint *x)\n"
+        "{\n"
+        "    uint y;\n"
+        "    asm volatile(\"shfl.sync.bfly.b32 %0, %1, 1, 0x1f, "
+        "0xffffffff;\"\n"
+        "                 : \"=r\"(y) : \"r\"(x[get_local_id(0)]));\n"
+        "    x[get_local_id(0)] = y;\n"
+        "}\n";
+    cl_int rc;
+    cl_program p = clCreateProgramWithSource(context, 1, &src, NULL, &rc);
+    if (rc != CL_SUCCESS || !p)
+        return 0;
+    rc = clBuildProgram(p, 1, &device, "-cl-std=CL1.2", NULL, NULL);
+    clReleaseProgram(p);
+    return rc == CL_SUCCESS;
+}
+
 attn_status attn_cl_probe(cl_device_id d, attn_cl_device *out, attn_err *err)
 {
     cl_platform_id p = NULL;

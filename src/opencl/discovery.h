@@ -59,6 +59,30 @@ int attn_cl_amd_xf32(int gfx);
  * (src/opencl/variants/xmx.c). */
 int attn_cl_intel_xmx(cl_device_id device);
 
+/* Subgroup shuffles a device's compiler takes, for reductions over the
+ * work-items of a row (cl/tiled.cl TL_SG): NVIDIA's shfl.sync as inline
+ * PTX (only once attn_cl_ptx_shuffle built it), cl_intel_subgroups'
+ * intel_sub_group_shuffle_xor, cl_khr_subgroup_shuffle's
+ * sub_group_shuffle_xor, or none; EMU is no device's: the shuffles
+ * computed through local memory, which a kernel variant builds when told
+ * to (tests). */
+enum {
+    ATTN_CL_SHUFFLE_NONE = 0,
+    ATTN_CL_SHUFFLE_PTX = 1,
+    ATTN_CL_SHUFFLE_INTEL = 2,
+    ATTN_CL_SHUFFLE_KHR = 3,
+    ATTN_CL_SHUFFLE_EMU = 4
+};
+/* The shuffle the device's extensions offer: ATTN_CL_SHUFFLE_INTEL (it
+ * lists cl_intel_subgroups), _KHR (cl_khr_subgroups and
+ * cl_khr_subgroup_shuffle) or _NONE; NVIDIA's has no extension for it
+ * (attn_cl_ptx_shuffle). */
+int attn_cl_shuffle(cl_device_id device);
+/* 1 when device's compiler builds a kernel with shfl.sync.bfly as inline
+ * PTX in context (NVIDIA's does from PTX ISA 6.0 on; others refuse `asm`),
+ * else 0.  The probe program is released either way. */
+int attn_cl_ptx_shuffle(cl_context context, cl_device_id device);
+
 /* Bits of attn_cl_device.query_failed.  A property that fails to query is
  * not fatal: discovery goes on and attn-probe shows it as failed. */
 enum {

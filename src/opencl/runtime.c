@@ -218,6 +218,12 @@ static attn_status read_limits(attn_cl_runtime *rt, attn_err *err)
     rt->nv_sm = attn_cl_nv_sm(rt->device);
     rt->amd_gfx = attn_cl_amd_gfx(rt->device);
     rt->intel_xmx = attn_cl_intel_xmx(rt->device);
+    rt->shuffle = attn_cl_shuffle(rt->device);
+    /* NVIDIA's OpenCL lists no subgroup extension; its shfl.sync is
+     * taken once a probe kernel with it builds (one small build). */
+    if (!rt->shuffle && rt->nv_sm >= 30 &&
+        attn_cl_ptx_shuffle(rt->context, rt->device))
+        rt->shuffle = ATTN_CL_SHUFFLE_PTX;
     return ATTN_OK;
 fail:
     return ATTN_ERR_DEVICE;

@@ -103,6 +103,9 @@ typedef struct attn_cl_runtime {
     /* AMD gfx target (attn_cl_amd_gfx), 0: none */
     int amd_gfx;
     int intel_xmx; /* attn_cl_intel_xmx of the device */
+    /* ATTN_CL_SHUFFLE_* the device's compiler takes (attn_cl_shuffle; on
+     * NVIDIA, PTX once attn_cl_ptx_shuffle built it) */
+    int shuffle;
     /* The context's precision (attn.h), set before the runtime is shared
      * (the backend's ask). */
     attn_precision precision;

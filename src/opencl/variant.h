@@ -81,6 +81,9 @@ typedef struct attn_cl_limits {
      * device that lists cl_intel_subgroup_matrix_multiply_accumulate, 0
      * elsewhere. */
     int intel_xmx;
+    /* The subgroup shuffles its compiler takes (ATTN_CL_SHUFFLE_*,
+     * opencl/discovery.h). */
+    int shuffle;
     /* The precision the context permits its products (attn.h). */
     attn_precision precision;
 } attn_cl_limits;

@@ -129,6 +129,7 @@ void attn_cl_limits_get(const attn_cl_runtime *rt, attn_cl_limits *out)
     out->nv_sm = rt->nv_sm;
     out->amd_gfx = rt->amd_gfx;
     out->intel_xmx = rt->intel_xmx;
+    out->shuffle = rt->shuffle;
     out->precision = rt->precision;
 }
 

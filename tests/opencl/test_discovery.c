@@ -106,6 +106,52 @@ static void test_pocl_device(void)
     }
 }
 
+/* Whether d lists extension name (a whole word). */
+static int lists(cl_device_id d, const char *name)
+{
+    char ext[8192] = "";
+    const size_t len = strlen(name);
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL) !=
+        CL_SUCCESS)
+        return 0;
+    for (const char *p = ext; (p = strstr(p, name)) != NULL; p += len)
+        if ((p == ext || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' '))
+            return 1;
+    return 0;
+}
+
+/* The subgroup shuffles of each device as its extensions say, and the
+ * inline-PTX probe, which a device other than NVIDIA's refuses (its
+ * program released: the context's references are back to one). */
+static void test_shuffles(void)
+{
+    size_t probed = 0;
+    for (size_t i = 0; i < ndevs; i++) {
+        const cl_device_id d = devs[i].device;
+        const int s = attn_cl_shuffle(d);
+        const int want = lists(d, "cl_intel_subgroups") ? ATTN_CL_SHUFFLE_INTEL
+                         : lists(d, "cl_khr_subgroups") &&
+                                 lists(d, "cl_khr_subgroup_shuffle")
+                             ? ATTN_CL_SHUFFLE_KHR
+                             : ATTN_CL_SHUFFLE_NONE;
+        CU_ASSERT_EQUAL(s, want);
+        if (devs[i].nv_sm || !devs[i].info.usable)
+            continue;
+        cl_int rc;
+        cl_uint refs = 0;
+        cl_context ctx = clCreateContext(NULL, 1, &d, NULL, NULL, &rc);
+        CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
+        CU_ASSERT_EQUAL(attn_cl_ptx_shuffle(ctx, d), 0);
+        CU_ASSERT_EQUAL(clGetContextInfo(ctx, CL_CONTEXT_REFERENCE_COUNT,
+                                         sizeof refs, &refs, NULL),
+                        CL_SUCCESS);
+        CU_ASSERT_EQUAL(refs, 1);
+        clReleaseContext(ctx);
+        probed++;
+    }
+    CU_ASSERT(probed > 0 || count_pocl(devs, ndevs) == 0);
+}
+
 static void test_order_stable(void)
 {
     attn_cl_device *again = NULL;
@@ -197,6 +243,7 @@ int main(void)
         {"every device described", test_every_device_described},
         {"the PoCL CPU device", test_pocl_device},
         {"order stable across calls", test_order_stable},
+        {"subgroup shuffles", test_shuffles},
         {"selection on this machine", test_select_real},
         {"argument checks", test_arguments},
         {NULL, NULL}};
