@@ -22,9 +22,21 @@
  * scale * log2(e), so P = 2^(S - m).  With a bias, or the additive score,
  * they stay natural (a bias near FLT_MAX would overflow times log2(e)) and
  * P = 2^((S - m) log2(e)).  The row maximum m is shared by the items of a
- * row through local memory once per tile; each item keeps a partial row
- * sum, the running O is rescaled only when the maximum grows, and the sums
- * meet (and O is divided by them) once, at the end.
+ * row once per tile; each item keeps a partial row sum, the running O is
+ * rescaled only when the maximum grows, and the sums meet (and O is
+ * divided by them) once, at the end.
+ *
+ * Reductions over a row's TL_TC items (consecutive local ids).  TL_SG
+ * picks how: 0 through local memory (red, a barrier); else by butterfly
+ * shuffles within the subgroup, no local memory and one barrier less per
+ * tile: 1 NVIDIA's shfl.sync through inline PTX, 2 cl_intel_subgroups, 3
+ * cl_khr_subgroup_shuffle, 4 emulated through local memory (the same
+ * butterflies, for devices without subgroups: tests).  The shuffles are
+ * taken only if the work-group's first act finds them exchanging the
+ * values of local ids lid ^ m for every m < TL_TC (the partners a
+ * butterfly needs: the rows whole and aligned in the subgroups); otherwise
+ * the kernel reduces through local memory as TL_SG 0 does.  Both are
+ * uniform over the work-group.
  *
  * Masks.  Row i sees key j iff lo(i) <= j <= hi(i) (causal, window,
  * kv_len), its bias is not -INFINITY and its score is not -INFINITY.  Tiles
@@ -62,6 +74,9 @@
 #ifndef TL_FMA
 #define TL_FMA 0
 #endif
+#ifndef TL_SG /* row reductions: 0 local memory, 1-4 shuffles (above) */
+#define TL_SG 0
+#endif
 
 #define TL_WG (TL_TR * TL_TC)
 #define TL_BR (TL_TR * TL_RR)
@@ -94,6 +109,45 @@ static float tl_exp2(float x)
         return x;
     return exp2(x > -126.0f ? x : -126.0f);
 }
+
+/* The value x of the item whose local id is this one's ^ m (TL_SG). */
+#if TL_SG == 1
+static uint tl_xor(uint x, int m)
+{
+    uint y;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;"
+                 : "=r"(y)
+                 : "r"(x), "r"(m));
+    return y;
+}
+#define TL_XOR(x, m) tl_xor((x), (m))
+#elif TL_SG == 2
+#pragma OPENCL EXTENSION cl_intel_subgroups : enable
+#define TL_XOR(x, m) intel_sub_group_shuffle_xor((uint)(x), (uint)(m))
+#elif TL_SG == 3
+#pragma OPENCL EXTENSION cl_khr_subgroups : enable
+#pragma OPENCL EXTENSION cl_khr_subgroup_shuffle : enable
+#define TL_XOR(x, m) sub_group_shuffle_xor((uint)(x), (uint)(m))
+#endif
+/* y[u] = x[u] of the item lid ^ m, u < n: one exchange for all of them
+ * when emulated (two barriers, not 2 n). */
+#if TL_SG == 4
+#define TL_XOR_N(y, x, n, m)                                                   \
+    do {                                                                       \
+        barrier(CLK_LOCAL_MEM_FENCE);                                          \
+        _Pragma("unroll") for (int u_ = 0; u_ < (n); u_++)                     \
+            ex[u_ * TL_WG + lid] = (x)[u_];                                    \
+        barrier(CLK_LOCAL_MEM_FENCE);                                          \
+        _Pragma("unroll") for (int u_ = 0; u_ < (n); u_++)                     \
+            (y)[u_] = ex[u_ * TL_WG + (lid ^ (m))];                            \
+    } while (0)
+#elif TL_SG
+#define TL_XOR_N(y, x, n, m)                                                   \
+    do {                                                                       \
+        _Pragma("unroll") for (int u_ = 0; u_ < (n); u_++)                     \
+            (y)[u_] = TL_XOR((x)[u_], (m));                                    \
+    } while (0)
+#endif
 
 /* Stores an item's share of the V tile (vr) into vs [TL_BC][TL_HDVP],
  * the padding columns 0; returns non-zero when a value is inf or NaN. */
@@ -156,6 +210,9 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     __local float red[TL_BR * TL_TC];
     __local float ws[TL_HD];
     __local int vbad[2];
+#if TL_SG == 4
+    __local uint ex[2 * TL_RR * TL_WG];
+#endif
 
     const int lid = (int)get_local_id(0);
     const int tr = lid / TL_TC, tc = lid % TL_TC;
@@ -166,6 +223,31 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
     const int klen = has_kv_len ? kv_len[b] : seq_kv;
     const int row0 = (int)get_group_id(0) * TL_BR;
     const int nrows = min(seq_q - row0, TL_BR);
+
+    /* Whether the shuffles pair the items of a row (above); emulated, they
+     * do by construction, and the choice is left to the compiler (a
+     * barrier under a run-time condition costs a CPU device's work-group
+     * compiler dearly). */
+#if TL_SG == 4
+    const int sg = 1;
+#elif TL_SG
+    __local int sg_bad;
+    if (lid == 0)
+        sg_bad = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    {
+        uint bad = 0u;
+#pragma unroll
+        for (int m = 1; m < TL_TC; m <<= 1)
+            bad |= TL_XOR((uint)lid, m) ^ (uint)(lid ^ m);
+        if (bad)
+            sg_bad = 1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int sg = !sg_bad;
+#else
+    const int sg = 0;
+#endif
 
     /* Keys some row of the block sees: [j_start, j_end); keys every row
      * sees: [lo_all, hi_all]. */
@@ -330,15 +412,36 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                 s[i][x] = sv;
                 mt[i] = TL_MAX(sv, mt[i]);
             }
-            red[(tr + i * TL_TR) * TL_TC + tc] = mt[i];
         }
+        /* The row maxima over the row's items: butterflies, or red. */
+#if TL_SG
+        if (sg) {
+#pragma unroll
+            for (int z = TL_TC / 2; z > 0; z /= 2) {
+                uint x[TL_RR], y[TL_RR];
+#pragma unroll
+                for (int i = 0; i < TL_RR; i++)
+                    x[i] = as_uint(mt[i]);
+                TL_XOR_N(y, x, TL_RR, z);
+#pragma unroll
+                for (int i = 0; i < TL_RR; i++)
+                    mt[i] = TL_MAX(as_float(y[i]), mt[i]);
+            }
+        } else
+#endif
+#pragma unroll
+            for (int i = 0; i < TL_RR; i++)
+                red[(tr + i * TL_TR) * TL_TC + tc] = mt[i];
 #if TL_KVS
         /* The V tile replaces K once every item has its scores. */
         barrier(CLK_LOCAL_MEM_FENCE);
         if (tl_store_v(VS, vr, lid))
             vbad[t & 1] = 1;
 #endif
-        barrier(CLK_LOCAL_MEM_FENCE);
+        /* The row maxima in red; with shuffles the barrier before P V
+         * (below) is the one the V tile needs. */
+        if (!sg)
+            barrier(CLK_LOCAL_MEM_FENCE);
 #if TL_KVS
         if (jt + TL_BC < j_end)
             TL_FETCH(jt + TL_BC);
@@ -350,9 +453,12 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
         for (int i = 0; i < TL_RR; i++) {
             const int r = tr + i * TL_TR;
             float mn = m[i];
+            if (sg)
+                mn = TL_MAX(mt[i], mn);
+            else
 #pragma unroll
-            for (int z = 0; z < TL_TC; z++)
-                mn = TL_MAX(red[r * TL_TC + z], mn);
+                for (int z = 0; z < TL_TC; z++)
+                    mn = TL_MAX(red[r * TL_TC + z], mn);
             const int any = as_uint(mn) != ATTN_MASKED_BITS;
             const float f = nat ? TL_LOG2E : 1.0f;
             corr[i] = any && as_uint(m[i]) != ATTN_MASKED_BITS
@@ -412,30 +518,57 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
         }
     }
 
-    /* ---- the row sums meet; O = O / l, lse ---- */
-    barrier(CLK_LOCAL_MEM_FENCE);
+    /* ---- the row sums meet (and a poisoned row's flags); O = O / l, lse
+     * ---- */
+    float lt[TL_RR];
+#if TL_SG
+    if (sg) {
 #pragma unroll
-    for (int i = 0; i < TL_RR; i++) {
-        const int r = tr + i * TL_TR;
-        red[r * TL_TC + tc] = l[i];
-        /* A poisoned row: every item of it learns through its max slot. */
-        ps[r * TL_PS + tc] = poison[i] ? 1.0f : 0.0f;
+        for (int i = 0; i < TL_RR; i++)
+            lt[i] = l[i];
+#pragma unroll
+        for (int z = TL_TC / 2; z > 0; z /= 2) {
+            uint x[2 * TL_RR], y[2 * TL_RR];
+#pragma unroll
+            for (int i = 0; i < TL_RR; i++) {
+                x[i] = as_uint(lt[i]);
+                x[TL_RR + i] = poison[i];
+            }
+            TL_XOR_N(y, x, 2 * TL_RR, z);
+#pragma unroll
+            for (int i = 0; i < TL_RR; i++) {
+                lt[i] += as_float(y[i]);
+                poison[i] |= y[TL_RR + i];
+            }
+        }
+    } else
+#endif
+    {
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+        for (int i = 0; i < TL_RR; i++) {
+            const int r = tr + i * TL_TR;
+            red[r * TL_TC + tc] = l[i];
+            ps[r * TL_PS + tc] = poison[i] ? 1.0f : 0.0f;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
     for (int i = 0; i < TL_RR; i++) {
         const int r = tr + i * TL_TR;
         if (r >= nrows)
             continue;
-        float lt = 0.0f;
-        int bad = 0;
+        if (!sg) {
+            lt[i] = 0.0f;
 #pragma unroll
-        for (int z = 0; z < TL_TC; z++) {
-            lt += red[r * TL_TC + z];
-            bad |= ps[r * TL_PS + z] != 0.0f;
+            for (int z = 0; z < TL_TC; z++) {
+                lt[i] += red[r * TL_TC + z];
+                poison[i] |= ps[r * TL_PS + z] != 0.0f;
+            }
         }
+        const int bad = poison[i] != 0u;
         const int any = as_uint(m[i]) != ATTN_MASKED_BITS;
-        const float inv = any ? 1.0f / lt : 0.0f;
+        const float inv = any ? 1.0f / lt[i] : 0.0f;
         const float nan = as_float(0x7fc00000u);
         const size_t obase = ATTN_ROW(o_off, o_st, b, h, row0 + r);
 #pragma unroll
@@ -446,7 +579,8 @@ attn_tiled(__global const ATTN_T *q, ulong q_off, __global const ATTN_T *k,
                            bad ? nan : any ? acc[i][y] * inv : 0.0f);
         }
         if (has_lse && tc == 0) {
-            const float lg = nat ? m[i] + log(lt) : (m[i] + log2(lt)) * TL_LN2;
+            const float lg =
+                nat ? m[i] + log(lt[i]) : (m[i] + log2(lt[i])) * TL_LN2;
             ((__global uint *)lse)[(size_t)lse_off +
                                    (size_t)bh * (size_t)seq_q +
                                    (size_t)(row0 + r)] =

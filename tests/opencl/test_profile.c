@@ -577,6 +577,61 @@ static void test_tuning(void)
                     ATTN_ERR_INVALID_ARGUMENT);
 }
 
+/* The tiled variant's row reductions (TL_SG) as its defines hook builds
+ * them: the device's shuffles by default (NVIDIA's shfl.sync only on
+ * work-groups of whole warps), local memory when asked or when a row is
+ * one item, the emulated shuffles when asked. */
+static void test_tiled_shuffles(void)
+{
+    static const struct {
+        int shuffle, tr, tc, sg, want;
+    } cases[] = {
+        {ATTN_CL_SHUFFLE_NONE, 16, 8, 1, 0},
+        {ATTN_CL_SHUFFLE_PTX, 16, 8, 1, 1},
+        {ATTN_CL_SHUFFLE_PTX, 4, 4, 1, 0},  /* 16 items: half a warp */
+        {ATTN_CL_SHUFFLE_PTX, 1, 64, 1, 0}, /* a row wider than a warp */
+        {ATTN_CL_SHUFFLE_PTX, 2, 16, 1, 1},
+        {ATTN_CL_SHUFFLE_INTEL, 16, 8, 1, 2},
+        {ATTN_CL_SHUFFLE_INTEL, 4, 4, 1, 2},
+        {ATTN_CL_SHUFFLE_KHR, 16, 8, 1, 3},
+        {ATTN_CL_SHUFFLE_PTX, 16, 8, 0, 0},
+        {ATTN_CL_SHUFFLE_INTEL, 16, 8, 0, 0},
+        {ATTN_CL_SHUFFLE_NONE, 16, 8, 2, 4},
+        {ATTN_CL_SHUFFLE_PTX, 16, 8, 2, 4},
+        {ATTN_CL_SHUFFLE_PTX, 128, 1, 1, 0}, /* nothing to reduce */
+        {ATTN_CL_SHUFFLE_NONE, 128, 1, 2, 0},
+    };
+    const int vi = attn_cl_variant_find("tiled");
+    CU_ASSERT_TRUE_FATAL(vi >= 0);
+    const attn_cl_variant *v = attn_cl_variants[vi];
+    attn_sdpa_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = d.heads_q = d.heads_kv = 1;
+    d.seq_q = d.seq_kv = 64;
+    d.head_dim = d.head_dim_v = 64;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        attn_cl_limits lim;
+        attn_cl_tuning t;
+        attn_err err = {{0}};
+        char buf[256] = "", want[32];
+        memset(&lim, 0, sizeof lim);
+        lim.wg = 1024;
+        lim.items[0] = lim.items[1] = 1024;
+        lim.local_mem = 1 << 20;
+        lim.shuffle = cases[i].shuffle;
+        attn_cl_tuning_default(v, &t);
+        t.v[attn_cl_param_find(v, "tr")] = cases[i].tr;
+        t.v[attn_cl_param_find(v, "tc")] = cases[i].tc;
+        t.v[attn_cl_param_find(v, "sg")] = cases[i].sg;
+        CU_ASSERT_EQUAL(v->supports(&lim, &t, &d, &err), ATTN_OK);
+        v->defines(&lim, &t, &d, buf, sizeof buf);
+        snprintf(want, sizeof want, " -DTL_SG=%d", cases[i].want);
+        if (!strstr(buf, want))
+            printf("\n  case %zu: \"%s\" lacks \"%s\"\n", i, buf, want);
+        CU_ASSERT_PTR_NOT_NULL(strstr(buf, want));
+    }
+}
+
 /* A profile written out and read back under [device] is the same. */
 static void test_format_round_trip(void)
 {
@@ -700,6 +755,7 @@ int main(void)
         {"shipped files", test_builtin_clean},
         {"ATTN_PLATFORM_DIR", test_platform_dir},
         {"kernel tuning", test_tuning},
+        {"tiled reductions", test_tiled_shuffles},
         {"format round trip", test_format_round_trip},
         {"arguments", test_arguments},
         {"extra capacity", test_extra_capacity},

@@ -53,6 +53,13 @@ static void limits(const attn_device_info *dev, int fma, attn_cl_limits *lim)
      * of 8): the XMX kernel builds with its DPAS there. */
     lim->intel_xmx =
         strstr(dev->vendor, "Intel") && strstr(dev->name, "Arc") ? 8 : 0;
+    /* Subgroup shuffles: shfl.sync as inline PTX on NVIDIA's (its probe
+     * builds there), cl_intel_subgroups on Intel's GPUs; none on the
+     * default device (the local-memory reductions). */
+    lim->shuffle = lim->nv_sm ? ATTN_CL_SHUFFLE_PTX
+                   : strstr(dev->vendor, "Intel") && lim->gpu
+                       ? ATTN_CL_SHUFFLE_INTEL
+                       : ATTN_CL_SHUFFLE_NONE;
     lim->precision = ATTN_PRECISION_TF32;
 }
 

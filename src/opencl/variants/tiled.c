@@ -9,15 +9,23 @@
  * take the others).  The local memory a head size needs decides the
  * build: the K and V tiles share one buffer, then cc and then rr are
  * halved, until the work-group fits the device (rows and keys per item as
- * the profile says are the most it gets).
+ * the profile says are the most it gets).  The reductions over a row's tc
+ * items (its maximum per tile, its sum at the end) go through subgroup
+ * shuffles where the device's compiler has them (parameter sg; NVIDIA's
+ * shfl.sync only on work-groups of whole warps), else through local
+ * memory.
  */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "opencl/discovery.h"
 #include "opencl/variant.h"
 
-enum { P_TR, P_TC, P_RR, P_CC, P_MIN_SEQ_KV, N_PARAMS };
+enum { P_TR, P_TC, P_RR, P_CC, P_SG, P_MIN_SEQ_KV, N_PARAMS };
+
+/* Values of parameter sg. */
+enum { SG_LOCAL, SG_DEVICE, SG_EMULATE };
 
 #define LOG2E 1.44269504088896340736
 
@@ -31,6 +39,10 @@ static const attn_cl_param params[N_PARAMS] = {
      "query rows per work-item, at most"},
     {"cc", NULL, 1, 16, 4, ATTN_CL_PARAM_POW2,
      "keys per work-item and tile, at most"},
+    {"sg", NULL, 0, 2, SG_DEVICE, 0,
+     "row reductions: 0 through local memory, 1 by subgroup shuffles where "
+     "the device has them (else local memory), 2 by shuffles emulated "
+     "through local memory (tests)"},
     {"min_seq_kv", NULL, 0, 1 << 30, 0, ATTN_CL_PARAM_RUNTIME,
      "AUTO takes this variant from this many keys on"},
 };
@@ -53,9 +65,27 @@ static int head_dim_ok(int x)
     return 0;
 }
 
+/* How the kernel reduces over a row's items (cl/tiled.cl TL_SG): 0 local
+ * memory, else the ATTN_CL_SHUFFLE_* it is built with. */
+static int sg_of(const attn_cl_limits *lim, const int *v)
+{
+    const int wg = v[P_TR] * v[P_TC];
+    if (v[P_TC] == 1 || v[P_SG] == SG_LOCAL)
+        return 0;
+    if (v[P_SG] == SG_EMULATE)
+        return ATTN_CL_SHUFFLE_EMU;
+    /* shfl.sync names every lane of a warp: whole warps only. */
+    if (lim->shuffle == ATTN_CL_SHUFFLE_PTX)
+        return wg % 32 == 0 && v[P_TC] <= 32 ? ATTN_CL_SHUFFLE_PTX : 0;
+    return lim->shuffle == ATTN_CL_SHUFFLE_INTEL ||
+                   lim->shuffle == ATTN_CL_SHUFFLE_KHR
+               ? lim->shuffle
+               : 0;
+}
+
 /* Bytes of the kernel's local arrays (cl/tiled.cl) for one build. */
 static uint64_t local_bytes(const int *v, int rr, int cc, int kvs, int hd,
-                            int hdv)
+                            int hdv, int sg)
 {
     const uint64_t tr = (uint64_t)v[P_TR], tc = (uint64_t)v[P_TC];
     const uint64_t br = tr * (uint64_t)rr, bc = tc * (uint64_t)cc;
@@ -64,19 +94,20 @@ static uint64_t local_bytes(const int *v, int rr, int cc, int kvs, int hd,
     const uint64_t floats = (uint64_t)hd * br +
                             (kvs ? (kt > vs ? kt : vs) : kt + vs) +
                             br * (bc + 1) + br * tc + (uint64_t)hd;
-    return floats * sizeof(float) + 2 * sizeof(int);
+    return floats * sizeof(float) + 2 * sizeof(int) + (sg ? sizeof(int) : 0) +
+           (sg == ATTN_CL_SHUFFLE_EMU ? 2 * (uint64_t)rr * tr * tc * 4 : 0);
 }
 
 /* The build for d on a device with local_mem bytes: the largest rows and
  * keys per item (up to the tuning's) whose work-group fits; 0 when none
  * does. */
-static int shape_build(const int *v, const attn_sdpa_desc *d,
-                       uint64_t local_mem, geom *g)
+static int shape_build(const attn_cl_limits *lim, const int *v,
+                       const attn_sdpa_desc *d, geom *g)
 {
     int rr = v[P_RR], cc = v[P_CC], kvs = 0;
     for (;;) {
-        if (local_bytes(v, rr, cc, kvs, d->head_dim, d->head_dim_v) <=
-            local_mem)
+        if (local_bytes(v, rr, cc, kvs, d->head_dim, d->head_dim_v,
+                        sg_of(lim, v)) <= lim->local_mem)
             break;
         if (!kvs)
             kvs = 1;
@@ -122,7 +153,7 @@ static attn_status supports(const attn_cl_limits *lim, const attn_cl_tuning *t,
                          "the tiled kernel's work-group (%d items) exceeds the "
                          "device's %zu",
                          t->v[P_TR] * t->v[P_TC], lim->wg);
-    if (!shape_build(t->v, d, lim->local_mem, &g))
+    if (!shape_build(lim, t->v, d, &g))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "head_dim %d / head_dim_v %d need more local memory "
                          "than the device has for the tiled kernel (%llu "
@@ -143,11 +174,12 @@ static void defines(const attn_cl_limits *lim, const attn_cl_tuning *t,
                     const attn_sdpa_desc *d, char *buf, size_t cap)
 {
     geom g = {1, 1, 1, 1};
-    shape_build(t->v, d, lim->local_mem, &g);
+    shape_build(lim, t->v, d, &g);
     snprintf(buf, cap,
              " -DTL_HD=%d -DTL_HDV=%d -DTL_RR=%d -DTL_CC=%d -DTL_KVS=%d "
-             "-DTL_FMA=%d",
-             d->head_dim, d->head_dim_v, g.rr, g.cc, g.kvs, lim->fma);
+             "-DTL_FMA=%d -DTL_SG=%d",
+             d->head_dim, d->head_dim_v, g.rr, g.cc, g.kvs, lim->fma,
+             sg_of(lim, t->v));
 }
 
 static int fit_device(const attn_cl_limits *lim, attn_cl_tuning *t)
@@ -171,7 +203,7 @@ static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
 {
     geom *g = out;
     *scratch = 0;
-    if (!shape_build(t->v, d, lim->local_mem, g))
+    if (!shape_build(lim, t->v, d, g))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "the tiled kernel does not fit the device's local "
                          "memory for head_dim %d",
