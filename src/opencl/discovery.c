@@ -550,6 +550,50 @@ int attn_cl_ptx_shuffle(cl_context context, cl_device_id device)
     return rc == CL_SUCCESS;
 }
 
+int attn_cl_ptx_target_of(const char *bin, size_t n)
+{
+    static const char dir[] = ".target";
+    const size_t len = sizeof dir - 1;
+    /* Each line: blanks, then the directive (not one in a comment). */
+    for (size_t i = 0; bin && i < n; i++) {
+        size_t j;
+        int sm = 0, digits = 0;
+        if (i > 0 && bin[i - 1] != '\n')
+            continue;
+        while (i < n && (bin[i] == ' ' || bin[i] == '\t'))
+            i++;
+        if (i + len >= n || memcmp(bin + i, dir, len) != 0)
+            continue;
+        j = i + len;
+        while (j < n && (bin[j] == ' ' || bin[j] == '\t'))
+            j++;
+        if (j == i + len || j + 3 > n || memcmp(bin + j, "sm_", 3) != 0)
+            continue;
+        for (j += 3; j < n && bin[j] >= '0' && bin[j] <= '9' && digits < 4;
+             j++, digits++)
+            sm = sm * 10 + (bin[j] - '0');
+        if (digits > 0 && digits < 4)
+            return sm;
+    }
+    return 0;
+}
+
+int attn_cl_ptx_target(cl_program p)
+{
+    size_t n = 0;
+    char *bin;
+    int t = -1;
+    if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof n, &n, NULL) !=
+            CL_SUCCESS ||
+        n == 0 || !(bin = malloc(n)))
+        return -1;
+    if (clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) ==
+        CL_SUCCESS)
+        t = attn_cl_ptx_target_of(bin, n);
+    free(bin);
+    return t;
+}
+
 attn_status attn_cl_probe(cl_device_id d, attn_cl_device *out, attn_err *err)
 {
     cl_platform_id p = NULL;

@@ -83,6 +83,14 @@ int attn_cl_shuffle(cl_device_id device);
  * else 0.  The probe program is released either way. */
 int attn_cl_ptx_shuffle(cl_context context, cl_device_id device);
 
+/* The target of PTX text bin (n bytes): NN of its first ".target sm_NN"
+ * directive ("sm_90a": 90), 0 when bin holds none (the binary of a driver
+ * that does not hand out PTX).  Pure. */
+int attn_cl_ptx_target_of(const char *bin, size_t n);
+/* The same for program p built for one device (NVIDIA's binaries are PTX);
+ * -1 when its binary cannot be read. */
+int attn_cl_ptx_target(cl_program p);
+
 /* Bits of attn_cl_device.query_failed.  A property that fails to query is
  * not fatal: discovery goes on and attn-probe shows it as failed. */
 enum {

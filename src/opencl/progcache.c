@@ -146,6 +146,10 @@ static attn_status build_entry(attn_cl_runtime *rt, entry *e, attn_cl_tuning t,
         if ((s = attn_cl_build_tagged(rt, tag, names, n_names, opts, &e->b.prog,
                                       err)))
             return s;
+        if (v->check_built && (s = v->check_built(&lim, &e->b, err))) {
+            entry_clear(e);
+            return s;
+        }
         if ((s = create_set(e->b.prog, v, &set, err))) {
             entry_clear(e);
             return s;

@@ -194,6 +194,12 @@ typedef struct attn_cl_variant {
      * with t changed, -1 cannot fit. */
     int (*fit_kernels)(const attn_cl_limits *lim, const attn_cl_built *b,
                        attn_cl_tuning *t);
+    /* Optional, after a build: what the program must be beyond its
+     * kernels' limits (mma: PTX for sm_80 or newer).  ATTN_ERR_UNSUPPORTED
+     * with a sentence declines the variant for that program, kept as a
+     * failed build is (AUTO goes on). */
+    attn_status (*check_built)(const attn_cl_limits *lim,
+                               const attn_cl_built *b, attn_err *err);
     /* The geometry of a launch of d (at most ATTN_CL_GEOM_BYTES) and the
      * bytes of its scratch buffer (0: none), with t the tuning as built.
      * b NULL: an estimate before the program is built (local memory

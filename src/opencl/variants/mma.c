@@ -17,7 +17,8 @@
  *
  * Where it runs: AUTO takes it on NVIDIA devices of compute capability 8.0
  * or newer (cl_nv_device_attribute_query), and a failed build (a driver
- * that refuses the inline PTX) sends AUTO on to the next variant.  Forced
+ * that refuses the inline PTX), or a program whose PTX targets an older
+ * GPU, sends AUTO on to the next variant.  Forced
  * by name on any other device it builds with MM_EMU=1: the same kernel
  * with each warp instruction computed through local memory, as the PTX ISA
  * defines it (slow; it is there to test the kernel's logic).
@@ -25,6 +26,7 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "opencl/discovery.h"
 #include "opencl/variant.h"
 
 enum { P_BC, P_MIN_SEQ_KV, N_PARAMS };
@@ -161,6 +163,23 @@ static int fit_kernels(const attn_cl_limits *lim, const attn_cl_built *b,
     return b->kwg[0] >= WG ? 1 : -1;
 }
 
+/* Built for tensor cores, the program must be PTX for sm_80 or newer (what
+ * mma.sync needs); a binary that is not PTX says nothing and passes. */
+static attn_status check_built(const attn_cl_limits *lim,
+                               const attn_cl_built *b, attn_err *err)
+{
+    int target;
+    if (!native_mma(lim))
+        return ATTN_OK;
+    target = attn_cl_ptx_target(b->prog);
+    if (target > 0 && target < 80)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "the mma program was built as PTX for sm_%d; its "
+                         "mma.sync needs sm_80 or newer",
+                         target);
+    return ATTN_OK;
+}
+
 static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
                         const attn_cl_tuning *t, const attn_sdpa_desc *d,
                         void *out, uint64_t *scratch, attn_err *err)
@@ -203,6 +222,7 @@ const attn_cl_variant attn_cl_variant_mma = {
     .defines = defines,
     .fit_device = fit_device,
     .fit_kernels = fit_kernels,
+    .check_built = check_built,
     .plan = plan,
     .launch = launch,
 };
