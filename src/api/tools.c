@@ -53,6 +53,7 @@ attn_status attn_tool_discover(attn_tool_device **out, size_t *n, char *msg,
         (*out)[i].amd_unit = attn_cl_amd_matrix_unit(devs[i].amd_gfx);
         (*out)[i].amd_xf32 = attn_cl_amd_xf32(devs[i].amd_gfx);
         (*out)[i].intel_xmx = devs[i].intel_xmx;
+        (*out)[i].shuffle = devs[i].shuffle;
     }
     free(devs);
     return ATTN_OK;

@@ -49,6 +49,10 @@ typedef struct attn_tool_device {
      * 1 where MFMA has TF32-class products (gfx940-942). */
     int amd_gfx, amd_unit, amd_xf32;
     int intel_xmx; /* Intel matrix units: smallest subgroup size; 0: none */
+    /* Subgroup shuffles its extensions offer: 2 cl_intel_subgroups, 3
+     * cl_khr_subgroup_shuffle, 0 none (NVIDIA's shfl.sync is probed per
+     * context: nv_sm says where it may be). */
+    int shuffle;
 } attn_tool_device;
 
 /* The devices the library would pick for a spec. */

@@ -310,6 +310,24 @@ static void f_matrix(const attn_tool_device *d, char *b, size_t n)
     else
         snprintf(b, n, "none used (SIMT variants)");
 }
+/* The subgroup shuffles the tiled variant reduces its rows with. */
+static void f_shuffle(const attn_tool_device *d, char *b, size_t n)
+{
+    static const char use[] = "the tiled variant's row reductions";
+    if (d->shuffle == 2)
+        snprintf(b, n, "cl_intel_subgroups: %s", use);
+    else if (d->shuffle == 3)
+        snprintf(b, n, "cl_khr_subgroup_shuffle: %s", use);
+    else if (d->nv_sm >= 30)
+        snprintf(b, n,
+                 "shfl.sync as inline PTX where the driver builds it (a "
+                 "probe kernel per context): %s",
+                 use);
+    else
+        snprintf(b, n,
+                 "none (the tiled variant reduces through local "
+                 "memory)");
+}
 static void f_rank(const attn_tool_device *d, char *b, size_t n)
 {
     snprintf(b, n, "%.1f", d->info.rank);
@@ -336,6 +354,7 @@ static const struct {
     {"Host-unified memory", ATTN_TOOL_Q_UNIFIED, f_unified},
     {"Offline binary", 0, f_binary},
     {"Matrix units", 0, f_matrix},
+    {"Subgroup shuffles", 0, f_shuffle},
     {"Usable", 0, f_usable},
     {"Rank", 0, f_rank},
 };

@@ -451,6 +451,7 @@ static int probe_device(cl_platform_id p, const char *platform_name,
     out->nv_sm = attn_cl_nv_sm(d);
     out->amd_gfx = attn_cl_amd_gfx(d);
     out->intel_xmx = attn_cl_intel_xmx(d);
+    out->shuffle = attn_cl_shuffle(d);
     return 0;
 }
 

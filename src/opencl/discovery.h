@@ -29,6 +29,7 @@ typedef struct attn_cl_device {
     int nv_sm;             /* attn_cl_nv_sm of the device */
     int amd_gfx;           /* attn_cl_amd_gfx of the device */
     int intel_xmx;         /* attn_cl_intel_xmx of the device */
+    int shuffle;           /* attn_cl_shuffle of the device */
 } attn_cl_device;
 
 /* The NVIDIA compute capability of device as 10 * major + minor (80:
