@@ -21,7 +21,11 @@
 #      fused and tiled variants (uploads and downloads included);
 #   5. the matrix units: the tensor-core variant mma at ATTN_PRECISION=tf32
 #      (f32: TF32 products; f16: f16 products) and 3xtf32 (f32), B=1 H=8
-#      N=16384, d=64 and 128, causal and not, resident, with torch-cuda.
+#      N=16384, d=64 and 128, causal and not, resident, with torch-cuda;
+#   6. the tiled variant of run 1 with its row reductions through local
+#      memory (tiled.sg = 0, a profile in ATTN_PLATFORM_DIR) where run 1's
+#      take the device's subgroup shuffles: written apart, to
+#      OUT_PREFIX.tiled_sg0.csv (its rows read as run 1's tiled ones).
 set -eu
 if [ $# -lt 2 ]; then
   echo "usage: sh bench/gpu_targets.sh ATTN_BENCH OUT_PREFIX [attn-bench options]" >&2
@@ -68,6 +72,16 @@ for prec in tf32 3xtf32; do
   done
 done
 unset ATTN_PRECISION
+mkdir -p "$tmp/sg0"
+printf '[default]\ntiled.sg = 0\n' >"$tmp/sg0/tiled_sg0.prof"
+echo "== tiled.sg = 0: row reductions through local memory" | tee -a "$out.txt"
+saved_dir=${ATTN_PLATFORM_DIR-}
+ATTN_PLATFORM_DIR="$tmp/sg0"
+export ATTN_PLATFORM_DIR
+run tiled_sg0 --resident --impl native --kernel tiled --sizes 16384 \
+  --head-dim 64,128 "$@"
+if [ -n "$saved_dir" ]; then ATTN_PLATFORM_DIR=$saved_dir; else unset ATTN_PLATFORM_DIR; fi
+[ ! -f "$tmp/tiled_sg0.csv" ] || cp "$tmp/tiled_sg0.csv" "$out.tiled_sg0.csv"
 
 first=1
 for f in f32 f16 decode host mma_tf32_f32 mma_tf32_f16 mma_3xtf32_f32; do
