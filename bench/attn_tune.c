@@ -298,11 +298,18 @@ static int same(const attn_tool_variant *v, const int *a, const int *b)
 }
 
 /* Candidate values of parameter p around x: x/4, x/2, 2x, 4x in range
- * (quick: x/2 and 2x). */
+ * (quick: x/2 and 2x); for one of a few alternatives, every other value
+ * of its range (at most 4). */
 static int neighbours(const attn_tool_param *p, int x, int quick, int *out)
 {
     static const int num[4] = {1, 1, 2, 4}, den[4] = {4, 2, 1, 1};
     int n = 0;
+    if (p->choice) {
+        for (int y = p->min; y <= p->max && n < 4; y++)
+            if (y != x)
+                out[n++] = y;
+        return n;
+    }
     for (int i = quick ? 1 : 0; i < (quick ? 3 : 4); i++) {
         const long y = (long)x * num[i] / den[i];
         if (y != x && y >= p->min && y <= p->max &&

@@ -176,6 +176,7 @@ attn_status attn_tool_variant_info(int i, attn_tool_variant *out)
                               p->def,
                               (p->flags & ATTN_CL_PARAM_POW2) != 0,
                               (p->flags & ATTN_CL_PARAM_RUNTIME) != 0,
+                              (p->flags & ATTN_CL_PARAM_CHOICE) != 0,
                               p->doc};
     }
     return ATTN_OK;

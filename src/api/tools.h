@@ -98,6 +98,7 @@ typedef struct attn_tool_param {
     int min, max, def;
     int pow2;    /* must be a power of two */
     int runtime; /* a choice or launch setting, not a build define */
+    int choice;  /* one of a few alternatives: tuners try each value */
     const char *doc;
 } attn_tool_param;
 

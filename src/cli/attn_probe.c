@@ -464,8 +464,9 @@ static int print_kernels(void)
         printf("\n%s (path %s): %s\n", v.name, v.path, v.summary);
         for (int k = 0; k < v.n_params; k++) {
             const attn_tool_param *p = &v.params[k];
-            printf("  %-12s %6d  [%d, %d]%s%s  %s\n", p->name, p->def, p->min,
+            printf("  %-12s %6d  [%d, %d]%s%s%s  %s\n", p->name, p->def, p->min,
                    p->max, p->pow2 ? " power of two" : "",
+                   p->choice ? " one of" : "",
                    p->runtime ? " (not built in)" : "", p->doc);
         }
     }

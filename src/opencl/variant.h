@@ -42,7 +42,10 @@ enum {
     ATTN_CL_PARAM_POW2 = 1, /* a power of two */
     /* chooses among variants (AUTO) or shapes a launch; not a build
      * define: changing it keeps the built programs */
-    ATTN_CL_PARAM_RUNTIME = 2
+    ATTN_CL_PARAM_RUNTIME = 2,
+    /* one of a few alternatives, not a size: a tuner tries each value of
+     * the range rather than halving and doubling */
+    ATTN_CL_PARAM_CHOICE = 4
 };
 
 /* One parameter: profile key "<variant>.<name>", -D<define>=value. */

@@ -39,7 +39,7 @@ static const attn_cl_param params[N_PARAMS] = {
      "query rows per work-item, at most"},
     {"cc", NULL, 1, 16, 4, ATTN_CL_PARAM_POW2,
      "keys per work-item and tile, at most"},
-    {"sg", NULL, 0, 2, SG_DEVICE, 0,
+    {"sg", NULL, 0, 2, SG_DEVICE, ATTN_CL_PARAM_CHOICE,
      "row reductions: 0 through local memory, 1 by subgroup shuffles where "
      "the device has them (else local memory), 2 by shuffles emulated "
      "through local memory (tests)"},
