@@ -531,19 +531,43 @@ int attn_cl_shuffle(cl_device_id device)
     return ATTN_CL_SHUFFLE_NONE;
 }
 
-int attn_cl_ptx_shuffle(cl_context context, cl_device_id device)
+int attn_cl_shuffle_builds(cl_context context, cl_device_id device, int shuffle)
 {
-    const char *src =
-        "__kernel void attn_shfl_probe(__global uint *x)\n"
-        "{\n"
-        "    uint y;\n"
-        "    asm volatile(\"shfl.sync.bfly.b32 %0, %1, 1, 0x1f, "
-        "0xffffffff;\"\n"
-        "                 : \"=r\"(y) : \"r\"(x[get_local_id(0)]));\n"
-        "    x[get_local_id(0)] = y;\n"
-        "}\n";
+    const char *src;
     cl_int rc;
-    cl_program p = clCreateProgramWithSource(context, 1, &src, NULL, &rc);
+    cl_program p;
+    switch (shuffle) {
+    case ATTN_CL_SHUFFLE_PTX:
+        src = "__kernel void attn_shfl_probe(__global uint *x)\n"
+              "{\n"
+              "    uint y;\n"
+              "    asm volatile(\"shfl.sync.bfly.b32 %0, %1, 1, 0x1f, "
+              "0xffffffff;\"\n"
+              "                 : \"=r\"(y) : \"r\"(x[get_local_id(0)]));\n"
+              "    x[get_local_id(0)] = y;\n"
+              "}\n";
+        break;
+    case ATTN_CL_SHUFFLE_KHR:
+        src = "#pragma OPENCL EXTENSION cl_khr_subgroups : enable\n"
+              "#pragma OPENCL EXTENSION cl_khr_subgroup_shuffle : enable\n"
+              "__kernel void attn_shfl_probe(__global uint *x)\n"
+              "{\n"
+              "    x[get_local_id(0)] = sub_group_shuffle_xor("
+              "x[get_local_id(0)], 1u);\n"
+              "}\n";
+        break;
+    case ATTN_CL_SHUFFLE_INTEL:
+        src = "#pragma OPENCL EXTENSION cl_intel_subgroups : enable\n"
+              "__kernel void attn_shfl_probe(__global uint *x)\n"
+              "{\n"
+              "    x[get_local_id(0)] = intel_sub_group_shuffle_xor("
+              "x[get_local_id(0)], 1u);\n"
+              "}\n";
+        break;
+    default:
+        return 0;
+    }
+    p = clCreateProgramWithSource(context, 1, &src, NULL, &rc);
     if (rc != CL_SUCCESS || !p)
         return 0;
     rc = clBuildProgram(p, 1, &device, "-cl-std=CL1.2", NULL, NULL);

@@ -62,11 +62,11 @@ int attn_cl_intel_xmx(cl_device_id device);
 
 /* Subgroup shuffles a device's compiler takes, for reductions over the
  * work-items of a row (cl/tiled.cl TL_SG): NVIDIA's shfl.sync as inline
- * PTX (only once attn_cl_ptx_shuffle built it), cl_intel_subgroups'
- * intel_sub_group_shuffle_xor, cl_khr_subgroup_shuffle's
- * sub_group_shuffle_xor, or none; EMU is no device's: the shuffles
- * computed through local memory, which a kernel variant builds when told
- * to (tests). */
+ * PTX, cl_intel_subgroups' intel_sub_group_shuffle_xor,
+ * cl_khr_subgroup_shuffle's sub_group_shuffle_xor (the first and the last
+ * only once attn_cl_shuffle_builds built them), or none; EMU is no device's:
+ * the shuffles computed through local memory, which a kernel variant builds
+ * when told to (tests). */
 enum {
     ATTN_CL_SHUFFLE_NONE = 0,
     ATTN_CL_SHUFFLE_PTX = 1,
@@ -77,12 +77,16 @@ enum {
 /* The shuffle the device's extensions offer: ATTN_CL_SHUFFLE_INTEL (it
  * lists cl_intel_subgroups), _KHR (cl_khr_subgroups and
  * cl_khr_subgroup_shuffle) or _NONE; NVIDIA's has no extension for it
- * (attn_cl_ptx_shuffle). */
+ * (attn_cl_shuffle_builds). */
 int attn_cl_shuffle(cl_device_id device);
-/* 1 when device's compiler builds a kernel with shfl.sync.bfly as inline
- * PTX in context (NVIDIA's does from PTX ISA 6.0 on; others refuse `asm`),
- * else 0.  The probe program is released either way. */
-int attn_cl_ptx_shuffle(cl_context context, cl_device_id device);
+/* 1 when device's compiler builds, in context and as OpenCL C 1.2 (the
+ * kernels' version), a probe kernel with shuffle (ATTN_CL_SHUFFLE_PTX:
+ * shfl.sync.bfly as inline PTX, which NVIDIA's compiler takes from PTX ISA
+ * 6.0 on and others refuse; _KHR: sub_group_shuffle_xor; _INTEL:
+ * intel_sub_group_shuffle_xor), else 0.  The program is released either
+ * way. */
+int attn_cl_shuffle_builds(cl_context context, cl_device_id device,
+                           int shuffle);
 
 /* The target of PTX text bin (n bytes): NN of its first ".target sm_NN"
  * directive ("sm_90a": 90), 0 when bin holds none (the binary of a driver

@@ -219,10 +219,15 @@ static attn_status read_limits(attn_cl_runtime *rt, attn_err *err)
     rt->amd_gfx = attn_cl_amd_gfx(rt->device);
     rt->intel_xmx = attn_cl_intel_xmx(rt->device);
     rt->shuffle = attn_cl_shuffle(rt->device);
-    /* NVIDIA's OpenCL lists no subgroup extension; its shfl.sync is
-     * taken once a probe kernel with it builds (one small build). */
+    /* Khronos' shuffles are taken once a probe kernel with them builds as
+     * OpenCL C 1.2 (one small build; the extension asks for 2.0 or
+     * cl_khr_subgroups); NVIDIA's OpenCL lists no subgroup extension, and
+     * its shfl.sync is taken once a probe kernel with it builds. */
+    if (rt->shuffle == ATTN_CL_SHUFFLE_KHR &&
+        !attn_cl_shuffle_builds(rt->context, rt->device, ATTN_CL_SHUFFLE_KHR))
+        rt->shuffle = ATTN_CL_SHUFFLE_NONE;
     if (!rt->shuffle && rt->nv_sm >= 30 &&
-        attn_cl_ptx_shuffle(rt->context, rt->device))
+        attn_cl_shuffle_builds(rt->context, rt->device, ATTN_CL_SHUFFLE_PTX))
         rt->shuffle = ATTN_CL_SHUFFLE_PTX;
     return ATTN_OK;
 fail:

@@ -104,7 +104,7 @@ typedef struct attn_cl_runtime {
     int amd_gfx;
     int intel_xmx; /* attn_cl_intel_xmx of the device */
     /* ATTN_CL_SHUFFLE_* the device's compiler takes (attn_cl_shuffle; on
-     * NVIDIA, PTX once attn_cl_ptx_shuffle built it) */
+     * NVIDIA, PTX, and KHR only once attn_cl_shuffle_builds built them) */
     int shuffle;
     /* The context's precision (attn.h), set before the runtime is shared
      * (the backend's ask). */

@@ -121,8 +121,10 @@ static int lists(cl_device_id d, const char *name)
 }
 
 /* The subgroup shuffles of each device as its extensions say, and the
- * inline-PTX probe, which a device other than NVIDIA's refuses (its
- * program released: the context's references are back to one). */
+ * probe kernels: inline PTX, which a device other than NVIDIA's refuses,
+ * and the extensions' shuffles, which build where they are listed and
+ * (Khronos') not where they are not (the programs released: the context's
+ * references are back to one). */
 static void test_shuffles(void)
 {
     size_t probed = 0;
@@ -141,7 +143,19 @@ static void test_shuffles(void)
         cl_uint refs = 0;
         cl_context ctx = clCreateContext(NULL, 1, &d, NULL, NULL, &rc);
         CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
-        CU_ASSERT_EQUAL(attn_cl_ptx_shuffle(ctx, d), 0);
+        CU_ASSERT_EQUAL(attn_cl_shuffle_builds(ctx, d, ATTN_CL_SHUFFLE_PTX), 0);
+        /* The Khronos and Intel probes build where the extensions are. */
+        if (lists(d, "cl_khr_subgroups") && lists(d, "cl_khr_subgroup_shuffle"))
+            CU_ASSERT_EQUAL(attn_cl_shuffle_builds(ctx, d, ATTN_CL_SHUFFLE_KHR),
+                            1);
+        if (!lists(d, "cl_khr_subgroup_shuffle"))
+            CU_ASSERT_EQUAL(attn_cl_shuffle_builds(ctx, d, ATTN_CL_SHUFFLE_KHR),
+                            0);
+        if (lists(d, "cl_intel_subgroups"))
+            CU_ASSERT_EQUAL(
+                attn_cl_shuffle_builds(ctx, d, ATTN_CL_SHUFFLE_INTEL), 1);
+        CU_ASSERT_EQUAL(attn_cl_shuffle_builds(ctx, d, ATTN_CL_SHUFFLE_NONE),
+                        0);
         CU_ASSERT_EQUAL(clGetContextInfo(ctx, CL_CONTEXT_REFERENCE_COUNT,
                                          sizeof refs, &refs, NULL),
                         CL_SUCCESS);
