@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # Builds libattn with AddressSanitizer and UndefinedBehaviorSanitizer and
-# runs every test suite under them (native and OpenCL paths).
+# runs every test suite under them (native and OpenCL paths; below, the
+# one pair left out).
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
@@ -15,6 +16,10 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 # A suite that fails is run once more (--repeat until-pass:2): on this
 # shared 2-core machine LeakSanitizer's own tracer was seen to crash
 # (signal 11 inside it, after every assert had passed) while PoCL's threads
-# exited; a real report repeats and still fails.
+# exited; a real report repeats and still fails.  Left out: the
+# opencl_variants runs with a GPU's local memory (opencl_variants_local48k*),
+# whose host code is opencl_variants' own and whose minutes go to PoCL
+# compiling their kernels.
 LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
-  ctest --test-dir build-asan --output-on-failure -j2 --repeat until-pass:2
+  ctest --test-dir build-asan --output-on-failure -j2 --repeat until-pass:2 \
+  -E '^opencl_variants_local48k'

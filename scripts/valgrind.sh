@@ -49,7 +49,8 @@
 #   memcheck).  --quick leaves out test_sdpa*, test_hostile*,
 #   test_threads_opencl* (the thread suite stays on the native backend;
 #   TSan runs the OpenCL ones), test_env (contexts under every bad environment value),
-#   opencl_program, opencl_cache_*, opencl_variants, opencl_kernels (10,000
+#   opencl_program, opencl_cache_*, opencl_variants (and its runs with a
+#   GPU's local memory), opencl_kernels (10,000
 #   calls, more than six minutes under memcheck), opencl_probe (attn-probe
 #   on every device) and soak_smoke; and the runs that repeat another's
 #   code under memcheck: *_isa_avx2 (the native backend's choice under
@@ -118,7 +119,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants.*|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.

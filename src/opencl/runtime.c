@@ -208,6 +208,17 @@ static attn_status read_limits(attn_cl_runtime *rt, attn_err *err)
                   fail);
     memcpy(rt->dev_items, items, sizeof rt->dev_items);
     rt->local_mem = local;
+#ifdef ATTN_FAULT_INJECTION
+    {
+        /* Tests: less local memory than the device has (a GPU's, e.g.
+         * NVIDIA's 49152), so that the variants' builds for it run on the
+         * CPU device. */
+        const char *e = getenv("ATTN_TEST_LOCAL_MEM");
+        const unsigned long long cap = e ? strtoull(e, NULL, 10) : 0;
+        if (cap >= 16384 && cap < local)
+            rt->local_mem = cap;
+    }
+#endif
     rt->fma = (fp & CL_FP_FMA) != 0;
     /* "OpenCL C 1.2 ..." */
     if (clGetDeviceInfo(rt->device, CL_DEVICE_OPENCL_C_VERSION, sizeof ver, ver,

@@ -18,6 +18,12 @@
  * at.  The list of variants is the library's (attn_kernel_name), so a new
  * variant is checked without changing this suite.
  *
+ * ATTN_TEST_VARIANTS, ATTN_TEST_PRECISIONS and ATTN_TEST_HEAD_DIMS (comma
+ * lists) narrow it to those variants, precisions and head sizes: the runs
+ * with a GPU's local memory (ATTN_TEST_LOCAL_MEM, a test build's) take the
+ * variants whose builds depend on it, at exact, at the head sizes whose
+ * tiles do not fit that memory side by side.
+ *
  * Without an OpenCL CPU device the suite prints SKIP and exits 77.
  */
 #include <stdio.h>
@@ -82,6 +88,23 @@ typedef struct tally {
  * (cases.c). */
 static const char *const PRECISIONS[] = {"exact", "tf32", "3xtf32", "bf16"};
 
+/* Whether the comma list in environment variable var (unset: every one)
+ * names k. */
+static int selected(const char *var, const char *k)
+{
+    const char *list = getenv(var);
+    const size_t n = strlen(k);
+    if (!list || !*list)
+        return 1;
+    for (const char *p = list; *p;) {
+        const size_t len = strcspn(p, ",");
+        if (len == n && !strncmp(p, k, n))
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static void run_variant(const char *kernel, const char *precision, tally *t)
 {
     attn_options o;
@@ -99,7 +122,11 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
     const int vi = attn_cl_variant_find(kernel);
     const int mask_shapes = vi >= 0 && attn_cl_variants[vi]->mask_shapes;
     harness_kernel_counts(&taken0, &declined0);
-    for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++)
+    for (size_t di = 0; di < sizeof DIMS / sizeof DIMS[0]; di++) {
+        char hd[16];
+        snprintf(hd, sizeof hd, "%d", DIMS[di][0]);
+        if (!selected("ATTN_TEST_HEAD_DIMS", hd))
+            continue;
         for (int dt = 0; dt < 3; dt++)
             for (size_t fi = 0; fi < sizeof FEATURES / sizeof FEATURES[0];
                  fi++) {
@@ -171,6 +198,7 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
                 }
                 sdpa_case_free(&c);
             }
+    }
     harness_kernel_counts(&taken1, &declined1);
     t->taken += taken1 - taken0;
     t->declined += declined1 - declined0;
@@ -181,12 +209,18 @@ static void run_variant(const char *kernel, const char *precision, tally *t)
 
 static void test_every_variant(void)
 {
+    int ran = 0;
     for (int i = 0; attn_kernel_name(i); i++) {
         const char *k = attn_kernel_name(i);
         tally t = {0, 0, 0, 0, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, 0};
         unsigned long typed = 0; /* cases of the storage types it takes */
+        if (!selected("ATTN_TEST_VARIANTS", k))
+            continue;
         for (size_t p = 0; p < sizeof PRECISIONS / sizeof PRECISIONS[0]; p++)
-            run_variant(k, PRECISIONS[p], &t);
+            if (selected("ATTN_TEST_PRECISIONS", PRECISIONS[p])) {
+                run_variant(k, PRECISIONS[p], &t);
+                ran++;
+            }
         printf("\n  %-8s %lu cases: %lu run and checked, %lu declined", k,
                t.cases, t.taken, t.declined);
         HARNESS_EXPECT(!t.failed, k);
@@ -195,6 +229,8 @@ static void test_every_variant(void)
             typed += t.dt_taken[dt] ? t.dt_cases[dt] - t.dt_novel[dt] : 0;
         HARNESS_EXPECT(typed > 0 && t.taken * 8 >= typed, k);
     }
+    HARNESS_EXPECT(ran > 0, "ATTN_TEST_VARIANTS / ATTN_TEST_PRECISIONS name "
+                            "no variant or precision");
 }
 
 int main(void)
