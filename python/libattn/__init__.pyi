@@ -98,7 +98,8 @@ def scaled_dot_product_attention_backward(
         output: Array, lse: Array, attn_mask: Optional[Array] = ...,
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *,
-        device: Device = ...) -> Tuple[Array, Array, Array]: ...
+        device: Device = ...,
+        grad_attn_mask: bool = ...) -> Tuple[Array, ...]: ...
 
 
 class MultiheadAttention:

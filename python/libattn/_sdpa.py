@@ -257,10 +257,29 @@ def _unbroadcast(g, lead):
     return g
 
 
+def _mask_grad(db, mask, lead, batch):
+    """The gradient of a float attn_mask from db, the library's dbias of
+    the operand _mask_operand made of it ([B', H', Q', S]): summed over
+    what the operand broadcast (batch dimensions, the key dimension),
+    shaped and typed as the mask."""
+    m, mkind = as_numpy(mask, "attn_mask")
+    full_nd = len(lead) + 3
+    shape = (1,) * (full_nd - m.ndim) + m.shape
+    if db.shape[0] == 1:
+        db = db.reshape((1,) * len(lead) + db.shape[1:])
+    else:
+        db = db.reshape(tuple(lead) + db.shape[1:])
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and db.shape[i] != 1)
+    if axes:
+        db = db.sum(axis=axes, keepdims=True)
+    return mkind.back(db.reshape(m.shape).astype(m.dtype))
+
+
 def scaled_dot_product_attention_backward(grad_output, query, key, value,
                                           output, lse, attn_mask=None,
                                           is_causal=False, scale=None,
-                                          enable_gqa=False, *, device=None):
+                                          enable_gqa=False, *, device=None,
+                                          grad_attn_mask=False):
     """The gradients of scaled_dot_product_attention (attn_sdpa_backward):
     (grad_query, grad_key, grad_value) of a loss whose gradient at the
     output is grad_output, given the forward's query, key, value, output
@@ -272,11 +291,21 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
     heads that read a key head with enable_gqa, and over the batch
     dimensions key and value were broadcast along).  A query row that
     sees no key gets grad_query 0, and a key that no query sees grad_key
-    and grad_value 0.  attn_mask gets no gradient here (the C API gives
-    it: attn_sdpa_grad.dbias).  Errors as scaled_dot_product_attention's,
-    and ValueError for grad_output, output or lse of another shape."""
+    and grad_value 0.  With grad_attn_mask=True a float attn_mask's
+    gradient comes fourth (attn_sdpa_grad.dbias): shaped and typed as the
+    mask, each entry the sum of dL/dS over the scores it is added to (over
+    what it broadcasts along); an entry only hidden scores read gets 0.
+    Errors as scaled_dot_product_attention's, ValueError for grad_output,
+    output or lse of another shape, and with grad_attn_mask TypeError for
+    a boolean mask (it has no gradient) and ValueError for none."""
     c = _check(query, key, value, attn_mask, 0.0, is_causal, scale,
                enable_gqa)
+    if grad_attn_mask:
+        if attn_mask is None:
+            raise ValueError("grad_attn_mask=True needs an attn_mask")
+        if as_numpy(attn_mask, "attn_mask")[0].dtype == np.bool_:
+            raise TypeError("a boolean attn_mask has no gradient "
+                            "(grad_attn_mask=True needs a float mask)")
     kind = c.kind
     g, _ = as_numpy(grad_output, "grad_output")
     o, _ = as_numpy(output, "output")
@@ -294,11 +323,14 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
     dq = np.zeros(c.q.shape, dtype=c.q.dtype)
     dk = np.zeros(c.k.shape, dtype=c.q.dtype)
     dv = np.zeros(c.v.shape, dtype=c.q.dtype)
+    db = None
     if c.batch and c.hq and c.L and c.S:
         mask_arr = mask_shape = None
         if attn_mask is not None:
             mask_arr, mask_shape = _mask_operand(attn_mask, c.lead, c.batch,
                                                  c.hq, c.L, c.S)
+            if grad_attn_mask:
+                db = np.zeros(mask_arr.shape, dtype=np.float32)
         ctx = context_for(device)
         # contiguous copies: broadcast key and value rows would share
         # elements, where their gradients cannot
@@ -311,9 +343,17 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
         gr.lse = _ptr(ls, "const float *")
         gr.d_o = _ptr(g)
         gr.dq, gr.dk, gr.dv = _ptr(dq), _ptr(dk), _ptr(dv)
+        if db is not None:
+            gr.dbias = _ptr(db, "float *")
         handle = ctx._handle()
         check(lib.attn_sdpa_backward(handle, d, gr), handle)
     if c.q.ndim >= 3:
         dk = _unbroadcast(dk, c.key_lead)
         dv = _unbroadcast(dv, c.value_lead)
-    return kind.back(dq), kind.back(dk), kind.back(dv)
+    grads = (kind.back(dq), kind.back(dk), kind.back(dv))
+    if not grad_attn_mask:
+        return grads
+    if db is None:  # an empty call: every gradient 0
+        m, mkind = as_numpy(attn_mask, "attn_mask")
+        return grads + (mkind.back(np.zeros(m.shape, dtype=m.dtype)),)
+    return grads + (_mask_grad(db, attn_mask, c.lead, c.batch),)

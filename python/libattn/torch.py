@@ -21,6 +21,8 @@ class _Attention(torch.autograd.Function):
     def forward(ctx, query, key, value, attn_mask, is_causal, scale,
                 enable_gqa, device):
         q, k, v = query.detach(), key.detach(), value.detach()
+        if isinstance(attn_mask, torch.Tensor):
+            attn_mask = attn_mask.detach()
         out, lse = _forward(q, k, v, attn_mask, 0.0, is_causal, scale,
                             enable_gqa, device=device, return_lse=True)
         ctx.save_for_backward(q, k, v, out, lse)
@@ -31,10 +33,12 @@ class _Attention(torch.autograd.Function):
     def backward(ctx, grad_out):
         q, k, v, out, lse = (x.detach() for x in ctx.saved_tensors)
         attn_mask, is_causal, scale, enable_gqa, device = ctx.args
-        dq, dk, dv = _backward(grad_out.detach().contiguous(), q, k, v, out,
-                               lse, attn_mask, is_causal, scale, enable_gqa,
-                               device=device)
-        return dq, dk, dv, None, None, None, None, None
+        want_mask = bool(ctx.needs_input_grad[3])
+        grads = _backward(grad_out.detach().contiguous(), q, k, v, out, lse,
+                          attn_mask, is_causal, scale, enable_gqa,
+                          device=device, grad_attn_mask=want_mask)
+        dmask = grads[3] if want_mask else None
+        return grads[0], grads[1], grads[2], dmask, None, None, None, None
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None,
@@ -43,11 +47,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     """libattn.scaled_dot_product_attention on torch tensors (CPU), with
     its gradient: query, key and value may require grad, and backward()
     runs attn_sdpa_backward (libattn.scaled_dot_product_attention_backward)
-    on the same device.  The mask gets no gradient; dropout_p must be 0.
-    Arguments and errors as libattn.scaled_dot_product_attention."""
+    on the same device.  A float attn_mask that requires grad gets its
+    gradient too (summed over what it broadcasts along); dropout_p must be
+    0.  Arguments and errors as libattn.scaled_dot_product_attention."""
     if dropout_p != 0.0:
         raise ValueError("dropout_p must be 0: libattn has no dropout")
-    if attn_mask is not None and isinstance(attn_mask, torch.Tensor):
-        attn_mask = attn_mask.detach()
     return _Attention.apply(query, key, value, attn_mask, is_causal, scale,
                             enable_gqa, device)

@@ -60,16 +60,17 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
 
 
 def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
-                  enable_gqa=False):
+                  enable_gqa=False, mask_grad=False):
     """The gradients (dq, dk, dv) of PyTorch's scaled_dot_product_attention
     in float64 at the output gradient dout, each shaped as its input (dk,
     dv summed over the query heads of a key head and over the batch
     dimensions key and value were broadcast along).  A row with no visible
-    key gets dq 0 and adds nothing."""
+    key gets dq 0 and adds nothing.  mask_grad: a float mask's gradient
+    fourth, dS summed over what the mask broadcasts along."""
     if q.ndim == 2:  # one head
         r = sdpa_backward(q[None], k[None], v[None], dout[None], mask,
-                          is_causal, scale, enable_gqa)
-        return tuple(x[0] for x in r)
+                          is_causal, scale, enable_gqa, mask_grad)
+        return tuple(x[0] for x in r[:3]) + tuple(r[3:])
     q = q.astype(np.float64)
     k0, v0 = k, v
     lead = q.shape[:-3]
@@ -108,7 +109,13 @@ def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
                      if n == 1 and x.shape[i] != 1)
         return x.sum(axis=axes, keepdims=True) if axes else x
 
-    return dq, fold(dkr, k0), fold(dvr, v0)
+    if not mask_grad:
+        return dq, fold(dkr, k0), fold(dvr, v0)
+    m = np.asarray(mask)
+    mshape = (1,) * (ds.ndim - m.ndim) + m.shape
+    axes = tuple(i for i, n in enumerate(mshape) if n == 1 and ds.shape[i] != 1)
+    dm = ds.sum(axis=axes, keepdims=True) if axes else ds
+    return dq, fold(dkr, k0), fold(dvr, v0), dm.reshape(m.shape)
 
 
 def check_close(got, want, tol, what):

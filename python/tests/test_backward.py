@@ -73,6 +73,82 @@ def test_masks(ctx, rng, kind):
         assert np.all(dq[0, :, 3] == 0)
 
 
+@pytest.mark.parametrize("mshape", [
+    (2, 3, 7, 11),   # one entry per score
+    (7, 11),         # shared by the batch and the heads
+    (1, 3, 1, 11),   # per head and key
+    (2, 1, 7, 1),    # per batch item and query row (broadcast over keys)
+    (11,),           # per key
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_mask_gradient(ctx, rng, mshape, dtype):
+    # grad_attn_mask: the mask's gradient against float64 dS summed over
+    # what the mask broadcasts along, shaped and typed as the mask
+    q = rand(rng, (2, 3, 7, 16), dtype)
+    k = rand(rng, (2, 3, 11, 16), dtype)
+    v = rand(rng, (2, 3, 11, 8), dtype)
+    mask = rand(rng, mshape, dtype)
+    hidden = rng.random(mshape) < 0.15
+    hidden.flat[0] = False
+    mask[hidden] = -np.inf
+    o, lse = libattn.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, device=ctx, return_lse=True, scale=0.4)
+    dout = rand(np.random.default_rng(3), o.shape, dtype)
+    got = libattn.scaled_dot_product_attention_backward(
+        dout, q, k, v, o, lse, attn_mask=mask, device=ctx, scale=0.4,
+        grad_attn_mask=True)
+    want = sdpa_backward(q, k, v, dout, mask, scale=0.4, mask_grad=True)
+    assert len(got) == 4
+    tol = TOL[dtype]
+    for name, g, w in zip(("dq", "dk", "dv", "dmask"), got, want):
+        assert g.shape == w.shape and g.dtype == dtype, name
+        m = np.max(np.abs(w)) if w.size else 0.0
+        err = np.abs(g.astype(np.float64) - w)
+        assert np.all(err <= tol * (m + 1.0) + tol * np.abs(w)), (
+            "%s: worst %.3g (max %.3g)" % (name, err.max(), m))
+    # an entry that only hidden scores read gets exactly 0
+    assert np.all(got[3][hidden] == 0)
+
+
+def test_mask_gradient_gqa_5d_and_empty(ctx, rng):
+    q = rand(rng, (2, 2, 4, 5, 8))
+    k = rand(rng, (2, 2, 2, 6, 8))
+    v = rand(rng, (2, 2, 2, 6, 8))
+    mask = rand(rng, (2, 1, 4, 1, 6))  # per outer batch item, head and key
+    o, lse = libattn.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, enable_gqa=True, device=ctx, return_lse=True)
+    dout = rand(rng, o.shape)
+    got = libattn.scaled_dot_product_attention_backward(
+        dout, q, k, v, o, lse, attn_mask=mask, enable_gqa=True, device=ctx,
+        grad_attn_mask=True)
+    want = sdpa_backward(q, k, v, dout, mask, enable_gqa=True, mask_grad=True)
+    assert got[3].shape == mask.shape
+    np.testing.assert_allclose(got[3], want[3], rtol=1e-4,
+                               atol=1e-4 * (np.abs(want[3]).max() + 1.0))
+    # no query rows: every gradient 0, the mask's shaped as the mask
+    q0 = rand(rng, (2, 3, 0, 8))
+    k0 = rand(rng, (2, 3, 4, 8))
+    m0 = rand(rng, (1, 4))
+    o0, l0 = libattn.scaled_dot_product_attention(
+        q0, k0, k0, attn_mask=m0, device=ctx, return_lse=True)
+    got = libattn.scaled_dot_product_attention_backward(
+        o0, q0, k0, k0, o0, l0, attn_mask=m0, device=ctx,
+        grad_attn_mask=True)
+    assert got[3].shape == (1, 4) and not got[3].any()
+
+
+def test_mask_gradient_refusals(rng):
+    q = rand(rng, (1, 2, 3, 8))
+    o, lse = libattn.scaled_dot_product_attention(q, q, q, return_lse=True)
+    with pytest.raises(ValueError, match="needs an attn_mask"):
+        libattn.scaled_dot_product_attention_backward(
+            o, q, q, q, o, lse, grad_attn_mask=True)
+    keep = np.ones((3, 3), dtype=bool)
+    with pytest.raises(TypeError, match="no gradient"):
+        libattn.scaled_dot_product_attention_backward(
+            o, q, q, q, o, lse, attn_mask=keep, grad_attn_mask=True)
+
+
 def test_broadcast_key_batch(ctx, rng):
     # key and value shared by the batch: their gradients summed over it
     q = rand(rng, (3, 2, 9, 8))

@@ -130,3 +130,33 @@ def test_autograd_function_trains_like_torch(ctx, mask_kind):
     for name, a, b in zip(("q", "k", "v"), ours, refs):
         err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
         assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+
+
+@pytest.mark.parametrize("mshape", [(2, 4, 9, 12), (1, 4, 9, 12), (9, 1)])
+def test_autograd_function_mask_gradient(ctx, mshape):
+    # a float mask that requires grad gets torch.autograd's gradient
+    # through its own float64 SDPA (summed over what it broadcasts along)
+    from libattn.torch import scaled_dot_product_attention as sdpa
+    g = torch.Generator().manual_seed(31)
+    q = torch.randn(2, 4, 9, 16, generator=g)
+    k = torch.randn(2, 2, 12, 16, generator=g)
+    v = torch.randn(2, 2, 12, 8, generator=g)
+    w = torch.randn(2, 4, 9, 8, generator=g)
+    mask = torch.randn(*mshape, generator=g)
+    ours = [x.clone().requires_grad_() for x in (q, k, v, mask)]
+    (sdpa(*ours[:3], attn_mask=ours[3], enable_gqa=True, device=ctx) *
+     w).sum().backward()
+    refs = [t64(x).requires_grad_() for x in (q, k, v, mask)]
+    (F.scaled_dot_product_attention(*refs[:3], attn_mask=refs[3],
+                                    enable_gqa=True) *
+     t64(w)).sum().backward()
+    for name, a, b in zip(("q", "k", "v", "mask"), ours, refs):
+        assert a.grad is not None and a.grad.shape == b.grad.shape, name
+        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
+        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+    # a mask that does not require grad gets none (and costs none)
+    m = mask.clone()
+    out = sdpa(q.clone().requires_grad_(), k, v, attn_mask=m,
+               enable_gqa=True, device=ctx)
+    out.sum().backward()
+    assert m.grad is None
