@@ -283,9 +283,11 @@ typedef struct attn_options {
     int threads;           /**< native worker threads; 0 = ATTN_NUM_THREADS
                                 or the number of online CPUs */
     const char *cache_dir; /**< program cache; NULL = ATTN_CACHE_DIR or the
-                                XDG default, "" disables the cache; read
-                                only when the folder is the user's own and
-                                writable by no one else (docs/SECURITY.md) */
+                                XDG default (not on PoCL, whose driver
+                                caches compiled kernels itself), "" disables
+                                the cache; read only when the folder is the
+                                user's own and writable by no one else
+                                (docs/SECURITY.md) */
     int allow_fallback;    /**< 1 (default): failed device work runs natively */
     attn_path path;        /**< OpenCL kernel path */
     attn_log_fn log;    /**< NULL: messages go to stderr when ATTN_LOG asks */

@@ -97,12 +97,41 @@ attn_status attn_cl_status(cl_int rc)
     }
 }
 
+/* Whether the device's driver keeps a cache of compiled kernels of its own
+ * and compiles again to hand a program's binary out: PoCL (its kernel
+ * cache holds each program's code, keyed by source and options; a binary
+ * asks it for a generic work-group function of every kernel besides the
+ * ones it compiles per launch shape, which nearly tripled the time of a
+ * first build on the CPU device).  The library's cache would only add that
+ * compile there.  Test builds: ATTN_TEST_DRIVER_CACHE=0 says no, so that
+ * the default folder's rules can be tested on PoCL. */
+static int driver_keeps_kernels(const attn_cl_runtime *rt)
+{
+    char name[128] = "", version[128] = "";
+#ifdef ATTN_FAULT_INJECTION
+    const char *e = getenv("ATTN_TEST_DRIVER_CACHE");
+    if (e && strcmp(e, "0") == 0)
+        return 0;
+#endif
+    if (clGetPlatformInfo(rt->platform, CL_PLATFORM_NAME, sizeof name, name,
+                          NULL) != CL_SUCCESS)
+        name[0] = '\0';
+    if (clGetPlatformInfo(rt->platform, CL_PLATFORM_VERSION, sizeof version,
+                          version, NULL) != CL_SUCCESS)
+        version[0] = '\0';
+    name[sizeof name - 1] = version[sizeof version - 1] = '\0';
+    return strstr(name, "Portable Computing Language") != NULL ||
+           strstr(version, "PoCL") != NULL;
+}
+
 /* options.cache_dir, else ATTN_CACHE_DIR, else the XDG cache folder, into
  * rt->cache_dir without trailing '/'; "" (no cache) when none applies or
  * the path is too long.  ATTN_CACHE_DIR, XDG_CACHE_HOME and HOME count
  * only when they are absolute paths (the XDG rule; each refusal a
  * warning): a relative one would put the cache wherever the process
- * happens to run. */
+ * happens to run.  The default folder is not used on a driver that keeps
+ * compiled kernels itself (driver_keeps_kernels); a folder named by
+ * options.cache_dir or ATTN_CACHE_DIR still is. */
 static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
 {
     const char *env = getenv("ATTN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
@@ -125,6 +154,14 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
     } else if (env) {
         base = env;
         from = "ATTN_CACHE_DIR";
+    } else if (driver_keeps_kernels(rt)) {
+        attn_log(rt->log, ATTN_LOG_INFO,
+                 "no program cache on %.200s: its driver keeps compiled "
+                 "kernels itself, and a program's binary would cost it "
+                 "another compile (options.cache_dir or ATTN_CACHE_DIR "
+                 "name a folder to cache in anyway)",
+                 rt->info.name);
+        return;
     } else {
         from = "XDG_CACHE_HOME";
         if (xdg && *xdg && xdg[0] != '/') {

@@ -133,7 +133,8 @@ typedef struct attn_cl_runtime {
 /* Creates a runtime on a discovered device: a new context and queue.  A NULL
  * cache_dir means ATTN_CACHE_DIR or $XDG_CACHE_HOME/libattn or
  * $HOME/.cache/libattn (XDG_CACHE_HOME and HOME only when they are
- * absolute paths); "" disables the cache.  A cache path longer than
+ * absolute paths; that default folder not on PoCL, whose driver keeps
+ * compiled kernels itself); "" disables the cache.  A cache path longer than
  * ATTN_CL_CACHE_DIR_MAX disables it too, with a warning. */
 attn_status attn_cl_runtime_create(const attn_cl_device *dev,
                                    const char *cache_dir,

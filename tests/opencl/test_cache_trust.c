@@ -10,7 +10,8 @@
  * umask; a symbolic link as the entry or as the cache folder, and a folder
  * or entry writable by group or others, are not read (a warning names them
  * and says why), the program is built from source and nothing is written
- * there; a relative XDG_CACHE_HOME or HOME is ignored.  Files: a FIFO at
+ * there; a relative XDG_CACHE_HOME or HOME is ignored; the default folder
+ * is not used on PoCL (a named one is).  Files: a FIFO at
  * an entry's path does not hang the call; an entry whose header claims
  * more than the file holds, or that holds more than an entry may, is
  * rejected before its payload is allocated or read.  Wrong programs: a
@@ -191,6 +192,8 @@ static void test_relative_xdg(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(getcwd(here, sizeof here));
     CU_ASSERT_EQUAL_FATAL(chdir(cwd_dir), 0);
 
+    /* The default folder's rules, on PoCL too (test_driver_cache). */
+    setenv("ATTN_TEST_DRIVER_CACHE", "0", 1);
     /* A relative XDG_CACHE_HOME: HOME's cache instead. */
     setenv("HOME", home, 1);
     setenv("XDG_CACHE_HOME", "relative-cache", 1);
@@ -212,6 +215,75 @@ static void test_relative_xdg(void)
     CU_ASSERT(stat(path, &st) != 0);
 
     CU_ASSERT_EQUAL(chdir(here), 0);
+    unsetenv("ATTN_TEST_DRIVER_CACHE");
+    set_env("HOME", old_home);
+    set_env("XDG_CACHE_HOME", old_xdg);
+    free(old_home);
+    free(old_xdg);
+    free(cap);
+}
+
+/* Whether the fixture's device (the first usable OpenCL CPU device, as
+ * "cpu" picks) is PoCL's: 1, 0, or -1 when there is none. */
+static int fixture_device_is_pocl(void)
+{
+    attn_device_info devs[16] = {ATTN_DEVICE_INFO_INIT};
+    size_t n = 0;
+    if (attn_devices(devs, 16, &n) != ATTN_OK)
+        return -1;
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (devs[i].usable && devs[i].kind == ATTN_DEVICE_CPU_OPENCL)
+            return strstr(devs[i].platform, "Portable Computing Language") !=
+                   NULL;
+    return -1;
+}
+
+/* The default folder is not used on a driver that keeps compiled kernels
+ * itself (PoCL: a program's binary costs it another compile); a folder
+ * named by ATTN_CACHE_DIR or options.cache_dir still is, and a test build
+ * can say the driver has no cache of its own (ATTN_TEST_DRIVER_CACHE=0). */
+static void test_driver_cache(void)
+{
+    char dir[512], home[600], path[800], named[800];
+    char *old_home = getenv("HOME"), *old_xdg = getenv("XDG_CACHE_HOME");
+    const int pocl = fixture_device_is_pocl();
+    log_capture *cap = new_cap();
+    CU_ASSERT_FATAL(pocl >= 0);
+    old_home = old_home ? strdup(old_home) : NULL;
+    old_xdg = old_xdg ? strdup(old_xdg) : NULL;
+    CU_ASSERT_EQUAL_FATAL(fixture_test_dir("driver", dir, sizeof dir), 0);
+    snprintf(home, sizeof home, "%s/home", dir);
+    snprintf(path, sizeof path, "%s/home/.cache/libattn", dir);
+    snprintf(named, sizeof named, "%s/named", dir);
+    CU_ASSERT_FATAL(mkdir(home, 0700) == 0);
+    setenv("HOME", home, 1);
+    unsetenv("XDG_CACHE_HOME");
+
+    /* The default folder: none on PoCL, HOME's elsewhere. */
+    CU_ASSERT(fixture_run_f32(NULL, cap, "the default folder"));
+    CU_ASSERT_EQUAL(fixture_logged(cap, "no program cache on"), pocl);
+    CU_ASSERT_EQUAL(fixture_logged(cap, "keeps compiled kernels itself"),
+                    pocl);
+    CU_ASSERT_EQUAL(fixture_logged(cap, "cached program"), !pocl);
+    CU_ASSERT_EQUAL(fixture_count_files(path, ".clbin", NULL, 0), pocl ? -1 : 1);
+
+    /* Named by ATTN_CACHE_DIR: used, on PoCL too. */
+    setenv("ATTN_CACHE_DIR", named, 1);
+    CU_ASSERT(fixture_run_f32(NULL, cap, "ATTN_CACHE_DIR"));
+    CU_ASSERT(!fixture_logged(cap, "no program cache on"));
+    CU_ASSERT(fixture_logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(fixture_count_files(named, ".clbin", NULL, 0), 1);
+    unsetenv("ATTN_CACHE_DIR");
+
+    /* The test build's override: the default folder again. */
+    fixture_remove_tree(path);
+    setenv("ATTN_TEST_DRIVER_CACHE", "0", 1);
+    CU_ASSERT(fixture_run_f32(NULL, cap, "ATTN_TEST_DRIVER_CACHE=0"));
+    CU_ASSERT(!fixture_logged(cap, "no program cache on"));
+    CU_ASSERT(fixture_logged(cap, "cached program"));
+    CU_ASSERT_EQUAL(fixture_count_files(path, ".clbin", NULL, 0), 1);
+    unsetenv("ATTN_TEST_DRIVER_CACHE");
+
     set_env("HOME", old_home);
     set_env("XDG_CACHE_HOME", old_xdg);
     free(old_home);
@@ -467,12 +539,14 @@ static void test_long_path(void)
         CU_ASSERT(fixture_logged(cap, "(from ATTN_CACHE_DIR)"));
         unsetenv("ATTN_CACHE_DIR");
         path[len - 8] = '\0';
+        setenv("ATTN_TEST_DRIVER_CACHE", "0", 1);
         setenv("XDG_CACHE_HOME", path, 1);
         CU_ASSERT(fixture_run_f32(NULL, cap, "a long XDG_CACHE_HOME"));
         CU_ASSERT(fixture_logged(cap, "(from XDG_CACHE_HOME)"));
         CU_ASSERT(fixture_logged(cap, what));
         CU_ASSERT(stat(first, &st) != 0);
         set_env("XDG_CACHE_HOME", old_xdg);
+        unsetenv("ATTN_TEST_DRIVER_CACHE");
     }
     /* 1022 bytes: the longest that is used. */
     long_path(dir, 1022, path);
@@ -584,6 +658,7 @@ int main(int argc, char **argv)
         {"a symbolic link as the folder", test_symlinked_folder},
         {"writable by group or others", test_writable_by_others},
         {"relative XDG_CACHE_HOME and HOME", test_relative_xdg},
+        {"no default folder on a driver that caches", test_driver_cache},
         {"a FIFO as the entry", test_fifo_entry},
         {"sizes checked before allocating", test_size_claims},
         {"an entry of another program", test_wrong_program},
