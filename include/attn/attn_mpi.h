@@ -114,6 +114,9 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * local_rows, head_dim], v_local [batch, heads_kv, local_rows, head_dim_v]
  * and receives o_local [batch, heads_q, local_rows, head_dim_v] and, when
  * lse_local is not NULL, lse_local [batch, heads_q, local_rows] (float):
+ * contiguous, or laid out by d's q_strides .. o_strides over the local
+ * rows (each rank its own strides; gathered once into contiguous copies,
+ * o written back through its strides, gaps untouched; lse contiguous);
  * the rows of the single-process attn_sdpa of the global problem.  F16
  * inputs are widened to float on the rank that computes with them, the
  * partial outputs merged in float and O rounded to F16 once.  A rank with
@@ -142,7 +145,8 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * everything it needed may still return ATTN_OK, its result complete.
  * Errors: ATTN_ERR_INVALID_ARGUMENT (on
  * any rank: NULL pointers, sizes, a ring that does not fit the
- * communicator, descriptors that differ between ranks),
+ * communicator, descriptors that differ between ranks, a negative stride,
+ * an extent past the address space, rows of o sharing elements),
  * ATTN_ERR_UNSUPPORTED (a mask the ring does not take),
  * ATTN_ERR_OUT_OF_MEMORY, errors of attn_sdpa, ATTN_ERR_DEVICE (an MPI
  * call failed or a wait passed timeout_ms; after a timeout the

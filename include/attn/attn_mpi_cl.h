@@ -49,7 +49,8 @@ extern "C" {
  * NULL, n_wait > 0 with wait NULL, a NULL buffer, a buffer smaller than
  * its slice at its offset, a buffer or queue of another cl_context, a
  * queue of another device, o or lse overlapping another slice),
- * ATTN_ERR_UNSUPPORTED (ctx runs on the native backend) and the OpenCL
+ * ATTN_ERR_UNSUPPORTED (ctx runs on the native backend, or d gives strides:
+ * the slices are contiguous) and the OpenCL
  * failures (ATTN_ERR_DEVICE, ATTN_ERR_OUT_OF_MEMORY).  A failure to write
  * o and lse after the ring is the failing rank's alone; the other ranks
  * return ATTN_OK.  Every OpenCL object the call creates is released on

@@ -155,6 +155,8 @@ static void free_all(ring_call *c, int keep_msgs)
     free(c->blk_o);
     free(c->blk_lse);
     free(c->kvl);
+    for (int t = 0; t < 4; t++)
+        free(c->strided[t]);
     ring_layout_free(&c->lay);
 }
 
@@ -420,7 +422,12 @@ static attn_status write_result(ring_call *c, void *o, float *lse)
     if (c->cl)
         return ring_cl_write(c);
 #endif
-    ring_write_out(c, o, lse);
+    if (c->strided[3]) {
+        ring_write_out(c, c->strided[3], lse);
+        ring_strides_write_o(c, o);
+    } else {
+        ring_write_out(c, o, lse);
+    }
     return ATTN_OK;
 }
 
@@ -517,10 +524,13 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
         c->dv = (size_t)c->g.head_dim_v;
         c->local_rows = (size_t)ring_rank_rows(&c->lay, c->rank);
         hash = ring_hash(&c->ring, &c->lay, &c->g);
+        mine = ring_strides_check(c);
 #ifdef ATTN_MPI_HAVE_CL
-        if (cl)
+        if (cl && mine == ATTN_OK)
             mine = ring_cl_check(c);
 #endif
+        if (mine == ATTN_OK)
+            mine = ring_strides_gather(c, &q_local, &k_local, &v_local);
         if (mine == ATTN_OK)
             mine = alloc_all(c, q_local, k_local, v_local);
 #ifdef ATTN_MPI_HAVE_CL

@@ -113,12 +113,10 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         return ATTN_ERR_UNSUPPORTED;
     }
     for (int i = 0; i < 3; i++)
-        if (g->q_strides[i] || g->k_strides[i] || g->v_strides[i] ||
-            g->o_strides[i]) {
-            snprintf(why, cap,
-                     "the ring takes contiguous tensors only (no "
-                     "q_strides, k_strides, v_strides, o_strides)");
-            return ATTN_ERR_UNSUPPORTED;
+        if (g->q_strides[i] < 0 || g->k_strides[i] < 0 || g->v_strides[i] < 0 ||
+            g->o_strides[i] < 0) {
+            snprintf(why, cap, "a stride is negative");
+            return ATTN_ERR_INVALID_ARGUMENT;
         }
     if (g->mask.kv_len)
         for (int b = 0; b < g->batch; b++)

@@ -139,6 +139,12 @@ typedef struct ring_call {
     float *acc_o, *acc_lse;
     float *blk_o, *blk_lse;
     int32_t *kvl;
+    /* Contiguous copies of strided q, k, v and o (ring_strides.c), or
+     * NULL: the ring reads the inputs' copies and writes o's. */
+    void *strided[4];
+    /* The caller's strides of q, k, v, o (c->g's are cleared: the blocks
+     * run on the contiguous copies). */
+    int64_t strides[4][3];
     uint64_t held;
     attn_ring_stats st;
     char why[384];
@@ -159,6 +165,18 @@ void ring_pack_float(const ring_call *c, float *dst, const void *src,
 void ring_write_out(ring_call *c, void *o, float *lse);
 /* malloc that counts into c->held. */
 void *ring_grab(ring_call *c, size_t n);
+
+/* Strided slices (ring_strides.c).  Takes the strides out of c->g into
+ * c->strides and checks this rank's, once local_rows is known: extents
+ * that fit, rows of o apart; the device ring refuses them.  ATTN_OK or a
+ * status, why set. */
+attn_status ring_strides_check(ring_call *c);
+/* Contiguous copies of the strided inputs (and room for o), which *q, *k
+ * and *v then point to. */
+attn_status ring_strides_gather(ring_call *c, const void **q, const void **k,
+                                const void **v);
+/* o's copy written through its strides into the caller's o. */
+void ring_strides_write_o(const ring_call *c, void *o);
 
 /* attn_sdpa_ring's body: host slices (cl NULL), or the device slices of
  * cl, whose ring_cl_* hooks (ring_cl.h) then move the data. */

@@ -98,7 +98,64 @@ static void uneven_counts(int *counts, int seq)
     }
 }
 
-static void run_case(const ring_case *k)
+/* Strided local slices: 1 BSHD for q, k, v and o; 2 rows padded by 3
+ * elements for q, k, v, and o BSHD with rows padded by 2.  The strides
+ * are each rank's own (its batch stride counts its rows). */
+static void strides_of(int mode, int t, size_t heads, size_t rows, size_t w,
+                       int64_t st[3])
+{
+    size_t row = w + (mode == 2 ? (t == 3 ? 2 : 3) : 0);
+    if (mode == 1 || t == 3) { /* [batch, rows, heads, row] */
+        st[0] = (int64_t)(rows * heads * row);
+        st[1] = (int64_t)row;
+        st[2] = (int64_t)(heads * row);
+    } else { /* [batch, heads, rows, row] */
+        st[0] = (int64_t)(heads * rows * row);
+        st[1] = (int64_t)(rows * row);
+        st[2] = (int64_t)row;
+    }
+}
+
+#define GAP 0x7e /* bytes of the gaps between strided rows */
+
+/* The rows of a contiguous [outer = batch * heads, rows, w] slice moved
+ * to (to 1) or from (to 0) a strided buffer of n elements. */
+static void move_strided(void *contig, unsigned char *strided, size_t heads,
+                         size_t outer, size_t rows, size_t w, size_t elem,
+                         const int64_t st[3], int to)
+{
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < rows; i++) {
+            unsigned char *s =
+                strided + ((o / heads) * (size_t)st[0] +
+                           (o % heads) * (size_t)st[1] + i * (size_t)st[2]) *
+                              elem;
+            unsigned char *c =
+                (unsigned char *)contig + (o * rows + i) * w * elem;
+            if (to)
+                memcpy(s, c, w * elem);
+            else
+                memcpy(c, s, w * elem);
+        }
+}
+
+/* A buffer of the extent strides st span over [batch, heads, rows, w],
+ * filled with GAP; its size in bytes. */
+static unsigned char *strided_buf(size_t batch, size_t heads, size_t rows,
+                                  size_t w, size_t elem, const int64_t st[3],
+                                  size_t *bytes)
+{
+    size_t n = rows
+                   ? (batch - 1) * (size_t)st[0] + (heads - 1) * (size_t)st[1] +
+                         (rows - 1) * (size_t)st[2] + w
+                   : 1;
+    unsigned char *p = malloc(n * elem);
+    memset(p, GAP, n * elem);
+    *bytes = n * elem;
+    return p;
+}
+
+static void run_case_in(const ring_case *k, int strided)
 {
     attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
     d.batch = k->batch;
@@ -145,8 +202,43 @@ static void run_case(const ring_case *k)
     size_t no = (size_t)rows * bq * (size_t)k->dv;
     void *ol = malloc((no ? no : 1) * elem);
     float *lsel = malloc((rows ? (size_t)rows : 1) * bq * sizeof(float));
-    attn_status st =
-        attn_sdpa_ring(ctx, MPI_COMM_WORLD, &r, &d, ql, kl, vl, ol, lsel);
+    attn_status st;
+    if (strided) {
+        /* The same slices strided; o's gaps must stay as they were. */
+        const size_t hs[4] = {(size_t)k->hq, (size_t)k->hkv, (size_t)k->hkv,
+                              (size_t)k->hq};
+        const size_t ws[4] = {(size_t)k->d, (size_t)k->d, (size_t)k->dv,
+                              (size_t)k->dv};
+        int64_t *sts[4] = {d.q_strides, d.k_strides, d.v_strides, d.o_strides};
+        void *contig[3] = {ql, kl, vl};
+        unsigned char *buf[4];
+        size_t bytes[4];
+        for (int t = 0; t < 4; t++) {
+            size_t outer = (size_t)k->batch * hs[t];
+            strides_of(strided, t, hs[t], (size_t)rows, ws[t], sts[t]);
+            buf[t] = strided_buf((size_t)k->batch, hs[t], (size_t)rows, ws[t],
+                                 elem, sts[t], &bytes[t]);
+            if (t < 3)
+                move_strided(contig[t], buf[t], hs[t], outer, (size_t)rows,
+                             ws[t], elem, sts[t], 1);
+        }
+        unsigned char *before = malloc(bytes[3]);
+        memcpy(before, buf[3], bytes[3]);
+        st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &r, &d, buf[0], buf[1], buf[2],
+                            buf[3], lsel);
+        /* o's rows back to contiguous, and its gaps compared. */
+        move_strided(ol, buf[3], hs[3], bq, (size_t)rows, ws[3], elem, sts[3],
+                     0);
+        move_strided(ol, before, hs[3], bq, (size_t)rows, ws[3], elem, sts[3],
+                     1);
+        HARNESS_EXPECT(memcmp(before, buf[3], bytes[3]) == 0,
+                       "strided o: only its rows are written");
+        free(before);
+        for (int t = 0; t < 4; t++)
+            free(buf[t]);
+    } else {
+        st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &r, &d, ql, kl, vl, ol, lsel);
+    }
     char what[160];
     snprintf(what, sizeof what, "%s on rank %d of %d: %s", k->name, rank, ranks,
              attn_ring_last_error());
@@ -192,7 +284,27 @@ static void run_case(const ring_case *k)
     free(lsel);
 }
 
+static void run_case(const ring_case *k)
+{
+    run_case_in(k, 0);
+}
+
 static const int32_t kv_lens[2] = {29, 0};
+
+/* Strided slices (each rank's own strides), gathered and o written back
+ * through its strides, its gaps untouched. */
+static void test_strided(void)
+{
+    static const ring_case c[] = {
+        {"BSHD zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, 0,
+         ATTN_RING_ZIGZAG, 0, NULL},
+        {"padded rows f16 uneven kv_len", 2, 2, 1, 8, 16, 40, 1, 1, 0,
+         ATTN_RING_CONTIGUOUS, 1, kv_lens},
+    };
+    run_case_in(&c[0], 1);
+    run_case_in(&c[1], 2);
+    run_case_in(&c[0], 2);
+}
 static const int32_t kv_lens2[3] = {40, 7, 48};
 
 static void test_contiguous(void)
@@ -357,6 +469,53 @@ static void test_descriptors_differ(void)
     st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
                         s.lse);
     expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "BF16 storage");
+    small_free(&s);
+}
+
+/* Strides the ring refuses, on one rank only: every rank returns
+ * ATTN_ERR_INVALID_ARGUMENT, the outputs untouched. */
+static void test_bad_strides(void)
+{
+    small s;
+    small_make(&s, 1);
+    /* The two heads of o on the same rows. */
+    if (rank == ranks - 1) {
+        s.d.o_strides[0] = s.rows * 4;
+        s.d.o_strides[1] = 0;
+        s.d.o_strides[2] = 4;
+    }
+    attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k,
+                                    s.v, s.o, s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT,
+                  "o's heads share rows on the last rank");
+    HARNESS_EXPECT(rank != ranks - 1 ||
+                       strstr(attn_ring_last_error(), "share elements"),
+                   attn_ring_last_error());
+    /* Rows of o closer than head_dim_v. */
+    if (rank == ranks - 1) {
+        s.d.o_strides[1] = s.rows * 3;
+        s.d.o_strides[2] = 3;
+    }
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT,
+                  "o's rows overlap on the last rank");
+    /* A negative stride on rank 0. */
+    memset(s.d.o_strides, 0, sizeof s.d.o_strides);
+    if (rank == 0)
+        s.d.v_strides[2] = -4;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "negative v stride");
+    /* An extent past the address space (the second head's rows). */
+    s.d.v_strides[2] = 0;
+    if (rank == 0) {
+        s.d.q_strides[1] = INT64_MAX;
+        s.d.q_strides[2] = 4;
+    }
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "q's extent too large");
     small_free(&s);
 }
 
@@ -543,8 +702,10 @@ int main(int argc, char **argv)
         {"zig-zag slices", test_zigzag},
         {"kv_len", test_kv_len},
         {"f16 and the additive score", test_f16_additive},
+        {"strided slices", test_strided},
         {"bad input on one rank", test_bad_input_on_one_rank},
         {"descriptors differ", test_descriptors_differ},
+        {"strides refused", test_bad_strides},
         {"failure mid-ring", test_failure_mid_ring},
         {"stalled rank times out", test_stalled_rank_times_out},
         {NULL, NULL}};

@@ -402,6 +402,16 @@ static void test_bad_buffers_on_one_rank(void)
     }
     st = attn_sdpa_ring_cl(ctx, MPI_COMM_WORLD, &m.r, &m.d, &b, queue, 0, NULL);
     expect_failed(&m, st, ATTN_ERR_INVALID_ARGUMENT, "o overlaps k on rank 0");
+    /* Strides (attn_sdpa_ring takes them on host slices) on the last
+     * rank: the device ring takes contiguous buffers only. */
+    if (rank == ranks - 1)
+        m.d.k_strides[2] = m.d.head_dim;
+    st = attn_sdpa_ring_cl(ctx, MPI_COMM_WORLD, &m.r, &m.d, &m.s.b, queue, 0,
+                           NULL);
+    expect_failed(&m, st, ATTN_ERR_UNSUPPORTED, "k_strides on the last rank");
+    HARNESS_EXPECT(rank != ranks - 1 ||
+                       strstr(attn_ring_last_error(), "contiguous buffers"),
+                   attn_ring_last_error());
     dev_free(&m.s);
 }
 

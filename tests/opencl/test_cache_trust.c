@@ -262,10 +262,10 @@ static void test_driver_cache(void)
     /* The default folder: none on PoCL, HOME's elsewhere. */
     CU_ASSERT(fixture_run_f32(NULL, cap, "the default folder"));
     CU_ASSERT_EQUAL(fixture_logged(cap, "no program cache on"), pocl);
-    CU_ASSERT_EQUAL(fixture_logged(cap, "keeps compiled kernels itself"),
-                    pocl);
+    CU_ASSERT_EQUAL(fixture_logged(cap, "keeps compiled kernels itself"), pocl);
     CU_ASSERT_EQUAL(fixture_logged(cap, "cached program"), !pocl);
-    CU_ASSERT_EQUAL(fixture_count_files(path, ".clbin", NULL, 0), pocl ? -1 : 1);
+    CU_ASSERT_EQUAL(fixture_count_files(path, ".clbin", NULL, 0),
+                    pocl ? -1 : 1);
 
     /* Named by ATTN_CACHE_DIR: used, on PoCL too. */
     setenv("ATTN_CACHE_DIR", named, 1);
