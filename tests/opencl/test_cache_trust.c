@@ -177,6 +177,16 @@ static void set_env(const char *name, const char *value)
         unsetenv(name);
 }
 
+/* HOME and XDG_CACHE_HOME back to the values saved (strdup'ed, or NULL:
+ * unset), which are freed. */
+static void restore_home(char *old_home, char *old_xdg)
+{
+    set_env("HOME", old_home);
+    set_env("XDG_CACHE_HOME", old_xdg);
+    free(old_home);
+    free(old_xdg);
+}
+
 static void test_relative_xdg(void)
 {
     char dir[512], home[600], cwd_dir[600], here[1024], path[800];
@@ -216,10 +226,7 @@ static void test_relative_xdg(void)
 
     CU_ASSERT_EQUAL(chdir(here), 0);
     unsetenv("ATTN_TEST_DRIVER_CACHE");
-    set_env("HOME", old_home);
-    set_env("XDG_CACHE_HOME", old_xdg);
-    free(old_home);
-    free(old_xdg);
+    restore_home(old_home, old_xdg);
     free(cap);
 }
 
@@ -284,10 +291,7 @@ static void test_driver_cache(void)
     CU_ASSERT_EQUAL(fixture_count_files(path, ".clbin", NULL, 0), 1);
     unsetenv("ATTN_TEST_DRIVER_CACHE");
 
-    set_env("HOME", old_home);
-    set_env("XDG_CACHE_HOME", old_xdg);
-    free(old_home);
-    free(old_xdg);
+    restore_home(old_home, old_xdg);
     free(cap);
 }
 
