@@ -28,7 +28,9 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER="$cc" \
 cmake --build build-fuzz -j"$(nproc)" --target attn-fuzz
 mkdir -p build-fuzz/corpus build-fuzz/artifacts
 log=build-fuzz/fuzz.log
-ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:allocator_may_return_null=0 \
+# intercept_tls_get_addr=0: as in scripts/sanitize.sh (LeakSanitizer's
+# tracer otherwise crashes now and then, "Tracer caught signal 11").
+ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:allocator_may_return_null=0:intercept_tls_get_addr=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
 ATTN_FUZZ_STATS=1 POCL_DEVICES="${POCL_DEVICES:-pthread pthread}" \
