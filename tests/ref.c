@@ -160,16 +160,17 @@ void ref_fill_bf16(ref_rng *r, uint16_t *x, size_t n, double lo, double hi)
 
 /* Whether row i of batch item b sees key j (attn.h): the causal diagonal
  * sits at seq_kv - seq_q bottom-right (the default) and, top-left, at
- * kv_start[b] - q_start[b]; rows before q_start and keys before kv_start
- * are padding. */
+ * kv_start[b] - q_start[b], each moved by causal_offset; rows before
+ * q_start and keys before kv_start are padding. */
 static int key_visible(const attn_sdpa_desc *d, int b, int i, int j)
 {
     const attn_mask_desc *mk = &d->mask;
     const long qs = d->q_start ? (long)d->q_start[b] : 0;
     const long ks = d->kv_start ? (long)d->kv_start[b] : 0;
-    const long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                         ? ks - qs
-                         : (long)d->seq_kv - (long)d->seq_q;
+    const long off = (d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                          ? ks - qs
+                          : (long)d->seq_kv - (long)d->seq_q) +
+                     (long)d->causal_offset;
     if ((long)i < qs || (long)j < ks)
         return 0;
     if (mk->causal && (long)j > (long)i + off)

@@ -612,6 +612,19 @@ static void test_masks(void)
     CU_ASSERT(check_case(ctx3, &d, 13, "causal, window"));
     d.mask.kv_len = kv_len;
     CU_ASSERT(check_case(ctx3, &d, 14, "causal, window, kv_len"));
+    /* the diagonal moved by causal_offset: a block of a longer sequence
+     * whose keys start 300 positions before its rows, then bottom-right
+     * moved back */
+    d.mask.kv_len = NULL;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    d.causal_offset = 300;
+    d.mask.window = 200;
+    CU_ASSERT(check_case(ctx3, &d, 20, "causal_offset 300, top-left, window"));
+    d.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT;
+    d.causal_offset = -400;
+    d.mask.window = 0;
+    CU_ASSERT(check_case(ctx3, &d, 21, "causal_offset -400, bottom-right"));
+    d.causal_offset = 0;
     /* more queries than keys: the first rows see nothing (bottom-right) */
     d = shape(1, 2, 1, 80, 20, 8, 4);
     d.mask.causal = 1;

@@ -153,9 +153,10 @@ static void set(const sdpa_case *c, void *t, size_t e, double x)
 static int sees(const sdpa_case *c, int b, int h, int i, int j)
 {
     const attn_sdpa_desc *d = &c->d;
-    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                   ? 0
-                   : (long)d->seq_kv - (long)d->seq_q;
+    long off = (d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                    ? 0
+                    : (long)d->seq_kv - (long)d->seq_q) +
+               (long)d->causal_offset;
     if (d->mask.causal && (long)j > (long)i + off)
         return 0;
     if (d->mask.window > 0 && (long)j < (long)i + off - d->mask.window + 1)
@@ -781,9 +782,10 @@ static void test_v_underflow(void)
 static int sees_struct(const sdpa_case *c, int b, int i, int j)
 {
     const attn_sdpa_desc *d = &c->d;
-    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                   ? 0
-                   : (long)d->seq_kv - (long)d->seq_q;
+    long off = (d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                    ? 0
+                    : (long)d->seq_kv - (long)d->seq_q) +
+               (long)d->causal_offset;
     if (d->mask.causal && (long)j > (long)i + off)
         return 0;
     if (d->mask.window > 0 && (long)j < (long)i + off - d->mask.window + 1)

@@ -6,7 +6,9 @@
  * extreme logits and NaN isolation.  Runs on the context ATTN_DEVICE picks
  * (default "auto").
  */
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,6 +335,121 @@ static void test_top_left_as_bias(void)
         ref_sdpa_free(&r);
         sdpa_case_free(&e);
         sdpa_case_free(&c);
+    }
+}
+
+/* causal_offset moves the diagonal of either alignment (attn.h): against
+ * the oracle, at both ends of its range (1 - seq_q: only the last row sees
+ * a key; seq_kv - 1: the causal mask hides nothing), with a window alone,
+ * with left padding, a decode-sized call, F16; then one case against its
+ * mask spelt out as a FULL bias, and the offsets refused. */
+static void test_causal_offset(void)
+{
+    static const struct {
+        int sq, skv, hd, top_left, causal, window, f16, kvlen, pad;
+        int64_t off;
+    } t[] = {
+        {40, 64, 32, 1, 1, 0, 0, 0, 0, 24},     /* keys before the rows */
+        {40, 64, 64, 1, 1, 30, 0, 0, 0, 63},    /* the last diagonal */
+        {64, 40, 32, 1, 1, 0, 0, 0, 0, -63},    /* the first diagonal */
+        {33, 50, 16, 0, 1, 8, 0, 1, 0, -10},    /* bottom-right moved back */
+        {3, 300, 16, 0, 1, 0, 1, 0, 0, -100},   /* decode-sized rows */
+        {3, 300, 64, 1, 1, 60, 0, 0, 0, 250},   /* decode rows, a window */
+        {200, 200, 32, 1, 0, 77, 0, 0, 0, 150}, /* a window alone */
+        {37, 45, 32, 1, 1, 6, 1, 0, 1, 5},      /* with equal left padding */
+        {130, 70, 16, 0, 1, 0, 0, 0, 0, 33},    /* bottom-right moved on */
+    };
+    for (size_t n = 0; n < sizeof t / sizeof t[0]; n++) {
+        char what[112];
+        const int32_t starts[2] = {0, 4};
+        attn_sdpa_desc s = shape(2, 2, 1, t[n].sq, t[n].skv, t[n].hd, t[n].hd);
+        sdpa_case c;
+        ref_sdpa_result r;
+        s.mask.causal = t[n].causal;
+        s.mask.window = t[n].window;
+        s.causal_align =
+            t[n].top_left ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_BOTTOM_RIGHT;
+        s.causal_offset = t[n].off;
+        s.dtype = t[n].f16 ? ATTN_F16 : ATTN_F32;
+        CU_ASSERT_EQUAL_FATAL(
+            sdpa_case_init(&c, &s, 900 + (uint64_t)n, 1.5, 0.05, t[n].kvlen),
+            0);
+        if (t[n].pad)
+            c.d.q_start = c.d.kv_start = starts;
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+        snprintf(what, sizeof what,
+                 "causal_offset %lld: %d x %d %s causal %d window %d%s",
+                 (long long)t[n].off, t[n].sq, t[n].skv,
+                 t[n].top_left ? "top-left" : "bottom-right", t[n].causal,
+                 t[n].window, t[n].pad ? " left-padded" : "");
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 1, NULL, what));
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &c, &r, 0, NULL, what));
+        ref_sdpa_free(&r);
+        sdpa_case_free(&c);
+    }
+    {
+        /* A block of a longer sequence: query rows from position 50, keys
+         * from 20 (offset 30), causal with a window of 40, against the
+         * same mask as a FULL bias of 0 and -inf. */
+        const int sq = 24, skv = 32, win = 40, off = 30;
+        attn_sdpa_desc s = shape(1, 2, 2, sq, skv, 32, 32);
+        sdpa_case c, e;
+        ref_sdpa_result r;
+        s.mask.causal = 1;
+        s.mask.window = win;
+        s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+        s.causal_offset = off;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &s, 950, 1.5, 0, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+        CU_ASSERT_TRUE(
+            sdpa_case_check(ctx, &c, &r, 1, NULL, "block of a sequence"));
+        s.mask.causal = 0;
+        s.mask.window = 0;
+        s.causal_offset = 0;
+        s.mask.bias_kind = ATTN_BIAS_FULL;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&e, &s, 950, 1.5, 0, 0), 0);
+        for (size_t h = 0; h < 2; h++)
+            for (int i = 0; i < sq; i++)
+                for (int j = 0; j < skv; j++) {
+                    const int gi = 50 + i, gj = 20 + j;
+                    e.bias[(h * (size_t)sq + (size_t)i) * (size_t)skv +
+                           (size_t)j] =
+                        gj > gi || gj < gi - win + 1 ? -INFINITY : 0.0f;
+                }
+        CU_ASSERT_TRUE(sdpa_case_check(ctx, &e, &r, 1, NULL,
+                                       "block of a sequence as a bias"));
+        ref_sdpa_free(&r);
+        sdpa_case_free(&e);
+        sdpa_case_free(&c);
+    }
+    {
+        /* Out of [1 - seq_q, seq_kv - 1]: refused, o untouched. */
+        attn_sdpa_desc s = shape(1, 1, 1, 4, 6, 8, 8);
+        float q[4 * 8] = {0}, k[6 * 8] = {0}, v[6 * 8] = {0}, o[4 * 8];
+        const int32_t cu[2] = {0, 4};
+        const int64_t bad[] = {6, -4, INT64_MAX, INT64_MIN,
+                               (int64_t)INT_MAX + 1};
+        for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+            o[i] = 7.0f;
+        s.mask.causal = 1;
+        s.causal_align = ATTN_CAUSAL_TOP_LEFT;
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            s.causal_offset = bad[i];
+            CU_ASSERT_EQUAL(attn_sdpa(ctx, &s, q, k, v, o, NULL),
+                            ATTN_ERR_INVALID_ARGUMENT);
+            CU_ASSERT_PTR_NOT_NULL(strstr(attn_last_error(), "causal_offset"));
+        }
+        s.causal_align = ATTN_CAUSAL_BOTTOM_RIGHT; /* diagonal 2: 4 is out */
+        s.causal_offset = 4;
+        CU_ASSERT_EQUAL(attn_sdpa(ctx, &s, q, k, v, o, NULL),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_EQUAL(o[0], 7.0f);
+        /* packed sequences take none */
+        s.causal_offset = 1;
+        s.cu_seqlens_q = s.cu_seqlens_kv = cu;
+        CU_ASSERT_EQUAL(attn_sdpa(ctx, &s, q, k, v, o, NULL),
+                        ATTN_ERR_UNSUPPORTED);
+        CU_ASSERT_EQUAL(o[0], 7.0f);
     }
 }
 
@@ -1040,6 +1157,7 @@ int main(void)
         {"top-left equals its mask as a FULL bias", test_top_left_as_bias},
         {"left padding (q_start, kv_start)", test_left_padding},
         {"left padding out of range", test_left_padding_invalid},
+        {"causal_offset", test_causal_offset},
         {"sliding window", test_window},
         {"kv_len", test_kv_len},
         {"bias kinds with -inf", test_bias},

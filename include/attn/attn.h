@@ -410,7 +410,7 @@ typedef enum attn_bias_kind {
  * seq_kv differ (attn_sdpa_desc.causal_align).  With d the diagonal's
  * offset, query i sees key j iff j <= i + d under the causal mask, and
  * the window hides j < i + d - window + 1.  The two agree when
- * seq_q == seq_kv. */
+ * seq_q == seq_kv.  attn_sdpa_desc.causal_offset moves d further. */
 typedef enum attn_causal_align {
     ATTN_CAUSAL_BOTTOM_RIGHT = 0, /**< d = seq_kv - seq_q (default): the last
                                        query sees every key, as a decoder
@@ -531,8 +531,8 @@ typedef struct attn_sdpa_desc {
      * spanned extent as it lies; attn_sdpa_cl_buffers takes them at the
      * buffers' offsets).  attn_sdpa_backward takes them (d_o in o's
      * strides, dq, dk and dv in q's, k's and v's) through contiguous
-     * copies of the rows.  The ring (libattn_mpi) refuses strided
-     * descriptors (ATTN_ERR_UNSUPPORTED) for now. */
+     * copies of the rows.  The ring (libattn_mpi) takes them over each
+     * rank's host slices (attn_mpi.h). */
     int64_t q_strides[3]; /**< q's batch, head, row strides; 0s: contiguous */
     int64_t k_strides[3]; /**< k's batch, kv head, key strides */
     int64_t v_strides[3]; /**< v's batch, kv head, key strides */
@@ -561,6 +561,22 @@ typedef struct attn_sdpa_desc {
      * for now. */
     const int32_t *cu_seqlens_q;  /**< [batch + 1] query row offsets */
     const int32_t *cu_seqlens_kv; /**< [batch + 1] key row offsets */
+    int64_t causal_offset;        /**< added to the diagonal causal_align places
+                                       (0 by default): query i sees key j iff
+                                       j <= i + d under the causal mask, and the
+                                       window hides j < i + d - window + 1, with
+                                       d = (seq_kv - seq_q or 0) + causal_offset.
+                                       A block of a longer sequence (query rows
+                                       from position p, keys from position r) is
+                                       TOP_LEFT with causal_offset = p - r.  d must
+                                       lie in [1 - seq_q, seq_kv - 1], the range
+                                       the two alignments give (outside it the
+                                       causal mask hides every key or none; else
+                                       ATTN_ERR_INVALID_ARGUMENT); with q_start and
+                                       kv_start (TOP_LEFT) the starts move it per
+                                       batch item as they move the alignment's.
+                                       Not with packed sequences (cu_seqlens_q:
+                                       ATTN_ERR_UNSUPPORTED) */
 } attn_sdpa_desc;
 
 /** Initializer of a descriptor with every member at its default (sizes

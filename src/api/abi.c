@@ -47,6 +47,10 @@ _Static_assert(offsetof(attn_sdpa_desc, q_strides) >=
 _Static_assert(offsetof(attn_sdpa_desc, cu_seqlens_q) >=
                    offsetof(attn_sdpa_desc, o_strides) + 3 * sizeof(int64_t),
                "attn_sdpa_desc.cu_seqlens_q starts past o_strides");
+_Static_assert(offsetof(attn_sdpa_desc, causal_offset) >=
+                   offsetof(attn_sdpa_desc, cu_seqlens_kv) +
+                       sizeof(const int32_t *),
+               "attn_sdpa_desc.causal_offset starts past cu_seqlens_kv");
 /* weight_dtype past attn_mha_desc's first layout, which ends at
  * pos_table_len with no tail padding of its own. */
 _Static_assert(ATTN_ABI_MHA_FIRST ==

@@ -42,10 +42,10 @@ static attn_status check_arrays(const attn_sdpa_desc *d, attn_err *err)
                        "%d, %d)",
                        d->batch, d->seq_q, d->seq_kv);
     if (d->mask.kv_len || d->mask.bias || d->mask.bias_kind || d->keep ||
-        d->q_start || d->kv_start)
+        d->q_start || d->kv_start || d->causal_offset)
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                          "packed sequences (cu_seqlens_q) take no kv_len, "
-                         "bias, keep, q_start or kv_start");
+                         "bias, keep, q_start, kv_start or causal_offset");
     if (d->q_strides[0] || d->k_strides[0] || d->v_strides[0] ||
         d->o_strides[0])
         return INVALID("the batch strides of packed sequences must be 0 "

@@ -138,12 +138,15 @@ attn_status attn_strides_extent(const attn_sdpa_desc *d, int t, size_t elem,
                                 size_t *bytes, attn_err *err);
 
 /* The offset of the causal diagonal (and of the window) of d: query i
- * sees key j iff j <= i + attn_causal_diag(d) (attn.h, causal_align). */
+ * sees key j iff j <= i + attn_causal_diag(d) (attn.h, causal_align and
+ * causal_offset).  Validated descriptors keep it in [1 - seq_q,
+ * seq_kv - 1]. */
 static inline long long attn_causal_diag(const attn_sdpa_desc *d)
 {
-    return d->causal_align == ATTN_CAUSAL_TOP_LEFT
-               ? 0
-               : (long long)d->seq_kv - d->seq_q;
+    return (d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                ? 0
+                : (long long)d->seq_kv - d->seq_q) +
+           (long long)d->causal_offset;
 }
 
 /* The first query row of batch item b that is not padding (q_start). */

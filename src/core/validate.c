@@ -4,6 +4,7 @@
  * allocation, so a rejected call touches nothing.  Size arithmetic is done in
  * size_t with overflow checks; every byte count must also fit in ptrdiff_t.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -117,6 +118,14 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
     if ((unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
         return INVALID("causal_align %d is not an attn_causal_align",
                        (int)d->causal_align);
+    if (d->causal_offset < -(int64_t)INT_MAX ||
+        d->causal_offset > (int64_t)INT_MAX ||
+        attn_causal_diag(d) < 1 - (long long)d->seq_q ||
+        attn_causal_diag(d) > (long long)d->seq_kv - 1)
+        return INVALID("causal_offset %lld puts the causal diagonal outside "
+                       "[1 - seq_q, seq_kv - 1] = [%d, %d]",
+                       (long long)d->causal_offset, 1 - d->seq_q,
+                       d->seq_kv - 1);
     s = attn_validate_mask(&d->mask, d->bias_shape, d->batch, d->heads_q,
                            d->seq_q, d->seq_kv, err);
     if (s != ATTN_OK)

@@ -148,12 +148,14 @@ static attn_status try_variant(attn_cl_runtime *rt, int vi,
     char extra[256] = "";
     uint64_t scratch = 0, largest = 0;
     attn_status s;
-    if (!v->mask_shapes && (d->mask.bias_kind > ATTN_BIAS_FULL ||
-                            (d->causal_align != ATTN_CAUSAL_BOTTOM_RIGHT &&
-                             (d->mask.causal || d->mask.window > 0))))
+    if (!v->mask_shapes &&
+        (d->mask.bias_kind > ATTN_BIAS_FULL ||
+         (attn_causal_diag(d) != (long long)d->seq_kv - d->seq_q &&
+          (d->mask.causal || d->mask.window > 0))))
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "kernel variant \"%s\" takes neither a top-left "
-                         "causal mask or window nor the bias kinds KEY and "
+                         "kernel variant \"%s\" takes neither a causal "
+                         "mask or window off the bottom-right diagonal "
+                         "(top-left, causal_offset) nor the bias kinds KEY and "
                          "BROADCAST (nor keep, which a device takes as one)",
                          v->name);
     if (!v->strides && attn_sdpa_strided(d))

@@ -15,6 +15,7 @@ typedef struct shape_key {
     int grads; /* kind 2: what is asked beyond dq, dk, dv */
     int batch, heads_q, heads_kv, seq_q, seq_kv, head_dim, head_dim_v;
     int score, dtype, causal, window, bias_kind, causal_align;
+    int64_t causal_offset;
     int bias_shape[3]; /* BROADCAST only (0 otherwise) */
     int has_keep, keep_shape[3];
     int has_kv_len, has_bias, has_addw;
@@ -55,6 +56,7 @@ static void key_of(const attn_sdpa_desc *d, int kind, shape_key *k)
     k->causal = d->mask.causal;
     k->window = d->mask.window;
     k->causal_align = (int)d->causal_align;
+    k->causal_offset = d->causal_offset;
     k->bias_kind = (int)d->mask.bias_kind;
     k->has_keep = d->keep != NULL;
     if (d->keep)

@@ -415,6 +415,46 @@ static void test_sdpa_first_layout(void)
     attn_context_destroy(ctx);
 }
 
+/* A caller of the layout that ends at cu_seqlens_kv (before
+ * causal_offset): the bytes behind its struct, where causal_offset now
+ * stands (GUARD there would move the diagonal out of range), are not
+ * read: the call is causal on the alignment's own diagonal. */
+static void test_sdpa_seqlens_layout(void)
+{
+    const size_t n = offsetof(attn_sdpa_desc, causal_offset);
+    union {
+        attn_sdpa_desc d;
+        unsigned char b[sizeof(attn_sdpa_desc) + 16];
+    } u;
+    attn_sdpa_desc full = ATTN_SDPA_DESC_INIT;
+    const float q[8] = {0}, k[16] = {0},
+                v[16] = {1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    float o[8];
+    attn_context *ctx = native_context();
+    if (!ctx)
+        return;
+    memset(&u, GUARD, sizeof u);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa_desc_init_sized(&u.d, n), ATTN_OK);
+    CU_ASSERT_TRUE(intact(u.b + n, sizeof u.b - n));
+    u.d.batch = u.d.heads_q = u.d.heads_kv = 1;
+    u.d.seq_q = 2;
+    u.d.seq_kv = 4;
+    u.d.head_dim = u.d.head_dim_v = 4;
+    u.d.mask.causal = 1;
+    u.d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &u.d, q, k, v, o, NULL), ATTN_OK);
+    CU_ASSERT_DOUBLE_EQUAL(o[0], 1.0, 1e-6); /* key 0 alone */
+    CU_ASSERT_DOUBLE_EQUAL(o[4], 0.5, 1e-6); /* keys 0, 1 */
+    /* the same call of the full layout moved by causal_offset 2: row 1
+     * sees keys 0..3 */
+    memcpy(&full, &u.d, n);
+    full.struct_size = sizeof full;
+    full.causal_offset = 2;
+    CU_ASSERT_EQUAL(attn_sdpa(ctx, &full, q, k, v, o, NULL), ATTN_OK);
+    CU_ASSERT_DOUBLE_EQUAL(o[4], 0.75, 1e-6);
+    attn_context_destroy(ctx);
+}
+
 /* A caller of the layout that ends at `kernel` (before `precision`): the
  * bytes behind its struct, where `precision` now stands, are not read
  * (GUARD there would be a precision outside the enum), and the context
@@ -462,6 +502,8 @@ int main(void)
         {"newer caller's KV cache", test_newer_kv_cache},
         {"a caller of the layout with kernel", test_kernel_layout},
         {"a caller of the first attn_sdpa_desc layout", test_sdpa_first_layout},
+        {"a caller of attn_sdpa_desc before causal_offset",
+         test_sdpa_seqlens_layout},
         {"a caller of the first attn_mha_desc layout", test_mha_first_layout},
         {"sizes no layout has", test_bad_sizes},
         {"device arrays by the caller's element size", test_device_stride},
