@@ -193,14 +193,14 @@ static attn_status run_block(ring_call *c, const void *q_local, int i,
     int cb = ring_chunk_of(&c->lay, src, j);
     size_t na = (size_t)ring_chunk_rows(&c->lay, ca);
     size_t nb = (size_t)ring_chunk_rows(&c->lay, cb);
-    int causal = c->g.mask.causal;
-    if (!na || !nb || (causal && cb > ca))
+    if (!na || !nb)
         return ATTN_OK;
     attn_sdpa_desc bd = c->g;
     bd.seq_q = (int)na;
     bd.seq_kv = (int)nb;
     bd.dtype = ATTN_F32;
-    bd.mask.causal = causal && cb == ca; /* same chunk: j <= i locally */
+    if (!ring_block_mask(&c->g, c->lay.start[ca], c->lay.start[cb], &bd))
+        return ATTN_OK;
     bd.mask.kv_len = NULL;
     if (c->g.mask.kv_len) {
         int any = 0;

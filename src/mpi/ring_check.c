@@ -5,6 +5,7 @@
  * all describe the same problem.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,22 +21,27 @@ static int tail_zero(const void *p, size_t size, size_t known)
     return 1;
 }
 
-/* The size a caller's struct is read by, or 0 when it is no layout. */
-static size_t read_size(size_t given, size_t known)
+/* The size a caller's struct is read by, or 0 when it is no layout: from
+ * first (the oldest layout this library takes) up. */
+static size_t read_size(size_t given, size_t first, size_t known)
 {
     if (given == 0)
         return known;
-    if (given < known || given > 65536 || given % sizeof(size_t) != 0)
+    if (given < first || given > 65536 || given % sizeof(size_t) != 0)
         return 0;
     return given;
 }
+
+/* attn_sdpa_desc as libattn_mpi first took it (up to cu_seqlens_kv):
+ * causal_offset, added since, is 0 for a caller built before it. */
+#define RING_SDPA_FIRST offsetof(attn_sdpa_desc, causal_offset)
 
 attn_status ring_check_descs(const attn_ring_desc *ring,
                              const attn_sdpa_desc *d, attn_ring_desc *r_out,
                              attn_sdpa_desc *d_out, char *why, size_t cap)
 {
-    size_t rs = read_size(ring->struct_size, sizeof *ring);
-    size_t ds = read_size(d->struct_size, sizeof *d);
+    size_t rs = read_size(ring->struct_size, sizeof *ring, sizeof *ring);
+    size_t ds = read_size(d->struct_size, RING_SDPA_FIRST, sizeof *d);
     if (!rs || !ds) {
         snprintf(why, cap, "%s.struct_size %zu is the size of no layout",
                  rs ? "attn_sdpa_desc" : "attn_ring_desc",
@@ -49,7 +55,8 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         return ATTN_ERR_UNSUPPORTED;
     }
     *r_out = *ring;
-    *d_out = *d;
+    memset(d_out, 0, sizeof *d_out);
+    memcpy(d_out, d, ds < sizeof *d_out ? ds : sizeof *d_out);
     r_out->struct_size = sizeof *r_out;
     d_out->struct_size = sizeof *d_out;
     const attn_sdpa_desc *g = d_out;
@@ -98,12 +105,11 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         snprintf(why, cap, "window %d is negative", g->mask.window);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    if (g->mask.window > 0 || g->mask.bias ||
-        g->mask.bias_kind != ATTN_BIAS_NONE || g->keep || g->q_start ||
-        g->kv_start) {
+    if (g->mask.bias || g->mask.bias_kind != ATTN_BIAS_NONE || g->keep ||
+        g->q_start || g->kv_start) {
         snprintf(why, cap,
-                 "the ring takes no window, no bias, no keep and no "
-                 "q_start or kv_start");
+                 "the ring takes no bias, no keep and no q_start or "
+                 "kv_start");
         return ATTN_ERR_UNSUPPORTED;
     }
     if (g->cu_seqlens_q || g->cu_seqlens_kv) {
@@ -118,6 +124,14 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
             snprintf(why, cap, "a stride is negative");
             return ATTN_ERR_INVALID_ARGUMENT;
         }
+    if (g->causal_offset < 1 - (long long)ring->seq ||
+        g->causal_offset > (long long)ring->seq - 1) {
+        snprintf(why, cap,
+                 "causal_offset %lld puts the causal diagonal outside "
+                 "[1 - seq, seq - 1] = [%d, %d]",
+                 (long long)g->causal_offset, 1 - ring->seq, ring->seq - 1);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
     if (g->mask.kv_len)
         for (int b = 0; b < g->batch; b++)
             if (g->mask.kv_len[b] < 0 || g->mask.kv_len[b] > ring->seq) {
@@ -138,12 +152,14 @@ static uint32_t fnv(uint32_t h, const void *p, size_t n)
 uint32_t ring_hash(const attn_ring_desc *ring, const ring_layout *l,
                    const attn_sdpa_desc *g)
 {
-    int v[12] = {ring->seq,     (int)ring->layout, l->nchunks,
+    int v[13] = {ring->seq,     (int)ring->layout, l->nchunks,
                  g->batch,      g->heads_q,        g->heads_kv,
                  g->head_dim,   g->head_dim_v,     (int)g->dtype,
-                 (int)g->score, g->mask.causal,    g->mask.kv_len != NULL};
+                 (int)g->score, g->mask.causal,    g->mask.kv_len != NULL,
+                 g->mask.window};
     uint32_t h = fnv(2166136261u, v, sizeof v);
     h = fnv(h, &g->scale, sizeof g->scale);
+    h = fnv(h, &g->causal_offset, sizeof g->causal_offset);
     h = fnv(h, l->start, ((size_t)l->nchunks + 1) * sizeof *l->start);
     if (g->mask.kv_len)
         h = fnv(h, g->mask.kv_len, (size_t)g->batch * sizeof *g->mask.kv_len);

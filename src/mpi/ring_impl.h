@@ -59,6 +59,13 @@ void ring_floats_to_halves(uint16_t *dst, const float *src, size_t n);
  * e^(lse - lse') + o_b e^(lse_b - lse').  A row with lse_b = -INFINITY (no
  * visible key in the block) leaves the running row as it is; NaN spreads
  * as in attn_sdpa. */
+/* The masks of the block of global query rows from q0 against global keys
+ * from k0 (bd's seq_q and seq_kv set, the rest copied from g): the causal
+ * mask and the window of g as bd's TOP_LEFT diagonal (causal_offset),
+ * each left out where it hides nothing.  Returns 0 when they hide every
+ * key of the block from every row (nothing to compute), else 1. */
+int ring_block_mask(const attn_sdpa_desc *g, long long q0, long long k0,
+                    attn_sdpa_desc *bd);
 void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
                 size_t rows, size_t dv);
 

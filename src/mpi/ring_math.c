@@ -72,6 +72,37 @@ void ring_floats_to_halves(uint16_t *dst, const float *src, size_t n)
         dst[i] = ring_float_to_half(src[i]);
 }
 
+int ring_block_mask(const attn_sdpa_desc *g, long long q0, long long k0,
+                    attn_sdpa_desc *bd)
+{
+    /* The block's diagonal: global row q0 + i sees key k0 + j iff
+     * j <= i + diag (causal) and j >= i + diag - window + 1 (window). */
+    const long long na = bd->seq_q, nb = bd->seq_kv, w = g->mask.window;
+    long long diag = q0 - k0 + g->causal_offset;
+    int causal = g->mask.causal, window = w > 0;
+    if ((causal && diag < 1 - na) || (window && diag - w + 1 > nb - 1))
+        return 0;                     /* every key hidden from every row */
+    causal = causal && diag < nb - 1; /* else every key is at or
+                                         before every row */
+    window = window && na - 1 + diag - w + 1 > 0; /* else it hides none */
+    bd->causal_align = ATTN_CAUSAL_TOP_LEFT;
+    bd->mask.causal = causal;
+    bd->mask.window = 0;
+    bd->causal_offset = 0;
+    if (!causal && !window)
+        return 1;
+    if (window) {
+        /* Keys before the rows (diag past nb - 1, the causal mask then
+         * hides none): the diagonal moves back to nb - 1 and the window
+         * shrinks as much, which keeps its lower edge where it was. */
+        long long shift = diag > nb - 1 ? diag - (nb - 1) : 0;
+        diag -= shift;
+        bd->mask.window = (int)(w - shift);
+    }
+    bd->causal_offset = diag;
+    return 1;
+}
+
 void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
                 size_t rows, size_t dv)
 {

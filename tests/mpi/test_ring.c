@@ -17,6 +17,7 @@
  * Nothing hangs (ctest's timeout would say so).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ typedef struct ring_case {
     attn_ring_layout layout;
     int uneven; /* CONTIGUOUS: counts given, uneven (some 0) */
     const int32_t *kv_len;
+    int window;            /* mask.window */
+    int64_t causal_offset; /* the global diagonal */
 } ring_case;
 
 static float lcg(unsigned *s)
@@ -166,6 +169,8 @@ static void run_case_in(const ring_case *k, int strided)
     d.head_dim_v = k->dv;
     d.mask.causal = k->causal;
     d.mask.kv_len = k->kv_len;
+    d.mask.window = k->window;
+    d.causal_offset = k->causal_offset;
     d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
     float *w = NULL;
     if (k->additive) {
@@ -297,9 +302,9 @@ static void test_strided(void)
 {
     static const ring_case c[] = {
         {"BSHD zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, 0,
-         ATTN_RING_ZIGZAG, 0, NULL},
+         ATTN_RING_ZIGZAG, 0, NULL, 0, 0},
         {"padded rows f16 uneven kv_len", 2, 2, 1, 8, 16, 40, 1, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, kv_lens},
+         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0},
     };
     run_case_in(&c[0], 1);
     run_case_in(&c[1], 2);
@@ -311,15 +316,15 @@ static void test_contiguous(void)
 {
     ring_case c[] = {
         {"contiguous", 2, 4, 2, 16, 12, 48, 0, 0, 0, ATTN_RING_CONTIGUOUS, 0,
-         NULL},
+         NULL, 0, 0},
         {"contiguous causal", 2, 4, 2, 16, 12, 48, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, NULL},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0},
         {"contiguous causal seq 37", 1, 2, 2, 8, 8, 37, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, NULL},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0},
         {"contiguous uneven counts", 2, 2, 1, 8, 16, 41, 0, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
         {"contiguous uneven counts causal", 2, 2, 1, 8, 16, 41, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -329,10 +334,11 @@ static void test_zigzag(void)
 {
     ring_case c[] = {
         {"zigzag causal", 2, 4, 2, 16, 12, 48, 1, 0, 0, ATTN_RING_ZIGZAG, 0,
-         NULL},
-        {"zigzag", 1, 4, 4, 16, 16, 48, 0, 0, 0, ATTN_RING_ZIGZAG, 0, NULL},
+         NULL, 0, 0},
+        {"zigzag", 1, 4, 4, 16, 16, 48, 0, 0, 0, ATTN_RING_ZIGZAG, 0, NULL, 0,
+         0},
         {"zigzag causal seq 37", 1, 6, 2, 8, 8, 37, 1, 0, 0, ATTN_RING_ZIGZAG,
-         0, NULL},
+         0, NULL, 0, 0},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -342,11 +348,37 @@ static void test_kv_len(void)
 {
     ring_case c[] = {
         {"kv_len (one batch item sees nothing)", 2, 2, 1, 8, 8, 40, 0, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, kv_lens},
+         ATTN_RING_CONTIGUOUS, 0, kv_lens, 0, 0},
         {"kv_len causal zigzag", 3, 2, 2, 8, 8, 48, 1, 0, 0, ATTN_RING_ZIGZAG,
-         0, kv_lens2},
+         0, kv_lens2, 0, 0},
         {"kv_len uneven counts", 2, 2, 2, 8, 8, 40, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, kv_lens},
+         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&c[i]);
+}
+
+/* Sliding windows (each block's diagonal through causal_offset): windows
+ * shorter than a chunk, spanning several and longer than the sequence,
+ * with and without the causal mask, with kv_len, F16, and a moved global
+ * diagonal (-1: no row sees itself). */
+static void test_window(void)
+{
+    ring_case c[] = {
+        {"contiguous causal window 7", 2, 4, 2, 16, 12, 48, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL, 7, 0},
+        {"zigzag causal window 20", 1, 2, 2, 8, 8, 48, 1, 0, 0,
+         ATTN_RING_ZIGZAG, 0, NULL, 20, 0},
+        {"uneven counts window 9 (not causal)", 2, 2, 1, 8, 16, 41, 0, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL, 9, 0},
+        {"f16 zigzag causal window 30 kv_len", 3, 2, 2, 8, 8, 48, 1, 1, 0,
+         ATTN_RING_ZIGZAG, 0, kv_lens2, 30, 0},
+        {"zigzag causal window 100 > seq 37", 1, 2, 1, 8, 8, 37, 1, 0, 0,
+         ATTN_RING_ZIGZAG, 0, NULL, 100, 0},
+        {"contiguous causal_offset -1 window 5", 1, 2, 2, 8, 8, 45, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL, 5, -1},
+        {"zigzag causal_offset 3 window 6 (not causal)", 1, 2, 2, 8, 8, 44, 0,
+         0, 0, ATTN_RING_ZIGZAG, 0, NULL, 6, 3},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -356,11 +388,11 @@ static void test_f16_additive(void)
 {
     ring_case c[] = {
         {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, 0,
-         ATTN_RING_ZIGZAG, 0, NULL},
+         ATTN_RING_ZIGZAG, 0, NULL, 0, 0},
         {"f16 contiguous uneven", 1, 2, 1, 32, 8, 45, 0, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
         {"additive score causal", 1, 2, 1, 8, 8, 30, 1, 0, 1, ATTN_RING_ZIGZAG,
-         0, NULL},
+         0, NULL, 0, 0},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -454,14 +486,44 @@ static void test_descriptors_differ(void)
         expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "causal differs");
     else
         CU_ASSERT(st == ATTN_OK);
-    /* An unsupported mask on one rank only. */
+    /* A window on one rank only: the descriptors differ. */
     small_free(&s);
     small_make(&s, 0);
     if (rank == ranks - 1)
         s.d.mask.window = 3;
     st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
                         s.lse);
-    expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "window on the last rank");
+    if (ranks > 1)
+        expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "window differs");
+    else
+        CU_ASSERT(st == ATTN_OK);
+    small_free(&s);
+    /* An unsupported mask (a key bias) on one rank only. */
+    small_make(&s, 0);
+    float key_bias[64] = {0};
+    if (rank == ranks - 1) {
+        s.d.mask.bias = key_bias;
+        s.d.mask.bias_kind = ATTN_BIAS_KEY;
+    }
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "a bias on the last rank");
+    small_free(&s);
+    /* A descriptor of the layout before causal_offset: the bytes where it
+     * now stands are not read (12345 would be out of range). */
+    small_make(&s, 1);
+    s.d.struct_size = offsetof(attn_sdpa_desc, causal_offset);
+    s.d.causal_offset = 12345;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    CU_ASSERT(st == ATTN_OK);
+    small_free(&s);
+    /* causal_offset out of [1 - seq, seq - 1] on every rank */
+    small_make(&s, 1);
+    s.d.causal_offset = s.r.seq;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "causal_offset seq");
     small_free(&s);
     /* BF16 storage on every rank: refused, not read as float */
     small_make(&s, 0);
@@ -701,6 +763,7 @@ int main(int argc, char **argv)
         {"contiguous slices", test_contiguous},
         {"zig-zag slices", test_zigzag},
         {"kv_len", test_kv_len},
+        {"sliding windows", test_window},
         {"f16 and the additive score", test_f16_additive},
         {"strided slices", test_strided},
         {"bad input on one rank", test_bad_input_on_one_rank},

@@ -36,6 +36,7 @@ typedef struct cl_case {
     attn_ring_layout layout;
     int uneven; /* CONTIGUOUS: counts with rank 1 empty on 3 ranks */
     const int32_t *kv_len;
+    int window; /* mask.window */
 } cl_case;
 
 static float lcg(unsigned *s)
@@ -162,6 +163,7 @@ static void run_case(const cl_case *k)
     d.head_dim_v = k->dv;
     d.mask.causal = k->causal;
     d.mask.kv_len = k->kv_len;
+    d.mask.window = k->window;
     d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
     size_t bq = (size_t)k->batch * (size_t)k->hq;
     size_t bkv = (size_t)k->batch * (size_t)k->hkv;
@@ -240,13 +242,17 @@ static void test_f32(void)
 {
     cl_case c[] = {
         {"f32 zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, ATTN_RING_ZIGZAG,
-         0, NULL},
+         0, NULL, 0},
         {"f32 contiguous", 2, 4, 2, 16, 12, 48, 0, 0, ATTN_RING_CONTIGUOUS, 0,
-         NULL},
+         NULL, 0},
         {"f32 contiguous causal seq 41 (uneven)", 1, 2, 1, 8, 16, 41, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0},
         {"f32 zigzag causal kv_len", 3, 2, 2, 8, 8, 48, 1, 0, ATTN_RING_ZIGZAG,
-         0, kv_lens},
+         0, kv_lens, 0},
+        {"f32 zigzag causal window 11", 1, 2, 1, 8, 8, 48, 1, 0,
+         ATTN_RING_ZIGZAG, 0, NULL, 11},
+        {"f32 contiguous window 30 (not causal, uneven)", 1, 2, 2, 8, 8, 41, 0,
+         0, ATTN_RING_CONTIGUOUS, 1, NULL, 30},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -256,11 +262,13 @@ static void test_f16(void)
 {
     cl_case c[] = {
         {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, ATTN_RING_ZIGZAG,
-         0, NULL},
+         0, NULL, 0},
         {"f16 contiguous causal", 1, 2, 1, 32, 8, 45, 1, 1,
-         ATTN_RING_CONTIGUOUS, 0, NULL},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0},
         {"f16 contiguous", 1, 2, 2, 16, 16, 40, 0, 1, ATTN_RING_CONTIGUOUS, 0,
-         NULL},
+         NULL, 0},
+        {"f16 zigzag causal window 9", 1, 2, 2, 16, 16, 40, 1, 1,
+         ATTN_RING_ZIGZAG, 0, NULL, 9},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
