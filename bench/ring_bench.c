@@ -5,16 +5,17 @@
  * behind compute, and the memory each rank holds (bench/README.md).
  *
  *   mpiexec -n P attn-ring-bench [--seq N] [--heads H] [--kv-heads K]
- *       [--head-dim D] [--causal 0|1] [--layout zigzag|contiguous]
- *       [--dtype f32|f16] [--reps R] [--threads T] [--base-threads T]
- *       [--device SPEC]
+ *       [--head-dim D] [--causal 0|1] [--window W]
+ *       [--layout zigzag|contiguous] [--dtype f32|f16] [--reps R]
+ *       [--threads T] [--base-threads T] [--device SPEC]
  *
  * Times are medians over R calls; a ring call's time is the slowest
  * rank's.  Overlap: the same messages passed around the ring with no
  * compute take comm_alone; the ring call waits wait_s after its compute
  * (its blocks run on a thread of their own while the calling thread moves
  * the messages); hidden = 1 - wait_s / comm_alone.  One line "csv,..." per
- * run: ranks, threads, seq, heads, kv_heads, head_dim, mask, layout,
+ * run: ranks, threads, seq, heads, kv_heads, head_dim, mask (causal,
+ * full, or either with "-wW" for a window of W), layout,
  * single ms, ring ms, compute ms, wait ms, messages-alone ms,
  * hidden %, bytes held per rank (max), bytes of a rank's slices, merge
  * ms, device bytes per rank (max), device.
@@ -34,7 +35,8 @@
 #endif
 
 typedef struct bench_opts {
-    int seq, heads, kv_heads, dim, causal, reps, threads, base_threads;
+    int seq, heads, kv_heads, dim, causal, window, reps, threads,
+        base_threads;
     attn_ring_layout layout;
     attn_dtype dtype;
     const char *device; /* "native", or an OpenCL device */
@@ -95,6 +97,7 @@ static int parse(int argc, char **argv, bench_opts *o)
                   : !strcmp(a, "--kv-heads")     ? &o->kv_heads
                   : !strcmp(a, "--head-dim")     ? &o->dim
                   : !strcmp(a, "--causal")       ? &o->causal
+                  : !strcmp(a, "--window")       ? &o->window
                   : !strcmp(a, "--reps")         ? &o->reps
                   : !strcmp(a, "--threads")      ? &o->threads
                   : !strcmp(a, "--base-threads") ? &o->base_threads
@@ -115,7 +118,7 @@ static int parse(int argc, char **argv, bench_opts *o)
         i++;
     }
     return o->seq > 0 && o->heads > 0 && o->kv_heads > 0 && o->dim > 0 &&
-           o->reps > 0 && o->threads > 0;
+           o->window >= 0 && o->reps > 0 && o->threads > 0;
 }
 
 /* The ring's messages alone: P-1 steps of the exchange attn_sdpa_ring
@@ -260,12 +263,13 @@ int main(int argc, char **argv)
     int rank, ranks;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    bench_opts o = {4096,     8,       8, 64, 1, 5, 1, 0, ATTN_RING_ZIGZAG,
-                    ATTN_F32, "native"};
+    bench_opts o = {4096, 8, 8, 64, 1, 0, 5, 1, 0, ATTN_RING_ZIGZAG, ATTN_F32,
+                    "native"};
     if (!parse(argc, argv, &o)) {
         if (rank == 0)
             fprintf(stderr, "usage: attn-ring-bench [--seq N] [--heads H] "
                             "[--kv-heads K] [--head-dim D] [--causal 0|1] "
+                            "[--window W] "
                             "[--layout zigzag|contiguous] [--dtype f32|f16] "
                             "[--reps R] [--threads T] [--base-threads T] "
                             "[--device SPEC]\n");
@@ -292,6 +296,7 @@ int main(int argc, char **argv)
     desc.seq_q = desc.seq_kv = o.seq;
     desc.head_dim = desc.head_dim_v = o.dim;
     desc.mask.causal = o.causal;
+    desc.mask.window = o.window;
     desc.dtype = o.dtype;
     int rc = 0;
 
@@ -412,10 +417,14 @@ int main(int argc, char **argv)
         /* Exposed: the wait after compute; the rest ran beside it. */
         double hidden = a > 0 ? 100.0 * (a - (w < a ? w : a)) / a : 0;
         size_t slice = n * (2 * hq + 2 * hkv) * d * elem + n * hq * 4;
+        char mask[48];
+        snprintf(mask, sizeof mask, "%s%s%.0d", o.causal ? "causal" : "full",
+                 o.window ? "-w" : "", o.window);
         printf("attn-ring-bench: %d ranks x %d threads, seq %d, heads %d/%d, "
-               "head_dim %d, %s, %s, %s, %s\n",
+               "head_dim %d, %s%s%.0d, %s, %s, %s\n",
                ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
                o.causal ? "causal" : "non-causal",
+               o.window ? ", window " : "", o.window,
                o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
                o.dtype == ATTN_F16 ? "f16" : "f32",
                on_device ? "device slices (attn_sdpa_ring_cl)" : "native");
@@ -438,8 +447,7 @@ int main(int argc, char **argv)
                    dheld_max);
         printf("csv,%d,%d,%d,%d,%d,%d,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,"
                "%llu,%zu,%.4f,%llu,%s\n",
-               ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
-               o.causal ? "causal" : "full",
+               ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim, mask,
                o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
                1e3 * single, 1e3 * ring_t, 1e3 * c, 1e3 * w, 1e3 * a, hidden,
                held_max, slice, 1e3 * mg, dheld_max, o.device);

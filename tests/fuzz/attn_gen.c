@@ -174,6 +174,12 @@ void gen_sdpa_shape(gen_src *g, const gen_limits *lim, gen_sdpa *out)
         for (int b = 0; out->cu_kv[d->batch] == 0 && b < d->batch; b++)
             out->cu_kv[b + 1]++;
     }
+    if (!out->varlen && gen_chance(g, 15)) {
+        /* the diagonal anywhere in [1 - seq_q, seq_kv - 1] */
+        const int base =
+            d->causal_align == ATTN_CAUSAL_TOP_LEFT ? 0 : d->seq_kv - d->seq_q;
+        d->causal_offset = gen_int(g, 1 - d->seq_q, d->seq_kv - 1) - base;
+    }
     gen_sdpa_place(out);
 }
 

@@ -84,14 +84,15 @@ static void describe_sdpa(const char *ctx, const attn_sdpa_desc *d,
     snprintf(fuzz_current, sizeof fuzz_current,
              "attn_sdpa on %s: batch %d heads_q %d heads_kv %d seq_q %d "
              "seq_kv %d head_dim %d head_dim_v %d scale %g score %d dtype %d "
-             "causal %d window %d align %d kv_len %s bias %s kind %d "
-             "additive_w %s; q %p k %p v %p o %p lse %p",
+             "causal %d window %d align %d offset %lld kv_len %s bias %s "
+             "kind %d additive_w %s; q %p k %p v %p o %p lse %p",
              ctx, d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_kv,
              d->head_dim, d->head_dim_v, (double)d->scale, (int)d->score,
              (int)d->dtype, d->mask.causal, d->mask.window,
-             (int)d->causal_align, d->mask.kv_len ? "set" : "NULL",
-             d->mask.bias ? "set" : "NULL", (int)d->mask.bias_kind,
-             d->additive_w ? "set" : "NULL", q, k, v, o, (const void *)lse);
+             (int)d->causal_align, (long long)d->causal_offset,
+             d->mask.kv_len ? "set" : "NULL", d->mask.bias ? "set" : "NULL",
+             (int)d->mask.bias_kind, d->additive_w ? "set" : "NULL", q, k, v, o,
+             (const void *)lse);
 }
 
 /* ---- counters (printed at exit when ATTN_FUZZ_STATS is set) ----------- */
@@ -584,6 +585,17 @@ static int sdpa_valid(const attn_sdpa_desc *d, const sdpa_bytes *z,
         (m->causal != 0 && m->causal != 1) ||
         (unsigned)d->causal_align > ATTN_CAUSAL_TOP_LEFT)
         return 0;
+    {
+        /* the diagonal, in int64 (a hostile offset may be anywhere) */
+        const long double diag =
+            (long double)(d->causal_align == ATTN_CAUSAL_TOP_LEFT
+                              ? 0
+                              : (long long)d->seq_kv - d->seq_q) +
+            (long double)d->causal_offset;
+        if (diag < 1 - (long double)d->seq_q ||
+            diag > (long double)d->seq_kv - 1)
+            return 0;
+    }
     if (m->kv_len)
         for (int b = 0; b < d->batch; b++)
             if (m->kv_len[b] < 0 || m->kv_len[b] > d->seq_kv)
@@ -605,9 +617,10 @@ NO_COVERAGE static int visible(const attn_sdpa_desc *d, int b, int h, int i,
     const attn_mask_desc *m = &d->mask;
     const long qs = d->q_start ? (long)d->q_start[b] : 0;
     const long ks = d->kv_start ? (long)d->kv_start[b] : 0;
-    long off = d->causal_align == ATTN_CAUSAL_TOP_LEFT
-                   ? ks - qs
-                   : (long)d->seq_kv - d->seq_q;
+    long off =
+        (d->causal_align == ATTN_CAUSAL_TOP_LEFT ? ks - qs
+                                                 : (long)d->seq_kv - d->seq_q) +
+        (long)d->causal_offset;
     if (i < qs || j < ks) /* left padding */
         return 0;
     if (m->causal && j > i + off)
@@ -824,9 +837,13 @@ static void spoil_sdpa(gen_src *g, attn_sdpa_desc *d, sdpa_plan *p)
             p->kv_bad = 1;
             break;
         case 19:
-            if (gen_chance(g, 50))
+            if (gen_chance(g, 40))
                 d->causal_align =
                     (attn_causal_align)hostile_enum(g, ATTN_CAUSAL_TOP_LEFT);
+            else if (gen_chance(g, 50))
+                d->causal_offset = gen_chance(g, 50)
+                                       ? (int64_t)gen_u64(g)
+                                       : (int64_t)d->seq_kv + gen_int(g, -2, 2);
             else
                 d->keep_shape[gen_int(g, 0, 2)] = hostile_int(g);
             break;
