@@ -18,7 +18,7 @@
  * full, or either with "-wW" for a window of W), layout,
  * single ms, ring ms, compute ms, wait ms, messages-alone ms,
  * hidden %, bytes held per rank (max), bytes of a rank's slices, merge
- * ms, device bytes per rank (max), device.
+ * ms, device bytes per rank (max), device, ring steps.
  *
  * --device SPEC (an OpenCL device, as ATTN_DEVICE takes it; built with
  * OpenCL): the single process runs attn_sdpa on that device, each rank
@@ -35,8 +35,7 @@
 #endif
 
 typedef struct bench_opts {
-    int seq, heads, kv_heads, dim, causal, window, reps, threads,
-        base_threads;
+    int seq, heads, kv_heads, dim, causal, window, reps, threads, base_threads;
     attn_ring_layout layout;
     attn_dtype dtype;
     const char *device; /* "native", or an OpenCL device */
@@ -121,11 +120,12 @@ static int parse(int argc, char **argv, bench_opts *o)
            o->window >= 0 && o->reps > 0 && o->threads > 0;
 }
 
-/* The ring's messages alone: P-1 steps of the exchange attn_sdpa_ring
- * makes, each message its sender's K and V slices plus the 64-byte
+/* The ring's messages alone: the exchange attn_sdpa_ring makes at its
+ * steps but the last (P - 1 of them, fewer where a causal window stops the
+ * ring sooner), each message its sender's K and V slices plus the 64-byte
  * header. */
 static double comm_alone(const bench_opts *o, const attn_ring_desc *r,
-                         int ranks, int rank, size_t row_bytes)
+                         int ranks, int rank, int steps, size_t row_bytes)
 {
     size_t cap = 0;
     for (int s = 0; s < ranks; s++) {
@@ -140,7 +140,7 @@ static double comm_alone(const bench_opts *o, const attn_ring_desc *r,
     for (int rep = 0; rep < o->reps; rep++) {
         quiet_barrier(MPI_COMM_WORLD);
         double t0 = now_s();
-        for (int s = 0; s < ranks - 1; s++) {
+        for (int s = 0; s < steps - 1; s++) {
             int src = (rank - s + ranks) % ranks,
                 from = (src + ranks - 1) % ranks;
             int ns, nf, first;
@@ -263,8 +263,8 @@ int main(int argc, char **argv)
     int rank, ranks;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    bench_opts o = {4096, 8, 8, 64, 1, 0, 5, 1, 0, ATTN_RING_ZIGZAG, ATTN_F32,
-                    "native"};
+    bench_opts o = {4096,     8,       8, 64, 1, 0, 5, 1, 0, ATTN_RING_ZIGZAG,
+                    ATTN_F32, "native"};
     if (!parse(argc, argv, &o)) {
         if (rank == 0)
             fprintf(stderr, "usage: attn-ring-bench [--seq N] [--heads H] "
@@ -390,8 +390,9 @@ int main(int argc, char **argv)
     double ring_t = rc ? 0 : median(t, o.reps);
     double my_wait = median(wait, o.reps), my_comp = median(comp, o.reps);
     double my_merge = median(merge, o.reps);
-    double alone =
-        ranks > 1 ? comm_alone(&o, &ring, ranks, rank, hkv * 2 * d * elem) : 0;
+    double alone = ranks > 1 ? comm_alone(&o, &ring, ranks, rank, stats.steps,
+                                          hkv * 2 * d * elem)
+                             : 0;
     double waits[64] = {0}, comps[64] = {0}, alones[64] = {0}, merges[64] = {0};
     unsigned long long held = stats.bytes_held, held_max = 0;
     unsigned long long dheld = stats.bytes_device, dheld_max = 0;
@@ -423,15 +424,16 @@ int main(int argc, char **argv)
         printf("attn-ring-bench: %d ranks x %d threads, seq %d, heads %d/%d, "
                "head_dim %d, %s%s%.0d, %s, %s, %s\n",
                ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim,
-               o.causal ? "causal" : "non-causal",
-               o.window ? ", window " : "", o.window,
-               o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
+               o.causal ? "causal" : "non-causal", o.window ? ", window " : "",
+               o.window, o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
                o.dtype == ATTN_F16 ? "f16" : "f32",
                on_device ? "device slices (attn_sdpa_ring_cl)" : "native");
         printf("  single process (%d threads): %.2f ms\n", o.base_threads,
                1e3 * single);
-        printf("  ring call: %.2f ms (%.2fx the single process)\n",
-               1e3 * ring_t, ring_t > 0 ? single / ring_t : 0);
+        printf("  ring call: %.2f ms (%.2fx the single process), %d of %d "
+               "steps\n",
+               1e3 * ring_t, ring_t > 0 ? single / ring_t : 0, stats.steps,
+               ranks);
         printf("  per rank (mean): compute %.2f ms; communication exposed "
                "(wait after compute) %.3f ms of %.3f ms for the messages "
                "alone: %.0f%% hidden\n",
@@ -446,11 +448,11 @@ int main(int argc, char **argv)
                    "call\n",
                    dheld_max);
         printf("csv,%d,%d,%d,%d,%d,%d,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,"
-               "%llu,%zu,%.4f,%llu,%s\n",
+               "%llu,%zu,%.4f,%llu,%s,%d\n",
                ranks, o.threads, o.seq, o.heads, o.kv_heads, o.dim, mask,
                o.layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
                1e3 * single, 1e3 * ring_t, 1e3 * c, 1e3 * w, 1e3 * a, hidden,
-               held_max, slice, 1e3 * mg, dheld_max, o.device);
+               held_max, slice, 1e3 * mg, dheld_max, o.device, stats.steps);
     }
     free(q);
     free(k);

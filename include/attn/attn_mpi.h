@@ -45,7 +45,9 @@ typedef enum attn_ring_layout {
  * seconds of the rank's wall clock). */
 typedef struct attn_ring_stats {
     size_t struct_size;    /**< sizeof(attn_ring_stats) as the caller built */
-    int steps;             /**< ring steps (the number of ranks) */
+    int steps;             /**< ring steps: the number of ranks, fewer
+                                where a causal window reaches no farther
+                                (docs/MPI.md) */
     int blocks;            /**< attn_sdpa calls made (hidden blocks skipped) */
     double total_s;        /**< the whole call */
     double compute_s;      /**< attn_sdpa calls and the merges (on a
@@ -109,7 +111,10 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * and must be the same on every rank.  The causal mask and the window
  * apply to global positions (causal_offset moves their diagonal, within
  * [1 - seq, seq - 1]); each block gets them as a TOP_LEFT diagonal of its
- * own (causal_offset), and a block they hide whole is not computed.  A
+ * own (causal_offset), and a block they hide whole is not computed;
+ * with both, the ring stops after the farthest step a rank's window
+ * reaches (attn_ring_stats.steps; 2 for ATTN_RING_CONTIGUOUS slices of at
+ * least window - 1 rows, docs/MPI.md).  A
  * bias or keep in d, q_start, kv_start, packed sequences and BF16
  * storage are not supported (ATTN_ERR_UNSUPPORTED).  A descriptor built
  * before causal_offset existed (its struct_size ending at cu_seqlens_kv)

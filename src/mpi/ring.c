@@ -296,7 +296,7 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
 {
     int P = c->ranks, right = (c->rank + 1) % P, left = (c->rank + P - 1) % P;
     int cur = 0;
-    for (int t = 0; t < P; t++) {
+    for (int t = 0; t < c->st.steps; t++) {
         int src = (c->rank - t + P) % P;
         unsigned char *m = c->msg[cur];
         ring_header h;
@@ -313,7 +313,7 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
             *seen_rank = h.failed_rank;
         }
         MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-        int last = t == P - 1;
+        int last = t == c->st.steps - 1;
         if (!last) {
             int from = (src + P - 1) % P;
             h.step = t;
@@ -562,7 +562,9 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
     if (result == ATTN_OK) {
         attn_status local = ATTN_OK, seen = ATTN_OK;
         int seen_rank = -1;
-        c->st.steps = c->ranks;
+        /* The masks may hide every block past some step from every rank
+         * (a causal window): the ring stops there. */
+        c->st.steps = ring_steps_needed(&c->lay, c->ranks, &c->g);
         comm_st =
             ring_steps(c, q_local, tmo, &local, &seen, &seen_rank, &keep_msgs);
         /* The last agreement: a failure of the ring's last steps has had

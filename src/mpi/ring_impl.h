@@ -66,6 +66,11 @@ void ring_floats_to_halves(uint16_t *dst, const float *src, size_t n);
  * key of the block from every row (nothing to compute), else 1. */
 int ring_block_mask(const attn_sdpa_desc *g, long long q0, long long k0,
                     attn_sdpa_desc *bd);
+/* The steps of the ring on P ranks of layout l under g's masks: 1 + the
+ * farthest step t (a rank's blocks against the slice of the rank t
+ * before it) at which some rank has a block the masks do not hide whole;
+ * P without a mask that hides blocks.  The same on every rank. */
+int ring_steps_needed(const ring_layout *l, int P, const attn_sdpa_desc *g);
 void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
                 size_t rows, size_t dv);
 

@@ -103,6 +103,47 @@ int ring_block_mask(const attn_sdpa_desc *g, long long q0, long long k0,
     return 1;
 }
 
+int ring_steps_needed(const ring_layout *l, int P, const attn_sdpa_desc *g)
+{
+    /* Without both masks some rank needs every step: the causal mask
+     * alone lets the last rows see every earlier key, a window alone every
+     * later one. */
+    if (!g->mask.causal || g->mask.window <= 0)
+        return P;
+    const long long w = g->mask.window, off = g->causal_offset;
+    const long long seq = l->start[l->nchunks];
+    int need = 1;
+    for (int r = 0; r < P && need < P; r++)
+        for (int i = 0; i < l->per_rank; i++) {
+            const int ca = ring_chunk_of(l, r, i);
+            const long long na = ring_chunk_rows(l, ca);
+            /* The keys some row of chunk ca sees: the union of the rows'
+             * windows [row + off - w + 1, row + off], one interval. */
+            long long lo = l->start[ca] + off - w + 1;
+            long long hi = l->start[ca] + na - 1 + off;
+            lo = lo < 0 ? 0 : lo;
+            hi = hi > seq - 1 ? seq - 1 : hi;
+            if (!na || lo > hi)
+                continue;
+            /* the first chunk ending past lo (start[] never decreases) */
+            int a = 0, b = l->nchunks - 1;
+            while (a < b) {
+                const int m = (a + b) / 2;
+                if (l->start[m + 1] > lo)
+                    b = m;
+                else
+                    a = m + 1;
+            }
+            for (int cb = a; cb < l->nchunks && l->start[cb] <= hi; cb++) {
+                const int owner = cb < P ? cb : 2 * P - 1 - cb;
+                const int t = (r - owner + P) % P;
+                if (ring_chunk_rows(l, cb) > 0 && t + 1 > need)
+                    need = t + 1;
+            }
+        }
+    return need;
+}
+
 void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
                 size_t rows, size_t dv)
 {
