@@ -15,15 +15,17 @@ cmake --build build-asan -j"$(nproc)"
 # otherwise crashes at exit now and then ("Tracer caught signal 11"), seen
 # on the ring's OpenCL runs, an upstream bug of its dynamic-TLS handling.
 # Leaks are still found with it (a strided copy the ring did not free was).
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:intercept_tls_get_addr=0 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 # A suite that fails is run once more (--repeat until-pass:2): on this
 # shared 2-core machine LeakSanitizer's own tracer was seen to crash
 # (signal 11 inside it, after every assert had passed) while PoCL's threads
 # exited; a real report repeats and still fails.  Left out: the
 # opencl_variants runs with a GPU's local memory (opencl_variants_local48k*),
 # whose host code is opencl_variants' own and whose minutes go to PoCL
-# compiling their kernels.
+# compiling their kernels.  (No comment line may stand inside the
+# command below: it would end the command there, and the options before
+# it would not reach ctest.)
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:intercept_tls_get_addr=0 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0" \
   ctest --test-dir build-asan --output-on-failure -j2 --repeat until-pass:2 \
   -E '^opencl_variants_local48k'
