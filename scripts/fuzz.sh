@@ -9,7 +9,10 @@
 #   sh scripts/fuzz.sh [SECONDS]      # default 60 (or FUZZ_TIME)
 #
 # PoCL shows two CPU devices (POCL_DEVICES="pthread pthread", unless set),
-# so that the harness also runs a context on two devices.
+# so that the harness also runs a context on two devices.  The build is a
+# test build (ATTN_FAULT_INJECTION, no fault armed), whose knob
+# ATTN_TEST_DRIVER_CACHE lets the harness fuzz the default cache folder's
+# rules on PoCL, where a product build does not use that folder.
 #
 # Exits non-zero on a crash, a sanitizer report, a leak, an input running
 # longer than 10 s or a failed check of the harness; the input is then in
@@ -23,7 +26,8 @@ if ! command -v "$cc" >/dev/null 2>&1; then
   exit 2
 fi
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER="$cc" \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON -DATTN_BUILD_TESTS=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON -DATTN_FAULT_INJECTION=ON \
+  -DATTN_BUILD_TESTS=OFF \
   -DATTN_BUILD_BENCH=OFF -DATTN_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target attn-fuzz
 mkdir -p build-fuzz/corpus build-fuzz/artifacts

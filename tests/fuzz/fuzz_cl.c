@@ -576,8 +576,9 @@ static void write_profile(gen_src *g)
 }
 
 /* The variables this input sets, and their values before. */
-static const char *const vars[] = {"ATTN_DEVICE", "ATTN_PLATFORM_DIR",
-                                   "ATTN_CACHE_DIR", "XDG_CACHE_HOME", "HOME"};
+static const char *const vars[] = {"ATTN_DEVICE",    "ATTN_PLATFORM_DIR",
+                                   "ATTN_CACHE_DIR", "XDG_CACHE_HOME",
+                                   "HOME",           "ATTN_TEST_DRIVER_CACHE"};
 #define N_VARS (sizeof vars / sizeof vars[0])
 
 attn_status fuzz_env_context(gen_src *g, attn_log_fn log)
@@ -599,6 +600,10 @@ attn_status fuzz_env_context(gen_src *g, attn_log_fn log)
     snprintf(dir, sizeof dir, "%s/home", base);
     setenv("HOME", dir, 1); /* never the real ~/.cache */
     unsetenv("XDG_CACHE_HOME");
+    /* The default folder is not used on a driver that keeps its kernels
+     * itself (PoCL): a test build (scripts/fuzz.sh builds one) says it
+     * does not, so that the folder's rules are fuzzed there too. */
+    setenv("ATTN_TEST_DRIVER_CACHE", "0", 1);
     unsetenv("ATTN_CACHE_DIR");
     env_device = gen_chance(g, 40);
     if (env_device) {
