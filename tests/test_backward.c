@@ -503,6 +503,11 @@ static int check_fused(attn_context *ctx, int batch, int hq, int hkv,
         e.q_strides[2] = 0; /* every query row the same */
         ok &= attn_sdpa_backward(ctx, &e, &g) == ATTN_ERR_INVALID_ARGUMENT;
         ok &= strstr(attn_context_last_error(ctx), "rows share") != NULL;
+        e = c; /* the diagonal past the last key */
+        e.causal_offset =
+            c.causal_align == ATTN_CAUSAL_TOP_LEFT ? c.seq_kv : c.seq_q;
+        ok &= attn_sdpa_backward(ctx, &e, &g) == ATTN_ERR_INVALID_ARGUMENT;
+        ok &= strstr(attn_context_last_error(ctx), "causal_offset") != NULL;
         ok &= untouched(gr, nb);
         if (!ok)
             printf("\n%s: an overlap was not refused, or output written\n",
