@@ -106,19 +106,19 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * collective call: every rank of comm makes it, with the same ring and
  * the same global descriptor d (seq_q == seq_kv == ring->seq; batch,
  * heads_q, heads_kv for GQA, head_dim, head_dim_v, scale, score, causal,
- * window, causal_offset, kv_len, dtype F32 or F16; the dot or the
- * additive score).  kv_len, when given, holds [batch] global key counts
- * and must be the same on every rank.  The causal mask and the window
- * apply to global positions (causal_offset moves their diagonal, within
- * [1 - seq, seq - 1]); each block gets them as a TOP_LEFT diagonal of its
- * own (causal_offset), and a block they hide whole is not computed;
- * with both, the ring stops after the farthest step a rank's window
- * reaches (attn_ring_stats.steps; 2 for ATTN_RING_CONTIGUOUS slices of at
- * least window - 1 rows, docs/MPI.md).  A
- * bias or keep in d, q_start, kv_start, packed sequences and BF16
- * storage are not supported (ATTN_ERR_UNSUPPORTED).  A descriptor built
- * before causal_offset existed (its struct_size ending at cu_seqlens_kv)
- * is read with causal_offset 0.
+ * window, causal_offset, kv_len, a key bias, dtype F32 or F16; the dot or
+ * the additive score).  kv_len, when given, holds [batch] global key
+ * counts, and a key bias (mask.bias with bias_kind ATTN_BIAS_KEY) [batch,
+ * seq] global floats; each must be the same on every rank.  The causal mask and
+ * the window apply to global positions (causal_offset moves their diagonal,
+ * within [1 - seq, seq - 1]); each block gets them as a TOP_LEFT diagonal of
+ * its own (causal_offset), and a block they hide whole is not computed; with
+ * both, the ring stops after the farthest step a rank's window reaches
+ * (attn_ring_stats.steps; 2 for ATTN_RING_CONTIGUOUS slices of at least window
+ * - 1 rows, docs/MPI.md).  The other bias kinds, keep, q_start, kv_start,
+ * packed sequences and BF16 storage are not supported (ATTN_ERR_UNSUPPORTED).
+ * A descriptor built before causal_offset existed (its struct_size ending at
+ * cu_seqlens_kv) is read with causal_offset 0.
  *
  * Each rank passes its slice (attn_ring_rows gives local_rows): q_local
  * [batch, heads_q, local_rows, head_dim], k_local [batch, heads_kv,

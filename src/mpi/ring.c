@@ -111,9 +111,12 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
     c->blk_o = ring_grab(c, c->max_rows * c->bq * c->dv * sizeof(float));
     c->blk_lse = ring_grab(c, c->max_rows * c->bq * sizeof(float));
     c->kvl = ring_grab(c, (size_t)c->g.batch * sizeof(int32_t));
+    if (c->g.mask.bias)
+        c->kbias =
+            ring_grab(c, (size_t)c->g.batch * c->max_rows * sizeof(float));
     if (!c->msg[0] || (c->ranks > 1 && !c->msg[1]) || (host_q && !c->q32) ||
         (c->f16 && !c->cl && (!c->kf || !c->vf)) || !c->acc_o || !c->acc_lse ||
-        !c->blk_o || !c->blk_lse || !c->kvl) {
+        !c->blk_o || !c->blk_lse || !c->kvl || (c->g.mask.bias && !c->kbias)) {
         snprintf(c->why, sizeof c->why, "no memory for the ring's %llu bytes",
                  (unsigned long long)c->held);
         return ATTN_ERR_OUT_OF_MEMORY;
@@ -155,6 +158,7 @@ static void free_all(ring_call *c, int keep_msgs)
     free(c->blk_o);
     free(c->blk_lse);
     free(c->kvl);
+    free(c->kbias);
     for (int t = 0; t < 4; t++)
         free(c->strided[t]);
     ring_layout_free(&c->lay);
@@ -214,6 +218,15 @@ static attn_status run_block(ring_call *c, const void *q_local, int i,
         if (!any)
             return ATTN_OK;
         bd.mask.kv_len = c->kvl;
+    }
+    if (c->g.mask.bias) {
+        /* the key bias of chunk cb's keys, [batch, nb] */
+        for (size_t b = 0; b < (size_t)c->g.batch; b++)
+            memcpy(c->kbias + b * nb,
+                   c->g.mask.bias + b * (size_t)c->ring.seq +
+                       (size_t)c->lay.start[cb],
+                   nb * sizeof(float));
+        bd.mask.bias = c->kbias;
     }
     size_t ko, vo;
     ring_chunk_offsets(c, src, j, &ko, &vo);
@@ -556,7 +569,7 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
             result = ATTN_ERR_INVALID_ARGUMENT;
             snprintf(c->why, sizeof c->why,
                      "the ranks passed different descriptors (shape, mask, "
-                     "kv_len, scale or ring)");
+                     "kv_len, key bias, scale or ring)");
         }
     }
     if (result == ATTN_OK) {

@@ -105,11 +105,22 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         snprintf(why, cap, "window %d is negative", g->mask.window);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    if (g->mask.bias || g->mask.bias_kind != ATTN_BIAS_NONE || g->keep ||
+    if ((unsigned)g->mask.bias_kind > ATTN_BIAS_BROADCAST) {
+        snprintf(why, cap, "bias_kind %d is no attn_bias_kind",
+                 (int)g->mask.bias_kind);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if ((g->mask.bias_kind != ATTN_BIAS_NONE) != (g->mask.bias != NULL)) {
+        snprintf(why, cap, "%s",
+                 g->mask.bias ? "a bias without a bias_kind"
+                              : "a bias_kind without a bias");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if ((g->mask.bias && g->mask.bias_kind != ATTN_BIAS_KEY) || g->keep ||
         g->q_start || g->kv_start) {
         snprintf(why, cap,
-                 "the ring takes no bias, no keep and no q_start or "
-                 "kv_start");
+                 "the ring takes a key bias (ATTN_BIAS_KEY) only, no keep "
+                 "and no q_start or kv_start");
         return ATTN_ERR_UNSUPPORTED;
     }
     if (g->cu_seqlens_q || g->cu_seqlens_kv) {
@@ -163,5 +174,9 @@ uint32_t ring_hash(const attn_ring_desc *ring, const ring_layout *l,
     h = fnv(h, l->start, ((size_t)l->nchunks + 1) * sizeof *l->start);
     if (g->mask.kv_len)
         h = fnv(h, g->mask.kv_len, (size_t)g->batch * sizeof *g->mask.kv_len);
+    h = fnv(h, &g->mask.bias_kind, sizeof g->mask.bias_kind);
+    if (g->mask.bias) /* [batch, seq]: every rank must pass the same */
+        h = fnv(h, g->mask.bias,
+                (size_t)g->batch * (size_t)ring->seq * sizeof *g->mask.bias);
     return h;
 }

@@ -151,6 +151,8 @@ typedef struct ring_call {
     float *acc_o, *acc_lse;
     float *blk_o, *blk_lse;
     int32_t *kvl;
+    float *kbias; /* a block's slice of the key bias [batch, chunk], or
+                     NULL without one */
     /* Contiguous copies of strided q, k, v and o (ring_strides.c), or
      * NULL: the ring reads the inputs' copies and writes o's. */
     void *strided[4];

@@ -39,6 +39,7 @@ typedef struct ring_case {
     const int32_t *kv_len;
     int window;            /* mask.window */
     int64_t causal_offset; /* the global diagonal */
+    const float *key_bias; /* ATTN_BIAS_KEY [batch, seq], or NULL */
 } ring_case;
 
 static float lcg(unsigned *s)
@@ -197,6 +198,8 @@ static void run_case_in(const ring_case *k, int strided)
     d.mask.kv_len = k->kv_len;
     d.mask.window = k->window;
     d.causal_offset = k->causal_offset;
+    d.mask.bias = k->key_bias;
+    d.mask.bias_kind = k->key_bias ? ATTN_BIAS_KEY : ATTN_BIAS_NONE;
     d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
     float *w = NULL;
     if (k->additive) {
@@ -335,29 +338,30 @@ static void test_strided(void)
 {
     static const ring_case c[] = {
         {"BSHD zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, 0,
-         ATTN_RING_ZIGZAG, 0, NULL, 0, 0},
+         ATTN_RING_ZIGZAG, 0, NULL, 0, 0, NULL},
         {"padded rows f16 uneven kv_len", 2, 2, 1, 8, 16, 40, 1, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0},
+         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0, NULL},
     };
     run_case_in(&c[0], 1);
     run_case_in(&c[1], 2);
     run_case_in(&c[0], 2);
 }
 static const int32_t kv_lens2[3] = {40, 7, 48};
+static const int32_t kv_lens3[3] = {64, 20, 50};
 
 static void test_contiguous(void)
 {
     ring_case c[] = {
         {"contiguous", 2, 4, 2, 16, 12, 48, 0, 0, 0, ATTN_RING_CONTIGUOUS, 0,
-         NULL, 0, 0},
+         NULL, 0, 0, NULL},
         {"contiguous causal", 2, 4, 2, 16, 12, 48, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0, NULL},
         {"contiguous causal seq 37", 1, 2, 2, 8, 8, 37, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0, NULL},
         {"contiguous uneven counts", 2, 2, 1, 8, 16, 41, 0, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, NULL},
         {"contiguous uneven counts causal", 2, 2, 1, 8, 16, 41, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, NULL},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -367,11 +371,11 @@ static void test_zigzag(void)
 {
     ring_case c[] = {
         {"zigzag causal", 2, 4, 2, 16, 12, 48, 1, 0, 0, ATTN_RING_ZIGZAG, 0,
-         NULL, 0, 0},
+         NULL, 0, 0, NULL},
         {"zigzag", 1, 4, 4, 16, 16, 48, 0, 0, 0, ATTN_RING_ZIGZAG, 0, NULL, 0,
-         0},
+         0, NULL},
         {"zigzag causal seq 37", 1, 6, 2, 8, 8, 37, 1, 0, 0, ATTN_RING_ZIGZAG,
-         0, NULL, 0, 0},
+         0, NULL, 0, 0, NULL},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -381,11 +385,11 @@ static void test_kv_len(void)
 {
     ring_case c[] = {
         {"kv_len (one batch item sees nothing)", 2, 2, 1, 8, 8, 40, 0, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, kv_lens, 0, 0},
+         ATTN_RING_CONTIGUOUS, 0, kv_lens, 0, 0, NULL},
         {"kv_len causal zigzag", 3, 2, 2, 8, 8, 48, 1, 0, 0, ATTN_RING_ZIGZAG,
-         0, kv_lens2, 0, 0},
+         0, kv_lens2, 0, 0, NULL},
         {"kv_len uneven counts", 2, 2, 2, 8, 8, 40, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0},
+         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0, NULL},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -399,23 +403,49 @@ static void test_window(void)
 {
     ring_case c[] = {
         {"contiguous causal window 7", 2, 4, 2, 16, 12, 48, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, NULL, 7, 0},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 7, 0, NULL},
         {"contiguous causal window 1 (each row itself)", 1, 2, 1, 8, 8, 40, 1,
-         0, 0, ATTN_RING_CONTIGUOUS, 0, NULL, 1, 0},
+         0, 0, ATTN_RING_CONTIGUOUS, 0, NULL, 1, 0, NULL},
         {"uneven counts causal window 12", 2, 2, 2, 8, 8, 41, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL, 12, 0},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 12, 0, NULL},
         {"zigzag causal window 20", 1, 2, 2, 8, 8, 48, 1, 0, 0,
-         ATTN_RING_ZIGZAG, 0, NULL, 20, 0},
+         ATTN_RING_ZIGZAG, 0, NULL, 20, 0, NULL},
         {"uneven counts window 9 (not causal)", 2, 2, 1, 8, 16, 41, 0, 0, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL, 9, 0},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 9, 0, NULL},
         {"f16 zigzag causal window 30 kv_len", 3, 2, 2, 8, 8, 48, 1, 1, 0,
-         ATTN_RING_ZIGZAG, 0, kv_lens2, 30, 0},
+         ATTN_RING_ZIGZAG, 0, kv_lens2, 30, 0, NULL},
         {"zigzag causal window 100 > seq 37", 1, 2, 1, 8, 8, 37, 1, 0, 0,
-         ATTN_RING_ZIGZAG, 0, NULL, 100, 0},
+         ATTN_RING_ZIGZAG, 0, NULL, 100, 0, NULL},
         {"contiguous causal_offset -1 window 5", 1, 2, 2, 8, 8, 45, 1, 0, 0,
-         ATTN_RING_CONTIGUOUS, 0, NULL, 5, -1},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 5, -1, NULL},
         {"zigzag causal_offset 3 window 6 (not causal)", 1, 2, 2, 8, 8, 44, 0,
-         0, 0, ATTN_RING_ZIGZAG, 0, NULL, 6, 3},
+         0, 0, ATTN_RING_ZIGZAG, 0, NULL, 6, 3, NULL},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&c[i]);
+}
+
+/* A key bias [batch, seq] (each block takes its slice): values in
+ * [-2, 2], every 5th key -inf, and in batch item 1 the keys 8 .. 31 all
+ * -inf (whole chunks of some rows' keys hidden by the bias alone). */
+static float key_bias[3 * 64];
+
+static void test_key_bias(void)
+{
+    unsigned s = 77;
+    for (int b = 0; b < 3; b++)
+        for (int j = 0; j < 64; j++)
+            key_bias[b * 64 + j] = j % 5 == 3 || (b == 1 && j >= 8 && j < 32)
+                                       ? -INFINITY
+                                       : 2.0f * lcg(&s);
+    /* the bias is [batch, seq]: seq 64 reads it as laid out above */
+    ring_case c[] = {
+        {"key bias zigzag causal", 3, 2, 1, 8, 8, 64, 1, 0, 0, ATTN_RING_ZIGZAG,
+         0, NULL, 0, 0, key_bias},
+        {"key bias contiguous (not causal) uneven", 2, 2, 2, 8, 12, 64, 0, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, key_bias},
+        {"f16 key bias contiguous causal window 9 kv_len", 3, 2, 2, 16, 16, 64,
+         1, 1, 0, ATTN_RING_CONTIGUOUS, 0, kv_lens3, 9, 0, key_bias},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -425,11 +455,11 @@ static void test_f16_additive(void)
 {
     ring_case c[] = {
         {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, 0,
-         ATTN_RING_ZIGZAG, 0, NULL, 0, 0},
+         ATTN_RING_ZIGZAG, 0, NULL, 0, 0, NULL},
         {"f16 contiguous uneven", 1, 2, 1, 32, 8, 45, 0, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, NULL},
         {"additive score causal", 1, 2, 1, 8, 8, 30, 1, 0, 1, ATTN_RING_ZIGZAG,
-         0, NULL, 0, 0},
+         0, NULL, 0, 0, NULL},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -535,16 +565,30 @@ static void test_descriptors_differ(void)
     else
         CU_ASSERT(st == ATTN_OK);
     small_free(&s);
-    /* An unsupported mask (a key bias) on one rank only. */
+    /* An unsupported mask (a [seq_q, seq_kv] bias) on one rank only. */
     small_make(&s, 0);
-    float key_bias[64] = {0};
+    static const float shared_bias[24 * 24];
     if (rank == ranks - 1) {
-        s.d.mask.bias = key_bias;
-        s.d.mask.bias_kind = ATTN_BIAS_KEY;
+        s.d.mask.bias = shared_bias;
+        s.d.mask.bias_kind = ATTN_BIAS_SHARED;
     }
     st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
                         s.lse);
     expect_failed(&s, st, ATTN_ERR_UNSUPPORTED, "a bias on the last rank");
+    small_free(&s);
+    /* A key bias on every rank, one value different on the last. */
+    small_make(&s, 1);
+    float kb[24] = {0};
+    if (rank == ranks - 1)
+        kb[23] = -1.0f;
+    s.d.mask.bias = kb;
+    s.d.mask.bias_kind = ATTN_BIAS_KEY;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    if (ranks > 1)
+        expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "key bias differs");
+    else
+        CU_ASSERT(st == ATTN_OK);
     small_free(&s);
     /* A descriptor of the layout before causal_offset: the bytes where it
      * now stands are not read (12345 would be out of range). */
@@ -801,6 +845,7 @@ int main(int argc, char **argv)
         {"zig-zag slices", test_zigzag},
         {"kv_len", test_kv_len},
         {"sliding windows", test_window},
+        {"key bias", test_key_bias},
         {"f16 and the additive score", test_f16_additive},
         {"strided slices", test_strided},
         {"bad input on one rank", test_bad_input_on_one_rank},

@@ -36,9 +36,10 @@ typedef struct cl_case {
     attn_ring_layout layout;
     int uneven; /* CONTIGUOUS: counts with rank 1 empty on 3 ranks */
     const int32_t *kv_len;
-    int window;   /* mask.window */
-    int one_step; /* the window reaches one slice back: min(2, ranks)
-                     steps (else every rank's) */
+    int window;            /* mask.window */
+    int one_step;          /* the window reaches one slice back: min(2, ranks)
+                              steps (else every rank's) */
+    const float *key_bias; /* ATTN_BIAS_KEY [batch, seq], or NULL */
 } cl_case;
 
 static float lcg(unsigned *s)
@@ -166,6 +167,8 @@ static void run_case(const cl_case *k)
     d.mask.causal = k->causal;
     d.mask.kv_len = k->kv_len;
     d.mask.window = k->window;
+    d.mask.bias = k->key_bias;
+    d.mask.bias_kind = k->key_bias ? ATTN_BIAS_KEY : ATTN_BIAS_NONE;
     d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
     size_t bq = (size_t)k->batch * (size_t)k->hq;
     size_t bkv = (size_t)k->batch * (size_t)k->hkv;
@@ -242,23 +245,31 @@ static void run_case(const cl_case *k)
 
 static const int32_t kv_lens[3] = {40, 7, 48};
 
+/* A key bias [2, 48]: values in [-1, 1], every 4th key -inf. */
+static float key_bias[2 * 48];
+
 static void test_f32(void)
 {
+    unsigned seed = 5;
+    for (int j = 0; j < 2 * 48; j++)
+        key_bias[j] = j % 4 == 1 ? -INFINITY : lcg(&seed);
     cl_case c[] = {
         {"f32 zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, ATTN_RING_ZIGZAG,
-         0, NULL, 0, 0},
+         0, NULL, 0, 0, NULL},
         {"f32 contiguous", 2, 4, 2, 16, 12, 48, 0, 0, ATTN_RING_CONTIGUOUS, 0,
-         NULL, 0, 0},
+         NULL, 0, 0, NULL},
         {"f32 contiguous causal seq 41 (uneven)", 1, 2, 1, 8, 16, 41, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, NULL},
         {"f32 zigzag causal kv_len", 3, 2, 2, 8, 8, 48, 1, 0, ATTN_RING_ZIGZAG,
-         0, kv_lens, 0, 0},
+         0, kv_lens, 0, 0, NULL},
         {"f32 zigzag causal window 11", 1, 2, 1, 8, 8, 48, 1, 0,
-         ATTN_RING_ZIGZAG, 0, NULL, 11, 0},
+         ATTN_RING_ZIGZAG, 0, NULL, 11, 0, NULL},
         {"f32 contiguous window 30 (not causal, uneven)", 1, 2, 2, 8, 8, 41, 0,
-         0, ATTN_RING_CONTIGUOUS, 1, NULL, 30, 0},
+         0, ATTN_RING_CONTIGUOUS, 1, NULL, 30, 0, NULL},
         {"f32 contiguous causal window 5 (the ring stops early)", 2, 2, 1, 8, 8,
-         48, 1, 0, ATTN_RING_CONTIGUOUS, 0, NULL, 5, 1},
+         48, 1, 0, ATTN_RING_CONTIGUOUS, 0, NULL, 5, 1, NULL},
+        {"f32 zigzag causal key bias", 2, 2, 1, 8, 8, 48, 1, 0,
+         ATTN_RING_ZIGZAG, 0, NULL, 0, 0, key_bias},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
@@ -268,13 +279,13 @@ static void test_f16(void)
 {
     cl_case c[] = {
         {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, ATTN_RING_ZIGZAG,
-         0, NULL, 0, 0},
+         0, NULL, 0, 0, NULL},
         {"f16 contiguous causal", 1, 2, 1, 32, 8, 45, 1, 1,
-         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0},
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0, NULL},
         {"f16 contiguous", 1, 2, 2, 16, 16, 40, 0, 1, ATTN_RING_CONTIGUOUS, 0,
-         NULL, 0, 0},
+         NULL, 0, 0, NULL},
         {"f16 zigzag causal window 9", 1, 2, 2, 16, 16, 40, 1, 1,
-         ATTN_RING_ZIGZAG, 0, NULL, 9, 0},
+         ATTN_RING_ZIGZAG, 0, NULL, 9, 0, NULL},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&c[i]);
