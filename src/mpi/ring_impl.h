@@ -54,11 +54,6 @@ uint16_t ring_float_to_half(float f);
 void ring_halves_to_floats(float *dst, const uint16_t *src, size_t n);
 void ring_floats_to_halves(uint16_t *dst, const float *src, size_t n);
 
-/* Folds one block's partial result (o_b [rows, dv], lse_b [rows]) into the
- * running one (o, lse) exactly: lse' = log(e^lse + e^lse_b), o' = o
- * e^(lse - lse') + o_b e^(lse_b - lse').  A row with lse_b = -INFINITY (no
- * visible key in the block) leaves the running row as it is; NaN spreads
- * as in attn_sdpa. */
 /* The masks of the block of global query rows from q0 against global keys
  * from k0 (bd's seq_q and seq_kv set, the rest copied from g): the causal
  * mask and the window of g as bd's TOP_LEFT diagonal (causal_offset),
@@ -69,8 +64,14 @@ int ring_block_mask(const attn_sdpa_desc *g, long long q0, long long k0,
 /* The steps of the ring on P ranks of layout l under g's masks: 1 + the
  * farthest step t (a rank's blocks against the slice of the rank t
  * before it) at which some rank has a block the masks do not hide whole;
- * P without a mask that hides blocks.  The same on every rank. */
+ * P unless g has both the causal mask and a window.  The same on every
+ * rank. */
 int ring_steps_needed(const ring_layout *l, int P, const attn_sdpa_desc *g);
+/* Folds one block's partial result (o_b [rows, dv], lse_b [rows]) into the
+ * running one (o, lse) exactly: lse' = log(e^lse + e^lse_b), o' = o
+ * e^(lse - lse') + o_b e^(lse_b - lse').  A row with lse_b = -INFINITY (no
+ * visible key in the block) leaves the running row as it is; NaN spreads
+ * as in attn_sdpa. */
 void ring_merge(float *o, float *lse, const float *o_b, const float *lse_b,
                 size_t rows, size_t dv);
 
