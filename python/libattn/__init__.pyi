@@ -83,14 +83,15 @@ def scaled_dot_product_attention(
         attn_mask: Optional[Array] = ..., dropout_p: float = ...,
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *, device: Device = ...,
-        return_lse: Literal[False] = ...) -> Array: ...
+        return_lse: Literal[False] = ..., window: int = ...) -> Array: ...
 @overload
 def scaled_dot_product_attention(
         query: Array, key: Array, value: Array,
         attn_mask: Optional[Array] = ..., dropout_p: float = ...,
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *, device: Device = ...,
-        return_lse: Literal[True]) -> Tuple[Array, Array]: ...
+        return_lse: Literal[True],
+        window: int = ...) -> Tuple[Array, Array]: ...
 
 
 def scaled_dot_product_attention_backward(
@@ -99,7 +100,7 @@ def scaled_dot_product_attention_backward(
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *,
         device: Device = ...,
-        grad_attn_mask: bool = ...) -> Tuple[Array, ...]: ...
+        grad_attn_mask: bool = ..., window: int = ...) -> Tuple[Array, ...]: ...
 
 
 class MultiheadAttention:

@@ -82,13 +82,17 @@ class _Call:
 
 
 def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
-           enable_gqa):
+           enable_gqa, window=0):
     """The arguments of scaled_dot_product_attention, checked: a _Call
     with q, k, v (numpy, k and v broadcast to q's batch dimensions), kind,
-    code, lead, batch, hq, hk, L, S, E, Ev, scale, and key_lead and
-    value_lead (the batch dimensions key and value came with)."""
+    code, lead, batch, hq, hk, L, S, E, Ev, scale, window, and key_lead
+    and value_lead (the batch dimensions key and value came with)."""
     if dropout_p != 0.0:
         raise ValueError("dropout_p must be 0: libattn has no dropout")
+    if (isinstance(window, bool) or not isinstance(window, (int, np.integer))
+            or window < 0):
+        raise ValueError("window must be an int >= 0 (0: no window), not %r"
+                         % (window,))
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask and is_causal=True cannot be given "
                          "together")
@@ -150,6 +154,8 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
             raise ValueError("scale=0 is not supported (the library reads "
                              "0 as 1/sqrt(E))")
     c.q, c.k, c.v, c.lead = q, k, v, lead
+    # a window past every key hides nothing: the library's int holds it
+    c.window = min(int(window), 2 ** 31 - 1)
     c.batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
     c.hq, c.hk, c.L, c.S, c.E, c.Ev, c.scale = hq, hk, L, S, E, Ev, scale
     return c
@@ -167,6 +173,9 @@ def _desc(c, is_causal, mask_arr, mask_shape):
     if is_causal:
         d.mask.causal = 1
         d.causal_align = lib.ATTN_CAUSAL_TOP_LEFT
+    if c.window:
+        d.mask.window = c.window
+        d.causal_align = lib.ATTN_CAUSAL_TOP_LEFT
     if mask_arr is not None:
         if mask_arr.dtype == np.uint8:
             d.keep = _ptr(mask_arr, "const uint8_t *")
@@ -181,7 +190,7 @@ def _desc(c, is_causal, mask_arr, mask_shape):
 def scaled_dot_product_attention(query, key, value, attn_mask=None,
                                  dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False, *, device=None,
-                                 return_lse=False):
+                                 return_lse=False, window=0):
     """softmax(query key^T * scale + mask) value, as
     torch.nn.functional.scaled_dot_product_attention computes it.
 
@@ -191,7 +200,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     the leading dimensions are the batch (2-D inputs are one head).
     attn_mask: bool (True takes part) or float (added), broadcastable to
     (..., Hq, L, S).  is_causal: query i sees keys j <= i (top-left, as
-    PyTorch), not together with attn_mask.  scale: None for 1/sqrt(E).
+    PyTorch), not together with attn_mask.  window: > 0 also hides key j
+    from query i when j < i - window + 1 (a sliding window, top-left as
+    is_causal: with it query i sees keys i - window + 1 .. i; alone, every
+    later key too), with attn_mask or is_causal or alone; 0: none.
+    scale: None for 1/sqrt(E).
     enable_gqa: H may divide Hq (query head h reads key head h // (Hq/H)).
     dropout_p must be 0.  device: None (a shared "auto" context), a device
     string (a context kept per string) or a libattn.Context.  A query row
@@ -201,7 +214,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     TypeError, ValueError, and libattn.LibattnError subclasses carrying
     the library's sentence."""
     c = _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
-               enable_gqa)
+               enable_gqa, window)
     q, k, v, kind = c.q, c.k, c.v, c.kind
     o = np.empty(q.shape[:-1] + (c.Ev,), dtype=q.dtype)
     lse = (np.empty(q.shape[:-1], dtype=np.float32)
@@ -279,11 +292,12 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
                                           output, lse, attn_mask=None,
                                           is_causal=False, scale=None,
                                           enable_gqa=False, *, device=None,
-                                          grad_attn_mask=False):
+                                          grad_attn_mask=False, window=0):
     """The gradients of scaled_dot_product_attention (attn_sdpa_backward):
     (grad_query, grad_key, grad_value) of a loss whose gradient at the
     output is grad_output, given the forward's query, key, value, output
-    and lse (return_lse=True) and the arguments it was called with.
+    and lse (return_lse=True) and the arguments it was called with
+    (window too).
 
     grad_output is shaped and typed as the output, lse (..., Hq, L)
     float32.  The gradients come back in the inputs' kind and dtype, each
@@ -299,7 +313,7 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
     output or lse of another shape, and with grad_attn_mask TypeError for
     a boolean mask (it has no gradient) and ValueError for none."""
     c = _check(query, key, value, attn_mask, 0.0, is_causal, scale,
-               enable_gqa)
+               enable_gqa, window)
     if grad_attn_mask:
         if attn_mask is None:
             raise ValueError("grad_attn_mask=True needs an attn_mask")

@@ -3,7 +3,9 @@
 model the tests compare with.
 
 Tolerances, per query row (the model of the C suites, tests/ref.c): with M
-the largest |scale q.k + bias| over the row's visible keys, V the largest
+the largest scale |q|.|k| + |bias| over the row's visible keys (what a
+float dot product's error scales with: |q.k| alone is small where the
+terms cancel, and a row with one visible key has nothing else), V the largest
 |v| among them and g = (E + 8) 2^-24 (a float dot product), a score is off
 by at most g M, lse by g M, each output element by 2 g M V; plus, for the
 output's own rounding, 2^-22 V (float32) or 2^-11 (|o| + V 2^-11) (float16,
@@ -16,10 +18,20 @@ import numpy as np
 MHA_ABS = 2e-4
 
 
-def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
+def window_hides(L, S, window):
+    """[L, S]: True where a sliding window of window keys hides key j from
+    query i (top-left: j < i - window + 1); all False for window 0."""
+    i = np.arange(L)[:, None]
+    j = np.arange(S)[None, :]
+    return (j < i - window + 1) if window > 0 else np.zeros((L, S), bool)
+
+
+def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False,
+         window=0):
     """PyTorch's scaled_dot_product_attention in float64: (out, lse, tol_o,
     tol_lse) with the tolerances above for float32 (the caller adds the
-    float16 term).  A row with no visible key gives 0 and lse -inf."""
+    float16 term).  A row with no visible key gives 0 and lse -inf.
+    window: libattn's sliding window (window_hides)."""
     q = q.astype(np.float64)
     k = k.astype(np.float64)
     v = v.astype(np.float64)
@@ -31,15 +43,18 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
         v = np.repeat(v, rep, axis=-3)
     sc = 1.0 / np.sqrt(E) if scale is None else scale
     s = sc * (q @ np.swapaxes(k, -1, -2))
+    cond = abs(sc) * (np.abs(q) @ np.swapaxes(np.abs(k), -1, -2))
     if is_causal:
         hide = np.triu(np.ones((L, S), dtype=bool), k=1)
         s = np.where(hide, -np.inf, s)
+    s = np.where(window_hides(L, S, window), -np.inf, s)
     if mask is not None:
         m = np.asarray(mask)
         if m.dtype == np.bool_:
             s = np.where(m, s, -np.inf)
         else:
             s = s + m.astype(np.float64)
+            cond = cond + np.abs(np.where(np.isfinite(m), m, 0.0))
     mx = np.max(s, axis=-1, keepdims=True)
     empty = ~np.isfinite(mx)
     mx = np.where(empty, 0.0, mx)
@@ -49,7 +64,7 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
         out = np.where(empty, 0.0, (p @ v) / np.where(empty, 1.0, den))
         lse = np.where(empty[..., 0], -np.inf, (mx + np.log(den))[..., 0])
     visible = np.isfinite(s)
-    mag = np.max(np.where(visible, np.abs(s), 0.0), axis=-1)
+    mag = np.max(np.where(visible, np.maximum(np.abs(s), cond), 0.0), axis=-1)
     vmax = np.max(np.abs(v), axis=(-1, -2))[..., None]
     vmax = np.broadcast_to(vmax, mag.shape)
     g = (E + 8) * 2.0 ** -24
@@ -60,7 +75,7 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
 
 
 def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
-                  enable_gqa=False, mask_grad=False):
+                  enable_gqa=False, mask_grad=False, window=0):
     """The gradients (dq, dk, dv) of PyTorch's scaled_dot_product_attention
     in float64 at the output gradient dout, each shaped as its input (dk,
     dv summed over the query heads of a key head and over the batch
@@ -69,7 +84,7 @@ def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
     fourth, dS summed over what the mask broadcasts along."""
     if q.ndim == 2:  # one head
         r = sdpa_backward(q[None], k[None], v[None], dout[None], mask,
-                          is_causal, scale, enable_gqa, mask_grad)
+                          is_causal, scale, enable_gqa, mask_grad, window)
         return tuple(x[0] for x in r[:3]) + tuple(r[3:])
     q = q.astype(np.float64)
     k0, v0 = k, v
@@ -86,6 +101,7 @@ def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
     s = sc * (q @ np.swapaxes(kr, -1, -2))
     if is_causal:
         s = np.where(np.triu(np.ones((L, S), dtype=bool), k=1), -np.inf, s)
+    s = np.where(window_hides(L, S, window), -np.inf, s)
     if mask is not None:
         m = np.asarray(mask)
         s = (np.where(m, s, -np.inf) if m.dtype == np.bool_

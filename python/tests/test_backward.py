@@ -50,6 +50,15 @@ def test_shapes_and_dtypes(ctx, rng, shape, dtype):
     check(ctx, q, k, v)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_sliding_window(ctx, rng, causal, dtype):
+    q = rand(rng, (2, 4, 29, 16), dtype)
+    k = rand(rng, (2, 2, 37, 16), dtype)
+    v = rand(rng, (2, 2, 37, 8), dtype)
+    check(ctx, q, k, v, is_causal=causal, enable_gqa=True, window=5)
+
+
 def test_causal_gqa_scale(ctx, rng):
     q = rand(rng, (2, 6, 21, 16))
     k = rand(rng, (2, 2, 21, 16))

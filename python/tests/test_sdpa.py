@@ -16,8 +16,8 @@ def run(ctx, q, k, v, **kw):
 
 def check(ctx, q, k, v, mask=None, **kw):
     o, lse = run(ctx, q, k, v, attn_mask=mask, **kw)
-    ref_kw = {key: kw[key] for key in ("is_causal", "scale", "enable_gqa")
-              if key in kw}
+    ref_kw = {key: kw[key] for key in ("is_causal", "scale", "enable_gqa",
+                                       "window") if key in kw}
     want, want_lse, tol_o, tol_lse = sdpa(q, k, v, mask, **ref_kw)
     assert o.shape == want.shape and o.dtype == q.dtype
     assert lse.shape == want_lse.shape and lse.dtype == np.float32
@@ -53,6 +53,35 @@ def test_is_causal_top_left(ctx, rng, L, S):
     o = check(ctx, q, k, v, is_causal=True)
     # Top-left: row 0 sees key 0 only.
     assert np.allclose(o[..., 0, :], v[..., 0, :], atol=1e-6)
+
+
+@pytest.mark.parametrize("L,S,window,causal", [
+    (40, 40, 7, True), (23, 57, 5, True), (57, 23, 9, False), (1, 40, 3, True),
+    (30, 30, 1, True), (12, 12, 100, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_sliding_window(ctx, rng, L, S, window, causal, dtype):
+    q = rand(rng, (2, 3, L, 32), dtype)
+    k = rand(rng, (2, 3, S, 32), dtype)
+    v = rand(rng, (2, 3, S, 32), dtype)
+    o = check(ctx, q, k, v, is_causal=causal, window=window)
+    if causal and window == 1:  # each row sees its own key alone
+        assert np.allclose(o, v, atol=2e-3)
+
+
+def test_sliding_window_with_mask(ctx, rng):
+    q = rand(rng, (2, 2, 19, 16))
+    k = rand(rng, (2, 2, 31, 16))
+    v = rand(rng, (2, 2, 31, 16))
+    mask = rng.random((2, 1, 19, 31)) < 0.8
+    check(ctx, q, k, v, mask, window=6)
+
+
+@pytest.mark.parametrize("window", [-1, 2.5, True, "3"])
+def test_bad_window(ctx, rng, window):
+    q = rand(rng, (1, 4, 8))
+    with pytest.raises(ValueError):
+        libattn.scaled_dot_product_attention(q, q, q, device=ctx,
+                                             window=window)
 
 
 @pytest.mark.parametrize("mask_shape", [

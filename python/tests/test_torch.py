@@ -132,6 +132,25 @@ def test_autograd_function_trains_like_torch(ctx, mask_kind):
         assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
 
 
+def test_autograd_function_sliding_window(ctx):
+    # window=4 with is_causal against torch with the same band as a mask:
+    # query i sees keys i - 3 .. i
+    from libattn.torch import scaled_dot_product_attention as sdpa
+    g = torch.Generator().manual_seed(23)
+    q, k, v, w = (torch.randn(2, 2, 15, 16, generator=g) for _ in range(4))
+    ours = [x.clone().requires_grad_() for x in (q, k, v)]
+    (sdpa(*ours, is_causal=True, window=4, device=ctx) * w).sum().backward()
+    i = torch.arange(15)[:, None]
+    j = torch.arange(15)[None, :]
+    band = (j <= i) & (j > i - 4)
+    refs = [t64(x).requires_grad_() for x in (q, k, v)]
+    (F.scaled_dot_product_attention(*refs, attn_mask=band) *
+     t64(w)).sum().backward()
+    for name, a, b in zip(("q", "k", "v"), ours, refs):
+        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
+        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+
+
 @pytest.mark.parametrize("mshape", [(2, 4, 9, 12), (1, 4, 9, 12), (9, 1)])
 def test_autograd_function_mask_gradient(ctx, mshape):
     # a float mask that requires grad gets torch.autograd's gradient
