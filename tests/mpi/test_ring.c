@@ -163,6 +163,37 @@ static unsigned char *strided_buf(size_t batch, size_t heads, size_t rows,
  * farthest step t at which a row of some rank sees a key of the rank t
  * before it (causal: j <= i + offset; window: j >= i + offset - window +
  * 1; kv_len not counted). */
+/* The blocks this rank computes in the first `steps` steps, from the
+ * global positions: a pair of chunks with rows, where some row sees some
+ * key through the causal mask and the window, and some batch item's
+ * kv_len reaches the key chunk. */
+static int blocks_expected(const ring_case *k, const attn_ring_desc *r,
+                           int steps)
+{
+    ring_layout l;
+    char why[128];
+    int n = 0;
+    CU_ASSERT_FATAL(ring_layout_make(r, ranks, &l, why, sizeof why) == ATTN_OK);
+    for (int t = 0; t < steps; t++)
+        for (int i = 0; i < l.per_rank; i++)
+            for (int j = 0; j < l.per_rank; j++) {
+                const int ca = ring_chunk_of(&l, rank, i);
+                const int cb = ring_chunk_of(&l, (rank - t + ranks) % ranks, j);
+                int seen = 0, reach = !k->kv_len;
+                for (int b = 0; k->kv_len && b < k->batch; b++)
+                    reach |= k->kv_len[b] > l.start[cb];
+                for (int gi = l.start[ca]; gi < l.start[ca + 1]; gi++)
+                    for (int gj = l.start[cb]; gj < l.start[cb + 1]; gj++) {
+                        const long long off = (long long)gi + k->causal_offset;
+                        seen |= (!k->causal || gj <= off) &&
+                                (k->window <= 0 || gj >= off - k->window + 1);
+                    }
+                n += seen && reach;
+            }
+    ring_layout_free(&l);
+    return n;
+}
+
 static int steps_expected(const ring_case *k, const attn_ring_desc *r)
 {
     for (int t = ranks - 1; t > 0; t--)
@@ -303,10 +334,15 @@ static void run_case_in(const ring_case *k, int strided)
                ranks, worst, worst_lse);
     if (st == ATTN_OK) {
         const int steps = steps_expected(k, &r);
+        const int blocks = blocks_expected(k, &r, steps);
         snprintf(what, sizeof what,
-                 "%s on rank %d of %d: %d steps, %d expected", k->name, rank,
-                 ranks, stats.steps, steps);
-        HARNESS_EXPECT(stats.steps == steps && stats.bytes_held > 0, what);
+                 "%s on rank %d of %d: %d steps and %d blocks, %d and %d "
+                 "expected",
+                 k->name, rank, ranks, stats.steps, stats.blocks, steps,
+                 blocks);
+        HARNESS_EXPECT(stats.steps == steps && stats.blocks == blocks &&
+                           stats.bytes_held > 0,
+                       what);
         if (rank == ranks - 1 && steps < ranks)
             printf(" (%d of %d steps)", steps, ranks);
     }
