@@ -29,25 +29,36 @@ void *ring_grab(ring_call *c, size_t n)
     return malloc(n ? n : 1);
 }
 
-size_t ring_msg_bytes(const ring_call *c, int sender)
+size_t ring_msg_bytes_of(const ring_call *c, int sender, size_t elem)
 {
     size_t rows = (size_t)ring_rank_rows(&c->lay, sender);
-    return RING_HEADER + rows * c->bkv * (c->d + c->dv) * c->elem;
+    return RING_HEADER + rows * c->bkv * (c->d + c->dv) * elem;
 }
 
-void ring_chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
-                        size_t *v_off)
+size_t ring_msg_bytes(const ring_call *c, int sender)
+{
+    return ring_msg_bytes_of(c, sender, c->elem);
+}
+
+void ring_chunk_offsets_of(const ring_call *c, int sender, int j, size_t elem,
+                           size_t *k_off, size_t *v_off)
 {
     size_t off = RING_HEADER;
     for (int i = 0; i < j; i++) {
         size_t n =
             (size_t)ring_chunk_rows(&c->lay, ring_chunk_of(&c->lay, sender, i));
-        off += n * c->bkv * (c->d + c->dv) * c->elem;
+        off += n * c->bkv * (c->d + c->dv) * elem;
     }
     size_t n =
         (size_t)ring_chunk_rows(&c->lay, ring_chunk_of(&c->lay, sender, j));
     *k_off = off;
-    *v_off = off + n * c->bkv * c->d * c->elem;
+    *v_off = off + n * c->bkv * c->d * elem;
+}
+
+void ring_chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
+                        size_t *v_off)
+{
+    ring_chunk_offsets_of(c, sender, j, c->elem, k_off, v_off);
 }
 
 size_t ring_chunk_row0(const ring_call *c, int i)
@@ -144,7 +155,7 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
     return ATTN_OK;
 }
 
-static void free_all(ring_call *c, int keep_msgs)
+void ring_free_all(ring_call *c, int keep_msgs)
 {
     if (!keep_msgs) {
         free(c->msg[0]);
@@ -187,25 +198,19 @@ static attn_status host_block(ring_call *c, const attn_sdpa_desc *bd,
     return c->sdpa(c->ctx, bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);
 }
 
-/* One block: local chunk i's queries against chunk j of src's message m.
- * Returns ATTN_OK also for a block the masks hide (skipped). */
-static attn_status run_block(ring_call *c, const void *q_local, int i,
-                             const unsigned char *m, int slot, int src, int j,
-                             int *widened)
+int ring_block_desc(ring_call *c, int ca, int cb, attn_sdpa_desc *bd)
 {
-    int ca = ring_chunk_of(&c->lay, c->rank, i);
-    int cb = ring_chunk_of(&c->lay, src, j);
     size_t na = (size_t)ring_chunk_rows(&c->lay, ca);
     size_t nb = (size_t)ring_chunk_rows(&c->lay, cb);
     if (!na || !nb)
-        return ATTN_OK;
-    attn_sdpa_desc bd = c->g;
-    bd.seq_q = (int)na;
-    bd.seq_kv = (int)nb;
-    bd.dtype = ATTN_F32;
-    if (!ring_block_mask(&c->g, c->lay.start[ca], c->lay.start[cb], &bd))
-        return ATTN_OK;
-    bd.mask.kv_len = NULL;
+        return 0;
+    *bd = c->g;
+    bd->seq_q = (int)na;
+    bd->seq_kv = (int)nb;
+    bd->dtype = ATTN_F32;
+    if (!ring_block_mask(&c->g, c->lay.start[ca], c->lay.start[cb], bd))
+        return 0;
+    bd->mask.kv_len = NULL;
     if (c->g.mask.kv_len) {
         int any = 0;
         for (int b = 0; b < c->g.batch; b++) {
@@ -216,8 +221,8 @@ static attn_status run_block(ring_call *c, const void *q_local, int i,
             any |= c->kvl[b] > 0;
         }
         if (!any)
-            return ATTN_OK;
-        bd.mask.kv_len = c->kvl;
+            return 0;
+        bd->mask.kv_len = c->kvl;
     }
     if (c->g.mask.bias) {
         /* the key bias of chunk cb's keys, [batch, nb] */
@@ -226,8 +231,23 @@ static attn_status run_block(ring_call *c, const void *q_local, int i,
                    c->g.mask.bias + b * (size_t)c->ring.seq +
                        (size_t)c->lay.start[cb],
                    nb * sizeof(float));
-        bd.mask.bias = c->kbias;
+        bd->mask.bias = c->kbias;
     }
+    return 1;
+}
+
+/* One block: local chunk i's queries against chunk j of src's message m.
+ * Returns ATTN_OK also for a block the masks hide (skipped). */
+static attn_status run_block(ring_call *c, const void *q_local, int i,
+                             const unsigned char *m, int slot, int src, int j,
+                             int *widened)
+{
+    int ca = ring_chunk_of(&c->lay, c->rank, i);
+    int cb = ring_chunk_of(&c->lay, src, j);
+    size_t na = (size_t)ring_chunk_rows(&c->lay, ca);
+    attn_sdpa_desc bd;
+    if (!ring_block_desc(c, ca, cb, &bd))
+        return ATTN_OK;
     size_t ko, vo;
     ring_chunk_offsets(c, src, j, &ko, &vo);
     size_t row0 = ring_chunk_row0(c, i);
@@ -399,6 +419,20 @@ static attn_status ring_steps(ring_call *c, const void *q_local, double tmo,
     return ATTN_OK;
 }
 
+void ring_put_rows(const ring_call *c, void *dst, const float *src,
+                   size_t outer, size_t row0, size_t n, size_t width)
+{
+    if (!c->f16) {
+        ring_unpack_rows(dst, src, outer, (int)c->local_rows, (int)row0, (int)n,
+                         width, sizeof(float));
+        return;
+    }
+    for (size_t b = 0; b < outer; b++)
+        ring_floats_to_halves((uint16_t *)dst +
+                                  (b * c->local_rows + row0) * width,
+                              src + b * n * width, n * width);
+}
+
 /* Writes the merged rows into the caller's o and lse; a row that saw no
  * key gets O = 0 (its lse is -INFINITY already). */
 void ring_write_out(ring_call *c, void *o, float *lse)
@@ -410,16 +444,8 @@ void ring_write_out(ring_call *c, void *o, float *lse)
         size_t n = (size_t)ring_chunk_rows(&c->lay,
                                            ring_chunk_of(&c->lay, c->rank, i));
         size_t row0 = ring_chunk_row0(c, i);
-        const float *ao = c->acc_o + row0 * c->bq * c->dv;
-        if (c->f16) {
-            for (size_t b = 0; b < c->bq; b++)
-                ring_floats_to_halves((uint16_t *)o +
-                                          (b * c->local_rows + row0) * c->dv,
-                                      ao + b * n * c->dv, n * c->dv);
-        } else {
-            ring_unpack_rows(o, ao, c->bq, (int)c->local_rows, (int)row0,
-                             (int)n, c->dv, sizeof(float));
-        }
+        ring_put_rows(c, o, c->acc_o + row0 * c->bq * c->dv, c->bq, row0, n,
+                      c->dv);
         if (lse)
             ring_unpack_rows(lse, c->acc_lse + row0 * c->bq, c->bq,
                              (int)c->local_rows, (int)row0, (int)n, 1,
@@ -444,7 +470,7 @@ static attn_status write_result(ring_call *c, void *o, float *lse)
     return ATTN_OK;
 }
 
-static void put_stats(const ring_call *c, attn_ring_stats *out)
+void ring_put_stats(const ring_call *c, attn_ring_stats *out)
 {
     if (!out)
         return;
@@ -456,11 +482,121 @@ static void put_stats(const ring_call *c, attn_ring_stats *out)
     memcpy(out, &s, size);
 }
 
+attn_status ring_call_open(ring_call *c, MPI_Comm comm,
+                           MPI_Errhandler *old_handler)
+{
+    c->comm = comm;
+    c->st.struct_size = sizeof c->st;
+    *old_handler = MPI_ERRHANDLER_NULL;
+    if (MPI_Comm_get_errhandler(comm, old_handler) != MPI_SUCCESS ||
+        MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Comm_size(comm, &c->ranks) != MPI_SUCCESS ||
+        MPI_Comm_rank(comm, &c->rank) != MPI_SUCCESS) {
+        if (*old_handler != MPI_ERRHANDLER_NULL) {
+            MPI_Comm_set_errhandler(comm, *old_handler);
+            MPI_Errhandler_free(old_handler);
+        }
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    /* Under MPI_THREAD_SINGLE the process may hold no other thread that
+     * runs while MPI is called: the blocks then run on this thread. */
+    int level = MPI_THREAD_SINGLE;
+    c->threads_ok =
+        MPI_Query_thread(&level) == MPI_SUCCESS && level >= MPI_THREAD_FUNNELED;
+    return ATTN_OK;
+}
+
+void ring_call_close(ring_call *c, MPI_Errhandler *old_handler)
+{
+    MPI_Comm_set_errhandler(c->comm, *old_handler);
+    MPI_Errhandler_free(old_handler);
+}
+
+attn_status ring_call_setup(ring_call *c, const attn_ring_desc *ring,
+                            const attn_sdpa_desc *d, double *tmo,
+                            uint32_t *hash)
+{
+    attn_status mine =
+        ring_check_descs(ring, d, &c->ring, &c->g, c->why, sizeof c->why);
+    if (mine != ATTN_OK) {
+        if (ring->timeout_ms > 0)
+            *tmo = ring->timeout_ms / 1000.0;
+        return mine;
+    }
+    *tmo = c->ring.timeout_ms ? c->ring.timeout_ms / 1000.0 : 60.0;
+    mine = ring_layout_make(&c->ring, c->ranks, &c->lay, c->why, sizeof c->why);
+    if (mine != ATTN_OK)
+        return mine;
+    c->f16 = c->g.dtype == ATTN_F16;
+    c->elem = c->f16 ? 2 : 4;
+    c->bq = (size_t)c->g.batch * (size_t)c->g.heads_q;
+    c->bkv = (size_t)c->g.batch * (size_t)c->g.heads_kv;
+    c->d = (size_t)c->g.head_dim;
+    c->dv = (size_t)c->g.head_dim_v;
+    c->local_rows = (size_t)ring_rank_rows(&c->lay, c->rank);
+    *hash = ring_hash(&c->ring, &c->lay, &c->g);
+    return ATTN_OK;
+}
+
 /* The message of a failure another rank had. */
 static void peer_failed(ring_call *c, attn_status st, int rank)
 {
     snprintf(c->why, sizeof c->why, "rank %d failed: %s", rank,
              attn_status_string(st));
+}
+
+attn_status ring_agree_start(ring_call *c, attn_status mine, uint32_t hash,
+                             double tmo)
+{
+    attn_status agreed = ATTN_OK;
+    int failed_rank = -1, same = 1;
+    double t0 = ring_now();
+    attn_status comm_st =
+        ring_agree(c->comm, c->rank, mine, hash, tmo, &agreed, &failed_rank,
+                   &same, c->why, sizeof c->why);
+    c->st.agree_s += ring_now() - t0;
+    if (comm_st != ATTN_OK)
+        return comm_st;
+    if (mine != ATTN_OK)
+        return mine;
+    if (agreed != ATTN_OK) {
+        peer_failed(c, agreed, failed_rank);
+        return agreed;
+    }
+    if (!same) {
+        snprintf(c->why, sizeof c->why,
+                 "the ranks passed different descriptors (shape, mask, "
+                 "kv_len, key bias, scale or ring)");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    return ATTN_OK;
+}
+
+attn_status ring_agree_end(ring_call *c, attn_status comm_st, attn_status local,
+                           attn_status seen, int seen_rank, double tmo)
+{
+    attn_status end = comm_st != ATTN_OK ? comm_st : local, agreed = ATTN_OK;
+    int failed_rank = -1, same = 1;
+    double t0 = ring_now();
+    char why2[sizeof c->why];
+    attn_status st2 = ring_agree(c->comm, c->rank, end, 0, tmo, &agreed,
+                                 &failed_rank, &same, why2, sizeof why2);
+    c->st.agree_s += ring_now() - t0;
+    if (end != ATTN_OK)
+        return end;
+    if (st2 != ATTN_OK) {
+        memcpy(c->why, why2, sizeof why2);
+        return st2;
+    }
+    if (agreed != ATTN_OK) {
+        peer_failed(c, agreed, failed_rank);
+        return agreed;
+    }
+    if (seen != ATTN_OK) { /* cannot happen without agreed */
+        peer_failed(c, seen, seen_rank);
+        return seen;
+    }
+    return ATTN_OK;
 }
 
 attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
@@ -483,28 +619,14 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
     c->cl = cl;
     double t_start = ring_now();
     c->ctx = ctx;
-    c->comm = comm;
     c->sdpa = sdpa ? sdpa : default_sdpa;
     c->user = user;
-    c->st.struct_size = sizeof c->st;
-    MPI_Errhandler old_handler = MPI_ERRHANDLER_NULL;
-    if (MPI_Comm_get_errhandler(comm, &old_handler) != MPI_SUCCESS ||
-        MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
-        MPI_Comm_size(comm, &c->ranks) != MPI_SUCCESS ||
-        MPI_Comm_rank(comm, &c->rank) != MPI_SUCCESS) {
+    MPI_Errhandler old_handler;
+    if (ring_call_open(c, comm, &old_handler) != ATTN_OK) {
         ring_set_error("%s: the communicator cannot be used", fn);
-        if (old_handler != MPI_ERRHANDLER_NULL) {
-            MPI_Comm_set_errhandler(comm, old_handler);
-            MPI_Errhandler_free(&old_handler);
-        }
         free(c);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    /* Under MPI_THREAD_SINGLE the process may hold no other thread that
-     * runs while MPI is called: the blocks then run on this thread. */
-    int level = MPI_THREAD_SINGLE;
-    c->threads_ok =
-        MPI_Query_thread(&level) == MPI_SUCCESS && level >= MPI_THREAD_FUNNELED;
     double tmo = 60.0;
     attn_status mine = ATTN_OK;
     if (!d || !ctx || (!cl && (!q_local || !k_local || !v_local || !o_local))) {
@@ -516,27 +638,13 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
                  : !v_local ? "v_local"
                             : "o_local");
         mine = ATTN_ERR_INVALID_ARGUMENT;
-    }
-    if (mine == ATTN_OK)
-        mine =
-            ring_check_descs(ring, d, &c->ring, &c->g, c->why, sizeof c->why);
-    if (mine == ATTN_OK) {
-        tmo = c->ring.timeout_ms ? c->ring.timeout_ms / 1000.0 : 60.0;
-        mine = ring_layout_make(&c->ring, c->ranks, &c->lay, c->why,
-                                sizeof c->why);
-    } else if (ring->timeout_ms > 0) {
-        tmo = ring->timeout_ms / 1000.0;
+        if (ring->timeout_ms > 0)
+            tmo = ring->timeout_ms / 1000.0;
     }
     uint32_t hash = 0;
+    if (mine == ATTN_OK)
+        mine = ring_call_setup(c, ring, d, &tmo, &hash);
     if (mine == ATTN_OK) {
-        c->f16 = c->g.dtype == ATTN_F16;
-        c->elem = c->f16 ? 2 : 4;
-        c->bq = (size_t)c->g.batch * (size_t)c->g.heads_q;
-        c->bkv = (size_t)c->g.batch * (size_t)c->g.heads_kv;
-        c->d = (size_t)c->g.head_dim;
-        c->dv = (size_t)c->g.head_dim_v;
-        c->local_rows = (size_t)ring_rank_rows(&c->lay, c->rank);
-        hash = ring_hash(&c->ring, &c->lay, &c->g);
         mine = ring_strides_check(c);
 #ifdef ATTN_MPI_HAVE_CL
         if (cl && mine == ATTN_OK)
@@ -552,54 +660,19 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
 #endif
     }
     /* The first agreement: every rank's arguments and allocations. */
-    attn_status agreed = ATTN_OK, comm_st;
-    int failed_rank = -1, same = 1, keep_msgs = 0;
-    double t0 = ring_now();
-    comm_st = ring_agree(comm, c->rank, mine, hash, tmo, &agreed, &failed_rank,
-                         &same, c->why, sizeof c->why);
-    c->st.agree_s += ring_now() - t0;
-    attn_status result = comm_st;
-    if (comm_st == ATTN_OK) {
-        if (mine != ATTN_OK) {
-            result = mine;
-        } else if (agreed != ATTN_OK) {
-            result = agreed;
-            peer_failed(c, agreed, failed_rank);
-        } else if (!same) {
-            result = ATTN_ERR_INVALID_ARGUMENT;
-            snprintf(c->why, sizeof c->why,
-                     "the ranks passed different descriptors (shape, mask, "
-                     "kv_len, key bias, scale or ring)");
-        }
-    }
+    int keep_msgs = 0;
+    attn_status result = ring_agree_start(c, mine, hash, tmo);
     if (result == ATTN_OK) {
         attn_status local = ATTN_OK, seen = ATTN_OK;
         int seen_rank = -1;
         /* The masks may hide every block past some step from every rank
          * (a causal window): the ring stops there. */
         c->st.steps = ring_steps_needed(&c->lay, c->ranks, &c->g);
-        comm_st =
+        attn_status comm_st =
             ring_steps(c, q_local, tmo, &local, &seen, &seen_rank, &keep_msgs);
         /* The last agreement: a failure of the ring's last steps has had
          * no message left to travel with. */
-        attn_status end = comm_st != ATTN_OK ? comm_st : local;
-        t0 = ring_now();
-        char why2[sizeof c->why];
-        attn_status st2 = ring_agree(comm, c->rank, end, 0, tmo, &agreed,
-                                     &failed_rank, &same, why2, sizeof why2);
-        c->st.agree_s += ring_now() - t0;
-        if (end != ATTN_OK) {
-            result = end;
-        } else if (st2 != ATTN_OK) {
-            result = st2;
-            memcpy(c->why, why2, sizeof why2);
-        } else if (agreed != ATTN_OK) {
-            result = agreed;
-            peer_failed(c, agreed, failed_rank);
-        } else if (seen != ATTN_OK) { /* cannot happen without agreed */
-            result = seen;
-            peer_failed(c, seen, seen_rank);
-        }
+        result = ring_agree_end(c, comm_st, local, seen, seen_rank, tmo);
         if (result == ATTN_OK)
             result = write_result(c, o_local, lse_local);
     }
@@ -608,15 +681,14 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
     if (result != ATTN_OK)
         ring_set_error("%s: %s", fn, c->why);
     else if (mine == ATTN_OK)
-        put_stats(c, c->ring.stats);
+        ring_put_stats(c, c->ring.stats);
 #ifdef ATTN_MPI_HAVE_CL
     if (cl)
         ring_cl_release(c);
 #endif
-    free_all(c, keep_msgs);
+    ring_free_all(c, keep_msgs);
+    ring_call_close(c, &old_handler);
     free(c);
-    MPI_Comm_set_errhandler(comm, old_handler);
-    MPI_Errhandler_free(&old_handler);
     return result;
 }
 

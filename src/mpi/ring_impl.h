@@ -170,6 +170,11 @@ size_t ring_msg_bytes(const ring_call *c, int sender);
 /* Byte offsets of chunk j's K and V inside sender's message. */
 void ring_chunk_offsets(const ring_call *c, int sender, int j, size_t *k_off,
                         size_t *v_off);
+/* The same for elements of elem bytes (the backward's float gradients
+ * travel in messages of the same layout). */
+size_t ring_msg_bytes_of(const ring_call *c, int sender, size_t elem);
+void ring_chunk_offsets_of(const ring_call *c, int sender, int j, size_t elem,
+                           size_t *k_off, size_t *v_off);
 /* Rows before local chunk i in this rank's tensors. */
 size_t ring_chunk_row0(const ring_call *c, int i);
 /* [outer, n, width] floats from rows [row0, row0 + n) of the local src. */
@@ -178,8 +183,44 @@ void ring_pack_float(const ring_call *c, float *dst, const void *src,
 /* The merged rows in the caller's layout: o [bq, local_rows, dv] of the
  * dtype, lse (may be NULL) [bq, local_rows]. */
 void ring_write_out(ring_call *c, void *o, float *lse);
+/* n rows (row0 on) of the [outer, n, width] floats src into the caller's
+ * [outer, local_rows, width] dst of the call's dtype. */
+void ring_put_rows(const ring_call *c, void *dst, const float *src,
+                   size_t outer, size_t row0, size_t n, size_t width);
 /* malloc that counts into c->held. */
 void *ring_grab(ring_call *c, size_t n);
+/* Frees what the call allocated (the messages only when keep_msgs is 0:
+ * MPI may still write them after a timeout) and its layout. */
+void ring_free_all(ring_call *c, int keep_msgs);
+/* The statistics of the call into the caller's out (by its struct_size). */
+void ring_put_stats(const ring_call *c, attn_ring_stats *out);
+
+/* The steps of a call, shared by the forward (ring.c) and the backward
+ * (ring_bwd.c).  ring_call_open: c's comm, ranks, rank and threads_ok, the
+ * communicator's error handler set to MPI_ERRORS_RETURN (the old one in
+ * *old; ring_call_close puts it back); ATTN_ERR_INVALID_ARGUMENT when the
+ * communicator cannot be used. */
+attn_status ring_call_open(ring_call *c, MPI_Comm comm, MPI_Errhandler *old);
+void ring_call_close(ring_call *c, MPI_Errhandler *old);
+/* The descriptors checked and read into c (ring, g, lay, the sizes and
+ * local_rows), *tmo the wait limit in seconds (also on failure), *hash
+ * what the ranks must agree on.  ATTN_OK or a status, c->why set. */
+attn_status ring_call_setup(ring_call *c, const attn_ring_desc *ring,
+                            const attn_sdpa_desc *d, double *tmo,
+                            uint32_t *hash);
+/* The agreement before the ring (every rank's status and arguments) and
+ * the one after it (comm_st: the ring's communication, local: this
+ * rank's blocks, seen: the worst status a message brought, from
+ * seen_rank).  Each returns the call's status, c->why set. */
+attn_status ring_agree_start(ring_call *c, attn_status mine, uint32_t hash,
+                             double tmo);
+attn_status ring_agree_end(ring_call *c, attn_status comm_st, attn_status local,
+                           attn_status seen, int seen_rank, double tmo);
+/* The block of global chunks ca (query rows) and cb (keys): *bd is c->g
+ * cut to the chunks (F32) with their masks (ring_block_mask), kv_len
+ * (c->kvl) and key bias (c->kbias) moved to the block.  0 when nothing
+ * is to be computed (an empty chunk, every key hidden). */
+int ring_block_desc(ring_call *c, int ca, int cb, attn_sdpa_desc *bd);
 
 /* Strided slices (ring_strides.c).  Takes the strides out of c->g into
  * c->strides and checks this rank's, once local_rows is known: extents
