@@ -172,6 +172,39 @@ ATTN_API attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
                                     const void *v_local, void *o_local,
                                     float *lse_local);
 
+/** The gradients of attn_sdpa_ring (training a sequence spread over the
+ * ranks): a collective call, every rank of comm with the same ring and
+ * global descriptor d as its forward call, and in g_local its own slices
+ * (contiguous, the layouts of attn_sdpa_ring): q, k, v, the forward's
+ * o_local and lse_local (lse is required), d_o = dL/dO of its rows, and
+ * out dq [batch, heads_q, local_rows, head_dim], dk and dv [batch,
+ * heads_kv, local_rows, head_dim / head_dim_v] (dtype), the rows of the
+ * single-process attn_sdpa_backward of the global problem.  K and V
+ * travel the ring as in the forward; float accumulators of dK and dV
+ * follow them one step behind (each rank adds its blocks' share, then
+ * sends them on), and after the last step go back to the rank that
+ * holds their keys: 2 (K, V) + 2 x 4-byte (dK, dV) elements per key row
+ * and step (docs/MPI.md).  Every block is attn_sdpa_backward on the
+ * rank's context, with P recomputed from the global lse and D =
+ * rowsum(dO * O) from the global O, in float (F16 slices widened, the
+ * gradients summed in float and rounded once); its masks as the
+ * forward's (causal, window, causal_offset, kv_len, a key bias: hidden
+ * blocks are not computed, and the ring stops after the same step).
+ * dbias and d_additive_w are not computed (set: ATTN_ERR_UNSUPPORTED;
+ * the additive score itself is taken), nor are strides (each q_strides
+ * .. o_strides must be 0: ATTN_ERR_UNSUPPORTED).  Threads, the
+ * communicator, the agreements, timeouts and failures are as for
+ * attn_sdpa_ring; on error the outputs are untouched.  Errors: those of
+ * attn_sdpa_ring, and ATTN_ERR_INVALID_ARGUMENT for a NULL g_local or
+ * tensor, an attn_sdpa_grad.struct_size of no layout, or an output that
+ * overlaps another tensor of g_local; ranks of which some call the
+ * forward and others the backward disagree (ATTN_ERR_INVALID_ARGUMENT).
+ * attn_ring_last_error says why. */
+ATTN_API attn_status attn_sdpa_ring_backward(attn_context *ctx, MPI_Comm comm,
+                                             const attn_ring_desc *ring,
+                                             const attn_sdpa_desc *d,
+                                             const attn_sdpa_grad *g_local);
+
 /** A sentence about the last failure of an attn_sdpa_ring call on the
  * calling thread, or "" when none failed.  Thread-local; valid until the
  * thread's next attn_sdpa_ring call. */

@@ -85,6 +85,22 @@ void ring_pack_float(const ring_call *c, float *dst, const void *src,
                               n * width);
 }
 
+void ring_pack_own(ring_call *c, const void *k, const void *v)
+{
+    ring_header h = {RING_MAGIC, -1, c->rank, ATTN_OK, -1};
+    memcpy(c->msg[0], &h, sizeof h);
+    for (int i = 0; i < c->lay.per_rank && k; i++) {
+        size_t n = (size_t)ring_chunk_rows(&c->lay,
+                                           ring_chunk_of(&c->lay, c->rank, i));
+        size_t ko, vo, row0 = ring_chunk_row0(c, i);
+        ring_chunk_offsets(c, c->rank, i, &ko, &vo);
+        ring_pack_rows(c->msg[0] + ko, k, c->bkv, (int)c->local_rows, (int)row0,
+                       (int)n, c->d, c->elem);
+        ring_pack_rows(c->msg[0] + vo, v, c->bkv, (int)c->local_rows, (int)row0,
+                       (int)n, c->dv, c->elem);
+    }
+}
+
 static attn_status alloc_all(ring_call *c, const void *q, const void *k,
                              const void *v)
 {
@@ -132,21 +148,13 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
                  (unsigned long long)c->held);
         return ATTN_ERR_OUT_OF_MEMORY;
     }
-    /* This rank's message: its chunks' K then V, packed once. */
-    ring_header h = {RING_MAGIC, -1, c->rank, ATTN_OK, -1};
-    memcpy(c->msg[0], &h, sizeof h);
-    for (int i = 0; i < c->lay.per_rank && !c->cl; i++) {
+    ring_pack_own(c, c->cl ? NULL : k, v); /* the device packs its own */
+    for (int i = 0; i < c->lay.per_rank && c->q32 && !c->cl; i++) {
         size_t n = (size_t)ring_chunk_rows(&c->lay,
                                            ring_chunk_of(&c->lay, c->rank, i));
-        size_t ko, vo, row0 = ring_chunk_row0(c, i);
-        ring_chunk_offsets(c, c->rank, i, &ko, &vo);
-        ring_pack_rows(c->msg[0] + ko, k, c->bkv, (int)rows, (int)row0, (int)n,
-                       c->d, c->elem);
-        ring_pack_rows(c->msg[0] + vo, v, c->bkv, (int)rows, (int)row0, (int)n,
-                       c->dv, c->elem);
-        if (c->q32)
-            ring_pack_float(c, c->q32 + row0 * c->bq * c->d, q, c->bq, row0, n,
-                            c->d);
+        size_t row0 = ring_chunk_row0(c, i);
+        ring_pack_float(c, c->q32 + row0 * c->bq * c->d, q, c->bq, row0, n,
+                        c->d);
     }
     /* acc_o is not cleared: a row's first visible block is copied in
      * (ring_merge), and rows no block sees are zeroed by write_out. */

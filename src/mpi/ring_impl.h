@@ -183,6 +183,9 @@ void ring_pack_float(const ring_call *c, float *dst, const void *src,
 /* The merged rows in the caller's layout: o [bq, local_rows, dv] of the
  * dtype, lse (may be NULL) [bq, local_rows]. */
 void ring_write_out(ring_call *c, void *o, float *lse);
+/* This rank's message in c->msg[0]: the header (step -1), then, when k
+ * is not NULL, its chunks' K and V from the caller's k and v. */
+void ring_pack_own(ring_call *c, const void *k, const void *v);
 /* n rows (row0 on) of the [outer, n, width] floats src into the caller's
  * [outer, local_rows, width] dst of the call's dtype. */
 void ring_put_rows(const ring_call *c, void *dst, const float *src,
@@ -248,6 +251,19 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
                      const void *q_local, const void *k_local,
                      const void *v_local, void *o_local, float *lse_local,
                      ring_sdpa_fn sdpa, void *user);
+
+/* The block computation of attn_sdpa_ring_backward (ring_bwd.c); tests
+ * substitute one that fails on a chosen rank and block. */
+typedef attn_status (*ring_bwd_fn)(attn_context *ctx, const attn_sdpa_desc *d,
+                                   const attn_sdpa_grad *g, void *user);
+
+/* attn_sdpa_ring_backward with the block computation given (NULL:
+ * attn_sdpa_backward). */
+attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
+                              const attn_ring_desc *ring,
+                              const attn_sdpa_desc *d,
+                              const attn_sdpa_grad *g_local, ring_bwd_fn bwd,
+                              void *user);
 
 /* Sets the thread's last error (printf-style); "" clears it. */
 void ring_set_error(const char *fmt, ...)

@@ -3,7 +3,8 @@
 # libattn_mpi's exported surface: the dynamic symbols it defines are
 # exactly the ATTN_API functions of include/attn/attn_mpi.h (and
 # attn_mpi_cl.h when built with OpenCL), each in the
-# version node ATTN_MPI_1 (src/mpi/attn_mpi.map), and its SONAME is
+# version node of src/mpi/attn_mpi.map that added it (ATTN_MPI_1, then
+# ATTN_MPI_1.1 for attn_sdpa_ring_backward), and its SONAME is
 # libattn_mpi.so.<ATTN_ABI_VERSION>.
 # usage: check_symbols_mpi.sh LIBRARY SOURCE_DIR [cl]   (77 without nm/readelf)
 set -eu
@@ -28,11 +29,21 @@ if [ "$declared" != "$exported" ]; then
   echo
   fail=1
 fi
-if echo "$raw" | grep -v '@@ATTN_MPI_1$' | grep -q .; then
-  echo "check_symbols_mpi: symbols outside the node ATTN_MPI_1:"
-  echo "$raw" | grep -v '@@ATTN_MPI_1$'
-  fail=1
-fi
+# Each symbol in its node: those of ABI 1's first release in ATTN_MPI_1,
+# the backward in ATTN_MPI_1.1.
+node_of() {
+  case $1 in
+    attn_sdpa_ring_backward) echo ATTN_MPI_1.1 ;;
+    *) echo ATTN_MPI_1 ;;
+  esac
+}
+for s in $raw; do
+  want="${s%%@*}@@$(node_of "${s%%@*}")"
+  if [ "$s" != "$want" ]; then
+    echo "check_symbols_mpi: $s is not $want"
+    fail=1
+  fi
+done
 abi=$(sed -n 's/^#define ATTN_ABI_VERSION \([0-9]*\).*/\1/p' \
   "$src/include/attn/attn.h")
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
@@ -42,4 +53,4 @@ if [ "$soname" != "libattn_mpi.so.$abi" ]; then
 fi
 [ $fail -eq 0 ] || exit 1
 echo "check_symbols_mpi: $(echo "$exported" | wc -l) symbols, those of" \
-  "attn_mpi.h, in ATTN_MPI_1, SONAME $soname"
+  "attn_mpi.h, in their nodes (ATTN_MPI_1, ATTN_MPI_1.1), SONAME $soname"

@@ -27,6 +27,7 @@
 
 #include "harness.h"
 #include "mpi/ring_impl.h"
+#include "ref.h"
 
 static attn_context *ctx;
 static int rank, ranks;
@@ -216,7 +217,9 @@ static int steps_expected(const ring_case *k, const attn_ring_desc *r)
     return 1;
 }
 
-static void run_case_in(const ring_case *k, int strided)
+/* The global descriptor of case k; *w receives the additive score's
+ * weights (free them), or NULL. */
+static attn_sdpa_desc case_desc(const ring_case *k, float **w)
 {
     attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
     d.batch = k->batch;
@@ -232,12 +235,53 @@ static void run_case_in(const ring_case *k, int strided)
     d.mask.bias = k->key_bias;
     d.mask.bias_kind = k->key_bias ? ATTN_BIAS_KEY : ATTN_BIAS_NONE;
     d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
-    float *w = NULL;
+    *w = NULL;
     if (k->additive) {
         d.score = ATTN_SCORE_ADDITIVE;
-        w = fill((size_t)k->hq * (size_t)k->d, 99, 0);
-        d.additive_w = w;
+        *w = fill((size_t)k->hq * (size_t)k->d, 99, 0);
+        d.additive_w = *w;
     }
+    return d;
+}
+
+/* The ring of case k (counts: room for the uneven ones), stats set. */
+static attn_ring_desc case_ring(const ring_case *k, int *counts,
+                                attn_ring_stats *stats)
+{
+    attn_ring_desc r = ATTN_RING_DESC_INIT;
+    r.seq = k->seq;
+    r.layout = k->layout;
+    if (k->uneven) {
+        uneven_counts(counts, k->seq);
+        r.counts = counts;
+    }
+    r.stats = stats;
+    return r;
+}
+
+/* The steps and blocks stats reports for case k, against the counts from
+ * global positions. */
+static void check_stats(const ring_case *k, const attn_ring_desc *r,
+                        const attn_ring_stats *stats)
+{
+    char what[200];
+    const int steps = steps_expected(k, r);
+    const int blocks = blocks_expected(k, r, steps);
+    snprintf(what, sizeof what,
+             "%s on rank %d of %d: %d steps and %d blocks, %d and %d "
+             "expected",
+             k->name, rank, ranks, stats->steps, stats->blocks, steps, blocks);
+    HARNESS_EXPECT(stats->steps == steps && stats->blocks == blocks &&
+                       stats->bytes_held > 0,
+                   what);
+    if (rank == ranks - 1 && steps < ranks)
+        printf(" (%d of %d steps)", steps, ranks);
+}
+
+static void run_case_in(const ring_case *k, int strided)
+{
+    float *w;
+    attn_sdpa_desc d = case_desc(k, &w);
     size_t bq = (size_t)k->batch * (size_t)k->hq;
     size_t bkv = (size_t)k->batch * (size_t)k->hkv;
     size_t seq = (size_t)k->seq, elem = k->f16 ? 2 : 4;
@@ -249,15 +293,8 @@ static void run_case_in(const ring_case *k, int strided)
     CU_ASSERT_FATAL(attn_sdpa(ctx, &d, q, kk, v, o_ref, lse_ref) == ATTN_OK);
 
     int counts[8];
-    attn_ring_desc r = ATTN_RING_DESC_INIT;
-    r.seq = k->seq;
-    r.layout = k->layout;
-    if (k->uneven) {
-        uneven_counts(counts, k->seq);
-        r.counts = counts;
-    }
     attn_ring_stats stats = ATTN_RING_STATS_INIT;
-    r.stats = &stats;
+    attn_ring_desc r = case_ring(k, counts, &stats);
     int rows;
     void *ql = slice(&r, q, bq, (size_t)k->d, elem, &rows);
     void *kl = slice(&r, kk, bkv, (size_t)k->d, elem, &rows);
@@ -332,20 +369,8 @@ static void run_case_in(const ring_case *k, int strided)
     if (rank == ranks - 1)
         printf("\n  %s, %d ranks: max |dO| %.3g, max |dlse| %.3g", k->name,
                ranks, worst, worst_lse);
-    if (st == ATTN_OK) {
-        const int steps = steps_expected(k, &r);
-        const int blocks = blocks_expected(k, &r, steps);
-        snprintf(what, sizeof what,
-                 "%s on rank %d of %d: %d steps and %d blocks, %d and %d "
-                 "expected",
-                 k->name, rank, ranks, stats.steps, stats.blocks, steps,
-                 blocks);
-        HARNESS_EXPECT(stats.steps == steps && stats.blocks == blocks &&
-                           stats.bytes_held > 0,
-                       what);
-        if (rank == ranks - 1 && steps < ranks)
-            printf(" (%d of %d steps)", steps, ranks);
-    }
+    if (st == ATTN_OK)
+        check_stats(k, &r, &stats);
     free(w);
     free(q);
     free(kk);
@@ -466,7 +491,7 @@ static void test_window(void)
  * -inf (whole chunks of some rows' keys hidden by the bias alone). */
 static float key_bias[3 * 64];
 
-static void test_key_bias(void)
+static void fill_key_bias(void)
 {
     unsigned s = 77;
     for (int b = 0; b < 3; b++)
@@ -474,6 +499,11 @@ static void test_key_bias(void)
             key_bias[b * 64 + j] = j % 5 == 3 || (b == 1 && j >= 8 && j < 32)
                                        ? -INFINITY
                                        : 2.0f * lcg(&s);
+}
+
+static void test_key_bias(void)
+{
+    fill_key_bias();
     /* the bias is [batch, seq]: seq 64 reads it as laid out above */
     ring_case c[] = {
         {"key bias zigzag causal", 3, 2, 1, 8, 8, 64, 1, 0, 0, ATTN_RING_ZIGZAG,
@@ -782,6 +812,307 @@ static void test_stalled_rank_times_out(void)
     small_free(&s);
 }
 
+/* ---- the backward ------------------------------------------------------ */
+
+/* attn_sdpa_ring_backward after attn_sdpa_ring, each rank's dq, dk and dv
+ * against its rows of the double reference backward of the global problem
+ * (tests/ref_bwd.c), with test_backward's tolerance: per element,
+ * |got - want| <= TOL (M + 1) + TOL |want|, M the largest magnitude of the
+ * reference tensor, TOL 1e-4 for F32 and 8e-3 for F16 (O, the inputs and
+ * the gradients stored as binary16). */
+#define BWD_TOL_F32 1e-4
+#define BWD_TOL_F16 8e-3
+
+static double *to_f64(const void *p, size_t n, int f16)
+{
+    double *x = malloc((n ? n : 1) * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = val(p, i, f16);
+    return x;
+}
+
+/* Elements of got (n, the local rows) off the reference rows want; m the
+ * global reference's largest magnitude. */
+static int grads_off(const void *got, const double *want, size_t n, double m,
+                     int f16, double *worst)
+{
+    const double tol = f16 ? BWD_TOL_F16 : BWD_TOL_F32;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(val(got, i, f16) - want[i]);
+        if (!(e <= tol * (m + 1.0) + tol * fabs(want[i])))
+            bad++;
+        *worst = fmax(*worst, e);
+    }
+    return bad;
+}
+
+static double max_abs(const double *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static void run_bwd_case(const ring_case *k)
+{
+    float *w;
+    attn_sdpa_desc d = case_desc(k, &w);
+    const size_t bq = (size_t)k->batch * (size_t)k->hq,
+                 bkv = (size_t)k->batch * (size_t)k->hkv, seq = (size_t)k->seq,
+                 elem = k->f16 ? 2 : 4, D = (size_t)k->d, DV = (size_t)k->dv;
+    void *q = fill(bq * seq * D, 1, k->f16);
+    void *kk = fill(bkv * seq * D, 2, k->f16);
+    void *v = fill(bkv * seq * DV, 3, k->f16);
+    void *dout = fill(bq * seq * DV, 4, k->f16);
+    int counts[8], rows;
+    attn_ring_stats stats = ATTN_RING_STATS_INIT;
+    attn_ring_desc r = case_ring(k, counts, &stats);
+    void *ql = slice(&r, q, bq, D, elem, &rows);
+    void *kl = slice(&r, kk, bkv, D, elem, &rows);
+    void *vl = slice(&r, v, bkv, DV, elem, &rows);
+    void *dol = slice(&r, dout, bq, DV, elem, &rows);
+    const size_t R = rows ? (size_t)rows : 1;
+    void *ol = malloc(R * bq * DV * elem);
+    float *lsel = malloc(R * bq * sizeof(float));
+    void *dql = malloc(R * bq * D * elem), *dkl = malloc(R * bkv * D * elem),
+         *dvl = malloc(R * bkv * DV * elem);
+    char what[400];
+    attn_status st =
+        attn_sdpa_ring(ctx, MPI_COMM_WORLD, &r, &d, ql, kl, vl, ol, lsel);
+    snprintf(what, sizeof what, "%s (forward) on rank %d of %d: %s", k->name,
+             rank, ranks, attn_ring_last_error());
+    HARNESS_EXPECT(st == ATTN_OK, what);
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    g.q = ql;
+    g.k = kl;
+    g.v = vl;
+    g.o = ol;
+    g.lse = lsel;
+    g.d_o = dol;
+    g.dq = dql;
+    g.dk = dkl;
+    g.dv = dvl;
+    stats = (attn_ring_stats)ATTN_RING_STATS_INIT;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &r, &d, &g);
+    snprintf(what, sizeof what, "%s (backward) on rank %d of %d: %s", k->name,
+             rank, ranks, attn_ring_last_error());
+    HARNESS_EXPECT(st == ATTN_OK, what);
+    /* The reference of the global problem, its rows of this rank. */
+    double *q8 = to_f64(q, bq * seq * D, k->f16),
+           *k8 = to_f64(kk, bkv * seq * D, k->f16),
+           *v8 = to_f64(v, bkv * seq * DV, k->f16),
+           *do8 = to_f64(dout, bq * seq * DV, k->f16);
+    double *rq = malloc(bq * seq * D * 8), *rk = malloc(bkv * seq * D * 8),
+           *rv = malloc(bkv * seq * DV * 8);
+    CU_ASSERT_FATAL(ref_sdpa_backward_f64(&d, q8, k8, v8, do8, rq, rk, rv) ==
+                    0);
+    double *rql = slice(&r, rq, bq, D, 8, &rows);
+    double *rkl = slice(&r, rk, bkv, D, 8, &rows);
+    double *rvl = slice(&r, rv, bkv, DV, 8, &rows);
+    double wq = 0, wk = 0, wv = 0;
+    int bad = 0;
+    if (st == ATTN_OK) {
+        bad += grads_off(dql, rql, (size_t)rows * bq * D,
+                         max_abs(rq, bq * seq * D), k->f16, &wq);
+        bad += grads_off(dkl, rkl, (size_t)rows * bkv * D,
+                         max_abs(rk, bkv * seq * D), k->f16, &wk);
+        bad += grads_off(dvl, rvl, (size_t)rows * bkv * DV,
+                         max_abs(rv, bkv * seq * DV), k->f16, &wv);
+    }
+    snprintf(what, sizeof what,
+             "%s (backward) on rank %d of %d: %d values off (max |e| dq %g, "
+             "dk %g, dv %g)",
+             k->name, rank, ranks, bad, wq, wk, wv);
+    HARNESS_EXPECT(bad == 0, what);
+    if (rank == ranks - 1)
+        printf("\n  backward %s, %d ranks: max |e| dq %.3g dk %.3g dv %.3g",
+               k->name, ranks, wq, wk, wv);
+    if (st == ATTN_OK)
+        check_stats(k, &r, &stats);
+    void *bufs[] = {w,   q,   kk, v,  dout, ql,  kl, vl, dol, ol,  lsel, dql,
+                    dkl, dvl, q8, k8, v8,   do8, rq, rk, rv,  rql, rkl,  rvl};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+}
+
+/* The forward's cases (contiguous, uneven with an empty rank, zig-zag,
+ * GQA, kv_len, windows with a moved diagonal, key biases, F16, the
+ * additive score) through the backward. */
+static void test_backward(void)
+{
+    static const ring_case c[] = {
+        {"contiguous GQA", 2, 4, 2, 16, 12, 48, 0, 0, 0, ATTN_RING_CONTIGUOUS,
+         0, NULL, 0, 0, NULL},
+        {"contiguous causal seq 37", 1, 2, 2, 8, 8, 37, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL, 0, 0, NULL},
+        {"uneven counts causal", 2, 2, 1, 8, 16, 41, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, NULL},
+        {"zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, 0, ATTN_RING_ZIGZAG, 0,
+         NULL, 0, 0, NULL},
+        {"zigzag (not causal)", 1, 4, 4, 16, 16, 48, 0, 0, 0, ATTN_RING_ZIGZAG,
+         0, NULL, 0, 0, NULL},
+        {"kv_len (one batch item sees nothing)", 2, 2, 1, 8, 8, 40, 0, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, kv_lens, 0, 0, NULL},
+        {"kv_len causal zigzag", 3, 2, 2, 8, 8, 48, 1, 0, 0, ATTN_RING_ZIGZAG,
+         0, kv_lens2, 0, 0, NULL},
+        {"contiguous causal window 7", 2, 4, 2, 16, 12, 48, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL, 7, 0, NULL},
+        {"uneven counts window 9 (not causal)", 2, 2, 1, 8, 16, 41, 0, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, NULL, 9, 0, NULL},
+        {"contiguous causal_offset -1 window 5", 1, 2, 2, 8, 8, 45, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL, 5, -1, NULL},
+        {"key bias zigzag causal", 3, 2, 1, 8, 8, 64, 1, 0, 0, ATTN_RING_ZIGZAG,
+         0, NULL, 0, 0, key_bias},
+        {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, 0,
+         ATTN_RING_ZIGZAG, 0, NULL, 0, 0, NULL},
+        {"f16 key bias contiguous causal window 9 kv_len", 3, 2, 2, 16, 16, 64,
+         1, 1, 0, ATTN_RING_CONTIGUOUS, 0, kv_lens3, 9, 0, key_bias},
+        {"additive score causal", 1, 2, 1, 8, 8, 30, 1, 0, 1, ATTN_RING_ZIGZAG,
+         0, NULL, 0, 0, NULL},
+    };
+    fill_key_bias();
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_bwd_case(&c[i]);
+}
+
+/* A small backward problem: the forward's slices of small_make, its o and
+ * lse from attn_sdpa_ring, d_o, and dq, dk, dv preset to a sentinel. */
+typedef struct small_bwd {
+    small s;
+    float *d_o, *dq, *dk, *dv;
+    attn_sdpa_grad g;
+} small_bwd;
+
+static void small_bwd_make(small_bwd *b)
+{
+    small_make(&b->s, 1);
+    CU_ASSERT_FATAL(attn_sdpa_ring(ctx, MPI_COMM_WORLD, &b->s.r, &b->s.d,
+                                   b->s.q, b->s.k, b->s.v, b->s.o,
+                                   b->s.lse) == ATTN_OK);
+    size_t n = (size_t)b->s.rows * 2 * 4 + 1;
+    b->d_o = fill(n, 8, 0);
+    b->dq = malloc(n * sizeof(float));
+    b->dk = malloc(n * sizeof(float));
+    b->dv = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        b->dq[i] = b->dk[i] = b->dv[i] = 1234.5f;
+    b->g = (attn_sdpa_grad)ATTN_SDPA_GRAD_INIT;
+    b->g.q = b->s.q;
+    b->g.k = b->s.k;
+    b->g.v = b->s.v;
+    b->g.o = b->s.o;
+    b->g.lse = b->s.lse;
+    b->g.d_o = b->d_o;
+    b->g.dq = b->dq;
+    b->g.dk = b->dk;
+    b->g.dv = b->dv;
+}
+
+static void small_bwd_free(small_bwd *b)
+{
+    small_free(&b->s);
+    free(b->d_o);
+    free(b->dq);
+    free(b->dk);
+    free(b->dv);
+}
+
+static void expect_bwd_failed(const small_bwd *b, attn_status st,
+                              attn_status want, const char *test)
+{
+    char what[600];
+    snprintf(what, sizeof what, "%s, rank %d of %d: status %s (%s)", test, rank,
+             ranks, attn_status_string(st), attn_ring_last_error());
+    HARNESS_EXPECT(st == want, what);
+    HARNESS_EXPECT(attn_ring_last_error()[0] != '\0', what);
+    int same = 1;
+    for (size_t i = 0; i < (size_t)b->s.rows * 8; i++)
+        same &=
+            b->dq[i] == 1234.5f && b->dk[i] == 1234.5f && b->dv[i] == 1234.5f;
+    HARNESS_EXPECT(same, what);
+}
+
+static attn_status faulty_bwd(attn_context *c, const attn_sdpa_desc *d,
+                              const attn_sdpa_grad *g, void *user)
+{
+    fault *f = user;
+    if (rank == f->rank && ++f->calls == f->call)
+        return ATTN_ERR_DEVICE;
+    return attn_sdpa_backward(c, d, g);
+}
+
+/* What the backward refuses, on one rank or on all, and a block failing
+ * mid-ring: every rank returns the status, dq, dk and dv untouched. */
+static void test_backward_failures(void)
+{
+    small_bwd b;
+    small_bwd_make(&b);
+    /* g NULL on the last rank */
+    attn_status st = attn_sdpa_ring_backward(
+        ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, rank == ranks - 1 ? NULL : &b.g);
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "g NULL on one rank");
+    /* lse NULL on rank 0 */
+    attn_sdpa_grad g = b.g;
+    if (rank == 0)
+        g.lse = NULL;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &g);
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "lse NULL on rank 0");
+    /* dq over q on the last rank (where it has rows) */
+    g = b.g;
+    if (rank == ranks - 1 && b.s.rows > 0)
+        g.dq = b.s.q;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &g);
+    if (b.s.rows > 0 || ranks > 1)
+        expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "dq over q");
+    /* dbias and d_additive_w are not computed */
+    float dbias[24], key_bias0[24] = {0};
+    g = b.g;
+    attn_sdpa_desc d = b.s.d;
+    d.mask.bias = key_bias0;
+    d.mask.bias_kind = ATTN_BIAS_KEY;
+    g.dbias = dbias;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &d, &g);
+    expect_bwd_failed(&b, st, ATTN_ERR_UNSUPPORTED, "dbias asked");
+    /* strides (valid ones: BSHD q) are not taken */
+    d = b.s.d;
+    d.q_strides[0] = (int64_t)b.s.rows * 8;
+    d.q_strides[1] = 4;
+    d.q_strides[2] = 8;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &d, &b.g);
+    expect_bwd_failed(&b, st, ATTN_ERR_UNSUPPORTED, "strides");
+    /* a struct_size of no layout */
+    g = b.g;
+    g.struct_size = 12;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &g);
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "struct_size 12");
+    /* the forward on rank 0, the backward on the others */
+    if (ranks > 1) {
+        float *o2 = malloc(((size_t)b.s.rows * 8 + 1) * sizeof *o2);
+        if (rank == 0)
+            st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, b.s.q,
+                                b.s.k, b.s.v, o2, NULL);
+        else
+            st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d,
+                                         &b.g);
+        expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT,
+                          "a forward on rank 0, backwards elsewhere");
+        free(o2);
+    }
+    /* the last rank's second block fails (its first with one rank) */
+    fault f = {ranks - 1, ranks > 1 ? 2 : 1, 0, 0};
+    st = ring_run_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &b.g,
+                           faulty_bwd, &f);
+    expect_bwd_failed(&b, st, ATTN_ERR_DEVICE, "block failing mid-ring");
+    HARNESS_EXPECT(!strstr(attn_ring_last_error(), "timeout"),
+                   attn_ring_last_error());
+    /* and the communicator works for the next call */
+    CU_ASSERT(attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d,
+                                      &b.g) == ATTN_OK);
+    small_bwd_free(&b);
+}
+
 static void test_layout_queries(void)
 {
     attn_ring_desc r = ATTN_RING_DESC_INIT;
@@ -889,6 +1220,8 @@ int main(int argc, char **argv)
         {"strides refused", test_bad_strides},
         {"failure mid-ring", test_failure_mid_ring},
         {"stalled rank times out", test_stalled_rank_times_out},
+        {"backward", test_backward},
+        {"backward failures", test_backward_failures},
         {NULL, NULL}};
     int rc = harness_main("ring", suite_init, suite_clean, tests);
     MPI_Finalize();

@@ -1,0 +1,583 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * attn_sdpa_ring_backward: the gradients of attn_sdpa_ring.  Every rank
+ * holds its rows of Q, K, V, the forward's O and lse, and dO.  K and V
+ * travel the ring as in the forward; behind them, one step later, travel
+ * float accumulators of dK and dV for the same chunks.  At each step a
+ * rank runs attn_sdpa_backward of its query chunks against the key chunks
+ * it holds: P is recomputed from the forward's global lse and D =
+ * rowsum(dO * O) from the global O, so each block's gradients are exactly
+ * its share of the sums.  dQ adds up on the rank; the block's dK and dV
+ * go into the step's scratch, which is added to the accumulator arriving
+ * from the left neighbour before it goes on to the right.  After the last
+ * step each accumulator goes home to the rank that holds its keys.
+ *
+ * The checks, agreements and failure rules are the forward's (ring.c):
+ * every message carries the sender's status, every wait is bounded.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring_impl.h"
+
+#define RING_TAG_GRAD (RING_TAG + 1) /* accumulators along the ring */
+#define RING_TAG_HOME (RING_TAG + 2) /* accumulators going home */
+
+/* The backward's own state beside the forward's ring_call (whose msg,
+ * q32, kf, vf, kvl and kbias it uses as the forward does). */
+typedef struct ring_bwd {
+    ring_call *c;
+    ring_bwd_fn bwd;
+    void *user;
+    float *o32, *do32, *lse32; /* the local rows, chunk by chunk, in float */
+    float *dq;                 /* dQ summed over the blocks, likewise */
+    float *blk_dq, *blk_dk, *blk_dv;
+    unsigned char *scratch; /* the step's dK, dV, laid out as a message */
+    unsigned char *gmsg[2]; /* accumulators: received, added to, sent */
+    unsigned char *home;    /* this rank's own, back from the ring */
+    size_t gcap;
+} ring_bwd;
+
+static attn_status default_bwd(attn_context *ctx, const attn_sdpa_desc *d,
+                               const attn_sdpa_grad *g, void *user)
+{
+    (void)user;
+    return attn_sdpa_backward(ctx, d, g);
+}
+
+/* The grad struct read by its struct_size: the first layout ends at dv;
+ * the members after it this library knows (dbias, d_additive_w) must be
+ * NULL, and any it does not know zero. */
+static attn_status read_grad(const attn_sdpa_grad *g, attn_sdpa_grad *out,
+                             char *why, size_t cap)
+{
+    const size_t first = offsetof(attn_sdpa_grad, dbias);
+    size_t size = g->struct_size ? g->struct_size : first;
+    if (size < first || size > 65536 || size % sizeof(size_t) != 0) {
+        snprintf(why, cap,
+                 "attn_sdpa_grad.struct_size %zu is the size of no "
+                 "layout",
+                 g->struct_size);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    for (size_t i = sizeof *out; i < size; i++)
+        if (((const unsigned char *)g)[i] != 0) {
+            snprintf(why, cap,
+                     "attn_sdpa_grad sets members this "
+                     "libattn_mpi does not know");
+            return ATTN_ERR_UNSUPPORTED;
+        }
+    memset(out, 0, sizeof *out);
+    memcpy(out, g, size < sizeof *out ? size : sizeof *out);
+    out->struct_size = sizeof *out;
+    if (out->dbias || out->d_additive_w) {
+        snprintf(why, cap, "the ring's backward computes no %s",
+                 out->dbias ? "dbias" : "d_additive_w");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    const void *p[9] = {out->q,   out->k,  out->v,  out->o, out->lse,
+                        out->d_o, out->dq, out->dk, out->dv};
+    static const char *const name[9] = {"q",   "k",  "v",  "o", "lse",
+                                        "d_o", "dq", "dk", "dv"};
+    for (int i = 0; i < 9; i++)
+        if (!p[i]) {
+            snprintf(why, cap, "g->%s is NULL", name[i]);
+            return ATTN_ERR_INVALID_ARGUMENT;
+        }
+    return ATTN_OK;
+}
+
+/* The local tensors' byte ranges; an output that meets another tensor is
+ * refused (attn_sdpa_backward's rule). */
+static attn_status check_overlap(ring_call *c, const attn_sdpa_grad *g)
+{
+    const size_t rows = c->local_rows, e = c->elem;
+    if (!rows)
+        return ATTN_OK;
+    const void *p[9] = {g->dq, g->dk, g->dv,  g->q,  g->k,
+                        g->v,  g->o,  g->d_o, g->lse};
+    const size_t n[9] = {rows * c->bq * c->d * e,     rows * c->bkv * c->d * e,
+                         rows * c->bkv * c->dv * e,   rows * c->bq * c->d * e,
+                         rows * c->bkv * c->d * e,    rows * c->bkv * c->dv * e,
+                         rows * c->bq * c->dv * e,    rows * c->bq * c->dv * e,
+                         rows * c->bq * sizeof(float)};
+    static const char *const name[9] = {"dq", "dk", "dv",  "q",  "k",
+                                        "v",  "o",  "d_o", "lse"};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 9; j++) {
+            if (i == j)
+                continue;
+            uintptr_t a = (uintptr_t)p[i], b = (uintptr_t)p[j];
+            if (a < b + n[j] && b < a + n[i]) {
+                snprintf(c->why, sizeof c->why, "rank %d: g->%s overlaps g->%s",
+                         c->rank, name[i], name[j]);
+                return ATTN_ERR_INVALID_ARGUMENT;
+            }
+        }
+    return ATTN_OK;
+}
+
+static attn_status alloc_bwd(ring_bwd *b, const attn_sdpa_grad *g)
+{
+    ring_call *c = b->c;
+    c->max_rows = 0;
+    for (int ch = 0; ch < c->lay.nchunks; ch++)
+        if ((size_t)ring_chunk_rows(&c->lay, ch) > c->max_rows)
+            c->max_rows = (size_t)ring_chunk_rows(&c->lay, ch);
+    /* The largest message (two chunks' float dK and dV) must fit MPI's
+     * int count; the local buffers size_t. */
+    double biggest = (double)c->max_rows * 2.0 * (double)c->bkv *
+                     ((double)c->d + (double)c->dv) * 4.0;
+    double locals = (double)c->local_rows * (double)c->bq *
+                    (2.0 * (double)c->d + 2.0 * (double)c->dv + 1.0) * 4.0;
+    if (biggest + RING_HEADER > 2147483647.0 || locals > (double)SIZE_MAX / 4) {
+        snprintf(c->why, sizeof c->why,
+                 "a slice's gradient message exceeds 2 GiB: use more ranks");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    c->msg_cap = 0;
+    b->gcap = 0;
+    for (int r = 0; r < c->ranks; r++) {
+        if (ring_msg_bytes(c, r) > c->msg_cap)
+            c->msg_cap = ring_msg_bytes(c, r);
+        if (ring_msg_bytes_of(c, r, 4) > b->gcap)
+            b->gcap = ring_msg_bytes_of(c, r, 4);
+    }
+    const size_t rows = c->local_rows, m = c->max_rows;
+    c->msg[0] = ring_grab(c, c->msg_cap);
+    c->msg[1] = c->ranks > 1 ? ring_grab(c, c->msg_cap) : NULL;
+    c->q32 = ring_grab(c, rows * c->bq * c->d * sizeof(float));
+    b->o32 = ring_grab(c, rows * c->bq * c->dv * sizeof(float));
+    b->do32 = ring_grab(c, rows * c->bq * c->dv * sizeof(float));
+    b->lse32 = ring_grab(c, rows * c->bq * sizeof(float));
+    b->dq = ring_grab(c, rows * c->bq * c->d * sizeof(float));
+    if (c->f16) {
+        c->kf = ring_grab(c, m * c->bkv * c->d * sizeof(float));
+        c->vf = ring_grab(c, m * c->bkv * c->dv * sizeof(float));
+    }
+    b->blk_dq = ring_grab(c, m * c->bq * c->d * sizeof(float));
+    b->blk_dk = ring_grab(c, m * c->bkv * c->d * sizeof(float));
+    b->blk_dv = ring_grab(c, m * c->bkv * c->dv * sizeof(float));
+    b->scratch = ring_grab(c, b->gcap);
+    b->gmsg[0] = ring_grab(c, b->gcap);
+    b->gmsg[1] = ring_grab(c, b->gcap);
+    b->home = ring_grab(c, b->gcap);
+    c->kvl = ring_grab(c, (size_t)c->g.batch * sizeof(int32_t));
+    if (c->g.mask.bias)
+        c->kbias = ring_grab(c, (size_t)c->g.batch * m * sizeof(float));
+    if (!c->msg[0] || (c->ranks > 1 && !c->msg[1]) || !c->q32 || !b->o32 ||
+        !b->do32 || !b->lse32 || !b->dq || (c->f16 && (!c->kf || !c->vf)) ||
+        !b->blk_dq || !b->blk_dk || !b->blk_dv || !b->scratch || !b->gmsg[0] ||
+        !b->gmsg[1] || !b->home || !c->kvl || (c->g.mask.bias && !c->kbias)) {
+        snprintf(c->why, sizeof c->why, "no memory for the ring's %llu bytes",
+                 (unsigned long long)c->held);
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
+    ring_pack_own(c, g->k, g->v);
+    for (int i = 0; i < c->lay.per_rank; i++) {
+        size_t n = (size_t)ring_chunk_rows(&c->lay,
+                                           ring_chunk_of(&c->lay, c->rank, i));
+        size_t row0 = ring_chunk_row0(c, i);
+        ring_pack_float(c, c->q32 + row0 * c->bq * c->d, g->q, c->bq, row0, n,
+                        c->d);
+        ring_pack_float(c, b->o32 + row0 * c->bq * c->dv, g->o, c->bq, row0, n,
+                        c->dv);
+        ring_pack_float(c, b->do32 + row0 * c->bq * c->dv, g->d_o, c->bq, row0,
+                        n, c->dv);
+        ring_pack_rows(b->lse32 + row0 * c->bq, g->lse, c->bq, (int)rows,
+                       (int)row0, (int)n, 1, sizeof(float));
+    }
+    memset(b->dq, 0, rows * c->bq * c->d * sizeof(float));
+    return ATTN_OK;
+}
+
+static void free_bwd(ring_bwd *b, int keep_msgs)
+{
+    free(b->o32);
+    free(b->do32);
+    free(b->lse32);
+    free(b->dq);
+    free(b->blk_dq);
+    free(b->blk_dk);
+    free(b->blk_dv);
+    free(b->scratch);
+    if (!keep_msgs) {
+        free(b->gmsg[0]);
+        free(b->gmsg[1]);
+        free(b->home);
+    }
+}
+
+static void add_floats(float *acc, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        acc[i] += x[i];
+}
+
+/* One block: local chunk i's rows against chunk j of src's message m, its
+ * dQ added to b->dq and its dK, dV to the step's scratch. */
+static attn_status bwd_block(ring_bwd *b, int i, const unsigned char *m,
+                             int src, int j, int *widened)
+{
+    ring_call *c = b->c;
+    int ca = ring_chunk_of(&c->lay, c->rank, i);
+    int cb = ring_chunk_of(&c->lay, src, j);
+    attn_sdpa_desc bd;
+    if (!ring_block_desc(c, ca, cb, &bd))
+        return ATTN_OK;
+    const size_t na = (size_t)bd.seq_q, nb = (size_t)bd.seq_kv;
+    size_t ko, vo, gko, gvo, row0 = ring_chunk_row0(c, i);
+    ring_chunk_offsets(c, src, j, &ko, &vo);
+    ring_chunk_offsets_of(c, src, j, sizeof(float), &gko, &gvo);
+    const void *kb = m + ko, *vb = m + vo;
+    if (c->f16) {
+        if (*widened != j) {
+            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
+                                  nb * c->bkv * c->d);
+            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
+                                  nb * c->bkv * c->dv);
+            *widened = j;
+        }
+        kb = c->kf;
+        vb = c->vf;
+    }
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    g.q = c->q32 + row0 * c->bq * c->d;
+    g.k = kb;
+    g.v = vb;
+    g.o = b->o32 + row0 * c->bq * c->dv;
+    g.lse = b->lse32 + row0 * c->bq;
+    g.d_o = b->do32 + row0 * c->bq * c->dv;
+    g.dq = b->blk_dq;
+    g.dk = b->blk_dk;
+    g.dv = b->blk_dv;
+    attn_status st = b->bwd(c->ctx, &bd, &g, b->user);
+    if (st != ATTN_OK) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: attn_sdpa_backward of its chunk %d against chunk "
+                 "%d: %s",
+                 c->rank, ca, cb, attn_status_string(st));
+        return st;
+    }
+    double t0 = ring_now();
+    add_floats(b->dq + row0 * c->bq * c->d, b->blk_dq, na * c->bq * c->d);
+    add_floats((float *)(b->scratch + gko), b->blk_dk, nb * c->bkv * c->d);
+    add_floats((float *)(b->scratch + gvo), b->blk_dv, nb * c->bkv * c->dv);
+    c->st.merge_s += ring_now() - t0;
+    c->st.blocks++;
+    return ATTN_OK;
+}
+
+/* The blocks of one step, on a thread of their own or on the calling one
+ * (reqs given: MPI moves the transfers between blocks). */
+typedef struct bwd_job {
+    ring_bwd *b;
+    const unsigned char *m;
+    int src;
+    attn_status local;
+    MPI_Request *reqs;
+    int nreqs;
+    atomic_int running;
+    double end;
+} bwd_job;
+
+static void bwd_step(bwd_job *j)
+{
+    ring_call *c = j->b->c;
+    int widened = -1;
+    memset(j->b->scratch, 0, ring_msg_bytes_of(c, j->src, sizeof(float)));
+    for (int i = 0; i < c->lay.per_rank; i++)
+        for (int k = 0; k < c->lay.per_rank && j->local == ATTN_OK; k++) {
+            j->local = bwd_block(j->b, i, j->m, j->src, k, &widened);
+            int done;
+            if (j->reqs)
+                MPI_Testall(j->nreqs, j->reqs, &done, MPI_STATUSES_IGNORE);
+        }
+    j->end = ring_now();
+    atomic_store_explicit(&j->running, 0, memory_order_release);
+}
+
+static void *bwd_thread(void *arg)
+{
+    bwd_step(arg);
+    return NULL;
+}
+
+/* A received message's header: the ring's, of the expected origin and
+ * step; its status noted in *seen. */
+static int header_ok(ring_call *c, const unsigned char *m, int origin, int step,
+                     attn_status *seen, int *seen_rank, const char *what)
+{
+    ring_header h;
+    memcpy(&h, m, sizeof h);
+    if (h.magic != RING_MAGIC || h.origin != origin || h.step != step) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: %s is not the ring's (another call on the "
+                 "communicator?)",
+                 c->rank, what);
+        return 0;
+    }
+    if (h.status != ATTN_OK && *seen == ATTN_OK) {
+        *seen = (attn_status)h.status;
+        *seen_rank = h.failed_rank;
+    }
+    return 1;
+}
+
+static void set_header(unsigned char *m, int step, int origin,
+                       attn_status status, int failed_rank)
+{
+    ring_header h = {RING_MAGIC, step, origin, (int32_t)status, failed_rank};
+    memcpy(m, &h, sizeof h);
+}
+
+/* After a failed wait: the requests cancelled; *keep set when MPI may
+ * still write a buffer. */
+static attn_status comm_failed(ring_call *c, MPI_Request *reqs, int n,
+                               const char *why, int *keep)
+{
+    snprintf(c->why, sizeof c->why, "rank %d: %s", c->rank, why);
+    *keep = !ring_cancel(reqs, n, RING_GRACE_S);
+    return ATTN_ERR_DEVICE;
+}
+
+/* The ring of the backward.  Requests: 0, 1 the K/V message received
+ * and sent; 2 the accumulator received; 3, 4 the accumulators sent from
+ * gmsg[0] and gmsg[1] (each completes before its buffer receives again);
+ * 5 this rank's own accumulator coming home. */
+static attn_status bwd_steps(ring_bwd *b, double tmo, attn_status *local,
+                             attn_status *seen, int *seen_rank, int *keep)
+{
+    ring_call *c = b->c;
+    const int P = c->ranks, S = c->st.steps;
+    const int right = (c->rank + 1) % P, left = (c->rank + P - 1) % P;
+    MPI_Request r[6];
+    char why[256];
+    for (int i = 0; i < 6; i++)
+        r[i] = MPI_REQUEST_NULL;
+    /* The last step holds the chunks of rank - (S - 1), whose accumulator
+     * then goes home; this rank's comes from rank + S - 1. */
+    const int home_from = (c->rank + S - 1) % P;
+    if (home_from != c->rank &&
+        MPI_Irecv(b->home, (int)ring_msg_bytes_of(c, c->rank, 4), MPI_BYTE,
+                  home_from, RING_TAG_HOME, c->comm, &r[5]) != MPI_SUCCESS)
+        return comm_failed(c, r, 6, "MPI_Irecv failed", keep);
+    int cur = 0;
+    for (int t = 0; t < S; t++) {
+        const int src = (c->rank - t + P) % P, last = t == S - 1;
+        unsigned char *m = c->msg[cur], *gm = b->gmsg[t % 2];
+        if (!header_ok(c, m, src, t - 1, seen, seen_rank,
+                       "a K/V message of the backward"))
+            return comm_failed(c, r, 6, "a foreign message", keep);
+        const attn_status mine = *local != ATTN_OK ? *local : *seen;
+        const int mine_rank = *local != ATTN_OK ? c->rank : *seen_rank;
+        int rc = MPI_SUCCESS;
+        if (!last) {
+            const int from = (src + P - 1) % P;
+            set_header(m, t, src, mine, mine_rank);
+            rc = MPI_Irecv(c->msg[1 - cur], (int)ring_msg_bytes(c, from),
+                           MPI_BYTE, left, RING_TAG, c->comm, &r[0]);
+            if (rc == MPI_SUCCESS)
+                rc = MPI_Isend(m, (int)ring_msg_bytes(c, src), MPI_BYTE, right,
+                               RING_TAG, c->comm, &r[1]);
+            c->st.bytes_sent += ring_msg_bytes(c, src);
+        }
+        if (rc == MPI_SUCCESS && t > 0) {
+            /* gm's last send (step t - 2) must be done before it receives */
+            if (ring_wait(&r[3 + t % 2], 1, tmo, NULL, why, sizeof why,
+                          "an accumulator's send") != ATTN_OK)
+                return comm_failed(c, r, 6, why, keep);
+            rc = MPI_Irecv(gm, (int)ring_msg_bytes_of(c, src, 4), MPI_BYTE,
+                           left, RING_TAG_GRAD, c->comm, &r[2]);
+        }
+        if (rc != MPI_SUCCESS)
+            return comm_failed(c, r, 6, "MPI_Irecv / MPI_Isend failed", keep);
+        bwd_job job = {b, m, src, *local, NULL, 0, 1, 0};
+        double t0 = ring_now();
+        pthread_t th;
+        int threaded = 0;
+        if (*local != ATTN_OK || *seen != ATTN_OK) {
+            /* failed: forward only (zeros, not stale sums) */
+            memset(b->scratch, 0, ring_msg_bytes_of(c, src, sizeof(float)));
+            job.end = t0;
+            atomic_store(&job.running, 0);
+        } else if (P > 1 && c->threads_ok &&
+                   pthread_create(&th, NULL, bwd_thread, &job) == 0) {
+            threaded = 1;
+        } else {
+            job.reqs = r;
+            job.nreqs = 6;
+            bwd_step(&job);
+        }
+        attn_status st = ring_wait(r, 3, tmo, threaded ? &job.running : NULL,
+                                   why, sizeof why, "a backward step");
+        double t_xfer = ring_now();
+        if (threaded)
+            pthread_join(th, NULL);
+        *local = job.local;
+        c->st.compute_s += job.end - t0;
+        if (t_xfer > job.end)
+            c->st.wait_s += t_xfer - job.end;
+        if (st != ATTN_OK)
+            return comm_failed(c, r, 6, why, keep);
+        /* The accumulator of src's chunks: this step's share added. */
+        const size_t payload = ring_msg_bytes_of(c, src, 4) - RING_HEADER;
+        if (t == 0) {
+            memcpy(gm + RING_HEADER, b->scratch + RING_HEADER, payload);
+        } else {
+            if (!header_ok(c, gm, src, t - 1, seen, seen_rank,
+                           "an accumulator of the backward"))
+                return comm_failed(c, r, 6, "a foreign message", keep);
+            if (*local == ATTN_OK && *seen == ATTN_OK) {
+                double t1 = ring_now();
+                add_floats((float *)(gm + RING_HEADER),
+                           (const float *)(b->scratch + RING_HEADER),
+                           payload / sizeof(float));
+                c->st.merge_s += ring_now() - t1;
+                c->st.compute_s += ring_now() - t1;
+            }
+        }
+        const attn_status now = *local != ATTN_OK ? *local : *seen;
+        set_header(gm, t, src, now, *local != ATTN_OK ? c->rank : *seen_rank);
+        const int to = last ? src : right;
+        if (to == c->rank) { /* home already (a single step) */
+            memcpy(b->home, gm, payload + RING_HEADER);
+        } else {
+            if (MPI_Isend(gm, (int)(payload + RING_HEADER), MPI_BYTE, to,
+                          last ? RING_TAG_HOME : RING_TAG_GRAD, c->comm,
+                          &r[3 + t % 2]) != MPI_SUCCESS)
+                return comm_failed(c, r, 6, "MPI_Isend failed", keep);
+            c->st.bytes_sent += payload + RING_HEADER;
+        }
+        cur = 1 - cur;
+    }
+    double t0 = ring_now();
+    attn_status st =
+        ring_wait(r, 6, tmo, NULL, why, sizeof why, "the accumulators' return");
+    c->st.wait_s += ring_now() - t0;
+    if (st != ATTN_OK)
+        return comm_failed(c, r, 6, why, keep);
+    if (!header_ok(c, b->home, c->rank, S - 1, seen, seen_rank,
+                   "the returning accumulator"))
+        return ATTN_ERR_DEVICE;
+    return ATTN_OK;
+}
+
+/* dq, dk and dv in the caller's layout and dtype. */
+static void write_grads(const ring_bwd *b, const attn_sdpa_grad *g)
+{
+    const ring_call *c = b->c;
+    for (int i = 0; i < c->lay.per_rank; i++) {
+        size_t n = (size_t)ring_chunk_rows(&c->lay,
+                                           ring_chunk_of(&c->lay, c->rank, i));
+        size_t row0 = ring_chunk_row0(c, i), ko, vo;
+        ring_chunk_offsets_of(c, c->rank, i, sizeof(float), &ko, &vo);
+        ring_put_rows(c, g->dq, b->dq + row0 * c->bq * c->d, c->bq, row0, n,
+                      c->d);
+        ring_put_rows(c, g->dk, (const float *)(b->home + ko), c->bkv, row0, n,
+                      c->d);
+        ring_put_rows(c, g->dv, (const float *)(b->home + vo), c->bkv, row0, n,
+                      c->dv);
+    }
+}
+
+attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
+                              const attn_ring_desc *ring,
+                              const attn_sdpa_desc *d,
+                              const attn_sdpa_grad *g_local, ring_bwd_fn bwd,
+                              void *user)
+{
+    const char *fn = "attn_sdpa_ring_backward";
+    ring_set_error("%s", "");
+    if (comm == MPI_COMM_NULL || !ring) {
+        ring_set_error("%s: %s is NULL", fn, ring ? "comm" : "ring");
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    ring_call *c = calloc(1, sizeof *c);
+    ring_bwd *b = calloc(1, sizeof *b);
+    if (!c || !b) {
+        free(c);
+        free(b);
+        ring_set_error("%s: no memory", fn);
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
+    double t_start = ring_now();
+    b->c = c;
+    b->bwd = bwd ? bwd : default_bwd;
+    b->user = user;
+    c->ctx = ctx;
+    MPI_Errhandler old_handler;
+    if (ring_call_open(c, comm, &old_handler) != ATTN_OK) {
+        ring_set_error("%s: the communicator cannot be used", fn);
+        free(c);
+        free(b);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    double tmo = ring->timeout_ms > 0 ? ring->timeout_ms / 1000.0 : 60.0;
+    attn_status mine = ATTN_OK;
+    attn_sdpa_grad g;
+    if (!d || !ctx || !g_local) {
+        snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
+                 !d     ? "d"
+                 : !ctx ? "ctx"
+                        : "g");
+        mine = ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (mine == ATTN_OK)
+        mine = read_grad(g_local, &g, c->why, sizeof c->why);
+    uint32_t hash = 0;
+    if (mine == ATTN_OK)
+        mine = ring_call_setup(c, ring, d, &tmo, &hash);
+    if (mine == ATTN_OK) {
+        for (int i = 0; i < 3; i++)
+            if (c->g.q_strides[i] || c->g.k_strides[i] || c->g.v_strides[i] ||
+                c->g.o_strides[i]) {
+                snprintf(c->why, sizeof c->why,
+                         "the ring's backward takes contiguous slices only "
+                         "(no strides)");
+                mine = ATTN_ERR_UNSUPPORTED;
+                break;
+            }
+    }
+    if (mine == ATTN_OK)
+        mine = check_overlap(c, &g);
+    if (mine == ATTN_OK)
+        mine = alloc_bwd(b, &g);
+    /* a forward and a backward on the ranks of one communicator disagree */
+    hash ^= 0x62776421u;
+    int keep = 0;
+    attn_status result = ring_agree_start(c, mine, hash, tmo);
+    if (result == ATTN_OK) {
+        attn_status local = ATTN_OK, seen = ATTN_OK;
+        int seen_rank = -1;
+        c->st.steps = ring_steps_needed(&c->lay, c->ranks, &c->g);
+        attn_status comm_st =
+            bwd_steps(b, tmo, &local, &seen, &seen_rank, &keep);
+        result = ring_agree_end(c, comm_st, local, seen, seen_rank, tmo);
+        if (result == ATTN_OK)
+            write_grads(b, &g);
+    }
+    c->st.bytes_held = c->held;
+    c->st.total_s = ring_now() - t_start;
+    if (result != ATTN_OK)
+        ring_set_error("%s: %s", fn, c->why);
+    else
+        ring_put_stats(c, c->ring.stats);
+    free_bwd(b, keep);
+    ring_free_all(c, keep);
+    ring_call_close(c, &old_handler);
+    free(c);
+    free(b);
+    return result;
+}
+
+attn_status attn_sdpa_ring_backward(attn_context *ctx, MPI_Comm comm,
+                                    const attn_ring_desc *ring,
+                                    const attn_sdpa_desc *d,
+                                    const attn_sdpa_grad *g_local)
+{
+    return ring_run_backward(ctx, comm, ring, d, g_local, NULL, NULL);
+}
