@@ -7,7 +7,7 @@
  *   mpiexec -n P attn-ring-bench [--seq N] [--heads H] [--kv-heads K]
  *       [--head-dim D] [--causal 0|1] [--window W]
  *       [--layout zigzag|contiguous] [--dtype f32|f16] [--reps R]
- *       [--threads T] [--base-threads T] [--device SPEC]
+ *       [--threads T] [--base-threads T] [--device SPEC] [--backward 0|1]
  *
  * Times are medians over R calls; a ring call's time is the slowest
  * rank's.  Overlap: the same messages passed around the ring with no
@@ -23,6 +23,14 @@
  * --device SPEC (an OpenCL device, as ATTN_DEVICE takes it; built with
  * OpenCL): the single process runs attn_sdpa on that device, each rank
  * attn_sdpa_ring_cl with its slices in that device's buffers.
+ *
+ * --backward 1: then attn_sdpa_ring_backward against one process running
+ * attn_sdpa_backward on the same total size (host slices, also with
+ * --device: the blocks then run on that device), medians over R calls,
+ * the slowest rank's time; one line "csv_bwd,..." with ranks, threads,
+ * seq, heads, kv_heads, head_dim, mask, layout, single ms, ring ms,
+ * compute ms, wait ms (means over the ranks), bytes held per rank (max),
+ * ring steps.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +44,7 @@
 
 typedef struct bench_opts {
     int seq, heads, kv_heads, dim, causal, window, reps, threads, base_threads;
+    int backward; /* 1: time the backward too */
     attn_ring_layout layout;
     attn_dtype dtype;
     const char *device; /* "native", or an OpenCL device */
@@ -100,6 +109,7 @@ static int parse(int argc, char **argv, bench_opts *o)
                   : !strcmp(a, "--reps")         ? &o->reps
                   : !strcmp(a, "--threads")      ? &o->threads
                   : !strcmp(a, "--base-threads") ? &o->base_threads
+                  : !strcmp(a, "--backward")     ? &o->backward
                                                  : NULL;
         if (!v)
             return 0;
@@ -254,6 +264,143 @@ static attn_status ring_call(ring_dev *dev, attn_context *ctx,
     return attn_sdpa_ring(ctx, MPI_COMM_WORLD, ring, desc, q, k, v, out, lse);
 }
 
+/* The backward: one process (rank 0, base_threads threads) and the ring
+ * (every rank its slices, threads threads), each after a forward that
+ * gives its o and lse.  Returns 0, or 1 after a failure. */
+static int bench_backward(const bench_opts *o, const attn_sdpa_desc *desc,
+                          int rank, int ranks)
+{
+    const size_t elem = o->dtype == ATTN_F16 ? 2 : 4, seq = (size_t)o->seq;
+    const size_t hq = (size_t)o->heads, hkv = (size_t)o->kv_heads,
+                 d = (size_t)o->dim;
+    double *t = malloc((size_t)o->reps * sizeof *t);
+    double single = 0;
+    int rc = !t;
+    if (rank == 0 && !rc) {
+        attn_options opt = ATTN_OPTIONS_INIT;
+        opt.device = o->device;
+        opt.allow_fallback = 0;
+        opt.threads = o->base_threads;
+        attn_context *ctx = NULL;
+        attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+        void *p[8] = {
+            filled(seq * hq * d, elem),   filled(seq * hkv * d, elem),
+            filled(seq * hkv * d, elem),  malloc(seq * hq * d * elem),
+            filled(seq * hq * d, elem),   malloc(seq * hq * d * elem),
+            malloc(seq * hkv * d * elem), malloc(seq * hkv * d * elem)};
+        float *lse = malloc(seq * hq * sizeof *lse);
+        g.q = p[0], g.k = p[1], g.v = p[2], g.o = p[3], g.d_o = p[4];
+        g.dq = p[5], g.dk = p[6], g.dv = p[7], g.lse = lse;
+        for (int i = 0; i < 8; i++)
+            rc |= !p[i];
+        if (rc || !lse || attn_context_create(&opt, &ctx) != ATTN_OK ||
+            attn_sdpa(ctx, desc, p[0], p[1], p[2], p[3], lse) != ATTN_OK ||
+            attn_sdpa_backward(ctx, desc, &g) != ATTN_OK) {
+            fprintf(stderr, "single process backward failed\n");
+            rc = 1;
+        }
+        for (int r = 0; r < o->reps && !rc; r++) {
+            double t0 = now_s();
+            attn_sdpa_backward(ctx, desc, &g);
+            t[r] = now_s() - t0;
+        }
+        single = rc ? 0 : median(t, o->reps);
+        attn_context_destroy(ctx);
+        for (int i = 0; i < 8; i++)
+            free(p[i]);
+        free(lse);
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    quiet_barrier(MPI_COMM_WORLD);
+    if (rc) {
+        free(t);
+        return 1;
+    }
+    attn_ring_desc ring = ATTN_RING_DESC_INIT;
+    ring.seq = o->seq;
+    ring.layout = o->layout;
+    ring.timeout_ms = 600000;
+    attn_ring_stats stats = ATTN_RING_STATS_INIT;
+    int rows = 0, first = 0;
+    attn_ring_rows(&ring, ranks, rank, &rows, &first);
+    const size_t n = (size_t)rows;
+    attn_options opt = ATTN_OPTIONS_INIT;
+    opt.device = o->device;
+    opt.allow_fallback = 0;
+    opt.threads = o->threads;
+    attn_context *ctx = NULL;
+    if (attn_context_create(&opt, &ctx) != ATTN_OK) {
+        fprintf(stderr, "rank %d: no context on %s\n", rank, o->device);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    void *p[8] = {filled(n * hq * d, elem),  filled(n * hkv * d, elem),
+                  filled(n * hkv * d, elem), filled(n * hq * d, elem),
+                  filled(n * hq * d, elem),  filled(n * hq * d, elem),
+                  filled(n * hkv * d, elem), filled(n * hkv * d, elem)};
+    float *lse = malloc((n ? n : 1) * hq * sizeof *lse);
+    double *wait = malloc((size_t)o->reps * sizeof *wait);
+    double *comp = malloc((size_t)o->reps * sizeof *comp);
+    double *agree = malloc((size_t)o->reps * sizeof *agree);
+    g.q = p[0], g.k = p[1], g.v = p[2], g.o = p[3], g.d_o = p[4];
+    g.dq = p[5], g.dk = p[6], g.dv = p[7], g.lse = lse;
+    attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &ring, desc, p[0],
+                                    p[1], p[2], p[3], lse);
+    ring.stats = &stats;
+    if (st == ATTN_OK) /* warm-up */
+        st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &ring, desc, &g);
+    for (int r = 0; r < o->reps && st == ATTN_OK; r++) {
+        quiet_barrier(MPI_COMM_WORLD);
+        double t0 = now_s();
+        st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &ring, desc, &g);
+        double mine = now_s() - t0;
+        MPI_Allreduce(&mine, &t[r], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        wait[r] = stats.wait_s;
+        comp[r] = stats.compute_s;
+        agree[r] = stats.agree_s;
+    }
+    if (st != ATTN_OK) {
+        fprintf(stderr, "rank %d: %s\n", rank, attn_ring_last_error());
+        rc = 1;
+    }
+    double ring_t = rc ? 0 : median(t, o->reps);
+    double my[3] = {median(wait, o->reps), median(comp, o->reps),
+                    median(agree, o->reps)},
+           sum[3];
+    unsigned long long held = stats.bytes_held, held_max = 0;
+    MPI_Reduce(my, sum, 3, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Reduce(&held, &held_max, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0,
+               MPI_COMM_WORLD);
+    if (rank == 0 && !rc) {
+        char mask[48];
+        snprintf(mask, sizeof mask, "%s%s%.0d", o->causal ? "causal" : "full",
+                 o->window ? "-w" : "", o->window);
+        printf("  backward: single process (%d threads) %.2f ms; ring call "
+               "%.2f ms (%.2fx the single process), %d of %d steps\n",
+               o->base_threads, 1e3 * single, 1e3 * ring_t,
+               ring_t > 0 ? single / ring_t : 0, stats.steps, ranks);
+        printf("  backward per rank (mean): compute %.2f ms, wait after "
+               "compute %.3f ms, agreements %.3f ms; %llu bytes held by the "
+               "call (max)\n",
+               1e3 * sum[1] / ranks, 1e3 * sum[0] / ranks, 1e3 * sum[2] / ranks,
+               held_max);
+        printf("csv_bwd,%d,%d,%d,%d,%d,%d,%s,%s,%.4f,%.4f,%.4f,%.4f,%llu,%d\n",
+               ranks, o->threads, o->seq, o->heads, o->kv_heads, o->dim, mask,
+               o->layout == ATTN_RING_ZIGZAG ? "zigzag" : "contiguous",
+               1e3 * single, 1e3 * ring_t, 1e3 * sum[1] / ranks,
+               1e3 * sum[0] / ranks, held_max, stats.steps);
+    }
+    for (int i = 0; i < 8; i++)
+        free(p[i]);
+    free(lse);
+    free(t);
+    free(wait);
+    free(comp);
+    free(agree);
+    attn_context_destroy(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* FUNNELED: the ring computes on a thread of its own while this one
@@ -263,8 +410,8 @@ int main(int argc, char **argv)
     int rank, ranks;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    bench_opts o = {4096,     8,       8, 64, 1, 0, 5, 1, 0, ATTN_RING_ZIGZAG,
-                    ATTN_F32, "native"};
+    bench_opts o = {
+        4096, 8, 8, 64, 1, 0, 5, 1, 0, 0, ATTN_RING_ZIGZAG, ATTN_F32, "native"};
     if (!parse(argc, argv, &o)) {
         if (rank == 0)
             fprintf(stderr, "usage: attn-ring-bench [--seq N] [--heads H] "
@@ -272,7 +419,7 @@ int main(int argc, char **argv)
                             "[--window W] "
                             "[--layout zigzag|contiguous] [--dtype f32|f16] "
                             "[--reps R] [--threads T] [--base-threads T] "
-                            "[--device SPEC]\n");
+                            "[--device SPEC] [--backward 0|1]\n");
         MPI_Finalize();
         return 2;
     }
@@ -464,6 +611,8 @@ int main(int argc, char **argv)
     free(comp);
     free(merge);
     attn_context_destroy(ctx);
+    if (!rc && o.backward)
+        rc = bench_backward(&o, &desc, rank, ranks);
     MPI_Finalize();
     return rc;
 }
