@@ -183,24 +183,28 @@ void ring_free_all(ring_call *c, int keep_msgs)
     ring_layout_free(&c->lay);
 }
 
+void ring_widen_kv(ring_call *c, const void **kb, const void **vb, size_t nb,
+                   int j, int *widened)
+{
+    if (!c->f16)
+        return;
+    if (*widened != j) {
+        ring_halves_to_floats(c->kf, (const uint16_t *)*kb, nb * c->bkv * c->d);
+        ring_halves_to_floats(c->vf, (const uint16_t *)*vb,
+                              nb * c->bkv * c->dv);
+        *widened = j;
+    }
+    *kb = c->kf;
+    *vb = c->vf;
+}
+
 /* A block on host slices: attn_sdpa of the rows of Q at row0 against
  * message chunk j's K and V (kb, vb), F16 chunks widened once per step. */
 static attn_status host_block(ring_call *c, const attn_sdpa_desc *bd,
                               const void *q_local, size_t row0, const void *kb,
                               const void *vb, int j, int *widened)
 {
-    size_t nb = (size_t)bd->seq_kv;
-    if (c->f16) {
-        if (*widened != j) {
-            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
-                                  nb * c->bkv * c->d);
-            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
-                                  nb * c->bkv * c->dv);
-            *widened = j;
-        }
-        kb = c->kf;
-        vb = c->vf;
-    }
+    ring_widen_kv(c, &kb, &vb, (size_t)bd->seq_kv, j, widened);
     const void *qa =
         c->q32 ? (const void *)(c->q32 + row0 * c->bq * c->d) : q_local;
     return c->sdpa(c->ctx, bd, qa, kb, vb, c->blk_o, c->blk_lse, c->user);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ring_check.h"
 #include "ring_impl.h"
 
 #define RING_TAG_GRAD (RING_TAG + 1) /* accumulators along the ring */
@@ -54,22 +55,21 @@ static attn_status default_bwd(attn_context *ctx, const attn_sdpa_desc *d,
 static attn_status read_grad(const attn_sdpa_grad *g, attn_sdpa_grad *out,
                              char *why, size_t cap)
 {
+    /* 0 is the first layout here (docs/ABI.md, attn_sdpa_grad) */
     const size_t first = offsetof(attn_sdpa_grad, dbias);
-    size_t size = g->struct_size ? g->struct_size : first;
-    if (size < first || size > 65536 || size % sizeof(size_t) != 0) {
+    size_t size = ring_read_size(g->struct_size ? g->struct_size : first, first,
+                                 sizeof *out);
+    if (!size) {
         snprintf(why, cap,
-                 "attn_sdpa_grad.struct_size %zu is the size of no "
-                 "layout",
+                 "attn_sdpa_grad.struct_size %zu is the size of no layout",
                  g->struct_size);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    for (size_t i = sizeof *out; i < size; i++)
-        if (((const unsigned char *)g)[i] != 0) {
-            snprintf(why, cap,
-                     "attn_sdpa_grad sets members this "
-                     "libattn_mpi does not know");
-            return ATTN_ERR_UNSUPPORTED;
-        }
+    if (!ring_tail_zero(g, size, sizeof *out)) {
+        snprintf(why, cap,
+                 "attn_sdpa_grad sets members this libattn_mpi does not know");
+        return ATTN_ERR_UNSUPPORTED;
+    }
     memset(out, 0, sizeof *out);
     memcpy(out, g, size < sizeof *out ? size : sizeof *out);
     out->struct_size = sizeof *out;
@@ -233,17 +233,7 @@ static attn_status bwd_block(ring_bwd *b, int i, const unsigned char *m,
     ring_chunk_offsets(c, src, j, &ko, &vo);
     ring_chunk_offsets_of(c, src, j, sizeof(float), &gko, &gvo);
     const void *kb = m + ko, *vb = m + vo;
-    if (c->f16) {
-        if (*widened != j) {
-            ring_halves_to_floats(c->kf, (const uint16_t *)kb,
-                                  nb * c->bkv * c->d);
-            ring_halves_to_floats(c->vf, (const uint16_t *)vb,
-                                  nb * c->bkv * c->dv);
-            *widened = j;
-        }
-        kb = c->kf;
-        vb = c->vf;
-    }
+    ring_widen_kv(c, &kb, &vb, nb, j, widened);
     attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
     g.q = c->q32 + row0 * c->bq * c->d;
     g.k = kb;

@@ -11,9 +11,7 @@
 
 #include "ring_check.h"
 
-/* Bytes of a caller's struct past the members this library knows must be
- * zero (docs/ABI.md). */
-static int tail_zero(const void *p, size_t size, size_t known)
+int ring_tail_zero(const void *p, size_t size, size_t known)
 {
     for (size_t i = known; i < size; i++)
         if (((const unsigned char *)p)[i] != 0)
@@ -21,9 +19,7 @@ static int tail_zero(const void *p, size_t size, size_t known)
     return 1;
 }
 
-/* The size a caller's struct is read by, or 0 when it is no layout: from
- * first (the oldest layout this library takes) up. */
-static size_t read_size(size_t given, size_t first, size_t known)
+size_t ring_read_size(size_t given, size_t first, size_t known)
 {
     if (given == 0)
         return known;
@@ -40,15 +36,16 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
                              const attn_sdpa_desc *d, attn_ring_desc *r_out,
                              attn_sdpa_desc *d_out, char *why, size_t cap)
 {
-    size_t rs = read_size(ring->struct_size, sizeof *ring, sizeof *ring);
-    size_t ds = read_size(d->struct_size, RING_SDPA_FIRST, sizeof *d);
+    size_t rs = ring_read_size(ring->struct_size, sizeof *ring, sizeof *ring);
+    size_t ds = ring_read_size(d->struct_size, RING_SDPA_FIRST, sizeof *d);
     if (!rs || !ds) {
         snprintf(why, cap, "%s.struct_size %zu is the size of no layout",
                  rs ? "attn_sdpa_desc" : "attn_ring_desc",
                  rs ? d->struct_size : ring->struct_size);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    if (!tail_zero(ring, rs, sizeof *ring) || !tail_zero(d, ds, sizeof *d)) {
+    if (!ring_tail_zero(ring, rs, sizeof *ring) ||
+        !ring_tail_zero(d, ds, sizeof *d)) {
         snprintf(why, cap,
                  "a descriptor sets members this libattn_mpi does "
                  "not know: a newer libattn_mpi is needed");

@@ -14,6 +14,14 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
                              const attn_sdpa_desc *d, attn_ring_desc *r_out,
                              attn_sdpa_desc *d_out, char *why, size_t cap);
 
+/* The size a caller's struct is read by (given: its struct_size; 0 means
+ * known, the current layout), or 0 when it is no layout: from first (the
+ * oldest layout this library takes) up. */
+size_t ring_read_size(size_t given, size_t first, size_t known);
+/* Whether the bytes of a caller's struct of size bytes past the known
+ * ones (the members this library knows) are all zero (docs/ABI.md). */
+int ring_tail_zero(const void *p, size_t size, size_t known);
+
 /* A hash of everything that must be equal on every rank. */
 uint32_t ring_hash(const attn_ring_desc *ring, const ring_layout *l,
                    const attn_sdpa_desc *g);

@@ -186,6 +186,11 @@ void ring_write_out(ring_call *c, void *o, float *lse);
 /* This rank's message in c->msg[0]: the header (step -1), then, when k
  * is not NULL, its chunks' K and V from the caller's k and v. */
 void ring_pack_own(ring_call *c, const void *k, const void *v);
+/* F16: the K and V of message chunk j (*kb, *vb: nb rows) widened into
+ * c->kf and c->vf, which *kb and *vb then point to (once per chunk:
+ * *widened holds the chunk they hold); F32: nothing to do. */
+void ring_widen_kv(ring_call *c, const void **kb, const void **vb, size_t nb,
+                   int j, int *widened);
 /* n rows (row0 on) of the [outer, n, width] floats src into the caller's
  * [outer, local_rows, width] dst of the call's dtype. */
 void ring_put_rows(const ring_call *c, void *dst, const float *src,
