@@ -190,15 +190,21 @@ ATTN_API attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
  * gradients summed in float and rounded once); its masks as the
  * forward's (causal, window, causal_offset, kv_len, a key bias: hidden
  * blocks are not computed, and the ring stops after the same step).
- * dbias and d_additive_w are not computed (set: ATTN_ERR_UNSUPPORTED;
- * the additive score itself is taken), nor are strides (each q_strides
- * .. o_strides must be 0: ATTN_ERR_UNSUPPORTED).  Threads, the
- * communicator, the agreements, timeouts and failures are as for
- * attn_sdpa_ring; on error the outputs are untouched.  Errors: those of
+ * When asked, dbias (a key bias's: float [batch, seq], the whole global
+ * gradient) and d_additive_w (float [heads_q, head_dim]) are written on
+ * every rank: each rank sums its blocks' shares, then one all-reduce
+ * (MPI_SUM, bounded by the timeout) sums the ranks' (its order is
+ * MPI's; every rank must ask for the same ones).  Strides are not taken
+ * (each q_strides .. o_strides must be 0: ATTN_ERR_UNSUPPORTED).
+ * Threads, the communicator, the agreements, timeouts and failures are as
+ * for attn_sdpa_ring; on error the outputs are untouched.  Errors: those of
  * attn_sdpa_ring, and ATTN_ERR_INVALID_ARGUMENT for a NULL g_local or
- * tensor, an attn_sdpa_grad.struct_size of no layout, or an output that
- * overlaps another tensor of g_local; ranks of which some call the
- * forward and others the backward disagree (ATTN_ERR_INVALID_ARGUMENT).
+ * tensor, an attn_sdpa_grad.struct_size of no layout, dbias without a
+ * bias, d_additive_w without the additive score, or an output that
+ * overlaps another tensor (of g_local, the bias, additive_w); ranks of
+ * which some call the forward and others the backward, or some ask for
+ * dbias or d_additive_w and others not, disagree
+ * (ATTN_ERR_INVALID_ARGUMENT).
  * attn_ring_last_error says why. */
 ATTN_API attn_status attn_sdpa_ring_backward(attn_context *ctx, MPI_Comm comm,
                                              const attn_ring_desc *ring,

@@ -36,6 +36,13 @@ typedef struct ring_bwd {
     float *o32, *do32, *lse32; /* the local rows, chunk by chunk, in float */
     float *dq;                 /* dQ summed over the blocks, likewise */
     float *blk_dq, *blk_dk, *blk_dv;
+    /* Asked for: dbias [batch, seq] (a key bias) and d additive_w
+     * [heads_q, head_dim], summed on the rank in sums (dbias first, then
+     * d additive_w), then over the ranks by one all-reduce; a block's own
+     * in blk_dbias [batch, chunk] and blk_dw. */
+    float *sums, *blk_dbias, *blk_dw;
+    size_t n_dbias, n_dw;
+    int keep_sums; /* an all-reduce that timed out may still write sums */
     unsigned char *scratch; /* the step's dK, dV, laid out as a message */
     unsigned char *gmsg[2]; /* accumulators: received, added to, sent */
     unsigned char *home;    /* this rank's own, back from the ring */
@@ -50,8 +57,7 @@ static attn_status default_bwd(attn_context *ctx, const attn_sdpa_desc *d,
 }
 
 /* The grad struct read by its struct_size: the first layout ends at dv;
- * the members after it this library knows (dbias, d_additive_w) must be
- * NULL, and any it does not know zero. */
+ * members it does not know must be zero. */
 static attn_status read_grad(const attn_sdpa_grad *g, attn_sdpa_grad *out,
                              char *why, size_t cap)
 {
@@ -73,11 +79,6 @@ static attn_status read_grad(const attn_sdpa_grad *g, attn_sdpa_grad *out,
     memset(out, 0, sizeof *out);
     memcpy(out, g, size < sizeof *out ? size : sizeof *out);
     out->struct_size = sizeof *out;
-    if (out->dbias || out->d_additive_w) {
-        snprintf(why, cap, "the ring's backward computes no %s",
-                 out->dbias ? "dbias" : "d_additive_w");
-        return ATTN_ERR_UNSUPPORTED;
-    }
     const void *p[9] = {out->q,   out->k,  out->v,  out->o, out->lse,
                         out->d_o, out->dq, out->dk, out->dv};
     static const char *const name[9] = {"q",   "k",  "v",  "o", "lse",
@@ -90,30 +91,40 @@ static attn_status read_grad(const attn_sdpa_grad *g, attn_sdpa_grad *out,
     return ATTN_OK;
 }
 
-/* The local tensors' byte ranges; an output that meets another tensor is
+/* The tensors' byte ranges; an output that meets another tensor is
  * refused (attn_sdpa_backward's rule). */
 static attn_status check_overlap(ring_call *c, const attn_sdpa_grad *g)
 {
-    const size_t rows = c->local_rows, e = c->elem;
-    if (!rows)
-        return ATTN_OK;
-    const void *p[9] = {g->dq, g->dk, g->dv,  g->q,  g->k,
-                        g->v,  g->o,  g->d_o, g->lse};
-    const size_t n[9] = {rows * c->bq * c->d * e,     rows * c->bkv * c->d * e,
-                         rows * c->bkv * c->dv * e,   rows * c->bq * c->d * e,
-                         rows * c->bkv * c->d * e,    rows * c->bkv * c->dv * e,
-                         rows * c->bq * c->dv * e,    rows * c->bq * c->dv * e,
-                         rows * c->bq * sizeof(float)};
-    static const char *const name[9] = {"dq", "dk", "dv",  "q",  "k",
-                                        "v",  "o",  "d_o", "lse"};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 9; j++) {
-            if (i == j)
+    const size_t rows = c->local_rows, e = c->elem, f = sizeof(float);
+    const size_t seq = (size_t)c->ring.seq, batch = (size_t)c->g.batch;
+    const size_t w = (size_t)c->g.heads_q * c->d;
+    const void *p[13] = {
+        g->dq, g->dk, g->dv,  g->dbias, g->d_additive_w, g->q,           g->k,
+        g->v,  g->o,  g->d_o, g->lse,   c->g.mask.bias,  c->g.additive_w};
+    const size_t n[13] = {rows * c->bq * c->d * e,
+                          rows * c->bkv * c->d * e,
+                          rows * c->bkv * c->dv * e,
+                          batch * seq * f,
+                          w * f,
+                          rows * c->bq * c->d * e,
+                          rows * c->bkv * c->d * e,
+                          rows * c->bkv * c->dv * e,
+                          rows * c->bq * c->dv * e,
+                          rows * c->bq * c->dv * e,
+                          rows * c->bq * f,
+                          batch * seq * f,
+                          w * f};
+    static const char *const name[13] = {
+        "dq", "dk", "dv",  "dbias", "d_additive_w", "q",         "k",
+        "v",  "o",  "d_o", "lse",   "mask.bias",    "additive_w"};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 13; j++) {
+            if (i == j || !p[i] || !p[j] || !n[i] || !n[j])
                 continue;
             uintptr_t a = (uintptr_t)p[i], b = (uintptr_t)p[j];
             if (a < b + n[j] && b < a + n[i]) {
-                snprintf(c->why, sizeof c->why, "rank %d: g->%s overlaps g->%s",
-                         c->rank, name[i], name[j]);
+                snprintf(c->why, sizeof c->why, "rank %d: g->%s overlaps %s%s",
+                         c->rank, name[i], j < 11 ? "g->" : "d->", name[j]);
                 return ATTN_ERR_INVALID_ARGUMENT;
             }
         }
@@ -168,10 +179,28 @@ static attn_status alloc_bwd(ring_bwd *b, const attn_sdpa_grad *g)
     c->kvl = ring_grab(c, (size_t)c->g.batch * sizeof(int32_t));
     if (c->g.mask.bias)
         c->kbias = ring_grab(c, (size_t)c->g.batch * m * sizeof(float));
+    b->n_dbias = g->dbias ? (size_t)c->g.batch * (size_t)c->ring.seq : 0;
+    b->n_dw = g->d_additive_w ? (size_t)c->g.heads_q * c->d : 0;
+    if (b->n_dbias + b->n_dw > 2147483647u) {
+        snprintf(c->why, sizeof c->why,
+                 "dbias and d_additive_w exceed MPI's int count");
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    if (b->n_dbias + b->n_dw) {
+        b->sums = ring_grab(c, (b->n_dbias + b->n_dw) * sizeof(float));
+        if (b->sums)
+            memset(b->sums, 0, (b->n_dbias + b->n_dw) * sizeof(float));
+    }
+    if (b->n_dbias)
+        b->blk_dbias = ring_grab(c, (size_t)c->g.batch * m * sizeof(float));
+    if (b->n_dw)
+        b->blk_dw = ring_grab(c, b->n_dw * sizeof(float));
     if (!c->msg[0] || (c->ranks > 1 && !c->msg[1]) || !c->q32 || !b->o32 ||
         !b->do32 || !b->lse32 || !b->dq || (c->f16 && (!c->kf || !c->vf)) ||
         !b->blk_dq || !b->blk_dk || !b->blk_dv || !b->scratch || !b->gmsg[0] ||
-        !b->gmsg[1] || !b->home || !c->kvl || (c->g.mask.bias && !c->kbias)) {
+        !b->gmsg[1] || !b->home || !c->kvl || (c->g.mask.bias && !c->kbias) ||
+        ((b->n_dbias + b->n_dw) && !b->sums) || (b->n_dbias && !b->blk_dbias) ||
+        (b->n_dw && !b->blk_dw)) {
         snprintf(c->why, sizeof c->why, "no memory for the ring's %llu bytes",
                  (unsigned long long)c->held);
         return ATTN_ERR_OUT_OF_MEMORY;
@@ -204,6 +233,10 @@ static void free_bwd(ring_bwd *b, int keep_msgs)
     free(b->blk_dk);
     free(b->blk_dv);
     free(b->scratch);
+    if (!b->keep_sums)
+        free(b->sums);
+    free(b->blk_dbias);
+    free(b->blk_dw);
     if (!keep_msgs) {
         free(b->gmsg[0]);
         free(b->gmsg[1]);
@@ -244,6 +277,8 @@ static attn_status bwd_block(ring_bwd *b, int i, const unsigned char *m,
     g.dq = b->blk_dq;
     g.dk = b->blk_dk;
     g.dv = b->blk_dv;
+    g.dbias = b->blk_dbias;
+    g.d_additive_w = b->blk_dw;
     attn_status st = b->bwd(c->ctx, &bd, &g, b->user);
     if (st != ATTN_OK) {
         snprintf(c->why, sizeof c->why,
@@ -256,6 +291,12 @@ static attn_status bwd_block(ring_bwd *b, int i, const unsigned char *m,
     add_floats(b->dq + row0 * c->bq * c->d, b->blk_dq, na * c->bq * c->d);
     add_floats((float *)(b->scratch + gko), b->blk_dk, nb * c->bkv * c->d);
     add_floats((float *)(b->scratch + gvo), b->blk_dv, nb * c->bkv * c->dv);
+    for (size_t bi = 0; b->n_dbias && bi < (size_t)c->g.batch; bi++)
+        add_floats(b->sums + bi * (size_t)c->ring.seq +
+                       (size_t)c->lay.start[cb],
+                   b->blk_dbias + bi * nb, nb);
+    if (b->n_dw)
+        add_floats(b->sums + b->n_dbias, b->blk_dw, b->n_dw);
     c->st.merge_s += ring_now() - t0;
     c->st.blocks++;
     return ATTN_OK;
@@ -472,6 +513,34 @@ static void write_grads(const ring_bwd *b, const attn_sdpa_grad *g)
         ring_put_rows(c, g->dv, (const float *)(b->home + vo), c->bkv, row0, n,
                       c->dv);
     }
+    if (b->n_dbias)
+        memcpy(g->dbias, b->sums, b->n_dbias * sizeof(float));
+    if (b->n_dw)
+        memcpy(g->d_additive_w, b->sums + b->n_dbias, b->n_dw * sizeof(float));
+}
+
+/* dbias and d additive_w summed over the ranks: one all-reduce, bounded
+ * by tmo like every wait of the call. */
+static attn_status sum_over_ranks(ring_bwd *b, double tmo)
+{
+    ring_call *c = b->c;
+    MPI_Request req = MPI_REQUEST_NULL;
+    char why[256];
+    double t0 = ring_now();
+    if (MPI_Iallreduce(MPI_IN_PLACE, b->sums, (int)(b->n_dbias + b->n_dw),
+                       MPI_FLOAT, MPI_SUM, c->comm, &req) != MPI_SUCCESS) {
+        snprintf(c->why, sizeof c->why, "rank %d: MPI_Iallreduce failed",
+                 c->rank);
+        return ATTN_ERR_DEVICE;
+    }
+    attn_status st = ring_wait(&req, 1, tmo, NULL, why, sizeof why,
+                               "the sums of dbias and d_additive_w");
+    c->st.agree_s += ring_now() - t0;
+    if (st != ATTN_OK) {
+        snprintf(c->why, sizeof c->why, "rank %d: %s", c->rank, why);
+        b->keep_sums = 1;
+    }
+    return st;
 }
 
 attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
@@ -532,12 +601,23 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
                 break;
             }
     }
+    if (mine == ATTN_OK && g.dbias && !c->g.mask.bias) {
+        snprintf(c->why, sizeof c->why, "g->dbias is set, d has no bias");
+        mine = ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (mine == ATTN_OK && g.d_additive_w &&
+        c->g.score != ATTN_SCORE_ADDITIVE) {
+        snprintf(c->why, sizeof c->why,
+                 "g->d_additive_w is set, the score is not additive");
+        mine = ATTN_ERR_INVALID_ARGUMENT;
+    }
     if (mine == ATTN_OK)
         mine = check_overlap(c, &g);
     if (mine == ATTN_OK)
         mine = alloc_bwd(b, &g);
     /* a forward and a backward on the ranks of one communicator disagree */
-    hash ^= 0x62776421u;
+    hash ^= 0x62776421u + (mine == ATTN_OK && g.dbias ? 0x100u : 0u) +
+            (mine == ATTN_OK && g.d_additive_w ? 0x200u : 0u);
     int keep = 0;
     attn_status result = ring_agree_start(c, mine, hash, tmo);
     if (result == ATTN_OK) {
@@ -547,6 +627,8 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
         attn_status comm_st =
             bwd_steps(b, tmo, &local, &seen, &seen_rank, &keep);
         result = ring_agree_end(c, comm_st, local, seen, seen_rank, tmo);
+        if (result == ATTN_OK && b->n_dbias + b->n_dw)
+            result = sum_over_ranks(b, tmo);
         if (result == ATTN_OK)
             write_grads(b, &g);
     }

@@ -831,12 +831,11 @@ static double *to_f64(const void *p, size_t n, int f16)
     return x;
 }
 
-/* Elements of got (n, the local rows) off the reference rows want; m the
- * global reference's largest magnitude. */
+/* Elements of got (n, the local rows; halves when f16) off the reference
+ * rows want; m the global reference's largest magnitude. */
 static int grads_off(const void *got, const double *want, size_t n, double m,
-                     int f16, double *worst)
+                     int f16, double tol, double *worst)
 {
-    const double tol = f16 ? BWD_TOL_F16 : BWD_TOL_F32;
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         double e = fabs(val(got, i, f16) - want[i]);
@@ -894,6 +893,12 @@ static void run_bwd_case(const ring_case *k)
     g.dq = dql;
     g.dk = dkl;
     g.dv = dvl;
+    /* a key bias's gradient [batch, seq] and the additive score's weights'
+     * [heads_q, head_dim], the whole of each on every rank */
+    const size_t ndb = k->key_bias ? (size_t)k->batch * seq : 0,
+                 ndw = k->additive ? (size_t)k->hq * D : 0;
+    g.dbias = ndb ? malloc(ndb * sizeof(float)) : NULL;
+    g.d_additive_w = ndw ? malloc(ndw * sizeof(float)) : NULL;
     stats = (attn_ring_stats)ATTN_RING_STATS_INIT;
     st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &r, &d, &g);
     snprintf(what, sizeof what, "%s (backward) on rank %d of %d: %s", k->name,
@@ -906,40 +911,56 @@ static void run_bwd_case(const ring_case *k)
            *do8 = to_f64(dout, bq * seq * DV, k->f16);
     double *rq = malloc(bq * seq * D * 8), *rk = malloc(bkv * seq * D * 8),
            *rv = malloc(bkv * seq * DV * 8);
-    CU_ASSERT_FATAL(ref_sdpa_backward_f64(&d, q8, k8, v8, do8, rq, rk, rv) ==
-                    0);
+    double *rdb = malloc((ndb + 1) * 8), *rdw = malloc((ndw + 1) * 8);
+    CU_ASSERT_FATAL(ref_sdpa_backward_all_f64(&d, q8, k8, v8, do8, rq, rk, rv,
+                                              ndb ? rdb : NULL,
+                                              ndw ? rdw : NULL) == 0);
     double *rql = slice(&r, rq, bq, D, 8, &rows);
     double *rkl = slice(&r, rk, bkv, D, 8, &rows);
     double *rvl = slice(&r, rv, bkv, DV, 8, &rows);
-    double wq = 0, wk = 0, wv = 0;
+    double wq = 0, wk = 0, wv = 0, wx = 0; /* wx: dbias, d additive_w */
+    const double tol = k->f16 ? BWD_TOL_F16 : BWD_TOL_F32;
     int bad = 0;
     if (st == ATTN_OK) {
         bad += grads_off(dql, rql, (size_t)rows * bq * D,
-                         max_abs(rq, bq * seq * D), k->f16, &wq);
+                         max_abs(rq, bq * seq * D), k->f16, tol, &wq);
         bad += grads_off(dkl, rkl, (size_t)rows * bkv * D,
-                         max_abs(rk, bkv * seq * D), k->f16, &wk);
+                         max_abs(rk, bkv * seq * D), k->f16, tol, &wk);
         bad += grads_off(dvl, rvl, (size_t)rows * bkv * DV,
-                         max_abs(rv, bkv * seq * DV), k->f16, &wv);
+                         max_abs(rv, bkv * seq * DV), k->f16, tol, &wv);
+        /* float outputs from the same (for F16, rounded) O and inputs:
+         * the storage's tolerance */
+        if (ndb)
+            bad += grads_off(g.dbias, rdb, ndb, max_abs(rdb, ndb), 0, tol, &wx);
+        if (ndw)
+            bad += grads_off(g.d_additive_w, rdw, ndw, max_abs(rdw, ndw), 0,
+                             tol, &wx);
     }
     snprintf(what, sizeof what,
              "%s (backward) on rank %d of %d: %d values off (max |e| dq %g, "
-             "dk %g, dv %g)",
-             k->name, rank, ranks, bad, wq, wk, wv);
+             "dk %g, dv %g, dbias / d additive_w %g)",
+             k->name, rank, ranks, bad, wq, wk, wv, wx);
     HARNESS_EXPECT(bad == 0, what);
-    if (rank == ranks - 1)
+    if (rank == ranks - 1) {
         printf("\n  backward %s, %d ranks: max |e| dq %.3g dk %.3g dv %.3g",
                k->name, ranks, wq, wk, wv);
+        if (ndb + ndw)
+            printf(" dbias / d additive_w %.3g", wx);
+    }
     if (st == ATTN_OK)
         check_stats(k, &r, &stats);
-    void *bufs[] = {w,   q,   kk, v,  dout, ql,  kl, vl, dol, ol,  lsel, dql,
-                    dkl, dvl, q8, k8, v8,   do8, rq, rk, rv,  rql, rkl,  rvl};
+    void *bufs[] = {w,   q,   kk,  v,    dout, ql,      kl,
+                    vl,  dol, ol,  lsel, dql,  dkl,     dvl,
+                    q8,  k8,  v8,  do8,  rq,   rk,      rv,
+                    rql, rkl, rvl, rdb,  rdw,  g.dbias, g.d_additive_w};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
 }
 
 /* The forward's cases (contiguous, uneven with an empty rank, zig-zag,
  * GQA, kv_len, windows with a moved diagonal, key biases, F16, the
- * additive score) through the backward. */
+ * additive score) through the backward; dbias with each key bias and
+ * d additive_w with each additive score. */
 static void test_backward(void)
 {
     static const ring_case c[] = {
@@ -971,6 +992,8 @@ static void test_backward(void)
          1, 1, 0, ATTN_RING_CONTIGUOUS, 0, kv_lens3, 9, 0, key_bias},
         {"additive score causal", 1, 2, 1, 8, 8, 30, 1, 0, 1, ATTN_RING_ZIGZAG,
          0, NULL, 0, 0, NULL},
+        {"additive score key bias uneven (not causal)", 2, 2, 1, 8, 8, 64, 0, 0,
+         1, ATTN_RING_CONTIGUOUS, 1, NULL, 0, 0, key_bias},
     };
     fill_key_bias();
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
@@ -1066,15 +1089,31 @@ static void test_backward_failures(void)
     st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &g);
     if (b.s.rows > 0 || ranks > 1)
         expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "dq over q");
-    /* dbias and d_additive_w are not computed */
+    /* dbias without a bias; asked on one rank only; over the key bias */
     float dbias[24], key_bias0[24] = {0};
     g = b.g;
+    g.dbias = dbias;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &g);
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "dbias, no bias");
     attn_sdpa_desc d = b.s.d;
     d.mask.bias = key_bias0;
     d.mask.bias_kind = ATTN_BIAS_KEY;
-    g.dbias = dbias;
+    g.dbias = rank == 0 ? dbias : NULL;
+    if (ranks > 1) { /* (one rank: a valid call, which writes) */
+        st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &d, &g);
+        expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT,
+                          "dbias asked on rank 0 only");
+    }
+    g.dbias = key_bias0;
     st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &d, &g);
-    expect_bwd_failed(&b, st, ATTN_ERR_UNSUPPORTED, "dbias asked");
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "dbias over the bias");
+    /* d_additive_w without the additive score */
+    g = b.g;
+    g.d_additive_w = dbias;
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &g);
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT,
+                      "d_additive_w, dot score");
+    g = b.g;
     /* strides (valid ones: BSHD q) are not taken */
     d = b.s.d;
     d.q_strides[0] = (int64_t)b.s.rows * 8;
