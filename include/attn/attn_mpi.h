@@ -175,11 +175,15 @@ ATTN_API attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
 /** The gradients of attn_sdpa_ring (training a sequence spread over the
  * ranks): a collective call, every rank of comm with the same ring and
  * global descriptor d as its forward call, and in g_local its own slices
- * (contiguous, the layouts of attn_sdpa_ring): q, k, v, the forward's
- * o_local and lse_local (lse is required), d_o = dL/dO of its rows, and
+ * (the layouts of attn_sdpa_ring): q, k, v, the forward's o_local and
+ * lse_local (lse is required, contiguous), d_o = dL/dO of its rows, and
  * out dq [batch, heads_q, local_rows, head_dim], dk and dv [batch,
  * heads_kv, local_rows, head_dim / head_dim_v] (dtype), the rows of the
- * single-process attn_sdpa_backward of the global problem.  K and V
+ * single-process attn_sdpa_backward of the global problem.  With d's
+ * strides (each rank its own, over its local rows) d_o is read in o's,
+ * dq, dk and dv written in q's, k's and v's (their gaps untouched):
+ * the inputs are gathered once into contiguous copies, the outputs
+ * scattered from them at the end.  K and V
  * travel the ring as in the forward; float accumulators of dK and dV
  * follow them one step behind (each rank adds its blocks' share, then
  * sends them on), and after the last step go back to the rank that
@@ -194,14 +198,14 @@ ATTN_API attn_status attn_sdpa_ring(attn_context *ctx, MPI_Comm comm,
  * gradient) and d_additive_w (float [heads_q, head_dim]) are written on
  * every rank: each rank sums its blocks' shares, then one all-reduce
  * (MPI_SUM, bounded by the timeout) sums the ranks' (its order is
- * MPI's; every rank must ask for the same ones).  Strides are not taken
- * (each q_strides .. o_strides must be 0: ATTN_ERR_UNSUPPORTED).
+ * MPI's; every rank must ask for the same ones).
  * Threads, the communicator, the agreements, timeouts and failures are as
  * for attn_sdpa_ring; on error the outputs are untouched.  Errors: those of
  * attn_sdpa_ring, and ATTN_ERR_INVALID_ARGUMENT for a NULL g_local or
  * tensor, an attn_sdpa_grad.struct_size of no layout, dbias without a
- * bias, d_additive_w without the additive score, or an output that
- * overlaps another tensor (of g_local, the bias, additive_w); ranks of
+ * bias, d_additive_w without the additive score, strides that make rows
+ * of dq, dk or dv share elements, or an output whose span overlaps that
+ * of another tensor (of g_local, the bias, additive_w); ranks of
  * which some call the forward and others the backward, or some ask for
  * dbias or d_additive_w and others not, disagree
  * (ATTN_ERR_INVALID_ARGUMENT).

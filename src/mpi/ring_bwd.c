@@ -43,6 +43,7 @@ typedef struct ring_bwd {
     float *sums, *blk_dbias, *blk_dw;
     size_t n_dbias, n_dw;
     int keep_sums; /* an all-reduce that timed out may still write sums */
+    void *do_copy; /* a strided d_o gathered, or NULL */
     unsigned char *scratch; /* the step's dK, dV, laid out as a message */
     unsigned char *gmsg[2]; /* accumulators: received, added to, sent */
     unsigned char *home;    /* this rank's own, back from the ring */
@@ -95,25 +96,18 @@ static attn_status read_grad(const attn_sdpa_grad *g, attn_sdpa_grad *out,
  * refused (attn_sdpa_backward's rule). */
 static attn_status check_overlap(ring_call *c, const attn_sdpa_grad *g)
 {
-    const size_t rows = c->local_rows, e = c->elem, f = sizeof(float);
+    const size_t rows = c->local_rows, f = sizeof(float);
     const size_t seq = (size_t)c->ring.seq, batch = (size_t)c->g.batch;
     const size_t w = (size_t)c->g.heads_q * c->d;
     const void *p[13] = {
         g->dq, g->dk, g->dv,  g->dbias, g->d_additive_w, g->q,           g->k,
         g->v,  g->o,  g->d_o, g->lse,   c->g.mask.bias,  c->g.additive_w};
-    const size_t n[13] = {rows * c->bq * c->d * e,
-                          rows * c->bkv * c->d * e,
-                          rows * c->bkv * c->dv * e,
-                          batch * seq * f,
-                          w * f,
-                          rows * c->bq * c->d * e,
-                          rows * c->bkv * c->d * e,
-                          rows * c->bkv * c->dv * e,
-                          rows * c->bq * c->dv * e,
-                          rows * c->bq * c->dv * e,
-                          rows * c->bq * f,
-                          batch * seq * f,
-                          w * f};
+    /* q, k, v, o, the span of their strides (dq, dk, dv and d_o in those) */
+    const size_t sq = ring_strides_bytes(c, 0), sk = ring_strides_bytes(c, 1),
+                 sv = ring_strides_bytes(c, 2), so = ring_strides_bytes(c, 3);
+    const size_t n[13] = {
+        sq, sk, sv, batch * seq * f,  w * f,           sq,   sk,
+        sv, so, so, rows * c->bq * f, batch * seq * f, w * f};
     static const char *const name[13] = {
         "dq", "dk", "dv",  "dbias", "d_additive_w", "q",         "k",
         "v",  "o",  "d_o", "lse",   "mask.bias",    "additive_w"};
@@ -128,6 +122,28 @@ static attn_status check_overlap(ring_call *c, const attn_sdpa_grad *g)
                 return ATTN_ERR_INVALID_ARGUMENT;
             }
         }
+    return ATTN_OK;
+}
+
+/* Strided inputs gathered once into contiguous copies (q, k, v by the
+ * forward's ring_strides_gather, o into the room it keeps for o, d_o into
+ * one of its own), which in then points to. */
+static attn_status gather_inputs(ring_bwd *b, attn_sdpa_grad *in)
+{
+    ring_call *c = b->c;
+    attn_status st = ring_strides_gather(c, &in->q, &in->k, &in->v);
+    if (st != ATTN_OK || !ring_strides_given(c, 3))
+        return st;
+    b->do_copy = ring_grab(c, c->local_rows * c->bq * c->dv * c->elem);
+    if (!b->do_copy) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: no memory for the contiguous copy of d_o", c->rank);
+        return ATTN_ERR_OUT_OF_MEMORY;
+    }
+    ring_strides_move(c, 3, c->strided[3], (void *)(uintptr_t)in->o, 1);
+    ring_strides_move(c, 3, b->do_copy, (void *)(uintptr_t)in->d_o, 1);
+    in->o = c->strided[3];
+    in->d_o = b->do_copy;
     return ATTN_OK;
 }
 
@@ -235,6 +251,7 @@ static void free_bwd(ring_bwd *b, int keep_msgs)
     free(b->scratch);
     if (!b->keep_sums)
         free(b->sums);
+    free(b->do_copy);
     free(b->blk_dbias);
     free(b->blk_dw);
     if (!keep_msgs) {
@@ -501,18 +518,27 @@ static attn_status bwd_steps(ring_bwd *b, double tmo, attn_status *local,
 static void write_grads(const ring_bwd *b, const attn_sdpa_grad *g)
 {
     const ring_call *c = b->c;
+    /* strided ones through the contiguous copies of q, k and v (done
+     * with: packed at the start) */
+    void *out[3] = {g->dq, g->dk, g->dv};
+    void *dst[3];
+    for (int t = 0; t < 3; t++)
+        dst[t] = ring_strides_given(c, t) ? c->strided[t] : out[t];
     for (int i = 0; i < c->lay.per_rank; i++) {
         size_t n = (size_t)ring_chunk_rows(&c->lay,
                                            ring_chunk_of(&c->lay, c->rank, i));
         size_t row0 = ring_chunk_row0(c, i), ko, vo;
         ring_chunk_offsets_of(c, c->rank, i, sizeof(float), &ko, &vo);
-        ring_put_rows(c, g->dq, b->dq + row0 * c->bq * c->d, c->bq, row0, n,
+        ring_put_rows(c, dst[0], b->dq + row0 * c->bq * c->d, c->bq, row0, n,
                       c->d);
-        ring_put_rows(c, g->dk, (const float *)(b->home + ko), c->bkv, row0, n,
+        ring_put_rows(c, dst[1], (const float *)(b->home + ko), c->bkv, row0, n,
                       c->d);
-        ring_put_rows(c, g->dv, (const float *)(b->home + vo), c->bkv, row0, n,
+        ring_put_rows(c, dst[2], (const float *)(b->home + vo), c->bkv, row0, n,
                       c->dv);
     }
+    for (int t = 0; t < 3; t++)
+        if (dst[t] != out[t])
+            ring_strides_move(c, t, dst[t], out[t], 0);
     if (b->n_dbias)
         memcpy(g->dbias, b->sums, b->n_dbias * sizeof(float));
     if (b->n_dw)
@@ -590,17 +616,13 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
     uint32_t hash = 0;
     if (mine == ATTN_OK)
         mine = ring_call_setup(c, ring, d, &tmo, &hash);
-    if (mine == ATTN_OK) {
-        for (int i = 0; i < 3; i++)
-            if (c->g.q_strides[i] || c->g.k_strides[i] || c->g.v_strides[i] ||
-                c->g.o_strides[i]) {
-                snprintf(c->why, sizeof c->why,
-                         "the ring's backward takes contiguous slices only "
-                         "(no strides)");
-                mine = ATTN_ERR_UNSUPPORTED;
-                break;
-            }
-    }
+    /* strides: extents that fit, and rows apart in o and in dq, dk and
+     * dv, which are written through q's, k's and v's strides */
+    if (mine == ATTN_OK)
+        mine = ring_strides_check(c);
+    for (int t = 0; t < 3 && mine == ATTN_OK; t++)
+        if (ring_strides_given(c, t))
+            mine = ring_strides_rows_apart(c, t);
     if (mine == ATTN_OK && g.dbias && !c->g.mask.bias) {
         snprintf(c->why, sizeof c->why, "g->dbias is set, d has no bias");
         mine = ATTN_ERR_INVALID_ARGUMENT;
@@ -613,8 +635,11 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
     }
     if (mine == ATTN_OK)
         mine = check_overlap(c, &g);
+    attn_sdpa_grad in = g; /* the inputs, contiguous copies where strided */
     if (mine == ATTN_OK)
-        mine = alloc_bwd(b, &g);
+        mine = gather_inputs(b, &in);
+    if (mine == ATTN_OK)
+        mine = alloc_bwd(b, &in);
     /* a forward and a backward on the ranks of one communicator disagree */
     hash ^= 0x62776421u + (mine == ATTN_OK && g.dbias ? 0x100u : 0u) +
             (mine == ATTN_OK && g.d_additive_w ? 0x200u : 0u);

@@ -241,6 +241,18 @@ attn_status ring_strides_gather(ring_call *c, const void **q, const void **k,
                                 const void **v);
 /* o's copy written through its strides into the caller's o. */
 void ring_strides_write_o(const ring_call *c, void *o);
+/* Whether tensor t (0 q, 1 k, 2 v, 3 o) has strides of its own. */
+int ring_strides_given(const ring_call *c, int t);
+/* The bytes tensor t spans through its strides (or contiguous). */
+size_t ring_strides_bytes(ring_call *c, int t);
+/* ATTN_OK when no two rows of tensor t (in its strides) share an
+ * element, else ATTN_ERR_INVALID_ARGUMENT with why set. */
+attn_status ring_strides_rows_apart(ring_call *c, int t);
+/* The rows of tensor t between contig ([batch, heads, local_rows, width]
+ * contiguous) and strided (the caller's, in t's strides): gathered into
+ * contig (to_contig 1) or scattered from it (0). */
+void ring_strides_move(const ring_call *c, int t, void *contig, void *strided,
+                       int to_contig);
 
 /* attn_sdpa_ring's body: host slices (cl NULL), or the device slices of
  * cl, whose ring_cl_* hooks (ring_cl.h) then move the data. */

@@ -29,6 +29,11 @@ static int any(const int64_t *s)
     return s[0] != 0 || s[1] != 0 || s[2] != 0;
 }
 
+int ring_strides_given(const ring_call *c, int t)
+{
+    return any(c->strides[t]);
+}
+
 static int strided(const ring_call *c)
 {
     for (int t = 0; t < 4; t++)
@@ -59,6 +64,13 @@ static void dims(const ring_call *c, int t, size_t n[3], size_t st[3],
 
 /* The elements tensor t spans (last offset + 1), or 0 with why set when
  * that does not fit the address space. */
+static size_t extent(ring_call *c, int t);
+
+size_t ring_strides_bytes(ring_call *c, int t)
+{
+    return extent(c, t) * c->elem;
+}
+
 static size_t extent(ring_call *c, int t)
 {
     size_t n[3], st[3], w, e;
@@ -97,11 +109,16 @@ attn_status ring_strides_check(ring_call *c)
     for (int t = 0; t < 4; t++)
         if (extent(c, t) == 0)
             return ATTN_ERR_INVALID_ARGUMENT;
-    /* o: its dimensions of more than one index, by stride, nest, so that
-     * no two rows share an element (a rank of 0 rows has none). */
+    return ring_strides_rows_apart(c, 3);
+}
+
+attn_status ring_strides_rows_apart(ring_call *c, int t)
+{
+    /* tensor t's dimensions of more than one index, by stride, nest, so
+     * that no two rows share an element (a rank of 0 rows has none) */
     size_t n[3], st[3], w, span;
     int order[3], m = 0;
-    dims(c, 3, n, st, &w);
+    dims(c, t, n, st, &w);
     if (n[2] == 0)
         return ATTN_OK;
     for (int i = 0; i < 3; i++)
@@ -117,10 +134,11 @@ attn_status ring_strides_check(ring_call *c)
     for (int a = 0; a < m; a++) {
         if (st[order[a]] < span) {
             snprintf(c->why, sizeof c->why,
-                     "rank %d: o_strides {%lld, %lld, %lld} make rows of o "
+                     "rank %d: %s {%lld, %lld, %lld} make rows of the %s "
                      "share elements",
-                     c->rank, (long long)c->strides[3][0],
-                     (long long)c->strides[3][1], (long long)c->strides[3][2]);
+                     c->rank, NAMES[t], (long long)c->strides[t][0],
+                     (long long)c->strides[t][1], (long long)c->strides[t][2],
+                     t == 3 ? "output" : "gradient written through them");
             return ATTN_ERR_INVALID_ARGUMENT;
         }
         span += (n[order[a]] - 1) * st[order[a]];
@@ -128,10 +146,8 @@ attn_status ring_strides_check(ring_call *c)
     return ATTN_OK;
 }
 
-/* Rows of tensor t between src (strided) and dst (contiguous): gathered
- * (to 1) or scattered (to 0). */
-static void move_rows(const ring_call *c, int t, void *contig, void *strided,
-                      int to_contig)
+void ring_strides_move(const ring_call *c, int t, void *contig, void *strided,
+                       int to_contig)
 {
     size_t n[3], st[3], w, row = 0;
     dims(c, t, n, st, &w);
@@ -168,7 +184,8 @@ attn_status ring_strides_gather(ring_call *c, const void **q, const void **k,
             return ATTN_ERR_OUT_OF_MEMORY;
         }
         if (t < 3) {
-            move_rows(c, t, c->strided[t], (void *)(uintptr_t)*in[t], 1);
+            ring_strides_move(c, t, c->strided[t], (void *)(uintptr_t)*in[t],
+                              1);
             *in[t] = c->strided[t];
         }
     }
@@ -177,5 +194,5 @@ attn_status ring_strides_gather(ring_call *c, const void **q, const void **k,
 
 void ring_strides_write_o(const ring_call *c, void *o)
 {
-    move_rows(c, 3, c->strided[3], o, 0);
+    ring_strides_move(c, 3, c->strided[3], o, 0);
 }

@@ -393,19 +393,27 @@ static void run_case(const ring_case *k)
 
 static const int32_t kv_lens[2] = {29, 0};
 
+/* The strided cases of the forward and the backward: strides_of's mode
+ * 1 (BSHD) on the first, mode 2 (padded rows) on both. */
+static const ring_case strided_cases[] = {
+    {"BSHD zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, 0, ATTN_RING_ZIGZAG,
+     0, NULL, 0, 0, NULL},
+    {"padded rows f16 uneven kv_len", 2, 2, 1, 8, 16, 40, 1, 1, 0,
+     ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0, NULL},
+};
+
+static void run_strided_cases(void (*run)(const ring_case *, int))
+{
+    run(&strided_cases[0], 1);
+    run(&strided_cases[1], 2);
+    run(&strided_cases[0], 2);
+}
+
 /* Strided slices (each rank's own strides), gathered and o written back
  * through its strides, its gaps untouched. */
 static void test_strided(void)
 {
-    static const ring_case c[] = {
-        {"BSHD zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, 0,
-         ATTN_RING_ZIGZAG, 0, NULL, 0, 0, NULL},
-        {"padded rows f16 uneven kv_len", 2, 2, 1, 8, 16, 40, 1, 1, 0,
-         ATTN_RING_CONTIGUOUS, 1, kv_lens, 0, 0, NULL},
-    };
-    run_case_in(&c[0], 1);
-    run_case_in(&c[1], 2);
-    run_case_in(&c[0], 2);
+    run_strided_cases(run_case_in);
 }
 static const int32_t kv_lens2[3] = {40, 7, 48};
 static const int32_t kv_lens3[3] = {64, 20, 50};
@@ -854,7 +862,81 @@ static double max_abs(const double *x, size_t n)
     return m;
 }
 
-static void run_bwd_case(const ring_case *k)
+/* The backward's eight slices moved into strided buffers (strides_of's
+ * mode: 1 BSHD, 2 padded rows; d_o in o's strides, dq, dk and dv in q's,
+ * k's and v's); *g then points to them.  After the call, strided_back
+ * moves dq, dk and dv back to their contiguous buffers and checks that
+ * no gap byte of theirs changed. */
+typedef struct bwd_strided {
+    unsigned char *buf[8];
+    size_t bytes[8];
+} bwd_strided;
+
+static const int BWD_T[8] = {0, 1, 2, 3, 3, 0, 1, 2}; /* q k v o d_o dq dk dv */
+
+static void strided_make(bwd_strided *sb, int mode, const ring_case *k,
+                         int rows, attn_sdpa_desc *d, attn_sdpa_grad *g)
+{
+    const size_t hs[4] = {(size_t)k->hq, (size_t)k->hkv, (size_t)k->hkv,
+                          (size_t)k->hq};
+    const size_t ws[4] = {(size_t)k->d, (size_t)k->d, (size_t)k->dv,
+                          (size_t)k->dv};
+    const size_t elem = k->f16 ? 2 : 4;
+    int64_t *sts[4] = {d->q_strides, d->k_strides, d->v_strides, d->o_strides};
+    const void *in[5] = {g->q, g->k, g->v, g->o, g->d_o};
+    for (int t = 0; t < 4; t++)
+        strides_of(mode, t, hs[t], (size_t)rows, ws[t], sts[t]);
+    for (int i = 0; i < 8; i++) {
+        const int t = BWD_T[i];
+        sb->buf[i] = strided_buf((size_t)k->batch, hs[t], (size_t)rows, ws[t],
+                                 elem, sts[t], &sb->bytes[i]);
+        if (i < 5)
+            move_strided((void *)(uintptr_t)in[i], sb->buf[i], hs[t],
+                         (size_t)k->batch * hs[t], (size_t)rows, ws[t], elem,
+                         sts[t], 1);
+    }
+    g->q = sb->buf[0];
+    g->k = sb->buf[1];
+    g->v = sb->buf[2];
+    g->o = sb->buf[3];
+    g->d_o = sb->buf[4];
+    g->dq = sb->buf[5];
+    g->dk = sb->buf[6];
+    g->dv = sb->buf[7];
+}
+
+static int strided_back(bwd_strided *sb, const ring_case *k, int rows,
+                        const attn_sdpa_desc *d, void *out[3])
+{
+    const size_t hs[4] = {(size_t)k->hq, (size_t)k->hkv, (size_t)k->hkv,
+                          (size_t)k->hq};
+    const size_t ws[4] = {(size_t)k->d, (size_t)k->d, (size_t)k->dv,
+                          (size_t)k->dv};
+    const size_t elem = k->f16 ? 2 : 4;
+    const int64_t *sts[4] = {d->q_strides, d->k_strides, d->v_strides,
+                             d->o_strides};
+    int gaps_ok = 1;
+    for (int i = 5; i < 8; i++) {
+        const int t = BWD_T[i];
+        const size_t outer = (size_t)k->batch * hs[t];
+        move_strided(out[i - 5], sb->buf[i], hs[t], outer, (size_t)rows, ws[t],
+                     elem, sts[t], 0);
+        /* the rows GAP again: then the whole buffer must be GAP */
+        unsigned char *gap =
+            malloc(outer * (size_t)(rows ? rows : 1) * ws[t] * elem);
+        memset(gap, GAP, outer * (size_t)(rows ? rows : 1) * ws[t] * elem);
+        move_strided(gap, sb->buf[i], hs[t], outer, (size_t)rows, ws[t], elem,
+                     sts[t], 1);
+        for (size_t b = 0; b < sb->bytes[i]; b++)
+            gaps_ok &= sb->buf[i][b] == GAP;
+        free(gap);
+    }
+    for (int i = 0; i < 8; i++)
+        free(sb->buf[i]);
+    return gaps_ok;
+}
+
+static void run_bwd_case_in(const ring_case *k, int strided)
 {
     float *w;
     attn_sdpa_desc d = case_desc(k, &w);
@@ -900,10 +982,19 @@ static void run_bwd_case(const ring_case *k)
     g.dbias = ndb ? malloc(ndb * sizeof(float)) : NULL;
     g.d_additive_w = ndw ? malloc(ndw * sizeof(float)) : NULL;
     stats = (attn_ring_stats)ATTN_RING_STATS_INIT;
-    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &r, &d, &g);
-    snprintf(what, sizeof what, "%s (backward) on rank %d of %d: %s", k->name,
-             rank, ranks, attn_ring_last_error());
+    bwd_strided sb;
+    attn_sdpa_desc ds = d;
+    if (strided)
+        strided_make(&sb, strided, k, rows, &ds, &g);
+    st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &r, &ds, &g);
+    snprintf(what, sizeof what, "%s (backward%s) on rank %d of %d: %s", k->name,
+             strided ? ", strided" : "", rank, ranks, attn_ring_last_error());
     HARNESS_EXPECT(st == ATTN_OK, what);
+    if (strided) {
+        void *out[3] = {dql, dkl, dvl};
+        HARNESS_EXPECT(strided_back(&sb, k, rows, &ds, out),
+                       "strided dq, dk, dv: only their rows are written");
+    }
     /* The reference of the global problem, its rows of this rank. */
     double *q8 = to_f64(q, bq * seq * D, k->f16),
            *k8 = to_f64(kk, bkv * seq * D, k->f16),
@@ -955,6 +1046,18 @@ static void run_bwd_case(const ring_case *k)
                     rql, rkl, rvl, rdb,  rdw,  g.dbias, g.d_additive_w};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
+}
+
+static void run_bwd_case(const ring_case *k)
+{
+    run_bwd_case_in(k, 0);
+}
+
+/* Strided slices (each rank's own): BSHD, and rows padded, every tensor
+ * of the backward in them; the gaps of dq, dk and dv untouched. */
+static void test_backward_strided(void)
+{
+    run_strided_cases(run_bwd_case_in);
 }
 
 /* The forward's cases (contiguous, uneven with an empty rank, zig-zag,
@@ -1114,13 +1217,18 @@ static void test_backward_failures(void)
     expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT,
                       "d_additive_w, dot score");
     g = b.g;
-    /* strides (valid ones: BSHD q) are not taken */
+    /* q's strides put two heads on the same rows: dq, written through
+     * them, would share elements (on the last rank) */
     d = b.s.d;
-    d.q_strides[0] = (int64_t)b.s.rows * 8;
-    d.q_strides[1] = 4;
-    d.q_strides[2] = 8;
+    if (rank == ranks - 1) {
+        d.q_strides[0] = (int64_t)b.s.rows * 4;
+        d.q_strides[1] = 0;
+        d.q_strides[2] = 4;
+    }
     st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &b.s.r, &d, &b.g);
-    expect_bwd_failed(&b, st, ATTN_ERR_UNSUPPORTED, "strides");
+    if (b.s.rows > 0 || ranks > 1)
+        expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT,
+                          "dq's rows would share elements");
     /* a struct_size of no layout */
     g = b.g;
     g.struct_size = 12;
@@ -1266,6 +1374,7 @@ int main(int argc, char **argv)
         {"stalled rank times out", test_stalled_rank_times_out},
         {"backward", test_backward},
         {"backward failures", test_backward_failures},
+        {"backward, strided slices", test_backward_strided},
         {NULL, NULL}};
     int rc = harness_main("ring", suite_init, suite_clean, tests);
     MPI_Finalize();
