@@ -83,7 +83,8 @@ def scaled_dot_product_attention(
         attn_mask: Optional[Array] = ..., dropout_p: float = ...,
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *, device: Device = ...,
-        return_lse: Literal[False] = ..., window: int = ...) -> Array: ...
+        return_lse: Literal[False] = ..., window: int = ...,
+        causal_offset: int = ...) -> Array: ...
 @overload
 def scaled_dot_product_attention(
         query: Array, key: Array, value: Array,
@@ -91,7 +92,7 @@ def scaled_dot_product_attention(
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *, device: Device = ...,
         return_lse: Literal[True],
-        window: int = ...) -> Tuple[Array, Array]: ...
+        window: int = ..., causal_offset: int = ...) -> Tuple[Array, Array]: ...
 
 
 def scaled_dot_product_attention_backward(
@@ -100,7 +101,8 @@ def scaled_dot_product_attention_backward(
         is_causal: bool = ..., scale: Optional[float] = ...,
         enable_gqa: bool = ..., *,
         device: Device = ...,
-        grad_attn_mask: bool = ..., window: int = ...) -> Tuple[Array, ...]: ...
+        grad_attn_mask: bool = ..., window: int = ...,
+        causal_offset: int = ...) -> Tuple[Array, ...]: ...
 
 
 class MultiheadAttention:

@@ -153,6 +153,9 @@ typedef struct attn_sdpa_desc {
     int64_t k_strides[3];
     int64_t v_strides[3];
     int64_t o_strides[3];
+    const int32_t *cu_seqlens_q;
+    const int32_t *cu_seqlens_kv;
+    int64_t causal_offset;
 } attn_sdpa_desc;
 attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                       const void *q, const void *k, const void *v,

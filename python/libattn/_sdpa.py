@@ -82,17 +82,25 @@ class _Call:
 
 
 def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
-           enable_gqa, window=0):
+           enable_gqa, window=0, causal_offset=0):
     """The arguments of scaled_dot_product_attention, checked: a _Call
     with q, k, v (numpy, k and v broadcast to q's batch dimensions), kind,
-    code, lead, batch, hq, hk, L, S, E, Ev, scale, window, and key_lead
-    and value_lead (the batch dimensions key and value came with)."""
+    code, lead, batch, hq, hk, L, S, E, Ev, scale, window, causal_offset,
+    and key_lead and value_lead (the batch dimensions key and value came
+    with)."""
     if dropout_p != 0.0:
         raise ValueError("dropout_p must be 0: libattn has no dropout")
     if (isinstance(window, bool) or not isinstance(window, (int, np.integer))
             or window < 0):
         raise ValueError("window must be an int >= 0 (0: no window), not %r"
                          % (window,))
+    if (isinstance(causal_offset, bool)
+            or not isinstance(causal_offset, (int, np.integer))):
+        raise ValueError("causal_offset must be an int, not %r"
+                         % (causal_offset,))
+    if causal_offset and not is_causal and not window:
+        raise ValueError("causal_offset moves the diagonal of is_causal or "
+                         "of the window: give one of them")
     if is_causal and attn_mask is not None:
         raise ValueError("attn_mask and is_causal=True cannot be given "
                          "together")
@@ -156,6 +164,14 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
     c.q, c.k, c.v, c.lead = q, k, v, lead
     # a window past every key hides nothing: the library's int holds it
     c.window = min(int(window), 2 ** 31 - 1)
+    # the library takes the diagonal within [1 - L, S - 1] (past it the
+    # causal mask hides every key or none)
+    c.causal_offset = int(causal_offset)
+    if c.causal_offset and L > 0 and S > 0 and not (
+            1 - L <= c.causal_offset <= S - 1):
+        raise ValueError("causal_offset %d puts the diagonal outside "
+                         "[1 - L, S - 1] = [%d, %d]"
+                         % (c.causal_offset, 1 - L, S - 1))
     c.batch = int(np.prod(lead, dtype=np.int64)) if lead else 1
     c.hq, c.hk, c.L, c.S, c.E, c.Ev, c.scale = hq, hk, L, S, E, Ev, scale
     return c
@@ -176,6 +192,7 @@ def _desc(c, is_causal, mask_arr, mask_shape):
     if c.window:
         d.mask.window = c.window
         d.causal_align = lib.ATTN_CAUSAL_TOP_LEFT
+    d.causal_offset = c.causal_offset
     if mask_arr is not None:
         if mask_arr.dtype == np.uint8:
             d.keep = _ptr(mask_arr, "const uint8_t *")
@@ -190,7 +207,8 @@ def _desc(c, is_causal, mask_arr, mask_shape):
 def scaled_dot_product_attention(query, key, value, attn_mask=None,
                                  dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False, *, device=None,
-                                 return_lse=False, window=0):
+                                 return_lse=False, window=0,
+                                 causal_offset=0):
     """softmax(query key^T * scale + mask) value, as
     torch.nn.functional.scaled_dot_product_attention computes it.
 
@@ -204,6 +222,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     from query i when j < i - window + 1 (a sliding window, top-left as
     is_causal: with it query i sees keys i - window + 1 .. i; alone, every
     later key too), with attn_mask or is_causal or alone; 0: none.
+    causal_offset: moves the diagonal of is_causal and the window: query i
+    sees keys j <= i + causal_offset, the window hides j < i +
+    causal_offset - window + 1 (a block of a longer sequence, its rows
+    from position p and keys from position r, takes p - r); within
+    [1 - L, S - 1], with is_causal or a window.
     scale: None for 1/sqrt(E).
     enable_gqa: H may divide Hq (query head h reads key head h // (Hq/H)).
     dropout_p must be 0.  device: None (a shared "auto" context), a device
@@ -214,7 +237,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None,
     TypeError, ValueError, and libattn.LibattnError subclasses carrying
     the library's sentence."""
     c = _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
-               enable_gqa, window)
+               enable_gqa, window, causal_offset)
     q, k, v, kind = c.q, c.k, c.v, c.kind
     o = np.empty(q.shape[:-1] + (c.Ev,), dtype=q.dtype)
     lse = (np.empty(q.shape[:-1], dtype=np.float32)
@@ -292,12 +315,13 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
                                           output, lse, attn_mask=None,
                                           is_causal=False, scale=None,
                                           enable_gqa=False, *, device=None,
-                                          grad_attn_mask=False, window=0):
+                                          grad_attn_mask=False, window=0,
+                                          causal_offset=0):
     """The gradients of scaled_dot_product_attention (attn_sdpa_backward):
     (grad_query, grad_key, grad_value) of a loss whose gradient at the
     output is grad_output, given the forward's query, key, value, output
     and lse (return_lse=True) and the arguments it was called with
-    (window too).
+    (window and causal_offset too).
 
     grad_output is shaped and typed as the output, lse (..., Hq, L)
     float32.  The gradients come back in the inputs' kind and dtype, each
@@ -313,7 +337,7 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
     output or lse of another shape, and with grad_attn_mask TypeError for
     a boolean mask (it has no gradient) and ValueError for none."""
     c = _check(query, key, value, attn_mask, 0.0, is_causal, scale,
-               enable_gqa, window)
+               enable_gqa, window, causal_offset)
     if grad_attn_mask:
         if attn_mask is None:
             raise ValueError("grad_attn_mask=True needs an attn_mask")

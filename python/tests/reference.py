@@ -18,20 +18,29 @@ import numpy as np
 MHA_ABS = 2e-4
 
 
-def window_hides(L, S, window):
+def window_hides(L, S, window, offset=0):
     """[L, S]: True where a sliding window of window keys hides key j from
-    query i (top-left: j < i - window + 1); all False for window 0."""
+    query i (top-left, its diagonal moved by offset: j < i + offset -
+    window + 1); all False for window 0."""
     i = np.arange(L)[:, None]
     j = np.arange(S)[None, :]
-    return (j < i - window + 1) if window > 0 else np.zeros((L, S), bool)
+    return ((j < i + offset - window + 1) if window > 0
+            else np.zeros((L, S), bool))
+
+
+def causal_hides(L, S, offset=0):
+    """[L, S]: True where the causal mask hides key j from query i
+    (top-left, its diagonal moved by offset: j > i + offset)."""
+    return np.triu(np.ones((L, S), dtype=bool), k=1 + offset)
 
 
 def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False,
-         window=0):
+         window=0, causal_offset=0):
     """PyTorch's scaled_dot_product_attention in float64: (out, lse, tol_o,
     tol_lse) with the tolerances above for float32 (the caller adds the
     float16 term).  A row with no visible key gives 0 and lse -inf.
-    window: libattn's sliding window (window_hides)."""
+    window, causal_offset: libattn's sliding window and the diagonal's
+    offset (window_hides, causal_hides)."""
     q = q.astype(np.float64)
     k = k.astype(np.float64)
     v = v.astype(np.float64)
@@ -45,9 +54,8 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False,
     s = sc * (q @ np.swapaxes(k, -1, -2))
     cond = abs(sc) * (np.abs(q) @ np.swapaxes(np.abs(k), -1, -2))
     if is_causal:
-        hide = np.triu(np.ones((L, S), dtype=bool), k=1)
-        s = np.where(hide, -np.inf, s)
-    s = np.where(window_hides(L, S, window), -np.inf, s)
+        s = np.where(causal_hides(L, S, causal_offset), -np.inf, s)
+    s = np.where(window_hides(L, S, window, causal_offset), -np.inf, s)
     if mask is not None:
         m = np.asarray(mask)
         if m.dtype == np.bool_:
@@ -75,7 +83,8 @@ def sdpa(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False,
 
 
 def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
-                  enable_gqa=False, mask_grad=False, window=0):
+                  enable_gqa=False, mask_grad=False, window=0,
+                  causal_offset=0):
     """The gradients (dq, dk, dv) of PyTorch's scaled_dot_product_attention
     in float64 at the output gradient dout, each shaped as its input (dk,
     dv summed over the query heads of a key head and over the batch
@@ -84,7 +93,8 @@ def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
     fourth, dS summed over what the mask broadcasts along."""
     if q.ndim == 2:  # one head
         r = sdpa_backward(q[None], k[None], v[None], dout[None], mask,
-                          is_causal, scale, enable_gqa, mask_grad, window)
+                          is_causal, scale, enable_gqa, mask_grad, window,
+                          causal_offset)
         return tuple(x[0] for x in r[:3]) + tuple(r[3:])
     q = q.astype(np.float64)
     k0, v0 = k, v
@@ -100,8 +110,8 @@ def sdpa_backward(q, k, v, dout, mask=None, is_causal=False, scale=None,
     sc = 1.0 / np.sqrt(E) if scale is None else scale
     s = sc * (q @ np.swapaxes(kr, -1, -2))
     if is_causal:
-        s = np.where(np.triu(np.ones((L, S), dtype=bool), k=1), -np.inf, s)
-    s = np.where(window_hides(L, S, window), -np.inf, s)
+        s = np.where(causal_hides(L, S, causal_offset), -np.inf, s)
+    s = np.where(window_hides(L, S, window, causal_offset), -np.inf, s)
     if mask is not None:
         m = np.asarray(mask)
         s = (np.where(m, s, -np.inf) if m.dtype == np.bool_

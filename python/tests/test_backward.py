@@ -59,6 +59,15 @@ def test_sliding_window(ctx, rng, causal, dtype):
     check(ctx, q, k, v, is_causal=causal, enable_gqa=True, window=5)
 
 
+@pytest.mark.parametrize("offset,window", [(20, 0), (-9, 0), (12, 6)])
+def test_causal_offset(ctx, rng, offset, window):
+    q = rand(rng, (2, 4, 13, 16))
+    k = rand(rng, (2, 2, 37, 16))
+    v = rand(rng, (2, 2, 37, 8))
+    check(ctx, q, k, v, is_causal=True, enable_gqa=True, window=window,
+          causal_offset=offset)
+
+
 def test_causal_gqa_scale(ctx, rng):
     q = rand(rng, (2, 6, 21, 16))
     k = rand(rng, (2, 2, 21, 16))

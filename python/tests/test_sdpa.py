@@ -17,7 +17,8 @@ def run(ctx, q, k, v, **kw):
 def check(ctx, q, k, v, mask=None, **kw):
     o, lse = run(ctx, q, k, v, attn_mask=mask, **kw)
     ref_kw = {key: kw[key] for key in ("is_causal", "scale", "enable_gqa",
-                                       "window") if key in kw}
+                                       "window", "causal_offset")
+              if key in kw}
     want, want_lse, tol_o, tol_lse = sdpa(q, k, v, mask, **ref_kw)
     assert o.shape == want.shape and o.dtype == q.dtype
     assert lse.shape == want_lse.shape and lse.dtype == np.float32
@@ -74,6 +75,36 @@ def test_sliding_window_with_mask(ctx, rng):
     v = rand(rng, (2, 2, 31, 16))
     mask = rng.random((2, 1, 19, 31)) < 0.8
     check(ctx, q, k, v, mask, window=6)
+
+
+# The diagonal moved: a block of a longer sequence (rows from position p,
+# keys from r: offset p - r), at both ends of [1 - L, S - 1], with a
+# window and alone.
+@pytest.mark.parametrize("L,S,offset,window,causal", [
+    (16, 40, 24, 0, True), (16, 40, 39, 0, True), (16, 40, -15, 0, True),
+    (30, 30, -1, 0, True), (20, 50, 30, 8, True), (25, 25, 3, 6, False),
+    (3, 300, 297, 64, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_causal_offset(ctx, rng, L, S, offset, window, causal, dtype):
+    q = rand(rng, (2, 3, L, 32), dtype)
+    k = rand(rng, (2, 3, S, 32), dtype)
+    v = rand(rng, (2, 3, S, 32), dtype)
+    o = check(ctx, q, k, v, is_causal=causal, window=window,
+              causal_offset=offset)
+    if causal and offset == 1 - L:  # only the last row sees a key, key 0
+        assert np.all(o[..., :-1, :] == 0)
+
+
+@pytest.mark.parametrize("offset,causal,window", [
+    (40, True, 0), (-16, True, 0), (3, False, 0), (1.5, True, 0),
+    (True, True, 0), (41, False, 4)])
+def test_bad_causal_offset(ctx, rng, offset, causal, window):
+    q = rand(rng, (1, 16, 8))
+    k = rand(rng, (1, 40, 8))
+    with pytest.raises(ValueError):
+        libattn.scaled_dot_product_attention(q, k, k, device=ctx,
+                                             is_causal=causal, window=window,
+                                             causal_offset=offset)
 
 
 @pytest.mark.parametrize("window", [-1, 2.5, True, "3"])

@@ -151,6 +151,28 @@ def test_autograd_function_sliding_window(ctx):
         assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
 
 
+def test_autograd_function_causal_offset(ctx):
+    # the last 6 rows of a 20-row sequence against all 20 keys
+    # (causal_offset 14) and a window of 5, against torch with the band
+    # as a mask: query i sees keys i + 10 .. i + 14
+    from libattn.torch import scaled_dot_product_attention as sdpa
+    g = torch.Generator().manual_seed(29)
+    q, w = (torch.randn(2, 2, 6, 16, generator=g) for _ in range(2))
+    k, v = (torch.randn(2, 2, 20, 16, generator=g) for _ in range(2))
+    ours = [x.clone().requires_grad_() for x in (q, k, v)]
+    (sdpa(*ours, is_causal=True, window=5, causal_offset=14, device=ctx) *
+     w).sum().backward()
+    i = torch.arange(6)[:, None]
+    j = torch.arange(20)[None, :]
+    band = (j <= i + 14) & (j > i + 14 - 5)
+    refs = [t64(x).requires_grad_() for x in (q, k, v)]
+    (F.scaled_dot_product_attention(*refs, attn_mask=band) *
+     t64(w)).sum().backward()
+    for name, a, b in zip(("q", "k", "v"), ours, refs):
+        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
+        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+
+
 @pytest.mark.parametrize("mshape", [(2, 4, 9, 12), (1, 4, 9, 12), (9, 1)])
 def test_autograd_function_mask_gradient(ctx, mshape):
     # a float mask that requires grad gets torch.autograd's gradient
