@@ -1083,6 +1083,8 @@ static void test_backward(void)
          0, kv_lens2, 0, 0, NULL},
         {"contiguous causal window 7", 2, 4, 2, 16, 12, 48, 1, 0, 0,
          ATTN_RING_CONTIGUOUS, 0, NULL, 7, 0, NULL},
+        {"contiguous causal window 1 (one step)", 1, 2, 1, 8, 8, 40, 1, 0, 0,
+         ATTN_RING_CONTIGUOUS, 0, NULL, 1, 0, NULL},
         {"uneven counts window 9 (not causal)", 2, 2, 1, 8, 16, 41, 0, 0, 0,
          ATTN_RING_CONTIGUOUS, 1, NULL, 9, 0, NULL},
         {"contiguous causal_offset -1 window 5", 1, 2, 2, 8, 8, 45, 1, 0, 0,
