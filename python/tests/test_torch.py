@@ -15,6 +15,14 @@ def t64(x):
     return x.to(torch.float64)
 
 
+def assert_grads_close(ours, refs):
+    """The gradients of q, k and v from libattn (ours) against torch's
+    float64 ones (refs): within 1e-4 (max |ref| + 1)."""
+    for name, a, b in zip(("q", "k", "v"), ours, refs):
+        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
+        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+
+
 def compare(ctx, q, k, v, tol, **kw):
     out = libattn.scaled_dot_product_attention(q, k, v, device=ctx, **kw)
     assert isinstance(out, torch.Tensor) and out.dtype == q.dtype
@@ -127,9 +135,7 @@ def test_autograd_function_trains_like_torch(ctx, mask_kind):
     m64 = mask if mask is None or mask.dtype == torch.bool else t64(mask)
     (F.scaled_dot_product_attention(*refs, attn_mask=m64, enable_gqa=True) *
      t64(w)).sum().backward()
-    for name, a, b in zip(("q", "k", "v"), ours, refs):
-        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
-        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+    assert_grads_close(ours, refs)
 
 
 def test_autograd_function_sliding_window(ctx):
@@ -146,9 +152,7 @@ def test_autograd_function_sliding_window(ctx):
     refs = [t64(x).requires_grad_() for x in (q, k, v)]
     (F.scaled_dot_product_attention(*refs, attn_mask=band) *
      t64(w)).sum().backward()
-    for name, a, b in zip(("q", "k", "v"), ours, refs):
-        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
-        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+    assert_grads_close(ours, refs)
 
 
 def test_autograd_function_causal_offset(ctx):
@@ -168,9 +172,7 @@ def test_autograd_function_causal_offset(ctx):
     refs = [t64(x).requires_grad_() for x in (q, k, v)]
     (F.scaled_dot_product_attention(*refs, attn_mask=band) *
      t64(w)).sum().backward()
-    for name, a, b in zip(("q", "k", "v"), ours, refs):
-        err = (a.grad.to(torch.float64) - b.grad).abs().max().item()
-        assert err < 1e-4 * (b.grad.abs().max().item() + 1.0), name
+    assert_grads_close(ours, refs)
 
 
 @pytest.mark.parametrize("mshape", [(2, 4, 9, 12), (1, 4, 9, 12), (9, 1)])
