@@ -603,7 +603,7 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
     }
     double tmo = ring->timeout_ms > 0 ? ring->timeout_ms / 1000.0 : 60.0;
     attn_status mine = ATTN_OK;
-    attn_sdpa_grad g;
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
     if (!d || !ctx || !g_local) {
         snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
                  !d     ? "d"
