@@ -104,10 +104,6 @@ void ring_pack_own(ring_call *c, const void *k, const void *v)
 static attn_status alloc_all(ring_call *c, const void *q, const void *k,
                              const void *v)
 {
-    c->max_rows = 0;
-    for (int ch = 0; ch < c->lay.nchunks; ch++)
-        if ((size_t)ring_chunk_rows(&c->lay, ch) > c->max_rows)
-            c->max_rows = (size_t)ring_chunk_rows(&c->lay, ch);
     /* Sizes fit: seq and the dims are ints, and their products are
      * checked against what MPI counts and size_t hold. */
     double biggest = (double)c->max_rows * 2.0 * (double)c->bkv *
@@ -119,10 +115,6 @@ static attn_status alloc_all(ring_call *c, const void *q, const void *k,
                  "a slice's message exceeds 2 GiB: use more ranks");
         return ATTN_ERR_UNSUPPORTED;
     }
-    c->msg_cap = 0;
-    for (int r = 0; r < c->ranks; r++)
-        if (ring_msg_bytes(c, r) > c->msg_cap)
-            c->msg_cap = ring_msg_bytes(c, r);
     size_t rows = c->local_rows;
     c->msg[0] = ring_grab(c, c->msg_cap);
     c->msg[1] = c->ranks > 1 ? ring_grab(c, c->msg_cap) : NULL;
@@ -546,6 +538,14 @@ attn_status ring_call_setup(ring_call *c, const attn_ring_desc *ring,
     c->d = (size_t)c->g.head_dim;
     c->dv = (size_t)c->g.head_dim_v;
     c->local_rows = (size_t)ring_rank_rows(&c->lay, c->rank);
+    c->max_rows = 0;
+    for (int ch = 0; ch < c->lay.nchunks; ch++)
+        if ((size_t)ring_chunk_rows(&c->lay, ch) > c->max_rows)
+            c->max_rows = (size_t)ring_chunk_rows(&c->lay, ch);
+    c->msg_cap = 0;
+    for (int r = 0; r < c->ranks; r++)
+        if (ring_msg_bytes(c, r) > c->msg_cap)
+            c->msg_cap = ring_msg_bytes(c, r);
     *hash = ring_hash(&c->ring, &c->lay, &c->g);
     return ATTN_OK;
 }

@@ -15,7 +15,6 @@
  * The checks, agreements and failure rules are the forward's (ring.c):
  * every message carries the sender's status, every wait is bounded.
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,10 +149,6 @@ static attn_status gather_inputs(ring_bwd *b, attn_sdpa_grad *in)
 static attn_status alloc_bwd(ring_bwd *b, const attn_sdpa_grad *g)
 {
     ring_call *c = b->c;
-    c->max_rows = 0;
-    for (int ch = 0; ch < c->lay.nchunks; ch++)
-        if ((size_t)ring_chunk_rows(&c->lay, ch) > c->max_rows)
-            c->max_rows = (size_t)ring_chunk_rows(&c->lay, ch);
     /* The largest message (two chunks' float dK and dV) must fit MPI's
      * int count; the local buffers size_t. */
     double biggest = (double)c->max_rows * 2.0 * (double)c->bkv *
@@ -165,14 +160,8 @@ static attn_status alloc_bwd(ring_bwd *b, const attn_sdpa_grad *g)
                  "a slice's gradient message exceeds 2 GiB: use more ranks");
         return ATTN_ERR_UNSUPPORTED;
     }
-    c->msg_cap = 0;
-    b->gcap = 0;
-    for (int r = 0; r < c->ranks; r++) {
-        if (ring_msg_bytes(c, r) > c->msg_cap)
-            c->msg_cap = ring_msg_bytes(c, r);
-        if (ring_msg_bytes_of(c, r, 4) > b->gcap)
-            b->gcap = ring_msg_bytes_of(c, r, 4);
-    }
+    /* the largest K/V message's rows as float accumulators */
+    b->gcap = RING_HEADER + (c->msg_cap - RING_HEADER) / c->elem * 4;
     const size_t rows = c->local_rows, m = c->max_rows;
     c->msg[0] = ring_grab(c, c->msg_cap);
     c->msg[1] = c->ranks > 1 ? ring_grab(c, c->msg_cap) : NULL;

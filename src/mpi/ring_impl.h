@@ -145,7 +145,7 @@ typedef struct ring_call {
     int f16;
     int threads_ok; /* MPI allows a thread beside the calling one */
     size_t local_rows, max_rows; /* this rank's; the largest chunk */
-    size_t msg_cap;
+    size_t msg_cap;              /* the largest K/V message */
     unsigned char *msg[2];
     float *q32;     /* packed and widened Q, or NULL */
     float *kf, *vf; /* F16: one chunk's K and V widened */
@@ -210,9 +210,10 @@ void ring_put_stats(const ring_call *c, attn_ring_stats *out);
  * communicator cannot be used. */
 attn_status ring_call_open(ring_call *c, MPI_Comm comm, MPI_Errhandler *old);
 void ring_call_close(ring_call *c, MPI_Errhandler *old);
-/* The descriptors checked and read into c (ring, g, lay, the sizes and
- * local_rows), *tmo the wait limit in seconds (also on failure), *hash
- * what the ranks must agree on.  ATTN_OK or a status, c->why set. */
+/* The descriptors checked and read into c (ring, g, lay, the sizes,
+ * local_rows, max_rows and msg_cap), *tmo the wait limit in seconds (also on
+ * failure), *hash what the ranks must agree on.  ATTN_OK or a status, c->why
+ * set. */
 attn_status ring_call_setup(ring_call *c, const attn_ring_desc *ring,
                             const attn_sdpa_desc *d, double *tmo,
                             uint32_t *hash);
