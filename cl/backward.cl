@@ -608,3 +608,33 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
     for (int c = 0; c < HD; c++)
         bwd_store_lanes(dq, r0, nq, HD, c, acc[c] * scale);
 }
+
+/* The elements of a tensor as they are stored (2 or 4 bytes), copied
+ * unchanged. */
+#if ATTN_F16 || ATTN_BF16
+#define BWD_RAW ushort
+#else
+#define BWD_RAW uint
+#endif
+
+/* attn_sdpa_backward_cl_buffers: the rows of a tensor at element offset
+ * off with strides sb, sh, sr over batch, head and row (n1 heads, n2 rows
+ * of w elements) to the dense copy [batch, n1, n2, w] (to_dense) or back;
+ * `total` elements, one per item.  Gaps between the strided rows are not
+ * touched. */
+__kernel void attn_bwd_move(__global BWD_RAW *strided, ulong off, ulong sb,
+                            ulong sh, ulong sr, __global BWD_RAW *dense,
+                            int n1, int n2, int w, ulong total, int to_dense)
+{
+    const size_t e = get_global_id(0);
+    if (e >= total)
+        return;
+    const size_t c = e % (size_t)w, r = e / (size_t)w;
+    const size_t i = r % (size_t)n2, bh = r / (size_t)n2;
+    const size_t h = bh % (size_t)n1, b = bh / (size_t)n1;
+    const size_t at = off + b * sb + h * sh + i * sr + c;
+    if (to_dense)
+        dense[e] = strided[at];
+    else
+        strided[at] = dense[e];
+}

@@ -113,6 +113,91 @@ ATTN_API attn_status attn_sdpa_cl_buffers(attn_context *ctx,
                                           cl_uint n_wait, const cl_event *wait,
                                           cl_event *done);
 
+/** Buffers of one backward call (attn_sdpa_backward_cl_buffers): the
+ * forward's tensors, dL/dO and the gradients, each at an offset in
+ * elements of the dtype (lse, dbias and d_additive_w: in floats).  dbias
+ * and d_additive_w may be NULL (not asked), as in attn_sdpa_grad.
+ * struct_size is the caller's sizeof(attn_cl_grad_buffers)
+ * (ATTN_CL_GRAD_BUFFERS_INIT); 0 means the first layout. */
+typedef struct attn_cl_grad_buffers {
+    size_t struct_size; /**< sizeof(attn_cl_grad_buffers) as the caller built */
+    cl_mem q;           /**< the forward's Q (attn_sdpa_desc layout) */
+    cl_mem k;           /**< the forward's K */
+    cl_mem v;           /**< the forward's V */
+    cl_mem o;           /**< the forward's output O */
+    cl_mem lse;         /**< the forward's lse, float [batch, heads_q, seq_q] */
+    cl_mem d_o;         /**< dL/dO, shaped and strided as O */
+    cl_mem dq;          /**< out: dL/dQ, shaped and strided as Q */
+    cl_mem dk;          /**< out: dL/dK, shaped and strided as K */
+    cl_mem dv;          /**< out: dL/dV, shaped and strided as V */
+    cl_mem dbias;       /**< out or NULL: dL/dbias, float, the bias's shape */
+    cl_mem d_additive_w;        /**< out or NULL: float [heads_q, head_dim] */
+    size_t q_offset;            /**< where Q starts in q, in elements */
+    size_t k_offset;            /**< where K starts in k, in elements */
+    size_t v_offset;            /**< where V starts in v, in elements */
+    size_t o_offset;            /**< where O starts in o, in elements */
+    size_t lse_offset;          /**< where lse starts in lse, in floats */
+    size_t d_o_offset;          /**< where dO starts in d_o, in elements */
+    size_t dq_offset;           /**< where dQ starts in dq, in elements */
+    size_t dk_offset;           /**< where dK starts in dk, in elements */
+    size_t dv_offset;           /**< where dV starts in dv, in elements */
+    size_t dbias_offset;        /**< where dbias starts in dbias, in floats */
+    size_t d_additive_w_offset; /**< where it starts, in floats */
+} attn_cl_grad_buffers;
+
+/** Initializer of an attn_cl_grad_buffers with no buffers and offsets 0:
+ * `attn_cl_grad_buffers g = ATTN_CL_GRAD_BUFFERS_INIT;` */
+#define ATTN_CL_GRAD_BUFFERS_INIT ATTN_SIZED_INIT_(attn_cl_grad_buffers)
+
+/** Zeroes size bytes at g and sets g->struct_size to size (the caller's
+ * sizeof(attn_cl_grad_buffers)); attn_cl_grad_buffers_init(g) passes it.
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (g NULL, a size no layout has;
+ * untouched). */
+ATTN_API attn_status attn_cl_grad_buffers_init_sized(attn_cl_grad_buffers *g,
+                                                     size_t size);
+/** Prepares *g: no buffers, offsets 0, struct_size = sizeof *g. */
+#define attn_cl_grad_buffers_init(g)                                           \
+    ((void)attn_cl_grad_buffers_init_sized((g), sizeof *(g)))
+
+/** attn_sdpa_backward on device buffers: the gradients of the forward
+ * described by d (attn_sdpa_backward's math, masks, scores and rules, the
+ * same kernels: the results equal attn_sdpa_backward's on the same
+ * context), enqueued on the caller's queue (of the context's cl_context
+ * and device) after the n_wait events of wait.  When done is not NULL it
+ * receives an event that completes when dq, dk, dv (and dbias,
+ * d_additive_w when asked) are written; the caller releases it.  Nothing
+ * blocks: the call returns once the work is enqueued (the device's
+ * working buffers are released when the work completes).  Host arrays of
+ * the descriptor (mask.bias, mask.kv_len, additive_w, keep) are copied
+ * before the call returns.  Strided tensors (d's q_strides ... o_strides;
+ * dq, dk, dv in the strides of q, k, v, d_o in o's) and tensors at a
+ * non-zero offset are gathered into contiguous device copies and the
+ * gradients scattered back, device to device (working memory: those
+ * copies); contiguous tensors at offset 0 are read and written in place.
+ * Working memory besides: D = rowsum(dO * O), one float per query row
+ * (with d_additive_w, head_dim floats per query row).  Gaps between
+ * strided rows of dq, dk and dv are not written.  There is no fallback:
+ * a device failure returns its status.  Inputs may share memory; an
+ * output may share none with any other tensor (the rules of
+ * attn_sdpa_cl_buffers: one cl_mem, sub-buffers of one parent, buffers on
+ * the same host memory).  Not taken (ATTN_ERR_UNSUPPORTED): packed
+ * sequences (cu_seqlens_q, cu_seqlens_kv) and q_start, as
+ * attn_sdpa_cl_buffers does not take q_start; dbias with keep, kv_start
+ * or a moved causal diagonal (as attn_sdpa_backward on a device).
+ * Errors: as attn_sdpa_backward, plus ATTN_ERR_INVALID_ARGUMENT (a NULL
+ * buffer (dbias, d_additive_w excepted) or queue, n_wait > 0 with wait
+ * NULL, a buffer smaller than its tensor at its offset, a buffer or queue
+ * of another cl_context, a queue of another device, an output
+ * overlapping another tensor: the message names both), and
+ * ATTN_ERR_UNSUPPORTED (the context runs on the native backend, what is
+ * not taken above, no backward variant takes the call or the forced one
+ * does not).  On error nothing writes the outputs and *done is
+ * untouched. */
+ATTN_API attn_status attn_sdpa_backward_cl_buffers(
+    attn_context *ctx, const attn_sdpa_desc *d, const attn_cl_grad_buffers *g,
+    cl_command_queue queue, cl_uint n_wait, const cl_event *wait,
+    cl_event *done);
+
 #ifdef __cplusplus
 }
 #endif

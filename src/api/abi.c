@@ -290,4 +290,18 @@ attn_status attn_cl_buffers_init_sized(attn_cl_buffers *b, size_t size)
     return init_sized(b, size, &attn_abi_cl_buffers_layout,
                       "attn_cl_buffers_init_sized");
 }
+
+_Static_assert(offsetof(attn_cl_grad_buffers, struct_size) == 0,
+               "struct_size comes first");
+
+const attn_abi_layout attn_abi_cl_grad_buffers_layout = {
+    "attn_cl_grad_buffers", sizeof(attn_cl_grad_buffers),
+    sizeof(attn_cl_grad_buffers)};
+
+attn_status attn_cl_grad_buffers_init_sized(attn_cl_grad_buffers *g,
+                                            size_t size)
+{
+    return init_sized(g, size, &attn_abi_cl_grad_buffers_layout,
+                      "attn_cl_grad_buffers_init_sized");
+}
 #endif

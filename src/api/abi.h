@@ -83,6 +83,8 @@ void attn_abi_info_put(void *dst, size_t size, size_t raw,
 #ifdef ATTN_HAVE_OPENCL
 /* attn_cl_buffers (attn_cl.h; read with attn_abi_read). */
 extern const attn_abi_layout attn_abi_cl_buffers_layout;
+/* attn_cl_grad_buffers (attn_cl.h; read with attn_abi_read). */
+extern const attn_abi_layout attn_abi_cl_grad_buffers_layout;
 #endif
 
 #endif /* ATTN_API_ABI_H */

@@ -13,6 +13,8 @@
 #include "api/context.h"
 #include "attn/attn_cl.h"
 #include "opencl/backend_cl.h"
+#include "opencl/bwd_cl.h"
+#include "opencl/launch_common.h"
 
 static attn_status report(attn_context *ctx, const char *fn, attn_status s,
                           const attn_err *err)
@@ -264,4 +266,176 @@ attn_status attn_sdpa_cl(attn_context *ctx, const attn_sdpa_desc *d, cl_mem q,
     b.o = o;
     b.lse = lse;
     return attn_sdpa_cl_buffers(ctx, d, &b, queue, n_wait, wait, done);
+}
+
+/* The checks of a backward call on the caller's buffers: the descriptor as
+ * attn_sdpa_backward checks it (what the devices do not take refused),
+ * the queue, then each buffer (size at its offset, context, overlaps). */
+static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
+                             const attn_cl_grad_buffers *g,
+                             cl_command_queue queue, attn_err *err)
+{
+    const attn_cl_runtime *rt = attn_backend_cl_runtime(ctx->backend);
+    const size_t e = d->dtype == ATTN_F32 ? 4 : 2, f = sizeof(float);
+    size_t nb = 0;
+    attn_sdpa_bytes sz;
+    attn_status s;
+    if (!g->q || !g->k || !g->v || !g->o || !g->lse || !g->d_o || !g->dq ||
+        !g->dk || !g->dv)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "a q, k, v, o, lse, d_o, dq, dk or dv buffer is "
+                         "NULL");
+    if (d->cu_seqlens_q || d->cu_seqlens_kv)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "packed sequences (cu_seqlens_q, cu_seqlens_kv) are "
+                         "not taken on device buffers by the backward pass; "
+                         "attn_sdpa_backward takes them");
+    if ((s = attn_validate_sdpa_desc(d, &sz, err)))
+        return s;
+    if (d->q_start)
+        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                         "q_start is not taken with device buffers (as "
+                         "attn_sdpa_cl_buffers); kv_start is taken");
+    if (g->dbias && d->mask.bias_kind == ATTN_BIAS_NONE)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "dbias is set but the descriptor has no bias");
+    if (g->d_additive_w && d->score != ATTN_SCORE_ADDITIVE)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "d_additive_w is set but the score is not additive");
+    /* dq, dk and dv are written in q's, k's and v's strides */
+    for (int i = 0; i < 3; i++)
+        if (!attn_tensor_rows_apart(d, ATTN_T_Q + i))
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "the strides of %s make its rows share "
+                             "elements, so would %s's: a gradient needs rows "
+                             "apart (sorted, each stride at least the extent "
+                             "of the smaller ones)",
+                             i == 0   ? "q"
+                             : i == 1 ? "k"
+                                      : "v",
+                             i == 0   ? "dq"
+                             : i == 1 ? "dk"
+                                      : "dv");
+    if ((s = check_queue(rt, queue, err)))
+        return s;
+    attn_bias_elems(d, &nb); /* the descriptor's check sized it */
+    {
+        const size_t nq = attn_tensor_extent(d, ATTN_T_Q),
+                     nk = attn_tensor_extent(d, ATTN_T_K),
+                     nv = attn_tensor_extent(d, ATTN_T_V),
+                     no = attn_tensor_extent(d, ATTN_T_O);
+        const size_t rows =
+            (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seq_q;
+        const attn_cl_span sp[] = {
+            {g->q, "q", g->q_offset, nq, e, 0},
+            {g->k, "k", g->k_offset, nk, e, 0},
+            {g->v, "v", g->v_offset, nv, e, 0},
+            {g->o, "o", g->o_offset, no, e, 0},
+            {g->lse, "lse", g->lse_offset, rows, f, 0},
+            {g->d_o, "d_o", g->d_o_offset, no, e, 0},
+            {g->dq, "dq", g->dq_offset, nq, e, 1},
+            {g->dk, "dk", g->dk_offset, nk, e, 1},
+            {g->dv, "dv", g->dv_offset, nv, e, 1},
+            {g->dbias, "dbias", g->dbias_offset, nb, f, 1},
+            {g->d_additive_w, "d_additive_w", g->d_additive_w_offset,
+             (size_t)d->heads_q * (size_t)d->head_dim, f, 1}};
+        attn_cl_span all[11];
+        int m = 0;
+        for (int i = 0; i < 11; i++)
+            if (i < 9 || (i == 9 && g->dbias) || (i == 10 && g->d_additive_w))
+                all[m++] = sp[i];
+        return attn_cl_check_spans(rt, all, m, err);
+    }
+}
+
+attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
+                                          const attn_sdpa_desc *d,
+                                          const attn_cl_grad_buffers *g,
+                                          cl_command_queue queue,
+                                          cl_uint n_wait, const cl_event *wait,
+                                          cl_event *done)
+{
+    static const char fn[] = "attn_sdpa_backward_cl_buffers";
+    attn_cl_runtime *rt;
+    attn_cl_grad_buffers gl;
+    attn_cl_bwd_bufs bufs;
+    attn_sdpa_desc dl, merged;
+    float *merged_bias = NULL;
+    attn_plan *plan = NULL;
+    const attn_dev_work *w = NULL;
+    attn_err err = {{0}};
+    attn_status s;
+
+    if (!ctx)
+        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"ctx is NULL"});
+    if (attn_api_from_callback(fn, &err))
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
+    if (!(rt = attn_backend_cl_runtime(ctx->backend)))
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"the context runs on the native backend; "
+                                  "create it with attn_context_create_cl or "
+                                  "on an OpenCL device"});
+    if (!g)
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"the gradient buffers "
+                                  "(attn_cl_grad_buffers) are NULL"});
+    /* Only the members the caller's struct_size covers (abi.c). */
+    if ((s = attn_abi_read(&gl, g, &attn_abi_cl_grad_buffers_layout, &err)) ||
+        (s = attn_abi_sdpa_desc(d, &dl, &d, &err)))
+        return report(ctx, fn, s, &err);
+    g = &gl;
+    if (!d)
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"the attention descriptor is NULL"});
+    if (n_wait > 0 && !wait)
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"n_wait > 0 but wait is NULL"});
+    if ((s = bwd_check(ctx, d, g, queue, &err)))
+        return report(ctx, fn, s, &err);
+    /* the device takes keep, kv_start and a per-item causal diagonal merged
+     * into the bias (copied before the call returns, as every host array
+     * of d; freed below) */
+    if ((s = attn_keep_merge(d, &merged, &merged_bias, &err)))
+        return report(ctx, fn, s, &err);
+    if (g->dbias && merged_bias) {
+        free(merged_bias);
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"the backward kernel variants compute no "
+                                  "dbias with keep, kv_start or a moved "
+                                  "causal diagonal, which the device's bias "
+                                  "holds merged"});
+    }
+    {
+        const cl_mem mem[13] = {g->q,     g->k, g->v,           g->o,  g->d_o,
+                                g->lse,   NULL, g->dq,          g->dk, g->dv,
+                                g->dbias, NULL, g->d_additive_w};
+        const size_t off[13] = {g->q_offset,
+                                g->k_offset,
+                                g->v_offset,
+                                g->o_offset,
+                                g->d_o_offset,
+                                g->lse_offset,
+                                0,
+                                g->dq_offset,
+                                g->dk_offset,
+                                g->dv_offset,
+                                g->dbias_offset,
+                                0,
+                                g->d_additive_w_offset};
+        memcpy(bufs.mem, mem, sizeof mem);
+        memcpy(bufs.off, off, sizeof off);
+    }
+    s = attn_plan_backward(ctx->plans, ctx->backend, &merged,
+                           (g->dbias ? ATTN_BWD_DBIAS : 0u) |
+                               (g->d_additive_w ? ATTN_BWD_DADDW : 0u),
+                           &plan, &w, &err);
+    if (s == ATTN_OK && w->prep[0] != ATTN_OK)
+        s = attn_fail(&err, w->prep[0], "%s", w->why[0]);
+    else if (s == ATTN_OK)
+        s = attn_cl_bwd_enqueue(rt, &w->p[0], &merged, &bufs, queue, n_wait,
+                                wait, done, &err);
+    attn_plan_release(ctx->plans, plan);
+    free(merged_bias);
+    return s == ATTN_OK ? s : report(ctx, fn, s, &err);
 }

@@ -308,15 +308,46 @@ enum {
     B_DW,
     N_BUF
 };
+_Static_assert(N_BUF == sizeof(((attn_cl_bwd_bufs *)0)->mem) / sizeof(cl_mem),
+               "attn_cl_bwd_bufs holds a buffer per index");
+
+/* The tensor whose shape and strides each buffer has (attn_tensor_dims). */
+static const int bwd_kind[N_BUF] = {
+    [B_Q] = ATTN_T_Q,  [B_K] = ATTN_T_K,  [B_V] = ATTN_T_V,  [B_O] = ATTN_T_O,
+    [B_DO] = ATTN_T_O, [B_DQ] = ATTN_T_Q, [B_DK] = ATTN_T_K, [B_DV] = ATTN_T_V};
 
 typedef struct bwd_run {
     attn_cl_runtime *rt;
+    cl_command_queue queue; /* where the commands go */
+    /* chain: the commands are enqueued one behind the other (the first
+     * behind wl), nothing waited for (attn_cl_bwd_enqueue); else each
+     * kernel is waited for before the next (attn_cl_bwd_run) */
+    int chain;
+    const cl_event *wl;
+    cl_uint n_wl;
+    cl_event last; /* chain: the last command enqueued */
     cl_mem m[N_BUF];
+    unsigned char borrowed[N_BUF]; /* m[i] is the caller's: not released */
     cl_mem bias, kv_len, addw;
     size_t bytes[N_BUF];
     size_t bias_ext[3]; /* the bias's batch, head, row extents (1: none) */
-    cl_kernel k[5];     /* rowsum, dq, dk/dv, and dbias, d additive_w */
+    cl_kernel k[6];     /* rowsum, dq, dk/dv, dbias, d additive_w, move */
 } bwd_run;
+
+/* Chain: the wait list of the next command, which then becomes the last
+ * (push). */
+static const cl_event *chain_wait(const bwd_run *r, cl_uint *n)
+{
+    *n = r->last ? 1 : r->n_wl;
+    return r->last ? &r->last : r->wl;
+}
+
+static void chain_push(bwd_run *r, cl_event ev)
+{
+    if (r->last)
+        clReleaseEvent(r->last);
+    r->last = ev;
+}
 
 /* Enqueues k over global (local) items and waits for it: a failure as
  * ATTN_ERR_DEVICE (or the enqueue's own status). */
@@ -326,12 +357,18 @@ static attn_status run_kernel(bwd_run *r, cl_kernel k, const char *name,
 {
     cl_event ev = NULL;
     cl_int st = CL_COMPLETE;
-    cl_int rc = ATTN_CL(clEnqueueNDRangeKernel)(r->rt->queue, k, dims, NULL,
-                                                global, local, 0, NULL, &ev);
+    cl_uint n = 0;
+    const cl_event *wl = r->chain ? chain_wait(r, &n) : NULL;
+    cl_int rc = ATTN_CL(clEnqueueNDRangeKernel)(r->queue, k, dims, NULL, global,
+                                                local, n, wl, &ev);
     if (rc != CL_SUCCESS)
         return attn_fail(err, attn_cl_status(rc),
                          "enqueueing %s on %s failed: %s (%d)", name,
                          r->rt->info.name, attn_cl_error_name(rc), (int)rc);
+    if (r->chain) {
+        chain_push(r, ev);
+        return ATTN_OK;
+    }
     ATTN_FAULT_DELIVER(1);
     rc = clWaitForEvents(1, &ev);
     if (rc == CL_SUCCESS)
@@ -525,25 +562,23 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     return ATTN_OK;
 }
 
-/* Allocates the call's buffers (after checking that they fit) and uploads
- * the inputs. */
-static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
-                          const attn_sdpa_grad *g, attn_err *err)
+/* The bytes of the call's buffers (r->bytes, 0 for a gradient not asked)
+ * and of the bias's extents; checks that the buffers not borrowed from the
+ * caller fit the device. */
+static attn_status size_buffers(bwd_run *r, const attn_sdpa_desc *d, int dbias,
+                                int dw, attn_err *err)
 {
     const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
     const size_t rows = (size_t)d->batch * d->heads_q * d->seq_q;
     const size_t krows = (size_t)d->batch * d->heads_kv * d->seq_kv;
-    const void *src[N_BUF] = {g->q, g->k, g->v, g->o, g->d_o, g->lse};
     uint64_t total = attn_cl_input_bytes(d, NULL), largest = 0;
-    attn_status s;
-    cl_int rc;
     r->bytes[B_Q] = r->bytes[B_DQ] = rows * d->head_dim * es;
     r->bytes[B_O] = r->bytes[B_DO] = rows * d->head_dim_v * es;
     r->bytes[B_K] = r->bytes[B_DK] = krows * d->head_dim * es;
     r->bytes[B_V] = r->bytes[B_DV] = krows * d->head_dim_v * es;
     r->bytes[B_LSE] = r->bytes[B_D] = rows * sizeof(float);
     r->bias_ext[0] = r->bias_ext[1] = r->bias_ext[2] = 1;
-    if (g->dbias) { /* the bias's extents: 1 where it broadcasts */
+    if (dbias) { /* the bias's extents: 1 where it broadcasts */
         size_t st[3];
         attn_bias_strides(d, st);
         r->bias_ext[0] = st[0] ? (size_t)d->batch : 1;
@@ -552,20 +587,28 @@ static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
         r->bytes[B_DBIAS] = r->bias_ext[0] * r->bias_ext[1] * r->bias_ext[2] *
                             (size_t)d->seq_kv * sizeof(float);
     }
-    if (g->d_additive_w) {
+    if (dw) {
         r->bytes[B_DWP] = rows * (size_t)d->head_dim * sizeof(float);
         r->bytes[B_DW] = (size_t)d->heads_q * d->head_dim * sizeof(float);
     }
     for (int i = 0; i < N_BUF; i++) {
+        if (r->borrowed[i])
+            continue;
         total = attn_cl_add_bytes(total, r->bytes[i]);
         largest = r->bytes[i] > largest ? r->bytes[i] : largest;
     }
-    if ((s = attn_cl_check_fit(r->rt, "the backward pass", total, largest,
-                               err)))
-        return s;
+    return attn_cl_check_fit(r->rt, "the backward pass", total, largest, err);
+}
+
+/* Allocates the buffers of r that are not the caller's (a gradient not
+ * asked has none), and the device copies of d's host inputs. */
+static attn_status alloc_buffers(bwd_run *r, const attn_sdpa_desc *d,
+                                 attn_err *err)
+{
     for (int i = 0; i < N_BUF; i++) {
-        if (!r->bytes[i])
-            continue; /* a gradient not asked */
+        cl_int rc;
+        if (!r->bytes[i] || r->borrowed[i])
+            continue;
         r->m[i] = ATTN_CL(clCreateBuffer)(r->rt->context, CL_MEM_READ_WRITE,
                                           r->bytes[i], NULL, &rc);
         if (rc != CL_SUCCESS) {
@@ -576,17 +619,31 @@ static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
                              r->bytes[i], r->rt->info.name,
                              attn_cl_error_name(rc));
         }
-        if (i > B_LSE)
-            continue;
-        rc = ATTN_CL(clEnqueueWriteBuffer)(r->rt->queue, r->m[i], CL_TRUE, 0,
-                                           r->bytes[i], src[i], 0, NULL, NULL);
+    }
+    return attn_cl_copy_inputs(r->rt, d, &r->bias, &r->kv_len, &r->addw, err);
+}
+
+/* Allocates the call's buffers (after checking that they fit) and uploads
+ * the inputs. */
+static attn_status upload(bwd_run *r, const attn_sdpa_desc *d,
+                          const attn_sdpa_grad *g, attn_err *err)
+{
+    const void *src[N_BUF] = {g->q, g->k, g->v, g->o, g->d_o, g->lse};
+    attn_status s;
+    if ((s = size_buffers(r, d, g->dbias != NULL, g->d_additive_w != NULL,
+                          err)) ||
+        (s = alloc_buffers(r, d, err)))
+        return s;
+    for (int i = 0; i <= B_LSE; i++) {
+        cl_int rc = ATTN_CL(clEnqueueWriteBuffer)(
+            r->queue, r->m[i], CL_TRUE, 0, r->bytes[i], src[i], 0, NULL, NULL);
         if (rc != CL_SUCCESS)
             return attn_fail(err, attn_cl_status(rc),
                              "copying the backward pass's inputs to %s "
                              "failed: %s",
                              r->rt->info.name, attn_cl_error_name(rc));
     }
-    return attn_cl_copy_inputs(r->rt, d, &r->bias, &r->kv_len, &r->addw, err);
+    return ATTN_OK;
 }
 
 /* Reads dq, dk, dv (and dbias, d additive_w when asked) into one host
@@ -624,82 +681,244 @@ static attn_status download(bwd_run *r, const attn_sdpa_grad *g, attn_err *err)
     return ATTN_OK;
 }
 
-attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
-                            const attn_sdpa_desc *d, const attn_sdpa_grad *g,
-                            attn_err *err)
+/* Creates the kernels of prepared variant p that the call runs (dbias,
+ * dw: the optional gradients asked; move: attn_bwd_move) into r->k; sets
+ * *lanes.  On failure the kernels made are left for run_free. */
+static attn_status kernels_create(bwd_run *r, const attn_prepared *p, int dbias,
+                                  int dw, int move, int *lanes, attn_err *err)
 {
     static const char *const kern[2][3] = {
         {"attn_bwd_rowsum", "attn_bwd_dq", "attn_bwd_dkdv"},
         {"attn_bwd_rowsum", "attn_bwd_dq", "attn_bwd_fused"}};
+    const bwd_prep *pr = (const bwd_prep *)(const void *)p->data;
     /* a CPU device takes the fused variant's keys-in-lanes kernels (a
      * test build runs the GPU-shaped ones there too under
      * ATTN_TEST_BWD_GPU_SHAPE=1, so that tests reach them on PoCL) */
-    int lanes =
-        p && p->variant == V_FUSED && rt->info.kind == ATTN_DEVICE_CPU_OPENCL;
+    *lanes =
+        p->variant == V_FUSED && r->rt->info.kind == ATTN_DEVICE_CPU_OPENCL;
 #ifdef ATTN_FAULT_INJECTION
     {
         const char *e = getenv("ATTN_TEST_BWD_GPU_SHAPE");
         if (e && !strcmp(e, "1"))
-            lanes = 0;
+            *lanes = 0;
     }
 #endif
-    const bwd_prep *pr = (const bwd_prep *)(const void *)p->data;
+    for (int i = 0; i < 6; i++) {
+        cl_int rc;
+        if ((i == 3 && !dbias) || (i == 4 && !dw) || (i == 5 && !move))
+            continue;
+        const char *name = i == 3    ? "attn_bwd_dbias"
+                           : i == 4  ? "attn_bwd_dw"
+                           : i == 5  ? "attn_bwd_move"
+                           : !*lanes ? kern[p->variant][i]
+                           : i == 2  ? "attn_bwd_fused_v"
+                           : i == 1  ? "attn_bwd_dq_v"
+                                     : kern[p->variant][i];
+        r->k[i] = clCreateKernel(pr->prog->prog, name, &rc);
+        if (rc != CL_SUCCESS) {
+            r->k[i] = NULL;
+            return attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
+                             name, attn_cl_error_name(rc));
+        }
+    }
+    return ATTN_OK;
+}
+
+/* Runs the variant's kernels on r's buffers, the runtime's dummy buffer
+ * standing in for the absent host inputs. */
+static attn_status launch_on(bwd_run *r, int vi, int lanes,
+                             const attn_sdpa_desc *d, cl_mem dummy,
+                             attn_err *err)
+{
+    cl_mem *const opt[3] = {&r->bias, &r->kv_len, &r->addw};
+    int stood[3];
+    attn_status s;
+    for (int i = 0; i < 3; i++)
+        if ((stood[i] = !*opt[i]) != 0)
+            *opt[i] = dummy;
+    s = launch(r, vi, lanes, d, err);
+    for (int i = 0; i < 3; i++)
+        if (stood[i])
+            *opt[i] = NULL;
+    return s;
+}
+
+/* Releases what r made (not the caller's buffers). */
+static void run_free(bwd_run *r)
+{
+    for (int i = 0; i < 6; i++)
+        if (r->k[i])
+            clReleaseKernel(r->k[i]);
+    for (int i = 0; i < N_BUF; i++)
+        if (!r->borrowed[i])
+            attn_cl_release_mem(r->m[i]);
+    attn_cl_release_mem(r->bias);
+    attn_cl_release_mem(r->kv_len);
+    attn_cl_release_mem(r->addw);
+}
+
+static int prepared_ok(const attn_prepared *p)
+{
+    return p && p->variant >= 0 && p->variant < attn_cl_n_bwd_variants &&
+           ((const bwd_prep *)(const void *)p->data)->prog;
+}
+
+attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
+                            const attn_sdpa_desc *d, const attn_sdpa_grad *g,
+                            attn_err *err)
+{
     bwd_run r;
-    attn_status s = ATTN_OK;
+    attn_status s;
     cl_mem dummy;
-    if (!p || p->variant < 0 || p->variant >= attn_cl_n_bwd_variants ||
-        !pr->prog)
+    int lanes = 0;
+    if (!prepared_ok(p))
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "attn_cl_bwd_run: no prepared variant");
     memset(&r, 0, sizeof r);
     r.rt = rt;
+    r.queue = rt->queue;
     if ((s = attn_cl_dummy(rt, &dummy, err)))
         return s;
-    for (int i = 0; i < 5 && s == ATTN_OK; i++) {
-        cl_int rc;
-        if (i == 3 && !g->dbias)
-            continue;
-        if (i == 4 && !g->d_additive_w)
-            continue;
-        const char *name = i == 3   ? "attn_bwd_dbias"
-                           : i == 4 ? "attn_bwd_dw"
-                           : !lanes ? kern[p->variant][i]
-                           : i == 2 ? "attn_bwd_fused_v"
-                           : i == 1 ? "attn_bwd_dq_v"
-                                    : kern[p->variant][i];
-        r.k[i] = clCreateKernel(pr->prog->prog, name, &rc);
-        if (rc != CL_SUCCESS) {
-            r.k[i] = NULL;
-            s = attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
-                          name, attn_cl_error_name(rc));
-        }
-    }
-    if (s == ATTN_OK && (s = upload(&r, d, g, err)) == ATTN_OK) {
-        if (!r.bias)
-            r.bias = dummy;
-        if (!r.kv_len)
-            r.kv_len = dummy;
-        if (!r.addw)
-            r.addw = dummy;
-        s = launch(&r, p->variant, lanes, d, err);
-        if (r.bias == dummy)
-            r.bias = NULL;
-        if (r.kv_len == dummy)
-            r.kv_len = NULL;
-        if (r.addw == dummy)
-            r.addw = NULL;
-    }
+    if ((s = kernels_create(&r, p, g->dbias != NULL, g->d_additive_w != NULL, 0,
+                            &lanes, err)) == ATTN_OK &&
+        (s = upload(&r, d, g, err)) == ATTN_OK)
+        s = launch_on(&r, p->variant, lanes, d, dummy, err);
     if (s == ATTN_OK)
         s = download(&r, g, err);
     if (s != ATTN_OK)
         clFinish(rt->queue);
-    for (int i = 0; i < 5; i++)
-        if (r.k[i])
-            clReleaseKernel(r.k[i]);
-    for (int i = 0; i < N_BUF; i++)
-        attn_cl_release_mem(r.m[i]);
-    attn_cl_release_mem(r.bias);
-    attn_cl_release_mem(r.kv_len);
-    attn_cl_release_mem(r.addw);
+    run_free(&r);
     return s;
+}
+
+/* ---- on the caller's buffers ------------------------------------------- */
+
+/* Whether tensor t of d lies dense ([batch, heads, rows, width] in a row)
+ * at element offset off 0. */
+static int dense_at_zero(const attn_sdpa_desc *d, int t, size_t off)
+{
+    size_t n[3], w, st[3];
+    attn_tensor_dims(d, t, n, &w);
+    attn_tensor_strides(d, t, st);
+    return off == 0 && st[2] == w && st[1] == n[2] * w &&
+           st[0] == n[1] * n[2] * w;
+}
+
+/* Enqueues attn_bwd_move between tensor t of d in the caller's buffer
+ * user (element offset off, d's strides) and its dense copy dense. */
+static attn_status move(bwd_run *r, const attn_sdpa_desc *d, int t, cl_mem user,
+                        size_t off, cl_mem dense, int to_dense, attn_err *err)
+{
+    size_t n[3], w, st[3];
+    attn_tensor_dims(d, t, n, &w);
+    attn_tensor_strides(d, t, st);
+    const cl_ulong total = (cl_ulong)(n[0] * n[1] * n[2] * w);
+    const cl_ulong o = off, sb = st[0], sh = st[1], sr = st[2];
+    const cl_int n1 = (cl_int)n[1], n2 = (cl_int)n[2], wi = (cl_int)w,
+                 dir = to_dense;
+    const size_t g[1] = {((size_t)total + 63) / 64 * 64};
+    const attn_cl_karg a[] = {
+        ATTN_CL_KARG(user),  ATTN_CL_KARG(o),  ATTN_CL_KARG(sb),
+        ATTN_CL_KARG(sh),    ATTN_CL_KARG(sr), ATTN_CL_KARG(dense),
+        ATTN_CL_KARG(n1),    ATTN_CL_KARG(n2), ATTN_CL_KARG(wi),
+        ATTN_CL_KARG(total), ATTN_CL_KARG(dir)};
+    attn_status s;
+    if (!total)
+        return ATTN_OK;
+    if ((s = set_args(r->k[5], 0, a, sizeof a / sizeof a[0], err)))
+        return s;
+    return run_kernel(r, r->k[5], "attn_bwd_move", 1, g, NULL, err);
+}
+
+/* Enqueues a copy of bytes bytes between two buffers. */
+static attn_status copy(bwd_run *r, cl_mem src, size_t src_off, cl_mem dst,
+                        size_t dst_off, size_t bytes, attn_err *err)
+{
+    cl_uint n;
+    const cl_event *wl = chain_wait(r, &n);
+    cl_event ev = NULL;
+    cl_int rc;
+    if (!bytes)
+        return ATTN_OK;
+    rc = clEnqueueCopyBuffer(r->queue, src, dst, src_off, dst_off, bytes, n, wl,
+                             &ev);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, attn_cl_status(rc),
+                         "enqueueing a copy on %s failed: %s", r->rt->info.name,
+                         attn_cl_error_name(rc));
+    chain_push(r, ev);
+    return ATTN_OK;
+}
+
+/* The moves and copies of the call: the caller's tensors to their dense
+ * copies (in), or the gradients back (out). */
+static attn_status moves(bwd_run *r, const attn_sdpa_desc *d,
+                         const attn_cl_bwd_bufs *b, int in, attn_err *err)
+{
+    attn_status s = ATTN_OK;
+    for (int i = 0; i < N_BUF && s == ATTN_OK; i++) {
+        const int input = i <= B_LSE;
+        if (!b->mem[i] || r->borrowed[i] || input != in)
+            continue;
+        if (i == B_LSE || i == B_DBIAS || i == B_DW) /* floats, dense */
+            s = in ? copy(r, b->mem[i], b->off[i] * sizeof(float), r->m[i], 0,
+                          r->bytes[i], err)
+                   : copy(r, r->m[i], 0, b->mem[i], b->off[i] * sizeof(float),
+                          r->bytes[i], err);
+        else
+            s = move(r, d, bwd_kind[i], b->mem[i], b->off[i], r->m[i], in, err);
+    }
+    return s;
+}
+
+attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, const attn_prepared *p,
+                                const attn_sdpa_desc *d,
+                                const attn_cl_bwd_bufs *b,
+                                cl_command_queue queue, cl_uint n_wait,
+                                const cl_event *wait, cl_event *done,
+                                attn_err *err)
+{
+    attn_cl_gate gate = ATTN_CL_GATE_INIT;
+    bwd_run r;
+    attn_status s;
+    cl_mem dummy;
+    int lanes = 0, moved = 0;
+    if (!prepared_ok(p))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "attn_cl_bwd_enqueue: no prepared variant");
+    memset(&r, 0, sizeof r);
+    r.rt = rt;
+    r.queue = queue;
+    r.chain = 1;
+    /* the caller's buffers where the kernels can take them as they lie */
+    for (int i = 0; i < N_BUF; i++) {
+        if (!b->mem[i])
+            continue;
+        if (i == B_LSE || i == B_DBIAS || i == B_DW)
+            r.borrowed[i] = b->off[i] == 0;
+        else
+            r.borrowed[i] = dense_at_zero(d, bwd_kind[i], b->off[i]);
+        if (r.borrowed[i])
+            r.m[i] = b->mem[i];
+        else if (i != B_LSE && i != B_DBIAS && i != B_DW)
+            moved = 1;
+    }
+    if ((s = attn_cl_dummy(rt, &dummy, err)))
+        return s;
+    if ((s = kernels_create(&r, p, b->mem[B_DBIAS] != NULL,
+                            b->mem[B_DW] != NULL, moved, &lanes, err)) ||
+        (s = size_buffers(&r, d, b->mem[B_DBIAS] != NULL, b->mem[B_DW] != NULL,
+                          err)) ||
+        (s = alloc_buffers(&r, d, err)) ||
+        (s = attn_cl_gate_open(rt, 0, n_wait, wait, &gate, err))) {
+        run_free(&r);
+        return attn_cl_gate_close(s, &gate, NULL, done, err);
+    }
+    r.wl = gate.wl;
+    r.n_wl = n_wait + 1;
+    if ((s = moves(&r, d, b, 1, err)) == ATTN_OK &&
+        (s = launch_on(&r, p->variant, lanes, d, dummy, err)) == ATTN_OK)
+        s = moves(&r, d, b, 0, err);
+    run_free(&r); /* released once the commands are done */
+    return attn_cl_gate_close(s, &gate, r.last, done, err);
 }

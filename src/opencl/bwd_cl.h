@@ -50,6 +50,32 @@ attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
                             const attn_sdpa_desc *d, const attn_sdpa_grad *g,
                             attn_err *err);
 
+/* The caller's buffers of one backward call on device buffers
+ * (attn_sdpa_backward_cl_buffers), in the order q, k, v, o, d_o, lse, D
+ * (unused), dq, dk, dv, dbias, the rows' parts of d additive_w (unused),
+ * d additive_w; offsets in elements of the dtype (floats for lse, dbias
+ * and d additive_w).  dbias and d additive_w NULL: not asked. */
+typedef struct attn_cl_bwd_bufs {
+    cl_mem mem[13];
+    size_t off[13];
+} attn_cl_bwd_bufs;
+
+/* One backward call of d (validated, keep and kv_start merged into the
+ * bias, no q_start) on the caller's buffers b, enqueued on queue after the
+ * n_wait events of wait, behind a gate (launch_common.h): tensors that
+ * are not dense at offset 0 are gathered into dense device copies first
+ * and the gradients scattered back last; *done (when not NULL) receives
+ * the last command's event.  Never blocks.  The buffers were checked
+ * (sizes, context, overlaps).  On error nothing that was enqueued writes
+ * the outputs and *done is untouched.  Errors: ATTN_ERR_OUT_OF_MEMORY,
+ * ATTN_ERR_DEVICE. */
+attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, const attn_prepared *p,
+                                const attn_sdpa_desc *d,
+                                const attn_cl_bwd_bufs *b,
+                                cl_command_queue queue, cl_uint n_wait,
+                                const cl_event *wait, cl_event *done,
+                                attn_err *err);
+
 /* The cl/ files of the backward programs, in build order (2 of them). */
 extern const char *const attn_cl_bwd_sources[];
 #define ATTN_CL_BWD_N_SOURCES 2

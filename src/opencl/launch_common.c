@@ -185,6 +185,34 @@ attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
     return ATTN_OK;
 }
 
+attn_status attn_cl_check_spans(const attn_cl_runtime *rt,
+                                const attn_cl_span *sp, int n, attn_err *err)
+{
+    placed *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
+    attn_status s = ATTN_OK;
+    if (!p)
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < n && s == ATTN_OK; i++)
+        if ((s = check_buffer(sp[i].mem, sp[i].name, sp[i].off, sp[i].count,
+                              sp[i].elem, err)) == ATTN_OK)
+            s = place(rt, sp[i].mem, sp[i].name, sp[i].off * sp[i].elem,
+                      sp[i].count * sp[i].elem, &p[i], err);
+    for (int w = 0; w < n && s == ATTN_OK; w++)
+        for (int i = 0; i < n && s == ATTN_OK && sp[w].written; i++)
+            if (i != w && (i > w || !sp[i].written) && meet(&p[w], &p[i]))
+                s = attn_fail(
+                    err, ATTN_ERR_INVALID_ARGUMENT,
+                    "%s and %s overlap in %s (%s: bytes %zu..%zu, %s: bytes "
+                    "%zu..%zu); an output may share memory with no other "
+                    "tensor",
+                    p[w].name, p[i].name,
+                    p[i].root == p[w].root ? "one OpenCL buffer"
+                                           : "the host memory of two buffers",
+                    p[w].name, p[w].lo, p[w].hi, p[i].name, p[i].lo, p[i].hi);
+    free(p);
+    return s;
+}
+
 /* A read-only device copy of host data; *out stays NULL when p is NULL. */
 static attn_status host_copy(attn_cl_runtime *rt, const void *p, size_t n,
                              size_t elem, const char *name, cl_mem *out,
