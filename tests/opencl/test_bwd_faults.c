@@ -11,6 +11,11 @@
  *     and cl_event references counted by link-time wrappers);
  *   - with fallback on the call completes natively, right against the
  *     double-precision reference (tests/ref_bwd.c), and says it fell back.
+ * The same on the caller's buffers (attn_sdpa_backward_cl_buffers), the
+ * tensors in place and at offsets (gathered and scattered by the
+ * library), each alloc and enqueue failed in turn: the call fails with the
+ * driver failure's status, *done untouched, nothing writes dq, dk and dv
+ * (read back after the queue finished), no OpenCL object left behind.
  * Also: a failed build (fresh contexts), and a shape no variant takes
  * (head size 300): refused with fallback off or when the variant is
  * forced, computed natively with fallback on.
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn/attn_cl.h"
 #include "opencl/fault.h"
 
 #include "cl_count.h"
@@ -256,6 +262,159 @@ static void test_faults(void)
         faults_of(variants[i]);
 }
 
+/* ---- on the caller's buffers -------------------------------------------- */
+
+#define OFF 5 /* elements before q and dq in the offset layout */
+
+typedef struct bufs {
+    cl_command_queue queue;
+    attn_cl_grad_buffers g;
+    size_t off; /* q's and dq's offset */
+} bufs;
+
+static cl_mem buffer(cl_context cx, const void *host, size_t bytes)
+{
+    cl_int rc;
+    cl_mem m = clCreateBuffer(cx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                              bytes, (void *)host, &rc);
+    return rc == CL_SUCCESS ? m : NULL;
+}
+
+/* The call's tensors in buffers of ctx's cl_context, q and dq at offset
+ * off (the others at 0), and a queue of the caller's own. */
+static int bufs_make(bufs *b, attn_context *ctx, const call *c, size_t off)
+{
+    cl_context cx = NULL;
+    cl_device_id dev = NULL;
+    cl_int rc;
+    float *q = calloc(c->nq + off, sizeof *q);
+    memset(b, 0, sizeof *b);
+    if (!q || attn_context_cl_objects(ctx, &cx, &dev, NULL) != ATTN_OK) {
+        free(q);
+        return 0;
+    }
+    memcpy(q + off, c->q, c->nq * sizeof *q);
+    b->off = off;
+    b->queue = clCreateCommandQueue(cx, dev, 0, &rc);
+    attn_cl_grad_buffers_init(&b->g);
+    b->g.q = buffer(cx, q, (c->nq + off) * 4);
+    b->g.k = buffer(cx, c->k, c->nk * 4);
+    b->g.v = buffer(cx, c->v, c->nv * 4);
+    b->g.o = buffer(cx, c->o, c->no * 4);
+    b->g.lse = buffer(cx, c->lse, (size_t)2 * 2 * 19 * 4);
+    b->g.d_o = buffer(cx, c->dout, c->no * 4);
+    b->g.dq = buffer(cx, q, (c->nq + off) * 4);
+    b->g.dk = buffer(cx, c->k, c->nk * 4);
+    b->g.dv = buffer(cx, c->v, c->nv * 4);
+    b->g.q_offset = b->g.dq_offset = off;
+    free(q);
+    return rc == CL_SUCCESS && b->g.q && b->g.k && b->g.v && b->g.o &&
+           b->g.lse && b->g.d_o && b->g.dq && b->g.dk && b->g.dv;
+}
+
+static void bufs_free(bufs *b)
+{
+    const cl_mem m[] = {b->g.q,   b->g.k,  b->g.v,  b->g.o, b->g.lse,
+                        b->g.d_o, b->g.dq, b->g.dk, b->g.dv};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (m[i])
+            clReleaseMemObject(m[i]);
+    if (b->queue)
+        clReleaseCommandQueue(b->queue);
+}
+
+/* Writes (put) the host outputs of c into the gradient buffers, or reads
+ * them back. */
+static int bufs_io(const bufs *b, call *c, int put)
+{
+    const cl_mem m[3] = {b->g.dq, b->g.dk, b->g.dv};
+    void *h[3] = {c->dq, c->dk, c->dv};
+    const size_t n[3] = {c->nq, c->nk, c->nv}, at[3] = {b->off, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        cl_int rc =
+            put ? clEnqueueWriteBuffer(b->queue, m[i], CL_TRUE, at[i] * 4,
+                                       n[i] * 4, h[i], 0, NULL, NULL)
+                : clEnqueueReadBuffer(b->queue, m[i], CL_TRUE, at[i] * 4,
+                                      n[i] * 4, h[i], 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return 0;
+    }
+    return 1;
+}
+
+/* Every alloc and enqueue of one variant's call on the caller's buffers
+ * (in place, off 0, or gathered and scattered, off OFF), failed in turn. */
+static void buffer_faults_of(const char *variant, size_t off)
+{
+    static const struct {
+        const char *point;
+        attn_fault_point p;
+    } points[] = {{"alloc", ATTN_FAULT_ALLOC}, {"enqueue", ATTN_FAULT_ENQUEUE}};
+    cl_event const sentinel = (cl_event)(uintptr_t)0x5a5a;
+    attn_context *ctx = open_ctx(variant, 0);
+    call c;
+    bufs b;
+    cl_event done = NULL;
+    CU_ASSERT_FATAL(ctx != NULL);
+    CU_ASSERT_FATAL(call_make(&c, 16));
+    CU_ASSERT_FATAL(bufs_make(&b, ctx, &c, off));
+    /* warm, and right */
+    CU_ASSERT_EQUAL(
+        attn_sdpa_backward_cl_buffers(ctx, &c.d, &b.g, b.queue, 0, NULL, &done),
+        ATTN_OK);
+    CU_ASSERT_FATAL(done != NULL);
+    CU_ASSERT(clWaitForEvents(1, &done) == CL_SUCCESS);
+    clReleaseEvent(done);
+    CU_ASSERT(bufs_io(&b, &c, 0) && right(&c));
+    for (size_t t = 0; t < sizeof points / sizeof points[0]; t++) {
+        int failed = 0;
+        for (int n = 1; n < 64; n++) {
+            char spec[32], what[96];
+            attn_status s;
+            cl_live before;
+            snprintf(spec, sizeof spec, "%s@%d", points[t].point, n);
+            snprintf(what, sizeof what, "%s on buffers at %zu, %s", variant,
+                     off, spec);
+            outputs_fill(&c);
+            CU_ASSERT_FATAL(bufs_io(&b, &c, 1));
+            CU_ASSERT_FATAL(attn_fault_set(spec, NULL) == ATTN_OK);
+            before = cl_live_now();
+            done = sentinel;
+            s = attn_sdpa_backward_cl_buffers(ctx, &c.d, &b.g, b.queue, 0, NULL,
+                                              &done);
+            if (attn_fault_fired(points[t].p) == 0) {
+                attn_fault_set(NULL, NULL);
+                HARNESS_EXPECT(s == ATTN_OK && done != sentinel, what);
+                if (s == ATTN_OK && done != sentinel) {
+                    clWaitForEvents(1, &done);
+                    clReleaseEvent(done);
+                }
+                HARNESS_EXPECT(bufs_io(&b, &c, 0) && right(&c), what);
+                break;
+            }
+            attn_fault_set(NULL, NULL);
+            failed++;
+            HARNESS_EXPECT(recoverable(s), what);
+            HARNESS_EXPECT(done == sentinel, what);
+            HARNESS_EXPECT(clFinish(b.queue) == CL_SUCCESS, what);
+            HARNESS_EXPECT(bufs_io(&b, &c, 0) && untouched(&c), what);
+            HARNESS_EXPECT(cl_live_same(before), what);
+        }
+        HARNESS_EXPECT(failed > 0, points[t].point);
+    }
+    bufs_free(&b);
+    attn_context_destroy(ctx);
+    call_free(&c);
+}
+
+static void test_buffer_faults(void)
+{
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        buffer_faults_of(variants[i], 0);
+        buffer_faults_of(variants[i], OFF);
+    }
+}
+
 /* Every build fails: refused (fallback off, nothing leaked), computed
  * natively (fallback on). */
 static void test_build(void)
@@ -345,6 +504,7 @@ int main(void)
 {
     static const harness_test tests[] = {
         {"a fault at every call of each variant", test_faults},
+        {"the same on the caller's buffers", test_buffer_faults},
         {"failed builds", test_build},
         {"a shape no variant takes", test_declined},
         {"kernel names", test_names},
