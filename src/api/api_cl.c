@@ -112,6 +112,29 @@ static void tensors_of(const attn_cl_buffers *b, attn_cl_tensors *t)
     t->lse_off = b->lse_offset;
 }
 
+/* What every call on device buffers checks first (reported): a context,
+ * not called from the log callback, on an OpenCL device (*rt). */
+static attn_status opening(attn_context *ctx, const char *fn,
+                           attn_cl_runtime **rt)
+{
+    if (!ctx)
+        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"ctx is NULL"});
+    if (attn_log_in_callback())
+        /* The log callback may run under the context's locks (attn.h). */
+        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
+                      &(attn_err){"called from inside the log callback, "
+                                  "which may run while the library holds "
+                                  "the context's locks; call it after the "
+                                  "callback returns"});
+    if (!(*rt = attn_backend_cl_runtime(ctx->backend)))
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"the context runs on the native backend; "
+                                  "create it with attn_context_create_cl or "
+                                  "on an OpenCL device"});
+    return ATTN_OK;
+}
+
 /* A packed call (cu_seqlens_q, cu_seqlens_kv) on device buffers: checked
  * whole (all rows as one sequence, as attn_sdpa checks it), every
  * sequence planned before anything is enqueued, then the sequences
@@ -194,21 +217,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     attn_err err = {{0}};
     attn_status s;
 
-    if (!ctx)
-        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
-                      &(attn_err){"ctx is NULL"});
-    if (attn_log_in_callback())
-        /* The log callback may run under the context's locks (attn.h). */
-        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
-                      &(attn_err){"called from inside the log callback, "
-                                  "which may run while the library holds "
-                                  "the context's locks; call it after the "
-                                  "callback returns"});
-    if (!(rt = attn_backend_cl_runtime(ctx->backend)))
-        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                      &(attn_err){"the context runs on the native backend; "
-                                  "create it with attn_context_create_cl or "
-                                  "on an OpenCL device"});
+    if ((s = opening(ctx, fn, &rt)))
+        return s;
     /* Only the members the caller's struct_size covers (abi.c). */
     if (b && (s = attn_abi_read(&bl, b, &attn_abi_cl_buffers_layout, &err)))
         return report(ctx, fn, s, &err);
@@ -366,16 +376,8 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
     attn_err err = {{0}};
     attn_status s;
 
-    if (!ctx)
-        return report(NULL, fn, ATTN_ERR_INVALID_ARGUMENT,
-                      &(attn_err){"ctx is NULL"});
-    if (attn_api_from_callback(fn, &err))
-        return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
-    if (!(rt = attn_backend_cl_runtime(ctx->backend)))
-        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                      &(attn_err){"the context runs on the native backend; "
-                                  "create it with attn_context_create_cl or "
-                                  "on an OpenCL device"});
+    if ((s = opening(ctx, fn, &rt)))
+        return s;
     if (!g)
         return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"the gradient buffers "

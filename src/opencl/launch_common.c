@@ -150,39 +150,17 @@ attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
                                    const attn_cl_tensors *t, attn_err *err)
 {
     const size_t elem = d->dtype == ATTN_F32 ? sizeof(float) : 2;
-    const size_t bq = (size_t)d->batch * (size_t)d->heads_q;
-    /* Bytes of q, k, v, o (the extents their strides span), lse;
-     * attn_cl_check_tensors found them to fit. */
-    const size_t bytes[5] = {attn_tensor_extent(d, ATTN_T_Q) * elem,
-                             attn_tensor_extent(d, ATTN_T_K) * elem,
-                             attn_tensor_extent(d, ATTN_T_V) * elem,
-                             attn_tensor_extent(d, ATTN_T_O) * elem,
-                             bq * (size_t)d->seq_q * sizeof(float)};
-    const cl_mem mem[5] = {t->q, t->k, t->v, t->o, t->lse};
-    const size_t off[5] = {t->q_off * elem, t->k_off * elem, t->v_off * elem,
-                           t->o_off * elem, t->lse_off * sizeof(float)};
-    static const char *const names[5] = {"q", "k", "v", "o", "lse"};
-    placed p[5];
-    const int n = t->lse ? 5 : 4;
-    attn_status s;
-    for (int i = 0; i < n; i++)
-        if ((s = place(rt, mem[i], names[i], off[i], bytes[i], &p[i], err)))
-            return s;
-    /* q, k and v are only read and may share memory; o and lse are
-     * written and may share it with nothing. */
-    for (int w = 3; w < n; w++)
-        for (int i = 0; i < w; i++)
-            if (meet(&p[w], &p[i]))
-                return attn_fail(
-                    err, ATTN_ERR_INVALID_ARGUMENT,
-                    "%s and %s overlap in %s (%s: bytes %zu..%zu, %s: bytes "
-                    "%zu..%zu); an output may share memory with no other "
-                    "tensor",
-                    p[i].name, p[w].name,
-                    p[i].root == p[w].root ? "one OpenCL buffer"
-                                           : "the host memory of two buffers",
-                    p[i].name, p[i].lo, p[i].hi, p[w].name, p[w].lo, p[w].hi);
-    return ATTN_OK;
+    const size_t rows =
+        (size_t)d->batch * (size_t)d->heads_q * (size_t)d->seq_q;
+    /* q, k, v, o (the extents their strides span), lse; q, k and v are
+     * only read and may share memory, o and lse are written */
+    const attn_cl_span sp[5] = {
+        {t->q, "q", t->q_off, attn_tensor_extent(d, ATTN_T_Q), elem, 0},
+        {t->k, "k", t->k_off, attn_tensor_extent(d, ATTN_T_K), elem, 0},
+        {t->v, "v", t->v_off, attn_tensor_extent(d, ATTN_T_V), elem, 0},
+        {t->o, "o", t->o_off, attn_tensor_extent(d, ATTN_T_O), elem, 1},
+        {t->lse, "lse", t->lse_off, rows, sizeof(float), 1}};
+    return attn_cl_check_spans(rt, sp, t->lse ? 5 : 4, err);
 }
 
 attn_status attn_cl_check_spans(const attn_cl_runtime *rt,
@@ -197,18 +175,22 @@ attn_status attn_cl_check_spans(const attn_cl_runtime *rt,
                               sp[i].elem, err)) == ATTN_OK)
             s = place(rt, sp[i].mem, sp[i].name, sp[i].off * sp[i].elem,
                       sp[i].count * sp[i].elem, &p[i], err);
+    /* each pair with a written span once, the earlier one named first */
     for (int w = 0; w < n && s == ATTN_OK; w++)
-        for (int i = 0; i < n && s == ATTN_OK && sp[w].written; i++)
-            if (i != w && (i > w || !sp[i].written) && meet(&p[w], &p[i]))
-                s = attn_fail(
-                    err, ATTN_ERR_INVALID_ARGUMENT,
-                    "%s and %s overlap in %s (%s: bytes %zu..%zu, %s: bytes "
-                    "%zu..%zu); an output may share memory with no other "
-                    "tensor",
-                    p[w].name, p[i].name,
-                    p[i].root == p[w].root ? "one OpenCL buffer"
-                                           : "the host memory of two buffers",
-                    p[w].name, p[w].lo, p[w].hi, p[i].name, p[i].lo, p[i].hi);
+        for (int i = 0; i < n && s == ATTN_OK && sp[w].written; i++) {
+            const placed *a = i < w ? &p[i] : &p[w], *b = i < w ? &p[w] : &p[i];
+            if (i == w || (i > w && sp[i].written) || !meet(a, b))
+                continue;
+            s = attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                          "%s and %s overlap in %s (%s: bytes %zu..%zu, %s: "
+                          "bytes %zu..%zu); an output may share memory with "
+                          "no other tensor",
+                          a->name, b->name,
+                          a->root == b->root ? "one OpenCL buffer"
+                                             : "the host memory of two "
+                                               "buffers",
+                          a->name, a->lo, a->hi, b->name, b->lo, b->hi);
+        }
     free(p);
     return s;
 }
