@@ -619,9 +619,9 @@ __kernel void attn_bwd_dq_v(__global const ATTN_T *q, __global const ATTN_T *k,
 
 /* attn_sdpa_backward_cl_buffers: the rows of a tensor at element offset
  * off with strides sb, sh, sr over batch, head and row (n1 heads, n2 rows
- * of w elements) to the dense copy [batch, n1, n2, w] (to_dense) or back;
- * `total` elements, one per item.  Gaps between the strided rows are not
- * touched. */
+ * of w elements) to the dense copy [batch, n1, n2, w] (to_dense 1) or
+ * back (0), or zeroes them (2: dense unused); `total` elements, one per
+ * item.  Gaps between the strided rows are not touched. */
 __kernel void attn_bwd_move(__global BWD_RAW *strided, ulong off, ulong sb,
                             ulong sh, ulong sr, __global BWD_RAW *dense,
                             int n1, int n2, int w, ulong total, int to_dense)
@@ -633,8 +633,8 @@ __kernel void attn_bwd_move(__global BWD_RAW *strided, ulong off, ulong sb,
     const size_t i = r % (size_t)n2, bh = r / (size_t)n2;
     const size_t h = bh % (size_t)n1, b = bh / (size_t)n1;
     const size_t at = off + b * sb + h * sh + i * sr + c;
-    if (to_dense)
+    if (to_dense == 1)
         dense[e] = strided[at];
     else
-        strided[at] = dense[e];
+        strided[at] = to_dense == 2 ? (BWD_RAW)0 : dense[e];
 }

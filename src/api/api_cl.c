@@ -295,11 +295,6 @@ static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "a q, k, v, o, lse, d_o, dq, dk or dv buffer is "
                          "NULL");
-    if (d->cu_seqlens_q || d->cu_seqlens_kv)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "packed sequences (cu_seqlens_q, cu_seqlens_kv) are "
-                         "not taken on device buffers by the backward pass; "
-                         "attn_sdpa_backward takes them");
     if ((s = attn_validate_sdpa_desc(d, &sz, err)))
         return s;
     if (d->q_start)
@@ -358,6 +353,59 @@ static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
     }
 }
 
+/* A packed call (cu_seqlens_q, cu_seqlens_kv) on the caller's buffers:
+ * an item per sequence over its rows (each planned; one with no key zeroes
+ * its dq rows, one with no query its dk and dv rows), all enqueued behind
+ * one gate (attn_cl_bwd_enqueue).  d was checked whole. */
+static attn_status
+bwd_packed(attn_context *ctx, attn_cl_runtime *rt, const attn_sdpa_desc *d,
+           const attn_cl_bwd_bufs *base, cl_command_queue queue, cl_uint n_wait,
+           const cl_event *wait, cl_event *done, attn_err *err)
+{
+    const int n = d->batch;
+    attn_cl_bwd_item *it = calloc((size_t)n, sizeof *it);
+    attn_plan **plan = calloc((size_t)n, sizeof *plan);
+    attn_status s = ATTN_OK;
+    int m = 0;
+    if (!it || !plan)
+        s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                      "cannot allocate the plan of %d packed sequences", n);
+    for (int b = 0; b < n && s == ATTN_OK; b++) {
+        const attn_dev_work *w = NULL;
+        attn_cl_bwd_item *x = &it[m];
+        if ((s = attn_varlen_item(d, b, &x->d, err)))
+            break;
+        if (x->d.seq_q == 0 && x->d.seq_kv == 0)
+            continue;
+        x->zero = x->d.seq_kv == 0  ? ATTN_CL_BWD_ZERO_DQ
+                  : x->d.seq_q == 0 ? ATTN_CL_BWD_ZERO_DKDV
+                                    : ATTN_CL_BWD_GRADS;
+        /* a zeroing item runs on the program of its dtype and head sizes:
+         * planned with one row where it has none */
+        x->d.seq_q = x->d.seq_q ? x->d.seq_q : 1;
+        x->d.seq_kv = x->d.seq_kv ? x->d.seq_kv : 1;
+        x->b = *base;
+        attn_cl_bwd_bufs_at(&x->b, &x->d, (size_t)d->cu_seqlens_q[b],
+                            (size_t)d->cu_seqlens_kv[b],
+                            (size_t)d->cu_seqlens_q[n]);
+        s = attn_plan_backward(ctx->plans, ctx->backend, &x->d, 0, &plan[m], &w,
+                               err);
+        if (s == ATTN_OK && w->prep[0] != ATTN_OK)
+            s = attn_fail(err, w->prep[0], "%s", w->why[0]);
+        if (s == ATTN_OK)
+            x->p = &w->p[0];
+        if (plan[m])
+            m++;
+    }
+    if (s == ATTN_OK)
+        s = attn_cl_bwd_enqueue(rt, m, it, queue, n_wait, wait, done, err);
+    for (int i = 0; i < m; i++)
+        attn_plan_release(ctx->plans, plan[i]);
+    free(plan);
+    free(it);
+    return s;
+}
+
 attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
                                           const attn_sdpa_desc *d,
                                           const attn_cl_grad_buffers *g,
@@ -368,8 +416,8 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
     static const char fn[] = "attn_sdpa_backward_cl_buffers";
     attn_cl_runtime *rt;
     attn_cl_grad_buffers gl;
-    attn_cl_bwd_bufs bufs;
-    attn_sdpa_desc dl, merged;
+    attn_cl_bwd_item item;
+    attn_sdpa_desc dl, whole;
     float *merged_bias = NULL;
     attn_plan *plan = NULL;
     const attn_dev_work *w = NULL;
@@ -393,21 +441,7 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
     if (n_wait > 0 && !wait)
         return report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT,
                       &(attn_err){"n_wait > 0 but wait is NULL"});
-    if ((s = bwd_check(ctx, d, g, queue, &err)))
-        return report(ctx, fn, s, &err);
-    /* the device takes keep, kv_start and a per-item causal diagonal merged
-     * into the bias (copied before the call returns, as every host array
-     * of d; freed below) */
-    if ((s = attn_keep_merge(d, &merged, &merged_bias, &err)))
-        return report(ctx, fn, s, &err);
-    if (g->dbias && merged_bias) {
-        free(merged_bias);
-        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                      &(attn_err){"the backward kernel variants compute no "
-                                  "dbias with keep, kv_start or a moved "
-                                  "causal diagonal, which the device's bias "
-                                  "holds merged"});
-    }
+    memset(&item, 0, sizeof item);
     {
         const cl_mem mem[13] = {g->q,     g->k, g->v,           g->o,  g->d_o,
                                 g->lse,   NULL, g->dq,          g->dk, g->dv,
@@ -425,18 +459,48 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
                                 g->dbias_offset,
                                 0,
                                 g->d_additive_w_offset};
-        memcpy(bufs.mem, mem, sizeof mem);
-        memcpy(bufs.off, off, sizeof off);
+        memcpy(item.b.mem, mem, sizeof mem);
+        memcpy(item.b.off, off, sizeof off);
     }
-    s = attn_plan_backward(ctx->plans, ctx->backend, &merged,
+    if (d->cu_seqlens_q || d->cu_seqlens_kv) {
+        /* checked whole: all rows as one sequence, as attn_sdpa does */
+        if (g->d_additive_w)
+            return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                          &(attn_err){"d_additive_w of packed sequences is "
+                                      "not taken on device buffers "
+                                      "(attn_sdpa_backward takes it)"});
+        if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, &err)) ||
+            (s = bwd_check(ctx, &whole, g, queue, &err)) ||
+            (s = bwd_packed(ctx, rt, d, &item.b, queue, n_wait, wait, done,
+                            &err)))
+            return report(ctx, fn, s, &err);
+        return ATTN_OK;
+    }
+    if ((s = bwd_check(ctx, d, g, queue, &err)))
+        return report(ctx, fn, s, &err);
+    /* the device takes keep, kv_start and a per-item causal diagonal merged
+     * into the bias (copied before the call returns, as every host array
+     * of d; freed below) */
+    if ((s = attn_keep_merge(d, &item.d, &merged_bias, &err)))
+        return report(ctx, fn, s, &err);
+    if (g->dbias && merged_bias) {
+        free(merged_bias);
+        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
+                      &(attn_err){"the backward kernel variants compute no "
+                                  "dbias with keep, kv_start or a moved "
+                                  "causal diagonal, which the device's bias "
+                                  "holds merged"});
+    }
+    s = attn_plan_backward(ctx->plans, ctx->backend, &item.d,
                            (g->dbias ? ATTN_BWD_DBIAS : 0u) |
                                (g->d_additive_w ? ATTN_BWD_DADDW : 0u),
                            &plan, &w, &err);
     if (s == ATTN_OK && w->prep[0] != ATTN_OK)
         s = attn_fail(&err, w->prep[0], "%s", w->why[0]);
-    else if (s == ATTN_OK)
-        s = attn_cl_bwd_enqueue(rt, &w->p[0], &merged, &bufs, queue, n_wait,
-                                wait, done, &err);
+    else if (s == ATTN_OK) {
+        item.p = &w->p[0];
+        s = attn_cl_bwd_enqueue(rt, 1, &item, queue, n_wait, wait, done, &err);
+    }
     attn_plan_release(ctx->plans, plan);
     free(merged_bias);
     return s == ATTN_OK ? s : report(ctx, fn, s, &err);

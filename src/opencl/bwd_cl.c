@@ -850,6 +850,50 @@ static attn_status copy(bwd_run *r, cl_mem src, size_t src_off, cl_mem dst,
     return ATTN_OK;
 }
 
+void attn_cl_bwd_bufs_at(attn_cl_bwd_bufs *b, const attn_sdpa_desc *item,
+                         size_t q0, size_t k0, size_t total_q)
+{
+    const size_t rq = q0 * (size_t)item->q_strides[2],
+                 rk = k0 * (size_t)item->k_strides[2],
+                 rv = k0 * (size_t)item->v_strides[2],
+                 ro = q0 * (size_t)item->o_strides[2];
+    b->off[B_Q] += rq;
+    b->off[B_DQ] += rq;
+    b->off[B_K] += rk;
+    b->off[B_DK] += rk;
+    b->off[B_V] += rv;
+    b->off[B_DV] += rv;
+    b->off[B_O] += ro;
+    b->off[B_DO] += ro;
+    b->off[B_LSE] += q0;
+    b->lse_pitch = total_q;
+}
+
+/* Enqueues a copy of lse rows of a packed sequence, heads_q rows of seq_q
+ * floats each pitch floats apart from float offset off in src, into the
+ * dense [heads_q, seq_q] dst. */
+static attn_status copy_rows(bwd_run *r, const attn_sdpa_desc *d, cl_mem src,
+                             size_t off, size_t pitch, cl_mem dst,
+                             attn_err *err)
+{
+    const size_t f = sizeof(float);
+    const size_t so[3] = {off * f, 0, 0}, dor[3] = {0, 0, 0};
+    const size_t region[3] = {(size_t)d->seq_q * f,
+                              (size_t)d->batch * (size_t)d->heads_q, 1};
+    cl_uint n;
+    const cl_event *wl = chain_wait(r, &n);
+    cl_event ev = NULL;
+    cl_int rc = ATTN_CL(clEnqueueCopyBufferRect)(r->queue, src, dst, so, dor,
+                                                 region, pitch * f, 0,
+                                                 region[0], 0, n, wl, &ev);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, attn_cl_status(rc),
+                         "enqueueing a copy of lse on %s failed: %s",
+                         r->rt->info.name, attn_cl_error_name(rc));
+    chain_push(r, ev);
+    return ATTN_OK;
+}
+
 /* The moves and copies of the call: the caller's tensors to their dense
  * copies (in), or the gradients back (out). */
 static attn_status moves(bwd_run *r, const attn_sdpa_desc *d,
@@ -860,7 +904,10 @@ static attn_status moves(bwd_run *r, const attn_sdpa_desc *d,
         const int input = i <= B_LSE;
         if (!b->mem[i] || r->borrowed[i] || input != in)
             continue;
-        if (i == B_LSE || i == B_DBIAS || i == B_DW) /* floats, dense */
+        if (i == B_LSE && b->lse_pitch) /* [heads_q, rows at a pitch] */
+            s = copy_rows(r, d, b->mem[i], b->off[i], b->lse_pitch, r->m[i],
+                          err);
+        else if (i == B_LSE || i == B_DBIAS || i == B_DW) /* floats, dense */
             s = in ? copy(r, b->mem[i], b->off[i] * sizeof(float), r->m[i], 0,
                           r->bytes[i], err)
                    : copy(r, r->m[i], 0, b->mem[i], b->off[i] * sizeof(float),
@@ -871,54 +918,85 @@ static attn_status moves(bwd_run *r, const attn_sdpa_desc *d,
     return s;
 }
 
-attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, const attn_prepared *p,
-                                const attn_sdpa_desc *d,
-                                const attn_cl_bwd_bufs *b,
+/* One item's commands on r (a fresh run carrying the chain's last event):
+ * the caller's buffers taken where they lie dense at offset 0, the others
+ * gathered, the kernels, the gradients scattered; or, for an item with no
+ * key or no query (it->zero), its dq or dk and dv rows zeroed. */
+static attn_status item_enqueue(bwd_run *r, const attn_cl_bwd_item *it,
+                                cl_mem dummy, attn_err *err)
+{
+    const attn_sdpa_desc *d = &it->d;
+    const attn_cl_bwd_bufs *b = &it->b;
+    int lanes = 0, moved = it->zero != 0;
+    attn_status s;
+    if (!prepared_ok(it->p))
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "attn_cl_bwd_enqueue: no prepared variant");
+    for (int i = 0; i < N_BUF && !it->zero; i++) {
+        if (!b->mem[i])
+            continue;
+        if (i == B_LSE || i == B_DBIAS || i == B_DW)
+            r->borrowed[i] = b->off[i] == 0 && !(i == B_LSE && b->lse_pitch);
+        else
+            r->borrowed[i] = dense_at_zero(d, bwd_kind[i], b->off[i]);
+        if (r->borrowed[i])
+            r->m[i] = b->mem[i];
+        else if (i != B_LSE && i != B_DBIAS && i != B_DW)
+            moved = 1;
+    }
+    if ((s = kernels_create(r, it->p, !it->zero && b->mem[B_DBIAS],
+                            !it->zero && b->mem[B_DW], moved, &lanes, err)))
+        return s;
+    if (it->zero) { /* dq (no key), or dk and dv (no query) */
+        for (int i = B_DQ; i <= B_DV && s == ATTN_OK; i++)
+            if ((i == B_DQ) == (it->zero == ATTN_CL_BWD_ZERO_DQ))
+                s = move(r, d, bwd_kind[i], b->mem[i], b->off[i], dummy, 2,
+                         err);
+        return s;
+    }
+    if ((s = size_buffers(r, d, b->mem[B_DBIAS] != NULL, b->mem[B_DW] != NULL,
+                          err)) ||
+        (s = alloc_buffers(r, d, err)) || (s = moves(r, d, b, 1, err)) ||
+        (s = launch_on(r, it->p->variant, lanes, d, dummy, err)))
+        return s;
+    return moves(r, d, b, 0, err);
+}
+
+attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, int n,
+                                const attn_cl_bwd_item *items,
                                 cl_command_queue queue, cl_uint n_wait,
                                 const cl_event *wait, cl_event *done,
                                 attn_err *err)
 {
     attn_cl_gate gate = ATTN_CL_GATE_INIT;
-    bwd_run r;
+    cl_event last = NULL;
     attn_status s;
     cl_mem dummy;
-    int lanes = 0, moved = 0;
-    if (!prepared_ok(p))
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "attn_cl_bwd_enqueue: no prepared variant");
-    memset(&r, 0, sizeof r);
-    r.rt = rt;
-    r.queue = queue;
-    r.chain = 1;
-    /* the caller's buffers where the kernels can take them as they lie */
-    for (int i = 0; i < N_BUF; i++) {
-        if (!b->mem[i])
-            continue;
-        if (i == B_LSE || i == B_DBIAS || i == B_DW)
-            r.borrowed[i] = b->off[i] == 0;
-        else
-            r.borrowed[i] = dense_at_zero(d, bwd_kind[i], b->off[i]);
-        if (r.borrowed[i])
-            r.m[i] = b->mem[i];
-        else if (i != B_LSE && i != B_DBIAS && i != B_DW)
-            moved = 1;
-    }
-    if ((s = attn_cl_dummy(rt, &dummy, err)))
-        return s;
-    if ((s = kernels_create(&r, p, b->mem[B_DBIAS] != NULL,
-                            b->mem[B_DW] != NULL, moved, &lanes, err)) ||
-        (s = size_buffers(&r, d, b->mem[B_DBIAS] != NULL, b->mem[B_DW] != NULL,
-                          err)) ||
-        (s = alloc_buffers(&r, d, err)) ||
-        (s = attn_cl_gate_open(rt, 0, n_wait, wait, &gate, err))) {
-        run_free(&r);
+    if ((s = attn_cl_dummy(rt, &dummy, err)) ||
+        (s = attn_cl_gate_open(rt, 0, n_wait, wait, &gate, err)))
         return attn_cl_gate_close(s, &gate, NULL, done, err);
+    for (int i = 0; i < n && s == ATTN_OK; i++) {
+        bwd_run r;
+        memset(&r, 0, sizeof r);
+        r.rt = rt;
+        r.queue = queue;
+        r.chain = 1;
+        r.wl = gate.wl;
+        r.n_wl = n_wait + 1;
+        r.last = last;
+        s = item_enqueue(&r, &items[i], dummy, err);
+        last = r.last;
+        run_free(&r); /* released once the commands are done */
     }
-    r.wl = gate.wl;
-    r.n_wl = n_wait + 1;
-    if ((s = moves(&r, d, b, 1, err)) == ATTN_OK &&
-        (s = launch_on(&r, p->variant, lanes, d, dummy, err)) == ATTN_OK)
-        s = moves(&r, d, b, 0, err);
-    run_free(&r); /* released once the commands are done */
-    return attn_cl_gate_close(s, &gate, r.last, done, err);
+    if (s == ATTN_OK && !last) { /* nothing to do: a marker for *done */
+        cl_int rc =
+            clEnqueueMarkerWithWaitList(queue, n_wait + 1, gate.wl, &last);
+        if (rc != CL_SUCCESS) {
+            last = NULL;
+            s = attn_fail(err, attn_cl_status(rc),
+                          "clEnqueueMarkerWithWaitList failed: %s",
+                          attn_cl_error_name(rc));
+        }
+    }
+    return attn_cl_gate_close(s, &gate, last, done, err);
 }

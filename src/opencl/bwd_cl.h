@@ -54,24 +54,49 @@ attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
  * (attn_sdpa_backward_cl_buffers), in the order q, k, v, o, d_o, lse, D
  * (unused), dq, dk, dv, dbias, the rows' parts of d additive_w (unused),
  * d additive_w; offsets in elements of the dtype (floats for lse, dbias
- * and d additive_w).  dbias and d additive_w NULL: not asked. */
+ * and d additive_w).  dbias and d additive_w NULL: not asked.  lse_pitch:
+ * 0 when lse is dense [batch, heads_q, seq_q], else the floats between
+ * the starts of two heads' rows (a packed sequence's lse in [heads_q,
+ * total_q]). */
 typedef struct attn_cl_bwd_bufs {
     cl_mem mem[13];
     size_t off[13];
+    size_t lse_pitch;
 } attn_cl_bwd_bufs;
 
-/* One backward call of d (validated, keep and kv_start merged into the
- * bias, no q_start) on the caller's buffers b, enqueued on queue after the
- * n_wait events of wait, behind a gate (launch_common.h): tensors that
- * are not dense at offset 0 are gathered into dense device copies first
- * and the gradients scattered back last; *done (when not NULL) receives
- * the last command's event.  Never blocks.  The buffers were checked
- * (sizes, context, overlaps).  On error nothing that was enqueued writes
- * the outputs and *done is untouched.  Errors: ATTN_ERR_OUT_OF_MEMORY,
- * ATTN_ERR_DEVICE. */
-attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, const attn_prepared *p,
-                                const attn_sdpa_desc *d,
-                                const attn_cl_bwd_bufs *b,
+/* Moves b, the buffers of a packed call, to its sequence item (one
+ * sequence of it, attn_varlen_item) whose rows start at packed row q0 of
+ * the queries and k0 of the keys: each offset past those rows in the
+ * item's strides, lse at row q0 of [heads_q, total_q]. */
+void attn_cl_bwd_bufs_at(attn_cl_bwd_bufs *b, const attn_sdpa_desc *item,
+                         size_t q0, size_t k0, size_t total_q);
+
+/* What an item of a backward call does: its gradients, or (a packed
+ * sequence with no key, or with no query) zeroes its dq rows, or its dk
+ * and dv rows. */
+enum { ATTN_CL_BWD_GRADS, ATTN_CL_BWD_ZERO_DQ, ATTN_CL_BWD_ZERO_DKDV };
+
+/* One item of a backward call on device buffers: its prepared variant
+ * (for a zeroing item, that of any shape of the call's dtype and head
+ * sizes), its descriptor (validated, keep and kv_start merged into the
+ * bias, no q_start, one sequence of a packed call) and buffers. */
+typedef struct attn_cl_bwd_item {
+    const attn_prepared *p;
+    attn_sdpa_desc d;
+    attn_cl_bwd_bufs b;
+    int zero; /* ATTN_CL_BWD_* */
+} attn_cl_bwd_item;
+
+/* The n items of one backward call on the caller's buffers, enqueued on
+ * queue after the n_wait events of wait, one after the other behind one
+ * gate (launch_common.h): tensors that are not dense at offset 0 are
+ * gathered into dense device copies first and the gradients scattered
+ * back; *done (when not NULL) receives the last command's event.  Never
+ * blocks.  The buffers were checked (sizes, context, overlaps).  On error
+ * nothing that was enqueued writes the outputs and *done is untouched.
+ * Errors: ATTN_ERR_OUT_OF_MEMORY, ATTN_ERR_DEVICE. */
+attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, int n,
+                                const attn_cl_bwd_item *items,
                                 cl_command_queue queue, cl_uint n_wait,
                                 const cl_event *wait, cl_event *done,
                                 attn_err *err);

@@ -37,8 +37,13 @@
  *    buffer too small for its tensor at its offset; dq on q; dq and dk
  *    overlapping in one buffer (the message names both); dbias without a
  *    bias; d_additive_w with the dot score; an invalid descriptor;
- *    q_start, packed sequences, dbias with keep or kv_start
- *    (ATTN_ERR_UNSUPPORTED); a struct_size no layout has.
+ *    q_start, dbias with keep or kv_start, d_additive_w of packed
+ *    sequences (ATTN_ERR_UNSUPPORTED); a struct_size no layout has.
+ *  - Packed sequences (cu_seqlens_q, cu_seqlens_kv) at offsets, one
+ *    without queries and one without keys: bit for bit attn_sdpa_backward
+ *    (which tests/test_varlen.c and test_backward.c check), their zero
+ *    rows zero, the bytes around the gradients untouched; F32, F16, BF16,
+ *    causal or not, AUTO and both variants forced.
  *  - attn_cl_grad_buffers_init_sized (NULL, a size no layout has, sizeof)
  *    and a call with struct_size 0 (the first layout).
  *
@@ -883,8 +888,7 @@ static void test_refusals(void)
 {
     attn_sdpa_desc s =
         masked(shape(2, 4, 2, 13, 29, 32, 32, ATTN_F32), 0, 0, KEY, DOT);
-    const int32_t qs[2] = {0, 2}, ks[2] = {0, 3}, cq[3] = {0, 13, 26},
-                  ck[3] = {0, 29, 58};
+    const int32_t qs[2] = {0, 2}, ks[2] = {0, 3};
     uint8_t keep[29];
     prob p;
     lay L;
@@ -1024,13 +1028,6 @@ static void test_refusals(void)
     EXPECT_REFUSED("q_start", ctx_auto, &d, &g, queue, 0, NULL,
                    ATTN_ERR_UNSUPPORTED);
     d = L.d;
-    d.mask.bias = NULL;
-    d.mask.bias_kind = ATTN_BIAS_NONE;
-    d.cu_seqlens_q = cq;
-    d.cu_seqlens_kv = ck;
-    EXPECT_REFUSED("packed sequences", ctx_auto, &d, &g, queue, 0, NULL,
-                   ATTN_ERR_UNSUPPORTED);
-    d = L.d;
     d.keep = keep;
     d.keep_shape[0] = d.keep_shape[1] = d.keep_shape[2] = 1;
     EXPECT_REFUSED("dbias with keep", ctx_auto, &d, &L.g, queue, 0, NULL,
@@ -1072,6 +1069,160 @@ static void test_refusals(void)
 }
 
 /* 7: the struct's layouts. */
+/* ---- packed sequences ---------------------------------------------------- */
+
+#define PK_PAT 0xa5 /* what the gradient buffers hold before a call */
+
+/* Bytes of buffer image x, n elements of es bytes at element offset off
+ * with `tail` bytes after them, all PK_PAT except the n elements of src. */
+static unsigned char *pk_image(const void *src, size_t n, size_t es, size_t off,
+                               size_t tail, size_t *bytes)
+{
+    unsigned char *x;
+    *bytes = (off + n) * es + tail;
+    if (!(x = malloc(*bytes)))
+        return NULL;
+    memset(x, PK_PAT, *bytes);
+    if (src)
+        memcpy(x + off * es, src, n * es);
+    return x;
+}
+
+/* Whether the bytes of x outside [off, off + n) elements are PK_PAT. */
+static int pk_guards(const unsigned char *x, size_t n, size_t es, size_t off,
+                     size_t bytes)
+{
+    for (size_t i = 0; i < bytes; i++)
+        if ((i < off * es || i >= (off + n) * es) && x[i] != PK_PAT)
+            return 0;
+    return 1;
+}
+
+/* Packed sequences (cu_seqlens_q, cu_seqlens_kv; rows [total, heads, dim],
+ * lse [heads_q, total_q]) on the caller's buffers at offsets: four
+ * sequences, one with no query (its dk, dv rows zero), one with no key
+ * (its dq rows zero); bit for bit attn_sdpa_backward's on the same
+ * context, the bytes around each gradient untouched. */
+static void packed_case(attn_context *ctx, attn_dtype dt, int causal,
+                        const char *what)
+{
+    enum { NB = 4, HQ = 4, HKV = 2, DH = 32, TQ = 24, TK = 29 };
+    static const int32_t cq[NB + 1] = {0, 7, 7, 20, 24},
+                                 ck[NB + 1] = {0, 11, 16, 29, 29};
+    /* element offsets of q, k, v, o, dO, lse, dq, dk, dv in their buffers */
+    static const size_t off[9] = {3, 0, 2, 1, 4, 2, 5, 0, 7};
+    const size_t es = dt == ATTN_F32 ? 4 : 2;
+    const size_t n[9] = {TQ * HQ * DH, TK * HKV * DH, TK * HKV * DH,
+                         TQ * HQ * DH, TQ * HQ * DH,  HQ * TQ,
+                         TQ * HQ * DH, TK * HKV * DH, TK * HKV * DH};
+    attn_sdpa_desc d = shape(NB, HQ, HKV, 13, 13, DH, DH, dt);
+    attn_sdpa_grad hg = ATTN_SDPA_GRAD_INIT;
+    attn_cl_grad_buffers g = ATTN_CL_GRAD_BUFFERS_INIT;
+    unsigned char *img[9] = {NULL}, *got = NULL;
+    void *x[9] = {NULL};
+    cl_mem m[9] = {NULL};
+    size_t bytes[9];
+    cl_event done = NULL;
+    ref_rng r;
+    attn_status st;
+    int ok = 1;
+    d.cu_seqlens_q = cq;
+    d.cu_seqlens_kv = ck;
+    d.mask.causal = causal;
+    ref_rng_seed(&r, 1234 + (uint64_t)dt * 7 + (uint64_t)causal);
+    x[0] = fill(&r, dt, n[0]);
+    x[1] = fill(&r, dt, n[1]);
+    x[2] = fill(&r, dt, n[2]);
+    x[4] = fill(&r, dt, n[4]);
+    x[3] = malloc(n[3] * es);
+    x[5] = malloc(n[5] * sizeof(float));
+    for (int i = 6; i < 9; i++)
+        x[i] = malloc(n[i] * es);
+    for (int i = 0; i < 9; i++)
+        CU_ASSERT_FATAL(x[i] != NULL);
+    /* the forward and attn_sdpa_backward on host memory, same context */
+    CU_ASSERT_FATAL(attn_sdpa(ctx, &d, x[0], x[1], x[2], x[3], x[5]) ==
+                    ATTN_OK);
+    hg.q = x[0], hg.k = x[1], hg.v = x[2], hg.o = x[3], hg.d_o = x[4];
+    hg.lse = x[5], hg.dq = x[6], hg.dk = x[7], hg.dv = x[8];
+    CU_ASSERT_FATAL(attn_sdpa_backward(ctx, &d, &hg) == ATTN_OK);
+    /* the caller's buffers: each tensor at its offset, PK_PAT around it
+     * and in the gradients */
+    for (int i = 0; i < 9; i++) {
+        const size_t e = i == 5 ? sizeof(float) : es;
+        img[i] =
+            pk_image(i < 6 ? x[i] : NULL, n[i], e, off[i], GUARD, &bytes[i]);
+        CU_ASSERT_FATAL(img[i] != NULL);
+        m[i] = buffer_of(img[i], bytes[i]);
+        CU_ASSERT_FATAL(m[i] != NULL);
+    }
+    g.q = m[0], g.k = m[1], g.v = m[2], g.o = m[3], g.d_o = m[4];
+    g.lse = m[5], g.dq = m[6], g.dk = m[7], g.dv = m[8];
+    g.q_offset = off[0], g.k_offset = off[1], g.v_offset = off[2];
+    g.o_offset = off[3], g.d_o_offset = off[4], g.lse_offset = off[5];
+    g.dq_offset = off[6], g.dk_offset = off[7], g.dv_offset = off[8];
+    st = attn_sdpa_backward_cl_buffers(ctx, &d, &g, queue, 0, NULL, &done);
+    HARNESS_EXPECT(st == ATTN_OK && done != NULL, what);
+    if (st == ATTN_OK && done) {
+        CU_ASSERT(clWaitForEvents(1, &done) == CL_SUCCESS);
+        clReleaseEvent(done);
+    }
+    for (int i = 6; i < 9 && st == ATTN_OK; i++) {
+        got = read_back(queue, m[i], bytes[i]);
+        CU_ASSERT_FATAL(got != NULL);
+        ok = ok && memcmp(got + off[i] * es, x[i], n[i] * es) == 0;
+        ok = ok && pk_guards(got, n[i], es, off[i], bytes[i]);
+        if (i == 6) { /* the sequence with no key: rows 20..23, all zero */
+            for (size_t b = (size_t)20 * HQ * DH * es; b < n[6] * es; b++)
+                ok = ok && got[off[6] * es + b] == 0;
+        } else { /* the sequence with no query: key rows 11..15 */
+            for (size_t b = (size_t)11 * HKV * DH * es;
+                 b < (size_t)16 * HKV * DH * es; b++)
+                ok = ok && got[off[i] * es + b] == 0;
+        }
+        free(got);
+    }
+    HARNESS_EXPECT(ok, what);
+    /* the inputs are as they were */
+    for (int i = 0; i < 6; i++)
+        HARNESS_EXPECT(same_as(queue, m[i], img[i], bytes[i]), what);
+    for (int i = 0; i < 9; i++) {
+        clReleaseMemObject(m[i]);
+        free(img[i]);
+        free(x[i]);
+    }
+}
+
+static void test_packed(void)
+{
+    static const int32_t cq[3] = {0, 5, 9}, ck[3] = {0, 6, 12};
+    float w[2 * 32] = {0};
+    attn_sdpa_desc d = shape(2, 2, 2, 5, 6, 32, 32, ATTN_F32);
+    attn_cl_grad_buffers g = ATTN_CL_GRAD_BUFFERS_INIT;
+    cl_event done = SENTINEL;
+    cl_mem m;
+    packed_case(ctx_auto, ATTN_F32, 0, "packed, F32");
+    packed_case(ctx_auto, ATTN_F32, 1, "packed, F32 causal");
+    packed_case(ctx_auto, ATTN_F16, 1, "packed, F16 causal");
+    packed_case(ctx_ref, ATTN_F32, 1, "packed, F32 causal, bwd_ref");
+    packed_case(ctx_fused, ATTN_BF16, 0, "packed, BF16, bwd_fused");
+    /* d additive_w of packed sequences is not taken here */
+    m = clCreateBuffer(clctx, CL_MEM_READ_WRITE, 4096, NULL, NULL);
+    CU_ASSERT_FATAL(m != NULL);
+    d.cu_seqlens_q = cq;
+    d.cu_seqlens_kv = ck;
+    d.score = ATTN_SCORE_ADDITIVE;
+    d.additive_w = w;
+    g.q = g.k = g.v = g.o = g.lse = g.d_o = m;
+    g.dq = g.dk = g.dv = g.d_additive_w = m;
+    CU_ASSERT_EQUAL(
+        attn_sdpa_backward_cl_buffers(ctx_auto, &d, &g, queue, 0, NULL, &done),
+        ATTN_ERR_UNSUPPORTED);
+    CU_ASSERT(done == SENTINEL);
+    CU_ASSERT(strstr(attn_context_last_error(ctx_auto), "packed") != NULL);
+    clReleaseMemObject(m);
+}
+
 static void test_abi(void)
 {
     attn_cl_grad_buffers g, before, zero;
@@ -1180,6 +1331,7 @@ int main(void)
         {"strides, k and v in one buffer, outputs in one buffer", test_strided},
         {"the backward variants forced by name", test_forced},
         {"a user event holds the work back; done NULL", test_events},
+        {"packed sequences", test_packed},
         {"refusals", test_refusals},
         {"attn_cl_grad_buffers layouts", test_abi},
         {NULL, NULL}};
