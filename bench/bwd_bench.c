@@ -13,12 +13,18 @@
  * medians are printed below.  --rss N runs one forward and one backward at
  * N and prints the process's peak resident set (getrusage ru_maxrss) and
  * the bytes of the tensors themselves (q, k, v, o, dO, dq, dk, dv, lse).
+ * --resident (with --device) keeps the tensors in device buffers: the
+ * forward through attn_sdpa_cl_buffers and the backward through
+ * attn_sdpa_backward_cl_buffers on a queue of the bench's own, each timed
+ * from its enqueue to its event's completion (no transfer in the times);
+ * after the timed runs the gradients are read back and compared with
+ * attn_sdpa_backward's on host memory (the largest difference printed).
  *
  *   attn-bwd-bench [--n N,N,...] [--reps R] [--threads T] [--heads H]
  *                  [--head-dim D] [--causal | --both] [--python PATH]
  *                  [--no-torch] [--cpu-time] [--dbias full|shared|key]
  *                  [--rss N] [--device SPEC] [--kernel NAME]
- *                  [--path fused|unfused]
+ *                  [--path fused|unfused] [--resident]
  *
  * --dbias gives the calls a bias of that kind (FULL [1, H, N, N], SHARED
  * [N, N], KEY [1, N]) and asks the backward for its gradient (the torch
@@ -36,7 +42,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef ATTN_BENCH_HAVE_CL
+#include "attn/attn_cl.h"
+#else
 #include "attn/attn.h"
+#endif
 #include "bench.h"
 
 #ifndef ATTN_BENCH_SOURCE_DIR
@@ -186,10 +196,122 @@ static float *rnd(size_t n, unsigned *seed)
 
 /* What one case runs with. */
 struct bench_cfg {
-    int heads, hd, reps, rss, threads;
+    int heads, hd, reps, rss, threads, resident;
     const char *python;  /* NULL: no torch peer */
     attn_bias_kind bias; /* with --dbias: a bias, and its gradient asked */
 };
+
+#ifdef ATTN_BENCH_HAVE_CL
+/* The forward's and the backward's tensors in device buffers of ctx's
+ * cl_context; NULL members where creating one failed. */
+struct dev_bufs {
+    cl_command_queue queue;
+    cl_mem m[9]; /* q, k, v, o, lse, dO, dq, dk, dv */
+    cl_mem dbias;
+};
+
+static void dev_free(struct dev_bufs *b)
+{
+    for (int i = 0; i < 9; i++)
+        if (b->m[i])
+            clReleaseMemObject(b->m[i]);
+    if (b->dbias)
+        clReleaseMemObject(b->dbias);
+    if (b->queue)
+        clReleaseCommandQueue(b->queue);
+}
+
+/* Waits for ev, releases it: 0, or 1 when it failed. */
+static int ev_wait(cl_event ev)
+{
+    cl_int st = -1;
+    int bad = clWaitForEvents(1, &ev) != CL_SUCCESS ||
+              clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st,
+                             &st, NULL) != CL_SUCCESS ||
+              st != CL_COMPLETE;
+    clReleaseEvent(ev);
+    return bad;
+}
+
+/* --resident: the calls of run() on device buffers; tf, tb get the
+ * times.  host: the tensors as run() made them (g's gradients are
+ * attn_sdpa_backward's on host memory afterwards); *diff the largest
+ * difference of the device's gradients from those.  0, or 1 on failure. */
+static int run_resident(attn_context *ctx, const attn_sdpa_desc *d,
+                        attn_sdpa_grad *g, size_t e, size_t nb, int reps,
+                        double *tf, double *tb, double *diff)
+{
+    const size_t rows = (size_t)d->heads_q * (size_t)d->seq_q;
+    const size_t bytes[9] = {e * 4, e * 4, e * 4, e * 4, rows * 4,
+                             e * 4, e * 4, e * 4, e * 4};
+    const void *host[9] = {g->q,   g->k, g->v, NULL, NULL,
+                           g->d_o, NULL, NULL, NULL};
+    attn_cl_buffers fb = ATTN_CL_BUFFERS_INIT;
+    attn_cl_grad_buffers gb = ATTN_CL_GRAD_BUFFERS_INIT;
+    struct dev_bufs b;
+    cl_context cx = NULL;
+    cl_device_id dev = NULL;
+    cl_int rc = CL_SUCCESS;
+    float *got = malloc(e * 4);
+    int bad = !got;
+    memset(&b, 0, sizeof b);
+    if (bad || attn_context_cl_objects(ctx, &cx, &dev, NULL) != ATTN_OK) {
+        fprintf(stderr, "--resident: the context runs on no OpenCL device\n");
+        free(got);
+        return 1;
+    }
+    b.queue = clCreateCommandQueue(cx, dev, 0, &rc);
+    for (int i = 0; i < 9 && rc == CL_SUCCESS; i++)
+        b.m[i] = clCreateBuffer(
+            cx, CL_MEM_READ_WRITE | (host[i] ? CL_MEM_COPY_HOST_PTR : 0),
+            bytes[i], (void *)host[i], &rc);
+    if (rc == CL_SUCCESS && nb)
+        b.dbias = clCreateBuffer(cx, CL_MEM_READ_WRITE, nb * 4, NULL, &rc);
+    bad = rc != CL_SUCCESS;
+    fb.q = b.m[0], fb.k = b.m[1], fb.v = b.m[2], fb.o = b.m[3];
+    fb.lse = b.m[4];
+    gb.q = b.m[0], gb.k = b.m[1], gb.v = b.m[2], gb.o = b.m[3];
+    gb.lse = b.m[4], gb.d_o = b.m[5];
+    gb.dq = b.m[6], gb.dk = b.m[7], gb.dv = b.m[8], gb.dbias = b.dbias;
+    for (int r = -1; !bad && r < reps; r++) {
+        cl_event ev = NULL;
+        double t0 = now(), t1, t2;
+        bad |=
+            attn_sdpa_cl_buffers(ctx, d, &fb, b.queue, 0, NULL, &ev) != ATTN_OK;
+        bad |= !bad && ev_wait(ev);
+        t1 = now();
+        bad |= !bad && attn_sdpa_backward_cl_buffers(ctx, d, &gb, b.queue, 0,
+                                                     NULL, &ev) != ATTN_OK;
+        bad |= !bad && ev_wait(ev);
+        t2 = now();
+        if (r >= 0) {
+            tf[r] = t1 - t0;
+            tb[r] = t2 - t1;
+        }
+    }
+    /* the gradients against attn_sdpa_backward on host memory */
+    *diff = 0.0;
+    if (!bad && (attn_sdpa(ctx, d, g->q, g->k, g->v, (void *)g->o,
+                           (float *)g->lse) != ATTN_OK ||
+                 attn_sdpa_backward(ctx, d, g) != ATTN_OK))
+        bad = 1;
+    for (int i = 6; i < 9 && !bad; i++) {
+        const float *want = i == 6 ? g->dq : i == 7 ? g->dk : g->dv;
+        bad = clEnqueueReadBuffer(b.queue, b.m[i], CL_TRUE, 0, e * 4, got, 0,
+                                  NULL, NULL) != CL_SUCCESS;
+        for (size_t j = 0; !bad && j < e; j++) {
+            double x = got[j] - want[j];
+            x = x < 0 ? -x : x;
+            *diff = x > *diff || x != x ? x : *diff;
+        }
+    }
+    if (bad && rc != CL_SUCCESS)
+        fprintf(stderr, "--resident: OpenCL error %d\n", (int)rc);
+    dev_free(&b);
+    free(got);
+    return bad;
+}
+#endif
 
 /* One N: returns 0 or 1 on failure. */
 static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
@@ -206,6 +328,8 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
     float *bias = NULL, *dbias = NULL;
     double *t = malloc(4 * (size_t)reps * sizeof *t);
     double *tf = t, *tb = t + reps, *pf = t + 2 * reps, *pb = t + 3 * reps;
+    double diff = -1.0; /* --resident: from the host run's gradients */
+    size_t nbias = 0;
     struct torch_peer tp;
     int bad = !q || !k || !v || !dout || !o || !dq || !dk || !dv || !lse || !t;
 
@@ -224,6 +348,7 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
         size_t nb = cf->bias == ATTN_BIAS_KEY      ? (size_t)n
                     : cf->bias == ATTN_BIAS_SHARED ? (size_t)n * (size_t)n
                                                    : (size_t)n * e / hd;
+        nbias = nb;
         bias = rnd(nb, &seed);
         dbias = malloc(nb * sizeof *dbias);
         bad = !bias || !dbias;
@@ -231,7 +356,11 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
         d.mask.bias_kind = cf->bias;
         g.dbias = dbias;
     }
-    for (int r = -1; !bad && r < reps; r++) {
+#ifdef ATTN_BENCH_HAVE_CL
+    if (!bad && cf->resident)
+        bad = run_resident(ctx, &d, &g, e, nbias, reps, tf, tb, &diff);
+#endif
+    for (int r = -1; !bad && !cf->resident && r < reps; r++) {
         double t0 = now(), f = 0.0, b = 0.0;
         bad |= attn_sdpa(ctx, &d, q, k, v, o, lse) != ATTN_OK;
         double t1 = now();
@@ -261,9 +390,14 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
         static const char *const bn[] = {"", ", bias shared", ", bias head",
                                          ", bias full", ", bias key"};
         printf("N=%-6d %-7s forward %9.3f ms  backward %9.3f ms  ratio %.2f  "
-               "(medians of %d alternating runs%s)\n",
+               "(medians of %d alternating runs%s%s)\n",
                n, causal ? "causal" : "full", 1e3 * f, 1e3 * b, b / f, reps,
-               cf->bias <= ATTN_BIAS_KEY ? bn[cf->bias] : "");
+               cf->bias <= ATTN_BIAS_KEY ? bn[cf->bias] : "",
+               cf->resident ? ", device buffers" : "");
+        if (cf->resident)
+            printf("         gradients on device buffers against "
+                   "attn_sdpa_backward on host memory: max |diff| %.3g\n",
+                   diff);
         if (tp.up) {
             double tf2 = median(pf, reps), tb2 = median(pb, reps);
             printf("         %-7s forward %9.3f ms  backward %9.3f ms  ratio "
@@ -283,7 +417,7 @@ int main(int argc, char **argv)
 {
     attn_options opt = ATTN_OPTIONS_INIT;
     attn_context *ctx;
-    struct bench_cfg cf = {8, 64, 9, 0, 0, "python3", ATTN_BIAS_NONE};
+    struct bench_cfg cf = {8, 64, 9, 0, 0, 0, "python3", ATTN_BIAS_NONE};
     const char *ns = "512,2048";
     int masks = 1, bad = 0; /* bit 0: full, bit 1: causal */
 
@@ -301,6 +435,16 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--no-torch")) {
             cf.python = NULL;
             continue;
+        }
+        if (!strcmp(a, "--resident")) {
+#ifdef ATTN_BENCH_HAVE_CL
+            cf.resident = 1;
+            continue;
+#else
+            fprintf(stderr, "attn-bwd-bench: --resident needs the OpenCL "
+                            "backend\n");
+            return 2;
+#endif
         }
         if (!val) {
             fprintf(stderr, "attn-bwd-bench: %s needs a value\n", a);
@@ -345,6 +489,13 @@ int main(int argc, char **argv)
                         "must be positive\n");
         return 2;
     }
+    if (cf.resident && (!strcmp(opt.device, "native") || cf.rss)) {
+        fprintf(stderr, "attn-bwd-bench: --resident needs --device (an "
+                        "OpenCL device) and no --rss\n");
+        return 2;
+    }
+    if (cf.resident)
+        cf.python = NULL; /* the torch peer times host tensors */
     /* a device's figures are the device's own: no native redo */
     opt.allow_fallback = strcmp(opt.device, "native") == 0;
     if (attn_context_create(&opt, &ctx) != ATTN_OK) {
