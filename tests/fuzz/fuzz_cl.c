@@ -2,8 +2,11 @@
 /*
  * The fuzz harness's runs of the embedding API on buffers it made
  * (attn_sdpa_cl_buffers: offsets, overlaps, sub-buffers, buffers of
- * another cl_context) and of context creation under the environment
- * (ATTN_DEVICE, ATTN_PLATFORM_DIR, the cache folder).  Contract in
+ * another cl_context; after a forward that ran with lse, its backward on
+ * the same buffers, attn_sdpa_backward_cl_buffers, against
+ * attn_sdpa_backward on host memory, now and then with a gradient over
+ * an input, which must be refused) and of context creation under the
+ * environment (ATTN_DEVICE, ATTN_PLATFORM_DIR, the cache folder).  Contract in
  * fuzz_common.h; README.md lists what an input exercises.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
@@ -307,6 +310,123 @@ static void check_ran(const attn_sdpa_desc *d, const placed *t, roots *r)
         free(now[k]);
 }
 
+/* The backward of a forward that ran on tensors t (q, k, v, o, lse as the
+ * cl_mem m and offsets of b): dO in a buffer of its own; dq, dk, dv at
+ * random offsets in one buffer, back to back (or, now and then, dq over
+ * q's bytes: refused, nothing written).  The gradients must equal, bit for
+ * bit, attn_sdpa_backward's on host copies of the same tensors on the same
+ * context (the same kernels); its status too. */
+static void bwd_on(gen_src *g, const attn_sdpa_desc *d,
+                   const attn_cl_buffers *b, const placed *t, roots *r)
+{
+    const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
+    const size_t n[3] = {t[0].bytes, t[1].bytes, t[2].bytes};
+    const int over = gen_chance(g, 12);
+    attn_cl_grad_buffers gb = ATTN_CL_GRAD_BUFFERS_INIT;
+    attn_sdpa_grad hg = ATTN_SDPA_GRAD_INIT;
+    unsigned char *in[5], *dout, *host[3], *img, *now;
+    size_t at3[3], pos = 0, total;
+    cl_mem dm, gm;
+    cl_event done = SENTINEL;
+    ref_rng rng;
+    attn_status s, hs;
+    cl_int rc;
+    for (int i = 0; i < 5; i++) {
+        unsigned char *all =
+            read_back(r->mem[root_of(&t[i])], r->bytes[root_of(&t[i])]);
+        in[i] = malloc(t[i].bytes);
+        REQUIRE(in[i], "out of memory");
+        memcpy(in[i], all + t[i].origin + t[i].off, t[i].bytes);
+        free(all);
+    }
+    dout = malloc(t[3].bytes);
+    REQUIRE(dout, "out of memory");
+    ref_rng_seed(&rng, gen_u64(g));
+    fill_input(&rng, dout, t[3].bytes / es, d->dtype, 1.0);
+    for (int i = 0; i < 3; i++) {
+        pos = up(pos + (size_t)gen_int(g, 0, 5) * es, es);
+        at3[i] = pos;
+        pos += n[i];
+        host[i] = malloc(n[i]);
+        REQUIRE(host[i], "out of memory");
+    }
+    total = up(pos + (size_t)gen_int(g, 0, 32), 4);
+    img = malloc(total);
+    REQUIRE(img, "out of memory");
+    memset(img, FILL, total);
+    dm = clCreateBuffer(own, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                        t[3].bytes, dout, &rc);
+    REQUIRE(rc == CL_SUCCESS, "clCreateBuffer: %d", (int)rc);
+    gm = clCreateBuffer(own, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, total,
+                        img, &rc);
+    REQUIRE(rc == CL_SUCCESS, "clCreateBuffer: %d", (int)rc);
+    gb.q = b->q, gb.k = b->k, gb.v = b->v, gb.o = b->o, gb.lse = b->lse;
+    gb.q_offset = b->q_offset, gb.k_offset = b->k_offset;
+    gb.v_offset = b->v_offset, gb.o_offset = b->o_offset;
+    gb.lse_offset = b->lse_offset;
+    gb.d_o = dm;
+    gb.dq = gb.dk = gb.dv = gm;
+    gb.dq_offset = at3[0] / es, gb.dk_offset = at3[1] / es;
+    gb.dv_offset = at3[2] / es;
+    if (over) { /* dq over q */
+        gb.dq = b->q;
+        gb.dq_offset = b->q_offset;
+    }
+    hg.q = in[0], hg.k = in[1], hg.v = in[2], hg.o = in[3];
+    hg.lse = (const float *)(const void *)in[4], hg.d_o = dout;
+    hg.dq = host[0], hg.dk = host[1], hg.dv = host[2];
+    s = attn_sdpa_backward_cl_buffers(actx, d, &gb, queue, 0, NULL, &done);
+    REQUIRE_STATUS(s, "attn_sdpa_backward_cl_buffers");
+    if (over) {
+        REQUIRE(s == ATTN_ERR_INVALID_ARGUMENT,
+                "attn_sdpa_backward_cl_buffers with dq over q returned %s",
+                attn_status_string(s));
+        REQUIRE(done == SENTINEL, "*done changed on an error");
+        REQUIRE(clFinish(queue) == CL_SUCCESS, "clFinish");
+        now = read_back(gm, total);
+        REQUIRE(!memcmp(now, img, total), "a refused backward wrote dk, dv");
+        free(now);
+    } else {
+        hs = attn_sdpa_backward(actx, d, &hg);
+        REQUIRE(s == hs,
+                "attn_sdpa_backward_cl_buffers: %s, "
+                "attn_sdpa_backward on host memory: %s (%s)",
+                attn_status_string(s), attn_status_string(hs),
+                attn_context_last_error(actx));
+        if (s == ATTN_OK) {
+            REQUIRE(done && done != SENTINEL, "no event back");
+            REQUIRE(clWaitForEvents(1, &done) == CL_SUCCESS, "event failed");
+            clReleaseEvent(done);
+            now = read_back(gm, total);
+            for (int i = 0; i < 3; i++)
+                REQUIRE(!memcmp(now + at3[i], host[i], n[i]),
+                        "attn_sdpa_backward_cl_buffers: %s differs from "
+                        "attn_sdpa_backward's",
+                        i == 0   ? "dq"
+                        : i == 1 ? "dk"
+                                 : "dv");
+            for (size_t e = 0; e < total; e++) {
+                int inside = 0;
+                for (int i = 0; i < 3; i++)
+                    inside |= e >= at3[i] && e < at3[i] + n[i];
+                REQUIRE(inside || now[e] == FILL,
+                        "byte %zu of the gradients' buffer changed", e);
+            }
+            free(now);
+        } else {
+            REQUIRE(done == SENTINEL, "*done changed on an error");
+        }
+    }
+    clReleaseMemObject(dm);
+    clReleaseMemObject(gm);
+    for (int i = 0; i < 5; i++)
+        free(in[i]);
+    for (int i = 0; i < 3; i++)
+        free(host[i]);
+    free(dout);
+    free(img);
+}
+
 static int call_on(gen_src *g, attn_sdpa_desc *d, const gen_sdpa *gs)
 {
     const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
@@ -420,6 +540,8 @@ static int call_on(gen_src *g, attn_sdpa_desc *d, const gen_sdpa *gs)
             REQUIRE(clWaitForEvents(1, &done) == CL_SUCCESS, "event failed");
             clReleaseEvent(done);
             check_ran(d, t, &r);
+            if (t[4].present)
+                bwd_on(g, d, &b, t, &r);
         } else {
             REQUIRE(done == SENTINEL, "*done changed on an error");
         }
