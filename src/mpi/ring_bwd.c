@@ -562,7 +562,7 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
                               const attn_ring_desc *ring,
                               const attn_sdpa_desc *d,
                               const attn_sdpa_grad *g_local, ring_bwd_fn bwd,
-                              void *user)
+                              void *user, const ring_bwd_io *io)
 {
     const char *fn = "attn_sdpa_ring_backward";
     ring_set_error("%s", "");
@@ -593,18 +593,20 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
     double tmo = ring->timeout_ms > 0 ? ring->timeout_ms / 1000.0 : 60.0;
     attn_status mine = ATTN_OK;
     attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
-    if (!d || !ctx || !g_local) {
+    if (!d || !ctx || (!g_local && !io)) {
         snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
                  !d     ? "d"
                  : !ctx ? "ctx"
                         : "g");
         mine = ATTN_ERR_INVALID_ARGUMENT;
     }
-    if (mine == ATTN_OK)
+    if (mine == ATTN_OK && !io)
         mine = read_grad(g_local, &g, c->why, sizeof c->why);
     uint32_t hash = 0;
     if (mine == ATTN_OK)
         mine = ring_call_setup(c, ring, d, &tmo, &hash);
+    if (mine == ATTN_OK && io)
+        mine = io->load(c, io->self, &g);
     /* strides: extents that fit, and rows apart in o and in dq, dk and
      * dv, which are written through q's, k's and v's strides */
     if (mine == ATTN_OK)
@@ -645,6 +647,8 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
             result = sum_over_ranks(b, tmo);
         if (result == ATTN_OK)
             write_grads(b, &g);
+        if (result == ATTN_OK && io)
+            result = io->store(c, io->self, &g); /* this rank's alone */
     }
     c->st.bytes_held = c->held;
     c->st.total_s = ring_now() - t_start;
@@ -654,6 +658,8 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
         ring_put_stats(c, c->ring.stats);
     free_bwd(b, keep);
     ring_free_all(c, keep);
+    if (io)
+        io->release(io->self);
     ring_call_close(c, &old_handler);
     free(c);
     free(b);
@@ -665,5 +671,5 @@ attn_status attn_sdpa_ring_backward(attn_context *ctx, MPI_Comm comm,
                                     const attn_sdpa_desc *d,
                                     const attn_sdpa_grad *g_local)
 {
-    return ring_run_backward(ctx, comm, ring, d, g_local, NULL, NULL);
+    return ring_run_backward(ctx, comm, ring, d, g_local, NULL, NULL, NULL);
 }

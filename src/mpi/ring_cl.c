@@ -68,10 +68,12 @@ typedef struct slice_buf {
     size_t offset, count, elem; /* offset and count in elements */
 } slice_buf;
 
-static attn_status check_buf(ring_call *c, const slice_buf *s)
+/* Checks that s's buffer is one of clctx's and holds the slice at its
+ * offset (s->name says which, "b->q" say). */
+static attn_status check_buf(ring_call *c, cl_context clctx, const slice_buf *s)
 {
     if (!s->mem) {
-        snprintf(c->why, sizeof c->why, "rank %d: b->%s is NULL", c->rank,
+        snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
                  s->name);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
@@ -81,20 +83,20 @@ static attn_status check_buf(ring_call *c, const slice_buf *s)
                            NULL) != CL_SUCCESS ||
         clGetMemObjectInfo(s->mem, CL_MEM_SIZE, sizeof size, &size, NULL) !=
             CL_SUCCESS ||
-        owner != c->cl->clctx) {
+        owner != clctx) {
         snprintf(c->why, sizeof c->why,
-                 "rank %d: b->%s is no buffer of the context's cl_context",
+                 "rank %d: %s is no buffer of the context's cl_context",
                  c->rank, s->name);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
     if (s->offset > SIZE_MAX / s->elem - s->count) {
-        snprintf(c->why, sizeof c->why, "rank %d: b->%s's offset overflows",
+        snprintf(c->why, sizeof c->why, "rank %d: %s's offset overflows",
                  c->rank, s->name);
         return ATTN_ERR_OUT_OF_MEMORY;
     }
     if ((s->offset + s->count) * s->elem > size) {
         snprintf(c->why, sizeof c->why,
-                 "rank %d: b->%s holds %zu bytes, its slice needs %zu from "
+                 "rank %d: %s holds %zu bytes, its slice needs %zu from "
                  "byte %zu",
                  c->rank, s->name, size, s->count * s->elem,
                  s->offset * s->elem);
@@ -167,19 +169,19 @@ attn_status ring_cl_check(ring_call *c)
     }
     size_t n = c->local_rows;
     slice_buf s[5] = {
-        {"q", cl->b.q, cl->b.q_offset, c->bq * n * c->d, c->elem},
-        {"k", cl->b.k, cl->b.k_offset, c->bkv * n * c->d, c->elem},
-        {"v", cl->b.v, cl->b.v_offset, c->bkv * n * c->dv, c->elem},
-        {"o", cl->b.o, cl->b.o_offset, c->bq * n * c->dv, c->elem},
-        {"lse", cl->b.lse, cl->b.lse_offset, c->bq * n, sizeof(float)}};
+        {"b->q", cl->b.q, cl->b.q_offset, c->bq * n * c->d, c->elem},
+        {"b->k", cl->b.k, cl->b.k_offset, c->bkv * n * c->d, c->elem},
+        {"b->v", cl->b.v, cl->b.v_offset, c->bkv * n * c->dv, c->elem},
+        {"b->o", cl->b.o, cl->b.o_offset, c->bq * n * c->dv, c->elem},
+        {"b->lse", cl->b.lse, cl->b.lse_offset, c->bq * n, sizeof(float)}};
     int nbuf = cl->b.lse ? 5 : 4;
     for (int i = 0; i < nbuf; i++)
-        if ((st = check_buf(c, &s[i])) != ATTN_OK)
+        if ((st = check_buf(c, cl->clctx, &s[i])) != ATTN_OK)
             return st;
     for (int out = 3; out < nbuf; out++)
         for (int i = 0; i < nbuf; i++)
             if (i != out && (i < out || i >= 3) && overlap(&s[out], &s[i])) {
-                snprintf(c->why, sizeof c->why, "rank %d: b->%s overlaps b->%s",
+                snprintf(c->why, sizeof c->why, "rank %d: %s overlaps %s",
                          c->rank, s[out].name, s[i].name);
                 return ATTN_ERR_INVALID_ARGUMENT;
             }
@@ -460,4 +462,201 @@ attn_status attn_sdpa_ring_cl(attn_context *ctx, MPI_Comm comm,
                               const cl_event *wait)
 {
     return ring_run_cl(ctx, comm, ring, d, b, queue, n_wait, wait, NULL, NULL);
+}
+
+/* ---- the backward on device buffers ------------------------------------ */
+
+/* The slices of attn_sdpa_ring_cl_backward: the caller's buffers, and
+ * their host copies (inputs) and host room (outputs) that the ring
+ * backward of ring_bwd.c works on. */
+enum { G_Q, G_K, G_V, G_O, G_LSE, G_DO, G_DQ, G_DK, G_DV, G_DBIAS, G_DW, G_N };
+
+typedef struct ring_cl_bwd {
+    const attn_sdpa_desc *d; /* the caller's (its strides) */
+    const attn_cl_grad_buffers *ug;
+    attn_cl_grad_buffers b; /* *ug read by its struct_size */
+    cl_command_queue queue;
+    cl_uint n_wait;
+    const cl_event *wait;
+    slice_buf s[G_N];
+    void *host[G_N];
+} ring_cl_bwd;
+
+static attn_status bwd_fail(ring_call *c, const char *what)
+{
+    snprintf(c->why, sizeof c->why, "rank %d: %s", c->rank, what);
+    return ATTN_ERR_INVALID_ARGUMENT;
+}
+
+/* The buffers checked (as attn_sdpa_ring_cl's, with the gradients'), the
+ * wait list waited for, the inputs read into host copies. */
+static attn_status bwd_load(ring_call *c, void *self, attn_sdpa_grad *g)
+{
+    ring_cl_bwd *x = self;
+    cl_context clctx = NULL;
+    cl_device_id dev = NULL;
+    attn_status st = attn_context_cl_objects(c->ctx, &clctx, &dev, NULL);
+    if (st != ATTN_OK) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: the context runs on no OpenCL device", c->rank);
+        return st;
+    }
+    if (!x->ug || !x->queue || (x->n_wait && !x->wait))
+        return bwd_fail(c, !x->ug      ? "g is NULL"
+                           : !x->queue ? "queue is NULL"
+                                       : "n_wait > 0 with wait NULL");
+    /* Read by its struct_size (docs/ABI.md); the first layout is the only
+     * one so far. */
+    size_t bs = x->ug->struct_size ? x->ug->struct_size : sizeof x->b;
+    if (bs < sizeof x->b || bs > 65536 || bs % sizeof(size_t)) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: g->struct_size %zu is the size of no layout",
+                 c->rank, bs);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    for (size_t i = sizeof x->b; i < bs; i++)
+        if (((const unsigned char *)x->ug)[i]) {
+            snprintf(c->why, sizeof c->why,
+                     "rank %d: g sets members this libattn_mpi does not "
+                     "know: a newer libattn_mpi is needed",
+                     c->rank);
+            return ATTN_ERR_UNSUPPORTED;
+        }
+    memcpy(&x->b, x->ug, sizeof x->b);
+    for (int t = 0; t < 4; t++) {
+        const int64_t *st3 = t == 0   ? x->d->q_strides
+                             : t == 1 ? x->d->k_strides
+                             : t == 2 ? x->d->v_strides
+                                      : x->d->o_strides;
+        if (st3[0] || st3[1] || st3[2]) {
+            snprintf(c->why, sizeof c->why,
+                     "rank %d: attn_sdpa_ring_cl_backward takes contiguous "
+                     "buffers only (no strides in d)",
+                     c->rank);
+            return ATTN_ERR_UNSUPPORTED;
+        }
+    }
+    cl_context qctx = NULL;
+    cl_device_id qdev = NULL;
+    if (clGetCommandQueueInfo(x->queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx,
+                              NULL) != CL_SUCCESS ||
+        clGetCommandQueueInfo(x->queue, CL_QUEUE_DEVICE, sizeof qdev, &qdev,
+                              NULL) != CL_SUCCESS ||
+        qctx != clctx || qdev != dev)
+        return bwd_fail(c, "the queue is not one of the context's cl_context "
+                           "and device");
+    const size_t n = c->local_rows, f = sizeof(float);
+    const size_t nq = c->bq * n * c->d, nk = c->bkv * n * c->d,
+                 nv = c->bkv * n * c->dv, no = c->bq * n * c->dv;
+    const slice_buf s[G_N] = {
+        {"g->q", x->b.q, x->b.q_offset, nq, c->elem},
+        {"g->k", x->b.k, x->b.k_offset, nk, c->elem},
+        {"g->v", x->b.v, x->b.v_offset, nv, c->elem},
+        {"g->o", x->b.o, x->b.o_offset, no, c->elem},
+        {"g->lse", x->b.lse, x->b.lse_offset, c->bq * n, f},
+        {"g->d_o", x->b.d_o, x->b.d_o_offset, no, c->elem},
+        {"g->dq", x->b.dq, x->b.dq_offset, nq, c->elem},
+        {"g->dk", x->b.dk, x->b.dk_offset, nk, c->elem},
+        {"g->dv", x->b.dv, x->b.dv_offset, nv, c->elem},
+        {"g->dbias", x->b.dbias, x->b.dbias_offset,
+         (size_t)c->g.batch * (size_t)c->ring.seq, f},
+        {"g->d_additive_w", x->b.d_additive_w, x->b.d_additive_w_offset,
+         (size_t)c->g.heads_q * c->d, f}};
+    memcpy(x->s, s, sizeof s);
+    for (int i = 0; i < G_N; i++)
+        if ((i < G_DBIAS || x->s[i].mem) &&
+            (st = check_buf(c, clctx, &x->s[i])) != ATTN_OK)
+            return st;
+    /* an output may share memory with no other slice */
+    for (int out = G_DQ; out < G_N; out++)
+        for (int i = 0; i < G_N; i++)
+            if (i != out && x->s[out].mem && x->s[i].mem &&
+                overlap(&x->s[out], &x->s[i])) {
+                snprintf(c->why, sizeof c->why, "rank %d: %s overlaps %s",
+                         c->rank, x->s[out].name, x->s[i].name);
+                return ATTN_ERR_INVALID_ARGUMENT;
+            }
+    cl_int err;
+    if (x->n_wait && (err = clWaitForEvents(x->n_wait, x->wait)) != 0)
+        return cl_fail(c, err, "clWaitForEvents of the wait list");
+    for (int i = 0; i < G_N; i++) {
+        const size_t bytes = x->s[i].count * x->s[i].elem;
+        if (!x->s[i].mem)
+            continue;
+        if (!(x->host[i] = ring_grab(c, bytes))) {
+            snprintf(c->why, sizeof c->why, "rank %d: no memory", c->rank);
+            return ATTN_ERR_OUT_OF_MEMORY;
+        }
+        if (i > G_DO || !bytes)
+            continue;
+        err = clEnqueueReadBuffer(x->queue, x->s[i].mem, CL_TRUE,
+                                  x->s[i].offset * x->s[i].elem, bytes,
+                                  x->host[i], 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            return cl_fail(c, err, "reading a slice");
+    }
+    memset(g, 0, sizeof *g);
+    g->struct_size = sizeof *g;
+    g->q = x->host[G_Q], g->k = x->host[G_K], g->v = x->host[G_V];
+    g->o = x->host[G_O], g->lse = x->host[G_LSE], g->d_o = x->host[G_DO];
+    g->dq = x->host[G_DQ], g->dk = x->host[G_DK], g->dv = x->host[G_DV];
+    g->dbias = x->host[G_DBIAS], g->d_additive_w = x->host[G_DW];
+    return ATTN_OK;
+}
+
+/* The gradients written into the caller's buffers. */
+static attn_status bwd_store(ring_call *c, void *self, const attn_sdpa_grad *g)
+{
+    ring_cl_bwd *x = self;
+    (void)g;
+    for (int i = G_DQ; i < G_N; i++) {
+        const size_t bytes = x->s[i].count * x->s[i].elem;
+        if (!x->s[i].mem || !bytes)
+            continue;
+        cl_int err = clEnqueueWriteBuffer(x->queue, x->s[i].mem, CL_TRUE,
+                                          x->s[i].offset * x->s[i].elem, bytes,
+                                          x->host[i], 0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            return cl_fail(c, err, "writing the gradients");
+    }
+    return ATTN_OK;
+}
+
+static void bwd_release(void *self)
+{
+    ring_cl_bwd *x = self;
+    for (int i = 0; i < G_N; i++) {
+        free(x->host[i]);
+        x->host[i] = NULL;
+    }
+}
+
+attn_status ring_run_cl_backward(attn_context *ctx, MPI_Comm comm,
+                                 const attn_ring_desc *ring,
+                                 const attn_sdpa_desc *d,
+                                 const attn_cl_grad_buffers *g,
+                                 cl_command_queue queue, cl_uint n_wait,
+                                 const cl_event *wait, ring_bwd_fn bwd,
+                                 void *user)
+{
+    ring_cl_bwd x;
+    ring_bwd_io io = {bwd_load, bwd_store, bwd_release, &x};
+    memset(&x, 0, sizeof x);
+    x.d = d;
+    x.ug = g;
+    x.queue = queue;
+    x.n_wait = n_wait;
+    x.wait = wait;
+    return ring_run_backward(ctx, comm, ring, d, NULL, bwd, user, &io);
+}
+
+attn_status attn_sdpa_ring_cl_backward(attn_context *ctx, MPI_Comm comm,
+                                       const attn_ring_desc *ring,
+                                       const attn_sdpa_desc *d,
+                                       const attn_cl_grad_buffers *g,
+                                       cl_command_queue queue, cl_uint n_wait,
+                                       const cl_event *wait)
+{
+    return ring_run_cl_backward(ctx, comm, ring, d, g, queue, n_wait, wait,
+                                NULL, NULL);
 }

@@ -27,6 +27,16 @@ attn_status ring_run_cl(attn_context *ctx, MPI_Comm comm,
                         cl_uint n_wait, const cl_event *wait,
                         ring_sdpa_cl_fn sdpa, void *user);
 
+/* attn_sdpa_ring_cl_backward with the block computation given (NULL:
+ * attn_sdpa_backward). */
+attn_status ring_run_cl_backward(attn_context *ctx, MPI_Comm comm,
+                                 const attn_ring_desc *ring,
+                                 const attn_sdpa_desc *d,
+                                 const attn_cl_grad_buffers *g,
+                                 cl_command_queue queue, cl_uint n_wait,
+                                 const cl_event *wait, ring_bwd_fn bwd,
+                                 void *user);
+
 /* Hooks of ring.c, each returning a status with a sentence in c->why
  * (ring_cl_arrived: in why): the buffers, queue and context checked
  * against the checked descriptors; this rank's K/V read into c->msg[0]

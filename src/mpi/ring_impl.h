@@ -275,13 +275,30 @@ attn_status ring_run(attn_context *ctx, MPI_Comm comm,
 typedef attn_status (*ring_bwd_fn)(attn_context *ctx, const attn_sdpa_desc *d,
                                    const attn_sdpa_grad *g, void *user);
 
+/* Where the backward's slices live when they are not the caller's host
+ * memory (attn_sdpa_ring_cl_backward, ring_cl.c): load, once the
+ * descriptors are checked (c's sizes known) and before the ranks agree,
+ * checks the slices and fills *g with host copies of the inputs and host
+ * room for the outputs; store, once every rank agreed that the ring
+ * succeeded and the outputs of *g are written, puts them where the caller
+ * wants them (a failure there is this rank's alone); release frees what
+ * load made (after store, or on any failure).  Each returns a status with
+ * a sentence in c->why. */
+typedef struct ring_bwd_io {
+    attn_status (*load)(ring_call *c, void *self, attn_sdpa_grad *g);
+    attn_status (*store)(ring_call *c, void *self, const attn_sdpa_grad *g);
+    void (*release)(void *self);
+    void *self;
+} ring_bwd_io;
+
 /* attn_sdpa_ring_backward with the block computation given (NULL:
- * attn_sdpa_backward). */
+ * attn_sdpa_backward), on the caller's host slices g_local or (io not
+ * NULL, g_local unused) on those io loads. */
 attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
                               const attn_ring_desc *ring,
                               const attn_sdpa_desc *d,
                               const attn_sdpa_grad *g_local, ring_bwd_fn bwd,
-                              void *user);
+                              void *user, const ring_bwd_io *io);
 
 /* Sets the thread's last error (printf-style); "" clears it. */
 void ring_set_error(const char *fmt, ...)

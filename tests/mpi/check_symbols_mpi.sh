@@ -4,7 +4,8 @@
 # exactly the ATTN_API functions of include/attn/attn_mpi.h (and
 # attn_mpi_cl.h when built with OpenCL), each in the
 # version node of src/mpi/attn_mpi.map that added it (ATTN_MPI_1, then
-# ATTN_MPI_1.1 for attn_sdpa_ring_backward), and its SONAME is
+# ATTN_MPI_1.1 for attn_sdpa_ring_backward, ATTN_MPI_1.2 for
+# attn_sdpa_ring_cl_backward), and its SONAME is
 # libattn_mpi.so.<ATTN_ABI_VERSION>.
 # usage: check_symbols_mpi.sh LIBRARY SOURCE_DIR [cl]   (77 without nm/readelf)
 set -eu
@@ -30,10 +31,11 @@ if [ "$declared" != "$exported" ]; then
   fail=1
 fi
 # Each symbol in its node: those of ABI 1's first release in ATTN_MPI_1,
-# the backward in ATTN_MPI_1.1.
+# the backward in ATTN_MPI_1.1, the device ring's backward in ATTN_MPI_1.2.
 node_of() {
   case $1 in
     attn_sdpa_ring_backward) echo ATTN_MPI_1.1 ;;
+    attn_sdpa_ring_cl_backward) echo ATTN_MPI_1.2 ;;
     *) echo ATTN_MPI_1 ;;
   esac
 }
@@ -53,4 +55,5 @@ if [ "$soname" != "libattn_mpi.so.$abi" ]; then
 fi
 [ $fail -eq 0 ] || exit 1
 echo "check_symbols_mpi: $(echo "$exported" | wc -l) symbols, those of" \
-  "attn_mpi.h, in their nodes (ATTN_MPI_1, ATTN_MPI_1.1), SONAME $soname"
+  "attn_mpi.h, in their nodes (ATTN_MPI_1, ATTN_MPI_1.1, ATTN_MPI_1.2)," \
+  "SONAME $soname"

@@ -1252,7 +1252,7 @@ static void test_backward_failures(void)
     /* the last rank's second block fails (its first with one rank) */
     fault f = {ranks - 1, ranks > 1 ? 2 : 1, 0, 0};
     st = ring_run_backward(ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, &b.g,
-                           faulty_bwd, &f);
+                           faulty_bwd, &f, NULL);
     expect_bwd_failed(&b, st, ATTN_ERR_DEVICE, "block failing mid-ring");
     HARNESS_EXPECT(!strstr(attn_ring_last_error(), "timeout"),
                    attn_ring_last_error());

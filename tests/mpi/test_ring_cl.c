@@ -13,6 +13,17 @@
  * overlapping o on one rank make every rank return the error with o and
  * lse untouched; a rank that stalls past the timeout makes the ranks
  * waiting for it return an error.
+ *
+ * attn_sdpa_ring_cl_backward against the single-process
+ * attn_sdpa_backward of the global problem on the same context: the
+ * rank's slices of Q, K, V, O, dO in one buffer at offsets, lse at an
+ * offset in its own, dQ, dK, dV at offsets in one output buffer between
+ * sentinel values (checked untouched around them); dbias of a key bias
+ * and d additive_w on every rank.  Tolerance as tests/test_backward.c:
+ * TOL (M + 1) + TOL |want| with M the largest gradient, TOL 1e-4 (F32),
+ * 8e-3 (F16).  Failures as the forward's: g NULL, dq over q, strides on
+ * one rank, a block failing mid-ring: every rank returns the error with
+ * the outputs untouched.
  */
 #include <math.h>
 #include <stdio.h>
@@ -291,6 +302,362 @@ static void test_f16(void)
         run_case(&c[i]);
 }
 
+/* ---- the backward ------------------------------------------------------- */
+
+#define BWD_SENT 0x5a /* bytes of the gradients' buffer outside dq, dk, dv */
+
+/* This rank's slices for the backward: q, k, v, o, dO in `in` (offsets 3,
+ * then 5 apart), lse in its own at 2, dq, dk, dv in `out` (offsets 1, then
+ * 4 apart) which holds BWD_SENT elsewhere and, before a call, in them. */
+typedef struct bwd_slices {
+    cl_mem in, lse, out, dbias, dw;
+    attn_cl_grad_buffers g;
+    size_t n[5], elem, out_bytes;
+} bwd_slices;
+
+static void bwd_make(bwd_slices *s, void *const t[5], const float *lse,
+                     const size_t n[5], size_t nl, size_t elem, size_t nbias,
+                     size_t nw)
+{
+    size_t at = 3, in_at[5], out_at[3];
+    memset(s, 0, sizeof *s);
+    memcpy(s->n, n, sizeof s->n);
+    s->elem = elem;
+    for (int i = 0; i < 5; i++) {
+        in_at[i] = at;
+        at += n[i] + 5;
+    }
+    s->in = buffer(at * elem);
+    for (int i = 0; i < 5; i++)
+        put(s->in, in_at[i] * elem, n[i] * elem, t[i]);
+    s->lse = buffer((2 + nl) * sizeof(float));
+    put(s->lse, 2 * sizeof(float), nl * sizeof(float), lse);
+    at = 1;
+    for (int i = 0; i < 3; i++) {
+        out_at[i] = at;
+        at += n[i] + 4;
+    }
+    s->out_bytes = at * elem;
+    s->out = buffer(s->out_bytes);
+    unsigned char *sent = malloc(s->out_bytes);
+    memset(sent, BWD_SENT, s->out_bytes);
+    put(s->out, 0, s->out_bytes, sent);
+    free(sent);
+    attn_cl_grad_buffers_init(&s->g);
+    s->g.q = s->g.k = s->g.v = s->g.o = s->g.d_o = s->in;
+    s->g.q_offset = in_at[0], s->g.k_offset = in_at[1];
+    s->g.v_offset = in_at[2], s->g.o_offset = in_at[3];
+    s->g.d_o_offset = in_at[4];
+    s->g.lse = s->lse;
+    s->g.lse_offset = 2;
+    s->g.dq = s->g.dk = s->g.dv = s->out;
+    s->g.dq_offset = out_at[0], s->g.dk_offset = out_at[1];
+    s->g.dv_offset = out_at[2];
+    if (nbias) {
+        s->dbias = buffer((7 + nbias) * sizeof(float));
+        s->g.dbias = s->dbias;
+        s->g.dbias_offset = 7;
+    }
+    if (nw) {
+        s->dw = buffer(nw * sizeof(float));
+        s->g.d_additive_w = s->dw;
+    }
+}
+
+static void bwd_free(bwd_slices *s)
+{
+    cl_mem m[5] = {s->in, s->lse, s->out, s->dbias, s->dw};
+    for (int i = 0; i < 5; i++)
+        if (m[i])
+            clReleaseMemObject(m[i]);
+}
+
+/* The gradients' buffer holds BWD_SENT outside dq, dk and dv (everywhere
+ * when all is set). */
+static int bwd_sentinels(const bwd_slices *s, int all)
+{
+    unsigned char *b = malloc(s->out_bytes);
+    const size_t at[3] = {s->g.dq_offset, s->g.dk_offset, s->g.dv_offset};
+    int ok = 1;
+    get(s->out, 0, s->out_bytes, b);
+    for (size_t e = 0; e < s->out_bytes; e++) {
+        int inside = 0;
+        for (int i = 0; i < 3 && !all; i++)
+            inside |= e >= at[i] * s->elem && e < (at[i] + s->n[i]) * s->elem;
+        ok &= inside || b[e] == BWD_SENT;
+    }
+    free(b);
+    return ok;
+}
+
+/* Largest |x| of n values. */
+static double largest(const void *x, size_t n, int f16)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(val(x, i, f16)));
+    return m;
+}
+
+/* got vs want within TOL (M + 1) + TOL |want|: the number of values off,
+ * *worst the largest difference. */
+static int off_by(const void *got, const void *want, size_t n, int f16,
+                  double m, double *worst)
+{
+    const double tol = f16 ? 8e-3 : 1e-4;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = val(got, i, f16), b = val(want, i, f16);
+        if (!(fabs(a - b) <= tol * (m + 1) + tol * fabs(b)))
+            bad++;
+        *worst = fmax(*worst, fabs(a - b));
+    }
+    return bad;
+}
+
+typedef struct bwd_case {
+    const char *name;
+    int batch, hq, hkv, d, dv, seq, causal, f16;
+    attn_ring_layout layout;
+    int uneven, window;
+    const float *key_bias; /* with dbias asked */
+    int additive;          /* with d additive_w asked */
+} bwd_case;
+
+static void run_bwd_case(const bwd_case *k)
+{
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    float addw[4 * 16];
+    for (int i = 0; i < 4 * 16; i++)
+        addw[i] = 0.25f * (float)((i % 7) - 3);
+    d.batch = k->batch;
+    d.heads_q = k->hq;
+    d.heads_kv = k->hkv;
+    d.seq_q = d.seq_kv = k->seq;
+    d.head_dim = k->d;
+    d.head_dim_v = k->dv;
+    d.mask.causal = k->causal;
+    d.mask.window = k->window;
+    d.mask.bias = k->key_bias;
+    d.mask.bias_kind = k->key_bias ? ATTN_BIAS_KEY : ATTN_BIAS_NONE;
+    d.dtype = k->f16 ? ATTN_F16 : ATTN_F32;
+    if (k->additive) {
+        d.score = ATTN_SCORE_ADDITIVE;
+        d.additive_w = addw;
+    }
+    const size_t bq = (size_t)k->batch * (size_t)k->hq;
+    const size_t bkv = (size_t)k->batch * (size_t)k->hkv;
+    const size_t seq = (size_t)k->seq, elem = k->f16 ? 2 : 4;
+    const size_t gn[5] = {bq * seq * (size_t)k->d, bkv * seq * (size_t)k->d,
+                          bkv * seq * (size_t)k->dv, bq * seq * (size_t)k->dv,
+                          bq * seq * (size_t)k->dv};
+    void *q = fill(gn[0], 11, k->f16), *kk = fill(gn[1], 12, k->f16);
+    void *v = fill(gn[2], 13, k->f16), *dout = fill(gn[4], 14, k->f16);
+    void *o = malloc(gn[3] * elem), *dq = malloc(gn[0] * elem);
+    void *dk = malloc(gn[1] * elem), *dv = malloc(gn[2] * elem);
+    float *lse = malloc(bq * seq * sizeof(float));
+    const size_t nbias = k->key_bias ? (size_t)k->batch * seq : 0;
+    const size_t nw = k->additive ? (size_t)k->hq * (size_t)k->d : 0;
+    float *dbias = malloc((nbias + 1) * 4), *dw = malloc((nw + 1) * 4);
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    CU_ASSERT_FATAL(attn_sdpa(ctx, &d, q, kk, v, o, lse) == ATTN_OK);
+    g.q = q, g.k = kk, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = dq, g.dk = dk, g.dv = dv;
+    g.dbias = nbias ? dbias : NULL;
+    g.d_additive_w = nw ? dw : NULL;
+    CU_ASSERT_FATAL(attn_sdpa_backward(ctx, &d, &g) == ATTN_OK);
+
+    int counts[3] = {20, 0, 21};
+    attn_ring_desc r = ATTN_RING_DESC_INIT;
+    r.seq = k->seq;
+    r.layout = k->layout;
+    if (k->uneven && ranks == 3 && k->seq == 41)
+        r.counts = counts;
+    int rows;
+    const size_t outer[5] = {bq, bkv, bkv, bq, bq};
+    const size_t width[5] = {(size_t)k->d, (size_t)k->d, (size_t)k->dv,
+                             (size_t)k->dv, (size_t)k->dv};
+    void *const glob[5] = {q, kk, v, o, dout};
+    void *loc[5];
+    size_t n[5];
+    for (int i = 0; i < 5; i++)
+        loc[i] = slice(&r, glob[i], outer[i], width[i], elem, &rows);
+    for (int i = 0; i < 5; i++)
+        n[i] = (size_t)rows * outer[i] * width[i];
+    float *lsel = slice(&r, lse, bq, 1, 4, &rows);
+    void *const gglob[3] = {dq, dk, dv};
+    void *want[3];
+    for (int i = 0; i < 3; i++)
+        want[i] = slice(&r, gglob[i], outer[i], width[i], elem, &rows);
+    bwd_slices s;
+    bwd_make(&s, loc, lsel, n, (size_t)rows * bq, elem, nbias, nw);
+    attn_status st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &r, &d,
+                                                &s.g, queue, 0, NULL);
+    char what[300];
+    snprintf(what, sizeof what, "%s (backward) on rank %d of %d: %s", k->name,
+             rank, ranks, attn_ring_last_error());
+    HARNESS_EXPECT(st == ATTN_OK, what);
+    int bad = 0;
+    double worst[3] = {0, 0, 0}, worst_db = 0;
+    const size_t at[3] = {s.g.dq_offset, s.g.dk_offset, s.g.dv_offset};
+    for (int i = 0; i < 3 && st == ATTN_OK; i++) {
+        void *got = malloc((n[i] ? n[i] : 1) * elem);
+        get(s.out, at[i] * elem, n[i] * elem, got);
+        bad += off_by(got, want[i], n[i], k->f16,
+                      largest(gglob[i], gn[i], k->f16), &worst[i]);
+        free(got);
+    }
+    if (st == ATTN_OK && nbias + nw) {
+        float *got = malloc((nbias + nw + 1) * 4);
+        if (nbias) {
+            get(s.dbias, 7 * 4, nbias * 4, got);
+            bad += off_by(got, dbias, nbias, 0, largest(dbias, nbias, 0),
+                          &worst_db);
+        }
+        if (nw) {
+            get(s.dw, 0, nw * 4, got);
+            bad += off_by(got, dw, nw, 0, largest(dw, nw, 0), &worst_db);
+        }
+        free(got);
+    }
+    HARNESS_EXPECT(st != ATTN_OK || bwd_sentinels(&s, 0), what);
+    snprintf(what, sizeof what,
+             "%s (backward) on rank %d of %d: %d values off (max |d dq| %g, "
+             "|d dk| %g, |d dv| %g, |d dbias, d dw| %g)",
+             k->name, rank, ranks, bad, worst[0], worst[1], worst[2], worst_db);
+    HARNESS_EXPECT(bad == 0, what);
+    if (rank == ranks - 1)
+        printf("\n  %s (backward), %d ranks: max |d dq| %.3g, |d dk| %.3g, "
+               "|d dv| %.3g, |d dbias, d dw| %.3g",
+               k->name, ranks, worst[0], worst[1], worst[2], worst_db);
+    bwd_free(&s);
+    for (int i = 0; i < 5; i++)
+        free(loc[i]);
+    for (int i = 0; i < 3; i++)
+        free(want[i]);
+    void *bufs[] = {q, kk, v, dout, o, dq, dk, dv, lse, dbias, dw, lsel};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+}
+
+static void test_backward(void)
+{
+    unsigned seed = 9;
+    for (int j = 0; j < 2 * 48; j++)
+        key_bias[j] = j % 4 == 1 ? -INFINITY : lcg(&seed);
+    bwd_case c[] = {
+        {"f32 zigzag causal GQA", 2, 4, 2, 16, 12, 48, 1, 0, ATTN_RING_ZIGZAG,
+         0, 0, NULL, 0},
+        {"f32 contiguous seq 41 (uneven)", 1, 2, 1, 8, 16, 41, 0, 0,
+         ATTN_RING_CONTIGUOUS, 1, 0, NULL, 0},
+        {"f32 zigzag causal key bias, dbias", 2, 2, 1, 8, 8, 48, 1, 0,
+         ATTN_RING_ZIGZAG, 0, 0, key_bias, 0},
+        {"f32 contiguous causal window 5 (early stop)", 2, 2, 1, 8, 8, 48, 1, 0,
+         ATTN_RING_CONTIGUOUS, 0, 5, NULL, 0},
+        {"f32 contiguous additive, d additive_w", 1, 4, 2, 16, 16, 40, 1, 0,
+         ATTN_RING_CONTIGUOUS, 0, 0, NULL, 1},
+        {"f16 zigzag causal GQA", 2, 4, 2, 16, 16, 48, 1, 1, ATTN_RING_ZIGZAG,
+         0, 0, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_bwd_case(&c[i]);
+}
+
+/* A small backward problem: the forward's o and lse from the ring. */
+typedef struct bwd_small {
+    attn_sdpa_desc d;
+    attn_ring_desc r;
+    bwd_slices s;
+} bwd_small;
+
+static void bwd_small_make(bwd_small *m)
+{
+    attn_sdpa_desc_init(&m->d);
+    m->d.batch = 1;
+    m->d.heads_q = m->d.heads_kv = 2;
+    m->d.seq_q = m->d.seq_kv = 24;
+    m->d.head_dim = m->d.head_dim_v = 4;
+    m->d.mask.causal = 1;
+    m->r = (attn_ring_desc)ATTN_RING_DESC_INIT;
+    m->r.seq = 24;
+    m->r.layout = ATTN_RING_ZIGZAG;
+    m->r.timeout_ms = 10000;
+    int rows, first;
+    CU_ASSERT_FATAL(attn_ring_rows(&m->r, ranks, rank, &rows, &first) ==
+                    ATTN_OK);
+    size_t n1 = (size_t)rows * 8;
+    const size_t n[5] = {n1, n1, n1, n1, n1};
+    void *t[5];
+    for (int i = 0; i < 5; i++)
+        t[i] = fill(n1, 20 + (unsigned)i, 0);
+    float *lse = malloc(((size_t)rows * 2 + 1) * 4);
+    CU_ASSERT_FATAL(attn_sdpa_ring(ctx, MPI_COMM_WORLD, &m->r, &m->d, t[0],
+                                   t[1], t[2], t[3], lse) == ATTN_OK);
+    bwd_make(&m->s, t, lse, n, (size_t)rows * 2, 4, 0, 0);
+    for (int i = 0; i < 5; i++)
+        free(t[i]);
+    free(lse);
+}
+
+static void expect_bwd_failed(bwd_small *m, attn_status st, attn_status want,
+                              const char *test)
+{
+    char what[600];
+    snprintf(what, sizeof what, "%s, rank %d of %d: status %s (%s)", test, rank,
+             ranks, attn_status_string(st), attn_ring_last_error());
+    HARNESS_EXPECT(st == want, what);
+    HARNESS_EXPECT(attn_ring_last_error()[0] != '\0', what);
+    HARNESS_EXPECT(bwd_sentinels(&m->s, 1), what);
+}
+
+static attn_status faulty_bwd(attn_context *c, const attn_sdpa_desc *d,
+                              const attn_sdpa_grad *g, void *user)
+{
+    int *calls = user;
+    if (rank == ranks - 1 && ++*calls == 2)
+        return ATTN_ERR_DEVICE;
+    return attn_sdpa_backward(c, d, g);
+}
+
+/* g NULL on the last rank, dq over q on rank 0, strides on the last rank,
+ * a block failing mid-ring on the last rank: every rank returns the
+ * error, dq, dk and dv untouched; then a call that succeeds. */
+static void test_backward_failures(void)
+{
+    bwd_small m;
+    bwd_small_make(&m);
+    attn_status st = attn_sdpa_ring_cl_backward(
+        ctx, MPI_COMM_WORLD, &m.r, &m.d, rank == ranks - 1 ? NULL : &m.s.g,
+        queue, 0, NULL);
+    expect_bwd_failed(&m, st, ATTN_ERR_INVALID_ARGUMENT,
+                      "g NULL on the last rank");
+    attn_cl_grad_buffers g = m.s.g;
+    if (rank == 0) {
+        g.dq = m.s.in;
+        g.dq_offset = g.q_offset;
+    }
+    st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &m.r, &m.d, &g, queue,
+                                    0, NULL);
+    expect_bwd_failed(&m, st, ATTN_ERR_INVALID_ARGUMENT, "dq over q on rank 0");
+    HARNESS_EXPECT(rank != 0 || strstr(attn_ring_last_error(), "g->dq"),
+                   attn_ring_last_error());
+    attn_sdpa_desc d = m.d;
+    if (rank == ranks - 1)
+        d.q_strides[2] = d.head_dim;
+    st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &m.r, &d, &m.s.g,
+                                    queue, 0, NULL);
+    expect_bwd_failed(&m, st, ATTN_ERR_UNSUPPORTED, "strides on the last rank");
+    int calls = 0;
+    st = ring_run_cl_backward(ctx, MPI_COMM_WORLD, &m.r, &m.d, &m.s.g, queue, 0,
+                              NULL, faulty_bwd, &calls);
+    expect_bwd_failed(&m, st, ATTN_ERR_DEVICE, "a block failing mid-ring");
+    st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &m.r, &m.d, &m.s.g,
+                                    queue, 0, NULL);
+    CU_ASSERT(st == ATTN_OK);
+    CU_ASSERT(bwd_sentinels(&m.s, 0));
+    bwd_free(&m.s);
+}
+
 /* ---- failures ----------------------------------------------------------- */
 
 typedef struct small {
@@ -489,6 +856,8 @@ int main(int argc, char **argv)
         {"failure mid-ring", test_failure_mid_ring},
         {"stalled rank times out", test_stalled_rank_times_out},
         {"bad buffers on one rank", test_bad_buffers_on_one_rank},
+        {"the backward on device buffers", test_backward},
+        {"the backward's failures", test_backward_failures},
         {NULL, NULL}};
     int rc = harness_main("ring_cl", suite_init, suite_clean, tests);
     MPI_Finalize();
