@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ring_check.h"
 #include "ring_cl.h"
 
 struct ring_cl {
@@ -60,6 +61,31 @@ static cl_mem mem_root(cl_mem m, size_t *base)
         return parent;
     }
     return m;
+}
+
+/* The caller's struct u (struct_size given: its size, 0 the first layout,
+ * the only one of this struct so far) into out (known bytes): a size of no
+ * layout is ATTN_ERR_INVALID_ARGUMENT, members set past the known ones
+ * ATTN_ERR_UNSUPPORTED (docs/ABI.md); name says which struct. */
+static attn_status read_sized(ring_call *c, const void *u, size_t given,
+                              void *out, size_t known, const char *name)
+{
+    const size_t size = ring_read_size(given, known, known);
+    if (!size) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: %s->struct_size %zu is the size of no layout",
+                 c->rank, name, given);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (!ring_tail_zero(u, size, known)) {
+        snprintf(c->why, sizeof c->why,
+                 "rank %d: %s sets members this libattn_mpi does not know: a "
+                 "newer libattn_mpi is needed",
+                 c->rank, name);
+        return ATTN_ERR_UNSUPPORTED;
+    }
+    memcpy(out, u, known);
+    return ATTN_OK;
 }
 
 typedef struct slice_buf {
@@ -135,24 +161,9 @@ attn_status ring_cl_check(ring_call *c)
                               : "n_wait > 0 with wait NULL");
         return ATTN_ERR_INVALID_ARGUMENT;
     }
-    /* Read by its struct_size (docs/ABI.md); the first layout is the
-     * only one so far. */
-    size_t bs = cl->ub->struct_size ? cl->ub->struct_size : sizeof cl->b;
-    if (bs < sizeof cl->b || bs > 65536 || bs % sizeof(size_t)) {
-        snprintf(c->why, sizeof c->why,
-                 "rank %d: b->struct_size %zu is the size of no layout",
-                 c->rank, bs);
-        return ATTN_ERR_INVALID_ARGUMENT;
-    }
-    for (size_t i = sizeof cl->b; i < bs; i++)
-        if (((const unsigned char *)cl->ub)[i]) {
-            snprintf(c->why, sizeof c->why,
-                     "rank %d: b sets members this libattn_mpi does not "
-                     "know: a newer libattn_mpi is needed",
-                     c->rank);
-            return ATTN_ERR_UNSUPPORTED;
-        }
-    memcpy(&cl->b, cl->ub, sizeof cl->b);
+    if ((st = read_sized(c, cl->ub, cl->ub->struct_size, &cl->b, sizeof cl->b,
+                         "b")) != ATTN_OK)
+        return st;
     cl->b.struct_size = sizeof cl->b;
     cl_context qctx = NULL;
     cl_device_id qdev = NULL;
@@ -505,24 +516,9 @@ static attn_status bwd_load(ring_call *c, void *self, attn_sdpa_grad *g)
         return bwd_fail(c, !x->ug      ? "g is NULL"
                            : !x->queue ? "queue is NULL"
                                        : "n_wait > 0 with wait NULL");
-    /* Read by its struct_size (docs/ABI.md); the first layout is the only
-     * one so far. */
-    size_t bs = x->ug->struct_size ? x->ug->struct_size : sizeof x->b;
-    if (bs < sizeof x->b || bs > 65536 || bs % sizeof(size_t)) {
-        snprintf(c->why, sizeof c->why,
-                 "rank %d: g->struct_size %zu is the size of no layout",
-                 c->rank, bs);
-        return ATTN_ERR_INVALID_ARGUMENT;
-    }
-    for (size_t i = sizeof x->b; i < bs; i++)
-        if (((const unsigned char *)x->ug)[i]) {
-            snprintf(c->why, sizeof c->why,
-                     "rank %d: g sets members this libattn_mpi does not "
-                     "know: a newer libattn_mpi is needed",
-                     c->rank);
-            return ATTN_ERR_UNSUPPORTED;
-        }
-    memcpy(&x->b, x->ug, sizeof x->b);
+    if ((st = read_sized(c, x->ug, x->ug->struct_size, &x->b, sizeof x->b,
+                         "g")) != ATTN_OK)
+        return st;
     for (int t = 0; t < 4; t++) {
         const int64_t *st3 = t == 0   ? x->d->q_strides
                              : t == 1 ? x->d->k_strides

@@ -21,9 +21,9 @@
  * sentinel values (checked untouched around them); dbias of a key bias
  * and d additive_w on every rank.  Tolerance as tests/test_backward.c:
  * TOL (M + 1) + TOL |want| with M the largest gradient, TOL 1e-4 (F32),
- * 8e-3 (F16).  Failures as the forward's: g NULL, dq over q, strides on
- * one rank, a block failing mid-ring: every rank returns the error with
- * the outputs untouched.
+ * 8e-3 (F16).  Failures as the forward's: g NULL, dq over q, a
+ * struct_size of no layout, strides on one rank, a block failing
+ * mid-ring: every rank returns the error with the outputs untouched.
  */
 #include <math.h>
 #include <stdio.h>
@@ -641,6 +641,13 @@ static void test_backward_failures(void)
     expect_bwd_failed(&m, st, ATTN_ERR_INVALID_ARGUMENT, "dq over q on rank 0");
     HARNESS_EXPECT(rank != 0 || strstr(attn_ring_last_error(), "g->dq"),
                    attn_ring_last_error());
+    g = m.s.g;
+    if (rank == 0)
+        g.struct_size = 12; /* the size of no layout */
+    st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &m.r, &m.d, &g, queue,
+                                    0, NULL);
+    expect_bwd_failed(&m, st, ATTN_ERR_INVALID_ARGUMENT,
+                      "struct_size 12 on rank 0");
     attn_sdpa_desc d = m.d;
     if (rank == ranks - 1)
         d.q_strides[2] = d.head_dim;
