@@ -26,7 +26,9 @@
  *
  * --backward 1: then attn_sdpa_ring_backward against one process running
  * attn_sdpa_backward on the same total size (host slices, also with
- * --device: the blocks then run on that device), medians over R calls,
+ * --device: the blocks then run on that device; with --device the same
+ * slices in that device's buffers through attn_sdpa_ring_cl_backward,
+ * timed in turn with the host slices' calls), medians over R calls,
  * the slowest rank's time; one line "csv_bwd,..." with ranks, threads,
  * seq, heads, kv_heads, head_dim, mask, layout, single ms, ring ms,
  * compute ms, wait ms (means over the ranks), bytes held per rank (max),
@@ -344,11 +346,49 @@ static int bench_backward(const bench_opts *o, const attn_sdpa_desc *desc,
     double *agree = malloc((size_t)o->reps * sizeof *agree);
     g.q = p[0], g.k = p[1], g.v = p[2], g.o = p[3], g.d_o = p[4];
     g.dq = p[5], g.dk = p[6], g.dv = p[7], g.lse = lse;
+    double *t_cl = malloc((size_t)o->reps * sizeof *t_cl);
     attn_status st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &ring, desc, p[0],
                                     p[1], p[2], p[3], lse);
+#ifdef ATTN_RING_BENCH_CL
+    /* --device: the same slices in device buffers for
+     * attn_sdpa_ring_cl_backward, timed in turn with the host slices' */
+    ring_dev dv;
+    memset(&dv, 0, sizeof dv);
+    const size_t qb = n * hq * d * elem, kb = n * hkv * d * elem;
+    attn_cl_grad_buffers gb = ATTN_CL_GRAD_BUFFERS_INIT;
+    int on_dev = strcmp(o->device, "native") != 0 && st == ATTN_OK &&
+                 dev_slices(&dv, ctx, p[0], p[1], p[2], qb, kb, n * hq * 4);
+    cl_mem extra[5] = {NULL, NULL, NULL, NULL, NULL};
+    if (on_dev) {
+        cl_context c;
+        attn_context_cl_objects(ctx, &c, NULL, NULL);
+        extra[0] = dev_buf(c, dv.queue, qb, p[4]); /* dO */
+        extra[1] = dev_buf(c, dv.queue, qb, NULL); /* dQ */
+        extra[2] = dev_buf(c, dv.queue, kb, NULL); /* dK */
+        extra[3] = dev_buf(c, dv.queue, kb, NULL); /* dV */
+        on_dev = extra[0] && extra[1] && extra[2] && extra[3] &&
+                 !clEnqueueWriteBuffer(dv.queue, dv.o, CL_TRUE, 0, qb, p[3], 0,
+                                       NULL, NULL) &&
+                 !clEnqueueWriteBuffer(dv.queue, dv.lse, CL_TRUE, 0, n * hq * 4,
+                                       lse, 0, NULL, NULL);
+        gb.q = dv.q, gb.k = dv.k, gb.v = dv.v, gb.o = dv.o, gb.lse = dv.lse;
+        gb.d_o = extra[0], gb.dq = extra[1], gb.dk = extra[2];
+        gb.dv = extra[3];
+    }
+#else
+    const int on_dev = 0;
+#endif
     ring.stats = &stats;
     if (st == ATTN_OK) /* warm-up */
         st = attn_sdpa_ring_backward(ctx, MPI_COMM_WORLD, &ring, desc, &g);
+#ifdef ATTN_RING_BENCH_CL
+    if (st == ATTN_OK && on_dev) {
+        ring.stats = NULL;
+        st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &ring, desc, &gb,
+                                        dv.queue, 0, NULL);
+        ring.stats = &stats;
+    }
+#endif
     for (int r = 0; r < o->reps && st == ATTN_OK; r++) {
         quiet_barrier(MPI_COMM_WORLD);
         double t0 = now_s();
@@ -358,6 +398,19 @@ static int bench_backward(const bench_opts *o, const attn_sdpa_desc *desc,
         wait[r] = stats.wait_s;
         comp[r] = stats.compute_s;
         agree[r] = stats.agree_s;
+#ifdef ATTN_RING_BENCH_CL
+        if (on_dev && st == ATTN_OK) {
+            quiet_barrier(MPI_COMM_WORLD);
+            ring.stats = NULL; /* stats: the host slices' calls */
+            t0 = now_s();
+            st = attn_sdpa_ring_cl_backward(ctx, MPI_COMM_WORLD, &ring, desc,
+                                            &gb, dv.queue, 0, NULL);
+            mine = now_s() - t0;
+            ring.stats = &stats;
+            MPI_Allreduce(&mine, &t_cl[r], 1, MPI_DOUBLE, MPI_MAX,
+                          MPI_COMM_WORLD);
+        }
+#endif
     }
     if (st != ATTN_OK) {
         fprintf(stderr, "rank %d: %s\n", rank, attn_ring_last_error());
@@ -379,6 +432,13 @@ static int bench_backward(const bench_opts *o, const attn_sdpa_desc *desc,
                "%.2f ms (%.2fx the single process), %d of %d steps\n",
                o->base_threads, 1e3 * single, 1e3 * ring_t,
                ring_t > 0 ? single / ring_t : 0, stats.steps, ranks);
+        if (on_dev) {
+            double cl_t = median(t_cl, o->reps);
+            printf("  backward on device buffers (attn_sdpa_ring_cl_backward, "
+                   "in turn with the host slices'): %.2f ms (%.2fx the host "
+                   "slices')\n",
+                   1e3 * cl_t, cl_t > 0 ? ring_t / cl_t : 0);
+        }
         printf("  backward per rank (mean): compute %.2f ms, wait after "
                "compute %.3f ms, agreements %.3f ms; %llu bytes held by the "
                "call (max)\n",
@@ -390,10 +450,19 @@ static int bench_backward(const bench_opts *o, const attn_sdpa_desc *desc,
                1e3 * single, 1e3 * ring_t, 1e3 * sum[1] / ranks,
                1e3 * sum[0] / ranks, held_max, stats.steps);
     }
+#ifdef ATTN_RING_BENCH_CL
+    if (strcmp(o->device, "native") != 0) {
+        for (int i = 0; i < 5; i++)
+            if (extra[i])
+                clReleaseMemObject(extra[i]);
+        dev_release(&dv);
+    }
+#endif
     for (int i = 0; i < 8; i++)
         free(p[i]);
     free(lse);
     free(t);
+    free(t_cl);
     free(wait);
     free(comp);
     free(agree);
