@@ -184,10 +184,11 @@ ATTN_API attn_status attn_cl_grad_buffers_init_sized(attn_cl_grad_buffers *g,
  * lse [heads_q, total_q], as attn_sdpa_cl_buffers writes it) are taken:
  * each sequence runs over its rows, all behind the one wait list and
  * event; a sequence with no key gets dq = 0, one with no query dk = dv =
- * 0.  Not taken (ATTN_ERR_UNSUPPORTED): q_start, as attn_sdpa_cl_buffers
- * does not take it; d_additive_w of packed sequences; dbias with keep,
- * kv_start or a moved causal diagonal (as attn_sdpa_backward on a
- * device).
+ * 0; d_additive_w is the sum over the sequences (working memory: a
+ * heads_q x head_dim float row per sequence).  Not taken
+ * (ATTN_ERR_UNSUPPORTED): q_start, as attn_sdpa_cl_buffers does not take
+ * it; dbias with keep, kv_start or a moved causal diagonal (as
+ * attn_sdpa_backward on a device).
  * Errors: as attn_sdpa_backward, plus ATTN_ERR_INVALID_ARGUMENT (a NULL
  * buffer (dbias, d_additive_w excepted) or queue, n_wait > 0 with wait
  * NULL, a buffer smaller than its tensor at its offset, a buffer or queue

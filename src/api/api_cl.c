@@ -356,20 +356,42 @@ static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
 /* A packed call (cu_seqlens_q, cu_seqlens_kv) on the caller's buffers:
  * an item per sequence over its rows (each planned; one with no key zeroes
  * its dq rows, one with no query its dk and dv rows), all enqueued behind
- * one gate (attn_cl_bwd_enqueue).  d was checked whole. */
+ * one gate (attn_cl_bwd_enqueue).  With d additive_w, each sequence writes
+ * its part into a row of a working buffer, and a last item sums the rows
+ * into the caller's.  d was checked whole. */
 static attn_status
 bwd_packed(attn_context *ctx, attn_cl_runtime *rt, const attn_sdpa_desc *d,
            const attn_cl_bwd_bufs *base, cl_command_queue queue, cl_uint n_wait,
            const cl_event *wait, cl_event *done, attn_err *err)
 {
     const int n = d->batch;
-    attn_cl_bwd_item *it = calloc((size_t)n, sizeof *it);
+    const size_t nw = (size_t)d->heads_q * (size_t)d->head_dim;
+    const cl_mem dw = base->mem[ATTN_CL_BWD_DW];
+    attn_cl_bwd_item *it = calloc((size_t)n + 1, sizeof *it);
     attn_plan **plan = calloc((size_t)n, sizeof *plan);
+    cl_mem parts = NULL;
     attn_status s = ATTN_OK;
-    int m = 0;
+    int m = 0, slots = 0;
     if (!it || !plan)
         s = attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                       "cannot allocate the plan of %d packed sequences", n);
+    if (s == ATTN_OK && dw) { /* a row of parts per sequence */
+        cl_int rc;
+        parts = clCreateBuffer(rt->context, CL_MEM_READ_WRITE,
+                               (size_t)n * nw * sizeof(float), NULL, &rc);
+        if (rc != CL_SUCCESS) {
+            parts = NULL;
+            s = attn_fail(err,
+                          rc == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
+                                  rc == CL_OUT_OF_RESOURCES ||
+                                  rc == CL_OUT_OF_HOST_MEMORY
+                              ? ATTN_ERR_OUT_OF_MEMORY
+                              : ATTN_ERR_DEVICE,
+                          "cannot allocate %zu bytes for the parts of d "
+                          "additive_w (OpenCL error %d)",
+                          (size_t)n * nw * sizeof(float), (int)rc);
+        }
+    }
     for (int b = 0; b < n && s == ATTN_OK; b++) {
         const attn_dev_work *w = NULL;
         attn_cl_bwd_item *x = &it[m];
@@ -388,8 +410,14 @@ bwd_packed(attn_context *ctx, attn_cl_runtime *rt, const attn_sdpa_desc *d,
         attn_cl_bwd_bufs_at(&x->b, &x->d, (size_t)d->cu_seqlens_q[b],
                             (size_t)d->cu_seqlens_kv[b],
                             (size_t)d->cu_seqlens_q[n]);
-        s = attn_plan_backward(ctx->plans, ctx->backend, &x->d, 0, &plan[m], &w,
-                               err);
+        x->b.mem[ATTN_CL_BWD_DW] = NULL;
+        if (dw && x->zero == ATTN_CL_BWD_GRADS) {
+            x->b.mem[ATTN_CL_BWD_DW] = parts;
+            x->b.off[ATTN_CL_BWD_DW] = (size_t)slots++ * nw;
+        }
+        s = attn_plan_backward(ctx->plans, ctx->backend, &x->d,
+                               x->b.mem[ATTN_CL_BWD_DW] ? ATTN_BWD_DADDW : 0u,
+                               &plan[m], &w, err);
         if (s == ATTN_OK && w->prep[0] != ATTN_OK)
             s = attn_fail(err, w->prep[0], "%s", w->why[0]);
         if (s == ATTN_OK)
@@ -397,10 +425,23 @@ bwd_packed(attn_context *ctx, attn_cl_runtime *rt, const attn_sdpa_desc *d,
         if (plan[m])
             m++;
     }
+    if (s == ATTN_OK && dw && m > 0) { /* the sum of the parts */
+        attn_cl_bwd_item *x = &it[m];
+        x->zero = ATTN_CL_BWD_SUM_DW;
+        x->p = it[0].p; /* the program of the call's dtype and head sizes */
+        x->d = it[0].d;
+        x->d.batch = slots;
+        x->b.mem[ATTN_CL_BWD_DWP] = parts;
+        x->b.mem[ATTN_CL_BWD_DW] = dw;
+        x->b.off[ATTN_CL_BWD_DW] = base->off[ATTN_CL_BWD_DW];
+    }
     if (s == ATTN_OK)
-        s = attn_cl_bwd_enqueue(rt, m, it, queue, n_wait, wait, done, err);
+        s = attn_cl_bwd_enqueue(rt, m + (dw && m > 0), it, queue, n_wait, wait,
+                                done, err);
     for (int i = 0; i < m; i++)
         attn_plan_release(ctx->plans, plan[i]);
+    if (parts)
+        clReleaseMemObject(parts); /* once the commands are done */
     free(plan);
     free(it);
     return s;
@@ -464,11 +505,6 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
     }
     if (d->cu_seqlens_q || d->cu_seqlens_kv) {
         /* checked whole: all rows as one sequence, as attn_sdpa does */
-        if (g->d_additive_w)
-            return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                          &(attn_err){"d_additive_w of packed sequences is "
-                                      "not taken on device buffers "
-                                      "(attn_sdpa_backward takes it)"});
         if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, &err)) ||
             (s = bwd_check(ctx, &whole, g, queue, &err)) ||
             (s = bwd_packed(ctx, rt, d, &item.b, queue, n_wait, wait, done,

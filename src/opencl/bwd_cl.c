@@ -311,6 +311,10 @@ enum {
 _Static_assert(N_BUF == sizeof(((attn_cl_bwd_bufs *)0)->mem) / sizeof(cl_mem),
                "attn_cl_bwd_bufs holds a buffer per index");
 
+_Static_assert((int)B_DWP == (int)ATTN_CL_BWD_DWP &&
+                   (int)B_DW == (int)ATTN_CL_BWD_DW,
+               "the indices bwd_cl.h gives");
+
 /* The tensor whose shape and strides each buffer has (attn_tensor_dims). */
 static const int bwd_kind[N_BUF] = {
     [B_Q] = ATTN_T_Q,  [B_K] = ATTN_T_K,  [B_V] = ATTN_T_V,  [B_O] = ATTN_T_O,
@@ -918,6 +922,41 @@ static attn_status moves(bwd_run *r, const attn_sdpa_desc *d,
     return s;
 }
 
+/* d additive_w of a packed call: the sequences' parts, float [batch (the
+ * sequences), heads_q, head_dim] in b->mem[B_DWP], summed by attn_bwd_dw
+ * into b->mem[B_DW] (at its offset: through a dense copy). */
+static attn_status sum_dw(bwd_run *r, const attn_sdpa_desc *d,
+                          const attn_cl_bwd_bufs *b, attn_err *err)
+{
+    const size_t nw = (size_t)d->heads_q * (size_t)d->head_dim;
+    const cl_int dims[4] = {d->batch, d->heads_q, 1, d->head_dim};
+    const size_t g[1] = {(nw + 63) / 64 * 64};
+    attn_status s;
+    cl_int rc = CL_SUCCESS;
+    if (b->off[B_DW] == 0) {
+        r->borrowed[B_DW] = 1;
+        r->m[B_DW] = b->mem[B_DW];
+    } else if (!(r->m[B_DW] =
+                     ATTN_CL(clCreateBuffer)(r->rt->context, CL_MEM_READ_WRITE,
+                                             nw * sizeof(float), NULL, &rc))) {
+        return attn_fail(err, attn_cl_status(rc),
+                         "cannot allocate %zu bytes on %s for d additive_w: %s",
+                         nw * sizeof(float), r->rt->info.name,
+                         attn_cl_error_name(rc));
+    }
+    const attn_cl_karg a[] = {
+        ATTN_CL_KARG(b->mem[B_DWP]), ATTN_CL_KARG(r->m[B_DW]),
+        ATTN_CL_KARG(dims[0]),       ATTN_CL_KARG(dims[1]),
+        ATTN_CL_KARG(dims[2]),       ATTN_CL_KARG(dims[3])};
+    if ((s = set_args(r->k[4], 0, a, 6, err)) ||
+        (s = run_kernel(r, r->k[4], "attn_bwd_dw", 1, g, NULL, err)))
+        return s;
+    return r->borrowed[B_DW]
+               ? ATTN_OK
+               : copy(r, r->m[B_DW], 0, b->mem[B_DW],
+                      b->off[B_DW] * sizeof(float), nw * sizeof(float), err);
+}
+
 /* One item's commands on r (a fresh run carrying the chain's last event):
  * the caller's buffers taken where they lie dense at offset 0, the others
  * gathered, the kernels, the gradients scattered; or, for an item with no
@@ -944,9 +983,13 @@ static attn_status item_enqueue(bwd_run *r, const attn_cl_bwd_item *it,
         else if (i != B_LSE && i != B_DBIAS && i != B_DW)
             moved = 1;
     }
+    const int sum = it->zero == ATTN_CL_BWD_SUM_DW;
     if ((s = kernels_create(r, it->p, !it->zero && b->mem[B_DBIAS],
-                            !it->zero && b->mem[B_DW], moved, &lanes, err)))
+                            (!it->zero || sum) && b->mem[B_DW], moved && !sum,
+                            &lanes, err)))
         return s;
+    if (sum)
+        return sum_dw(r, d, b, err);
     if (it->zero) { /* dq (no key), or dk and dv (no query) */
         for (int i = B_DQ; i <= B_DV && s == ATTN_OK; i++)
             if ((i == B_DQ) == (it->zero == ATTN_CL_BWD_ZERO_DQ))

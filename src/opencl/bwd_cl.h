@@ -73,8 +73,19 @@ void attn_cl_bwd_bufs_at(attn_cl_bwd_bufs *b, const attn_sdpa_desc *item,
 
 /* What an item of a backward call does: its gradients, or (a packed
  * sequence with no key, or with no query) zeroes its dq rows, or its dk
- * and dv rows. */
-enum { ATTN_CL_BWD_GRADS, ATTN_CL_BWD_ZERO_DQ, ATTN_CL_BWD_ZERO_DKDV };
+ * and dv rows; or, last in a packed call with d additive_w, sums the
+ * sequences' parts of it: b.mem[dwp] holds float [d.batch, heads_q,
+ * head_dim] (one row of parts per sequence), b.mem[dw] (at its offset)
+ * receives their sum. */
+enum {
+    ATTN_CL_BWD_GRADS,
+    ATTN_CL_BWD_ZERO_DQ,
+    ATTN_CL_BWD_ZERO_DKDV,
+    ATTN_CL_BWD_SUM_DW
+};
+/* The index of the rows' parts of d additive_w and of d additive_w in
+ * attn_cl_bwd_bufs. */
+enum { ATTN_CL_BWD_DWP = 11, ATTN_CL_BWD_DW = 12 };
 
 /* One item of a backward call on device buffers: its prepared variant
  * (for a zeroing item, that of any shape of the call's dtype and head

@@ -37,13 +37,14 @@
  *    buffer too small for its tensor at its offset; dq on q; dq and dk
  *    overlapping in one buffer (the message names both); dbias without a
  *    bias; d_additive_w with the dot score; an invalid descriptor;
- *    q_start, dbias with keep or kv_start, d_additive_w of packed
- *    sequences (ATTN_ERR_UNSUPPORTED); a struct_size no layout has.
+ *    q_start, dbias with keep or kv_start (ATTN_ERR_UNSUPPORTED); a
+ *    struct_size no layout has.
  *  - Packed sequences (cu_seqlens_q, cu_seqlens_kv) at offsets, one
  *    without queries and one without keys: bit for bit attn_sdpa_backward
  *    (which tests/test_varlen.c and test_backward.c check), their zero
  *    rows zero, the bytes around the gradients untouched; F32, F16, BF16,
- *    causal or not, AUTO and both variants forced.
+ *    causal or not, AUTO and both variants forced; the additive score
+ *    with d additive_w (summed over the sequences) bit for bit too.
  *  - attn_cl_grad_buffers_init_sized (NULL, a size no layout has, sizeof)
  *    and a call with struct_size 0 (the first layout).
  *
@@ -1104,7 +1105,7 @@ static int pk_guards(const unsigned char *x, size_t n, size_t es, size_t off,
  * (its dq rows zero); bit for bit attn_sdpa_backward's on the same
  * context, the bytes around each gradient untouched. */
 static void packed_case(attn_context *ctx, attn_dtype dt, int causal,
-                        const char *what)
+                        int additive, const char *what)
 {
     enum { NB = 4, HQ = 4, HKV = 2, DH = 32, TQ = 24, TK = 29 };
     static const int32_t cq[NB + 1] = {0, 7, 7, 20, 24},
@@ -1126,9 +1127,28 @@ static void packed_case(attn_context *ctx, attn_dtype dt, int causal,
     ref_rng r;
     attn_status st;
     int ok = 1;
+    /* the additive score: additive_w, and d additive_w asked, at float
+     * offset 3 of its buffer (PK_PAT around it) */
+    float addw[HQ * DH], hdw[HQ * DH];
+    unsigned char *wimg = NULL;
+    size_t wbytes = 0;
+    cl_mem wm = NULL;
     d.cu_seqlens_q = cq;
     d.cu_seqlens_kv = ck;
     d.mask.causal = causal;
+    if (additive) {
+        for (int i = 0; i < HQ * DH; i++)
+            addw[i] = 0.1f * (float)((i % 9) - 4);
+        d.score = ATTN_SCORE_ADDITIVE;
+        d.additive_w = addw;
+        hg.d_additive_w = hdw;
+        wimg = pk_image(NULL, HQ * DH, sizeof(float), 3, GUARD, &wbytes);
+        CU_ASSERT_FATAL(wimg != NULL);
+        wm = buffer_of(wimg, wbytes);
+        CU_ASSERT_FATAL(wm != NULL);
+        g.d_additive_w = wm;
+        g.d_additive_w_offset = 3;
+    }
     ref_rng_seed(&r, 1234 + (uint64_t)dt * 7 + (uint64_t)causal);
     x[0] = fill(&r, dt, n[0]);
     x[1] = fill(&r, dt, n[1]);
@@ -1182,7 +1202,17 @@ static void packed_case(attn_context *ctx, attn_dtype dt, int causal,
         }
         free(got);
     }
+    if (additive && st == ATTN_OK) { /* the sum over the sequences */
+        got = read_back(queue, wm, wbytes);
+        CU_ASSERT_FATAL(got != NULL);
+        ok = ok && memcmp(got + 3 * sizeof(float), hdw, sizeof hdw) == 0;
+        ok = ok && pk_guards(got, HQ * DH, sizeof(float), 3, wbytes);
+        free(got);
+    }
     HARNESS_EXPECT(ok, what);
+    if (wm)
+        clReleaseMemObject(wm);
+    free(wimg);
     /* the inputs are as they were */
     for (int i = 0; i < 6; i++)
         HARNESS_EXPECT(same_as(queue, m[i], img[i], bytes[i]), what);
@@ -1195,32 +1225,15 @@ static void packed_case(attn_context *ctx, attn_dtype dt, int causal,
 
 static void test_packed(void)
 {
-    static const int32_t cq[3] = {0, 5, 9}, ck[3] = {0, 6, 12};
-    float w[2 * 32] = {0};
-    attn_sdpa_desc d = shape(2, 2, 2, 5, 6, 32, 32, ATTN_F32);
-    attn_cl_grad_buffers g = ATTN_CL_GRAD_BUFFERS_INIT;
-    cl_event done = SENTINEL;
-    cl_mem m;
-    packed_case(ctx_auto, ATTN_F32, 0, "packed, F32");
-    packed_case(ctx_auto, ATTN_F32, 1, "packed, F32 causal");
-    packed_case(ctx_auto, ATTN_F16, 1, "packed, F16 causal");
-    packed_case(ctx_ref, ATTN_F32, 1, "packed, F32 causal, bwd_ref");
-    packed_case(ctx_fused, ATTN_BF16, 0, "packed, BF16, bwd_fused");
-    /* d additive_w of packed sequences is not taken here */
-    m = clCreateBuffer(clctx, CL_MEM_READ_WRITE, 4096, NULL, NULL);
-    CU_ASSERT_FATAL(m != NULL);
-    d.cu_seqlens_q = cq;
-    d.cu_seqlens_kv = ck;
-    d.score = ATTN_SCORE_ADDITIVE;
-    d.additive_w = w;
-    g.q = g.k = g.v = g.o = g.lse = g.d_o = m;
-    g.dq = g.dk = g.dv = g.d_additive_w = m;
-    CU_ASSERT_EQUAL(
-        attn_sdpa_backward_cl_buffers(ctx_auto, &d, &g, queue, 0, NULL, &done),
-        ATTN_ERR_UNSUPPORTED);
-    CU_ASSERT(done == SENTINEL);
-    CU_ASSERT(strstr(attn_context_last_error(ctx_auto), "packed") != NULL);
-    clReleaseMemObject(m);
+    packed_case(ctx_auto, ATTN_F32, 0, 0, "packed, F32");
+    packed_case(ctx_auto, ATTN_F32, 1, 0, "packed, F32 causal");
+    packed_case(ctx_auto, ATTN_F16, 1, 0, "packed, F16 causal");
+    packed_case(ctx_ref, ATTN_F32, 1, 0, "packed, F32 causal, bwd_ref");
+    packed_case(ctx_fused, ATTN_BF16, 0, 0, "packed, BF16, bwd_fused");
+    packed_case(ctx_auto, ATTN_F32, 1, 1,
+                "packed, F32 causal, additive, d additive_w");
+    packed_case(ctx_auto, ATTN_F16, 0, 1,
+                "packed, F16, additive, d additive_w");
 }
 
 static void test_abi(void)
