@@ -26,6 +26,8 @@
  *    dbias and the additive score with ATTN_ERR_UNSUPPORTED (as
  *    attn_sdpa_backward does), leaving every output byte and *done as
  *    they were.
+ *  - An out-of-order queue (PoCL has them): strided and offset cases
+ *    right, the library's commands ordered by their events.
  *  - Events: behind a user event (and a marker of another queue) the call
  *    returns at once, done is not complete and nothing is written until
  *    the user event is set; the descriptor's host arrays (bias, kv_len)
@@ -770,6 +772,40 @@ static void test_strided(void)
     run_cases(ctx_auto, cs, sizeof cs / sizeof cs[0], modes, 2, "", 200);
 }
 
+/* The strided cases on an out-of-order queue (where the device offers
+ * one): the library's commands (gathers, kernels, scatters) must wait
+ * for each other through their events, not through the queue's order. */
+static void test_out_of_order(void)
+{
+    const bcase cs[] = {
+        {"out of order: F32, GQA, kv_len, key bias, dbias",
+         masked(shape(2, 4, 2, 21, 37, 32, 32, ATTN_F32), 0, 0, KEY, DOT),
+         WANT_DBIAS | USE_KV_LEN},
+        {"out of order: F32, additive, d_additive_w",
+         masked(shape(1, 4, 2, 15, 27, 32, 32, ATTN_F32), 0, 0, NOB, ADD),
+         WANT_DW},
+        {"out of order: F16, causal, window",
+         masked(shape(2, 4, 2, 17, 33, 64, 64, ATTN_F16), 1, 9, NOB, DOT), 0},
+    };
+    static const int modes[] = {LAY_STRIDED, LAY_OFFSETS};
+    cl_command_queue_properties props = 0;
+    cl_command_queue in_order = queue, ooo;
+    cl_int rc;
+    if (clGetDeviceInfo(device, CL_DEVICE_QUEUE_PROPERTIES, sizeof props,
+                        &props, NULL) != CL_SUCCESS ||
+        !(props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)) {
+        printf("\n  out-of-order queues: the device has none, not run");
+        return;
+    }
+    ooo = clCreateCommandQueue(clctx, device,
+                               CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &rc);
+    CU_ASSERT_FATAL(rc == CL_SUCCESS && ooo != NULL);
+    queue = ooo; /* run() enqueues on the global queue */
+    run_cases(ctx_auto, cs, sizeof cs / sizeof cs[0], modes, 2, "", 300);
+    queue = in_order;
+    clReleaseCommandQueue(ooo);
+}
+
 /* 4: the backward variants forced by name. */
 static void test_forced(void)
 {
@@ -1343,6 +1379,7 @@ int main(void)
          test_reference},
         {"strides, k and v in one buffer, outputs in one buffer", test_strided},
         {"the backward variants forced by name", test_forced},
+        {"an out-of-order queue", test_out_of_order},
         {"a user event holds the work back; done NULL", test_events},
         {"packed sequences", test_packed},
         {"refusals", test_refusals},
