@@ -17,6 +17,7 @@ from ._ffi import lib as _lib
 from ._mha import MultiheadAttention
 from ._sdpa import (scaled_dot_product_attention,
                     scaled_dot_product_attention_backward)
+from ._varlen import varlen_attention, varlen_attention_backward
 
 __version__ = _ffi.string(_lib.attn_version()).decode()
 
@@ -26,5 +27,5 @@ __all__ = [
     "MultiheadAttention", "NoDeviceError", "OutOfMemoryError",
     "UnsupportedError", "devices", "kernel_names",
     "scaled_dot_product_attention", "scaled_dot_product_attention_backward",
-    "__version__",
+    "varlen_attention", "varlen_attention_backward", "__version__",
 ]

@@ -105,6 +105,24 @@ def scaled_dot_product_attention_backward(
         causal_offset: int = ...) -> Tuple[Array, ...]: ...
 
 
+def varlen_attention(
+        query: Array, key: Array, value: Array, cu_seqlens_q: Array,
+        cu_seqlens_k: Array, max_seqlen_q: Optional[int] = ...,
+        max_seqlen_k: Optional[int] = ..., is_causal: bool = ...,
+        scale: Optional[float] = ..., *, window: int = ...,
+        device: Device = ...,
+        return_lse: bool = ...) -> Union[Array, Tuple[Array, Array]]: ...
+
+
+def varlen_attention_backward(
+        grad_output: Array, query: Array, key: Array, value: Array,
+        output: Array, lse: Array, cu_seqlens_q: Array, cu_seqlens_k: Array,
+        max_seqlen_q: Optional[int] = ..., max_seqlen_k: Optional[int] = ...,
+        is_causal: bool = ..., scale: Optional[float] = ..., *,
+        window: int = ...,
+        device: Device = ...) -> Tuple[Array, Array, Array]: ...
+
+
 class MultiheadAttention:
     embed_dim: int
     num_heads: int
