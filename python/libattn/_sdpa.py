@@ -81,6 +81,38 @@ class _Call:
     """The checked arguments of a call (_check)."""
 
 
+def _window_arg(window):
+    """window checked: an int >= 0 (0: no window)."""
+    if (isinstance(window, bool) or not isinstance(window, (int, np.integer))
+            or window < 0):
+        raise ValueError("window must be an int >= 0 (0: no window), not %r"
+                         % (window,))
+
+
+def _scale_arg(scale):
+    """scale as a float, or None for 1/sqrt(E); 0 refused."""
+    if scale is None:
+        return None
+    scale = float(scale)
+    if scale == 0.0:
+        raise ValueError("scale=0 is not supported (the library reads 0 as "
+                         "1/sqrt(E))")
+    return scale
+
+
+def _qkv(query, key, value):
+    """query, key and value as numpy arrays of one dtype: (q, k, v, the
+    inputs' kind, the library's dtype code)."""
+    q, kind = as_numpy(query, "query")
+    k, _ = as_numpy(key, "key")
+    v, _ = as_numpy(value, "value")
+    code = dtype_code(q, "query")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError("query, key and value must have one dtype, not %s, "
+                        "%s and %s" % (q.dtype, k.dtype, v.dtype))
+    return q, k, v, kind, code
+
+
 def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
            enable_gqa, window=0, causal_offset=0):
     """The arguments of scaled_dot_product_attention, checked: a _Call
@@ -90,10 +122,7 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
     with)."""
     if dropout_p != 0.0:
         raise ValueError("dropout_p must be 0: libattn has no dropout")
-    if (isinstance(window, bool) or not isinstance(window, (int, np.integer))
-            or window < 0):
-        raise ValueError("window must be an int >= 0 (0: no window), not %r"
-                         % (window,))
+    _window_arg(window)
     if (isinstance(causal_offset, bool)
             or not isinstance(causal_offset, (int, np.integer))):
         raise ValueError("causal_offset must be an int, not %r"
@@ -105,13 +134,7 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
         raise ValueError("attn_mask and is_causal=True cannot be given "
                          "together")
     c = _Call()
-    q, c.kind = as_numpy(query, "query")
-    k, _ = as_numpy(key, "key")
-    v, _ = as_numpy(value, "value")
-    c.code = dtype_code(q, "query")
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError("query, key and value must have one dtype, not %s, "
-                        "%s and %s" % (q.dtype, k.dtype, v.dtype))
+    q, k, v, c.kind, c.code = _qkv(query, key, value)
     if not q.ndim == k.ndim == v.ndim or q.ndim < 2:
         raise ValueError("query, key and value must have the same number "
                          "of dimensions, at least 2 (got %d, %d, %d)" %
@@ -156,11 +179,7 @@ def _check(query, key, value, attn_mask, dropout_p, is_causal, scale,
         raise ValueError("key's %d heads must divide query's %d" % (hk, hq))
     if E == 0 or Ev == 0:
         raise ValueError("head dimensions must be positive")
-    if scale is not None:
-        scale = float(scale)
-        if scale == 0.0:
-            raise ValueError("scale=0 is not supported (the library reads "
-                             "0 as 1/sqrt(E))")
+    scale = _scale_arg(scale)
     c.q, c.k, c.v, c.lead = q, k, v, lead
     # a window past every key hides nothing: the library's int holds it
     c.window = min(int(window), 2 ** 31 - 1)
@@ -311,6 +330,43 @@ def _mask_grad(db, mask, lead, batch):
     return mkind.back(db.reshape(m.shape).astype(m.dtype))
 
 
+def _grad_inputs(grad_output, output, lse, oshape, lshape, dtype):
+    """grad_output, output and lse of a backward call as numpy arrays,
+    checked against the output's shape oshape, lse's lshape and the
+    inputs' dtype."""
+    g, _ = as_numpy(grad_output, "grad_output")
+    o, _ = as_numpy(output, "output")
+    ls, _ = as_numpy(lse, "lse")
+    if g.shape != oshape or o.shape != oshape:
+        raise ValueError("grad_output %s and output %s must have the "
+                         "output's shape %s" % (g.shape, o.shape, oshape))
+    if g.dtype != dtype or o.dtype != dtype:
+        raise TypeError("grad_output and output must have the inputs' dtype "
+                        "%s, not %s and %s" % (dtype, g.dtype, o.dtype))
+    if ls.shape != lshape or ls.dtype != np.float32:
+        raise ValueError("lse must be float32 of shape %s (got %s %s)"
+                         % (lshape, ls.dtype, ls.shape))
+    return g, o, ls
+
+
+def _backward(ctx, d, inputs, grads, db=None):
+    """attn_sdpa_backward of descriptor d on ctx: inputs (q, k, v, o, lse,
+    d_o) and the outputs (dq, dk, dv) contiguous numpy arrays, db the
+    dbias array or None."""
+    q, k, v, o, ls, g = inputs
+    dq, dk, dv = grads
+    gr = ffi.new("attn_sdpa_grad *")
+    gr.struct_size = ffi.sizeof("attn_sdpa_grad")
+    gr.q, gr.k, gr.v, gr.o = _ptr(q), _ptr(k), _ptr(v), _ptr(o)
+    gr.lse = _ptr(ls, "const float *")
+    gr.d_o = _ptr(g)
+    gr.dq, gr.dk, gr.dv = _ptr(dq), _ptr(dk), _ptr(dv)
+    if db is not None:
+        gr.dbias = _ptr(db, "float *")
+    handle = ctx._handle()
+    check(lib.attn_sdpa_backward(handle, d, gr), handle)
+
+
 def scaled_dot_product_attention_backward(grad_output, query, key, value,
                                           output, lse, attn_mask=None,
                                           is_causal=False, scale=None,
@@ -345,19 +401,9 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
             raise TypeError("a boolean attn_mask has no gradient "
                             "(grad_attn_mask=True needs a float mask)")
     kind = c.kind
-    g, _ = as_numpy(grad_output, "grad_output")
-    o, _ = as_numpy(output, "output")
-    ls, _ = as_numpy(lse, "lse")
-    oshape = c.q.shape[:-1] + (c.Ev,)
-    if g.shape != oshape or o.shape != oshape:
-        raise ValueError("grad_output %s and output %s must have the "
-                         "output's shape %s" % (g.shape, o.shape, oshape))
-    if g.dtype != c.q.dtype or o.dtype != c.q.dtype:
-        raise TypeError("grad_output and output must have the inputs' dtype "
-                        "%s, not %s and %s" % (c.q.dtype, g.dtype, o.dtype))
-    if ls.shape != c.q.shape[:-1] or ls.dtype != np.float32:
-        raise ValueError("lse must be float32 of shape %s (got %s %s)"
-                         % (c.q.shape[:-1], ls.dtype, ls.shape))
+    g, o, ls = _grad_inputs(grad_output, output, lse,
+                            c.q.shape[:-1] + (c.Ev,), c.q.shape[:-1],
+                            c.q.dtype)
     dq = np.zeros(c.q.shape, dtype=c.q.dtype)
     dk = np.zeros(c.k.shape, dtype=c.q.dtype)
     dv = np.zeros(c.v.shape, dtype=c.q.dtype)
@@ -375,16 +421,7 @@ def scaled_dot_product_attention_backward(grad_output, query, key, value,
         q, k, v = contiguous(c.q), contiguous(c.k), contiguous(c.v)
         g, o, ls = contiguous(g), contiguous(o), contiguous(ls)
         d = _desc(c, is_causal, mask_arr, mask_shape)
-        gr = ffi.new("attn_sdpa_grad *")
-        gr.struct_size = ffi.sizeof("attn_sdpa_grad")
-        gr.q, gr.k, gr.v, gr.o = _ptr(q), _ptr(k), _ptr(v), _ptr(o)
-        gr.lse = _ptr(ls, "const float *")
-        gr.d_o = _ptr(g)
-        gr.dq, gr.dk, gr.dv = _ptr(dq), _ptr(dk), _ptr(dv)
-        if db is not None:
-            gr.dbias = _ptr(db, "float *")
-        handle = ctx._handle()
-        check(lib.attn_sdpa_backward(handle, d, gr), handle)
+        _backward(ctx, d, (q, k, v, o, ls, g), (dq, dk, dv), db)
     if c.q.ndim >= 3:
         dk = _unbroadcast(dk, c.key_lead)
         dv = _unbroadcast(dv, c.value_lead)

@@ -5,11 +5,12 @@ flash_attn_varlen_func."""
 
 import numpy as np
 
-from ._arrays import as_numpy, contiguous, dtype_code
+from ._arrays import as_numpy, contiguous
 from ._context import context_for
 from ._errors import check
 from ._ffi import ffi, lib
-from ._sdpa import _ptr
+from ._sdpa import (_backward, _grad_inputs, _ptr, _qkv, _scale_arg,
+                    _window_arg)
 
 
 class _Packed:
@@ -43,18 +44,9 @@ def _max_len(cu, given, name):
 
 def _check_packed(query, key, value, cu_seqlens_q, cu_seqlens_k,
                   max_seqlen_q, max_seqlen_k, is_causal, scale, window):
-    if (isinstance(window, bool) or not isinstance(window, (int, np.integer))
-            or window < 0):
-        raise ValueError("window must be an int >= 0 (0: no window), not %r"
-                         % (window,))
+    _window_arg(window)
     c = _Packed()
-    q, c.kind = as_numpy(query, "query")
-    k, _ = as_numpy(key, "key")
-    v, _ = as_numpy(value, "value")
-    c.code = dtype_code(q, "query")
-    if k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError("query, key and value must have one dtype, not %s, "
-                        "%s and %s" % (q.dtype, k.dtype, v.dtype))
+    q, k, v, c.kind, c.code = _qkv(query, key, value)
     if not q.ndim == k.ndim == v.ndim == 3:
         raise ValueError("query (total_q, Hq, E), key (total_k, H, E) and "
                          "value (total_k, H, Ev) must be 3-D (got %d, %d, "
@@ -82,11 +74,7 @@ def _check_packed(query, key, value, cu_seqlens_q, cu_seqlens_k,
         raise ValueError("cu_seqlens_q ends at %d and cu_seqlens_k at %d, "
                          "query has %d rows and key %d"
                          % (c.cq[-1], c.ck[-1], tq, tk))
-    if scale is not None:
-        scale = float(scale)
-        if scale == 0.0:
-            raise ValueError("scale=0 is not supported (the library reads "
-                             "0 as 1/sqrt(E))")
+    scale = _scale_arg(scale)
     c.L = _max_len(c.cq, max_seqlen_q, "max_seqlen_q")
     c.S = _max_len(c.ck, max_seqlen_k, "max_seqlen_k")
     c.q, c.k, c.v = q, k, v
@@ -175,19 +163,8 @@ def varlen_attention_backward(grad_output, query, key, value, output, lse,
     for grad_output, output or lse of another shape."""
     c = _check_packed(query, key, value, cu_seqlens_q, cu_seqlens_k,
                       max_seqlen_q, max_seqlen_k, is_causal, scale, window)
-    g, _ = as_numpy(grad_output, "grad_output")
-    o, _ = as_numpy(output, "output")
-    ls, _ = as_numpy(lse, "lse")
-    oshape = (c.tq, c.hq, c.Ev)
-    if g.shape != oshape or o.shape != oshape:
-        raise ValueError("grad_output %s and output %s must have the "
-                         "output's shape %s" % (g.shape, o.shape, oshape))
-    if g.dtype != c.q.dtype or o.dtype != c.q.dtype:
-        raise TypeError("grad_output and output must have the inputs' dtype "
-                        "%s, not %s and %s" % (c.q.dtype, g.dtype, o.dtype))
-    if ls.shape != (c.hq, c.tq) or ls.dtype != np.float32:
-        raise ValueError("lse must be float32 of shape %s (got %s %s)"
-                         % ((c.hq, c.tq), ls.dtype, ls.shape))
+    g, o, ls = _grad_inputs(grad_output, output, lse, (c.tq, c.hq, c.Ev),
+                            (c.hq, c.tq), c.q.dtype)
     dq = np.zeros(c.q.shape, dtype=c.q.dtype)
     dk = np.zeros(c.k.shape, dtype=c.q.dtype)
     dv = np.zeros(c.v.shape, dtype=c.q.dtype)
@@ -195,13 +172,5 @@ def varlen_attention_backward(grad_output, query, key, value, output, lse,
         ctx = context_for(device)
         q, k, v = contiguous(c.q), contiguous(c.k), contiguous(c.v)
         g, o, ls = contiguous(g), contiguous(o), contiguous(ls)
-        d = _desc(c)
-        gr = ffi.new("attn_sdpa_grad *")
-        gr.struct_size = ffi.sizeof("attn_sdpa_grad")
-        gr.q, gr.k, gr.v, gr.o = _ptr(q), _ptr(k), _ptr(v), _ptr(o)
-        gr.lse = _ptr(ls, "const float *")
-        gr.d_o = _ptr(g)
-        gr.dq, gr.dk, gr.dv = _ptr(dq), _ptr(dk), _ptr(dv)
-        handle = ctx._handle()
-        check(lib.attn_sdpa_backward(handle, d, gr), handle)
+        _backward(ctx, _desc(c), (q, k, v, o, ls, g), (dq, dk, dv))
     return c.kind.back(dq), c.kind.back(dk), c.kind.back(dv)
