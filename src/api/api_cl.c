@@ -13,8 +13,6 @@
 #include "api/context.h"
 #include "attn/attn_cl.h"
 #include "opencl/backend_cl.h"
-#include "opencl/bwd_cl.h"
-#include "opencl/launch_common.h"
 
 static attn_status report(attn_context *ctx, const char *fn, attn_status s,
                           const attn_err *err)
@@ -349,14 +347,14 @@ static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
         for (int i = 0; i < 11; i++)
             if (i < 9 || (i == 9 && g->dbias) || (i == 10 && g->d_additive_w))
                 all[m++] = sp[i];
-        return attn_cl_check_spans(rt, all, m, err);
+        return attn_backend_cl_check_spans(ctx->backend, all, m, err);
     }
 }
 
 /* A packed call (cu_seqlens_q, cu_seqlens_kv) on the caller's buffers:
  * an item per sequence over its rows (each planned; one with no key zeroes
  * its dq rows, one with no query its dk and dv rows), all enqueued behind
- * one gate (attn_cl_bwd_enqueue).  With d additive_w, each sequence writes
+ * one gate (attn_backend_cl_backward).  With d additive_w, each sequence writes
  * its part into a row of a working buffer, and a last item sums the rows
  * into the caller's.  d was checked whole. */
 static attn_status
@@ -407,9 +405,9 @@ bwd_packed(attn_context *ctx, attn_cl_runtime *rt, const attn_sdpa_desc *d,
         x->d.seq_q = x->d.seq_q ? x->d.seq_q : 1;
         x->d.seq_kv = x->d.seq_kv ? x->d.seq_kv : 1;
         x->b = *base;
-        attn_cl_bwd_bufs_at(&x->b, &x->d, (size_t)d->cu_seqlens_q[b],
-                            (size_t)d->cu_seqlens_kv[b],
-                            (size_t)d->cu_seqlens_q[n]);
+        attn_backend_cl_bwd_bufs_at(&x->b, &x->d, (size_t)d->cu_seqlens_q[b],
+                                    (size_t)d->cu_seqlens_kv[b],
+                                    (size_t)d->cu_seqlens_q[n]);
         x->b.mem[ATTN_CL_BWD_DW] = NULL;
         if (dw && x->zero == ATTN_CL_BWD_GRADS) {
             x->b.mem[ATTN_CL_BWD_DW] = parts;
@@ -436,8 +434,8 @@ bwd_packed(attn_context *ctx, attn_cl_runtime *rt, const attn_sdpa_desc *d,
         x->b.off[ATTN_CL_BWD_DW] = base->off[ATTN_CL_BWD_DW];
     }
     if (s == ATTN_OK)
-        s = attn_cl_bwd_enqueue(rt, m + (dw && m > 0), it, queue, n_wait, wait,
-                                done, err);
+        s = attn_backend_cl_backward(ctx->backend, m + (dw && m > 0), it, queue,
+                                     n_wait, wait, done, err);
     for (int i = 0; i < m; i++)
         attn_plan_release(ctx->plans, plan[i]);
     if (parts)
@@ -535,7 +533,8 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
         s = attn_fail(&err, w->prep[0], "%s", w->why[0]);
     else if (s == ATTN_OK) {
         item.p = &w->p[0];
-        s = attn_cl_bwd_enqueue(rt, 1, &item, queue, n_wait, wait, done, &err);
+        s = attn_backend_cl_backward(ctx->backend, 1, &item, queue, n_wait,
+                                     wait, done, &err);
     }
     attn_plan_release(ctx->plans, plan);
     free(merged_bias);

@@ -126,6 +126,32 @@ attn_status attn_backend_cl_check_buffers(const attn_backend *b,
     return s ? s : attn_cl_check_aliasing(cb->rt[0], d, t, err);
 }
 
+attn_status attn_backend_cl_check_spans(const attn_backend *b,
+                                        const attn_cl_span *sp, int n,
+                                        attn_err *err)
+{
+    const cl_backend *cb = b->impl;
+    return attn_cl_check_spans(cb->rt[0], sp, n, err);
+}
+
+void attn_backend_cl_bwd_bufs_at(attn_cl_bwd_bufs *b,
+                                 const attn_sdpa_desc *item, size_t q0,
+                                 size_t k0, size_t total_q)
+{
+    attn_cl_bwd_bufs_at(b, item, q0, k0, total_q);
+}
+
+attn_status attn_backend_cl_backward(const attn_backend *b, int n,
+                                     const attn_cl_bwd_item *items,
+                                     cl_command_queue queue, cl_uint n_wait,
+                                     const cl_event *wait, cl_event *done,
+                                     attn_err *err)
+{
+    const cl_backend *cb = b->impl;
+    return attn_cl_bwd_enqueue(cb->rt[0], n, items, queue, n_wait, wait, done,
+                               err);
+}
+
 attn_status attn_backend_cl_launch(const attn_backend *b,
                                    const attn_prepared *p,
                                    const attn_sdpa_desc *d,

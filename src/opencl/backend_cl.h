@@ -65,4 +65,24 @@ attn_status attn_backend_cl_launch_packed(const attn_backend *b, int n,
                                           cl_uint n_wait, const cl_event *wait,
                                           cl_event *done, attn_err *err);
 
+/* attn_cl_check_spans on the primary device's runtime: the caller's
+ * buffers of the n spans (launch_common.h). */
+attn_status attn_backend_cl_check_spans(const attn_backend *b,
+                                        const attn_cl_span *sp, int n,
+                                        attn_err *err);
+
+/* attn_cl_bwd_bufs_at (bwd_cl.h): b moved to the sequence item whose rows
+ * start at packed rows q0 and k0. */
+void attn_backend_cl_bwd_bufs_at(attn_cl_bwd_bufs *b,
+                                 const attn_sdpa_desc *item, size_t q0,
+                                 size_t k0, size_t total_q);
+
+/* attn_cl_bwd_enqueue (bwd_cl.h) on the primary device's runtime: the n
+ * items of one backward call on the caller's buffers. */
+attn_status attn_backend_cl_backward(const attn_backend *b, int n,
+                                     const attn_cl_bwd_item *items,
+                                     cl_command_queue queue, cl_uint n_wait,
+                                     const cl_event *wait, cl_event *done,
+                                     attn_err *err);
+
 #endif /* ATTN_OPENCL_BACKEND_CL_H */

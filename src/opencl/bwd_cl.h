@@ -15,6 +15,7 @@
 
 #include "core/backend.h"
 #include "opencl/runtime.h"
+#include "opencl/sdpa_cl.h"
 
 typedef struct attn_cl_bwd_variant {
     const char *name;    /* options.kernel, ATTN_KERNEL */
@@ -50,53 +51,12 @@ attn_status attn_cl_bwd_run(attn_cl_runtime *rt, const attn_prepared *p,
                             const attn_sdpa_desc *d, const attn_sdpa_grad *g,
                             attn_err *err);
 
-/* The caller's buffers of one backward call on device buffers
- * (attn_sdpa_backward_cl_buffers), in the order q, k, v, o, d_o, lse, D
- * (unused), dq, dk, dv, dbias, the rows' parts of d additive_w (unused),
- * d additive_w; offsets in elements of the dtype (floats for lse, dbias
- * and d additive_w).  dbias and d additive_w NULL: not asked.  lse_pitch:
- * 0 when lse is dense [batch, heads_q, seq_q], else the floats between
- * the starts of two heads' rows (a packed sequence's lse in [heads_q,
- * total_q]). */
-typedef struct attn_cl_bwd_bufs {
-    cl_mem mem[13];
-    size_t off[13];
-    size_t lse_pitch;
-} attn_cl_bwd_bufs;
-
 /* Moves b, the buffers of a packed call, to its sequence item (one
  * sequence of it, attn_varlen_item) whose rows start at packed row q0 of
  * the queries and k0 of the keys: each offset past those rows in the
  * item's strides, lse at row q0 of [heads_q, total_q]. */
 void attn_cl_bwd_bufs_at(attn_cl_bwd_bufs *b, const attn_sdpa_desc *item,
                          size_t q0, size_t k0, size_t total_q);
-
-/* What an item of a backward call does: its gradients, or (a packed
- * sequence with no key, or with no query) zeroes its dq rows, or its dk
- * and dv rows; or, last in a packed call with d additive_w, sums the
- * sequences' parts of it: b.mem[dwp] holds float [d.batch, heads_q,
- * head_dim] (one row of parts per sequence), b.mem[dw] (at its offset)
- * receives their sum. */
-enum {
-    ATTN_CL_BWD_GRADS,
-    ATTN_CL_BWD_ZERO_DQ,
-    ATTN_CL_BWD_ZERO_DKDV,
-    ATTN_CL_BWD_SUM_DW
-};
-/* The index of the rows' parts of d additive_w and of d additive_w in
- * attn_cl_bwd_bufs. */
-enum { ATTN_CL_BWD_DWP = 11, ATTN_CL_BWD_DW = 12 };
-
-/* One item of a backward call on device buffers: its prepared variant
- * (for a zeroing item, that of any shape of the call's dtype and head
- * sizes), its descriptor (validated, keep and kv_start merged into the
- * bias, no q_start, one sequence of a packed call) and buffers. */
-typedef struct attn_cl_bwd_item {
-    const attn_prepared *p;
-    attn_sdpa_desc d;
-    attn_cl_bwd_bufs b;
-    int zero; /* ATTN_CL_BWD_* */
-} attn_cl_bwd_item;
 
 /* The n items of one backward call on the caller's buffers, enqueued on
  * queue after the n_wait events of wait, one after the other behind one

@@ -39,16 +39,6 @@ attn_status attn_cl_check_aliasing(const attn_cl_runtime *rt,
                                    const attn_sdpa_desc *d,
                                    const attn_cl_tensors *t, attn_err *err);
 
-/* One tensor of a call on the caller's buffers: its buffer, its name for
- * messages, where it starts and how many elements of elem bytes it spans,
- * and whether the call writes it. */
-typedef struct attn_cl_span {
-    cl_mem mem;
-    const char *name;
-    size_t off, count, elem;
-    int written;
-} attn_cl_span;
-
 /* Checks that each of the n spans' buffers is a valid cl_mem of rt's
  * context that holds its tensor at its offset, and that no written span
  * shares a byte with another span (attn_cl_check_aliasing's rules).
