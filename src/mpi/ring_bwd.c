@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ring_call.h"
 #include "ring_check.h"
-#include "ring_impl.h"
 
 #define RING_TAG_GRAD (RING_TAG + 1) /* accumulators along the ring */
 #define RING_TAG_HOME (RING_TAG + 2) /* accumulators going home */

@@ -13,7 +13,7 @@
 #include "ring_check.h"
 #include "ring_cl.h"
 
-struct ring_cl {
+typedef struct ring_cl {
     const attn_cl_buffers *ub; /* the caller's */
     attn_cl_buffers b;         /* *ub read by its struct_size */
     cl_command_queue queue;
@@ -28,7 +28,7 @@ struct ring_cl {
     cl_mem kv[2];        /* one message's K and V each (float for F16) */
     cl_mem bo, blse;     /* one block's O and lse */
     float *stage;        /* F16: a message's payload widened */
-};
+} ring_cl;
 
 static attn_status cl_status(cl_int err)
 {
@@ -144,9 +144,9 @@ static int overlap(const slice_buf *a, const slice_buf *b)
     return a0 < b1 && b0 < a1;
 }
 
-attn_status ring_cl_check(ring_call *c)
+static attn_status ring_cl_check(ring_call *c)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     attn_status st =
         attn_context_cl_objects(c->ctx, &cl->clctx, &cl->dev, NULL);
     if (st != ATTN_OK) {
@@ -203,8 +203,9 @@ static cl_mem dev_alloc(ring_call *c, size_t bytes, cl_int *err)
 {
     if (bytes == 0)
         bytes = 4;
+    ring_cl *cl = c->io->self;
     c->st.bytes_device += bytes;
-    return clCreateBuffer(c->cl->clctx, CL_MEM_READ_WRITE, bytes, NULL, err);
+    return clCreateBuffer(cl->clctx, CL_MEM_READ_WRITE, bytes, NULL, err);
 }
 
 /* Reads the caller's [outer, local_rows, width] tensor into host memory. */
@@ -219,8 +220,9 @@ static attn_status read_slice(ring_call *c, cl_mem m, size_t offset,
     }
     if (!bytes)
         return ATTN_OK;
-    cl_int err = clEnqueueReadBuffer(c->cl->queue, m, CL_TRUE, offset, bytes,
-                                     *out, 0, NULL, NULL);
+    ring_cl *cl = c->io->self;
+    cl_int err = clEnqueueReadBuffer(cl->queue, m, CL_TRUE, offset, bytes, *out,
+                                     0, NULL, NULL);
     return err == CL_SUCCESS ? ATTN_OK : cl_fail(c, err, what);
 }
 
@@ -228,7 +230,7 @@ static attn_status read_slice(ring_call *c, cl_mem m, size_t offset,
  * chunk), or per chunk [bq, rows, d] floats in cl->q. */
 static attn_status prepare_q(ring_call *c)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     size_t n = c->local_rows, qn = c->bq * n * c->d;
     if (!c->f16 && c->lay.per_rank == 1)
         return ATTN_OK;
@@ -275,9 +277,12 @@ static attn_status prepare_q(ring_call *c)
     return err == CL_SUCCESS ? ATTN_OK : cl_fail(c, err, "writing Q");
 }
 
-attn_status ring_cl_prepare(ring_call *c)
+static attn_status ring_cl_arrived(ring_call *c, int slot, char *why,
+                                   size_t cap);
+
+static attn_status ring_cl_prepare(ring_call *c)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     cl_int err;
     if (cl->n_wait && (err = clWaitForEvents(cl->n_wait, cl->wait)) != 0)
         return cl_fail(c, err, "clWaitForEvents of the wait list");
@@ -322,9 +327,10 @@ attn_status ring_cl_prepare(ring_call *c)
     return st;
 }
 
-attn_status ring_cl_arrived(ring_call *c, int slot, char *why, size_t cap)
+static attn_status ring_cl_arrived(ring_call *c, int slot, char *why,
+                                   size_t cap)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     ring_header h;
     memcpy(&h, c->msg[slot], sizeof h);
     if (h.origin < 0 || h.origin >= c->ranks)
@@ -349,10 +355,10 @@ attn_status ring_cl_arrived(ring_call *c, int slot, char *why, size_t cap)
     return ATTN_OK;
 }
 
-attn_status ring_cl_block(ring_call *c, const attn_sdpa_desc *bd, int slot,
-                          size_t row0, size_t ko, size_t vo)
+static attn_status ring_cl_block(ring_call *c, const attn_sdpa_desc *bd,
+                                 int slot, size_t row0, size_t ko, size_t vo)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     attn_cl_buffers bb = ATTN_CL_BUFFERS_INIT;
     bb.q = cl->q ? cl->q : cl->b.q;
     bb.q_offset = cl->q ? row0 * c->bq * c->d : cl->b.q_offset;
@@ -389,9 +395,9 @@ attn_status ring_cl_block(ring_call *c, const attn_sdpa_desc *bd, int slot,
     return err == CL_SUCCESS ? ATTN_OK : cl_status(err);
 }
 
-attn_status ring_cl_write(ring_call *c)
+static attn_status ring_cl_write(ring_call *c)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     size_t n = c->bq * c->local_rows;
     if (!n)
         return ATTN_OK;
@@ -420,9 +426,9 @@ attn_status ring_cl_write(ring_call *c)
     return err == CL_SUCCESS ? ATTN_OK : cl_fail(c, err, "writing O and lse");
 }
 
-void ring_cl_release(ring_call *c)
+static void ring_cl_release(ring_call *c)
 {
-    ring_cl *cl = c->cl;
+    ring_cl *cl = c->io->self;
     if (cl->xq) {
         clFinish(cl->xq);
         clReleaseCommandQueue(cl->xq);
@@ -455,6 +461,13 @@ attn_status ring_run_cl(attn_context *ctx, MPI_Comm comm,
                         ring_sdpa_cl_fn sdpa, void *user)
 {
     ring_cl cl;
+    ring_fwd_io io = {ring_cl_check,
+                      ring_cl_prepare,
+                      ring_cl_arrived,
+                      ring_cl_block,
+                      ring_cl_write,
+                      ring_cl_release,
+                      &cl};
     memset(&cl, 0, sizeof cl);
     cl.ub = b;
     cl.queue = queue;
@@ -463,7 +476,7 @@ attn_status ring_run_cl(attn_context *ctx, MPI_Comm comm,
     cl.sdpa = sdpa ? sdpa : default_sdpa_cl;
     cl.user = user;
     return ring_run_any(ctx, comm, ring, d, NULL, NULL, NULL, NULL, NULL, NULL,
-                        NULL, &cl);
+                        NULL, &io);
 }
 
 attn_status attn_sdpa_ring_cl(attn_context *ctx, MPI_Comm comm,

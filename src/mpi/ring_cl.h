@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The device side of libattn_mpi (ring_cl.c): attn_sdpa_ring_cl's slices
- * in OpenCL buffers, the hooks ring.c calls for them, and the entry the
- * tests use to substitute the block computation.
+ * in OpenCL buffers, and the entries the tests use to substitute the
+ * block computation.
  */
 #ifndef ATTN_RING_CL_H
 #define ATTN_RING_CL_H
 
 #include "attn/attn_mpi_cl.h"
-#include "ring_impl.h"
+#include "ring_call.h"
 
 /* The block computation attn_sdpa_ring_cl calls (attn_sdpa_cl_buffers);
  * tests substitute one that fails on a chosen rank. */
@@ -36,19 +36,5 @@ attn_status ring_run_cl_backward(attn_context *ctx, MPI_Comm comm,
                                  cl_command_queue queue, cl_uint n_wait,
                                  const cl_event *wait, ring_bwd_fn bwd,
                                  void *user);
-
-/* Hooks of ring.c, each returning a status with a sentence in c->why
- * (ring_cl_arrived: in why): the buffers, queue and context checked
- * against the checked descriptors; this rank's K/V read into c->msg[0]
- * and its queries made ready on the device; the message of slot written
- * to the device; one block (c->blk_o, c->blk_lse filled); the merged rows
- * written into the caller's o and lse; everything released. */
-attn_status ring_cl_check(ring_call *c);
-attn_status ring_cl_prepare(ring_call *c);
-attn_status ring_cl_arrived(ring_call *c, int slot, char *why, size_t cap);
-attn_status ring_cl_block(ring_call *c, const attn_sdpa_desc *bd, int slot,
-                          size_t row0, size_t ko, size_t vo);
-attn_status ring_cl_write(ring_call *c);
-void ring_cl_release(ring_call *c);
 
 #endif /* ATTN_RING_CL_H */

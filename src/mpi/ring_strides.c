@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ring_impl.h"
+#include "ring_call.h"
 
 static const char *const NAMES[4] = {"q_strides", "k_strides", "v_strides",
                                      "o_strides"};
@@ -100,7 +100,7 @@ attn_status ring_strides_check(ring_call *c)
     }
     if (!strided(c))
         return ATTN_OK;
-    if (c->cl) {
+    if (c->io) {
         snprintf(c->why, sizeof c->why,
                  "attn_sdpa_ring_cl takes contiguous buffers only (no "
                  "q_strides, k_strides, v_strides, o_strides)");

@@ -26,7 +26,7 @@
 #include <mpi.h>
 
 #include "harness.h"
-#include "mpi/ring_impl.h"
+#include "mpi/ring_call.h"
 #include "ref.h"
 
 static attn_context *ctx;
