@@ -71,10 +71,10 @@ static attn_status proj_backward(attn_context *ctx, int rows, int n,
 {
     const size_t r = (size_t)rows, nn = (size_t)n, d = (size_t)d_model;
     float *dpt = malloc((nn * r + d * r + d * nn + r * d) * sizeof(float));
-    float *xt = dpt + nn * r, *wt = xt + d * r, *tmp = wt + d * nn;
     attn_status st = ATTN_OK;
     if (!dpt)
         return ATTN_ERR_OUT_OF_MEMORY;
+    float *xt = dpt + nn * r, *wt = xt + d * r, *tmp = wt + d * nn;
     if (dw) {
         attn_mha_transpose(dp, r, nn, dpt);
         attn_mha_transpose(x, r, d, xt);

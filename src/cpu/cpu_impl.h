@@ -384,8 +384,8 @@ void attn_cpu_posenc_sinusoidal_generic(int seq, int d_model, int offset,
 void attn_cpu_add_posenc_generic(const attn_mha_desc *m, int batch, int seq,
                                  int pos0, const float *x, float *out);
 
-/* The multi-head layer on the native backend, with cpu's kernels; c is
+/* The multi-head layer on the native backend, with c's kernels; call is
  * validated. */
-attn_status attn_cpu_mha(attn_cpu *cpu, const attn_mha_call *c, attn_err *err);
+attn_status attn_cpu_mha(attn_cpu *c, const attn_mha_call *call, attn_err *err);
 
 #endif /* ATTN_CPU_IMPL_H */
