@@ -5,7 +5,7 @@
  * seq_q = seq_kv = N) unless told otherwise, on the native backend or,
  * with --device (e.g. cpu: PoCL), on an OpenCL device with fallback off
  * (--kernel forces a variant by name, forward or backward: bwd_ref,
- * bwd_fused; --path fused|unfused).  Forward and backward calls
+ * bwd_fused, bwd_tiled; --path fused|unfused).  Forward and backward calls
  * alternate, after one warm-up of each; the medians and their ratio are
  * printed per N.  When torch imports in --python, PyTorch's CPU SDPA
  * forward and backward (bench/peer_torch_bwd.py, a process kept up per

@@ -6,7 +6,8 @@
  * both causal alignments, keep, F16 and BF16, the non-finite rules, and the
  * argument checks.  On an OpenCL context (ATTN_TEST_DEVICE) both run on
  * the device, fallback off: the backward on the variant path AUTO chooses
- * (bwd_fused), or on the one ATTN_TEST_KERNEL forces (bwd_ref, bwd_fused;
+ * (bwd_fused on PoCL), or on the one ATTN_TEST_KERNEL forces (bwd_ref,
+ * bwd_fused, bwd_tiled;
  * the forward then chooses as under AUTO), with the same tolerances
  * (dbias and the additive score: tests/test_bwd_grads.c).
  *

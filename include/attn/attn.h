@@ -720,11 +720,12 @@ typedef struct attn_sdpa_grad {
  * working block for the next call (one per context, when at most 64 MiB)
  * until attn_context_destroy.  A context on an OpenCL
  * device computes it on its first device with a backward kernel variant
- * (bwd_fused, or bwd_ref; attn-probe --kernels lists them after the
- * forward's, which attn_kernel_name names), chosen as the forward's are
- * (options.path, options.kernel; no
- * seq_q x seq_kv matrix there either; F32, F16 and BF16; bwd_fused the dot
- * score without dbias or d_additive_w, bwd_ref also the additive score, dbias
+ * (bwd_tiled on GPUs, bwd_fused, or bwd_ref; attn-probe --kernels lists
+ * them after the forward's, which attn_kernel_name names), chosen as the
+ * forward's are (options.path, options.kernel; no
+ * seq_q x seq_kv matrix there either; F32, F16 and BF16; bwd_tiled (head
+ * sizes up to 128) and bwd_fused the dot score without dbias or
+ * d_additive_w, bwd_ref also the additive score, dbias
  * and d_additive_w, except dbias with keep, kv_start or a moved causal
  * diagonal), and natively when no variant takes the call or the
  * device fails and options.allow_fallback is on.  Errors:

@@ -66,10 +66,10 @@ static attn_status device_backward(attn_context *ctx, const attn_sdpa_desc *d,
     if (g->dbias && merged_bias) {
         free(merged_bias);
         return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "the backward kernel variants (bwd_ref, bwd_fused) "
-                         "compute no dbias with keep, kv_start or a moved "
-                         "causal diagonal, which the device's bias holds "
-                         "merged");
+                         "the backward kernel variants (bwd_ref, bwd_fused, "
+                         "bwd_tiled) compute no dbias with keep, kv_start or "
+                         "a moved causal diagonal, which the device's bias "
+                         "holds merged");
     }
     if (d->q_start && !(gm.lse = lse = lse_padded(d, g->lse))) {
         free(merged_bias);

@@ -29,7 +29,7 @@
 /* Local size of the one-row-per-item kernels. */
 #define BWD_WG 64
 
-enum { V_REF, V_FUSED };
+enum { V_REF, V_FUSED, V_TILED };
 
 const attn_cl_bwd_variant attn_cl_bwd_variants[] = {
     {"bwd_ref",
@@ -41,12 +41,17 @@ const attn_cl_bwd_variant attn_cl_bwd_variants[] = {
      "local memory and D computed there, then dq per query row (on CPU "
      "devices 16 keys or query rows in vector lanes)",
      ATTN_PATH_FUSED, 0},
+    {"bwd_tiled",
+     "backward shaped for GPUs: dk and dv per block of keys, dq per block "
+     "of query rows, Q, dO, K and V tiles in local memory, register tiles "
+     "of S and dP, P and dS through local memory (head sizes up to 128)",
+     ATTN_PATH_FUSED, 0},
 };
 const int attn_cl_n_bwd_variants =
     (int)(sizeof attn_cl_bwd_variants / sizeof attn_cl_bwd_variants[0]);
 
-const char *const attn_cl_bwd_sources[ATTN_CL_BWD_N_SOURCES] = {"common.cl",
-                                                                "backward.cl"};
+const char *const attn_cl_bwd_sources[ATTN_CL_BWD_TILED_N_SOURCES] = {
+    "common.cl", "backward.cl", "backward_tiled.cl"};
 
 /* The head sizes a program is built for at compile time (the forward's
  * per-size kernels' sizes, head_dim = head_dim_v); the others run on
@@ -71,15 +76,44 @@ static void bwd_build(int hd, int hv, int *rt, int *bhd, int *bhv)
     *bhv = *rt ? bwd_capacity(hv) : hv;
 }
 
-int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, char *buf, size_t cap)
+/* bwd_tiled's tiling (cl/backward_tiled.cl) for local rows of bhd and bhv
+ * floats: keys and query rows per tile, keys of a work-item's S tile, the
+ * work-group they make and the local memory its kernels take.  Up to 64:
+ * 32 x 32 tiles, 128 items; up to 128: 16 x 16 tiles, 64 items, so that
+ * four tiles of 129 floats a row fit 48 KiB. */
+typedef struct bwd_tiling {
+    int kt, qt, sk;
+    size_t items;   /* kt * qt / (2 sk) */
+    uint64_t local; /* bytes */
+} bwd_tiling;
+
+static bwd_tiling bwd_tiles(int bhd, int bhv)
+{
+    const int small = bhd <= 64 && bhv <= 64;
+    bwd_tiling t = {small ? 32 : 16, small ? 32 : 16, small ? 4 : 2, 0, 0};
+    t.items = (size_t)(t.kt * t.qt / (2 * t.sk));
+    t.local = 4u * ((uint64_t)(t.kt + t.qt) * (uint64_t)(bhd + bhv + 2) +
+                    2u * (uint64_t)t.qt * (uint64_t)(t.kt + 1) +
+                    2u * (uint64_t)t.qt + 1u);
+    return t;
+}
+
+int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, int tiled, char *buf,
+                        size_t cap)
 {
     int rt, bhd, bhv;
+    char tiles[48] = "";
     bwd_build(hd, hv, &rt, &bhd, &bhv);
+    if (tiled) {
+        const bwd_tiling t = bwd_tiles(bhd, bhv);
+        snprintf(tiles, sizeof tiles, " -DBT_KT=%d -DBT_QT=%d -DBT_SK=%d", t.kt,
+                 t.qt, t.sk);
+    }
     return snprintf(buf, cap,
                     "-DATTN_F16=%d -DATTN_BF16=%d -DBWD_HD=%d -DBWD_HV=%d "
-                    "-DBWD_RT=%d -DBWD_KB=%d -DBWD_QT=%d",
+                    "-DBWD_RT=%d -DBWD_KB=%d -DBWD_QT=%d%s",
                     dtype == ATTN_F16, dtype == ATTN_BF16, bhd, bhv, rt, BWD_KB,
-                    BWD_QT);
+                    BWD_QT, tiles);
 }
 
 int attn_cl_bwd_find(const char *name)
@@ -90,11 +124,13 @@ int attn_cl_bwd_find(const char *name)
     return -1;
 }
 
-/* A program of backward.cl for one (dtype, head sizes). */
+/* A program of backward.cl for one (dtype, head sizes), with
+ * backward_tiled.cl (tiled) or without. */
 typedef struct bwd_prog {
     struct bwd_prog *next;
     attn_dtype dtype;
     int rt, hd, hv; /* as built (bwd_build) */
+    int tiled;
     cl_program prog;
     attn_status failed; /* a failed build, kept (not retried) */
     char why[ATTN_MSG_MAX];
@@ -157,17 +193,27 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
                          "kernel variant \"%s\" takes head sizes up to %d, "
                          "not %d and %d",
                          name, BWD_MAX_DIM, d->head_dim, d->head_dim_v);
-    if (vi == V_FUSED) {
+    if (vi != V_REF) {
         int run_time, bhd, bhv; /* the local rows are as built */
         bwd_build(d->head_dim, d->head_dim_v, &run_time, &bhd, &bhv);
-        const uint64_t local = (uint64_t)BWD_QT *
-                               ((uint64_t)bhd + (uint64_t)bhv + 2) *
-                               sizeof(float);
-        if (rt->dev_wg < BWD_KB || rt->dev_items[0] < BWD_KB)
+        size_t wg = BWD_KB; /* bwd_fused's */
+        uint64_t local = (uint64_t)BWD_QT *
+                         ((uint64_t)bhd + (uint64_t)bhv + 2) * sizeof(float);
+        if (vi == V_TILED) {
+            if (bhd > 128 || bhv > 128)
+                return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                                 "kernel variant \"%s\" takes head sizes up "
+                                 "to 128, not %d and %d",
+                                 name, d->head_dim, d->head_dim_v);
+            const bwd_tiling tl = bwd_tiles(bhd, bhv);
+            wg = tl.items;
+            local = tl.local;
+        }
+        if (rt->dev_wg < wg || rt->dev_items[0] < wg)
             return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                             "kernel variant \"%s\" needs work-groups of %d "
+                             "kernel variant \"%s\" needs work-groups of %zu "
                              "items, the device has %zu",
-                             name, BWD_KB, rt->dev_wg);
+                             name, wg, rt->dev_wg);
         if (local > rt->local_mem)
             return attn_fail(err, ATTN_ERR_UNSUPPORTED,
                              "kernel variant \"%s\" needs %llu bytes of local "
@@ -178,13 +224,47 @@ static attn_status supports(const attn_cl_runtime *rt, int vi,
     return ATTN_OK;
 }
 
-/* The program for d, built now or kept; call with rt->lock held. */
+/* Whether bwd_tiled's kernels, as built into p, run in work-groups of its
+ * size on rt (the compiler may allow fewer items, e.g. for their
+ * registers): ATTN_OK, else ATTN_ERR_UNSUPPORTED with why (or the error
+ * of a query). */
+static attn_status tiled_fits(attn_cl_runtime *rt, const bwd_prog *p,
+                              attn_err *err)
+{
+    static const char *const names[2] = {"attn_bwd_tiled_kv",
+                                         "attn_bwd_tiled_q"};
+    const size_t wg = bwd_tiles(p->hd, p->hv).items;
+    for (int i = 0; i < 2; i++) {
+        cl_int rc;
+        size_t kwg = 0;
+        cl_kernel k = clCreateKernel(p->prog, names[i], &rc);
+        if (rc != CL_SUCCESS)
+            return attn_fail(err, attn_cl_status(rc), "clCreateKernel(%s): %s",
+                             names[i], attn_cl_error_name(rc));
+        rc = clGetKernelWorkGroupInfo(k, rt->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                      sizeof kwg, &kwg, NULL);
+        clReleaseKernel(k);
+        if (rc != CL_SUCCESS)
+            return attn_fail(err, ATTN_ERR_DEVICE,
+                             "clGetKernelWorkGroupInfo(%s): %s", names[i],
+                             attn_cl_error_name(rc));
+        if (kwg < wg)
+            return attn_fail(err, ATTN_ERR_UNSUPPORTED,
+                             "kernel variant \"bwd_tiled\" needs work-groups "
+                             "of %zu items, its kernel %s takes %zu on %s",
+                             wg, names[i], kwg, rt->info.name);
+    }
+    return ATTN_OK;
+}
+
+/* The program for d (bwd_tiled's when tiled), built now or kept; call
+ * with rt->lock held. */
 static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
-                            const bwd_prog **out, attn_err *err)
+                            int tiled, const bwd_prog **out, attn_err *err)
 {
     bwd_state *st = rt->bwd;
     bwd_prog *p = NULL;
-    char opts[160], tag[64];
+    char opts[200], tag[64];
     attn_err e = {{0}};
     int run_time, bhd, bhv;
     bwd_build(d->head_dim, d->head_dim_v, &run_time, &bhd, &bhv);
@@ -197,7 +277,7 @@ static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     }
     for (p = st->first; p; p = p->next)
         if (p->dtype == d->dtype && p->rt == run_time && p->hd == bhd &&
-            p->hv == bhv)
+            p->hv == bhv && p->tiled == tiled)
             break;
     if (!p) {
         attn_status s;
@@ -208,20 +288,33 @@ static attn_status prog_get(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         p->rt = run_time;
         p->hd = bhd;
         p->hv = bhv;
-        attn_cl_bwd_options(d->dtype, d->head_dim, d->head_dim_v, opts,
+        p->tiled = tiled;
+        attn_cl_bwd_options(d->dtype, d->head_dim, d->head_dim_v, tiled, opts,
                             sizeof opts);
-        snprintf(tag, sizeof tag, "backward_%s_%s%d_%d",
+        snprintf(tag, sizeof tag, "backward%s_%s_%s%d_%d",
+                 tiled ? "_tiled" : "",
                  d->dtype == ATTN_F16    ? "f16"
                  : d->dtype == ATTN_BF16 ? "bf16"
                                          : "f32",
                  run_time ? "rt" : "", bhd, bhv);
         s = attn_cl_build_tagged(rt, tag, attn_cl_bwd_sources,
-                                 ATTN_CL_BWD_N_SOURCES, opts, &p->prog, &e);
-        if (s == ATTN_ERR_BUILD_FAILED) { /* retrying will not help */
+                                 tiled ? ATTN_CL_BWD_TILED_N_SOURCES
+                                       : ATTN_CL_BWD_N_SOURCES,
+                                 opts, &p->prog, &e);
+        if (s == ATTN_OK && tiled)
+            s = tiled_fits(rt, p, &e);
+        if (s == ATTN_ERR_UNSUPPORTED) { /* built, but not for this device */
+            clReleaseProgram(p->prog);
+            p->prog = NULL;
+            p->failed = s;
+            memcpy(p->why, e.msg, sizeof p->why);
+        } else if (s == ATTN_ERR_BUILD_FAILED) { /* retrying will not help */
             p->prog = NULL;
             p->failed = s;
             memcpy(p->why, e.msg, sizeof p->why);
         } else if (s) {
+            if (p->prog) /* built, then a query of its kernels failed */
+                clReleaseProgram(p->prog);
             free(p);
             return attn_fail(err, s, "%s", e.msg); /* not kept */
         }
@@ -240,7 +333,7 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
 {
     bwd_prep *pr = (bwd_prep *)(void *)out->data;
     attn_cl_choice ch;
-    int order[2], n = 0;
+    int order[3], n = 0;
     attn_err why = {{0}};
     attn_status s = ATTN_ERR_UNSUPPORTED;
     memset(out, 0, sizeof *out);
@@ -251,11 +344,15 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
     if (ch.bwd_forced >= 0) {
         order[n++] = ch.bwd_forced;
     } else {
-        /* AUTO: the fused variant, then the universal one; a path takes
-         * its own first */
-        order[n++] = ch.path == ATTN_PATH_UNFUSED ? V_REF : V_FUSED;
-        if (order[0] != V_REF)
-            order[n++] = V_REF;
+        /* AUTO: on a GPU (any device but a CPU) the tiled variant, then
+         * the fused one, then the universal one; a path takes its own
+         * first */
+        if (ch.path != ATTN_PATH_UNFUSED &&
+            rt->info.kind != ATTN_DEVICE_CPU_OPENCL)
+            order[n++] = V_TILED;
+        if (ch.path != ATTN_PATH_UNFUSED)
+            order[n++] = V_FUSED;
+        order[n++] = V_REF;
     }
     for (int i = 0; i < n; i++) {
         const attn_cl_bwd_variant *v = &attn_cl_bwd_variants[order[i]];
@@ -263,7 +360,7 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         s = supports(rt, order[i], d, grads, &why);
         if (s == ATTN_OK) {
             pthread_mutex_lock(&rt->lock);
-            s = prog_get(rt, d, &pr->prog, &why);
+            s = prog_get(rt, d, order[i] == V_TILED, &pr->prog, &why);
             pthread_mutex_unlock(&rt->lock);
         }
         if (s == ATTN_OK) {
@@ -397,6 +494,72 @@ static attn_status set_args(cl_kernel k, cl_uint first, const attn_cl_karg *a,
     return ATTN_OK;
 }
 
+/* bwd_tiled's kernels: D (attn_bwd_rowsum over gq items in groups of wg),
+ * then dk and dv per block of keys, then dq per block of query rows, each
+ * over at most ATTN_CL_GRID_MAX (batch, head) pairs a launch; mask: the
+ * nm arguments every kernel takes after its tensors. */
+static attn_status launch_tiled(bwd_run *r, const attn_sdpa_desc *d,
+                                const attn_cl_karg *mask, cl_uint nm,
+                                const size_t *gq, const size_t *wg,
+                                attn_err *err)
+{
+    const int rows_q = d->batch * d->heads_q * d->seq_q;
+    int run_time, bhd, bhv;
+    attn_status s;
+    bwd_build(d->head_dim, d->head_dim_v, &run_time, &bhd, &bhv);
+    const bwd_tiling tl = bwd_tiles(bhd, bhv);
+    const int kt = tl.kt, qt = tl.qt;
+    const size_t items = tl.items;
+    const attn_cl_karg rs[] = {ATTN_CL_KARG(r->m[B_O]),
+                               ATTN_CL_KARG(r->m[B_DO]),
+                               ATTN_CL_KARG(r->m[B_D]), ATTN_CL_KARG(rows_q),
+                               ATTN_CL_KARG(d->head_dim_v)};
+    const attn_cl_karg ten[] = {
+        ATTN_CL_KARG(r->m[B_Q]),   ATTN_CL_KARG(r->m[B_K]),
+        ATTN_CL_KARG(r->m[B_V]),   ATTN_CL_KARG(r->m[B_DO]),
+        ATTN_CL_KARG(r->m[B_LSE]), ATTN_CL_KARG(r->m[B_D]),
+        ATTN_CL_KARG(r->m[B_DK]),  ATTN_CL_KARG(r->m[B_DV])};
+    /* k[2] (dk, dv) takes both outputs; k[1] (dq) dq in dk's place */
+    const attn_cl_karg dq_out = ATTN_CL_KARG(r->m[B_DQ]);
+    const struct {
+        cl_kernel k;
+        const char *name;
+        size_t pairs; /* (batch, head) pairs */
+        int rows;     /* keys or query rows */
+        int tile;
+        cl_uint n_ten;
+    } pass[2] = {{r->k[2], "attn_bwd_tiled_kv",
+                  (size_t)d->batch * (size_t)d->heads_kv, d->seq_kv, kt, 8},
+                 {r->k[1], "attn_bwd_tiled_q",
+                  (size_t)d->batch * (size_t)d->heads_q, d->seq_q, qt, 7}};
+    if ((s = set_args(r->k[0], 0, rs, 5, err)) ||
+        (s = run_kernel(r, r->k[0], "attn_bwd_rowsum", 1, gq, wg, err)) ||
+        (s = set_args(r->k[2], 0, ten, 8, err)) ||
+        (s = set_args(r->k[1], 0, ten, 6, err)) ||
+        (s = set_args(r->k[1], 6, &dq_out, 1, err)))
+        return s;
+    for (int i = 0; i < 2; i++) {
+        const size_t lk[2] = {items, 1};
+        if ((s = set_args(pass[i].k, pass[i].n_ten, mask, nm, err)))
+            return s;
+        for (size_t b0 = 0; b0 < pass[i].pairs; b0 += ATTN_CL_GRID_MAX) {
+            const cl_int first = (cl_int)b0;
+            const size_t nb = pass[i].pairs - b0 < ATTN_CL_GRID_MAX
+                                  ? pass[i].pairs - b0
+                                  : ATTN_CL_GRID_MAX;
+            const size_t gt[2] = {
+                ((size_t)pass[i].rows + (size_t)pass[i].tile - 1) /
+                    (size_t)pass[i].tile * items,
+                nb};
+            if ((s = set_args(pass[i].k, pass[i].n_ten + nm,
+                              &(attn_cl_karg)ATTN_CL_KARG(first), 1, err)) ||
+                (s = run_kernel(r, pass[i].k, pass[i].name, 2, gt, lk, err)))
+                return s;
+        }
+    }
+    return ATTN_OK;
+}
+
 /* The kernels of variant vi on the uploaded tensors. */
 static attn_status launch(bwd_run *r, int vi, int lanes,
                           const attn_sdpa_desc *d, attn_err *err)
@@ -449,7 +612,7 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
      * where a kernel's own limit is lower (a power of two) */
     size_t w = BWD_WG, kwg;
     for (int i = 0; i < 5; i++)
-        if (r->k[i] && (vi == V_REF || i < 2) &&
+        if (r->k[i] && (vi == V_REF || i == 0 || (vi == V_FUSED && i == 1)) &&
             clGetKernelWorkGroupInfo(r->k[i], r->rt->device,
                                      CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg,
                                      &kwg, NULL) == CL_SUCCESS &&
@@ -459,6 +622,8 @@ static attn_status launch(bwd_run *r, int vi, int lanes,
     const size_t gq[1] = {((size_t)rows_q + w - 1) / w * w};
     const size_t gk[1] = {((size_t)rows_k + w - 1) / w * w};
     const size_t wg[1] = {w};
+    if (vi == V_TILED)
+        return launch_tiled(r, d, mask, nm, gq, wg, err);
     if (vi == V_REF) {
         const attn_cl_karg rs[] = {KARG(r->m[B_O]), KARG(r->m[B_DO]),
                                    KARG(r->m[B_D]), KARG(rows_q),
@@ -691,9 +856,10 @@ static attn_status download(bwd_run *r, const attn_sdpa_grad *g, attn_err *err)
 static attn_status kernels_create(bwd_run *r, const attn_prepared *p, int dbias,
                                   int dw, int move, int *lanes, attn_err *err)
 {
-    static const char *const kern[2][3] = {
+    static const char *const kern[3][3] = {
         {"attn_bwd_rowsum", "attn_bwd_dq", "attn_bwd_dkdv"},
-        {"attn_bwd_rowsum", "attn_bwd_dq", "attn_bwd_fused"}};
+        {"attn_bwd_rowsum", "attn_bwd_dq", "attn_bwd_fused"},
+        {"attn_bwd_rowsum", "attn_bwd_tiled_q", "attn_bwd_tiled_kv"}};
     const bwd_prep *pr = (const bwd_prep *)(const void *)p->data;
     /* a CPU device takes the fused variant's keys-in-lanes kernels (a
      * test build runs the GPU-shaped ones there too under

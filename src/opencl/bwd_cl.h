@@ -72,12 +72,16 @@ attn_status attn_cl_bwd_enqueue(attn_cl_runtime *rt, int n,
                                 const cl_event *wait, cl_event *done,
                                 attn_err *err);
 
-/* The cl/ files of the backward programs, in build order (2 of them). */
+/* The cl/ files of the backward programs, in build order: the first
+ * ATTN_CL_BWD_N_SOURCES make bwd_ref's and bwd_fused's program, all
+ * ATTN_CL_BWD_TILED_N_SOURCES bwd_tiled's (its kernels after theirs). */
 extern const char *const attn_cl_bwd_sources[];
-#define ATTN_CL_BWD_N_SOURCES 2
+#define ATTN_CL_BWD_N_SOURCES       2
+#define ATTN_CL_BWD_TILED_N_SOURCES 3
 /* The build options of the backward program for dtype and head sizes hd,
- * hv (before program.c adds -cl-std); returns what snprintf returns. */
-int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, char *buf,
+ * hv, bwd_tiled's (tiled 1: its tiles added) or the others' (0), before
+ * program.c adds -cl-std; returns what snprintf returns. */
+int attn_cl_bwd_options(attn_dtype dtype, int hd, int hv, int tiled, char *buf,
                         size_t cap);
 
 /* Whether rt forces a backward variant by name. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Device failures of the OpenCL backward pass (attn_sdpa_backward on the
- * variants bwd_ref and bwd_fused), injected through the fault layer
+ * variants bwd_ref, bwd_fused and bwd_tiled), injected through the fault layer
  * (src/opencl/fault.h, built with ATTN_FAULT_INJECTION).  For every call
  * the backward makes at each point (alloc, write, enqueue, read; enqueue
  * also late, when the kernel runs), one fault in turn:
@@ -198,7 +198,7 @@ static int recoverable(attn_status s)
 
 /* ---- the tests ----------------------------------------------------------- */
 
-static const char *const variants[] = {"bwd_ref", "bwd_fused"};
+static const char *const variants[] = {"bwd_ref", "bwd_fused", "bwd_tiled"};
 
 /* Every call at each point of one variant's backward, failed in turn. */
 static void faults_of(const char *variant)
@@ -476,7 +476,7 @@ static void test_names(void)
     attn_context *ctx = open_ctx("bwd_ref", 0);
     CU_ASSERT_FATAL(ctx != NULL);
     for (int i = 0; attn_kernel_name(i); i++)
-        for (size_t v = 0; v < 2; v++)
+        for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++)
             CU_ASSERT(strcmp(attn_kernel_name(i), variants[v]) != 0);
     CU_ASSERT_FATAL(call_make(&c, 16));
     CU_ASSERT_EQUAL(attn_sdpa(ctx, &c.d, c.q, c.k, c.v, c.o, c.lse), ATTN_OK);

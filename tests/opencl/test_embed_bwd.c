@@ -22,8 +22,9 @@
  *    between strided rows of dq, dk and dv, and every byte of the inputs'
  *    buffers are as they were.
  *  - The backward variants forced by name (options.kernel "bwd_ref",
- *    "bwd_fused"): both right where they take the call; bwd_fused refuses
- *    dbias and the additive score with ATTN_ERR_UNSUPPORTED (as
+ *    "bwd_fused", "bwd_tiled"): each right where it takes the call;
+ *    bwd_fused and bwd_tiled refuse dbias and the additive score with
+ *    ATTN_ERR_UNSUPPORTED (as
  *    attn_sdpa_backward does), leaving every output byte and *done as
  *    they were.
  *  - An out-of-order queue (PoCL has them): strided and offset cases
@@ -92,7 +93,7 @@ static cl_device_id device;
 static cl_context clctx;
 static cl_command_queue queue;
 /* AUTO, and the backward variants forced by name; fallback off */
-static attn_context *ctx_auto, *ctx_ref, *ctx_fused;
+static attn_context *ctx_auto, *ctx_ref, *ctx_fused, *ctx_tiled;
 
 static int event_complete(cl_event ev)
 {
@@ -821,7 +822,7 @@ static void test_forced(void)
         {"BF16, causal",
          masked(shape(1, 4, 2, 9, 21, 32, 32, ATTN_BF16), 1, 0, NOB, DOT), 0},
     };
-    /* bwd_ref takes these; bwd_fused refuses them */
+    /* bwd_ref takes these; bwd_fused and bwd_tiled refuse them */
     const bcase ref_only[] = {
         {"F32, key bias, dbias",
          masked(shape(2, 4, 2, 13, 40, 32, 32, ATTN_F32), 1, 0, KEY, DOT),
@@ -837,22 +838,27 @@ static void test_forced(void)
               "bwd_ref: ", 300);
     run_cases(ctx_fused, both, sizeof both / sizeof both[0], modes, 2,
               "bwd_fused: ", 300);
+    run_cases(ctx_tiled, both, sizeof both / sizeof both[0], modes, 2,
+              "bwd_tiled: ", 300);
     run_cases(ctx_ref, ref_only, sizeof ref_only / sizeof ref_only[0], modes, 2,
               "bwd_ref: ", 310);
-    for (size_t i = 0; i < sizeof ref_only / sizeof ref_only[0]; i++) {
-        prob p;
-        char what[160];
-        snprintf(what, sizeof what, "bwd_fused refuses: %s", ref_only[i].what);
-        if (!prob_make(&p, ctx_fused, &ref_only[i].s, ref_only[i].want,
-                       310 + i)) {
-            HARNESS_EXPECT(0, what);
+    for (int v = 0; v < 2; v++)
+        for (size_t i = 0; i < sizeof ref_only / sizeof ref_only[0]; i++) {
+            attn_context *ctx = v ? ctx_tiled : ctx_fused;
+            prob p;
+            char what[160];
+            snprintf(what, sizeof what, "%s refuses: %s",
+                     v ? "bwd_tiled" : "bwd_fused", ref_only[i].what);
+            if (!prob_make(&p, ctx, &ref_only[i].s, ref_only[i].want,
+                           310 + i)) {
+                HARNESS_EXPECT(0, what);
+                prob_free(&p);
+                continue;
+            }
+            run(ctx, &p, LAY_OFFSETS, ATTN_ERR_UNSUPPORTED, what);
+            run(ctx, &p, LAY_IN_PLACE, ATTN_ERR_UNSUPPORTED, what);
             prob_free(&p);
-            continue;
         }
-        run(ctx_fused, &p, LAY_OFFSETS, ATTN_ERR_UNSUPPORTED, what);
-        run(ctx_fused, &p, LAY_IN_PLACE, ATTN_ERR_UNSUPPORTED, what);
-        prob_free(&p);
-    }
 }
 
 /* 5: a user event holds the work back; done NULL. */
@@ -1266,6 +1272,7 @@ static void test_packed(void)
     packed_case(ctx_auto, ATTN_F16, 1, 0, "packed, F16 causal");
     packed_case(ctx_ref, ATTN_F32, 1, 0, "packed, F32 causal, bwd_ref");
     packed_case(ctx_fused, ATTN_BF16, 0, 0, "packed, BF16, bwd_fused");
+    packed_case(ctx_tiled, ATTN_F16, 1, 0, "packed, F16 causal, bwd_tiled");
     packed_case(ctx_auto, ATTN_F32, 1, 1,
                 "packed, F32 causal, additive, d additive_w");
     packed_case(ctx_auto, ATTN_F16, 0, 1,
@@ -1336,7 +1343,8 @@ static int suite_init(void)
     if (rc != CL_SUCCESS)
         return 1;
     return !make_ctx(NULL, &ctx_auto) || !make_ctx("bwd_ref", &ctx_ref) ||
-           !make_ctx("bwd_fused", &ctx_fused);
+           !make_ctx("bwd_fused", &ctx_fused) ||
+           !make_ctx("bwd_tiled", &ctx_tiled);
 }
 
 static int suite_clean(void)
@@ -1344,6 +1352,7 @@ static int suite_clean(void)
     attn_context_destroy(ctx_auto);
     attn_context_destroy(ctx_ref);
     attn_context_destroy(ctx_fused);
+    attn_context_destroy(ctx_tiled);
     if (queue)
         clReleaseCommandQueue(queue);
     if (clctx)

@@ -232,31 +232,38 @@ int cl_programs_for_device(const attn_device_info *dev, int fma,
             }
         }
     }
-    /* the backward pass's program (bwd_cl.c), per dtype and head size:
+    /* the backward pass's programs (bwd_cl.c), per dtype and head size:
      * the sizes built at compile time, then one of each run-time build
-     * (capacities 64, 128 and 256) */
+     * (capacities 64, 128 and 256); bwd_tiled's (head sizes up to 128)
+     * after the others' */
     static const int BWD_DIMS[] = {32, 64, 96, 128, 256, 40, 100, 200};
-    for (int dt = 0; dt < 3 && rc == 0; dt++) /* F32, F16, BF16 */
-        for (size_t h = 0; h < N_OF(BWD_DIMS) && rc == 0; h++) {
-            cl_program_desc p;
-            char opts[CL_PROGRAM_OPTIONS_MAX];
-            int w = attn_cl_bwd_options((attn_dtype)dt, BWD_DIMS[h],
-                                        BWD_DIMS[h], opts, sizeof opts);
-            memset(&p, 0, sizeof p);
-            p.tag = dt == 2 ? "backward_bf16"
-                    : dt    ? "backward_f16"
-                            : "backward_f32";
-            p.head_dim = BWD_DIMS[h];
-            p.sources = attn_cl_bwd_sources;
-            p.n_sources = ATTN_CL_BWD_N_SOURCES;
-            if (w < 0 || (size_t)w >= sizeof opts ||
-                (w = attn_cl_program_options(opts, p.options,
-                                             sizeof p.options)) < 0 ||
-                (size_t)w >= sizeof p.options)
-                rc = -1;
-            else
-                rc = fn(&p, user);
-        }
+    static const char *const BWD_TAGS[2][3] = {
+        {"backward_f32", "backward_f16", "backward_bf16"},
+        {"backward_tiled_f32", "backward_tiled_f16", "backward_tiled_bf16"}};
+    for (int tiled = 0; tiled < 2 && rc == 0; tiled++)
+        for (int dt = 0; dt < 3 && rc == 0; dt++) /* F32, F16, BF16 */
+            for (size_t h = 0; h < N_OF(BWD_DIMS) && rc == 0; h++) {
+                cl_program_desc p;
+                char opts[CL_PROGRAM_OPTIONS_MAX];
+                if (tiled && BWD_DIMS[h] > 128)
+                    continue;
+                int w =
+                    attn_cl_bwd_options((attn_dtype)dt, BWD_DIMS[h],
+                                        BWD_DIMS[h], tiled, opts, sizeof opts);
+                memset(&p, 0, sizeof p);
+                p.tag = BWD_TAGS[tiled][dt];
+                p.head_dim = BWD_DIMS[h];
+                p.sources = attn_cl_bwd_sources;
+                p.n_sources =
+                    tiled ? ATTN_CL_BWD_TILED_N_SOURCES : ATTN_CL_BWD_N_SOURCES;
+                if (w < 0 || (size_t)w >= sizeof opts ||
+                    (w = attn_cl_program_options(opts, p.options,
+                                                 sizeof p.options)) < 0 ||
+                    (size_t)w >= sizeof p.options)
+                    rc = -1;
+                else
+                    rc = fn(&p, user);
+            }
     if (rc == 0) { /* the layer's helper kernels (mha_cl.c) */
         cl_program_desc p;
         char opts[64];
