@@ -19,12 +19,14 @@
  * from its enqueue to its event's completion (no transfer in the times);
  * after the timed runs the gradients are read back and compared with
  * attn_sdpa_backward's on host memory (the largest difference printed).
+ * --torch-cuda runs the torch peer on CUDA tensors instead, timed with CUDA
+ * events (also with --resident: the GPU figures side by side).
  *
  *   attn-bwd-bench [--n N,N,...] [--reps R] [--threads T] [--heads H]
  *                  [--head-dim D] [--causal | --both] [--python PATH]
  *                  [--no-torch] [--cpu-time] [--dbias full|shared|key]
  *                  [--rss N] [--device SPEC] [--kernel NAME]
- *                  [--path fused|unfused] [--resident]
+ *                  [--path fused|unfused] [--resident] [--torch-cuda]
  *
  * --dbias gives the calls a bias of that kind (FULL [1, H, N, N], SHARED
  * [N, N], KEY [1, N]) and asks the backward for its gradient (the torch
@@ -85,12 +87,12 @@ static const char *find_script(char *buf, size_t len)
 /* Starts the peer for one case; on failure p->up is 0 and p->why says
  * why. */
 static void torch_start(struct torch_peer *p, const char *python, int n,
-                        int causal, int heads, int hd, int threads)
+                        int causal, int heads, int hd, int threads, int cuda)
 {
     static const char *const ready[] = {"READY", "SKIP", "ERROR", NULL};
     char script[PATH_MAX + 32], sn[16], sc[4], sh[16], sd[16], st[16];
     char line[512], last[512] = "";
-    const char *argv[12];
+    const char *argv[13];
     int a = 0;
 
     memset(p, 0, sizeof *p);
@@ -113,6 +115,8 @@ static void torch_start(struct torch_peer *p, const char *python, int n,
     argv[a++] = sd;
     argv[a++] = "--threads";
     argv[a++] = st;
+    if (cuda)
+        argv[a++] = "--cuda";
     argv[a] = NULL;
     if (child_start(&p->c, argv, NULL, 1, p->why, sizeof p->why) != 0)
         return;
@@ -197,6 +201,7 @@ static float *rnd(size_t n, unsigned *seed)
 /* What one case runs with. */
 struct bench_cfg {
     int heads, hd, reps, rss, threads, resident;
+    int cuda;            /* the torch peer on CUDA tensors (--torch-cuda) */
     const char *python;  /* NULL: no torch peer */
     attn_bias_kind bias; /* with --dbias: a bias, and its gradient asked */
 };
@@ -335,7 +340,8 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
 
     memset(&tp, 0, sizeof tp);
     if (!bad && !cf->rss && cf->python)
-        torch_start(&tp, cf->python, n, causal, heads, hd, cf->threads);
+        torch_start(&tp, cf->python, n, causal, heads, hd, cf->threads,
+                    cf->cuda);
     d.batch = 1;
     d.heads_q = d.heads_kv = heads;
     d.seq_q = d.seq_kv = n;
@@ -417,7 +423,7 @@ int main(int argc, char **argv)
 {
     attn_options opt = ATTN_OPTIONS_INIT;
     attn_context *ctx;
-    struct bench_cfg cf = {8, 64, 9, 0, 0, 0, "python3", ATTN_BIAS_NONE};
+    struct bench_cfg cf = {8, 64, 9, 0, 0, 0, 0, "python3", ATTN_BIAS_NONE};
     const char *ns = "512,2048";
     int masks = 1, bad = 0; /* bit 0: full, bit 1: causal */
 
@@ -434,6 +440,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--no-torch")) {
             cf.python = NULL;
+            continue;
+        }
+        if (!strcmp(a, "--torch-cuda")) {
+            cf.cuda = 1;
             continue;
         }
         if (!strcmp(a, "--resident")) {
@@ -494,8 +504,8 @@ int main(int argc, char **argv)
                         "OpenCL device) and no --rss\n");
         return 2;
     }
-    if (cf.resident)
-        cf.python = NULL; /* the torch peer times host tensors */
+    if (cf.resident && !cf.cuda)
+        cf.python = NULL; /* the CPU torch peer times host tensors */
     /* a device's figures are the device's own: no native redo */
     opt.allow_fallback = strcmp(opt.device, "native") == 0;
     if (attn_context_create(&opt, &ctx) != ATTN_OK) {

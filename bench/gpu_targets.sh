@@ -25,7 +25,12 @@
 #   6. the tiled variant of run 1 with its row reductions through local
 #      memory (tiled.sg = 0, a profile in ATTN_PLATFORM_DIR) where run 1's
 #      take the device's subgroup shuffles: written apart, to
-#      OUT_PREFIX.tiled_sg0.csv (its rows read as run 1's tiled ones).
+#      OUT_PREFIX.tiled_sg0.csv (its rows read as run 1's tiled ones);
+#   7. the backward pass on device buffers (attn-bwd-bench beside
+#      ATTN_BENCH, --resident: kernel time by OpenCL events), B=1 H=8
+#      d=64 f32, N 4096 and 16384, causal and not, with the variants
+#      bwd_tiled and bwd_fused forced, beside PyTorch's SDPA forward and
+#      backward on CUDA tensors (--torch-cuda): into OUT_PREFIX.txt.
 set -eu
 if [ $# -lt 2 ]; then
   echo "usage: sh bench/gpu_targets.sh ATTN_BENCH OUT_PREFIX [attn-bench options]" >&2
@@ -96,6 +101,17 @@ done
 echo "wrote $out.csv and $out.txt"
 python3 "$here/plot.py" "$out.csv" "$out.png" && echo "wrote $out.png" ||
   echo "no plot (python3 $here/plot.py $out.csv $out.png needs matplotlib)"
+# 7, after the CSV is written (a time limit around the script then costs
+# only these lines).
+bwd=$(dirname "$bench")/attn-bwd-bench
+for k in bwd_tiled bwd_fused; do
+  echo "== attn-bwd-bench --device $dev --resident --kernel $k" | tee -a "$out.txt"
+  { "$bwd" --device "$dev" --resident --torch-cuda --kernel "$k" \
+      --n 4096,16384 --both --reps 5; echo $? >"$tmp/bwd_$k.rc"; } 2>&1 |
+    tee -a "$out.txt"
+  [ "$(cat "$tmp/bwd_$k.rc")" = 0 ] || failed="$failed bwd_$k"
+done
+
 if [ -n "$failed" ]; then
   echo "failed runs:$failed (see $out.txt)"
   exit 1
