@@ -7,7 +7,7 @@
  * library hands to the driver while attn_sdpa runs every kernel variant of
  * the library's table, forced by name (F32, F16 and BF16, at each
  * precision where a variant declines EXACT), attn_sdpa_backward (F32, F16
- * and BF16) and attn_mha_forward
+ * and BF16; as AUTO chooses and bwd_tiled forced) and attn_mha_forward
  * runs the layer on the OpenCL CPU device, the program cache off.  Every such
  * build must be one that cl_programs_for_device lists for that device, byte for
  * byte, and every program family of the list must have been built.
@@ -305,6 +305,15 @@ static void test_builds_are_listed(void)
     run_backward(unfused, ATTN_F32, "backward f32");
     run_backward(unfused, ATTN_F16, "backward f16");
     run_backward(unfused, ATTN_BF16, "backward bf16");
+    {
+        /* bwd_tiled's program, which AUTO takes on GPUs only */
+        attn_context *tiled = cpu_context(ATTN_PATH_AUTO, "bwd_tiled");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(tiled);
+        run_backward(tiled, ATTN_F32, "bwd_tiled f32");
+        run_backward(tiled, ATTN_F16, "bwd_tiled f16");
+        run_backward(tiled, ATTN_BF16, "bwd_tiled bf16");
+        attn_context_destroy(tiled);
+    }
     run_mha(unfused);
     attn_context_destroy(unfused);
 
