@@ -164,6 +164,20 @@ static void state_free(void *arg)
     free(st);
 }
 
+/* Whether rt's device runs the GPU-shaped kernels: any but a CPU device
+ * (PoCL's takes bwd_fused's keys-in-lanes kernels, and AUTO leaves
+ * bwd_tiled out there).  A test build takes rt as a GPU under
+ * ATTN_TEST_BWD_GPU_SHAPE=1, so that tests reach those paths on PoCL. */
+static int gpu_shaped(const attn_cl_runtime *rt)
+{
+#ifdef ATTN_FAULT_INJECTION
+    const char *e = getenv("ATTN_TEST_BWD_GPU_SHAPE");
+    if (e && !strcmp(e, "1"))
+        return 1;
+#endif
+    return rt->info.kind != ATTN_DEVICE_CPU_OPENCL;
+}
+
 int attn_cl_bwd_forced(attn_cl_runtime *rt)
 {
     int f;
@@ -347,8 +361,7 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
         /* AUTO: on a GPU (any device but a CPU) the tiled variant, then
          * the fused one, then the universal one; a path takes its own
          * first */
-        if (ch.path != ATTN_PATH_UNFUSED &&
-            rt->info.kind != ATTN_DEVICE_CPU_OPENCL)
+        if (ch.path != ATTN_PATH_UNFUSED && gpu_shaped(rt))
             order[n++] = V_TILED;
         if (ch.path != ATTN_PATH_UNFUSED)
             order[n++] = V_FUSED;
@@ -367,6 +380,9 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
             out->variant = order[i];
             out->name = v->name;
             out->precision = ATTN_PRECISION_EXACT;
+            attn_log(rt->log, ATTN_LOG_DEBUG,
+                     "backward kernel variant %s takes the call on %s",
+                     v->name, rt->info.name);
             return ATTN_OK;
         }
         if (ch.bwd_forced >= 0)
@@ -374,6 +390,16 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                              "kernel variant \"%s\" (forced) cannot run this "
                              "call on %s: %.300s",
                              v->name, rt->info.name, why.msg);
+        if (s == ATTN_ERR_BUILD_FAILED && order[i] == V_TILED) {
+            /* a driver that cannot build it: the next variant runs (the
+             * failed build is kept, not retried) */
+            attn_log(rt->log, ATTN_LOG_WARN,
+                     "kernel variant %s does not build on %s, the next one "
+                     "runs: %.300s",
+                     v->name, rt->info.name, why.msg);
+            s = ATTN_ERR_UNSUPPORTED;
+            continue;
+        }
         if (s != ATTN_ERR_UNSUPPORTED)
             return attn_fail(err, s, "%s", why.msg);
         attn_log(rt->log, ATTN_LOG_DEBUG, "kernel variant %s declines: %s",
@@ -861,18 +887,8 @@ static attn_status kernels_create(bwd_run *r, const attn_prepared *p, int dbias,
         {"attn_bwd_rowsum", "attn_bwd_dq", "attn_bwd_fused"},
         {"attn_bwd_rowsum", "attn_bwd_tiled_q", "attn_bwd_tiled_kv"}};
     const bwd_prep *pr = (const bwd_prep *)(const void *)p->data;
-    /* a CPU device takes the fused variant's keys-in-lanes kernels (a
-     * test build runs the GPU-shaped ones there too under
-     * ATTN_TEST_BWD_GPU_SHAPE=1, so that tests reach them on PoCL) */
-    *lanes =
-        p->variant == V_FUSED && r->rt->info.kind == ATTN_DEVICE_CPU_OPENCL;
-#ifdef ATTN_FAULT_INJECTION
-    {
-        const char *e = getenv("ATTN_TEST_BWD_GPU_SHAPE");
-        if (e && !strcmp(e, "1"))
-            *lanes = 0;
-    }
-#endif
+    /* a CPU device takes the fused variant's keys-in-lanes kernels */
+    *lanes = p->variant == V_FUSED && !gpu_shaped(r->rt);
     for (int i = 0; i < 6; i++) {
         cl_int rc;
         if ((i == 3 && !dbias) || (i == 4 && !dw) || (i == 5 && !move))

@@ -443,6 +443,57 @@ static void test_build(void)
     call_free(&c);
 }
 
+/* The warnings a context logged, for test_auto_tiled_build. */
+static char warned[1024];
+
+static void keep_warning(int level, const char *msg, void *user)
+{
+    (void)user;
+    if (level == ATTN_LOG_WARN &&
+        strlen(warned) + strlen(msg) + 2 < sizeof warned) {
+        strcat(warned, msg);
+        strcat(warned, "\n");
+    }
+}
+
+/* AUTO on a device taken as a GPU (a test build's
+ * ATTN_TEST_BWD_GPU_SHAPE=1) tries bwd_tiled first: when its program does
+ * not build, bwd_fused runs the call (fallback off, no native redo), a
+ * warning says so, and the failed build is not tried again. */
+static void test_auto_tiled_build(void)
+{
+    call c;
+    attn_options o;
+    attn_context *ctx = NULL;
+    const cl_live before = cl_live_now();
+    CU_ASSERT_FATAL(call_make(&c, 24));
+    setenv("ATTN_TEST_BWD_GPU_SHAPE", "1", 1);
+    attn_options_init(&o);
+    o.device = device();
+    o.allow_fallback = 0;
+    o.cache_dir = "";
+    o.log = keep_warning;
+    o.log_level = ATTN_LOG_WARN;
+    warned[0] = '\0';
+    CU_ASSERT_FATAL(attn_context_create(&o, &ctx) == ATTN_OK);
+    CU_ASSERT_FATAL(attn_fault_set("build@1", NULL) == ATTN_OK);
+    outputs_fill(&c);
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx, &c.d, &c.g), ATTN_OK);
+    CU_ASSERT(right(&c) && !fell_back(ctx));
+    CU_ASSERT(strstr(warned, "bwd_tiled does not build") != NULL);
+    /* every build fails now: the programs kept serve the call, the failed
+     * one is not built again */
+    CU_ASSERT_FATAL(attn_fault_set("build", NULL) == ATTN_OK);
+    outputs_fill(&c);
+    CU_ASSERT_EQUAL(attn_sdpa_backward(ctx, &c.d, &c.g), ATTN_OK);
+    CU_ASSERT(right(&c) && !fell_back(ctx));
+    attn_fault_set(NULL, NULL);
+    attn_context_destroy(ctx);
+    unsetenv("ATTN_TEST_BWD_GPU_SHAPE");
+    CU_ASSERT(cl_live_same(before));
+    call_free(&c);
+}
+
 /* Head size 300: no backward variant takes it. */
 static void test_declined(void)
 {
@@ -506,6 +557,7 @@ int main(void)
         {"a fault at every call of each variant", test_faults},
         {"the same on the caller's buffers", test_buffer_faults},
         {"failed builds", test_build},
+        {"AUTO past a bwd_tiled that does not build", test_auto_tiled_build},
         {"a shape no variant takes", test_declined},
         {"kernel names", test_names},
         {NULL, NULL}};
