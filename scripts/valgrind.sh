@@ -62,7 +62,9 @@
 #   test_strides_amdmm_wmma_tf32 and test_strides_xmx_tf32, which stay)
 #   and the every-variant sweeps of test_varlen and test_bf16_storage
 #   (test_strides_each_kernel stays, with test_varlen_opencl and the
-#   test_bf16_storage runs on the three-kernel and fused paths).
+#   test_bf16_storage runs on the three-kernel and fused paths), and
+#   test_backward_opencl_auto_gpu_shape (the code of
+#   test_backward_opencl_bwd_tiled, which stays).
 set -eu
 quick=""
 if [ "${1:-}" = "--quick" ]; then
@@ -119,7 +121,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants.*|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants.*|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel|test_backward_opencl_auto_gpu_shape)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.
