@@ -64,7 +64,10 @@
 #   (test_strides_each_kernel stays, with test_varlen_opencl and the
 #   test_bf16_storage runs on the three-kernel and fused paths), and
 #   test_backward_opencl_auto_gpu_shape (the code of
-#   test_backward_opencl_bwd_tiled, which stays).
+#   test_backward_opencl_bwd_tiled, which stays), the layer's runs of the
+#   matrix-unit variants (test_mha_matrix_tf32, test_mha_mma_3xtf32: the
+#   host code of test_mha_each_kernel, which stays) and the device_
+#   entries (they skip without ATTN_DEVICE).
 set -eu
 quick=""
 if [ "${1:-}" = "--quick" ]; then
@@ -121,7 +124,7 @@ cmake --build "$build" -j"$(nproc)"
 tests=${ATTN_VALGRIND_TESTS:-.}
 exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*)$'
 if [ -n "$quick" ]; then
-  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants.*|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel|test_backward_opencl_auto_gpu_shape)$'
+  exclude='^(install_consumer|check_isa|check_symbols|check_tools|check_spdx|bench_cli|check_symbols_mpi|test_ring_np.*|test_ring_cl_np.*|test_sdpa.*|test_hostile.*|test_threads_opencl.*|test_env|opencl_program|opencl_cache_.*|opencl_variants.*|opencl_kernels|opencl_probe|soak_smoke|.*_isa_avx2|.*_isa_avx512|test_strides_mma_3xtf32|test_strides_amdmm_tf32|test_strides_xmx_bf16|test_bf16_storage_(mma|amdmm|xmx)_.*|test_varlen_each_kernel|test_bf16_storage_each_kernel|test_backward_opencl_auto_gpu_shape|test_mha_matrix_tf32|test_mha_mma_3xtf32|device_.*)$'
 fi
 # Every selected entry must start under the launcher: one that did not
 # would pass unchecked.

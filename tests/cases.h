@@ -95,9 +95,16 @@ double *mha_case_reference(const mha_case *c);
  * allocation; free it).  Returns 0 or -1. */
 int mha_case_weights16(mha_case *c, attn_dtype dt, attn_mha_desc *m16,
                        uint16_t **mem);
-/* Runs attn_mha_forward with a guarded NaN-filled y and checks ATTN_OK,
- * guards and inputs untouched, and y against ref (computed when NULL).
- * Returns 1 when all holds. */
+/* The precision the layer's attention of c runs at on ctx: EXACT unless
+ * ATTN_PRECISION asks another, then what attn_sdpa_precision says of the
+ * attention's shape (sdpa_case_ran_at). */
+attn_precision mha_case_ran_at(attn_context *ctx, const mha_case *c);
+/* Runs attn_mha_forward with a guarded y and checks ATTN_OK, guards and
+ * inputs untouched, and y against ref (computed when NULL), at the
+ * tolerance of the precision the attention ran at (mha_case_ran_at:
+ * ref_mha_at's extra terms).  A forced kernel variant (ATTN_TEST_KERNEL)
+ * that declines the layer's attention must leave y untouched; one that
+ * takes it is counted (harness_taken).  Returns 1 when all holds. */
 int mha_case_check(attn_context *ctx, const mha_case *c, const double *ref,
                    const char *what);
 

@@ -138,6 +138,15 @@ int harness_main(const char *suite, CU_InitializeFunc init,
 {
     const char *dev = test_device(), *kernel = harness_kernel();
     int rc = 0;
+    if (!dev && getenv("ATTN_TEST_DEVICE_ONLY")) {
+        /* The device_ entries of ctest: for the device ATTN_DEVICE names
+         * (a GPU's session), never the native backend. */
+        printf("SKIP: %s: this run is for the OpenCL device ATTN_DEVICE "
+               "names (e.g. ATTN_DEVICE=gpu ctest -R '^device_'), and none "
+               "is named\n",
+               suite);
+        return HARNESS_SKIP;
+    }
     if (dev && !test_device_present(dev)) {
         printf("SKIP: %s on device \"%s\": no such OpenCL device on this "
                "machine\n",
@@ -150,10 +159,11 @@ int harness_main(const char *suite, CU_InitializeFunc init,
         return run_once(suite, init, clean, tests);
     /* ATTN_TEST_KERNEL=each: the suite once per kernel variant, but for
      * those ATTN_TEST_KERNEL_SKIP lists (comma-separated: variants other
-     * runs of the suite already force through options.path). */
+     * runs of the suite force, through options.path or at another
+     * precision). */
     for (int i = 0; attn_kernel_name(i); i++) {
         if (listed(getenv("ATTN_TEST_KERNEL_SKIP"), attn_kernel_name(i))) {
-            printf("== %s: kernel %s left to the path runs\n", suite,
+            printf("== %s: kernel %s left to other runs\n", suite,
                    attn_kernel_name(i));
             continue;
         }

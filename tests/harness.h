@@ -40,8 +40,10 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
  * ATTN_TEST_QUEUES=N for the queues per device).  A
  * suite whose test device is not on the machine (no OpenCL at all, or
  * "cpu" on a machine with only a GPU) exits with HARNESS_SKIP after saying
- * so.  A suite run with ATTN_CPU_ISA set (a run for one instruction set
- * of the native backend) on a machine whose native backend then runs
+ * so; so does one run with ATTN_TEST_DEVICE_ONLY set when no device is
+ * named (ctest's device_ entries, for `ATTN_DEVICE=gpu ctest -R
+ * '^device_'`).  A suite run with ATTN_CPU_ISA set (a run for one instruction
+ * set of the native backend) on a machine whose native backend then runs
  * another set's kernels also exits with HARNESS_SKIP, saying so. */
 void harness_options(attn_options *o);
 

@@ -415,6 +415,17 @@ int ref_sdpa_f64(const attn_sdpa_desc *d, const double *q, const double *k,
     return sdpa_rows(d, q, k, v, o, lse, tol_o, tol_lse, NULL, NULL, hidden);
 }
 
+void ref_tol_at(attn_precision p, double mag, double vmax, double *tol_o,
+                double *tol_lse)
+{
+    double t = ref_precision_t(p), e;
+    if (t == 0.0)
+        return;
+    e = *tol_lse + t * mag; /* *tol_lse is g M */
+    *tol_o = (expm1(2.0 * e) + t * exp(2.0 * e)) * vmax;
+    *tol_lse = e;
+}
+
 double ref_precision_t(attn_precision p)
 {
     const double u = REF_TF32_U;
@@ -556,16 +567,44 @@ static void rope(double *x, int batch, int heads, int seq, int hd, int first)
         }
 }
 
+static int mha_rows(const attn_mha_desc *m, float scale, attn_precision p,
+                    int batch, int seq_q, int seq_kv, const float *x_q,
+                    const float *x_kv, const attn_mask_desc *mask, double *y,
+                    double *y_tol);
+
 int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
             const float *x_q, const float *x_kv, const attn_mask_desc *mask,
             double *y)
 {
-    return ref_mha_scaled(m, 0.0f, batch, seq_q, seq_kv, x_q, x_kv, mask, y);
+    return mha_rows(m, 0.0f, ATTN_PRECISION_EXACT, batch, seq_q, seq_kv, x_q,
+                    x_kv, mask, y, NULL);
 }
 
 int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
                    int seq_kv, const float *x_q, const float *x_kv,
                    const attn_mask_desc *mask, double *y)
+{
+    return mha_rows(m, scale, ATTN_PRECISION_EXACT, batch, seq_q, seq_kv, x_q,
+                    x_kv, mask, y, NULL);
+}
+
+int ref_mha_at(const attn_mha_desc *m, attn_precision p, int batch, int seq_q,
+               int seq_kv, const float *x_q, const float *x_kv,
+               const attn_mask_desc *mask, double *y, double *y_tol)
+{
+    return mha_rows(m, 0.0f, p, batch, seq_q, seq_kv, x_q, x_kv, mask, y,
+                    y_tol);
+}
+
+/* The layer's y, and with y_tol each element's extra tolerance when the
+ * attention runs at precision p: row (b, h, i) of O may move by tol_o at p
+ * (ref.h), and y[b, i, c] = sum over h, e of O[b, h, i, e] wo[c, h hd + e]
+ * then by at most sum over h of tol_o(b, h, i) sum over e of
+ * |wo[c, h hd + e]| (the projections are float, the REF_MHA terms). */
+static int mha_rows(const attn_mha_desc *m, float scale, attn_precision p,
+                    int batch, int seq_q, int seq_kv, const float *x_q,
+                    const float *x_kv, const attn_mask_desc *mask, double *y,
+                    double *y_tol)
 {
     const int self = x_kv == NULL;
     if (self)
@@ -582,8 +621,11 @@ int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
     double *k = malloc(nk * sizeof *k);
     double *v = malloc(nk * sizeof *v);
     double *o = malloc(nq * sizeof *o);
+    /* Per attention row: tol_o, tol_lse, M, max |v| (y_tol only). */
+    const size_t rows = (size_t)batch * (size_t)m->heads_q * (size_t)seq_q;
+    double *rt = y_tol ? malloc((4 * rows + 1) * sizeof *rt) : NULL;
     int rc = -1;
-    if (!xq || !xk || !q || !k || !v || !o)
+    if (!xq || !xk || !q || !k || !v || !o || (y_tol && !rt))
         goto out;
 
     for (size_t i = 0; i < nxq; i++)
@@ -623,8 +665,13 @@ int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
     if (mask)
         d.mask = *mask;
     d.dtype = ATTN_F32;
-    if (ref_sdpa_f64(&d, q, k, v, o, NULL, NULL, NULL, NULL) != 0)
+    if (sdpa_rows(&d, q, k, v, o, NULL, rt, rt ? rt + rows : NULL,
+                  rt ? rt + 2 * rows : NULL, rt ? rt + 3 * rows : NULL,
+                  NULL) != 0)
         goto out;
+    for (size_t r = 0; rt && r < rows; r++)
+        ref_tol_at(p, rt[2 * rows + r], rt[3 * rows + r], &rt[r],
+                   &rt[rows + r]);
 
     /* y[b, i, c] = sum_n concat[b, i, n] wo[c, n] + bo[c] with
      * concat[b, i, h*hd + e] = o[b, h, i, e]. */
@@ -632,17 +679,25 @@ int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
         for (int i = 0; i < seq_q; i++)
             for (size_t c = 0; c < dm; c++) {
                 const float *wr = m->wo + c * inner;
-                double acc = m->bo ? (double)m->bo[c] : 0.0;
+                double acc = m->bo ? (double)m->bo[c] : 0.0, tol = 0.0;
                 for (int h = 0; h < m->heads_q; h++) {
-                    const double *orow =
-                        o + (((size_t)b * (size_t)m->heads_q + (size_t)h) *
-                                 (size_t)seq_q +
-                             (size_t)i) *
-                                hd;
-                    for (size_t e = 0; e < hd; e++)
+                    const size_t row =
+                        ((size_t)b * (size_t)m->heads_q + (size_t)h) *
+                            (size_t)seq_q +
+                        (size_t)i;
+                    const double *orow = o + row * hd;
+                    double wsum = 0.0;
+                    for (size_t e = 0; e < hd; e++) {
                         acc += orow[e] * (double)wr[(size_t)h * hd + e];
+                        wsum += fabs((double)wr[(size_t)h * hd + e]);
+                    }
+                    if (rt)
+                        tol += rt[row] * wsum;
                 }
                 y[((size_t)b * (size_t)seq_q + (size_t)i) * dm + c] = acc;
+                if (y_tol)
+                    y_tol[((size_t)b * (size_t)seq_q + (size_t)i) * dm + c] =
+                        p == ATTN_PRECISION_EXACT ? 0.0 : tol;
             }
     rc = 0;
 out:
@@ -652,5 +707,6 @@ out:
     free(k);
     free(v);
     free(o);
+    free(rt);
     return rc;
 }

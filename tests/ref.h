@@ -88,6 +88,11 @@
 #define REF_BF16_U 0x1p-8
 /* t of a precision (0 for EXACT). */
 double ref_precision_t(attn_precision p);
+/* A row's tolerances at precision p from its EXACT ones (*tol_o, *tol_lse,
+ * in and out), its magnitude M (mag) and max |v| (vmax), by the formulas
+ * above; unchanged at EXACT. */
+void ref_tol_at(attn_precision p, double mag, double vmax, double *tol_o,
+                double *tol_lse);
 
 /* ---- IEEE binary16 ------------------------------------------------------- */
 /* Round to nearest even; overflow gives infinity, NaN stays NaN. */
@@ -186,6 +191,14 @@ int ref_mha(const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
 int ref_mha_scaled(const attn_mha_desc *m, float scale, int batch, int seq_q,
                    int seq_kv, const float *x_q, const float *x_kv,
                    const attn_mask_desc *mask, double *y);
+/* ref_mha, and in y_tol (batch x seq_q x d_model) each element's extra
+ * tolerance when the layer's attention runs at precision p: O's row
+ * tolerance at p (the precision block above, from the row's M and max |v|)
+ * carried through the output projection by |wo| (0 at EXACT, where
+ * REF_MHA_ABS and REF_MHA_REL cover float).  Returns 0 or -1 (memory). */
+int ref_mha_at(const attn_mha_desc *m, attn_precision p, int batch, int seq_q,
+               int seq_kv, const float *x_q, const float *x_kv,
+               const attn_mask_desc *mask, double *y, double *y_tol);
 
 /* ---- comparison ------------------------------------------------------------
  */
@@ -217,5 +230,10 @@ int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
  * the worst element on failure.  Returns 1 when everything matches. */
 int ref_check_f32(const char *what, const float *got, const double *want,
                   size_t n, double abs_tol, double rel_tol);
+/* The same with extra[e] added to element e's tolerance (extra may be
+ * NULL). */
+int ref_check_f32_tol(const char *what, const float *got, const double *want,
+                      const double *extra, size_t n, double abs_tol,
+                      double rel_tol);
 
 #endif /* ATTN_TEST_REF_H */

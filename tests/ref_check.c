@@ -69,14 +69,9 @@ static void report_sdpa(const char *what, const char *name,
 void ref_row_tol(const ref_sdpa_result *r, size_t row, attn_precision p,
                  double *tol_o, double *tol_lse)
 {
-    double t = ref_precision_t(p), e;
     *tol_o = r->tol_o[row];
     *tol_lse = r->tol_lse[row];
-    if (t == 0.0)
-        return;
-    e = r->tol_lse[row] + t * r->mag[row]; /* tol_lse is g M */
-    *tol_o = (expm1(2.0 * e) + t * exp(2.0 * e)) * r->vmax[row];
-    *tol_lse = e;
+    ref_tol_at(p, r->mag[row], r->vmax[row], tol_o, tol_lse);
 }
 
 double ref_o_excess_f32(const ref_sdpa_result *r, const float *o,
@@ -150,10 +145,17 @@ int ref_check_sdpa_at(const char *what, const attn_sdpa_desc *d,
 int ref_check_f32(const char *what, const float *got, const double *want,
                   size_t n, double abs_tol, double rel_tol)
 {
+    return ref_check_f32_tol(what, got, want, NULL, n, abs_tol, rel_tol);
+}
+
+int ref_check_f32_tol(const char *what, const float *got, const double *want,
+                      const double *extra, size_t n, double abs_tol,
+                      double rel_tol)
+{
     worst w = {0, 0, 0.0, 0.0, 0.0, 0.0};
     for (size_t e = 0; e < n; e++)
         compare(&w, e, (double)got[e], want[e],
-                abs_tol + rel_tol * fabs(want[e]));
+                abs_tol + rel_tol * fabs(want[e]) + (extra ? extra[e] : 0.0));
     if (w.bad)
         printf("\nFAIL %s: [%zu]: got %.9g expected %.9g tol %.3g; %zu of %zu "
                "elements wrong\n",

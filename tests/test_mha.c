@@ -59,6 +59,53 @@ static int run(const mha_spec *s, uint64_t seed, const char *what)
     return ok;
 }
 
+/* attn_mha_forward for the tests that compare calls with each other: 1
+ * when it ran, 0 when a kernel variant forced by name (ATTN_TEST_KERNEL)
+ * declined the layer's attention (counted; nothing to compare), -1 on any
+ * other status (printed). */
+static int forward(const mha_case *c, const attn_mha_desc *m, const float *x_kv,
+                   const attn_mask_desc *mask, float *y, const char *what)
+{
+    attn_status st = attn_mha_forward(ctx, m, c->batch, c->seq_q, c->seq_kv,
+                                      c->x_q, x_kv, mask, y);
+    if (st == ATTN_OK) {
+        harness_taken();
+        return 1;
+    }
+    if (harness_declined(ctx, NULL, st, what))
+        return 0;
+    printf("\nFAIL %s: attn_mha_forward returned %s (%s)\n", what,
+           attn_status_string(st), attn_context_last_error(ctx));
+    return -1;
+}
+
+/* Adds to extra (c->ny elements) what the precision the layer's attention
+ * runs at can move each element of m's y (ref_mha_at; nothing at EXACT):
+ * two calls compared with each other differ by at most the sum of their
+ * two terms on top of float's.  Returns 0, or -1 when memory runs out. */
+static int add_precision_tol(const mha_case *c, const attn_mha_desc *m,
+                             const float *x_kv, const attn_mask_desc *mask,
+                             double *extra)
+{
+    const attn_precision p = mha_case_ran_at(ctx, c);
+    double *y, *t;
+    int rc = -1;
+    if (p == ATTN_PRECISION_EXACT)
+        return 0;
+    y = malloc(c->ny * sizeof *y);
+    t = malloc(c->ny * sizeof *t);
+    if (y && t &&
+        ref_mha_at(m, p, c->batch, c->seq_q, c->seq_kv, c->x_q, x_kv, mask, y,
+                   t) == 0) {
+        for (size_t i = 0; i < c->ny; i++)
+            extra[i] += t[i];
+        rc = 0;
+    }
+    free(y);
+    free(t);
+    return rc;
+}
+
 /* ---- attn_posenc_sinusoidal
  * ------------------------------------------------------ */
 
@@ -199,6 +246,52 @@ static void test_heads(void)
     s.posenc = ATTN_POSENC_ROPE;
     s.causal = 1;
     CU_ASSERT_TRUE(run(&s, 54, "mha d_model 64, 8/2 heads, seq 33"));
+}
+
+/* The head sizes the GPU-shaped kernel variants are built for (tiled, mma,
+ * amdmm: 32, 64, 96, 128; splitkv and decode: few query rows per kv
+ * head), so that each variant forced by name (ATTN_TEST_KERNEL) takes
+ * some of the layer's attention calls; the suite's other layers, head
+ * sizes 1 to 8, go to the run-time kernels. */
+static void test_kernel_head_sizes(void)
+{
+    static const struct {
+        int d_model, heads_q, heads_kv, head_dim, seq_q, seq_kv, self;
+        int causal, window, kv_len;
+        attn_posenc posenc;
+        attn_bias_kind bias;
+        const char *what;
+    } k[] = {
+        {64, 4, 2, 32, 37, 0, 1, 1, 0, 0, ATTN_POSENC_ROPE, ATTN_BIAS_NONE,
+         "mha head_dim 32, GQA 4/2, self causal ROPE"},
+        {96, 2, 1, 64, 20, 45, 0, 0, 0, 1, ATTN_POSENC_SINUSOIDAL,
+         ATTN_BIAS_PER_HEAD, "mha head_dim 64, MQA 2/1, cross kv_len bias"},
+        {80, 2, 2, 96, 19, 0, 1, 1, 6, 0, ATTN_POSENC_NONE, ATTN_BIAS_NONE,
+         "mha head_dim 96, self causal window 6"},
+        {128, 2, 1, 128, 24, 0, 1, 0, 0, 0, ATTN_POSENC_ROPE, ATTN_BIAS_KEY,
+         "mha head_dim 128, self, key bias"},
+        {64, 4, 1, 64, 2, 70, 0, 0, 0, 1, ATTN_POSENC_ROPE, ATTN_BIAS_NONE,
+         "mha head_dim 64, 2 query rows over 70 keys, GQA 4/1"},
+        {64, 2, 2, 32, 1, 90, 0, 0, 0, 0, ATTN_POSENC_LEARNED, ATTN_BIAS_SHARED,
+         "mha head_dim 32, one query row over 90 keys"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        mha_spec s = base_spec();
+        s.d_model = k[i].d_model;
+        s.heads_q = k[i].heads_q;
+        s.heads_kv = k[i].heads_kv;
+        s.head_dim = k[i].head_dim;
+        s.seq_q = k[i].seq_q;
+        s.seq_kv = k[i].seq_kv;
+        s.self = k[i].self;
+        s.causal = k[i].causal;
+        s.window = k[i].window;
+        s.with_kv_len = k[i].kv_len;
+        s.posenc = k[i].posenc;
+        s.bias_kind = k[i].bias;
+        s.with_bias = 1;
+        CU_ASSERT_TRUE(run(&s, 200 + (uint64_t)i, k[i].what));
+    }
 }
 
 static void test_additive(void)
@@ -348,10 +441,9 @@ static void test_weights16_refused(void)
         CU_ASSERT_FATAL(big != NULL);
         memcpy(big, m16.wq, nw * 2);
         m16.wq = (const float *)(void *)big;
-        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m16, c.batch, c.seq_q, c.seq_kv,
-                                         c.x_q, c.x_kv, &c.mask,
-                                         (float *)(void *)(big + nw)),
-                        ATTN_OK);
+        CU_ASSERT_TRUE(forward(&c, &m16, c.x_kv, &c.mask,
+                               (float *)(void *)(big + nw),
+                               "16-bit weights, y past wq") >= 0);
         CU_ASSERT_EQUAL(attn_mha_forward(ctx, &m16, c.batch, c.seq_q, c.seq_kv,
                                          c.x_q, c.x_kv, &c.mask,
                                          (float *)(void *)(big + nw - 2)),
@@ -379,22 +471,29 @@ static void test_learned_equals_sinusoidal(void)
         float *y1 = malloc(c.ny * sizeof *y1), *y2 = malloc(c.ny * sizeof *y2);
         double *y1d = malloc(c.ny * sizeof *y1d);
         CU_ASSERT_FATAL(table && y1 && y2 && y1d);
+        const char *what = self ? "LEARNED(sin table) vs SINUSOIDAL, self"
+                                : "LEARNED(sin table) vs SINUSOIDAL, cross";
         CU_ASSERT_EQUAL(attn_posenc_sinusoidal(rows, 20, 0, table), ATTN_OK);
-        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
-                                         c.x_q, c.x_kv, &c.mask, y1),
-                        ATTN_OK);
+        int ran = forward(&c, &c.m, c.x_kv, &c.mask, y1, what);
+        CU_ASSERT_TRUE(ran >= 0);
         c.m.posenc = ATTN_POSENC_LEARNED;
         c.m.pos_table = table;
         c.m.pos_table_len = rows;
-        CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
-                                         c.x_q, c.x_kv, &c.mask, y2),
-                        ATTN_OK);
-        for (size_t i = 0; i < c.ny; i++)
-            y1d[i] = y1[i];
-        CU_ASSERT_TRUE(
-            ref_check_f32(self ? "LEARNED(sin table) vs SINUSOIDAL, self"
-                               : "LEARNED(sin table) vs SINUSOIDAL, cross",
-                          y2, y1d, c.ny, REF_MHA_ABS, REF_MHA_REL));
+        if (ran > 0) {
+            double *extra = calloc(c.ny, sizeof *extra);
+            CU_ASSERT_FATAL(extra != NULL);
+            CU_ASSERT_EQUAL(forward(&c, &c.m, c.x_kv, &c.mask, y2, what), 1);
+            for (size_t i = 0; i < c.ny; i++)
+                y1d[i] = y1[i];
+            /* Both calls carry their precision's error (the same layer). */
+            CU_ASSERT_EQUAL(add_precision_tol(&c, &c.m, c.x_kv, &c.mask, extra),
+                            0);
+            for (size_t i = 0; i < c.ny; i++)
+                extra[i] *= 2.0;
+            CU_ASSERT_TRUE(ref_check_f32_tol(what, y2, y1d, extra, c.ny,
+                                             REF_MHA_ABS, REF_MHA_REL));
+            free(extra);
+        }
         c.m.pos_table = NULL;
         free(table);
         free(y1);
@@ -416,17 +515,24 @@ static void test_rope_relative(void)
     float *y0 = malloc(c.ny * sizeof *y0), *y1 = malloc(c.ny * sizeof *y1);
     double *y0d = malloc(c.ny * sizeof *y0d);
     CU_ASSERT_FATAL(y0 && y1 && y0d);
-    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
-                                     c.x_q, NULL, NULL, y0),
-                    ATTN_OK);
+    int ran = forward(&c, &c.m, NULL, NULL, y0, "ROPE shift invariance");
+    CU_ASSERT_TRUE(ran >= 0);
     c.m.pos_offset = 9;
-    CU_ASSERT_EQUAL(attn_mha_forward(ctx, &c.m, c.batch, c.seq_q, c.seq_kv,
-                                     c.x_q, NULL, NULL, y1),
-                    ATTN_OK);
-    for (size_t i = 0; i < c.ny; i++)
-        y0d[i] = y0[i];
-    CU_ASSERT_TRUE(ref_check_f32("ROPE shift invariance", y1, y0d, c.ny,
-                                 REF_MHA_ABS, REF_MHA_REL));
+    if (ran > 0) {
+        double *extra = calloc(c.ny, sizeof *extra);
+        CU_ASSERT_FATAL(extra != NULL);
+        CU_ASSERT_EQUAL(forward(&c, &c.m, NULL, NULL, y1, "ROPE shift"), 1);
+        for (size_t i = 0; i < c.ny; i++)
+            y0d[i] = y0[i];
+        /* Each call within its precision's terms of the reference. */
+        CU_ASSERT_EQUAL(add_precision_tol(&c, &c.m, NULL, NULL, extra), 0);
+        c.m.pos_offset = 0;
+        CU_ASSERT_EQUAL(add_precision_tol(&c, &c.m, NULL, NULL, extra), 0);
+        CU_ASSERT_TRUE(ref_check_f32_tol("ROPE shift invariance", y1, y0d,
+                                         extra, c.ny, REF_MHA_ABS,
+                                         REF_MHA_REL));
+        free(extra);
+    }
     free(y0);
     free(y1);
     free(y0d);
@@ -454,6 +560,7 @@ int main(void)
         {"pos_offset > 0", test_pos_offset},
         {"ROPE with odd head_dim", test_rope_odd_head_dim},
         {"MHA, GQA, MQA and sizes", test_heads},
+        {"the kernel variants' head sizes", test_kernel_head_sizes},
         {"additive score", test_additive},
         {"masks", test_masks},
         {"F16 and BF16 weights = reference", test_weights16},
