@@ -153,6 +153,14 @@ static void print_stats(void)
     fprintf(stderr, "fuzz_attn: counts:");
     for (int i = 0; i < ST_N; i++)
         fprintf(stderr, "%s %s %lu", i ? "," : "", stat_names[i], stats[i]);
+    {
+        unsigned long bwd_auto = 0, bwd_tiled = 0;
+        fuzz_cl_counts(&bwd_auto, &bwd_tiled);
+        fprintf(stderr,
+                ", cl buffers backward run %lu (AUTO's variant %lu, "
+                "bwd_tiled %lu)",
+                bwd_auto + bwd_tiled, bwd_auto, bwd_tiled);
+    }
     fprintf(stderr, "\nfuzz_attn: ms per input by first byte %% 16:");
     for (int i = 0; i < 16; i++)
         fprintf(stderr, " %d:%.2f", i,

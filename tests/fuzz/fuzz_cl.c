@@ -4,8 +4,9 @@
  * (attn_sdpa_cl_buffers: offsets, overlaps, sub-buffers, buffers of
  * another cl_context; after a forward that ran with lse, its backward on
  * the same buffers, attn_sdpa_backward_cl_buffers, against
- * attn_sdpa_backward on host memory, now and then with a gradient over
- * an input, which must be refused) and of context creation under the
+ * attn_sdpa_backward on host memory, on the variant AUTO picks or on
+ * bwd_tiled forced by name, now and then with a gradient over an input,
+ * which must be refused) and of context creation under the
  * environment (ATTN_DEVICE, ATTN_PLATFORM_DIR, the cache folder).  Contract in
  * fuzz_common.h; README.md lists what an input exercises.
  */
@@ -31,6 +32,12 @@
 static cl_context own, foreign;
 static cl_command_queue queue;
 static attn_context *actx;
+/* The same device and cl_context with the backward variant bwd_tiled
+ * forced (AUTO takes bwd_fused on a CPU device). */
+static attn_context *actx_tiled;
+/* Backward calls on the caller's buffers that ran: AUTO's variant,
+ * bwd_tiled (fuzz_cl_counts). */
+static unsigned long n_bwd_ran[2];
 static size_t align_bytes; /* sub-buffer origins */
 static char sentinel_storage;
 #define SENTINEL ((cl_event)(void *)&sentinel_storage)
@@ -38,6 +45,7 @@ static char sentinel_storage;
 /* ---- setup -------------------------------------------------------------- */
 
 static attn_status warm_up(attn_dtype dt);
+static attn_status warm_up_tiled(void);
 
 int fuzz_cl_init(attn_context *ctx)
 {
@@ -63,9 +71,54 @@ int fuzz_cl_init(attn_context *ctx)
     o.allow_fallback = 0;
     if (attn_context_create_cl(own, dev, &o, &actx) != ATTN_OK)
         return -1;
+    o.kernel = "bwd_tiled";
+    if (attn_context_create_cl(own, dev, &o, &actx_tiled) != ATTN_OK ||
+        warm_up_tiled() != ATTN_OK) {
+        /* Said, and the backward runs take AUTO's variant only (the
+         * counts show bwd_tiled 0). */
+        fprintf(stderr, "fuzz_cl: no bwd_tiled runs: %s\n",
+                actx_tiled ? attn_context_last_error(actx_tiled)
+                           : attn_last_error());
+        attn_context_destroy(actx_tiled);
+        actx_tiled = NULL;
+    }
     /* Build the kernels now, not inside a timed input. */
     return warm_up(ATTN_F32) == ATTN_OK && warm_up(ATTN_F16) == ATTN_OK ? 0
                                                                         : -1;
+}
+
+/* bwd_tiled's programs (F32 and F16 storage, head sizes up to 64 and up
+ * to 128), built now: on a cold driver cache a build takes seconds. */
+static attn_status warm_up_tiled(void)
+{
+    static const attn_dtype dts[2] = {ATTN_F32, ATTN_F16};
+    static const int dims[2] = {64, 128};
+    const size_t n = 2 * 128;
+    unsigned char *z = calloc(n, sizeof(float));
+    unsigned char *out[3] = {malloc(n * sizeof(float)),
+                             malloc(n * sizeof(float)),
+                             malloc(n * sizeof(float))};
+    float lse[2] = {0.0f, 0.0f};
+    attn_status s =
+        z && out[0] && out[1] && out[2] ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
+    for (int t = 0; s == ATTN_OK && t < 2; t++)
+        for (int i = 0; s == ATTN_OK && i < 2; i++) {
+            attn_sdpa_desc d;
+            attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+            memset(&d, 0, sizeof d);
+            d.batch = d.heads_q = d.heads_kv = 1;
+            d.seq_q = d.seq_kv = 2;
+            d.head_dim = d.head_dim_v = dims[i];
+            d.dtype = dts[t];
+            g.q = g.k = g.v = g.o = g.d_o = z;
+            g.lse = lse;
+            g.dq = out[0], g.dk = out[1], g.dv = out[2];
+            s = attn_sdpa_backward(actx_tiled, &d, &g);
+        }
+    free(z);
+    for (int i = 0; i < 3; i++)
+        free(out[i]);
+    return s;
 }
 
 /* ---- one call on the harness's buffers --------------------------------- */
@@ -322,6 +375,7 @@ static void bwd_on(gen_src *g, const attn_sdpa_desc *d,
     const size_t es = d->dtype == ATTN_F32 ? 4 : 2;
     const size_t n[3] = {t[0].bytes, t[1].bytes, t[2].bytes};
     const int over = gen_chance(g, 12);
+    attn_context *bctx = actx_tiled && gen_chance(g, 50) ? actx_tiled : actx;
     attn_cl_grad_buffers gb = ATTN_CL_GRAD_BUFFERS_INIT;
     attn_sdpa_grad hg = ATTN_SDPA_GRAD_INIT;
     unsigned char *in[5], *dout, *host[3], *img, *now;
@@ -375,7 +429,7 @@ static void bwd_on(gen_src *g, const attn_sdpa_desc *d,
     hg.q = in[0], hg.k = in[1], hg.v = in[2], hg.o = in[3];
     hg.lse = (const float *)(const void *)in[4], hg.d_o = dout;
     hg.dq = host[0], hg.dk = host[1], hg.dv = host[2];
-    s = attn_sdpa_backward_cl_buffers(actx, d, &gb, queue, 0, NULL, &done);
+    s = attn_sdpa_backward_cl_buffers(bctx, d, &gb, queue, 0, NULL, &done);
     REQUIRE_STATUS(s, "attn_sdpa_backward_cl_buffers");
     if (over) {
         REQUIRE(s == ATTN_ERR_INVALID_ARGUMENT,
@@ -387,12 +441,12 @@ static void bwd_on(gen_src *g, const attn_sdpa_desc *d,
         REQUIRE(!memcmp(now, img, total), "a refused backward wrote dk, dv");
         free(now);
     } else {
-        hs = attn_sdpa_backward(actx, d, &hg);
+        hs = attn_sdpa_backward(bctx, d, &hg);
         REQUIRE(s == hs,
                 "attn_sdpa_backward_cl_buffers: %s, "
                 "attn_sdpa_backward on host memory: %s (%s)",
                 attn_status_string(s), attn_status_string(hs),
-                attn_context_last_error(actx));
+                attn_context_last_error(bctx));
         if (s == ATTN_OK) {
             REQUIRE(done && done != SENTINEL, "no event back");
             REQUIRE(clWaitForEvents(1, &done) == CL_SUCCESS, "event failed");
@@ -413,6 +467,7 @@ static void bwd_on(gen_src *g, const attn_sdpa_desc *d,
                         "byte %zu of the gradients' buffer changed", e);
             }
             free(now);
+            n_bwd_ran[bctx == actx_tiled]++;
         } else {
             REQUIRE(done == SENTINEL, "*done changed on an error");
         }
@@ -586,6 +641,12 @@ static attn_status warm_up(attn_dtype dt)
     gen_from_bytes(&g, NULL, 0); /* every choice the simplest */
     sdpa_cl(&g, 1, dt);
     return ATTN_OK;
+}
+
+void fuzz_cl_counts(unsigned long *bwd_auto, unsigned long *bwd_tiled)
+{
+    *bwd_auto = n_bwd_ran[0];
+    *bwd_tiled = n_bwd_ran[1];
 }
 
 int fuzz_cl_buffers(gen_src *g)

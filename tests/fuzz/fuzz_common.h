@@ -50,6 +50,9 @@ int fuzz_cl_init(attn_context *ctx);
  * and lse changed.  Returns 1 (ran), 0 (refused as expected) or -1 (not
  * available). */
 int fuzz_cl_buffers(gen_src *g);
+/* The backward calls on the harness's buffers that ran so far, on the
+ * variant AUTO picks and on bwd_tiled forced. */
+void fuzz_cl_counts(unsigned long *bwd_auto, unsigned long *bwd_tiled);
 
 /* attn_context_create with ATTN_DEVICE, ATTN_PLATFORM_DIR (a folder with a
  * profile made of the input's bytes, one with a FIFO, none) and the cache

@@ -16,9 +16,9 @@
  * backward (a forward and attn_sdpa_backward, in turn on the native
  * context, dbias and d_additive_w asked where they exist, BF16 storage
  * too, and on OpenCL
- * contexts forcing the backward variants bwd_fused (dot-product scores,
- * no dbias) and bwd_ref (dbias and d_additive_w too, except with keep or
- * the starts); soak_bwd.c).  OpenCL
+ * contexts forcing the backward variants bwd_fused and bwd_tiled
+ * (dot-product scores, no dbias) and bwd_ref (dbias and d_additive_w too,
+ * except with keep or the starts); soak_bwd.c).  OpenCL
  * contexts run with fallback off, so a device failure is a failure.
  *
  * Calls go round the paths in turn.  Every K-th call of a path (default
@@ -89,8 +89,10 @@ static unsigned long n_cycles, n_refused;
 /* attn_sdpa calls with strided tensors, packed batches, bf16 storage */
 static unsigned long n_strided, n_packed, n_bf16;
 static attn_context *mha_ctx[3]; /* native, OpenCL, two devices */
-/* native, OpenCL with the backward variants bwd_fused and bwd_ref forced */
-static attn_context *bwd_ctx[3];
+/* native, OpenCL with the backward variants bwd_fused, bwd_ref and
+ * bwd_tiled forced */
+#define N_BWD_CTX 4
+static attn_context *bwd_ctx[N_BWD_CTX];
 static unsigned long total_failures;
 
 static double now(void)
@@ -709,9 +711,11 @@ int main(int argc, char **argv)
                     open_context_kernel("cpu", ATTN_PATH_AUTO, 1, "bwd_fused");
                 bwd_ctx[2] =
                     open_context_kernel("cpu", ATTN_PATH_AUTO, 1, "bwd_ref");
+                bwd_ctx[3] =
+                    open_context_kernel("cpu", ATTN_PATH_AUTO, 1, "bwd_tiled");
             }
             ps->ctx = bwd_ctx[0];
-            if (have_opencl && (!bwd_ctx[1] || !bwd_ctx[2]))
+            if (have_opencl && (!bwd_ctx[1] || !bwd_ctx[2] || !bwd_ctx[3]))
                 ps->ctx = NULL;
             break;
         case P_UNFUSED:
@@ -773,7 +777,7 @@ int main(int argc, char **argv)
         } else if (p == P_BWD) {
             gen_sdpa shape;
             double r;
-            const int k = have_opencl ? (int)(ps->calls % 3) : 0;
+            const int k = have_opencl ? (int)(ps->calls % N_BWD_CTX) : 0;
             draw_sdpa(&g, p, ps->calls == 0, &shape);
             /* BF16 on the native context only: with BF16 calls on the
              * OpenCL contexts as well, PoCL maps kernel objects for them
@@ -783,8 +787,8 @@ int main(int argc, char **argv)
              * can afford */
             if (k != 0 && shape.d.dtype == ATTN_BF16)
                 shape.d.dtype = ATTN_F32;
-            if (k == 1) {
-                /* bwd_fused: dot-product scores, no dbias */
+            if (k == 1 || k == 3) {
+                /* bwd_fused, bwd_tiled: dot-product scores, no dbias */
                 shape.d.score = ATTN_SCORE_DOT;
                 shape.d.additive_w = NULL;
             }
@@ -872,10 +876,10 @@ int main(int argc, char **argv)
     for (int p = 0; p < P_COUNT; p++)
         if (p != P_MHA && p != P_BWD)
             attn_context_destroy(paths[p].ctx);
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3; k++)
         attn_context_destroy(mha_ctx[k]);
+    for (int k = 0; k < N_BWD_CTX; k++)
         attn_context_destroy(bwd_ctx[k]);
-    }
 
     if (total_failures) {
         printf("attn-soak: FAIL (%lu failures)\n", total_failures);
