@@ -255,43 +255,42 @@ static void test_heads(void)
  * sizes 1 to 8, go to the run-time kernels. */
 static void test_kernel_head_sizes(void)
 {
+    /* batch 2, the biases of the projections, each a layer of its own */
+#define LAYER(...)                                                             \
+    {                                                                          \
+        .batch = 2, .with_bias = 1, __VA_ARGS__                                \
+    }
     static const struct {
-        int d_model, heads_q, heads_kv, head_dim, seq_q, seq_kv, self;
-        int causal, window, kv_len;
-        attn_posenc posenc;
-        attn_bias_kind bias;
+        mha_spec s;
         const char *what;
     } k[] = {
-        {64, 4, 2, 32, 37, 0, 1, 1, 0, 0, ATTN_POSENC_ROPE, ATTN_BIAS_NONE,
+        {LAYER(.d_model = 64, .heads_q = 4, .heads_kv = 2, .head_dim = 32,
+               .seq_q = 37, .self = 1, .causal = 1, .posenc = ATTN_POSENC_ROPE),
          "mha head_dim 32, GQA 4/2, self causal ROPE"},
-        {96, 2, 1, 64, 20, 45, 0, 0, 0, 1, ATTN_POSENC_SINUSOIDAL,
-         ATTN_BIAS_PER_HEAD, "mha head_dim 64, MQA 2/1, cross kv_len bias"},
-        {80, 2, 2, 96, 19, 0, 1, 1, 6, 0, ATTN_POSENC_NONE, ATTN_BIAS_NONE,
+        {LAYER(.d_model = 96, .heads_q = 2, .heads_kv = 1, .head_dim = 64,
+               .seq_q = 20, .seq_kv = 45, .with_kv_len = 1,
+               .posenc = ATTN_POSENC_SINUSOIDAL,
+               .bias_kind = ATTN_BIAS_PER_HEAD),
+         "mha head_dim 64, MQA 2/1, cross kv_len bias"},
+        {LAYER(.d_model = 80, .heads_q = 2, .heads_kv = 2, .head_dim = 96,
+               .seq_q = 19, .self = 1, .causal = 1, .window = 6),
          "mha head_dim 96, self causal window 6"},
-        {128, 2, 1, 128, 24, 0, 1, 0, 0, 0, ATTN_POSENC_ROPE, ATTN_BIAS_KEY,
+        {LAYER(.d_model = 128, .heads_q = 2, .heads_kv = 1, .head_dim = 128,
+               .seq_q = 24, .self = 1, .posenc = ATTN_POSENC_ROPE,
+               .bias_kind = ATTN_BIAS_KEY),
          "mha head_dim 128, self, key bias"},
-        {64, 4, 1, 64, 2, 70, 0, 0, 0, 1, ATTN_POSENC_ROPE, ATTN_BIAS_NONE,
+        {LAYER(.d_model = 64, .heads_q = 4, .heads_kv = 1, .head_dim = 64,
+               .seq_q = 2, .seq_kv = 70, .with_kv_len = 1,
+               .posenc = ATTN_POSENC_ROPE),
          "mha head_dim 64, 2 query rows over 70 keys, GQA 4/1"},
-        {64, 2, 2, 32, 1, 90, 0, 0, 0, 0, ATTN_POSENC_LEARNED, ATTN_BIAS_SHARED,
+        {LAYER(.d_model = 64, .heads_q = 2, .heads_kv = 2, .head_dim = 32,
+               .seq_q = 1, .seq_kv = 90, .posenc = ATTN_POSENC_LEARNED,
+               .bias_kind = ATTN_BIAS_SHARED),
          "mha head_dim 32, one query row over 90 keys"},
     };
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
-        mha_spec s = base_spec();
-        s.d_model = k[i].d_model;
-        s.heads_q = k[i].heads_q;
-        s.heads_kv = k[i].heads_kv;
-        s.head_dim = k[i].head_dim;
-        s.seq_q = k[i].seq_q;
-        s.seq_kv = k[i].seq_kv;
-        s.self = k[i].self;
-        s.causal = k[i].causal;
-        s.window = k[i].window;
-        s.with_kv_len = k[i].kv_len;
-        s.posenc = k[i].posenc;
-        s.bias_kind = k[i].bias;
-        s.with_bias = 1;
-        CU_ASSERT_TRUE(run(&s, 200 + (uint64_t)i, k[i].what));
-    }
+#undef LAYER
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        CU_ASSERT_TRUE(run(&k[i].s, 200 + (uint64_t)i, k[i].what));
 }
 
 static void test_additive(void)
