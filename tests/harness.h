@@ -36,7 +36,9 @@ void harness_expect(int ok, unsigned line, const char *file, const char *cond,
  * names an OpenCL device, e.g. ATTN_DEVICE=gpu), that device with
  * fallback off (and ATTN_TEST_PATH=fused|unfused for the kernel path,
  * ATTN_TEST_KERNEL=NAME for one kernel variant forced by name, or
- * "each" for the suite run once per variant (harness_main),
+ * "each" for the suite run once per variant (harness_main; a forced
+ * variant must take some of the suite's calls, unless
+ * ATTN_TEST_KERNEL_MAY_DECLINE lists it and it declined them all),
  * ATTN_TEST_QUEUES=N for the queues per device).  A
  * suite whose test device is not on the machine (no OpenCL at all, or
  * "cpu" on a machine with only a GPU) exits with HARNESS_SKIP after saying
