@@ -305,6 +305,43 @@ out:
     return ok;
 }
 
+attn_status sdpa_backward_warm(attn_context *ctx)
+{
+    /* head_dim = head_dim_v at each size built at compile time, and the
+     * run-time programs of capacity 64 and 128 for each of the two */
+    static const int dims[][2] = {{32, 32}, {64, 64},  {96, 96},  {128, 128},
+                                  {40, 40}, {40, 100}, {100, 40}, {100, 100}};
+    static const attn_dtype dts[2] = {ATTN_F32, ATTN_F16};
+    const size_t n = 2 * 128;
+    unsigned char *z = calloc(n, sizeof(float));
+    unsigned char *out[3] = {malloc(n * sizeof(float)),
+                             malloc(n * sizeof(float)),
+                             malloc(n * sizeof(float))};
+    float lse[2] = {0.0f, 0.0f};
+    attn_status s =
+        z && out[0] && out[1] && out[2] ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
+    for (int t = 0; s == ATTN_OK && t < 2; t++)
+        for (size_t i = 0; s == ATTN_OK && i < sizeof dims / sizeof dims[0];
+             i++) {
+            attn_sdpa_desc d;
+            attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+            memset(&d, 0, sizeof d);
+            d.batch = d.heads_q = d.heads_kv = 1;
+            d.seq_q = d.seq_kv = 2;
+            d.head_dim = dims[i][0];
+            d.head_dim_v = dims[i][1];
+            d.dtype = dts[t];
+            g.q = g.k = g.v = g.o = g.d_o = z;
+            g.lse = lse;
+            g.dq = out[0], g.dk = out[1], g.dv = out[2];
+            s = attn_sdpa_backward(ctx, &d, &g);
+        }
+    free(z);
+    for (int i = 0; i < 3; i++)
+        free(out[i]);
+    return s;
+}
+
 /* ---- attn_mha_forward -------------------------------------------------------
  */
 

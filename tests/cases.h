@@ -58,6 +58,14 @@ int sdpa_case_check(attn_context *ctx, const sdpa_case *c,
                     const ref_sdpa_result *ref, int with_lse,
                     const unsigned char *skip_rows, const char *what);
 
+/* Builds the programs of ctx's backward now, not inside a timed or
+ * measured call: one tiny attn_sdpa_backward (zero inputs, dot score) in
+ * F32 and F16 storage for each class of head sizes a backward program is
+ * built for (32, 64, 96, 128 at compile time; run-time sizes up to 64 and
+ * up to 128 for head_dim and head_dim_v).  Returns the first status that
+ * is not ATTN_OK, or ATTN_OK. */
+attn_status sdpa_backward_warm(attn_context *ctx);
+
 /* Shape and features of one attn_mha_forward problem. */
 typedef struct mha_spec {
     int d_model, heads_q, heads_kv, head_dim;

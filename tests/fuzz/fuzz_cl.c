@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "attn/attn_cl.h"
+#include "cases.h"
 #include "fuzz_common.h"
 #include "ref.h"
 
@@ -45,7 +46,6 @@ static char sentinel_storage;
 /* ---- setup -------------------------------------------------------------- */
 
 static attn_status warm_up(attn_dtype dt);
-static attn_status warm_up_tiled(void);
 
 int fuzz_cl_init(attn_context *ctx)
 {
@@ -73,7 +73,7 @@ int fuzz_cl_init(attn_context *ctx)
         return -1;
     o.kernel = "bwd_tiled";
     if (attn_context_create_cl(own, dev, &o, &actx_tiled) != ATTN_OK ||
-        warm_up_tiled() != ATTN_OK) {
+        sdpa_backward_warm(actx_tiled) != ATTN_OK) {
         /* Said, and the backward runs take AUTO's variant only (the
          * counts show bwd_tiled 0). */
         fprintf(stderr, "fuzz_cl: no bwd_tiled runs: %s\n",
@@ -85,40 +85,6 @@ int fuzz_cl_init(attn_context *ctx)
     /* Build the kernels now, not inside a timed input. */
     return warm_up(ATTN_F32) == ATTN_OK && warm_up(ATTN_F16) == ATTN_OK ? 0
                                                                         : -1;
-}
-
-/* bwd_tiled's programs (F32 and F16 storage, head sizes up to 64 and up
- * to 128), built now: on a cold driver cache a build takes seconds. */
-static attn_status warm_up_tiled(void)
-{
-    static const attn_dtype dts[2] = {ATTN_F32, ATTN_F16};
-    static const int dims[2] = {64, 128};
-    const size_t n = 2 * 128;
-    unsigned char *z = calloc(n, sizeof(float));
-    unsigned char *out[3] = {malloc(n * sizeof(float)),
-                             malloc(n * sizeof(float)),
-                             malloc(n * sizeof(float))};
-    float lse[2] = {0.0f, 0.0f};
-    attn_status s =
-        z && out[0] && out[1] && out[2] ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
-    for (int t = 0; s == ATTN_OK && t < 2; t++)
-        for (int i = 0; s == ATTN_OK && i < 2; i++) {
-            attn_sdpa_desc d;
-            attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
-            memset(&d, 0, sizeof d);
-            d.batch = d.heads_q = d.heads_kv = 1;
-            d.seq_q = d.seq_kv = 2;
-            d.head_dim = d.head_dim_v = dims[i];
-            d.dtype = dts[t];
-            g.q = g.k = g.v = g.o = g.d_o = z;
-            g.lse = lse;
-            g.dq = out[0], g.dk = out[1], g.dv = out[2];
-            s = attn_sdpa_backward(actx_tiled, &d, &g);
-        }
-    free(z);
-    for (int i = 0; i < 3; i++)
-        free(out[i]);
-    return s;
 }
 
 /* ---- one call on the harness's buffers --------------------------------- */
