@@ -87,7 +87,11 @@ ATTN_API attn_status attn_cl_buffers_init_sized(attn_cl_buffers *b,
  * receives an event that completes when o and lse are written; the caller
  * releases it.  Nothing blocks: the call returns once the work is enqueued.
  * Host arrays of the descriptor (mask.bias, mask.kv_len, additive_w, keep) are
- * copied before the call returns.  There is no fallback: a device failure
+ * copied before the call returns.  Left padding is taken as attn_sdpa
+ * takes it: kv_start (and a causal diagonal the starts move) through the
+ * bias given to the device, and the rows of q_start (O = 0, lse =
+ * -INFINITY) written by fills enqueued behind the kernels, which done
+ * covers.  There is no fallback: a device failure
  * returns its status.  q, k and v may share memory; o and lse may share
  * none with any other tensor: not within one cl_mem, not across
  * sub-buffers of one parent (or a parent and its sub-buffer), not through
@@ -185,10 +189,13 @@ ATTN_API attn_status attn_cl_grad_buffers_init_sized(attn_cl_grad_buffers *g,
  * each sequence runs over its rows, all behind the one wait list and
  * event; a sequence with no key gets dq = 0, one with no query dk = dv =
  * 0; d_additive_w is the sum over the sequences (working memory: a
- * heads_q x head_dim float row per sequence).  Not taken
- * (ATTN_ERR_UNSUPPORTED): q_start, as attn_sdpa_cl_buffers does not take
- * it; dbias with keep, kv_start or a moved causal diagonal (as
- * attn_sdpa_backward on a device).
+ * heads_q x head_dim float row per sequence).  Left padding as
+ * attn_sdpa_backward takes it: a padding row of q_start gets dq = 0 and
+ * adds nothing to dk and dv (lse is gathered into working memory, batch x
+ * heads_q x seq_q floats, with those rows at -INFINITY; the caller's lse
+ * is only read).  Not taken (ATTN_ERR_UNSUPPORTED): dbias with keep,
+ * kv_start or a moved causal diagonal (as attn_sdpa_backward on a
+ * device).
  * Errors: as attn_sdpa_backward, plus ATTN_ERR_INVALID_ARGUMENT (a NULL
  * buffer (dbias, d_additive_w excepted) or queue, n_wait > 0 with wait
  * NULL, a buffer smaller than its tensor at its offset, a buffer or queue

@@ -209,6 +209,7 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     attn_cl_buffers bl;
     attn_sdpa_desc dl, merged;
     float *merged_bias = NULL;
+    const int32_t *q_start;
     attn_sdpa_bytes sz;
     attn_plan *plan = NULL;
     const attn_dev_work *w = NULL;
@@ -236,16 +237,14 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
         (s = check_queue(rt, queue, &err)))
         return report(ctx, fn, s, &err);
-    if (d->q_start)
-        return report(ctx, fn, ATTN_ERR_UNSUPPORTED,
-                      &(attn_err){"q_start is not taken with device buffers: "
-                                  "its padding rows would be left as the "
-                                  "kernel wrote them (kv_start is taken)"});
+    q_start = d->q_start; /* out of the merged descriptor: rows, not keys */
     tensors_of(b, &t);
     if ((s = attn_backend_cl_check_buffers(ctx->backend, d, &t, &err)))
         return report(ctx, fn, s, &err);
-    /* the device takes the boolean mask merged into the bias, copied
-     * (like every host array of d) before the call returns; freed below */
+    /* the device takes the boolean mask and kv_start merged into the bias
+     * (and a causal diagonal the starts move), copied (like every host
+     * array of d) before the call returns; freed below.  The padding rows
+     * of q_start are written after the kernels (attn_backend_cl_launch). */
     if ((s = attn_keep_merge(d, &merged, &merged_bias, &err)))
         return report(ctx, fn, s, &err);
     d = &merged;
@@ -254,8 +253,8 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
         if (w->prep[0] != ATTN_OK)
             s = attn_fail(&err, w->prep[0], "%s", w->why[0]);
         else
-            s = attn_backend_cl_launch(ctx->backend, &w->p[0], d, &t, queue,
-                                       n_wait, wait, done, &err);
+            s = attn_backend_cl_launch(ctx->backend, &w->p[0], d, q_start, &t,
+                                       queue, n_wait, wait, done, &err);
     }
     attn_plan_release(ctx->plans, plan);
     free(merged_bias);
@@ -295,10 +294,6 @@ static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
                          "NULL");
     if ((s = attn_validate_sdpa_desc(d, &sz, err)))
         return s;
-    if (d->q_start)
-        return attn_fail(err, ATTN_ERR_UNSUPPORTED,
-                         "q_start is not taken with device buffers (as "
-                         "attn_sdpa_cl_buffers); kv_start is taken");
     if (g->dbias && d->mask.bias_kind == ATTN_BIAS_NONE)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "dbias is set but the descriptor has no bias");
@@ -517,6 +512,7 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
      * of d; freed below) */
     if ((s = attn_keep_merge(d, &item.d, &merged_bias, &err)))
         return report(ctx, fn, s, &err);
+    item.q_start = d->q_start; /* the padding rows, through a copy of lse */
     if (g->dbias && merged_bias) {
         free(merged_bias);
         return report(ctx, fn, ATTN_ERR_UNSUPPORTED,

@@ -152,15 +152,29 @@ attn_status attn_backend_cl_backward(const attn_backend *b, int n,
                                err);
 }
 
-attn_status attn_backend_cl_launch(const attn_backend *b,
-                                   const attn_prepared *p,
-                                   const attn_sdpa_desc *d,
-                                   const attn_cl_tensors *t, cl_command_queue q,
-                                   cl_uint n_wait, const cl_event *wait,
-                                   cl_event *done, attn_err *err)
+attn_status attn_backend_cl_launch(
+    const attn_backend *b, const attn_prepared *p, const attn_sdpa_desc *d,
+    const int32_t *q_start, const attn_cl_tensors *t, cl_command_queue q,
+    cl_uint n_wait, const cl_event *wait, cl_event *done, attn_err *err)
 {
-    const cl_backend *cb = b->impl;
-    return attn_cl_run(cb->rt[0], p, d, t, NULL, 0, q, n_wait, wait, done, err);
+    attn_cl_runtime *rt = ((const cl_backend *)b->impl)->rt[0];
+    attn_cl_gate g = ATTN_CL_GATE_INIT;
+    cl_event ran = NULL, last = NULL;
+    attn_status s;
+    if (!q_start)
+        return attn_cl_run(rt, p, d, t, NULL, 0, q, n_wait, wait, done, err);
+    /* the kernels, then the fills of the padding rows behind them, held
+     * back by one gate: on a failure nothing enqueued writes o or lse
+     * (own = 1 inside, as packed_item below) */
+    s = attn_cl_gate_open(rt, 0, n_wait, wait, &g, err);
+    if (s == ATTN_OK)
+        s = attn_cl_run(rt, p, d, t, NULL, 1, q, n_wait + 1, g.wl, &ran, err);
+    if (s == ATTN_OK)
+        s = attn_cl_pad_rows(rt, q, d, q_start, t->o, t->o_off, t->lse,
+                             t->lse_off, 1, &ran, &last, err);
+    if (ran)
+        clReleaseEvent(ran);
+    return attn_cl_gate_close(s, &g, last, done, err);
 }
 
 /* Sequence i of a packed call without keys: its o rows zeroed, its lse

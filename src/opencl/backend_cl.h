@@ -41,14 +41,15 @@ attn_status attn_backend_cl_check_buffers(const attn_backend *b,
                                           attn_err *err);
 
 /* The kernels of one call on the primary device and the caller's queue:
- * the variant p prepared (attn_plan_devices) on the tensors t; the
- * contract of attn_sdpa_cl_buffers (no fallback, never blocks). */
-attn_status attn_backend_cl_launch(const attn_backend *b,
-                                   const attn_prepared *p,
-                                   const attn_sdpa_desc *d,
-                                   const attn_cl_tensors *t, cl_command_queue q,
-                                   cl_uint n_wait, const cl_event *wait,
-                                   cl_event *done, attn_err *err);
+ * the variant p prepared (attn_plan_devices) on the tensors t; then, with
+ * q_start (the caller's, taken out of d when its masks were merged), o's
+ * padding rows zeroed and lse's set to -INFINITY (attn_cl_pad_rows), all
+ * behind one gate; the contract of attn_sdpa_cl_buffers (no fallback,
+ * never blocks, nothing written on failure). */
+attn_status attn_backend_cl_launch(
+    const attn_backend *b, const attn_prepared *p, const attn_sdpa_desc *d,
+    const int32_t *q_start, const attn_cl_tensors *t, cl_command_queue q,
+    cl_uint n_wait, const cl_event *wait, cl_event *done, attn_err *err);
 
 /* A packed call (cu_seqlens_q, cu_seqlens_kv) on the caller's queue: its
  * n sequences d[i] (batch 1, with keys when p[i] is its prepared variant;

@@ -381,8 +381,8 @@ attn_status attn_cl_bwd_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
             out->name = v->name;
             out->precision = ATTN_PRECISION_EXACT;
             attn_log(rt->log, ATTN_LOG_DEBUG,
-                     "backward kernel variant %s takes the call on %s",
-                     v->name, rt->info.name);
+                     "backward kernel variant %s takes the call on %s", v->name,
+                     rt->info.name);
             return ATTN_OK;
         }
         if (ch.bwd_forced >= 0)
@@ -1139,10 +1139,27 @@ static attn_status sum_dw(bwd_run *r, const attn_sdpa_desc *d,
                       b->off[B_DW] * sizeof(float), nw * sizeof(float), err);
 }
 
+/* The padding rows of q_start in r's copy of lse at -INFINITY, behind
+ * the chain's last command (the copy); their marker then the last. */
+static attn_status pad_lse(bwd_run *r, const attn_sdpa_desc *d,
+                           const int32_t *q_start, attn_err *err)
+{
+    cl_uint n;
+    const cl_event *wl = chain_wait(r, &n);
+    cl_event ev = NULL;
+    attn_status s = attn_cl_pad_rows(r->rt, r->queue, d, q_start, NULL, 0,
+                                     r->m[B_LSE], 0, n, wl, &ev, err);
+    if (s == ATTN_OK)
+        chain_push(r, ev);
+    return s;
+}
+
 /* One item's commands on r (a fresh run carrying the chain's last event):
  * the caller's buffers taken where they lie dense at offset 0, the others
- * gathered, the kernels, the gradients scattered; or, for an item with no
- * key or no query (it->zero), its dq or dk and dv rows zeroed. */
+ * gathered (lse always with it->q_start: its padding rows then set to
+ * -INFINITY in the copy), the kernels, the gradients scattered; or, for
+ * an item with no key or no query (it->zero), its dq or dk and dv rows
+ * zeroed. */
 static attn_status item_enqueue(bwd_run *r, const attn_cl_bwd_item *it,
                                 cl_mem dummy, attn_err *err)
 {
@@ -1157,7 +1174,8 @@ static attn_status item_enqueue(bwd_run *r, const attn_cl_bwd_item *it,
         if (!b->mem[i])
             continue;
         if (i == B_LSE || i == B_DBIAS || i == B_DW)
-            r->borrowed[i] = b->off[i] == 0 && !(i == B_LSE && b->lse_pitch);
+            r->borrowed[i] = b->off[i] == 0 &&
+                             !(i == B_LSE && (b->lse_pitch || it->q_start));
         else
             r->borrowed[i] = dense_at_zero(d, bwd_kind[i], b->off[i]);
         if (r->borrowed[i])
@@ -1182,6 +1200,8 @@ static attn_status item_enqueue(bwd_run *r, const attn_cl_bwd_item *it,
     if ((s = size_buffers(r, d, b->mem[B_DBIAS] != NULL, b->mem[B_DW] != NULL,
                           err)) ||
         (s = alloc_buffers(r, d, err)) || (s = moves(r, d, b, 1, err)) ||
+        (it->q_start && b->mem[B_LSE] &&
+         (s = pad_lse(r, d, it->q_start, err))) ||
         (s = launch_on(r, it->p->variant, lanes, d, dummy, err)))
         return s;
     return moves(r, d, b, 0, err);

@@ -590,6 +590,29 @@ cl_int attn_fault_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src,
     return rc;
 }
 
+cl_int attn_fault_clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
+                                      const void *pattern, size_t pattern_size,
+                                      size_t offset, size_t size,
+                                      cl_uint n_wait, const cl_event *wait,
+                                      cl_event *ev)
+{
+    late l;
+    cl_int rc;
+    switch (decide(ATTN_FAULT_WRITE, queue_device(q))) {
+    case 0:
+        return clEnqueueFillBuffer(q, buf, pattern, pattern_size, offset, size,
+                                   n_wait, wait, ev);
+    case 1:
+        return point_codes[ATTN_FAULT_WRITE];
+    }
+    if ((rc = late_begin(q, n_wait, wait, &l)) != CL_SUCCESS)
+        return rc;
+    rc = clEnqueueFillBuffer(q, buf, pattern, pattern_size, offset, size, l.n,
+                             l.wl, ev);
+    late_end(&l, rc);
+    return rc;
+}
+
 cl_int attn_fault_clEnqueueReadBufferRect(
     cl_command_queue q, cl_mem buf, cl_bool blocking, const size_t *buf_origin,
     const size_t *host_origin, const size_t *region, size_t buf_row,

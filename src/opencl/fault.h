@@ -18,7 +18,8 @@
  *   read     clEnqueueReadBuffer, clEnqueueReadBufferRect
  *            -> CL_OUT_OF_RESOURCES
  *   write    clEnqueueWriteBuffer, clEnqueueWriteBufferRect,
- *            clEnqueueCopyBufferRect -> CL_OUT_OF_RESOURCES
+ *            clEnqueueCopyBufferRect, clEnqueueFillBuffer (the padding
+ *            rows of q_start on the caller's buffers) -> CL_OUT_OF_RESOURCES
  * A fault (unless late, "!" below) does not make the call: nothing is
  * created or enqueued.
  *
@@ -138,6 +139,11 @@ cl_int attn_fault_clEnqueueReadBufferRect(
     const size_t *host_origin, const size_t *region, size_t buf_row,
     size_t buf_slice, size_t host_row, size_t host_slice, void *ptr,
     cl_uint n_wait, const cl_event *wait, cl_event *ev);
+cl_int attn_fault_clEnqueueFillBuffer(cl_command_queue q, cl_mem buf,
+                                      const void *pattern, size_t pattern_size,
+                                      size_t offset, size_t size,
+                                      cl_uint n_wait, const cl_event *wait,
+                                      cl_event *ev);
 
 /* Test hooks on a context (src/api/testing.c).  attn_fault_set_mem_limits
  * overrides the global memory and largest allocation recorded for device

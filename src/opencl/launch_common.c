@@ -3,6 +3,7 @@
  * What the OpenCL launchers share: tensor checks, host-input copies, the
  * gate of a call, kernel arguments and event chains, program pieces.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +325,107 @@ void attn_cl_release_mem(cl_mem m)
 {
     if (m)
         clReleaseMemObject(m);
+}
+
+/* The fills of pad_rows: n elements of the pattern's size from element
+ * off of m, each behind wl; its event appended to ev (counted only, with
+ * ev NULL). */
+typedef struct pad_fills {
+    attn_cl_runtime *rt;
+    cl_command_queue q;
+    cl_uint n_wl;
+    const cl_event *wl;
+    cl_event *ev;
+    size_t n;
+} pad_fills;
+
+static attn_status pad_fill(pad_fills *f, cl_mem m, const void *pattern,
+                            size_t size, size_t off, size_t n, attn_err *err)
+{
+    cl_int rc;
+    if (!f->ev) {
+        f->n++;
+        return ATTN_OK;
+    }
+    rc = ATTN_CL(clEnqueueFillBuffer)(f->q, m, pattern, size, off * size,
+                                      n * size, f->n_wl, f->wl, &f->ev[f->n]);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, attn_cl_status(rc),
+                         "enqueueing the fill of q_start's padding rows on %s "
+                         "failed: %s (%d)",
+                         f->rt->info.name, attn_cl_error_name(rc), (int)rc);
+    f->n++;
+    return ATTN_OK;
+}
+
+/* Every fill of attn_cl_pad_rows through f. */
+static attn_status pad_all(pad_fills *f, const attn_sdpa_desc *d,
+                           const int32_t *q_start, cl_mem o, size_t o_off,
+                           cl_mem lse, size_t lse_off, attn_err *err)
+{
+    const size_t es = d->dtype == ATTN_F32 ? 4 : 2, H = (size_t)d->heads_q,
+                 S = (size_t)d->seq_q, dv = (size_t)d->head_dim_v;
+    const uint32_t zero = 0;
+    const float neg_inf = -INFINITY;
+    size_t st[3];
+    attn_status s = ATTN_OK;
+    attn_tensor_strides(d, ATTN_T_O, st);
+    for (size_t b = 0; b < (size_t)d->batch && s == ATTN_OK; b++) {
+        const size_t p = q_start[b] <= 0          ? 0
+                         : (size_t)q_start[b] < S ? (size_t)q_start[b]
+                                                  : S;
+        const size_t ob = o_off + b * st[0];
+        if (!p)
+            continue;
+        if (o && st[2] == dv) /* a head's rows lie back to back */
+            for (size_t h = 0; h < H && s == ATTN_OK; h++)
+                s = pad_fill(f, o, &zero, es, ob + h * st[1], p * dv, err);
+        else if (o && st[1] == dv) /* a row's heads lie back to back */
+            for (size_t i = 0; i < p && s == ATTN_OK; i++)
+                s = pad_fill(f, o, &zero, es, ob + i * st[2], H * dv, err);
+        else if (o)
+            for (size_t h = 0; h < H && s == ATTN_OK; h++)
+                for (size_t i = 0; i < p && s == ATTN_OK; i++)
+                    s = pad_fill(f, o, &zero, es, ob + h * st[1] + i * st[2],
+                                 dv, err);
+        for (size_t h = 0; lse && h < H && s == ATTN_OK; h++)
+            s = pad_fill(f, lse, &neg_inf, sizeof neg_inf,
+                         lse_off + (b * H + h) * S, p, err);
+    }
+    return s;
+}
+
+attn_status attn_cl_pad_rows(attn_cl_runtime *rt, cl_command_queue q,
+                             const attn_sdpa_desc *d, const int32_t *q_start,
+                             cl_mem o, size_t o_off, cl_mem lse, size_t lse_off,
+                             cl_uint n_wl, const cl_event *wl, cl_event *done,
+                             attn_err *err)
+{
+    pad_fills f = {rt, q, n_wl, wl, NULL, 0};
+    attn_status s;
+    cl_int rc;
+    *done = NULL;
+    pad_all(&f, d, q_start, o, o_off, lse, lse_off, err); /* counts */
+    if (f.n && !(f.ev = malloc(f.n * sizeof *f.ev)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
+                         "cannot allocate the events of %zu fills", f.n);
+    f.n = 0;
+    s = pad_all(&f, d, q_start, o, o_off, lse, lse_off, err);
+    if (s == ATTN_OK) {
+        rc = f.n ? clEnqueueMarkerWithWaitList(q, (cl_uint)f.n, f.ev, done)
+                 : clEnqueueMarkerWithWaitList(q, n_wl, wl, done);
+        if (rc != CL_SUCCESS) {
+            *done = NULL;
+            s = attn_fail(err, attn_cl_status(rc),
+                          "enqueueing the end of q_start's fills on %s "
+                          "failed: %s (%d)",
+                          rt->info.name, attn_cl_error_name(rc), (int)rc);
+        }
+    }
+    for (size_t i = 0; i < f.n; i++)
+        clReleaseEvent(f.ev[i]);
+    free(f.ev);
+    return s;
 }
 
 attn_status attn_cl_gate_open(attn_cl_runtime *rt, int own, cl_uint n_wait,

@@ -86,6 +86,22 @@ uint64_t attn_cl_add_bytes(uint64_t a, uint64_t b);
 /* Releases m unless it is NULL. */
 void attn_cl_release_mem(cl_mem m);
 
+/* The padding rows of q_start (left padding: attn.h, attn_sdpa_desc) on
+ * device tensors: o's rows i < q_start[b] of every head zeroed, lse's set
+ * to -INFINITY (o or lse NULL: left alone).  o starts at element offset
+ * o_off and lies in d's strides; lse is dense [batch, heads_q, seq_q]
+ * from float offset lse_off.  One fill per run of contiguous padding (a
+ * head's rows, a row's heads or a single row, as the strides allow), each
+ * behind wl[0 .. n_wl) and no other fill (they may run at once on an
+ * out-of-order queue); *done receives a marker behind them all.
+ * Errors: the enqueue's status (ATTN_ERR_DEVICE, ATTN_ERR_OUT_OF_MEMORY),
+ * *done NULL; the fills enqueued still wait for wl. */
+attn_status attn_cl_pad_rows(attn_cl_runtime *rt, cl_command_queue q,
+                             const attn_sdpa_desc *d, const int32_t *q_start,
+                             cl_mem o, size_t o_off, cl_mem lse, size_t lse_off,
+                             cl_uint n_wl, const cl_event *wl, cl_event *last,
+                             attn_err *err);
+
 /* The gate of a call: a user event that holds its launches back until all
  * are enqueued, and the wait list of its first launches. */
 typedef struct attn_cl_gate {

@@ -62,12 +62,18 @@ enum { ATTN_CL_BWD_DWP = 11, ATTN_CL_BWD_DW = 12 };
 /* One item of a backward call on device buffers: its prepared variant
  * (for a zeroing item, that of any shape of the call's dtype and head
  * sizes), its descriptor (validated, keep and kv_start merged into the
- * bias, no q_start, one sequence of a packed call) and buffers. */
+ * bias, q_start taken out into q_start below, one sequence of a packed
+ * call) and buffers. */
 typedef struct attn_cl_bwd_item {
     const attn_prepared *p;
     attn_sdpa_desc d;
     attn_cl_bwd_bufs b;
-    int zero; /* ATTN_CL_BWD_* */
+    int zero;               /* ATTN_CL_BWD_* */
+    const int32_t *q_start; /* [d.batch] or NULL: the caller's left padding
+                               of the queries (d has none): lse gathered
+                               into a buffer of the run's own with those
+                               rows at -INFINITY, so that they add nothing
+                               and get dq = 0 */
 } attn_cl_bwd_item;
 
 #endif /* ATTN_OPENCL_SDPA_CL_H */

@@ -170,6 +170,24 @@ cl_int __wrap_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src,
     return rc;
 }
 
+cl_int __real_clEnqueueFillBuffer(cl_command_queue, cl_mem, const void *,
+                                  size_t, size_t, size_t, cl_uint,
+                                  const cl_event *, cl_event *);
+cl_int __wrap_clEnqueueFillBuffer(cl_command_queue, cl_mem, const void *,
+                                  size_t, size_t, size_t, cl_uint,
+                                  const cl_event *, cl_event *);
+
+/* The fills of q_start's padding rows and of packed sequences without
+ * keys. */
+cl_int __wrap_clEnqueueFillBuffer(cl_command_queue q, cl_mem m, const void *p,
+                                  size_t ps, size_t off, size_t n, cl_uint nw,
+                                  const cl_event *w, cl_event *ev)
+{
+    cl_int rc = __real_clEnqueueFillBuffer(q, m, p, ps, off, n, nw, w, ev);
+    COUNT(n_event, rc == CL_SUCCESS && ev && *ev);
+    return rc;
+}
+
 cl_mem __wrap_clCreateBuffer(cl_context c, cl_mem_flags f, size_t n, void *h,
                              cl_int *rc)
 {

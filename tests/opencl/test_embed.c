@@ -4,8 +4,10 @@
  * cl_context and queue it created, buffers holding the tensors at non-zero
  * offsets between guard regions, wait lists (a user event, events of
  * another queue), the returned event, and the results checked against the
- * reference oracle.  Error cases: NULL handles and buffers, a queue of
- * another context, buffers too small for their offsets, a native context.
+ * reference oracle; left padding (q_start's rows written behind the
+ * kernels, also behind a user event).  Error cases: NULL handles and buffers, a
+ * queue of another context, buffers too small for their offsets, a native
+ * context.
  *
  * Without an OpenCL platform the suite prints SKIP and exits 77.  The
  * guarded buffers and their checks are in call_bufs.c.
@@ -45,7 +47,7 @@ static int event_complete(cl_event ev)
 
 static void shape(attn_sdpa_desc *d, attn_dtype dtype)
 {
-    memset(d, 0, sizeof *d);
+    attn_sdpa_desc_init(d); /* the whole layout: q_start and kv_start */
     d->batch = 2;
     d->heads_q = 4;
     d->heads_kv = 2;
@@ -59,8 +61,9 @@ static void shape(attn_sdpa_desc *d, attn_dtype dtype)
 /* Runs one call through attn_sdpa_cl (offsets all 0, buffers exactly the
  * tensors' size) or attn_sdpa_cl_buffers, waits on the returned event and
  * checks everything. */
-static void run_case(const attn_sdpa_desc *sh, const size_t off[5],
-                     int with_lse, const char *what)
+static void run_case_with(const attn_sdpa_desc *sh, const size_t off[5],
+                          int with_lse, int with_kv_len, const int32_t *q_start,
+                          const char *what)
 {
     sdpa_case c;
     ref_sdpa_result ref;
@@ -69,7 +72,9 @@ static void run_case(const attn_sdpa_desc *sh, const size_t off[5],
     attn_status s;
     int plain = off == NULL;
     static const size_t zero[5] = {0, 0, 0, 0, 0};
-    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, sh, 5, 1.0, 0.05, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, sh, 5, 1.0, 0.05, with_kv_len), 0);
+    if (q_start) /* in place of the drawn ones */
+        c.d.q_start = q_start;
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
     CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, clctx, &c, plain ? zero : off,
                                          plain ? 0 : GUARD, with_lse),
@@ -93,6 +98,13 @@ static void run_case(const attn_sdpa_desc *sh, const size_t off[5],
     call_bufs_free(&cb);
     ref_sdpa_free(&ref);
     sdpa_case_free(&c);
+}
+
+/* run_case_with, kv_len on. */
+static void run_case(const attn_sdpa_desc *sh, const size_t off[5],
+                     int with_lse, const char *what)
+{
+    run_case_with(sh, off, with_lse, CASE_KV_LEN, NULL, what);
 }
 
 /* ---- suite ------------------------------------------------------------ */
@@ -230,9 +242,41 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Left padding (q_start, kv_start) on the caller's buffers: the padding
+ * rows of O are 0 and of lse -INFINITY as the oracle has them (the
+ * buffers start as NaN, and the kernels write every row), a batch item
+ * of padding rows only, the starts moving a top-left causal diagonal,
+ * q_start alone, GQA, offsets, a bias and kv_len.  q_start is set here
+ * (batch 2, seq_q 13); kv_start is drawn by sdpa_case_init. */
+static void test_left_padding(void)
+{
+    static const size_t off[5] = {5, 17, 3, 11, 7};
+    static const int32_t some[2] = {4, 1}, all[2] = {13, 6}, one[2] = {0, 7};
+    const int starts = CASE_KV_LEN | CASE_Q_START | CASE_KV_START;
+    attn_sdpa_desc d;
+    shape(&d, ATTN_F32);
+    run_case_with(&d, NULL, 1, starts, some, "f32, starts, lse");
+    run_case_with(&d, off, 0, starts, all, "f32, starts, offsets");
+    d.mask.causal = 1;
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    d.mask.bias_kind = ATTN_BIAS_PER_HEAD;
+    run_case_with(&d, off, 1, starts, one,
+                  "f32, starts, offsets, top-left causal, bias, lse");
+    run_case_with(&d, off, 1, CASE_Q_START, some,
+                  "f32, q_start alone, top-left causal, bias, lse");
+    shape(&d, ATTN_F16);
+    d.mask.causal = 1;
+    run_case_with(&d, off, 1, starts, all, "f16, starts, causal, lse");
+    shape(&d, ATTN_BF16);
+    d.mask.window = 4;
+    run_case_with(&d, NULL, 1, starts, some, "bf16, starts, window, lse");
+}
+
 /* The work waits for a user event; the call does not block, the host
- * arrays of the descriptor may change once it returns. */
-static void test_user_event(void)
+ * arrays of the descriptor may change once it returns.  with_kv_len: as
+ * sdpa_case_init takes it (with CASE_Q_START, the fills of the padding
+ * rows wait too). */
+static void user_event_case(int with_kv_len)
 {
     static const size_t off[5] = {4, 4, 4, 4, 4};
     attn_sdpa_desc d;
@@ -246,7 +290,7 @@ static void test_user_event(void)
     shape(&d, ATTN_F32);
     d.mask.causal = 1;
     d.mask.bias_kind = ATTN_BIAS_FULL;
-    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 9, 1.0, 0.1, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 9, 1.0, 0.1, with_kv_len), 0);
     CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
     CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, clctx, &c, off, GUARD, 1), 0);
     user = clCreateUserEvent(clctx, &rc);
@@ -280,6 +324,12 @@ static void test_user_event(void)
     call_bufs_free(&cb);
     ref_sdpa_free(&ref);
     sdpa_case_free(&c);
+}
+
+static void test_user_event(void)
+{
+    user_event_case(CASE_KV_LEN);
+    user_event_case(CASE_KV_LEN | CASE_Q_START);
 }
 
 /* Inputs written by another queue without blocking; their events are the
@@ -548,6 +598,7 @@ int main(void)
         {"f32 on the caller's buffers, offsets, lse", test_f32},
         {"f16 on the caller's buffers, offsets, lse", test_f16},
         {"bf16 on the caller's buffers, offsets, lse", test_bf16},
+        {"left padding (q_start, kv_start)", test_left_padding},
         {"a user event holds the work back", test_user_event},
         {"events of another queue as the wait list", test_event_chain},
         {"attn_sdpa on an embedded context", test_host_api},

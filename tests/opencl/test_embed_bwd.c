@@ -40,8 +40,12 @@
  *    buffer too small for its tensor at its offset; dq on q; dq and dk
  *    overlapping in one buffer (the message names both); dbias without a
  *    bias; d_additive_w with the dot score; an invalid descriptor;
- *    q_start, dbias with keep or kv_start (ATTN_ERR_UNSUPPORTED); a
- *    struct_size no layout has.
+ *    dbias with keep or kv_start (ATTN_ERR_UNSUPPORTED); a struct_size no
+ *    layout has.
+ *  - Left padding (q_start with kv_start, q_start alone, top-left causal
+ *    diagonals the starts move) in place, at offsets, strided and with
+ *    each variant forced: a padding row's dq exactly 0 (the reference's),
+ *    the rest as above; the caller's lse left as it was.
  *  - Packed sequences (cu_seqlens_q, cu_seqlens_kv) at offsets, one
  *    without queries and one without keys: bit for bit attn_sdpa_backward
  *    (which tests/test_varlen.c and test_backward.c check), their zero
@@ -83,7 +87,15 @@
 
 #define GUARD 64 /* bytes after the tensors of each guarded buffer */
 
-enum { WANT_DBIAS = 1, WANT_DW = 2, USE_KV_LEN = 4 };
+/* USE_STARTS: left padding, q_start and kv_start; USE_Q_START: q_start
+ * alone (prob_make sets them) */
+enum {
+    WANT_DBIAS = 1,
+    WANT_DW = 2,
+    USE_KV_LEN = 4,
+    USE_STARTS = 8,
+    USE_Q_START = 16
+};
 
 /* Stands for an event the caller keeps in *done: an error must leave it. */
 static char sentinel_storage;
@@ -137,7 +149,7 @@ typedef struct prob {
     void *x[4];       /* q, k, v, dO */
     void *o;
     float *lse, *bias, *w;
-    int32_t kv_len[4];
+    int32_t kv_len[4], q_start[4], kv_start[4];
     attn_status host;       /* attn_sdpa_backward's status */
     void *h[3];             /* its dq, dk, dv */
     float *hb, *hw;         /* its dbias, d_additive_w */
@@ -232,6 +244,15 @@ static int prob_make(prob *p, attn_context *ctx, const attn_sdpa_desc *s,
             p->kv_len[b] = (int32_t)(b % 2 ? SK * 2 / 3 + 1 : SK);
         p->d.mask.kv_len = p->kv_len;
     }
+    if (want & (USE_STARTS | USE_Q_START)) { /* some rows and keys padding */
+        for (size_t b = 0; b < B; b++) {
+            p->q_start[b] = (int32_t)(b % 2 ? SQ / 2 + 1 : SQ / 3);
+            p->kv_start[b] = (int32_t)(b % 2 ? SK / 4 : SK / 3);
+        }
+        p->d.q_start = p->q_start;
+        if (want & USE_STARTS)
+            p->d.kv_start = p->kv_start;
+    }
     for (int t = 0; t < 4; t++) {
         p->x[t] = fill(&r, s->dtype, p->n[t]);
         x8[t] = p->x[t] ? to_f64(s->dtype, p->x[t], p->n[t]) : NULL;
@@ -259,6 +280,12 @@ static int prob_make(prob *p, attn_context *ctx, const attn_sdpa_desc *s,
                attn_context_last_error(ctx));
         goto out;
     }
+    /* the padding rows' lse (-INFINITY from the forward) as a finite
+     * number: the backward must not take them from the caller */
+    for (size_t b = 0; p->d.q_start && b < B; b++)
+        for (size_t h = 0; h < HQ; h++)
+            for (size_t i = 0; i < (size_t)p->d.q_start[b] && i < SQ; i++)
+                p->lse[(b * HQ + h) * SQ + i] = 0.25f;
     if (ref_sdpa_backward_all_f64(&p->d, x8[0], x8[1], x8[2], x8[3], p->r[0],
                                   p->r[1], p->r[2], p->nb ? p->rb : NULL,
                                   p->nw ? p->rw : NULL) != 0)
@@ -684,6 +711,13 @@ static attn_sdpa_desc masked(attn_sdpa_desc d, int causal, int window,
     return d;
 }
 
+/* d with its causal diagonal measured from the starts */
+static attn_sdpa_desc top_left(attn_sdpa_desc d)
+{
+    d.causal_align = ATTN_CAUSAL_TOP_LEFT;
+    return d;
+}
+
 #define DOT ATTN_SCORE_DOT
 #define ADD ATTN_SCORE_ADDITIVE
 #define NOB ATTN_BIAS_NONE
@@ -747,6 +781,22 @@ static void test_reference(void)
         {"BF16, head size 40, key bias, dbias",
          masked(shape(2, 4, 2, 9, 31, 40, 40, ATTN_BF16), 0, 0, KEY, DOT),
          WANT_DBIAS},
+        {"F32, GQA, left padding (q_start, kv_start), kv_len",
+         shape(2, 4, 2, 21, 37, 32, 32, ATTN_F32), USE_STARTS | USE_KV_LEN},
+        {"F32, left padding, top-left causal",
+         top_left(
+             masked(shape(2, 4, 2, 25, 33, 64, 64, ATTN_F32), 1, 0, NOB, DOT)),
+         USE_STARTS},
+        {"F32, q_start alone, key bias, dbias",
+         masked(shape(2, 4, 2, 17, 29, 32, 32, ATTN_F32), 0, 0, KEY, DOT),
+         USE_Q_START | WANT_DBIAS},
+        {"F16, left padding, causal, window",
+         masked(shape(2, 4, 2, 19, 41, 32, 32, ATTN_F16), 1, 9, NOB, DOT),
+         USE_STARTS},
+        {"BF16, q_start alone, top-left causal",
+         top_left(
+             masked(shape(2, 4, 2, 13, 29, 40, 40, ATTN_BF16), 1, 0, NOB, DOT)),
+         USE_Q_START},
     };
     static const int modes[] = {LAY_IN_PLACE, LAY_OFFSETS};
     run_cases(ctx_auto, cs, sizeof cs / sizeof cs[0], modes, 2, "", 100);
@@ -768,6 +818,10 @@ static void test_strided(void)
          masked(shape(2, 4, 2, 17, 33, 64, 64, ATTN_F16), 1, 9, NOB, DOT), 0},
         {"BF16, GQA",
          masked(shape(2, 4, 2, 11, 19, 32, 32, ATTN_BF16), 0, 0, NOB, DOT), 0},
+        {"F32, left padding, top-left causal, kv_len",
+         top_left(
+             masked(shape(2, 4, 2, 21, 37, 32, 32, ATTN_F32), 1, 0, NOB, DOT)),
+         USE_STARTS | USE_KV_LEN},
     };
     static const int modes[] = {LAY_STRIDED, LAY_ONE_OUT};
     run_cases(ctx_auto, cs, sizeof cs / sizeof cs[0], modes, 2, "", 200);
@@ -821,6 +875,13 @@ static void test_forced(void)
          USE_KV_LEN},
         {"BF16, causal",
          masked(shape(1, 4, 2, 9, 21, 32, 32, ATTN_BF16), 1, 0, NOB, DOT), 0},
+        {"F32, left padding, top-left causal",
+         top_left(
+             masked(shape(2, 4, 2, 23, 31, 32, 32, ATTN_F32), 1, 0, NOB, DOT)),
+         USE_STARTS},
+        {"F16, q_start alone, kv_len",
+         masked(shape(2, 4, 2, 15, 26, 64, 64, ATTN_F16), 0, 0, NOB, DOT),
+         USE_Q_START | USE_KV_LEN},
     };
     /* bwd_ref takes these; bwd_fused and bwd_tiled refuse them */
     const bcase ref_only[] = {
@@ -931,7 +992,7 @@ static void test_refusals(void)
 {
     attn_sdpa_desc s =
         masked(shape(2, 4, 2, 13, 29, 32, 32, ATTN_F32), 0, 0, KEY, DOT);
-    const int32_t qs[2] = {0, 2}, ks[2] = {0, 3};
+    const int32_t ks[2] = {0, 3};
     uint8_t keep[29];
     prob p;
     lay L;
@@ -1064,12 +1125,6 @@ static void test_refusals(void)
     EXPECT_REFUSED("heads_q % heads_kv != 0", ctx_auto, &d, &L.g, queue, 0,
                    NULL, ATTN_ERR_INVALID_ARGUMENT);
     /* not taken */
-    g = L.g;
-    g.dbias = NULL;
-    d = L.d;
-    d.q_start = qs;
-    EXPECT_REFUSED("q_start", ctx_auto, &d, &g, queue, 0, NULL,
-                   ATTN_ERR_UNSUPPORTED);
     d = L.d;
     d.keep = keep;
     d.keep_shape[0] = d.keep_shape[1] = d.keep_shape[2] = 1;

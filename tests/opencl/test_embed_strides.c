@@ -8,7 +8,9 @@
  * Checked against the oracle on the contiguous copies; o's gaps and guards
  * untouched.  A buffer too small for a strided extent is refused.  Then
  * packed variable-length sequences (cu_seqlens_q, cu_seqlens_kv) on the
- * caller's buffers, each variant forced, lse at a pitch of total_q.
+ * caller's buffers, each variant forced, lse at a pitch of total_q; left
+ * padding (q_start) with o strided, its padding rows filled on the
+ * device.
  *
  * Without an OpenCL platform the suite prints SKIP and exits 77.
  */
@@ -58,10 +60,12 @@ static cl_mem buffer(const void *host, size_t bytes)
     return rc == CL_SUCCESS ? m : NULL;
 }
 
-/* Runs shape sh with kernel variant kernel (NULL: AUTO); 1 when the
- * variant took it and the checks hold, 0 when it declined (checked), -1
- * on a failure. */
-static int run(const attn_sdpa_desc *sh, const char *kernel, const char *what)
+/* Runs shape sh with kernel variant kernel (NULL: AUTO), o's rows spare
+ * elements apart (0: o in plain BSHD), q_start (NULL: none; [batch]) as
+ * the left padding of the queries; 1 when the variant took it and the
+ * checks hold, 0 when it declined (checked), -1 on a failure. */
+static int run_with(const attn_sdpa_desc *sh, const char *kernel, size_t spare,
+                    const int32_t *q_start, const char *what)
 {
     const size_t B = (size_t)sh->batch, HQ = (size_t)sh->heads_q,
                  HK = (size_t)sh->heads_kv, SQ = (size_t)sh->seq_q,
@@ -86,24 +90,26 @@ static int run(const attn_sdpa_desc *sh, const char *kernel, const char *what)
     if (attn_context_create_cl(clctx, device, &o, &ctx) != ATTN_OK)
         return -1;
     if (sdpa_case_init(&c, sh, 9, 1.5, 0.05, 1) != 0 ||
+        !(c.d.q_start = q_start, 1) ||
         ref_sdpa(&c.d, c.q, c.k, c.v, &ref) != 0) {
         attn_context_destroy(ctx);
         return -1;
     }
     s = c.d;
-    /* q BSHD; k, v in [B, SK, 2 * HK, wkv]; o BSHD with 2 spare per row */
+    /* q BSHD; k, v in [B, SK, 2 * HK, wkv]; o BSHD with spare elements
+     * after each head's row */
     s.q_strides[0] = (int64_t)(SQ * HQ * D);
     s.q_strides[1] = (int64_t)D;
     s.q_strides[2] = (int64_t)(HQ * D);
     s.k_strides[0] = s.v_strides[0] = (int64_t)(SK * 2 * HK * wkv);
     s.k_strides[1] = s.v_strides[1] = (int64_t)wkv;
     s.k_strides[2] = s.v_strides[2] = (int64_t)(2 * HK * wkv);
-    s.o_strides[1] = (int64_t)(DV + 2);
-    s.o_strides[2] = (int64_t)(HQ * (DV + 2));
-    s.o_strides[0] = (int64_t)(SQ * HQ * (DV + 2));
+    s.o_strides[1] = (int64_t)(DV + spare);
+    s.o_strides[2] = (int64_t)(HQ * (DV + spare));
+    s.o_strides[0] = (int64_t)(SQ * HQ * (DV + spare));
     qn = OFF + B * SQ * HQ * D;
     kvn = OFF + B * SK * 2 * HK * wkv;
-    on = OFF + B * SQ * HQ * (DV + 2) + OFF;
+    on = OFF + B * SQ * HQ * (DV + spare) + OFF;
     hq = calloc(qn, elem);
     hkv = calloc(kvn, elem);
     ho = malloc(on * elem);
@@ -182,6 +188,11 @@ static int run(const attn_sdpa_desc *sh, const char *kernel, const char *what)
     return result;
 }
 
+static int run(const attn_sdpa_desc *sh, const char *kernel, const char *what)
+{
+    return run_with(sh, kernel, 2, NULL, what);
+}
+
 static attn_sdpa_desc shape(int hq, int hkv, int sq, int skv, int d, int dv,
                             attn_dtype dt)
 {
@@ -222,6 +233,33 @@ static void test_variants(void)
             HARNESS_EXPECT(took > 0, name ? name : "auto");
         if (!name)
             HARNESS_EXPECT(took == 5, "auto takes every shape");
+    }
+}
+
+/* Left padding (q_start) with o strided: a fill per row of a head (2
+ * spare elements after each), per row of all heads (plain BSHD); AUTO and
+ * the variants forced by name; F32 and F16, causal top-left (the starts
+ * move the diagonal) or not.  The padding rows 0, o's gaps untouched. */
+static void test_left_padding(void)
+{
+    static const int32_t qs[2] = {5, 2};
+    attn_sdpa_desc shapes[2] = {shape(4, 2, 19, 23, 32, 32, ATTN_F32),
+                                shape(4, 2, 9, 40, 32, 32, ATTN_F16)};
+    shapes[1].mask.causal = 1;
+    shapes[1].causal_align = ATTN_CAUSAL_TOP_LEFT;
+    for (int k = -1; attn_kernel_name(k < 0 ? 0 : k) || k < 0; k++) {
+        const char *name = k < 0 ? NULL : attn_kernel_name(k);
+        for (size_t i = 0; i < 2; i++)
+            for (size_t spare = 0; spare <= 2; spare += 2) {
+                char what[96];
+                int r;
+                snprintf(what, sizeof what, "%s, q_start, shape %zu, spare %zu",
+                         name ? name : "auto", i, spare);
+                r = run_with(&shapes[i], name, spare, qs, what);
+                HARNESS_EXPECT(r >= 0, what);
+                if (!name)
+                    HARNESS_EXPECT(r == 1, what);
+            }
     }
 }
 
@@ -446,6 +484,7 @@ int main(void)
         {"strided tensors on the caller's buffers, each variant",
          test_variants},
         {"packed sequences on the caller's buffers, each variant", test_packed},
+        {"left padding with o strided, each variant", test_left_padding},
         {NULL, NULL}};
     unsetenv("ATTN_DEVICE");
     unsetenv("ATTN_KERNEL_BINARY_DIR");
