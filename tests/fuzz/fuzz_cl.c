@@ -2,8 +2,8 @@
 /*
  * The fuzz harness's runs of the embedding API on buffers it made
  * (attn_sdpa_cl_buffers: offsets, overlaps, sub-buffers, buffers of
- * another cl_context; after a forward that ran with lse, its backward on
- * the same buffers, attn_sdpa_backward_cl_buffers, against
+ * another cl_context, left padding; after a forward that ran with lse, its
+ * backward on the same buffers, attn_sdpa_backward_cl_buffers, against
  * attn_sdpa_backward on host memory, on the variant AUTO picks or on
  * bwd_tiled forced by name, now and then with a gradient over an input,
  * which must be refused) and of context creation under the
@@ -216,7 +216,7 @@ static int lay_out(gen_src *g, placed *t, roots *r)
 /* The host arrays of d's mask and score, drawn from r. */
 typedef struct host_in {
     float *bias, *addw;
-    int32_t *kv_len;
+    int32_t *kv_len, *starts; /* starts: q_start then kv_start */
     uint8_t *keep;
 } host_in;
 
@@ -267,6 +267,18 @@ static int host_inputs(gen_src *g, const gen_sdpa *gs, attn_sdpa_desc *d,
         for (size_t e = 0; e < n; e++)
             h->keep[e] = ref_rng_uniform(r, 0.0, 1.0) < 0.3 ? 0 : 1;
         d->keep = h->keep;
+    }
+    if (gs->with_kv_len & (CASE_KV_START | CASE_Q_START)) { /* left padding */
+        if (!(h->starts = malloc(2 * (size_t)d->batch * sizeof(int32_t))))
+            return -1;
+        for (int b = 0; b < d->batch; b++) {
+            h->starts[b] = gen_int(g, 0, d->seq_q);
+            h->starts[d->batch + b] = gen_int(g, 0, d->seq_kv);
+        }
+        if (gs->with_kv_len & CASE_Q_START)
+            d->q_start = h->starts;
+        if (gs->with_kv_len & CASE_KV_START)
+            d->kv_start = h->starts + d->batch;
     }
     return 0;
 }
@@ -597,6 +609,7 @@ static int sdpa_cl(gen_src *g, int warm, attn_dtype dt)
     free(h.bias);
     free(h.addw);
     free(h.kv_len);
+    free(h.starts);
     free(h.keep);
     return rc;
 }

@@ -237,9 +237,11 @@ static void test_variants(void)
 }
 
 /* Left padding (q_start) with o strided: a fill per row of a head (2
- * spare elements after each), per row of all heads (plain BSHD); AUTO and
- * the variants forced by name; F32 and F16, causal top-left (the starts
- * move the diagonal) or not.  The padding rows 0, o's gaps untouched. */
+ * spare elements after each), per row of all heads (plain BSHD); F32 and
+ * F16, causal top-left (the starts move the diagonal) or not, on AUTO;
+ * the causal F16 shape with the spare elements on each variant forced by
+ * name (the fills are the same host code for every variant).  The
+ * padding rows 0, o's gaps untouched. */
 static void test_left_padding(void)
 {
     static const int32_t qs[2] = {5, 2};
@@ -247,19 +249,19 @@ static void test_left_padding(void)
                                 shape(4, 2, 9, 40, 32, 32, ATTN_F16)};
     shapes[1].mask.causal = 1;
     shapes[1].causal_align = ATTN_CAUSAL_TOP_LEFT;
-    for (int k = -1; attn_kernel_name(k < 0 ? 0 : k) || k < 0; k++) {
-        const char *name = k < 0 ? NULL : attn_kernel_name(k);
-        for (size_t i = 0; i < 2; i++)
-            for (size_t spare = 0; spare <= 2; spare += 2) {
-                char what[96];
-                int r;
-                snprintf(what, sizeof what, "%s, q_start, shape %zu, spare %zu",
-                         name ? name : "auto", i, spare);
-                r = run_with(&shapes[i], name, spare, qs, what);
-                HARNESS_EXPECT(r >= 0, what);
-                if (!name)
-                    HARNESS_EXPECT(r == 1, what);
-            }
+    for (size_t i = 0; i < 2; i++)
+        for (size_t spare = 0; spare <= 2; spare += 2) {
+            char what[96];
+            snprintf(what, sizeof what, "auto, q_start, shape %zu, spare %zu",
+                     i, spare);
+            HARNESS_EXPECT(run_with(&shapes[i], NULL, spare, qs, what) == 1,
+                           what);
+        }
+    for (int k = 0; attn_kernel_name(k); k++) {
+        char what[96];
+        snprintf(what, sizeof what, "%s, q_start", attn_kernel_name(k));
+        HARNESS_EXPECT(
+            run_with(&shapes[1], attn_kernel_name(k), 2, qs, what) >= 0, what);
     }
 }
 
