@@ -6,7 +6,6 @@
  * the work), and the layer on a device.  What the scheduler drives on a
  * device is exec_cl.c.
  */
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -171,45 +170,29 @@ attn_status attn_backend_cl_launch(
         s = attn_cl_run(rt, p, d, t, NULL, 1, q, n_wait + 1, g.wl, &ran, err);
     if (s == ATTN_OK)
         s = attn_cl_pad_rows(rt, q, d, q_start, t->o, t->o_off, t->lse,
-                             t->lse_off, 1, &ran, &last, err);
+                             t->lse_off, 0, 1, &ran, &last, err);
     if (ran)
         clReleaseEvent(ran);
     return attn_cl_gate_close(s, &g, last, done, err);
 }
 
-/* Sequence i of a packed call without keys: its o rows zeroed, its lse
- * rows -inf, each fill after the gate; the fills' events appended to ev. */
+/* Sequence i of a packed call without keys: every row padding (its o
+ * rows zeroed, its lse rows -inf), the fills after the gate; their
+ * marker appended to ev. */
 static attn_status packed_empty(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                                 const attn_cl_tensors *t, size_t lse_pitch,
                                 cl_command_queue q, const attn_cl_gate *g,
                                 cl_uint n_wl, cl_event *ev, size_t *n_ev,
                                 attn_err *err)
 {
-    const size_t elem = d->dtype == ATTN_F32 ? 4 : 2;
-    const float neg_inf = -INFINITY;
-    const uint32_t zero = 0;
-    size_t st[3];
-    cl_int rc = CL_SUCCESS;
-    attn_tensor_strides(d, ATTN_T_O, st);
-    for (size_t h = 0; h < (size_t)d->heads_q && rc == CL_SUCCESS; h++) {
-        for (size_t i = 0; i < (size_t)d->seq_q && rc == CL_SUCCESS; i++)
-            rc = clEnqueueFillBuffer(
-                q, t->o, &zero, elem, (t->o_off + h * st[1] + i * st[2]) * elem,
-                (size_t)d->head_dim_v * elem, n_wl, g->wl, &ev[(*n_ev)++]);
-        if (rc == CL_SUCCESS && t->lse)
-            rc = clEnqueueFillBuffer(
-                q, t->lse, &neg_inf, sizeof neg_inf,
-                (t->lse_off + h * lse_pitch) * sizeof(float),
-                (size_t)d->seq_q * sizeof(float), n_wl, g->wl, &ev[(*n_ev)++]);
-    }
-    if (rc != CL_SUCCESS) {
-        (*n_ev)--; /* the failed fill made no event */
-        return attn_fail(err, attn_cl_status(rc),
-                         "enqueueing the fill of a sequence without keys on "
-                         "%s failed: %s (%d)",
-                         rt->info.name, attn_cl_error_name(rc), (int)rc);
-    }
-    return ATTN_OK;
+    const int32_t all = d->seq_q;
+    cl_event last = NULL;
+    attn_status s =
+        attn_cl_pad_rows(rt, q, d, &all, t->o, t->o_off, t->lse, t->lse_off,
+                         lse_pitch, n_wl, g->wl, &last, err);
+    if (s == ATTN_OK)
+        ev[(*n_ev)++] = last;
+    return s;
 }
 
 /* Sequence i of a packed call with keys: its variant's kernels after the
@@ -275,12 +258,10 @@ attn_status attn_backend_cl_launch_packed(const attn_backend *b, int n,
 {
     attn_cl_runtime *rt = ((const cl_backend *)b->impl)->rt[0];
     attn_cl_gate g = ATTN_CL_GATE_INIT;
-    size_t most = 0, n_ev = 0;
+    size_t n_ev = 0;
     cl_event *ev = NULL, last = NULL;
     attn_status s;
-    for (int i = 0; i < n; i++) /* events: one per fill at most */
-        most += p[i] ? 1 : (size_t)d[i].heads_q * ((size_t)d[i].seq_q + 1);
-    if (!(ev = malloc((most ? most : 1) * sizeof *ev)))
+    if (!(ev = malloc((n ? (size_t)n : 1) * sizeof *ev))) /* one a sequence */
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "cannot allocate the events of a packed call");
     /* nothing runs before every sequence is enqueued (the gate), and

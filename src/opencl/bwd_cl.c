@@ -1148,7 +1148,7 @@ static attn_status pad_lse(bwd_run *r, const attn_sdpa_desc *d,
     const cl_event *wl = chain_wait(r, &n);
     cl_event ev = NULL;
     attn_status s = attn_cl_pad_rows(r->rt, r->queue, d, q_start, NULL, 0,
-                                     r->m[B_LSE], 0, n, wl, &ev, err);
+                                     r->m[B_LSE], 0, 0, n, wl, &ev, err);
     if (s == ATTN_OK)
         chain_push(r, ev);
     return s;

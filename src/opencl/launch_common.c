@@ -361,7 +361,8 @@ static attn_status pad_fill(pad_fills *f, cl_mem m, const void *pattern,
 /* Every fill of attn_cl_pad_rows through f. */
 static attn_status pad_all(pad_fills *f, const attn_sdpa_desc *d,
                            const int32_t *q_start, cl_mem o, size_t o_off,
-                           cl_mem lse, size_t lse_off, attn_err *err)
+                           cl_mem lse, size_t lse_off, size_t lse_pitch,
+                           attn_err *err)
 {
     const size_t es = d->dtype == ATTN_F32 ? 4 : 2, H = (size_t)d->heads_q,
                  S = (size_t)d->seq_q, dv = (size_t)d->head_dim_v;
@@ -390,7 +391,7 @@ static attn_status pad_all(pad_fills *f, const attn_sdpa_desc *d,
                                  dv, err);
         for (size_t h = 0; lse && h < H && s == ATTN_OK; h++)
             s = pad_fill(f, lse, &neg_inf, sizeof neg_inf,
-                         lse_off + (b * H + h) * S, p, err);
+                         lse_off + (b * H + h) * lse_pitch, p, err);
     }
     return s;
 }
@@ -398,19 +399,22 @@ static attn_status pad_all(pad_fills *f, const attn_sdpa_desc *d,
 attn_status attn_cl_pad_rows(attn_cl_runtime *rt, cl_command_queue q,
                              const attn_sdpa_desc *d, const int32_t *q_start,
                              cl_mem o, size_t o_off, cl_mem lse, size_t lse_off,
-                             cl_uint n_wl, const cl_event *wl, cl_event *done,
-                             attn_err *err)
+                             size_t lse_pitch, cl_uint n_wl, const cl_event *wl,
+                             cl_event *done, attn_err *err)
 {
     pad_fills f = {rt, q, n_wl, wl, NULL, 0};
     attn_status s;
     cl_int rc;
     *done = NULL;
-    pad_all(&f, d, q_start, o, o_off, lse, lse_off, err); /* counts */
+    if (!lse_pitch)
+        lse_pitch = (size_t)d->seq_q;
+    pad_all(&f, d, q_start, o, o_off, lse, lse_off, lse_pitch,
+            err); /* counts */
     if (f.n && !(f.ev = malloc(f.n * sizeof *f.ev)))
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
                          "cannot allocate the events of %zu fills", f.n);
     f.n = 0;
-    s = pad_all(&f, d, q_start, o, o_off, lse, lse_off, err);
+    s = pad_all(&f, d, q_start, o, o_off, lse, lse_off, lse_pitch, err);
     if (s == ATTN_OK) {
         rc = f.n ? clEnqueueMarkerWithWaitList(q, (cl_uint)f.n, f.ev, done)
                  : clEnqueueMarkerWithWaitList(q, n_wl, wl, done);

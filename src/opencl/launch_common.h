@@ -89,8 +89,10 @@ void attn_cl_release_mem(cl_mem m);
 /* The padding rows of q_start (left padding: attn.h, attn_sdpa_desc) on
  * device tensors: o's rows i < q_start[b] of every head zeroed, lse's set
  * to -INFINITY (o or lse NULL: left alone).  o starts at element offset
- * o_off and lies in d's strides; lse is dense [batch, heads_q, seq_q]
- * from float offset lse_off.  One fill per run of contiguous padding (a
+ * o_off and lies in d's strides; lse is [batch, heads_q] rows of seq_q
+ * floats from float offset lse_off, lse_pitch floats apart (0: seq_q,
+ * dense; a packed sequence's rows lie total_q apart).  A q_start[b] at or
+ * past seq_q pads every row.  One fill per run of contiguous padding (a
  * head's rows, a row's heads or a single row, as the strides allow), each
  * behind wl[0 .. n_wl) and no other fill (they may run at once on an
  * out-of-order queue); *done receives a marker behind them all.
@@ -99,8 +101,8 @@ void attn_cl_release_mem(cl_mem m);
 attn_status attn_cl_pad_rows(attn_cl_runtime *rt, cl_command_queue q,
                              const attn_sdpa_desc *d, const int32_t *q_start,
                              cl_mem o, size_t o_off, cl_mem lse, size_t lse_off,
-                             cl_uint n_wl, const cl_event *wl, cl_event *last,
-                             attn_err *err);
+                             size_t lse_pitch, cl_uint n_wl, const cl_event *wl,
+                             cl_event *last, attn_err *err);
 
 /* The gate of a call: a user event that holds its launches back until all
  * are enqueued, and the wait list of its first launches. */

@@ -912,9 +912,10 @@ enum { EMB_PLAIN, EMB_PACKED, EMB_Q_START };
 /* The fault points of attn_sdpa_cl_buffers on path; decode: few query
  * rows; EMB_PACKED: the case's rows ([1, heads, seq, dim]) as two packed
  * sequences addressed through head-major strides, the second without keys
- * (its o rows filled, not computed); EMB_Q_START: left padding, the
- * padding rows filled behind the kernels (the write point too: the
- * fills); each fault refused with o and lse untouched and nothing left. */
+ * (its o and lse rows filled, not computed); EMB_Q_START: left padding,
+ * the padding rows filled behind the kernels (with packed sequences the
+ * write point too: the fills); each fault refused with o and lse
+ * untouched and nothing left. */
 static void emb_sweep(attn_path path, int decode, int mode, const char *what)
 {
     static const struct {
@@ -992,7 +993,7 @@ static void emb_sweep(attn_path path, int decode, int mode, const char *what)
          * (pocl_update_event_failed, EINVAL) */
         if (mode != EMB_PLAIN && kinds[k].late)
             continue;
-        if (p == ATTN_FAULT_WRITE && mode != EMB_Q_START)
+        if (p == ATTN_FAULT_WRITE && mode == EMB_PLAIN) /* no fills */
             continue;
         /* A clean call: right, and how many calls it makes at p. */
         CU_ASSERT_EQUAL_FATAL(call_bufs_make(&cb, emb_ctx, &c, off, 13, 1), 0);
@@ -1005,11 +1006,12 @@ static void emb_sweep(attn_path path, int decode, int mode, const char *what)
         CU_ASSERT(packed || call_bufs_check(&cb, &c, &ref, emb_q, what));
         call_bufs_free(&cb);
         HARNESS_EXPECT(n >= 1, point_name[p]);
-        /* The fills (the call's only writes): the first and the second
-         * fail (the second with the first enqueued behind the kernels'
-         * last event).  PoCL 3.1 aborts (pocl_update_event_failed) when
-         * the gate's failure runs down from a kernel to two commands
-         * behind it, as it would from the third on. */
+        /* The fills (the call's only writes: the padding rows, or the
+         * rows of the packed sequence without keys): the first and the
+         * second fail (the second with the first enqueued).  PoCL 3.1
+         * aborts (pocl_update_event_failed) when the gate's failure runs
+         * down from a kernel to two commands behind it, as it would from
+         * the third left-padding fill on. */
         if (p == ATTN_FAULT_WRITE && n > 2)
             n = 2;
         for (unsigned long i = 1; i <= n; i++) {
