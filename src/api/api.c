@@ -12,7 +12,6 @@
 #include "api/abi.h"
 #include "api/context.h"
 #include "cpu/backend_native.h"
-#include "cpu/cpu_impl.h"
 #include "opencl/opencl_backend.h"
 
 attn_status attn_devices(attn_device_info *out, size_t capacity, size_t *count)
@@ -247,7 +246,7 @@ attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
         s = attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
                       "seq * d_model overflows the address space");
     else {
-        attn_cpu_posenc_sinusoidal_generic(seq, d_model, offset, table);
+        attn_native_posenc_sinusoidal(seq, d_model, offset, table);
         return ATTN_OK;
     }
     return attn_api_report(NULL, "attn_posenc_sinusoidal", s, &err);

@@ -15,7 +15,7 @@
 
 #include "api/abi.h"
 #include "api/context.h"
-#include "cpu/cpu_impl.h"
+#include "cpu/backend_native.h"
 
 static const attn_abi_layout grad_layout = {
     "attn_sdpa_grad", ATTN_ABI_GRAD_FIRST, sizeof(attn_sdpa_grad)};
@@ -114,7 +114,7 @@ static attn_status dense_backward(attn_context *ctx, const char *fn,
             attn_context_note(ctx, fell);
         }
     }
-    s = attn_cpu_sdpa_backward(ctx->native->impl, d, g);
+    s = attn_backend_native_backward(ctx->native, d, g);
     if (s)
         return attn_fail(err, s,
                          "not enough memory for the backward pass's working "

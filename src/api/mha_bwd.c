@@ -229,14 +229,13 @@ static attn_status run_backward(attn_context *ctx, const attn_mha_call *c,
 
     /* The inputs of the projections: x plus the positional encoding. */
     if (pe) {
-        attn_cpu_add_posenc_generic(m, c->batch, c->seq_q, m->pos_offset,
-                                    c->x_q, xq);
+        attn_native_add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q,
+                               xq);
         xq_in = xq;
         if (self) {
             xkv_in = xq;
         } else {
-            attn_cpu_add_posenc_generic(m, c->batch, c->seq_kv, 0, c->x_kv,
-                                        xkv);
+            attn_native_add_posenc(m, c->batch, c->seq_kv, 0, c->x_kv, xkv);
             xkv_in = xkv;
         }
     }

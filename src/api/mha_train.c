@@ -20,9 +20,8 @@ attn_status attn_mha_gemm(attn_context *ctx, int m, int n, int k,
                           const float *a, size_t lda, const float *b,
                           size_t ldb, const float *bias, float *c, size_t ldc)
 {
-    attn_cpu *cpu = ctx->native->impl;
-    return attn_cpu_kerns(cpu)->gemm_nt(attn_cpu_pool(cpu), m, n, k, a, lda, b,
-                                        ldb, bias, c, ldc);
+    return attn_backend_native_gemm_nt(ctx->native, m, n, k, a, lda, b, ldb,
+                                       bias, c, ldc);
 }
 
 void attn_mha_transpose(const float *in, size_t rows, size_t cols, float *out)
@@ -156,14 +155,14 @@ attn_status attn_mha_train_forward(attn_context *ctx, const attn_mha_call *c,
                          n_xq + n_xkv + big);
     tok = buf + n_xq + n_xkv;
     if (pe) {
-        attn_cpu_add_posenc_generic(m, c->batch, c->seq_q, m->pos_offset,
-                                    c->x_q, buf);
+        attn_native_add_posenc(m, c->batch, c->seq_q, m->pos_offset, c->x_q,
+                               buf);
         xq = buf;
         if (self) {
             xkv = buf;
         } else {
-            attn_cpu_add_posenc_generic(m, c->batch, c->seq_kv, 0, c->x_kv,
-                                        buf + n_xq);
+            attn_native_add_posenc(m, c->batch, c->seq_kv, 0, c->x_kv,
+                                   buf + n_xq);
             xkv = buf + n_xq;
         }
     }

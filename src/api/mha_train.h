@@ -8,7 +8,7 @@
 #define ATTN_API_MHA_TRAIN_H
 
 #include "api/context.h"
-#include "cpu/cpu_impl.h"
+#include "cpu/backend_native.h"
 
 /* Q and K (after projection, bias and RoPE), V and O in the heads' layout
  * of attention ([batch, heads, seq, head_dim]), lse [batch, heads_q,

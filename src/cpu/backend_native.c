@@ -101,6 +101,37 @@ static attn_status native_mha(attn_backend *b, int dev, const attn_prepared *p,
     return attn_cpu_mha(b->impl, c, err);
 }
 
+attn_status attn_backend_native_backward(attn_backend *b,
+                                         const attn_sdpa_desc *d,
+                                         const attn_sdpa_grad *g)
+{
+    return attn_cpu_sdpa_backward(b->impl, d, g);
+}
+
+attn_status attn_backend_native_gemm_nt(attn_backend *b, int m, int n, int k,
+                                        const float *a, size_t lda,
+                                        const float *bm, size_t ldb,
+                                        const float *bias, float *c, size_t ldc)
+{
+    attn_cpu *cpu = b->impl;
+    return attn_cpu_kerns(cpu)->gemm_nt(attn_cpu_pool(cpu), m, n, k, a, lda, bm,
+                                        ldb, bias, c, ldc);
+}
+
+/* Both of the generic copy, which every build has: sin and cos of each
+ * position, not SIMD work. */
+void attn_native_posenc_sinusoidal(int seq, int d_model, int offset,
+                                   float *table)
+{
+    attn_cpu_posenc_sinusoidal_generic(seq, d_model, offset, table);
+}
+
+void attn_native_add_posenc(const attn_mha_desc *m, int batch, int seq,
+                            int pos0, const float *x, float *out)
+{
+    attn_cpu_add_posenc_generic(m, batch, seq, pos0, x, out);
+}
+
 static const attn_backend_ops native_ops = {
     .name = "native",
     .destroy = native_destroy,
