@@ -1022,6 +1022,57 @@ static void test_bias_near_max(void)
                 }
 }
 
+/* ---- finite V near FLT_MAX ----------------------------------------------- */
+
+/* attn.h (after rule 7): O's undivided sum, sum_j p_j V[j] with p_j <= 1,
+ * overflows only past FLT_MAX, which needs |V| above FLT_MAX / n for n
+ * visible keys.  V scaled to at most FLT_MAX / (2 seq_kv) stays below it
+ * on every path: O is the oracle's finite average, within the tolerances
+ * that grow with max |v| (ref.h), and lse is unchanged by V. */
+static void v_near_max(const shape *sh, int v, uint64_t seed, const char *what)
+{
+    sdpa_case c;
+    ref_sdpa_result r;
+    CU_ASSERT_EQUAL_FATAL(build(&c, sh, v, ATTN_F32, ATTN_SCORE_DOT, seed, 1.0),
+                          0);
+    const float f = FLT_MAX / (2.0f * (float)c.d.seq_kv);
+    for (size_t e = 0; e < c.nv; e++)
+        ((float *)c.v)[e] *= f;
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &r), 0);
+    float *o = malloc(c.no * sizeof *o), *lse = malloc(c.nlse * sizeof *lse);
+    CU_ASSERT_FATAL(o && lse);
+    attn_status st = attn_sdpa(ctx, &c.d, c.q, c.k, c.v, o, lse);
+    if (st != ATTN_OK && harness_declined(ctx, &c.d, st, what)) {
+        /* the forced kernel does not take the shape */
+    } else if (st != ATTN_OK) {
+        printf("\nFAIL %s: attn_sdpa returned %s (%s)\n", what,
+               attn_status_string(st), attn_context_last_error(ctx));
+        CU_FAIL("attn_sdpa failed");
+    } else {
+        harness_taken();
+        CU_ASSERT_TRUE(ref_check_sdpa_at(what, &c.d, &r, o, lse, NULL,
+                                         sdpa_case_ran_at(ctx, &c.d)));
+    }
+    free(o);
+    free(lse);
+    ref_sdpa_free(&r);
+    sdpa_case_free(&c);
+}
+
+static void test_v_near_max(void)
+{
+    static const int variants[] = {V_PLAIN, V_ALL};
+    for (int si = 0; si < N_SHAPES; si++)
+        for (int vi = 0; vi < 2; vi++) {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "V near FLT_MAX / (2 seq_kv), shape %d, %s", si,
+                     variant_names[variants[vi]]);
+            v_near_max(&shapes[si], variants[vi],
+                       1800 + (uint64_t)(si * 10 + vi), what);
+        }
+}
+
 /* ---- the multi-head layer ----------------------------------------------- */
 
 /* Runs attn_mha_forward on c and checks y: rows with nan_row[b*seq_q+i]
@@ -1196,6 +1247,7 @@ int main(void)
         {"NaN in additive_w: its head", test_additive_w},
         {"scores that overflow", test_overflow},
         {"finite biases near FLT_MAX", test_bias_near_max},
+        {"finite V up to FLT_MAX / (2 seq_kv)", test_v_near_max},
         {"non-finite scale is rejected", test_scale},
         {"layer: NaN in a token", test_mha},
         {"layer: NaN in a bias", test_mha_weights},

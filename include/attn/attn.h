@@ -628,8 +628,9 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  *     without the non-finite values (up to float rounding).
  * Finite V near the top of the float range: O[i] is accumulated as
  * sum_j p_j V[j] with p_j = exp(S[i][j] - max_j S[i][j]) <= 1 and divided
- * by sum_j p_j once, at the end, so that sum may overflow to +-INFINITY in
- * O[i][c] when sum_j p_j |V[j][c]| exceeds FLT_MAX, which needs |V[j][c]|
+ * by sum_j p_j once, at the end, so that sum may overflow (O[i][c] +-INFINITY,
+ * or NaN where an overflowed sum is rescaled by an underflowed factor)
+ * when sum_j p_j |V[j][c]| exceeds FLT_MAX, which needs |V[j][c]|
  * above FLT_MAX / n for a row with n visible keys (rule 2's counterpart
  * for V; lse is unaffected).  The OpenCL three-kernel path (unfused),
  * which divides P before its product with V, gives the finite average.
