@@ -217,8 +217,15 @@ attn_status attn_cl_prepare(attn_cl_runtime *rt, const attn_sdpa_desc *d,
                              "kernel variant \"%s\" (forced) cannot run this "
                              "call on %s: %.300s",
                              v->name, rt->info.name, why.msg);
-        if (s == ATTN_ERR_BUILD_FAILED && v->build_probe)
-            s = ATTN_ERR_UNSUPPORTED; /* the compiler lacks what it asks */
+        if (s == ATTN_ERR_BUILD_FAILED && v->build_probe) {
+            /* a compiler that cannot build it: the next variant runs (the
+             * failed build is kept, not retried) */
+            attn_log(rt->log, ATTN_LOG_WARN,
+                     "kernel variant %s does not build on %s, the next one "
+                     "runs: %.300s",
+                     v->name, rt->info.name, why.msg);
+            s = ATTN_ERR_UNSUPPORTED;
+        }
         if (s != ATTN_ERR_UNSUPPORTED)
             return attn_fail(err, s, "%s", why.msg);
         attn_log(rt->log, ATTN_LOG_DEBUG, "kernel variant %s declines: %s",

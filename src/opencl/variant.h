@@ -149,12 +149,17 @@ typedef struct attn_cl_variant {
                                    (head size, rows): one program per shape
                                    class, built from source only (never an
                                    offline binary, which is one build) */
-    int build_probe;            /* its build asks for what the device's
+    int build_probe;            /* its build may fail where the others
+                                   build: it asks for what the device's
                                    compiler may lack (matrix builtins,
-                                   inline PTX): under AUTO a failed build
-                                   declines the shape and AUTO goes on (the
-                                   failure is kept: tried once per program);
-                                   forced, it is the caller's error */
+                                   inline PTX, subgroup shuffles) or is
+                                   GPU-shaped code (large register tiles)
+                                   that a vendor's own compiler may reject:
+                                   under AUTO a failed build declines the
+                                   shape with a warning and AUTO goes on
+                                   (the failure is kept: tried once per
+                                   program); forced, it is the caller's
+                                   error */
     int mask_shapes;            /* its kernels take the causal diagonal
                                    (diag) and the bias's strides (bias_sb,
                                    bias_sh, bias_sq): a top-left causal mask

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "opencl/fault.h"
 
@@ -502,6 +503,81 @@ static void test_two_queues(void)
 {
     sweep(&sc_queues);
     build_faults(&sc_queues);
+}
+
+/* A context on the OpenCL CPU device, fallback off, logging everything
+ * (the variants' builds are debug lines) into the log above. */
+static attn_context *ctx_debug(void)
+{
+    attn_options o;
+    attn_context *ctx = NULL;
+    attn_options_init(&o);
+    o.device = "cpu";
+    o.allow_fallback = 0;
+    o.log = log_cb;
+    o.log_level = ATTN_LOG_DEBUG;
+    return attn_context_create(&o, &ctx) == ATTN_OK ? ctx : NULL;
+}
+
+/* AUTO with the register-tiled kernel first (a profile's path.order, as on
+ * GPUs): when its program does not build, the three-kernel path runs the
+ * call (fallback off: no native redo), a warning names tiled, and with
+ * every build failing from then on the programs kept serve the call. */
+static void test_auto_tiled_build(void)
+{
+    char dir[] = "/tmp/attn-faults-XXXXXX", file[64];
+    const char *old = getenv("ATTN_PLATFORM_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    const char *what = "AUTO past a tiled that does not build";
+    attn_sdpa_desc d;
+    sdpa_case c;
+    ref_sdpa_result ref;
+    attn_context *ctx;
+    cl_live before;
+    FILE *f;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/order.prof", dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f = fopen(file, "w"));
+    fputs("[platform \"Portable Computing Language\" kind \"cpu\"]\n"
+          "path.order = tiled unfused\n",
+          f);
+    fclose(f);
+    CU_ASSERT_EQUAL_FATAL(setenv("ATTN_PLATFORM_DIR", dir, 1), 0);
+    shape(&d, 0);
+    d.head_dim = d.head_dim_v = 32; /* a head size tiled is built for */
+    CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&c, &d, 14, 1.0, 0.05, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(ref_sdpa(&c.d, c.q, c.k, c.v, &ref), 0);
+    before = cl_live_now();
+    /* the clean call: tiled takes it (its build in the debug log) */
+    log_clear();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = ctx_debug());
+    CU_ASSERT(sdpa_case_check(ctx, &c, &ref, 1, NULL, what));
+    HARNESS_EXPECT(log_has("kernel variant tiled built"), what);
+    attn_context_destroy(ctx);
+    /* tiled's build fails: unfused runs it */
+    log_clear();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctx = ctx_debug());
+    set_spec("build@1");
+    HARNESS_EXPECT(sdpa_case_check(ctx, &c, &ref, 1, NULL, what), what);
+    HARNESS_EXPECT(attn_fault_fired(ATTN_FAULT_BUILD) == 1, what);
+    HARNESS_EXPECT(log_has("kernel variant tiled does not build"), what);
+    HARNESS_EXPECT(log_has("kernel variant unfused built"), what);
+    HARNESS_EXPECT(!log_has("fell back"), what);
+    set_spec("build");
+    HARNESS_EXPECT(sdpa_case_check(ctx, &c, &ref, 1, NULL, what), what);
+    set_spec("");
+    attn_context_destroy(ctx);
+    HARNESS_EXPECT(live_same(before), what);
+    ref_sdpa_free(&ref);
+    sdpa_case_free(&c);
+    remove(file);
+    rmdir(dir);
+    if (saved) {
+        setenv("ATTN_PLATFORM_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("ATTN_PLATFORM_DIR");
+    }
 }
 
 /* ---- attn_mha_forward on the device ------------------------------------ */
@@ -1659,6 +1735,8 @@ int main(int argc, char **argv)
         {"attn_sdpa, decode", test_decode},
         {"attn_sdpa, auto", test_auto},
         {"attn_sdpa, two queues", test_two_queues},
+        {"attn_sdpa, AUTO past a tiled that does not build",
+         test_auto_tiled_build},
         {"attn_mha_forward on the device", test_mha},
         {"the persistent layer and its KV cache on the device", test_layer},
         {"attn_sdpa_cl", test_embed},

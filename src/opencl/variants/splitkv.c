@@ -330,6 +330,7 @@ const attn_cl_variant attn_cl_variant_splitkv = {
     .path = ATTN_PATH_AUTO,
     .universal = 0,
     .per_shape = 1,
+    .build_probe = 1,
     .sources = sources,
     .kernels = kernels,
     .params = params,

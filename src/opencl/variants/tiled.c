@@ -259,6 +259,7 @@ const attn_cl_variant attn_cl_variant_tiled = {
     .path = ATTN_PATH_FUSED,
     .universal = 0,
     .per_shape = 1,
+    .build_probe = 1,
     .sources = sources,
     .kernels = kernels,
     .params = params,
