@@ -10,7 +10,8 @@
 # moves least.  Ratios above 1: A is faster.
 #
 # usage: bench/compare_libs.sh [-n ROUNDS] LIBDIR_A LIBDIR_B
-#   LIBDIR_*      folders holding libattn.so.0 (build folders)
+#   LIBDIR_*      folders holding libattn.so.N, N the ABI's major version
+#                 (build folders)
 #   -n ROUNDS     rounds (default 7); each runs both libraries once
 #   ATTN_BENCH    attn-bench to run (default build/bench/attn-bench)
 #   ATTN_DEMO     attn-demo to run (default build/examples/attn-demo)
@@ -35,7 +36,16 @@ b=$(cd "$2" && pwd)
 bench=${ATTN_BENCH:-build/bench/attn-bench}
 demo=${ATTN_DEMO:-build/examples/attn-demo}
 sizes=${COMPARE_SIZES:-1024,4096}
-for f in "$a/libattn.so.0" "$b/libattn.so.0" "$bench" "$demo"; do
+# The library's SONAME link in folder $1 (libattn.so.1 for ABI 1).
+lib_in() {
+  for f in "$1"/libattn.so.[0-9] "$1"/libattn.so.[0-9][0-9]; do
+    [ -e "$f" ] && { echo "$f"; return; }
+  done
+  echo "$1/libattn.so.N"
+}
+lib_a=$(lib_in "$a")
+lib_b=$(lib_in "$b")
+for f in "$lib_a" "$lib_b" "$bench" "$demo"; do
   [ -e "$f" ] || { echo "compare_libs: $f not found" >&2; exit 2; }
 done
 out=$(mktemp -d)
@@ -48,16 +58,17 @@ run_one() {
       --sizes "$sizes" --causal both |
       awk -v tag="$1" -v r="$3" -v dt=$dt '
         $3 == "libattn" && $4 == "native" {
+          # N causal libattn native KERNEL median-ms min-ms TFLOP/s ...
           print tag, r, dt "/N=" $1 "/" ($2 == "yes" ? "causal" : "full"),
-                $5, $7, $6 }' >>"$out/rows"
+                $6, $8 * 1000, $7 }' >>"$out/rows"
   done
   LD_LIBRARY_PATH=$2 "$demo" --device native |
     awk -v tag="$1" -v r="$3" '$1 == "time:" {
       print tag, r, "demo-layer", $2, "-", $2 }' >>"$out/rows"
 }
 
-echo "A: $a/libattn.so.0"
-echo "B: $b/libattn.so.0"
+echo "A: $lib_a"
+echo "B: $lib_b"
 echo "$rounds rounds (A B, then B A, ...); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 r=1
 while [ $r -le "$rounds" ]; do
