@@ -448,6 +448,79 @@ static void fd_case(attn_sdpa_desc *d, float *bias, size_t nb, float *w)
     free(dout), free(o), free(gb), free(gw);
 }
 
+/* Keys hidden by a -INFINITY bias entry or a -INFINITY score (attn.h,
+ * rules 1 and 3) add nothing to any gradient, whatever their K and V and
+ * whatever the row: two query rows against three keys, key 0 behind a
+ * -inf KEY bias with K NaN and V inf (a finite row), then a NaN row (q
+ * NaN) beside a finite one, then a row made NaN by a +inf score beside
+ * a key it scores -inf; dot and additive scores. */
+static void hidden_nonfinite(int additive)
+{
+    attn_sdpa_desc d = shape(1, 1, 1, 2, 3, 2, 2);
+    float q[4] = {0.5f, 0.25f, -0.3f, 0.7f},
+          k[6] = {0.3f, 0.1f, 0.2f, -0.4f, 0.6f, 0.1f},
+          v[6] = {1, 2, 3, 4, 5, 6}, w[2] = {0.8f, -0.6f}, o[4], lse[2],
+          dout[4] = {1, -1, 0.5f, 0.25f}, dq[4], dk[6], dv[6], db[3], dw[2],
+          bias[3] = {-INFINITY, 0.1f, -0.2f};
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    const char *what = additive ? "additive" : "dot";
+    if (additive) {
+        d.score = ATTN_SCORE_ADDITIVE;
+        d.additive_w = w;
+        g.d_additive_w = dw;
+    }
+    d.mask.bias = bias;
+    d.mask.bias_kind = ATTN_BIAS_KEY;
+    g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = dq, g.dk = dk, g.dv = dv, g.dbias = db;
+    for (int t = 0; t < 3; t++) {
+        if (t == 0) { /* finite rows, garbage behind the -inf bias */
+            k[0] = k[1] = NAN;
+            v[0] = v[1] = INFINITY;
+        } else if (t == 1) { /* row 0 NaN */
+            q[0] = NAN;
+        } else { /* row 0: +inf score at key 2, -inf at key 1 */
+            if (additive)
+                break; /* tanh keeps an infinite q finite */
+            q[0] = INFINITY;
+            q[1] = 0.0f;
+            k[2] = -0.5f;
+            k[4] = 0.5f;
+        }
+        CU_ASSERT_EQUAL_FATAL(attn_sdpa(ctx1, &d, q, k, v, o, lse), ATTN_OK);
+        CU_ASSERT_EQUAL_FATAL(attn_sdpa_backward(ctx1, &d, &g), ATTN_OK);
+        /* key 0: no gradient at all */
+        HARNESS_EXPECT(dk[0] == 0.0f && dk[1] == 0.0f && dv[0] == 0.0f &&
+                           dv[1] == 0.0f && db[0] == 0.0f,
+                       what);
+        if (t == 0) { /* nothing NaN anywhere */
+            int fin = 1;
+            for (int e = 0; e < 6; e++)
+                fin &= isfinite(dk[e]) && isfinite(dv[e]);
+            for (int e = 0; e < 4; e++)
+                fin &= isfinite(dq[e]);
+            fin &= isfinite(db[1]) && isfinite(db[2]);
+            if (additive)
+                fin &= isfinite(dw[0]) && isfinite(dw[1]);
+            HARNESS_EXPECT(fin, what);
+        } else {
+            /* row 1 stays finite, and so does its dq */
+            HARNESS_EXPECT(isfinite(dq[2]) && isfinite(dq[3]), what);
+        }
+        if (t == 2) /* key 1, -inf to row 0, gets row 1's finite share */
+            HARNESS_EXPECT(isfinite(dk[2]) && isfinite(dk[3]) &&
+                               isfinite(dv[2]) && isfinite(dv[3]) &&
+                               isfinite(db[1]),
+                           what);
+    }
+}
+
+static void test_hidden_nonfinite(void)
+{
+    hidden_nonfinite(0);
+    hidden_nonfinite(1);
+}
+
 static void test_finite_differences(void)
 {
     attn_sdpa_desc d = shape(2, 4, 2, 5, 7, 4, 3);
@@ -517,6 +590,8 @@ int main(void)
         {"dbias: masks, keep, F16", test_dbias_masks},
         {"additive score", test_additive},
         {"first attn_sdpa_grad layout", test_first_layout},
+        {"keys hidden by a -inf bias or score hold NaN and inf",
+         test_hidden_nonfinite},
         {NULL, NULL}};
     return harness_main("backward_grads", init, clean, tests);
 }

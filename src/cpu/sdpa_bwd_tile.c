@@ -402,8 +402,22 @@ static void probs(const struct attn_sdpa_bwd_job *jb, float *pr, float *dr,
     if (b < a) /* a <= jv <= KT: nothing is written past the row */
         b = a;
     if (bias) {
+        /* a -INFINITY bias hides its key whatever the score (NaN + -inf
+         * would not) */
         for (int j = 0; j < jv; j++)
-            pr[j] = pr[j] * sc + bias[j];
+            pr[j] = bias[j] == -INFINITY ? -INFINITY : pr[j] * sc + bias[j];
+    }
+    if (lse != lse) {
+        /* a NaN row (a NaN or +inf score, attn.h rule 4): P and dS NaN at
+         * every visible key, 0 at a -INFINITY score (rule 3), which
+         * -inf - NaN would not give */
+        const float s1 = bias ? 1.0f : sc;
+        for (int j = 0; j < KT; j++) {
+            const int hidden = pr[j] * s1 == -INFINITY;
+            pr[j] = hidden ? 0.0f : lse;
+            dr[j] = hidden ? 0.0f : lse;
+        }
+    } else if (bias) {
         prob_row(pr, dr, 1.0f, lse, di);
     } else {
         /* the scale in the same pass (one FMA with lse's subtraction) */
