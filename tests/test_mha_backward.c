@@ -410,6 +410,18 @@ static void test_saved_reuse(void)
                                 saved, &g) == ATTN_ERR_INVALID_ARGUMENT);
     CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL,
                                 saved, &g) == ATTN_OK);
+    {
+        /* a forward refused (here: a NULL weight) leaves it holding
+         * nothing: the backward refuses it until a forward succeeds */
+        attn_mha_desc e = p.m;
+        e.wq = NULL;
+        CU_ASSERT(attn_mha_forward_train(ctx, &e, 1, 4, 4, p.t[T_XQ], NULL,
+                                         NULL, y,
+                                         &saved) == ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT(saved == first);
+        CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL,
+                                    saved, &g) == ATTN_ERR_INVALID_ARGUMENT);
+    }
     CU_ASSERT(attn_mha_forward_train(ctx, &p.m, 2, 6, 6, p.t[T_XQ], NULL, NULL,
                                      y, &saved) == ATTN_OK);
     CU_ASSERT(saved != NULL);
@@ -475,6 +487,22 @@ static void test_bad_arguments(void)
     bad.d_x_q = (float *)p.dy; /* over the input */
     CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,
                                 &bad) == ATTN_ERR_INVALID_ARGUMENT);
+    {
+        /* over a weight the call reads: refused, the weight untouched */
+        float wq0[64];
+        memcpy(wq0, p.m.wq, sizeof wq0);
+        bad = g;
+        bad.d_wq = (float *)p.m.wq;
+        CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL,
+                                    NULL, &bad) == ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT(strstr(attn_context_last_error(ctx), "overlaps wq") != NULL);
+        CU_ASSERT(memcmp(wq0, p.m.wq, sizeof wq0) == 0);
+        bad = g;
+        bad.d_wq = NULL;
+        bad.d_wk = (float *)p.m.wv + 1;
+        CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL,
+                                    NULL, &bad) == ATTN_ERR_INVALID_ARGUMENT);
+    }
     bad = g;
     bad.accumulate = 2;
     CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,

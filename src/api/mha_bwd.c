@@ -106,12 +106,9 @@ static attn_status check_grads(const attn_mha_call *c, const attn_mha_grad *g,
                  nkv = (size_t)c->batch * (size_t)c->seq_kv,
                  dq = (size_t)m->heads_q * (size_t)m->head_dim,
                  dkv = (size_t)m->heads_kv * (size_t)m->head_dim;
-    const float *in[4] = {c->x_q, c->x_kv, g->d_y, NULL};
-    size_t n_in[4] = {nq * d, c->x_kv ? nkv * d : 0, nq * d, 0};
     static const char *const names[N_G] = {
         "d_x_q", "d_x_kv", "d_wq", "d_wk", "d_wv",        "d_wo",
         "d_bq",  "d_bk",   "d_bv", "d_bo", "d_pos_table", "d_additive_w"};
-    static const char *const in_names[4] = {"x_q", "x_kv", "d_y", ""};
 
     if (!g->d_y)
         return attn_fail(e, ATTN_ERR_INVALID_ARGUMENT, "g->d_y is NULL");
@@ -156,10 +153,14 @@ static attn_status check_grads(const attn_mha_call *c, const attn_mha_grad *g,
                        ? (size_t)m->pos_table_len * d
                        : 0;
     for (int i = 0; i < N_G; i++) {
-        for (int j = 0; j < 3; j++)
-            if (overlaps(gr->out[i], gr->n[i], in[j], n_in[j]))
-                return attn_fail(e, ATTN_ERR_INVALID_ARGUMENT, "%s overlaps %s",
-                                 names[i], in_names[j]);
+        /* every array the call reads: the layer's inputs and d_y */
+        const char *in =
+            attn_mha_input_overlap(c, gr->out[i], gr->n[i] * sizeof(float));
+        if (!in && overlaps(gr->out[i], gr->n[i], g->d_y, nq * d))
+            in = "d_y";
+        if (in)
+            return attn_fail(e, ATTN_ERR_INVALID_ARGUMENT, "%s overlaps %s",
+                             names[i], in);
         for (int j = 0; j < i; j++)
             if (overlaps(gr->out[i], gr->n[i], gr->out[j], gr->n[j]))
                 return attn_fail(e, ATTN_ERR_INVALID_ARGUMENT, "%s overlaps %s",

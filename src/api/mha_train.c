@@ -228,6 +228,11 @@ attn_status attn_mha_forward_train(attn_context *ctx, const attn_mha_desc *m,
                          "activations");
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     }
+    /* A reused object holds nothing from here until this call succeeds:
+     * whatever refuses the call below, attn_mha_backward then refuses it
+     * (attn.h). */
+    if (*saved)
+        (*saved)->batch = 0;
     if (attn_api_from_callback(fn, &err))
         return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
     if ((st = attn_abi_mha_desc(m, &ml, &m, &err)) ||
@@ -267,7 +272,8 @@ attn_status attn_mha_forward_train(attn_context *ctx, const attn_mha_desc *m,
     attn_mha_saved_shape(s, &c);
     if ((st = attn_mha_train_forward(ctx, &c, s, y, &err))) {
         attn_mha_saved_destroy(fresh);
-        /* A reused object's shape no longer says what it holds. */
+        /* A reused object's shape (set above) no longer says what it
+         * holds. */
         if (!fresh)
             s->batch = 0;
         return attn_api_report(ctx, fn, st, &err);

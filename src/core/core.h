@@ -226,6 +226,12 @@ attn_status attn_validate_mask(const attn_mask_desc *m, const int *bias_shape,
                                int batch, int heads_q, int seq_q, int seq_kv,
                                attn_err *err);
 attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err);
+/* The name of the first array that layer call c reads (x_q, x_kv, a
+ * weight or bias, additive_w, pos_table, the mask's arrays, the KV cache)
+ * which [p, p + bytes) overlaps, or NULL (also for p NULL): c's sizes
+ * validated. */
+const char *attn_mha_input_overlap(const attn_mha_call *c, const void *p,
+                                   size_t bytes);
 /* The layer's descriptor alone (attn_mha_create): weights, sizes, enums,
  * pos_offset; sizes that can be addressed. */
 attn_status attn_validate_mha_desc(const attn_mha_desc *m, attn_err *err);

@@ -322,10 +322,8 @@ static long pos_rows_read(const attn_mha_call *c)
     return c->x_kv && c->seq_kv > need ? c->seq_kv : need;
 }
 
-/* y is written while the layer still reads its other arrays (the output
- * projection reads the attention result while it writes y, the input
- * projections read x and the weights), so y must overlap none of them. */
-static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
+const char *attn_mha_input_overlap(const attn_mha_call *c, const void *p,
+                                   size_t bytes)
 {
     const attn_mha_desc *m = c->m;
     const size_t dm = (size_t)m->d_model,
@@ -371,12 +369,27 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
          m->posenc == ATTN_POSENC_LEARNED ? (const void *)m->pos_table : NULL,
          elems_bytes(pos_rows, dm, ws)},
     };
-    const size_t y_bytes = floats_bytes(rows_q, dm);
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
-        if (overlaps_sat(c->y, y_bytes, in[i].p, in[i].bytes))
-            return INVALID("y overlaps %s: the layer does not work in "
-                           "place",
-                           in[i].name);
+        if (overlaps_sat(p, bytes, in[i].p, in[i].bytes))
+            return in[i].name;
+    return NULL;
+}
+
+/* y is written while the layer still reads its other arrays (the output
+ * projection reads the attention result while it writes y, the input
+ * projections read x and the weights), so y must overlap none of them. */
+static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
+{
+    const size_t cache = c->cache_k
+                             ? (size_t)c->batch * (size_t)c->m->heads_kv *
+                                   (size_t)c->m->head_dim * (size_t)c->cache_cap
+                             : 0;
+    const char *in =
+        attn_mha_input_overlap(c, c->y,
+                               floats_bytes((size_t)c->batch * (size_t)c->seq_q,
+                                            (size_t)c->m->d_model));
+    if (in)
+        return INVALID("y overlaps %s: the layer does not work in place", in);
     if (overlaps_sat(c->cache_k, floats_bytes(cache, 1), c->cache_v,
                      floats_bytes(cache, 1)))
         return INVALID("the cache's k and v overlap");
