@@ -35,31 +35,45 @@ static void env_warning(attn_context *ctx, const char *fmt, ...)
     attn_log(&ctx->log, ATTN_LOG_WARN, "%s", ctx->last_error);
 }
 
+int attn_threads_default(int *online_out)
+{
+    const char *env = getenv("ATTN_NUM_THREADS");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int online = n < 1 ? 1 : n > ATTN_MAX_THREADS ? ATTN_MAX_THREADS : (int)n;
+    if (online_out)
+        *online_out = online;
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        n = strtol(env, &end, 10);
+        if (errno || end == env || *end || n < 1 || n > ATTN_MAX_THREADS)
+            return -online;
+        return (int)n;
+    }
+    return online;
+}
+
 /* options.threads, else ATTN_NUM_THREADS, else the online CPUs.  A bad
  * options.threads is an error; a bad ATTN_NUM_THREADS a warning. */
 static attn_status parse_threads(attn_context *ctx, const attn_options *o,
                                  attn_err *err)
 {
-    const char *env = getenv("ATTN_NUM_THREADS");
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    int online = n < 1 ? 1 : n > ATTN_MAX_THREADS ? ATTN_MAX_THREADS : (int)n;
+    int online, t;
     if (o->threads < 0 || o->threads > ATTN_MAX_THREADS)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.threads must be in [0, %d] (got %d)",
                          ATTN_MAX_THREADS, o->threads);
-    ctx->threads = o->threads > 0 ? o->threads : online;
-    if (o->threads == 0 && env && *env) {
-        char *end;
-        errno = 0;
-        n = strtol(env, &end, 10);
-        if (!errno && end != env && !*end && n >= 1 && n <= ATTN_MAX_THREADS)
-            ctx->threads = (int)n;
-        else
-            env_warning(ctx,
-                        "ATTN_NUM_THREADS=\"%.32s\" is not a number in [1, "
-                        "%d]; ignored: %d threads (the online CPUs)",
-                        env, ATTN_MAX_THREADS, online);
+    if (o->threads > 0) {
+        ctx->threads = o->threads;
+        return ATTN_OK;
     }
+    t = attn_threads_default(&online);
+    ctx->threads = t < 0 ? -t : t;
+    if (t < 0)
+        env_warning(ctx,
+                    "ATTN_NUM_THREADS=\"%.32s\" is not a number in [1, "
+                    "%d]; ignored: %d threads (the online CPUs)",
+                    getenv("ATTN_NUM_THREADS"), ATTN_MAX_THREADS, online);
     return ATTN_OK;
 }
 

@@ -38,6 +38,11 @@ attn_status attn_context_new(const attn_options *o, attn_options *resolved,
 attn_status attn_context_ready(attn_context *ctx, attn_err *err);
 /* Records msg as the context's and the thread's last error and logs it. */
 void attn_context_set_error(attn_context *ctx, attn_status s, const char *msg);
+/* The worker threads of a context whose options.threads is 0:
+ * ATTN_NUM_THREADS, else the online CPUs (*online, when not NULL); minus
+ * the online CPUs when ATTN_NUM_THREADS is set but not a number in [1,
+ * ATTN_MAX_THREADS] (the context warns and takes them). */
+int attn_threads_default(int *online);
 /* Records msg as the context's last error only (a note such as "fell
  * back"), logged at WARN by whoever made it. */
 void attn_context_note(attn_context *ctx, const char *msg);

@@ -240,3 +240,18 @@ const char *attn_tool_native_isa(void)
 {
     return attn_native_isa_name();
 }
+
+attn_status attn_tool_check_spec(const char *spec, char *msg, size_t cap)
+{
+    attn_err err = {{0}};
+    attn_status s = attn_opencl_check_spec(spec, &err);
+    if (s)
+        snprintf(msg, cap, "%s", err.msg);
+    return s;
+}
+
+int attn_tool_native_threads(void)
+{
+    const int t = attn_threads_default(NULL);
+    return t < 0 ? -t : t;
+}

@@ -90,6 +90,13 @@ void attn_tool_file_name(const char *name, char *out, size_t cap);
 /* The instruction set of the native kernels a context created now would
  * run: "generic", "avx2" or "avx512" (ATTN_CPU_ISA and the CPU decide). */
 const char *attn_tool_native_isa(void);
+/* Whether spec is a device spec at all (attn_context_create ignores an
+ * ATTN_DEVICE that is not, with a warning): ATTN_OK, or
+ * ATTN_ERR_INVALID_ARGUMENT with the reason in msg. */
+attn_status attn_tool_check_spec(const char *spec, char *msg, size_t cap);
+/* The worker threads a native context created now with options.threads 0
+ * would run: ATTN_NUM_THREADS (when valid), else the online CPUs. */
+int attn_tool_native_threads(void);
 
 /* ---- kernel variants (attn-tune, attn-probe --kernels) ------------------- */
 

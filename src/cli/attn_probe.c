@@ -59,7 +59,9 @@ static const cli_section sections[] = {
      "is selected), 1 when the device spec matches nothing usable, discovery\n"
      "fails or a device fails its --bench self-test, 2 on a usage error."},
     {"Environment",
-     "ATTN_DEVICE is the spec when -d is not given; ATTN_CPU_ISA and\n"
+     "ATTN_DEVICE is the spec when -d is not given (a value that is no\n"
+     "spec at all, such as \"native,cpu\", is a warning and ignored, as\n"
+     "libattn ignores it); ATTN_CPU_ISA and\n"
      "ATTN_NUM_THREADS decide the native backend's kernels and threads;\n"
      "ATTN_PLATFORM_DIR adds device profiles; OCL_ICD_VENDORS is where the\n"
      "OpenCL ICD loader looks for drivers (default /etc/OpenCL/vendors)."},
@@ -110,8 +112,18 @@ static int parse_args(int argc, char **argv, probe_args *a)
     int rc;
     memset(a, 0, sizeof *a);
     if (env && *env) {
-        a->spec = env;
-        a->origin = "ATTN_DEVICE";
+        char why[256];
+        /* as attn_context_create: a value that is no spec is a warning and
+         * the options' device ("auto") is used */
+        if (attn_tool_check_spec(env, why, sizeof why) != ATTN_OK) {
+            fprintf(stderr,
+                    "attn-probe: ATTN_DEVICE=\"%.64s\" is not a device spec "
+                    "(%s); ignored, as libattn ignores it: device \"auto\"\n",
+                    env, why);
+        } else {
+            a->spec = env;
+            a->origin = "ATTN_DEVICE";
+        }
     }
     if ((rc = cli_parse(&spec, argc, argv, on_option, a)) >= 0)
         return rc;
@@ -153,19 +165,12 @@ static void print_no_platform(void)
 }
 
 /* The instruction set and thread count a native context gets now. */
+/* What a native context created now would run (ATTN_DEVICE, which would
+ * override a context's options.device, plays no part). */
 static void native_info(probe_native *nv)
 {
-    attn_options o = ATTN_OPTIONS_INIT;
-    attn_device_info info = ATTN_DEVICE_INFO_INIT;
-    attn_context *ctx = NULL;
-    o.device = "native";
-    o.log_level = ATTN_LOG_OFF; /* a bad variable is said at selection */
     nv->isa = attn_tool_native_isa();
-    nv->threads = 0;
-    if (attn_context_create(&o, &ctx) == ATTN_OK &&
-        attn_context_device(ctx, &info) == ATTN_OK)
-        nv->threads = (int)info.compute_units;
-    attn_context_destroy(ctx);
+    nv->threads = attn_tool_native_threads();
 }
 
 static void print_native(const probe_native *nv)

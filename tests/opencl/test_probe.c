@@ -414,6 +414,27 @@ static void test_versions_native_extensions(void)
         }
         mj_free(root);
     }
+    /* The native backend's threads do not depend on ATTN_DEVICE (which
+     * would override a context's device): the same 3 when it names no
+     * device and -d selects native. */
+    root = run_json("ATTN_NUM_THREADS=3 ATTN_DEVICE=no-such-device-anywhere",
+                    "-d native", 0);
+    if (root) {
+        const mj *nv = mj_get(root, "native");
+        CU_ASSERT(is(nv, MJ_OBJ) && is(mj_get(nv, "threads"), MJ_NUM) &&
+                  mj_get(nv, "threads")->num == 3.0);
+        mj_free(root);
+    }
+    /* An ATTN_DEVICE that is no spec at all: a warning, and auto selects,
+     * as attn_context_create does. */
+    rc = run("ATTN_DEVICE=native,cpu", "", 1, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(strstr(out, "ATTN_DEVICE=\"native,cpu\" is not a device spec") !=
+              NULL);
+    CU_ASSERT(strstr(out, "Selected (auto)") != NULL);
+    free(out);
+    out = NULL;
     /* The table: the same, and the first extension of each device. */
     rc = run("ATTN_NUM_THREADS=3 ATTN_CPU_ISA=generic", "--verbose", 1, &out);
     CU_ASSERT_EQUAL(rc, 0);
