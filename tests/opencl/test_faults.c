@@ -1207,6 +1207,36 @@ static void test_too_big(void)
                                               info.max_alloc_bytes),
                     ATTN_OK);
     CU_ASSERT(sdpa_case_check(off, &c, &ref, 1, NULL, "limits restored"));
+    /* The three-kernel path's scores in blocks: a largest allocation of
+     * 12 KiB leaves a score budget of 6 KiB, under the 12 KiB that all
+     * the call's scores take, so its launch works through blocks of whole
+     * heads; and, below, through blocks of one head's rows. */
+    CU_ASSERT_EQUAL(
+        attn_fault_set_mem_limits(off, 0, info.global_mem_bytes, 12288),
+        ATTN_OK);
+    CU_ASSERT(sdpa_case_check(off, &c, &ref, 1, NULL, "blocks of heads"));
+    {
+        attn_sdpa_desc r;
+        sdpa_case rc;
+        ref_sdpa_result rr;
+        attn_sdpa_desc_init(&r);
+        r.batch = r.heads_q = r.heads_kv = 1;
+        r.seq_q = 64; /* 2 KiB of scores a row: 10 rows in 20 KiB */
+        r.seq_kv = 512;
+        r.head_dim = r.head_dim_v = 16;
+        r.mask.causal = 1;
+        CU_ASSERT_EQUAL_FATAL(sdpa_case_init(&rc, &r, 43, 1.0, 0.0, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(ref_sdpa(&rc.d, rc.q, rc.k, rc.v, &rr), 0);
+        CU_ASSERT_EQUAL(
+            attn_fault_set_mem_limits(off, 0, info.global_mem_bytes, 40960),
+            ATTN_OK);
+        CU_ASSERT(sdpa_case_check(off, &rc, &rr, 1, NULL, "blocks of rows"));
+        ref_sdpa_free(&rr);
+        sdpa_case_free(&rc);
+    }
+    CU_ASSERT_EQUAL(attn_fault_set_mem_limits(off, 0, info.global_mem_bytes,
+                                              info.max_alloc_bytes),
+                    ATTN_OK);
     CU_ASSERT_EQUAL(attn_fault_set_mem_limits(off, 1, 1, 1),
                     ATTN_ERR_INVALID_ARGUMENT);
 

@@ -11,9 +11,9 @@
  *
  * Memory: the scores of a block of query rows live in the scratch buffer
  * [heads in the block, rows, seq_kv] floats, bounded by the score budget
- * min(CL_DEVICE_MAX_MEM_ALLOC_SIZE / 2, 256 MiB), or the environment
- * variable ATTN_CL_SCORE_BUDGET (a byte count, capped at the largest
- * allocation; meant for tests of the blocked path).  When all query rows
+ * min(CL_DEVICE_MAX_MEM_ALLOC_SIZE / 2, 256 MiB) (tests reach the
+ * blocked path by lowering the device's limits: attn_fault_set_mem_limits,
+ * src/opencl/fault.h).  When all query rows
  * do not fit, the launch works through blocks of whole heads, or of rows
  * of one head, in turn; at least one row at a time.
  */
@@ -182,16 +182,8 @@ static int fit_kernels(const attn_cl_limits *lim, const attn_cl_built *b,
 
 static size_t score_budget(uint64_t max_alloc)
 {
-    const char *env = getenv("ATTN_CL_SCORE_BUDGET");
-    size_t b = max_alloc / 2 < SCORE_BUDGET_MAX ? (size_t)(max_alloc / 2)
-                                                : SCORE_BUDGET_MAX;
-    if (env && *env) {
-        char *end;
-        unsigned long long x = strtoull(env, &end, 10);
-        if (*end == '\0' && x > 0)
-            b = x > SIZE_MAX ? SIZE_MAX : (size_t)x;
-    }
-    return b > max_alloc ? (size_t)max_alloc : b;
+    return max_alloc / 2 < SCORE_BUDGET_MAX ? (size_t)(max_alloc / 2)
+                                            : SCORE_BUDGET_MAX;
 }
 
 static attn_status plan(const attn_cl_limits *lim, const attn_cl_built *b,
