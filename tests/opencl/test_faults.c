@@ -506,7 +506,9 @@ static void test_two_queues(void)
 }
 
 /* A context on the OpenCL CPU device, fallback off, logging everything
- * (the variants' builds are debug lines) into the log above. */
+ * (the variants' builds are debug lines) into the log above, without a
+ * program cache (ATTN_CACHE_DIR, set by valgrind.sh, would hand it
+ * programs built before, and no build would fail). */
 static attn_context *ctx_debug(void)
 {
     attn_options o;
@@ -514,6 +516,7 @@ static attn_context *ctx_debug(void)
     attn_options_init(&o);
     o.device = "cpu";
     o.allow_fallback = 0;
+    o.cache_dir = "";
     o.log = log_cb;
     o.log_level = ATTN_LOG_DEBUG;
     return attn_context_create(&o, &ctx) == ATTN_OK ? ctx : NULL;
