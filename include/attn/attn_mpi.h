@@ -115,7 +115,7 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * its own (causal_offset), and a block they hide whole is not computed; with
  * both, the ring stops after the farthest step a rank's window reaches
  * (attn_ring_stats.steps; 2 for ATTN_RING_CONTIGUOUS slices of at least window
- * - 1 rows, docs/MPI.md).  The other bias kinds, keep, q_start, kv_start,
+ * - 1 rows with causal_offset 0, docs/MPI.md).  The other bias kinds, keep, q_start, kv_start,
  * packed sequences and BF16 storage are not supported (ATTN_ERR_UNSUPPORTED).
  * A descriptor built before causal_offset existed (its struct_size ending at
  * cu_seqlens_kv) is read with causal_offset 0.

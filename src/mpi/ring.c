@@ -284,11 +284,18 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
                          ring_sdpa_fn sdpa, void *user, const ring_fwd_io *io)
 {
     const char *fn = io ? "attn_sdpa_ring_cl" : "attn_sdpa_ring";
+    /* A NULL ring is refused like the other NULL arguments, through the
+     * agreement on comm, so that the other ranks learn it at once; a NULL
+     * comm, which reaches no other rank, here alone. */
+    static const attn_ring_desc no_ring = ATTN_RING_DESC_INIT;
+    const int ring_null = !ring;
     ring_set_error("%s", "");
-    if (comm == MPI_COMM_NULL || !ring) {
-        ring_set_error("%s: %s is NULL", fn, ring ? "comm" : "ring");
+    if (comm == MPI_COMM_NULL) {
+        ring_set_error("%s: comm is NULL", fn);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
+    if (ring_null)
+        ring = &no_ring;
     ring_call *c = calloc(1, sizeof *c);
     if (!c) {
         ring_set_error("%s: no memory", fn);
@@ -307,9 +314,11 @@ attn_status ring_run_any(attn_context *ctx, MPI_Comm comm,
     }
     double tmo = 60.0;
     attn_status mine = ATTN_OK;
-    if (!d || !ctx || (!io && (!q_local || !k_local || !v_local || !o_local))) {
+    if (ring_null || !d || !ctx ||
+        (!io && (!q_local || !k_local || !v_local || !o_local))) {
         snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
-                 !d         ? "d"
+                 ring_null  ? "ring"
+                 : !d       ? "d"
                  : !ctx     ? "ctx"
                  : !q_local ? "q_local"
                  : !k_local ? "k_local"

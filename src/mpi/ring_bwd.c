@@ -565,11 +565,16 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
                               void *user, const ring_bwd_io *io)
 {
     const char *fn = "attn_sdpa_ring_backward";
+    /* a NULL ring through the agreement, as in ring.c */
+    static const attn_ring_desc no_ring = ATTN_RING_DESC_INIT;
+    const int ring_null = !ring;
     ring_set_error("%s", "");
-    if (comm == MPI_COMM_NULL || !ring) {
-        ring_set_error("%s: %s is NULL", fn, ring ? "comm" : "ring");
+    if (comm == MPI_COMM_NULL) {
+        ring_set_error("%s: comm is NULL", fn);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
+    if (ring_null)
+        ring = &no_ring;
     ring_call *c = calloc(1, sizeof *c);
     ring_bwd *b = calloc(1, sizeof *b);
     if (!c || !b) {
@@ -593,11 +598,12 @@ attn_status ring_run_backward(attn_context *ctx, MPI_Comm comm,
     double tmo = ring->timeout_ms > 0 ? ring->timeout_ms / 1000.0 : 60.0;
     attn_status mine = ATTN_OK;
     attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
-    if (!d || !ctx || (!g_local && !io)) {
+    if (ring_null || !d || !ctx || (!g_local && !io)) {
         snprintf(c->why, sizeof c->why, "rank %d: %s is NULL", c->rank,
-                 !d     ? "d"
-                 : !ctx ? "ctx"
-                        : "g");
+                 ring_null ? "ring"
+                 : !d      ? "d"
+                 : !ctx    ? "ctx"
+                           : "g");
         mine = ATTN_ERR_INVALID_ARGUMENT;
     }
     if (mine == ATTN_OK && !io)

@@ -253,7 +253,9 @@ attn_status ring_call_setup(ring_call *c, const attn_ring_desc *ring,
             *tmo = ring->timeout_ms / 1000.0;
         return mine;
     }
-    *tmo = c->ring.timeout_ms ? c->ring.timeout_ms / 1000.0 : 60.0;
+    /* a negative timeout is refused below (ring_layout_make): the
+     * agreement that tells every rank so waits the default */
+    *tmo = c->ring.timeout_ms > 0 ? c->ring.timeout_ms / 1000.0 : 60.0;
     mine = ring_layout_make(&c->ring, c->ranks, &c->lay, c->why, sizeof c->why);
     if (mine != ATTN_OK)
         return mine;

@@ -98,6 +98,12 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         snprintf(why, cap, "causal is %d, not 0 or 1", g->mask.causal);
         return ATTN_ERR_INVALID_ARGUMENT;
     }
+    /* seq_q == seq_kv: both alignments place the same diagonal */
+    if ((unsigned)g->causal_align > ATTN_CAUSAL_TOP_LEFT) {
+        snprintf(why, cap, "causal_align %d is no attn_causal_align",
+                 (int)g->causal_align);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
     if (g->mask.window < 0) {
         snprintf(why, cap, "window %d is negative", g->mask.window);
         return ATTN_ERR_INVALID_ARGUMENT;

@@ -74,7 +74,7 @@ attn_status ring_layout_make(const attn_ring_desc *ring, int ranks,
     }
     if (sum != ring->seq) {
         snprintf(why, cap, "ring counts sum to %s%lld, not seq %d",
-                 sum > ring->seq ? "more than " : "", sum, ring->seq);
+                 sum > ring->seq ? "at least " : "", sum, ring->seq);
         free(start);
         return ATTN_ERR_INVALID_ARGUMENT;
     }

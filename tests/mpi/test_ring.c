@@ -614,6 +614,33 @@ static void test_bad_input_on_one_rank(void)
                                     s.v, s.o, s.lse);
     expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "q NULL on the last rank");
     small_free(&s);
+    /* The ring itself NULL on the last rank: refused through the same
+     * agreement (the others learn it at once, not after timeout_ms) */
+    small_make(&s, 1);
+    double t0 = MPI_Wtime();
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, rank == ranks - 1 ? NULL : &s.r,
+                        &s.d, s.q, s.k, s.v, s.o, s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT,
+                  "ring NULL on the last rank");
+    HARNESS_EXPECT(MPI_Wtime() - t0 < 5.0, "ring NULL: no rank waits it out");
+    small_free(&s);
+    /* A negative timeout_ms on the last rank: an invalid argument there
+     * too (not a wait that ends at once) */
+    small_make(&s, 1);
+    if (rank == ranks - 1)
+        s.r.timeout_ms = -5;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "timeout_ms negative");
+    small_free(&s);
+    /* causal_align no attn_causal_align, as attn_sdpa refuses it */
+    small_make(&s, 1);
+    if (rank == ranks - 1)
+        s.d.causal_align = (attn_causal_align)7;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "causal_align 7");
+    small_free(&s);
 }
 
 /* Rank 0 asks for causal, the others not: the descriptors differ. */
