@@ -219,6 +219,83 @@ static void test_results_opencl(void)
     check_results("cpu");
 }
 
+/* ---- sums over many keys -------------------------------------------------
+ * attn.h's bound adds the rounding of the float sums over a row's n
+ * visible keys, up to a relative n 2^-24, whose worst case is one key
+ * dominating and very many far below it: one query row against 2^16 keys,
+ * key 0 at score 8 (v 0) and the others at -9.25 (v 1; weights of about
+ * 2^-25 each).  In exact arithmetic l = 1 + (n - 1) e^-17.25, lse = 8 +
+ * log l and O = (n - 1) e^-17.25 / l; each path (native; on the OpenCL CPU
+ * device every variant forced by name that takes the shape) stays within
+ * e + n 2^-24 for lse and (e + n 2^-24) V for O, e a few float ulps. */
+static void long_row(const char *device, const char *kernel)
+{
+    enum { N = 1 << 16, D = 32 };
+    attn_options o = ATTN_OPTIONS_INIT;
+    attn_context *ctx = NULL;
+    attn_sdpa_desc d;
+    float *q = calloc(D, sizeof *q), *k = calloc((size_t)N * D, sizeof *k),
+          *v = calloc((size_t)N * D, sizeof *v), out[D], lse;
+    const double w = (N - 1) * exp(-17.25), l = 1.0 + w,
+                 want_lse = 8.0 + log(l), want_o = w / l,
+                 slack = N * ldexp(1.0, -24) + 1e-6;
+    char what[96];
+    attn_status st;
+    snprintf(what, sizeof what, "2^16 keys, one dominant: %s%s%s", device,
+             kernel ? ", " : "", kernel ? kernel : "");
+    CU_ASSERT_FATAL(q && k && v);
+    q[0] = 1.0f;
+    for (size_t j = 0; j < N; j++) {
+        k[j * D] = j ? -9.25f : 8.0f;
+        for (size_t c = 0; c < D; c++)
+            v[j * D + c] = j ? 1.0f : 0.0f;
+    }
+    attn_sdpa_desc_init(&d);
+    d.batch = d.heads_q = d.heads_kv = d.seq_q = 1;
+    d.seq_kv = N;
+    d.head_dim = d.head_dim_v = D;
+    d.scale = 1.0f;
+    o.device = device;
+    o.kernel = kernel;
+    o.allow_fallback = 0;
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&o, &ctx), ATTN_OK);
+    st = attn_sdpa(ctx, &d, q, k, v, out, &lse);
+    if (st == ATTN_ERR_UNSUPPORTED && kernel) {
+        /* the forced variant does not take the shape */
+    } else {
+        int ok = st == ATTN_OK && fabs(lse - want_lse) <= slack;
+        for (int c = 0; c < D; c++)
+            ok &= fabs(out[c] - want_o) <= slack;
+        if (!ok)
+            printf("\n  %s: %s, lse %.9g (want %.9g), O %.9g (want %.9g), "
+                   "slack %.3g\n",
+                   what, attn_status_string(st), (double)lse, want_lse,
+                   (double)out[0], want_o, slack);
+        HARNESS_EXPECT(ok, what);
+    }
+    attn_context_destroy(ctx);
+    free(q), free(k), free(v);
+}
+
+static void test_long_row(void)
+{
+    static const char *const kernels[] = {"unfused", "fused",   "decode",
+                                          "tiled",   "splitkv", NULL};
+    attn_context *ctx = NULL;
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    long_row("native", NULL);
+    if (create("cpu", ATTN_PRECISION_EXACT, &ctx) != ATTN_OK ||
+        attn_context_device(ctx, &info) != ATTN_OK ||
+        info.kind == ATTN_DEVICE_NATIVE) {
+        printf("\n  SKIP: no OpenCL CPU device");
+        attn_context_destroy(ctx);
+        return;
+    }
+    attn_context_destroy(ctx);
+    for (int i = 0; kernels[i]; i++)
+        long_row("cpu", kernels[i]);
+}
+
 /* ---- the error per product behind the tolerances -------------------------
  * TF32 rounding of this file's own, by scaling: to nearest, ties to even,
  * as the library rounds (test_tf32 compares the two). */
@@ -283,6 +360,7 @@ int main(void)
         {"results at the precision run, OpenCL CPU device",
          test_results_opencl},
         {"the error of one product", test_product_errors},
+        {"sums over 2^16 keys, one dominant", test_long_row},
         {NULL, NULL}};
     unsetenv("ATTN_PRECISION");
     unsetenv("ATTN_DEVICE");

@@ -231,7 +231,15 @@ typedef enum attn_log_level {
  * TF32 adds about 2^-10 M to a score, BF16 about 2^-7 M; 3XTF32 about 12
  * float ulps, within the library's float tolerances.  BF16 also flushes
  * subnormal inputs and sums to 0 (an absolute error below 2^-126 per
- * term).  docs/DESIGN.md, "Precision", derives them. */
+ * term).  Sums over the keys add their rounding: the row's sum of weights
+ * (so lse) and O's weighted sum are float sums of n terms for n visible
+ * keys, off by up to a relative n 2^-24 in the worst case, a row where
+ * one key dominates and very many weigh under 2^-24 of it each (the
+ * kernels sum in blocks and partial sums, far within that on ordinary
+ * rows).  Where P is rounded to f16 (mma, amdmm, xmx with F16 storage)
+ * a weight under 2^-14 is off by up to 2^-25, which adds up to n 2^-25 V
+ * to O: within the TF32 bound for rows of up to 2^15 keys, beyond it
+ * past.  docs/DESIGN.md, "Precision", derives them. */
 typedef enum attn_precision {
     ATTN_PRECISION_EXACT = 0, /**< IEEE float products and sums (default) */
     ATTN_PRECISION_TF32,      /**< the inputs of each product (q, k; p, v)
