@@ -846,7 +846,8 @@ typedef struct attn_mha_desc {
     const float *additive_w; /**< [heads_q, head_dim] for ADDITIVE */
     attn_posenc posenc;      /**< the positional encoding */
     const float *pos_table;  /**< LEARNED: [rows, d_model] */
-    int pos_offset;          /**< position of the first query (>= 0) */
+    int pos_offset;          /**< position of the first query (>= 0;
+                                  pos_offset + seq_q <= INT_MAX) */
     int pos_table_len;       /**< LEARNED: rows in pos_table, checked
                                   against the positions used; 0 = unknown */
     attn_dtype weight_dtype; /**< element type of every array above
@@ -1103,8 +1104,9 @@ ATTN_API attn_status attn_mha_backward(
 /** Writes the sinusoidal table [seq, d_model] for the positions offset to
  * offset + seq - 1: PE[p][2i] = sin(p / 10000^(2i/d_model)),
  * PE[p][2i+1] = cos(p / 10000^(2i/d_model)).  Errors:
- * ATTN_ERR_INVALID_ARGUMENT (table NULL, seq or d_model <= 0, offset < 0),
- * ATTN_ERR_OUT_OF_MEMORY (seq * d_model overflows). */
+ * ATTN_ERR_INVALID_ARGUMENT (table NULL, seq or d_model <= 0, offset < 0,
+ * offset + seq > INT_MAX), ATTN_ERR_OUT_OF_MEMORY (seq * d_model
+ * overflows). */
 ATTN_API attn_status attn_posenc_sinusoidal(int seq, int d_model, int offset,
                                             float *table);
 

@@ -35,8 +35,9 @@ extern "C" {
  * creates its own in-order queue on it for attn_sdpa / attn_mha_forward; the
  * kernels are built (or loaded from the program cache) on first use.
  * options.device is ignored; the other options apply (o may be NULL).
- * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL handle, device not usable),
- * ATTN_ERR_DEVICE, ATTN_ERR_OUT_OF_MEMORY. */
+ * Errors: ATTN_ERR_INVALID_ARGUMENT (NULL handle, device not usable, a
+ * device that is not one of the context's), ATTN_ERR_DEVICE,
+ * ATTN_ERR_OUT_OF_MEMORY. */
 ATTN_API attn_status attn_context_create_cl(cl_context context,
                                             cl_device_id device,
                                             const attn_options *o,
@@ -97,9 +98,10 @@ ATTN_API attn_status attn_cl_buffers_init_sized(attn_cl_buffers *b,
  * sub-buffers of one parent (or a parent and its sub-buffer), not through
  * buffers on the same host memory (CL_MEM_USE_HOST_PTR).  Errors: as
  * attn_sdpa, plus ATTN_ERR_INVALID_ARGUMENT (a NULL buffer or queue,
- * n_wait > 0 with wait NULL, a buffer smaller than its tensor at its
- * offset, a buffer or queue of another cl_context, a queue of another
- * device, o or lse overlapping another tensor: the message names both),
+ * n_wait > 0 with wait NULL, a NULL event in wait or one of another
+ * cl_context, a buffer smaller than its tensor at its offset, a buffer or
+ * queue of another cl_context, a queue of another device, o or lse
+ * overlapping another tensor: the message names both),
  * ATTN_ERR_OUT_OF_MEMORY (an offset plus its tensor overflows, a device
  * allocation failed) and ATTN_ERR_UNSUPPORTED (the context runs on the
  * native backend).  On error nothing is enqueued and *done is untouched. */
@@ -198,7 +200,8 @@ ATTN_API attn_status attn_cl_grad_buffers_init_sized(attn_cl_grad_buffers *g,
  * device).
  * Errors: as attn_sdpa_backward, plus ATTN_ERR_INVALID_ARGUMENT (a NULL
  * buffer (dbias, d_additive_w excepted) or queue, n_wait > 0 with wait
- * NULL, a buffer smaller than its tensor at its offset, a buffer or queue
+ * NULL, a NULL event in wait or one of another cl_context, a buffer
+ * smaller than its tensor at its offset, a buffer or queue
  * of another cl_context, a queue of another device, an output
  * overlapping another tensor: the message names both), and
  * ATTN_ERR_UNSUPPORTED (the context runs on the native backend, what is

@@ -76,12 +76,26 @@ attn_status attn_context_cl_objects(const attn_context *ctx,
     return ATTN_OK;
 }
 
-/* The caller's queue must run on the runtime's context and device. */
+/* The caller's queue must run on the runtime's context and device, and
+ * the events it waits for belong to that context (OpenCL's
+ * CL_INVALID_CONTEXT, which not every driver checks). */
 static attn_status check_queue(const attn_cl_runtime *rt,
-                               cl_command_queue queue, attn_err *err)
+                               cl_command_queue queue, cl_uint n_wait,
+                               const cl_event *wait, attn_err *err)
 {
     cl_context qc = NULL;
     cl_device_id qd = NULL;
+    for (cl_uint i = 0; i < n_wait; i++) {
+        cl_context ec = NULL;
+        if (!wait[i] || clGetEventInfo(wait[i], CL_EVENT_CONTEXT, sizeof ec,
+                                       &ec, NULL) != CL_SUCCESS)
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "wait[%u] is not a valid event", (unsigned)i);
+        if (ec != rt->context)
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "wait[%u] belongs to another OpenCL context",
+                             (unsigned)i);
+    }
     if (!queue)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT, "queue is NULL");
     if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qc, &qc, NULL) !=
@@ -154,7 +168,7 @@ static attn_status packed(attn_context *ctx, const attn_sdpa_desc *d,
     tensors_of(b, &all);
     if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, err)) ||
         (s = attn_validate_sdpa_desc(&whole, &sz, err)) ||
-        (s = check_queue(rt, queue, err)) ||
+        (s = check_queue(rt, queue, n_wait, wait, err)) ||
         (s = attn_backend_cl_check_buffers(ctx->backend, &whole, &all, err)))
         return s;
     item = calloc((size_t)n, sizeof *item);
@@ -235,7 +249,7 @@ attn_status attn_sdpa_cl_buffers(attn_context *ctx, const attn_sdpa_desc *d,
         return s == ATTN_OK ? s : report(ctx, fn, s, &err);
     }
     if ((s = attn_validate_sdpa_desc(d, &sz, &err)) ||
-        (s = check_queue(rt, queue, &err)))
+        (s = check_queue(rt, queue, n_wait, wait, &err)))
         return report(ctx, fn, s, &err);
     q_start = d->q_start; /* out of the merged descriptor: rows, not keys */
     tensors_of(b, &t);
@@ -280,7 +294,8 @@ attn_status attn_sdpa_cl(attn_context *ctx, const attn_sdpa_desc *d, cl_mem q,
  * the queue, then each buffer (size at its offset, context, overlaps). */
 static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
                              const attn_cl_grad_buffers *g,
-                             cl_command_queue queue, attn_err *err)
+                             cl_command_queue queue, cl_uint n_wait,
+                             const cl_event *wait, attn_err *err)
 {
     const attn_cl_runtime *rt = attn_backend_cl_runtime(ctx->backend);
     const size_t e = d->dtype == ATTN_F32 ? 4 : 2, f = sizeof(float);
@@ -314,7 +329,7 @@ static attn_status bwd_check(attn_context *ctx, const attn_sdpa_desc *d,
                              i == 0   ? "dq"
                              : i == 1 ? "dk"
                                       : "dv");
-    if ((s = check_queue(rt, queue, err)))
+    if ((s = check_queue(rt, queue, n_wait, wait, err)))
         return s;
     attn_bias_elems(d, &nb); /* the descriptor's check sized it */
     {
@@ -499,13 +514,13 @@ attn_status attn_sdpa_backward_cl_buffers(attn_context *ctx,
     if (d->cu_seqlens_q || d->cu_seqlens_kv) {
         /* checked whole: all rows as one sequence, as attn_sdpa does */
         if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, &err)) ||
-            (s = bwd_check(ctx, &whole, g, queue, &err)) ||
+            (s = bwd_check(ctx, &whole, g, queue, n_wait, wait, &err)) ||
             (s = bwd_packed(ctx, rt, d, &item.b, queue, n_wait, wait, done,
                             &err)))
             return report(ctx, fn, s, &err);
         return ATTN_OK;
     }
-    if ((s = bwd_check(ctx, d, g, queue, &err)))
+    if ((s = bwd_check(ctx, d, g, queue, n_wait, wait, &err)))
         return report(ctx, fn, s, &err);
     /* the device takes keep, kv_start and a per-item causal diagonal merged
      * into the bias (copied before the call returns, as every host array

@@ -547,6 +547,38 @@ static attn_status open_devices(const attn_cl_device *devs,
     return s;
 }
 
+/* The caller's device is one of the caller's context's devices (else
+ * ATTN_ERR_INVALID_ARGUMENT, as attn_cl.h says, not the queue's failure
+ * later). */
+static attn_status device_in_context(cl_context context, cl_device_id device,
+                                     const char *name, attn_err *err)
+{
+    cl_uint n = 0;
+    cl_device_id *devs;
+    int found = 0;
+    cl_int rc =
+        clGetContextInfo(context, CL_CONTEXT_NUM_DEVICES, sizeof n, &n, NULL);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "the cl_context cannot be queried: %s (%d)",
+                         attn_cl_error_name(rc), (int)rc);
+    if (!(devs = malloc((n ? n : 1) * sizeof *devs)))
+        return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY, "out of memory");
+    rc = clGetContextInfo(context, CL_CONTEXT_DEVICES, n * sizeof *devs, devs,
+                          NULL);
+    for (cl_uint i = 0; rc == CL_SUCCESS && i < n; i++)
+        found |= devs[i] == device;
+    free(devs);
+    if (rc != CL_SUCCESS)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "the cl_context's devices cannot be queried: %s (%d)",
+                         attn_cl_error_name(rc), (int)rc);
+    if (!found)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "device %s is not a device of the cl_context", name);
+    return ATTN_OK;
+}
+
 attn_status attn_backend_cl_from_objects(cl_context context,
                                          cl_device_id device,
                                          const attn_options *o,
@@ -567,6 +599,8 @@ attn_status attn_backend_cl_from_objects(cl_context context,
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "device %s is not usable: %s", probe.info.name,
                          probe.info.reason);
+    if ((s = device_in_context(context, device, probe.info.name, err)))
+        return s;
     if ((s = forced_index(kernel, &forced, err)))
         return s;
     if (!(p = malloc(sizeof *p)))

@@ -193,6 +193,23 @@ static void test_create_and_objects(void)
     CU_ASSERT_EQUAL(attn_context_create_cl(clctx, device, NULL, NULL),
                     ATTN_ERR_INVALID_ARGUMENT);
     CU_ASSERT(attn_last_error()[0] != '\0');
+    {
+        /* A device that is not one of the context's (with two devices,
+         * as POCL_DEVICES="pthread pthread" gives) */
+        cl_platform_id pf = NULL;
+        cl_device_id devs[2];
+        cl_uint nd = 0;
+        clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof pf, &pf, NULL);
+        if (clGetDeviceIDs(pf, CL_DEVICE_TYPE_ALL, 2, devs, &nd) ==
+                CL_SUCCESS &&
+            nd == 2) {
+            cl_device_id other = devs[0] == device ? devs[1] : devs[0];
+            CU_ASSERT_EQUAL(attn_context_create_cl(clctx, other, NULL, &mine),
+                            ATTN_ERR_INVALID_ARGUMENT);
+            CU_ASSERT_PTR_NULL(mine);
+            CU_ASSERT(strstr(attn_last_error(), "not a device of") != NULL);
+        }
+    }
 }
 
 static void test_f32(void)
@@ -526,6 +543,29 @@ static void test_errors(void)
     EXPECT_ERR(attn_sdpa_cl_buffers(ctx, &c.d, &cb.b, other_q, 0, NULL, &done),
                ATTN_ERR_INVALID_ARGUMENT);
     CU_ASSERT(strstr(attn_context_last_error(ctx), "another") != NULL);
+    {
+        /* An event of another cl_context in the wait list (OpenCL's
+         * CL_INVALID_CONTEXT), and a NULL one; the backward alike. */
+        cl_event foreign = clCreateUserEvent(other_ctx, &rc), none = NULL;
+        attn_cl_grad_buffers gb = ATTN_CL_GRAD_BUFFERS_INIT;
+        CU_ASSERT_EQUAL_FATAL(rc, CL_SUCCESS);
+        EXPECT_ERR(
+            attn_sdpa_cl_buffers(ctx, &c.d, &cb.b, queue, 1, &foreign, &done),
+            ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT(strstr(attn_context_last_error(ctx), "wait[0]") != NULL);
+        EXPECT_ERR(
+            attn_sdpa_cl_buffers(ctx, &c.d, &cb.b, queue, 1, &none, &done),
+            ATTN_ERR_INVALID_ARGUMENT);
+        gb.q = gb.o = gb.d_o = gb.dq = cb.b.q;
+        gb.k = gb.dk = cb.b.k;
+        gb.v = gb.dv = cb.b.v;
+        gb.lse = cb.b.lse;
+        EXPECT_ERR(attn_sdpa_backward_cl_buffers(ctx, &c.d, &gb, queue, 1,
+                                                 &foreign, &done),
+                   ATTN_ERR_INVALID_ARGUMENT);
+        clSetUserEventStatus(foreign, CL_COMPLETE);
+        clReleaseEvent(foreign);
+    }
     /* Buffers too small for their tensor at its offset. */
     b = cb.b;
     b.q_offset = off[0] + GUARD + 1;
