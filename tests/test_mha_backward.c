@@ -524,6 +524,22 @@ static void test_bad_arguments(void)
     CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL, NULL,
                                 &g) == ATTN_OK);
     CU_ASSERT(!untouched(dx, 32) && !untouched(dwq, 64));
+    {
+        /* d_y is an input: it may be x_q itself (the same gradients as
+         * from a copy of it) */
+        float dx2[32], dwq2[64];
+        bad = g;
+        bad.d_y = p.t[T_XQ];
+        bad.d_x_q = dx2;
+        bad.d_wq = dwq2;
+        CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL,
+                                    NULL, &bad) == ATTN_OK);
+        memcpy(p.dy, p.t[T_XQ], 32 * sizeof(float));
+        CU_ASSERT(attn_mha_backward(ctx, &p.m, 1, 4, 4, p.t[T_XQ], NULL, NULL,
+                                    NULL, &g) == ATTN_OK);
+        CU_ASSERT(memcmp(dx, dx2, sizeof dx2) == 0);
+        CU_ASSERT(memcmp(dwq, dwq2, sizeof dwq2) == 0);
+    }
     problem_free(&p);
 }
 

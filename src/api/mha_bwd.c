@@ -321,8 +321,10 @@ attn_status attn_mha_backward(attn_context *ctx, const attn_mha_desc *m,
     c.x_q = x_q;
     c.x_kv = x_kv;
     c.mask = mask ? mask : &no_mask;
-    /* Validation wants a y; the backward writes none. */
+    /* Validation wants a y; the backward writes none, and reads d_y in
+     * its place (an input: it may share memory with the others). */
     c.y = (float *)g->d_y;
+    c.y_is_input = 1;
     if ((st = attn_validate_mha(&c, &err)) ||
         (st = check_grads(&c, g, &gr, &err)))
         return attn_api_report(ctx, fn, st, &err);

@@ -65,6 +65,9 @@ typedef struct attn_mha_call {
     const float *x_q, *x_kv;    /* x_kv NULL: self-attention */
     const attn_mask_desc *mask; /* never NULL (a zeroed mask when none) */
     float *y;
+    /* 1: y is the backward's d_y, an input [batch, seq_q, d_model] that
+     * may share memory with the other inputs (not checked as an output) */
+    int y_is_input;
     float scale; /* of the dot score; 0 = 1/sqrt(head_dim) */
     /* A KV cache (attn_kv_cache) or cache_k NULL: k and v [batch, heads_kv,
      * cache_cap, head_dim], cache_len rows filled.  With one the call is a

@@ -384,8 +384,10 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
                              ? (size_t)c->batch * (size_t)c->m->heads_kv *
                                    (size_t)c->m->head_dim * (size_t)c->cache_cap
                              : 0;
-    const char *in =
-        attn_mha_input_overlap(c, c->y,
+    const char *in = c->y_is_input
+                         ? NULL
+                         : attn_mha_input_overlap(
+                               c, c->y,
                                floats_bytes((size_t)c->batch * (size_t)c->seq_q,
                                             (size_t)c->m->d_model));
     if (in)
@@ -433,7 +435,9 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
     if (!m)
         return INVALID("the multi-head descriptor is NULL");
     if (!c->x_q || !c->y)
-        return INVALID("%s is NULL", !c->x_q ? "x_q" : "y");
+        return INVALID("%s is NULL", !c->x_q         ? "x_q"
+                                     : c->y_is_input ? "d_y"
+                                                     : "y");
     if (!m->wq || !m->wk || !m->wv || !m->wo)
         return INVALID("weight %s is NULL", !m->wq   ? "wq"
                                             : !m->wk ? "wk"
