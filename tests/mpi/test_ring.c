@@ -1208,6 +1208,13 @@ static void test_backward_failures(void)
     attn_status st = attn_sdpa_ring_backward(
         ctx, MPI_COMM_WORLD, &b.s.r, &b.s.d, rank == ranks - 1 ? NULL : &b.g);
     expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT, "g NULL on one rank");
+    /* the ring NULL on the last rank: through the agreement, at once */
+    double t0 = MPI_Wtime();
+    st = attn_sdpa_ring_backward(
+        ctx, MPI_COMM_WORLD, rank == ranks - 1 ? NULL : &b.s.r, &b.s.d, &b.g);
+    expect_bwd_failed(&b, st, ATTN_ERR_INVALID_ARGUMENT,
+                      "ring NULL on one rank");
+    HARNESS_EXPECT(MPI_Wtime() - t0 < 5.0, "backward, ring NULL: no wait");
     /* lse NULL on rank 0 */
     attn_sdpa_grad g = b.g;
     if (rank == 0)
