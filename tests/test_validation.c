@@ -264,6 +264,31 @@ static void test_sdpa_overlap(void)
     sdpa_base(&c);
     c.lse = (float *)c.o + 10;
     expect_fail(&c, "lse overlaps o", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    /* the descriptor's own arrays are inputs too: the message names both */
+    sdpa_base(&c);
+    c.d.mask.bias = (const float *)c.o + 5; /* [batch, seq_kv] = 14 floats */
+    c.d.mask.bias_kind = ATTN_BIAS_KEY;
+    expect_fail(&c, "o overlaps the key bias", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
+    CU_ASSERT(strstr(c.tls_after, "o overlaps the input mask.bias") != NULL);
+    sdpa_base(&c);
+    c.d.mask.bias = c.lse + 20;
+    c.d.mask.bias_kind = ATTN_BIAS_KEY;
+    expect_fail(&c, "lse overlaps the key bias", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
+    CU_ASSERT(strstr(c.tls_after, "lse overlaps the input mask.bias") != NULL);
+    sdpa_base(&c);
+    c.d.struct_size = sizeof c.d; /* keep is past the first layout */
+    c.d.keep = (const uint8_t *)c.o + 1;
+    c.d.keep_shape[0] = c.d.keep_shape[1] = c.d.keep_shape[2] = 1;
+    expect_fail(&c, "o overlaps keep", ATTN_ERR_INVALID_ARGUMENT, ATTN_OK);
+    CU_ASSERT(strstr(c.tls_after, "overlaps the input keep") != NULL);
+    sdpa_base(&c);
+    c.d.score = ATTN_SCORE_ADDITIVE;
+    c.d.additive_w = (const float *)c.o + 30;
+    expect_fail(&c, "o overlaps additive_w", ATTN_ERR_INVALID_ARGUMENT,
+                ATTN_OK);
+    CU_ASSERT(strstr(c.tls_after, "overlaps the input additive_w") != NULL);
     CU_ASSERT_EQUAL(memcmp(q_copy, in_q, sizeof q_copy), 0);
     CU_ASSERT_EQUAL(memcmp(v_copy, in_v, sizeof v_copy), 0);
 }

@@ -654,7 +654,9 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * head, and optionally lse[b,h,i] = log(sum_j exp(S[i][j])) (float, layout
  * [batch, heads_q, seq_q]; may be NULL).  A query row whose keys are all
  * hidden gives O = 0 and lse = -INFINITY.  q, k, v, o point at dtype values
- * in the layouts of attn_sdpa_desc; o and lse must not overlap the inputs.
+ * in the layouts of attn_sdpa_desc; o and lse must not overlap the inputs
+ * (q, k, v and the descriptor's arrays: bias, keep, additive_w, kv_len,
+ * the starts, the packed offsets) nor each other.
  * Hidden keys (masks, kv_len) never reach O: NaN or Inf stored there is
  * harmless.  NaN or Inf in a visible input spoils only the query rows (or,
  * in V, the output columns) that see it: see "Non-finite inputs" above.
@@ -746,8 +748,9 @@ typedef struct attn_sdpa_grad {
  * diagonal), and natively when no variant takes the call or the
  * device fails and options.allow_fallback is on.  Errors:
  * ATTN_ERR_INVALID_ARGUMENT (NULL ctx, d or g, a NULL tensor, an invalid
- * d as attn_sdpa checks it, an output overlapping an input (the bias and
- * additive_w included) or another output (dq, dk and dv may be views of
+ * d as attn_sdpa checks it, an output overlapping an input (the
+ * descriptor's arrays included: bias, keep, additive_w, kv_len, the starts,
+ * the packed offsets) or another output (dq, dk and dv may be views of
  * one fused block, [batch, seq, heads_q + 2 heads_kv, head_dim] say, whose
  * elements do not meet: checked exactly for such layouts), strides of q, k
  * or v that make rows share elements (dq, dk, dv, in those strides, would

@@ -180,6 +180,45 @@ attn_status attn_validate_sdpa_desc(const attn_sdpa_desc *d, attn_sdpa_bytes *b,
     return ATTN_OK;
 }
 
+/* Every array a call of d reads (d valid): q, k and v of b's sizes, and
+ * the descriptor's own (bias, keep, additive_w, kv_len, the starts, the
+ * packed offsets), into p, n (bytes) and name; returns how many. */
+enum { SDPA_INPUTS_MAX = 11 };
+static int sdpa_inputs(const attn_sdpa_desc *d, const attn_sdpa_bytes *b,
+                       const void *q, const void *k, const void *v,
+                       const void **p, size_t *n, const char **name)
+{
+    const size_t nbatch = (size_t)d->batch * sizeof(int32_t);
+    size_t nb = 0, nk = 0;
+    int m = 0;
+    attn_bias_elems(d, &nb); /* the descriptor's check sized them */
+    if (d->keep) {
+        const size_t f[4] = {(size_t)d->keep_shape[0], (size_t)d->keep_shape[1],
+                             (size_t)d->keep_shape[2], (size_t)d->seq_kv};
+        attn_mul_sizes(&nk, 4, f);
+    }
+#define IN(ptr, bytes, nm)                                                     \
+    do {                                                                       \
+        p[m] = (ptr);                                                          \
+        n[m] = (bytes);                                                        \
+        name[m++] = (nm);                                                      \
+    } while (0)
+    IN(q, b->q, "q");
+    IN(k, b->k, "k");
+    IN(v, b->v, "v");
+    IN(d->mask.bias, nb * sizeof(float), "mask.bias");
+    IN(d->keep, nk, "keep");
+    IN(d->score == ATTN_SCORE_ADDITIVE ? d->additive_w : NULL,
+       (size_t)d->heads_q * (size_t)d->head_dim * sizeof(float), "additive_w");
+    IN(d->mask.kv_len, nbatch, "mask.kv_len");
+    IN(d->q_start, nbatch, "q_start");
+    IN(d->kv_start, nbatch, "kv_start");
+    IN(d->cu_seqlens_q, nbatch + sizeof(int32_t), "cu_seqlens_q");
+    IN(d->cu_seqlens_kv, nbatch + sizeof(int32_t), "cu_seqlens_kv");
+#undef IN
+    return m;
+}
+
 attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                const void *k, const void *v, const void *o,
                                const float *lse, attn_err *err)
@@ -195,12 +234,24 @@ attn_status attn_validate_sdpa(const attn_sdpa_desc *d, const void *q,
                                                          : "o");
     if ((s = attn_validate_sdpa_desc(d, &b, err)))
         return s;
-    if (overlaps(o, b.o, q, b.q) || overlaps(o, b.o, k, b.k) ||
-        overlaps(o, b.o, v, b.v))
-        return INVALID("the output o overlaps an input tensor");
-    if (overlaps(lse, b.lse, q, b.q) || overlaps(lse, b.lse, k, b.k) ||
-        overlaps(lse, b.lse, v, b.v) || overlaps(lse, b.lse, o, b.o))
-        return INVALID("lse overlaps o or an input tensor");
+    {
+        /* an output sharing memory with anything the call reads would be
+         * written while read: wrong results with ATTN_OK (SECURITY.md) */
+        const void *in[SDPA_INPUTS_MAX];
+        size_t in_n[SDPA_INPUTS_MAX];
+        const char *in_name[SDPA_INPUTS_MAX];
+        const int m = sdpa_inputs(d, &b, q, k, v, in, in_n, in_name);
+        for (int j = 0; j < m; j++) {
+            if (overlaps(o, b.o, in[j], in_n[j]))
+                return INVALID("the output o overlaps the input %s",
+                               in_name[j]);
+            if (overlaps(lse, b.lse, in[j], in_n[j]))
+                return INVALID("the output lse overlaps the input %s",
+                               in_name[j]);
+        }
+        if (overlaps(lse, b.lse, o, b.o))
+            return INVALID("the outputs lse and o overlap");
+    }
     return ATTN_OK;
 }
 
@@ -235,11 +286,13 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
         attn_bias_elems(d, &nb); /* the descriptor's check sized it */
         nb *= sizeof(float);
         nw = (size_t)d->heads_q * (size_t)d->head_dim * sizeof(float);
-        const void *in[8] = {g->q,   g->k,   g->v,         g->o,
-                             g->lse, g->d_o, d->mask.bias, d->additive_w};
-        const size_t in_n[8] = {b.q, b.k, b.v, b.o, b.lse, b.o, nb, nw};
-        static const char *const in_name[8] = {
-            "q", "k", "v", "o", "lse", "d_o", "bias", "additive_w"};
+        const void *in[SDPA_INPUTS_MAX + 3];
+        size_t in_n[SDPA_INPUTS_MAX + 3];
+        const char *in_name[SDPA_INPUTS_MAX + 3];
+        int n_in = sdpa_inputs(d, &b, g->q, g->k, g->v, in, in_n, in_name);
+        in[n_in] = g->o, in_n[n_in] = b.o, in_name[n_in++] = "o";
+        in[n_in] = g->lse, in_n[n_in] = b.lse, in_name[n_in++] = "lse";
+        in[n_in] = g->d_o, in_n[n_in] = b.o, in_name[n_in++] = "d_o";
         const void *out[5] = {g->dq, g->dk, g->dv, g->dbias, g->d_additive_w};
         const size_t out_n[5] = {b.q, b.k, b.v, nb, nw};
         static const char *const out_name[5] = {"dq", "dk", "dv", "dbias",
@@ -254,7 +307,7 @@ attn_status attn_validate_sdpa_grad(const attn_sdpa_desc *d,
                                "extent of the smaller ones)",
                                in_name[i], out_name[i]);
         for (int i = 0; i < 5; i++) {
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < n_in; j++)
                 if (overlaps(out[i], out_n[i], in[j], in_n[j]))
                     return INVALID("the output %s overlaps the input %s",
                                    out_name[i], in_name[j]);
