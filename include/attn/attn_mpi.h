@@ -82,7 +82,11 @@ typedef struct attn_ring_desc {
     int timeout_ms;          /**< limit of every wait of the call in
                                   milliseconds; 0 = 60000 */
     attn_ring_stats *stats;  /**< NULL, or filled on this rank (its
-                                  struct_size set by the caller) */
+                                  struct_size set by the caller: the
+                                  members it covers are written; 0 is the
+                                  whole struct; a size of no layout, not a
+                                  multiple of sizeof(size_t) in [16,
+                                  65536], is ATTN_ERR_INVALID_ARGUMENT) */
 } attn_ring_desc;
 
 /** Initializer: `attn_ring_desc r = ATTN_RING_DESC_INIT;` (contiguous
@@ -115,10 +119,11 @@ ATTN_API attn_status attn_ring_global_row(const attn_ring_desc *ring, int ranks,
  * its own (causal_offset), and a block they hide whole is not computed; with
  * both, the ring stops after the farthest step a rank's window reaches
  * (attn_ring_stats.steps; 2 for ATTN_RING_CONTIGUOUS slices of at least window
- * - 1 rows with causal_offset 0, docs/MPI.md).  The other bias kinds, keep, q_start, kv_start,
- * packed sequences and BF16 storage are not supported (ATTN_ERR_UNSUPPORTED).
- * A descriptor built before causal_offset existed (its struct_size ending at
- * cu_seqlens_kv) is read with causal_offset 0.
+ * - 1 rows with causal_offset 0, docs/MPI.md).  The other bias kinds, keep,
+ * q_start, kv_start, packed sequences and BF16 storage are not supported
+ * (ATTN_ERR_UNSUPPORTED). d is read by its struct_size as attn_sdpa reads it
+ * (docs/ABI.md): 0 is the first layout, and the members a caller's layout lacks
+ * (causal_offset for one built before it, ...) take their defaults.
  *
  * Each rank passes its slice (attn_ring_rows gives local_rows): q_local
  * [batch, heads_q, local_rows, head_dim], k_local [batch, heads_kv,

@@ -28,16 +28,24 @@ size_t ring_read_size(size_t given, size_t first, size_t known)
     return given;
 }
 
-/* attn_sdpa_desc as libattn_mpi first took it (up to cu_seqlens_kv):
- * causal_offset, added since, is 0 for a caller built before it. */
-#define RING_SDPA_FIRST offsetof(attn_sdpa_desc, causal_offset)
+/* attn_sdpa_desc's first layout (docs/ABI.md): up to dtype and its tail
+ * padding (pad0_), what struct_size 0 means and the smallest size taken;
+ * every member added since (causal_align, ..., causal_offset) is 0, its
+ * default, for a caller built before it, as libattn reads it. */
+#define RING_SDPA_FIRST offsetof(attn_sdpa_desc, causal_align)
+_Static_assert(offsetof(attn_sdpa_desc, causal_align) ==
+                   offsetof(attn_sdpa_desc, pad0_) +
+                       sizeof(((attn_sdpa_desc *)0)->pad0_),
+               "attn_sdpa_desc's first layout ends at pad0_");
 
 attn_status ring_check_descs(const attn_ring_desc *ring,
                              const attn_sdpa_desc *d, attn_ring_desc *r_out,
                              attn_sdpa_desc *d_out, char *why, size_t cap)
 {
     size_t rs = ring_read_size(ring->struct_size, sizeof *ring, sizeof *ring);
-    size_t ds = ring_read_size(d->struct_size, RING_SDPA_FIRST, sizeof *d);
+    size_t ds =
+        ring_read_size(d->struct_size ? d->struct_size : RING_SDPA_FIRST,
+                       RING_SDPA_FIRST, sizeof *d);
     if (!rs || !ds) {
         snprintf(why, cap, "%s.struct_size %zu is the size of no layout",
                  rs ? "attn_sdpa_desc" : "attn_ring_desc",
@@ -52,6 +60,18 @@ attn_status ring_check_descs(const attn_ring_desc *ring,
         return ATTN_ERR_UNSUPPORTED;
     }
     *r_out = *ring;
+    if (ring->stats && ring->stats->struct_size != 0 &&
+        (ring->stats->struct_size < 2 * sizeof(size_t) ||
+         ring->stats->struct_size > 65536 ||
+         ring->stats->struct_size % sizeof(size_t) != 0)) {
+        /* written back by its size (the members it covers): one that is
+         * no layout is refused, as for the structs read (docs/ABI.md) */
+        snprintf(why, cap,
+                 "attn_ring_stats.struct_size %zu is the size of "
+                 "no layout",
+                 ring->stats->struct_size);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
     memset(d_out, 0, sizeof *d_out);
     memcpy(d_out, d, ds < sizeof *d_out ? ds : sizeof *d_out);
     r_out->struct_size = sizeof *r_out;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ring_check.h"
 #include "ring_impl.h"
 
 attn_status ring_layout_make(const attn_ring_desc *ring, int ranks,
@@ -117,6 +118,22 @@ static attn_status layout_for(const attn_ring_desc *ring, int ranks, int rank,
         ring_set_error("attn_ring_rows: %s",
                        ring ? "rank outside [0, ranks)" : "ring is NULL");
         return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    /* the caller's struct read by its struct_size (docs/ABI.md): the one
+     * layout so far, or a newer one whose unknown members are 0 */
+    const size_t size =
+        ring_read_size(ring->struct_size, sizeof *ring, sizeof *ring);
+    if (!size) {
+        ring_set_error("attn_ring_rows: attn_ring_desc.struct_size %zu is "
+                       "the size of no layout",
+                       ring->struct_size);
+        return ATTN_ERR_INVALID_ARGUMENT;
+    }
+    if (!ring_tail_zero(ring, size, sizeof *ring)) {
+        ring_set_error("attn_ring_rows: attn_ring_desc sets members this "
+                       "libattn_mpi does not know: a newer libattn_mpi is "
+                       "needed");
+        return ATTN_ERR_UNSUPPORTED;
     }
     attn_status st = ring_layout_make(ring, ranks, l, why, sizeof why);
     if (st != ATTN_OK)

@@ -716,6 +716,58 @@ static void test_descriptors_differ(void)
     small_free(&s);
 }
 
+/* The descriptors by their struct_size (docs/ABI.md): an attn_sdpa_desc
+ * with struct_size 0 is its first layout (the bytes past it, whatever
+ * they hold, not read: the same rows as a clean descriptor); ring and
+ * stats sizes of no layout are refused, also by attn_ring_rows. */
+static void test_struct_sizes(void)
+{
+    small s, t;
+    attn_status st;
+    int rows, first;
+    small_make(&s, 1);
+    small_make(&t, 1);
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &t.r, &t.d, t.q, t.k, t.v, t.o,
+                        t.lse);
+    CU_ASSERT(st == ATTN_OK);
+    s.d.struct_size = 0;
+    /* past the first layout: garbage a caller of it never set */
+    memset((char *)&s.d + offsetof(attn_sdpa_desc, causal_align), 0xab,
+           sizeof s.d - offsetof(attn_sdpa_desc, causal_align));
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    HARNESS_EXPECT(st == ATTN_OK, attn_ring_last_error());
+    HARNESS_EXPECT(!memcmp(s.o, t.o, (size_t)s.rows * 2 * 4 * sizeof(float)),
+                   "struct_size 0: the first layout's rows");
+    small_free(&s);
+    small_free(&t);
+    /* attn_ring_rows reads the ring by its size too */
+    small_make(&s, 0);
+    s.r.struct_size = 41;
+    CU_ASSERT(attn_ring_rows(&s.r, ranks, rank, &rows, &first) ==
+              ATTN_ERR_INVALID_ARGUMENT);
+    {
+        unsigned char big[sizeof(attn_ring_desc) + 8] = {0};
+        attn_ring_desc *r = (attn_ring_desc *)(void *)big;
+        memcpy(big, &s.r, sizeof s.r);
+        r->struct_size = sizeof big;
+        CU_ASSERT(attn_ring_rows(r, ranks, rank, &rows, &first) == ATTN_OK);
+        big[sizeof big - 1] = 1; /* a member this library does not know */
+        CU_ASSERT(attn_ring_rows(r, ranks, rank, &rows, &first) ==
+                  ATTN_ERR_UNSUPPORTED);
+    }
+    small_free(&s);
+    /* stats of a size of no layout, on every rank */
+    small_make(&s, 0);
+    attn_ring_stats stats = ATTN_RING_STATS_INIT;
+    stats.struct_size = 7;
+    s.r.stats = &stats;
+    st = attn_sdpa_ring(ctx, MPI_COMM_WORLD, &s.r, &s.d, s.q, s.k, s.v, s.o,
+                        s.lse);
+    expect_failed(&s, st, ATTN_ERR_INVALID_ARGUMENT, "stats struct_size 7");
+    small_free(&s);
+}
+
 /* Strides the ring refuses, on one rank only: every rank returns
  * ATTN_ERR_INVALID_ARGUMENT, the outputs untouched. */
 static void test_bad_strides(void)
@@ -1405,6 +1457,7 @@ int main(int argc, char **argv)
         {"strided slices", test_strided},
         {"bad input on one rank", test_bad_input_on_one_rank},
         {"descriptors differ", test_descriptors_differ},
+        {"struct sizes", test_struct_sizes},
         {"strides refused", test_bad_strides},
         {"failure mid-ring", test_failure_mid_ring},
         {"stalled rank times out", test_stalled_rank_times_out},
