@@ -352,8 +352,8 @@ void attn_cl_cache_remove(attn_cl_cache *c)
                  shown(c, c->name, path, sizeof path), strerror(errno));
 }
 
-/* Creates dir and the folders above it that are missing, 0700.  0, or -1
- * with errno set. */
+/* Creates dir and the folders above it that are missing, 0700 whatever
+ * the umask (SECURITY.md).  0, or -1 with errno set. */
 static int make_dirs(const char *dir)
 {
     char path[1024];
@@ -368,8 +368,13 @@ static int make_dirs(const char *dir)
             continue;
         char ch = path[i];
         path[i] = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        if (mkdir(path, 0700) == 0) {
+            /* the umask may have taken bits mkdir asked for */
+            if (chmod(path, 0700) != 0)
+                return -1;
+        } else if (errno != EEXIST) {
             return -1;
+        }
         path[i] = ch;
     }
     return 0;
@@ -430,6 +435,12 @@ void attn_cl_cache_write(attn_cl_cache *c, const unsigned char *bin, size_t n)
                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST)
             break;
+    }
+    /* 0600 whatever the umask (SECURITY.md): our own new file */
+    if (fd >= 0 && fchmod(fd, 0600) != 0) {
+        close(fd);
+        unlinkat(c->dir_fd, tmp, 0);
+        fd = -1;
     }
     if (fd < 0) {
         attn_log(c->rt->log, ATTN_LOG_WARN,

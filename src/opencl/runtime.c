@@ -189,7 +189,29 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
     }
     if (!base || !*base)
         return;
-    n = strlen(base) + strlen(suffix);
+    /* The folder is opened without following a link as its last part:
+     * "dir/" or "dir/." would follow a link named dir, so trailing "/"
+     * and "/." go (before the length is measured); a last part ".." names
+     * a folder whose link the check would not see, so it is refused. */
+    size_t bl = strlen(base);
+    for (;;) {
+        if (bl > 1 && base[bl - 1] == '/')
+            bl--;
+        else if (bl > 2 && base[bl - 1] == '.' && base[bl - 2] == '/')
+            bl -= 2;
+        else
+            break;
+    }
+    if (!*suffix && ((bl == 2 && !strncmp(base, "..", 2)) ||
+                     (bl >= 3 && !strncmp(base + bl - 3, "/..", 3)) ||
+                     (bl == 1 && base[0] == '.'))) {
+        attn_log(rt->log, ATTN_LOG_WARN,
+                 "program cache folder %.200s (from %s) ends in \".\" or "
+                 "\"..\": name the folder itself; caching off",
+                 base, from);
+        return;
+    }
+    n = bl + strlen(suffix);
     if (n > ATTN_CL_CACHE_DIR_MAX) {
         /* Cut, it would name another folder, which the cache would then
          * create. */
@@ -199,11 +221,8 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
                  base, from, n, ATTN_CL_CACHE_DIR_MAX);
         return;
     }
-    memcpy(rt->cache_dir, base, strlen(base));
-    memcpy(rt->cache_dir + strlen(base), suffix, strlen(suffix) + 1);
-    /* "dir/" would follow a symbolic link named dir. */
-    while (n > 1 && rt->cache_dir[n - 1] == '/')
-        rt->cache_dir[--n] = '\0';
+    memcpy(rt->cache_dir, base, bl);
+    memcpy(rt->cache_dir + bl, suffix, strlen(suffix) + 1);
 }
 
 static void describe(attn_cl_runtime *rt)

@@ -78,6 +78,17 @@ static void test_created_modes(void)
     CU_ASSERT_EQUAL_FATAL(
         fixture_count_files(cache, ".clbin", entry, sizeof entry), 1);
     CU_ASSERT_EQUAL(mode_of(entry), 0600);
+    /* and under a umask that takes the owner's bits too */
+    snprintf(a, sizeof a, "%s/c", dir);
+    snprintf(cache, sizeof cache, "%s/d/cache", a);
+    old = umask(0277);
+    CU_ASSERT(fixture_run_f32(cache, cap, "a new cache folder, umask 0277"));
+    umask(old);
+    CU_ASSERT_EQUAL(mode_of(a), 0700);
+    CU_ASSERT_EQUAL(mode_of(cache), 0700);
+    CU_ASSERT_EQUAL_FATAL(
+        fixture_count_files(cache, ".clbin", entry, sizeof entry), 1);
+    CU_ASSERT_EQUAL(mode_of(entry), 0600);
     free(cap);
 }
 
@@ -125,10 +136,18 @@ static void test_symlinked_folder(void)
     CU_ASSERT_EQUAL_FATAL(fixture_snapshot(real, &snap), 0);
     fixture_expect_refused(link, cap, link, "it is a symbolic link");
     CU_ASSERT(fixture_unchanged(real, &snap));
-    /* With a trailing '/' too: still the link's own name. */
+    /* With a trailing '/' too: still the link's own name; and "/." */
     strcat(link, "/");
     fixture_expect_refused(link, cap, "link is not used",
                            "it is a symbolic link");
+    CU_ASSERT(fixture_unchanged(real, &snap));
+    strcat(link, "./.");
+    fixture_expect_refused(link, cap, "link is not used",
+                           "it is a symbolic link");
+    CU_ASSERT(fixture_unchanged(real, &snap));
+    /* a last part "..": no cache at all (its link could not be seen) */
+    snprintf(link, sizeof link, "%s/real/sub/..", dir);
+    fixture_expect_refused(link, cap, "ends in", "caching off");
     CU_ASSERT(fixture_unchanged(real, &snap));
     fixture_snapshot_free(&snap);
     free(cap);
@@ -552,11 +571,14 @@ static void test_long_path(void)
         set_env("XDG_CACHE_HOME", old_xdg);
         unsetenv("ATTN_TEST_DRIVER_CACHE");
     }
-    /* 1022 bytes: the longest that is used. */
+    /* 1022 bytes: the longest that is used; trailing "/" do not count */
     long_path(dir, 1022, path);
     CU_ASSERT(fixture_run_f32(path, cap, "the longest cache path"));
     CU_ASSERT(fixture_logged(cap, "cached program"));
     CU_ASSERT_EQUAL(fixture_count_files(path, ".clbin", NULL, 0), 1);
+    strcat(path, "///");
+    CU_ASSERT(fixture_run_f32(path, cap, "the longest cache path, /// more"));
+    CU_ASSERT(fixture_logged(cap, "cache hit"));
     free(old_xdg);
     free(cap);
 }
