@@ -22,8 +22,9 @@
 #include "opencl/embedded.h"
 #endif
 
-#define FILE_MAX (1 << 20) /* bytes of a profile file */
-#define DIR_MAX  256       /* *.prof files taken from one folder */
+#define FILE_MAX  (1 << 20) /* bytes of a profile file */
+#define DIR_MAX   256       /* *.prof files taken from one folder */
+#define NAMES_MAX 65536     /* names looked at in one folder */
 
 static void say(attn_profile_report_fn report, void *user, const char *fmt, ...)
     ATTN_PRINTF(3, 4);
@@ -93,7 +94,7 @@ static attn_status list_add(text_list *l, const char *name, const char *data,
 
 /* Reads a regular file of at most FILE_MAX bytes; NULL (and a message)
  * otherwise. */
-static char *read_text(const char *path, size_t *len,
+static char *read_text(const char *path, const char *shown, size_t *len,
                        attn_profile_report_fn report, void *user)
 {
     struct stat st;
@@ -102,11 +103,11 @@ static char *read_text(const char *path, size_t *len,
     /* O_NONBLOCK: a FIFO named x.prof must not hang the lookup. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0) {
-        say(report, user, "%s: cannot read: %s", path, strerror(errno));
+        say(report, user, "%s: cannot read: %s", shown, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode) || st.st_size > FILE_MAX) {
-        say(report, user, "%s: not a regular file of at most %d bytes", path,
+        say(report, user, "%s: not a regular file of at most %d bytes", shown,
             FILE_MAX);
         goto out;
     }
@@ -115,7 +116,7 @@ static char *read_text(const char *path, size_t *len,
     while (got < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
         if (r <= 0) {
-            say(report, user, "%s: cannot read: %s", path,
+            say(report, user, "%s: cannot read: %s", shown,
                 r < 0 ? strerror(errno) : "file shrank");
             free(buf);
             buf = NULL;
@@ -144,8 +145,8 @@ static attn_status add_dir(text_list *l, const char *dir, const char *label,
                            const char *from, attn_profile_report_fn report,
                            void *user)
 {
-    char *names[DIR_MAX];
-    size_t n = 0;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
     attn_status s = ATTN_OK;
     struct dirent *e;
     DIR *d = opendir(dir);
@@ -156,17 +157,22 @@ static attn_status add_dir(text_list *l, const char *dir, const char *label,
             from, dir, strerror(errno));
         return ATTN_ERR_IO;
     }
-    while ((e = readdir(d)) != NULL) {
+    /* every name (up to NAMES_MAX), sorted, then the first DIR_MAX by
+     * name: which files apply does not depend on the folder's order */
+    while ((e = readdir(d)) != NULL && n < NAMES_MAX) {
         size_t len = strlen(e->d_name);
         if (e->d_name[0] == '.' || len <= 5 ||
             strcmp(e->d_name + len - 5, ".prof"))
             continue;
-        if (n == DIR_MAX) {
-            say(report, user,
-                "%s: more than %d profiles; %s and later "
-                "ones skipped",
-                dir, DIR_MAX, e->d_name);
-            break;
+        if (n == cap) {
+            size_t c2 = cap ? 2 * cap : 64;
+            char **nn = realloc(names, c2 * sizeof *nn);
+            if (!nn) {
+                s = ATTN_ERR_OUT_OF_MEMORY;
+                break;
+            }
+            names = nn;
+            cap = c2;
         }
         if (!(names[n] = malloc(len + 1))) {
             s = ATTN_ERR_OUT_OF_MEMORY;
@@ -175,19 +181,27 @@ static attn_status add_dir(text_list *l, const char *dir, const char *label,
         memcpy(names[n++], e->d_name, len + 1);
     }
     closedir(d);
-    qsort(names, n, sizeof names[0], by_name);
+    if (n)
+        qsort(names, n, sizeof names[0], by_name);
+    if (n > DIR_MAX)
+        say(report, user,
+            "%s: more than %d profiles; %s and the later ones by name "
+            "skipped",
+            label, DIR_MAX, names[DIR_MAX]);
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX], shown[PATH_MAX + 64];
         size_t len = 0;
         char *data;
-        if (s == ATTN_OK && (size_t)snprintf(path, sizeof path, "%s/%s", dir,
-                                             names[i]) < sizeof path) {
+        if (s == ATTN_OK && i < DIR_MAX &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", dir, names[i]) <
+                sizeof path) {
             snprintf(shown, sizeof shown, "%s/%s", label, names[i]);
-            if ((data = read_text(path, &len, report, user)) != NULL)
+            if ((data = read_text(path, shown, &len, report, user)) != NULL)
                 s = list_add(l, shown, data, len, data);
         }
         free(names[i]);
     }
+    free(names);
     return s;
 }
 

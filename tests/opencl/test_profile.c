@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -470,6 +471,52 @@ static void remove_file(const char *dir, const char *name)
     unlink(path);
 }
 
+/* A folder of more than 256 profiles: the first 256 by name apply,
+ * whatever order the folder lists them in, and the warning names the
+ * first one left out; a file that is no regular file is reported under
+ * ATTN_PLATFORM_DIR. */
+static void test_platform_dir_many(void)
+{
+    char dir[] = "/tmp/attn-profiles-XXXXXX", name[32], sub[1100];
+    attn_device_info rtx = dev("NVIDIA GeForce RTX 4090", "NVIDIA Corporation",
+                               "NVIDIA CUDA", ATTN_DEVICE_GPU);
+    attn_profile p;
+    reports r = {0};
+    const char *old = getenv("ATTN_PLATFORM_DIR");
+    char *saved = old ? strdup(old) : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    /* written last to first: a folder often lists files as created */
+    for (int i = 299; i >= 0; i--) {
+        snprintf(name, sizeof name, "p%03d.prof", i);
+        write_file(dir, name,
+                   i == 0     ? "[vendor \"NVIDIA\"]\nqueues = 5\n"
+                   : i == 299 ? "[vendor \"NVIDIA\"]\nqueues = 7\n"
+                              : "# empty\n");
+    }
+    snprintf(sub, sizeof sub, "%s/p000a.prof", dir); /* a folder */
+    CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0700), 0);
+    CU_ASSERT_EQUAL(setenv("ATTN_PLATFORM_DIR", dir, 1), 0);
+    CU_ASSERT_EQUAL(attn_profile_resolve(&rtx, NULL, &p, collect, &r), ATTN_OK);
+    CU_ASSERT_EQUAL(p.queues, 5); /* p000 applies, p299 does not */
+    CU_ASSERT(has(&r, "more than 256 profiles; p255.prof and the later"));
+    snprintf(sub, sizeof sub, "ATTN_PLATFORM_DIR=%s/p000a.prof: not a regular",
+             dir);
+    CU_ASSERT(has(&r, sub));
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "p%03d.prof", i);
+        remove_file(dir, name);
+    }
+    snprintf(sub, sizeof sub, "%s/p000a.prof", dir);
+    rmdir(sub);
+    rmdir(dir);
+    if (saved) {
+        setenv("ATTN_PLATFORM_DIR", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("ATTN_PLATFORM_DIR");
+    }
+}
+
 static void test_platform_dir(void)
 {
     char dir[] = "/tmp/attn-profile-XXXXXX";
@@ -758,6 +805,7 @@ int main(void)
         {"many errors", test_malformed_many},
         {"shipped files", test_builtin_clean},
         {"ATTN_PLATFORM_DIR", test_platform_dir},
+        {"ATTN_PLATFORM_DIR with 300 profiles", test_platform_dir_many},
         {"kernel tuning", test_tuning},
         {"tiled reductions", test_tiled_shuffles},
         {"format round trip", test_format_round_trip},
