@@ -4,7 +4,7 @@
 import dataclasses
 import threading
 
-from ._errors import InvalidArgumentError, check
+from ._errors import InvalidArgumentError, c_ints, check
 from ._ffi import ffi, lib
 
 _KINDS = {
@@ -120,6 +120,7 @@ class Context:
     runs natively.  cache_dir: the program cache folder, "" for none, None
     for the default."""
 
+    @c_ints
     def __init__(self, device="auto", *, queues=0, threads=0,
                  precision="exact", kernel=None, path="auto",
                  allow_fallback=True, cache_dir=None):
@@ -138,6 +139,9 @@ class Context:
         keep = []
 
         def cstr(s):
+            if "\0" in s:
+                # C strings end there: "native\0junk" would read "native"
+                raise ValueError("%r holds a NUL character" % (s,))
             c = ffi.new("char[]", s.encode())
             keep.append(c)
             return c

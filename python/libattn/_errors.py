@@ -2,6 +2,8 @@
 """Exceptions: one class per attn_status, each carrying the library's
 sentence about the failure."""
 
+import functools
+
 from ._ffi import ffi, lib
 
 
@@ -67,3 +69,17 @@ def check(status, ctx=None):
     if not message and ctx is not None:
         message = _text(lib.attn_context_last_error(ctx))
     raise _BY_STATUS.get(status, LibattnError)(status, message)
+
+
+def c_ints(fn):
+    """fn with an integer too large for the C interface (a size, a
+    position, a count: C ints) raised as the ValueError the functions
+    document, not as cffi's OverflowError."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OverflowError as exc:
+            raise ValueError("%s: a value does not fit the library's C "
+                             "integers (%s)" % (fn.__name__, exc)) from None
+    return wrapper

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._arrays import as_numpy
 from ._context import context_for
-from ._errors import check
+from ._errors import c_ints, check
 from ._ffi import ffi, lib
 
 _POSENC = {
@@ -56,6 +56,7 @@ class MultiheadAttention:
     libattn.Context.  New weights start as torch initialises them (xavier
     uniform in, uniform out, zero biases), from rng (a numpy Generator)."""
 
+    @c_ints
     def __init__(self, embed_dim, num_heads, *, num_kv_heads=None,
                  bias=True, batch_first=False, posenc="none",
                  pos_table=None, device=None, rng=None):
@@ -77,6 +78,7 @@ class MultiheadAttention:
                           _f32(pos_table, "pos_table"))
         if posenc == "learned" and self.pos_table is None:
             raise ValueError("posenc='learned' needs a pos_table")
+        self._check_table()
         self._ctx = context_for(device)
         rng = np.random.default_rng() if rng is None else rng
         e, qd, kd = embed_dim, num_heads * self.head_dim, kv * self.head_dim
@@ -94,6 +96,32 @@ class MultiheadAttention:
             zero(e)
 
     # -- weights ---------------------------------------------------------
+    def _check_table(self):
+        t = self.pos_table
+        if t is not None and (t.ndim != 2 or t.shape[1] != self.embed_dim):
+            raise ValueError("pos_table must be [rows, %d], got %s" %
+                             (self.embed_dim, t.shape))
+
+    def _check_params(self):
+        """The weights, biases and table as the C layer reads them: each of
+        its shape (an array set by hand included), else ValueError; the
+        library would read past a smaller one."""
+        e = self.embed_dim
+        qd = self.num_heads * self.head_dim
+        kd = self.num_kv_heads * self.head_dim
+        want = {"wq": (qd, e), "wk": (kd, e), "wv": (kd, e), "wo": (e, qd),
+                "bq": (qd,), "bk": (kd,), "bv": (kd,), "bo": (e,)}
+        for name, shape in want.items():
+            a = getattr(self, name)
+            if a is None and name[0] == "b":
+                continue
+            if a is None or np.shape(a) != shape:
+                raise ValueError("%s has shape %s, expected %s" %
+                                 (name, None if a is None else np.shape(a),
+                                  shape))
+        self._check_table()
+
+    @c_ints
     def load_state_dict(self, state):
         """Weights from a torch.nn.MultiheadAttention state dict (tensors
         or arrays): in_proj_weight / in_proj_bias (or q_proj_weight,
@@ -121,12 +149,12 @@ class MultiheadAttention:
             self.wv = _f32(get("v_proj_weight"), "v_proj_weight", (kd, e))
         self.wo = _f32(get("out_proj.weight"), "out_proj.weight", (e, qd))
         if state.get("in_proj_bias") is not None:
-            b = get("in_proj_bias")
+            b = _f32(get("in_proj_bias"), "in_proj_bias", (qd + 2 * kd,))
             self.bq, self.bk, self.bv = (b[:qd].copy(), b[qd:qd + kd].copy(),
                                          b[qd + kd:].copy())
         else:
             self.bq = self.bk = self.bv = None
-        self.bo = (get("out_proj.bias")
+        self.bo = (_f32(get("out_proj.bias"), "out_proj.bias", (e,))
                    if state.get("out_proj.bias") is not None else None)
         return self
 
@@ -147,6 +175,7 @@ class MultiheadAttention:
         return layer.load_state_dict(module.state_dict())
 
     # -- forward ---------------------------------------------------------
+    @c_ints
     def __call__(self, query, key=None, value=None, key_padding_mask=None,
                  need_weights=False, attn_mask=None, is_causal=False, *,
                  pos_offset=0):
@@ -195,6 +224,12 @@ class MultiheadAttention:
         S = L if xk is None else xk.shape[1]
         if xk is not None and xk.shape[0] != n:
             raise ValueError("query and key have different batch sizes")
+        self._check_params()
+        if n == 0 or L == 0:  # nothing to compute: an empty output
+            y = np.empty((n, L, e), dtype=np.float32)
+            out = y[0] if unbatched else (
+                y if self.batch_first else y.transpose(1, 0, 2).copy())
+            return kind.back(out), None
         hq = self.num_heads
         bias = None
         causal = 0

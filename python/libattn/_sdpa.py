@@ -3,9 +3,9 @@
 
 import numpy as np
 
-from ._arrays import as_numpy, contiguous, dtype_code
+from ._arrays import BF16, as_numpy, contiguous, dtype_code
 from ._context import context_for
-from ._errors import check
+from ._errors import c_ints, check
 from ._ffi import ffi, lib
 
 
@@ -16,7 +16,9 @@ def _ptr(arr, ctype="void *"):
 def _element_strides(arr):
     """arr's (batch, head, row) strides in elements when the library can
     read it in place (last dimension contiguous, the leading dimensions
-    one stride apart, nothing negative), else None."""
+    one stride apart, nothing negative, not all three 0: the library reads
+    (0, 0, 0) as the contiguous layout, so a fully broadcast array, as
+    np.broadcast_to or torch's expand make, is copied), else None."""
     item = arr.itemsize
     st = arr.strides
     n = arr.ndim
@@ -35,7 +37,8 @@ def _element_strides(arr):
         if prev is None:
             bst = x
         prev = (size, x)
-    return (bst // item, st[-3] // item, st[-2] // item)
+    out = (bst // item, st[-3] // item, st[-2] // item)
+    return None if out == (0, 0, 0) else out
 
 
 def _mask_operand(mask, lead, batch, hq, L, S, name="attn_mask"):
@@ -60,6 +63,9 @@ def _mask_operand(mask, lead, batch, hq, L, S, name="attn_mask"):
         m = m.view(np.uint8)
     elif m.dtype.kind == "f":
         m = m.astype(np.float32, copy=False)
+    elif m.dtype == BF16:
+        # bfloat16 (torch.bfloat16, ml_dtypes): a float32's top 16 bits
+        m = (m.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
     else:
         raise TypeError("%s: dtype %s is not supported (bool or a float "
                         "type)" % (name, m.dtype))
@@ -223,6 +229,7 @@ def _desc(c, is_causal, mask_arr, mask_shape):
     return d
 
 
+@c_ints
 def scaled_dot_product_attention(query, key, value, attn_mask=None,
                                  dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False, *, device=None,
@@ -367,6 +374,7 @@ def _backward(ctx, d, inputs, grads, db=None):
     check(lib.attn_sdpa_backward(handle, d, gr), handle)
 
 
+@c_ints
 def scaled_dot_product_attention_backward(grad_output, query, key, value,
                                           output, lse, attn_mask=None,
                                           is_causal=False, scale=None,

@@ -7,7 +7,7 @@ import numpy as np
 
 from ._arrays import as_numpy, contiguous
 from ._context import context_for
-from ._errors import check
+from ._errors import c_ints, check
 from ._ffi import ffi, lib
 from ._sdpa import (_backward, _grad_inputs, _ptr, _qkv, _scale_arg,
                     _window_arg)
@@ -103,6 +103,7 @@ def _desc(c):
     return d
 
 
+@c_ints
 def varlen_attention(query, key, value, cu_seqlens_q, cu_seqlens_k,
                      max_seqlen_q=None, max_seqlen_k=None, is_causal=False,
                      scale=None, *, window=0, device=None, return_lse=False):
@@ -147,6 +148,7 @@ def varlen_attention(query, key, value, cu_seqlens_q, cu_seqlens_k,
     return c.kind.back(o)
 
 
+@c_ints
 def varlen_attention_backward(grad_output, query, key, value, output, lse,
                               cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None,
                               max_seqlen_k=None, is_causal=False, scale=None,

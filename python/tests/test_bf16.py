@@ -69,3 +69,18 @@ def test_mixed_dtypes_refused(ctx, rng):
     k = rng.standard_normal((1, 2, 4, 8)).astype(np.float32)
     with pytest.raises(TypeError):
         libattn.scaled_dot_product_attention(q, k, k, device=ctx)
+
+
+def test_bfloat16_float_mask(ctx, rng):
+    """A float mask in bfloat16 (the inputs' type) is added as its float
+    values."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf = ml_dtypes.bfloat16
+    q = rng.standard_normal((1, 2, 7, 16)).astype(bf)
+    k = rng.standard_normal((1, 2, 9, 16)).astype(bf)
+    v = rng.standard_normal((1, 2, 9, 16)).astype(bf)
+    m = rng.standard_normal((7, 9)).astype(bf)
+    o = libattn.scaled_dot_product_attention(q, k, v, attn_mask=m, device=ctx)
+    want = libattn.scaled_dot_product_attention(
+        q, k, v, attn_mask=m.astype(np.float32), device=ctx)
+    assert np.array_equal(o.astype(np.float32), want.astype(np.float32))

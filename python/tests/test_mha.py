@@ -125,3 +125,34 @@ def test_against_torch(rng):
     y, _ = layer(x, x, x)
     assert isinstance(y, torch.Tensor)
     assert (y - ref).abs().max().item() < MHA_ABS
+
+
+def test_layer_shapes_checked(ctx, rng):
+    """The table, the biases and weights set by hand are checked against
+    the layer's sizes (the library would read past smaller arrays), and an
+    empty batch or sequence gives an empty output."""
+    with pytest.raises(ValueError, match="pos_table"):
+        libattn.MultiheadAttention(32, 4, posenc="learned", device=ctx,
+                                   pos_table=np.zeros((20, 16), np.float32))
+    with pytest.raises(ValueError, match="pos_table"):
+        libattn.MultiheadAttention(32, 4, posenc="learned", device=ctx,
+                                   pos_table=np.zeros(640, np.float32))
+    layer = make(ctx, rng)
+    sd = {"in_proj_weight": np.concatenate([layer.wq, layer.wk, layer.wv]),
+          "in_proj_bias": np.zeros(5, np.float32),
+          "out_proj.weight": layer.wo}
+    with pytest.raises(ValueError, match="in_proj_bias"):
+        libattn.MultiheadAttention(32, 4, device=ctx).load_state_dict(sd)
+    x = rng.standard_normal((4, 2, 32)).astype(np.float32)
+    layer.bo = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="bo"):
+        layer(x)
+    layer.bo = None
+    layer.wk = layer.wk[:4]
+    with pytest.raises(ValueError, match="wk"):
+        layer(x)
+    layer = make(ctx, rng)
+    out, _ = layer(np.zeros((0, 2, 32), np.float32))
+    assert out.shape == (0, 2, 32)
+    out, _ = layer(np.zeros((4, 0, 32), np.float32))
+    assert out.shape == (4, 0, 32)

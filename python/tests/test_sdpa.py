@@ -256,3 +256,32 @@ def test_batch_broadcast(ctx, rng):
     with pytest.raises(ValueError, match="broadcast"):
         libattn.scaled_dot_product_attention(q, rand(rng, (2, 2, 7, 8)),
                                              rand(rng, (2, 2, 7, 8)))
+
+
+def test_fully_broadcast_inputs(ctx, rng):
+    """Arrays broadcast in every leading dimension (np.broadcast_to,
+    torch's expand): strides (0, 0, 0), which the library would read as
+    the contiguous layout, so they are copied: the result is the copy's."""
+    q = np.broadcast_to(rand(rng, (1, 1, 1, 16)), (2, 4, 9, 16))
+    k = np.broadcast_to(rand(rng, (1, 1, 1, 16)), (2, 4, 5, 16))
+    v = np.broadcast_to(rand(rng, (1, 1, 1, 16)), (2, 4, 5, 16))
+    o = run(ctx, q, k, v)[0]
+    want = run(ctx, q.copy(), k.copy(), v.copy())[0]
+    assert np.array_equal(o, want)
+    check(ctx, q, k, v)
+
+
+def test_overflow_is_value_error(ctx):
+    """Sizes past the C interface's ints: the documented ValueError."""
+    q = np.zeros((5, 2, 8), np.float32)
+    cu = np.array([0, 5], np.int32)
+    with pytest.raises(ValueError):
+        libattn.varlen_attention(q, q, q, cu, cu, max_seqlen_q=2 ** 40,
+                                 device=ctx)
+    layer = libattn.MultiheadAttention(8, 2, device=ctx)
+    with pytest.raises(ValueError):
+        layer(np.zeros((3, 8), np.float32), pos_offset=2 ** 31)
+    with pytest.raises(ValueError):
+        libattn.Context("native", threads=2 ** 40)
+    with pytest.raises(ValueError, match="NUL"):
+        libattn.Context("native\0junk")
