@@ -10,6 +10,7 @@
 
 #include <CUnit/CUnit.h>
 
+#include "core/backend.h"
 #include "harness.h"
 #include "sched/sched.h"
 
@@ -129,6 +130,58 @@ static void test_weights(void)
     }
 }
 
+/* A device backend of n_dev devices with n_q queues each, for
+ * attn_sched_slots. */
+static int fake_dev, fake_q;
+static int fake_n_devices(const attn_backend *b)
+{
+    (void)b;
+    return fake_dev;
+}
+static int fake_n_queues(const attn_backend *b, int dev)
+{
+    (void)b;
+    (void)dev;
+    return fake_q;
+}
+static double fake_weight(const attn_backend *b, int dev)
+{
+    (void)b;
+    return 1.0 + dev;
+}
+
+/* Every device gets a slot, also past ATTN_SCHED_MAX_SLOTS queues in all
+ * (9 devices x 8 queues: 7 queues each), so that each takes work and can
+ * take over another's. */
+static void test_slots(void)
+{
+    static const attn_exec_ops x = {.n_devices = fake_n_devices,
+                                    .n_queues = fake_n_queues,
+                                    .weight = fake_weight};
+    static const attn_backend_ops ops = {.name = "fake", .exec = &x};
+    const attn_backend b = {&ops, NULL};
+    static const int cases[][2] = {{1, 1}, {2, 8}, {8, 8}, {9, 8}, {16, 8}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        attn_work w;
+        double weights[ATTN_SCHED_MAX_SLOTS];
+        int per[16] = {0};
+        fake_dev = cases[c][0];
+        fake_q = cases[c][1];
+        attn_sched_slots(&b, &w, weights);
+        CU_ASSERT(w.n_slots >= 1 && w.n_slots <= ATTN_SCHED_MAX_SLOTS);
+        for (int i = 0; i < w.n_slots; i++) {
+            CU_ASSERT_FATAL(w.slot_dev[i] >= 0 && w.slot_dev[i] < fake_dev);
+            per[w.slot_dev[i]]++;
+            CU_ASSERT(weights[i] > 0.0);
+        }
+        for (int dv = 0; dv < fake_dev; dv++)
+            HARNESS_EXPECT(per[dv] >= 1 && per[dv] <= fake_q,
+                           "every device a slot");
+        if (fake_dev * fake_q <= ATTN_SCHED_MAX_SLOTS)
+            CU_ASSERT_EQUAL(w.n_slots, fake_dev * fake_q);
+    }
+}
+
 static void test_bad(void)
 {
     attn_sdpa_desc d = desc(2, 4, 2, 8, 8, 8, 8);
@@ -149,6 +202,7 @@ int main(void)
         {"random shapes, masks and slot counts", test_shapes},
         {"work in proportion to the weights", test_weights},
         {"bad slot counts and weights", test_bad},
+        {"slots: every device, past 64 queues in all", test_slots},
         {NULL, NULL}};
     return harness_main("sched", NULL, NULL, tests);
 }

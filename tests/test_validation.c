@@ -699,6 +699,7 @@ static void test_bad_options(void)
         {"options.threads -1", -1, 0, 0, 0, 0},
         {"options.threads INT_MIN", INT_MIN, 0, 0, 0, 0},
         {"options.queues -1", 0, -1, 0, 0, 0},
+        {"options.queues 9 (native too)", 0, 9, 0, 0, 0},
         {"options.log_level -1", 0, 0, -1, 0, 0},
         {"options.log_level 6", 0, 0, 6, 0, 0},
         {"options.path -1", 0, 0, 0, -1, 0},

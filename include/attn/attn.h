@@ -287,7 +287,8 @@ typedef struct attn_options {
                                 is ATTN_ERR_INVALID_ARGUMENT); ATTN_DEVICE
                                 overrides.  "native" never loads the OpenCL
                                 driver */
-    int queues;            /**< command queues per device; 0 = profile */
+    int queues;            /**< command queues per device, 0..8; 0 =
+                                the device's profile */
     int threads;           /**< native worker threads; 0 = ATTN_NUM_THREADS
                                 or the number of online CPUs */
     const char *cache_dir; /**< program cache; NULL = ATTN_CACHE_DIR or the
@@ -670,7 +671,10 @@ ATTN_API attn_status attn_mask_desc_init_sized(attn_mask_desc *m, size_t size);
  * another tensor, a call from inside the log callback), ATTN_ERR_OUT_OF_MEMORY
  * (sizes overflow or allocation failed), ATTN_ERR_DEVICE /
  * ATTN_ERR_BUILD_FAILED (device failure with fallback off).  Outputs are
- * untouched on error. */
+ * untouched on error, but for one case: with fallback off, a device's
+ * read of o that fails while it runs (a transfer failing midway) may
+ * leave part of o written (lse untouched); with fallback on the call is
+ * redone natively and o is whole. */
 ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_desc *d,
                                const void *q, const void *k, const void *v,
                                void *o, float *lse);

@@ -215,9 +215,12 @@ static void parse_precision(attn_context *ctx, const attn_options *o)
 
 static attn_status check_options(const attn_options *o, attn_err *err)
 {
-    if (o->queues < 0)
+    /* 8: the OpenCL backend's most queues a device (ATTN_CL_MAX_QUEUES),
+     * checked here so that every backend takes the same values */
+    if (o->queues < 0 || o->queues > 8)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "options.queues must be >= 0 (got %d)", o->queues);
+                         "options.queues must be in [0, 8] (got %d)",
+                         o->queues);
     if ((unsigned)o->path > ATTN_PATH_UNFUSED)
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "options.path %d is not an attn_path", (int)o->path);

@@ -579,6 +579,10 @@ static attn_status device_in_context(cl_context context, cl_device_id device,
     return ATTN_OK;
 }
 
+_Static_assert(ATTN_CL_MAX_QUEUES == 8,
+               "options.queues' range, 0..8 (attn.h, src/api/context.c), is "
+               "the most queues a device takes");
+
 attn_status attn_backend_cl_from_objects(cl_context context,
                                          cl_device_id device,
                                          const attn_options *o,

@@ -44,7 +44,7 @@ typedef struct key_spec {
 } key_spec;
 
 static const key_spec KEYS[] = {
-    {"queues", offsetof(attn_profile, queues), V_INT, 1, 64},
+    {"queues", offsetof(attn_profile, queues), V_INT, 1, 8},
     {"path", offsetof(attn_profile, path), V_PATH, 0, 2},
     {"path.order", offsetof(attn_profile, order), V_ORDER, 0, 0},
     {"native_beats_opencl", offsetof(attn_profile, native_beats_opencl), V_INT,

@@ -367,10 +367,17 @@ static attn_status run_device(attn_backend *b, const attn_work *w,
     for (int i = 0; i < r->n_dev; i++)
         if (r->dev[i].dc)
             r->x->call_close(r->dev[i].dc, s == ATTN_OK && !r->dev[i].failed);
-    if (s == ATTN_OK && r->n_failed)
+    if (s == ATTN_OK && r->n_failed) {
         attn_log(log, ATTN_LOG_INFO,
                  "the call completed on the devices left after %d failed",
                  r->n_failed);
+        /* a failure the call survived: the caller keeps it as the
+         * context's last (attn_context_last_error) */
+        snprintf(err->msg, sizeof err->msg,
+                 "%d OpenCL device(s) failed (%.300s); the call completed on "
+                 "the devices left",
+                 r->n_failed, r->first_err.msg);
+    }
     free(r->g);
     free(r);
     return s;
@@ -407,10 +414,16 @@ attn_status attn_sched_sdpa(const attn_runner *r, const attn_work *w,
     attn_backend *b = r->backend;
     attn_status s;
     fell_back[0] = '\0';
-    if (b->ops->exec && w)
+    if (b->ops->exec && w) {
+        err->msg[0] = '\0';
         s = run_device(b, w, c, r->log, err);
-    else
+        if (s == ATTN_OK && err->msg[0]) { /* devices failed, others did it */
+            snprintf(fell_back, fell_cap, "attn_sdpa: %s", err->msg);
+            err->msg[0] = '\0';
+        }
+    } else {
         s = b->ops->sdpa(b, c, err);
+    }
     if (s != ATTN_OK && fall_back(r, "attn_sdpa", s, err, fell_back, fell_cap))
         s = r->native->ops->sdpa(r->native, c, err);
     return s;

@@ -92,8 +92,9 @@ typedef struct attn_runner {
 /* Runs call c: on a device backend the work w of its shape (w NULL: the
  * backend runs the call whole), else natively.  o and lse are written only
  * by a call that succeeds.  When the call fell back to the native backend
- * (logged), fell_back (fell_cap bytes) receives the sentence that says so;
- * else it is "".  Errors: the backend's (the first device failure when
+ * (logged), or completed on the devices left after some failed,
+ * fell_back (fell_cap bytes) receives the sentence that says so; else it
+ * is "".  Errors: the backend's (the first device failure when
  * every device failed and fallback is off or not allowed for it). */
 attn_status attn_sched_sdpa(const attn_runner *r, const attn_work *w,
                             const attn_sdpa_call *c, char *fell_back,

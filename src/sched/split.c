@@ -16,9 +16,19 @@ void attn_sched_slots(const attn_backend *b, attn_work *w, double *weights)
 {
     const attn_exec_ops *x = b->ops->exec;
     const int n_dev = x->n_devices(b);
+    /* Every device gets a slot: past ATTN_SCHED_MAX_SLOTS in all, each
+     * uses at most its share of them (its first queues). */
+    int total = 0, cap;
+    for (int i = 0; i < n_dev; i++)
+        total += x->n_queues(b, i);
+    cap = total > ATTN_SCHED_MAX_SLOTS && n_dev > 0
+              ? ATTN_SCHED_MAX_SLOTS / n_dev
+              : ATTN_SCHED_MAX_SLOTS;
+    if (cap < 1)
+        cap = 1;
     w->n_slots = 0;
     for (int i = 0; i < n_dev; i++) {
-        const int nq = x->n_queues(b, i);
+        const int nq = x->n_queues(b, i) < cap ? x->n_queues(b, i) : cap;
         for (int j = 0; j < nq && w->n_slots < ATTN_SCHED_MAX_SLOTS; j++) {
             w->slot_dev[w->n_slots] = i;
             w->slot_queue[w->n_slots] = j;

@@ -1608,6 +1608,10 @@ static void expect_moved(attn_context *ctx, const sdpa_case *c,
     HARNESS_EXPECT(log_has(name), label);
     HARNESS_EXPECT(log_has("its work moves to the other devices"), label);
     HARNESS_EXPECT(!log_has("fell back"), label);
+    /* the failure the call survived is the context's last */
+    HARNESS_EXPECT(strstr(attn_context_last_error(ctx),
+                          "completed on the devices left") != NULL,
+                   label);
     /* The call succeeded: the buffers it allocated wait in the pool for
      * the next call; emptied, it holds no more than before. */
     if (flags & F_LIVE) {

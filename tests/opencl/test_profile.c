@@ -82,7 +82,7 @@ static const char *const ARCH = "[arch \"zen9\"]\n"
                                 "queues = 3\n"
                                 "quirk.x = arch\n"
                                 "[arch \"zen8\"]\n" /* not this device */
-                                "queues = 30\n";
+                                "queues = 7\n";
 static const char *const VENDOR = "[vendor \"acme\"]\n"
                                   "queues = 2\n"
                                   "unfused.sc_tk = 16\n"
@@ -193,7 +193,7 @@ static void test_kind_condition(void)
 {
     attn_profile_text t[] = {text("k.prof", "[kind \"gpu\"]\nqueues = 2\n"
                                             "[kind \"igpu\"]\nweight = 3\n"
-                                            "[kind \"fpga\"]\nqueues = 9\n")};
+                                            "[kind \"fpga\"]\nqueues = 8\n")};
     attn_device_info d = dev("x", "y", "z", ATTN_DEVICE_IGPU);
     attn_profile p;
     reports r;
@@ -267,7 +267,7 @@ static void test_malformed(void)
         {"[default]\nqueues = 2\n[colour \"red\"]\n",
          "bad.prof:3:", "unknown section kind"},
         {"[default]\nqueues 2\n", "bad.prof:2:", "key = value"},
-        {"[default]\n\nqueues = 65\n", "bad.prof:3:", "1..64"},
+        {"[default]\n\nqueues = 9\n", "bad.prof:3:", "1..8"},
         {"[default]\nqueues = two\n", "bad.prof:2:", "integer"},
         {"[default]\nunfused.sm_wg = 48\n", "bad.prof:2:", "power of two"},
         {"[default]\nunfused.sc_tq = 0\n", "bad.prof:2:", "1..1024"},
