@@ -55,9 +55,12 @@ def _dlpack_module(x):
     return fn
 
 
-def as_numpy(x, name):
+def as_numpy(x, name, ints=False):
     """(numpy view of x, Kind).  Raises TypeError for what cannot be read
-    as a host array."""
+    as a host array.  A Python number or (nested) list or tuple is read as
+    float32, except booleans, which stay bool (a keep mask), and, with
+    ints, anything, which keeps numpy's type (offsets, checked by the
+    caller)."""
     if isinstance(x, np.ndarray):
         if x.dtype.name == "bfloat16":  # ml_dtypes
             return x.view(BF16), Kind(bf16=lambda a, dt=x.dtype: a.view(dt))
@@ -75,7 +78,10 @@ def as_numpy(x, name):
                 "(.detach())" % (name, type(x).__name__, e)) from None
         return arr, Kind(_dlpack_module(x))
     if isinstance(x, (list, tuple, float, int)):
-        return np.asarray(x, dtype=np.float32), Kind()
+        a = np.asarray(x)
+        if a.dtype == np.bool_ or ints:
+            return a, Kind()
+        return a.astype(np.float32), Kind()
     raise TypeError("%s: expected a numpy array or a DLPack tensor, got %s" %
                     (name, type(x).__name__))
 

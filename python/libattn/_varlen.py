@@ -19,7 +19,7 @@ class _Packed:
 
 def _cu(cu, name):
     """cu_seqlens as a contiguous int32 array of batch + 1 offsets."""
-    a, _ = as_numpy(cu, name)
+    a, _ = as_numpy(cu, name, ints=True)
     if a.ndim != 1 or a.shape[0] < 2:
         raise ValueError("%s must be 1-D with batch + 1 >= 2 entries, not of "
                          "shape %s" % (name, a.shape))

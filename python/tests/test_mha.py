@@ -67,6 +67,18 @@ def test_masks_and_causal(ctx, rng):
         < MHA_ABS
 
 
+def test_masks_as_lists(ctx, rng):
+    """Nested lists of bools hide where True, as bool arrays do."""
+    layer = make(ctx, rng, batch_first=True)
+    x = rng.standard_normal((2, 6, 32)).astype(np.float32)
+    kpm = np.zeros((2, 6), bool)
+    kpm[1, 4:] = True
+    am = np.triu(np.ones((6, 6), bool), 1)
+    want_y, _ = layer(x, key_padding_mask=kpm, attn_mask=am)
+    y, _ = layer(x, key_padding_mask=kpm.tolist(), attn_mask=am.tolist())
+    assert np.array_equal(want_y, y)
+
+
 def test_cross_attention_and_unbatched(ctx, rng):
     layer = make(ctx, rng, batch_first=True, bias=False)
     xq = rng.standard_normal((2, 5, 32)).astype(np.float32)

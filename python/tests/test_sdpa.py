@@ -131,6 +131,22 @@ def test_masks_broadcast(ctx, rng, mask_shape, kind):
     check(ctx, q, k, v, mask)
 
 
+def test_mask_as_list(ctx, rng):
+    """A nested list of bools is a keep mask, of floats a bias: as the
+    arrays they make."""
+    q = rand(rng, (1, 2, 3, 8))
+    k = rand(rng, (1, 2, 4, 8))
+    v = rand(rng, (1, 2, 4, 8))
+    keep = rng.random((3, 4)) < 0.6
+    keep[:, 0] = True
+    bias = rand(rng, (3, 4))
+    for m in (keep, bias):
+        want = run(ctx, q, k, v, attn_mask=m)[0]
+        got = run(ctx, q, k, v, attn_mask=m.tolist())[0]
+        assert np.array_equal(want, got)
+    check(ctx, q, k, v, keep.tolist())
+
+
 def test_fully_masked_row_gives_zero(ctx, rng):
     q = rand(rng, (1, 2, 4, 8))
     k = rand(rng, (1, 2, 6, 8))

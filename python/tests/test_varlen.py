@@ -139,6 +139,8 @@ def test_refusals(ctx, rng):
         va(q, k, v, cq, np.array([0, 11], np.int32), device=ctx)
     with pytest.raises(TypeError, match="integers"):
         va(q, k, v, cq.astype(np.float32), ck, device=ctx)
+    with pytest.raises(TypeError, match="not float64"):
+        va(q, k, v, [0, 3.5, 7], ck, device=ctx)
     with pytest.raises(TypeError, match="one dtype"):
         va(q, k.astype(np.float16), v, cq, ck, device=ctx)
     with pytest.raises(ValueError, match="divide"):
@@ -161,3 +163,12 @@ def test_refusals(ctx, rng):
     with pytest.raises(ValueError, match="shape"):
         libattn.varlen_attention_backward(o[1:], q, k, v, o, lse, cq, ck,
                                           device=ctx)
+
+
+def test_offsets_as_lists(ctx, rng):
+    """cu_seqlens as Python lists or tuples of ints: as the int32 arrays."""
+    q, k, v, cq, ck = packed(rng, [3, 4], [5, 6], 2, 2, 8, 8, np.float32)
+    want = libattn.varlen_attention(q, k, v, cq, ck, device=ctx)
+    got = libattn.varlen_attention(q, k, v, cq.tolist(), tuple(ck.tolist()),
+                                   device=ctx)
+    assert np.array_equal(want, got)
