@@ -490,6 +490,79 @@ static int refused(attn_status st, attn_status want, const float *y,
     return 1;
 }
 
+/* 16-bit activations are checked as the caller passes them (two bytes an
+ * element) before the layer converts them: y over the mask's arrays or one
+ * half into x_q is refused with nothing written, y just past x_q runs, and
+ * sizes past INT_MAX tokens are refused before a conversion reads x_q. */
+static void test_16bit_checks(void)
+{
+    const float w[4] = {1.0f, 0.0f, 0.0f, 1.0f}, w1 = 1.0f;
+    attn_mha_desc m = ATTN_MHA_DESC_INIT, m1 = ATTN_MHA_DESC_INIT;
+    attn_mha_layer *layer = NULL, *tiny = NULL;
+    attn_mask_desc mask = ATTN_MASK_DESC_INIT;
+    float bias[16], bias_was[16];
+    int32_t lens[8] = {4, 4, 4, 4, 4, 4, 4, 4};
+    uint16_t buf[16], x1[64];
+    const attn_dtype dts[] = {ATTN_F16, ATTN_BF16};
+    attn_status st;
+    m.d_model = 2;
+    m.heads_q = m.heads_kv = 1;
+    m.head_dim = 2;
+    m.wq = m.wk = m.wv = m.wo = w;
+    m1 = m;
+    m1.d_model = m1.head_dim = 1;
+    m1.wq = m1.wk = m1.wv = m1.wo = &w1;
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(ctx, &m, 0.0f, &layer), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_mha_create(ctx, &m1, 0.0f, &tiny), ATTN_OK);
+    for (int i = 0; i < 16; i++) {
+        bias[i] = bias_was[i] = 0.25f * (float)(i % 5);
+        buf[i] = to_half(0.5f);
+    }
+    memset(x1, 0, sizeof x1);
+    for (int t = 0; t < 2; t++) {
+        const attn_dtype dt = dts[t];
+        /* y (4 rows of 2 halves, 16 bytes) over the bias [4, 4] */
+        mask.bias_kind = ATTN_BIAS_SHARED;
+        mask.bias = bias;
+        st = attn_mha_forward_layer(ctx, layer, 1, 4, 4, dt, buf, NULL, &mask,
+                                    NULL, (uint16_t *)(void *)bias);
+        CU_ASSERT_EQUAL(st, ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_TRUE(strstr(attn_context_last_error(ctx), "mask.bias") !=
+                       NULL);
+        CU_ASSERT_EQUAL(memcmp(bias, bias_was, sizeof bias), 0);
+        /* y over kv_len */
+        mask.bias_kind = ATTN_BIAS_NONE;
+        mask.bias = NULL;
+        mask.kv_len = lens;
+        st = attn_mha_forward_layer(ctx, layer, 1, 4, 4, dt, buf, NULL, &mask,
+                                    NULL, (uint16_t *)(void *)lens);
+        CU_ASSERT_EQUAL(st, ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_TRUE(strstr(attn_context_last_error(ctx), "mask.kv_len") !=
+                       NULL);
+        CU_ASSERT_EQUAL(lens[0], 4);
+        mask.kv_len = NULL;
+        /* x_q is buf[0..7]: y from buf[7] overlaps it, from buf[8] not */
+        CU_ASSERT_EQUAL(attn_mha_forward_layer(ctx, layer, 1, 4, 4, dt, buf,
+                                               NULL, NULL, NULL, buf + 7),
+                        ATTN_ERR_INVALID_ARGUMENT);
+        CU_ASSERT_EQUAL(buf[7], to_half(0.5f));
+        CU_ASSERT_EQUAL(attn_mha_forward_layer(ctx, layer, 1, 4, 4, dt, buf,
+                                               NULL, NULL, NULL, buf + 8),
+                        ATTN_OK);
+        for (int i = 0; i < 16; i++)
+            buf[i] = dt == ATTN_BF16 ? ref_f32_to_bf16(0.5f) : to_half(0.5f);
+        /* 2^31 tokens: refused as the F32 call refuses them, x1 unread */
+        st = attn_mha_forward_layer(ctx, tiny, 65536, 32768, 32768, dt, x1,
+                                    NULL, NULL, NULL, buf);
+        CU_ASSERT_EQUAL(st, ATTN_ERR_OUT_OF_MEMORY);
+        CU_ASSERT_TRUE(strstr(attn_context_last_error(ctx), "INT_MAX") != NULL);
+        for (int i = 0; i < 16; i++)
+            buf[i] = to_half(0.5f);
+    }
+    attn_mha_destroy(tiny);
+    attn_mha_destroy(layer);
+}
+
 static void test_bad_input(void)
 {
     mha_spec s = base_spec(4, ATTN_POSENC_ROPE);
@@ -735,6 +808,8 @@ int main(void)
         {"KV cache with F16 activations", test_cache_f16},
         {"decoder loop = full-sequence forward", test_decoder_loop},
         {"bad input", test_bad_input},
+        {"16-bit activations checked before they are converted",
+         test_16bit_checks},
         {"the forced kernel runs the layer's attention", test_forced_kernel},
         {NULL, NULL},
     };

@@ -293,17 +293,9 @@ attn_status attn_mha_create(attn_context *ctx, const attn_mha_desc *m,
 
 /* ---- one call ------------------------------------------------------------ */
 
-/* [a, a + na) and [b, b + nb) share a byte. */
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return a && b && na && nb && x < y + nb && y < x + na;
-}
-
-/* The call with 16-bit activations (F16 or BF16, dt): checks what the
- * float call cannot see (y against the 16-bit arrays), converts x into
- * float copies, runs c on them and rounds y back.  Sizes the float
- * validation would refuse pass straight to it. */
+/* The call with 16-bit activations (F16 or BF16, dt): validates c on the
+ * caller's arrays (x_q, x_kv and y of two bytes an element), converts x
+ * into float copies, runs c on them and rounds y back. */
 static attn_status run_16(attn_context *ctx, attn_mha_call *c, attn_dtype dt,
                           const uint16_t *x_q, const uint16_t *x_kv,
                           uint16_t *y)
@@ -312,33 +304,24 @@ static attn_status run_16(attn_context *ctx, attn_mha_call *c, attn_dtype dt,
     uint16_t (*store)(float) = dt == ATTN_BF16 ? float_to_bf16 : float_to_half;
     static const char fn[] = "attn_mha_forward_layer";
     attn_err err = {{0}};
-    size_t nxq, nxkv = 0, cache = 0, total;
+    size_t nxq, nxkv = 0, total;
     const size_t d = (size_t)c->m->d_model;
     float *buf;
     attn_status s;
-    if (!x_q || !y || c->batch <= 0 || c->seq_q <= 0 || c->seq_kv <= 0 ||
-        !attn_mul_size(&nxq, (size_t)c->batch * (size_t)c->seq_q, d) ||
-        (x_kv &&
-         !attn_mul_size(&nxkv, (size_t)c->batch * (size_t)c->seq_kv, d)) ||
-        nxq > SIZE_MAX / sizeof(float) / 3 ||
-        nxkv > SIZE_MAX / sizeof(float) / 3)
-        return attn_api_mha(ctx, fn, c); /* refused there, with a reason */
-    if (c->cache_k && c->cache_cap > 0) {
-        const size_t dims[4] = {(size_t)c->batch, (size_t)c->m->heads_kv,
-                                (size_t)c->cache_cap,
-                                (size_t)c->m->head_dim * sizeof(float)};
-        if (!attn_mul_sizes(&cache, 4, dims))
-            cache = SIZE_MAX / 2;
-    }
-    if (overlaps(y, nxq * 2, x_q, nxq * 2) ||
-        overlaps(y, nxq * 2, x_kv, nxkv * 2) ||
-        overlaps(y, nxq * 2, c->cache_k, cache) ||
-        overlaps(y, nxq * 2, c->cache_v, cache)) {
-        INVALID("y overlaps %s: the layer does not work in place",
-                overlaps(y, nxq * 2, x_q, nxq * 2)     ? "x_q"
-                : overlaps(y, nxq * 2, x_kv, nxkv * 2) ? "x_kv"
-                                                       : "the KV cache");
-        return attn_api_report(ctx, fn, ATTN_ERR_INVALID_ARGUMENT, &err);
+    c->act_size = sizeof *y;
+    s = attn_validate_mha(c, &err);
+    c->act_size = 0;
+    if (s)
+        return attn_api_report(ctx, fn, s, &err);
+    /* Validated: the products are those of arrays that can be addressed. */
+    nxq = (size_t)c->batch * (size_t)c->seq_q * d;
+    if (x_kv)
+        nxkv = (size_t)c->batch * (size_t)c->seq_kv * d;
+    if (nxq > SIZE_MAX / sizeof(float) / 3 ||
+        nxkv > SIZE_MAX / sizeof(float) / 3) {
+        attn_fail(&err, ATTN_ERR_OUT_OF_MEMORY,
+                  "the float copies of the activations cannot be addressed");
+        return attn_api_report(ctx, fn, ATTN_ERR_OUT_OF_MEMORY, &err);
     }
     total = 2 * nxq + nxkv;
     if (!(buf = malloc(total * sizeof(float)))) {

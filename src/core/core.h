@@ -79,6 +79,11 @@ typedef struct attn_mha_call {
     /* Per device of the backend, the weights it holds for the layer
      * (attn_mha_create), or NULL: the call uploads m's arrays. */
     void *const *resident;
+    /* Bytes of one element of x_q, x_kv and y as validation sizes them: 0
+     * for float; 2 while x_q, x_kv and y are still the caller's 16-bit
+     * activations (attn_mha_forward_layer with F16 or BF16, validated
+     * before it converts them; never run so). */
+    size_t act_size;
 } attn_mha_call;
 
 /* Keys the attention step of c sees: seq_kv, or cache_len + seq_q. */

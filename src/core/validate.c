@@ -375,11 +375,17 @@ static long pos_rows_read(const attn_mha_call *c)
     return c->x_kv && c->seq_kv > need ? c->seq_kv : need;
 }
 
+/* Bytes of one element of c's x_q, x_kv and y. */
+static size_t act_size(const attn_mha_call *c)
+{
+    return c->act_size ? c->act_size : sizeof(float);
+}
+
 const char *attn_mha_input_overlap(const attn_mha_call *c, const void *p,
                                    size_t bytes)
 {
     const attn_mha_desc *m = c->m;
-    const size_t dm = (size_t)m->d_model,
+    const size_t dm = (size_t)m->d_model, as = act_size(c),
                  nq = (size_t)m->heads_q * (size_t)m->head_dim,
                  nkv = (size_t)m->heads_kv * (size_t)m->head_dim,
                  rows_q = (size_t)c->batch * (size_t)c->seq_q,
@@ -405,8 +411,8 @@ const char *attn_mha_input_overlap(const attn_mha_call *c, const void *p,
         {"the cache's k", c->cache_k, floats_bytes(cache, 1)},
         {"the cache's v", c->cache_v, floats_bytes(cache, 1)},
         {"mask.kv_len", mk->kv_len, floats_bytes((size_t)c->batch, 1)},
-        {"x_q", c->x_q, floats_bytes(rows_q, dm)},
-        {"x_kv", c->x_kv, floats_bytes(rows_kv, dm)},
+        {"x_q", c->x_q, elems_bytes(rows_q, dm, as)},
+        {"x_kv", c->x_kv, elems_bytes(rows_kv, dm, as)},
         {"wq", m->wq, elems_bytes(nq, dm, ws)},
         {"wk", m->wk, elems_bytes(nkv, dm, ws)},
         {"wv", m->wv, elems_bytes(nkv, dm, ws)},
@@ -441,8 +447,8 @@ static attn_status check_mha_in_place(const attn_mha_call *c, attn_err *err)
                          ? NULL
                          : attn_mha_input_overlap(
                                c, c->y,
-                               floats_bytes((size_t)c->batch * (size_t)c->seq_q,
-                                            (size_t)c->m->d_model));
+                               elems_bytes((size_t)c->batch * (size_t)c->seq_q,
+                                           (size_t)c->m->d_model, act_size(c)));
     if (in)
         return INVALID("y overlaps %s: the layer does not work in place", in);
     if (overlaps_sat(c->cache_k, floats_bytes(cache, 1), c->cache_v,
@@ -525,7 +531,10 @@ attn_status attn_validate_mha(const attn_mha_call *c, attn_err *err)
     if (m->pos_offset < 0)
         return INVALID("pos_offset must be >= 0 (got %d)", m->pos_offset);
     if (m->pos_offset > INT32_MAX - c->seq_q)
-        return INVALID("pos_offset + seq_q overflows int");
+        return INVALID(c->cache_k && c->cache_len > 0
+                           ? "pos_offset + the cache's len + seq_q overflows "
+                             "int"
+                           : "pos_offset + seq_q overflows int");
     if (m->posenc == ATTN_POSENC_LEARNED) {
         const long need = pos_rows_read(c);
         if (!m->pos_table)
