@@ -289,7 +289,7 @@ static void test_context(void)
     attn_context *ctx = NULL;
     attn_sdpa_desc d = ATTN_SDPA_DESC_INIT, dec;
     attn_precision asked, runs = (attn_precision)-1;
-    int have = attn_cpu_bf16_available(attn_cpu_isa_select(NULL));
+    int have = attn_cpu_bf16_available(attn_cpu_isa_select(NULL, 0));
     sdpa_case c;
     ref_sdpa_result ref;
     opt.device = "native";

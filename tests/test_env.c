@@ -48,6 +48,7 @@ static const bad_value cases[] = {
     {"ATTN_DEVICE", ",", "comma list", 0},
     {"ATTN_DEVICE", " , ,", "comma list", 0},
     {"ATTN_KERNEL", "no-such-kernel", "fused", 0},
+    {"ATTN_KERNEL", "native", "ignored", 1}, /* on an OpenCL device */
     {"ATTN_CPU_ISA", "sse9", "avx2", 0},
     {"ATTN_CPU_ISA", "", NULL, 0}, /* empty: unset, no warning */
     {"ATTN_PRECISION", "fp16", "3xtf32", 0},
@@ -134,6 +135,12 @@ static void try_case(const bad_value *b)
             printf("\n  %s: warnings were:\n%s", what, warnings);
         HARNESS_EXPECT(named, what);
         HARNESS_EXPECT(says, what);
+        /* the warning is the context's last error too (README) */
+        if (!strstr(attn_context_last_error(ctx), b->var))
+            printf("\n  %s: last error \"%s\"", what,
+                   attn_context_last_error(ctx));
+        HARNESS_EXPECT(strstr(attn_context_last_error(ctx), b->var) != NULL,
+                       what);
     } else {
         HARNESS_EXPECT(warnings[0] == '\0', what);
     }

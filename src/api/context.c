@@ -77,6 +77,52 @@ static attn_status parse_threads(attn_context *ctx, const attn_options *o,
     return ATTN_OK;
 }
 
+#ifndef ATTN_HAVE_OPENCL
+/* A device spec in a build without OpenCL: a comma list whose items
+ * (spaces around them ignored, empty ones skipped) are "auto" or
+ * "native".  ATTN_ERR_INVALID_ARGUMENT for what is no spec at all, as the
+ * OpenCL build says it ("native" with other items, no item), else
+ * ATTN_ERR_NO_DEVICE for an item that names a device. */
+static attn_status native_spec(const char *spec, attn_err *err)
+{
+    size_t items = 0, natives = 0, devices = 0;
+    for (const char *p = spec; p;) {
+        const char *b = p, *e = strchr(p, ',');
+        p = e ? e + 1 : NULL;
+        if (!e)
+            e = b + strlen(b);
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if (b == e)
+            continue;
+        items++;
+        if ((size_t)(e - b) == 6 && !strncasecmp(b, "native", 6))
+            natives++;
+        else if ((size_t)(e - b) != 4 || strncasecmp(b, "auto", 4))
+            devices++;
+    }
+    if (natives > 0 && natives < items)
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "device \"%.64s\": \"native\" cannot be combined "
+                         "with OpenCL devices",
+                         spec);
+    if (items == 0 && spec[0])
+        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                         "device \"%.64s\" is an empty list: it names no "
+                         "device (use \"auto\", \"native\" or a device)",
+                         spec);
+    if (devices > 0)
+        return attn_fail(err, ATTN_ERR_NO_DEVICE,
+                         "device \"%.64s\" matches no device; this build has "
+                         "only the native CPU backend (use \"auto\" or "
+                         "\"native\")",
+                         spec);
+    return ATTN_OK;
+}
+#endif
+
 /* Resolves the device spec into ctx->backend (NULL: native).  A device that
  * cannot be opened falls back to native when fallback is allowed. */
 static attn_status select_backend(attn_context *ctx, const char *spec,
@@ -84,10 +130,11 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
 {
 #ifdef ATTN_HAVE_OPENCL
     char why[256] = "";
-    attn_status s =
-        attn_opencl_open(spec, o, ctx->kernel[0] ? ctx->kernel : NULL,
-                         attn_native_beats_opencl_cpu(), &ctx->log,
-                         &ctx->backend, why, sizeof why, err);
+    attn_status s = attn_opencl_open(
+        spec, o,
+        ctx->kernel[0] && strcmp(ctx->kernel, "native") ? ctx->kernel : NULL,
+        attn_native_beats_opencl_cpu(), &ctx->log, &ctx->backend, why,
+        sizeof why, err);
     if (s == ATTN_ERR_DEVICE || s == ATTN_ERR_OUT_OF_MEMORY) {
         if (!o->allow_fallback)
             return s;
@@ -102,14 +149,8 @@ static attn_status select_backend(attn_context *ctx, const char *spec,
     return s;
 #else
     (void)o;
-    if (!strcasecmp(spec, "auto") || !strcasecmp(spec, "native"))
-        return ATTN_OK;
     (void)ctx;
-    return attn_fail(err, ATTN_ERR_NO_DEVICE,
-                     "device \"%.64s\" matches no device; this build has "
-                     "only the native CPU backend (use \"auto\" or "
-                     "\"native\")",
-                     spec);
+    return native_spec(spec, err);
 #endif
 }
 
@@ -243,6 +284,7 @@ attn_status attn_context_new(const attn_options *opt, attn_options *resolved,
 {
     attn_context *ctx;
     attn_err warn = {{0}};
+    char isa_warn[ATTN_MSG_MAX];
     attn_status s;
 
     /* Only the members the caller's struct_size covers (abi.c). */
@@ -272,9 +314,12 @@ attn_status attn_context_new(const attn_options *opt, attn_options *resolved,
     }
     if ((s = attn_plan_cache_new(&ctx->plans, err)))
         goto fail_lock;
-    s = attn_backend_native_create(ctx->threads, &ctx->log, &ctx->native, err);
+    s = attn_backend_native_create(ctx->threads, &ctx->log, isa_warn,
+                                   sizeof isa_warn, &ctx->native, err);
     if (s)
         goto fail_plans;
+    if (isa_warn[0])
+        env_warning(ctx, "%s", isa_warn);
     ctx->backend = ctx->native;
     *out = ctx;
     return ATTN_OK;
@@ -298,10 +343,15 @@ static const char *device_spec(attn_context *ctx, const attn_options *o)
     const char *env = getenv("ATTN_DEVICE");
     const char *opt = o->device && *o->device ? o->device : "auto";
     attn_err e = {{0}};
+    attn_status s;
     if (!env || !*env)
         return opt;
 #ifdef ATTN_HAVE_OPENCL
-    if (attn_opencl_check_spec(env, &e) == ATTN_ERR_INVALID_ARGUMENT) {
+    s = attn_opencl_check_spec(env, &e);
+#else
+    s = native_spec(env, &e);
+#endif
+    if (s == ATTN_ERR_INVALID_ARGUMENT) {
         env_warning(ctx,
                     "ATTN_DEVICE=\"%.64s\" is not a device spec (%s; "
                     "accepted: auto, native, gpu, igpu, fpga, cpu, P:D, a "
@@ -310,10 +360,6 @@ static const char *device_spec(attn_context *ctx, const attn_options *o)
                     env, e.msg, opt);
         return opt;
     }
-#else
-    (void)ctx;
-    (void)e;
-#endif
     return env;
 }
 
@@ -349,11 +395,16 @@ attn_status attn_context_create(const attn_options *opt, attn_context **out)
     spec = device_spec(ctx, &o);
     check_binary_dir(ctx);
     ctx->backend = NULL;
+    /* Warnings about the environment the backend gives while it opens
+     * (a cache folder, profile files) stay as the last error. */
+    ctx->log.note = ctx->last_error;
+    ctx->log.note_cap = sizeof ctx->last_error;
     s = select_backend(ctx, spec, &o, &err);
     if (!ctx->backend)
         ctx->backend = ctx->native;
     if (s == ATTN_OK)
         s = attn_context_ready(ctx, &err);
+    ctx->log.note = NULL;
     if (s) {
         attn_log(&ctx->log, ATTN_LOG_ERROR, "attn_context_create: %s", err.msg);
         attn_context_destroy(ctx);
@@ -398,14 +449,16 @@ attn_status attn_context_ready(attn_context *ctx, attn_err *err)
     ctx->run.allow_fallback = ctx->allow_fallback;
     ctx->run.forced = ctx->kernel[0] != '\0';
     ctx->run.log = &ctx->log;
-    if (ctx->kernel[0] && ctx->backend == ctx->native &&
-        strcmp(ctx->kernel, "native") != 0) {
+    if (ctx->kernel[0] &&
+        (ctx->backend == ctx->native) != !strcmp(ctx->kernel, "native")) {
+        const int on_native = ctx->backend == ctx->native;
         /* The environment only suggests; the options insist. */
         if (ctx->kernel_from_env) {
             attn_fail(err, ATTN_OK,
-                      "ATTN_KERNEL=%s: the context runs on the native "
-                      "backend, which has no such kernel; ignored",
-                      ctx->kernel);
+                      "ATTN_KERNEL=%s: the context runs on %s, which has no "
+                      "such kernel; ignored",
+                      ctx->kernel,
+                      on_native ? "the native backend" : "an OpenCL device");
             attn_log(&ctx->log, ATTN_LOG_WARN, "%s", err->msg);
             attn_context_note(ctx, err->msg);
             err->msg[0] = '\0';
@@ -413,17 +466,17 @@ attn_status attn_context_ready(attn_context *ctx, attn_err *err)
             ctx->run.forced = 0;
             return ATTN_OK;
         }
-        return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
-                         "options.kernel \"%s\" is a kernel of the OpenCL "
-                         "backend, and the context runs on the native "
-                         "backend (pick an OpenCL device, or \"native\")",
-                         ctx->kernel);
-    }
-    if (ctx->kernel[0] && ctx->backend != ctx->native &&
-        !strcmp(ctx->kernel, "native"))
+        if (on_native)
+            return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
+                             "options.kernel \"%s\" is a kernel of the "
+                             "OpenCL backend, and the context runs on the "
+                             "native backend (pick an OpenCL device, or "
+                             "\"native\")",
+                             ctx->kernel);
         return attn_fail(err, ATTN_ERR_INVALID_ARGUMENT,
                          "kernel \"native\" asks for the native backend, and "
                          "the context runs on an OpenCL device");
+    }
     return ATTN_OK;
 }
 

@@ -39,6 +39,10 @@ typedef struct attn_logger {
     int level; /* messages at or below this attn_log_level are delivered */
     attn_log_fn fn;
     void *user;
+    /* While a context is created, its last error (note_cap bytes), where
+     * attn_log_env also writes; NULL otherwise. */
+    char *note;
+    size_t note_cap;
 } attn_logger;
 
 /* Resolves the options' level and callback against ATTN_LOG.  Returns
@@ -54,6 +58,12 @@ attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
  * from inside a callback are dropped. */
 void attn_log(const attn_logger *lg, int level, const char *fmt, ...)
     ATTN_PRINTF(3, 4);
+/* A warning about a value of the environment (a variable, a file a
+ * variable names): delivered as attn_log's, and written to lg->note when
+ * set, so that attn_context_create leaves it as the context's last
+ * error. */
+void attn_log_env(const attn_logger *lg, const char *fmt, ...)
+    ATTN_PRINTF(2, 3);
 /* 1 while the calling thread runs a caller's log callback: an entry point
  * that does work (and so takes a context's locks) refuses to run then. */
 int attn_log_in_callback(void);

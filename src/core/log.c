@@ -64,6 +64,21 @@ static void deliver(const attn_logger *lg, int level, const char *msg)
     }
 }
 
+void attn_log_env(const attn_logger *lg, const char *fmt, ...)
+{
+    char msg[ATTN_MSG_MAX];
+    va_list ap;
+    if (!lg || (lg->fn && in_callback))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (lg->note && lg->note_cap)
+        snprintf(lg->note, lg->note_cap, "%s", msg);
+    if (lg->level >= ATTN_LOG_WARN)
+        deliver(lg, ATTN_LOG_WARN, msg);
+}
+
 attn_status attn_logger_init(attn_logger *lg, const attn_options *o,
                              attn_err *warn, attn_err *err)
 {

@@ -142,11 +142,12 @@ static const attn_backend_ops native_ops = {
 };
 
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
+                                       char *warn, size_t cap,
                                        attn_backend **out, attn_err *err)
 {
     attn_backend *b = calloc(1, sizeof *b);
     attn_cpu *cpu = NULL;
-    attn_cpu_isa isa = attn_cpu_isa_select(lg);
+    attn_cpu_isa isa = attn_cpu_isa_select(warn, cap);
     attn_status s;
     if (!b)
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,

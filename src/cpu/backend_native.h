@@ -10,10 +10,11 @@
 
 /* The native backend on `threads` (>= 1) worker threads.  Its kernels are
  * those of the instruction set ATTN_CPU_ISA and the CPU select
- * (src/cpu/isa.c); lg receives a warning about a bad ATTN_CPU_ISA and the
- * choice at info level.  Errors: ATTN_ERR_OUT_OF_MEMORY (threads or
- * memory). */
+ * (src/cpu/isa.c); lg receives the choice at info level, and warn (cap
+ * bytes) a warning about a bad ATTN_CPU_ISA for the caller to report, or
+ * "".  Errors: ATTN_ERR_OUT_OF_MEMORY (threads or memory). */
 attn_status attn_backend_native_create(int threads, const attn_logger *lg,
+                                       char *warn, size_t cap,
                                        attn_backend **out, attn_err *err);
 
 /* The precision the native backend b computes d (valid) at: BF16 when b

@@ -82,9 +82,9 @@ int attn_cpu_isa_available(attn_cpu_isa isa);
 attn_cpu_isa attn_cpu_isa_best(void);
 /* The set a context uses: the one the environment variable ATTN_CPU_ISA
  * names (generic, avx2 or avx512, any case) when it is available, else the
- * best; an unknown or unavailable name is a warning through lg (NULL: no
- * message), never an error. */
-attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg);
+ * best; an unknown or unavailable name is a warning, never an error: its
+ * sentence in warn (cap bytes; NULL: none), else warn is "". */
+attn_cpu_isa attn_cpu_isa_select(char *warn, size_t cap);
 /* The table of an available set. */
 const attn_cpu_kern *attn_cpu_isa_kern(attn_cpu_isa isa);
 /* 1 when isa's copy has the BF16 micro-kernels (VDPBF16PS; only the avx512

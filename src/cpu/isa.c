@@ -105,19 +105,23 @@ attn_cpu_isa attn_cpu_isa_best(void)
     return ATTN_CPU_ISA_GENERIC;
 }
 
-attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg)
+attn_cpu_isa attn_cpu_isa_select(char *warn, size_t cap)
 {
     const char *env = getenv("ATTN_CPU_ISA");
     attn_cpu_isa best = attn_cpu_isa_best();
     int want;
 
+    if (warn && cap)
+        warn[0] = '\0';
+    else
+        cap = 0;
     if (!env || !*env)
         return best;
     for (want = 0; want < ATTN_CPU_ISA_COUNT; want++)
         if (!strcasecmp(env, isa_names[want]))
             break;
     if (want == ATTN_CPU_ISA_COUNT) {
-        attn_log(lg, ATTN_LOG_WARN,
+        snprintf(warn, cap,
                  "ATTN_CPU_ISA=\"%.32s\" is not one of generic, avx2, "
                  "avx512; the native backend uses %s",
                  env, isa_names[best]);
@@ -130,13 +134,13 @@ attn_cpu_isa attn_cpu_isa_select(const attn_logger *lg)
                 snprintf(here + strlen(here), sizeof here - strlen(here),
                          "%s%s", i ? ", " : "", isa_names[i]);
         if (!isa_kern[want])
-            attn_log(lg, ATTN_LOG_WARN,
+            snprintf(warn, cap,
                      "ATTN_CPU_ISA=%s: this build has no %s kernels (the "
                      "compiler or the architecture lacks them; accepted "
                      "here: %s); the native backend uses %s",
                      isa_names[want], isa_names[want], here, isa_names[best]);
         else
-            attn_log(lg, ATTN_LOG_WARN,
+            snprintf(warn, cap,
                      "ATTN_CPU_ISA=%s: this CPU lacks %s (accepted here: "
                      "%s); the native backend uses %s",
                      isa_names[want], isa_needs[want], here, isa_names[best]);
@@ -242,10 +246,10 @@ int attn_cpu_amx_available(attn_cpu_isa isa)
  * the layer. */
 int attn_native_beats_opencl_cpu(void)
 {
-    return attn_cpu_isa_select(NULL) != ATTN_CPU_ISA_GENERIC;
+    return attn_cpu_isa_select(NULL, 0) != ATTN_CPU_ISA_GENERIC;
 }
 
 const char *attn_native_isa_name(void)
 {
-    return attn_cpu_isa_name(attn_cpu_isa_select(NULL));
+    return attn_cpu_isa_name(attn_cpu_isa_select(NULL, 0));
 }

@@ -380,7 +380,7 @@ static void profile_warn(profile_log *pl, const char *fmt, ...)
             return;
     if (pl->n < PROFILE_SEEN_MAX)
         pl->seen[pl->n++] = h;
-    attn_log(pl->log, ATTN_LOG_WARN, "%s", msg);
+    attn_log_env(pl->log, "%s", msg);
 }
 
 static void report_profile(void *user, const char *msg)

@@ -141,11 +141,11 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
     if (!opt && env && *env && env[0] != '/') {
         /* As XDG_CACHE_HOME: a relative folder would move with the
          * process's working directory. */
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "ATTN_CACHE_DIR=\"%.200s\" is not an absolute path (an "
-                 "absolute folder, or empty for no cache); ignored: the "
-                 "default folder is used",
-                 env);
+        attn_log_env(rt->log,
+                     "ATTN_CACHE_DIR=\"%.200s\" is not an absolute path (an "
+                     "absolute folder, or empty for no cache); ignored: the "
+                     "default folder is used",
+                     env);
         env = NULL;
     }
     if (opt) {
@@ -165,10 +165,10 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
     } else {
         from = "XDG_CACHE_HOME";
         if (xdg && *xdg && xdg[0] != '/') {
-            attn_log(rt->log, ATTN_LOG_WARN,
-                     "XDG_CACHE_HOME \"%.200s\" is not an absolute path; "
-                     "ignored",
-                     xdg);
+            attn_log_env(rt->log,
+                         "XDG_CACHE_HOME \"%.200s\" is not an absolute path; "
+                         "ignored",
+                         xdg);
             xdg = NULL;
         }
         if (xdg && *xdg) {
@@ -180,10 +180,10 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
                 base = home;
                 suffix = "/.cache/libattn";
             } else {
-                attn_log(rt->log, ATTN_LOG_WARN,
-                         "HOME \"%.200s\" is not an absolute path; no "
-                         "program cache",
-                         home);
+                attn_log_env(rt->log,
+                             "HOME \"%.200s\" is not an absolute path; no "
+                             "program cache",
+                             home);
             }
         }
     }
@@ -205,20 +205,21 @@ static void resolve_cache_dir(attn_cl_runtime *rt, const char *opt)
     if (!*suffix && ((bl == 2 && !strncmp(base, "..", 2)) ||
                      (bl >= 3 && !strncmp(base + bl - 3, "/..", 3)) ||
                      (bl == 1 && base[0] == '.'))) {
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "program cache folder %.200s (from %s) ends in \".\" or "
-                 "\"..\": name the folder itself; caching off",
-                 base, from);
+        attn_log_env(rt->log,
+                     "program cache folder %.200s (from %s) ends in \".\" or "
+                     "\"..\": name the folder itself; caching off",
+                     base, from);
         return;
     }
     n = bl + strlen(suffix);
     if (n > ATTN_CL_CACHE_DIR_MAX) {
         /* Cut, it would name another folder, which the cache would then
          * create. */
-        attn_log(rt->log, ATTN_LOG_WARN,
-                 "program cache folder %.60s... (from %s) is %zu bytes long, "
-                 "more than %d: caching off",
-                 base, from, n, ATTN_CL_CACHE_DIR_MAX);
+        attn_log_env(
+            rt->log,
+            "program cache folder %.60s... (from %s) is %zu bytes long, "
+            "more than %d: caching off",
+            base, from, n, ATTN_CL_CACHE_DIR_MAX);
         return;
     }
     memcpy(rt->cache_dir, base, bl);
