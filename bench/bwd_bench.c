@@ -365,6 +365,8 @@ static int run(attn_context *ctx, const struct bench_cfg *cf, int n, int causal)
 #ifdef ATTN_BENCH_HAVE_CL
     if (!bad && cf->resident)
         bad = run_resident(ctx, &d, &g, e, nbias, reps, tf, tb, &diff);
+#else
+    (void)nbias;
 #endif
     for (int r = -1; !bad && !cf->resident && r < reps; r++) {
         double t0 = now(), f = 0.0, b = 0.0;

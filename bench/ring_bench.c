@@ -100,7 +100,7 @@ static void *filled(size_t n, size_t elem)
 
 static int parse(int argc, char **argv, bench_opts *o)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* each option and its value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int *ip = !strcmp(a, "--seq")            ? &o->seq
                   : !strcmp(a, "--heads")        ? &o->heads
@@ -126,7 +126,6 @@ static int parse(int argc, char **argv, bench_opts *o)
             o->device = v;
         else
             return 0;
-        i++;
     }
     return o->seq > 0 && o->heads > 0 && o->kv_heads > 0 && o->dim > 0 &&
            o->window >= 0 && o->reps > 0 && o->threads > 0;

@@ -563,10 +563,14 @@ static void test_devices(void)
         CU_ASSERT(all[i].platform_index >= 0);
         CU_ASSERT(all[i].device_index >= 0);
     }
-    /* Nothing past *count is written. */
+    /* Nothing past *count is written (element 0 of none keeps the
+     * struct_size the caller put there). */
     unsigned char pat[sizeof(attn_device_info)];
     memset(pat, 0xcd, sizeof pat);
+    if (n == 0)
+        memcpy(pat, &all[0].struct_size, sizeof all[0].struct_size);
     CU_ASSERT_EQUAL(memcmp(&all[n], pat, sizeof pat), 0);
+    memset(pat, 0xcd, sizeof pat);
     if (n >= 2) {
         memset(all, 0xcd, (n + 1) * sizeof *all);
         all[0].struct_size = sizeof *all;

@@ -395,14 +395,14 @@ enum {
     V_ALL,    /* bias, top-left causal and kv_len together */
     N_VARIANTS
 };
-static const char *const variant_names[N_VARIANTS] = {"no mask",
-                                                      "causal",
-                                                      "kv_len",
-                                                      "bias",
-                                                      "causal window 5",
-                                                      "kv_len 0",
-                                                      "bias + top-left causal "
-                                                      "+ kv_len"};
+static const char *const variant_names[N_VARIANTS] = {
+    "no mask",
+    "causal",
+    "kv_len",
+    "bias",
+    "causal window 5",
+    "kv_len 0",
+    "bias, top-left causal, kv_len"};
 
 /* The key positions the cases poison: one late (hidden from the first rows
  * under causal and past kv_len in batch 0), one early (outside a sliding

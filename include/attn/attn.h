@@ -138,11 +138,20 @@ typedef struct attn_device_info {
 } attn_device_info;
 
 /** @def ATTN_SIZED_INIT_
- * The initializers below use designated initializers in C (no
- * -Wmissing-field-initializers warning) and the first members in C++. */
+ * The initializers below use designated initializers in C and, in C++, a
+ * value-initialized copy with struct_size set: neither gives a
+ * -Wmissing-field-initializers warning. */
 /* clang-format off */
 #ifdef __cplusplus
-#define ATTN_SIZED_INIT_(type) {sizeof(type)}
+extern "C++" {
+template <typename T> inline T attn_sized_init_(void)
+{
+    T t = T();
+    t.struct_size = sizeof(T);
+    return t;
+}
+}
+#define ATTN_SIZED_INIT_(type) attn_sized_init_<type>()
 #else
 #define ATTN_SIZED_INIT_(type) {.struct_size = sizeof(type)}
 #endif
@@ -314,7 +323,16 @@ typedef struct attn_options {
 /** Initializer with the defaults: `attn_options o = ATTN_OPTIONS_INIT;` */
 /* clang-format off */
 #ifdef __cplusplus
-#define ATTN_OPTIONS_INIT {sizeof(attn_options), "auto", 0, 0, NULL, 1}
+extern "C++" {
+inline attn_options attn_options_init_(void)
+{
+    attn_options o = attn_sized_init_<attn_options>();
+    o.device = "auto";
+    o.allow_fallback = 1;
+    return o;
+}
+}
+#define ATTN_OPTIONS_INIT attn_options_init_()
 #else
 #define ATTN_OPTIONS_INIT \
     {.struct_size = sizeof(attn_options), .device = "auto", .allow_fallback = 1}

@@ -242,11 +242,12 @@ const char *old_caller_devices(void)
     struct {
         old_device_info d[3];
         unsigned char guard[96];
-    } box;
+    } box, was;
     size_t n = 0;
     int rc;
     memset(&box, GUARD, sizeof box);
     box.d[0].struct_size = sizeof box.d[0];
+    was = box;
     if ((rc = attn_devices(box.d, 2, &n)) != 0) {
         snprintf(why, sizeof why, "attn_devices: %d: %s", rc,
                  attn_last_error());
@@ -263,8 +264,10 @@ const char *old_caller_devices(void)
                      i);
             return why;
         }
+    /* Past *count or the capacity: as the caller left it (element 0's
+     * struct_size when there is no device). */
     for (size_t i = n < 2 ? n : 2; i < 3; i++)
-        if (!guard_intact((const unsigned char *)&box.d[i], sizeof box.d[i]))
+        if (memcmp(&box.d[i], &was.d[i], sizeof box.d[i]) != 0)
             return "attn_devices wrote an element past *count or capacity";
     if (!guard_intact(box.guard, sizeof box.guard))
         return "attn_devices wrote past the caller's array";
