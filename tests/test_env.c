@@ -47,7 +47,7 @@ static const bad_value cases[] = {
     {"ATTN_DEVICE", "gpu, native", "comma list", 0},
     {"ATTN_DEVICE", ",", "comma list", 0},
     {"ATTN_DEVICE", " , ,", "comma list", 0},
-    {"ATTN_KERNEL", "no-such-kernel", "fused", 0},
+    {"ATTN_KERNEL", "no-such-kernel", "native", 0},
     {"ATTN_KERNEL", "native", "ignored", 1}, /* on an OpenCL device */
     {"ATTN_CPU_ISA", "sse9", "avx2", 0},
     {"ATTN_CPU_ISA", "", NULL, 0}, /* empty: unset, no warning */
