@@ -316,7 +316,7 @@ int main(int argc, char **argv)
     ggml_peer_close(ps.g);
     if (report_csv_close() != 0) {
         fprintf(stderr, "attn-bench: error writing %s\n", opt.csv);
-        rc = 1;
+        rc = 2;
     } else if (opt.plot && report_plot(&opt, opt.csv) != 0 && csv_tmp[0]) {
         csv_tmp[0] = '\0'; /* never changes rc; keep the CSV to plot later */
     }

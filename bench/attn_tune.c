@@ -39,8 +39,13 @@
 #define TUNE_N   1024
 #define TUNE_D   64
 #define TUNE_TOL 1e-4
-#define TUNE_REP 3
-#define MAX_CAND 128
+/* The matrix-unit variants (mma, amdmm) run at TF32, which the context
+ * must ask: 10 mantissa bits on the products of d = 64 */
+#define TUNE_TOL_TF32 4e-3
+/* splitkv takes at most 64 query rows per kv head: a decode-sized block */
+#define TUNE_SPLIT_ROWS 16
+#define TUNE_REP        3
+#define MAX_CAND        128
 
 typedef struct cand {
     int v[16];
@@ -134,7 +139,24 @@ typedef struct bench {
     size_t n_o;
     float *o;         /* device result, read back */
     const float *ref; /* native result */
+    double tol;       /* the largest |o - ref| a candidate may have */
 } bench;
+
+/* Query rows the variant is timed at: 1 for decode, a block splitkv
+ * takes, else TUNE_N. */
+static int tune_rows(const attn_tool_variant *var)
+{
+    return !strcmp(var->name, "decode")    ? 1
+           : !strcmp(var->name, "splitkv") ? TUNE_SPLIT_ROWS
+                                           : TUNE_N;
+}
+
+/* 1 for the matrix-unit variants of F32 storage, which run at TF32 only
+ * (attn.h: at EXACT they decline every call). */
+static int tune_tf32(const attn_tool_variant *var)
+{
+    return !strcmp(var->name, "mma") || !strcmp(var->name, "amdmm");
+}
 
 /* One call, waited for; ATTN_OK or the error (why says it). */
 static attn_status run_once(bench *b, char *why, size_t cap)
@@ -187,8 +209,8 @@ static void try_candidate(bench *b, cand *c, double flop)
         if (!(e <= diff)) /* NaN too */
             diff = isnan(e) ? INFINITY : e;
     }
-    if (!(diff <= TUNE_TOL)) {
-        printf("skipped: wrong: max |diff| %.3g > %.0e\n", diff, TUNE_TOL);
+    if (!(diff <= b->tol)) {
+        printf("skipped: wrong: max |diff| %.3g > %.0e\n", diff, b->tol);
         return;
     }
     for (int r = 0; r < TUNE_REP; r++) {
@@ -220,6 +242,33 @@ static int native_reference(const attn_sdpa_desc *d, const float *q,
         fprintf(stderr, "attn-tune: native backend: %s\n", attn_last_error());
     attn_context_destroy(ctx);
     return s == ATTN_OK ? 0 : -1;
+}
+
+/* The "<variant>.<param> = value" lines of another variant in the
+ * profile an earlier run wrote at path (none when there is none), copied
+ * to f: tuning one variant keeps the others' values. */
+static void keep_others(const char *path, const char *variant, FILE *f)
+{
+    char line[512];
+    const size_t vl = strlen(variant);
+    int first = 1;
+    FILE *old = fopen(path, "r");
+    if (!old)
+        return;
+    while (fgets(line, sizeof line, old)) {
+        const char *dot = strchr(line, '.');
+        size_t n = strspn(line, "abcdefghijklmnopqrstuvwxyz0123456789_");
+        if (n == 0 || line + n != dot || !strchr(dot, '=') ||
+            (n == vl && !strncmp(line, variant, vl)))
+            continue;
+        if (first)
+            fprintf(f, "# kept from the earlier profile:\n");
+        first = 0;
+        fputs(line, f);
+        if (!strchr(line, '\n'))
+            fputc('\n', f);
+    }
+    fclose(old);
 }
 
 static int write_profile(const char *dir, const attn_device_info *dev,
@@ -257,8 +306,9 @@ static int write_profile(const char *dir, const attn_device_info *dev,
             var->name);
     fprintf(f, "# %s (%s, driver %s).\n", dev->name, dev->platform,
             dev->driver_version);
-    fprintf(f, "# B=%d H=%d N=%d d=%d f32, median of %d runs:\n", TUNE_B,
-            TUNE_H, TUNE_N, TUNE_D, TUNE_REP);
+    fprintf(f, "# B=%d H=%d N=%d seq_q=%d d=%d f32%s, median of %d runs:\n",
+            TUNE_B, TUNE_H, TUNE_N, tune_rows(var), TUNE_D,
+            tune_tf32(var) ? " at TF32" : "", TUNE_REP);
     describe(var, def->v, what, sizeof what);
     if (def->ok)
         fprintf(f, "#   start %s: %.2f GFLOP/s\n", what, def->gflops);
@@ -272,7 +322,9 @@ static int write_profile(const char *dir, const attn_device_info *dev,
         if (!var->params[i].runtime)
             fprintf(f, "%s.%s = %d\n", var->name, var->params[i].name,
                     best->v[i]);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    keep_others(path, var->name, f);
+    if (fflush(f) != 0 || ferror(f) || fclose(f) != 0 ||
+        rename(tmp, path) != 0) {
         fprintf(stderr, "attn-tune: cannot write %s: %s\n", path,
                 strerror(errno));
         remove(tmp);
@@ -353,11 +405,10 @@ static int tune(const char *spec, const attn_device_info *dev,
     static cand c[MAX_CAND];
     attn_options opt;
     bench b;
-    const int decode = !strcmp(var->name, "decode");
-    const size_t nq = (size_t)TUNE_B * TUNE_H * (decode ? 1 : TUNE_N) * TUNE_D;
+    const int rows = tune_rows(var);
+    const size_t nq = (size_t)TUNE_B * TUNE_H * (size_t)rows * TUNE_D;
     const size_t nkv = (size_t)TUNE_B * TUNE_H * TUNE_N * TUNE_D;
-    const double flop =
-        4.0 * TUNE_B * TUNE_H * (double)(decode ? 1 : TUNE_N) * TUNE_N * TUNE_D;
+    const double flop = 4.0 * TUNE_B * TUNE_H * (double)rows * TUNE_N * TUNE_D;
     float *q = malloc(nq * sizeof(float)), *k = malloc(nkv * sizeof(float)),
           *v = malloc(nkv * sizeof(float)), *ref = malloc(nq * sizeof(float)),
           *o = malloc(nq * sizeof(float));
@@ -373,7 +424,7 @@ static int tune(const char *spec, const attn_device_info *dev,
     b.var = var;
     b.d.batch = TUNE_B;
     b.d.heads_q = b.d.heads_kv = TUNE_H;
-    b.d.seq_q = decode ? 1 : TUNE_N;
+    b.d.seq_q = rows;
     b.d.seq_kv = TUNE_N;
     b.d.head_dim = b.d.head_dim_v = TUNE_D;
     b.d.dtype = ATTN_F32;
@@ -386,6 +437,12 @@ static int tune(const char *spec, const attn_device_info *dev,
     opt.device = spec;
     opt.kernel = var->name;
     opt.allow_fallback = 0;
+    if (tune_tf32(var)) {
+        opt.precision = ATTN_PRECISION_TF32;
+        b.tol = TUNE_TOL_TF32;
+    } else {
+        b.tol = TUNE_TOL;
+    }
     if (attn_context_create(&opt, &b.ctx) != ATTN_OK) {
         fprintf(stderr, "attn-tune: %s: %s\n", dev->name, attn_last_error());
         goto out;
@@ -395,9 +452,10 @@ static int tune(const char *spec, const attn_device_info *dev,
     b.ref = ref;
     if (make_buffers(&b, q, k, v))
         goto out;
-    printf("attn-tune: %s (%s), variant %s, B=%d H=%d N=%d d=%d f32%s\n",
-           dev->name, dev->platform, var->name, TUNE_B, TUNE_H, TUNE_N, TUNE_D,
-           quick ? ", quick" : "");
+    printf("attn-tune: %s (%s), variant %s, B=%d H=%d N=%d (seq_q %d) d=%d "
+           "f32%s%s\n",
+           dev->name, dev->platform, var->name, TUNE_B, TUNE_H, TUNE_N, rows,
+           TUNE_D, tune_tf32(var) ? " at TF32" : "", quick ? ", quick" : "");
     /* The start: the device's current values (profile or defaults). */
     if (attn_tool_get_tuning(b.ctx, var->name, c[0].v, why, sizeof why)) {
         fprintf(stderr, "attn-tune: %s\n", why);
@@ -479,10 +537,12 @@ int main(int argc, char **argv)
 
     snprintf(about, sizeof about,
              "Times the variant at B=%d H=%d N=%d d=%d f32 (seq_q 1 for "
-             "\"decode\") for each\ncandidate, checks it against the native "
-             "backend and writes the fastest as\na profile (use it with "
-             "ATTN_PLATFORM_DIR=DIR).",
-             TUNE_B, TUNE_H, TUNE_N, TUNE_D);
+             "\"decode\", %d for\n\"splitkv\"; mma and amdmm at TF32) for "
+             "each candidate, checks it against the\nnative backend and "
+             "writes the fastest as a profile (use it with\n"
+             "ATTN_PLATFORM_DIR=DIR). The profile keeps the values of the "
+             "other variants\nan earlier run wrote for the device.",
+             TUNE_B, TUNE_H, TUNE_N, TUNE_D, TUNE_SPLIT_ROWS);
     if ((rc = cli_parse(&cli, argc, argv, on_option, &a)) >= 0)
         return rc;
     spec = a.spec;
@@ -494,9 +554,16 @@ int main(int argc, char **argv)
             vi = i;
     if (vi < 0 || attn_tool_variant_info(vi, &var) != ATTN_OK) {
         fprintf(stderr,
-                "attn-tune: \"%s\" is not a kernel variant "
-                "(attn-probe --kernels lists them)\n",
+                "attn-tune: \"%s\" is not a forward kernel variant "
+                "(attn-probe --kernels lists them; the backward's bwd_* have "
+                "no parameters to tune)\n",
                 kernel);
+        return 2;
+    }
+    if (!strcmp(var.name, "xmx")) {
+        fprintf(stderr, "attn-tune: xmx takes F16 and BF16 storage only, and "
+                        "attn-tune times F32: set its values in a profile "
+                        "by hand\n");
         return 2;
     }
     if (!spec)

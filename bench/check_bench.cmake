@@ -96,6 +96,17 @@ foreach(l IN LISTS pnat pfused)
     message(FATAL_ERROR "precision: row without the precision run: ${l}")
   endif()
 endforeach()
+# 2c. ATTN_DEVICE names the cl-* impls' device and no other: the native
+# row runs on the native backend (kernel "native"), never on the device.
+set(ENV{ATTN_DEVICE} cpu)
+set(dcsv ${OUT}/device.csv)
+run_bench(attn-device 0 --no-peers --impl native,cl-fused --sizes 32 --reps 1
+          --warmup 0 --head-dim 16 --causal no --csv ${dcsv})
+unset(ENV{ATTN_DEVICE})
+csv_rows(${dcsv} native dnat)
+if(NOT dnat MATCHES "^[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,[^,]*,native,[^,]*,native,")
+  message(FATAL_ERROR "ATTN_DEVICE=cpu: the native row ran elsewhere: ${dnat}")
+endif()
 csv_rows(${csv} cl:fused fused_rows)
 list(LENGTH fused_rows n_fused)
 if(kernels AND NOT n_fused EQUAL 8)

@@ -156,8 +156,10 @@ static const cli_section section_table[] = {
      "on sampled rows).  --resident adds 'wall ms': host time per call.\n"
      "With the decode case, '% triad' = the row's GB/s against the triad's."},
     {"Exit status",
-     "0 on success; 1 when a case failed or libattn could not start; 2 on a\n"
-     "usage error or when the CSV could not be written."},
+     "0 on success; 1 when libattn's native row failed (the reference of\n"
+     "the others), libattn could not start or the output could not be\n"
+     "written; 2 on a usage error or when the CSV could not be written. A\n"
+     "row of another implementation that fails says why in its note."},
     {"See also", "attn-probe(1), attn-tune(1)"},
     {NULL, NULL}};
 /* clang-format on */
@@ -384,10 +386,17 @@ int options_parse(int argc, char **argv, options *o)
     o->device = "cpu";
     {
         /* ATTN_DEVICE=gpu attn-bench: the cl-* impls on the GPU. */
+        static char env_device[512];
         const char *env = getenv("ATTN_DEVICE");
         if (env && *env && strcmp(env, "auto") != 0 &&
-            strcmp(env, "native") != 0)
-            o->device = env;
+            strcmp(env, "native") != 0) {
+            snprintf(env_device, sizeof env_device, "%s", env);
+            o->device = env_device;
+        }
+        /* ... and no further: the library would put every context on it,
+         * native's and cl-2dev's too, and over --device. */
+        if (env)
+            unsetenv("ATTN_DEVICE");
     }
     o->seq_q = 1;
     o->batch = 1;

@@ -405,6 +405,11 @@ int runner_case(const options *opt, attn_context *ctx, const cl_impls *ci,
     }
     double lib_ms = cr.r[0].ok ? cr.r[0].median_ms : 0;
     int lib_ok = cr.r[0].ok;
+    /* A failed row's reason lives in its entry, which entry_free clears:
+     * the row keeps a copy. */
+    for (int i = 0; i < n_es; i++)
+        if (es[i].r && es[i].r->note == es[i].why)
+            case_row_note(&cr, es[i].r, "%s", es[i].why);
     for (int i = 0; i < n_es; i++)
         entry_free(&es[i]);
     if (have_ri)

@@ -6,6 +6,7 @@
  *
  *   attn-demo [--seq N] [--batch B] [--threads T] [--device SPEC]
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,19 @@ static void fill(float *x, size_t n, float scale, unsigned *state)
     }
 }
 
+/* A whole number in [lo, hi] (a usage error otherwise). */
+static int number(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 static const char *kind_name(attn_device_kind k)
 {
     static const char *const names[] = {"gpu", "igpu",  "fpga",
@@ -43,24 +57,30 @@ int main(int argc, char **argv)
     attn_options_init(&opt);
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
         if (!strcmp(argv[i], "--seq") && next)
-            seq = atoi(argv[++i]);
+            bad = number(argv[++i], 1, 1 << 20, &seq);
         else if (!strcmp(argv[i], "--batch") && next)
-            batch = atoi(argv[++i]);
+            bad = number(argv[++i], 1, 1 << 16, &batch);
         else if (!strcmp(argv[i], "--threads") && next)
-            opt.threads = atoi(argv[++i]);
+            bad = number(argv[++i], 0, 1024, &opt.threads);
         else if (!strcmp(argv[i], "--device") && next)
             opt.device = argv[++i];
         else {
-            printf("usage: %s [--seq N] [--batch B] [--threads T] "
-                   "[--device SPEC]\n",
-                   argv[0]);
-            return strcmp(argv[i], "--help") ? 2 : 0;
+            int help = !strcmp(argv[i], "--help");
+            fprintf(help ? stdout : stderr,
+                    "usage: %s [--seq N] [--batch B] [--threads T] "
+                    "[--device SPEC]\n",
+                    argv[0]);
+            return help ? 0 : 2;
         }
-    }
-    if (seq <= 0 || batch <= 0) {
-        fprintf(stderr, "attn-demo: --seq and --batch must be positive\n");
-        return 2;
+        if (bad) {
+            fprintf(stderr,
+                    "attn-demo: bad value '%s' for %s (--seq 1..1048576, "
+                    "--batch 1..65536, --threads 0..1024)\n",
+                    argv[i], argv[i - 1]);
+            return 2;
+        }
     }
 
     attn_context *ctx;
@@ -122,6 +142,10 @@ int main(int argc, char **argv)
     printf("checksum: sum %.6f  sum|y| %.6f\n", sum, abs_sum);
     printf("time: %.3f ms (best of 3)\n", best);
     rc = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "attn-demo: cannot write the output\n");
+        rc = 1;
+    }
 out:
     free(x);
     free(y);

@@ -38,6 +38,10 @@ for tool in attn-probe attn-bench attn-tune; do
   fi
   found=$((found + 1))
   check "$tool --help" sh -c "'$exe' --help | grep -q '^usage: $tool'"
+  # Output that cannot be written is a failure (exit 1), not a success.
+  if [ -w /dev/full ]; then
+    check "$tool --help to a full disk" sh -c "'$exe' --help >/dev/full 2>/dev/null; [ \$? -eq 1 ]"
+  fi
   check "$tool -h" sh -c "'$exe' -h | grep -q 'Options:'"
   check "$tool --version" sh -c "'$exe' --version | grep -q '^$tool (libattn) [0-9]'"
   check "$tool -V" sh -c "'$exe' -V | grep -q '(libattn)'"
@@ -75,7 +79,7 @@ tune=$(tool=attn-tune find_tool "$@")
 if [ -n "$tune" ]; then
   # A variant that does not exist is refused after parsing, in each form.
   for form in "--kernel=nope" "--kernel nope" "-knope" "-k nope"; do
-    check "attn-tune $form" sh -c "'$tune' $form 2>&1 | grep -q '\"nope\" is not a kernel variant'"
+    check "attn-tune $form" sh -c "'$tune' $form 2>&1 | grep -q '\"nope\" is not a forward kernel variant'"
     status 2 "$tune" $form
   done
   check "attn-tune -o/-d forms" sh -c "'$tune' -o/tmp --device=no-such-device-xyzzy -q 2>&1 | grep -q 'no-such-device-xyzzy'"

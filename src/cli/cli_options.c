@@ -6,9 +6,11 @@
 #include "cli/cli_options.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { KEY_HELP = 'h', KEY_VERSION = 'V', KEY_MAN = 0x7ffe };
 
@@ -212,6 +214,19 @@ void cli_man(const cli_spec *s, FILE *f)
 /* ---- parsing ---------------------------------------------------------------
  */
 
+static const char *exit_prog = "attn";
+
+/* At exit: output that could not be written (a full disk, a closed
+ * stdout) is a failure, not a success with nothing said. */
+static void check_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "%s: cannot write the output: %s\n", exit_prog,
+                strerror(errno ? errno : EIO));
+        _exit(1);
+    }
+}
+
 int cli_parse(const cli_spec *s, int argc, char **argv, cli_handler fn,
               void *user)
 {
@@ -221,6 +236,11 @@ int cli_parse(const cli_spec *s, int argc, char **argv, cli_handler fn,
     char **av = malloc(((size_t)argc + 1) * sizeof *av);
     size_t k = 0;
     int rc = -1, c;
+    static int checked;
+    if (!checked) {
+        exit_prog = s->prog;
+        checked = atexit(check_stdout) == 0;
+    }
     if (!lo || !shorts || !av) {
         fprintf(stderr, "%s: out of memory\n", s->prog);
         rc = 2;

@@ -52,7 +52,9 @@ typedef int (*cli_handler)(void *user, int key, const char *value);
 /* Parses argv.  Returns -1 to go on, or the exit status the tool should
  * return: 0 after --help, --version or --man (printed on stdout), 2 after
  * a usage error (said on stderr with a pointer to --help).  Arguments that
- * are not options are usage errors. */
+ * are not options are usage errors.  The first call also makes the
+ * process exit with status 1, saying why on stderr, when its stdout could
+ * not be written. */
 int cli_parse(const cli_spec *spec, int argc, char **argv, cli_handler fn,
               void *user);
 
