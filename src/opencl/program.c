@@ -74,6 +74,16 @@ static attn_status source_text(const char *name, char **owned,
     snprintf(path, sizeof path, "%s/%s", ATTN_CL_SOURCE_DIR, name);
     s = read_file(path, owned, len, err);
     *text = *owned;
+    if (s == ATTN_ERR_IO) {
+        /* A program without its source is one that does not build: with
+         * fallback on, the native backend runs the call. */
+        char why[ATTN_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        s = attn_fail(err, ATTN_ERR_BUILD_FAILED,
+                      "%.400s (this build reads its kernel sources from "
+                      "there: ATTN_EMBED_KERNELS=OFF)",
+                      why);
+    }
     return s;
 #endif
 }
