@@ -192,25 +192,41 @@ static attn_status strided_backward(attn_context *ctx, const char *fn,
 /* Packed sequences (cu_seqlens_q, cu_seqlens_kv): each sequence as its own
  * strided call over its rows, its lse rows gathered from [heads_q,
  * total_q]; a sequence without keys gets dq = 0, one without queries dk =
- * dv = 0; d_additive_w summed over the sequences. */
+ * dv = 0; d_additive_w summed over the sequences.  dq, dk and dv are
+ * written to copies of their spans (whole: all the rows as one sequence)
+ * and the sum kept apart, all copied to the caller's only when every
+ * sequence has run: outputs are untouched on error. */
 static attn_status packed_backward(attn_context *ctx, const char *fn,
                                    const attn_sdpa_desc *d,
+                                   const attn_sdpa_desc *whole,
                                    const attn_sdpa_grad *g, attn_err *err)
 {
     const size_t e = d->dtype == ATTN_F32 ? 4 : 2;
     const size_t total_q = (size_t)d->cu_seqlens_q[d->batch];
     const size_t nw = (size_t)d->heads_q * (size_t)d->head_dim;
+    const size_t span[3] = {attn_tensor_extent(whole, ATTN_T_Q) * e,
+                            attn_tensor_extent(whole, ATTN_T_K) * e,
+                            attn_tensor_extent(whole, ATTN_T_V) * e};
+    void *const out[3] = {g->dq, g->dk, g->dv};
     float *lse = malloc((size_t)d->heads_q * (size_t)d->seq_q * sizeof *lse);
-    float *dw = g->d_additive_w ? malloc(nw * sizeof *dw) : NULL;
+    float *dw = g->d_additive_w ? malloc(2 * nw * sizeof *dw) : NULL;
+    char *stage = malloc(span[0] + span[1] + span[2]);
+    char *sq = stage, *sk = stage + span[0], *sv = sk + span[1];
     attn_status s = ATTN_OK;
-    if (!lse || (g->d_additive_w && !dw)) {
+    if (!lse || !stage || (g->d_additive_w && !dw)) {
         free(lse);
         free(dw);
+        free(stage);
         return attn_fail(err, ATTN_ERR_OUT_OF_MEMORY,
-                         "cannot allocate the log-sum-exp of one sequence");
+                         "cannot allocate the log-sum-exp of one sequence "
+                         "and copies of dq, dk and dv");
     }
-    if (g->d_additive_w)
-        memset(g->d_additive_w, 0, nw * sizeof *dw);
+    /* the gaps of strided outputs keep what the caller has there */
+    memcpy(sq, g->dq, span[0]);
+    memcpy(sk, g->dk, span[1]);
+    memcpy(sv, g->dv, span[2]);
+    if (dw)
+        memset(dw + nw, 0, nw * sizeof *dw); /* the sum over sequences */
     for (int b = 0; b < d->batch && s == ATTN_OK; b++) {
         attn_sdpa_desc it;
         attn_sdpa_grad gi = *g;
@@ -223,9 +239,9 @@ static attn_status packed_backward(attn_context *ctx, const char *fn,
         gi.v = (const char *)g->v + k0 * (size_t)it.v_strides[2] * e;
         gi.o = (const char *)g->o + q0 * (size_t)it.o_strides[2] * e;
         gi.d_o = (const char *)g->d_o + q0 * (size_t)it.o_strides[2] * e;
-        gi.dq = (char *)g->dq + q0 * (size_t)it.q_strides[2] * e;
-        gi.dk = (char *)g->dk + k0 * (size_t)it.k_strides[2] * e;
-        gi.dv = (char *)g->dv + k0 * (size_t)it.v_strides[2] * e;
+        gi.dq = sq + q0 * (size_t)it.q_strides[2] * e;
+        gi.dk = sk + k0 * (size_t)it.k_strides[2] * e;
+        gi.dv = sv + k0 * (size_t)it.v_strides[2] * e;
         gi.lse = lse;
         gi.d_additive_w = dw;
         if (it.seq_q == 0 || it.seq_kv == 0) {
@@ -246,10 +262,18 @@ static attn_status packed_backward(attn_context *ctx, const char *fn,
                    (size_t)it.seq_q * sizeof *lse);
         s = strided_backward(ctx, fn, &it, &gi, err);
         for (size_t i = 0; s == ATTN_OK && dw && i < nw; i++)
-            g->d_additive_w[i] += dw[i];
+            dw[nw + i] += dw[i];
+    }
+    if (s == ATTN_OK) {
+        for (int t = 0; t < 3; t++)
+            memcpy(out[t], stage + (t ? span[0] : 0) + (t > 1 ? span[1] : 0),
+                   span[t]);
+        if (dw)
+            memcpy(g->d_additive_w, dw + nw, nw * sizeof *dw);
     }
     free(lse);
     free(dw);
+    free(stage);
     return s;
 }
 
@@ -279,7 +303,7 @@ attn_status attn_sdpa_backward(attn_context *ctx, const attn_sdpa_desc *d,
         /* checked whole: all rows as one sequence, as attn_sdpa does */
         if ((s = attn_varlen_item(d, ATTN_VARLEN_WHOLE, &whole, &err)) ||
             (s = attn_validate_sdpa_grad(&whole, g, &err)) ||
-            (s = packed_backward(ctx, fn, d, g, &err)))
+            (s = packed_backward(ctx, fn, d, &whole, g, &err)))
             return attn_api_report(ctx, fn, s, &err);
         return ATTN_OK;
     }

@@ -16,6 +16,8 @@
  * library), each alloc and enqueue failed in turn: the call fails with the
  * driver failure's status, *done untouched, nothing writes dq, dk and dv
  * (read back after the queue finished), no OpenCL object left behind.
+ * Packed sequences (additive score, d_additive_w): a fault in any
+ * sequence leaves every output as it was.
  * Also: a failed build (fresh contexts), and a shape no variant takes
  * (head size 300): refused with fallback off or when the variant is
  * forced, computed natively with fallback on.
@@ -260,6 +262,80 @@ static void test_faults(void)
 {
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++)
         faults_of(variants[i]);
+}
+
+/* Packed sequences (cu_seqlens) with the additive score: the sequences run
+ * one after the other, so a fault in any of them, the last included, must
+ * leave dq, dk, dv and d_additive_w as they were (fallback off). */
+static void test_packed_faults(void)
+{
+    static const int32_t cq[3] = {0, 3, 8}, ck[3] = {0, 4, 10};
+    enum { H = 2, E = 16, TQ = 8, TK = 10 };
+    static const char *const points[] = {"read", "enqueue"};
+    float q[TQ * H * E], k[TK * E], v[TK * E], o[TQ * H * E], dout[TQ * H * E];
+    float w[H * E], lse[H * TQ], dq[TQ * H * E], dk[TK * E], dv[TK * E];
+    float dw[H * E];
+    attn_sdpa_desc d = ATTN_SDPA_DESC_INIT;
+    attn_sdpa_grad g = ATTN_SDPA_GRAD_INIT;
+    attn_options no;
+    attn_context *nat = NULL, *off = open_ctx("bwd_ref", 0);
+    ref_rng r;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(off);
+    ref_rng_seed(&r, 91);
+    ref_fill_f32(&r, q, sizeof q / 4, -1.0, 1.0);
+    ref_fill_f32(&r, k, sizeof k / 4, -1.0, 1.0);
+    ref_fill_f32(&r, v, sizeof v / 4, -1.0, 1.0);
+    ref_fill_f32(&r, dout, sizeof dout / 4, -1.0, 1.0);
+    ref_fill_f32(&r, w, sizeof w / 4, -0.5, 0.5);
+    d.batch = 2;
+    d.heads_q = H;
+    d.heads_kv = 1;
+    d.seq_q = 5; /* the longest */
+    d.seq_kv = 6;
+    d.head_dim = d.head_dim_v = E;
+    d.score = ATTN_SCORE_ADDITIVE;
+    d.additive_w = w;
+    d.cu_seqlens_q = cq;
+    d.cu_seqlens_kv = ck;
+    attn_options_init(&no);
+    no.device = "native";
+    CU_ASSERT_EQUAL_FATAL(attn_context_create(&no, &nat), ATTN_OK);
+    CU_ASSERT_EQUAL_FATAL(attn_sdpa(nat, &d, q, k, v, o, lse), ATTN_OK);
+    attn_context_destroy(nat);
+    g.q = q, g.k = k, g.v = v, g.o = o, g.lse = lse, g.d_o = dout;
+    g.dq = dq, g.dk = dk, g.dv = dv, g.d_additive_w = dw;
+    CU_ASSERT_EQUAL(attn_sdpa_backward(off, &d, &g), ATTN_OK);
+    for (size_t t = 0; t < sizeof points / sizeof points[0]; t++) {
+        int failed = 0;
+        for (int n = 1; n < 64; n++) {
+            char spec[32];
+            attn_status s;
+            snprintf(spec, sizeof spec, "%s@%d", points[t], n);
+            CU_ASSERT_FATAL(attn_fault_set(spec, NULL) == ATTN_OK);
+            memset(dq, PATTERN, sizeof dq);
+            memset(dk, PATTERN, sizeof dk);
+            memset(dv, PATTERN, sizeof dv);
+            memset(dw, PATTERN, sizeof dw);
+            s = attn_sdpa_backward(off, &d, &g);
+            attn_fault_deliver(1);
+            if (attn_fault_fired(t ? ATTN_FAULT_ENQUEUE : ATTN_FAULT_READ) ==
+                0) {
+                HARNESS_EXPECT(s == ATTN_OK, spec);
+                break;
+            }
+            failed++;
+            HARNESS_EXPECT(recoverable(s), spec);
+            HARNESS_EXPECT(all_pattern(dq, sizeof dq) &&
+                               all_pattern(dk, sizeof dk) &&
+                               all_pattern(dv, sizeof dv),
+                           spec);
+            HARNESS_EXPECT(all_pattern(dw, sizeof dw), spec);
+        }
+        /* both sequences fail in turn */
+        HARNESS_EXPECT(failed >= 2, points[t]);
+    }
+    attn_fault_set(NULL, NULL);
+    attn_context_destroy(off);
 }
 
 /* ---- on the caller's buffers -------------------------------------------- */
@@ -556,6 +632,7 @@ int main(void)
     static const harness_test tests[] = {
         {"a fault at every call of each variant", test_faults},
         {"the same on the caller's buffers", test_buffer_faults},
+        {"packed sequences: a fault in any writes nothing", test_packed_faults},
         {"failed builds", test_build},
         {"AUTO past a bwd_tiled that does not build", test_auto_tiled_build},
         {"a shape no variant takes", test_declined},
