@@ -490,6 +490,36 @@ static int refused(attn_status st, attn_status want, const float *y,
     return 1;
 }
 
+/* A LEARNED table of known length is the caller's whole table: an output
+ * over a row past the ones the call reads is refused too, the table
+ * untouched (forward y, backward d_bo). */
+static void test_pos_table_overlap(void)
+{
+    const float w[4] = {1.0f, 0.0f, 0.0f, 1.0f}, x[4] = {0.5f, -0.5f, 1, 2};
+    float table[8 * 2], was[8 * 2], dy[4] = {1, 1, 1, 1};
+    attn_mha_desc m = ATTN_MHA_DESC_INIT;
+    attn_mha_grad g = ATTN_MHA_GRAD_INIT;
+    for (int i = 0; i < 16; i++)
+        table[i] = was[i] = 0.25f * (float)i;
+    m.d_model = 2;
+    m.heads_q = m.heads_kv = 1;
+    m.head_dim = 2;
+    m.wq = m.wk = m.wv = m.wo = w;
+    m.posenc = ATTN_POSENC_LEARNED;
+    m.pos_table = table;
+    m.pos_table_len = 8; /* rows 0 and 1 are read */
+    CU_ASSERT_EQUAL(
+        attn_mha_forward(ctx, &m, 1, 2, 2, x, NULL, NULL, table + 6 * 2),
+        ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_TRUE(strstr(attn_context_last_error(ctx), "pos_table") != NULL);
+    g.d_y = dy;
+    g.d_bo = table + 7 * 2;
+    CU_ASSERT_EQUAL(
+        attn_mha_backward(ctx, &m, 1, 2, 2, x, NULL, NULL, NULL, &g),
+        ATTN_ERR_INVALID_ARGUMENT);
+    CU_ASSERT_EQUAL(memcmp(table, was, sizeof table), 0);
+}
+
 /* 16-bit activations are checked as the caller passes them (two bytes an
  * element) before the layer converts them: y over the mask's arrays or one
  * half into x_q is refused with nothing written, y just past x_q runs, and
@@ -810,6 +840,7 @@ int main(void)
         {"bad input", test_bad_input},
         {"16-bit activations checked before they are converted",
          test_16bit_checks},
+        {"outputs over a learned table's unread rows", test_pos_table_overlap},
         {"the forced kernel runs the layer's attention", test_forced_kernel},
         {NULL, NULL},
     };

@@ -1108,19 +1108,25 @@ ATTN_API void attn_mha_saved_destroy(attn_mha_saved *saved);
  * dP's rows, dx' = dP W, where x' is x plus the positional encoding;
  * d_pos_table[p] sums dx' over the batch items' rows at position p; with
  * the ADDITIVE score, d_additive_w is the attention's (attn_sdpa_grad).
- * The attention's gradients run natively (attn_sdpa_backward's rules), the
- * rest on the host's worker pool (the native GEMM); math in float.
+ * The attention's gradients run as attn_sdpa_backward runs them on ctx
+ * (on its OpenCL device with the backward's kernel variants, a forced one
+ * included, falling back as options.allow_fallback says), the rest on the
+ * host's worker pool (the native GEMM); math in float.
  * Working memory, held for the call: the saved activations when saved is
  * NULL, the gradients asked for (written out at the end), and at most
- * about 4 (3 (nq + nkv) d_model + 4 nq dq + 3 nkv dkv) bytes besides,
- * with nq, nkv, dq, dkv as in attn_mha_forward_train; no seq_q x seq_kv
- * matrix.  Errors: those of
- * attn_mha_forward, plus ATTN_ERR_UNSUPPORTED (a weight_dtype other than
- * ATTN_F32) and ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
+ * about 4 (3 (nq + nkv) d_model + 4 nq dq + 3 nkv dkv + d_model
+ * max(dq, dkv, d_model)) bytes besides (the last term a transposed copy
+ * of one weight), with nq, nkv, dq, dkv as in attn_mha_forward_train, and
+ * the native GEMM's packing buffers; no seq_q x seq_kv matrix.  Errors:
+ * those of attn_mha_forward, plus ATTN_ERR_UNSUPPORTED (a weight_dtype
+ * other than ATTN_F32) and ATTN_ERR_INVALID_ARGUMENT (g or g->d_y NULL, a
  * saved of other sizes, d_pos_table without a LEARNED table of known
  * pos_table_len, d_x_kv in self-attention, an output overlapping an input
- * or another output, d_additive_w without the ADDITIVE score).  Outputs
- * are untouched on error. */
+ * or another output, d_additive_w without the ADDITIVE score), and
+ * attn_sdpa_backward's on an OpenCL context with fallback off
+ * (ATTN_ERR_DEVICE, ATTN_ERR_BUILD_FAILED, ATTN_ERR_UNSUPPORTED when a
+ * forced backward variant does not take the call).  Outputs are untouched
+ * on error. */
 ATTN_API attn_status attn_mha_backward(
     attn_context *ctx, const attn_mha_desc *m, int batch, int seq_q, int seq_kv,
     const float *x_q, const float *x_kv, const attn_mask_desc *mask,

@@ -390,7 +390,12 @@ const char *attn_mha_input_overlap(const attn_mha_call *c, const void *p,
                  nkv = (size_t)m->heads_kv * (size_t)m->head_dim,
                  rows_q = (size_t)c->batch * (size_t)c->seq_q,
                  rows_kv = (size_t)c->batch * (size_t)c->seq_kv,
-                 pos_rows = (size_t)pos_rows_read(c);
+                 read_rows = (size_t)pos_rows_read(c);
+    /* the table as declared (pos_table_len), else the rows the call reads */
+    const size_t pos_rows =
+        m->pos_table_len > 0 && (size_t)m->pos_table_len > read_rows
+            ? (size_t)m->pos_table_len
+            : read_rows;
     const attn_mask_desc *mk = c->mask;
     const size_t bias_rows =
         mk->bias_kind == ATTN_BIAS_FULL ? rows_q * (size_t)m->heads_q
