@@ -566,8 +566,20 @@ int main(int argc, char **argv)
                         "by hand\n");
         return 2;
     }
-    if (!spec)
-        spec = getenv("ATTN_DEVICE");
+    if (!spec) {
+        const char *env = getenv("ATTN_DEVICE");
+        char why[256];
+        /* as attn_context_create: a value that is no spec is a warning and
+         * the default device is used */
+        if (env && *env && attn_tool_check_spec(env, why, sizeof why)) {
+            fprintf(stderr,
+                    "attn-tune: ATTN_DEVICE=\"%.64s\" is not a device spec "
+                    "(%s); ignored, as libattn ignores it: device \"auto\"\n",
+                    env, why);
+            env = NULL;
+        }
+        spec = env;
+    }
     if (!spec || !*spec)
         spec = "auto";
     if (!strcasecmp(spec, "native")) {

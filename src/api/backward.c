@@ -189,6 +189,23 @@ static attn_status strided_backward(attn_context *ctx, const char *fn,
     return s;
 }
 
+/* Copies the rows of tensor t of d from src to dst, both in d's layout
+ * (the gaps between rows untouched). */
+static void copy_rows(const attn_sdpa_desc *d, int t, void *dst,
+                      const void *src)
+{
+    const size_t e = d->dtype == ATTN_F32 ? 4 : 2;
+    size_t n[3], w, st[3];
+    attn_tensor_dims(d, t, n, &w);
+    attn_tensor_strides(d, t, st);
+    for (size_t b = 0; b < n[0]; b++)
+        for (size_t h = 0; h < n[1]; h++)
+            for (size_t i = 0; i < n[2]; i++) {
+                const size_t at = (b * st[0] + h * st[1] + i * st[2]) * e;
+                memcpy((char *)dst + at, (const char *)src + at, w * e);
+            }
+}
+
 /* Packed sequences (cu_seqlens_q, cu_seqlens_kv): each sequence as its own
  * strided call over its rows, its lse rows gathered from [heads_q,
  * total_q]; a sequence without keys gets dq = 0, one without queries dk =
@@ -265,9 +282,10 @@ static attn_status packed_backward(attn_context *ctx, const char *fn,
             dw[nw + i] += dw[i];
     }
     if (s == ATTN_OK) {
-        for (int t = 0; t < 3; t++)
-            memcpy(out[t], stage + (t ? span[0] : 0) + (t > 1 ? span[1] : 0),
-                   span[t]);
+        /* row by row: dq, dk and dv may share one block (fused QKV) */
+        copy_rows(whole, ATTN_T_Q, out[0], sq);
+        copy_rows(whole, ATTN_T_K, out[1], sk);
+        copy_rows(whole, ATTN_T_V, out[2], sv);
         if (dw)
             memcpy(g->d_additive_w, dw + nw, nw * sizeof *dw);
     }

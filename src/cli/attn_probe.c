@@ -157,11 +157,11 @@ static void print_no_platform(void)
                "  again.\n",
                dir);
     else
-        printf("Hint: %d OpenCL driver%s (ICD) registered in %s, but none "
-               "gave a platform:\n"
+        printf("Hint: %d OpenCL driver%s (ICD) %s registered in %s, but "
+               "none gave a platform:\n"
                "  the driver failed to load or found no device (see "
                "OCL_ICD_DEBUG=7 attn-probe).\n",
-               n, n == 1 ? " is" : "s are", dir);
+               n, n == 1 ? "" : "s", n == 1 ? "is" : "are", dir);
 }
 
 /* The instruction set and thread count a native context gets now. */
